@@ -1,0 +1,28 @@
+//! Core contract of [dify-stack](https://github.com/dify-stack/dify-stack): the [`Provisioner`]
+//! trait every tier implements, [`Plan`]s, the [`Context`] (stack name, partition, naming, tags,
+//! waits, cancellation), typed ids, [`AwsError`] classification and bounded waits.
+//!
+//! Tier crates depend on this crate and never on each other; cross-tier data travels as the
+//! typed ids in [`ids`].
+
+pub mod context;
+pub mod error;
+pub mod ids;
+pub mod naming;
+pub mod partition;
+pub mod plan;
+pub mod provisioner;
+pub mod spec;
+pub mod wait;
+
+pub use context::{
+    Context, Environment, InvalidStackName, Permissions, StackName, TAG_COMPONENT, TAG_NAME, TAG_STACK, TAG_TIER, Tags,
+    Tier,
+};
+pub use error::{AwsError, AwsResultExt, ErrorKind, ignore_not_found};
+pub use naming::{NameError, NameKind};
+pub use partition::Partition;
+pub use plan::{Action, Change, FieldDiff, Plan, PlanSummary, ResourceRef};
+pub use provisioner::Provisioner;
+pub use spec::{SpecError, SpecErrors};
+pub use wait::{Probe, WaitError, WaitPolicy};

@@ -1,0 +1,284 @@
+//! Plans: what `apply` would change, resource by resource and field by field.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What happens to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// It is missing and will be created (`+`).
+    Create,
+    /// It exists and will be modified in place (`~`).
+    Update,
+    /// An immutable setting drifted: delete and re-create (`-/+`); refused unless allowed.
+    Replace,
+    /// It will be deleted (`-`).
+    Delete,
+}
+
+impl Action {
+    /// The terraform-like symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+}
+
+/// Names a resource: its kind (e.g. `ec2:nat-gateway`), its deterministic name, and its id when
+/// it exists.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceRef {
+    /// Service and resource type, e.g. `ec2:vpc`.
+    pub kind: String,
+    /// The deterministic name (usually the `Name` tag).
+    pub name: String,
+    /// The AWS id or ARN, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<String>,
+}
+
+impl ResourceRef {
+    /// A resource that does not exist yet.
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> ResourceRef {
+        ResourceRef { kind: kind.into(), name: name.into(), id: None }
+    }
+
+    /// The same reference with a known id.
+    pub fn with_id(mut self, id: impl Into<String>) -> ResourceRef {
+        self.id = Some(id.into());
+        self
+    }
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)?;
+        if let Some(id) = &self.id {
+            write!(f, " ({id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One field that differs. `None` means absent (before a create, after a delete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    /// Dotted path of the field, e.g. `tags.Name` or `routes[0.0.0.0/0]`.
+    pub path: String,
+    /// The current value.
+    pub before: Option<String>,
+    /// The desired value.
+    pub after: Option<String>,
+}
+
+impl FieldDiff {
+    /// A field that changes from `before` to `after`.
+    pub fn new(path: impl Into<String>, before: Option<impl ToString>, after: Option<impl ToString>) -> FieldDiff {
+        FieldDiff { path: path.into(), before: before.map(|v| v.to_string()), after: after.map(|v| v.to_string()) }
+    }
+}
+
+/// One planned change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// What happens.
+    pub action: Action,
+    /// To which resource.
+    pub resource: ResourceRef,
+    /// The fields that differ (for Create: the settings that will be sent).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub fields: Vec<FieldDiff>,
+    /// Why, when not obvious (e.g. which immutable field forces a replacement).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl Change {
+    /// A change without field details.
+    pub fn new(action: Action, resource: ResourceRef) -> Change {
+        Change { action, resource, fields: Vec::new(), reason: None }
+    }
+
+    /// Adds a field difference.
+    pub fn field(
+        mut self,
+        path: impl Into<String>,
+        before: Option<impl ToString>,
+        after: Option<impl ToString>,
+    ) -> Change {
+        self.fields.push(FieldDiff::new(path, before, after));
+        self
+    }
+
+    /// Sets the reason.
+    pub fn because(mut self, reason: impl Into<String>) -> Change {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// An ordered list of changes. Empty means converged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The changes, in the order apply performs them.
+    pub changes: Vec<Change>,
+}
+
+/// Counts per action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    /// Resources to create.
+    pub create: usize,
+    /// Resources to update in place.
+    pub update: usize,
+    /// Resources to replace.
+    pub replace: usize,
+    /// Resources to delete.
+    pub delete: usize,
+}
+
+impl Plan {
+    /// An empty plan.
+    pub fn new() -> Plan {
+        Plan::default()
+    }
+
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Appends a change.
+    pub fn push(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    /// Appends all changes of another plan.
+    pub fn extend(&mut self, other: Plan) {
+        self.changes.extend(other.changes);
+    }
+
+    /// The changes with a given action.
+    pub fn with_action(&self, action: Action) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(move |c| c.action == action)
+    }
+
+    /// True when a change would replace a resource.
+    pub fn has_replacements(&self) -> bool {
+        self.with_action(Action::Replace).next().is_some()
+    }
+
+    /// Counts per action.
+    pub fn summary(&self) -> PlanSummary {
+        let mut s = PlanSummary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Replace => s.replace += 1,
+                Action::Delete => s.delete += 1,
+            }
+        }
+        s
+    }
+}
+
+fn show(v: &Option<String>) -> String {
+    match v {
+        Some(v) => format!("{v:?}"),
+        None => "(none)".to_owned(),
+    }
+}
+
+impl fmt::Display for Plan {
+    /// Renders the plan like `terraform plan`:
+    ///
+    /// ```text
+    ///   + ec2:vpc dify-test-vpc
+    ///       cidr_block: (none) -> "10.0.0.0/16"
+    ///
+    /// Plan: 1 to create, 0 to update, 0 to replace, 0 to delete.
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return writeln!(f, "No changes. The infrastructure matches the configuration.");
+        }
+        for c in &self.changes {
+            write!(f, "{:>5} {}", c.action.symbol(), c.resource)?;
+            if let Some(reason) = &c.reason {
+                write!(f, "  # {reason}")?;
+            }
+            writeln!(f)?;
+            for d in &c.fields {
+                writeln!(f, "        {}: {} -> {}", d.path, show(&d.before), show(&d.after))?;
+            }
+        }
+        let s = self.summary();
+        writeln!(
+            f,
+            "\nPlan: {} to create, {} to update, {} to replace, {} to delete.",
+            s.create, s.update, s.replace, s.delete
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Plan {
+        let mut plan = Plan::new();
+        plan.push(Change::new(Action::Create, ResourceRef::new("ec2:vpc", "dify-test-vpc")).field(
+            "cidr_block",
+            None::<String>,
+            Some("10.0.0.0/16"),
+        ));
+        plan.push(
+            Change::new(Action::Update, ResourceRef::new("ec2:subnet", "dify-test-private-1").with_id("subnet-1"))
+                .field("tags.kubernetes.io/role/internal-elb", None::<String>, Some("1")),
+        );
+        plan.push(
+            Change::new(Action::Replace, ResourceRef::new("ec2:subnet", "dify-test-public-1").with_id("subnet-2"))
+                .field("cidr_block", Some("10.0.9.0/24"), Some("10.0.1.0/24"))
+                .because("cidr_block cannot change in place"),
+        );
+        plan.push(Change::new(Action::Delete, ResourceRef::new("ec2:nat-gateway", "dify-test-nat-3").with_id("nat-3")));
+        plan
+    }
+
+    #[test]
+    fn renders_like_terraform() {
+        let golden = concat!(
+            "    + ec2:vpc dify-test-vpc\n",
+            "        cidr_block: (none) -> \"10.0.0.0/16\"\n",
+            "    ~ ec2:subnet dify-test-private-1 (subnet-1)\n",
+            "        tags.kubernetes.io/role/internal-elb: (none) -> \"1\"\n",
+            "  -/+ ec2:subnet dify-test-public-1 (subnet-2)  # cidr_block cannot change in place\n",
+            "        cidr_block: \"10.0.9.0/24\" -> \"10.0.1.0/24\"\n",
+            "    - ec2:nat-gateway dify-test-nat-3 (nat-3)\n",
+            "\n",
+            "Plan: 1 to create, 1 to update, 1 to replace, 1 to delete.\n",
+        );
+        assert_eq!(sample().to_string(), golden);
+        assert_eq!(Plan::new().to_string(), "No changes. The infrastructure matches the configuration.\n");
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let plan = sample();
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["changes"][0]["action"], "create");
+        assert_eq!(json["changes"][0]["fields"][0]["after"], "10.0.0.0/16");
+        assert!(json["changes"][0]["resource"].get("id").is_none());
+        let back: Plan = serde_json::from_value(json).unwrap();
+        assert_eq!(back, plan);
+        assert!(back.has_replacements());
+        assert_eq!(back.summary(), PlanSummary { create: 1, update: 1, replace: 1, delete: 1 });
+    }
+}

@@ -1,0 +1,63 @@
+//! The contract every tier implements.
+
+use async_trait::async_trait;
+
+use crate::context::Context;
+use crate::plan::{Plan, ResourceRef};
+use crate::spec::SpecErrors;
+
+/// Converges one tier of the stack to its spec. AWS is the state: there is no state file.
+///
+/// # Promises
+///
+/// * [`validate`](Provisioner::validate) does no I/O and reports every violation at once, each
+///   with a path into the spec and a hint.
+/// * [`observe`](Provisioner::observe) only reads (Describe/List/Get), finds resources by the
+///   stack's ownership tags, never by `Name` alone, and never returns a resource the stack does
+///   not own.
+/// * [`diff`](Provisioner::diff) is a pure function of the context, spec and observation.
+/// * [`plan`](Provisioner::plan) never writes. An empty plan means converged; after a successful
+///   [`apply`](Provisioner::apply) the plan is empty.
+/// * `apply` converges: every write is find-or-create or compare-then-modify, resources are
+///   created with their ownership tags in the same call where the API allows, and client tokens
+///   are deterministic, so re-running after a crash at any point finishes the job without
+///   duplicates. Immutable drift is refused (an error naming the field) unless
+///   [`Permissions::allow_replace`](crate::Permissions::allow_replace) is set.
+/// * [`destroy`](Provisioner::destroy) needs no remembered ids: it discovers by tag, tolerates
+///   half-built stacks, treats not-found as done, and never touches a resource without the stack's
+///   ownership tag. It returns what it deleted.
+/// * Waits are bounded by the context's [`WaitPolicy`](crate::WaitPolicy), cancellable through
+///   its token, and use SDK waiters where they exist.
+#[async_trait]
+pub trait Provisioner: Send + Sync {
+    /// Desired state: serde, `deny_unknown_fields`, documented, never a secret value.
+    type Spec: Send + Sync;
+    /// What exists now and is owned by this stack.
+    type Observed: Send + Sync;
+    /// Ids, ARNs and endpoints that dependants consume.
+    type Output: Send + Sync;
+    /// The tier's error type.
+    type Error: std::error::Error + Send + Sync + From<SpecErrors> + 'static;
+
+    /// Checks the spec without I/O. All violations at once.
+    fn validate(&self, ctx: &Context, spec: &Self::Spec) -> Result<(), SpecErrors>;
+
+    /// Reads what exists (read-only calls only).
+    async fn observe(&self, ctx: &Context, spec: &Self::Spec) -> Result<Self::Observed, Self::Error>;
+
+    /// Computes the changes that would bring `observed` to `spec`. Pure.
+    fn diff(&self, ctx: &Context, spec: &Self::Spec, observed: &Self::Observed) -> Plan;
+
+    /// `validate`, then `observe`, then `diff`. Never writes.
+    async fn plan(&self, ctx: &Context, spec: &Self::Spec) -> Result<Plan, Self::Error> {
+        self.validate(ctx, spec)?;
+        let observed = self.observe(ctx, spec).await?;
+        Ok(self.diff(ctx, spec, &observed))
+    }
+
+    /// Converges the world to `spec` and returns the outputs.
+    async fn apply(&self, ctx: &Context, spec: &Self::Spec) -> Result<Self::Output, Self::Error>;
+
+    /// Deletes everything this tier owns for the stack; returns what was deleted.
+    async fn destroy(&self, ctx: &Context, spec: &Self::Spec) -> Result<Vec<ResourceRef>, Self::Error>;
+}

@@ -1,0 +1,373 @@
+//! Bounded, cancellable waits and retries. Nothing here sleeps a fixed time: every pause is a
+//! step of an exponential backoff with jitter, cut short by the deadline or by cancellation.
+//!
+//! # Schedule
+//!
+//! The first probe runs at once, so a resource that is already in the wanted state costs no
+//! waiting. After that the pause starts at [`WaitPolicy::initial_interval`] (1 s by default) and
+//! grows by [`WaitPolicy::multiplier`] (1.5) up to [`WaitPolicy::max_interval`] (20 s), each
+//! pause jittered by ±[`WaitPolicy::jitter`] (20 %). The last pause is shortened so that the wait
+//! ends at its deadline, [`WaitPolicy::max_wait`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How long and how often to poll.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WaitPolicy {
+    /// Pause after the first probe.
+    pub initial_interval: Duration,
+    /// Largest pause between two probes.
+    pub max_interval: Duration,
+    /// Growth factor of the pause (>= 1).
+    pub multiplier: f64,
+    /// Relative jitter applied to each pause, 0.0 to 1.0.
+    pub jitter: f64,
+    /// Deadline of a whole wait or retry loop.
+    pub max_wait: Duration,
+}
+
+impl Default for WaitPolicy {
+    fn default() -> Self {
+        WaitPolicy {
+            initial_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(20),
+            multiplier: 1.5,
+            jitter: 0.2,
+            max_wait: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl WaitPolicy {
+    /// The same policy with another deadline.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> WaitPolicy {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// The same policy with the deadline capped at `cap` (a per-resource-kind plausibility limit).
+    pub fn capped(mut self, cap: Duration) -> WaitPolicy {
+        self.max_wait = self.max_wait.min(cap);
+        self
+    }
+
+    /// The pauses this policy produces, without jitter (for documentation and tests).
+    pub fn schedule(&self) -> Backoff {
+        Backoff { policy: WaitPolicy { jitter: 0.0, ..*self }, attempt: 0, rng: fastrand::Rng::with_seed(0) }
+    }
+
+    /// The pauses with jitter.
+    pub fn backoff(&self) -> Backoff {
+        Backoff { policy: *self, attempt: 0, rng: fastrand::Rng::new() }
+    }
+}
+
+/// An endless iterator of pauses.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: WaitPolicy,
+    attempt: i32,
+    rng: fastrand::Rng,
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let p = &self.policy;
+        let base = p.initial_interval.as_secs_f64() * p.multiplier.max(1.0).powi(self.attempt);
+        let base = base.min(p.max_interval.as_secs_f64());
+        self.attempt = self.attempt.saturating_add(1);
+        let jitter = p.jitter.clamp(0.0, 1.0);
+        let factor = if jitter > 0.0 { 1.0 - jitter + self.rng.f64() * 2.0 * jitter } else { 1.0 };
+        Some(Duration::from_secs_f64(base * factor))
+    }
+}
+
+/// What a probe saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe<T> {
+    /// The condition holds; the wait ends with this value.
+    Done(T),
+    /// Not yet; `status` is shown in progress messages and timeout errors.
+    Pending(String),
+}
+
+/// Why a wait or retry ended without success.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError<E> {
+    /// The deadline passed while the condition did not hold. Transient: a later run resumes.
+    #[error("timed out after {waited:?} waiting for {what} (last status: {last_status})")]
+    TimedOut {
+        /// What was awaited.
+        what: String,
+        /// How long it waited.
+        waited: Duration,
+        /// The last status the probe reported.
+        last_status: String,
+    },
+    /// The context was cancelled. The stack is left resumable.
+    #[error("cancelled while waiting for {what}")]
+    Cancelled {
+        /// What was awaited.
+        what: String,
+    },
+    /// The probe or operation failed with an error that is not retried, or kept failing until
+    /// the deadline.
+    #[error("{what} failed after {attempts} attempt(s)")]
+    Failed {
+        /// What was attempted.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last error.
+        #[source]
+        source: E,
+    },
+}
+
+impl<E> WaitError<E> {
+    /// The underlying error of `Failed`, if any.
+    pub fn into_source(self) -> Option<E> {
+        match self {
+            WaitError::Failed { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Polls `probe` until it reports [`Probe::Done`], the policy's deadline passes, or `cancel`
+/// fires. The first probe runs at once. A probe error ends the wait at once.
+pub async fn until<T, E, F, Fut>(
+    what: &str,
+    policy: &WaitPolicy,
+    cancel: &CancellationToken,
+    mut probe: F,
+) -> Result<T, WaitError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Probe<T>, E>>,
+{
+    let start = Instant::now();
+    let deadline = start + policy.max_wait;
+    let mut backoff = policy.backoff();
+    let mut attempts = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(WaitError::Cancelled { what: what.to_owned() });
+        }
+        attempts += 1;
+        let status = match probe().await {
+            Ok(Probe::Done(value)) => return Ok(value),
+            Ok(Probe::Pending(status)) => status,
+            Err(source) => return Err(WaitError::Failed { what: what.to_owned(), attempts, source }),
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(WaitError::TimedOut { what: what.to_owned(), waited: now - start, last_status: status });
+        }
+        let pause = backoff.next().unwrap_or(policy.max_interval).min(deadline - now);
+        tracing::debug!(what, %status, ?pause, "waiting");
+        pause_or_cancel(pause, cancel, what).await?;
+    }
+}
+
+/// Runs `op` until it succeeds, retrying while `retryable` says the error is one the SDK does not
+/// retry itself but that clears with time (IAM propagation, `DependencyViolation` while ENIs
+/// linger, "update in progress"). Gives up at the policy's deadline with the last error.
+pub async fn retry<T, E, F, Fut, R>(
+    what: &str,
+    policy: &WaitPolicy,
+    cancel: &CancellationToken,
+    retryable: R,
+    mut op: F,
+) -> Result<T, WaitError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn(&E) -> bool,
+{
+    let start = Instant::now();
+    let deadline = start + policy.max_wait;
+    let mut backoff = policy.backoff();
+    let mut attempts = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(WaitError::Cancelled { what: what.to_owned() });
+        }
+        attempts += 1;
+        let err = match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let now = Instant::now();
+        if !retryable(&err) || now >= deadline {
+            return Err(WaitError::Failed { what: what.to_owned(), attempts, source: err });
+        }
+        let pause = backoff.next().unwrap_or(policy.max_interval).min(deadline - now);
+        tracing::debug!(what, attempts, ?pause, "retrying");
+        pause_or_cancel(pause, cancel, what).await?;
+    }
+}
+
+async fn pause_or_cancel<E>(pause: Duration, cancel: &CancellationToken, what: &str) -> Result<(), WaitError<E>> {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => Ok(()),
+        () = cancel.cancelled() => Err(WaitError::Cancelled { what: what.to_owned() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    fn policy() -> WaitPolicy {
+        WaitPolicy {
+            initial_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(8),
+            multiplier: 2.0,
+            jitter: 0.0,
+            max_wait: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn schedule_grows_exponentially_up_to_the_cap() {
+        let secs: Vec<u64> = policy().schedule().take(6).map(|d| d.as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 8, 8]);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let p = WaitPolicy { jitter: 0.2, ..policy() };
+        for (jittered, plain) in p.backoff().zip(p.schedule()).take(50) {
+            let ratio = jittered.as_secs_f64() / plain.as_secs_f64();
+            assert!((0.8..=1.2).contains(&ratio), "ratio {ratio}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_polls_at_once_then_backs_off() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let log = seen.clone();
+        let value = until("thing", &policy(), &CancellationToken::new(), || {
+            let log = log.clone();
+            async move {
+                let mut log = log.lock().unwrap();
+                log.push(start.elapsed().as_secs());
+                Ok::<_, ()>(if log.len() == 5 { Probe::Done(7) } else { Probe::Pending("creating".into()) })
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(value, 7);
+        assert_eq!(*seen.lock().unwrap(), vec![0, 1, 3, 7, 15]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_times_out_at_the_deadline_with_the_last_status() {
+        let start = Instant::now();
+        let err = until("nat-1 available", &policy(), &CancellationToken::new(), || async {
+            Ok::<Probe<()>, ()>(Probe::Pending("pending".into()))
+        })
+        .await
+        .unwrap_err();
+        match err {
+            WaitError::TimedOut { what, waited, last_status } => {
+                assert_eq!(what, "nat-1 available");
+                assert_eq!(last_status, "pending");
+                assert_eq!(waited, Duration::from_secs(60));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_stops_when_cancelled() {
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            trigger.cancel();
+        });
+        let start = Instant::now();
+        let err = until("x", &policy(), &cancel, || async { Ok::<Probe<()>, ()>(Probe::Pending("p".into())) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WaitError::Cancelled { .. }), "{err:?}");
+        assert_eq!(start.elapsed(), Duration::from_millis(2500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probe_errors_end_the_wait_at_once() {
+        let err = until("x", &policy(), &CancellationToken::new(), || async { Err::<Probe<()>, _>("boom") })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WaitError::Failed { attempts: 1, source: "boom", .. }), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_retries_only_retryable_errors_until_success() {
+        let calls = Arc::new(Mutex::new(0));
+        let c = calls.clone();
+        let out = retry(
+            "delete subnet",
+            &policy(),
+            &CancellationToken::new(),
+            |e: &&str| *e == "DependencyViolation",
+            || {
+                let c = c.clone();
+                async move {
+                    let mut n = c.lock().unwrap();
+                    *n += 1;
+                    if *n < 3 { Err("DependencyViolation") } else { Ok(*n) }
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out, 3);
+
+        let err = retry(
+            "x",
+            &policy(),
+            &CancellationToken::new(),
+            |e: &&str| *e == "DependencyViolation",
+            || async { Err::<(), _>("AccessDenied") },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, WaitError::Failed { attempts: 1, source: "AccessDenied", .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_gives_up_at_the_deadline_with_the_last_error() {
+        let start = Instant::now();
+        let err = retry(
+            "x",
+            &policy(),
+            &CancellationToken::new(),
+            |_: &&str| true,
+            || async { Err::<(), _>("DependencyViolation") },
+        )
+        .await
+        .unwrap_err();
+        match err {
+            WaitError::Failed { attempts, source, .. } => {
+                assert_eq!(source, "DependencyViolation");
+                // 0,1,3,7,15,23,31,39,47,55,60
+                assert_eq!(attempts, 11);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+    }
+}

@@ -323,6 +323,13 @@ impl Context {
         tags
     }
 
+    /// The EC2-style filter that selects this stack's resources: `("tag:dify-stack:stack", <stack>)`.
+    /// Describe calls filter by it; results are still re-checked with [`Context::owns`], because
+    /// not every API honours tag filters (moto's DescribeNatGateways ignores them).
+    pub fn ownership_filter(&self) -> (String, String) {
+        (format!("tag:{TAG_STACK}"), self.stack.0.clone())
+    }
+
     /// True when `tags` carry this stack's ownership tag. Matches the full stack name, never a
     /// substring, so `dify` never claims `dify-test`'s resources.
     pub fn owns<'a, I>(&self, tags: I) -> bool

@@ -1,1 +1,320 @@
-//! placeholder
+//! Local AWS emulator harness for dify-stack tests, benchmarks and the demo.
+//!
+//! It finds (or installs, once) the pinned `moto[server]==5.2.5` in a project-local virtualenv,
+//! starts it on a free port of 127.0.0.1, waits until it accepts connections, and hands out
+//! [`SdkConfig`]s pointed at it.
+//!
+//! # Isolation
+//!
+//! Every [`Emulator::account`] call returns a fresh 12-digit account id; its `SdkConfig` sends
+//! the `x-moto-account-id` header on every request, so each test sees an empty AWS of its own on
+//! one shared server. Tests can therefore run in parallel without resetting the server, and no
+//! test sees another's resources. (Moto keeps S3 bucket names global: use distinct stack names.)
+//!
+//! # Lifetime
+//!
+//! [`Emulator::shared`] starts one server per process, on first use. The server is started
+//! through a small launcher that exits when its standard input closes, so it stops when the test
+//! binary ends, however it ends. Set `DIFY_STACK_EMULATOR_URL` to use a server that is already
+//! running instead (benchmarks do).
+//!
+//! # Locations
+//!
+//! The virtualenv is `DIFY_STACK_EMULATOR_VENV` if set, else `.venv-emulator` at the workspace
+//! root when built from the workspace, else `~/.cache/dify-stack/venv-moto-5.2.5`.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_credential_types::Credentials;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+
+/// The pinned emulator version.
+pub const MOTO_VERSION: &str = "5.2.5";
+/// Header moto reads to select the account of a request.
+pub const ACCOUNT_HEADER: &str = "x-moto-account-id";
+const LAUNCHER: &str = include_str!("../python/launch.py");
+
+/// Why the emulator could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// No Python 3 interpreter on PATH.
+    #[error("python3 was not found on PATH; install Python 3.9+ with venv and pip (Debian: apt-get install python3 python3-venv python3-pip)")]
+    PythonMissing,
+    /// Creating the virtualenv or installing moto failed.
+    #[error("installing moto[server]=={MOTO_VERSION} into {venv} failed: {detail}")]
+    Install {
+        /// The virtualenv path.
+        venv: PathBuf,
+        /// What the installer said.
+        detail: String,
+    },
+    /// The server process could not be started or did not come up.
+    #[error("the emulator did not start: {0}")]
+    Start(String),
+}
+
+/// A running emulator (owned or external).
+#[derive(Debug)]
+pub struct Emulator {
+    endpoint: String,
+    // Keeping the pipe open keeps the server alive; dropping it stops the server.
+    process: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+static SHARED: OnceLock<Result<Emulator, String>> = OnceLock::new();
+static NEXT_ACCOUNT: AtomicU32 = AtomicU32::new(1);
+
+impl Emulator {
+    /// The emulator shared by everything in this process, started on first use (or the one at
+    /// `DIFY_STACK_EMULATOR_URL`).
+    ///
+    /// # Panics
+    ///
+    /// Never; a start failure is returned as an error on every call.
+    pub fn shared() -> Result<&'static Emulator, EmulatorError> {
+        SHARED
+            .get_or_init(|| match std::env::var("DIFY_STACK_EMULATOR_URL") {
+                Ok(url) if !url.is_empty() => Ok(Emulator::external(url)),
+                _ => Emulator::start().map_err(|e| e.to_string()),
+            })
+            .as_ref()
+            .map_err(|e| EmulatorError::Start(e.clone()))
+    }
+
+    /// Uses a server that is already running at `endpoint` (e.g. `http://127.0.0.1:5000`).
+    pub fn external(endpoint: impl Into<String>) -> Emulator {
+        Emulator { endpoint: endpoint.into(), process: Mutex::new(None) }
+    }
+
+    /// Installs moto if needed and starts a new server on a free loopback port.
+    pub fn start() -> Result<Emulator, EmulatorError> {
+        let venv = venv_dir();
+        let python = ensure_installed(&venv)?;
+        let mut child = Command::new(&python)
+            .arg("-c")
+            .arg(LAUNCHER)
+            .arg("0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| EmulatorError::Start(format!("spawning {}: {e}", python.display())))?;
+        let stdin = child.stdin.take().ok_or_else(|| EmulatorError::Start("no stdin pipe".into()))?;
+        let stderr = child.stderr.take().ok_or_else(|| EmulatorError::Start("no stderr pipe".into()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the server's log: reports the port once, then keeps draining so the server
+        // never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let Some(sender) = tx.as_ref() else { continue };
+                if let Some(port) = parse_port(&line) {
+                    let _ = sender.send(Ok(port));
+                    tx = None;
+                } else if line.contains("Error") || line.contains("No module") {
+                    let _ = sender.send(Err(line));
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(port)) => port,
+            Ok(Err(line)) => {
+                let _ = child.kill();
+                return Err(EmulatorError::Start(line));
+            }
+            Err(_) => {
+                let _ = child.kill();
+                return Err(EmulatorError::Start("no ' * Running on' line within 60 s".into()));
+            }
+        };
+        wait_until_accepting(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        Ok(Emulator { endpoint: format!("http://127.0.0.1:{port}"), process: Mutex::new(Some((child, stdin))) })
+    }
+
+    /// The server's base URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// A fresh, empty account: its id and an `SdkConfig` whose every request goes to that account.
+    pub async fn account(&self, region: &str) -> TestAccount {
+        let n = NEXT_ACCOUNT.fetch_add(1, Ordering::Relaxed);
+        let account_id = format!("{:05}{:07}", std::process::id() % 100_000, n % 10_000_000);
+        let config = self.sdk_config(region, Some(&account_id)).await;
+        TestAccount { account_id, config }
+    }
+
+    /// An `SdkConfig` pointed at the emulator: static test credentials, the given region, one
+    /// attempt per request (moto's "not implemented" answers fail fast), and the account header
+    /// when `account_id` is given (otherwise moto's default account 123456789012).
+    pub async fn sdk_config(&self, region: &str, account_id: Option<&str>) -> SdkConfig {
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "dify-stack-emulator"))
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .load()
+            .await;
+        // The emulator speaks plain HTTP on loopback: a plain connector, wrapped to add the
+        // account header when asked.
+        let http = aws_smithy_http_client::Builder::new().build_http();
+        let builder = base.into_builder();
+        match account_id {
+            Some(account) => builder.http_client(WithAccount { inner: http, account: account.to_owned() }).build(),
+            None => builder.http_client(http).build(),
+        }
+    }
+
+    /// Stops an owned server (external servers are left alone). Also happens at process exit.
+    pub fn stop(&self) {
+        if let Ok(mut guard) = self.process.lock()
+            && let Some((mut child, stdin)) = guard.take()
+        {
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An isolated account on the emulator.
+#[derive(Debug, Clone)]
+pub struct TestAccount {
+    /// The 12-digit account id.
+    pub account_id: String,
+    /// SDK configuration whose requests all land in this account.
+    pub config: SdkConfig,
+}
+
+/// Adds the account header to every request.
+#[derive(Debug, Clone)]
+struct WithAccount {
+    inner: SharedHttpClient,
+    account: String,
+}
+
+#[derive(Debug)]
+struct WithAccountConnector {
+    inner: SharedHttpConnector,
+    account: String,
+}
+
+impl HttpClient for WithAccount {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(WithAccountConnector {
+            inner: self.inner.http_connector(settings, components),
+            account: self.account.clone(),
+        })
+    }
+}
+
+impl HttpConnector for WithAccountConnector {
+    fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
+        request.headers_mut().insert(ACCOUNT_HEADER, self.account.clone());
+        self.inner.call(request)
+    }
+}
+
+fn parse_port(line: &str) -> Option<u16> {
+    let rest = line.split("Running on http://127.0.0.1:").nth(1)?;
+    rest.trim().trim_end_matches('/').parse().ok()
+}
+
+fn wait_until_accepting(addr: SocketAddr) -> Result<(), EmulatorError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(EmulatorError::Start(format!("{addr} did not accept connections within 30 s")));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// The virtualenv directory (see the crate docs).
+pub fn venv_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DIFY_STACK_EMULATOR_VENV") {
+        return PathBuf::from(dir);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if workspace.join("Cargo.toml").is_file() && workspace.join("crates/emulator").is_dir() {
+        return workspace.join(".venv-emulator");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("dify-stack").join(format!("venv-moto-{MOTO_VERSION}"))
+}
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// Makes sure the virtualenv holds the pinned moto; returns its Python interpreter.
+pub fn ensure_installed(venv: &Path) -> Result<PathBuf, EmulatorError> {
+    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let python = venv.join("bin").join("python");
+    let marker = venv.join(format!(".moto-{MOTO_VERSION}-installed"));
+    if marker.is_file() && python.is_file() {
+        return Ok(python);
+    }
+    let fail = |detail: String| EmulatorError::Install { venv: venv.to_owned(), detail };
+    if !python.is_file() {
+        let out = Command::new("python3").arg("-m").arg("venv").arg(venv).output().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound { EmulatorError::PythonMissing } else { fail(e.to_string()) }
+        })?;
+        if !out.status.success() {
+            return Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+    }
+    let out = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .arg(format!("moto[server]=={MOTO_VERSION}"))
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    std::fs::write(&marker, MOTO_VERSION).map_err(|e| fail(e.to_string()))?;
+    Ok(python)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_is_read_from_the_server_log() {
+        assert_eq!(parse_port(" * Running on http://127.0.0.1:40123"), Some(40123));
+        assert_eq!(parse_port("WARNING: This is a development server."), None);
+    }
+
+    #[test]
+    fn the_launcher_binds_loopback_only() {
+        assert!(LAUNCHER.contains("\"-H\", \"127.0.0.1\""));
+    }
+}

@@ -1,0 +1,32 @@
+"""Launcher for the dify-stack local AWS emulator (moto server).
+
+Started by the dify-stack-emulator crate as `python launch.py PORT`. It:
+  * binds moto's server to 127.0.0.1 only (never another interface);
+  * exits as soon as its standard input closes, so the server never outlives the
+    test binary or demo that started it, even when that process is killed;
+  * enables AWS-managed IAM policies (AmazonEKSClusterPolicy, ...).
+"""
+import os
+import sys
+import threading
+
+
+def _exit_when_parent_goes():
+    try:
+        while sys.stdin.buffer.read(1):
+            pass
+    finally:
+        os._exit(0)
+
+
+def main():
+    port = sys.argv[1] if len(sys.argv) > 1 else "0"
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    from moto.server import main as moto_main
+
+    moto_main(["-H", "127.0.0.1", "-p", port])
+
+
+if __name__ == "__main__":
+    main()

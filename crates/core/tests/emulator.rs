@@ -40,14 +40,8 @@ async fn a_tagged_vpc_is_found_by_ownership_tag_and_deleted() {
         .resource_type(ResourceType::Vpc)
         .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
         .build();
-    let created = client
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .tag_specifications(spec)
-        .send()
-        .await
-        .aws("CreateVpc")
-        .unwrap();
+    let created =
+        client.create_vpc().cidr_block("10.0.0.0/16").tag_specifications(spec).send().await.aws("CreateVpc").unwrap();
     let id = created.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
 
     assert_eq!(owned_vpcs(&client, &ctx).await, vec![id.clone()]);

@@ -52,7 +52,9 @@ const LAUNCHER: &str = include_str!("../python/launch.py");
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
     /// No Python 3 interpreter on PATH.
-    #[error("python3 was not found on PATH; install Python 3.9+ with venv and pip (Debian: apt-get install python3 python3-venv python3-pip)")]
+    #[error(
+        "python3 was not found on PATH; install Python 3.9+ with venv and pip (Debian: apt-get install python3 python3-venv python3-pip)"
+    )]
     PythonMissing,
     /// Creating the virtualenv or installing moto failed.
     #[error("installing moto[server]=={MOTO_VERSION} into {venv} failed: {detail}")]

@@ -1,1 +1,35 @@
-//! placeholder
+//! Network tier of [dify-stack](https://github.com/dify-stack/dify-stack): the VPC, its public
+//! and private subnets over 2-6 availability zones, the internet gateway, NAT gateways with
+//! their Elastic IPs (one per AZ or a single one), and route tables; or an existing VPC brought
+//! by the user (validated, optionally tagged for Kubernetes load balancers, never deleted).
+//!
+//! ```no_run
+//! # async fn run(config: aws_types::SdkConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! use dify_stack_core::{Context, Environment, Provisioner};
+//! use dify_stack_network::{NetworkProvisioner, NetworkSpec};
+//!
+//! let ctx = Context::new("dify-test", Environment::Test, "us-west-2")?;
+//! let spec = NetworkSpec::for_environment(Environment::Test, "dify-test");
+//! let network = NetworkProvisioner::from_conf(&config);
+//! println!("{}", network.plan(&ctx, &spec).await?);
+//! let output = network.apply(&ctx, &spec).await?;
+//! println!("VPC {} with private subnets {:?}", output.vpc_id, output.private_subnet_ids());
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod error;
+pub mod model;
+pub mod provisioner;
+pub mod spec;
+
+#[cfg(any(test, feature = "test-util"))]
+pub use client::MockEc2Api;
+pub use client::{Ec2Api, SdkEc2};
+pub use error::{NetworkError, Result, Step};
+pub use model::{NatOutput, NetworkOutput, ObservedNetwork, SubnetOutput, SubnetRole};
+pub use provisioner::NetworkProvisioner;
+pub use spec::{ExistingVpcSpec, NatMode, NetworkSpec, NewVpcSpec, VpcSpec};
+
+#[cfg(test)]
+mod tests;

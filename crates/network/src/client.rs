@@ -1,0 +1,882 @@
+//! The thin EC2 client of the network tier: the only code that builds SDK requests. It speaks
+//! typed ids and plain data, converts every SDK error once into [`AwsError`], and is mocked in
+//! tests (`MockEc2Api`, exported with the `test-util` feature).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, Filter as SdkFilter, NatGatewayState, ResourceType, Tag, TagSpecification,
+    VpcAttributeName,
+};
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+use dify_stack_core::ids::{
+    AllocationId, InternetGatewayId, NatGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId,
+};
+use dify_stack_core::{AwsError, AwsResultExt, Tags};
+
+/// A Describe filter (`tag:Name`, `vpc-id`, `state`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// Filter name.
+    pub name: String,
+    /// Accepted values.
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// A filter on one name with the given values.
+    pub fn new<I, S>(name: impl Into<String>, values: I) -> Filter
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Filter { name: name.into(), values: values.into_iter().map(Into::into).collect() }
+    }
+}
+
+/// An availability zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneInfo {
+    /// Zone name, e.g. `us-west-2a`.
+    pub name: String,
+    /// State is `available`.
+    pub available: bool,
+    /// `availability-zone`, `local-zone` or `wavelength-zone`.
+    pub zone_type: String,
+}
+
+/// A VPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcInfo {
+    /// Its id.
+    pub id: VpcId,
+    /// Its primary IPv4 CIDR.
+    pub cidr: String,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// The DNS attributes of a VPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsAttributes {
+    /// `enableDnsSupport`.
+    pub support: bool,
+    /// `enableDnsHostnames`.
+    pub hostnames: bool,
+}
+
+/// A subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetInfo {
+    /// Its id.
+    pub id: SubnetId,
+    /// Its VPC.
+    pub vpc_id: VpcId,
+    /// Its IPv4 CIDR.
+    pub cidr: String,
+    /// Its availability zone.
+    pub az: String,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// An internet gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgwInfo {
+    /// Its id.
+    pub id: InternetGatewayId,
+    /// The VPCs it is attached to.
+    pub attached_vpcs: Vec<VpcId>,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// An Elastic IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressInfo {
+    /// Its allocation id.
+    pub allocation_id: AllocationId,
+    /// The public IPv4 address.
+    pub public_ip: Option<String>,
+    /// Set while the address is associated (e.g. with a NAT gateway's ENI).
+    pub association_id: Option<String>,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// The lifecycle state of a NAT gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatState {
+    /// Being created.
+    Pending,
+    /// Ready.
+    Available,
+    /// Being deleted.
+    Deleting,
+    /// Gone (listed for about an hour).
+    Deleted,
+    /// Creation failed; AWS deletes it by itself.
+    Failed,
+}
+
+impl NatState {
+    /// Pending or available: the gateway is, or will be, usable.
+    pub fn is_live(self) -> bool {
+        matches!(self, NatState::Pending | NatState::Available)
+    }
+}
+
+/// A NAT gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatInfo {
+    /// Its id.
+    pub id: NatGatewayId,
+    /// The public subnet it lives in.
+    pub subnet_id: SubnetId,
+    /// Its VPC.
+    pub vpc_id: Option<VpcId>,
+    /// Its state.
+    pub state: NatState,
+    /// The Elastic IP it uses.
+    pub allocation_id: Option<AllocationId>,
+    /// Its public IP.
+    pub public_ip: Option<String>,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// Where a route sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// An internet gateway.
+    Gateway(InternetGatewayId),
+    /// A NAT gateway.
+    NatGateway(NatGatewayId),
+    /// The VPC-local route.
+    Local,
+    /// Anything else (peering, transit gateway, instance, ...), described.
+    Other(String),
+}
+
+impl std::fmt::Display for RouteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteTarget::Gateway(id) => write!(f, "{id}"),
+            RouteTarget::NatGateway(id) => write!(f, "{id}"),
+            RouteTarget::Local => f.write_str("local"),
+            RouteTarget::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// Destination IPv4 CIDR.
+    pub destination: String,
+    /// Target.
+    pub target: RouteTarget,
+}
+
+/// A route table association.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationInfo {
+    /// Association id (`rtbassoc-...`).
+    pub id: String,
+    /// The associated subnet, if a subnet association.
+    pub subnet_id: Option<SubnetId>,
+    /// True for the VPC's main association.
+    pub main: bool,
+}
+
+/// A route table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTableInfo {
+    /// Its id.
+    pub id: RouteTableId,
+    /// Its VPC.
+    pub vpc_id: VpcId,
+    /// Its IPv4 routes.
+    pub routes: Vec<RouteInfo>,
+    /// Its associations.
+    pub associations: Vec<AssociationInfo>,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniInfo {
+    /// Its id.
+    pub id: String,
+    /// True when attached to an instance or service.
+    pub attached: bool,
+    /// Its security groups.
+    pub group_ids: Vec<SecurityGroupId>,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// A security group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroupInfo {
+    /// Its id.
+    pub id: SecurityGroupId,
+    /// Its name.
+    pub name: String,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// Everything the network tier asks of EC2. Reads are `describe_*`; everything else writes.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Ec2Api: Send + Sync {
+    /// DescribeAvailabilityZones (all zones of the region).
+    async fn describe_zones(&self) -> Result<Vec<ZoneInfo>, AwsError>;
+    /// DescribeVpcs.
+    async fn describe_vpcs(&self, filters: Vec<Filter>) -> Result<Vec<VpcInfo>, AwsError>;
+    /// DescribeVpcAttribute for both DNS attributes.
+    async fn describe_vpc_dns(&self, vpc: VpcId) -> Result<DnsAttributes, AwsError>;
+    /// DescribeSubnets.
+    async fn describe_subnets(&self, filters: Vec<Filter>) -> Result<Vec<SubnetInfo>, AwsError>;
+    /// DescribeInternetGateways.
+    async fn describe_internet_gateways(&self, filters: Vec<Filter>) -> Result<Vec<IgwInfo>, AwsError>;
+    /// DescribeAddresses.
+    async fn describe_addresses(&self, filters: Vec<Filter>) -> Result<Vec<AddressInfo>, AwsError>;
+    /// DescribeNatGateways. Tag filters are not reliable everywhere: re-check ownership.
+    async fn describe_nat_gateways(&self, filters: Vec<Filter>) -> Result<Vec<NatInfo>, AwsError>;
+    /// DescribeRouteTables.
+    async fn describe_route_tables(&self, filters: Vec<Filter>) -> Result<Vec<RouteTableInfo>, AwsError>;
+    /// DescribeNetworkInterfaces.
+    async fn describe_network_interfaces(&self, filters: Vec<Filter>) -> Result<Vec<EniInfo>, AwsError>;
+    /// DescribeSecurityGroups.
+    async fn describe_security_groups(&self, filters: Vec<Filter>) -> Result<Vec<SecurityGroupInfo>, AwsError>;
+
+    /// CreateVpc with tags.
+    async fn create_vpc(&self, cidr: String, tags: Tags) -> Result<VpcInfo, AwsError>;
+    /// ModifyVpcAttribute, one call per given attribute.
+    async fn set_vpc_dns(&self, vpc: VpcId, support: Option<bool>, hostnames: Option<bool>) -> Result<(), AwsError>;
+    /// CreateSubnet with tags.
+    async fn create_subnet(&self, vpc: VpcId, cidr: String, az: String, tags: Tags) -> Result<SubnetInfo, AwsError>;
+    /// CreateTags (adds or overwrites).
+    async fn create_tags(&self, resources: Vec<String>, tags: Tags) -> Result<(), AwsError>;
+    /// DeleteTags by key.
+    async fn delete_tags(&self, resources: Vec<String>, keys: Vec<String>) -> Result<(), AwsError>;
+    /// CreateInternetGateway with tags.
+    async fn create_internet_gateway(&self, tags: Tags) -> Result<IgwInfo, AwsError>;
+    /// AttachInternetGateway.
+    async fn attach_internet_gateway(&self, igw: InternetGatewayId, vpc: VpcId) -> Result<(), AwsError>;
+    /// DetachInternetGateway.
+    async fn detach_internet_gateway(&self, igw: InternetGatewayId, vpc: VpcId) -> Result<(), AwsError>;
+    /// DeleteInternetGateway.
+    async fn delete_internet_gateway(&self, igw: InternetGatewayId) -> Result<(), AwsError>;
+    /// AllocateAddress (VPC domain) with tags.
+    async fn allocate_address(&self, tags: Tags) -> Result<AddressInfo, AwsError>;
+    /// ReleaseAddress.
+    async fn release_address(&self, allocation: AllocationId) -> Result<(), AwsError>;
+    /// CreateNatGateway with tags and an idempotency token.
+    async fn create_nat_gateway(
+        &self,
+        subnet: SubnetId,
+        allocation: AllocationId,
+        client_token: String,
+        tags: Tags,
+    ) -> Result<NatInfo, AwsError>;
+    /// DeleteNatGateway.
+    async fn delete_nat_gateway(&self, nat: NatGatewayId) -> Result<(), AwsError>;
+    /// The SDK `NatGatewayAvailable` waiter. `Ok(false)` when `max_wait` passed first.
+    async fn wait_nat_gateways_available(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError>;
+    /// The SDK `NatGatewayDeleted` waiter. `Ok(false)` when `max_wait` passed first.
+    async fn wait_nat_gateways_deleted(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError>;
+    /// CreateRouteTable with tags.
+    async fn create_route_table(&self, vpc: VpcId, tags: Tags) -> Result<RouteTableInfo, AwsError>;
+    /// CreateRoute.
+    async fn create_route(&self, table: RouteTableId, destination: String, target: RouteTarget)
+    -> Result<(), AwsError>;
+    /// ReplaceRoute.
+    async fn replace_route(
+        &self,
+        table: RouteTableId,
+        destination: String,
+        target: RouteTarget,
+    ) -> Result<(), AwsError>;
+    /// AssociateRouteTable; returns the association id.
+    async fn associate_route_table(&self, table: RouteTableId, subnet: SubnetId) -> Result<String, AwsError>;
+    /// ReplaceRouteTableAssociation; returns the new association id.
+    async fn replace_route_table_association(
+        &self,
+        association: String,
+        table: RouteTableId,
+    ) -> Result<String, AwsError>;
+    /// DisassociateRouteTable.
+    async fn disassociate_route_table(&self, association: String) -> Result<(), AwsError>;
+    /// DeleteRouteTable.
+    async fn delete_route_table(&self, table: RouteTableId) -> Result<(), AwsError>;
+    /// DeleteSubnet.
+    async fn delete_subnet(&self, subnet: SubnetId) -> Result<(), AwsError>;
+    /// DeleteVpc.
+    async fn delete_vpc(&self, vpc: VpcId) -> Result<(), AwsError>;
+    /// DeleteNetworkInterface.
+    async fn delete_network_interface(&self, eni: String) -> Result<(), AwsError>;
+    /// DeleteSecurityGroup.
+    async fn delete_security_group(&self, group: SecurityGroupId) -> Result<(), AwsError>;
+}
+
+/// The real EC2 client.
+#[derive(Debug, Clone)]
+pub struct SdkEc2 {
+    client: Client,
+}
+
+impl SdkEc2 {
+    /// Wraps an SDK client.
+    pub fn new(client: Client) -> SdkEc2 {
+        SdkEc2 { client }
+    }
+
+    /// Builds a client from shared SDK configuration.
+    pub fn from_conf(config: &aws_types::SdkConfig) -> SdkEc2 {
+        SdkEc2 { client: Client::new(config) }
+    }
+}
+
+fn sdk_filters(filters: Vec<Filter>) -> Option<Vec<SdkFilter>> {
+    Some(filters.into_iter().map(|f| SdkFilter::builder().name(f.name).set_values(Some(f.values)).build()).collect())
+}
+
+fn tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
+    TagSpecification::builder().resource_type(kind).set_tags(Some(sdk_tags(tags))).build()
+}
+
+fn sdk_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn tags_of(tags: &[Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+}
+
+fn vpc_info(v: &aws_sdk_ec2::types::Vpc) -> VpcInfo {
+    VpcInfo {
+        id: VpcId::new(v.vpc_id().unwrap_or_default()),
+        cidr: v.cidr_block().unwrap_or_default().to_owned(),
+        tags: tags_of(v.tags()),
+    }
+}
+
+fn subnet_info(s: &aws_sdk_ec2::types::Subnet) -> SubnetInfo {
+    SubnetInfo {
+        id: SubnetId::new(s.subnet_id().unwrap_or_default()),
+        vpc_id: VpcId::new(s.vpc_id().unwrap_or_default()),
+        cidr: s.cidr_block().unwrap_or_default().to_owned(),
+        az: s.availability_zone().unwrap_or_default().to_owned(),
+        tags: tags_of(s.tags()),
+    }
+}
+
+fn igw_info(g: &aws_sdk_ec2::types::InternetGateway) -> IgwInfo {
+    IgwInfo {
+        id: InternetGatewayId::new(g.internet_gateway_id().unwrap_or_default()),
+        attached_vpcs: g.attachments().iter().filter_map(|a| a.vpc_id()).map(VpcId::new).collect(),
+        tags: tags_of(g.tags()),
+    }
+}
+
+fn nat_info(n: &aws_sdk_ec2::types::NatGateway) -> NatInfo {
+    let state = match n.state() {
+        Some(NatGatewayState::Pending) => NatState::Pending,
+        Some(NatGatewayState::Available) => NatState::Available,
+        Some(NatGatewayState::Deleting) => NatState::Deleting,
+        Some(NatGatewayState::Failed) => NatState::Failed,
+        _ => NatState::Deleted,
+    };
+    let address = n.nat_gateway_addresses().first();
+    NatInfo {
+        id: NatGatewayId::new(n.nat_gateway_id().unwrap_or_default()),
+        subnet_id: SubnetId::new(n.subnet_id().unwrap_or_default()),
+        vpc_id: n.vpc_id().map(VpcId::new),
+        state,
+        allocation_id: address.and_then(|a| a.allocation_id()).map(AllocationId::new),
+        public_ip: address.and_then(|a| a.public_ip()).map(str::to_owned),
+        tags: tags_of(n.tags()),
+    }
+}
+
+fn route_table_info(t: &aws_sdk_ec2::types::RouteTable) -> RouteTableInfo {
+    let routes = t
+        .routes()
+        .iter()
+        .filter_map(|r| {
+            let destination = r.destination_cidr_block()?.to_owned();
+            let target = if let Some(nat) = r.nat_gateway_id() {
+                RouteTarget::NatGateway(NatGatewayId::new(nat))
+            } else {
+                match r.gateway_id() {
+                    Some("local") => RouteTarget::Local,
+                    Some(g) if g.starts_with("igw-") => RouteTarget::Gateway(InternetGatewayId::new(g)),
+                    Some(g) => RouteTarget::Other(g.to_owned()),
+                    None => RouteTarget::Other(
+                        r.transit_gateway_id()
+                            .or(r.vpc_peering_connection_id())
+                            .or(r.network_interface_id())
+                            .or(r.instance_id())
+                            .unwrap_or("unknown")
+                            .to_owned(),
+                    ),
+                }
+            };
+            Some(RouteInfo { destination, target })
+        })
+        .collect();
+    let associations = t
+        .associations()
+        .iter()
+        .map(|a| AssociationInfo {
+            id: a.route_table_association_id().unwrap_or_default().to_owned(),
+            subnet_id: a.subnet_id().map(SubnetId::new),
+            main: a.main().unwrap_or(false),
+        })
+        .collect();
+    RouteTableInfo {
+        id: RouteTableId::new(t.route_table_id().unwrap_or_default()),
+        vpc_id: VpcId::new(t.vpc_id().unwrap_or_default()),
+        routes,
+        associations,
+        tags: tags_of(t.tags()),
+    }
+}
+
+fn waited<T, O, E>(operation: &'static str, result: Result<T, WaiterError<O, E>>) -> Result<bool, AwsError>
+where
+    O: std::fmt::Debug + Send + Sync + 'static,
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(WaiterError::ExceededMaxWait(_)) => Ok(false),
+        Err(WaiterError::OperationFailed(e)) => Err(AwsError::from_sdk(operation, e.into_error())),
+        Err(other) => Err(AwsError::new(operation, "WaiterFailed", format!("{other:?}"))),
+    }
+}
+
+#[async_trait]
+impl Ec2Api for SdkEc2 {
+    async fn describe_zones(&self) -> Result<Vec<ZoneInfo>, AwsError> {
+        let out = self.client.describe_availability_zones().send().await.aws("DescribeAvailabilityZones")?;
+        Ok(out
+            .availability_zones()
+            .iter()
+            .map(|z| ZoneInfo {
+                name: z.zone_name().unwrap_or_default().to_owned(),
+                available: z.state().map(|s| s.as_str() == "available").unwrap_or(false),
+                zone_type: z.zone_type().unwrap_or("availability-zone").to_owned(),
+            })
+            .collect())
+    }
+
+    async fn describe_vpcs(&self, filters: Vec<Filter>) -> Result<Vec<VpcInfo>, AwsError> {
+        let out = self.client.describe_vpcs().set_filters(sdk_filters(filters)).send().await.aws("DescribeVpcs")?;
+        Ok(out.vpcs().iter().map(vpc_info).collect())
+    }
+
+    async fn describe_vpc_dns(&self, vpc: VpcId) -> Result<DnsAttributes, AwsError> {
+        let ask = |attr| self.client.describe_vpc_attribute().vpc_id(vpc.as_str()).attribute(attr).send();
+        let (support, hostnames) =
+            tokio::try_join!(ask(VpcAttributeName::EnableDnsSupport), ask(VpcAttributeName::EnableDnsHostnames))
+                .aws("DescribeVpcAttribute")?;
+        Ok(DnsAttributes {
+            support: support.enable_dns_support().and_then(|v| v.value()).unwrap_or(false),
+            hostnames: hostnames.enable_dns_hostnames().and_then(|v| v.value()).unwrap_or(false),
+        })
+    }
+
+    async fn describe_subnets(&self, filters: Vec<Filter>) -> Result<Vec<SubnetInfo>, AwsError> {
+        let out =
+            self.client.describe_subnets().set_filters(sdk_filters(filters)).send().await.aws("DescribeSubnets")?;
+        Ok(out.subnets().iter().map(subnet_info).collect())
+    }
+
+    async fn describe_internet_gateways(&self, filters: Vec<Filter>) -> Result<Vec<IgwInfo>, AwsError> {
+        let out = self
+            .client
+            .describe_internet_gateways()
+            .set_filters(sdk_filters(filters))
+            .send()
+            .await
+            .aws("DescribeInternetGateways")?;
+        Ok(out.internet_gateways().iter().map(igw_info).collect())
+    }
+
+    async fn describe_addresses(&self, filters: Vec<Filter>) -> Result<Vec<AddressInfo>, AwsError> {
+        let out =
+            self.client.describe_addresses().set_filters(sdk_filters(filters)).send().await.aws("DescribeAddresses")?;
+        Ok(out
+            .addresses()
+            .iter()
+            .map(|a| AddressInfo {
+                allocation_id: AllocationId::new(a.allocation_id().unwrap_or_default()),
+                public_ip: a.public_ip().map(str::to_owned),
+                association_id: a.association_id().map(str::to_owned),
+                tags: tags_of(a.tags()),
+            })
+            .collect())
+    }
+
+    async fn describe_nat_gateways(&self, filters: Vec<Filter>) -> Result<Vec<NatInfo>, AwsError> {
+        let out = self
+            .client
+            .describe_nat_gateways()
+            .set_filter(sdk_filters(filters))
+            .send()
+            .await
+            .aws("DescribeNatGateways")?;
+        Ok(out.nat_gateways().iter().map(nat_info).collect())
+    }
+
+    async fn describe_route_tables(&self, filters: Vec<Filter>) -> Result<Vec<RouteTableInfo>, AwsError> {
+        let out = self
+            .client
+            .describe_route_tables()
+            .set_filters(sdk_filters(filters))
+            .send()
+            .await
+            .aws("DescribeRouteTables")?;
+        Ok(out.route_tables().iter().map(route_table_info).collect())
+    }
+
+    async fn describe_network_interfaces(&self, filters: Vec<Filter>) -> Result<Vec<EniInfo>, AwsError> {
+        let out = self
+            .client
+            .describe_network_interfaces()
+            .set_filters(sdk_filters(filters))
+            .send()
+            .await
+            .aws("DescribeNetworkInterfaces")?;
+        Ok(out
+            .network_interfaces()
+            .iter()
+            .map(|n| EniInfo {
+                id: n.network_interface_id().unwrap_or_default().to_owned(),
+                attached: n.attachment().is_some_and(|a| a.attachment_id().is_some()),
+                group_ids: n.groups().iter().filter_map(|g| g.group_id()).map(SecurityGroupId::new).collect(),
+                tags: tags_of(n.tag_set()),
+            })
+            .collect())
+    }
+
+    async fn describe_security_groups(&self, filters: Vec<Filter>) -> Result<Vec<SecurityGroupInfo>, AwsError> {
+        let out = self
+            .client
+            .describe_security_groups()
+            .set_filters(sdk_filters(filters))
+            .send()
+            .await
+            .aws("DescribeSecurityGroups")?;
+        Ok(out
+            .security_groups()
+            .iter()
+            .map(|g| SecurityGroupInfo {
+                id: SecurityGroupId::new(g.group_id().unwrap_or_default()),
+                name: g.group_name().unwrap_or_default().to_owned(),
+                tags: tags_of(g.tags()),
+            })
+            .collect())
+    }
+
+    async fn create_vpc(&self, cidr: String, tags: Tags) -> Result<VpcInfo, AwsError> {
+        let out = self
+            .client
+            .create_vpc()
+            .cidr_block(cidr)
+            .tag_specifications(tag_spec(ResourceType::Vpc, &tags))
+            .send()
+            .await
+            .aws("CreateVpc")?;
+        out.vpc().map(vpc_info).ok_or_else(|| AwsError::new("CreateVpc", "EmptyResponse", "no VPC in the response"))
+    }
+
+    async fn set_vpc_dns(&self, vpc: VpcId, support: Option<bool>, hostnames: Option<bool>) -> Result<(), AwsError> {
+        // EC2 takes one attribute per ModifyVpcAttribute call; DNS support must be on before
+        // hostnames can be turned on.
+        if let Some(v) = support {
+            self.client
+                .modify_vpc_attribute()
+                .vpc_id(vpc.as_str())
+                .enable_dns_support(AttributeBooleanValue::builder().value(v).build())
+                .send()
+                .await
+                .aws("ModifyVpcAttribute")?;
+        }
+        if let Some(v) = hostnames {
+            self.client
+                .modify_vpc_attribute()
+                .vpc_id(vpc.as_str())
+                .enable_dns_hostnames(AttributeBooleanValue::builder().value(v).build())
+                .send()
+                .await
+                .aws("ModifyVpcAttribute")?;
+        }
+        Ok(())
+    }
+
+    async fn create_subnet(&self, vpc: VpcId, cidr: String, az: String, tags: Tags) -> Result<SubnetInfo, AwsError> {
+        let out = self
+            .client
+            .create_subnet()
+            .vpc_id(vpc.as_str())
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .tag_specifications(tag_spec(ResourceType::Subnet, &tags))
+            .send()
+            .await
+            .aws("CreateSubnet")?;
+        out.subnet()
+            .map(subnet_info)
+            .ok_or_else(|| AwsError::new("CreateSubnet", "EmptyResponse", "no subnet in the response"))
+    }
+
+    async fn create_tags(&self, resources: Vec<String>, tags: Tags) -> Result<(), AwsError> {
+        self.client
+            .create_tags()
+            .set_resources(Some(resources))
+            .set_tags(Some(sdk_tags(&tags)))
+            .send()
+            .await
+            .aws("CreateTags")?;
+        Ok(())
+    }
+
+    async fn delete_tags(&self, resources: Vec<String>, keys: Vec<String>) -> Result<(), AwsError> {
+        self.client
+            .delete_tags()
+            .set_resources(Some(resources))
+            .set_tags(Some(keys.into_iter().map(|k| Tag::builder().key(k).build()).collect()))
+            .send()
+            .await
+            .aws("DeleteTags")?;
+        Ok(())
+    }
+
+    async fn create_internet_gateway(&self, tags: Tags) -> Result<IgwInfo, AwsError> {
+        let out = self
+            .client
+            .create_internet_gateway()
+            .tag_specifications(tag_spec(ResourceType::InternetGateway, &tags))
+            .send()
+            .await
+            .aws("CreateInternetGateway")?;
+        out.internet_gateway()
+            .map(igw_info)
+            .ok_or_else(|| AwsError::new("CreateInternetGateway", "EmptyResponse", "no gateway in the response"))
+    }
+
+    async fn attach_internet_gateway(&self, igw: InternetGatewayId, vpc: VpcId) -> Result<(), AwsError> {
+        self.client
+            .attach_internet_gateway()
+            .internet_gateway_id(igw.as_str())
+            .vpc_id(vpc.as_str())
+            .send()
+            .await
+            .aws("AttachInternetGateway")?;
+        Ok(())
+    }
+
+    async fn detach_internet_gateway(&self, igw: InternetGatewayId, vpc: VpcId) -> Result<(), AwsError> {
+        self.client
+            .detach_internet_gateway()
+            .internet_gateway_id(igw.as_str())
+            .vpc_id(vpc.as_str())
+            .send()
+            .await
+            .aws("DetachInternetGateway")?;
+        Ok(())
+    }
+
+    async fn delete_internet_gateway(&self, igw: InternetGatewayId) -> Result<(), AwsError> {
+        self.client
+            .delete_internet_gateway()
+            .internet_gateway_id(igw.as_str())
+            .send()
+            .await
+            .aws("DeleteInternetGateway")?;
+        Ok(())
+    }
+
+    async fn allocate_address(&self, tags: Tags) -> Result<AddressInfo, AwsError> {
+        let out = self
+            .client
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, &tags))
+            .send()
+            .await
+            .aws("AllocateAddress")?;
+        Ok(AddressInfo {
+            allocation_id: AllocationId::new(out.allocation_id().unwrap_or_default()),
+            public_ip: out.public_ip().map(str::to_owned),
+            association_id: None,
+            tags,
+        })
+    }
+
+    async fn release_address(&self, allocation: AllocationId) -> Result<(), AwsError> {
+        self.client.release_address().allocation_id(allocation.as_str()).send().await.aws("ReleaseAddress")?;
+        Ok(())
+    }
+
+    async fn create_nat_gateway(
+        &self,
+        subnet: SubnetId,
+        allocation: AllocationId,
+        client_token: String,
+        tags: Tags,
+    ) -> Result<NatInfo, AwsError> {
+        let out = self
+            .client
+            .create_nat_gateway()
+            .subnet_id(subnet.as_str())
+            .allocation_id(allocation.as_str())
+            .client_token(client_token)
+            .tag_specifications(tag_spec(ResourceType::Natgateway, &tags))
+            .send()
+            .await
+            .aws("CreateNatGateway")?;
+        out.nat_gateway()
+            .map(nat_info)
+            .ok_or_else(|| AwsError::new("CreateNatGateway", "EmptyResponse", "no NAT gateway in the response"))
+    }
+
+    async fn delete_nat_gateway(&self, nat: NatGatewayId) -> Result<(), AwsError> {
+        self.client.delete_nat_gateway().nat_gateway_id(nat.as_str()).send().await.aws("DeleteNatGateway")?;
+        Ok(())
+    }
+
+    async fn wait_nat_gateways_available(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError> {
+        let ids = ids.into_iter().map(NatGatewayId::into_inner).collect();
+        let result = self.client.wait_until_nat_gateway_available().set_nat_gateway_ids(Some(ids)).wait(max_wait).await;
+        waited("DescribeNatGateways", result)
+    }
+
+    async fn wait_nat_gateways_deleted(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError> {
+        let ids = ids.into_iter().map(NatGatewayId::into_inner).collect();
+        let result = self.client.wait_until_nat_gateway_deleted().set_nat_gateway_ids(Some(ids)).wait(max_wait).await;
+        waited("DescribeNatGateways", result)
+    }
+
+    async fn create_route_table(&self, vpc: VpcId, tags: Tags) -> Result<RouteTableInfo, AwsError> {
+        let out = self
+            .client
+            .create_route_table()
+            .vpc_id(vpc.as_str())
+            .tag_specifications(tag_spec(ResourceType::RouteTable, &tags))
+            .send()
+            .await
+            .aws("CreateRouteTable")?;
+        out.route_table()
+            .map(route_table_info)
+            .ok_or_else(|| AwsError::new("CreateRouteTable", "EmptyResponse", "no route table in the response"))
+    }
+
+    async fn create_route(
+        &self,
+        table: RouteTableId,
+        destination: String,
+        target: RouteTarget,
+    ) -> Result<(), AwsError> {
+        let req = self.client.create_route().route_table_id(table.as_str()).destination_cidr_block(destination);
+        let req = match target {
+            RouteTarget::Gateway(id) => req.gateway_id(id.into_inner()),
+            RouteTarget::NatGateway(id) => req.nat_gateway_id(id.into_inner()),
+            RouteTarget::Local | RouteTarget::Other(_) => {
+                return Err(AwsError::new("CreateRoute", "UnsupportedTarget", "only IGW and NAT targets are created"));
+            }
+        };
+        req.send().await.aws("CreateRoute")?;
+        Ok(())
+    }
+
+    async fn replace_route(
+        &self,
+        table: RouteTableId,
+        destination: String,
+        target: RouteTarget,
+    ) -> Result<(), AwsError> {
+        let req = self.client.replace_route().route_table_id(table.as_str()).destination_cidr_block(destination);
+        let req = match target {
+            RouteTarget::Gateway(id) => req.gateway_id(id.into_inner()),
+            RouteTarget::NatGateway(id) => req.nat_gateway_id(id.into_inner()),
+            RouteTarget::Local | RouteTarget::Other(_) => {
+                return Err(AwsError::new("ReplaceRoute", "UnsupportedTarget", "only IGW and NAT targets are set"));
+            }
+        };
+        req.send().await.aws("ReplaceRoute")?;
+        Ok(())
+    }
+
+    async fn associate_route_table(&self, table: RouteTableId, subnet: SubnetId) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .associate_route_table()
+            .route_table_id(table.as_str())
+            .subnet_id(subnet.as_str())
+            .send()
+            .await
+            .aws("AssociateRouteTable")?;
+        Ok(out.association_id().unwrap_or_default().to_owned())
+    }
+
+    async fn replace_route_table_association(
+        &self,
+        association: String,
+        table: RouteTableId,
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .replace_route_table_association()
+            .association_id(association)
+            .route_table_id(table.as_str())
+            .send()
+            .await
+            .aws("ReplaceRouteTableAssociation")?;
+        Ok(out.new_association_id().unwrap_or_default().to_owned())
+    }
+
+    async fn disassociate_route_table(&self, association: String) -> Result<(), AwsError> {
+        self.client
+            .disassociate_route_table()
+            .association_id(association)
+            .send()
+            .await
+            .aws("DisassociateRouteTable")?;
+        Ok(())
+    }
+
+    async fn delete_route_table(&self, table: RouteTableId) -> Result<(), AwsError> {
+        self.client.delete_route_table().route_table_id(table.as_str()).send().await.aws("DeleteRouteTable")?;
+        Ok(())
+    }
+
+    async fn delete_subnet(&self, subnet: SubnetId) -> Result<(), AwsError> {
+        self.client.delete_subnet().subnet_id(subnet.as_str()).send().await.aws("DeleteSubnet")?;
+        Ok(())
+    }
+
+    async fn delete_vpc(&self, vpc: VpcId) -> Result<(), AwsError> {
+        self.client.delete_vpc().vpc_id(vpc.as_str()).send().await.aws("DeleteVpc")?;
+        Ok(())
+    }
+
+    async fn delete_network_interface(&self, eni: String) -> Result<(), AwsError> {
+        self.client.delete_network_interface().network_interface_id(eni).send().await.aws("DeleteNetworkInterface")?;
+        Ok(())
+    }
+
+    async fn delete_security_group(&self, group: SecurityGroupId) -> Result<(), AwsError> {
+        self.client.delete_security_group().group_id(group.as_str()).send().await.aws("DeleteSecurityGroup")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,394 @@
+//! The network tier against the local AWS emulator, through the real SDK client.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::Filter;
+use dify_stack_core::{Context, Environment, Provisioner, TAG_STACK};
+use dify_stack_emulator::Emulator;
+use dify_stack_network::{
+    ExistingVpcSpec, NatMode, NetworkError, NetworkProvisioner, NetworkSpec, NewVpcSpec, VpcSpec,
+};
+
+struct World {
+    ec2: Client,
+    network: NetworkProvisioner,
+}
+
+async fn world() -> World {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    World { ec2: Client::new(&account.config), network: NetworkProvisioner::from_conf(&account.config) }
+}
+
+fn ctx(stack: &str, env: Environment) -> Context {
+    Context::new(stack, env, "us-west-2").unwrap()
+}
+
+fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+/// Every EC2 network resource carrying the stack tag, counted by kind.
+async fn inventory(ec2: &Client, stack: &str) -> BTreeMap<&'static str, usize> {
+    let f = || Filter::builder().name(format!("tag:{TAG_STACK}")).values(stack).build();
+    let mut inv = BTreeMap::new();
+    inv.insert("vpc", ec2.describe_vpcs().filters(f()).send().await.unwrap().vpcs().len());
+    inv.insert("subnet", ec2.describe_subnets().filters(f()).send().await.unwrap().subnets().len());
+    inv.insert("igw", ec2.describe_internet_gateways().filters(f()).send().await.unwrap().internet_gateways().len());
+    inv.insert("eip", ec2.describe_addresses().filters(f()).send().await.unwrap().addresses().len());
+    inv.insert("route-table", ec2.describe_route_tables().filters(f()).send().await.unwrap().route_tables().len());
+    // DescribeNatGateways ignores tag filters on the emulator: check the tag ourselves.
+    let nats = ec2.describe_nat_gateways().send().await.unwrap();
+    inv.insert(
+        "nat",
+        nats.nat_gateways()
+            .iter()
+            .filter(|n| tag(n.tags(), TAG_STACK) == Some(stack))
+            .filter(|n| n.state().map(|s| s.as_str()) != Some("deleted"))
+            .count(),
+    );
+    inv.retain(|_, n| *n > 0);
+    inv
+}
+
+fn expected(azs: usize, nats: usize) -> BTreeMap<&'static str, usize> {
+    BTreeMap::from([
+        ("vpc", 1),
+        ("subnet", 2 * azs),
+        ("igw", 1),
+        ("eip", nats),
+        ("nat", nats),
+        ("route-table", 1 + azs),
+    ])
+}
+
+async fn check_topology(w: &World, stack: &str, azs: usize, nat: NatMode) {
+    let ctx = ctx(stack, Environment::Test);
+    let spec = NetworkSpec {
+        cluster_name: stack.into(),
+        vpc: VpcSpec::New(NewVpcSpec { az_count: azs as u8, nat, ..Default::default() }),
+    };
+    let out = w.network.apply(&ctx, &spec).await.unwrap();
+    let nat_count = if nat == NatMode::Single { 1 } else { azs };
+    assert_eq!(inventory(&w.ec2, stack).await, expected(azs, nat_count));
+
+    // VPC: CIDR and DNS attributes.
+    assert_eq!(out.vpc_cidr, "10.0.0.0/16");
+    for attr in [
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
+    ] {
+        let a =
+            w.ec2.describe_vpc_attribute().vpc_id(out.vpc_id.as_str()).attribute(attr.clone()).send().await.unwrap();
+        let on = a.enable_dns_support().or(a.enable_dns_hostnames()).and_then(|v| v.value());
+        assert_eq!(on, Some(true), "{attr:?}");
+    }
+
+    // Subnets: STACK.md CIDRs, distinct AZs in name order, Kubernetes tags.
+    let zones: Vec<String> = out.public_subnets.iter().map(|s| s.az.clone()).collect();
+    let mut sorted = zones.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(zones, sorted, "one AZ per subnet, in name order");
+    assert_eq!(zones.len(), azs);
+    let cidrs = |subs: &[dify_stack_network::SubnetOutput]| subs.iter().map(|s| s.cidr.clone()).collect::<Vec<_>>();
+    let public: Vec<String> = (1..=azs).map(|i| format!("10.0.{i}.0/24")).collect();
+    let private: Vec<String> = (10..10 + azs).map(|i| format!("10.0.{i}.0/24")).collect();
+    assert_eq!(cidrs(&out.public_subnets), public);
+    assert_eq!(cidrs(&out.private_subnets), private);
+    assert_eq!(out.private_subnets.iter().map(|s| s.az.clone()).collect::<Vec<_>>(), zones);
+    let subnets = w
+        .ec2
+        .describe_subnets()
+        .filters(Filter::builder().name("vpc-id").values(out.vpc_id.as_str()).build())
+        .send()
+        .await
+        .unwrap();
+    for s in subnets.subnets() {
+        let public = s.cidr_block().unwrap().split('.').nth(2).unwrap().parse::<u8>().unwrap() < 10;
+        let role = if public { "kubernetes.io/role/elb" } else { "kubernetes.io/role/internal-elb" };
+        assert_eq!(tag(s.tags(), role), Some("1"), "{:?}", s.cidr_block());
+        assert_eq!(tag(s.tags(), &format!("kubernetes.io/cluster/{stack}")), Some("shared"));
+        assert_eq!(tag(s.tags(), TAG_STACK), Some(stack));
+        assert_eq!(tag(s.tags(), "dify-stack:tier"), Some("network"));
+    }
+
+    // Routes: public -> IGW; private subnet i -> NAT in its own AZ (or the single NAT).
+    assert_eq!(out.nat_gateways.len(), nat_count);
+    let tables = w
+        .ec2
+        .describe_route_tables()
+        .filters(Filter::builder().name("vpc-id").values(out.vpc_id.as_str()).build())
+        .send()
+        .await
+        .unwrap();
+    let table_of = |subnet: &str| {
+        tables
+            .route_tables()
+            .iter()
+            .find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet)))
+            .unwrap_or_else(|| panic!("{subnet} has no route table"))
+    };
+    let default_route = |t: &aws_sdk_ec2::types::RouteTable| {
+        t.routes().iter().find(|r| r.destination_cidr_block() == Some("0.0.0.0/0")).cloned().expect("default route")
+    };
+    for s in &out.public_subnets {
+        assert!(default_route(table_of(s.id.as_str())).gateway_id().unwrap().starts_with("igw-"));
+    }
+    for (i, s) in out.private_subnets.iter().enumerate() {
+        let nat = default_route(table_of(s.id.as_str())).nat_gateway_id().unwrap().to_owned();
+        let expected_nat = &out.nat_gateways[if nat_count == 1 { 0 } else { i }];
+        assert_eq!(nat, expected_nat.id);
+        // The NAT lives in the public subnet of the same AZ.
+        let nat_subnet = out.public_subnets.iter().find(|p| p.id == expected_nat.subnet_id).unwrap();
+        if nat_count > 1 {
+            assert_eq!(nat_subnet.az, s.az);
+        }
+        assert!(expected_nat.public_ip.is_some());
+    }
+
+    // Second apply is a no-op: empty plan, no new resources, same output.
+    assert!(w.network.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", w.network.plan(&ctx, &spec).await.unwrap());
+    let again = w.network.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(again, out);
+    assert_eq!(inventory(&w.ec2, stack).await, expected(azs, nat_count));
+
+    // Destroy leaves nothing with the stack tag; destroying again is fine.
+    let deleted = w.network.destroy(&ctx, &spec).await.unwrap();
+    assert_eq!(deleted.len(), expected(azs, nat_count).values().sum::<usize>());
+    assert!(inventory(&w.ec2, stack).await.is_empty());
+    assert!(w.network.destroy(&ctx, &spec).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn test_profile_two_azs_nat_per_az() {
+    check_topology(&world().await, "net-test", 2, NatMode::PerAz).await;
+}
+
+#[tokio::test]
+async fn prod_profile_three_azs_nat_per_az() {
+    check_topology(&world().await, "net-prod", 3, NatMode::PerAz).await;
+}
+
+#[tokio::test]
+async fn single_nat_for_all_private_subnets() {
+    check_topology(&world().await, "net-single", 2, NatMode::Single).await;
+}
+
+#[tokio::test]
+async fn plan_lists_every_resource_before_the_first_apply_and_writes_nothing() {
+    let w = world().await;
+    let ctx = ctx("net-plan", Environment::Prod);
+    let spec = NetworkSpec::for_environment(Environment::Prod, "net-plan");
+    let plan = w.network.plan(&ctx, &spec).await.unwrap();
+    // vpc + 6 subnets + igw + 3 eips + 3 nats + 4 route tables
+    assert_eq!(plan.summary().create, 18, "{plan}");
+    assert!(inventory(&w.ec2, "net-plan").await.is_empty());
+}
+
+#[tokio::test]
+async fn switching_to_a_single_nat_removes_the_extra_gateways() {
+    let w = world().await;
+    let ctx = ctx("net-switch", Environment::Test);
+    let mut spec = NetworkSpec::for_environment(Environment::Test, "net-switch");
+    w.network.apply(&ctx, &spec).await.unwrap();
+    if let VpcSpec::New(new) = &mut spec.vpc {
+        new.nat = NatMode::Single;
+    }
+    let plan = w.network.plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.summary().delete, 2, "extra NAT and its EIP:\n{plan}");
+    let out = w.network.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(out.nat_gateways.len(), 1);
+    assert_eq!(inventory(&w.ec2, "net-switch").await, expected(2, 1));
+    assert!(w.network.plan(&ctx, &spec).await.unwrap().is_empty());
+    w.network.destroy(&ctx, &spec).await.unwrap();
+    assert!(inventory(&w.ec2, "net-switch").await.is_empty());
+}
+
+#[tokio::test]
+async fn drift_is_planned_and_repaired() {
+    let w = world().await;
+    let ctx = ctx("net-drift", Environment::Test);
+    let spec = NetworkSpec::for_environment(Environment::Test, "net-drift");
+    let out = w.network.apply(&ctx, &spec).await.unwrap();
+    // Someone turns DNS hostnames off and deletes a Kubernetes tag and a private default route.
+    w.ec2
+        .modify_vpc_attribute()
+        .vpc_id(out.vpc_id.as_str())
+        .enable_dns_hostnames(aws_sdk_ec2::types::AttributeBooleanValue::builder().value(false).build())
+        .send()
+        .await
+        .unwrap();
+    w.ec2
+        .delete_tags()
+        .resources(out.private_subnets[0].id.as_str())
+        .tags(aws_sdk_ec2::types::Tag::builder().key("kubernetes.io/role/internal-elb").build())
+        .send()
+        .await
+        .unwrap();
+    w.ec2
+        .delete_route()
+        .route_table_id(&out.private_route_tables[1])
+        .destination_cidr_block("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let plan = w.network.plan(&ctx, &spec).await.unwrap();
+    let text = plan.to_string();
+    assert_eq!(plan.summary().update, 3, "{text}");
+    assert!(text.contains("enable_dns_hostnames: \"false\" -> \"true\""), "{text}");
+    assert!(text.contains("tags.kubernetes.io/role/internal-elb: (none) -> \"1\""), "{text}");
+    assert!(text.contains("routes[0.0.0.0/0]: (none) -> \"nat-"), "{text}");
+    w.network.apply(&ctx, &spec).await.unwrap();
+    assert!(w.network.plan(&ctx, &spec).await.unwrap().is_empty());
+    w.network.destroy(&ctx, &spec).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_vpc_cidr_is_a_replacement_refused_unless_allowed() {
+    let w = world().await;
+    let ctx = ctx("net-replace", Environment::Test);
+    let spec = NetworkSpec::for_environment(Environment::Test, "net-replace");
+    w.network.apply(&ctx, &spec).await.unwrap();
+    let mut changed = spec.clone();
+    if let VpcSpec::New(new) = &mut changed.vpc {
+        new.cidr = "10.1.0.0/16".parse().unwrap();
+    }
+    let plan = w.network.plan(&ctx, &changed).await.unwrap();
+    assert!(plan.has_replacements(), "{plan}");
+    let err = w.network.apply(&ctx, &changed).await.unwrap_err();
+    assert!(matches!(err, NetworkError::ReplacementRefused { .. }), "{err}");
+    assert_eq!(inventory(&w.ec2, "net-replace").await, expected(2, 2), "nothing was touched");
+
+    let allowed =
+        ctx.clone().with_permissions(dify_stack_core::Permissions { allow_replace: true, ..Default::default() });
+    let out = w.network.apply(&allowed, &changed).await.unwrap();
+    assert_eq!(out.vpc_cidr, "10.1.0.0/16");
+    assert_eq!(out.private_subnets[0].cidr, "10.1.10.0/24");
+    assert_eq!(inventory(&w.ec2, "net-replace").await, expected(2, 2));
+    w.network.destroy(&ctx, &changed).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_same_named_vpc_of_someone_else_is_not_owned() {
+    let w = world().await;
+    w.ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+                .tags(aws_sdk_ec2::types::Tag::builder().key("Name").value("net-foreign-vpc").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ctx = ctx("net-foreign", Environment::Test);
+    let spec = NetworkSpec::for_environment(Environment::Test, "net-foreign");
+    let err = w.network.apply(&ctx, &spec).await.unwrap_err();
+    assert!(matches!(err, NetworkError::NotOwned { .. }), "{err}");
+    assert!(w.network.destroy(&ctx, &spec).await.unwrap().is_empty(), "destroy never touches it");
+    assert_eq!(
+        w.ec2
+            .describe_vpcs()
+            .filters(Filter::builder().name("tag:Name").values("net-foreign-vpc").build())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn existing_vpc_is_validated_tagged_on_request_and_never_deleted() {
+    let w = world().await;
+    let vpc = w
+        .ec2
+        .create_vpc()
+        .cidr_block("172.16.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_owned();
+    let zones = w.ec2.describe_availability_zones().send().await.unwrap();
+    let zone = |i: usize| zones.availability_zones()[i].zone_name().unwrap().to_owned();
+    let subnet = |cidr: &'static str, az: String| {
+        let ec2 = w.ec2.clone();
+        let vpc = vpc.clone();
+        async move {
+            ec2.create_subnet()
+                .vpc_id(vpc)
+                .cidr_block(cidr)
+                .availability_zone(az)
+                .send()
+                .await
+                .unwrap()
+                .subnet()
+                .unwrap()
+                .subnet_id()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let p1 = subnet("172.16.1.0/24", zone(0)).await;
+    let p2 = subnet("172.16.2.0/24", zone(1)).await;
+    let p3 = subnet("172.16.3.0/24", zone(0)).await;
+    let pub1 = subnet("172.16.101.0/24", zone(0)).await;
+    let ctx = ctx("net-byo", Environment::Test);
+    let mk = |private: Vec<&String>, tag_subnets: bool| NetworkSpec {
+        cluster_name: "net-byo".into(),
+        vpc: VpcSpec::Existing(ExistingVpcSpec {
+            vpc_id: vpc.as_str().into(),
+            private_subnet_ids: private.into_iter().map(|s| s.as_str().into()).collect(),
+            public_subnet_ids: vec![pub1.as_str().into()],
+            tag_subnets,
+        }),
+    };
+
+    // Two private subnets in one AZ are rejected with the path.
+    let err = w.network.apply(&ctx, &mk(vec![&p1, &p3], false)).await.unwrap_err();
+    match &err {
+        NetworkError::ExistingVpc(errors) => assert_eq!(errors.paths(), vec!["vpc.private_subnet_ids"]),
+        other => panic!("{other}"),
+    }
+    // A subnet that does not exist.
+    let missing = "subnet-0123456789abcdef0".to_owned();
+    let err = w.network.apply(&ctx, &mk(vec![&p1, &missing], false)).await.unwrap_err();
+    assert!(err.to_string().contains("vpc.private_subnet_ids[1]"), "{err}");
+
+    // Without tag_subnets nothing is written.
+    let spec = mk(vec![&p1, &p2], false);
+    assert!(w.network.plan(&ctx, &spec).await.unwrap().is_empty());
+    let out = w.network.apply(&ctx, &spec).await.unwrap();
+    assert!(!out.owned);
+    assert_eq!(out.private_subnets.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![p1.as_str(), p2.as_str()]);
+
+    // With tag_subnets the discovery tags are planned, added, and then converged.
+    let spec = mk(vec![&p1, &p2], true);
+    assert_eq!(w.network.plan(&ctx, &spec).await.unwrap().summary().update, 3);
+    w.network.apply(&ctx, &spec).await.unwrap();
+    assert!(w.network.plan(&ctx, &spec).await.unwrap().is_empty());
+    let s = w.ec2.describe_subnets().subnet_ids(&p1).send().await.unwrap();
+    assert_eq!(tag(s.subnets()[0].tags(), "kubernetes.io/role/internal-elb"), Some("1"));
+
+    // Destroy deletes nothing of it.
+    assert!(w.network.destroy(&ctx, &spec).await.unwrap().is_empty());
+    assert_eq!(
+        w.ec2
+            .describe_subnets()
+            .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .len(),
+        4
+    );
+}

@@ -390,7 +390,7 @@ mod tests {
     fn display_names_operation_code_message() {
         let e = AwsError::new("DeleteSubnet", "DependencyViolation", "has dependencies");
         assert_eq!(e.to_string(), "DeleteSubnet failed: DependencyViolation: has dependencies");
-        assert_eq!(ignore_not_found(Err(AwsError::new("X", "NoSuchEntity", "gone"))).unwrap(), false);
+        assert!(!ignore_not_found(Err(AwsError::new("X", "NoSuchEntity", "gone"))).unwrap());
         assert!(ignore_not_found(Err(e)).is_err());
     }
 }

@@ -97,7 +97,7 @@ pub enum NetworkError {
         resource: String,
         /// The AWS error.
         #[source]
-        source: AwsError,
+        source: Box<AwsError>,
     },
     /// A wait or retry loop ended without success (deadline, cancellation, or a lasting error).
     /// Re-running resumes.
@@ -109,7 +109,7 @@ pub enum NetworkError {
         resource: String,
         /// What ended the wait.
         #[source]
-        source: WaitError<AwsError>,
+        source: Box<WaitError<AwsError>>,
     },
 }
 
@@ -122,12 +122,12 @@ pub(crate) trait Ctx<T> {
 
 impl<T> Ctx<T> for std::result::Result<T, AwsError> {
     fn at(self, step: Step, resource: impl Into<String>) -> Result<T> {
-        self.map_err(|source| NetworkError::Aws { step, resource: resource.into(), source })
+        self.map_err(|source| NetworkError::Aws { step, resource: resource.into(), source: Box::new(source) })
     }
 }
 
 impl<T> Ctx<T> for std::result::Result<T, WaitError<AwsError>> {
     fn at(self, step: Step, resource: impl Into<String>) -> Result<T> {
-        self.map_err(|source| NetworkError::Wait { step, resource: resource.into(), source })
+        self.map_err(|source| NetworkError::Wait { step, resource: resource.into(), source: Box::new(source) })
     }
 }

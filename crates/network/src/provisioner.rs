@@ -540,7 +540,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 let subnet = subnet.ok_or_else(|| NetworkError::Aws {
                     step: Step::CreateNatGateway,
                     resource: n.name.clone(),
-                    source: AwsError::new("CreateNatGateway", "MissingSubnet", "public subnet not created"),
+                    source: Box::new(AwsError::new("CreateNatGateway", "MissingSubnet", "public subnet not created")),
                 })?;
                 self.create_nat(ctx, &n.name, subnet, eip, n.tags.clone()).await
             }

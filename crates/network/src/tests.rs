@@ -1,1 +1,514 @@
+//! Unit tests: validation, derivation, diff tables, and provisioner logic against the mocked
+//! client (`MockEc2Api`). A mock without write expectations panics on any write, which proves
+//! that plan is read-only and that a converged world gets no writes.
 
+use std::time::Duration;
+
+use dify_stack_core::ids::{AllocationId, InternetGatewayId, NatGatewayId, RouteTableId, SubnetId, VpcId};
+use dify_stack_core::{Action, AwsError, Context, Environment, Provisioner, Tags, WaitPolicy};
+use mockall::predicate::eq;
+
+use crate::client::*;
+use crate::model::{Desired, ObservedNew};
+use crate::spec::*;
+use crate::{NetworkError, NetworkProvisioner};
+
+fn ctx() -> Context {
+    Context::new("unit", Environment::Test, "us-west-2").unwrap().with_wait(WaitPolicy {
+        initial_interval: Duration::from_millis(1),
+        max_interval: Duration::from_millis(5),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_wait: Duration::from_secs(5),
+    })
+}
+
+fn test_spec() -> NetworkSpec {
+    NetworkSpec::for_environment(Environment::Test, "unit")
+}
+
+fn new_spec(f: impl FnOnce(&mut NewVpcSpec)) -> NetworkSpec {
+    let mut spec = test_spec();
+    if let VpcSpec::New(n) = &mut spec.vpc {
+        f(n);
+    }
+    spec
+}
+
+fn net(s: &str) -> ipnet::Ipv4Net {
+    s.parse().unwrap()
+}
+
+// ----------------------------------------------------------------------------- validation
+
+#[test]
+fn defaults_match_stack_md() {
+    let VpcSpec::New(prod) = NetworkSpec::for_environment(Environment::Prod, "c").vpc else { panic!() };
+    assert_eq!(prod.cidr, net("10.0.0.0/16"));
+    assert_eq!(prod.az_count, 3);
+    assert_eq!(prod.nat, NatMode::PerAz);
+    let s = |v: Vec<ipnet::Ipv4Net>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(s(prod.public_cidrs()), ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"]);
+    assert_eq!(s(prod.private_cidrs()), ["10.0.10.0/24", "10.0.11.0/24", "10.0.12.0/24"]);
+    let VpcSpec::New(test) = test_spec().vpc else { panic!() };
+    assert_eq!(test.az_count, 2);
+}
+
+#[test]
+fn subnets_are_derived_for_any_16_to_20_vpc() {
+    let cases = [
+        ("172.20.0.0/16", "172.20.1.0/24", "172.20.10.0/24"),
+        ("10.8.0.0/18", "10.8.1.0/24", "10.8.10.0/24"),
+        ("192.168.16.0/20", "192.168.17.0/24", "192.168.26.0/24"),
+    ];
+    for (vpc, first_public, first_private) in cases {
+        let public = derive_subnets(net(vpc), PUBLIC_OFFSET, 3).unwrap();
+        let private = derive_subnets(net(vpc), PRIVATE_OFFSET, 3).unwrap();
+        assert_eq!(public[0].to_string(), first_public, "{vpc}");
+        assert_eq!(private[0].to_string(), first_private, "{vpc}");
+        assert!(public.iter().chain(&private).all(|s| net(vpc).contains(s)));
+    }
+    assert!(derive_subnets(net("10.0.0.0/21"), PRIVATE_OFFSET, 3).is_none(), "a /21 has only 8 /24s");
+    assert!(derive_subnets(net("10.0.0.0/20"), PRIVATE_OFFSET, 6).is_some(), "indexes 10..15 fit a /20");
+    assert!(derive_subnets(net("10.0.0.0/20"), PRIVATE_OFFSET, 7).is_none());
+}
+
+#[test]
+fn validation_reports_every_violation_with_its_path() {
+    let existing = |f: &dyn Fn(&mut ExistingVpcSpec)| {
+        let mut e = ExistingVpcSpec {
+            vpc_id: "vpc-1".into(),
+            private_subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+            public_subnet_ids: vec!["subnet-3".into()],
+            tag_subnets: false,
+        };
+        f(&mut e);
+        NetworkSpec { cluster_name: "unit".into(), vpc: VpcSpec::Existing(e) }
+    };
+    let table: Vec<(&str, NetworkSpec, Vec<&str>)> = vec![
+        ("host bits", new_spec(|n| n.cidr = net("10.0.0.1/16")), vec!["vpc.cidr"]),
+        ("too large", new_spec(|n| n.cidr = net("10.0.0.0/8")), vec!["vpc.cidr"]),
+        ("one AZ", new_spec(|n| n.az_count = 1), vec!["vpc.az_count"]),
+        ("seven AZs", new_spec(|n| n.az_count = 7), vec!["vpc.az_count"]),
+        ("underivable", new_spec(|n| n.cidr = net("10.0.0.0/22")), vec!["vpc.private_subnets"]),
+        (
+            "wrong count",
+            new_spec(|n| n.public_subnets = vec![net("10.0.1.0/24")]),
+            vec!["vpc.public_subnets"],
+        ),
+        (
+            "outside the VPC",
+            new_spec(|n| n.private_subnets = vec![net("10.0.10.0/24"), net("10.9.0.0/24")]),
+            vec!["vpc.private_subnets[1]"],
+        ),
+        (
+            "no room",
+            new_spec(|n| n.private_subnets = vec![net("10.0.10.0/24"), net("10.0.11.0/29")]),
+            vec!["vpc.private_subnets[1]"],
+        ),
+        (
+            "overlap",
+            new_spec(|n| {
+                n.public_subnets = vec![net("10.0.0.0/20"), net("10.0.16.0/24")];
+                n.private_subnets = vec![net("10.0.10.0/24"), net("10.0.32.0/24")];
+            }),
+            vec!["vpc.private_subnets[0]"],
+        ),
+        ("bad cluster name", NetworkSpec { cluster_name: "-x".into(), ..test_spec() }, vec!["cluster_name"]),
+        ("not a vpc id", existing(&|e| e.vpc_id = "sg-1".into()), vec!["vpc.vpc_id"]),
+        ("one private subnet", existing(&|e| e.private_subnet_ids.truncate(1)), vec!["vpc.private_subnet_ids"]),
+        (
+            "listed twice",
+            existing(&|e| e.public_subnet_ids = vec!["subnet-1".into()]),
+            vec!["vpc.public_subnet_ids[0]"],
+        ),
+        ("not a subnet id", existing(&|e| e.private_subnet_ids[1] = "vpc-2".into()), vec!["vpc.private_subnet_ids[1]"]),
+    ];
+    assert!(table.len() >= 10);
+    for (what, spec, paths) in table {
+        let errors = spec.validate(&ctx()).expect_err(what);
+        assert_eq!(errors.paths(), paths, "{what}: {errors}");
+        assert!(errors.errors().iter().all(|e| e.hint.is_some()), "{what}: every error names a fix");
+    }
+    // Several problems at once.
+    let spec = NetworkSpec { cluster_name: "-x".into(), ..new_spec(|n| n.az_count = 9) };
+    assert_eq!(spec.validate(&ctx()).unwrap_err().len(), 2);
+    assert!(test_spec().validate(&ctx()).is_ok());
+}
+
+#[test]
+fn spec_files_reject_unknown_fields_and_default_the_rest() {
+    let spec: NetworkSpec =
+        serde_json::from_str(r#"{"cluster_name":"c","vpc":{"mode":"new","az_count":3,"nat":"single"}}"#).unwrap();
+    let VpcSpec::New(n) = spec.vpc else { panic!() };
+    assert_eq!((n.az_count, n.nat, n.cidr), (3, NatMode::Single, net("10.0.0.0/16")));
+    let err = serde_json::from_str::<NetworkSpec>(r#"{"cluster_name":"c","vpc":{"mode":"new","az_cout":3}}"#);
+    assert!(err.unwrap_err().to_string().contains("az_cout"));
+    let err = serde_json::from_str::<NetworkSpec>(r#"{"cluster_name":"c","vpc":{"mode":"new"},"extra":1}"#);
+    assert!(err.is_err());
+}
+
+// ----------------------------------------------------------------------------- a converged world
+
+const ZONES: [&str; 3] = ["us-west-2a", "us-west-2b", "us-west-2c"];
+
+/// The observation of a fully converged network for `spec`.
+fn converged(spec: &NetworkSpec) -> ObservedNew {
+    let VpcSpec::New(new) = &spec.vpc else { panic!() };
+    let zones: Vec<String> = ZONES[..new.az_count as usize].iter().map(|z| z.to_string()).collect();
+    let want = Desired::new(&ctx(), spec, new, &zones);
+    let vpc = VpcInfo { id: VpcId::new("vpc-1"), cidr: want.cidr.clone(), tags: want.vpc.tags.clone() };
+    let subnets: Vec<SubnetInfo> = want
+        .subnets()
+        .enumerate()
+        .map(|(i, s)| SubnetInfo {
+            id: SubnetId::new(format!("subnet-{i}")),
+            vpc_id: vpc.id.clone(),
+            cidr: s.cidr.clone(),
+            az: s.az.clone(),
+            tags: s.named.tags.clone(),
+        })
+        .collect();
+    let igw = IgwInfo { id: InternetGatewayId::new("igw-1"), attached_vpcs: vec![vpc.id.clone()], tags: want.igw.tags.clone() };
+    let eips: Vec<AddressInfo> = want
+        .eips
+        .iter()
+        .enumerate()
+        .map(|(i, e)| AddressInfo {
+            allocation_id: AllocationId::new(format!("eipalloc-{i}")),
+            public_ip: Some(format!("203.0.113.{i}")),
+            association_id: Some(format!("eipassoc-{i}")),
+            tags: e.tags.clone(),
+        })
+        .collect();
+    let nats: Vec<NatInfo> = want
+        .nats
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NatInfo {
+            id: NatGatewayId::new(format!("nat-{i}")),
+            subnet_id: subnets[i].id.clone(),
+            vpc_id: Some(vpc.id.clone()),
+            state: NatState::Available,
+            allocation_id: Some(eips[i].allocation_id.clone()),
+            public_ip: eips[i].public_ip.clone(),
+            tags: n.tags.clone(),
+        })
+        .collect();
+    let route_tables = want
+        .route_tables()
+        .enumerate()
+        .map(|(i, t)| RouteTableInfo {
+            id: RouteTableId::new(format!("rtb-{i}")),
+            vpc_id: vpc.id.clone(),
+            routes: vec![
+                RouteInfo { destination: want.cidr.clone(), target: RouteTarget::Local },
+                RouteInfo {
+                    destination: "0.0.0.0/0".into(),
+                    target: match t.nat {
+                        None => RouteTarget::Gateway(igw.id.clone()),
+                        Some(n) => RouteTarget::NatGateway(nats[n].id.clone()),
+                    },
+                },
+            ],
+            associations: t
+                .subnets
+                .iter()
+                .map(|name| {
+                    let s = subnets.iter().find(|s| crate::model::name_of(&s.tags) == name).unwrap();
+                    AssociationInfo { id: format!("rtbassoc-{}", s.id), subnet_id: Some(s.id.clone()), main: false }
+                })
+                .collect(),
+            tags: t.named.tags.clone(),
+        })
+        .collect();
+    ObservedNew {
+        zones,
+        vpcs: vec![vpc],
+        dns: Some(DnsAttributes { support: true, hostnames: true }),
+        subnets,
+        igws: vec![igw],
+        eips,
+        nats,
+        route_tables,
+    }
+}
+
+/// A mock that answers every read with `world` and has no write expectations.
+fn reads(world: &ObservedNew) -> MockEc2Api {
+    let mut m = MockEc2Api::new();
+    let zones: Vec<ZoneInfo> = ["us-west-2d", "us-west-2c", "us-west-2b", "us-west-2a"]
+        .iter()
+        .map(|z| ZoneInfo { name: z.to_string(), available: true, zone_type: "availability-zone".into() })
+        .chain([ZoneInfo { name: "us-west-2-lax-1a".into(), available: true, zone_type: "local-zone".into() }])
+        .collect();
+    m.expect_describe_zones().returning(move || Ok(zones.clone()));
+    let w = world.clone();
+    m.expect_describe_vpcs().returning(move |_| Ok(w.vpcs.clone()));
+    let dns = world.dns;
+    m.expect_describe_vpc_dns().returning(move |_| Ok(dns.unwrap_or(DnsAttributes { support: true, hostnames: true })));
+    let w = world.clone();
+    m.expect_describe_subnets().returning(move |_| Ok(w.subnets.clone()));
+    let w = world.clone();
+    m.expect_describe_internet_gateways().returning(move |_| Ok(w.igws.clone()));
+    let w = world.clone();
+    m.expect_describe_addresses().returning(move |_| Ok(w.eips.clone()));
+    let w = world.clone();
+    m.expect_describe_nat_gateways().returning(move |_| Ok(w.nats.clone()));
+    let w = world.clone();
+    m.expect_describe_route_tables().returning(move |_| Ok(w.route_tables.clone()));
+    m.expect_describe_network_interfaces().returning(|_| Ok(vec![]));
+    m.expect_describe_security_groups().returning(|_| Ok(vec![]));
+    m
+}
+
+#[tokio::test]
+async fn plan_is_read_only_on_an_empty_world() {
+    // Only read expectations: any write would panic.
+    let p = NetworkProvisioner::new(reads(&ObservedNew::default()));
+    let plan = p.plan(&ctx(), &test_spec()).await.unwrap();
+    assert_eq!(plan.summary().create, 1 + 4 + 1 + 2 + 2 + 3, "{plan}");
+    assert!(plan.changes.iter().all(|c| c.action == Action::Create));
+}
+
+#[tokio::test]
+async fn apply_on_a_converged_world_makes_no_write() {
+    for spec in [test_spec(), NetworkSpec::for_environment(Environment::Prod, "unit"), new_spec(|n| n.nat = NatMode::Single)] {
+        let world = converged(&spec);
+        let p = NetworkProvisioner::new(reads(&world));
+        assert!(p.plan(&ctx(), &spec).await.unwrap().is_empty(), "{}", p.plan(&ctx(), &spec).await.unwrap());
+        let out = p.apply(&ctx(), &spec).await.unwrap();
+        assert_eq!(out.vpc_id.as_str(), "vpc-1");
+        assert_eq!(out.private_subnets.len(), world.zones.len());
+    }
+}
+
+#[tokio::test]
+async fn zones_are_the_first_available_ones_in_name_order() {
+    let p = NetworkProvisioner::new(reads(&ObservedNew::default()));
+    let spec = NetworkSpec::for_environment(Environment::Prod, "unit");
+    let plan = p.plan(&ctx(), &spec).await.unwrap();
+    let azs: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.resource.kind == "ec2:subnet")
+        .filter_map(|c| c.fields.iter().find(|f| f.path == "availability_zone")?.after.as_deref())
+        .collect();
+    assert_eq!(azs, ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2a", "us-west-2b", "us-west-2c"]);
+}
+
+#[tokio::test]
+async fn too_few_zones_is_a_clear_error() {
+    let mut m = MockEc2Api::new();
+    m.expect_describe_zones().returning(|| {
+        Ok(vec![
+            ZoneInfo { name: "a".into(), available: true, zone_type: "availability-zone".into() },
+            ZoneInfo { name: "b".into(), available: false, zone_type: "availability-zone".into() },
+        ])
+    });
+    m.expect_describe_vpcs().returning(|_| Ok(vec![]));
+    let err = NetworkProvisioner::new(m).plan(&ctx(), &test_spec()).await.unwrap_err();
+    assert!(matches!(err, NetworkError::NotEnoughZones { wanted: 2, found: 1, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_nat_create_that_failed_is_retried_with_the_same_token_and_yields_one_gateway() {
+    let spec = test_spec();
+    let mut world = converged(&spec);
+    let lost = world.nats.remove(1);
+    world.route_tables.retain(|t| !t.routes.iter().any(|r| r.target == RouteTarget::NatGateway(lost.id.clone())));
+    let mut m = reads(&world);
+    // First attempt: the connection drops after AWS created the gateway. Second attempt with the
+    // same token: AWS returns that same gateway (real idempotency semantics).
+    let mut seq = mockall::Sequence::new();
+    let token = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let t1 = token.clone();
+    m.expect_create_nat_gateway().times(1).in_sequence(&mut seq).returning(move |_, _, tok, _| {
+        *t1.lock().unwrap() = Some(tok);
+        Err(AwsError::new("CreateNatGateway", "InternalError", "connection reset"))
+    });
+    let t2 = token.clone();
+    let created = lost.clone();
+    m.expect_create_nat_gateway().times(1).in_sequence(&mut seq).returning(move |subnet, eip, tok, tags| {
+        assert_eq!(Some(tok), *t2.lock().unwrap(), "the retry reuses the client token");
+        assert_eq!(subnet, created.subnet_id);
+        assert_eq!(Some(eip), created.allocation_id);
+        assert_eq!(tags.get("Name").map(String::as_str), Some("unit-nat-2"));
+        Ok(NatInfo { state: NatState::Pending, ..created.clone() })
+    });
+    m.expect_wait_nat_gateways_available()
+        .with(eq(vec![lost.id.clone()]), mockall::predicate::always())
+        .times(1)
+        .returning(|_, _| Ok(true));
+    m.expect_create_route_table().times(1).returning(|vpc, tags| {
+        Ok(RouteTableInfo { id: RouteTableId::new("rtb-new"), vpc_id: vpc, routes: vec![], associations: vec![], tags })
+    });
+    m.expect_create_route()
+        .with(eq(RouteTableId::new("rtb-new")), eq("0.0.0.0/0".to_string()), eq(RouteTarget::NatGateway(lost.id.clone())))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    m.expect_replace_route_table_association().times(0);
+    m.expect_associate_route_table().times(1).returning(|_, _| Ok("rtbassoc-new".into()));
+    let out = NetworkProvisioner::new(m).apply(&ctx(), &spec).await.unwrap();
+    assert_eq!(out.nat_gateways.len(), 2);
+    assert_eq!(out.nat_gateways[1].id, lost.id.as_str());
+}
+
+#[tokio::test]
+async fn destroy_on_an_empty_world_is_ok() {
+    let p = NetworkProvisioner::new(reads(&ObservedNew::default()));
+    assert!(p.destroy(&ctx(), &test_spec()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_same_named_vpc_without_our_tag_is_not_owned() {
+    let mut m = reads(&ObservedNew::default());
+    m.checkpoint();
+    m.expect_describe_zones().returning(|| {
+        Ok(["a", "b"].iter().map(|z| ZoneInfo { name: z.to_string(), available: true, zone_type: "availability-zone".into() }).collect())
+    });
+    m.expect_describe_vpcs().returning(|_| {
+        Ok(vec![VpcInfo {
+            id: VpcId::new("vpc-theirs"),
+            cidr: "10.0.0.0/16".into(),
+            tags: Tags::from([("Name".to_owned(), "unit-vpc".to_owned()), ("dify-stack:stack".to_owned(), "unit-2".to_owned())]),
+        }])
+    });
+    let p = NetworkProvisioner::new(m);
+    match p.plan(&ctx(), &test_spec()).await.unwrap_err() {
+        NetworkError::NotOwned { id, .. } => assert_eq!(id, "vpc-theirs"),
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn destroy_retries_dependency_violation_then_succeeds_in_order() {
+    let world = converged(&test_spec());
+    let mut m = reads(&world);
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = |what: &'static str| {
+        let order = order.clone();
+        move || order.lock().unwrap().push(what.to_owned())
+    };
+    let l = log("nat");
+    m.expect_delete_nat_gateway().times(2).returning(move |_| {
+        l();
+        Ok(())
+    });
+    let l = log("nat-deleted");
+    m.expect_wait_nat_gateways_deleted().times(1).returning(move |_, _| {
+        l();
+        Ok(true)
+    });
+    // The EIP release races the NAT deletion once.
+    let mut first = true;
+    let l = log("eip");
+    m.expect_release_address().times(3).returning(move |_| {
+        if std::mem::take(&mut first) {
+            return Err(AwsError::new("ReleaseAddress", "InvalidIPAddress.InUse", "still in use"));
+        }
+        l();
+        Ok(())
+    });
+    let l = log("igw");
+    m.expect_detach_internet_gateway().times(1).returning(|_, _| Ok(()));
+    m.expect_delete_internet_gateway().times(1).returning(move |_| {
+        l();
+        Ok(())
+    });
+    // Every subnet reports lingering ENIs twice before it can go.
+    let mut violations = std::collections::HashMap::<SubnetId, u32>::new();
+    let l = log("subnet");
+    m.expect_delete_subnet().times(4 * 3).returning(move |id| {
+        let n = violations.entry(id).or_default();
+        *n += 1;
+        if *n <= 2 {
+            return Err(AwsError::new("DeleteSubnet", "DependencyViolation", "has dependencies"));
+        }
+        l();
+        Ok(())
+    });
+    m.expect_disassociate_route_table().times(4).returning(|_| Ok(()));
+    let l = log("route-table");
+    m.expect_delete_route_table().times(3).returning(move |_| {
+        l();
+        Ok(())
+    });
+    let l = log("vpc");
+    m.expect_delete_vpc().times(1).returning(move |_| {
+        l();
+        Ok(())
+    });
+    let deleted = NetworkProvisioner::new(m).destroy(&ctx(), &test_spec()).await.unwrap();
+    assert_eq!(deleted.len(), 2 + 2 + 1 + 4 + 3 + 1);
+    let order = order.lock().unwrap().clone();
+    let first_of = |w: &str| order.iter().position(|o| o == w).unwrap();
+    let last_of = |w: &str| order.iter().rposition(|o| o == w).unwrap();
+    assert!(last_of("nat") < first_of("nat-deleted"));
+    assert!(first_of("nat-deleted") < first_of("eip"));
+    assert!(last_of("eip") < first_of("igw"));
+    assert!(first_of("igw") < first_of("subnet"));
+    assert!(last_of("subnet") < first_of("route-table"));
+    assert!(last_of("route-table") < first_of("vpc"));
+}
+
+#[tokio::test]
+async fn destroy_never_touches_resources_of_another_stack() {
+    let mut world = converged(&test_spec());
+    for n in &mut world.nats {
+        n.tags.insert("dify-stack:stack".into(), "unit-other".into());
+    }
+    for e in &mut world.eips {
+        e.tags.insert("dify-stack:stack".into(), "unit-other".into());
+    }
+    // Nothing but the NATs and EIPs is returned; they belong to another stack.
+    world.vpcs.clear();
+    world.igws.clear();
+    let p = NetworkProvisioner::new(reads(&world));
+    assert!(p.destroy(&ctx(), &test_spec()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_nat_wait_that_runs_out_is_a_timeout_error() {
+    let spec = test_spec();
+    let mut world = converged(&spec);
+    for n in &mut world.nats {
+        n.state = NatState::Pending;
+    }
+    let mut m = reads(&world);
+    m.expect_wait_nat_gateways_available().returning(|_, _| Ok(false));
+    let err = NetworkProvisioner::new(m).apply(&ctx(), &spec).await.unwrap_err();
+    match &err {
+        NetworkError::Wait { source, .. } => {
+            assert!(matches!(**source, dify_stack_core::WaitError::TimedOut { .. }), "{err}")
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn diff_table_for_mutable_and_immutable_drift() {
+    let spec = test_spec();
+    let p = NetworkProvisioner::new(MockEc2Api::new());
+    type Mutation = Box<dyn Fn(&mut ObservedNew)>;
+    let cases: Vec<(&str, Mutation, Action, &str)> = vec![
+        ("dns off", Box::new(|w| w.dns = Some(DnsAttributes { support: true, hostnames: false })), Action::Update, "enable_dns_hostnames"),
+        ("tag drift", Box::new(|w| { w.subnets[0].tags.remove("kubernetes.io/role/elb"); }), Action::Update, "tags.kubernetes.io/role/elb"),
+        ("route to wrong nat", Box::new(|w| w.route_tables[1].routes[1].target = RouteTarget::NatGateway(NatGatewayId::new("nat-1"))), Action::Update, "routes[0.0.0.0/0]"),
+        ("missing association", Box::new(|w| w.route_tables[0].associations.clear()), Action::Update, "associations[unit-public-1]"),
+        ("igw detached", Box::new(|w| w.igws[0].attached_vpcs.clear()), Action::Update, "attachment"),
+        ("vpc cidr", Box::new(|w| w.vpcs[0].cidr = "10.1.0.0/16".into()), Action::Replace, "cidr_block"),
+        ("subnet cidr", Box::new(|w| w.subnets[2].cidr = "10.0.99.0/24".into()), Action::Replace, "cidr_block"),
+        ("subnet az", Box::new(|w| w.subnets[3].az = "us-west-2c".into()), Action::Replace, "availability_zone"),
+        ("nat missing", Box::new(|w| { w.nats.pop(); }), Action::Create, ""),
+    ];
+    for (what, mutate, action, field) in cases {
+        let mut world = converged(&spec);
+        mutate(&mut world);
+        let plan = p.diff(&ctx(), &spec, &crate::ObservedNetwork::New(world));
+        let change = plan.changes.iter().find(|c| c.action == action).unwrap_or_else(|| panic!("{what}: {plan}"));
+        if !field.is_empty() {
+            assert!(change.fields.iter().any(|f| f.path == field), "{what}: {plan}");
+        }
+    }
+}

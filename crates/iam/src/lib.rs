@@ -1,1 +1,1 @@
-//! placeholder
+//! IAM tier: OIDC provider, IRSA roles and Kubernetes service accounts. Not implemented yet.

@@ -91,11 +91,7 @@ fn validation_reports_every_violation_with_its_path() {
         ("one AZ", new_spec(|n| n.az_count = 1), vec!["vpc.az_count"]),
         ("seven AZs", new_spec(|n| n.az_count = 7), vec!["vpc.az_count"]),
         ("underivable", new_spec(|n| n.cidr = net("10.0.0.0/22")), vec!["vpc.private_subnets"]),
-        (
-            "wrong count",
-            new_spec(|n| n.public_subnets = vec![net("10.0.1.0/24")]),
-            vec!["vpc.public_subnets"],
-        ),
+        ("wrong count", new_spec(|n| n.public_subnets = vec![net("10.0.1.0/24")]), vec!["vpc.public_subnets"]),
         (
             "outside the VPC",
             new_spec(|n| n.private_subnets = vec![net("10.0.10.0/24"), net("10.9.0.0/24")]),
@@ -169,7 +165,11 @@ fn converged(spec: &NetworkSpec) -> ObservedNew {
             tags: s.named.tags.clone(),
         })
         .collect();
-    let igw = IgwInfo { id: InternetGatewayId::new("igw-1"), attached_vpcs: vec![vpc.id.clone()], tags: want.igw.tags.clone() };
+    let igw = IgwInfo {
+        id: InternetGatewayId::new("igw-1"),
+        attached_vpcs: vec![vpc.id.clone()],
+        tags: want.igw.tags.clone(),
+    };
     let eips: Vec<AddressInfo> = want
         .eips
         .iter()
@@ -273,7 +273,9 @@ async fn plan_is_read_only_on_an_empty_world() {
 
 #[tokio::test]
 async fn apply_on_a_converged_world_makes_no_write() {
-    for spec in [test_spec(), NetworkSpec::for_environment(Environment::Prod, "unit"), new_spec(|n| n.nat = NatMode::Single)] {
+    for spec in
+        [test_spec(), NetworkSpec::for_environment(Environment::Prod, "unit"), new_spec(|n| n.nat = NatMode::Single)]
+    {
         let world = converged(&spec);
         let p = NetworkProvisioner::new(reads(&world));
         assert!(p.plan(&ctx(), &spec).await.unwrap().is_empty(), "{}", p.plan(&ctx(), &spec).await.unwrap());
@@ -344,7 +346,11 @@ async fn a_nat_create_that_failed_is_retried_with_the_same_token_and_yields_one_
         Ok(RouteTableInfo { id: RouteTableId::new("rtb-new"), vpc_id: vpc, routes: vec![], associations: vec![], tags })
     });
     m.expect_create_route()
-        .with(eq(RouteTableId::new("rtb-new")), eq("0.0.0.0/0".to_string()), eq(RouteTarget::NatGateway(lost.id.clone())))
+        .with(
+            eq(RouteTableId::new("rtb-new")),
+            eq("0.0.0.0/0".to_string()),
+            eq(RouteTarget::NatGateway(lost.id.clone())),
+        )
         .times(1)
         .returning(|_, _, _| Ok(()));
     m.expect_replace_route_table_association().times(0);
@@ -365,13 +371,19 @@ async fn a_same_named_vpc_without_our_tag_is_not_owned() {
     let mut m = reads(&ObservedNew::default());
     m.checkpoint();
     m.expect_describe_zones().returning(|| {
-        Ok(["a", "b"].iter().map(|z| ZoneInfo { name: z.to_string(), available: true, zone_type: "availability-zone".into() }).collect())
+        Ok(["a", "b"]
+            .iter()
+            .map(|z| ZoneInfo { name: z.to_string(), available: true, zone_type: "availability-zone".into() })
+            .collect())
     });
     m.expect_describe_vpcs().returning(|_| {
         Ok(vec![VpcInfo {
             id: VpcId::new("vpc-theirs"),
             cidr: "10.0.0.0/16".into(),
-            tags: Tags::from([("Name".to_owned(), "unit-vpc".to_owned()), ("dify-stack:stack".to_owned(), "unit-2".to_owned())]),
+            tags: Tags::from([
+                ("Name".to_owned(), "unit-vpc".to_owned()),
+                ("dify-stack:stack".to_owned(), "unit-2".to_owned()),
+            ]),
         }])
     });
     let p = NetworkProvisioner::new(m);
@@ -492,15 +504,44 @@ async fn diff_table_for_mutable_and_immutable_drift() {
     let p = NetworkProvisioner::new(MockEc2Api::new());
     type Mutation = Box<dyn Fn(&mut ObservedNew)>;
     let cases: Vec<(&str, Mutation, Action, &str)> = vec![
-        ("dns off", Box::new(|w| w.dns = Some(DnsAttributes { support: true, hostnames: false })), Action::Update, "enable_dns_hostnames"),
-        ("tag drift", Box::new(|w| { w.subnets[0].tags.remove("kubernetes.io/role/elb"); }), Action::Update, "tags.kubernetes.io/role/elb"),
-        ("route to wrong nat", Box::new(|w| w.route_tables[1].routes[1].target = RouteTarget::NatGateway(NatGatewayId::new("nat-1"))), Action::Update, "routes[0.0.0.0/0]"),
-        ("missing association", Box::new(|w| w.route_tables[0].associations.clear()), Action::Update, "associations[unit-public-1]"),
+        (
+            "dns off",
+            Box::new(|w| w.dns = Some(DnsAttributes { support: true, hostnames: false })),
+            Action::Update,
+            "enable_dns_hostnames",
+        ),
+        (
+            "tag drift",
+            Box::new(|w| {
+                w.subnets[0].tags.remove("kubernetes.io/role/elb");
+            }),
+            Action::Update,
+            "tags.kubernetes.io/role/elb",
+        ),
+        (
+            "route to wrong nat",
+            Box::new(|w| w.route_tables[1].routes[1].target = RouteTarget::NatGateway(NatGatewayId::new("nat-1"))),
+            Action::Update,
+            "routes[0.0.0.0/0]",
+        ),
+        (
+            "missing association",
+            Box::new(|w| w.route_tables[0].associations.clear()),
+            Action::Update,
+            "associations[unit-public-1]",
+        ),
         ("igw detached", Box::new(|w| w.igws[0].attached_vpcs.clear()), Action::Update, "attachment"),
         ("vpc cidr", Box::new(|w| w.vpcs[0].cidr = "10.1.0.0/16".into()), Action::Replace, "cidr_block"),
         ("subnet cidr", Box::new(|w| w.subnets[2].cidr = "10.0.99.0/24".into()), Action::Replace, "cidr_block"),
         ("subnet az", Box::new(|w| w.subnets[3].az = "us-west-2c".into()), Action::Replace, "availability_zone"),
-        ("nat missing", Box::new(|w| { w.nats.pop(); }), Action::Create, ""),
+        (
+            "nat missing",
+            Box::new(|w| {
+                w.nats.pop();
+            }),
+            Action::Create,
+            "",
+        ),
     ];
     for (what, mutate, action, field) in cases {
         let mut world = converged(&spec);

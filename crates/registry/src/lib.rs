@@ -1,1 +1,1 @@
-//! placeholder
+//! Registry tier: ECR repositories and lifecycle policies. Not implemented yet.

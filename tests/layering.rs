@@ -1,0 +1,36 @@
+//! Fails the build when a tier crate depends on a sibling tier: tiers depend on `dify-stack-core`
+//! (and, for tests, the emulator harness) only; only the `dify-stack` facade composes them.
+
+use std::path::Path;
+
+const TIERS: &[&str] = &["network", "eks", "datastores", "registry", "iam"];
+
+#[test]
+fn tiers_never_depend_on_sibling_tiers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for tier in TIERS {
+        let manifest = std::fs::read_to_string(root.join("crates").join(tier).join("Cargo.toml")).unwrap();
+        for other in TIERS.iter().filter(|o| *o != tier) {
+            let dep = format!("dify-stack-{other}");
+            assert!(
+                !manifest.lines().any(|l| l.trim_start().starts_with(&dep)),
+                "crates/{tier} depends on {dep}; pass its outputs as dify-stack-core ids instead"
+            );
+        }
+        assert!(
+            !manifest.contains("\ndify-stack.workspace") && !manifest.contains("\ndify-stack ="),
+            "crates/{tier} depends on the facade"
+        );
+    }
+}
+
+#[test]
+fn core_depends_on_no_tier_and_no_sdk_service_crate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("crates/core/Cargo.toml")).unwrap();
+    let deps = manifest.split("[dev-dependencies]").next().unwrap();
+    for tier in TIERS {
+        assert!(!deps.contains(&format!("dify-stack-{tier}")), "core depends on {tier}");
+    }
+    assert!(!deps.contains("aws-sdk-"), "core must stay free of service SDK crates");
+}

@@ -313,6 +313,13 @@ impl Context {
         Ok(name)
     }
 
+    /// The `Name` tag value `<stack>-<suffix>` for resources identified only by tags (VPC,
+    /// subnets, gateways). Infallible: a 20-character stack name plus a tier suffix stays far
+    /// below the 255-character tag limit.
+    pub fn tag_name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.stack.0)
+    }
+
     /// The tag set of a resource: ownership tags, `Name`, then the user's tags.
     pub fn tags_for(&self, tier: Tier, component: &str, name: &str) -> Tags {
         let mut tags = self.user_tags.clone();

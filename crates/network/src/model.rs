@@ -96,7 +96,6 @@ pub(crate) struct Desired {
 
 impl Desired {
     pub(crate) fn new(ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, zones: &[String]) -> Desired {
-        let stack = ctx.stack().as_str();
         let named = |component: &str, name: String| Named { tags: ctx.tags_for(Tier::Network, component, &name), name };
         let subnets = |role: SubnetRole, cidrs: Vec<ipnet::Ipv4Net>| -> Vec<DesiredSubnet> {
             cidrs
@@ -104,7 +103,7 @@ impl Desired {
                 .zip(zones)
                 .enumerate()
                 .map(|(i, (cidr, az))| {
-                    let mut n = named(role.component(), format!("{stack}-{}-{}", role.label(), i + 1));
+                    let mut n = named(role.component(), ctx.tag_name(&format!("{}-{}", role.label(), i + 1)));
                     n.tags.extend(k8s_subnet_tags(role, &spec.cluster_name));
                     DesiredSubnet { named: n, role, cidr: cidr.to_string(), az: az.clone() }
                 })
@@ -114,7 +113,7 @@ impl Desired {
         let private = subnets(SubnetRole::Private, new.private_cidrs());
         let nat_count = new.nat_count();
         let public_rt = DesiredRouteTable {
-            named: named("public-route-table", format!("{stack}-public")),
+            named: named("public-route-table", ctx.tag_name("public")),
             nat: None,
             subnets: public.iter().map(|s| s.named.name.clone()).collect(),
         };
@@ -122,17 +121,17 @@ impl Desired {
             .iter()
             .enumerate()
             .map(|(i, s)| DesiredRouteTable {
-                named: named("private-route-table", format!("{stack}-private-{}", i + 1)),
+                named: named("private-route-table", ctx.tag_name(&format!("private-{}", i + 1))),
                 nat: Some(i.min(nat_count - 1)),
                 subnets: vec![s.named.name.clone()],
             })
             .collect();
         Desired {
-            vpc: named("vpc", format!("{stack}-vpc")),
+            vpc: named("vpc", ctx.tag_name("vpc")),
             cidr: new.cidr.to_string(),
-            igw: named("internet-gateway", format!("{stack}-igw")),
-            eips: (1..=nat_count).map(|i| named("nat-eip", format!("{stack}-nat-{i}"))).collect(),
-            nats: (1..=nat_count).map(|i| named("nat-gateway", format!("{stack}-nat-{i}"))).collect(),
+            igw: named("internet-gateway", ctx.tag_name("igw")),
+            eips: (1..=nat_count).map(|i| named("nat-eip", ctx.tag_name(&format!("nat-{i}")))).collect(),
+            nats: (1..=nat_count).map(|i| named("nat-gateway", ctx.tag_name(&format!("nat-{i}")))).collect(),
             public,
             private,
             public_rt,
@@ -173,6 +172,9 @@ pub struct ObservedNew {
     pub nats: Vec<NatInfo>,
     /// Owned route tables in that VPC.
     pub route_tables: Vec<RouteTableInfo>,
+    /// Per NAT name, how many earlier gateways of that name are failed, deleting or deleted.
+    /// Part of the next client token, so a replacement is not answered with the failed gateway.
+    pub retired_nats: std::collections::BTreeMap<String, usize>,
 }
 
 impl ObservedNew {

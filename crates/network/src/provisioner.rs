@@ -28,6 +28,9 @@ pub const NAT_WAIT_CAP: Duration = Duration::from_secs(10 * 60);
 /// release right after NAT deletion).
 pub const DEPENDENCY_RETRY_CAP: Duration = Duration::from_secs(20 * 60);
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
+/// Reason of the replacement of a failed NAT gateway: repaired by apply without
+/// `allow_replace`, since nothing the user configured changes.
+const NAT_FAILED: &str = "the NAT gateway failed; it is deleted and created again";
 
 /// Provisions the network tier through an [`Ec2Api`] (the SDK by default, a mock in tests).
 #[derive(Debug, Clone)]
@@ -104,7 +107,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     }
 
     async fn observe_new(&self, ctx: &Context, new: &NewVpcSpec) -> Result<ObservedNew> {
-        let vpc_name = format!("{}-vpc", ctx.stack());
+        let vpc_name = ctx.tag_name("vpc");
         let (zones, named_vpcs) = tokio::try_join!(self.usable_zones(ctx, new.az_count as usize), async {
             self.client
                 .describe_vpcs(vec![Filter::new("tag:Name", [vpc_name.as_str()])])
@@ -142,7 +145,12 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             async { self.client.describe_route_tables(in_vpc()).await.at(Step::Describe, "route tables") },
         )?;
         // Ownership is always re-checked here: not every API honours tag filters.
+        let mut retired_nats = std::collections::BTreeMap::new();
+        for n in nats.iter().filter(|n| owns(ctx, &n.tags) && !n.state.is_live()) {
+            *retired_nats.entry(name_of(&n.tags).to_owned()).or_insert(0) += 1;
+        }
         Ok(ObservedNew {
+            retired_nats,
             zones,
             dns: Some(dns),
             subnets: subnets.into_iter().filter(|s| owns(ctx, &s.tags)).collect(),
@@ -346,7 +354,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 None => plan.push(Change::new(Action::Create, reference("ec2:nat-gateway", &n.name, None))),
                 Some(have) if have.state == NatState::Failed => plan.push(
                     Change::new(Action::Replace, reference("ec2:nat-gateway", &n.name, Some(have.id.as_str())))
-                        .because("the NAT gateway failed"),
+                        .because(NAT_FAILED),
                 ),
                 Some(have) if subnet.is_some_and(|s| s.id != have.subnet_id) => plan.push(
                     Change::new(Action::Replace, reference("ec2:nat-gateway", &n.name, Some(have.id.as_str())))
@@ -460,8 +468,9 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         let mut obs = self.observe_new(ctx, new).await?;
         let plan = Self::diff_new(ctx, spec, new, &obs);
         if plan.has_replacements() {
-            let replaced: Vec<&Change> = plan.with_action(Action::Replace).collect();
-            if !ctx.permissions.allow_replace {
+            let replaced: Vec<&Change> =
+                plan.with_action(Action::Replace).filter(|c| c.reason.as_deref() != Some(NAT_FAILED)).collect();
+            if !replaced.is_empty() && !ctx.permissions.allow_replace {
                 return Err(NetworkError::ReplacementRefused {
                     resources: replaced.iter().map(|c| c.resource.to_string()).collect(),
                     reasons: replaced.iter().map(|c| c.reason.clone().unwrap_or_default()).collect(),
@@ -533,6 +542,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             let subnet = subnet_id(&want.public[i].named.name);
             let eip = eips[i].allocation_id.clone();
             let obs_nats = &obs.nats;
+            let retired = &obs.retired_nats;
             async move {
                 if let Some(have) = find(obs_nats, &n.name, |x| &x.tags) {
                     return Ok(have.clone());
@@ -542,7 +552,8 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                     resource: n.name.clone(),
                     source: Box::new(AwsError::new("CreateNatGateway", "MissingSubnet", "public subnet not created")),
                 })?;
-                self.create_nat(ctx, &n.name, subnet, eip, n.tags.clone()).await
+                let generation = retired.get(&n.name).copied().unwrap_or(0);
+                self.create_nat(ctx, &n.name, generation, subnet, eip, n.tags.clone()).await
             }
         }))
         .await?;
@@ -617,16 +628,18 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
     /// Creates a NAT gateway with a deterministic client token. A failed or lost response is
     /// retried with the same token, so AWS returns the gateway the first attempt created instead
-    /// of a second one.
+    /// of a second one. `generation` counts earlier, retired gateways of the same name, so a
+    /// replacement gets a fresh token.
     async fn create_nat(
         &self,
         ctx: &Context,
         name: &str,
+        generation: usize,
         subnet: SubnetId,
         eip: AllocationId,
         tags: Tags,
     ) -> Result<NatInfo> {
-        let token = format!("{name}-{eip}");
+        let token = format!("{name}-{eip}-{generation}");
         let token: String = token.chars().take(64).collect();
         let nat = wait::retry(
             &format!("create NAT gateway {name}"),

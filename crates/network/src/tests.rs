@@ -231,6 +231,7 @@ fn converged(spec: &NetworkSpec) -> ObservedNew {
         eips,
         nats,
         route_tables,
+        retired_nats: Default::default(),
     }
 }
 
@@ -358,6 +359,55 @@ async fn a_nat_create_that_failed_is_retried_with_the_same_token_and_yields_one_
     let out = NetworkProvisioner::new(m).apply(&ctx(), &spec).await.unwrap();
     assert_eq!(out.nat_gateways.len(), 2);
     assert_eq!(out.nat_gateways[1].id, lost.id.as_str());
+}
+
+#[tokio::test]
+async fn a_failed_nat_is_replaced_without_allow_replace_and_with_a_fresh_token() {
+    let spec = test_spec();
+    let mut world = converged(&spec);
+    world.nats[0].state = NatState::Failed;
+    let failed = world.nats[0].clone();
+    let mut m = reads(&world);
+    m.checkpoint();
+    // After the failed gateway is deleted, the next observation lists it as deleted.
+    let mut after = world.clone();
+    after.nats[0].state = NatState::Deleted;
+    let zones = world.zones.clone();
+    m.expect_describe_zones().returning(move || {
+        Ok(zones
+            .iter()
+            .map(|z| ZoneInfo { name: z.clone(), available: true, zone_type: "availability-zone".into() })
+            .collect())
+    });
+    let w = world.clone();
+    m.expect_describe_vpcs().returning(move |_| Ok(w.vpcs.clone()));
+    m.expect_describe_vpc_dns().returning(|_| Ok(DnsAttributes { support: true, hostnames: true }));
+    let w = world.clone();
+    m.expect_describe_subnets().returning(move |_| Ok(w.subnets.clone()));
+    let w = world.clone();
+    m.expect_describe_internet_gateways().returning(move |_| Ok(w.igws.clone()));
+    let w = world.clone();
+    m.expect_describe_addresses().returning(move |_| Ok(w.eips.clone()));
+    let mut seq = mockall::Sequence::new();
+    let w = world.clone();
+    m.expect_describe_nat_gateways().times(1).in_sequence(&mut seq).returning(move |_| Ok(w.nats.clone()));
+    m.expect_delete_nat_gateway().with(eq(failed.id.clone())).times(1).in_sequence(&mut seq).returning(|_| Ok(()));
+    m.expect_wait_nat_gateways_deleted().times(1).in_sequence(&mut seq).returning(|_, _| Ok(true));
+    let a = after.clone();
+    m.expect_describe_nat_gateways().times(1).in_sequence(&mut seq).returning(move |_| Ok(a.nats.clone()));
+    let w = world.clone();
+    m.expect_describe_route_tables().returning(move |_| Ok(w.route_tables.clone()));
+    let replacement = NatInfo { id: NatGatewayId::new("nat-new"), state: NatState::Available, ..failed.clone() };
+    m.expect_create_nat_gateway().times(1).returning(move |_, eip, token, _| {
+        assert_eq!(token, format!("unit-nat-1-{eip}-1"), "a fresh token, not the failed gateway's");
+        Ok(replacement.clone())
+    });
+    m.expect_replace_route().times(1).returning(|_, _, target| {
+        assert_eq!(target, RouteTarget::NatGateway(NatGatewayId::new("nat-new")));
+        Ok(())
+    });
+    let out = NetworkProvisioner::new(m).apply(&ctx(), &spec).await.unwrap();
+    assert_eq!(out.nat_gateways[0].id, "nat-new");
 }
 
 #[tokio::test]

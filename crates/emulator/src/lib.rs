@@ -27,8 +27,8 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -38,6 +38,7 @@ use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
@@ -157,14 +158,19 @@ impl Emulator {
     pub async fn account(&self, region: &str) -> TestAccount {
         let n = NEXT_ACCOUNT.fetch_add(1, Ordering::Relaxed);
         let account_id = format!("{:05}{:07}", std::process::id() % 100_000, n % 10_000_000);
-        let config = self.sdk_config(region, Some(&account_id)).await;
-        TestAccount { account_id, config }
+        let calls = Arc::new(Calls::default());
+        let config = self.build_config(region, Some((&account_id, calls.clone()))).await;
+        TestAccount { account_id, config, calls }
     }
 
     /// An `SdkConfig` pointed at the emulator: static test credentials, the given region, one
     /// attempt per request (moto's "not implemented" answers fail fast), and the account header
     /// when `account_id` is given (otherwise moto's default account 123456789012).
     pub async fn sdk_config(&self, region: &str, account_id: Option<&str>) -> SdkConfig {
+        self.build_config(region, account_id.map(|a| (a, Arc::new(Calls::default())))).await
+    }
+
+    async fn build_config(&self, region: &str, account: Option<(&str, Arc<Calls>)>) -> SdkConfig {
         let base = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
@@ -176,8 +182,10 @@ impl Emulator {
         // account header when asked.
         let http = aws_smithy_http_client::Builder::new().build_http();
         let builder = base.into_builder();
-        match account_id {
-            Some(account) => builder.http_client(WithAccount { inner: http, account: account.to_owned() }).build(),
+        match account {
+            Some((account, calls)) => {
+                builder.http_client(WithAccount { inner: http, account: account.to_owned(), calls }).build()
+            }
             None => builder.http_client(http).build(),
         }
     }
@@ -207,19 +215,89 @@ pub struct TestAccount {
     pub account_id: String,
     /// SDK configuration whose requests all land in this account.
     pub config: SdkConfig,
+    /// Counts the requests made with `config` and injects crashes.
+    pub calls: Arc<Calls>,
 }
 
-/// Adds the account header to every request.
+/// How a simulated crash cuts a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The request never reaches the emulator.
+    BeforeSend,
+    /// The emulator applies the request but the response is lost.
+    AfterSend,
+}
+
+/// A request counter with an optional crash point, shared by every client built from one
+/// [`TestAccount`]'s config. Used to prove that apply resumes after a crash at any call.
+#[derive(Debug)]
+pub struct Calls {
+    sent: AtomicUsize,
+    // Requests still allowed through before the crash; usize::MAX = no crash planned.
+    budget: AtomicUsize,
+    cut_after_send: AtomicBool,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            sent: AtomicUsize::new(0),
+            budget: AtomicUsize::new(usize::MAX),
+            cut_after_send: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Calls {
+    /// Requests seen so far (including the cut ones).
+    pub fn count(&self) -> usize {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// From now on, let `k` requests through, then fail every later one the given way (the
+    /// `k+1`-th and all after it), like a process that died at that point.
+    pub fn crash_after(&self, k: usize, cut: Cut) {
+        self.cut_after_send.store(cut == Cut::AfterSend, Ordering::SeqCst);
+        self.budget.store(k, Ordering::SeqCst);
+    }
+
+    /// Removes the crash point.
+    pub fn heal(&self) {
+        self.budget.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// `Some(cut)` when this request is past the crash point.
+    fn next(&self) -> Option<Cut> {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        let allowed = self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                if b == usize::MAX || b == 0 { None } else { Some(b - 1) }
+            })
+            .is_ok();
+        if allowed || self.budget.load(Ordering::SeqCst) == usize::MAX {
+            None
+        } else if self.cut_after_send.load(Ordering::SeqCst) {
+            Some(Cut::AfterSend)
+        } else {
+            Some(Cut::BeforeSend)
+        }
+    }
+}
+
+/// Adds the account header to every request (and counts / cuts requests).
 #[derive(Debug, Clone)]
 struct WithAccount {
     inner: SharedHttpClient,
     account: String,
+    calls: Arc<Calls>,
 }
 
 #[derive(Debug)]
 struct WithAccountConnector {
     inner: SharedHttpConnector,
     account: String,
+    calls: Arc<Calls>,
 }
 
 impl HttpClient for WithAccount {
@@ -227,6 +305,7 @@ impl HttpClient for WithAccount {
         SharedHttpConnector::new(WithAccountConnector {
             inner: self.inner.http_connector(settings, components),
             account: self.account.clone(),
+            calls: self.calls.clone(),
         })
     }
 }
@@ -234,7 +313,18 @@ impl HttpClient for WithAccount {
 impl HttpConnector for WithAccountConnector {
     fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
         request.headers_mut().insert(ACCOUNT_HEADER, self.account.clone());
-        self.inner.call(request)
+        let crashed = || ConnectorError::io("simulated crash (dify-stack-emulator Calls::crash_after)".into());
+        match self.calls.next() {
+            None => self.inner.call(request),
+            Some(Cut::BeforeSend) => HttpConnectorFuture::ready(Err(crashed())),
+            Some(Cut::AfterSend) => {
+                let sent = self.inner.call(request);
+                HttpConnectorFuture::new(async move {
+                    let _ = sent.await;
+                    Err(crashed())
+                })
+            }
+        }
     }
 }
 

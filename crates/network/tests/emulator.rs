@@ -392,3 +392,47 @@ async fn existing_vpc_is_validated_tagged_on_request_and_never_deleted() {
         4
     );
 }
+
+/// Crash at every call: count the N requests of a clean apply, then for every k in 1..N let k
+/// requests through and cut the rest (alternately before they reach the emulator and after it
+/// applied them, with the response lost), run apply again without faults, and require the same
+/// inventory as the clean run: no duplicate VPC, subnet, EIP, NAT gateway or route table, no leak.
+#[tokio::test]
+async fn apply_resumes_after_a_crash_at_every_call() {
+    use dify_stack_emulator::Cut;
+    let emulator = Emulator::shared().unwrap();
+    let spec = NetworkSpec::for_environment(Environment::Test, "net-crash");
+    // Retries of transient errors give up quickly: after the crash point every request fails.
+    let ctx = ctx("net-crash", Environment::Test).with_wait(dify_stack_core::WaitPolicy {
+        initial_interval: std::time::Duration::from_millis(5),
+        max_interval: std::time::Duration::from_millis(20),
+        max_wait: std::time::Duration::from_millis(100),
+        ..Default::default()
+    });
+
+    let clean = emulator.account("us-west-2").await;
+    let network = NetworkProvisioner::from_conf(&clean.config);
+    let before = clean.calls.count();
+    network.apply(&ctx, &spec).await.unwrap();
+    let n = clean.calls.count() - before;
+    assert!(n > 10, "a clean apply makes {n} requests");
+    eprintln!("clean apply of the test profile: {n} requests, {} crash points", n - 1);
+    let want = inventory(&Client::new(&clean.config), "net-crash").await;
+    assert_eq!(want, expected(2, 2));
+
+    for k in 1..n {
+        let account = emulator.account("us-west-2").await;
+        let network = NetworkProvisioner::from_conf(&account.config);
+        let cut = if k % 2 == 0 { Cut::AfterSend } else { Cut::BeforeSend };
+        account.calls.crash_after(k, cut);
+        let crashed = network.apply(&ctx, &spec).await;
+        assert!(crashed.is_err(), "k={k}: apply cannot succeed with only {k} of {n} requests");
+        account.calls.heal();
+        network.apply(&ctx, &spec).await.unwrap_or_else(|e| panic!("k={k} {cut:?}: resume failed: {e}"));
+        let ec2 = Client::new(&account.config);
+        assert_eq!(inventory(&ec2, "net-crash").await, want, "k={k} {cut:?}");
+        assert!(network.plan(&ctx, &spec).await.unwrap().is_empty(), "k={k}");
+        network.destroy(&ctx, &spec).await.unwrap();
+        assert!(inventory(&ec2, "net-crash").await.is_empty(), "k={k}: destroy leaves nothing");
+    }
+}

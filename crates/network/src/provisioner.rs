@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dify_stack_core::ids::{AllocationId, InternetGatewayId, NatGatewayId, SubnetId, VpcId};
+use dify_stack_core::ids::{AllocationId, NatGatewayId, SubnetId, VpcId};
 use dify_stack_core::wait::{self, WaitError};
 use dify_stack_core::{
     Action, AwsError, Change, Context, ErrorKind, Plan, Provisioner, ResourceRef, SpecErrors, TAG_STACK, Tags,
@@ -818,6 +818,24 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 // destroy
 
 impl<C: Ec2Api> NetworkProvisioner<C> {
+    /// Runs a delete, treating not-found as done and retrying `DependencyViolation` (lingering
+    /// ENIs, attachments on their way out) and transient errors within the dependency budget.
+    async fn delete_retrying<F, Fut>(&self, ctx: &Context, id: &str, delete: F) -> Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), AwsError>>,
+    {
+        wait::retry(
+            &format!("delete {id}"),
+            &Self::dependency_policy(ctx),
+            ctx.cancellation(),
+            |e: &AwsError| e.is_dependency_violation() || e.is_retryable(),
+            || async { ignore_not_found(delete().await).map(|_| ()) },
+        )
+        .await
+        .at(Step::Delete, id)
+    }
+
     async fn delete_nats(&self, ctx: &Context, ids: Vec<NatGatewayId>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -845,15 +863,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     }
 
     async fn delete_subnet(&self, ctx: &Context, subnet: SubnetId) -> Result<()> {
-        wait::retry(
-            &format!("delete {subnet}"),
-            &Self::dependency_policy(ctx),
-            ctx.cancellation(),
-            |e: &AwsError| e.is_dependency_violation() || e.is_retryable(),
-            || async { ignore_not_found(self.client.delete_subnet(subnet.clone()).await).map(|_| ()) },
-        )
-        .await
-        .at(Step::Delete, subnet.as_str())
+        self.delete_retrying(ctx, subnet.as_str(), || self.client.delete_subnet(subnet.clone())).await
     }
 
     async fn delete_route_table(&self, ctx: &Context, table: &RouteTableInfo) -> Result<()> {
@@ -861,15 +871,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             ignore_not_found(self.client.disassociate_route_table(a.id.clone()).await)
                 .at(Step::Delete, a.id.as_str())?;
         }
-        wait::retry(
-            &format!("delete {}", table.id),
-            &Self::dependency_policy(ctx),
-            ctx.cancellation(),
-            |e: &AwsError| e.is_dependency_violation() || e.is_retryable(),
-            || async { ignore_not_found(self.client.delete_route_table(table.id.clone()).await).map(|_| ()) },
-        )
-        .await
-        .at(Step::Delete, table.id.as_str())
+        self.delete_retrying(ctx, table.id.as_str(), || self.client.delete_route_table(table.id.clone())).await
     }
 
     /// Deletes everything the stack owns in the network tier, in the order that works on AWS.
@@ -923,16 +925,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                     other => other.at(Step::Delete, g.id.as_str())?,
                 }
             }
-            let id: InternetGatewayId = g.id.clone();
-            wait::retry(
-                &format!("delete {id}"),
-                &Self::dependency_policy(ctx),
-                ctx.cancellation(),
-                |e: &AwsError| e.is_dependency_violation() || e.is_retryable(),
-                || async { ignore_not_found(self.client.delete_internet_gateway(id.clone()).await).map(|_| ()) },
-            )
-            .await
-            .at(Step::Delete, g.id.as_str())?;
+            self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_internet_gateway(g.id.clone())).await?;
             deleted.push(r("ec2:internet-gateway", &g.tags, g.id.as_str()));
         }
 
@@ -978,32 +971,14 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
             // 7. Security groups the stack owns in its VPCs (left by other tiers).
             for g in &groups {
-                let id = g.id.clone();
-                wait::retry(
-                    &format!("delete {id}"),
-                    &Self::dependency_policy(ctx),
-                    ctx.cancellation(),
-                    |e: &AwsError| e.is_dependency_violation() || e.is_retryable(),
-                    || async { ignore_not_found(self.client.delete_security_group(id.clone()).await).map(|_| ()) },
-                )
-                .await
-                .at(Step::Delete, g.id.as_str())?;
+                self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_security_group(g.id.clone())).await?;
                 deleted.push(r("ec2:security-group", &g.tags, g.id.as_str()));
             }
         }
 
         // 8. VPCs.
         for v in &vpcs {
-            let id = v.id.clone();
-            wait::retry(
-                &format!("delete {id}"),
-                &Self::dependency_policy(ctx),
-                ctx.cancellation(),
-                |e: &AwsError| e.is_dependency_violation() || e.is_retryable(),
-                || async { ignore_not_found(self.client.delete_vpc(id.clone()).await).map(|_| ()) },
-            )
-            .await
-            .at(Step::Delete, v.id.as_str())?;
+            self.delete_retrying(ctx, v.id.as_str(), || self.client.delete_vpc(v.id.clone())).await?;
             deleted.push(r("ec2:vpc", &v.tags, v.id.as_str()));
         }
         for d in &deleted {

@@ -436,3 +436,18 @@ async fn apply_resumes_after_a_crash_at_every_call() {
         assert!(inventory(&ec2, "net-crash").await.is_empty(), "k={k}: destroy leaves nothing");
     }
 }
+
+/// A no-op apply reads each kind of resource once, in batch, and writes nothing.
+#[tokio::test]
+async fn a_no_op_apply_is_nine_batched_reads() {
+    let account = Emulator::shared().unwrap().account("us-west-2").await;
+    let network = NetworkProvisioner::from_conf(&account.config);
+    let ctx = ctx("net-noop", Environment::Prod);
+    let spec = NetworkSpec::for_environment(Environment::Prod, "net-noop");
+    network.apply(&ctx, &spec).await.unwrap();
+    let before = account.calls.count();
+    network.apply(&ctx, &spec).await.unwrap();
+    // zones, VPC, 2 x VPC DNS attribute, subnets, IGWs, EIPs, NAT gateways, route tables:
+    // the same 9 for 3 AZs as for 2, because every describe is batched by tag or VPC.
+    assert_eq!(account.calls.count() - before, 9);
+}

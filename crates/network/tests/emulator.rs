@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
+
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
 use dify_stack_core::{Context, Environment, Provisioner, TAG_STACK};
@@ -420,21 +422,25 @@ async fn apply_resumes_after_a_crash_at_every_call() {
     let want = inventory(&Client::new(&clean.config), "net-crash").await;
     assert_eq!(want, expected(2, 2));
 
-    for k in 1..n {
+    // Cut points run four at a time, each in its own account.
+    let (ctx, spec, want) = (&ctx, &spec, &want);
+    let runs = (1..n).map(|k| async move {
         let account = emulator.account("us-west-2").await;
         let network = NetworkProvisioner::from_conf(&account.config);
         let cut = if k % 2 == 0 { Cut::AfterSend } else { Cut::BeforeSend };
         account.calls.crash_after(k, cut);
-        let crashed = network.apply(&ctx, &spec).await;
+        let crashed = network.apply(ctx, spec).await;
         assert!(crashed.is_err(), "k={k}: apply cannot succeed with only {k} of {n} requests");
         account.calls.heal();
-        network.apply(&ctx, &spec).await.unwrap_or_else(|e| panic!("k={k} {cut:?}: resume failed: {e}"));
+        network.apply(ctx, spec).await.unwrap_or_else(|e| panic!("k={k} {cut:?}: resume failed: {e}"));
         let ec2 = Client::new(&account.config);
-        assert_eq!(inventory(&ec2, "net-crash").await, want, "k={k} {cut:?}");
-        assert!(network.plan(&ctx, &spec).await.unwrap().is_empty(), "k={k}");
-        network.destroy(&ctx, &spec).await.unwrap();
+        assert_eq!(&inventory(&ec2, "net-crash").await, want, "k={k} {cut:?}");
+        assert!(network.plan(ctx, spec).await.unwrap().is_empty(), "k={k}");
+        network.destroy(ctx, spec).await.unwrap();
         assert!(inventory(&ec2, "net-crash").await.is_empty(), "k={k}: destroy leaves nothing");
-    }
+    });
+    let done: Vec<()> = futures::stream::iter(runs).buffer_unordered(4).collect().await;
+    assert_eq!(done.len(), n - 1);
 }
 
 /// A no-op apply reads each kind of resource once, in batch, and writes nothing.

@@ -502,10 +502,9 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .at(Step::ModifyVpcAttribute, vpc.id.as_str())?;
         }
         self.ensure_tags(vpc.id.as_str(), &want.vpc.tags, &vpc.tags).await?;
-        for extra in &obs.vpcs[1.min(obs.vpcs.len())..] {
-            if extra.id != vpc.id {
-                ignore_not_found(self.client.delete_vpc(extra.id.clone()).await).at(Step::Delete, extra.id.as_str())?;
-            }
+        // Duplicates (an SDK retry of a lost CreateVpc response) are empty: delete them.
+        for extra in obs.vpcs.iter().skip(1) {
+            ignore_not_found(self.client.delete_vpc(extra.id.clone()).await).at(Step::Delete, extra.id.as_str())?;
         }
 
         // Subnets, concurrently.

@@ -1,0 +1,109 @@
+//! Registry logic against the mocked ECR client: a mock without write expectations panics on
+//! any write.
+
+use dify_stack_core::{AwsError, Context, Environment, Provisioner, Tier};
+
+use crate::*;
+
+fn ctx() -> Context {
+    Context::new("unit", Environment::Test, "cn-north-1").unwrap()
+}
+
+fn repo(name: &str, spec: &RepositorySpec) -> RepoInfo {
+    RepoInfo {
+        name: name.into(),
+        arn: format!("arn:aws-cn:ecr:cn-north-1:123456789012:repository/{name}"),
+        uri: format!("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/{name}"),
+        scan_on_push: spec.scan_on_push,
+        mutability: spec.tag_mutability,
+        encryption: Encryption::Aes256,
+    }
+}
+
+/// A converged registry: both repositories with our tags and lifecycle policies.
+fn converged(spec: &RegistrySpec) -> MockEcrApi {
+    let repos = vec![repo("unit", &spec.app), repo("unit-ee-plugin-repo", &spec.plugin)];
+    let (app_keep, plugin_keep) = (spec.app.keep_last, spec.plugin.keep_last);
+    let mut m = MockEcrApi::new();
+    m.expect_list_repositories().returning(move || Ok(repos.clone()));
+    m.expect_list_tags().returning(|arn| {
+        let name = arn.rsplit('/').next().unwrap().to_owned();
+        let component = if name.ends_with(PLUGIN_SUFFIX) { "plugin-repository" } else { "app-repository" };
+        Ok(ctx().tags_for(Tier::Registry, component, &name))
+    });
+    m.expect_get_lifecycle_policy().returning(move |name| {
+        let keep = if name.ends_with(PLUGIN_SUFFIX) { plugin_keep } else { app_keep };
+        // ECR answers with its own formatting: compared as JSON, not text.
+        Ok(Some(serde_json::to_string_pretty(&lifecycle_policy(keep)).unwrap()))
+    });
+    m
+}
+
+#[test]
+fn defaults_and_validation() {
+    let spec = RegistrySpec::default();
+    assert_eq!((spec.app.tag_mutability, spec.app.keep_last), (TagMutability::Immutable, 10));
+    assert_eq!((spec.plugin.tag_mutability, spec.plugin.keep_last), (TagMutability::Mutable, 20));
+    let mut bad = spec.clone();
+    bad.app.keep_last = 0;
+    bad.encryption = Encryption::Kms { key_arn: Some("alias/x".into()) };
+    assert_eq!(bad.validate(&ctx()).unwrap_err().paths(), vec!["app.keep_last", "encryption.key_arn"]);
+    let parsed: RegistrySpec = serde_json::from_str(r#"{"encryption":{"type":"kms"}}"#).unwrap();
+    assert_eq!(parsed.encryption, Encryption::Kms { key_arn: None });
+    assert!(serde_json::from_str::<RegistrySpec>(r#"{"extra":1}"#).is_err());
+}
+
+#[tokio::test]
+async fn plan_on_an_empty_registry_reads_only() {
+    let mut m = MockEcrApi::new();
+    m.expect_list_repositories().returning(|| Ok(vec![]));
+    let plan = RegistryProvisioner::new(m).plan(&ctx(), &RegistrySpec::default()).await.unwrap();
+    assert_eq!(plan.summary().create, 2);
+}
+
+#[tokio::test]
+async fn apply_on_a_converged_registry_writes_nothing_and_outputs_partition_arns() {
+    let spec = RegistrySpec::default();
+    let p = RegistryProvisioner::new(converged(&spec));
+    assert!(p.plan(&ctx(), &spec).await.unwrap().is_empty());
+    let out = p.apply(&ctx(), &spec).await.unwrap();
+    assert_eq!(
+        out.plugin_repository_arn_pattern,
+        "arn:aws-cn:ecr:cn-north-1:123456789012:repository/unit-ee-plugin-repo*"
+    );
+    assert_eq!(out.plugin_image_repo_prefix, "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/unit-ee-plugin-repo");
+}
+
+#[tokio::test]
+async fn a_lost_create_response_is_read_back_not_duplicated() {
+    let spec = RegistrySpec::default();
+    let mut m = MockEcrApi::new();
+    let mut calls = 0;
+    let app = repo("unit", &spec.app);
+    let listed = app.clone();
+    // First listing: nothing. After the AlreadyExists answer: the repository our lost call made.
+    m.expect_list_repositories().returning(move || {
+        calls += 1;
+        Ok(if calls == 1 { vec![] } else { vec![listed.clone()] })
+    });
+    m.expect_list_tags().returning(|_| Ok(ctx().tags_for(Tier::Registry, "app-repository", "unit")));
+    m.expect_get_lifecycle_policy().returning(|_| Ok(None));
+    m.expect_create_repository().times(2).returning(move |name, _, _, _, _| {
+        if name == "unit" {
+            Err(AwsError::new("CreateRepository", "RepositoryAlreadyExistsException", "exists"))
+        } else {
+            Ok(repo(&name, &RegistrySpec::default().plugin))
+        }
+    });
+    m.expect_put_lifecycle_policy().times(2).returning(|_, _| Ok(()));
+    let out = RegistryProvisioner::new(m).apply(&ctx(), &spec).await.unwrap();
+    assert_eq!(out.app.arn, app.arn);
+}
+
+#[tokio::test]
+async fn encryption_drift_is_a_replacement_refused_by_default() {
+    let spec = RegistrySpec { encryption: Encryption::Kms { key_arn: None }, ..Default::default() };
+    let p = RegistryProvisioner::new(converged(&RegistrySpec::default()));
+    assert!(p.plan(&ctx(), &spec).await.unwrap().has_replacements());
+    assert!(matches!(p.apply(&ctx(), &spec).await.unwrap_err(), RegistryError::ReplacementRefused { .. }));
+}

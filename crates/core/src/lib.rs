@@ -25,4 +25,6 @@ pub use partition::Partition;
 pub use plan::{Action, Change, FieldDiff, Plan, PlanSummary, ResourceRef};
 pub use provisioner::Provisioner;
 pub use spec::{SpecError, SpecErrors};
+/// The cancellation token carried by [`Context`] (re-exported so tiers need no tokio-util dependency).
+pub use tokio_util::sync::CancellationToken;
 pub use wait::{Probe, WaitError, WaitPolicy};

@@ -1,1 +1,532 @@
-//! IAM tier: OIDC provider, IRSA roles and Kubernetes service accounts. Not implemented yet.
+//! IAM tier of [dify-stack](https://github.com/dify-stack/dify-stack): the OpenID Connect
+//! provider of the EKS cluster's issuer, the three Dify EE IRSA roles
+//! (`DifyEE-Role-<cluster>-s3`, `-s3-ecr`, `-ecr-image-pull`) with trust scoped to exactly their
+//! service accounts and least-privilege inline policies, and (unless in role-only mode) the
+//! Kubernetes namespace and six service accounts annotated with the role ARNs, applied with
+//! server-side apply.
+//!
+//! The OIDC provider thumbprint: IAM validates EKS issuers against its own trusted CA library,
+//! so none is sent unless the spec lists thumbprints explicitly.
+
+pub mod client;
+pub mod k8s;
+pub mod policy;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, BucketName, ClusterName, RoleArn};
+use dify_stack_core::{
+    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, TAG_STACK, Tags, Tier,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[cfg(any(test, feature = "test-util"))]
+pub use client::MockIamApi;
+pub use client::{IamApi, OidcInfo, RoleInfo, SdkIam};
+#[cfg(any(test, feature = "test-util"))]
+pub use k8s::MockServiceAccountApi;
+pub use k8s::{K8sError, ManagedServiceAccount, ServiceAccountApi};
+pub use policy::{AUDIENCE, RoleKind};
+
+/// Name of the inline policy on each role.
+pub const INLINE_POLICY: &str = "dify-stack";
+
+/// Desired IAM tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSpec {
+    /// The EKS cluster name (part of the role names).
+    pub cluster_name: ClusterName,
+    /// The cluster's OIDC issuer URL (`https://oidc.eks.<region>.<suffix>/id/<id>`).
+    pub oidc_issuer_url: String,
+    /// The storage bucket the S3 roles may use.
+    pub bucket: BucketName,
+    /// ARN pattern of the plugin repositories (`...:repository/<stack>-ee-plugin-repo*`).
+    pub plugin_repository_arn_pattern: Arn,
+    /// Kubernetes namespace of the Dify service accounts. Default `dify`.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Thumbprints of the issuer's root CA; empty (the default) lets IAM use its trusted CAs.
+    #[serde(default)]
+    pub thumbprints: Vec<String>,
+    /// Create the namespace and service accounts. `false` is role-only mode, for Helm charts that
+    /// create the service accounts themselves (annotate them with the output role ARNs).
+    #[serde(default = "yes")]
+    pub service_accounts: bool,
+}
+
+fn default_namespace() -> String {
+    "dify".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl IamSpec {
+    /// Checks the spec without I/O; every violation at once.
+    pub fn validate(&self) -> Result<(), SpecErrors> {
+        let mut errors = SpecErrors::new();
+        if !self.oidc_issuer_url.starts_with("https://") || policy::issuer_host_path(&self.oidc_issuer_url).is_empty() {
+            errors.push(
+                "oidc_issuer_url",
+                format!("{:?} is not an https URL", self.oidc_issuer_url),
+                "use the cluster's identity.oidc.issuer",
+            );
+        }
+        for kind in RoleKind::ALL {
+            if let Err(e) = NameKind::IamRole.check(&kind.role_name(self.cluster_name.as_str())) {
+                errors.push("cluster_name", e.to_string(), "use a shorter cluster name");
+            }
+        }
+        if !self.plugin_repository_arn_pattern.as_str().starts_with("arn:") {
+            errors.push(
+                "plugin_repository_arn_pattern",
+                "is not an ARN",
+                "use the registry output's plugin_repository_arn_pattern",
+            );
+        }
+        let ns = &self.namespace;
+        let dns_label = !ns.is_empty()
+            && ns.len() <= 63
+            && ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        if !dns_label {
+            errors.push("namespace", format!("{ns:?} is not a DNS label"), "use 1-63 chars of a-z, 0-9 and '-'");
+        }
+        for (i, t) in self.thumbprints.iter().enumerate() {
+            if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+                errors.push(
+                    format!("thumbprints[{i}]"),
+                    "is not a 40-digit hex SHA-1",
+                    "give the root CA's SHA-1 fingerprint",
+                );
+            }
+        }
+        if self.thumbprints.len() > 5 {
+            errors.push("thumbprints", "more than 5 thumbprints", "IAM accepts at most 5");
+        }
+        errors.into_result()
+    }
+}
+
+/// Everything that can go wrong in the IAM tier.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    /// The spec is invalid. Permanent.
+    #[error("invalid IAM spec:\n{0}")]
+    Invalid(#[from] SpecErrors),
+    /// A role with our name exists without our ownership tag. Never adopted or deleted.
+    #[error(
+        "IAM role {name:?} exists but is not owned by stack {stack}; remove it yourself or use another cluster name"
+    )]
+    NotOwned {
+        /// The role.
+        name: String,
+        /// Our stack.
+        stack: String,
+    },
+    /// An IAM call failed. Transient when `source.is_retryable()`.
+    #[error("{operation} failed for {resource}")]
+    Aws {
+        /// The operation.
+        operation: &'static str,
+        /// The resource.
+        resource: String,
+        /// The AWS error.
+        #[source]
+        source: Box<AwsError>,
+    },
+    /// A Kubernetes call failed (after bounded retries while the API was unreachable).
+    #[error("Kubernetes: {0}")]
+    Kubernetes(#[from] K8sError),
+    /// Service accounts were requested but no Kubernetes client was given.
+    #[error(
+        "service_accounts is true but the provisioner has no Kubernetes client: build it with IamProvisioner::with_kubernetes, or set service_accounts = false (role-only mode)"
+    )]
+    NoKubernetesClient,
+}
+
+/// Result alias of the IAM tier.
+pub type Result<T, E = IamError> = std::result::Result<T, E>;
+
+trait At<T> {
+    fn at(self, operation: &'static str, resource: &str) -> Result<T>;
+}
+
+impl<T> At<T> for std::result::Result<T, AwsError> {
+    fn at(self, operation: &'static str, resource: &str) -> Result<T> {
+        self.map_err(|e| IamError::Aws { operation, resource: resource.to_owned(), source: Box::new(e) })
+    }
+}
+
+/// A role as observed, with its parsed documents.
+#[derive(Debug, Clone)]
+pub struct ObservedRole {
+    /// The role.
+    pub info: RoleInfo,
+    /// Normalised trust policy.
+    pub trust: Option<Value>,
+    /// Normalised inline permission policy.
+    pub policy: Option<Value>,
+}
+
+/// What exists.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedIam {
+    /// The provider for the issuer, if any.
+    pub provider: Option<OidcInfo>,
+    /// Our roles.
+    pub roles: BTreeMap<RoleKind, ObservedRole>,
+    /// Service accounts labelled as ours in the namespace (empty in role-only mode).
+    pub service_accounts: Vec<ManagedServiceAccount>,
+}
+
+/// What the IAM tier hands on (to the Helm values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IamOutput {
+    /// The OIDC provider ARN.
+    pub oidc_provider_arn: String,
+    /// Role ARNs by role.
+    pub roles: BTreeMap<RoleKind, RoleArn>,
+    /// Service account name -> role ARN it is annotated with.
+    pub service_accounts: BTreeMap<String, RoleArn>,
+    /// The namespace of the service accounts.
+    pub namespace: String,
+}
+
+/// Provisions the IAM tier.
+pub struct IamProvisioner<C = SdkIam> {
+    client: C,
+    kube: Option<Box<dyn ServiceAccountApi>>,
+}
+
+impl<C: std::fmt::Debug> std::fmt::Debug for IamProvisioner<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IamProvisioner").field("client", &self.client).field("kube", &self.kube.is_some()).finish()
+    }
+}
+
+impl IamProvisioner<SdkIam> {
+    /// A provisioner over the real IAM API, without Kubernetes access (role-only unless
+    /// [`IamProvisioner::with_kubernetes`] is used).
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
+        IamProvisioner { client: SdkIam::from_conf(config), kube: None }
+    }
+}
+
+fn owned(ctx: &Context, tags: &Tags) -> bool {
+    tags.get(TAG_STACK).is_some_and(|v| v == ctx.stack().as_str())
+}
+
+fn provider_arn_of(observed: &ObservedIam) -> Option<&str> {
+    observed.provider.as_ref().map(|p| p.arn.as_str())
+}
+
+impl<C: IamApi> IamProvisioner<C> {
+    /// A provisioner over the given client.
+    pub fn new(client: C) -> Self {
+        IamProvisioner { client, kube: None }
+    }
+
+    /// Adds the Kubernetes access used for the namespace and service accounts.
+    pub fn with_kubernetes(mut self, kube: impl ServiceAccountApi + 'static) -> Self {
+        self.kube = Some(Box::new(kube));
+        self
+    }
+
+    fn kube(&self, spec: &IamSpec) -> Result<Option<&dyn ServiceAccountApi>> {
+        match (&self.kube, spec.service_accounts) {
+            (_, false) => Ok(None),
+            (Some(k), true) => Ok(Some(k.as_ref())),
+            (None, true) => Err(IamError::NoKubernetesClient),
+        }
+    }
+
+    async fn find_provider(&self, spec: &IamSpec) -> Result<Option<OidcInfo>> {
+        let url = policy::issuer_host_path(&spec.oidc_issuer_url).to_owned();
+        let providers = self.client.list_oidc_providers().await.at("ListOpenIDConnectProviders", &url)?;
+        Ok(providers.into_iter().find(|p| policy::issuer_host_path(&p.url) == url))
+    }
+
+    fn desired_trust(spec: &IamSpec, provider_arn: &str, kind: RoleKind) -> Value {
+        policy::trust_policy(provider_arn, &spec.oidc_issuer_url, &spec.namespace, kind)
+    }
+
+    fn desired_policy(ctx: &Context, spec: &IamSpec, kind: RoleKind) -> Value {
+        policy::permission_policy(
+            ctx.partition(),
+            spec.bucket.as_str(),
+            spec.plugin_repository_arn_pattern.as_str(),
+            kind,
+        )
+    }
+}
+
+#[async_trait]
+impl<C: IamApi> Provisioner for IamProvisioner<C> {
+    type Spec = IamSpec;
+    type Observed = ObservedIam;
+    type Output = IamOutput;
+    type Error = IamError;
+
+    fn validate(&self, _ctx: &Context, spec: &IamSpec) -> Result<(), SpecErrors> {
+        spec.validate()
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &IamSpec) -> Result<ObservedIam> {
+        let mut observed = ObservedIam { provider: self.find_provider(spec).await?, ..Default::default() };
+        for kind in RoleKind::ALL {
+            let name = kind.role_name(spec.cluster_name.as_str());
+            let Some(info) = self.client.get_role(name.clone()).await.at("GetRole", &name)? else { continue };
+            if !owned(ctx, &info.tags) {
+                return Err(IamError::NotOwned { name, stack: ctx.stack().to_string() });
+            }
+            let policy =
+                self.client.get_role_policy(name.clone(), INLINE_POLICY.into()).await.at("GetRolePolicy", &name)?;
+            observed.roles.insert(
+                kind,
+                ObservedRole {
+                    trust: policy::parse_document(&info.trust),
+                    policy: policy.as_deref().and_then(policy::parse_document),
+                    info,
+                },
+            );
+        }
+        if let Some(kube) = self.kube(spec)? {
+            observed.service_accounts = kube.list_managed(spec.namespace.clone()).await?;
+        }
+        Ok(observed)
+    }
+
+    fn diff(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Plan {
+        let mut plan = Plan::new();
+        let url = policy::issuer_host_path(&spec.oidc_issuer_url);
+        let provider_arn =
+            match &observed.provider {
+                None => {
+                    plan.push(Change::new(Action::Create, ResourceRef::new("iam:oidc-provider", url)).field(
+                        "client_ids",
+                        None::<&str>,
+                        Some(AUDIENCE),
+                    ));
+                    "(known after apply)".to_owned()
+                }
+                Some(p) => {
+                    if !p.client_ids.iter().any(|c| c == AUDIENCE) {
+                        plan.push(
+                            Change::new(Action::Update, ResourceRef::new("iam:oidc-provider", url).with_id(&p.arn))
+                                .field("client_ids", Some(p.client_ids.join(",")), Some(AUDIENCE)),
+                        );
+                    }
+                    p.arn.clone()
+                }
+            };
+        for kind in RoleKind::ALL {
+            let name = kind.role_name(spec.cluster_name.as_str());
+            let trust = policy::normalize(Self::desired_trust(spec, &provider_arn, kind));
+            let perms = policy::normalize(Self::desired_policy(ctx, spec, kind));
+            let Some(have) = observed.roles.get(&kind) else {
+                plan.push(
+                    Change::new(Action::Create, ResourceRef::new("iam:role", &name))
+                        .field("trust", None::<&str>, Some(&trust))
+                        .field("policy", None::<&str>, Some(&perms)),
+                );
+                continue;
+            };
+            let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", &name).with_id(&have.info.arn));
+            if observed.provider.is_some() && have.trust.as_ref() != Some(&trust) {
+                c = c.field("trust", have.trust.as_ref(), Some(&trust));
+            }
+            if have.policy.as_ref() != Some(&perms) {
+                c = c.field("policy", have.policy.as_ref(), Some(&perms));
+            }
+            for (k, v) in ctx.tags_for(Tier::Iam, kind.suffix(), &name) {
+                if have.info.tags.get(&k) != Some(&v) {
+                    c = c.field(format!("tags.{k}"), have.info.tags.get(&k), Some(v));
+                }
+            }
+            if !c.fields.is_empty() {
+                plan.push(c);
+            }
+        }
+        if spec.service_accounts {
+            for kind in RoleKind::ALL {
+                let role = observed.roles.get(&kind).map(|r| r.info.arn.clone());
+                for sa in kind.service_accounts() {
+                    let have = observed.service_accounts.iter().find(|s| s.name == sa);
+                    let r = ResourceRef::new("k8s:serviceaccount", format!("{}/{sa}", spec.namespace));
+                    match (have, &role) {
+                        (None, _) => plan.push(Change::new(Action::Create, r)),
+                        (Some(h), Some(role)) if h.role_arn.as_deref() != Some(role.as_str()) => {
+                            plan.push(Change::new(Action::Update, r).field(
+                                "annotations.eks.amazonaws.com/role-arn",
+                                h.role_arn.as_deref(),
+                                Some(role),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        plan
+    }
+
+    async fn apply(&self, ctx: &Context, spec: &IamSpec) -> Result<IamOutput> {
+        spec.validate()?;
+        let kube = self.kube(spec)?;
+        let observed = self.observe(ctx, spec).await?;
+        let url = policy::issuer_host_path(&spec.oidc_issuer_url).to_owned();
+        let provider_arn = match provider_arn_of(&observed) {
+            Some(arn) => {
+                let p = observed.provider.as_ref().map(|p| &p.client_ids);
+                if !p.is_some_and(|ids| ids.iter().any(|c| c == AUDIENCE)) {
+                    self.client
+                        .add_client_id(arn.to_owned(), AUDIENCE.into())
+                        .await
+                        .at("AddClientIDToOpenIDConnectProvider", arn)?;
+                }
+                arn.to_owned()
+            }
+            None => {
+                let tags = ctx.tags_for(Tier::Iam, "oidc-provider", &url);
+                match self
+                    .client
+                    .create_oidc_provider(
+                        spec.oidc_issuer_url.clone(),
+                        vec![AUDIENCE.into()],
+                        spec.thumbprints.clone(),
+                        tags,
+                    )
+                    .await
+                {
+                    Ok(arn) => arn,
+                    // A lost response to our own create: find it again by URL.
+                    Err(e) if e.is_already_exists() => match self.find_provider(spec).await? {
+                        Some(p) => p.arn,
+                        None => return Err(e).at("CreateOpenIDConnectProvider", &url),
+                    },
+                    Err(e) => return Err(e).at("CreateOpenIDConnectProvider", &url),
+                }
+            }
+        };
+        let mut roles = BTreeMap::new();
+        for kind in RoleKind::ALL {
+            let name = kind.role_name(spec.cluster_name.as_str());
+            let trust = Self::desired_trust(spec, &provider_arn, kind);
+            let perms = Self::desired_policy(ctx, spec, kind);
+            let tags = ctx.tags_for(Tier::Iam, kind.suffix(), &name);
+            let arn = match observed.roles.get(&kind) {
+                None => {
+                    let created = match self.client.create_role(name.clone(), trust.to_string(), tags).await {
+                        Ok(r) => r.arn,
+                        Err(e) if e.is_already_exists() => {
+                            match self.client.get_role(name.clone()).await.at("GetRole", &name)? {
+                                Some(r) if owned(ctx, &r.tags) => {
+                                    self.client
+                                        .update_trust(name.clone(), trust.to_string())
+                                        .await
+                                        .at("UpdateAssumeRolePolicy", &name)?;
+                                    r.arn
+                                }
+                                _ => return Err(IamError::NotOwned { name, stack: ctx.stack().to_string() }),
+                            }
+                        }
+                        Err(e) => return Err(e).at("CreateRole", &name),
+                    };
+                    self.client
+                        .put_role_policy(name.clone(), INLINE_POLICY.into(), perms.to_string())
+                        .await
+                        .at("PutRolePolicy", &name)?;
+                    tracing::info!(role = %name, "created IAM role");
+                    created
+                }
+                Some(have) => {
+                    if have.trust.as_ref() != Some(&policy::normalize(trust.clone())) {
+                        self.client
+                            .update_trust(name.clone(), trust.to_string())
+                            .await
+                            .at("UpdateAssumeRolePolicy", &name)?;
+                    }
+                    if have.policy.as_ref() != Some(&policy::normalize(perms.clone())) {
+                        self.client
+                            .put_role_policy(name.clone(), INLINE_POLICY.into(), perms.to_string())
+                            .await
+                            .at("PutRolePolicy", &name)?;
+                    }
+                    let drift: Tags = tags.into_iter().filter(|(k, v)| have.info.tags.get(k) != Some(v)).collect();
+                    if !drift.is_empty() {
+                        self.client.tag_role(name.clone(), drift).await.at("TagRole", &name)?;
+                    }
+                    have.info.arn.clone()
+                }
+            };
+            roles.insert(kind, RoleArn::new(arn));
+        }
+        let mut service_accounts = BTreeMap::new();
+        if let Some(kube) = kube {
+            kube.apply_namespace(spec.namespace.clone()).await?;
+            for kind in RoleKind::ALL {
+                let role = &roles[&kind];
+                for sa in kind.service_accounts() {
+                    let current = observed.service_accounts.iter().find(|s| s.name == sa);
+                    if current.and_then(|s| s.role_arn.as_deref()) != Some(role.as_str()) {
+                        kube.apply_service_account(spec.namespace.clone(), sa.to_owned(), role.to_string()).await?;
+                    }
+                    service_accounts.insert(sa.to_owned(), role.clone());
+                }
+            }
+        }
+        Ok(IamOutput { oidc_provider_arn: provider_arn, roles, service_accounts, namespace: spec.namespace.clone() })
+    }
+
+    /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline
+    /// policies deleted, managed ones detached), then the OIDC provider if the stack created it.
+    async fn destroy(&self, ctx: &Context, spec: &IamSpec) -> Result<Vec<ResourceRef>> {
+        let mut deleted = Vec::new();
+        if let Some(kube) = self.kube(spec)? {
+            let ours: Vec<&str> = RoleKind::ALL.iter().flat_map(|k| k.service_accounts()).collect();
+            for sa in kube.list_managed(spec.namespace.clone()).await? {
+                if ours.contains(&sa.name.as_str()) {
+                    kube.delete_service_account(spec.namespace.clone(), sa.name.clone()).await?;
+                    deleted.push(ResourceRef::new("k8s:serviceaccount", format!("{}/{}", spec.namespace, sa.name)));
+                }
+            }
+            if kube.delete_namespace_if_ours_and_empty(spec.namespace.clone()).await? {
+                deleted.push(ResourceRef::new("k8s:namespace", &spec.namespace));
+            }
+        }
+        for kind in RoleKind::ALL {
+            let name = kind.role_name(spec.cluster_name.as_str());
+            let Some(role) = self.client.get_role(name.clone()).await.at("GetRole", &name)? else { continue };
+            if !owned(ctx, &role.tags) {
+                continue; // never touch what is not ours
+            }
+            for p in self.client.list_role_policies(name.clone()).await.at("ListRolePolicies", &name)? {
+                ignore(self.client.delete_role_policy(name.clone(), p).await).at("DeleteRolePolicy", &name)?;
+            }
+            for p in self.client.list_attached_policies(name.clone()).await.at("ListAttachedRolePolicies", &name)? {
+                ignore(self.client.detach_role_policy(name.clone(), p).await).at("DetachRolePolicy", &name)?;
+            }
+            ignore(self.client.delete_role(name.clone()).await).at("DeleteRole", &name)?;
+            deleted.push(ResourceRef::new("iam:role", &name).with_id(role.arn));
+        }
+        if let Some(p) = self.find_provider(spec).await?
+            && owned(ctx, &p.tags)
+        {
+            ignore(self.client.delete_oidc_provider(p.arn.clone()).await).at("DeleteOpenIDConnectProvider", &p.arn)?;
+            deleted.push(ResourceRef::new("iam:oidc-provider", &p.url).with_id(p.arn));
+        }
+        Ok(deleted)
+    }
+}
+
+fn ignore(result: std::result::Result<(), AwsError>) -> std::result::Result<(), AwsError> {
+    dify_stack_core::ignore_not_found(result).map(|_| ())
+}

@@ -1,0 +1,233 @@
+//! The Kubernetes side of the IAM tier: the Dify namespace and the six service accounts,
+//! annotated with their IRSA role ARNs and applied with server-side apply (field manager
+//! `dify-stack`), so a later Helm install can adopt them without drift.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dify_stack_core::CancellationToken;
+use dify_stack_core::WaitPolicy;
+use dify_stack_core::wait;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "dify-stack";
+/// Label put on every object we create.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dify-stack");
+/// The IRSA annotation.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// A service account carrying our managed-by label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedServiceAccount {
+    /// Its name.
+    pub name: String,
+    /// Its `eks.amazonaws.com/role-arn` annotation.
+    pub role_arn: Option<String>,
+}
+
+/// A failed Kubernetes call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} {object} failed{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+pub struct K8sError {
+    /// What was attempted (`apply`, `list`, `delete`, `get`).
+    pub operation: &'static str,
+    /// The object, e.g. `serviceaccount dify/dify-api-sa`.
+    pub object: String,
+    /// The API server's (or the connection's) message.
+    pub message: String,
+    /// The HTTP status, when the API server answered.
+    pub status: Option<u16>,
+    /// True when the API server could not be reached (transient: retried within a bound).
+    pub unreachable: bool,
+}
+
+/// What the IAM tier asks of the Kubernetes API.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait ServiceAccountApi: Send + Sync {
+    /// Creates the namespace (labelled as ours) when it does not exist; an existing namespace is
+    /// left untouched.
+    async fn apply_namespace(&self, namespace: String) -> Result<(), K8sError>;
+    /// Server-side applies a service account with the role annotation and our label.
+    async fn apply_service_account(&self, namespace: String, name: String, role_arn: String) -> Result<(), K8sError>;
+    /// Service accounts in the namespace that carry our label.
+    async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, K8sError>;
+    /// Deletes a service account (absent is fine).
+    async fn delete_service_account(&self, namespace: String, name: String) -> Result<(), K8sError>;
+    /// Deletes the namespace if it carries our label and holds no pods and no service account
+    /// besides `default`; returns whether it was deleted.
+    async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, K8sError>;
+}
+
+/// [`ServiceAccountApi`] over a `kube::Client` (built from the EKS output and token).
+#[derive(Clone)]
+pub struct KubeServiceAccounts {
+    client: kube::Client,
+    retry: WaitPolicy,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for KubeServiceAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeServiceAccounts").field("retry", &self.retry).finish()
+    }
+}
+
+impl KubeServiceAccounts {
+    /// Uses `client`; calls are retried for up to 5 minutes while the API server is not
+    /// reachable yet (a fresh EKS endpoint takes a moment to resolve).
+    pub fn new(client: kube::Client) -> Self {
+        KubeServiceAccounts {
+            client,
+            retry: WaitPolicy::default().with_max_wait(Duration::from_secs(300)),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Replaces the retry policy and cancellation token (e.g. the stack context's).
+    pub fn with_retry(mut self, retry: WaitPolicy, cancel: CancellationToken) -> Self {
+        self.retry = retry;
+        self.cancel = cancel;
+        self
+    }
+
+    async fn call<T, F, Fut>(&self, operation: &'static str, object: String, f: F) -> Result<T, K8sError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let attempt = || async { f().await.map_err(|e| convert(operation, &object, e)) };
+        wait::retry(&format!("{operation} {object}"), &self.retry, &self.cancel, |e: &K8sError| e.unreachable, attempt)
+            .await
+            .map_err(|e| match e {
+                wait::WaitError::Failed { source, .. } => source,
+                other => K8sError {
+                    operation,
+                    object: object.clone(),
+                    message: other.to_string(),
+                    status: None,
+                    unreachable: true,
+                },
+            })
+    }
+}
+
+fn convert(operation: &'static str, object: &str, e: kube::Error) -> K8sError {
+    match e {
+        kube::Error::Api(status) => K8sError {
+            operation,
+            object: object.to_owned(),
+            message: status.message.clone(),
+            status: Some(status.code),
+            unreachable: false,
+        },
+        other => K8sError {
+            operation,
+            object: object.to_owned(),
+            unreachable: matches!(other, kube::Error::HyperError(_) | kube::Error::Service(_)),
+            message: other.to_string(),
+            status: None,
+        },
+    }
+}
+
+fn not_found(e: &K8sError) -> bool {
+    e.status == Some(404)
+}
+
+#[async_trait]
+impl ServiceAccountApi for KubeServiceAccounts {
+    async fn apply_namespace(&self, namespace: String) -> Result<(), K8sError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let object = format!("namespace {namespace}");
+        if self.call("get", object.clone(), || api.get_opt(&namespace)).await?.is_some() {
+            return Ok(());
+        }
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}}
+        });
+        let params = PatchParams::apply(FIELD_MANAGER);
+        let patch = Patch::Apply(&body);
+        self.call("apply", object, || api.patch(&namespace, &params, &patch)).await?;
+        Ok(())
+    }
+
+    async fn apply_service_account(&self, namespace: String, name: String, role_arn: String) -> Result<(), K8sError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {MANAGED_BY.0: MANAGED_BY.1},
+                "annotations": {ROLE_ARN_ANNOTATION: role_arn}
+            }
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let object = format!("serviceaccount {namespace}/{name}");
+        let patch = Patch::Apply(&body);
+        self.call("apply", object, || api.patch(&name, &params, &patch)).await?;
+        Ok(())
+    }
+
+    async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, K8sError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
+        let params = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+        let list = self.call("list", format!("serviceaccounts in {namespace}"), || api.list(&params)).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|sa| ManagedServiceAccount {
+                name: sa.metadata.name.unwrap_or_default(),
+                role_arn: sa.metadata.annotations.and_then(|a| a.get(ROLE_ARN_ANNOTATION).cloned()),
+            })
+            .collect())
+    }
+
+    async fn delete_service_account(&self, namespace: String, name: String) -> Result<(), K8sError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
+        let object = format!("serviceaccount {namespace}/{name}");
+        let params = DeleteParams::default();
+        match self.call("delete", object, || api.delete(&name, &params)).await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, K8sError> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let object = format!("namespace {namespace}");
+        let Some(ns) = self.call("get", object.clone(), || namespaces.get_opt(&namespace)).await? else {
+            return Ok(false);
+        };
+        let ours = ns.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY.0)).is_some_and(|v| v == MANAGED_BY.1);
+        if !ours {
+            return Ok(false);
+        }
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
+        let all = ListParams::default();
+        let others = self.call("list", format!("serviceaccounts in {namespace}"), || sas.list(&all)).await?;
+        if others.items.iter().any(|sa| sa.metadata.name.as_deref() != Some("default")) {
+            return Ok(false);
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let one = ListParams::default().limit(1);
+        let pods = self.call("list", format!("pods in {namespace}"), || pods.list(&one)).await?;
+        if !pods.items.is_empty() {
+            return Ok(false);
+        }
+        let params = DeleteParams::default();
+        match self.call("delete", object, || namespaces.delete(&namespace, &params)).await {
+            Ok(_) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

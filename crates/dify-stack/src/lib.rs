@@ -8,8 +8,8 @@
 //! | `network` | `network` | `dify-stack-network`: VPC, subnets, NAT, routes, bring-your-own VPC |
 //! | `eks` | `eks` | `dify-stack-eks` (not implemented yet) |
 //! | `datastores` | `datastores` | `dify-stack-datastores` (not implemented yet) |
-//! | `registry` | `registry` | `dify-stack-registry` (not implemented yet) |
-//! | `iam` | `iam` | `dify-stack-iam` (not implemented yet) |
+//! | `registry` | `registry` | `dify-stack-registry`: ECR repositories and lifecycle policies |
+//! | `iam` | `iam` | `dify-stack-iam`: OIDC provider, IRSA roles, service accounts |
 //!
 //! Profiles, the stack graph and its concurrent executor will live here (see the README's
 //! status section for what is built today).

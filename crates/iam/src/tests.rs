@@ -1,1 +1,287 @@
+//! The Kubernetes side of the IAM tier against a fake API server (kube's tower-test mock
+//! service): the exact server-side apply requests, idempotent re-apply, destroy of our objects
+//! only, and bounded retries while the API server is unreachable.
 
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::k8s::{KubeServiceAccounts, ServiceAccountApi};
+use crate::policy::{self, RoleKind};
+use crate::{IamProvisioner, IamSpec, MockIamApi, OidcInfo, RoleInfo};
+use dify_stack_core::{CancellationToken, Context, Environment, Provisioner, Tier, WaitPolicy};
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    uri: String,
+    content_type: String,
+    body: Value,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+type Reply = Option<(u16, Value)>;
+
+/// A fake API server: `respond` answers each request (`None` = connection error).
+fn fake(respond: impl Fn(&Seen) -> Reply + Send + 'static) -> (kube::Client, Log) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let uri = request.uri().to_string();
+            let content_type = request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let s = Seen { method, uri, content_type, body };
+            let reply = respond(&s);
+            seen.lock().unwrap().push(s);
+            match reply {
+                Some((code, body)) => send.send_response(
+                    Response::builder().status(code).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap(),
+                ),
+                None => {
+                    send.send_error(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"))
+                }
+            }
+        }
+    });
+    (kube::Client::new(service, "default"), log)
+}
+
+fn not_found() -> Reply {
+    Some((
+        404,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+    ))
+}
+
+fn sa(name: &str, role: &str, ours: bool) -> Value {
+    let labels = if ours { json!({"app.kubernetes.io/managed-by": "dify-stack"}) } else { json!({}) };
+    json!({"apiVersion": "v1", "kind": "ServiceAccount",
+           "metadata": {"name": name, "namespace": "dify", "labels": labels,
+                        "annotations": {"eks.amazonaws.com/role-arn": role}}})
+}
+
+fn list(items: Vec<Value>) -> Reply {
+    Some((200, json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})))
+}
+
+fn quick() -> WaitPolicy {
+    WaitPolicy {
+        initial_interval: Duration::from_millis(2),
+        max_interval: Duration::from_millis(5),
+        max_wait: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn service_accounts_are_server_side_applied_with_our_field_manager_and_annotation() {
+    let (client, log) = fake(|s| Some((200, s.body.clone())));
+    let api = KubeServiceAccounts::new(client);
+    api.apply_service_account("dify".into(), "dify-api-sa".into(), "arn:aws:iam::1:role/r".into()).await.unwrap();
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0];
+    assert_eq!(r.method, "PATCH");
+    assert!(r.uri.starts_with("/api/v1/namespaces/dify/serviceaccounts/dify-api-sa?"), "{}", r.uri);
+    assert!(r.uri.contains("fieldManager=dify-stack"), "{}", r.uri);
+    assert!(r.uri.contains("force=true"), "{}", r.uri);
+    assert_eq!(r.content_type, "application/apply-patch+yaml");
+    assert_eq!(r.body["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::1:role/r");
+    assert_eq!(r.body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "dify-stack");
+    assert_eq!(r.body["kind"], "ServiceAccount");
+}
+
+#[tokio::test]
+async fn the_namespace_is_created_only_when_missing() {
+    let (client, log) = fake(|s| if s.method == "GET" { not_found() } else { Some((200, s.body.clone())) });
+    KubeServiceAccounts::new(client).apply_namespace("dify".into()).await.unwrap();
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.iter().map(|s| s.method.as_str()).collect::<Vec<_>>(), ["GET", "PATCH"]);
+    assert!(seen[1].uri.starts_with("/api/v1/namespaces/dify?"), "{}", seen[1].uri);
+    assert_eq!(seen[1].body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "dify-stack");
+
+    // An existing namespace (maybe the user's) is left untouched.
+    let (client, log) =
+        fake(|_| Some((200, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}}))));
+    KubeServiceAccounts::new(client).apply_namespace("dify".into()).await.unwrap();
+    assert_eq!(log.lock().unwrap().iter().map(|s| s.method.as_str()).collect::<Vec<_>>(), ["GET"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_retried_then_reported_clearly() {
+    // Two refused connections, then the server answers: the call succeeds.
+    let calls = Arc::new(Mutex::new(0));
+    let c = calls.clone();
+    let (client, _) = fake(move |_| {
+        let mut n = c.lock().unwrap();
+        *n += 1;
+        if *n <= 2 { None } else { list(vec![]) }
+    });
+    let api = KubeServiceAccounts::new(client).with_retry(quick(), CancellationToken::new());
+    assert!(api.list_managed("dify".into()).await.unwrap().is_empty());
+    assert_eq!(*calls.lock().unwrap(), 3);
+
+    // Never reachable: a bounded number of attempts, then an error that says so.
+    let (client, log) = fake(|_| None);
+    let api = KubeServiceAccounts::new(client).with_retry(quick(), CancellationToken::new());
+    let err = api.list_managed("dify".into()).await.unwrap_err();
+    assert!(err.unreachable, "{err}");
+    assert!(err.to_string().contains("serviceaccounts in dify"), "{err}");
+    let attempts = log.lock().unwrap().len();
+    assert!((2..100).contains(&attempts), "{attempts} attempts");
+
+    // An API error (403) is not retried.
+    let (client, log) = fake(|_| {
+        Some((
+            403,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "forbidden"}),
+        ))
+    });
+    let api = KubeServiceAccounts::new(client).with_retry(quick(), CancellationToken::new());
+    let err = api.list_managed("dify".into()).await.unwrap_err();
+    assert_eq!((err.status, err.unreachable), (Some(403), false));
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+const ISSUER: &str = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC";
+const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC";
+
+fn ctx() -> Context {
+    Context::new("k8s-unit", Environment::Test, "us-west-2").unwrap()
+}
+
+fn spec() -> IamSpec {
+    IamSpec {
+        cluster_name: "k8s-unit".into(),
+        oidc_issuer_url: ISSUER.into(),
+        bucket: "b".into(),
+        plugin_repository_arn_pattern: "arn:aws:ecr:us-west-2:1:repository/k8s-unit-ee-plugin-repo*".into(),
+        namespace: "dify".into(),
+        thumbprints: vec![],
+        service_accounts: true,
+    }
+}
+
+fn role_arn(kind: RoleKind) -> String {
+    format!("arn:aws:iam::123456789012:role/{}", kind.role_name("k8s-unit"))
+}
+
+/// IAM already converged: provider and the three roles with the desired documents.
+fn converged_iam() -> MockIamApi {
+    let mut m = MockIamApi::new();
+    m.expect_list_oidc_providers().returning(|| {
+        Ok(vec![OidcInfo {
+            arn: PROVIDER.into(),
+            url: policy::issuer_host_path(ISSUER).into(),
+            client_ids: vec!["sts.amazonaws.com".into()],
+            tags: ctx().tags_for(Tier::Iam, "oidc-provider", "x"),
+        }])
+    });
+    m.expect_get_role().returning(|name: String| {
+        let name = name.as_str();
+        let kind = RoleKind::ALL.into_iter().find(|k| k.role_name("k8s-unit") == name).unwrap();
+        Ok(Some(RoleInfo {
+            arn: role_arn(kind),
+            trust: policy::trust_policy(PROVIDER, ISSUER, "dify", kind).to_string(),
+            tags: ctx().tags_for(Tier::Iam, kind.suffix(), name),
+            name: name.to_owned(),
+        }))
+    });
+    m.expect_get_role_policy().returning(|name, _| {
+        let kind = RoleKind::ALL.into_iter().find(|k| k.role_name("k8s-unit") == name).unwrap();
+        Ok(Some(
+            policy::permission_policy(
+                dify_stack_core::Partition::Aws,
+                "b",
+                spec().plugin_repository_arn_pattern.as_str(),
+                kind,
+            )
+            .to_string(),
+        ))
+    });
+    m
+}
+
+fn all_ours(wrong: Option<&str>) -> Vec<Value> {
+    RoleKind::ALL
+        .into_iter()
+        .flat_map(|k| k.service_accounts().into_iter().map(move |sa| (k, sa)))
+        .map(|(k, name)| {
+            let role = if Some(name) == wrong { "arn:aws:iam::1:role/old".to_owned() } else { role_arn(k) };
+            sa(name, &role, true)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn apply_patches_only_service_accounts_that_drifted() {
+    let (client, log) = fake(|s| match (s.method.as_str(), s.uri.as_str()) {
+        ("GET", u) if u.starts_with("/api/v1/namespaces/dify/serviceaccounts") => {
+            list(all_ours(Some("dify-plugin-runner-sa")))
+        }
+        ("GET", _) => Some((200, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}}))),
+        _ => Some((200, s.body.clone())),
+    });
+    let provisioner = IamProvisioner::new(converged_iam()).with_kubernetes(KubeServiceAccounts::new(client));
+    let plan = provisioner.plan(&ctx(), &spec()).await.unwrap();
+    assert_eq!(plan.summary().update, 1, "{plan}");
+    let out = provisioner.apply(&ctx(), &spec()).await.unwrap();
+    assert_eq!(out.service_accounts.len(), 6);
+    let patches: Vec<Seen> = log.lock().unwrap().iter().filter(|s| s.method == "PATCH").cloned().collect();
+    assert_eq!(patches.len(), 1, "only the drifted account is re-applied");
+    assert!(patches[0].uri.contains("/serviceaccounts/dify-plugin-runner-sa?"));
+    assert_eq!(
+        patches[0].body["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        role_arn(RoleKind::EcrImagePull)
+    );
+}
+
+#[tokio::test]
+async fn destroy_deletes_only_our_service_accounts_and_keeps_a_namespace_that_is_not_ours() {
+    let (client, log) = fake(|s| match (s.method.as_str(), s.uri.as_str()) {
+        // The label selector returns our accounts and one labelled account we do not know.
+        ("GET", u) if u.contains("labelSelector") => {
+            let mut items = all_ours(None);
+            items.push(sa("someone-elses-sa", "arn:aws:iam::1:role/x", true));
+            list(items)
+        }
+        ("GET", "/api/v1/namespaces/dify") => {
+            Some((200, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}})))
+        }
+        ("DELETE", _) => Some((200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))),
+        _ => list(vec![]),
+    });
+    let mut iam = MockIamApi::new();
+    iam.expect_get_role().returning(|_| Ok(None));
+    iam.expect_list_oidc_providers().returning(|| Ok(vec![]));
+    let provisioner = IamProvisioner::new(iam).with_kubernetes(KubeServiceAccounts::new(client));
+    let deleted = provisioner.destroy(&ctx(), &spec()).await.unwrap();
+    assert_eq!(deleted.len(), 6);
+    let deletes: Vec<String> =
+        log.lock().unwrap().iter().filter(|s| s.method == "DELETE").map(|s| s.uri.clone()).collect();
+    assert_eq!(deletes.len(), 6, "{deletes:?}");
+    assert!(deletes.iter().all(|u| u.starts_with("/api/v1/namespaces/dify/serviceaccounts/dify-")), "{deletes:?}");
+    assert!(!deletes.iter().any(|u| u.contains("someone-elses-sa")));
+}
+
+#[tokio::test]
+async fn role_only_mode_makes_no_kubernetes_call_and_needs_no_client() {
+    let spec = IamSpec { service_accounts: false, ..spec() };
+    let out = IamProvisioner::new(converged_iam()).apply(&ctx(), &spec).await.unwrap();
+    assert!(out.service_accounts.is_empty());
+    assert_eq!(out.roles.len(), 3);
+    let err = IamProvisioner::new(converged_iam()).apply(&ctx(), &self::spec()).await.unwrap_err();
+    assert!(err.to_string().contains("role-only"), "{err}");
+}

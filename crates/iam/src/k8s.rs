@@ -87,6 +87,37 @@ impl KubeServiceAccounts {
         }
     }
 
+    /// Builds the client from the EKS output: the API endpoint, the base64 PEM CA data of
+    /// `DescribeCluster`, and a bearer token (EKS tokens live 15 minutes: build a new client for
+    /// each run).
+    pub fn from_cluster(endpoint: &str, ca_data_base64: &str, token: secrecy::SecretString) -> Result<Self, K8sError> {
+        use base64::Engine as _;
+        use rustls_pki_types::pem::PemObject as _;
+        let fail = |message: String| K8sError {
+            operation: "configure",
+            object: format!("cluster {endpoint}"),
+            message,
+            status: None,
+            unreachable: false,
+        };
+        let uri: http::Uri = endpoint.parse().map_err(|e: http::uri::InvalidUri| fail(e.to_string()))?;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca_data_base64.trim())
+            .map_err(|e| fail(format!("CA data: {e}")))?;
+        let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+            .map(|c| c.map(|c| c.to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| fail(format!("CA data: {e}")))?;
+        if certs.is_empty() {
+            return Err(fail("CA data holds no certificate".into()));
+        }
+        let mut config = kube::Config::new(uri);
+        config.root_cert = Some(certs);
+        config.auth_info.token = Some(token);
+        let client = kube::Client::try_from(config).map_err(|e| fail(e.to_string()))?;
+        Ok(Self::new(client))
+    }
+
     /// Replaces the retry policy and cancellation token (e.g. the stack context's).
     pub fn with_retry(mut self, retry: WaitPolicy, cancel: CancellationToken) -> Self {
         self.retry = retry;

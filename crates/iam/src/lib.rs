@@ -5,14 +5,16 @@
 //! Kubernetes namespace and six service accounts annotated with the role ARNs, applied with
 //! server-side apply.
 //!
-//! The OIDC provider thumbprint: IAM validates EKS issuers against its own trusted CA library,
-//! so none is sent unless the spec lists thumbprints explicitly.
+//! The OIDC provider thumbprint: the spec's thumbprints, or the SHA-1 of the last certificate of
+//! the issuer's TLS chain when the issuer is reachable ([`thumbprint`]), or none (IAM validates
+//! EKS issuers against its own trusted CA library).
 
 pub mod client;
 pub mod k8s;
 pub mod policy;
 #[cfg(test)]
 mod tests;
+pub mod thumbprint;
 
 use std::collections::BTreeMap;
 
@@ -50,9 +52,14 @@ pub struct IamSpec {
     /// Kubernetes namespace of the Dify service accounts. Default `dify`.
     #[serde(default = "default_namespace")]
     pub namespace: String,
-    /// Thumbprints of the issuer's root CA; empty (the default) lets IAM use its trusted CAs.
+    /// Thumbprints of the issuer's root CA. Empty (the default): discovered from the issuer's
+    /// TLS chain when `discover_thumbprint` is on and the issuer is reachable, otherwise none
+    /// (IAM validates EKS issuers against its trusted CAs).
     #[serde(default)]
     pub thumbprints: Vec<String>,
+    /// Connect to the issuer to compute the thumbprint when none is given. Default on.
+    #[serde(default = "yes")]
+    pub discover_thumbprint: bool,
     /// Create the namespace and service accounts. `false` is role-only mode, for Helm charts that
     /// create the service accounts themselves (annotate them with the output role ARNs).
     #[serde(default = "yes")]

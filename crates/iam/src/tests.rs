@@ -170,6 +170,7 @@ fn spec() -> IamSpec {
         plugin_repository_arn_pattern: "arn:aws:ecr:us-west-2:1:repository/k8s-unit-ee-plugin-repo*".into(),
         namespace: "dify".into(),
         thumbprints: vec![],
+        discover_thumbprint: false,
         service_accounts: true,
     }
 }
@@ -284,4 +285,19 @@ async fn role_only_mode_makes_no_kubernetes_call_and_needs_no_client() {
     assert_eq!(out.roles.len(), 3);
     let err = IamProvisioner::new(converged_iam()).apply(&ctx(), &self::spec()).await.unwrap_err();
     assert!(err.to_string().contains("role-only"), "{err}");
+}
+
+#[tokio::test]
+async fn a_client_is_built_from_the_eks_output_and_bad_ca_data_is_a_clear_error() {
+    use base64::Engine as _;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ca = rcgen::CertificateParams::new(vec!["kubernetes".to_owned()]).unwrap().self_signed(&key).unwrap();
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.pem());
+    let token = secrecy::SecretString::from("k8s-aws-v1.token".to_owned());
+    assert!(KubeServiceAccounts::from_cluster("https://127.0.0.1:6443", &ca_data, token.clone()).is_ok());
+    let err = KubeServiceAccounts::from_cluster("https://127.0.0.1:6443", "not base64!", token.clone()).unwrap_err();
+    assert!(err.message.contains("CA data"), "{err}");
+    let empty = base64::engine::general_purpose::STANDARD.encode("no pem here");
+    let err = KubeServiceAccounts::from_cluster("https://127.0.0.1:6443", &empty, token).unwrap_err();
+    assert!(err.message.contains("no certificate"), "{err}");
 }

@@ -25,6 +25,7 @@ fn spec(cluster: &str) -> IamSpec {
         .into(),
         namespace: "dify".into(),
         thumbprints: vec![],
+        discover_thumbprint: false,
         service_accounts: false,
     }
 }

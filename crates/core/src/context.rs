@@ -337,6 +337,11 @@ impl Context {
         (format!("tag:{TAG_STACK}"), self.stack.0.clone())
     }
 
+    /// [`Context::owns`] for a [`Tags`] map, as the tier clients return them.
+    pub fn owns_tags(&self, tags: &Tags) -> bool {
+        tags.get(TAG_STACK).is_some_and(|v| *v == self.stack.0)
+    }
+
     /// True when `tags` carry this stack's ownership tag. Matches the full stack name, never a
     /// substring, so `dify` never claims `dify-test`'s resources.
     pub fn owns<'a, I>(&self, tags: I) -> bool

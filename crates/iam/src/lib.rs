@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, BucketName, ClusterName, RoleArn};
 use dify_stack_core::{
-    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, TAG_STACK, Tags, Tier,
+    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -227,10 +227,6 @@ impl IamProvisioner<SdkIam> {
     }
 }
 
-fn owned(ctx: &Context, tags: &Tags) -> bool {
-    tags.get(TAG_STACK).is_some_and(|v| v == ctx.stack().as_str())
-}
-
 fn provider_arn_of(observed: &ObservedIam) -> Option<&str> {
     observed.provider.as_ref().map(|p| p.arn.as_str())
 }
@@ -291,7 +287,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
         for kind in RoleKind::ALL {
             let name = kind.role_name(spec.cluster_name.as_str());
             let Some(info) = self.client.get_role(name.clone()).await.at("GetRole", &name)? else { continue };
-            if !owned(ctx, &info.tags) {
+            if !ctx.owns_tags(&info.tags) {
                 return Err(IamError::NotOwned { name, stack: ctx.stack().to_string() });
             }
             let policy =
@@ -435,7 +431,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                         Ok(r) => r.arn,
                         Err(e) if e.is_already_exists() => {
                             match self.client.get_role(name.clone()).await.at("GetRole", &name)? {
-                                Some(r) if owned(ctx, &r.tags) => {
+                                Some(r) if ctx.owns_tags(&r.tags) => {
                                     self.client
                                         .update_trust(name.clone(), trust.to_string())
                                         .await
@@ -512,7 +508,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
         for kind in RoleKind::ALL {
             let name = kind.role_name(spec.cluster_name.as_str());
             let Some(role) = self.client.get_role(name.clone()).await.at("GetRole", &name)? else { continue };
-            if !owned(ctx, &role.tags) {
+            if !ctx.owns_tags(&role.tags) {
                 continue; // never touch what is not ours
             }
             for p in self.client.list_role_policies(name.clone()).await.at("ListRolePolicies", &name)? {
@@ -525,7 +521,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
             deleted.push(ResourceRef::new("iam:role", &name).with_id(role.arn));
         }
         if let Some(p) = self.find_provider(spec).await?
-            && owned(ctx, &p.tags)
+            && ctx.owns_tags(&p.tags)
         {
             ignore(self.client.delete_oidc_provider(p.arn.clone()).await).at("DeleteOpenIDConnectProvider", &p.arn)?;
             deleted.push(ResourceRef::new("iam:oidc-provider", &p.url).with_id(p.arn));

@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{AllocationId, NatGatewayId, SubnetId, VpcId};
 use dify_stack_core::wait::{self, WaitError};
 use dify_stack_core::{
-    Action, AwsError, Change, Context, ErrorKind, Plan, Provisioner, ResourceRef, SpecErrors, TAG_STACK, Tags,
-    ignore_not_found,
+    Action, AwsError, Change, Context, ErrorKind, Plan, Provisioner, ResourceRef, SpecErrors, Tags, ignore_not_found,
 };
 use futures::future::try_join_all;
 
@@ -62,10 +61,6 @@ fn owner(ctx: &Context) -> Filter {
     Filter::new(name, [value])
 }
 
-fn owns(ctx: &Context, tags: &Tags) -> bool {
-    tags.get(TAG_STACK).is_some_and(|v| v == ctx.stack().as_str())
-}
-
 /// Keys of `want` that are missing or different in `have`.
 fn tag_drift(want: &Tags, have: &Tags) -> Tags {
     want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -115,7 +110,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .at(Step::Describe, "vpc")
         })?;
         let (mut vpcs, foreign): (Vec<VpcInfo>, Vec<VpcInfo>) =
-            named_vpcs.into_iter().partition(|v| owns(ctx, &v.tags));
+            named_vpcs.into_iter().partition(|v| ctx.owns_tags(&v.tags));
         vpcs.sort_by(|a, b| a.id.cmp(&b.id));
         let Some(vpc) = vpcs.first().cloned() else {
             if let Some(other) = foreign.first() {
@@ -146,21 +141,21 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         )?;
         // Ownership is always re-checked here: not every API honours tag filters.
         let mut retired_nats = std::collections::BTreeMap::new();
-        for n in nats.iter().filter(|n| owns(ctx, &n.tags) && !n.state.is_live()) {
+        for n in nats.iter().filter(|n| ctx.owns_tags(&n.tags) && !n.state.is_live()) {
             *retired_nats.entry(name_of(&n.tags).to_owned()).or_insert(0) += 1;
         }
         Ok(ObservedNew {
             retired_nats,
             zones,
             dns: Some(dns),
-            subnets: subnets.into_iter().filter(|s| owns(ctx, &s.tags)).collect(),
-            igws: igws.into_iter().filter(|g| owns(ctx, &g.tags)).collect(),
-            eips: eips.into_iter().filter(|a| owns(ctx, &a.tags)).collect(),
+            subnets: subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect(),
+            igws: igws.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect(),
+            eips: eips.into_iter().filter(|a| ctx.owns_tags(&a.tags)).collect(),
             nats: nats
                 .into_iter()
-                .filter(|n| owns(ctx, &n.tags) && !matches!(n.state, NatState::Deleted | NatState::Deleting))
+                .filter(|n| ctx.owns_tags(&n.tags) && !matches!(n.state, NatState::Deleted | NatState::Deleting))
                 .collect(),
-            route_tables: route_tables.into_iter().filter(|t| owns(ctx, &t.tags)).collect(),
+            route_tables: route_tables.into_iter().filter(|t| ctx.owns_tags(&t.tags)).collect(),
             vpcs,
         })
     }
@@ -769,7 +764,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                         .at(Step::Describe, id.as_str())?;
                     let ours: Vec<NatGatewayId> = nats
                         .into_iter()
-                        .filter(|n| owns(ctx, &n.tags) && n.state != NatState::Deleted)
+                        .filter(|n| ctx.owns_tags(&n.tags) && n.state != NatState::Deleted)
                         .map(|n| n.id)
                         .collect();
                     self.delete_nats(ctx, ours).await?;
@@ -883,7 +878,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             .await
             .at(Step::Describe, "vpcs")?
             .into_iter()
-            .filter(|v| owns(ctx, &v.tags))
+            .filter(|v| ctx.owns_tags(&v.tags))
             .collect();
         let vpc_ids: Vec<&str> = vpcs.iter().map(|v| v.id.as_str()).collect();
 
@@ -901,7 +896,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         let mut seen = BTreeSet::new();
         let nats: Vec<NatInfo> = nats
             .into_iter()
-            .filter(|n| owns(ctx, &n.tags) && n.state != NatState::Deleted && seen.insert(n.id.clone()))
+            .filter(|n| ctx.owns_tags(&n.tags) && n.state != NatState::Deleted && seen.insert(n.id.clone()))
             .collect();
         self.delete_nats(ctx, nats.iter().map(|n| n.id.clone()).collect()).await?;
         deleted.extend(nats.iter().map(|n| r("ec2:nat-gateway", &n.tags, n.id.as_str())));
@@ -909,7 +904,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         // 2. Elastic IPs.
         let eips: Vec<AddressInfo> =
             self.client.describe_addresses(vec![owner(ctx)]).await.at(Step::Describe, "eips")?;
-        for e in eips.iter().filter(|e| owns(ctx, &e.tags)) {
+        for e in eips.iter().filter(|e| ctx.owns_tags(&e.tags)) {
             self.release_eip(ctx, e.allocation_id.clone()).await?;
             deleted.push(r("ec2:elastic-ip", &e.tags, e.allocation_id.as_str()));
         }
@@ -917,7 +912,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         // 3. Internet gateways: detach, delete.
         let igws: Vec<IgwInfo> =
             self.client.describe_internet_gateways(vec![owner(ctx)]).await.at(Step::Describe, "internet gateways")?;
-        for g in igws.iter().filter(|g| owns(ctx, &g.tags)) {
+        for g in igws.iter().filter(|g| ctx.owns_tags(&g.tags)) {
             for vpc in &g.attached_vpcs {
                 match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
                     Err(e) if e.is_not_found() || e.kind == ErrorKind::InvalidState => {}
@@ -932,14 +927,14 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             // 4. Leftover ENIs that carry our tags or sit in our security groups (never attached ones).
             let groups =
                 self.client.describe_security_groups(vec![owner(ctx)]).await.at(Step::Describe, "security groups")?;
-            let groups: Vec<_> = groups.into_iter().filter(|g| owns(ctx, &g.tags)).collect();
+            let groups: Vec<_> = groups.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect();
             let enis = self
                 .client
                 .describe_network_interfaces(vec![Filter::new("vpc-id", vpc_ids.clone())])
                 .await
                 .at(Step::Describe, "network interfaces")?;
             for eni in enis.iter().filter(|e| !e.attached) {
-                let ours = owns(ctx, &eni.tags) || eni.group_ids.iter().any(|g| groups.iter().any(|o| &o.id == g));
+                let ours = ctx.owns_tags(&eni.tags) || eni.group_ids.iter().any(|g| groups.iter().any(|o| &o.id == g));
                 if ours {
                     ignore_not_found(self.client.delete_network_interface(eni.id.clone()).await)
                         .at(Step::Delete, &eni.id)?;
@@ -953,7 +948,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .describe_subnets(vec![owner(ctx), Filter::new("vpc-id", vpc_ids.clone())])
                 .await
                 .at(Step::Describe, "subnets")?;
-            let subnets: Vec<SubnetInfo> = subnets.into_iter().filter(|s| owns(ctx, &s.tags)).collect();
+            let subnets: Vec<SubnetInfo> = subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect();
             try_join_all(subnets.iter().map(|s| self.delete_subnet(ctx, s.id.clone()))).await?;
             deleted.extend(subnets.iter().map(|s| r("ec2:subnet", &s.tags, s.id.as_str())));
 
@@ -963,7 +958,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .describe_route_tables(vec![owner(ctx), Filter::new("vpc-id", vpc_ids.clone())])
                 .await
                 .at(Step::Describe, "route tables")?;
-            for t in tables.iter().filter(|t| owns(ctx, &t.tags)) {
+            for t in tables.iter().filter(|t| ctx.owns_tags(&t.tags)) {
                 self.delete_route_table(ctx, t).await?;
                 deleted.push(r("ec2:route-table", &t.tags, t.id.as_str()));
             }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use dify_stack_core::{
-    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, TAG_STACK, Tags, Tier,
+    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
 };
 use serde::Serialize;
 
@@ -158,10 +158,6 @@ fn runtime_prefix(ctx: &Context) -> String {
     format!("{}-{PLUGIN_SUFFIX}/", ctx.stack())
 }
 
-fn owned(ctx: &Context, tags: &Tags) -> bool {
-    tags.get(TAG_STACK).is_some_and(|v| v == ctx.stack().as_str())
-}
-
 impl<C: EcrApi> RegistryProvisioner<C> {
     /// A provisioner over the given client.
     pub fn new(client: C) -> Self {
@@ -177,7 +173,7 @@ impl<C: EcrApi> RegistryProvisioner<C> {
         for w in wanted(ctx, spec) {
             let Some(info) = all.iter().find(|r| r.name == w.name) else { continue };
             // A same-named repository of someone else is left alone.
-            if owned(ctx, &self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &w.name)?) {
+            if ctx.owns_tags(&self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &w.name)?) {
                 targets.push(info);
             }
         }
@@ -216,7 +212,7 @@ impl<C: EcrApi> Provisioner for RegistryProvisioner<C> {
         for w in wanted(ctx, spec) {
             let Some(info) = all.iter().find(|r| r.name == w.name) else { continue };
             let tags = self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &w.name)?;
-            if !owned(ctx, &tags) {
+            if !ctx.owns_tags(&tags) {
                 return Err(RegistryError::NotOwned { name: w.name, stack: ctx.stack().to_string() });
             }
             let lifecycle = self

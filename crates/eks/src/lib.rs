@@ -1,1 +1,152 @@
-//! EKS tier: cluster and node IAM roles, KMS key, cluster, Graviton node group, add-ons, kubeconfig and EKS token. Not implemented yet.
+//! EKS tier of [dify-stack](https://github.com/dify-stack/dify-stack): cluster and node IAM
+//! roles, a KMS key for secrets envelope encryption, the cluster (private endpoint, all
+//! control-plane logs, `API_AND_CONFIG_MAP` access), a Graviton managed node group behind an
+//! IMDSv2-only launch template with an encrypted gp3 root volume, managed add-ons at the default
+//! version for the cluster version, access entries for extra admins, and programmatic access
+//! (EKS bearer token, kubeconfig, `kube::Client`).
+//!
+//! Inputs come from the network tier as core typed ids ([`EksSpec::vpc_id`],
+//! [`EksSpec::private_subnet_ids`]); this crate does not depend on the network crate.
+//!
+//! Waits poll the Describe calls on the context's [`WaitPolicy`](dify_stack_core::WaitPolicy)
+//! (first poll at once, then backing off, capped per resource kind in [`caps`]) rather than the
+//! SDK waiters, whose fixed 30-second delay and lack of cancellation do not fit a cancellable
+//! executor; failure states (`FAILED`, `CREATE_FAILED`, `DEGRADED`) end a wait at once.
+
+pub mod client;
+pub mod provisioner;
+mod sdk;
+pub mod spec;
+#[cfg(test)]
+mod tests;
+pub mod token;
+
+use dify_stack_core::wait::WaitError;
+use dify_stack_core::{AwsError, SpecErrors};
+
+#[cfg(any(test, feature = "test-util"))]
+pub use client::MockEksApi;
+pub use client::{
+    AddonInfo, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo, NodegroupCreate,
+    NodegroupInfo, RoleInfo, SecurityGroupInfo,
+};
+pub use provisioner::{EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version};
+pub use sdk::SdkEks;
+pub use spec::{ALL_LOG_TYPES, DEFAULT_ADDONS, EksSpec, EndpointSpec, NodeGroupSpec};
+pub use token::{EksToken, TokenError, TokenSource, eks_token, kube_client, kubeconfig};
+
+/// Everything that can go wrong in the EKS tier.
+#[derive(Debug, thiserror::Error)]
+pub enum EksError {
+    /// The spec is invalid. Permanent: fix the spec.
+    #[error("invalid EKS spec:\n{0}")]
+    Invalid(#[from] SpecErrors),
+    /// A resource with our name exists without our ownership tag. Never adopted or deleted.
+    #[error("{kind} {name:?} exists but is not owned by stack {stack}; choose another stack name or remove it yourself")]
+    NotOwned {
+        /// Kind of resource.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// Our stack.
+        stack: String,
+    },
+    /// A Kubernetes downgrade was asked for. Nothing was changed.
+    #[error("the cluster runs Kubernetes {have}; downgrading to {want} is not possible: set kubernetes_version to {have} or later")]
+    DowngradeRefused {
+        /// Running version.
+        have: String,
+        /// Requested version.
+        want: String,
+    },
+    /// A setting that cannot change in place differs. Nothing was changed.
+    #[error("{resource}: {field} cannot change in place ({have} -> {want}); keep the current value, or destroy and re-create the tier")]
+    ImmutableChange {
+        /// The setting.
+        field: String,
+        /// The resource.
+        resource: String,
+        /// Current value.
+        have: String,
+        /// Wanted value.
+        want: String,
+    },
+    /// A resource entered a failure state.
+    #[error("{kind} {name} is {status}{}", if detail.is_empty() { String::new() } else { format!(": {}", detail.join("; ")) })]
+    Failed {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+        /// Its status.
+        status: String,
+        /// Health issues reported by EKS.
+        detail: Vec<String>,
+    },
+    /// A resource disappeared while we waited for it.
+    #[error("{kind} {name} disappeared while waiting for it (deleted by someone else?)")]
+    Vanished {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+    },
+    /// No default add-on version exists for the Kubernetes version.
+    #[error("EKS offers no default version of add-on {addon} for Kubernetes {version}; remove it from addons or pick another version")]
+    NoAddonVersion {
+        /// Add-on.
+        addon: String,
+        /// Kubernetes version.
+        version: String,
+    },
+    /// A wait ended without success (timeout or cancellation). Re-running resumes.
+    #[error(transparent)]
+    Wait(WaitError<std::convert::Infallible>),
+    /// An AWS call failed. Transient when `source.is_retryable()`; re-running resumes.
+    #[error("{operation} failed for {resource}")]
+    Aws {
+        /// What was being done.
+        operation: &'static str,
+        /// The resource.
+        resource: String,
+        /// The AWS error.
+        #[source]
+        source: Box<AwsError>,
+    },
+}
+
+/// Result alias of the EKS tier.
+pub type Result<T, E = EksError> = std::result::Result<T, E>;
+
+impl EksError {
+    fn from_wait(e: WaitError<EksError>) -> EksError {
+        match e {
+            WaitError::Failed { source, .. } => source,
+            WaitError::TimedOut { what, waited, last_status } => {
+                EksError::Wait(WaitError::TimedOut { what, waited, last_status })
+            }
+            WaitError::Cancelled { what } => EksError::Wait(WaitError::Cancelled { what }),
+        }
+    }
+
+    fn from_aws_wait(e: WaitError<AwsError>, operation: &'static str, resource: &str) -> EksError {
+        match e {
+            WaitError::Failed { source, .. } => {
+                EksError::Aws { operation, resource: resource.to_owned(), source: Box::new(source) }
+            }
+            WaitError::TimedOut { what, waited, last_status } => {
+                EksError::Wait(WaitError::TimedOut { what, waited, last_status })
+            }
+            WaitError::Cancelled { what } => EksError::Wait(WaitError::Cancelled { what }),
+        }
+    }
+
+    /// True when re-running later may succeed (throttling, timeouts, transient faults).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EksError::Aws { source, .. } => source.is_retryable(),
+            EksError::Wait(WaitError::TimedOut { .. }) => true,
+            _ => false,
+        }
+    }
+}

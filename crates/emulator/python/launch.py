@@ -1,10 +1,12 @@
 """Launcher for the dify-stack local AWS emulator (moto server).
 
-Started by the dify-stack-emulator crate as `python launch.py PORT`. It:
+Started by the dify-stack-emulator crate as `python -c <launch.py> PORT <eks_ext.py source>`. It:
   * binds moto's server to 127.0.0.1 only (never another interface);
   * exits as soon as its standard input closes, so the server never outlives the
     test binary or demo that started it, even when that process is killed;
-  * enables AWS-managed IAM policies (AmazonEKSClusterPolicy, ...).
+  * enables AWS-managed IAM policies (AmazonEKSClusterPolicy, ...);
+  * installs eks_ext: EKS add-ons, access entries, accessConfig and the cluster security
+    group, which moto lacks (see eks_ext.py).
 """
 import os
 import sys
@@ -23,6 +25,13 @@ def main():
     port = sys.argv[1] if len(sys.argv) > 1 else "0"
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    # The extension's source comes as the second argument (the launcher runs via `-c`).
+    if len(sys.argv) > 2:
+        import types
+
+        ext = types.ModuleType("eks_ext")
+        exec(compile(sys.argv[2], "eks_ext.py", "exec"), ext.__dict__)
+        ext.install()
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", port])

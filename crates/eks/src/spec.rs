@@ -1,0 +1,282 @@
+//! The desired state of the EKS tier.
+
+use std::collections::BTreeMap;
+
+use dify_stack_core::ids::{SubnetId, VpcId};
+use dify_stack_core::{Context, Environment, NameKind, SpecErrors};
+use serde::{Deserialize, Serialize};
+
+/// Every control-plane log type EKS knows; all are enabled by default.
+pub const ALL_LOG_TYPES: [&str; 5] = ["api", "audit", "authenticator", "controllerManager", "scheduler"];
+
+/// The managed add-ons installed by default, at the default version for the cluster version.
+pub const DEFAULT_ADDONS: [&str; 5] =
+    ["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"];
+
+/// The access policy associated with every extra admin principal.
+pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
+
+/// The EKS tier: roles, KMS key, cluster, node group, add-ons, access.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EksSpec {
+    /// The VPC of the cluster (from the network tier).
+    pub vpc_id: VpcId,
+    /// Private subnets: control-plane ENIs and nodes (from the network tier, >= 2 AZs).
+    pub private_subnet_ids: Vec<SubnetId>,
+    /// Kubernetes minor version, `"1.33"`. Upgrades go one minor version at a time; downgrades
+    /// are refused.
+    #[serde(default = "default_version")]
+    pub kubernetes_version: String,
+    /// Endpoint access.
+    #[serde(default)]
+    pub endpoint: EndpointSpec,
+    /// Control-plane log types to enable (default: all five).
+    #[serde(default = "default_logs")]
+    pub log_types: Vec<String>,
+    /// IAM principal ARNs (users or roles) that get an access entry with
+    /// `AmazonEKSClusterAdminPolicy`, besides the deploying principal (bootstrapped by EKS).
+    #[serde(default)]
+    pub admin_principals: Vec<String>,
+    /// The managed node group.
+    pub node_group: NodeGroupSpec,
+    /// Managed add-ons by name (default: the five of [`DEFAULT_ADDONS`]).
+    #[serde(default = "default_addons")]
+    pub addons: Vec<String>,
+}
+
+/// Cluster endpoint access. The private endpoint is always on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// CIDRs allowed to reach the public endpoint. Empty: the public endpoint is off.
+    /// `0.0.0.0/0` is refused unless `allow_public_internet` is set.
+    #[serde(default)]
+    pub public_access_cidrs: Vec<String>,
+    /// Permits `0.0.0.0/0` in `public_access_cidrs`.
+    #[serde(default)]
+    pub allow_public_internet: bool,
+}
+
+/// The managed node group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroupSpec {
+    /// EC2 instance types.
+    pub instance_types: Vec<String>,
+    /// EKS AMI type, e.g. `AL2023_ARM_64_STANDARD`.
+    #[serde(default = "default_ami_type")]
+    pub ami_type: String,
+    /// Desired size.
+    pub desired: i32,
+    /// Minimum size.
+    pub min: i32,
+    /// Maximum size.
+    pub max: i32,
+    /// Root volume size in GiB (gp3, encrypted).
+    #[serde(default = "default_disk")]
+    pub disk_size_gib: i32,
+    /// Kubernetes node labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_version() -> String {
+    "1.33".to_owned()
+}
+fn default_logs() -> Vec<String> {
+    ALL_LOG_TYPES.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_addons() -> Vec<String> {
+    DEFAULT_ADDONS.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_ami_type() -> String {
+    "AL2023_ARM_64_STANDARD".to_owned()
+}
+fn default_disk() -> i32 {
+    50
+}
+
+impl NodeGroupSpec {
+    /// The profile's node group: test 1 x m7g.xlarge (1..2), prod 6 x m7g.2xlarge (6..10).
+    pub fn for_environment(environment: Environment) -> NodeGroupSpec {
+        let (instance, desired, min, max) = match environment {
+            Environment::Test => ("m7g.xlarge", 1, 1, 2),
+            Environment::Prod => ("m7g.2xlarge", 6, 6, 10),
+        };
+        NodeGroupSpec {
+            instance_types: vec![instance.to_owned()],
+            ami_type: default_ami_type(),
+            desired,
+            min,
+            max,
+            disk_size_gib: default_disk(),
+            labels: BTreeMap::from([("dify-stack/node-group".to_owned(), "main".to_owned())]),
+        }
+    }
+}
+
+impl EksSpec {
+    /// The profile's EKS tier on the given network.
+    pub fn for_environment(environment: Environment, vpc_id: VpcId, private_subnet_ids: Vec<SubnetId>) -> EksSpec {
+        EksSpec {
+            vpc_id,
+            private_subnet_ids,
+            kubernetes_version: default_version(),
+            endpoint: EndpointSpec::default(),
+            log_types: default_logs(),
+            admin_principals: Vec::new(),
+            node_group: NodeGroupSpec::for_environment(environment),
+            addons: default_addons(),
+        }
+    }
+
+    /// Checks the spec without I/O; every violation at once.
+    pub fn validate(&self, ctx: &Context) -> Result<(), SpecErrors> {
+        let mut errs = SpecErrors::new();
+        if let Err(e) = ctx.name(NameKind::EksCluster, "") {
+            errs.push("stack", e.to_string(), "choose a shorter stack name");
+        }
+        for suffix in ["eks-cluster", "eks-node"] {
+            if let Err(e) = ctx.name(NameKind::IamRole, suffix) {
+                errs.push("stack", e.to_string(), "choose a shorter stack name");
+            }
+        }
+        if self.private_subnet_ids.len() < 2 {
+            errs.push(
+                "private_subnet_ids",
+                format!("EKS needs subnets in at least 2 availability zones, got {}", self.private_subnet_ids.len()),
+                "pass the network tier's private subnets",
+            );
+        }
+        if parse_version(&self.kubernetes_version).is_none() {
+            errs.push(
+                "kubernetes_version",
+                format!("{:?} is not a Kubernetes minor version", self.kubernetes_version),
+                "use the form \"1.33\"",
+            );
+        }
+        for (i, cidr) in self.endpoint.public_access_cidrs.iter().enumerate() {
+            let path = format!("endpoint.public_access_cidrs[{i}]");
+            match cidr.parse::<ipnet::IpNet>() {
+                Err(_) => errs.push(path, format!("{cidr:?} is not a CIDR block"), "use the form 203.0.113.0/24"),
+                Ok(net) if net.prefix_len() == 0 && !self.endpoint.allow_public_internet => errs.push(
+                    path,
+                    format!("{cidr} opens the Kubernetes API to the whole internet"),
+                    "list your office or VPN CIDRs, or set endpoint.allow_public_internet = true",
+                ),
+                Ok(_) => {}
+            }
+        }
+        for (i, log) in self.log_types.iter().enumerate() {
+            if !ALL_LOG_TYPES.contains(&log.as_str()) {
+                errs.push(format!("log_types[{i}]"), format!("unknown log type {log:?}"), ALL_LOG_TYPES.join(", "));
+            }
+        }
+        for (i, p) in self.admin_principals.iter().enumerate() {
+            if !(p.starts_with("arn:") && (p.contains(":iam::") && (p.contains(":role/") || p.contains(":user/")))) {
+                errs.push(
+                    format!("admin_principals[{i}]"),
+                    format!("{p:?} is not an IAM role or user ARN"),
+                    "use arn:<partition>:iam::<account>:role/<name>",
+                );
+            }
+        }
+        self.node_group.validate(&mut errs);
+        errs.into_result()
+    }
+}
+
+impl NodeGroupSpec {
+    fn validate(&self, errs: &mut SpecErrors) {
+        let p = "node_group";
+        if self.instance_types.is_empty() {
+            errs.push(format!("{p}.instance_types"), "at least one instance type is needed", "e.g. m7g.xlarge");
+        }
+        let ami_arm = ami_is_arm(&self.ami_type);
+        for (i, t) in self.instance_types.iter().enumerate() {
+            match instance_is_arm(t) {
+                None => errs.push(
+                    format!("{p}.instance_types[{i}]"),
+                    format!("{t:?} is not an EC2 instance type"),
+                    "use family.size, e.g. m7g.xlarge",
+                ),
+                Some(arm) if Some(arm) != ami_arm && ami_arm.is_some() => errs.push(
+                    format!("{p}.instance_types[{i}]"),
+                    format!(
+                        "{t} is an {} instance type but ami_type {} is for {}",
+                        if arm { "arm64 (Graviton)" } else { "x86_64" },
+                        self.ami_type,
+                        if arm { "x86_64" } else { "arm64" }
+                    ),
+                    if arm {
+                        "use an ARM AMI type such as AL2023_ARM_64_STANDARD"
+                    } else {
+                        "use a Graviton type (m7g, c7g, r7g, ...) or an x86 AMI type such as AL2023_x86_64_STANDARD"
+                    },
+                ),
+                Some(_) => {}
+            }
+        }
+        if ami_arm.is_none() {
+            errs.push(
+                format!("{p}.ami_type"),
+                format!("unknown AMI type {:?}", self.ami_type),
+                "e.g. AL2023_ARM_64_STANDARD or AL2023_x86_64_STANDARD",
+            );
+        }
+        if self.min < 0 || self.max < 1 || self.min > self.desired || self.desired > self.max {
+            errs.push(
+                format!("{p}.desired"),
+                format!("need 0 <= min <= desired <= max and max >= 1, got min {} desired {} max {}", self.min, self.desired, self.max),
+                "adjust min, desired and max",
+            );
+        }
+        if !(20..=16384).contains(&self.disk_size_gib) {
+            errs.push(format!("{p}.disk_size_gib"), format!("{} GiB is out of range", self.disk_size_gib), "20..16384");
+        }
+        for key in self.labels.keys() {
+            if key.is_empty() || key.len() > 63 + 254 || key.starts_with("kubernetes.io/") {
+                errs.push(
+                    format!("{p}.labels.{key}"),
+                    "invalid or reserved label key",
+                    "use your own prefix, e.g. example.com/role",
+                );
+            }
+        }
+    }
+}
+
+/// `"1.33"` -> `(1, 33)`.
+pub fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Whether an AMI type is for arm64 (`Some(true)`), x86_64 (`Some(false)`), or unknown.
+pub fn ami_is_arm(ami: &str) -> Option<bool> {
+    match ami {
+        "AL2023_ARM_64_STANDARD" | "AL2023_ARM_64_NVIDIA" | "AL2_ARM_64" | "BOTTLEROCKET_ARM_64"
+        | "BOTTLEROCKET_ARM_64_NVIDIA" => Some(true),
+        "AL2023_x86_64_STANDARD" | "AL2023_x86_64_NVIDIA" | "AL2023_x86_64_NEURON" | "AL2_x86_64"
+        | "AL2_x86_64_GPU" | "BOTTLEROCKET_x86_64" | "BOTTLEROCKET_x86_64_NVIDIA" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether an instance type is Graviton (`Some(true)`), x86 (`Some(false)`), or malformed.
+/// Graviton families carry a `g` after the generation digit (m7g, c6gn, r8gd, t4g, x2gd, im4gn).
+pub fn instance_is_arm(instance_type: &str) -> Option<bool> {
+    let (family, size) = instance_type.split_once('.')?;
+    if family.is_empty() || size.is_empty() || !family.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return None;
+    }
+    if family == "a1" {
+        return Some(true);
+    }
+    let digit = family.find(|c: char| c.is_ascii_digit())?;
+    if digit == 0 {
+        return None;
+    }
+    Some(family[digit..].trim_start_matches(|c: char| c.is_ascii_digit()).starts_with('g'))
+}

@@ -1,0 +1,805 @@
+//! EKS tier against an in-memory fake of [`EksApi`] that follows real AWS behaviour where the
+//! emulator cannot: resources pass through CREATING/UPDATING before ACTIVE, failures surface as
+//! FAILED/CREATE_FAILED, version upgrades go one minor version at a time, a fresh role is
+//! rejected until IAM propagates, add-on versions come from DescribeAddonVersions.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dify_stack_core::ids::{SubnetId, VpcId};
+use dify_stack_core::{Action, AwsError, Context, Environment, Provisioner, Tags, WaitPolicy};
+
+use super::*;
+use crate::client::*;
+use crate::spec::*;
+
+#[derive(Default)]
+struct State {
+    roles: BTreeMap<String, RoleInfo>,
+    key: Option<KeyInfo>,
+    sg: Option<SecurityGroupInfo>,
+    lt: Option<LaunchTemplateInfo>,
+    cluster: Option<ClusterInfo>,
+    /// Statuses the next describes return before settling on ACTIVE.
+    cluster_script: VecDeque<&'static str>,
+    nodegroup: Option<NodegroupInfo>,
+    nodegroup_script: VecDeque<&'static str>,
+    addons: BTreeMap<String, AddonInfo>,
+    addon_script: VecDeque<&'static str>,
+    access: BTreeMap<String, Vec<String>>,
+    /// CreateCluster answers "role could not be assumed" this many times first.
+    iam_rejections: u32,
+    /// A stuck cluster: never leaves this status.
+    cluster_stuck: Option<&'static str>,
+    calls: Vec<String>,
+}
+
+#[derive(Default)]
+struct FakeEks(Mutex<State>);
+
+impl FakeEks {
+    fn with(f: impl FnOnce(&mut State)) -> FakeEks {
+        let fake = FakeEks::default();
+        f(&mut fake.0.lock().unwrap());
+        fake
+    }
+    fn log(&self, call: impl Into<String>) {
+        self.0.lock().unwrap().calls.push(call.into());
+    }
+    fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap().calls.clone()
+    }
+    fn writes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| !c.starts_with("Describe") && !c.starts_with("List") && !c.starts_with("Get") && !c.starts_with("Find"))
+            .collect()
+    }
+}
+
+fn default_version(addon: &str, k8s: &str) -> String {
+    format!("v-{addon}-{k8s}")
+}
+
+fn not_found(op: &'static str) -> AwsError {
+    AwsError::new(op, "ResourceNotFoundException", "not found")
+}
+
+#[async_trait]
+impl EksApi for FakeEks {
+    async fn describe_cluster(&self, _name: String) -> Result<Option<ClusterInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeCluster".into());
+        let stuck = s.cluster_stuck;
+        let next = s.cluster_script.pop_front();
+        let Some(c) = s.cluster.as_mut() else { return Ok(None) };
+        c.status = stuck.or(next).unwrap_or("ACTIVE").to_owned();
+        if c.status == "GONE" {
+            s.cluster = None;
+            return Ok(None);
+        }
+        Ok(Some(c.clone()))
+    }
+    async fn create_cluster(&self, c: ClusterCreate) -> Result<ClusterInfo, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateCluster".into());
+        if s.iam_rejections > 0 {
+            s.iam_rejections -= 1;
+            return Err(AwsError::new(
+                "CreateCluster",
+                "InvalidParameterException",
+                "Role with arn: arn:aws:iam::1:role/x, could not be assumed because it does not exist or the trusted entity is not correct",
+            ));
+        }
+        if s.cluster.is_some() {
+            return Err(AwsError::new("CreateCluster", "ResourceInUseException", "exists"));
+        }
+        let info = ClusterInfo {
+            name: c.name.clone(),
+            arn: format!("arn:aws:eks:us-west-2:1:cluster/{}", c.name),
+            status: "CREATING".into(),
+            version: c.version,
+            endpoint: Some("https://ABC.gr7.us-west-2.eks.amazonaws.com".into()),
+            ca_data: Some("Q0E=".into()),
+            oidc_issuer: Some("https://oidc.eks.us-west-2.amazonaws.com/id/ABC".into()),
+            cluster_security_group_id: Some("sg-cluster".into()),
+            subnet_ids: c.subnet_ids,
+            endpoint_private: true,
+            endpoint_public: !c.public_access_cidrs.is_empty(),
+            public_access_cidrs: c.public_access_cidrs,
+            enabled_logs: c.log_types.into_iter().collect(),
+            secrets_key_arn: Some(c.key_arn),
+            authentication_mode: Some("API_AND_CONFIG_MAP".into()),
+            role_arn: c.role_arn,
+            tags: c.tags,
+            ..Default::default()
+        };
+        s.cluster = Some(info.clone());
+        Ok(info)
+    }
+    async fn update_cluster_endpoint(&self, _n: String, subnets: Vec<String>, cidrs: Vec<String>) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("UpdateClusterConfig(endpoint)".into());
+        let c = s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?;
+        c.subnet_ids = subnets;
+        c.endpoint_public = !cidrs.is_empty();
+        c.public_access_cidrs = cidrs;
+        s.cluster_script.push_back("UPDATING");
+        Ok(())
+    }
+    async fn update_cluster_logging(&self, _n: String, enabled: Vec<String>, _d: Vec<String>) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("UpdateClusterConfig(logging)".into());
+        s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?.enabled_logs = enabled.into_iter().collect();
+        s.cluster_script.push_back("UPDATING");
+        Ok(())
+    }
+    async fn update_cluster_version(&self, _n: String, version: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("UpdateClusterVersion({version})"));
+        let c = s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterVersion"))?;
+        let (hm, hn) = parse_version(&c.version).unwrap();
+        let (wm, wn) = parse_version(&version).unwrap();
+        // Real EKS: one minor version per update, never down.
+        if wm != hm || wn != hn + 1 {
+            return Err(AwsError::new("UpdateClusterVersion", "InvalidParameterException", "unsupported version step"));
+        }
+        c.version = version;
+        s.cluster_script.extend(["UPDATING", "UPDATING"]);
+        Ok(())
+    }
+    async fn tag_resource(&self, _arn: String, tags: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("TagResource".into());
+        if let Some(c) = s.cluster.as_mut() {
+            c.tags.extend(tags);
+        }
+        Ok(())
+    }
+    async fn delete_cluster(&self, _n: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DeleteCluster".into());
+        if s.nodegroup.is_some() {
+            return Err(AwsError::new("DeleteCluster", "ResourceInUseException", "Cluster has nodegroups attached"));
+        }
+        s.cluster.as_ref().ok_or_else(|| not_found("DeleteCluster"))?;
+        s.cluster_script = VecDeque::from(["DELETING", "DELETING", "GONE"]);
+        Ok(())
+    }
+    async fn list_nodegroups(&self, _c: String) -> Result<Vec<String>, AwsError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.nodegroup.iter().map(|n| n.name.clone()).collect())
+    }
+    async fn describe_nodegroup(&self, _c: String, _n: String) -> Result<Option<NodegroupInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeNodegroup".into());
+        let next = s.nodegroup_script.pop_front();
+        let Some(n) = s.nodegroup.as_mut() else { return Ok(None) };
+        n.status = next.unwrap_or("ACTIVE").to_owned();
+        if n.status == "GONE" {
+            s.nodegroup = None;
+            return Ok(None);
+        }
+        Ok(Some(n.clone()))
+    }
+    async fn create_nodegroup(&self, c: NodegroupCreate) -> Result<NodegroupInfo, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateNodegroup".into());
+        let info = NodegroupInfo {
+            name: c.name,
+            arn: "arn:aws:eks:us-west-2:1:nodegroup/x".into(),
+            status: "CREATING".into(),
+            version: Some(c.version),
+            ami_type: c.ami_type,
+            instance_types: c.instance_types,
+            min: c.min,
+            max: c.max,
+            desired: c.desired,
+            subnet_ids: c.subnet_ids,
+            labels: c.labels,
+            launch_template: Some(c.launch_template),
+            node_role: c.node_role,
+            issues: Vec::new(),
+            tags: c.tags,
+        };
+        s.nodegroup = Some(info.clone());
+        s.nodegroup_script.extend(["CREATING", "CREATING"]);
+        Ok(info)
+    }
+    async fn update_nodegroup_config(
+        &self,
+        _c: String,
+        _n: String,
+        scaling: Option<(i32, i32, i32)>,
+        add: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("UpdateNodegroupConfig".into());
+        let n = s.nodegroup.as_mut().ok_or_else(|| not_found("UpdateNodegroupConfig"))?;
+        if let Some((min, max, desired)) = scaling {
+            (n.min, n.max, n.desired) = (min, max, desired);
+        }
+        n.labels.extend(add);
+        for k in remove {
+            n.labels.remove(&k);
+        }
+        s.nodegroup_script.push_back("UPDATING");
+        Ok(())
+    }
+    async fn update_nodegroup_version(
+        &self,
+        _c: String,
+        _n: String,
+        version: Option<String>,
+        lt: Option<(String, String)>,
+    ) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("UpdateNodegroupVersion({})", version.clone().unwrap_or_else(|| "template".into())));
+        let cluster_version = s.cluster.as_ref().map(|c| c.version.clone());
+        let n = s.nodegroup.as_mut().ok_or_else(|| not_found("UpdateNodegroupVersion"))?;
+        if version.is_some() && version != cluster_version {
+            return Err(AwsError::new("UpdateNodegroupVersion", "InvalidParameterException", "must match the control plane"));
+        }
+        if let Some(v) = version {
+            n.version = Some(v);
+        }
+        if let Some(lt) = lt {
+            n.launch_template = Some(lt);
+        }
+        s.nodegroup_script.push_back("UPDATING");
+        Ok(())
+    }
+    async fn delete_nodegroup(&self, _c: String, _n: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DeleteNodegroup".into());
+        s.nodegroup_script = VecDeque::from(["DELETING", "GONE"]);
+        Ok(())
+    }
+    async fn list_addons(&self, _c: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.0.lock().unwrap().addons.keys().cloned().collect())
+    }
+    async fn describe_addon(&self, _c: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeAddon".into());
+        let next = s.addon_script.pop_front();
+        let Some(a) = s.addons.get_mut(&name) else { return Ok(None) };
+        a.status = next.unwrap_or("ACTIVE").to_owned();
+        Ok(Some(a.clone()))
+    }
+    async fn default_addon_version(&self, name: String, k8s: String) -> Result<Option<String>, AwsError> {
+        self.log("DescribeAddonVersions");
+        Ok(Some(default_version(&name, &k8s)))
+    }
+    async fn create_addon(&self, _c: String, name: String, version: String, tags: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("CreateAddon({name})"));
+        if s.addons.contains_key(&name) {
+            return Err(AwsError::new("CreateAddon", "ResourceInUseException", "exists"));
+        }
+        s.addons.insert(name.clone(), AddonInfo { name, version, status: "CREATING".into(), tags });
+        Ok(())
+    }
+    async fn update_addon(&self, _c: String, name: String, version: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("UpdateAddon({name})"));
+        s.addons.get_mut(&name).ok_or_else(|| not_found("UpdateAddon"))?.version = version;
+        Ok(())
+    }
+    async fn delete_addon(&self, _c: String, name: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteAddon({name})"));
+        s.addons.remove(&name).map(|_| ()).ok_or_else(|| not_found("DeleteAddon"))
+    }
+    async fn list_access_entries(&self, _c: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.0.lock().unwrap().access.keys().cloned().collect())
+    }
+    async fn list_access_policies(&self, _c: String, p: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.0.lock().unwrap().access.get(&p).cloned().unwrap_or_default())
+    }
+    async fn create_access_entry(&self, _c: String, p: String, _t: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateAccessEntry".into());
+        s.access.insert(p, Vec::new());
+        Ok(())
+    }
+    async fn associate_access_policy(&self, _c: String, p: String, policy: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("AssociateAccessPolicy".into());
+        s.access.get_mut(&p).ok_or_else(|| not_found("AssociateAccessPolicy"))?.push(policy);
+        Ok(())
+    }
+    async fn delete_access_entry(&self, _c: String, p: String) -> Result<(), AwsError> {
+        self.0.lock().unwrap().access.remove(&p);
+        Ok(())
+    }
+    async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().roles.get(&name).cloned())
+    }
+    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<String, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("CreateRole({name})"));
+        let arn = format!("arn:aws:iam::1:role/{name}");
+        s.roles.insert(name.clone(), RoleInfo { name, arn: arn.clone(), trust, attached: Vec::new(), tags });
+        Ok(arn)
+    }
+    async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
+        self.0.lock().unwrap().roles.get_mut(&name).ok_or_else(|| not_found("UpdateAssumeRolePolicy"))?.trust = trust;
+        Ok(())
+    }
+    async fn tag_role(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        self.0.lock().unwrap().roles.get_mut(&name).ok_or_else(|| not_found("TagRole"))?.tags.extend(tags);
+        Ok(())
+    }
+    async fn attach_policy(&self, role: String, arn: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("AttachRolePolicy".into());
+        s.roles.get_mut(&role).ok_or_else(|| not_found("AttachRolePolicy"))?.attached.push(arn);
+        Ok(())
+    }
+    async fn detach_policy(&self, role: String, arn: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DetachRolePolicy".into());
+        s.roles.get_mut(&role).ok_or_else(|| not_found("DetachRolePolicy"))?.attached.retain(|a| *a != arn);
+        Ok(())
+    }
+    async fn delete_role(&self, name: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteRole({name})"));
+        if s.roles.get(&name).is_some_and(|r| !r.attached.is_empty()) {
+            return Err(AwsError::new("DeleteRole", "DeleteConflict", "policies attached"));
+        }
+        s.roles.remove(&name).map(|_| ()).ok_or_else(|| not_found("DeleteRole"))
+    }
+    async fn find_key(&self, _alias: String) -> Result<Option<KeyInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().key.clone())
+    }
+    async fn create_key(&self, _alias: String, _d: String, tags: Tags) -> Result<KeyInfo, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateKey".into());
+        let k = KeyInfo { key_id: "k1".into(), arn: "arn:aws:kms:us-west-2:1:key/k1".into(), state: "Enabled".into(), tags };
+        s.key = Some(k.clone());
+        Ok(k)
+    }
+    async fn restore_key(&self, _id: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CancelKeyDeletion".into());
+        s.key.as_mut().ok_or_else(|| not_found("CancelKeyDeletion"))?.state = "Enabled".into();
+        Ok(())
+    }
+    async fn tag_key(&self, _id: String, tags: Tags) -> Result<(), AwsError> {
+        self.0.lock().unwrap().key.as_mut().ok_or_else(|| not_found("TagResource"))?.tags.extend(tags);
+        Ok(())
+    }
+    async fn schedule_key_deletion(&self, _a: String, _id: String, days: i32) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("ScheduleKeyDeletion({days})"));
+        s.key.as_mut().ok_or_else(|| not_found("ScheduleKeyDeletion"))?.state = "PendingDeletion".into();
+        Ok(())
+    }
+    async fn find_security_group(&self, _v: String, _n: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().sg.clone())
+    }
+    async fn create_security_group(&self, _v: String, name: String, _d: String, tags: Tags) -> Result<String, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateSecurityGroup".into());
+        s.sg = Some(SecurityGroupInfo { id: "sg-nodes".into(), name, tags });
+        Ok("sg-nodes".into())
+    }
+    async fn delete_security_group(&self, _id: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DeleteSecurityGroup".into());
+        s.sg.take().map(|_| ()).ok_or_else(|| not_found("DeleteSecurityGroup"))
+    }
+    async fn find_launch_template(&self, _n: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().lt.clone())
+    }
+    async fn create_launch_template(&self, name: String, data: LaunchTemplateData, tags: Tags) -> Result<LaunchTemplateInfo, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateLaunchTemplate".into());
+        let lt = LaunchTemplateInfo { id: "lt-1".into(), name, latest_version: 1, data, tags };
+        s.lt = Some(lt.clone());
+        Ok(lt)
+    }
+    async fn update_launch_template(&self, _id: String, data: LaunchTemplateData) -> Result<i64, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateLaunchTemplateVersion".into());
+        let lt = s.lt.as_mut().ok_or_else(|| not_found("CreateLaunchTemplateVersion"))?;
+        lt.latest_version += 1;
+        lt.data = data;
+        Ok(lt.latest_version)
+    }
+    async fn delete_launch_template(&self, _id: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DeleteLaunchTemplate".into());
+        s.lt.take().map(|_| ()).ok_or_else(|| not_found("DeleteLaunchTemplate"))
+    }
+}
+
+fn ctx() -> Context {
+    Context::new("eks-t", Environment::Test, "us-west-2").unwrap().with_wait(WaitPolicy {
+        initial_interval: Duration::from_secs(5),
+        max_interval: Duration::from_secs(30),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_wait: Duration::from_secs(3600),
+    })
+}
+
+fn spec() -> EksSpec {
+    EksSpec::for_environment(Environment::Test, VpcId::new("vpc-1"), vec![SubnetId::new("subnet-a"), SubnetId::new("subnet-b")])
+}
+
+#[test]
+fn validation_rejects_mismatched_architectures_and_open_endpoints_with_paths() {
+    let ctx = ctx();
+    let mut s = spec();
+    s.node_group.instance_types = vec!["m7i.xlarge".into(), "m7g.xlarge".into()];
+    s.endpoint.public_access_cidrs = vec!["0.0.0.0/0".into(), "bogus".into()];
+    s.node_group.min = 3;
+    s.kubernetes_version = "latest".into();
+    s.private_subnet_ids.truncate(1);
+    s.admin_principals = vec!["me".into()];
+    let errs = s.validate(&ctx).unwrap_err();
+    let paths = errs.paths();
+    for p in [
+        "node_group.instance_types[0]",
+        "endpoint.public_access_cidrs[0]",
+        "endpoint.public_access_cidrs[1]",
+        "node_group.desired",
+        "kubernetes_version",
+        "private_subnet_ids",
+        "admin_principals[0]",
+    ] {
+        assert!(paths.contains(&p), "{p} missing in {paths:?}");
+    }
+    assert_eq!(paths.len(), 7, "{errs}");
+    assert!(errs.to_string().contains("m7i.xlarge is an x86_64 instance type"), "{errs}");
+
+    // The x86 AMI with a Graviton type is refused the other way round.
+    let mut s = spec();
+    s.node_group.ami_type = "AL2023_x86_64_STANDARD".into();
+    let errs = s.validate(&ctx).unwrap_err();
+    assert_eq!(errs.paths(), vec!["node_group.instance_types[0]"]);
+    // 0.0.0.0/0 only with the explicit switch.
+    let mut s = spec();
+    s.endpoint = EndpointSpec { public_access_cidrs: vec!["0.0.0.0/0".into()], allow_public_internet: true };
+    s.validate(&ctx).unwrap();
+}
+
+#[test]
+fn instance_families_are_classified() {
+    for (t, arm) in [("m7g.xlarge", true), ("c6gn.large", true), ("t4g.micro", true), ("r8gd.2xlarge", true), ("a1.large", true)] {
+        assert_eq!(instance_is_arm(t), Some(arm), "{t}");
+    }
+    for t in ["m7i.xlarge", "g4dn.xlarge", "c5.large", "m6a.large", "t3.micro"] {
+        assert_eq!(instance_is_arm(t), Some(false), "{t}");
+    }
+    for t in ["m7g", "", ".large", "7g.large", "M7G.large"] {
+        assert_eq!(instance_is_arm(t), None, "{t:?}");
+    }
+}
+
+#[test]
+fn profiles_follow_the_spec() {
+    let t = NodeGroupSpec::for_environment(Environment::Test);
+    assert_eq!((t.instance_types[0].as_str(), t.desired, t.min, t.max), ("m7g.xlarge", 1, 1, 2));
+    let p = NodeGroupSpec::for_environment(Environment::Prod);
+    assert_eq!((p.instance_types[0].as_str(), p.desired, p.min, p.max), ("m7g.2xlarge", 6, 6, 10));
+    assert_eq!(p.ami_type, "AL2023_ARM_64_STANDARD");
+    let s = spec();
+    assert_eq!(s.kubernetes_version, "1.33");
+    assert_eq!(s.log_types.len(), 5);
+    assert_eq!(s.addons, DEFAULT_ADDONS.map(String::from).to_vec());
+    assert!(s.endpoint.public_access_cidrs.is_empty(), "private endpoint only by default");
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() {
+    let fake = FakeEks::with(|s| {
+        s.cluster_script = VecDeque::from(["CREATING"; 6]);
+        s.addon_script = VecDeque::from(["CREATING", "CREATING"]);
+        s.iam_rejections = 2;
+    });
+    let eks = EksProvisioner::new(fake);
+    let (ctx, spec) = (ctx(), spec());
+    let plan = eks.plan(&ctx, &spec).await.unwrap();
+    let creates: Vec<&str> = plan.with_action(Action::Create).map(|c| c.resource.kind.as_str()).collect();
+    assert_eq!(
+        creates,
+        [
+            "iam:role",
+            "iam:role",
+            "kms:key",
+            "ec2:security-group",
+            "eks:cluster",
+            "ec2:launch-template",
+            "eks:nodegroup",
+            "eks:addon",
+            "eks:addon",
+            "eks:addon",
+            "eks:addon",
+            "eks:addon"
+        ]
+    );
+    let start = tokio::time::Instant::now();
+    let out = eks.apply(&ctx, &spec).await.unwrap();
+    assert!(start.elapsed() > Duration::from_secs(60), "waited on the paused clock: {:?}", start.elapsed());
+    assert_eq!(out.cluster_name.as_str(), "eks-t");
+    assert_eq!(out.kubernetes_version, "1.33");
+    assert_eq!(out.workload_security_groups().len(), 2);
+    assert_eq!(out.node_role_arn.as_str(), "arn:aws:iam::1:role/eks-t-eks-node");
+
+    let s = eks.client.0.lock().unwrap();
+    // Two IAM-propagation rejections were retried.
+    assert_eq!(s.calls.iter().filter(|c| *c == "CreateCluster").count(), 3);
+    let node_role = &s.roles["eks-t-eks-node"];
+    assert_eq!(node_role.attached.len(), 3);
+    assert!(node_role.trust.contains("ec2.amazonaws.com"));
+    assert!(s.roles["eks-t-eks-cluster"].attached[0].ends_with("policy/AmazonEKSClusterPolicy"));
+    let lt = s.lt.as_ref().unwrap();
+    assert_eq!((lt.data.http_tokens.as_str(), lt.data.hop_limit), ("required", 2));
+    assert_eq!((lt.data.volume_type.as_str(), lt.data.encrypted), ("gp3", true));
+    assert_eq!(lt.data.security_group_ids, ["sg-cluster", "sg-nodes"]);
+    for addon in DEFAULT_ADDONS {
+        assert_eq!(s.addons[addon].version, default_version(addon, "1.33"));
+    }
+    drop(s);
+    assert!(eks.plan(&ctx, &spec).await.unwrap().is_empty());
+    let before = eks.client.writes().len();
+    eks.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(eks.client.writes().len(), before, "no-op apply wrote: {:?}", &eks.client.writes()[before..]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_cluster_ends_the_wait_at_once() {
+    let fake = FakeEks::with(|s| s.cluster_script = VecDeque::from(["CREATING", "FAILED"]));
+    let eks = EksProvisioner::new(fake);
+    let err = eks.apply(&ctx(), &spec()).await.unwrap_err();
+    assert!(matches!(&err, EksError::Failed { kind: "cluster", status, .. } if status == "FAILED"), "{err:?}");
+    assert!(!eks.client.calls().iter().any(|c| c == "CreateNodegroup"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_cluster_times_out_within_the_policy_and_is_retryable() {
+    let fake = FakeEks::with(|s| s.cluster_stuck = Some("CREATING"));
+    let eks = EksProvisioner::new(fake);
+    let ctx = ctx().with_wait(WaitPolicy { max_wait: Duration::from_secs(600), ..ctx().wait });
+    let start = tokio::time::Instant::now();
+    let err = eks.apply(&ctx, &spec()).await.unwrap_err();
+    assert!(matches!(&err, EksError::Wait(dify_stack_core::WaitError::TimedOut { last_status, .. }) if last_status == "CREATING"), "{err:?}");
+    assert!(err.is_retryable());
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(600) && waited < Duration::from_secs(640), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn upgrades_go_one_minor_version_at_a_time_control_plane_first() {
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake);
+    let ctx = ctx();
+    let mut old = spec();
+    old.kubernetes_version = "1.31".into();
+    eks.apply(&ctx, &old).await.unwrap();
+    let mark = eks.client.calls().len();
+
+    let new = spec();
+    let plan = eks.plan(&ctx, &new).await.unwrap();
+    let updates: Vec<String> =
+        plan.with_action(Action::Update).map(|c| format!("{} {}", c.resource.kind, c.fields[0].path)).collect();
+    assert_eq!(
+        updates[..3],
+        ["eks:cluster version", "eks:nodegroup version", "eks:addon version"],
+        "control plane, then nodes, then add-ons: {updates:?}"
+    );
+    eks.apply(&ctx, &new).await.unwrap();
+    let writes: Vec<String> = eks.client.calls()[mark..]
+        .iter()
+        .filter(|c| c.starts_with("Update"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        writes[..3],
+        ["UpdateClusterVersion(1.32)", "UpdateClusterVersion(1.33)", "UpdateNodegroupVersion(1.33)"],
+        "{writes:?}"
+    );
+    assert_eq!(writes.iter().filter(|w| w.starts_with("UpdateAddon")).count(), 5, "{writes:?}");
+    assert!(eks.plan(&ctx, &new).await.unwrap().is_empty());
+
+    // Downgrades are refused before anything is written.
+    let before = eks.client.writes().len();
+    let err = eks.apply(&ctx, &old).await.unwrap_err();
+    assert!(matches!(err, EksError::DowngradeRefused { .. }), "{err:?}");
+    assert!(err.to_string().contains("set kubernetes_version to 1.33"), "{err}");
+    assert_eq!(eks.client.writes().len(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scaling_labels_endpoint_logs_and_admins_update_in_place() {
+    let eks = EksProvisioner::new(FakeEks::default());
+    let ctx = ctx();
+    let mut s = spec();
+    eks.apply(&ctx, &s).await.unwrap();
+    s.node_group.max = 4;
+    s.node_group.desired = 2;
+    s.node_group.labels.insert("team".into(), "ai".into());
+    s.endpoint.public_access_cidrs = vec!["203.0.113.0/24".into()];
+    s.log_types.retain(|l| l != "scheduler");
+    s.admin_principals = vec!["arn:aws:iam::1:role/admin".into()];
+    let plan = eks.plan(&ctx, &s).await.unwrap();
+    assert!(plan.with_action(Action::Replace).next().is_none());
+    let text = plan.to_string();
+    for needle in ["scaling", "labels", "endpoint_public_access_cidrs", "logging", "eks:access-entry"] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
+    eks.apply(&ctx, &s).await.unwrap();
+    assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
+    let st = eks.client.0.lock().unwrap();
+    let ng = st.nodegroup.as_ref().unwrap();
+    assert_eq!((ng.min, ng.desired, ng.max), (1, 2, 4));
+    assert_eq!(ng.labels["team"], "ai");
+    let c = st.cluster.as_ref().unwrap();
+    assert!(c.endpoint_public && c.endpoint_private);
+    assert_eq!(c.enabled_logs.len(), 4);
+    assert!(st.access["arn:aws:iam::1:role/admin"][0].ends_with("cluster-access-policy/AmazonEKSClusterAdminPolicy"));
+    // Updates are serialised: the endpoint and logging updates each waited for ACTIVE.
+    let i = st.calls.iter().position(|c| c == "UpdateClusterConfig(endpoint)").unwrap();
+    assert_eq!(st.calls[i + 1], "DescribeCluster");
+}
+
+#[tokio::test(start_paused = true)]
+async fn instance_type_changes_are_refused_without_writes() {
+    let eks = EksProvisioner::new(FakeEks::default());
+    let ctx = ctx();
+    let mut s = spec();
+    eks.apply(&ctx, &s).await.unwrap();
+    s.node_group.instance_types = vec!["c7g.xlarge".into()];
+    let before = eks.client.writes().len();
+    let err = eks.apply(&ctx, &s).await.unwrap_err();
+    assert!(matches!(&err, EksError::ImmutableChange { field, .. } if field == "instance_types"), "{err:?}");
+    assert_eq!(eks.client.writes().len(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn destroy_goes_addons_nodegroup_cluster_template_roles_key() {
+    let eks = EksProvisioner::new(FakeEks::default());
+    let ctx = ctx();
+    let s = spec();
+    eks.apply(&ctx, &s).await.unwrap();
+    let mark = eks.client.calls().len();
+    let deleted = eks.destroy(&ctx, &s).await.unwrap();
+    assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 2 + 1, "{deleted:?}");
+    let order: Vec<String> = eks.client.calls()[mark..]
+        .iter()
+        .filter(|c| c.starts_with("Delete") && !c.starts_with("DeleteAddon") || c.starts_with("Schedule"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "DeleteNodegroup",
+            "DeleteCluster",
+            "DeleteLaunchTemplate",
+            "DeleteSecurityGroup",
+            "DeleteRole(eks-t-eks-cluster)",
+            "DeleteRole(eks-t-eks-node)",
+            "ScheduleKeyDeletion(7)"
+        ]
+    );
+    let calls = eks.client.calls();
+    let first_addon = calls[mark..].iter().position(|c| c.starts_with("DeleteAddon")).unwrap();
+    let ng = calls[mark..].iter().position(|c| c == "DeleteNodegroup").unwrap();
+    assert!(first_addon < ng);
+    // A second destroy finds nothing (the key is already pending deletion) and succeeds.
+    assert!(eks.destroy(&ctx, &s).await.unwrap().is_empty());
+    // Apply afterwards restores the key instead of creating another.
+    eks.apply(&ctx, &s).await.unwrap();
+    assert!(eks.client.calls().iter().any(|c| c == "CancelKeyDeletion"));
+    assert_eq!(eks.client.calls().iter().filter(|c| *c == "CreateKey").count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resources_without_our_tag_are_never_adopted() {
+    let fake = FakeEks::with(|s| {
+        s.cluster = Some(ClusterInfo { name: "eks-t".into(), status: "ACTIVE".into(), version: "1.33".into(), ..Default::default() });
+    });
+    let eks = EksProvisioner::new(fake);
+    let err = eks.apply(&ctx(), &spec()).await.unwrap_err();
+    assert!(matches!(err, EksError::NotOwned { kind: "EKS cluster", .. }), "{err:?}");
+    assert!(eks.client.writes().is_empty());
+    // Destroy leaves it alone.
+    assert!(eks.destroy(&ctx(), &spec()).await.unwrap().is_empty());
+    assert!(eks.client.0.lock().unwrap().cluster.is_some());
+}
+
+mod token_tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use aws_credential_types::Credentials;
+    use base64::Engine as _;
+    use secrecy::ExposeSecret as _;
+
+    use crate::token::*;
+
+    fn decode(region: &str) -> (String, BTreeMap<String, String>, EksToken) {
+        let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("session".into()), None, "test");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let token = eks_token(&creds, "my-cluster", region, now).unwrap();
+        let text = token.secret().expose_secret().to_owned();
+        let body = text.strip_prefix("k8s-aws-v1.").expect("prefix");
+        assert!(!body.contains('='), "no padding");
+        assert!(!body.contains('+') && !body.contains('/'), "base64url alphabet");
+        let url = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap();
+        let uri: http::Uri = url.parse().unwrap();
+        let query = uri
+            .query()
+            .unwrap()
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8().unwrap().into_owned())
+            })
+            .collect();
+        (uri.host().unwrap().to_owned(), query, token)
+    }
+
+    #[test]
+    fn token_is_a_presigned_get_caller_identity_bound_to_the_cluster() {
+        let (host, q, token) = decode("us-west-2");
+        assert_eq!(host, "sts.us-west-2.amazonaws.com");
+        assert_eq!(q["Action"], "GetCallerIdentity");
+        assert_eq!(q["Version"], "2011-06-15");
+        assert_eq!(q["X-Amz-Expires"], "60");
+        assert_eq!(q["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
+        assert!(q["X-Amz-SignedHeaders"].split(';').any(|h| h == "x-k8s-aws-id"), "{q:?}");
+        assert!(q["X-Amz-SignedHeaders"].split(';').any(|h| h == "host"), "{q:?}");
+        assert!(q["X-Amz-Credential"].starts_with("AKIDEXAMPLE/20270115/us-west-2/sts/aws4_request"), "{q:?}");
+        assert_eq!(q["X-Amz-Security-Token"], "session");
+        assert_eq!(q["X-Amz-Signature"].len(), 64);
+        assert!(!format!("{token:?}").contains("k8s-aws-v1"), "Debug hides the token");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert!(!token.needs_refresh(now + Duration::from_secs(13 * 60)));
+        assert!(token.needs_refresh(now + Duration::from_secs(14 * 60 + 1)));
+    }
+
+    #[test]
+    fn china_tokens_use_the_china_sts_endpoint() {
+        let (host, q, _) = decode("cn-north-1");
+        assert_eq!(host, "sts.cn-north-1.amazonaws.com.cn");
+        assert!(q["X-Amz-Credential"].contains("/cn-north-1/sts/aws4_request"));
+    }
+
+    #[test]
+    fn kubeconfig_runs_get_token_for_the_cluster() {
+        let out = crate::EksOutput {
+            cluster_name: dify_stack_core::ids::ClusterName::new("c"),
+            cluster_arn: dify_stack_core::ids::Arn::new("arn:aws:eks:us-west-2:1:cluster/c"),
+            kubernetes_version: "1.33".into(),
+            endpoint: "https://x.eks.amazonaws.com".into(),
+            ca_data: "Q0E=".into(),
+            oidc_issuer_url: String::new(),
+            cluster_security_group_id: None,
+            node_security_group_id: dify_stack_core::ids::SecurityGroupId::new("sg-1"),
+            cluster_role_arn: dify_stack_core::ids::RoleArn::new("r"),
+            node_role_arn: dify_stack_core::ids::RoleArn::new("n"),
+            kms_key_arn: dify_stack_core::ids::KmsKeyArn::new("k"),
+            nodegroup_name: "ng".into(),
+            region: "us-west-2".into(),
+        };
+        let k = kubeconfig(&out, Some("prod"));
+        for needle in [
+            "server: \"https://x.eks.amazonaws.com\"",
+            "certificate-authority-data: \"Q0E=\"",
+            "command: aws",
+            "- get-token",
+            "- \"c\"",
+            "value: \"prod\"",
+            "current-context: \"arn:aws:eks:us-west-2:1:cluster/c\"",
+        ] {
+            assert!(k.contains(needle), "{needle} missing in\n{k}");
+        }
+    }
+}

@@ -164,9 +164,17 @@ impl ErrorKind {
             "Unavailable",
         ];
         let is = |list: &[&str]| list.contains(&code);
-        if is(NOT_FOUND) || code.ends_with(".NotFound") || code.ends_with("NotFoundFault") {
+        if is(NOT_FOUND)
+            || code.ends_with(".NotFound")
+            || code.ends_with(".NotFoundException")
+            || code.ends_with("NotFoundFault")
+        {
             ErrorKind::NotFound
-        } else if is(ALREADY_EXISTS) || code.ends_with(".Duplicate") || code.ends_with("AlreadyExistsFault") {
+        } else if is(ALREADY_EXISTS)
+            || code.ends_with(".Duplicate")
+            || code.ends_with("AlreadyExistsFault")
+            || code.ends_with(".AlreadyExistsException")
+        {
             ErrorKind::AlreadyExists
         } else if is(DEPENDENCY) {
             ErrorKind::DependencyViolation
@@ -352,6 +360,8 @@ mod tests {
             ("DBClusterNotFoundFault", ErrorKind::NotFound),
             ("ReplicationGroupNotFoundFault", ErrorKind::NotFound),
             ("NoSuchBucket", ErrorKind::NotFound),
+            ("InvalidLaunchTemplateName.NotFoundException", ErrorKind::NotFound),
+            ("InvalidLaunchTemplateName.AlreadyExistsException", ErrorKind::AlreadyExists),
             ("EntityAlreadyExists", ErrorKind::AlreadyExists),
             ("BucketAlreadyOwnedByYou", ErrorKind::AlreadyExists),
             ("InvalidPermission.Duplicate", ErrorKind::AlreadyExists),

@@ -239,8 +239,12 @@ pub trait EksApi: Send + Sync {
         public_access_cidrs: Vec<String>,
     ) -> Result<(), AwsError>;
     /// UpdateClusterConfig with the complete `logging` block.
-    async fn update_cluster_logging(&self, name: String, enabled: Vec<String>, disabled: Vec<String>)
-    -> Result<(), AwsError>;
+    async fn update_cluster_logging(
+        &self,
+        name: String,
+        enabled: Vec<String>,
+        disabled: Vec<String>,
+    ) -> Result<(), AwsError>;
     /// UpdateClusterVersion (one minor version).
     async fn update_cluster_version(&self, name: String, version: String) -> Result<(), AwsError>;
     /// TagResource.
@@ -296,8 +300,12 @@ pub trait EksApi: Send + Sync {
     /// CreateAccessEntry.
     async fn create_access_entry(&self, cluster: String, principal: String, tags: Tags) -> Result<(), AwsError>;
     /// AssociateAccessPolicy with cluster scope.
-    async fn associate_access_policy(&self, cluster: String, principal: String, policy_arn: String)
-    -> Result<(), AwsError>;
+    async fn associate_access_policy(
+        &self,
+        cluster: String,
+        principal: String,
+        policy_arn: String,
+    ) -> Result<(), AwsError>;
     /// DeleteAccessEntry.
     async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError>;
 

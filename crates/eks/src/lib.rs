@@ -42,7 +42,9 @@ pub enum EksError {
     #[error("invalid EKS spec:\n{0}")]
     Invalid(#[from] SpecErrors),
     /// A resource with our name exists without our ownership tag. Never adopted or deleted.
-    #[error("{kind} {name:?} exists but is not owned by stack {stack}; choose another stack name or remove it yourself")]
+    #[error(
+        "{kind} {name:?} exists but is not owned by stack {stack}; choose another stack name or remove it yourself"
+    )]
     NotOwned {
         /// Kind of resource.
         kind: &'static str,
@@ -52,7 +54,9 @@ pub enum EksError {
         stack: String,
     },
     /// A Kubernetes downgrade was asked for. Nothing was changed.
-    #[error("the cluster runs Kubernetes {have}; downgrading to {want} is not possible: set kubernetes_version to {have} or later")]
+    #[error(
+        "the cluster runs Kubernetes {have}; downgrading to {want} is not possible: set kubernetes_version to {have} or later"
+    )]
     DowngradeRefused {
         /// Running version.
         have: String,
@@ -60,7 +64,9 @@ pub enum EksError {
         want: String,
     },
     /// A setting that cannot change in place differs. Nothing was changed.
-    #[error("{resource}: {field} cannot change in place ({have} -> {want}); keep the current value, or destroy and re-create the tier")]
+    #[error(
+        "{resource}: {field} cannot change in place ({have} -> {want}); keep the current value, or destroy and re-create the tier"
+    )]
     ImmutableChange {
         /// The setting.
         field: String,
@@ -92,7 +98,9 @@ pub enum EksError {
         name: String,
     },
     /// No default add-on version exists for the Kubernetes version.
-    #[error("EKS offers no default version of add-on {addon} for Kubernetes {version}; remove it from addons or pick another version")]
+    #[error(
+        "EKS offers no default version of add-on {addon} for Kubernetes {version}; remove it from addons or pick another version"
+    )]
     NoAddonVersion {
         /// Add-on.
         addon: String,

@@ -239,7 +239,11 @@ fn token(ctx: &Context, what: &str, extra: &str) -> String {
 pub fn next_version(have: &str, want: &str) -> Result<Option<String>> {
     let (Some(h), Some(w)) = (parse_version(have), parse_version(want)) else {
         let mut errs = SpecErrors::new();
-        errs.push("kubernetes_version", format!("cannot compare versions {have:?} and {want:?}"), "use the form \"1.33\"");
+        errs.push(
+            "kubernetes_version",
+            format!("cannot compare versions {have:?} and {want:?}"),
+            "use the form \"1.33\"",
+        );
         return Err(EksError::Invalid(errs));
     };
     if h == w {
@@ -272,9 +276,12 @@ impl<C: EksApi> EksProvisioner<C> {
             match self.client.describe_cluster(name.to_owned()).await.at("DescribeCluster", name)? {
                 None => Err(EksError::Vanished { kind: "cluster", name: name.to_owned() }),
                 Some(c) if c.status == "ACTIVE" => Ok(Probe::Done(c)),
-                Some(c) if c.status == "FAILED" || c.status == "DELETING" => {
-                    Err(EksError::Failed { kind: "cluster", name: name.to_owned(), status: c.status, detail: Vec::new() })
-                }
+                Some(c) if c.status == "FAILED" || c.status == "DELETING" => Err(EksError::Failed {
+                    kind: "cluster",
+                    name: name.to_owned(),
+                    status: c.status,
+                    detail: Vec::new(),
+                }),
                 Some(c) => Ok(Probe::Pending(c.status)),
             }
         })
@@ -286,11 +293,21 @@ impl<C: EksApi> EksProvisioner<C> {
         let policy = ctx.wait.capped(caps::NODEGROUP_ACTIVE);
         let what = format!("node group {name} to be ACTIVE");
         wait::until(&what, &policy, ctx.cancellation(), || async {
-            match self.client.describe_nodegroup(cluster.to_owned(), name.to_owned()).await.at("DescribeNodegroup", name)? {
+            match self
+                .client
+                .describe_nodegroup(cluster.to_owned(), name.to_owned())
+                .await
+                .at("DescribeNodegroup", name)?
+            {
                 None => Err(EksError::Vanished { kind: "node group", name: name.to_owned() }),
                 Some(n) if n.status == "ACTIVE" => Ok(Probe::Done(n)),
                 Some(n) if matches!(n.status.as_str(), "CREATE_FAILED" | "DELETE_FAILED" | "DELETING" | "DEGRADED") => {
-                    Err(EksError::Failed { kind: "node group", name: name.to_owned(), status: n.status, detail: n.issues })
+                    Err(EksError::Failed {
+                        kind: "node group",
+                        name: name.to_owned(),
+                        status: n.status,
+                        detail: n.issues,
+                    })
                 }
                 Some(n) => Ok(Probe::Pending(n.status)),
             }
@@ -307,7 +324,12 @@ impl<C: EksApi> EksProvisioner<C> {
                 None => Err(EksError::Vanished { kind: "add-on", name: name.to_owned() }),
                 Some(a) if a.status == "ACTIVE" => Ok(Probe::Done(a)),
                 Some(a) if matches!(a.status.as_str(), "CREATE_FAILED" | "UPDATE_FAILED" | "DELETE_FAILED") => {
-                    Err(EksError::Failed { kind: "add-on", name: name.to_owned(), status: a.status, detail: Vec::new() })
+                    Err(EksError::Failed {
+                        kind: "add-on",
+                        name: name.to_owned(),
+                        status: a.status,
+                        detail: Vec::new(),
+                    })
                 }
                 Some(a) => Ok(Probe::Pending(a.status)),
             }
@@ -342,13 +364,15 @@ impl<C: EksApi> EksProvisioner<C> {
                 let arn = match self.client.create_role(want.name.clone(), want.trust.to_string(), tags.clone()).await {
                     Ok(arn) => arn,
                     // Our own earlier create whose response was lost: read it back, tags checked.
-                    Err(e) if e.is_already_exists() => match self.client.get_role(want.name.clone()).await.at("GetRole", &want.name)? {
-                        Some(r) => {
-                            self.check_owned(ctx, "IAM role", &want.name, &r.tags)?;
-                            return Box::pin(self.ensure_role(ctx, want, Some(&r))).await;
+                    Err(e) if e.is_already_exists() => {
+                        match self.client.get_role(want.name.clone()).await.at("GetRole", &want.name)? {
+                            Some(r) => {
+                                self.check_owned(ctx, "IAM role", &want.name, &r.tags)?;
+                                return Box::pin(self.ensure_role(ctx, want, Some(&r))).await;
+                            }
+                            None => return Err(e).at("CreateRole", &want.name),
                         }
-                        None => return Err(e).at("CreateRole", &want.name),
-                    },
+                    }
                     Err(e) => return Err(e).at("CreateRole", &want.name),
                 };
                 tracing::info!(role = %want.name, "created IAM role");
@@ -356,7 +380,10 @@ impl<C: EksApi> EksProvisioner<C> {
             }
             Some(r) => {
                 if serde_json::from_str::<Value>(&r.trust).ok().as_ref() != Some(&want.trust) {
-                    self.client.update_trust(want.name.clone(), want.trust.to_string()).await.at("UpdateAssumeRolePolicy", &want.name)?;
+                    self.client
+                        .update_trust(want.name.clone(), want.trust.to_string())
+                        .await
+                        .at("UpdateAssumeRolePolicy", &want.name)?;
                 }
                 (r.arn.clone(), r.attached.clone(), r.tags.clone())
             }
@@ -380,13 +407,15 @@ impl<C: EksApi> EksProvisioner<C> {
                     Ok(k) => k,
                     // The alias exists: a crash between CreateKey and CreateAlias cannot produce
                     // this, a lost CreateAlias response can. Read it back.
-                    Err(e) if e.is_already_exists() => match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
-                        Some(k) => {
-                            self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
-                            k
+                    Err(e) if e.is_already_exists() => {
+                        match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
+                            Some(k) => {
+                                self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
+                                k
+                            }
+                            None => return Err(e).at("CreateKey", &names.key_alias),
                         }
-                        None => return Err(e).at("CreateKey", &names.key_alias),
-                    },
+                    }
                     Err(e) => return Err(e).at("CreateKey", &names.key_alias),
                 };
                 tracing::info!(alias = %names.key_alias, "created KMS key");
@@ -474,11 +503,8 @@ impl<C: EksApi> EksProvisioner<C> {
         }
         let want_logs: BTreeSet<String> = spec.log_types.iter().cloned().collect();
         if cluster.enabled_logs != want_logs {
-            let disabled = crate::spec::ALL_LOG_TYPES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .filter(|t| !want_logs.contains(t))
-                .collect();
+            let disabled =
+                crate::spec::ALL_LOG_TYPES.iter().map(|s| (*s).to_owned()).filter(|t| !want_logs.contains(t)).collect();
             self.client
                 .update_cluster_logging(name.clone(), want_logs.iter().cloned().collect(), disabled)
                 .await
@@ -492,7 +518,13 @@ impl<C: EksApi> EksProvisioner<C> {
         Ok(cluster)
     }
 
-    async fn ensure_access(&self, ctx: &Context, spec: &EksSpec, names: &Names, have: &BTreeMap<String, Vec<String>>) -> Result<()> {
+    async fn ensure_access(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        names: &Names,
+        have: &BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
         let policy_arn = format!("arn:{}:eks::aws:cluster-access-policy/{CLUSTER_ADMIN_POLICY}", ctx.partition().id());
         for principal in &spec.admin_principals {
             let policies = match have.get(principal) {
@@ -588,13 +620,18 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             self.check_owned(ctx, "security group", &names.node_security_group, &sg.tags)?;
             o.node_security_group = Some(sg);
         }
-        if let Some(lt) =
-            self.client.find_launch_template(names.launch_template.clone()).await.at("DescribeLaunchTemplates", &names.launch_template)?
+        if let Some(lt) = self
+            .client
+            .find_launch_template(names.launch_template.clone())
+            .await
+            .at("DescribeLaunchTemplates", &names.launch_template)?
         {
             self.check_owned(ctx, "launch template", &names.launch_template, &lt.tags)?;
             o.launch_template = Some(lt);
         }
-        let Some(cluster) = self.client.describe_cluster(names.cluster.clone()).await.at("DescribeCluster", &names.cluster)? else {
+        let Some(cluster) =
+            self.client.describe_cluster(names.cluster.clone()).await.at("DescribeCluster", &names.cluster)?
+        else {
             return Ok(o);
         };
         self.check_owned(ctx, "EKS cluster", &names.cluster, &cluster.tags)?;
@@ -609,7 +646,9 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         }
         let installed = self.client.list_addons(names.cluster.clone()).await.at("ListAddons", &names.cluster)?;
         for addon in installed {
-            if let Some(a) = self.client.describe_addon(names.cluster.clone(), addon.clone()).await.at("DescribeAddon", &addon)? {
+            if let Some(a) =
+                self.client.describe_addon(names.cluster.clone(), addon.clone()).await.at("DescribeAddon", &addon)?
+            {
                 o.addons.insert(addon, a);
             }
         }
@@ -648,7 +687,11 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             let r = ResourceRef::new("iam:role", &want.name);
             let tags = ctx.tags_for(Tier::Eks, want.component, &want.name);
             let Some(have) = have else {
-                plan.push(Change::new(Action::Create, r).field("managed_policies", None::<String>, Some(list(&want.policies))));
+                plan.push(Change::new(Action::Create, r).field(
+                    "managed_policies",
+                    None::<String>,
+                    Some(list(&want.policies)),
+                ));
                 continue;
             };
             let mut c = Change::new(Action::Update, r.with_id(&have.arn));
@@ -667,7 +710,9 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             Some(k) => {
                 let mut c = Change::new(Action::Update, key_ref.with_id(&k.arn));
                 if k.state != "Enabled" {
-                    c = c.field("state", Some(&k.state), Some("Enabled")).because("a key scheduled for deletion is restored");
+                    c = c
+                        .field("state", Some(&k.state), Some("Enabled"))
+                        .because("a key scheduled for deletion is restored");
                 }
                 let tags = ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias);
                 push_if_changed(&mut plan, tag_drift(c, &tags, &k.tags));
@@ -683,14 +728,22 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 Change::new(Action::Create, cluster_ref)
                     .field("version", None::<&str>, Some(&spec.kubernetes_version))
                     .field("subnets", None::<String>, Some(list(&spec.private_subnet_ids)))
-                    .field("endpoint_public_access_cidrs", None::<String>, Some(list(&spec.endpoint.public_access_cidrs)))
+                    .field(
+                        "endpoint_public_access_cidrs",
+                        None::<String>,
+                        Some(list(&spec.endpoint.public_access_cidrs)),
+                    )
                     .field("logging", None::<String>, Some(list(&want_logs)))
                     .field("authentication_mode", None::<&str>, Some("API_AND_CONFIG_MAP")),
             ),
             Some(have) => {
                 let r = cluster_ref.with_id(&have.arn);
                 if have.version != spec.kubernetes_version {
-                    let c = Change::new(Action::Update, r.clone()).field("version", Some(&have.version), Some(&spec.kubernetes_version));
+                    let c = Change::new(Action::Update, r.clone()).field(
+                        "version",
+                        Some(&have.version),
+                        Some(&spec.kubernetes_version),
+                    );
                     plan.push(match next_version(&have.version, &spec.kubernetes_version) {
                         Ok(_) => c.because("control plane first, one minor version at a time; then the node group"),
                         Err(_) => c.because("downgrades are refused"),
@@ -699,7 +752,11 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 let mut c = Change::new(Action::Update, r);
                 if endpoint_drift(have, spec) {
                     c = c
-                        .field("endpoint_public_access_cidrs", Some(list(&have.public_access_cidrs)), Some(list(&spec.endpoint.public_access_cidrs)))
+                        .field(
+                            "endpoint_public_access_cidrs",
+                            Some(list(&have.public_access_cidrs)),
+                            Some(list(&spec.endpoint.public_access_cidrs)),
+                        )
                         .field("subnets", Some(list(sorted(&have.subnet_ids))), Some(list(&spec.private_subnet_ids)));
                 }
                 if have.enabled_logs != want_logs {
@@ -712,7 +769,9 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         for principal in &spec.admin_principals {
             let r = ResourceRef::new("eks:access-entry", principal);
             match o.access.get(principal) {
-                None => plan.push(Change::new(Action::Create, r).field("policy", None::<&str>, Some(CLUSTER_ADMIN_POLICY))),
+                None => {
+                    plan.push(Change::new(Action::Create, r).field("policy", None::<&str>, Some(CLUSTER_ADMIN_POLICY)))
+                }
                 Some(p) if !p.iter().any(|a| a.ends_with(CLUSTER_ADMIN_POLICY)) => {
                     plan.push(Change::new(Action::Update, r).field("policy", None::<&str>, Some(CLUSTER_ADMIN_POLICY)))
                 }
@@ -727,7 +786,11 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 Change::new(Action::Create, lt_ref)
                     .field("metadata.http_tokens", None::<&str>, Some("required"))
                     .field("metadata.hop_limit", None::<i32>, Some(2))
-                    .field("root_volume", None::<&str>, Some(format!("gp3 {} GiB encrypted", spec.node_group.disk_size_gib))),
+                    .field(
+                        "root_volume",
+                        None::<&str>,
+                        Some(format!("gp3 {} GiB encrypted", spec.node_group.disk_size_gib)),
+                    ),
             ),
             Some(lt) => {
                 let mut have = lt.data.clone();
@@ -748,14 +811,23 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 Change::new(Action::Create, ng_ref)
                     .field("ami_type", None::<&str>, Some(&ng.ami_type))
                     .field("instance_types", None::<String>, Some(list(&ng.instance_types)))
-                    .field("scaling", None::<&str>, Some(format!("min {} desired {} max {}", ng.min, ng.desired, ng.max)))
+                    .field(
+                        "scaling",
+                        None::<&str>,
+                        Some(format!("min {} desired {} max {}", ng.min, ng.desired, ng.max)),
+                    )
                     .field("labels", None::<&str>, Some(format!("{:?}", ng.labels))),
             ),
             Some(have) => {
                 let r = ng_ref.with_id(&have.arn);
-                let mut replace = Change::new(Action::Replace, r.clone()).because("node group settings that cannot change in place");
+                let mut replace =
+                    Change::new(Action::Replace, r.clone()).because("node group settings that cannot change in place");
                 if sorted(&have.instance_types) != sorted(&ng.instance_types) {
-                    replace = replace.field("instance_types", Some(list(&have.instance_types)), Some(list(&ng.instance_types)));
+                    replace = replace.field(
+                        "instance_types",
+                        Some(list(&have.instance_types)),
+                        Some(list(&ng.instance_types)),
+                    );
                 }
                 if have.ami_type != ng.ami_type {
                     replace = replace.field("ami_type", Some(&have.ami_type), Some(&ng.ami_type));
@@ -792,7 +864,11 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             }
         }
         for (name, a) in o.addons.iter().filter(|(n, a)| !spec.addons.contains(n) && ctx.owns_tags(&a.tags)) {
-            plan.push(Change::new(Action::Delete, ResourceRef::new("eks:addon", name)).field("version", Some(&a.version), None::<&str>));
+            plan.push(Change::new(Action::Delete, ResourceRef::new("eks:addon", name)).field(
+                "version",
+                Some(&a.version),
+                None::<&str>,
+            ));
         }
         plan
     }
@@ -825,7 +901,12 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 let description = format!("dify-stack {}: EKS nodes (datastores admit this group)", ctx.stack());
                 match self
                     .client
-                    .create_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone(), description, tags)
+                    .create_security_group(
+                        spec.vpc_id.as_str().to_owned(),
+                        names.node_security_group.clone(),
+                        description,
+                        tags,
+                    )
                     .await
                 {
                     Ok(id) => id,
@@ -868,7 +949,11 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 if have == lt_data {
                     (lt.id.clone(), lt.latest_version)
                 } else {
-                    let v = self.client.update_launch_template(lt.id.clone(), lt_data).await.at("CreateLaunchTemplateVersion", &lt.id)?;
+                    let v = self
+                        .client
+                        .update_launch_template(lt.id.clone(), lt_data)
+                        .await
+                        .at("CreateLaunchTemplateVersion", &lt.id)?;
                     (lt.id.clone(), v)
                 }
             }
@@ -924,9 +1009,14 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 if have.status != "ACTIVE" {
                     have = self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await?;
                 }
-                let scaling = ((have.min, have.max, have.desired) != (ng.min, ng.max, ng.desired)).then_some((ng.min, ng.max, ng.desired));
-                let add: BTreeMap<String, String> =
-                    ng.labels.iter().filter(|(k, v)| have.labels.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let scaling = ((have.min, have.max, have.desired) != (ng.min, ng.max, ng.desired))
+                    .then_some((ng.min, ng.max, ng.desired));
+                let add: BTreeMap<String, String> = ng
+                    .labels
+                    .iter()
+                    .filter(|(k, v)| have.labels.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 let remove: Vec<String> = have.labels.keys().filter(|k| !ng.labels.contains_key(*k)).cloned().collect();
                 if scaling.is_some() || !add.is_empty() || !remove.is_empty() {
                     self.client
@@ -964,7 +1054,10 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                     .default_addon_version(addon.clone(), spec.kubernetes_version.clone())
                     .await
                     .at("DescribeAddonVersions", addon)?
-                    .ok_or_else(|| EksError::NoAddonVersion { addon: addon.clone(), version: spec.kubernetes_version.clone() })?,
+                    .ok_or_else(|| EksError::NoAddonVersion {
+                        addon: addon.clone(),
+                        version: spec.kubernetes_version.clone(),
+                    })?,
             };
             match o.addons.get(addon) {
                 None => {
@@ -977,7 +1070,10 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                     addon_waits.push(addon.clone());
                 }
                 Some(a) if a.version != version => {
-                    self.client.update_addon(cluster_name.clone(), addon.clone(), version).await.at("UpdateAddon", addon)?;
+                    self.client
+                        .update_addon(cluster_name.clone(), addon.clone(), version)
+                        .await
+                        .at("UpdateAddon", addon)?;
                     addon_waits.push(addon.clone());
                 }
                 Some(a) if a.status != "ACTIVE" => addon_waits.push(addon.clone()),
@@ -996,7 +1092,8 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await
             }
         };
-        let addons_wait = futures::future::try_join_all(addon_waits.iter().map(|a| self.wait_addon(ctx, &cluster_name, a)));
+        let addons_wait =
+            futures::future::try_join_all(addon_waits.iter().map(|a| self.wait_addon(ctx, &cluster_name, a)));
         let (nodegroup, _) = futures::future::try_join(nodegroup_wait, addons_wait).await?;
 
         Ok(EksOutput {
@@ -1034,7 +1131,9 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             let ngs = self.client.list_nodegroups(cluster.clone()).await.at("ListNodegroups", &cluster)?;
             let mut ours = Vec::new();
             for ng in ngs {
-                let Some(info) = self.client.describe_nodegroup(cluster.clone(), ng.clone()).await.at("DescribeNodegroup", &ng)? else {
+                let Some(info) =
+                    self.client.describe_nodegroup(cluster.clone(), ng.clone()).await.at("DescribeNodegroup", &ng)?
+                else {
                     continue;
                 };
                 if !ctx.owns_tags(&info.tags) {
@@ -1049,26 +1148,36 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             for info in ours {
                 let ng = info.name.clone();
                 self.wait_gone(ctx, format!("node group {ng} to be deleted"), caps::NODEGROUP_DELETED, || async {
-                    Ok(self.client.describe_nodegroup(cluster.clone(), ng.clone()).await.at("DescribeNodegroup", &ng)?.map(|n| n.status))
+                    Ok(self
+                        .client
+                        .describe_nodegroup(cluster.clone(), ng.clone())
+                        .await
+                        .at("DescribeNodegroup", &ng)?
+                        .map(|n| n.status))
                 })
                 .await?;
                 deleted.push(ResourceRef::new("eks:nodegroup", &ng).with_id(&info.arn));
             }
             if c.status != "DELETING" {
-                dify_stack_core::ignore_not_found(self.client.delete_cluster(cluster.clone()).await).at("DeleteCluster", &cluster)?;
+                dify_stack_core::ignore_not_found(self.client.delete_cluster(cluster.clone()).await)
+                    .at("DeleteCluster", &cluster)?;
             }
             self.wait_gone(ctx, format!("EKS cluster {cluster} to be deleted"), caps::CLUSTER_DELETED, || async {
-                Ok(self.client.describe_cluster(cluster.clone()).await.at("DescribeCluster", &cluster)?.map(|c| c.status))
+                Ok(self
+                    .client
+                    .describe_cluster(cluster.clone())
+                    .await
+                    .at("DescribeCluster", &cluster)?
+                    .map(|c| c.status))
             })
             .await?;
             deleted.push(ResourceRef::new("eks:cluster", &cluster).with_id(&c.arn));
         }
-        if let Some(lt) = &o.launch_template {
-            if dify_stack_core::ignore_not_found(self.client.delete_launch_template(lt.id.clone()).await)
+        if let Some(lt) = &o.launch_template
+            && dify_stack_core::ignore_not_found(self.client.delete_launch_template(lt.id.clone()).await)
                 .at("DeleteLaunchTemplate", &lt.name)?
-            {
-                deleted.push(ResourceRef::new("ec2:launch-template", &lt.name).with_id(&lt.id));
-            }
+        {
+            deleted.push(ResourceRef::new("ec2:launch-template", &lt.name).with_id(&lt.id));
         }
         if let Some(sg) = &o.node_security_group {
             // ENIs of terminated nodes can hold the group for a while.
@@ -1090,7 +1199,9 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 dify_stack_core::ignore_not_found(self.client.detach_policy(role.name.clone(), policy.clone()).await)
                     .at("DetachRolePolicy", &role.name)?;
             }
-            if dify_stack_core::ignore_not_found(self.client.delete_role(role.name.clone()).await).at("DeleteRole", &role.name)? {
+            if dify_stack_core::ignore_not_found(self.client.delete_role(role.name.clone()).await)
+                .at("DeleteRole", &role.name)?
+            {
                 deleted.push(ResourceRef::new("iam:role", &role.name).with_id(&role.arn));
             }
         }
@@ -1139,7 +1250,12 @@ impl<C: EksApi> EksProvisioner<C> {
             .filter(|c| ctx.owns_tags(&c.tags));
         if o.cluster.is_some() {
             for addon in self.client.list_addons(names.cluster.clone()).await.at("ListAddons", &names.cluster)? {
-                if let Some(a) = self.client.describe_addon(names.cluster.clone(), addon.clone()).await.at("DescribeAddon", &addon)? {
+                if let Some(a) = self
+                    .client
+                    .describe_addon(names.cluster.clone(), addon.clone())
+                    .await
+                    .at("DescribeAddon", &addon)?
+                {
                     o.addons.insert(addon, a);
                 }
             }

@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
-    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    RequestLaunchTemplateData, ResourceType, TagSpecification, VolumeType,
+    Filter, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataEndpointState,
+    LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData, ResourceType, TagSpecification,
+    VolumeType,
 };
 use aws_sdk_eks::types::{
     AccessScope, AccessScopeType, AuthenticationMode, CreateAccessConfigRequest, EncryptionConfig,
@@ -56,9 +57,7 @@ fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
 fn ec2_tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(kind)
-        .set_tags(Some(
-            tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect(),
-        ))
+        .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()))
         .build()
 }
 
@@ -104,10 +103,7 @@ fn cluster_info(c: &aws_sdk_eks::types::Cluster) -> ClusterInfo {
             .and_then(|e| e.provider())
             .and_then(|p| p.key_arn())
             .map(str::to_owned),
-        authentication_mode: c
-            .access_config()
-            .and_then(|a| a.authentication_mode())
-            .map(|m| m.as_str().to_owned()),
+        authentication_mode: c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str().to_owned()),
         role_arn: c.role_arn().unwrap_or_default().to_owned(),
         tags: hash_tags(c.tags()),
     }
@@ -137,11 +133,7 @@ fn nodegroup_info(n: &aws_sdk_eks::types::Nodegroup) -> NodegroupInfo {
                 h.issues()
                     .iter()
                     .map(|i| {
-                        format!(
-                            "{}: {}",
-                            i.code().map(|c| c.as_str()).unwrap_or("?"),
-                            i.message().unwrap_or_default()
-                        )
+                        format!("{}: {}", i.code().map(|c| c.as_str()).unwrap_or("?"), i.message().unwrap_or_default())
                     })
                     .collect()
             })
@@ -162,7 +154,10 @@ fn vpc_config(subnet_ids: Vec<String>, public_access_cidrs: Vec<String>) -> VpcC
 
 fn logging(enabled: Vec<String>, disabled: Vec<String>) -> Logging {
     let setup = |types: Vec<String>, on: bool| {
-        LogSetup::builder().set_types(Some(types.iter().map(|t| LogType::from(t.as_str())).collect())).enabled(on).build()
+        LogSetup::builder()
+            .set_types(Some(types.iter().map(|t| LogType::from(t.as_str())).collect()))
+            .enabled(on)
+            .build()
     };
     let mut b = Logging::builder();
     if !enabled.is_empty() {
@@ -320,7 +315,13 @@ impl EksApi for SdkEks {
 
     async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
         let out = not_found(
-            self.eks.describe_nodegroup().cluster_name(cluster).nodegroup_name(name).send().await.aws("DescribeNodegroup"),
+            self.eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .send()
+                .await
+                .aws("DescribeNodegroup"),
         )?;
         Ok(out.and_then(|o| o.nodegroup().map(nodegroup_info)))
     }
@@ -335,7 +336,9 @@ impl EksApi for SdkEks {
             .set_subnets(Some(c.subnet_ids))
             .set_instance_types(Some(c.instance_types))
             .ami_type(aws_sdk_eks::types::AmiTypes::from(c.ami_type.as_str()))
-            .scaling_config(NodegroupScalingConfig::builder().min_size(c.min).max_size(c.max).desired_size(c.desired).build())
+            .scaling_config(
+                NodegroupScalingConfig::builder().min_size(c.min).max_size(c.max).desired_size(c.desired).build(),
+            )
             .set_labels(Some(c.labels.into_iter().collect()))
             .launch_template(
                 LaunchTemplateSpecification::builder().id(c.launch_template.0).version(c.launch_template.1).build(),
@@ -418,8 +421,9 @@ impl EksApi for SdkEks {
     }
 
     async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
-        let out =
-            not_found(self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.aws("DescribeAddon"))?;
+        let out = not_found(
+            self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.aws("DescribeAddon"),
+        )?;
         Ok(out.and_then(|o| {
             o.addon().map(|a| AddonInfo {
                 name: a.addon_name().unwrap_or_default().to_owned(),
@@ -547,7 +551,13 @@ impl EksApi for SdkEks {
     }
 
     async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError> {
-        self.eks.delete_access_entry().cluster_name(cluster).principal_arn(principal).send().await.aws("DeleteAccessEntry")?;
+        self.eks
+            .delete_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .send()
+            .await
+            .aws("DeleteAccessEntry")?;
         Ok(())
     }
 
@@ -585,7 +595,9 @@ impl EksApi for SdkEks {
             .role_name(name)
             .assume_role_policy_document(trust)
             .set_tags(Some(
-                tags.iter().filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok()).collect(),
+                tags.iter()
+                    .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
+                    .collect(),
             ))
             .send()
             .await
@@ -594,7 +606,13 @@ impl EksApi for SdkEks {
     }
 
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
-        self.iam.update_assume_role_policy().role_name(name).policy_document(trust).send().await.aws("UpdateAssumeRolePolicy")?;
+        self.iam
+            .update_assume_role_policy()
+            .role_name(name)
+            .policy_document(trust)
+            .send()
+            .await
+            .aws("UpdateAssumeRolePolicy")?;
         Ok(())
     }
 
@@ -603,7 +621,9 @@ impl EksApi for SdkEks {
             .tag_role()
             .role_name(name)
             .set_tags(Some(
-                tags.iter().filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok()).collect(),
+                tags.iter()
+                    .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
+                    .collect(),
             ))
             .send()
             .await
@@ -627,7 +647,8 @@ impl EksApi for SdkEks {
     }
 
     async fn find_key(&self, alias: String) -> Result<Option<KeyInfo>, AwsError> {
-        let Some(out) = not_found(self.kms.describe_key().key_id(format!("alias/{alias}")).send().await.aws("DescribeKey"))?
+        let Some(out) =
+            not_found(self.kms.describe_key().key_id(format!("alias/{alias}")).send().await.aws("DescribeKey"))?
         else {
             return Ok(None);
         };
@@ -668,7 +689,13 @@ impl EksApi for SdkEks {
             out.key_metadata().ok_or_else(|| AwsError::new("CreateKey", "EmptyResponse", "no key in the response"))?;
         let key_id = meta.key_id().to_owned();
         self.kms.enable_key_rotation().key_id(&key_id).send().await.aws("EnableKeyRotation")?;
-        self.kms.create_alias().alias_name(format!("alias/{alias}")).target_key_id(&key_id).send().await.aws("CreateAlias")?;
+        self.kms
+            .create_alias()
+            .alias_name(format!("alias/{alias}"))
+            .target_key_id(&key_id)
+            .send()
+            .await
+            .aws("CreateAlias")?;
         Ok(KeyInfo {
             key_id,
             arn: meta.arn().unwrap_or_default().to_owned(),
@@ -755,7 +782,12 @@ impl EksApi for SdkEks {
 
     async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
         let out = not_found(
-            self.ec2.describe_launch_templates().launch_template_names(&name).send().await.aws("DescribeLaunchTemplates"),
+            self.ec2
+                .describe_launch_templates()
+                .launch_template_names(&name)
+                .send()
+                .await
+                .aws("DescribeLaunchTemplates"),
         )?;
         let Some(lt) = out.as_ref().and_then(|o| o.launch_templates().first()) else { return Ok(None) };
         let id = lt.launch_template_id().unwrap_or_default().to_owned();

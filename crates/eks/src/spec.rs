@@ -228,7 +228,10 @@ impl NodeGroupSpec {
         if self.min < 0 || self.max < 1 || self.min > self.desired || self.desired > self.max {
             errs.push(
                 format!("{p}.desired"),
-                format!("need 0 <= min <= desired <= max and max >= 1, got min {} desired {} max {}", self.min, self.desired, self.max),
+                format!(
+                    "need 0 <= min <= desired <= max and max >= 1, got min {} desired {} max {}",
+                    self.min, self.desired, self.max
+                ),
                 "adjust min, desired and max",
             );
         }
@@ -256,10 +259,18 @@ pub fn parse_version(v: &str) -> Option<(u32, u32)> {
 /// Whether an AMI type is for arm64 (`Some(true)`), x86_64 (`Some(false)`), or unknown.
 pub fn ami_is_arm(ami: &str) -> Option<bool> {
     match ami {
-        "AL2023_ARM_64_STANDARD" | "AL2023_ARM_64_NVIDIA" | "AL2_ARM_64" | "BOTTLEROCKET_ARM_64"
+        "AL2023_ARM_64_STANDARD"
+        | "AL2023_ARM_64_NVIDIA"
+        | "AL2_ARM_64"
+        | "BOTTLEROCKET_ARM_64"
         | "BOTTLEROCKET_ARM_64_NVIDIA" => Some(true),
-        "AL2023_x86_64_STANDARD" | "AL2023_x86_64_NVIDIA" | "AL2023_x86_64_NEURON" | "AL2_x86_64"
-        | "AL2_x86_64_GPU" | "BOTTLEROCKET_x86_64" | "BOTTLEROCKET_x86_64_NVIDIA" => Some(false),
+        "AL2023_x86_64_STANDARD"
+        | "AL2023_x86_64_NVIDIA"
+        | "AL2023_x86_64_NEURON"
+        | "AL2_x86_64"
+        | "AL2_x86_64_GPU"
+        | "BOTTLEROCKET_x86_64"
+        | "BOTTLEROCKET_x86_64_NVIDIA" => Some(false),
         _ => None,
     }
 }

@@ -54,7 +54,9 @@ impl FakeEks {
     fn writes(&self) -> Vec<String> {
         self.calls()
             .into_iter()
-            .filter(|c| !c.starts_with("Describe") && !c.starts_with("List") && !c.starts_with("Get") && !c.starts_with("Find"))
+            .filter(|c| {
+                !c.starts_with("Describe") && !c.starts_with("List") && !c.starts_with("Get") && !c.starts_with("Find")
+            })
             .collect()
     }
 }
@@ -119,7 +121,12 @@ impl EksApi for FakeEks {
         s.cluster = Some(info.clone());
         Ok(info)
     }
-    async fn update_cluster_endpoint(&self, _n: String, subnets: Vec<String>, cidrs: Vec<String>) -> Result<(), AwsError> {
+    async fn update_cluster_endpoint(
+        &self,
+        _n: String,
+        subnets: Vec<String>,
+        cidrs: Vec<String>,
+    ) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(endpoint)".into());
         let c = s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?;
@@ -132,7 +139,8 @@ impl EksApi for FakeEks {
     async fn update_cluster_logging(&self, _n: String, enabled: Vec<String>, _d: Vec<String>) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(logging)".into());
-        s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?.enabled_logs = enabled.into_iter().collect();
+        s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?.enabled_logs =
+            enabled.into_iter().collect();
         s.cluster_script.push_back("UPDATING");
         Ok(())
     }
@@ -241,7 +249,11 @@ impl EksApi for FakeEks {
         let cluster_version = s.cluster.as_ref().map(|c| c.version.clone());
         let n = s.nodegroup.as_mut().ok_or_else(|| not_found("UpdateNodegroupVersion"))?;
         if version.is_some() && version != cluster_version {
-            return Err(AwsError::new("UpdateNodegroupVersion", "InvalidParameterException", "must match the control plane"));
+            return Err(AwsError::new(
+                "UpdateNodegroupVersion",
+                "InvalidParameterException",
+                "must match the control plane",
+            ));
         }
         if let Some(v) = version {
             n.version = Some(v);
@@ -359,7 +371,12 @@ impl EksApi for FakeEks {
     async fn create_key(&self, _alias: String, _d: String, tags: Tags) -> Result<KeyInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateKey".into());
-        let k = KeyInfo { key_id: "k1".into(), arn: "arn:aws:kms:us-west-2:1:key/k1".into(), state: "Enabled".into(), tags };
+        let k = KeyInfo {
+            key_id: "k1".into(),
+            arn: "arn:aws:kms:us-west-2:1:key/k1".into(),
+            state: "Enabled".into(),
+            tags,
+        };
         s.key = Some(k.clone());
         Ok(k)
     }
@@ -382,7 +399,13 @@ impl EksApi for FakeEks {
     async fn find_security_group(&self, _v: String, _n: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
         Ok(self.0.lock().unwrap().sg.clone())
     }
-    async fn create_security_group(&self, _v: String, name: String, _d: String, tags: Tags) -> Result<String, AwsError> {
+    async fn create_security_group(
+        &self,
+        _v: String,
+        name: String,
+        _d: String,
+        tags: Tags,
+    ) -> Result<String, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateSecurityGroup".into());
         s.sg = Some(SecurityGroupInfo { id: "sg-nodes".into(), name, tags });
@@ -396,7 +419,12 @@ impl EksApi for FakeEks {
     async fn find_launch_template(&self, _n: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
         Ok(self.0.lock().unwrap().lt.clone())
     }
-    async fn create_launch_template(&self, name: String, data: LaunchTemplateData, tags: Tags) -> Result<LaunchTemplateInfo, AwsError> {
+    async fn create_launch_template(
+        &self,
+        name: String,
+        data: LaunchTemplateData,
+        tags: Tags,
+    ) -> Result<LaunchTemplateInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateLaunchTemplate".into());
         let lt = LaunchTemplateInfo { id: "lt-1".into(), name, latest_version: 1, data, tags };
@@ -429,7 +457,11 @@ fn ctx() -> Context {
 }
 
 fn spec() -> EksSpec {
-    EksSpec::for_environment(Environment::Test, VpcId::new("vpc-1"), vec![SubnetId::new("subnet-a"), SubnetId::new("subnet-b")])
+    EksSpec::for_environment(
+        Environment::Test,
+        VpcId::new("vpc-1"),
+        vec![SubnetId::new("subnet-a"), SubnetId::new("subnet-b")],
+    )
 }
 
 #[test]
@@ -471,7 +503,9 @@ fn validation_rejects_mismatched_architectures_and_open_endpoints_with_paths() {
 
 #[test]
 fn instance_families_are_classified() {
-    for (t, arm) in [("m7g.xlarge", true), ("c6gn.large", true), ("t4g.micro", true), ("r8gd.2xlarge", true), ("a1.large", true)] {
+    for (t, arm) in
+        [("m7g.xlarge", true), ("c6gn.large", true), ("t4g.micro", true), ("r8gd.2xlarge", true), ("a1.large", true)]
+    {
         assert_eq!(instance_is_arm(t), Some(arm), "{t}");
     }
     for t in ["m7i.xlarge", "g4dn.xlarge", "c5.large", "m6a.large", "t3.micro"] {
@@ -532,21 +566,22 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
     assert_eq!(out.workload_security_groups().len(), 2);
     assert_eq!(out.node_role_arn.as_str(), "arn:aws:iam::1:role/eks-t-eks-node");
 
-    let s = eks.client.0.lock().unwrap();
-    // Two IAM-propagation rejections were retried.
-    assert_eq!(s.calls.iter().filter(|c| *c == "CreateCluster").count(), 3);
-    let node_role = &s.roles["eks-t-eks-node"];
-    assert_eq!(node_role.attached.len(), 3);
-    assert!(node_role.trust.contains("ec2.amazonaws.com"));
-    assert!(s.roles["eks-t-eks-cluster"].attached[0].ends_with("policy/AmazonEKSClusterPolicy"));
-    let lt = s.lt.as_ref().unwrap();
-    assert_eq!((lt.data.http_tokens.as_str(), lt.data.hop_limit), ("required", 2));
-    assert_eq!((lt.data.volume_type.as_str(), lt.data.encrypted), ("gp3", true));
-    assert_eq!(lt.data.security_group_ids, ["sg-cluster", "sg-nodes"]);
-    for addon in DEFAULT_ADDONS {
-        assert_eq!(s.addons[addon].version, default_version(addon, "1.33"));
+    {
+        let s = eks.client.0.lock().unwrap();
+        // Two IAM-propagation rejections were retried.
+        assert_eq!(s.calls.iter().filter(|c| *c == "CreateCluster").count(), 3);
+        let node_role = &s.roles["eks-t-eks-node"];
+        assert_eq!(node_role.attached.len(), 3);
+        assert!(node_role.trust.contains("ec2.amazonaws.com"));
+        assert!(s.roles["eks-t-eks-cluster"].attached[0].ends_with("policy/AmazonEKSClusterPolicy"));
+        let lt = s.lt.as_ref().unwrap();
+        assert_eq!((lt.data.http_tokens.as_str(), lt.data.hop_limit), ("required", 2));
+        assert_eq!((lt.data.volume_type.as_str(), lt.data.encrypted), ("gp3", true));
+        assert_eq!(lt.data.security_group_ids, ["sg-cluster", "sg-nodes"]);
+        for addon in DEFAULT_ADDONS {
+            assert_eq!(s.addons[addon].version, default_version(addon, "1.33"));
+        }
     }
-    drop(s);
     assert!(eks.plan(&ctx, &spec).await.unwrap().is_empty());
     let before = eks.client.writes().len();
     eks.apply(&ctx, &spec).await.unwrap();
@@ -569,7 +604,10 @@ async fn a_stuck_cluster_times_out_within_the_policy_and_is_retryable() {
     let ctx = ctx().with_wait(WaitPolicy { max_wait: Duration::from_secs(600), ..ctx().wait });
     let start = tokio::time::Instant::now();
     let err = eks.apply(&ctx, &spec()).await.unwrap_err();
-    assert!(matches!(&err, EksError::Wait(dify_stack_core::WaitError::TimedOut { last_status, .. }) if last_status == "CREATING"), "{err:?}");
+    assert!(
+        matches!(&err, EksError::Wait(dify_stack_core::WaitError::TimedOut { last_status, .. }) if last_status == "CREATING"),
+        "{err:?}"
+    );
     assert!(err.is_retryable());
     let waited = start.elapsed();
     assert!(waited >= Duration::from_secs(600) && waited < Duration::from_secs(640), "{waited:?}");
@@ -595,11 +633,7 @@ async fn upgrades_go_one_minor_version_at_a_time_control_plane_first() {
         "control plane, then nodes, then add-ons: {updates:?}"
     );
     eks.apply(&ctx, &new).await.unwrap();
-    let writes: Vec<String> = eks.client.calls()[mark..]
-        .iter()
-        .filter(|c| c.starts_with("Update"))
-        .cloned()
-        .collect();
+    let writes: Vec<String> = eks.client.calls()[mark..].iter().filter(|c| c.starts_with("Update")).cloned().collect();
     assert_eq!(
         writes[..3],
         ["UpdateClusterVersion(1.32)", "UpdateClusterVersion(1.33)", "UpdateNodegroupVersion(1.33)"],
@@ -703,7 +737,12 @@ async fn destroy_goes_addons_nodegroup_cluster_template_roles_key() {
 #[tokio::test(start_paused = true)]
 async fn resources_without_our_tag_are_never_adopted() {
     let fake = FakeEks::with(|s| {
-        s.cluster = Some(ClusterInfo { name: "eks-t".into(), status: "ACTIVE".into(), version: "1.33".into(), ..Default::default() });
+        s.cluster = Some(ClusterInfo {
+            name: "eks-t".into(),
+            status: "ACTIVE".into(),
+            version: "1.33".into(),
+            ..Default::default()
+        });
     });
     let eks = EksProvisioner::new(fake);
     let err = eks.apply(&ctx(), &spec()).await.unwrap_err();

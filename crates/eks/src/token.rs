@@ -140,8 +140,7 @@ impl TokenSource {
         if let Some(t) = current.as_ref().filter(|t| !t.needs_refresh(now)) {
             return Ok(t.clone());
         }
-        let creds =
-            self.credentials.provide_credentials().await.map_err(|e| TokenError::Credentials(e.to_string()))?;
+        let creds = self.credentials.provide_credentials().await.map_err(|e| TokenError::Credentials(e.to_string()))?;
         let token = eks_token(&creds, &self.cluster, &self.region, now)?;
         *current = Some(token.clone());
         Ok(token)

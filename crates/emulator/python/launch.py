@@ -1,12 +1,11 @@
 """Launcher for the dify-stack local AWS emulator (moto server).
 
-Started by the dify-stack-emulator crate as `python -c <launch.py> PORT <eks_ext.py source>`. It:
+Started by the dify-stack-emulator crate as `python -c <launch.py> PORT <moto_ext.py source>`. It:
   * binds moto's server to 127.0.0.1 only (never another interface);
   * exits as soon as its standard input closes, so the server never outlives the
     test binary or demo that started it, even when that process is killed;
   * enables AWS-managed IAM policies (AmazonEKSClusterPolicy, ...);
-  * installs eks_ext: EKS add-ons, access entries, accessConfig and the cluster security
-    group, which moto lacks (see eks_ext.py).
+  * installs moto_ext: what moto lacks and dify-stack needs (see moto_ext.py).
 """
 import os
 import sys
@@ -29,8 +28,8 @@ def main():
     if len(sys.argv) > 2:
         import types
 
-        ext = types.ModuleType("eks_ext")
-        exec(compile(sys.argv[2], "eks_ext.py", "exec"), ext.__dict__)
+        ext = types.ModuleType("moto_ext")
+        exec(compile(sys.argv[2], "moto_ext.py", "exec"), ext.__dict__)
         ext.install()
     from moto.server import main as moto_main
 

@@ -48,9 +48,10 @@ pub const MOTO_VERSION: &str = "5.2.5";
 /// Header moto reads to select the account of a request.
 pub const ACCOUNT_HEADER: &str = "x-moto-account-id";
 const LAUNCHER: &str = include_str!("../python/launch.py");
-/// moto extensions that model what real EKS does and moto 5.2.5 lacks (add-ons, access
-/// entries, accessConfig, the cluster security group).
-const EKS_EXTENSION: &str = include_str!("../python/eks_ext.py");
+/// moto extensions that model what real AWS does and moto 5.2.5 lacks (EKS add-ons, access
+/// entries, accessConfig and cluster security group; the RDS Data API flag and a stateful Data
+/// API for databases; ElastiCache deletes that finish).
+const MOTO_EXTENSION: &str = include_str!("../python/moto_ext.py");
 
 /// Why the emulator could not be provided.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +115,7 @@ impl Emulator {
             .arg("-c")
             .arg(LAUNCHER)
             .arg("0")
-            .arg(EKS_EXTENSION)
+            .arg(MOTO_EXTENSION)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

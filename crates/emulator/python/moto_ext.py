@@ -1,4 +1,6 @@
-"""Extends moto 5.2.5's EKS model with what dify-stack needs and real EKS does.
+"""Extends moto 5.2.5 with what dify-stack needs and real AWS does.
+
+EKS:
 
 Loaded by launch.py before the server starts. Adds, per account/region/cluster:
   * managed add-ons: CreateAddon, DescribeAddon, ListAddons, UpdateAddon, DeleteAddon and
@@ -10,7 +12,21 @@ Loaded by launch.py before the server starts. Adds, per account/region/cluster:
     with the cluster, as in AWS;
   * DeleteCluster removes the cluster's add-ons and access entries with it, as AWS does.
 Everything is ACTIVE at once, like the rest of moto. Errors use EKS's codes.
+
+RDS: the Data API flag is stored as given (moto only allows it for Serverless v1 engine
+versions; AWS supports it for Serverless v2 PostgreSQL 13.12+), EnableHttpEndpoint exists,
+and the Data API keeps a per-cluster list of databases: `CREATE DATABASE "x"` adds one and
+`SELECT datname FROM pg_database` lists them.
+
+S3: GetBucketVersioning answers with S3's root element (moto's is malformed).
+
+ElastiCache: DeleteReplicationGroup removes the group and its member clusters (moto leaves
+them `deleting` forever; AWS removes them after a while), and DeleteCacheSubnetGroup exists
+(moto answers 500), refusing while a replication group still uses the group.
 """
+import json
+import re
+
 from moto.core.responses import ActionResult, EmptyResult
 from moto.eks import models as eks_models
 from moto.eks import urls as eks_urls
@@ -279,7 +295,127 @@ def update_cluster_config(self, name, resources_vpc_config=None, **kwargs):
     return _orig_update_cluster_config(self, name, resources_vpc_config=resources_vpc_config, **kwargs)
 
 
+# ---------------------------------------------------------------- RDS
+
+
+def _patch_rds():
+    from moto.rds import models as rds_models
+    from moto.rds.responses import RDSResponse
+
+    prop = rds_models.DBCluster.enable_http_endpoint
+
+    def set_http(self, val):
+        self._enable_http_endpoint = bool(val)
+
+    rds_models.DBCluster.enable_http_endpoint = prop.setter(set_http)
+
+    def enable_http_endpoint(self):
+        arn = self._get_param("ResourceArn")
+        for cluster in self.backend.clusters.values():
+            if cluster.db_cluster_arn == arn:
+                cluster._enable_http_endpoint = True
+                return ActionResult({"ResourceArn": arn, "HttpEndpointEnabled": True})
+        from moto.rds.exceptions import DBClusterNotFoundError
+
+        raise DBClusterNotFoundError(arn)
+
+    RDSResponse.enable_http_endpoint = enable_http_endpoint
+
+
+def _patch_rdsdata():
+    from moto.rdsdata import models as data_models
+
+    create = re.compile(r'^\s*CREATE\s+DATABASE\s+"?([A-Za-z0-9_]+)"?\s*;?\s*$', re.I)
+    listing = re.compile(r"^\s*SELECT\s+datname\s+FROM\s+pg_database", re.I)
+
+    def execute_statement(self, resource_arn, sql):
+        dbs = self.__dict__.setdefault("_dify_dbs", {}).setdefault(
+            resource_arn, ["postgres", "template0", "template1"]
+        )
+        m = create.match(sql)
+        if m:
+            if m.group(1) in dbs:
+                from moto.core.exceptions import JsonRESTError
+
+                raise JsonRESTError("BadRequestException", f'database "{m.group(1)}" already exists')
+            dbs.append(m.group(1))
+            return data_models.QueryResults(records=[])
+        if listing.match(sql):
+            return data_models.QueryResults(records=[[{"stringValue": d}] for d in dbs])
+        return data_models.QueryResults(records=[])
+
+    data_models.RDSDataServiceBackend.execute_statement = execute_statement
+
+
+# ---------------------------------------------------------------- ElastiCache
+
+
+def _patch_elasticache():
+    from moto.elasticache import models as ec_models
+    from moto.elasticache.responses import ElastiCacheResponse
+
+    orig_delete = ec_models.ElastiCacheBackend.delete_replication_group
+
+    def delete_replication_group(self, replication_group_id, retain_primary_cluster):
+        group = orig_delete(self, replication_group_id, retain_primary_cluster)
+        self.replication_groups.pop(replication_group_id, None)
+        for cluster_id in list(getattr(group, "member_clusters", []) or []):
+            self.cache_clusters.pop(cluster_id, None)
+        for cluster_id, cluster in list(self.cache_clusters.items()):
+            if getattr(cluster, "replication_group_id", None) == replication_group_id:
+                self.cache_clusters.pop(cluster_id, None)
+        return group
+
+    def delete_cache_subnet_group(self):
+        name = self._get_param("CacheSubnetGroupName")
+        backend = self.elasticache_backend
+        if name not in backend.cache_subnet_groups:
+            from moto.elasticache.exceptions import CacheSubnetGroupNotFound
+
+            raise CacheSubnetGroupNotFound(name)
+        for group in backend.replication_groups.values():
+            if getattr(group, "cache_subnet_group_name", None) == name:
+                from moto.elasticache.exceptions import ElastiCacheException
+
+                class CacheSubnetGroupInUse(ElastiCacheException):
+                    code = "CacheSubnetGroupInUse"
+
+                # moto finds the error model through the exception's module.
+                CacheSubnetGroupInUse.__module__ = "moto.elasticache.exceptions"
+
+                raise CacheSubnetGroupInUse(f"Cache subnet group {name} is in use")
+        backend.cache_subnet_groups.pop(name)
+        return ActionResult({})
+
+    ec_models.ElastiCacheBackend.delete_replication_group = delete_replication_group
+    ElastiCacheResponse.delete_cache_subnet_group = delete_cache_subnet_group
+
+
+# ---------------------------------------------------------------- S3
+
+
+def _patch_s3():
+    from moto.s3.responses import S3Response
+
+    def get_bucket_versioning(self):
+        # moto 5.2.5 names the root element GetBucketVersioningResponse; S3 (and the Rust
+        # SDK's strict parser) use VersioningConfiguration.
+        status = self.backend.get_bucket_versioning(self.bucket_name)
+        inner = f"<Status>{status}</Status>" if status else ""
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            f'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}</VersioningConfiguration>'
+        )
+        return 200, {"Content-Type": "application/xml"}, body
+
+    S3Response.get_bucket_versioning = get_bucket_versioning
+
+
 def install():
+    _patch_s3()
+    _patch_rds()
+    _patch_rdsdata()
+    _patch_elasticache()
     for fn in (
         create_addon, describe_addon, list_addons, update_addon, delete_addon, describe_addon_versions,
         create_access_entry, describe_access_entry, list_access_entries, delete_access_entry,

@@ -1,0 +1,605 @@
+//! Aurora Serverless v2 PostgreSQL: security group, DB subnet group, cluster with an
+//! RDS-managed master password, `db.serverless` instances spread over the AZs, and the Dify
+//! databases created through the RDS Data API.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
+use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use serde::Serialize;
+
+use crate::client::{DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, SgApi, SgInfo};
+use crate::common::{
+    At, DataPolicy, DatastoresError, Result, caps, delete_security_group, ensure_security_group, owned, tag_drift,
+    wait_for, wanted_rules,
+};
+use crate::spec::{DatastoresSpec, data_api_available};
+
+/// PostgreSQL's port.
+pub const PORT: i32 = 5432;
+
+/// The names of Aurora's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuroraNames {
+    /// Cluster identifier, `<stack>-aurora`.
+    pub cluster: String,
+    /// DB subnet group.
+    pub subnet_group: String,
+    /// Security group.
+    pub security_group: String,
+}
+
+impl AuroraNames {
+    /// The names for a context.
+    pub fn of(ctx: &Context) -> AuroraNames {
+        let base = format!("{}-aurora", ctx.stack());
+        AuroraNames { cluster: base.clone(), subnet_group: base.clone(), security_group: base }
+    }
+
+    /// Instance `i` (1-based): `<stack>-aurora-<i>`.
+    pub fn instance(&self, i: usize) -> String {
+        format!("{}-{i}", self.cluster)
+    }
+}
+
+/// What Aurora hands on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuroraOutput {
+    /// Cluster identifier.
+    pub cluster_id: String,
+    /// Cluster ARN.
+    pub cluster_arn: Arn,
+    /// Writer endpoint.
+    pub writer_endpoint: String,
+    /// Reader endpoint.
+    pub reader_endpoint: String,
+    /// Port.
+    pub port: i32,
+    /// The RDS-managed master user secret (`{"username","password"}`).
+    pub master_secret_arn: Option<SecretArn>,
+    /// Master user name.
+    pub master_username: String,
+    /// Security group of the cluster.
+    pub security_group_id: SecurityGroupId,
+    /// The databases that exist.
+    pub databases: Vec<String>,
+    /// Statements still to run by hand where the Data API is not available (e.g. China
+    /// regions): connect to the writer as the master user and run them. Empty when done.
+    pub pending_statements: Vec<String>,
+}
+
+/// What exists.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedAurora {
+    /// Security group.
+    pub security_group: Option<SgInfo>,
+    /// DB subnet group exists.
+    pub subnet_group: bool,
+    /// Cluster.
+    pub cluster: Option<DbClusterInfo>,
+    /// Its instances.
+    pub instances: Vec<DbInstanceInfo>,
+    /// Databases, when they could be listed through the Data API.
+    pub databases: Option<Vec<String>>,
+}
+
+/// Provisions Aurora.
+#[derive(Clone)]
+pub struct AuroraProvisioner {
+    rds: Arc<dyn RdsApi>,
+    sg: Arc<dyn SgApi>,
+    policy: Option<DataPolicy>,
+}
+
+impl std::fmt::Debug for AuroraProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuroraProvisioner").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+fn sql_create(db: &str) -> String {
+    // Names are validated to [a-z][a-z0-9_]*: quoting is for keywords, not for safety.
+    format!("CREATE DATABASE \"{db}\"")
+}
+
+const LIST_DATABASES: &str = "SELECT datname FROM pg_database";
+
+fn major(version: &str) -> &str {
+    version.split('.').next().unwrap_or(version)
+}
+
+fn final_snapshot_name(ctx: &Context) -> String {
+    let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
+    let stamp: String = now
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect();
+    format!("{}-final-{stamp}", ctx.stack())
+}
+
+impl AuroraProvisioner {
+    /// A provisioner over the given clients.
+    pub fn new(rds: Arc<dyn RdsApi>, sg: Arc<dyn SgApi>) -> Self {
+        AuroraProvisioner { rds, sg, policy: None }
+    }
+
+    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
+    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    fn data_api(&self, ctx: &Context, spec: &DatastoresSpec) -> bool {
+        spec.aurora.data_api && data_api_available(ctx.region())
+    }
+
+    /// What would stop destroy from deleting the cluster under `policy`; empty when nothing.
+    pub async fn data_holders(&self, ctx: &Context, spec: &DatastoresSpec, policy: DataPolicy) -> Result<Vec<String>> {
+        let names = AuroraNames::of(ctx);
+        let Some(c) =
+            self.rds.describe_cluster(names.cluster.clone()).await.at("DescribeDBClusters", &names.cluster)?
+        else {
+            return Ok(Vec::new());
+        };
+        if !ctx.owns_tags(&c.tags) {
+            return Ok(Vec::new());
+        }
+        let mut holders = Vec::new();
+        if c.deletion_protection && !policy.lift_deletion_protection {
+            holders.push(format!("Aurora cluster {} has deletion protection on", names.cluster));
+        }
+        if !spec.aurora.final_snapshot && !policy.delete_data {
+            holders.push(format!("Aurora cluster {} would be deleted without a final snapshot", names.cluster));
+        }
+        Ok(holders)
+    }
+}
+
+#[async_trait]
+impl Provisioner for AuroraProvisioner {
+    type Spec = DatastoresSpec;
+    type Observed = ObservedAurora;
+    type Output = AuroraOutput;
+    type Error = DatastoresError;
+
+    fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
+        spec.validate(ctx)
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedAurora> {
+        let names = AuroraNames::of(ctx);
+        let mut o = ObservedAurora::default();
+        if let Some(sg) = self
+            .sg
+            .find(spec.vpc_id.to_string(), names.security_group.clone())
+            .await
+            .at("DescribeSecurityGroups", &names.security_group)?
+        {
+            owned(ctx, "security group", &names.security_group, &sg.tags)?;
+            o.security_group = Some(sg);
+        }
+        if let Some(tags) = self
+            .rds
+            .find_subnet_group(names.subnet_group.clone())
+            .await
+            .at("DescribeDBSubnetGroups", &names.subnet_group)?
+        {
+            owned(ctx, "DB subnet group", &names.subnet_group, &tags)?;
+            o.subnet_group = true;
+        }
+        let Some(c) =
+            self.rds.describe_cluster(names.cluster.clone()).await.at("DescribeDBClusters", &names.cluster)?
+        else {
+            return Ok(o);
+        };
+        owned(ctx, "Aurora cluster", &names.cluster, &c.tags)?;
+        o.instances = self.rds.list_instances(names.cluster.clone()).await.at("DescribeDBInstances", &names.cluster)?;
+        if self.data_api(ctx, spec)
+            && c.http_endpoint
+            && c.status == "available"
+            && let Some(secret) = &c.master_secret_arn
+        {
+            let dbs = self
+                .rds
+                .execute(c.arn.clone(), secret.clone(), "postgres".to_owned(), LIST_DATABASES.to_owned())
+                .await
+                .at("ExecuteStatement", &names.cluster)?;
+            o.databases = Some(dbs);
+        }
+        o.cluster = Some(c);
+        Ok(o)
+    }
+
+    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedAurora) -> Plan {
+        let names = AuroraNames::of(ctx);
+        let a = &spec.aurora;
+        let mut plan = Plan::new();
+        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
+        let want_rules = wanted_rules(PORT, &sources);
+        let sg_ref = ResourceRef::new("ec2:security-group", &names.security_group);
+        match &o.security_group {
+            None => plan.push(Change::new(Action::Create, sg_ref).field(
+                "ingress",
+                None::<&str>,
+                Some(format!("tcp/{PORT} from {}", sources.join(", "))),
+            )),
+            Some(sg) if sg.ingress != want_rules => {
+                plan.push(Change::new(Action::Update, sg_ref.with_id(&sg.id)).field(
+                    "ingress",
+                    Some(format!("{:?}", sg.ingress)),
+                    Some(format!("{want_rules:?}")),
+                ))
+            }
+            Some(_) => {}
+        }
+        if !o.subnet_group {
+            plan.push(Change::new(Action::Create, ResourceRef::new("rds:db-subnet-group", &names.subnet_group)));
+        }
+        let cluster_ref = ResourceRef::new("rds:cluster", &names.cluster);
+        match &o.cluster {
+            None => plan.push(
+                Change::new(Action::Create, cluster_ref)
+                    .field("engine", None::<&str>, Some(format!("aurora-postgresql {}", a.engine_version)))
+                    .field("serverless_v2_acu", None::<&str>, Some(format!("{}-{}", a.min_acu, a.max_acu)))
+                    .field("storage_encrypted", None::<bool>, Some(true))
+                    .field("manage_master_user_password", None::<bool>, Some(true))
+                    .field("backup_retention_days", None::<i32>, Some(a.backup_retention_days))
+                    .field("deletion_protection", None::<bool>, Some(a.deletion_protection)),
+            ),
+            Some(c) => {
+                let r = cluster_ref.with_id(&c.arn);
+                if major(&c.engine_version) != major(&a.engine_version) {
+                    plan.push(
+                        Change::new(Action::Replace, r.clone())
+                            .field("engine_version", Some(&c.engine_version), Some(&a.engine_version))
+                            .because("a major version change is a new cluster (data must be migrated)"),
+                    );
+                }
+                let mut ch = Change::new(Action::Update, r);
+                if c.acu != Some((a.min_acu, a.max_acu)) {
+                    let have = c.acu.map(|(l, h)| format!("{l}-{h}")).unwrap_or_default();
+                    ch = ch.field("serverless_v2_acu", Some(have), Some(format!("{}-{}", a.min_acu, a.max_acu)));
+                }
+                if c.backup_retention_days != a.backup_retention_days {
+                    ch =
+                        ch.field("backup_retention_days", Some(c.backup_retention_days), Some(a.backup_retention_days));
+                }
+                if c.deletion_protection != a.deletion_protection {
+                    ch = ch.field("deletion_protection", Some(c.deletion_protection), Some(a.deletion_protection));
+                }
+                if self.data_api(ctx, spec) && !c.http_endpoint {
+                    ch = ch.field("data_api", Some(false), Some(true));
+                }
+                let tags = ctx.tags_for(Tier::Datastores, "aurora", &names.cluster);
+                for (k, v) in tag_drift(&tags, &c.tags) {
+                    ch = ch.field(format!("tags.{k}"), c.tags.get(&k), Some(v));
+                }
+                if !ch.fields.is_empty() {
+                    plan.push(ch);
+                }
+            }
+        }
+        for i in 1..=a.instances as usize {
+            let id = names.instance(i);
+            if !o.instances.iter().any(|x| x.id == id) {
+                let az = &spec.subnets[(i - 1) % spec.subnets.len().max(1)].availability_zone;
+                plan.push(
+                    Change::new(Action::Create, ResourceRef::new("rds:instance", &id))
+                        .field("class", None::<&str>, Some("db.serverless"))
+                        .field("availability_zone", None::<&str>, Some(az.as_str()))
+                        .field("publicly_accessible", None::<bool>, Some(false)),
+                );
+            }
+        }
+        for x in o.instances.iter().filter(|x| {
+            x.id.strip_prefix(&format!("{}-", names.cluster))
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_none_or(|n| n > a.instances || n == 0)
+        }) {
+            plan.push(
+                Change::new(Action::Delete, ResourceRef::new("rds:instance", &x.id))
+                    .because("more instances than the spec asks for"),
+            );
+        }
+        let have_dbs = o.databases.clone().unwrap_or_default();
+        for db in a.databases.iter().filter(|d| !have_dbs.contains(d)) {
+            let known = o.databases.is_some() || o.cluster.is_none();
+            if known || self.data_api(ctx, spec) {
+                plan.push(Change::new(Action::Create, ResourceRef::new("postgres:database", db)));
+            }
+        }
+        plan
+    }
+
+    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<AuroraOutput> {
+        spec.validate(ctx)?;
+        let names = AuroraNames::of(ctx);
+        let a = &spec.aurora;
+        let o = self.observe(ctx, spec).await?;
+        if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
+            let f = &c.fields[0];
+            return Err(DatastoresError::ReplacementRefused {
+                resource: c.resource.name.clone(),
+                field: f.path.clone(),
+                have: f.before.clone().unwrap_or_default(),
+                want: f.after.clone().unwrap_or_default(),
+            });
+        }
+        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
+        let sg = ensure_security_group(
+            ctx,
+            self.sg.as_ref(),
+            spec.vpc_id.as_str(),
+            &names.security_group,
+            "aurora-security-group",
+            PORT,
+            &sources,
+        )
+        .await?;
+        if !o.subnet_group {
+            let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
+            let tags = ctx.tags_for(Tier::Datastores, "aurora-subnet-group", &names.subnet_group);
+            match self.rds.create_subnet_group(names.subnet_group.clone(), subnets, tags).await {
+                Ok(()) => {}
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e).at("CreateDBSubnetGroup", &names.subnet_group),
+            }
+        }
+        let tags = ctx.tags_for(Tier::Datastores, "aurora", &names.cluster);
+        let mut cluster = match o.cluster.clone() {
+            None => {
+                let create = DbClusterCreate {
+                    id: names.cluster.clone(),
+                    engine_version: a.engine_version.clone(),
+                    acu: (a.min_acu, a.max_acu),
+                    subnet_group: names.subnet_group.clone(),
+                    security_group: sg.clone(),
+                    master_username: a.master_username.clone(),
+                    backup_retention_days: a.backup_retention_days,
+                    deletion_protection: a.deletion_protection,
+                    http_endpoint: self.data_api(ctx, spec),
+                    tags: tags.clone(),
+                };
+                match self.rds.create_cluster(create).await {
+                    Ok(c) => {
+                        tracing::info!(cluster = %names.cluster, "creating Aurora cluster");
+                        c
+                    }
+                    Err(e) if e.is_already_exists() => self
+                        .rds
+                        .describe_cluster(names.cluster.clone())
+                        .await
+                        .at("DescribeDBClusters", &names.cluster)?
+                        .ok_or(e)
+                        .at("CreateDBCluster", &names.cluster)?,
+                    Err(e) => return Err(e).at("CreateDBCluster", &names.cluster),
+                }
+            }
+            Some(c) => {
+                let mut m = DbClusterModify::default();
+                if c.acu != Some((a.min_acu, a.max_acu)) {
+                    m.acu = Some((a.min_acu, a.max_acu));
+                }
+                if c.backup_retention_days != a.backup_retention_days {
+                    m.backup_retention_days = Some(a.backup_retention_days);
+                }
+                if c.deletion_protection != a.deletion_protection {
+                    m.deletion_protection = Some(a.deletion_protection);
+                }
+                if c.security_groups != [sg.clone()] {
+                    m.security_groups = Some(vec![sg.clone()]);
+                }
+                if m != DbClusterModify::default() {
+                    self.rds.modify_cluster(names.cluster.clone(), m).await.at("ModifyDBCluster", &names.cluster)?;
+                }
+                let drift = tag_drift(&tags, &c.tags);
+                if !drift.is_empty() {
+                    self.rds.tag(c.arn.clone(), drift).await.at("AddTagsToResource", &names.cluster)?;
+                }
+                c
+            }
+        };
+        // Instances: the writer first, readers in the next AZs.
+        let mut created = Vec::new();
+        for i in 1..=a.instances as usize {
+            let id = names.instance(i);
+            if o.instances.iter().any(|x| x.id == id) {
+                continue;
+            }
+            let az = spec.subnets[(i - 1) % spec.subnets.len()].availability_zone.to_string();
+            let itags = ctx.tags_for(Tier::Datastores, "aurora-instance", &id);
+            match self.rds.create_instance(id.clone(), names.cluster.clone(), az, itags).await {
+                Ok(()) => tracing::info!(instance = %id, "creating Aurora instance"),
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e).at("CreateDBInstance", &id),
+            }
+            created.push(id);
+        }
+        for x in &o.instances {
+            let extra =
+                x.id.strip_prefix(&format!("{}-", names.cluster))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_none_or(|n| n > a.instances || n == 0);
+            if extra && x.status != "deleting" {
+                dify_stack_core::ignore_not_found(self.rds.delete_instance(x.id.clone()).await)
+                    .at("DeleteDBInstance", &x.id)?;
+            }
+        }
+        let cluster_id = names.cluster.clone();
+        wait_for(ctx, format!("Aurora cluster {cluster_id} to be available"), caps::AURORA_CLUSTER, || async {
+            match self.rds.describe_cluster(cluster_id.clone()).await.at("DescribeDBClusters", &cluster_id)? {
+                Some(c) if c.status == "available" => Ok(None),
+                Some(c)
+                    if matches!(
+                        c.status.as_str(),
+                        "failed" | "inaccessible-encryption-credentials" | "incompatible-parameters"
+                    ) =>
+                {
+                    Err(DatastoresError::Failed { kind: "Aurora cluster", name: cluster_id.clone(), status: c.status })
+                }
+                Some(c) => Ok(Some(c.status)),
+                None => Ok(Some("not visible yet".to_owned())),
+            }
+        })
+        .await?;
+        wait_for(ctx, format!("Aurora instances of {cluster_id} to be available"), caps::AURORA_INSTANCE, || async {
+            let all = self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
+            let wanted: Vec<&DbInstanceInfo> = all.iter().filter(|x| x.status != "deleting").collect();
+            if let Some(x) = wanted.iter().find(|x| x.status.starts_with("incompatible") || x.status == "failed") {
+                return Err(DatastoresError::Failed {
+                    kind: "Aurora instance",
+                    name: x.id.clone(),
+                    status: x.status.clone(),
+                });
+            }
+            let pending: Vec<String> =
+                wanted.iter().filter(|x| x.status != "available").map(|x| format!("{} {}", x.id, x.status)).collect();
+            let missing =
+                (1..=a.instances as usize).filter(|i| !all.iter().any(|x| x.id == names.instance(*i))).count();
+            Ok(if pending.is_empty() && missing == 0 { None } else { Some(pending.join(", ")) })
+        })
+        .await?;
+        cluster = self
+            .rds
+            .describe_cluster(cluster_id.clone())
+            .await
+            .at("DescribeDBClusters", &cluster_id)?
+            .unwrap_or(cluster);
+
+        // Databases through the Data API, or the statements to run by hand.
+        let mut databases = Vec::new();
+        let mut pending_statements = Vec::new();
+        let secret = cluster.master_secret_arn.clone();
+        if self.data_api(ctx, spec)
+            && let Some(secret) = &secret
+        {
+            if !cluster.http_endpoint {
+                self.rds.enable_http_endpoint(cluster.arn.clone()).await.at("EnableHttpEndpoint", &cluster_id)?;
+            }
+            let have = self
+                .rds
+                .execute(cluster.arn.clone(), secret.clone(), "postgres".to_owned(), LIST_DATABASES.to_owned())
+                .await
+                .at("ExecuteStatement", &cluster_id)?;
+            for db in &a.databases {
+                if !have.contains(db) {
+                    match self
+                        .rds
+                        .execute(cluster.arn.clone(), secret.clone(), "postgres".to_owned(), sql_create(db))
+                        .await
+                    {
+                        Ok(_) => tracing::info!(database = %db, "created database"),
+                        // A concurrent or lost-response create: it exists now.
+                        Err(e) if e.message.as_deref().is_some_and(|m| m.contains("already exists")) => {}
+                        Err(e) => return Err(e).at("ExecuteStatement", db),
+                    }
+                }
+                databases.push(db.clone());
+            }
+        } else {
+            pending_statements = a.databases.iter().map(|d| sql_create(d)).collect();
+            tracing::warn!(
+                cluster = %cluster_id,
+                statements = ?pending_statements,
+                "the RDS Data API is not available here: run these statements as the master user"
+            );
+        }
+        Ok(AuroraOutput {
+            cluster_id: cluster_id.clone(),
+            cluster_arn: Arn::new(&cluster.arn),
+            writer_endpoint: cluster.endpoint.clone().unwrap_or_default(),
+            reader_endpoint: cluster.reader_endpoint.clone().unwrap_or_default(),
+            port: cluster.port.unwrap_or(PORT),
+            master_secret_arn: secret.map(SecretArn::new),
+            master_username: a.master_username.clone(),
+            security_group_id: SecurityGroupId::new(sg),
+            databases,
+            pending_statements,
+        })
+    }
+
+    /// Instances -> cluster (final snapshot unless the policy deletes data) -> subnet group ->
+    /// security group. Refuses before the first delete when the policy does not allow it.
+    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let holders = self.data_holders(ctx, spec, policy).await?;
+        if !holders.is_empty() {
+            return Err(DatastoresError::DataLossRefused {
+                holders,
+                hint: "set lift_deletion_protection (and delete_data to skip the final snapshot) in the data policy"
+                    .to_owned(),
+            });
+        }
+        let names = AuroraNames::of(ctx);
+        let mut deleted = Vec::new();
+        let cluster_id = names.cluster.clone();
+        if let Some(c) = self
+            .rds
+            .describe_cluster(cluster_id.clone())
+            .await
+            .at("DescribeDBClusters", &cluster_id)?
+            .filter(|c| ctx.owns_tags(&c.tags))
+        {
+            if c.deletion_protection {
+                self.rds
+                    .modify_cluster(
+                        cluster_id.clone(),
+                        DbClusterModify { deletion_protection: Some(false), ..Default::default() },
+                    )
+                    .await
+                    .at("ModifyDBCluster", &cluster_id)?;
+            }
+            for x in self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)? {
+                if x.status != "deleting" {
+                    dify_stack_core::ignore_not_found(self.rds.delete_instance(x.id.clone()).await)
+                        .at("DeleteDBInstance", &x.id)?;
+                }
+                deleted.push(ResourceRef::new("rds:instance", &x.id));
+            }
+            wait_for(ctx, format!("Aurora instances of {cluster_id} to be deleted"), caps::AURORA_INSTANCE, || async {
+                let left = self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
+                Ok((!left.is_empty()).then(|| format!("{} left", left.len())))
+            })
+            .await?;
+            let snapshot = (spec.aurora.final_snapshot && !policy.delete_data).then(|| final_snapshot_name(ctx));
+            if c.status != "deleting" {
+                dify_stack_core::ignore_not_found(self.rds.delete_cluster(cluster_id.clone(), snapshot.clone()).await)
+                    .at("DeleteDBCluster", &cluster_id)?;
+            }
+            if let Some(s) = &snapshot {
+                tracing::info!(cluster = %cluster_id, snapshot = %s, "final snapshot requested");
+            }
+            wait_for(ctx, format!("Aurora cluster {cluster_id} to be deleted"), caps::AURORA_CLUSTER, || async {
+                Ok(self
+                    .rds
+                    .describe_cluster(cluster_id.clone())
+                    .await
+                    .at("DescribeDBClusters", &cluster_id)?
+                    .map(|c| c.status))
+            })
+            .await?;
+            deleted.push(ResourceRef::new("rds:cluster", &cluster_id).with_id(&c.arn));
+        }
+        if let Some(tags) = self
+            .rds
+            .find_subnet_group(names.subnet_group.clone())
+            .await
+            .at("DescribeDBSubnetGroups", &names.subnet_group)?
+            && ctx.owns_tags(&tags)
+        {
+            dify_stack_core::ignore_not_found(self.rds.delete_subnet_group(names.subnet_group.clone()).await)
+                .at("DeleteDBSubnetGroup", &names.subnet_group)?;
+            deleted.push(ResourceRef::new("rds:db-subnet-group", &names.subnet_group));
+        }
+        if let Some(id) =
+            delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &names.security_group).await?
+        {
+            deleted.push(ResourceRef::new("ec2:security-group", &names.security_group).with_id(id));
+        }
+        Ok(deleted)
+    }
+}

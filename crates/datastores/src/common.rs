@@ -1,0 +1,290 @@
+//! Shared pieces of the store provisioners: errors, the data policy, security groups, waits.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use dify_stack_core::wait::{self, Probe, WaitError};
+use dify_stack_core::{AwsError, Context, SpecErrors, Tags, Tier};
+
+use crate::client::SgApi;
+
+/// Everything that can go wrong in the datastores tier.
+#[derive(Debug, thiserror::Error)]
+pub enum DatastoresError {
+    /// The spec is invalid. Permanent: fix the spec.
+    #[error("invalid datastores spec:\n{0}")]
+    Invalid(#[from] SpecErrors),
+    /// A resource with our name exists without our ownership tag. Never adopted or deleted.
+    #[error(
+        "{kind} {name:?} exists but is not owned by stack {stack}; choose another stack name or remove it yourself"
+    )]
+    NotOwned {
+        /// Kind of resource.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// Our stack.
+        stack: String,
+    },
+    /// A change needs a replacement that would lose data, and it is not allowed. Nothing changed.
+    #[error(
+        "{resource}: changing {field} ({have} -> {want}) replaces it and loses its data; keep {have}, or set allow_replace and allow_data_loss"
+    )]
+    ReplacementRefused {
+        /// The resource.
+        resource: String,
+        /// The setting.
+        field: String,
+        /// Current value.
+        have: String,
+        /// Wanted value.
+        want: String,
+    },
+    /// Destroy found stores holding data and the data policy does not allow deleting them.
+    /// Checked before the first delete: nothing was deleted.
+    #[error("destroy refused, nothing was deleted; these hold data: {}; {hint}", holders.join("; "))]
+    DataLossRefused {
+        /// What holds data, e.g. `bucket x holds 1500 object versions`.
+        holders: Vec<String>,
+        /// How to allow it.
+        hint: String,
+    },
+    /// A resource entered a failure state.
+    #[error("{kind} {name} is {status}")]
+    Failed {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+        /// Status.
+        status: String,
+    },
+    /// A wait ended without success (timeout or cancellation). Re-running resumes.
+    #[error(transparent)]
+    Wait(WaitError<Infallible>),
+    /// An AWS call failed. Transient when `source.is_retryable()`; re-running resumes.
+    #[error("{operation} failed for {resource}")]
+    Aws {
+        /// What was being done.
+        operation: &'static str,
+        /// The resource.
+        resource: String,
+        /// The AWS error.
+        #[source]
+        source: Box<AwsError>,
+    },
+    /// Several stores failed (they run concurrently); each error is kept.
+    #[error("{} datastores failed:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<DatastoresError>),
+}
+
+/// Result alias of the datastores tier.
+pub type Result<T, E = DatastoresError> = std::result::Result<T, E>;
+
+impl DatastoresError {
+    pub(crate) fn from_wait(e: WaitError<DatastoresError>) -> DatastoresError {
+        match e {
+            WaitError::Failed { source, .. } => source,
+            WaitError::TimedOut { what, waited, last_status } => {
+                DatastoresError::Wait(WaitError::TimedOut { what, waited, last_status })
+            }
+            WaitError::Cancelled { what } => DatastoresError::Wait(WaitError::Cancelled { what }),
+        }
+    }
+
+    pub(crate) fn from_aws_wait(e: WaitError<AwsError>, operation: &'static str, resource: &str) -> DatastoresError {
+        match e {
+            WaitError::Failed { source, .. } => {
+                DatastoresError::Aws { operation, resource: resource.to_owned(), source: Box::new(source) }
+            }
+            WaitError::TimedOut { what, waited, last_status } => {
+                DatastoresError::Wait(WaitError::TimedOut { what, waited, last_status })
+            }
+            WaitError::Cancelled { what } => DatastoresError::Wait(WaitError::Cancelled { what }),
+        }
+    }
+
+    /// True when re-running later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DatastoresError::Aws { source, .. } => source.is_retryable(),
+            DatastoresError::Wait(WaitError::TimedOut { .. }) => true,
+            DatastoresError::Several(all) => all.iter().all(DatastoresError::is_retryable),
+            _ => false,
+        }
+    }
+}
+
+pub(crate) trait At<T> {
+    fn at(self, operation: &'static str, resource: &str) -> Result<T>;
+}
+
+impl<T> At<T> for std::result::Result<T, AwsError> {
+    fn at(self, operation: &'static str, resource: &str) -> Result<T> {
+        self.map_err(|e| DatastoresError::Aws { operation, resource: resource.to_owned(), source: Box::new(e) })
+    }
+}
+
+/// What destroy may do to stores that hold data. The default deletes nothing that holds data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataPolicy {
+    /// Lift Aurora deletion protection so the cluster can be deleted (with its final snapshot
+    /// when the spec takes one).
+    pub lift_deletion_protection: bool,
+    /// Delete data without keeping it: Aurora without a final snapshot, non-empty buckets
+    /// (every version and delete marker), secrets without a recovery window.
+    pub delete_data: bool,
+}
+
+impl DataPolicy {
+    /// Everything may go (`--delete-data`).
+    pub fn delete_everything() -> DataPolicy {
+        DataPolicy { lift_deletion_protection: true, delete_data: true }
+    }
+
+    /// The policy implied by the context's permissions: `allow_data_loss` deletes everything.
+    pub fn from_context(ctx: &Context) -> DataPolicy {
+        if ctx.permissions.allow_data_loss { DataPolicy::delete_everything() } else { DataPolicy::default() }
+    }
+}
+
+pub(crate) fn owned(ctx: &Context, kind: &'static str, name: &str, tags: &Tags) -> Result<()> {
+    if ctx.owns_tags(tags) {
+        Ok(())
+    } else {
+        Err(DatastoresError::NotOwned { kind, name: name.to_owned(), stack: ctx.stack().to_string() })
+    }
+}
+
+pub(crate) fn tag_drift(want: &Tags, have: &Tags) -> Tags {
+    want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The ingress rules a store's security group must have: TCP `port` from each source group.
+pub(crate) fn wanted_rules(port: i32, sources: &[String]) -> Vec<(String, i32, i32, String)> {
+    let mut rules: Vec<_> = sources.iter().map(|s| ("tcp".to_owned(), port, port, s.clone())).collect();
+    rules.sort();
+    rules
+}
+
+/// Finds or creates a store's security group and converges its ingress to exactly `port` from
+/// `sources` (extra rules, e.g. someone's `0.0.0.0/0`, are revoked). Returns the group id.
+pub(crate) async fn ensure_security_group(
+    ctx: &Context,
+    api: &dyn SgApi,
+    vpc_id: &str,
+    name: &str,
+    component: &str,
+    port: i32,
+    sources: &[String],
+) -> Result<String> {
+    let tags = ctx.tags_for(Tier::Datastores, component, name);
+    let (id, have_rules, have_tags) =
+        match api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)? {
+            Some(sg) => {
+                owned(ctx, "security group", name, &sg.tags)?;
+                (sg.id, sg.ingress, sg.tags)
+            }
+            None => {
+                let description = format!("dify-stack {}: {component}, port {port} from the cluster only", ctx.stack());
+                let id = match api.create(vpc_id.to_owned(), name.to_owned(), description, tags.clone()).await {
+                    Ok(id) => id,
+                    Err(e) if e.is_already_exists() => {
+                        let sg =
+                            api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?;
+                        let sg = sg.ok_or(e).at("CreateSecurityGroup", name)?;
+                        owned(ctx, "security group", name, &sg.tags)?;
+                        return Box::pin(ensure_security_group(ctx, api, vpc_id, name, component, port, sources)).await;
+                    }
+                    Err(e) => return Err(e).at("CreateSecurityGroup", name),
+                };
+                (id, Vec::new(), tags.clone())
+            }
+        };
+    let want = wanted_rules(port, sources);
+    for rule in have_rules.iter().filter(|r| !want.contains(r)) {
+        dify_stack_core::ignore_not_found(api.revoke(id.clone(), rule.clone()).await)
+            .at("RevokeSecurityGroupIngress", name)?;
+    }
+    for (_, _, _, source) in want.iter().filter(|r| !have_rules.contains(r)) {
+        match api.authorize(id.clone(), port, source.clone()).await {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(e).at("AuthorizeSecurityGroupIngress", name),
+        }
+    }
+    let drift = tag_drift(&tags, &have_tags);
+    if !drift.is_empty() {
+        api.tag(id.clone(), drift).await.at("CreateTags", name)?;
+    }
+    Ok(id)
+}
+
+/// Deletes a store's security group if it is ours, retrying while ENIs of the deleted store
+/// still hold it. Returns whether something was deleted.
+pub(crate) async fn delete_security_group(
+    ctx: &Context,
+    api: &dyn SgApi,
+    vpc_id: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    let Some(sg) = api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)? else {
+        return Ok(None);
+    };
+    if !ctx.owns_tags(&sg.tags) {
+        return Ok(None);
+    }
+    wait::retry(
+        &format!("DeleteSecurityGroup {name}"),
+        &ctx.wait.capped(Duration::from_secs(15 * 60)),
+        ctx.cancellation(),
+        AwsError::is_dependency_violation,
+        || async { dify_stack_core::ignore_not_found(api.delete(sg.id.clone()).await) },
+    )
+    .await
+    .map_err(|e| DatastoresError::from_aws_wait(e, "DeleteSecurityGroup", name))?;
+    Ok(Some(sg.id))
+}
+
+/// Polls `probe` (returning `Ok(None)` when done, `Ok(Some(status))` while pending) within the
+/// context's wait policy capped at `cap`.
+pub(crate) async fn wait_for<F, Fut>(ctx: &Context, what: String, cap: Duration, mut probe: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<String>>>,
+{
+    wait::until(&what, &ctx.wait.capped(cap), ctx.cancellation(), || {
+        let fut = probe();
+        async move {
+            Ok(match fut.await? {
+                None => Probe::Done(()),
+                Some(status) => Probe::Pending(status),
+            })
+        }
+    })
+    .await
+    .map_err(DatastoresError::from_wait)
+}
+
+/// Polls `probe` until it returns [`Probe::Done`], within the context's wait policy capped at
+/// `cap`, and returns the value.
+pub(crate) async fn wait_value<T, F, Fut>(ctx: &Context, what: String, cap: Duration, probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Probe<T>>>,
+{
+    wait::until(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(DatastoresError::from_wait)
+}
+
+/// Plausibility caps of the waits (about twice the p95 of `aws-durations.toml`).
+pub mod caps {
+    use std::time::Duration;
+    /// Aurora cluster available / gone.
+    pub const AURORA_CLUSTER: Duration = Duration::from_secs(10 * 60);
+    /// Aurora instance available / gone.
+    pub const AURORA_INSTANCE: Duration = Duration::from_secs(25 * 60);
+    /// Redis replication group available / gone.
+    pub const REDIS: Duration = Duration::from_secs(45 * 60);
+    /// OpenSearch domain ready / gone.
+    pub const OPENSEARCH: Duration = Duration::from_secs(90 * 60);
+}

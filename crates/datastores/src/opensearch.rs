@@ -1,0 +1,400 @@
+//! OpenSearch: security group and a VPC domain with encryption at rest, node-to-node
+//! encryption, HTTPS only with TLS 1.2, fine-grained access control with an internal master
+//! user whose generated password lives in Secrets Manager, and an access policy scoped to the
+//! domain ARN. There is no SDK waiter: DescribeDomain is polled until the domain is no longer
+//! processing and its VPC endpoint is set.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
+use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo};
+use crate::common::{
+    At, DataPolicy, DatastoresError, Result, caps, delete_security_group, ensure_security_group, owned, tag_drift,
+    wait_for, wait_value, wanted_rules,
+};
+use crate::secrets::{SecretKind, delete_secret, ensure_secret};
+use crate::spec::DatastoresSpec;
+use dify_stack_core::Probe;
+
+/// HTTPS.
+pub const PORT: i32 = 443;
+/// The TLS policy the domain enforces.
+pub const TLS_POLICY: &str = "Policy-Min-TLS-1-2-2019-07";
+
+/// The domain name, `<stack>-search`.
+pub fn domain_name(ctx: &Context) -> String {
+    format!("{}-search", ctx.stack())
+}
+
+fn sg_name(ctx: &Context) -> String {
+    format!("{}-opensearch", ctx.stack())
+}
+
+/// The access policy: the account's principals may call the domain's HTTP API, on this domain
+/// only (fine-grained access control then authorises each user).
+pub fn access_policy(ctx: &Context, domain: &str) -> Value {
+    let p = ctx.partition();
+    let account = ctx.account_id().unwrap_or_default();
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": p.arn("iam", "", account, "root") },
+            "Action": "es:ESHttp*",
+            "Resource": format!("{}/*", p.arn("es", ctx.region(), account, &format!("domain/{domain}"))),
+        }],
+    })
+}
+
+/// What OpenSearch hands on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenSearchOutput {
+    /// Domain name.
+    pub domain_name: String,
+    /// Domain ARN.
+    pub arn: Arn,
+    /// VPC endpoint host.
+    pub endpoint: String,
+    /// Port (HTTPS).
+    pub port: i32,
+    /// Master user secret (`{"username","password"}`).
+    pub master_secret_arn: SecretArn,
+    /// Security group.
+    pub security_group_id: SecurityGroupId,
+}
+
+/// What exists.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedOpenSearch {
+    /// Security group.
+    pub security_group: Option<SgInfo>,
+    /// Domain.
+    pub domain: Option<DomainInfo>,
+    /// Master secret exists.
+    pub secret: bool,
+}
+
+/// Provisions OpenSearch.
+#[derive(Clone)]
+pub struct OpenSearchProvisioner {
+    search: Arc<dyn OpenSearchApi>,
+    sg: Arc<dyn SgApi>,
+    secrets: Arc<dyn SecretsApi>,
+    policy: Option<DataPolicy>,
+}
+
+impl std::fmt::Debug for OpenSearchProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenSearchProvisioner").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+fn subnets(spec: &DatastoresSpec) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    spec.subnets
+        .iter()
+        .filter(|s| seen.insert(s.availability_zone.to_string()))
+        .take(spec.opensearch.az_count())
+        .map(|s| s.id.to_string())
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+impl OpenSearchProvisioner {
+    /// A provisioner over the given clients.
+    pub fn new(search: Arc<dyn OpenSearchApi>, sg: Arc<dyn SgApi>, secrets: Arc<dyn SecretsApi>) -> Self {
+        OpenSearchProvisioner { search, sg, secrets, policy: None }
+    }
+
+    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
+    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    fn config(&self, ctx: &Context, spec: &DatastoresSpec, sg: &str) -> DomainConfig {
+        let o = &spec.opensearch;
+        let name = domain_name(ctx);
+        DomainConfig {
+            access_policy: access_policy(ctx, &name).to_string(),
+            name,
+            engine_version: o.engine_version.clone(),
+            instance_type: o.instance_type.clone(),
+            instance_count: o.instance_count,
+            zone_awareness: o.zone_awareness.then(|| o.az_count() as i32),
+            volume_gib: o.volume_gib,
+            subnet_ids: subnets(spec),
+            security_group_id: sg.to_owned(),
+            master: None,
+            tags: ctx.tags_for(Tier::Datastores, "opensearch", &domain_name(ctx)),
+        }
+    }
+
+    /// Polls until the domain is not processing and has its VPC endpoint.
+    async fn wait_ready(&self, ctx: &Context, name: &str) -> Result<DomainInfo> {
+        wait_value(ctx, format!("OpenSearch domain {name} to be ready"), caps::OPENSEARCH, || async {
+            match self.search.describe(name.to_owned()).await.at("DescribeDomain", name)? {
+                None => Ok(Probe::Pending("not visible yet".to_owned())),
+                Some(d) if d.deleted => Err(DatastoresError::Failed {
+                    kind: "OpenSearch domain",
+                    name: name.to_owned(),
+                    status: "being deleted".into(),
+                }),
+                Some(d) if d.processing => Ok(Probe::Pending("processing".to_owned())),
+                Some(d) if d.vpc_endpoint.is_none() => Ok(Probe::Pending("waiting for the VPC endpoint".to_owned())),
+                Some(d) => Ok(Probe::Done(d)),
+            }
+        })
+        .await
+    }
+}
+
+fn settings_drift(d: &DomainInfo, want: &DomainConfig) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    if d.instance_type != want.instance_type {
+        out.push(("instance_type", d.instance_type.clone(), want.instance_type.clone()));
+    }
+    if d.instance_count != want.instance_count {
+        out.push(("instance_count", d.instance_count.to_string(), want.instance_count.to_string()));
+    }
+    if d.zone_awareness != want.zone_awareness {
+        out.push(("zone_awareness", format!("{:?}", d.zone_awareness), format!("{:?}", want.zone_awareness)));
+    }
+    if d.volume != Some(("gp3".to_owned(), want.volume_gib)) {
+        out.push(("ebs", format!("{:?}", d.volume), format!("gp3 {} GiB", want.volume_gib)));
+    }
+    if sorted(d.subnet_ids.clone()) != sorted(want.subnet_ids.clone())
+        || d.security_group_ids != [want.security_group_id.clone()]
+    {
+        out.push((
+            "vpc",
+            format!("{:?} {:?}", d.subnet_ids, d.security_group_ids),
+            format!("{:?} {:?}", want.subnet_ids, want.security_group_id),
+        ));
+    }
+    let have_policy: Option<Value> = d.access_policy.as_deref().and_then(|p| serde_json::from_str(p).ok());
+    let want_policy: Option<Value> = serde_json::from_str(&want.access_policy).ok();
+    if have_policy != want_policy {
+        out.push(("access_policy", d.access_policy.clone().unwrap_or_default(), want.access_policy.clone()));
+    }
+    out
+}
+
+fn immutable_drift(d: &DomainInfo, spec: &DatastoresSpec) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    if d.engine_version != spec.opensearch.engine_version {
+        out.push(("engine_version", d.engine_version.clone(), spec.opensearch.engine_version.clone()));
+    }
+    for (field, on) in [
+        ("encryption_at_rest", d.at_rest_encryption),
+        ("node_to_node_encryption", d.node_to_node),
+        ("enforce_https", d.enforce_https),
+        ("fine_grained_access_control", d.fine_grained),
+    ] {
+        if !on {
+            out.push((field, "false".to_owned(), "true".to_owned()));
+        }
+    }
+    if d.tls_policy.as_deref() != Some(TLS_POLICY) {
+        out.push(("tls_policy", d.tls_policy.clone().unwrap_or_default(), TLS_POLICY.to_owned()));
+    }
+    out
+}
+
+#[async_trait]
+impl Provisioner for OpenSearchProvisioner {
+    type Spec = DatastoresSpec;
+    type Observed = ObservedOpenSearch;
+    type Output = OpenSearchOutput;
+    type Error = DatastoresError;
+
+    fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
+        spec.validate(ctx)
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedOpenSearch> {
+        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let mut o = ObservedOpenSearch::default();
+        if let Some(sg) = self.sg.find(spec.vpc_id.to_string(), sgn.clone()).await.at("DescribeSecurityGroups", &sgn)? {
+            owned(ctx, "security group", &sgn, &sg.tags)?;
+            o.security_group = Some(sg);
+        }
+        if let Some(d) = self.search.describe(name.clone()).await.at("DescribeDomain", &name)? {
+            owned(ctx, "OpenSearch domain", &name, &d.tags)?;
+            o.domain = Some(d);
+        }
+        o.secret = crate::secrets::secret_exists(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster).await?;
+        Ok(o)
+    }
+
+    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSearch) -> Plan {
+        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let mut plan = Plan::new();
+        if !o.secret {
+            plan.push(
+                Change::new(
+                    Action::Create,
+                    ResourceRef::new("secretsmanager:secret", SecretKind::OpenSearchMaster.name(ctx)),
+                )
+                .field("value", None::<&str>, Some("(generated)")),
+            );
+        }
+        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
+        let want_rules = wanted_rules(PORT, &sources);
+        let sg_ref = ResourceRef::new("ec2:security-group", &sgn);
+        match &o.security_group {
+            None => plan.push(Change::new(Action::Create, sg_ref).field(
+                "ingress",
+                None::<&str>,
+                Some(format!("tcp/{PORT} from {}", sources.join(", "))),
+            )),
+            Some(sg) if sg.ingress != want_rules => {
+                plan.push(Change::new(Action::Update, sg_ref.with_id(&sg.id)).field(
+                    "ingress",
+                    Some(format!("{:?}", sg.ingress)),
+                    Some(format!("{want_rules:?}")),
+                ))
+            }
+            Some(_) => {}
+        }
+        let sg_id = o.security_group.as_ref().map(|s| s.id.clone()).unwrap_or_else(|| "(known after apply)".to_owned());
+        let want = self.config(ctx, spec, &sg_id);
+        let d_ref = ResourceRef::new("opensearch:domain", &name);
+        match &o.domain {
+            None => plan.push(
+                Change::new(Action::Create, d_ref)
+                    .field("engine_version", None::<&str>, Some(&want.engine_version))
+                    .field("nodes", None::<&str>, Some(format!("{} x {}", want.instance_count, want.instance_type)))
+                    .field("zone_awareness", None::<&str>, Some(format!("{:?}", want.zone_awareness)))
+                    .field("ebs", None::<&str>, Some(format!("gp3 {} GiB", want.volume_gib)))
+                    .field("encryption", None::<&str>, Some("at rest, node-to-node, HTTPS TLS 1.2"))
+                    .field("fine_grained_access_control", None::<bool>, Some(true)),
+            ),
+            Some(d) => {
+                let r = d_ref.with_id(&d.arn);
+                let fixed = immutable_drift(d, spec);
+                if !fixed.is_empty() {
+                    let mut c = Change::new(Action::Replace, r.clone()).because("cannot change in place");
+                    for (f, h, w) in fixed {
+                        c = c.field(f, Some(h), Some(w));
+                    }
+                    plan.push(c);
+                }
+                let mut c = Change::new(Action::Update, r);
+                if o.security_group.is_some() {
+                    for (f, h, w) in settings_drift(d, &want) {
+                        c = c.field(f, Some(h), Some(w));
+                    }
+                }
+                for (k, v) in tag_drift(&want.tags, &d.tags) {
+                    c = c.field(format!("tags.{k}"), d.tags.get(&k), Some(v));
+                }
+                if !c.fields.is_empty() {
+                    plan.push(c);
+                }
+            }
+        }
+        plan
+    }
+
+    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<OpenSearchOutput> {
+        spec.validate(ctx)?;
+        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let o = self.observe(ctx, spec).await?;
+        if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
+            let f = &c.fields[0];
+            return Err(DatastoresError::ReplacementRefused {
+                resource: name,
+                field: f.path.clone(),
+                have: f.before.clone().unwrap_or_default(),
+                want: f.after.clone().unwrap_or_default(),
+            });
+        }
+        let secret =
+            ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)
+                .await?;
+        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
+        let sg = ensure_security_group(
+            ctx,
+            self.sg.as_ref(),
+            spec.vpc_id.as_str(),
+            &sgn,
+            "opensearch-security-group",
+            PORT,
+            &sources,
+        )
+        .await?;
+        let mut config = self.config(ctx, spec, &sg);
+        match &o.domain {
+            None => {
+                let user = secret
+                    .field("username")
+                    .map(|u| secrecy::ExposeSecret::expose_secret(&u).to_owned())
+                    .unwrap_or_else(|| spec.opensearch.master_user.clone());
+                let password = secret.field("password").unwrap_or_else(|| secret.value().clone());
+                config.master = Some((user, password));
+                match self.search.create(config).await {
+                    Ok(_) => tracing::info!(domain = %name, "creating OpenSearch domain"),
+                    Err(e) if e.is_already_exists() => {}
+                    Err(e) => return Err(e).at("CreateDomain", &name),
+                }
+            }
+            Some(d) => {
+                let d = if d.processing { self.wait_ready(ctx, &name).await? } else { d.clone() };
+                if !settings_drift(&d, &config).is_empty() {
+                    self.search.update(config.clone()).await.at("UpdateDomainConfig", &name)?;
+                }
+                let drift = tag_drift(&config.tags, &d.tags);
+                if !drift.is_empty() {
+                    self.search.tag(d.arn.clone(), drift).await.at("AddTags", &name)?;
+                }
+            }
+        }
+        let d = self.wait_ready(ctx, &name).await?;
+        Ok(OpenSearchOutput {
+            domain_name: name,
+            arn: Arn::new(&d.arn),
+            endpoint: d.vpc_endpoint.clone().unwrap_or_default(),
+            port: PORT,
+            master_secret_arn: secret.arn.clone(),
+            security_group_id: SecurityGroupId::new(sg),
+        })
+    }
+
+    /// Domain (wait gone) -> security group -> master secret. The index is derived data
+    /// (Dify re-indexes from the database and storage), so no data-policy check applies.
+    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let mut deleted = Vec::new();
+        if let Some(d) =
+            self.search.describe(name.clone()).await.at("DescribeDomain", &name)?.filter(|d| ctx.owns_tags(&d.tags))
+        {
+            if !d.deleted {
+                dify_stack_core::ignore_not_found(self.search.delete(name.clone()).await).at("DeleteDomain", &name)?;
+            }
+            wait_for(ctx, format!("OpenSearch domain {name} to be deleted"), caps::OPENSEARCH, || async {
+                Ok(self.search.describe(name.clone()).await.at("DescribeDomain", &name)?.map(|_| "deleting".to_owned()))
+            })
+            .await?;
+            deleted.push(ResourceRef::new("opensearch:domain", &name).with_id(&d.arn));
+        }
+        if let Some(id) = delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &sgn).await? {
+            deleted.push(ResourceRef::new("ec2:security-group", &sgn).with_id(id));
+        }
+        if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, policy).await? {
+            deleted
+                .push(ResourceRef::new("secretsmanager:secret", SecretKind::OpenSearchMaster.name(ctx)).with_id(arn));
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,355 @@
+//! ElastiCache Redis: security group, cache subnet group, and a replication group (cluster
+//! mode off) with encryption at rest and in transit and an AUTH token kept in Secrets Manager.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
+use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use serde::Serialize;
+
+use crate::client::{ElastiCacheApi, ReplicationGroupCreate, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
+use crate::common::{
+    At, DataPolicy, DatastoresError, Result, caps, delete_security_group, ensure_security_group, owned, tag_drift,
+    wait_for, wait_value, wanted_rules,
+};
+use crate::secrets::{SecretKind, delete_secret, ensure_secret};
+use crate::spec::DatastoresSpec;
+use dify_stack_core::Probe;
+
+/// Redis's port.
+pub const PORT: i32 = 6379;
+
+/// The names of Redis's resources (all `<stack>-redis`).
+pub fn name(ctx: &Context) -> String {
+    format!("{}-redis", ctx.stack())
+}
+
+/// What Redis hands on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedisOutput {
+    /// Replication group id.
+    pub replication_group_id: String,
+    /// ARN.
+    pub arn: Arn,
+    /// Primary endpoint host.
+    pub primary_endpoint: String,
+    /// Reader endpoint host.
+    pub reader_endpoint: Option<String>,
+    /// Port.
+    pub port: i32,
+    /// TLS is on (always).
+    pub tls: bool,
+    /// The AUTH token's secret.
+    pub auth_secret_arn: SecretArn,
+    /// Security group.
+    pub security_group_id: SecurityGroupId,
+}
+
+/// What exists.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedRedis {
+    /// Security group.
+    pub security_group: Option<SgInfo>,
+    /// Cache subnet group exists.
+    pub subnet_group: bool,
+    /// Replication group.
+    pub group: Option<ReplicationGroupInfo>,
+    /// The AUTH secret exists.
+    pub secret: bool,
+}
+
+/// Provisions Redis.
+#[derive(Clone)]
+pub struct RedisProvisioner {
+    cache: Arc<dyn ElastiCacheApi>,
+    sg: Arc<dyn SgApi>,
+    secrets: Arc<dyn SecretsApi>,
+    policy: Option<DataPolicy>,
+}
+
+impl std::fmt::Debug for RedisProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisProvisioner").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl RedisProvisioner {
+    /// A provisioner over the given clients.
+    pub fn new(cache: Arc<dyn ElastiCacheApi>, sg: Arc<dyn SgApi>, secrets: Arc<dyn SecretsApi>) -> Self {
+        RedisProvisioner { cache, sg, secrets, policy: None }
+    }
+
+    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
+    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    async fn wait_available(&self, ctx: &Context, id: &str) -> Result<ReplicationGroupInfo> {
+        wait_value(ctx, format!("Redis {id} to be available"), caps::REDIS, || async {
+            match self.cache.describe(id.to_owned()).await.at("DescribeReplicationGroups", id)? {
+                Some(g) if g.status == "available" => Ok(Probe::Done(g)),
+                Some(g) if g.status == "create-failed" => Err(DatastoresError::Failed {
+                    kind: "Redis replication group",
+                    name: id.to_owned(),
+                    status: g.status,
+                }),
+                Some(g) => Ok(Probe::Pending(g.status)),
+                None => Ok(Probe::Pending("not visible yet".to_owned())),
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Provisioner for RedisProvisioner {
+    type Spec = DatastoresSpec;
+    type Observed = ObservedRedis;
+    type Output = RedisOutput;
+    type Error = DatastoresError;
+
+    fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
+        spec.validate(ctx)
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedRedis> {
+        let n = name(ctx);
+        let mut o = ObservedRedis::default();
+        if let Some(sg) = self.sg.find(spec.vpc_id.to_string(), n.clone()).await.at("DescribeSecurityGroups", &n)? {
+            owned(ctx, "security group", &n, &sg.tags)?;
+            o.security_group = Some(sg);
+        }
+        if let Some(tags) = self.cache.find_subnet_group(n.clone()).await.at("DescribeCacheSubnetGroups", &n)? {
+            owned(ctx, "cache subnet group", &n, &tags)?;
+            o.subnet_group = true;
+        }
+        if let Some(g) = self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)? {
+            owned(ctx, "Redis replication group", &n, &g.tags)?;
+            o.group = Some(g);
+        }
+        o.secret = crate::secrets::secret_exists(ctx, self.secrets.as_ref(), SecretKind::RedisAuth).await?;
+        Ok(o)
+    }
+
+    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -> Plan {
+        let n = name(ctx);
+        let r = &spec.redis;
+        let mut plan = Plan::new();
+        if !o.secret {
+            plan.push(
+                Change::new(Action::Create, ResourceRef::new("secretsmanager:secret", SecretKind::RedisAuth.name(ctx)))
+                    .field("value", None::<&str>, Some("(generated)")),
+            );
+        }
+        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
+        let want_rules = wanted_rules(PORT, &sources);
+        let sg_ref = ResourceRef::new("ec2:security-group", &n);
+        match &o.security_group {
+            None => plan.push(Change::new(Action::Create, sg_ref).field(
+                "ingress",
+                None::<&str>,
+                Some(format!("tcp/{PORT} from {}", sources.join(", "))),
+            )),
+            Some(sg) if sg.ingress != want_rules => {
+                plan.push(Change::new(Action::Update, sg_ref.with_id(&sg.id)).field(
+                    "ingress",
+                    Some(format!("{:?}", sg.ingress)),
+                    Some(format!("{want_rules:?}")),
+                ))
+            }
+            Some(_) => {}
+        }
+        if !o.subnet_group {
+            plan.push(Change::new(Action::Create, ResourceRef::new("elasticache:subnet-group", &n)));
+        }
+        let g_ref = ResourceRef::new("elasticache:replication-group", &n);
+        match &o.group {
+            None => plan.push(
+                Change::new(Action::Create, g_ref)
+                    .field("engine", None::<&str>, Some(format!("redis {}", r.engine_version)))
+                    .field("node_type", None::<&str>, Some(&r.node_type))
+                    .field("nodes", None::<i32>, Some(r.nodes))
+                    .field("multi_az", None::<bool>, Some(r.multi_az))
+                    .field("encryption", None::<&str>, Some("at rest + in transit, AUTH")),
+            ),
+            Some(g) => {
+                let gr = g_ref.with_id(&g.arn);
+                let mut replace =
+                    Change::new(Action::Replace, gr.clone()).because("encryption and AUTH can only be set at creation");
+                if !g.at_rest_encryption {
+                    replace = replace.field("at_rest_encryption", Some(false), Some(true));
+                }
+                if !g.transit_encryption {
+                    replace = replace.field("transit_encryption", Some(false), Some(true));
+                }
+                if !replace.fields.is_empty() {
+                    plan.push(replace);
+                }
+                let mut c = Change::new(Action::Update, gr);
+                if g.node_type != r.node_type {
+                    c = c.field("node_type", Some(&g.node_type), Some(&r.node_type));
+                }
+                if g.members.len() as i32 != r.nodes {
+                    c = c.field("nodes", Some(g.members.len()), Some(r.nodes));
+                }
+                if g.snapshot_retention_days != r.snapshot_retention_days {
+                    c = c.field(
+                        "snapshot_retention_days",
+                        Some(g.snapshot_retention_days),
+                        Some(r.snapshot_retention_days),
+                    );
+                }
+                let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
+                for (k, v) in tag_drift(&tags, &g.tags) {
+                    c = c.field(format!("tags.{k}"), g.tags.get(&k), Some(v));
+                }
+                if !c.fields.is_empty() {
+                    plan.push(c);
+                }
+            }
+        }
+        plan
+    }
+
+    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<RedisOutput> {
+        spec.validate(ctx)?;
+        let n = name(ctx);
+        let r = &spec.redis;
+        let o = self.observe(ctx, spec).await?;
+        if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
+            let p = ctx.permissions;
+            if !(p.allow_replace && p.allow_data_loss) {
+                let f = &c.fields[0];
+                return Err(DatastoresError::ReplacementRefused {
+                    resource: n,
+                    field: f.path.clone(),
+                    have: f.before.clone().unwrap_or_default(),
+                    want: f.after.clone().unwrap_or_default(),
+                });
+            }
+        }
+        let secret = ensure_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, "").await?;
+        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
+        let sg = ensure_security_group(
+            ctx,
+            self.sg.as_ref(),
+            spec.vpc_id.as_str(),
+            &n,
+            "redis-security-group",
+            PORT,
+            &sources,
+        )
+        .await?;
+        if !o.subnet_group {
+            let tags = ctx.tags_for(Tier::Datastores, "redis-subnet-group", &n);
+            match self
+                .cache
+                .create_subnet_group(n.clone(), spec.subnets.iter().map(|s| s.id.to_string()).collect(), tags)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => return Err(e).at("CreateCacheSubnetGroup", &n),
+            }
+        }
+        let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
+        match &o.group {
+            None => {
+                let create = ReplicationGroupCreate {
+                    id: n.clone(),
+                    engine_version: r.engine_version.clone(),
+                    node_type: r.node_type.clone(),
+                    nodes: r.nodes,
+                    multi_az: r.multi_az,
+                    snapshot_retention_days: r.snapshot_retention_days,
+                    subnet_group: n.clone(),
+                    security_group: sg.clone(),
+                    auth_token: secret.value().clone(),
+                    tags,
+                };
+                match self.cache.create(create).await {
+                    Ok(()) => tracing::info!(replication_group = %n, "creating Redis"),
+                    Err(e) if e.is_already_exists() => {}
+                    Err(e) => return Err(e).at("CreateReplicationGroup", &n),
+                }
+            }
+            Some(g) => {
+                let mut g = if g.status == "available" { g.clone() } else { self.wait_available(ctx, &n).await? };
+                let node_type = (g.node_type != r.node_type).then(|| r.node_type.clone());
+                let retention =
+                    (g.snapshot_retention_days != r.snapshot_retention_days).then_some(r.snapshot_retention_days);
+                if node_type.is_some() || retention.is_some() {
+                    self.cache.modify(n.clone(), node_type, retention).await.at("ModifyReplicationGroup", &n)?;
+                    g = self.wait_available(ctx, &n).await?;
+                }
+                let have = g.members.len() as i32;
+                if have != r.nodes {
+                    self.cache
+                        .set_replicas(n.clone(), r.nodes - 1, r.nodes > have)
+                        .await
+                        .at("ModifyReplicaCount", &n)?;
+                }
+                let drift = tag_drift(&tags, &g.tags);
+                if !drift.is_empty() {
+                    self.cache.tag(g.arn.clone(), drift).await.at("AddTagsToResource", &n)?;
+                }
+            }
+        }
+        let g = self.wait_available(ctx, &n).await?;
+        let (host, port) = g.primary_endpoint.clone().unwrap_or_default();
+        Ok(RedisOutput {
+            replication_group_id: n,
+            arn: Arn::new(&g.arn),
+            primary_endpoint: host,
+            reader_endpoint: g.reader_endpoint.clone(),
+            port: if port == 0 { PORT } else { port },
+            tls: true,
+            auth_secret_arn: secret.arn.clone(),
+            security_group_id: SecurityGroupId::new(sg),
+        })
+    }
+
+    /// Replication group (wait gone) -> subnet group -> security group -> AUTH secret.
+    /// A cache holds no data of record, so no data-policy check applies to it.
+    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let n = name(ctx);
+        let mut deleted = Vec::new();
+        if let Some(g) =
+            self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)?.filter(|g| ctx.owns_tags(&g.tags))
+        {
+            if g.status != "deleting" {
+                dify_stack_core::ignore_not_found(self.cache.delete(n.clone()).await)
+                    .at("DeleteReplicationGroup", &n)?;
+            }
+            wait_for(ctx, format!("Redis {n} to be deleted"), caps::REDIS, || async {
+                Ok(self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)?.map(|g| g.status))
+            })
+            .await?;
+            deleted.push(ResourceRef::new("elasticache:replication-group", &n).with_id(&g.arn));
+        }
+        if let Some(tags) = self.cache.find_subnet_group(n.clone()).await.at("DescribeCacheSubnetGroups", &n)?
+            && ctx.owns_tags(&tags)
+        {
+            dify_stack_core::wait::retry(
+                &format!("DeleteCacheSubnetGroup {n}"),
+                &ctx.wait.capped(std::time::Duration::from_secs(5 * 60)),
+                ctx.cancellation(),
+                dify_stack_core::AwsError::is_dependency_violation,
+                || async { dify_stack_core::ignore_not_found(self.cache.delete_subnet_group(n.clone()).await) },
+            )
+            .await
+            .map_err(|e| DatastoresError::from_aws_wait(e, "DeleteCacheSubnetGroup", &n))?;
+            deleted.push(ResourceRef::new("elasticache:subnet-group", &n));
+        }
+        if let Some(id) = delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &n).await? {
+            deleted.push(ResourceRef::new("ec2:security-group", &n).with_id(id));
+        }
+        if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, policy).await? {
+            deleted.push(ResourceRef::new("secretsmanager:secret", SecretKind::RedisAuth.name(ctx)).with_id(arn));
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,245 @@
+//! Generated secrets: made once with a CSPRNG, kept in Secrets Manager under `<stack>/...` with
+//! the ownership tags, read back (never regenerated) on every later apply. A secret scheduled
+//! for deletion is restored rather than colliding. Values are [`SecretString`]s: never in
+//! `Debug`, logs, plans or errors.
+
+use base64::Engine as _;
+use dify_stack_core::ids::SecretArn;
+use dify_stack_core::{Context, Tier};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+
+use crate::client::SecretsApi;
+use crate::common::{At, DataPolicy, Result, owned, tag_drift};
+
+/// Recovery window of secrets deleted without `delete_data`.
+pub const RECOVERY_WINDOW_DAYS: i64 = 7;
+
+/// Which secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// `<stack>/redis-auth`: the Redis AUTH token.
+    RedisAuth,
+    /// `<stack>/opensearch-master`: `{"username", "password"}` of the OpenSearch master user.
+    OpenSearchMaster,
+    /// `<stack>/dify-app`: Dify's app secret key, inner API keys and the 32-byte
+    /// `passwordEncryptionKey`.
+    DifyApp,
+}
+
+impl SecretKind {
+    /// The name suffix after `<stack>/`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            SecretKind::RedisAuth => "redis-auth",
+            SecretKind::OpenSearchMaster => "opensearch-master",
+            SecretKind::DifyApp => "dify-app",
+        }
+    }
+
+    /// The secret's name for a stack.
+    pub fn name(self, ctx: &Context) -> String {
+        format!("{}/{}", ctx.stack(), self.suffix())
+    }
+
+    /// A fresh value from the system CSPRNG.
+    pub fn generate(self, opensearch_user: &str) -> SecretString {
+        match self {
+            SecretKind::RedisAuth => SecretString::from(random_alnum(64)),
+            SecretKind::OpenSearchMaster => {
+                let value = serde_json::json!({ "username": opensearch_user, "password": opensearch_password() });
+                SecretString::from(value.to_string())
+            }
+            SecretKind::DifyApp => {
+                let b64 = |n| base64::engine::general_purpose::STANDARD.encode(random_bytes(n));
+                let value = serde_json::json!({
+                    "app_secret_key": b64(42),
+                    "inner_api_key": b64(32),
+                    "plugin_daemon_key": b64(32),
+                    "plugin_inner_api_key": b64(32),
+                    "password_encryption_key": b64(32),
+                });
+                SecretString::from(value.to_string())
+            }
+        }
+    }
+}
+
+/// A secret by reference. `Debug` shows the name and ARN only.
+#[derive(Clone, Serialize)]
+pub struct StoredSecret {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: SecretArn,
+    #[serde(skip)]
+    value: SecretString,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("name", &self.name)
+            .field("arn", &self.arn)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+impl PartialEq for StoredSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.arn == other.arn && self.value.expose_secret() == other.value.expose_secret()
+    }
+}
+
+impl StoredSecret {
+    /// The value. Callers decide where it may go (a Helm values file, a Kubernetes secret).
+    pub fn value(&self) -> &SecretString {
+        &self.value
+    }
+
+    /// A JSON field of the value (for the JSON secrets).
+    pub fn field(&self, key: &str) -> Option<SecretString> {
+        let v: serde_json::Value = serde_json::from_str(self.value.expose_secret()).ok()?;
+        v.get(key)?.as_str().map(|s| SecretString::from(s.to_owned()))
+    }
+}
+
+/// Reads the stack's secret, creating it with a generated value on first use and restoring it
+/// when it is scheduled for deletion.
+pub async fn ensure_secret(
+    ctx: &Context,
+    api: &dyn SecretsApi,
+    kind: SecretKind,
+    opensearch_user: &str,
+) -> Result<StoredSecret> {
+    let name = kind.name(ctx);
+    let tags = ctx.tags_for(Tier::Datastores, &format!("secret-{}", kind.suffix()), &name);
+    let meta = match api.describe(name.clone()).await.at("DescribeSecret", &name)? {
+        Some(meta) => meta,
+        None => match api.create(name.clone(), kind.generate(opensearch_user), tags.clone()).await {
+            Ok(arn) => {
+                tracing::info!(secret = %name, "created secret");
+                crate::client::SecretMeta { arn, name: name.clone(), pending_deletion: false, tags: tags.clone() }
+            }
+            // Our own earlier create whose response was lost: use what is stored.
+            Err(e) if e.is_already_exists() => {
+                api.describe(name.clone()).await.at("DescribeSecret", &name)?.ok_or(e).at("CreateSecret", &name)?
+            }
+            Err(e) => return Err(e).at("CreateSecret", &name),
+        },
+    };
+    owned(ctx, "secret", &name, &meta.tags)?;
+    if meta.pending_deletion {
+        api.restore(meta.arn.clone()).await.at("RestoreSecret", &name)?;
+        tracing::info!(secret = %name, "restored secret scheduled for deletion");
+    }
+    let drift = tag_drift(&tags, &meta.tags);
+    if !drift.is_empty() {
+        api.tag(meta.arn.clone(), drift).await.at("TagResource", &name)?;
+    }
+    let value = api.get_value(meta.arn.clone()).await.at("GetSecretValue", &name)?;
+    Ok(StoredSecret { name, arn: SecretArn::new(meta.arn), value })
+}
+
+/// Whether the secret exists (and is ours), for plans.
+pub async fn secret_exists(ctx: &Context, api: &dyn SecretsApi, kind: SecretKind) -> Result<bool> {
+    let name = kind.name(ctx);
+    Ok(api
+        .describe(name.clone())
+        .await
+        .at("DescribeSecret", &name)?
+        .is_some_and(|m| ctx.owns_tags(&m.tags) && !m.pending_deletion))
+}
+
+/// Deletes the secret if it is ours: with the recovery window, or at once when the policy
+/// deletes data. Returns the ARN when something was deleted.
+pub async fn delete_secret(
+    ctx: &Context,
+    api: &dyn SecretsApi,
+    kind: SecretKind,
+    policy: DataPolicy,
+) -> Result<Option<String>> {
+    let name = kind.name(ctx);
+    let Some(meta) = api.describe(name.clone()).await.at("DescribeSecret", &name)? else { return Ok(None) };
+    if !ctx.owns_tags(&meta.tags) || (meta.pending_deletion && !policy.delete_data) {
+        return Ok(None);
+    }
+    dify_stack_core::ignore_not_found(api.delete(meta.arn.clone(), policy.delete_data, RECOVERY_WINDOW_DAYS).await)
+        .at("DeleteSecret", &name)?;
+    Ok(Some(meta.arn))
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    // The system CSPRNG; failing to read it is not recoverable.
+    aws_lc_rs::rand::fill(&mut buf).expect("the system random number generator is unavailable");
+    buf
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `n` characters of `[A-Za-z0-9]`, unbiased (rejection sampling).
+fn random_alnum(n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        for b in random_bytes(n) {
+            // 248 = 4 * 62: bytes above it would bias the first characters.
+            if b < 248 && out.len() < n {
+                out.push(ALNUM[(b % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// An OpenSearch master password: 32 characters with upper, lower, digit and special.
+fn opensearch_password() -> String {
+    loop {
+        let mut p = random_alnum(31);
+        let specials = b"!#%^*-_+=";
+        p.push(specials[(random_bytes(1)[0] as usize) % specials.len()] as char);
+        let has = |f: fn(&char) -> bool| p.chars().any(|c| f(&c));
+        if has(char::is_ascii_uppercase) && has(char::is_ascii_lowercase) && has(char::is_ascii_digit) {
+            return p;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_values_have_the_right_shape_and_differ() {
+        let a = SecretKind::RedisAuth.generate("u");
+        let b = SecretKind::RedisAuth.generate("u");
+        assert_eq!(a.expose_secret().len(), 64);
+        assert!(a.expose_secret().chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        let os: serde_json::Value =
+            serde_json::from_str(SecretKind::OpenSearchMaster.generate("dify-admin").expose_secret()).unwrap();
+        assert_eq!(os["username"], "dify-admin");
+        let pw = os["password"].as_str().unwrap();
+        assert_eq!(pw.len(), 32);
+        assert!(pw.chars().any(|c| "!#%^*-_+=".contains(c)));
+        let app: serde_json::Value = serde_json::from_str(SecretKind::DifyApp.generate("").expose_secret()).unwrap();
+        let key =
+            base64::engine::general_purpose::STANDARD.decode(app["password_encryption_key"].as_str().unwrap()).unwrap();
+        assert_eq!(key.len(), 32);
+        for k in ["app_secret_key", "inner_api_key", "plugin_daemon_key", "plugin_inner_api_key"] {
+            assert!(app[k].as_str().unwrap().len() >= 40, "{k}");
+        }
+    }
+
+    #[test]
+    fn alnum_sampling_covers_the_alphabet_evenly() {
+        let s = random_alnum(62_000);
+        let mut counts = [0usize; 62];
+        for c in s.bytes() {
+            counts[ALNUM.iter().position(|a| *a == c).unwrap()] += 1;
+        }
+        // Expected 1000 each; 5 sigma is about 160.
+        assert!(counts.iter().all(|n| (800..1200).contains(n)), "{counts:?}");
+    }
+}

@@ -1,0 +1,405 @@
+//! Datastores against mocks of the client traits, for what the emulator cannot show: state
+//! transitions (RDS/ElastiCache/OpenSearch change state only over time in AWS), regions without
+//! the Data API, and that refused destroys make no write at all.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dify_stack_core::ids::{AvailabilityZone, SecurityGroupId, SubnetId, VpcId};
+use dify_stack_core::{Context, Environment, Provisioner, Tier, WaitPolicy};
+use secrecy::SecretString;
+
+use crate::client::*;
+use crate::*;
+
+fn ctx_in(region: &str, env: Environment) -> Context {
+    Context::new("ds-mock", env, region).unwrap().with_account_id("123456789012").with_wait(WaitPolicy {
+        initial_interval: Duration::from_secs(10),
+        max_interval: Duration::from_secs(60),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_wait: Duration::from_secs(4 * 3600),
+    })
+}
+
+fn spec(env: Environment, azs: usize) -> DatastoresSpec {
+    let subnets = (0..azs)
+        .map(|i| PlacedSubnet {
+            id: SubnetId::new(format!("subnet-{i}")),
+            availability_zone: AvailabilityZone::new(format!("us-west-2{}", (b'a' + i as u8) as char)),
+        })
+        .collect();
+    DatastoresSpec::for_environment(env, VpcId::new("vpc-1"), subnets, vec![SecurityGroupId::new("sg-nodes")])
+}
+
+fn owned_tags(ctx: &Context, component: &str, name: &str) -> dify_stack_core::Tags {
+    ctx.tags_for(Tier::Datastores, component, name)
+}
+
+/// A security group API whose groups already exist with the right rules.
+fn ready_sg(ctx: &Context, port: i32) -> MockSgApi {
+    let tags = owned_tags(ctx, "x", "x");
+    let mut sg = MockSgApi::new();
+    sg.expect_find().returning(move |_, name| {
+        Ok(Some(SgInfo {
+            id: format!("sg-{name}"),
+            tags: tags.clone(),
+            ingress: vec![("tcp".into(), port, port, "sg-nodes".into())],
+        }))
+    });
+    // The stand-in tags differ in Name/component: re-tagging them is expected.
+    sg.expect_tag().returning(|_, _| Ok(()));
+    sg
+}
+
+/// A secrets API whose secrets exist.
+fn ready_secrets(ctx: &Context) -> MockSecretsApi {
+    let tags = owned_tags(ctx, "x", "x");
+    let mut s = MockSecretsApi::new();
+    s.expect_describe().returning(move |name| {
+        Ok(Some(SecretMeta {
+            arn: format!("arn:aws:secretsmanager:us-west-2:1:secret:{name}"),
+            name,
+            pending_deletion: false,
+            tags: tags.clone(),
+        }))
+    });
+    s.expect_tag().returning(|_, _| Ok(()));
+    s.expect_get_value().returning(|_| {
+        Ok(SecretString::from(r#"{"username":"dify-admin","password":"Pw1!xxxxxxxxxxxxxxxxxxxxxxx"}"#.to_owned()))
+    });
+    s
+}
+
+#[test]
+fn validation_names_each_bad_field() {
+    let ctx = ctx_in("us-west-2", Environment::Prod);
+    // Prod OpenSearch on a 2-AZ network: 3 zone-aware nodes cannot be placed.
+    let errs = spec(Environment::Prod, 2).validate(&ctx).unwrap_err();
+    assert_eq!(errs.paths(), ["opensearch.zone_awareness"], "{errs}");
+    assert!(errs.to_string().contains("3 zone-aware nodes need 3 availability zones but the network has 2"), "{errs}");
+    assert!(errs.to_string().contains("network.az_count = 3"), "{errs}");
+    spec(Environment::Prod, 3).validate(&ctx).unwrap();
+
+    let mut s = spec(Environment::Prod, 3);
+    s.aurora.min_acu = 0.3;
+    s.aurora.max_acu = 300.0;
+    s.redis.nodes = 1;
+    s.opensearch.instance_count = 4;
+    s.aurora.databases.push("Robert'); DROP".into());
+    s.aurora.deletion_protection = false;
+    s.aurora.final_snapshot = false;
+    s.source_security_groups.clear();
+    let errs = s.validate(&ctx).unwrap_err();
+    let paths = errs.paths();
+    for p in [
+        "aurora.min_acu",
+        "aurora.max_acu",
+        "redis.multi_az",
+        "opensearch.instance_count",
+        "aurora.databases[4]",
+        "aurora.deletion_protection",
+        "source_security_groups",
+    ] {
+        assert!(paths.contains(&p), "{p} missing: {paths:?}");
+    }
+    let mut s = spec(Environment::Test, 2);
+    s.aurora.min_acu = 5.0;
+    let errs = s.validate(&ctx_in("us-west-2", Environment::Test)).unwrap_err();
+    assert!(errs.to_string().contains("min 5 > max 4"), "{errs}");
+}
+
+#[test]
+fn profiles_follow_the_spec() {
+    let t = spec(Environment::Test, 2);
+    assert_eq!(
+        (t.aurora.min_acu, t.aurora.max_acu, t.aurora.instances, t.aurora.backup_retention_days),
+        (0.5, 4.0, 1, 1)
+    );
+    assert!(!t.aurora.deletion_protection);
+    assert_eq!((t.redis.node_type.as_str(), t.redis.nodes, t.redis.multi_az), ("cache.t4g.micro", 1, false));
+    assert_eq!((t.opensearch.instance_type.as_str(), t.opensearch.instance_count), ("m6g.large.search", 1));
+    let p = spec(Environment::Prod, 3);
+    assert_eq!(
+        (p.aurora.min_acu, p.aurora.max_acu, p.aurora.instances, p.aurora.backup_retention_days),
+        (1.0, 8.0, 2, 7)
+    );
+    assert!(p.aurora.deletion_protection && p.aurora.final_snapshot);
+    assert_eq!(
+        (p.redis.node_type.as_str(), p.redis.nodes, p.redis.multi_az, p.redis.snapshot_retention_days),
+        ("cache.t4g.small", 2, true, 3)
+    );
+    assert_eq!(
+        (p.opensearch.instance_type.as_str(), p.opensearch.instance_count, p.opensearch.zone_awareness),
+        ("m6g.4xlarge.search", 3, true)
+    );
+    assert_eq!(p.aurora.engine_version, "17.5");
+    assert_eq!(p.redis.engine_version, "7.1");
+    assert_eq!(p.opensearch.engine_version, "OpenSearch_2.19");
+}
+
+#[tokio::test(start_paused = true)]
+async fn redis_destroy_waits_through_deleting_until_gone() {
+    let ctx = ctx_in("us-west-2", Environment::Test);
+    let tags = owned_tags(&ctx, "redis", "ds-mock-redis");
+    let describes = Arc::new(AtomicUsize::new(0));
+    let mut cache = MockElastiCacheApi::new();
+    let d = describes.clone();
+    cache.expect_describe().returning(move |id| {
+        // AWS: available, then deleting for a while, then gone (moto stays "deleting" forever).
+        let n = d.fetch_add(1, Ordering::SeqCst);
+        Ok(match n {
+            0 => {
+                Some(ReplicationGroupInfo { id, status: "available".into(), tags: tags.clone(), ..Default::default() })
+            }
+            1..=4 => {
+                Some(ReplicationGroupInfo { id, status: "deleting".into(), tags: tags.clone(), ..Default::default() })
+            }
+            _ => None,
+        })
+    });
+    cache.expect_delete().times(1).returning(|_| Ok(()));
+    let sub_tags = owned_tags(&ctx, "redis-subnet-group", "ds-mock-redis");
+    cache.expect_find_subnet_group().returning(move |_| Ok(Some(sub_tags.clone())));
+    // The subnet group is "in use" once more while the last node goes away.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    cache.expect_delete_subnet_group().returning(move |_| {
+        if a.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(dify_stack_core::AwsError::new("DeleteCacheSubnetGroup", "CacheSubnetGroupInUse", "in use"))
+        } else {
+            Ok(())
+        }
+    });
+    let mut sg = ready_sg(&ctx, 6379);
+    sg.expect_delete().times(1).returning(|_| Ok(()));
+    let mut secrets = ready_secrets(&ctx);
+    secrets.expect_delete().withf(|_, force, days| !*force && *days == 7).times(1).returning(|_, _, _| Ok(()));
+    let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
+    let start = tokio::time::Instant::now();
+    let deleted = redis.destroy(&ctx, &spec(Environment::Test, 2)).await.unwrap();
+    assert_eq!(deleted.len(), 4, "{deleted:?}");
+    assert!(describes.load(Ordering::SeqCst) >= 6);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert!(start.elapsed() >= Duration::from_secs(10 + 20 + 40 + 60), "{:?}", start.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn opensearch_is_polled_until_not_processing_and_the_vpc_endpoint_is_set() {
+    let ctx = ctx_in("us-west-2", Environment::Test);
+    let tags = owned_tags(&ctx, "opensearch", "ds-mock-search");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut search = MockOpenSearchApi::new();
+    let c = calls.clone();
+    search.expect_describe().returning(move |name| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        let base = DomainInfo {
+            name,
+            arn: "arn:aws:es:us-west-2:1:domain/ds-mock-search".into(),
+            tags: tags.clone(),
+            ..Default::default()
+        };
+        Ok(match n {
+            0 => None, // observe: absent
+            1..=3 => Some(DomainInfo { processing: true, ..base }),
+            4 => Some(DomainInfo { processing: false, vpc_endpoint: None, ..base }),
+            _ => {
+                Some(DomainInfo { vpc_endpoint: Some("vpc-ds-mock-search.us-west-2.es.amazonaws.com".into()), ..base })
+            }
+        })
+    });
+    let created = Arc::new(Mutex::new(None));
+    let cr = created.clone();
+    search.expect_create().times(1).returning(move |config| {
+        *cr.lock().unwrap() = Some((
+            config.subnet_ids.clone(),
+            config.access_policy.clone(),
+            config.master.as_ref().map(|m| m.0.clone()),
+        ));
+        Ok(DomainInfo::default())
+    });
+    let os = OpenSearchProvisioner::new(Arc::new(search), Arc::new(ready_sg(&ctx, 443)), Arc::new(ready_secrets(&ctx)));
+    let out = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap();
+    assert_eq!(out.endpoint, "vpc-ds-mock-search.us-west-2.es.amazonaws.com");
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+    let (subnets, policy, user) = created.lock().unwrap().clone().unwrap();
+    assert_eq!(subnets, ["subnet-0"], "one subnet per node AZ");
+    assert_eq!(user.as_deref(), Some("dify-admin"));
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    assert_eq!(policy["Statement"][0]["Principal"]["AWS"], "arn:aws:iam::123456789012:root");
+    assert_eq!(policy["Statement"][0]["Resource"], "arn:aws:es:us-west-2:123456789012:domain/ds-mock-search/*");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_stuck_processing_times_out_within_the_cap() {
+    let ctx = ctx_in("us-west-2", Environment::Test);
+    let tags = owned_tags(&ctx, "opensearch", "ds-mock-search");
+    let mut search = MockOpenSearchApi::new();
+    search.expect_describe().returning(move |name| {
+        Ok(Some(DomainInfo {
+            name,
+            processing: true,
+            tags: tags.clone(),
+            at_rest_encryption: true,
+            node_to_node: true,
+            enforce_https: true,
+            fine_grained: true,
+            tls_policy: Some(opensearch::TLS_POLICY.into()),
+            engine_version: "OpenSearch_2.19".into(),
+            ..Default::default()
+        }))
+    });
+    let os = OpenSearchProvisioner::new(Arc::new(search), Arc::new(ready_sg(&ctx, 443)), Arc::new(ready_secrets(&ctx)));
+    let start = tokio::time::Instant::now();
+    let err = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap_err();
+    assert!(matches!(err, DatastoresError::Wait(dify_stack_core::WaitError::TimedOut { .. })), "{err:?}");
+    assert!(err.is_retryable());
+    // The context allows 4 h; the OpenSearch cap (90 min) wins.
+    assert!(
+        start.elapsed() >= caps::OPENSEARCH && start.elapsed() < caps::OPENSEARCH + Duration::from_secs(61),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_data_api_the_output_lists_the_statements_to_run() {
+    // China regions have no RDS Data API.
+    let ctx = ctx_in("cn-north-1", Environment::Test);
+    let tags = owned_tags(&ctx, "aurora", "ds-mock-aurora");
+    let mut rds = MockRdsApi::new();
+    let t = tags.clone();
+    rds.expect_find_subnet_group().returning(move |_| Ok(Some(t.clone())));
+    let cluster = DbClusterInfo {
+        id: "ds-mock-aurora".into(),
+        arn: "arn:aws-cn:rds:cn-north-1:1:cluster:ds-mock-aurora".into(),
+        status: "available".into(),
+        engine_version: "17.5".into(),
+        acu: Some((0.5, 4.0)),
+        backup_retention_days: 1,
+        security_groups: vec!["sg-ds-mock-aurora".into()],
+        master_secret_arn: Some("arn:aws-cn:secretsmanager:cn-north-1:1:secret:rds".into()),
+        endpoint: Some("w.example".into()),
+        tags,
+        ..Default::default()
+    };
+    rds.expect_describe_cluster().returning(move |_| Ok(Some(cluster.clone())));
+    rds.expect_list_instances().returning(|_| {
+        Ok(vec![DbInstanceInfo { id: "ds-mock-aurora-1".into(), status: "available".into(), ..Default::default() }])
+    });
+    rds.expect_execute().never();
+    rds.expect_enable_http_endpoint().never();
+    let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(ready_sg(&ctx, 5432)));
+    let out = aurora.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap();
+    assert!(out.databases.is_empty());
+    assert_eq!(
+        out.pending_statements,
+        [
+            "CREATE DATABASE \"dify\"",
+            "CREATE DATABASE \"dify_plugin_daemon\"",
+            "CREATE DATABASE \"enterprise\"",
+            "CREATE DATABASE \"audit\""
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn aurora_waits_for_available_and_fails_fast_on_a_failed_instance() {
+    let ctx = ctx_in("us-west-2", Environment::Test);
+    let tags = owned_tags(&ctx, "aurora", "ds-mock-aurora");
+    let mut rds = MockRdsApi::new();
+    rds.expect_find_subnet_group().returning(|_| Ok(None));
+    rds.expect_create_subnet_group().times(1).returning(|_, _, _| Ok(()));
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let t = tags.clone();
+    rds.expect_describe_cluster().returning(move |id| {
+        let k = n2.fetch_add(1, Ordering::SeqCst);
+        Ok((k > 0).then(|| DbClusterInfo {
+            id,
+            status: if k < 3 { "creating" } else { "available" }.into(),
+            tags: t.clone(),
+            ..Default::default()
+        }))
+    });
+    rds.expect_create_cluster()
+        .withf(|c| c.acu == (0.5, 4.0) && c.http_endpoint && c.engine_version == "17.5")
+        .times(1)
+        .returning(|c| Ok(DbClusterInfo { id: c.id, status: "creating".into(), ..Default::default() }));
+    rds.expect_create_instance()
+        .withf(|id, _, az, _| id == "ds-mock-aurora-1" && az == "us-west-2a")
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+    let listed = Arc::new(AtomicUsize::new(0));
+    rds.expect_list_instances().returning(move |_| {
+        let k = listed.fetch_add(1, Ordering::SeqCst);
+        // First list is the observation (nothing yet), then creating, then incompatible-network.
+        Ok(match k {
+            0 => vec![],
+            1 => {
+                vec![DbInstanceInfo { id: "ds-mock-aurora-1".into(), status: "creating".into(), ..Default::default() }]
+            }
+            _ => vec![DbInstanceInfo {
+                id: "ds-mock-aurora-1".into(),
+                status: "incompatible-network".into(),
+                ..Default::default()
+            }],
+        })
+    });
+    let mut sg = MockSgApi::new();
+    sg.expect_find().returning(|_, _| Ok(None));
+    sg.expect_create().times(1).returning(|_, _, _, _| Ok("sg-new".into()));
+    sg.expect_authorize()
+        .withf(|id, port, src| id == "sg-new" && *port == 5432 && src == "sg-nodes")
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(sg));
+    let err = aurora.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap_err();
+    assert!(
+        matches!(&err, DatastoresError::Failed { kind: "Aurora instance", status, .. } if status == "incompatible-network"),
+        "{err:?}"
+    );
+    assert!(n.load(Ordering::SeqCst) >= 4, "waited for the cluster to become available first");
+}
+
+#[tokio::test]
+async fn a_refused_prod_destroy_makes_no_write() {
+    let ctx = ctx_in("us-west-2", Environment::Prod);
+    let tags = owned_tags(&ctx, "aurora", "ds-mock-aurora");
+    let mut rds = MockRdsApi::new();
+    rds.expect_describe_cluster().returning(move |id| {
+        Ok(Some(DbClusterInfo {
+            id,
+            status: "available".into(),
+            deletion_protection: true,
+            tags: tags.clone(),
+            ..Default::default()
+        }))
+    });
+    // No expectation for any delete or modify: mockall panics if one is made.
+    let btags = owned_tags(&ctx, "bucket", "b");
+    let mut s3 = MockS3Api::new();
+    s3.expect_describe().returning(move |_| Ok(Some(BucketInfo { tags: btags.clone(), ..Default::default() })));
+    s3.expect_list_versions().returning(|_, _| Ok((vec![("a".into(), "v1".into()), ("b".into(), "v1".into())], None)));
+    let ds = DatastoresProvisioner::new(
+        AuroraProvisioner::new(Arc::new(rds), Arc::new(MockSgApi::new())),
+        RedisProvisioner::new(
+            Arc::new(MockElastiCacheApi::new()),
+            Arc::new(MockSgApi::new()),
+            Arc::new(MockSecretsApi::new()),
+        ),
+        OpenSearchProvisioner::new(
+            Arc::new(MockOpenSearchApi::new()),
+            Arc::new(MockSgApi::new()),
+            Arc::new(MockSecretsApi::new()),
+        ),
+        BucketProvisioner::new(Arc::new(s3)),
+        Arc::new(MockSecretsApi::new()),
+    );
+    let err = ds.destroy(&ctx, &spec(Environment::Prod, 3)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("deletion protection"), "{text}");
+    assert!(text.contains("bucket ds-mock-storage-123456789012 holds 2 object versions"), "{text}");
+    assert!(text.contains("--delete-data"), "{text}");
+}

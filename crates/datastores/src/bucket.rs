@@ -212,9 +212,17 @@ impl Provisioner for BucketProvisioner {
         plan
     }
 
+    /// Needs only the context (account id) and `spec.bucket`: the bucket waits for no other tier.
     async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<BucketOutput> {
-        spec.validate(ctx)?;
         let name = bucket_name(ctx);
+        let mut errs = SpecErrors::new();
+        if ctx.account_id().is_none() {
+            errs.push("account_id", "the bucket name embeds the account id", "set it with Context::with_account_id");
+        }
+        if let Err(e) = dify_stack_core::NameKind::S3Bucket.check(&name) {
+            errs.push("stack", e.to_string(), "choose a shorter stack name");
+        }
+        errs.into_result()?;
         let tags = ctx.tags_for(Tier::Datastores, "bucket", &name);
         let have = match self.observe(ctx, spec).await? {
             Some(b) => b,

@@ -1,29 +1,294 @@
 //! Provision the complete AWS infrastructure for Dify Enterprise from Rust.
 //!
-//! This facade re-exports the tier crates, one cargo feature per tier (all on by default):
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use dify_stack::{Profile, Stack};
 //!
-//! | feature | module | crate |
-//! |---|---|---|
-//! | (always) | [`core`] | `dify-stack-core`: the `Provisioner` contract, plans, context, errors |
-//! | `network` | `network` | `dify-stack-network`: VPC, subnets, NAT, routes, bring-your-own VPC |
-//! | `eks` | `eks` | `dify-stack-eks` (not implemented yet) |
-//! | `datastores` | `datastores` | `dify-stack-datastores` (not implemented yet) |
-//! | `registry` | `registry` | `dify-stack-registry`: ECR repositories and lifecycle policies |
-//! | `iam` | `iam` | `dify-stack-iam`: OIDC provider, IRSA roles, service accounts |
+//! let sdk = aws_config::load_from_env().await;
+//! let stack = Stack::connect(Profile::Test.config().with_name("dify-demo"), sdk).await?;
+//! println!("{}", stack.plan().await?);
+//! let outputs = stack.apply().await?;
+//! println!("{}", serde_json::to_string_pretty(&outputs)?);
+//! # Ok(()) }
+//! ```
 //!
-//! Profiles, the stack graph and its concurrent executor will live here (see the README's
-//! status section for what is built today).
+//! A [`StackConfig`] comes from a [`Profile`] (every value of STACK.md) and may be overridden
+//! in code or from a TOML/YAML file. [`Stack`] validates it all before any call, then plans,
+//! applies (tiers run concurrently as the [`graph`] allows, under a [stack lock](lock)) and
+//! destroys (reverse graph, data-safe by [`DataPolicy`]). Progress arrives as [`Event`]s.
+//!
+//! The tier crates are re-exported: [`core`], [`network`], [`eks`], [`datastores`],
+//! [`registry`], [`iam`].
+
+pub mod config;
+pub mod graph;
+pub mod lock;
+pub mod output;
+mod runner;
+#[cfg(test)]
+mod tests;
+pub mod wiring;
+
+use std::collections::BTreeMap;
 
 pub use dify_stack_core as core;
-pub use dify_stack_core::{Context, Environment, Plan, Provisioner};
-
-#[cfg(feature = "datastores")]
+pub use dify_stack_core::{CancellationToken, Context, Environment, Plan, Provisioner, ResourceRef};
 pub use dify_stack_datastores as datastores;
-#[cfg(feature = "eks")]
+pub use dify_stack_datastores::DataPolicy;
 pub use dify_stack_eks as eks;
-#[cfg(feature = "iam")]
 pub use dify_stack_iam as iam;
-#[cfg(feature = "network")]
 pub use dify_stack_network as network;
-#[cfg(feature = "registry")]
 pub use dify_stack_registry as registry;
+
+pub use config::{ConfigError, Profile, StackConfig};
+#[cfg(any(test, feature = "test-util"))]
+pub use graph::MockTierRunner;
+pub use graph::{Event, EventSink, Node, NodeError, NodeOutput, RunFailure, TierRunner};
+pub use lock::{ControlBucket, LockError, LockInfo};
+pub use output::{StackOutput, ValuesSecrets, helm_values};
+pub use runner::AwsRunner;
+
+use dify_stack_core::SpecErrors;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+
+/// Everything that can go wrong at the stack level.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// The configuration is invalid; nothing was called. Every violation is listed.
+    #[error("invalid stack configuration:\n{0}")]
+    Invalid(SpecErrors),
+    /// The account could not be identified (credentials?).
+    #[error("cannot identify the AWS account (sts:GetCallerIdentity): {0}")]
+    Account(dify_stack_core::AwsError),
+    /// The stack lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Some nodes failed, were skipped or the run was cancelled.
+    #[error("{0}")]
+    Run(RunFailure),
+    /// A single node failed (plan).
+    #[error("{node}: {error}")]
+    Node {
+        /// Node.
+        node: Node,
+        /// Error.
+        error: NodeError,
+    },
+    /// An AWS call outside the tiers failed.
+    #[error(transparent)]
+    Aws(#[from] dify_stack_core::AwsError),
+    /// Outputs are missing.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+impl StackError {
+    /// Exit code for CLIs: 2 for bad input/config, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StackError::Invalid(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// One node's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    /// The changes.
+    pub plan: Plan,
+    /// An upstream node is not converged yet: the plan is computed against planned ids and
+    /// shows what will be created once it is (ids known after apply).
+    pub upstream_pending: bool,
+}
+
+/// The plan of the whole stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackPlan {
+    /// Per node, in graph order.
+    pub nodes: BTreeMap<Node, NodePlan>,
+}
+
+impl StackPlan {
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.values().all(|p| p.plan.is_empty())
+    }
+
+    /// Number of changes.
+    pub fn len(&self) -> usize {
+        self.nodes.values().map(|p| p.plan.changes.len()).sum()
+    }
+}
+
+impl std::fmt::Display for StackPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (node, p) in &self.nodes {
+            if p.plan.is_empty() {
+                continue;
+            }
+            writeln!(f, "# {node}{}", if p.upstream_pending { " (after its upstream; ids known after apply)" } else { "" })?;
+            writeln!(f, "{}", p.plan)?;
+        }
+        let s = self.nodes.values().fold((0, 0, 0, 0), |acc, p| {
+            let x = p.plan.summary();
+            (acc.0 + x.create, acc.1 + x.update, acc.2 + x.replace, acc.3 + x.delete)
+        });
+        if self.is_empty() {
+            write!(f, "No changes. The stack matches the configuration.")
+        } else {
+            write!(f, "Plan: {} to add, {} to change, {} to replace, {} to destroy.", s.0, s.1, s.2, s.3)
+        }
+    }
+}
+
+/// A stack bound to an account: plan, apply, destroy, outputs, unlock.
+pub struct Stack {
+    cfg: StackConfig,
+    sdk: aws_types::SdkConfig,
+    account: String,
+    ctx: Context,
+    events: EventSink,
+    policy: DataPolicy,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack").field("name", &self.cfg.name).field("account", &self.account).field("region", &self.cfg.region).finish()
+    }
+}
+
+impl Stack {
+    /// Validates `cfg` (no call is made when it is invalid), identifies the account and binds
+    /// the stack to it. The SDK config's region is overridden by `cfg.region`.
+    pub async fn connect(cfg: StackConfig, sdk: aws_types::SdkConfig) -> Result<Stack, StackError> {
+        wiring::validate(&cfg).map_err(StackError::Invalid)?;
+        let sdk = sdk.into_builder().region(aws_types::region::Region::new(cfg.region.clone())).build();
+        let sts = aws_sdk_sts::Client::new(&sdk);
+        let who = dify_stack_core::AwsResultExt::aws(sts.get_caller_identity().send().await, "GetCallerIdentity").map_err(StackError::Account)?;
+        let account = who.account().unwrap_or_default().to_owned();
+        let ctx = wiring::context(&cfg, Some(&account)).map_err(StackError::Invalid)?;
+        Ok(Stack { cfg, sdk, account, ctx, events: EventSink::default(), policy: DataPolicy::default() })
+    }
+
+    /// Sends progress events to `sink`.
+    pub fn with_events(mut self, sink: EventSink) -> Self {
+        self.events = sink;
+        self
+    }
+
+    /// What destroy may delete that holds data (default: nothing).
+    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
+        self.policy = policy;
+        if policy.delete_data {
+            self.ctx.permissions.allow_data_loss = true;
+        }
+        self
+    }
+
+    /// Cancels runs through `token`: no new node starts; running nodes stop at their next wait.
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.ctx = self.ctx.with_cancellation(token);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StackConfig {
+        &self.cfg
+    }
+
+    /// The account id.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The context (stack, region, partition, tags, account).
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn runner(&self) -> AwsRunner {
+        AwsRunner::new(self.cfg.clone(), self.ctx.clone(), self.sdk.clone(), self.policy)
+    }
+
+    /// The control bucket (lock and recorded outputs).
+    pub fn control(&self) -> ControlBucket {
+        ControlBucket::new(&self.sdk, &self.account, &self.cfg.region)
+    }
+
+    /// The plan of every node. Writes nothing and takes no lock.
+    pub async fn plan(&self) -> Result<StackPlan, StackError> {
+        self.runner().plan_all().await.map_err(|(node, error)| StackError::Node { node, error })
+    }
+
+    /// Converges the whole stack under the stack lock; returns every output. The outputs (no
+    /// secret values) are recorded in the control bucket for [`Stack::output`].
+    pub async fn apply(&self) -> Result<StackOutput, StackError> {
+        let lock = self.control().acquire(&self.cfg.name, "apply").await?;
+        let runner = self.runner();
+        let result = graph::apply(&runner, self.ctx.cancellation(), &self.events).await;
+        let outcome = match result {
+            Ok(out) => {
+                let json = serde_json::to_value(&out).unwrap_or_default();
+                self.control().save_outputs(&self.cfg.name, &json).await.map(|_| out).map_err(StackError::from)
+            }
+            Err((_, failure)) => Err(StackError::Run(failure)),
+        };
+        lock.release().await?;
+        outcome
+    }
+
+    /// Destroys the whole stack (reverse graph) under the stack lock; returns what was deleted.
+    pub async fn destroy(&self) -> Result<Vec<ResourceRef>, StackError> {
+        let lock = self.control().acquire(&self.cfg.name, "destroy").await?;
+        let runner = self.runner();
+        let outcome = match graph::destroy(&runner, self.ctx.cancellation(), &self.events).await {
+            Ok(deleted) => self.control().delete_outputs(&self.cfg.name).await.map(|_| deleted).map_err(StackError::from),
+            Err((_, failure)) => Err(StackError::Run(failure)),
+        };
+        lock.release().await?;
+        outcome
+    }
+
+    /// The outputs recorded by the last successful apply.
+    pub async fn output(&self) -> Result<serde_json::Value, StackError> {
+        self.control()
+            .load_outputs(&self.cfg.name)
+            .await?
+            .ok_or_else(|| StackError::Incomplete(format!("stack {} has no recorded outputs: run apply first", self.cfg.name)))
+    }
+
+    /// Removes a stale lock; returns what it was.
+    pub async fn unlock(&self) -> Result<Option<LockInfo>, StackError> {
+        Ok(self.control().unlock(&self.cfg.name).await?)
+    }
+
+    /// The Dify EE Helm values for `out`, with the secret values read from Secrets Manager.
+    pub async fn helm_values(&self, out: &StackOutput) -> Result<String, StackError> {
+        use dify_stack_datastores::SecretsApi as _;
+        let runner = self.runner();
+        let secrets = runner.secrets();
+        let read = |arn: Option<String>, what: &'static str| async move {
+            let arn = arn.ok_or_else(|| StackError::Incomplete(format!("{what} secret is missing; apply first")))?;
+            secrets.get_value(arn).await.map_err(StackError::from)
+        };
+        let db = read(out.aurora.as_ref().and_then(|a| a.master_secret_arn.as_ref().map(|s| s.to_string())), "Aurora master").await?;
+        let db_password: serde_json::Value = serde_json::from_str(db.expose_secret()).unwrap_or_default();
+        let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.to_string()), "Redis AUTH").await?;
+        let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.to_string()), "OpenSearch master").await?;
+        let os: serde_json::Value = serde_json::from_str(os.expose_secret()).unwrap_or_default();
+        let values = ValuesSecrets {
+            database_password: SecretString::from(db_password["password"].as_str().unwrap_or_default().to_owned()),
+            redis_password: redis,
+            opensearch_user: os["username"].as_str().unwrap_or_default().to_owned(),
+            opensearch_password: SecretString::from(os["password"].as_str().unwrap_or_default().to_owned()),
+        };
+        helm_values(out, &values).map_err(|e| StackError::Incomplete(e.to_string()))
+    }
+
+    /// An exec-based kubeconfig for the cluster in `out`.
+    pub fn kubeconfig(out: &StackOutput) -> Option<String> {
+        out.eks.as_ref().map(|e| dify_stack_eks::kubeconfig(e, None))
+    }
+}

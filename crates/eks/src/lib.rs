@@ -14,6 +14,7 @@
 //! executor; failure states (`FAILED`, `CREATE_FAILED`, `DEGRADED`) end a wait at once.
 
 pub mod client;
+pub mod node_sg;
 pub mod provisioner;
 mod sdk;
 pub mod spec;
@@ -30,6 +31,7 @@ pub use client::{
     AddonInfo, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo, NodegroupCreate,
     NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
+pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
 pub use provisioner::{EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version};
 pub use sdk::SdkEks;
 pub use spec::{ALL_LOG_TYPES, DEFAULT_ADDONS, EksSpec, EndpointSpec, NodeGroupSpec};

@@ -550,6 +550,28 @@ impl<C: EksApi> EksProvisioner<C> {
     }
 }
 
+/// Creates the node security group (find-or-create: a lost response is read back).
+pub(crate) async fn create_node_security_group<C: EksApi>(
+    client: &C,
+    ctx: &Context,
+    vpc_id: &str,
+    names: &Names,
+) -> Result<String> {
+    let tags = ctx.tags_for(Tier::Eks, "node-security-group", &names.node_security_group);
+    let description = format!("dify-stack {}: EKS nodes (datastores admit this group)", ctx.stack());
+    match client.create_security_group(vpc_id.to_owned(), names.node_security_group.clone(), description, tags).await {
+        Ok(id) => Ok(id),
+        Err(e) if e.is_already_exists() => client
+            .find_security_group(vpc_id.to_owned(), names.node_security_group.clone())
+            .await
+            .at("DescribeSecurityGroups", &names.node_security_group)?
+            .map(|s| s.id)
+            .ok_or(e)
+            .at("CreateSecurityGroup", &names.node_security_group),
+        Err(e) => Err(e).at("CreateSecurityGroup", &names.node_security_group),
+    }
+}
+
 /// EKS answers a create of an existing cluster, node group, add-on or access entry with
 /// `ResourceInUseException`: for a create that means our earlier call went through.
 fn exists(e: &AwsError) -> bool {
@@ -565,7 +587,7 @@ fn endpoint_drift(cluster: &ClusterInfo, spec: &EksSpec) -> bool {
         || sorted(&cluster.subnet_ids) != sorted(&want_subnets)
 }
 
-trait At<T> {
+pub(crate) trait At<T> {
     fn at(self, operation: &'static str, resource: &str) -> Result<T>;
 }
 
@@ -896,31 +918,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         let key = self.ensure_key(ctx, &names, o.key.as_ref()).await?;
         let node_sg = match &o.node_security_group {
             Some(sg) => sg.id.clone(),
-            None => {
-                let tags = ctx.tags_for(Tier::Eks, "node-security-group", &names.node_security_group);
-                let description = format!("dify-stack {}: EKS nodes (datastores admit this group)", ctx.stack());
-                match self
-                    .client
-                    .create_security_group(
-                        spec.vpc_id.as_str().to_owned(),
-                        names.node_security_group.clone(),
-                        description,
-                        tags,
-                    )
-                    .await
-                {
-                    Ok(id) => id,
-                    Err(e) if e.is_already_exists() => self
-                        .client
-                        .find_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone())
-                        .await
-                        .at("DescribeSecurityGroups", &names.node_security_group)?
-                        .map(|s| s.id)
-                        .ok_or(e)
-                        .at("CreateSecurityGroup", &names.node_security_group)?,
-                    Err(e) => return Err(e).at("CreateSecurityGroup", &names.node_security_group),
-                }
-            }
+            None => create_node_security_group(&self.client, ctx, spec.vpc_id.as_str(), &names).await?,
         };
         let cluster = self.ensure_cluster(ctx, spec, &names, o.cluster.clone(), cluster_role.clone(), &key.arn).await?;
         self.ensure_access(ctx, spec, &names, &o.access).await?;

@@ -131,3 +131,18 @@ impl<T> Ctx<T> for std::result::Result<T, WaitError<AwsError>> {
         self.map_err(|source| NetworkError::Wait { step, resource: resource.into(), source: Box::new(source) })
     }
 }
+
+impl NetworkError {
+    /// True when re-running later may succeed (throttling, transient faults, timeouts).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NetworkError::Aws { source, .. } => source.is_retryable(),
+            NetworkError::Wait { source, .. } => match source.as_ref() {
+                WaitError::TimedOut { .. } => true,
+                WaitError::Failed { source, .. } => source.is_retryable(),
+                WaitError::Cancelled { .. } => false,
+            },
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The whole stack's configuration: a [`Profile`] gives every value of STACK.md; code
+//! overrides fields directly (all are public) or with the `with_*` builders, and files (TOML
+//! or YAML) override any subset of fields on top of the profile they name.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dify_stack_core::{Environment, Tags};
+use dify_stack_datastores::{AuroraSpec, BucketSpec, OpenSearchSpec, RedisSpec};
+use dify_stack_eks::{EndpointSpec, NodeGroupSpec};
+use dify_stack_network::{NatMode, NewVpcSpec};
+use dify_stack_registry::RegistrySpec;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The two environments of STACK.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Small and cheap: 2 AZs, 1 node, 0.5-4 ACU, 1 OpenSearch node.
+    Test,
+    /// Production: 3 AZs, 6 nodes, 1-8 ACU with 2 instances, 3 zone-aware OpenSearch nodes,
+    /// deletion protection.
+    Prod,
+}
+
+impl Profile {
+    /// The environment of the profile.
+    pub fn environment(self) -> Environment {
+        match self {
+            Profile::Test => Environment::Test,
+            Profile::Prod => Environment::Prod,
+        }
+    }
+
+    /// The full configuration of the profile.
+    pub fn config(self) -> StackConfig {
+        StackConfig::profile(self)
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Profile, String> {
+        match s {
+            "test" => Ok(Profile::Test),
+            "prod" => Ok(Profile::Prod),
+            other => Err(format!("unknown profile {other:?}: use test or prod")),
+        }
+    }
+}
+
+/// The network: a new VPC, or an existing one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// A new VPC (used unless `existing` is set).
+    #[serde(default)]
+    pub new: NewVpcSpec,
+    /// Bring your own VPC instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<dify_stack_network::ExistingVpcSpec>,
+}
+
+/// The EKS tier minus what the network provides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EksConfig {
+    /// Kubernetes minor version.
+    pub kubernetes_version: String,
+    /// Endpoint access.
+    #[serde(default)]
+    pub endpoint: EndpointSpec,
+    /// Control-plane log types.
+    pub log_types: Vec<String>,
+    /// Extra admin principals (IAM role or user ARNs).
+    #[serde(default)]
+    pub admin_principals: Vec<String>,
+    /// The node group.
+    pub node_group: NodeGroupSpec,
+    /// Managed add-ons.
+    pub addons: Vec<String>,
+}
+
+/// The datastores minus what the network and EKS provide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatastoresConfig {
+    /// Aurora.
+    pub aurora: AuroraSpec,
+    /// Redis.
+    pub redis: RedisSpec,
+    /// OpenSearch.
+    pub opensearch: OpenSearchSpec,
+    /// Bucket.
+    #[serde(default)]
+    pub bucket: BucketSpec,
+}
+
+/// The IAM tier's own settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamConfig {
+    /// Kubernetes namespace of the service accounts.
+    pub namespace: String,
+    /// Extra OIDC thumbprints (fallbacks).
+    #[serde(default)]
+    pub thumbprints: Vec<String>,
+    /// Discover the issuer's root CA thumbprint over TLS.
+    pub discover_thumbprint: bool,
+    /// Create the Kubernetes namespace and service accounts.
+    pub service_accounts: bool,
+}
+
+/// Everything one stack needs. Every field has its profile value; all are overridable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackConfig {
+    /// Stack name: 3-20 chars, `[a-z][a-z0-9-]*`; prefixes every resource name.
+    pub name: String,
+    /// The profile the defaults came from (also the environment tag).
+    pub profile: Profile,
+    /// AWS region (commercial or China).
+    pub region: String,
+    /// Extra tags on every taggable resource.
+    #[serde(default)]
+    pub tags: Tags,
+    /// Permit a prod stack whose Aurora has neither deletion protection nor a final snapshot.
+    #[serde(default)]
+    pub allow_unprotected_prod: bool,
+    /// Network.
+    pub network: NetworkConfig,
+    /// EKS.
+    pub eks: EksConfig,
+    /// Datastores.
+    pub datastores: DatastoresConfig,
+    /// Registry.
+    pub registry: RegistrySpec,
+    /// IAM.
+    pub iam: IamConfig,
+}
+
+/// Why a configuration file could not be read. Exit code 2 in the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or YAML, or has unknown or mistyped fields.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with the field path where known.
+        message: String,
+    },
+    /// The extension is neither `.toml` nor `.yaml`/`.yml`.
+    #[error("config file {path}: unknown format; use a .toml, .yaml or .yml file")]
+    Format {
+        /// The file.
+        path: String,
+    },
+}
+
+impl StackConfig {
+    /// The full configuration of a profile, named `dify-test` / `dify-prod`, in `us-west-2`.
+    pub fn profile(profile: Profile) -> StackConfig {
+        let env = profile.environment();
+        let (name, az_count) = match profile {
+            Profile::Test => ("dify-test", 2),
+            Profile::Prod => ("dify-prod", 3),
+        };
+        StackConfig {
+            name: name.to_owned(),
+            profile,
+            region: "us-west-2".to_owned(),
+            tags: Tags::new(),
+            allow_unprotected_prod: false,
+            network: NetworkConfig { new: NewVpcSpec { az_count, nat: NatMode::PerAz, ..NewVpcSpec::default() }, existing: None },
+            eks: EksConfig {
+                kubernetes_version: "1.33".to_owned(),
+                endpoint: EndpointSpec::default(),
+                log_types: dify_stack_eks::ALL_LOG_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+                admin_principals: Vec::new(),
+                node_group: NodeGroupSpec::for_environment(env),
+                addons: dify_stack_eks::DEFAULT_ADDONS.iter().map(|s| (*s).to_owned()).collect(),
+            },
+            datastores: DatastoresConfig {
+                aurora: AuroraSpec::for_environment(env),
+                redis: RedisSpec::for_environment(env),
+                opensearch: OpenSearchSpec::for_environment(env),
+                bucket: BucketSpec::default(),
+            },
+            registry: RegistrySpec::default(),
+            iam: IamConfig { namespace: "dify".to_owned(), thumbprints: Vec::new(), discover_thumbprint: true, service_accounts: true },
+        }
+    }
+
+    /// Sets the stack name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the region.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// Adds extra tags.
+    pub fn with_tags(mut self, tags: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.tags.extend(tags);
+        self
+    }
+
+    /// Applies an override document (a JSON value tree of any subset of fields) on top of this
+    /// configuration. Unknown fields are errors naming their path.
+    pub fn overlay(&self, overrides: Value) -> Result<StackConfig, String> {
+        let mut base = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        merge(&mut base, overrides);
+        serde_path(base)
+    }
+
+    /// Reads a TOML or YAML document: its `profile` (default `test`) gives the defaults, the
+    /// rest overrides them.
+    pub fn from_str_with_format(text: &str, yaml: bool) -> Result<StackConfig, String> {
+        let doc: Value = if yaml {
+            if text.trim().is_empty() {
+                Value::Object(Default::default())
+            } else {
+                serde_norway::from_str(text).map_err(|e| e.to_string())?
+            }
+        } else {
+            let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+            serde_json::to_value(table).map_err(|e| e.to_string())?
+        };
+        if !doc.is_object() {
+            return Err("the document must be a table/mapping of settings".to_owned());
+        }
+        let profile = match doc.get("profile") {
+            None => Profile::Test,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| format!("profile: {v} is not test or prod"))?,
+        };
+        StackConfig::profile(profile).overlay(doc)
+    }
+
+    /// Reads a `.toml`, `.yaml` or `.yml` file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<StackConfig, ConfigError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let yaml = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => false,
+            Some("yaml" | "yml") => true,
+            _ => return Err(ConfigError::Format { path: shown }),
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        StackConfig::from_str_with_format(&text, yaml).map_err(|message| ConfigError::Parse { path: shown, message })
+    }
+
+    /// The environment.
+    pub fn environment(&self) -> Environment {
+        self.profile.environment()
+    }
+
+    /// The number of AZs the network spans.
+    pub fn az_count(&self) -> usize {
+        match &self.network.existing {
+            Some(e) => e.private_subnet_ids.len(),
+            None => self.network.new.az_count as usize,
+        }
+    }
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Deserialises with the path of the first bad field in the message.
+fn serde_path(v: Value) -> Result<StackConfig, String> {
+    serde_json::from_value::<StackConfig>(v.clone()).map_err(|e| {
+        let msg = e.to_string();
+        match find_bad_path(&v) {
+            Some(path) => format!("{path}: {msg}"),
+            None => msg,
+        }
+    })
+}
+
+/// Locates the deepest section whose deserialisation fails, for error messages.
+fn find_bad_path(v: &Value) -> Option<String> {
+    let Value::Object(top) = v else { return None };
+    let sections: BTreeMap<&str, fn(&Value) -> bool> = BTreeMap::from([
+        ("network", (|v: &Value| serde_json::from_value::<NetworkConfig>(v.clone()).is_err()) as fn(&Value) -> bool),
+        ("eks", |v: &Value| serde_json::from_value::<EksConfig>(v.clone()).is_err()),
+        ("datastores", |v: &Value| serde_json::from_value::<DatastoresConfig>(v.clone()).is_err()),
+        ("registry", |v: &Value| serde_json::from_value::<RegistrySpec>(v.clone()).is_err()),
+        ("iam", |v: &Value| serde_json::from_value::<IamConfig>(v.clone()).is_err()),
+    ]);
+    for (name, bad) in sections {
+        if let Some(section) = top.get(name)
+            && bad(section)
+        {
+            return Some(name.to_owned());
+        }
+    }
+    None
+}

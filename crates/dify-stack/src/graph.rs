@@ -1,0 +1,416 @@
+//! The stack graph and its executor. Each [`Node`] runs as soon as the nodes it needs are
+//! done; independent nodes run concurrently. When a node fails, nodes already running finish,
+//! its dependants never start, and the error lists every failure. Destroy runs the reverse
+//! graph. Cancellation stops starting new nodes; what ran is left consistent for the next run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dify_stack_core::{CancellationToken, ResourceRef};
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::output::StackOutput;
+
+/// A unit of work in the stack graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Node {
+    /// VPC, subnets, gateways, routes.
+    Network,
+    /// The node security group (datastores admit it; the node group uses it).
+    NodeSecurityGroup,
+    /// Cluster, node group, add-ons.
+    Eks,
+    /// Aurora PostgreSQL.
+    Aurora,
+    /// ElastiCache Redis.
+    Redis,
+    /// OpenSearch.
+    OpenSearch,
+    /// S3 storage bucket.
+    Bucket,
+    /// Generated Dify application secrets.
+    AppSecrets,
+    /// ECR repositories.
+    Registry,
+    /// OIDC provider, IRSA roles, service accounts.
+    Iam,
+}
+
+impl Node {
+    /// Every node, in a stable order.
+    pub const ALL: [Node; 10] = [
+        Node::Network,
+        Node::NodeSecurityGroup,
+        Node::Eks,
+        Node::Aurora,
+        Node::Redis,
+        Node::OpenSearch,
+        Node::Bucket,
+        Node::AppSecrets,
+        Node::Registry,
+        Node::Iam,
+    ];
+
+    /// The nodes whose outputs this node needs: nothing more.
+    pub fn deps(self) -> &'static [Node] {
+        match self {
+            Node::Network | Node::Bucket | Node::AppSecrets | Node::Registry => &[],
+            Node::NodeSecurityGroup => &[Node::Network],
+            Node::Eks | Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
+            Node::Iam => &[Node::Eks, Node::Bucket, Node::Registry],
+        }
+    }
+
+    /// The nodes that need this node.
+    pub fn dependants(self) -> Vec<Node> {
+        Node::ALL.into_iter().filter(|n| n.deps().contains(&self)).collect()
+    }
+
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Node::Network => "network",
+            Node::NodeSecurityGroup => "node-security-group",
+            Node::Eks => "eks",
+            Node::Aurora => "aurora",
+            Node::Redis => "redis",
+            Node::OpenSearch => "opensearch",
+            Node::Bucket => "bucket",
+            Node::AppSecrets => "app-secrets",
+            Node::Registry => "registry",
+            Node::Iam => "iam",
+        }
+    }
+}
+
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A node's error, kept as text plus whether a re-run may succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeError {
+    /// The message, with its causes.
+    pub message: String,
+    /// A later run may succeed (throttling, timeouts).
+    pub retryable: bool,
+}
+
+impl NodeError {
+    /// From any error, with its source chain.
+    pub fn from_error(e: &(dyn std::error::Error + 'static), retryable: bool) -> NodeError {
+        let mut message = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            message.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        NodeError { message, retryable }
+    }
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Progress of a run, for embedders and the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A node started (apply or destroy).
+    NodeStarted {
+        /// Node.
+        node: Node,
+    },
+    /// A resource was deleted (destroy).
+    ResourceDeleted {
+        /// Node.
+        node: Node,
+        /// What.
+        resource: ResourceRef,
+    },
+    /// A node finished.
+    NodeFinished {
+        /// Node.
+        node: Node,
+        /// How long it took.
+        elapsed: Duration,
+    },
+    /// A node failed.
+    NodeFailed {
+        /// Node.
+        node: Node,
+        /// Why.
+        error: NodeError,
+    },
+    /// A node did not start because a node it depends on (or, in destroy, a node that depends
+    /// on it) failed.
+    NodeSkipped {
+        /// Node.
+        node: Node,
+        /// The failed node.
+        because: Node,
+    },
+    /// A node did not start because the run was cancelled.
+    NodeCancelled {
+        /// Node.
+        node: Node,
+    },
+}
+
+/// Receives events. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct EventSink(Option<Arc<dyn Fn(Event) + Send + Sync>>);
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "EventSink(..)" } else { "EventSink(none)" })
+    }
+}
+
+impl EventSink {
+    /// A sink calling `f` for every event (from the executor's task; keep it quick).
+    pub fn new(f: impl Fn(Event) + Send + Sync + 'static) -> Self {
+        EventSink(Some(Arc::new(f)))
+    }
+
+    /// A sink sending into an unbounded channel.
+    pub fn channel() -> (Self, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (EventSink::new(move |e| drop(tx.send(e))), rx)
+    }
+
+    /// Emits an event.
+    pub fn emit(&self, e: Event) {
+        if let Some(f) = &self.0 {
+            f(e);
+        }
+    }
+}
+
+/// What one node hands on.
+#[derive(Debug, Clone)]
+pub enum NodeOutput {
+    /// Network.
+    Network(Box<dify_stack_network::NetworkOutput>),
+    /// Node security group.
+    NodeSecurityGroup(dify_stack_core::ids::SecurityGroupId),
+    /// EKS.
+    Eks(Box<dify_stack_eks::EksOutput>),
+    /// Aurora.
+    Aurora(Box<dify_stack_datastores::AuroraOutput>),
+    /// Redis.
+    Redis(Box<dify_stack_datastores::RedisOutput>),
+    /// OpenSearch.
+    OpenSearch(Box<dify_stack_datastores::OpenSearchOutput>),
+    /// Bucket.
+    Bucket(Box<dify_stack_datastores::BucketOutput>),
+    /// App secrets.
+    AppSecrets(Box<dify_stack_datastores::StoredSecret>),
+    /// Registry.
+    Registry(Box<dify_stack_registry::RegistryOutput>),
+    /// IAM.
+    Iam(Box<dify_stack_iam::IamOutput>),
+}
+
+/// Runs one node of the stack. The real implementation is [`AwsRunner`](crate::AwsRunner);
+/// composition tests use the mockall mock.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait TierRunner: Send + Sync {
+    /// Converges `node` given the outputs of the nodes it depends on.
+    async fn apply(&self, node: Node, upstream: StackOutput) -> Result<NodeOutput, NodeError>;
+    /// Deletes what `node` owns.
+    async fn destroy(&self, node: Node) -> Result<Vec<ResourceRef>, NodeError>;
+}
+
+/// How a run ended when not every node succeeded.
+#[derive(Debug, Clone, thiserror::Error, Serialize)]
+#[error("{}", render_failure(.failed, .skipped, *.cancelled))]
+pub struct RunFailure {
+    /// Failed nodes with their errors.
+    pub failed: BTreeMap<Node, NodeError>,
+    /// Nodes not started because of a failure: node -> the failed node.
+    pub skipped: BTreeMap<Node, Node>,
+    /// The run was cancelled; nodes not started are listed in `not_started`.
+    pub cancelled: bool,
+    /// Nodes not started because of the cancellation.
+    pub not_started: Vec<Node>,
+}
+
+fn render_failure(failed: &BTreeMap<Node, NodeError>, skipped: &BTreeMap<Node, Node>, cancelled: bool) -> String {
+    let mut out = String::new();
+    if cancelled {
+        out.push_str("cancelled; the next run resumes where this one stopped\n");
+    }
+    for (n, e) in failed {
+        out.push_str(&format!("{n} failed: {e}\n"));
+    }
+    for (n, b) in skipped {
+        out.push_str(&format!("{n} not started: {b} failed\n"));
+    }
+    out.trim_end().to_owned()
+}
+
+impl RunFailure {
+    /// True when every failure is retryable (or the run was only cancelled).
+    pub fn is_retryable(&self) -> bool {
+        self.failed.values().all(|e| e.retryable)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Apply,
+    Destroy,
+}
+
+/// Applies the graph; returns every node's output.
+pub async fn apply(
+    runner: &dyn TierRunner,
+    cancel: &CancellationToken,
+    events: &EventSink,
+) -> Result<StackOutput, (StackOutput, RunFailure)> {
+    let mut out = StackOutput::default();
+    match run(runner, cancel, events, Direction::Apply, &mut out).await {
+        Ok(_) => Ok(out),
+        Err((_, f)) => Err((out, f)),
+    }
+}
+
+/// Destroys the graph in reverse order; returns what was deleted.
+pub async fn destroy(
+    runner: &dyn TierRunner,
+    cancel: &CancellationToken,
+    events: &EventSink,
+) -> Result<Vec<ResourceRef>, (Vec<ResourceRef>, RunFailure)> {
+    let mut out = StackOutput::default();
+    run(runner, cancel, events, Direction::Destroy, &mut out).await
+}
+
+async fn run(
+    runner: &dyn TierRunner,
+    cancel: &CancellationToken,
+    events: &EventSink,
+    dir: Direction,
+    out: &mut StackOutput,
+) -> Result<Vec<ResourceRef>, (Vec<ResourceRef>, RunFailure)> {
+    // Apply: a node waits for its deps. Destroy: a node waits for its dependants.
+    let waits_for = |n: Node| -> Vec<Node> {
+        match dir {
+            Direction::Apply => n.deps().to_vec(),
+            Direction::Destroy => n.dependants(),
+        }
+    };
+    let mut pending: BTreeSet<Node> = Node::ALL.into_iter().collect();
+    let mut done: BTreeSet<Node> = BTreeSet::new();
+    let mut failure = RunFailure { failed: BTreeMap::new(), skipped: BTreeMap::new(), cancelled: false, not_started: Vec::new() };
+    let mut deleted = Vec::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        // Skip what can never run: something it waits for failed or was skipped.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for n in pending.clone() {
+                let blocker = waits_for(n).into_iter().find_map(|d| {
+                    failure.failed.contains_key(&d).then_some(d).or_else(|| failure.skipped.get(&d).copied())
+                });
+                if let Some(b) = blocker {
+                    pending.remove(&n);
+                    failure.skipped.insert(n, b);
+                    events.emit(Event::NodeSkipped { node: n, because: b });
+                    changed = true;
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            failure.cancelled = true;
+        } else {
+            for n in pending.clone() {
+                if waits_for(n).iter().all(|d| done.contains(d)) {
+                    pending.remove(&n);
+                    events.emit(Event::NodeStarted { node: n });
+                    let upstream = out.clone();
+                    let started = Instant::now();
+                    running.push(async move {
+                        let result = match dir {
+                            Direction::Apply => runner.apply(n, upstream).await.map(Step::Applied),
+                            Direction::Destroy => runner.destroy(n).await.map(Step::Destroyed),
+                        };
+                        (n, started.elapsed(), result)
+                    });
+                }
+            }
+        }
+        let Some((node, elapsed, result)) = running.next().await else { break };
+        match result {
+            Ok(step) => {
+                match step {
+                    Step::Applied(o) => out.set(o),
+                    Step::Destroyed(refs) => {
+                        for r in refs {
+                            events.emit(Event::ResourceDeleted { node, resource: r.clone() });
+                            deleted.push(r);
+                        }
+                    }
+                }
+                done.insert(node);
+                events.emit(Event::NodeFinished { node, elapsed });
+            }
+            Err(error) => {
+                events.emit(Event::NodeFailed { node, error: error.clone() });
+                failure.failed.insert(node, error);
+            }
+        }
+    }
+    if failure.cancelled {
+        failure.not_started = pending.iter().copied().collect();
+        for n in &pending {
+            events.emit(Event::NodeCancelled { node: *n });
+        }
+    }
+    if failure.failed.is_empty() && failure.skipped.is_empty() && !failure.cancelled {
+        Ok(deleted)
+    } else {
+        Err((deleted, failure))
+    }
+}
+
+enum Step {
+    Applied(NodeOutput),
+    Destroyed(Vec<ResourceRef>),
+}
+
+/// The critical path of the graph under per-node durations: (length, nodes on it).
+pub fn critical_path(durations: &BTreeMap<Node, Duration>) -> (Duration, Vec<Node>) {
+    let mut finish: BTreeMap<Node, (Duration, Option<Node>)> = BTreeMap::new();
+    // Node::ALL is in topological order.
+    for n in Node::ALL {
+        let (start, prev) = n
+            .deps()
+            .iter()
+            .map(|d| (finish[d].0, Some(*d)))
+            .max_by_key(|(t, _)| *t)
+            .unwrap_or((Duration::ZERO, None));
+        finish.insert(n, (start + durations.get(&n).copied().unwrap_or_default(), prev));
+    }
+    let (mut at, (len, _)) = finish.iter().max_by_key(|(_, (t, _))| *t).map(|(n, v)| (*n, *v)).unwrap_or((Node::Network, (Duration::ZERO, None)));
+    let mut path = vec![at];
+    while let Some(prev) = finish[&at].1 {
+        path.push(prev);
+        at = prev;
+    }
+    path.reverse();
+    (len, path)
+}

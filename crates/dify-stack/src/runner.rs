@@ -1,0 +1,463 @@
+//! [`TierRunner`] over the real tier provisioners.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dify_stack_core::ids::{BucketName, SecurityGroupId, VpcId};
+use dify_stack_core::{Context, Provisioner, ResourceRef};
+use dify_stack_datastores::{
+    AuroraProvisioner, BucketProvisioner, DataPolicy, DatastoresSpec, OpenSearchProvisioner, RedisProvisioner,
+    SdkDatastores, SecretKind,
+};
+use dify_stack_eks::{EksProvisioner, NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
+use dify_stack_iam::IamProvisioner;
+use dify_stack_network::{NetworkProvisioner, ObservedNetwork};
+use dify_stack_registry::RegistryProvisioner;
+use tokio::sync::OnceCell;
+
+use crate::config::StackConfig;
+use crate::graph::{Node, NodeError, NodeOutput, TierRunner};
+use crate::output::StackOutput;
+use crate::wiring;
+
+/// Runs each node with the real provisioners over one `SdkConfig`.
+pub struct AwsRunner {
+    cfg: StackConfig,
+    ctx: Context,
+    sdk: aws_types::SdkConfig,
+    network: NetworkProvisioner,
+    node_sg: NodeSecurityGroupProvisioner,
+    eks: EksProvisioner,
+    ds: Arc<SdkDatastores>,
+    aurora: AuroraProvisioner,
+    redis: RedisProvisioner,
+    opensearch: OpenSearchProvisioner,
+    bucket: BucketProvisioner,
+    registry: RegistryProvisioner,
+    policy: DataPolicy,
+    vpc: OnceCell<Option<VpcId>>,
+}
+
+impl std::fmt::Debug for AwsRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsRunner").field("stack", &self.cfg.name).field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+fn fail<E: std::error::Error + 'static>(e: E, retryable: bool) -> NodeError {
+    NodeError::from_error(&e, retryable)
+}
+
+fn missing(node: Node, what: &str) -> NodeError {
+    NodeError { message: format!("{node} needs the {what} output, which is missing"), retryable: false }
+}
+
+impl AwsRunner {
+    /// A runner for `cfg` in the context `ctx` (with account id) over `sdk`.
+    pub fn new(cfg: StackConfig, ctx: Context, sdk: aws_types::SdkConfig, policy: DataPolicy) -> Self {
+        let ds = Arc::new(SdkDatastores::from_conf(&sdk));
+        AwsRunner {
+            network: NetworkProvisioner::from_conf(&sdk),
+            node_sg: NodeSecurityGroupProvisioner::from_conf(&sdk),
+            eks: EksProvisioner::from_conf(&sdk),
+            aurora: AuroraProvisioner::new(ds.clone(), ds.clone()).with_data_policy(policy),
+            redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
+            opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
+            bucket: BucketProvisioner::new(ds.clone()).with_data_policy(policy),
+            registry: RegistryProvisioner::from_conf(&sdk),
+            ds,
+            cfg,
+            ctx,
+            sdk,
+            policy,
+            vpc: OnceCell::new(),
+        }
+    }
+
+    /// The context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The secrets client (for reading values into the Helm values file).
+    pub fn secrets(&self) -> &SdkDatastores {
+        &self.ds
+    }
+
+    fn datastores_spec(&self, up: &StackOutput, node: Node) -> Result<DatastoresSpec, NodeError> {
+        let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
+        let sg = up.node_security_group.as_ref().ok_or_else(|| missing(node, "node security group"))?;
+        Ok(wiring::datastores_spec(&self.cfg, net, sg))
+    }
+
+    /// The stack's VPC as it exists now (destroy needs no remembered ids).
+    async fn discover_vpc(&self) -> Result<Option<VpcId>, NodeError> {
+        self.vpc
+            .get_or_try_init(|| async {
+                let observed = self
+                    .network
+                    .observe(&self.ctx, &wiring::network_spec(&self.cfg))
+                    .await
+                    .map_err(|e| fail(e, true))?;
+                Ok(match observed {
+                    ObservedNetwork::New(o) => o.vpcs.first().map(|v| v.id.clone()),
+                    ObservedNetwork::Existing(o) => o.vpc.map(|v| v.id),
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    /// A datastores spec for destroy: the real VPC (or one that matches nothing).
+    async fn destroy_spec(&self) -> Result<DatastoresSpec, NodeError> {
+        let vpc = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
+        let mut net = wiring::planned_network(&self.cfg);
+        net.vpc_id = vpc;
+        Ok(wiring::datastores_spec(&self.cfg, &net, &SecurityGroupId::new("sg-none")))
+    }
+
+    async fn iam(&self, eks: &dify_stack_eks::EksOutput) -> Result<IamProvisioner, NodeError> {
+        let iam = IamProvisioner::from_conf(&self.sdk);
+        if !self.cfg.iam.service_accounts {
+            return Ok(iam);
+        }
+        let credentials = self.sdk.credentials_provider().ok_or_else(|| NodeError {
+            message: "no AWS credentials provider for the EKS token".to_owned(),
+            retryable: false,
+        })?;
+        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        let token = tokens.token().await.map_err(|e| fail(e, true))?;
+        let kube = dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
+            .map_err(|e| fail(e, false))?
+            .with_retry(self.ctx.wait, self.ctx.cancellation().clone());
+        Ok(iam.with_kubernetes(kube))
+    }
+}
+
+#[async_trait]
+impl TierRunner for AwsRunner {
+    async fn apply(&self, node: Node, up: StackOutput) -> Result<NodeOutput, NodeError> {
+        let ctx = &self.ctx;
+        let cfg = &self.cfg;
+        Ok(match node {
+            Node::Network => NodeOutput::Network(Box::new(
+                self.network.apply(ctx, &wiring::network_spec(cfg)).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?,
+            )),
+            Node::NodeSecurityGroup => {
+                let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
+                NodeOutput::NodeSecurityGroup(self.node_sg.apply(ctx, &wiring::node_sg_spec(net)).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?)
+            }
+            Node::Eks => {
+                let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
+                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?))
+            }
+            Node::Aurora => {
+                let spec = self.datastores_spec(&up, node)?;
+                NodeOutput::Aurora(Box::new(self.aurora.apply(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?))
+            }
+            Node::Redis => {
+                let spec = self.datastores_spec(&up, node)?;
+                NodeOutput::Redis(Box::new(self.redis.apply(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?))
+            }
+            Node::OpenSearch => {
+                let spec = self.datastores_spec(&up, node)?;
+                NodeOutput::OpenSearch(Box::new(self.opensearch.apply(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?))
+            }
+            Node::Bucket => {
+                let spec = wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
+                NodeOutput::Bucket(Box::new(self.bucket.apply(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?))
+            }
+            Node::AppSecrets => NodeOutput::AppSecrets(Box::new(
+                dify_stack_datastores::secrets::ensure_secret(ctx, self.ds.as_ref(), SecretKind::DifyApp, "")
+                    .await
+                    .map_err(|e| {
+                        let r = e.is_retryable();
+                        fail(e, r)
+                    })?,
+            )),
+            Node::Registry => NodeOutput::Registry(Box::new(
+                self.registry.apply(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e, true))?,
+            )),
+            Node::Iam => {
+                let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
+                let bucket = up.bucket.as_ref().ok_or_else(|| missing(node, "bucket"))?;
+                let registry = up.registry.as_ref().ok_or_else(|| missing(node, "registry"))?;
+                let spec = wiring::iam_spec(cfg, eks, &bucket.name, registry);
+                NodeOutput::Iam(Box::new(self.iam(eks).await?.apply(ctx, &spec).await.map_err(|e| fail(e, true))?))
+            }
+        })
+    }
+
+    async fn destroy(&self, node: Node) -> Result<Vec<ResourceRef>, NodeError> {
+        let ctx = &self.ctx;
+        let cfg = &self.cfg;
+        match node {
+            Node::Network => {
+                self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })
+            }
+            Node::NodeSecurityGroup => {
+                let Some(vpc_id) = self.discover_vpc().await? else { return Ok(Vec::new()) };
+                self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })
+            }
+            Node::Eks => {
+                let mut net = wiring::planned_network(cfg);
+                net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
+                self.eks.destroy(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })
+            }
+            Node::Aurora => {
+                let spec = self.destroy_spec().await?;
+                self.aurora.destroy(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })
+            }
+            Node::Redis => {
+                let spec = self.destroy_spec().await?;
+                self.redis.destroy(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })
+            }
+            Node::OpenSearch => {
+                let spec = self.destroy_spec().await?;
+                self.opensearch.destroy(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })
+            }
+            Node::Bucket => {
+                let spec = self.destroy_spec().await?;
+                self.bucket.destroy(ctx, &spec).await.map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })
+            }
+            Node::AppSecrets => {
+                let deleted = dify_stack_datastores::secrets::delete_secret(ctx, self.ds.as_ref(), SecretKind::DifyApp, self.policy)
+                    .await
+                    .map_err(|e| {
+                        let r = e.is_retryable();
+                        fail(e, r)
+                    })?;
+                Ok(deleted
+                    .map(|arn| ResourceRef::new("secretsmanager:secret", SecretKind::DifyApp.name(ctx)).with_id(arn))
+                    .into_iter()
+                    .collect())
+            }
+            Node::Registry => {
+                self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e, false))
+            }
+            Node::Iam => {
+                // The issuer comes from the live cluster; when it is gone, roles are still
+                // found by name.
+                let mut net = wiring::planned_network(cfg);
+                net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
+                let observed = self.eks.observe(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(|e| fail(e, true))?;
+                let issuer = observed
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.oidc_issuer.clone())
+                    .unwrap_or_else(|| "https://cluster-gone.invalid/id/none".to_owned());
+                let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
+                let registry = dify_stack_registry::RegistryOutput {
+                    app: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
+                    plugin: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
+                    plugin_repository_arn_pattern: "arn:aws:ecr:::repository/none*".to_owned(),
+                    plugin_image_repo_prefix: String::new(),
+                };
+                let eks_out = dify_stack_eks::EksOutput {
+                    cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
+                    cluster_arn: dify_stack_core::ids::Arn::new(""),
+                    kubernetes_version: String::new(),
+                    endpoint: observed.cluster.as_ref().and_then(|c| c.endpoint.clone()).unwrap_or_default(),
+                    ca_data: observed.cluster.as_ref().and_then(|c| c.ca_data.clone()).unwrap_or_default(),
+                    oidc_issuer_url: issuer,
+                    cluster_security_group_id: None,
+                    node_security_group_id: SecurityGroupId::new(""),
+                    cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
+                    node_role_arn: dify_stack_core::ids::RoleArn::new(""),
+                    kms_key_arn: dify_stack_core::ids::KmsKeyArn::new(""),
+                    nodegroup_name: String::new(),
+                    region: cfg.region.clone(),
+                };
+                let mut spec = wiring::iam_spec(cfg, &eks_out, &bucket, &registry);
+                // Without a cluster there is no Kubernetes API to clean up.
+                spec.service_accounts &= observed.cluster.is_some();
+                let iam = if spec.service_accounts { self.iam(&eks_out).await? } else { IamProvisioner::from_conf(&self.sdk) };
+                iam.destroy(ctx, &spec).await.map_err(|e| fail(e, true))
+            }
+        }
+    }
+}
+
+impl AwsRunner {
+    /// Plans every node in graph order. A node whose upstream is converged is planned against
+    /// the upstream's real outputs (read by a no-op apply of the converged upstream, which
+    /// only reads); otherwise against planned ids, so its resources show as to be created.
+    pub(crate) async fn plan_all(&self) -> Result<crate::StackPlan, (Node, NodeError)> {
+        use std::collections::BTreeMap;
+
+        let ctx = &self.ctx;
+        let cfg = &self.cfg;
+        let err = |node: Node| move |e: NodeError| (node, e);
+        let mut nodes = BTreeMap::new();
+        let mut up = StackOutput::default();
+        let mut put = |node: Node, plan: dify_stack_core::Plan, pending: bool| {
+            nodes.insert(node, crate::NodePlan { plan, upstream_pending: pending });
+        };
+        macro_rules! plan_or_diff {
+            ($prov:expr, $spec:expr, $ready:expr, $default:expr) => {{
+                if $ready {
+                    let p = $prov.plan(ctx, &$spec).await.map_err(|e| {
+                        let r = e.is_retryable();
+                        fail(e, r)
+                    });
+                    (p, false)
+                } else {
+                    (Ok($prov.diff(ctx, &$spec, &$default)), true)
+                }
+            }};
+        }
+
+        // Network (no upstream).
+        let net_spec = wiring::network_spec(cfg);
+        let p = self.network.plan(ctx, &net_spec).await.map_err(|e| {
+            let r = e.is_retryable();
+            fail(e, r)
+        });
+        let p = p.map_err(err(Node::Network))?;
+        if p.is_empty() {
+            up.network = Some(self.network.apply(ctx, &net_spec).await.map_err(|e| (Node::Network, fail(e, true)))?);
+        }
+        put(Node::Network, p, false);
+        let net_ready = up.network.is_some();
+        let net = up.network.clone().unwrap_or_else(|| wiring::planned_network(cfg));
+
+        // Node security group.
+        let sg_spec = wiring::node_sg_spec(&net);
+        let (p, pending) = plan_or_diff!(self.node_sg, sg_spec, net_ready, None);
+        let p = p.map_err(err(Node::NodeSecurityGroup))?;
+        if !pending && p.is_empty() {
+            up.node_security_group = Some(self.node_sg.apply(ctx, &sg_spec).await.map_err(|e| (Node::NodeSecurityGroup, fail(e, true)))?);
+        }
+        put(Node::NodeSecurityGroup, p, pending);
+        let sg_ready = up.node_security_group.is_some();
+        let sg = up.node_security_group.clone().unwrap_or_else(|| SecurityGroupId::new("sg-planned"));
+
+        // EKS.
+        let eks_spec = wiring::eks_spec(cfg, &net);
+        let (p, pending) = plan_or_diff!(self.eks, eks_spec, net_ready && sg_ready, Default::default());
+        let p = p.map_err(err(Node::Eks))?;
+        if !pending && p.is_empty() {
+            up.eks = Some(self.eks.apply(ctx, &eks_spec).await.map_err(|e| (Node::Eks, fail(e, true)))?);
+        }
+        put(Node::Eks, p, pending);
+
+        // Stores.
+        let ds = wiring::datastores_spec(cfg, &net, &sg);
+        let ready = net_ready && sg_ready;
+        let (p, pending) = plan_or_diff!(self.aurora, ds, ready, Default::default());
+        put(Node::Aurora, p.map_err(err(Node::Aurora))?, pending);
+        let (p, pending) = plan_or_diff!(self.redis, ds, ready, Default::default());
+        put(Node::Redis, p.map_err(err(Node::Redis))?, pending);
+        let (p, pending) = plan_or_diff!(self.opensearch, ds, ready, Default::default());
+        put(Node::OpenSearch, p.map_err(err(Node::OpenSearch))?, pending);
+        let bucket_spec = wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
+        let (p, _) = plan_or_diff!(self.bucket, bucket_spec, true, None);
+        let p = p.map_err(err(Node::Bucket))?;
+        if p.is_empty() {
+            up.bucket = Some(self.bucket.apply(ctx, &bucket_spec).await.map_err(|e| (Node::Bucket, fail(e, true)))?);
+        }
+        put(Node::Bucket, p, false);
+        let exists = dify_stack_datastores::secrets::secret_exists(ctx, self.ds.as_ref(), SecretKind::DifyApp)
+            .await
+            .map_err(|e| (Node::AppSecrets, fail(e, true)))?;
+        let mut p = dify_stack_core::Plan::new();
+        if !exists {
+            p.push(
+                dify_stack_core::Change::new(
+                    dify_stack_core::Action::Create,
+                    ResourceRef::new("secretsmanager:secret", SecretKind::DifyApp.name(ctx)),
+                )
+                .field("value", None::<&str>, Some("(generated)")),
+            );
+        }
+        put(Node::AppSecrets, p, false);
+
+        // Registry.
+        let reg_spec = wiring::registry_spec(cfg);
+        let p = self.registry.plan(ctx, &reg_spec).await.map_err(|e| (Node::Registry, fail(e, true)))?;
+        if p.is_empty() {
+            up.registry = Some(self.registry.apply(ctx, &reg_spec).await.map_err(|e| (Node::Registry, fail(e, true)))?);
+        }
+        put(Node::Registry, p, false);
+
+        // IAM.
+        let p = match (&up.eks, &up.bucket, &up.registry) {
+            (Some(eks), Some(bucket), Some(registry)) => {
+                let spec = wiring::iam_spec(cfg, eks, &bucket.name, registry);
+                let iam = self.iam(eks).await.map_err(err(Node::Iam))?;
+                (iam.plan(ctx, &spec).await.map_err(|e| (Node::Iam, fail(e, true)))?, false)
+            }
+            _ => {
+                let eks = dify_stack_eks::EksOutput {
+                    cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
+                    cluster_arn: dify_stack_core::ids::Arn::new(""),
+                    kubernetes_version: String::new(),
+                    endpoint: String::new(),
+                    ca_data: String::new(),
+                    oidc_issuer_url: "https://oidc.eks.planned/id/KNOWN-AFTER-APPLY".to_owned(),
+                    cluster_security_group_id: None,
+                    node_security_group_id: SecurityGroupId::new(""),
+                    cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
+                    node_role_arn: dify_stack_core::ids::RoleArn::new(""),
+                    kms_key_arn: dify_stack_core::ids::KmsKeyArn::new(""),
+                    nodegroup_name: String::new(),
+                    region: cfg.region.clone(),
+                };
+                let registry = dify_stack_registry::RegistryOutput {
+                    app: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
+                    plugin: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
+                    plugin_repository_arn_pattern: "arn:aws:ecr:::repository/planned*".to_owned(),
+                    plugin_image_repo_prefix: String::new(),
+                };
+                let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
+                let spec = wiring::iam_spec(cfg, &eks, &bucket, &registry);
+                let iam = IamProvisioner::from_conf(&self.sdk);
+                (iam.diff(ctx, &spec, &Default::default()), true)
+            }
+        };
+        put(Node::Iam, p.0, p.1);
+        Ok(crate::StackPlan { nodes })
+    }
+}

@@ -1,0 +1,444 @@
+//! Profiles, configuration files, validation, wiring and the graph executor (with mocked tier
+//! runners on tokio's paused clock).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dify_stack_core::ids::{SecurityGroupId, SubnetId, VpcId};
+use dify_stack_core::{CancellationToken, ResourceRef};
+
+use crate::config::{Profile, StackConfig};
+use crate::graph::{self, Event, EventSink, MockTierRunner, Node, NodeError, NodeOutput};
+use crate::wiring;
+
+#[test]
+fn profiles_resolve_to_the_stack_md_values() {
+    let t = Profile::Test.config();
+    assert_eq!((t.name.as_str(), t.region.as_str()), ("dify-test", "us-west-2"));
+    assert_eq!(t.network.new.az_count, 2);
+    assert_eq!(t.network.new.cidr.to_string(), "10.0.0.0/16");
+    assert_eq!(t.eks.kubernetes_version, "1.33");
+    assert_eq!((t.eks.node_group.instance_types[0].as_str(), t.eks.node_group.min, t.eks.node_group.max), ("m7g.xlarge", 1, 2));
+    assert_eq!(t.eks.node_group.ami_type, "AL2023_ARM_64_STANDARD");
+    assert_eq!(t.eks.log_types.len(), 5);
+    assert_eq!(t.eks.addons.len(), 5);
+    assert_eq!((t.datastores.aurora.min_acu, t.datastores.aurora.max_acu, t.datastores.aurora.instances), (0.5, 4.0, 1));
+    assert_eq!(t.datastores.redis.node_type, "cache.t4g.micro");
+    assert_eq!(t.datastores.opensearch.instance_count, 1);
+    assert_eq!(t.registry.app.keep_last, 10);
+    assert_eq!(t.registry.plugin.keep_last, 20);
+    assert_eq!(t.iam.namespace, "dify");
+    let p = Profile::Prod.config();
+    assert_eq!((p.name.as_str(), p.network.new.az_count), ("dify-prod", 3));
+    assert_eq!((p.eks.node_group.instance_types[0].as_str(), p.eks.node_group.desired, p.eks.node_group.max), ("m7g.2xlarge", 6, 10));
+    assert_eq!((p.datastores.aurora.min_acu, p.datastores.aurora.max_acu, p.datastores.aurora.instances), (1.0, 8.0, 2));
+    assert!(p.datastores.aurora.deletion_protection);
+    assert_eq!((p.datastores.redis.nodes, p.datastores.redis.multi_az), (2, true));
+    assert_eq!((p.datastores.opensearch.instance_count, p.datastores.opensearch.zone_awareness), (3, true));
+    wiring::validate(&t).unwrap();
+    wiring::validate(&p).unwrap();
+}
+
+/// The full resolved configuration of each profile, as committed in `profiles/*.json`. A
+/// change to a default shows up here and must be deliberate.
+#[test]
+fn profile_snapshots_match() {
+    for (profile, file) in [(Profile::Test, "test.json"), (Profile::Prod, "prod.json")] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles").join(file);
+        let resolved = serde_json::to_value(profile.config()).unwrap();
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, serde_json::to_string_pretty(&resolved).unwrap() + "\n").unwrap();
+        }
+        let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(resolved, committed, "profile {profile:?} differs from {}; run with UPDATE_SNAPSHOTS=1 if deliberate", path.display());
+    }
+}
+
+#[test]
+fn the_example_config_files_parse_and_override_the_profile() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config");
+    let test = StackConfig::from_file(dir.join("test.toml")).unwrap();
+    assert_eq!(test.profile, Profile::Test);
+    assert_eq!(test.network.new.nat, dify_stack_network::NatMode::Single);
+    assert_eq!(test.tags.get("team").map(String::as_str), Some("platform"));
+    wiring::validate(&test).unwrap();
+    let prod = StackConfig::from_file(dir.join("prod.yaml")).unwrap();
+    assert_eq!(prod.profile, Profile::Prod);
+    assert_eq!(prod.eks.endpoint.public_access_cidrs, ["203.0.113.0/24"]);
+    assert_eq!(prod.datastores.aurora.max_acu, 16.0);
+    // Untouched fields keep the prod values.
+    assert_eq!(prod.eks.node_group.desired, 6);
+    wiring::validate(&prod).unwrap();
+}
+
+#[test]
+fn files_override_any_field_and_reject_unknown_ones_with_their_path() {
+    let c = StackConfig::from_str_with_format("profile = \"prod\"\nname = \"acme\"\n[datastores.redis]\nnode_type = \"cache.r7g.large\"\n", false).unwrap();
+    assert_eq!((c.name.as_str(), c.datastores.redis.node_type.as_str(), c.datastores.redis.nodes), ("acme", "cache.r7g.large", 2));
+    let c = StackConfig::from_str_with_format("eks:\n  node_group:\n    max: 3\n", true).unwrap();
+    assert_eq!((c.profile, c.eks.node_group.max, c.eks.node_group.min), (Profile::Test, 3, 1));
+    let e = StackConfig::from_str_with_format("[eks]\nnode_grup = 1\n", false).unwrap_err();
+    assert!(e.starts_with("eks:") && e.contains("node_grup"), "{e}");
+    let e = StackConfig::from_str_with_format("colour = \"blue\"\n", false).unwrap_err();
+    assert!(e.contains("colour"), "{e}");
+    let e = StackConfig::from_str_with_format("profile = \"staging\"\n", false).unwrap_err();
+    assert!(e.contains("profile") && e.contains("staging"), "{e}");
+    let e = StackConfig::from_str_with_format("name = [\n", false).unwrap_err();
+    assert!(!e.is_empty());
+    let e = StackConfig::from_str_with_format("eks: [1, 2\n", true).unwrap_err();
+    assert!(!e.is_empty());
+    let e = StackConfig::from_str_with_format("[datastores.aurora]\nmin_acu = \"lots\"\n", false).unwrap_err();
+    assert!(e.starts_with("datastores:"), "{e}");
+}
+
+/// Each bad configuration is reported with the path of the field to fix.
+#[test]
+fn validation_catalogue_reports_every_path() {
+    type Edit = fn(&mut StackConfig);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("short name", |c| c.name = "ab".into(), "name"),
+        ("upper-case name", |c| c.name = "Dify".into(), "name"),
+        ("trailing dash", |c| c.name = "dify-".into(), "name"),
+        ("long name", |c| c.name = "a-very-long-stack-name-x".into(), "name"),
+        ("unknown region", |c| c.region = "mars-east-1".into(), "region"),
+        ("reserved tag", |c| drop(c.tags.insert("dify-stack:stack".into(), "x".into())), "tags.dify-stack:stack"),
+        ("one AZ", |c| c.network.new.az_count = 1, "network.new.az_count"),
+        ("tiny VPC", |c| c.network.new.cidr = "10.0.0.0/28".parse().unwrap(), "network.new.public_subnets"),
+        ("x86 on ARM AMI", |c| c.eks.node_group.instance_types = vec!["m7i.xlarge".into()], "eks.node_group.instance_types[0]"),
+        ("ARM on x86 AMI", |c| c.eks.node_group.ami_type = "AL2023_x86_64_STANDARD".into(), "eks.node_group.instance_types[0]"),
+        ("unknown AMI", |c| c.eks.node_group.ami_type = "WINDOWS".into(), "eks.node_group.ami_type"),
+        ("min > desired", |c| c.eks.node_group.min = 2, "eks.node_group.desired"),
+        ("desired > max", |c| c.eks.node_group.desired = 5, "eks.node_group.desired"),
+        ("no instance types", |c| c.eks.node_group.instance_types.clear(), "eks.node_group.instance_types"),
+        ("tiny disk", |c| c.eks.node_group.disk_size_gib = 4, "eks.node_group.disk_size_gib"),
+        ("bad k8s version", |c| c.eks.kubernetes_version = "latest".into(), "eks.kubernetes_version"),
+        ("open endpoint", |c| c.eks.endpoint.public_access_cidrs = vec!["0.0.0.0/0".into()], "eks.endpoint.public_access_cidrs[0]"),
+        ("bad CIDR", |c| c.eks.endpoint.public_access_cidrs = vec!["office".into()], "eks.endpoint.public_access_cidrs[0]"),
+        ("unknown log type", |c| c.eks.log_types.push("everything".into()), "eks.log_types[5]"),
+        ("bad admin", |c| c.eks.admin_principals = vec!["bob".into()], "eks.admin_principals[0]"),
+        ("ACU step", |c| c.datastores.aurora.min_acu = 0.7, "datastores.aurora.min_acu"),
+        ("ACU too big", |c| c.datastores.aurora.max_acu = 512.0, "datastores.aurora.max_acu"),
+        ("ACU min > max", |c| c.datastores.aurora.min_acu = 8.0, "datastores.aurora.min_acu"),
+        ("no instances", |c| c.datastores.aurora.instances = 0, "datastores.aurora.instances"),
+        ("backups off", |c| c.datastores.aurora.backup_retention_days = 0, "datastores.aurora.backup_retention_days"),
+        ("bad engine", |c| c.datastores.aurora.engine_version = "seventeen".into(), "datastores.aurora.engine_version"),
+        ("bad db name", |c| c.datastores.aurora.databases.push("my-db".into()), "datastores.aurora.databases[4]"),
+        ("postgres master", |c| c.datastores.aurora.master_username = "postgres".into(), "datastores.aurora.master_username"),
+        ("redis multi-AZ on 1 node", |c| c.datastores.redis.multi_az = true, "datastores.redis.multi_az"),
+        ("redis node type", |c| c.datastores.redis.node_type = "t4g.micro".into(), "datastores.redis.node_type"),
+        ("redis nodes", |c| c.datastores.redis.nodes = 9, "datastores.redis.nodes"),
+        ("opensearch type", |c| c.datastores.opensearch.instance_type = "m6g.large".into(), "datastores.opensearch.instance_type"),
+        ("opensearch 3 zone-aware nodes on 2 AZs", |c| {
+            c.datastores.opensearch.instance_count = 3;
+            c.datastores.opensearch.zone_awareness = true;
+        }, "datastores.opensearch.zone_awareness"),
+        ("opensearch volume", |c| c.datastores.opensearch.volume_gib = 1, "datastores.opensearch.volume_gib"),
+        ("registry keep 0", |c| c.registry.app.keep_last = 0, "registry.app.keep_last"),
+        ("iam namespace", |c| c.iam.namespace = "Dify_NS".into(), "iam.namespace"),
+        ("iam thumbprint", |c| c.iam.thumbprints = vec!["abc".into()], "iam.thumbprints[0]"),
+    ];
+    assert!(cases.len() >= 30);
+    for (what, edit, path) in cases {
+        let mut c = Profile::Test.config();
+        edit(&mut c);
+        let errs = wiring::validate(&c).expect_err(what);
+        assert!(errs.paths().contains(&path), "{what}: expected {path} in {:?}\n{errs}", errs.paths());
+        for e in errs.errors() {
+            assert!(e.hint.as_deref().is_some_and(|h| !h.is_empty()) || !e.message.is_empty(), "{what}: {e:?}");
+        }
+    }
+    // Prod without deletion protection needs the explicit override.
+    let mut c = Profile::Prod.config();
+    c.datastores.aurora.deletion_protection = false;
+    assert_eq!(wiring::validate(&c).unwrap_err().paths(), ["datastores.aurora.deletion_protection"]);
+    c.allow_unprotected_prod = true;
+    wiring::validate(&c).unwrap();
+    // Several problems are reported together.
+    let mut c = Profile::Test.config();
+    c.eks.node_group.min = 5;
+    c.datastores.aurora.max_acu = 0.0;
+    c.iam.namespace = String::new();
+    assert!(wiring::validate(&c).unwrap_err().len() >= 3);
+}
+
+fn network() -> dify_stack_network::NetworkOutput {
+    let subnet = |i: usize, az: &str| dify_stack_network::SubnetOutput {
+        id: SubnetId::new(format!("subnet-{i}")),
+        az: az.to_owned(),
+        cidr: format!("10.0.{}.0/24", 10 + i),
+    };
+    dify_stack_network::NetworkOutput {
+        vpc_id: VpcId::new("vpc-1"),
+        vpc_cidr: "10.0.0.0/16".into(),
+        public_subnets: vec![],
+        private_subnets: vec![subnet(0, "us-west-2a"), subnet(1, "us-west-2b")],
+        nat_gateways: vec![],
+        public_route_table: None,
+        private_route_tables: vec![],
+        owned: true,
+    }
+}
+
+#[test]
+fn wiring_passes_only_what_each_tier_needs() {
+    let cfg = Profile::Test.config();
+    let net = network();
+    let eks = wiring::eks_spec(&cfg, &net);
+    assert_eq!(eks.vpc_id.as_str(), "vpc-1");
+    assert_eq!(eks.private_subnet_ids, [SubnetId::new("subnet-0"), SubnetId::new("subnet-1")]);
+    assert_eq!(eks.node_group, cfg.eks.node_group);
+    let ds = wiring::datastores_spec(&cfg, &net, &SecurityGroupId::new("sg-nodes"));
+    assert_eq!(ds.source_security_groups, [SecurityGroupId::new("sg-nodes")]);
+    assert_eq!(ds.subnets[1].availability_zone.as_str(), "us-west-2b");
+    assert_eq!(ds.aurora, cfg.datastores.aurora);
+    let n = wiring::network_spec(&cfg);
+    assert_eq!(n.cluster_name, "dify-test");
+    assert!(matches!(n.vpc, dify_stack_network::VpcSpec::New(ref v) if v.az_count == 2));
+    assert_eq!(wiring::node_sg_spec(&net).vpc_id.as_str(), "vpc-1");
+    // The graph encodes the same needs: the stores wait for the network and the node group's
+    // security group only, never for the cluster.
+    assert_eq!(Node::Aurora.deps(), [Node::Network, Node::NodeSecurityGroup]);
+    assert_eq!(Node::Iam.deps(), [Node::Eks, Node::Bucket, Node::Registry]);
+    assert!(Node::Bucket.deps().is_empty() && Node::Registry.deps().is_empty());
+}
+
+/// A fake runner: every node takes `durations[node]` of (paused) time and records when it
+/// ran; `fail` nodes fail. (mockall's async mocks return at once, so timing needs a fake.)
+struct Timed {
+    durations: BTreeMap<Node, u64>,
+    fail: &'static [Node],
+    log: Arc<Mutex<Vec<(Node, u64, u64)>>>,
+}
+
+fn timed_runner(durations: BTreeMap<Node, u64>, fail: &'static [Node], log: Arc<Mutex<Vec<(Node, u64, u64)>>>) -> Timed {
+    Timed { durations, fail, log }
+}
+
+impl Timed {
+    async fn work(&self, node: Node) -> Result<(), NodeError> {
+        let secs = self.durations.get(&node).copied().unwrap_or(1);
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let t0 = start.duration_since(base()).as_secs();
+        self.log.lock().unwrap().push((node, t0, t0 + secs));
+        if self.fail.contains(&node) {
+            return Err(NodeError { message: format!("{node} broke"), retryable: true });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl graph::TierRunner for Timed {
+    async fn apply(&self, node: Node, up: crate::StackOutput) -> Result<NodeOutput, NodeError> {
+        for dep in node.deps() {
+            assert!(has(&up, *dep), "{node} started without {dep}'s output");
+        }
+        self.work(node).await?;
+        Ok(fake_output(node))
+    }
+
+    async fn destroy(&self, node: Node) -> Result<Vec<ResourceRef>, NodeError> {
+        self.work(node).await?;
+        Ok(vec![ResourceRef::new("test", node.name())])
+    }
+}
+
+#[tokio::test]
+async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
+    let mut runner = MockTierRunner::new();
+    runner.expect_apply().withf(|n, _| *n == Node::Eks).times(1).returning(|_, _| Err(NodeError { message: "quota".into(), retryable: false }));
+    runner.expect_apply().withf(|n, _| *n == Node::Iam).times(0).returning(|n, _| Ok(fake_output(n)));
+    runner.expect_apply().returning(|n, _| Ok(fake_output(n)));
+    let (_, failure) = graph::apply(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap_err();
+    assert_eq!(failure.failed.len(), 1);
+    assert!(!failure.is_retryable());
+    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks)]));
+}
+
+thread_local! {
+    static BASE: std::cell::Cell<Option<tokio::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+fn base() -> tokio::time::Instant {
+    BASE.with(|b| b.get().unwrap_or_else(|| {
+        let now = tokio::time::Instant::now();
+        b.set(Some(now));
+        now
+    }))
+}
+
+fn has(up: &crate::StackOutput, node: Node) -> bool {
+    match node {
+        Node::Network => up.network.is_some(),
+        Node::NodeSecurityGroup => up.node_security_group.is_some(),
+        Node::Eks => up.eks.is_some(),
+        Node::Bucket => up.bucket.is_some(),
+        Node::Registry => up.registry.is_some(),
+        _ => true,
+    }
+}
+
+fn fake_output(node: Node) -> NodeOutput {
+    match node {
+        Node::Network => NodeOutput::Network(Box::new(network())),
+        Node::NodeSecurityGroup => NodeOutput::NodeSecurityGroup(SecurityGroupId::new("sg-nodes")),
+        Node::Eks => NodeOutput::Eks(Box::new(fake_eks())),
+        Node::Bucket => NodeOutput::Bucket(Box::new(dify_stack_datastores::BucketOutput {
+            name: dify_stack_core::ids::BucketName::new("b"),
+            arn: dify_stack_core::ids::Arn::new("arn:aws:s3:::b"),
+            region: "us-west-2".into(),
+        })),
+        Node::Registry => NodeOutput::Registry(Box::new(dify_stack_registry::RegistryOutput {
+            app: dify_stack_registry::RepositoryOutput { name: "a".into(), arn: "a".into(), uri: "a".into() },
+            plugin: dify_stack_registry::RepositoryOutput { name: "p".into(), arn: "p".into(), uri: "p".into() },
+            plugin_repository_arn_pattern: "p*".into(),
+            plugin_image_repo_prefix: "r/p".into(),
+        })),
+        // Stores and IAM: their outputs are not consumed by other nodes.
+        _ => NodeOutput::NodeSecurityGroup(SecurityGroupId::new("sg-ignored")),
+    }
+}
+
+fn fake_eks() -> dify_stack_eks::EksOutput {
+    dify_stack_eks::EksOutput {
+        cluster_name: dify_stack_core::ids::ClusterName::new("c"),
+        cluster_arn: dify_stack_core::ids::Arn::new("arn"),
+        kubernetes_version: "1.33".into(),
+        endpoint: "https://e".into(),
+        ca_data: String::new(),
+        oidc_issuer_url: "https://oidc".into(),
+        cluster_security_group_id: None,
+        node_security_group_id: SecurityGroupId::new("sg-nodes"),
+        cluster_role_arn: dify_stack_core::ids::RoleArn::new("r"),
+        node_role_arn: dify_stack_core::ids::RoleArn::new("n"),
+        kms_key_arn: dify_stack_core::ids::KmsKeyArn::new("k"),
+        nodegroup_name: "ng".into(),
+        region: "us-west-2".into(),
+    }
+}
+
+fn durations() -> BTreeMap<Node, u64> {
+    BTreeMap::from([
+        (Node::Network, 100),
+        (Node::NodeSecurityGroup, 3),
+        (Node::Eks, 780),
+        (Node::Aurora, 480),
+        (Node::Redis, 420),
+        (Node::OpenSearch, 840),
+        (Node::Bucket, 3),
+        (Node::AppSecrets, 3),
+        (Node::Registry, 3),
+        (Node::Iam, 10),
+    ])
+}
+
+#[tokio::test(start_paused = true)]
+async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
+    base();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = timed_runner(durations(), &[], log.clone());
+    let (sink, mut rx) = EventSink::channel();
+    let start = tokio::time::Instant::now();
+    let out = graph::apply(&runner, &CancellationToken::new(), &sink).await.unwrap();
+    let makespan = start.elapsed().as_secs();
+    assert!(out.network.is_some() && out.eks.is_some());
+    let runs: BTreeMap<Node, (u64, u64)> = log.lock().unwrap().iter().map(|(n, a, b)| (*n, (*a, *b))).collect();
+    // No-dependency nodes start at once, together.
+    for n in [Node::Network, Node::Bucket, Node::AppSecrets, Node::Registry] {
+        assert_eq!(runs[&n].0, 0, "{n}");
+    }
+    // The stores start as soon as the node security group exists, alongside the cluster.
+    let sg_done = runs[&Node::NodeSecurityGroup].1;
+    for n in [Node::Eks, Node::Aurora, Node::Redis, Node::OpenSearch] {
+        assert_eq!(runs[&n].0, sg_done, "{n}");
+    }
+    assert_eq!(runs[&Node::Iam].0, runs[&Node::Eks].1);
+    let (critical, path) = graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());
+    assert_eq!(Duration::from_secs(makespan), critical, "path {path:?}");
+    assert_eq!(path, [Node::Network, Node::NodeSecurityGroup, Node::OpenSearch]);
+    let sequential: u64 = durations().values().sum();
+    assert!(makespan * 2 < sequential, "{makespan} vs {sequential}");
+    let mut started = 0;
+    while let Ok(e) = rx.try_recv() {
+        started += usize::from(matches!(e, Event::NodeStarted { .. }));
+    }
+    assert_eq!(started, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() {
+    base();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = timed_runner(durations(), &[Node::Eks, Node::Redis], log.clone());
+    let (sink, mut rx) = EventSink::channel();
+    let (partial, failure) = graph::apply(&runner, &CancellationToken::new(), &sink).await.unwrap_err();
+    assert_eq!(failure.failed.keys().copied().collect::<Vec<_>>(), [Node::Eks, Node::Redis]);
+    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks)]));
+    let ran: Vec<Node> = log.lock().unwrap().iter().map(|(n, _, _)| *n).collect();
+    assert!(!ran.contains(&Node::Iam));
+    // Independent branches finished their work.
+    for n in [Node::Aurora, Node::OpenSearch, Node::Bucket, Node::Registry, Node::AppSecrets] {
+        assert!(ran.contains(&n), "{n}");
+    }
+    assert!(partial.network.is_some() && partial.bucket.is_some() && partial.eks.is_none());
+    let text = failure.to_string();
+    assert!(text.contains("eks failed: eks broke") && text.contains("redis failed") && text.contains("iam not started: eks failed"), "{text}");
+    let mut skipped = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let Event::NodeSkipped { node, because } = e {
+            skipped.push((node, because));
+        }
+    }
+    assert_eq!(skipped, [(Node::Iam, Node::Eks)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn destroy_runs_the_reverse_graph() {
+    base();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = timed_runner(durations(), &[], log.clone());
+    let deleted = graph::destroy(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap();
+    assert_eq!(deleted.len(), 10);
+    let runs: BTreeMap<Node, (u64, u64)> = log.lock().unwrap().iter().map(|(n, a, b)| (*n, (*a, *b))).collect();
+    for n in Node::ALL {
+        for d in n.deps() {
+            assert!(runs[d].0 >= runs[&n].1, "{d} was destroyed before its dependant {n} finished");
+        }
+    }
+    assert_eq!(runs[&Node::Iam].0, 0);
+    assert_eq!(runs[&Node::Network].0, runs[&Node::Eks].1.max(runs[&Node::OpenSearch].1).max(runs[&Node::NodeSecurityGroup].1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_destroy_keeps_what_the_failed_node_depends_on() {
+    base();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = timed_runner(durations(), &[Node::Aurora], log.clone());
+    let (_, failure) = graph::destroy(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap_err();
+    assert_eq!(failure.skipped.get(&Node::Network), Some(&Node::Aurora));
+    assert_eq!(failure.skipped.get(&Node::NodeSecurityGroup), Some(&Node::Aurora));
+    assert!(failure.is_retryable());
+    let ran: Vec<Node> = log.lock().unwrap().iter().map(|(n, _, _)| *n).collect();
+    assert!(!ran.contains(&Node::Network), "the VPC is kept while the database still exists");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_stops_starting_new_nodes() {
+    base();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = timed_runner(durations(), &[], log.clone());
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        c.cancel();
+    });
+    let (partial, failure) = graph::apply(&runner, &cancel, &EventSink::default()).await.unwrap_err();
+    assert!(failure.cancelled);
+    // The network finished (it was running); nothing downstream of it started.
+    assert!(partial.network.is_some());
+    assert!(failure.not_started.contains(&Node::NodeSecurityGroup) && failure.not_started.contains(&Node::Iam));
+    assert!(failure.to_string().contains("the next run resumes"));
+}

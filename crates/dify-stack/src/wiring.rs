@@ -1,0 +1,202 @@
+//! Pure functions from the configuration and upstream outputs to each tier's spec, and the
+//! validation of the whole stack before any call.
+
+use dify_stack_core::ids::{Arn, AvailabilityZone, BucketName, ClusterName, SecurityGroupId, SubnetId, VpcId};
+use dify_stack_core::{Context, Environment, SpecErrors};
+use dify_stack_datastores::{DatastoresSpec, PlacedSubnet};
+use dify_stack_eks::{EksOutput, EksSpec, NodeSecurityGroupSpec};
+use dify_stack_iam::IamSpec;
+use dify_stack_network::{NetworkOutput, NetworkSpec, SubnetOutput, VpcSpec};
+use dify_stack_registry::{RegistryOutput, RegistrySpec};
+
+use crate::config::StackConfig;
+
+/// The context of a stack: name, environment, region (partition), tags, account.
+pub fn context(cfg: &StackConfig, account_id: Option<&str>) -> Result<Context, SpecErrors> {
+    let ctx = Context::new(&cfg.name, cfg.environment(), &cfg.region)?.with_tags(cfg.tags.clone())?;
+    Ok(match account_id {
+        Some(a) => ctx.with_account_id(a),
+        None => ctx,
+    })
+}
+
+/// Network tier spec.
+pub fn network_spec(cfg: &StackConfig) -> NetworkSpec {
+    let vpc = match &cfg.network.existing {
+        Some(e) => VpcSpec::Existing(e.clone()),
+        None => VpcSpec::New(cfg.network.new.clone()),
+    };
+    NetworkSpec { cluster_name: cfg.name.clone(), vpc }
+}
+
+/// Node security group spec (needs the VPC).
+pub fn node_sg_spec(net: &NetworkOutput) -> NodeSecurityGroupSpec {
+    NodeSecurityGroupSpec { vpc_id: net.vpc_id.clone() }
+}
+
+/// EKS tier spec (needs the private subnets).
+pub fn eks_spec(cfg: &StackConfig, net: &NetworkOutput) -> EksSpec {
+    let e = &cfg.eks;
+    EksSpec {
+        vpc_id: net.vpc_id.clone(),
+        private_subnet_ids: net.private_subnets.iter().map(|s| s.id.clone()).collect(),
+        kubernetes_version: e.kubernetes_version.clone(),
+        endpoint: e.endpoint.clone(),
+        log_types: e.log_types.clone(),
+        admin_principals: e.admin_principals.clone(),
+        node_group: e.node_group.clone(),
+        addons: e.addons.clone(),
+    }
+}
+
+/// Datastores spec (needs the private subnets and the node security group; nothing of the
+/// cluster itself, so the stores do not wait for it).
+pub fn datastores_spec(cfg: &StackConfig, net: &NetworkOutput, node_sg: &SecurityGroupId) -> DatastoresSpec {
+    let d = &cfg.datastores;
+    DatastoresSpec {
+        vpc_id: net.vpc_id.clone(),
+        subnets: net
+            .private_subnets
+            .iter()
+            .map(|s| PlacedSubnet { id: s.id.clone(), availability_zone: AvailabilityZone::new(&s.az) })
+            .collect(),
+        source_security_groups: vec![node_sg.clone()],
+        aurora: d.aurora.clone(),
+        redis: d.redis.clone(),
+        opensearch: d.opensearch.clone(),
+        bucket: d.bucket.clone(),
+    }
+}
+
+/// Registry spec (needs nothing).
+pub fn registry_spec(cfg: &StackConfig) -> RegistrySpec {
+    cfg.registry.clone()
+}
+
+/// IAM spec (needs the OIDC issuer, the bucket name and the plugin repository ARN pattern).
+pub fn iam_spec(cfg: &StackConfig, eks: &EksOutput, bucket: &BucketName, registry: &RegistryOutput) -> IamSpec {
+    IamSpec {
+        cluster_name: ClusterName::new(eks.cluster_name.as_str()),
+        oidc_issuer_url: eks.oidc_issuer_url.clone(),
+        bucket: bucket.clone(),
+        plugin_repository_arn_pattern: Arn::new(&registry.plugin_repository_arn_pattern),
+        namespace: cfg.iam.namespace.clone(),
+        thumbprints: cfg.iam.thumbprints.clone(),
+        discover_thumbprint: cfg.iam.discover_thumbprint,
+        service_accounts: cfg.iam.service_accounts,
+    }
+}
+
+/// A network output with placeholder ids in the planned AZs: lets every tier validate its
+/// spec before anything exists.
+pub fn planned_network(cfg: &StackConfig) -> NetworkOutput {
+    let azs = cfg.az_count().max(1);
+    let subnet = |role: &str, i: usize| SubnetOutput {
+        id: SubnetId::new(format!("subnet-planned-{role}-{i}")),
+        az: format!("{}{}", cfg.region, (b'a' + i as u8) as char),
+        cidr: String::new(),
+    };
+    NetworkOutput {
+        vpc_id: VpcId::new("vpc-planned"),
+        vpc_cidr: cfg.network.new.cidr.to_string(),
+        public_subnets: (0..azs).map(|i| subnet("public", i)).collect(),
+        private_subnets: (0..azs).map(|i| subnet("private", i)).collect(),
+        nat_gateways: Vec::new(),
+        public_route_table: None,
+        private_route_tables: Vec::new(),
+        owned: true,
+    }
+}
+
+/// Validates the whole stack without any call: every violation at once, each path rooted at
+/// the configuration (`eks.node_group.instance_types[0]`, `datastores.aurora.min_acu`, ...).
+pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
+    let mut errs = SpecErrors::new();
+    let ctx = match context(cfg, Some("123456789012")) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            // Without a valid name or region the tier checks below would only repeat it.
+            let mut prefixed = SpecErrors::new();
+            for x in e.errors() {
+                let path = match x.path.as_str() {
+                    "stack" => "name".to_owned(),
+                    p => p.to_owned(),
+                };
+                prefixed.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
+            }
+            return Err(prefixed);
+        }
+    };
+    if let Err(e) = network_spec(cfg).validate(&ctx) {
+        // The tier says `vpc.<field>`; the configuration calls it `network.new.<field>` or
+        // `network.existing.<field>`.
+        let section = if cfg.network.existing.is_some() { "network.existing" } else { "network.new" };
+        for x in e.errors() {
+            let path = match x.path.strip_prefix("vpc") {
+                Some(rest) => format!("{section}{rest}"),
+                None => format!("network.{}", x.path),
+            };
+            errs.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
+        }
+    }
+    let net = planned_network(cfg);
+    let mut eks = eks_spec(cfg, &net);
+    if eks.private_subnet_ids.len() < 2 {
+        // Reported once, by the network check.
+        eks.private_subnet_ids = planned_network(&StackConfig { network: Default::default(), ..cfg.clone() }).private_subnets.iter().map(|s| s.id.clone()).collect();
+    }
+    if let Err(e) = eks.validate(&ctx) {
+        errs.extend_prefixed("eks", e);
+    }
+    let ds = datastores_spec(cfg, &net, &SecurityGroupId::new("sg-planned"));
+    if let Err(e) = ds.validate(&ctx) {
+        let mut kept = SpecErrors::new();
+        for x in e.errors() {
+            // The prod-protection rule has its own stack-level switch.
+            if x.path == "aurora.deletion_protection" && cfg.allow_unprotected_prod {
+                continue;
+            }
+            // Subnet counts are the network's to report.
+            if x.path == "subnets" {
+                continue;
+            }
+            let path = if x.path == "opensearch.zone_awareness" && x.message.contains("availability zones") {
+                "datastores.opensearch.zone_awareness".to_owned()
+            } else {
+                format!("datastores.{}", x.path)
+            };
+            kept.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
+        }
+        for x in kept.errors() {
+            errs.push(x.path.clone(), x.message.clone(), x.hint.clone().unwrap_or_default());
+        }
+    }
+    if let Err(e) = registry_spec(cfg).validate(&ctx) {
+        errs.extend_prefixed("registry", e);
+    }
+    let iam = IamSpec {
+        cluster_name: ClusterName::new(&cfg.name),
+        oidc_issuer_url: format!("https://oidc.eks.{}.{}/id/PLANNED", cfg.region, ctx.partition().dns_suffix()),
+        bucket: BucketName::new(format!("{}-storage-123456789012", cfg.name)),
+        plugin_repository_arn_pattern: Arn::new("arn:aws:ecr:us-west-2:123456789012:repository/planned*"),
+        namespace: cfg.iam.namespace.clone(),
+        thumbprints: cfg.iam.thumbprints.clone(),
+        discover_thumbprint: cfg.iam.discover_thumbprint,
+        service_accounts: cfg.iam.service_accounts,
+    };
+    if let Err(e) = iam.validate() {
+        errs.extend_prefixed("iam", e);
+    }
+    if cfg.environment() == Environment::Prod
+        && !cfg.datastores.aurora.deletion_protection
+        && !cfg.allow_unprotected_prod
+        && cfg.datastores.aurora.final_snapshot
+    {
+        errs.push(
+            "datastores.aurora.deletion_protection",
+            "prod databases keep deletion protection on",
+            "set allow_unprotected_prod = true to turn it off deliberately",
+        );
+    }
+    errs.into_result()
+}

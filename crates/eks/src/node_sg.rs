@@ -1,0 +1,121 @@
+//! The node security group as a provisioner of its own, so that a stack can create it right
+//! after the network and let the datastores admit it without waiting for the cluster (about
+//! ten minutes). [`EksProvisioner`](crate::EksProvisioner) finds and uses the same group (same
+//! name and tags), and deletes it on destroy.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dify_stack_core::ids::{SecurityGroupId, VpcId};
+use dify_stack_core::{Action, AwsError, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{EksApi, SecurityGroupInfo};
+use crate::provisioner::{At, Names, create_node_security_group};
+use crate::{EksError, Result};
+
+/// Where the group lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSecurityGroupSpec {
+    /// The VPC.
+    pub vpc_id: VpcId,
+}
+
+/// Provisions the node security group `<stack>-eks-nodes`.
+#[derive(Debug, Clone)]
+pub struct NodeSecurityGroupProvisioner<C = crate::SdkEks> {
+    client: C,
+}
+
+impl NodeSecurityGroupProvisioner<crate::SdkEks> {
+    /// A provisioner over the real EC2 API.
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
+        NodeSecurityGroupProvisioner { client: crate::SdkEks::from_conf(config) }
+    }
+}
+
+impl<C: EksApi> NodeSecurityGroupProvisioner<C> {
+    /// A provisioner over the given client.
+    pub fn new(client: C) -> Self {
+        NodeSecurityGroupProvisioner { client }
+    }
+}
+
+#[async_trait]
+impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
+    type Spec = NodeSecurityGroupSpec;
+    type Observed = Option<SecurityGroupInfo>;
+    type Output = SecurityGroupId;
+    type Error = EksError;
+
+    fn validate(&self, _ctx: &Context, _spec: &NodeSecurityGroupSpec) -> Result<(), SpecErrors> {
+        Ok(())
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<Option<SecurityGroupInfo>> {
+        let names = Names::of(ctx);
+        let sg = self
+            .client
+            .find_security_group(spec.vpc_id.to_string(), names.node_security_group.clone())
+            .await
+            .at("DescribeSecurityGroups", &names.node_security_group)?;
+        match sg {
+            Some(sg) if !ctx.owns_tags(&sg.tags) => Err(EksError::NotOwned {
+                kind: "security group",
+                name: names.node_security_group,
+                stack: ctx.stack().to_string(),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn diff(&self, ctx: &Context, _spec: &NodeSecurityGroupSpec, observed: &Option<SecurityGroupInfo>) -> Plan {
+        let mut plan = Plan::new();
+        if observed.is_none() {
+            plan.push(Change::new(Action::Create, ResourceRef::new("ec2:security-group", Names::of(ctx).node_security_group)));
+        }
+        plan
+    }
+
+    async fn apply(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<SecurityGroupId> {
+        if let Some(sg) = self.observe(ctx, spec).await? {
+            return Ok(SecurityGroupId::new(sg.id));
+        }
+        let id = create_node_security_group(&self.client, ctx, spec.vpc_id.as_str(), &Names::of(ctx)).await?;
+        Ok(SecurityGroupId::new(id))
+    }
+
+    async fn destroy(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<Vec<ResourceRef>> {
+        let names = Names::of(ctx);
+        let Some(sg) = self
+            .client
+            .find_security_group(spec.vpc_id.to_string(), names.node_security_group.clone())
+            .await
+            .at("DescribeSecurityGroups", &names.node_security_group)?
+            .filter(|s| ctx.owns_tags(&s.tags))
+        else {
+            return Ok(Vec::new());
+        };
+        dify_stack_core::wait::retry(
+            &format!("DeleteSecurityGroup {}", sg.id),
+            &ctx.wait.capped(Duration::from_secs(10 * 60)),
+            ctx.cancellation(),
+            AwsError::is_dependency_violation,
+            || async { dify_stack_core::ignore_not_found(self.client.delete_security_group(sg.id.clone()).await) },
+        )
+        .await
+        .map_err(|e| match e {
+            dify_stack_core::WaitError::Failed { source, .. } => EksError::Aws {
+                operation: "DeleteSecurityGroup",
+                resource: names.node_security_group.clone(),
+                source: Box::new(source),
+            },
+            dify_stack_core::WaitError::TimedOut { what, waited, last_status } => {
+                EksError::Wait(dify_stack_core::WaitError::TimedOut { what, waited, last_status })
+            }
+            dify_stack_core::WaitError::Cancelled { what } => EksError::Wait(dify_stack_core::WaitError::Cancelled { what }),
+        })?;
+        Ok(vec![ResourceRef::new("ec2:security-group", &names.node_security_group).with_id(&sg.id)])
+    }
+}

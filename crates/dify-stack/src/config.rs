@@ -182,7 +182,10 @@ impl StackConfig {
             region: "us-west-2".to_owned(),
             tags: Tags::new(),
             allow_unprotected_prod: false,
-            network: NetworkConfig { new: NewVpcSpec { az_count, nat: NatMode::PerAz, ..NewVpcSpec::default() }, existing: None },
+            network: NetworkConfig {
+                new: NewVpcSpec { az_count, nat: NatMode::PerAz, ..NewVpcSpec::default() },
+                existing: None,
+            },
             eks: EksConfig {
                 kubernetes_version: "1.33".to_owned(),
                 endpoint: EndpointSpec::default(),
@@ -198,7 +201,12 @@ impl StackConfig {
                 bucket: BucketSpec::default(),
             },
             registry: RegistrySpec::default(),
-            iam: IamConfig { namespace: "dify".to_owned(), thumbprints: Vec::new(), discover_thumbprint: true, service_accounts: true },
+            iam: IamConfig {
+                namespace: "dify".to_owned(),
+                thumbprints: Vec::new(),
+                discover_thumbprint: true,
+                service_accounts: true,
+            },
         }
     }
 

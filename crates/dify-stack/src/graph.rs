@@ -314,7 +314,8 @@ async fn run(
     };
     let mut pending: BTreeSet<Node> = Node::ALL.into_iter().collect();
     let mut done: BTreeSet<Node> = BTreeSet::new();
-    let mut failure = RunFailure { failed: BTreeMap::new(), skipped: BTreeMap::new(), cancelled: false, not_started: Vec::new() };
+    let mut failure =
+        RunFailure { failed: BTreeMap::new(), skipped: BTreeMap::new(), cancelled: false, not_started: Vec::new() };
     let mut deleted = Vec::new();
     let mut running = FuturesUnordered::new();
     loop {
@@ -397,15 +398,15 @@ pub fn critical_path(durations: &BTreeMap<Node, Duration>) -> (Duration, Vec<Nod
     let mut finish: BTreeMap<Node, (Duration, Option<Node>)> = BTreeMap::new();
     // Node::ALL is in topological order.
     for n in Node::ALL {
-        let (start, prev) = n
-            .deps()
-            .iter()
-            .map(|d| (finish[d].0, Some(*d)))
-            .max_by_key(|(t, _)| *t)
-            .unwrap_or((Duration::ZERO, None));
+        let (start, prev) =
+            n.deps().iter().map(|d| (finish[d].0, Some(*d))).max_by_key(|(t, _)| *t).unwrap_or((Duration::ZERO, None));
         finish.insert(n, (start + durations.get(&n).copied().unwrap_or_default(), prev));
     }
-    let (mut at, (len, _)) = finish.iter().max_by_key(|(_, (t, _))| *t).map(|(n, v)| (*n, *v)).unwrap_or((Node::Network, (Duration::ZERO, None)));
+    let (mut at, (len, _)) = finish
+        .iter()
+        .max_by_key(|(_, (t, _))| *t)
+        .map(|(n, v)| (*n, *v))
+        .unwrap_or((Node::Network, (Duration::ZERO, None)));
     let mut path = vec![at];
     while let Some(prev) = finish[&at].1 {
         path.push(prev);

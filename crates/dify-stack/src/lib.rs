@@ -128,7 +128,11 @@ impl std::fmt::Display for StackPlan {
             if p.plan.is_empty() {
                 continue;
             }
-            writeln!(f, "# {node}{}", if p.upstream_pending { " (after its upstream; ids known after apply)" } else { "" })?;
+            writeln!(
+                f,
+                "# {node}{}",
+                if p.upstream_pending { " (after its upstream; ids known after apply)" } else { "" }
+            )?;
             writeln!(f, "{}", p.plan)?;
         }
         let s = self.nodes.values().fold((0, 0, 0, 0), |acc, p| {
@@ -155,7 +159,11 @@ pub struct Stack {
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stack").field("name", &self.cfg.name).field("account", &self.account).field("region", &self.cfg.region).finish()
+        f.debug_struct("Stack")
+            .field("name", &self.cfg.name)
+            .field("account", &self.account)
+            .field("region", &self.cfg.region)
+            .finish()
     }
 }
 
@@ -166,7 +174,8 @@ impl Stack {
         wiring::validate(&cfg).map_err(StackError::Invalid)?;
         let sdk = sdk.into_builder().region(aws_types::region::Region::new(cfg.region.clone())).build();
         let sts = aws_sdk_sts::Client::new(&sdk);
-        let who = dify_stack_core::AwsResultExt::aws(sts.get_caller_identity().send().await, "GetCallerIdentity").map_err(StackError::Account)?;
+        let who = dify_stack_core::AwsResultExt::aws(sts.get_caller_identity().send().await, "GetCallerIdentity")
+            .map_err(StackError::Account)?;
         let account = who.account().unwrap_or_default().to_owned();
         let ctx = wiring::context(&cfg, Some(&account)).map_err(StackError::Invalid)?;
         Ok(Stack { cfg, sdk, account, ctx, events: EventSink::default(), policy: DataPolicy::default() })
@@ -244,7 +253,9 @@ impl Stack {
         let lock = self.control().acquire(&self.cfg.name, "destroy").await?;
         let runner = self.runner();
         let outcome = match graph::destroy(&runner, self.ctx.cancellation(), &self.events).await {
-            Ok(deleted) => self.control().delete_outputs(&self.cfg.name).await.map(|_| deleted).map_err(StackError::from),
+            Ok(deleted) => {
+                self.control().delete_outputs(&self.cfg.name).await.map(|_| deleted).map_err(StackError::from)
+            }
             Err((_, failure)) => Err(StackError::Run(failure)),
         };
         lock.release().await?;
@@ -253,10 +264,9 @@ impl Stack {
 
     /// The outputs recorded by the last successful apply.
     pub async fn output(&self) -> Result<serde_json::Value, StackError> {
-        self.control()
-            .load_outputs(&self.cfg.name)
-            .await?
-            .ok_or_else(|| StackError::Incomplete(format!("stack {} has no recorded outputs: run apply first", self.cfg.name)))
+        self.control().load_outputs(&self.cfg.name).await?.ok_or_else(|| {
+            StackError::Incomplete(format!("stack {} has no recorded outputs: run apply first", self.cfg.name))
+        })
     }
 
     /// Removes a stale lock; returns what it was.
@@ -273,7 +283,11 @@ impl Stack {
             let arn = arn.ok_or_else(|| StackError::Incomplete(format!("{what} secret is missing; apply first")))?;
             secrets.get_value(arn).await.map_err(StackError::from)
         };
-        let db = read(out.aurora.as_ref().and_then(|a| a.master_secret_arn.as_ref().map(|s| s.to_string())), "Aurora master").await?;
+        let db = read(
+            out.aurora.as_ref().and_then(|a| a.master_secret_arn.as_ref().map(|s| s.to_string())),
+            "Aurora master",
+        )
+        .await?;
         let db_password: serde_json::Value = serde_json::from_str(db.expose_secret()).unwrap_or_default();
         let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.to_string()), "Redis AUTH").await?;
         let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.to_string()), "OpenSearch master").await?;

@@ -75,7 +75,11 @@ impl ControlBucket {
     /// The control bucket for `account` in the config's region.
     pub fn new(sdk: &aws_types::SdkConfig, account: &str, region: &str) -> Self {
         let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
-        ControlBucket { s3: Client::from_conf(conf), bucket: control_bucket(account, region), region: region.to_owned() }
+        ControlBucket {
+            s3: Client::from_conf(conf),
+            bucket: control_bucket(account, region),
+            region: region.to_owned(),
+        }
     }
 
     /// Bucket name.
@@ -94,7 +98,9 @@ impl ControlBucket {
         let mut req = self.s3.create_bucket().bucket(&self.bucket);
         if self.region != "us-east-1" {
             req = req.create_bucket_configuration(
-                CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(self.region.as_str())).build(),
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
             );
         }
         match req.send().await.aws("CreateBucket") {
@@ -124,16 +130,30 @@ impl ControlBucket {
             .rules(ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(sse).build())
             .build()
             .map_err(|e| AwsError::new("PutBucketEncryption", "Build", e.to_string()))?;
-        self.s3.put_bucket_encryption().bucket(&self.bucket).server_side_encryption_configuration(config).send().await.aws("PutBucketEncryption")?;
+        self.s3
+            .put_bucket_encryption()
+            .bucket(&self.bucket)
+            .server_side_encryption_configuration(config)
+            .send()
+            .await
+            .aws("PutBucketEncryption")?;
         self.s3
             .put_bucket_versioning()
             .bucket(&self.bucket)
-            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
             .send()
             .await
             .aws("PutBucketVersioning")?;
         let tags = Tagging::builder()
-            .tag_set(Tag::builder().key("dify-stack:component").value("control-bucket").build().map_err(|e| AwsError::new("PutBucketTagging", "Build", e.to_string()))?)
+            .tag_set(
+                Tag::builder()
+                    .key("dify-stack:component")
+                    .value("control-bucket")
+                    .build()
+                    .map_err(|e| AwsError::new("PutBucketTagging", "Build", e.to_string()))?,
+            )
             .build()
             .map_err(|e| AwsError::new("PutBucketTagging", "Build", e.to_string()))?;
         self.s3.put_bucket_tagging().bucket(&self.bucket).tagging(tags).send().await.aws("PutBucketTagging")?;
@@ -156,7 +176,8 @@ impl ControlBucket {
     async fn read_json<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, AwsError> {
         match self.s3.get_object().bucket(&self.bucket).key(key).send().await.aws("GetObject") {
             Ok(o) => {
-                let bytes = o.body.collect().await.map_err(|e| AwsError::new("GetObject", "Body", e.to_string()))?.into_bytes();
+                let bytes =
+                    o.body.collect().await.map_err(|e| AwsError::new("GetObject", "Body", e.to_string()))?.into_bytes();
                 Ok(serde_json::from_slice(&bytes).ok())
             }
             Err(e) if e.is_not_found() || e.status == Some(404) => Ok(None),
@@ -166,13 +187,25 @@ impl ControlBucket {
 
     async fn put_lock(&self, stack: &str, info: &LockInfo, create_only: bool) -> Result<bool, AwsError> {
         let body = serde_json::to_vec(info).unwrap_or_default();
-        let mut req = self.s3.put_object().bucket(&self.bucket).key(Self::lock_key(stack)).body(ByteStream::from(body)).content_type("application/json");
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(Self::lock_key(stack))
+            .body(ByteStream::from(body))
+            .content_type("application/json");
         if create_only {
             req = req.if_none_match("*");
         }
         match req.send().await.aws("PutObject") {
             Ok(_) => Ok(true),
-            Err(e) if e.status == Some(412) || e.code.as_deref() == Some("PreconditionFailed") || e.code.as_deref() == Some("ConditionalRequestConflict") => Ok(false),
+            Err(e)
+                if e.status == Some(412)
+                    || e.code.as_deref() == Some("PreconditionFailed")
+                    || e.code.as_deref() == Some("ConditionalRequestConflict") =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
@@ -256,7 +289,15 @@ impl ControlBucket {
 
     /// Forgets the outputs (after destroy).
     pub async fn delete_outputs(&self, stack: &str) -> Result<(), AwsError> {
-        match self.s3.delete_object().bucket(&self.bucket).key(Self::outputs_key(stack)).send().await.aws("DeleteObject") {
+        match self
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(Self::outputs_key(stack))
+            .send()
+            .await
+            .aws("DeleteObject")
+        {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),

@@ -107,7 +107,15 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets) -> Result<String,
     let app = out.app_secret.as_ref().ok_or(IncompleteStack("app-secrets"))?;
     let field = |k: &str| app.field(k).map(|s| s.expose_secret().to_owned()).unwrap_or_default();
     let db = |name: &str| aurora.databases.iter().find(|d| *d == name).cloned().unwrap_or_else(|| name.to_owned());
-    let sa_role = |sa: &str| iam.service_accounts.get(sa).map(|r| r.to_string()).unwrap_or_default();
+    // The role of each service account, whether or not the stack created the accounts.
+    let sa_role = |sa: &str| {
+        dify_stack_iam::RoleKind::ALL
+            .iter()
+            .find(|k| k.service_accounts().contains(&sa))
+            .and_then(|k| iam.roles.get(k))
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    };
     let sa = |sa: &str| json!({ "name": sa, "roleArn": sa_role(sa) });
     let values = json!({
         "global": {
@@ -141,7 +149,6 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets) -> Result<String,
             "enabled": true,
             "host": redis.primary_endpoint,
             "port": redis.port,
-            "username": "",
             "password": secrets.redis_password.expose_secret(),
             "useSSL": redis.tls,
         },

@@ -127,9 +127,10 @@ impl AwsRunner {
         })?;
         let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
         let token = tokens.token().await.map_err(|e| fail(e, true))?;
-        let kube = dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
-            .map_err(|e| fail(e, false))?
-            .with_retry(self.ctx.wait, self.ctx.cancellation().clone());
+        let kube =
+            dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
+                .map_err(|e| fail(e, false))?
+                .with_retry(self.ctx.wait, self.ctx.cancellation().clone());
         Ok(iam.with_kubernetes(kube))
     }
 }
@@ -148,10 +149,12 @@ impl TierRunner for AwsRunner {
             )),
             Node::NodeSecurityGroup => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-                NodeOutput::NodeSecurityGroup(self.node_sg.apply(ctx, &wiring::node_sg_spec(net)).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?)
+                NodeOutput::NodeSecurityGroup(self.node_sg.apply(ctx, &wiring::node_sg_spec(net)).await.map_err(
+                    |e| {
+                        let r = e.is_retryable();
+                        fail(e, r)
+                    },
+                )?)
             }
             Node::Eks => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
@@ -182,7 +185,8 @@ impl TierRunner for AwsRunner {
                 })?))
             }
             Node::Bucket => {
-                let spec = wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
+                let spec =
+                    wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
                 NodeOutput::Bucket(Box::new(self.bucket.apply(ctx, &spec).await.map_err(|e| {
                     let r = e.is_retryable();
                     fail(e, r)
@@ -213,12 +217,10 @@ impl TierRunner for AwsRunner {
         let ctx = &self.ctx;
         let cfg = &self.cfg;
         match node {
-            Node::Network => {
-                self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })
-            }
+            Node::Network => self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(|e| {
+                let r = e.is_retryable();
+                fail(e, r)
+            }),
             Node::NodeSecurityGroup => {
                 let Some(vpc_id) = self.discover_vpc().await? else { return Ok(Vec::new()) };
                 self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(|e| {
@@ -263,20 +265,23 @@ impl TierRunner for AwsRunner {
                 })
             }
             Node::AppSecrets => {
-                let deleted = dify_stack_datastores::secrets::delete_secret(ctx, self.ds.as_ref(), SecretKind::DifyApp, self.policy)
-                    .await
-                    .map_err(|e| {
-                        let r = e.is_retryable();
-                        fail(e, r)
-                    })?;
+                let deleted = dify_stack_datastores::secrets::delete_secret(
+                    ctx,
+                    self.ds.as_ref(),
+                    SecretKind::DifyApp,
+                    self.policy,
+                )
+                .await
+                .map_err(|e| {
+                    let r = e.is_retryable();
+                    fail(e, r)
+                })?;
                 Ok(deleted
                     .map(|arn| ResourceRef::new("secretsmanager:secret", SecretKind::DifyApp.name(ctx)).with_id(arn))
                     .into_iter()
                     .collect())
             }
-            Node::Registry => {
-                self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e, false))
-            }
+            Node::Registry => self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e, false)),
             Node::Iam => {
                 // The issuer comes from the live cluster; when it is gone, roles are still
                 // found by name.
@@ -290,8 +295,16 @@ impl TierRunner for AwsRunner {
                     .unwrap_or_else(|| "https://cluster-gone.invalid/id/none".to_owned());
                 let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
                 let registry = dify_stack_registry::RegistryOutput {
-                    app: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
-                    plugin: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
+                    app: dify_stack_registry::RepositoryOutput {
+                        name: String::new(),
+                        arn: String::new(),
+                        uri: String::new(),
+                    },
+                    plugin: dify_stack_registry::RepositoryOutput {
+                        name: String::new(),
+                        arn: String::new(),
+                        uri: String::new(),
+                    },
                     plugin_repository_arn_pattern: "arn:aws:ecr:::repository/none*".to_owned(),
                     plugin_image_repo_prefix: String::new(),
                 };
@@ -313,7 +326,11 @@ impl TierRunner for AwsRunner {
                 let mut spec = wiring::iam_spec(cfg, &eks_out, &bucket, &registry);
                 // Without a cluster there is no Kubernetes API to clean up.
                 spec.service_accounts &= observed.cluster.is_some();
-                let iam = if spec.service_accounts { self.iam(&eks_out).await? } else { IamProvisioner::from_conf(&self.sdk) };
+                let iam = if spec.service_accounts {
+                    self.iam(&eks_out).await?
+                } else {
+                    IamProvisioner::from_conf(&self.sdk)
+                };
                 iam.destroy(ctx, &spec).await.map_err(|e| fail(e, true))
             }
         }
@@ -368,7 +385,8 @@ impl AwsRunner {
         let (p, pending) = plan_or_diff!(self.node_sg, sg_spec, net_ready, None);
         let p = p.map_err(err(Node::NodeSecurityGroup))?;
         if !pending && p.is_empty() {
-            up.node_security_group = Some(self.node_sg.apply(ctx, &sg_spec).await.map_err(|e| (Node::NodeSecurityGroup, fail(e, true)))?);
+            up.node_security_group =
+                Some(self.node_sg.apply(ctx, &sg_spec).await.map_err(|e| (Node::NodeSecurityGroup, fail(e, true)))?);
         }
         put(Node::NodeSecurityGroup, p, pending);
         let sg_ready = up.node_security_group.is_some();
@@ -446,8 +464,16 @@ impl AwsRunner {
                     region: cfg.region.clone(),
                 };
                 let registry = dify_stack_registry::RegistryOutput {
-                    app: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
-                    plugin: dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() },
+                    app: dify_stack_registry::RepositoryOutput {
+                        name: String::new(),
+                        arn: String::new(),
+                        uri: String::new(),
+                    },
+                    plugin: dify_stack_registry::RepositoryOutput {
+                        name: String::new(),
+                        arn: String::new(),
+                        uri: String::new(),
+                    },
                     plugin_repository_arn_pattern: "arn:aws:ecr:::repository/planned*".to_owned(),
                     plugin_image_repo_prefix: String::new(),
                 };

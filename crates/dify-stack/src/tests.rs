@@ -19,11 +19,17 @@ fn profiles_resolve_to_the_stack_md_values() {
     assert_eq!(t.network.new.az_count, 2);
     assert_eq!(t.network.new.cidr.to_string(), "10.0.0.0/16");
     assert_eq!(t.eks.kubernetes_version, "1.33");
-    assert_eq!((t.eks.node_group.instance_types[0].as_str(), t.eks.node_group.min, t.eks.node_group.max), ("m7g.xlarge", 1, 2));
+    assert_eq!(
+        (t.eks.node_group.instance_types[0].as_str(), t.eks.node_group.min, t.eks.node_group.max),
+        ("m7g.xlarge", 1, 2)
+    );
     assert_eq!(t.eks.node_group.ami_type, "AL2023_ARM_64_STANDARD");
     assert_eq!(t.eks.log_types.len(), 5);
     assert_eq!(t.eks.addons.len(), 5);
-    assert_eq!((t.datastores.aurora.min_acu, t.datastores.aurora.max_acu, t.datastores.aurora.instances), (0.5, 4.0, 1));
+    assert_eq!(
+        (t.datastores.aurora.min_acu, t.datastores.aurora.max_acu, t.datastores.aurora.instances),
+        (0.5, 4.0, 1)
+    );
     assert_eq!(t.datastores.redis.node_type, "cache.t4g.micro");
     assert_eq!(t.datastores.opensearch.instance_count, 1);
     assert_eq!(t.registry.app.keep_last, 10);
@@ -31,8 +37,14 @@ fn profiles_resolve_to_the_stack_md_values() {
     assert_eq!(t.iam.namespace, "dify");
     let p = Profile::Prod.config();
     assert_eq!((p.name.as_str(), p.network.new.az_count), ("dify-prod", 3));
-    assert_eq!((p.eks.node_group.instance_types[0].as_str(), p.eks.node_group.desired, p.eks.node_group.max), ("m7g.2xlarge", 6, 10));
-    assert_eq!((p.datastores.aurora.min_acu, p.datastores.aurora.max_acu, p.datastores.aurora.instances), (1.0, 8.0, 2));
+    assert_eq!(
+        (p.eks.node_group.instance_types[0].as_str(), p.eks.node_group.desired, p.eks.node_group.max),
+        ("m7g.2xlarge", 6, 10)
+    );
+    assert_eq!(
+        (p.datastores.aurora.min_acu, p.datastores.aurora.max_acu, p.datastores.aurora.instances),
+        (1.0, 8.0, 2)
+    );
     assert!(p.datastores.aurora.deletion_protection);
     assert_eq!((p.datastores.redis.nodes, p.datastores.redis.multi_az), (2, true));
     assert_eq!((p.datastores.opensearch.instance_count, p.datastores.opensearch.zone_awareness), (3, true));
@@ -51,7 +63,12 @@ fn profile_snapshots_match() {
             std::fs::write(&path, serde_json::to_string_pretty(&resolved).unwrap() + "\n").unwrap();
         }
         let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(resolved, committed, "profile {profile:?} differs from {}; run with UPDATE_SNAPSHOTS=1 if deliberate", path.display());
+        assert_eq!(
+            resolved,
+            committed,
+            "profile {profile:?} differs from {}; run with UPDATE_SNAPSHOTS=1 if deliberate",
+            path.display()
+        );
     }
 }
 
@@ -74,8 +91,15 @@ fn the_example_config_files_parse_and_override_the_profile() {
 
 #[test]
 fn files_override_any_field_and_reject_unknown_ones_with_their_path() {
-    let c = StackConfig::from_str_with_format("profile = \"prod\"\nname = \"acme\"\n[datastores.redis]\nnode_type = \"cache.r7g.large\"\n", false).unwrap();
-    assert_eq!((c.name.as_str(), c.datastores.redis.node_type.as_str(), c.datastores.redis.nodes), ("acme", "cache.r7g.large", 2));
+    let c = StackConfig::from_str_with_format(
+        "profile = \"prod\"\nname = \"acme\"\n[datastores.redis]\nnode_type = \"cache.r7g.large\"\n",
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        (c.name.as_str(), c.datastores.redis.node_type.as_str(), c.datastores.redis.nodes),
+        ("acme", "cache.r7g.large", 2)
+    );
     let c = StackConfig::from_str_with_format("eks:\n  node_group:\n    max: 3\n", true).unwrap();
     assert_eq!((c.profile, c.eks.node_group.max, c.eks.node_group.min), (Profile::Test, 3, 1));
     let e = StackConfig::from_str_with_format("[eks]\nnode_grup = 1\n", false).unwrap_err();
@@ -105,16 +129,32 @@ fn validation_catalogue_reports_every_path() {
         ("reserved tag", |c| drop(c.tags.insert("dify-stack:stack".into(), "x".into())), "tags.dify-stack:stack"),
         ("one AZ", |c| c.network.new.az_count = 1, "network.new.az_count"),
         ("tiny VPC", |c| c.network.new.cidr = "10.0.0.0/28".parse().unwrap(), "network.new.public_subnets"),
-        ("x86 on ARM AMI", |c| c.eks.node_group.instance_types = vec!["m7i.xlarge".into()], "eks.node_group.instance_types[0]"),
-        ("ARM on x86 AMI", |c| c.eks.node_group.ami_type = "AL2023_x86_64_STANDARD".into(), "eks.node_group.instance_types[0]"),
+        (
+            "x86 on ARM AMI",
+            |c| c.eks.node_group.instance_types = vec!["m7i.xlarge".into()],
+            "eks.node_group.instance_types[0]",
+        ),
+        (
+            "ARM on x86 AMI",
+            |c| c.eks.node_group.ami_type = "AL2023_x86_64_STANDARD".into(),
+            "eks.node_group.instance_types[0]",
+        ),
         ("unknown AMI", |c| c.eks.node_group.ami_type = "WINDOWS".into(), "eks.node_group.ami_type"),
         ("min > desired", |c| c.eks.node_group.min = 2, "eks.node_group.desired"),
         ("desired > max", |c| c.eks.node_group.desired = 5, "eks.node_group.desired"),
         ("no instance types", |c| c.eks.node_group.instance_types.clear(), "eks.node_group.instance_types"),
         ("tiny disk", |c| c.eks.node_group.disk_size_gib = 4, "eks.node_group.disk_size_gib"),
         ("bad k8s version", |c| c.eks.kubernetes_version = "latest".into(), "eks.kubernetes_version"),
-        ("open endpoint", |c| c.eks.endpoint.public_access_cidrs = vec!["0.0.0.0/0".into()], "eks.endpoint.public_access_cidrs[0]"),
-        ("bad CIDR", |c| c.eks.endpoint.public_access_cidrs = vec!["office".into()], "eks.endpoint.public_access_cidrs[0]"),
+        (
+            "open endpoint",
+            |c| c.eks.endpoint.public_access_cidrs = vec!["0.0.0.0/0".into()],
+            "eks.endpoint.public_access_cidrs[0]",
+        ),
+        (
+            "bad CIDR",
+            |c| c.eks.endpoint.public_access_cidrs = vec!["office".into()],
+            "eks.endpoint.public_access_cidrs[0]",
+        ),
         ("unknown log type", |c| c.eks.log_types.push("everything".into()), "eks.log_types[5]"),
         ("bad admin", |c| c.eks.admin_principals = vec!["bob".into()], "eks.admin_principals[0]"),
         ("ACU step", |c| c.datastores.aurora.min_acu = 0.7, "datastores.aurora.min_acu"),
@@ -124,15 +164,27 @@ fn validation_catalogue_reports_every_path() {
         ("backups off", |c| c.datastores.aurora.backup_retention_days = 0, "datastores.aurora.backup_retention_days"),
         ("bad engine", |c| c.datastores.aurora.engine_version = "seventeen".into(), "datastores.aurora.engine_version"),
         ("bad db name", |c| c.datastores.aurora.databases.push("my-db".into()), "datastores.aurora.databases[4]"),
-        ("postgres master", |c| c.datastores.aurora.master_username = "postgres".into(), "datastores.aurora.master_username"),
+        (
+            "postgres master",
+            |c| c.datastores.aurora.master_username = "postgres".into(),
+            "datastores.aurora.master_username",
+        ),
         ("redis multi-AZ on 1 node", |c| c.datastores.redis.multi_az = true, "datastores.redis.multi_az"),
         ("redis node type", |c| c.datastores.redis.node_type = "t4g.micro".into(), "datastores.redis.node_type"),
         ("redis nodes", |c| c.datastores.redis.nodes = 9, "datastores.redis.nodes"),
-        ("opensearch type", |c| c.datastores.opensearch.instance_type = "m6g.large".into(), "datastores.opensearch.instance_type"),
-        ("opensearch 3 zone-aware nodes on 2 AZs", |c| {
-            c.datastores.opensearch.instance_count = 3;
-            c.datastores.opensearch.zone_awareness = true;
-        }, "datastores.opensearch.zone_awareness"),
+        (
+            "opensearch type",
+            |c| c.datastores.opensearch.instance_type = "m6g.large".into(),
+            "datastores.opensearch.instance_type",
+        ),
+        (
+            "opensearch 3 zone-aware nodes on 2 AZs",
+            |c| {
+                c.datastores.opensearch.instance_count = 3;
+                c.datastores.opensearch.zone_awareness = true;
+            },
+            "datastores.opensearch.zone_awareness",
+        ),
         ("opensearch volume", |c| c.datastores.opensearch.volume_gib = 1, "datastores.opensearch.volume_gib"),
         ("registry keep 0", |c| c.registry.app.keep_last = 0, "registry.app.keep_last"),
         ("iam namespace", |c| c.iam.namespace = "Dify_NS".into(), "iam.namespace"),
@@ -211,7 +263,11 @@ struct Timed {
     log: Arc<Mutex<Vec<(Node, u64, u64)>>>,
 }
 
-fn timed_runner(durations: BTreeMap<Node, u64>, fail: &'static [Node], log: Arc<Mutex<Vec<(Node, u64, u64)>>>) -> Timed {
+fn timed_runner(
+    durations: BTreeMap<Node, u64>,
+    fail: &'static [Node],
+    log: Arc<Mutex<Vec<(Node, u64, u64)>>>,
+) -> Timed {
     Timed { durations, fail, log }
 }
 
@@ -248,7 +304,11 @@ impl graph::TierRunner for Timed {
 #[tokio::test]
 async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
     let mut runner = MockTierRunner::new();
-    runner.expect_apply().withf(|n, _| *n == Node::Eks).times(1).returning(|_, _| Err(NodeError { message: "quota".into(), retryable: false }));
+    runner
+        .expect_apply()
+        .withf(|n, _| *n == Node::Eks)
+        .times(1)
+        .returning(|_, _| Err(NodeError { message: "quota".into(), retryable: false }));
     runner.expect_apply().withf(|n, _| *n == Node::Iam).times(0).returning(|n, _| Ok(fake_output(n)));
     runner.expect_apply().returning(|n, _| Ok(fake_output(n)));
     let (_, failure) = graph::apply(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap_err();
@@ -262,11 +322,13 @@ thread_local! {
 }
 
 fn base() -> tokio::time::Instant {
-    BASE.with(|b| b.get().unwrap_or_else(|| {
-        let now = tokio::time::Instant::now();
-        b.set(Some(now));
-        now
-    }))
+    BASE.with(|b| {
+        b.get().unwrap_or_else(|| {
+            let now = tokio::time::Instant::now();
+            b.set(Some(now));
+            now
+        })
+    })
 }
 
 fn has(up: &crate::StackOutput, node: Node) -> bool {
@@ -355,7 +417,8 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
         assert_eq!(runs[&n].0, sg_done, "{n}");
     }
     assert_eq!(runs[&Node::Iam].0, runs[&Node::Eks].1);
-    let (critical, path) = graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());
+    let (critical, path) =
+        graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());
     assert_eq!(Duration::from_secs(makespan), critical, "path {path:?}");
     assert_eq!(path, [Node::Network, Node::NodeSecurityGroup, Node::OpenSearch]);
     let sequential: u64 = durations().values().sum();
@@ -384,7 +447,12 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
     }
     assert!(partial.network.is_some() && partial.bucket.is_some() && partial.eks.is_none());
     let text = failure.to_string();
-    assert!(text.contains("eks failed: eks broke") && text.contains("redis failed") && text.contains("iam not started: eks failed"), "{text}");
+    assert!(
+        text.contains("eks failed: eks broke")
+            && text.contains("redis failed")
+            && text.contains("iam not started: eks failed"),
+        "{text}"
+    );
     let mut skipped = Vec::new();
     while let Ok(e) = rx.try_recv() {
         if let Event::NodeSkipped { node, because } = e {
@@ -408,7 +476,10 @@ async fn destroy_runs_the_reverse_graph() {
         }
     }
     assert_eq!(runs[&Node::Iam].0, 0);
-    assert_eq!(runs[&Node::Network].0, runs[&Node::Eks].1.max(runs[&Node::OpenSearch].1).max(runs[&Node::NodeSecurityGroup].1));
+    assert_eq!(
+        runs[&Node::Network].0,
+        runs[&Node::Eks].1.max(runs[&Node::OpenSearch].1).max(runs[&Node::NodeSecurityGroup].1)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -143,7 +143,11 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     let mut eks = eks_spec(cfg, &net);
     if eks.private_subnet_ids.len() < 2 {
         // Reported once, by the network check.
-        eks.private_subnet_ids = planned_network(&StackConfig { network: Default::default(), ..cfg.clone() }).private_subnets.iter().map(|s| s.id.clone()).collect();
+        eks.private_subnet_ids = planned_network(&StackConfig { network: Default::default(), ..cfg.clone() })
+            .private_subnets
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
     }
     if let Err(e) = eks.validate(&ctx) {
         errs.extend_prefixed("eks", e);

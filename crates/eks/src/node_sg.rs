@@ -73,7 +73,10 @@ impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
     fn diff(&self, ctx: &Context, _spec: &NodeSecurityGroupSpec, observed: &Option<SecurityGroupInfo>) -> Plan {
         let mut plan = Plan::new();
         if observed.is_none() {
-            plan.push(Change::new(Action::Create, ResourceRef::new("ec2:security-group", Names::of(ctx).node_security_group)));
+            plan.push(Change::new(
+                Action::Create,
+                ResourceRef::new("ec2:security-group", Names::of(ctx).node_security_group),
+            ));
         }
         plan
     }
@@ -114,7 +117,9 @@ impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
             dify_stack_core::WaitError::TimedOut { what, waited, last_status } => {
                 EksError::Wait(dify_stack_core::WaitError::TimedOut { what, waited, last_status })
             }
-            dify_stack_core::WaitError::Cancelled { what } => EksError::Wait(dify_stack_core::WaitError::Cancelled { what }),
+            dify_stack_core::WaitError::Cancelled { what } => {
+                EksError::Wait(dify_stack_core::WaitError::Cancelled { what })
+            }
         })?;
         Ok(vec![ResourceRef::new("ec2:security-group", &names.node_security_group).with_id(&sg.id)])
     }

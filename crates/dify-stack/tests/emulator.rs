@@ -1,0 +1,115 @@
+//! The whole stack, end to end, against the local AWS emulator.
+
+mod inventory;
+
+use dify_stack::{DataPolicy, EventSink, LockError, Profile, Stack, StackConfig, StackError};
+use dify_stack_emulator::Emulator;
+
+/// The test profile as the emulator can run it: no Kubernetes API (service accounts are left
+/// to the Helm chart) and no internet (no thumbprint discovery).
+fn config(name: &str) -> StackConfig {
+    let mut cfg = Profile::Test.config().with_name(name);
+    cfg.iam.service_accounts = false;
+    cfg.iam.discover_thumbprint = false;
+    cfg
+}
+
+#[tokio::test]
+async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let stack = Stack::connect(config("e2e-test"), account.config.clone()).await.unwrap();
+    assert_eq!(stack.account(), account.account_id);
+
+    let plan = stack.plan().await.unwrap();
+    assert!(plan.len() >= 40, "{plan}");
+    assert!(plan.nodes.values().all(|p| !p.plan.is_empty()), "every node shows its resources:\n{plan}");
+    assert!(plan.nodes[&dify_stack::Node::Eks].upstream_pending);
+    assert!(inventory::inventory(&account.config, "e2e-test").await.is_empty(), "plan writes nothing");
+
+    let (sink, mut events) = EventSink::channel();
+    let stack = stack.with_events(sink);
+    let out = stack.apply().await.unwrap();
+    assert!(out.is_complete(), "{out:?}");
+    let mut finished = 0;
+    while let Ok(e) = events.try_recv() {
+        finished += usize::from(matches!(e, dify_stack::Event::NodeFinished { .. }));
+    }
+    assert_eq!(finished, 10);
+    let after_apply = inventory::inventory(&account.config, "e2e-test").await;
+    assert!(after_apply.len() >= 40, "{after_apply:#?}");
+
+    // Second run: nothing to do, nothing new.
+    let plan = stack.plan().await.unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    let again = stack.apply().await.unwrap();
+    assert_eq!(again, out);
+    assert_eq!(inventory::inventory(&account.config, "e2e-test").await, after_apply);
+
+    // Outputs are recorded; values.yaml is filled from live state.
+    let recorded = stack.output().await.unwrap();
+    assert_eq!(recorded["eks"]["cluster_name"], "e2e-test");
+    let values = stack.helm_values(&out).await.unwrap();
+    assert_eq!(dify_stack::output::empty_values(&values), ["persistence.s3.endpoint"], "{values}");
+    for needle in [
+        "sslMode: require",
+        "useSSL: true",
+        "useAwsManagedIam: true",
+        "imageRepoType: ecr",
+        out.aurora.as_ref().unwrap().writer_endpoint.as_str(),
+        out.opensearch.as_ref().unwrap().endpoint.as_str(),
+        out.bucket.as_ref().unwrap().name.as_str(),
+        "dify_plugin_daemon",
+    ] {
+        assert!(values.contains(needle), "{needle} missing in\n{values}");
+    }
+    let kubeconfig = Stack::kubeconfig(&out).unwrap();
+    assert!(kubeconfig.contains("get-token") && kubeconfig.contains("e2e-test"));
+
+    // Destroy with --delete-data leaves nothing carrying the stack tag.
+    let stack = stack.with_data_policy(DataPolicy::delete_everything());
+    let deleted = stack.destroy().await.unwrap();
+    assert!(deleted.len() >= 40, "{deleted:?}");
+    assert_eq!(inventory::inventory(&account.config, "e2e-test").await, Vec::<String>::new());
+    assert!(stack.output().await.is_err(), "outputs forgotten");
+}
+
+#[tokio::test]
+async fn two_concurrent_applies_one_is_refused_by_the_lock_and_nothing_is_duplicated() {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let a = Stack::connect(config("e2e-lock"), account.config.clone()).await.unwrap();
+    let b = Stack::connect(config("e2e-lock"), account.config.clone()).await.unwrap();
+    let (ra, rb) = tokio::join!(a.apply(), b.apply());
+    let (ok, refused) = match (ra, rb) {
+        (Ok(o), Err(e)) | (Err(e), Ok(o)) => (o, e),
+        (ra, rb) => panic!("expected one success and one refusal, got {:?} / {:?}", ra.err(), rb.err()),
+    };
+    assert!(ok.is_complete());
+    match &refused {
+        StackError::Lock(LockError::Held { holder, .. }) => {
+            assert_eq!(holder.operation, "apply");
+            assert!(
+                refused.to_string().contains("is locked by") && refused.to_string().contains("unlock"),
+                "{refused}"
+            );
+        }
+        other => panic!("expected a lock refusal, got {other}"),
+    }
+    let once = inventory::inventory(&account.config, "e2e-lock").await;
+    let mut kinds: Vec<&str> = once.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    kinds.dedup();
+    // One of each: one VPC, one cluster, one Aurora cluster, one bucket, ...
+    for kind in ["vpc", "eks-cluster", "rds-cluster", "redis", "opensearch", "bucket", "igw"] {
+        assert_eq!(once.iter().filter(|l| l.starts_with(&format!("{kind} "))).count(), 1, "{kind}: {once:#?}");
+    }
+
+    // A stale lock (a run that died) blocks until unlocked; unlock removes it.
+    let control = a.control();
+    let guard = control.acquire("e2e-lock", "apply").await.unwrap();
+    drop(guard); // the process "died": the lock stays until it expires
+    assert!(matches!(b.apply().await, Err(StackError::Lock(_))));
+    let removed = b.unlock().await.unwrap().expect("there was a lock");
+    assert_eq!(removed.operation, "apply");
+    assert!(b.unlock().await.unwrap().is_none());
+    b.with_data_policy(DataPolicy::delete_everything()).destroy().await.unwrap();
+    assert_eq!(inventory::inventory(&account.config, "e2e-lock").await, Vec::<String>::new());
+}

@@ -1,22 +1,24 @@
 //! The demo: provisions the `test` profile into a local AWS emulator that it starts itself,
-//! then shows the plan before, the outputs, and the (empty) plan after.
+//! showing the plan, the apply progress, the outputs and where values.yaml and kubeconfig were
+//! written, then that a second plan is empty.
 //!
 //! ```text
-//! cargo run -p dify-examples --example demo             # provision, show outputs, keep
-//! cargo run -p dify-examples --example demo -- --destroy # ... and destroy again
+//! cargo run -p dify-examples --example demo              # provision, show, keep until exit
+//! cargo run -p dify-examples --example demo -- --destroy # ... then destroy with --delete-data
 //! ```
 //!
-//! Today the demo provisions the network and registry tiers (concurrently); the EKS and
-//! datastores tiers are not implemented yet, and the IAM tier needs their outputs (the OIDC
-//! issuer and the bucket), so it is listed as not provisioned.
+//! The emulator has no Kubernetes API and no internet: the IAM tier creates the IRSA roles but
+//! leaves the service accounts to the Helm chart, and skips thumbprint discovery.
 
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
-use dify_stack::network::{NetworkProvisioner, NetworkSpec};
-use dify_stack::registry::{RegistryProvisioner, RegistrySpec};
-use dify_stack::{Context, Environment, Provisioner};
+use dify_stack::{DataPolicy, EventSink, Profile, Stack};
 use dify_stack_emulator::Emulator;
 
 #[derive(Debug, Parser)]
@@ -24,61 +26,71 @@ use dify_stack_emulator::Emulator;
 struct Args {
     /// Stack name.
     #[arg(long, default_value = "dify-test")]
-    stack: String,
+    name: String,
     /// Region to emulate.
     #[arg(long, default_value = "us-west-2")]
     region: String,
-    /// Destroy the stack again after showing the outputs.
+    /// Where to write values.yaml, kubeconfig and outputs.json.
+    #[arg(long, default_value = "dify-stack-out")]
+    out: PathBuf,
+    /// Destroy the stack again at the end (with --delete-data).
     #[arg(long)]
     destroy: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
     let args = Args::parse();
     let started = Instant::now();
     let emulator = Emulator::shared().context("starting the local AWS emulator")?;
-    eprintln!(
-        "emulator: moto {} at {} ({:.1?})",
+    println!(
+        "== local AWS emulator: moto {} at {} (ready in {:.1?})",
         dify_stack_emulator::MOTO_VERSION,
         emulator.endpoint(),
         started.elapsed()
     );
-    let config = emulator.sdk_config(&args.region, None).await;
+    let sdk = emulator.sdk_config(&args.region, None).await;
 
-    let ctx = Context::new(&args.stack, Environment::Test, &args.region).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let spec = NetworkSpec::for_environment(Environment::Test, args.stack.clone());
-    let network = NetworkProvisioner::from_conf(&config);
-    let registry_spec = RegistrySpec::default();
-    let registry = RegistryProvisioner::from_conf(&config);
+    let mut cfg = Profile::Test.config().with_name(&args.name).with_region(&args.region);
+    cfg.iam.service_accounts = false;
+    cfg.iam.discover_thumbprint = false;
+    let stack = Stack::connect(cfg, sdk).await?;
+    println!("== stack {} (profile test) in account {} / {}", args.name, stack.account(), args.region);
 
-    let (network_plan, registry_plan) =
-        tokio::try_join!(async { network.plan(&ctx, &spec).await.map_err(anyhow::Error::from) }, async {
-            registry.plan(&ctx, &registry_spec).await.map_err(anyhow::Error::from)
-        },)?;
-    println!("== plan (network tier)\n{network_plan}\n== plan (registry tier)\n{registry_plan}");
-    // The two tiers need nothing from each other: they run concurrently.
+    let plan = stack.plan().await?;
+    println!("== plan\n{}", support::coloured_plan(&plan));
+
+    println!("== apply");
+    let (sink, rx) = EventSink::channel();
+    let stack = stack.with_events(sink);
+    let view = tokio::spawn(support::progress(rx, "apply"));
     let t = Instant::now();
-    let (output, registry_output) =
-        tokio::try_join!(async { network.apply(&ctx, &spec).await.map_err(anyhow::Error::from) }, async {
-            registry.apply(&ctx, &registry_spec).await.map_err(anyhow::Error::from)
-        },)?;
-    eprintln!("apply: {:.2?}", t.elapsed());
-    let outputs = serde_json::json!({
-        "stack": args.stack,
-        "environment": "test",
-        "region": args.region,
-        "network": output,
-        "registry": registry_output,
-        "not_implemented_yet": ["eks", "datastores", "iam (implemented, but needs the EKS issuer and the bucket)"],
-    });
-    println!("== outputs\n{}", serde_json::to_string_pretty(&outputs)?);
-    println!("== plan after apply\n{}{}", network.plan(&ctx, &spec).await?, registry.plan(&ctx, &registry_spec).await?);
-    if args.destroy {
-        let mut deleted = registry.destroy(&ctx, &registry_spec).await?;
-        deleted.extend(network.destroy(&ctx, &spec).await?);
-        println!("== destroyed {} resources", deleted.len());
+    let result = stack.apply().await;
+    let stack = stack.with_events(EventSink::default());
+    let summary = view.await?;
+    println!("{}", summary.table());
+    let out = result?;
+    println!("apply took {:.2?}", t.elapsed());
+
+    println!("== outputs\n{}", serde_json::to_string_pretty(&out)?);
+    for f in support::write_out(&stack, &out, &args.out).await? {
+        println!("wrote {}", f.display());
     }
+
+    let plan = stack.plan().await?;
+    println!("== plan after apply\n{}", support::coloured_plan(&plan));
+    anyhow::ensure!(plan.is_empty(), "the second plan should be empty");
+
+    if args.destroy {
+        println!("== destroy --delete-data");
+        let stack = stack.with_data_policy(DataPolicy::delete_everything());
+        let deleted = stack.destroy().await?;
+        println!("deleted {} resource(s)", deleted.len());
+    }
+    println!("== done in {:.1?}", started.elapsed());
     Ok(())
 }

@@ -1,0 +1,250 @@
+//! The `dify-stack` command line: plan, apply, destroy, output and unlock a Dify Enterprise
+//! stack on AWS.
+//!
+//! ```text
+//! cargo run --release --example dify-stack -- plan    --profile test --name dify-test
+//! cargo run --release --example dify-stack -- apply   --profile prod --config prod.yaml --yes --out ./out
+//! cargo run --release --example dify-stack -- destroy --name dify-test --delete-data --yes
+//! cargo run --release --example dify-stack -- output  --name dify-test --json
+//! cargo run --release --example dify-stack -- unlock  --name dify-test
+//! ```
+//!
+//! Credentials and endpoints come from the standard AWS chain (profiles, `AWS_*` variables
+//! including `AWS_ENDPOINT_URL`, SSO, IMDS). `--emulator` starts a local AWS emulator instead
+//! (state lives as long as the command). Logs: `RUST_LOG=dify_stack=debug`.
+//! Exit codes: 0 ok, 1 failed, 2 bad input or configuration.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dify_stack::{DataPolicy, EventSink, Profile, Stack, StackConfig, StackError};
+
+#[derive(Debug, Parser)]
+#[command(name = "dify-stack", about = "Provision Dify Enterprise on AWS", version)]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+    /// Profile giving the defaults: test or prod.
+    #[arg(long, global = true, default_value = "test")]
+    profile: Profile,
+    /// Stack name (default: dify-<profile>, or the config file's).
+    #[arg(long, global = true)]
+    name: Option<String>,
+    /// A TOML or YAML file overriding any setting (its `profile` wins over --profile).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// AWS region (default: us-west-2, or the config file's).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, global = true)]
+    yes: bool,
+    /// Machine-readable output only on stdout (JSON).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Write values.yaml, kubeconfig and outputs.json into this directory (apply, output).
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Run against a local AWS emulator started for this command.
+    #[arg(long, global = true)]
+    emulator: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Show what apply would change. Writes nothing.
+    Plan,
+    /// Create or converge the stack.
+    Apply,
+    /// Delete the stack.
+    Destroy {
+        /// Allow deleting data: databases without a final snapshot, non-empty buckets and
+        /// repositories, secrets without a recovery window.
+        #[arg(long)]
+        delete_data: bool,
+        /// Lift Aurora deletion protection (prod); the final snapshot is still taken unless
+        /// --delete-data.
+        #[arg(long)]
+        lift_deletion_protection: bool,
+    },
+    /// Print the outputs of the last apply.
+    Output,
+    /// Remove a stale stack lock left by a run that is gone.
+    Unlock,
+}
+
+fn bad_input(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn failed(e: &StackError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let cli = Cli::parse();
+    let mut cfg = match &cli.config {
+        Some(path) => match StackConfig::from_file(path) {
+            Ok(c) => c,
+            Err(e) => return bad_input(e),
+        },
+        None => cli.profile.config(),
+    };
+    if let Some(n) = &cli.name {
+        cfg.name = n.clone();
+    }
+    if let Some(r) = &cli.region {
+        cfg.region = r.clone();
+    }
+    let sdk = if cli.emulator {
+        let emu = match dify_stack_emulator::Emulator::shared() {
+            Ok(e) => e,
+            Err(e) => return bad_input(format!("cannot start the local emulator: {e}")),
+        };
+        // No Kubernetes API and no internet behind the emulator.
+        cfg.iam.service_accounts = false;
+        cfg.iam.discover_thumbprint = false;
+        if !cli.json {
+            eprintln!(
+                "using the local AWS emulator at {} (service accounts are left to the Helm chart)",
+                emu.endpoint()
+            );
+        }
+        emu.sdk_config(&cfg.region, None).await
+    } else {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(cfg.region.clone()))
+            .load()
+            .await
+    };
+    let stack = match Stack::connect(cfg, sdk).await {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
+    };
+    let cancel = dify_stack::CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: no new work starts; running steps stop at their next wait (run again to resume)");
+            c.cancel();
+        }
+    });
+    let stack = stack.with_cancellation(cancel);
+    match cli.verb {
+        Verb::Plan => match stack.plan().await {
+            Ok(plan) if cli.json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
+            Ok(plan) => println!("{}", support::coloured_plan(&plan)),
+            Err(e) => return failed(&e),
+        },
+        Verb::Apply => {
+            if !cli.json {
+                match stack.plan().await {
+                    Ok(plan) if plan.is_empty() => println!("{}", support::coloured_plan(&plan)),
+                    Ok(plan) => {
+                        println!("{}", support::coloured_plan(&plan));
+                        if !confirm(&cli, &format!("Apply these changes to stack {}?", stack.config().name)) {
+                            return bad_input("not confirmed (use --yes to skip the question)");
+                        }
+                    }
+                    Err(e) => return failed(&e),
+                }
+            }
+            let (sink, rx) = EventSink::channel();
+            let stack = stack.with_events(sink);
+            let view = tokio::spawn(support::progress(rx, "apply"));
+            let result = stack.apply().await;
+            let stack = stack.with_events(EventSink::default());
+            let summary = view.await.unwrap_or_default();
+            match result {
+                Ok(out) => {
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                    } else {
+                        eprintln!("\n{}", summary.table());
+                        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                    }
+                    if let Some(dir) = &cli.out {
+                        match support::write_out(&stack, &out, dir).await {
+                            Ok(files) => {
+                                for f in files {
+                                    eprintln!("wrote {}", f.display());
+                                }
+                            }
+                            Err(e) => {
+                                eprintln!("error: writing outputs: {e:#}");
+                                return ExitCode::from(1);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("\n{}", summary.table());
+                    return failed(&e);
+                }
+            }
+        }
+        Verb::Destroy { delete_data, lift_deletion_protection } => {
+            let policy = DataPolicy { delete_data, lift_deletion_protection: lift_deletion_protection || delete_data };
+            if !confirm(&cli, &format!("Destroy stack {} in {}?", stack.config().name, stack.config().region)) {
+                return bad_input("not confirmed (use --yes to skip the question)");
+            }
+            let (sink, rx) = EventSink::channel();
+            let stack = stack.with_data_policy(policy).with_events(sink);
+            let view = tokio::spawn(support::progress(rx, "destroy"));
+            let result = stack.destroy().await;
+            drop(stack);
+            let summary = view.await.unwrap_or_default();
+            match result {
+                Ok(deleted) => {
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&deleted).unwrap_or_default());
+                    } else {
+                        eprintln!("\n{}", summary.table());
+                        println!("Destroy complete: {} resource(s) deleted.", deleted.len());
+                    }
+                }
+                Err(e) => {
+                    eprintln!("\n{}", summary.table());
+                    return failed(&e);
+                }
+            }
+        }
+        Verb::Output => match stack.output().await {
+            Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            Err(e) => return failed(&e),
+        },
+        Verb::Unlock => match stack.unlock().await {
+            Ok(Some(lock)) if cli.json => println!("{}", serde_json::to_string_pretty(&lock).unwrap_or_default()),
+            Ok(Some(lock)) => println!("removed the lock held by {} ({})", lock.owner, lock.operation),
+            Ok(None) if cli.json => println!("null"),
+            Ok(None) => println!("stack {} was not locked", stack.config().name),
+            Err(e) => return failed(&e),
+        },
+    }
+    ExitCode::SUCCESS
+}
+
+fn confirm(cli: &Cli, question: &str) -> bool {
+    if cli.yes {
+        return true;
+    }
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} Type yes to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+}

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::client::{DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, SgApi, SgInfo};
 use crate::common::{
-    At, DataPolicy, DatastoresError, Result, caps, delete_security_group, ensure_security_group, owned, tag_drift,
-    wait_for, wanted_rules,
+    At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
+    tag_drift, wait_for, wanted_rules,
 };
 use crate::spec::{DatastoresSpec, data_api_available};
 
@@ -333,11 +333,14 @@ impl Provisioner for AuroraProvisioner {
         let sg = ensure_security_group(
             ctx,
             self.sg.as_ref(),
-            spec.vpc_id.as_str(),
-            &names.security_group,
-            "aurora-security-group",
-            PORT,
-            &sources,
+            SgWant {
+                vpc_id: spec.vpc_id.as_str(),
+                name: &names.security_group,
+                component: "aurora-security-group",
+                port: PORT,
+                sources: &sources,
+            },
+            o.security_group.clone(),
         )
         .await?;
         if !o.subnet_group {
@@ -350,6 +353,9 @@ impl Provisioner for AuroraProvisioner {
             }
         }
         let tags = ctx.tags_for(Tier::Datastores, "aurora", &names.cluster);
+        // Whether this run changed anything: when not, and all was available, the observation
+        // stands and no wait (no further read) is needed.
+        let mut touched = o.cluster.is_none();
         let mut cluster = match o.cluster.clone() {
             None => {
                 let create = DbClusterCreate {
@@ -395,6 +401,7 @@ impl Provisioner for AuroraProvisioner {
                 }
                 if m != DbClusterModify::default() {
                     self.rds.modify_cluster(names.cluster.clone(), m).await.at("ModifyDBCluster", &names.cluster)?;
+                    touched = true;
                 }
                 let drift = tag_drift(&tags, &c.tags);
                 if !drift.is_empty() {
@@ -427,48 +434,71 @@ impl Provisioner for AuroraProvisioner {
             if extra && x.status != "deleting" {
                 dify_stack_core::ignore_not_found(self.rds.delete_instance(x.id.clone()).await)
                     .at("DeleteDBInstance", &x.id)?;
+                touched = true;
             }
         }
         let cluster_id = names.cluster.clone();
-        wait_for(ctx, format!("Aurora cluster {cluster_id} to be available"), caps::AURORA_CLUSTER, || async {
-            match self.rds.describe_cluster(cluster_id.clone()).await.at("DescribeDBClusters", &cluster_id)? {
-                Some(c) if c.status == "available" => Ok(None),
-                Some(c)
-                    if matches!(
-                        c.status.as_str(),
-                        "failed" | "inaccessible-encryption-credentials" | "incompatible-parameters"
-                    ) =>
-                {
-                    Err(DatastoresError::Failed { kind: "Aurora cluster", name: cluster_id.clone(), status: c.status })
+        let settled = !touched
+            && created.is_empty()
+            && cluster.status == "available"
+            && o.instances.len() == a.instances as usize
+            && o.instances.iter().all(|x| x.status == "available");
+        if !settled {
+            wait_for(ctx, format!("Aurora cluster {cluster_id} to be available"), caps::AURORA_CLUSTER, || async {
+                match self.rds.describe_cluster(cluster_id.clone()).await.at("DescribeDBClusters", &cluster_id)? {
+                    Some(c) if c.status == "available" => Ok(None),
+                    Some(c)
+                        if matches!(
+                            c.status.as_str(),
+                            "failed" | "inaccessible-encryption-credentials" | "incompatible-parameters"
+                        ) =>
+                    {
+                        Err(DatastoresError::Failed {
+                            kind: "Aurora cluster",
+                            name: cluster_id.clone(),
+                            status: c.status,
+                        })
+                    }
+                    Some(c) => Ok(Some(c.status)),
+                    None => Ok(Some("not visible yet".to_owned())),
                 }
-                Some(c) => Ok(Some(c.status)),
-                None => Ok(Some("not visible yet".to_owned())),
-            }
-        })
-        .await?;
-        wait_for(ctx, format!("Aurora instances of {cluster_id} to be available"), caps::AURORA_INSTANCE, || async {
-            let all = self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
-            let wanted: Vec<&DbInstanceInfo> = all.iter().filter(|x| x.status != "deleting").collect();
-            if let Some(x) = wanted.iter().find(|x| x.status.starts_with("incompatible") || x.status == "failed") {
-                return Err(DatastoresError::Failed {
-                    kind: "Aurora instance",
-                    name: x.id.clone(),
-                    status: x.status.clone(),
-                });
-            }
-            let pending: Vec<String> =
-                wanted.iter().filter(|x| x.status != "available").map(|x| format!("{} {}", x.id, x.status)).collect();
-            let missing =
-                (1..=a.instances as usize).filter(|i| !all.iter().any(|x| x.id == names.instance(*i))).count();
-            Ok(if pending.is_empty() && missing == 0 { None } else { Some(pending.join(", ")) })
-        })
-        .await?;
-        cluster = self
-            .rds
-            .describe_cluster(cluster_id.clone())
-            .await
-            .at("DescribeDBClusters", &cluster_id)?
-            .unwrap_or(cluster);
+            })
+            .await?;
+            wait_for(
+                ctx,
+                format!("Aurora instances of {cluster_id} to be available"),
+                caps::AURORA_INSTANCE,
+                || async {
+                    let all =
+                        self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
+                    let wanted: Vec<&DbInstanceInfo> = all.iter().filter(|x| x.status != "deleting").collect();
+                    if let Some(x) =
+                        wanted.iter().find(|x| x.status.starts_with("incompatible") || x.status == "failed")
+                    {
+                        return Err(DatastoresError::Failed {
+                            kind: "Aurora instance",
+                            name: x.id.clone(),
+                            status: x.status.clone(),
+                        });
+                    }
+                    let pending: Vec<String> = wanted
+                        .iter()
+                        .filter(|x| x.status != "available")
+                        .map(|x| format!("{} {}", x.id, x.status))
+                        .collect();
+                    let missing =
+                        (1..=a.instances as usize).filter(|i| !all.iter().any(|x| x.id == names.instance(*i))).count();
+                    Ok(if pending.is_empty() && missing == 0 { None } else { Some(pending.join(", ")) })
+                },
+            )
+            .await?;
+            cluster = self
+                .rds
+                .describe_cluster(cluster_id.clone())
+                .await
+                .at("DescribeDBClusters", &cluster_id)?
+                .unwrap_or(cluster);
+        }
 
         // Databases through the Data API, or the statements to run by hand.
         let mut databases = Vec::new();
@@ -480,11 +510,14 @@ impl Provisioner for AuroraProvisioner {
             if !cluster.http_endpoint {
                 self.rds.enable_http_endpoint(cluster.arn.clone()).await.at("EnableHttpEndpoint", &cluster_id)?;
             }
-            let have = self
-                .rds
-                .execute(cluster.arn.clone(), secret.clone(), "postgres".to_owned(), LIST_DATABASES.to_owned())
-                .await
-                .at("ExecuteStatement", &cluster_id)?;
+            let have = match (&o.databases, settled) {
+                (Some(dbs), true) => dbs.clone(),
+                _ => self
+                    .rds
+                    .execute(cluster.arn.clone(), secret.clone(), "postgres".to_owned(), LIST_DATABASES.to_owned())
+                    .await
+                    .at("ExecuteStatement", &cluster_id)?,
+            };
             for db in &a.databases {
                 if !have.contains(db) {
                     match self

@@ -167,40 +167,51 @@ pub(crate) fn wanted_rules(port: i32, sources: &[String]) -> Vec<(String, i32, i
     rules
 }
 
+/// A store's security group as wanted.
+#[derive(Clone, Copy)]
+pub(crate) struct SgWant<'a> {
+    pub(crate) vpc_id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) component: &'a str,
+    pub(crate) port: i32,
+    pub(crate) sources: &'a [String],
+}
+
 /// Finds or creates a store's security group and converges its ingress to exactly `port` from
 /// `sources` (extra rules, e.g. someone's `0.0.0.0/0`, are revoked). Returns the group id.
 pub(crate) async fn ensure_security_group(
     ctx: &Context,
     api: &dyn SgApi,
-    vpc_id: &str,
-    name: &str,
-    component: &str,
-    port: i32,
-    sources: &[String],
+    want: SgWant<'_>,
+    observed: Option<crate::client::SgInfo>,
 ) -> Result<String> {
+    let SgWant { vpc_id, name, component, port, sources } = want;
     let tags = ctx.tags_for(Tier::Datastores, component, name);
-    let (id, have_rules, have_tags) =
-        match api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)? {
-            Some(sg) => {
-                owned(ctx, "security group", name, &sg.tags)?;
-                (sg.id, sg.ingress, sg.tags)
-            }
-            None => {
-                let description = format!("dify-stack {}: {component}, port {port} from the cluster only", ctx.stack());
-                let id = match api.create(vpc_id.to_owned(), name.to_owned(), description, tags.clone()).await {
-                    Ok(id) => id,
-                    Err(e) if e.is_already_exists() => {
-                        let sg =
-                            api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?;
-                        let sg = sg.ok_or(e).at("CreateSecurityGroup", name)?;
-                        owned(ctx, "security group", name, &sg.tags)?;
-                        return Box::pin(ensure_security_group(ctx, api, vpc_id, name, component, port, sources)).await;
-                    }
-                    Err(e) => return Err(e).at("CreateSecurityGroup", name),
-                };
-                (id, Vec::new(), tags.clone())
-            }
-        };
+    // The caller's observation of this run is used when there is one (no second read).
+    let found = match observed {
+        Some(sg) => Some(sg),
+        None => api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?,
+    };
+    let (id, have_rules, have_tags) = match found {
+        Some(sg) => {
+            owned(ctx, "security group", name, &sg.tags)?;
+            (sg.id, sg.ingress, sg.tags)
+        }
+        None => {
+            let description = format!("dify-stack {}: {component}, port {port} from the cluster only", ctx.stack());
+            let id = match api.create(vpc_id.to_owned(), name.to_owned(), description, tags.clone()).await {
+                Ok(id) => id,
+                Err(e) if e.is_already_exists() => {
+                    let sg = api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?;
+                    let sg = sg.ok_or(e).at("CreateSecurityGroup", name)?;
+                    owned(ctx, "security group", name, &sg.tags)?;
+                    return Box::pin(ensure_security_group(ctx, api, want, Some(sg))).await;
+                }
+                Err(e) => return Err(e).at("CreateSecurityGroup", name),
+            };
+            (id, Vec::new(), tags.clone())
+        }
+    };
     let want = wanted_rules(port, sources);
     for rule in have_rules.iter().filter(|r| !want.contains(r)) {
         dify_stack_core::ignore_not_found(api.revoke(id.clone(), rule.clone()).await)

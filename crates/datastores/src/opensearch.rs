@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo};
 use crate::common::{
-    At, DataPolicy, DatastoresError, Result, caps, delete_security_group, ensure_security_group, owned, tag_drift,
-    wait_for, wait_value, wanted_rules,
+    At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
+    tag_drift, wait_for, wait_value, wanted_rules,
 };
 use crate::secrets::{SecretKind, delete_secret, ensure_secret};
 use crate::spec::DatastoresSpec;
@@ -326,15 +326,19 @@ impl Provisioner for OpenSearchProvisioner {
         let sg = ensure_security_group(
             ctx,
             self.sg.as_ref(),
-            spec.vpc_id.as_str(),
-            &sgn,
-            "opensearch-security-group",
-            PORT,
-            &sources,
+            SgWant {
+                vpc_id: spec.vpc_id.as_str(),
+                name: &sgn,
+                component: "opensearch-security-group",
+                port: PORT,
+                sources: &sources,
+            },
+            o.security_group.clone(),
         )
         .await?;
         let mut config = self.config(ctx, spec, &sg);
-        match &o.domain {
+        // The domain as last seen, when it is ready and nothing changed (no further read).
+        let settled = match &o.domain {
             None => {
                 let user = secret
                     .field("username")
@@ -347,19 +351,25 @@ impl Provisioner for OpenSearchProvisioner {
                     Err(e) if e.is_already_exists() => {}
                     Err(e) => return Err(e).at("CreateDomain", &name),
                 }
+                None
             }
             Some(d) => {
                 let d = if d.processing { self.wait_ready(ctx, &name).await? } else { d.clone() };
-                if !settings_drift(&d, &config).is_empty() {
+                let update = !settings_drift(&d, &config).is_empty();
+                if update {
                     self.search.update(config.clone()).await.at("UpdateDomainConfig", &name)?;
                 }
                 let drift = tag_drift(&config.tags, &d.tags);
                 if !drift.is_empty() {
                     self.search.tag(d.arn.clone(), drift).await.at("AddTags", &name)?;
                 }
+                (!update && d.vpc_endpoint.is_some()).then_some(d)
             }
-        }
-        let d = self.wait_ready(ctx, &name).await?;
+        };
+        let d = match settled {
+            Some(d) => d,
+            None => self.wait_ready(ctx, &name).await?,
+        };
         Ok(OpenSearchOutput {
             domain_name: name,
             arn: Arn::new(&d.arn),

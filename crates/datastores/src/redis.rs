@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::client::{ElastiCacheApi, ReplicationGroupCreate, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
 use crate::common::{
-    At, DataPolicy, DatastoresError, Result, caps, delete_security_group, ensure_security_group, owned, tag_drift,
-    wait_for, wait_value, wanted_rules,
+    At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
+    tag_drift, wait_for, wait_value, wanted_rules,
 };
 use crate::secrets::{SecretKind, delete_secret, ensure_secret};
 use crate::spec::DatastoresSpec;
@@ -235,11 +235,14 @@ impl Provisioner for RedisProvisioner {
         let sg = ensure_security_group(
             ctx,
             self.sg.as_ref(),
-            spec.vpc_id.as_str(),
-            &n,
-            "redis-security-group",
-            PORT,
-            &sources,
+            SgWant {
+                vpc_id: spec.vpc_id.as_str(),
+                name: &n,
+                component: "redis-security-group",
+                port: PORT,
+                sources: &sources,
+            },
+            o.security_group.clone(),
         )
         .await?;
         if !o.subnet_group {
@@ -255,7 +258,8 @@ impl Provisioner for RedisProvisioner {
             }
         }
         let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
-        match &o.group {
+        // The group as last seen, when nothing was changed since (no further read needed).
+        let settled = match &o.group {
             None => {
                 let create = ReplicationGroupCreate {
                     id: n.clone(),
@@ -274,8 +278,10 @@ impl Provisioner for RedisProvisioner {
                     Err(e) if e.is_already_exists() => {}
                     Err(e) => return Err(e).at("CreateReplicationGroup", &n),
                 }
+                None
             }
             Some(g) => {
+                let mut changed = false;
                 let mut g = if g.status == "available" { g.clone() } else { self.wait_available(ctx, &n).await? };
                 let node_type = (g.node_type != r.node_type).then(|| r.node_type.clone());
                 let retention =
@@ -290,14 +296,19 @@ impl Provisioner for RedisProvisioner {
                         .set_replicas(n.clone(), r.nodes - 1, r.nodes > have)
                         .await
                         .at("ModifyReplicaCount", &n)?;
+                    changed = true;
                 }
                 let drift = tag_drift(&tags, &g.tags);
                 if !drift.is_empty() {
                     self.cache.tag(g.arn.clone(), drift).await.at("AddTagsToResource", &n)?;
                 }
+                (!changed).then_some(g)
             }
-        }
-        let g = self.wait_available(ctx, &n).await?;
+        };
+        let g = match settled {
+            Some(g) => g,
+            None => self.wait_available(ctx, &n).await?,
+        };
         let (host, port) = g.primary_endpoint.clone().unwrap_or_default();
         Ok(RedisOutput {
             replication_group_id: n,

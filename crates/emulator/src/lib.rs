@@ -238,6 +238,8 @@ pub enum Cut {
 #[derive(Debug)]
 pub struct Calls {
     sent: AtomicUsize,
+    // "service Operation" of every request, in order.
+    log: std::sync::Mutex<Vec<String>>,
     // Requests still allowed through before the crash; usize::MAX = no crash planned.
     budget: AtomicUsize,
     cut_after_send: AtomicBool,
@@ -247,6 +249,7 @@ impl Default for Calls {
     fn default() -> Self {
         Calls {
             sent: AtomicUsize::new(0),
+            log: std::sync::Mutex::new(Vec::new()),
             budget: AtomicUsize::new(usize::MAX),
             cut_after_send: AtomicBool::new(false),
         }
@@ -264,6 +267,34 @@ impl Calls {
     pub fn crash_after(&self, k: usize, cut: Cut) {
         self.cut_after_send.store(cut == Cut::AfterSend, Ordering::SeqCst);
         self.budget.store(k, Ordering::SeqCst);
+    }
+
+    /// Every request so far as `"service Operation"` (e.g. `"ec2 DescribeVpcs"`,
+    /// `"eks GET /clusters/*"` for REST APIs), in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Requests per `"service Operation"` since the last [`Calls::reset`].
+    pub fn by_operation(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for op in self.operations() {
+            *out.entry(op).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Forgets the recorded operations (the total count keeps running).
+    pub fn reset(&self) {
+        if let Ok(mut l) = self.log.lock() {
+            l.clear();
+        }
+    }
+
+    fn record(&self, op: String) {
+        if let Ok(mut l) = self.log.lock() {
+            l.push(op);
+        }
     }
 
     /// Removes the crash point.
@@ -318,6 +349,7 @@ impl HttpClient for WithAccount {
 impl HttpConnector for WithAccountConnector {
     fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
         request.headers_mut().insert(ACCOUNT_HEADER, self.account.clone());
+        self.calls.record(operation_of(&request));
         let crashed = || ConnectorError::io("simulated crash (dify-stack-emulator Calls::crash_after)".into());
         match self.calls.next() {
             None => self.inner.call(request),
@@ -331,6 +363,52 @@ impl HttpConnector for WithAccountConnector {
             }
         }
     }
+}
+
+/// `"service Operation"` of a signed request: the service from the SigV4 credential scope,
+/// the operation from `X-Amz-Target` (JSON protocols), `Action=` (query protocols), or the
+/// method and path with ids elided (REST protocols).
+fn operation_of(request: &HttpRequest) -> String {
+    let headers = request.headers();
+    let service = headers
+        .get("authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("?")
+        .to_owned();
+    if let Some(target) = headers.get("x-amz-target") {
+        return format!("{service} {}", target.rsplit('.').next().unwrap_or(target));
+    }
+    if let Some(body) = request.body().bytes() {
+        let body = String::from_utf8_lossy(body);
+        if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+            return format!("{service} {action}");
+        }
+    }
+    let uri = request.uri();
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let path = path.split("://").nth(1).and_then(|p| p.split_once('/')).map(|(_, p)| p).unwrap_or(path);
+    let shape: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .enumerate()
+        .map(|(i, seg)| {
+            if i % 2 == 0 && !seg.is_empty() && service != "s3" {
+                seg
+            } else if seg.is_empty() {
+                ""
+            } else {
+                "*"
+            }
+        })
+        .collect();
+    let sub = query
+        .split('&')
+        .next()
+        .filter(|q| !q.contains('=') && !q.is_empty())
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{service} {} /{}{sub}", request.method(), shape.join("/"))
 }
 
 fn parse_port(line: &str) -> Option<u16> {

@@ -87,9 +87,8 @@ impl BucketProvisioner {
     /// Number of object versions and delete markers in our bucket (0 when absent or not ours).
     pub async fn version_count(&self, ctx: &Context) -> Result<usize> {
         let name = bucket_name(ctx);
-        match self.s3.describe(name.clone()).await.at("HeadBucket", &name)? {
-            Some(b) if ctx.owns_tags(&b.tags) => {}
-            _ => return Ok(0),
+        if !self.ours(ctx, &name).await? {
+            return Ok(0);
         }
         let mut count = 0;
         let mut marker = None;
@@ -114,6 +113,26 @@ impl BucketProvisioner {
         } else {
             Vec::new()
         })
+    }
+
+    /// Whether the bucket exists and is ours (tagged, or our interrupted create).
+    async fn ours(&self, ctx: &Context, name: &str) -> Result<bool> {
+        match self.s3.describe(name.to_owned()).await.at("HeadBucket", name)? {
+            Some(b) => Ok(ctx.owns_tags(&b.tags) || self.interrupted_create(name, &b).await?),
+            None => Ok(false),
+        }
+    }
+
+    /// S3 cannot tag a bucket in the create call: a run that died between CreateBucket and
+    /// PutBucketTagging leaves our bucket untagged. A bucket with our derived name (which
+    /// embeds our account id), in our account (HeadBucket succeeded), with no tags at all and no
+    /// objects is that bucket, and is adopted; anything else without our tag is refused.
+    async fn interrupted_create(&self, name: &str, b: &BucketInfo) -> Result<bool> {
+        if !b.tags.is_empty() {
+            return Ok(false);
+        }
+        let (page, _) = self.s3.list_versions(name.to_owned(), None).await.at("ListObjectVersions", name)?;
+        Ok(page.is_empty())
     }
 
     async fn drain(&self, name: &str) -> Result<usize> {
@@ -154,7 +173,9 @@ impl Provisioner for BucketProvisioner {
     async fn observe(&self, ctx: &Context, _spec: &DatastoresSpec) -> Result<Option<BucketInfo>> {
         let name = bucket_name(ctx);
         let b = self.s3.describe(name.clone()).await.at("HeadBucket", &name)?;
-        if let Some(b) = &b {
+        if let Some(b) = &b
+            && !self.interrupted_create(&name, b).await?
+        {
             owned(ctx, "S3 bucket", &name, &b.tags)?;
         }
         Ok(b)
@@ -281,9 +302,8 @@ impl Provisioner for BucketProvisioner {
             });
         }
         let name = bucket_name(ctx);
-        match self.s3.describe(name.clone()).await.at("HeadBucket", &name)? {
-            Some(b) if ctx.owns_tags(&b.tags) => {}
-            _ => return Ok(Vec::new()),
+        if !self.ours(ctx, &name).await? {
+            return Ok(Vec::new());
         }
         let drained = self.drain(&name).await?;
         if drained > 0 {

@@ -196,6 +196,12 @@ impl Stack {
         self
     }
 
+    /// Replaces the wait/retry policy (deadlines and polling schedule of every wait).
+    pub fn with_wait(mut self, policy: dify_stack_core::WaitPolicy) -> Self {
+        self.ctx = self.ctx.with_wait(policy);
+        self
+    }
+
     /// Cancels runs through `token`: no new node starts; running nodes stop at their next wait.
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
         self.ctx = self.ctx.with_cancellation(token);

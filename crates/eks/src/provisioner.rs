@@ -400,8 +400,25 @@ impl<C: EksApi> EksProvisioner<C> {
 
     async fn ensure_key(&self, ctx: &Context, names: &Names, have: Option<&KeyInfo>) -> Result<KeyInfo> {
         let tags = ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias);
-        let key = match have {
-            None => {
+        let unaliased = match have {
+            None => self
+                .client
+                .find_key_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .await
+                .at("ListKeys", &names.key_alias)?,
+            Some(_) => None,
+        };
+        let key = match (have, unaliased) {
+            (None, Some(k)) => {
+                // A run died between CreateKey and CreateAlias: finish it instead of creating
+                // a second key.
+                self.client
+                    .create_alias(names.key_alias.clone(), k.key_id.clone())
+                    .await
+                    .at("CreateAlias", &names.key_alias)?;
+                k
+            }
+            (None, None) => {
                 let description = format!("dify-stack {}: EKS secrets envelope encryption", ctx.stack());
                 let key = match self.client.create_key(names.key_alias.clone(), description, tags.clone()).await {
                     Ok(k) => k,
@@ -421,7 +438,7 @@ impl<C: EksApi> EksProvisioner<C> {
                 tracing::info!(alias = %names.key_alias, "created KMS key");
                 key
             }
-            Some(k) => k.clone(),
+            (Some(k), _) => k.clone(),
         };
         if key.state == "PendingDeletion" || key.state == "Disabled" {
             self.client.restore_key(key.key_id.clone()).await.at("CancelKeyDeletion", &names.key_alias)?;
@@ -1222,12 +1239,16 @@ impl<C: EksApi> EksProvisioner<C> {
         for (slot, name) in [(&mut o.cluster_role, &names.cluster_role), (&mut o.node_role, &names.node_role)] {
             *slot = self.client.get_role(name.clone()).await.at("GetRole", name)?.filter(|r| ctx.owns_tags(&r.tags));
         }
-        o.key = self
-            .client
-            .find_key(names.key_alias.clone())
-            .await
-            .at("DescribeKey", &names.key_alias)?
-            .filter(|k| ctx.owns_tags(&k.tags));
+        o.key = match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
+            Some(k) => Some(k).filter(|k| ctx.owns_tags(&k.tags)),
+            // A key whose alias was never created (the run died right after CreateKey).
+            None => self
+                .client
+                .find_key_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .await
+                .at("ListKeys", &names.key_alias)?
+                .filter(|k| k.state != "PendingDeletion"),
+        };
         o.node_security_group = self
             .client
             .find_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone())

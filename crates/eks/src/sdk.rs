@@ -672,6 +672,47 @@ impl EksApi for SdkEks {
         }))
     }
 
+    async fn find_key_by_tags(&self, want: Tags) -> Result<Option<KeyInfo>, AwsError> {
+        let mut marker = None;
+        loop {
+            let page = self.kms.list_keys().set_marker(marker).send().await.aws("ListKeys")?;
+            for k in page.keys() {
+                let Some(id) = k.key_id() else { continue };
+                let tags: Tags = match self.kms.list_resource_tags().key_id(id).send().await.aws("ListResourceTags") {
+                    Ok(t) => t.tags().iter().map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned())).collect(),
+                    // AWS-managed keys refuse tag listing: not ours anyway.
+                    Err(e) if e.kind == dify_stack_core::ErrorKind::AccessDenied || e.is_not_found() => continue,
+                    Err(e) => return Err(e),
+                };
+                if want.iter().all(|(k, v)| tags.get(k) == Some(v)) {
+                    let meta = self.kms.describe_key().key_id(id).send().await.aws("DescribeKey")?;
+                    let Some(meta) = meta.key_metadata() else { continue };
+                    return Ok(Some(KeyInfo {
+                        key_id: id.to_owned(),
+                        arn: meta.arn().unwrap_or_default().to_owned(),
+                        state: meta.key_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                        tags,
+                    }));
+                }
+            }
+            marker = page.next_marker().map(str::to_owned);
+            if marker.is_none() || !page.truncated() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn create_alias(&self, alias: String, key_id: String) -> Result<(), AwsError> {
+        self.kms
+            .create_alias()
+            .alias_name(format!("alias/{alias}"))
+            .target_key_id(key_id)
+            .send()
+            .await
+            .aws("CreateAlias")?;
+        Ok(())
+    }
+
     async fn create_key(&self, alias: String, description: String, tags: Tags) -> Result<KeyInfo, AwsError> {
         let out = self
             .kms

@@ -380,6 +380,14 @@ impl EksApi for FakeEks {
         s.key = Some(k.clone());
         Ok(k)
     }
+    async fn find_key_by_tags(&self, _tags: Tags) -> Result<Option<KeyInfo>, AwsError> {
+        // The fake's key always has its alias: find_key already sees it.
+        Ok(None)
+    }
+    async fn create_alias(&self, _alias: String, _key_id: String) -> Result<(), AwsError> {
+        self.log("CreateAlias");
+        Ok(())
+    }
     async fn restore_key(&self, _id: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CancelKeyDeletion".into());

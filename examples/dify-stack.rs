@@ -7,6 +7,7 @@
 //! cargo run --release --example dify-stack -- destroy --name dify-test --delete-data --yes
 //! cargo run --release --example dify-stack -- output  --name dify-test --json
 //! cargo run --release --example dify-stack -- unlock  --name dify-test
+//! cargo run --release --example dify-stack -- audit   --name dify-test
 //! ```
 //!
 //! Credentials and endpoints come from the standard AWS chain (profiles, `AWS_*` variables
@@ -76,6 +77,8 @@ enum Verb {
     Output,
     /// Remove a stale stack lock left by a run that is gone.
     Unlock,
+    /// Check the live stack against the security controls (exit 1 when one fails).
+    Audit,
 }
 
 fn bad_input(message: impl std::fmt::Display) -> ExitCode {
@@ -223,6 +226,19 @@ async fn main() -> ExitCode {
         }
         Verb::Output => match stack.output().await {
             Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            Err(e) => return failed(&e),
+        },
+        Verb::Audit => match stack.audit().await {
+            Ok(report) => {
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    println!("{report}");
+                }
+                if !report.passed() {
+                    return ExitCode::from(1);
+                }
+            }
             Err(e) => return failed(&e),
         },
         Verb::Unlock => match stack.unlock().await {

@@ -20,6 +20,7 @@
 //! The tier crates are re-exported: [`core`], [`network`], [`eks`], [`datastores`],
 //! [`registry`], [`iam`].
 
+pub mod audit;
 pub mod config;
 pub mod graph;
 pub mod lock;
@@ -305,6 +306,11 @@ impl Stack {
             opensearch_password: SecretString::from(os["password"].as_str().unwrap_or_default().to_owned()),
         };
         helm_values(out, &values).map_err(|e| StackError::Incomplete(e.to_string()))
+    }
+
+    /// Checks the live stack against the security controls of [`audit::CONTROLS`]. Read-only.
+    pub async fn audit(&self) -> Result<audit::AuditReport, StackError> {
+        Ok(audit::audit(&self.ctx, &self.sdk).await?)
     }
 
     /// An exec-based kubeconfig for the cluster in `out`.

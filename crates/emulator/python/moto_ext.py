@@ -18,6 +18,8 @@ versions; AWS supports it for Serverless v2 PostgreSQL 13.12+), EnableHttpEndpoi
 and the Data API keeps a per-cluster list of databases: `CREATE DATABASE "x"` adds one and
 `SELECT datname FROM pg_database` lists them.
 
+ECR: an empty image scanning configuration turns scan on push off (as in AWS).
+
 S3: GetBucketVersioning answers with S3's root element (moto's is malformed).
 
 ElastiCache: DeleteReplicationGroup removes the group and its member clusters (moto leaves
@@ -411,7 +413,25 @@ def _patch_s3():
     S3Response.get_bucket_versioning = get_bucket_versioning
 
 
+# ---------------------------------------------------------------- ECR
+
+
+def _patch_ecr():
+    from moto.ecr import models as ecr_models
+
+    def update_scanning(self, image_scanning_configuration):
+        # SDKs leave out `scanOnPush: false` (the default): AWS reads an empty configuration as
+        # "off"; moto ignored it and kept scanning on.
+        if image_scanning_configuration is not None:
+            self.image_scanning_configuration = {
+                "scanOnPush": bool(image_scanning_configuration.get("scanOnPush", False))
+            }
+
+    ecr_models.Repository._update_image_scanning_configuration = update_scanning
+
+
 def install():
+    _patch_ecr()
     _patch_s3()
     _patch_rds()
     _patch_rdsdata()

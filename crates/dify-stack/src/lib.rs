@@ -134,7 +134,12 @@ impl std::fmt::Display for StackPlan {
                 "# {node}{}",
                 if p.upstream_pending { " (after its upstream; ids known after apply)" } else { "" }
             )?;
-            writeln!(f, "{}", p.plan)?;
+            // The node's changes without its own summary line (one total follows).
+            let text = p.plan.to_string();
+            for line in text.lines().filter(|l| !l.starts_with("Plan:") && !l.is_empty()) {
+                writeln!(f, "{line}")?;
+            }
+            writeln!(f)?;
         }
         let s = self.nodes.values().fold((0, 0, 0, 0), |acc, p| {
             let x = p.plan.summary();

@@ -395,7 +395,9 @@ impl AwsRunner {
         // EKS.
         let eks_spec = wiring::eks_spec(cfg, &net);
         let (p, pending) = plan_or_diff!(self.eks, eks_spec, net_ready && sg_ready, Default::default());
-        let p = p.map_err(err(Node::Eks))?;
+        let mut p = p.map_err(err(Node::Eks))?;
+        // The node security group is the node-security-group node's (listed there once).
+        p.changes.retain(|c| !(c.resource.kind == "ec2:security-group" && c.action == dify_stack_core::Action::Create));
         if !pending && p.is_empty() {
             up.eks = Some(self.eks.apply(ctx, &eks_spec).await.map_err(|e| (Node::Eks, fail(e, true)))?);
         }

@@ -10,9 +10,10 @@ use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, S
 use serde::Serialize;
 
 use crate::client::{DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, SgApi, SgInfo};
+use crate::common::security_group_change;
 use crate::common::{
     At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
-    tag_drift, wait_for, wanted_rules,
+    tag_drift, wait_for,
 };
 use crate::spec::{DatastoresSpec, data_api_available};
 
@@ -219,22 +220,8 @@ impl Provisioner for AuroraProvisioner {
         let a = &spec.aurora;
         let mut plan = Plan::new();
         let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        let want_rules = wanted_rules(PORT, &sources);
-        let sg_ref = ResourceRef::new("ec2:security-group", &names.security_group);
-        match &o.security_group {
-            None => plan.push(Change::new(Action::Create, sg_ref).field(
-                "ingress",
-                None::<&str>,
-                Some(format!("tcp/{PORT} from {}", sources.join(", "))),
-            )),
-            Some(sg) if sg.ingress != want_rules => {
-                plan.push(Change::new(Action::Update, sg_ref.with_id(&sg.id)).field(
-                    "ingress",
-                    Some(format!("{:?}", sg.ingress)),
-                    Some(format!("{want_rules:?}")),
-                ))
-            }
-            Some(_) => {}
+        if let Some(c) = security_group_change(&names.security_group, o.security_group.as_ref(), PORT, &sources) {
+            plan.push(c);
         }
         if !o.subnet_group {
             plan.push(Change::new(Action::Create, ResourceRef::new("rds:db-subnet-group", &names.subnet_group)));

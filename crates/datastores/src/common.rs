@@ -167,6 +167,32 @@ pub(crate) fn wanted_rules(port: i32, sources: &[String]) -> Vec<(String, i32, i
     rules
 }
 
+/// The plan entry of a store's security group: Create when absent, Update when its ingress
+/// differs from exactly `port` from `sources`, nothing otherwise.
+pub(crate) fn security_group_change(
+    name: &str,
+    observed: Option<&crate::client::SgInfo>,
+    port: i32,
+    sources: &[String],
+) -> Option<dify_stack_core::Change> {
+    use dify_stack_core::{Action, Change, ResourceRef};
+    let want = wanted_rules(port, sources);
+    let r = ResourceRef::new("ec2:security-group", name);
+    match observed {
+        None => Some(Change::new(Action::Create, r).field(
+            "ingress",
+            None::<&str>,
+            Some(format!("tcp/{port} from {}", sources.join(", "))),
+        )),
+        Some(sg) if sg.ingress != want => Some(Change::new(Action::Update, r.with_id(&sg.id)).field(
+            "ingress",
+            Some(format!("{:?}", sg.ingress)),
+            Some(format!("{want:?}")),
+        )),
+        Some(_) => None,
+    }
+}
+
 /// A store's security group as wanted.
 #[derive(Clone, Copy)]
 pub(crate) struct SgWant<'a> {

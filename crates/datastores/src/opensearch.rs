@@ -13,9 +13,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo};
+use crate::common::security_group_change;
 use crate::common::{
     At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
-    tag_drift, wait_for, wait_value, wanted_rules,
+    tag_drift, wait_for, wait_value,
 };
 use crate::secrets::{SecretKind, delete_secret, ensure_secret};
 use crate::spec::DatastoresSpec;
@@ -249,22 +250,8 @@ impl Provisioner for OpenSearchProvisioner {
             );
         }
         let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        let want_rules = wanted_rules(PORT, &sources);
-        let sg_ref = ResourceRef::new("ec2:security-group", &sgn);
-        match &o.security_group {
-            None => plan.push(Change::new(Action::Create, sg_ref).field(
-                "ingress",
-                None::<&str>,
-                Some(format!("tcp/{PORT} from {}", sources.join(", "))),
-            )),
-            Some(sg) if sg.ingress != want_rules => {
-                plan.push(Change::new(Action::Update, sg_ref.with_id(&sg.id)).field(
-                    "ingress",
-                    Some(format!("{:?}", sg.ingress)),
-                    Some(format!("{want_rules:?}")),
-                ))
-            }
-            Some(_) => {}
+        if let Some(c) = security_group_change(&sgn, o.security_group.as_ref(), PORT, &sources) {
+            plan.push(c);
         }
         let sg_id = o.security_group.as_ref().map(|s| s.id.clone()).unwrap_or_else(|| "(known after apply)".to_owned());
         let want = self.config(ctx, spec, &sg_id);

@@ -48,6 +48,34 @@ fn fail<E: std::error::Error + 'static>(e: E, retryable: bool) -> NodeError {
     NodeError::from_error(&e, retryable)
 }
 
+/// Tier errors that know whether a later run may succeed.
+trait Retryable: std::error::Error + 'static {
+    fn retryable(&self) -> bool;
+}
+
+impl Retryable for dify_stack_network::NetworkError {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+impl Retryable for dify_stack_eks::EksError {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+impl Retryable for dify_stack_datastores::DatastoresError {
+    fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+fn tier_err<E: Retryable>(e: E) -> NodeError {
+    let r = e.retryable();
+    fail(e, r)
+}
+
 fn missing(node: Node, what: &str) -> NodeError {
     NodeError { message: format!("{node} needs the {what} output, which is missing"), retryable: false }
 }
@@ -142,10 +170,7 @@ impl TierRunner for AwsRunner {
         let cfg = &self.cfg;
         Ok(match node {
             Node::Network => NodeOutput::Network(Box::new(
-                self.network.apply(ctx, &wiring::network_spec(cfg)).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?,
+                self.network.apply(ctx, &wiring::network_spec(cfg)).await.map_err(tier_err)?,
             )),
             Node::NodeSecurityGroup => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
@@ -158,47 +183,29 @@ impl TierRunner for AwsRunner {
             }
             Node::Eks => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?))
+                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(tier_err)?))
             }
             Node::Aurora => {
                 let spec = self.datastores_spec(&up, node)?;
-                NodeOutput::Aurora(Box::new(self.aurora.apply(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?))
+                NodeOutput::Aurora(Box::new(self.aurora.apply(ctx, &spec).await.map_err(tier_err)?))
             }
             Node::Redis => {
                 let spec = self.datastores_spec(&up, node)?;
-                NodeOutput::Redis(Box::new(self.redis.apply(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?))
+                NodeOutput::Redis(Box::new(self.redis.apply(ctx, &spec).await.map_err(tier_err)?))
             }
             Node::OpenSearch => {
                 let spec = self.datastores_spec(&up, node)?;
-                NodeOutput::OpenSearch(Box::new(self.opensearch.apply(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?))
+                NodeOutput::OpenSearch(Box::new(self.opensearch.apply(ctx, &spec).await.map_err(tier_err)?))
             }
             Node::Bucket => {
                 let spec =
                     wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
-                NodeOutput::Bucket(Box::new(self.bucket.apply(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?))
+                NodeOutput::Bucket(Box::new(self.bucket.apply(ctx, &spec).await.map_err(tier_err)?))
             }
             Node::AppSecrets => NodeOutput::AppSecrets(Box::new(
                 dify_stack_datastores::secrets::ensure_secret(ctx, self.ds.as_ref(), SecretKind::DifyApp, "")
                     .await
-                    .map_err(|e| {
-                        let r = e.is_retryable();
-                        fail(e, r)
-                    })?,
+                    .map_err(tier_err)?,
             )),
             Node::Registry => NodeOutput::Registry(Box::new(
                 self.registry.apply(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e, true))?,
@@ -217,52 +224,31 @@ impl TierRunner for AwsRunner {
         let ctx = &self.ctx;
         let cfg = &self.cfg;
         match node {
-            Node::Network => self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(|e| {
-                let r = e.is_retryable();
-                fail(e, r)
-            }),
+            Node::Network => self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(tier_err),
             Node::NodeSecurityGroup => {
                 let Some(vpc_id) = self.discover_vpc().await? else { return Ok(Vec::new()) };
-                self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })
+                self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(tier_err)
             }
             Node::Eks => {
                 let mut net = wiring::planned_network(cfg);
                 net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-                self.eks.destroy(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })
+                self.eks.destroy(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(tier_err)
             }
             Node::Aurora => {
                 let spec = self.destroy_spec().await?;
-                self.aurora.destroy(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })
+                self.aurora.destroy(ctx, &spec).await.map_err(tier_err)
             }
             Node::Redis => {
                 let spec = self.destroy_spec().await?;
-                self.redis.destroy(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })
+                self.redis.destroy(ctx, &spec).await.map_err(tier_err)
             }
             Node::OpenSearch => {
                 let spec = self.destroy_spec().await?;
-                self.opensearch.destroy(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })
+                self.opensearch.destroy(ctx, &spec).await.map_err(tier_err)
             }
             Node::Bucket => {
                 let spec = self.destroy_spec().await?;
-                self.bucket.destroy(ctx, &spec).await.map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })
+                self.bucket.destroy(ctx, &spec).await.map_err(tier_err)
             }
             Node::AppSecrets => {
                 let deleted = dify_stack_datastores::secrets::delete_secret(
@@ -272,10 +258,7 @@ impl TierRunner for AwsRunner {
                     self.policy,
                 )
                 .await
-                .map_err(|e| {
-                    let r = e.is_retryable();
-                    fail(e, r)
-                })?;
+                .map_err(tier_err)?;
                 Ok(deleted
                     .map(|arn| ResourceRef::new("secretsmanager:secret", SecretKind::DifyApp.name(ctx)).with_id(arn))
                     .into_iter()
@@ -355,10 +338,7 @@ impl AwsRunner {
         macro_rules! plan_or_diff {
             ($prov:expr, $spec:expr, $ready:expr, $default:expr) => {{
                 if $ready {
-                    let p = $prov.plan(ctx, &$spec).await.map_err(|e| {
-                        let r = e.is_retryable();
-                        fail(e, r)
-                    });
+                    let p = $prov.plan(ctx, &$spec).await.map_err(tier_err);
                     (p, false)
                 } else {
                     (Ok($prov.diff(ctx, &$spec, &$default)), true)
@@ -368,10 +348,7 @@ impl AwsRunner {
 
         // Network (no upstream).
         let net_spec = wiring::network_spec(cfg);
-        let p = self.network.plan(ctx, &net_spec).await.map_err(|e| {
-            let r = e.is_retryable();
-            fail(e, r)
-        });
+        let p = self.network.plan(ctx, &net_spec).await.map_err(tier_err);
         let p = p.map_err(err(Node::Network))?;
         if p.is_empty() {
             up.network = Some(self.network.apply(ctx, &net_spec).await.map_err(|e| (Node::Network, fail(e, true)))?);

@@ -294,23 +294,15 @@ impl EksApi for SdkEks {
     }
 
     async fn list_nodegroups(&self, cluster: String) -> Result<Vec<String>, AwsError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .eks
-                .list_nodegroups()
-                .cluster_name(&cluster)
-                .set_next_token(token)
-                .send()
-                .await
-                .aws("ListNodegroups")?;
-            out.extend(page.nodegroups().iter().cloned());
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        self.eks
+            .list_nodegroups()
+            .cluster_name(&cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("ListNodegroups")
     }
 
     async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
@@ -407,17 +399,15 @@ impl EksApi for SdkEks {
     }
 
     async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page =
-                self.eks.list_addons().cluster_name(&cluster).set_next_token(token).send().await.aws("ListAddons")?;
-            out.extend(page.addons().iter().cloned());
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        self.eks
+            .list_addons()
+            .cluster_name(&cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("ListAddons")
     }
 
     async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
@@ -489,23 +479,15 @@ impl EksApi for SdkEks {
     }
 
     async fn list_access_entries(&self, cluster: String) -> Result<Vec<String>, AwsError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .eks
-                .list_access_entries()
-                .cluster_name(&cluster)
-                .set_next_token(token)
-                .send()
-                .await
-                .aws("ListAccessEntries")?;
-            out.extend(page.access_entries().iter().cloned());
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        self.eks
+            .list_access_entries()
+            .cluster_name(&cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("ListAccessEntries")
     }
 
     async fn list_access_policies(&self, cluster: String, principal: String) -> Result<Vec<String>, AwsError> {

@@ -110,6 +110,26 @@ async fn two_concurrent_applies_one_is_refused_by_the_lock_and_nothing_is_duplic
     let removed = b.unlock().await.unwrap().expect("there was a lock");
     assert_eq!(removed.operation, "apply");
     assert!(b.unlock().await.unwrap().is_none());
+
+    // An expired lock (its holder stopped renewing long ago) is taken over without unlock.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&account.config).force_path_style(true).build(),
+    );
+    let expired = serde_json::json!({
+        "owner": "ci@gone pid 1", "host": "gone", "operation": "destroy",
+        "started": 1_000_000_000u64, "expires": 1_000_000_600u64, "id": "dead"
+    });
+    s3.put_object()
+        .bucket(control.name())
+        .key("locks/e2e-lock.json")
+        .body(aws_sdk_s3::primitives::ByteStream::from(expired.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.control().read_lock("e2e-lock").await.unwrap().unwrap().owner, "ci@gone pid 1");
+    b.apply().await.expect("an expired lock is taken over");
+    assert!(b.control().read_lock("e2e-lock").await.unwrap().is_none(), "released after the run");
+
     b.with_data_policy(DataPolicy::delete_everything()).destroy().await.unwrap();
     assert_eq!(inventory::inventory(&account.config, "e2e-lock").await, Vec::<String>::new());
 }

@@ -403,11 +403,14 @@ impl<C: EksApi> EksProvisioner<C> {
         let unaliased = match have {
             None => self
                 .client
-                .find_key_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
                 .await
-                .at("ListKeys", &names.key_alias)?,
+                .at("ListKeys", &names.key_alias)?
+                .into_iter()
+                .find(|k| k.state != "PendingDeletion"),
             Some(_) => None,
         };
+        let created = have.is_none() && unaliased.is_none();
         let key = match (have, unaliased) {
             (None, Some(k)) => {
                 // A run died between CreateKey and CreateAlias: finish it instead of creating
@@ -440,6 +443,21 @@ impl<C: EksApi> EksProvisioner<C> {
             }
             (Some(k), _) => k.clone(),
         };
+        if created {
+            // CreateKey has no idempotency token: an SDK retry of a lost response makes a twin.
+            let twins = self
+                .client
+                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .await
+                .at("ListKeys", &names.key_alias)?;
+            for twin in twins.iter().filter(|k| k.key_id != key.key_id && k.state != "PendingDeletion") {
+                tracing::warn!(key = %twin.key_id, "scheduling deletion of a twin KMS key");
+                self.client
+                    .schedule_key_deletion(String::new(), twin.key_id.clone(), KEY_DELETION_WINDOW_DAYS)
+                    .await
+                    .at("ScheduleKeyDeletion", &twin.key_id)?;
+            }
+        }
         if key.state == "PendingDeletion" || key.state == "Disabled" {
             self.client.restore_key(key.key_id.clone()).await.at("CancelKeyDeletion", &names.key_alias)?;
             tracing::info!(alias = %names.key_alias, "restored KMS key scheduled for deletion");
@@ -1244,10 +1262,11 @@ impl<C: EksApi> EksProvisioner<C> {
             // A key whose alias was never created (the run died right after CreateKey).
             None => self
                 .client
-                .find_key_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
                 .await
                 .at("ListKeys", &names.key_alias)?
-                .filter(|k| k.state != "PendingDeletion"),
+                .into_iter()
+                .find(|k| k.state != "PendingDeletion"),
         };
         o.node_security_group = self
             .client

@@ -654,7 +654,8 @@ impl EksApi for SdkEks {
         }))
     }
 
-    async fn find_key_by_tags(&self, want: Tags) -> Result<Option<KeyInfo>, AwsError> {
+    async fn find_keys_by_tags(&self, want: Tags) -> Result<Vec<KeyInfo>, AwsError> {
+        let mut found = Vec::new();
         let mut marker = None;
         loop {
             let page = self.kms.list_keys().set_marker(marker).send().await.aws("ListKeys")?;
@@ -669,17 +670,17 @@ impl EksApi for SdkEks {
                 if want.iter().all(|(k, v)| tags.get(k) == Some(v)) {
                     let meta = self.kms.describe_key().key_id(id).send().await.aws("DescribeKey")?;
                     let Some(meta) = meta.key_metadata() else { continue };
-                    return Ok(Some(KeyInfo {
+                    found.push(KeyInfo {
                         key_id: id.to_owned(),
                         arn: meta.arn().unwrap_or_default().to_owned(),
                         state: meta.key_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                         tags,
-                    }));
+                    });
                 }
             }
             marker = page.next_marker().map(str::to_owned);
             if marker.is_none() || !page.truncated() {
-                return Ok(None);
+                return Ok(found);
             }
         }
     }
@@ -749,9 +750,17 @@ impl EksApi for SdkEks {
     }
 
     async fn schedule_key_deletion(&self, alias: String, key_id: String, days: i32) -> Result<(), AwsError> {
-        dify_stack_core::ignore_not_found(
-            self.kms.delete_alias().alias_name(format!("alias/{alias}")).send().await.aws("DeleteAlias").map(|_| ()),
-        )?;
+        if !alias.is_empty() {
+            dify_stack_core::ignore_not_found(
+                self.kms
+                    .delete_alias()
+                    .alias_name(format!("alias/{alias}"))
+                    .send()
+                    .await
+                    .aws("DeleteAlias")
+                    .map(|_| ()),
+            )?;
+        }
         self.kms
             .schedule_key_deletion()
             .key_id(key_id)

@@ -380,9 +380,8 @@ impl EksApi for FakeEks {
         s.key = Some(k.clone());
         Ok(k)
     }
-    async fn find_key_by_tags(&self, _tags: Tags) -> Result<Option<KeyInfo>, AwsError> {
-        // The fake's key always has its alias: find_key already sees it.
-        Ok(None)
+    async fn find_keys_by_tags(&self, _tags: Tags) -> Result<Vec<KeyInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().key.iter().cloned().collect())
     }
     async fn create_alias(&self, _alias: String, _key_id: String) -> Result<(), AwsError> {
         self.log("CreateAlias");

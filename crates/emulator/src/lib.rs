@@ -243,6 +243,32 @@ pub struct Calls {
     // Requests still allowed through before the crash; usize::MAX = no crash planned.
     budget: AtomicUsize,
     cut_after_send: AtomicBool,
+    faults: Mutex<Option<FaultPlan>>,
+}
+
+/// A kind of injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// A throttling answer in the service's own format (EC2 `RequestLimitExceeded`, S3
+    /// `SlowDown` 503, JSON services `ThrottlingException`, query services `Throttling`).
+    Throttle,
+    /// HTTP 500 with the service's internal-error code.
+    ServerError,
+    /// HTTP 503 `ServiceUnavailable`.
+    Unavailable,
+    /// The connection resets before the request reaches the emulator.
+    ResetBeforeSend,
+    /// The emulator applies the request, then the connection resets (response lost).
+    ResetAfterSend,
+    /// 20-120 ms of added latency (the request then goes through).
+    Latency,
+}
+
+#[derive(Debug)]
+struct FaultPlan {
+    rng: fastrand::Rng,
+    rate: f64,
+    seen: std::collections::BTreeMap<Fault, usize>,
 }
 
 impl Default for Calls {
@@ -252,6 +278,7 @@ impl Default for Calls {
             log: std::sync::Mutex::new(Vec::new()),
             budget: AtomicUsize::new(usize::MAX),
             cut_after_send: AtomicBool::new(false),
+            faults: Mutex::new(None),
         }
     }
 }
@@ -295,6 +322,48 @@ impl Calls {
         if let Ok(mut l) = self.log.lock() {
             l.push(op);
         }
+    }
+
+    /// From now on, fail a `rate` fraction of requests with a mix of [`Fault`]s chosen by a
+    /// generator seeded with `seed` (deterministic for one request order).
+    pub fn inject_faults(&self, seed: u64, rate: f64) {
+        if let Ok(mut f) = self.faults.lock() {
+            let seen = f.take().map(|p| p.seen).unwrap_or_default();
+            *f = Some(FaultPlan { rng: fastrand::Rng::with_seed(seed), rate, seen });
+        }
+    }
+
+    /// Stops injecting faults (the counts are kept).
+    pub fn stop_faults(&self) {
+        if let Ok(mut f) = self.faults.lock()
+            && let Some(p) = f.as_mut()
+        {
+            p.rate = 0.0;
+        }
+    }
+
+    /// How many faults of each kind were injected.
+    pub fn faults_injected(&self) -> std::collections::BTreeMap<Fault, usize> {
+        self.faults.lock().ok().and_then(|f| f.as_ref().map(|p| p.seen.clone())).unwrap_or_default()
+    }
+
+    fn roll_fault(&self) -> Option<(Fault, u64)> {
+        let mut guard = self.faults.lock().ok()?;
+        let plan = guard.as_mut()?;
+        if plan.rate <= 0.0 || plan.rng.f64() >= plan.rate {
+            return None;
+        }
+        const KINDS: [Fault; 6] = [
+            Fault::Throttle,
+            Fault::ServerError,
+            Fault::Unavailable,
+            Fault::ResetBeforeSend,
+            Fault::ResetAfterSend,
+            Fault::Latency,
+        ];
+        let kind = KINDS[plan.rng.usize(..KINDS.len())];
+        *plan.seen.entry(kind).or_default() += 1;
+        Some((kind, plan.rng.u64(20..120)))
     }
 
     /// Removes the crash point.
@@ -349,7 +418,11 @@ impl HttpClient for WithAccount {
 impl HttpConnector for WithAccountConnector {
     fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
         request.headers_mut().insert(ACCOUNT_HEADER, self.account.clone());
-        self.calls.record(operation_of(&request));
+        let op = operation_of(&request);
+        self.calls.record(op.clone());
+        if let Some((fault, millis)) = self.calls.roll_fault() {
+            return inject(fault, millis, &op, &request, self.inner.clone());
+        }
         let crashed = || ConnectorError::io("simulated crash (dify-stack-emulator Calls::crash_after)".into());
         match self.calls.next() {
             None => self.inner.call(request),
@@ -363,6 +436,71 @@ impl HttpConnector for WithAccountConnector {
             }
         }
     }
+}
+
+/// Answers `request` with `fault`, in the format of the service `op` belongs to.
+fn inject(
+    fault: Fault,
+    millis: u64,
+    op: &str,
+    request: &HttpRequest,
+    inner: SharedHttpConnector,
+) -> HttpConnectorFuture {
+    let reset = || ConnectorError::io("connection reset by peer (injected fault)".into());
+    let service = op.split(' ').next().unwrap_or("?");
+    let json = request.headers().get("x-amz-target").is_some()
+        || matches!(service, "eks" | "es" | "rds-data" | "ecr" | "kms" | "secretsmanager");
+    let (status, code, message) = match fault {
+        Fault::Throttle => match service {
+            "ec2" => (503, "RequestLimitExceeded", "Request limit exceeded."),
+            "s3" => (503, "SlowDown", "Please reduce your request rate."),
+            _ if json => (400, "ThrottlingException", "Rate exceeded"),
+            _ => (400, "Throttling", "Rate exceeded"),
+        },
+        Fault::ServerError => (
+            500,
+            if service == "ec2" || service == "s3" { "InternalError" } else { "InternalFailure" },
+            "We encountered an internal error. Please try again.",
+        ),
+        Fault::Unavailable => (503, "ServiceUnavailable", "Service is unavailable. Please try again."),
+        Fault::ResetBeforeSend => return HttpConnectorFuture::ready(Err(reset())),
+        Fault::ResetAfterSend => {
+            let sent = inner.call(request.try_clone().expect("in-memory request body"));
+            return HttpConnectorFuture::new(async move {
+                let _ = sent.await;
+                Err(reset())
+            });
+        }
+        Fault::Latency => {
+            let sent = inner.call(request.try_clone().expect("in-memory request body"));
+            return HttpConnectorFuture::new(async move {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                sent.await
+            });
+        }
+    };
+    let body = match service {
+        "ec2" => format!(
+            "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>injected</RequestID></Response>"
+        ),
+        "s3" => {
+            format!("<Error><Code>{code}</Code><Message>{message}</Message><RequestId>injected</RequestId></Error>")
+        }
+        _ if json => format!("{{\"__type\":\"{code}\",\"message\":\"{message}\"}}"),
+        _ => format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+        ),
+    };
+    let mut response = aws_smithy_runtime_api::http::Response::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(status).expect("valid status"),
+        aws_smithy_types::body::SdkBody::from(body),
+    );
+    response.headers_mut().insert("content-type", if json { "application/x-amz-json-1.1" } else { "text/xml" });
+    if json {
+        response.headers_mut().insert("x-amzn-errortype", code);
+    }
+    response.headers_mut().insert("x-amzn-requestid", "injected");
+    HttpConnectorFuture::ready(Ok(response))
 }
 
 /// `"service Operation"` of a signed request: the service from the SigV4 credential scope,

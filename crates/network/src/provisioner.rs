@@ -454,6 +454,16 @@ fn extras<'a, T>(
 // ---------------------------------------------------------------------------------------------
 // apply
 
+/// The ids one apply used (everything else owned and named alike is a twin).
+struct Used {
+    vpc: VpcId,
+    subnets: Vec<SubnetId>,
+    igw: dify_stack_core::ids::InternetGatewayId,
+    eips: Vec<AllocationId>,
+    nats: Vec<NatGatewayId>,
+    tables: Vec<dify_stack_core::ids::RouteTableId>,
+}
+
 impl<C: Ec2Api> NetworkProvisioner<C> {
     fn dependency_policy(ctx: &Context) -> dify_stack_core::WaitPolicy {
         ctx.wait.capped(DEPENDENCY_RETRY_CAP)
@@ -570,6 +580,28 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
         // Remove what is no longer wanted (e.g. after per_az -> single, or fewer AZs).
         self.remove_extras(ctx, &want, &obs).await?;
+
+        // A create whose response was lost is retried by the SDK; for the calls without an
+        // idempotency token (CreateVpc, CreateSubnet, CreateInternetGateway, AllocateAddress,
+        // CreateRouteTable) that can make a tagged twin. When this run created anything, look
+        // again and remove every owned twin that this run did not use.
+        let created = obs.vpc().is_none()
+            || subnets.iter().any(|x| !obs.subnets.iter().any(|o| o.id == x.id))
+            || !obs.igws.iter().any(|g| g.id == igw.id)
+            || eips.iter().any(|x| !obs.eips.iter().any(|o| o.allocation_id == x.allocation_id))
+            || nats.iter().any(|x| !obs.nats.iter().any(|o| o.id == x.id))
+            || tables.iter().any(|x| !obs.route_tables.iter().any(|o| o.id == x.id));
+        if created {
+            let used = Used {
+                vpc: vpc.id.clone(),
+                subnets: subnets.iter().map(|x| x.id.clone()).collect(),
+                igw: igw.id.clone(),
+                eips: eips.iter().map(|x| x.allocation_id.clone()).collect(),
+                nats: nats.iter().map(|x| x.id.clone()).collect(),
+                tables: tables.iter().map(|x| x.id.clone()).collect(),
+            };
+            self.remove_twins(ctx, new, &used).await?;
+        }
 
         let out = |role: SubnetRole| -> Vec<SubnetOutput> {
             want.subnets()
@@ -724,6 +756,43 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             .at(Step::AssociateRouteTable, name)?;
         }
         Ok(table)
+    }
+
+    /// Deletes owned resources of this network that the run did not use (twins made by SDK
+    /// retries of creates without an idempotency token). Route tables, NAT gateways and EIPs
+    /// first, then subnets, the gateway and VPCs, as their dependencies require.
+    async fn remove_twins(&self, ctx: &Context, new: &NewVpcSpec, used: &Used) -> Result<()> {
+        let obs = self.observe_new(ctx, new).await?;
+        for t in obs.route_tables.iter().filter(|t| !used.tables.contains(&t.id)) {
+            tracing::warn!(table = %t.id, "removing a twin route table");
+            self.delete_route_table(ctx, t).await?;
+        }
+        let nats: Vec<NatGatewayId> =
+            obs.nats.iter().filter(|n| !used.nats.contains(&n.id)).map(|n| n.id.clone()).collect();
+        self.delete_nats(ctx, nats).await?;
+        for e in obs.eips.iter().filter(|e| !used.eips.contains(&e.allocation_id)) {
+            tracing::warn!(allocation = %e.allocation_id, "releasing a twin elastic IP");
+            self.release_eip(ctx, e.allocation_id.clone()).await?;
+        }
+        for x in obs.subnets.iter().filter(|x| !used.subnets.contains(&x.id)) {
+            tracing::warn!(subnet = %x.id, "removing a twin subnet");
+            self.delete_subnet(ctx, x.id.clone()).await?;
+        }
+        for g in obs.igws.iter().filter(|g| g.id != used.igw) {
+            tracing::warn!(igw = %g.id, "removing a twin internet gateway");
+            for vpc in &g.attached_vpcs {
+                match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
+                    Err(e) if e.is_not_found() || e.kind == ErrorKind::InvalidState => {}
+                    other => other.at(Step::Delete, g.id.as_str())?,
+                }
+            }
+            self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_internet_gateway(g.id.clone())).await?;
+        }
+        for v in obs.vpcs.iter().filter(|v| v.id != used.vpc) {
+            tracing::warn!(vpc = %v.id, "removing a twin VPC");
+            ignore_not_found(self.client.delete_vpc(v.id.clone()).await).at(Step::Delete, v.id.as_str())?;
+        }
+        Ok(())
     }
 
     async fn remove_extras(&self, ctx: &Context, want: &Desired, obs: &ObservedNew) -> Result<()> {

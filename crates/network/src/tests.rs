@@ -398,6 +398,10 @@ async fn a_failed_nat_is_replaced_without_allow_replace_and_with_a_fresh_token()
     let w = world.clone();
     m.expect_describe_route_tables().returning(move |_| Ok(w.route_tables.clone()));
     let replacement = NatInfo { id: NatGatewayId::new("nat-new"), state: NatState::Available, ..failed.clone() };
+    // After creating, the run looks once more for twins: it sees its own replacement only.
+    let mut settled = after.nats.clone();
+    settled.push(replacement.clone());
+    m.expect_describe_nat_gateways().times(1).in_sequence(&mut seq).returning(move |_| Ok(settled.clone()));
     m.expect_create_nat_gateway().times(1).returning(move |_, eip, token, _| {
         assert_eq!(token, format!("unit-nat-1-{eip}-1"), "a fresh token, not the failed gateway's");
         Ok(replacement.clone())

@@ -76,6 +76,41 @@ fn tier_err<E: Retryable>(e: E) -> NodeError {
     fail(e, r)
 }
 
+/// What the IAM spec needs from the EKS and registry nodes when those outputs are not at hand
+/// (plan before the cluster exists, destroy): the cluster name, issuer, endpoint and CA; the
+/// rest is unused by IAM's observe and destroy.
+fn iam_inputs(
+    cfg: &StackConfig,
+    issuer: String,
+    endpoint: String,
+    ca_data: String,
+) -> (dify_stack_eks::EksOutput, dify_stack_registry::RegistryOutput) {
+    let empty =
+        || dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() };
+    let eks = dify_stack_eks::EksOutput {
+        cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
+        cluster_arn: dify_stack_core::ids::Arn::new(""),
+        kubernetes_version: String::new(),
+        endpoint,
+        ca_data,
+        oidc_issuer_url: issuer,
+        cluster_security_group_id: None,
+        node_security_group_id: SecurityGroupId::new(""),
+        cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
+        node_role_arn: dify_stack_core::ids::RoleArn::new(""),
+        kms_key_arn: dify_stack_core::ids::KmsKeyArn::new(""),
+        nodegroup_name: String::new(),
+        region: cfg.region.clone(),
+    };
+    let registry = dify_stack_registry::RegistryOutput {
+        app: empty(),
+        plugin: empty(),
+        plugin_repository_arn_pattern: "arn:aws:ecr:::repository/none*".to_owned(),
+        plugin_image_repo_prefix: String::new(),
+    };
+    (eks, registry)
+}
+
 fn missing(node: Node, what: &str) -> NodeError {
     NodeError { message: format!("{node} needs the {what} output, which is missing"), retryable: false }
 }
@@ -277,35 +312,12 @@ impl TierRunner for AwsRunner {
                     .and_then(|c| c.oidc_issuer.clone())
                     .unwrap_or_else(|| "https://cluster-gone.invalid/id/none".to_owned());
                 let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
-                let registry = dify_stack_registry::RegistryOutput {
-                    app: dify_stack_registry::RepositoryOutput {
-                        name: String::new(),
-                        arn: String::new(),
-                        uri: String::new(),
-                    },
-                    plugin: dify_stack_registry::RepositoryOutput {
-                        name: String::new(),
-                        arn: String::new(),
-                        uri: String::new(),
-                    },
-                    plugin_repository_arn_pattern: "arn:aws:ecr:::repository/none*".to_owned(),
-                    plugin_image_repo_prefix: String::new(),
-                };
-                let eks_out = dify_stack_eks::EksOutput {
-                    cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
-                    cluster_arn: dify_stack_core::ids::Arn::new(""),
-                    kubernetes_version: String::new(),
-                    endpoint: observed.cluster.as_ref().and_then(|c| c.endpoint.clone()).unwrap_or_default(),
-                    ca_data: observed.cluster.as_ref().and_then(|c| c.ca_data.clone()).unwrap_or_default(),
-                    oidc_issuer_url: issuer,
-                    cluster_security_group_id: None,
-                    node_security_group_id: SecurityGroupId::new(""),
-                    cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
-                    node_role_arn: dify_stack_core::ids::RoleArn::new(""),
-                    kms_key_arn: dify_stack_core::ids::KmsKeyArn::new(""),
-                    nodegroup_name: String::new(),
-                    region: cfg.region.clone(),
-                };
+                let (eks_out, registry) = iam_inputs(
+                    cfg,
+                    issuer,
+                    observed.cluster.as_ref().and_then(|c| c.endpoint.clone()).unwrap_or_default(),
+                    observed.cluster.as_ref().and_then(|c| c.ca_data.clone()).unwrap_or_default(),
+                );
                 let mut spec = wiring::iam_spec(cfg, &eks_out, &bucket, &registry);
                 // Without a cluster there is no Kubernetes API to clean up.
                 spec.service_accounts &= observed.cluster.is_some();
@@ -427,35 +439,12 @@ impl AwsRunner {
                 (iam.plan(ctx, &spec).await.map_err(|e| (Node::Iam, fail(e, true)))?, false)
             }
             _ => {
-                let eks = dify_stack_eks::EksOutput {
-                    cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
-                    cluster_arn: dify_stack_core::ids::Arn::new(""),
-                    kubernetes_version: String::new(),
-                    endpoint: String::new(),
-                    ca_data: String::new(),
-                    oidc_issuer_url: "https://oidc.eks.planned/id/KNOWN-AFTER-APPLY".to_owned(),
-                    cluster_security_group_id: None,
-                    node_security_group_id: SecurityGroupId::new(""),
-                    cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
-                    node_role_arn: dify_stack_core::ids::RoleArn::new(""),
-                    kms_key_arn: dify_stack_core::ids::KmsKeyArn::new(""),
-                    nodegroup_name: String::new(),
-                    region: cfg.region.clone(),
-                };
-                let registry = dify_stack_registry::RegistryOutput {
-                    app: dify_stack_registry::RepositoryOutput {
-                        name: String::new(),
-                        arn: String::new(),
-                        uri: String::new(),
-                    },
-                    plugin: dify_stack_registry::RepositoryOutput {
-                        name: String::new(),
-                        arn: String::new(),
-                        uri: String::new(),
-                    },
-                    plugin_repository_arn_pattern: "arn:aws:ecr:::repository/planned*".to_owned(),
-                    plugin_image_repo_prefix: String::new(),
-                };
+                let (eks, registry) = iam_inputs(
+                    cfg,
+                    "https://oidc.eks.planned/id/KNOWN-AFTER-APPLY".to_owned(),
+                    String::new(),
+                    String::new(),
+                );
                 let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
                 let spec = wiring::iam_spec(cfg, &eks, &bucket, &registry);
                 let iam = IamProvisioner::from_conf(&self.sdk);

@@ -44,6 +44,15 @@ impl AuroraNames {
     }
 }
 
+/// True when the service says the Data API is not offered for this cluster or region (as
+/// opposed to a permission or a transient problem, which stay errors).
+fn data_api_refused(e: &dify_stack_core::AwsError) -> bool {
+    matches!(
+        e.code.as_deref(),
+        Some("InvalidParameterCombination" | "UnsupportedOperation" | "UnsupportedOperationException" | "UnknownOperationException")
+    ) || e.message.as_deref().is_some_and(|m| m.contains("not supported") || m.contains("not available"))
+}
+
 /// What Aurora hands on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuroraOutput {
@@ -491,12 +500,22 @@ impl Provisioner for AuroraProvisioner {
         let mut databases = Vec::new();
         let mut pending_statements = Vec::new();
         let secret = cluster.master_secret_arn.clone();
-        if self.data_api(ctx, spec)
+        let mut data_api = self.data_api(ctx, spec);
+        if data_api && !cluster.http_endpoint {
+            match self.rds.enable_http_endpoint(cluster.arn.clone()).await {
+                Ok(()) => {}
+                // A region missing from the table in `spec.rs` refuses the Data API: fall back
+                // to the statements, as where it is known to be absent.
+                Err(e) if data_api_refused(&e) => {
+                    tracing::warn!(cluster = %cluster_id, error = %e, "the RDS Data API was refused here");
+                    data_api = false;
+                }
+                Err(e) => return Err(e).at("EnableHttpEndpoint", &cluster_id),
+            }
+        }
+        if data_api
             && let Some(secret) = &secret
         {
-            if !cluster.http_endpoint {
-                self.rds.enable_http_endpoint(cluster.arn.clone()).await.at("EnableHttpEndpoint", &cluster_id)?;
-            }
             let have = match (&o.databases, settled) {
                 (Some(dbs), true) => dbs.clone(),
                 _ => self

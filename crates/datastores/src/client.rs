@@ -231,8 +231,17 @@ pub struct ReplicationGroupInfo {
     pub primary_endpoint: Option<(String, i32)>,
     /// Reader endpoint address.
     pub reader_endpoint: Option<String>,
-    /// Tags.
-    pub tags: Tags,
+    /// Tags; `None` while the group is not `available`: ElastiCache refuses
+    /// ListTagsForResource then (`InvalidReplicationGroupState`, "Cluster not in available state
+    /// to perform tagging operations"; terraform-provider-aws #33859, #30444, #41416).
+    pub tags: Option<Tags>,
+}
+
+impl ReplicationGroupInfo {
+    /// The group is `available` (the only state in which its tags can be read or written).
+    pub fn is_available(&self) -> bool {
+        self.status == "available"
+    }
 }
 
 /// What `CreateReplicationGroup` needs.
@@ -373,6 +382,10 @@ pub trait OpenSearchApi: Send + Sync {
     async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
     /// DeleteDomain.
     async fn delete(&self, name: String) -> Result<(), AwsError>;
+    /// IAM GetRole of the account's OpenSearch service-linked role: does it exist?
+    async fn service_linked_role_exists(&self) -> Result<bool, AwsError>;
+    /// IAM CreateServiceLinkedRole for `opensearchservice.amazonaws.com`.
+    async fn create_service_linked_role(&self) -> Result<(), AwsError>;
 }
 
 /// The settings of a bucket as read back.

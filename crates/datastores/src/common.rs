@@ -324,4 +324,6 @@ pub mod caps {
     pub const REDIS: Duration = Duration::from_secs(45 * 60);
     /// OpenSearch domain ready / gone.
     pub const OPENSEARCH: Duration = Duration::from_secs(90 * 60);
+    /// CreateDomain refused while a new service-linked role propagates.
+    pub const SERVICE_LINKED_ROLE_PROPAGATION: Duration = Duration::from_secs(2 * 60);
 }

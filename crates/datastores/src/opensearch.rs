@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
-use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, AwsError, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier, wait};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -36,8 +36,13 @@ fn sg_name(ctx: &Context) -> String {
     format!("{}-opensearch", ctx.stack())
 }
 
-/// The access policy: the account's principals may call the domain's HTTP API, on this domain
-/// only (fine-grained access control then authorises each user).
+/// The access policy: anyone who can reach the domain may call its HTTP API, on this domain
+/// only. Dify talks to OpenSearch as the internal master user over HTTP basic auth; a policy
+/// naming an IAM principal would demand SigV4-signed requests and answer Dify with 403. The
+/// gating is done by the VPC (no public endpoint), the security group (cluster only) and
+/// fine-grained access control, which authenticates every request ("Fine-grained access control
+/// in Amazon OpenSearch Service": with FGAC and the internal user database, use an open domain
+/// access policy; LESSONS.md #27).
 pub fn access_policy(ctx: &Context, domain: &str) -> Value {
     let p = ctx.partition();
     let account = ctx.account_id().unwrap_or_default();
@@ -45,11 +50,27 @@ pub fn access_policy(ctx: &Context, domain: &str) -> Value {
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": { "AWS": p.arn("iam", "", account, "root") },
+            "Principal": { "AWS": "*" },
             "Action": "es:ESHttp*",
             "Resource": format!("{}/*", p.arn("es", ctx.region(), account, &format!("domain/{domain}"))),
         }],
     })
+}
+
+/// The account-wide service-linked role a VPC domain needs. On an account that never had a VPC
+/// domain, CreateDomain with VPC options fails with "Before you can proceed, you must enable a
+/// service-linked role to give Amazon OpenSearch Service permissions to access your VPC"
+/// (OpenSearch developer guide, "Using service-linked roles"; terraform-aws-opensearch #27,
+/// copilot-cli #3006). It is shared by every domain in the account: destroy never deletes it.
+pub const SERVICE_LINKED_ROLE: &str = "AWSServiceRoleForAmazonOpenSearchService";
+/// The service that owns [`SERVICE_LINKED_ROLE`] (`iam:CreateServiceLinkedRole` takes this name;
+/// `es.amazonaws.com` makes the legacy Elasticsearch role instead).
+pub const SERVICE_LINKED_ROLE_SERVICE: &str = "opensearchservice.amazonaws.com";
+
+/// True for CreateDomain's refusal while the service-linked role is missing or not yet
+/// visible to OpenSearch (IAM is eventually consistent: retry briefly after creating it).
+pub(crate) fn is_missing_service_linked_role(e: &AwsError) -> bool {
+    e.message.as_deref().is_some_and(|m| m.contains("service-linked role"))
 }
 
 /// What OpenSearch hands on.
@@ -78,6 +99,9 @@ pub struct ObservedOpenSearch {
     pub domain: Option<DomainInfo>,
     /// Master secret exists.
     pub secret: bool,
+    /// The account's service-linked role exists (read only while the domain is missing: a VPC
+    /// domain cannot exist without it).
+    pub service_linked_role: bool,
 }
 
 /// Provisions OpenSearch.
@@ -137,6 +161,26 @@ impl OpenSearchProvisioner {
             security_group_id: sg.to_owned(),
             master: None,
             tags: ctx.tags_for(Tier::Datastores, "opensearch", &domain_name(ctx)),
+        }
+    }
+
+    /// Creates the account's OpenSearch service-linked role when it is missing. "Already
+    /// exists" is success: IAM answers a second CreateServiceLinkedRole with `InvalidInput`
+    /// "Service role name ... has been taken in this account" (seen in terraform-aws-elasticsearch
+    /// #59 and common-voice PR #2196), or another run may have made it in between.
+    async fn ensure_service_linked_role(&self, _ctx: &Context) -> Result<()> {
+        if self.search.service_linked_role_exists().await.at("GetRole", SERVICE_LINKED_ROLE)? {
+            return Ok(());
+        }
+        match self.search.create_service_linked_role().await {
+            Ok(()) => {
+                tracing::info!(role = SERVICE_LINKED_ROLE, "created the OpenSearch service-linked role");
+                Ok(())
+            }
+            Err(e) if e.is_already_exists() || e.message.as_deref().is_some_and(|m| m.contains("has been taken")) => {
+                Ok(())
+            }
+            Err(e) => Err(e).at("CreateServiceLinkedRole", SERVICE_LINKED_ROLE),
         }
     }
 
@@ -232,6 +276,10 @@ impl Provisioner for OpenSearchProvisioner {
         if let Some(d) = self.search.describe(name.clone()).await.at("DescribeDomain", &name)? {
             owned(ctx, "OpenSearch domain", &name, &d.tags)?;
             o.domain = Some(d);
+            o.service_linked_role = true;
+        } else {
+            o.service_linked_role =
+                self.search.service_linked_role_exists().await.at("GetRole", SERVICE_LINKED_ROLE)?;
         }
         o.secret = crate::secrets::secret_exists(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster).await?;
         Ok(o)
@@ -247,6 +295,13 @@ impl Provisioner for OpenSearchProvisioner {
                     ResourceRef::new("secretsmanager:secret", SecretKind::OpenSearchMaster.name(ctx)),
                 )
                 .field("value", None::<&str>, Some("(generated)")),
+            );
+        }
+        if !o.service_linked_role {
+            plan.push(
+                Change::new(Action::Create, ResourceRef::new("iam:service-linked-role", SERVICE_LINKED_ROLE))
+                    .field("service", None::<&str>, Some(SERVICE_LINKED_ROLE_SERVICE))
+                    .because("the account has no OpenSearch VPC domain yet; kept on destroy (account-wide)"),
             );
         }
         let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
@@ -333,10 +388,20 @@ impl Provisioner for OpenSearchProvisioner {
                     .unwrap_or_else(|| spec.opensearch.master_user.clone());
                 let password = secret.field("password").unwrap_or_else(|| secret.value().clone());
                 config.master = Some((user, password));
-                match self.search.create(config).await {
+                self.ensure_service_linked_role(ctx).await?;
+                let policy = ctx.wait.capped(caps::SERVICE_LINKED_ROLE_PROPAGATION);
+                let created = wait::retry(
+                    &format!("CreateDomain {name}"),
+                    &policy,
+                    ctx.cancellation(),
+                    is_missing_service_linked_role,
+                    || self.search.create(config.clone()),
+                )
+                .await;
+                match created {
                     Ok(_) => tracing::info!(domain = %name, "creating OpenSearch domain"),
-                    Err(e) if e.is_already_exists() => {}
-                    Err(e) => return Err(e).at("CreateDomain", &name),
+                    Err(wait::WaitError::Failed { source, .. }) if source.is_already_exists() => {}
+                    Err(e) => return Err(DatastoresError::from_aws_wait(e, "CreateDomain", &name)),
                 }
                 None
             }

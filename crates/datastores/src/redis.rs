@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
-use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier};
 use serde::Serialize;
 
 use crate::client::{ElastiCacheApi, ReplicationGroupCreate, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
@@ -90,7 +90,7 @@ impl RedisProvisioner {
     async fn wait_available(&self, ctx: &Context, id: &str) -> Result<ReplicationGroupInfo> {
         wait_value(ctx, format!("Redis {id} to be available"), caps::REDIS, || async {
             match self.cache.describe(id.to_owned()).await.at("DescribeReplicationGroups", id)? {
-                Some(g) if g.status == "available" => Ok(Probe::Done(g)),
+                Some(g) if g.is_available() && g.tags.is_some() => Ok(Probe::Done(g)),
                 Some(g) if g.status == "create-failed" => Err(DatastoresError::Failed {
                     kind: "Redis replication group",
                     name: id.to_owned(),
@@ -127,7 +127,11 @@ impl Provisioner for RedisProvisioner {
             o.subnet_group = true;
         }
         if let Some(g) = self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)? {
-            owned(ctx, "Redis replication group", &n, &g.tags)?;
+            // While it is not available its tags cannot be read: ownership is checked by apply
+            // and destroy once it is, before any write.
+            if let Some(tags) = &g.tags {
+                owned(ctx, "Redis replication group", &n, tags)?;
+            }
             o.group = Some(g);
         }
         o.secret = crate::secrets::secret_exists(ctx, self.secrets.as_ref(), SecretKind::RedisAuth).await?;
@@ -189,8 +193,10 @@ impl Provisioner for RedisProvisioner {
                     );
                 }
                 let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
-                for (k, v) in tag_drift(&tags, &g.tags) {
-                    c = c.field(format!("tags.{k}"), g.tags.get(&k), Some(v));
+                if let Some(have) = &g.tags {
+                    for (k, v) in tag_drift(&tags, have) {
+                        c = c.field(format!("tags.{k}"), have.get(&k), Some(v));
+                    }
                 }
                 if !c.fields.is_empty() {
                     plan.push(c);
@@ -269,7 +275,9 @@ impl Provisioner for RedisProvisioner {
             }
             Some(g) => {
                 let mut changed = false;
-                let mut g = if g.status == "available" { g.clone() } else { self.wait_available(ctx, &n).await? };
+                let mut g =
+                    if g.is_available() && g.tags.is_some() { g.clone() } else { self.wait_available(ctx, &n).await? };
+                owned(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
                 let node_type = (g.node_type != r.node_type).then(|| r.node_type.clone());
                 let retention =
                     (g.snapshot_retention_days != r.snapshot_retention_days).then_some(r.snapshot_retention_days);
@@ -285,7 +293,7 @@ impl Provisioner for RedisProvisioner {
                         .at("ModifyReplicaCount", &n)?;
                     changed = true;
                 }
-                let drift = tag_drift(&tags, &g.tags);
+                let drift = tag_drift(&tags, g.tags.as_ref().unwrap_or(&Tags::new()));
                 if !drift.is_empty() {
                     self.cache.tag(g.arn.clone(), drift).await.at("AddTagsToResource", &n)?;
                 }
@@ -315,8 +323,15 @@ impl Provisioner for RedisProvisioner {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
         let n = name(ctx);
         let mut deleted = Vec::new();
-        if let Some(g) =
-            self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)?.filter(|g| ctx.owns_tags(&g.tags))
+        let found = match self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)? {
+            // Busy (creating after a crash, modifying, snapshotting): its tags cannot be read
+            // until it is available again, and it cannot be deleted before either.
+            Some(g) if g.tags.is_none() && g.status != "deleting" => Some(self.wait_available(ctx, &n).await?),
+            other => other,
+        };
+        // A group already deleting (an earlier interrupted destroy) shows no tags: it is waited
+        // for, never deleted again. Otherwise only a group carrying our tags is touched.
+        if let Some(g) = found.filter(|g| g.status == "deleting" || g.tags.as_ref().is_some_and(|t| ctx.owns_tags(t)))
         {
             if g.status != "deleting" {
                 dify_stack_core::ignore_not_found(self.cache.delete(n.clone()).await)

@@ -17,6 +17,7 @@ pub struct SdkDatastores {
     pub(crate) cache: aws_sdk_elasticache::Client,
     pub(crate) search: aws_sdk_opensearch::Client,
     pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
 }
 
 impl SdkDatastores {
@@ -31,6 +32,7 @@ impl SdkDatastores {
             data: aws_sdk_rdsdata::Client::new(config),
             cache: aws_sdk_elasticache::Client::new(config),
             search: aws_sdk_opensearch::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3),
         }
     }
@@ -462,6 +464,14 @@ fn cache_tags(tags: &Tags) -> Vec<aws_sdk_elasticache::types::Tag> {
     tags.iter().map(|(k, v)| aws_sdk_elasticache::types::Tag::builder().key(k).value(v).build()).collect()
 }
 
+/// ElastiCache's answer to a tag read or write on a group or cluster that is not `available`.
+fn is_not_taggable_now(e: &AwsError) -> bool {
+    matches!(
+        e.code.as_deref(),
+        Some("InvalidReplicationGroupState" | "InvalidReplicationGroupStateFault" | "InvalidCacheClusterState" | "InvalidCacheClusterStateFault")
+    )
+}
+
 impl SdkDatastores {
     async fn cache_tags_of(&self, arn: &str) -> Result<Tags, AwsError> {
         let tags = self.cache.list_tags_for_resource().resource_name(arn).send().await.aws("ListTagsForResource")?;
@@ -520,7 +530,18 @@ impl ElastiCacheApi for SdkDatastores {
         )?;
         let Some(g) = out.as_ref().and_then(|o| o.replication_groups().first()) else { return Ok(None) };
         let arn = g.arn().unwrap_or_default().to_owned();
-        let tags = if arn.is_empty() { Tags::new() } else { self.cache_tags_of(&arn).await? };
+        // Tags only while available: in any other state ElastiCache refuses the read with
+        // InvalidReplicationGroupState (terraform-provider-aws #33859, #30444, #41416). The state
+        // may also change between the two calls: that refusal then means "not readable yet".
+        let tags = if arn.is_empty() || g.status() != Some("available") {
+            None
+        } else {
+            match self.cache_tags_of(&arn).await {
+                Ok(t) => Some(t),
+                Err(e) if is_not_taggable_now(&e) => None,
+                Err(e) => return Err(e),
+            }
+        };
         let primary = g.node_groups().first().and_then(|n| n.primary_endpoint());
         Ok(Some(ReplicationGroupInfo {
             id: g.replication_group_id().unwrap_or_default().to_owned(),
@@ -700,6 +721,21 @@ impl OpenSearchApi for SdkDatastores {
         let tags = self.search.list_tags().arn(d.arn()).send().await.aws("ListTags")?;
         let tags = tags.tag_list().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
         Ok(Some(domain_info(d, tags)))
+    }
+
+    async fn service_linked_role_exists(&self) -> Result<bool, AwsError> {
+        let role = self.iam.get_role().role_name(crate::opensearch::SERVICE_LINKED_ROLE).send().await.aws("GetRole");
+        Ok(none_if_missing(role)?.is_some())
+    }
+
+    async fn create_service_linked_role(&self) -> Result<(), AwsError> {
+        self.iam
+            .create_service_linked_role()
+            .aws_service_name(crate::opensearch::SERVICE_LINKED_ROLE_SERVICE)
+            .send()
+            .await
+            .aws("CreateServiceLinkedRole")?;
+        Ok(())
     }
 
     async fn create(&self, c: DomainConfig) -> Result<DomainInfo, AwsError> {

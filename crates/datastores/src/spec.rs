@@ -363,7 +363,15 @@ impl DatastoresSpec {
     }
 }
 
-/// Whether the RDS Data API exists in a region. Not in the China partition (as of 2026-11).
+/// Commercial regions where the RDS Data API is not offered for Aurora PostgreSQL Serverless v2
+/// ("Supported Regions and Aurora DB engines for RDS Data API", Aurora user guide, read
+/// 2026-11: Asia Pacific (Hyderabad), (Melbourne) and (New Zealand) say "Not available").
+/// Regions missing here but refused at run time fall back the same way (see
+/// `AuroraProvisioner`): the output lists the statements to run.
+pub const DATA_API_UNAVAILABLE: &[&str] = &["ap-south-2", "ap-southeast-4", "ap-southeast-6"];
+
+/// Whether the RDS Data API exists in a region: never in the China partition, not in the
+/// commercial regions of [`DATA_API_UNAVAILABLE`].
 pub fn data_api_available(region: &str) -> bool {
-    Partition::of_region(region).is_some_and(|p| p != Partition::AwsCn)
+    Partition::of_region(region).is_some_and(|p| p != Partition::AwsCn) && !DATA_API_UNAVAILABLE.contains(&region)
 }

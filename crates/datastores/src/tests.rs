@@ -151,10 +151,11 @@ async fn redis_destroy_waits_through_deleting_until_gone() {
         let n = d.fetch_add(1, Ordering::SeqCst);
         Ok(match n {
             0 => {
-                Some(ReplicationGroupInfo { id, status: "available".into(), tags: tags.clone(), ..Default::default() })
+                Some(ReplicationGroupInfo { id, status: "available".into(), tags: Some(tags.clone()), ..Default::default() })
             }
             1..=4 => {
-                Some(ReplicationGroupInfo { id, status: "deleting".into(), tags: tags.clone(), ..Default::default() })
+                // Deleting: ElastiCache refuses tag reads, so none are known.
+                Some(ReplicationGroupInfo { id, status: "deleting".into(), tags: None, ..Default::default() })
             }
             _ => None,
         })
@@ -186,6 +187,71 @@ async fn redis_destroy_waits_through_deleting_until_gone() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_busy_redis_group_is_observed_without_tags_and_destroyed_only_once_available_and_ours() {
+    // Prod snapshot window: the group is `snapshotting`, so its tags cannot be read (the SDK
+    // adapter returns `tags: None`; ElastiCache would answer InvalidReplicationGroupState).
+    let ctx = ctx_in("us-west-2", Environment::Prod);
+    let tags = owned_tags(&ctx, "redis", "ds-mock-redis");
+    let describes = Arc::new(AtomicUsize::new(0));
+    let mut cache = MockElastiCacheApi::new();
+    let d = describes.clone();
+    cache.expect_describe().returning(move |id| {
+        let n = d.fetch_add(1, Ordering::SeqCst);
+        let busy = |status: &str| ReplicationGroupInfo { id: id.clone(), status: status.into(), tags: None, ..Default::default() };
+        Ok(match n {
+            0..=3 => Some(busy("snapshotting")),
+            4 => Some(ReplicationGroupInfo {
+                id: id.clone(),
+                status: "available".into(),
+                tags: Some(tags.clone()),
+                ..Default::default()
+            }),
+            5..=6 => Some(busy("deleting")),
+            _ => None,
+        })
+    });
+    let sub_tags = owned_tags(&ctx, "redis-subnet-group", "ds-mock-redis");
+    cache.expect_find_subnet_group().returning(move |_| Ok(Some(sub_tags.clone())));
+    cache.expect_delete().times(1).returning(|_| Ok(()));
+    cache.expect_delete_subnet_group().times(1).returning(|_| Ok(()));
+    let mut sg = ready_sg(&ctx, 6379);
+    sg.expect_delete().times(1).returning(|_| Ok(()));
+    let mut secrets = ready_secrets(&ctx);
+    secrets.expect_delete().returning(|_, _, _| Ok(()));
+    let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
+    // Observe (plan) works while the group is busy and reads no tags.
+    let o = redis.observe(&ctx, &spec(Environment::Prod, 3)).await.unwrap();
+    assert_eq!(o.group.as_ref().map(|g| g.status.as_str()), Some("snapshotting"));
+    // Destroy waits for `available` (3 more busy polls), checks our tags, then deletes once.
+    let deleted = redis.destroy(&ctx, &spec(Environment::Prod, 3)).await.unwrap();
+    assert!(deleted.iter().any(|r| r.kind == "elasticache:replication-group"), "{deleted:?}");
+    assert!(describes.load(Ordering::SeqCst) >= 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_foreign_busy_redis_group_is_never_deleted() {
+    let ctx = ctx_in("us-west-2", Environment::Test);
+    let mut cache = MockElastiCacheApi::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    cache.expect_describe().returning(move |id| {
+        // Modifying at first; once available its tags show another owner.
+        let status = if c.fetch_add(1, Ordering::SeqCst) < 2 { "modifying" } else { "available" };
+        let tags = (status == "available").then(|| [("owner".to_owned(), "someone-else".to_owned())].into());
+        Ok(Some(ReplicationGroupInfo { id, status: status.into(), tags, ..Default::default() }))
+    });
+    cache.expect_find_subnet_group().returning(|_| Ok(None));
+    cache.expect_delete().never();
+    let mut sg = MockSgApi::new();
+    sg.expect_find().returning(|_, _| Ok(None));
+    let mut secrets = MockSecretsApi::new();
+    secrets.expect_describe().returning(|_| Ok(None));
+    let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
+    let deleted = redis.destroy(&ctx, &spec(Environment::Test, 2)).await.unwrap();
+    assert!(deleted.is_empty(), "{deleted:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn opensearch_is_polled_until_not_processing_and_the_vpc_endpoint_is_set() {
     let ctx = ctx_in("us-west-2", Environment::Test);
     let tags = owned_tags(&ctx, "opensearch", "ds-mock-search");
@@ -209,9 +275,29 @@ async fn opensearch_is_polled_until_not_processing_and_the_vpc_endpoint_is_set()
             }
         })
     });
+    // A fresh account: no service-linked role until we create it, and OpenSearch refuses the
+    // first CreateDomain while the new role propagates (the refusal real AWS gives when the role
+    // is missing).
+    let slr = Arc::new(AtomicUsize::new(0));
+    let s1 = slr.clone();
+    search.expect_service_linked_role_exists().returning(move || Ok(s1.load(Ordering::SeqCst) > 0));
+    let s2 = slr.clone();
+    search.expect_create_service_linked_role().times(1).returning(move || {
+        s2.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
     let created = Arc::new(Mutex::new(None));
     let cr = created.clone();
-    search.expect_create().times(1).returning(move |config| {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    search.expect_create().times(2).returning(move |config| {
+        if a.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(dify_stack_core::AwsError::new(
+                "CreateDomain",
+                "ValidationException",
+                "Before you can proceed, you must enable a service-linked role to give Amazon OpenSearch Service permissions to access your VPC.",
+            ));
+        }
         *cr.lock().unwrap() = Some((
             config.subnet_ids.clone(),
             config.access_policy.clone(),
@@ -223,17 +309,22 @@ async fn opensearch_is_polled_until_not_processing_and_the_vpc_endpoint_is_set()
     let out = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap();
     assert_eq!(out.endpoint, "vpc-ds-mock-search.us-west-2.es.amazonaws.com");
     assert_eq!(calls.load(Ordering::SeqCst), 6);
+    assert_eq!(slr.load(Ordering::SeqCst), 1, "the service-linked role was created once");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "CreateDomain retried while the role propagated");
     let (subnets, policy, user) = created.lock().unwrap().clone().unwrap();
     assert_eq!(subnets, ["subnet-0"], "one subnet per node AZ");
     assert_eq!(user.as_deref(), Some("dify-admin"));
     let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
-    assert_eq!(policy["Statement"][0]["Principal"]["AWS"], "arn:aws:iam::123456789012:root");
+    // Principal `*`: Dify signs nothing (basic auth as the master user); FGAC does the gating.
+    assert_eq!(policy["Statement"][0]["Principal"]["AWS"], "*");
     assert_eq!(policy["Statement"][0]["Resource"], "arn:aws:es:us-west-2:123456789012:domain/ds-mock-search/*");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_domain_stuck_processing_times_out_within_the_cap() {
-    let ctx = ctx_in("us-west-2", Environment::Test);
+    // The default wait policy: the OpenSearch cap applies as written, not cut to a shorter
+    // global default (prod OpenSearch creates have a p95 of 60 min, aws-durations.toml).
+    let ctx = Context::new("ds-mock", Environment::Test, "us-west-2").unwrap().with_account_id("123456789012");
     let tags = owned_tags(&ctx, "opensearch", "ds-mock-search");
     let mut search = MockOpenSearchApi::new();
     search.expect_describe().returning(move |name| {
@@ -255,7 +346,7 @@ async fn a_domain_stuck_processing_times_out_within_the_cap() {
     let err = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap_err();
     assert!(matches!(err, DatastoresError::Wait(dify_stack_core::WaitError::TimedOut { .. })), "{err:?}");
     assert!(err.is_retryable());
-    // The context allows 4 h; the OpenSearch cap (90 min) wins.
+    // The OpenSearch cap (90 min) is what the default policy waits, and no longer.
     assert!(
         start.elapsed() >= caps::OPENSEARCH && start.elapsed() < caps::OPENSEARCH + Duration::from_secs(61),
         "{:?}",

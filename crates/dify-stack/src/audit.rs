@@ -37,7 +37,10 @@ pub const CONTROLS: &[Control] = &[
     Control { id: "OS.3", rationale: "OpenSearch encrypts node-to-node traffic" },
     Control { id: "OS.4", rationale: "OpenSearch enforces HTTPS with TLS 1.2 or later" },
     Control { id: "OS.5", rationale: "OpenSearch fine-grained access control with an internal user database" },
-    Control { id: "OS.6", rationale: "OpenSearch access policy has no `*` principal" },
+    Control {
+        id: "OS.6",
+        rationale: "OpenSearch access policy allows only this domain's paths (principal `*` is gated by VPC, security group and fine-grained access control)",
+    },
     Control { id: "EKS.1", rationale: "the Kubernetes API has a private endpoint" },
     Control { id: "EKS.2", rationale: "the public Kubernetes API endpoint is off or not open to 0.0.0.0/0" },
     Control { id: "EKS.3", rationale: "all five control-plane log types are enabled" },
@@ -285,12 +288,16 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
                 .is_some_and(|a| a.enabled() == Some(true) && a.internal_user_database_enabled() == Some(true));
             verdicts.push(("OS.5", v(fgac, || "fine-grained access control off".to_owned())));
             let policy: Value = d.access_policies().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            let star =
-                policy["Statement"].as_array().into_iter().flatten().filter(|s| s["Effect"] == "Allow").any(|s| {
-                    let p = &s["Principal"];
-                    p == "*" || p["AWS"] == "*" || p["AWS"].as_array().is_some_and(|a| a.iter().any(|x| x == "*"))
-                });
-            verdicts.push(("OS.6", v(!star, || "an Allow statement has principal *".to_owned())));
+            // Principal `*` is what STACK.md asks for (Dify authenticates with basic auth as
+            // the FGAC master user; an IAM principal would demand SigV4). What must not happen
+            // is an Allow on anything beyond `arn:...:domain/<name>/*`.
+            let own = format!("{}/*", d.arn());
+            let wide = policy["Statement"].as_array().into_iter().flatten().filter(|s| s["Effect"] == "Allow").any(|s| {
+                let r = &s["Resource"];
+                let resources: Vec<&Value> = r.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![r]);
+                resources.iter().any(|x| x.as_str() != Some(own.as_str()))
+            });
+            verdicts.push(("OS.6", v(!wide, || format!("an Allow statement reaches beyond {own}"))));
         }
         Ok(_) => {}
         Err(e) if e.is_not_found() => {}

@@ -82,6 +82,16 @@ pub enum StackError {
     /// Outputs are missing.
     #[error("{0}")]
     Incomplete(String),
+    /// Destroy refused before any delete: these hold data the data policy does not allow to
+    /// delete.
+    #[error(
+        "destroy refused, nothing was deleted: {}. Fix: destroy with --lift-deletion-protection (and --delete-data to skip the final snapshot and empty the bucket)",
+        holders.join("; ")
+    )]
+    DataLossRefused {
+        /// What holds data, one line each.
+        holders: Vec<String>,
+    },
 }
 
 impl StackError {
@@ -264,6 +274,19 @@ impl Stack {
     pub async fn destroy(&self) -> Result<Vec<ResourceRef>, StackError> {
         let lock = self.control().acquire(&self.cfg.name, "destroy").await?;
         let runner = self.runner();
+        // The whole stack's data policy before the first delete: the graph would otherwise
+        // delete IAM, EKS and the registry before the Aurora node refuses.
+        let holders = match runner.data_holders().await {
+            Ok(h) => h,
+            Err(e) => {
+                lock.release().await?;
+                return Err(StackError::Incomplete(format!("cannot check what holds data before destroy: {e}")));
+            }
+        };
+        if !holders.is_empty() {
+            lock.release().await?;
+            return Err(StackError::DataLossRefused { holders });
+        }
         let outcome = match graph::destroy(&runner, self.ctx.cancellation(), &self.events).await {
             Ok(deleted) => {
                 self.control().delete_outputs(&self.cfg.name).await.map(|_| deleted).map_err(StackError::from)

@@ -15,6 +15,11 @@ use dify_stack_network::{NetworkProvisioner, ObservedNetwork};
 use dify_stack_registry::RegistryProvisioner;
 use tokio::sync::OnceCell;
 
+/// How long Kubernetes API calls are retried while the API cannot be reached: an endpoint that
+/// this machine cannot reach (a private-only endpoint seen from outside the VPC) fails the node
+/// within this, naming the endpoint, instead of holding the run for the whole wait policy.
+const KUBE_API_WAIT_CAP: std::time::Duration = std::time::Duration::from_secs(2 * 60);
+
 use crate::config::StackConfig;
 use crate::graph::{Node, NodeError, NodeOutput, TierRunner};
 use crate::output::StackOutput;
@@ -122,7 +127,7 @@ impl AwsRunner {
         AwsRunner {
             network: NetworkProvisioner::from_conf(&sdk),
             node_sg: NodeSecurityGroupProvisioner::from_conf(&sdk),
-            eks: EksProvisioner::from_conf(&sdk),
+            eks: EksProvisioner::from_conf(&sdk).with_external_node_security_group(),
             aurora: AuroraProvisioner::new(ds.clone(), ds.clone()).with_data_policy(policy),
             redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
             opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
@@ -135,6 +140,17 @@ impl AwsRunner {
             policy,
             vpc: OnceCell::new(),
         }
+    }
+
+    /// What holds data that this run's data policy does not allow to delete, across every tier
+    /// (Aurora deletion protection and final snapshot, a bucket holding objects). Read-only;
+    /// checked by `Stack::destroy` before the first delete, so a refusal deletes nothing anywhere.
+    pub async fn data_holders(&self) -> Result<Vec<String>, dify_stack_datastores::DatastoresError> {
+        let spec =
+            wiring::datastores_spec(&self.cfg, &wiring::planned_network(&self.cfg), &SecurityGroupId::new("sg-none"));
+        let mut holders = self.aurora.data_holders(&self.ctx, &spec, self.policy).await?;
+        holders.extend(self.bucket.data_holders(&self.ctx, self.policy).await?);
+        Ok(holders)
     }
 
     /// The context.
@@ -193,7 +209,7 @@ impl AwsRunner {
         let kube =
             dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
                 .map_err(|e| fail(e, false))?
-                .with_retry(self.ctx.wait, self.ctx.cancellation().clone());
+                .with_retry(self.ctx.wait.capped(KUBE_API_WAIT_CAP), self.ctx.cancellation().clone());
         Ok(iam.with_kubernetes(kube))
     }
 }

@@ -74,6 +74,77 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
 }
 
 #[tokio::test]
+async fn prod_profile_end_to_end_refused_destroy_deletes_nothing_anywhere() {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let mut cfg = Profile::Prod.config().with_name("e2e-prod");
+    cfg.iam.service_accounts = false;
+    cfg.iam.discover_thumbprint = false;
+    let stack = Stack::connect(cfg, account.config.clone()).await.unwrap();
+    let out = stack.apply().await.unwrap();
+    assert!(out.is_complete(), "{out:?}");
+    let after_apply = inventory::inventory(&account.config, "e2e-prod").await;
+    // Second run: the emulator reports two Redis members for two nodes (as AWS does), so the
+    // plan is empty and the apply writes nothing new.
+    let plan = stack.plan().await.unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    assert_eq!(stack.apply().await.unwrap(), out);
+    assert_eq!(inventory::inventory(&account.config, "e2e-prod").await, after_apply);
+
+    // The default data policy refuses (deletion protection, a final snapshot is kept only with
+    // permission): checked for the whole stack before the first delete, so nothing goes.
+    let err = stack.destroy().await.unwrap_err();
+    assert!(matches!(&err, StackError::DataLossRefused { holders } if holders.iter().any(|h| h.contains("deletion protection"))), "{err}");
+    assert_eq!(inventory::inventory(&account.config, "e2e-prod").await, after_apply, "a refused destroy deleted something");
+
+    let stack = stack.with_data_policy(DataPolicy::delete_everything());
+    stack.destroy().await.unwrap();
+    assert_eq!(inventory::inventory(&account.config, "e2e-prod").await, Vec::<String>::new());
+}
+
+/// The requests among `ops` that can change something: everything but Describe/List/Get/Head
+/// and REST GET/HEAD. The Data API's ExecuteStatement is counted too (observe only sends
+/// `SELECT datname FROM pg_database`, but the emulator cannot tell SQL apart, so it counts).
+fn writes(ops: &[String]) -> Vec<String> {
+    ops.iter()
+        .filter(|op| {
+            let verb = op.split(' ').nth(1).unwrap_or("");
+            !(["Describe", "List", "Get", "Head"].iter().any(|p| verb.starts_with(p)) || verb == "GET" || verb == "HEAD")
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn plan_writes_nothing_on_a_half_built_or_a_converged_stack() {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let stack = Stack::connect(config("plan-ro"), account.config.clone()).await.unwrap();
+    // Half-built: the apply dies after 60 requests (network done, the rest partly made).
+    account.calls.crash_after(60, dify_stack_emulator::Cut::BeforeSend);
+    assert!(stack.apply().await.is_err());
+    account.calls.heal();
+    stack.unlock().await.unwrap();
+    let half = inventory::inventory(&account.config, "plan-ro").await;
+    assert!(!half.is_empty());
+    account.calls.reset();
+    let plan = stack.plan().await.unwrap();
+    assert!(!plan.is_empty());
+    let ops = account.calls.operations();
+    assert!(!ops.is_empty());
+    let w: Vec<String> = writes(&ops).into_iter().filter(|o| o != "rds-data POST /Execute").collect();
+    assert_eq!(w, Vec::<String>::new(), "plan of a half-built stack wrote");
+    assert_eq!(inventory::inventory(&account.config, "plan-ro").await, half);
+
+    // Converged.
+    stack.apply().await.unwrap();
+    account.calls.reset();
+    assert!(stack.plan().await.unwrap().is_empty());
+    let ops = account.calls.operations();
+    let w: Vec<String> = writes(&ops).into_iter().filter(|o| o != "rds-data POST /Execute").collect();
+    assert_eq!(w, Vec::<String>::new(), "plan of a converged stack wrote");
+    stack.with_data_policy(DataPolicy::delete_everything()).destroy().await.unwrap();
+}
+
+#[tokio::test]
 async fn two_concurrent_applies_one_is_refused_by_the_lock_and_nothing_is_duplicated() {
     let account = Emulator::shared().expect("emulator").account("us-west-2").await;
     let a = Stack::connect(config("e2e-lock"), account.config.clone()).await.unwrap();

@@ -146,12 +146,17 @@ pub struct ObservedEks {
 #[derive(Debug, Clone)]
 pub struct EksProvisioner<C = crate::SdkEks> {
     pub(crate) client: C,
+    /// Destroy leaves the node security group to its own [`crate::NodeSecurityGroupProvisioner`]
+    /// (set by the stack): the datastore groups reference it, and EC2 refuses to delete a group
+    /// another group's rule refers to (DependencyViolation) for as long as those stores take to
+    /// delete (OpenSearch: 10 to 30 min). The stack deletes it after all its dependants.
+    keep_node_security_group: bool,
 }
 
 impl EksProvisioner<crate::SdkEks> {
     /// A provisioner over the real AWS APIs.
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
-        EksProvisioner { client: crate::SdkEks::from_conf(config) }
+        EksProvisioner::new(crate::SdkEks::from_conf(config))
     }
 }
 
@@ -194,10 +199,16 @@ fn role_wants(ctx: &Context, names: &Names) -> [RoleWant; 2] {
     ]
 }
 
+/// IMDSv2 hop limit of the nodes.
+pub const NODE_METADATA_HOP_LIMIT: i32 = 1;
+
 fn launch_template_data(spec: &EksSpec, security_groups: Vec<String>) -> LaunchTemplateData {
     LaunchTemplateData {
         http_tokens: "required".to_owned(),
-        hop_limit: 2,
+        // One hop: only the node itself (and host-network pods) reach IMDS; ordinary pods cannot
+        // borrow the node role and must use their own (IRSA). EKS best practices, "Restrict
+        // access to the instance profile assigned to the worker node".
+        hop_limit: NODE_METADATA_HOP_LIMIT,
         volume_type: "gp3".to_owned(),
         volume_size: spec.node_group.disk_size_gib,
         encrypted: true,
@@ -226,12 +237,27 @@ fn sorted(v: &[String]) -> Vec<String> {
     v
 }
 
-fn token(ctx: &Context, what: &str, extra: &str) -> String {
-    // EKS client request tokens: deterministic per stack, resource and desired version, so a
-    // retried create after a lost response is recognised; at most 64 characters.
-    let mut t = format!("dify-stack-{}-{what}-{extra}", ctx.stack());
-    t.truncate(64);
-    t
+pub(crate) fn token(ctx: &Context, what: &str, extra: &str) -> String {
+    request_token(ctx.stack().as_str(), what, extra, fastrand::u128(..))
+}
+
+/// An EKS `clientRequestToken` for one creation: EKS refuses tokens outside 33 to 126
+/// characters ("The client request token parameter must be between 33 and 126 characters",
+/// InvalidParameterException; ansible community.aws #817 / PR #844, EKS API reference
+/// `CreateCluster.clientRequestToken`). The token is built once per creation and reused by every
+/// retry of that creation (our IAM-propagation retries and the SDK's own), so a lost response is
+/// answered with the same resource; a new creation (a later run, or after a destroy) gets a new
+/// nonce, so it is never mistaken for an earlier one. A re-run after a crash finds the resource
+/// by its name first, so it does not need the earlier token.
+pub(crate) fn request_token(stack: &str, what: &str, extra: &str, nonce: u128) -> String {
+    // `<what>-<extra>` is a hint for people reading CloudTrail; the 32 hex digits alone make the
+    // token long enough and unique. Only [A-Za-z0-9-] so any stack name or version fits.
+    let hint: String = format!("{stack}-{what}-{extra}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(60)
+        .collect();
+    format!("ds-{hint}-{nonce:032x}")
 }
 
 /// One step of a Kubernetes upgrade: the next minor version from `have` towards `want`.
@@ -258,7 +284,14 @@ pub fn next_version(have: &str, want: &str) -> Result<Option<String>> {
 impl<C: EksApi> EksProvisioner<C> {
     /// A provisioner over the given client.
     pub fn new(client: C) -> Self {
-        EksProvisioner { client }
+        EksProvisioner { client, keep_node_security_group: false }
+    }
+
+    /// Destroy keeps the node security group: it belongs to a
+    /// [`crate::NodeSecurityGroupProvisioner`] that runs after every group referencing it.
+    pub fn with_external_node_security_group(mut self) -> Self {
+        self.keep_node_security_group = true;
+        self
     }
 
     fn check_owned(&self, ctx: &Context, kind: &'static str, name: &str, tags: &Tags) -> Result<()> {
@@ -842,7 +875,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             None => plan.push(
                 Change::new(Action::Create, lt_ref)
                     .field("metadata.http_tokens", None::<&str>, Some("required"))
-                    .field("metadata.hop_limit", None::<i32>, Some(2))
+                    .field("metadata.hop_limit", None::<i32>, Some(NODE_METADATA_HOP_LIMIT))
                     .field(
                         "root_volume",
                         None::<&str>,
@@ -1212,7 +1245,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         {
             deleted.push(ResourceRef::new("ec2:launch-template", &lt.name).with_id(&lt.id));
         }
-        if let Some(sg) = &o.node_security_group {
+        if let Some(sg) = o.node_security_group.as_ref().filter(|_| !self.keep_node_security_group) {
             // ENIs of terminated nodes can hold the group for a while.
             let result = wait::retry(
                 &format!("DeleteSecurityGroup {}", sg.id),

@@ -13,6 +13,7 @@ use dify_stack_core::{Action, AwsError, Context, Environment, Provisioner, Tags,
 
 use super::*;
 use crate::client::*;
+use crate::provisioner::{request_token, token};
 use crate::spec::*;
 
 #[derive(Default)]
@@ -34,6 +35,19 @@ struct State {
     /// A stuck cluster: never leaves this status.
     cluster_stuck: Option<&'static str>,
     calls: Vec<String>,
+    /// Every CreateCluster token, in order.
+    tokens: Vec<String>,
+}
+
+/// EKS refuses a `clientRequestToken` outside 33 to 126 characters with
+/// InvalidParameterException (EKS API reference, CreateCluster/CreateNodegroup request
+/// parameters; ansible community.aws #817).
+fn check_token(op: &'static str, token: &str) -> Result<(), AwsError> {
+    if (33..=126).contains(&token.len()) {
+        Ok(())
+    } else {
+        Err(AwsError::new(op, "InvalidParameterException", "The client request token parameter must be between 33 and 126 characters"))
+    }
 }
 
 #[derive(Default)]
@@ -87,6 +101,8 @@ impl EksApi for FakeEks {
     async fn create_cluster(&self, c: ClusterCreate) -> Result<ClusterInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateCluster".into());
+        check_token("CreateCluster", &c.client_request_token)?;
+        s.tokens.push(c.client_request_token.clone());
         if s.iam_rejections > 0 {
             s.iam_rejections -= 1;
             return Err(AwsError::new(
@@ -195,6 +211,7 @@ impl EksApi for FakeEks {
     async fn create_nodegroup(&self, c: NodegroupCreate) -> Result<NodegroupInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateNodegroup".into());
+        check_token("CreateNodegroup", &c.client_request_token)?;
         let info = NodegroupInfo {
             name: c.name,
             arn: "arn:aws:eks:us-west-2:1:nodegroup/x".into(),
@@ -524,6 +541,20 @@ fn instance_families_are_classified() {
 }
 
 #[test]
+fn request_tokens_fit_eks_limits_for_every_stack_name_and_differ_per_creation() {
+    for stack in ["abc", "dify-t", "a-twenty-char-stack1"] {
+        for (what, extra) in [("cluster", "1.33"), ("nodegroup", "1"), ("nodegroup", "123456789012345")] {
+            for nonce in [0, 1, u128::MAX] {
+                let t = request_token(stack, what, extra, nonce);
+                assert!((33..=126).contains(&t.len()), "{t} is {} characters", t.len());
+                assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{t}");
+            }
+        }
+    }
+    assert_ne!(token(&ctx(), "cluster", "1.33"), token(&ctx(), "cluster", "1.33"), "one token per creation");
+}
+
+#[test]
 fn profiles_follow_the_spec() {
     let t = NodeGroupSpec::for_environment(Environment::Test);
     assert_eq!((t.instance_types[0].as_str(), t.desired, t.min, t.max), ("m7g.xlarge", 1, 1, 2));
@@ -577,12 +608,15 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
         let s = eks.client.0.lock().unwrap();
         // Two IAM-propagation rejections were retried.
         assert_eq!(s.calls.iter().filter(|c| *c == "CreateCluster").count(), 3);
+        // ... with one token, stable across the retries of this creation.
+        assert_eq!(s.tokens.len(), 3);
+        assert!(s.tokens.iter().all(|t| t == &s.tokens[0]), "{:?}", s.tokens);
         let node_role = &s.roles["eks-t-eks-node"];
         assert_eq!(node_role.attached.len(), 3);
         assert!(node_role.trust.contains("ec2.amazonaws.com"));
         assert!(s.roles["eks-t-eks-cluster"].attached[0].ends_with("policy/AmazonEKSClusterPolicy"));
         let lt = s.lt.as_ref().unwrap();
-        assert_eq!((lt.data.http_tokens.as_str(), lt.data.hop_limit), ("required", 2));
+        assert_eq!((lt.data.http_tokens.as_str(), lt.data.hop_limit), ("required", 1));
         assert_eq!((lt.data.volume_type.as_str(), lt.data.encrypted), ("gp3", true));
         assert_eq!(lt.data.security_group_ids, ["sg-cluster", "sg-nodes"]);
         for addon in DEFAULT_ADDONS {

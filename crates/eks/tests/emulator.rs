@@ -88,7 +88,7 @@ async fn apply_from_empty_matches_the_spec_then_reapply_is_a_no_op_and_destroy_l
     let data = v.launch_template_versions()[0].launch_template_data().unwrap();
     let md = data.metadata_options().unwrap();
     assert_eq!(md.http_tokens().unwrap().as_str(), "required");
-    assert_eq!(md.http_put_response_hop_limit(), Some(2));
+    assert_eq!(md.http_put_response_hop_limit(), Some(1));
     let ebs = data.block_device_mappings()[0].ebs().unwrap();
     assert_eq!((ebs.volume_type().unwrap().as_str(), ebs.encrypted()), ("gp3", Some(true)));
     let mut sgs = data.security_group_ids().to_vec();

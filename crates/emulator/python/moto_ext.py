@@ -460,3 +460,270 @@ def install():
             "{0}/clusters/(?P<name>[^/]+)/access-entries/(?P<principalArn>.+)$": dispatch,
         }
     )
+    install_strict()
+
+
+# ================================================================ STRICT MODE
+# Documented AWS behaviour that moto does not model, so that code which would fail on a real
+# account fails here first. On unless DIFY_STACK_EMULATOR_STRICT=0. Each rule names its source.
+# Pending states last DIFY_STACK_EMULATOR_PENDING_SECONDS (default 0.3 s) of wall time.
+
+import os
+import time
+
+STRICT = os.environ.get("DIFY_STACK_EMULATOR_STRICT", "1") != "0"
+PENDING = float(os.environ.get("DIFY_STACK_EMULATOR_PENDING_SECONDS", "0.3"))
+
+
+def _ec_error(code, message):
+    from moto.elasticache.exceptions import ElastiCacheException
+
+    cls = type(code, (ElastiCacheException,), {"code": code})
+    # moto finds the error model through the exception's module.
+    cls.__module__ = "moto.elasticache.exceptions"
+    return cls(message)
+
+
+# ---------------------------------------------------------------- ElastiCache
+# * A replication group passes through `creating` after CreateReplicationGroup, `modifying` after
+#   ModifyReplicationGroup / Increase- / DecreaseReplicaCount, and `deleting` before it is gone
+#   (ElastiCache user guide, "Managing clusters": status values).
+# * ListTagsForResource / AddTagsToResource on a group (or a member cluster) that is not
+#   `available` fail with InvalidReplicationGroupState "Cluster not in available state to perform
+#   tagging operations" (terraform-provider-aws #33859, #30444, #41416).
+# * Modify and Delete of a group that is not `available` fail with InvalidReplicationGroupState
+#   (ElastiCache API reference, DeleteReplicationGroup / ModifyReplicationGroup errors).
+# * NumCacheClusters=N makes N member clusters (moto makes 1 unless ReplicasPerNodeGroup is set).
+
+_busy = {}  # (account, region, group id) -> (status, until, then: "available" | "gone")
+
+
+def _rg_settle(backend):
+    now = time.monotonic()
+    for key, (status, until, then) in list(_busy.items()):
+        if key[:2] != (backend.account_id, backend.region_name):
+            continue
+        group = backend.replication_groups.get(key[2])
+        if group is None:
+            _busy.pop(key, None)
+        elif now < until:
+            group.status = status
+        else:
+            _busy.pop(key, None)
+            if then == "gone":
+                backend.replication_groups.pop(key[2], None)
+                for cluster_id, cluster in list(backend.cache_clusters.items()):
+                    if cluster_id in (getattr(group, "member_clusters", None) or []) or getattr(
+                        cluster, "replication_group_id", None
+                    ) == key[2]:
+                        backend.cache_clusters.pop(cluster_id, None)
+            else:
+                group.status = "available"
+
+
+def _rg_busy(backend, group_id, status, then):
+    _busy[(backend.account_id, backend.region_name, group_id)] = (status, time.monotonic() + PENDING, then)
+    group = backend.replication_groups.get(group_id)
+    if group is not None:
+        group.status = status
+
+
+def _rg_require_available(backend, group_id, what):
+    _rg_settle(backend)
+    group = backend.replication_groups.get(group_id)
+    if group is not None and group.status != "available":
+        raise _ec_error(
+            "InvalidReplicationGroupState",
+            f"Replication group {group_id} is not in available state ({group.status}); cannot {what}.",
+        )
+
+
+def _group_of_arn(backend, arn):
+    _rg_settle(backend)
+    name = arn.rsplit(":", 1)[-1]
+    if ":replicationgroup:" in arn:
+        return backend.replication_groups.get(name)
+    if ":cluster:" in arn:
+        for group in backend.replication_groups.values():
+            if name in (getattr(group, "member_clusters", None) or []):
+                return group
+    return None
+
+
+def _patch_elasticache_strict():
+    from moto.elasticache import models as ec_models
+
+    B = ec_models.ElastiCacheBackend
+    orig_create = B.create_replication_group
+    orig_delete = B.delete_replication_group
+    orig_modify = B.modify_replication_group
+    orig_describe = B.describe_replication_groups
+    orig_list_tags = B.list_tags_for_resource
+    orig_add_tags = B.add_tags_to_resource
+    orig_members = ec_models.ReplicationGroup._set_node_members_clusters_disabled
+
+    def members(self, member_clusters, replication_group_id, replication_group_domain, node_group,
+                preferred_cache_cluster_azs, num_cache_clusters, replicas_per_node_group):
+        if not replicas_per_node_group and num_cache_clusters and num_cache_clusters > 1:
+            replicas_per_node_group = num_cache_clusters - 1
+        return orig_members(self, member_clusters, replication_group_id, replication_group_domain, node_group,
+                            preferred_cache_cluster_azs, num_cache_clusters, replicas_per_node_group)
+
+    def create(self, replication_group_id, *args, **kwargs):
+        group = orig_create(self, replication_group_id, *args, **kwargs)
+        _rg_busy(self, replication_group_id, "creating", "available")
+        return group
+
+    def delete(self, replication_group_id, retain_primary_cluster):
+        _rg_require_available(self, replication_group_id, "delete it")
+        group = orig_delete(self, replication_group_id, retain_primary_cluster)
+        # moto removed nothing yet; the group stays visible as `deleting`, then goes.
+        if replication_group_id not in self.replication_groups and group is not None:
+            self.replication_groups[replication_group_id] = group
+        _rg_busy(self, replication_group_id, "deleting", "gone")
+        return group
+
+    def modify(self, replication_group_id, *args, **kwargs):
+        _rg_require_available(self, replication_group_id, "modify it")
+        group = orig_modify(self, replication_group_id, *args, **kwargs)
+        _rg_busy(self, replication_group_id, "modifying", "available")
+        return group
+
+    def describe(self, *args, **kwargs):
+        _rg_settle(self)
+        return orig_describe(self, *args, **kwargs)
+
+    def list_tags(self, arn):
+        group = _group_of_arn(self, arn)
+        if group is not None and group.status != "available":
+            raise _ec_error("InvalidReplicationGroupState", "Cluster not in available state to perform tagging operations.")
+        return orig_list_tags(self, arn)
+
+    def add_tags(self, arn, tags):
+        group = _group_of_arn(self, arn)
+        if group is not None and group.status != "available":
+            raise _ec_error("InvalidReplicationGroupState", "Cluster not in available state to perform tagging operations.")
+        return orig_add_tags(self, arn, tags)
+
+    ec_models.ReplicationGroup._set_node_members_clusters_disabled = members
+    B.create_replication_group = create
+    B.delete_replication_group = delete
+    B.modify_replication_group = modify
+    B.describe_replication_groups = describe
+    B.list_tags_for_resource = list_tags
+    B.add_tags_to_resource = add_tags
+
+
+# ---------------------------------------------------------------- EC2
+# DeleteSecurityGroup of a group that another group's rule references fails with
+# DependencyViolation "resource sg-... has a dependent object" (EC2 user guide, "Delete a
+# security group": you can't delete a security group referenced by another group's rules).
+
+
+def _patch_ec2_strict():
+    from moto.ec2.exceptions import DependencyViolationError
+    from moto.ec2.models.security_groups import SecurityGroupBackend
+
+    orig = SecurityGroupBackend._delete_security_group
+
+    def delete(self, vpc_id, group_id):
+        for groups in self.groups.values():
+            for other in groups.values():
+                if other.id == group_id:
+                    continue
+                for rule in list(other.ingress_rules) + list(other.egress_rules):
+                    sources = list(getattr(rule, "source_groups", None) or [])
+                    if getattr(rule, "source_group", None):
+                        sources.append(rule.source_group)
+                    for source in sources:
+                        if source.get("GroupId") == group_id:
+                            raise DependencyViolationError(f"resource {group_id} has a dependent object")
+        return orig(self, vpc_id, group_id)
+
+    SecurityGroupBackend._delete_security_group = delete
+
+
+# ---------------------------------------------------------------- EKS
+# clientRequestToken must be 33 to 126 characters: InvalidParameterException "The client
+# request token parameter must be between 33 and 126 characters" (EKS API reference,
+# CreateCluster / CreateNodegroup / CreateAddon; ansible community.aws #817, PR #844).
+
+
+def _check_token(response):
+    token = response._get_param("clientRequestToken")
+    if token is not None and not (33 <= len(token) <= 126):
+        raise InvalidParameterException(
+            message="The client request token parameter must be between 33 and 126 characters"
+        )
+
+
+def _patch_eks_strict():
+    for name in ("create_cluster", "create_nodegroup", "create_addon"):
+        orig = getattr(EKSResponse, name)
+
+        def checked(self, _orig=orig):
+            _check_token(self)
+            return _orig(self)
+
+        setattr(EKSResponse, name, checked)
+
+
+# ---------------------------------------------------------------- IAM + OpenSearch
+# * CreateServiceLinkedRole for opensearchservice.amazonaws.com makes
+#   AWSServiceRoleForAmazonOpenSearchService (OpenSearch developer guide, "Using service-linked
+#   roles"); a second call fails with InvalidInput "Service role name ... has been taken in this
+#   account, please try a different suffix" (terraform-aws-elasticsearch #59).
+# * CreateDomain with VPC options on an account without that role fails: "Before you can
+#   proceed, you must enable a service-linked role to give Amazon OpenSearch Service permissions
+#   to access your VPC." (terraform-aws-opensearch #27, copilot-cli #3006).
+
+OPENSEARCH_SLR = "AWSServiceRoleForAmazonOpenSearchService"
+
+
+def _patch_opensearch_strict():
+    from moto.core.exceptions import JsonRESTError
+    from moto.iam import models as iam_models
+    from moto.iam.exceptions import InvalidInput
+    from moto.opensearch import models as os_models
+
+    orig_slr = iam_models.IAMBackend.create_service_linked_role
+
+    # moto derives the role name from the service name ("AWSServiceRoleForopensearchservice").
+    iam_models.SERVICE_NAME_CONVERSION["opensearchservice"] = "AmazonOpenSearchService"
+
+    def create_slr(self, service_name, description, suffix):
+        if service_name == "opensearchservice.amazonaws.com" and not suffix:
+            if any(r.name == OPENSEARCH_SLR for r in self.roles.values()):
+                raise InvalidInput(
+                    f"Service role name {OPENSEARCH_SLR} has been taken in this account, please try a different suffix."
+                )
+        return orig_slr(self, service_name, description, suffix)
+
+    orig_create = os_models.OpenSearchServiceBackend.create_domain
+
+    def create_domain(self, domain_name, engine_version, cluster_config, ebs_options, access_policies,
+                      snapshot_options, vpc_options, *args, **kwargs):
+        if vpc_options:
+            from moto.utilities.utils import get_partition
+
+            iam = iam_models.iam_backends[self.account_id][get_partition(self.region_name)]
+            if not any(r.name == OPENSEARCH_SLR for r in iam.roles.values()):
+                raise JsonRESTError(
+                    "ValidationException",
+                    "Before you can proceed, you must enable a service-linked role to give Amazon OpenSearch "
+                    "Service permissions to access your VPC.",
+                )
+        return orig_create(self, domain_name, engine_version, cluster_config, ebs_options, access_policies,
+                           snapshot_options, vpc_options, *args, **kwargs)
+
+    iam_models.IAMBackend.create_service_linked_role = create_slr
+    os_models.OpenSearchServiceBackend.create_domain = create_domain
+
+
+def install_strict():
+    if not STRICT:
+        return
+    _patch_elasticache_strict()
+    _patch_ec2_strict()
+    _patch_eks_strict()
+    _patch_opensearch_strict()

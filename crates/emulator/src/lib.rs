@@ -266,9 +266,78 @@ pub enum Fault {
 
 #[derive(Debug)]
 struct FaultPlan {
-    rng: fastrand::Rng,
+    seed: u64,
     rate: f64,
+    // How often each request key was seen (the n-th occurrence of a key rolls its own dice).
+    occurrences: std::collections::HashMap<u64, u64>,
     seen: std::collections::BTreeMap<Fault, usize>,
+}
+
+impl FaultPlan {
+    /// The fault (if any) for the `key`'s next occurrence: a pure function of the seed, the
+    /// request and how many identical requests came before it, so the same seed injects the
+    /// same faults into the same requests whatever order concurrent tasks send them in.
+    fn roll(&mut self, key: u64) -> Option<(Fault, u64)> {
+        let n = self.occurrences.entry(key).or_default();
+        *n += 1;
+        let mut rng = fastrand::Rng::with_seed(mix(self.seed, mix(key, *n)));
+        if self.rate <= 0.0 || rng.f64() >= self.rate {
+            return None;
+        }
+        const KINDS: [Fault; 6] = [
+            Fault::Throttle,
+            Fault::ServerError,
+            Fault::Unavailable,
+            Fault::ResetBeforeSend,
+            Fault::ResetAfterSend,
+            Fault::Latency,
+        ];
+        let kind = KINDS[rng.usize(..KINDS.len())];
+        *self.seen.entry(kind).or_default() += 1;
+        Some((kind, rng.u64(20..120)))
+    }
+}
+
+/// A 64-bit mix of two values (splitmix64 finaliser over their combination).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(a << 6).wrapping_add(a >> 2);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a over bytes: a hash that is the same in every process (unlike `DefaultHasher`'s
+/// guarantees), for fault keys.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The identity of a request for fault injection: its operation, URI and body with the parts
+/// that differ between runs removed (ids, account ids, tokens and generated secrets: any run of
+/// 4+ hex digits holding a digit, or of 16+ alphanumerics, becomes `#`), so the same logical request gets the same
+/// key in every run.
+fn fault_key(op: &str, request: &HttpRequest) -> u64 {
+    let body = request.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+    let text = format!("{op}\n{}\n{body}", request.uri());
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        // 4+ hex digits with a digit among them: ids, account ids, UUID parts (SDK-generated
+        // idempotency tokens). Blanking a constant too (a date) only costs key precision.
+        let hex = run.len() >= 4 && run.chars().all(|c| c.is_ascii_hexdigit()) && run.chars().any(|c| c.is_ascii_digit());
+        out.push_str(if hex || run.len() >= 16 { "#" } else { run.as_str() });
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    fnv(out.as_bytes())
 }
 
 impl Default for Calls {
@@ -324,12 +393,14 @@ impl Calls {
         }
     }
 
-    /// From now on, fail a `rate` fraction of requests with a mix of [`Fault`]s chosen by a
-    /// generator seeded with `seed` (deterministic for one request order).
+    /// From now on, fail a `rate` fraction of requests with a mix of [`Fault`]s. Which request
+    /// fails, and how, depends only on `seed`, the request (operation, URI and body, with ids and
+    /// generated values blanked) and how many identical requests came before it: the same seed
+    /// gives the same faults to the same requests whatever the interleaving of concurrent tasks.
     pub fn inject_faults(&self, seed: u64, rate: f64) {
         if let Ok(mut f) = self.faults.lock() {
             let seen = f.take().map(|p| p.seen).unwrap_or_default();
-            *f = Some(FaultPlan { rng: fastrand::Rng::with_seed(seed), rate, seen });
+            *f = Some(FaultPlan { seed, rate, occurrences: Default::default(), seen });
         }
     }
 
@@ -347,23 +418,8 @@ impl Calls {
         self.faults.lock().ok().and_then(|f| f.as_ref().map(|p| p.seen.clone())).unwrap_or_default()
     }
 
-    fn roll_fault(&self) -> Option<(Fault, u64)> {
-        let mut guard = self.faults.lock().ok()?;
-        let plan = guard.as_mut()?;
-        if plan.rate <= 0.0 || plan.rng.f64() >= plan.rate {
-            return None;
-        }
-        const KINDS: [Fault; 6] = [
-            Fault::Throttle,
-            Fault::ServerError,
-            Fault::Unavailable,
-            Fault::ResetBeforeSend,
-            Fault::ResetAfterSend,
-            Fault::Latency,
-        ];
-        let kind = KINDS[plan.rng.usize(..KINDS.len())];
-        *plan.seen.entry(kind).or_default() += 1;
-        Some((kind, plan.rng.u64(20..120)))
+    fn roll_fault(&self, key: u64) -> Option<(Fault, u64)> {
+        self.faults.lock().ok()?.as_mut()?.roll(key)
     }
 
     /// Removes the crash point.
@@ -420,7 +476,7 @@ impl HttpConnector for WithAccountConnector {
         request.headers_mut().insert(ACCOUNT_HEADER, self.account.clone());
         let op = operation_of(&request);
         self.calls.record(op.clone());
-        if let Some((fault, millis)) = self.calls.roll_fault() {
+        if let Some((fault, millis)) = self.calls.roll_fault(fault_key(&op, &request)) {
             return inject(fault, millis, &op, &request, self.inner.clone());
         }
         let crashed = || ConnectorError::io("simulated crash (dify-stack-emulator Calls::crash_after)".into());

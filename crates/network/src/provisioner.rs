@@ -527,10 +527,23 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .at(Step::CreateInternetGateway, &want.igw.name)?,
         };
         if !igw.attached_vpcs.contains(&vpc.id) {
-            self.client
-                .attach_internet_gateway(igw.id.clone(), vpc.id.clone())
-                .await
-                .at(Step::CreateInternetGateway, igw.id.as_str())?;
+            match self.client.attach_internet_gateway(igw.id.clone(), vpc.id.clone()).await {
+                Ok(()) => {}
+                // A retry whose first attempt was applied (the response was lost) is answered
+                // `Resource.AlreadyAssociated` (EC2 API error codes). Success only when the
+                // gateway is attached to this VPC; attached elsewhere stays an error.
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    let now = self
+                        .client
+                        .describe_internet_gateways(vec![Filter::new("internet-gateway-id", [igw.id.as_str()])])
+                        .await
+                        .at(Step::Describe, igw.id.as_str())?;
+                    if !now.iter().any(|g| g.attached_vpcs.contains(&vpc.id)) {
+                        return Err(e).at(Step::CreateInternetGateway, igw.id.as_str());
+                    }
+                }
+                Err(e) => return Err(e).at(Step::CreateInternetGateway, igw.id.as_str()),
+            }
         }
 
         // Elastic IPs, then NAT gateways (concurrently), then wait until they are available.
@@ -749,11 +762,30 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .flat_map(|rt| rt.associations.iter())
                 .find(|a| a.subnet_id.as_ref() == Some(&subnet) && !a.main)
                 .map(|a| a.id.clone());
-            match elsewhere {
+            let done = match elsewhere {
                 Some(assoc) => self.client.replace_route_table_association(assoc, table.id.clone()).await.map(|_| ()),
                 None => self.client.associate_route_table(table.id.clone(), subnet.clone()).await.map(|_| ()),
+            };
+            match done {
+                Ok(()) => {}
+                // A retried association whose first attempt was applied: `Resource.AlreadyAssociated`
+                // (associate) or `InvalidAssociationID.NotFound` (replace: the old association is
+                // gone). Success only when the subnet is now associated with this table.
+                Err(e) if matches!(e.kind, ErrorKind::AlreadyExists | ErrorKind::NotFound) => {
+                    let now = self
+                        .client
+                        .describe_route_tables(vec![Filter::new("association.subnet-id", [subnet.as_str()])])
+                        .await
+                        .at(Step::Describe, subnet.as_str())?;
+                    let ours = now.iter().any(|rt| {
+                        rt.id == table.id && rt.associations.iter().any(|a| a.subnet_id.as_ref() == Some(&subnet))
+                    });
+                    if !ours {
+                        return Err(e).at(Step::AssociateRouteTable, name);
+                    }
+                }
+                Err(e) => return Err(e).at(Step::AssociateRouteTable, name),
             }
-            .at(Step::AssociateRouteTable, name)?;
         }
         Ok(table)
     }

@@ -49,7 +49,12 @@ impl AuroraNames {
 fn data_api_refused(e: &dify_stack_core::AwsError) -> bool {
     matches!(
         e.code.as_deref(),
-        Some("InvalidParameterCombination" | "UnsupportedOperation" | "UnsupportedOperationException" | "UnknownOperationException")
+        Some(
+            "InvalidParameterCombination"
+                | "UnsupportedOperation"
+                | "UnsupportedOperationException"
+                | "UnknownOperationException"
+        )
     ) || e.message.as_deref().is_some_and(|m| m.contains("not supported") || m.contains("not available"))
 }
 
@@ -513,9 +518,7 @@ impl Provisioner for AuroraProvisioner {
                 Err(e) => return Err(e).at("EnableHttpEndpoint", &cluster_id),
             }
         }
-        if data_api
-            && let Some(secret) = &secret
-        {
+        if data_api && let Some(secret) = &secret {
             let have = match (&o.databases, settled) {
                 (Some(dbs), true) => dbs.clone(),
                 _ => self

@@ -331,8 +331,7 @@ impl Provisioner for RedisProvisioner {
         };
         // A group already deleting (an earlier interrupted destroy) shows no tags: it is waited
         // for, never deleted again. Otherwise only a group carrying our tags is touched.
-        if let Some(g) = found.filter(|g| g.status == "deleting" || g.tags.as_ref().is_some_and(|t| ctx.owns_tags(t)))
-        {
+        if let Some(g) = found.filter(|g| g.status == "deleting" || g.tags.as_ref().is_some_and(|t| ctx.owns_tags(t))) {
             if g.status != "deleting" {
                 dify_stack_core::ignore_not_found(self.cache.delete(n.clone()).await)
                     .at("DeleteReplicationGroup", &n)?;

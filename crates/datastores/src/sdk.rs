@@ -468,7 +468,12 @@ fn cache_tags(tags: &Tags) -> Vec<aws_sdk_elasticache::types::Tag> {
 fn is_not_taggable_now(e: &AwsError) -> bool {
     matches!(
         e.code.as_deref(),
-        Some("InvalidReplicationGroupState" | "InvalidReplicationGroupStateFault" | "InvalidCacheClusterState" | "InvalidCacheClusterStateFault")
+        Some(
+            "InvalidReplicationGroupState"
+                | "InvalidReplicationGroupStateFault"
+                | "InvalidCacheClusterState"
+                | "InvalidCacheClusterStateFault"
+        )
     )
 }
 

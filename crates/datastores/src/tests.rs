@@ -150,9 +150,12 @@ async fn redis_destroy_waits_through_deleting_until_gone() {
         // AWS: available, then deleting for a while, then gone (moto stays "deleting" forever).
         let n = d.fetch_add(1, Ordering::SeqCst);
         Ok(match n {
-            0 => {
-                Some(ReplicationGroupInfo { id, status: "available".into(), tags: Some(tags.clone()), ..Default::default() })
-            }
+            0 => Some(ReplicationGroupInfo {
+                id,
+                status: "available".into(),
+                tags: Some(tags.clone()),
+                ..Default::default()
+            }),
             1..=4 => {
                 // Deleting: ElastiCache refuses tag reads, so none are known.
                 Some(ReplicationGroupInfo { id, status: "deleting".into(), tags: None, ..Default::default() })
@@ -197,7 +200,12 @@ async fn a_busy_redis_group_is_observed_without_tags_and_destroyed_only_once_ava
     let d = describes.clone();
     cache.expect_describe().returning(move |id| {
         let n = d.fetch_add(1, Ordering::SeqCst);
-        let busy = |status: &str| ReplicationGroupInfo { id: id.clone(), status: status.into(), tags: None, ..Default::default() };
+        let busy = |status: &str| ReplicationGroupInfo {
+            id: id.clone(),
+            status: status.into(),
+            tags: None,
+            ..Default::default()
+        };
         Ok(match n {
             0..=3 => Some(busy("snapshotting")),
             4 => Some(ReplicationGroupInfo {

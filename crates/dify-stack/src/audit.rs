@@ -292,11 +292,12 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
             // the FGAC master user; an IAM principal would demand SigV4). What must not happen
             // is an Allow on anything beyond `arn:...:domain/<name>/*`.
             let own = format!("{}/*", d.arn());
-            let wide = policy["Statement"].as_array().into_iter().flatten().filter(|s| s["Effect"] == "Allow").any(|s| {
-                let r = &s["Resource"];
-                let resources: Vec<&Value> = r.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![r]);
-                resources.iter().any(|x| x.as_str() != Some(own.as_str()))
-            });
+            let wide =
+                policy["Statement"].as_array().into_iter().flatten().filter(|s| s["Effect"] == "Allow").any(|s| {
+                    let r = &s["Resource"];
+                    let resources: Vec<&Value> = r.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![r]);
+                    resources.iter().any(|x| x.as_str() != Some(own.as_str()))
+                });
             verdicts.push(("OS.6", v(!wide, || format!("an Allow statement reaches beyond {own}"))));
         }
         Ok(_) => {}

@@ -93,8 +93,15 @@ async fn prod_profile_end_to_end_refused_destroy_deletes_nothing_anywhere() {
     // The default data policy refuses (deletion protection, a final snapshot is kept only with
     // permission): checked for the whole stack before the first delete, so nothing goes.
     let err = stack.destroy().await.unwrap_err();
-    assert!(matches!(&err, StackError::DataLossRefused { holders } if holders.iter().any(|h| h.contains("deletion protection"))), "{err}");
-    assert_eq!(inventory::inventory(&account.config, "e2e-prod").await, after_apply, "a refused destroy deleted something");
+    assert!(
+        matches!(&err, StackError::DataLossRefused { holders } if holders.iter().any(|h| h.contains("deletion protection"))),
+        "{err}"
+    );
+    assert_eq!(
+        inventory::inventory(&account.config, "e2e-prod").await,
+        after_apply,
+        "a refused destroy deleted something"
+    );
 
     let stack = stack.with_data_policy(DataPolicy::delete_everything());
     stack.destroy().await.unwrap();
@@ -108,7 +115,9 @@ fn writes(ops: &[String]) -> Vec<String> {
     ops.iter()
         .filter(|op| {
             let verb = op.split(' ').nth(1).unwrap_or("");
-            !(["Describe", "List", "Get", "Head"].iter().any(|p| verb.starts_with(p)) || verb == "GET" || verb == "HEAD")
+            !(["Describe", "List", "Get", "Head"].iter().any(|p| verb.starts_with(p))
+                || verb == "GET"
+                || verb == "HEAD")
         })
         .cloned()
         .collect()

@@ -46,7 +46,11 @@ fn check_token(op: &'static str, token: &str) -> Result<(), AwsError> {
     if (33..=126).contains(&token.len()) {
         Ok(())
     } else {
-        Err(AwsError::new(op, "InvalidParameterException", "The client request token parameter must be between 33 and 126 characters"))
+        Err(AwsError::new(
+            op,
+            "InvalidParameterException",
+            "The client request token parameter must be between 33 and 126 characters",
+        ))
     }
 }
 

@@ -324,7 +324,8 @@ fn fault_key(op: &str, request: &HttpRequest) -> u64 {
     let flush = |run: &mut String, out: &mut String| {
         // 4+ hex digits with a digit among them: ids, account ids, UUID parts (SDK-generated
         // idempotency tokens). Blanking a constant too (a date) only costs key precision.
-        let hex = run.len() >= 4 && run.chars().all(|c| c.is_ascii_hexdigit()) && run.chars().any(|c| c.is_ascii_digit());
+        let hex =
+            run.len() >= 4 && run.chars().all(|c| c.is_ascii_hexdigit()) && run.chars().any(|c| c.is_ascii_digit());
         out.push_str(if hex || run.len() >= 16 { "#" } else { run.as_str() });
         run.clear();
     };

@@ -181,6 +181,13 @@ async fn weaken(case: &str) -> (TestAccount, Vec<&'static str>) {
                     VpcOptions::builder().subnet_ids(subnet.subnet().unwrap().subnet_id().unwrap()).build(),
                 );
             }
+            // As on a real account, a VPC domain needs the OpenSearch service-linked role (the
+            // stack made it in its own account; this weakened domain lives in another).
+            let _ = aws_sdk_iam::Client::new(&a.config)
+                .create_service_linked_role()
+                .aws_service_name("opensearchservice.amazonaws.com")
+                .send()
+                .await;
             req.send().await.unwrap();
             (
                 a,

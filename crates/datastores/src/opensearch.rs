@@ -168,7 +168,7 @@ impl OpenSearchProvisioner {
     /// exists" is success: IAM answers a second CreateServiceLinkedRole with `InvalidInput`
     /// "Service role name ... has been taken in this account" (seen in terraform-aws-elasticsearch
     /// #59 and common-voice PR #2196), or another run may have made it in between.
-    async fn ensure_service_linked_role(&self, _ctx: &Context) -> Result<()> {
+    async fn ensure_service_linked_role(&self) -> Result<()> {
         if self.search.service_linked_role_exists().await.at("GetRole", SERVICE_LINKED_ROLE)? {
             return Ok(());
         }
@@ -388,7 +388,7 @@ impl Provisioner for OpenSearchProvisioner {
                     .unwrap_or_else(|| spec.opensearch.master_user.clone());
                 let password = secret.field("password").unwrap_or_else(|| secret.value().clone());
                 config.master = Some((user, password));
-                self.ensure_service_linked_role(ctx).await?;
+                self.ensure_service_linked_role().await?;
                 let policy = ctx.wait.capped(caps::SERVICE_LINKED_ROLE_PROPAGATION);
                 let created = wait::retry(
                     &format!("CreateDomain {name}"),

@@ -197,6 +197,7 @@ async fn emulator_table(runs: usize) -> anyhow::Result<()> {
         let account = emulator.account("us-west-2").await;
         let mut cfg = Profile::Test.config().with_name("dify-bench");
         cfg.iam.service_accounts = false;
+        cfg.eks.checkip_url = emulator.checkip_url();
         cfg.iam.discover_thumbprint = false;
         let stack =
             Stack::connect(cfg, account.config.clone()).await?.with_data_policy(DataPolicy::delete_everything());

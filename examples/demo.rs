@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut cfg = Profile::Test.config().with_name(&args.name).with_region(&args.region);
     cfg.iam.service_accounts = false;
+    cfg.eks.checkip_url = emulator.checkip_url();
     cfg.iam.discover_thumbprint = false;
     let stack = Stack::connect(cfg, sdk).await?;
     println!("== stack {} (profile test) in account {} / {}", args.name, stack.account(), args.region);

@@ -118,6 +118,7 @@ async fn main() -> ExitCode {
         };
         // No Kubernetes API and no internet behind the emulator.
         cfg.iam.service_accounts = false;
+        cfg.eks.checkip_url = emu.checkip_url();
         cfg.iam.discover_thumbprint = false;
         if !cli.json {
             eprintln!(

@@ -140,6 +140,12 @@ pub async fn write_out(stack: &Stack, out: &StackOutput, dir: &Path) -> anyhow::
     let values = dir.join("values.yaml");
     write_private(&values, &stack.helm_values(out).await?)?;
     written.push(values);
+    if !dify_stack::wiring::creates_service_accounts(stack.config()) {
+        // Role-only (or the emulator): the objects apply did not make, for `kubectl apply -f`.
+        let manifests = dir.join("kubernetes.yaml");
+        std::fs::write(&manifests, dify_stack::output::kubernetes_manifests(out)?)?;
+        written.push(manifests);
+    }
     if let Some(k) = Stack::kubeconfig(out) {
         let kubeconfig = dir.join("kubeconfig");
         write_private(&kubeconfig, &k)?;

@@ -68,9 +68,18 @@ pub struct NetworkConfig {
 pub struct EksConfig {
     /// Kubernetes minor version.
     pub kubernetes_version: String,
-    /// Endpoint access.
+    /// Endpoint access: extra CIDRs for the public endpoint (see `kubernetes_access`).
     #[serde(default)]
     pub endpoint: EndpointSpec,
+    /// How the machine running apply reaches the Kubernetes API (to create the namespace,
+    /// service accounts and StorageClass). Default: the public endpoint opened to this machine's
+    /// address only.
+    #[serde(default)]
+    pub kubernetes_access: KubernetesAccess,
+    /// Where `caller_address` mode asks for this machine's public IPv4 address (the body is the
+    /// address, as `https://checkip.amazonaws.com` answers).
+    #[serde(default = "default_checkip_url")]
+    pub checkip_url: String,
     /// Control-plane log types.
     pub log_types: Vec<String>,
     /// Extra admin principals (IAM role or user ARNs).
@@ -80,6 +89,58 @@ pub struct EksConfig {
     pub node_group: NodeGroupSpec,
     /// Managed add-ons.
     pub addons: Vec<String>,
+}
+
+/// How the machine running `apply` reaches the cluster's Kubernetes API.
+///
+/// With a private-only endpoint the API server answers only inside the VPC (EKS user guide,
+/// "Cluster API server endpoint": "If you disable public access, your cluster's Kubernetes API
+/// server can only receive requests from within the cluster VPC"; eksctl "Cluster Access":
+/// kubectl and `eksctl delete cluster` must then run within the VPC). A laptop outside the VPC
+/// would wait for its whole timeout, so the mode is explicit and the default opens the public
+/// endpoint to this machine's /32 only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KubernetesAccess {
+    /// Public endpoint on, limited to `eks.endpoint.public_access_cidrs` plus this machine's
+    /// public address as a /32 (asked of `eks.checkip_url` at connect). Works from a laptop.
+    #[default]
+    CallerAddress,
+    /// Public endpoint on, limited to `eks.endpoint.public_access_cidrs` exactly (at least one);
+    /// the machine running apply must be inside one of them (an office or VPN range).
+    PublicCidrs,
+    /// Private endpoint only (plus any `public_access_cidrs` given): apply runs inside the VPC
+    /// or a network routed to it (VPN, peering, a bastion). Unreachable from elsewhere.
+    InsideVpc,
+    /// No Kubernetes object is made by apply: the public endpoint follows
+    /// `public_access_cidrs` (empty: private only) and the namespace and service account
+    /// manifests are written to the output directory for someone inside the network to apply.
+    RoleOnly,
+}
+
+impl KubernetesAccess {
+    /// Whether apply creates Kubernetes objects itself.
+    pub fn creates_kubernetes_objects(self) -> bool {
+        !matches!(self, KubernetesAccess::RoleOnly)
+    }
+}
+
+impl std::fmt::Display for KubernetesAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KubernetesAccess::CallerAddress => "caller_address",
+            KubernetesAccess::PublicCidrs => "public_cidrs",
+            KubernetesAccess::InsideVpc => "inside_vpc",
+            KubernetesAccess::RoleOnly => "role_only",
+        })
+    }
+}
+
+/// Where `caller_address` mode learns this machine's public address.
+pub const DEFAULT_CHECKIP_URL: &str = "https://checkip.amazonaws.com/";
+
+fn default_checkip_url() -> String {
+    DEFAULT_CHECKIP_URL.to_owned()
 }
 
 /// The datastores minus what the network and EKS provide.
@@ -189,6 +250,8 @@ impl StackConfig {
             eks: EksConfig {
                 kubernetes_version: "1.33".to_owned(),
                 endpoint: EndpointSpec::default(),
+                kubernetes_access: KubernetesAccess::default(),
+                checkip_url: default_checkip_url(),
                 log_types: dify_stack_eks::ALL_LOG_TYPES.iter().map(|s| (*s).to_owned()).collect(),
                 admin_principals: Vec::new(),
                 node_group: NodeGroupSpec::for_environment(env),

@@ -20,6 +20,7 @@
 //! The tier crates are re-exported: [`core`], [`network`], [`eks`], [`datastores`],
 //! [`registry`], [`iam`].
 
+mod access;
 pub mod audit;
 pub mod config;
 pub mod graph;
@@ -41,7 +42,7 @@ pub use dify_stack_iam as iam;
 pub use dify_stack_network as network;
 pub use dify_stack_registry as registry;
 
-pub use config::{ConfigError, Profile, StackConfig};
+pub use config::{ConfigError, KubernetesAccess, Profile, StackConfig};
 #[cfg(any(test, feature = "test-util"))]
 pub use graph::MockTierRunner;
 pub use graph::{Event, EventSink, Node, NodeError, NodeOutput, RunFailure, TierRunner};
@@ -82,6 +83,16 @@ pub enum StackError {
     /// Outputs are missing.
     #[error("{0}")]
     Incomplete(String),
+    /// `eks.kubernetes_access = caller_address` could not learn this machine's public address.
+    #[error(
+        "cannot learn this machine's public address from {url} (eks.kubernetes_access = caller_address opens the Kubernetes API to it): {message}. Fix: set eks.checkip_url to a reachable service, or choose eks.kubernetes_access = public_cidrs with eks.endpoint.public_access_cidrs, inside_vpc, or role_only"
+    )]
+    CallerAddress {
+        /// The address service asked.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Destroy refused before any delete: these hold data the data policy does not allow to
     /// delete.
     #[error(
@@ -117,6 +128,9 @@ pub struct NodePlan {
 /// The plan of the whole stack.
 #[derive(Debug, Clone, Serialize)]
 pub struct StackPlan {
+    /// What the plan cannot show as a change but the user must know (how the Kubernetes API is
+    /// reached, a Kubernetes version in extended support), printed before the changes.
+    pub notes: Vec<String>,
     /// Per node, in graph order.
     pub nodes: BTreeMap<Node, NodePlan>,
 }
@@ -135,6 +149,12 @@ impl StackPlan {
 
 impl std::fmt::Display for StackPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for note in &self.notes {
+            writeln!(f, "Note: {note}")?;
+        }
+        if !self.notes.is_empty() {
+            writeln!(f)?;
+        }
         for (node, p) in &self.nodes {
             if p.plan.is_empty() {
                 continue;
@@ -171,6 +191,8 @@ pub struct Stack {
     ctx: Context,
     events: EventSink,
     policy: DataPolicy,
+    /// This machine's public address, in `caller_address` mode.
+    caller: Option<std::net::Ipv4Addr>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -194,7 +216,21 @@ impl Stack {
             .map_err(StackError::Account)?;
         let account = who.account().unwrap_or_default().to_owned();
         let ctx = wiring::context(&cfg, Some(&account)).map_err(StackError::Invalid)?;
-        Ok(Stack { cfg, sdk, account, ctx, events: EventSink::default(), policy: DataPolicy::default() })
+        let mut cfg = cfg;
+        let caller = match cfg.eks.kubernetes_access {
+            KubernetesAccess::CallerAddress => {
+                let ip = access::caller_address(&cfg.eks.checkip_url)
+                    .await
+                    .map_err(|message| StackError::CallerAddress { url: cfg.eks.checkip_url.clone(), message })?;
+                let cidr = format!("{ip}/32");
+                if !cfg.eks.endpoint.public_access_cidrs.contains(&cidr) {
+                    cfg.eks.endpoint.public_access_cidrs.push(cidr);
+                }
+                Some(ip)
+            }
+            _ => None,
+        };
+        Ok(Stack { cfg, sdk, account, ctx, events: EventSink::default(), policy: DataPolicy::default(), caller })
     }
 
     /// Sends progress events to `sink`.
@@ -250,7 +286,29 @@ impl Stack {
 
     /// The plan of every node. Writes nothing and takes no lock.
     pub async fn plan(&self) -> Result<StackPlan, StackError> {
-        self.runner().plan_all().await.map_err(|(node, error)| StackError::Node { node, error })
+        let mut plan = self.runner().plan_all().await.map_err(|(node, error)| StackError::Node { node, error })?;
+        plan.notes = self.notes();
+        Ok(plan)
+    }
+
+    /// The plan's notes: how the Kubernetes API is reached from here.
+    fn notes(&self) -> Vec<String> {
+        let cidrs = &self.cfg.eks.endpoint.public_access_cidrs;
+        let public = if cidrs.is_empty() { "off".to_owned() } else { format!("limited to {}", cidrs.join(", ")) };
+        let access = match (self.cfg.eks.kubernetes_access, self.caller) {
+            (KubernetesAccess::CallerAddress, Some(ip)) => format!(
+                "Kubernetes API: private endpoint on; public endpoint {public} ({ip}/32 is this machine, eks.kubernetes_access = caller_address)"
+            ),
+            (mode, _) => format!(
+                "Kubernetes API: private endpoint on; public endpoint {public} (eks.kubernetes_access = {mode}{})",
+                match mode {
+                    KubernetesAccess::InsideVpc => ": apply must run inside the VPC",
+                    KubernetesAccess::RoleOnly => ": no Kubernetes object is made; apply the written manifests",
+                    _ => ": apply must run from one of these ranges",
+                }
+            ),
+        };
+        vec![access]
     }
 
     /// Converges the whole stack under the stack lock; returns every output. The outputs (no

@@ -213,3 +213,36 @@ pub fn empty_values(yaml: &str) -> Vec<String> {
     }
     out
 }
+
+/// The Kubernetes objects apply makes itself unless `eks.kubernetes_access = role_only`: the
+/// default gp3 StorageClass, the namespace and each service account annotated with its IRSA role,
+/// as multi-document YAML for
+/// `kubectl apply -f` from a machine that reaches the API.
+pub fn kubernetes_manifests(out: &StackOutput) -> Result<String, IncompleteStack> {
+    let iam = out.iam.as_ref().ok_or(IncompleteStack("iam"))?;
+    let managed_by = dify_stack_iam::k8s::MANAGED_BY;
+    let mut docs = vec![
+        dify_stack_iam::k8s::storage_class_manifest(),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": iam.namespace, "labels": {managed_by.0: managed_by.1}},
+        }),
+    ];
+    for kind in dify_stack_iam::RoleKind::ALL {
+        let Some(role) = iam.roles.get(&kind) else { continue };
+        for sa in kind.service_accounts() {
+            docs.push(json!({
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {
+                    "name": sa,
+                    "namespace": iam.namespace,
+                    "labels": {managed_by.0: managed_by.1},
+                    "annotations": {dify_stack_iam::k8s::ROLE_ARN_ANNOTATION: role.to_string()},
+                },
+            }));
+        }
+    }
+    Ok(docs.iter().map(|d| serde_norway::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n"))
+}

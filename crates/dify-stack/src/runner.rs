@@ -20,6 +20,10 @@ use tokio::sync::OnceCell;
 /// within this, naming the endpoint, instead of holding the run for the whole wait policy.
 const KUBE_API_WAIT_CAP: std::time::Duration = std::time::Duration::from_secs(2 * 60);
 
+/// The same bound during destroy, which never blocks on the Kubernetes API: the service
+/// accounts go with the cluster when the API cannot be reached.
+const KUBE_API_DESTROY_CAP: std::time::Duration = std::time::Duration::from_secs(20);
+
 use crate::config::StackConfig;
 use crate::graph::{Node, NodeError, NodeOutput, TierRunner};
 use crate::output::StackOutput;
@@ -195,9 +199,27 @@ impl AwsRunner {
         Ok(wiring::datastores_spec(&self.cfg, &net, &SecurityGroupId::new("sg-none")))
     }
 
-    async fn iam(&self, eks: &dify_stack_eks::EksOutput) -> Result<IamProvisioner, NodeError> {
+    /// An IAM tier failure; a Kubernetes API that cannot be reached is named with the fix.
+    pub(crate) fn iam_err(&self, endpoint: &str, e: dify_stack_iam::IamError) -> NodeError {
+        match &e {
+            dify_stack_iam::IamError::Kubernetes(k) if k.unreachable => NodeError {
+                message: format!(
+                    "the Kubernetes API at {endpoint} cannot be reached from this machine (eks.kubernetes_access = {}): {k}. Fix: run apply from inside the VPC or from an address in eks.endpoint.public_access_cidrs, use eks.kubernetes_access = caller_address, or role_only to write the manifests instead",
+                    self.cfg.eks.kubernetes_access
+                ),
+                retryable: true,
+            },
+            _ => fail(e, true),
+        }
+    }
+
+    async fn iam(
+        &self,
+        eks: &dify_stack_eks::EksOutput,
+        cap: std::time::Duration,
+    ) -> Result<IamProvisioner, NodeError> {
         let iam = IamProvisioner::from_conf(&self.sdk);
-        if !self.cfg.iam.service_accounts {
+        if !wiring::creates_service_accounts(&self.cfg) {
             return Ok(iam);
         }
         let credentials = self.sdk.credentials_provider().ok_or_else(|| NodeError {
@@ -209,7 +231,7 @@ impl AwsRunner {
         let kube =
             dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
                 .map_err(|e| fail(e, false))?
-                .with_retry(self.ctx.wait.capped(KUBE_API_WAIT_CAP), self.ctx.cancellation().clone());
+                .with_retry(self.ctx.wait.capped(cap), self.ctx.cancellation().clone());
         Ok(iam.with_kubernetes(kube))
     }
 }
@@ -266,7 +288,8 @@ impl TierRunner for AwsRunner {
                 let bucket = up.bucket.as_ref().ok_or_else(|| missing(node, "bucket"))?;
                 let registry = up.registry.as_ref().ok_or_else(|| missing(node, "registry"))?;
                 let spec = wiring::iam_spec(cfg, eks, &bucket.name, registry);
-                NodeOutput::Iam(Box::new(self.iam(eks).await?.apply(ctx, &spec).await.map_err(|e| fail(e, true))?))
+                let iam = self.iam(eks, KUBE_API_WAIT_CAP).await?;
+                NodeOutput::Iam(Box::new(iam.apply(ctx, &spec).await.map_err(|e| self.iam_err(&eks.endpoint, e))?))
             }
         })
     }
@@ -338,7 +361,7 @@ impl TierRunner for AwsRunner {
                 // Without a cluster there is no Kubernetes API to clean up.
                 spec.service_accounts &= observed.cluster.is_some();
                 let iam = if spec.service_accounts {
-                    self.iam(&eks_out).await?
+                    self.iam(&eks_out, KUBE_API_DESTROY_CAP).await?
                 } else {
                     IamProvisioner::from_conf(&self.sdk)
                 };
@@ -451,8 +474,8 @@ impl AwsRunner {
         let p = match (&up.eks, &up.bucket, &up.registry) {
             (Some(eks), Some(bucket), Some(registry)) => {
                 let spec = wiring::iam_spec(cfg, eks, &bucket.name, registry);
-                let iam = self.iam(eks).await.map_err(err(Node::Iam))?;
-                (iam.plan(ctx, &spec).await.map_err(|e| (Node::Iam, fail(e, true)))?, false)
+                let iam = self.iam(eks, KUBE_API_WAIT_CAP).await.map_err(err(Node::Iam))?;
+                (iam.plan(ctx, &spec).await.map_err(|e| (Node::Iam, self.iam_err(&eks.endpoint, e)))?, false)
             }
             _ => {
                 let (eks, registry) = iam_inputs(
@@ -468,6 +491,6 @@ impl AwsRunner {
             }
         };
         put(Node::Iam, p.0, p.1);
-        Ok(crate::StackPlan { nodes })
+        Ok(crate::StackPlan { notes: Vec::new(), nodes })
     }
 }

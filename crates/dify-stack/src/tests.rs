@@ -155,6 +155,12 @@ fn validation_catalogue_reports_every_path() {
             |c| c.eks.endpoint.public_access_cidrs = vec!["office".into()],
             "eks.endpoint.public_access_cidrs[0]",
         ),
+        (
+            "public_cidrs without CIDRs",
+            |c| c.eks.kubernetes_access = crate::KubernetesAccess::PublicCidrs,
+            "eks.endpoint.public_access_cidrs",
+        ),
+        ("checkip not a URL", |c| c.eks.checkip_url = "checkip".into(), "eks.checkip_url"),
         ("unknown log type", |c| c.eks.log_types.push("everything".into()), "eks.log_types[5]"),
         ("bad admin", |c| c.eks.admin_principals = vec!["bob".into()], "eks.admin_principals[0]"),
         ("ACU step", |c| c.datastores.aurora.min_acu = 0.7, "datastores.aurora.min_acu"),
@@ -512,4 +518,46 @@ async fn cancellation_stops_starting_new_nodes() {
     assert!(partial.network.is_some());
     assert!(failure.not_started.contains(&Node::NodeSecurityGroup) && failure.not_started.contains(&Node::Iam));
     assert!(failure.to_string().contains("the next run resumes"));
+}
+
+#[test]
+fn kubernetes_access_modes_parse_and_role_only_makes_no_kubernetes_object() {
+    let c = StackConfig::from_str_with_format("[eks]\nkubernetes_access = \"role_only\"\n", false).unwrap();
+    assert_eq!(c.eks.kubernetes_access, crate::KubernetesAccess::RoleOnly);
+    assert!(c.iam.service_accounts && !wiring::creates_service_accounts(&c));
+    wiring::validate(&c).unwrap();
+    let c = StackConfig::from_str_with_format(
+        "[eks]\nkubernetes_access = \"public_cidrs\"\n[eks.endpoint]\npublic_access_cidrs = [\"198.51.100.0/24\"]\n",
+        false,
+    )
+    .unwrap();
+    assert!(wiring::creates_service_accounts(&c));
+    wiring::validate(&c).unwrap();
+    let err = StackConfig::from_str_with_format("[eks]\nkubernetes_access = \"vpn\"\n", false).unwrap_err();
+    assert!(err.contains("eks") && err.contains("caller_address"), "{err}");
+    assert_eq!(Profile::Test.config().eks.kubernetes_access, crate::KubernetesAccess::CallerAddress);
+}
+
+#[test]
+fn an_unreachable_kubernetes_api_fails_naming_the_endpoint_and_the_fix() {
+    let cfg = Profile::Test.config();
+    let ctx = wiring::context(&cfg, Some("123456789012")).unwrap();
+    let sdk = aws_types::SdkConfig::builder().build();
+    let runner = crate::AwsRunner::new(cfg, ctx, sdk, crate::DataPolicy::default());
+    let endpoint = "https://ABCDEF.gr7.us-west-2.eks.amazonaws.com";
+    let unreachable = dify_stack_iam::K8sError {
+        operation: "apply",
+        object: "namespace dify".into(),
+        message: "client error (Connect): tcp connect error: deadline has elapsed".into(),
+        status: None,
+        unreachable: true,
+    };
+    let e = runner.iam_err(endpoint, dify_stack_iam::IamError::Kubernetes(unreachable.clone()));
+    for needle in [endpoint, "cannot be reached", "kubernetes_access = caller_address", "Fix:", "role_only"] {
+        assert!(e.message.contains(needle), "{needle} missing in {}", e.message);
+    }
+    // An API answer (403) is not a reachability problem and keeps its own message.
+    let forbidden = dify_stack_iam::K8sError { status: Some(403), unreachable: false, ..unreachable };
+    let e = runner.iam_err(endpoint, dify_stack_iam::IamError::Kubernetes(forbidden));
+    assert!(!e.message.contains("cannot be reached"), "{}", e.message);
 }

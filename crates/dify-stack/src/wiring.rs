@@ -83,8 +83,14 @@ pub fn iam_spec(cfg: &StackConfig, eks: &EksOutput, bucket: &BucketName, registr
         namespace: cfg.iam.namespace.clone(),
         thumbprints: cfg.iam.thumbprints.clone(),
         discover_thumbprint: cfg.iam.discover_thumbprint,
-        service_accounts: cfg.iam.service_accounts,
+        service_accounts: creates_service_accounts(cfg),
     }
+}
+
+/// Whether apply creates the namespace and service accounts itself (`iam.service_accounts`,
+/// unless `eks.kubernetes_access = role_only`).
+pub fn creates_service_accounts(cfg: &StackConfig) -> bool {
+    cfg.iam.service_accounts && cfg.eks.kubernetes_access.creates_kubernetes_objects()
 }
 
 /// A network output with placeholder ids in the planned AZs: lets every tier validate its
@@ -151,6 +157,31 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     }
     if let Err(e) = eks.validate(&ctx) {
         errs.extend_prefixed("eks", e);
+    }
+    match cfg.eks.kubernetes_access {
+        crate::KubernetesAccess::PublicCidrs if cfg.eks.endpoint.public_access_cidrs.is_empty() => errs.push(
+            "eks.endpoint.public_access_cidrs",
+            "eks.kubernetes_access = public_cidrs opens the public endpoint to these CIDRs only, and none is given",
+            "list the ranges apply runs from (office, VPN), or use kubernetes_access = caller_address",
+        ),
+        crate::KubernetesAccess::CallerAddress
+            if !matches!(
+                cfg.eks
+                    .checkip_url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| u.scheme_str().map(str::to_owned))
+                    .as_deref(),
+                Some("http" | "https")
+            ) =>
+        {
+            errs.push(
+                "eks.checkip_url",
+                format!("{:?} is not an http(s) URL", cfg.eks.checkip_url),
+                format!("use {}", crate::config::DEFAULT_CHECKIP_URL),
+            )
+        }
+        _ => {}
     }
     let ds = datastores_spec(cfg, &net, &SecurityGroupId::new("sg-planned"));
     if let Err(e) = ds.validate(&ctx) {

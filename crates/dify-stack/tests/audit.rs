@@ -15,6 +15,7 @@ const STACK: &str = "audit-test";
 fn config() -> StackConfig {
     let mut cfg = Profile::Test.config().with_name(STACK);
     cfg.iam.service_accounts = false;
+    cfg.eks.checkip_url = dify_stack_emulator::Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;
     cfg
 }

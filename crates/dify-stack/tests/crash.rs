@@ -19,6 +19,7 @@ use futures::StreamExt as _;
 fn config() -> StackConfig {
     let mut cfg = Profile::Test.config().with_name("crash-test");
     cfg.iam.service_accounts = false;
+    cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;
     cfg
 }

@@ -10,6 +10,7 @@ use dify_stack_emulator::Emulator;
 fn config(name: &str) -> StackConfig {
     let mut cfg = Profile::Test.config().with_name(name);
     cfg.iam.service_accounts = false;
+    cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;
     cfg
 }
@@ -25,6 +26,9 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     assert!(plan.nodes.values().all(|p| !p.plan.is_empty()), "every node shows its resources:\n{plan}");
     assert!(plan.nodes[&dify_stack::Node::Eks].upstream_pending);
     assert!(inventory::inventory(&account.config, "e2e-test").await.is_empty(), "plan writes nothing");
+    // The default Kubernetes access: the public endpoint opened to this machine only, and said so.
+    assert!(plan.notes.iter().any(|n| n.contains("127.0.0.1/32 is this machine")), "{:?}", plan.notes);
+    assert!(plan.to_string().starts_with("Note: Kubernetes API: private endpoint on; public endpoint limited to"));
 
     let (sink, mut events) = EventSink::channel();
     let stack = stack.with_events(sink);
@@ -36,6 +40,10 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     }
     assert_eq!(finished, 10);
     let after_apply = inventory::inventory(&account.config, "e2e-test").await;
+    let cluster = aws_sdk_eks::Client::new(&account.config).describe_cluster().name("e2e-test").send().await.unwrap();
+    let vpc = cluster.cluster().and_then(|c| c.resources_vpc_config()).unwrap();
+    assert!(vpc.endpoint_private_access() && vpc.endpoint_public_access());
+    assert_eq!(vpc.public_access_cidrs(), ["127.0.0.1/32"], "the caller's /32 and nothing else");
     assert!(after_apply.len() >= 40, "{after_apply:#?}");
 
     // Second run: nothing to do, nothing new.
@@ -62,6 +70,11 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     ] {
         assert!(values.contains(needle), "{needle} missing in\n{values}");
     }
+    // The emulator has no Kubernetes API: the objects apply did not make are written instead.
+    let manifests = dify_stack::output::kubernetes_manifests(&out).unwrap();
+    assert_eq!(manifests.matches("kind: ServiceAccount").count(), 6, "{manifests}");
+    assert!(manifests.contains("eks.amazonaws.com/role-arn: arn:aws:iam::"), "{manifests}");
+    assert!(manifests.contains("provisioner: ebs.csi.aws.com"), "{manifests}");
     let kubeconfig = Stack::kubeconfig(&out).unwrap();
     assert!(kubeconfig.contains("get-token") && kubeconfig.contains("e2e-test"));
 
@@ -78,6 +91,7 @@ async fn prod_profile_end_to_end_refused_destroy_deletes_nothing_anywhere() {
     let account = Emulator::shared().expect("emulator").account("us-west-2").await;
     let mut cfg = Profile::Prod.config().with_name("e2e-prod");
     cfg.iam.service_accounts = false;
+    cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;
     let stack = Stack::connect(cfg, account.config.clone()).await.unwrap();
     let out = stack.apply().await.unwrap();

@@ -21,6 +21,7 @@ const ATTEMPTS: usize = 8;
 fn config() -> StackConfig {
     let mut cfg = Profile::Test.config().with_name("fault-test");
     cfg.iam.service_accounts = false;
+    cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;
     cfg
 }

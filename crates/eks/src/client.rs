@@ -149,6 +149,18 @@ pub struct AddonInfo {
     pub status: String,
     /// Tags.
     pub tags: Tags,
+    /// ARNs of the Pod Identity associations the add-on made (`podIdentityAssociations`).
+    pub pod_identity_associations: Vec<String>,
+}
+
+/// The IAM role an add-on's service account gets through EKS Pod Identity
+/// (CreateAddon / UpdateAddon `podIdentityAssociations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonRole {
+    /// The add-on's service account, e.g. `ebs-csi-controller-sa`.
+    pub service_account: String,
+    /// The role (trusting `pods.eks.amazonaws.com`).
+    pub role_arn: String,
 }
 
 /// An IAM role with its attached managed policies.
@@ -287,10 +299,25 @@ pub trait EksApi: Send + Sync {
     /// DescribeAddonVersions: the default version of an add-on for a Kubernetes version.
     async fn default_addon_version(&self, name: String, kubernetes_version: String)
     -> Result<Option<String>, AwsError>;
-    /// CreateAddon with `resolveConflicts = OVERWRITE`.
-    async fn create_addon(&self, cluster: String, name: String, version: String, tags: Tags) -> Result<(), AwsError>;
-    /// UpdateAddon with `resolveConflicts = OVERWRITE`.
-    async fn update_addon(&self, cluster: String, name: String, version: String) -> Result<(), AwsError>;
+    /// CreateAddon with `resolveConflicts = OVERWRITE` and, when given, the Pod Identity
+    /// association of its service account.
+    async fn create_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        tags: Tags,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError>;
+    /// UpdateAddon with `resolveConflicts = OVERWRITE`; a given role replaces the add-on's Pod
+    /// Identity associations.
+    async fn update_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError>;
     /// DeleteAddon.
     async fn delete_addon(&self, cluster: String, name: String) -> Result<(), AwsError>;
     /// ListAccessEntries: principal ARNs.

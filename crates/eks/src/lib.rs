@@ -28,13 +28,16 @@ use dify_stack_core::{AwsError, SpecErrors};
 #[cfg(any(test, feature = "test-util"))]
 pub use client::MockEksApi;
 pub use client::{
-    AddonInfo, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo, NodegroupCreate,
-    NodegroupInfo, RoleInfo, SecurityGroupInfo,
+    AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
+    NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
 pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
 pub use provisioner::{EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version};
 pub use sdk::SdkEks;
-pub use spec::{ALL_LOG_TYPES, DEFAULT_ADDONS, EksSpec, EndpointSpec, NodeGroupSpec};
+pub use spec::{
+    ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, EndpointSpec, NodeGroupSpec,
+    POD_IDENTITY_AGENT_ADDON,
+};
 pub use token::{EksToken, TokenError, TokenSource, eks_token, kube_client, kubeconfig};
 
 /// Everything that can go wrong in the EKS tier.

@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{
-    AddonInfo, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo, NodegroupCreate,
-    NodegroupInfo, RoleInfo, SecurityGroupInfo,
+    AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
+    NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
-use crate::spec::{CLUSTER_ADMIN_POLICY, EksSpec, parse_version};
+use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};
 use crate::{EksError, Result};
 
 /// Days a KMS key stays recoverable after destroy.
@@ -57,6 +57,8 @@ pub struct Names {
     pub launch_template: String,
     /// Managed node group.
     pub nodegroup: String,
+    /// The EBS CSI driver's role (Pod Identity).
+    pub ebs_csi_role: String,
 }
 
 impl Names {
@@ -71,6 +73,7 @@ impl Names {
             node_security_group: format!("{stack}-eks-nodes"),
             launch_template: format!("{stack}-eks-nodes"),
             nodegroup: format!("{stack}-main"),
+            ebs_csi_role: format!("{stack}-ebs-csi"),
         }
     }
 }
@@ -124,6 +127,8 @@ pub struct ObservedEks {
     pub cluster_role: Option<RoleInfo>,
     /// Node role.
     pub node_role: Option<RoleInfo>,
+    /// The EBS CSI driver's role.
+    pub ebs_csi_role: Option<RoleInfo>,
     /// KMS key.
     pub key: Option<KeyInfo>,
     /// Node security group.
@@ -178,9 +183,10 @@ struct RoleWant {
     policies: Vec<String>,
 }
 
-fn role_wants(ctx: &Context, names: &Names) -> [RoleWant; 2] {
+/// The roles of the tier: cluster, node, and the EBS CSI driver's when that add-on is wanted.
+fn role_wants(ctx: &Context, names: &Names, spec: &EksSpec) -> Vec<RoleWant> {
     let p = ctx.partition();
-    [
+    let mut wants = vec![
         RoleWant {
             name: names.cluster_role.clone(),
             component: "cluster-role",
@@ -196,7 +202,27 @@ fn role_wants(ctx: &Context, names: &Names) -> [RoleWant; 2] {
                 .map(|n| p.managed_policy_arn(n))
                 .collect(),
         },
-    ]
+    ];
+    if spec.addons.iter().any(|a| a == EBS_CSI_ADDON) {
+        // EKS Pod Identity: trust `pods.eks.amazonaws.com` with sts:AssumeRole and
+        // sts:TagSession (EKS user guide, "Create a Pod Identity association"; the same principal
+        // in the China partition). No OIDC provider needed, so the add-on is complete when the
+        // EKS node finishes, before the IAM node makes the OIDC provider.
+        wants.push(RoleWant {
+            name: names.ebs_csi_role.clone(),
+            component: "ebs-csi-role",
+            trust: trust_policy(&p.service_principal("pods.eks")),
+            policies: vec![p.managed_policy_arn("service-role/AmazonEBSCSIDriverPolicy")],
+        });
+    }
+    wants
+}
+
+impl ObservedEks {
+    /// The observed role for each entry of `role_wants`, in the same order.
+    fn roles(&self) -> [&Option<RoleInfo>; 3] {
+        [&self.cluster_role, &self.node_role, &self.ebs_csi_role]
+    }
 }
 
 /// IMDSv2 hop limit of the nodes.
@@ -691,7 +717,11 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
     async fn observe(&self, ctx: &Context, spec: &EksSpec) -> Result<ObservedEks> {
         let names = Names::of(ctx);
         let mut o = ObservedEks::default();
-        for (slot, name) in [(&mut o.cluster_role, &names.cluster_role), (&mut o.node_role, &names.node_role)] {
+        for (slot, name) in [
+            (&mut o.cluster_role, &names.cluster_role),
+            (&mut o.node_role, &names.node_role),
+            (&mut o.ebs_csi_role, &names.ebs_csi_role),
+        ] {
             if let Some(r) = self.client.get_role(name.clone()).await.at("GetRole", name)? {
                 self.check_owned(ctx, "IAM role", name, &r.tags)?;
                 *slot = Some(r);
@@ -773,7 +803,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
     fn diff(&self, ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Plan {
         let names = Names::of(ctx);
         let mut plan = Plan::new();
-        for (want, have) in role_wants(ctx, &names).iter().zip([&o.cluster_role, &o.node_role]) {
+        for (want, have) in role_wants(ctx, &names, spec).iter().zip(o.roles()) {
             let r = ResourceRef::new("iam:role", &want.name);
             let tags = ctx.tags_for(Tier::Eks, want.component, &want.name);
             let Some(have) = have else {
@@ -945,12 +975,26 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         for addon in &spec.addons {
             let r = ResourceRef::new("eks:addon", addon);
             let want = o.addon_versions.get(addon).map(String::as_str).unwrap_or("(default for the cluster version)");
+            let pod_identity = (addon == EBS_CSI_ADDON)
+                .then(|| format!("kube-system/{EBS_CSI_SERVICE_ACCOUNT} -> {}", names.ebs_csi_role));
             match o.addons.get(addon) {
-                None => plan.push(Change::new(Action::Create, r).field("version", None::<&str>, Some(want))),
-                Some(a) if o.addon_versions.get(addon).is_some_and(|v| *v != a.version) => {
-                    plan.push(Change::new(Action::Update, r).field("version", Some(&a.version), Some(want)))
+                None => {
+                    let mut c = Change::new(Action::Create, r).field("version", None::<&str>, Some(want));
+                    if let Some(p) = &pod_identity {
+                        c = c.field("pod_identity_associations", None::<&str>, Some(p.as_str()));
+                    }
+                    plan.push(c)
                 }
-                Some(_) => {}
+                Some(a) => {
+                    let mut c = Change::new(Action::Update, r);
+                    if o.addon_versions.get(addon).is_some_and(|v| *v != a.version) {
+                        c = c.field("version", Some(&a.version), Some(want));
+                    }
+                    if let Some(p) = pod_identity.as_ref().filter(|_| a.pod_identity_associations.is_empty()) {
+                        c = c.field("pod_identity_associations", Some("(none)"), Some(p.as_str()));
+                    }
+                    push_if_changed(&mut plan, c);
+                }
             }
         }
         for (name, a) in o.addons.iter().filter(|(n, a)| !spec.addons.contains(n) && ctx.owns_tags(&a.tags)) {
@@ -980,9 +1024,15 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 want: f.after.clone().unwrap_or_default(),
             });
         }
-        let [cluster_want, node_want] = role_wants(ctx, &names);
-        let cluster_role = self.ensure_role(ctx, &cluster_want, o.cluster_role.as_ref()).await?;
-        let node_role = self.ensure_role(ctx, &node_want, o.node_role.as_ref()).await?;
+        let wants = role_wants(ctx, &names, spec);
+        let mut arns = Vec::new();
+        for (want, have) in wants.iter().zip(o.roles()) {
+            arns.push(self.ensure_role(ctx, want, have.as_ref()).await?);
+        }
+        let (cluster_role, node_role) = (arns[0].clone(), arns[1].clone());
+        let ebs_csi_role = arns
+            .get(2)
+            .map(|arn| AddonRole { service_account: EBS_CSI_SERVICE_ACCOUNT.to_owned(), role_arn: arn.clone() });
         let key = self.ensure_key(ctx, &names, o.key.as_ref()).await?;
         let node_sg = match &o.node_security_group {
             Some(sg) => sg.id.clone(),
@@ -1125,19 +1175,20 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                         version: spec.kubernetes_version.clone(),
                     })?,
             };
+            let role = ebs_csi_role.clone().filter(|_| addon == EBS_CSI_ADDON);
             match o.addons.get(addon) {
                 None => {
                     let tags = ctx.tags_for(Tier::Eks, "addon", addon);
-                    match self.client.create_addon(cluster_name.clone(), addon.clone(), version, tags).await {
+                    match self.client.create_addon(cluster_name.clone(), addon.clone(), version, tags, role).await {
                         Ok(()) => tracing::info!(addon, "creating add-on"),
                         Err(e) if exists(&e) => {}
                         Err(e) => return Err(e).at("CreateAddon", addon),
                     }
                     addon_waits.push(addon.clone());
                 }
-                Some(a) if a.version != version => {
+                Some(a) if a.version != version || (role.is_some() && a.pod_identity_associations.is_empty()) => {
                     self.client
-                        .update_addon(cluster_name.clone(), addon.clone(), version)
+                        .update_addon(cluster_name.clone(), addon.clone(), version, role)
                         .await
                         .at("UpdateAddon", addon)?;
                     addon_waits.push(addon.clone());
@@ -1179,7 +1230,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         })
     }
 
-    /// Add-ons -> node group (wait gone) -> cluster (wait gone) -> launch template -> node
+    /// Node group (wait gone) -> add-ons -> cluster (wait gone) -> launch template -> node
     /// security group -> roles (detach, delete) -> KMS key scheduled for deletion (7 days).
     async fn destroy(&self, ctx: &Context, spec: &EksSpec) -> Result<Vec<ResourceRef>> {
         let names = Names::of(ctx);
@@ -1187,13 +1238,6 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         let mut deleted = Vec::new();
         let cluster = names.cluster.clone();
         if let Some(c) = &o.cluster {
-            for (addon, a) in &o.addons {
-                if dify_stack_core::ignore_not_found(self.client.delete_addon(cluster.clone(), addon.clone()).await)
-                    .at("DeleteAddon", addon)?
-                {
-                    deleted.push(ResourceRef::new("eks:addon", addon).with_id(&a.version));
-                }
-            }
             let ngs = self.client.list_nodegroups(cluster.clone()).await.at("ListNodegroups", &cluster)?;
             let mut ours = Vec::new();
             for ng in ngs {
@@ -1223,6 +1267,15 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 })
                 .await?;
                 deleted.push(ResourceRef::new("eks:nodegroup", &ng).with_id(&info.arn));
+            }
+            // Add-ons after the node group (STACK.md destroy order): the CNI and the EBS CSI
+            // driver keep working while the nodes drain and detach their volumes.
+            for (addon, a) in &o.addons {
+                if dify_stack_core::ignore_not_found(self.client.delete_addon(cluster.clone(), addon.clone()).await)
+                    .at("DeleteAddon", addon)?
+                {
+                    deleted.push(ResourceRef::new("eks:addon", addon).with_id(&a.version));
+                }
             }
             if c.status != "DELETING" {
                 dify_stack_core::ignore_not_found(self.client.delete_cluster(cluster.clone()).await)
@@ -1260,7 +1313,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 deleted.push(ResourceRef::new("ec2:security-group", &sg.name).with_id(&sg.id));
             }
         }
-        for role in [&o.cluster_role, &o.node_role].into_iter().flatten() {
+        for role in o.roles().into_iter().flatten() {
             for policy in &role.attached {
                 dify_stack_core::ignore_not_found(self.client.detach_policy(role.name.clone(), policy.clone()).await)
                     .at("DetachRolePolicy", &role.name)?;
@@ -1287,7 +1340,11 @@ impl<C: EksApi> EksProvisioner<C> {
     /// is skipped (never touched) instead of failing, and add-on versions are not resolved.
     async fn observe_for_destroy(&self, ctx: &Context, spec: &EksSpec, names: &Names) -> Result<ObservedEks> {
         let mut o = ObservedEks::default();
-        for (slot, name) in [(&mut o.cluster_role, &names.cluster_role), (&mut o.node_role, &names.node_role)] {
+        for (slot, name) in [
+            (&mut o.cluster_role, &names.cluster_role),
+            (&mut o.node_role, &names.node_role),
+            (&mut o.ebs_csi_role, &names.ebs_csi_role),
+        ] {
             *slot = self.client.get_role(name.clone()).await.at("GetRole", name)?.filter(|r| ctx.owns_tags(&r.tags));
         }
         o.key = match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {

@@ -10,16 +10,31 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 use aws_sdk_eks::types::{
-    AccessScope, AccessScopeType, AuthenticationMode, CreateAccessConfigRequest, EncryptionConfig,
-    LaunchTemplateSpecification, LogSetup, LogType, Logging, NodegroupScalingConfig, Provider, ResolveConflicts,
-    UpdateLabelsPayload, VpcConfigRequest,
+    AccessScope, AccessScopeType, AddonPodIdentityAssociations, AuthenticationMode, CreateAccessConfigRequest,
+    EncryptionConfig, LaunchTemplateSpecification, LogSetup, LogType, Logging, NodegroupScalingConfig, Provider,
+    ResolveConflicts, UpdateLabelsPayload, VpcConfigRequest,
 };
 use dify_stack_core::{AwsError, AwsResultExt, Tags};
 
 use crate::client::{
-    AddonInfo, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo, NodegroupCreate,
-    NodegroupInfo, RoleInfo, SecurityGroupInfo,
+    AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
+    NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
+
+/// The `podIdentityAssociations` of CreateAddon / UpdateAddon (EKS user guide, "Use Pod
+/// Identities to assign an IAM role to an Amazon EKS add-on": given on update, they replace the
+/// add-on's earlier associations).
+fn pod_identity(role: Option<AddonRole>) -> Result<Option<Vec<AddonPodIdentityAssociations>>, AwsError> {
+    role.map(|r| {
+        AddonPodIdentityAssociations::builder()
+            .service_account(r.service_account)
+            .role_arn(r.role_arn)
+            .build()
+            .map(|a| vec![a])
+            .map_err(|e| AwsError::new("CreateAddon", "InvalidParameter", e.to_string()))
+    })
+    .transpose()
+}
 
 /// The real clients.
 #[derive(Debug, Clone)]
@@ -420,6 +435,7 @@ impl EksApi for SdkEks {
                 version: a.addon_version().unwrap_or_default().to_owned(),
                 status: a.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                 tags: hash_tags(a.tags()),
+                pod_identity_associations: a.pod_identity_associations().to_vec(),
             })
         }))
     }
@@ -446,7 +462,14 @@ impl EksApi for SdkEks {
         }))
     }
 
-    async fn create_addon(&self, cluster: String, name: String, version: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        tags: Tags,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
         self.eks
             .create_addon()
             .cluster_name(cluster)
@@ -454,19 +477,27 @@ impl EksApi for SdkEks {
             .addon_version(version)
             .resolve_conflicts(ResolveConflicts::Overwrite)
             .set_tags(Some(to_hash(&tags)))
+            .set_pod_identity_associations(pod_identity(role)?)
             .send()
             .await
             .aws("CreateAddon")?;
         Ok(())
     }
 
-    async fn update_addon(&self, cluster: String, name: String, version: String) -> Result<(), AwsError> {
+    async fn update_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
         self.eks
             .update_addon()
             .cluster_name(cluster)
             .addon_name(name)
             .addon_version(version)
             .resolve_conflicts(ResolveConflicts::Overwrite)
+            .set_pod_identity_associations(pod_identity(role)?)
             .send()
             .await
             .aws("UpdateAddon")?;

@@ -13,6 +13,14 @@ pub const ALL_LOG_TYPES: [&str; 5] = ["api", "audit", "authenticator", "controll
 pub const DEFAULT_ADDONS: [&str; 5] =
     ["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"];
 
+/// The EBS CSI driver add-on: its controller gets a role with `AmazonEBSCSIDriverPolicy` through
+/// EKS Pod Identity, without which every PersistentVolumeClaim stays Pending.
+pub const EBS_CSI_ADDON: &str = "aws-ebs-csi-driver";
+/// The EBS CSI controller's service account (kube-system), the one the role is associated with.
+pub const EBS_CSI_SERVICE_ACCOUNT: &str = "ebs-csi-controller-sa";
+/// The agent that hands Pod Identity credentials to pods; required by [`EBS_CSI_ADDON`].
+pub const POD_IDENTITY_AGENT_ADDON: &str = "eks-pod-identity-agent";
+
 /// The access policy associated with every extra admin principal.
 pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
 
@@ -137,7 +145,7 @@ impl EksSpec {
         if let Err(e) = ctx.name(NameKind::EksCluster, "") {
             errs.push("stack", e.to_string(), "choose a shorter stack name");
         }
-        for suffix in ["eks-cluster", "eks-node"] {
+        for suffix in ["eks-cluster", "eks-node", "ebs-csi"] {
             if let Err(e) = ctx.name(NameKind::IamRole, suffix) {
                 errs.push("stack", e.to_string(), "choose a shorter stack name");
             }
@@ -181,6 +189,16 @@ impl EksSpec {
                     "use arn:<partition>:iam::<account>:role/<name>",
                 );
             }
+        }
+        if self.addons.iter().any(|a| a == EBS_CSI_ADDON) && !self.addons.iter().any(|a| a == POD_IDENTITY_AGENT_ADDON)
+        {
+            errs.push(
+                "addons",
+                format!(
+                    "{EBS_CSI_ADDON} gets its role through EKS Pod Identity, which needs {POD_IDENTITY_AGENT_ADDON}"
+                ),
+                format!("add {POD_IDENTITY_AGENT_ADDON} to the add-ons"),
+            );
         }
         self.node_group.validate(&mut errs);
         errs.into_result()

@@ -306,19 +306,40 @@ impl EksApi for FakeEks {
         self.log("DescribeAddonVersions");
         Ok(Some(default_version(&name, &k8s)))
     }
-    async fn create_addon(&self, _c: String, name: String, version: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_addon(
+        &self,
+        _c: String,
+        name: String,
+        version: String,
+        tags: Tags,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("CreateAddon({name})"));
         if s.addons.contains_key(&name) {
             return Err(AwsError::new("CreateAddon", "ResourceInUseException", "exists"));
         }
-        s.addons.insert(name.clone(), AddonInfo { name, version, status: "CREATING".into(), tags });
+        let pod_identity_associations = role.iter().map(|r| format!("{}={}", r.service_account, r.role_arn)).collect();
+        s.addons.insert(
+            name.clone(),
+            AddonInfo { name, version, status: "CREATING".into(), tags, pod_identity_associations },
+        );
         Ok(())
     }
-    async fn update_addon(&self, _c: String, name: String, version: String) -> Result<(), AwsError> {
+    async fn update_addon(
+        &self,
+        _c: String,
+        name: String,
+        version: String,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateAddon({name})"));
-        s.addons.get_mut(&name).ok_or_else(|| not_found("UpdateAddon"))?.version = version;
+        let a = s.addons.get_mut(&name).ok_or_else(|| not_found("UpdateAddon"))?;
+        a.version = version;
+        if let Some(r) = role {
+            a.pod_identity_associations = vec![format!("{}={}", r.service_account, r.role_arn)];
+        }
         Ok(())
     }
     async fn delete_addon(&self, _c: String, name: String) -> Result<(), AwsError> {
@@ -588,6 +609,7 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
         [
             "iam:role",
             "iam:role",
+            "iam:role",
             "kms:key",
             "ec2:security-group",
             "eks:cluster",
@@ -626,6 +648,16 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
         for addon in DEFAULT_ADDONS {
             assert_eq!(s.addons[addon].version, default_version(addon, "1.33"));
         }
+        // The EBS CSI driver's role: Pod Identity trust, the EBS policy, associated with the
+        // controller's service account at CreateAddon. Without it every PVC stays Pending.
+        let ebs = &s.roles["eks-t-ebs-csi"];
+        assert!(ebs.trust.contains("pods.eks.amazonaws.com") && ebs.trust.contains("sts:TagSession"), "{}", ebs.trust);
+        assert_eq!(ebs.attached, ["arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"]);
+        assert_eq!(
+            s.addons[EBS_CSI_ADDON].pod_identity_associations,
+            ["ebs-csi-controller-sa=arn:aws:iam::1:role/eks-t-ebs-csi"]
+        );
+        assert!(s.addons["coredns"].pod_identity_associations.is_empty());
     }
     assert!(eks.plan(&ctx, &spec).await.unwrap().is_empty());
     let before = eks.client.writes().len();
@@ -742,14 +774,14 @@ async fn instance_type_changes_are_refused_without_writes() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn destroy_goes_addons_nodegroup_cluster_template_roles_key() {
+async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
     let eks = EksProvisioner::new(FakeEks::default());
     let ctx = ctx();
     let s = spec();
     eks.apply(&ctx, &s).await.unwrap();
     let mark = eks.client.calls().len();
     let deleted = eks.destroy(&ctx, &s).await.unwrap();
-    assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 2 + 1, "{deleted:?}");
+    assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 3 + 1, "{deleted:?}");
     let order: Vec<String> = eks.client.calls()[mark..]
         .iter()
         .filter(|c| c.starts_with("Delete") && !c.starts_with("DeleteAddon") || c.starts_with("Schedule"))
@@ -764,13 +796,16 @@ async fn destroy_goes_addons_nodegroup_cluster_template_roles_key() {
             "DeleteSecurityGroup",
             "DeleteRole(eks-t-eks-cluster)",
             "DeleteRole(eks-t-eks-node)",
+            "DeleteRole(eks-t-ebs-csi)",
             "ScheduleKeyDeletion(7)"
         ]
     );
     let calls = eks.client.calls();
     let first_addon = calls[mark..].iter().position(|c| c.starts_with("DeleteAddon")).unwrap();
     let ng = calls[mark..].iter().position(|c| c == "DeleteNodegroup").unwrap();
-    assert!(first_addon < ng);
+    let cluster = calls[mark..].iter().position(|c| c == "DeleteCluster").unwrap();
+    // Add-ons after the node group is gone (the CNI and CSI driver serve the draining nodes).
+    assert!(ng < first_addon && first_addon < cluster, "{:?}", &calls[mark..]);
     // A second destroy finds nothing (the key is already pending deletion) and succeeds.
     assert!(eks.destroy(&ctx, &s).await.unwrap().is_empty());
     // Apply afterwards restores the key instead of creating another.

@@ -68,7 +68,25 @@ def _addon_view(resp, cluster_name, addon):
         "addonArn": f"arn:aws:eks:{resp.region}:{resp.current_account}:addon/{cluster_name}/{addon['name']}/x",
         "tags": addon["tags"],
         "health": {"issues": []},
+        "podIdentityAssociations": [a["arn"] for a in addon.get("pod_identity", [])],
     }
+
+
+def _pod_identity(resp, cluster_name):
+    """CreateAddon / UpdateAddon `podIdentityAssociations`: EKS makes one association per entry
+    and lists their ARNs on the add-on; given on update they replace the earlier ones (EKS user
+    guide, "Use Pod Identities to assign an IAM role to an Amazon EKS add-on")."""
+    given = resp._get_param("podIdentityAssociations")
+    if given is None:
+        return None
+    return [
+        {
+            "serviceAccount": a["serviceAccount"],
+            "roleArn": a["roleArn"],
+            "arn": f"arn:aws:eks:{resp.region}:{resp.current_account}:podidentityassociation/{cluster_name}/a-{i}{a['serviceAccount']}",
+        }
+        for i, a in enumerate(given)
+    ]
 
 
 def create_addon(self):
@@ -82,7 +100,12 @@ def create_addon(self):
     if name not in CATALOGUE:
         raise InvalidParameterException(message=f"Addon {name} specified is not supported")
     version = self._get_param("addonVersion") or CATALOGUE[name].get(self.eks_backend.clusters[cluster].version)
-    state["addons"][name] = {"name": name, "version": version, "tags": self._get_param("tags") or {}}
+    state["addons"][name] = {
+        "name": name,
+        "version": version,
+        "tags": self._get_param("tags") or {},
+        "pod_identity": _pod_identity(self, cluster) or [],
+    }
     return ActionResult({"addon": _addon_view(self, cluster, state["addons"][name])})
 
 
@@ -106,6 +129,9 @@ def update_addon(self):
     if addon is None:
         raise _not_found(f"No addon: {name} found in cluster: {cluster}", addon=name)
     addon["version"] = self._get_param("addonVersion") or addon["version"]
+    associations = _pod_identity(self, cluster)
+    if associations is not None:
+        addon["pod_identity"] = associations
     return ActionResult({"update": {"id": "update-1", "status": "InProgress", "type": "AddonUpdate"}})
 
 
@@ -430,7 +456,22 @@ def _patch_ecr():
     ecr_models.Repository._update_image_scanning_configuration = update_scanning
 
 
+# ---------------------------------------------------------------- checkip
+# https://checkip.amazonaws.com answers the caller's public address as plain text ("x.x.x.x\n").
+# Served at /moto-api/dify-stack/checkip with the address this server sees (loopback here).
+def _checkip(request, full_url, headers):
+    addr = getattr(request, "remote_addr", None) or "127.0.0.1"
+    return 200, {"Content-Type": "text/plain"}, addr + "\n"
+
+
+def _patch_checkip():
+    from moto.moto_api._internal import urls as api_urls
+
+    api_urls.url_paths["{0}/moto-api/dify-stack/checkip$"] = _checkip
+
+
 def install():
+    _patch_checkip()
     _patch_ecr()
     _patch_s3()
     _patch_rds()

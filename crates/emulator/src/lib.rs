@@ -159,6 +159,12 @@ impl Emulator {
         &self.endpoint
     }
 
+    /// The emulator's model of `https://checkip.amazonaws.com`: answers the caller's address as
+    /// this server sees it (for `eks.checkip_url` in tests and the demo).
+    pub fn checkip_url(&self) -> String {
+        format!("{}/moto-api/dify-stack/checkip", self.endpoint)
+    }
+
     /// A fresh, empty account: its id and an `SdkConfig` whose every request goes to that account.
     pub async fn account(&self, region: &str) -> TestAccount {
         let n = NEXT_ACCOUNT.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@ use dify_stack_core::CancellationToken;
 use dify_stack_core::WaitPolicy;
 use dify_stack_core::wait;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -16,6 +17,30 @@ use serde_json::json;
 pub const FIELD_MANAGER: &str = "dify-stack";
 /// Label put on every object we create.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dify-stack");
+/// The default StorageClass the stack makes: gp3, encrypted, provisioned by the EBS CSI driver.
+/// EKS clusters from 1.30 on mark no StorageClass as default (EKS user guide, "Amazon EBS CSI
+/// driver" / Kubernetes 1.30 release notes), so a PersistentVolumeClaim without a class would stay
+/// Pending; the in-tree `gp2` class is unencrypted.
+pub const STORAGE_CLASS: &str = "gp3";
+
+/// The StorageClass object (server-side applied; also written as a manifest in role-only mode).
+pub fn storage_class_manifest() -> serde_json::Value {
+    json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "labels": {MANAGED_BY.0: MANAGED_BY.1},
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "ebs.csi.aws.com",
+        "parameters": {"type": "gp3", "encrypted": "true"},
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": true,
+        "reclaimPolicy": "Delete",
+    })
+}
+
 /// The IRSA annotation.
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
@@ -60,6 +85,10 @@ pub trait ServiceAccountApi: Send + Sync {
     /// Deletes the namespace if it carries our label and holds no pods and no service account
     /// besides `default`; returns whether it was deleted.
     async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, K8sError>;
+    /// Whether [`STORAGE_CLASS`] exists, carrying our label and marked default.
+    async fn default_storage_class_present(&self) -> Result<bool, K8sError>;
+    /// Server-side applies [`storage_class_manifest`].
+    async fn apply_default_storage_class(&self) -> Result<(), K8sError>;
 }
 
 /// [`ServiceAccountApi`] over a `kube::Client` (built from the EKS output and token).
@@ -114,6 +143,10 @@ impl KubeServiceAccounts {
         let mut config = kube::Config::new(uri);
         config.root_cert = Some(certs);
         config.auth_info.token = Some(token);
+        // A private-only endpoint seen from outside the VPC resolves to addresses that never
+        // answer: fail each attempt in 10 s rather than kube's 30 s default, so the bounded
+        // retry of the caller (2 min in the stack) holds.
+        config.connect_timeout = Some(Duration::from_secs(10));
         let client = kube::Client::try_from(config).map_err(|e| fail(e.to_string()))?;
         Ok(Self::new(client))
     }
@@ -260,5 +293,30 @@ impl ServiceAccountApi for KubeServiceAccounts {
             Err(e) if not_found(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn default_storage_class_present(&self) -> Result<bool, K8sError> {
+        let api: Api<StorageClass> = Api::all(self.client.clone());
+        let object = format!("storageclass {STORAGE_CLASS}");
+        let sc = self.call("get", object, || api.get_opt(STORAGE_CLASS)).await?;
+        Ok(sc.is_some_and(|sc| {
+            let m = &sc.metadata;
+            m.labels.as_ref().and_then(|l| l.get(MANAGED_BY.0)).map(String::as_str) == Some(MANAGED_BY.1)
+                && m.annotations
+                    .as_ref()
+                    .and_then(|a| a.get("storageclass.kubernetes.io/is-default-class"))
+                    .map(String::as_str)
+                    == Some("true")
+        }))
+    }
+
+    async fn apply_default_storage_class(&self) -> Result<(), K8sError> {
+        let api: Api<StorageClass> = Api::all(self.client.clone());
+        let body = storage_class_manifest();
+        let params = PatchParams::apply(FIELD_MANAGER);
+        let patch = Patch::Apply(&body);
+        self.call("apply", format!("storageclass {STORAGE_CLASS}"), || api.patch(STORAGE_CLASS, &params, &patch))
+            .await?;
+        Ok(())
     }
 }

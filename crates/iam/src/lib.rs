@@ -192,6 +192,8 @@ pub struct ObservedIam {
     pub roles: BTreeMap<RoleKind, ObservedRole>,
     /// Service accounts labelled as ours in the namespace (empty in role-only mode).
     pub service_accounts: Vec<ManagedServiceAccount>,
+    /// Whether our default StorageClass exists (false in role-only mode).
+    pub default_storage_class: bool,
 }
 
 /// What the IAM tier hands on (to the Helm values).
@@ -303,6 +305,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
         }
         if let Some(kube) = self.kube(spec)? {
             observed.service_accounts = kube.list_managed(spec.namespace.clone()).await?;
+            observed.default_storage_class = kube.default_storage_class_present().await?;
         }
         Ok(observed)
     }
@@ -359,6 +362,13 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
             }
         }
         if spec.service_accounts {
+            if !observed.default_storage_class {
+                plan.push(Change::new(Action::Create, ResourceRef::new("k8s:storageclass", k8s::STORAGE_CLASS)).field(
+                    "provisioner",
+                    None::<&str>,
+                    Some("ebs.csi.aws.com (gp3, encrypted, default)"),
+                ));
+            }
             for kind in RoleKind::ALL {
                 let role = observed.roles.get(&kind).map(|r| r.info.arn.clone());
                 for sa in kind.service_accounts() {
@@ -474,6 +484,9 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
         }
         let mut service_accounts = BTreeMap::new();
         if let Some(kube) = kube {
+            if !observed.default_storage_class {
+                kube.apply_default_storage_class().await?;
+            }
             kube.apply_namespace(spec.namespace.clone()).await?;
             for kind in RoleKind::ALL {
                 let role = &roles[&kind];
@@ -494,15 +507,15 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
     async fn destroy(&self, ctx: &Context, spec: &IamSpec) -> Result<Vec<ResourceRef>> {
         let mut deleted = Vec::new();
         if let Some(kube) = self.kube(spec)? {
-            let ours: Vec<&str> = RoleKind::ALL.iter().flat_map(|k| k.service_accounts()).collect();
-            for sa in kube.list_managed(spec.namespace.clone()).await? {
-                if ours.contains(&sa.name.as_str()) {
-                    kube.delete_service_account(spec.namespace.clone(), sa.name.clone()).await?;
-                    deleted.push(ResourceRef::new("k8s:serviceaccount", format!("{}/{}", spec.namespace, sa.name)));
-                }
-            }
-            if kube.delete_namespace_if_ours_and_empty(spec.namespace.clone()).await? {
-                deleted.push(ResourceRef::new("k8s:namespace", &spec.namespace));
+            match delete_service_accounts(kube, &spec.namespace).await {
+                Ok(refs) => deleted.extend(refs),
+                // Destroy never blocks on the Kubernetes API: objects inside the cluster go
+                // with it (the cluster is deleted after this node), the roles must not wait.
+                Err(e) if e.unreachable => tracing::warn!(
+                    error = %e,
+                    "the Kubernetes API cannot be reached; the service accounts go with the cluster"
+                ),
+                Err(e) => return Err(e.into()),
             }
         }
         for kind in RoleKind::ALL {
@@ -528,6 +541,25 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
         }
         Ok(deleted)
     }
+}
+
+/// Our service accounts in the namespace, then the namespace when ours and otherwise empty.
+async fn delete_service_accounts(
+    kube: &dyn ServiceAccountApi,
+    namespace: &str,
+) -> std::result::Result<Vec<ResourceRef>, K8sError> {
+    let mut deleted = Vec::new();
+    let ours: Vec<&str> = RoleKind::ALL.iter().flat_map(|k| k.service_accounts()).collect();
+    for sa in kube.list_managed(namespace.to_owned()).await? {
+        if ours.contains(&sa.name.as_str()) {
+            kube.delete_service_account(namespace.to_owned(), sa.name.clone()).await?;
+            deleted.push(ResourceRef::new("k8s:serviceaccount", format!("{namespace}/{}", sa.name)));
+        }
+    }
+    if kube.delete_namespace_if_ours_and_empty(namespace.to_owned()).await? {
+        deleted.push(ResourceRef::new("k8s:namespace", namespace));
+    }
+    Ok(deleted)
 }
 
 fn ignore(result: std::result::Result<(), AwsError>) -> std::result::Result<(), AwsError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::k8s::{KubeServiceAccounts, ServiceAccountApi};
 use crate::policy::{self, RoleKind};
 use crate::{IamProvisioner, IamSpec, MockIamApi, OidcInfo, RoleInfo};
-use dify_stack_core::{CancellationToken, Context, Environment, Provisioner, Tier, WaitPolicy};
+use dify_stack_core::{Action, CancellationToken, Context, Environment, Provisioner, Tier, WaitPolicy};
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -232,6 +232,9 @@ async fn apply_patches_only_service_accounts_that_drifted() {
         ("GET", u) if u.starts_with("/api/v1/namespaces/dify/serviceaccounts") => {
             list(all_ours(Some("dify-plugin-runner-sa")))
         }
+        ("GET", u) if u.starts_with("/apis/storage.k8s.io/v1/storageclasses/gp3") => {
+            Some((200, dify_stack_iam_storage_class()))
+        }
         ("GET", _) => Some((200, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}}))),
         _ => Some((200, s.body.clone())),
     });
@@ -300,4 +303,59 @@ async fn a_client_is_built_from_the_eks_output_and_bad_ca_data_is_a_clear_error(
     let empty = base64::engine::general_purpose::STANDARD.encode("no pem here");
     let err = KubeServiceAccounts::from_cluster("https://127.0.0.1:6443", &empty, token).unwrap_err();
     assert!(err.message.contains("no certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn destroy_deletes_the_roles_when_the_kubernetes_api_cannot_be_reached() {
+    // A private-only endpoint seen from outside the VPC: every Kubernetes call fails to connect.
+    // The old destroy returned that error before the roles, so nothing behind IAM was deleted.
+    let (client, log) = fake(|_| None);
+    let mut iam = MockIamApi::new();
+    iam.expect_get_role().returning(|name: String| {
+        let kind = RoleKind::ALL.into_iter().find(|k| k.role_name("k8s-unit") == name).unwrap();
+        Ok(Some(RoleInfo {
+            arn: role_arn(kind),
+            trust: String::new(),
+            tags: ctx().tags_for(Tier::Iam, kind.suffix(), &name),
+            name,
+        }))
+    });
+    iam.expect_list_role_policies().returning(|_| Ok(vec![]));
+    iam.expect_list_attached_policies().returning(|_| Ok(vec![]));
+    iam.expect_delete_role().times(3).returning(|_| Ok(()));
+    iam.expect_list_oidc_providers().returning(|| Ok(vec![]));
+    let kube = KubeServiceAccounts::new(client).with_retry(quick(), CancellationToken::new());
+    let deleted = IamProvisioner::new(iam).with_kubernetes(kube).destroy(&ctx(), &spec()).await.unwrap();
+    assert_eq!(deleted.iter().filter(|r| r.kind == "iam:role").count(), 3, "{deleted:?}");
+    assert!(!log.lock().unwrap().is_empty(), "the API was tried");
+}
+
+/// Our StorageClass as the API server returns it.
+fn dify_stack_iam_storage_class() -> Value {
+    crate::k8s::storage_class_manifest()
+}
+
+#[tokio::test]
+async fn a_missing_default_storage_class_is_planned_and_applied_encrypted_gp3() {
+    // A fresh EKS 1.30+ cluster has no default class: PVCs without one stay Pending.
+    let (client, log) = fake(|s| match (s.method.as_str(), s.uri.as_str()) {
+        ("GET", u) if u.starts_with("/apis/storage.k8s.io/") => not_found(),
+        ("GET", u) if u.starts_with("/api/v1/namespaces/dify/serviceaccounts") => list(all_ours(None)),
+        ("GET", _) => Some((200, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}}))),
+        _ => Some((200, s.body.clone())),
+    });
+    let provisioner = IamProvisioner::new(converged_iam()).with_kubernetes(KubeServiceAccounts::new(client));
+    let plan = provisioner.plan(&ctx(), &spec()).await.unwrap();
+    let creates: Vec<String> = plan.with_action(Action::Create).map(|c| c.resource.to_string()).collect();
+    assert_eq!(plan.changes.len(), 1, "{plan}");
+    assert!(creates[0].contains("k8s:storageclass") && creates[0].contains("gp3"), "{creates:?}");
+    provisioner.apply(&ctx(), &spec()).await.unwrap();
+    let patches: Vec<Seen> = log.lock().unwrap().iter().filter(|s| s.method == "PATCH").cloned().collect();
+    assert_eq!(patches.len(), 1, "only the StorageClass is applied");
+    let sc = &patches[0];
+    assert!(sc.uri.starts_with("/apis/storage.k8s.io/v1/storageclasses/gp3?"), "{}", sc.uri);
+    assert!(sc.uri.contains("fieldManager=dify-stack"), "{}", sc.uri);
+    assert_eq!(sc.body["provisioner"], "ebs.csi.aws.com");
+    assert_eq!(sc.body["parameters"], json!({"type": "gp3", "encrypted": "true"}));
+    assert_eq!(sc.body["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"], "true");
 }

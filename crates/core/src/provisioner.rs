@@ -16,7 +16,7 @@ use crate::spec::SpecErrors;
 ///   stack's ownership tags, never by `Name` alone, and never returns a resource the stack does
 ///   not own.
 /// * [`diff`](Provisioner::diff) is a pure function of the context, spec and observation.
-/// * [`plan`](Provisioner::plan) never writes. An empty plan means converged; after a successful
+/// * [`plan`](Provisioner::plan) and [`output`](Provisioner::output) never write. An empty plan means converged; after a successful
 ///   [`apply`](Provisioner::apply) the plan is empty.
 /// * `apply` converges: every write is find-or-create or compare-then-modify, resources are
 ///   created with their ownership tags in the same call where the API allows, and client tokens
@@ -53,6 +53,27 @@ pub trait Provisioner: Send + Sync {
         self.validate(ctx, spec)?;
         let observed = self.observe(ctx, spec).await?;
         Ok(self.diff(ctx, spec, &observed))
+    }
+
+    /// The outputs as they are now, from `observed` alone (no call): `Some` when everything
+    /// dependants consume exists as `spec` wants it. Plans wire a converged tier's real ids into
+    /// its dependants' plans through this, so a plan never runs `apply`. The default knows
+    /// nothing (dependants are then planned against placeholder ids).
+    fn output(&self, _ctx: &Context, _spec: &Self::Spec, _observed: &Self::Observed) -> Option<Self::Output> {
+        None
+    }
+
+    /// `plan`, plus the outputs when the plan is empty. Never writes.
+    async fn plan_with_output(
+        &self,
+        ctx: &Context,
+        spec: &Self::Spec,
+    ) -> Result<(Plan, Option<Self::Output>), Self::Error> {
+        self.validate(ctx, spec)?;
+        let observed = self.observe(ctx, spec).await?;
+        let plan = self.diff(ctx, spec, &observed);
+        let output = if plan.is_empty() { self.output(ctx, spec, &observed) } else { None };
+        Ok((plan, output))
     }
 
     /// Converges the world to `spec` and returns the outputs.

@@ -9,12 +9,15 @@ use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
 use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 
-use crate::client::{DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, SgApi, SgInfo};
+use crate::client::{
+    DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, SecretsApi, SgApi, SgInfo,
+};
 use crate::common::security_group_change;
 use crate::common::{
     At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
     tag_drift, wait_for,
 };
+use crate::secrets::{self, SecretKind, StoredSecret};
 use crate::spec::{DatastoresSpec, data_api_available};
 
 /// PostgreSQL's port.
@@ -80,8 +83,13 @@ pub struct AuroraOutput {
     /// The databases that exist.
     pub databases: Vec<String>,
     /// Statements still to run by hand where the Data API is not available (e.g. China
-    /// regions): connect to the writer as the master user and run them. Empty when done.
+    /// regions): connect to the writer as the master user and run them (the application
+    /// role's password is in `<stack>/aurora-app`). Empty when done.
     pub pending_statements: Vec<String>,
+    /// The application role Dify logs in as (owner of the databases).
+    pub app_username: String,
+    /// `<stack>/aurora-app`: `{"username","password"}` of the application role.
+    pub app_secret: StoredSecret,
 }
 
 /// What exists.
@@ -97,6 +105,12 @@ pub struct ObservedAurora {
     pub instances: Vec<DbInstanceInfo>,
     /// Databases, when they could be listed through the Data API.
     pub databases: Option<Vec<String>>,
+    /// Whether the application role exists, when it could be read through the Data API.
+    pub app_role: Option<bool>,
+    /// Databases the application role owns, when they could be listed through the Data API.
+    pub app_owned: Option<Vec<String>>,
+    /// Whether `<stack>/aurora-app` exists (and is ours).
+    pub app_secret: bool,
 }
 
 /// Provisions Aurora.
@@ -104,6 +118,7 @@ pub struct ObservedAurora {
 pub struct AuroraProvisioner {
     rds: Arc<dyn RdsApi>,
     sg: Arc<dyn SgApi>,
+    secrets: Arc<dyn SecretsApi>,
     policy: Option<DataPolicy>,
 }
 
@@ -119,6 +134,42 @@ fn sql_create(db: &str) -> String {
 }
 
 const LIST_DATABASES: &str = "SELECT datname FROM pg_database";
+
+// The application role. Identifiers are validated to [a-z][a-z0-9_]* and the password is
+// alphanumeric, so quoting is for keywords, not for safety. The master user of Aurora
+// PostgreSQL is a member of rds_superuser, not a superuser: it may create roles (CREATEROLE),
+// and may hand a database it owns to a role it is a member of (PostgreSQL "ALTER DATABASE":
+// "you must be able to SET ROLE to the new owning role"), hence the GRANT first. Owning the
+// database makes the role the owner of its `public` schema's rights (pg_database_owner, PG 15+).
+
+fn sql_role_exists(user: &str) -> String {
+    format!("SELECT rolname FROM pg_roles WHERE rolname = '{user}'")
+}
+fn sql_owned_by(user: &str) -> String {
+    format!("SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = '{user}'")
+}
+fn sql_create_role(user: &str, password: &str) -> String {
+    format!("CREATE ROLE \"{user}\" WITH LOGIN PASSWORD '{password}'")
+}
+fn sql_set_password(user: &str, password: &str) -> String {
+    format!("ALTER ROLE \"{user}\" WITH LOGIN PASSWORD '{password}'")
+}
+fn sql_grant_to_master(user: &str) -> String {
+    format!("GRANT \"{user}\" TO CURRENT_USER")
+}
+fn sql_owner(db: &str, user: &str) -> String {
+    format!("ALTER DATABASE \"{db}\" OWNER TO \"{user}\"")
+}
+
+/// What the application role needs, as statements for a person to run where the Data API is
+/// unavailable (the password is not printed: it is read from the secret).
+fn pending_role_statements(a: &crate::spec::AuroraSpec, secret_name: &str) -> Vec<String> {
+    let user = &a.app_username;
+    let mut v =
+        vec![sql_create_role(user, &format!("<password from the secret {secret_name}>")), sql_grant_to_master(user)];
+    v.extend(a.databases.iter().map(|db| sql_owner(db, user)));
+    v
+}
 
 fn major(version: &str) -> &str {
     version.split('.').next().unwrap_or(version)
@@ -138,8 +189,8 @@ fn final_snapshot_name(ctx: &Context) -> String {
 
 impl AuroraProvisioner {
     /// A provisioner over the given clients.
-    pub fn new(rds: Arc<dyn RdsApi>, sg: Arc<dyn SgApi>) -> Self {
-        AuroraProvisioner { rds, sg, policy: None }
+    pub fn new(rds: Arc<dyn RdsApi>, sg: Arc<dyn SgApi>, secrets: Arc<dyn SecretsApi>) -> Self {
+        AuroraProvisioner { rds, sg, secrets, policy: None }
     }
 
     /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
@@ -224,7 +275,12 @@ impl Provisioner for AuroraProvisioner {
                 .await
                 .at("ExecuteStatement", &names.cluster)?;
             o.databases = Some(dbs);
+            let user = &spec.aurora.app_username;
+            let run = |sql: String| self.rds.execute(c.arn.clone(), secret.clone(), "postgres".to_owned(), sql);
+            o.app_role = Some(!run(sql_role_exists(user)).await.at("ExecuteStatement", &names.cluster)?.is_empty());
+            o.app_owned = Some(run(sql_owned_by(user)).await.at("ExecuteStatement", &names.cluster)?);
         }
+        o.app_secret = secrets::secret_exists(ctx, self.secrets.as_ref(), SecretKind::AuroraApp).await?;
         o.cluster = Some(c);
         Ok(o)
     }
@@ -311,6 +367,31 @@ impl Provisioner for AuroraProvisioner {
             let known = o.databases.is_some() || o.cluster.is_none();
             if known || self.data_api(ctx, spec) {
                 plan.push(Change::new(Action::Create, ResourceRef::new("postgres:database", db)));
+            }
+        }
+        if !o.app_secret {
+            plan.push(
+                Change::new(Action::Create, ResourceRef::new("secretsmanager:secret", SecretKind::AuroraApp.name(ctx)))
+                    .field("value", None::<&str>, Some("(generated)")),
+            );
+        }
+        let user = &a.app_username;
+        let role_known = o.app_role.is_some() || o.cluster.is_none();
+        if (role_known || self.data_api(ctx, spec)) && o.app_role != Some(true) {
+            plan.push(Change::new(Action::Create, ResourceRef::new("postgres:role", user)).field(
+                "login",
+                None::<bool>,
+                Some(true),
+            ));
+        }
+        let owned = o.app_owned.clone().unwrap_or_default();
+        if role_known || self.data_api(ctx, spec) {
+            for db in a.databases.iter().filter(|d| !owned.contains(d)) {
+                plan.push(Change::new(Action::Update, ResourceRef::new("postgres:database", db)).field(
+                    "owner",
+                    None::<&str>,
+                    Some(user.as_str()),
+                ));
             }
         }
         plan
@@ -501,6 +582,11 @@ impl Provisioner for AuroraProvisioner {
                 .unwrap_or(cluster);
         }
 
+        // The application role's secret first: its password goes into CREATE ROLE.
+        let app_secret_fresh = !o.app_secret;
+        let app_secret =
+            secrets::ensure_secret(ctx, self.secrets.as_ref(), SecretKind::AuroraApp, &a.app_username).await?;
+
         // Databases through the Data API, or the statements to run by hand.
         let mut databases = Vec::new();
         let mut pending_statements = Vec::new();
@@ -542,8 +628,10 @@ impl Provisioner for AuroraProvisioner {
                 }
                 databases.push(db.clone());
             }
+            self.ensure_app_role(&cluster.arn, secret, a, &app_secret, app_secret_fresh, &o).await?;
         } else {
             pending_statements = a.databases.iter().map(|d| sql_create(d)).collect();
+            pending_statements.extend(pending_role_statements(a, &app_secret.name));
             tracing::warn!(
                 cluster = %cluster_id,
                 statements = ?pending_statements,
@@ -561,6 +649,8 @@ impl Provisioner for AuroraProvisioner {
             security_group_id: SecurityGroupId::new(sg),
             databases,
             pending_statements,
+            app_username: a.app_username.clone(),
+            app_secret,
         })
     }
 
@@ -642,6 +732,62 @@ impl Provisioner for AuroraProvisioner {
         {
             deleted.push(ResourceRef::new("ec2:security-group", &names.security_group).with_id(id));
         }
+        // The application role went with the cluster; its password with it.
+        if let Some(arn) = secrets::delete_secret(ctx, self.secrets.as_ref(), SecretKind::AuroraApp, policy).await? {
+            deleted.push(ResourceRef::new("secretsmanager:secret", SecretKind::AuroraApp.name(ctx)).with_id(arn));
+        }
         Ok(deleted)
+    }
+}
+
+impl AuroraProvisioner {
+    /// The application role through the Data API, as the master user: created with the
+    /// secret's password (or given it when the secret is new), then made owner of every database.
+    /// Reads only when it is already so.
+    async fn ensure_app_role(
+        &self,
+        cluster_arn: &str,
+        master_secret: &str,
+        a: &crate::spec::AuroraSpec,
+        app_secret: &StoredSecret,
+        secret_fresh: bool,
+        o: &ObservedAurora,
+    ) -> Result<()> {
+        use secrecy::ExposeSecret as _;
+        let user = &a.app_username;
+        let run = |sql: String| {
+            self.rds.execute(cluster_arn.to_owned(), master_secret.to_owned(), "postgres".to_owned(), sql)
+        };
+        let password = app_secret.field("password").map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+        let exists = match o.app_role {
+            Some(e) => e,
+            None => !run(sql_role_exists(user)).await.at("ExecuteStatement", user)?.is_empty(),
+        };
+        if !exists {
+            match run(sql_create_role(user, &password)).await {
+                Ok(_) => tracing::info!(role = %user, "created the application database role"),
+                // A lost response of our own create: the role is there; set the password below.
+                Err(e) if e.message.as_deref().is_some_and(|m| m.contains("already exists")) => {
+                    run(sql_set_password(user, &password)).await.at("ExecuteStatement", user)?;
+                }
+                Err(e) => return Err(e).at("ExecuteStatement", user),
+            }
+        } else if secret_fresh {
+            // The role outlived its secret (deleted by hand): the new password must be the role's.
+            run(sql_set_password(user, &password)).await.at("ExecuteStatement", user)?;
+        }
+        let owned = match (&o.app_owned, exists) {
+            (Some(owned), true) => owned.clone(),
+            _ => run(sql_owned_by(user)).await.at("ExecuteStatement", user)?,
+        };
+        let missing: Vec<&String> = a.databases.iter().filter(|d| !owned.contains(d)).collect();
+        if !missing.is_empty() {
+            run(sql_grant_to_master(user)).await.at("ExecuteStatement", user)?;
+            for db in missing {
+                run(sql_owner(db, user)).await.at("ExecuteStatement", db)?;
+                tracing::info!(database = %db, owner = %user, "database handed to the application role");
+            }
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,15 @@ pub fn bucket_name(ctx: &Context) -> String {
     format!("{}-storage-{}", ctx.stack(), ctx.account_id().unwrap_or("unknown-account"))
 }
 
+fn bucket_output(ctx: &Context) -> BucketOutput {
+    let name = bucket_name(ctx);
+    BucketOutput {
+        arn: Arn::new(ctx.partition().arn("s3", "", "", &name)),
+        name: BucketName::new(name),
+        region: ctx.region().to_owned(),
+    }
+}
+
 /// The bucket policy: deny every request that does not use TLS.
 pub fn tls_only_policy(ctx: &Context, bucket: &str) -> Value {
     let arn = ctx.partition().arn("s3", "", "", bucket);
@@ -63,6 +72,18 @@ impl std::fmt::Debug for BucketProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BucketProvisioner").field("policy", &self.policy).finish_non_exhaustive()
     }
+}
+
+/// The ARN of the bucket's SSE-KMS key, for IAM policies (which need the key ARN, not an id):
+/// a given ARN as is, a key id made into `arn:<partition>:kms:<region>:<account>:key/<id>`.
+/// `None` for SSE-S3.
+pub fn kms_key_arn(ctx: &Context, spec: &crate::spec::BucketSpec) -> Option<String> {
+    let key = spec.kms_key_id.as_deref()?;
+    Some(if key.starts_with("arn:") {
+        key.to_owned()
+    } else {
+        ctx.partition().arn("kms", ctx.region(), ctx.account_id().unwrap_or("unknown-account"), &format!("key/{key}"))
+    })
 }
 
 fn want_encryption(spec: &DatastoresSpec) -> (String, Option<String>) {
@@ -283,11 +304,11 @@ impl Provisioner for BucketProvisioner {
                 .await
                 .at("PutBucketLifecycleConfiguration", &name)?;
         }
-        Ok(BucketOutput {
-            arn: Arn::new(ctx.partition().arn("s3", "", "", &name)),
-            name: BucketName::new(name),
-            region: ctx.region().to_owned(),
-        })
+        Ok(bucket_output(ctx))
+    }
+
+    fn output(&self, ctx: &Context, _spec: &DatastoresSpec, observed: &Option<BucketInfo>) -> Option<BucketOutput> {
+        observed.as_ref().map(|_| bucket_output(ctx))
     }
 
     /// Refuses when the bucket holds versions and the policy does not delete data (nothing is

@@ -95,7 +95,7 @@ impl DatastoresProvisioner {
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
         let sdk = Arc::new(SdkDatastores::from_conf(config));
         DatastoresProvisioner {
-            aurora: AuroraProvisioner::new(sdk.clone(), sdk.clone()),
+            aurora: AuroraProvisioner::new(sdk.clone(), sdk.clone(), sdk.clone()),
             redis: RedisProvisioner::new(sdk.clone(), sdk.clone(), sdk.clone()),
             opensearch: OpenSearchProvisioner::new(sdk.clone(), sdk.clone(), sdk.clone()),
             bucket: BucketProvisioner::new(sdk.clone()),

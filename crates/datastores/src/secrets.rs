@@ -25,6 +25,10 @@ pub enum SecretKind {
     /// `<stack>/dify-app`: Dify's app secret key, inner API keys and the 32-byte
     /// `passwordEncryptionKey`.
     DifyApp,
+    /// `<stack>/aurora-app`: `{"username", "password"}` of the database role Dify logs in as
+    /// (owner of its databases). Never rotated by surprise, unlike the RDS-managed master
+    /// secret (rotated every 7 days).
+    AuroraApp,
 }
 
 impl SecretKind {
@@ -34,6 +38,7 @@ impl SecretKind {
             SecretKind::RedisAuth => "redis-auth",
             SecretKind::OpenSearchMaster => "opensearch-master",
             SecretKind::DifyApp => "dify-app",
+            SecretKind::AuroraApp => "aurora-app",
         }
     }
 
@@ -42,13 +47,17 @@ impl SecretKind {
         format!("{}/{}", ctx.stack(), self.suffix())
     }
 
-    /// A fresh value from the system CSPRNG.
-    pub fn generate(self, opensearch_user: &str) -> SecretString {
+    /// A fresh value from the system CSPRNG; `user` is the user name of the JSON secrets.
+    pub fn generate(self, user: &str) -> SecretString {
         match self {
             SecretKind::RedisAuth => SecretString::from(random_alnum(64)),
             SecretKind::OpenSearchMaster => {
-                let value = serde_json::json!({ "username": opensearch_user, "password": opensearch_password() });
+                let value = serde_json::json!({ "username": user, "password": opensearch_password() });
                 SecretString::from(value.to_string())
+            }
+            // Alphanumeric only: safe inside a SQL string literal and a postgresql:// URI.
+            SecretKind::AuroraApp => {
+                SecretString::from(serde_json::json!({ "username": user, "password": random_alnum(40) }).to_string())
             }
             SecretKind::DifyApp => {
                 let b64 = |n| base64::engine::general_purpose::STANDARD.encode(random_bytes(n));

@@ -62,6 +62,10 @@ pub struct AuroraSpec {
     /// Databases to create.
     #[serde(default = "default_databases")]
     pub databases: Vec<String>,
+    /// The application role Dify logs in as: it owns the databases, and its password lives in
+    /// `<stack>/aurora-app` (the master secret rotates every 7 days and is not handed to Dify).
+    #[serde(default = "default_app_user")]
+    pub app_username: String,
     /// Enable the RDS Data API (where the region has it) and create the databases through it.
     #[serde(default = "yes")]
     pub data_api: bool,
@@ -114,6 +118,9 @@ pub struct BucketSpec {
 fn default_master() -> String {
     "dify_admin".to_owned()
 }
+fn default_app_user() -> String {
+    "dify_app".to_owned()
+}
 fn default_os_master() -> String {
     "dify-admin".to_owned()
 }
@@ -139,6 +146,7 @@ impl AuroraSpec {
             final_snapshot: prod,
             master_username: default_master(),
             databases: default_databases(),
+            app_username: default_app_user(),
             data_api: true,
         }
     }
@@ -278,12 +286,34 @@ impl DatastoresSpec {
                 );
             }
         }
+        if !a.app_username.starts_with(|c: char| c.is_ascii_lowercase())
+            || !a.app_username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || a.app_username.len() > 63
+            || a.app_username == a.master_username
+            || a.app_username.starts_with("pg_")
+            || a.app_username.starts_with("rds")
+        {
+            errs.push(
+                "aurora.app_username",
+                format!("{:?} is not allowed for the application role", a.app_username),
+                "lowercase letters, digits and _, not the master user, not pg_* or rds*; e.g. dify_app",
+            );
+        }
         if !a.master_username.starts_with(|c: char| c.is_ascii_alphabetic())
             || !a.master_username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             || a.master_username.len() > 63
             || a.master_username == "postgres"
         {
             errs.push("aurora.master_username", format!("{:?} is not allowed", a.master_username), "e.g. dify_admin");
+        }
+        if let Some(k) = &self.bucket.kms_key_id
+            && (k.contains("alias/") || k.is_empty())
+        {
+            errs.push(
+                "bucket.kms_key_id",
+                format!("{k:?} is not a key id or key ARN"),
+                "give the key ARN or key id (an alias cannot be used in the IAM policies of the S3 roles)",
+            );
         }
         let r = &self.redis;
         if !(1..=6).contains(&r.nodes) {

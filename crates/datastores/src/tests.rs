@@ -389,7 +389,7 @@ async fn without_the_data_api_the_output_lists_the_statements_to_run() {
     });
     rds.expect_execute().never();
     rds.expect_enable_http_endpoint().never();
-    let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(ready_sg(&ctx, 5432)));
+    let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(ready_sg(&ctx, 5432)), Arc::new(ready_secrets(&ctx)));
     let out = aurora.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap();
     assert!(out.databases.is_empty());
     assert_eq!(
@@ -398,9 +398,17 @@ async fn without_the_data_api_the_output_lists_the_statements_to_run() {
             "CREATE DATABASE \"dify\"",
             "CREATE DATABASE \"dify_plugin_daemon\"",
             "CREATE DATABASE \"enterprise\"",
-            "CREATE DATABASE \"audit\""
+            "CREATE DATABASE \"audit\"",
+            "CREATE ROLE \"dify_app\" WITH LOGIN PASSWORD '<password from the secret ds-mock/aurora-app>'",
+            "GRANT \"dify_app\" TO CURRENT_USER",
+            "ALTER DATABASE \"dify\" OWNER TO \"dify_app\"",
+            "ALTER DATABASE \"dify_plugin_daemon\" OWNER TO \"dify_app\"",
+            "ALTER DATABASE \"enterprise\" OWNER TO \"dify_app\"",
+            "ALTER DATABASE \"audit\" OWNER TO \"dify_app\""
         ]
     );
+    assert_eq!(out.app_username, "dify_app");
+    assert_eq!(out.app_secret.name, "ds-mock/aurora-app");
 }
 
 #[tokio::test(start_paused = true)]
@@ -453,7 +461,7 @@ async fn aurora_waits_for_available_and_fails_fast_on_a_failed_instance() {
         .withf(|id, port, src| id == "sg-new" && *port == 5432 && src == "sg-nodes")
         .times(1)
         .returning(|_, _, _| Ok(()));
-    let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(sg));
+    let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(sg), Arc::new(MockSecretsApi::new()));
     let err = aurora.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap_err();
     assert!(
         matches!(&err, DatastoresError::Failed { kind: "Aurora instance", status, .. } if status == "incompatible-network"),
@@ -482,7 +490,7 @@ async fn a_refused_prod_destroy_makes_no_write() {
     s3.expect_describe().returning(move |_| Ok(Some(BucketInfo { tags: btags.clone(), ..Default::default() })));
     s3.expect_list_versions().returning(|_, _| Ok((vec![("a".into(), "v1".into()), ("b".into(), "v1".into())], None)));
     let ds = DatastoresProvisioner::new(
-        AuroraProvisioner::new(Arc::new(rds), Arc::new(MockSgApi::new())),
+        AuroraProvisioner::new(Arc::new(rds), Arc::new(MockSgApi::new()), Arc::new(MockSecretsApi::new())),
         RedisProvisioner::new(
             Arc::new(MockElastiCacheApi::new()),
             Arc::new(MockSgApi::new()),

@@ -82,6 +82,9 @@ pub struct EksConfig {
     pub checkip_url: String,
     /// Control-plane log types.
     pub log_types: Vec<String>,
+    /// Retention of the control-plane log group (test 7, prod 90 days).
+    #[serde(default = "default_log_retention")]
+    pub log_retention_days: i32,
     /// Extra admin principals (IAM role or user ARNs).
     #[serde(default)]
     pub admin_principals: Vec<String>,
@@ -138,6 +141,10 @@ impl std::fmt::Display for KubernetesAccess {
 
 /// Where `caller_address` mode learns this machine's public address.
 pub const DEFAULT_CHECKIP_URL: &str = "https://checkip.amazonaws.com/";
+
+fn default_log_retention() -> i32 {
+    90
+}
 
 fn default_checkip_url() -> String {
     DEFAULT_CHECKIP_URL.to_owned()
@@ -253,6 +260,10 @@ impl StackConfig {
                 kubernetes_access: KubernetesAccess::default(),
                 checkip_url: default_checkip_url(),
                 log_types: dify_stack_eks::ALL_LOG_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+                log_retention_days: match profile {
+                    Profile::Test => 7,
+                    Profile::Prod => 90,
+                },
                 admin_principals: Vec::new(),
                 node_group: NodeGroupSpec::for_environment(env),
                 addons: dify_stack_eks::DEFAULT_ADDONS.iter().map(|s| (*s).to_owned()).collect(),

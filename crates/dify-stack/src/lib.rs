@@ -308,7 +308,12 @@ impl Stack {
                 }
             ),
         };
-        vec![access]
+        let mut notes = vec![access];
+        notes.extend(dify_stack_eks::lifecycle::support_note(
+            &self.cfg.eks.kubernetes_version,
+            std::time::SystemTime::now(),
+        ));
+        notes
     }
 
     /// Converges the whole stack under the stack lock; returns every output. The outputs (no
@@ -376,11 +381,9 @@ impl Stack {
             let arn = arn.ok_or_else(|| StackError::Incomplete(format!("{what} secret is missing; apply first")))?;
             secrets.get_value(arn).await.map_err(StackError::from)
         };
-        let db = read(
-            out.aurora.as_ref().and_then(|a| a.master_secret_arn.as_ref().map(|s| s.to_string())),
-            "Aurora master",
-        )
-        .await?;
+        // The application role's secret, never the RDS-managed master secret (rotated every 7
+        // days: Dify would lose its database a week after install).
+        let db = read(out.aurora.as_ref().map(|a| a.app_secret.arn.to_string()), "Aurora application role").await?;
         let db_password: serde_json::Value = serde_json::from_str(db.expose_secret()).unwrap_or_default();
         let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.to_string()), "Redis AUTH").await?;
         let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.to_string()), "OpenSearch master").await?;

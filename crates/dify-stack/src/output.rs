@@ -74,7 +74,7 @@ impl StackOutput {
 /// The secret values the Helm values file carries, read from Secrets Manager.
 #[derive(Clone)]
 pub struct ValuesSecrets {
-    /// Aurora master password (RDS-managed secret).
+    /// The Aurora application role's password (`<stack>/aurora-app`).
     pub database_password: SecretString,
     /// Redis AUTH token.
     pub redis_password: SecretString,
@@ -135,7 +135,7 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets) -> Result<String,
             "enabled": true,
             "host": aurora.writer_endpoint,
             "port": aurora.port,
-            "user": aurora.master_username,
+            "user": aurora.app_username,
             "password": secrets.database_password.expose_secret(),
             "sslMode": "require",
             "databases": {

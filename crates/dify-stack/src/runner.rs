@@ -132,7 +132,7 @@ impl AwsRunner {
             network: NetworkProvisioner::from_conf(&sdk),
             node_sg: NodeSecurityGroupProvisioner::from_conf(&sdk),
             eks: EksProvisioner::from_conf(&sdk).with_external_node_security_group(),
-            aurora: AuroraProvisioner::new(ds.clone(), ds.clone()).with_data_policy(policy),
+            aurora: AuroraProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
             redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
             opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
             bucket: BucketProvisioner::new(ds.clone()).with_data_policy(policy),
@@ -287,7 +287,7 @@ impl TierRunner for AwsRunner {
                 let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
                 let bucket = up.bucket.as_ref().ok_or_else(|| missing(node, "bucket"))?;
                 let registry = up.registry.as_ref().ok_or_else(|| missing(node, "registry"))?;
-                let spec = wiring::iam_spec(cfg, eks, &bucket.name, registry);
+                let spec = wiring::iam_spec(cfg, ctx, eks, &bucket.name, registry);
                 let iam = self.iam(eks, KUBE_API_WAIT_CAP).await?;
                 NodeOutput::Iam(Box::new(iam.apply(ctx, &spec).await.map_err(|e| self.iam_err(&eks.endpoint, e))?))
             }
@@ -357,7 +357,7 @@ impl TierRunner for AwsRunner {
                     observed.cluster.as_ref().and_then(|c| c.endpoint.clone()).unwrap_or_default(),
                     observed.cluster.as_ref().and_then(|c| c.ca_data.clone()).unwrap_or_default(),
                 );
-                let mut spec = wiring::iam_spec(cfg, &eks_out, &bucket, &registry);
+                let mut spec = wiring::iam_spec(cfg, ctx, &eks_out, &bucket, &registry);
                 // Without a cluster there is no Kubernetes API to clean up.
                 spec.service_accounts &= observed.cluster.is_some();
                 let iam = if spec.service_accounts {
@@ -372,9 +372,10 @@ impl TierRunner for AwsRunner {
 }
 
 impl AwsRunner {
-    /// Plans every node in graph order. A node whose upstream is converged is planned against
-    /// the upstream's real outputs (read by a no-op apply of the converged upstream, which
-    /// only reads); otherwise against planned ids, so its resources show as to be created.
+    /// Plans every node in graph order, read-only by construction: no tier's `apply` runs. A
+    /// node whose upstream is converged is planned against the upstream's real outputs (its
+    /// [`Provisioner::output`] from the same observation); otherwise against planned ids, so its
+    /// resources show as to be created.
     pub(crate) async fn plan_all(&self) -> Result<crate::StackPlan, (Node, NodeError)> {
         use std::collections::BTreeMap;
 
@@ -396,39 +397,40 @@ impl AwsRunner {
                 }
             }};
         }
+        // Plan and output of a node whose upstream is known; only a diff against nothing when not.
+        macro_rules! plan_out {
+            ($node:expr, $prov:expr, $spec:expr, $ready:expr, $default:expr) => {{
+                if $ready {
+                    let (p, out) = $prov.plan_with_output(ctx, &$spec).await.map_err(|e| ($node, tier_err(e)))?;
+                    (p, out, false)
+                } else {
+                    ($prov.diff(ctx, &$spec, &$default), None, true)
+                }
+            }};
+        }
 
         // Network (no upstream).
         let net_spec = wiring::network_spec(cfg);
-        let p = self.network.plan(ctx, &net_spec).await.map_err(tier_err);
-        let p = p.map_err(err(Node::Network))?;
-        if p.is_empty() {
-            up.network = Some(self.network.apply(ctx, &net_spec).await.map_err(|e| (Node::Network, fail(e, true)))?);
-        }
+        let (p, out) = self.network.plan_with_output(ctx, &net_spec).await.map_err(|e| (Node::Network, tier_err(e)))?;
+        up.network = out;
         put(Node::Network, p, false);
         let net_ready = up.network.is_some();
         let net = up.network.clone().unwrap_or_else(|| wiring::planned_network(cfg));
 
         // Node security group.
         let sg_spec = wiring::node_sg_spec(&net);
-        let (p, pending) = plan_or_diff!(self.node_sg, sg_spec, net_ready, None);
-        let p = p.map_err(err(Node::NodeSecurityGroup))?;
-        if !pending && p.is_empty() {
-            up.node_security_group =
-                Some(self.node_sg.apply(ctx, &sg_spec).await.map_err(|e| (Node::NodeSecurityGroup, fail(e, true)))?);
-        }
+        let (p, out, pending) = plan_out!(Node::NodeSecurityGroup, self.node_sg, sg_spec, net_ready, None);
+        up.node_security_group = out;
         put(Node::NodeSecurityGroup, p, pending);
         let sg_ready = up.node_security_group.is_some();
         let sg = up.node_security_group.clone().unwrap_or_else(|| SecurityGroupId::new("sg-planned"));
 
         // EKS.
         let eks_spec = wiring::eks_spec(cfg, &net);
-        let (p, pending) = plan_or_diff!(self.eks, eks_spec, net_ready && sg_ready, Default::default());
-        let mut p = p.map_err(err(Node::Eks))?;
+        let (mut p, out, pending) = plan_out!(Node::Eks, self.eks, eks_spec, net_ready && sg_ready, Default::default());
         // The node security group is the node-security-group node's (listed there once).
         p.changes.retain(|c| !(c.resource.kind == "ec2:security-group" && c.action == dify_stack_core::Action::Create));
-        if !pending && p.is_empty() {
-            up.eks = Some(self.eks.apply(ctx, &eks_spec).await.map_err(|e| (Node::Eks, fail(e, true)))?);
-        }
+        up.eks = out;
         put(Node::Eks, p, pending);
 
         // Stores.
@@ -441,11 +443,9 @@ impl AwsRunner {
         let (p, pending) = plan_or_diff!(self.opensearch, ds, ready, Default::default());
         put(Node::OpenSearch, p.map_err(err(Node::OpenSearch))?, pending);
         let bucket_spec = wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
-        let (p, _) = plan_or_diff!(self.bucket, bucket_spec, true, None);
-        let p = p.map_err(err(Node::Bucket))?;
-        if p.is_empty() {
-            up.bucket = Some(self.bucket.apply(ctx, &bucket_spec).await.map_err(|e| (Node::Bucket, fail(e, true)))?);
-        }
+        let (p, out) =
+            self.bucket.plan_with_output(ctx, &bucket_spec).await.map_err(|e| (Node::Bucket, tier_err(e)))?;
+        up.bucket = out;
         put(Node::Bucket, p, false);
         let exists = dify_stack_datastores::secrets::secret_exists(ctx, self.ds.as_ref(), SecretKind::DifyApp)
             .await
@@ -464,16 +464,15 @@ impl AwsRunner {
 
         // Registry.
         let reg_spec = wiring::registry_spec(cfg);
-        let p = self.registry.plan(ctx, &reg_spec).await.map_err(|e| (Node::Registry, fail(e, true)))?;
-        if p.is_empty() {
-            up.registry = Some(self.registry.apply(ctx, &reg_spec).await.map_err(|e| (Node::Registry, fail(e, true)))?);
-        }
+        let (p, out) =
+            self.registry.plan_with_output(ctx, &reg_spec).await.map_err(|e| (Node::Registry, fail(e, true)))?;
+        up.registry = out;
         put(Node::Registry, p, false);
 
         // IAM.
         let p = match (&up.eks, &up.bucket, &up.registry) {
             (Some(eks), Some(bucket), Some(registry)) => {
-                let spec = wiring::iam_spec(cfg, eks, &bucket.name, registry);
+                let spec = wiring::iam_spec(cfg, ctx, eks, &bucket.name, registry);
                 let iam = self.iam(eks, KUBE_API_WAIT_CAP).await.map_err(err(Node::Iam))?;
                 (iam.plan(ctx, &spec).await.map_err(|e| (Node::Iam, self.iam_err(&eks.endpoint, e)))?, false)
             }
@@ -485,12 +484,33 @@ impl AwsRunner {
                     String::new(),
                 );
                 let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
-                let spec = wiring::iam_spec(cfg, &eks, &bucket, &registry);
+                let spec = wiring::iam_spec(cfg, ctx, &eks, &bucket, &registry);
                 let iam = IamProvisioner::from_conf(&self.sdk);
                 (iam.diff(ctx, &spec, &Default::default()), true)
             }
         };
         put(Node::Iam, p.0, p.1);
         Ok(crate::StackPlan { notes: Vec::new(), nodes })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    //! Placeholder upstream outputs for unit tests of the wiring.
+
+    /// An EKS output with placeholder ids.
+    pub(crate) fn eks_output() -> dify_stack_eks::EksOutput {
+        super::iam_inputs(
+            &crate::Profile::Test.config(),
+            "https://oidc.eks.us-west-2.amazonaws.com/id/X".into(),
+            String::new(),
+            String::new(),
+        )
+        .0
+    }
+
+    /// A registry output with placeholder ids.
+    pub(crate) fn registry_output() -> dify_stack_registry::RegistryOutput {
+        super::iam_inputs(&crate::Profile::Test.config(), String::new(), String::new(), String::new()).1
     }
 }

@@ -161,6 +161,18 @@ fn validation_catalogue_reports_every_path() {
             "eks.endpoint.public_access_cidrs",
         ),
         ("checkip not a URL", |c| c.eks.checkip_url = "checkip".into(), "eks.checkip_url"),
+        ("log retention", |c| c.eks.log_retention_days = 10, "eks.log_retention_days"),
+        (
+            "bucket key alias",
+            |c| c.datastores.bucket.kms_key_id = Some("alias/s3".into()),
+            "datastores.bucket.kms_key_id",
+        ),
+        ("EBS CSI without Pod Identity", |c| c.eks.addons.retain(|a| a != "eks-pod-identity-agent"), "eks.addons"),
+        (
+            "app user is master",
+            |c| c.datastores.aurora.app_username = "dify_admin".into(),
+            "datastores.aurora.app_username",
+        ),
         ("unknown log type", |c| c.eks.log_types.push("everything".into()), "eks.log_types[5]"),
         ("bad admin", |c| c.eks.admin_principals = vec!["bob".into()], "eks.admin_principals[0]"),
         ("ACU step", |c| c.datastores.aurora.min_acu = 0.7, "datastores.aurora.min_acu"),
@@ -560,4 +572,26 @@ fn an_unreachable_kubernetes_api_fails_naming_the_endpoint_and_the_fix() {
     let forbidden = dify_stack_iam::K8sError { status: Some(403), unreachable: false, ..unreachable };
     let e = runner.iam_err(endpoint, dify_stack_iam::IamError::Kubernetes(forbidden));
     assert!(!e.message.contains("cannot be reached"), "{}", e.message);
+}
+
+#[test]
+fn an_sse_kms_bucket_gives_the_s3_roles_its_key_by_arn() {
+    let mut cfg = Profile::Test.config();
+    let ctx = wiring::context(&cfg, Some("123456789012")).unwrap();
+    let eks = crate::runner::tests_support::eks_output();
+    let registry = crate::runner::tests_support::registry_output();
+    let bucket = dify_stack_core::ids::BucketName::new("b");
+    assert_eq!(wiring::iam_spec(&cfg, &ctx, &eks, &bucket, &registry).bucket_kms_key_arn, None);
+    cfg.datastores.bucket.kms_key_id = Some("1234abcd-12ab-34cd-56ef-1234567890ab".into());
+    assert_eq!(
+        wiring::iam_spec(&cfg, &ctx, &eks, &bucket, &registry).bucket_kms_key_arn.as_deref(),
+        Some("arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    );
+    let cn = wiring::context(&cfg.clone().with_region("cn-north-1"), Some("123456789012")).unwrap();
+    assert!(
+        wiring::iam_spec(&cfg, &cn, &eks, &bucket, &registry)
+            .bucket_kms_key_arn
+            .unwrap()
+            .starts_with("arn:aws-cn:kms:cn-north-1:")
+    );
 }

@@ -26,7 +26,7 @@ pub fn network_spec(cfg: &StackConfig) -> NetworkSpec {
         Some(e) => VpcSpec::Existing(e.clone()),
         None => VpcSpec::New(cfg.network.new.clone()),
     };
-    NetworkSpec { cluster_name: cfg.name.clone(), vpc }
+    NetworkSpec { cluster_name: cfg.name.clone(), vpc, node_instance_types: cfg.eks.node_group.instance_types.clone() }
 }
 
 /// Node security group spec (needs the VPC).
@@ -43,6 +43,7 @@ pub fn eks_spec(cfg: &StackConfig, net: &NetworkOutput) -> EksSpec {
         kubernetes_version: e.kubernetes_version.clone(),
         endpoint: e.endpoint.clone(),
         log_types: e.log_types.clone(),
+        log_retention_days: e.log_retention_days,
         admin_principals: e.admin_principals.clone(),
         node_group: e.node_group.clone(),
         addons: e.addons.clone(),
@@ -73,12 +74,20 @@ pub fn registry_spec(cfg: &StackConfig) -> RegistrySpec {
     cfg.registry.clone()
 }
 
-/// IAM spec (needs the OIDC issuer, the bucket name and the plugin repository ARN pattern).
-pub fn iam_spec(cfg: &StackConfig, eks: &EksOutput, bucket: &BucketName, registry: &RegistryOutput) -> IamSpec {
+/// IAM spec (needs the OIDC issuer, the bucket name and the plugin repository ARN pattern; the
+/// context gives the bucket key's ARN).
+pub fn iam_spec(
+    cfg: &StackConfig,
+    ctx: &Context,
+    eks: &EksOutput,
+    bucket: &BucketName,
+    registry: &RegistryOutput,
+) -> IamSpec {
     IamSpec {
         cluster_name: ClusterName::new(eks.cluster_name.as_str()),
         oidc_issuer_url: eks.oidc_issuer_url.clone(),
         bucket: bucket.clone(),
+        bucket_kms_key_arn: dify_stack_datastores::bucket::kms_key_arn(ctx, &cfg.datastores.bucket),
         plugin_repository_arn_pattern: Arn::new(&registry.plugin_repository_arn_pattern),
         namespace: cfg.iam.namespace.clone(),
         thumbprints: cfg.iam.thumbprints.clone(),
@@ -213,6 +222,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         cluster_name: ClusterName::new(&cfg.name),
         oidc_issuer_url: format!("https://oidc.eks.{}.{}/id/PLANNED", cfg.region, ctx.partition().dns_suffix()),
         bucket: BucketName::new(format!("{}-storage-123456789012", cfg.name)),
+        bucket_kms_key_arn: None,
         plugin_repository_arn_pattern: Arn::new("arn:aws:ecr:us-west-2:123456789012:repository/planned*"),
         namespace: cfg.iam.namespace.clone(),
         thumbprints: cfg.iam.thumbprints.clone(),

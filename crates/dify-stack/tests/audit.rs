@@ -269,34 +269,39 @@ async fn weaken(case: &str) -> (TestAccount, Vec<&'static str>) {
                 .to_owned();
             let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block("10.1.1.0/24").send().await.unwrap();
             use aws_sdk_eks::types::*;
-            aws_sdk_eks::Client::new(&a.config)
-                .create_cluster()
-                .name(STACK)
-                .role_arn(role.role().unwrap().arn())
-                .resources_vpc_config(
-                    VpcConfigRequest::builder()
-                        .subnet_ids(subnet.subnet().unwrap().subnet_id().unwrap())
-                        .endpoint_private_access(true)
-                        .endpoint_public_access(false)
-                        .build(),
-                )
-                .logging(
-                    Logging::builder()
-                        .cluster_logging(
-                            LogSetup::builder()
-                                .types(LogType::Api)
-                                .types(LogType::Audit)
-                                .types(LogType::Authenticator)
-                                .types(LogType::ControllerManager)
-                                .types(LogType::Scheduler)
-                                .enabled(true)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
+            let eks = aws_sdk_eks::Client::new(&a.config);
+            let role_arn = role.role().unwrap().arn().to_owned();
+            let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
+            let create = || {
+                eks.create_cluster()
+                    .name(STACK)
+                    .role_arn(&role_arn)
+                    .resources_vpc_config(
+                        VpcConfigRequest::builder()
+                            .subnet_ids(&subnet_id)
+                            .endpoint_private_access(true)
+                            .endpoint_public_access(false)
+                            .build(),
+                    )
+                    .logging(
+                        Logging::builder()
+                            .cluster_logging(
+                                LogSetup::builder()
+                                    .types(LogType::Api)
+                                    .types(LogType::Audit)
+                                    .types(LogType::Authenticator)
+                                    .types(LogType::ControllerManager)
+                                    .types(LogType::Scheduler)
+                                    .enabled(true)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .send()
+            };
+            // The role is moments old: EKS refuses it until IAM has propagated it (modelled by the
+            // strict emulator), so retry as every client must.
+            dify_stack_emulator::retry_while_role_propagates(create).await.unwrap();
             (a, vec!["EKS.4"])
         }
         "EKS.5" => {

@@ -67,6 +67,8 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         out.opensearch.as_ref().unwrap().endpoint.as_str(),
         out.bucket.as_ref().unwrap().name.as_str(),
         "dify_plugin_daemon",
+        // The application role, never the RDS-managed master user (its password rotates).
+        "user: dify_app",
     ] {
         assert!(values.contains(needle), "{needle} missing in\n{values}");
     }

@@ -163,6 +163,17 @@ pub struct AddonRole {
     pub role_arn: String,
 }
 
+/// A CloudWatch Logs log group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogGroupInfo {
+    /// Name, `/aws/eks/<cluster>/cluster`.
+    pub name: String,
+    /// Retention in days; `None` keeps the logs forever.
+    pub retention_days: Option<i32>,
+    /// Tags.
+    pub tags: Tags,
+}
+
 /// An IAM role with its attached managed policies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoleInfo {
@@ -335,6 +346,16 @@ pub trait EksApi: Send + Sync {
     ) -> Result<(), AwsError>;
     /// DeleteAccessEntry.
     async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError>;
+
+    // --- CloudWatch Logs (the control-plane log group)
+    /// DescribeLogGroups (exact name) + ListTagsLogGroup; `None` when it does not exist.
+    async fn describe_log_group(&self, name: String) -> Result<Option<LogGroupInfo>, AwsError>;
+    /// CreateLogGroup with tags.
+    async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError>;
+    /// PutRetentionPolicy.
+    async fn put_log_retention(&self, name: String, days: i32) -> Result<(), AwsError>;
+    /// DeleteLogGroup.
+    async fn delete_log_group(&self, name: String) -> Result<(), AwsError>;
 
     // --- IAM
     /// GetRole + ListAttachedRolePolicies; `None` when the role does not exist.

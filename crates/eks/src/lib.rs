@@ -14,6 +14,7 @@
 //! executor; failure states (`FAILED`, `CREATE_FAILED`, `DEGRADED`) end a wait at once.
 
 pub mod client;
+pub mod lifecycle;
 pub mod node_sg;
 pub mod provisioner;
 mod sdk;
@@ -29,7 +30,7 @@ use dify_stack_core::{AwsError, SpecErrors};
 pub use client::MockEksApi;
 pub use client::{
     AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
-    NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
+    LogGroupInfo, NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
 pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
 pub use provisioner::{EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version};

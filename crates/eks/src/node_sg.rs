@@ -81,6 +81,15 @@ impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
         plan
     }
 
+    fn output(
+        &self,
+        _ctx: &Context,
+        _spec: &NodeSecurityGroupSpec,
+        observed: &Option<SecurityGroupInfo>,
+    ) -> Option<SecurityGroupId> {
+        observed.as_ref().map(|sg| SecurityGroupId::new(&sg.id))
+    }
+
     async fn apply(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<SecurityGroupId> {
         if let Some(sg) = self.observe(ctx, spec).await? {
             return Ok(SecurityGroupId::new(sg.id));

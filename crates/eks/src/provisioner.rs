@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::client::{
     AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
-    NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
+    LogGroupInfo, NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
 use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};
 use crate::{EksError, Result};
@@ -59,6 +59,8 @@ pub struct Names {
     pub nodegroup: String,
     /// The EBS CSI driver's role (Pod Identity).
     pub ebs_csi_role: String,
+    /// The control-plane log group (the name EKS writes to; fixed by EKS).
+    pub log_group: String,
 }
 
 impl Names {
@@ -74,6 +76,7 @@ impl Names {
             launch_template: format!("{stack}-eks-nodes"),
             nodegroup: format!("{stack}-main"),
             ebs_csi_role: format!("{stack}-ebs-csi"),
+            log_group: format!("/aws/eks/{stack}/cluster"),
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct ObservedEks {
     pub ebs_csi_role: Option<RoleInfo>,
     /// KMS key.
     pub key: Option<KeyInfo>,
+    /// The control-plane log group, ours or not (one without our tag is never changed).
+    pub log_group: Option<LogGroupInfo>,
     /// Node security group.
     pub node_security_group: Option<SecurityGroupInfo>,
     /// Node launch template.
@@ -457,6 +462,52 @@ impl<C: EksApi> EksProvisioner<C> {
         Ok(arn)
     }
 
+    /// The control-plane log group with its retention, made before the cluster so EKS writes
+    /// into ours instead of creating one that never expires. One without our tag (made by EKS
+    /// for a cluster of an older version of this library, or by someone else) is left as is.
+    async fn ensure_log_group(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        names: &Names,
+        have: Option<&LogGroupInfo>,
+    ) -> Result<()> {
+        let name = &names.log_group;
+        let retention = match have {
+            Some(g) if !ctx.owns_tags(&g.tags) => {
+                tracing::warn!(log_group = %name, "the log group exists without our tag: its retention is left as is");
+                return Ok(());
+            }
+            Some(g) => g.retention_days,
+            None => {
+                let tags = ctx.tags_for(Tier::Eks, "log-group", name);
+                match self.client.create_log_group(name.clone(), tags).await {
+                    Ok(()) => None,
+                    // Our own earlier create whose response was lost: read it back, tags checked.
+                    Err(e) if e.is_already_exists() => {
+                        let g = self
+                            .client
+                            .describe_log_group(name.clone())
+                            .await
+                            .at("DescribeLogGroups", name)?
+                            .ok_or(e)
+                            .at("CreateLogGroup", name)?;
+                        self.check_owned(ctx, "log group", name, &g.tags)?;
+                        g.retention_days
+                    }
+                    Err(e) => return Err(e).at("CreateLogGroup", name),
+                }
+            }
+        };
+        if retention != Some(spec.log_retention_days) {
+            self.client
+                .put_log_retention(name.clone(), spec.log_retention_days)
+                .await
+                .at("PutRetentionPolicy", name)?;
+        }
+        Ok(())
+    }
+
     async fn ensure_key(&self, ctx: &Context, names: &Names, have: Option<&KeyInfo>) -> Result<KeyInfo> {
         let tags = ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias);
         let unaliased = match have {
@@ -697,6 +748,32 @@ fn tag_drift(change: Change, want: &Tags, have: &Tags) -> Change {
         .fold(change, |c, (k, v)| c.field(format!("tags.{k}"), have.get(k), Some(v)))
 }
 
+fn eks_output(
+    ctx: &Context,
+    cluster: &ClusterInfo,
+    node_sg: &str,
+    cluster_role: &str,
+    node_role: &str,
+    key_arn: &str,
+    nodegroup: &str,
+) -> EksOutput {
+    EksOutput {
+        cluster_name: ClusterName::new(&cluster.name),
+        cluster_arn: Arn::new(&cluster.arn),
+        kubernetes_version: cluster.version.clone(),
+        endpoint: cluster.endpoint.clone().unwrap_or_default(),
+        ca_data: cluster.ca_data.clone().unwrap_or_default(),
+        oidc_issuer_url: cluster.oidc_issuer.clone().unwrap_or_default(),
+        cluster_security_group_id: cluster.cluster_security_group_id.clone().map(SecurityGroupId::new),
+        node_security_group_id: SecurityGroupId::new(node_sg),
+        cluster_role_arn: RoleArn::new(cluster_role),
+        node_role_arn: RoleArn::new(node_role),
+        kms_key_arn: KmsKeyArn::new(key_arn),
+        nodegroup_name: nodegroup.to_owned(),
+        region: ctx.region().to_owned(),
+    }
+}
+
 fn push_if_changed(plan: &mut Plan, c: Change) {
     if !c.fields.is_empty() {
         plan.push(c);
@@ -731,6 +808,8 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
             o.key = Some(k);
         }
+        o.log_group =
+            self.client.describe_log_group(names.log_group.clone()).await.at("DescribeLogGroups", &names.log_group)?;
         let sg = self
             .client
             .find_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone())
@@ -823,6 +902,22 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 c = c.field("managed_policies", Some(list(&have.attached)), Some(list(&want.policies)));
             }
             push_if_changed(&mut plan, tag_drift(c, &tags, &have.tags));
+        }
+        let lg = ResourceRef::new("logs:log-group", &names.log_group);
+        match &o.log_group {
+            None => plan.push(Change::new(Action::Create, lg).field(
+                "retention_days",
+                None::<i32>,
+                Some(spec.log_retention_days),
+            )),
+            Some(g) if ctx.owns_tags(&g.tags) && g.retention_days != Some(spec.log_retention_days) => {
+                plan.push(Change::new(Action::Update, lg).field(
+                    "retention_days",
+                    g.retention_days,
+                    Some(spec.log_retention_days),
+                ))
+            }
+            _ => {}
         }
         let key_ref = ResourceRef::new("kms:key", format!("alias/{}", names.key_alias));
         match &o.key {
@@ -1038,6 +1133,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             Some(sg) => sg.id.clone(),
             None => create_node_security_group(&self.client, ctx, spec.vpc_id.as_str(), &names).await?,
         };
+        self.ensure_log_group(ctx, spec, &names, o.log_group.as_ref()).await?;
         let cluster = self.ensure_cluster(ctx, spec, &names, o.cluster.clone(), cluster_role.clone(), &key.arn).await?;
         self.ensure_access(ctx, spec, &names, &o.access).await?;
 
@@ -1213,21 +1309,19 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             futures::future::try_join_all(addon_waits.iter().map(|a| self.wait_addon(ctx, &cluster_name, a)));
         let (nodegroup, _) = futures::future::try_join(nodegroup_wait, addons_wait).await?;
 
-        Ok(EksOutput {
-            cluster_name: ClusterName::new(&cluster.name),
-            cluster_arn: Arn::new(&cluster.arn),
-            kubernetes_version: cluster.version.clone(),
-            endpoint: cluster.endpoint.clone().unwrap_or_default(),
-            ca_data: cluster.ca_data.clone().unwrap_or_default(),
-            oidc_issuer_url: cluster.oidc_issuer.clone().unwrap_or_default(),
-            cluster_security_group_id: cluster.cluster_security_group_id.clone().map(SecurityGroupId::new),
-            node_security_group_id: SecurityGroupId::new(node_sg),
-            cluster_role_arn: RoleArn::new(cluster_role),
-            node_role_arn: RoleArn::new(node_role),
-            kms_key_arn: KmsKeyArn::new(&key.arn),
-            nodegroup_name: nodegroup.name,
-            region: ctx.region().to_owned(),
-        })
+        Ok(eks_output(ctx, &cluster, &node_sg, &cluster_role, &node_role, &key.arn, &nodegroup.name))
+    }
+
+    fn output(&self, ctx: &Context, _spec: &EksSpec, o: &ObservedEks) -> Option<EksOutput> {
+        Some(eks_output(
+            ctx,
+            o.cluster.as_ref()?,
+            &o.node_security_group.as_ref()?.id,
+            &o.cluster_role.as_ref()?.arn,
+            &o.node_role.as_ref()?.arn,
+            &o.key.as_ref()?.arn,
+            &o.nodegroup.as_ref()?.name,
+        ))
     }
 
     /// Node group (wait gone) -> add-ons -> cluster (wait gone) -> launch template -> node
@@ -1292,6 +1386,13 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             .await?;
             deleted.push(ResourceRef::new("eks:cluster", &cluster).with_id(&c.arn));
         }
+        // The control-plane log group outlives the cluster unless deleted (EKS never removes it).
+        if let Some(g) = &o.log_group
+            && dify_stack_core::ignore_not_found(self.client.delete_log_group(g.name.clone()).await)
+                .at("DeleteLogGroup", &g.name)?
+        {
+            deleted.push(ResourceRef::new("logs:log-group", &g.name));
+        }
         if let Some(lt) = &o.launch_template
             && dify_stack_core::ignore_not_found(self.client.delete_launch_template(lt.id.clone()).await)
                 .at("DeleteLaunchTemplate", &lt.name)?
@@ -1340,6 +1441,12 @@ impl<C: EksApi> EksProvisioner<C> {
     /// is skipped (never touched) instead of failing, and add-on versions are not resolved.
     async fn observe_for_destroy(&self, ctx: &Context, spec: &EksSpec, names: &Names) -> Result<ObservedEks> {
         let mut o = ObservedEks::default();
+        o.log_group = self
+            .client
+            .describe_log_group(names.log_group.clone())
+            .await
+            .at("DescribeLogGroups", &names.log_group)?
+            .filter(|g| ctx.owns_tags(&g.tags));
         for (slot, name) in [
             (&mut o.cluster_role, &names.cluster_role),
             (&mut o.node_role, &names.node_role),

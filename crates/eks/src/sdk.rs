@@ -18,7 +18,7 @@ use dify_stack_core::{AwsError, AwsResultExt, Tags};
 
 use crate::client::{
     AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
-    NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
+    LogGroupInfo, NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
 
 /// The `podIdentityAssociations` of CreateAddon / UpdateAddon (EKS user guide, "Use Pod
@@ -43,6 +43,7 @@ pub struct SdkEks {
     iam: aws_sdk_iam::Client,
     kms: aws_sdk_kms::Client,
     ec2: aws_sdk_ec2::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl SdkEks {
@@ -53,6 +54,7 @@ impl SdkEks {
             iam: aws_sdk_iam::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
         }
     }
 }
@@ -777,6 +779,46 @@ impl EksApi for SdkEks {
             .send()
             .await
             .aws("TagResource")?;
+        Ok(())
+    }
+
+    async fn describe_log_group(&self, name: String) -> Result<Option<LogGroupInfo>, AwsError> {
+        let out = self.logs.describe_log_groups().log_group_name_prefix(&name).send().await.aws("DescribeLogGroups")?;
+        let Some(g) = out.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str())) else {
+            return Ok(None);
+        };
+        let retention_days = g.retention_in_days();
+        // ListTagsLogGroup takes the name (ListTagsForResource would need the ARN without its
+        // ":*" suffix).
+        #[allow(deprecated)]
+        let tags = self.logs.list_tags_log_group().log_group_name(&name).send().await.aws("ListTagsLogGroup")?;
+        Ok(Some(LogGroupInfo { name, retention_days, tags: hash_tags(tags.tags()) }))
+    }
+
+    async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        self.logs
+            .create_log_group()
+            .log_group_name(name)
+            .set_tags(Some(to_hash(&tags)))
+            .send()
+            .await
+            .aws("CreateLogGroup")?;
+        Ok(())
+    }
+
+    async fn put_log_retention(&self, name: String, days: i32) -> Result<(), AwsError> {
+        self.logs
+            .put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(days)
+            .send()
+            .await
+            .aws("PutRetentionPolicy")?;
+        Ok(())
+    }
+
+    async fn delete_log_group(&self, name: String) -> Result<(), AwsError> {
+        self.logs.delete_log_group().log_group_name(name).send().await.aws("DeleteLogGroup")?;
         Ok(())
     }
 

@@ -42,6 +42,11 @@ pub struct EksSpec {
     /// Control-plane log types to enable (default: all five).
     #[serde(default = "default_logs")]
     pub log_types: Vec<String>,
+    /// Retention of the control-plane log group `/aws/eks/<cluster>/cluster` (test 7, prod 90
+    /// days). The stack creates the group before the cluster (EKS would make it with no expiry)
+    /// and deletes it on destroy.
+    #[serde(default = "default_retention")]
+    pub log_retention_days: i32,
     /// IAM principal ARNs (users or roles) that get an access entry with
     /// `AmazonEKSClusterAdminPolicy`, besides the deploying principal (bootstrapped by EKS).
     #[serde(default)]
@@ -92,6 +97,13 @@ pub struct NodeGroupSpec {
 fn default_version() -> String {
     "1.33".to_owned()
 }
+/// The retention values CloudWatch Logs accepts (PutRetentionPolicy, `retentionInDays`).
+pub const LOG_RETENTION_DAYS: [i32; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+fn default_retention() -> i32 {
+    90
+}
 fn default_logs() -> Vec<String> {
     ALL_LOG_TYPES.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -133,6 +145,10 @@ impl EksSpec {
             kubernetes_version: default_version(),
             endpoint: EndpointSpec::default(),
             log_types: default_logs(),
+            log_retention_days: match environment {
+                Environment::Test => 7,
+                Environment::Prod => 90,
+            },
             admin_principals: Vec::new(),
             node_group: NodeGroupSpec::for_environment(environment),
             addons: default_addons(),
@@ -175,6 +191,13 @@ impl EksSpec {
                 ),
                 Ok(_) => {}
             }
+        }
+        if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {
+            errs.push(
+                "log_retention_days",
+                format!("CloudWatch Logs does not accept a retention of {} days", self.log_retention_days),
+                format!("one of {LOG_RETENTION_DAYS:?}"),
+            );
         }
         for (i, log) in self.log_types.iter().enumerate() {
             if !ALL_LOG_TYPES.contains(&log.as_str()) {

@@ -30,6 +30,7 @@ struct State {
     addons: BTreeMap<String, AddonInfo>,
     addon_script: VecDeque<&'static str>,
     access: BTreeMap<String, Vec<String>>,
+    log_group: Option<LogGroupInfo>,
     /// CreateCluster answers "role could not be assumed" this many times first.
     iam_rejections: u32,
     /// A stuck cluster: never leaves this status.
@@ -89,6 +90,29 @@ fn not_found(op: &'static str) -> AwsError {
 
 #[async_trait]
 impl EksApi for FakeEks {
+    async fn describe_log_group(&self, _name: String) -> Result<Option<LogGroupInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().log_group.clone())
+    }
+    async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("CreateLogGroup({name})"));
+        if s.log_group.is_some() {
+            return Err(AwsError::new("CreateLogGroup", "ResourceAlreadyExistsException", "exists"));
+        }
+        s.log_group = Some(LogGroupInfo { name, retention_days: None, tags });
+        Ok(())
+    }
+    async fn put_log_retention(&self, _name: String, days: i32) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("PutRetentionPolicy({days})"));
+        s.log_group.as_mut().ok_or_else(|| not_found("PutRetentionPolicy"))?.retention_days = Some(days);
+        Ok(())
+    }
+    async fn delete_log_group(&self, name: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteLogGroup({name})"));
+        s.log_group.take().map(|_| ()).ok_or_else(|| not_found("DeleteLogGroup"))
+    }
     async fn describe_cluster(&self, _name: String) -> Result<Option<ClusterInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeCluster".into());
@@ -610,6 +634,7 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
             "iam:role",
             "iam:role",
             "iam:role",
+            "logs:log-group",
             "kms:key",
             "ec2:security-group",
             "eks:cluster",
@@ -658,6 +683,13 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
             ["ebs-csi-controller-sa=arn:aws:iam::1:role/eks-t-ebs-csi"]
         );
         assert!(s.addons["coredns"].pod_identity_associations.is_empty());
+        // The control-plane log group, ours, made before the cluster with the profile's retention
+        // (EKS would make one that never expires, and never delete it).
+        let lg = s.log_group.as_ref().unwrap();
+        assert_eq!((lg.name.as_str(), lg.retention_days), ("/aws/eks/eks-t/cluster", Some(7)));
+        assert!(ctx.owns_tags(&lg.tags));
+        let made = s.calls.iter().position(|c| c.starts_with("CreateLogGroup")).unwrap();
+        assert!(made < s.calls.iter().position(|c| c == "CreateCluster").unwrap());
     }
     assert!(eks.plan(&ctx, &spec).await.unwrap().is_empty());
     let before = eks.client.writes().len();
@@ -781,7 +813,7 @@ async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
     eks.apply(&ctx, &s).await.unwrap();
     let mark = eks.client.calls().len();
     let deleted = eks.destroy(&ctx, &s).await.unwrap();
-    assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 3 + 1, "{deleted:?}");
+    assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 1 + 3 + 1, "{deleted:?}");
     let order: Vec<String> = eks.client.calls()[mark..]
         .iter()
         .filter(|c| c.starts_with("Delete") && !c.starts_with("DeleteAddon") || c.starts_with("Schedule"))
@@ -792,6 +824,7 @@ async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
         [
             "DeleteNodegroup",
             "DeleteCluster",
+            "DeleteLogGroup(/aws/eks/eks-t/cluster)",
             "DeleteLaunchTemplate",
             "DeleteSecurityGroup",
             "DeleteRole(eks-t-eks-cluster)",

@@ -47,7 +47,8 @@ async fn apply_from_empty_matches_the_spec_then_reapply_is_a_no_op_and_destroy_l
     let ctx = ctx("eks-e2e");
     let eks = EksProvisioner::from_conf(&env.account.config);
     let plan = eks.plan(&ctx, &env.spec).await.unwrap();
-    assert_eq!(plan.summary().create, 12, "{plan}");
+    // 13 from before, the EBS CSI role and the control-plane log group.
+    assert_eq!(plan.summary().create, 14, "{plan}");
     let out = eks.apply(&ctx, &env.spec).await.unwrap();
 
     // Cluster as STACK.md says.
@@ -112,6 +113,19 @@ async fn apply_from_empty_matches_the_spec_then_reapply_is_a_no_op_and_destroy_l
     let mut want_addons = DEFAULT_ADDONS.map(String::from).to_vec();
     want_addons.sort();
     assert_eq!(listed, want_addons);
+    // The EBS CSI driver: its controller's service account gets the Pod Identity role.
+    let ebs = env.eks.describe_addon().cluster_name("eks-e2e").addon_name("aws-ebs-csi-driver").send().await.unwrap();
+    assert_eq!(ebs.addon().unwrap().pod_identity_associations().len(), 1);
+    let role = env.iam.get_role().role_name("eks-e2e-ebs-csi").send().await.unwrap();
+    let trust = percent_encoding::percent_decode_str(role.role().unwrap().assume_role_policy_document().unwrap())
+        .decode_utf8()
+        .unwrap()
+        .into_owned();
+    assert!(trust.contains("pods.eks.amazonaws.com"), "{trust}");
+    // The control-plane log group: ours, with the profile's retention.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&env.account.config);
+    let groups = logs.describe_log_groups().log_group_name_prefix("/aws/eks/eks-e2e/").send().await.unwrap();
+    assert_eq!(groups.log_groups()[0].retention_in_days(), Some(7));
 
     // Re-apply: nothing planned, same output.
     assert!(eks.plan(&ctx, &env.spec).await.unwrap().is_empty());
@@ -132,7 +146,9 @@ async fn apply_from_empty_matches_the_spec_then_reapply_is_a_no_op_and_destroy_l
 
     // Destroy leaves nothing of ours; the key waits out its 7-day window.
     let deleted = eks.destroy(&ctx, &bigger).await.unwrap();
-    assert_eq!(deleted.len(), 12, "{deleted:?}");
+    assert_eq!(deleted.len(), 14, "{deleted:?}");
+    let groups = logs.describe_log_groups().log_group_name_prefix("/aws/eks/eks-e2e/").send().await.unwrap();
+    assert!(groups.log_groups().is_empty(), "the log group goes with the cluster");
     assert!(env.eks.list_clusters().send().await.unwrap().clusters().is_empty());
     assert!(env.iam.get_role().role_name("eks-e2e-eks-node").send().await.is_err());
     let lts = env.ec2.describe_launch_templates().send().await.unwrap();
@@ -190,16 +206,20 @@ async fn a_cluster_of_the_same_name_without_our_tag_is_refused_and_left_alone() 
         .unwrap()
         .arn()
         .to_owned();
-    env.eks
-        .create_cluster()
-        .name("eks-theirs")
-        .role_arn(role)
-        .resources_vpc_config(
-            aws_sdk_eks::types::VpcConfigRequest::builder().subnet_ids(env.spec.private_subnet_ids[0].as_str()).build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    dify_stack_emulator::retry_while_role_propagates(|| {
+        env.eks
+            .create_cluster()
+            .name("eks-theirs")
+            .role_arn(&role)
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids(env.spec.private_subnet_ids[0].as_str())
+                    .build(),
+            )
+            .send()
+    })
+    .await
+    .unwrap();
     let ctx = ctx("eks-theirs");
     let eks = EksProvisioner::from_conf(&env.account.config);
     let err = eks.apply(&ctx, &env.spec).await.unwrap_err();

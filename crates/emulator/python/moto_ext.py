@@ -63,7 +63,7 @@ def _addon_view(resp, cluster_name, addon):
     return {
         "addonName": addon["name"],
         "clusterName": cluster_name,
-        "status": "ACTIVE",
+        "status": addon.get("status", "ACTIVE"),
         "addonVersion": addon["version"],
         "addonArn": f"arn:aws:eks:{resp.region}:{resp.current_account}:addon/{cluster_name}/{addon['name']}/x",
         "tags": addon["tags"],
@@ -351,26 +351,69 @@ def _patch_rds():
 
 
 def _patch_rdsdata():
+    """The Data API in front of a PostgreSQL catalogue: databases, login roles, role membership and
+    database owners, for the statements dify-stack runs as the master user. Like PostgreSQL,
+    CREATE of an existing database or role fails ("already exists"), and ALTER DATABASE ... OWNER
+    TO a role needs the caller to be a member of that role (PostgreSQL docs, ALTER DATABASE: "you
+    must be able to SET ROLE to the new owning role")."""
+    from moto.core.exceptions import JsonRESTError
     from moto.rdsdata import models as data_models
 
     create = re.compile(r'^\s*CREATE\s+DATABASE\s+"?([A-Za-z0-9_]+)"?\s*;?\s*$', re.I)
-    listing = re.compile(r"^\s*SELECT\s+datname\s+FROM\s+pg_database", re.I)
+    listing = re.compile(r"^\s*SELECT\s+datname\s+FROM\s+pg_database\s*;?\s*$", re.I)
+    owned_by = re.compile(
+        r"^\s*SELECT\s+datname\s+FROM\s+pg_database\s+WHERE\s+pg_get_userbyid\(datdba\)\s*=\s*'([a-z0-9_]+)'", re.I
+    )
+    role_exists = re.compile(r"^\s*SELECT\s+rolname\s+FROM\s+pg_roles\s+WHERE\s+rolname\s*=\s*'([a-z0-9_]+)'", re.I)
+    create_role = re.compile(r'^\s*CREATE\s+ROLE\s+"?([a-z0-9_]+)"?\s+WITH\s+LOGIN\s+PASSWORD\s+\'([^\']*)\'', re.I)
+    alter_role = re.compile(r'^\s*ALTER\s+ROLE\s+"?([a-z0-9_]+)"?\s+WITH\s+LOGIN\s+PASSWORD\s+\'([^\']*)\'', re.I)
+    grant = re.compile(r'^\s*GRANT\s+"?([a-z0-9_]+)"?\s+TO\s+CURRENT_USER', re.I)
+    owner = re.compile(r'^\s*ALTER\s+DATABASE\s+"?([a-z0-9_]+)"?\s+OWNER\s+TO\s+"?([a-z0-9_]+)"?', re.I)
 
     def execute_statement(self, resource_arn, sql):
-        dbs = self.__dict__.setdefault("_dify_dbs", {}).setdefault(
-            resource_arn, ["postgres", "template0", "template1"]
+        state = self.__dict__.setdefault("_dify_pg", {}).setdefault(
+            resource_arn,
+            {"dbs": {"postgres": "master", "template0": "master", "template1": "master"}, "roles": {}, "member": set()},
         )
-        m = create.match(sql)
-        if m:
+        dbs, roles = state["dbs"], state["roles"]
+        rows = lambda values: data_models.QueryResults(records=[[{"stringValue": v}] for v in values])
+        if m := create.match(sql):
             if m.group(1) in dbs:
-                from moto.core.exceptions import JsonRESTError
-
                 raise JsonRESTError("BadRequestException", f'database "{m.group(1)}" already exists')
-            dbs.append(m.group(1))
-            return data_models.QueryResults(records=[])
+            dbs[m.group(1)] = "master"
+            return rows([])
         if listing.match(sql):
-            return data_models.QueryResults(records=[[{"stringValue": d}] for d in dbs])
-        return data_models.QueryResults(records=[])
+            return rows(list(dbs))
+        if m := owned_by.match(sql):
+            return rows([d for d, o in dbs.items() if o == m.group(1)])
+        if m := role_exists.match(sql):
+            return rows([m.group(1)] if m.group(1) in roles else [])
+        if m := create_role.match(sql):
+            if m.group(1) in roles:
+                raise JsonRESTError("BadRequestException", f'role "{m.group(1)}" already exists')
+            roles[m.group(1)] = m.group(2)
+            return rows([])
+        if m := alter_role.match(sql):
+            if m.group(1) not in roles:
+                raise JsonRESTError("BadRequestException", f'role "{m.group(1)}" does not exist')
+            roles[m.group(1)] = m.group(2)
+            return rows([])
+        if m := grant.match(sql):
+            if m.group(1) not in roles:
+                raise JsonRESTError("BadRequestException", f'role "{m.group(1)}" does not exist')
+            state["member"].add(m.group(1))
+            return rows([])
+        if m := owner.match(sql):
+            db, role = m.group(1), m.group(2)
+            if db not in dbs:
+                raise JsonRESTError("BadRequestException", f'database "{db}" does not exist')
+            if role not in roles:
+                raise JsonRESTError("BadRequestException", f'role "{role}" does not exist')
+            if role not in state["member"]:
+                raise JsonRESTError("BadRequestException", f'must be able to SET ROLE "{role}"')
+            dbs[db] = role
+            return rows([])
+        return rows([])
 
     data_models.RDSDataServiceBackend.execute_statement = execute_statement
 
@@ -698,6 +741,101 @@ def _check_token(response):
         )
 
 
+# Pending states: a cluster is CREATING after CreateCluster, UPDATING after UpdateClusterConfig
+# / UpdateClusterVersion and DELETING before it is gone; node groups and add-ons likewise pass
+# through CREATING, UPDATING and DELETING (EKS API reference: Cluster.status, Nodegroup.status,
+# Addon.status). CreateNodegroup and CreateAddon on a cluster that is not ACTIVE fail with
+# InvalidRequestException "Cluster '<name>' is not in ACTIVE status" (eksctl #2244).
+
+_eks_busy = {}  # (account, region, kind, cluster, name) -> (status, until, then: "ACTIVE" | "gone")
+
+
+def _eks_key(backend, kind, cluster, name=""):
+    return (backend.account_id, backend.region_name, kind, cluster, name)
+
+
+def _eks_settle(backend):
+    now = time.monotonic()
+    for key, (status, until, then) in list(_eks_busy.items()):
+        if key[:2] != (backend.account_id, backend.region_name):
+            continue
+        kind, cluster_name, name = key[2:]
+        cluster = backend.clusters.get(cluster_name)
+        if kind == "cluster":
+            target = cluster
+        elif kind == "nodegroup":
+            target = cluster.nodegroups.get(name) if cluster else None
+        else:
+            ext = backend.__dict__.get("_dify_ext", {}).get(cluster_name) or {"addons": {}}
+            target = ext["addons"].get(name) if cluster else None
+        if target is None:
+            _eks_busy.pop(key, None)
+            continue
+        if now < until:
+            _set_status(target, status)
+            continue
+        _eks_busy.pop(key, None)
+        if then == "ACTIVE":
+            _set_status(target, "ACTIVE")
+        elif kind == "cluster":
+            eks_models.EKSBackend._dify_orig_delete_cluster(backend, cluster_name)
+        elif kind == "nodegroup":
+            eks_models.EKSBackend._dify_orig_delete_nodegroup(backend, cluster_name, name)
+        else:
+            _state_of(backend, cluster_name)["addons"].pop(name, None)
+
+
+def _set_status(target, status):
+    if isinstance(target, dict):
+        target["status"] = status
+    else:
+        target.status = status
+
+
+def _state_of(backend, cluster_name):
+    ext = backend.__dict__.setdefault("_dify_ext", {})
+    return ext.setdefault(cluster_name, {"addons": {}, "access": {}})
+
+
+def _eks_busy_for(backend, kind, cluster, name, status, then):
+    _eks_busy[_eks_key(backend, kind, cluster, name)] = (status, time.monotonic() + PENDING, then)
+    _eks_settle(backend)
+
+
+def _require_active(backend, cluster_name):
+    _eks_settle(backend)
+    cluster = backend.clusters.get(cluster_name)
+    if cluster is not None and cluster.status != "ACTIVE":
+        from moto.eks.exceptions import InvalidRequestException
+
+        raise InvalidRequestException(
+            clusterName=cluster_name,
+            nodegroupName=None,
+            addonName=None,
+            message=f"Cluster '{cluster_name}' is not in ACTIVE status",
+        )
+
+
+# IAM is eventually consistent: EKS cannot assume a role created moments ago, and CreateCluster
+# fails with InvalidParameterException "Role with arn: ... could not be assumed because it does
+# not exist or the trusted entity is not correct" (IAM user guide, "Changes that I make are not
+# always immediately visible"; terraform-provider-aws retries this error on CreateCluster).
+def _require_role_propagated(backend, role_arn):
+    from moto.core.utils import utcnow
+    from moto.iam.models import iam_backends
+    from moto.utilities.utils import get_partition
+
+    iam = iam_backends[backend.account_id][get_partition(backend.region_name)]
+    role = next((r for r in iam.roles.values() if r.arn == role_arn), None)
+    if role is not None and (utcnow() - role.create_date).total_seconds() < PENDING:
+        raise InvalidParameterException(
+            clusterName=None,
+            nodegroupName=None,
+            addonName=None,
+            message=f"Role with arn: {role_arn}, could not be assumed because it does not exist or the trusted entity is not correct",
+        )
+
+
 def _patch_eks_strict():
     for name in ("create_cluster", "create_nodegroup", "create_addon"):
         orig = getattr(EKSResponse, name)
@@ -707,6 +845,126 @@ def _patch_eks_strict():
             return _orig(self)
 
         setattr(EKSResponse, name, checked)
+
+    B = eks_models.EKSBackend
+    for name in ("describe_cluster", "list_clusters", "describe_nodegroup", "list_nodegroups"):
+        orig = getattr(B, name)
+
+        def settled(self, *args, _orig=orig, **kwargs):
+            _eks_settle(self)
+            return _orig(self, *args, **kwargs)
+
+        setattr(B, name, settled)
+
+    orig_create_cluster = B.create_cluster
+
+    def create_cluster_pending(self, name, role_arn, *args, **kwargs):
+        _require_role_propagated(self, role_arn)
+        cluster = orig_create_cluster(self, name, role_arn, *args, **kwargs)
+        _eks_busy_for(self, "cluster", name, "", "CREATING", "ACTIVE")
+        return cluster
+
+    B.create_cluster = create_cluster_pending
+
+    for name in ("update_cluster_config", "update_cluster_version"):
+        orig = getattr(B, name, None)
+        if orig is None:
+            continue
+
+        def updating(self, cluster_name, *args, _orig=orig, **kwargs):
+            result = _orig(self, cluster_name, *args, **kwargs)
+            _eks_busy_for(self, "cluster", cluster_name, "", "UPDATING", "ACTIVE")
+            return result
+
+        setattr(B, name, updating)
+
+    B._dify_orig_delete_cluster = B.delete_cluster
+
+    def delete_cluster_pending(self, name):
+        _eks_settle(self)
+        cluster = self.clusters.get(name)
+        if cluster is None or cluster.nodegroups:
+            return B._dify_orig_delete_cluster(self, name)  # moto's not-found / in-use errors
+        _eks_busy_for(self, "cluster", name, "", "DELETING", "gone")
+        return cluster
+
+    B.delete_cluster = delete_cluster_pending
+
+    orig_create_nodegroup = B.create_nodegroup
+
+    def create_nodegroup_pending(self, cluster_name, node_role, nodegroup_name, *args, **kwargs):
+        _require_active(self, cluster_name)
+        ng = orig_create_nodegroup(self, cluster_name, node_role, nodegroup_name, *args, **kwargs)
+        _eks_busy_for(self, "nodegroup", cluster_name, nodegroup_name, "CREATING", "ACTIVE")
+        return ng
+
+    B.create_nodegroup = create_nodegroup_pending
+
+    for name in ("update_nodegroup_config", "update_nodegroup_version"):
+        orig = getattr(B, name, None)
+        if orig is None:
+            continue
+
+        def ng_updating(self, cluster_name, nodegroup_name, *args, _orig=orig, **kwargs):
+            result = _orig(self, cluster_name, nodegroup_name, *args, **kwargs)
+            _eks_busy_for(self, "nodegroup", cluster_name, nodegroup_name, "UPDATING", "ACTIVE")
+            return result
+
+        setattr(B, name, ng_updating)
+
+    def delete_nodegroup_pending(self, cluster_name, nodegroup_name):
+        _eks_settle(self)
+        cluster = self.clusters.get(cluster_name)
+        ng = cluster.nodegroups.get(nodegroup_name) if cluster else None
+        if ng is None:
+            return B._dify_orig_delete_nodegroup(self, cluster_name, nodegroup_name)
+        _eks_busy_for(self, "nodegroup", cluster_name, nodegroup_name, "DELETING", "gone")
+        return ng
+
+    B._dify_orig_delete_nodegroup = B.delete_nodegroup
+    B.delete_nodegroup = delete_nodegroup_pending
+
+    # Add-ons (modelled in this file): pending states and the ACTIVE-cluster rule.
+    orig_create_addon = EKSResponse.create_addon
+
+    def create_addon_pending(self):
+        cluster = self._get_param("name")
+        _require_active(self.eks_backend, cluster)
+        result = orig_create_addon(self)
+        _eks_busy_for(self.eks_backend, "addon", cluster, self._get_param("addonName"), "CREATING", "ACTIVE")
+        return result
+
+    EKSResponse.create_addon = create_addon_pending
+
+    orig_update_addon = EKSResponse.update_addon
+
+    def update_addon_pending(self):
+        result = orig_update_addon(self)
+        _eks_busy_for(self.eks_backend, "addon", self._get_param("name"), self._get_param("addonName"), "UPDATING", "ACTIVE")
+        return result
+
+    EKSResponse.update_addon = update_addon_pending
+
+    def delete_addon_pending(self):
+        cluster = self._get_param("name")
+        name = self._get_param("addonName")
+        _eks_settle(self.eks_backend)
+        addon = _state(self, cluster)["addons"].get(name)
+        if addon is None:
+            raise _not_found(f"No addon: {name} found in cluster: {cluster}", addon=name)
+        _eks_busy_for(self.eks_backend, "addon", cluster, name, "DELETING", "gone")
+        return ActionResult({"addon": _addon_view(self, cluster, addon)})
+
+    EKSResponse.delete_addon = delete_addon_pending
+
+    for name in ("describe_addon", "list_addons"):
+        orig = getattr(EKSResponse, name)
+
+        def addon_settled(self, _orig=orig):
+            _eks_settle(self.eks_backend)
+            return _orig(self)
+
+        setattr(EKSResponse, name, addon_settled)
 
 
 # ---------------------------------------------------------------- IAM + OpenSearch
@@ -761,9 +1019,217 @@ def _patch_opensearch_strict():
     os_models.OpenSearchServiceBackend.create_domain = create_domain
 
 
+# ---------------------------------------------------------------- a generic timer
+# Settles pending states by wall time: key -> (until, on_done). `on_done` runs once, on the first
+# call that settles after `until`.
+
+_timers = {}
+
+
+def _after(key, on_done):
+    _timers[key] = (time.monotonic() + PENDING, on_done)
+
+
+def _pending(key):
+    return key in _timers
+
+
+def _settle_all():
+    now = time.monotonic()
+    for key, (until, on_done) in list(_timers.items()):
+        if now >= until and _timers.pop(key, None) is not None:
+            on_done()
+
+
+# ---------------------------------------------------------------- EC2 NAT gateways
+# CreateNatGateway answers `pending` and the gateway becomes `available` later; DeleteNatGateway
+# moves it to `deleting`, then `deleted` (VPC user guide, "NAT gateway basics": states pending,
+# failed, available, deleting, deleted). Routes to a pending gateway are accepted.
+
+
+def _patch_nat_strict():
+    from moto.ec2.models.nat_gateways import NatGatewayBackend
+
+    orig_create = NatGatewayBackend.create_nat_gateway
+    orig_describe = NatGatewayBackend.describe_nat_gateways
+    orig_delete = NatGatewayBackend.delete_nat_gateway
+
+    def create(self, *args, **kwargs):
+        nat = orig_create(self, *args, **kwargs)
+        nat.state = "pending"
+        _after(("nat", nat.id), lambda: setattr(nat, "state", "available") if nat.state == "pending" else None)
+        return nat
+
+    def describe(self, *args, **kwargs):
+        _settle_all()
+        return orig_describe(self, *args, **kwargs)
+
+    def delete(self, nat_gateway_id):
+        nat = orig_delete(self, nat_gateway_id)
+        nat.state = "deleting"
+        _timers.pop(("nat", nat.id), None)
+        _after(("nat", nat.id), lambda: setattr(nat, "state", "deleted"))
+        return nat
+
+    NatGatewayBackend.create_nat_gateway = create
+    NatGatewayBackend.describe_nat_gateways = describe
+    NatGatewayBackend.delete_nat_gateway = delete
+
+
+# ---------------------------------------------------------------- RDS
+# DB clusters and instances are `creating` after their create call, `modifying` after a modify,
+# `deleting` before they are gone (RDS user guide, "Viewing Amazon Aurora DB cluster status" and
+# "DB instance status"). A cluster with instances cannot be deleted (moto models this); since an
+# instance stays a member while `deleting`, DeleteDBCluster is refused until it is gone.
+
+
+def _patch_rds_strict():
+    from moto.rds import models as rds_models
+    from moto.rds.exceptions import DBInstanceNotFoundError, InvalidParameterCombination
+
+    B = rds_models.RDSBackend
+
+    def busy(obj, status, key):
+        obj.status = status
+        _after(key, lambda: setattr(obj, "status", "available") if obj.status == status else None)
+
+    orig_create_cluster = B.create_db_cluster
+
+    def create_cluster(self, kwargs):
+        c = orig_create_cluster(self, kwargs)
+        busy(c, "creating", ("rds-cluster", self.account_id, c.db_cluster_identifier))
+        return c
+
+    orig_modify_cluster = B.modify_db_cluster
+
+    def modify_cluster(self, kwargs):
+        c = orig_modify_cluster(self, kwargs)
+        busy(c, "modifying", ("rds-cluster", self.account_id, c.db_cluster_identifier))
+        return c
+
+    orig_create_instance = B.create_db_instance
+
+    def create_instance(self, db_kwargs):
+        d = orig_create_instance(self, db_kwargs)
+        busy(d, "creating", ("rds-instance", self.account_id, d.db_instance_identifier))
+        return d
+
+    orig_delete_instance = B.delete_db_instance
+
+    def delete_instance(self, db_instance_identifier, *args, **kwargs):
+        _settle_all()
+        d = self.databases.get(db_instance_identifier)
+        if d is None:
+            raise DBInstanceNotFoundError(db_instance_identifier)
+        if d.deletion_protection:
+            raise InvalidParameterCombination(
+                "Cannot delete protected DB Instance, please disable deletion protection and try again."
+            )
+        key = ("rds-instance", self.account_id, db_instance_identifier)
+        if d.status != "deleting":
+            d.status = "deleting"
+            _timers.pop(key, None)
+            _after(key, lambda: orig_delete_instance(self, db_instance_identifier, *args, **kwargs))
+        return d
+
+    orig_delete_cluster = B.delete_db_cluster
+
+    def delete_cluster(self, cluster_identifier, snapshot_name=None):
+        _settle_all()
+        c = self.clusters.get(cluster_identifier)
+        key = ("rds-cluster", self.account_id, cluster_identifier)
+        if c is None or c.deletion_protection or c.members or c.status == "deleting":
+            if c is not None and c.status == "deleting":
+                return c
+            return orig_delete_cluster(self, cluster_identifier, snapshot_name)  # moto's errors
+        c.status = "deleting"
+        _timers.pop(key, None)
+        _after(key, lambda: orig_delete_cluster(self, cluster_identifier, snapshot_name))
+        return c
+
+    for name in ("describe_db_clusters", "describe_db_instances"):
+        orig = getattr(B, name)
+
+        def settled(self, *args, _orig=orig, **kwargs):
+            _settle_all()
+            return _orig(self, *args, **kwargs)
+
+        setattr(B, name, settled)
+
+    B.create_db_cluster = create_cluster
+    B.modify_db_cluster = modify_cluster
+    B.create_db_instance = create_instance
+    B.delete_db_instance = delete_instance
+    B.delete_db_cluster = delete_cluster
+
+
+# ---------------------------------------------------------------- OpenSearch domains
+# A new or changed domain reports Processing=true, and a VPC domain has no endpoint until it is
+# ready; DeleteDomain leaves it Deleted=true, Processing=true until it is gone (OpenSearch API
+# reference, DomainStatus: Processing, Endpoints "available only after the domain is created").
+
+
+def _patch_opensearch_pending():
+    from moto.opensearch import models as os_models
+
+    B = os_models.OpenSearchServiceBackend
+    orig_create = B.create_domain
+    orig_update = B.update_domain_config
+    orig_delete = B.delete_domain
+
+    def create(self, domain_name, *args, **kwargs):
+        d = orig_create(self, domain_name, *args, **kwargs)
+        d.processing = True
+        saved = (d.endpoint, d.endpoints)
+        d.endpoint, d.endpoints = None, None
+
+        def ready():
+            d.processing = False
+            d.endpoint, d.endpoints = saved
+
+        _after(("os", self.account_id, domain_name), ready)
+        return d
+
+    def update(self, domain_name, *args, **kwargs):
+        d = orig_update(self, domain_name, *args, **kwargs)
+        d.processing = True
+        key = ("os", self.account_id, domain_name)
+        if not _pending(key):
+            _after(key, lambda: setattr(d, "processing", False))
+        return d
+
+    def delete(self, domain_name):
+        _settle_all()
+        d = self.domains.get(domain_name)
+        if d is None or d.deleted:
+            return orig_delete(self, domain_name) if d is None else d
+        d.deleted = True
+        d.processing = True
+        key = ("os", self.account_id, domain_name)
+        _timers.pop(key, None)
+        _after(key, lambda: self.domains.pop(domain_name, None))
+        return d
+
+    for name in ("describe_domain", "describe_domains", "list_domain_names"):
+        orig = getattr(B, name)
+
+        def settled(self, *args, _orig=orig, **kwargs):
+            _settle_all()
+            return _orig(self, *args, **kwargs)
+
+        setattr(B, name, settled)
+
+    B.create_domain = create
+    B.update_domain_config = update
+    B.delete_domain = delete
+
+
 def install_strict():
     if not STRICT:
         return
+    _patch_nat_strict()
+    _patch_rds_strict()
+    _patch_opensearch_pending()
     _patch_elasticache_strict()
     _patch_ec2_strict()
     _patch_eks_strict()

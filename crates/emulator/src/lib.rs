@@ -694,3 +694,26 @@ mod tests {
         assert!(LAUNCHER.contains("\"-H\", \"127.0.0.1\""));
     }
 }
+
+/// Runs a test fixture's create call that names an IAM role made moments before (e.g. a foreign
+/// EKS cluster), retrying while the strict emulator answers as AWS does before IAM has
+/// propagated the role ("could not be assumed"). Library code has its own bounded retry; this is
+/// for fixtures that call the SDK directly. Gives up after 30 s with the last error.
+pub async fn retry_while_role_propagates<T, E, F, Fut>(mut op: F) -> Result<T, E>
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e) if format!("{e:?}").contains("could not be assumed") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(400));
+            }
+            other => return other,
+        }
+    }
+}

@@ -47,6 +47,10 @@ pub struct IamSpec {
     pub oidc_issuer_url: String,
     /// The storage bucket the S3 roles may use.
     pub bucket: BucketName,
+    /// The bucket's SSE-KMS key ARN, when it uses one: the S3 roles may then generate data keys
+    /// and decrypt with it.
+    #[serde(default)]
+    pub bucket_kms_key_arn: Option<String>,
     /// ARN pattern of the plugin repositories (`...:repository/<stack>-ee-plugin-repo*`).
     pub plugin_repository_arn_pattern: Arn,
     /// Kubernetes namespace of the Dify service accounts. Default `dify`.
@@ -267,6 +271,7 @@ impl<C: IamApi> IamProvisioner<C> {
         policy::permission_policy(
             ctx.partition(),
             spec.bucket.as_str(),
+            spec.bucket_kms_key_arn.as_deref(),
             spec.plugin_repository_arn_pattern.as_str(),
             kind,
         )

@@ -102,23 +102,31 @@ const ECR_PUSH_MANAGE: &[&str] = &[
 pub fn permission_policy(
     partition: Partition,
     bucket: &str,
+    bucket_kms_key_arn: Option<&str>,
     plugin_repository_arn_pattern: &str,
     kind: RoleKind,
 ) -> Value {
     let bucket_arn = partition.arn("s3", "", "", bucket);
-    let s3 = [
+    let mut s3 = vec![
         json!({"Sid": "StorageBucket", "Effect": "Allow",
                "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arn}),
         json!({"Sid": "StorageObjects", "Effect": "Allow",
                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
                "Resource": format!("{bucket_arn}/*")}),
     ];
+    // An SSE-KMS bucket: writing needs kms:GenerateDataKey and reading kms:Decrypt on the key,
+    // or S3 answers AccessDenied (S3 user guide, "Using server-side encryption with AWS KMS keys":
+    // permissions needed to upload and download).
+    if let Some(key) = bucket_kms_key_arn {
+        s3.push(json!({"Sid": "StorageKey", "Effect": "Allow",
+                       "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": key}));
+    }
     let token = json!({"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"});
     let statements: Vec<Value> = match kind {
-        RoleKind::S3 => s3.to_vec(),
+        RoleKind::S3 => s3,
         RoleKind::S3Ecr => {
             let actions: Vec<&str> = ECR_PULL.iter().chain(ECR_PUSH_MANAGE).copied().collect();
-            let mut v = s3.to_vec();
+            let mut v = s3;
             v.push(json!({"Sid": "PluginRepositories", "Effect": "Allow", "Action": actions, "Resource": plugin_repository_arn_pattern}));
             v.push(token);
             v
@@ -203,14 +211,14 @@ mod tests {
     #[test]
     fn permission_policies_golden_for_aws_and_aws_cn() {
         let golden_aws = r#"{"Statement":[{"Action":["s3:ListBucket","s3:GetBucketLocation"],"Effect":"Allow","Resource":"arn:aws:s3:::dify-test-storage-123456789012","Sid":"StorageBucket"},{"Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload","s3:ListMultipartUploadParts"],"Effect":"Allow","Resource":"arn:aws:s3:::dify-test-storage-123456789012/*","Sid":"StorageObjects"}],"Version":"2012-10-17"}"#;
-        let p = permission_policy(Partition::Aws, "dify-test-storage-123456789012", "unused", RoleKind::S3);
+        let p = permission_policy(Partition::Aws, "dify-test-storage-123456789012", None, "unused", RoleKind::S3);
         assert_eq!(p.to_string(), golden_aws);
 
         let repo = "arn:aws-cn:ecr:cn-north-1:123456789012:repository/dify-test-ee-plugin-repo*";
         let golden_cn = r#"{"Statement":[{"Action":["ecr:BatchCheckLayerAvailability","ecr:BatchGetImage","ecr:GetDownloadUrlForLayer","ecr:DescribeImages","ecr:ListImages"],"Effect":"Allow","Resource":"arn:aws-cn:ecr:cn-north-1:123456789012:repository/dify-test-ee-plugin-repo*","Sid":"PluginRepositoriesPull"},{"Action":"ecr:GetAuthorizationToken","Effect":"Allow","Resource":"*","Sid":"EcrLogin"}],"Version":"2012-10-17"}"#;
-        let p = permission_policy(Partition::AwsCn, "b", repo, RoleKind::EcrImagePull);
+        let p = permission_policy(Partition::AwsCn, "b", None, repo, RoleKind::EcrImagePull);
         assert_eq!(p.to_string(), golden_cn);
-        let s3ecr = permission_policy(Partition::AwsCn, "b", repo, RoleKind::S3Ecr);
+        let s3ecr = permission_policy(Partition::AwsCn, "b", None, repo, RoleKind::S3Ecr);
         assert!(s3ecr.to_string().contains("arn:aws-cn:s3:::b/*"));
         assert!(!s3ecr.to_string().contains("arn:aws:"), "no commercial ARNs in China");
     }
@@ -218,7 +226,12 @@ mod tests {
     #[test]
     fn no_policy_grants_a_wildcard_beyond_the_ecr_login() {
         for kind in RoleKind::ALL {
-            let p = permission_policy(Partition::Aws, "b", "arn:aws:ecr:r:1:repository/x*", kind);
+            let p = permission_policy(Partition::Aws, "b", None, "arn:aws:ecr:r:1:repository/x*", kind);
+            assert!(wildcard_grants(&p).is_empty(), "{kind:?}: {:?}", wildcard_grants(&p));
+            let key = "arn:aws:kms:us-west-2:1:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+            let p = permission_policy(Partition::Aws, "b", Some(key), "arn:aws:ecr:r:1:repository/x*", kind);
+            // The bucket key's rights go exactly to the roles with the bucket's rights.
+            assert_eq!(p.to_string().contains(key), kind != RoleKind::EcrImagePull, "{kind:?}: {p}");
             assert!(wildcard_grants(&p).is_empty(), "{kind:?}: {:?}", wildcard_grants(&p));
         }
         let bad = json!({"Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}});

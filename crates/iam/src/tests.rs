@@ -167,6 +167,7 @@ fn spec() -> IamSpec {
         cluster_name: "k8s-unit".into(),
         oidc_issuer_url: ISSUER.into(),
         bucket: "b".into(),
+        bucket_kms_key_arn: None,
         plugin_repository_arn_pattern: "arn:aws:ecr:us-west-2:1:repository/k8s-unit-ee-plugin-repo*".into(),
         namespace: "dify".into(),
         thumbprints: vec![],
@@ -206,6 +207,7 @@ fn converged_iam() -> MockIamApi {
             policy::permission_policy(
                 dify_stack_core::Partition::Aws,
                 "b",
+                None,
                 spec().plugin_repository_arn_pattern.as_str(),
                 kind,
             )

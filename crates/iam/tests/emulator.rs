@@ -18,6 +18,7 @@ fn spec(cluster: &str) -> IamSpec {
         cluster_name: cluster.into(),
         oidc_issuer_url: ISSUER.into(),
         bucket: format!("{cluster}-storage-123456789012").as_str().into(),
+        bucket_kms_key_arn: None,
         plugin_repository_arn_pattern: format!(
             "arn:aws:ecr:us-west-2:123456789012:repository/{cluster}-ee-plugin-repo*"
         )

@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, Filter as SdkFilter, NatGatewayState, ResourceType, Tag, TagSpecification,
     VpcAttributeName,
 };
-use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use dify_stack_core::ids::{
     AllocationId, InternetGatewayId, NatGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId,
 };
@@ -40,8 +38,10 @@ impl Filter {
 /// An availability zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZoneInfo {
-    /// Zone name, e.g. `us-west-2a`.
+    /// Zone name, e.g. `us-west-2a` (the name-to-zone mapping differs per account).
     pub name: String,
+    /// Zone ID, e.g. `usw2-az1` (the same physical zone in every account).
+    pub id: String,
     /// State is `available`.
     pub available: bool,
     /// `availability-zone`, `local-zone` or `wavelength-zone`.
@@ -237,6 +237,8 @@ pub struct SecurityGroupInfo {
 pub trait Ec2Api: Send + Sync {
     /// DescribeAvailabilityZones (all zones of the region).
     async fn describe_zones(&self) -> Result<Vec<ZoneInfo>, AwsError>;
+    /// DescribeInstanceTypeOfferings by zone ID: the zone IDs where `instance_type` is offered.
+    async fn instance_type_zone_ids(&self, instance_type: String) -> Result<Vec<String>, AwsError>;
     /// DescribeVpcs.
     async fn describe_vpcs(&self, filters: Vec<Filter>) -> Result<Vec<VpcInfo>, AwsError>;
     /// DescribeVpcAttribute for both DNS attributes.
@@ -288,9 +290,10 @@ pub trait Ec2Api: Send + Sync {
     ) -> Result<NatInfo, AwsError>;
     /// DeleteNatGateway.
     async fn delete_nat_gateway(&self, nat: NatGatewayId) -> Result<(), AwsError>;
-    /// The SDK `NatGatewayAvailable` waiter. `Ok(false)` when `max_wait` passed first.
+    /// Waits until the NAT gateways are `available` (a `failed` one is an error). `Ok(false)` when
+    /// `max_wait` passed first.
     async fn wait_nat_gateways_available(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError>;
-    /// The SDK `NatGatewayDeleted` waiter. `Ok(false)` when `max_wait` passed first.
+    /// Waits until the NAT gateways are `deleted` or gone. `Ok(false)` when `max_wait` passed first.
     async fn wait_nat_gateways_deleted(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError>;
     /// CreateRouteTable with tags.
     async fn create_route_table(&self, vpc: VpcId, tags: Tags) -> Result<RouteTableInfo, AwsError>;
@@ -450,16 +453,32 @@ fn route_table_info(t: &aws_sdk_ec2::types::RouteTable) -> RouteTableInfo {
     }
 }
 
-fn waited<T, O, E>(operation: &'static str, result: Result<T, WaiterError<O, E>>) -> Result<bool, AwsError>
-where
-    O: std::fmt::Debug + Send + Sync + 'static,
-    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + Send + Sync + 'static,
-{
-    match result {
-        Ok(_) => Ok(true),
-        Err(WaiterError::ExceededMaxWait(_)) => Ok(false),
-        Err(WaiterError::OperationFailed(e)) => Err(AwsError::from_sdk(operation, e.into_error())),
-        Err(other) => Err(AwsError::new(operation, "WaiterFailed", format!("{other:?}"))),
+impl SdkEc2 {
+    /// Polls DescribeNatGateways until `done` holds, for at most `max_wait`: first after 0.1 s,
+    /// then doubling to 15 s. (The SDK waiters wait at least 15 s between polls; a NAT gateway
+    /// takes one to three minutes on AWS, so early polls end the wait sooner at a cost of a few
+    /// reads.) `Ok(false)` when `max_wait` passed first.
+    async fn poll_nats(
+        &self,
+        ids: Vec<NatGatewayId>,
+        max_wait: Duration,
+        done: impl Fn(&[NatInfo], &[NatGatewayId]) -> Result<bool, AwsError>,
+    ) -> Result<bool, AwsError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let filter = Filter::new("nat-gateway-id", ids.iter().map(NatGatewayId::as_str));
+            let found = self.describe_nat_gateways(vec![filter]).await?;
+            if done(&found, &ids)? {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = (delay * 2).min(Duration::from_secs(15));
+        }
     }
 }
 
@@ -472,10 +491,26 @@ impl Ec2Api for SdkEc2 {
             .iter()
             .map(|z| ZoneInfo {
                 name: z.zone_name().unwrap_or_default().to_owned(),
+                id: z.zone_id().unwrap_or_default().to_owned(),
                 available: z.state().map(|s| s.as_str() == "available").unwrap_or(false),
                 zone_type: z.zone_type().unwrap_or("availability-zone").to_owned(),
             })
             .collect())
+    }
+
+    async fn instance_type_zone_ids(&self, instance_type: String) -> Result<Vec<String>, AwsError> {
+        let offerings: Vec<_> = self
+            .client
+            .describe_instance_type_offerings()
+            .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZoneId)
+            .filters(aws_sdk_ec2::types::Filter::builder().name("instance-type").values(instance_type).build())
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeInstanceTypeOfferings")?;
+        Ok(offerings.iter().filter_map(|o| o.location().map(str::to_owned)).collect())
     }
 
     async fn describe_vpcs(&self, filters: Vec<Filter>) -> Result<Vec<VpcInfo>, AwsError> {
@@ -756,15 +791,24 @@ impl Ec2Api for SdkEc2 {
     }
 
     async fn wait_nat_gateways_available(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError> {
-        let ids = ids.into_iter().map(NatGatewayId::into_inner).collect();
-        let result = self.client.wait_until_nat_gateway_available().set_nat_gateway_ids(Some(ids)).wait(max_wait).await;
-        waited("DescribeNatGateways", result)
+        self.poll_nats(ids, max_wait, |found, ids| {
+            if let Some(failed) = found.iter().find(|n| n.state == NatState::Failed) {
+                return Err(AwsError::new(
+                    "DescribeNatGateways",
+                    "NatGatewayFailed",
+                    format!("NAT gateway {} failed", failed.id),
+                ));
+            }
+            Ok(ids.iter().all(|id| found.iter().any(|n| &n.id == id && n.state == NatState::Available)))
+        })
+        .await
     }
 
     async fn wait_nat_gateways_deleted(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError> {
-        let ids = ids.into_iter().map(NatGatewayId::into_inner).collect();
-        let result = self.client.wait_until_nat_gateway_deleted().set_nat_gateway_ids(Some(ids)).wait(max_wait).await;
-        waited("DescribeNatGateways", result)
+        self.poll_nats(ids, max_wait, |found, ids| {
+            Ok(ids.iter().all(|id| found.iter().all(|n| &n.id != id || n.state == NatState::Deleted)))
+        })
+        .await
     }
 
     async fn create_route_table(&self, vpc: VpcId, tags: Tags) -> Result<RouteTableInfo, AwsError> {

@@ -73,7 +73,8 @@ pub enum NetworkError {
     },
     /// The region has fewer usable availability zones than the spec asks for. Permanent.
     #[error(
-        "region {region} has {found} available availability zone(s) ({zones:?}); the spec asks for {wanted}: lower vpc.az_count"
+        "region {region} has {found} availability zone(s) that can host the stack ({zones:?}); the spec asks for {wanted}{}: lower vpc.az_count, pick another node instance type, or another region",
+        if excluded.is_empty() { String::new() } else { format!(" (excluded: {})", excluded.join("; ")) }
     )]
     NotEnoughZones {
         /// The region.
@@ -84,6 +85,8 @@ pub enum NetworkError {
         found: usize,
         /// The usable zones.
         zones: Vec<String>,
+        /// The zones left out and why.
+        excluded: Vec<String>,
     },
     /// The existing VPC or its subnets do not fit the spec. Permanent: fix the ids.
     #[error("the existing VPC does not fit the spec:\n{0}")]

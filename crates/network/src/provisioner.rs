@@ -13,6 +13,7 @@ use futures::future::try_join_all;
 
 use crate::client::{
     AddressInfo, Ec2Api, Filter, IgwInfo, NatInfo, NatState, RouteTableInfo, RouteTarget, SdkEc2, SubnetInfo, VpcInfo,
+    ZoneInfo,
 };
 use crate::error::{Ctx, NetworkError, Result, Step};
 use crate::model::{
@@ -23,6 +24,8 @@ use crate::spec::{ExistingVpcSpec, NetworkSpec, NewVpcSpec, VpcSpec};
 
 /// Longest plausible NAT gateway create or delete (aws-durations.toml p95 is 150 s).
 pub const NAT_WAIT_CAP: Duration = Duration::from_secs(10 * 60);
+/// How long a write naming a just-created resource is retried while EC2 says it does not exist.
+pub const FRESH_ID_WAIT: Duration = Duration::from_secs(60);
 /// How long deletes are retried while AWS still reports dependencies (lingering ENIs, EIP
 /// release right after NAT deletion).
 pub const DEPENDENCY_RETRY_CAP: Duration = Duration::from_secs(20 * 60);
@@ -77,33 +80,98 @@ fn find<'a, T>(items: &'a [T], name: &str, tags: impl Fn(&T) -> &Tags) -> Option
     items.iter().find(|i| name_of(tags(i)) == name)
 }
 
+/// Zone IDs where EKS refuses control-plane subnets (UnsupportedAvailabilityZoneException;
+/// EKS user guide, "View Amazon EKS networking requirements for VPC and subnets"; the same list
+/// in eksctl's `pkg/az`). By ID: zone names map to different physical zones per account.
+pub const EKS_UNSUPPORTED_ZONE_IDS: [&str; 4] = ["use1-az3", "usw1-az2", "cac1-az3", "cnn1-az4"];
+
+/// The output of a new VPC: subnets by wanted name and role; EIPs, NAT gateways and route
+/// tables in the wanted order (public table first).
+fn new_output(
+    want: &Desired,
+    vpc: &VpcInfo,
+    subnets: &[SubnetInfo],
+    eips: &[AddressInfo],
+    nats: &[NatInfo],
+    tables: &[RouteTableInfo],
+) -> NetworkOutput {
+    let out = |role: SubnetRole| -> Vec<SubnetOutput> {
+        want.subnets()
+            .filter(|s| s.role == role)
+            .filter_map(|s| subnets.iter().find(|x| name_of(&x.tags) == s.named.name))
+            .map(|s| SubnetOutput { id: s.id.clone(), az: s.az.clone(), cidr: s.cidr.clone() })
+            .collect()
+    };
+    NetworkOutput {
+        vpc_id: vpc.id.clone(),
+        vpc_cidr: vpc.cidr.clone(),
+        public_subnets: out(SubnetRole::Public),
+        private_subnets: out(SubnetRole::Private),
+        nat_gateways: nats
+            .iter()
+            .zip(eips)
+            .map(|(n, e)| NatOutput {
+                id: n.id.to_string(),
+                public_ip: n.public_ip.clone().or_else(|| e.public_ip.clone()),
+                subnet_id: n.subnet_id.clone(),
+            })
+            .collect(),
+        public_route_table: tables.first().map(|t| t.id.to_string()),
+        private_route_tables: tables.iter().skip(1).map(|t| t.id.to_string()).collect(),
+        owned: true,
+    }
+}
+
 impl<C: Ec2Api> NetworkProvisioner<C> {
-    async fn usable_zones(&self, ctx: &Context, wanted: usize) -> Result<Vec<String>> {
-        let mut zones: Vec<String> = self
+    /// The first `wanted` zones, in name order, that can host the stack: available
+    /// availability zones (not local or wavelength zones), not among the zone IDs where EKS
+    /// refuses control-plane subnets, and offering every node instance type.
+    async fn usable_zones(&self, ctx: &Context, spec: &NetworkSpec, wanted: usize) -> Result<Vec<String>> {
+        let mut zones: Vec<ZoneInfo> = self
             .client
             .describe_zones()
             .await
             .at(Step::Describe, "availability zones")?
             .into_iter()
             .filter(|z| z.available && z.zone_type == "availability-zone")
-            .map(|z| z.name)
             .collect();
-        zones.sort();
-        if zones.len() < wanted {
+        let mut excluded = Vec::new();
+        zones.retain(|z| {
+            let refused = EKS_UNSUPPORTED_ZONE_IDS.contains(&z.id.as_str());
+            if refused {
+                excluded.push(format!("{} ({}): EKS does not place control planes there", z.name, z.id));
+            }
+            !refused
+        });
+        for t in &spec.node_instance_types {
+            let offered =
+                self.client.instance_type_zone_ids(t.clone()).await.at(Step::Describe, "instance type offerings")?;
+            zones.retain(|z| {
+                let ok = offered.contains(&z.id);
+                if !ok {
+                    excluded.push(format!("{} ({}): {t} is not offered there", z.name, z.id));
+                }
+                ok
+            });
+        }
+        let mut names: Vec<String> = zones.into_iter().map(|z| z.name).collect();
+        names.sort();
+        if names.len() < wanted {
             return Err(NetworkError::NotEnoughZones {
                 region: ctx.region().to_owned(),
                 wanted,
-                found: zones.len(),
-                zones,
+                found: names.len(),
+                zones: names,
+                excluded,
             });
         }
-        zones.truncate(wanted);
-        Ok(zones)
+        names.truncate(wanted);
+        Ok(names)
     }
 
-    async fn observe_new(&self, ctx: &Context, new: &NewVpcSpec) -> Result<ObservedNew> {
+    async fn observe_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<ObservedNew> {
         let vpc_name = ctx.tag_name("vpc");
-        let (zones, named_vpcs) = tokio::try_join!(self.usable_zones(ctx, new.az_count as usize), async {
+        let (zones, named_vpcs) = tokio::try_join!(self.usable_zones(ctx, spec, new.az_count as usize), async {
             self.client
                 .describe_vpcs(vec![Filter::new("tag:Name", [vpc_name.as_str()])])
                 .await
@@ -470,7 +538,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     }
 
     async fn apply_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<NetworkOutput> {
-        let mut obs = self.observe_new(ctx, new).await?;
+        let mut obs = self.observe_new(ctx, spec, new).await?;
         let plan = Self::diff_new(ctx, spec, new, &obs);
         if plan.has_replacements() {
             let replaced: Vec<&Change> =
@@ -482,7 +550,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 });
             }
             self.replace(ctx, &plan).await?;
-            obs = self.observe_new(ctx, new).await?;
+            obs = self.observe_new(ctx, spec, new).await?;
         }
         let want = Desired::new(ctx, spec, new, &obs.zones);
 
@@ -501,10 +569,15 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         };
         let dns = obs.dns.unwrap_or(crate::client::DnsAttributes { support: false, hostnames: false });
         if !dns.support || !dns.hostnames {
-            self.client
-                .set_vpc_dns(vpc.id.clone(), (!dns.support).then_some(true), (!dns.hostnames).then_some(true))
-                .await
-                .at(Step::ModifyVpcAttribute, vpc.id.as_str())?;
+            self.fresh(ctx, "ModifyVpcAttribute", || {
+                self.client.set_vpc_dns(
+                    vpc.id.clone(),
+                    (!dns.support).then_some(true),
+                    (!dns.hostnames).then_some(true),
+                )
+            })
+            .await
+            .at(Step::ModifyVpcAttribute, vpc.id.as_str())?;
         }
         self.ensure_tags(vpc.id.as_str(), &want.vpc.tags, &vpc.tags).await?;
         // Duplicates (an SDK retry of a lost CreateVpc response) are empty: delete them.
@@ -514,7 +587,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
         // Subnets, concurrently.
         let subnets: Vec<SubnetInfo> =
-            try_join_all(want.subnets().map(|s| self.ensure_subnet(&vpc.id, s, &obs.subnets))).await?;
+            try_join_all(want.subnets().map(|s| self.ensure_subnet(ctx, &vpc.id, s, &obs.subnets))).await?;
         let subnet_id = |name: &str| subnets.iter().find(|s| name_of(&s.tags) == name).map(|s| s.id.clone());
 
         // Internet gateway.
@@ -527,7 +600,12 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .at(Step::CreateInternetGateway, &want.igw.name)?,
         };
         if !igw.attached_vpcs.contains(&vpc.id) {
-            match self.client.attach_internet_gateway(igw.id.clone(), vpc.id.clone()).await {
+            match self
+                .fresh(ctx, "AttachInternetGateway", || {
+                    self.client.attach_internet_gateway(igw.id.clone(), vpc.id.clone())
+                })
+                .await
+            {
                 Ok(()) => {}
                 // A retry whose first attempt was applied (the response was lost) is answered
                 // `Resource.AlreadyAssociated` (EC2 API error codes). Success only when the
@@ -587,7 +665,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 Some(i) => RouteTarget::NatGateway(nats[i].id.clone()),
             };
             let subnet_ids: Vec<SubnetId> = t.subnets.iter().filter_map(|n| subnet_id(n)).collect();
-            self.ensure_route_table(&vpc.id, t, target, subnet_ids, &obs.route_tables)
+            self.ensure_route_table(ctx, &vpc.id, t, target, subnet_ids, &obs.route_tables)
         }))
         .await?;
 
@@ -613,34 +691,31 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 nats: nats.iter().map(|x| x.id.clone()).collect(),
                 tables: tables.iter().map(|x| x.id.clone()).collect(),
             };
-            self.remove_twins(ctx, new, &used).await?;
+            self.remove_twins(ctx, spec, new, &used).await?;
         }
 
-        let out = |role: SubnetRole| -> Vec<SubnetOutput> {
-            want.subnets()
-                .filter(|s| s.role == role)
-                .filter_map(|s| subnets.iter().find(|x| name_of(&x.tags) == s.named.name))
-                .map(|s| SubnetOutput { id: s.id.clone(), az: s.az.clone(), cidr: s.cidr.clone() })
-                .collect()
-        };
-        Ok(NetworkOutput {
-            vpc_id: vpc.id.clone(),
-            vpc_cidr: vpc.cidr.clone(),
-            public_subnets: out(SubnetRole::Public),
-            private_subnets: out(SubnetRole::Private),
-            nat_gateways: nats
-                .iter()
-                .zip(&eips)
-                .map(|(n, e)| NatOutput {
-                    id: n.id.to_string(),
-                    public_ip: n.public_ip.clone().or_else(|| e.public_ip.clone()),
-                    subnet_id: n.subnet_id.clone(),
-                })
-                .collect(),
-            public_route_table: tables.first().map(|t| t.id.to_string()),
-            private_route_tables: tables.iter().skip(1).map(|t| t.id.to_string()).collect(),
-            owned: true,
-        })
+        Ok(new_output(&want, &vpc, &subnets, &eips, &nats, &tables))
+    }
+
+    /// A converged new VPC's output from the observation alone: every wanted EIP, NAT gateway
+    /// and route table found by name, in the wanted order.
+    fn observed_new_output(
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+        obs: &ObservedNew,
+    ) -> Option<NetworkOutput> {
+        let want = Desired::new(ctx, spec, new, &obs.zones);
+        let vpc = obs.vpc()?;
+        let eips: Vec<AddressInfo> =
+            want.eips.iter().map(|e| find(&obs.eips, &e.name, |a| &a.tags).cloned()).collect::<Option<_>>()?;
+        let nats: Vec<NatInfo> =
+            want.nats.iter().map(|n| find(&obs.nats, &n.name, |x| &x.tags).cloned()).collect::<Option<_>>()?;
+        let tables: Vec<RouteTableInfo> = want
+            .route_tables()
+            .map(|t| find(&obs.route_tables, &t.named.name, |r| &r.tags).cloned())
+            .collect::<Option<_>>()?;
+        Some(new_output(&want, vpc, &obs.subnets, &eips, &nats, &tables))
     }
 
     async fn ensure_tags(&self, id: &str, want: &Tags, have: &Tags) -> Result<()> {
@@ -651,18 +726,42 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         Ok(())
     }
 
-    async fn ensure_subnet(&self, vpc: &VpcId, s: &DesiredSubnet, observed: &[SubnetInfo]) -> Result<SubnetInfo> {
+    async fn ensure_subnet(
+        &self,
+        ctx: &Context,
+        vpc: &VpcId,
+        s: &DesiredSubnet,
+        observed: &[SubnetInfo],
+    ) -> Result<SubnetInfo> {
         if let Some(have) = find(observed, &s.named.name, |x| &x.tags) {
             self.ensure_tags(have.id.as_str(), &s.named.tags, &have.tags).await?;
             return Ok(have.clone());
         }
         let created = self
-            .client
-            .create_subnet(vpc.clone(), s.cidr.clone(), s.az.clone(), s.named.tags.clone())
+            .fresh(ctx, "CreateSubnet", || {
+                self.client.create_subnet(vpc.clone(), s.cidr.clone(), s.az.clone(), s.named.tags.clone())
+            })
             .await
             .at(Step::CreateSubnet, &s.named.name)?;
         tracing::info!(subnet = %created.id, name = %s.named.name, "created subnet");
         Ok(created)
+    }
+
+    /// Runs a write that names a resource this run may have created moments ago. EC2 is
+    /// eventually consistent: such a write can answer `Invalid<Kind>ID.NotFound` for a while
+    /// after the create returned (EC2 API reference, "Eventual consistency in the Amazon EC2
+    /// API": retry with exponential backoff). Not-found is retried for up to a minute; every
+    /// other answer is returned as is. Only for writes whose NotFound means "nothing was done".
+    async fn fresh<T, F, Fut>(&self, ctx: &Context, what: &'static str, op: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AwsError>>,
+    {
+        match wait::retry(what, &ctx.wait.capped(FRESH_ID_WAIT), ctx.cancellation(), AwsError::is_not_found, op).await {
+            Ok(v) => Ok(v),
+            Err(WaitError::Failed { source, .. }) => Err(source),
+            Err(e) => Err(AwsError::new(what, "Timeout", e.to_string())),
+        }
     }
 
     /// Creates a NAT gateway with a deterministic client token. A failed or lost response is
@@ -684,7 +783,8 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             &format!("create NAT gateway {name}"),
             &ctx.wait.capped(Duration::from_secs(120)),
             ctx.cancellation(),
-            AwsError::is_retryable,
+            // Transient errors, and the subnet or address just made not visible yet.
+            |e: &AwsError| e.is_retryable() || e.is_not_found(),
             || self.client.create_nat_gateway(subnet.clone(), eip.clone(), token.clone(), tags.clone()),
         )
         .await
@@ -718,6 +818,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
     async fn ensure_route_table(
         &self,
+        ctx: &Context,
         vpc: &VpcId,
         t: &DesiredRouteTable,
         target: RouteTarget,
@@ -737,7 +838,12 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .at(Step::CreateRouteTable, name)?,
         };
         match table.routes.iter().find(|r| r.destination == DEFAULT_ROUTE) {
-            None => match self.client.create_route(table.id.clone(), DEFAULT_ROUTE.into(), target.clone()).await {
+            None => match self
+                .fresh(ctx, "CreateRoute", || {
+                    self.client.create_route(table.id.clone(), DEFAULT_ROUTE.into(), target.clone())
+                })
+                .await
+            {
                 // A lost response to an earlier attempt: make sure it points where we want.
                 Err(e) if e.kind == ErrorKind::AlreadyExists => self
                     .client
@@ -764,7 +870,12 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .map(|a| a.id.clone());
             let done = match elsewhere {
                 Some(assoc) => self.client.replace_route_table_association(assoc, table.id.clone()).await.map(|_| ()),
-                None => self.client.associate_route_table(table.id.clone(), subnet.clone()).await.map(|_| ()),
+                None => self
+                    .fresh(ctx, "AssociateRouteTable", || {
+                        self.client.associate_route_table(table.id.clone(), subnet.clone())
+                    })
+                    .await
+                    .map(|_| ()),
             };
             match done {
                 Ok(()) => {}
@@ -793,8 +904,8 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     /// Deletes owned resources of this network that the run did not use (twins made by SDK
     /// retries of creates without an idempotency token). Route tables, NAT gateways and EIPs
     /// first, then subnets, the gateway and VPCs, as their dependencies require.
-    async fn remove_twins(&self, ctx: &Context, new: &NewVpcSpec, used: &Used) -> Result<()> {
-        let obs = self.observe_new(ctx, new).await?;
+    async fn remove_twins(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, used: &Used) -> Result<()> {
+        let obs = self.observe_new(ctx, spec, new).await?;
         for t in obs.route_tables.iter().filter(|t| !used.tables.contains(&t.id)) {
             tracing::warn!(table = %t.id, "removing a twin route table");
             self.delete_route_table(ctx, t).await?;
@@ -877,6 +988,26 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         Ok(())
     }
 
+    fn existing_output(existing: &ExistingVpcSpec, obs: &ObservedExisting) -> Option<NetworkOutput> {
+        let vpc = obs.vpc.clone()?;
+        let out = |ids: &[SubnetId]| -> Vec<SubnetOutput> {
+            ids.iter()
+                .filter_map(|id| obs.subnets.iter().find(|s| &s.id == id))
+                .map(|s| SubnetOutput { id: s.id.clone(), az: s.az.clone(), cidr: s.cidr.clone() })
+                .collect()
+        };
+        Some(NetworkOutput {
+            vpc_id: vpc.id,
+            vpc_cidr: vpc.cidr,
+            public_subnets: out(&existing.public_subnet_ids),
+            private_subnets: out(&existing.private_subnet_ids),
+            nat_gateways: Vec::new(),
+            public_route_table: None,
+            private_route_tables: Vec::new(),
+            owned: false,
+        })
+    }
+
     async fn apply_existing(&self, spec: &NetworkSpec, existing: &ExistingVpcSpec) -> Result<NetworkOutput> {
         let obs = self.observe_existing(existing).await?;
         Self::check_existing(existing, &obs)?;
@@ -889,23 +1020,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .collect();
             self.client.create_tags(vec![id.clone()], tags).await.at(Step::Tag, id)?;
         }
-        let Some(vpc) = obs.vpc else { unreachable!("checked above") };
-        let out = |ids: &[SubnetId]| -> Vec<SubnetOutput> {
-            ids.iter()
-                .filter_map(|id| obs.subnets.iter().find(|s| &s.id == id))
-                .map(|s| SubnetOutput { id: s.id.clone(), az: s.az.clone(), cidr: s.cidr.clone() })
-                .collect()
-        };
-        Ok(NetworkOutput {
-            vpc_id: vpc.id,
-            vpc_cidr: vpc.cidr,
-            public_subnets: out(&existing.public_subnet_ids),
-            private_subnets: out(&existing.private_subnet_ids),
-            nat_gateways: Vec::new(),
-            public_route_table: None,
-            private_route_tables: Vec::new(),
-            owned: false,
-        })
+        Ok(Self::existing_output(existing, &obs).expect("the VPC was checked to exist"))
     }
 }
 
@@ -1096,7 +1211,7 @@ impl<C: Ec2Api> Provisioner for NetworkProvisioner<C> {
 
     async fn observe(&self, ctx: &Context, spec: &NetworkSpec) -> Result<ObservedNetwork> {
         match &spec.vpc {
-            VpcSpec::New(new) => Ok(ObservedNetwork::New(self.observe_new(ctx, new).await?)),
+            VpcSpec::New(new) => Ok(ObservedNetwork::New(self.observe_new(ctx, spec, new).await?)),
             VpcSpec::Existing(existing) => {
                 let obs = self.observe_existing(existing).await?;
                 Self::check_existing(existing, &obs)?;
@@ -1110,6 +1225,14 @@ impl<C: Ec2Api> Provisioner for NetworkProvisioner<C> {
             (VpcSpec::New(new), ObservedNetwork::New(obs)) => Self::diff_new(ctx, spec, new, obs),
             (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => Self::diff_existing(spec, existing, obs),
             _ => Plan::new(),
+        }
+    }
+
+    fn output(&self, ctx: &Context, spec: &NetworkSpec, observed: &ObservedNetwork) -> Option<NetworkOutput> {
+        match (&spec.vpc, observed) {
+            (VpcSpec::New(new), ObservedNetwork::New(obs)) => Self::observed_new_output(ctx, spec, new, obs),
+            (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => Self::existing_output(existing, obs),
+            _ => None,
         }
     }
 

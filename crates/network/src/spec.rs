@@ -16,6 +16,10 @@ pub struct NetworkSpec {
     pub cluster_name: String,
     /// Where the VPC comes from.
     pub vpc: VpcSpec,
+    /// EC2 instance types the nodes will use: a new VPC's zones are those where every one is
+    /// offered (DescribeInstanceTypeOfferings). Empty: not checked.
+    #[serde(default)]
+    pub node_instance_types: Vec<String>,
 }
 
 /// New or existing VPC.
@@ -121,6 +125,7 @@ impl NetworkSpec {
         NetworkSpec {
             cluster_name: cluster_name.into(),
             vpc: VpcSpec::New(NewVpcSpec { az_count, ..Default::default() }),
+            node_instance_types: Vec::new(),
         }
     }
 

@@ -83,7 +83,7 @@ fn validation_reports_every_violation_with_its_path() {
             tag_subnets: false,
         };
         f(&mut e);
-        NetworkSpec { cluster_name: "unit".into(), vpc: VpcSpec::Existing(e) }
+        NetworkSpec { cluster_name: "unit".into(), vpc: VpcSpec::Existing(e), node_instance_types: Vec::new() }
     };
     let table: Vec<(&str, NetworkSpec, Vec<&str>)> = vec![
         ("host bits", new_spec(|n| n.cidr = net("10.0.0.1/16")), vec!["vpc.cidr"]),
@@ -240,8 +240,18 @@ fn reads(world: &ObservedNew) -> MockEc2Api {
     let mut m = MockEc2Api::new();
     let zones: Vec<ZoneInfo> = ["us-west-2d", "us-west-2c", "us-west-2b", "us-west-2a"]
         .iter()
-        .map(|z| ZoneInfo { name: z.to_string(), available: true, zone_type: "availability-zone".into() })
-        .chain([ZoneInfo { name: "us-west-2-lax-1a".into(), available: true, zone_type: "local-zone".into() }])
+        .map(|z| ZoneInfo {
+            name: z.to_string(),
+            id: format!("usw2-{z}"),
+            available: true,
+            zone_type: "availability-zone".into(),
+        })
+        .chain([ZoneInfo {
+            name: "us-west-2-lax-1a".into(),
+            id: "usw2-lax1-az1".into(),
+            available: true,
+            zone_type: "local-zone".into(),
+        }])
         .collect();
     m.expect_describe_zones().returning(move || Ok(zones.clone()));
     let w = world.clone();
@@ -305,13 +315,57 @@ async fn too_few_zones_is_a_clear_error() {
     let mut m = MockEc2Api::new();
     m.expect_describe_zones().returning(|| {
         Ok(vec![
-            ZoneInfo { name: "a".into(), available: true, zone_type: "availability-zone".into() },
-            ZoneInfo { name: "b".into(), available: false, zone_type: "availability-zone".into() },
+            ZoneInfo { name: "a".into(), id: "x-az1".into(), available: true, zone_type: "availability-zone".into() },
+            ZoneInfo { name: "b".into(), id: "x-az2".into(), available: false, zone_type: "availability-zone".into() },
         ])
     });
     m.expect_describe_vpcs().returning(|_| Ok(vec![]));
     let err = NetworkProvisioner::new(m).plan(&ctx(), &test_spec()).await.unwrap_err();
     assert!(matches!(err, NetworkError::NotEnoughZones { wanted: 2, found: 1, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn zones_eks_refuses_or_without_the_node_type_are_skipped_by_zone_id() {
+    // us-east-1: in this account "us-east-1a" is use1-az3, where EKS refuses control-plane
+    // subnets, and "us-east-1b" does not offer the node type. The old code took a and b.
+    let zone = |name: &str, id: &str| ZoneInfo {
+        name: name.into(),
+        id: id.into(),
+        available: true,
+        zone_type: "availability-zone".into(),
+    };
+    let zones = vec![
+        zone("us-east-1a", "use1-az3"),
+        zone("us-east-1b", "use1-az5"),
+        zone("us-east-1c", "use1-az1"),
+        zone("us-east-1d", "use1-az2"),
+    ];
+    let mut m = MockEc2Api::new();
+    let z = zones.clone();
+    m.expect_describe_zones().returning(move || Ok(z.clone()));
+    m.expect_instance_type_zone_ids()
+        .withf(|t| t == "m7g.xlarge")
+        .returning(|_| Ok(vec!["use1-az1".into(), "use1-az2".into(), "use1-az3".into()]));
+    m.expect_describe_vpcs().returning(|_| Ok(vec![]));
+    let ctx = Context::new("unit", Environment::Test, "us-east-1").unwrap();
+    let spec = NetworkSpec { node_instance_types: vec!["m7g.xlarge".into()], ..test_spec() };
+    let plan = NetworkProvisioner::new(m).plan(&ctx, &spec).await.unwrap();
+    let azs: std::collections::BTreeSet<&str> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.fields.iter().find(|f| f.path == "availability_zone")?.after.as_deref())
+        .collect();
+    assert_eq!(azs.into_iter().collect::<Vec<_>>(), ["us-east-1c", "us-east-1d"]);
+
+    // Three wanted, two can host: the error says which were left out and why.
+    let mut m = MockEc2Api::new();
+    m.expect_describe_zones().returning(move || Ok(zones.clone()));
+    m.expect_instance_type_zone_ids().returning(|_| Ok(vec!["use1-az1".into(), "use1-az2".into(), "use1-az3".into()]));
+    m.expect_describe_vpcs().returning(|_| Ok(vec![]));
+    let spec = NetworkSpec { node_instance_types: vec!["m7g.xlarge".into()], ..new_spec(|n| n.az_count = 3) };
+    let err = NetworkProvisioner::new(m).plan(&ctx, &spec).await.unwrap_err().to_string();
+    assert!(err.contains("us-east-1a (use1-az3): EKS does not place control planes there"), "{err}");
+    assert!(err.contains("us-east-1b (use1-az5): m7g.xlarge is not offered there"), "{err}");
 }
 
 #[tokio::test]
@@ -361,6 +415,46 @@ async fn a_nat_create_that_failed_is_retried_with_the_same_token_and_yields_one_
     assert_eq!(out.nat_gateways[1].id, lost.id.as_str());
 }
 
+#[tokio::test(start_paused = true)]
+async fn writes_naming_a_just_created_resource_are_retried_while_ec2_says_it_is_not_found() {
+    // A private route table is missing; the new table is not visible to CreateRoute and
+    // AssociateRouteTable for a moment (EC2 eventual consistency). The old code failed the node
+    // on the first InvalidRouteTableID.NotFound.
+    let spec = test_spec();
+    let mut world = converged(&spec);
+    let gone = world.route_tables.pop().unwrap();
+    let mut m = reads(&world);
+    m.expect_create_route_table().times(1).returning(|vpc, tags| {
+        Ok(RouteTableInfo { id: RouteTableId::new("rtb-new"), vpc_id: vpc, routes: vec![], associations: vec![], tags })
+    });
+    let routes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = routes.clone();
+    m.expect_create_route().returning(move |_, _, _| {
+        if r.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            Err(AwsError::new(
+                "CreateRoute",
+                "InvalidRouteTableID.NotFound",
+                "The routeTable ID 'rtb-new' does not exist",
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    let assocs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = assocs.clone();
+    m.expect_associate_route_table().returning(move |_, _| {
+        if a.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 1 {
+            Err(AwsError::new("AssociateRouteTable", "InvalidRouteTableID.NotFound", "not yet"))
+        } else {
+            Ok("rtbassoc-new".into())
+        }
+    });
+    let result = NetworkProvisioner::new(m).apply(&ctx(), &spec).await;
+    assert_eq!(routes.load(std::sync::atomic::Ordering::SeqCst), 3, "two not-found answers, then the route");
+    assert_eq!(assocs.load(std::sync::atomic::Ordering::SeqCst), gone.associations.len() + 1);
+    result.unwrap();
+}
+
 #[tokio::test]
 async fn a_failed_nat_is_replaced_without_allow_replace_and_with_a_fresh_token() {
     let spec = test_spec();
@@ -376,7 +470,12 @@ async fn a_failed_nat_is_replaced_without_allow_replace_and_with_a_fresh_token()
     m.expect_describe_zones().returning(move || {
         Ok(zones
             .iter()
-            .map(|z| ZoneInfo { name: z.clone(), available: true, zone_type: "availability-zone".into() })
+            .map(|z| ZoneInfo {
+                name: z.clone(),
+                id: format!("usw2-{z}"),
+                available: true,
+                zone_type: "availability-zone".into(),
+            })
             .collect())
     });
     let w = world.clone();
@@ -427,7 +526,12 @@ async fn a_same_named_vpc_without_our_tag_is_not_owned() {
     m.expect_describe_zones().returning(|| {
         Ok(["a", "b"]
             .iter()
-            .map(|z| ZoneInfo { name: z.to_string(), available: true, zone_type: "availability-zone".into() })
+            .map(|z| ZoneInfo {
+                name: z.to_string(),
+                id: format!("usw2-{z}"),
+                available: true,
+                zone_type: "availability-zone".into(),
+            })
             .collect())
     });
     m.expect_describe_vpcs().returning(|_| {

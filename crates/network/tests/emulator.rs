@@ -69,6 +69,8 @@ async fn check_topology(w: &World, stack: &str, azs: usize, nat: NatMode) {
     let spec = NetworkSpec {
         cluster_name: stack.into(),
         vpc: VpcSpec::New(NewVpcSpec { az_count: azs as u8, nat, ..Default::default() }),
+        // The zones must offer the node type (DescribeInstanceTypeOfferings by zone ID).
+        node_instance_types: vec!["m7g.xlarge".into()],
     };
     let out = w.network.apply(&ctx, &spec).await.unwrap();
     let nat_count = if nat == NatMode::Single { 1 } else { azs };
@@ -352,6 +354,7 @@ async fn existing_vpc_is_validated_tagged_on_request_and_never_deleted() {
             public_subnet_ids: vec![pub1.as_str().into()],
             tag_subnets,
         }),
+        node_instance_types: Vec::new(),
     };
 
     // Two private subnets in one AZ are rejected with the path.
@@ -404,11 +407,12 @@ async fn apply_resumes_after_a_crash_at_every_call() {
     use dify_stack_emulator::Cut;
     let emulator = Emulator::shared().unwrap();
     let spec = NetworkSpec::for_environment(Environment::Test, "net-crash");
-    // Retries of transient errors give up quickly: after the crash point every request fails.
+    // Retries of transient errors give up soon (after the crash point every request fails), yet
+    // waits outlast the strict emulator's pending states (NAT gateways are `pending` for 0.3 s).
     let ctx = ctx("net-crash", Environment::Test).with_wait(dify_stack_core::WaitPolicy {
         initial_interval: std::time::Duration::from_millis(5),
-        max_interval: std::time::Duration::from_millis(20),
-        max_wait: std::time::Duration::from_millis(100),
+        max_interval: std::time::Duration::from_millis(50),
+        max_wait: std::time::Duration::from_secs(3),
         ..Default::default()
     });
 

@@ -107,6 +107,19 @@ pub struct RegistryOutput {
     pub plugin_image_repo_prefix: String,
 }
 
+/// The tier's output from its two repositories.
+fn registry_output(app: &RepoInfo, plugin: &RepoInfo) -> RegistryOutput {
+    let repo = |r: &RepoInfo| RepositoryOutput { name: r.name.clone(), arn: r.arn.clone(), uri: r.uri.clone() };
+    let arn_prefix = plugin.arn.rsplit_once(":repository/").map(|(p, _)| p.to_owned()).unwrap_or_default();
+    let registry = plugin.uri.split('/').next().unwrap_or_default().to_owned();
+    RegistryOutput {
+        plugin_repository_arn_pattern: format!("{arn_prefix}:repository/{}*", plugin.name),
+        plugin_image_repo_prefix: format!("{registry}/{}", plugin.name),
+        app: repo(app),
+        plugin: repo(plugin),
+    }
+}
+
 /// An owned repository with what was read about it.
 #[derive(Debug, Clone)]
 pub struct ObservedRepo {
@@ -350,18 +363,18 @@ impl<C: EcrApi> Provisioner for RegistryProvisioner<C> {
                     have.info.clone()
                 }
             };
-            outputs.push(RepositoryOutput { name: info.name, arn: info.arn, uri: info.uri });
+            outputs.push(info);
         }
-        let plugin = outputs.pop().unwrap_or_else(|| unreachable!("two repositories"));
-        let app = outputs.pop().unwrap_or_else(|| unreachable!("two repositories"));
-        let arn_prefix = plugin.arn.rsplit_once(":repository/").map(|(p, _)| p.to_owned()).unwrap_or_default();
-        let registry = plugin.uri.split('/').next().unwrap_or_default().to_owned();
-        Ok(RegistryOutput {
-            plugin_repository_arn_pattern: format!("{arn_prefix}:repository/{}*", plugin.name),
-            plugin_image_repo_prefix: format!("{registry}/{}", plugin.name),
-            app,
-            plugin,
-        })
+        let [app, plugin]: [RepoInfo; 2] =
+            outputs.try_into().unwrap_or_else(|_| unreachable!("two repositories are wanted"));
+        Ok(registry_output(&app, &plugin))
+    }
+
+    fn output(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Option<RegistryOutput> {
+        let found: Vec<&RepoInfo> =
+            wanted(ctx, spec).iter().map(|w| observed.repos.get(&w.name).map(|r| &r.info)).collect::<Option<_>>()?;
+        let [app, plugin] = found.as_slice() else { return None };
+        Some(registry_output(app, plugin))
     }
 
     /// Deletes our two repositories and the run-time plugin repositories. When any of them holds

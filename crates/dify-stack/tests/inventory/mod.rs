@@ -153,6 +153,15 @@ pub(crate) async fn inventory(config: &SdkConfig, stack: &str) -> Vec<String> {
             out.push(format!("secret {}", s.name().unwrap_or("?")));
         }
     }
+    let logs = aws_sdk_cloudwatchlogs::Client::new(config);
+    for g in logs.describe_log_groups().send().await.unwrap().log_groups() {
+        let name = g.log_group_name().unwrap_or_default();
+        #[allow(deprecated)]
+        let t = logs.list_tags_log_group().log_group_name(name).send().await.unwrap();
+        if t.tags().and_then(|t| t.get(TAG)).is_some_and(|v| v == stack) {
+            out.push(format!("log-group {name}"));
+        }
+    }
     out.sort();
     out
 }

@@ -199,6 +199,30 @@ impl AwsRunner {
         Ok(wiring::datastores_spec(&self.cfg, &net, &SecurityGroupId::new("sg-none")))
     }
 
+    /// The cluster's Kubernetes API for deleting the objects that make load balancers, when this
+    /// machine talks to it (not role-only) and the cluster exists; bounded so destroy never
+    /// waits on an API it cannot reach.
+    async fn load_balancer_objects(
+        &self,
+        spec: &dify_stack_eks::EksSpec,
+    ) -> Option<dify_stack_eks::load_balancers::KubeLoadBalancerObjects> {
+        if !wiring::creates_service_accounts(&self.cfg) {
+            return None;
+        }
+        let observed = self.eks.observe(&self.ctx, spec).await.ok()?;
+        let cluster = observed.cluster?;
+        let (eks, _) = iam_inputs(
+            &self.cfg,
+            cluster.oidc_issuer.clone().unwrap_or_default(),
+            cluster.endpoint.clone()?,
+            cluster.ca_data.clone()?,
+        );
+        let credentials = self.sdk.credentials_provider()?;
+        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        let client = dify_stack_eks::kube_client(&eks, &tokens).await.ok()?;
+        Some(dify_stack_eks::load_balancers::KubeLoadBalancerObjects::new(client, KUBE_API_DESTROY_CAP))
+    }
+
     /// An IAM tier failure; a Kubernetes API that cannot be reached is named with the fix.
     pub(crate) fn iam_err(&self, endpoint: &str, e: dify_stack_iam::IamError) -> NodeError {
         match &e {
@@ -306,7 +330,12 @@ impl TierRunner for AwsRunner {
             Node::Eks => {
                 let mut net = wiring::planned_network(cfg);
                 net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-                self.eks.destroy(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(tier_err)
+                let spec = wiring::eks_spec(cfg, &net);
+                let eks = match self.load_balancer_objects(&spec).await {
+                    Some(objects) => self.eks.clone().with_kubernetes_objects(objects),
+                    None => self.eks.clone(),
+                };
+                eks.destroy(ctx, &spec).await.map_err(tier_err)
             }
             Node::Aurora => {
                 let spec = self.destroy_spec().await?;

@@ -80,12 +80,65 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     let kubeconfig = Stack::kubeconfig(&out).unwrap();
     assert!(kubeconfig.contains("get-token") && kubeconfig.contains("e2e-test"));
 
+    // What the AWS Load Balancer Controller makes for an Ingress: a load balancer, a target
+    // group and a security group in the stack's public subnets, tagged for the cluster and not
+    // for the stack. Destroy must remove them, or the VPC cannot be deleted.
+    let net = out.network.as_ref().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&account.config);
+    let lbc_tag = aws_sdk_ec2::types::Tag::builder().key("elbv2.k8s.aws/cluster").value("e2e-test").build();
+    let lb_sg = ec2
+        .create_security_group()
+        .group_name("k8s-dify-dify-0123456789")
+        .description("[k8s] Managed SecurityGroup for LoadBalancer")
+        .vpc_id(net.vpc_id.as_str())
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
+                .tags(lbc_tag)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&account.config);
+    let elb_tag =
+        aws_sdk_elasticloadbalancingv2::types::Tag::builder().key("elbv2.k8s.aws/cluster").value("e2e-test").build();
+    let lb = elb
+        .create_load_balancer()
+        .name("k8s-dify-dify-0123456789")
+        .set_subnets(Some(net.public_subnets.iter().map(|s| s.id.to_string()).collect()))
+        .security_groups(&lb_sg)
+        .tags(elb_tag.clone())
+        .send()
+        .await
+        .unwrap();
+    let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+    elb.create_target_group()
+        .name("k8s-dify-dify-tg")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(net.vpc_id.as_str())
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .tags(elb_tag)
+        .send()
+        .await
+        .unwrap();
+
     // Destroy with --delete-data leaves nothing carrying the stack tag.
     let stack = stack.with_data_policy(DataPolicy::delete_everything());
     let deleted = stack.destroy().await.unwrap();
     assert!(deleted.len() >= 40, "{deleted:?}");
     assert_eq!(inventory::inventory(&account.config, "e2e-test").await, Vec::<String>::new());
     assert!(stack.output().await.is_err(), "outputs forgotten");
+    // ... and nothing Kubernetes made for the cluster.
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    assert!(lbs.load_balancers().iter().all(|l| l.load_balancer_arn() != Some(lb_arn.as_str())), "load balancer left");
+    assert!(elb.describe_target_groups().send().await.unwrap().target_groups().is_empty(), "target group left");
+    let sgs = ec2.describe_security_groups().group_ids(&lb_sg).send().await;
+    assert!(sgs.map(|r| r.security_groups().is_empty()).unwrap_or(true), "the load balancer's security group left");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod lifecycle;
+pub mod load_balancers;
 pub mod node_sg;
 pub mod provisioner;
 mod sdk;
@@ -116,6 +117,10 @@ pub enum EksError {
     /// A wait ended without success (timeout or cancellation). Re-running resumes.
     #[error(transparent)]
     Wait(WaitError<std::convert::Infallible>),
+    /// The Kubernetes API refused to delete the objects that make load balancers (an API error,
+    /// not an unreachable server: that one is skipped). Re-running resumes.
+    #[error("deleting the cluster's load-balancer Services and Ingresses failed: {0}")]
+    Kubernetes(String),
     /// An AWS call failed. Transient when `source.is_retryable()`; re-running resumes.
     #[error("{operation} failed for {resource}")]
     Aws {

@@ -1,6 +1,7 @@
 //! The EKS tier's [`Provisioner`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use crate::client::{
     AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
     LogGroupInfo, NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
+use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerObjects};
 use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};
 use crate::{EksError, Result};
 
@@ -38,6 +40,8 @@ pub mod caps {
     pub const ADDON: Duration = Duration::from_secs(10 * 60);
     /// IAM propagation retries (a new role rejected by EKS).
     pub const IAM_PROPAGATION: Duration = Duration::from_secs(2 * 60);
+    /// Kubernetes-made load balancers gone (by their controllers, or deleted directly).
+    pub const LB_CONTROLLER: Duration = Duration::from_secs(5 * 60);
 }
 
 /// The names of the tier's resources, all derived from the stack name.
@@ -161,12 +165,17 @@ pub struct EksProvisioner<C = crate::SdkEks> {
     /// another group's rule refers to (DependencyViolation) for as long as those stores take to
     /// delete (OpenSearch: 10 to 30 min). The stack deletes it after all its dependants.
     keep_node_security_group: bool,
+    /// The Kubernetes-made load balancers' API (ELB, ELBv2, EC2); `None` skips their cleanup.
+    load_balancers: Option<Arc<dyn LoadBalancerApi>>,
+    /// The cluster's Kubernetes API, to delete the objects that make load balancers.
+    kube_objects: Option<Arc<dyn LoadBalancerObjects>>,
 }
 
 impl EksProvisioner<crate::SdkEks> {
     /// A provisioner over the real AWS APIs.
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
         EksProvisioner::new(crate::SdkEks::from_conf(config))
+            .with_load_balancers(crate::load_balancers::SdkLoadBalancers::from_conf(config))
     }
 }
 
@@ -315,7 +324,99 @@ pub fn next_version(have: &str, want: &str) -> Result<Option<String>> {
 impl<C: EksApi> EksProvisioner<C> {
     /// A provisioner over the given client.
     pub fn new(client: C) -> Self {
-        EksProvisioner { client, keep_node_security_group: false }
+        EksProvisioner { client, keep_node_security_group: false, load_balancers: None, kube_objects: None }
+    }
+
+    /// Destroy deletes the load balancers Kubernetes made for the cluster through `api`.
+    pub fn with_load_balancers(mut self, api: impl LoadBalancerApi + 'static) -> Self {
+        self.load_balancers = Some(Arc::new(api));
+        self
+    }
+
+    /// Destroy first deletes the cluster's `LoadBalancer` Services and Ingresses through
+    /// `objects`, so their controllers remove the load balancers.
+    pub fn with_kubernetes_objects(mut self, objects: impl LoadBalancerObjects + 'static) -> Self {
+        self.kube_objects = Some(Arc::new(objects));
+        self
+    }
+
+    /// Kubernetes-made load balancers go before the node group: their Services and Ingresses
+    /// are deleted when the API answers (their controllers run on the nodes), then whatever is
+    /// still tagged for the cluster in the VPC is deleted directly.
+    async fn remove_kubernetes_load_balancers(&self, ctx: &Context, spec: &EksSpec, cluster: &str) -> Result<()> {
+        let Some(lbs) = &self.load_balancers else { return Ok(()) };
+        let vpc = spec.vpc_id.to_string();
+        let mut objects_deleted = false;
+        if let Some(kube) = &self.kube_objects {
+            match kube.delete_load_balancer_objects().await {
+                Ok(objects) => {
+                    objects_deleted = !objects.is_empty();
+                    if objects_deleted {
+                        tracing::info!(?objects, "deleted the cluster's load-balancer Services and Ingresses");
+                    }
+                }
+                Err(e) if e.unreachable => {
+                    tracing::warn!(error = %e, "the Kubernetes API cannot be reached: load balancers tagged for the cluster are deleted directly");
+                }
+                Err(e) => return Err(EksError::Kubernetes(e.message)),
+            }
+        }
+        let list = || async {
+            lbs.cluster_load_balancers(vpc.clone(), cluster.to_owned()).await.at("DescribeLoadBalancers", cluster)
+        };
+        let pending = |left: Vec<ClusterLoadBalancer>| {
+            (!left.is_empty()).then(|| format!("{} left: {}", left.len(), list_ids(&left)))
+        };
+        if objects_deleted {
+            // Their controllers delete them; what outlives this is deleted below.
+            let waited = self
+                .wait_gone(
+                    ctx,
+                    format!("load balancers of {cluster} to be deleted by their controllers"),
+                    caps::LB_CONTROLLER,
+                    || async { Ok(pending(list().await?)) },
+                )
+                .await;
+            if let Err(e) = waited {
+                tracing::warn!(error = %e, "load balancers outlived their Kubernetes objects: deleting them directly");
+            }
+        }
+        for lb in list().await? {
+            tracing::info!(load_balancer = %lb.id, "deleting a load balancer Kubernetes made for the cluster");
+            lbs.delete_load_balancer(lb.clone()).await.at("DeleteLoadBalancer", &lb.id)?;
+        }
+        self.wait_gone(ctx, format!("load balancers of {cluster} to be deleted"), caps::LB_CONTROLLER, || async {
+            Ok(pending(list().await?))
+        })
+        .await
+    }
+
+    /// After the cluster: the target groups and security groups Kubernetes made for it (their
+    /// load balancers are gone; EC2 may still see their ENIs for a while).
+    async fn sweep_load_balancer_leftovers(&self, ctx: &Context, spec: &EksSpec, cluster: &str) -> Result<()> {
+        let Some(lbs) = &self.load_balancers else { return Ok(()) };
+        let vpc = spec.vpc_id.to_string();
+        for tg in
+            lbs.cluster_target_groups(vpc.clone(), cluster.to_owned()).await.at("DescribeTargetGroups", cluster)?
+        {
+            lbs.delete_target_group(tg.clone()).await.at("DeleteTargetGroup", &tg)?;
+        }
+        let groups = lbs
+            .cluster_security_groups(vpc, cluster.to_owned(), dify_stack_core::TAG_STACK.to_owned())
+            .await
+            .at("DescribeSecurityGroups", cluster)?;
+        for sg in groups {
+            wait::retry(
+                &format!("DeleteSecurityGroup {sg}"),
+                &ctx.wait.capped(Duration::from_secs(10 * 60)),
+                ctx.cancellation(),
+                AwsError::is_dependency_violation,
+                || lbs.delete_security_group(sg.clone()),
+            )
+            .await
+            .map_err(|e| EksError::from_aws_wait(e, "DeleteSecurityGroup", &sg))?;
+        }
+        Ok(())
     }
 
     /// Destroy keeps the node security group: it belongs to a
@@ -772,6 +873,10 @@ fn eks_output(
         nodegroup_name: nodegroup.to_owned(),
         region: ctx.region().to_owned(),
     }
+}
+
+fn list_ids(lbs: &[ClusterLoadBalancer]) -> String {
+    lbs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn push_if_changed(plan: &mut Plan, c: Change) {
@@ -1332,6 +1437,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
         let mut deleted = Vec::new();
         let cluster = names.cluster.clone();
         if let Some(c) = &o.cluster {
+            self.remove_kubernetes_load_balancers(ctx, spec, &cluster).await?;
             let ngs = self.client.list_nodegroups(cluster.clone()).await.at("ListNodegroups", &cluster)?;
             let mut ours = Vec::new();
             for ng in ngs {
@@ -1386,6 +1492,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
             .await?;
             deleted.push(ResourceRef::new("eks:cluster", &cluster).with_id(&c.arn));
         }
+        self.sweep_load_balancer_leftovers(ctx, spec, &cluster).await?;
         // The control-plane log group outlives the cluster unless deleted (EKS never removes it).
         if let Some(g) = &o.log_group
             && dify_stack_core::ignore_not_found(self.client.delete_log_group(g.name.clone()).await)
@@ -1440,13 +1547,13 @@ impl<C: EksApi> EksProvisioner<C> {
     /// Observation for destroy: like `observe`, but a resource with our name and without our tag
     /// is skipped (never touched) instead of failing, and add-on versions are not resolved.
     async fn observe_for_destroy(&self, ctx: &Context, spec: &EksSpec, names: &Names) -> Result<ObservedEks> {
-        let mut o = ObservedEks::default();
-        o.log_group = self
+        let log_group = self
             .client
             .describe_log_group(names.log_group.clone())
             .await
             .at("DescribeLogGroups", &names.log_group)?
             .filter(|g| ctx.owns_tags(&g.tags));
+        let mut o = ObservedEks { log_group, ..Default::default() };
         for (slot, name) in [
             (&mut o.cluster_role, &names.cluster_role),
             (&mut o.node_role, &names.node_role),

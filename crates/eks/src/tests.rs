@@ -955,3 +955,121 @@ mod token_tests {
         }
     }
 }
+
+mod kubernetes_load_balancers {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::load_balancers::*;
+
+    fn lb(id: &str) -> ClusterLoadBalancer {
+        ClusterLoadBalancer { id: id.into(), kind: LoadBalancerKind::V2 }
+    }
+
+    /// Load balancers, target groups and security groups Kubernetes made, deleted as asked.
+    fn world(log: Arc<Mutex<Vec<String>>>) -> MockLoadBalancerApi {
+        let lbs = Arc::new(Mutex::new(vec![lb("arn:lb/k8s-dify-api"), lb("arn:lb/k8s-dify-ingress")]));
+        let mut m = MockLoadBalancerApi::new();
+        let l = lbs.clone();
+        m.expect_cluster_load_balancers().returning(move |vpc, cluster| {
+            assert_eq!((vpc.as_str(), cluster.as_str()), ("vpc-1", "eks-t"));
+            Ok(l.lock().unwrap().clone())
+        });
+        let (l, g) = (lbs.clone(), log.clone());
+        m.expect_delete_load_balancer().returning(move |lb| {
+            g.lock().unwrap().push(format!("DeleteLoadBalancer {}", lb.id));
+            l.lock().unwrap().retain(|x| x != &lb);
+            Ok(())
+        });
+        m.expect_cluster_target_groups().returning(|_, _| Ok(vec!["arn:tg/k8s".into()]));
+        let g = log.clone();
+        m.expect_delete_target_group().returning(move |tg| {
+            g.lock().unwrap().push(format!("DeleteTargetGroup {tg}"));
+            Ok(())
+        });
+        m.expect_cluster_security_groups().returning(|_, _, skip| {
+            assert_eq!(skip, dify_stack_core::TAG_STACK, "groups carrying the stack's tag are left to their tier");
+            Ok(vec!["sg-k8s-elb".into()])
+        });
+        // The load balancer's ENIs linger for a moment after it is gone.
+        let tries = Arc::new(Mutex::new(0));
+        let g = log.clone();
+        m.expect_delete_security_group().returning(move |sg| {
+            let mut n = tries.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                return Err(AwsError::new("DeleteSecurityGroup", "DependencyViolation", "has a dependent object"));
+            }
+            g.lock().unwrap().push(format!("DeleteSecurityGroup {sg}"));
+            Ok(())
+        });
+        m
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_api_does_not_block_destroy_and_the_load_balancers_are_deleted_directly() {
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut objects = MockLoadBalancerObjects::new();
+        objects
+            .expect_delete_load_balancer_objects()
+            .times(1)
+            .returning(|| Err(KubeCleanupError { message: "tcp connect error".into(), unreachable: true }));
+        let eks = EksProvisioner::new(FakeEks::default())
+            .with_load_balancers(world(log.clone()))
+            .with_kubernetes_objects(objects);
+        let (ctx, s) = (ctx(), spec());
+        eks.apply(&ctx, &s).await.unwrap();
+        eks.destroy(&ctx, &s).await.unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "DeleteLoadBalancer arn:lb/k8s-dify-api",
+                "DeleteLoadBalancer arn:lb/k8s-dify-ingress",
+                "DeleteTargetGroup arn:tg/k8s",
+                "DeleteSecurityGroup sg-k8s-elb"
+            ]
+        );
+        assert!(eks.client.calls().iter().any(|c| c == "DeleteNodegroup"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn services_and_ingresses_go_first_and_a_refusal_stops_destroy_before_the_node_group() {
+        // The API answers: the objects are deleted and their controller removes the load
+        // balancers (here: nothing is left to delete directly).
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut m = MockLoadBalancerApi::new();
+        let listed = Arc::new(Mutex::new(0));
+        m.expect_cluster_load_balancers().returning(move |_, _| {
+            let mut n = listed.lock().unwrap();
+            *n += 1;
+            Ok(if *n < 3 { vec![lb("arn:lb/k8s-dify-api")] } else { vec![] })
+        });
+        m.expect_delete_load_balancer().never();
+        m.expect_cluster_target_groups().returning(|_, _| Ok(vec![]));
+        m.expect_cluster_security_groups().returning(|_, _, _| Ok(vec![]));
+        let mut objects = MockLoadBalancerObjects::new();
+        let g = log.clone();
+        objects.expect_delete_load_balancer_objects().times(1).returning(move || {
+            g.lock().unwrap().push("delete objects".into());
+            Ok(vec!["service dify/dify-nginx".into(), "ingress dify/dify".into()])
+        });
+        let eks = EksProvisioner::new(FakeEks::default()).with_load_balancers(m).with_kubernetes_objects(objects);
+        let (ctx, s) = (ctx(), spec());
+        eks.apply(&ctx, &s).await.unwrap();
+        eks.destroy(&ctx, &s).await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["delete objects"]);
+
+        // An API error (not reachability) ends destroy before anything is deleted.
+        let mut objects = MockLoadBalancerObjects::new();
+        objects
+            .expect_delete_load_balancer_objects()
+            .returning(|| Err(KubeCleanupError { message: "services is forbidden".into(), unreachable: false }));
+        let mut m = MockLoadBalancerApi::new();
+        m.expect_cluster_load_balancers().never();
+        let eks = EksProvisioner::new(FakeEks::default()).with_load_balancers(m).with_kubernetes_objects(objects);
+        eks.apply(&ctx, &s).await.unwrap();
+        let err = eks.destroy(&ctx, &s).await.unwrap_err();
+        assert!(matches!(&err, EksError::Kubernetes(m) if m.contains("forbidden")), "{err:?}");
+        assert!(!eks.client.calls().iter().any(|c| c.starts_with("Delete")), "{:?}", eks.client.calls());
+    }
+}

@@ -871,9 +871,9 @@ def _patch_eks_strict():
         if orig is None:
             continue
 
-        def updating(self, cluster_name, *args, _orig=orig, **kwargs):
-            result = _orig(self, cluster_name, *args, **kwargs)
-            _eks_busy_for(self, "cluster", cluster_name, "", "UPDATING", "ACTIVE")
+        def updating(self, name, *args, _orig=orig, **kwargs):
+            result = _orig(self, name, *args, **kwargs)
+            _eks_busy_for(self, "cluster", name, "", "UPDATING", "ACTIVE")
             return result
 
         setattr(B, name, updating)

@@ -679,22 +679,6 @@ pub fn ensure_installed(venv: &Path) -> Result<PathBuf, EmulatorError> {
     Ok(python)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_port_is_read_from_the_server_log() {
-        assert_eq!(parse_port(" * Running on http://127.0.0.1:40123"), Some(40123));
-        assert_eq!(parse_port("WARNING: This is a development server."), None);
-    }
-
-    #[test]
-    fn the_launcher_binds_loopback_only() {
-        assert!(LAUNCHER.contains("\"-H\", \"127.0.0.1\""));
-    }
-}
-
 /// Runs a test fixture's create call that names an IAM role made moments before (e.g. a foreign
 /// EKS cluster), retrying while the strict emulator answers as AWS does before IAM has
 /// propagated the role ("could not be assumed"). Library code has its own bounded retry; this is
@@ -715,5 +699,21 @@ where
             }
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_is_read_from_the_server_log() {
+        assert_eq!(parse_port(" * Running on http://127.0.0.1:40123"), Some(40123));
+        assert_eq!(parse_port("WARNING: This is a development server."), None);
+    }
+
+    #[test]
+    fn the_launcher_binds_loopback_only() {
+        assert!(LAUNCHER.contains("\"-H\", \"127.0.0.1\""));
     }
 }

@@ -1130,10 +1130,15 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             self.client.describe_internet_gateways(vec![owner(ctx)]).await.at(Step::Describe, "internet gateways")?;
         for g in igws.iter().filter(|g| ctx.owns_tags(&g.tags)) {
             for vpc in &g.attached_vpcs {
-                match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
-                    Err(e) if e.is_not_found() || e.kind == ErrorKind::InvalidState => {}
-                    other => other.at(Step::Delete, g.id.as_str())?,
-                }
+                // Detach answers DependencyViolation while public addresses are still mapped in
+                // the VPC (a load balancer or NAT gateway on its way out): retried like a delete.
+                self.delete_retrying(ctx, g.id.as_str(), || async {
+                    match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
+                        Err(e) if e.kind == ErrorKind::InvalidState => Ok(()),
+                        other => other,
+                    }
+                })
+                .await?;
             }
             self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_internet_gateway(g.id.clone())).await?;
             deleted.push(r("ec2:internet-gateway", &g.tags, g.id.as_str()));

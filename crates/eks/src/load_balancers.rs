@@ -1,0 +1,346 @@
+//! Load balancers that Kubernetes made for the cluster: a Service of type `LoadBalancer` (the
+//! in-tree service controller, or the AWS Load Balancer Controller) or an Ingress (the latter)
+//! makes an ELB with ENIs, a security group and public addresses in the stack's subnets. None
+//! carries the stack's tag, none is deleted with the cluster, and while one exists the subnets,
+//! the internet gateway and the VPC cannot be deleted (DependencyViolation). Before the node
+//! group goes, destroy deletes those Kubernetes objects when the API is reachable, waits for the
+//! load balancers tagged for the cluster to disappear, deletes any left (their controller may be
+//! gone with the nodes), and after the cluster sweeps their target groups and security groups
+//! (eksctl does the same in `pkg/elb` before deleting a cluster).
+//!
+//! "Tagged for the cluster": `elbv2.k8s.aws/cluster = <cluster>` (AWS Load Balancer Controller
+//! docs, "Resource tags") or `kubernetes.io/cluster/<cluster> = owned` (the in-tree controller's
+//! ownership tag; Kubernetes cloud-provider-aws). Groups made by EKS itself (`aws:eks:cluster-name`)
+//! and groups carrying the stack's own tag are left to their owners.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dify_stack_core::{AwsError, AwsResultExt, Tags};
+
+/// The tag the AWS Load Balancer Controller puts on everything it makes.
+pub const LBC_CLUSTER_TAG: &str = "elbv2.k8s.aws/cluster";
+/// EKS's tag on the cluster security group it manages.
+pub const EKS_CLUSTER_NAME_TAG: &str = "aws:eks:cluster-name";
+
+/// Whether `tags` mark a resource made by Kubernetes for `cluster`.
+pub fn made_for_cluster(tags: &Tags, cluster: &str) -> bool {
+    tags.get(LBC_CLUSTER_TAG).is_some_and(|v| v == cluster)
+        || tags.get(&format!("kubernetes.io/cluster/{cluster}")).is_some_and(|v| v == "owned")
+}
+
+/// Which API a load balancer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancerKind {
+    /// Application or Network Load Balancer (`elasticloadbalancing` v2): identified by ARN.
+    V2,
+    /// Classic Load Balancer: identified by name.
+    Classic,
+}
+
+/// A load balancer (or target group) that Kubernetes made for the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterLoadBalancer {
+    /// ELBv2 ARN, or the Classic Load Balancer name.
+    pub id: String,
+    /// Which API.
+    pub kind: LoadBalancerKind,
+}
+
+/// The reads and deletes of Kubernetes-made load balancing resources.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait LoadBalancerApi: Send + Sync {
+    /// Load balancers in `vpc` tagged for `cluster` (both APIs).
+    async fn cluster_load_balancers(&self, vpc: String, cluster: String) -> Result<Vec<ClusterLoadBalancer>, AwsError>;
+    /// DeleteLoadBalancer (either API); gone is fine.
+    async fn delete_load_balancer(&self, lb: ClusterLoadBalancer) -> Result<(), AwsError>;
+    /// Target group ARNs in `vpc` tagged for `cluster`.
+    async fn cluster_target_groups(&self, vpc: String, cluster: String) -> Result<Vec<String>, AwsError>;
+    /// DeleteTargetGroup; gone is fine.
+    async fn delete_target_group(&self, arn: String) -> Result<(), AwsError>;
+    /// Security group ids in `vpc` tagged for `cluster`, without EKS's own and without those
+    /// carrying `skip_tag` (the stack's ownership tag key).
+    async fn cluster_security_groups(
+        &self,
+        vpc: String,
+        cluster: String,
+        skip_tag: String,
+    ) -> Result<Vec<String>, AwsError>;
+    /// DeleteSecurityGroup; gone is fine.
+    async fn delete_security_group(&self, id: String) -> Result<(), AwsError>;
+}
+
+impl std::fmt::Debug for dyn LoadBalancerApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadBalancerApi")
+    }
+}
+
+/// Why the Kubernetes objects could not be deleted.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct KubeCleanupError {
+    /// What went wrong.
+    pub message: String,
+    /// True when the API server could not be reached (destroy then goes on without it).
+    pub unreachable: bool,
+}
+
+/// The Kubernetes side: delete what makes load balancers.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait LoadBalancerObjects: Send + Sync {
+    /// Deletes every Service of type `LoadBalancer` and every Ingress in the cluster; returns
+    /// them as `service <ns>/<name>` and `ingress <ns>/<name>`.
+    async fn delete_load_balancer_objects(&self) -> Result<Vec<String>, KubeCleanupError>;
+}
+
+impl std::fmt::Debug for dyn LoadBalancerObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadBalancerObjects")
+    }
+}
+
+/// [`LoadBalancerObjects`] over a `kube::Client`, each call bounded by `timeout`.
+#[derive(Clone)]
+pub struct KubeLoadBalancerObjects {
+    client: kube::Client,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KubeLoadBalancerObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeLoadBalancerObjects").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl KubeLoadBalancerObjects {
+    /// Uses `client`; an API server that does not answer within `timeout` counts as unreachable.
+    pub fn new(client: kube::Client, timeout: Duration) -> Self {
+        KubeLoadBalancerObjects { client, timeout }
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, KubeCleanupError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(KubeCleanupError {
+                message: format!("{what}: no answer within {:?}", self.timeout),
+                unreachable: true,
+            }),
+            Ok(Err(kube::Error::Api(e))) => {
+                Err(KubeCleanupError { message: format!("{what}: {e}"), unreachable: false })
+            }
+            Ok(Err(e)) => Err(KubeCleanupError { message: format!("{what}: {e}"), unreachable: true }),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
+
+#[async_trait]
+impl LoadBalancerObjects for KubeLoadBalancerObjects {
+    async fn delete_load_balancer_objects(&self) -> Result<Vec<String>, KubeCleanupError> {
+        use k8s_openapi::api::core::v1::Service;
+        use k8s_openapi::api::networking::v1::Ingress;
+        use kube::api::{Api, DeleteParams, ListParams};
+        let mut deleted = Vec::new();
+        let services: Api<Service> = Api::all(self.client.clone());
+        let list = self.bounded("list services", services.list(&ListParams::default())).await?;
+        for s in list.items {
+            if s.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
+                continue;
+            }
+            let (ns, name) = (s.metadata.namespace.unwrap_or_default(), s.metadata.name.unwrap_or_default());
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+            match self.bounded("delete service", api.delete(&name, &DeleteParams::default())).await {
+                Ok(_) => deleted.push(format!("service {ns}/{name}")),
+                Err(e) if e.message.contains("404") || e.message.contains("NotFound") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let ingresses: Api<Ingress> = Api::all(self.client.clone());
+        let list = self.bounded("list ingresses", ingresses.list(&ListParams::default())).await?;
+        for i in list.items {
+            let (ns, name) = (i.metadata.namespace.unwrap_or_default(), i.metadata.name.unwrap_or_default());
+            let api: Api<Ingress> = Api::namespaced(self.client.clone(), &ns);
+            match self.bounded("delete ingress", api.delete(&name, &DeleteParams::default())).await {
+                Ok(_) => deleted.push(format!("ingress {ns}/{name}")),
+                Err(e) if e.message.contains("404") || e.message.contains("NotFound") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// [`LoadBalancerApi`] over the ELB, ELBv2 and EC2 SDK clients.
+#[derive(Debug, Clone)]
+pub struct SdkLoadBalancers {
+    elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    elb: aws_sdk_elasticloadbalancing::Client,
+    ec2: aws_sdk_ec2::Client,
+}
+
+impl SdkLoadBalancers {
+    /// Builds the clients from shared SDK configuration.
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
+        SdkLoadBalancers {
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            elb: aws_sdk_elasticloadbalancing::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+        }
+    }
+
+    /// ELBv2 tags of up to 20 resources per call (DescribeTags limit).
+    async fn v2_tags(&self, arns: &[String]) -> Result<HashMap<String, Tags>, AwsError> {
+        let mut out = HashMap::new();
+        for chunk in arns.chunks(20) {
+            let r =
+                self.elbv2.describe_tags().set_resource_arns(Some(chunk.to_vec())).send().await.aws("DescribeTags")?;
+            for d in r.tag_descriptions() {
+                let tags = d.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
+                out.insert(d.resource_arn().unwrap_or_default().to_owned(), tags);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn gone(result: Result<(), AwsError>) -> Result<(), AwsError> {
+    dify_stack_core::ignore_not_found(result).map(|_| ())
+}
+
+#[async_trait]
+impl LoadBalancerApi for SdkLoadBalancers {
+    async fn cluster_load_balancers(&self, vpc: String, cluster: String) -> Result<Vec<ClusterLoadBalancer>, AwsError> {
+        let mut found = Vec::new();
+        let v2: Vec<_> = self
+            .elbv2
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeLoadBalancers")?;
+        let arns: Vec<String> = v2
+            .iter()
+            .filter(|lb| lb.vpc_id() == Some(vpc.as_str()))
+            .filter_map(|lb| lb.load_balancer_arn().map(str::to_owned))
+            .collect();
+        let tags = self.v2_tags(&arns).await?;
+        found.extend(
+            arns.into_iter()
+                .filter(|a| tags.get(a).is_some_and(|t| made_for_cluster(t, &cluster)))
+                .map(|id| ClusterLoadBalancer { id, kind: LoadBalancerKind::V2 }),
+        );
+        let classic = self.elb.describe_load_balancers().send().await.aws("DescribeLoadBalancers")?;
+        let names: Vec<String> = classic
+            .load_balancer_descriptions()
+            .iter()
+            .filter(|lb| lb.vpc_id() == Some(vpc.as_str()))
+            .filter_map(|lb| lb.load_balancer_name().map(str::to_owned))
+            .collect();
+        for chunk in names.chunks(20) {
+            let r = self
+                .elb
+                .describe_tags()
+                .set_load_balancer_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .aws("DescribeTags")?;
+            for d in r.tag_descriptions() {
+                let t: Tags =
+                    d.tags().iter().filter_map(|t| Some((t.key().to_owned(), t.value()?.to_owned()))).collect();
+                if made_for_cluster(&t, &cluster) {
+                    let id = d.load_balancer_name().unwrap_or_default().to_owned();
+                    found.push(ClusterLoadBalancer { id, kind: LoadBalancerKind::Classic });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_load_balancer(&self, lb: ClusterLoadBalancer) -> Result<(), AwsError> {
+        match lb.kind {
+            LoadBalancerKind::V2 => gone(
+                self.elbv2
+                    .delete_load_balancer()
+                    .load_balancer_arn(lb.id)
+                    .send()
+                    .await
+                    .aws("DeleteLoadBalancer")
+                    .map(|_| ()),
+            ),
+            LoadBalancerKind::Classic => gone(
+                self.elb
+                    .delete_load_balancer()
+                    .load_balancer_name(lb.id)
+                    .send()
+                    .await
+                    .aws("DeleteLoadBalancer")
+                    .map(|_| ()),
+            ),
+        }
+    }
+
+    async fn cluster_target_groups(&self, vpc: String, cluster: String) -> Result<Vec<String>, AwsError> {
+        let groups: Vec<_> = self
+            .elbv2
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .aws("DescribeTargetGroups")?;
+        let arns: Vec<String> = groups
+            .iter()
+            .filter(|g| g.vpc_id() == Some(vpc.as_str()))
+            .filter_map(|g| g.target_group_arn().map(str::to_owned))
+            .collect();
+        let tags = self.v2_tags(&arns).await?;
+        Ok(arns.into_iter().filter(|a| tags.get(a).is_some_and(|t| made_for_cluster(t, &cluster))).collect())
+    }
+
+    async fn delete_target_group(&self, arn: String) -> Result<(), AwsError> {
+        gone(self.elbv2.delete_target_group().target_group_arn(arn).send().await.aws("DeleteTargetGroup").map(|_| ()))
+    }
+
+    async fn cluster_security_groups(
+        &self,
+        vpc: String,
+        cluster: String,
+        skip_tag: String,
+    ) -> Result<Vec<String>, AwsError> {
+        let filter = |name: &str, value: &str| aws_sdk_ec2::types::Filter::builder().name(name).values(value).build();
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .filters(filter("vpc-id", &vpc))
+            .send()
+            .await
+            .aws("DescribeSecurityGroups")?;
+        Ok(groups
+            .security_groups()
+            .iter()
+            .filter_map(|g| {
+                let tags: Tags =
+                    g.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
+                (made_for_cluster(&tags, &cluster)
+                    && !tags.contains_key(EKS_CLUSTER_NAME_TAG)
+                    && !tags.contains_key(&skip_tag))
+                .then(|| g.group_id().map(str::to_owned))
+                .flatten()
+            })
+            .collect())
+    }
+
+    async fn delete_security_group(&self, id: String) -> Result<(), AwsError> {
+        gone(self.ec2.delete_security_group().group_id(id).send().await.aws("DeleteSecurityGroup").map(|_| ()))
+    }
+}

@@ -143,7 +143,7 @@ pub async fn write_out(stack: &Stack, out: &StackOutput, dir: &Path) -> anyhow::
     if !dify_stack::wiring::creates_service_accounts(stack.config()) {
         // Role-only (or the emulator): the objects apply did not make, for `kubectl apply -f`.
         let manifests = dir.join("kubernetes.yaml");
-        std::fs::write(&manifests, dify_stack::output::kubernetes_manifests(out)?)?;
+        std::fs::write(&manifests, dify_stack::output::kubernetes_manifests(out, &stack.config().iam.helm_release)?)?;
         written.push(manifests);
     }
     if let Some(k) = Stack::kubeconfig(out) {

@@ -56,6 +56,8 @@ pub trait SecretsApi: Send + Sync {
     async fn describe(&self, name: String) -> Result<Option<SecretMeta>, AwsError>;
     /// GetSecretValue (string).
     async fn get_value(&self, arn: String) -> Result<SecretString, AwsError>;
+    /// PutSecretValue: a new current version.
+    async fn put_value(&self, arn: String, value: SecretString) -> Result<(), AwsError>;
     /// CreateSecret with value and tags; returns the ARN.
     async fn create(&self, name: String, value: SecretString, tags: Tags) -> Result<String, AwsError>;
     /// RestoreSecret (cancels a scheduled deletion).

@@ -175,6 +175,17 @@ impl SecretsApi for SdkDatastores {
         Ok(SecretString::from(out.secret_string().unwrap_or_default().to_owned()))
     }
 
+    async fn put_value(&self, arn: String, value: SecretString) -> Result<(), AwsError> {
+        self.secrets
+            .put_secret_value()
+            .secret_id(arn)
+            .secret_string(value.expose_secret())
+            .send()
+            .await
+            .aws("PutSecretValue")?;
+        Ok(())
+    }
+
     async fn create(&self, name: String, value: SecretString, tags: Tags) -> Result<String, AwsError> {
         let out = self
             .secrets

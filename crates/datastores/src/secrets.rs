@@ -67,6 +67,10 @@ impl SecretKind {
                     "plugin_daemon_key": b64(32),
                     "plugin_inner_api_key": b64(32),
                     "password_encryption_key": b64(32),
+                    "sandbox_api_key": b64(32),
+                    "plugin_connector_api_key": b64(32),
+                    "enterprise_admin_apis_salt": b64(32),
+                    "enterprise_inner_api_key": b64(32),
                 });
                 SecretString::from(value.to_string())
             }
@@ -148,7 +152,32 @@ pub async fn ensure_secret(
         api.tag(meta.arn.clone(), drift).await.at("TagResource", &name)?;
     }
     let value = api.get_value(meta.arn.clone()).await.at("GetSecretValue", &name)?;
+    let value = match completed(kind, &value, opensearch_user) {
+        // A secret made by an earlier version lacks keys added since: they are generated and
+        // added; every existing key keeps its value for the life of the stack.
+        Some(complete) => {
+            api.put_value(meta.arn.clone(), complete.clone()).await.at("PutSecretValue", &name)?;
+            tracing::info!(secret = %name, "added the keys this version needs to the secret");
+            complete
+        }
+        None => value,
+    };
     Ok(StoredSecret { name, arn: SecretArn::new(meta.arn), value })
+}
+
+/// The JSON value with the keys a fresh one would have added where missing; `None` when nothing
+/// is missing (or the value is not a JSON object: those secrets have no keys to add).
+fn completed(kind: SecretKind, value: &SecretString, user: &str) -> Option<SecretString> {
+    let serde_json::Value::Object(mut have) = serde_json::from_str(value.expose_secret()).ok()? else { return None };
+    let serde_json::Value::Object(fresh) = serde_json::from_str(kind.generate(user).expose_secret()).ok()? else {
+        return None;
+    };
+    let missing: Vec<(String, serde_json::Value)> = fresh.into_iter().filter(|(k, _)| !have.contains_key(k)).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    have.extend(missing);
+    Some(SecretString::from(serde_json::Value::Object(have).to_string()))
 }
 
 /// Whether the secret exists (and is ours), for plans.
@@ -250,5 +279,26 @@ mod tests {
         }
         // Expected 1000 each; 5 sigma is about 160.
         assert!(counts.iter().all(|n| (800..1200).contains(n)), "{counts:?}");
+    }
+}
+
+#[cfg(test)]
+mod completion {
+    use super::*;
+
+    #[test]
+    fn a_secret_from_an_earlier_version_gains_the_new_keys_and_keeps_every_old_value() {
+        let old = SecretString::from(r#"{"app_secret_key":"keep-me","password_encryption_key":"and-me"}"#.to_owned());
+        let new = completed(SecretKind::DifyApp, &old, "").unwrap();
+        let v: serde_json::Value = serde_json::from_str(new.expose_secret()).unwrap();
+        assert_eq!(v["app_secret_key"], "keep-me");
+        assert_eq!(v["password_encryption_key"], "and-me");
+        for k in
+            ["sandbox_api_key", "plugin_connector_api_key", "enterprise_admin_apis_salt", "enterprise_inner_api_key"]
+        {
+            assert!(v[k].as_str().is_some_and(|s| s.len() >= 40), "{k}");
+        }
+        assert!(completed(SecretKind::DifyApp, &new, "").is_none(), "complete: nothing to add");
+        assert!(completed(SecretKind::RedisAuth, &SecretString::from("token".to_owned()), "").is_none());
     }
 }

@@ -178,6 +178,13 @@ pub struct IamConfig {
     pub discover_thumbprint: bool,
     /// Create the Kubernetes namespace and service accounts.
     pub service_accounts: bool,
+    /// The Helm release of Dify EE that adopts the service accounts (default `dify`).
+    #[serde(default = "default_release")]
+    pub helm_release: String,
+}
+
+fn default_release() -> String {
+    "dify".to_owned()
 }
 
 /// Everything one stack needs. Every field has its profile value; all are overridable.
@@ -206,6 +213,9 @@ pub struct StackConfig {
     pub registry: RegistrySpec,
     /// IAM.
     pub iam: IamConfig,
+    /// Where Dify EE is served (domain and certificate), for the values file.
+    #[serde(default)]
+    pub dify: crate::output::DifyDomain,
 }
 
 /// Why a configuration file could not be read. Exit code 2 in the CLI.
@@ -280,7 +290,9 @@ impl StackConfig {
                 thumbprints: Vec::new(),
                 discover_thumbprint: true,
                 service_accounts: true,
+                helm_release: default_release(),
             },
+            dify: crate::output::DifyDomain::default(),
         }
     }
 
@@ -396,6 +408,7 @@ fn find_bad_path(v: &Value) -> Option<String> {
         ("datastores", |v: &Value| serde_json::from_value::<DatastoresConfig>(v.clone()).is_err()),
         ("registry", |v: &Value| serde_json::from_value::<RegistrySpec>(v.clone()).is_err()),
         ("iam", |v: &Value| serde_json::from_value::<IamConfig>(v.clone()).is_err()),
+        ("dify", |v: &Value| serde_json::from_value::<crate::output::DifyDomain>(v.clone()).is_err()),
     ]);
     for (name, bad) in sections {
         if let Some(section) = top.get(name)

@@ -394,7 +394,7 @@ impl Stack {
             opensearch_user: os["username"].as_str().unwrap_or_default().to_owned(),
             opensearch_password: SecretString::from(os["password"].as_str().unwrap_or_default().to_owned()),
         };
-        helm_values(out, &values).map_err(|e| StackError::Incomplete(e.to_string()))
+        helm_values(out, &values, &self.cfg.dify).map_err(|e| StackError::Incomplete(e.to_string()))
     }
 
     /// Checks the live stack against the security controls of [`audit::CONTROLS`]. Read-only.

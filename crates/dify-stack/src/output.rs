@@ -95,60 +95,92 @@ impl std::fmt::Debug for ValuesSecrets {
 #[error("cannot render values.yaml: {0} has no output yet (apply the stack first)")]
 pub struct IncompleteStack(pub &'static str);
 
-/// The Dify EE Helm values (chart 3.9+ layout) filled from live state. Contains secrets:
-/// write it with owner-only permissions.
-pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets) -> Result<String, IncompleteStack> {
+/// Where Dify EE is served, for the values file: the domain (`console.`, `api.`, `app.`,
+/// `upload.`, `enterprise.`, `trigger.` under it) and the ACM certificate of the ALB Ingress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DifyDomain {
+    /// The domain, e.g. `dify.example.com`. Without it no domain keys and no Ingress are set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// ARN of the ACM certificate for the domain and `*.domain` (HTTPS on 443 when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
+}
+
+/// Service accounts bound through the chart's values (the chart's own accounts are not used:
+/// the default `default` account has no IRSA role, so S3 and ECR would be denied).
+pub const API_SERVICE_ACCOUNT: &str = "dify-api-sa";
+/// The plugin connector's CRD account (S3 + ECR push).
+pub const PLUGIN_CRD_SERVICE_ACCOUNT: &str = "dify-plugin-crd-sa";
+/// The plugin runner's account (ECR pull).
+pub const PLUGIN_RUNNER_SERVICE_ACCOUNT: &str = "dify-plugin-runner-sa";
+
+/// The Dify EE Helm values for the chart 3.9.x (and the keys later 3.x versions added), filled
+/// from live state: exactly the keys of `tests/data/dify-ee-values-keys.txt`, nothing the chart
+/// does not read. Contains secrets: write it with owner-only permissions.
+pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain) -> Result<String, IncompleteStack> {
     let aurora = out.aurora.as_ref().ok_or(IncompleteStack("aurora"))?;
     let redis = out.redis.as_ref().ok_or(IncompleteStack("redis"))?;
     let os = out.opensearch.as_ref().ok_or(IncompleteStack("opensearch"))?;
     let bucket = out.bucket.as_ref().ok_or(IncompleteStack("bucket"))?;
     let registry = out.registry.as_ref().ok_or(IncompleteStack("registry"))?;
-    let iam = out.iam.as_ref().ok_or(IncompleteStack("iam"))?;
     let app = out.app_secret.as_ref().ok_or(IncompleteStack("app-secrets"))?;
     let field = |k: &str| app.field(k).map(|s| s.expose_secret().to_owned()).unwrap_or_default();
     let db = |name: &str| aurora.databases.iter().find(|d| *d == name).cloned().unwrap_or_else(|| name.to_owned());
-    // The role of each service account, whether or not the stack created the accounts.
-    let sa_role = |sa: &str| {
-        dify_stack_iam::RoleKind::ALL
-            .iter()
-            .find(|k| k.service_accounts().contains(&sa))
-            .and_then(|k| iam.roles.get(k))
-            .map(|r| r.to_string())
-            .unwrap_or_default()
-    };
-    let sa = |sa: &str| json!({ "name": sa, "roleArn": sa_role(sa) });
-    let values = json!({
-        "global": {
-            "appSecretKey": field("app_secret_key"),
-            "innerApiKey": field("inner_api_key"),
+    let mut global = json!({
+        "appSecretKey": field("app_secret_key"),
+        "innerApiKey": field("inner_api_key"),
+    });
+    let mut values = json!({
+        "api": {
+            "serviceAccountName": API_SERVICE_ACCOUNT,
+            "innerApi": {"apiKey": field("inner_api_key")},
+        },
+        "worker": {"serviceAccountName": API_SERVICE_ACCOUNT},
+        "workerBeat": {"serviceAccountName": API_SERVICE_ACCOUNT},
+        "sandbox": {"apiKey": field("sandbox_api_key")},
+        "plugin_daemon": {
+            "serviceAccountName": API_SERVICE_ACCOUNT,
+            "apiKey": field("plugin_daemon_key"),
+        },
+        "plugin_connector": {
+            "apiKey": field("plugin_connector_api_key"),
+            "customServiceAccount": PLUGIN_CRD_SERVICE_ACCOUNT,
+            "runnerServiceAccount": PLUGIN_RUNNER_SERVICE_ACCOUNT,
+            "imageRepoType": "ecr",
+            "imageRepoPrefix": registry.plugin_image_repo_prefix,
+            "ecrRegion": bucket.region,
         },
         "enterprise": {
             "appSecretKey": field("app_secret_key"),
-            "innerApiKey": field("inner_api_key"),
+            "adminAPIsSecretKeySalt": field("enterprise_admin_apis_salt"),
             "passwordEncryptionKey": field("password_encryption_key"),
+            "innerApi": {"apiKey": field("enterprise_inner_api_key")},
         },
-        "plugin_daemon": {
-            "apiKey": field("plugin_daemon_key"),
-            "innerApiKey": field("plugin_inner_api_key"),
-        },
+        // The chart's default trigger worker has no service account with the S3 role and
+        // crash-loops on NoCredentialsError.
+        "additionalWorkers": [{"name": "trigger-worker", "enabled": false}],
         "externalDatabase": {
             "enabled": true,
+            "engine": "postgres",
             "host": aurora.writer_endpoint,
             "port": aurora.port,
             "user": aurora.app_username,
             "password": secrets.database_password.expose_secret(),
-            "sslMode": "require",
             "databases": {
-                "api": db("dify"),
-                "pluginDaemon": db("dify_plugin_daemon"),
+                "dify": db("dify"),
+                "plugin_daemon": db("dify_plugin_daemon"),
                 "enterprise": db("enterprise"),
                 "audit": db("audit"),
             },
+            "dialectOptions": {"postgres": {"sslMode": "require", "uriScheme": "postgresql"}},
         },
         "externalRedis": {
             "enabled": true,
             "host": redis.primary_endpoint,
             "port": redis.port,
+            "username": "",
             "password": secrets.redis_password.expose_secret(),
             "useSSL": redis.tls,
         },
@@ -163,34 +195,81 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets) -> Result<String,
                 "useTLS": true,
             },
         },
+        // A non-empty endpoint breaks the plugin builder's (kaniko) STS calls; IRSA gives the
+        // credentials, so no keys either.
         "persistence": {
             "type": "s3",
             "s3": {
                 "endpoint": "",
+                "accessKey": "",
+                "secretKey": "",
                 "region": bucket.region,
                 "bucketName": bucket.name,
                 "useAwsManagedIam": true,
+                "useAwsS3": true,
             },
         },
-        "serviceAccounts": {
-            "namespace": iam.namespace,
-            "api": sa("dify-api-sa"),
-            "pluginConnector": sa("dify-plugin-connector-sa"),
-            "pluginCrd": sa("dify-plugin-crd-sa"),
-            "pluginBuild": sa("dify-plugin-build-sa"),
-            "pluginRunner": sa("dify-plugin-runner-sa"),
-            "pluginBuildRun": sa("dify-plugin-build-run-sa"),
-        },
-        "plugin_connector": {
-            "imageRepoType": "ecr",
-            "imageRepoPrefix": registry.plugin_image_repo_prefix,
-            "ecrRegion": bucket.region,
-        },
     });
+    if let Some(domain) = &site.domain {
+        let tls = site.certificate_arn.is_some();
+        for (key, host) in [
+            ("consoleApiDomain", "console"),
+            ("consoleWebDomain", "console"),
+            ("serviceApiDomain", "api"),
+            ("appApiDomain", "app"),
+            ("appWebDomain", "app"),
+            ("filesDomain", "upload"),
+            ("enterpriseDomain", "enterprise"),
+            ("triggerDomain", "trigger"),
+        ] {
+            global[key] = json!(format!("{host}.{domain}"));
+        }
+        global["useTLS"] = json!(tls);
+        let mut annotations = json!({
+            "alb.ingress.kubernetes.io/scheme": "internet-facing",
+            "alb.ingress.kubernetes.io/target-type": "ip",
+        });
+        match &site.certificate_arn {
+            Some(arn) => {
+                annotations["alb.ingress.kubernetes.io/listen-ports"] = json!(r#"[{"HTTP": 80}, {"HTTPS": 443}]"#);
+                annotations["alb.ingress.kubernetes.io/ssl-redirect"] = json!("443");
+                annotations["alb.ingress.kubernetes.io/certificate-arn"] = json!(arn);
+            }
+            None => annotations["alb.ingress.kubernetes.io/listen-ports"] = json!(r#"[{"HTTP": 80}]"#),
+        }
+        values["ingress"] = json!({"enabled": true, "className": "alb", "annotations": annotations});
+    }
+    values["global"] = global;
     Ok(format!(
-        "# Dify EE Helm values (chart 3.9+), rendered by dify-stack from live state.\n# Contains secrets: keep it private.\n{}",
+        "# Dify EE Helm values (chart 3.9.x), rendered by dify-stack from live state.\n# Contains secrets: keep it private.\n{}",
         serde_norway::to_string(&values).unwrap_or_default()
     ))
+}
+
+/// Every key path of a values document, `a.b.c` (list items as `a[].b`), sorted.
+pub fn value_paths(yaml: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    walk(x, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, out);
+                }
+            }
+            serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+                for i in items {
+                    walk(i, format!("{path}[]"), out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_norway::from_str::<serde_json::Value>(yaml) {
+        walk(&v, String::new(), &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Paths of values that are empty (a placeholder left unfilled), for checks.
@@ -218,7 +297,7 @@ pub fn empty_values(yaml: &str) -> Vec<String> {
 /// default gp3 StorageClass, the namespace and each service account annotated with its IRSA role,
 /// as multi-document YAML for
 /// `kubectl apply -f` from a machine that reaches the API.
-pub fn kubernetes_manifests(out: &StackOutput) -> Result<String, IncompleteStack> {
+pub fn kubernetes_manifests(out: &StackOutput, helm_release: &str) -> Result<String, IncompleteStack> {
     let iam = out.iam.as_ref().ok_or(IncompleteStack("iam"))?;
     let managed_by = dify_stack_iam::k8s::MANAGED_BY;
     let mut docs = vec![
@@ -232,16 +311,7 @@ pub fn kubernetes_manifests(out: &StackOutput) -> Result<String, IncompleteStack
     for kind in dify_stack_iam::RoleKind::ALL {
         let Some(role) = iam.roles.get(&kind) else { continue };
         for sa in kind.service_accounts() {
-            docs.push(json!({
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {
-                    "name": sa,
-                    "namespace": iam.namespace,
-                    "labels": {managed_by.0: managed_by.1},
-                    "annotations": {dify_stack_iam::k8s::ROLE_ARN_ANNOTATION: role.to_string()},
-                },
-            }));
+            docs.push(dify_stack_iam::k8s::service_account_manifest(&iam.namespace, sa, role.as_str(), helm_release));
         }
     }
     Ok(docs.iter().map(|d| serde_norway::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n"))

@@ -93,6 +93,7 @@ pub fn iam_spec(
         thumbprints: cfg.iam.thumbprints.clone(),
         discover_thumbprint: cfg.iam.discover_thumbprint,
         service_accounts: creates_service_accounts(cfg),
+        helm_release: cfg.iam.helm_release.clone(),
     }
 }
 
@@ -228,6 +229,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         thumbprints: cfg.iam.thumbprints.clone(),
         discover_thumbprint: cfg.iam.discover_thumbprint,
         service_accounts: cfg.iam.service_accounts,
+        helm_release: cfg.iam.helm_release.clone(),
     };
     if let Err(e) = iam.validate() {
         errs.extend_prefixed("iam", e);

@@ -57,7 +57,14 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     let recorded = stack.output().await.unwrap();
     assert_eq!(recorded["eks"]["cluster_name"], "e2e-test");
     let values = stack.helm_values(&out).await.unwrap();
-    assert_eq!(dify_stack::output::empty_values(&values), ["persistence.s3.endpoint"], "{values}");
+    // Empty on purpose: no Redis user (AUTH token only), no S3 endpoint or keys (IRSA).
+    let mut empty = dify_stack::output::empty_values(&values);
+    empty.sort();
+    assert_eq!(
+        empty,
+        ["externalRedis.username", "persistence.s3.accessKey", "persistence.s3.endpoint", "persistence.s3.secretKey"],
+        "{values}"
+    );
     for needle in [
         "sslMode: require",
         "useSSL: true",
@@ -73,10 +80,25 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         assert!(values.contains(needle), "{needle} missing in\n{values}");
     }
     // The emulator has no Kubernetes API: the objects apply did not make are written instead.
-    let manifests = dify_stack::output::kubernetes_manifests(&out).unwrap();
+    let manifests = dify_stack::output::kubernetes_manifests(&out, "dify").unwrap();
     assert_eq!(manifests.matches("kind: ServiceAccount").count(), 6, "{manifests}");
     assert!(manifests.contains("eks.amazonaws.com/role-arn: arn:aws:iam::"), "{manifests}");
     assert!(manifests.contains("provisioner: ebs.csi.aws.com"), "{manifests}");
+    assert_eq!(manifests.matches("meta.helm.sh/release-name: dify").count(), 6, "{manifests}");
+    // The values contract: every key is one the chart has, every required key is there; with a
+    // domain and a certificate the domain keys and the ALB Ingress appear too.
+    check_values_contract(&values, false);
+    let mut with_domain = config("e2e-test");
+    with_domain.dify = dify_stack::output::DifyDomain {
+        domain: Some("dify.example.com".into()),
+        certificate_arn: Some("arn:aws:acm:us-west-2:123456789012:certificate/abc".into()),
+    };
+    let site = Stack::connect(with_domain, account.config.clone()).await.unwrap();
+    let values = site.helm_values(&out).await.unwrap();
+    check_values_contract(&values, true);
+    assert!(values.contains("consoleApiDomain: console.dify.example.com"), "{values}");
+    assert!(values.contains("className: alb"), "{values}");
+
     let kubeconfig = Stack::kubeconfig(&out).unwrap();
     assert!(kubeconfig.contains("get-token") && kubeconfig.contains("e2e-test"));
 
@@ -281,4 +303,23 @@ async fn two_concurrent_applies_one_is_refused_by_the_lock_and_nothing_is_duplic
 
     b.with_data_policy(DataPolicy::delete_everything()).destroy().await.unwrap();
     assert_eq!(inventory::inventory(&account.config, "e2e-lock").await, Vec::<String>::new());
+}
+
+/// Checks a rendered values file against the chart's key list (`tests/data`).
+fn check_values_contract(values: &str, with_domain: bool) {
+    let reference = include_str!("data/dify-ee-values-keys.txt");
+    let keys: Vec<(&str, bool)> = reference
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| (l.trim_start_matches('!'), l.starts_with('!')))
+        .collect();
+    let rendered = dify_stack::output::value_paths(values);
+    let unknown: Vec<&String> = rendered.iter().filter(|p| !keys.iter().any(|(k, _)| k == p)).collect();
+    assert!(unknown.is_empty(), "keys the chart does not have: {unknown:?}");
+    let missing: Vec<&str> = keys
+        .iter()
+        .filter(|(k, required)| (*required || with_domain) && !rendered.iter().any(|p| p == k))
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(missing.is_empty(), "keys missing: {missing:?}");
 }

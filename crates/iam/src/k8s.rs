@@ -17,6 +17,19 @@ use serde_json::json;
 pub const FIELD_MANAGER: &str = "dify-stack";
 /// Label put on every object we create.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dify-stack");
+/// Label that marks the service accounts we made (their `managed-by` label is Helm's, so the
+/// chart can adopt them).
+pub const OWNED_BY: (&str, &str) = ("dify-stack.io/owned", "true");
+/// Helm's adoption metadata: `helm install` takes over an existing object only when it carries
+/// the release's name and namespace annotations and `app.kubernetes.io/managed-by: Helm`, and
+/// aborts with "invalid ownership metadata" otherwise (Helm docs, "Adopting resources"; helm
+/// #7649). `helm.sh/resource-policy: keep` keeps the account (and its IRSA annotation) on
+/// `helm uninstall`.
+pub const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
+/// See [`HELM_RELEASE_NAME`].
+pub const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+/// See [`HELM_RELEASE_NAME`].
+pub const HELM_KEEP: (&str, &str) = ("helm.sh/resource-policy", "keep");
 /// The default StorageClass the stack makes: gp3, encrypted, provisioned by the EBS CSI driver.
 /// EKS clusters from 1.30 on mark no StorageClass as default (EKS user guide, "Amazon EBS CSI
 /// driver" / Kubernetes 1.30 release notes), so a PersistentVolumeClaim without a class would stay
@@ -41,6 +54,27 @@ pub fn storage_class_manifest() -> serde_json::Value {
     })
 }
 
+/// A service account annotated with its IRSA role and carrying Helm's adoption metadata for
+/// `helm_release` in `namespace` (server-side applied; also written as a manifest in role-only
+/// mode).
+pub fn service_account_manifest(namespace: &str, name: &str, role_arn: &str, helm_release: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {OWNED_BY.0: OWNED_BY.1, "app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {
+                ROLE_ARN_ANNOTATION: role_arn,
+                HELM_RELEASE_NAME: helm_release,
+                HELM_RELEASE_NAMESPACE: namespace,
+                HELM_KEEP.0: HELM_KEEP.1,
+            }
+        }
+    })
+}
+
 /// The IRSA annotation.
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
@@ -51,6 +85,8 @@ pub struct ManagedServiceAccount {
     pub name: String,
     /// Its `eks.amazonaws.com/role-arn` annotation.
     pub role_arn: Option<String>,
+    /// The Helm release it is ready to be adopted by (`meta.helm.sh/release-name`).
+    pub helm_release: Option<String>,
 }
 
 /// A failed Kubernetes call.
@@ -77,7 +113,13 @@ pub trait ServiceAccountApi: Send + Sync {
     /// left untouched.
     async fn apply_namespace(&self, namespace: String) -> Result<(), K8sError>;
     /// Server-side applies a service account with the role annotation and our label.
-    async fn apply_service_account(&self, namespace: String, name: String, role_arn: String) -> Result<(), K8sError>;
+    async fn apply_service_account(
+        &self,
+        namespace: String,
+        name: String,
+        role_arn: String,
+        helm_release: String,
+    ) -> Result<(), K8sError>;
     /// Service accounts in the namespace that carry our label.
     async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, K8sError>;
     /// Deletes a service account (absent is fine).
@@ -221,18 +263,15 @@ impl ServiceAccountApi for KubeServiceAccounts {
         Ok(())
     }
 
-    async fn apply_service_account(&self, namespace: String, name: String, role_arn: String) -> Result<(), K8sError> {
+    async fn apply_service_account(
+        &self,
+        namespace: String,
+        name: String,
+        role_arn: String,
+        helm_release: String,
+    ) -> Result<(), K8sError> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
-        let body = json!({
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {MANAGED_BY.0: MANAGED_BY.1},
-                "annotations": {ROLE_ARN_ANNOTATION: role_arn}
-            }
-        });
+        let body = service_account_manifest(&namespace, &name, &role_arn, &helm_release);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let object = format!("serviceaccount {namespace}/{name}");
         let patch = Patch::Apply(&body);
@@ -242,14 +281,18 @@ impl ServiceAccountApi for KubeServiceAccounts {
 
     async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, K8sError> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
-        let params = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+        let params = ListParams::default().labels(&format!("{}={}", OWNED_BY.0, OWNED_BY.1));
         let list = self.call("list", format!("serviceaccounts in {namespace}"), || api.list(&params)).await?;
         Ok(list
             .items
             .into_iter()
-            .map(|sa| ManagedServiceAccount {
-                name: sa.metadata.name.unwrap_or_default(),
-                role_arn: sa.metadata.annotations.and_then(|a| a.get(ROLE_ARN_ANNOTATION).cloned()),
+            .map(|sa| {
+                let annotations = sa.metadata.annotations.unwrap_or_default();
+                ManagedServiceAccount {
+                    name: sa.metadata.name.unwrap_or_default(),
+                    role_arn: annotations.get(ROLE_ARN_ANNOTATION).cloned(),
+                    helm_release: annotations.get(HELM_RELEASE_NAME).cloned(),
+                }
             })
             .collect())
     }

@@ -68,9 +68,17 @@ pub struct IamSpec {
     /// create the service accounts themselves (annotate them with the output role ARNs).
     #[serde(default = "yes")]
     pub service_accounts: bool,
+    /// The Helm release of Dify EE that adopts the service accounts (default `dify`, in
+    /// `namespace`).
+    #[serde(default = "default_release")]
+    pub helm_release: String,
 }
 
 fn default_namespace() -> String {
+    "dify".to_owned()
+}
+
+fn default_release() -> String {
     "dify".to_owned()
 }
 
@@ -388,6 +396,13 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                                 Some(role),
                             ))
                         }
+                        (Some(h), _) if h.helm_release.as_deref() != Some(spec.helm_release.as_str()) => {
+                            plan.push(Change::new(Action::Update, r).field(
+                                "annotations.meta.helm.sh/release-name",
+                                h.helm_release.as_deref(),
+                                Some(spec.helm_release.as_str()),
+                            ))
+                        }
                         _ => {}
                     }
                 }
@@ -497,8 +512,16 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                 let role = &roles[&kind];
                 for sa in kind.service_accounts() {
                     let current = observed.service_accounts.iter().find(|s| s.name == sa);
-                    if current.and_then(|s| s.role_arn.as_deref()) != Some(role.as_str()) {
-                        kube.apply_service_account(spec.namespace.clone(), sa.to_owned(), role.to_string()).await?;
+                    if current.and_then(|s| s.role_arn.as_deref()) != Some(role.as_str())
+                        || current.and_then(|s| s.helm_release.as_deref()) != Some(spec.helm_release.as_str())
+                    {
+                        kube.apply_service_account(
+                            spec.namespace.clone(),
+                            sa.to_owned(),
+                            role.to_string(),
+                            spec.helm_release.clone(),
+                        )
+                        .await?;
                     }
                     service_accounts.insert(sa.to_owned(), role.clone());
                 }

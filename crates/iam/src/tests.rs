@@ -66,9 +66,11 @@ fn not_found() -> Reply {
 }
 
 fn sa(name: &str, role: &str, ours: bool) -> Value {
-    let labels = if ours { json!({"app.kubernetes.io/managed-by": "dify-stack"}) } else { json!({}) };
+    if ours {
+        return crate::k8s::service_account_manifest("dify", name, role, "dify");
+    }
     json!({"apiVersion": "v1", "kind": "ServiceAccount",
-           "metadata": {"name": name, "namespace": "dify", "labels": labels,
+           "metadata": {"name": name, "namespace": "dify", "labels": {},
                         "annotations": {"eks.amazonaws.com/role-arn": role}}})
 }
 
@@ -89,7 +91,9 @@ fn quick() -> WaitPolicy {
 async fn service_accounts_are_server_side_applied_with_our_field_manager_and_annotation() {
     let (client, log) = fake(|s| Some((200, s.body.clone())));
     let api = KubeServiceAccounts::new(client);
-    api.apply_service_account("dify".into(), "dify-api-sa".into(), "arn:aws:iam::1:role/r".into()).await.unwrap();
+    api.apply_service_account("dify".into(), "dify-api-sa".into(), "arn:aws:iam::1:role/r".into(), "dify".into())
+        .await
+        .unwrap();
     let seen = log.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     let r = &seen[0];
@@ -99,7 +103,13 @@ async fn service_accounts_are_server_side_applied_with_our_field_manager_and_ann
     assert!(r.uri.contains("force=true"), "{}", r.uri);
     assert_eq!(r.content_type, "application/apply-patch+yaml");
     assert_eq!(r.body["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::1:role/r");
-    assert_eq!(r.body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "dify-stack");
+    // Helm's adoption metadata, so `helm install` of the release adopts the account instead of
+    // failing on "invalid ownership metadata", and keeps it (with its annotation) on uninstall.
+    assert_eq!(r.body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(r.body["metadata"]["labels"]["dify-stack.io/owned"], "true");
+    assert_eq!(r.body["metadata"]["annotations"]["meta.helm.sh/release-name"], "dify");
+    assert_eq!(r.body["metadata"]["annotations"]["meta.helm.sh/release-namespace"], "dify");
+    assert_eq!(r.body["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
     assert_eq!(r.body["kind"], "ServiceAccount");
 }
 
@@ -173,6 +183,7 @@ fn spec() -> IamSpec {
         thumbprints: vec![],
         discover_thumbprint: false,
         service_accounts: true,
+        helm_release: "dify".into(),
     }
 }
 

@@ -28,6 +28,7 @@ fn spec(cluster: &str) -> IamSpec {
         thumbprints: vec![],
         discover_thumbprint: false,
         service_accounts: false,
+        helm_release: "dify".into(),
     }
 }
 

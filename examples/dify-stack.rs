@@ -79,6 +79,44 @@ enum Verb {
     Unlock,
     /// Check the live stack against the security controls (exit 1 when one fails).
     Audit,
+    /// Converge the stack (a no-op when it is), then install or upgrade Dify EE with Helm and
+    /// wait until every workload is rolled out.
+    Install {
+        #[command(flatten)]
+        release: ReleaseArgs,
+    },
+    /// Uninstall the Dify EE release (the service accounts and their IRSA roles stay).
+    Uninstall {
+        #[command(flatten)]
+        release: ReleaseArgs,
+    },
+}
+
+/// Which Dify EE release, from where.
+#[derive(Debug, clap::Args)]
+struct ReleaseArgs {
+    /// Pinned chart version.
+    #[arg(long, default_value = dify_stack::install::DEFAULT_CHART_VERSION)]
+    chart_version: String,
+    /// Chart repository (a mirror for China regions).
+    #[arg(long, default_value = dify_stack::install::DEFAULT_REPOSITORY)]
+    chart_repository: String,
+    /// The helm executable (default: helm on PATH).
+    #[arg(long)]
+    helm: Option<std::path::PathBuf>,
+}
+
+impl ReleaseArgs {
+    fn release(&self, cfg: &dify_stack::StackConfig) -> dify_stack::install::DifyRelease {
+        dify_stack::install::DifyRelease {
+            name: cfg.iam.helm_release.clone(),
+            namespace: cfg.iam.namespace.clone(),
+            version: self.chart_version.clone(),
+            repository: self.chart_repository.clone(),
+            helm: self.helm.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 fn bad_input(message: impl std::fmt::Display) -> ExitCode {
@@ -242,6 +280,28 @@ async fn main() -> ExitCode {
             }
             Err(e) => return failed(&e),
         },
+        Verb::Install { ref release } | Verb::Uninstall { ref release } => {
+            let install = matches!(cli.verb, Verb::Install { .. });
+            let release = release.release(stack.config());
+            let out = match stack.apply().await {
+                Ok(out) => out,
+                Err(e) => return failed(&e),
+            };
+            if install {
+                let progress = |line: &str| eprintln!("rollout: {line}");
+                match stack.install_dify(&release, &out, &progress).await {
+                    Ok(Some(address)) => {
+                        println!("Dify EE {} is rolled out; its load balancer: {address}", release.name)
+                    }
+                    Ok(None) => println!("Dify EE {} is rolled out (no Ingress address yet)", release.name),
+                    Err(e) => return failed(&e),
+                }
+            } else if let Err(e) = stack.uninstall_dify(&release, &out).await {
+                return failed(&e);
+            } else {
+                println!("Dify EE {} uninstalled; the service accounts stay", release.name);
+            }
+        }
         Verb::Unlock => match stack.unlock().await {
             Ok(Some(lock)) if cli.json => println!("{}", serde_json::to_string_pretty(&lock).unwrap_or_default()),
             Ok(Some(lock)) => println!("removed the lock held by {} ({})", lock.owner, lock.operation),

@@ -24,6 +24,7 @@ mod access;
 pub mod audit;
 pub mod config;
 pub mod graph;
+pub mod install;
 pub mod lock;
 pub mod output;
 mod runner;
@@ -83,6 +84,9 @@ pub enum StackError {
     /// Outputs are missing.
     #[error("{0}")]
     Incomplete(String),
+    /// Installing or uninstalling Dify EE failed.
+    #[error(transparent)]
+    Install(#[from] install::InstallError),
     /// `eks.kubernetes_access = caller_address` could not learn this machine's public address.
     #[error(
         "cannot learn this machine's public address from {url} (eks.kubernetes_access = caller_address opens the Kubernetes API to it): {message}. Fix: set eks.checkip_url to a reachable service, or choose eks.kubernetes_access = public_cidrs with eks.endpoint.public_access_cidrs, inside_vpc, or role_only"
@@ -397,6 +401,48 @@ impl Stack {
         helm_values(out, &values, &self.cfg.dify).map_err(|e| StackError::Incomplete(e.to_string()))
     }
 
+    /// Installs (or upgrades) Dify EE: `helm upgrade --install` with the values rendered from
+    /// `out`, then waits until every Deployment and StatefulSet of the release is rolled out,
+    /// telling `progress` what is pending. Returns the address of the release's load balancer
+    /// when its Ingress has one.
+    pub async fn install_dify(
+        &self,
+        release: &install::DifyRelease,
+        out: &StackOutput,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Option<String>, StackError> {
+        let values = self.helm_values(out).await?;
+        let (eks, token, client) = self.cluster_access(out).await?;
+        install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
+        install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
+        Ok(ingress_address(&client, release).await)
+    }
+
+    /// Uninstalls the Dify EE release (the service accounts and their IRSA annotations stay).
+    pub async fn uninstall_dify(&self, release: &install::DifyRelease, out: &StackOutput) -> Result<(), StackError> {
+        let (eks, token, _) = self.cluster_access(out).await?;
+        install::helm_uninstall(release, &eks.endpoint, &eks.ca_data, &token).await?;
+        Ok(())
+    }
+
+    /// The cluster's output, a fresh EKS token and a client, for Helm and kube-rs.
+    async fn cluster_access(
+        &self,
+        out: &StackOutput,
+    ) -> Result<(dify_stack_eks::EksOutput, SecretString, kube::Client), StackError> {
+        let eks =
+            out.eks.clone().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
+        let credentials = self
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| StackError::Incomplete("no AWS credentials for the EKS token".into()))?;
+        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        let token = tokens.token().await.map_err(|e| StackError::Incomplete(e.to_string()))?;
+        let client =
+            dify_stack_eks::kube_client(&eks, &tokens).await.map_err(|e| StackError::Incomplete(e.to_string()))?;
+        Ok((eks, SecretString::from(token.secret().expose_secret().to_owned()), client))
+    }
+
     /// Checks the live stack against the security controls of [`audit::CONTROLS`]. Read-only.
     pub async fn audit(&self) -> Result<audit::AuditReport, StackError> {
         Ok(audit::audit(&self.ctx, &self.sdk).await?)
@@ -406,4 +452,15 @@ impl Stack {
     pub fn kubeconfig(out: &StackOutput) -> Option<String> {
         out.eks.as_ref().map(|e| dify_stack_eks::kubeconfig(e, None))
     }
+}
+
+/// The hostname of the load balancer of the release's Ingress, when it has one.
+async fn ingress_address(client: &kube::Client, release: &install::DifyRelease) -> Option<String> {
+    let api: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+        kube::Api::namespaced(client.clone(), &release.namespace);
+    let list = api.list(&kube::api::ListParams::default()).await.ok()?;
+    list.items.iter().find_map(|i| {
+        let lb = i.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?;
+        lb.hostname.clone().or_else(|| lb.ip.clone())
+    })
 }

@@ -283,6 +283,18 @@ async fn main() -> ExitCode {
         Verb::Install { ref release } | Verb::Uninstall { ref release } => {
             let install = matches!(cli.verb, Verb::Install { .. });
             let release = release.release(stack.config());
+            // The outputs come from an apply, which must have nothing to do unless confirmed.
+            match stack.plan().await {
+                Ok(plan) if plan.is_empty() => {}
+                Ok(plan) if install => {
+                    println!("{}", support::coloured_plan(&plan));
+                    if !confirm(&cli, &format!("Apply these changes to stack {} first?", stack.config().name)) {
+                        return bad_input("not confirmed (use --yes to skip the question)");
+                    }
+                }
+                Ok(_) => return bad_input("the stack differs from its configuration: run apply first"),
+                Err(e) => return failed(&e),
+            }
             let out = match stack.apply().await {
                 Ok(out) => out,
                 Err(e) => return failed(&e),

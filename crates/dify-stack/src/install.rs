@@ -210,6 +210,8 @@ pub fn install_args(release: &DifyRelease, values: &Path, kubeconfig: &Path) -> 
         &values.display().to_string(),
         "--kubeconfig",
         &kubeconfig.display().to_string(),
+        // The stack makes the namespace, except in role-only mode.
+        "--create-namespace",
     ]
     .iter()
     .map(|s| (*s).to_owned())

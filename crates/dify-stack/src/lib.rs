@@ -84,6 +84,14 @@ pub enum StackError {
     /// Outputs are missing.
     #[error("{0}")]
     Incomplete(String),
+    /// Destroy refused: the Dify EE release is still installed on the cluster.
+    #[error(
+        "destroy refused, nothing was deleted: the Dify EE release {release} is installed on the cluster. Fix: run uninstall first"
+    )]
+    ReleaseInstalled {
+        /// The Helm release.
+        release: String,
+    },
     /// Installing or uninstalling Dify EE failed.
     #[error(transparent)]
     Install(#[from] install::InstallError),
@@ -341,6 +349,12 @@ impl Stack {
     pub async fn destroy(&self) -> Result<Vec<ResourceRef>, StackError> {
         let lock = self.control().acquire(&self.cfg.name, "destroy").await?;
         let runner = self.runner();
+        // A running Dify EE holds load balancers and volumes the stack did not make: uninstall it
+        // first (CLI: `uninstall`), on purpose rather than as a side effect of destroy.
+        if runner.release_installed().await == Some(true) {
+            lock.release().await?;
+            return Err(StackError::ReleaseInstalled { release: self.cfg.iam.helm_release.clone() });
+        }
         // The whole stack's data policy before the first delete: the graph would otherwise
         // delete IAM, EKS and the registry before the Aurora node refuses.
         let holders = match runner.data_holders().await {

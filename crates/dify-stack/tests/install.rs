@@ -223,3 +223,20 @@ async fn a_stuck_workload_times_out_naming_it_and_its_last_events() {
     assert!(text.contains("BackOff: Back-off restarting failed container"), "{text}");
     assert!(!text.contains("dify-api:"), "ready workloads are not named: {text}");
 }
+
+#[tokio::test]
+async fn an_installed_release_is_found_by_helms_release_secrets() {
+    // Helm keeps each revision in a Secret labelled owner=helm,name=<release>.
+    let (client, seen) = fake_api(|path, _| match path {
+        "/api/v1/namespaces/dify/secrets" => list(
+            "PartialObjectMetadataList",
+            vec![json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                        "metadata": {"name": "sh.helm.release.v1.dify.v1", "namespace": "dify"}})],
+        ),
+        _ => list("List", vec![]),
+    });
+    assert!(install::release_installed(&client, &DifyRelease::default()).await.unwrap());
+    assert_eq!(seen.lock().unwrap().as_slice(), ["/api/v1/namespaces/dify/secrets"]);
+    let (client, _) = fake_api(|_, _| list("PartialObjectMetadataList", vec![]));
+    assert!(!install::release_installed(&client, &DifyRelease::default()).await.unwrap());
+}

@@ -390,3 +390,32 @@ pub async fn release_installed(client: &kube::Client, release: &DifyRelease) -> 
         secrets.list_metadata(&ListParams::default().labels(&format!("owner=helm,name={}", release.name))).await?;
     Ok(!list.items.is_empty())
 }
+
+/// Probes `url` (the console's login page) until it answers with a status below 500 (the page,
+/// or a redirect to it), within `policy` capped at 10 min (DNS and the ALB take minutes to come
+/// up). Returns the status.
+pub async fn probe_console(url: &str, policy: &WaitPolicy, cancel: &CancellationToken) -> Result<u16, InstallError> {
+    let uri: http::Uri = url.parse().map_err(|e| InstallError::Io(format!("{url}: {e}")))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        return Err(InstallError::Io(format!("{url}: not an absolute URL")));
+    };
+    let base: http::Uri = format!("{scheme}://{authority}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| InstallError::Io(e.to_string()))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut config = kube::Config::new(base);
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(10));
+    let client = kube::Client::try_from(config).map_err(|e| InstallError::Io(e.to_string()))?;
+    let policy = policy.capped(Duration::from_secs(600));
+    wait::until(&format!("{url} to answer"), &policy, cancel, || async {
+        let request = http::Request::get(path.as_str()).body(kube::client::Body::empty()).map_err(|e| e.to_string())?;
+        Ok::<_, String>(match client.send(request).await {
+            Ok(r) if r.status().as_u16() < 500 => Probe::Done(r.status().as_u16()),
+            Ok(r) => Probe::Pending(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => Probe::Pending(e.to_string()),
+        })
+    })
+    .await
+    .map_err(|e| InstallError::Io(format!("the console at {url} did not answer: {e}")))
+}

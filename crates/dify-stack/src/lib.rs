@@ -417,8 +417,9 @@ impl Stack {
 
     /// Installs (or upgrades) Dify EE: `helm upgrade --install` with the values rendered from
     /// `out`, then waits until every Deployment and StatefulSet of the release is rolled out,
-    /// telling `progress` what is pending. Returns the address of the release's load balancer
-    /// when its Ingress has one.
+    /// telling `progress` what is pending. With a domain, then probes the console's login page
+    /// until it answers; returns where Dify answers (the console URL, or the address of the
+    /// release's load balancer when its Ingress has one).
     pub async fn install_dify(
         &self,
         release: &install::DifyRelease,
@@ -429,6 +430,13 @@ impl Stack {
         let (eks, token, client) = self.cluster_access(out).await?;
         install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
         install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
+        if let Some(domain) = &self.cfg.dify.domain {
+            let scheme = if self.cfg.dify.certificate_arn.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://console.{domain}/");
+            progress(&format!("waiting for {url} to answer"));
+            let status = install::probe_console(&url, &self.ctx.wait, self.ctx.cancellation()).await?;
+            return Ok(Some(format!("{url} (HTTP {status})")));
+        }
         Ok(ingress_address(&client, release).await)
     }
 

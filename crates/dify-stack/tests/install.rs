@@ -240,3 +240,40 @@ async fn an_installed_release_is_found_by_helms_release_secrets() {
     let (client, _) = fake_api(|_, _| list("PartialObjectMetadataList", vec![]));
     assert!(!install::release_installed(&client, &DifyRelease::default()).await.unwrap());
 }
+
+#[tokio::test]
+async fn the_console_probe_waits_through_errors_until_the_login_page_answers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A loopback server: the load balancer answers 503 twice (targets not healthy yet), then the
+    // login page.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let Ok((mut socket, _)) = listener.accept().await else { break };
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let status = if n < 2 { "503 Service Unavailable" } else { "200 OK" };
+            let body = "<html>Dify sign in</html>";
+            let reply =
+                format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    let policy = WaitPolicy {
+        initial_interval: Duration::from_millis(10),
+        max_interval: Duration::from_millis(20),
+        max_wait: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let url = format!("http://127.0.0.1:{port}/signin");
+    let status = install::probe_console(&url, &policy, &CancellationToken::new()).await.unwrap();
+    assert_eq!(status, 200);
+
+    // Nobody listening: a bounded wait, then an error naming the URL.
+    // (Port 1 on loopback: nothing listens there, the connection is refused.)
+    let dead = "http://127.0.0.1:1/".to_owned();
+    let policy = WaitPolicy { max_wait: Duration::from_millis(200), ..policy };
+    let err = install::probe_console(&dead, &policy, &CancellationToken::new()).await.unwrap_err();
+    assert!(err.to_string().contains(&dead), "{err}");
+}

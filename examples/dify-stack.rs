@@ -303,7 +303,7 @@ async fn main() -> ExitCode {
                 let progress = |line: &str| eprintln!("rollout: {line}");
                 match stack.install_dify(&release, &out, &progress).await {
                     Ok(Some(address)) => {
-                        println!("Dify EE {} is rolled out; its load balancer: {address}", release.name)
+                        println!("Dify EE {} is rolled out and answers at {address}", release.name)
                     }
                     Ok(None) => println!("Dify EE {} is rolled out (no Ingress address yet)", release.name),
                     Err(e) => return failed(&e),

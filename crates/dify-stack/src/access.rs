@@ -11,6 +11,19 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// This machine's public IPv4 address as `url` sees it.
 pub(crate) async fn caller_address(url: &str) -> Result<Ipv4Addr, String> {
+    let (client, path) = plain_client(url)?;
+    let request = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
+    let body = tokio::time::timeout(LOOKUP_TIMEOUT, client.request_text(request))
+        .await
+        .map_err(|_| format!("no answer within {LOOKUP_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+    parse_address(&body)
+}
+
+/// An HTTP(S) client for `url`'s scheme and host (no authentication; the system's roots for TLS;
+/// 10 s to connect and to read) and the path and query to ask it, for plain web requests such as
+/// the caller-address lookup and the console probe.
+pub(crate) fn plain_client(url: &str) -> Result<(kube::Client, String), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
         return Err(format!("{url:?} needs a scheme and a host, e.g. {}", crate::config::DEFAULT_CHECKIP_URL));
@@ -21,13 +34,7 @@ pub(crate) async fn caller_address(url: &str) -> Result<Ipv4Addr, String> {
     let mut config = kube::Config::new(base);
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(10));
-    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-    let request = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
-    let body = tokio::time::timeout(LOOKUP_TIMEOUT, client.request_text(request))
-        .await
-        .map_err(|_| format!("no answer within {LOOKUP_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
-    parse_address(&body)
+    Ok((kube::Client::try_from(config).map_err(|e| e.to_string())?, path))
 }
 
 /// The address in a checkip answer. Behind some proxies the service answers a comma-separated

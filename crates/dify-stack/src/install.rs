@@ -282,42 +282,36 @@ pub async fn not_rolled_out(
     release: &DifyRelease,
 ) -> Result<Vec<(String, String)>, kube::Error> {
     let selector = ListParams::default().labels(&format!("app.kubernetes.io/instance={}", release.name));
-    let mut out = Vec::new();
+    // (kind, metadata, wanted replicas, observed generation, updated, ready)
+    let mut states = Vec::new();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &release.namespace);
     for d in deployments.list(&selector).await?.items {
-        let name = d.metadata.name.clone().unwrap_or_default();
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let s = d.status.clone().unwrap_or_default();
-        if let Some(m) = pending(
-            "deployment",
-            &name,
-            d.metadata.generation,
-            s.observed_generation,
-            want,
-            s.updated_replicas.unwrap_or(0),
-            s.available_replicas.unwrap_or(0),
-        ) {
-            out.push((name, m));
-        }
+        let s = d.status.unwrap_or_default();
+        let want = d.spec.and_then(|s| s.replicas);
+        states.push(("deployment", d.metadata, want, s.observed_generation, s.updated_replicas, s.available_replicas));
     }
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &release.namespace);
     for x in sets.list(&selector).await?.items {
-        let name = x.metadata.name.clone().unwrap_or_default();
-        let want = x.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let s = x.status.clone().unwrap_or_default();
-        if let Some(m) = pending(
-            "statefulset",
-            &name,
-            x.metadata.generation,
-            s.observed_generation,
-            want,
-            s.updated_replicas.unwrap_or(0),
-            s.ready_replicas.unwrap_or(0),
-        ) {
-            out.push((name, m));
-        }
+        let s = x.status.unwrap_or_default();
+        let want = x.spec.and_then(|s| s.replicas);
+        states.push(("statefulset", x.metadata, want, s.observed_generation, s.updated_replicas, s.ready_replicas));
     }
-    Ok(out)
+    Ok(states
+        .into_iter()
+        .filter_map(|(kind, meta, want, observed, updated, ready)| {
+            let name = meta.name.unwrap_or_default();
+            let message = pending(
+                kind,
+                &name,
+                meta.generation,
+                observed,
+                want.unwrap_or(1),
+                updated.unwrap_or(0),
+                ready.unwrap_or(0),
+            )?;
+            Some((name, message))
+        })
+        .collect())
 }
 
 /// The last events about pods of `workload` (their names start with it).
@@ -395,18 +389,7 @@ pub async fn release_installed(client: &kube::Client, release: &DifyRelease) -> 
 /// or a redirect to it), within `policy` capped at 10 min (DNS and the ALB take minutes to come
 /// up). Returns the status.
 pub async fn probe_console(url: &str, policy: &WaitPolicy, cancel: &CancellationToken) -> Result<u16, InstallError> {
-    let uri: http::Uri = url.parse().map_err(|e| InstallError::Io(format!("{url}: {e}")))?;
-    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-        return Err(InstallError::Io(format!("{url}: not an absolute URL")));
-    };
-    let base: http::Uri = format!("{scheme}://{authority}")
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| InstallError::Io(e.to_string()))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let mut config = kube::Config::new(base);
-    config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(10));
-    let client = kube::Client::try_from(config).map_err(|e| InstallError::Io(e.to_string()))?;
+    let (client, path) = crate::access::plain_client(url).map_err(InstallError::Io)?;
     let policy = policy.capped(Duration::from_secs(600));
     wait::until(&format!("{url} to answer"), &policy, cancel, || async {
         let request = http::Request::get(path.as_str()).body(kube::client::Body::empty()).map_err(|e| e.to_string())?;

@@ -847,14 +847,7 @@ def _patch_eks_strict():
         setattr(EKSResponse, name, checked)
 
     B = eks_models.EKSBackend
-    for name in ("describe_cluster", "list_clusters", "describe_nodegroup", "list_nodegroups"):
-        orig = getattr(B, name)
-
-        def settled(self, *args, _orig=orig, **kwargs):
-            _eks_settle(self)
-            return _orig(self, *args, **kwargs)
-
-        setattr(B, name, settled)
+    _settle_first(B, ("describe_cluster", "list_clusters", "describe_nodegroup", "list_nodegroups"), _eks_settle)
 
     orig_create_cluster = B.create_cluster
 
@@ -957,14 +950,7 @@ def _patch_eks_strict():
 
     EKSResponse.delete_addon = delete_addon_pending
 
-    for name in ("describe_addon", "list_addons"):
-        orig = getattr(EKSResponse, name)
-
-        def addon_settled(self, _orig=orig):
-            _eks_settle(self.eks_backend)
-            return _orig(self)
-
-        setattr(EKSResponse, name, addon_settled)
+    _settle_first(EKSResponse, ("describe_addon", "list_addons"), lambda resp: _eks_settle(resp.eks_backend))
 
 
 # ---------------------------------------------------------------- IAM + OpenSearch
@@ -1017,6 +1003,19 @@ def _patch_opensearch_strict():
 
     iam_models.IAMBackend.create_service_linked_role = create_slr
     os_models.OpenSearchServiceBackend.create_domain = create_domain
+
+
+def _settle_first(cls, names, settle):
+    """Wraps each named method of `cls` so that `settle(self)` brings pending states up to date
+    before it answers (reads see a resource leave its pending state once its time is up)."""
+    for name in names:
+        orig = getattr(cls, name)
+
+        def settled(self, *args, _orig=orig, **kwargs):
+            settle(self)
+            return _orig(self, *args, **kwargs)
+
+        setattr(cls, name, settled)
 
 
 # ---------------------------------------------------------------- a generic timer
@@ -1147,14 +1146,7 @@ def _patch_rds_strict():
         _after(key, lambda: orig_delete_cluster(self, cluster_identifier, snapshot_name))
         return c
 
-    for name in ("describe_db_clusters", "describe_db_instances"):
-        orig = getattr(B, name)
-
-        def settled(self, *args, _orig=orig, **kwargs):
-            _settle_all()
-            return _orig(self, *args, **kwargs)
-
-        setattr(B, name, settled)
+    _settle_first(B, ("describe_db_clusters", "describe_db_instances"), lambda _: _settle_all())
 
     B.create_db_cluster = create_cluster
     B.modify_db_cluster = modify_cluster
@@ -1210,14 +1202,7 @@ def _patch_opensearch_pending():
         _after(key, lambda: self.domains.pop(domain_name, None))
         return d
 
-    for name in ("describe_domain", "describe_domains", "list_domain_names"):
-        orig = getattr(B, name)
-
-        def settled(self, *args, _orig=orig, **kwargs):
-            _settle_all()
-            return _orig(self, *args, **kwargs)
-
-        setattr(B, name, settled)
+    _settle_first(B, ("describe_domain", "describe_domains", "list_domain_names"), lambda _: _settle_all())
 
     B.create_domain = create
     B.update_domain_config = update

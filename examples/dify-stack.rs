@@ -72,6 +72,12 @@ enum Verb {
         /// --delete-data.
         #[arg(long)]
         lift_deletion_protection: bool,
+        /// Uninstall the Dify EE release first when it is installed (destroy refuses otherwise),
+        /// waiting until its load balancers are gone.
+        #[arg(long)]
+        uninstall: bool,
+        #[command(flatten)]
+        release: ReleaseArgs,
     },
     /// Print the outputs of the last apply.
     Output,
@@ -237,7 +243,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Verb::Destroy { delete_data, lift_deletion_protection } => {
+        Verb::Destroy { delete_data, lift_deletion_protection, uninstall, ref release } => {
             let policy = DataPolicy { delete_data, lift_deletion_protection: lift_deletion_protection || delete_data };
             if !confirm(&cli, &format!("Destroy stack {} in {}?", stack.config().name, stack.config().region)) {
                 return bad_input("not confirmed (use --yes to skip the question)");
@@ -245,7 +251,11 @@ async fn main() -> ExitCode {
             let (sink, rx) = EventSink::channel();
             let stack = stack.with_data_policy(policy).with_events(sink);
             let view = tokio::spawn(support::progress(rx, "destroy"));
-            let result = stack.destroy().await;
+            let result = if uninstall {
+                stack.destroy_uninstalling(&release.release(stack.config())).await
+            } else {
+                stack.destroy().await
+            };
             drop(stack);
             let summary = view.await.unwrap_or_default();
             match result {

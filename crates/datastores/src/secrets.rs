@@ -106,6 +106,11 @@ impl PartialEq for StoredSecret {
 }
 
 impl StoredSecret {
+    /// A secret as read from Secrets Manager (for embedders' own fixtures and renderers).
+    pub fn new(name: impl Into<String>, arn: SecretArn, value: SecretString) -> Self {
+        StoredSecret { name: name.into(), arn, value }
+    }
+
     /// The value. Callers decide where it may go (a Helm values file, a Kubernetes secret).
     pub fn value(&self) -> &SecretString {
         &self.value

@@ -23,6 +23,10 @@ pub const DEFAULT_REPOSITORY: &str = "https://langgenius.github.io/dify-helm";
 /// The chart version this library's values are written for (3.9.x).
 pub const DEFAULT_CHART_VERSION: &str = "3.9.0";
 
+/// How long an uninstall waits for the load balancers of the release's Ingress to be deleted by
+/// their controller (an ALB takes about a minute; `aws-durations.toml`).
+pub const LOAD_BALANCERS_GONE_CAP: Duration = Duration::from_secs(600);
+
 /// Which Dify EE release to install, and from where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +117,11 @@ pub enum InstallError {
         /// Each workload not ready, with its last events.
         not_ready: Vec<String>,
     },
+    /// The release's load balancers were still there after the uninstall.
+    #[error(
+        "{0}. The release is uninstalled; its load balancers hold the subnets: delete them, or run destroy, which deletes those left"
+    )]
+    LoadBalancersLeft(String),
     /// A Kubernetes or file-system call failed.
     #[error("{0}")]
     Io(String),

@@ -86,7 +86,7 @@ pub enum StackError {
     Incomplete(String),
     /// Destroy refused: the Dify EE release is still installed on the cluster.
     #[error(
-        "destroy refused, nothing was deleted: the Dify EE release {release} is installed on the cluster. Fix: run uninstall first"
+        "destroy refused, nothing was deleted: the Dify EE release {release} is installed on the cluster. Fix: run uninstall first, or destroy --uninstall (Stack::destroy_uninstalling)"
     )]
     ReleaseInstalled {
         /// The Helm release.
@@ -346,14 +346,45 @@ impl Stack {
     }
 
     /// Destroys the whole stack (reverse graph) under the stack lock; returns what was deleted.
+    /// Refuses, deleting nothing, while the Dify EE release (`iam.helm_release` in
+    /// `iam.namespace`) is installed: see [`Stack::destroy_uninstalling`].
     pub async fn destroy(&self) -> Result<Vec<ResourceRef>, StackError> {
+        self.destroy_with(&self.configured_release(), false).await
+    }
+
+    /// Uninstalls `release` when it is installed (as [`Stack::uninstall_dify`], waiting for its
+    /// load balancers to go), then destroys the stack, all under the stack lock.
+    pub async fn destroy_uninstalling(&self, release: &install::DifyRelease) -> Result<Vec<ResourceRef>, StackError> {
+        self.destroy_with(release, true).await
+    }
+
+    /// The release the service accounts were made for (`iam.helm_release` in `iam.namespace`).
+    fn configured_release(&self) -> install::DifyRelease {
+        install::DifyRelease {
+            name: self.cfg.iam.helm_release.clone(),
+            namespace: self.cfg.iam.namespace.clone(),
+            ..Default::default()
+        }
+    }
+
+    async fn destroy_with(
+        &self,
+        release: &install::DifyRelease,
+        uninstall: bool,
+    ) -> Result<Vec<ResourceRef>, StackError> {
         let lock = self.control().acquire(&self.cfg.name, "destroy").await?;
         let runner = self.runner();
         // A running Dify EE holds load balancers and volumes the stack did not make: uninstall it
-        // first (CLI: `uninstall`), on purpose rather than as a side effect of destroy.
-        if runner.release_installed().await == Some(true) {
-            lock.release().await?;
-            return Err(StackError::ReleaseInstalled { release: self.cfg.iam.helm_release.clone() });
+        // first, on purpose rather than as a side effect of destroy.
+        if runner.release_installed(release).await == Some(true) {
+            let uninstalled = match (uninstall, runner.live_cluster().await) {
+                (true, Some((eks, vpc))) => self.uninstall_from(release, &eks, vpc.as_str()).await,
+                _ => Err(StackError::ReleaseInstalled { release: release.name.clone() }),
+            };
+            if let Err(e) = uninstalled {
+                lock.release().await?;
+                return Err(e);
+            }
         }
         // The whole stack's data policy before the first delete: the graph would otherwise
         // delete IAM, EKS and the registry before the Aurora node refuses.
@@ -427,7 +458,9 @@ impl Stack {
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<Option<String>, StackError> {
         let values = self.helm_values(out).await?;
-        let (eks, token, client) = self.cluster_access(out).await?;
+        let eks =
+            out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
+        let (token, client) = self.cluster_access(eks).await?;
         install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
         install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
         if let Some(domain) = &self.cfg.dify.domain {
@@ -440,20 +473,46 @@ impl Stack {
         Ok(ingress_address(&client, release).await)
     }
 
-    /// Uninstalls the Dify EE release (the service accounts and their IRSA annotations stay).
+    /// Uninstalls the Dify EE release, then waits (up to 10 min) until the load balancers that
+    /// its Ingress and Services made are deleted by their controller, so a destroy that follows
+    /// finds the subnets free. The service accounts and their IRSA annotations stay.
     pub async fn uninstall_dify(&self, release: &install::DifyRelease, out: &StackOutput) -> Result<(), StackError> {
-        let (eks, token, _) = self.cluster_access(out).await?;
+        let eks =
+            out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
+        let vpc = out
+            .network
+            .as_ref()
+            .ok_or_else(|| StackError::Incomplete("the network has no output: apply first".into()))?;
+        self.uninstall_from(release, eks, vpc.vpc_id.as_str()).await
+    }
+
+    async fn uninstall_from(
+        &self,
+        release: &install::DifyRelease,
+        eks: &dify_stack_eks::EksOutput,
+        vpc: &str,
+    ) -> Result<(), StackError> {
+        let (token, _) = self.cluster_access(eks).await?;
         install::helm_uninstall(release, &eks.endpoint, &eks.ca_data, &token).await?;
+        let lbs = dify_stack_eks::load_balancers::SdkLoadBalancers::from_conf(&self.sdk);
+        dify_stack_eks::load_balancers::wait_namespace_load_balancers_gone(
+            &lbs,
+            vpc,
+            eks.cluster_name.as_str(),
+            &release.namespace,
+            &self.ctx.wait.capped(install::LOAD_BALANCERS_GONE_CAP),
+            self.ctx.cancellation(),
+        )
+        .await
+        .map_err(|e| install::InstallError::LoadBalancersLeft(e.to_string()))?;
         Ok(())
     }
 
-    /// The cluster's output, a fresh EKS token and a client, for Helm and kube-rs.
+    /// A fresh EKS token for `eks` and a client, for Helm and kube-rs.
     async fn cluster_access(
         &self,
-        out: &StackOutput,
-    ) -> Result<(dify_stack_eks::EksOutput, SecretString, kube::Client), StackError> {
-        let eks =
-            out.eks.clone().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
+        eks: &dify_stack_eks::EksOutput,
+    ) -> Result<(SecretString, kube::Client), StackError> {
         let credentials = self
             .sdk
             .credentials_provider()
@@ -461,8 +520,8 @@ impl Stack {
         let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
         let token = tokens.token().await.map_err(|e| StackError::Incomplete(e.to_string()))?;
         let client =
-            dify_stack_eks::kube_client(&eks, &tokens).await.map_err(|e| StackError::Incomplete(e.to_string()))?;
-        Ok((eks, SecretString::from(token.secret().expose_secret().to_owned()), client))
+            dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| StackError::Incomplete(e.to_string()))?;
+        Ok((SecretString::from(token.secret().expose_secret().to_owned()), client))
     }
 
     /// Checks the live stack against the security controls of [`audit::CONTROLS`]. Read-only.

@@ -213,6 +213,15 @@ impl AwsRunner {
     /// The cluster's Kubernetes API (with a fresh EKS token), when this machine talks to it
     /// (not role-only) and the cluster exists. Building it makes no connection.
     pub(crate) async fn cluster_kube(&self, spec: &dify_stack_eks::EksSpec) -> Option<kube::Client> {
+        let eks = self.cluster_endpoint(spec).await?;
+        let credentials = self.sdk.credentials_provider()?;
+        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        dify_stack_eks::kube_client(&eks, &tokens).await.ok()
+    }
+
+    /// The live cluster's name, endpoint and CA; `None` when this machine does not talk to its
+    /// API (role-only) or there is no cluster.
+    async fn cluster_endpoint(&self, spec: &dify_stack_eks::EksSpec) -> Option<dify_stack_eks::EksOutput> {
         if !wiring::creates_service_accounts(&self.cfg) {
             return None;
         }
@@ -224,30 +233,29 @@ impl AwsRunner {
             cluster.endpoint.clone()?,
             cluster.ca_data.clone()?,
         );
-        let credentials = self.sdk.credentials_provider()?;
-        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
-        dify_stack_eks::kube_client(&eks, &tokens).await.ok()
+        Some(eks)
     }
 
-    /// Whether the Dify EE release (`iam.helm_release` in `iam.namespace`) is installed on the
-    /// cluster. `None` when that cannot be known here (role-only, no cluster, an API that does not
-    /// answer within 20 s): destroy never waits on the Kubernetes API.
-    pub(crate) async fn release_installed(&self) -> Option<bool> {
+    /// The live cluster (as [`Self::cluster_endpoint`]) and its VPC, for an uninstall before
+    /// destroy.
+    pub(crate) async fn live_cluster(&self) -> Option<(dify_stack_eks::EksOutput, VpcId)> {
+        let mut net = wiring::planned_network(&self.cfg);
+        net.vpc_id = self.discover_vpc().await.ok()??;
+        let eks = self.cluster_endpoint(&wiring::eks_spec(&self.cfg, &net)).await?;
+        Some((eks, net.vpc_id))
+    }
+
+    /// Whether `release` is installed on the cluster. `None` when that cannot be known here
+    /// (role-only, no cluster, an API that does not answer within 20 s): destroy never waits on
+    /// the Kubernetes API.
+    pub(crate) async fn release_installed(&self, release: &crate::install::DifyRelease) -> Option<bool> {
         if !wiring::creates_service_accounts(&self.cfg) {
             return None;
         }
         let mut net = wiring::planned_network(&self.cfg);
         net.vpc_id = self.discover_vpc().await.ok()?.unwrap_or_else(|| VpcId::new("vpc-none"));
         let client = self.cluster_kube(&wiring::eks_spec(&self.cfg, &net)).await?;
-        let release = crate::install::DifyRelease {
-            name: self.cfg.iam.helm_release.clone(),
-            namespace: self.cfg.iam.namespace.clone(),
-            ..Default::default()
-        };
-        tokio::time::timeout(KUBE_API_DESTROY_CAP, crate::install::release_installed(&client, &release))
-            .await
-            .ok()?
-            .ok()
+        tokio::time::timeout(KUBE_API_DESTROY_CAP, crate::install::release_installed(&client, release)).await.ok()?.ok()
     }
 
     /// An IAM tier failure; a Kubernetes API that cannot be reached is named with the fix.

@@ -1,5 +1,6 @@
 //! The whole stack, end to end, against the local AWS emulator.
 
+mod contract;
 mod inventory;
 
 use dify_stack::{DataPolicy, EventSink, LockError, Profile, Stack, StackConfig, StackError};
@@ -87,7 +88,7 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     assert_eq!(manifests.matches("meta.helm.sh/release-name: dify").count(), 6, "{manifests}");
     // The values contract: every key is one the chart has, every required key is there; with a
     // domain and a certificate the domain keys and the ALB Ingress appear too.
-    check_values_contract(&values, false);
+    contract::check_values_contract(&values, false);
     let mut with_domain = config("e2e-test");
     with_domain.dify = dify_stack::output::DifyDomain {
         domain: Some("dify.example.com".into()),
@@ -95,7 +96,7 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     };
     let site = Stack::connect(with_domain, account.config.clone()).await.unwrap();
     let values = site.helm_values(&out).await.unwrap();
-    check_values_contract(&values, true);
+    contract::check_values_contract(&values, true);
     assert!(values.contains("consoleApiDomain: console.dify.example.com"), "{values}");
     assert!(values.contains("className: alb"), "{values}");
 
@@ -134,10 +135,27 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         .set_subnets(Some(net.public_subnets.iter().map(|s| s.id.to_string()).collect()))
         .security_groups(&lb_sg)
         .tags(elb_tag.clone())
+        .tags(
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key("ingress.k8s.aws/stack")
+                .value("dify/dify")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+    // What an uninstall waits for: the load balancers of the release's namespace, by their tags.
+    {
+        use dify_stack_eks::load_balancers::{LoadBalancerApi as _, SdkLoadBalancers};
+        let lbs = SdkLoadBalancers::from_conf(&account.config);
+        let (vpc, cluster) = (net.vpc_id.to_string(), "e2e-test".to_owned());
+        let of = |ns: &str| lbs.cluster_load_balancers(vpc.clone(), cluster.clone(), Some(ns.to_owned()));
+        let found = of("dify").await.unwrap();
+        assert_eq!(found.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [lb_arn.as_str()]);
+        assert!(of("other").await.unwrap().is_empty());
+        assert!(lbs.cluster_load_balancers(vpc.clone(), "other".into(), Some("dify".into())).await.unwrap().is_empty());
+    }
     elb.create_target_group()
         .name("k8s-dify-dify-tg")
         .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
@@ -303,23 +321,4 @@ async fn two_concurrent_applies_one_is_refused_by_the_lock_and_nothing_is_duplic
 
     b.with_data_policy(DataPolicy::delete_everything()).destroy().await.unwrap();
     assert_eq!(inventory::inventory(&account.config, "e2e-lock").await, Vec::<String>::new());
-}
-
-/// Checks a rendered values file against the chart's key list (`tests/data`).
-fn check_values_contract(values: &str, with_domain: bool) {
-    let reference = include_str!("data/dify-ee-values-keys.txt");
-    let keys: Vec<(&str, bool)> = reference
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| (l.trim_start_matches('!'), l.starts_with('!')))
-        .collect();
-    let rendered = dify_stack::output::value_paths(values);
-    let unknown: Vec<&String> = rendered.iter().filter(|p| !keys.iter().any(|(k, _)| k == p)).collect();
-    assert!(unknown.is_empty(), "keys the chart does not have: {unknown:?}");
-    let missing: Vec<&str> = keys
-        .iter()
-        .filter(|(k, required)| (*required || with_domain) && !rendered.iter().any(|p| p == k))
-        .map(|(k, _)| *k)
-        .collect();
-    assert!(missing.is_empty(), "keys missing: {missing:?}");
 }

@@ -24,10 +24,32 @@ pub const LBC_CLUSTER_TAG: &str = "elbv2.k8s.aws/cluster";
 /// EKS's tag on the cluster security group it manages.
 pub const EKS_CLUSTER_NAME_TAG: &str = "aws:eks:cluster-name";
 
+/// The AWS Load Balancer Controller's tag naming what a resource was made for: `<namespace>/<name>`
+/// of the Ingress (or the IngressGroup's name) and of the Service (kubernetes-sigs/
+/// aws-load-balancer-controller PR #1469, "finalize user-facing elements": `ingress.k8s.aws/stack`
+/// is `groupName` or `namespace/ingressName`; `service.k8s.aws/stack` is `namespace/serviceName`).
+pub const LBC_STACK_TAGS: [&str; 2] = ["ingress.k8s.aws/stack", "service.k8s.aws/stack"];
+/// The in-tree service controller's tag on a Classic Load Balancer: `<namespace>/<service>`
+/// (Kubernetes cloud-provider-aws, `kubernetes.io/service-name`).
+pub const IN_TREE_SERVICE_TAG: &str = "kubernetes.io/service-name";
+
 /// Whether `tags` mark a resource made by Kubernetes for `cluster`.
 pub fn made_for_cluster(tags: &Tags, cluster: &str) -> bool {
     tags.get(LBC_CLUSTER_TAG).is_some_and(|v| v == cluster)
         || tags.get(&format!("kubernetes.io/cluster/{cluster}")).is_some_and(|v| v == "owned")
+}
+
+/// Whether `tags` mark a load balancer made for `cluster` and, when `namespace` is given, for an
+/// Ingress or Service in that namespace.
+pub fn made_for(tags: &Tags, cluster: &str, namespace: Option<&str>) -> bool {
+    made_for_cluster(tags, cluster)
+        && namespace.is_none_or(|ns| {
+            let prefix = format!("{ns}/");
+            LBC_STACK_TAGS
+                .iter()
+                .chain([&IN_TREE_SERVICE_TAG])
+                .any(|k| tags.get(*k).is_some_and(|v| v.starts_with(&prefix)))
+        })
 }
 
 /// Which API a load balancer belongs to.
@@ -52,8 +74,14 @@ pub struct ClusterLoadBalancer {
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait LoadBalancerApi: Send + Sync {
-    /// Load balancers in `vpc` tagged for `cluster` (both APIs).
-    async fn cluster_load_balancers(&self, vpc: String, cluster: String) -> Result<Vec<ClusterLoadBalancer>, AwsError>;
+    /// Load balancers in `vpc` tagged for `cluster` (both APIs); with `namespace`, only those
+    /// made for an Ingress or Service in it ([`made_for`]).
+    async fn cluster_load_balancers(
+        &self,
+        vpc: String,
+        cluster: String,
+        namespace: Option<String>,
+    ) -> Result<Vec<ClusterLoadBalancer>, AwsError>;
     /// DeleteLoadBalancer (either API); gone is fine.
     async fn delete_load_balancer(&self, lb: ClusterLoadBalancer) -> Result<(), AwsError>;
     /// Target group ARNs in `vpc` tagged for `cluster`.
@@ -76,6 +104,35 @@ impl std::fmt::Debug for dyn LoadBalancerApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LoadBalancerApi")
     }
+}
+
+/// Waits until no load balancer made for an Ingress or Service in `namespace` of `cluster` is
+/// left in `vpc` (after `helm uninstall`: the controller deletes them as their Ingress goes, which
+/// takes a minute or two; until then the subnets cannot be deleted). A timeout names those left.
+pub async fn wait_namespace_load_balancers_gone(
+    api: &dyn LoadBalancerApi,
+    vpc: &str,
+    cluster: &str,
+    namespace: &str,
+    policy: &dify_stack_core::WaitPolicy,
+    cancel: &dify_stack_core::CancellationToken,
+) -> Result<(), dify_stack_core::wait::WaitError<AwsError>> {
+    use dify_stack_core::wait::{self, Probe};
+    let what = format!("the load balancers of namespace {namespace} to be deleted by their controller");
+    wait::until(&what, policy, cancel, || async {
+        let left = api.cluster_load_balancers(vpc.to_owned(), cluster.to_owned(), Some(namespace.to_owned())).await?;
+        Ok(if left.is_empty() {
+            Probe::Done(())
+        } else {
+            Probe::Pending(format!("{} left: {}", left.len(), list_ids(&left)))
+        })
+    })
+    .await
+}
+
+/// The ids of `lbs`, comma-separated.
+pub(crate) fn list_ids(lbs: &[ClusterLoadBalancer]) -> String {
+    lbs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Why the Kubernetes objects could not be deleted.
@@ -216,7 +273,13 @@ fn gone(result: Result<(), AwsError>) -> Result<(), AwsError> {
 
 #[async_trait]
 impl LoadBalancerApi for SdkLoadBalancers {
-    async fn cluster_load_balancers(&self, vpc: String, cluster: String) -> Result<Vec<ClusterLoadBalancer>, AwsError> {
+    async fn cluster_load_balancers(
+        &self,
+        vpc: String,
+        cluster: String,
+        namespace: Option<String>,
+    ) -> Result<Vec<ClusterLoadBalancer>, AwsError> {
+        let mine = |t: &Tags| made_for(t, &cluster, namespace.as_deref());
         let mut found = Vec::new();
         let v2: Vec<_> = self
             .elbv2
@@ -235,7 +298,7 @@ impl LoadBalancerApi for SdkLoadBalancers {
         let tags = self.v2_tags(&arns).await?;
         found.extend(
             arns.into_iter()
-                .filter(|a| tags.get(a).is_some_and(|t| made_for_cluster(t, &cluster)))
+                .filter(|a| tags.get(a).is_some_and(mine))
                 .map(|id| ClusterLoadBalancer { id, kind: LoadBalancerKind::V2 }),
         );
         let classic = self.elb.describe_load_balancers().send().await.aws("DescribeLoadBalancers")?;
@@ -256,7 +319,7 @@ impl LoadBalancerApi for SdkLoadBalancers {
             for d in r.tag_descriptions() {
                 let t: Tags =
                     d.tags().iter().filter_map(|t| Some((t.key().to_owned(), t.value()?.to_owned()))).collect();
-                if made_for_cluster(&t, &cluster) {
+                if mine(&t) {
                     let id = d.load_balancer_name().unwrap_or_default().to_owned();
                     found.push(ClusterLoadBalancer { id, kind: LoadBalancerKind::Classic });
                 }

@@ -17,7 +17,7 @@ use crate::client::{
     AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
     LogGroupInfo, NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
 };
-use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerObjects};
+use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerObjects, list_ids};
 use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};
 use crate::{EksError, Result};
 
@@ -362,7 +362,7 @@ impl<C: EksApi> EksProvisioner<C> {
             }
         }
         let list = || async {
-            lbs.cluster_load_balancers(vpc.clone(), cluster.to_owned()).await.at("DescribeLoadBalancers", cluster)
+            lbs.cluster_load_balancers(vpc.clone(), cluster.to_owned(), None).await.at("DescribeLoadBalancers", cluster)
         };
         let pending = |left: Vec<ClusterLoadBalancer>| {
             (!left.is_empty()).then(|| format!("{} left: {}", left.len(), list_ids(&left)))
@@ -873,10 +873,6 @@ fn eks_output(
         nodegroup_name: nodegroup.to_owned(),
         region: ctx.region().to_owned(),
     }
-}
-
-fn list_ids(lbs: &[ClusterLoadBalancer]) -> String {
-    lbs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn push_if_changed(plan: &mut Plan, c: Change) {

@@ -971,8 +971,8 @@ mod kubernetes_load_balancers {
         let lbs = Arc::new(Mutex::new(vec![lb("arn:lb/k8s-dify-api"), lb("arn:lb/k8s-dify-ingress")]));
         let mut m = MockLoadBalancerApi::new();
         let l = lbs.clone();
-        m.expect_cluster_load_balancers().returning(move |vpc, cluster| {
-            assert_eq!((vpc.as_str(), cluster.as_str()), ("vpc-1", "eks-t"));
+        m.expect_cluster_load_balancers().returning(move |vpc, cluster, namespace| {
+            assert_eq!((vpc.as_str(), cluster.as_str(), namespace), ("vpc-1", "eks-t", None));
             Ok(l.lock().unwrap().clone())
         });
         let (l, g) = (lbs.clone(), log.clone());
@@ -1039,7 +1039,7 @@ mod kubernetes_load_balancers {
         let log = Arc::new(Mutex::new(Vec::<String>::new()));
         let mut m = MockLoadBalancerApi::new();
         let listed = Arc::new(Mutex::new(0));
-        m.expect_cluster_load_balancers().returning(move |_, _| {
+        m.expect_cluster_load_balancers().returning(move |_, _, _| {
             let mut n = listed.lock().unwrap();
             *n += 1;
             Ok(if *n < 3 { vec![lb("arn:lb/k8s-dify-api")] } else { vec![] })
@@ -1071,5 +1071,61 @@ mod kubernetes_load_balancers {
         let err = eks.destroy(&ctx, &s).await.unwrap_err();
         assert!(matches!(&err, EksError::Kubernetes(m) if m.contains("forbidden")), "{err:?}");
         assert!(!eks.client.calls().iter().any(|c| c.starts_with("Delete")), "{:?}", eks.client.calls());
+    }
+
+    #[test]
+    fn a_namespace_picks_only_the_load_balancers_made_for_its_ingresses_and_services() {
+        let tags = |pairs: &[(&str, &str)]| -> dify_stack_core::Tags {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let ingress = tags(&[("elbv2.k8s.aws/cluster", "eks-t"), ("ingress.k8s.aws/stack", "dify/dify")]);
+        let service = tags(&[("elbv2.k8s.aws/cluster", "eks-t"), ("service.k8s.aws/stack", "dify/proxy")]);
+        let in_tree = tags(&[("kubernetes.io/cluster/eks-t", "owned"), ("kubernetes.io/service-name", "dify/web")]);
+        let other_ns = tags(&[("elbv2.k8s.aws/cluster", "eks-t"), ("ingress.k8s.aws/stack", "difyx/dify")]);
+        let group = tags(&[("elbv2.k8s.aws/cluster", "eks-t"), ("ingress.k8s.aws/stack", "shared-group")]);
+        let other_cluster = tags(&[("elbv2.k8s.aws/cluster", "eks-u"), ("ingress.k8s.aws/stack", "dify/dify")]);
+        for t in [&ingress, &service, &in_tree] {
+            assert!(made_for(t, "eks-t", Some("dify")), "{t:?}");
+        }
+        for t in [&other_ns, &group, &other_cluster] {
+            assert!(!made_for(t, "eks-t", Some("dify")), "{t:?}");
+        }
+        // Without a namespace every load balancer of the cluster counts (destroy).
+        assert!(made_for(&other_ns, "eks-t", None) && made_for(&group, "eks-t", None));
+        assert!(!made_for(&other_cluster, "eks-t", None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn uninstall_waits_for_the_namespaces_load_balancers_and_a_timeout_names_those_left() {
+        let policy = dify_stack_core::WaitPolicy {
+            initial_interval: std::time::Duration::from_secs(1),
+            max_interval: std::time::Duration::from_secs(5),
+            multiplier: 2.0,
+            jitter: 0.0,
+            max_wait: std::time::Duration::from_secs(60),
+        };
+        let cancel = dify_stack_core::CancellationToken::new();
+        // The controller deletes the ALB after two polls.
+        let listed = Arc::new(Mutex::new(0));
+        let mut m = MockLoadBalancerApi::new();
+        let l = listed.clone();
+        m.expect_cluster_load_balancers().returning(move |vpc, cluster, namespace| {
+            assert_eq!((vpc.as_str(), cluster.as_str(), namespace.as_deref()), ("vpc-1", "eks-t", Some("dify")));
+            let mut n = l.lock().unwrap();
+            *n += 1;
+            Ok(if *n <= 2 { vec![lb("arn:lb/k8s-dify-dify")] } else { vec![] })
+        });
+        m.expect_delete_load_balancer().never();
+        wait_namespace_load_balancers_gone(&m, "vpc-1", "eks-t", "dify", &policy, &cancel).await.unwrap();
+        assert_eq!(*listed.lock().unwrap(), 3);
+
+        // It never goes: the timeout names it.
+        let mut m = MockLoadBalancerApi::new();
+        m.expect_cluster_load_balancers().returning(|_, _, _| Ok(vec![lb("arn:lb/k8s-dify-dify")]));
+        let err = wait_namespace_load_balancers_gone(&m, "vpc-1", "eks-t", "dify", &policy, &cancel).await.unwrap_err();
+        assert!(
+            err.to_string().contains("arn:lb/k8s-dify-dify") && err.to_string().contains("namespace dify"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,142 @@
+//! Golden files of the Dify EE values per profile and partition: the values rendered from a
+//! stack output shaped as each partition's services name their endpoints, with every secret
+//! masked as `<its source>`. A change to the renderer shows as a diff of these files; run with
+//! `DIFY_STACK_UPDATE_GOLDEN=1` to rewrite them after checking the diff.
+
+mod contract;
+
+use std::path::PathBuf;
+
+use dify_stack::output::DifyDomain;
+use dify_stack::{Profile, StackOutput, ValuesSecrets, helm_values};
+use dify_stack_core::Partition;
+use dify_stack_core::ids::{Arn, BucketName, SecretArn, SecurityGroupId};
+use dify_stack_datastores::{AuroraOutput, BucketOutput, OpenSearchOutput, RedisOutput, SecretKind, StoredSecret};
+use secrecy::{ExposeSecret as _, SecretString};
+
+const ACCOUNT: &str = "123456789012";
+
+/// The outputs of a complete stack of `profile` in `region`, endpoints as the partition's services
+/// name them.
+fn output(profile: Profile, region: &str) -> (StackOutput, ValuesSecrets, DifyDomain) {
+    let cfg = profile.config().with_region(region);
+    let partition = Partition::of_region(region).unwrap();
+    let (stack, suffix) = (cfg.name.as_str(), partition.dns_suffix());
+    let arn = |service: &str, resource: &str| partition.arn(service, region, ACCOUNT, resource);
+    let secret = |name: &str| SecretArn::new(arn("secretsmanager", &format!("secret:{stack}/{name}-AbCdEf")));
+    // The generator's own keys, each value masked by its key.
+    let app: serde_json::Value = serde_json::from_str(SecretKind::DifyApp.generate("").expose_secret()).unwrap();
+    let masked: serde_json::Map<_, _> =
+        app.as_object().unwrap().keys().map(|k| (k.clone(), serde_json::json!(format!("<dify-app:{k}>")))).collect();
+    let app_secret = |kind: SecretKind, value: String| {
+        StoredSecret::new(format!("{stack}/{}", kind.suffix()), secret(kind.suffix()), SecretString::from(value))
+    };
+    let aurora = &cfg.datastores.aurora;
+    let mut out = StackOutput {
+        aurora: Some(AuroraOutput {
+            cluster_id: stack.to_owned(),
+            cluster_arn: Arn::new(arn("rds", &format!("cluster:{stack}"))),
+            writer_endpoint: format!("{stack}.cluster-c0ffee.{region}.rds.{suffix}"),
+            reader_endpoint: format!("{stack}.cluster-ro-c0ffee.{region}.rds.{suffix}"),
+            port: 5432,
+            master_secret_arn: None,
+            master_username: aurora.master_username.clone(),
+            security_group_id: SecurityGroupId::new("sg-aurora"),
+            databases: aurora.databases.clone(),
+            pending_statements: Vec::new(),
+            app_username: aurora.app_username.clone(),
+            app_secret: app_secret(SecretKind::AuroraApp, "<aurora-app>".into()),
+        }),
+        redis: Some(RedisOutput {
+            replication_group_id: stack.to_owned(),
+            arn: Arn::new(arn("elasticache", &format!("replicationgroup:{stack}"))),
+            primary_endpoint: format!("master.{stack}.c0ffee.{region}.cache.{suffix}"),
+            reader_endpoint: None,
+            port: 6379,
+            tls: true,
+            auth_secret_arn: secret("redis-auth"),
+            security_group_id: SecurityGroupId::new("sg-redis"),
+        }),
+        opensearch: Some(OpenSearchOutput {
+            domain_name: stack.to_owned(),
+            arn: Arn::new(arn("es", &format!("domain/{stack}"))),
+            endpoint: format!("vpc-{stack}-c0ffee.{region}.es.{suffix}"),
+            port: 443,
+            master_secret_arn: secret("opensearch-master"),
+            security_group_id: SecurityGroupId::new("sg-opensearch"),
+        }),
+        bucket: Some(BucketOutput {
+            name: BucketName::new(format!("{stack}-dify-{ACCOUNT}")),
+            arn: Arn::new(format!("arn:{}:s3:::{stack}-dify-{ACCOUNT}", partition.id())),
+            region: region.to_owned(),
+        }),
+        app_secret: Some(app_secret(SecretKind::DifyApp, serde_json::Value::Object(masked).to_string())),
+        ..Default::default()
+    };
+    let plugin = format!("{stack}-ee-plugin-repo");
+    let registry_host = format!("{ACCOUNT}.dkr.ecr.{region}.{suffix}");
+    out.registry = Some(dify_stack_registry::RegistryOutput {
+        app: dify_stack_registry::RepositoryOutput {
+            name: format!("{stack}-ee"),
+            arn: arn("ecr", &format!("repository/{stack}-ee")),
+            uri: format!("{registry_host}/{stack}-ee"),
+        },
+        plugin: dify_stack_registry::RepositoryOutput {
+            name: plugin.clone(),
+            arn: arn("ecr", &format!("repository/{plugin}")),
+            uri: format!("{registry_host}/{plugin}"),
+        },
+        plugin_repository_arn_pattern: arn("ecr", &format!("repository/{plugin}*")),
+        plugin_image_repo_prefix: format!("{registry_host}/{plugin}"),
+    });
+    let secrets = ValuesSecrets {
+        database_password: SecretString::from("<aurora-app:password>".to_owned()),
+        redis_password: SecretString::from("<redis-auth>".to_owned()),
+        opensearch_user: "<opensearch-master:username>".to_owned(),
+        opensearch_password: SecretString::from("<opensearch-master:password>".to_owned()),
+    };
+    // The test profile without a domain (HTTP, no Ingress); prod behind the ALB with TLS.
+    let domain = match profile {
+        Profile::Prod => DifyDomain {
+            domain: Some("dify.example.com".into()),
+            certificate_arn: Some(arn("acm", "certificate/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")),
+        },
+        _ => DifyDomain::default(),
+    };
+    (out, secrets, domain)
+}
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden").join(name)
+}
+
+#[test]
+fn values_match_the_golden_file_of_each_profile_and_partition() {
+    let update = std::env::var_os("DIFY_STACK_UPDATE_GOLDEN").is_some();
+    let mut differ = Vec::new();
+    for (profile, region, file) in [
+        (Profile::Test, "us-west-2", "values-test-aws.yaml"),
+        (Profile::Prod, "us-west-2", "values-prod-aws.yaml"),
+        (Profile::Test, "cn-northwest-1", "values-test-aws-cn.yaml"),
+        (Profile::Prod, "cn-northwest-1", "values-prod-aws-cn.yaml"),
+    ] {
+        let (out, secrets, domain) = output(profile, region);
+        let values = helm_values(&out, &secrets, &domain).unwrap();
+        // Every key is one the chart reads, and every required one is there.
+        contract::check_values_contract(&values, domain.domain.is_some());
+        // Partition-specific names come from the partition, never a hard-coded `aws`.
+        if region.starts_with("cn-") {
+            assert!(!values.contains(".amazonaws.com\n") && !values.contains("arn:aws:"), "{file}:\n{values}");
+        }
+        if update {
+            std::fs::write(golden(file), &values).unwrap();
+        } else if std::fs::read_to_string(golden(file)).ok().as_deref() != Some(values.as_str()) {
+            differ.push(format!("--- {file} (rendered now):\n{values}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "values differ from the golden files (DIFY_STACK_UPDATE_GOLDEN=1 rewrites them):\n{}",
+        differ.join("\n")
+    );
+}

@@ -94,6 +94,7 @@ pub fn iam_spec(
         discover_thumbprint: cfg.iam.discover_thumbprint,
         service_accounts: creates_service_accounts(cfg),
         helm_release: cfg.iam.helm_release.clone(),
+        addon_roles: vec![],
     }
 }
 
@@ -230,6 +231,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         discover_thumbprint: cfg.iam.discover_thumbprint,
         service_accounts: cfg.iam.service_accounts,
         helm_release: cfg.iam.helm_release.clone(),
+        addon_roles: vec![],
     };
     if let Err(e) = iam.validate() {
         errs.extend_prefixed("iam", e);

@@ -72,6 +72,32 @@ pub struct IamSpec {
     /// `namespace`).
     #[serde(default = "default_release")]
     pub helm_release: String,
+    /// IRSA roles of cluster add-ons (the AWS Load Balancer Controller, the cluster
+    /// autoscaler): each trusted by exactly one service account. Their service accounts are
+    /// made by the add-on's Helm chart with the output role ARN, not by this tier.
+    #[serde(default)]
+    pub addon_roles: Vec<AddonRole>,
+}
+
+/// The IRSA role of a cluster add-on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddonRole {
+    /// The add-on (`aws-load-balancer-controller`): the role is `<cluster>-<addon>`.
+    pub addon: String,
+    /// Namespace of its service account.
+    pub namespace: String,
+    /// The one service account that may assume the role.
+    pub service_account: String,
+    /// The inline permission policy (partition-aware, built by the add-on's owner).
+    pub policy: Value,
+}
+
+impl AddonRole {
+    /// The role name for a cluster.
+    pub fn role_name(&self, cluster: &str) -> String {
+        format!("{cluster}-{}", self.addon)
+    }
 }
 
 fn default_namespace() -> String {
@@ -100,6 +126,11 @@ impl IamSpec {
         for kind in RoleKind::ALL {
             if let Err(e) = NameKind::IamRole.check(&kind.role_name(self.cluster_name.as_str())) {
                 errors.push("cluster_name", e.to_string(), "use a shorter cluster name");
+            }
+        }
+        for (i, a) in self.addon_roles.iter().enumerate() {
+            if let Err(e) = NameKind::IamRole.check(&a.role_name(self.cluster_name.as_str())) {
+                errors.push(format!("addon_roles[{i}].addon"), e.to_string(), "use a shorter cluster or add-on name");
             }
         }
         if !self.plugin_repository_arn_pattern.as_str().starts_with("arn:") {
@@ -202,6 +233,8 @@ pub struct ObservedIam {
     pub provider: Option<OidcInfo>,
     /// Our roles.
     pub roles: BTreeMap<RoleKind, ObservedRole>,
+    /// The add-on roles, by add-on.
+    pub addon_roles: BTreeMap<String, ObservedRole>,
     /// Service accounts labelled as ours in the namespace (empty in role-only mode).
     pub service_accounts: Vec<ManagedServiceAccount>,
     /// Whether our default StorageClass exists (false in role-only mode).
@@ -219,6 +252,8 @@ pub struct IamOutput {
     pub service_accounts: BTreeMap<String, RoleArn>,
     /// The namespace of the service accounts.
     pub namespace: String,
+    /// Add-on role ARNs, by add-on.
+    pub addon_roles: BTreeMap<String, RoleArn>,
 }
 
 /// Provisions the IAM tier.
@@ -271,18 +306,152 @@ impl<C: IamApi> IamProvisioner<C> {
         Ok(providers.into_iter().find(|p| policy::issuer_host_path(&p.url) == url))
     }
 
-    fn desired_trust(spec: &IamSpec, provider_arn: &str, kind: RoleKind) -> Value {
-        policy::trust_policy(provider_arn, &spec.oidc_issuer_url, &spec.namespace, kind)
+    async fn observe_role(&self, ctx: &Context, name: &str) -> Result<Option<ObservedRole>> {
+        let Some(info) = self.client.get_role(name.to_owned()).await.at("GetRole", name)? else { return Ok(None) };
+        if !ctx.owns_tags(&info.tags) {
+            return Err(IamError::NotOwned { name: name.to_owned(), stack: ctx.stack().to_string() });
+        }
+        let policy =
+            self.client.get_role_policy(name.to_owned(), INLINE_POLICY.into()).await.at("GetRolePolicy", name)?;
+        Ok(Some(ObservedRole {
+            trust: policy::parse_document(&info.trust),
+            policy: policy.as_deref().and_then(policy::parse_document),
+            info,
+        }))
     }
 
-    fn desired_policy(ctx: &Context, spec: &IamSpec, kind: RoleKind) -> Value {
-        policy::permission_policy(
+    /// Creates the role or converges its trust, policy and tags; returns its ARN.
+    async fn ensure_role(
+        &self,
+        ctx: &Context,
+        role: &DesiredRole,
+        trust: Value,
+        have: Option<&ObservedRole>,
+    ) -> Result<String> {
+        let name = role.name.clone();
+        let tags = ctx.tags_for(Tier::Iam, &role.tag_suffix, &name);
+        let Some(have) = have else {
+            let created = match self.client.create_role(name.clone(), trust.to_string(), tags).await {
+                Ok(r) => r.arn,
+                Err(e) if e.is_already_exists() => {
+                    match self.client.get_role(name.clone()).await.at("GetRole", &name)? {
+                        Some(r) if ctx.owns_tags(&r.tags) => {
+                            self.client
+                                .update_trust(name.clone(), trust.to_string())
+                                .await
+                                .at("UpdateAssumeRolePolicy", &name)?;
+                            r.arn
+                        }
+                        _ => return Err(IamError::NotOwned { name, stack: ctx.stack().to_string() }),
+                    }
+                }
+                Err(e) => return Err(e).at("CreateRole", &name),
+            };
+            self.client
+                .put_role_policy(name.clone(), INLINE_POLICY.into(), role.policy.to_string())
+                .await
+                .at("PutRolePolicy", &name)?;
+            tracing::info!(role = %name, "created IAM role");
+            return Ok(created);
+        };
+        if have.trust.as_ref() != Some(&policy::normalize(trust.clone())) {
+            self.client.update_trust(name.clone(), trust.to_string()).await.at("UpdateAssumeRolePolicy", &name)?;
+        }
+        if have.policy.as_ref() != Some(&policy::normalize(role.policy.clone())) {
+            self.client
+                .put_role_policy(name.clone(), INLINE_POLICY.into(), role.policy.to_string())
+                .await
+                .at("PutRolePolicy", &name)?;
+        }
+        let drift: Tags = tags.into_iter().filter(|(k, v)| have.info.tags.get(k) != Some(v)).collect();
+        if !drift.is_empty() {
+            self.client.tag_role(name.clone(), drift).await.at("TagRole", &name)?;
+        }
+        Ok(have.info.arn.clone())
+    }
+
+    /// Deletes the role (inline policies deleted, managed ones detached) when it is ours.
+    async fn delete_role(&self, ctx: &Context, name: &str) -> Result<Option<ResourceRef>> {
+        let name = name.to_owned();
+        let Some(role) = self.client.get_role(name.clone()).await.at("GetRole", &name)? else { return Ok(None) };
+        if !ctx.owns_tags(&role.tags) {
+            return Ok(None); // never touch what is not ours
+        }
+        for p in self.client.list_role_policies(name.clone()).await.at("ListRolePolicies", &name)? {
+            ignore(self.client.delete_role_policy(name.clone(), p).await).at("DeleteRolePolicy", &name)?;
+        }
+        for p in self.client.list_attached_policies(name.clone()).await.at("ListAttachedRolePolicies", &name)? {
+            ignore(self.client.detach_role_policy(name.clone(), p).await).at("DetachRolePolicy", &name)?;
+        }
+        ignore(self.client.delete_role(name.clone()).await).at("DeleteRole", &name)?;
+        Ok(Some(ResourceRef::new("iam:role", &name).with_id(role.arn)))
+    }
+}
+
+/// Which role: one of the three Dify roles or an add-on's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RoleKey {
+    Dify(RoleKind),
+    Addon(String),
+}
+
+/// A role the tier owns, as the spec wants it.
+#[derive(Debug, Clone)]
+struct DesiredRole {
+    key: RoleKey,
+    name: String,
+    /// The component part of its ownership tags.
+    tag_suffix: String,
+    /// `system:serviceaccount:<ns>:<sa>` of each account that may assume it.
+    subjects: Vec<String>,
+    policy: Value,
+}
+
+impl DesiredRole {
+    fn trust(&self, spec: &IamSpec, provider_arn: &str) -> Value {
+        policy::trust_policy_for(provider_arn, &spec.oidc_issuer_url, &self.subjects)
+    }
+}
+
+/// Every role of the spec: the three Dify roles, then the add-on roles.
+fn desired_roles(ctx: &Context, spec: &IamSpec) -> Vec<DesiredRole> {
+    let cluster = spec.cluster_name.as_str();
+    let dify = RoleKind::ALL.into_iter().map(|kind| DesiredRole {
+        key: RoleKey::Dify(kind),
+        name: kind.role_name(cluster),
+        tag_suffix: kind.suffix().to_owned(),
+        subjects: policy::subjects(&spec.namespace, &kind.service_accounts()),
+        policy: policy::permission_policy(
             ctx.partition(),
             spec.bucket.as_str(),
             spec.bucket_kms_key_arn.as_deref(),
             spec.plugin_repository_arn_pattern.as_str(),
             kind,
-        )
+        ),
+    });
+    let addons = spec.addon_roles.iter().map(|a| DesiredRole {
+        key: RoleKey::Addon(a.addon.clone()),
+        name: a.role_name(cluster),
+        tag_suffix: a.addon.clone(),
+        subjects: policy::subjects(&a.namespace, &[a.service_account.as_str()]),
+        policy: a.policy.clone(),
+    });
+    dify.chain(addons).collect()
+}
+
+impl ObservedIam {
+    fn role(&self, key: &RoleKey) -> Option<&ObservedRole> {
+        match key {
+            RoleKey::Dify(kind) => self.roles.get(kind),
+            RoleKey::Addon(addon) => self.addon_roles.get(addon),
+        }
+    }
+
+    fn insert_role(&mut self, key: RoleKey, role: ObservedRole) {
+        match key {
+            RoleKey::Dify(kind) => self.roles.insert(kind, role),
+            RoleKey::Addon(addon) => self.addon_roles.insert(addon, role),
+        };
     }
 }
 
@@ -299,22 +468,10 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
 
     async fn observe(&self, ctx: &Context, spec: &IamSpec) -> Result<ObservedIam> {
         let mut observed = ObservedIam { provider: self.find_provider(spec).await?, ..Default::default() };
-        for kind in RoleKind::ALL {
-            let name = kind.role_name(spec.cluster_name.as_str());
-            let Some(info) = self.client.get_role(name.clone()).await.at("GetRole", &name)? else { continue };
-            if !ctx.owns_tags(&info.tags) {
-                return Err(IamError::NotOwned { name, stack: ctx.stack().to_string() });
+        for role in desired_roles(ctx, spec) {
+            if let Some(have) = self.observe_role(ctx, &role.name).await? {
+                observed.insert_role(role.key, have);
             }
-            let policy =
-                self.client.get_role_policy(name.clone(), INLINE_POLICY.into()).await.at("GetRolePolicy", &name)?;
-            observed.roles.insert(
-                kind,
-                ObservedRole {
-                    trust: policy::parse_document(&info.trust),
-                    policy: policy.as_deref().and_then(policy::parse_document),
-                    info,
-                },
-            );
         }
         if let Some(kube) = self.kube(spec)? {
             observed.service_accounts = kube.list_managed(spec.namespace.clone()).await?;
@@ -346,26 +503,26 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                     p.arn.clone()
                 }
             };
-        for kind in RoleKind::ALL {
-            let name = kind.role_name(spec.cluster_name.as_str());
-            let trust = policy::normalize(Self::desired_trust(spec, &provider_arn, kind));
-            let perms = policy::normalize(Self::desired_policy(ctx, spec, kind));
-            let Some(have) = observed.roles.get(&kind) else {
+        for role in desired_roles(ctx, spec) {
+            let name = &role.name;
+            let trust = policy::normalize(role.trust(spec, &provider_arn));
+            let perms = policy::normalize(role.policy.clone());
+            let Some(have) = observed.role(&role.key) else {
                 plan.push(
-                    Change::new(Action::Create, ResourceRef::new("iam:role", &name))
+                    Change::new(Action::Create, ResourceRef::new("iam:role", name))
                         .field("trust", None::<&str>, Some(&trust))
                         .field("policy", None::<&str>, Some(&perms)),
                 );
                 continue;
             };
-            let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", &name).with_id(&have.info.arn));
+            let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", name).with_id(&have.info.arn));
             if observed.provider.is_some() && have.trust.as_ref() != Some(&trust) {
                 c = c.field("trust", have.trust.as_ref(), Some(&trust));
             }
             if have.policy.as_ref() != Some(&perms) {
                 c = c.field("policy", have.policy.as_ref(), Some(&perms));
             }
-            for (k, v) in ctx.tags_for(Tier::Iam, kind.suffix(), &name) {
+            for (k, v) in ctx.tags_for(Tier::Iam, &role.tag_suffix, name) {
                 if have.info.tags.get(&k) != Some(&v) {
                     c = c.field(format!("tags.{k}"), have.info.tags.get(&k), Some(v));
                 }
@@ -449,58 +606,14 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                 }
             }
         };
-        let mut roles = BTreeMap::new();
-        for kind in RoleKind::ALL {
-            let name = kind.role_name(spec.cluster_name.as_str());
-            let trust = Self::desired_trust(spec, &provider_arn, kind);
-            let perms = Self::desired_policy(ctx, spec, kind);
-            let tags = ctx.tags_for(Tier::Iam, kind.suffix(), &name);
-            let arn = match observed.roles.get(&kind) {
-                None => {
-                    let created = match self.client.create_role(name.clone(), trust.to_string(), tags).await {
-                        Ok(r) => r.arn,
-                        Err(e) if e.is_already_exists() => {
-                            match self.client.get_role(name.clone()).await.at("GetRole", &name)? {
-                                Some(r) if ctx.owns_tags(&r.tags) => {
-                                    self.client
-                                        .update_trust(name.clone(), trust.to_string())
-                                        .await
-                                        .at("UpdateAssumeRolePolicy", &name)?;
-                                    r.arn
-                                }
-                                _ => return Err(IamError::NotOwned { name, stack: ctx.stack().to_string() }),
-                            }
-                        }
-                        Err(e) => return Err(e).at("CreateRole", &name),
-                    };
-                    self.client
-                        .put_role_policy(name.clone(), INLINE_POLICY.into(), perms.to_string())
-                        .await
-                        .at("PutRolePolicy", &name)?;
-                    tracing::info!(role = %name, "created IAM role");
-                    created
-                }
-                Some(have) => {
-                    if have.trust.as_ref() != Some(&policy::normalize(trust.clone())) {
-                        self.client
-                            .update_trust(name.clone(), trust.to_string())
-                            .await
-                            .at("UpdateAssumeRolePolicy", &name)?;
-                    }
-                    if have.policy.as_ref() != Some(&policy::normalize(perms.clone())) {
-                        self.client
-                            .put_role_policy(name.clone(), INLINE_POLICY.into(), perms.to_string())
-                            .await
-                            .at("PutRolePolicy", &name)?;
-                    }
-                    let drift: Tags = tags.into_iter().filter(|(k, v)| have.info.tags.get(k) != Some(v)).collect();
-                    if !drift.is_empty() {
-                        self.client.tag_role(name.clone(), drift).await.at("TagRole", &name)?;
-                    }
-                    have.info.arn.clone()
-                }
+        let (mut roles, mut addon_roles) = (BTreeMap::new(), BTreeMap::new());
+        for role in desired_roles(ctx, spec) {
+            let trust = role.trust(spec, &provider_arn);
+            let arn = RoleArn::new(self.ensure_role(ctx, &role, trust, observed.role(&role.key)).await?);
+            match role.key {
+                RoleKey::Dify(kind) => roles.insert(kind, arn),
+                RoleKey::Addon(addon) => addon_roles.insert(addon, arn),
             };
-            roles.insert(kind, RoleArn::new(arn));
         }
         let mut service_accounts = BTreeMap::new();
         if let Some(kube) = kube {
@@ -527,7 +640,13 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                 }
             }
         }
-        Ok(IamOutput { oidc_provider_arn: provider_arn, roles, service_accounts, namespace: spec.namespace.clone() })
+        Ok(IamOutput {
+            oidc_provider_arn: provider_arn,
+            roles,
+            service_accounts,
+            namespace: spec.namespace.clone(),
+            addon_roles,
+        })
     }
 
     /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline
@@ -546,20 +665,8 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                 Err(e) => return Err(e.into()),
             }
         }
-        for kind in RoleKind::ALL {
-            let name = kind.role_name(spec.cluster_name.as_str());
-            let Some(role) = self.client.get_role(name.clone()).await.at("GetRole", &name)? else { continue };
-            if !ctx.owns_tags(&role.tags) {
-                continue; // never touch what is not ours
-            }
-            for p in self.client.list_role_policies(name.clone()).await.at("ListRolePolicies", &name)? {
-                ignore(self.client.delete_role_policy(name.clone(), p).await).at("DeleteRolePolicy", &name)?;
-            }
-            for p in self.client.list_attached_policies(name.clone()).await.at("ListAttachedRolePolicies", &name)? {
-                ignore(self.client.detach_role_policy(name.clone(), p).await).at("DetachRolePolicy", &name)?;
-            }
-            ignore(self.client.delete_role(name.clone()).await).at("DeleteRole", &name)?;
-            deleted.push(ResourceRef::new("iam:role", &name).with_id(role.arn));
+        for role in desired_roles(ctx, spec) {
+            deleted.extend(self.delete_role(ctx, &role.name).await?);
         }
         if let Some(p) = self.find_provider(spec).await?
             && ctx.owns_tags(&p.tags)

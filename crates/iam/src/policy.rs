@@ -58,12 +58,22 @@ pub fn oidc_provider_arn(partition: Partition, account: &str, issuer_url: &str) 
     partition.arn("iam", "", account, &format!("oidc-provider/{}", issuer_host_path(issuer_url)))
 }
 
+/// `system:serviceaccount:<namespace>:<sa>` of each account.
+pub fn subjects(namespace: &str, service_accounts: &[&str]) -> Vec<String> {
+    service_accounts.iter().map(|sa| format!("system:serviceaccount:{namespace}:{sa}")).collect()
+}
+
 /// Trust policy: only `sts:AssumeRoleWithWebIdentity` from the provider, only for the role's two
 /// service accounts in `namespace`, only with the STS audience.
 pub fn trust_policy(provider_arn: &str, issuer_url: &str, namespace: &str, kind: RoleKind) -> Value {
+    trust_policy_for(provider_arn, issuer_url, &subjects(namespace, &kind.service_accounts()))
+}
+
+/// Trust policy for exactly `subjects` (`system:serviceaccount:<ns>:<sa>`) through the provider,
+/// with the STS audience (EKS user guide, "Assign IAM roles to Kubernetes service accounts":
+/// the `:sub` and `:aud` conditions).
+pub fn trust_policy_for(provider_arn: &str, issuer_url: &str, subjects: &[String]) -> Value {
     let issuer = issuer_host_path(issuer_url);
-    let subjects: Vec<String> =
-        kind.service_accounts().iter().map(|sa| format!("system:serviceaccount:{namespace}:{sa}")).collect();
     json!({
         "Version": "2012-10-17",
         "Statement": [{

@@ -184,6 +184,7 @@ fn spec() -> IamSpec {
         discover_thumbprint: false,
         service_accounts: true,
         helm_release: "dify".into(),
+        addon_roles: vec![],
     }
 }
 

@@ -29,6 +29,7 @@ fn spec(cluster: &str) -> IamSpec {
         discover_thumbprint: false,
         service_accounts: false,
         helm_release: "dify".into(),
+        addon_roles: vec![],
     }
 }
 
@@ -129,4 +130,45 @@ async fn a_same_named_role_of_someone_else_is_not_owned_and_never_deleted() {
     assert!(matches!(provisioner.apply(&ctx, &spec).await.unwrap_err(), dify_stack_iam::IamError::NotOwned { .. }));
     provisioner.destroy(&ctx, &spec).await.unwrap();
     assert!(iam.get_role().role_name(&role).send().await.is_ok(), "still there");
+}
+
+#[tokio::test]
+async fn an_addon_role_trusts_exactly_its_service_account_converges_and_goes_with_destroy() {
+    let (iam, provisioner, _) = setup().await;
+    let ctx = ctx("iam-addon");
+    let mut spec = spec("iam-addon");
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["elasticloadbalancing:DescribeLoadBalancers"], "Resource": "*"}]});
+    spec.addon_roles = vec![dify_stack_iam::AddonRole {
+        addon: "aws-load-balancer-controller".into(),
+        namespace: "kube-system".into(),
+        service_account: "aws-load-balancer-controller".into(),
+        policy: policy.clone(),
+    }];
+    let out = provisioner.apply(&ctx, &spec).await.unwrap();
+    let role = "iam-addon-aws-load-balancer-controller";
+    assert!(out.addon_roles["aws-load-balancer-controller"].as_str().ends_with(&format!(":role/{role}")));
+    let trust = decoded_trust(&iam, role).await;
+    let condition = &trust["Statement"][0]["Condition"]["StringEquals"];
+    let issuer = ISSUER.trim_start_matches("https://");
+    assert_eq!(
+        condition[format!("{issuer}:sub")],
+        serde_json::json!(["system:serviceaccount:kube-system:aws-load-balancer-controller"])
+    );
+    assert_eq!(condition[format!("{issuer}:aud")], serde_json::json!("sts.amazonaws.com"));
+    let inline = iam.get_role_policy().role_name(role).policy_name("dify-stack").send().await.unwrap();
+    assert_eq!(policy::parse_document(inline.policy_document()).unwrap(), policy::normalize(policy));
+    assert!(provisioner.plan(&ctx, &spec).await.unwrap().is_empty(), "a second plan is empty");
+
+    // A changed policy is planned as an update of this role only, and applied.
+    spec.addon_roles[0].policy["Statement"][0]["Action"] = serde_json::json!(["elasticloadbalancing:DescribeTags"]);
+    let plan = provisioner.plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.changes.len(), 1, "{plan}");
+    assert!(plan.to_string().contains(role), "{plan}");
+    provisioner.apply(&ctx, &spec).await.unwrap();
+    assert!(provisioner.plan(&ctx, &spec).await.unwrap().is_empty());
+
+    let deleted = provisioner.destroy(&ctx, &spec).await.unwrap();
+    assert!(deleted.iter().any(|r| r.to_string().contains(role)), "{deleted:?}");
+    assert!(iam.get_role().role_name(role).send().await.is_err(), "role left");
 }

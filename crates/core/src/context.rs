@@ -135,6 +135,8 @@ pub enum Tier {
     Registry,
     /// OIDC provider, IRSA roles, service accounts.
     Iam,
+    /// Cluster add-ons (load balancer controller, autoscaler, metrics), certificate, DNS.
+    Platform,
 }
 
 impl Tier {
@@ -146,6 +148,7 @@ impl Tier {
             Tier::Datastores => "datastores",
             Tier::Registry => "registry",
             Tier::Iam => "iam",
+            Tier::Platform => "platform",
         }
     }
 }

@@ -404,3 +404,12 @@ mod tests {
         assert!(ignore_not_found(Err(e)).is_err());
     }
 }
+
+/// Treats not-found as absence on a read: `Ok(None)` when the resource does not exist.
+pub fn found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}

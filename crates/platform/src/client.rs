@@ -1,0 +1,159 @@
+//! What the platform tier asks of AWS (ACM, Route 53, the EKS add-on catalogue) and of the
+//! Kubernetes API (the IngressClass), as small traits with SDK and kube-rs implementations.
+
+use async_trait::async_trait;
+use dify_stack_core::{AwsError, Tags};
+
+/// An ACM certificate as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// Its ARN.
+    pub arn: String,
+    /// The domain it was requested for.
+    pub domain: String,
+    /// `PENDING_VALIDATION`, `ISSUED`, `FAILED`, `VALIDATION_TIMED_OUT`, ...
+    pub status: String,
+    /// The DNS validation records (empty for the first seconds after the request: ACM fills
+    /// them in asynchronously).
+    pub validation: Vec<Record>,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// A DNS record: one value, or an alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Fully qualified name with the trailing dot, lower case.
+    pub name: String,
+    /// `CNAME`, `A`, `TXT`.
+    pub kind: String,
+    /// The value (`Record` of a simple record), or the alias target's DNS name.
+    pub value: String,
+    /// The alias target's hosted zone, for an alias record.
+    pub alias_zone: Option<String>,
+}
+
+impl Record {
+    /// A simple record with one value.
+    pub fn simple(name: &str, kind: &str, value: &str) -> Record {
+        Record { name: fqdn(name), kind: kind.to_owned(), value: value.to_owned(), alias_zone: None }
+    }
+}
+
+/// `name` lower case with one trailing dot, as Route 53 returns names.
+pub fn fqdn(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// UPSERT or DELETE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordAction {
+    /// Create or replace.
+    Upsert,
+    /// Delete (the record must match exactly).
+    Delete,
+}
+
+/// ACM and Route 53.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait DnsApi: Send + Sync {
+    /// ARNs of the certificates requested for exactly `domain` (any status but expired).
+    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError>;
+    /// DescribeCertificate with its tags; `None` when it is gone.
+    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError>;
+    /// RequestCertificate with DNS validation for `domain` and `sans`; `token` makes a retried
+    /// request return the same certificate (ACM idempotency token, valid for one hour).
+    async fn request_certificate(
+        &self,
+        domain: String,
+        sans: Vec<String>,
+        token: String,
+        tags: Tags,
+    ) -> Result<String, AwsError>;
+    /// DeleteCertificate; gone is fine.
+    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError>;
+    /// The public hosted zone that holds `domain` (the longest matching zone name): its id.
+    async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError>;
+    /// The record `name`/`kind` in the zone.
+    async fn get_record(&self, zone: String, name: String, kind: String) -> Result<Option<Record>, AwsError>;
+    /// ChangeResourceRecordSets, one batch (atomic).
+    async fn change_records(&self, zone: String, changes: Vec<(RecordAction, Record)>) -> Result<(), AwsError>;
+}
+
+impl std::fmt::Debug for dyn DnsApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DnsApi")
+    }
+}
+
+/// An EKS add-on as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonState {
+    /// Its version.
+    pub version: String,
+    /// `CREATING`, `ACTIVE`, `DEGRADED`, ...
+    pub status: String,
+    /// Its tags.
+    pub tags: Tags,
+}
+
+/// The EKS add-on catalogue, for metrics-server.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait AddonApi: Send + Sync {
+    /// The default version of `addon` offered for `kubernetes_version` (DescribeAddonVersions),
+    /// `None` when EKS does not offer it here.
+    async fn offered_version(&self, addon: String, kubernetes_version: String) -> Result<Option<String>, AwsError>;
+    /// The add-on on the cluster.
+    async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError>;
+    /// CreateAddon.
+    async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError>;
+    /// DeleteAddon; gone is fine.
+    async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError>;
+}
+
+impl std::fmt::Debug for dyn AddonApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddonApi")
+    }
+}
+
+/// A failed Kubernetes call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} {object}: {message}")]
+pub struct KubeError {
+    /// `get`, `apply`, `delete`.
+    pub operation: &'static str,
+    /// The object.
+    pub object: String,
+    /// What the API server (or the connection) said.
+    pub message: String,
+}
+
+/// An IngressClass as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressClassState {
+    /// `spec.controller`.
+    pub controller: String,
+    /// Whether it carries our label (only then may destroy delete it).
+    pub ours: bool,
+}
+
+/// The IngressClass, server-side applied.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait IngressClassApi: Send + Sync {
+    /// The IngressClass `name`.
+    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeError>;
+    /// Server-side applies the IngressClass `name` for `controller`, labelled as ours.
+    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeError>;
+    /// Deletes it; gone is fine.
+    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeError>;
+}
+
+impl std::fmt::Debug for dyn IngressClassApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IngressClassApi")
+    }
+}

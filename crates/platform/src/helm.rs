@@ -1,0 +1,266 @@
+//! Helm, run as a program: Helm 3.x or 4.x found on `PATH` (or given), talking to the cluster
+//! through a kubeconfig written for the run (owner-only, removed afterwards) that holds our own
+//! EKS bearer token and the cluster CA, so no AWS CLI is needed. Values reach Helm through
+//! owner-only files: no secret is ever on a command line or in Helm's environment.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::spec::Chart;
+
+/// Why Helm could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HelmError {
+    /// No `helm` executable.
+    #[error(
+        "helm was not found ({0}): install Helm 3 or 4 (https://helm.sh/docs/intro/install/) or set the release's `helm` path"
+    )]
+    Missing(String),
+    /// Helm is there but not a 3.x or 4.x.
+    #[error("{path} is Helm {version}; Helm 3.x or 4.x is needed")]
+    Version {
+        /// The executable.
+        path: String,
+        /// What it reported.
+        version: String,
+    },
+    /// Helm ran and failed.
+    #[error("helm {verb} failed (exit {code:?}): {stderr}")]
+    Failed {
+        /// `upgrade --install`, `uninstall`, `list`.
+        verb: &'static str,
+        /// Exit code.
+        code: Option<i32>,
+        /// What helm printed on stderr.
+        stderr: String,
+    },
+    /// A temporary file could not be written, or Helm's answer not read.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A file only the owner can read, removed when dropped.
+#[derive(Debug)]
+pub struct PrivateFile(PathBuf);
+
+impl PrivateFile {
+    /// Writes `text` to a new owner-only file in the temporary directory.
+    pub fn write(name: &str, text: &str) -> Result<PrivateFile, HelmError> {
+        use std::io::Write as _;
+        let path = std::env::temp_dir().join(format!("dify-stack-{}-{}-{name}", std::process::id(), fastrand::u64(..)));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let io = |e: std::io::Error| HelmError::Io(format!("{}: {e}", path.display()));
+        let mut f = options.open(&path).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        Ok(PrivateFile(path))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A kubeconfig with a bearer token (no exec plugin, no AWS CLI).
+pub fn token_kubeconfig(server: &str, ca_data: &str, token: &SecretString) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: eks\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: eks\n  context:\n    cluster: eks\n    user: eks\ncurrent-context: eks\nusers:\n- name: eks\n  user:\n    token: {}\n",
+        q(server),
+        q(ca_data),
+        q(token.expose_secret())
+    )
+}
+
+/// The `helm` to run: the given path, or the first `helm` on `PATH`.
+pub fn find_helm(given: Option<&Path>) -> Result<PathBuf, HelmError> {
+    if let Some(p) = given {
+        return if p.is_file() { Ok(p.to_owned()) } else { Err(HelmError::Missing(p.display().to_string())) };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("helm"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| HelmError::Missing("not on PATH".to_owned()))
+}
+
+/// Runs `helm args`; its stdout, or its stderr as the error.
+pub async fn run_helm(helm: &Path, verb: &'static str, args: &[String]) -> Result<String, HelmError> {
+    let out = tokio::process::Command::new(helm)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| HelmError::Missing(format!("{}: {e}", helm.display())))?;
+    if !out.status.success() {
+        return Err(HelmError::Failed {
+            verb,
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Checks that `helm` is Helm 3.x or 4.x; returns its version.
+pub async fn check_helm(helm: &Path) -> Result<String, HelmError> {
+    let version = run_helm(helm, "version", &["version".into(), "--short".into()]).await?.trim().to_owned();
+    if !(version.starts_with("v3.") || version.starts_with("v4.")) {
+        return Err(HelmError::Version { path: helm.display().to_string(), version });
+    }
+    Ok(version)
+}
+
+/// The arguments of `helm upgrade --install`: the values and the kubeconfig are files, so no
+/// secret is among them.
+pub fn upgrade_install_args(
+    release: &str,
+    namespace: &str,
+    chart: &Chart,
+    values: &Path,
+    kubeconfig: &Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = ["upgrade", "--install", release, &chart.chart, "--repo", &chart.repository]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(
+        [
+            "--version",
+            &chart.version,
+            "--namespace",
+            namespace,
+            "--values",
+            &values.display().to_string(),
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--create-namespace",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
+    );
+    args
+}
+
+/// A release as `helm list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseInfo {
+    /// `<chart>-<version>`, e.g. `aws-load-balancer-controller-1.13.0`.
+    pub chart: String,
+    /// `deployed`, `failed`, `pending-install`, ...
+    pub status: String,
+}
+
+/// What the platform tier asks of Helm for one cluster.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait HelmApi: Send + Sync {
+    /// The release in `namespace`, if installed.
+    async fn status(&self, release: String, namespace: String) -> Result<Option<ReleaseInfo>, HelmError>;
+    /// `helm upgrade --install` with `values` (YAML).
+    async fn upgrade_install(
+        &self,
+        release: String,
+        namespace: String,
+        chart: Chart,
+        values: String,
+    ) -> Result<(), HelmError>;
+    /// `helm uninstall` (absent is fine).
+    async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError>;
+}
+
+impl std::fmt::Debug for dyn HelmApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HelmApi")
+    }
+}
+
+/// [`HelmApi`] over the `helm` program and a private kubeconfig for one cluster.
+#[derive(Debug)]
+pub struct HelmCli {
+    helm: PathBuf,
+    kubeconfig: PrivateFile,
+}
+
+impl HelmCli {
+    /// Finds and checks Helm (`given`, or `helm` on `PATH`) and writes the kubeconfig.
+    pub async fn new(given: Option<&Path>, kubeconfig: &str) -> Result<HelmCli, HelmError> {
+        let helm = find_helm(given)?;
+        check_helm(&helm).await?;
+        Ok(HelmCli { helm, kubeconfig: PrivateFile::write("kubeconfig", kubeconfig)? })
+    }
+
+    fn kubeconfig(&self) -> String {
+        self.kubeconfig.path().display().to_string()
+    }
+}
+
+#[async_trait]
+impl HelmApi for HelmCli {
+    async fn status(&self, release: String, namespace: String) -> Result<Option<ReleaseInfo>, HelmError> {
+        let args: Vec<String> = [
+            "list",
+            "--namespace",
+            &namespace,
+            "--filter",
+            &format!("^{release}$"),
+            "--all",
+            "--output",
+            "json",
+            "--kubeconfig",
+            &self.kubeconfig(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let out = run_helm(&self.helm, "list", &args).await?;
+        let list: Vec<serde_json::Value> = serde_json::from_str(out.trim())
+            .map_err(|e| HelmError::Io(format!("helm list printed no JSON list ({e}): {out}")))?;
+        Ok(list.iter().find(|r| r["name"] == release.as_str()).map(|r| ReleaseInfo {
+            chart: r["chart"].as_str().unwrap_or_default().to_owned(),
+            status: r["status"].as_str().unwrap_or_default().to_owned(),
+        }))
+    }
+
+    async fn upgrade_install(
+        &self,
+        release: String,
+        namespace: String,
+        chart: Chart,
+        values: String,
+    ) -> Result<(), HelmError> {
+        let values = PrivateFile::write("values.yaml", &values)?;
+        let args = upgrade_install_args(&release, &namespace, &chart, values.path(), self.kubeconfig.path());
+        run_helm(&self.helm, "upgrade --install", &args).await.map(|_| ())
+    }
+
+    async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError> {
+        let args: Vec<String> = [
+            "uninstall",
+            &release,
+            "--namespace",
+            &namespace,
+            "--kubeconfig",
+            &self.kubeconfig(),
+            "--ignore-not-found",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        run_helm(&self.helm, "uninstall", &args).await.map(|_| ())
+    }
+}

@@ -1,0 +1,78 @@
+//! [`IngressClassApi`] over a `kube::Client`: server-side apply with the field manager
+//! `dify-stack`, so a second apply changes nothing and another manager's fields are kept.
+
+use async_trait::async_trait;
+use k8s_openapi::api::networking::v1::IngressClass;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+
+use crate::client::{IngressClassApi, IngressClassState, KubeError};
+
+/// Field manager of every server-side apply (the IAM tier's too).
+pub const FIELD_MANAGER: &str = "dify-stack";
+/// Label put on every object we create.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dify-stack");
+
+/// The IngressClass object.
+pub fn ingress_class_manifest(name: &str, controller: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": name, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+        "spec": {"controller": controller},
+    })
+}
+
+/// [`IngressClassApi`] over a `kube::Client`.
+#[derive(Clone)]
+pub struct KubeIngressClasses {
+    client: kube::Client,
+}
+
+impl std::fmt::Debug for KubeIngressClasses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeIngressClasses")
+    }
+}
+
+impl KubeIngressClasses {
+    /// Uses `client`.
+    pub fn new(client: kube::Client) -> Self {
+        KubeIngressClasses { client }
+    }
+
+    fn api(&self) -> Api<IngressClass> {
+        Api::all(self.client.clone())
+    }
+}
+
+fn fail(operation: &'static str, name: &str, e: kube::Error) -> KubeError {
+    KubeError { operation, object: format!("ingressclass {name}"), message: e.to_string() }
+}
+
+#[async_trait]
+impl IngressClassApi for KubeIngressClasses {
+    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeError> {
+        let found = self.api().get_opt(&name).await.map_err(|e| fail("get", &name, e))?;
+        Ok(found.map(|c| IngressClassState {
+            controller: c.spec.and_then(|s| s.controller).unwrap_or_default(),
+            ours: c.metadata.labels.is_some_and(|l| l.get(MANAGED_BY.0).is_some_and(|v| v == MANAGED_BY.1)),
+        }))
+    }
+
+    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeError> {
+        let body = ingress_class_manifest(&name, &controller);
+        self.api()
+            .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+            .map_err(|e| fail("apply", &name, e))?;
+        Ok(())
+    }
+
+    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeError> {
+        match self.api().delete(&name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(fail("delete", &name, e)),
+        }
+    }
+}

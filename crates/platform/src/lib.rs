@@ -1,0 +1,37 @@
+//! Cluster platform tier of [dify-stack](https://github.com/dify-stack/dify-stack): what a Dify EE
+//! install needs beside the chart, each part optional.
+//!
+//! - **AWS Load Balancer Controller** (Helm, pinned) with an IRSA role from the IAM tier
+//!   ([`policy::load_balancer_controller_policy`]), and the IngressClass `alb` server-side
+//!   applied: it turns the chart's Ingress into an ALB.
+//! - **Cluster autoscaler** (Helm, auto-discovery) with an IRSA role that may scale only groups
+//!   tagged for the cluster ([`policy::cluster_autoscaler_policy`]).
+//! - **metrics-server**: the EKS community add-on where `DescribeAddonVersions` offers it for the
+//!   cluster version (EKS user guide, "Community add-ons"), else its Helm chart.
+//! - **Domain and TLS**: an ACM certificate for the domain and `*.<domain>` validated through
+//!   Route 53 (the records written in the domain's public hosted zone, waited until `ISSUED`).
+//!
+//! Helm releases and Kubernetes objects need a machine that reaches the cluster's API; without
+//! one (role-only access) apply returns the commands instead ([`PlatformOutput::commands`]).
+
+pub mod client;
+pub mod helm;
+pub mod kube;
+pub mod policy;
+pub mod provisioner;
+pub mod sdk;
+pub mod spec;
+#[cfg(test)]
+mod tests;
+
+pub use client::{AddonApi, Certificate, DnsApi, IngressClassApi, Record, RecordAction};
+#[cfg(any(test, feature = "test-util"))]
+pub use client::{MockAddonApi, MockDnsApi, MockIngressClassApi};
+#[cfg(any(test, feature = "test-util"))]
+pub use helm::MockHelmApi;
+pub use helm::{HelmApi, HelmCli, HelmError};
+pub use provisioner::{
+    ObservedPlatform, PlatformError, PlatformOutput, PlatformProvisioner, addon_role_requests, caps,
+};
+pub use sdk::{SdkAddons, SdkDns};
+pub use spec::{Chart, DomainSpec, PlatformSpec};

@@ -1,0 +1,656 @@
+//! The platform node: observe, diff, apply and destroy of the add-ons, the IngressClass, the
+//! certificate and its validation records.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use dify_stack_core::wait::{self, Probe};
+use dify_stack_core::{Action, AwsError, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::client::{
+    AddonApi, AddonState, Certificate, DnsApi, IngressClassApi, IngressClassState, KubeError, Record, RecordAction,
+};
+use crate::helm::{HelmApi, HelmError, ReleaseInfo};
+use crate::policy;
+use crate::spec::{
+    CLUSTER_AUTOSCALER, Chart, INGRESS_CLASS, INGRESS_CONTROLLER, LOAD_BALANCER_CONTROLLER, METRICS_SERVER,
+    PlatformSpec, SYSTEM_NAMESPACE,
+};
+
+/// Wait caps of the tier.
+pub mod caps {
+    use std::time::Duration;
+
+    /// ACM fills in the validation records of a new certificate within seconds (RequestCertificate
+    /// API reference: DescribeCertificate may not return them at once).
+    pub const VALIDATION_RECORDS: Duration = Duration::from_secs(120);
+    /// DNS validation: "can take up to 30 minutes" after the record is in place (ACM user guide,
+    /// "DNS validation"); 45 min before giving up.
+    pub const CERTIFICATE_ISSUED: Duration = Duration::from_secs(45 * 60);
+}
+
+/// Everything that can go wrong in the platform tier.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The spec is invalid. Permanent.
+    #[error("invalid platform spec:\n{0}")]
+    Invalid(#[from] SpecErrors),
+    /// An AWS call failed.
+    #[error("{operation} failed for {resource}")]
+    Aws {
+        /// The operation.
+        operation: &'static str,
+        /// The resource.
+        resource: String,
+        /// The AWS error.
+        #[source]
+        source: Box<AwsError>,
+    },
+    /// A Helm release could not be installed, read or removed.
+    #[error("Helm release {release}: {source}")]
+    Helm {
+        /// `<namespace>/<release>`.
+        release: String,
+        /// What Helm said.
+        #[source]
+        source: HelmError,
+    },
+    /// A Kubernetes call failed.
+    #[error("Kubernetes: {0}")]
+    Kubernetes(#[from] KubeError),
+    /// Something with our name exists without our ownership tag or label. Never adopted.
+    #[error("{what} exists but is not owned by stack {stack}; remove it yourself or rename")]
+    NotOwned {
+        /// What it is.
+        what: String,
+        /// Our stack.
+        stack: String,
+    },
+    /// No public hosted zone holds the domain.
+    #[error(
+        "no public Route 53 hosted zone holds {domain}: create one (and delegate the domain to it), or set dify.hosted_zone_id"
+    )]
+    NoHostedZone {
+        /// The domain.
+        domain: String,
+    },
+    /// The certificate can no longer be issued.
+    #[error("the ACM certificate {arn} is {status}: delete it and apply again")]
+    CertificateFailed {
+        /// The certificate.
+        arn: String,
+        /// Its status.
+        status: String,
+    },
+    /// A wait did not end (timeout or cancellation); names what is pending.
+    #[error("{0}")]
+    Wait(String),
+    /// The spec asks for Helm releases but no Helm or Kubernetes client was given.
+    #[error(
+        "kubernetes is true but the provisioner has no Helm or Kubernetes client: build it with PlatformProvisioner::with_kubernetes, or set kubernetes = false"
+    )]
+    NoKubernetesClient,
+}
+
+/// Result alias of the platform tier.
+pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
+
+trait At<T> {
+    fn at(self, operation: &'static str, resource: &str) -> Result<T>;
+}
+
+impl<T> At<T> for std::result::Result<T, AwsError> {
+    fn at(self, operation: &'static str, resource: &str) -> Result<T> {
+        self.map_err(|e| PlatformError::Aws { operation, resource: resource.to_owned(), source: Box::new(e) })
+    }
+}
+
+/// A wait's own error, or the probe's.
+fn from_wait(e: wait::WaitError<PlatformError>) -> PlatformError {
+    match e {
+        wait::WaitError::Failed { source, .. } => source,
+        other => PlatformError::Wait(other.to_string()),
+    }
+}
+
+fn helm_err(release: &str) -> impl FnOnce(HelmError) -> PlatformError + '_ {
+    move |source| PlatformError::Helm { release: format!("{SYSTEM_NAMESPACE}/{release}"), source }
+}
+
+/// What exists.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedPlatform {
+    /// The hosted zone of the domain.
+    pub zone: Option<String>,
+    /// Our certificate for the domain.
+    pub certificate: Option<Certificate>,
+    /// Its validation records found in the zone with the right value.
+    pub validation_present: Vec<Record>,
+    /// The metrics-server add-on version EKS offers for the cluster version.
+    pub metrics_offered: Option<String>,
+    /// The metrics-server add-on on the cluster.
+    pub metrics_addon: Option<AddonState>,
+    /// Each desired release, as installed (only when this machine drives the cluster).
+    pub releases: BTreeMap<String, Option<ReleaseInfo>>,
+    /// The IngressClass (only when this machine drives the cluster).
+    pub ingress_class: Option<IngressClassState>,
+}
+
+/// What the platform tier hands on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PlatformOutput {
+    /// The domain's certificate (for the Ingress's `certificate-arn`).
+    pub certificate_arn: Option<String>,
+    /// The hosted zone of the domain (for the console's alias records).
+    pub hosted_zone_id: Option<String>,
+    /// The releases installed, `<namespace>/<release> <chart>-<version>`.
+    pub releases: Vec<String>,
+    /// How metrics-server runs: `eks-addon <version>` or `helm <chart>-<version>`.
+    pub metrics_server: Option<String>,
+    /// The IngressClass for the Dify EE Ingress.
+    pub ingress_class: Option<String>,
+    /// Role-only access: the commands that install the releases from a machine that reaches the
+    /// cluster (no secret in them).
+    pub commands: Vec<String>,
+}
+
+/// A release the spec wants.
+#[derive(Debug, Clone)]
+struct DesiredRelease {
+    name: &'static str,
+    chart: Chart,
+    values: serde_json::Value,
+}
+
+impl DesiredRelease {
+    fn chart_id(&self) -> String {
+        format!("{}-{}", self.chart.chart, self.chart.version)
+    }
+}
+
+fn with_image(mut values: serde_json::Value, chart: &Chart) -> serde_json::Value {
+    if let Some(repo) = &chart.image_repository {
+        values["image"] = json!({"repository": repo});
+    }
+    values
+}
+
+/// The releases of the spec, with their values. metrics-server is a release only where EKS does
+/// not offer it as an add-on.
+fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -> Vec<DesiredRelease> {
+    let role = |addon: &str| spec.roles.get(addon).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(chart) = &spec.load_balancer_controller {
+        // The chart's values (eks-charts `aws-load-balancer-controller/values.yaml`): the
+        // IngressClass is ours (server-side applied), so the chart does not make one.
+        let values = json!({
+            "clusterName": spec.cluster_name.as_str(),
+            "region": ctx.region(),
+            "vpcId": spec.vpc_id.as_str(),
+            "createIngressClassResource": false,
+            "serviceAccount": {
+                "create": true,
+                "name": LOAD_BALANCER_CONTROLLER,
+                "annotations": {"eks.amazonaws.com/role-arn": role(LOAD_BALANCER_CONTROLLER)},
+            },
+        });
+        out.push(DesiredRelease {
+            name: LOAD_BALANCER_CONTROLLER,
+            chart: chart.clone(),
+            values: with_image(values, chart),
+        });
+    }
+    if let Some(chart) = &spec.cluster_autoscaler {
+        // The chart's values (kubernetes/autoscaler `charts/cluster-autoscaler/values.yaml`):
+        // auto-discovery of the groups tagged for the cluster, within their min and max.
+        let values = json!({
+            "cloudProvider": "aws",
+            "awsRegion": ctx.region(),
+            "autoDiscovery": {"clusterName": spec.cluster_name.as_str()},
+            "rbac": {"serviceAccount": {
+                "create": true,
+                "name": CLUSTER_AUTOSCALER,
+                "annotations": {"eks.amazonaws.com/role-arn": role(CLUSTER_AUTOSCALER)},
+            }},
+        });
+        out.push(DesiredRelease { name: CLUSTER_AUTOSCALER, chart: chart.clone(), values: with_image(values, chart) });
+    }
+    if let Some(chart) = spec.metrics_server.as_ref().filter(|_| !metrics_offered) {
+        out.push(DesiredRelease { name: METRICS_SERVER, chart: chart.clone(), values: with_image(json!({}), chart) });
+    }
+    out
+}
+
+/// The ACM idempotency token of the stack's certificate for `domain` (`\w+`, at most 32).
+fn idempotency_token(ctx: &Context, domain: &str) -> String {
+    // FNV-1a: stable across runs and builds.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{}/{domain}", ctx.stack()).bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("difystack{h:016x}")
+}
+
+/// Provisions the platform tier.
+pub struct PlatformProvisioner {
+    dns: Box<dyn DnsApi>,
+    addons: Box<dyn AddonApi>,
+    helm: Option<Box<dyn HelmApi>>,
+    kube: Option<Box<dyn IngressClassApi>>,
+}
+
+impl std::fmt::Debug for PlatformProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformProvisioner").field("kubernetes", &self.kube.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl PlatformProvisioner {
+    /// A provisioner over the given AWS clients, without Kubernetes access.
+    pub fn new(dns: impl DnsApi + 'static, addons: impl AddonApi + 'static) -> Self {
+        PlatformProvisioner { dns: Box::new(dns), addons: Box::new(addons), helm: None, kube: None }
+    }
+
+    /// A provisioner over the real AWS APIs, without Kubernetes access.
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
+        Self::new(crate::sdk::SdkDns::from_conf(config), crate::sdk::SdkAddons::from_conf(config))
+    }
+
+    /// Adds Helm and the Kubernetes API, for the releases and the IngressClass.
+    pub fn with_kubernetes(mut self, helm: impl HelmApi + 'static, kube: impl IngressClassApi + 'static) -> Self {
+        self.helm = Some(Box::new(helm));
+        self.kube = Some(Box::new(kube));
+        self
+    }
+
+    fn cluster(&self, spec: &PlatformSpec) -> Result<Option<(&dyn HelmApi, &dyn IngressClassApi)>> {
+        match (&self.helm, &self.kube, spec.kubernetes) {
+            (_, _, false) => Ok(None),
+            (Some(h), Some(k), true) => Ok(Some((h.as_ref(), k.as_ref()))),
+            _ => Err(PlatformError::NoKubernetesClient),
+        }
+    }
+
+    async fn zone(&self, spec: &PlatformSpec) -> Result<Option<String>> {
+        let Some(domain) = &spec.domain else { return Ok(None) };
+        if let Some(z) = &domain.hosted_zone_id {
+            return Ok(Some(z.clone()));
+        }
+        self.dns.find_public_zone(domain.name.clone()).await.at("ListHostedZones", &domain.name)
+    }
+
+    /// Our certificate for the domain: the newest of those carrying our tags and not failed.
+    async fn certificate(&self, ctx: &Context, domain: &str) -> Result<Option<Certificate>> {
+        let mut ours = None;
+        for arn in self.dns.certificates_for(domain.to_owned()).await.at("ListCertificates", domain)? {
+            let Some(c) = self.dns.describe_certificate(arn.clone()).await.at("DescribeCertificate", &arn)? else {
+                continue;
+            };
+            if ctx.owns_tags(&c.tags) {
+                ours = Some(c);
+            }
+        }
+        Ok(ours)
+    }
+
+    async fn present_records(&self, zone: &str, records: &[Record]) -> Result<Vec<Record>> {
+        let mut present = Vec::new();
+        for r in records {
+            let have = self
+                .dns
+                .get_record(zone.to_owned(), r.name.clone(), r.kind.clone())
+                .await
+                .at("ListResourceRecordSets", &r.name)?;
+            if have.as_ref() == Some(r) {
+                present.push(r.clone());
+            }
+        }
+        Ok(present)
+    }
+
+    /// Waits until ACM has filled in the certificate's validation records.
+    async fn validation_records(&self, ctx: &Context, arn: &str) -> Result<Certificate> {
+        wait::until(
+            &format!("the validation records of {arn}"),
+            &ctx.wait.capped(caps::VALIDATION_RECORDS),
+            ctx.cancellation(),
+            || async {
+                let c = self.dns.describe_certificate(arn.to_owned()).await.at("DescribeCertificate", arn)?;
+                Ok::<_, PlatformError>(match c {
+                    Some(c) if !c.validation.is_empty() => Probe::Done(c),
+                    _ => Probe::Pending("no ResourceRecord yet".to_owned()),
+                })
+            },
+        )
+        .await
+        .map_err(from_wait)
+    }
+
+    /// Waits until the certificate is issued; a timeout names the record ACM is waiting for.
+    async fn wait_issued(&self, ctx: &Context, cert: &Certificate) -> Result<()> {
+        let records: Vec<String> =
+            cert.validation.iter().map(|r| format!("{} {} {}", r.name, r.kind, r.value)).collect();
+        let what = format!("ACM to issue {} (validation record: {})", cert.arn, records.join("; "));
+        wait::until(&what, &ctx.wait.capped(caps::CERTIFICATE_ISSUED), ctx.cancellation(), || async {
+            let c = self.dns.describe_certificate(cert.arn.clone()).await.at("DescribeCertificate", &cert.arn)?;
+            let status = c.map(|c| c.status).unwrap_or_else(|| "gone".to_owned());
+            match status.as_str() {
+                "ISSUED" => Ok(Probe::Done(())),
+                "PENDING_VALIDATION" => Ok(Probe::Pending(status)),
+                _ => Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status }),
+            }
+        })
+        .await
+        .map_err(from_wait)
+    }
+}
+
+#[async_trait]
+impl Provisioner for PlatformProvisioner {
+    type Spec = PlatformSpec;
+    type Observed = ObservedPlatform;
+    type Output = PlatformOutput;
+    type Error = PlatformError;
+
+    fn validate(&self, _ctx: &Context, spec: &PlatformSpec) -> Result<(), SpecErrors> {
+        spec.validate()
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &PlatformSpec) -> Result<ObservedPlatform> {
+        let mut o = ObservedPlatform { zone: self.zone(spec).await?, ..Default::default() };
+        if let Some(domain) = &spec.domain {
+            o.certificate = self.certificate(ctx, &domain.name).await?;
+            if let (Some(zone), Some(cert)) = (&o.zone, &o.certificate) {
+                o.validation_present = self.present_records(zone, &cert.validation).await?;
+            }
+        }
+        if spec.metrics_server.is_some() {
+            let (cluster, version) = (spec.cluster_name.to_string(), spec.kubernetes_version.clone());
+            o.metrics_offered = self
+                .addons
+                .offered_version(METRICS_SERVER.into(), version)
+                .await
+                .at("DescribeAddonVersions", METRICS_SERVER)?;
+            o.metrics_addon =
+                self.addons.addon(cluster, METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?;
+        }
+        if let Some((helm, kube)) = self.cluster(spec)? {
+            for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
+                let status = helm.status(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?;
+                o.releases.insert(r.name.to_owned(), status);
+            }
+            if spec.load_balancer_controller.is_some() {
+                o.ingress_class = kube.ingress_class(INGRESS_CLASS.into()).await?;
+            }
+        }
+        Ok(o)
+    }
+
+    fn diff(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Plan {
+        let mut plan = Plan::new();
+        if let Some(domain) = &spec.domain {
+            let zone = o.zone.clone().unwrap_or_else(|| "(no public hosted zone found: apply fails)".into());
+            match &o.certificate {
+                None => {
+                    plan.push(
+                        Change::new(Action::Create, ResourceRef::new("acm:certificate", &domain.name))
+                            .field("subject_alternative_names", None::<&str>, Some(format!("*.{}", domain.name)))
+                            .field("validation", None::<&str>, Some("DNS")),
+                    );
+                    plan.push(
+                        Change::new(
+                            Action::Create,
+                            ResourceRef::new("route53:record", format!("_<token>.{}", domain.name)),
+                        )
+                        .field("zone", None::<&str>, Some(&zone))
+                        .field(
+                            "value",
+                            None::<&str>,
+                            Some("(known after the certificate request)"),
+                        ),
+                    );
+                }
+                Some(cert) => {
+                    for r in cert.validation.iter().filter(|r| !o.validation_present.contains(r)) {
+                        plan.push(
+                            Change::new(Action::Create, ResourceRef::new("route53:record", &r.name))
+                                .field("zone", None::<&str>, Some(&zone))
+                                .field(r.kind.clone(), None::<&str>, Some(&r.value)),
+                        );
+                    }
+                }
+            }
+        }
+        if spec.metrics_server.is_some()
+            && let Some(version) = &o.metrics_offered
+            && o.metrics_addon.is_none()
+        {
+            plan.push(Change::new(Action::Create, ResourceRef::new("eks:addon", METRICS_SERVER)).field(
+                "version",
+                None::<&str>,
+                Some(version),
+            ));
+        }
+        if spec.kubernetes {
+            for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
+                let id = ResourceRef::new("helm:release", format!("{SYSTEM_NAMESPACE}/{}", r.name));
+                match o.releases.get(r.name).cloned().flatten() {
+                    None => plan.push(Change::new(Action::Create, id).field("chart", None::<&str>, Some(r.chart_id()))),
+                    Some(have) if have.chart != r.chart_id() => {
+                        plan.push(Change::new(Action::Update, id).field("chart", Some(&have.chart), Some(r.chart_id())))
+                    }
+                    Some(have) if have.status != "deployed" => {
+                        plan.push(Change::new(Action::Update, id).field("status", Some(&have.status), Some("deployed")))
+                    }
+                    Some(_) => {}
+                }
+            }
+            if spec.load_balancer_controller.is_some()
+                && o.ingress_class.as_ref().map(|c| c.controller.as_str()) != Some(INGRESS_CONTROLLER)
+            {
+                let action = if o.ingress_class.is_some() { Action::Update } else { Action::Create };
+                plan.push(Change::new(action, ResourceRef::new("k8s:ingressclass", INGRESS_CLASS)).field(
+                    "controller",
+                    o.ingress_class.as_ref().map(|c| c.controller.as_str()),
+                    Some(INGRESS_CONTROLLER),
+                ));
+            }
+        }
+        plan
+    }
+
+    async fn apply(&self, ctx: &Context, spec: &PlatformSpec) -> Result<PlatformOutput> {
+        spec.validate()?;
+        let cluster = self.cluster(spec)?;
+        let o = self.observe(ctx, spec).await?;
+        let mut out = PlatformOutput { hosted_zone_id: o.zone.clone(), ..Default::default() };
+
+        // 1. The certificate and its validation records (ACM validates while the rest installs).
+        let mut pending_cert = None;
+        if let Some(domain) = &spec.domain {
+            let zone = o.zone.clone().ok_or_else(|| PlatformError::NoHostedZone { domain: domain.name.clone() })?;
+            let arn = match &o.certificate {
+                Some(c) => c.arn.clone(),
+                None => {
+                    let tags = ctx.tags_for(Tier::Platform, "certificate", &domain.name);
+                    let arn = self
+                        .dns
+                        .request_certificate(
+                            domain.name.clone(),
+                            vec![domain.name.clone(), format!("*.{}", domain.name)],
+                            idempotency_token(ctx, &domain.name),
+                            tags,
+                        )
+                        .await
+                        .at("RequestCertificate", &domain.name)?;
+                    tracing::info!(%arn, domain = %domain.name, "requested ACM certificate");
+                    arn
+                }
+            };
+            let cert = match &o.certificate {
+                Some(c) if !c.validation.is_empty() => c.clone(),
+                _ => self.validation_records(ctx, &arn).await?,
+            };
+            let missing: Vec<(RecordAction, Record)> = cert
+                .validation
+                .iter()
+                .filter(|r| !o.validation_present.contains(r))
+                .map(|r| (RecordAction::Upsert, r.clone()))
+                .collect();
+            if !missing.is_empty() {
+                self.dns.change_records(zone.clone(), missing).await.at("ChangeResourceRecordSets", &zone)?;
+            }
+            out.certificate_arn = Some(arn);
+            if cert.status != "ISSUED" {
+                pending_cert = Some(cert);
+            }
+        }
+
+        // 2. metrics-server: the EKS add-on where offered.
+        if spec.metrics_server.is_some() {
+            if let Some(version) = &o.metrics_offered {
+                match &o.metrics_addon {
+                    Some(a) if !ctx.owns_tags(&a.tags) => {
+                        // Installed by someone else: used, never touched.
+                        out.metrics_server = Some(format!("eks-addon {} (not ours)", a.version));
+                    }
+                    Some(a) => out.metrics_server = Some(format!("eks-addon {}", a.version)),
+                    None => {
+                        let tags = ctx.tags_for(Tier::Platform, "addon", METRICS_SERVER);
+                        let cluster_name = spec.cluster_name.to_string();
+                        self.addons
+                            .create_addon(cluster_name, METRICS_SERVER.into(), version.clone(), tags)
+                            .await
+                            .at("CreateAddon", METRICS_SERVER)?;
+                        out.metrics_server = Some(format!("eks-addon {version}"));
+                    }
+                }
+            } else if let Some(chart) = &spec.metrics_server {
+                out.metrics_server = Some(format!("helm {}-{}", chart.chart, chart.version));
+            }
+        }
+
+        // 3. The releases and the IngressClass, or the commands for them.
+        let releases = desired_releases(ctx, spec, o.metrics_offered.is_some());
+        match cluster {
+            Some((helm, kube)) => {
+                for r in &releases {
+                    let current = o.releases.get(r.name).cloned().flatten();
+                    if current.as_ref().is_none_or(|c| c.chart != r.chart_id() || c.status != "deployed") {
+                        let values = serde_norway::to_string(&r.values).unwrap_or_default();
+                        helm.upgrade_install(r.name.into(), SYSTEM_NAMESPACE.into(), r.chart.clone(), values)
+                            .await
+                            .map_err(helm_err(r.name))?;
+                        tracing::info!(release = r.name, chart = %r.chart_id(), "installed Helm release");
+                    }
+                    out.releases.push(format!("{SYSTEM_NAMESPACE}/{} {}", r.name, r.chart_id()));
+                    if r.name == LOAD_BALANCER_CONTROLLER {
+                        if o.ingress_class.as_ref().map(|c| c.controller.as_str()) != Some(INGRESS_CONTROLLER) {
+                            kube.apply_ingress_class(INGRESS_CLASS.into(), INGRESS_CONTROLLER.into()).await?;
+                        }
+                        out.ingress_class = Some(INGRESS_CLASS.to_owned());
+                    }
+                }
+            }
+            None => {
+                for r in &releases {
+                    out.commands.push(format!(
+                        "helm upgrade --install {} {} --repo {} --version {} --namespace {SYSTEM_NAMESPACE} --values {}-values.yaml",
+                        r.name, r.chart.chart, r.chart.repository, r.chart.version, r.name
+                    ));
+                }
+                if spec.load_balancer_controller.is_some() {
+                    out.commands.push(format!(
+                        "kubectl apply --server-side --field-manager dify-stack -f - <<'EOF'\n{}EOF",
+                        serde_norway::to_string(&crate::kube::ingress_class_manifest(
+                            INGRESS_CLASS,
+                            INGRESS_CONTROLLER
+                        ))
+                        .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+
+        // 4. The certificate issued (validated while the above ran).
+        if let Some(cert) = pending_cert {
+            self.wait_issued(ctx, &cert).await?;
+        }
+        Ok(out)
+    }
+
+    /// The releases (autoscaler and metrics first, the load balancer controller last: it deletes
+    /// the load balancers of Ingresses that go before it), the IngressClass when ours, the
+    /// metrics-server add-on when ours, then the validation records (only when they still hold
+    /// exactly the certificate's value) and the certificate.
+    async fn destroy(&self, ctx: &Context, spec: &PlatformSpec) -> Result<Vec<ResourceRef>> {
+        let mut deleted = Vec::new();
+        if let Some((helm, kube)) = self.cluster(spec)? {
+            let mut releases = desired_releases(ctx, spec, false);
+            releases.sort_by_key(|r| r.name == LOAD_BALANCER_CONTROLLER);
+            for r in releases {
+                if helm.status(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?.is_some() {
+                    helm.uninstall(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?;
+                    deleted.push(ResourceRef::new("helm:release", format!("{SYSTEM_NAMESPACE}/{}", r.name)));
+                }
+            }
+            if let Some(class) = kube.ingress_class(INGRESS_CLASS.into()).await?
+                && class.ours
+            {
+                kube.delete_ingress_class(INGRESS_CLASS.into()).await?;
+                deleted.push(ResourceRef::new("k8s:ingressclass", INGRESS_CLASS));
+            }
+        }
+        if spec.metrics_server.is_some() {
+            let cluster = spec.cluster_name.to_string();
+            if let Some(a) =
+                self.addons.addon(cluster.clone(), METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?
+                && ctx.owns_tags(&a.tags)
+            {
+                self.addons.delete_addon(cluster, METRICS_SERVER.into()).await.at("DeleteAddon", METRICS_SERVER)?;
+                deleted.push(ResourceRef::new("eks:addon", METRICS_SERVER));
+            }
+        }
+        if let Some(domain) = &spec.domain
+            && let Some(cert) = self.certificate(ctx, &domain.name).await?
+        {
+            if let Some(zone) = self.zone(spec).await? {
+                let ours = self.present_records(&zone, &cert.validation).await?;
+                if !ours.is_empty() {
+                    let names: Vec<String> = ours.iter().map(|r| r.name.clone()).collect();
+                    let changes = ours.into_iter().map(|r| (RecordAction::Delete, r)).collect();
+                    self.dns.change_records(zone.clone(), changes).await.at("ChangeResourceRecordSets", &zone)?;
+                    deleted.extend(names.iter().map(|n| ResourceRef::new("route53:record", n)));
+                }
+            }
+            self.dns.delete_certificate(cert.arn.clone()).await.at("DeleteCertificate", &cert.arn)?;
+            deleted.push(ResourceRef::new("acm:certificate", &domain.name).with_id(cert.arn));
+        }
+        Ok(deleted)
+    }
+}
+
+/// The IAM add-on roles the spec needs: name, namespace, service account and policy, for the
+/// IAM tier (`IamSpec::addon_roles`).
+pub fn addon_role_requests(ctx: &Context, spec: &PlatformSpec) -> Vec<(String, String, String, serde_json::Value)> {
+    let mut out = Vec::new();
+    if spec.load_balancer_controller.is_some() {
+        out.push((
+            LOAD_BALANCER_CONTROLLER.to_owned(),
+            SYSTEM_NAMESPACE.to_owned(),
+            LOAD_BALANCER_CONTROLLER.to_owned(),
+            policy::load_balancer_controller_policy(ctx.partition()),
+        ));
+    }
+    if spec.cluster_autoscaler.is_some() {
+        out.push((
+            CLUSTER_AUTOSCALER.to_owned(),
+            SYSTEM_NAMESPACE.to_owned(),
+            CLUSTER_AUTOSCALER.to_owned(),
+            policy::cluster_autoscaler_policy(spec.cluster_name.as_str()),
+        ));
+    }
+    out
+}

@@ -1,0 +1,448 @@
+//! The platform tier against an in-memory world that behaves like the services: ACM fills in the
+//! validation record a moment after the request and issues only once the record is in the zone;
+//! Route 53 keeps records by name and type; Helm keeps releases by namespace and name.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use dify_stack_core::{AwsError, Context, Environment, Provisioner, Tags, WaitPolicy};
+
+use crate::client::*;
+use crate::helm::{HelmApi, HelmError, ReleaseInfo};
+use crate::spec::*;
+use crate::{PlatformError, PlatformProvisioner};
+
+#[derive(Debug, Default)]
+struct World {
+    /// arn -> (domain, status, tags, describes so far)
+    certs: BTreeMap<String, (String, String, Tags, u32)>,
+    /// (zone, name, kind) -> value
+    records: BTreeMap<(String, String, String), String>,
+    zones: BTreeMap<String, String>,
+    offered: Option<String>,
+    addons: BTreeMap<(String, String), AddonState>,
+    /// (namespace, name) -> (chart, values)
+    releases: BTreeMap<(String, String), (Chart, String)>,
+    ingress_class: Option<IngressClassState>,
+    log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Fake(Arc<Mutex<World>>);
+
+impl Fake {
+    fn w(&self) -> std::sync::MutexGuard<'_, World> {
+        self.0.lock().unwrap()
+    }
+    fn log(&self, line: String) {
+        self.w().log.push(line);
+    }
+}
+
+const TOKEN_NAME: &str = "_3f1a.dify.example.com.";
+const TOKEN_VALUE: &str = "_9c2b.acm-validations.aws.";
+
+#[async_trait]
+impl DnsApi for Fake {
+    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.w().certs.iter().filter(|(_, c)| c.0 == domain).map(|(a, _)| a.clone()).collect())
+    }
+    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
+        let mut w = self.0.lock().unwrap();
+        let validated = w.records.iter().any(|((_, n, k), v)| n == TOKEN_NAME && k == "CNAME" && v == TOKEN_VALUE);
+        let Some(c) = w.certs.get_mut(&arn) else { return Ok(None) };
+        c.3 += 1;
+        if validated && c.1 == "PENDING_VALIDATION" {
+            c.1 = "ISSUED".into();
+        }
+        // ACM fills in the record after the first read.
+        let validation = if c.3 > 1 { vec![Record::simple(TOKEN_NAME, "CNAME", TOKEN_VALUE)] } else { vec![] };
+        Ok(Some(Certificate { arn, domain: c.0.clone(), status: c.1.clone(), validation, tags: c.2.clone() }))
+    }
+    async fn request_certificate(
+        &self,
+        domain: String,
+        sans: Vec<String>,
+        token: String,
+        tags: Tags,
+    ) -> Result<String, AwsError> {
+        assert_eq!(sans, [domain.clone(), format!("*.{domain}")]);
+        assert!(token.len() <= 32 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{token}");
+        let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/{token}");
+        self.log(format!("RequestCertificate {domain}"));
+        self.w().certs.insert(arn.clone(), (domain, "PENDING_VALIDATION".into(), tags, 0));
+        Ok(arn)
+    }
+    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
+        self.log(format!("DeleteCertificate {arn}"));
+        self.w().certs.remove(&arn);
+        Ok(())
+    }
+    async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError> {
+        let w = self.w();
+        Ok(w.zones
+            .iter()
+            .filter(|(_, name)| domain.ends_with(name.as_str()))
+            .max_by_key(|(_, n)| n.len())
+            .map(|(id, _)| id.clone()))
+    }
+    async fn get_record(&self, zone: String, name: String, kind: String) -> Result<Option<Record>, AwsError> {
+        Ok(self.w().records.get(&(zone, name.clone(), kind.clone())).map(|v| Record::simple(&name, &kind, v)))
+    }
+    async fn change_records(&self, zone: String, changes: Vec<(RecordAction, Record)>) -> Result<(), AwsError> {
+        for (action, r) in changes {
+            self.log(format!("{action:?} {} {} {}", r.name, r.kind, r.value));
+            let key = (zone.clone(), r.name.clone(), r.kind.clone());
+            match action {
+                RecordAction::Upsert => {
+                    self.w().records.insert(key, r.value);
+                }
+                RecordAction::Delete => {
+                    // Route 53 refuses a delete that does not match exactly.
+                    if self.w().records.get(&key) != Some(&r.value) {
+                        return Err(AwsError::new("ChangeResourceRecordSets", "InvalidChangeBatch", "not found"));
+                    }
+                    self.w().records.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AddonApi for Fake {
+    async fn offered_version(&self, addon: String, kubernetes_version: String) -> Result<Option<String>, AwsError> {
+        assert_eq!((addon.as_str(), kubernetes_version.as_str()), (METRICS_SERVER, "1.33"));
+        Ok(self.w().offered.clone())
+    }
+    async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
+        Ok(self.w().addons.get(&(cluster, addon)).cloned())
+    }
+    async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError> {
+        self.log(format!("CreateAddon {cluster} {addon} {version}"));
+        self.w().addons.insert((cluster, addon), AddonState { version, status: "CREATING".into(), tags });
+        Ok(())
+    }
+    async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError> {
+        self.log(format!("DeleteAddon {addon}"));
+        self.w().addons.remove(&(cluster, addon));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HelmApi for Fake {
+    async fn status(&self, release: String, namespace: String) -> Result<Option<ReleaseInfo>, HelmError> {
+        Ok(self
+            .w()
+            .releases
+            .get(&(namespace, release))
+            .map(|(c, _)| ReleaseInfo { chart: format!("{}-{}", c.chart, c.version), status: "deployed".into() }))
+    }
+    async fn upgrade_install(
+        &self,
+        release: String,
+        namespace: String,
+        chart: Chart,
+        values: String,
+    ) -> Result<(), HelmError> {
+        self.log(format!("helm upgrade --install {namespace}/{release} {}-{}", chart.chart, chart.version));
+        self.w().releases.insert((namespace, release), (chart, values));
+        Ok(())
+    }
+    async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError> {
+        self.log(format!("helm uninstall {namespace}/{release}"));
+        self.w().releases.remove(&(namespace, release));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IngressClassApi for Fake {
+    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeError> {
+        assert_eq!(name, INGRESS_CLASS);
+        Ok(self.w().ingress_class.clone())
+    }
+    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeError> {
+        self.log(format!("apply ingressclass {name} {controller}"));
+        self.w().ingress_class = Some(IngressClassState { controller, ours: true });
+        Ok(())
+    }
+    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeError> {
+        self.log(format!("delete ingressclass {name}"));
+        self.w().ingress_class = None;
+        Ok(())
+    }
+}
+
+fn ctx() -> Context {
+    let mut ctx = Context::new("dify-test", Environment::Test, "us-west-2").unwrap();
+    ctx.wait = WaitPolicy {
+        initial_interval: std::time::Duration::from_millis(1),
+        max_interval: std::time::Duration::from_millis(2),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_wait: std::time::Duration::from_secs(5),
+    };
+    ctx
+}
+
+fn spec() -> PlatformSpec {
+    PlatformSpec {
+        cluster_name: "dify-test".into(),
+        kubernetes_version: "1.33".into(),
+        vpc_id: "vpc-1".into(),
+        kubernetes: true,
+        load_balancer_controller: Some(Chart::load_balancer_controller()),
+        cluster_autoscaler: Some(Chart::cluster_autoscaler()),
+        metrics_server: Some(Chart::metrics_server()),
+        domain: Some(DomainSpec { name: "dify.example.com".into(), hosted_zone_id: None }),
+        roles: [
+            (
+                LOAD_BALANCER_CONTROLLER.to_owned(),
+                "arn:aws:iam::123456789012:role/dify-test-aws-load-balancer-controller".to_owned(),
+            ),
+            (CLUSTER_AUTOSCALER.to_owned(), "arn:aws:iam::123456789012:role/dify-test-cluster-autoscaler".to_owned()),
+        ]
+        .into(),
+    }
+}
+
+fn world(offered: Option<&str>) -> (Fake, PlatformProvisioner) {
+    let fake = Fake::default();
+    {
+        let mut w = fake.w();
+        w.zones.insert("ZPARENT".into(), "example.com".into());
+        w.zones.insert("ZOTHER".into(), "other.com".into());
+        w.offered = offered.map(str::to_owned);
+    }
+    let p = PlatformProvisioner::new(fake.clone(), fake.clone()).with_kubernetes(fake.clone(), fake.clone());
+    (fake, p)
+}
+
+#[tokio::test]
+async fn apply_issues_the_certificate_installs_the_releases_and_a_second_plan_is_empty() {
+    let (fake, p) = world(Some("v0.7.2-eksbuild.1"));
+    let (ctx, spec) = (ctx(), spec());
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    let text = plan.to_string();
+    for expected in [
+        "acm:certificate",
+        "route53:record",
+        "eks:addon",
+        "helm:release",
+        "kube-system/aws-load-balancer-controller",
+        "kube-system/cluster-autoscaler",
+        "k8s:ingressclass",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(!text.contains("kube-system/metrics-server"), "the add-on is offered: no chart\n{text}");
+
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    assert!(out.certificate_arn.as_deref().is_some_and(|a| a.starts_with("arn:aws:acm:")));
+    assert_eq!(out.hosted_zone_id.as_deref(), Some("ZPARENT"), "the longest zone holding the domain");
+    assert_eq!(out.metrics_server.as_deref(), Some("eks-addon v0.7.2-eksbuild.1"));
+    assert_eq!(out.ingress_class.as_deref(), Some(INGRESS_CLASS));
+    assert!(out.commands.is_empty());
+    let w = fake.w();
+    assert_eq!(w.certs.values().next().unwrap().1, "ISSUED");
+    assert_eq!(
+        w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into())).map(String::as_str),
+        Some(TOKEN_VALUE)
+    );
+    // The controller's values: cluster, region, VPC, its IRSA role; no IngressClass of the chart's.
+    let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), LOAD_BALANCER_CONTROLLER.to_owned())];
+    let v: serde_json::Value = serde_norway::from_str(values).unwrap();
+    assert_eq!(v["clusterName"], "dify-test");
+    assert_eq!(v["region"], "us-west-2");
+    assert_eq!(v["vpcId"], "vpc-1");
+    assert_eq!(v["createIngressClassResource"], false);
+    assert_eq!(v["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"], spec.roles[LOAD_BALANCER_CONTROLLER]);
+    let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), CLUSTER_AUTOSCALER.to_owned())];
+    let v: serde_json::Value = serde_norway::from_str(values).unwrap();
+    assert_eq!(v["autoDiscovery"]["clusterName"], "dify-test");
+    assert_eq!(
+        v["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+        spec.roles[CLUSTER_AUTOSCALER]
+    );
+    // The controller (and its IngressClass) come before the autoscaler.
+    let order: Vec<&String> = w.log.iter().filter(|l| l.starts_with("helm") || l.starts_with("apply")).collect();
+    assert_eq!(order.len(), 3, "{order:?}");
+    assert!(order[0].contains(LOAD_BALANCER_CONTROLLER) && order[1].contains("ingressclass"), "{order:?}");
+    drop(w);
+
+    let before = fake.w().log.len();
+    assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", p.plan(&ctx, &spec).await.unwrap());
+    p.apply(&ctx, &spec).await.unwrap();
+    let writes: Vec<String> = fake.w().log[before..].to_vec();
+    assert!(writes.is_empty(), "a second apply wrote: {writes:?}");
+}
+
+#[tokio::test]
+async fn a_new_chart_version_is_an_update_and_without_the_addon_metrics_server_is_a_release() {
+    let (fake, p) = world(None);
+    let (ctx, mut spec) = (ctx(), spec());
+    spec.domain = None;
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(out.metrics_server.as_deref(), Some("helm metrics-server-3.12.2"));
+    assert!(fake.w().releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), METRICS_SERVER.to_owned())));
+    assert!(fake.w().addons.is_empty());
+
+    spec.cluster_autoscaler.as_mut().unwrap().version = "9.50.0".into();
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.changes.len(), 1, "{plan}");
+    assert!(plan.to_string().contains("cluster-autoscaler-9.50.0"), "{plan}");
+}
+
+#[tokio::test]
+async fn role_only_access_returns_the_commands_and_touches_no_cluster() {
+    let fake = Fake::default();
+    fake.w().zones.insert("ZPARENT".into(), "example.com".into());
+    let p = PlatformProvisioner::new(fake.clone(), fake.clone());
+    let (ctx, mut spec) = (ctx(), spec());
+    spec.kubernetes = false;
+    spec.metrics_server = None;
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    assert!(!plan.to_string().contains("helm:release"), "{plan}");
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(out.commands.len(), 3, "{:?}", out.commands);
+    assert!(out.commands[0].starts_with("helm upgrade --install aws-load-balancer-controller aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0"));
+    assert!(out.commands[2].contains("kind: IngressClass"), "{}", out.commands[2]);
+    assert!(fake.w().releases.is_empty() && fake.w().ingress_class.is_none());
+    // With kubernetes on, a provisioner without the clients is a clear error, not a silent skip.
+    spec.kubernetes = true;
+    let err = p.apply(&ctx, &spec).await.unwrap_err();
+    assert!(matches!(err, PlatformError::NoKubernetesClient), "{err}");
+}
+
+#[tokio::test]
+async fn destroy_removes_releases_controller_last_then_records_it_wrote_and_the_certificate() {
+    let (fake, p) = world(Some("v0.7.2-eksbuild.1"));
+    let (ctx, spec) = (ctx(), spec());
+    p.apply(&ctx, &spec).await.unwrap();
+    // Someone else's record in the same zone, and the IngressClass kept by its owner label.
+    fake.w().records.insert(("ZPARENT".into(), "www.dify.example.com.".into(), "CNAME".into()), "elsewhere.".into());
+    let before = fake.w().log.len();
+    let deleted = p.destroy(&ctx, &spec).await.unwrap();
+    let log: Vec<String> = fake.w().log[before..].to_vec();
+    let at =
+        |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {log:?}"));
+    assert!(
+        at("helm uninstall kube-system/cluster-autoscaler")
+            < at("helm uninstall kube-system/aws-load-balancer-controller")
+    );
+    assert!(at("aws-load-balancer-controller") < at("delete ingressclass"));
+    assert!(at("Delete _3f1a.dify.example.com.") < at("DeleteCertificate"));
+    assert!(log.iter().any(|l| l.starts_with("DeleteAddon")));
+    assert_eq!(deleted.len(), 6, "{deleted:?}");
+    let w = fake.w();
+    assert!(w.certs.is_empty() && w.releases.is_empty() && w.addons.is_empty() && w.ingress_class.is_none());
+    assert_eq!(w.records.len(), 1, "only the record that is not ours stays: {:?}", w.records);
+    drop(w);
+    // Twice is fine.
+    assert!(p.destroy(&ctx, &spec).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn what_is_not_ours_is_used_or_left_never_taken_over() {
+    let (fake, p) = world(Some("v0.7.2-eksbuild.1"));
+    let (ctx, spec) = (ctx(), spec());
+    // A certificate for the domain from someone else, a metrics-server add-on someone installed,
+    // an IngressClass `alb` without our label.
+    fake.w().certs.insert(
+        "arn:aws:acm:us-west-2:123456789012:certificate/theirs".into(),
+        ("dify.example.com".into(), "ISSUED".into(), Tags::new(), 5),
+    );
+    fake.w().addons.insert(
+        ("dify-test".into(), METRICS_SERVER.into()),
+        AddonState { version: "v0.7.0".into(), status: "ACTIVE".into(), tags: Tags::new() },
+    );
+    fake.w().ingress_class = Some(IngressClassState { controller: INGRESS_CONTROLLER.into(), ours: false });
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    assert!(!out.certificate_arn.unwrap().ends_with("/theirs"), "a certificate of our own is requested");
+    assert_eq!(out.metrics_server.as_deref(), Some("eks-addon v0.7.0 (not ours)"));
+    p.destroy(&ctx, &spec).await.unwrap();
+    let w = fake.w();
+    assert!(w.certs.contains_key("arn:aws:acm:us-west-2:123456789012:certificate/theirs"));
+    assert!(w.addons.contains_key(&("dify-test".to_owned(), METRICS_SERVER.to_owned())));
+    assert!(w.ingress_class.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_zone_or_an_unvalidated_certificate_fails_naming_the_fix_or_the_record() {
+    let (fake, p) = world(None);
+    let (ctx, mut spec) = (ctx(), spec());
+    spec.domain = Some(DomainSpec { name: "dify.nowhere.org".into(), hosted_zone_id: None });
+    let err = p.apply(&ctx, &spec).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::NoHostedZone { domain } if domain == "dify.nowhere.org"), "{err}");
+    assert!(fake.w().certs.is_empty(), "nothing requested without a zone");
+
+    // The zone is given but the record never validates (a zone the domain is not delegated to,
+    // here: the record goes to a zone the fake ACM does not look at).
+    spec.domain = Some(DomainSpec { name: "dify.example.com".into(), hosted_zone_id: Some("ZOTHER".into()) });
+    fake.w().records.clear();
+    let mut w = fake.w();
+    w.zones.clear();
+    drop(w);
+    let err = PlatformProvisioner::new(Unvalidated(fake.clone()), fake.clone())
+        .with_kubernetes(fake.clone(), fake.clone())
+        .apply(&ctx, &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlatformError::Wait(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(TOKEN_NAME) && text.contains(TOKEN_VALUE), "the timeout names the record: {text}");
+}
+
+/// DNS whose certificates never validate.
+#[derive(Debug, Clone)]
+struct Unvalidated(Fake);
+
+#[async_trait]
+impl DnsApi for Unvalidated {
+    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
+        self.0.certificates_for(domain).await
+    }
+    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
+        self.0.w().records.clear();
+        self.0.describe_certificate(arn).await
+    }
+    async fn request_certificate(&self, d: String, s: Vec<String>, t: String, tags: Tags) -> Result<String, AwsError> {
+        self.0.request_certificate(d, s, t, tags).await
+    }
+    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
+        self.0.delete_certificate(arn).await
+    }
+    async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError> {
+        self.0.find_public_zone(domain).await
+    }
+    async fn get_record(&self, zone: String, name: String, kind: String) -> Result<Option<Record>, AwsError> {
+        self.0.get_record(zone, name, kind).await
+    }
+    async fn change_records(&self, zone: String, changes: Vec<(RecordAction, Record)>) -> Result<(), AwsError> {
+        self.0.change_records(zone, changes).await
+    }
+}
+
+#[test]
+fn validation_names_each_bad_field() {
+    let mut s = spec();
+    s.domain = Some(DomainSpec { name: "Dify_Example".into(), hosted_zone_id: Some("/hostedzone/Z1".into()) });
+    s.load_balancer_controller.as_mut().unwrap().repository = "http://insecure".into();
+    s.roles.clear();
+    let err = s.validate().unwrap_err().to_string();
+    for field in [
+        "domain.name",
+        "domain.hosted_zone_id",
+        "load_balancer_controller.repository",
+        "roles.aws-load-balancer-controller",
+        "roles.cluster-autoscaler",
+    ] {
+        assert!(err.contains(field), "{field} missing: {err}");
+    }
+    s.kubernetes = false;
+    assert!(!s.validate().unwrap_err().to_string().contains("roles."), "role-only needs no role for the releases");
+}

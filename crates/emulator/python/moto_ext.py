@@ -1208,6 +1208,79 @@ def _patch_opensearch_pending():
     B.update_domain_config = update
     B.delete_domain = delete
 
+# ---------------------------------------------------------------- ACM DNS validation
+# A certificate requested with DNS validation stays PENDING_VALIDATION until ACM finds the CNAME
+# record it asked for, and is ISSUED some time after that (ACM user guide, "DNS validation":
+# "ACM ... automatically checks the CNAME record ... can take up to 30 minutes"); moto issues
+# every certificate after 60 s whether or not the record exists. Here the record must be in a
+# public hosted zone of the account (ACM resolves it through public DNS; a domain not delegated to
+# the zone never validates, which the emulator does not model). Right after RequestCertificate,
+# DescribeCertificate has no ResourceRecord yet (RequestCertificate API reference: the
+# certificate's details are not available for several seconds; aws-sdk-js #2133,
+# terraform-provider-aws #9627).
+
+
+def _patch_acm_strict():
+    from moto import settings
+    from moto.acm.models import CertBundle
+    from moto.core.utils import utcnow
+    from moto.route53.models import route53_backends
+
+    settings.ACM_VALIDATION_WAIT = 10**9  # never issued by time alone
+    orig_describe = CertBundle.describe
+    orig_check = CertBundle.check
+
+    def norm(name):
+        return (name or "").rstrip(".").lower()
+
+    def validated(cert, options):
+        parts = cert.arn.split(":")
+        try:
+            backend = route53_backends[parts[4]][parts[1]]
+        except KeyError:
+            return False
+        public = [z for z in backend.zones.values() if not z.private_zone]
+        for option in options:
+            record = option.get("ResourceRecord")
+            if record is None:
+                return False
+            found = any(
+                r.type == "CNAME" and norm(r.name) == norm(record["Name"]) and any(
+                    norm(v) == norm(record["Value"]) for v in r.records
+                )
+                for z in public
+                for r in z.rrsets
+            )
+            if not found:
+                return False
+        return True
+
+    def young(cert):
+        return (utcnow() - cert.created_at).total_seconds() < PENDING
+
+    def describe(self):
+        result = orig_describe(self)
+        options = result["Certificate"].get("DomainValidationOptions", [])
+        if young(self):
+            for option in options:
+                option.pop("ResourceRecord", None)
+        return result
+
+    def check(self):
+        orig_check(self)
+        _settle_all()
+        if self.type != "AMAZON_ISSUED" or self.status != "PENDING_VALIDATION" or young(self):
+            return
+        key = ("acm", self.arn)
+        if _pending(key):
+            return
+        options = orig_describe(self)["Certificate"].get("DomainValidationOptions", [])
+        if validated(self, options):
+            _after(key, lambda: setattr(self, "status", "ISSUED") if self.status == "PENDING_VALIDATION" else None)
+
+    CertBundle.describe = describe
+    CertBundle.check = check
+
 
 def install_strict():
     if not STRICT:
@@ -1219,3 +1292,4 @@ def install_strict():
     _patch_ec2_strict()
     _patch_eks_strict()
     _patch_opensearch_strict()
+    _patch_acm_strict()

@@ -1,0 +1,129 @@
+//! The platform tier's AWS side against the strict emulator: the certificate is issued only once
+//! its validation record is in the domain's public hosted zone, and destroy removes exactly what
+//! apply wrote.
+
+use dify_stack_core::{Context, Environment, Provisioner};
+use dify_stack_emulator::Emulator;
+use dify_stack_platform::spec::{CLUSTER_AUTOSCALER, LOAD_BALANCER_CONTROLLER};
+use dify_stack_platform::{Chart, DomainSpec, PlatformProvisioner, PlatformSpec};
+
+fn spec(domain: &str) -> PlatformSpec {
+    PlatformSpec {
+        cluster_name: "plat-a".into(),
+        kubernetes_version: "1.33".into(),
+        vpc_id: "vpc-0123".into(),
+        // No Kubernetes API here: the releases come back as commands.
+        kubernetes: false,
+        load_balancer_controller: Some(Chart::load_balancer_controller()),
+        cluster_autoscaler: Some(Chart::cluster_autoscaler()),
+        metrics_server: None,
+        domain: Some(DomainSpec { name: domain.into(), hosted_zone_id: None }),
+        roles: Default::default(),
+    }
+}
+
+async fn zone(r53: &aws_sdk_route53::Client, name: &str, private: bool) -> String {
+    let mut req = r53.create_hosted_zone().name(name).caller_reference(format!("{name}-{private}"));
+    if private {
+        req = req
+            .hosted_zone_config(aws_sdk_route53::types::HostedZoneConfig::builder().private_zone(true).build())
+            .vpc(aws_sdk_route53::types::Vpc::builder().vpc_id("vpc-0123").vpc_region("us-west-2".into()).build());
+    }
+    let out = req.send().await.unwrap();
+    out.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned()
+}
+
+async fn cnames(r53: &aws_sdk_route53::Client, zone: &str) -> Vec<(String, String)> {
+    let out = r53.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+    out.resource_record_sets()
+        .iter()
+        .filter(|r| r.r#type().as_str() == "CNAME")
+        .map(|r| (r.name().to_owned(), r.resource_records()[0].value().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_certificate_is_issued_through_its_validation_record_and_destroy_removes_only_ours() {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let r53 = aws_sdk_route53::Client::new(&account.config);
+    let acm = aws_sdk_acm::Client::new(&account.config);
+    let public = zone(&r53, "example.com", false).await;
+    let _private = zone(&r53, "dify.example.com", true).await;
+    // Someone else's record in the zone.
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&public)
+        .change_batch(
+            aws_sdk_route53::types::ChangeBatch::builder()
+                .changes(
+                    aws_sdk_route53::types::Change::builder()
+                        .action(aws_sdk_route53::types::ChangeAction::Create)
+                        .resource_record_set(
+                            aws_sdk_route53::types::ResourceRecordSet::builder()
+                                .name("www.example.com.")
+                                .r#type(aws_sdk_route53::types::RrType::Cname)
+                                .ttl(60)
+                                .resource_records(
+                                    aws_sdk_route53::types::ResourceRecord::builder()
+                                        .value("elsewhere.net")
+                                        .build()
+                                        .unwrap(),
+                                )
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let ctx = Context::new("plat-a", Environment::Test, "us-west-2").unwrap();
+    let p = PlatformProvisioner::from_conf(&account.config);
+    let spec = spec("dify.example.com");
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    assert!(plan.to_string().contains("acm:certificate") && plan.to_string().contains(&public), "{plan}");
+
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(out.hosted_zone_id.as_deref(), Some(public.as_str()), "the public zone, never the private one");
+    let arn = out.certificate_arn.clone().unwrap();
+    let cert = acm.describe_certificate().certificate_arn(&arn).send().await.unwrap();
+    let cert = cert.certificate().unwrap();
+    assert_eq!(cert.status().unwrap().as_str(), "ISSUED");
+    let mut sans = cert.subject_alternative_names().to_vec();
+    sans.sort();
+    assert_eq!(sans, ["*.dify.example.com", "dify.example.com"]);
+    let tags = acm.list_tags_for_certificate().certificate_arn(&arn).send().await.unwrap();
+    assert!(tags.tags().iter().any(|t| t.key() == dify_stack_core::TAG_STACK && t.value() == Some("plat-a")));
+    let record = cert.domain_validation_options()[0].resource_record().unwrap();
+    assert!(cnames(&r53, &public).await.contains(&(record.name().to_owned(), record.value().to_owned())));
+    // No cluster access: the releases are handed over as commands naming the roles' accounts.
+    assert!(out.commands.iter().any(|c| c.contains(LOAD_BALANCER_CONTROLLER)));
+    assert!(out.commands.iter().any(|c| c.contains(CLUSTER_AUTOSCALER)));
+    assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "a second plan is empty");
+    assert_eq!(p.apply(&ctx, &spec).await.unwrap().certificate_arn, Some(arn.clone()), "the same certificate");
+
+    let deleted = p.destroy(&ctx, &spec).await.unwrap();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert_eq!(cnames(&r53, &public).await, [("www.example.com.".to_owned(), "elsewhere.net".to_owned())]);
+    assert!(acm.describe_certificate().certificate_arn(&arn).send().await.is_err(), "certificate left");
+}
+
+#[tokio::test]
+async fn without_the_record_in_a_public_zone_the_certificate_is_not_issued() {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let r53 = aws_sdk_route53::Client::new(&account.config);
+    // Only a private zone holds the name: ACM cannot see the record.
+    let private = zone(&r53, "example.org", true).await;
+    let mut ctx = Context::new("plat-b", Environment::Test, "us-west-2").unwrap();
+    ctx.wait = ctx.wait.with_max_wait(std::time::Duration::from_secs(2));
+    let p = PlatformProvisioner::from_conf(&account.config);
+    let mut spec = spec("dify.example.org");
+    spec.domain.as_mut().unwrap().hosted_zone_id = Some(private);
+    let err = p.apply(&ctx, &spec).await.unwrap_err();
+    assert!(err.to_string().contains("ACM to issue") && err.to_string().contains("dify.example.org"), "{err}");
+    p.destroy(&ctx, &spec).await.unwrap();
+}

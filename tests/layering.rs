@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-const TIERS: &[&str] = &["network", "eks", "datastores", "registry", "iam"];
+const TIERS: &[&str] = &["network", "eks", "datastores", "registry", "iam", "platform"];
 
 /// The workspace root, from cargo's run-time variable (the compile-time one can name another
 /// checkout when build artefacts are shared).

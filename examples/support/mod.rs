@@ -146,6 +146,17 @@ pub async fn write_out(stack: &Stack, out: &StackOutput, dir: &Path) -> anyhow::
         std::fs::write(&manifests, dify_stack::output::kubernetes_manifests(out, &stack.config().iam.helm_release)?)?;
         written.push(manifests);
     }
+    if let Some(p) = out.platform.as_ref().filter(|p| !p.commands.is_empty()) {
+        // Role-only: the add-on releases, for a machine that reaches the cluster.
+        for (release, values) in &p.release_values {
+            let file = dir.join(format!("{release}-values.yaml"));
+            std::fs::write(&file, values)?;
+            written.push(file);
+        }
+        let script = dir.join("platform.sh");
+        std::fs::write(&script, format!("#!/bin/sh\nset -e\ncd \"$(dirname \"$0\")\"\n{}\n", p.commands.join("\n")))?;
+        written.push(script);
+    }
     if let Some(k) = Stack::kubeconfig(out) {
         let kubeconfig = dir.join("kubeconfig");
         write_private(&kubeconfig, &k)?;

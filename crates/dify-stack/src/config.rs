@@ -216,6 +216,84 @@ pub struct StackConfig {
     /// Where Dify EE is served (domain and certificate), for the values file.
     #[serde(default)]
     pub dify: crate::output::DifyDomain,
+    /// The cluster platform: load balancer controller, autoscaler, metrics-server.
+    #[serde(default)]
+    pub platform: PlatformConfig,
+}
+
+/// The cluster add-ons the platform node installs, each on by default (`enabled = false` turns
+/// one off).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// AWS Load Balancer Controller (turns the chart's Ingress into an ALB).
+    #[serde(default = "lbc")]
+    pub load_balancer_controller: AddonConfig,
+    /// Cluster autoscaler (scales the node group between its min and max).
+    #[serde(default = "autoscaler")]
+    pub cluster_autoscaler: AddonConfig,
+    /// metrics-server (the EKS add-on where offered, else this chart).
+    #[serde(default = "metrics")]
+    pub metrics_server: AddonConfig,
+}
+
+/// One add-on: on or off, and its pinned chart (repository overridable for China regions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddonConfig {
+    /// Install it. Default on.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Chart repository URL.
+    pub repository: String,
+    /// Chart name.
+    pub chart: String,
+    /// Pinned chart version.
+    pub version: String,
+    /// Image repository override (a mirror).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_repository: Option<String>,
+}
+
+impl AddonConfig {
+    fn of(chart: dify_stack_platform::Chart) -> AddonConfig {
+        AddonConfig {
+            enabled: true,
+            repository: chart.repository,
+            chart: chart.chart,
+            version: chart.version,
+            image_repository: chart.image_repository,
+        }
+    }
+
+    /// The chart when enabled.
+    pub fn chart(&self) -> Option<dify_stack_platform::Chart> {
+        self.enabled.then(|| dify_stack_platform::Chart {
+            repository: self.repository.clone(),
+            chart: self.chart.clone(),
+            version: self.version.clone(),
+            image_repository: self.image_repository.clone(),
+        })
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn lbc() -> AddonConfig {
+    AddonConfig::of(dify_stack_platform::Chart::load_balancer_controller())
+}
+fn autoscaler() -> AddonConfig {
+    AddonConfig::of(dify_stack_platform::Chart::cluster_autoscaler())
+}
+fn metrics() -> AddonConfig {
+    AddonConfig::of(dify_stack_platform::Chart::metrics_server())
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig { load_balancer_controller: lbc(), cluster_autoscaler: autoscaler(), metrics_server: metrics() }
+    }
 }
 
 /// Why a configuration file could not be read. Exit code 2 in the CLI.
@@ -293,6 +371,7 @@ impl StackConfig {
                 helm_release: default_release(),
             },
             dify: crate::output::DifyDomain::default(),
+            platform: PlatformConfig::default(),
         }
     }
 

@@ -40,11 +40,14 @@ pub enum Node {
     Registry,
     /// OIDC provider, IRSA roles, service accounts.
     Iam,
+    /// Cluster add-ons (load balancer controller, autoscaler, metrics-server), the domain's
+    /// certificate.
+    Platform,
 }
 
 impl Node {
     /// Every node, in a stable order.
-    pub const ALL: [Node; 10] = [
+    pub const ALL: [Node; 11] = [
         Node::Network,
         Node::NodeSecurityGroup,
         Node::Eks,
@@ -55,6 +58,7 @@ impl Node {
         Node::AppSecrets,
         Node::Registry,
         Node::Iam,
+        Node::Platform,
     ];
 
     /// The nodes whose outputs this node needs: nothing more.
@@ -64,6 +68,7 @@ impl Node {
             Node::NodeSecurityGroup => &[Node::Network],
             Node::Eks | Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
             Node::Iam => &[Node::Eks, Node::Bucket, Node::Registry],
+            Node::Platform => &[Node::Network, Node::Eks, Node::Iam],
         }
     }
 
@@ -85,6 +90,7 @@ impl Node {
             Node::AppSecrets => "app-secrets",
             Node::Registry => "registry",
             Node::Iam => "iam",
+            Node::Platform => "platform",
         }
     }
 }
@@ -221,6 +227,8 @@ pub enum NodeOutput {
     Registry(Box<dify_stack_registry::RegistryOutput>),
     /// IAM.
     Iam(Box<dify_stack_iam::IamOutput>),
+    /// Platform.
+    Platform(Box<dify_stack_platform::PlatformOutput>),
 }
 
 /// Runs one node of the stack. The real implementation is [`AwsRunner`](crate::AwsRunner);

@@ -1,21 +1,24 @@
 //! Installing Dify EE on the stack: `helm upgrade --install` of the Dify EE chart with the
 //! rendered values, then a rollout wait with kube-rs; and the uninstall.
 //!
-//! Helm (3.x or 4.x) is found on `PATH` (or given). It gets a kubeconfig written for this run
-//! (owner-only, deleted afterwards) that holds our own EKS bearer token and the cluster CA, so no
-//! AWS CLI is needed, and the values from an owner-only file: no secret is ever on a command line.
+//! Helm runs as the platform tier runs it ([`dify_stack_platform::helm`]): Helm 3.x or 4.x from
+//! `PATH` (or given), a kubeconfig written for this run (owner-only, deleted afterwards) holding
+//! our own EKS bearer token and the cluster CA, so no AWS CLI is needed, and the values from an
+//! owner-only file: no secret is ever on a command line.
 //! `--wait` is not used: the rollout is watched here, per workload, with a timeout that names
 //! what is not ready and its last events.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dify_stack_core::wait::{self, Probe};
 use dify_stack_core::{CancellationToken, WaitPolicy};
+use dify_stack_platform::Chart;
+use dify_stack_platform::helm::{HelmApi as _, HelmCli, HelmError, token_kubeconfig};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// The official Dify Helm repository, which serves the Dify EE chart `dify` (3.x).
@@ -84,29 +87,9 @@ impl Default for DifyRelease {
 /// Why the install or uninstall failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    /// No `helm` executable.
-    #[error(
-        "helm was not found ({0}): install Helm 3 or 4 (https://helm.sh/docs/intro/install/) or set the release's `helm` path"
-    )]
-    HelmMissing(String),
-    /// Helm is there but not a 3.x or 4.x.
-    #[error("{path} is Helm {version}; Helm 3.x or 4.x is needed")]
-    HelmVersion {
-        /// The executable.
-        path: String,
-        /// What it reported.
-        version: String,
-    },
-    /// Helm ran and failed.
-    #[error("helm {verb} failed (exit {code:?}): {stderr}")]
-    Helm {
-        /// `upgrade --install` or `uninstall`.
-        verb: &'static str,
-        /// Exit code.
-        code: Option<i32>,
-        /// What helm printed on stderr.
-        stderr: String,
-    },
+    /// Helm is missing, too old, or failed.
+    #[error(transparent)]
+    Helm(#[from] HelmError),
     /// A workload did not become ready in time.
     #[error("the rollout of release {release} did not finish within {waited:?}; not ready: {}", not_ready.join("; "))]
     Rollout {
@@ -127,107 +110,24 @@ pub enum InstallError {
     Io(String),
 }
 
-/// A file only the owner can read, removed when dropped.
-struct PrivateFile(PathBuf);
-
-impl PrivateFile {
-    fn write(name: &str, text: &str) -> Result<PrivateFile, InstallError> {
-        use std::io::Write as _;
-        let path = std::env::temp_dir().join(format!("dify-stack-{}-{}-{name}", std::process::id(), fastrand::u64(..)));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
+impl DifyRelease {
+    /// The pinned chart.
+    pub fn chart(&self) -> Chart {
+        Chart {
+            repository: self.repository.clone(),
+            chart: self.chart.clone(),
+            version: self.version.clone(),
+            image_repository: None,
         }
-        let mut f = options.open(&path).map_err(|e| InstallError::Io(format!("{}: {e}", path.display())))?;
-        f.write_all(text.as_bytes()).map_err(|e| InstallError::Io(format!("{}: {e}", path.display())))?;
-        Ok(PrivateFile(path))
+    }
+
+    async fn helm(&self, server: &str, ca_data: &str, token: &SecretString) -> Result<HelmCli, InstallError> {
+        Ok(HelmCli::new(self.helm.as_deref(), &token_kubeconfig(server, ca_data, token)).await?)
     }
 }
 
-impl Drop for PrivateFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A kubeconfig with a bearer token (no exec plugin, no AWS CLI).
-pub fn token_kubeconfig(server: &str, ca_data: &str, token: &SecretString) -> String {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: eks\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: eks\n  context:\n    cluster: eks\n    user: eks\ncurrent-context: eks\nusers:\n- name: eks\n  user:\n    token: {}\n",
-        q(server),
-        q(ca_data),
-        q(token.expose_secret())
-    )
-}
-
-/// The `helm` to run: the given path, or the first `helm` on `PATH`.
-pub fn find_helm(given: Option<&Path>) -> Result<PathBuf, InstallError> {
-    if let Some(p) = given {
-        return if p.is_file() { Ok(p.to_owned()) } else { Err(InstallError::HelmMissing(p.display().to_string())) };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("helm"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| InstallError::HelmMissing("not on PATH".to_owned()))
-}
-
-async fn run_helm(helm: &Path, verb: &'static str, args: &[String]) -> Result<String, InstallError> {
-    let out = tokio::process::Command::new(helm)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| InstallError::HelmMissing(format!("{}: {e}", helm.display())))?;
-    if !out.status.success() {
-        return Err(InstallError::Helm {
-            verb,
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Checks that `helm` is Helm 3.x or 4.x.
-pub async fn check_helm(helm: &Path) -> Result<String, InstallError> {
-    let version = run_helm(helm, "version", &["version".into(), "--short".into()]).await?.trim().to_owned();
-    if !(version.starts_with("v3.") || version.starts_with("v4.")) {
-        return Err(InstallError::HelmVersion { path: helm.display().to_string(), version });
-    }
-    Ok(version)
-}
-
-/// The arguments of the install: no secret among them (values and token are in files).
-pub fn install_args(release: &DifyRelease, values: &Path, kubeconfig: &Path) -> Vec<String> {
-    [
-        "upgrade",
-        "--install",
-        &release.name,
-        &release.chart,
-        "--repo",
-        &release.repository,
-        "--version",
-        &release.version,
-        "--namespace",
-        &release.namespace,
-        "--values",
-        &values.display().to_string(),
-        "--kubeconfig",
-        &kubeconfig.display().to_string(),
-        // The stack makes the namespace, except in role-only mode.
-        "--create-namespace",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
-}
-
-/// Runs the install with `values` (YAML, secrets inside) against the cluster.
+/// Runs `helm upgrade --install` of the release with `values` (YAML, secrets inside) against the
+/// cluster: the values and the token reach Helm through owner-only files.
 pub async fn helm_install(
     release: &DifyRelease,
     values: &str,
@@ -235,11 +135,8 @@ pub async fn helm_install(
     ca_data: &str,
     token: &SecretString,
 ) -> Result<(), InstallError> {
-    let helm = find_helm(release.helm.as_deref())?;
-    check_helm(&helm).await?;
-    let values = PrivateFile::write("values.yaml", values)?;
-    let kubeconfig = PrivateFile::write("kubeconfig", &token_kubeconfig(server, ca_data, token))?;
-    run_helm(&helm, "upgrade --install", &install_args(release, &values.0, &kubeconfig.0)).await?;
+    let helm = release.helm(server, ca_data, token).await?;
+    helm.upgrade_install(release.name.clone(), release.namespace.clone(), release.chart(), values.to_owned()).await?;
     Ok(())
 }
 
@@ -251,22 +148,8 @@ pub async fn helm_uninstall(
     ca_data: &str,
     token: &SecretString,
 ) -> Result<(), InstallError> {
-    let helm = find_helm(release.helm.as_deref())?;
-    check_helm(&helm).await?;
-    let kubeconfig = PrivateFile::write("kubeconfig", &token_kubeconfig(server, ca_data, token))?;
-    let args: Vec<String> = [
-        "uninstall",
-        &release.name,
-        "--namespace",
-        &release.namespace,
-        "--kubeconfig",
-        &kubeconfig.0.display().to_string(),
-        "--ignore-not-found",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    run_helm(&helm, "uninstall", &args).await?;
+    let helm = release.helm(server, ca_data, token).await?;
+    helm.uninstall(release.name.clone(), release.namespace.clone()).await?;
     Ok(())
 }
 

@@ -443,7 +443,17 @@ impl Stack {
             opensearch_user: os["username"].as_str().unwrap_or_default().to_owned(),
             opensearch_password: SecretString::from(os["password"].as_str().unwrap_or_default().to_owned()),
         };
-        helm_values(out, &values, &self.cfg.dify).map_err(|e| StackError::Incomplete(e.to_string()))
+        helm_values(out, &values, &self.site(out)).map_err(|e| StackError::Incomplete(e.to_string()))
+    }
+
+    /// Where Dify is served: the configured domain, with your certificate or the one the
+    /// platform node made for it.
+    fn site(&self, out: &StackOutput) -> output::DifyDomain {
+        let mut site = self.cfg.dify.clone();
+        if site.certificate_arn.is_none() {
+            site.certificate_arn = out.platform.as_ref().and_then(|p| p.certificate_arn.clone());
+        }
+        site
     }
 
     /// Installs (or upgrades) Dify EE: `helm upgrade --install` with the values rendered from
@@ -464,7 +474,7 @@ impl Stack {
         install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
         install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
         if let Some(domain) = &self.cfg.dify.domain {
-            let scheme = if self.cfg.dify.certificate_arn.is_some() { "https" } else { "http" };
+            let scheme = if self.site(out).certificate_arn.is_some() { "https" } else { "http" };
             let url = format!("{scheme}://console.{domain}/");
             progress(&format!("waiting for {url} to answer"));
             let status = install::probe_console(&url, &self.ctx.wait, self.ctx.cancellation()).await?;

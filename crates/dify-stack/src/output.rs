@@ -37,6 +37,8 @@ pub struct StackOutput {
     pub registry: Option<RegistryOutput>,
     /// IAM.
     pub iam: Option<IamOutput>,
+    /// Platform.
+    pub platform: Option<dify_stack_platform::PlatformOutput>,
 }
 
 impl StackOutput {
@@ -53,6 +55,7 @@ impl StackOutput {
             NodeOutput::AppSecrets(x) => self.app_secret = Some(*x),
             NodeOutput::Registry(x) => self.registry = Some(*x),
             NodeOutput::Iam(x) => self.iam = Some(*x),
+            NodeOutput::Platform(x) => self.platform = Some(*x),
         }
     }
 
@@ -68,6 +71,7 @@ impl StackOutput {
             && self.app_secret.is_some()
             && self.registry.is_some()
             && self.iam.is_some()
+            && self.platform.is_some()
     }
 }
 
@@ -103,9 +107,13 @@ pub struct DifyDomain {
     /// The domain, e.g. `dify.example.com`. Without it no domain keys and no Ingress are set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    /// ARN of the ACM certificate for the domain and `*.domain` (HTTPS on 443 when given).
+    /// ARN of an ACM certificate for the domain and `*.domain` that you manage. Absent (the
+    /// default): the platform node requests one, validated through Route 53.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_arn: Option<String>,
+    /// The public Route 53 hosted zone of the domain; looked up by name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_zone_id: Option<String>,
 }
 
 /// Service accounts bound through the chart's values (the chart's own accounts are not used:

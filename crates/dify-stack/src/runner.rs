@@ -214,9 +214,21 @@ impl AwsRunner {
     /// (not role-only) and the cluster exists. Building it makes no connection.
     pub(crate) async fn cluster_kube(&self, spec: &dify_stack_eks::EksSpec) -> Option<kube::Client> {
         let eks = self.cluster_endpoint(spec).await?;
+        self.kube_for(&eks).await
+    }
+
+    async fn kube_for(&self, eks: &dify_stack_eks::EksOutput) -> Option<kube::Client> {
         let credentials = self.sdk.credentials_provider()?;
         let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
-        dify_stack_eks::kube_client(&eks, &tokens).await.ok()
+        dify_stack_eks::kube_client(eks, &tokens).await.ok()
+    }
+
+    /// The live cluster when this machine drives it and its API answers within 20 s.
+    async fn reachable_cluster(&self, net: &dify_stack_network::NetworkOutput) -> Option<dify_stack_eks::EksOutput> {
+        let eks = self.cluster_endpoint(&wiring::eks_spec(&self.cfg, net)).await?;
+        let answers = async { self.kube_for(&eks).await?.apiserver_version().await.ok() };
+        tokio::time::timeout(KUBE_API_DESTROY_CAP, answers).await.ok()??;
+        Some(eks)
     }
 
     /// The live cluster's name, endpoint and CA; `None` when this machine does not talk to its
@@ -293,6 +305,31 @@ impl AwsRunner {
                 .with_retry(self.ctx.wait.capped(cap), self.ctx.cancellation().clone());
         Ok(iam.with_kubernetes(kube))
     }
+
+    /// The platform provisioner; with `eks`, also Helm (with a kubeconfig holding a fresh EKS
+    /// token) and the Kubernetes API.
+    async fn platform(
+        &self,
+        eks: Option<&dify_stack_eks::EksOutput>,
+    ) -> Result<dify_stack_platform::PlatformProvisioner, NodeError> {
+        let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
+        let Some(eks) = eks else { return Ok(platform) };
+        let credentials = self.sdk.credentials_provider().ok_or_else(|| NodeError {
+            message: "no AWS credentials provider for the EKS token".to_owned(),
+            retryable: false,
+        })?;
+        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        let token = tokens.token().await.map_err(|e| fail(e, true))?;
+        let kubeconfig = dify_stack_platform::helm::token_kubeconfig(&eks.endpoint, &eks.ca_data, token.secret());
+        let helm = dify_stack_platform::HelmCli::new(None, &kubeconfig).await.map_err(|e| NodeError {
+            message: format!(
+                "{e}. The platform add-ons are installed with Helm; or set eks.kubernetes_access = role_only to get the commands instead"
+            ),
+            retryable: false,
+        })?;
+        let client = dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| fail(e, true))?;
+        Ok(platform.with_kubernetes(helm, dify_stack_platform::kube::KubeIngressClasses::new(client)))
+    }
 }
 
 #[async_trait]
@@ -349,6 +386,14 @@ impl TierRunner for AwsRunner {
                 let spec = wiring::iam_spec(cfg, ctx, eks, &bucket.name, registry);
                 let iam = self.iam(eks, KUBE_API_WAIT_CAP).await?;
                 NodeOutput::Iam(Box::new(iam.apply(ctx, &spec).await.map_err(|e| self.iam_err(&eks.endpoint, e))?))
+            }
+            Node::Platform => {
+                let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
+                let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
+                let iam = up.iam.as_ref().ok_or_else(|| missing(node, "iam"))?;
+                let spec = wiring::platform_spec(cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
+                let platform = self.platform(spec.kubernetes.then_some(eks)).await?;
+                NodeOutput::Platform(Box::new(platform.apply(ctx, &spec).await.map_err(|e| fail(e, true))?))
             }
         })
     }
@@ -430,6 +475,24 @@ impl TierRunner for AwsRunner {
                     IamProvisioner::from_conf(&self.sdk)
                 };
                 iam.destroy(ctx, &spec).await.map_err(|e| fail(e, true))
+            }
+            Node::Platform => {
+                // The releases go only when the API answers (else they go with the cluster).
+                let mut net = wiring::planned_network(cfg);
+                net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
+                let live = self.reachable_cluster(&net).await;
+                let cluster = dify_stack_eks::cluster_name(ctx).unwrap_or_else(|_| cfg.name.clone());
+                let mut spec = wiring::platform_spec(cfg, &net, &cluster, &Default::default());
+                spec.kubernetes = live.is_some();
+                let platform = match self.platform(live.as_ref()).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Helm cannot run here: the add-on releases go with the cluster");
+                        spec.kubernetes = false;
+                        self.platform(None).await?
+                    }
+                };
+                platform.destroy(ctx, &spec).await.map_err(|e| fail(e, true))
             }
         }
     }
@@ -554,6 +617,25 @@ impl AwsRunner {
             }
         };
         put(Node::Iam, p.0, p.1);
+
+        // Platform: the add-on roles are the IAM node's (named, ARNs known after apply).
+        let cluster = up.eks.as_ref().map(|e| e.cluster_name.to_string()).unwrap_or_else(|| cfg.name.clone());
+        let spec = wiring::platform_spec(cfg, &net, &cluster, &Default::default());
+        let p = match &up.eks {
+            Some(eks) if net_ready => {
+                let platform = self.platform(spec.kubernetes.then_some(eks)).await.map_err(err(Node::Platform))?;
+                (platform.plan(ctx, &spec).await.map_err(|e| (Node::Platform, fail(e, true)))?, false)
+            }
+            _ => {
+                // No cluster yet: the AWS side is observed (the add-on catalogue, the domain's
+                // zone and certificate), the cluster side is all to create.
+                let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
+                let aws_only = dify_stack_platform::PlatformSpec { kubernetes: false, ..spec.clone() };
+                let observed = platform.observe(ctx, &aws_only).await.map_err(|e| (Node::Platform, fail(e, true)))?;
+                (platform.diff(ctx, &spec, &observed), true)
+            }
+        };
+        put(Node::Platform, p.0, p.1);
         Ok(crate::StackPlan { notes: Vec::new(), nodes })
     }
 }

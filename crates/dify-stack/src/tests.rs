@@ -114,6 +114,19 @@ fn files_override_any_field_and_reject_unknown_ones_with_their_path() {
     assert!(!e.is_empty());
     let e = StackConfig::from_str_with_format("[datastores.aurora]\nmin_acu = \"lots\"\n", false).unwrap_err();
     assert!(e.starts_with("datastores:"), "{e}");
+    // One platform add-on off, another from a mirror; the rest keep the profile's.
+    let c = StackConfig::from_str_with_format(
+        "[platform.cluster_autoscaler]\nenabled = false\n[platform.load_balancer_controller]\nrepository = \"https://mirror.example.cn/eks-charts\"\nimage_repository = \"mirror.example.cn/lbc\"\n",
+        false,
+    )
+    .unwrap();
+    assert!(c.platform.cluster_autoscaler.chart().is_none());
+    let lbc = c.platform.load_balancer_controller.chart().unwrap();
+    assert_eq!((lbc.repository.as_str(), lbc.version.as_str()), ("https://mirror.example.cn/eks-charts", "1.13.0"));
+    assert_eq!(lbc.image_repository.as_deref(), Some("mirror.example.cn/lbc"));
+    assert!(c.platform.metrics_server.chart().is_some());
+    let e = StackConfig::from_str_with_format("[platform.metrics_server]\nenable = false\n", false).unwrap_err();
+    assert!(e.contains("enable"), "{e}");
 }
 
 /// Each bad configuration is reported with the path of the field to fix.
@@ -126,6 +139,12 @@ fn validation_catalogue_reports_every_path() {
         ("trailing dash", |c| c.name = "dify-".into(), "name"),
         ("long name", |c| c.name = "a-very-long-stack-name-x".into(), "name"),
         ("unknown region", |c| c.region = "mars-east-1".into(), "region"),
+        ("bad domain", |c| c.dify.domain = Some("Dify_Example".into()), "dify.domain"),
+        (
+            "plain-http chart repository",
+            |c| c.platform.load_balancer_controller.repository = "http://charts.example.com".into(),
+            "platform.load_balancer_controller.repository",
+        ),
         ("reserved tag", |c| drop(c.tags.insert("dify-stack:stack".into(), "x".into())), "tags.dify-stack:stack"),
         ("one AZ", |c| c.network.new.az_count = 1, "network.new.az_count"),
         ("tiny VPC", |c| c.network.new.cidr = "10.0.0.0/28".parse().unwrap(), "network.new.public_subnets"),
@@ -327,12 +346,16 @@ async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
         .withf(|n, _| *n == Node::Eks)
         .times(1)
         .returning(|_, _| Err(NodeError { message: "quota".into(), retryable: false }));
-    runner.expect_apply().withf(|n, _| *n == Node::Iam).times(0).returning(|n, _| Ok(fake_output(n)));
+    runner
+        .expect_apply()
+        .withf(|n, _| *n == Node::Iam || *n == Node::Platform)
+        .times(0)
+        .returning(|n, _| Ok(fake_output(n)));
     runner.expect_apply().returning(|n, _| Ok(fake_output(n)));
     let (_, failure) = graph::apply(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap_err();
     assert_eq!(failure.failed.len(), 1);
     assert!(!failure.is_retryable());
-    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks)]));
+    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks), (Node::Platform, Node::Eks)]));
 }
 
 thread_local! {
@@ -411,6 +434,7 @@ fn durations() -> BTreeMap<Node, u64> {
         (Node::AppSecrets, 3),
         (Node::Registry, 3),
         (Node::Iam, 10),
+        (Node::Platform, 30),
     ])
 }
 
@@ -445,7 +469,7 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
     while let Ok(e) = rx.try_recv() {
         started += usize::from(matches!(e, Event::NodeStarted { .. }));
     }
-    assert_eq!(started, 10);
+    assert_eq!(started, 11);
 }
 
 #[tokio::test(start_paused = true)]
@@ -456,9 +480,9 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
     let (sink, mut rx) = EventSink::channel();
     let (partial, failure) = graph::apply(&runner, &CancellationToken::new(), &sink).await.unwrap_err();
     assert_eq!(failure.failed.keys().copied().collect::<Vec<_>>(), [Node::Eks, Node::Redis]);
-    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks)]));
+    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks), (Node::Platform, Node::Eks)]));
     let ran: Vec<Node> = log.lock().unwrap().iter().map(|(n, _, _)| *n).collect();
-    assert!(!ran.contains(&Node::Iam));
+    assert!(!ran.contains(&Node::Iam) && !ran.contains(&Node::Platform));
     // Independent branches finished their work.
     for n in [Node::Aurora, Node::OpenSearch, Node::Bucket, Node::Registry, Node::AppSecrets] {
         assert!(ran.contains(&n), "{n}");
@@ -477,7 +501,8 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
             skipped.push((node, because));
         }
     }
-    assert_eq!(skipped, [(Node::Iam, Node::Eks)]);
+    skipped.sort();
+    assert_eq!(skipped, [(Node::Iam, Node::Eks), (Node::Platform, Node::Eks)]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -486,14 +511,16 @@ async fn destroy_runs_the_reverse_graph() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let runner = timed_runner(durations(), &[], log.clone());
     let deleted = graph::destroy(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap();
-    assert_eq!(deleted.len(), 10);
+    assert_eq!(deleted.len(), 11);
     let runs: BTreeMap<Node, (u64, u64)> = log.lock().unwrap().iter().map(|(n, a, b)| (*n, (*a, *b))).collect();
     for n in Node::ALL {
         for d in n.deps() {
             assert!(runs[d].0 >= runs[&n].1, "{d} was destroyed before its dependant {n} finished");
         }
     }
-    assert_eq!(runs[&Node::Iam].0, 0);
+    // The platform goes first (its releases before the roles they use), then IAM.
+    assert_eq!(runs[&Node::Platform].0, 0);
+    assert_eq!(runs[&Node::Iam].0, runs[&Node::Platform].1);
     assert_eq!(
         runs[&Node::Network].0,
         runs[&Node::Eks].1.max(runs[&Node::OpenSearch].1).max(runs[&Node::NodeSecurityGroup].1)

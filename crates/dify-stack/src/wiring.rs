@@ -94,7 +94,53 @@ pub fn iam_spec(
         discover_thumbprint: cfg.iam.discover_thumbprint,
         service_accounts: creates_service_accounts(cfg),
         helm_release: cfg.iam.helm_release.clone(),
-        addon_roles: vec![],
+        addon_roles: addon_roles(cfg, ctx, eks.cluster_name.as_str()),
+    }
+}
+
+/// The IRSA roles of the enabled platform add-ons, for the IAM tier.
+pub fn addon_roles(cfg: &StackConfig, ctx: &Context, cluster: &str) -> Vec<dify_stack_iam::AddonRole> {
+    let p = &cfg.platform;
+    dify_stack_platform::addon_role_requests(
+        ctx,
+        cluster,
+        p.load_balancer_controller.enabled,
+        p.cluster_autoscaler.enabled,
+    )
+    .into_iter()
+    .map(|r| dify_stack_iam::AddonRole {
+        addon: r.addon.to_owned(),
+        namespace: r.namespace.to_owned(),
+        service_account: r.service_account.to_owned(),
+        policy: r.policy,
+    })
+    .collect()
+}
+
+/// Platform spec (needs the VPC, the cluster and the add-ons' roles). The certificate is the
+/// platform's to make unless `dify.certificate_arn` names one of yours.
+pub fn platform_spec(
+    cfg: &StackConfig,
+    net: &NetworkOutput,
+    cluster: &str,
+    roles: &std::collections::BTreeMap<String, dify_stack_core::ids::RoleArn>,
+) -> dify_stack_platform::PlatformSpec {
+    let p = &cfg.platform;
+    dify_stack_platform::PlatformSpec {
+        cluster_name: ClusterName::new(cluster),
+        kubernetes_version: cfg.eks.kubernetes_version.clone(),
+        vpc_id: net.vpc_id.clone(),
+        kubernetes: creates_service_accounts(cfg),
+        load_balancer_controller: p.load_balancer_controller.chart(),
+        cluster_autoscaler: p.cluster_autoscaler.chart(),
+        metrics_server: p.metrics_server.chart(),
+        domain: cfg
+            .dify
+            .domain
+            .clone()
+            .filter(|_| cfg.dify.certificate_arn.is_none())
+            .map(|name| dify_stack_platform::DomainSpec { name, hosted_zone_id: cfg.dify.hosted_zone_id.clone() }),
+        roles: roles.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
     }
 }
 
@@ -231,10 +277,34 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         discover_thumbprint: cfg.iam.discover_thumbprint,
         service_accounts: cfg.iam.service_accounts,
         helm_release: cfg.iam.helm_release.clone(),
-        addon_roles: vec![],
+        addon_roles: addon_roles(cfg, &ctx, &cfg.name),
     };
     if let Err(e) = iam.validate() {
         errs.extend_prefixed("iam", e);
+    }
+    // The platform, with the roles it will get (their ARNs are known after apply).
+    let roles = iam
+        .addon_roles
+        .iter()
+        .map(|r| {
+            (
+                r.addon.clone(),
+                dify_stack_core::ids::RoleArn::new(format!(
+                    "arn:aws:iam::123456789012:role/{}",
+                    r.role_name(&cfg.name)
+                )),
+            )
+        })
+        .collect();
+    if let Err(e) = platform_spec(cfg, &planned_network(cfg), &cfg.name, &roles).validate() {
+        for x in e.errors() {
+            let path = match x.path.as_str() {
+                "domain.name" => "dify.domain".to_owned(),
+                "domain.hosted_zone_id" => "dify.hosted_zone_id".to_owned(),
+                other => format!("platform.{other}"),
+            };
+            errs.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
+        }
     }
     if cfg.environment() == Environment::Prod
         && !cfg.datastores.aurora.deletion_protection

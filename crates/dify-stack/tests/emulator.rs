@@ -39,7 +39,48 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     while let Ok(e) = events.try_recv() {
         finished += usize::from(matches!(e, dify_stack::Event::NodeFinished { .. }));
     }
-    assert_eq!(finished, 10);
+    assert_eq!(finished, 11);
+    // The platform: metrics-server as the EKS add-on (offered for 1.33), owned by the platform
+    // node; no Kubernetes API here, so the releases come back as commands with their values,
+    // whose IRSA roles the IAM node made, each trusted by exactly its service account.
+    let platform = out.platform.as_ref().unwrap();
+    assert_eq!(platform.metrics_server.as_deref(), Some("eks-addon v0.7.2-eksbuild.3"));
+    let addon = aws_sdk_eks::Client::new(&account.config)
+        .describe_addon()
+        .cluster_name("e2e-test")
+        .addon_name("metrics-server")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        addon.addon().and_then(|a| a.tags()).and_then(|t| t.get("dify-stack:tier")).map(String::as_str),
+        Some("platform")
+    );
+    assert_eq!(platform.commands.len(), 3, "{:?}", platform.commands);
+    let iam = out.iam.as_ref().unwrap();
+    for (addon, sa) in
+        [("aws-load-balancer-controller", "aws-load-balancer-controller"), ("cluster-autoscaler", "cluster-autoscaler")]
+    {
+        let arn = iam.addon_roles[addon].to_string();
+        assert!(platform.release_values[addon].contains(&arn), "{addon} values name its role");
+        let role = aws_sdk_iam::Client::new(&account.config)
+            .get_role()
+            .role_name(format!("e2e-test-{addon}"))
+            .send()
+            .await
+            .unwrap();
+        let trust = dify_stack_iam::policy::parse_document(role.role().unwrap().assume_role_policy_document().unwrap())
+            .unwrap();
+        let sub = trust["Statement"][0]["Condition"]["StringEquals"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.ends_with(":sub"))
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(sub, serde_json::json!([format!("system:serviceaccount:kube-system:{sa}")]));
+    }
     let after_apply = inventory::inventory(&account.config, "e2e-test").await;
     let cluster = aws_sdk_eks::Client::new(&account.config).describe_cluster().name("e2e-test").send().await.unwrap();
     let vpc = cluster.cluster().and_then(|c| c.resources_vpc_config()).unwrap();
@@ -93,6 +134,7 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     with_domain.dify = dify_stack::output::DifyDomain {
         domain: Some("dify.example.com".into()),
         certificate_arn: Some("arn:aws:acm:us-west-2:123456789012:certificate/abc".into()),
+        hosted_zone_id: None,
     };
     let site = Stack::connect(with_domain, account.config.clone()).await.unwrap();
     let values = site.helm_values(&out).await.unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dify_stack::install::{self, DifyRelease, InstallError};
 use dify_stack::{CancellationToken, core::WaitPolicy};
+use dify_stack_platform::HelmError;
 use http::{Request, Response};
 use kube::client::Body;
 use secrecy::SecretString;
@@ -112,13 +113,13 @@ async fn a_missing_old_or_failing_helm_is_a_clear_error() {
     let release = DifyRelease { helm: Some(PathBuf::from("/nonexistent/helm")), ..DifyRelease::default() };
     let token = SecretString::from(TOKEN.to_owned());
     let err = install::helm_install(&release, VALUES, "https://x", "Q0E=", &token).await.unwrap_err();
-    assert!(matches!(err, InstallError::HelmMissing(_)), "{err}");
+    assert!(matches!(err, InstallError::Helm(HelmError::Missing(_))), "{err}");
     assert!(err.to_string().contains("install Helm 3 or 4"), "{err}");
 
     let dir = scratch("v2");
     let release = DifyRelease { helm: Some(fake_helm(&dir, "v2.17.0", 0)), ..DifyRelease::default() };
     let err = install::helm_install(&release, VALUES, "https://x", "Q0E=", &token).await.unwrap_err();
-    assert!(matches!(&err, InstallError::HelmVersion { version, .. } if version == "v2.17.0"), "{err}");
+    assert!(matches!(&err, InstallError::Helm(HelmError::Version { version, .. }) if version == "v2.17.0"), "{err}");
 
     let dir2 = scratch("fails");
     let release = DifyRelease { helm: Some(fake_helm(&dir2, "v4.0.0", 1)), ..DifyRelease::default() };

@@ -100,6 +100,7 @@ fn output(profile: Profile, region: &str) -> (StackOutput, ValuesSecrets, DifyDo
         Profile::Prod => DifyDomain {
             domain: Some("dify.example.com".into()),
             certificate_arn: Some(arn("acm", "certificate/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")),
+            hosted_zone_id: None,
         },
         _ => DifyDomain::default(),
     };

@@ -1193,7 +1193,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 }
             }
         }
-        for (name, a) in o.addons.iter().filter(|(n, a)| !spec.addons.contains(n) && ctx.owns_tags(&a.tags)) {
+        for (name, a) in o.addons.iter().filter(|(n, a)| !spec.addons.contains(n) && made_by_this_tier(ctx, &a.tags)) {
             plan.push(Change::new(Action::Delete, ResourceRef::new("eks:addon", name)).field(
                 "version",
                 Some(&a.version),
@@ -1394,7 +1394,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 Some(_) => {}
             }
         }
-        for (name, a) in o.addons.iter().filter(|(n, a)| !spec.addons.contains(n) && ctx.owns_tags(&a.tags)) {
+        for (name, a) in o.addons.iter().filter(|(n, a)| !spec.addons.contains(n) && made_by_this_tier(ctx, &a.tags)) {
             tracing::info!(addon = %name, version = %a.version, "deleting add-on no longer in the spec");
             dify_stack_core::ignore_not_found(self.client.delete_addon(cluster_name.clone(), name.clone()).await)
                 .at("DeleteAddon", name)?;
@@ -1600,6 +1600,12 @@ impl<C: EksApi> EksProvisioner<C> {
         }
         Ok(o)
     }
+}
+
+/// Ours and made by this tier: an add-on the platform tier installed (metrics-server) carries the
+/// stack's tags too, and is not this tier's to remove as drift.
+fn made_by_this_tier(ctx: &Context, tags: &dify_stack_core::Tags) -> bool {
+    ctx.owns_tags(tags) && tags.get(dify_stack_core::TAG_TIER).map(String::as_str) == Some(Tier::Eks.as_str())
 }
 
 /// The derived cluster name, checked against EKS's rules.

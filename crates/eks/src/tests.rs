@@ -723,6 +723,35 @@ async fn a_stuck_cluster_times_out_within_the_policy_and_is_retryable() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_addon_dropped_from_the_spec_is_removed_but_not_one_another_tier_installed() {
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake);
+    let ctx = ctx();
+    let mut s = spec();
+    eks.apply(&ctx, &s).await.unwrap();
+    // The platform tier's metrics-server add-on: the stack's tags, another tier.
+    let platform_tags = ctx.tags_for(dify_stack_core::Tier::Platform, "addon", "metrics-server");
+    eks.client.0.lock().unwrap().addons.insert(
+        "metrics-server".into(),
+        AddonInfo {
+            name: "metrics-server".into(),
+            version: "v0.7.2-eksbuild.1".into(),
+            status: "ACTIVE".into(),
+            tags: platform_tags,
+            pod_identity_associations: vec![],
+        },
+    );
+    assert!(eks.plan(&ctx, &s).await.unwrap().is_empty(), "another tier's add-on is not drift");
+    s.addons.retain(|a| a != "coredns");
+    let plan = eks.plan(&ctx, &s).await.unwrap();
+    let deletes: Vec<String> = plan.with_action(Action::Delete).map(|c| c.resource.name.clone()).collect();
+    assert_eq!(deletes, ["coredns"], "{plan}");
+    eks.apply(&ctx, &s).await.unwrap();
+    let left: Vec<String> = eks.client.0.lock().unwrap().addons.keys().cloned().collect();
+    assert!(left.contains(&"metrics-server".to_owned()) && !left.contains(&"coredns".to_owned()), "{left:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn upgrades_go_one_minor_version_at_a_time_control_plane_first() {
     let fake = FakeEks::default();
     let eks = EksProvisioner::new(fake);

@@ -42,6 +42,8 @@ CATALOGUE = {
     "kube-proxy": {"1.32": "v1.32.0-eksbuild.2", "1.33": "v1.33.0-eksbuild.2", "1.34": "v1.34.0-eksbuild.1"},
     "eks-pod-identity-agent": {"1.32": "v1.3.4-eksbuild.1", "1.33": "v1.3.7-eksbuild.2", "1.34": "v1.3.8-eksbuild.1"},
     "aws-ebs-csi-driver": {"1.32": "v1.40.0-eksbuild.1", "1.33": "v1.44.0-eksbuild.1", "1.34": "v1.48.0-eksbuild.1"},
+    # A community add-on since 2025-03-31 (EKS user guide, "Community add-ons").
+    "metrics-server": {"1.32": "v0.7.2-eksbuild.3", "1.33": "v0.7.2-eksbuild.3", "1.34": "v0.8.0-eksbuild.1"},
 }
 
 

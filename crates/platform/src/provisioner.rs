@@ -152,8 +152,11 @@ pub struct PlatformOutput {
     /// The IngressClass for the Dify EE Ingress.
     pub ingress_class: Option<String>,
     /// Role-only access: the commands that install the releases from a machine that reaches the
-    /// cluster (no secret in them).
+    /// cluster (no secret in them), run where `<release>-values.yaml` of [`Self::release_values`]
+    /// are written.
     pub commands: Vec<String>,
+    /// Role-only access: each release's values (YAML; role ARNs and names, no secret).
+    pub release_values: BTreeMap<String, String>,
 }
 
 /// A release the spec wants.
@@ -520,10 +523,21 @@ impl Provisioner for PlatformProvisioner {
                     None => {
                         let tags = ctx.tags_for(Tier::Platform, "addon", METRICS_SERVER);
                         let cluster_name = spec.cluster_name.to_string();
-                        self.addons
-                            .create_addon(cluster_name, METRICS_SERVER.into(), version.clone(), tags)
-                            .await
-                            .at("CreateAddon", METRICS_SERVER)?;
+                        let created = self
+                            .addons
+                            .create_addon(cluster_name.clone(), METRICS_SERVER.into(), version.clone(), tags)
+                            .await;
+                        if let Err(e) = created {
+                            // A retried create whose first response was lost: ours now, fine.
+                            let now = self
+                                .addons
+                                .addon(cluster_name, METRICS_SERVER.into())
+                                .await
+                                .at("DescribeAddon", METRICS_SERVER)?;
+                            if !now.is_some_and(|a| ctx.owns_tags(&a.tags)) {
+                                return Err(e).at("CreateAddon", METRICS_SERVER);
+                            }
+                        }
                         out.metrics_server = Some(format!("eks-addon {version}"));
                     }
                 }
@@ -556,6 +570,8 @@ impl Provisioner for PlatformProvisioner {
             }
             None => {
                 for r in &releases {
+                    out.release_values
+                        .insert(r.name.to_owned(), serde_norway::to_string(&r.values).unwrap_or_default());
                     out.commands.push(format!(
                         "helm upgrade --install {} {} --repo {} --version {} --namespace {SYSTEM_NAMESPACE} --values {}-values.yaml",
                         r.name, r.chart.chart, r.chart.repository, r.chart.version, r.name
@@ -621,7 +637,12 @@ impl Provisioner for PlatformProvisioner {
                 if !ours.is_empty() {
                     let names: Vec<String> = ours.iter().map(|r| r.name.clone()).collect();
                     let changes = ours.into_iter().map(|r| (RecordAction::Delete, r)).collect();
-                    self.dns.change_records(zone.clone(), changes).await.at("ChangeResourceRecordSets", &zone)?;
+                    if let Err(e) = self.dns.change_records(zone.clone(), changes).await {
+                        // A retried delete whose first response was lost finds nothing to delete.
+                        if !self.present_records(&zone, &cert.validation).await?.is_empty() {
+                            return Err(e).at("ChangeResourceRecordSets", &zone);
+                        }
+                    }
                     deleted.extend(names.iter().map(|n| ResourceRef::new("route53:record", n)));
                 }
             }
@@ -632,25 +653,42 @@ impl Provisioner for PlatformProvisioner {
     }
 }
 
-/// The IAM add-on roles the spec needs: name, namespace, service account and policy, for the
-/// IAM tier (`IamSpec::addon_roles`).
-pub fn addon_role_requests(ctx: &Context, spec: &PlatformSpec) -> Vec<(String, String, String, serde_json::Value)> {
+/// An IRSA role an add-on needs from the IAM tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonRoleRequest {
+    /// The add-on (the role is `<cluster>-<addon>`).
+    pub addon: &'static str,
+    /// Namespace of its service account.
+    pub namespace: &'static str,
+    /// Its service account (the chart's, named in the release values).
+    pub service_account: &'static str,
+    /// The permission policy.
+    pub policy: serde_json::Value,
+}
+
+/// The IRSA roles of the enabled add-ons of `cluster`, for the IAM tier (`IamSpec::addon_roles`).
+pub fn addon_role_requests(
+    ctx: &Context,
+    cluster: &str,
+    load_balancer_controller: bool,
+    cluster_autoscaler: bool,
+) -> Vec<AddonRoleRequest> {
     let mut out = Vec::new();
-    if spec.load_balancer_controller.is_some() {
-        out.push((
-            LOAD_BALANCER_CONTROLLER.to_owned(),
-            SYSTEM_NAMESPACE.to_owned(),
-            LOAD_BALANCER_CONTROLLER.to_owned(),
-            policy::load_balancer_controller_policy(ctx.partition()),
-        ));
+    if load_balancer_controller {
+        out.push(AddonRoleRequest {
+            addon: LOAD_BALANCER_CONTROLLER,
+            namespace: SYSTEM_NAMESPACE,
+            service_account: LOAD_BALANCER_CONTROLLER,
+            policy: policy::load_balancer_controller_policy(ctx.partition()),
+        });
     }
-    if spec.cluster_autoscaler.is_some() {
-        out.push((
-            CLUSTER_AUTOSCALER.to_owned(),
-            SYSTEM_NAMESPACE.to_owned(),
-            CLUSTER_AUTOSCALER.to_owned(),
-            policy::cluster_autoscaler_policy(spec.cluster_name.as_str()),
-        ));
+    if cluster_autoscaler {
+        out.push(AddonRoleRequest {
+            addon: CLUSTER_AUTOSCALER,
+            namespace: SYSTEM_NAMESPACE,
+            service_account: CLUSTER_AUTOSCALER,
+            policy: policy::cluster_autoscaler_policy(cluster),
+        });
     }
     out
 }

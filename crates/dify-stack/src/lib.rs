@@ -473,6 +473,17 @@ impl Stack {
         let (token, client) = self.cluster_access(eks).await?;
         install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
         install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
+        if let (Some(domain), Some(zone)) =
+            (&self.cfg.dify.domain, out.platform.as_ref().and_then(|p| p.hosted_zone_id.as_ref()))
+        {
+            progress(&format!("waiting for the load balancer of the release's Ingress, for the {domain} aliases"));
+            let target = self.release_load_balancer(release, out).await?;
+            let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
+            let names = dify_stack_platform::aliases::publish(&self.ctx, &dns, zone, domain, &target)
+                .await
+                .map_err(|e| StackError::Incomplete(format!("cannot publish the aliases of {domain}: {e}")))?;
+            progress(&format!("{} now point at {}", names.join(", "), target.dns_name));
+        }
         if let Some(domain) = &self.cfg.dify.domain {
             let scheme = if self.site(out).certificate_arn.is_some() { "https" } else { "http" };
             let url = format!("{scheme}://console.{domain}/");
@@ -496,12 +507,50 @@ impl Stack {
         self.uninstall_from(release, eks, vpc.vpc_id.as_str()).await
     }
 
+    /// The load balancer the controller made for the release's Ingress, waited for (up to 10
+    /// min: the controller makes it within a minute or two of the Ingress).
+    async fn release_load_balancer(
+        &self,
+        release: &install::DifyRelease,
+        out: &StackOutput,
+    ) -> Result<dify_stack_platform::aliases::AliasTarget, StackError> {
+        use dify_stack_core::wait::{self, Probe};
+        use dify_stack_eks::load_balancers::{LoadBalancerApi as _, LoadBalancerKind, SdkLoadBalancers};
+        let eks = out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output".into()))?;
+        let vpc = out.network.as_ref().ok_or_else(|| StackError::Incomplete("the network has no output".into()))?;
+        let lbs = SdkLoadBalancers::from_conf(&self.sdk);
+        let (vpc, cluster, ns) = (vpc.vpc_id.to_string(), eks.cluster_name.to_string(), release.namespace.clone());
+        let what = format!("the load balancer of namespace {ns}'s Ingress");
+        wait::until(&what, &self.ctx.wait.capped(install::LOAD_BALANCERS_GONE_CAP), self.ctx.cancellation(), || async {
+            let found = lbs.cluster_load_balancers(vpc.clone(), cluster.clone(), Some(ns.clone())).await?;
+            for lb in found.iter().filter(|l| l.kind == LoadBalancerKind::V2) {
+                if let Some((dns_name, hosted_zone_id)) = lbs.alias_target(&lb.id).await? {
+                    return Ok(Probe::Done(dify_stack_platform::aliases::AliasTarget { dns_name, hosted_zone_id }));
+                }
+            }
+            Ok::<_, dify_stack_core::AwsError>(Probe::Pending("none yet".into()))
+        })
+        .await
+        .map_err(|e| {
+            StackError::Incomplete(format!(
+                "{e}: is the AWS Load Balancer Controller running (platform.load_balancer_controller)?"
+            ))
+        })
+    }
+
     async fn uninstall_from(
         &self,
         release: &install::DifyRelease,
         eks: &dify_stack_eks::EksOutput,
         vpc: &str,
     ) -> Result<(), StackError> {
+        // The aliases first: the names must not point at a load balancer about to go.
+        if let (Some(domain), Some(zone)) = (&self.cfg.dify.domain, self.hosted_zone().await?) {
+            let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
+            dify_stack_platform::aliases::remove(&self.ctx, &dns, &zone, domain)
+                .await
+                .map_err(|e| StackError::Incomplete(format!("cannot remove the aliases of {domain}: {e}")))?;
+        }
         let (token, _) = self.cluster_access(eks).await?;
         install::helm_uninstall(release, &eks.endpoint, &eks.ca_data, &token).await?;
         let lbs = dify_stack_eks::load_balancers::SdkLoadBalancers::from_conf(&self.sdk);
@@ -516,6 +565,19 @@ impl Stack {
         .await
         .map_err(|e| install::InstallError::LoadBalancersLeft(e.to_string()))?;
         Ok(())
+    }
+
+    /// The domain's hosted zone: configured, or found by name.
+    async fn hosted_zone(&self) -> Result<Option<String>, StackError> {
+        use dify_stack_platform::DnsApi as _;
+        if let Some(z) = &self.cfg.dify.hosted_zone_id {
+            return Ok(Some(z.clone()));
+        }
+        let Some(domain) = &self.cfg.dify.domain else { return Ok(None) };
+        dify_stack_platform::SdkDns::from_conf(&self.sdk)
+            .find_public_zone(domain.clone())
+            .await
+            .map_err(|e| StackError::Incomplete(format!("cannot look up the hosted zone of {domain}: {e}")))
     }
 
     /// A fresh EKS token for `eks` and a client, for Helm and kube-rs.

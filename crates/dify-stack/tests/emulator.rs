@@ -197,6 +197,9 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         assert_eq!(found.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [lb_arn.as_str()]);
         assert!(of("other").await.unwrap().is_empty());
         assert!(lbs.cluster_load_balancers(vpc.clone(), "other".into(), Some("dify".into())).await.unwrap().is_empty());
+        // What the console's aliases point at.
+        let (dns_name, zone) = lbs.alias_target(&lb_arn).await.unwrap().unwrap();
+        assert!(dns_name.contains("k8s-dify-dify") && !zone.is_empty(), "{dns_name} {zone}");
     }
     elb.create_target_group()
         .name("k8s-dify-dify-tg")

@@ -252,6 +252,18 @@ impl SdkLoadBalancers {
         }
     }
 
+    /// The DNS name and canonical hosted zone of an ELBv2 load balancer (for Route 53 aliases);
+    /// `None` when it is gone.
+    pub async fn alias_target(&self, arn: &str) -> Result<Option<(String, String)>, AwsError> {
+        let out = dify_stack_core::found(
+            self.elbv2.describe_load_balancers().load_balancer_arns(arn).send().await.aws("DescribeLoadBalancers"),
+        )?;
+        Ok(out.and_then(|o| {
+            let lb = o.load_balancers().first()?;
+            Some((lb.dns_name()?.to_owned(), lb.canonical_hosted_zone_id()?.to_owned()))
+        }))
+    }
+
     /// ELBv2 tags of up to 20 resources per call (DescribeTags limit).
     async fn v2_tags(&self, arns: &[String]) -> Result<HashMap<String, Tags>, AwsError> {
         let mut out = HashMap::new();

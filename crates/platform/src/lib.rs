@@ -9,11 +9,14 @@
 //! - **metrics-server**: the EKS community add-on where `DescribeAddonVersions` offers it for the
 //!   cluster version (EKS user guide, "Community add-ons"), else its Helm chart.
 //! - **Domain and TLS**: an ACM certificate for the domain and `*.<domain>` validated through
-//!   Route 53 (the records written in the domain's public hosted zone, waited until `ISSUED`).
+//!   Route 53 (the records written in the domain's public hosted zone, waited until `ISSUED`);
+//!   after the Dify EE install, alias records of its six host names to the release's load
+//!   balancer ([`aliases`]).
 //!
 //! Helm releases and Kubernetes objects need a machine that reaches the cluster's API; without
 //! one (role-only access) apply returns the commands instead ([`PlatformOutput::commands`]).
 
+pub mod aliases;
 pub mod client;
 pub mod helm;
 pub mod kube;

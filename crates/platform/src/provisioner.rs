@@ -97,7 +97,7 @@ pub enum PlatformError {
 /// Result alias of the platform tier.
 pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
 
-trait At<T> {
+pub(crate) trait At<T> {
     fn at(self, operation: &'static str, resource: &str) -> Result<T>;
 }
 
@@ -628,6 +628,11 @@ impl Provisioner for PlatformProvisioner {
                 self.addons.delete_addon(cluster, METRICS_SERVER.into()).await.at("DeleteAddon", METRICS_SERVER)?;
                 deleted.push(ResourceRef::new("eks:addon", METRICS_SERVER));
             }
+        }
+        if let Some(domain) = &spec.domain
+            && let Some(zone) = self.zone(spec).await?
+        {
+            deleted.extend(crate::aliases::remove(ctx, self.dns.as_ref(), &zone, &domain.name).await?);
         }
         if let Some(domain) = &spec.domain
             && let Some(cert) = self.certificate(ctx, &domain.name).await?

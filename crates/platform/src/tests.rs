@@ -17,8 +17,8 @@ use crate::{PlatformError, PlatformProvisioner};
 struct World {
     /// arn -> (domain, status, tags, describes so far)
     certs: BTreeMap<String, (String, String, Tags, u32)>,
-    /// (zone, name, kind) -> value
-    records: BTreeMap<(String, String, String), String>,
+    /// (zone, name, kind) -> record
+    records: BTreeMap<(String, String, String), Record>,
     zones: BTreeMap<String, String>,
     offered: Option<String>,
     addons: BTreeMap<(String, String), AddonState>,
@@ -50,7 +50,8 @@ impl DnsApi for Fake {
     }
     async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
         let mut w = self.0.lock().unwrap();
-        let validated = w.records.iter().any(|((_, n, k), v)| n == TOKEN_NAME && k == "CNAME" && v == TOKEN_VALUE);
+        let validated =
+            w.records.iter().any(|((_, n, k), r)| n == TOKEN_NAME && k == "CNAME" && r.value == TOKEN_VALUE);
         let Some(c) = w.certs.get_mut(&arn) else { return Ok(None) };
         c.3 += 1;
         if validated && c.1 == "PENDING_VALIDATION" {
@@ -88,7 +89,7 @@ impl DnsApi for Fake {
             .map(|(id, _)| id.clone()))
     }
     async fn get_record(&self, zone: String, name: String, kind: String) -> Result<Option<Record>, AwsError> {
-        Ok(self.w().records.get(&(zone, name.clone(), kind.clone())).map(|v| Record::simple(&name, &kind, v)))
+        Ok(self.w().records.get(&(zone, name, kind)).cloned())
     }
     async fn change_records(&self, zone: String, changes: Vec<(RecordAction, Record)>) -> Result<(), AwsError> {
         for (action, r) in changes {
@@ -96,11 +97,11 @@ impl DnsApi for Fake {
             let key = (zone.clone(), r.name.clone(), r.kind.clone());
             match action {
                 RecordAction::Upsert => {
-                    self.w().records.insert(key, r.value);
+                    self.w().records.insert(key, r);
                 }
                 RecordAction::Delete => {
                     // Route 53 refuses a delete that does not match exactly.
-                    if self.w().records.get(&key) != Some(&r.value) {
+                    if self.w().records.get(&key) != Some(&r) {
                         return Err(AwsError::new("ChangeResourceRecordSets", "InvalidChangeBatch", "not found"));
                     }
                     self.w().records.remove(&key);
@@ -250,7 +251,7 @@ async fn apply_issues_the_certificate_installs_the_releases_and_a_second_plan_is
     let w = fake.w();
     assert_eq!(w.certs.values().next().unwrap().1, "ISSUED");
     assert_eq!(
-        w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into())).map(String::as_str),
+        w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into())).map(|r| r.value.as_str()),
         Some(TOKEN_VALUE)
     );
     // The controller's values: cluster, region, VPC, its IRSA role; no IngressClass of the chart's.
@@ -324,7 +325,10 @@ async fn destroy_removes_releases_controller_last_then_records_it_wrote_and_the_
     let (ctx, spec) = (ctx(), spec());
     p.apply(&ctx, &spec).await.unwrap();
     // Someone else's record in the same zone, and the IngressClass kept by its owner label.
-    fake.w().records.insert(("ZPARENT".into(), "www.dify.example.com.".into(), "CNAME".into()), "elsewhere.".into());
+    fake.w().records.insert(
+        ("ZPARENT".into(), "www.dify.example.com.".into(), "CNAME".into()),
+        Record::simple("www.dify.example.com", "CNAME", "elsewhere."),
+    );
     let before = fake.w().log.len();
     let deleted = p.destroy(&ctx, &spec).await.unwrap();
     let log: Vec<String> = fake.w().log[before..].to_vec();
@@ -445,4 +449,40 @@ fn validation_names_each_bad_field() {
     }
     s.kubernetes = false;
     assert!(!s.validate().unwrap_err().to_string().contains("roles."), "role-only needs no role for the releases");
+}
+
+#[tokio::test]
+async fn aliases_point_the_six_hosts_at_the_load_balancer_and_never_take_over_a_record() {
+    use crate::aliases::{self, AliasTarget};
+    let (fake, _) = world(None);
+    let ctx = ctx();
+    let target = AliasTarget {
+        dns_name: "k8s-dify-dify-0123.us-west-2.elb.amazonaws.com".into(),
+        hosted_zone_id: "Z1H1FL5HABSF5".into(),
+    };
+    let names = aliases::publish(&ctx, &fake, "ZPARENT", "dify.example.com", &target).await.unwrap();
+    assert_eq!(names.len(), 6);
+    {
+        let w = fake.w();
+        let a = &w.records[&("ZPARENT".to_owned(), "console.dify.example.com.".to_owned(), "A".to_owned())];
+        assert_eq!(
+            (a.value.as_str(), a.alias_zone.as_deref()),
+            ("k8s-dify-dify-0123.us-west-2.elb.amazonaws.com.", Some("Z1H1FL5HABSF5"))
+        );
+        let txt = &w.records[&("ZPARENT".to_owned(), "trigger.dify.example.com.".to_owned(), "TXT".to_owned())];
+        assert_eq!(txt.value, "\"heritage=dify-stack,stack=dify-test\"");
+    }
+    // Again: nothing to change.
+    let before = fake.w().log.len();
+    aliases::publish(&ctx, &fake, "ZPARENT", "dify.example.com", &target).await.unwrap();
+    assert_eq!(fake.w().log.len(), before);
+    // Another stack's (or a hand-made) record is never overwritten: nothing is written at all.
+    let other = Context::new("other", Environment::Test, "us-west-2").unwrap();
+    let err = aliases::publish(&other, &fake, "ZPARENT", "dify.example.com", &target).await.unwrap_err();
+    assert!(matches!(err, PlatformError::NotOwned { .. }), "{err}");
+    assert_eq!(fake.w().log.len(), before);
+    // Destroy of the other stack removes nothing; ours removes all twelve records.
+    assert!(aliases::remove(&other, &fake, "ZPARENT", "dify.example.com").await.unwrap().is_empty());
+    assert_eq!(aliases::remove(&ctx, &fake, "ZPARENT", "dify.example.com").await.unwrap().len(), 6);
+    assert!(fake.w().records.is_empty(), "{:?}", fake.w().records);
 }

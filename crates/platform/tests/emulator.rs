@@ -106,9 +106,38 @@ async fn the_certificate_is_issued_through_its_validation_record_and_destroy_rem
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "a second plan is empty");
     assert_eq!(p.apply(&ctx, &spec).await.unwrap().certificate_arn, Some(arn.clone()), "the same certificate");
 
+    // After the install: the six host names as aliases of the release's load balancer.
+    let dns = dify_stack_platform::SdkDns::from_conf(&account.config);
+    let target = dify_stack_platform::aliases::AliasTarget {
+        dns_name: "k8s-dify-dify-0123456789.us-west-2.elb.amazonaws.com".into(),
+        hosted_zone_id: "Z1H1FL5HABSF5".into(),
+    };
+    dify_stack_platform::aliases::publish(&ctx, &dns, &public, "dify.example.com", &target).await.unwrap();
+    let sets = r53.list_resource_record_sets().hosted_zone_id(&public).send().await.unwrap();
+    let console = sets
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.name() == "console.dify.example.com." && r.r#type().as_str() == "A")
+        .expect("console alias");
+    let alias = console.alias_target().unwrap();
+    assert_eq!(
+        (alias.dns_name(), alias.hosted_zone_id()),
+        ("k8s-dify-dify-0123456789.us-west-2.elb.amazonaws.com.", "Z1H1FL5HABSF5")
+    );
+    // Re-publishing finds every record as wanted (read back through the SDK) and writes nothing.
+    account.calls.reset();
+    dify_stack_platform::aliases::publish(&ctx, &dns, &public, "dify.example.com", &target).await.unwrap();
+    assert!(
+        !account.calls.by_operation().keys().any(|op| op.contains("ChangeResourceRecordSets")),
+        "{:?}",
+        account.calls.by_operation()
+    );
+
     let deleted = p.destroy(&ctx, &spec).await.unwrap();
-    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert_eq!(deleted.len(), 8, "six aliases, the validation record, the certificate: {deleted:?}");
     assert_eq!(cnames(&r53, &public).await, [("www.example.com.".to_owned(), "elsewhere.net".to_owned())]);
+    let left = r53.list_resource_record_sets().hosted_zone_id(&public).send().await.unwrap();
+    assert!(left.resource_record_sets().iter().all(|r| !r.name().contains("dify.example.com")), "{left:?}");
     assert!(acm.describe_certificate().certificate_arn(&arn).send().await.is_err(), "certificate left");
 }
 

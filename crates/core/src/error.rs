@@ -346,6 +346,15 @@ pub fn ignore_not_found(result: Result<(), AwsError>) -> Result<bool, AwsError> 
     }
 }
 
+/// Treats not-found as absence on a read: `Ok(None)` when the resource does not exist.
+pub fn found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,14 +411,5 @@ mod tests {
         assert_eq!(e.to_string(), "DeleteSubnet failed: DependencyViolation: has dependencies");
         assert!(!ignore_not_found(Err(AwsError::new("X", "NoSuchEntity", "gone"))).unwrap());
         assert!(ignore_not_found(Err(e)).is_err());
-    }
-}
-
-/// Treats not-found as absence on a read: `Ok(None)` when the resource does not exist.
-pub fn found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
     }
 }

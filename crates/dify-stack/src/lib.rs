@@ -332,8 +332,10 @@ impl Stack {
     /// secret values) are recorded in the control bucket for [`Stack::output`].
     pub async fn apply(&self) -> Result<StackOutput, StackError> {
         let lock = self.control().acquire(&self.cfg.name, "apply").await?;
-        let runner = self.runner();
-        let result = graph::apply(&runner, self.ctx.cancellation(), &self.events).await;
+        // Boxed: the runner (every provisioner and the whole config) would otherwise live in
+        // this future, which embedders hold on their stack.
+        let runner = Box::new(self.runner());
+        let result = graph::apply(runner.as_ref(), self.ctx.cancellation(), &self.events).await;
         let outcome = match result {
             Ok(out) => {
                 let json = serde_json::to_value(&out).unwrap_or_default();

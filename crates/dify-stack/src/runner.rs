@@ -306,6 +306,16 @@ impl AwsRunner {
         Ok(iam.with_kubernetes(kube))
     }
 
+    async fn apply_platform(&self, up: &StackOutput) -> Result<dify_stack_platform::PlatformOutput, NodeError> {
+        let node = Node::Platform;
+        let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
+        let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
+        let iam = up.iam.as_ref().ok_or_else(|| missing(node, "iam"))?;
+        let spec = wiring::platform_spec(&self.cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
+        let platform = self.platform(spec.kubernetes.then_some(eks)).await?;
+        platform.apply(&self.ctx, &spec).await.map_err(|e| fail(e, true))
+    }
+
     /// The platform provisioner; with `eks`, also Helm (with a kubeconfig holding a fresh EKS
     /// token) and the Kubernetes API.
     async fn platform(
@@ -387,14 +397,8 @@ impl TierRunner for AwsRunner {
                 let iam = self.iam(eks, KUBE_API_WAIT_CAP).await?;
                 NodeOutput::Iam(Box::new(iam.apply(ctx, &spec).await.map_err(|e| self.iam_err(&eks.endpoint, e))?))
             }
-            Node::Platform => {
-                let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-                let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
-                let iam = up.iam.as_ref().ok_or_else(|| missing(node, "iam"))?;
-                let spec = wiring::platform_spec(cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
-                let platform = self.platform(spec.kubernetes.then_some(eks)).await?;
-                NodeOutput::Platform(Box::new(platform.apply(ctx, &spec).await.map_err(|e| fail(e, true))?))
-            }
+            // Boxed: Helm, kube-rs and ACM waits make a large future.
+            Node::Platform => NodeOutput::Platform(Box::new(Box::pin(self.apply_platform(&up)).await?)),
         })
     }
 

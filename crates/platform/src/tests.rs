@@ -248,32 +248,36 @@ async fn apply_issues_the_certificate_installs_the_releases_and_a_second_plan_is
     assert_eq!(out.metrics_server.as_deref(), Some("eks-addon v0.7.2-eksbuild.1"));
     assert_eq!(out.ingress_class.as_deref(), Some(INGRESS_CLASS));
     assert!(out.commands.is_empty());
-    let w = fake.w();
-    assert_eq!(w.certs.values().next().unwrap().1, "ISSUED");
-    assert_eq!(
-        w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into())).map(|r| r.value.as_str()),
-        Some(TOKEN_VALUE)
-    );
-    // The controller's values: cluster, region, VPC, its IRSA role; no IngressClass of the chart's.
-    let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), LOAD_BALANCER_CONTROLLER.to_owned())];
-    let v: serde_json::Value = serde_norway::from_str(values).unwrap();
-    assert_eq!(v["clusterName"], "dify-test");
-    assert_eq!(v["region"], "us-west-2");
-    assert_eq!(v["vpcId"], "vpc-1");
-    assert_eq!(v["createIngressClassResource"], false);
-    assert_eq!(v["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"], spec.roles[LOAD_BALANCER_CONTROLLER]);
-    let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), CLUSTER_AUTOSCALER.to_owned())];
-    let v: serde_json::Value = serde_norway::from_str(values).unwrap();
-    assert_eq!(v["autoDiscovery"]["clusterName"], "dify-test");
-    assert_eq!(
-        v["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
-        spec.roles[CLUSTER_AUTOSCALER]
-    );
-    // The controller (and its IngressClass) come before the autoscaler.
-    let order: Vec<&String> = w.log.iter().filter(|l| l.starts_with("helm") || l.starts_with("apply")).collect();
-    assert_eq!(order.len(), 3, "{order:?}");
-    assert!(order[0].contains(LOAD_BALANCER_CONTROLLER) && order[1].contains("ingressclass"), "{order:?}");
-    drop(w);
+    {
+        let w = fake.w();
+        assert_eq!(w.certs.values().next().unwrap().1, "ISSUED");
+        assert_eq!(
+            w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into())).map(|r| r.value.as_str()),
+            Some(TOKEN_VALUE)
+        );
+        // The controller's values: cluster, region, VPC, its IRSA role; no IngressClass of the chart's.
+        let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), LOAD_BALANCER_CONTROLLER.to_owned())];
+        let v: serde_json::Value = serde_norway::from_str(values).unwrap();
+        assert_eq!(v["clusterName"], "dify-test");
+        assert_eq!(v["region"], "us-west-2");
+        assert_eq!(v["vpcId"], "vpc-1");
+        assert_eq!(v["createIngressClassResource"], false);
+        assert_eq!(
+            v["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+            spec.roles[LOAD_BALANCER_CONTROLLER]
+        );
+        let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), CLUSTER_AUTOSCALER.to_owned())];
+        let v: serde_json::Value = serde_norway::from_str(values).unwrap();
+        assert_eq!(v["autoDiscovery"]["clusterName"], "dify-test");
+        assert_eq!(
+            v["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
+            spec.roles[CLUSTER_AUTOSCALER]
+        );
+        // The controller (and its IngressClass) come before the autoscaler.
+        let order: Vec<&String> = w.log.iter().filter(|l| l.starts_with("helm") || l.starts_with("apply")).collect();
+        assert_eq!(order.len(), 3, "{order:?}");
+        assert!(order[0].contains(LOAD_BALANCER_CONTROLLER) && order[1].contains("ingressclass"), "{order:?}");
+    }
 
     let before = fake.w().log.len();
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", p.plan(&ctx, &spec).await.unwrap());
@@ -342,10 +346,11 @@ async fn destroy_removes_releases_controller_last_then_records_it_wrote_and_the_
     assert!(at("Delete _3f1a.dify.example.com.") < at("DeleteCertificate"));
     assert!(log.iter().any(|l| l.starts_with("DeleteAddon")));
     assert_eq!(deleted.len(), 6, "{deleted:?}");
-    let w = fake.w();
-    assert!(w.certs.is_empty() && w.releases.is_empty() && w.addons.is_empty() && w.ingress_class.is_none());
-    assert_eq!(w.records.len(), 1, "only the record that is not ours stays: {:?}", w.records);
-    drop(w);
+    {
+        let w = fake.w();
+        assert!(w.certs.is_empty() && w.releases.is_empty() && w.addons.is_empty() && w.ingress_class.is_none());
+        assert_eq!(w.records.len(), 1, "only the record that is not ours stays: {:?}", w.records);
+    }
     // Twice is fine.
     assert!(p.destroy(&ctx, &spec).await.unwrap().is_empty());
 }
@@ -388,9 +393,7 @@ async fn a_missing_zone_or_an_unvalidated_certificate_fails_naming_the_fix_or_th
     // here: the record goes to a zone the fake ACM does not look at).
     spec.domain = Some(DomainSpec { name: "dify.example.com".into(), hosted_zone_id: Some("ZOTHER".into()) });
     fake.w().records.clear();
-    let mut w = fake.w();
-    w.zones.clear();
-    drop(w);
+    fake.w().zones.clear();
     let err = PlatformProvisioner::new(Unvalidated(fake.clone()), fake.clone())
         .with_kubernetes(fake.clone(), fake.clone())
         .apply(&ctx, &spec)

@@ -90,12 +90,11 @@ fn node_durations(
         // The load balancer controller's release (and its IngressClass), then the autoscaler's;
         // the metrics-server add-on is created without a wait. aws-durations.toml has no Helm
         // or ACM figures: a release is modelled as an EKS add-on (a Deployment rolled out by a
-        // controller), and the certificate (requested first, awaited last) as ACM_DNS_VALIDATION
-        // below. Both are assumptions, not measurements.
-        (
-            Node::Platform,
-            secs(cheap + (2.0 * d("eks_addon")).max(if domain { ACM_DNS_VALIDATION[q] + 2.0 * cheap } else { 0.0 })),
-        ),
+        // controller), and the certificate's validation as ACM_DNS_VALIDATION below. Both are
+        // assumptions, not measurements.
+        (Node::Platform, secs(cheap + 2.0 * d("eks_addon"))),
+        // Request, record, then ACM's validation; its own node, from the start.
+        (Node::Certificate, secs(if domain { 2.0 * cheap + ACM_DNS_VALIDATION[q] } else { 0.0 })),
     ])
 }
 

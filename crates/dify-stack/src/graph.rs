@@ -40,14 +40,16 @@ pub enum Node {
     Registry,
     /// OIDC provider, IRSA roles, service accounts.
     Iam,
-    /// Cluster add-ons (load balancer controller, autoscaler, metrics-server), the domain's
-    /// certificate.
+    /// Cluster add-ons (load balancer controller, autoscaler, metrics-server), IngressClass.
     Platform,
+    /// The domain's ACM certificate and its validation record (no upstream: validated while the
+    /// rest is built).
+    Certificate,
 }
 
 impl Node {
     /// Every node, in a stable order.
-    pub const ALL: [Node; 11] = [
+    pub const ALL: [Node; 12] = [
         Node::Network,
         Node::NodeSecurityGroup,
         Node::Eks,
@@ -59,12 +61,13 @@ impl Node {
         Node::Registry,
         Node::Iam,
         Node::Platform,
+        Node::Certificate,
     ];
 
     /// The nodes whose outputs this node needs: nothing more.
     pub fn deps(self) -> &'static [Node] {
         match self {
-            Node::Network | Node::Bucket | Node::AppSecrets | Node::Registry => &[],
+            Node::Network | Node::Bucket | Node::AppSecrets | Node::Registry | Node::Certificate => &[],
             Node::NodeSecurityGroup => &[Node::Network],
             Node::Eks | Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
             Node::Iam => &[Node::Eks, Node::Bucket, Node::Registry],
@@ -91,6 +94,7 @@ impl Node {
             Node::Registry => "registry",
             Node::Iam => "iam",
             Node::Platform => "platform",
+            Node::Certificate => "certificate",
         }
     }
 }
@@ -229,6 +233,8 @@ pub enum NodeOutput {
     Iam(Box<dify_stack_iam::IamOutput>),
     /// Platform.
     Platform(Box<dify_stack_platform::PlatformOutput>),
+    /// Certificate.
+    Certificate(Box<dify_stack_platform::CertificateOutput>),
 }
 
 /// Runs one node of the stack. The real implementation is [`AwsRunner`](crate::AwsRunner);

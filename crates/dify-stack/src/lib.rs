@@ -453,7 +453,7 @@ impl Stack {
     fn site(&self, out: &StackOutput) -> output::DifyDomain {
         let mut site = self.cfg.dify.clone();
         if site.certificate_arn.is_none() {
-            site.certificate_arn = out.platform.as_ref().and_then(|p| p.certificate_arn.clone());
+            site.certificate_arn = out.certificate.as_ref().and_then(|c| c.certificate_arn.clone());
         }
         site
     }
@@ -476,7 +476,7 @@ impl Stack {
         install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
         install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
         if let (Some(domain), Some(zone)) =
-            (&self.cfg.dify.domain, out.platform.as_ref().and_then(|p| p.hosted_zone_id.as_ref()))
+            (&self.cfg.dify.domain, out.certificate.as_ref().and_then(|c| c.hosted_zone_id.as_ref()))
         {
             progress(&format!("waiting for the load balancer of the release's Ingress, for the {domain} aliases"));
             let target = self.release_load_balancer(release, out).await?;

@@ -39,6 +39,8 @@ pub struct StackOutput {
     pub iam: Option<IamOutput>,
     /// Platform.
     pub platform: Option<dify_stack_platform::PlatformOutput>,
+    /// The domain's certificate (empty without a domain, or with your own certificate).
+    pub certificate: Option<dify_stack_platform::CertificateOutput>,
 }
 
 impl StackOutput {
@@ -56,6 +58,7 @@ impl StackOutput {
             NodeOutput::Registry(x) => self.registry = Some(*x),
             NodeOutput::Iam(x) => self.iam = Some(*x),
             NodeOutput::Platform(x) => self.platform = Some(*x),
+            NodeOutput::Certificate(x) => self.certificate = Some(*x),
         }
     }
 
@@ -72,6 +75,7 @@ impl StackOutput {
             && self.registry.is_some()
             && self.iam.is_some()
             && self.platform.is_some()
+            && self.certificate.is_some()
     }
 }
 

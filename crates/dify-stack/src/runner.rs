@@ -399,6 +399,14 @@ impl TierRunner for AwsRunner {
             }
             // Boxed: Helm, kube-rs and ACM waits make a large future.
             Node::Platform => NodeOutput::Platform(Box::new(Box::pin(self.apply_platform(&up)).await?)),
+            Node::Certificate => NodeOutput::Certificate(Box::new(match wiring::certificate_spec(cfg) {
+                Some(spec) => {
+                    Box::pin(dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk).apply(ctx, &spec))
+                        .await
+                        .map_err(|e| fail(e, true))?
+                }
+                None => Default::default(),
+            })),
         })
     }
 
@@ -480,6 +488,13 @@ impl TierRunner for AwsRunner {
                 };
                 iam.destroy(ctx, &spec).await.map_err(|e| fail(e, true))
             }
+            Node::Certificate => match wiring::certificate_spec(cfg) {
+                Some(spec) => dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk)
+                    .destroy(ctx, &spec)
+                    .await
+                    .map_err(|e| fail(e, true)),
+                None => Ok(Vec::new()),
+            },
             Node::Platform => {
                 // The releases go only when the API answers (else they go with the cluster).
                 let mut net = wiring::planned_network(cfg);
@@ -640,6 +655,16 @@ impl AwsRunner {
             }
         };
         put(Node::Platform, p.0, p.1);
+
+        // Certificate (no upstream).
+        let p = match wiring::certificate_spec(cfg) {
+            Some(spec) => dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk)
+                .plan(ctx, &spec)
+                .await
+                .map_err(|e| (Node::Certificate, fail(e, true)))?,
+            None => dify_stack_core::Plan::new(),
+        };
+        put(Node::Certificate, p, false);
         Ok(crate::StackPlan { notes: Vec::new(), nodes })
     }
 }

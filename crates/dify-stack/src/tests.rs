@@ -435,6 +435,7 @@ fn durations() -> BTreeMap<Node, u64> {
         (Node::Registry, 3),
         (Node::Iam, 10),
         (Node::Platform, 30),
+        (Node::Certificate, 3),
     ])
 }
 
@@ -450,7 +451,7 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
     assert!(out.network.is_some() && out.eks.is_some());
     let runs: BTreeMap<Node, (u64, u64)> = log.lock().unwrap().iter().map(|(n, a, b)| (*n, (*a, *b))).collect();
     // No-dependency nodes start at once, together.
-    for n in [Node::Network, Node::Bucket, Node::AppSecrets, Node::Registry] {
+    for n in [Node::Network, Node::Bucket, Node::AppSecrets, Node::Registry, Node::Certificate] {
         assert_eq!(runs[&n].0, 0, "{n}");
     }
     // The stores start as soon as the node security group exists, alongside the cluster.
@@ -469,7 +470,7 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
     while let Ok(e) = rx.try_recv() {
         started += usize::from(matches!(e, Event::NodeStarted { .. }));
     }
-    assert_eq!(started, 11);
+    assert_eq!(started, 12);
 }
 
 #[tokio::test(start_paused = true)]
@@ -511,7 +512,7 @@ async fn destroy_runs_the_reverse_graph() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let runner = timed_runner(durations(), &[], log.clone());
     let deleted = graph::destroy(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap();
-    assert_eq!(deleted.len(), 11);
+    assert_eq!(deleted.len(), 12);
     let runs: BTreeMap<Node, (u64, u64)> = log.lock().unwrap().iter().map(|(n, a, b)| (*n, (*a, *b))).collect();
     for n in Node::ALL {
         for d in n.deps() {

@@ -117,8 +117,15 @@ pub fn addon_roles(cfg: &StackConfig, ctx: &Context, cluster: &str) -> Vec<dify_
     .collect()
 }
 
-/// Platform spec (needs the VPC, the cluster and the add-ons' roles). The certificate is the
-/// platform's to make unless `dify.certificate_arn` names one of yours.
+/// The certificate spec: with a domain and no certificate of yours (`dify.certificate_arn`).
+pub fn certificate_spec(cfg: &StackConfig) -> Option<dify_stack_platform::CertificateSpec> {
+    let name = cfg.dify.domain.clone().filter(|_| cfg.dify.certificate_arn.is_none())?;
+    Some(dify_stack_platform::CertificateSpec {
+        domain: dify_stack_platform::DomainSpec { name, hosted_zone_id: cfg.dify.hosted_zone_id.clone() },
+    })
+}
+
+/// Platform spec (needs the VPC, the cluster and the add-ons' roles).
 pub fn platform_spec(
     cfg: &StackConfig,
     net: &NetworkOutput,
@@ -134,12 +141,6 @@ pub fn platform_spec(
         load_balancer_controller: p.load_balancer_controller.chart(),
         cluster_autoscaler: p.cluster_autoscaler.chart(),
         metrics_server: p.metrics_server.chart(),
-        domain: cfg
-            .dify
-            .domain
-            .clone()
-            .filter(|_| cfg.dify.certificate_arn.is_none())
-            .map(|name| dify_stack_platform::DomainSpec { name, hosted_zone_id: cfg.dify.hosted_zone_id.clone() }),
         roles: roles.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
     }
 }
@@ -297,12 +298,15 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         })
         .collect();
     if let Err(e) = platform_spec(cfg, &planned_network(cfg), &cfg.name, &roles).validate() {
+        errs.extend_prefixed("platform", e);
+    }
+    // The domain: checked even with your own certificate (the values file names its hosts).
+    let domain = cfg.dify.domain.clone().map(|name| dify_stack_platform::CertificateSpec {
+        domain: dify_stack_platform::DomainSpec { name, hosted_zone_id: cfg.dify.hosted_zone_id.clone() },
+    });
+    if let Some(Err(e)) = domain.map(|d| d.validate()) {
         for x in e.errors() {
-            let path = match x.path.as_str() {
-                "domain.name" => "dify.domain".to_owned(),
-                "domain.hosted_zone_id" => "dify.hosted_zone_id".to_owned(),
-                other => format!("platform.{other}"),
-            };
+            let path = if x.path == "domain.name" { "dify.domain" } else { "dify.hosted_zone_id" };
             errs.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
         }
     }

@@ -19,7 +19,14 @@ fn config(name: &str) -> StackConfig {
 #[tokio::test]
 async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     let account = Emulator::shared().expect("emulator").account("us-west-2").await;
-    let stack = Stack::connect(config("e2e-test"), account.config.clone()).await.unwrap();
+    // Dify served under a domain of the account's public hosted zone: the certificate node
+    // requests the certificate and validates it through the zone, alongside everything else.
+    let r53 = aws_sdk_route53::Client::new(&account.config);
+    let zone = r53.create_hosted_zone().name("example.com").caller_reference("e2e").send().await.unwrap();
+    let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
+    let mut cfg = config("e2e-test");
+    cfg.dify.domain = Some("dify.example.com".into());
+    let stack = Stack::connect(cfg, account.config.clone()).await.unwrap();
     assert_eq!(stack.account(), account.account_id);
 
     let plan = stack.plan().await.unwrap();
@@ -39,7 +46,13 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     while let Ok(e) = events.try_recv() {
         finished += usize::from(matches!(e, dify_stack::Event::NodeFinished { .. }));
     }
-    assert_eq!(finished, 11);
+    assert_eq!(finished, 12);
+    let cert = out.certificate.as_ref().unwrap();
+    assert_eq!(cert.hosted_zone_id.as_deref(), Some(zone_id.as_str()));
+    let acm = aws_sdk_acm::Client::new(&account.config);
+    let issued =
+        acm.describe_certificate().certificate_arn(cert.certificate_arn.clone().unwrap()).send().await.unwrap();
+    assert_eq!(issued.certificate().and_then(|c| c.status()).map(|s| s.as_str()), Some("ISSUED"));
     // The platform: metrics-server as the EKS add-on (offered for 1.33), owned by the platform
     // node; no Kubernetes API here, so the releases come back as commands with their values,
     // whose IRSA roles the IAM node made, each trusted by exactly its service account.
@@ -128,8 +141,12 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     assert!(manifests.contains("provisioner: ebs.csi.aws.com"), "{manifests}");
     assert_eq!(manifests.matches("meta.helm.sh/release-name: dify").count(), 6, "{manifests}");
     // The values contract: every key is one the chart has, every required key is there; with a
-    // domain and a certificate the domain keys and the ALB Ingress appear too.
-    contract::check_values_contract(&values, false);
+    // domain and a certificate the domain keys and the ALB Ingress appear too, with the
+    // certificate the stack made.
+    contract::check_values_contract(&values, true);
+    assert!(values.contains(&format!("certificate-arn: {}", cert.certificate_arn.as_deref().unwrap())), "{values}");
+    let plain = Stack::connect(config("e2e-test"), account.config.clone()).await.unwrap();
+    contract::check_values_contract(&plain.helm_values(&out).await.unwrap(), false);
     let mut with_domain = config("e2e-test");
     with_domain.dify = dify_stack::output::DifyDomain {
         domain: Some("dify.example.com".into()),
@@ -218,6 +235,10 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     assert!(deleted.len() >= 40, "{deleted:?}");
     assert_eq!(inventory::inventory(&account.config, "e2e-test").await, Vec::<String>::new());
     assert!(stack.output().await.is_err(), "outputs forgotten");
+    let certs = acm.list_certificates().send().await.unwrap();
+    assert!(certs.certificate_summary_list().is_empty(), "certificate left: {certs:?}");
+    let records = r53.list_resource_record_sets().hosted_zone_id(&zone_id).send().await.unwrap();
+    assert!(records.resource_record_sets().iter().all(|r| !r.name().starts_with('_')), "validation record left");
     // ... and nothing Kubernetes made for the cluster.
     let lbs = elb.describe_load_balancers().send().await.unwrap();
     assert!(lbs.load_balancers().iter().all(|l| l.load_balancer_arn() != Some(lb_arn.as_str())), "load balancer left");

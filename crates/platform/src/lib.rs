@@ -17,6 +17,7 @@
 //! one (role-only access) apply returns the commands instead ([`PlatformOutput::commands`]).
 
 pub mod aliases;
+pub mod certificate;
 pub mod client;
 pub mod helm;
 pub mod kube;
@@ -27,6 +28,7 @@ pub mod spec;
 #[cfg(test)]
 mod tests;
 
+pub use certificate::{CertificateOutput, CertificateProvisioner, CertificateSpec};
 pub use client::{AddonApi, Certificate, DnsApi, IngressClassApi, Record, RecordAction};
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockAddonApi, MockDnsApi, MockIngressClassApi};

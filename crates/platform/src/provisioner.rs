@@ -1,17 +1,15 @@
-//! The platform node: observe, diff, apply and destroy of the add-ons, the IngressClass, the
-//! certificate and its validation records.
+//! The platform node: observe, diff, apply and destroy of the add-ons and the IngressClass (the
+//! domain's certificate is [`crate::certificate`]'s).
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use dify_stack_core::wait::{self, Probe};
+use dify_stack_core::wait;
 use dify_stack_core::{Action, AwsError, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::client::{
-    AddonApi, AddonState, Certificate, DnsApi, IngressClassApi, IngressClassState, KubeError, Record, RecordAction,
-};
+use crate::client::{AddonApi, AddonState, IngressClassApi, IngressClassState, KubeError};
 use crate::helm::{HelmApi, HelmError, ReleaseInfo};
 use crate::policy;
 use crate::spec::{
@@ -97,6 +95,14 @@ pub enum PlatformError {
 /// Result alias of the platform tier.
 pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
 
+/// A wait's own error, or the probe's.
+pub(crate) fn from_wait(e: wait::WaitError<PlatformError>) -> PlatformError {
+    match e {
+        wait::WaitError::Failed { source, .. } => source,
+        other => PlatformError::Wait(other.to_string()),
+    }
+}
+
 pub(crate) trait At<T> {
     fn at(self, operation: &'static str, resource: &str) -> Result<T>;
 }
@@ -107,14 +113,6 @@ impl<T> At<T> for std::result::Result<T, AwsError> {
     }
 }
 
-/// A wait's own error, or the probe's.
-fn from_wait(e: wait::WaitError<PlatformError>) -> PlatformError {
-    match e {
-        wait::WaitError::Failed { source, .. } => source,
-        other => PlatformError::Wait(other.to_string()),
-    }
-}
-
 fn helm_err(release: &str) -> impl FnOnce(HelmError) -> PlatformError + '_ {
     move |source| PlatformError::Helm { release: format!("{SYSTEM_NAMESPACE}/{release}"), source }
 }
@@ -122,12 +120,6 @@ fn helm_err(release: &str) -> impl FnOnce(HelmError) -> PlatformError + '_ {
 /// What exists.
 #[derive(Debug, Clone, Default)]
 pub struct ObservedPlatform {
-    /// The hosted zone of the domain.
-    pub zone: Option<String>,
-    /// Our certificate for the domain.
-    pub certificate: Option<Certificate>,
-    /// Its validation records found in the zone with the right value.
-    pub validation_present: Vec<Record>,
     /// The metrics-server add-on version EKS offers for the cluster version.
     pub metrics_offered: Option<String>,
     /// The metrics-server add-on on the cluster.
@@ -141,10 +133,6 @@ pub struct ObservedPlatform {
 /// What the platform tier hands on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PlatformOutput {
-    /// The domain's certificate (for the Ingress's `certificate-arn`).
-    pub certificate_arn: Option<String>,
-    /// The hosted zone of the domain (for the console's alias records).
-    pub hosted_zone_id: Option<String>,
     /// The releases installed, `<namespace>/<release> <chart>-<version>`.
     pub releases: Vec<String>,
     /// How metrics-server runs: `eks-addon <version>` or `helm <chart>-<version>`.
@@ -226,19 +214,8 @@ fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -
     out
 }
 
-/// The ACM idempotency token of the stack's certificate for `domain` (`\w+`, at most 32).
-fn idempotency_token(ctx: &Context, domain: &str) -> String {
-    // FNV-1a: stable across runs and builds.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("{}/{domain}", ctx.stack()).bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("difystack{h:016x}")
-}
-
 /// Provisions the platform tier.
 pub struct PlatformProvisioner {
-    dns: Box<dyn DnsApi>,
     addons: Box<dyn AddonApi>,
     helm: Option<Box<dyn HelmApi>>,
     kube: Option<Box<dyn IngressClassApi>>,
@@ -251,14 +228,14 @@ impl std::fmt::Debug for PlatformProvisioner {
 }
 
 impl PlatformProvisioner {
-    /// A provisioner over the given AWS clients, without Kubernetes access.
-    pub fn new(dns: impl DnsApi + 'static, addons: impl AddonApi + 'static) -> Self {
-        PlatformProvisioner { dns: Box::new(dns), addons: Box::new(addons), helm: None, kube: None }
+    /// A provisioner over the given EKS add-on client, without Kubernetes access.
+    pub fn new(addons: impl AddonApi + 'static) -> Self {
+        PlatformProvisioner { addons: Box::new(addons), helm: None, kube: None }
     }
 
     /// A provisioner over the real AWS APIs, without Kubernetes access.
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
-        Self::new(crate::sdk::SdkDns::from_conf(config), crate::sdk::SdkAddons::from_conf(config))
+        Self::new(crate::sdk::SdkAddons::from_conf(config))
     }
 
     /// Adds Helm and the Kubernetes API, for the releases and the IngressClass.
@@ -275,79 +252,6 @@ impl PlatformProvisioner {
             _ => Err(PlatformError::NoKubernetesClient),
         }
     }
-
-    async fn zone(&self, spec: &PlatformSpec) -> Result<Option<String>> {
-        let Some(domain) = &spec.domain else { return Ok(None) };
-        if let Some(z) = &domain.hosted_zone_id {
-            return Ok(Some(z.clone()));
-        }
-        self.dns.find_public_zone(domain.name.clone()).await.at("ListHostedZones", &domain.name)
-    }
-
-    /// Our certificate for the domain: the newest of those carrying our tags and not failed.
-    async fn certificate(&self, ctx: &Context, domain: &str) -> Result<Option<Certificate>> {
-        let mut ours = None;
-        for arn in self.dns.certificates_for(domain.to_owned()).await.at("ListCertificates", domain)? {
-            let Some(c) = self.dns.describe_certificate(arn.clone()).await.at("DescribeCertificate", &arn)? else {
-                continue;
-            };
-            if ctx.owns_tags(&c.tags) {
-                ours = Some(c);
-            }
-        }
-        Ok(ours)
-    }
-
-    async fn present_records(&self, zone: &str, records: &[Record]) -> Result<Vec<Record>> {
-        let mut present = Vec::new();
-        for r in records {
-            let have = self
-                .dns
-                .get_record(zone.to_owned(), r.name.clone(), r.kind.clone())
-                .await
-                .at("ListResourceRecordSets", &r.name)?;
-            if have.as_ref() == Some(r) {
-                present.push(r.clone());
-            }
-        }
-        Ok(present)
-    }
-
-    /// Waits until ACM has filled in the certificate's validation records.
-    async fn validation_records(&self, ctx: &Context, arn: &str) -> Result<Certificate> {
-        wait::until(
-            &format!("the validation records of {arn}"),
-            &ctx.wait.capped(caps::VALIDATION_RECORDS),
-            ctx.cancellation(),
-            || async {
-                let c = self.dns.describe_certificate(arn.to_owned()).await.at("DescribeCertificate", arn)?;
-                Ok::<_, PlatformError>(match c {
-                    Some(c) if !c.validation.is_empty() => Probe::Done(c),
-                    _ => Probe::Pending("no ResourceRecord yet".to_owned()),
-                })
-            },
-        )
-        .await
-        .map_err(from_wait)
-    }
-
-    /// Waits until the certificate is issued; a timeout names the record ACM is waiting for.
-    async fn wait_issued(&self, ctx: &Context, cert: &Certificate) -> Result<()> {
-        let records: Vec<String> =
-            cert.validation.iter().map(|r| format!("{} {} {}", r.name, r.kind, r.value)).collect();
-        let what = format!("ACM to issue {} (validation record: {})", cert.arn, records.join("; "));
-        wait::until(&what, &ctx.wait.capped(caps::CERTIFICATE_ISSUED), ctx.cancellation(), || async {
-            let c = self.dns.describe_certificate(cert.arn.clone()).await.at("DescribeCertificate", &cert.arn)?;
-            let status = c.map(|c| c.status).unwrap_or_else(|| "gone".to_owned());
-            match status.as_str() {
-                "ISSUED" => Ok(Probe::Done(())),
-                "PENDING_VALIDATION" => Ok(Probe::Pending(status)),
-                _ => Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status }),
-            }
-        })
-        .await
-        .map_err(from_wait)
-    }
 }
 
 #[async_trait]
@@ -362,13 +266,7 @@ impl Provisioner for PlatformProvisioner {
     }
 
     async fn observe(&self, ctx: &Context, spec: &PlatformSpec) -> Result<ObservedPlatform> {
-        let mut o = ObservedPlatform { zone: self.zone(spec).await?, ..Default::default() };
-        if let Some(domain) = &spec.domain {
-            o.certificate = self.certificate(ctx, &domain.name).await?;
-            if let (Some(zone), Some(cert)) = (&o.zone, &o.certificate) {
-                o.validation_present = self.present_records(zone, &cert.validation).await?;
-            }
-        }
+        let mut o = ObservedPlatform::default();
         if spec.metrics_server.is_some() {
             let (cluster, version) = (spec.cluster_name.to_string(), spec.kubernetes_version.clone());
             o.metrics_offered = self
@@ -393,39 +291,6 @@ impl Provisioner for PlatformProvisioner {
 
     fn diff(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Plan {
         let mut plan = Plan::new();
-        if let Some(domain) = &spec.domain {
-            let zone = o.zone.clone().unwrap_or_else(|| "(no public hosted zone found: apply fails)".into());
-            match &o.certificate {
-                None => {
-                    plan.push(
-                        Change::new(Action::Create, ResourceRef::new("acm:certificate", &domain.name))
-                            .field("subject_alternative_names", None::<&str>, Some(format!("*.{}", domain.name)))
-                            .field("validation", None::<&str>, Some("DNS")),
-                    );
-                    plan.push(
-                        Change::new(
-                            Action::Create,
-                            ResourceRef::new("route53:record", format!("_<token>.{}", domain.name)),
-                        )
-                        .field("zone", None::<&str>, Some(&zone))
-                        .field(
-                            "value",
-                            None::<&str>,
-                            Some("(known after the certificate request)"),
-                        ),
-                    );
-                }
-                Some(cert) => {
-                    for r in cert.validation.iter().filter(|r| !o.validation_present.contains(r)) {
-                        plan.push(
-                            Change::new(Action::Create, ResourceRef::new("route53:record", &r.name))
-                                .field("zone", None::<&str>, Some(&zone))
-                                .field(r.kind.clone(), None::<&str>, Some(&r.value)),
-                        );
-                    }
-                }
-            }
-        }
         if spec.metrics_server.is_some()
             && let Some(version) = &o.metrics_offered
             && o.metrics_addon.is_none()
@@ -468,50 +333,9 @@ impl Provisioner for PlatformProvisioner {
         spec.validate()?;
         let cluster = self.cluster(spec)?;
         let o = self.observe(ctx, spec).await?;
-        let mut out = PlatformOutput { hosted_zone_id: o.zone.clone(), ..Default::default() };
+        let mut out = PlatformOutput::default();
 
-        // 1. The certificate and its validation records (ACM validates while the rest installs).
-        let mut pending_cert = None;
-        if let Some(domain) = &spec.domain {
-            let zone = o.zone.clone().ok_or_else(|| PlatformError::NoHostedZone { domain: domain.name.clone() })?;
-            let arn = match &o.certificate {
-                Some(c) => c.arn.clone(),
-                None => {
-                    let tags = ctx.tags_for(Tier::Platform, "certificate", &domain.name);
-                    let arn = self
-                        .dns
-                        .request_certificate(
-                            domain.name.clone(),
-                            vec![domain.name.clone(), format!("*.{}", domain.name)],
-                            idempotency_token(ctx, &domain.name),
-                            tags,
-                        )
-                        .await
-                        .at("RequestCertificate", &domain.name)?;
-                    tracing::info!(%arn, domain = %domain.name, "requested ACM certificate");
-                    arn
-                }
-            };
-            let cert = match &o.certificate {
-                Some(c) if !c.validation.is_empty() => c.clone(),
-                _ => self.validation_records(ctx, &arn).await?,
-            };
-            let missing: Vec<(RecordAction, Record)> = cert
-                .validation
-                .iter()
-                .filter(|r| !o.validation_present.contains(r))
-                .map(|r| (RecordAction::Upsert, r.clone()))
-                .collect();
-            if !missing.is_empty() {
-                self.dns.change_records(zone.clone(), missing).await.at("ChangeResourceRecordSets", &zone)?;
-            }
-            out.certificate_arn = Some(arn);
-            if cert.status != "ISSUED" {
-                pending_cert = Some(cert);
-            }
-        }
-
-        // 2. metrics-server: the EKS add-on where offered.
+        // 1. metrics-server: the EKS add-on where offered.
         if spec.metrics_server.is_some() {
             if let Some(version) = &o.metrics_offered {
                 match &o.metrics_addon {
@@ -546,7 +370,7 @@ impl Provisioner for PlatformProvisioner {
             }
         }
 
-        // 3. The releases and the IngressClass, or the commands for them.
+        // 2. The releases and the IngressClass, or the commands for them.
         let releases = desired_releases(ctx, spec, o.metrics_offered.is_some());
         match cluster {
             Some((helm, kube)) => {
@@ -590,17 +414,12 @@ impl Provisioner for PlatformProvisioner {
             }
         }
 
-        // 4. The certificate issued (validated while the above ran).
-        if let Some(cert) = pending_cert {
-            self.wait_issued(ctx, &cert).await?;
-        }
         Ok(out)
     }
 
     /// The releases (autoscaler and metrics first, the load balancer controller last: it deletes
     /// the load balancers of Ingresses that go before it), the IngressClass when ours, the
-    /// metrics-server add-on when ours, then the validation records (only when they still hold
-    /// exactly the certificate's value) and the certificate.
+    /// metrics-server add-on when ours.
     async fn destroy(&self, ctx: &Context, spec: &PlatformSpec) -> Result<Vec<ResourceRef>> {
         let mut deleted = Vec::new();
         if let Some((helm, kube)) = self.cluster(spec)? {
@@ -628,31 +447,6 @@ impl Provisioner for PlatformProvisioner {
                 self.addons.delete_addon(cluster, METRICS_SERVER.into()).await.at("DeleteAddon", METRICS_SERVER)?;
                 deleted.push(ResourceRef::new("eks:addon", METRICS_SERVER));
             }
-        }
-        if let Some(domain) = &spec.domain
-            && let Some(zone) = self.zone(spec).await?
-        {
-            deleted.extend(crate::aliases::remove(ctx, self.dns.as_ref(), &zone, &domain.name).await?);
-        }
-        if let Some(domain) = &spec.domain
-            && let Some(cert) = self.certificate(ctx, &domain.name).await?
-        {
-            if let Some(zone) = self.zone(spec).await? {
-                let ours = self.present_records(&zone, &cert.validation).await?;
-                if !ours.is_empty() {
-                    let names: Vec<String> = ours.iter().map(|r| r.name.clone()).collect();
-                    let changes = ours.into_iter().map(|r| (RecordAction::Delete, r)).collect();
-                    if let Err(e) = self.dns.change_records(zone.clone(), changes).await {
-                        // A retried delete whose first response was lost finds nothing to delete.
-                        if !self.present_records(&zone, &cert.validation).await?.is_empty() {
-                            return Err(e).at("ChangeResourceRecordSets", &zone);
-                        }
-                    }
-                    deleted.extend(names.iter().map(|n| ResourceRef::new("route53:record", n)));
-                }
-            }
-            self.dns.delete_certificate(cert.arn.clone()).await.at("DeleteCertificate", &cert.arn)?;
-            deleted.push(ResourceRef::new("acm:certificate", &domain.name).with_id(cert.arn));
         }
         Ok(deleted)
     }

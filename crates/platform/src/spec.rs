@@ -90,8 +90,6 @@ pub struct PlatformSpec {
     /// metrics-server: the EKS add-on where offered for the cluster version, else this chart.
     /// On by default.
     pub metrics_server: Option<Chart>,
-    /// The domain: an ACM certificate validated through Route 53. Off unless given.
-    pub domain: Option<DomainSpec>,
     /// IRSA role ARNs of the add-ons (from the IAM tier), by add-on name.
     pub roles: BTreeMap<String, String>,
 }
@@ -127,34 +125,6 @@ impl PlatformSpec {
                     format!("roles.{addon}"),
                     format!("{addon} is on but no IRSA role is given for it"),
                     "wire the IAM tier's addon_roles output",
-                );
-            }
-        }
-        if let Some(d) = &self.domain {
-            let labels: Vec<&str> = d.name.split('.').collect();
-            let valid = labels.len() >= 2
-                && d.name.len() <= 253
-                && labels.iter().all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                });
-            if !valid || d.name != d.name.to_ascii_lowercase() {
-                errors.push(
-                    "domain.name",
-                    format!("{:?} is not a lower-case DNS name with at least two labels", d.name),
-                    "give the domain Dify is served under, e.g. dify.example.com",
-                );
-            }
-            if let Some(z) = &d.hosted_zone_id
-                && (z.is_empty() || !z.chars().all(|c| c.is_ascii_alphanumeric()))
-            {
-                errors.push(
-                    "domain.hosted_zone_id",
-                    format!("{z:?} is not a hosted zone id"),
-                    "give the id (Z...) without /hostedzone/, or leave it out to look the zone up by name",
                 );
             }
         }

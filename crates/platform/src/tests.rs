@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, Context, Environment, Provisioner, Tags, WaitPolicy};
 
+use crate::certificate::{CertificateProvisioner, CertificateSpec};
 use crate::client::*;
 use crate::helm::{HelmApi, HelmError, ReleaseInfo};
 use crate::spec::*;
@@ -199,7 +200,6 @@ fn spec() -> PlatformSpec {
         load_balancer_controller: Some(Chart::load_balancer_controller()),
         cluster_autoscaler: Some(Chart::cluster_autoscaler()),
         metrics_server: Some(Chart::metrics_server()),
-        domain: Some(DomainSpec { name: "dify.example.com".into(), hosted_zone_id: None }),
         roles: [
             (
                 LOAD_BALANCER_CONTROLLER.to_owned(),
@@ -211,7 +211,11 @@ fn spec() -> PlatformSpec {
     }
 }
 
-fn world(offered: Option<&str>) -> (Fake, PlatformProvisioner) {
+fn cert_spec() -> CertificateSpec {
+    CertificateSpec { domain: DomainSpec { name: "dify.example.com".into(), hosted_zone_id: None } }
+}
+
+fn world(offered: Option<&str>) -> (Fake, PlatformProvisioner, CertificateProvisioner) {
     let fake = Fake::default();
     {
         let mut w = fake.w();
@@ -219,19 +223,17 @@ fn world(offered: Option<&str>) -> (Fake, PlatformProvisioner) {
         w.zones.insert("ZOTHER".into(), "other.com".into());
         w.offered = offered.map(str::to_owned);
     }
-    let p = PlatformProvisioner::new(fake.clone(), fake.clone()).with_kubernetes(fake.clone(), fake.clone());
-    (fake, p)
+    let p = PlatformProvisioner::new(fake.clone()).with_kubernetes(fake.clone(), fake.clone());
+    (fake.clone(), p, CertificateProvisioner::new(fake))
 }
 
 #[tokio::test]
-async fn apply_issues_the_certificate_installs_the_releases_and_a_second_plan_is_empty() {
-    let (fake, p) = world(Some("v0.7.2-eksbuild.1"));
+async fn apply_installs_the_releases_and_the_addon_and_a_second_plan_is_empty() {
+    let (fake, p, _) = world(Some("v0.7.2-eksbuild.1"));
     let (ctx, spec) = (ctx(), spec());
     let plan = p.plan(&ctx, &spec).await.unwrap();
     let text = plan.to_string();
     for expected in [
-        "acm:certificate",
-        "route53:record",
         "eks:addon",
         "helm:release",
         "kube-system/aws-load-balancer-controller",
@@ -243,18 +245,11 @@ async fn apply_issues_the_certificate_installs_the_releases_and_a_second_plan_is
     assert!(!text.contains("kube-system/metrics-server"), "the add-on is offered: no chart\n{text}");
 
     let out = p.apply(&ctx, &spec).await.unwrap();
-    assert!(out.certificate_arn.as_deref().is_some_and(|a| a.starts_with("arn:aws:acm:")));
-    assert_eq!(out.hosted_zone_id.as_deref(), Some("ZPARENT"), "the longest zone holding the domain");
     assert_eq!(out.metrics_server.as_deref(), Some("eks-addon v0.7.2-eksbuild.1"));
     assert_eq!(out.ingress_class.as_deref(), Some(INGRESS_CLASS));
     assert!(out.commands.is_empty());
     {
         let w = fake.w();
-        assert_eq!(w.certs.values().next().unwrap().1, "ISSUED");
-        assert_eq!(
-            w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into())).map(|r| r.value.as_str()),
-            Some(TOKEN_VALUE)
-        );
         // The controller's values: cluster, region, VPC, its IRSA role; no IngressClass of the chart's.
         let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), LOAD_BALANCER_CONTROLLER.to_owned())];
         let v: serde_json::Value = serde_norway::from_str(values).unwrap();
@@ -278,7 +273,6 @@ async fn apply_issues_the_certificate_installs_the_releases_and_a_second_plan_is
         assert_eq!(order.len(), 3, "{order:?}");
         assert!(order[0].contains(LOAD_BALANCER_CONTROLLER) && order[1].contains("ingressclass"), "{order:?}");
     }
-
     let before = fake.w().log.len();
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", p.plan(&ctx, &spec).await.unwrap());
     p.apply(&ctx, &spec).await.unwrap();
@@ -287,10 +281,30 @@ async fn apply_issues_the_certificate_installs_the_releases_and_a_second_plan_is
 }
 
 #[tokio::test]
+async fn the_certificate_is_issued_once_its_record_is_in_the_zone_and_a_second_plan_is_empty() {
+    let (fake, _, c) = world(None);
+    let (ctx, spec) = (ctx(), cert_spec());
+    let plan = c.plan(&ctx, &spec).await.unwrap();
+    assert!(plan.to_string().contains("acm:certificate") && plan.to_string().contains("ZPARENT"), "{plan}");
+    let out = c.apply(&ctx, &spec).await.unwrap();
+    assert!(out.certificate_arn.as_deref().is_some_and(|a| a.starts_with("arn:aws:acm:")));
+    assert_eq!(out.hosted_zone_id.as_deref(), Some("ZPARENT"), "the longest zone holding the domain");
+    {
+        let w = fake.w();
+        assert_eq!(w.certs.values().next().unwrap().1, "ISSUED");
+        let record = w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into()));
+        assert_eq!(record.map(|r| r.value.as_str()), Some(TOKEN_VALUE));
+    }
+    let before = fake.w().log.len();
+    assert!(c.plan(&ctx, &spec).await.unwrap().is_empty());
+    assert_eq!(c.apply(&ctx, &spec).await.unwrap(), out, "the same certificate");
+    assert_eq!(fake.w().log.len(), before, "a second apply writes nothing");
+}
+
+#[tokio::test]
 async fn a_new_chart_version_is_an_update_and_without_the_addon_metrics_server_is_a_release() {
-    let (fake, p) = world(None);
+    let (fake, p, _) = world(None);
     let (ctx, mut spec) = (ctx(), spec());
-    spec.domain = None;
     let out = p.apply(&ctx, &spec).await.unwrap();
     assert_eq!(out.metrics_server.as_deref(), Some("helm metrics-server-3.12.2"));
     assert!(fake.w().releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), METRICS_SERVER.to_owned())));
@@ -305,17 +319,17 @@ async fn a_new_chart_version_is_an_update_and_without_the_addon_metrics_server_i
 #[tokio::test]
 async fn role_only_access_returns_the_commands_and_touches_no_cluster() {
     let fake = Fake::default();
-    fake.w().zones.insert("ZPARENT".into(), "example.com".into());
-    let p = PlatformProvisioner::new(fake.clone(), fake.clone());
+    let p = PlatformProvisioner::new(fake.clone());
     let (ctx, mut spec) = (ctx(), spec());
     spec.kubernetes = false;
     spec.metrics_server = None;
     let plan = p.plan(&ctx, &spec).await.unwrap();
-    assert!(!plan.to_string().contains("helm:release"), "{plan}");
+    assert!(plan.is_empty(), "{plan}");
     let out = p.apply(&ctx, &spec).await.unwrap();
     assert_eq!(out.commands.len(), 3, "{:?}", out.commands);
     assert!(out.commands[0].starts_with("helm upgrade --install aws-load-balancer-controller aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0"));
     assert!(out.commands[2].contains("kind: IngressClass"), "{}", out.commands[2]);
+    assert!(out.release_values[LOAD_BALANCER_CONTROLLER].contains("dify-test-aws-load-balancer-controller"));
     assert!(fake.w().releases.is_empty() && fake.w().ingress_class.is_none());
     // With kubernetes on, a provisioner without the clients is a clear error, not a silent skip.
     spec.kubernetes = true;
@@ -324,11 +338,12 @@ async fn role_only_access_returns_the_commands_and_touches_no_cluster() {
 }
 
 #[tokio::test]
-async fn destroy_removes_releases_controller_last_then_records_it_wrote_and_the_certificate() {
-    let (fake, p) = world(Some("v0.7.2-eksbuild.1"));
+async fn destroy_removes_releases_controller_last_and_only_the_records_the_certificate_wrote() {
+    let (fake, p, c) = world(Some("v0.7.2-eksbuild.1"));
     let (ctx, spec) = (ctx(), spec());
     p.apply(&ctx, &spec).await.unwrap();
-    // Someone else's record in the same zone, and the IngressClass kept by its owner label.
+    c.apply(&ctx, &cert_spec()).await.unwrap();
+    // Someone else's record in the same zone.
     fake.w().records.insert(
         ("ZPARENT".into(), "www.dify.example.com.".into(), "CNAME".into()),
         Record::simple("www.dify.example.com", "CNAME", "elsewhere."),
@@ -343,9 +358,15 @@ async fn destroy_removes_releases_controller_last_then_records_it_wrote_and_the_
             < at("helm uninstall kube-system/aws-load-balancer-controller")
     );
     assert!(at("aws-load-balancer-controller") < at("delete ingressclass"));
-    assert!(at("Delete _3f1a.dify.example.com.") < at("DeleteCertificate"));
     assert!(log.iter().any(|l| l.starts_with("DeleteAddon")));
-    assert_eq!(deleted.len(), 6, "{deleted:?}");
+    assert_eq!(deleted.len(), 4, "{deleted:?}");
+    let before = fake.w().log.len();
+    let deleted = c.destroy(&ctx, &cert_spec()).await.unwrap();
+    let log: Vec<String> = fake.w().log[before..].to_vec();
+    let at =
+        |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {log:?}"));
+    assert!(at("Delete _3f1a.dify.example.com.") < at("DeleteCertificate"));
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
     {
         let w = fake.w();
         assert!(w.certs.is_empty() && w.releases.is_empty() && w.addons.is_empty() && w.ingress_class.is_none());
@@ -353,11 +374,12 @@ async fn destroy_removes_releases_controller_last_then_records_it_wrote_and_the_
     }
     // Twice is fine.
     assert!(p.destroy(&ctx, &spec).await.unwrap().is_empty());
+    assert!(c.destroy(&ctx, &cert_spec()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn what_is_not_ours_is_used_or_left_never_taken_over() {
-    let (fake, p) = world(Some("v0.7.2-eksbuild.1"));
+    let (fake, p, c) = world(Some("v0.7.2-eksbuild.1"));
     let (ctx, spec) = (ctx(), spec());
     // A certificate for the domain from someone else, a metrics-server add-on someone installed,
     // an IngressClass `alb` without our label.
@@ -371,9 +393,11 @@ async fn what_is_not_ours_is_used_or_left_never_taken_over() {
     );
     fake.w().ingress_class = Some(IngressClassState { controller: INGRESS_CONTROLLER.into(), ours: false });
     let out = p.apply(&ctx, &spec).await.unwrap();
-    assert!(!out.certificate_arn.unwrap().ends_with("/theirs"), "a certificate of our own is requested");
     assert_eq!(out.metrics_server.as_deref(), Some("eks-addon v0.7.0 (not ours)"));
+    let cert = c.apply(&ctx, &cert_spec()).await.unwrap();
+    assert!(!cert.certificate_arn.unwrap().ends_with("/theirs"), "a certificate of our own is requested");
     p.destroy(&ctx, &spec).await.unwrap();
+    c.destroy(&ctx, &cert_spec()).await.unwrap();
     let w = fake.w();
     assert!(w.certs.contains_key("arn:aws:acm:us-west-2:123456789012:certificate/theirs"));
     assert!(w.addons.contains_key(&("dify-test".to_owned(), METRICS_SERVER.to_owned())));
@@ -382,23 +406,19 @@ async fn what_is_not_ours_is_used_or_left_never_taken_over() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_zone_or_an_unvalidated_certificate_fails_naming_the_fix_or_the_record() {
-    let (fake, p) = world(None);
-    let (ctx, mut spec) = (ctx(), spec());
-    spec.domain = Some(DomainSpec { name: "dify.nowhere.org".into(), hosted_zone_id: None });
-    let err = p.apply(&ctx, &spec).await.unwrap_err();
+    let (fake, _, c) = world(None);
+    let ctx = ctx();
+    let spec = CertificateSpec { domain: DomainSpec { name: "dify.nowhere.org".into(), hosted_zone_id: None } };
+    let err = c.apply(&ctx, &spec).await.unwrap_err();
     assert!(matches!(&err, PlatformError::NoHostedZone { domain } if domain == "dify.nowhere.org"), "{err}");
     assert!(fake.w().certs.is_empty(), "nothing requested without a zone");
 
-    // The zone is given but the record never validates (a zone the domain is not delegated to,
-    // here: the record goes to a zone the fake ACM does not look at).
-    spec.domain = Some(DomainSpec { name: "dify.example.com".into(), hosted_zone_id: Some("ZOTHER".into()) });
-    fake.w().records.clear();
+    // The zone is given but the record never validates (a zone the domain is not delegated to).
+    let spec = CertificateSpec {
+        domain: DomainSpec { name: "dify.example.com".into(), hosted_zone_id: Some("ZOTHER".into()) },
+    };
     fake.w().zones.clear();
-    let err = PlatformProvisioner::new(Unvalidated(fake.clone()), fake.clone())
-        .with_kubernetes(fake.clone(), fake.clone())
-        .apply(&ctx, &spec)
-        .await
-        .unwrap_err();
+    let err = CertificateProvisioner::new(Unvalidated(fake.clone())).apply(&ctx, &spec).await.unwrap_err();
     assert!(matches!(err, PlatformError::Wait(_)), "{err}");
     let text = err.to_string();
     assert!(text.contains(TOKEN_NAME) && text.contains(TOKEN_VALUE), "the timeout names the record: {text}");
@@ -437,27 +457,29 @@ impl DnsApi for Unvalidated {
 #[test]
 fn validation_names_each_bad_field() {
     let mut s = spec();
-    s.domain = Some(DomainSpec { name: "Dify_Example".into(), hosted_zone_id: Some("/hostedzone/Z1".into()) });
     s.load_balancer_controller.as_mut().unwrap().repository = "http://insecure".into();
     s.roles.clear();
     let err = s.validate().unwrap_err().to_string();
-    for field in [
-        "domain.name",
-        "domain.hosted_zone_id",
-        "load_balancer_controller.repository",
-        "roles.aws-load-balancer-controller",
-        "roles.cluster-autoscaler",
-    ] {
+    for field in
+        ["load_balancer_controller.repository", "roles.aws-load-balancer-controller", "roles.cluster-autoscaler"]
+    {
         assert!(err.contains(field), "{field} missing: {err}");
     }
     s.kubernetes = false;
     assert!(!s.validate().unwrap_err().to_string().contains("roles."), "role-only needs no role for the releases");
+    let c = CertificateSpec {
+        domain: DomainSpec { name: "Dify_Example".into(), hosted_zone_id: Some("/hostedzone/Z1".into()) },
+    };
+    let err = c.validate().unwrap_err().to_string();
+    for field in ["domain.name", "domain.hosted_zone_id"] {
+        assert!(err.contains(field), "{field} missing: {err}");
+    }
 }
 
 #[tokio::test]
 async fn aliases_point_the_six_hosts_at_the_load_balancer_and_never_take_over_a_record() {
     use crate::aliases::{self, AliasTarget};
-    let (fake, _) = world(None);
+    let (fake, _, _) = world(None);
     let ctx = ctx();
     let target = AliasTarget {
         dns_name: "k8s-dify-dify-0123.us-west-2.elb.amazonaws.com".into(),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, Context, Environment, Provisioner, Tags};
-use dify_stack_platform::client::{AddonApi, AddonState, Certificate, DnsApi, Record, RecordAction};
+use dify_stack_platform::client::{AddonApi, AddonState};
 use dify_stack_platform::kube::KubeIngressClasses;
 use dify_stack_platform::spec::{CLUSTER_AUTOSCALER, LOAD_BALANCER_CONTROLLER};
 use dify_stack_platform::{Chart, HelmCli, PlatformProvisioner, PlatformSpec};
@@ -104,33 +104,8 @@ fn fake_api() -> (kube::Client, Seen) {
     (kube::Client::new(service, "default"), seen)
 }
 
-/// No domain and no metrics-server in this test: neither AWS API may be called.
+/// No metrics-server in this test: the EKS add-on API is never called.
 struct NoAws;
-
-#[async_trait]
-impl DnsApi for NoAws {
-    async fn certificates_for(&self, _: String) -> Result<Vec<String>, AwsError> {
-        unreachable!("no domain")
-    }
-    async fn describe_certificate(&self, _: String) -> Result<Option<Certificate>, AwsError> {
-        unreachable!("no domain")
-    }
-    async fn request_certificate(&self, _: String, _: Vec<String>, _: String, _: Tags) -> Result<String, AwsError> {
-        unreachable!("no domain")
-    }
-    async fn delete_certificate(&self, _: String) -> Result<(), AwsError> {
-        unreachable!("no domain")
-    }
-    async fn find_public_zone(&self, _: String) -> Result<Option<String>, AwsError> {
-        unreachable!("no domain")
-    }
-    async fn get_record(&self, _: String, _: String, _: String) -> Result<Option<Record>, AwsError> {
-        unreachable!("no domain")
-    }
-    async fn change_records(&self, _: String, _: Vec<(RecordAction, Record)>) -> Result<(), AwsError> {
-        unreachable!("no domain")
-    }
-}
 
 #[async_trait]
 impl AddonApi for NoAws {
@@ -165,7 +140,7 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
     );
     let helm = HelmCli::new(Some(&helm_path), &kubeconfig).await.unwrap();
     let (client, seen) = fake_api();
-    let p = PlatformProvisioner::new(NoAws, NoAws).with_kubernetes(helm, KubeIngressClasses::new(client));
+    let p = PlatformProvisioner::new(NoAws).with_kubernetes(helm, KubeIngressClasses::new(client));
     let ctx = Context::new("plat-h", Environment::Test, "us-west-2").unwrap();
     let lbc_role = "arn:aws:iam::123456789012:role/plat-h-aws-load-balancer-controller";
     let spec = PlatformSpec {
@@ -179,7 +154,6 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
             ..Chart::cluster_autoscaler()
         }),
         metrics_server: None,
-        domain: None,
         roles: [
             (LOAD_BALANCER_CONTROLLER.to_owned(), lbc_role.to_owned()),
             (CLUSTER_AUTOSCALER.to_owned(), "arn:aws:iam::123456789012:role/plat-h-cluster-autoscaler".to_owned()),

@@ -1,25 +1,13 @@
-//! The platform tier's AWS side against the strict emulator: the certificate is issued only once
+//! The domain's certificate against the strict emulator: it is issued only once
 //! its validation record is in the domain's public hosted zone, and destroy removes exactly what
 //! apply wrote.
 
 use dify_stack_core::{Context, Environment, Provisioner};
 use dify_stack_emulator::Emulator;
-use dify_stack_platform::spec::{CLUSTER_AUTOSCALER, LOAD_BALANCER_CONTROLLER};
-use dify_stack_platform::{Chart, DomainSpec, PlatformProvisioner, PlatformSpec};
+use dify_stack_platform::{CertificateProvisioner, CertificateSpec, DomainSpec};
 
-fn spec(domain: &str) -> PlatformSpec {
-    PlatformSpec {
-        cluster_name: "plat-a".into(),
-        kubernetes_version: "1.33".into(),
-        vpc_id: "vpc-0123".into(),
-        // No Kubernetes API here: the releases come back as commands.
-        kubernetes: false,
-        load_balancer_controller: Some(Chart::load_balancer_controller()),
-        cluster_autoscaler: Some(Chart::cluster_autoscaler()),
-        metrics_server: None,
-        domain: Some(DomainSpec { name: domain.into(), hosted_zone_id: None }),
-        roles: Default::default(),
-    }
+fn spec(domain: &str) -> CertificateSpec {
+    CertificateSpec { domain: DomainSpec { name: domain.into(), hosted_zone_id: None } }
 }
 
 async fn zone(r53: &aws_sdk_route53::Client, name: &str, private: bool) -> String {
@@ -82,7 +70,7 @@ async fn the_certificate_is_issued_through_its_validation_record_and_destroy_rem
         .unwrap();
 
     let ctx = Context::new("plat-a", Environment::Test, "us-west-2").unwrap();
-    let p = PlatformProvisioner::from_conf(&account.config);
+    let p = CertificateProvisioner::from_conf(&account.config);
     let spec = spec("dify.example.com");
     let plan = p.plan(&ctx, &spec).await.unwrap();
     assert!(plan.to_string().contains("acm:certificate") && plan.to_string().contains(&public), "{plan}");
@@ -100,11 +88,8 @@ async fn the_certificate_is_issued_through_its_validation_record_and_destroy_rem
     assert!(tags.tags().iter().any(|t| t.key() == dify_stack_core::TAG_STACK && t.value() == Some("plat-a")));
     let record = cert.domain_validation_options()[0].resource_record().unwrap();
     assert!(cnames(&r53, &public).await.contains(&(record.name().to_owned(), record.value().to_owned())));
-    // No cluster access: the releases are handed over as commands naming the roles' accounts.
-    assert!(out.commands.iter().any(|c| c.contains(LOAD_BALANCER_CONTROLLER)));
-    assert!(out.commands.iter().any(|c| c.contains(CLUSTER_AUTOSCALER)));
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "a second plan is empty");
-    assert_eq!(p.apply(&ctx, &spec).await.unwrap().certificate_arn, Some(arn.clone()), "the same certificate");
+    assert_eq!(p.apply(&ctx, &spec).await.unwrap(), out, "the same certificate");
 
     // After the install: the six host names as aliases of the release's load balancer.
     let dns = dify_stack_platform::SdkDns::from_conf(&account.config);
@@ -149,9 +134,9 @@ async fn without_the_record_in_a_public_zone_the_certificate_is_not_issued() {
     let private = zone(&r53, "example.org", true).await;
     let mut ctx = Context::new("plat-b", Environment::Test, "us-west-2").unwrap();
     ctx.wait = ctx.wait.with_max_wait(std::time::Duration::from_secs(2));
-    let p = PlatformProvisioner::from_conf(&account.config);
+    let p = CertificateProvisioner::from_conf(&account.config);
     let mut spec = spec("dify.example.org");
-    spec.domain.as_mut().unwrap().hosted_zone_id = Some(private);
+    spec.domain.hosted_zone_id = Some(private);
     let err = p.apply(&ctx, &spec).await.unwrap_err();
     assert!(err.to_string().contains("ACM to issue") && err.to_string().contains("dify.example.org"), "{err}");
     p.destroy(&ctx, &spec).await.unwrap();

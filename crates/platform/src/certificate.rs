@@ -1,0 +1,314 @@
+//! The domain's certificate: an ACM certificate for the domain and `*.<domain>`, validated
+//! through a record in the domain's public Route 53 hosted zone, waited until issued; on destroy
+//! also the aliases of the Dify hosts ([`crate::aliases`]). Its own node in the stack graph,
+//! with no upstream: DNS validation (minutes, up to 30 by the ACM user guide) runs while the
+//! network and the cluster are built.
+
+use async_trait::async_trait;
+use dify_stack_core::wait::{self, Probe};
+use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Certificate, DnsApi, Record, RecordAction};
+use crate::provisioner::{At as _, PlatformError, Result, caps, from_wait};
+use crate::spec::DomainSpec;
+
+/// Desired certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    /// The domain and its hosted zone.
+    pub domain: DomainSpec,
+}
+
+impl CertificateSpec {
+    /// Checks the spec without I/O; every violation at once.
+    pub fn validate(&self) -> Result<(), SpecErrors> {
+        let mut errors = SpecErrors::new();
+        let d = &self.domain;
+        let labels: Vec<&str> = d.name.split('.').collect();
+        let valid = labels.len() >= 2
+            && d.name.len() <= 253
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        if !valid || d.name != d.name.to_ascii_lowercase() {
+            errors.push(
+                "domain.name",
+                format!("{:?} is not a lower-case DNS name with at least two labels", d.name),
+                "give the domain Dify is served under, e.g. dify.example.com",
+            );
+        }
+        if let Some(z) = &d.hosted_zone_id
+            && (z.is_empty() || !z.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            errors.push(
+                "domain.hosted_zone_id",
+                format!("{z:?} is not a hosted zone id"),
+                "give the id (Z...) without /hostedzone/, or leave it out to look the zone up by name",
+            );
+        }
+        errors.into_result()
+    }
+}
+
+/// What exists.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedCertificate {
+    /// The hosted zone of the domain.
+    pub zone: Option<String>,
+    /// Our certificate for the domain.
+    pub certificate: Option<Certificate>,
+    /// Its validation records found in the zone with the right value.
+    pub validation_present: Vec<Record>,
+}
+
+/// What the certificate node hands on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateOutput {
+    /// The domain.
+    pub domain: Option<String>,
+    /// The issued certificate (for the Ingress's `certificate-arn`).
+    pub certificate_arn: Option<String>,
+    /// The hosted zone of the domain (for the hosts' alias records).
+    pub hosted_zone_id: Option<String>,
+}
+
+/// The ACM idempotency token of the stack's certificate for `domain` (`\w+`, at most 32).
+fn idempotency_token(ctx: &Context, domain: &str) -> String {
+    // FNV-1a: stable across runs and builds.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{}/{domain}", ctx.stack()).bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("difystack{h:016x}")
+}
+
+/// Provisions the domain's certificate.
+pub struct CertificateProvisioner {
+    dns: Box<dyn DnsApi>,
+}
+
+impl std::fmt::Debug for CertificateProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertificateProvisioner")
+    }
+}
+
+impl CertificateProvisioner {
+    /// A provisioner over the given ACM and Route 53 client.
+    pub fn new(dns: impl DnsApi + 'static) -> Self {
+        CertificateProvisioner { dns: Box::new(dns) }
+    }
+
+    /// A provisioner over the real ACM and Route 53 APIs.
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
+        Self::new(crate::sdk::SdkDns::from_conf(config))
+    }
+
+    async fn zone(&self, spec: &CertificateSpec) -> Result<Option<String>> {
+        let domain = &spec.domain;
+        if let Some(z) = &domain.hosted_zone_id {
+            return Ok(Some(z.clone()));
+        }
+        self.dns.find_public_zone(domain.name.clone()).await.at("ListHostedZones", &domain.name)
+    }
+
+    /// Our certificate for the domain: the newest of those carrying our tags and not failed.
+    async fn certificate(&self, ctx: &Context, domain: &str) -> Result<Option<Certificate>> {
+        let mut ours = None;
+        for arn in self.dns.certificates_for(domain.to_owned()).await.at("ListCertificates", domain)? {
+            let Some(c) = self.dns.describe_certificate(arn.clone()).await.at("DescribeCertificate", &arn)? else {
+                continue;
+            };
+            if ctx.owns_tags(&c.tags) {
+                ours = Some(c);
+            }
+        }
+        Ok(ours)
+    }
+
+    async fn present_records(&self, zone: &str, records: &[Record]) -> Result<Vec<Record>> {
+        let mut present = Vec::new();
+        for r in records {
+            let have = self
+                .dns
+                .get_record(zone.to_owned(), r.name.clone(), r.kind.clone())
+                .await
+                .at("ListResourceRecordSets", &r.name)?;
+            if have.as_ref() == Some(r) {
+                present.push(r.clone());
+            }
+        }
+        Ok(present)
+    }
+
+    /// Waits until ACM has filled in the certificate's validation records.
+    async fn validation_records(&self, ctx: &Context, arn: &str) -> Result<Certificate> {
+        wait::until(
+            &format!("the validation records of {arn}"),
+            &ctx.wait.capped(caps::VALIDATION_RECORDS),
+            ctx.cancellation(),
+            || async {
+                let c = self.dns.describe_certificate(arn.to_owned()).await.at("DescribeCertificate", arn)?;
+                Ok::<_, PlatformError>(match c {
+                    Some(c) if !c.validation.is_empty() => Probe::Done(c),
+                    _ => Probe::Pending("no ResourceRecord yet".to_owned()),
+                })
+            },
+        )
+        .await
+        .map_err(from_wait)
+    }
+
+    /// Waits until the certificate is issued; a timeout names the record ACM is waiting for.
+    async fn wait_issued(&self, ctx: &Context, cert: &Certificate) -> Result<()> {
+        let records: Vec<String> =
+            cert.validation.iter().map(|r| format!("{} {} {}", r.name, r.kind, r.value)).collect();
+        let what = format!("ACM to issue {} (validation record: {})", cert.arn, records.join("; "));
+        wait::until(&what, &ctx.wait.capped(caps::CERTIFICATE_ISSUED), ctx.cancellation(), || async {
+            let c = self.dns.describe_certificate(cert.arn.clone()).await.at("DescribeCertificate", &cert.arn)?;
+            let status = c.map(|c| c.status).unwrap_or_else(|| "gone".to_owned());
+            match status.as_str() {
+                "ISSUED" => Ok(Probe::Done(())),
+                "PENDING_VALIDATION" => Ok(Probe::Pending(status)),
+                _ => Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status }),
+            }
+        })
+        .await
+        .map_err(from_wait)
+    }
+}
+
+#[async_trait]
+impl Provisioner for CertificateProvisioner {
+    type Spec = CertificateSpec;
+    type Observed = ObservedCertificate;
+    type Output = CertificateOutput;
+    type Error = PlatformError;
+
+    fn validate(&self, _ctx: &Context, spec: &CertificateSpec) -> Result<(), SpecErrors> {
+        spec.validate()
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &CertificateSpec) -> Result<ObservedCertificate> {
+        let mut o = ObservedCertificate { zone: self.zone(spec).await?, ..Default::default() };
+        o.certificate = self.certificate(ctx, &spec.domain.name).await?;
+        if let (Some(zone), Some(cert)) = (&o.zone, &o.certificate) {
+            o.validation_present = self.present_records(zone, &cert.validation).await?;
+        }
+        Ok(o)
+    }
+
+    fn diff(&self, _ctx: &Context, spec: &CertificateSpec, o: &ObservedCertificate) -> Plan {
+        let mut plan = Plan::new();
+        let domain = &spec.domain;
+        let zone = o.zone.clone().unwrap_or_else(|| "(no public hosted zone found: apply fails)".into());
+        match &o.certificate {
+            None => {
+                plan.push(
+                    Change::new(Action::Create, ResourceRef::new("acm:certificate", &domain.name))
+                        .field("subject_alternative_names", None::<&str>, Some(format!("*.{}", domain.name)))
+                        .field("validation", None::<&str>, Some("DNS")),
+                );
+                plan.push(
+                    Change::new(
+                        Action::Create,
+                        ResourceRef::new("route53:record", format!("_<token>.{}", domain.name)),
+                    )
+                    .field("zone", None::<&str>, Some(&zone))
+                    .field("value", None::<&str>, Some("(known after the certificate request)")),
+                );
+            }
+            Some(cert) => {
+                for r in cert.validation.iter().filter(|r| !o.validation_present.contains(r)) {
+                    plan.push(
+                        Change::new(Action::Create, ResourceRef::new("route53:record", &r.name))
+                            .field("zone", None::<&str>, Some(&zone))
+                            .field(r.kind.clone(), None::<&str>, Some(&r.value)),
+                    );
+                }
+            }
+        }
+        plan
+    }
+
+    async fn apply(&self, ctx: &Context, spec: &CertificateSpec) -> Result<CertificateOutput> {
+        spec.validate()?;
+        let o = self.observe(ctx, spec).await?;
+        let domain = &spec.domain;
+        let zone = o.zone.clone().ok_or_else(|| PlatformError::NoHostedZone { domain: domain.name.clone() })?;
+        let arn = match &o.certificate {
+            Some(c) => c.arn.clone(),
+            None => {
+                let tags = ctx.tags_for(Tier::Platform, "certificate", &domain.name);
+                let arn = self
+                    .dns
+                    .request_certificate(
+                        domain.name.clone(),
+                        vec![domain.name.clone(), format!("*.{}", domain.name)],
+                        idempotency_token(ctx, &domain.name),
+                        tags,
+                    )
+                    .await
+                    .at("RequestCertificate", &domain.name)?;
+                tracing::info!(%arn, domain = %domain.name, "requested ACM certificate");
+                arn
+            }
+        };
+        let cert = match &o.certificate {
+            Some(c) if !c.validation.is_empty() => c.clone(),
+            _ => self.validation_records(ctx, &arn).await?,
+        };
+        let missing: Vec<(RecordAction, Record)> = cert
+            .validation
+            .iter()
+            .filter(|r| !o.validation_present.contains(r))
+            .map(|r| (RecordAction::Upsert, r.clone()))
+            .collect();
+        if !missing.is_empty() {
+            self.dns.change_records(zone.clone(), missing).await.at("ChangeResourceRecordSets", &zone)?;
+        }
+        if cert.status != "ISSUED" {
+            self.wait_issued(ctx, &cert).await?;
+        }
+        Ok(CertificateOutput {
+            domain: Some(domain.name.clone()),
+            certificate_arn: Some(arn),
+            hosted_zone_id: Some(zone),
+        })
+    }
+
+    /// The hosts' aliases (only those carrying our marker), then the validation records (only
+    /// while they still hold exactly the certificate's value), then the certificate.
+    async fn destroy(&self, ctx: &Context, spec: &CertificateSpec) -> Result<Vec<ResourceRef>> {
+        let mut deleted = Vec::new();
+        let domain = &spec.domain;
+        let zone = self.zone(spec).await?;
+        if let Some(zone) = &zone {
+            deleted.extend(crate::aliases::remove(ctx, self.dns.as_ref(), zone, &domain.name).await?);
+        }
+        let Some(cert) = self.certificate(ctx, &domain.name).await? else { return Ok(deleted) };
+        if let Some(zone) = &zone {
+            let ours = self.present_records(zone, &cert.validation).await?;
+            if !ours.is_empty() {
+                let names: Vec<String> = ours.iter().map(|r| r.name.clone()).collect();
+                let changes = ours.into_iter().map(|r| (RecordAction::Delete, r)).collect();
+                if let Err(e) = self.dns.change_records(zone.clone(), changes).await {
+                    // A retried delete whose first response was lost finds nothing to delete.
+                    if !self.present_records(zone, &cert.validation).await?.is_empty() {
+                        return Err(e).at("ChangeResourceRecordSets", zone);
+                    }
+                }
+                deleted.extend(names.iter().map(|n| ResourceRef::new("route53:record", n)));
+            }
+        }
+        self.dns.delete_certificate(cert.arn.clone()).await.at("DeleteCertificate", &cert.arn)?;
+        deleted.push(ResourceRef::new("acm:certificate", &domain.name).with_id(cert.arn));
+        Ok(deleted)
+    }
+}

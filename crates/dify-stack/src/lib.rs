@@ -343,8 +343,7 @@ impl Stack {
             }
             Err((_, failure)) => Err(StackError::Run(failure)),
         };
-        lock.release().await?;
-        outcome
+        settle(outcome, lock.release().await)
     }
 
     /// Destroys the whole stack (reverse graph) under the stack lock; returns what was deleted.
@@ -375,40 +374,39 @@ impl Stack {
         uninstall: bool,
     ) -> Result<Vec<ResourceRef>, StackError> {
         let lock = self.control().acquire(&self.cfg.name, "destroy").await?;
-        let runner = self.runner();
+        let outcome = self.destroy_locked(release, uninstall).await;
+        settle(outcome, lock.release().await)
+    }
+
+    async fn destroy_locked(
+        &self,
+        release: &install::DifyRelease,
+        uninstall: bool,
+    ) -> Result<Vec<ResourceRef>, StackError> {
+        let runner = Box::new(self.runner());
         // A running Dify EE holds load balancers and volumes the stack did not make: uninstall it
         // first, on purpose rather than as a side effect of destroy.
         if runner.release_installed(release).await == Some(true) {
-            let uninstalled = match (uninstall, runner.live_cluster().await) {
-                (true, Some((eks, vpc))) => self.uninstall_from(release, &eks, vpc.as_str()).await,
-                _ => Err(StackError::ReleaseInstalled { release: release.name.clone() }),
-            };
-            if let Err(e) = uninstalled {
-                lock.release().await?;
-                return Err(e);
+            match (uninstall, runner.live_cluster().await) {
+                (true, Some((eks, vpc))) => self.uninstall_from(release, &eks, vpc.as_str()).await?,
+                _ => return Err(StackError::ReleaseInstalled { release: release.name.clone() }),
             }
         }
         // The whole stack's data policy before the first delete: the graph would otherwise
         // delete IAM, EKS and the registry before the Aurora node refuses.
-        let holders = match runner.data_holders().await {
-            Ok(h) => h,
-            Err(e) => {
-                lock.release().await?;
-                return Err(StackError::Incomplete(format!("cannot check what holds data before destroy: {e}")));
-            }
-        };
+        let holders = runner
+            .data_holders()
+            .await
+            .map_err(|e| StackError::Incomplete(format!("cannot check what holds data before destroy: {e}")))?;
         if !holders.is_empty() {
-            lock.release().await?;
             return Err(StackError::DataLossRefused { holders });
         }
-        let outcome = match graph::destroy(&runner, self.ctx.cancellation(), &self.events).await {
+        match graph::destroy(runner.as_ref(), self.ctx.cancellation(), &self.events).await {
             Ok(deleted) => {
                 self.control().delete_outputs(&self.cfg.name).await.map(|_| deleted).map_err(StackError::from)
             }
             Err((_, failure)) => Err(StackError::Run(failure)),
-        };
-        lock.release().await?;
-        outcome
+        }
     }
 
     /// The outputs recorded by the last successful apply.
@@ -435,15 +433,23 @@ impl Stack {
         // The application role's secret, never the RDS-managed master secret (rotated every 7
         // days: Dify would lose its database a week after install).
         let db = read(out.aurora.as_ref().map(|a| a.app_secret.arn.to_string()), "Aurora application role").await?;
-        let db_password: serde_json::Value = serde_json::from_str(db.expose_secret()).unwrap_or_default();
+        // A secret without the key the values need is an error, never an empty string.
+        let key = |value: &SecretString, what: &str, key: &str| -> Result<String, StackError> {
+            let json: serde_json::Value = serde_json::from_str(value.expose_secret()).unwrap_or_default();
+            json[key].as_str().filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| {
+                StackError::Incomplete(format!("the {what} secret has no {key:?}: apply again, or restore it"))
+            })
+        };
         let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.to_string()), "Redis AUTH").await?;
+        if redis.expose_secret().is_empty() {
+            return Err(StackError::Incomplete("the Redis AUTH secret is empty: apply again, or restore it".into()));
+        }
         let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.to_string()), "OpenSearch master").await?;
-        let os: serde_json::Value = serde_json::from_str(os.expose_secret()).unwrap_or_default();
         let values = ValuesSecrets {
-            database_password: SecretString::from(db_password["password"].as_str().unwrap_or_default().to_owned()),
+            database_password: SecretString::from(key(&db, "Aurora application role", "password")?),
             redis_password: redis,
-            opensearch_user: os["username"].as_str().unwrap_or_default().to_owned(),
-            opensearch_password: SecretString::from(os["password"].as_str().unwrap_or_default().to_owned()),
+            opensearch_user: key(&os, "OpenSearch master", "username")?,
+            opensearch_password: SecretString::from(key(&os, "OpenSearch master", "password")?),
         };
         helm_values(out, &values, &self.site(out)).map_err(|e| StackError::Incomplete(e.to_string()))
     }
@@ -606,6 +612,20 @@ impl Stack {
     /// An exec-based kubeconfig for the cluster in `out`.
     pub fn kubeconfig(out: &StackOutput) -> Option<String> {
         out.eks.as_ref().map(|e| dify_stack_eks::kubeconfig(e, None))
+    }
+}
+
+/// The result of a locked run and of releasing its lock: the run's own error is never replaced
+/// by the release's (logged instead); a successful run whose lock was lost or could not be
+/// released reports that.
+fn settle<T>(outcome: Result<T, StackError>, released: Result<(), LockError>) -> Result<T, StackError> {
+    match (outcome, released) {
+        (Err(e), Err(r)) => {
+            tracing::warn!(error = %r, "the stack lock could not be released after the failed run");
+            Err(e)
+        }
+        (Ok(_), Err(r)) => Err(r.into()),
+        (outcome, Ok(())) => outcome,
     }
 }
 

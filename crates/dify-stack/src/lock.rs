@@ -5,6 +5,8 @@
 //! taken over; [`unlock`] removes a stale one. The last successful apply's outputs (ids, ARNs
 //! and endpoints, never secret values) are kept beside it in `outputs/<stack>.json`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
@@ -49,9 +51,28 @@ pub enum LockError {
         /// The holder.
         holder: LockInfo,
     },
+    /// Another run took the lock while this one held it (this run's renewals stopped, e.g.
+    /// suspended past the expiry, or `unlock` was run). Its lock was left alone.
+    #[error(
+        "the lock of stack {stack} was taken by another run while this one held it (expired or removed with unlock); what this run changed stands, check what the other run did before going on"
+    )]
+    Lost {
+        /// Stack.
+        stack: String,
+    },
     /// S3 failed.
     #[error("stack lock: {0}")]
     Aws(#[from] AwsError),
+}
+
+/// How a lock write is conditioned.
+#[derive(Debug, Clone, Copy)]
+enum Write<'a> {
+    /// Only when no lock exists (`If-None-Match: *`).
+    Create,
+    /// Only when the lock is still the one we wrote (`If-Match: <etag>`; S3 conditional writes,
+    /// S3 user guide, "Add preconditions to S3 operations with conditional requests").
+    Replace(&'a str),
 }
 
 fn now() -> u64 {
@@ -185,7 +206,9 @@ impl ControlBucket {
         }
     }
 
-    async fn put_lock(&self, stack: &str, info: &LockInfo, create_only: bool) -> Result<bool, AwsError> {
+    /// Writes the lock under `write`'s condition: its new ETag, or `None` when the condition
+    /// failed (someone else's lock is there).
+    async fn put_lock(&self, stack: &str, info: &LockInfo, write: Write<'_>) -> Result<Option<String>, AwsError> {
         let body = serde_json::to_vec(info).unwrap_or_default();
         let mut req = self
             .s3
@@ -194,17 +217,18 @@ impl ControlBucket {
             .key(Self::lock_key(stack))
             .body(ByteStream::from(body))
             .content_type("application/json");
-        if create_only {
-            req = req.if_none_match("*");
-        }
+        req = match write {
+            Write::Create => req.if_none_match("*"),
+            Write::Replace(etag) => req.if_match(etag),
+        };
         match req.send().await.aws("PutObject") {
-            Ok(_) => Ok(true),
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
             Err(e)
                 if e.status == Some(412)
                     || e.code.as_deref() == Some("PreconditionFailed")
                     || e.code.as_deref() == Some("ConditionalRequestConflict") =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(e),
         }
@@ -225,8 +249,8 @@ impl ControlBucket {
             id: format!("{:016x}", fastrand::u64(..)),
         };
         for _ in 0..2 {
-            if self.put_lock(stack, &info, true).await? {
-                return Ok(LockGuard::start(self.clone(), stack.to_owned(), info));
+            if let Some(etag) = self.put_lock(stack, &info, Write::Create).await? {
+                return Ok(LockGuard::start(self.clone(), stack.to_owned(), info, etag));
             }
             match self.read_lock(stack).await? {
                 Some(holder) if holder.expires > now() => {
@@ -305,35 +329,80 @@ impl ControlBucket {
     }
 }
 
-/// A held lock, renewed in the background until [`LockGuard::release`].
+/// A held lock, renewed in the background until [`LockGuard::release`]. Each renewal is
+/// conditional on the lock still being the one this run wrote; a lock another run took over is
+/// detected ([`LockError::Lost`]) and never overwritten or deleted.
 #[derive(Debug)]
 pub struct LockGuard {
-    control: ControlBucket,
-    stack: String,
+    held: Arc<Held>,
     renewer: JoinHandle<()>,
 }
 
+#[derive(Debug)]
+struct Held {
+    control: ControlBucket,
+    stack: String,
+    info: Mutex<(LockInfo, String)>,
+    lost: AtomicBool,
+}
+
+impl Held {
+    async fn renew(&self) -> Result<(), LockError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(LockError::Lost { stack: self.stack.clone() });
+        }
+        let (mut info, etag) = self.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        info.expires = now() + LOCK_TTL.as_secs();
+        match self.control.put_lock(&self.stack, &info, Write::Replace(&etag)).await? {
+            Some(etag) => {
+                *self.info.lock().unwrap_or_else(|e| e.into_inner()) = (info, etag);
+                Ok(())
+            }
+            None => {
+                self.lost.store(true, Ordering::SeqCst);
+                Err(LockError::Lost { stack: self.stack.clone() })
+            }
+        }
+    }
+}
+
 impl LockGuard {
-    fn start(control: ControlBucket, stack: String, info: LockInfo) -> Self {
-        let c = control.clone();
-        let s = stack.clone();
+    fn start(control: ControlBucket, stack: String, info: LockInfo, etag: String) -> Self {
+        let held = Arc::new(Held { control, stack, info: Mutex::new((info, etag)), lost: AtomicBool::new(false) });
+        let h = held.clone();
         let renewer = tokio::spawn(async move {
-            let mut info = info;
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
-                info.expires = now() + LOCK_TTL.as_secs();
-                if let Err(e) = c.put_lock(&s, &info, false).await {
-                    tracing::warn!(stack = %s, error = %e, "renewing the stack lock failed; retrying");
+                match h.renew().await {
+                    Ok(()) => {}
+                    Err(e @ LockError::Lost { .. }) => {
+                        tracing::error!(stack = %h.stack, error = %e, "stack lock lost");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(stack = %h.stack, error = %e, "renewing the stack lock failed; retrying"),
                 }
             }
         });
-        LockGuard { control, stack, renewer }
+        LockGuard { held, renewer }
     }
 
-    /// Stops renewing and deletes the lock.
-    pub async fn release(self) -> Result<(), AwsError> {
+    /// Renews the lock now (the background task does it every [`RENEW_EVERY`]).
+    pub async fn renew(&self) -> Result<(), LockError> {
+        self.held.renew().await
+    }
+
+    /// Stops renewing and deletes the lock, unless another run took it: then it is left alone
+    /// and the answer is [`LockError::Lost`].
+    pub async fn release(self) -> Result<(), LockError> {
         self.renewer.abort();
-        self.control.delete_lock(&self.stack).await
+        let held = &self.held;
+        let id = held.info.lock().unwrap_or_else(|e| e.into_inner()).0.id.clone();
+        let current = held.control.read_lock(&held.stack).await?;
+        if held.lost.load(Ordering::SeqCst) || current.as_ref().is_some_and(|c| c.id != id) {
+            return Err(LockError::Lost { stack: held.stack.clone() });
+        }
+        held.control.delete_lock(&held.stack).await?;
+        Ok(())
     }
 }
 

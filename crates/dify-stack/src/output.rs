@@ -98,10 +98,29 @@ impl std::fmt::Debug for ValuesSecrets {
     }
 }
 
-/// Why the values file cannot be rendered.
+/// Why the manifests cannot be rendered.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot render values.yaml: {0} has no output yet (apply the stack first)")]
 pub struct IncompleteStack(pub &'static str);
+
+/// Why the values file cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ValuesError {
+    /// A node has no output yet.
+    #[error(transparent)]
+    Incomplete(#[from] IncompleteStack),
+    /// A generated secret lacks a key the values need (never rendered as an empty string: Dify
+    /// would start with an empty key).
+    #[error(
+        "cannot render values.yaml: the secret {secret} has no {key:?}; apply again (a secret from an older version gains the missing keys), or restore it"
+    )]
+    MissingSecret {
+        /// The secret's name.
+        secret: String,
+        /// The missing key.
+        key: &'static str,
+    },
+}
 
 /// Where Dify EE is served, for the values file: the domain (`console.`, `api.`, `app.`,
 /// `upload.`, `enterprise.`, `trigger.` under it) and the ACM certificate of the ALB Ingress.
@@ -131,14 +150,29 @@ pub const PLUGIN_RUNNER_SERVICE_ACCOUNT: &str = "dify-plugin-runner-sa";
 /// The Dify EE Helm values for the chart 3.9.x (and the keys later 3.x versions added), filled
 /// from live state: exactly the keys of `tests/data/dify-ee-values-keys.txt`, nothing the chart
 /// does not read. Contains secrets: write it with owner-only permissions.
-pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain) -> Result<String, IncompleteStack> {
+pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain) -> Result<String, ValuesError> {
     let aurora = out.aurora.as_ref().ok_or(IncompleteStack("aurora"))?;
     let redis = out.redis.as_ref().ok_or(IncompleteStack("redis"))?;
     let os = out.opensearch.as_ref().ok_or(IncompleteStack("opensearch"))?;
     let bucket = out.bucket.as_ref().ok_or(IncompleteStack("bucket"))?;
     let registry = out.registry.as_ref().ok_or(IncompleteStack("registry"))?;
     let app = out.app_secret.as_ref().ok_or(IncompleteStack("app-secrets"))?;
-    let field = |k: &str| app.field(k).map(|s| s.expose_secret().to_owned()).unwrap_or_default();
+    // Every key the values need, read up front: one missing is an error naming it.
+    let mut keys = std::collections::BTreeMap::new();
+    for key in [
+        "app_secret_key",
+        "inner_api_key",
+        "sandbox_api_key",
+        "plugin_daemon_key",
+        "plugin_connector_api_key",
+        "enterprise_admin_apis_salt",
+        "password_encryption_key",
+        "enterprise_inner_api_key",
+    ] {
+        let value = app.field(key).map(|s| s.expose_secret().to_owned()).filter(|v| !v.is_empty());
+        keys.insert(key, value.ok_or_else(|| ValuesError::MissingSecret { secret: app.name.clone(), key })?);
+    }
+    let field = |k: &str| keys.get(k).cloned().unwrap_or_default();
     let db = |name: &str| aurora.databases.iter().find(|d| *d == name).cloned().unwrap_or_else(|| name.to_owned());
     let mut global = json!({
         "appSecretKey": field("app_secret_key"),

@@ -623,3 +623,31 @@ fn an_sse_kms_bucket_gives_the_s3_roles_its_key_by_arn() {
             .starts_with("arn:aws-cn:kms:cn-north-1:")
     );
 }
+
+#[test]
+fn a_failed_runs_error_is_never_replaced_by_the_lock_release_error() {
+    use crate::StackError;
+    use crate::lock::LockError;
+    let lost = || LockError::Lost { stack: "s".into() };
+    let failed = || Err::<(), _>(StackError::Incomplete("the run broke".into()));
+    // The run failed and so did the release: the run's error stands.
+    let e = crate::settle(failed(), Err(lost())).unwrap_err();
+    assert!(e.to_string().contains("the run broke"), "{e}");
+    // The run succeeded but the lock was lost: said.
+    let e = crate::settle(Ok(()), Err(lost())).unwrap_err();
+    assert!(matches!(e, StackError::Lock(LockError::Lost { .. })), "{e}");
+    assert!(crate::settle(Ok(7), Ok(())).unwrap() == 7);
+    assert!(crate::settle(failed(), Ok(())).unwrap_err().to_string().contains("the run broke"));
+}
+
+/// Compile-time check: an embedder can spawn the stack's operations on a multi-threaded runtime
+/// (the futures are `Send`). Never called; it compiles only while that holds.
+#[allow(dead_code)]
+fn stack_futures_are_send(stack: &crate::Stack, release: &crate::install::DifyRelease) {
+    fn send<T: Send>(_: T) {}
+    send(stack.plan());
+    send(stack.apply());
+    send(stack.destroy());
+    send(stack.destroy_uninstalling(release));
+    send(stack.audit());
+}

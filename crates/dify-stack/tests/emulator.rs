@@ -366,6 +366,31 @@ async fn two_concurrent_applies_one_is_refused_by_the_lock_and_nothing_is_duplic
     assert_eq!(removed.operation, "apply");
     assert!(b.unlock().await.unwrap().is_none());
 
+    // A lock taken over by another run while held (here: overwritten, as an `unlock` plus a new
+    // apply would) is detected at the next renewal and on release, and never overwritten or
+    // deleted.
+    let held = control.acquire("e2e-lock", "apply").await.unwrap();
+    held.renew().await.expect("a renewal of our own lock");
+    let s3_thief = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&account.config).force_path_style(true).build(),
+    );
+    let thief = serde_json::json!({
+        "owner": "other@host pid 2", "host": "host", "operation": "apply",
+        "started": 4_000_000_000u64, "expires": 4_000_000_600u64, "id": "thief"
+    });
+    s3_thief
+        .put_object()
+        .bucket(control.name())
+        .key("locks/e2e-lock.json")
+        .body(aws_sdk_s3::primitives::ByteStream::from(thief.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(held.renew().await, Err(LockError::Lost { .. })));
+    assert!(matches!(held.release().await, Err(LockError::Lost { .. })));
+    assert_eq!(control.read_lock("e2e-lock").await.unwrap().unwrap().id, "thief", "the other run's lock stands");
+    b.unlock().await.unwrap();
+
     // An expired lock (its holder stopped renewing long ago) is taken over without unlock.
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&account.config).force_path_style(true).build(),

@@ -141,3 +141,18 @@ fn values_match_the_golden_file_of_each_profile_and_partition() {
         differ.join("\n")
     );
 }
+
+#[test]
+fn a_generated_key_missing_from_its_secret_is_an_error_naming_it_never_an_empty_value() {
+    let (mut out, secrets, domain) = output(Profile::Test, "us-west-2");
+    let app = out.app_secret.as_ref().unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(app.value().expose_secret()).unwrap();
+    value.as_object_mut().unwrap().remove("password_encryption_key");
+    out.app_secret = Some(StoredSecret::new(app.name.clone(), app.arn.clone(), SecretString::from(value.to_string())));
+    let err = helm_values(&out, &secrets, &domain).unwrap_err();
+    assert!(
+        matches!(&err, dify_stack::output::ValuesError::MissingSecret { key: "password_encryption_key", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("dify-test/dify-app"), "{err}");
+}

@@ -137,8 +137,11 @@ fn failed(e: &StackError) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Escape codes only for a person at a terminal, not into logs and pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();

@@ -62,3 +62,34 @@ fn help_and_version_exit_0() {
     assert_eq!(run(&["--help"]).0, 0);
     assert_eq!(run(&["--version"]).0, 0);
 }
+
+#[test]
+fn missing_credentials_and_an_unreachable_endpoint_are_one_line_with_the_fix_and_no_escape_codes() {
+    // No credentials anywhere (no profile files, no instance metadata): the chain fails before
+    // any request.
+    let out = cli()
+        .args(["plan"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent/config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no AWS credentials found") && err.contains("AWS_PROFILE"), "{err}");
+    assert!(!err.contains('\u{1b}'), "escape codes in a pipe: {err:?}");
+    assert!(err.trim().lines().count() <= 2 && err.len() < 400, "{err}");
+    // Credentials, but nothing listening (loopback port 9): the cause and the fix, no Debug dump.
+    let (code, err) = run(&["plan"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Connection refused") && err.contains("Fix:"), "{err}");
+    assert!(!err.contains("DispatchFailure") && !err.contains("ConnectorError"), "a Debug dump: {err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

@@ -238,10 +238,9 @@ impl AwsError {
         let message = meta.message().map(str::to_owned);
         let request_id = meta.extra("aws_request_id").map(str::to_owned);
         let kind = if transport { ErrorKind::Transient } else { ErrorKind::classify(code.as_deref(), status) };
-        let message = message.or_else(|| {
-            let text = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
-            Some(text)
-        });
+        // Without a service message (no credentials, no connection, a timeout): the chain of
+        // causes as text, each once, innermost last; never a Debug dump of the SDK's types.
+        let message = message.or_else(|| Some(cause_chain(&err)));
         AwsError { operation, code, message, request_id, status, kind, source: Some(Arc::new(err)) }
     }
 
@@ -346,6 +345,21 @@ pub fn ignore_not_found(result: Result<(), AwsError>) -> Result<bool, AwsError> 
     }
 }
 
+/// An error and its sources as `a: b: c`, each message once (SDK errors repeat their source in
+/// their own message).
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 /// Treats not-found as absence on a read: `Ok(None)` when the resource does not exist.
 pub fn found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
     match result {
@@ -358,6 +372,24 @@ pub fn found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cause_chain_is_text_each_message_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "dispatch failure")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"));
+        assert_eq!(cause_chain(&e), "dispatch failure: connection refused");
+    }
 
     #[test]
     fn codes_of_the_services_we_use_are_classified() {

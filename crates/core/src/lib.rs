@@ -19,7 +19,7 @@ pub use context::{
     Context, Environment, InvalidStackName, Permissions, StackName, TAG_COMPONENT, TAG_NAME, TAG_STACK, TAG_TIER, Tags,
     Tier,
 };
-pub use error::{AwsError, AwsResultExt, ErrorKind, found, ignore_not_found};
+pub use error::{AwsError, AwsResultExt, ErrorKind, cause_chain, found, ignore_not_found};
 pub use naming::{NameError, NameKind};
 pub use partition::Partition;
 pub use plan::{Action, Change, FieldDiff, Plan, PlanSummary, ResourceRef};

@@ -62,7 +62,7 @@ pub enum StackError {
     #[error("invalid stack configuration:\n{0}")]
     Invalid(SpecErrors),
     /// The account could not be identified (credentials?).
-    #[error("cannot identify the AWS account (sts:GetCallerIdentity): {0}")]
+    #[error("{}", account_hint(.0))]
     Account(dify_stack_core::AwsError),
     /// The stack lock.
     #[error(transparent)]
@@ -612,6 +612,23 @@ impl Stack {
     /// An exec-based kubeconfig for the cluster in `out`.
     pub fn kubeconfig(out: &StackOutput) -> Option<String> {
         out.eks.as_ref().map(|e| dify_stack_eks::kubeconfig(e, None))
+    }
+}
+
+/// What to do when the account cannot be identified: the cause in one line, then the fix.
+fn account_hint(e: &dify_stack_core::AwsError) -> String {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("no providers in chain provided credentials") || lower.contains("credentialsnotloaded") {
+        "no AWS credentials found. Fix: set AWS_PROFILE (then `aws sso login` for SSO profiles), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; or run against the local emulator with --emulator".to_owned()
+    } else if lower.contains("dispatch failure") || lower.contains("connect") || lower.contains("timeout") {
+        format!(
+            "cannot reach AWS to identify the account (sts:GetCallerIdentity): {text}. Fix: check the network or proxy, AWS_ENDPOINT_URL if set, and the region"
+        )
+    } else {
+        format!(
+            "cannot identify the AWS account (sts:GetCallerIdentity): {text}. Fix: check the credentials' validity and that they may call sts:GetCallerIdentity"
+        )
     }
 }
 

@@ -62,7 +62,7 @@ fn data_api_refused(e: &dify_stack_core::AwsError) -> bool {
 }
 
 /// What Aurora hands on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AuroraOutput {
     /// Cluster identifier.
     pub cluster_id: String,

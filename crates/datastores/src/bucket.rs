@@ -51,7 +51,7 @@ pub fn tls_only_policy(ctx: &Context, bucket: &str) -> Value {
 }
 
 /// What the bucket hands on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BucketOutput {
     /// Name.
     pub name: BucketName,

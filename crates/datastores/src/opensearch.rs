@@ -74,7 +74,7 @@ pub(crate) fn is_missing_service_linked_role(e: &AwsError) -> bool {
 }
 
 /// What OpenSearch hands on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OpenSearchOutput {
     /// Domain name.
     pub domain_name: String,

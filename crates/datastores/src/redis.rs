@@ -27,7 +27,7 @@ pub fn name(ctx: &Context) -> String {
 }
 
 /// What Redis hands on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RedisOutput {
     /// Replication group id.
     pub replication_group_id: String,

@@ -79,7 +79,7 @@ impl SecretKind {
 }
 
 /// A secret by reference. `Debug` shows the name and ARN only.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, serde::Deserialize)]
 pub struct StoredSecret {
     /// Name.
     pub name: String,

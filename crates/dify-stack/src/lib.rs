@@ -410,9 +410,15 @@ impl Stack {
     }
 
     /// The outputs recorded by the last successful apply.
-    pub async fn output(&self) -> Result<serde_json::Value, StackError> {
-        self.control().load_outputs(&self.cfg.name).await?.ok_or_else(|| {
+    pub async fn output(&self) -> Result<StackOutput, StackError> {
+        let json = self.control().load_outputs(&self.cfg.name).await?.ok_or_else(|| {
             StackError::Incomplete(format!("stack {} has no recorded outputs: run apply first", self.cfg.name))
+        })?;
+        serde_json::from_value(json).map_err(|e| {
+            StackError::Incomplete(format!(
+                "the recorded outputs of stack {} cannot be read ({e}): run apply to record them again",
+                self.cfg.name
+            ))
         })
     }
 
@@ -609,9 +615,9 @@ impl Stack {
         Ok(audit::audit(&self.ctx, &self.sdk).await?)
     }
 
-    /// An exec-based kubeconfig for the cluster in `out`.
+    /// An exec-based kubeconfig for the cluster in `out` ([`StackOutput::kubeconfig`]).
     pub fn kubeconfig(out: &StackOutput) -> Option<String> {
-        out.eks.as_ref().map(|e| dify_stack_eks::kubeconfig(e, None))
+        out.kubeconfig()
     }
 }
 

@@ -49,7 +49,7 @@ pub enum LockError {
         /// Stack.
         stack: String,
         /// The holder.
-        holder: LockInfo,
+        holder: Box<LockInfo>,
     },
     /// Another run took the lock while this one held it (this run's renewals stopped, e.g.
     /// suspended past the expiry, or `unlock` was run). Its lock was left alone.
@@ -254,7 +254,7 @@ impl ControlBucket {
             }
             match self.read_lock(stack).await? {
                 Some(holder) if holder.expires > now() => {
-                    return Err(LockError::Held { stack: stack.to_owned(), holder });
+                    return Err(LockError::Held { stack: stack.to_owned(), holder: Box::new(holder) });
                 }
                 Some(stale) => {
                     tracing::warn!(stack, holder = %stale.owner, "taking over an expired stack lock");
@@ -264,7 +264,7 @@ impl ControlBucket {
             }
         }
         match self.read_lock(stack).await? {
-            Some(holder) => Err(LockError::Held { stack: stack.to_owned(), holder }),
+            Some(holder) => Err(LockError::Held { stack: stack.to_owned(), holder: Box::new(holder) }),
             None => Err(LockError::Aws(AwsError::new("PutObject", "LockRace", "the lock changed hands twice; retry"))),
         }
     }

@@ -15,7 +15,7 @@ use crate::graph::NodeOutput;
 
 /// Every output of the stack. A node's field is `None` until it has run. Secret values are
 /// never serialised (only their ARNs).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct StackOutput {
     /// Network.
     pub network: Option<NetworkOutput>,
@@ -60,6 +60,11 @@ impl StackOutput {
             NodeOutput::Platform(x) => self.platform = Some(*x),
             NodeOutput::Certificate(x) => self.certificate = Some(*x),
         }
+    }
+
+    /// An exec-based kubeconfig for the cluster (`aws eks get-token`), once it exists.
+    pub fn kubeconfig(&self) -> Option<String> {
+        self.eks.as_ref().map(|e| dify_stack_eks::kubeconfig(e, None))
     }
 
     /// True when every node has an output.

@@ -109,8 +109,11 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     assert_eq!(inventory::inventory(&account.config, "e2e-test").await, after_apply);
 
     // Outputs are recorded; values.yaml is filled from live state.
+    // Recorded typed: everything but secret values (never stored) reads back as applied.
     let recorded = stack.output().await.unwrap();
-    assert_eq!(recorded["eks"]["cluster_name"], "e2e-test");
+    assert_eq!(serde_json::to_value(&recorded).unwrap(), serde_json::to_value(&out).unwrap());
+    assert_eq!(recorded.eks.as_ref().unwrap().cluster_name.as_str(), "e2e-test");
+    assert_eq!(recorded.kubeconfig(), out.kubeconfig());
     let values = stack.helm_values(&out).await.unwrap();
     // Empty on purpose: no Redis user (AUTH token only), no S3 endpoint or keys (IRSA).
     let mut empty = dify_stack::output::empty_values(&values);

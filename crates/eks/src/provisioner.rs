@@ -86,7 +86,7 @@ impl Names {
 }
 
 /// What the EKS tier hands to the other tiers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EksOutput {
     /// Cluster name.
     pub cluster_name: ClusterName,

@@ -242,7 +242,7 @@ pub struct ObservedIam {
 }
 
 /// What the IAM tier hands on (to the Helm values).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct IamOutput {
     /// The OIDC provider ARN.
     pub oidc_provider_arn: String,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 pub const AUDIENCE: &str = "sts.amazonaws.com";
 
 /// Which of the three roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoleKind {
     /// Storage bucket access (`DifyEE-Role-<cluster>-s3`).

@@ -203,7 +203,7 @@ pub enum ObservedNetwork {
 }
 
 /// One subnet in the output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SubnetOutput {
     /// Subnet id.
     pub id: SubnetId,
@@ -214,7 +214,7 @@ pub struct SubnetOutput {
 }
 
 /// One NAT gateway in the output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NatOutput {
     /// NAT gateway id.
     pub id: String,
@@ -225,7 +225,7 @@ pub struct NatOutput {
 }
 
 /// What the network tier hands to the other tiers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NetworkOutput {
     /// The VPC id.
     pub vpc_id: VpcId,

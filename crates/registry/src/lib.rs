@@ -83,7 +83,7 @@ impl<T> At<T> for std::result::Result<T, AwsError> {
 }
 
 /// One repository in the output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RepositoryOutput {
     /// Name.
     pub name: String,
@@ -94,7 +94,7 @@ pub struct RepositoryOutput {
 }
 
 /// What the registry tier hands to the other tiers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RegistryOutput {
     /// The application repository.
     pub app: RepositoryOutput,

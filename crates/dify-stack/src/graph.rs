@@ -105,25 +105,65 @@ impl std::fmt::Display for Node {
     }
 }
 
-/// A node's error, kept as text plus whether a re-run may succeed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A node's error: its text (with causes), whether a re-run may succeed, and the tier's own
+/// typed error, for embedders to match on ([`NodeError::downcast_ref`]).
+#[derive(Debug, Clone, Serialize)]
 pub struct NodeError {
     /// The message, with its causes.
     pub message: String,
     /// A later run may succeed (throttling, timeouts).
     pub retryable: bool,
+    /// The tier's error (e.g. `dify_stack_eks::EksError`), when the failure came from one.
+    #[serde(skip)]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
+impl PartialEq for NodeError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.retryable == other.retryable
+    }
+}
+
+impl Eq for NodeError {}
+
 impl NodeError {
-    /// From any error, with its source chain.
-    pub fn from_error(e: &(dyn std::error::Error + 'static), retryable: bool) -> NodeError {
+    /// An error with a message only.
+    pub fn new(message: impl Into<String>, retryable: bool) -> NodeError {
+        NodeError { message: message.into(), retryable, source: None }
+    }
+
+    /// From a tier's error, kept as the source, with its causes in the message.
+    pub fn from_error(e: impl std::error::Error + Send + Sync + 'static, retryable: bool) -> NodeError {
         let mut message = e.to_string();
         let mut src = e.source();
         while let Some(s) = src {
             message.push_str(&format!(": {s}"));
             src = s.source();
         }
-        NodeError { message, retryable }
+        NodeError { message, retryable, source: Some(Arc::new(e)) }
+    }
+
+    /// The tier's error as `E`, when it is one. For example, a refused EKS downgrade:
+    ///
+    /// ```no_run
+    /// use dify_stack::eks::EksError;
+    /// use dify_stack::{Node, StackError};
+    ///
+    /// # async fn run(stack: dify_stack::Stack) {
+    /// match stack.apply().await {
+    ///     Err(StackError::Run(failure)) => {
+    ///         let eks = failure.failed.get(&Node::Eks).and_then(|e| e.downcast_ref::<EksError>());
+    ///         if let Some(EksError::DowngradeRefused { have, want }) = eks {
+    ///             eprintln!("the cluster runs {have}; set eks.kubernetes_version back from {want}");
+    ///         }
+    ///     }
+    ///     Err(other) => eprintln!("{other}"),
+    ///     Ok(_) => {}
+    /// }
+    /// # }
+    /// ```
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.as_deref().and_then(|e| (e as &(dyn std::error::Error + 'static)).downcast_ref::<E>())
     }
 }
 

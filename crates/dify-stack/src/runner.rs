@@ -53,12 +53,12 @@ impl std::fmt::Debug for AwsRunner {
     }
 }
 
-fn fail<E: std::error::Error + 'static>(e: E, retryable: bool) -> NodeError {
-    NodeError::from_error(&e, retryable)
+fn fail<E: std::error::Error + Send + Sync + 'static>(e: E, retryable: bool) -> NodeError {
+    NodeError::from_error(e, retryable)
 }
 
 /// Tier errors that know whether a later run may succeed.
-trait Retryable: std::error::Error + 'static {
+trait Retryable: std::error::Error + Send + Sync + 'static {
     fn retryable(&self) -> bool;
 }
 
@@ -121,7 +121,7 @@ fn iam_inputs(
 }
 
 fn missing(node: Node, what: &str) -> NodeError {
-    NodeError { message: format!("{node} needs the {what} output, which is missing"), retryable: false }
+    NodeError::new(format!("{node} needs the {what} output, which is missing"), false)
 }
 
 impl AwsRunner {
@@ -279,6 +279,7 @@ impl AwsRunner {
                     self.cfg.eks.kubernetes_access
                 ),
                 retryable: true,
+                source: Some(std::sync::Arc::new(e)),
             },
             _ => fail(e, true),
         }
@@ -293,10 +294,10 @@ impl AwsRunner {
         if !wiring::creates_service_accounts(&self.cfg) {
             return Ok(iam);
         }
-        let credentials = self.sdk.credentials_provider().ok_or_else(|| NodeError {
-            message: "no AWS credentials provider for the EKS token".to_owned(),
-            retryable: false,
-        })?;
+        let credentials = self
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| NodeError::new("no AWS credentials provider for the EKS token", false))?;
         let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
         let token = tokens.token().await.map_err(|e| fail(e, true))?;
         let kube =
@@ -324,10 +325,10 @@ impl AwsRunner {
     ) -> Result<dify_stack_platform::PlatformProvisioner, NodeError> {
         let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
         let Some(eks) = eks else { return Ok(platform) };
-        let credentials = self.sdk.credentials_provider().ok_or_else(|| NodeError {
-            message: "no AWS credentials provider for the EKS token".to_owned(),
-            retryable: false,
-        })?;
+        let credentials = self
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| NodeError::new("no AWS credentials provider for the EKS token", false))?;
         let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
         let token = tokens.token().await.map_err(|e| fail(e, true))?;
         let kubeconfig = dify_stack_platform::helm::token_kubeconfig(&eks.endpoint, &eks.ca_data, token.secret());
@@ -336,6 +337,7 @@ impl AwsRunner {
                 "{e}. The platform add-ons are installed with Helm; or set eks.kubernetes_access = role_only to get the commands instead"
             ),
             retryable: false,
+            source: Some(std::sync::Arc::new(e)),
         })?;
         let client = dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| fail(e, true))?;
         Ok(platform.with_kubernetes(helm, dify_stack_platform::kube::KubeIngressClasses::new(client)))

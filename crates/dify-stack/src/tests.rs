@@ -316,7 +316,7 @@ impl Timed {
         let t0 = start.duration_since(base()).as_secs();
         self.log.lock().unwrap().push((node, t0, t0 + secs));
         if self.fail.contains(&node) {
-            return Err(NodeError { message: format!("{node} broke"), retryable: true });
+            return Err(NodeError::new(format!("{node} broke"), true));
         }
         Ok(())
     }
@@ -341,11 +341,7 @@ impl graph::TierRunner for Timed {
 #[tokio::test]
 async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
     let mut runner = MockTierRunner::new();
-    runner
-        .expect_apply()
-        .withf(|n, _| *n == Node::Eks)
-        .times(1)
-        .returning(|_, _| Err(NodeError { message: "quota".into(), retryable: false }));
+    runner.expect_apply().withf(|n, _| *n == Node::Eks).times(1).returning(|_, _| Err(NodeError::new("quota", false)));
     runner
         .expect_apply()
         .withf(|n, _| *n == Node::Iam || *n == Node::Platform)
@@ -650,4 +646,16 @@ fn stack_futures_are_send(stack: &crate::Stack, release: &crate::install::DifyRe
     send(stack.destroy());
     send(stack.destroy_uninstalling(release));
     send(stack.audit());
+}
+
+#[test]
+fn a_node_error_keeps_the_tiers_typed_error_for_embedders() {
+    use dify_stack_eks::EksError;
+    let e = NodeError::from_error(EksError::DowngradeRefused { have: "1.33".into(), want: "1.32".into() }, false);
+    assert!(matches!(e.downcast_ref::<EksError>(), Some(EksError::DowngradeRefused { have, .. }) if have == "1.33"));
+    assert!(e.downcast_ref::<dify_stack_iam::IamError>().is_none());
+    assert!(NodeError::new("text only", true).downcast_ref::<EksError>().is_none());
+    // Equality and serialisation stay on the text.
+    assert_eq!(e, NodeError::new(e.message.clone(), false));
+    assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({"message": e.message, "retryable": false}));
 }

@@ -217,9 +217,24 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         assert_eq!(found.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [lb_arn.as_str()]);
         assert!(of("other").await.unwrap().is_empty());
         assert!(lbs.cluster_load_balancers(vpc.clone(), "other".into(), Some("dify".into())).await.unwrap().is_empty());
-        // What the console's aliases point at.
-        let (dns_name, zone) = lbs.alias_target(&lb_arn).await.unwrap().unwrap();
-        assert!(dns_name.contains("k8s-dify-dify") && !zone.is_empty(), "{dns_name} {zone}");
+        // After install: the six hosts become aliases of this load balancer, found by the
+        // controller's tags (what `install` does once the rollout is done).
+        let (dns_name, lb_zone) = lbs.alias_target(&lb_arn).await.unwrap().unwrap();
+        assert!(dns_name.contains("k8s-dify-dify") && !lb_zone.is_empty(), "{dns_name} {lb_zone}");
+        let ctx = dify_stack::core::Context::new("e2e-test", dify_stack::core::Environment::Test, "us-west-2").unwrap();
+        let target = dify_stack_platform::aliases::AliasTarget { dns_name: dns_name.clone(), hosted_zone_id: lb_zone };
+        let dns = dify_stack_platform::SdkDns::from_conf(&account.config);
+        dify_stack_platform::aliases::publish(&ctx, &dns, &zone_id, "dify.example.com", &target).await.unwrap();
+        let sets = r53.list_resource_record_sets().hosted_zone_id(&zone_id).send().await.unwrap();
+        let aliases: Vec<&str> = sets
+            .resource_record_sets()
+            .iter()
+            .filter(|r| r.r#type().as_str() == "A")
+            .filter(|r| r.alias_target().is_some_and(|a| a.dns_name().trim_end_matches('.') == dns_name))
+            .map(|r| r.name())
+            .collect();
+        assert_eq!(aliases.len(), 6, "{sets:?}");
+        assert!(aliases.contains(&"console.dify.example.com."), "{aliases:?}");
     }
     elb.create_target_group()
         .name("k8s-dify-dify-tg")
@@ -242,6 +257,10 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     assert!(certs.certificate_summary_list().is_empty(), "certificate left: {certs:?}");
     let records = r53.list_resource_record_sets().hosted_zone_id(&zone_id).send().await.unwrap();
     assert!(records.resource_record_sets().iter().all(|r| !r.name().starts_with('_')), "validation record left");
+    assert!(
+        records.resource_record_sets().iter().all(|r| !r.name().ends_with("dify.example.com.")),
+        "aliases or markers left: {records:?}"
+    );
     // ... and nothing Kubernetes made for the cluster.
     let lbs = elb.describe_load_balancers().send().await.unwrap();
     assert!(lbs.load_balancers().iter().all(|l| l.load_balancer_arn() != Some(lb_arn.as_str())), "load balancer left");

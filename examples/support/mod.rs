@@ -124,6 +124,8 @@ pub async fn progress(mut rx: UnboundedReceiver<Event>, verb: &'static str) -> S
             Event::NodeCancelled { node } => {
                 summary.rows.insert(node, ("not started (cancelled)".into(), None));
             }
+            // Events a later version adds are not shown by this view.
+            _ => {}
         }
     }
     summary

@@ -298,6 +298,7 @@ impl Default for PlatformConfig {
 
 /// Why a configuration file could not be read. Exit code 2 in the CLI.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]

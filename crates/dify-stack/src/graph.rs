@@ -19,6 +19,7 @@ use crate::output::StackOutput;
 /// A unit of work in the stack graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Node {
     /// VPC, subnets, gateways, routes.
     Network,
@@ -176,6 +177,7 @@ impl std::fmt::Display for NodeError {
 /// Progress of a run, for embedders and the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// A node started (apply or destroy).
     NodeStarted {
@@ -250,6 +252,7 @@ impl EventSink {
 
 /// What one node hands on.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum NodeOutput {
     /// Network.
     Network(Box<dify_stack_network::NetworkOutput>),

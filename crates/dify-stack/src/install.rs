@@ -86,6 +86,7 @@ impl Default for DifyRelease {
 
 /// Why the install or uninstall failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InstallError {
     /// Helm is missing, too old, or failed.
     #[error(transparent)]

@@ -57,6 +57,7 @@ use serde::Serialize;
 
 /// Everything that can go wrong at the stack level.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StackError {
     /// The configuration is invalid; nothing was called. Every violation is listed.
     #[error("invalid stack configuration:\n{0}")]

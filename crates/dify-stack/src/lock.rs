@@ -39,6 +39,7 @@ pub struct LockInfo {
 
 /// Lock failures.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
     /// Someone else holds the lock.
     #[error(

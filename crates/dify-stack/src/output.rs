@@ -110,6 +110,7 @@ pub struct IncompleteStack(pub &'static str);
 
 /// Why the values file cannot be rendered.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValuesError {
     /// A node has no output yet.
     #[error(transparent)]

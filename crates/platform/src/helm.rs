@@ -12,6 +12,7 @@ use crate::spec::Chart;
 
 /// Why Helm could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum HelmError {
     /// No `helm` executable.
     #[error(

@@ -31,6 +31,7 @@ pub mod caps {
 
 /// Everything that can go wrong in the platform tier.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlatformError {
     /// The spec is invalid. Permanent.
     #[error("invalid platform spec:\n{0}")]

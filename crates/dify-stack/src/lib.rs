@@ -560,11 +560,15 @@ impl Stack {
         vpc: &str,
     ) -> Result<(), StackError> {
         // The aliases first: the names must not point at a load balancer about to go.
-        if let (Some(domain), Some(zone)) = (&self.cfg.dify.domain, self.hosted_zone().await?) {
-            let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
-            dify_stack_platform::aliases::remove(&self.ctx, &dns, &zone, domain)
-                .await
-                .map_err(|e| StackError::Incomplete(format!("cannot remove the aliases of {domain}: {e}")))?;
+        // Aliases exist only where the certificate node manages the domain.
+        if let Some(spec) = wiring::certificate_spec(&self.cfg) {
+            let domain = &spec.domain.name;
+            let no_aliases = |e| StackError::Incomplete(format!("cannot remove the aliases of {domain}: {e}"));
+            let certificates = dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk);
+            if let Some(zone) = certificates.hosted_zone(&spec).await.map_err(no_aliases)? {
+                let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
+                dify_stack_platform::aliases::remove(&self.ctx, &dns, &zone, domain).await.map_err(no_aliases)?;
+            }
         }
         let (token, _) = self.cluster_access(eks).await?;
         install::helm_uninstall(release, &eks.endpoint, &eks.ca_data, &token).await?;
@@ -580,19 +584,6 @@ impl Stack {
         .await
         .map_err(|e| install::InstallError::LoadBalancersLeft(e.to_string()))?;
         Ok(())
-    }
-
-    /// The domain's hosted zone: configured, or found by name.
-    async fn hosted_zone(&self) -> Result<Option<String>, StackError> {
-        use dify_stack_platform::DnsApi as _;
-        if let Some(z) = &self.cfg.dify.hosted_zone_id {
-            return Ok(Some(z.clone()));
-        }
-        let Some(domain) = &self.cfg.dify.domain else { return Ok(None) };
-        dify_stack_platform::SdkDns::from_conf(&self.sdk)
-            .find_public_zone(domain.clone())
-            .await
-            .map_err(|e| StackError::Incomplete(format!("cannot look up the hosted zone of {domain}: {e}")))
     }
 
     /// A fresh EKS token for `eks` and a client, for Helm and kube-rs.

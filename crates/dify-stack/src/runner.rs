@@ -218,9 +218,17 @@ impl AwsRunner {
     }
 
     async fn kube_for(&self, eks: &dify_stack_eks::EksOutput) -> Option<kube::Client> {
-        let credentials = self.sdk.credentials_provider()?;
-        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        let tokens = self.tokens(eks).ok()?;
         dify_stack_eks::kube_client(eks, &tokens).await.ok()
+    }
+
+    /// EKS bearer tokens for `eks` from the SDK's credentials (the one place the runner makes them).
+    fn tokens(&self, eks: &dify_stack_eks::EksOutput) -> Result<dify_stack_eks::TokenSource, NodeError> {
+        let credentials = self
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| NodeError::new("no AWS credentials provider for the EKS token", false))?;
+        Ok(dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region))
     }
 
     /// The live cluster when this machine drives it and its API answers within 20 s.
@@ -294,11 +302,7 @@ impl AwsRunner {
         if !wiring::creates_service_accounts(&self.cfg) {
             return Ok(iam);
         }
-        let credentials = self
-            .sdk
-            .credentials_provider()
-            .ok_or_else(|| NodeError::new("no AWS credentials provider for the EKS token", false))?;
-        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        let tokens = self.tokens(eks)?;
         let token = tokens.token().await.map_err(|e| fail(e, true))?;
         let kube =
             dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
@@ -325,11 +329,7 @@ impl AwsRunner {
     ) -> Result<dify_stack_platform::PlatformProvisioner, NodeError> {
         let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
         let Some(eks) = eks else { return Ok(platform) };
-        let credentials = self
-            .sdk
-            .credentials_provider()
-            .ok_or_else(|| NodeError::new("no AWS credentials provider for the EKS token", false))?;
-        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
+        let tokens = self.tokens(eks)?;
         let token = tokens.token().await.map_err(|e| fail(e, true))?;
         let kubeconfig = dify_stack_platform::helm::token_kubeconfig(&eks.endpoint, &eks.ca_data, token.secret());
         let helm = dify_stack_platform::HelmCli::new(None, &kubeconfig).await.map_err(|e| NodeError {

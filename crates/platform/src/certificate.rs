@@ -110,7 +110,9 @@ impl CertificateProvisioner {
         Self::new(crate::sdk::SdkDns::from_conf(config))
     }
 
-    async fn zone(&self, spec: &CertificateSpec) -> Result<Option<String>> {
+    /// The domain's public hosted zone: the configured one, or the longest public zone whose
+    /// name holds the domain.
+    pub async fn hosted_zone(&self, spec: &CertificateSpec) -> Result<Option<String>> {
         let domain = &spec.domain;
         if let Some(z) = &domain.hosted_zone_id {
             return Ok(Some(z.clone()));
@@ -196,7 +198,7 @@ impl Provisioner for CertificateProvisioner {
     }
 
     async fn observe(&self, ctx: &Context, spec: &CertificateSpec) -> Result<ObservedCertificate> {
-        let mut o = ObservedCertificate { zone: self.zone(spec).await?, ..Default::default() };
+        let mut o = ObservedCertificate { zone: self.hosted_zone(spec).await?, ..Default::default() };
         o.certificate = self.certificate(ctx, &spec.domain.name).await?;
         if let (Some(zone), Some(cert)) = (&o.zone, &o.certificate) {
             o.validation_present = self.present_records(zone, &cert.validation).await?;
@@ -288,7 +290,7 @@ impl Provisioner for CertificateProvisioner {
     async fn destroy(&self, ctx: &Context, spec: &CertificateSpec) -> Result<Vec<ResourceRef>> {
         let mut deleted = Vec::new();
         let domain = &spec.domain;
-        let zone = self.zone(spec).await?;
+        let zone = self.hosted_zone(spec).await?;
         if let Some(zone) = &zone {
             deleted.extend(crate::aliases::remove(ctx, self.dns.as_ref(), zone, &domain.name).await?);
         }

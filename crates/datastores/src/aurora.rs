@@ -14,11 +14,12 @@ use crate::client::{
 };
 use crate::common::security_group_change;
 use crate::common::{
-    At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
-    tag_drift, wait_for,
+    DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
+    wait_for,
 };
 use crate::secrets::{self, SecretKind, StoredSecret};
 use crate::spec::{DatastoresSpec, data_api_available};
+use dify_stack_core::{AwsAt, NotOwned};
 
 /// PostgreSQL's port.
 pub const PORT: i32 = 5432;
@@ -245,7 +246,7 @@ impl Provisioner for AuroraProvisioner {
             .await
             .at("DescribeSecurityGroups", &names.security_group)?
         {
-            owned(ctx, "security group", &names.security_group, &sg.tags)?;
+            NotOwned::check(ctx, "security group", &names.security_group, &sg.tags)?;
             o.security_group = Some(sg);
         }
         if let Some(tags) = self
@@ -254,7 +255,7 @@ impl Provisioner for AuroraProvisioner {
             .await
             .at("DescribeDBSubnetGroups", &names.subnet_group)?
         {
-            owned(ctx, "DB subnet group", &names.subnet_group, &tags)?;
+            NotOwned::check(ctx, "DB subnet group", &names.subnet_group, &tags)?;
             o.subnet_group = true;
         }
         let Some(c) =
@@ -262,7 +263,7 @@ impl Provisioner for AuroraProvisioner {
         else {
             return Ok(o);
         };
-        owned(ctx, "Aurora cluster", &names.cluster, &c.tags)?;
+        NotOwned::check(ctx, "Aurora cluster", &names.cluster, &c.tags)?;
         o.instances = self.rds.list_instances(names.cluster.clone()).await.at("DescribeDBInstances", &names.cluster)?;
         if self.data_api(ctx, spec)
             && c.http_endpoint
@@ -431,7 +432,7 @@ impl Provisioner for AuroraProvisioner {
             match self.rds.create_subnet_group(names.subnet_group.clone(), subnets, tags).await {
                 Ok(()) => {}
                 Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e).at("CreateDBSubnetGroup", &names.subnet_group),
+                Err(e) => return Err(e.at("CreateDBSubnetGroup", &names.subnet_group).into()),
             }
         }
         let tags = ctx.tags_for(Tier::Datastores, "aurora", &names.cluster);
@@ -464,7 +465,7 @@ impl Provisioner for AuroraProvisioner {
                         .at("DescribeDBClusters", &names.cluster)?
                         .ok_or(e)
                         .at("CreateDBCluster", &names.cluster)?,
-                    Err(e) => return Err(e).at("CreateDBCluster", &names.cluster),
+                    Err(e) => return Err(e.at("CreateDBCluster", &names.cluster).into()),
                 }
             }
             Some(c) => {
@@ -504,7 +505,7 @@ impl Provisioner for AuroraProvisioner {
             match self.rds.create_instance(id.clone(), names.cluster.clone(), az, itags).await {
                 Ok(()) => tracing::info!(instance = %id, "creating Aurora instance"),
                 Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e).at("CreateDBInstance", &id),
+                Err(e) => return Err(e.at("CreateDBInstance", &id).into()),
             }
             created.push(id);
         }
@@ -601,7 +602,7 @@ impl Provisioner for AuroraProvisioner {
                     tracing::warn!(cluster = %cluster_id, error = %e, "the RDS Data API was refused here");
                     data_api = false;
                 }
-                Err(e) => return Err(e).at("EnableHttpEndpoint", &cluster_id),
+                Err(e) => return Err(e.at("EnableHttpEndpoint", &cluster_id).into()),
             }
         }
         if data_api && let Some(secret) = &secret {
@@ -623,7 +624,7 @@ impl Provisioner for AuroraProvisioner {
                         Ok(_) => tracing::info!(database = %db, "created database"),
                         // A concurrent or lost-response create: it exists now.
                         Err(e) if e.message.as_deref().is_some_and(|m| m.contains("already exists")) => {}
-                        Err(e) => return Err(e).at("ExecuteStatement", db),
+                        Err(e) => return Err(e.at("ExecuteStatement", db).into()),
                     }
                 }
                 databases.push(db.clone());
@@ -770,7 +771,7 @@ impl AuroraProvisioner {
                 Err(e) if e.message.as_deref().is_some_and(|m| m.contains("already exists")) => {
                     run(sql_set_password(user, &password)).await.at("ExecuteStatement", user)?;
                 }
-                Err(e) => return Err(e).at("ExecuteStatement", user),
+                Err(e) => return Err(e.at("ExecuteStatement", user).into()),
             }
         } else if secret_fresh {
             // The role outlived its secret (deleted by hand): the new password must be the role's.

@@ -12,8 +12,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{BucketInfo, S3Api};
-use crate::common::{At, DataPolicy, DatastoresError, Result, owned, tag_drift};
+use crate::common::{DataPolicy, DatastoresError, Result, tag_drift};
 use crate::spec::DatastoresSpec;
+use dify_stack_core::{AwsAt, NotOwned};
 
 /// Id of our lifecycle rule.
 pub const LIFECYCLE_RULE_ID: &str = "dify-stack-abort-incomplete-multipart";
@@ -197,7 +198,7 @@ impl Provisioner for BucketProvisioner {
         if let Some(b) = &b
             && !self.interrupted_create(&name, b).await?
         {
-            owned(ctx, "S3 bucket", &name, &b.tags)?;
+            NotOwned::check(ctx, "S3 bucket", &name, &b.tags)?;
         }
         Ok(b)
     }
@@ -272,7 +273,7 @@ impl Provisioner for BucketProvisioner {
                 match self.s3.create(name.clone(), ctx.region().to_owned()).await {
                     Ok(()) => tracing::info!(bucket = %name, "created bucket"),
                     Err(e) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => {}
-                    Err(e) => return Err(e).at("CreateBucket", &name),
+                    Err(e) => return Err(e.at("CreateBucket", &name).into()),
                 }
                 // Tags first: a crash after this point leaves a bucket we recognise as ours.
                 self.s3.put_tags(name.clone(), tags.clone()).await.at("PutBucketTagging", &name)?;

@@ -1,10 +1,12 @@
 //! Shared pieces of the store provisioners: errors, the data policy, security groups, waits.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use dify_stack_core::wait::{self, Probe, WaitError};
-use dify_stack_core::{AwsError, Context, SpecErrors, Tags, Tier};
+use dify_stack_core::wait::{self, Probe};
+use dify_stack_core::{
+    AwsAt, AwsError, AwsFailure, Classify, Context, ErrorKind, NotOwned, SpecErrors, Tags, Tier, WaitEnded,
+    from_aws_wait, from_wait,
+};
 
 use crate::client::SgApi;
 
@@ -15,17 +17,8 @@ pub enum DatastoresError {
     #[error("invalid datastores spec:\n{0}")]
     Invalid(#[from] SpecErrors),
     /// A resource with our name exists without our ownership tag. Never adopted or deleted.
-    #[error(
-        "{kind} {name:?} exists but is not owned by stack {stack}; choose another stack name or remove it yourself"
-    )]
-    NotOwned {
-        /// Kind of resource.
-        kind: &'static str,
-        /// Its name.
-        name: String,
-        /// Our stack.
-        stack: String,
-    },
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
     /// A change needs a replacement that would lose data, and it is not allowed. Nothing changed.
     #[error(
         "{resource}: changing {field} ({have} -> {want}) replaces it and loses its data; keep {have}, or set allow_replace and allow_data_loss"
@@ -61,18 +54,10 @@ pub enum DatastoresError {
     },
     /// A wait ended without success (timeout or cancellation). Re-running resumes.
     #[error(transparent)]
-    Wait(WaitError<Infallible>),
-    /// An AWS call failed. Transient when `source.is_retryable()`; re-running resumes.
-    #[error("{operation} failed for {resource}")]
-    Aws {
-        /// What was being done.
-        operation: &'static str,
-        /// The resource.
-        resource: String,
-        /// The AWS error.
-        #[source]
-        source: Box<AwsError>,
-    },
+    Wait(#[from] WaitEnded),
+    /// An AWS call failed. Retryable when the AWS error is; re-running resumes.
+    #[error(transparent)]
+    Aws(#[from] AwsFailure),
     /// Several stores failed (they run concurrently); each error is kept.
     #[error("{} datastores failed:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Several(Vec<DatastoresError>),
@@ -81,47 +66,23 @@ pub enum DatastoresError {
 /// Result alias of the datastores tier.
 pub type Result<T, E = DatastoresError> = std::result::Result<T, E>;
 
-impl DatastoresError {
-    pub(crate) fn from_wait(e: WaitError<DatastoresError>) -> DatastoresError {
-        match e {
-            WaitError::Failed { source, .. } => source,
-            WaitError::TimedOut { what, waited, last_status } => {
-                DatastoresError::Wait(WaitError::TimedOut { what, waited, last_status })
-            }
-            WaitError::Cancelled { what } => DatastoresError::Wait(WaitError::Cancelled { what }),
-        }
-    }
-
-    pub(crate) fn from_aws_wait(e: WaitError<AwsError>, operation: &'static str, resource: &str) -> DatastoresError {
-        match e {
-            WaitError::Failed { source, .. } => {
-                DatastoresError::Aws { operation, resource: resource.to_owned(), source: Box::new(source) }
-            }
-            WaitError::TimedOut { what, waited, last_status } => {
-                DatastoresError::Wait(WaitError::TimedOut { what, waited, last_status })
-            }
-            WaitError::Cancelled { what } => DatastoresError::Wait(WaitError::Cancelled { what }),
-        }
-    }
-
-    /// True when re-running later may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl Classify for DatastoresError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            DatastoresError::Aws { source, .. } => source.is_retryable(),
-            DatastoresError::Wait(WaitError::TimedOut { .. }) => true,
-            DatastoresError::Several(all) => all.iter().all(DatastoresError::is_retryable),
-            _ => false,
+            DatastoresError::Invalid(_) => ErrorKind::Invalid,
+            DatastoresError::NotOwned(e) => e.kind(),
+            DatastoresError::ReplacementRefused { .. } | DatastoresError::DataLossRefused { .. } => ErrorKind::Refused,
+            DatastoresError::Failed { .. } => ErrorKind::Failed,
+            DatastoresError::Wait(e) => e.kind(),
+            DatastoresError::Aws(e) => e.kind(),
+            // Retryable only when every store's failure is; otherwise the first permanent kind.
+            DatastoresError::Several(all) => all
+                .iter()
+                .map(Classify::kind)
+                .find(|k| !k.is_retryable())
+                .or_else(|| all.first().map(Classify::kind))
+                .unwrap_or(ErrorKind::Other),
         }
-    }
-}
-
-pub(crate) trait At<T> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T>;
-}
-
-impl<T> At<T> for std::result::Result<T, AwsError> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T> {
-        self.map_err(|e| DatastoresError::Aws { operation, resource: resource.to_owned(), source: Box::new(e) })
     }
 }
 
@@ -145,14 +106,6 @@ impl DataPolicy {
     /// The policy implied by the context's permissions: `allow_data_loss` deletes everything.
     pub fn from_context(ctx: &Context) -> DataPolicy {
         if ctx.permissions.allow_data_loss { DataPolicy::delete_everything() } else { DataPolicy::default() }
-    }
-}
-
-pub(crate) fn owned(ctx: &Context, kind: &'static str, name: &str, tags: &Tags) -> Result<()> {
-    if ctx.owns_tags(tags) {
-        Ok(())
-    } else {
-        Err(DatastoresError::NotOwned { kind, name: name.to_owned(), stack: ctx.stack().to_string() })
     }
 }
 
@@ -220,7 +173,7 @@ pub(crate) async fn ensure_security_group(
     };
     let (id, have_rules, have_tags) = match found {
         Some(sg) => {
-            owned(ctx, "security group", name, &sg.tags)?;
+            NotOwned::check(ctx, "security group", name, &sg.tags)?;
             (sg.id, sg.ingress, sg.tags)
         }
         None => {
@@ -230,10 +183,10 @@ pub(crate) async fn ensure_security_group(
                 Err(e) if e.is_already_exists() => {
                     let sg = api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?;
                     let sg = sg.ok_or(e).at("CreateSecurityGroup", name)?;
-                    owned(ctx, "security group", name, &sg.tags)?;
+                    NotOwned::check(ctx, "security group", name, &sg.tags)?;
                     return Box::pin(ensure_security_group(ctx, api, want, Some(sg))).await;
                 }
-                Err(e) => return Err(e).at("CreateSecurityGroup", name),
+                Err(e) => return Err(e.at("CreateSecurityGroup", name).into()),
             };
             (id, Vec::new(), tags.clone())
         }
@@ -247,7 +200,7 @@ pub(crate) async fn ensure_security_group(
         match api.authorize(id.clone(), port, source.clone()).await {
             Ok(()) => {}
             Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(e).at("AuthorizeSecurityGroupIngress", name),
+            Err(e) => return Err(e.at("AuthorizeSecurityGroupIngress", name).into()),
         }
     }
     let drift = tag_drift(&tags, &have_tags);
@@ -279,7 +232,7 @@ pub(crate) async fn delete_security_group(
         || async { dify_stack_core::ignore_not_found(api.delete(sg.id.clone()).await) },
     )
     .await
-    .map_err(|e| DatastoresError::from_aws_wait(e, "DeleteSecurityGroup", name))?;
+    .map_err(|e| from_aws_wait::<DatastoresError>(e, "DeleteSecurityGroup", name))?;
     Ok(Some(sg.id))
 }
 
@@ -300,7 +253,7 @@ where
         }
     })
     .await
-    .map_err(DatastoresError::from_wait)
+    .map_err(from_wait)
 }
 
 /// Polls `probe` until it returns [`Probe::Done`], within the context's wait policy capped at
@@ -310,7 +263,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Probe<T>>>,
 {
-    wait::until(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(DatastoresError::from_wait)
+    wait::until(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(from_wait)
 }
 
 /// Plausibility caps of the waits (about twice the p95 of `aws-durations.toml`).

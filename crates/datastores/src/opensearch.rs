@@ -15,12 +15,13 @@ use serde_json::{Value, json};
 use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo};
 use crate::common::security_group_change;
 use crate::common::{
-    At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
-    tag_drift, wait_for, wait_value,
+    DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
+    wait_for, wait_value,
 };
 use crate::secrets::{SecretKind, delete_secret, ensure_secret};
 use crate::spec::DatastoresSpec;
 use dify_stack_core::Probe;
+use dify_stack_core::{AwsAt, NotOwned, from_aws_wait};
 
 /// HTTPS.
 pub const PORT: i32 = 443;
@@ -180,7 +181,7 @@ impl OpenSearchProvisioner {
             Err(e) if e.is_already_exists() || e.message.as_deref().is_some_and(|m| m.contains("has been taken")) => {
                 Ok(())
             }
-            Err(e) => Err(e).at("CreateServiceLinkedRole", SERVICE_LINKED_ROLE),
+            Err(e) => Err(e.at("CreateServiceLinkedRole", SERVICE_LINKED_ROLE).into()),
         }
     }
 
@@ -270,11 +271,11 @@ impl Provisioner for OpenSearchProvisioner {
         let (name, sgn) = (domain_name(ctx), sg_name(ctx));
         let mut o = ObservedOpenSearch::default();
         if let Some(sg) = self.sg.find(spec.vpc_id.to_string(), sgn.clone()).await.at("DescribeSecurityGroups", &sgn)? {
-            owned(ctx, "security group", &sgn, &sg.tags)?;
+            NotOwned::check(ctx, "security group", &sgn, &sg.tags)?;
             o.security_group = Some(sg);
         }
         if let Some(d) = self.search.describe(name.clone()).await.at("DescribeDomain", &name)? {
-            owned(ctx, "OpenSearch domain", &name, &d.tags)?;
+            NotOwned::check(ctx, "OpenSearch domain", &name, &d.tags)?;
             o.domain = Some(d);
             o.service_linked_role = true;
         } else {
@@ -401,7 +402,7 @@ impl Provisioner for OpenSearchProvisioner {
                 match created {
                     Ok(_) => tracing::info!(domain = %name, "creating OpenSearch domain"),
                     Err(wait::WaitError::Failed { source, .. }) if source.is_already_exists() => {}
-                    Err(e) => return Err(DatastoresError::from_aws_wait(e, "CreateDomain", &name)),
+                    Err(e) => return Err(from_aws_wait::<DatastoresError>(e, "CreateDomain", &name)),
                 }
                 None
             }

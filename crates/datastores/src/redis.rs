@@ -11,12 +11,13 @@ use serde::Serialize;
 use crate::client::{ElastiCacheApi, ReplicationGroupCreate, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
 use crate::common::security_group_change;
 use crate::common::{
-    At, DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, owned,
-    tag_drift, wait_for, wait_value,
+    DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
+    wait_for, wait_value,
 };
 use crate::secrets::{SecretKind, delete_secret, ensure_secret};
 use crate::spec::DatastoresSpec;
 use dify_stack_core::Probe;
+use dify_stack_core::{AwsAt, NotOwned, from_aws_wait};
 
 /// Redis's port.
 pub const PORT: i32 = 6379;
@@ -119,18 +120,18 @@ impl Provisioner for RedisProvisioner {
         let n = name(ctx);
         let mut o = ObservedRedis::default();
         if let Some(sg) = self.sg.find(spec.vpc_id.to_string(), n.clone()).await.at("DescribeSecurityGroups", &n)? {
-            owned(ctx, "security group", &n, &sg.tags)?;
+            NotOwned::check(ctx, "security group", &n, &sg.tags)?;
             o.security_group = Some(sg);
         }
         if let Some(tags) = self.cache.find_subnet_group(n.clone()).await.at("DescribeCacheSubnetGroups", &n)? {
-            owned(ctx, "cache subnet group", &n, &tags)?;
+            NotOwned::check(ctx, "cache subnet group", &n, &tags)?;
             o.subnet_group = true;
         }
         if let Some(g) = self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)? {
             // While it is not available its tags cannot be read: ownership is checked by apply
             // and destroy once it is, before any write.
             if let Some(tags) = &g.tags {
-                owned(ctx, "Redis replication group", &n, tags)?;
+                NotOwned::check(ctx, "Redis replication group", &n, tags)?;
             }
             o.group = Some(g);
         }
@@ -247,7 +248,7 @@ impl Provisioner for RedisProvisioner {
             {
                 Ok(()) => {}
                 Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e).at("CreateCacheSubnetGroup", &n),
+                Err(e) => return Err(e.at("CreateCacheSubnetGroup", &n).into()),
             }
         }
         let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
@@ -269,7 +270,7 @@ impl Provisioner for RedisProvisioner {
                 match self.cache.create(create).await {
                     Ok(()) => tracing::info!(replication_group = %n, "creating Redis"),
                     Err(e) if e.is_already_exists() => {}
-                    Err(e) => return Err(e).at("CreateReplicationGroup", &n),
+                    Err(e) => return Err(e.at("CreateReplicationGroup", &n).into()),
                 }
                 None
             }
@@ -277,7 +278,7 @@ impl Provisioner for RedisProvisioner {
                 let mut changed = false;
                 let mut g =
                     if g.is_available() && g.tags.is_some() { g.clone() } else { self.wait_available(ctx, &n).await? };
-                owned(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
+                NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
                 let node_type = (g.node_type != r.node_type).then(|| r.node_type.clone());
                 let retention =
                     (g.snapshot_retention_days != r.snapshot_retention_days).then_some(r.snapshot_retention_days);
@@ -353,7 +354,7 @@ impl Provisioner for RedisProvisioner {
                 || async { dify_stack_core::ignore_not_found(self.cache.delete_subnet_group(n.clone()).await) },
             )
             .await
-            .map_err(|e| DatastoresError::from_aws_wait(e, "DeleteCacheSubnetGroup", &n))?;
+            .map_err(|e| from_aws_wait::<DatastoresError>(e, "DeleteCacheSubnetGroup", &n))?;
             deleted.push(ResourceRef::new("elasticache:subnet-group", &n));
         }
         if let Some(id) = delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &n).await? {

@@ -10,7 +10,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 
 use crate::client::SecretsApi;
-use crate::common::{At, DataPolicy, Result, owned, tag_drift};
+use crate::common::{DataPolicy, Result, tag_drift};
+use dify_stack_core::{AwsAt, NotOwned};
 
 /// Recovery window of secrets deleted without `delete_data`.
 pub const RECOVERY_WINDOW_DAYS: i64 = 7;
@@ -144,10 +145,10 @@ pub async fn ensure_secret(
             Err(e) if e.is_already_exists() => {
                 api.describe(name.clone()).await.at("DescribeSecret", &name)?.ok_or(e).at("CreateSecret", &name)?
             }
-            Err(e) => return Err(e).at("CreateSecret", &name),
+            Err(e) => return Err(e.at("CreateSecret", &name).into()),
         },
     };
-    owned(ctx, "secret", &name, &meta.tags)?;
+    NotOwned::check(ctx, "secret", &name, &meta.tags)?;
     if meta.pending_deletion {
         api.restore(meta.arn.clone()).await.at("RestoreSecret", &name)?;
         tracing::info!(secret = %name, "restored secret scheduled for deletion");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dify_stack_core::ids::{AvailabilityZone, SecurityGroupId, SubnetId, VpcId};
-use dify_stack_core::{Context, Environment, Provisioner, Tier, WaitPolicy};
+use dify_stack_core::{Classify, Context, Environment, Provisioner, Tier, WaitPolicy};
 use secrecy::SecretString;
 
 use crate::client::*;

@@ -133,8 +133,13 @@ impl NodeError {
         NodeError { message: message.into(), retryable, source: None }
     }
 
-    /// From a tier's error, kept as the source, with its causes in the message.
-    pub fn from_error(e: impl std::error::Error + Send + Sync + 'static, retryable: bool) -> NodeError {
+    /// From a tier's error, kept as the source, with its causes in the message; retryable when
+    /// the error's [`Classify::kind`](dify_stack_core::Classify::kind) is.
+    pub fn from_error<E>(e: E) -> NodeError
+    where
+        E: std::error::Error + dify_stack_core::Classify + Send + Sync + 'static,
+    {
+        let retryable = e.is_retryable();
         let mut message = e.to_string();
         let mut src = e.source();
         while let Some(s) = src {

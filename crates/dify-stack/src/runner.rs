@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{BucketName, SecurityGroupId, VpcId};
-use dify_stack_core::{Context, Provisioner, ResourceRef};
+use dify_stack_core::{Classify, Context, Provisioner, ResourceRef};
 use dify_stack_datastores::{
     AuroraProvisioner, BucketProvisioner, DataPolicy, DatastoresSpec, OpenSearchProvisioner, RedisProvisioner,
     SdkDatastores, SecretKind,
@@ -53,36 +53,9 @@ impl std::fmt::Debug for AwsRunner {
     }
 }
 
-fn fail<E: std::error::Error + Send + Sync + 'static>(e: E, retryable: bool) -> NodeError {
-    NodeError::from_error(e, retryable)
-}
-
-/// Tier errors that know whether a later run may succeed.
-trait Retryable: std::error::Error + Send + Sync + 'static {
-    fn retryable(&self) -> bool;
-}
-
-impl Retryable for dify_stack_network::NetworkError {
-    fn retryable(&self) -> bool {
-        self.is_retryable()
-    }
-}
-
-impl Retryable for dify_stack_eks::EksError {
-    fn retryable(&self) -> bool {
-        self.is_retryable()
-    }
-}
-
-impl Retryable for dify_stack_datastores::DatastoresError {
-    fn retryable(&self) -> bool {
-        self.is_retryable()
-    }
-}
-
-fn tier_err<E: Retryable>(e: E) -> NodeError {
-    let r = e.retryable();
-    fail(e, r)
+/// A tier's error as the node's; whether a re-run may succeed comes from the error itself.
+fn fail<E: std::error::Error + Classify + Send + Sync + 'static>(e: E) -> NodeError {
+    NodeError::from_error(e)
 }
 
 /// What the IAM spec needs from the EKS and registry nodes when those outputs are not at hand
@@ -177,11 +150,8 @@ impl AwsRunner {
     async fn discover_vpc(&self) -> Result<Option<VpcId>, NodeError> {
         self.vpc
             .get_or_try_init(|| async {
-                let observed = self
-                    .network
-                    .observe(&self.ctx, &wiring::network_spec(&self.cfg))
-                    .await
-                    .map_err(|e| fail(e, true))?;
+                let observed =
+                    self.network.observe(&self.ctx, &wiring::network_spec(&self.cfg)).await.map_err(|e| fail(e))?;
                 Ok(match observed {
                     ObservedNetwork::New(o) => o.vpcs.first().map(|v| v.id.clone()),
                     ObservedNetwork::Existing(o) => o.vpc.map(|v| v.id),
@@ -286,10 +256,10 @@ impl AwsRunner {
                     "the Kubernetes API at {endpoint} cannot be reached from this machine (eks.kubernetes_access = {}): {k}. Fix: run apply from inside the VPC or from an address in eks.endpoint.public_access_cidrs, use eks.kubernetes_access = caller_address, or role_only to write the manifests instead",
                     self.cfg.eks.kubernetes_access
                 ),
-                retryable: true,
+                retryable: e.is_retryable(),
                 source: Some(std::sync::Arc::new(e)),
             },
-            _ => fail(e, true),
+            _ => fail(e),
         }
     }
 
@@ -303,10 +273,10 @@ impl AwsRunner {
             return Ok(iam);
         }
         let tokens = self.tokens(eks)?;
-        let token = tokens.token().await.map_err(|e| fail(e, true))?;
+        let token = tokens.token().await.map_err(|e| fail(e))?;
         let kube =
             dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
-                .map_err(|e| fail(e, false))?
+                .map_err(|e| fail(e))?
                 .with_retry(self.ctx.wait.capped(cap), self.ctx.cancellation().clone());
         Ok(iam.with_kubernetes(kube))
     }
@@ -318,7 +288,7 @@ impl AwsRunner {
         let iam = up.iam.as_ref().ok_or_else(|| missing(node, "iam"))?;
         let spec = wiring::platform_spec(&self.cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
         let platform = self.platform(spec.kubernetes.then_some(eks)).await?;
-        platform.apply(&self.ctx, &spec).await.map_err(|e| fail(e, true))
+        platform.apply(&self.ctx, &spec).await.map_err(|e| fail(e))
     }
 
     /// The platform provisioner; with `eks`, also Helm (with a kubeconfig holding a fresh EKS
@@ -330,16 +300,16 @@ impl AwsRunner {
         let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
         let Some(eks) = eks else { return Ok(platform) };
         let tokens = self.tokens(eks)?;
-        let token = tokens.token().await.map_err(|e| fail(e, true))?;
+        let token = tokens.token().await.map_err(|e| fail(e))?;
         let kubeconfig = dify_stack_platform::helm::token_kubeconfig(&eks.endpoint, &eks.ca_data, token.secret());
         let helm = dify_stack_platform::HelmCli::new(None, &kubeconfig).await.map_err(|e| NodeError {
             message: format!(
                 "{e}. The platform add-ons are installed with Helm; or set eks.kubernetes_access = role_only to get the commands instead"
             ),
-            retryable: false,
+            retryable: e.is_retryable(),
             source: Some(std::sync::Arc::new(e)),
         })?;
-        let client = dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| fail(e, true))?;
+        let client = dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| fail(e))?;
         Ok(platform.with_kubernetes(helm, dify_stack_platform::kube::KubeIngressClasses::new(client)))
     }
 }
@@ -350,46 +320,41 @@ impl TierRunner for AwsRunner {
         let ctx = &self.ctx;
         let cfg = &self.cfg;
         Ok(match node {
-            Node::Network => NodeOutput::Network(Box::new(
-                self.network.apply(ctx, &wiring::network_spec(cfg)).await.map_err(tier_err)?,
-            )),
+            Node::Network => {
+                NodeOutput::Network(Box::new(self.network.apply(ctx, &wiring::network_spec(cfg)).await.map_err(fail)?))
+            }
             Node::NodeSecurityGroup => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-                NodeOutput::NodeSecurityGroup(self.node_sg.apply(ctx, &wiring::node_sg_spec(net)).await.map_err(
-                    |e| {
-                        let r = e.is_retryable();
-                        fail(e, r)
-                    },
-                )?)
+                NodeOutput::NodeSecurityGroup(self.node_sg.apply(ctx, &wiring::node_sg_spec(net)).await.map_err(fail)?)
             }
             Node::Eks => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(tier_err)?))
+                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(fail)?))
             }
             Node::Aurora => {
                 let spec = self.datastores_spec(&up, node)?;
-                NodeOutput::Aurora(Box::new(self.aurora.apply(ctx, &spec).await.map_err(tier_err)?))
+                NodeOutput::Aurora(Box::new(self.aurora.apply(ctx, &spec).await.map_err(fail)?))
             }
             Node::Redis => {
                 let spec = self.datastores_spec(&up, node)?;
-                NodeOutput::Redis(Box::new(self.redis.apply(ctx, &spec).await.map_err(tier_err)?))
+                NodeOutput::Redis(Box::new(self.redis.apply(ctx, &spec).await.map_err(fail)?))
             }
             Node::OpenSearch => {
                 let spec = self.datastores_spec(&up, node)?;
-                NodeOutput::OpenSearch(Box::new(self.opensearch.apply(ctx, &spec).await.map_err(tier_err)?))
+                NodeOutput::OpenSearch(Box::new(self.opensearch.apply(ctx, &spec).await.map_err(fail)?))
             }
             Node::Bucket => {
                 let spec =
                     wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
-                NodeOutput::Bucket(Box::new(self.bucket.apply(ctx, &spec).await.map_err(tier_err)?))
+                NodeOutput::Bucket(Box::new(self.bucket.apply(ctx, &spec).await.map_err(fail)?))
             }
             Node::AppSecrets => NodeOutput::AppSecrets(Box::new(
                 dify_stack_datastores::secrets::ensure_secret(ctx, self.ds.as_ref(), SecretKind::DifyApp, "")
                     .await
-                    .map_err(tier_err)?,
+                    .map_err(fail)?,
             )),
             Node::Registry => NodeOutput::Registry(Box::new(
-                self.registry.apply(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e, true))?,
+                self.registry.apply(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e))?,
             )),
             Node::Iam => {
                 let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
@@ -405,7 +370,7 @@ impl TierRunner for AwsRunner {
                 Some(spec) => {
                     Box::pin(dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk).apply(ctx, &spec))
                         .await
-                        .map_err(|e| fail(e, true))?
+                        .map_err(|e| fail(e))?
                 }
                 None => Default::default(),
             })),
@@ -416,10 +381,10 @@ impl TierRunner for AwsRunner {
         let ctx = &self.ctx;
         let cfg = &self.cfg;
         match node {
-            Node::Network => self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(tier_err),
+            Node::Network => self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(fail),
             Node::NodeSecurityGroup => {
                 let Some(vpc_id) = self.discover_vpc().await? else { return Ok(Vec::new()) };
-                self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(tier_err)
+                self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(fail)
             }
             Node::Eks => {
                 let mut net = wiring::planned_network(cfg);
@@ -429,23 +394,23 @@ impl TierRunner for AwsRunner {
                     Some(objects) => self.eks.clone().with_kubernetes_objects(objects),
                     None => self.eks.clone(),
                 };
-                eks.destroy(ctx, &spec).await.map_err(tier_err)
+                eks.destroy(ctx, &spec).await.map_err(fail)
             }
             Node::Aurora => {
                 let spec = self.destroy_spec().await?;
-                self.aurora.destroy(ctx, &spec).await.map_err(tier_err)
+                self.aurora.destroy(ctx, &spec).await.map_err(fail)
             }
             Node::Redis => {
                 let spec = self.destroy_spec().await?;
-                self.redis.destroy(ctx, &spec).await.map_err(tier_err)
+                self.redis.destroy(ctx, &spec).await.map_err(fail)
             }
             Node::OpenSearch => {
                 let spec = self.destroy_spec().await?;
-                self.opensearch.destroy(ctx, &spec).await.map_err(tier_err)
+                self.opensearch.destroy(ctx, &spec).await.map_err(fail)
             }
             Node::Bucket => {
                 let spec = self.destroy_spec().await?;
-                self.bucket.destroy(ctx, &spec).await.map_err(tier_err)
+                self.bucket.destroy(ctx, &spec).await.map_err(fail)
             }
             Node::AppSecrets => {
                 let deleted = dify_stack_datastores::secrets::delete_secret(
@@ -455,19 +420,19 @@ impl TierRunner for AwsRunner {
                     self.policy,
                 )
                 .await
-                .map_err(tier_err)?;
+                .map_err(fail)?;
                 Ok(deleted
                     .map(|arn| ResourceRef::new("secretsmanager:secret", SecretKind::DifyApp.name(ctx)).with_id(arn))
                     .into_iter()
                     .collect())
             }
-            Node::Registry => self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e, false)),
+            Node::Registry => self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e)),
             Node::Iam => {
                 // The issuer comes from the live cluster; when it is gone, roles are still
                 // found by name.
                 let mut net = wiring::planned_network(cfg);
                 net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-                let observed = self.eks.observe(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(|e| fail(e, true))?;
+                let observed = self.eks.observe(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(|e| fail(e))?;
                 let issuer = observed
                     .cluster
                     .as_ref()
@@ -488,13 +453,13 @@ impl TierRunner for AwsRunner {
                 } else {
                     IamProvisioner::from_conf(&self.sdk)
                 };
-                iam.destroy(ctx, &spec).await.map_err(|e| fail(e, true))
+                iam.destroy(ctx, &spec).await.map_err(|e| fail(e))
             }
             Node::Certificate => match wiring::certificate_spec(cfg) {
                 Some(spec) => dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk)
                     .destroy(ctx, &spec)
                     .await
-                    .map_err(|e| fail(e, true)),
+                    .map_err(|e| fail(e)),
                 None => Ok(Vec::new()),
             },
             Node::Platform => {
@@ -513,7 +478,7 @@ impl TierRunner for AwsRunner {
                         self.platform(None).await?
                     }
                 };
-                platform.destroy(ctx, &spec).await.map_err(|e| fail(e, true))
+                platform.destroy(ctx, &spec).await.map_err(|e| fail(e))
             }
         }
     }
@@ -538,7 +503,7 @@ impl AwsRunner {
         macro_rules! plan_or_diff {
             ($prov:expr, $spec:expr, $ready:expr, $default:expr) => {{
                 if $ready {
-                    let p = $prov.plan(ctx, &$spec).await.map_err(tier_err);
+                    let p = $prov.plan(ctx, &$spec).await.map_err(fail);
                     (p, false)
                 } else {
                     (Ok($prov.diff(ctx, &$spec, &$default)), true)
@@ -549,7 +514,7 @@ impl AwsRunner {
         macro_rules! plan_out {
             ($node:expr, $prov:expr, $spec:expr, $ready:expr, $default:expr) => {{
                 if $ready {
-                    let (p, out) = $prov.plan_with_output(ctx, &$spec).await.map_err(|e| ($node, tier_err(e)))?;
+                    let (p, out) = $prov.plan_with_output(ctx, &$spec).await.map_err(|e| ($node, fail(e)))?;
                     (p, out, false)
                 } else {
                     ($prov.diff(ctx, &$spec, &$default), None, true)
@@ -559,7 +524,7 @@ impl AwsRunner {
 
         // Network (no upstream).
         let net_spec = wiring::network_spec(cfg);
-        let (p, out) = self.network.plan_with_output(ctx, &net_spec).await.map_err(|e| (Node::Network, tier_err(e)))?;
+        let (p, out) = self.network.plan_with_output(ctx, &net_spec).await.map_err(|e| (Node::Network, fail(e)))?;
         up.network = out;
         put(Node::Network, p, false);
         let net_ready = up.network.is_some();
@@ -591,13 +556,12 @@ impl AwsRunner {
         let (p, pending) = plan_or_diff!(self.opensearch, ds, ready, Default::default());
         put(Node::OpenSearch, p.map_err(err(Node::OpenSearch))?, pending);
         let bucket_spec = wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
-        let (p, out) =
-            self.bucket.plan_with_output(ctx, &bucket_spec).await.map_err(|e| (Node::Bucket, tier_err(e)))?;
+        let (p, out) = self.bucket.plan_with_output(ctx, &bucket_spec).await.map_err(|e| (Node::Bucket, fail(e)))?;
         up.bucket = out;
         put(Node::Bucket, p, false);
         let exists = dify_stack_datastores::secrets::secret_exists(ctx, self.ds.as_ref(), SecretKind::DifyApp)
             .await
-            .map_err(|e| (Node::AppSecrets, fail(e, true)))?;
+            .map_err(|e| (Node::AppSecrets, fail(e)))?;
         let mut p = dify_stack_core::Plan::new();
         if !exists {
             p.push(
@@ -612,8 +576,7 @@ impl AwsRunner {
 
         // Registry.
         let reg_spec = wiring::registry_spec(cfg);
-        let (p, out) =
-            self.registry.plan_with_output(ctx, &reg_spec).await.map_err(|e| (Node::Registry, fail(e, true)))?;
+        let (p, out) = self.registry.plan_with_output(ctx, &reg_spec).await.map_err(|e| (Node::Registry, fail(e)))?;
         up.registry = out;
         put(Node::Registry, p, false);
 
@@ -645,14 +608,14 @@ impl AwsRunner {
         let p = match &up.eks {
             Some(eks) if net_ready => {
                 let platform = self.platform(spec.kubernetes.then_some(eks)).await.map_err(err(Node::Platform))?;
-                (platform.plan(ctx, &spec).await.map_err(|e| (Node::Platform, fail(e, true)))?, false)
+                (platform.plan(ctx, &spec).await.map_err(|e| (Node::Platform, fail(e)))?, false)
             }
             _ => {
                 // No cluster yet: the AWS side is observed (the add-on catalogue, the domain's
                 // zone and certificate), the cluster side is all to create.
                 let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
                 let aws_only = dify_stack_platform::PlatformSpec { kubernetes: false, ..spec.clone() };
-                let observed = platform.observe(ctx, &aws_only).await.map_err(|e| (Node::Platform, fail(e, true)))?;
+                let observed = platform.observe(ctx, &aws_only).await.map_err(|e| (Node::Platform, fail(e)))?;
                 (platform.diff(ctx, &spec, &observed), true)
             }
         };
@@ -663,7 +626,7 @@ impl AwsRunner {
             Some(spec) => dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk)
                 .plan(ctx, &spec)
                 .await
-                .map_err(|e| (Node::Certificate, fail(e, true)))?,
+                .map_err(|e| (Node::Certificate, fail(e)))?,
             None => dify_stack_core::Plan::new(),
         };
         put(Node::Certificate, p, false);

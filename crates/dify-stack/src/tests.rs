@@ -581,7 +581,7 @@ fn an_unreachable_kubernetes_api_fails_naming_the_endpoint_and_the_fix() {
     let sdk = aws_types::SdkConfig::builder().build();
     let runner = crate::AwsRunner::new(cfg, ctx, sdk, crate::DataPolicy::default());
     let endpoint = "https://ABCDEF.gr7.us-west-2.eks.amazonaws.com";
-    let unreachable = dify_stack_iam::K8sError {
+    let unreachable = dify_stack_core::KubeFailure {
         operation: "apply",
         object: "namespace dify".into(),
         message: "client error (Connect): tcp connect error: deadline has elapsed".into(),
@@ -593,7 +593,7 @@ fn an_unreachable_kubernetes_api_fails_naming_the_endpoint_and_the_fix() {
         assert!(e.message.contains(needle), "{needle} missing in {}", e.message);
     }
     // An API answer (403) is not a reachability problem and keeps its own message.
-    let forbidden = dify_stack_iam::K8sError { status: Some(403), unreachable: false, ..unreachable };
+    let forbidden = dify_stack_core::KubeFailure { status: Some(403), unreachable: false, ..unreachable };
     let e = runner.iam_err(endpoint, dify_stack_iam::IamError::Kubernetes(forbidden));
     assert!(!e.message.contains("cannot be reached"), "{}", e.message);
 }
@@ -651,11 +651,43 @@ fn stack_futures_are_send(stack: &crate::Stack, release: &crate::install::DifyRe
 #[test]
 fn a_node_error_keeps_the_tiers_typed_error_for_embedders() {
     use dify_stack_eks::EksError;
-    let e = NodeError::from_error(EksError::DowngradeRefused { have: "1.33".into(), want: "1.32".into() }, false);
+    let e = NodeError::from_error(EksError::DowngradeRefused { have: "1.33".into(), want: "1.32".into() });
     assert!(matches!(e.downcast_ref::<EksError>(), Some(EksError::DowngradeRefused { have, .. }) if have == "1.33"));
     assert!(e.downcast_ref::<dify_stack_iam::IamError>().is_none());
     assert!(NodeError::new("text only", true).downcast_ref::<EksError>().is_none());
     // Equality and serialisation stay on the text.
     assert_eq!(e, NodeError::new(e.message.clone(), false));
     assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({"message": e.message, "retryable": false}));
+}
+
+#[test]
+fn a_node_errors_retryability_comes_from_the_tiers_error() {
+    use dify_stack_core::{AwsError, AwsFailure, NotOwned, WaitError};
+    use dify_stack_eks::EksError;
+    use dify_stack_platform::PlatformError;
+    let aws = |code: &str| AwsFailure {
+        operation: "X",
+        resource: "r".into(),
+        source: Box::new(AwsError::new("X", code, "m")),
+    };
+    let timed_out = WaitError::TimedOut {
+        what: "cluster".into(),
+        waited: std::time::Duration::from_secs(1),
+        last_status: "CREATING".into(),
+    };
+    let ctx = wiring::context(&Profile::Test.config(), Some("123456789012")).unwrap();
+    let cases: Vec<(NodeError, bool)> = vec![
+        (NodeError::from_error(EksError::DowngradeRefused { have: "1.33".into(), want: "1.32".into() }), false),
+        (NodeError::from_error(EksError::Wait(timed_out)), true),
+        (NodeError::from_error(EksError::Wait(WaitError::Cancelled { what: "cluster".into() })), false),
+        (NodeError::from_error(EksError::Aws(aws("ThrottlingException"))), true),
+        (NodeError::from_error(EksError::Aws(aws("AccessDeniedException"))), false),
+        (NodeError::from_error(EksError::NotOwned(NotOwned::new(&ctx, "EKS cluster", "dify-test"))), false),
+        (NodeError::from_error(PlatformError::Aws(aws("InternalError"))), true),
+        (NodeError::from_error(PlatformError::NoKubernetesClient), false),
+        (NodeError::from_error(dify_stack_registry::RegistryError::Aws(aws("RepositoryNotEmptyException"))), false),
+    ];
+    for (e, retryable) in cases {
+        assert_eq!(e.retryable, retryable, "{}", e.message);
+    }
 }

@@ -24,8 +24,7 @@ pub mod spec;
 mod tests;
 pub mod token;
 
-use dify_stack_core::wait::WaitError;
-use dify_stack_core::{AwsError, SpecErrors};
+use dify_stack_core::{AwsFailure, Classify, ErrorKind, NotOwned, SpecErrors, WaitEnded};
 
 #[cfg(any(test, feature = "test-util"))]
 pub use client::MockEksApi;
@@ -49,17 +48,8 @@ pub enum EksError {
     #[error("invalid EKS spec:\n{0}")]
     Invalid(#[from] SpecErrors),
     /// A resource with our name exists without our ownership tag. Never adopted or deleted.
-    #[error(
-        "{kind} {name:?} exists but is not owned by stack {stack}; choose another stack name or remove it yourself"
-    )]
-    NotOwned {
-        /// Kind of resource.
-        kind: &'static str,
-        /// Its name.
-        name: String,
-        /// Our stack.
-        stack: String,
-    },
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
     /// A Kubernetes downgrade was asked for. Nothing was changed.
     #[error(
         "the cluster runs Kubernetes {have}; downgrading to {want} is not possible: set kubernetes_version to {have} or later"
@@ -116,56 +106,30 @@ pub enum EksError {
     },
     /// A wait ended without success (timeout or cancellation). Re-running resumes.
     #[error(transparent)]
-    Wait(WaitError<std::convert::Infallible>),
+    Wait(#[from] WaitEnded),
     /// The Kubernetes API refused to delete the objects that make load balancers (an API error,
     /// not an unreachable server: that one is skipped). Re-running resumes.
     #[error("deleting the cluster's load-balancer Services and Ingresses failed: {0}")]
     Kubernetes(String),
-    /// An AWS call failed. Transient when `source.is_retryable()`; re-running resumes.
-    #[error("{operation} failed for {resource}")]
-    Aws {
-        /// What was being done.
-        operation: &'static str,
-        /// The resource.
-        resource: String,
-        /// The AWS error.
-        #[source]
-        source: Box<AwsError>,
-    },
+    /// An AWS call failed. Retryable when the AWS error is; re-running resumes.
+    #[error(transparent)]
+    Aws(#[from] AwsFailure),
 }
 
 /// Result alias of the EKS tier.
 pub type Result<T, E = EksError> = std::result::Result<T, E>;
 
-impl EksError {
-    fn from_wait(e: WaitError<EksError>) -> EksError {
-        match e {
-            WaitError::Failed { source, .. } => source,
-            WaitError::TimedOut { what, waited, last_status } => {
-                EksError::Wait(WaitError::TimedOut { what, waited, last_status })
-            }
-            WaitError::Cancelled { what } => EksError::Wait(WaitError::Cancelled { what }),
-        }
-    }
-
-    fn from_aws_wait(e: WaitError<AwsError>, operation: &'static str, resource: &str) -> EksError {
-        match e {
-            WaitError::Failed { source, .. } => {
-                EksError::Aws { operation, resource: resource.to_owned(), source: Box::new(source) }
-            }
-            WaitError::TimedOut { what, waited, last_status } => {
-                EksError::Wait(WaitError::TimedOut { what, waited, last_status })
-            }
-            WaitError::Cancelled { what } => EksError::Wait(WaitError::Cancelled { what }),
-        }
-    }
-
-    /// True when re-running later may succeed (throttling, timeouts, transient faults).
-    pub fn is_retryable(&self) -> bool {
+impl Classify for EksError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            EksError::Aws { source, .. } => source.is_retryable(),
-            EksError::Wait(WaitError::TimedOut { .. }) => true,
-            _ => false,
+            EksError::Invalid(_) | EksError::NoAddonVersion { .. } => ErrorKind::Invalid,
+            EksError::NotOwned(e) => e.kind(),
+            EksError::DowngradeRefused { .. } | EksError::ImmutableChange { .. } => ErrorKind::Refused,
+            EksError::Failed { .. } | EksError::Vanished { .. } => ErrorKind::Failed,
+            EksError::Wait(e) => e.kind(),
+            // The API answered with an error: not retried on its own.
+            EksError::Kubernetes(_) => ErrorKind::Other,
+            EksError::Aws(e) => e.kind(),
         }
     }
 }

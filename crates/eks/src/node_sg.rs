@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{SecurityGroupId, VpcId};
-use dify_stack_core::{Action, AwsError, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors};
+use dify_stack_core::{
+    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, from_aws_wait,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{EksApi, SecurityGroupInfo};
-use crate::provisioner::{At, Names, create_node_security_group};
+use crate::provisioner::{Names, create_node_security_group};
 use crate::{EksError, Result};
 
 /// Where the group lives.
@@ -61,11 +63,9 @@ impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
             .await
             .at("DescribeSecurityGroups", &names.node_security_group)?;
         match sg {
-            Some(sg) if !ctx.owns_tags(&sg.tags) => Err(EksError::NotOwned {
-                kind: "security group",
-                name: names.node_security_group,
-                stack: ctx.stack().to_string(),
-            }),
+            Some(sg) if !ctx.owns_tags(&sg.tags) => {
+                Err(NotOwned::new(ctx, "security group", names.node_security_group).into())
+            }
             other => Ok(other),
         }
     }
@@ -117,19 +117,7 @@ impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
             || async { dify_stack_core::ignore_not_found(self.client.delete_security_group(sg.id.clone()).await) },
         )
         .await
-        .map_err(|e| match e {
-            dify_stack_core::WaitError::Failed { source, .. } => EksError::Aws {
-                operation: "DeleteSecurityGroup",
-                resource: names.node_security_group.clone(),
-                source: Box::new(source),
-            },
-            dify_stack_core::WaitError::TimedOut { what, waited, last_status } => {
-                EksError::Wait(dify_stack_core::WaitError::TimedOut { what, waited, last_status })
-            }
-            dify_stack_core::WaitError::Cancelled { what } => {
-                EksError::Wait(dify_stack_core::WaitError::Cancelled { what })
-            }
-        })?;
+        .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", &names.node_security_group))?;
         Ok(vec![ResourceRef::new("ec2:security-group", &names.node_security_group).with_id(&sg.id)])
     }
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
-    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
+    Action, AwsAt, AwsError, Change, Context, NameKind, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags,
+    Tier, from_aws_wait, from_wait,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -414,7 +415,7 @@ impl<C: EksApi> EksProvisioner<C> {
                 || lbs.delete_security_group(sg.clone()),
             )
             .await
-            .map_err(|e| EksError::from_aws_wait(e, "DeleteSecurityGroup", &sg))?;
+            .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", &sg))?;
         }
         Ok(())
     }
@@ -427,11 +428,7 @@ impl<C: EksApi> EksProvisioner<C> {
     }
 
     fn check_owned(&self, ctx: &Context, kind: &'static str, name: &str, tags: &Tags) -> Result<()> {
-        if ctx.owns_tags(tags) {
-            Ok(())
-        } else {
-            Err(EksError::NotOwned { kind, name: name.to_owned(), stack: ctx.stack().to_string() })
-        }
+        Ok(NotOwned::check(ctx, kind, name, tags)?)
     }
 
     async fn wait_cluster(&self, ctx: &Context, name: &str) -> Result<ClusterInfo> {
@@ -451,7 +448,7 @@ impl<C: EksApi> EksProvisioner<C> {
             }
         })
         .await
-        .map_err(EksError::from_wait)
+        .map_err(from_wait)
     }
 
     async fn wait_nodegroup(&self, ctx: &Context, cluster: &str, name: &str) -> Result<NodegroupInfo> {
@@ -478,7 +475,7 @@ impl<C: EksApi> EksProvisioner<C> {
             }
         })
         .await
-        .map_err(EksError::from_wait)
+        .map_err(from_wait)
     }
 
     async fn wait_addon(&self, ctx: &Context, cluster: &str, name: &str) -> Result<AddonInfo> {
@@ -500,7 +497,7 @@ impl<C: EksApi> EksProvisioner<C> {
             }
         })
         .await
-        .map_err(EksError::from_wait)
+        .map_err(from_wait)
     }
 
     async fn wait_gone<F, Fut>(&self, ctx: &Context, what: String, cap: Duration, probe: F) -> Result<()>
@@ -519,7 +516,7 @@ impl<C: EksApi> EksProvisioner<C> {
             }
         })
         .await
-        .map_err(EksError::from_wait)
+        .map_err(from_wait)
     }
 
     async fn ensure_role(&self, ctx: &Context, want: &RoleWant, have: Option<&RoleInfo>) -> Result<String> {
@@ -535,10 +532,10 @@ impl<C: EksApi> EksProvisioner<C> {
                                 self.check_owned(ctx, "IAM role", &want.name, &r.tags)?;
                                 return Box::pin(self.ensure_role(ctx, want, Some(&r))).await;
                             }
-                            None => return Err(e).at("CreateRole", &want.name),
+                            None => return Err(e.at("CreateRole", &want.name).into()),
                         }
                     }
-                    Err(e) => return Err(e).at("CreateRole", &want.name),
+                    Err(e) => return Err(e.at("CreateRole", &want.name).into()),
                 };
                 tracing::info!(role = %want.name, "created IAM role");
                 (arn, Vec::new(), tags.clone())
@@ -596,7 +593,7 @@ impl<C: EksApi> EksProvisioner<C> {
                         self.check_owned(ctx, "log group", name, &g.tags)?;
                         g.retention_days
                     }
-                    Err(e) => return Err(e).at("CreateLogGroup", name),
+                    Err(e) => return Err(e.at("CreateLogGroup", name).into()),
                 }
             }
         };
@@ -644,10 +641,10 @@ impl<C: EksApi> EksProvisioner<C> {
                                 self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
                                 k
                             }
-                            None => return Err(e).at("CreateKey", &names.key_alias),
+                            None => return Err(e.at("CreateKey", &names.key_alias).into()),
                         }
                     }
-                    Err(e) => return Err(e).at("CreateKey", &names.key_alias),
+                    Err(e) => return Err(e.at("CreateKey", &names.key_alias).into()),
                 };
                 tracing::info!(alias = %names.key_alias, "created KMS key");
                 key
@@ -717,7 +714,7 @@ impl<C: EksApi> EksProvisioner<C> {
             match result {
                 Ok(_) => tracing::info!(cluster = %name, "creating EKS cluster"),
                 Err(WaitError::Failed { source, .. }) if exists(&source) => {}
-                Err(e) => return Err(EksError::from_aws_wait(e, "CreateCluster", name)),
+                Err(e) => return Err(from_aws_wait::<EksError>(e, "CreateCluster", name)),
             }
             return self.wait_cluster(ctx, name).await;
         };
@@ -780,7 +777,7 @@ impl<C: EksApi> EksProvisioner<C> {
                     match self.client.create_access_entry(names.cluster.clone(), principal.clone(), tags).await {
                         Ok(()) => {}
                         Err(e) if exists(&e) => {}
-                        Err(e) => return Err(e).at("CreateAccessEntry", principal),
+                        Err(e) => return Err(e.at("CreateAccessEntry", principal).into()),
                     }
                     Vec::new()
                 }
@@ -805,17 +802,22 @@ pub(crate) async fn create_node_security_group<C: EksApi>(
 ) -> Result<String> {
     let tags = ctx.tags_for(Tier::Eks, "node-security-group", &names.node_security_group);
     let description = format!("dify-stack {}: EKS nodes (datastores admit this group)", ctx.stack());
-    match client.create_security_group(vpc_id.to_owned(), names.node_security_group.clone(), description, tags).await {
-        Ok(id) => Ok(id),
-        Err(e) if e.is_already_exists() => client
-            .find_security_group(vpc_id.to_owned(), names.node_security_group.clone())
+    Ok(
+        match client
+            .create_security_group(vpc_id.to_owned(), names.node_security_group.clone(), description, tags)
             .await
-            .at("DescribeSecurityGroups", &names.node_security_group)?
-            .map(|s| s.id)
-            .ok_or(e)
-            .at("CreateSecurityGroup", &names.node_security_group),
-        Err(e) => Err(e).at("CreateSecurityGroup", &names.node_security_group),
-    }
+        {
+            Ok(id) => id,
+            Err(e) if e.is_already_exists() => client
+                .find_security_group(vpc_id.to_owned(), names.node_security_group.clone())
+                .await
+                .at("DescribeSecurityGroups", &names.node_security_group)?
+                .map(|s| s.id)
+                .ok_or(e)
+                .at("CreateSecurityGroup", &names.node_security_group)?,
+            Err(e) => return Err(e.at("CreateSecurityGroup", &names.node_security_group).into()),
+        },
+    )
 }
 
 /// EKS answers a create of an existing cluster, node group, add-on or access entry with
@@ -831,16 +833,6 @@ fn endpoint_drift(cluster: &ClusterInfo, spec: &EksSpec) -> bool {
         || cluster.endpoint_public != want_public
         || (want_public && sorted(&cluster.public_access_cidrs) != sorted(&spec.endpoint.public_access_cidrs))
         || sorted(&cluster.subnet_ids) != sorted(&want_subnets)
-}
-
-pub(crate) trait At<T> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T>;
-}
-
-impl<T> At<T> for std::result::Result<T, AwsError> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T> {
-        self.map_err(|e| EksError::Aws { operation, resource: resource.to_owned(), source: Box::new(e) })
-    }
 }
 
 fn tag_drift(change: Change, want: &Tags, have: &Tags) -> Change {
@@ -1252,7 +1244,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                         .at("DescribeLaunchTemplates", &names.launch_template)?
                         .ok_or(e)
                         .at("CreateLaunchTemplate", &names.launch_template)?,
-                    Err(e) => return Err(e).at("CreateLaunchTemplate", &names.launch_template),
+                    Err(e) => return Err(e.at("CreateLaunchTemplate", &names.launch_template).into()),
                 };
                 (lt.id, lt.latest_version)
             }
@@ -1315,7 +1307,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                         .at("DescribeNodegroup", &names.nodegroup)?
                         .ok_or(source)
                         .at("CreateNodegroup", &names.nodegroup)?,
-                    Err(e) => return Err(EksError::from_aws_wait(e, "CreateNodegroup", &names.nodegroup)),
+                    Err(e) => return Err(from_aws_wait::<EksError>(e, "CreateNodegroup", &names.nodegroup)),
                 }
             }
             Some(mut have) => {
@@ -1379,7 +1371,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                     match self.client.create_addon(cluster_name.clone(), addon.clone(), version, tags, role).await {
                         Ok(()) => tracing::info!(addon, "creating add-on"),
                         Err(e) if exists(&e) => {}
-                        Err(e) => return Err(e).at("CreateAddon", addon),
+                        Err(e) => return Err(e.at("CreateAddon", addon).into()),
                     }
                     addon_waits.push(addon.clone());
                 }
@@ -1443,7 +1435,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                     continue;
                 };
                 if !ctx.owns_tags(&info.tags) {
-                    return Err(EksError::NotOwned { kind: "node group", name: ng, stack: ctx.stack().to_string() });
+                    return Err(NotOwned::new(ctx, "node group", ng).into());
                 }
                 if info.status != "DELETING" {
                     dify_stack_core::ignore_not_found(self.client.delete_nodegroup(cluster.clone(), ng.clone()).await)
@@ -1512,7 +1504,7 @@ impl<C: EksApi> Provisioner for EksProvisioner<C> {
                 || async { dify_stack_core::ignore_not_found(self.client.delete_security_group(sg.id.clone()).await) },
             )
             .await
-            .map_err(|e| EksError::from_aws_wait(e, "DeleteSecurityGroup", &sg.name))?;
+            .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", &sg.name))?;
             if result {
                 deleted.push(ResourceRef::new("ec2:security-group", &sg.name).with_id(&sg.id));
             }

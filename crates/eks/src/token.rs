@@ -52,6 +52,17 @@ pub enum TokenError {
     UnknownRegion(String),
 }
 
+impl dify_stack_core::Classify for TokenError {
+    fn kind(&self) -> dify_stack_core::ErrorKind {
+        use dify_stack_core::ErrorKind;
+        match self {
+            TokenError::Credentials(_) => ErrorKind::AccessDenied,
+            TokenError::Signing(_) => ErrorKind::Other,
+            TokenError::Config { .. } | TokenError::UnknownRegion(_) => ErrorKind::Invalid,
+        }
+    }
+}
+
 /// A bearer token for one cluster. The value is secret: `Debug` hides it.
 #[derive(Clone)]
 pub struct EksToken {

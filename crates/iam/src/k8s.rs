@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dify_stack_core::CancellationToken;
 use dify_stack_core::WaitPolicy;
 use dify_stack_core::wait;
+use dify_stack_core::{CancellationToken, KubeFailure};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -89,29 +89,13 @@ pub struct ManagedServiceAccount {
     pub helm_release: Option<String>,
 }
 
-/// A failed Kubernetes call.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} {object} failed{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
-pub struct K8sError {
-    /// What was attempted (`apply`, `list`, `delete`, `get`).
-    pub operation: &'static str,
-    /// The object, e.g. `serviceaccount dify/dify-api-sa`.
-    pub object: String,
-    /// The API server's (or the connection's) message.
-    pub message: String,
-    /// The HTTP status, when the API server answered.
-    pub status: Option<u16>,
-    /// True when the API server could not be reached (transient: retried within a bound).
-    pub unreachable: bool,
-}
-
 /// What the IAM tier asks of the Kubernetes API.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait ServiceAccountApi: Send + Sync {
     /// Creates the namespace (labelled as ours) when it does not exist; an existing namespace is
     /// left untouched.
-    async fn apply_namespace(&self, namespace: String) -> Result<(), K8sError>;
+    async fn apply_namespace(&self, namespace: String) -> Result<(), KubeFailure>;
     /// Server-side applies a service account with the role annotation and our label.
     async fn apply_service_account(
         &self,
@@ -119,18 +103,18 @@ pub trait ServiceAccountApi: Send + Sync {
         name: String,
         role_arn: String,
         helm_release: String,
-    ) -> Result<(), K8sError>;
+    ) -> Result<(), KubeFailure>;
     /// Service accounts in the namespace that carry our label.
-    async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, K8sError>;
+    async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, KubeFailure>;
     /// Deletes a service account (absent is fine).
-    async fn delete_service_account(&self, namespace: String, name: String) -> Result<(), K8sError>;
+    async fn delete_service_account(&self, namespace: String, name: String) -> Result<(), KubeFailure>;
     /// Deletes the namespace if it carries our label and holds no pods and no service account
     /// besides `default`; returns whether it was deleted.
-    async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, K8sError>;
+    async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, KubeFailure>;
     /// Whether [`STORAGE_CLASS`] exists, carrying our label and marked default.
-    async fn default_storage_class_present(&self) -> Result<bool, K8sError>;
+    async fn default_storage_class_present(&self) -> Result<bool, KubeFailure>;
     /// Server-side applies [`storage_class_manifest`].
-    async fn apply_default_storage_class(&self) -> Result<(), K8sError>;
+    async fn apply_default_storage_class(&self) -> Result<(), KubeFailure>;
 }
 
 /// [`ServiceAccountApi`] over a `kube::Client` (built from the EKS output and token).
@@ -161,10 +145,14 @@ impl KubeServiceAccounts {
     /// Builds the client from the EKS output: the API endpoint, the base64 PEM CA data of
     /// `DescribeCluster`, and a bearer token (EKS tokens live 15 minutes: build a new client for
     /// each run).
-    pub fn from_cluster(endpoint: &str, ca_data_base64: &str, token: secrecy::SecretString) -> Result<Self, K8sError> {
+    pub fn from_cluster(
+        endpoint: &str,
+        ca_data_base64: &str,
+        token: secrecy::SecretString,
+    ) -> Result<Self, KubeFailure> {
         use base64::Engine as _;
         use rustls_pki_types::pem::PemObject as _;
-        let fail = |message: String| K8sError {
+        let fail = |message: String| KubeFailure {
             operation: "configure",
             object: format!("cluster {endpoint}"),
             message,
@@ -200,37 +188,43 @@ impl KubeServiceAccounts {
         self
     }
 
-    async fn call<T, F, Fut>(&self, operation: &'static str, object: String, f: F) -> Result<T, K8sError>
+    async fn call<T, F, Fut>(&self, operation: &'static str, object: String, f: F) -> Result<T, KubeFailure>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, kube::Error>>,
     {
         let attempt = || async { f().await.map_err(|e| convert(operation, &object, e)) };
-        wait::retry(&format!("{operation} {object}"), &self.retry, &self.cancel, |e: &K8sError| e.unreachable, attempt)
-            .await
-            .map_err(|e| match e {
-                wait::WaitError::Failed { source, .. } => source,
-                other => K8sError {
-                    operation,
-                    object: object.clone(),
-                    message: other.to_string(),
-                    status: None,
-                    unreachable: true,
-                },
-            })
+        wait::retry(
+            &format!("{operation} {object}"),
+            &self.retry,
+            &self.cancel,
+            |e: &KubeFailure| e.unreachable,
+            attempt,
+        )
+        .await
+        .map_err(|e| match e {
+            wait::WaitError::Failed { source, .. } => source,
+            other => KubeFailure {
+                operation,
+                object: object.clone(),
+                message: other.to_string(),
+                status: None,
+                unreachable: true,
+            },
+        })
     }
 }
 
-fn convert(operation: &'static str, object: &str, e: kube::Error) -> K8sError {
+fn convert(operation: &'static str, object: &str, e: kube::Error) -> KubeFailure {
     match e {
-        kube::Error::Api(status) => K8sError {
+        kube::Error::Api(status) => KubeFailure {
             operation,
             object: object.to_owned(),
             message: status.message.clone(),
             status: Some(status.code),
             unreachable: false,
         },
-        other => K8sError {
+        other => KubeFailure {
             operation,
             object: object.to_owned(),
             unreachable: matches!(other, kube::Error::HyperError(_) | kube::Error::Service(_)),
@@ -240,13 +234,13 @@ fn convert(operation: &'static str, object: &str, e: kube::Error) -> K8sError {
     }
 }
 
-fn not_found(e: &K8sError) -> bool {
-    e.status == Some(404)
+fn not_found(e: &KubeFailure) -> bool {
+    e.is_not_found()
 }
 
 #[async_trait]
 impl ServiceAccountApi for KubeServiceAccounts {
-    async fn apply_namespace(&self, namespace: String) -> Result<(), K8sError> {
+    async fn apply_namespace(&self, namespace: String) -> Result<(), KubeFailure> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let object = format!("namespace {namespace}");
         if self.call("get", object.clone(), || api.get_opt(&namespace)).await?.is_some() {
@@ -269,7 +263,7 @@ impl ServiceAccountApi for KubeServiceAccounts {
         name: String,
         role_arn: String,
         helm_release: String,
-    ) -> Result<(), K8sError> {
+    ) -> Result<(), KubeFailure> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
         let body = service_account_manifest(&namespace, &name, &role_arn, &helm_release);
         let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -279,7 +273,7 @@ impl ServiceAccountApi for KubeServiceAccounts {
         Ok(())
     }
 
-    async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, K8sError> {
+    async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, KubeFailure> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
         let params = ListParams::default().labels(&format!("{}={}", OWNED_BY.0, OWNED_BY.1));
         let list = self.call("list", format!("serviceaccounts in {namespace}"), || api.list(&params)).await?;
@@ -297,7 +291,7 @@ impl ServiceAccountApi for KubeServiceAccounts {
             .collect())
     }
 
-    async fn delete_service_account(&self, namespace: String, name: String) -> Result<(), K8sError> {
+    async fn delete_service_account(&self, namespace: String, name: String) -> Result<(), KubeFailure> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
         let object = format!("serviceaccount {namespace}/{name}");
         let params = DeleteParams::default();
@@ -308,7 +302,7 @@ impl ServiceAccountApi for KubeServiceAccounts {
         }
     }
 
-    async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, K8sError> {
+    async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, KubeFailure> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let object = format!("namespace {namespace}");
         let Some(ns) = self.call("get", object.clone(), || namespaces.get_opt(&namespace)).await? else {
@@ -338,7 +332,7 @@ impl ServiceAccountApi for KubeServiceAccounts {
         }
     }
 
-    async fn default_storage_class_present(&self) -> Result<bool, K8sError> {
+    async fn default_storage_class_present(&self) -> Result<bool, KubeFailure> {
         let api: Api<StorageClass> = Api::all(self.client.clone());
         let object = format!("storageclass {STORAGE_CLASS}");
         let sc = self.call("get", object, || api.get_opt(STORAGE_CLASS)).await?;
@@ -353,7 +347,7 @@ impl ServiceAccountApi for KubeServiceAccounts {
         }))
     }
 
-    async fn apply_default_storage_class(&self) -> Result<(), K8sError> {
+    async fn apply_default_storage_class(&self) -> Result<(), KubeFailure> {
         let api: Api<StorageClass> = Api::all(self.client.clone());
         let body = storage_class_manifest();
         let params = PatchParams::apply(FIELD_MANAGER);

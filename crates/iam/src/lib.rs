@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, BucketName, ClusterName, RoleArn};
 use dify_stack_core::{
-    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
+    Action, AwsAt, AwsError, AwsFailure, Change, Classify, Context, ErrorKind, KubeFailure, NameKind, NotOwned, Plan,
+    Provisioner, ResourceRef, SpecErrors, Tags, Tier,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,7 +32,7 @@ pub use client::MockIamApi;
 pub use client::{IamApi, OidcInfo, RoleInfo, SdkIam};
 #[cfg(any(test, feature = "test-util"))]
 pub use k8s::MockServiceAccountApi;
-pub use k8s::{K8sError, ManagedServiceAccount, ServiceAccountApi};
+pub use k8s::{ManagedServiceAccount, ServiceAccountApi};
 pub use policy::{AUDIENCE, RoleKind};
 
 /// Name of the inline policy on each role.
@@ -172,29 +173,14 @@ pub enum IamError {
     #[error("invalid IAM spec:\n{0}")]
     Invalid(#[from] SpecErrors),
     /// A role with our name exists without our ownership tag. Never adopted or deleted.
-    #[error(
-        "IAM role {name:?} exists but is not owned by stack {stack}; remove it yourself or use another cluster name"
-    )]
-    NotOwned {
-        /// The role.
-        name: String,
-        /// Our stack.
-        stack: String,
-    },
-    /// An IAM call failed. Transient when `source.is_retryable()`.
-    #[error("{operation} failed for {resource}")]
-    Aws {
-        /// The operation.
-        operation: &'static str,
-        /// The resource.
-        resource: String,
-        /// The AWS error.
-        #[source]
-        source: Box<AwsError>,
-    },
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
+    /// An IAM call failed. Retryable when the AWS error is.
+    #[error(transparent)]
+    Aws(#[from] AwsFailure),
     /// A Kubernetes call failed (after bounded retries while the API was unreachable).
     #[error("Kubernetes: {0}")]
-    Kubernetes(#[from] K8sError),
+    Kubernetes(#[from] KubeFailure),
     /// Service accounts were requested but no Kubernetes client was given.
     #[error(
         "service_accounts is true but the provisioner has no Kubernetes client: build it with IamProvisioner::with_kubernetes, or set service_accounts = false (role-only mode)"
@@ -205,13 +191,14 @@ pub enum IamError {
 /// Result alias of the IAM tier.
 pub type Result<T, E = IamError> = std::result::Result<T, E>;
 
-trait At<T> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T>;
-}
-
-impl<T> At<T> for std::result::Result<T, AwsError> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T> {
-        self.map_err(|e| IamError::Aws { operation, resource: resource.to_owned(), source: Box::new(e) })
+impl Classify for IamError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            IamError::Invalid(_) | IamError::NoKubernetesClient => ErrorKind::Invalid,
+            IamError::NotOwned(e) => e.kind(),
+            IamError::Aws(e) => e.kind(),
+            IamError::Kubernetes(e) => e.kind(),
+        }
     }
 }
 
@@ -309,7 +296,7 @@ impl<C: IamApi> IamProvisioner<C> {
     async fn observe_role(&self, ctx: &Context, name: &str) -> Result<Option<ObservedRole>> {
         let Some(info) = self.client.get_role(name.to_owned()).await.at("GetRole", name)? else { return Ok(None) };
         if !ctx.owns_tags(&info.tags) {
-            return Err(IamError::NotOwned { name: name.to_owned(), stack: ctx.stack().to_string() });
+            return Err(NotOwned::new(ctx, "IAM role", name).into());
         }
         let policy =
             self.client.get_role_policy(name.to_owned(), INLINE_POLICY.into()).await.at("GetRolePolicy", name)?;
@@ -342,10 +329,10 @@ impl<C: IamApi> IamProvisioner<C> {
                                 .at("UpdateAssumeRolePolicy", &name)?;
                             r.arn
                         }
-                        _ => return Err(IamError::NotOwned { name, stack: ctx.stack().to_string() }),
+                        _ => return Err(NotOwned::new(ctx, "IAM role", name).into()),
                     }
                 }
-                Err(e) => return Err(e).at("CreateRole", &name),
+                Err(e) => return Err(e.at("CreateRole", &name).into()),
             };
             self.client
                 .put_role_policy(name.clone(), INLINE_POLICY.into(), role.policy.to_string())
@@ -600,9 +587,9 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                     // A lost response to our own create: find it again by URL.
                     Err(e) if e.is_already_exists() => match self.find_provider(spec).await? {
                         Some(p) => p.arn,
-                        None => return Err(e).at("CreateOpenIDConnectProvider", &url),
+                        None => return Err(e.at("CreateOpenIDConnectProvider", &url).into()),
                     },
-                    Err(e) => return Err(e).at("CreateOpenIDConnectProvider", &url),
+                    Err(e) => return Err(e.at("CreateOpenIDConnectProvider", &url).into()),
                 }
             }
         };
@@ -682,7 +669,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
 async fn delete_service_accounts(
     kube: &dyn ServiceAccountApi,
     namespace: &str,
-) -> std::result::Result<Vec<ResourceRef>, K8sError> {
+) -> std::result::Result<Vec<ResourceRef>, KubeFailure> {
     let mut deleted = Vec::new();
     let ours: Vec<&str> = RoleKind::ALL.iter().flat_map(|k| k.service_accounts()).collect();
     for sa in kube.list_managed(namespace.to_owned()).await? {

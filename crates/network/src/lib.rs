@@ -26,7 +26,7 @@ pub mod spec;
 #[cfg(any(test, feature = "test-util"))]
 pub use client::MockEc2Api;
 pub use client::{Ec2Api, SdkEc2};
-pub use error::{NetworkError, Result, Step};
+pub use error::{NetworkError, Result};
 pub use model::{NatOutput, NetworkOutput, ObservedNetwork, SubnetOutput, SubnetRole};
 pub use provisioner::NetworkProvisioner;
 pub use spec::{ExistingVpcSpec, NatMode, NetworkSpec, NewVpcSpec, VpcSpec};

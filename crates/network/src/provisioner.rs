@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{AllocationId, NatGatewayId, SubnetId, VpcId};
 use dify_stack_core::wait::{self, WaitError};
 use dify_stack_core::{
-    Action, AwsError, Change, Context, ErrorKind, Plan, Provisioner, ResourceRef, SpecErrors, Tags, ignore_not_found,
+    Action, AwsAt, AwsError, Change, Context, ErrorKind, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags,
+    WaitEnded, from_aws_wait, ignore_not_found,
 };
 use futures::future::try_join_all;
 
@@ -15,7 +16,7 @@ use crate::client::{
     AddressInfo, Ec2Api, Filter, IgwInfo, NatInfo, NatState, RouteTableInfo, RouteTarget, SdkEc2, SubnetInfo, VpcInfo,
     ZoneInfo,
 };
-use crate::error::{Ctx, NetworkError, Result, Step};
+use crate::error::{NetworkError, Result};
 use crate::model::{
     Desired, DesiredRouteTable, DesiredSubnet, NatOutput, NetworkOutput, ObservedExisting, ObservedNetwork,
     ObservedNew, SubnetOutput, SubnetRole, k8s_subnet_tags, name_of,
@@ -131,7 +132,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             .client
             .describe_zones()
             .await
-            .at(Step::Describe, "availability zones")?
+            .at("Describe", "availability zones")?
             .into_iter()
             .filter(|z| z.available && z.zone_type == "availability-zone")
             .collect();
@@ -145,7 +146,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         });
         for t in &spec.node_instance_types {
             let offered =
-                self.client.instance_type_zone_ids(t.clone()).await.at(Step::Describe, "instance type offerings")?;
+                self.client.instance_type_zone_ids(t.clone()).await.at("Describe", "instance type offerings")?;
             zones.retain(|z| {
                 let ok = offered.contains(&z.id);
                 if !ok {
@@ -175,37 +176,33 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             self.client
                 .describe_vpcs(vec![Filter::new("tag:Name", [vpc_name.as_str()])])
                 .await
-                .at(Step::Describe, "vpc")
+                .at("Describe", "vpc")
+                .map_err(NetworkError::from)
         })?;
         let (mut vpcs, foreign): (Vec<VpcInfo>, Vec<VpcInfo>) =
             named_vpcs.into_iter().partition(|v| ctx.owns_tags(&v.tags));
         vpcs.sort_by(|a, b| a.id.cmp(&b.id));
         let Some(vpc) = vpcs.first().cloned() else {
             if let Some(other) = foreign.first() {
-                return Err(NetworkError::NotOwned {
-                    kind: "ec2:vpc",
-                    name: vpc_name,
-                    id: other.id.to_string(),
-                    stack: ctx.stack().to_string(),
-                });
+                return Err(NotOwned::new(ctx, "ec2:vpc", vpc_name).with_id(other.id.as_str()).into());
             }
             return Ok(ObservedNew { zones, ..Default::default() });
         };
         let in_vpc = || vec![owner(ctx), Filter::new("vpc-id", [vpc.id.as_str()])];
         let (dns, subnets, igws, eips, nats, route_tables) = tokio::try_join!(
-            async { self.client.describe_vpc_dns(vpc.id.clone()).await.at(Step::Describe, vpc.id.as_str()) },
-            async { self.client.describe_subnets(in_vpc()).await.at(Step::Describe, "subnets") },
+            async { self.client.describe_vpc_dns(vpc.id.clone()).await.at("Describe", vpc.id.as_str()) },
+            async { self.client.describe_subnets(in_vpc()).await.at("Describe", "subnets") },
             async {
-                self.client.describe_internet_gateways(vec![owner(ctx)]).await.at(Step::Describe, "internet gateways")
+                self.client.describe_internet_gateways(vec![owner(ctx)]).await.at("Describe", "internet gateways")
             },
-            async { self.client.describe_addresses(vec![owner(ctx)]).await.at(Step::Describe, "elastic ips") },
+            async { self.client.describe_addresses(vec![owner(ctx)]).await.at("Describe", "elastic ips") },
             async {
                 self.client
                     .describe_nat_gateways(vec![Filter::new("vpc-id", [vpc.id.as_str()])])
                     .await
-                    .at(Step::Describe, "nat gateways")
+                    .at("Describe", "nat gateways")
             },
-            async { self.client.describe_route_tables(in_vpc()).await.at(Step::Describe, "route tables") },
+            async { self.client.describe_route_tables(in_vpc()).await.at("Describe", "route tables") },
         )?;
         // Ownership is always re-checked here: not every API honours tag filters.
         let mut retired_nats = std::collections::BTreeMap::new();
@@ -236,11 +233,9 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 self.client
                     .describe_vpcs(vec![Filter::new("vpc-id", [spec.vpc_id.as_str()])])
                     .await
-                    .at(Step::Describe, spec.vpc_id.as_str())
+                    .at("Describe", spec.vpc_id.as_str())
             },
-            async {
-                self.client.describe_subnets(vec![Filter::new("subnet-id", ids)]).await.at(Step::Describe, "subnets")
-            },
+            async { self.client.describe_subnets(vec![Filter::new("subnet-id", ids)]).await.at("Describe", "subnets") },
         )?;
         Ok(ObservedExisting { vpc: vpcs.into_iter().next(), subnets })
     }
@@ -562,7 +557,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                     .client
                     .create_vpc(want.cidr.clone(), want.vpc.tags.clone())
                     .await
-                    .at(Step::CreateVpc, &want.vpc.name)?;
+                    .at("CreateVpc", &want.vpc.name)?;
                 tracing::info!(vpc = %v.id, "created VPC");
                 v
             }
@@ -577,12 +572,12 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 )
             })
             .await
-            .at(Step::ModifyVpcAttribute, vpc.id.as_str())?;
+            .at("ModifyVpcAttribute", vpc.id.as_str())?;
         }
         self.ensure_tags(vpc.id.as_str(), &want.vpc.tags, &vpc.tags).await?;
         // Duplicates (an SDK retry of a lost CreateVpc response) are empty: delete them.
         for extra in obs.vpcs.iter().skip(1) {
-            ignore_not_found(self.client.delete_vpc(extra.id.clone()).await).at(Step::Delete, extra.id.as_str())?;
+            ignore_not_found(self.client.delete_vpc(extra.id.clone()).await).at("Delete", extra.id.as_str())?;
         }
 
         // Subnets, concurrently.
@@ -597,7 +592,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .client
                 .create_internet_gateway(want.igw.tags.clone())
                 .await
-                .at(Step::CreateInternetGateway, &want.igw.name)?,
+                .at("CreateInternetGateway", &want.igw.name)?,
         };
         if !igw.attached_vpcs.contains(&vpc.id) {
             match self
@@ -615,12 +610,12 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                         .client
                         .describe_internet_gateways(vec![Filter::new("internet-gateway-id", [igw.id.as_str()])])
                         .await
-                        .at(Step::Describe, igw.id.as_str())?;
+                        .at("Describe", igw.id.as_str())?;
                     if !now.iter().any(|g| g.attached_vpcs.contains(&vpc.id)) {
-                        return Err(e).at(Step::CreateInternetGateway, igw.id.as_str());
+                        return Err(e.at("CreateInternetGateway", igw.id.as_str()).into());
                     }
                 }
-                Err(e) => return Err(e).at(Step::CreateInternetGateway, igw.id.as_str()),
+                Err(e) => return Err(e.at("CreateInternetGateway", igw.id.as_str()).into()),
             }
         }
 
@@ -629,7 +624,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         let eips: Vec<AddressInfo> = try_join_all(want.eips.iter().map(|e| async move {
             match find(obs_eips, &e.name, |a| &a.tags) {
                 Some(a) => Ok(a.clone()),
-                None => self.client.allocate_address(e.tags.clone()).await.at(Step::AllocateAddress, &e.name),
+                None => self.client.allocate_address(e.tags.clone()).await.at("AllocateAddress", &e.name),
             }
         }))
         .await?;
@@ -642,11 +637,9 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 if let Some(have) = find(obs_nats, &n.name, |x| &x.tags) {
                     return Ok(have.clone());
                 }
-                let subnet = subnet.ok_or_else(|| NetworkError::Aws {
-                    step: Step::CreateNatGateway,
-                    resource: n.name.clone(),
-                    source: Box::new(AwsError::new("CreateNatGateway", "MissingSubnet", "public subnet not created")),
-                })?;
+                let subnet = subnet
+                    .ok_or_else(|| AwsError::new("CreateNatGateway", "MissingSubnet", "public subnet not created"))
+                    .at("CreateNatGateway", &n.name)?;
                 let generation = retired.get(&n.name).copied().unwrap_or(0);
                 self.create_nat(ctx, &n.name, generation, subnet, eip, n.tags.clone()).await
             }
@@ -721,7 +714,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     async fn ensure_tags(&self, id: &str, want: &Tags, have: &Tags) -> Result<()> {
         let drift = tag_drift(want, have);
         if !drift.is_empty() {
-            self.client.create_tags(vec![id.to_owned()], drift).await.at(Step::Tag, id)?;
+            self.client.create_tags(vec![id.to_owned()], drift).await.at("Tag", id)?;
         }
         Ok(())
     }
@@ -742,7 +735,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 self.client.create_subnet(vpc.clone(), s.cidr.clone(), s.az.clone(), s.named.tags.clone())
             })
             .await
-            .at(Step::CreateSubnet, &s.named.name)?;
+            .at("CreateSubnet", &s.named.name)?;
         tracing::info!(subnet = %created.id, name = %s.named.name, "created subnet");
         Ok(created)
     }
@@ -788,7 +781,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             || self.client.create_nat_gateway(subnet.clone(), eip.clone(), token.clone(), tags.clone()),
         )
         .await
-        .at(Step::CreateNatGateway, name)?;
+        .map_err(|e| from_aws_wait::<NetworkError>(e, "CreateNatGateway", name))?;
         tracing::info!(nat = %nat.id, name, "created NAT gateway");
         Ok(nat)
     }
@@ -804,14 +797,13 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             }
         };
         let reached = tokio::select! {
-            r = waiter => r.at(Step::WaitNatGateway, &what)?,
+            r = waiter => r.at("WaitNatGateway", &what)?,
             () = ctx.cancellation().cancelled() => {
-                return Err(WaitError::Cancelled { what: what.clone() }).at(Step::WaitNatGateway, &what);
+                return Err(WaitEnded::Cancelled { what }.into());
             }
         };
         if !reached {
-            return Err(WaitError::TimedOut { what: what.clone(), waited: max, last_status: "not reached".into() })
-                .at(Step::WaitNatGateway, &what);
+            return Err(WaitEnded::TimedOut { what, waited: max, last_status: "not reached".into() }.into());
         }
         Ok(())
     }
@@ -831,11 +823,9 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 self.ensure_tags(have.id.as_str(), &t.named.tags, &have.tags).await?;
                 have.clone()
             }
-            None => self
-                .client
-                .create_route_table(vpc.clone(), t.named.tags.clone())
-                .await
-                .at(Step::CreateRouteTable, name)?,
+            None => {
+                self.client.create_route_table(vpc.clone(), t.named.tags.clone()).await.at("CreateRouteTable", name)?
+            }
         };
         match table.routes.iter().find(|r| r.destination == DEFAULT_ROUTE) {
             None => match self
@@ -845,15 +835,13 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .await
             {
                 // A lost response to an earlier attempt: make sure it points where we want.
-                Err(e) if e.kind == ErrorKind::AlreadyExists => self
-                    .client
-                    .replace_route(table.id.clone(), DEFAULT_ROUTE.into(), target)
-                    .await
-                    .at(Step::Route, name)?,
-                other => other.at(Step::Route, name)?,
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    self.client.replace_route(table.id.clone(), DEFAULT_ROUTE.into(), target).await.at("Route", name)?
+                }
+                other => other.at("Route", name)?,
             },
             Some(r) if r.target != target => {
-                self.client.replace_route(table.id.clone(), DEFAULT_ROUTE.into(), target).await.at(Step::Route, name)?
+                self.client.replace_route(table.id.clone(), DEFAULT_ROUTE.into(), target).await.at("Route", name)?
             }
             Some(_) => {}
         }
@@ -887,15 +875,15 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                         .client
                         .describe_route_tables(vec![Filter::new("association.subnet-id", [subnet.as_str()])])
                         .await
-                        .at(Step::Describe, subnet.as_str())?;
+                        .at("Describe", subnet.as_str())?;
                     let ours = now.iter().any(|rt| {
                         rt.id == table.id && rt.associations.iter().any(|a| a.subnet_id.as_ref() == Some(&subnet))
                     });
                     if !ours {
-                        return Err(e).at(Step::AssociateRouteTable, name);
+                        return Err(e.at("AssociateRouteTable", name).into());
                     }
                 }
-                Err(e) => return Err(e).at(Step::AssociateRouteTable, name),
+                Err(e) => return Err(e.at("AssociateRouteTable", name).into()),
             }
         }
         Ok(table)
@@ -926,14 +914,14 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             for vpc in &g.attached_vpcs {
                 match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
                     Err(e) if e.is_not_found() || e.kind == ErrorKind::InvalidState => {}
-                    other => other.at(Step::Delete, g.id.as_str())?,
+                    other => other.at("Delete", g.id.as_str())?,
                 }
             }
             self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_internet_gateway(g.id.clone())).await?;
         }
         for v in obs.vpcs.iter().filter(|v| v.id != used.vpc) {
             tracing::warn!(vpc = %v.id, "removing a twin VPC");
-            ignore_not_found(self.client.delete_vpc(v.id.clone()).await).at(Step::Delete, v.id.as_str())?;
+            ignore_not_found(self.client.delete_vpc(v.id.clone()).await).at("Delete", v.id.as_str())?;
         }
         Ok(())
     }
@@ -973,7 +961,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                         .client
                         .describe_nat_gateways(vec![Filter::new("subnet-id", [id.as_str()])])
                         .await
-                        .at(Step::Describe, id.as_str())?;
+                        .at("Describe", id.as_str())?;
                     let ours: Vec<NatGatewayId> = nats
                         .into_iter()
                         .filter(|n| ctx.owns_tags(&n.tags) && n.state != NatState::Deleted)
@@ -1018,7 +1006,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .into_iter()
                 .filter_map(|f| Some((f.path.strip_prefix("tags.")?.to_owned(), f.after?)))
                 .collect();
-            self.client.create_tags(vec![id.clone()], tags).await.at(Step::Tag, id)?;
+            self.client.create_tags(vec![id.clone()], tags).await.at("Tag", id)?;
         }
         Ok(Self::existing_output(existing, &obs).expect("the VPC was checked to exist"))
     }
@@ -1043,7 +1031,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             || async { ignore_not_found(delete().await).map(|_| ()) },
         )
         .await
-        .at(Step::Delete, id)
+        .map_err(|e| from_aws_wait(e, "Delete", id))
     }
 
     async fn delete_nats(&self, ctx: &Context, ids: Vec<NatGatewayId>) -> Result<()> {
@@ -1051,7 +1039,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             return Ok(());
         }
         for id in &ids {
-            ignore_not_found(self.client.delete_nat_gateway(id.clone()).await).at(Step::Delete, id.as_str())?;
+            ignore_not_found(self.client.delete_nat_gateway(id.clone()).await).at("Delete", id.as_str())?;
         }
         self.wait_nats(ctx, ids, false).await
     }
@@ -1069,7 +1057,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             || async { ignore_not_found(self.client.release_address(allocation.clone()).await).map(|_| ()) },
         )
         .await
-        .at(Step::Delete, allocation.as_str())
+        .map_err(|e| from_aws_wait(e, "Delete", allocation.as_str()))
     }
 
     async fn delete_subnet(&self, ctx: &Context, subnet: SubnetId) -> Result<()> {
@@ -1078,8 +1066,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
     async fn delete_route_table(&self, ctx: &Context, table: &RouteTableInfo) -> Result<()> {
         for a in table.associations.iter().filter(|a| !a.main) {
-            ignore_not_found(self.client.disassociate_route_table(a.id.clone()).await)
-                .at(Step::Delete, a.id.as_str())?;
+            ignore_not_found(self.client.disassociate_route_table(a.id.clone()).await).at("Delete", a.id.as_str())?;
         }
         self.delete_retrying(ctx, table.id.as_str(), || self.client.delete_route_table(table.id.clone())).await
     }
@@ -1092,7 +1079,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             .client
             .describe_vpcs(vec![owner(ctx)])
             .await
-            .at(Step::Describe, "vpcs")?
+            .at("Describe", "vpcs")?
             .into_iter()
             .filter(|v| ctx.owns_tags(&v.tags))
             .collect();
@@ -1100,13 +1087,13 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
         // 1. NAT gateways (found by VPC and by tag; ownership re-checked), wait until deleted.
         let mut nats: Vec<NatInfo> =
-            self.client.describe_nat_gateways(vec![owner(ctx)]).await.at(Step::Describe, "nat gateways")?;
+            self.client.describe_nat_gateways(vec![owner(ctx)]).await.at("Describe", "nat gateways")?;
         if !vpc_ids.is_empty() {
             nats.extend(
                 self.client
                     .describe_nat_gateways(vec![Filter::new("vpc-id", vpc_ids.clone())])
                     .await
-                    .at(Step::Describe, "nat gateways")?,
+                    .at("Describe", "nat gateways")?,
             );
         }
         let mut seen = BTreeSet::new();
@@ -1118,8 +1105,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         deleted.extend(nats.iter().map(|n| r("ec2:nat-gateway", &n.tags, n.id.as_str())));
 
         // 2. Elastic IPs.
-        let eips: Vec<AddressInfo> =
-            self.client.describe_addresses(vec![owner(ctx)]).await.at(Step::Describe, "eips")?;
+        let eips: Vec<AddressInfo> = self.client.describe_addresses(vec![owner(ctx)]).await.at("Describe", "eips")?;
         for e in eips.iter().filter(|e| ctx.owns_tags(&e.tags)) {
             self.release_eip(ctx, e.allocation_id.clone()).await?;
             deleted.push(r("ec2:elastic-ip", &e.tags, e.allocation_id.as_str()));
@@ -1127,7 +1113,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
         // 3. Internet gateways: detach, delete.
         let igws: Vec<IgwInfo> =
-            self.client.describe_internet_gateways(vec![owner(ctx)]).await.at(Step::Describe, "internet gateways")?;
+            self.client.describe_internet_gateways(vec![owner(ctx)]).await.at("Describe", "internet gateways")?;
         for g in igws.iter().filter(|g| ctx.owns_tags(&g.tags)) {
             for vpc in &g.attached_vpcs {
                 // Detach answers DependencyViolation while public addresses are still mapped in
@@ -1147,18 +1133,18 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         if !vpc_ids.is_empty() {
             // 4. Leftover ENIs that carry our tags or sit in our security groups (never attached ones).
             let groups =
-                self.client.describe_security_groups(vec![owner(ctx)]).await.at(Step::Describe, "security groups")?;
+                self.client.describe_security_groups(vec![owner(ctx)]).await.at("Describe", "security groups")?;
             let groups: Vec<_> = groups.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect();
             let enis = self
                 .client
                 .describe_network_interfaces(vec![Filter::new("vpc-id", vpc_ids.clone())])
                 .await
-                .at(Step::Describe, "network interfaces")?;
+                .at("Describe", "network interfaces")?;
             for eni in enis.iter().filter(|e| !e.attached) {
                 let ours = ctx.owns_tags(&eni.tags) || eni.group_ids.iter().any(|g| groups.iter().any(|o| &o.id == g));
                 if ours {
                     ignore_not_found(self.client.delete_network_interface(eni.id.clone()).await)
-                        .at(Step::Delete, &eni.id)?;
+                        .at("Delete", &eni.id)?;
                     deleted.push(ResourceRef::new("ec2:network-interface", &eni.id).with_id(&eni.id));
                 }
             }
@@ -1168,7 +1154,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .client
                 .describe_subnets(vec![owner(ctx), Filter::new("vpc-id", vpc_ids.clone())])
                 .await
-                .at(Step::Describe, "subnets")?;
+                .at("Describe", "subnets")?;
             let subnets: Vec<SubnetInfo> = subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect();
             try_join_all(subnets.iter().map(|s| self.delete_subnet(ctx, s.id.clone()))).await?;
             deleted.extend(subnets.iter().map(|s| r("ec2:subnet", &s.tags, s.id.as_str())));
@@ -1178,7 +1164,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
                 .client
                 .describe_route_tables(vec![owner(ctx), Filter::new("vpc-id", vpc_ids.clone())])
                 .await
-                .at(Step::Describe, "route tables")?;
+                .at("Describe", "route tables")?;
             for t in tables.iter().filter(|t| ctx.owns_tags(&t.tags)) {
                 self.delete_route_table(ctx, t).await?;
                 deleted.push(r("ec2:route-table", &t.tags, t.id.as_str()));

@@ -546,7 +546,7 @@ async fn a_same_named_vpc_without_our_tag_is_not_owned() {
     });
     let p = NetworkProvisioner::new(m);
     match p.plan(&ctx(), &test_spec()).await.unwrap_err() {
-        NetworkError::NotOwned { id, .. } => assert_eq!(id, "vpc-theirs"),
+        NetworkError::NotOwned(e) => assert_eq!(e.id.as_deref(), Some("vpc-theirs")),
         other => panic!("{other}"),
     }
 }
@@ -649,8 +649,9 @@ async fn a_nat_wait_that_runs_out_is_a_timeout_error() {
     m.expect_wait_nat_gateways_available().returning(|_, _| Ok(false));
     let err = NetworkProvisioner::new(m).apply(&ctx(), &spec).await.unwrap_err();
     match &err {
-        NetworkError::Wait { source, .. } => {
-            assert!(matches!(**source, dify_stack_core::WaitError::TimedOut { .. }), "{err}")
+        NetworkError::Wait(ended) => {
+            assert!(matches!(ended, dify_stack_core::WaitError::TimedOut { .. }), "{err}");
+            assert!(dify_stack_core::Classify::is_retryable(&err), "a wait that ran out is retryable");
         }
         other => panic!("{other}"),
     }

@@ -9,7 +9,9 @@
 use dify_stack_core::{Context, ResourceRef};
 
 use crate::client::{DnsApi, Record, RecordAction, fqdn};
-use crate::provisioner::{At as _, PlatformError, Result};
+use dify_stack_core::{AwsAt, NotOwned};
+
+use crate::provisioner::Result;
 
 /// The hosts under the domain that Dify EE serves (the values file's `global.*Domain` keys).
 pub const HOSTS: [&str; 6] = ["console", "api", "app", "upload", "enterprise", "trigger"];
@@ -52,10 +54,7 @@ pub async fn publish(
         let current =
             dns.get_record(zone.to_owned(), name.clone(), "A".into()).await.at("ListResourceRecordSets", &name)?;
         if current.is_some() && !ours(ctx, dns, zone, &name).await? {
-            return Err(PlatformError::NotOwned {
-                what: format!("Route 53 record {name} A"),
-                stack: ctx.stack().to_string(),
-            });
+            return Err(NotOwned::new(ctx, "Route 53 A record", name).into());
         }
         let alias = Record {
             name: name.clone(),

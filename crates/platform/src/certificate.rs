@@ -10,7 +10,9 @@ use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, S
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Certificate, DnsApi, Record, RecordAction};
-use crate::provisioner::{At as _, PlatformError, Result, caps, from_wait};
+use dify_stack_core::{AwsAt, from_wait};
+
+use crate::provisioner::{PlatformError, Result, caps};
 use crate::spec::DomainSpec;
 
 /// Desired certificate.
@@ -117,7 +119,7 @@ impl CertificateProvisioner {
         if let Some(z) = &domain.hosted_zone_id {
             return Ok(Some(z.clone()));
         }
-        self.dns.find_public_zone(domain.name.clone()).await.at("ListHostedZones", &domain.name)
+        Ok(self.dns.find_public_zone(domain.name.clone()).await.at("ListHostedZones", &domain.name)?)
     }
 
     /// Our certificate for the domain: the newest of those carrying our tags and not failed.
@@ -303,7 +305,7 @@ impl Provisioner for CertificateProvisioner {
                 if let Err(e) = self.dns.change_records(zone.clone(), changes).await {
                     // A retried delete whose first response was lost finds nothing to delete.
                     if !self.present_records(zone, &cert.validation).await?.is_empty() {
-                        return Err(e).at("ChangeResourceRecordSets", zone);
+                        return Err(e.at("ChangeResourceRecordSets", zone).into());
                     }
                 }
                 deleted.extend(names.iter().map(|n| ResourceRef::new("route53:record", n)));

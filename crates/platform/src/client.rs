@@ -2,7 +2,7 @@
 //! Kubernetes API (the IngressClass), as small traits with SDK and kube-rs implementations.
 
 use async_trait::async_trait;
-use dify_stack_core::{AwsError, Tags};
+use dify_stack_core::{AwsError, KubeFailure, Tags};
 
 /// An ACM certificate as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,18 +119,6 @@ impl std::fmt::Debug for dyn AddonApi {
     }
 }
 
-/// A failed Kubernetes call.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} {object}: {message}")]
-pub struct KubeError {
-    /// `get`, `apply`, `delete`.
-    pub operation: &'static str,
-    /// The object.
-    pub object: String,
-    /// What the API server (or the connection) said.
-    pub message: String,
-}
-
 /// An IngressClass as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressClassState {
@@ -145,11 +133,11 @@ pub struct IngressClassState {
 #[async_trait]
 pub trait IngressClassApi: Send + Sync {
     /// The IngressClass `name`.
-    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeError>;
+    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeFailure>;
     /// Server-side applies the IngressClass `name` for `controller`, labelled as ours.
-    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeError>;
+    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeFailure>;
     /// Deletes it; gone is fine.
-    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeError>;
+    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeFailure>;
 }
 
 impl std::fmt::Debug for dyn IngressClassApi {

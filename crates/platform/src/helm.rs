@@ -42,6 +42,19 @@ pub enum HelmError {
     Io(String),
 }
 
+impl dify_stack_core::Classify for HelmError {
+    fn kind(&self) -> dify_stack_core::ErrorKind {
+        use dify_stack_core::ErrorKind;
+        match self {
+            // Fixed by installing Helm, not by waiting.
+            HelmError::Missing(_) | HelmError::Version { .. } => ErrorKind::Invalid,
+            // A release failing is mostly a cluster still settling (nodes, webhooks).
+            HelmError::Failed { .. } => ErrorKind::Transient,
+            HelmError::Io(_) => ErrorKind::Other,
+        }
+    }
+}
+
 /// A file only the owner can read, removed when dropped.
 #[derive(Debug)]
 pub struct PrivateFile(PathBuf);

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use k8s_openapi::api::networking::v1::IngressClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
-use crate::client::{IngressClassApi, IngressClassState, KubeError};
+use dify_stack_core::KubeFailure;
+
+use crate::client::{IngressClassApi, IngressClassState};
 
 /// Field manager of every server-side apply (the IAM tier's too).
 pub const FIELD_MANAGER: &str = "dify-stack";
@@ -45,13 +47,18 @@ impl KubeIngressClasses {
     }
 }
 
-fn fail(operation: &'static str, name: &str, e: kube::Error) -> KubeError {
-    KubeError { operation, object: format!("ingressclass {name}"), message: e.to_string() }
+fn fail(operation: &'static str, name: &str, e: kube::Error) -> KubeFailure {
+    let status = match &e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    };
+    let unreachable = matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_));
+    KubeFailure { operation, object: format!("ingressclass {name}"), message: e.to_string(), status, unreachable }
 }
 
 #[async_trait]
 impl IngressClassApi for KubeIngressClasses {
-    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeError> {
+    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeFailure> {
         let found = self.api().get_opt(&name).await.map_err(|e| fail("get", &name, e))?;
         Ok(found.map(|c| IngressClassState {
             controller: c.spec.and_then(|s| s.controller).unwrap_or_default(),
@@ -59,7 +66,7 @@ impl IngressClassApi for KubeIngressClasses {
         }))
     }
 
-    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeError> {
+    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeFailure> {
         let body = ingress_class_manifest(&name, &controller);
         self.api()
             .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body))
@@ -68,7 +75,7 @@ impl IngressClassApi for KubeIngressClasses {
         Ok(())
     }
 
-    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeError> {
+    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeFailure> {
         match self.api().delete(&name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

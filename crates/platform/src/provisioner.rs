@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use dify_stack_core::wait;
-use dify_stack_core::{Action, AwsError, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{
+    Action, AwsAt, AwsFailure, Change, Classify, Context, ErrorKind, KubeFailure, NotOwned, Plan, Provisioner,
+    ResourceRef, SpecErrors, Tier, WaitEnded,
+};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::client::{AddonApi, AddonState, IngressClassApi, IngressClassState, KubeError};
+use crate::client::{AddonApi, AddonState, IngressClassApi, IngressClassState};
 use crate::helm::{HelmApi, HelmError, ReleaseInfo};
 use crate::policy;
 use crate::spec::{
@@ -36,17 +38,9 @@ pub enum PlatformError {
     /// The spec is invalid. Permanent.
     #[error("invalid platform spec:\n{0}")]
     Invalid(#[from] SpecErrors),
-    /// An AWS call failed.
-    #[error("{operation} failed for {resource}")]
-    Aws {
-        /// The operation.
-        operation: &'static str,
-        /// The resource.
-        resource: String,
-        /// The AWS error.
-        #[source]
-        source: Box<AwsError>,
-    },
+    /// An AWS call failed. Retryable when the AWS error is.
+    #[error(transparent)]
+    Aws(#[from] AwsFailure),
     /// A Helm release could not be installed, read or removed.
     #[error("Helm release {release}: {source}")]
     Helm {
@@ -58,15 +52,10 @@ pub enum PlatformError {
     },
     /// A Kubernetes call failed.
     #[error("Kubernetes: {0}")]
-    Kubernetes(#[from] KubeError),
+    Kubernetes(#[from] KubeFailure),
     /// Something with our name exists without our ownership tag or label. Never adopted.
-    #[error("{what} exists but is not owned by stack {stack}; remove it yourself or rename")]
-    NotOwned {
-        /// What it is.
-        what: String,
-        /// Our stack.
-        stack: String,
-    },
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
     /// No public hosted zone holds the domain.
     #[error(
         "no public Route 53 hosted zone holds {domain}: create one (and delegate the domain to it), or set dify.hosted_zone_id"
@@ -83,9 +72,9 @@ pub enum PlatformError {
         /// Its status.
         status: String,
     },
-    /// A wait did not end (timeout or cancellation); names what is pending.
-    #[error("{0}")]
-    Wait(String),
+    /// A wait ended without success (timeout or cancellation); names what is pending.
+    #[error(transparent)]
+    Wait(#[from] WaitEnded),
     /// The spec asks for Helm releases but no Helm or Kubernetes client was given.
     #[error(
         "kubernetes is true but the provisioner has no Helm or Kubernetes client: build it with PlatformProvisioner::with_kubernetes, or set kubernetes = false"
@@ -96,21 +85,20 @@ pub enum PlatformError {
 /// Result alias of the platform tier.
 pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
 
-/// A wait's own error, or the probe's.
-pub(crate) fn from_wait(e: wait::WaitError<PlatformError>) -> PlatformError {
-    match e {
-        wait::WaitError::Failed { source, .. } => source,
-        other => PlatformError::Wait(other.to_string()),
-    }
-}
-
-pub(crate) trait At<T> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T>;
-}
-
-impl<T> At<T> for std::result::Result<T, AwsError> {
-    fn at(self, operation: &'static str, resource: &str) -> Result<T> {
-        self.map_err(|e| PlatformError::Aws { operation, resource: resource.to_owned(), source: Box::new(e) })
+impl Classify for PlatformError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PlatformError::Invalid(_) | PlatformError::NoKubernetesClient | PlatformError::NoHostedZone { .. } => {
+                ErrorKind::Invalid
+            }
+            PlatformError::Aws(e) => e.kind(),
+            // Helm and the Kubernetes API failing are usually a cluster still settling (nodes not
+            // ready, webhook not serving yet): a later run may succeed.
+            PlatformError::Helm { .. } | PlatformError::Kubernetes(_) => ErrorKind::Transient,
+            PlatformError::NotOwned(e) => e.kind(),
+            PlatformError::CertificateFailed { .. } => ErrorKind::Failed,
+            PlatformError::Wait(e) => e.kind(),
+        }
     }
 }
 
@@ -360,7 +348,7 @@ impl Provisioner for PlatformProvisioner {
                                 .await
                                 .at("DescribeAddon", METRICS_SERVER)?;
                             if !now.is_some_and(|a| ctx.owns_tags(&a.tags)) {
-                                return Err(e).at("CreateAddon", METRICS_SERVER);
+                                return Err(e.at("CreateAddon", METRICS_SERVER).into());
                             }
                         }
                         out.metrics_server = Some(format!("eks-addon {version}"));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dify_stack_core::{AwsError, Context, Environment, Provisioner, Tags, WaitPolicy};
+use dify_stack_core::{AwsError, Context, Environment, KubeFailure, Provisioner, Tags, WaitPolicy};
 
 use crate::certificate::{CertificateProvisioner, CertificateSpec};
 use crate::client::*;
@@ -163,16 +163,16 @@ impl HelmApi for Fake {
 
 #[async_trait]
 impl IngressClassApi for Fake {
-    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeError> {
+    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeFailure> {
         assert_eq!(name, INGRESS_CLASS);
         Ok(self.w().ingress_class.clone())
     }
-    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeError> {
+    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeFailure> {
         self.log(format!("apply ingressclass {name} {controller}"));
         self.w().ingress_class = Some(IngressClassState { controller, ours: true });
         Ok(())
     }
-    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeError> {
+    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeFailure> {
         self.log(format!("delete ingressclass {name}"));
         self.w().ingress_class = None;
         Ok(())

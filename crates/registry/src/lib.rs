@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use dify_stack_core::{
-    Action, AwsError, Change, Context, NameKind, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
+    Action, AwsAt, AwsFailure, Change, Classify, Context, ErrorKind, NameKind, NotOwned, Plan, Provisioner,
+    ResourceRef, SpecErrors, Tags, Tier,
 };
 use serde::Serialize;
 
@@ -30,15 +31,8 @@ pub enum RegistryError {
     #[error("invalid registry spec:\n{0}")]
     Invalid(#[from] SpecErrors),
     /// A repository with our name exists without our ownership tag. Never adopted or deleted.
-    #[error(
-        "ECR repository {name:?} exists but is not owned by stack {stack}; choose another stack name or remove it yourself"
-    )]
-    NotOwned {
-        /// The repository.
-        name: String,
-        /// Our stack.
-        stack: String,
-    },
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
     /// The encryption of a repository differs and replacement is not allowed (it would delete
     /// the images).
     #[error(
@@ -56,29 +50,22 @@ pub enum RegistryError {
         /// Repository name -> number of images.
         repositories: BTreeMap<String, usize>,
     },
-    /// An ECR call failed. Transient when `source.is_retryable()`; re-running resumes.
-    #[error("{operation} failed for repository {repository}")]
-    Aws {
-        /// What was being done.
-        operation: &'static str,
-        /// The repository.
-        repository: String,
-        /// The AWS error.
-        #[source]
-        source: Box<AwsError>,
-    },
+    /// An ECR call failed. Retryable when the AWS error is; re-running resumes.
+    #[error(transparent)]
+    Aws(#[from] AwsFailure),
 }
 
 /// Result alias of the registry tier.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
-trait At<T> {
-    fn at(self, operation: &'static str, repository: &str) -> Result<T>;
-}
-
-impl<T> At<T> for std::result::Result<T, AwsError> {
-    fn at(self, operation: &'static str, repository: &str) -> Result<T> {
-        self.map_err(|e| RegistryError::Aws { operation, repository: repository.to_owned(), source: Box::new(e) })
+impl Classify for RegistryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::Invalid(_) => ErrorKind::Invalid,
+            RegistryError::NotOwned(e) => e.kind(),
+            RegistryError::ReplacementRefused { .. } | RegistryError::DataLossRefused { .. } => ErrorKind::Refused,
+            RegistryError::Aws(e) => e.kind(),
+        }
     }
 }
 
@@ -226,7 +213,7 @@ impl<C: EcrApi> Provisioner for RegistryProvisioner<C> {
             let Some(info) = all.iter().find(|r| r.name == w.name) else { continue };
             let tags = self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &w.name)?;
             if !ctx.owns_tags(&tags) {
-                return Err(RegistryError::NotOwned { name: w.name, stack: ctx.stack().to_string() });
+                return Err(NotOwned::new(ctx, "ECR repository", w.name).into());
             }
             let lifecycle = self
                 .client
@@ -324,10 +311,10 @@ impl<C: EcrApi> Provisioner for RegistryProvisioner<C> {
                             let again = self.observe(ctx, spec).await?;
                             match again.repos.get(&w.name) {
                                 Some(r) => r.info.clone(),
-                                None => return Err(e).at("CreateRepository", &w.name),
+                                None => return Err(e.at("CreateRepository", &w.name).into()),
                             }
                         }
-                        Err(e) => return Err(e).at("CreateRepository", &w.name),
+                        Err(e) => return Err(e.at("CreateRepository", &w.name).into()),
                     };
                     self.client
                         .put_lifecycle_policy(w.name.clone(), lifecycle_policy(w.spec.keep_last).to_string())
@@ -399,7 +386,7 @@ impl<C: EcrApi> Provisioner for RegistryProvisioner<C> {
             match self.client.delete_repository(name.clone(), ctx.permissions.allow_data_loss).await {
                 Ok(()) => deleted.push(c.resource.clone()),
                 Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e).at("DeleteRepository", name),
+                Err(e) => return Err(e.at("DeleteRepository", name).into()),
             }
         }
         Ok(deleted)

@@ -2,7 +2,6 @@
 //! overrides fields directly (all are public) or with the `with_*` builders, and files (TOML
 //! or YAML) override any subset of fields on top of the profile they name.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use dify_stack_core::{Environment, Tags};
@@ -40,12 +39,12 @@ impl Profile {
 }
 
 impl std::str::FromStr for Profile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Profile, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Profile, ConfigError> {
         match s {
             "test" => Ok(Profile::Test),
             "prod" => Ok(Profile::Prod),
-            other => Err(format!("unknown profile {other:?}: use test or prod")),
+            other => Err(ConfigError::UnknownProfile { value: other.to_owned() }),
         }
     }
 }
@@ -296,7 +295,7 @@ impl Default for PlatformConfig {
     }
 }
 
-/// Why a configuration file could not be read. Exit code 2 in the CLI.
+/// Why a configuration could not be read. Exit code 2 in the CLI.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -309,19 +308,45 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML or YAML, or has unknown or mistyped fields.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What is wrong, with the field path where known.
-        message: String,
-    },
     /// The extension is neither `.toml` nor `.yaml`/`.yml`.
     #[error("config file {path}: unknown format; use a .toml, .yaml or .yml file")]
     Format {
         /// The file.
         path: String,
+    },
+    /// A problem inside a file.
+    #[error("config file {path}: {source}")]
+    InFile {
+        /// The file.
+        path: String,
+        /// What is wrong in it.
+        #[source]
+        source: Box<ConfigError>,
+    },
+    /// The text is not valid TOML or YAML.
+    #[error("not valid {format}: {message}")]
+    Syntax {
+        /// `TOML` or `YAML`.
+        format: &'static str,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The document is not a table (mapping) of settings.
+    #[error("the document must be a table/mapping of settings")]
+    NotATable,
+    /// `profile` is neither `test` nor `prod`.
+    #[error("profile: unknown profile {value:?}: use test or prod")]
+    UnknownProfile {
+        /// What was given.
+        value: String,
+    },
+    /// A field is unknown or has the wrong type.
+    #[error("{field}: {message}")]
+    Field {
+        /// The full path of the field, e.g. `datastores.aurora.min_acu`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
     },
 }
 
@@ -396,31 +421,36 @@ impl StackConfig {
 
     /// Applies an override document (a JSON value tree of any subset of fields) on top of this
     /// configuration. Unknown fields are errors naming their path.
-    pub fn overlay(&self, overrides: Value) -> Result<StackConfig, String> {
-        let mut base = serde_json::to_value(self).map_err(|e| e.to_string())?;
+    pub fn overlay(&self, overrides: Value) -> Result<StackConfig, ConfigError> {
+        let mut base = serde_json::to_value(self)
+            .map_err(|e| ConfigError::Field { field: String::new(), message: e.to_string() })?;
         merge(&mut base, overrides);
-        serde_path(base)
+        serde_path_to_error::deserialize(base)
+            .map_err(|e| ConfigError::Field { field: e.path().to_string(), message: e.into_inner().to_string() })
     }
 
     /// Reads a TOML or YAML document: its `profile` (default `test`) gives the defaults, the
     /// rest overrides them.
-    pub fn from_str_with_format(text: &str, yaml: bool) -> Result<StackConfig, String> {
+    pub fn from_str_with_format(text: &str, yaml: bool) -> Result<StackConfig, ConfigError> {
         let doc: Value = if yaml {
             if text.trim().is_empty() {
                 Value::Object(Default::default())
             } else {
-                serde_norway::from_str(text).map_err(|e| e.to_string())?
+                serde_norway::from_str(text)
+                    .map_err(|e| ConfigError::Syntax { format: "YAML", message: e.to_string() })?
             }
         } else {
-            let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-            serde_json::to_value(table).map_err(|e| e.to_string())?
+            let table: toml::Table =
+                toml::from_str(text).map_err(|e| ConfigError::Syntax { format: "TOML", message: e.to_string() })?;
+            serde_json::to_value(table).map_err(|e| ConfigError::Syntax { format: "TOML", message: e.to_string() })?
         };
         if !doc.is_object() {
-            return Err("the document must be a table/mapping of settings".to_owned());
+            return Err(ConfigError::NotATable);
         }
         let profile = match doc.get("profile") {
             None => Profile::Test,
-            Some(v) => serde_json::from_value(v.clone()).map_err(|_| format!("profile: {v} is not test or prod"))?,
+            Some(Value::String(p)) => p.parse()?,
+            Some(other) => return Err(ConfigError::UnknownProfile { value: other.to_string() }),
         };
         StackConfig::profile(profile).overlay(doc)
     }
@@ -435,7 +465,8 @@ impl StackConfig {
             _ => return Err(ConfigError::Format { path: shown }),
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-        StackConfig::from_str_with_format(&text, yaml).map_err(|message| ConfigError::Parse { path: shown, message })
+        StackConfig::from_str_with_format(&text, yaml)
+            .map_err(|source| ConfigError::InFile { path: shown, source: Box::new(source) })
     }
 
     /// The environment.
@@ -466,36 +497,4 @@ fn merge(base: &mut Value, over: Value) {
         }
         (b, o) => *b = o,
     }
-}
-
-/// Deserialises with the path of the first bad field in the message.
-fn serde_path(v: Value) -> Result<StackConfig, String> {
-    serde_json::from_value::<StackConfig>(v.clone()).map_err(|e| {
-        let msg = e.to_string();
-        match find_bad_path(&v) {
-            Some(path) => format!("{path}: {msg}"),
-            None => msg,
-        }
-    })
-}
-
-/// Locates the deepest section whose deserialisation fails, for error messages.
-fn find_bad_path(v: &Value) -> Option<String> {
-    let Value::Object(top) = v else { return None };
-    let sections: BTreeMap<&str, fn(&Value) -> bool> = BTreeMap::from([
-        ("network", (|v: &Value| serde_json::from_value::<NetworkConfig>(v.clone()).is_err()) as fn(&Value) -> bool),
-        ("eks", |v: &Value| serde_json::from_value::<EksConfig>(v.clone()).is_err()),
-        ("datastores", |v: &Value| serde_json::from_value::<DatastoresConfig>(v.clone()).is_err()),
-        ("registry", |v: &Value| serde_json::from_value::<RegistrySpec>(v.clone()).is_err()),
-        ("iam", |v: &Value| serde_json::from_value::<IamConfig>(v.clone()).is_err()),
-        ("dify", |v: &Value| serde_json::from_value::<crate::output::DifyDomain>(v.clone()).is_err()),
-    ]);
-    for (name, bad) in sections {
-        if let Some(section) = top.get(name)
-            && bad(section)
-        {
-            return Some(name.to_owned());
-        }
-    }
-    None
 }

@@ -150,8 +150,7 @@ impl AwsRunner {
     async fn discover_vpc(&self) -> Result<Option<VpcId>, NodeError> {
         self.vpc
             .get_or_try_init(|| async {
-                let observed =
-                    self.network.observe(&self.ctx, &wiring::network_spec(&self.cfg)).await.map_err(|e| fail(e))?;
+                let observed = self.network.observe(&self.ctx, &wiring::network_spec(&self.cfg)).await.map_err(fail)?;
                 Ok(match observed {
                     ObservedNetwork::New(o) => o.vpcs.first().map(|v| v.id.clone()),
                     ObservedNetwork::Existing(o) => o.vpc.map(|v| v.id),
@@ -273,10 +272,10 @@ impl AwsRunner {
             return Ok(iam);
         }
         let tokens = self.tokens(eks)?;
-        let token = tokens.token().await.map_err(|e| fail(e))?;
+        let token = tokens.token().await.map_err(fail)?;
         let kube =
             dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
-                .map_err(|e| fail(e))?
+                .map_err(fail)?
                 .with_retry(self.ctx.wait.capped(cap), self.ctx.cancellation().clone());
         Ok(iam.with_kubernetes(kube))
     }
@@ -288,7 +287,7 @@ impl AwsRunner {
         let iam = up.iam.as_ref().ok_or_else(|| missing(node, "iam"))?;
         let spec = wiring::platform_spec(&self.cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
         let platform = self.platform(spec.kubernetes.then_some(eks)).await?;
-        platform.apply(&self.ctx, &spec).await.map_err(|e| fail(e))
+        platform.apply(&self.ctx, &spec).await.map_err(fail)
     }
 
     /// The platform provisioner; with `eks`, also Helm (with a kubeconfig holding a fresh EKS
@@ -300,7 +299,7 @@ impl AwsRunner {
         let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
         let Some(eks) = eks else { return Ok(platform) };
         let tokens = self.tokens(eks)?;
-        let token = tokens.token().await.map_err(|e| fail(e))?;
+        let token = tokens.token().await.map_err(fail)?;
         let kubeconfig = dify_stack_platform::helm::token_kubeconfig(&eks.endpoint, &eks.ca_data, token.secret());
         let helm = dify_stack_platform::HelmCli::new(None, &kubeconfig).await.map_err(|e| NodeError {
             message: format!(
@@ -309,7 +308,7 @@ impl AwsRunner {
             retryable: e.is_retryable(),
             source: Some(std::sync::Arc::new(e)),
         })?;
-        let client = dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| fail(e))?;
+        let client = dify_stack_eks::kube_client(eks, &tokens).await.map_err(fail)?;
         Ok(platform.with_kubernetes(helm, dify_stack_platform::kube::KubeIngressClasses::new(client)))
     }
 }
@@ -354,7 +353,7 @@ impl TierRunner for AwsRunner {
                     .map_err(fail)?,
             )),
             Node::Registry => NodeOutput::Registry(Box::new(
-                self.registry.apply(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e))?,
+                self.registry.apply(ctx, &wiring::registry_spec(cfg)).await.map_err(fail)?,
             )),
             Node::Iam => {
                 let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
@@ -370,7 +369,7 @@ impl TierRunner for AwsRunner {
                 Some(spec) => {
                     Box::pin(dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk).apply(ctx, &spec))
                         .await
-                        .map_err(|e| fail(e))?
+                        .map_err(fail)?
                 }
                 None => Default::default(),
             })),
@@ -426,13 +425,13 @@ impl TierRunner for AwsRunner {
                     .into_iter()
                     .collect())
             }
-            Node::Registry => self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(|e| fail(e)),
+            Node::Registry => self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(fail),
             Node::Iam => {
                 // The issuer comes from the live cluster; when it is gone, roles are still
                 // found by name.
                 let mut net = wiring::planned_network(cfg);
                 net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-                let observed = self.eks.observe(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(|e| fail(e))?;
+                let observed = self.eks.observe(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(fail)?;
                 let issuer = observed
                     .cluster
                     .as_ref()
@@ -453,13 +452,13 @@ impl TierRunner for AwsRunner {
                 } else {
                     IamProvisioner::from_conf(&self.sdk)
                 };
-                iam.destroy(ctx, &spec).await.map_err(|e| fail(e))
+                iam.destroy(ctx, &spec).await.map_err(fail)
             }
             Node::Certificate => match wiring::certificate_spec(cfg) {
                 Some(spec) => dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk)
                     .destroy(ctx, &spec)
                     .await
-                    .map_err(|e| fail(e)),
+                    .map_err(fail),
                 None => Ok(Vec::new()),
             },
             Node::Platform => {
@@ -478,7 +477,7 @@ impl TierRunner for AwsRunner {
                         self.platform(None).await?
                     }
                 };
-                platform.destroy(ctx, &spec).await.map_err(|e| fail(e))
+                platform.destroy(ctx, &spec).await.map_err(fail)
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dify_stack_core::ids::{SecurityGroupId, SubnetId, VpcId};
 use dify_stack_core::{CancellationToken, ResourceRef};
 
-use crate::config::{Profile, StackConfig};
+use crate::config::{ConfigError, Profile, StackConfig};
 use crate::graph::{self, Event, EventSink, MockTierRunner, Node, NodeError, NodeOutput};
 use crate::wiring;
 
@@ -102,18 +102,31 @@ fn files_override_any_field_and_reject_unknown_ones_with_their_path() {
     );
     let c = StackConfig::from_str_with_format("eks:\n  node_group:\n    max: 3\n", true).unwrap();
     assert_eq!((c.profile, c.eks.node_group.max, c.eks.node_group.min), (Profile::Test, 3, 1));
-    let e = StackConfig::from_str_with_format("[eks]\nnode_grup = 1\n", false).unwrap_err();
-    assert!(e.starts_with("eks:") && e.contains("node_grup"), "{e}");
-    let e = StackConfig::from_str_with_format("colour = \"blue\"\n", false).unwrap_err();
-    assert!(e.contains("colour"), "{e}");
-    let e = StackConfig::from_str_with_format("profile = \"staging\"\n", false).unwrap_err();
-    assert!(e.contains("profile") && e.contains("staging"), "{e}");
-    let e = StackConfig::from_str_with_format("name = [\n", false).unwrap_err();
-    assert!(!e.is_empty());
-    let e = StackConfig::from_str_with_format("eks: [1, 2\n", true).unwrap_err();
-    assert!(!e.is_empty());
-    let e = StackConfig::from_str_with_format("[datastores.aurora]\nmin_acu = \"lots\"\n", false).unwrap_err();
-    assert!(e.starts_with("datastores:"), "{e}");
+    // Every error names the full path of the field to fix.
+    let field = |text: &str, yaml: bool| match StackConfig::from_str_with_format(text, yaml).unwrap_err() {
+        ConfigError::Field { field, message } => (field, message),
+        other => panic!("{text}: {other:?}"),
+    };
+    let (f, m) = field("[eks]\nnode_grup = 1\n", false);
+    assert!(f == "eks.node_grup" && m.contains("unknown field `node_grup`"), "{f}: {m}");
+    assert_eq!(field("colour = \"blue\"\n", false).0, "colour");
+    assert_eq!(field("[datastores.aurora]\nmin_acu = \"lots\"\n", false).0, "datastores.aurora.min_acu");
+    assert_eq!(field("eks:\n  node_group:\n    max: many\n", true).0, "eks.node_group.max");
+    assert_eq!(field("[eks]\nlog_types = [\"api\", 3]\n", false).0, "eks.log_types[1]");
+    assert!(matches!(
+        StackConfig::from_str_with_format("profile = \"staging\"\n", false),
+        Err(ConfigError::UnknownProfile { value }) if value == "staging"
+    ));
+    assert!(matches!(
+        StackConfig::from_str_with_format("name = [\n", false),
+        Err(ConfigError::Syntax { format: "TOML", .. })
+    ));
+    assert!(matches!(
+        StackConfig::from_str_with_format("eks: [1, 2\n", true),
+        Err(ConfigError::Syntax { format: "YAML", .. })
+    ));
+    assert!(matches!(StackConfig::from_str_with_format("- 1\n", true), Err(ConfigError::NotATable)));
+    assert!(matches!("staging".parse::<Profile>(), Err(ConfigError::UnknownProfile { .. })));
     // One platform add-on off, another from a mirror; the rest keep the profile's.
     let c = StackConfig::from_str_with_format(
         "[platform.cluster_autoscaler]\nenabled = false\n[platform.load_balancer_controller]\nrepository = \"https://mirror.example.cn/eks-charts\"\nimage_repository = \"mirror.example.cn/lbc\"\n",
@@ -125,8 +138,8 @@ fn files_override_any_field_and_reject_unknown_ones_with_their_path() {
     assert_eq!((lbc.repository.as_str(), lbc.version.as_str()), ("https://mirror.example.cn/eks-charts", "1.13.0"));
     assert_eq!(lbc.image_repository.as_deref(), Some("mirror.example.cn/lbc"));
     assert!(c.platform.metrics_server.chart().is_some());
-    let e = StackConfig::from_str_with_format("[platform.metrics_server]\nenable = false\n", false).unwrap_err();
-    assert!(e.contains("enable"), "{e}");
+    let (f, m) = field("[platform.metrics_server]\nenable = false\n", false);
+    assert!(f == "platform.metrics_server.enable" && m.contains("unknown field"), "{f}: {m}");
 }
 
 /// Each bad configuration is reported with the path of the field to fix.
@@ -570,7 +583,8 @@ fn kubernetes_access_modes_parse_and_role_only_makes_no_kubernetes_object() {
     assert!(wiring::creates_service_accounts(&c));
     wiring::validate(&c).unwrap();
     let err = StackConfig::from_str_with_format("[eks]\nkubernetes_access = \"vpn\"\n", false).unwrap_err();
-    assert!(err.contains("eks") && err.contains("caller_address"), "{err}");
+    assert!(matches!(&err, ConfigError::Field { field, .. } if field == "eks.kubernetes_access"), "{err:?}");
+    assert!(err.to_string().contains("caller_address"), "{err}");
     assert_eq!(Profile::Test.config().eks.kubernetes_access, crate::KubernetesAccess::CallerAddress);
 }
 

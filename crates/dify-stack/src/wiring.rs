@@ -157,7 +157,7 @@ pub fn planned_network(cfg: &StackConfig) -> NetworkOutput {
     let azs = cfg.az_count().max(1);
     let subnet = |role: &str, i: usize| SubnetOutput {
         id: SubnetId::new(format!("subnet-planned-{role}-{i}")),
-        az: format!("{}{}", cfg.region, (b'a' + i as u8) as char),
+        az: format!("{}{}", cfg.region, (b'a' + (i % 26) as u8) as char),
         cidr: String::new(),
     };
     NetworkOutput {

@@ -100,3 +100,155 @@ proptest! {
         }
     }
 }
+
+/// One leaf of the configuration schema, found by walking the serialised default configuration
+/// (so the generator follows the schema as it is, not a copy of it).
+#[derive(Debug, Clone)]
+struct Leaf {
+    /// serde_path_to_error's rendering of the path, e.g. `eks.log_types[0]`.
+    path: String,
+    /// The keys and indices from the root.
+    steps: Vec<Result<String, usize>>,
+    default: serde_json::Value,
+}
+
+fn leaves(v: &serde_json::Value, steps: &mut Vec<Result<String, usize>>, out: &mut Vec<Leaf>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                steps.push(Ok(k.clone()));
+                leaves(child, steps, out);
+                steps.pop();
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for (i, child) in a.iter().enumerate() {
+                steps.push(Err(i));
+                leaves(child, steps, out);
+                steps.pop();
+            }
+        }
+        // Absent options and empty collections have no type to keep or break.
+        Value::Null | Value::Object(_) | Value::Array(_) => {}
+        leaf => {
+            let mut path = String::new();
+            for s in steps.iter() {
+                match s {
+                    Ok(k) if path.is_empty() => path.push_str(k),
+                    Ok(k) => path.push_str(&format!(".{k}")),
+                    Err(i) => path.push_str(&format!("[{i}]")),
+                }
+            }
+            out.push(Leaf { path, steps: steps.clone(), default: leaf.clone() });
+        }
+    }
+}
+
+/// A document that sets `leaf` to `value` and nothing else (arrays keep their other items).
+fn document(base: &serde_json::Value, leaf: &Leaf, value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn set(node: &mut Value, base: &Value, steps: &[Result<String, usize>], value: Value) {
+        match steps.split_first() {
+            None => *node = value,
+            Some((Ok(k), rest)) => {
+                let Value::Object(m) = node else { unreachable!() };
+                let base_child = &base[k.as_str()];
+                let child = m.entry(k.clone()).or_insert_with(|| match base_child {
+                    Value::Array(a) => Value::Array(a.clone()),
+                    Value::Object(_) => Value::Object(Default::default()),
+                    _ => Value::Null,
+                });
+                set(child, base_child, rest, value);
+            }
+            Some((Err(i), rest)) => {
+                let Value::Array(a) = node else { unreachable!() };
+                set(&mut a[*i], &base[*i], rest, value);
+            }
+        }
+    }
+    let mut doc = Value::Object(Default::default());
+    set(&mut doc, base, &leaf.steps, value);
+    doc
+}
+
+/// A value of the leaf's own JSON type (the default, or a fresh one), or with `mistype` one of
+/// another type.
+fn value_for(default: &serde_json::Value, mistype: bool, seed: u64, text: &str) -> serde_json::Value {
+    use serde_json::{Value, json};
+    match (default, mistype) {
+        (Value::Bool(_), false) => json!(seed.is_multiple_of(2)),
+        (Value::Number(n), false) if n.is_f64() => json!((seed % 1000) as f64 / 8.0),
+        (Value::Number(_), false) => json!(seed % 200),
+        // Strings are often enums or formats (CIDRs, versions): half keep the default.
+        (Value::String(s), false) => json!(if seed.is_multiple_of(2) { s.clone() } else { text.to_owned() }),
+        (Value::String(_), true) => json!(seed % 200),
+        (_, true) => json!(format!("not-a-{}", text.len())),
+        (other, false) => other.clone(),
+    }
+}
+
+/// Structured documents: one leaf of the real schema set to a value of its type, or of the wrong
+/// type, written as TOML or YAML. Documents of the right shape must reach validation often
+/// enough to test it, and a wrong type must be reported at exactly the leaf's path.
+#[test]
+fn structured_documents_reach_validation_and_a_wrong_type_names_its_field() {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    use std::cell::Cell;
+
+    let base = serde_json::to_value(Profile::Prod.config()).unwrap();
+    let mut all = Vec::new();
+    leaves(&base, &mut Vec::new(), &mut all);
+    // `profile` picks the defaults and is checked on its own.
+    all.retain(|l| l.path != "profile");
+    assert!(all.len() > 60, "the schema walk found {} leaves", all.len());
+
+    const RUNS: u32 = 2000;
+    let (typed, reached, mistyped, named) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u32), Cell::new(0u32));
+    // A fixed seed: the counts below are the same on every run.
+    let mut runner = TestRunner::new_with_rng(
+        Config { cases: RUNS, failure_persistence: None, ..Config::default() },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let strategy = (0..all.len(), any::<bool>(), any::<bool>(), any::<u64>(), "[a-z0-9.-]{0,12}")
+        .prop_map(|(i, mistype, yaml, seed, text)| (i, mistype && seed.is_multiple_of(4), yaml, seed, text));
+    runner
+        .run(&strategy, |(i, mistype, yaml, seed, text)| {
+            let leaf = &all[i];
+            let doc = document(&base, leaf, value_for(&leaf.default, mistype, seed, &text));
+            let mut doc = doc.as_object().unwrap().clone();
+            doc.insert("profile".into(), "prod".into());
+            let doc = serde_json::Value::Object(doc);
+            let rendered = if yaml { serde_norway::to_string(&doc).unwrap() } else { toml::to_string(&doc).unwrap() };
+            let parsed = StackConfig::from_str_with_format(&rendered, yaml);
+            if mistype {
+                mistyped.set(mistyped.get() + 1);
+                match parsed {
+                    Err(dify_stack::ConfigError::Field { field, .. }) if field == leaf.path => {
+                        named.set(named.get() + 1)
+                    }
+                    other => prop_assert!(false, "{}: wrong type not reported at its path: {other:?}", leaf.path),
+                }
+            } else {
+                typed.set(typed.get() + 1);
+                if let Ok(cfg) = parsed {
+                    reached.set(reached.get() + 1);
+                    if let Err(errs) = wiring::validate(&cfg) {
+                        prop_assert!(errs.errors().iter().all(|e| !e.path.is_empty()), "{errs}");
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "{} leaves; {} well-typed documents, {} reached validation; {} mistyped, {} reported at their path",
+        all.len(),
+        typed.get(),
+        reached.get(),
+        mistyped.get(),
+        named.get()
+    );
+    assert!(reached.get() * 2 >= typed.get(), "only {} of {} well-typed documents parsed", reached.get(), typed.get());
+    assert!(mistyped.get() >= RUNS / 20 && named.get() == mistyped.get());
+}

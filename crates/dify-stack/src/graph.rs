@@ -247,11 +247,35 @@ impl EventSink {
         (EventSink::new(move |e| drop(tx.send(e))), rx)
     }
 
+    /// A sink and the [`Stream`](futures::Stream) of its events, in the order they happened.
+    /// The stream ends when every clone of the sink is dropped (the run is over and the
+    /// [`Stack`](crate::Stack) holding it is gone).
+    pub fn stream() -> (Self, EventStream) {
+        let (sink, rx) = EventSink::channel();
+        (sink, EventStream(rx))
+    }
+
     /// Emits an event.
     pub fn emit(&self, e: Event) {
         if let Some(f) = &self.0 {
             f(e);
         }
+    }
+}
+
+/// Progress events as a [`Stream`](futures::Stream): see [`EventSink::stream`] and
+/// [`Stack::event_stream`](crate::Stack::event_stream).
+#[derive(Debug)]
+pub struct EventStream(tokio::sync::mpsc::UnboundedReceiver<Event>);
+
+impl futures::Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        self.0.poll_recv(cx)
     }
 }
 

@@ -46,7 +46,7 @@ pub use dify_stack_registry as registry;
 pub use config::{ConfigError, KubernetesAccess, Profile, StackConfig};
 #[cfg(any(test, feature = "test-util"))]
 pub use graph::MockTierRunner;
-pub use graph::{Event, EventSink, Node, NodeError, NodeOutput, RunFailure, TierRunner};
+pub use graph::{Event, EventSink, EventStream, Node, NodeError, NodeOutput, RunFailure, TierRunner};
 pub use lock::{ControlBucket, LockError, LockInfo};
 pub use output::{StackOutput, ValuesSecrets, helm_values};
 pub use runner::AwsRunner;
@@ -250,6 +250,29 @@ impl Stack {
     pub fn with_events(mut self, sink: EventSink) -> Self {
         self.events = sink;
         self
+    }
+
+    /// Progress as a [`Stream`](futures::Stream) of [`Event`]s, instead of a callback:
+    ///
+    /// ```no_run
+    /// use futures::StreamExt as _;
+    ///
+    /// # async fn run(stack: dify_stack::Stack) -> Result<(), dify_stack::StackError> {
+    /// let (stack, mut events) = stack.event_stream();
+    /// let progress = tokio::spawn(async move {
+    ///     while let Some(event) = events.next().await {
+    ///         println!("{}", serde_json::to_string(&event).unwrap());
+    ///     }
+    /// });
+    /// stack.apply().await?;
+    /// drop(stack); // ends the stream
+    /// progress.await.unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn event_stream(self) -> (Self, EventStream) {
+        let (sink, stream) = EventSink::stream();
+        (self.with_events(sink), stream)
     }
 
     /// What destroy may delete that holds data (default: nothing).

@@ -516,6 +516,33 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn progress_is_also_a_stream_that_ends_with_the_run() {
+    use futures::StreamExt as _;
+    base();
+    let runner = timed_runner(durations(), &[Node::Redis], Arc::new(Mutex::new(Vec::new())));
+    let (sink, events) = EventSink::stream();
+    let collected = tokio::spawn(events.collect::<Vec<Event>>());
+    graph::apply(&runner, &CancellationToken::new(), &sink).await.unwrap_err();
+    drop(sink);
+    let events = collected.await.unwrap();
+    let position = |want: &dyn Fn(&Event) -> bool| events.iter().position(want).unwrap();
+    // Every node starts once; a node's start comes after the finish of each node it needs.
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::NodeStarted { .. })).count(), 12);
+    let started = |n: Node| position(&|e| matches!(e, Event::NodeStarted { node } if *node == n));
+    let finished = |n: Node| position(&|e| matches!(e, Event::NodeFinished { node, .. } if *node == n));
+    for n in [Node::Eks, Node::Iam, Node::Platform] {
+        for d in n.deps() {
+            assert!(finished(*d) < started(n), "{n} started before {d} finished");
+        }
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::NodeFailed { node: Node::Redis, error } if error.message == "redis broke"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn destroy_runs_the_reverse_graph() {
     base();
     let log = Arc::new(Mutex::new(Vec::new()));

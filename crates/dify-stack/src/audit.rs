@@ -62,7 +62,8 @@ pub enum Verdict {
     Pass,
     /// Does not hold; the evidence.
     Fail(String),
-    /// Does not apply (e.g. a prod-only control on a test stack, or the resource is absent).
+    /// Does not apply: a prod-only control on a test stack. (A control whose resource does not
+    /// exist fails: a stack missing its database is broken, not compliant.)
     NotApplicable(String),
 }
 
@@ -124,6 +125,11 @@ fn na(why: &str) -> Verdict {
     Verdict::NotApplicable(why.to_owned())
 }
 
+/// The resource a control is about does not exist.
+fn missing(what: &str) -> Verdict {
+    Verdict::Fail(format!("{what} does not exist"))
+}
+
 /// Audits the stack of `ctx` (with account id) through `sdk`.
 pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditReport, AwsError> {
     let stack = ctx.stack().as_str();
@@ -170,7 +176,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
         verdicts.push(("S3.4", v(on, || format!("versioning is {:?}", ver.as_ref().and_then(|x| x.status())))));
     } else {
         for id in ["S3.1", "S3.2", "S3.3", "S3.4"] {
-            verdicts.push((id, na("no storage bucket")));
+            verdicts.push((id, missing("the storage bucket")));
         }
     }
 
@@ -216,7 +222,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     }
     if !verdicts.iter().any(|(id, _)| *id == "RDS.1") {
         for id in ["RDS.1", "RDS.2", "RDS.3", "RDS.4", "RDS.5"] {
-            verdicts.push((id, na("no Aurora cluster")));
+            verdicts.push((id, missing("the Aurora cluster")));
         }
     }
 
@@ -253,7 +259,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     }
     if !verdicts.iter().any(|(id, _)| *id == "EC.1") {
         for id in ["EC.1", "EC.2", "EC.3", "EC.4"] {
-            verdicts.push((id, na("no Redis")));
+            verdicts.push((id, missing("the Redis replication group")));
         }
     }
 
@@ -306,7 +312,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     }
     if !verdicts.iter().any(|(id, _)| *id == "OS.1") {
         for id in ["OS.1", "OS.2", "OS.3", "OS.4", "OS.5", "OS.6"] {
-            verdicts.push((id, na("no OpenSearch domain")));
+            verdicts.push((id, missing("the OpenSearch domain")));
         }
     }
 
@@ -356,7 +362,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     }
     if !verdicts.iter().any(|(id, _)| *id == "EKS.1") {
         for id in ["EKS.1", "EKS.2", "EKS.3", "EKS.4"] {
-            verdicts.push((id, na("no EKS cluster")));
+            verdicts.push((id, missing("the EKS cluster")));
         }
     }
     let ec2 = aws_sdk_ec2::Client::new(sdk);
@@ -377,35 +383,34 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
                 .map(|t| t.as_str().to_owned());
             verdicts.push(("EKS.5", v(tokens.as_deref() == Some("required"), || format!("http_tokens {tokens:?}"))));
         }
-        Ok(_) => verdicts.push(("EKS.5", na("no node launch template"))),
-        Err(e) if e.is_not_found() => verdicts.push(("EKS.5", na("no node launch template"))),
+        Ok(_) => verdicts.push(("EKS.5", missing("the node launch template"))),
+        Err(e) if e.is_not_found() => verdicts.push(("EKS.5", missing("the node launch template"))),
         Err(e) => return Err(e),
     }
 
     // ECR.
     let ecr = aws_sdk_ecr::Client::new(sdk);
-    let mut not_scanning = Vec::new();
-    let mut repos = 0;
+    let (mut not_scanning, mut absent) = (Vec::new(), Vec::new());
     for name in [stack.to_owned(), format!("{stack}-ee-plugin-repo")] {
         match ecr.describe_repositories().repository_names(&name).send().await.aws("DescribeRepositories") {
-            Ok(out) => {
+            Ok(out) if !out.repositories().is_empty() => {
                 for r in out.repositories() {
-                    repos += 1;
                     if !r.image_scanning_configuration().is_some_and(|s| s.scan_on_push()) {
                         not_scanning.push(name.clone());
                     }
                 }
             }
-            Err(e) if e.is_not_found() => {}
+            Ok(_) => absent.push(name),
+            Err(e) if e.is_not_found() => absent.push(name),
             Err(e) => return Err(e),
         }
     }
     verdicts.push((
         "ECR.1",
-        if repos == 0 {
-            na("no repositories")
-        } else {
+        if absent.is_empty() {
             v(not_scanning.is_empty(), || format!("no scan on push: {not_scanning:?}"))
+        } else {
+            missing(&format!("the repositories {absent:?}"))
         },
     ));
 
@@ -471,7 +476,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     }
     if roles == 0 {
         for id in ["IAM.1", "IAM.2", "IAM.3"] {
-            verdicts.push((id, na("no IRSA roles")));
+            verdicts.push((id, missing("the IRSA roles")));
         }
     } else {
         verdicts.push(("IAM.1", v(trust_bad.is_empty(), || format!("loose trust: {trust_bad:?}"))));
@@ -505,7 +510,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     verdicts.push((
         "EC2.1",
         if ours.is_empty() {
-            na("no security groups")
+            missing("the stack's security groups")
         } else {
             v(open.is_empty(), || format!("open to the internet: {open:?}"))
         },
@@ -515,11 +520,13 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
             .filter(|g| g.group_name() == Some(&format!("{stack}-eks-nodes")))
             .filter_map(|g| g.group_id().map(str::to_owned)),
     );
-    let mut strays = Vec::new();
-    let mut stores = 0;
+    let (mut strays, mut absent) = (Vec::new(), Vec::new());
     for (suffix, port) in [("aurora", 5432), ("redis", 6379), ("opensearch", 443)] {
-        let Some(g) = ours.iter().find(|g| g.group_name() == Some(&format!("{stack}-{suffix}"))) else { continue };
-        stores += 1;
+        let name = format!("{stack}-{suffix}");
+        let Some(g) = ours.iter().find(|g| g.group_name() == Some(&name)) else {
+            absent.push(name);
+            continue;
+        };
         for p in g.ip_permissions() {
             let port_ok = p.from_port() == Some(port) && p.to_port() == Some(port);
             for pair in p.user_id_group_pairs() {
@@ -535,7 +542,11 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     }
     verdicts.push((
         "EC2.2",
-        if stores == 0 { na("no datastore security groups") } else { v(strays.is_empty(), || strays.join("; ")) },
+        if absent.is_empty() {
+            v(strays.is_empty(), || strays.join("; "))
+        } else {
+            missing(&format!("the datastore security groups {absent:?}"))
+        },
     ));
 
     let findings = CONTROLS
@@ -546,7 +557,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
                 .iter()
                 .find(|(id, _)| *id == c.id)
                 .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| na("not checked")),
+                .unwrap_or_else(|| Verdict::Fail("not checked".to_owned())),
         })
         .collect();
     Ok(AuditReport { findings })

@@ -13,7 +13,8 @@ use dify_stack_core::{Action, AwsError, Context, Environment, Provisioner, Tags,
 
 use super::*;
 use crate::client::*;
-use crate::provisioner::{request_token, token};
+use crate::provisioner::names::request_token;
+use crate::provisioner::token;
 use crate::spec::*;
 
 #[derive(Default)]

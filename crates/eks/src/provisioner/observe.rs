@@ -1,0 +1,160 @@
+//! Observation: what exists of the tier, for plan, apply and destroy.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl<C: EksApi> EksProvisioner<C> {
+    pub(super) async fn observe_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<ObservedEks> {
+        let names = Names::of(ctx);
+        let mut o = ObservedEks::default();
+        for (slot, name) in [
+            (&mut o.cluster_role, &names.cluster_role),
+            (&mut o.node_role, &names.node_role),
+            (&mut o.ebs_csi_role, &names.ebs_csi_role),
+        ] {
+            if let Some(r) = self.client.get_role(name.clone()).await.at("GetRole", name)? {
+                self.check_owned(ctx, "IAM role", name, &r.tags)?;
+                *slot = Some(r);
+            }
+        }
+        if let Some(k) = self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
+            self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
+            o.key = Some(k);
+        }
+        o.log_group =
+            self.client.describe_log_group(names.log_group.clone()).await.at("DescribeLogGroups", &names.log_group)?;
+        let sg = self
+            .client
+            .find_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone())
+            .await
+            .at("DescribeSecurityGroups", &names.node_security_group)?;
+        if let Some(sg) = sg {
+            self.check_owned(ctx, "security group", &names.node_security_group, &sg.tags)?;
+            o.node_security_group = Some(sg);
+        }
+        if let Some(lt) = self
+            .client
+            .find_launch_template(names.launch_template.clone())
+            .await
+            .at("DescribeLaunchTemplates", &names.launch_template)?
+        {
+            self.check_owned(ctx, "launch template", &names.launch_template, &lt.tags)?;
+            o.launch_template = Some(lt);
+        }
+        let Some(cluster) =
+            self.client.describe_cluster(names.cluster.clone()).await.at("DescribeCluster", &names.cluster)?
+        else {
+            return Ok(o);
+        };
+        self.check_owned(ctx, "EKS cluster", &names.cluster, &cluster.tags)?;
+        if let Some(n) = self
+            .client
+            .describe_nodegroup(names.cluster.clone(), names.nodegroup.clone())
+            .await
+            .at("DescribeNodegroup", &names.nodegroup)?
+        {
+            self.check_owned(ctx, "node group", &names.nodegroup, &n.tags)?;
+            o.nodegroup = Some(n);
+        }
+        let installed = self.client.list_addons(names.cluster.clone()).await.at("ListAddons", &names.cluster)?;
+        for addon in installed {
+            if let Some(a) =
+                self.client.describe_addon(names.cluster.clone(), addon.clone()).await.at("DescribeAddon", &addon)?
+            {
+                o.addons.insert(addon, a);
+            }
+        }
+        let entries = if spec.admin_principals.is_empty() {
+            Vec::new()
+        } else {
+            self.client.list_access_entries(names.cluster.clone()).await.at("ListAccessEntries", &names.cluster)?
+        };
+        for principal in spec.admin_principals.iter().filter(|p| entries.contains(p)) {
+            let policies = self
+                .client
+                .list_access_policies(names.cluster.clone(), principal.clone())
+                .await
+                .at("ListAssociatedAccessPolicies", principal)?;
+            o.access.insert(principal.clone(), policies);
+        }
+        o.cluster = Some(cluster);
+        // Default add-on versions for the version the cluster will run after this apply.
+        for addon in &spec.addons {
+            if let Some(v) = self
+                .client
+                .default_addon_version(addon.clone(), spec.kubernetes_version.clone())
+                .await
+                .at("DescribeAddonVersions", addon)?
+            {
+                o.addon_versions.insert(addon.clone(), v);
+            }
+        }
+        Ok(o)
+    }
+
+    /// Observation for destroy: like `observe`, but a resource with our name and without our tag
+    /// is skipped (never touched) instead of failing, and add-on versions are not resolved.
+    pub(super) async fn observe_for_destroy(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        names: &Names,
+    ) -> Result<ObservedEks> {
+        let log_group = self
+            .client
+            .describe_log_group(names.log_group.clone())
+            .await
+            .at("DescribeLogGroups", &names.log_group)?
+            .filter(|g| ctx.owns_tags(&g.tags));
+        let mut o = ObservedEks { log_group, ..Default::default() };
+        for (slot, name) in [
+            (&mut o.cluster_role, &names.cluster_role),
+            (&mut o.node_role, &names.node_role),
+            (&mut o.ebs_csi_role, &names.ebs_csi_role),
+        ] {
+            *slot = self.client.get_role(name.clone()).await.at("GetRole", name)?.filter(|r| ctx.owns_tags(&r.tags));
+        }
+        o.key = match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
+            Some(k) => Some(k).filter(|k| ctx.owns_tags(&k.tags)),
+            // A key whose alias was never created (the run died right after CreateKey).
+            None => self
+                .client
+                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .await
+                .at("ListKeys", &names.key_alias)?
+                .into_iter()
+                .find(|k| k.state != "PendingDeletion"),
+        };
+        o.node_security_group = self
+            .client
+            .find_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone())
+            .await
+            .at("DescribeSecurityGroups", &names.node_security_group)?
+            .filter(|s| ctx.owns_tags(&s.tags));
+        o.launch_template = self
+            .client
+            .find_launch_template(names.launch_template.clone())
+            .await
+            .at("DescribeLaunchTemplates", &names.launch_template)?
+            .filter(|l| ctx.owns_tags(&l.tags));
+        o.cluster = self
+            .client
+            .describe_cluster(names.cluster.clone())
+            .await
+            .at("DescribeCluster", &names.cluster)?
+            .filter(|c| ctx.owns_tags(&c.tags));
+        if o.cluster.is_some() {
+            for addon in self.client.list_addons(names.cluster.clone()).await.at("ListAddons", &names.cluster)? {
+                if let Some(a) = self
+                    .client
+                    .describe_addon(names.cluster.clone(), addon.clone())
+                    .await
+                    .at("DescribeAddon", &addon)?
+                {
+                    o.addons.insert(addon, a);
+                }
+            }
+        }
+        Ok(o)
+    }
+}

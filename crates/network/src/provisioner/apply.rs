@@ -1,0 +1,470 @@
+//! Apply for a new VPC: create or converge each resource in dependency order.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl<C: Ec2Api> NetworkProvisioner<C> {
+    pub(super) fn dependency_policy(ctx: &Context) -> dify_stack_core::WaitPolicy {
+        ctx.wait.capped(DEPENDENCY_RETRY_CAP)
+    }
+
+    pub(super) async fn apply_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<NetworkOutput> {
+        let mut obs = self.observe_new(ctx, spec, new).await?;
+        let plan = Self::diff_new(ctx, spec, new, &obs);
+        if plan.has_replacements() {
+            let replaced: Vec<&Change> =
+                plan.with_action(Action::Replace).filter(|c| c.reason.as_deref() != Some(NAT_FAILED)).collect();
+            if !replaced.is_empty() && !ctx.permissions.allow_replace {
+                return Err(NetworkError::ReplacementRefused {
+                    resources: replaced.iter().map(|c| c.resource.to_string()).collect(),
+                    reasons: replaced.iter().map(|c| c.reason.clone().unwrap_or_default()).collect(),
+                });
+            }
+            self.replace(ctx, &plan).await?;
+            obs = self.observe_new(ctx, spec, new).await?;
+        }
+        let want = Desired::new(ctx, spec, new, &obs.zones);
+
+        // VPC with DNS support and hostnames.
+        let vpc = match obs.vpc() {
+            Some(v) => v.clone(),
+            None => {
+                let v = self
+                    .client
+                    .create_vpc(want.cidr.clone(), want.vpc.tags.clone())
+                    .await
+                    .at("CreateVpc", &want.vpc.name)?;
+                tracing::info!(vpc = %v.id, "created VPC");
+                v
+            }
+        };
+        let dns = obs.dns.unwrap_or(crate::client::DnsAttributes { support: false, hostnames: false });
+        if !dns.support || !dns.hostnames {
+            self.fresh(ctx, "ModifyVpcAttribute", || {
+                self.client.set_vpc_dns(
+                    vpc.id.clone(),
+                    (!dns.support).then_some(true),
+                    (!dns.hostnames).then_some(true),
+                )
+            })
+            .await
+            .at("ModifyVpcAttribute", vpc.id.as_str())?;
+        }
+        self.ensure_tags(vpc.id.as_str(), &want.vpc.tags, &vpc.tags).await?;
+        // Duplicates (an SDK retry of a lost CreateVpc response) are empty: delete them.
+        for extra in obs.vpcs.iter().skip(1) {
+            ignore_not_found(self.client.delete_vpc(extra.id.clone()).await).at("Delete", extra.id.as_str())?;
+        }
+
+        // Subnets, concurrently.
+        let subnets: Vec<SubnetInfo> =
+            try_join_all(want.subnets().map(|s| self.ensure_subnet(ctx, &vpc.id, s, &obs.subnets))).await?;
+        let subnet_id = |name: &str| subnets.iter().find(|s| name_of(&s.tags) == name).map(|s| s.id.clone());
+
+        // Internet gateway.
+        let igw = match find(&obs.igws, &want.igw.name, |g| &g.tags) {
+            Some(g) => g.clone(),
+            None => self
+                .client
+                .create_internet_gateway(want.igw.tags.clone())
+                .await
+                .at("CreateInternetGateway", &want.igw.name)?,
+        };
+        if !igw.attached_vpcs.contains(&vpc.id) {
+            match self
+                .fresh(ctx, "AttachInternetGateway", || {
+                    self.client.attach_internet_gateway(igw.id.clone(), vpc.id.clone())
+                })
+                .await
+            {
+                Ok(()) => {}
+                // A retry whose first attempt was applied (the response was lost) is answered
+                // `Resource.AlreadyAssociated` (EC2 API error codes). Success only when the
+                // gateway is attached to this VPC; attached elsewhere stays an error.
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    let now = self
+                        .client
+                        .describe_internet_gateways(vec![Filter::new("internet-gateway-id", [igw.id.as_str()])])
+                        .await
+                        .at("Describe", igw.id.as_str())?;
+                    if !now.iter().any(|g| g.attached_vpcs.contains(&vpc.id)) {
+                        return Err(e.at("CreateInternetGateway", igw.id.as_str()).into());
+                    }
+                }
+                Err(e) => return Err(e.at("CreateInternetGateway", igw.id.as_str()).into()),
+            }
+        }
+
+        // Elastic IPs, then NAT gateways (concurrently), then wait until they are available.
+        let obs_eips = &obs.eips;
+        let eips: Vec<AddressInfo> = try_join_all(want.eips.iter().map(|e| async move {
+            match find(obs_eips, &e.name, |a| &a.tags) {
+                Some(a) => Ok(a.clone()),
+                None => self.client.allocate_address(e.tags.clone()).await.at("AllocateAddress", &e.name),
+            }
+        }))
+        .await?;
+        let nats: Vec<NatInfo> = try_join_all(want.nats.iter().enumerate().map(|(i, n)| {
+            let subnet = subnet_id(&want.public[i].named.name);
+            let eip = eips[i].allocation_id.clone();
+            let obs_nats = &obs.nats;
+            let retired = &obs.retired_nats;
+            async move {
+                if let Some(have) = find(obs_nats, &n.name, |x| &x.tags) {
+                    return Ok(have.clone());
+                }
+                let subnet = subnet
+                    .ok_or_else(|| AwsError::new("CreateNatGateway", "MissingSubnet", "public subnet not created"))
+                    .at("CreateNatGateway", &n.name)?;
+                let generation = retired.get(&n.name).copied().unwrap_or(0);
+                self.create_nat(ctx, &n.name, generation, subnet, eip, n.tags.clone()).await
+            }
+        }))
+        .await?;
+        let pending: Vec<NatGatewayId> =
+            nats.iter().filter(|n| n.state != NatState::Available).map(|n| n.id.clone()).collect();
+        if !pending.is_empty() {
+            self.wait_nats(ctx, pending, true).await?;
+        }
+
+        // Route tables: public -> IGW, private i -> NAT i (or the single NAT).
+        let tables: Vec<RouteTableInfo> = try_join_all(want.route_tables().map(|t| {
+            let target = match t.nat {
+                None => RouteTarget::Gateway(igw.id.clone()),
+                Some(i) => RouteTarget::NatGateway(nats[i].id.clone()),
+            };
+            let subnet_ids: Vec<SubnetId> = t.subnets.iter().filter_map(|n| subnet_id(n)).collect();
+            self.ensure_route_table(ctx, &vpc.id, t, target, subnet_ids, &obs.route_tables)
+        }))
+        .await?;
+
+        // Remove what is no longer wanted (e.g. after per_az -> single, or fewer AZs).
+        self.remove_extras(ctx, &want, &obs).await?;
+
+        // A create whose response was lost is retried by the SDK; for the calls without an
+        // idempotency token (CreateVpc, CreateSubnet, CreateInternetGateway, AllocateAddress,
+        // CreateRouteTable) that can make a tagged twin. When this run created anything, look
+        // again and remove every owned twin that this run did not use.
+        let created = obs.vpc().is_none()
+            || subnets.iter().any(|x| !obs.subnets.iter().any(|o| o.id == x.id))
+            || !obs.igws.iter().any(|g| g.id == igw.id)
+            || eips.iter().any(|x| !obs.eips.iter().any(|o| o.allocation_id == x.allocation_id))
+            || nats.iter().any(|x| !obs.nats.iter().any(|o| o.id == x.id))
+            || tables.iter().any(|x| !obs.route_tables.iter().any(|o| o.id == x.id));
+        if created {
+            let used = Used {
+                vpc: vpc.id.clone(),
+                subnets: subnets.iter().map(|x| x.id.clone()).collect(),
+                igw: igw.id.clone(),
+                eips: eips.iter().map(|x| x.allocation_id.clone()).collect(),
+                nats: nats.iter().map(|x| x.id.clone()).collect(),
+                tables: tables.iter().map(|x| x.id.clone()).collect(),
+            };
+            self.remove_twins(ctx, spec, new, &used).await?;
+        }
+
+        Ok(new_output(&want, &vpc, &subnets, &eips, &nats, &tables))
+    }
+
+    /// A converged new VPC's output from the observation alone: every wanted EIP, NAT gateway
+    /// and route table found by name, in the wanted order.
+    pub(super) fn observed_new_output(
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+        obs: &ObservedNew,
+    ) -> Option<NetworkOutput> {
+        let want = Desired::new(ctx, spec, new, &obs.zones);
+        let vpc = obs.vpc()?;
+        let eips: Vec<AddressInfo> =
+            want.eips.iter().map(|e| find(&obs.eips, &e.name, |a| &a.tags).cloned()).collect::<Option<_>>()?;
+        let nats: Vec<NatInfo> =
+            want.nats.iter().map(|n| find(&obs.nats, &n.name, |x| &x.tags).cloned()).collect::<Option<_>>()?;
+        let tables: Vec<RouteTableInfo> = want
+            .route_tables()
+            .map(|t| find(&obs.route_tables, &t.named.name, |r| &r.tags).cloned())
+            .collect::<Option<_>>()?;
+        Some(new_output(&want, vpc, &obs.subnets, &eips, &nats, &tables))
+    }
+
+    pub(super) async fn ensure_tags(&self, id: &str, want: &Tags, have: &Tags) -> Result<()> {
+        let drift = tag_drift(want, have);
+        if !drift.is_empty() {
+            self.client.create_tags(vec![id.to_owned()], drift).await.at("Tag", id)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn ensure_subnet(
+        &self,
+        ctx: &Context,
+        vpc: &VpcId,
+        s: &DesiredSubnet,
+        observed: &[SubnetInfo],
+    ) -> Result<SubnetInfo> {
+        if let Some(have) = find(observed, &s.named.name, |x| &x.tags) {
+            self.ensure_tags(have.id.as_str(), &s.named.tags, &have.tags).await?;
+            return Ok(have.clone());
+        }
+        let created = self
+            .fresh(ctx, "CreateSubnet", || {
+                self.client.create_subnet(vpc.clone(), s.cidr.clone(), s.az.clone(), s.named.tags.clone())
+            })
+            .await
+            .at("CreateSubnet", &s.named.name)?;
+        tracing::info!(subnet = %created.id, name = %s.named.name, "created subnet");
+        Ok(created)
+    }
+
+    /// Runs a write that names a resource this run may have created moments ago. EC2 is
+    /// eventually consistent: such a write can answer `Invalid<Kind>ID.NotFound` for a while
+    /// after the create returned (EC2 API reference, "Eventual consistency in the Amazon EC2
+    /// API": retry with exponential backoff). Not-found is retried for up to a minute; every
+    /// other answer is returned as is. Only for writes whose NotFound means "nothing was done".
+    pub(super) async fn fresh<T, F, Fut>(&self, ctx: &Context, what: &'static str, op: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AwsError>>,
+    {
+        match wait::retry(what, &ctx.wait.capped(FRESH_ID_WAIT), ctx.cancellation(), AwsError::is_not_found, op).await {
+            Ok(v) => Ok(v),
+            Err(WaitError::Failed { source, .. }) => Err(source),
+            Err(e) => Err(AwsError::new(what, "Timeout", e.to_string())),
+        }
+    }
+
+    /// Creates a NAT gateway with a deterministic client token. A failed or lost response is
+    /// retried with the same token, so AWS returns the gateway the first attempt created instead
+    /// of a second one. `generation` counts earlier, retired gateways of the same name, so a
+    /// replacement gets a fresh token.
+    pub(super) async fn create_nat(
+        &self,
+        ctx: &Context,
+        name: &str,
+        generation: usize,
+        subnet: SubnetId,
+        eip: AllocationId,
+        tags: Tags,
+    ) -> Result<NatInfo> {
+        let token = format!("{name}-{eip}-{generation}");
+        let token: String = token.chars().take(64).collect();
+        let nat = wait::retry(
+            &format!("create NAT gateway {name}"),
+            &ctx.wait.capped(Duration::from_secs(120)),
+            ctx.cancellation(),
+            // Transient errors, and the subnet or address just made not visible yet.
+            |e: &AwsError| e.is_retryable() || e.is_not_found(),
+            || self.client.create_nat_gateway(subnet.clone(), eip.clone(), token.clone(), tags.clone()),
+        )
+        .await
+        .map_err(|e| from_aws_wait::<NetworkError>(e, "CreateNatGateway", name))?;
+        tracing::info!(nat = %nat.id, name, "created NAT gateway");
+        Ok(nat)
+    }
+
+    pub(super) async fn wait_nats(&self, ctx: &Context, ids: Vec<NatGatewayId>, available: bool) -> Result<()> {
+        let max = ctx.wait.capped(NAT_WAIT_CAP).max_wait;
+        let what = format!("NAT gateways {ids:?} {}", if available { "available" } else { "deleted" });
+        let waiter = async {
+            if available {
+                self.client.wait_nat_gateways_available(ids.clone(), max).await
+            } else {
+                self.client.wait_nat_gateways_deleted(ids.clone(), max).await
+            }
+        };
+        let reached = tokio::select! {
+            r = waiter => r.at("WaitNatGateway", &what)?,
+            () = ctx.cancellation().cancelled() => {
+                return Err(WaitEnded::Cancelled { what }.into());
+            }
+        };
+        if !reached {
+            return Err(WaitEnded::TimedOut { what, waited: max, last_status: "not reached".into() }.into());
+        }
+        Ok(())
+    }
+
+    pub(super) async fn ensure_route_table(
+        &self,
+        ctx: &Context,
+        vpc: &VpcId,
+        t: &DesiredRouteTable,
+        target: RouteTarget,
+        subnets: Vec<SubnetId>,
+        observed: &[RouteTableInfo],
+    ) -> Result<RouteTableInfo> {
+        let name = &t.named.name;
+        let table = match find(observed, name, |r| &r.tags) {
+            Some(have) => {
+                self.ensure_tags(have.id.as_str(), &t.named.tags, &have.tags).await?;
+                have.clone()
+            }
+            None => {
+                self.client.create_route_table(vpc.clone(), t.named.tags.clone()).await.at("CreateRouteTable", name)?
+            }
+        };
+        match table.routes.iter().find(|r| r.destination == DEFAULT_ROUTE) {
+            None => match self
+                .fresh(ctx, "CreateRoute", || {
+                    self.client.create_route(table.id.clone(), DEFAULT_ROUTE.into(), target.clone())
+                })
+                .await
+            {
+                // A lost response to an earlier attempt: make sure it points where we want.
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    self.client.replace_route(table.id.clone(), DEFAULT_ROUTE.into(), target).await.at("Route", name)?
+                }
+                other => other.at("Route", name)?,
+            },
+            Some(r) if r.target != target => {
+                self.client.replace_route(table.id.clone(), DEFAULT_ROUTE.into(), target).await.at("Route", name)?
+            }
+            Some(_) => {}
+        }
+        for subnet in subnets {
+            if table.associations.iter().any(|a| a.subnet_id.as_ref() == Some(&subnet)) {
+                continue;
+            }
+            // The subnet may still be associated with another of our tables (e.g. after a NAT
+            // mode change): move the association instead of failing.
+            let elsewhere = observed
+                .iter()
+                .flat_map(|rt| rt.associations.iter())
+                .find(|a| a.subnet_id.as_ref() == Some(&subnet) && !a.main)
+                .map(|a| a.id.clone());
+            let done = match elsewhere {
+                Some(assoc) => self.client.replace_route_table_association(assoc, table.id.clone()).await.map(|_| ()),
+                None => self
+                    .fresh(ctx, "AssociateRouteTable", || {
+                        self.client.associate_route_table(table.id.clone(), subnet.clone())
+                    })
+                    .await
+                    .map(|_| ()),
+            };
+            match done {
+                Ok(()) => {}
+                // A retried association whose first attempt was applied: `Resource.AlreadyAssociated`
+                // (associate) or `InvalidAssociationID.NotFound` (replace: the old association is
+                // gone). Success only when the subnet is now associated with this table.
+                Err(e) if matches!(e.kind, ErrorKind::AlreadyExists | ErrorKind::NotFound) => {
+                    let now = self
+                        .client
+                        .describe_route_tables(vec![Filter::new("association.subnet-id", [subnet.as_str()])])
+                        .await
+                        .at("Describe", subnet.as_str())?;
+                    let ours = now.iter().any(|rt| {
+                        rt.id == table.id && rt.associations.iter().any(|a| a.subnet_id.as_ref() == Some(&subnet))
+                    });
+                    if !ours {
+                        return Err(e.at("AssociateRouteTable", name).into());
+                    }
+                }
+                Err(e) => return Err(e.at("AssociateRouteTable", name).into()),
+            }
+        }
+        Ok(table)
+    }
+
+    /// Deletes owned resources of this network that the run did not use (twins made by SDK
+    /// retries of creates without an idempotency token). Route tables, NAT gateways and EIPs
+    /// first, then subnets, the gateway and VPCs, as their dependencies require.
+    pub(super) async fn remove_twins(
+        &self,
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+        used: &Used,
+    ) -> Result<()> {
+        let obs = self.observe_new(ctx, spec, new).await?;
+        for t in obs.route_tables.iter().filter(|t| !used.tables.contains(&t.id)) {
+            tracing::warn!(table = %t.id, "removing a twin route table");
+            self.delete_route_table(ctx, t).await?;
+        }
+        let nats: Vec<NatGatewayId> =
+            obs.nats.iter().filter(|n| !used.nats.contains(&n.id)).map(|n| n.id.clone()).collect();
+        self.delete_nats(ctx, nats).await?;
+        for e in obs.eips.iter().filter(|e| !used.eips.contains(&e.allocation_id)) {
+            tracing::warn!(allocation = %e.allocation_id, "releasing a twin elastic IP");
+            self.release_eip(ctx, e.allocation_id.clone()).await?;
+        }
+        for x in obs.subnets.iter().filter(|x| !used.subnets.contains(&x.id)) {
+            tracing::warn!(subnet = %x.id, "removing a twin subnet");
+            self.delete_subnet(ctx, x.id.clone()).await?;
+        }
+        for g in obs.igws.iter().filter(|g| g.id != used.igw) {
+            tracing::warn!(igw = %g.id, "removing a twin internet gateway");
+            for vpc in &g.attached_vpcs {
+                match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
+                    Err(e) if e.is_not_found() || e.kind == ErrorKind::InvalidState => {}
+                    other => other.at("Delete", g.id.as_str())?,
+                }
+            }
+            self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_internet_gateway(g.id.clone())).await?;
+        }
+        for v in obs.vpcs.iter().filter(|v| v.id != used.vpc) {
+            tracing::warn!(vpc = %v.id, "removing a twin VPC");
+            ignore_not_found(self.client.delete_vpc(v.id.clone()).await).at("Delete", v.id.as_str())?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn remove_extras(&self, ctx: &Context, want: &Desired, obs: &ObservedNew) -> Result<()> {
+        let nat_names: BTreeSet<&str> = want.nats.iter().map(|n| n.name.as_str()).collect();
+        let extra_nats: Vec<NatGatewayId> =
+            extras(&obs.nats, &nat_names, |n| &n.tags, |n| n.id.as_str()).into_iter().map(|n| n.id.clone()).collect();
+        self.delete_nats(ctx, extra_nats).await?;
+        let eip_names: BTreeSet<&str> = want.eips.iter().map(|e| e.name.as_str()).collect();
+        for e in extras(&obs.eips, &eip_names, |a| &a.tags, |a| a.allocation_id.as_str()) {
+            self.release_eip(ctx, e.allocation_id.clone()).await?;
+        }
+        let rt_names: BTreeSet<&str> = want.route_tables().map(|t| t.named.name.as_str()).collect();
+        for t in extras(&obs.route_tables, &rt_names, |t| &t.tags, |t| t.id.as_str()) {
+            self.delete_route_table(ctx, t).await?;
+        }
+        let subnet_names: BTreeSet<&str> = want.subnets().map(|s| s.named.name.as_str()).collect();
+        for s in extras(&obs.subnets, &subnet_names, |s| &s.tags, |s| s.id.as_str()) {
+            self.delete_subnet(ctx, s.id.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes what the plan replaces; the converge pass that follows re-creates it.
+    pub(super) async fn replace(&self, ctx: &Context, plan: &Plan) -> Result<()> {
+        for c in plan.with_action(Action::Replace) {
+            let Some(id) = c.resource.id.clone() else { continue };
+            match c.resource.kind.as_str() {
+                "ec2:vpc" => {
+                    self.destroy_new(ctx).await?;
+                    return Ok(());
+                }
+                "ec2:nat-gateway" => self.delete_nats(ctx, vec![NatGatewayId::new(id)]).await?,
+                "ec2:subnet" => {
+                    let nats = self
+                        .client
+                        .describe_nat_gateways(vec![Filter::new("subnet-id", [id.as_str()])])
+                        .await
+                        .at("Describe", id.as_str())?;
+                    let ours: Vec<NatGatewayId> = nats
+                        .into_iter()
+                        .filter(|n| ctx.owns_tags(&n.tags) && n.state != NatState::Deleted)
+                        .map(|n| n.id)
+                        .collect();
+                    self.delete_nats(ctx, ours).await?;
+                    self.delete_subnet(ctx, SubnetId::new(id)).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ids one apply used (everything else owned and named alike is a twin).
+pub(super) struct Used {
+    vpc: VpcId,
+    subnets: Vec<SubnetId>,
+    igw: dify_stack_core::ids::InternetGatewayId,
+    eips: Vec<AllocationId>,
+    nats: Vec<NatGatewayId>,
+    tables: Vec<dify_stack_core::ids::RouteTableId>,
+}

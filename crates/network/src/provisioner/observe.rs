@@ -1,0 +1,107 @@
+//! Observation of a new VPC's resources.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl<C: Ec2Api> NetworkProvisioner<C> {
+    /// The first `wanted` zones, in name order, that can host the stack: available
+    /// availability zones (not local or wavelength zones), not among the zone IDs where EKS
+    /// refuses control-plane subnets, and offering every node instance type.
+    pub(super) async fn usable_zones(&self, ctx: &Context, spec: &NetworkSpec, wanted: usize) -> Result<Vec<String>> {
+        let mut zones: Vec<ZoneInfo> = self
+            .client
+            .describe_zones()
+            .await
+            .at("Describe", "availability zones")?
+            .into_iter()
+            .filter(|z| z.available && z.zone_type == "availability-zone")
+            .collect();
+        let mut excluded = Vec::new();
+        zones.retain(|z| {
+            let refused = EKS_UNSUPPORTED_ZONE_IDS.contains(&z.id.as_str());
+            if refused {
+                excluded.push(format!("{} ({}): EKS does not place control planes there", z.name, z.id));
+            }
+            !refused
+        });
+        for t in &spec.node_instance_types {
+            let offered =
+                self.client.instance_type_zone_ids(t.clone()).await.at("Describe", "instance type offerings")?;
+            zones.retain(|z| {
+                let ok = offered.contains(&z.id);
+                if !ok {
+                    excluded.push(format!("{} ({}): {t} is not offered there", z.name, z.id));
+                }
+                ok
+            });
+        }
+        let mut names: Vec<String> = zones.into_iter().map(|z| z.name).collect();
+        names.sort();
+        if names.len() < wanted {
+            return Err(NetworkError::NotEnoughZones {
+                region: ctx.region().to_owned(),
+                wanted,
+                found: names.len(),
+                zones: names,
+                excluded,
+            });
+        }
+        names.truncate(wanted);
+        Ok(names)
+    }
+
+    pub(super) async fn observe_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<ObservedNew> {
+        let vpc_name = ctx.tag_name("vpc");
+        let (zones, named_vpcs) = tokio::try_join!(self.usable_zones(ctx, spec, new.az_count as usize), async {
+            self.client
+                .describe_vpcs(vec![Filter::new("tag:Name", [vpc_name.as_str()])])
+                .await
+                .at("Describe", "vpc")
+                .map_err(NetworkError::from)
+        })?;
+        let (mut vpcs, foreign): (Vec<VpcInfo>, Vec<VpcInfo>) =
+            named_vpcs.into_iter().partition(|v| ctx.owns_tags(&v.tags));
+        vpcs.sort_by(|a, b| a.id.cmp(&b.id));
+        let Some(vpc) = vpcs.first().cloned() else {
+            if let Some(other) = foreign.first() {
+                return Err(NotOwned::new(ctx, "ec2:vpc", vpc_name).with_id(other.id.as_str()).into());
+            }
+            return Ok(ObservedNew { zones, ..Default::default() });
+        };
+        let in_vpc = || vec![owner(ctx), Filter::new("vpc-id", [vpc.id.as_str()])];
+        let (dns, subnets, igws, eips, nats, route_tables) = tokio::try_join!(
+            async { self.client.describe_vpc_dns(vpc.id.clone()).await.at("Describe", vpc.id.as_str()) },
+            async { self.client.describe_subnets(in_vpc()).await.at("Describe", "subnets") },
+            async {
+                self.client.describe_internet_gateways(vec![owner(ctx)]).await.at("Describe", "internet gateways")
+            },
+            async { self.client.describe_addresses(vec![owner(ctx)]).await.at("Describe", "elastic ips") },
+            async {
+                self.client
+                    .describe_nat_gateways(vec![Filter::new("vpc-id", [vpc.id.as_str()])])
+                    .await
+                    .at("Describe", "nat gateways")
+            },
+            async { self.client.describe_route_tables(in_vpc()).await.at("Describe", "route tables") },
+        )?;
+        // Ownership is always re-checked here: not every API honours tag filters.
+        let mut retired_nats = std::collections::BTreeMap::new();
+        for n in nats.iter().filter(|n| ctx.owns_tags(&n.tags) && !n.state.is_live()) {
+            *retired_nats.entry(name_of(&n.tags).to_owned()).or_insert(0) += 1;
+        }
+        Ok(ObservedNew {
+            retired_nats,
+            zones,
+            dns: Some(dns),
+            subnets: subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect(),
+            igws: igws.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect(),
+            eips: eips.into_iter().filter(|a| ctx.owns_tags(&a.tags)).collect(),
+            nats: nats
+                .into_iter()
+                .filter(|n| ctx.owns_tags(&n.tags) && !matches!(n.state, NatState::Deleted | NatState::Deleting))
+                .collect(),
+            route_tables: route_tables.into_iter().filter(|t| ctx.owns_tags(&t.tags)).collect(),
+            vpcs,
+        })
+    }
+}

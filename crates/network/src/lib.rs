@@ -21,14 +21,16 @@ pub mod client;
 pub mod error;
 pub mod model;
 pub mod provisioner;
+pub mod sdk;
 pub mod spec;
 
+pub use client::Ec2Api;
 #[cfg(any(test, feature = "test-util"))]
 pub use client::MockEc2Api;
-pub use client::{Ec2Api, SdkEc2};
 pub use error::{NetworkError, Result};
 pub use model::{NatOutput, NetworkOutput, ObservedNetwork, SubnetOutput, SubnetRole};
 pub use provisioner::NetworkProvisioner;
+pub use sdk::SdkEc2;
 pub use spec::{ExistingVpcSpec, NatMode, NetworkSpec, NewVpcSpec, VpcSpec};
 
 #[cfg(test)]

@@ -13,14 +13,14 @@ use dify_stack_core::{
 use futures::future::try_join_all;
 
 use crate::client::{
-    AddressInfo, Ec2Api, Filter, IgwInfo, NatInfo, NatState, RouteTableInfo, RouteTarget, SdkEc2, SubnetInfo, VpcInfo,
-    ZoneInfo,
+    AddressInfo, Ec2Api, Filter, IgwInfo, NatInfo, NatState, RouteTableInfo, RouteTarget, SubnetInfo, VpcInfo, ZoneInfo,
 };
 use crate::error::{NetworkError, Result};
 use crate::model::{
     Desired, DesiredRouteTable, DesiredSubnet, NatOutput, NetworkOutput, ObservedExisting, ObservedNetwork,
     ObservedNew, SubnetOutput, SubnetRole, k8s_subnet_tags, name_of,
 };
+use crate::sdk::SdkEc2;
 use crate::spec::{ExistingVpcSpec, NetworkSpec, NewVpcSpec, VpcSpec};
 
 mod apply;

@@ -1,0 +1,89 @@
+//! Destroy: instances, cluster (final snapshot unless the data policy says otherwise), subnet group, security group.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl AuroraProvisioner {
+    pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let holders = self.data_holders(ctx, spec, policy).await?;
+        if !holders.is_empty() {
+            return Err(DatastoresError::DataLossRefused {
+                holders,
+                hint: "set lift_deletion_protection (and delete_data to skip the final snapshot) in the data policy"
+                    .to_owned(),
+            });
+        }
+        let names = AuroraNames::of(ctx);
+        let mut deleted = Vec::new();
+        let cluster_id = names.cluster.clone();
+        if let Some(c) = self
+            .rds
+            .describe_cluster(cluster_id.clone())
+            .await
+            .at("DescribeDBClusters", &cluster_id)?
+            .filter(|c| ctx.owns_tags(&c.tags))
+        {
+            if c.deletion_protection {
+                self.rds
+                    .modify_cluster(
+                        cluster_id.clone(),
+                        DbClusterModify { deletion_protection: Some(false), ..Default::default() },
+                    )
+                    .await
+                    .at("ModifyDBCluster", &cluster_id)?;
+            }
+            for x in self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)? {
+                if x.status != "deleting" {
+                    dify_stack_core::ignore_not_found(self.rds.delete_instance(x.id.clone()).await)
+                        .at("DeleteDBInstance", &x.id)?;
+                }
+                deleted.push(ResourceRef::new("rds:instance", &x.id));
+            }
+            wait_for(ctx, format!("Aurora instances of {cluster_id} to be deleted"), caps::AURORA_INSTANCE, || async {
+                let left = self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
+                Ok((!left.is_empty()).then(|| format!("{} left", left.len())))
+            })
+            .await?;
+            let snapshot = (spec.aurora.final_snapshot && !policy.delete_data).then(|| final_snapshot_name(ctx));
+            if c.status != "deleting" {
+                dify_stack_core::ignore_not_found(self.rds.delete_cluster(cluster_id.clone(), snapshot.clone()).await)
+                    .at("DeleteDBCluster", &cluster_id)?;
+            }
+            if let Some(s) = &snapshot {
+                tracing::info!(cluster = %cluster_id, snapshot = %s, "final snapshot requested");
+            }
+            wait_for(ctx, format!("Aurora cluster {cluster_id} to be deleted"), caps::AURORA_CLUSTER, || async {
+                Ok(self
+                    .rds
+                    .describe_cluster(cluster_id.clone())
+                    .await
+                    .at("DescribeDBClusters", &cluster_id)?
+                    .map(|c| c.status))
+            })
+            .await?;
+            deleted.push(ResourceRef::new("rds:cluster", &cluster_id).with_id(&c.arn));
+        }
+        if let Some(tags) = self
+            .rds
+            .find_subnet_group(names.subnet_group.clone())
+            .await
+            .at("DescribeDBSubnetGroups", &names.subnet_group)?
+            && ctx.owns_tags(&tags)
+        {
+            dify_stack_core::ignore_not_found(self.rds.delete_subnet_group(names.subnet_group.clone()).await)
+                .at("DeleteDBSubnetGroup", &names.subnet_group)?;
+            deleted.push(ResourceRef::new("rds:db-subnet-group", &names.subnet_group));
+        }
+        if let Some(id) =
+            delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &names.security_group).await?
+        {
+            deleted.push(ResourceRef::new("ec2:security-group", &names.security_group).with_id(id));
+        }
+        // The application role went with the cluster; its password with it.
+        if let Some(arn) = secrets::delete_secret(ctx, self.secrets.as_ref(), SecretKind::AuroraApp, policy).await? {
+            deleted.push(ResourceRef::new("secretsmanager:secret", SecretKind::AuroraApp.name(ctx)).with_id(arn));
+        }
+        Ok(deleted)
+    }
+}

@@ -245,10 +245,10 @@ pub struct LaunchTemplateInfo {
     pub tags: Tags,
 }
 
-/// Everything the EKS tier asks of AWS.
+/// What the EKS tier asks of EKS: clusters, node groups, add-ons and access entries.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
-pub trait EksApi: Send + Sync {
+pub trait ClusterApi: Send + Sync {
     // --- EKS cluster
     /// DescribeCluster; `None` when it does not exist.
     async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError>;
@@ -346,8 +346,12 @@ pub trait EksApi: Send + Sync {
     ) -> Result<(), AwsError>;
     /// DeleteAccessEntry.
     async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError>;
+}
 
-    // --- CloudWatch Logs (the control-plane log group)
+/// What the EKS tier asks of CloudWatch Logs: the control-plane log group.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait LogsApi: Send + Sync {
     /// DescribeLogGroups (exact name) + ListTagsLogGroup; `None` when it does not exist.
     async fn describe_log_group(&self, name: String) -> Result<Option<LogGroupInfo>, AwsError>;
     /// CreateLogGroup with tags.
@@ -356,8 +360,12 @@ pub trait EksApi: Send + Sync {
     async fn put_log_retention(&self, name: String, days: i32) -> Result<(), AwsError>;
     /// DeleteLogGroup.
     async fn delete_log_group(&self, name: String) -> Result<(), AwsError>;
+}
 
-    // --- IAM
+/// What the EKS tier asks of IAM: the cluster and node roles.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait RolesApi: Send + Sync {
     /// GetRole + ListAttachedRolePolicies; `None` when the role does not exist.
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError>;
     /// CreateRole with trust policy and tags; returns the ARN.
@@ -372,8 +380,12 @@ pub trait EksApi: Send + Sync {
     async fn detach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError>;
     /// DeleteRole.
     async fn delete_role(&self, name: String) -> Result<(), AwsError>;
+}
 
-    // --- KMS
+/// What the EKS tier asks of KMS: the secrets-encryption key.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait KeysApi: Send + Sync {
     /// DescribeKey by alias + ListResourceTags; `None` when the alias does not exist.
     async fn find_key(&self, alias: String) -> Result<Option<KeyInfo>, AwsError>;
     /// CreateKey (symmetric, rotation on) with tags, then CreateAlias.
@@ -390,8 +402,12 @@ pub trait EksApi: Send + Sync {
     async fn tag_key(&self, key_id: String, tags: Tags) -> Result<(), AwsError>;
     /// DeleteAlias (unless `alias` is empty) + ScheduleKeyDeletion.
     async fn schedule_key_deletion(&self, alias: String, key_id: String, days: i32) -> Result<(), AwsError>;
+}
 
-    // --- EC2
+/// What the EKS tier asks of EC2: the node security group and launch template.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Ec2Api: Send + Sync {
     /// DescribeSecurityGroups by VPC and group name.
     async fn find_security_group(&self, vpc_id: String, name: String) -> Result<Option<SecurityGroupInfo>, AwsError>;
     /// CreateSecurityGroup with tags; returns the id.
@@ -418,3 +434,9 @@ pub trait EksApi: Send + Sync {
     /// DeleteLaunchTemplate.
     async fn delete_launch_template(&self, id: String) -> Result<(), AwsError>;
 }
+
+/// Everything the EKS tier asks of AWS: one trait per service, implemented together by
+/// [`SdkEks`](crate::SdkEks) (tests implement them on a fake).
+pub trait EksApi: ClusterApi + LogsApi + RolesApi + KeysApi + Ec2Api {}
+
+impl<T: ClusterApi + LogsApi + RolesApi + KeysApi + Ec2Api> EksApi for T {}

@@ -26,12 +26,12 @@ pub mod token;
 
 use dify_stack_core::{AwsFailure, Classify, ErrorKind, NotOwned, SpecErrors, WaitEnded};
 
-#[cfg(any(test, feature = "test-util"))]
-pub use client::MockEksApi;
 pub use client::{
-    AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
-    LogGroupInfo, NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo,
+    AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, EksApi, KeyInfo, KeysApi, LaunchTemplateData,
+    LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupCreate, NodegroupInfo, RoleInfo, RolesApi, SecurityGroupInfo,
 };
+#[cfg(any(test, feature = "test-util"))]
+pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};
 pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
 pub use provisioner::{EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version};
 pub use sdk::SdkEks;

@@ -90,30 +90,7 @@ fn not_found(op: &'static str) -> AwsError {
 }
 
 #[async_trait]
-impl EksApi for FakeEks {
-    async fn describe_log_group(&self, _name: String) -> Result<Option<LogGroupInfo>, AwsError> {
-        Ok(self.0.lock().unwrap().log_group.clone())
-    }
-    async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
-        let mut s = self.0.lock().unwrap();
-        s.calls.push(format!("CreateLogGroup({name})"));
-        if s.log_group.is_some() {
-            return Err(AwsError::new("CreateLogGroup", "ResourceAlreadyExistsException", "exists"));
-        }
-        s.log_group = Some(LogGroupInfo { name, retention_days: None, tags });
-        Ok(())
-    }
-    async fn put_log_retention(&self, _name: String, days: i32) -> Result<(), AwsError> {
-        let mut s = self.0.lock().unwrap();
-        s.calls.push(format!("PutRetentionPolicy({days})"));
-        s.log_group.as_mut().ok_or_else(|| not_found("PutRetentionPolicy"))?.retention_days = Some(days);
-        Ok(())
-    }
-    async fn delete_log_group(&self, name: String) -> Result<(), AwsError> {
-        let mut s = self.0.lock().unwrap();
-        s.calls.push(format!("DeleteLogGroup({name})"));
-        s.log_group.take().map(|_| ()).ok_or_else(|| not_found("DeleteLogGroup"))
-    }
+impl ClusterApi for FakeEks {
     async fn describe_cluster(&self, _name: String) -> Result<Option<ClusterInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeCluster".into());
@@ -127,6 +104,7 @@ impl EksApi for FakeEks {
         }
         Ok(Some(c.clone()))
     }
+
     async fn create_cluster(&self, c: ClusterCreate) -> Result<ClusterInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateCluster".into());
@@ -166,6 +144,7 @@ impl EksApi for FakeEks {
         s.cluster = Some(info.clone());
         Ok(info)
     }
+
     async fn update_cluster_endpoint(
         &self,
         _n: String,
@@ -181,6 +160,7 @@ impl EksApi for FakeEks {
         s.cluster_script.push_back("UPDATING");
         Ok(())
     }
+
     async fn update_cluster_logging(&self, _n: String, enabled: Vec<String>, _d: Vec<String>) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(logging)".into());
@@ -189,6 +169,7 @@ impl EksApi for FakeEks {
         s.cluster_script.push_back("UPDATING");
         Ok(())
     }
+
     async fn update_cluster_version(&self, _n: String, version: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateClusterVersion({version})"));
@@ -203,6 +184,7 @@ impl EksApi for FakeEks {
         s.cluster_script.extend(["UPDATING", "UPDATING"]);
         Ok(())
     }
+
     async fn tag_resource(&self, _arn: String, tags: Tags) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("TagResource".into());
@@ -211,6 +193,7 @@ impl EksApi for FakeEks {
         }
         Ok(())
     }
+
     async fn delete_cluster(&self, _n: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteCluster".into());
@@ -221,10 +204,12 @@ impl EksApi for FakeEks {
         s.cluster_script = VecDeque::from(["DELETING", "DELETING", "GONE"]);
         Ok(())
     }
+
     async fn list_nodegroups(&self, _c: String) -> Result<Vec<String>, AwsError> {
         let s = self.0.lock().unwrap();
         Ok(s.nodegroup.iter().map(|n| n.name.clone()).collect())
     }
+
     async fn describe_nodegroup(&self, _c: String, _n: String) -> Result<Option<NodegroupInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeNodegroup".into());
@@ -237,6 +222,7 @@ impl EksApi for FakeEks {
         }
         Ok(Some(n.clone()))
     }
+
     async fn create_nodegroup(&self, c: NodegroupCreate) -> Result<NodegroupInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateNodegroup".into());
@@ -262,6 +248,7 @@ impl EksApi for FakeEks {
         s.nodegroup_script.extend(["CREATING", "CREATING"]);
         Ok(info)
     }
+
     async fn update_nodegroup_config(
         &self,
         _c: String,
@@ -283,6 +270,7 @@ impl EksApi for FakeEks {
         s.nodegroup_script.push_back("UPDATING");
         Ok(())
     }
+
     async fn update_nodegroup_version(
         &self,
         _c: String,
@@ -310,15 +298,18 @@ impl EksApi for FakeEks {
         s.nodegroup_script.push_back("UPDATING");
         Ok(())
     }
+
     async fn delete_nodegroup(&self, _c: String, _n: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteNodegroup".into());
         s.nodegroup_script = VecDeque::from(["DELETING", "GONE"]);
         Ok(())
     }
+
     async fn list_addons(&self, _c: String) -> Result<Vec<String>, AwsError> {
         Ok(self.0.lock().unwrap().addons.keys().cloned().collect())
     }
+
     async fn describe_addon(&self, _c: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeAddon".into());
@@ -327,10 +318,12 @@ impl EksApi for FakeEks {
         a.status = next.unwrap_or("ACTIVE").to_owned();
         Ok(Some(a.clone()))
     }
+
     async fn default_addon_version(&self, name: String, k8s: String) -> Result<Option<String>, AwsError> {
         self.log("DescribeAddonVersions");
         Ok(Some(default_version(&name, &k8s)))
     }
+
     async fn create_addon(
         &self,
         _c: String,
@@ -351,6 +344,7 @@ impl EksApi for FakeEks {
         );
         Ok(())
     }
+
     async fn update_addon(
         &self,
         _c: String,
@@ -367,36 +361,77 @@ impl EksApi for FakeEks {
         }
         Ok(())
     }
+
     async fn delete_addon(&self, _c: String, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("DeleteAddon({name})"));
         s.addons.remove(&name).map(|_| ()).ok_or_else(|| not_found("DeleteAddon"))
     }
+
     async fn list_access_entries(&self, _c: String) -> Result<Vec<String>, AwsError> {
         Ok(self.0.lock().unwrap().access.keys().cloned().collect())
     }
+
     async fn list_access_policies(&self, _c: String, p: String) -> Result<Vec<String>, AwsError> {
         Ok(self.0.lock().unwrap().access.get(&p).cloned().unwrap_or_default())
     }
+
     async fn create_access_entry(&self, _c: String, p: String, _t: Tags) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateAccessEntry".into());
         s.access.insert(p, Vec::new());
         Ok(())
     }
+
     async fn associate_access_policy(&self, _c: String, p: String, policy: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("AssociateAccessPolicy".into());
         s.access.get_mut(&p).ok_or_else(|| not_found("AssociateAccessPolicy"))?.push(policy);
         Ok(())
     }
+
     async fn delete_access_entry(&self, _c: String, p: String) -> Result<(), AwsError> {
         self.0.lock().unwrap().access.remove(&p);
         Ok(())
     }
+}
+
+#[async_trait]
+impl LogsApi for FakeEks {
+    async fn describe_log_group(&self, _name: String) -> Result<Option<LogGroupInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().log_group.clone())
+    }
+
+    async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("CreateLogGroup({name})"));
+        if s.log_group.is_some() {
+            return Err(AwsError::new("CreateLogGroup", "ResourceAlreadyExistsException", "exists"));
+        }
+        s.log_group = Some(LogGroupInfo { name, retention_days: None, tags });
+        Ok(())
+    }
+
+    async fn put_log_retention(&self, _name: String, days: i32) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("PutRetentionPolicy({days})"));
+        s.log_group.as_mut().ok_or_else(|| not_found("PutRetentionPolicy"))?.retention_days = Some(days);
+        Ok(())
+    }
+
+    async fn delete_log_group(&self, name: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteLogGroup({name})"));
+        s.log_group.take().map(|_| ()).ok_or_else(|| not_found("DeleteLogGroup"))
+    }
+}
+
+#[async_trait]
+impl RolesApi for FakeEks {
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
         Ok(self.0.lock().unwrap().roles.get(&name).cloned())
     }
+
     async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<String, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("CreateRole({name})"));
@@ -404,26 +439,31 @@ impl EksApi for FakeEks {
         s.roles.insert(name.clone(), RoleInfo { name, arn: arn.clone(), trust, attached: Vec::new(), tags });
         Ok(arn)
     }
+
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
         self.0.lock().unwrap().roles.get_mut(&name).ok_or_else(|| not_found("UpdateAssumeRolePolicy"))?.trust = trust;
         Ok(())
     }
+
     async fn tag_role(&self, name: String, tags: Tags) -> Result<(), AwsError> {
         self.0.lock().unwrap().roles.get_mut(&name).ok_or_else(|| not_found("TagRole"))?.tags.extend(tags);
         Ok(())
     }
+
     async fn attach_policy(&self, role: String, arn: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("AttachRolePolicy".into());
         s.roles.get_mut(&role).ok_or_else(|| not_found("AttachRolePolicy"))?.attached.push(arn);
         Ok(())
     }
+
     async fn detach_policy(&self, role: String, arn: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DetachRolePolicy".into());
         s.roles.get_mut(&role).ok_or_else(|| not_found("DetachRolePolicy"))?.attached.retain(|a| *a != arn);
         Ok(())
     }
+
     async fn delete_role(&self, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("DeleteRole({name})"));
@@ -432,9 +472,14 @@ impl EksApi for FakeEks {
         }
         s.roles.remove(&name).map(|_| ()).ok_or_else(|| not_found("DeleteRole"))
     }
+}
+
+#[async_trait]
+impl KeysApi for FakeEks {
     async fn find_key(&self, _alias: String) -> Result<Option<KeyInfo>, AwsError> {
         Ok(self.0.lock().unwrap().key.clone())
     }
+
     async fn create_key(&self, _alias: String, _d: String, tags: Tags) -> Result<KeyInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateKey".into());
@@ -447,32 +492,42 @@ impl EksApi for FakeEks {
         s.key = Some(k.clone());
         Ok(k)
     }
+
     async fn find_keys_by_tags(&self, _tags: Tags) -> Result<Vec<KeyInfo>, AwsError> {
         Ok(self.0.lock().unwrap().key.iter().cloned().collect())
     }
+
     async fn create_alias(&self, _alias: String, _key_id: String) -> Result<(), AwsError> {
         self.log("CreateAlias");
         Ok(())
     }
+
     async fn restore_key(&self, _id: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CancelKeyDeletion".into());
         s.key.as_mut().ok_or_else(|| not_found("CancelKeyDeletion"))?.state = "Enabled".into();
         Ok(())
     }
+
     async fn tag_key(&self, _id: String, tags: Tags) -> Result<(), AwsError> {
         self.0.lock().unwrap().key.as_mut().ok_or_else(|| not_found("TagResource"))?.tags.extend(tags);
         Ok(())
     }
+
     async fn schedule_key_deletion(&self, _a: String, _id: String, days: i32) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("ScheduleKeyDeletion({days})"));
         s.key.as_mut().ok_or_else(|| not_found("ScheduleKeyDeletion"))?.state = "PendingDeletion".into();
         Ok(())
     }
+}
+
+#[async_trait]
+impl Ec2Api for FakeEks {
     async fn find_security_group(&self, _v: String, _n: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
         Ok(self.0.lock().unwrap().sg.clone())
     }
+
     async fn create_security_group(
         &self,
         _v: String,
@@ -485,14 +540,17 @@ impl EksApi for FakeEks {
         s.sg = Some(SecurityGroupInfo { id: "sg-nodes".into(), name, tags });
         Ok("sg-nodes".into())
     }
+
     async fn delete_security_group(&self, _id: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteSecurityGroup".into());
         s.sg.take().map(|_| ()).ok_or_else(|| not_found("DeleteSecurityGroup"))
     }
+
     async fn find_launch_template(&self, _n: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
         Ok(self.0.lock().unwrap().lt.clone())
     }
+
     async fn create_launch_template(
         &self,
         name: String,
@@ -505,6 +563,7 @@ impl EksApi for FakeEks {
         s.lt = Some(lt.clone());
         Ok(lt)
     }
+
     async fn update_launch_template(&self, _id: String, data: LaunchTemplateData) -> Result<i64, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateLaunchTemplateVersion".into());
@@ -513,6 +572,7 @@ impl EksApi for FakeEks {
         lt.data = data;
         Ok(lt.latest_version)
     }
+
     async fn delete_launch_template(&self, _id: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteLaunchTemplate".into());

@@ -1,0 +1,356 @@
+//! EKS: clusters, node groups, add-ons and access entries.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[async_trait]
+impl ClusterApi for SdkEks {
+    async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError> {
+        let out = not_found(self.eks.describe_cluster().name(name).send().await.aws("DescribeCluster"))?;
+        Ok(out.and_then(|o| o.cluster().map(cluster_info)))
+    }
+
+    async fn create_cluster(&self, c: ClusterCreate) -> Result<ClusterInfo, AwsError> {
+        let out = self
+            .eks
+            .create_cluster()
+            .name(&c.name)
+            .version(c.version)
+            .role_arn(c.role_arn)
+            .resources_vpc_config(vpc_config(c.subnet_ids, c.public_access_cidrs))
+            .logging(logging(c.log_types, Vec::new()))
+            .encryption_config(
+                EncryptionConfig::builder()
+                    .resources("secrets")
+                    .provider(Provider::builder().key_arn(c.key_arn).build())
+                    .build(),
+            )
+            .access_config(
+                CreateAccessConfigRequest::builder()
+                    .authentication_mode(AuthenticationMode::ApiAndConfigMap)
+                    .bootstrap_cluster_creator_admin_permissions(true)
+                    .build(),
+            )
+            .client_request_token(c.client_request_token)
+            .set_tags(Some(to_hash(&c.tags)))
+            .send()
+            .await
+            .aws("CreateCluster")?;
+        out.cluster()
+            .map(cluster_info)
+            .ok_or_else(|| AwsError::new("CreateCluster", "EmptyResponse", "no cluster in the response"))
+    }
+
+    async fn update_cluster_endpoint(
+        &self,
+        name: String,
+        subnet_ids: Vec<String>,
+        public_access_cidrs: Vec<String>,
+    ) -> Result<(), AwsError> {
+        self.eks
+            .update_cluster_config()
+            .name(name)
+            .resources_vpc_config(vpc_config(subnet_ids, public_access_cidrs))
+            .send()
+            .await
+            .aws("UpdateClusterConfig")?;
+        Ok(())
+    }
+
+    async fn update_cluster_logging(
+        &self,
+        name: String,
+        enabled: Vec<String>,
+        disabled: Vec<String>,
+    ) -> Result<(), AwsError> {
+        self.eks
+            .update_cluster_config()
+            .name(name)
+            .logging(logging(enabled, disabled))
+            .send()
+            .await
+            .aws("UpdateClusterConfig")?;
+        Ok(())
+    }
+
+    async fn update_cluster_version(&self, name: String, version: String) -> Result<(), AwsError> {
+        self.eks.update_cluster_version().name(name).version(version).send().await.aws("UpdateClusterVersion")?;
+        Ok(())
+    }
+
+    async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
+        self.eks.tag_resource().resource_arn(arn).set_tags(Some(to_hash(&tags))).send().await.aws("TagResource")?;
+        Ok(())
+    }
+
+    async fn delete_cluster(&self, name: String) -> Result<(), AwsError> {
+        self.eks.delete_cluster().name(name).send().await.aws("DeleteCluster")?;
+        Ok(())
+    }
+
+    async fn list_nodegroups(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+        self.eks
+            .list_nodegroups()
+            .cluster_name(&cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("ListNodegroups")
+    }
+
+    async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
+        let out = not_found(
+            self.eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .send()
+                .await
+                .aws("DescribeNodegroup"),
+        )?;
+        Ok(out.and_then(|o| o.nodegroup().map(nodegroup_info)))
+    }
+
+    async fn create_nodegroup(&self, c: NodegroupCreate) -> Result<NodegroupInfo, AwsError> {
+        let out = self
+            .eks
+            .create_nodegroup()
+            .cluster_name(c.cluster)
+            .nodegroup_name(c.name)
+            .node_role(c.node_role)
+            .set_subnets(Some(c.subnet_ids))
+            .set_instance_types(Some(c.instance_types))
+            .ami_type(aws_sdk_eks::types::AmiTypes::from(c.ami_type.as_str()))
+            .scaling_config(
+                NodegroupScalingConfig::builder().min_size(c.min).max_size(c.max).desired_size(c.desired).build(),
+            )
+            .set_labels(Some(c.labels.into_iter().collect()))
+            .launch_template(
+                LaunchTemplateSpecification::builder().id(c.launch_template.0).version(c.launch_template.1).build(),
+            )
+            .version(c.version)
+            .set_tags(Some(to_hash(&c.tags)))
+            .client_request_token(c.client_request_token)
+            .send()
+            .await
+            .aws("CreateNodegroup")?;
+        out.nodegroup()
+            .map(nodegroup_info)
+            .ok_or_else(|| AwsError::new("CreateNodegroup", "EmptyResponse", "no node group in the response"))
+    }
+
+    async fn update_nodegroup_config(
+        &self,
+        cluster: String,
+        name: String,
+        scaling: Option<(i32, i32, i32)>,
+        add_labels: BTreeMap<String, String>,
+        remove_labels: Vec<String>,
+    ) -> Result<(), AwsError> {
+        let mut req = self.eks.update_nodegroup_config().cluster_name(cluster).nodegroup_name(name);
+        if let Some((min, max, desired)) = scaling {
+            req = req.scaling_config(
+                NodegroupScalingConfig::builder().min_size(min).max_size(max).desired_size(desired).build(),
+            );
+        }
+        if !add_labels.is_empty() || !remove_labels.is_empty() {
+            req = req.labels(
+                UpdateLabelsPayload::builder()
+                    .set_add_or_update_labels((!add_labels.is_empty()).then(|| add_labels.into_iter().collect()))
+                    .set_remove_labels((!remove_labels.is_empty()).then_some(remove_labels))
+                    .build(),
+            );
+        }
+        req.send().await.aws("UpdateNodegroupConfig")?;
+        Ok(())
+    }
+
+    async fn update_nodegroup_version(
+        &self,
+        cluster: String,
+        name: String,
+        version: Option<String>,
+        launch_template: Option<(String, String)>,
+    ) -> Result<(), AwsError> {
+        self.eks
+            .update_nodegroup_version()
+            .cluster_name(cluster)
+            .nodegroup_name(name)
+            .set_version(version)
+            .set_launch_template(
+                launch_template.map(|(id, v)| LaunchTemplateSpecification::builder().id(id).version(v).build()),
+            )
+            .send()
+            .await
+            .aws("UpdateNodegroupVersion")?;
+        Ok(())
+    }
+
+    async fn delete_nodegroup(&self, cluster: String, name: String) -> Result<(), AwsError> {
+        self.eks.delete_nodegroup().cluster_name(cluster).nodegroup_name(name).send().await.aws("DeleteNodegroup")?;
+        Ok(())
+    }
+
+    async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+        self.eks
+            .list_addons()
+            .cluster_name(&cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("ListAddons")
+    }
+
+    async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
+        let out = not_found(
+            self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.aws("DescribeAddon"),
+        )?;
+        Ok(out.and_then(|o| {
+            o.addon().map(|a| AddonInfo {
+                name: a.addon_name().unwrap_or_default().to_owned(),
+                version: a.addon_version().unwrap_or_default().to_owned(),
+                status: a.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                tags: hash_tags(a.tags()),
+                pod_identity_associations: a.pod_identity_associations().to_vec(),
+            })
+        }))
+    }
+
+    async fn default_addon_version(
+        &self,
+        name: String,
+        kubernetes_version: String,
+    ) -> Result<Option<String>, AwsError> {
+        let out = self
+            .eks
+            .describe_addon_versions()
+            .addon_name(name)
+            .kubernetes_version(&kubernetes_version)
+            .send()
+            .await
+            .aws("DescribeAddonVersions")?;
+        Ok(out.addons().iter().flat_map(|a| a.addon_versions()).find_map(|v| {
+            v.compatibilities()
+                .iter()
+                .any(|c| c.default_version() && c.cluster_version() == Some(kubernetes_version.as_str()))
+                .then(|| v.addon_version().map(str::to_owned))
+                .flatten()
+        }))
+    }
+
+    async fn create_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        tags: Tags,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
+        self.eks
+            .create_addon()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .addon_version(version)
+            .resolve_conflicts(ResolveConflicts::Overwrite)
+            .set_tags(Some(to_hash(&tags)))
+            .set_pod_identity_associations(pod_identity(role)?)
+            .send()
+            .await
+            .aws("CreateAddon")?;
+        Ok(())
+    }
+
+    async fn update_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
+        self.eks
+            .update_addon()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .addon_version(version)
+            .resolve_conflicts(ResolveConflicts::Overwrite)
+            .set_pod_identity_associations(pod_identity(role)?)
+            .send()
+            .await
+            .aws("UpdateAddon")?;
+        Ok(())
+    }
+
+    async fn delete_addon(&self, cluster: String, name: String) -> Result<(), AwsError> {
+        self.eks.delete_addon().cluster_name(cluster).addon_name(name).send().await.aws("DeleteAddon")?;
+        Ok(())
+    }
+
+    async fn list_access_entries(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+        self.eks
+            .list_access_entries()
+            .cluster_name(&cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .aws("ListAccessEntries")
+    }
+
+    async fn list_access_policies(&self, cluster: String, principal: String) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .eks
+            .list_associated_access_policies()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .send()
+            .await
+            .aws("ListAssociatedAccessPolicies")?;
+        Ok(out.associated_access_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)).collect())
+    }
+
+    async fn create_access_entry(&self, cluster: String, principal: String, tags: Tags) -> Result<(), AwsError> {
+        self.eks
+            .create_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .set_tags(Some(to_hash(&tags)))
+            .send()
+            .await
+            .aws("CreateAccessEntry")?;
+        Ok(())
+    }
+
+    async fn associate_access_policy(
+        &self,
+        cluster: String,
+        principal: String,
+        policy_arn: String,
+    ) -> Result<(), AwsError> {
+        self.eks
+            .associate_access_policy()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .policy_arn(policy_arn)
+            .access_scope(AccessScope::builder().r#type(AccessScopeType::Cluster).build())
+            .send()
+            .await
+            .aws("AssociateAccessPolicy")?;
+        Ok(())
+    }
+
+    async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError> {
+        self.eks
+            .delete_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(principal)
+            .send()
+            .await
+            .aws("DeleteAccessEntry")?;
+        Ok(())
+    }
+}

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clap::Parser;
-use dify_stack::graph::{self, Node, NodeError, NodeOutput, TierRunner};
+use dify_stack::internals::{self, TierRunner};
+use dify_stack::{Node, NodeError, NodeOutput};
 use dify_stack::{CancellationToken, DataPolicy, EventSink, Profile, ResourceRef, Stack, StackOutput};
 
 #[derive(Debug, Parser)]
@@ -156,7 +157,7 @@ fn simulate(durations: BTreeMap<Node, Duration>) -> Duration {
     rt.block_on(async {
         let start = tokio::time::Instant::now();
         let runner = Simulated(durations);
-        graph::apply(&runner, &CancellationToken::new(), &EventSink::default())
+        internals::apply(&runner, &CancellationToken::new(), &EventSink::default())
             .await
             .map_err(|(_, f)| f.to_string())
             .expect("simulated apply");
@@ -181,7 +182,7 @@ fn simulated_table() {
         for (q, label) in [(1, "median"), (2, "p95")] {
             let nd = node_durations(&create, profile, q, domain);
             let makespan = simulate(nd.clone());
-            let (critical, path) = graph::critical_path(&nd);
+            let (critical, path) = internals::critical_path(&nd);
             let sum: Duration = nd.values().sum();
             let tf = terraform_makespan(&create, profile, q);
             let path: Vec<&str> = path.iter().map(|n| n.name()).collect();

@@ -142,7 +142,7 @@ pub async fn write_out(stack: &Stack, out: &StackOutput, dir: &Path) -> anyhow::
     let values = dir.join("values.yaml");
     write_private(&values, &stack.helm_values(out).await?)?;
     written.push(values);
-    if !dify_stack::wiring::creates_service_accounts(stack.config()) {
+    if !stack.config().creates_service_accounts() {
         // Role-only (or the emulator): the objects apply did not make, for `kubectl apply -f`.
         let manifests = dir.join("kubernetes.yaml");
         std::fs::write(&manifests, dify_stack::output::kubernetes_manifests(out, &stack.config().iam.helm_release)?)?;

@@ -469,6 +469,18 @@ impl StackConfig {
             .map_err(|source| ConfigError::InFile { path: shown, source: Box::new(source) })
     }
 
+    /// Validates the whole configuration as every tier will (names, sizes, versions, CIDRs,
+    /// cross-tier rules), without AWS: every problem at once, each with its field path.
+    pub fn validate(&self) -> Result<(), dify_stack_core::SpecErrors> {
+        crate::wiring::validate(self)
+    }
+
+    /// True when apply creates Kubernetes objects (service accounts, the platform's releases):
+    /// `iam.service_accounts` is on and `eks.kubernetes_access` reaches the cluster's API.
+    pub fn creates_service_accounts(&self) -> bool {
+        crate::wiring::creates_service_accounts(self)
+    }
+
     /// The environment.
     pub fn environment(&self) -> Environment {
         self.profile.environment()

@@ -23,14 +23,14 @@
 mod access;
 pub mod audit;
 pub mod config;
-pub mod graph;
+mod graph;
 pub mod install;
 pub mod lock;
 pub mod output;
 mod runner;
 #[cfg(test)]
 mod tests;
-pub mod wiring;
+mod wiring;
 
 use std::collections::BTreeMap;
 
@@ -44,12 +44,25 @@ pub use dify_stack_network as network;
 pub use dify_stack_registry as registry;
 
 pub use config::{ConfigError, KubernetesAccess, Profile, StackConfig};
-#[cfg(any(test, feature = "test-util"))]
-pub use graph::MockTierRunner;
-pub use graph::{Event, EventSink, EventStream, Node, NodeError, NodeOutput, RunFailure, TierRunner};
+pub use graph::{Event, EventSink, EventStream, Node, NodeError, NodeOutput, RunFailure};
 pub use lock::{ControlBucket, LockError, LockInfo};
 pub use output::{StackOutput, ValuesSecrets, helm_values};
-pub use runner::AwsRunner;
+use runner::AwsRunner;
+
+/// The composition machinery under [`Stack`]: the graph executor, the runner over the real tier
+/// provisioners, and the functions that turn a [`StackConfig`] into each tier's spec. For tests,
+/// benchmarks and custom runners; an embedder provisioning a stack needs only [`Stack`].
+pub mod internals {
+    #[cfg(any(test, feature = "test-util"))]
+    pub use crate::graph::MockTierRunner;
+    pub use crate::graph::{TierRunner, apply, critical_path, destroy};
+    pub use crate::runner::AwsRunner;
+
+    /// Each tier's spec from a [`StackConfig`](crate::StackConfig), and whole-stack validation.
+    pub mod wiring {
+        pub use crate::wiring::*;
+    }
+}
 
 use dify_stack_core::SpecErrors;
 use secrecy::{ExposeSecret as _, SecretString};

@@ -1,7 +1,7 @@
 //! Bad input never panics: arbitrary TOML/YAML text, and arbitrary values in every field of a
 //! configuration, go through parsing and whole-stack validation and come out as errors.
 
-use dify_stack::{Profile, StackConfig, wiring};
+use dify_stack::{Profile, StackConfig};
 use proptest::prelude::*;
 
 const CASES: u32 = 5000;
@@ -41,7 +41,7 @@ proptest! {
     #[test]
     fn parsing_and_validating_text_never_panics(doc in text(), yaml in any::<bool>()) {
         if let Ok(cfg) = StackConfig::from_str_with_format(&doc, yaml) {
-            let _ = wiring::validate(&cfg);
+            let _ = cfg.validate();
         }
     }
 
@@ -94,7 +94,7 @@ proptest! {
         c.datastores.opensearch.volume_gib = volume;
         c.iam.namespace = namespace;
         c.registry.app.keep_last = keep;
-        if let Err(errs) = wiring::validate(&c) {
+        if let Err(errs) = c.validate() {
             // Every error names a path.
             prop_assert!(errs.errors().iter().all(|e| !e.path.is_empty()), "{errs}");
         }
@@ -233,7 +233,7 @@ fn structured_documents_reach_validation_and_a_wrong_type_names_its_field() {
                 typed.set(typed.get() + 1);
                 if let Ok(cfg) = parsed {
                     reached.set(reached.get() + 1);
-                    if let Err(errs) = wiring::validate(&cfg) {
+                    if let Err(errs) = cfg.validate() {
                         prop_assert!(errs.errors().iter().all(|e| !e.path.is_empty()), "{errs}");
                     }
                 }

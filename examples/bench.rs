@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use clap::Parser;
 use dify_stack::internals::{self, TierRunner};
-use dify_stack::{Node, NodeError, NodeOutput};
 use dify_stack::{CancellationToken, DataPolicy, EventSink, Profile, ResourceRef, Stack, StackOutput};
+use dify_stack::{Node, NodeError, NodeOutput};
 
 #[derive(Debug, Parser)]
 struct Args {

@@ -23,10 +23,13 @@
 mod access;
 pub mod audit;
 pub mod config;
+mod dify;
+mod error;
 mod graph;
 pub mod install;
 pub mod lock;
 pub mod output;
+mod plan;
 mod runner;
 #[cfg(test)]
 mod tests;
@@ -44,9 +47,11 @@ pub use dify_stack_network as network;
 pub use dify_stack_registry as registry;
 
 pub use config::{ConfigError, KubernetesAccess, Profile, StackConfig};
+pub use error::StackError;
 pub use graph::{Event, EventSink, EventStream, Node, NodeError, NodeOutput, RunFailure};
 pub use lock::{ControlBucket, LockError, LockInfo};
 pub use output::{StackOutput, ValuesSecrets, helm_values};
+pub use plan::{NodePlan, StackPlan};
 use runner::AwsRunner;
 
 /// The composition machinery under [`Stack`]: the graph executor, the runner over the real tier
@@ -61,151 +66,6 @@ pub mod internals {
     /// Each tier's spec from a [`StackConfig`](crate::StackConfig), and whole-stack validation.
     pub mod wiring {
         pub use crate::wiring::*;
-    }
-}
-
-use dify_stack_core::SpecErrors;
-use secrecy::{ExposeSecret as _, SecretString};
-use serde::Serialize;
-
-/// Everything that can go wrong at the stack level.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StackError {
-    /// The configuration is invalid; nothing was called. Every violation is listed.
-    #[error("invalid stack configuration:\n{0}")]
-    Invalid(SpecErrors),
-    /// The account could not be identified (credentials?).
-    #[error("{}", account_hint(.0))]
-    Account(dify_stack_core::AwsError),
-    /// The stack lock.
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    /// Some nodes failed, were skipped or the run was cancelled.
-    #[error("{0}")]
-    Run(RunFailure),
-    /// A single node failed (plan).
-    #[error("{node}: {error}")]
-    Node {
-        /// Node.
-        node: Node,
-        /// Error.
-        error: NodeError,
-    },
-    /// An AWS call outside the tiers failed.
-    #[error(transparent)]
-    Aws(#[from] dify_stack_core::AwsError),
-    /// Outputs are missing.
-    #[error("{0}")]
-    Incomplete(String),
-    /// Destroy refused: the Dify EE release is still installed on the cluster.
-    #[error(
-        "destroy refused, nothing was deleted: the Dify EE release {release} is installed on the cluster. Fix: run uninstall first, or destroy --uninstall (Stack::destroy_uninstalling)"
-    )]
-    ReleaseInstalled {
-        /// The Helm release.
-        release: String,
-    },
-    /// Installing or uninstalling Dify EE failed.
-    #[error(transparent)]
-    Install(#[from] install::InstallError),
-    /// `eks.kubernetes_access = caller_address` could not learn this machine's public address.
-    #[error(
-        "cannot learn this machine's public address from {url} (eks.kubernetes_access = caller_address opens the Kubernetes API to it): {message}. Fix: set eks.checkip_url to a reachable service, or choose eks.kubernetes_access = public_cidrs with eks.endpoint.public_access_cidrs, inside_vpc, or role_only"
-    )]
-    CallerAddress {
-        /// The address service asked.
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// Destroy refused before any delete: these hold data the data policy does not allow to
-    /// delete.
-    #[error(
-        "destroy refused, nothing was deleted: {}. Fix: destroy with --lift-deletion-protection (and --delete-data to skip the final snapshot and empty the bucket)",
-        holders.join("; ")
-    )]
-    DataLossRefused {
-        /// What holds data, one line each.
-        holders: Vec<String>,
-    },
-}
-
-impl StackError {
-    /// Exit code for CLIs: 2 for bad input/config, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            StackError::Invalid(_) => 2,
-            _ => 1,
-        }
-    }
-}
-
-/// One node's plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodePlan {
-    /// The changes.
-    pub plan: Plan,
-    /// An upstream node is not converged yet: the plan is computed against planned ids and
-    /// shows what will be created once it is (ids known after apply).
-    pub upstream_pending: bool,
-}
-
-/// The plan of the whole stack.
-#[derive(Debug, Clone, Serialize)]
-pub struct StackPlan {
-    /// What the plan cannot show as a change but the user must know (how the Kubernetes API is
-    /// reached, a Kubernetes version in extended support), printed before the changes.
-    pub notes: Vec<String>,
-    /// Per node, in graph order.
-    pub nodes: BTreeMap<Node, NodePlan>,
-}
-
-impl StackPlan {
-    /// True when nothing would change.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.values().all(|p| p.plan.is_empty())
-    }
-
-    /// Number of changes.
-    pub fn len(&self) -> usize {
-        self.nodes.values().map(|p| p.plan.changes.len()).sum()
-    }
-}
-
-impl std::fmt::Display for StackPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for note in &self.notes {
-            writeln!(f, "Note: {note}")?;
-        }
-        if !self.notes.is_empty() {
-            writeln!(f)?;
-        }
-        for (node, p) in &self.nodes {
-            if p.plan.is_empty() {
-                continue;
-            }
-            writeln!(
-                f,
-                "# {node}{}",
-                if p.upstream_pending { " (after its upstream; ids known after apply)" } else { "" }
-            )?;
-            // The node's changes without its own summary line (one total follows).
-            let text = p.plan.to_string();
-            for line in text.lines().filter(|l| !l.starts_with("Plan:") && !l.is_empty()) {
-                writeln!(f, "{line}")?;
-            }
-            writeln!(f)?;
-        }
-        let s = self.nodes.values().fold((0, 0, 0, 0), |acc, p| {
-            let x = p.plan.summary();
-            (acc.0 + x.create, acc.1 + x.update, acc.2 + x.replace, acc.3 + x.delete)
-        });
-        if self.is_empty() {
-            write!(f, "No changes. The stack matches the configuration.")
-        } else {
-            write!(f, "Plan: {} to add, {} to change, {} to replace, {} to destroy.", s.0, s.1, s.2, s.3)
-        }
     }
 }
 
@@ -464,180 +324,6 @@ impl Stack {
         Ok(self.control().unlock(&self.cfg.name).await?)
     }
 
-    /// The Dify EE Helm values for `out`, with the secret values read from Secrets Manager.
-    pub async fn helm_values(&self, out: &StackOutput) -> Result<String, StackError> {
-        use dify_stack_datastores::SecretsApi as _;
-        let runner = self.runner();
-        let secrets = runner.secrets();
-        let read = |arn: Option<String>, what: &'static str| async move {
-            let arn = arn.ok_or_else(|| StackError::Incomplete(format!("{what} secret is missing; apply first")))?;
-            secrets.get_value(arn).await.map_err(StackError::from)
-        };
-        // The application role's secret, never the RDS-managed master secret (rotated every 7
-        // days: Dify would lose its database a week after install).
-        let db = read(out.aurora.as_ref().map(|a| a.app_secret.arn.to_string()), "Aurora application role").await?;
-        // A secret without the key the values need is an error, never an empty string.
-        let key = |value: &SecretString, what: &str, key: &str| -> Result<String, StackError> {
-            let json: serde_json::Value = serde_json::from_str(value.expose_secret()).unwrap_or_default();
-            json[key].as_str().filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| {
-                StackError::Incomplete(format!("the {what} secret has no {key:?}: apply again, or restore it"))
-            })
-        };
-        let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.to_string()), "Redis AUTH").await?;
-        if redis.expose_secret().is_empty() {
-            return Err(StackError::Incomplete("the Redis AUTH secret is empty: apply again, or restore it".into()));
-        }
-        let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.to_string()), "OpenSearch master").await?;
-        let values = ValuesSecrets {
-            database_password: SecretString::from(key(&db, "Aurora application role", "password")?),
-            redis_password: redis,
-            opensearch_user: key(&os, "OpenSearch master", "username")?,
-            opensearch_password: SecretString::from(key(&os, "OpenSearch master", "password")?),
-        };
-        helm_values(out, &values, &self.site(out)).map_err(|e| StackError::Incomplete(e.to_string()))
-    }
-
-    /// Where Dify is served: the configured domain, with your certificate or the one the
-    /// platform node made for it.
-    fn site(&self, out: &StackOutput) -> output::DifyDomain {
-        let mut site = self.cfg.dify.clone();
-        if site.certificate_arn.is_none() {
-            site.certificate_arn = out.certificate.as_ref().and_then(|c| c.certificate_arn.clone());
-        }
-        site
-    }
-
-    /// Installs (or upgrades) Dify EE: `helm upgrade --install` with the values rendered from
-    /// `out`, then waits until every Deployment and StatefulSet of the release is rolled out,
-    /// telling `progress` what is pending. With a domain, then probes the console's login page
-    /// until it answers; returns where Dify answers (the console URL, or the address of the
-    /// release's load balancer when its Ingress has one).
-    pub async fn install_dify(
-        &self,
-        release: &install::DifyRelease,
-        out: &StackOutput,
-        progress: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<Option<String>, StackError> {
-        let values = self.helm_values(out).await?;
-        let eks =
-            out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
-        let (token, client) = self.cluster_access(eks).await?;
-        install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
-        install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
-        if let (Some(domain), Some(zone)) =
-            (&self.cfg.dify.domain, out.certificate.as_ref().and_then(|c| c.hosted_zone_id.as_ref()))
-        {
-            progress(&format!("waiting for the load balancer of the release's Ingress, for the {domain} aliases"));
-            let target = self.release_load_balancer(release, out).await?;
-            let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
-            let names = dify_stack_platform::aliases::publish(&self.ctx, &dns, zone, domain, &target)
-                .await
-                .map_err(|e| StackError::Incomplete(format!("cannot publish the aliases of {domain}: {e}")))?;
-            progress(&format!("{} now point at {}", names.join(", "), target.dns_name));
-        }
-        if let Some(domain) = &self.cfg.dify.domain {
-            let scheme = if self.site(out).certificate_arn.is_some() { "https" } else { "http" };
-            let url = format!("{scheme}://console.{domain}/");
-            progress(&format!("waiting for {url} to answer"));
-            let status = install::probe_console(&url, &self.ctx.wait, self.ctx.cancellation()).await?;
-            return Ok(Some(format!("{url} (HTTP {status})")));
-        }
-        Ok(ingress_address(&client, release).await)
-    }
-
-    /// Uninstalls the Dify EE release, then waits (up to 10 min) until the load balancers that
-    /// its Ingress and Services made are deleted by their controller, so a destroy that follows
-    /// finds the subnets free. The service accounts and their IRSA annotations stay.
-    pub async fn uninstall_dify(&self, release: &install::DifyRelease, out: &StackOutput) -> Result<(), StackError> {
-        let eks =
-            out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
-        let vpc = out
-            .network
-            .as_ref()
-            .ok_or_else(|| StackError::Incomplete("the network has no output: apply first".into()))?;
-        self.uninstall_from(release, eks, vpc.vpc_id.as_str()).await
-    }
-
-    /// The load balancer the controller made for the release's Ingress, waited for (up to 10
-    /// min: the controller makes it within a minute or two of the Ingress).
-    async fn release_load_balancer(
-        &self,
-        release: &install::DifyRelease,
-        out: &StackOutput,
-    ) -> Result<dify_stack_platform::aliases::AliasTarget, StackError> {
-        use dify_stack_core::wait::{self, Probe};
-        use dify_stack_eks::load_balancers::{LoadBalancerApi as _, LoadBalancerKind, SdkLoadBalancers};
-        let eks = out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output".into()))?;
-        let vpc = out.network.as_ref().ok_or_else(|| StackError::Incomplete("the network has no output".into()))?;
-        let lbs = SdkLoadBalancers::from_conf(&self.sdk);
-        let (vpc, cluster, ns) = (vpc.vpc_id.to_string(), eks.cluster_name.to_string(), release.namespace.clone());
-        let what = format!("the load balancer of namespace {ns}'s Ingress");
-        wait::until(&what, &self.ctx.wait.capped(install::LOAD_BALANCERS_GONE_CAP), self.ctx.cancellation(), || async {
-            let found = lbs.cluster_load_balancers(vpc.clone(), cluster.clone(), Some(ns.clone())).await?;
-            for lb in found.iter().filter(|l| l.kind == LoadBalancerKind::V2) {
-                if let Some((dns_name, hosted_zone_id)) = lbs.alias_target(&lb.id).await? {
-                    return Ok(Probe::Done(dify_stack_platform::aliases::AliasTarget { dns_name, hosted_zone_id }));
-                }
-            }
-            Ok::<_, dify_stack_core::AwsError>(Probe::Pending("none yet".into()))
-        })
-        .await
-        .map_err(|e| {
-            StackError::Incomplete(format!(
-                "{e}: is the AWS Load Balancer Controller running (platform.load_balancer_controller)?"
-            ))
-        })
-    }
-
-    async fn uninstall_from(
-        &self,
-        release: &install::DifyRelease,
-        eks: &dify_stack_eks::EksOutput,
-        vpc: &str,
-    ) -> Result<(), StackError> {
-        // The aliases first: the names must not point at a load balancer about to go.
-        // Aliases exist only where the certificate node manages the domain.
-        if let Some(spec) = wiring::certificate_spec(&self.cfg) {
-            let domain = &spec.domain.name;
-            let no_aliases = |e| StackError::Incomplete(format!("cannot remove the aliases of {domain}: {e}"));
-            let certificates = dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk);
-            if let Some(zone) = certificates.hosted_zone(&spec).await.map_err(no_aliases)? {
-                let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
-                dify_stack_platform::aliases::remove(&self.ctx, &dns, &zone, domain).await.map_err(no_aliases)?;
-            }
-        }
-        let (token, _) = self.cluster_access(eks).await?;
-        install::helm_uninstall(release, &eks.endpoint, &eks.ca_data, &token).await?;
-        let lbs = dify_stack_eks::load_balancers::SdkLoadBalancers::from_conf(&self.sdk);
-        dify_stack_eks::load_balancers::wait_namespace_load_balancers_gone(
-            &lbs,
-            vpc,
-            eks.cluster_name.as_str(),
-            &release.namespace,
-            &self.ctx.wait.capped(install::LOAD_BALANCERS_GONE_CAP),
-            self.ctx.cancellation(),
-        )
-        .await
-        .map_err(|e| install::InstallError::LoadBalancersLeft(e.to_string()))?;
-        Ok(())
-    }
-
-    /// A fresh EKS token for `eks` and a client, for Helm and kube-rs.
-    async fn cluster_access(
-        &self,
-        eks: &dify_stack_eks::EksOutput,
-    ) -> Result<(SecretString, kube::Client), StackError> {
-        let credentials = self
-            .sdk
-            .credentials_provider()
-            .ok_or_else(|| StackError::Incomplete("no AWS credentials for the EKS token".into()))?;
-        let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
-        let token = tokens.token().await.map_err(|e| StackError::Incomplete(e.to_string()))?;
-        let client =
-            dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| StackError::Incomplete(e.to_string()))?;
-        Ok((SecretString::from(token.secret().expose_secret().to_owned()), client))
-    }
-
     /// Checks the live stack against the security controls of [`audit::CONTROLS`]. Read-only.
     pub async fn audit(&self) -> Result<audit::AuditReport, StackError> {
         Ok(audit::audit(&self.ctx, &self.sdk).await?)
@@ -678,15 +364,4 @@ fn settle<T>(outcome: Result<T, StackError>, released: Result<(), LockError>) ->
         (Ok(_), Err(r)) => Err(r.into()),
         (outcome, Ok(())) => outcome,
     }
-}
-
-/// The hostname of the load balancer of the release's Ingress, when it has one.
-async fn ingress_address(client: &kube::Client, release: &install::DifyRelease) -> Option<String> {
-    let api: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
-        kube::Api::namespaced(client.clone(), &release.namespace);
-    let list = api.list(&kube::api::ListParams::default()).await.ok()?;
-    list.items.iter().find_map(|i| {
-        let lb = i.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?;
-        lb.hostname.clone().or_else(|| lb.ip.clone())
-    })
 }

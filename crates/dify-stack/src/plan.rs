@@ -1,0 +1,73 @@
+//! The stack's plan: each node's changes.
+
+#[allow(unused_imports)]
+use crate::*;
+use serde::Serialize;
+
+/// One node's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    /// The changes.
+    pub plan: Plan,
+    /// An upstream node is not converged yet: the plan is computed against planned ids and
+    /// shows what will be created once it is (ids known after apply).
+    pub upstream_pending: bool,
+}
+
+/// The plan of the whole stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackPlan {
+    /// What the plan cannot show as a change but the user must know (how the Kubernetes API is
+    /// reached, a Kubernetes version in extended support), printed before the changes.
+    pub notes: Vec<String>,
+    /// Per node, in graph order.
+    pub nodes: BTreeMap<Node, NodePlan>,
+}
+
+impl StackPlan {
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.values().all(|p| p.plan.is_empty())
+    }
+
+    /// Number of changes.
+    pub fn len(&self) -> usize {
+        self.nodes.values().map(|p| p.plan.changes.len()).sum()
+    }
+}
+
+impl std::fmt::Display for StackPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for note in &self.notes {
+            writeln!(f, "Note: {note}")?;
+        }
+        if !self.notes.is_empty() {
+            writeln!(f)?;
+        }
+        for (node, p) in &self.nodes {
+            if p.plan.is_empty() {
+                continue;
+            }
+            writeln!(
+                f,
+                "# {node}{}",
+                if p.upstream_pending { " (after its upstream; ids known after apply)" } else { "" }
+            )?;
+            // The node's changes without its own summary line (one total follows).
+            let text = p.plan.to_string();
+            for line in text.lines().filter(|l| !l.starts_with("Plan:") && !l.is_empty()) {
+                writeln!(f, "{line}")?;
+            }
+            writeln!(f)?;
+        }
+        let s = self.nodes.values().fold((0, 0, 0, 0), |acc, p| {
+            let x = p.plan.summary();
+            (acc.0 + x.create, acc.1 + x.update, acc.2 + x.replace, acc.3 + x.delete)
+        });
+        if self.is_empty() {
+            write!(f, "No changes. The stack matches the configuration.")
+        } else {
+            write!(f, "Plan: {} to add, {} to change, {} to replace, {} to destroy.", s.0, s.1, s.2, s.3)
+        }
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod error;
+pub mod failure;
 pub mod ids;
 pub mod naming;
 pub mod partition;
@@ -19,10 +20,8 @@ pub use context::{
     Context, Environment, InvalidStackName, Permissions, StackName, TAG_COMPONENT, TAG_NAME, TAG_STACK, TAG_TIER, Tags,
     Tier,
 };
-pub use error::{
-    AwsAt, AwsError, AwsFailure, AwsResultExt, Classify, ErrorKind, KubeFailure, NotOwned, WaitEnded, cause_chain,
-    found, from_aws_wait, from_wait, ignore_not_found,
-};
+pub use error::{AwsError, AwsResultExt, ErrorKind, cause_chain, found, ignore_not_found};
+pub use failure::{AwsAt, AwsFailure, Classify, KubeFailure, NotOwned, WaitEnded, from_aws_wait, from_wait};
 pub use naming::{NameError, NameKind};
 pub use partition::Partition;
 pub use plan::{Action, Change, FieldDiff, Plan, PlanSummary, ResourceRef};

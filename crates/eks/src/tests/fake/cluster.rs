@@ -1,0 +1,311 @@
+//! The fake's EKS API: clusters, node groups, add-ons, access entries.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[async_trait]
+impl ClusterApi for FakeEks {
+    async fn describe_cluster(&self, _name: String) -> Result<Option<ClusterInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeCluster".into());
+        let stuck = s.cluster_stuck;
+        let next = s.cluster_script.pop_front();
+        let Some(c) = s.cluster.as_mut() else { return Ok(None) };
+        c.status = stuck.or(next).unwrap_or("ACTIVE").to_owned();
+        if c.status == "GONE" {
+            s.cluster = None;
+            return Ok(None);
+        }
+        Ok(Some(c.clone()))
+    }
+
+    async fn create_cluster(&self, c: ClusterCreate) -> Result<ClusterInfo, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateCluster".into());
+        check_token("CreateCluster", &c.client_request_token)?;
+        s.tokens.push(c.client_request_token.clone());
+        if s.iam_rejections > 0 {
+            s.iam_rejections -= 1;
+            return Err(AwsError::new(
+                "CreateCluster",
+                "InvalidParameterException",
+                "Role with arn: arn:aws:iam::1:role/x, could not be assumed because it does not exist or the trusted entity is not correct",
+            ));
+        }
+        if s.cluster.is_some() {
+            return Err(AwsError::new("CreateCluster", "ResourceInUseException", "exists"));
+        }
+        let info = ClusterInfo {
+            name: c.name.clone(),
+            arn: format!("arn:aws:eks:us-west-2:1:cluster/{}", c.name),
+            status: "CREATING".into(),
+            version: c.version,
+            endpoint: Some("https://ABC.gr7.us-west-2.eks.amazonaws.com".into()),
+            ca_data: Some("Q0E=".into()),
+            oidc_issuer: Some("https://oidc.eks.us-west-2.amazonaws.com/id/ABC".into()),
+            cluster_security_group_id: Some("sg-cluster".into()),
+            subnet_ids: c.subnet_ids,
+            endpoint_private: true,
+            endpoint_public: !c.public_access_cidrs.is_empty(),
+            public_access_cidrs: c.public_access_cidrs,
+            enabled_logs: c.log_types.into_iter().collect(),
+            secrets_key_arn: Some(c.key_arn),
+            authentication_mode: Some("API_AND_CONFIG_MAP".into()),
+            role_arn: c.role_arn,
+            tags: c.tags,
+            ..Default::default()
+        };
+        s.cluster = Some(info.clone());
+        Ok(info)
+    }
+
+    async fn update_cluster_endpoint(
+        &self,
+        _n: String,
+        subnets: Vec<String>,
+        cidrs: Vec<String>,
+    ) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("UpdateClusterConfig(endpoint)".into());
+        let c = s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?;
+        c.subnet_ids = subnets;
+        c.endpoint_public = !cidrs.is_empty();
+        c.public_access_cidrs = cidrs;
+        s.cluster_script.push_back("UPDATING");
+        Ok(())
+    }
+
+    async fn update_cluster_logging(&self, _n: String, enabled: Vec<String>, _d: Vec<String>) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("UpdateClusterConfig(logging)".into());
+        s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?.enabled_logs =
+            enabled.into_iter().collect();
+        s.cluster_script.push_back("UPDATING");
+        Ok(())
+    }
+
+    async fn update_cluster_version(&self, _n: String, version: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("UpdateClusterVersion({version})"));
+        let c = s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterVersion"))?;
+        let (hm, hn) = parse_version(&c.version).unwrap();
+        let (wm, wn) = parse_version(&version).unwrap();
+        // Real EKS: one minor version per update, never down.
+        if wm != hm || wn != hn + 1 {
+            return Err(AwsError::new("UpdateClusterVersion", "InvalidParameterException", "unsupported version step"));
+        }
+        c.version = version;
+        s.cluster_script.extend(["UPDATING", "UPDATING"]);
+        Ok(())
+    }
+
+    async fn tag_resource(&self, _arn: String, tags: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("TagResource".into());
+        if let Some(c) = s.cluster.as_mut() {
+            c.tags.extend(tags);
+        }
+        Ok(())
+    }
+
+    async fn delete_cluster(&self, _n: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DeleteCluster".into());
+        if s.nodegroup.is_some() {
+            return Err(AwsError::new("DeleteCluster", "ResourceInUseException", "Cluster has nodegroups attached"));
+        }
+        s.cluster.as_ref().ok_or_else(|| not_found("DeleteCluster"))?;
+        s.cluster_script = VecDeque::from(["DELETING", "DELETING", "GONE"]);
+        Ok(())
+    }
+
+    async fn list_nodegroups(&self, _c: String) -> Result<Vec<String>, AwsError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.nodegroup.iter().map(|n| n.name.clone()).collect())
+    }
+
+    async fn describe_nodegroup(&self, _c: String, _n: String) -> Result<Option<NodegroupInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeNodegroup".into());
+        let next = s.nodegroup_script.pop_front();
+        let Some(n) = s.nodegroup.as_mut() else { return Ok(None) };
+        n.status = next.unwrap_or("ACTIVE").to_owned();
+        if n.status == "GONE" {
+            s.nodegroup = None;
+            return Ok(None);
+        }
+        Ok(Some(n.clone()))
+    }
+
+    async fn create_nodegroup(&self, c: NodegroupCreate) -> Result<NodegroupInfo, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateNodegroup".into());
+        check_token("CreateNodegroup", &c.client_request_token)?;
+        let info = NodegroupInfo {
+            name: c.name,
+            arn: "arn:aws:eks:us-west-2:1:nodegroup/x".into(),
+            status: "CREATING".into(),
+            version: Some(c.version),
+            ami_type: c.ami_type,
+            instance_types: c.instance_types,
+            min: c.min,
+            max: c.max,
+            desired: c.desired,
+            subnet_ids: c.subnet_ids,
+            labels: c.labels,
+            launch_template: Some(c.launch_template),
+            node_role: c.node_role,
+            issues: Vec::new(),
+            tags: c.tags,
+        };
+        s.nodegroup = Some(info.clone());
+        s.nodegroup_script.extend(["CREATING", "CREATING"]);
+        Ok(info)
+    }
+
+    async fn update_nodegroup_config(
+        &self,
+        _c: String,
+        _n: String,
+        scaling: Option<(i32, i32, i32)>,
+        add: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("UpdateNodegroupConfig".into());
+        let n = s.nodegroup.as_mut().ok_or_else(|| not_found("UpdateNodegroupConfig"))?;
+        if let Some((min, max, desired)) = scaling {
+            (n.min, n.max, n.desired) = (min, max, desired);
+        }
+        n.labels.extend(add);
+        for k in remove {
+            n.labels.remove(&k);
+        }
+        s.nodegroup_script.push_back("UPDATING");
+        Ok(())
+    }
+
+    async fn update_nodegroup_version(
+        &self,
+        _c: String,
+        _n: String,
+        version: Option<String>,
+        lt: Option<(String, String)>,
+    ) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("UpdateNodegroupVersion({})", version.clone().unwrap_or_else(|| "template".into())));
+        let cluster_version = s.cluster.as_ref().map(|c| c.version.clone());
+        let n = s.nodegroup.as_mut().ok_or_else(|| not_found("UpdateNodegroupVersion"))?;
+        if version.is_some() && version != cluster_version {
+            return Err(AwsError::new(
+                "UpdateNodegroupVersion",
+                "InvalidParameterException",
+                "must match the control plane",
+            ));
+        }
+        if let Some(v) = version {
+            n.version = Some(v);
+        }
+        if let Some(lt) = lt {
+            n.launch_template = Some(lt);
+        }
+        s.nodegroup_script.push_back("UPDATING");
+        Ok(())
+    }
+
+    async fn delete_nodegroup(&self, _c: String, _n: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DeleteNodegroup".into());
+        s.nodegroup_script = VecDeque::from(["DELETING", "GONE"]);
+        Ok(())
+    }
+
+    async fn list_addons(&self, _c: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.0.lock().unwrap().addons.keys().cloned().collect())
+    }
+
+    async fn describe_addon(&self, _c: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeAddon".into());
+        let next = s.addon_script.pop_front();
+        let Some(a) = s.addons.get_mut(&name) else { return Ok(None) };
+        a.status = next.unwrap_or("ACTIVE").to_owned();
+        Ok(Some(a.clone()))
+    }
+
+    async fn default_addon_version(&self, name: String, k8s: String) -> Result<Option<String>, AwsError> {
+        self.log("DescribeAddonVersions");
+        Ok(Some(default_version(&name, &k8s)))
+    }
+
+    async fn create_addon(
+        &self,
+        _c: String,
+        name: String,
+        version: String,
+        tags: Tags,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("CreateAddon({name})"));
+        if s.addons.contains_key(&name) {
+            return Err(AwsError::new("CreateAddon", "ResourceInUseException", "exists"));
+        }
+        let pod_identity_associations = role.iter().map(|r| format!("{}={}", r.service_account, r.role_arn)).collect();
+        s.addons.insert(
+            name.clone(),
+            AddonInfo { name, version, status: "CREATING".into(), tags, pod_identity_associations },
+        );
+        Ok(())
+    }
+
+    async fn update_addon(
+        &self,
+        _c: String,
+        name: String,
+        version: String,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("UpdateAddon({name})"));
+        let a = s.addons.get_mut(&name).ok_or_else(|| not_found("UpdateAddon"))?;
+        a.version = version;
+        if let Some(r) = role {
+            a.pod_identity_associations = vec![format!("{}={}", r.service_account, r.role_arn)];
+        }
+        Ok(())
+    }
+
+    async fn delete_addon(&self, _c: String, name: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteAddon({name})"));
+        s.addons.remove(&name).map(|_| ()).ok_or_else(|| not_found("DeleteAddon"))
+    }
+
+    async fn list_access_entries(&self, _c: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.0.lock().unwrap().access.keys().cloned().collect())
+    }
+
+    async fn list_access_policies(&self, _c: String, p: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.0.lock().unwrap().access.get(&p).cloned().unwrap_or_default())
+    }
+
+    async fn create_access_entry(&self, _c: String, p: String, _t: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("CreateAccessEntry".into());
+        s.access.insert(p, Vec::new());
+        Ok(())
+    }
+
+    async fn associate_access_policy(&self, _c: String, p: String, policy: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("AssociateAccessPolicy".into());
+        s.access.get_mut(&p).ok_or_else(|| not_found("AssociateAccessPolicy"))?.push(policy);
+        Ok(())
+    }
+
+    async fn delete_access_entry(&self, _c: String, p: String) -> Result<(), AwsError> {
+        self.0.lock().unwrap().access.remove(&p);
+        Ok(())
+    }
+}

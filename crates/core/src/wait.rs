@@ -182,6 +182,46 @@ where
     }
 }
 
+/// A wait's condition: a pure function of the observed state (`None`: the resource does not
+/// exist) that says done, pending (with the status to show), or failed (the error ends the wait
+/// at once). As kube-runtime's `wait::Condition`, it is tested on its own, without a clock.
+pub trait Condition<S, E>: Fn(Option<&S>) -> Result<Probe<()>, E> {}
+
+impl<S, E, F: Fn(Option<&S>) -> Result<Probe<()>, E>> Condition<S, E> for F {}
+
+/// Polls `fetch` until `condition` holds for what it returns, with [`until`]'s policy,
+/// cancellation and first poll at once; returns the state the condition accepted (`None` for a
+/// condition met by absence, such as [`is_deleted`]).
+pub async fn until_state<S, E, F, Fut>(
+    what: &str,
+    policy: &WaitPolicy,
+    cancel: &CancellationToken,
+    mut fetch: F,
+    condition: impl Condition<S, E>,
+) -> Result<Option<S>, WaitError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<S>, E>>,
+{
+    let condition = &condition;
+    until(what, policy, cancel, || {
+        let fetched = fetch();
+        async move {
+            let state = fetched.await?;
+            Ok(match condition(state.as_ref())? {
+                Probe::Done(()) => Probe::Done(state),
+                Probe::Pending(status) => Probe::Pending(status),
+            })
+        }
+    })
+    .await
+}
+
+/// The condition "gone": met when the resource no longer exists; `status` names what is left.
+pub fn is_deleted<S, E>(status: impl Fn(&S) -> String) -> impl Condition<S, E> {
+    move |state: Option<&S>| Ok(state.map_or(Probe::Done(()), |s| Probe::Pending(status(s))))
+}
+
 /// Runs `op` until it succeeds, retrying while `retryable` says the error is one the SDK does not
 /// retry itself but that clears with time (IAM propagation, `DependencyViolation` while ENIs
 /// linger, "update in progress"). Gives up at the policy's deadline with the last error.
@@ -375,5 +415,29 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(start.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_state_wait_returns_what_the_condition_accepted() {
+        let polls = std::cell::Cell::new(0);
+        let states = ["CREATING", "CREATING", "ACTIVE"];
+        let active = |s: Option<&&str>| -> Result<Probe<()>, String> {
+            match s {
+                None => Err("vanished".into()),
+                Some(&"ACTIVE") => Ok(Probe::Done(())),
+                Some(other) => Ok(Probe::Pending((*other).to_owned())),
+            }
+        };
+        let fetch = || {
+            let i = polls.get();
+            polls.set(i + 1);
+            async move { Ok::<_, String>(Some(states[i])) }
+        };
+        let got = until_state("x", &WaitPolicy::default(), &CancellationToken::new(), fetch, active).await.unwrap();
+        assert_eq!((got, polls.get()), (Some("ACTIVE"), 3));
+        // Gone: met by absence.
+        let gone = is_deleted::<&str, String>(|s| s.to_string());
+        assert_eq!(gone(None), Ok(Probe::Done(())));
+        assert_eq!(gone(Some(&"DELETING")), Ok(Probe::Pending("DELETING".into())));
     }
 }

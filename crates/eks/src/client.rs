@@ -6,6 +6,87 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, Tags};
 
+/// The status EKS reports for a cluster, a node group or an add-on (the three share one
+/// vocabulary; EKS API reference, `Cluster.status`, `Nodegroup.status`, `Addon.status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Status {
+    /// `CREATING`.
+    Creating,
+    /// `ACTIVE`.
+    Active,
+    /// `UPDATING`.
+    Updating,
+    /// `DELETING`.
+    Deleting,
+    /// `PENDING` (a cluster waiting for capacity).
+    Pending,
+    /// `FAILED` (a cluster).
+    Failed,
+    /// `CREATE_FAILED`.
+    CreateFailed,
+    /// `UPDATE_FAILED`.
+    UpdateFailed,
+    /// `DELETE_FAILED`.
+    DeleteFailed,
+    /// `DEGRADED`.
+    Degraded,
+    /// Anything else EKS may add, as it said it.
+    Other(String),
+    /// No status in the answer.
+    #[default]
+    Unknown,
+}
+
+impl Status {
+    /// Parses EKS's spelling.
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "CREATING" => Status::Creating,
+            "ACTIVE" => Status::Active,
+            "UPDATING" => Status::Updating,
+            "DELETING" => Status::Deleting,
+            "PENDING" => Status::Pending,
+            "FAILED" => Status::Failed,
+            "CREATE_FAILED" => Status::CreateFailed,
+            "UPDATE_FAILED" => Status::UpdateFailed,
+            "DELETE_FAILED" => Status::DeleteFailed,
+            "DEGRADED" => Status::Degraded,
+            "" => Status::Unknown,
+            other => Status::Other(other.to_owned()),
+        }
+    }
+
+    /// EKS's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Creating => "CREATING",
+            Status::Active => "ACTIVE",
+            Status::Updating => "UPDATING",
+            Status::Deleting => "DELETING",
+            Status::Pending => "PENDING",
+            Status::Failed => "FAILED",
+            Status::CreateFailed => "CREATE_FAILED",
+            Status::UpdateFailed => "UPDATE_FAILED",
+            Status::DeleteFailed => "DELETE_FAILED",
+            Status::Degraded => "DEGRADED",
+            Status::Other(s) => s,
+            Status::Unknown => "",
+        }
+    }
+}
+
+impl From<&str> for Status {
+    fn from(s: &str) -> Status {
+        Status::parse(s)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A cluster as `DescribeCluster` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterInfo {
@@ -14,7 +95,7 @@ pub struct ClusterInfo {
     /// ARN.
     pub arn: String,
     /// `CREATING`, `ACTIVE`, `UPDATING`, `DELETING`, `FAILED`, `PENDING`.
-    pub status: String,
+    pub status: Status,
     /// Kubernetes minor version.
     pub version: String,
     /// API server endpoint (set once ACTIVE).
@@ -78,7 +159,7 @@ pub struct NodegroupInfo {
     /// ARN.
     pub arn: String,
     /// `CREATING`, `ACTIVE`, `UPDATING`, `DELETING`, `CREATE_FAILED`, `DELETE_FAILED`, `DEGRADED`.
-    pub status: String,
+    pub status: Status,
     /// Kubernetes version.
     pub version: Option<String>,
     /// AMI type.
@@ -146,7 +227,7 @@ pub struct AddonInfo {
     /// Installed version.
     pub version: String,
     /// `CREATING`, `ACTIVE`, `CREATE_FAILED`, `UPDATING`, `DELETING`, `DEGRADED`, ...
-    pub status: String,
+    pub status: Status,
     /// Tags.
     pub tags: Tags,
     /// ARNs of the Pod Identity associations the add-on made (`podIdentityAssociations`).

@@ -29,6 +29,7 @@ use dify_stack_core::{AwsFailure, Classify, ErrorKind, NotOwned, SpecErrors, Wai
 pub use client::{
     AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, EksApi, KeyInfo, KeysApi, LaunchTemplateData,
     LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupCreate, NodegroupInfo, RoleInfo, RolesApi, SecurityGroupInfo,
+    Status,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};

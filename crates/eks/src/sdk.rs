@@ -19,6 +19,7 @@ use dify_stack_core::{AwsError, AwsResultExt, Tags};
 use crate::client::{
     AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi, LaunchTemplateData,
     LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupCreate, NodegroupInfo, RoleInfo, RolesApi, SecurityGroupInfo,
+    Status,
 };
 
 mod ec2;
@@ -107,7 +108,7 @@ fn cluster_info(c: &aws_sdk_eks::types::Cluster) -> ClusterInfo {
     ClusterInfo {
         name: c.name().unwrap_or_default().to_owned(),
         arn: c.arn().unwrap_or_default().to_owned(),
-        status: c.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        status: c.status().map(|s| Status::parse(s.as_str())).unwrap_or_default(),
         version: c.version().unwrap_or_default().to_owned(),
         endpoint: c.endpoint().map(str::to_owned),
         ca_data: c.certificate_authority().and_then(|a| a.data()).map(str::to_owned),
@@ -137,7 +138,7 @@ fn nodegroup_info(n: &aws_sdk_eks::types::Nodegroup) -> NodegroupInfo {
     NodegroupInfo {
         name: n.nodegroup_name().unwrap_or_default().to_owned(),
         arn: n.nodegroup_arn().unwrap_or_default().to_owned(),
-        status: n.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        status: n.status().map(|s| Status::parse(s.as_str())).unwrap_or_default(),
         version: n.version().map(str::to_owned),
         ami_type: n.ami_type().map(|a| a.as_str().to_owned()).unwrap_or_default(),
         instance_types: n.instance_types().to_vec(),

@@ -122,7 +122,7 @@ impl<C: EksApi> EksProvisioner<C> {
                 }
             }
             Some(mut have) => {
-                if have.status != "ACTIVE" {
+                if have.status != Status::Active {
                     have = self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await?;
                 }
                 let scaling = ((have.min, have.max, have.desired) != (ng.min, ng.max, ng.desired))
@@ -193,7 +193,7 @@ impl<C: EksApi> EksProvisioner<C> {
                         .at("UpdateAddon", addon)?;
                     addon_waits.push(addon.clone());
                 }
-                Some(a) if a.status != "ACTIVE" => addon_waits.push(addon.clone()),
+                Some(a) if a.status != Status::Active => addon_waits.push(addon.clone()),
                 Some(_) => {}
             }
         }
@@ -203,7 +203,7 @@ impl<C: EksApi> EksProvisioner<C> {
                 .at("DeleteAddon", name)?;
         }
         let nodegroup_wait = async {
-            if nodegroup.status == "ACTIVE" {
+            if nodegroup.status == Status::Active {
                 Ok(nodegroup.clone())
             } else {
                 self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await
@@ -415,7 +415,7 @@ impl<C: EksApi> EksProvisioner<C> {
             }
             return self.wait_cluster(ctx, name).await;
         };
-        if cluster.status != "ACTIVE" {
+        if cluster.status != Status::Active {
             cluster = self.wait_cluster(ctx, name).await?;
         }
         if let Some(have_key) = &cluster.secrets_key_arn

@@ -24,7 +24,7 @@ impl<C: EksApi> EksProvisioner<C> {
                 if !ctx.owns_tags(&info.tags) {
                     return Err(NotOwned::new(ctx, "node group", ng).into());
                 }
-                if info.status != "DELETING" {
+                if info.status != Status::Deleting {
                     dify_stack_core::ignore_not_found(self.client.delete_nodegroup(cluster.clone(), ng.clone()).await)
                         .at("DeleteNodegroup", &ng)?;
                 }
@@ -38,7 +38,7 @@ impl<C: EksApi> EksProvisioner<C> {
                         .describe_nodegroup(cluster.clone(), ng.clone())
                         .await
                         .at("DescribeNodegroup", &ng)?
-                        .map(|n| n.status))
+                        .map(|n| n.status.to_string()))
                 })
                 .await?;
                 deleted.push(ResourceRef::new("eks:nodegroup", &ng).with_id(&info.arn));
@@ -52,7 +52,7 @@ impl<C: EksApi> EksProvisioner<C> {
                     deleted.push(ResourceRef::new("eks:addon", addon).with_id(&a.version));
                 }
             }
-            if c.status != "DELETING" {
+            if c.status != Status::Deleting {
                 dify_stack_core::ignore_not_found(self.client.delete_cluster(cluster.clone()).await)
                     .at("DeleteCluster", &cluster)?;
             }
@@ -62,7 +62,7 @@ impl<C: EksApi> EksProvisioner<C> {
                     .describe_cluster(cluster.clone())
                     .await
                     .at("DescribeCluster", &cluster)?
-                    .map(|c| c.status))
+                    .map(|c| c.status.to_string()))
             })
             .await?;
             deleted.push(ResourceRef::new("eks:cluster", &cluster).with_id(&c.arn));

@@ -1,80 +1,111 @@
-//! The waits of the tier: each polls a Describe call until its condition holds.
+//! The waits of the tier: each polls a Describe call until its condition holds. The conditions
+//! are pure functions of what the Describe call returned, tested on their own below.
 
 use std::time::Duration;
 
+use dify_stack_core::wait::Condition;
+
 #[allow(unused_imports)]
 use super::*;
+
+/// A cluster is ACTIVE; FAILED or DELETING ends the wait at once; gone while awaited is an error.
+pub(super) fn cluster_active(name: &str) -> impl Condition<ClusterInfo, EksError> + '_ {
+    move |c: Option<&ClusterInfo>| match c {
+        None => Err(EksError::Vanished { kind: "cluster", name: name.to_owned() }),
+        Some(c) if c.status == Status::Active => Ok(Probe::Done(())),
+        Some(c) if matches!(c.status, Status::Failed | Status::Deleting) => Err(EksError::Failed {
+            kind: "cluster",
+            name: name.to_owned(),
+            status: c.status.to_string(),
+            detail: Vec::new(),
+        }),
+        Some(c) => Ok(Probe::Pending(c.status.to_string())),
+    }
+}
+
+/// A node group is ACTIVE; a failure state (with EKS's health issues) or DELETING ends the wait.
+pub(super) fn nodegroup_active(name: &str) -> impl Condition<NodegroupInfo, EksError> + '_ {
+    move |n: Option<&NodegroupInfo>| match n {
+        None => Err(EksError::Vanished { kind: "node group", name: name.to_owned() }),
+        Some(n) if n.status == Status::Active => Ok(Probe::Done(())),
+        Some(n)
+            if matches!(
+                n.status,
+                Status::CreateFailed | Status::DeleteFailed | Status::Deleting | Status::Degraded
+            ) =>
+        {
+            Err(EksError::Failed {
+                kind: "node group",
+                name: name.to_owned(),
+                status: n.status.to_string(),
+                detail: n.issues.clone(),
+            })
+        }
+        Some(n) => Ok(Probe::Pending(n.status.to_string())),
+    }
+}
+
+/// An add-on is ACTIVE; a failure state ends the wait at once.
+pub(super) fn addon_active(name: &str) -> impl Condition<AddonInfo, EksError> + '_ {
+    move |a: Option<&AddonInfo>| match a {
+        None => Err(EksError::Vanished { kind: "add-on", name: name.to_owned() }),
+        Some(a) if a.status == Status::Active => Ok(Probe::Done(())),
+        Some(a) if matches!(a.status, Status::CreateFailed | Status::UpdateFailed | Status::DeleteFailed) => {
+            Err(EksError::Failed {
+                kind: "add-on",
+                name: name.to_owned(),
+                status: a.status.to_string(),
+                detail: Vec::new(),
+            })
+        }
+        Some(a) => Ok(Probe::Pending(a.status.to_string())),
+    }
+}
+
+/// The state a condition met by presence accepted (`until_state` returns `None` only for
+/// conditions met by absence).
+fn accepted<S>(state: Option<S>, kind: &'static str, name: &str) -> Result<S> {
+    state.ok_or_else(|| EksError::Vanished { kind, name: name.to_owned() })
+}
 
 impl<C: EksApi> EksProvisioner<C> {
     pub(super) async fn wait_cluster(&self, ctx: &Context, name: &str) -> Result<ClusterInfo> {
         let policy = ctx.wait.capped(caps::CLUSTER_ACTIVE);
         let what = format!("EKS cluster {name} to be ACTIVE");
-        wait::until(&what, &policy, ctx.cancellation(), || async {
-            match self.client.describe_cluster(name.to_owned()).await.at("DescribeCluster", name)? {
-                None => Err(EksError::Vanished { kind: "cluster", name: name.to_owned() }),
-                Some(c) if c.status == "ACTIVE" => Ok(Probe::Done(c)),
-                Some(c) if c.status == "FAILED" || c.status == "DELETING" => Err(EksError::Failed {
-                    kind: "cluster",
-                    name: name.to_owned(),
-                    status: c.status,
-                    detail: Vec::new(),
-                }),
-                Some(c) => Ok(Probe::Pending(c.status)),
-            }
-        })
-        .await
-        .map_err(from_wait)
+        let fetch = || async { Ok(self.client.describe_cluster(name.to_owned()).await.at("DescribeCluster", name)?) };
+        let state = wait::until_state(&what, &policy, ctx.cancellation(), fetch, cluster_active(name))
+            .await
+            .map_err(from_wait)?;
+        accepted(state, "cluster", name)
     }
 
     pub(super) async fn wait_nodegroup(&self, ctx: &Context, cluster: &str, name: &str) -> Result<NodegroupInfo> {
         let policy = ctx.wait.capped(caps::NODEGROUP_ACTIVE);
         let what = format!("node group {name} to be ACTIVE");
-        wait::until(&what, &policy, ctx.cancellation(), || async {
-            match self
+        let fetch = || async {
+            Ok(self
                 .client
                 .describe_nodegroup(cluster.to_owned(), name.to_owned())
                 .await
-                .at("DescribeNodegroup", name)?
-            {
-                None => Err(EksError::Vanished { kind: "node group", name: name.to_owned() }),
-                Some(n) if n.status == "ACTIVE" => Ok(Probe::Done(n)),
-                Some(n) if matches!(n.status.as_str(), "CREATE_FAILED" | "DELETE_FAILED" | "DELETING" | "DEGRADED") => {
-                    Err(EksError::Failed {
-                        kind: "node group",
-                        name: name.to_owned(),
-                        status: n.status,
-                        detail: n.issues,
-                    })
-                }
-                Some(n) => Ok(Probe::Pending(n.status)),
-            }
-        })
-        .await
-        .map_err(from_wait)
+                .at("DescribeNodegroup", name)?)
+        };
+        let state = wait::until_state(&what, &policy, ctx.cancellation(), fetch, nodegroup_active(name))
+            .await
+            .map_err(from_wait)?;
+        accepted(state, "node group", name)
     }
 
     pub(super) async fn wait_addon(&self, ctx: &Context, cluster: &str, name: &str) -> Result<AddonInfo> {
         let policy = ctx.wait.capped(caps::ADDON);
         let what = format!("add-on {name} to be ACTIVE");
-        wait::until(&what, &policy, ctx.cancellation(), || async {
-            match self.client.describe_addon(cluster.to_owned(), name.to_owned()).await.at("DescribeAddon", name)? {
-                None => Err(EksError::Vanished { kind: "add-on", name: name.to_owned() }),
-                Some(a) if a.status == "ACTIVE" => Ok(Probe::Done(a)),
-                Some(a) if matches!(a.status.as_str(), "CREATE_FAILED" | "UPDATE_FAILED" | "DELETE_FAILED") => {
-                    Err(EksError::Failed {
-                        kind: "add-on",
-                        name: name.to_owned(),
-                        status: a.status,
-                        detail: Vec::new(),
-                    })
-                }
-                Some(a) => Ok(Probe::Pending(a.status)),
-            }
-        })
-        .await
-        .map_err(from_wait)
+        let fetch = || async {
+            Ok(self.client.describe_addon(cluster.to_owned(), name.to_owned()).await.at("DescribeAddon", name)?)
+        };
+        let state = wait::until_state(&what, &policy, ctx.cancellation(), fetch, addon_active(name))
+            .await
+            .map_err(from_wait)?;
+        accepted(state, "add-on", name)
     }
-
     pub(super) async fn wait_gone<F, Fut>(&self, ctx: &Context, what: String, cap: Duration, probe: F) -> Result<()>
     where
         F: FnMut() -> Fut,
@@ -92,5 +123,53 @@ impl<C: EksApi> EksProvisioner<C> {
         })
         .await
         .map_err(from_wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_follow_each_eks_status() {
+        let cluster = |s: &str| ClusterInfo { status: s.into(), ..Default::default() };
+        let c = cluster_active("c");
+        assert!(matches!(c(Some(&cluster("ACTIVE"))), Ok(Probe::Done(()))));
+        for pending in ["CREATING", "UPDATING", "PENDING", "SOMETHING_NEW"] {
+            assert_eq!(c(Some(&cluster(pending))).unwrap(), Probe::Pending(pending.to_owned()), "{pending}");
+        }
+        for failed in ["FAILED", "DELETING"] {
+            assert!(matches!(c(Some(&cluster(failed))), Err(EksError::Failed { status, .. }) if status == failed));
+        }
+        assert!(matches!(c(None), Err(EksError::Vanished { kind: "cluster", .. })));
+
+        let group = |s: &str| NodegroupInfo {
+            status: s.into(),
+            issues: vec!["AsgInstanceLaunchFailures".into()],
+            ..Default::default()
+        };
+        let n = nodegroup_active("ng");
+        assert!(matches!(n(Some(&group("ACTIVE"))), Ok(Probe::Done(()))));
+        assert_eq!(n(Some(&group("UPDATING"))).unwrap(), Probe::Pending("UPDATING".into()));
+        for failed in ["CREATE_FAILED", "DELETE_FAILED", "DELETING", "DEGRADED"] {
+            assert!(
+                matches!(n(Some(&group(failed))), Err(EksError::Failed { detail, .. }) if detail == ["AsgInstanceLaunchFailures"]),
+                "{failed}"
+            );
+        }
+
+        let addon = |s: &str| AddonInfo { status: s.into(), ..Default::default() };
+        let a = addon_active("vpc-cni");
+        assert!(matches!(a(Some(&addon("ACTIVE"))), Ok(Probe::Done(()))));
+        assert_eq!(
+            a(Some(&addon("DEGRADED"))).unwrap(),
+            Probe::Pending("DEGRADED".into()),
+            "a degraded add-on may recover"
+        );
+        for failed in ["CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED"] {
+            assert!(a(Some(&addon(failed))).is_err(), "{failed}");
+        }
+        assert_eq!(Status::parse("CREATE_FAILED").as_str(), "CREATE_FAILED");
+        assert_eq!(Status::parse("NEW"), Status::Other("NEW".into()));
     }
 }

@@ -213,7 +213,7 @@ impl ClusterApi for SdkEks {
             o.addon().map(|a| AddonInfo {
                 name: a.addon_name().unwrap_or_default().to_owned(),
                 version: a.addon_version().unwrap_or_default().to_owned(),
-                status: a.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                status: a.status().map(|s| Status::parse(s.as_str())).unwrap_or_default(),
                 tags: hash_tags(a.tags()),
                 pod_identity_associations: a.pod_identity_associations().to_vec(),
             })

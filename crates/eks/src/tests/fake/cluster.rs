@@ -11,8 +11,8 @@ impl ClusterApi for FakeEks {
         let stuck = s.cluster_stuck;
         let next = s.cluster_script.pop_front();
         let Some(c) = s.cluster.as_mut() else { return Ok(None) };
-        c.status = stuck.or(next).unwrap_or("ACTIVE").to_owned();
-        if c.status == "GONE" {
+        c.status = stuck.or(next).unwrap_or("ACTIVE").into();
+        if c.status.as_str() == "GONE" {
             s.cluster = None;
             return Ok(None);
         }
@@ -129,8 +129,8 @@ impl ClusterApi for FakeEks {
         s.calls.push("DescribeNodegroup".into());
         let next = s.nodegroup_script.pop_front();
         let Some(n) = s.nodegroup.as_mut() else { return Ok(None) };
-        n.status = next.unwrap_or("ACTIVE").to_owned();
-        if n.status == "GONE" {
+        n.status = next.unwrap_or("ACTIVE").into();
+        if n.status.as_str() == "GONE" {
             s.nodegroup = None;
             return Ok(None);
         }
@@ -229,7 +229,7 @@ impl ClusterApi for FakeEks {
         s.calls.push("DescribeAddon".into());
         let next = s.addon_script.pop_front();
         let Some(a) = s.addons.get_mut(&name) else { return Ok(None) };
-        a.status = next.unwrap_or("ACTIVE").to_owned();
+        a.status = next.unwrap_or("ACTIVE").into();
         Ok(Some(a.clone()))
     }
 

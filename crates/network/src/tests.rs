@@ -238,6 +238,28 @@ fn converged(spec: &NetworkSpec) -> ObservedNew {
 }
 
 /// A mock that answers every read with `world` and has no write expectations.
+/// EC2's filter semantics: every filter must match (AND), any of its values may (OR); a filter
+/// name the item does not have matches nothing.
+fn matching<T: Clone>(items: &[T], filters: &[Filter], field: impl Fn(&T, &str) -> Vec<String>) -> Vec<T> {
+    items
+        .iter()
+        .filter(|item| filters.iter().all(|f| f.values.iter().any(|v| field(item, &f.name).contains(v))))
+        .cloned()
+        .collect()
+}
+
+/// `tag:<key>` filters read the item's tags.
+fn tag_field(tags: &Tags, filter: &str) -> Vec<String> {
+    filter.strip_prefix("tag:").and_then(|k| tags.get(k)).cloned().into_iter().collect()
+}
+
+fn vpc_field(v: &VpcInfo, filter: &str) -> Vec<String> {
+    match filter {
+        "vpc-id" => vec![v.id.to_string()],
+        _ => tag_field(&v.tags, filter),
+    }
+}
+
 fn reads(world: &ObservedNew) -> MockEc2Api {
     let mut m = MockEc2Api::new();
     let zones: Vec<ZoneInfo> = ["us-west-2d", "us-west-2c", "us-west-2b", "us-west-2a"]
@@ -256,20 +278,48 @@ fn reads(world: &ObservedNew) -> MockEc2Api {
         }])
         .collect();
     m.expect_describe_zones().returning(move || Ok(zones.clone()));
+    // Each describe answers with what matches its filters, as EC2 does: a filter on the wrong
+    // key, tag or id finds nothing, and the tests built on these mocks fail.
     let w = world.clone();
-    m.expect_describe_vpcs().returning(move |_| Ok(w.vpcs.clone()));
+    m.expect_describe_vpcs().returning(move |f| Ok(matching(&w.vpcs, &f, |v, k| vpc_field(v, k))));
     let dns = world.dns;
     m.expect_describe_vpc_dns().returning(move |_| Ok(dns.unwrap_or(DnsAttributes { support: true, hostnames: true })));
     let w = world.clone();
-    m.expect_describe_subnets().returning(move |_| Ok(w.subnets.clone()));
+    m.expect_describe_subnets().returning(move |f| {
+        Ok(matching(&w.subnets, &f, |s, k| match k {
+            "vpc-id" => vec![s.vpc_id.to_string()],
+            "subnet-id" => vec![s.id.to_string()],
+            _ => tag_field(&s.tags, k),
+        }))
+    });
     let w = world.clone();
-    m.expect_describe_internet_gateways().returning(move |_| Ok(w.igws.clone()));
+    m.expect_describe_internet_gateways().returning(move |f| {
+        Ok(matching(&w.igws, &f, |g, k| match k {
+            "internet-gateway-id" => vec![g.id.to_string()],
+            "attachment.vpc-id" => g.attached_vpcs.iter().map(|v| v.to_string()).collect(),
+            _ => tag_field(&g.tags, k),
+        }))
+    });
     let w = world.clone();
-    m.expect_describe_addresses().returning(move |_| Ok(w.eips.clone()));
+    m.expect_describe_addresses().returning(move |f| Ok(matching(&w.eips, &f, |a, k| tag_field(&a.tags, k))));
     let w = world.clone();
-    m.expect_describe_nat_gateways().returning(move |_| Ok(w.nats.clone()));
+    m.expect_describe_nat_gateways().returning(move |f| {
+        Ok(matching(&w.nats, &f, |n, k| match k {
+            "vpc-id" => n.vpc_id.iter().map(|v| v.to_string()).collect(),
+            "subnet-id" => vec![n.subnet_id.to_string()],
+            _ => tag_field(&n.tags, k),
+        }))
+    });
     let w = world.clone();
-    m.expect_describe_route_tables().returning(move |_| Ok(w.route_tables.clone()));
+    m.expect_describe_route_tables().returning(move |f| {
+        Ok(matching(&w.route_tables, &f, |t, k| match k {
+            "vpc-id" => vec![t.vpc_id.to_string()],
+            "association.subnet-id" => {
+                t.associations.iter().filter_map(|a| a.subnet_id.as_ref()).map(|s| s.to_string()).collect()
+            }
+            _ => tag_field(&t.tags, k),
+        }))
+    });
     m.expect_describe_network_interfaces().returning(|_| Ok(vec![]));
     m.expect_describe_security_groups().returning(|_| Ok(vec![]));
     m

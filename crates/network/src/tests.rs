@@ -9,7 +9,7 @@ use dify_stack_core::{Action, AwsError, Context, Environment, Provisioner, Tags,
 use mockall::predicate::eq;
 
 use crate::client::*;
-use crate::model::{Desired, ObservedNew};
+use crate::model::ObservedNew;
 use crate::spec::*;
 use crate::{NetworkError, NetworkProvisioner};
 
@@ -150,85 +150,101 @@ fn spec_files_reject_unknown_fields_and_default_the_rest() {
 
 const ZONES: [&str; 3] = ["us-west-2a", "us-west-2b", "us-west-2c"];
 
-/// The observation of a fully converged network for `spec`.
+/// The observation of a fully converged network for `spec`, written from STACK.md (network
+/// section) and the naming rules, not from the tier's own `Desired`: VPC `10.0.0.0/16`, public
+/// subnets `10.0.<i>.0/24` tagged `kubernetes.io/role/elb=1`, private `10.0.<9+i>.0/24` tagged
+/// `kubernetes.io/role/internal-elb=1`, both `kubernetes.io/cluster/<cluster>=shared`; one
+/// public route table to the IGW, one private route table per AZ to its AZ's NAT gateway (or
+/// the single one).
 fn converged(spec: &NetworkSpec) -> ObservedNew {
     let VpcSpec::New(new) = &spec.vpc else { panic!() };
-    let zones: Vec<String> = ZONES[..new.az_count as usize].iter().map(|z| z.to_string()).collect();
-    let want = Desired::new(&ctx(), spec, new, &zones);
-    let vpc = VpcInfo { id: VpcId::new("vpc-1"), cidr: want.cidr.clone(), tags: want.vpc.tags.clone() };
-    let subnets: Vec<SubnetInfo> = want
-        .subnets()
-        .enumerate()
-        .map(|(i, s)| SubnetInfo {
-            id: SubnetId::new(format!("subnet-{i}")),
+    assert_eq!(new.cidr.to_string(), "10.0.0.0/16", "the world below is written for STACK.md's CIDR");
+    let c = ctx();
+    let azs = new.az_count as usize;
+    let zones: Vec<String> = ZONES[..azs].iter().map(|z| z.to_string()).collect();
+    let named = |component: &str, suffix: &str| {
+        let name = format!("unit-{suffix}");
+        let tags = c.tags_for(dify_stack_core::Tier::Network, component, &name);
+        assert_eq!(tags.get("Name"), Some(&name), "Name tag");
+        tags
+    };
+    let vpc = VpcInfo { id: VpcId::new("vpc-1"), cidr: "10.0.0.0/16".into(), tags: named("vpc", "vpc") };
+    let subnet = |role: &str, i: usize| {
+        let (cidr, elb) = match role {
+            "public" => (format!("10.0.{}.0/24", i + 1), "kubernetes.io/role/elb"),
+            _ => (format!("10.0.{}.0/24", i + 10), "kubernetes.io/role/internal-elb"),
+        };
+        let mut tags = named(&format!("{role}-subnet"), &format!("{role}-{}", i + 1));
+        tags.insert(elb.into(), "1".into());
+        tags.insert(format!("kubernetes.io/cluster/{}", spec.cluster_name), "shared".into());
+        SubnetInfo {
+            id: SubnetId::new(format!("subnet-{role}-{i}")),
             vpc_id: vpc.id.clone(),
-            cidr: s.cidr.clone(),
-            az: s.az.clone(),
-            tags: s.named.tags.clone(),
-        })
-        .collect();
+            cidr,
+            az: zones[i].clone(),
+            tags,
+        }
+    };
+    let public: Vec<SubnetInfo> = (0..azs).map(|i| subnet("public", i)).collect();
+    let private: Vec<SubnetInfo> = (0..azs).map(|i| subnet("private", i)).collect();
     let igw = IgwInfo {
         id: InternetGatewayId::new("igw-1"),
         attached_vpcs: vec![vpc.id.clone()],
-        tags: want.igw.tags.clone(),
+        tags: named("internet-gateway", "igw"),
     };
-    let eips: Vec<AddressInfo> = want
-        .eips
-        .iter()
-        .enumerate()
-        .map(|(i, e)| AddressInfo {
+    let nat_count = if new.nat == NatMode::Single { 1 } else { azs };
+    let eips: Vec<AddressInfo> = (0..nat_count)
+        .map(|i| AddressInfo {
             allocation_id: AllocationId::new(format!("eipalloc-{i}")),
             public_ip: Some(format!("203.0.113.{i}")),
             association_id: Some(format!("eipassoc-{i}")),
-            tags: e.tags.clone(),
+            tags: named("nat-eip", &format!("nat-{}", i + 1)),
         })
         .collect();
-    let nats: Vec<NatInfo> = want
-        .nats
-        .iter()
-        .enumerate()
-        .map(|(i, n)| NatInfo {
+    let nats: Vec<NatInfo> = (0..nat_count)
+        .map(|i| NatInfo {
             id: NatGatewayId::new(format!("nat-{i}")),
-            subnet_id: subnets[i].id.clone(),
+            subnet_id: public[i].id.clone(),
             vpc_id: Some(vpc.id.clone()),
             state: NatState::Available,
             allocation_id: Some(eips[i].allocation_id.clone()),
             public_ip: eips[i].public_ip.clone(),
-            tags: n.tags.clone(),
+            tags: named("nat-gateway", &format!("nat-{}", i + 1)),
         })
         .collect();
-    let route_tables = want
-        .route_tables()
-        .enumerate()
-        .map(|(i, t)| RouteTableInfo {
-            id: RouteTableId::new(format!("rtb-{i}")),
-            vpc_id: vpc.id.clone(),
-            routes: vec![
-                RouteInfo { destination: want.cidr.clone(), target: RouteTarget::Local },
-                RouteInfo {
-                    destination: "0.0.0.0/0".into(),
-                    target: match t.nat {
-                        None => RouteTarget::Gateway(igw.id.clone()),
-                        Some(n) => RouteTarget::NatGateway(nats[n].id.clone()),
-                    },
-                },
-            ],
-            associations: t
-                .subnets
-                .iter()
-                .map(|name| {
-                    let s = subnets.iter().find(|s| crate::model::name_of(&s.tags) == name).unwrap();
-                    AssociationInfo { id: format!("rtbassoc-{}", s.id), subnet_id: Some(s.id.clone()), main: false }
-                })
-                .collect(),
-            tags: t.named.tags.clone(),
-        })
-        .collect();
+    let table = |id: String, target: RouteTarget, subnets: &[&SubnetInfo], tags: Tags| RouteTableInfo {
+        id: RouteTableId::new(id),
+        vpc_id: vpc.id.clone(),
+        routes: vec![
+            RouteInfo { destination: "10.0.0.0/16".into(), target: RouteTarget::Local },
+            RouteInfo { destination: "0.0.0.0/0".into(), target },
+        ],
+        associations: subnets
+            .iter()
+            .map(|s| AssociationInfo { id: format!("rtbassoc-{}", s.id), subnet_id: Some(s.id.clone()), main: false })
+            .collect(),
+        tags,
+    };
+    let mut route_tables = vec![table(
+        "rtb-public".into(),
+        RouteTarget::Gateway(igw.id.clone()),
+        &public.iter().collect::<Vec<_>>(),
+        named("public-route-table", "public"),
+    )];
+    for (i, s) in private.iter().enumerate() {
+        let nat = &nats[i.min(nat_count - 1)];
+        route_tables.push(table(
+            format!("rtb-private-{i}"),
+            RouteTarget::NatGateway(nat.id.clone()),
+            &[s],
+            named("private-route-table", &format!("private-{}", i + 1)),
+        ));
+    }
     ObservedNew {
         zones,
         vpcs: vec![vpc],
         dns: Some(DnsAttributes { support: true, hostnames: true }),
-        subnets,
+        subnets: public.into_iter().chain(private).collect(),
         igws: vec![igw],
         eips,
         nats,
@@ -281,7 +297,7 @@ fn reads(world: &ObservedNew) -> MockEc2Api {
     // Each describe answers with what matches its filters, as EC2 does: a filter on the wrong
     // key, tag or id finds nothing, and the tests built on these mocks fail.
     let w = world.clone();
-    m.expect_describe_vpcs().returning(move |f| Ok(matching(&w.vpcs, &f, |v, k| vpc_field(v, k))));
+    m.expect_describe_vpcs().returning(move |f| Ok(matching(&w.vpcs, &f, vpc_field)));
     let dns = world.dns;
     m.expect_describe_vpc_dns().returning(move |_| Ok(dns.unwrap_or(DnsAttributes { support: true, hostnames: true })));
     let w = world.clone();

@@ -44,6 +44,7 @@ pub use dify_stack_datastores::DataPolicy;
 pub use dify_stack_eks as eks;
 pub use dify_stack_iam as iam;
 pub use dify_stack_network as network;
+pub use dify_stack_platform as platform;
 pub use dify_stack_registry as registry;
 
 pub use config::{ConfigError, KubernetesAccess, Profile, StackConfig};

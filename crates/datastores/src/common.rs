@@ -238,22 +238,15 @@ pub(crate) async fn delete_security_group(
 
 /// Polls `probe` (returning `Ok(None)` when done, `Ok(Some(status))` while pending) within the
 /// context's wait policy capped at `cap`.
-pub(crate) async fn wait_for<F, Fut>(ctx: &Context, what: String, cap: Duration, mut probe: F) -> Result<()>
+pub(crate) async fn wait_for<F, Fut>(ctx: &Context, what: String, cap: Duration, probe: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<String>>>,
 {
-    wait::until(&what, &ctx.wait.capped(cap), ctx.cancellation(), || {
-        let fut = probe();
-        async move {
-            Ok(match fut.await? {
-                None => Probe::Done(()),
-                Some(status) => Probe::Pending(status),
-            })
-        }
-    })
-    .await
-    .map_err(from_wait)
+    wait::until_state(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe, wait::is_deleted(String::clone))
+        .await
+        .map(drop)
+        .map_err(from_wait)
 }
 
 /// Polls `probe` until it returns [`Probe::Done`], within the context's wait policy capped at

@@ -111,18 +111,10 @@ impl<C: EksApi> EksProvisioner<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<String>>>,
     {
-        let mut probe = probe;
-        wait::until(&what, &ctx.wait.capped(cap), ctx.cancellation(), || {
-            let fut = probe();
-            async move {
-                Ok(match fut.await? {
-                    None => Probe::Done(()),
-                    Some(status) => Probe::Pending(status),
-                })
-            }
-        })
-        .await
-        .map_err(from_wait)
+        wait::until_state(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe, wait::is_deleted(String::clone))
+            .await
+            .map(drop)
+            .map_err(from_wait)
     }
 }
 

@@ -154,7 +154,9 @@ async fn weaken(case: &str) -> (TestAccount, Vec<&'static str>) {
                 "EC.1" => {
                     req.at_rest_encryption_enabled(false).transit_encryption_enabled(true).auth_token("a".repeat(32))
                 }
-                // TLS without an AUTH token: allowed (the token is optional with TLS).
+                // TLS without an AUTH token: allowed; AUTH is the option that needs TLS, not the
+                // reverse (ElastiCache user guide, "Authenticating with the Valkey and Redis OSS
+                // AUTH command": AUTH only on clusters with in-transit encryption).
                 "EC.3" => req.at_rest_encryption_enabled(true).transit_encryption_enabled(true),
                 // AUTH needs TLS: without in-transit encryption there is no AUTH token either.
                 _ => req.at_rest_encryption_enabled(true).transit_encryption_enabled(false),
@@ -506,7 +508,8 @@ async fn weaken_more(case: &str) -> (TestAccount, Profile, Vec<&'static str>) {
         }
         "RDS.4" | "RDS.5" => {
             // Prod: deletion protection lifted, or backups kept 3 days (prod needs 7; Aurora
-            // accepts 1 to 35).
+            // accepts 1 to 35: RDS API reference, ModifyDBCluster BackupRetentionPeriod, and the
+            // Aurora user guide, "Overview of backing up and restoring an Aurora DB cluster").
             let (a, _) = Box::pin(applied_as(Profile::Prod)).await;
             let rds = aws_sdk_rds::Client::new(&a.config);
             let req = rds.modify_db_cluster().db_cluster_identifier(format!("{STACK}-aurora")).apply_immediately(true);

@@ -1,8 +1,8 @@
 //! The datastores client traits over the AWS SDK.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, TagSpecification, UserIdGroupPair};
-use dify_stack_core::{AwsError, AwsResultExt, Tags, ignore_not_found};
+use dify_stack_aws as shared;
+use dify_stack_core::{AwsError, AwsResultExt, Tags, found, ignore_not_found};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::client::*;
@@ -44,14 +44,6 @@ impl SdkDatastores {
             iam: aws_sdk_iam::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3),
         }
-    }
-}
-
-fn none_if_missing<T>(r: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
     }
 }
 

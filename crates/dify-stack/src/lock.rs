@@ -130,20 +130,7 @@ impl ControlBucket {
             Err(e) if e.is_already_exists() => {}
             Err(e) => return Err(e),
         }
-        self.s3
-            .put_public_access_block()
-            .bucket(&self.bucket)
-            .public_access_block_configuration(
-                PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(true)
-                    .ignore_public_acls(true)
-                    .block_public_policy(true)
-                    .restrict_public_buckets(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws("PutPublicAccessBlock")?;
+        dify_stack_aws::s3::block_public_access(&self.s3, &self.bucket).await?;
         let sse = ServerSideEncryptionByDefault::builder()
             .sse_algorithm(ServerSideEncryption::Aes256)
             .build()

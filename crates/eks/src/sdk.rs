@@ -4,17 +4,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-    LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataEndpointState,
-    LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData, ResourceType, TagSpecification,
-    VolumeType,
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    RequestLaunchTemplateData, ResourceType, VolumeType,
 };
 use aws_sdk_eks::types::{
     AccessScope, AccessScopeType, AddonPodIdentityAssociations, AuthenticationMode, CreateAccessConfigRequest,
     EncryptionConfig, LaunchTemplateSpecification, LogSetup, LogType, Logging, NodegroupScalingConfig, Provider,
     ResolveConflicts, UpdateLabelsPayload, VpcConfigRequest,
 };
-use dify_stack_core::{AwsError, AwsResultExt, Tags};
+use dify_stack_aws as shared;
+use dify_stack_core::{AwsError, AwsResultExt, Tags, found};
 
 use crate::client::{
     AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi, LaunchTemplateData,
@@ -74,37 +74,9 @@ fn to_hash(tags: &Tags) -> HashMap<String, String> {
     tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
-    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect()
-}
-
-fn ec2_tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()))
-        .build()
-}
-
-fn not_found<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 fn cluster_info(c: &aws_sdk_eks::types::Cluster) -> ClusterInfo {
     let vpc = c.resources_vpc_config();
-    let enabled_logs = c
-        .logging()
-        .map(|l| {
-            l.cluster_logging()
-                .iter()
-                .filter(|s| s.enabled() == Some(true))
-                .flat_map(|s| s.types().iter().map(|t| t.as_str().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let enabled_logs = dify_stack_aws::eks::enabled_log_types(c);
     ClusterInfo {
         name: c.name().unwrap_or_default().to_owned(),
         arn: c.arn().unwrap_or_default().to_owned(),

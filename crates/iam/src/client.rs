@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_iam::Client;
-use aws_sdk_iam::types::Tag;
+use dify_stack_aws::iam::{self, decode_policy as decode, sdk_tags, tags_of};
 use dify_stack_core::{AwsError, AwsResultExt, Tags};
 
 /// An OpenID Connect provider.
@@ -87,18 +87,6 @@ impl SdkIam {
     }
 }
 
-fn decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
-}
-
-fn tags_of(tags: &[Tag]) -> Tags {
-    tags.iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
-}
-
-fn sdk_tags(tags: &Tags) -> Vec<Tag> {
-    tags.iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect()
-}
-
 #[async_trait]
 impl IamApi for SdkIam {
     async fn list_oidc_providers(&self) -> Result<Vec<OidcInfo>, AwsError> {
@@ -169,47 +157,22 @@ impl IamApi for SdkIam {
     }
 
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
-        match self.client.get_role().role_name(name).send().await.aws("GetRole") {
-            Ok(out) => Ok(out.role().map(|r| RoleInfo {
-                name: r.role_name().to_owned(),
-                arn: r.arn().to_owned(),
-                trust: decode(r.assume_role_policy_document().unwrap_or_default()),
-                tags: tags_of(r.tags()),
-            })),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let role = iam::get_role(&self.client, &name).await?;
+        Ok(role.map(|r| RoleInfo { name: r.name, arn: r.arn, trust: r.trust, tags: r.tags }))
     }
 
     async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleInfo, AwsError> {
-        let out = self
-            .client
-            .create_role()
-            .role_name(&name)
-            .assume_role_policy_document(&trust)
-            .description("Dify EE IRSA role managed by dify-stack")
-            .set_tags(Some(sdk_tags(&tags)))
-            .send()
-            .await
-            .aws("CreateRole")?;
-        let arn = out.role().map(|r| r.arn().to_owned()).unwrap_or_default();
+        let description = Some("Dify EE IRSA role managed by dify-stack");
+        let arn = iam::create_role(&self.client, &name, &trust, description, &tags).await?;
         Ok(RoleInfo { name, arn, trust, tags })
     }
 
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
-        self.client
-            .update_assume_role_policy()
-            .role_name(name)
-            .policy_document(trust)
-            .send()
-            .await
-            .aws("UpdateAssumeRolePolicy")?;
-        Ok(())
+        iam::update_trust(&self.client, &name, &trust).await
     }
 
     async fn tag_role(&self, name: String, tags: Tags) -> Result<(), AwsError> {
-        self.client.tag_role().role_name(name).set_tags(Some(sdk_tags(&tags))).send().await.aws("TagRole")?;
-        Ok(())
+        iam::tag_role(&self.client, &name, &tags).await
     }
 
     async fn get_role_policy(&self, role: String, policy: String) -> Result<Option<String>, AwsError> {
@@ -243,18 +206,14 @@ impl IamApi for SdkIam {
     }
 
     async fn list_attached_policies(&self, role: String) -> Result<Vec<String>, AwsError> {
-        let out =
-            self.client.list_attached_role_policies().role_name(role).send().await.aws("ListAttachedRolePolicies")?;
-        Ok(out.attached_policies().iter().filter_map(|p| p.policy_arn()).map(str::to_owned).collect())
+        iam::attached_policies(&self.client, &role).await
     }
 
     async fn detach_role_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError> {
-        self.client.detach_role_policy().role_name(role).policy_arn(policy_arn).send().await.aws("DetachRolePolicy")?;
-        Ok(())
+        iam::detach_policy(&self.client, &role, &policy_arn).await
     }
 
     async fn delete_role(&self, name: String) -> Result<(), AwsError> {
-        self.client.delete_role().role_name(name).send().await.aws("DeleteRole")?;
-        Ok(())
+        iam::delete_role(&self.client, &name).await
     }
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, DomainType, Filter as SdkFilter, NatGatewayState, ResourceType, Tag, TagSpecification,
-    VpcAttributeName,
+    AttributeBooleanValue, DomainType, Filter as SdkFilter, NatGatewayState, ResourceType, Tag, VpcAttributeName,
 };
 use dify_stack_core::ids::{
     AllocationId, InternetGatewayId, NatGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId,
@@ -258,14 +257,7 @@ impl Ec2Api for SdkEc2 {
     }
 
     async fn create_tags(&self, resources: Vec<String>, tags: Tags) -> Result<(), AwsError> {
-        self.client
-            .create_tags()
-            .set_resources(Some(resources))
-            .set_tags(Some(sdk_tags(&tags)))
-            .send()
-            .await
-            .aws("CreateTags")?;
-        Ok(())
+        dify_stack_aws::ec2::create_tags(&self.client, resources, &tags).await
     }
 
     async fn delete_tags(&self, resources: Vec<String>, keys: Vec<String>) -> Result<(), AwsError> {

@@ -232,21 +232,7 @@ impl SdkAddons {
 #[async_trait]
 impl AddonApi for SdkAddons {
     async fn offered_version(&self, addon: String, kubernetes_version: String) -> Result<Option<String>, AwsError> {
-        let out = self
-            .eks
-            .describe_addon_versions()
-            .addon_name(addon)
-            .kubernetes_version(&kubernetes_version)
-            .send()
-            .await
-            .aws("DescribeAddonVersions")?;
-        Ok(out.addons().iter().flat_map(|a| a.addon_versions()).find_map(|v| {
-            v.compatibilities()
-                .iter()
-                .any(|c| c.default_version() && c.cluster_version() == Some(kubernetes_version.as_str()))
-                .then(|| v.addon_version().map(str::to_owned))
-                .flatten()
-        }))
+        dify_stack_aws::eks::default_addon_version(&self.eks, &addon, &kubernetes_version).await
     }
 
     async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {

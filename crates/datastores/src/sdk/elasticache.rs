@@ -30,7 +30,7 @@ impl SdkDatastores {
 #[async_trait]
 impl ElastiCacheApi for SdkDatastores {
     async fn find_subnet_group(&self, name: String) -> Result<Option<Tags>, AwsError> {
-        let out = none_if_missing(
+        let out = found(
             self.cache
                 .describe_cache_subnet_groups()
                 .cache_subnet_group_name(name)
@@ -68,7 +68,7 @@ impl ElastiCacheApi for SdkDatastores {
     }
 
     async fn describe(&self, id: String) -> Result<Option<ReplicationGroupInfo>, AwsError> {
-        let out = none_if_missing(
+        let out = found(
             self.cache
                 .describe_replication_groups()
                 .replication_group_id(id)

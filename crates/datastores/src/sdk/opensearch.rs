@@ -68,7 +68,7 @@ pub(super) fn domain_vpc(c: &DomainConfig) -> aws_sdk_opensearch::types::VpcOpti
 #[async_trait]
 impl OpenSearchApi for SdkDatastores {
     async fn describe(&self, name: String) -> Result<Option<DomainInfo>, AwsError> {
-        let out = none_if_missing(self.search.describe_domain().domain_name(name).send().await.aws("DescribeDomain"))?;
+        let out = found(self.search.describe_domain().domain_name(name).send().await.aws("DescribeDomain"))?;
         let Some(d) = out.as_ref().and_then(|o| o.domain_status()) else { return Ok(None) };
         let tags = self.search.list_tags().arn(d.arn()).send().await.aws("ListTags")?;
         let tags = tags.tag_list().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
@@ -77,7 +77,7 @@ impl OpenSearchApi for SdkDatastores {
 
     async fn service_linked_role_exists(&self) -> Result<bool, AwsError> {
         let role = self.iam.get_role().role_name(crate::opensearch::SERVICE_LINKED_ROLE).send().await.aws("GetRole");
-        Ok(none_if_missing(role)?.is_some())
+        Ok(found(role)?.is_some())
     }
 
     async fn create_service_linked_role(&self) -> Result<(), AwsError> {

@@ -41,7 +41,7 @@ pub(super) fn db_cluster_info(c: &aws_sdk_rds::types::DbCluster) -> DbClusterInf
 #[async_trait]
 impl RdsApi for SdkDatastores {
     async fn find_subnet_group(&self, name: String) -> Result<Option<Tags>, AwsError> {
-        let out = none_if_missing(
+        let out = found(
             self.rds.describe_db_subnet_groups().db_subnet_group_name(&name).send().await.aws("DescribeDBSubnetGroups"),
         )?;
         let Some(arn) = out.as_ref().and_then(|o| o.db_subnet_groups().first()).and_then(|g| g.db_subnet_group_arn())
@@ -71,9 +71,8 @@ impl RdsApi for SdkDatastores {
     }
 
     async fn describe_cluster(&self, id: String) -> Result<Option<DbClusterInfo>, AwsError> {
-        let out = none_if_missing(
-            self.rds.describe_db_clusters().db_cluster_identifier(id).send().await.aws("DescribeDBClusters"),
-        )?;
+        let out =
+            found(self.rds.describe_db_clusters().db_cluster_identifier(id).send().await.aws("DescribeDBClusters"))?;
         Ok(out.and_then(|o| o.db_clusters().first().map(db_cluster_info)))
     }
 

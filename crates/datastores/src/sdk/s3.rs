@@ -141,21 +141,7 @@ impl S3Api for SdkDatastores {
     }
 
     async fn block_public_access(&self, bucket: String) -> Result<(), AwsError> {
-        self.s3
-            .put_public_access_block()
-            .bucket(bucket)
-            .public_access_block_configuration(
-                aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(true)
-                    .ignore_public_acls(true)
-                    .block_public_policy(true)
-                    .restrict_public_buckets(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws("PutPublicAccessBlock")?;
-        Ok(())
+        dify_stack_aws::s3::block_public_access(&self.s3, &bucket).await
     }
 
     async fn put_policy(&self, bucket: String, policy: String) -> Result<(), AwsError> {

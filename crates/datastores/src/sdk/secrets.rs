@@ -6,7 +6,7 @@ use super::*;
 #[async_trait]
 impl SecretsApi for SdkDatastores {
     async fn describe(&self, name: String) -> Result<Option<SecretMeta>, AwsError> {
-        let out = none_if_missing(self.secrets.describe_secret().secret_id(name).send().await.aws("DescribeSecret"))?;
+        let out = found(self.secrets.describe_secret().secret_id(name).send().await.aws("DescribeSecret"))?;
         Ok(out.map(|s| SecretMeta {
             arn: s.arn().unwrap_or_default().to_owned(),
             name: s.name().unwrap_or_default().to_owned(),

@@ -226,16 +226,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
                 "EKS.2",
                 v(!open, || format!("public endpoint open to {:?}", vpc.map(|v| v.public_access_cidrs()))),
             ));
-            let enabled: BTreeSet<String> = c
-                .logging()
-                .map(|l| {
-                    l.cluster_logging()
-                        .iter()
-                        .filter(|s| s.enabled() == Some(true))
-                        .flat_map(|s| s.types().iter().map(|t| t.as_str().to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let enabled = dify_stack_aws::eks::enabled_log_types(c);
             let missing: Vec<&str> =
                 dify_stack_eks::ALL_LOG_TYPES.iter().copied().filter(|t| !enabled.contains(*t)).collect();
             verdicts.push(("EKS.3", v(missing.is_empty(), || format!("log types off: {missing:?}"))));

@@ -6,18 +6,10 @@ use super::*;
 #[async_trait]
 impl Ec2Api for SdkEks {
     async fn find_security_group(&self, vpc_id: String, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
-        let out = self
-            .ec2
-            .describe_security_groups()
-            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-            .filters(Filter::builder().name("group-name").values(name).build())
-            .send()
-            .await
-            .aws("DescribeSecurityGroups")?;
-        Ok(out.security_groups().first().map(|g| SecurityGroupInfo {
+        Ok(shared::ec2::find_security_group(&self.ec2, &vpc_id, &name).await?.map(|g| SecurityGroupInfo {
             id: g.group_id().unwrap_or_default().to_owned(),
             name: g.group_name().unwrap_or_default().to_owned(),
-            tags: ec2_tags(g.tags()),
+            tags: shared::ec2::tags_of(g.tags()),
         }))
     }
 
@@ -28,26 +20,15 @@ impl Ec2Api for SdkEks {
         description: String,
         tags: Tags,
     ) -> Result<String, AwsError> {
-        let out = self
-            .ec2
-            .create_security_group()
-            .vpc_id(vpc_id)
-            .group_name(name)
-            .description(description)
-            .tag_specifications(ec2_tag_spec(ResourceType::SecurityGroup, &tags))
-            .send()
-            .await
-            .aws("CreateSecurityGroup")?;
-        Ok(out.group_id().unwrap_or_default().to_owned())
+        shared::ec2::create_security_group(&self.ec2, &vpc_id, &name, &description, &tags).await
     }
 
     async fn delete_security_group(&self, id: String) -> Result<(), AwsError> {
-        self.ec2.delete_security_group().group_id(id).send().await.aws("DeleteSecurityGroup")?;
-        Ok(())
+        shared::ec2::delete_security_group(&self.ec2, &id).await
     }
 
     async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
-        let out = not_found(
+        let out = found(
             self.ec2
                 .describe_launch_templates()
                 .launch_template_names(&name)
@@ -76,7 +57,7 @@ impl Ec2Api for SdkEks {
             name: lt.launch_template_name().unwrap_or_default().to_owned(),
             latest_version: lt.latest_version_number().unwrap_or(1),
             data,
-            tags: ec2_tags(lt.tags()),
+            tags: shared::ec2::tags_of(lt.tags()),
         }))
     }
 
@@ -91,7 +72,7 @@ impl Ec2Api for SdkEks {
             .create_launch_template()
             .launch_template_name(&name)
             .launch_template_data(lt_request(&data))
-            .tag_specifications(ec2_tag_spec(ResourceType::LaunchTemplate, &tags))
+            .tag_specifications(shared::ec2::tag_spec(ResourceType::LaunchTemplate, &tags))
             .send()
             .await
             .aws("CreateLaunchTemplate")?;

@@ -6,7 +6,7 @@ use super::*;
 #[async_trait]
 impl ClusterApi for SdkEks {
     async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError> {
-        let out = not_found(self.eks.describe_cluster().name(name).send().await.aws("DescribeCluster"))?;
+        let out = found(self.eks.describe_cluster().name(name).send().await.aws("DescribeCluster"))?;
         Ok(out.and_then(|o| o.cluster().map(cluster_info)))
     }
 
@@ -101,7 +101,7 @@ impl ClusterApi for SdkEks {
     }
 
     async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
-        let out = not_found(
+        let out = found(
             self.eks
                 .describe_nodegroup()
                 .cluster_name(cluster)
@@ -206,9 +206,8 @@ impl ClusterApi for SdkEks {
     }
 
     async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
-        let out = not_found(
-            self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.aws("DescribeAddon"),
-        )?;
+        let out =
+            found(self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.aws("DescribeAddon"))?;
         Ok(out.and_then(|o| {
             o.addon().map(|a| AddonInfo {
                 name: a.addon_name().unwrap_or_default().to_owned(),
@@ -225,21 +224,7 @@ impl ClusterApi for SdkEks {
         name: String,
         kubernetes_version: String,
     ) -> Result<Option<String>, AwsError> {
-        let out = self
-            .eks
-            .describe_addon_versions()
-            .addon_name(name)
-            .kubernetes_version(&kubernetes_version)
-            .send()
-            .await
-            .aws("DescribeAddonVersions")?;
-        Ok(out.addons().iter().flat_map(|a| a.addon_versions()).find_map(|v| {
-            v.compatibilities()
-                .iter()
-                .any(|c| c.default_version() && c.cluster_version() == Some(kubernetes_version.as_str()))
-                .then(|| v.addon_version().map(str::to_owned))
-                .flatten()
-        }))
+        dify_stack_aws::eks::default_addon_version(&self.eks, &name, &kubernetes_version).await
     }
 
     async fn create_addon(

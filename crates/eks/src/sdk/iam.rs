@@ -6,87 +6,32 @@ use super::*;
 #[async_trait]
 impl RolesApi for SdkEks {
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
-        let Some(out) = not_found(self.iam.get_role().role_name(&name).send().await.aws("GetRole"))? else {
-            return Ok(None);
-        };
-        let Some(role) = out.role() else { return Ok(None) };
-        let attached = self
-            .iam
-            .list_attached_role_policies()
-            .role_name(&name)
-            .send()
-            .await
-            .aws("ListAttachedRolePolicies")?
-            .attached_policies()
-            .iter()
-            .filter_map(|p| p.policy_arn().map(str::to_owned))
-            .collect();
-        Ok(Some(RoleInfo {
-            name: role.role_name().to_owned(),
-            arn: role.arn().to_owned(),
-            trust: percent_encoding::percent_decode_str(role.assume_role_policy_document().unwrap_or_default())
-                .decode_utf8_lossy()
-                .into_owned(),
-            attached,
-            tags: role.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
-        }))
+        let Some(role) = shared::iam::get_role(&self.iam, &name).await? else { return Ok(None) };
+        let attached = shared::iam::attached_policies(&self.iam, &name).await?;
+        Ok(Some(RoleInfo { name: role.name, arn: role.arn, trust: role.trust, attached, tags: role.tags }))
     }
 
     async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<String, AwsError> {
-        let out = self
-            .iam
-            .create_role()
-            .role_name(name)
-            .assume_role_policy_document(trust)
-            .set_tags(Some(
-                tags.iter()
-                    .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
-                    .collect(),
-            ))
-            .send()
-            .await
-            .aws("CreateRole")?;
-        Ok(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())
+        shared::iam::create_role(&self.iam, &name, &trust, None, &tags).await
     }
 
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
-        self.iam
-            .update_assume_role_policy()
-            .role_name(name)
-            .policy_document(trust)
-            .send()
-            .await
-            .aws("UpdateAssumeRolePolicy")?;
-        Ok(())
+        shared::iam::update_trust(&self.iam, &name, &trust).await
     }
 
     async fn tag_role(&self, name: String, tags: Tags) -> Result<(), AwsError> {
-        self.iam
-            .tag_role()
-            .role_name(name)
-            .set_tags(Some(
-                tags.iter()
-                    .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
-                    .collect(),
-            ))
-            .send()
-            .await
-            .aws("TagRole")?;
-        Ok(())
+        shared::iam::tag_role(&self.iam, &name, &tags).await
     }
 
     async fn attach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError> {
-        self.iam.attach_role_policy().role_name(role).policy_arn(policy_arn).send().await.aws("AttachRolePolicy")?;
-        Ok(())
+        shared::iam::attach_policy(&self.iam, &role, &policy_arn).await
     }
 
     async fn detach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError> {
-        self.iam.detach_role_policy().role_name(role).policy_arn(policy_arn).send().await.aws("DetachRolePolicy")?;
-        Ok(())
+        shared::iam::detach_policy(&self.iam, &role, &policy_arn).await
     }
 
     async fn delete_role(&self, name: String) -> Result<(), AwsError> {
-        self.iam.delete_role().role_name(name).send().await.aws("DeleteRole")?;
-        Ok(())
+        shared::iam::delete_role(&self.iam, &name).await
     }
 }

@@ -7,7 +7,7 @@ use super::*;
 impl KeysApi for SdkEks {
     async fn find_key(&self, alias: String) -> Result<Option<KeyInfo>, AwsError> {
         let Some(out) =
-            not_found(self.kms.describe_key().key_id(format!("alias/{alias}")).send().await.aws("DescribeKey"))?
+            found(self.kms.describe_key().key_id(format!("alias/{alias}")).send().await.aws("DescribeKey"))?
         else {
             return Ok(None);
         };

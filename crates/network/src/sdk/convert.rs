@@ -7,17 +7,7 @@ pub(super) fn sdk_filters(filters: Vec<Filter>) -> Option<Vec<SdkFilter>> {
     Some(filters.into_iter().map(|f| SdkFilter::builder().name(f.name).set_values(Some(f.values)).build()).collect())
 }
 
-pub(super) fn tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
-    TagSpecification::builder().resource_type(kind).set_tags(Some(sdk_tags(tags))).build()
-}
-
-pub(super) fn sdk_tags(tags: &Tags) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
-}
-
-pub(super) fn tags_of(tags: &[Tag]) -> Tags {
-    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
-}
+pub(super) use dify_stack_aws::ec2::{tag_spec, tags_of};
 
 pub(super) fn vpc_info(v: &aws_sdk_ec2::types::Vpc) -> VpcInfo {
     VpcInfo {

@@ -14,6 +14,7 @@ pub mod partition;
 pub mod plan;
 pub mod provisioner;
 pub mod spec;
+pub mod tls;
 pub mod wait;
 
 pub use context::{

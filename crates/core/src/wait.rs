@@ -222,6 +222,21 @@ pub fn is_deleted<S, E>(status: impl Fn(&S) -> String) -> impl Condition<S, E> {
     move |state: Option<&S>| Ok(state.map_or(Probe::Done(()), |s| Probe::Pending(status(s))))
 }
 
+/// Polls `fetch` (the resource's status while it exists, `None` once it is gone) until it is
+/// gone: [`until_state`] with [`is_deleted`], for the common "wait until deleted" of every tier.
+pub async fn until_gone<E, F, Fut>(
+    what: &str,
+    policy: &WaitPolicy,
+    cancel: &CancellationToken,
+    fetch: F,
+) -> Result<(), WaitError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<String>, E>>,
+{
+    until_state(what, policy, cancel, fetch, is_deleted(String::clone)).await.map(drop)
+}
+
 /// Runs `op` until it succeeds, retrying while `retryable` says the error is one the SDK does not
 /// retry itself but that clears with time (IAM propagation, `DependencyViolation` while ENIs
 /// linger, "update in progress"). Gives up at the policy's deadline with the last error.
@@ -439,5 +454,23 @@ mod tests {
         let gone = is_deleted::<&str, String>(|s| s.to_string());
         assert_eq!(gone(None), Ok(Probe::Done(())));
         assert_eq!(gone(Some(&"DELETING")), Ok(Probe::Pending("DELETING".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_gone_polls_while_the_status_is_there_and_reports_it_at_the_deadline() {
+        let polls = std::cell::Cell::new(0);
+        let fetch = || {
+            let i = polls.get();
+            polls.set(i + 1);
+            async move { Ok::<_, String>((i < 2).then(|| "deleting".to_owned())) }
+        };
+        until_gone("x", &WaitPolicy::default(), &CancellationToken::new(), fetch).await.unwrap();
+        assert_eq!(polls.get(), 3, "two pending polls, then gone");
+        let stuck = || async { Ok::<_, String>(Some("deleting".to_owned())) };
+        let policy = WaitPolicy { max_wait: Duration::from_secs(30), ..WaitPolicy::default() };
+        match until_gone("x", &policy, &CancellationToken::new(), stuck).await {
+            Err(WaitError::TimedOut { last_status, .. }) => assert_eq!(last_status, "deleting"),
+            other => panic!("expected a timeout naming the last status, got {other:?}"),
+        }
     }
 }

@@ -243,10 +243,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<String>>>,
 {
-    wait::until_state(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe, wait::is_deleted(String::clone))
-        .await
-        .map(drop)
-        .map_err(from_wait)
+    wait::until_gone(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(from_wait)
 }
 
 /// Polls `probe` until it returns [`Probe::Done`], within the context's wait policy capped at

@@ -162,19 +162,9 @@ impl TokenSource {
 /// authenticating with a fresh token from `tokens`. The token lives 15 minutes: long-running
 /// programs build a new client (cheap) from the same source when they see `401 Unauthorized`.
 pub async fn kube_client(output: &EksOutput, tokens: &TokenSource) -> Result<kube::Client, TokenError> {
-    use rustls_pki_types::pem::PemObject as _;
     let fail = |message: String| TokenError::Config { cluster: output.cluster_name.to_string(), message };
     let uri: http::Uri = output.endpoint.parse().map_err(|e: http::uri::InvalidUri| fail(format!("endpoint: {e}")))?;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(output.ca_data.trim())
-        .map_err(|e| fail(format!("CA data: {e}")))?;
-    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
-        .map(|c| c.map(|c| c.to_vec()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(format!("CA data: {e}")))?;
-    if certs.is_empty() {
-        return Err(fail("CA data holds no certificate".to_owned()));
-    }
+    let certs = dify_stack_core::tls::ca_certificates(&output.ca_data).map_err(fail)?;
     let token = tokens.token().await?;
     let mut config = kube::Config::new(uri);
     config.root_cert = Some(certs);

@@ -150,8 +150,6 @@ impl KubeServiceAccounts {
         ca_data_base64: &str,
         token: secrecy::SecretString,
     ) -> Result<Self, KubeFailure> {
-        use base64::Engine as _;
-        use rustls_pki_types::pem::PemObject as _;
         let fail = |message: String| KubeFailure {
             operation: "configure",
             object: format!("cluster {endpoint}"),
@@ -160,16 +158,7 @@ impl KubeServiceAccounts {
             unreachable: false,
         };
         let uri: http::Uri = endpoint.parse().map_err(|e: http::uri::InvalidUri| fail(e.to_string()))?;
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(ca_data_base64.trim())
-            .map_err(|e| fail(format!("CA data: {e}")))?;
-        let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
-            .map(|c| c.map(|c| c.to_vec()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(format!("CA data: {e}")))?;
-        if certs.is_empty() {
-            return Err(fail("CA data holds no certificate".into()));
-        }
+        let certs = dify_stack_core::tls::ca_certificates(ca_data_base64).map_err(fail)?;
         let mut config = kube::Config::new(uri);
         config.root_cert = Some(certs);
         config.auth_info.token = Some(token);

@@ -111,10 +111,7 @@ impl<C: EksApi> EksProvisioner<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<String>>>,
     {
-        wait::until_state(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe, wait::is_deleted(String::clone))
-            .await
-            .map(drop)
-            .map_err(from_wait)
+        wait::until_gone(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(from_wait)
     }
 }
 

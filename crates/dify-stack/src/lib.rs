@@ -21,6 +21,7 @@
 //! [`registry`], [`iam`].
 
 mod access;
+#[cfg(feature = "audit")]
 pub mod audit;
 pub mod config;
 mod dify;
@@ -326,6 +327,8 @@ impl Stack {
     }
 
     /// Checks the live stack against the security controls of [`audit::CONTROLS`]. Read-only.
+    /// (Feature `audit`, on by default.)
+    #[cfg(feature = "audit")]
     pub async fn audit(&self) -> Result<audit::AuditReport, StackError> {
         Ok(audit::audit(&self.ctx, &self.sdk).await?)
     }

@@ -5,6 +5,8 @@
 //! secret) are weakened by creating the stack's resource that way in an otherwise empty account,
 //! where every control about an absent resource must fail too.
 
+#![cfg(feature = "audit")]
+
 use aws_types::SdkConfig;
 use dify_stack::audit::{CONTROLS, Verdict};
 use dify_stack::{Profile, Stack, StackConfig};

@@ -425,6 +425,7 @@ fn stack_futures_are_send(stack: &crate::Stack, release: &crate::install::DifyRe
     send(stack.apply());
     send(stack.destroy());
     send(stack.destroy_uninstalling(release));
+    #[cfg(feature = "audit")]
     send(stack.audit());
 }
 

@@ -37,11 +37,13 @@ fn owned_tags(ctx: &Context, component: &str, name: &str) -> dify_stack_core::Ta
     ctx.tags_for(Tier::Datastores, component, name)
 }
 
-/// A security group API whose groups already exist with the right rules.
-fn ready_sg(ctx: &Context, port: i32) -> MockSgApi {
+/// A security group API in which the group `group` (its name as STACK.md gives it) exists in
+/// `vpc-1` with the right rule. Looked up under any other VPC or name, the mock has no answer
+/// and the test fails: a provisioner that asks with the wrong key cannot pass.
+fn ready_sg(ctx: &Context, port: i32, group: &'static str) -> MockSgApi {
     let tags = owned_tags(ctx, "x", "x");
     let mut sg = MockSgApi::new();
-    sg.expect_find().returning(move |_, name| {
+    sg.expect_find().withf(move |vpc, name| vpc == "vpc-1" && name == group).returning(move |_, name| {
         Ok(Some(SgInfo {
             id: format!("sg-{name}"),
             tags: tags.clone(),
@@ -49,24 +51,25 @@ fn ready_sg(ctx: &Context, port: i32) -> MockSgApi {
         }))
     });
     // The stand-in tags differ in Name/component: re-tagging them is expected.
-    sg.expect_tag().returning(|_, _| Ok(()));
+    sg.expect_tag().withf(move |id, _| *id == format!("sg-{group}")).returning(|_, _| Ok(()));
     sg
 }
 
-/// A secrets API whose secrets exist.
-fn ready_secrets(ctx: &Context) -> MockSecretsApi {
+/// The ARN the secrets mock gives the secret `name`.
+fn secret_arn(name: &str) -> String {
+    format!("arn:aws:secretsmanager:us-west-2:1:secret:{name}")
+}
+
+/// A secrets API in which the secret `secret` (its name as STACK.md gives it, e.g.
+/// `<stack>/redis-auth`) exists; asked for any other name or ARN, the mock has no answer.
+fn ready_secrets(ctx: &Context, secret: &'static str) -> MockSecretsApi {
     let tags = owned_tags(ctx, "x", "x");
     let mut s = MockSecretsApi::new();
-    s.expect_describe().returning(move |name| {
-        Ok(Some(SecretMeta {
-            arn: format!("arn:aws:secretsmanager:us-west-2:1:secret:{name}"),
-            name,
-            pending_deletion: false,
-            tags: tags.clone(),
-        }))
+    s.expect_describe().withf(move |name| name == secret).returning(move |name| {
+        Ok(Some(SecretMeta { arn: secret_arn(&name), name, pending_deletion: false, tags: tags.clone() }))
     });
-    s.expect_tag().returning(|_, _| Ok(()));
-    s.expect_get_value().returning(|_| {
+    s.expect_tag().withf(move |arn, _| *arn == secret_arn(secret)).returning(|_, _| Ok(()));
+    s.expect_get_value().withf(move |arn| *arn == secret_arn(secret)).returning(|_| {
         Ok(SecretString::from(r#"{"username":"dify-admin","password":"Pw1!xxxxxxxxxxxxxxxxxxxxxxx"}"#.to_owned()))
     });
     s
@@ -176,10 +179,14 @@ async fn redis_destroy_waits_through_deleting_until_gone() {
             Ok(())
         }
     });
-    let mut sg = ready_sg(&ctx, 6379);
-    sg.expect_delete().times(1).returning(|_| Ok(()));
-    let mut secrets = ready_secrets(&ctx);
-    secrets.expect_delete().withf(|_, force, days| !*force && *days == 7).times(1).returning(|_, _, _| Ok(()));
+    let mut sg = ready_sg(&ctx, 6379, "ds-mock-redis");
+    sg.expect_delete().withf(|id| id == "sg-ds-mock-redis").times(1).returning(|_| Ok(()));
+    let mut secrets = ready_secrets(&ctx, "ds-mock/redis-auth");
+    secrets
+        .expect_delete()
+        .withf(|arn, force, days| *arn == secret_arn("ds-mock/redis-auth") && !*force && *days == 7)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
     let start = tokio::time::Instant::now();
     let deleted = redis.destroy(&ctx, &spec(Environment::Test, 2)).await.unwrap();
@@ -222,10 +229,10 @@ async fn a_busy_redis_group_is_observed_without_tags_and_destroyed_only_once_ava
     cache.expect_find_subnet_group().returning(move |_| Ok(Some(sub_tags.clone())));
     cache.expect_delete().times(1).returning(|_| Ok(()));
     cache.expect_delete_subnet_group().times(1).returning(|_| Ok(()));
-    let mut sg = ready_sg(&ctx, 6379);
-    sg.expect_delete().times(1).returning(|_| Ok(()));
-    let mut secrets = ready_secrets(&ctx);
-    secrets.expect_delete().returning(|_, _, _| Ok(()));
+    let mut sg = ready_sg(&ctx, 6379, "ds-mock-redis");
+    sg.expect_delete().withf(|id| id == "sg-ds-mock-redis").times(1).returning(|_| Ok(()));
+    let mut secrets = ready_secrets(&ctx, "ds-mock/redis-auth");
+    secrets.expect_delete().withf(|arn, _, _| *arn == secret_arn("ds-mock/redis-auth")).returning(|_, _, _| Ok(()));
     let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
     // Observe (plan) works while the group is busy and reads no tags.
     let o = redis.observe(&ctx, &spec(Environment::Prod, 3)).await.unwrap();
@@ -313,7 +320,11 @@ async fn opensearch_is_polled_until_not_processing_and_the_vpc_endpoint_is_set()
         ));
         Ok(DomainInfo::default())
     });
-    let os = OpenSearchProvisioner::new(Arc::new(search), Arc::new(ready_sg(&ctx, 443)), Arc::new(ready_secrets(&ctx)));
+    let os = OpenSearchProvisioner::new(
+        Arc::new(search),
+        Arc::new(ready_sg(&ctx, 443, "ds-mock-opensearch")),
+        Arc::new(ready_secrets(&ctx, "ds-mock/opensearch-master")),
+    );
     let out = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap();
     assert_eq!(out.endpoint, "vpc-ds-mock-search.us-west-2.es.amazonaws.com");
     assert_eq!(calls.load(Ordering::SeqCst), 6);
@@ -349,7 +360,11 @@ async fn a_domain_stuck_processing_times_out_within_the_cap() {
             ..Default::default()
         }))
     });
-    let os = OpenSearchProvisioner::new(Arc::new(search), Arc::new(ready_sg(&ctx, 443)), Arc::new(ready_secrets(&ctx)));
+    let os = OpenSearchProvisioner::new(
+        Arc::new(search),
+        Arc::new(ready_sg(&ctx, 443, "ds-mock-opensearch")),
+        Arc::new(ready_secrets(&ctx, "ds-mock/opensearch-master")),
+    );
     let start = tokio::time::Instant::now();
     let err = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap_err();
     assert!(matches!(err, DatastoresError::Wait(dify_stack_core::WaitError::TimedOut { .. })), "{err:?}");
@@ -383,13 +398,17 @@ async fn without_the_data_api_the_output_lists_the_statements_to_run() {
         tags,
         ..Default::default()
     };
-    rds.expect_describe_cluster().returning(move |_| Ok(Some(cluster.clone())));
+    rds.expect_describe_cluster().withf(|id| id == "ds-mock-aurora").returning(move |_| Ok(Some(cluster.clone())));
     rds.expect_list_instances().returning(|_| {
         Ok(vec![DbInstanceInfo { id: "ds-mock-aurora-1".into(), status: "available".into(), ..Default::default() }])
     });
     rds.expect_execute().never();
     rds.expect_enable_http_endpoint().never();
-    let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(ready_sg(&ctx, 5432)), Arc::new(ready_secrets(&ctx)));
+    let aurora = AuroraProvisioner::new(
+        Arc::new(rds),
+        Arc::new(ready_sg(&ctx, 5432, "ds-mock-aurora")),
+        Arc::new(ready_secrets(&ctx, "ds-mock/aurora-app")),
+    );
     let out = aurora.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap();
     assert!(out.databases.is_empty());
     assert_eq!(

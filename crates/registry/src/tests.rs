@@ -20,19 +20,25 @@ fn repo(name: &str, spec: &RepositorySpec) -> RepoInfo {
     }
 }
 
+/// The two repositories of stack `unit` as STACK.md names them: `<stack>` and
+/// `<stack>-ee-plugin-repo`. The mocks below answer only for these, so a provisioner that asks
+/// under another name or ARN fails the test.
+const REPOS: [&str; 2] = ["unit", "unit-ee-plugin-repo"];
+
 /// A converged registry: both repositories with our tags and lifecycle policies.
 fn converged(spec: &RegistrySpec) -> MockEcrApi {
-    let repos = vec![repo("unit", &spec.app), repo("unit-ee-plugin-repo", &spec.plugin)];
+    let repos = vec![repo(REPOS[0], &spec.app), repo(REPOS[1], &spec.plugin)];
     let (app_keep, plugin_keep) = (spec.app.keep_last, spec.plugin.keep_last);
     let mut m = MockEcrApi::new();
     m.expect_list_repositories().returning(move || Ok(repos.clone()));
-    m.expect_list_tags().returning(|arn| {
+    let arns = REPOS.map(|n| format!("arn:aws-cn:ecr:cn-north-1:123456789012:repository/{n}"));
+    m.expect_list_tags().withf(move |arn| arns.contains(arn)).returning(|arn| {
         let name = arn.rsplit('/').next().unwrap().to_owned();
-        let component = if name.ends_with(PLUGIN_SUFFIX) { "plugin-repository" } else { "app-repository" };
+        let component = if name == REPOS[1] { "plugin-repository" } else { "app-repository" };
         Ok(ctx().tags_for(Tier::Registry, component, &name))
     });
-    m.expect_get_lifecycle_policy().returning(move |name| {
-        let keep = if name.ends_with(PLUGIN_SUFFIX) { plugin_keep } else { app_keep };
+    m.expect_get_lifecycle_policy().withf(|name| REPOS.contains(&name.as_str())).returning(move |name| {
+        let keep = if name == REPOS[1] { plugin_keep } else { app_keep };
         // ECR answers with its own formatting: compared as JSON, not text.
         Ok(Some(serde_json::to_string_pretty(&lifecycle_policy(keep)).unwrap()))
     });
@@ -86,8 +92,10 @@ async fn a_lost_create_response_is_read_back_not_duplicated() {
         calls += 1;
         Ok(if calls == 1 { vec![] } else { vec![listed.clone()] })
     });
-    m.expect_list_tags().returning(|_| Ok(ctx().tags_for(Tier::Registry, "app-repository", "unit")));
-    m.expect_get_lifecycle_policy().returning(|_| Ok(None));
+    m.expect_list_tags()
+        .withf(|arn| arn.ends_with(":repository/unit"))
+        .returning(|_| Ok(ctx().tags_for(Tier::Registry, "app-repository", "unit")));
+    m.expect_get_lifecycle_policy().withf(|name| REPOS.contains(&name.as_str())).returning(|_| Ok(None));
     m.expect_create_repository().times(2).returning(move |name, _, _, _, _| {
         if name == "unit" {
             Err(AwsError::new("CreateRepository", "RepositoryAlreadyExistsException", "exists"))
@@ -95,7 +103,7 @@ async fn a_lost_create_response_is_read_back_not_duplicated() {
             Ok(repo(&name, &RegistrySpec::default().plugin))
         }
     });
-    m.expect_put_lifecycle_policy().times(2).returning(|_, _| Ok(()));
+    m.expect_put_lifecycle_policy().withf(|name, _| REPOS.contains(&name.as_str())).times(2).returning(|_, _| Ok(()));
     let out = RegistryProvisioner::new(m).apply(&ctx(), &spec).await.unwrap();
     assert_eq!(out.app.arn, app.arn);
 }

@@ -188,6 +188,18 @@ fn spec() -> IamSpec {
     }
 }
 
+/// The role a name stands for, from the IRSA role names of STACK.md (written out here, not
+/// derived with the production `role_name`): a mock asked for any other name panics, so a
+/// provisioner that looks a role up under a wrong name fails the test.
+fn role_kind(name: &str) -> RoleKind {
+    match name {
+        "DifyEE-Role-k8s-unit-s3" => RoleKind::S3,
+        "DifyEE-Role-k8s-unit-s3-ecr" => RoleKind::S3Ecr,
+        "DifyEE-Role-k8s-unit-ecr-image-pull" => RoleKind::EcrImagePull,
+        other => panic!("no IRSA role of STACK.md is named {other:?}"),
+    }
+}
+
 fn role_arn(kind: RoleKind) -> String {
     format!("arn:aws:iam::123456789012:role/{}", kind.role_name("k8s-unit"))
 }
@@ -205,7 +217,7 @@ fn converged_iam() -> MockIamApi {
     });
     m.expect_get_role().returning(|name: String| {
         let name = name.as_str();
-        let kind = RoleKind::ALL.into_iter().find(|k| k.role_name("k8s-unit") == name).unwrap();
+        let kind = role_kind(&name);
         Ok(Some(RoleInfo {
             arn: role_arn(kind),
             trust: policy::trust_policy(PROVIDER, ISSUER, "dify", kind).to_string(),
@@ -214,7 +226,7 @@ fn converged_iam() -> MockIamApi {
         }))
     });
     m.expect_get_role_policy().returning(|name, _| {
-        let kind = RoleKind::ALL.into_iter().find(|k| k.role_name("k8s-unit") == name).unwrap();
+        let kind = role_kind(&name);
         Ok(Some(
             policy::permission_policy(
                 dify_stack_core::Partition::Aws,
@@ -326,7 +338,7 @@ async fn destroy_deletes_the_roles_when_the_kubernetes_api_cannot_be_reached() {
     let (client, log) = fake(|_| None);
     let mut iam = MockIamApi::new();
     iam.expect_get_role().returning(|name: String| {
-        let kind = RoleKind::ALL.into_iter().find(|k| k.role_name("k8s-unit") == name).unwrap();
+        let kind = role_kind(&name);
         Ok(Some(RoleInfo {
             arn: role_arn(kind),
             trust: String::new(),

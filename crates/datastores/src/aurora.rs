@@ -30,29 +30,7 @@ use self::{apply::*, destroy::*, sql::*};
 /// PostgreSQL's port.
 pub const PORT: i32 = 5432;
 
-/// The names of Aurora's resources.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuroraNames {
-    /// Cluster identifier, `<stack>-aurora`.
-    pub cluster: String,
-    /// DB subnet group.
-    pub subnet_group: String,
-    /// Security group.
-    pub security_group: String,
-}
-
-impl AuroraNames {
-    /// The names for a context.
-    pub fn of(ctx: &Context) -> AuroraNames {
-        let base = format!("{}-aurora", ctx.stack());
-        AuroraNames { cluster: base.clone(), subnet_group: base.clone(), security_group: base }
-    }
-
-    /// Instance `i` (1-based): `<stack>-aurora-<i>`.
-    pub fn instance(&self, i: usize) -> String {
-        format!("{}-{i}", self.cluster)
-    }
-}
+pub use crate::names::AuroraNames;
 
 /// True when the service says the Data API is not offered for this cluster or region (as
 /// opposed to a permission or a transient problem, which stay errors).
@@ -140,15 +118,7 @@ fn major(version: &str) -> &str {
 }
 
 fn final_snapshot_name(ctx: &Context) -> String {
-    let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
-    let stamp: String = now
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .take(14)
-        .collect();
-    format!("{}-final-{stamp}", ctx.stack())
+    crate::names::final_snapshot(ctx, std::time::SystemTime::now())
 }
 
 impl AuroraProvisioner {

@@ -23,7 +23,7 @@ pub const ABORT_MULTIPART_DAYS: i32 = 7;
 
 /// The bucket name, `<stack>-storage-<account id>`.
 pub fn bucket_name(ctx: &Context) -> String {
-    format!("{}-storage-{}", ctx.stack(), ctx.account_id().unwrap_or("unknown-account"))
+    crate::names::bucket(ctx)
 }
 
 fn bucket_output(ctx: &Context) -> BucketOutput {

@@ -13,6 +13,7 @@ pub mod aurora;
 pub mod bucket;
 pub mod client;
 mod common;
+pub mod names;
 pub mod opensearch;
 pub mod redis;
 mod sdk;

@@ -30,11 +30,11 @@ pub const TLS_POLICY: &str = "Policy-Min-TLS-1-2-2019-07";
 
 /// The domain name, `<stack>-search`.
 pub fn domain_name(ctx: &Context) -> String {
-    format!("{}-search", ctx.stack())
+    crate::names::search_domain(ctx)
 }
 
 fn sg_name(ctx: &Context) -> String {
-    format!("{}-opensearch", ctx.stack())
+    crate::names::search_security_group(ctx)
 }
 
 /// The access policy: anyone who can reach the domain may call its HTTP API, on this domain

@@ -24,7 +24,7 @@ pub const PORT: i32 = 6379;
 
 /// The names of Redis's resources (all `<stack>-redis`).
 pub fn name(ctx: &Context) -> String {
-    format!("{}-redis", ctx.stack())
+    crate::names::redis(ctx)
 }
 
 /// What Redis hands on.

@@ -33,6 +33,10 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
+    /// Every secret the tier may generate.
+    pub const ALL: [SecretKind; 4] =
+        [SecretKind::RedisAuth, SecretKind::OpenSearchMaster, SecretKind::DifyApp, SecretKind::AuroraApp];
+
     /// The name suffix after `<stack>/`.
     pub fn suffix(self) -> &'static str {
         match self {
@@ -45,7 +49,7 @@ impl SecretKind {
 
     /// The secret's name for a stack.
     pub fn name(self, ctx: &Context) -> String {
-        format!("{}/{}", ctx.stack(), self.suffix())
+        crate::names::secret(ctx, self)
     }
 
     /// A fresh value from the system CSPRNG; `user` is the user name of the JSON secrets.

@@ -1,7 +1,7 @@
 //! The desired state of the datastores tier.
 
 use dify_stack_core::ids::{AvailabilityZone, SecurityGroupId, SubnetId, VpcId};
-use dify_stack_core::{Context, Environment, NameKind, Partition, SpecErrors};
+use dify_stack_core::{Context, Environment, Partition, SpecErrors};
 use serde::{Deserialize, Serialize};
 
 /// The databases Dify EE uses, created in the Aurora cluster.
@@ -227,18 +227,7 @@ impl DatastoresSpec {
                 "pass the EKS tier's workload security groups",
             );
         }
-        for (kind, suffix) in [
-            (NameKind::RdsCluster, "aurora"),
-            (NameKind::ElastiCacheReplicationGroup, "redis"),
-            (NameKind::OpenSearchDomain, "search"),
-        ] {
-            if let Err(e) = ctx.name(kind, suffix) {
-                errs.push("stack", e.to_string(), "choose a shorter stack name");
-            }
-        }
-        if let Some(account) = ctx.account_id()
-            && let Err(e) = ctx.name(NameKind::S3Bucket, &format!("storage-{account}"))
-        {
+        for e in crate::names::check(ctx, self.aurora.instances as usize) {
             errs.push("stack", e.to_string(), "choose a shorter stack name");
         }
         let a = &self.aurora;

@@ -439,7 +439,7 @@ impl TierRunner for AwsRunner {
                     .as_ref()
                     .and_then(|c| c.oidc_issuer.clone())
                     .unwrap_or_else(|| "https://cluster-gone.invalid/id/none".to_owned());
-                let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
+                let bucket = BucketName::new(dify_stack_datastores::names::bucket(ctx));
                 let (eks_out, registry) = iam_inputs(
                     cfg,
                     issuer,

@@ -12,6 +12,7 @@
 pub mod client;
 mod error;
 pub mod k8s;
+pub mod names;
 pub mod policy;
 mod provisioner;
 mod spec;

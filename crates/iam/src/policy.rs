@@ -35,7 +35,7 @@ impl RoleKind {
 
     /// The role name for a cluster.
     pub fn role_name(self, cluster: &str) -> String {
-        format!("DifyEE-Role-{cluster}-{}", self.suffix())
+        crate::names::role(cluster, self)
     }
 
     /// The service accounts (in the Dify namespace) that may assume the role.

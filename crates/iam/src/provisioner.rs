@@ -342,7 +342,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
                 let role = observed.roles.get(&kind).map(|r| r.info.arn.clone());
                 for sa in kind.service_accounts() {
                     let have = observed.service_accounts.iter().find(|s| s.name == sa);
-                    let r = ResourceRef::new("k8s:serviceaccount", format!("{}/{sa}", spec.namespace));
+                    let r = ResourceRef::new("k8s:serviceaccount", crate::names::service_account(&spec.namespace, sa));
                     match (have, &role) {
                         (None, _) => plan.push(Change::new(Action::Create, r)),
                         (Some(h), Some(role)) if h.role_arn.as_deref() != Some(role.as_str()) => {
@@ -487,7 +487,7 @@ async fn delete_service_accounts(
     for sa in kube.list_managed(namespace.to_owned()).await? {
         if ours.contains(&sa.name.as_str()) {
             kube.delete_service_account(namespace.to_owned(), sa.name.clone()).await?;
-            deleted.push(ResourceRef::new("k8s:serviceaccount", format!("{namespace}/{}", sa.name)));
+            deleted.push(ResourceRef::new("k8s:serviceaccount", crate::names::service_account(namespace, &sa.name)));
         }
     }
     if kube.delete_namespace_if_ours_and_empty(namespace.to_owned()).await? {

@@ -217,7 +217,7 @@ fn converged_iam() -> MockIamApi {
     });
     m.expect_get_role().returning(|name: String| {
         let name = name.as_str();
-        let kind = role_kind(&name);
+        let kind = role_kind(name);
         Ok(Some(RoleInfo {
             arn: role_arn(kind),
             trust: policy::trust_policy(PROVIDER, ISSUER, "dify", kind).to_string(),

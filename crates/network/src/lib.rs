@@ -20,6 +20,7 @@
 pub mod client;
 pub mod error;
 pub mod model;
+pub mod names;
 pub mod provisioner;
 pub mod sdk;
 pub mod spec;

@@ -94,6 +94,8 @@ pub(crate) struct Desired {
     pub(crate) private_rts: Vec<DesiredRouteTable>,
 }
 
+use crate::names;
+
 impl Desired {
     pub(crate) fn new(ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, zones: &[String]) -> Desired {
         let named = |component: &str, name: String| Named { tags: ctx.tags_for(Tier::Network, component, &name), name };
@@ -103,7 +105,7 @@ impl Desired {
                 .zip(zones)
                 .enumerate()
                 .map(|(i, (cidr, az))| {
-                    let mut n = named(role.component(), ctx.tag_name(&format!("{}-{}", role.label(), i + 1)));
+                    let mut n = named(role.component(), names::subnet(ctx, role, i + 1));
                     n.tags.extend(k8s_subnet_tags(role, &spec.cluster_name));
                     DesiredSubnet { named: n, role, cidr: cidr.to_string(), az: az.clone() }
                 })
@@ -113,7 +115,7 @@ impl Desired {
         let private = subnets(SubnetRole::Private, new.private_cidrs());
         let nat_count = new.nat_count();
         let public_rt = DesiredRouteTable {
-            named: named("public-route-table", ctx.tag_name("public")),
+            named: named("public-route-table", names::public_route_table(ctx)),
             nat: None,
             subnets: public.iter().map(|s| s.named.name.clone()).collect(),
         };
@@ -121,17 +123,17 @@ impl Desired {
             .iter()
             .enumerate()
             .map(|(i, s)| DesiredRouteTable {
-                named: named("private-route-table", ctx.tag_name(&format!("private-{}", i + 1))),
+                named: named("private-route-table", names::private_route_table(ctx, i + 1)),
                 nat: Some(i.min(nat_count - 1)),
                 subnets: vec![s.named.name.clone()],
             })
             .collect();
         Desired {
-            vpc: named("vpc", ctx.tag_name("vpc")),
+            vpc: named("vpc", names::vpc(ctx)),
             cidr: new.cidr.to_string(),
-            igw: named("internet-gateway", ctx.tag_name("igw")),
-            eips: (1..=nat_count).map(|i| named("nat-eip", ctx.tag_name(&format!("nat-{i}")))).collect(),
-            nats: (1..=nat_count).map(|i| named("nat-gateway", ctx.tag_name(&format!("nat-{i}")))).collect(),
+            igw: named("internet-gateway", names::internet_gateway(ctx)),
+            eips: (1..=nat_count).map(|i| named("nat-eip", names::nat(ctx, i))).collect(),
+            nats: (1..=nat_count).map(|i| named("nat-gateway", names::nat(ctx, i))).collect(),
             public,
             private,
             public_rt,

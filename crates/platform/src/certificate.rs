@@ -80,15 +80,7 @@ pub struct CertificateOutput {
     pub hosted_zone_id: Option<String>,
 }
 
-/// The ACM idempotency token of the stack's certificate for `domain` (`\w+`, at most 32).
-fn idempotency_token(ctx: &Context, domain: &str) -> String {
-    // FNV-1a: stable across runs and builds.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("{}/{domain}", ctx.stack()).bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("difystack{h:016x}")
-}
+use crate::names::certificate_token as idempotency_token;
 
 /// Provisions the domain's certificate.
 pub struct CertificateProvisioner {

@@ -21,6 +21,7 @@ pub mod certificate;
 pub mod client;
 pub mod helm;
 pub mod kube;
+pub mod names;
 pub mod policy;
 pub mod provisioner;
 pub mod sdk;

@@ -103,7 +103,7 @@ impl Classify for PlatformError {
 }
 
 fn helm_err(release: &str) -> impl FnOnce(HelmError) -> PlatformError + '_ {
-    move |source| PlatformError::Helm { release: format!("{SYSTEM_NAMESPACE}/{release}"), source }
+    move |source| PlatformError::Helm { release: crate::names::release(release), source }
 }
 
 /// What exists.
@@ -292,7 +292,7 @@ impl Provisioner for PlatformProvisioner {
         }
         if spec.kubernetes {
             for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
-                let id = ResourceRef::new("helm:release", format!("{SYSTEM_NAMESPACE}/{}", r.name));
+                let id = ResourceRef::new("helm:release", crate::names::release(r.name));
                 match o.releases.get(r.name).cloned().flatten() {
                     None => plan.push(Change::new(Action::Create, id).field("chart", None::<&str>, Some(r.chart_id()))),
                     Some(have) if have.chart != r.chart_id() => {
@@ -372,7 +372,7 @@ impl Provisioner for PlatformProvisioner {
                             .map_err(helm_err(r.name))?;
                         tracing::info!(release = r.name, chart = %r.chart_id(), "installed Helm release");
                     }
-                    out.releases.push(format!("{SYSTEM_NAMESPACE}/{} {}", r.name, r.chart_id()));
+                    out.releases.push(format!("{} {}", crate::names::release(r.name), r.chart_id()));
                     if r.name == LOAD_BALANCER_CONTROLLER {
                         if o.ingress_class.as_ref().map(|c| c.controller.as_str()) != Some(INGRESS_CONTROLLER) {
                             kube.apply_ingress_class(INGRESS_CLASS.into(), INGRESS_CONTROLLER.into()).await?;
@@ -417,7 +417,7 @@ impl Provisioner for PlatformProvisioner {
             for r in releases {
                 if helm.status(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?.is_some() {
                     helm.uninstall(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?;
-                    deleted.push(ResourceRef::new("helm:release", format!("{SYSTEM_NAMESPACE}/{}", r.name)));
+                    deleted.push(ResourceRef::new("helm:release", crate::names::release(r.name)));
                 }
             }
             if let Some(class) = kube.ingress_class(INGRESS_CLASS.into()).await?

@@ -6,6 +6,7 @@
 //! like any repository holding images, only when the context allows data loss.
 
 pub mod client;
+pub mod names;
 pub mod spec;
 #[cfg(test)]
 mod tests;
@@ -147,16 +148,13 @@ struct Wanted<'a> {
 }
 
 fn wanted<'a>(ctx: &Context, spec: &'a RegistrySpec) -> [Wanted<'a>; 2] {
-    let stack = ctx.stack().as_str();
     [
-        Wanted { name: stack.to_owned(), component: "app-repository", spec: &spec.app },
-        Wanted { name: format!("{stack}-{PLUGIN_SUFFIX}"), component: "plugin-repository", spec: &spec.plugin },
+        Wanted { name: names::app_repository(ctx), component: "app-repository", spec: &spec.app },
+        Wanted { name: names::plugin_repository(ctx), component: "plugin-repository", spec: &spec.plugin },
     ]
 }
 
-fn runtime_prefix(ctx: &Context) -> String {
-    format!("{}-{PLUGIN_SUFFIX}/", ctx.stack())
-}
+use names::runtime_prefix;
 
 impl<C: EcrApi> RegistryProvisioner<C> {
     /// A provisioner over the given client.

@@ -30,7 +30,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build(),
     );
-    let bucket = dify_stack_datastores::bucket::bucket_name(ctx);
+    let bucket = dify_stack_datastores::names::bucket(ctx);
     if s3.head_bucket().bucket(&bucket).send().await.is_ok() {
         let pab = s3.get_public_access_block().bucket(&bucket).send().await.ok();
         let c = pab.as_ref().and_then(|p| p.public_access_block_configuration());
@@ -72,7 +72,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
 
     // RDS.
     let rds = aws_sdk_rds::Client::new(sdk);
-    let cluster_id = format!("{stack}-aurora");
+    let cluster_id = dify_stack_datastores::names::AuroraNames::of(ctx).cluster;
     match rds.describe_db_clusters().db_cluster_identifier(&cluster_id).send().await.aws("DescribeDBClusters") {
         Ok(out) if !out.db_clusters().is_empty() => {
             let c = &out.db_clusters()[0];
@@ -120,7 +120,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     let ec = aws_sdk_elasticache::Client::new(sdk);
     match ec
         .describe_replication_groups()
-        .replication_group_id(format!("{stack}-redis"))
+        .replication_group_id(dify_stack_datastores::names::redis(ctx))
         .send()
         .await
         .aws("DescribeReplicationGroups")
@@ -155,7 +155,13 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
 
     // OpenSearch.
     let os = aws_sdk_opensearch::Client::new(sdk);
-    match os.describe_domain().domain_name(format!("{stack}-search")).send().await.aws("DescribeDomain") {
+    match os
+        .describe_domain()
+        .domain_name(dify_stack_datastores::names::search_domain(ctx))
+        .send()
+        .await
+        .aws("DescribeDomain")
+    {
         Ok(out) if out.domain_status().is_some() => {
             let d = out.domain_status().expect("checked");
             let in_vpc = d.vpc_options().is_some_and(|v| !v.subnet_ids().is_empty()) && d.endpoint().is_none();
@@ -247,7 +253,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
         }
     }
     let ec2 = aws_sdk_ec2::Client::new(sdk);
-    let lt_name = format!("{stack}-eks-nodes");
+    let lt_name = dify_stack_eks::Names::of(ctx).launch_template;
     match ec2
         .describe_launch_template_versions()
         .launch_template_name(&lt_name)
@@ -272,7 +278,7 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     // ECR.
     let ecr = aws_sdk_ecr::Client::new(sdk);
     let (mut not_scanning, mut absent) = (Vec::new(), Vec::new());
-    for name in [stack.to_owned(), format!("{stack}-ee-plugin-repo")] {
+    for name in [dify_stack_registry::names::app_repository(ctx), dify_stack_registry::names::plugin_repository(ctx)] {
         match ecr.describe_repositories().repository_names(&name).send().await.aws("DescribeRepositories") {
             Ok(out) if !out.repositories().is_empty() => {
                 for r in out.repositories() {
@@ -398,12 +404,16 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     ));
     cluster_sgs.extend(
         ours.iter()
-            .filter(|g| g.group_name() == Some(&format!("{stack}-eks-nodes")))
+            .filter(|g| g.group_name() == Some(&dify_stack_eks::Names::of(ctx).node_security_group))
             .filter_map(|g| g.group_id().map(str::to_owned)),
     );
     let (mut strays, mut absent) = (Vec::new(), Vec::new());
-    for (suffix, port) in [("aurora", 5432), ("redis", 6379), ("opensearch", 443)] {
-        let name = format!("{stack}-{suffix}");
+    let stores = [
+        (dify_stack_datastores::names::AuroraNames::of(ctx).security_group, 5432),
+        (dify_stack_datastores::names::redis(ctx), 6379),
+        (dify_stack_datastores::names::search_security_group(ctx), 443),
+    ];
+    for (name, port) in stores {
         let Some(g) = ours.iter().find(|g| g.group_name() == Some(&name)) else {
             absent.push(name);
             continue;
@@ -413,11 +423,11 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
             for pair in p.user_id_group_pairs() {
                 let src = pair.group_id().unwrap_or_default();
                 if !port_ok || !cluster_sgs.contains(src) {
-                    strays.push(format!("{suffix}: {src} on {:?}-{:?}", p.from_port(), p.to_port()));
+                    strays.push(format!("{name}: {src} on {:?}-{:?}", p.from_port(), p.to_port()));
                 }
             }
             for r in p.ip_ranges() {
-                strays.push(format!("{suffix}: {} on {:?}", r.cidr_ip().unwrap_or("?"), p.from_port()));
+                strays.push(format!("{name}: {} on {:?}", r.cidr_ip().unwrap_or("?"), p.from_port()));
             }
         }
     }

@@ -114,7 +114,7 @@ impl AwsRunner {
                     String::new(),
                     String::new(),
                 );
-                let bucket = BucketName::new(dify_stack_datastores::bucket::bucket_name(ctx));
+                let bucket = BucketName::new(dify_stack_datastores::names::bucket(ctx));
                 let spec = wiring::iam_spec(cfg, ctx, &eks, &bucket, &registry);
                 let iam = IamProvisioner::from_conf(&self.sdk);
                 (iam.diff(ctx, &spec, &Default::default()), true)

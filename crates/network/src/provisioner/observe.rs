@@ -51,7 +51,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     }
 
     pub(super) async fn observe_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<ObservedNew> {
-        let vpc_name = ctx.tag_name("vpc");
+        let vpc_name = crate::names::vpc(ctx);
         let (zones, named_vpcs) = tokio::try_join!(self.usable_zones(ctx, spec, new.az_count as usize), async {
             self.client
                 .describe_vpcs(vec![Filter::new("tag:Name", [vpc_name.as_str()])])

@@ -13,6 +13,7 @@ pub mod aurora;
 pub mod bucket;
 pub mod client;
 mod common;
+mod error;
 pub mod names;
 pub mod opensearch;
 pub mod redis;

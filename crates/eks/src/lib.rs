@@ -14,8 +14,10 @@
 //! executor; failure states (`FAILED`, `CREATE_FAILED`, `DEGRADED`) end a wait at once.
 
 pub mod client;
+mod error;
 pub mod lifecycle;
 pub mod load_balancers;
+pub mod names;
 pub mod node_sg;
 pub mod provisioner;
 mod sdk;
@@ -24,8 +26,6 @@ pub mod spec;
 mod tests;
 pub mod token;
 
-use dify_stack_core::{AwsFailure, Classify, ErrorKind, NotOwned, SpecErrors, WaitEnded};
-
 pub use client::{
     AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, EksApi, KeyInfo, KeysApi, LaunchTemplateData,
     LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupCreate, NodegroupInfo, RoleInfo, RolesApi, SecurityGroupInfo,
@@ -33,6 +33,7 @@ pub use client::{
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};
+pub use error::{EksError, Result};
 pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
 pub use provisioner::{EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version};
 pub use sdk::SdkEks;
@@ -41,96 +42,3 @@ pub use spec::{
     POD_IDENTITY_AGENT_ADDON,
 };
 pub use token::{EksToken, TokenError, TokenSource, eks_token, kube_client, kubeconfig};
-
-/// Everything that can go wrong in the EKS tier.
-#[derive(Debug, thiserror::Error)]
-pub enum EksError {
-    /// The spec is invalid. Permanent: fix the spec.
-    #[error("invalid EKS spec:\n{0}")]
-    Invalid(#[from] SpecErrors),
-    /// A resource with our name exists without our ownership tag. Never adopted or deleted.
-    #[error(transparent)]
-    NotOwned(#[from] NotOwned),
-    /// A Kubernetes downgrade was asked for. Nothing was changed.
-    #[error(
-        "the cluster runs Kubernetes {have}; downgrading to {want} is not possible: set kubernetes_version to {have} or later"
-    )]
-    DowngradeRefused {
-        /// Running version.
-        have: String,
-        /// Requested version.
-        want: String,
-    },
-    /// A setting that cannot change in place differs. Nothing was changed.
-    #[error(
-        "{resource}: {field} cannot change in place ({have} -> {want}); keep the current value, or destroy and re-create the tier"
-    )]
-    ImmutableChange {
-        /// The setting.
-        field: String,
-        /// The resource.
-        resource: String,
-        /// Current value.
-        have: String,
-        /// Wanted value.
-        want: String,
-    },
-    /// A resource entered a failure state.
-    #[error("{kind} {name} is {status}{}", if detail.is_empty() { String::new() } else { format!(": {}", detail.join("; ")) })]
-    Failed {
-        /// Kind.
-        kind: &'static str,
-        /// Name.
-        name: String,
-        /// Its status.
-        status: String,
-        /// Health issues reported by EKS.
-        detail: Vec<String>,
-    },
-    /// A resource disappeared while we waited for it.
-    #[error("{kind} {name} disappeared while waiting for it (deleted by someone else?)")]
-    Vanished {
-        /// Kind.
-        kind: &'static str,
-        /// Name.
-        name: String,
-    },
-    /// No default add-on version exists for the Kubernetes version.
-    #[error(
-        "EKS offers no default version of add-on {addon} for Kubernetes {version}; remove it from addons or pick another version"
-    )]
-    NoAddonVersion {
-        /// Add-on.
-        addon: String,
-        /// Kubernetes version.
-        version: String,
-    },
-    /// A wait ended without success (timeout or cancellation). Re-running resumes.
-    #[error(transparent)]
-    Wait(#[from] WaitEnded),
-    /// The Kubernetes API refused to delete the objects that make load balancers (an API error,
-    /// not an unreachable server: that one is skipped). Re-running resumes.
-    #[error("deleting the cluster's load-balancer Services and Ingresses failed: {0}")]
-    Kubernetes(String),
-    /// An AWS call failed. Retryable when the AWS error is; re-running resumes.
-    #[error(transparent)]
-    Aws(#[from] AwsFailure),
-}
-
-/// Result alias of the EKS tier.
-pub type Result<T, E = EksError> = std::result::Result<T, E>;
-
-impl Classify for EksError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            EksError::Invalid(_) | EksError::NoAddonVersion { .. } => ErrorKind::Invalid,
-            EksError::NotOwned(e) => e.kind(),
-            EksError::DowngradeRefused { .. } | EksError::ImmutableChange { .. } => ErrorKind::Refused,
-            EksError::Failed { .. } | EksError::Vanished { .. } => ErrorKind::Failed,
-            EksError::Wait(e) => e.kind(),
-            // The API answered with an error: not retried on its own.
-            EksError::Kubernetes(_) => ErrorKind::Other,
-            EksError::Aws(e) => e.kind(),
-        }
-    }
-}

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, NameKind, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags,
-    Tier, from_aws_wait, from_wait,
+    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
+    from_aws_wait, from_wait,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -24,14 +24,13 @@ use crate::{EksError, Result};
 mod apply;
 mod destroy;
 mod diff;
-pub(crate) mod names;
 mod observe;
 mod waits;
 
 #[allow(unused_imports)]
 use self::{diff::*, waits::*};
-pub(crate) use names::token;
-pub use names::{Names, cluster_name};
+pub(crate) use crate::names::token;
+pub use crate::names::{Names, cluster_name};
 
 /// Days a KMS key stays recoverable after destroy.
 pub const KEY_DELETION_WINDOW_DAYS: i32 = 7;

@@ -7,11 +7,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use dify_stack_core::ids::{SubnetId, VpcId};
-use dify_stack_core::{Action, AwsError, Context, Environment, Provisioner, WaitPolicy};
+use dify_stack_core::{Action, AwsError, Classify, Context, Environment, Provisioner, WaitPolicy};
 
 use super::*;
 use crate::client::*;
-use crate::provisioner::names::request_token;
+use crate::names::request_token;
 use crate::provisioner::token;
 use crate::spec::*;
 

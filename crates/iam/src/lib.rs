@@ -15,17 +15,19 @@ pub mod k8s;
 pub mod names;
 pub mod policy;
 mod provisioner;
+mod sdk;
 mod spec;
 #[cfg(test)]
 mod tests;
 pub mod thumbprint;
 #[cfg(any(test, feature = "test-util"))]
 pub use client::MockIamApi;
-pub use client::{IamApi, OidcInfo, RoleInfo, SdkIam};
+pub use client::{IamApi, OidcInfo, RoleInfo};
 pub use error::{IamError, Result};
 #[cfg(any(test, feature = "test-util"))]
 pub use k8s::MockServiceAccountApi;
 pub use k8s::{ManagedServiceAccount, ServiceAccountApi};
 pub use policy::{AUDIENCE, RoleKind};
 pub use provisioner::*;
+pub use sdk::SdkIam;
 pub use spec::*;

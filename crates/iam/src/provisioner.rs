@@ -14,6 +14,11 @@ use serde_json::Value;
 #[allow(unused_imports)]
 use crate::*;
 
+mod apply;
+mod destroy;
+mod diff;
+mod observe;
+
 /// A role as observed, with its parsed documents.
 #[derive(Debug, Clone)]
 pub struct ObservedRole {
@@ -266,214 +271,21 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
     }
 
     async fn observe(&self, ctx: &Context, spec: &IamSpec) -> Result<ObservedIam> {
-        let mut observed = ObservedIam { provider: self.find_provider(spec).await?, ..Default::default() };
-        for role in desired_roles(ctx, spec) {
-            if let Some(have) = self.observe_role(ctx, &role.name).await? {
-                observed.insert_role(role.key, have);
-            }
-        }
-        if let Some(kube) = self.kube(spec)? {
-            observed.service_accounts = kube.list_managed(spec.namespace.clone()).await?;
-            observed.default_storage_class = kube.default_storage_class_present().await?;
-        }
-        Ok(observed)
+        self.observe_tier(ctx, spec).await
     }
 
     fn diff(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Plan {
-        let mut plan = Plan::new();
-        let url = policy::issuer_host_path(&spec.oidc_issuer_url);
-        let provider_arn =
-            match &observed.provider {
-                None => {
-                    plan.push(Change::new(Action::Create, ResourceRef::new("iam:oidc-provider", url)).field(
-                        "client_ids",
-                        None::<&str>,
-                        Some(AUDIENCE),
-                    ));
-                    "(known after apply)".to_owned()
-                }
-                Some(p) => {
-                    if !p.client_ids.iter().any(|c| c == AUDIENCE) {
-                        plan.push(
-                            Change::new(Action::Update, ResourceRef::new("iam:oidc-provider", url).with_id(&p.arn))
-                                .field("client_ids", Some(p.client_ids.join(",")), Some(AUDIENCE)),
-                        );
-                    }
-                    p.arn.clone()
-                }
-            };
-        for role in desired_roles(ctx, spec) {
-            let name = &role.name;
-            let trust = policy::normalize(role.trust(spec, &provider_arn));
-            let perms = policy::normalize(role.policy.clone());
-            let Some(have) = observed.role(&role.key) else {
-                plan.push(
-                    Change::new(Action::Create, ResourceRef::new("iam:role", name))
-                        .field("trust", None::<&str>, Some(&trust))
-                        .field("policy", None::<&str>, Some(&perms)),
-                );
-                continue;
-            };
-            let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", name).with_id(&have.info.arn));
-            if observed.provider.is_some() && have.trust.as_ref() != Some(&trust) {
-                c = c.field("trust", have.trust.as_ref(), Some(&trust));
-            }
-            if have.policy.as_ref() != Some(&perms) {
-                c = c.field("policy", have.policy.as_ref(), Some(&perms));
-            }
-            for (k, v) in ctx.tags_for(Tier::Iam, &role.tag_suffix, name) {
-                if have.info.tags.get(&k) != Some(&v) {
-                    c = c.field(format!("tags.{k}"), have.info.tags.get(&k), Some(v));
-                }
-            }
-            if !c.fields.is_empty() {
-                plan.push(c);
-            }
-        }
-        if spec.service_accounts {
-            if !observed.default_storage_class {
-                plan.push(Change::new(Action::Create, ResourceRef::new("k8s:storageclass", k8s::STORAGE_CLASS)).field(
-                    "provisioner",
-                    None::<&str>,
-                    Some("ebs.csi.aws.com (gp3, encrypted, default)"),
-                ));
-            }
-            for kind in RoleKind::ALL {
-                let role = observed.roles.get(&kind).map(|r| r.info.arn.clone());
-                for sa in kind.service_accounts() {
-                    let have = observed.service_accounts.iter().find(|s| s.name == sa);
-                    let r = ResourceRef::new("k8s:serviceaccount", crate::names::service_account(&spec.namespace, sa));
-                    match (have, &role) {
-                        (None, _) => plan.push(Change::new(Action::Create, r)),
-                        (Some(h), Some(role)) if h.role_arn.as_deref() != Some(role.as_str()) => {
-                            plan.push(Change::new(Action::Update, r).field(
-                                "annotations.eks.amazonaws.com/role-arn",
-                                h.role_arn.as_deref(),
-                                Some(role),
-                            ))
-                        }
-                        (Some(h), _) if h.helm_release.as_deref() != Some(spec.helm_release.as_str()) => {
-                            plan.push(Change::new(Action::Update, r).field(
-                                "annotations.meta.helm.sh/release-name",
-                                h.helm_release.as_deref(),
-                                Some(spec.helm_release.as_str()),
-                            ))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        plan
+        self.diff_tier(ctx, spec, observed)
     }
 
     async fn apply(&self, ctx: &Context, spec: &IamSpec) -> Result<IamOutput> {
-        spec.validate()?;
-        let kube = self.kube(spec)?;
-        let observed = self.observe(ctx, spec).await?;
-        let url = policy::issuer_host_path(&spec.oidc_issuer_url).to_owned();
-        let provider_arn = match provider_arn_of(&observed) {
-            Some(arn) => {
-                let p = observed.provider.as_ref().map(|p| &p.client_ids);
-                if !p.is_some_and(|ids| ids.iter().any(|c| c == AUDIENCE)) {
-                    self.client
-                        .add_client_id(arn.to_owned(), AUDIENCE.into())
-                        .await
-                        .at("AddClientIDToOpenIDConnectProvider", arn)?;
-                }
-                arn.to_owned()
-            }
-            None => {
-                let tags = ctx.tags_for(Tier::Iam, "oidc-provider", &url);
-                match self
-                    .client
-                    .create_oidc_provider(
-                        spec.oidc_issuer_url.clone(),
-                        vec![AUDIENCE.into()],
-                        spec.thumbprints.clone(),
-                        tags,
-                    )
-                    .await
-                {
-                    Ok(arn) => arn,
-                    // A lost response to our own create: find it again by URL.
-                    Err(e) if e.is_already_exists() => match self.find_provider(spec).await? {
-                        Some(p) => p.arn,
-                        None => return Err(e.at("CreateOpenIDConnectProvider", &url).into()),
-                    },
-                    Err(e) => return Err(e.at("CreateOpenIDConnectProvider", &url).into()),
-                }
-            }
-        };
-        let (mut roles, mut addon_roles) = (BTreeMap::new(), BTreeMap::new());
-        for role in desired_roles(ctx, spec) {
-            let trust = role.trust(spec, &provider_arn);
-            let arn = RoleArn::new(self.ensure_role(ctx, &role, trust, observed.role(&role.key)).await?);
-            match role.key {
-                RoleKey::Dify(kind) => roles.insert(kind, arn),
-                RoleKey::Addon(addon) => addon_roles.insert(addon, arn),
-            };
-        }
-        let mut service_accounts = BTreeMap::new();
-        if let Some(kube) = kube {
-            if !observed.default_storage_class {
-                kube.apply_default_storage_class().await?;
-            }
-            kube.apply_namespace(spec.namespace.clone()).await?;
-            for kind in RoleKind::ALL {
-                let role = &roles[&kind];
-                for sa in kind.service_accounts() {
-                    let current = observed.service_accounts.iter().find(|s| s.name == sa);
-                    if current.and_then(|s| s.role_arn.as_deref()) != Some(role.as_str())
-                        || current.and_then(|s| s.helm_release.as_deref()) != Some(spec.helm_release.as_str())
-                    {
-                        kube.apply_service_account(
-                            spec.namespace.clone(),
-                            sa.to_owned(),
-                            role.to_string(),
-                            spec.helm_release.clone(),
-                        )
-                        .await?;
-                    }
-                    service_accounts.insert(sa.to_owned(), role.clone());
-                }
-            }
-        }
-        Ok(IamOutput {
-            oidc_provider_arn: provider_arn,
-            roles,
-            service_accounts,
-            namespace: spec.namespace.clone(),
-            addon_roles,
-        })
+        self.apply_tier(ctx, spec).await
     }
 
     /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline
     /// policies deleted, managed ones detached), then the OIDC provider if the stack created it.
     async fn destroy(&self, ctx: &Context, spec: &IamSpec) -> Result<Vec<ResourceRef>> {
-        let mut deleted = Vec::new();
-        if let Some(kube) = self.kube(spec)? {
-            match delete_service_accounts(kube, &spec.namespace).await {
-                Ok(refs) => deleted.extend(refs),
-                // Destroy never blocks on the Kubernetes API: objects inside the cluster go
-                // with it (the cluster is deleted after this node), the roles must not wait.
-                Err(e) if e.unreachable => tracing::warn!(
-                    error = %e,
-                    "the Kubernetes API cannot be reached; the service accounts go with the cluster"
-                ),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for role in desired_roles(ctx, spec) {
-            deleted.extend(self.delete_role(ctx, &role.name).await?);
-        }
-        if let Some(p) = self.find_provider(spec).await?
-            && ctx.owns_tags(&p.tags)
-        {
-            ignore(self.client.delete_oidc_provider(p.arn.clone()).await).at("DeleteOpenIDConnectProvider", &p.arn)?;
-            deleted.push(ResourceRef::new("iam:oidc-provider", &p.url).with_id(p.arn));
-        }
-        Ok(deleted)
+        self.destroy_tier(ctx, spec).await
     }
 }
 

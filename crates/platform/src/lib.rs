@@ -19,6 +19,7 @@
 pub mod aliases;
 pub mod certificate;
 pub mod client;
+mod error;
 pub mod helm;
 pub mod kube;
 pub mod names;

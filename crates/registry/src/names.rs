@@ -1,7 +1,7 @@
 //! The names of the registry tier's repositories: the only place they are derived (the
 //! provisioner, the facade's audit and the tests' inventories take them from here).
 
-use dify_stack_core::Context;
+use dify_stack_core::{Context, NameError, NameKind};
 
 use crate::spec::PLUGIN_SUFFIX;
 
@@ -19,6 +19,11 @@ pub fn plugin_repository(ctx: &Context) -> String {
 /// `<stack>-ee-plugin-repo/`.
 pub fn runtime_prefix(ctx: &Context) -> String {
     format!("{}/", plugin_repository(ctx))
+}
+
+/// The derived repository names, checked against ECR's rules: `[app, plugin]`.
+pub fn repository_names(ctx: &Context) -> Result<[String; 2], NameError> {
+    Ok([ctx.name(NameKind::EcrRepository, "")?, ctx.name(NameKind::EcrRepository, PLUGIN_SUFFIX)?])
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! The names of the EKS tier's resources: the only place they are derived.
 
-#[allow(unused_imports)]
-use super::*;
+use dify_stack_core::{Context, NameKind};
 
 /// The names of the tier's resources, all derived from the stack name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,34 @@
+//! Destroy: service accounts first (when the API answers), then roles, then the provider.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl<C: IamApi> IamProvisioner<C> {
+    /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline
+    /// policies deleted, managed ones detached), then the OIDC provider if the stack created it.
+    pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<Vec<ResourceRef>> {
+        let mut deleted = Vec::new();
+        if let Some(kube) = self.kube(spec)? {
+            match delete_service_accounts(kube, &spec.namespace).await {
+                Ok(refs) => deleted.extend(refs),
+                // Destroy never blocks on the Kubernetes API: objects inside the cluster go
+                // with it (the cluster is deleted after this node), the roles must not wait.
+                Err(e) if e.unreachable => tracing::warn!(
+                    error = %e,
+                    "the Kubernetes API cannot be reached; the service accounts go with the cluster"
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for role in desired_roles(ctx, spec) {
+            deleted.extend(self.delete_role(ctx, &role.name).await?);
+        }
+        if let Some(p) = self.find_provider(spec).await?
+            && ctx.owns_tags(&p.tags)
+        {
+            ignore(self.client.delete_oidc_provider(p.arn.clone()).await).at("DeleteOpenIDConnectProvider", &p.arn)?;
+            deleted.push(ResourceRef::new("iam:oidc-provider", &p.url).with_id(p.arn));
+        }
+        Ok(deleted)
+    }
+}

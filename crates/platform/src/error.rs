@@ -1,0 +1,76 @@
+//! The platform tier's errors.
+
+use dify_stack_core::{AwsFailure, Classify, ErrorKind, KubeFailure, NotOwned, SpecErrors, WaitEnded};
+
+use crate::helm::HelmError;
+
+/// Everything that can go wrong in the platform tier.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlatformError {
+    /// The spec is invalid. Permanent.
+    #[error("invalid platform spec:\n{0}")]
+    Invalid(#[from] SpecErrors),
+    /// An AWS call failed. Retryable when the AWS error is.
+    #[error(transparent)]
+    Aws(#[from] AwsFailure),
+    /// A Helm release could not be installed, read or removed.
+    #[error("Helm release {release}: {source}")]
+    Helm {
+        /// `<namespace>/<release>`.
+        release: String,
+        /// What Helm said.
+        #[source]
+        source: HelmError,
+    },
+    /// A Kubernetes call failed.
+    #[error("Kubernetes: {0}")]
+    Kubernetes(#[from] KubeFailure),
+    /// Something with our name exists without our ownership tag or label. Never adopted.
+    #[error(transparent)]
+    NotOwned(#[from] NotOwned),
+    /// No public hosted zone holds the domain.
+    #[error(
+        "no public Route 53 hosted zone holds {domain}: create one (and delegate the domain to it), or set dify.hosted_zone_id"
+    )]
+    NoHostedZone {
+        /// The domain.
+        domain: String,
+    },
+    /// The certificate can no longer be issued.
+    #[error("the ACM certificate {arn} is {status}: delete it and apply again")]
+    CertificateFailed {
+        /// The certificate.
+        arn: String,
+        /// Its status.
+        status: String,
+    },
+    /// A wait ended without success (timeout or cancellation); names what is pending.
+    #[error(transparent)]
+    Wait(#[from] WaitEnded),
+    /// The spec asks for Helm releases but no Helm or Kubernetes client was given.
+    #[error(
+        "kubernetes is true but the provisioner has no Helm or Kubernetes client: build it with PlatformProvisioner::with_kubernetes, or set kubernetes = false"
+    )]
+    NoKubernetesClient,
+}
+
+/// Result alias of the platform tier.
+pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
+
+impl Classify for PlatformError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PlatformError::Invalid(_) | PlatformError::NoKubernetesClient | PlatformError::NoHostedZone { .. } => {
+                ErrorKind::Invalid
+            }
+            PlatformError::Aws(e) => e.kind(),
+            // Helm and the Kubernetes API failing are usually a cluster still settling (nodes not
+            // ready, webhook not serving yet): a later run may succeed.
+            PlatformError::Helm { .. } | PlatformError::Kubernetes(_) => ErrorKind::Transient,
+            PlatformError::NotOwned(e) => e.kind(),
+            PlatformError::CertificateFailed { .. } => ErrorKind::Failed,
+            PlatformError::Wait(e) => e.kind(),
+        }
+    }
+}

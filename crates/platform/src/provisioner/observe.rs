@@ -1,0 +1,30 @@
+//! Observe: the system add-ons (EKS add-on or Helm release), their releases and the IngressClass.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl PlatformProvisioner {
+    pub(super) async fn observe_tier(&self, ctx: &Context, spec: &PlatformSpec) -> Result<ObservedPlatform> {
+        let mut o = ObservedPlatform::default();
+        if spec.metrics_server.is_some() {
+            let (cluster, version) = (spec.cluster_name.to_string(), spec.kubernetes_version.clone());
+            o.metrics_offered = self
+                .addons
+                .offered_version(METRICS_SERVER.into(), version)
+                .await
+                .at("DescribeAddonVersions", METRICS_SERVER)?;
+            o.metrics_addon =
+                self.addons.addon(cluster, METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?;
+        }
+        if let Some((helm, kube)) = self.cluster(spec)? {
+            for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
+                let status = helm.status(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?;
+                o.releases.insert(r.name.to_owned(), status);
+            }
+            if spec.load_balancer_controller.is_some() {
+                o.ingress_class = kube.ingress_class(INGRESS_CLASS.into()).await?;
+            }
+        }
+        Ok(o)
+    }
+}

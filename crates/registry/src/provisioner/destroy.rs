@@ -1,0 +1,59 @@
+//! Destroy: what it would delete (with image counts) and the guarded delete.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl<C: EcrApi> RegistryProvisioner<C> {
+    /// What destroy would delete, including the run-time plugin repositories; image counts are
+    /// shown so that data loss is visible before it is allowed.
+    pub async fn plan_destroy(&self, ctx: &Context, spec: &RegistrySpec) -> Result<Plan> {
+        let all = self.client.list_repositories().await.at("DescribeRepositories", "*")?;
+        let prefix = runtime_prefix(ctx);
+        let mut targets: Vec<&RepoInfo> = Vec::new();
+        for w in wanted(ctx, spec) {
+            let Some(info) = all.iter().find(|r| r.name == w.name) else { continue };
+            // A same-named repository of someone else is left alone.
+            if ctx.owns_tags(&self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &w.name)?) {
+                targets.push(info);
+            }
+        }
+        targets.extend(all.iter().filter(|r| r.name.starts_with(&prefix)));
+        let mut plan = Plan::new();
+        for RepoInfo { name, arn, .. } in targets {
+            let images = self.client.image_count(name.clone()).await.at("ListImages", name)?;
+            plan.push(Change::new(Action::Delete, ResourceRef::new("ecr:repository", name).with_id(arn)).field(
+                "images",
+                Some(images),
+                None::<usize>,
+            ));
+        }
+        Ok(plan)
+    }
+    /// Deletes our two repositories and the run-time plugin repositories. When any of them holds
+    /// images and data loss is not allowed, nothing is deleted.
+    pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<Vec<ResourceRef>> {
+        let plan = self.plan_destroy(ctx, spec).await?;
+        let with_images: BTreeMap<String, usize> = plan
+            .changes
+            .iter()
+            .filter_map(|c| {
+                let n: usize = c.fields.first()?.before.as_deref()?.parse().ok()?;
+                (n > 0).then(|| (c.resource.name.clone(), n))
+            })
+            .collect();
+        if !with_images.is_empty() && !ctx.permissions.allow_data_loss {
+            return Err(RegistryError::DataLossRefused { repositories: with_images });
+        }
+        let mut deleted = Vec::new();
+        // Run-time repositories first, then ours.
+        for c in plan.changes.iter().rev() {
+            let name = &c.resource.name;
+            match self.client.delete_repository(name.clone(), ctx.permissions.allow_data_loss).await {
+                Ok(()) => deleted.push(c.resource.clone()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.at("DeleteRepository", name).into()),
+            }
+        }
+        Ok(deleted)
+    }
+}

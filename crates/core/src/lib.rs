@@ -5,6 +5,7 @@
 //! Tier crates depend on this crate and never on each other; cross-tier data travels as the
 //! typed ids in [`ids`].
 
+pub mod audit;
 pub mod context;
 pub mod error;
 pub mod failure;

@@ -327,6 +327,9 @@ pub struct DomainInfo {
     pub security_group_ids: Vec<String>,
     /// VPC endpoint.
     pub vpc_endpoint: Option<String>,
+    /// The public endpoint, which a domain inside a VPC does not have (DescribeDomain
+    /// `Endpoint`; `Endpoints["vpc"]` for a VPC domain).
+    pub public_endpoint: Option<String>,
     /// Encryption at rest.
     pub at_rest_encryption: bool,
     /// Node-to-node encryption.

@@ -9,6 +9,7 @@
 //! Destroy is data-safe: what holds data is deleted only as the [`DataPolicy`] allows, and the
 //! checks run before the first delete, so a refused destroy deletes nothing.
 
+pub mod audit;
 pub mod aurora;
 pub mod bucket;
 pub mod client;

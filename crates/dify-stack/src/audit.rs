@@ -53,18 +53,7 @@ pub const CONTROLS: &[Control] = &[
     Control { id: "EC2.2", rationale: "datastores admit only the cluster's security groups, on their own port" },
 ];
 
-/// A control's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "verdict", content = "detail", rename_all = "snake_case")]
-pub enum Verdict {
-    /// Holds.
-    Pass,
-    /// Does not hold; the evidence.
-    Fail(String),
-    /// Does not apply: a prod-only control on a test stack. (A control whose resource does not
-    /// exist fails: a stack missing its database is broken, not compliant.)
-    NotApplicable(String),
-}
+pub use dify_stack_core::audit::Verdict;
 
 /// One row of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -25,6 +25,7 @@ pub(super) fn domain_info(d: &aws_sdk_opensearch::types::DomainStatus, tags: Tag
         subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
         security_group_ids: vpc.map(|v| v.security_group_ids().to_vec()).unwrap_or_default(),
         vpc_endpoint: d.endpoints().and_then(|e| e.get("vpc")).cloned(),
+        public_endpoint: d.endpoint().map(str::to_owned),
         at_rest_encryption: d.encryption_at_rest_options().and_then(|e| e.enabled()).unwrap_or(false),
         node_to_node: d.node_to_node_encryption_options().and_then(|e| e.enabled()).unwrap_or(false),
         enforce_https: ep.and_then(|e| e.enforce_https()).unwrap_or(false),

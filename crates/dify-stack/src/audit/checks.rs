@@ -4,213 +4,28 @@
 use super::*;
 use std::collections::BTreeSet;
 
-use dify_stack_core::{AwsError, AwsResultExt, Context, Environment};
+use dify_stack_core::{AwsError, AwsResultExt, Context};
 use serde_json::Value;
 
+use dify_stack_core::audit::Verdict as V;
+
 fn v(ok: bool, fail: impl FnOnce() -> String) -> Verdict {
-    if ok { Verdict::Pass } else { Verdict::Fail(fail()) }
+    V::check(ok, fail)
 }
 
-fn na(why: &str) -> Verdict {
-    Verdict::NotApplicable(why.to_owned())
-}
-
-/// The resource a control is about does not exist.
 fn missing(what: &str) -> Verdict {
-    Verdict::Fail(format!("{what} does not exist"))
+    V::missing(what)
 }
 
 /// Audits the stack of `ctx` (with account id) through `sdk`.
 pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditReport, AwsError> {
     let stack = ctx.stack().as_str();
-    let prod = ctx.environment() == Environment::Prod;
     let mut verdicts: Vec<(&'static str, Verdict)> = Vec::new();
 
-    // S3.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build(),
-    );
-    let bucket = dify_stack_datastores::names::bucket(ctx);
-    if s3.head_bucket().bucket(&bucket).send().await.is_ok() {
-        let pab = s3.get_public_access_block().bucket(&bucket).send().await.ok();
-        let c = pab.as_ref().and_then(|p| p.public_access_block_configuration());
-        let all = c.is_some_and(|c| {
-            [c.block_public_acls(), c.ignore_public_acls(), c.block_public_policy(), c.restrict_public_buckets()]
-                .iter()
-                .all(|x| *x == Some(true))
-        });
-        verdicts.push(("S3.1", v(all, || format!("public-access block incomplete: {c:?}"))));
-        let enc = s3.get_bucket_encryption().bucket(&bucket).send().await.ok();
-        let alg = enc
-            .as_ref()
-            .and_then(|e| e.server_side_encryption_configuration())
-            .and_then(|c| c.rules().first())
-            .and_then(|r| r.apply_server_side_encryption_by_default())
-            .map(|d| d.sse_algorithm().as_str().to_owned());
-        verdicts.push(("S3.2", v(alg.is_some(), || "no default encryption".to_owned())));
-        let policy: Option<Value> = s3
-            .get_bucket_policy()
-            .bucket(&bucket)
-            .send()
-            .await
-            .ok()
-            .and_then(|p| p.policy().and_then(|t| serde_json::from_str(t).ok()));
-        let denies = policy.as_ref().is_some_and(|p| {
-            p["Statement"].as_array().into_iter().flatten().any(|s| {
-                s["Effect"] == "Deny" && s["Condition"]["Bool"]["aws:SecureTransport"].as_str() == Some("false")
-            })
-        });
-        verdicts.push(("S3.3", v(denies, || "no statement denies aws:SecureTransport = false".to_owned())));
-        let ver = s3.get_bucket_versioning().bucket(&bucket).send().await.ok();
-        let on = ver.as_ref().and_then(|x| x.status()).is_some_and(|s| s.as_str() == "Enabled");
-        verdicts.push(("S3.4", v(on, || format!("versioning is {:?}", ver.as_ref().and_then(|x| x.status())))));
-    } else {
-        for id in ["S3.1", "S3.2", "S3.3", "S3.4"] {
-            verdicts.push((id, missing("the storage bucket")));
-        }
-    }
-
-    // RDS.
-    let rds = aws_sdk_rds::Client::new(sdk);
-    let cluster_id = dify_stack_datastores::names::AuroraNames::of(ctx).cluster;
-    match rds.describe_db_clusters().db_cluster_identifier(&cluster_id).send().await.aws("DescribeDBClusters") {
-        Ok(out) if !out.db_clusters().is_empty() => {
-            let c = &out.db_clusters()[0];
-            verdicts.push(("RDS.1", v(c.storage_encrypted() == Some(true), || "StorageEncrypted is false".to_owned())));
-            let inst = rds
-                .describe_db_instances()
-                .filters(aws_sdk_rds::types::Filter::builder().name("db-cluster-id").values(&cluster_id).build())
-                .send()
-                .await
-                .aws("DescribeDBInstances")?;
-            let public: Vec<&str> = inst
-                .db_instances()
-                .iter()
-                .filter(|i| i.publicly_accessible() == Some(true))
-                .filter_map(|i| i.db_instance_identifier())
-                .collect();
-            verdicts.push(("RDS.2", v(public.is_empty(), || format!("publicly accessible: {public:?}"))));
-            verdicts.push((
-                "RDS.3",
-                v(c.master_user_secret().is_some(), || "no RDS-managed master user secret".to_owned()),
-            ));
-            verdicts.push((
-                "RDS.4",
-                if prod {
-                    v(c.deletion_protection() == Some(true), || "deletion protection off".to_owned())
-                } else {
-                    na("test profile")
-                },
-            ));
-            let days = c.backup_retention_period().unwrap_or(0);
-            let min = if prod { 7 } else { 1 };
-            verdicts.push(("RDS.5", v(days >= min, || format!("backup retention {days} day(s), need >= {min}"))));
-        }
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
-    if !verdicts.iter().any(|(id, _)| *id == "RDS.1") {
-        for id in ["RDS.1", "RDS.2", "RDS.3", "RDS.4", "RDS.5"] {
-            verdicts.push((id, missing("the Aurora cluster")));
-        }
-    }
-
-    // ElastiCache.
-    let ec = aws_sdk_elasticache::Client::new(sdk);
-    match ec
-        .describe_replication_groups()
-        .replication_group_id(dify_stack_datastores::names::redis(ctx))
-        .send()
-        .await
-        .aws("DescribeReplicationGroups")
-    {
-        Ok(out) if !out.replication_groups().is_empty() => {
-            let g = &out.replication_groups()[0];
-            verdicts.push((
-                "EC.1",
-                v(g.at_rest_encryption_enabled() == Some(true), || "at-rest encryption off".to_owned()),
-            ));
-            verdicts.push((
-                "EC.2",
-                v(g.transit_encryption_enabled() == Some(true), || "in-transit encryption off".to_owned()),
-            ));
-            verdicts.push(("EC.3", v(g.auth_token_enabled() == Some(true), || "no AUTH token".to_owned())));
-            let multi = g.multi_az().is_some_and(|m| m.as_str() == "enabled")
-                && g.automatic_failover().is_some_and(|a| a.as_str() == "enabled");
-            verdicts.push((
-                "EC.4",
-                if prod { v(multi, || "not Multi-AZ with automatic failover".to_owned()) } else { na("test profile") },
-            ));
-        }
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
-    if !verdicts.iter().any(|(id, _)| *id == "EC.1") {
-        for id in ["EC.1", "EC.2", "EC.3", "EC.4"] {
-            verdicts.push((id, missing("the Redis replication group")));
-        }
-    }
-
-    // OpenSearch.
-    let os = aws_sdk_opensearch::Client::new(sdk);
-    match os
-        .describe_domain()
-        .domain_name(dify_stack_datastores::names::search_domain(ctx))
-        .send()
-        .await
-        .aws("DescribeDomain")
-    {
-        Ok(out) if out.domain_status().is_some() => {
-            let d = out.domain_status().expect("checked");
-            let in_vpc = d.vpc_options().is_some_and(|v| !v.subnet_ids().is_empty()) && d.endpoint().is_none();
-            verdicts.push(("OS.1", v(in_vpc, || format!("public endpoint {:?}", d.endpoint()))));
-            verdicts.push((
-                "OS.2",
-                v(d.encryption_at_rest_options().and_then(|e| e.enabled()) == Some(true), || {
-                    "at-rest encryption off".to_owned()
-                }),
-            ));
-            verdicts.push((
-                "OS.3",
-                v(d.node_to_node_encryption_options().and_then(|e| e.enabled()) == Some(true), || {
-                    "node-to-node encryption off".to_owned()
-                }),
-            ));
-            let ep = d.domain_endpoint_options();
-            let tls = ep.and_then(|e| e.tls_security_policy()).map(|t| t.as_str().to_owned()).unwrap_or_default();
-            let https = ep.and_then(|e| e.enforce_https()) == Some(true) && tls.contains("TLS-1-2");
-            verdicts.push((
-                "OS.4",
-                v(https, || format!("enforce_https {:?}, policy {tls:?}", ep.and_then(|e| e.enforce_https()))),
-            ));
-            let fgac = d
-                .advanced_security_options()
-                .is_some_and(|a| a.enabled() == Some(true) && a.internal_user_database_enabled() == Some(true));
-            verdicts.push(("OS.5", v(fgac, || "fine-grained access control off".to_owned())));
-            let policy: Value = d.access_policies().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            // Principal `*` is what STACK.md asks for (Dify authenticates with basic auth as
-            // the FGAC master user; an IAM principal would demand SigV4). What must not happen
-            // is an Allow on anything beyond `arn:...:domain/<name>/*`.
-            let own = format!("{}/*", d.arn());
-            let wide =
-                policy["Statement"].as_array().into_iter().flatten().filter(|s| s["Effect"] == "Allow").any(|s| {
-                    let r = &s["Resource"];
-                    let resources: Vec<&Value> = r.as_array().map(|a| a.iter().collect()).unwrap_or_else(|| vec![r]);
-                    resources.iter().any(|x| x.as_str() != Some(own.as_str()))
-                });
-            verdicts.push(("OS.6", v(!wide, || format!("an Allow statement reaches beyond {own}"))));
-        }
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
-    if !verdicts.iter().any(|(id, _)| *id == "OS.1") {
-        for id in ["OS.1", "OS.2", "OS.3", "OS.4", "OS.5", "OS.6"] {
-            verdicts.push((id, missing("the OpenSearch domain")));
-        }
-    }
+    // The datastores tier's controls (S3, RDS, ElastiCache, OpenSearch), read through its own
+    // clients and checked by its own pure functions.
+    let stores = dify_stack_datastores::SdkDatastores::from_conf(sdk);
+    verdicts.extend(dify_stack_datastores::audit::audit(ctx, &stores).await?);
 
     // EKS.
     let eks = aws_sdk_eks::Client::new(sdk);

@@ -13,6 +13,7 @@
 //! SDK waiters, whose fixed 30-second delay and lack of cancellation do not fit a cancellable
 //! executor; failure states (`FAILED`, `CREATE_FAILED`, `DEGRADED`) end a wait at once.
 
+pub mod audit;
 pub mod client;
 mod error;
 pub mod lifecycle;

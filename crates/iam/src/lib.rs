@@ -9,6 +9,7 @@
 //! the issuer's TLS chain when the issuer is reachable ([`thumbprint`]), or none (IAM validates
 //! EKS issuers against its own trusted CA library).
 
+pub mod audit;
 pub mod client;
 mod error;
 pub mod k8s;

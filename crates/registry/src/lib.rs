@@ -5,6 +5,7 @@
 //! `<stack>-ee-plugin-repo/` are listed by [`RegistryProvisioner::plan_destroy`] and deleted,
 //! like any repository holding images, only when the context allows data loss.
 
+pub mod audit;
 pub mod client;
 mod error;
 pub mod names;

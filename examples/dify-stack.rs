@@ -200,22 +200,33 @@ async fn main() -> ExitCode {
             Err(e) => return failed(&e),
         },
         Verb::Apply => {
-            if !cli.json {
+            // The plan shown is the plan applied: without changes, its one observation is the
+            // whole apply (`Stack::apply_plan`).
+            let shown = if cli.json {
+                None
+            } else {
                 match stack.plan().await {
-                    Ok(plan) if plan.is_empty() => println!("{}", support::coloured_plan(&plan)),
+                    Ok(plan) if plan.is_empty() => {
+                        println!("{}", support::coloured_plan(&plan));
+                        Some(plan)
+                    }
                     Ok(plan) => {
                         println!("{}", support::coloured_plan(&plan));
                         if !confirm(&cli, &format!("Apply these changes to stack {}?", stack.config().name)) {
                             return bad_input("not confirmed (use --yes to skip the question)");
                         }
+                        Some(plan)
                     }
                     Err(e) => return failed(&e),
                 }
-            }
+            };
             let (sink, rx) = EventSink::channel();
             let stack = stack.with_events(sink);
             let view = tokio::spawn(support::progress(rx, "apply"));
-            let result = stack.apply().await;
+            let result = match &shown {
+                Some(plan) => stack.apply_plan(plan).await,
+                None => stack.apply().await,
+            };
             let stack = stack.with_events(EventSink::default());
             let summary = view.await.unwrap_or_default();
             match result {

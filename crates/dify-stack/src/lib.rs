@@ -93,6 +93,9 @@ impl std::fmt::Debug for Stack {
     }
 }
 
+/// The key of the recorded outputs that names who recorded them.
+const RECORDED_BY: &str = "recorded_by";
+
 impl Stack {
     /// Validates `cfg` (no call is made when it is invalid), identifies the account and binds
     /// the stack to it. The SDK config's region is overridden by `cfg.region`.
@@ -237,12 +240,71 @@ impl Stack {
         let result = graph::apply(runner.as_ref(), self.ctx.cancellation(), &self.events).await;
         let outcome = match result {
             Ok(out) => {
-                let json = serde_json::to_value(&out).unwrap_or_default();
+                let json = self.recorded(&out);
                 self.control().save_outputs(&self.cfg.name, &json).await.map(|_| out).map_err(StackError::from)
             }
             Err((_, failure)) => Err(StackError::Run(failure)),
         };
         settle(outcome, lock.release().await)
+    }
+
+    /// Applies what `plan` (from [`Stack::plan`]) showed, from that one observation where it can:
+    /// when the plan has no change, and the outputs the last apply recorded were written by this
+    /// version of dify-stack for this very configuration and agree with every output the plan
+    /// observed, nothing is observed again and nothing is written: the recorded outputs are
+    /// returned, with the generated secrets' values read back (as `terraform apply` of a plan
+    /// without changes prints the outputs of its state). Otherwise (a change, no or foreign
+    /// recorded outputs) it is [`Stack::apply`], which observes again under the stack lock. A
+    /// no-op CLI apply so costs the plan's requests and three reads.
+    pub async fn apply_plan(&self, plan: &StackPlan) -> Result<StackOutput, StackError> {
+        if plan.is_empty()
+            && let Some(json) = self.control().load_outputs(&self.cfg.name).await?
+            && json.get(RECORDED_BY) == Some(&self.recorder())
+            && let Ok(recorded) = serde_json::from_value::<StackOutput>(json)
+            && plan.observed.agrees_with(&recorded)
+            && recorded.is_complete()
+        {
+            return self.with_secret_values(recorded).await;
+        }
+        self.apply().await
+    }
+
+    /// The recorded outputs hold the generated secrets' names and ARNs, never their values
+    /// (not written to the control bucket): read the values back, as apply returns them.
+    async fn with_secret_values(&self, mut out: StackOutput) -> Result<StackOutput, StackError> {
+        use dify_stack_datastores::{SecretsApi as _, StoredSecret};
+        let runner = self.runner();
+        let secrets = runner.secrets();
+        let fill = |s: StoredSecret| async move {
+            let value = secrets.get_value(s.arn.to_string()).await?;
+            Ok::<_, StackError>(StoredSecret::new(s.name, s.arn, value))
+        };
+        if let Some(s) = out.app_secret.take() {
+            out.app_secret = Some(fill(s).await?);
+        }
+        if let Some(a) = out.aurora.as_mut() {
+            a.app_secret = fill(a.app_secret.clone()).await?;
+        }
+        Ok(out)
+    }
+
+    /// The outputs as recorded in the control bucket: the outputs, plus who recorded them (this
+    /// version and a fingerprint of the configuration), which [`Stack::apply_plan`] checks before
+    /// it trusts them.
+    fn recorded(&self, out: &StackOutput) -> serde_json::Value {
+        let mut json = serde_json::to_value(out).unwrap_or_default();
+        if let Some(map) = json.as_object_mut() {
+            map.insert(RECORDED_BY.to_owned(), self.recorder());
+        }
+        json
+    }
+
+    fn recorder(&self) -> serde_json::Value {
+        use std::hash::{Hash, Hasher};
+        // Within one version (checked alongside), the std hasher is stable.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(&self.cfg).unwrap_or_default().hash(&mut h);
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config": format!("{:016x}", h.finish()) })
     }
 
     /// Destroys the whole stack (reverse graph) under the stack lock; returns what was deleted.

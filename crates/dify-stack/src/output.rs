@@ -44,6 +44,26 @@ pub struct StackOutput {
 }
 
 impl StackOutput {
+    /// True when every output this one holds is the same in `other` (a partial observation
+    /// agrees with a full record).
+    pub(crate) fn agrees_with(&self, other: &StackOutput) -> bool {
+        fn same<T: PartialEq>(mine: &Option<T>, theirs: &Option<T>) -> bool {
+            mine.is_none() || mine == theirs
+        }
+        same(&self.network, &other.network)
+            && same(&self.node_security_group, &other.node_security_group)
+            && same(&self.eks, &other.eks)
+            && same(&self.aurora, &other.aurora)
+            && same(&self.redis, &other.redis)
+            && same(&self.opensearch, &other.opensearch)
+            && same(&self.bucket, &other.bucket)
+            && same(&self.app_secret, &other.app_secret)
+            && same(&self.registry, &other.registry)
+            && same(&self.iam, &other.iam)
+            && same(&self.platform, &other.platform)
+            && same(&self.certificate, &other.certificate)
+    }
+
     /// Records a node's output.
     pub fn set(&mut self, o: NodeOutput) {
         match o {

@@ -22,6 +22,10 @@ pub struct StackPlan {
     pub notes: Vec<String>,
     /// Per node, in graph order.
     pub nodes: BTreeMap<Node, NodePlan>,
+    /// The outputs this observation could tell (nodes whose upstream exists), for
+    /// [`crate::Stack::apply_plan`].
+    #[serde(skip)]
+    pub(crate) observed: crate::StackOutput,
 }
 
 impl StackPlan {

@@ -340,13 +340,30 @@ async fn plan_writes_nothing_on_a_half_built_or_a_converged_stack() {
     assert_eq!(w, Vec::<String>::new(), "plan of a half-built stack wrote");
     assert_eq!(inventory::inventory(&account.config, "plan-ro").await, half);
 
+    // A plan with changes is applied by a full apply (observed again under the lock).
+    let applied = stack.apply_plan(&plan).await.unwrap();
+    assert!(applied.is_complete());
+
     // Converged.
-    stack.apply().await.unwrap();
     account.calls.reset();
-    assert!(stack.plan().await.unwrap().is_empty());
+    let plan = stack.plan().await.unwrap();
+    assert!(plan.is_empty(), "{plan}");
     let ops = account.calls.operations();
     let w: Vec<String> = writes(&ops).into_iter().filter(|o| o != "rds-data POST /Execute").collect();
     assert_eq!(w, Vec::<String>::new(), "plan of a converged stack wrote");
+    // Applying the empty plan is its one observation, one read of the recorded outputs and the
+    // two generated secrets' values (not recorded).
+    account.calls.reset();
+    assert_eq!(stack.apply_plan(&plan).await.unwrap(), applied);
+    let ops = account.calls.operations();
+    assert_eq!(ops.len(), 3, "{ops:?}");
+    assert!(writes(&ops).is_empty(), "{ops:?}");
+    // Without recorded outputs, it applies in full.
+    stack.control().delete_outputs("plan-ro").await.unwrap();
+    account.calls.reset();
+    assert_eq!(stack.apply_plan(&plan).await.unwrap(), applied);
+    assert!(!writes(&account.calls.operations()).is_empty(), "a full apply takes the lock and records the outputs");
+
     stack.with_data_policy(DataPolicy::delete_everything()).destroy().await.unwrap();
 }
 

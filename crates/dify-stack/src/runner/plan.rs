@@ -150,6 +150,6 @@ impl AwsRunner {
             None => dify_stack_core::Plan::new(),
         };
         put(Node::Certificate, p, false);
-        Ok(crate::StackPlan { notes: Vec::new(), nodes })
+        Ok(crate::StackPlan { notes: Vec::new(), nodes, observed: up })
     }
 }

@@ -3,12 +3,13 @@
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, ResourceType, SecurityGroup, Tag, TagSpecification, UserIdGroupPair,
+    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, Tag, TagSpecification, UserIdGroupPair,
 };
 use dify_stack_core::{AwsError, AwsResultExt, Tags};
 
 /// One ingress rule as observed: protocol, from port, to port, and the source (a security-group
-/// id `sg-…` or a CIDR block). `-1` stands for "all ports", as EC2 reports it.
+/// id `sg-…`, an IPv4 CIDR block, or an IPv6 one, which has a `:`). `-1` stands for "all
+/// ports", as EC2 reports it.
 pub type IngressRule = (String, i32, i32, String);
 
 /// EC2 tags as a map. A tag without a value is kept with an empty value (EC2 allows empty values,
@@ -52,6 +53,9 @@ pub fn ingress_rules(group: &SecurityGroup) -> Vec<IngressRule> {
         }
         for r in p.ip_ranges() {
             rules.push((proto.clone(), from, to, r.cidr_ip().unwrap_or_default().to_owned()));
+        }
+        for r in p.ipv6_ranges() {
+            rules.push((proto.clone(), from, to, r.cidr_ipv6().unwrap_or_default().to_owned()));
         }
     }
     rules.sort();
@@ -102,6 +106,8 @@ pub async fn revoke_ingress(ec2: &Client, group_id: &str, rule: IngressRule) -> 
     let p = IpPermission::builder().ip_protocol(proto).from_port(from).to_port(to);
     let p = if source.starts_with("sg-") {
         p.user_id_group_pairs(UserIdGroupPair::builder().group_id(source).build())
+    } else if source.contains(':') {
+        p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(source).build())
     } else {
         p.ip_ranges(IpRange::builder().cidr_ip(source).build())
     };
@@ -151,6 +157,7 @@ mod tests {
                     .to_port(6379)
                     .user_id_group_pairs(UserIdGroupPair::builder().group_id("sg-b").build())
                     .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/16").build())
+                    .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
                     .build(),
             )
             .ip_permissions(IpPermission::builder().ip_protocol("-1").build())
@@ -159,9 +166,10 @@ mod tests {
             ingress_rules(&group),
             vec![
                 ("tcp".to_owned(), 6379, 6379, "10.0.0.0/16".to_owned()),
+                ("tcp".to_owned(), 6379, 6379, "::/0".to_owned()),
                 ("tcp".to_owned(), 6379, 6379, "sg-b".to_owned()),
             ],
-            "a permission with neither pairs nor ranges yields no rule"
+            "IPv6 ranges count; a permission with neither pairs nor ranges yields no rule"
         );
     }
 }

@@ -224,6 +224,8 @@ pub struct SecurityGroupInfo {
     pub name: String,
     /// Its tags.
     pub tags: Tags,
+    /// Its ingress rules (protocol, ports, source), as `dify_stack_aws::ec2::ingress_rules`.
+    pub ingress: Vec<dify_stack_aws::ec2::IngressRule>,
 }
 
 /// Everything the network tier asks of EC2. Reads are `describe_*`; everything else writes.

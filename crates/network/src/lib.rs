@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod client;
 pub mod error;
 pub mod model;

@@ -200,6 +200,7 @@ impl Ec2Api for SdkEc2 {
                 id: SecurityGroupId::new(g.group_id().unwrap_or_default()),
                 name: g.group_name().unwrap_or_default().to_owned(),
                 tags: tags_of(g.tags()),
+                ingress: dify_stack_aws::ec2::ingress_rules(g),
             })
             .collect())
     }

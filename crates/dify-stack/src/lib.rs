@@ -301,7 +301,8 @@ impl Stack {
 
     fn recorder(&self) -> serde_json::Value {
         use std::hash::{Hash, Hasher};
-        // Within one version (checked alongside), the std hasher is stable.
+        // The std hasher is not promised stable across Rust releases: a binary built otherwise
+        // may compute another fingerprint, which only costs a full apply (never a wrong skip).
         let mut h = std::collections::hash_map::DefaultHasher::new();
         serde_json::to_string(&self.cfg).unwrap_or_default().hash(&mut h);
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "config": format!("{:016x}", h.finish()) })

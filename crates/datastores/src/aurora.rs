@@ -117,10 +117,6 @@ fn major(version: &str) -> &str {
     version.split('.').next().unwrap_or(version)
 }
 
-fn final_snapshot_name(ctx: &Context) -> String {
-    crate::names::final_snapshot(ctx, std::time::SystemTime::now())
-}
-
 impl AuroraProvisioner {
     /// A provisioner over the given clients.
     pub fn new(rds: Arc<dyn RdsApi>, sg: Arc<dyn SgApi>, secrets: Arc<dyn SecretsApi>) -> Self {

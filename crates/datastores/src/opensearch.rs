@@ -33,10 +33,6 @@ pub fn domain_name(ctx: &Context) -> String {
     crate::names::search_domain(ctx)
 }
 
-fn sg_name(ctx: &Context) -> String {
-    crate::names::search_security_group(ctx)
-}
-
 /// The access policy: anyone who can reach the domain may call its HTTP API, on this domain
 /// only. Dify talks to OpenSearch as the internal master user over HTTP basic auth; a policy
 /// naming an IAM principal would demand SigV4-signed requests and answer Dify with 403. The
@@ -268,7 +264,7 @@ impl Provisioner for OpenSearchProvisioner {
     }
 
     async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedOpenSearch> {
-        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let mut o = ObservedOpenSearch::default();
         if let Some(sg) = self.sg.find(spec.vpc_id.to_string(), sgn.clone()).await.at("DescribeSecurityGroups", &sgn)? {
             NotOwned::check(ctx, "security group", &sgn, &sg.tags)?;
@@ -287,7 +283,7 @@ impl Provisioner for OpenSearchProvisioner {
     }
 
     fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSearch) -> Plan {
-        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let mut plan = Plan::new();
         if !o.secret {
             plan.push(
@@ -351,7 +347,7 @@ impl Provisioner for OpenSearchProvisioner {
 
     async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<OpenSearchOutput> {
         spec.validate(ctx)?;
-        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let o = self.observe(ctx, spec).await?;
         if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
             let f = &c.fields[0];
@@ -437,7 +433,7 @@ impl Provisioner for OpenSearchProvisioner {
     /// (Dify re-indexes from the database and storage), so no data-policy check applies.
     async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
-        let (name, sgn) = (domain_name(ctx), sg_name(ctx));
+        let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let mut deleted = Vec::new();
         if let Some(d) =
             self.search.describe(name.clone()).await.at("DescribeDomain", &name)?.filter(|d| ctx.owns_tags(&d.tags))

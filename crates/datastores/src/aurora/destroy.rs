@@ -45,7 +45,8 @@ impl AuroraProvisioner {
                 Ok((!left.is_empty()).then(|| format!("{} left", left.len())))
             })
             .await?;
-            let snapshot = (spec.aurora.final_snapshot && !policy.delete_data).then(|| final_snapshot_name(ctx));
+            let snapshot = (spec.aurora.final_snapshot && !policy.delete_data)
+                .then(|| crate::names::final_snapshot(ctx, std::time::SystemTime::now()));
             if c.status != "deleting" {
                 dify_stack_core::ignore_not_found(self.rds.delete_cluster(cluster_id.clone(), snapshot.clone()).await)
                     .at("DeleteDBCluster", &cluster_id)?;

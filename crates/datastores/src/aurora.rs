@@ -10,18 +10,19 @@ use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, S
 use serde::Serialize;
 
 use crate::client::{
-    DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, SecretsApi, SgApi, SgInfo,
+    DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, RdsStatus, SecretsApi, SgApi, SgInfo,
 };
 use crate::common::security_group_change;
 use crate::common::{
     DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
-    wait_for,
+    wait_for, wait_state,
 };
 use crate::secrets::{self, SecretKind, StoredSecret};
 use crate::spec::{DatastoresSpec, data_api_available};
+use dify_stack_core::wait::{Condition, Probe};
 use dify_stack_core::{AwsAt, NotOwned};
 
-mod apply;
+pub(crate) mod apply;
 mod destroy;
 mod sql;
 #[allow(unused_imports)]
@@ -196,7 +197,7 @@ impl Provisioner for AuroraProvisioner {
         o.instances = self.rds.list_instances(names.cluster.clone()).await.at("DescribeDBInstances", &names.cluster)?;
         if self.data_api(ctx, spec)
             && c.http_endpoint
-            && c.status == "available"
+            && c.status == RdsStatus::Available
             && let Some(secret) = &c.master_secret_arn
         {
             let dbs = self

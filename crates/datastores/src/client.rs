@@ -5,6 +5,9 @@ use async_trait::async_trait;
 use dify_stack_core::{AwsError, Tags};
 use secrecy::SecretString;
 
+mod status;
+pub use status::{CacheStatus, RdsStatus};
+
 /// A security group with its ingress rules from other groups.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SgInfo {
@@ -75,8 +78,8 @@ pub struct DbClusterInfo {
     pub id: String,
     /// ARN.
     pub arn: String,
-    /// `creating`, `available`, `modifying`, `deleting`, ...
-    pub status: String,
+    /// Status.
+    pub status: RdsStatus,
     /// Engine.
     pub engine: String,
     /// Engine version.
@@ -153,7 +156,7 @@ pub struct DbInstanceInfo {
     /// Identifier.
     pub id: String,
     /// Status.
-    pub status: String,
+    pub status: RdsStatus,
     /// Availability zone.
     pub availability_zone: Option<String>,
     /// Instance class.
@@ -211,8 +214,8 @@ pub struct ReplicationGroupInfo {
     pub id: String,
     /// ARN.
     pub arn: String,
-    /// `creating`, `available`, `modifying`, `deleting`, ...
-    pub status: String,
+    /// Status.
+    pub status: CacheStatus,
     /// Node type.
     pub node_type: String,
     /// Member clusters.
@@ -242,7 +245,7 @@ pub struct ReplicationGroupInfo {
 impl ReplicationGroupInfo {
     /// The group is `available` (the only state in which its tags can be read or written).
     pub fn is_available(&self) -> bool {
-        self.status == "available"
+        self.status == CacheStatus::Available
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dify_stack_core::wait::{self, Probe};
+use dify_stack_core::wait;
 use dify_stack_core::{AwsAt, AwsError, Context, NotOwned, Tags, Tier, from_aws_wait, from_wait};
 
 use crate::client::SgApi;
@@ -168,14 +168,21 @@ where
     wait::until_gone(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(from_wait)
 }
 
-/// Polls `probe` until it returns [`Probe::Done`], within the context's wait policy capped at
-/// `cap`, and returns the value.
-pub(crate) async fn wait_value<T, F, Fut>(ctx: &Context, what: String, cap: Duration, probe: F) -> Result<T>
+/// Polls `fetch` until the pure `condition` holds for what it returns (core's
+/// [`wait::until_state`]), within the context's wait policy capped at `cap`; returns the state
+/// the condition accepted (`None` only for a condition met by absence).
+pub(crate) async fn wait_state<S, F, Fut>(
+    ctx: &Context,
+    what: String,
+    cap: Duration,
+    fetch: F,
+    condition: impl wait::Condition<S, DatastoresError>,
+) -> Result<Option<S>>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Probe<T>>>,
+    Fut: Future<Output = Result<Option<S>>>,
 {
-    wait::until(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(from_wait)
+    wait::until_state(&what, &ctx.wait.capped(cap), ctx.cancellation(), fetch, condition).await.map_err(from_wait)
 }
 
 /// Plausibility caps of the waits (about twice the p95 of `aws-durations.toml`).

@@ -16,11 +16,12 @@ use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, 
 use crate::common::security_group_change;
 use crate::common::{
     DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
-    wait_for, wait_value,
+    wait_for, wait_state,
 };
 use crate::secrets::{SecretKind, delete_secret, ensure_secret};
 use crate::spec::DatastoresSpec;
 use dify_stack_core::Probe;
+use dify_stack_core::wait::Condition;
 use dify_stack_core::{AwsAt, NotOwned, from_aws_wait};
 
 /// HTTPS.
@@ -183,20 +184,32 @@ impl OpenSearchProvisioner {
 
     /// Polls until the domain is not processing and has its VPC endpoint.
     async fn wait_ready(&self, ctx: &Context, name: &str) -> Result<DomainInfo> {
-        wait_value(ctx, format!("OpenSearch domain {name} to be ready"), caps::OPENSEARCH, || async {
-            match self.search.describe(name.to_owned()).await.at("DescribeDomain", name)? {
-                None => Ok(Probe::Pending("not visible yet".to_owned())),
-                Some(d) if d.deleted => Err(DatastoresError::Failed {
-                    kind: "OpenSearch domain",
-                    name: name.to_owned(),
-                    status: "being deleted".into(),
-                }),
-                Some(d) if d.processing => Ok(Probe::Pending("processing".to_owned())),
-                Some(d) if d.vpc_endpoint.is_none() => Ok(Probe::Pending("waiting for the VPC endpoint".to_owned())),
-                Some(d) => Ok(Probe::Done(d)),
-            }
-        })
-        .await
+        let fetch = || async { Ok(self.search.describe(name.to_owned()).await.at("DescribeDomain", name)?) };
+        wait_state(ctx, format!("OpenSearch domain {name} to be ready"), caps::OPENSEARCH, fetch, domain_ready(name))
+            .await?
+            .ok_or_else(|| DatastoresError::Failed {
+                kind: "OpenSearch domain",
+                name: name.to_owned(),
+                status: "gone".to_owned(),
+            })
+    }
+}
+
+/// The condition of a domain the tier waits for: not processing a change and with its VPC
+/// endpoint (DescribeDomain shows `Processing` true and no `Endpoints` while the domain is being
+/// created or changed; OpenSearch API reference, "DomainStatus"); a domain being deleted ends the
+/// wait at once; not visible yet is pending.
+pub(crate) fn domain_ready(name: &str) -> impl Condition<DomainInfo, DatastoresError> + '_ {
+    move |d: Option<&DomainInfo>| match d {
+        None => Ok(Probe::Pending("not visible yet".to_owned())),
+        Some(d) if d.deleted => Err(DatastoresError::Failed {
+            kind: "OpenSearch domain",
+            name: name.to_owned(),
+            status: "being deleted".into(),
+        }),
+        Some(d) if d.processing => Ok(Probe::Pending("processing".to_owned())),
+        Some(d) if d.vpc_endpoint.is_none() => Ok(Probe::Pending("waiting for the VPC endpoint".to_owned())),
+        Some(_) => Ok(Probe::Done(())),
     }
 }
 

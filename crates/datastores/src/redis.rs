@@ -8,15 +8,18 @@ use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
 use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier};
 use serde::Serialize;
 
-use crate::client::{ElastiCacheApi, ReplicationGroupCreate, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
+use crate::client::{
+    CacheStatus, ElastiCacheApi, ReplicationGroupCreate, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo,
+};
 use crate::common::security_group_change;
 use crate::common::{
     DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
-    wait_for, wait_value,
+    wait_for, wait_state,
 };
 use crate::secrets::{SecretKind, delete_secret, ensure_secret};
 use crate::spec::DatastoresSpec;
 use dify_stack_core::Probe;
+use dify_stack_core::wait::Condition;
 use dify_stack_core::{AwsAt, NotOwned, from_aws_wait};
 
 /// Redis's port.
@@ -89,19 +92,14 @@ impl RedisProvisioner {
     }
 
     async fn wait_available(&self, ctx: &Context, id: &str) -> Result<ReplicationGroupInfo> {
-        wait_value(ctx, format!("Redis {id} to be available"), caps::REDIS, || async {
-            match self.cache.describe(id.to_owned()).await.at("DescribeReplicationGroups", id)? {
-                Some(g) if g.is_available() && g.tags.is_some() => Ok(Probe::Done(g)),
-                Some(g) if g.status == "create-failed" => Err(DatastoresError::Failed {
-                    kind: "Redis replication group",
-                    name: id.to_owned(),
-                    status: g.status,
-                }),
-                Some(g) => Ok(Probe::Pending(g.status)),
-                None => Ok(Probe::Pending("not visible yet".to_owned())),
-            }
-        })
-        .await
+        let fetch = || async { Ok(self.cache.describe(id.to_owned()).await.at("DescribeReplicationGroups", id)?) };
+        wait_state(ctx, format!("Redis {id} to be available"), caps::REDIS, fetch, group_available(id))
+            .await?
+            .ok_or_else(|| DatastoresError::Failed {
+                kind: "Redis replication group",
+                name: id.to_owned(),
+                status: "gone".to_owned(),
+            })
     }
 }
 
@@ -327,18 +325,26 @@ impl Provisioner for RedisProvisioner {
         let found = match self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)? {
             // Busy (creating after a crash, modifying, snapshotting): its tags cannot be read
             // until it is available again, and it cannot be deleted before either.
-            Some(g) if g.tags.is_none() && g.status != "deleting" => Some(self.wait_available(ctx, &n).await?),
+            Some(g) if g.tags.is_none() && g.status != CacheStatus::Deleting => {
+                Some(self.wait_available(ctx, &n).await?)
+            }
             other => other,
         };
         // A group already deleting (an earlier interrupted destroy) shows no tags: it is waited
         // for, never deleted again. Otherwise only a group carrying our tags is touched.
-        if let Some(g) = found.filter(|g| g.status == "deleting" || g.tags.as_ref().is_some_and(|t| ctx.owns_tags(t))) {
-            if g.status != "deleting" {
+        let deleting = |g: &ReplicationGroupInfo| g.status == CacheStatus::Deleting;
+        if let Some(g) = found.filter(|g| deleting(g) || g.tags.as_ref().is_some_and(|t| ctx.owns_tags(t))) {
+            if !deleting(&g) {
                 dify_stack_core::ignore_not_found(self.cache.delete(n.clone()).await)
                     .at("DeleteReplicationGroup", &n)?;
             }
             wait_for(ctx, format!("Redis {n} to be deleted"), caps::REDIS, || async {
-                Ok(self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)?.map(|g| g.status))
+                Ok(self
+                    .cache
+                    .describe(n.clone())
+                    .await
+                    .at("DescribeReplicationGroups", &n)?
+                    .map(|g| g.status.to_string()))
             })
             .await?;
             deleted.push(ResourceRef::new("elasticache:replication-group", &n).with_id(&g.arn));
@@ -364,5 +370,21 @@ impl Provisioner for RedisProvisioner {
             deleted.push(ResourceRef::new("secretsmanager:secret", SecretKind::RedisAuth.name(ctx)).with_id(arn));
         }
         Ok(deleted)
+    }
+}
+
+/// The condition of a replication group the tier waits for: `available` with its tags readable
+/// (ElastiCache refuses tag reads in any other state); `create-failed` ends the wait at once;
+/// not visible yet (eventual consistency right after CreateReplicationGroup) is pending.
+pub(crate) fn group_available(id: &str) -> impl Condition<ReplicationGroupInfo, DatastoresError> + '_ {
+    move |g: Option<&ReplicationGroupInfo>| match g {
+        Some(g) if g.is_available() && g.tags.is_some() => Ok(Probe::Done(())),
+        Some(g) if g.status == CacheStatus::CreateFailed => Err(DatastoresError::Failed {
+            kind: "Redis replication group",
+            name: id.to_owned(),
+            status: g.status.to_string(),
+        }),
+        Some(g) => Ok(Probe::Pending(g.status.to_string())),
+        None => Ok(Probe::Pending("not visible yet".to_owned())),
     }
 }

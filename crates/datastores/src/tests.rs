@@ -2,6 +2,8 @@
 //! transitions (RDS/ElastiCache/OpenSearch change state only over time in AWS), regions without
 //! the Data API, and that refused destroys make no write at all.
 
+mod conditions;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

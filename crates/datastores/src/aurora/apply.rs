@@ -120,7 +120,7 @@ impl AuroraProvisioner {
                 x.id.strip_prefix(&format!("{}-", names.cluster))
                     .and_then(|n| n.parse::<u32>().ok())
                     .is_none_or(|n| n > a.instances || n == 0);
-            if extra && x.status != "deleting" {
+            if extra && x.status != RdsStatus::Deleting {
                 dify_stack_core::ignore_not_found(self.rds.delete_instance(x.id.clone()).await)
                     .at("DeleteDBInstance", &x.id)?;
                 touched = true;
@@ -129,30 +129,15 @@ impl AuroraProvisioner {
         let cluster_id = names.cluster.clone();
         let settled = !touched
             && created.is_empty()
-            && cluster.status == "available"
+            && cluster.status == RdsStatus::Available
             && o.instances.len() == a.instances as usize
-            && o.instances.iter().all(|x| x.status == "available");
+            && o.instances.iter().all(|x| x.status == RdsStatus::Available);
         if !settled {
-            wait_for(ctx, format!("Aurora cluster {cluster_id} to be available"), caps::AURORA_CLUSTER, || async {
-                match self.rds.describe_cluster(cluster_id.clone()).await.at("DescribeDBClusters", &cluster_id)? {
-                    Some(c) if c.status == "available" => Ok(None),
-                    Some(c)
-                        if matches!(
-                            c.status.as_str(),
-                            "failed" | "inaccessible-encryption-credentials" | "incompatible-parameters"
-                        ) =>
-                    {
-                        Err(DatastoresError::Failed {
-                            kind: "Aurora cluster",
-                            name: cluster_id.clone(),
-                            status: c.status,
-                        })
-                    }
-                    Some(c) => Ok(Some(c.status)),
-                    None => Ok(Some("not visible yet".to_owned())),
-                }
-            })
-            .await?;
+            let fetch = || async {
+                Ok(self.rds.describe_cluster(cluster_id.clone()).await.at("DescribeDBClusters", &cluster_id)?)
+            };
+            let what = format!("Aurora cluster {cluster_id} to be available");
+            wait_state(ctx, what, caps::AURORA_CLUSTER, fetch, cluster_available(&cluster_id)).await?;
             wait_for(
                 ctx,
                 format!("Aurora instances of {cluster_id} to be available"),
@@ -160,24 +145,7 @@ impl AuroraProvisioner {
                 || async {
                     let all =
                         self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
-                    let wanted: Vec<&DbInstanceInfo> = all.iter().filter(|x| x.status != "deleting").collect();
-                    if let Some(x) =
-                        wanted.iter().find(|x| x.status.starts_with("incompatible") || x.status == "failed")
-                    {
-                        return Err(DatastoresError::Failed {
-                            kind: "Aurora instance",
-                            name: x.id.clone(),
-                            status: x.status.clone(),
-                        });
-                    }
-                    let pending: Vec<String> = wanted
-                        .iter()
-                        .filter(|x| x.status != "available")
-                        .map(|x| format!("{} {}", x.id, x.status))
-                        .collect();
-                    let missing =
-                        (1..=a.instances as usize).filter(|i| !all.iter().any(|x| x.id == names.instance(*i))).count();
-                    Ok(if pending.is_empty() && missing == 0 { None } else { Some(pending.join(", ")) })
+                    instances_available(&all, &names, a.instances)
                 },
             )
             .await?;
@@ -260,4 +228,39 @@ impl AuroraProvisioner {
             app_secret,
         })
     }
+}
+
+/// The condition of the Aurora cluster the tier waits for: `available`; a state RDS does not leave
+/// by itself (`failed`, `incompatible-*`, `inaccessible-encryption-credentials`) ends the wait at
+/// once; not visible yet (right after CreateDBCluster) is pending.
+pub(crate) fn cluster_available(id: &str) -> impl Condition<DbClusterInfo, DatastoresError> + '_ {
+    move |c: Option<&DbClusterInfo>| match c {
+        Some(c) if c.status == RdsStatus::Available => Ok(Probe::Done(())),
+        Some(c) if c.status.is_failed() => {
+            Err(DatastoresError::Failed { kind: "Aurora cluster", name: id.to_owned(), status: c.status.to_string() })
+        }
+        Some(c) => Ok(Probe::Pending(c.status.to_string())),
+        None => Ok(Probe::Pending("not visible yet".to_owned())),
+    }
+}
+
+/// The instances of the cluster (all of them, as DescribeDBInstances lists them) against the
+/// `wanted` count: `Ok(None)` once each wanted instance exists and is `available` (instances
+/// being deleted do not count); a failed instance ends the wait; else what is pending.
+pub(crate) fn instances_available(all: &[DbInstanceInfo], names: &AuroraNames, wanted: u32) -> Result<Option<String>> {
+    let live: Vec<&DbInstanceInfo> = all.iter().filter(|x| x.status != RdsStatus::Deleting).collect();
+    if let Some(x) = live.iter().find(|x| x.status.is_failed()) {
+        return Err(DatastoresError::Failed {
+            kind: "Aurora instance",
+            name: x.id.clone(),
+            status: x.status.to_string(),
+        });
+    }
+    let mut pending: Vec<String> =
+        live.iter().filter(|x| x.status != RdsStatus::Available).map(|x| format!("{} {}", x.id, x.status)).collect();
+    let missing = (1..=wanted as usize).filter(|i| !all.iter().any(|x| x.id == names.instance(*i))).count();
+    if missing > 0 {
+        pending.push(format!("{missing} not visible yet"));
+    }
+    Ok((!pending.is_empty()).then(|| pending.join(", ")))
 }

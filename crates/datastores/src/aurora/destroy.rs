@@ -34,7 +34,7 @@ impl AuroraProvisioner {
                     .at("ModifyDBCluster", &cluster_id)?;
             }
             for x in self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)? {
-                if x.status != "deleting" {
+                if x.status != RdsStatus::Deleting {
                     dify_stack_core::ignore_not_found(self.rds.delete_instance(x.id.clone()).await)
                         .at("DeleteDBInstance", &x.id)?;
                 }
@@ -47,7 +47,7 @@ impl AuroraProvisioner {
             .await?;
             let snapshot = (spec.aurora.final_snapshot && !policy.delete_data)
                 .then(|| crate::names::final_snapshot(ctx, std::time::SystemTime::now()));
-            if c.status != "deleting" {
+            if c.status != RdsStatus::Deleting {
                 dify_stack_core::ignore_not_found(self.rds.delete_cluster(cluster_id.clone(), snapshot.clone()).await)
                     .at("DeleteDBCluster", &cluster_id)?;
             }
@@ -60,7 +60,7 @@ impl AuroraProvisioner {
                     .describe_cluster(cluster_id.clone())
                     .await
                     .at("DescribeDBClusters", &cluster_id)?
-                    .map(|c| c.status))
+                    .map(|c| c.status.to_string()))
             })
             .await?;
             deleted.push(ResourceRef::new("rds:cluster", &cluster_id).with_id(&c.arn));

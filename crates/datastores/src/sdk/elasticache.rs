@@ -94,7 +94,7 @@ impl ElastiCacheApi for SdkDatastores {
         Ok(Some(ReplicationGroupInfo {
             id: g.replication_group_id().unwrap_or_default().to_owned(),
             arn,
-            status: g.status().unwrap_or_default().to_owned(),
+            status: CacheStatus::parse(g.status().unwrap_or_default()),
             node_type: g.cache_node_type().unwrap_or_default().to_owned(),
             members: g.member_clusters().to_vec(),
             multi_az: g.multi_az().is_some_and(|m| m.as_str() == "enabled"),

@@ -15,7 +15,7 @@ pub(super) fn db_cluster_info(c: &aws_sdk_rds::types::DbCluster) -> DbClusterInf
     DbClusterInfo {
         id: c.db_cluster_identifier().unwrap_or_default().to_owned(),
         arn: c.db_cluster_arn().unwrap_or_default().to_owned(),
-        status: c.status().unwrap_or_default().to_owned(),
+        status: RdsStatus::parse(c.status().unwrap_or_default()),
         engine: c.engine().unwrap_or_default().to_owned(),
         engine_version: c.engine_version().unwrap_or_default().to_owned(),
         acu: c.serverless_v2_scaling_configuration().and_then(|s| Some((s.min_capacity()?, s.max_capacity()?))),
@@ -166,7 +166,7 @@ impl RdsApi for SdkDatastores {
             .iter()
             .map(|i| DbInstanceInfo {
                 id: i.db_instance_identifier().unwrap_or_default().to_owned(),
-                status: i.db_instance_status().unwrap_or_default().to_owned(),
+                status: RdsStatus::parse(i.db_instance_status().unwrap_or_default()),
                 availability_zone: i.availability_zone().map(str::to_owned),
                 class: i.db_instance_class().unwrap_or_default().to_owned(),
                 public: i.publicly_accessible().unwrap_or(false),

@@ -1,0 +1,136 @@
+//! In-memory, timed fakes of every tier's client traits, for the simulated-time benchmark: the
+//! real provisioners run over them on tokio's paused clock.
+//!
+//! Timing model (documented in the README, "Performance"):
+//! - every call that creates or changes a control-plane object takes one `cheap_object` duration
+//!   (the API round trip and the object settling), reads take no time;
+//! - a resource with a lifecycle (NAT gateway, EKS cluster, node group, add-on, Aurora cluster and
+//!   instance, Redis, OpenSearch, ACM validation, a Helm release) is created at once in its
+//!   pending state and reports ready once its sampled duration has passed: the provisioners find
+//!   that out through their own waits (their real poll schedule), so polling lag counts;
+//! - durations are drawn per resource from a log-normal fitted to the median and p95 of
+//!   `aws-durations.toml`, truncated below at its min (and above where a maximum is documented).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dify_stack::core::{AwsError, Tags};
+use tokio::time::Instant;
+
+pub(crate) mod datastores;
+pub(crate) mod eks;
+pub(crate) mod iam;
+pub(crate) mod network;
+pub(crate) mod platform;
+pub(crate) mod registry;
+
+/// min / median / p95 seconds.
+pub(crate) type Dist = [f64; 3];
+
+/// The clock, the durations and what one run sampled.
+pub(crate) struct Sim {
+    dists: BTreeMap<String, Dist>,
+    /// Documented upper bounds, seconds: a draw above is clamped.
+    max: BTreeMap<String, f64>,
+    rng: Mutex<fastrand::Rng>,
+    ids: AtomicU64,
+    /// Every duration drawn, by kind, in drawing order.
+    sampled: Mutex<BTreeMap<String, Vec<Duration>>>,
+    calls: AtomicU64,
+}
+
+/// The standard normal's 95th percentile.
+const Z95: f64 = 1.644_853_6;
+
+impl Sim {
+    /// A simulation over `dists` (kind -> min / median / p95 seconds).
+    pub(crate) fn new(dists: BTreeMap<String, Dist>, max: BTreeMap<String, f64>, seed: u64) -> Sim {
+        Sim {
+            dists,
+            max,
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            ids: AtomicU64::new(1),
+            sampled: Mutex::new(BTreeMap::new()),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// A duration of `kind`, recorded under `kind`.
+    pub(crate) fn duration(&self, kind: &str) -> Duration {
+        self.duration_for(kind, "")
+    }
+
+    /// A duration of `kind`, recorded under `kind:label` (`kind` without a label).
+    pub(crate) fn duration_for(&self, kind: &str, label: &str) -> Duration {
+        let [min, median, p95] = *self.dists.get(kind).unwrap_or_else(|| panic!("no duration for {kind}"));
+        let secs = {
+            let mut rng = self.rng.lock().unwrap();
+            // Box-Muller: one standard normal from two uniforms in (0, 1].
+            let (u1, u2) = (1.0 - rng.f64(), rng.f64());
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            let sigma = (p95 / median).ln() / Z95;
+            (median.ln() + sigma * z).exp().max(min)
+        };
+        let secs = self.max.get(kind).map_or(secs, |m| secs.min(*m));
+        let d = Duration::from_secs_f64(secs);
+        let key = if label.is_empty() { kind.to_owned() } else { format!("{kind}:{label}") };
+        self.sampled.lock().unwrap().entry(key).or_default().push(d);
+        d
+    }
+
+    /// When a resource of `kind` created now becomes ready.
+    pub(crate) fn ready_at(&self, kind: &str) -> Instant {
+        Instant::now() + self.duration(kind)
+    }
+
+    /// [`Sim::ready_at`], recorded under `kind:label`.
+    pub(crate) fn ready_at_for(&self, kind: &str, label: &str) -> Instant {
+        Instant::now() + self.duration_for(kind, label)
+    }
+
+    /// A write to a control-plane object: takes the median `cheap_object` duration (a fixed
+    /// cost, so that the critical path can charge the same for each object without knowing
+    /// which call made it).
+    pub(crate) async fn write(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs_f64(self.dists["cheap_object"][1])).await;
+    }
+
+    /// A read: counted, takes no time.
+    pub(crate) fn read(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A fresh id `prefix-<n>`.
+    pub(crate) fn id(&self, prefix: &str) -> String {
+        format!("{prefix}-{:08x}", self.ids.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// What the run drew, by kind.
+    pub(crate) fn sampled(&self) -> BTreeMap<String, Vec<Duration>> {
+        self.sampled.lock().unwrap().clone()
+    }
+
+    /// Calls made.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// Ready yet?
+pub(crate) fn ready(at: Instant) -> bool {
+    Instant::now() >= at
+}
+
+/// The error of a call the simulation does not model (apply from empty never makes it): the
+/// benchmark fails, naming it, instead of answering something made up.
+pub(crate) fn unmodelled<T>(op: &'static str) -> Result<T, AwsError> {
+    Err(AwsError::new(op, "NotModelled", "the simulation models apply from empty only"))
+}
+
+/// `tags` has every pair of `want`.
+pub(crate) fn has_tags(tags: &Tags, want: &Tags) -> bool {
+    want.iter().all(|(k, v)| tags.get(k) == Some(v))
+}

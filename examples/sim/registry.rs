@@ -1,0 +1,97 @@
+//! The registry tier's ECR calls, in memory.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use dify_stack::core::{AwsError, Tags};
+use dify_stack::registry::client::*;
+use dify_stack::registry::spec::{Encryption, TagMutability};
+
+use super::{Sim, unmodelled};
+
+/// A repository, its tags and its lifecycle policy.
+type Repo = (RepoInfo, Tags, Option<String>);
+
+/// The fake.
+pub(crate) struct FakeEcr {
+    sim: Arc<Sim>,
+    repos: Mutex<BTreeMap<String, Repo>>,
+}
+
+impl FakeEcr {
+    /// An empty registry.
+    pub(crate) fn new(sim: Arc<Sim>) -> FakeEcr {
+        FakeEcr { sim, repos: Mutex::new(BTreeMap::new()) }
+    }
+
+    async fn change(&self, name: &str, f: impl FnOnce(&mut Repo)) -> Result<(), AwsError> {
+        self.sim.write().await;
+        let mut repos = self.repos.lock().unwrap();
+        let r = repos
+            .get_mut(name)
+            .ok_or_else(|| AwsError::new("PutRepository*", "RepositoryNotFoundException", name.to_owned()))?;
+        f(r);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EcrApi for FakeEcr {
+    async fn list_repositories(&self) -> Result<Vec<RepoInfo>, AwsError> {
+        self.sim.read();
+        Ok(self.repos.lock().unwrap().values().map(|(r, _, _)| r.clone()).collect())
+    }
+    async fn list_tags(&self, arn: String) -> Result<Tags, AwsError> {
+        self.sim.read();
+        let repos = self.repos.lock().unwrap();
+        Ok(repos.values().find(|(r, _, _)| r.arn == arn).map(|(_, t, _)| t.clone()).unwrap_or_default())
+    }
+    async fn get_lifecycle_policy(&self, name: String) -> Result<Option<String>, AwsError> {
+        self.sim.read();
+        Ok(self.repos.lock().unwrap().get(&name).and_then(|(_, _, p)| p.clone()))
+    }
+    async fn image_count(&self, _name: String) -> Result<usize, AwsError> {
+        self.sim.read();
+        Ok(0)
+    }
+    async fn create_repository(
+        &self,
+        name: String,
+        scan_on_push: bool,
+        mutability: TagMutability,
+        encryption: Encryption,
+        tags: Tags,
+    ) -> Result<RepoInfo, AwsError> {
+        self.sim.write().await;
+        let r = RepoInfo {
+            arn: format!("arn:aws:ecr:us-west-2:123456789012:repository/{name}"),
+            uri: format!("123456789012.dkr.ecr.us-west-2.amazonaws.com/{name}"),
+            name: name.clone(),
+            scan_on_push,
+            mutability,
+            encryption,
+        };
+        self.repos.lock().unwrap().insert(name, (r.clone(), tags, None));
+        Ok(r)
+    }
+    async fn set_scan_on_push(&self, name: String, scan_on_push: bool) -> Result<(), AwsError> {
+        self.change(&name, |r| r.0.scan_on_push = scan_on_push).await
+    }
+    async fn set_mutability(&self, name: String, mutability: TagMutability) -> Result<(), AwsError> {
+        self.change(&name, |r| r.0.mutability = mutability).await
+    }
+    async fn put_lifecycle_policy(&self, name: String, policy: String) -> Result<(), AwsError> {
+        self.change(&name, |r| r.2 = Some(policy)).await
+    }
+    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
+        self.sim.write().await;
+        if let Some((_, t, _)) = self.repos.lock().unwrap().values_mut().find(|(r, _, _)| r.arn == arn) {
+            t.extend(tags);
+        }
+        Ok(())
+    }
+    async fn delete_repository(&self, _: String, _: bool) -> Result<(), AwsError> {
+        unmodelled("DeleteRepository")
+    }
+}

@@ -21,8 +21,12 @@ use crate::output::StackOutput;
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Node {
-    /// VPC, subnets, gateways, routes.
+    /// The VPC and its subnets (what the data stores and the node security group need).
     Network,
+    /// The rest of the network: internet gateway, Elastic IPs, NAT gateways, route tables. Split
+    /// from [`Node::Network`] because the NAT gateways take minutes and only the node group needs
+    /// them: the data stores start as soon as their subnets exist.
+    Egress,
     /// The node security group (datastores admit it; the node group uses it).
     NodeSecurityGroup,
     /// Cluster, node group, add-ons.
@@ -50,8 +54,9 @@ pub enum Node {
 
 impl Node {
     /// Every node, in a stable order.
-    pub const ALL: [Node; 12] = [
+    pub const ALL: [Node; 13] = [
         Node::Network,
+        Node::Egress,
         Node::NodeSecurityGroup,
         Node::Eks,
         Node::Aurora,
@@ -69,10 +74,13 @@ impl Node {
     pub fn deps(self) -> &'static [Node] {
         match self {
             Node::Network | Node::Bucket | Node::AppSecrets | Node::Registry | Node::Certificate => &[],
-            Node::NodeSecurityGroup => &[Node::Network],
-            Node::Eks | Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
+            Node::NodeSecurityGroup | Node::Egress => &[Node::Network],
+            // The node group needs egress (its nodes register through the NAT gateways): the
+            // EKS node waits for it; the stores need only the subnets.
+            Node::Eks => &[Node::Egress, Node::NodeSecurityGroup],
+            Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
             Node::Iam => &[Node::Eks, Node::Bucket, Node::Registry],
-            Node::Platform => &[Node::Network, Node::Eks, Node::Iam],
+            Node::Platform => &[Node::Egress, Node::Eks, Node::Iam],
         }
     }
 
@@ -85,6 +93,7 @@ impl Node {
     pub fn name(self) -> &'static str {
         match self {
             Node::Network => "network",
+            Node::Egress => "egress",
             Node::NodeSecurityGroup => "node-security-group",
             Node::Eks => "eks",
             Node::Aurora => "aurora",

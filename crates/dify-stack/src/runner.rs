@@ -321,7 +321,12 @@ impl TierRunner for AwsRunner {
         let ctx = &self.ctx;
         let cfg = &self.cfg;
         Ok(match node {
-            Node::Network => {
+            // The VPC and subnets first; the egress node then converges the whole network (the
+            // same idempotent apply, which finds them made) and its output replaces this one.
+            Node::Network => NodeOutput::Network(Box::new(
+                self.network.apply_core(ctx, &wiring::network_spec(cfg)).await.map_err(fail)?,
+            )),
+            Node::Egress => {
                 NodeOutput::Network(Box::new(self.network.apply(ctx, &wiring::network_spec(cfg)).await.map_err(fail)?))
             }
             Node::NodeSecurityGroup => {
@@ -383,6 +388,9 @@ impl TierRunner for AwsRunner {
         let cfg = &self.cfg;
         match node {
             Node::Network => self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(fail),
+            // The network node's destroy removes the NAT gateways, addresses and route tables
+            // with the VPC, in the order AWS needs, after every node that uses the network.
+            Node::Egress => Ok(Vec::new()),
             Node::NodeSecurityGroup => {
                 let Some(vpc_id) = self.discover_vpc().await? else { return Ok(Vec::new()) };
                 self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(fail)

@@ -46,7 +46,7 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     while let Ok(e) = events.try_recv() {
         finished += usize::from(matches!(e, dify_stack::Event::NodeFinished { .. }));
     }
-    assert_eq!(finished, 12);
+    assert_eq!(finished, dify_stack::Node::ALL.len());
     let cert = out.certificate.as_ref().unwrap();
     assert_eq!(cert.hosted_zone_id.as_deref(), Some(zone_id.as_str()));
     let acm = aws_sdk_acm::Client::new(&account.config);

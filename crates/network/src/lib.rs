@@ -31,7 +31,7 @@ pub use client::Ec2Api;
 pub use client::MockEc2Api;
 pub use error::{NetworkError, Result};
 pub use model::{NatOutput, NetworkOutput, ObservedNetwork, SubnetOutput, SubnetRole};
-pub use provisioner::NetworkProvisioner;
+pub use provisioner::{CORE_KINDS, NetworkProvisioner};
 pub use sdk::SdkEc2;
 pub use spec::{ExistingVpcSpec, NatMode, NetworkSpec, NewVpcSpec, VpcSpec};
 

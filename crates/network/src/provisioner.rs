@@ -31,6 +31,10 @@ mod observe;
 #[allow(unused_imports)]
 use self::{apply::*, destroy::*, diff::*, existing::*, observe::*};
 
+/// The kinds of resource [`NetworkProvisioner::apply_core`] makes; the rest of a plan is the
+/// egress (gateways, addresses, route tables).
+pub const CORE_KINDS: [&str; 2] = ["ec2:vpc", "ec2:subnet"];
+
 /// Longest plausible NAT gateway create or delete (aws-durations.toml p95 is 150 s).
 pub const NAT_WAIT_CAP: Duration = Duration::from_secs(10 * 60);
 /// How long a write naming a just-created resource is retried while EC2 says it does not exist.
@@ -58,6 +62,18 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     /// The client.
     pub fn client(&self) -> &C {
         &self.client
+    }
+
+    /// The first half of [`apply`](Provisioner::apply): for a new VPC, the VPC and its subnets
+    /// only (what the data stores and the node security group need), returned while the NAT
+    /// gateways, which take minutes, are not made yet; `apply` then converges the rest. For an
+    /// existing VPC, the same as `apply`. The output has no NAT gateways or route tables.
+    pub async fn apply_core(&self, ctx: &Context, spec: &NetworkSpec) -> Result<NetworkOutput> {
+        spec.validate(ctx)?;
+        match &spec.vpc {
+            VpcSpec::New(new) => self.apply_new_core(ctx, spec, new).await,
+            VpcSpec::Existing(existing) => self.apply_existing(spec, existing).await,
+        }
     }
 }
 

@@ -461,3 +461,30 @@ async fn a_no_op_apply_is_nine_batched_reads() {
     // the same 9 for 3 AZs as for 2, because every describe is batched by tag or VPC.
     assert_eq!(account.calls.count() - before, 9);
 }
+
+#[tokio::test]
+async fn apply_core_makes_the_vpc_and_subnets_only_and_apply_finishes_the_rest() {
+    let account = Emulator::shared().unwrap().account("us-west-2").await;
+    let (network, ec2) = (NetworkProvisioner::from_conf(&account.config), Client::new(&account.config));
+    let ctx = ctx("net-core", Environment::Prod);
+    let spec = NetworkSpec::for_environment(Environment::Prod, "net-core");
+    let core = network.apply_core(&ctx, &spec).await.unwrap();
+    // What the data stores and the node security group need, and nothing that takes minutes.
+    assert_eq!(inventory(&ec2, "net-core").await, BTreeMap::from([("vpc", 1), ("subnet", 6)]));
+    assert_eq!((core.private_subnets.len(), core.public_subnets.len()), (3, 3));
+    assert!(core.nat_gateways.is_empty() && core.public_route_table.is_none());
+    // The whole apply keeps the VPC and subnets core made and adds the rest.
+    let full = network.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(inventory(&ec2, "net-core").await, expected(3, 3));
+    assert_eq!((full.vpc_id, full.private_subnets), (core.vpc_id, core.private_subnets));
+    // Converged: core again writes nothing.
+    account.calls.reset();
+    network.apply_core(&ctx, &spec).await.unwrap();
+    let calls = account.calls.by_operation();
+    assert!(
+        !calls.is_empty() && calls.keys().all(|op| op.contains("Describe")),
+        "core on a converged network: {calls:?}"
+    );
+    network.destroy(&ctx, &spec).await.unwrap();
+    assert!(inventory(&ec2, "net-core").await.is_empty());
+}

@@ -46,7 +46,12 @@ impl AwsRunner {
         let net_spec = wiring::network_spec(cfg);
         let (p, out) = self.network.plan_with_output(ctx, &net_spec).await.map_err(|e| (Node::Network, fail(e)))?;
         up.network = out;
-        put(Node::Network, p, false);
+        // One observation of one tier, shown as the two nodes that apply it: the VPC and subnets,
+        // then the egress.
+        let (core, egress): (Vec<_>, Vec<_>) =
+            p.changes.into_iter().partition(|c| dify_stack_network::CORE_KINDS.contains(&c.resource.kind.as_str()));
+        put(Node::Network, dify_stack_core::Plan { changes: core }, false);
+        put(Node::Egress, dify_stack_core::Plan { changes: egress }, false);
         let net_ready = up.network.is_some();
         let net = up.network.clone().unwrap_or_else(|| wiring::planned_network(cfg));
 

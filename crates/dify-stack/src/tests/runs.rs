@@ -40,6 +40,9 @@ fn wiring_passes_only_what_each_tier_needs() {
     // The graph encodes the same needs: the stores wait for the network and the node group's
     // security group only, never for the cluster.
     assert_eq!(Node::Aurora.deps(), [Node::Network, Node::NodeSecurityGroup]);
+    // Only the cluster's node group needs the NAT gateways.
+    assert_eq!(Node::Eks.deps(), [Node::Egress, Node::NodeSecurityGroup]);
+    assert_eq!(Node::Egress.deps(), [Node::Network]);
     assert_eq!(Node::Iam.deps(), [Node::Eks, Node::Bucket, Node::Registry]);
     assert!(Node::Bucket.deps().is_empty() && Node::Registry.deps().is_empty());
 }
@@ -122,7 +125,7 @@ fn base() -> tokio::time::Instant {
 
 fn has(up: &crate::StackOutput, node: Node) -> bool {
     match node {
-        Node::Network => up.network.is_some(),
+        Node::Network | Node::Egress => up.network.is_some(),
         Node::NodeSecurityGroup => up.node_security_group.is_some(),
         Node::Eks => up.eks.is_some(),
         Node::Bucket => up.bucket.is_some(),
@@ -133,7 +136,7 @@ fn has(up: &crate::StackOutput, node: Node) -> bool {
 
 fn fake_output(node: Node) -> NodeOutput {
     match node {
-        Node::Network => NodeOutput::Network(Box::new(network())),
+        Node::Network | Node::Egress => NodeOutput::Network(Box::new(network())),
         Node::NodeSecurityGroup => NodeOutput::NodeSecurityGroup(SecurityGroupId::new("sg-nodes")),
         Node::Eks => NodeOutput::Eks(Box::new(fake_eks())),
         Node::Bucket => NodeOutput::Bucket(Box::new(dify_stack_datastores::BucketOutput {
@@ -172,12 +175,13 @@ fn fake_eks() -> dify_stack_eks::EksOutput {
 
 fn durations() -> BTreeMap<Node, u64> {
     BTreeMap::from([
-        (Node::Network, 100),
+        (Node::Network, 10),
+        (Node::Egress, 95),
         (Node::NodeSecurityGroup, 3),
         (Node::Eks, 780),
         (Node::Aurora, 480),
         (Node::Redis, 420),
-        (Node::OpenSearch, 840),
+        (Node::OpenSearch, 960),
         (Node::Bucket, 3),
         (Node::AppSecrets, 3),
         (Node::Registry, 3),
@@ -202,11 +206,14 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
     for n in [Node::Network, Node::Bucket, Node::AppSecrets, Node::Registry, Node::Certificate] {
         assert_eq!(runs[&n].0, 0, "{n}");
     }
-    // The stores start as soon as the node security group exists, alongside the cluster.
+    // The stores start as soon as the node security group exists, before the NAT gateways are
+    // done; the cluster once they are.
     let sg_done = runs[&Node::NodeSecurityGroup].1;
-    for n in [Node::Eks, Node::Aurora, Node::Redis, Node::OpenSearch] {
+    for n in [Node::Aurora, Node::Redis, Node::OpenSearch] {
         assert_eq!(runs[&n].0, sg_done, "{n}");
     }
+    assert!(sg_done < runs[&Node::Egress].1);
+    assert_eq!(runs[&Node::Eks].0, runs[&Node::Egress].1);
     assert_eq!(runs[&Node::Iam].0, runs[&Node::Eks].1);
     let (critical, path) =
         graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());
@@ -218,7 +225,7 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
     while let Ok(e) = rx.try_recv() {
         started += usize::from(matches!(e, Event::NodeStarted { .. }));
     }
-    assert_eq!(started, 12);
+    assert_eq!(started, Node::ALL.len());
 }
 
 #[tokio::test(start_paused = true)]
@@ -266,7 +273,7 @@ async fn progress_is_also_a_stream_that_ends_with_the_run() {
     let events = collected.await.unwrap();
     let position = |want: &dyn Fn(&Event) -> bool| events.iter().position(want).unwrap();
     // Every node starts once; a node's start comes after the finish of each node it needs.
-    assert_eq!(events.iter().filter(|e| matches!(e, Event::NodeStarted { .. })).count(), 12);
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::NodeStarted { .. })).count(), Node::ALL.len());
     let started = |n: Node| position(&|e| matches!(e, Event::NodeStarted { node } if *node == n));
     let finished = |n: Node| position(&|e| matches!(e, Event::NodeFinished { node, .. } if *node == n));
     for n in [Node::Eks, Node::Iam, Node::Platform] {
@@ -287,7 +294,7 @@ async fn destroy_runs_the_reverse_graph() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let runner = timed_runner(durations(), &[], log.clone());
     let deleted = graph::destroy(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap();
-    assert_eq!(deleted.len(), 12);
+    assert_eq!(deleted.len(), Node::ALL.len());
     let runs: BTreeMap<Node, (u64, u64)> = log.lock().unwrap().iter().map(|(n, a, b)| (*n, (*a, *b))).collect();
     for n in Node::ALL {
         for d in n.deps() {
@@ -297,10 +304,11 @@ async fn destroy_runs_the_reverse_graph() {
     // The platform goes first (its releases before the roles they use), then IAM.
     assert_eq!(runs[&Node::Platform].0, 0);
     assert_eq!(runs[&Node::Iam].0, runs[&Node::Platform].1);
-    assert_eq!(
-        runs[&Node::Network].0,
-        runs[&Node::Eks].1.max(runs[&Node::OpenSearch].1).max(runs[&Node::NodeSecurityGroup].1)
-    );
+    // The VPC goes once everything in it is gone: the egress (after the cluster), the stores and
+    // the node security group.
+    let last = Node::Network.dependants().iter().map(|d| runs[d].1).max().unwrap();
+    assert_eq!(runs[&Node::Network].0, last);
+    assert!(runs[&Node::Egress].0 >= runs[&Node::Eks].1 && last >= runs[&Node::OpenSearch].1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -324,14 +332,16 @@ async fn cancellation_stops_starting_new_nodes() {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(50)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
         c.cancel();
     });
     let (partial, failure) = graph::apply(&runner, &cancel, &EventSink::default()).await.unwrap_err();
     assert!(failure.cancelled);
     // The network finished (it was running); nothing downstream of it started.
     assert!(partial.network.is_some());
-    assert!(failure.not_started.contains(&Node::NodeSecurityGroup) && failure.not_started.contains(&Node::Iam));
+    for n in [Node::Egress, Node::NodeSecurityGroup, Node::Iam] {
+        assert!(failure.not_started.contains(&n), "{n}");
+    }
     assert!(failure.to_string().contains("the next run resumes"));
 }
 

@@ -8,24 +8,32 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         ctx.wait.capped(DEPENDENCY_RETRY_CAP)
     }
 
-    pub(super) async fn apply_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<NetworkOutput> {
-        let mut obs = self.observe_new(ctx, spec, new).await?;
-        let plan = Self::diff_new(ctx, spec, new, &obs);
-        if plan.has_replacements() {
-            let replaced: Vec<&Change> =
-                plan.with_action(Action::Replace).filter(|c| c.reason.as_deref() != Some(NAT_FAILED)).collect();
-            if !replaced.is_empty() && !ctx.permissions.allow_replace {
-                return Err(NetworkError::ReplacementRefused {
-                    resources: replaced.iter().map(|c| c.resource.to_string()).collect(),
-                    reasons: replaced.iter().map(|c| c.reason.clone().unwrap_or_default()).collect(),
-                });
-            }
-            self.replace(ctx, &plan).await?;
-            obs = self.observe_new(ctx, spec, new).await?;
+    /// The VPC (DNS attributes, tags) and its subnets only: what the data stores and the node
+    /// security group need, ready minutes before the NAT gateways. A plan that replaces
+    /// something goes through the whole [`apply_new`](Self::apply_new) instead; twins that a
+    /// lost response may have made are removed by the whole apply that follows.
+    pub(super) async fn apply_new_core(
+        &self,
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+    ) -> Result<NetworkOutput> {
+        let obs = self.observe_new(ctx, spec, new).await?;
+        if Self::diff_new(ctx, spec, new, &obs).has_replacements() {
+            return self.apply_new(ctx, spec, new).await;
         }
         let want = Desired::new(ctx, spec, new, &obs.zones);
+        let (vpc, subnets) = self.ensure_vpc_and_subnets(ctx, &want, &obs).await?;
+        Ok(new_output(&want, &vpc, &subnets, &[], &[], &[]))
+    }
 
-        // VPC with DNS support and hostnames.
+    /// The VPC with DNS support and hostnames and its tags, then the subnets, concurrently.
+    async fn ensure_vpc_and_subnets(
+        &self,
+        ctx: &Context,
+        want: &Desired,
+        obs: &ObservedNew,
+    ) -> Result<(VpcInfo, Vec<SubnetInfo>)> {
         let vpc = match obs.vpc() {
             Some(v) => v.clone(),
             None => {
@@ -51,14 +59,32 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
             .at("ModifyVpcAttribute", vpc.id.as_str())?;
         }
         self.ensure_tags(vpc.id.as_str(), &want.vpc.tags, &vpc.tags).await?;
+        let subnets: Vec<SubnetInfo> =
+            try_join_all(want.subnets().map(|s| self.ensure_subnet(ctx, &vpc.id, s, &obs.subnets))).await?;
+        Ok((vpc, subnets))
+    }
+
+    pub(super) async fn apply_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<NetworkOutput> {
+        let mut obs = self.observe_new(ctx, spec, new).await?;
+        let plan = Self::diff_new(ctx, spec, new, &obs);
+        if plan.has_replacements() {
+            let replaced: Vec<&Change> =
+                plan.with_action(Action::Replace).filter(|c| c.reason.as_deref() != Some(NAT_FAILED)).collect();
+            if !replaced.is_empty() && !ctx.permissions.allow_replace {
+                return Err(NetworkError::ReplacementRefused {
+                    resources: replaced.iter().map(|c| c.resource.to_string()).collect(),
+                    reasons: replaced.iter().map(|c| c.reason.clone().unwrap_or_default()).collect(),
+                });
+            }
+            self.replace(ctx, &plan).await?;
+            obs = self.observe_new(ctx, spec, new).await?;
+        }
+        let want = Desired::new(ctx, spec, new, &obs.zones);
+        let (vpc, subnets) = self.ensure_vpc_and_subnets(ctx, &want, &obs).await?;
         // Duplicates (an SDK retry of a lost CreateVpc response) are empty: delete them.
         for extra in obs.vpcs.iter().skip(1) {
             ignore_not_found(self.client.delete_vpc(extra.id.clone()).await).at("Delete", extra.id.as_str())?;
         }
-
-        // Subnets, concurrently.
-        let subnets: Vec<SubnetInfo> =
-            try_join_all(want.subnets().map(|s| self.ensure_subnet(ctx, &vpc.id, s, &obs.subnets))).await?;
         let subnet_id = |name: &str| subnets.iter().find(|s| name_of(&s.tags) == name).map(|s| s.id.clone());
 
         // Internet gateway.

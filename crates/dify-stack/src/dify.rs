@@ -63,6 +63,13 @@ impl Stack {
         let eks =
             out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
         let (token, client) = self.cluster_access(eks).await?;
+        if let Some(controller) = install::load_balancer_controller(out) {
+            // Its webhooks (Service mutator, Ingress validator; failurePolicy Fail) refuse the
+            // chart's Services and Ingress until its pods serve (aws-load-balancer-controller
+            // #4140, eks-charts #1058); apply installs it without waiting for its rollout.
+            progress("waiting for the AWS Load Balancer Controller to serve its webhooks");
+            install::wait_rollout(&client, &controller, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
+        }
         install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
         install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
         if let (Some(domain), Some(zone)) =

@@ -169,6 +169,22 @@ fn pending(
         .then(|| format!("{kind} {name}: {ready}/{want} ready, {updated} updated"))
 }
 
+/// The platform's AWS Load Balancer Controller as a release to wait for (its workloads carry
+/// Helm's `app.kubernetes.io/instance` label, as any release's), when the platform installed
+/// it (`PlatformOutput::releases`); `None` otherwise (role-only access, or turned off).
+pub fn load_balancer_controller(out: &crate::StackOutput) -> Option<DifyRelease> {
+    use dify_stack_platform::spec::{LOAD_BALANCER_CONTROLLER, SYSTEM_NAMESPACE};
+    let platform = out.platform.as_ref()?;
+    let release = dify_stack_platform::names::release(LOAD_BALANCER_CONTROLLER);
+    platform.releases.iter().any(|r| r.split(' ').next() == Some(release.as_str())).then(|| DifyRelease {
+        name: LOAD_BALANCER_CONTROLLER.to_owned(),
+        namespace: SYSTEM_NAMESPACE.to_owned(),
+        // Two replicas pulling one image: minutes, not the chart's quarter hour.
+        rollout_timeout_secs: 600,
+        ..DifyRelease::default()
+    })
+}
+
 /// The workloads of the release that are not rolled out, with their messages.
 pub async fn not_rolled_out(
     client: &kube::Client,

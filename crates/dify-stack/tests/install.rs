@@ -278,3 +278,33 @@ async fn the_console_probe_waits_through_errors_until_the_login_page_answers() {
     let err = install::probe_console(&dead, &policy, &CancellationToken::new()).await.unwrap_err();
     assert!(err.to_string().contains(&dead), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_load_balancer_controller_is_waited_for_before_the_chart_when_the_platform_installed_it() {
+    let mut out = dify_stack::StackOutput::default();
+    // Role-only access (no release installed) or no platform: nothing to wait for.
+    assert!(install::load_balancer_controller(&out).is_none());
+    out.platform = Some(dify_stack_platform::PlatformOutput {
+        releases: vec!["kube-system/cluster-autoscaler cluster-autoscaler-9.46.6".into()],
+        ..Default::default()
+    });
+    assert!(install::load_balancer_controller(&out).is_none());
+    out.platform
+        .as_mut()
+        .unwrap()
+        .releases
+        .push("kube-system/aws-load-balancer-controller aws-load-balancer-controller-1.13.0".into());
+    let controller = install::load_balancer_controller(&out).expect("installed by the platform");
+    // Its Deployment is followed in kube-system until both replicas serve.
+    let (client, seen) = fake_api(|path, n| match path {
+        "/apis/apps/v1/namespaces/kube-system/deployments" => {
+            list("DeploymentList", vec![deployment("aws-load-balancer-controller", 2, if n >= 1 { 2 } else { 0 })])
+        }
+        "/apis/apps/v1/namespaces/kube-system/statefulsets" => list("StatefulSetList", vec![]),
+        _ => list("List", vec![]),
+    });
+    install::wait_rollout(&client, &controller, &quick(), &CancellationToken::new(), &|_: &str| {}).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.iter().filter(|p| p.ends_with("kube-system/deployments")).count(), 2, "{seen:?}");
+    assert!(seen.iter().all(|p| p.contains("/namespaces/kube-system/")), "{seen:?}");
+}

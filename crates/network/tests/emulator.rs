@@ -488,3 +488,40 @@ async fn apply_core_makes_the_vpc_and_subnets_only_and_apply_finishes_the_rest()
     network.destroy(&ctx, &spec).await.unwrap();
     assert!(inventory(&ec2, "net-core").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_twin_vpc_without_subnets_is_removed_and_the_one_in_use_is_kept_whatever_their_ids() {
+    let account = Emulator::shared().unwrap().account("us-west-2").await;
+    let (network, ec2) = (NetworkProvisioner::from_conf(&account.config), Client::new(&account.config));
+    let ctx = ctx("net-twin", Environment::Test);
+    let spec = NetworkSpec::for_environment(Environment::Test, "net-twin");
+    let core = network.apply_core(&ctx, &spec).await.unwrap();
+    // A twin as a retried CreateVpc makes it (same tags, no subnets), with an id that sorts
+    // before the one in use: the order a plain "lowest id" choice would get wrong.
+    let used = ec2.describe_vpcs().vpc_ids(core.vpc_id.as_str()).send().await.unwrap();
+    let tags = used.vpcs()[0].tags().to_vec();
+    let twin = loop {
+        let v = ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await
+            .unwrap()
+            .vpc()
+            .unwrap()
+            .vpc_id()
+            .unwrap()
+            .to_owned();
+        if v.as_str() < core.vpc_id.as_str() {
+            break v;
+        }
+        ec2.delete_vpc().vpc_id(v).send().await.unwrap();
+    };
+    ec2.create_tags().resources(&twin).set_tags(Some(tags)).send().await.unwrap();
+    let full = network.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(full.vpc_id, core.vpc_id, "the VPC holding the subnets is kept");
+    let left = ec2.describe_vpcs().vpc_ids(&twin).send().await;
+    assert!(left.map_or(true, |o| o.vpcs().is_empty()), "the empty twin is deleted");
+    assert_eq!(inventory(&ec2, "net-twin").await, expected(2, 2));
+    network.destroy(&ctx, &spec).await.unwrap();
+}

@@ -94,6 +94,28 @@ fn with_image(mut values: serde_json::Value, chart: &Chart) -> serde_json::Value
 fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -> Vec<DesiredRelease> {
     let role = |addon: &str| spec.roles.get(addon).cloned().unwrap_or_default();
     let mut out = Vec::new();
+    if let Some(chart) = &spec.cluster_autoscaler {
+        // The chart's values (kubernetes/autoscaler `charts/cluster-autoscaler/values.yaml`):
+        // auto-discovery of the groups tagged for the cluster, within their min and max.
+        let values = json!({
+            "cloudProvider": "aws",
+            "awsRegion": ctx.region(),
+            "autoDiscovery": {"clusterName": spec.cluster_name.as_str()},
+            "rbac": {"serviceAccount": {
+                "create": true,
+                "name": CLUSTER_AUTOSCALER,
+                "annotations": {"eks.amazonaws.com/role-arn": role(CLUSTER_AUTOSCALER)},
+            }},
+        });
+        out.push(DesiredRelease { name: CLUSTER_AUTOSCALER, chart: chart.clone(), values: with_image(values, chart) });
+    }
+    if let Some(chart) = spec.metrics_server.as_ref().filter(|_| !metrics_offered) {
+        out.push(DesiredRelease { name: METRICS_SERVER, chart: chart.clone(), values: with_image(json!({}), chart) });
+    }
+    // The load balancer controller last: its webhooks (Service mutator, Ingress validator, both
+    // failurePolicy Fail) refuse every new Service until its pods serve, so a chart installed
+    // after it fails with "no endpoints available for service aws-load-balancer-webhook-service"
+    // (aws-load-balancer-controller #4140, eks-charts #1058). The charts before it make Services.
     if let Some(chart) = &spec.load_balancer_controller {
         // The chart's values (eks-charts `aws-load-balancer-controller/values.yaml`): the
         // IngressClass is ours (server-side applied), so the chart does not make one.
@@ -113,24 +135,6 @@ fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -
             chart: chart.clone(),
             values: with_image(values, chart),
         });
-    }
-    if let Some(chart) = &spec.cluster_autoscaler {
-        // The chart's values (kubernetes/autoscaler `charts/cluster-autoscaler/values.yaml`):
-        // auto-discovery of the groups tagged for the cluster, within their min and max.
-        let values = json!({
-            "cloudProvider": "aws",
-            "awsRegion": ctx.region(),
-            "autoDiscovery": {"clusterName": spec.cluster_name.as_str()},
-            "rbac": {"serviceAccount": {
-                "create": true,
-                "name": CLUSTER_AUTOSCALER,
-                "annotations": {"eks.amazonaws.com/role-arn": role(CLUSTER_AUTOSCALER)},
-            }},
-        });
-        out.push(DesiredRelease { name: CLUSTER_AUTOSCALER, chart: chart.clone(), values: with_image(values, chart) });
-    }
-    if let Some(chart) = spec.metrics_server.as_ref().filter(|_| !metrics_offered) {
-        out.push(DesiredRelease { name: METRICS_SERVER, chart: chart.clone(), values: with_image(json!({}), chart) });
     }
     out
 }

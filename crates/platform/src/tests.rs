@@ -268,10 +268,12 @@ async fn apply_installs_the_releases_and_the_addon_and_a_second_plan_is_empty() 
             v["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
             spec.roles[CLUSTER_AUTOSCALER]
         );
-        // The controller (and its IngressClass) come before the autoscaler.
+        // The controller (then its IngressClass) after the autoscaler, whose chart makes a Service
+        // that the controller's webhook would refuse until its pods serve.
         let order: Vec<&String> = w.log.iter().filter(|l| l.starts_with("helm") || l.starts_with("apply")).collect();
         assert_eq!(order.len(), 3, "{order:?}");
-        assert!(order[0].contains(LOAD_BALANCER_CONTROLLER) && order[1].contains("ingressclass"), "{order:?}");
+        assert!(order[0].contains(CLUSTER_AUTOSCALER), "{order:?}");
+        assert!(order[1].contains(LOAD_BALANCER_CONTROLLER) && order[2].contains("ingressclass"), "{order:?}");
     }
     let before = fake.w().log.len();
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", p.plan(&ctx, &spec).await.unwrap());
@@ -309,6 +311,10 @@ async fn a_new_chart_version_is_an_update_and_without_the_addon_metrics_server_i
     assert_eq!(out.metrics_server.as_deref(), Some("helm metrics-server-3.12.2"));
     assert!(fake.w().releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), METRICS_SERVER.to_owned())));
     assert!(fake.w().addons.is_empty());
+    // The metrics-server chart, too, goes before the controller's webhooks.
+    let helm: Vec<String> = fake.w().log.iter().filter(|l| l.starts_with("helm upgrade")).cloned().collect();
+    assert_eq!(helm.len(), 3, "{helm:?}");
+    assert!(helm[2].contains(LOAD_BALANCER_CONTROLLER), "{helm:?}");
 
     spec.cluster_autoscaler.as_mut().unwrap().version = "9.50.0".into();
     let plan = p.plan(&ctx, &spec).await.unwrap();
@@ -327,7 +333,10 @@ async fn role_only_access_returns_the_commands_and_touches_no_cluster() {
     assert!(plan.is_empty(), "{plan}");
     let out = p.apply(&ctx, &spec).await.unwrap();
     assert_eq!(out.commands.len(), 3, "{:?}", out.commands);
-    assert!(out.commands[0].starts_with("helm upgrade --install aws-load-balancer-controller aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0"));
+    // In the order to run them: the controller after the autoscaler (its webhooks refuse new
+    // Services until it serves), then the IngressClass.
+    assert!(out.commands[0].starts_with("helm upgrade --install cluster-autoscaler"), "{}", out.commands[0]);
+    assert!(out.commands[1].starts_with("helm upgrade --install aws-load-balancer-controller aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0"));
     assert!(out.commands[2].contains("kind: IngressClass"), "{}", out.commands[2]);
     assert!(out.release_values[LOAD_BALANCER_CONTROLLER].contains("dify-test-aws-load-balancer-controller"));
     assert!(fake.w().releases.is_empty() && fake.w().ingress_class.is_none());

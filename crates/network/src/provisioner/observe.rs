@@ -62,6 +62,21 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         let (mut vpcs, foreign): (Vec<VpcInfo>, Vec<VpcInfo>) =
             named_vpcs.into_iter().partition(|v| ctx.owns_tags(&v.tags));
         vpcs.sort_by(|a, b| a.id.cmp(&b.id));
+        if vpcs.len() > 1 {
+            // Twins: a CreateVpc retried by the SDK after its first response was lost made two.
+            // The stack's VPC is the one holding our subnets (the run that made them built there,
+            // and the data stores with it, once the network node returned it); the others are
+            // empty and go. Without subnets anywhere, the lowest id.
+            let ids: Vec<&str> = vpcs.iter().map(|v| v.id.as_str()).collect();
+            let subnets = self
+                .client
+                .describe_subnets(vec![owner(ctx), Filter::new("vpc-id", ids)])
+                .await
+                .at("Describe", "subnets")?;
+            vpcs.sort_by_key(|v| {
+                (std::cmp::Reverse(subnets.iter().filter(|s| s.vpc_id == v.id).count()), v.id.clone())
+            });
+        }
         let Some(vpc) = vpcs.first().cloned() else {
             if let Some(other) = foreign.first() {
                 return Err(NotOwned::new(ctx, "ec2:vpc", vpc_name).with_id(other.id.as_str()).into());

@@ -164,17 +164,19 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
     let plan = p.plan(&ctx, &spec).await.unwrap();
     assert_eq!(plan.changes.len(), 3, "{plan}");
     let out = p.apply(&ctx, &spec).await.unwrap();
+    // The controller after the autoscaler: its webhooks refuse new Services until it serves.
     assert_eq!(
         out.releases,
         [
-            "kube-system/aws-load-balancer-controller aws-load-balancer-controller-1.13.0",
-            "kube-system/cluster-autoscaler cluster-autoscaler-9.46.6"
+            "kube-system/cluster-autoscaler cluster-autoscaler-9.46.6",
+            "kube-system/aws-load-balancer-controller aws-load-balancer-controller-1.13.0"
         ]
     );
     let upgrades: Vec<Vec<String>> = calls(&dir).into_iter().filter(|c| c[0] == "upgrade").collect();
     assert_eq!(upgrades.len(), 2);
+    assert_eq!(upgrades[0][2], "cluster-autoscaler");
     assert_eq!(
-        upgrades[0][..10],
+        upgrades[1][..10],
         [
             "upgrade",
             "--install",
@@ -189,7 +191,7 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
         ]
     );
     assert_eq!(
-        (upgrades[0][10].as_str(), upgrades[0][12].as_str(), upgrades[0][14].as_str()),
+        (upgrades[1][10].as_str(), upgrades[1][12].as_str(), upgrades[1][14].as_str()),
         ("--values", "--kubeconfig", "--create-namespace")
     );
     for call in calls(&dir) {

@@ -10,8 +10,7 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
 
     /// The VPC (DNS attributes, tags) and its subnets only: what the data stores and the node
     /// security group need, ready minutes before the NAT gateways. A plan that replaces
-    /// something goes through the whole [`apply_new`](Self::apply_new) instead; twins that a
-    /// lost response may have made are removed by the whole apply that follows.
+    /// something goes through the whole [`apply_new`](Self::apply_new) instead.
     pub(super) async fn apply_new_core(
         &self,
         ctx: &Context,
@@ -24,6 +23,17 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         }
         let want = Desired::new(ctx, spec, new, &obs.zones);
         let (vpc, subnets) = self.ensure_vpc_and_subnets(ctx, &want, &obs).await?;
+        // CreateVpc retried by the SDK after a lost response may have made a twin (VPC CIDRs may
+        // overlap; a retried CreateSubnet is refused, InvalidSubnet.Conflict in the EC2 API error
+        // codes, so subnets have no twins). The data stores build in the VPC this returns, so an
+        // empty twin goes now.
+        if obs.vpc().is_none() {
+            let now = self.observe_new(ctx, spec, new).await?;
+            for v in now.vpcs.iter().filter(|v| v.id != vpc.id) {
+                tracing::warn!(vpc = %v.id, "removing a twin VPC");
+                ignore_not_found(self.client.delete_vpc(v.id.clone()).await).at("Delete", v.id.as_str())?;
+            }
+        }
         Ok(new_output(&want, &vpc, &subnets, &[], &[], &[]))
     }
 

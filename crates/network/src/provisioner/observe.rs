@@ -104,11 +104,15 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
         for n in nats.iter().filter(|n| ctx.owns_tags(&n.tags) && !n.state.is_live()) {
             *retired_nats.entry(name_of(&n.tags).to_owned()).or_insert(0) += 1;
         }
+        // By id: of two same-named subnets (a twin from a retried CreateSubnet) every run picks
+        // the same one, whatever order EC2 lists them in.
+        let mut subnets: Vec<_> = subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect();
+        subnets.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(ObservedNew {
             retired_nats,
             zones,
             dns: Some(dns),
-            subnets: subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect(),
+            subnets,
             igws: igws.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect(),
             eips: eips.into_iter().filter(|a| ctx.owns_tags(&a.tags)).collect(),
             nats: nats

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 pub(crate) mod datastores;
 pub(crate) mod eks;
+pub(crate) mod graphs;
 pub(crate) mod iam;
 pub(crate) mod network;
 pub(crate) mod platform;

@@ -64,7 +64,13 @@ const HELM_RELEASE: Dist = [5.0, 10.0, 30.0];
 /// Simulated runs per scenario.
 const RUNS: u64 = 200;
 
+/// The durations, parsed once.
 fn durations() -> BTreeMap<String, Dist> {
+    static PARSED: std::sync::LazyLock<BTreeMap<String, Dist>> = std::sync::LazyLock::new(parse_durations);
+    PARSED.clone()
+}
+
+fn parse_durations() -> BTreeMap<String, Dist> {
     let text = include_str!("data/aws-durations.toml");
     let doc: toml::Table = toml::from_str(text).expect("aws-durations.toml parses");
     let mut create: BTreeMap<String, Dist> = doc["create"]

@@ -297,7 +297,7 @@ impl KeysApi for FakeEks {
         let s = self.state.lock().unwrap();
         Ok(s.keys.iter().find(|(a, _)| a.as_deref() == Some(alias.as_str())).map(|(_, k)| k.clone()))
     }
-    async fn create_key(&self, alias: String, _description: String, tags: Tags) -> Result<KeyInfo, AwsError> {
+    async fn create_key(&self, _alias: String, _description: String, tags: Tags) -> Result<KeyInfo, AwsError> {
         self.sim.write().await;
         let key_id = self.sim.id("key");
         let k = KeyInfo {
@@ -306,7 +306,6 @@ impl KeysApi for FakeEks {
             state: "Enabled".to_owned(),
             tags,
         };
-        let _ = alias;
         self.state.lock().unwrap().keys.push((None, k.clone()));
         Ok(k)
     }

@@ -53,6 +53,12 @@ async fn inventory(ec2: &Client, stack: &str) -> BTreeMap<&'static str, usize> {
     inv
 }
 
+/// A bare VPC made through the SDK (not by the tier); its id.
+async fn create_vpc(ec2: &Client, cidr: &str) -> String {
+    let out = ec2.create_vpc().cidr_block(cidr).send().await.unwrap();
+    out.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned()
+}
+
 fn expected(azs: usize, nats: usize) -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
         ("vpc", 1),
@@ -309,18 +315,7 @@ async fn a_same_named_vpc_of_someone_else_is_not_owned() {
 #[tokio::test]
 async fn existing_vpc_is_validated_tagged_on_request_and_never_deleted() {
     let w = world().await;
-    let vpc = w
-        .ec2
-        .create_vpc()
-        .cidr_block("172.16.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc()
-        .unwrap()
-        .vpc_id()
-        .unwrap()
-        .to_owned();
+    let vpc = create_vpc(&w.ec2, "172.16.0.0/16").await;
     let zones = w.ec2.describe_availability_zones().send().await.unwrap();
     let zone = |i: usize| zones.availability_zones()[i].zone_name().unwrap().to_owned();
     let subnet = |cidr: &'static str, az: String| {
@@ -501,17 +496,7 @@ async fn a_twin_vpc_without_subnets_is_removed_and_the_one_in_use_is_kept_whatev
     let used = ec2.describe_vpcs().vpc_ids(core.vpc_id.as_str()).send().await.unwrap();
     let tags = used.vpcs()[0].tags().to_vec();
     let twin = loop {
-        let v = ec2
-            .create_vpc()
-            .cidr_block("10.0.0.0/16")
-            .send()
-            .await
-            .unwrap()
-            .vpc()
-            .unwrap()
-            .vpc_id()
-            .unwrap()
-            .to_owned();
+        let v = create_vpc(&ec2, "10.0.0.0/16").await;
         if v.as_str() < core.vpc_id.as_str() {
             break v;
         }

@@ -189,6 +189,28 @@ impl Plan {
     }
 }
 
+impl FromIterator<Change> for Plan {
+    fn from_iter<I: IntoIterator<Item = Change>>(changes: I) -> Plan {
+        Plan { changes: changes.into_iter().collect() }
+    }
+}
+
+/// A tier's typed change: its `diff` computes them from one observation, its `apply` executes
+/// exactly them, and a plan shows each as one [`Change`], so what a plan shows and what apply
+/// does cannot drift apart.
+pub trait Planned {
+    /// How a plan shows this change.
+    fn change(&self) -> Change;
+
+    /// The plan of a list of typed changes, in order.
+    fn plan(changes: &[Self]) -> Plan
+    where
+        Self: Sized,
+    {
+        changes.iter().map(Planned::change).collect()
+    }
+}
+
 fn show(v: &Option<String>) -> String {
     match v {
         Some(v) => format!("{v:?}"),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use dify_stack_core::{
-    Action, AwsAt, Change, Context, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
+    Action, AwsAt, Change, Context, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
 };
 use serde::Serialize;
 
@@ -13,7 +13,8 @@ use crate::client::{EcrApi, RepoInfo};
 use crate::error::{RegistryError, Result};
 use crate::names::{self, runtime_prefix};
 use crate::sdk::SdkEcr;
-use crate::spec::{RegistrySpec, RepositorySpec, lifecycle_policy};
+use crate::spec::{Encryption, RegistrySpec, RepositorySpec, TagMutability, lifecycle_policy};
+use diff::{NewRepo, RepoChange};
 
 mod apply;
 mod destroy;
@@ -127,7 +128,7 @@ impl<C: EcrApi> Provisioner for RegistryProvisioner<C> {
     }
 
     fn diff(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Plan {
-        self.diff_tier(ctx, spec, observed)
+        RepoChange::plan(&self.changes(ctx, spec, observed))
     }
 
     async fn apply(&self, ctx: &Context, spec: &RegistrySpec) -> Result<RegistryOutput> {

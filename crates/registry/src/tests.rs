@@ -115,3 +115,91 @@ async fn encryption_drift_is_a_replacement_refused_by_default() {
     assert!(p.plan(&ctx(), &spec).await.unwrap().has_replacements());
     assert!(matches!(p.apply(&ctx(), &spec).await.unwrap_err(), RegistryError::ReplacementRefused { .. }));
 }
+
+/// A converged registry with drift: the app repository's scanning off and the plugin
+/// repository's `Name` tag gone.
+fn drifted(spec: &RegistrySpec) -> MockEcrApi {
+    let mut repos = vec![repo(REPOS[0], &spec.app), repo(REPOS[1], &spec.plugin)];
+    repos[0].scan_on_push = false;
+    let (app_keep, plugin_keep) = (spec.app.keep_last, spec.plugin.keep_last);
+    let mut m = MockEcrApi::new();
+    m.expect_list_repositories().returning(move || Ok(repos.clone()));
+    m.expect_list_tags().returning(|arn| {
+        let name = arn.rsplit('/').next().unwrap().to_owned();
+        let plugin = name == REPOS[1];
+        let mut tags =
+            ctx().tags_for(Tier::Registry, if plugin { "plugin-repository" } else { "app-repository" }, &name);
+        if plugin {
+            tags.remove("Name");
+        }
+        Ok(tags)
+    });
+    m.expect_get_lifecycle_policy().returning(move |name| {
+        Ok(Some(lifecycle_policy(if name == REPOS[1] { plugin_keep } else { app_keep }).to_string()))
+    });
+    m
+}
+
+#[tokio::test]
+async fn apply_makes_exactly_the_writes_the_plan_shows() {
+    use std::sync::{Arc, Mutex};
+    let spec = RegistrySpec::default();
+    let plan = RegistryProvisioner::new(drifted(&spec)).plan(&ctx(), &spec).await.unwrap();
+    let shown: Vec<(String, Vec<String>)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.resource.name.clone(), c.fields.iter().map(|f| f.path.clone()).collect()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![("unit".into(), vec!["scan_on_push".into()]), ("unit-ee-plugin-repo".into(), vec!["tags.Name".into()])]
+    );
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let mut m = drifted(&spec);
+    let w = writes.clone();
+    m.expect_set_scan_on_push().returning(move |name, on| {
+        w.lock().unwrap().push(format!("scan_on_push {name} {on}"));
+        Ok(())
+    });
+    let w = writes.clone();
+    m.expect_tag().returning(move |arn, tags| {
+        w.lock().unwrap().push(format!(
+            "tag {} {:?}",
+            arn.rsplit('/').next().unwrap(),
+            tags.keys().collect::<Vec<_>>()
+        ));
+        Ok(())
+    });
+    RegistryProvisioner::new(m).apply(&ctx(), &spec).await.unwrap();
+    assert_eq!(*writes.lock().unwrap(), ["scan_on_push unit true", "tag unit-ee-plugin-repo [\"Name\"]"]);
+}
+
+#[tokio::test]
+async fn an_allowed_replacement_deletes_then_creates_with_the_new_encryption() {
+    use dify_stack_core::Permissions;
+    let spec = RegistrySpec { encryption: Encryption::Kms { key_arn: None }, ..Default::default() };
+    let mut m = converged(&RegistrySpec::default());
+    let mut seq = mockall::Sequence::new();
+    for name in REPOS {
+        m.expect_delete_repository()
+            .withf(move |n, force| n == name && *force)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        m.expect_create_repository()
+            .withf(move |n, _, _, enc, _| n == name && *enc == Encryption::Kms { key_arn: None })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|n, _, _, _, _| Ok(repo(&n, &RegistrySpec::default().app)));
+        m.expect_put_lifecycle_policy()
+            .withf(move |n, _| n == name)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+    }
+    let ctx = ctx().with_permissions(Permissions { allow_replace: true, allow_data_loss: true, ..Default::default() });
+    let plan = RegistryProvisioner::new(converged(&RegistrySpec::default())).plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.summary().replace, 2);
+    assert_eq!(plan.summary().update, 0, "a replaced repository has nothing else to update");
+    RegistryProvisioner::new(m).apply(&ctx, &spec).await.unwrap();
+}

@@ -1,5 +1,5 @@
-//! Apply: creates what is missing, updates settings and lifecycle policies, replaces only
-//! when the context allows it.
+//! Apply: executes the typed changes of one observation (creates, in-place updates, guarded
+//! replacements) and returns the outputs.
 
 #[allow(unused_imports)]
 use super::*;
@@ -7,81 +7,82 @@ use super::*;
 impl<C: EcrApi> RegistryProvisioner<C> {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<RegistryOutput> {
         spec.validate(ctx)?;
-        let mut observed = self.observe(ctx, spec).await?;
-        if let Some(c) = self.diff(ctx, spec, &observed).with_action(Action::Replace).next() {
-            let name = c.resource.name.clone();
+        let observed = self.observe(ctx, spec).await?;
+        let changes = self.changes(ctx, spec, &observed);
+        // Refused before any write: a replacement deletes the images.
+        if let Some(RepoChange::Replace { new, .. }) = changes.iter().find(|c| matches!(c, RepoChange::Replace { .. }))
+        {
             let p = ctx.permissions;
             if !(p.allow_replace && p.allow_data_loss) {
-                return Err(RegistryError::ReplacementRefused { name });
+                return Err(RegistryError::ReplacementRefused { name: new.name.clone() });
             }
-            self.client.delete_repository(name.clone(), true).await.at("DeleteRepository", &name)?;
-            observed.repos.remove(&name);
         }
-        let mut outputs = Vec::new();
-        for w in wanted(ctx, spec) {
-            let tags = ctx.tags_for(Tier::Registry, w.component, &w.name);
-            let info = match observed.repos.get(&w.name) {
-                None => {
-                    let created = match self
-                        .client
-                        .create_repository(
-                            w.name.clone(),
-                            w.spec.scan_on_push,
-                            w.spec.tag_mutability,
-                            spec.encryption.clone(),
-                            tags.clone(),
-                        )
-                        .await
-                    {
-                        Ok(info) => info,
-                        // A lost response to our own earlier create: read it back (tags checked).
-                        Err(e) if e.is_already_exists() => {
-                            let again = self.observe(ctx, spec).await?;
-                            match again.repos.get(&w.name) {
-                                Some(r) => r.info.clone(),
-                                None => return Err(e.at("CreateRepository", &w.name).into()),
-                            }
-                        }
-                        Err(e) => return Err(e.at("CreateRepository", &w.name).into()),
-                    };
+        let mut repos: BTreeMap<String, RepoInfo> =
+            observed.repos.iter().map(|(name, r)| (name.clone(), r.info.clone())).collect();
+        for change in changes {
+            if let Some(info) = self.execute(ctx, spec, change).await? {
+                repos.insert(info.name.clone(), info);
+            }
+        }
+        let [app, plugin] = wanted(ctx, spec).map(|w| repos.remove(&w.name));
+        match (app, plugin) {
+            (Some(app), Some(plugin)) => Ok(registry_output(&app, &plugin)),
+            _ => unreachable!("every wanted repository existed or was created"),
+        }
+    }
+
+    /// Executes one change; returns the repository when it was (re)created.
+    async fn execute(&self, ctx: &Context, spec: &RegistrySpec, change: RepoChange) -> Result<Option<RepoInfo>> {
+        match change {
+            RepoChange::Create(new) => self.create(ctx, spec, new).await.map(Some),
+            RepoChange::Replace { new, .. } => {
+                self.client.delete_repository(new.name.clone(), true).await.at("DeleteRepository", &new.name)?;
+                self.create(ctx, spec, new).await.map(Some)
+            }
+            RepoChange::Update { name, arn, scan_on_push, mutability, lifecycle, tags } => {
+                if let Some((_, on)) = scan_on_push {
+                    self.client.set_scan_on_push(name.clone(), on).await.at("PutImageScanningConfiguration", &name)?;
+                }
+                if let Some((_, m)) = mutability {
+                    self.client.set_mutability(name.clone(), m).await.at("PutImageTagMutability", &name)?;
+                }
+                if let Some((_, policy)) = lifecycle {
                     self.client
-                        .put_lifecycle_policy(w.name.clone(), lifecycle_policy(w.spec.keep_last).to_string())
+                        .put_lifecycle_policy(name.clone(), policy.to_string())
                         .await
-                        .at("PutLifecyclePolicy", &w.name)?;
-                    tracing::info!(repository = %w.name, "created ECR repository");
-                    created
+                        .at("PutLifecyclePolicy", &name)?;
                 }
-                Some(have) => {
-                    if have.info.scan_on_push != w.spec.scan_on_push {
-                        self.client
-                            .set_scan_on_push(w.name.clone(), w.spec.scan_on_push)
-                            .await
-                            .at("PutImageScanningConfiguration", &w.name)?;
-                    }
-                    if have.info.mutability != w.spec.tag_mutability {
-                        self.client
-                            .set_mutability(w.name.clone(), w.spec.tag_mutability)
-                            .await
-                            .at("PutImageTagMutability", &w.name)?;
-                    }
-                    let policy = lifecycle_policy(w.spec.keep_last);
-                    if have.lifecycle.as_ref() != Some(&policy) {
-                        self.client
-                            .put_lifecycle_policy(w.name.clone(), policy.to_string())
-                            .await
-                            .at("PutLifecyclePolicy", &w.name)?;
-                    }
-                    let drift: Tags = tags.into_iter().filter(|(k, v)| have.tags.get(k) != Some(v)).collect();
-                    if !drift.is_empty() {
-                        self.client.tag(have.info.arn.clone(), drift).await.at("TagResource", &w.name)?;
-                    }
-                    have.info.clone()
+                if !tags.is_empty() {
+                    let drift: Tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                    self.client.tag(arn, drift).await.at("TagResource", &name)?;
                 }
-            };
-            outputs.push(info);
+                Ok(None)
+            }
         }
-        let [app, plugin]: [RepoInfo; 2] =
-            outputs.try_into().unwrap_or_else(|_| unreachable!("two repositories are wanted"));
-        Ok(registry_output(&app, &plugin))
+    }
+
+    /// Creates a repository (or reads back the one a lost response of ours made) and puts its
+    /// lifecycle policy.
+    async fn create(&self, ctx: &Context, spec: &RegistrySpec, new: NewRepo) -> Result<RepoInfo> {
+        let name = new.name;
+        let created = match self
+            .client
+            .create_repository(name.clone(), new.scan_on_push, new.mutability, new.encryption, new.tags)
+            .await
+        {
+            Ok(info) => info,
+            // A lost response to our own earlier create: read it back (tags checked).
+            Err(e) if e.is_already_exists() => match self.observe(ctx, spec).await?.repos.remove(&name) {
+                Some(r) => r.info,
+                None => return Err(e.at("CreateRepository", &name).into()),
+            },
+            Err(e) => return Err(e.at("CreateRepository", &name).into()),
+        };
+        self.client
+            .put_lifecycle_policy(name.clone(), lifecycle_policy(new.keep_last).to_string())
+            .await
+            .at("PutLifecyclePolicy", &name)?;
+        tracing::info!(repository = %name, "created ECR repository");
+        Ok(created)
     }
 }

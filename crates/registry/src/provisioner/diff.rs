@@ -1,57 +1,129 @@
-//! Diff: the typed changes between the spec and what was observed.
+//! Diff: the typed changes between the spec and what was observed. `apply` executes exactly
+//! these; the plan shows each through [`Planned`].
 
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EcrApi> RegistryProvisioner<C> {
-    pub(super) fn diff_tier(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Plan {
-        let mut plan = Plan::new();
-        for w in wanted(ctx, spec) {
-            let r = ResourceRef::new("ecr:repository", &w.name);
-            let mutability = format!("{:?}", w.spec.tag_mutability).to_uppercase();
-            let Some(have) = observed.repos.get(&w.name) else {
-                plan.push(
-                    Change::new(Action::Create, r)
-                        .field("scan_on_push", None::<bool>, Some(w.spec.scan_on_push))
-                        .field("image_tag_mutability", None::<&str>, Some(&mutability))
-                        .field("encryption", None::<&str>, Some(format!("{:?}", spec.encryption)))
-                        .field("lifecycle.keep_last", None::<u32>, Some(w.spec.keep_last)),
-                );
-                continue;
-            };
-            let r = r.with_id(&have.info.arn);
-            if have.info.encryption != spec.encryption {
-                plan.push(
-                    Change::new(Action::Replace, r.clone())
-                        .field(
-                            "encryption",
-                            Some(format!("{:?}", have.info.encryption)),
-                            Some(format!("{:?}", spec.encryption)),
-                        )
-                        .because("encryption cannot change in place"),
-                );
+/// A repository to create, with everything its create and lifecycle policy need.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewRepo {
+    pub(crate) name: String,
+    pub(crate) scan_on_push: bool,
+    pub(crate) mutability: TagMutability,
+    pub(crate) encryption: Encryption,
+    pub(crate) keep_last: u32,
+    pub(crate) tags: Tags,
+}
+
+/// One change of the registry tier.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RepoChange {
+    /// Missing: create it with its tags, then put its lifecycle policy.
+    Create(NewRepo),
+    /// Its encryption drifted (immutable): delete it with its images, then create it again.
+    /// Refused unless the context allows replacement and data loss.
+    Replace { arn: String, before: Encryption, new: NewRepo },
+    /// Settings drifted in place; `None` leaves a setting alone.
+    Update {
+        name: String,
+        arn: String,
+        scan_on_push: Option<(bool, bool)>,
+        mutability: Option<(TagMutability, TagMutability)>,
+        lifecycle: Option<(Option<serde_json::Value>, serde_json::Value)>,
+        /// Tags to set: key, value before (if any), value wanted.
+        tags: Vec<(String, Option<String>, String)>,
+    },
+}
+
+fn shown(m: TagMutability) -> String {
+    format!("{m:?}").to_uppercase()
+}
+
+fn created(c: Change, new: &NewRepo) -> Change {
+    c.field("scan_on_push", None::<bool>, Some(new.scan_on_push))
+        .field("image_tag_mutability", None::<&str>, Some(shown(new.mutability)))
+        .field("encryption", None::<&str>, Some(format!("{:?}", new.encryption)))
+        .field("lifecycle.keep_last", None::<u32>, Some(new.keep_last))
+}
+
+impl Planned for RepoChange {
+    fn change(&self) -> Change {
+        match self {
+            RepoChange::Create(new) => {
+                created(Change::new(Action::Create, ResourceRef::new("ecr:repository", &new.name)), new)
             }
-            let mut c = Change::new(Action::Update, r);
-            if have.info.scan_on_push != w.spec.scan_on_push {
-                c = c.field("scan_on_push", Some(have.info.scan_on_push), Some(w.spec.scan_on_push));
+            RepoChange::Replace { arn, before, new } => {
+                Change::new(Action::Replace, ResourceRef::new("ecr:repository", &new.name).with_id(arn))
+                    .field("encryption", Some(format!("{before:?}")), Some(format!("{:?}", new.encryption)))
+                    .because("encryption cannot change in place")
             }
-            if have.info.mutability != w.spec.tag_mutability {
-                let before = format!("{:?}", have.info.mutability).to_uppercase();
-                c = c.field("image_tag_mutability", Some(before), Some(&mutability));
-            }
-            // Lifecycle policies are compared as normalised JSON, never as text.
-            let want_policy = lifecycle_policy(w.spec.keep_last);
-            if have.lifecycle.as_ref() != Some(&want_policy) {
-                c = c.field("lifecycle_policy", have.lifecycle.as_ref(), Some(&want_policy));
-            }
-            let want_tags = ctx.tags_for(Tier::Registry, w.component, &w.name);
-            for (k, v) in want_tags.iter().filter(|(k, v)| have.tags.get(*k) != Some(*v)) {
-                c = c.field(format!("tags.{k}"), have.tags.get(k), Some(v));
-            }
-            if !c.fields.is_empty() {
-                plan.push(c);
+            RepoChange::Update { name, arn, scan_on_push, mutability, lifecycle, tags } => {
+                let mut c = Change::new(Action::Update, ResourceRef::new("ecr:repository", name).with_id(arn));
+                if let Some((before, after)) = scan_on_push {
+                    c = c.field("scan_on_push", Some(before), Some(after));
+                }
+                if let Some((before, after)) = mutability {
+                    c = c.field("image_tag_mutability", Some(shown(*before)), Some(shown(*after)));
+                }
+                // Lifecycle policies are compared as normalised JSON, never as text.
+                if let Some((before, after)) = lifecycle {
+                    c = c.field("lifecycle_policy", before.as_ref(), Some(after));
+                }
+                for (k, before, after) in tags {
+                    c = c.field(format!("tags.{k}"), before.as_ref(), Some(after));
+                }
+                c
             }
         }
-        plan
+    }
+}
+
+impl<C: EcrApi> RegistryProvisioner<C> {
+    /// The typed changes, in the order apply executes them.
+    pub(super) fn changes(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Vec<RepoChange> {
+        let mut changes = Vec::new();
+        for w in wanted(ctx, spec) {
+            let tags = ctx.tags_for(Tier::Registry, w.component, &w.name);
+            let new = NewRepo {
+                name: w.name.clone(),
+                scan_on_push: w.spec.scan_on_push,
+                mutability: w.spec.tag_mutability,
+                encryption: spec.encryption.clone(),
+                keep_last: w.spec.keep_last,
+                tags: tags.clone(),
+            };
+            let Some(have) = observed.repos.get(&w.name) else {
+                changes.push(RepoChange::Create(new));
+                continue;
+            };
+            let arn = have.info.arn.clone();
+            if have.info.encryption != spec.encryption {
+                changes.push(RepoChange::Replace { arn, before: have.info.encryption.clone(), new });
+                continue;
+            }
+            let want_policy = lifecycle_policy(w.spec.keep_last);
+            let update = RepoChange::Update {
+                name: w.name.clone(),
+                arn,
+                scan_on_push: (have.info.scan_on_push != w.spec.scan_on_push)
+                    .then_some((have.info.scan_on_push, w.spec.scan_on_push)),
+                mutability: (have.info.mutability != w.spec.tag_mutability)
+                    .then_some((have.info.mutability, w.spec.tag_mutability)),
+                lifecycle: (have.lifecycle.as_ref() != Some(&want_policy))
+                    .then(|| (have.lifecycle.clone(), want_policy)),
+                tags: tags
+                    .into_iter()
+                    .filter(|(k, v)| have.tags.get(k) != Some(v))
+                    .map(|(k, v)| (k.clone(), have.tags.get(&k).cloned(), v))
+                    .collect(),
+            };
+            if let RepoChange::Update { scan_on_push: None, mutability: None, lifecycle: None, tags, .. } = &update
+                && tags.is_empty()
+            {
+                continue;
+            }
+            changes.push(update);
+        }
+        changes
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use dify_stack_core::ids::RoleArn;
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, KubeFailure, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags,
-    Tier,
+    Action, AwsAt, AwsError, Change, Context, KubeFailure, NotOwned, Plan, Planned, Provisioner, ResourceRef,
+    SpecErrors, Tags, Tier,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -18,6 +18,8 @@ mod apply;
 mod destroy;
 mod diff;
 mod observe;
+
+use diff::IamChange;
 
 /// A role as observed, with its parsed documents.
 #[derive(Debug, Clone)]
@@ -124,56 +126,6 @@ impl<C: IamApi> IamProvisioner<C> {
         }))
     }
 
-    /// Creates the role or converges its trust, policy and tags; returns its ARN.
-    async fn ensure_role(
-        &self,
-        ctx: &Context,
-        role: &DesiredRole,
-        trust: Value,
-        have: Option<&ObservedRole>,
-    ) -> Result<String> {
-        let name = role.name.clone();
-        let tags = ctx.tags_for(Tier::Iam, &role.tag_suffix, &name);
-        let Some(have) = have else {
-            let created = match self.client.create_role(name.clone(), trust.to_string(), tags).await {
-                Ok(r) => r.arn,
-                Err(e) if e.is_already_exists() => {
-                    match self.client.get_role(name.clone()).await.at("GetRole", &name)? {
-                        Some(r) if ctx.owns_tags(&r.tags) => {
-                            self.client
-                                .update_trust(name.clone(), trust.to_string())
-                                .await
-                                .at("UpdateAssumeRolePolicy", &name)?;
-                            r.arn
-                        }
-                        _ => return Err(NotOwned::new(ctx, "IAM role", name).into()),
-                    }
-                }
-                Err(e) => return Err(e.at("CreateRole", &name).into()),
-            };
-            self.client
-                .put_role_policy(name.clone(), INLINE_POLICY.into(), role.policy.to_string())
-                .await
-                .at("PutRolePolicy", &name)?;
-            tracing::info!(role = %name, "created IAM role");
-            return Ok(created);
-        };
-        if have.trust.as_ref() != Some(&policy::normalize(trust.clone())) {
-            self.client.update_trust(name.clone(), trust.to_string()).await.at("UpdateAssumeRolePolicy", &name)?;
-        }
-        if have.policy.as_ref() != Some(&policy::normalize(role.policy.clone())) {
-            self.client
-                .put_role_policy(name.clone(), INLINE_POLICY.into(), role.policy.to_string())
-                .await
-                .at("PutRolePolicy", &name)?;
-        }
-        let drift: Tags = tags.into_iter().filter(|(k, v)| have.info.tags.get(k) != Some(v)).collect();
-        if !drift.is_empty() {
-            self.client.tag_role(name.clone(), drift).await.at("TagRole", &name)?;
-        }
-        Ok(have.info.arn.clone())
-    }
-
     /// Deletes the role (inline policies deleted, managed ones detached) when it is ours.
     async fn delete_role(&self, ctx: &Context, name: &str) -> Result<Option<ResourceRef>> {
         let name = name.to_owned();
@@ -209,6 +161,9 @@ struct DesiredRole {
     /// `system:serviceaccount:<ns>:<sa>` of each account that may assume it.
     subjects: Vec<String>,
     policy: Value,
+    /// The normalised trust policy as a plan shows it; `None` while the provider it names is
+    /// yet to be created.
+    shown_trust: Option<String>,
 }
 
 impl DesiredRole {
@@ -232,6 +187,7 @@ fn desired_roles(ctx: &Context, spec: &IamSpec) -> Vec<DesiredRole> {
             spec.plugin_repository_arn_pattern.as_str(),
             kind,
         ),
+        shown_trust: None,
     });
     let addons = spec.addon_roles.iter().map(|a| DesiredRole {
         key: RoleKey::Addon(a.addon.clone()),
@@ -239,6 +195,7 @@ fn desired_roles(ctx: &Context, spec: &IamSpec) -> Vec<DesiredRole> {
         tag_suffix: a.addon.clone(),
         subjects: policy::subjects(&a.namespace, &[a.service_account.as_str()]),
         policy: a.policy.clone(),
+        shown_trust: None,
     });
     dify.chain(addons).collect()
 }
@@ -275,7 +232,7 @@ impl<C: IamApi> Provisioner for IamProvisioner<C> {
     }
 
     fn diff(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Plan {
-        self.diff_tier(ctx, spec, observed)
+        IamChange::plan(&self.changes(ctx, spec, observed))
     }
 
     async fn apply(&self, ctx: &Context, spec: &IamSpec) -> Result<IamOutput> {

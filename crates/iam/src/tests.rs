@@ -206,8 +206,16 @@ fn role_arn(kind: RoleKind) -> String {
 
 /// IAM already converged: provider and the three roles with the desired documents.
 fn converged_iam() -> MockIamApi {
+    iam_world(true)
+}
+
+/// The three roles with the desired documents, with or without the provider they trust.
+fn iam_world(provider: bool) -> MockIamApi {
     let mut m = MockIamApi::new();
-    m.expect_list_oidc_providers().returning(|| {
+    m.expect_list_oidc_providers().returning(move || {
+        if !provider {
+            return Ok(vec![]);
+        }
         Ok(vec![OidcInfo {
             arn: PROVIDER.into(),
             url: policy::issuer_host_path(ISSUER).into(),
@@ -384,4 +392,43 @@ async fn a_missing_default_storage_class_is_planned_and_applied_encrypted_gp3() 
     assert_eq!(sc.body["provisioner"], "ebs.csi.aws.com");
     assert_eq!(sc.body["parameters"], json!({"type": "gp3", "encrypted": "true"}));
     assert_eq!(sc.body["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"], "true");
+}
+
+/// Roles that exist while their provider is gone (deleted by hand): the plan shows the provider
+/// to create and each role's trust to rewrite once the provider's ARN is known; apply makes
+/// exactly those writes, each trust naming the ARN the create returned.
+#[tokio::test]
+async fn roles_without_their_provider_get_the_created_providers_arn_in_their_trust() {
+    let role_only = IamSpec { service_accounts: false, ..spec() };
+    let plan = IamProvisioner::new(iam_world(false)).plan(&ctx(), &role_only).await.unwrap();
+    let shown: Vec<String> =
+        plan.changes.iter().map(|c| format!("{} {}", c.action.symbol(), c.resource.kind)).collect();
+    assert_eq!(shown, ["+ iam:oidc-provider", "~ iam:role", "~ iam:role", "~ iam:role"]);
+    for c in &plan.changes[1..] {
+        let fields: Vec<(&str, Option<&str>)> =
+            c.fields.iter().map(|f| (f.path.as_str(), f.after.as_deref())).collect();
+        assert_eq!(fields, [("trust", Some("(known after apply)"))]);
+    }
+    let created = "arn:aws:iam::123456789012:oidc-provider/created-by-this-run";
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let mut m = iam_world(false);
+    m.expect_create_oidc_provider().times(1).returning(move |_, ids, _, _| {
+        assert_eq!(ids, ["sts.amazonaws.com"]);
+        Ok(created.to_owned())
+    });
+    let w = writes.clone();
+    m.expect_update_trust().returning(move |name, trust| {
+        let trust: Value = serde_json::from_str(&trust).unwrap();
+        w.lock().unwrap().push((name, trust["Statement"][0]["Principal"]["Federated"].as_str().unwrap().to_owned()));
+        Ok(())
+    });
+    let out = IamProvisioner::new(m).apply(&ctx(), &role_only).await.unwrap();
+    assert_eq!(out.oidc_provider_arn, created);
+    let mut writes = writes.lock().unwrap().clone();
+    writes.sort();
+    let want: Vec<(String, String)> =
+        ["DifyEE-Role-k8s-unit-ecr-image-pull", "DifyEE-Role-k8s-unit-s3", "DifyEE-Role-k8s-unit-s3-ecr"]
+            .map(|r| (r.to_owned(), created.to_owned()))
+            .into();
+    assert_eq!(writes, want, "each role's trust is rewritten once, naming the created provider");
 }

@@ -1,4 +1,5 @@
-//! Apply: converges the provider, roles and service accounts, in that order.
+//! Apply: executes the typed changes of one observation (provider, roles, StorageClass,
+//! service accounts, in that order) and returns the outputs.
 
 #[allow(unused_imports)]
 use super::*;
@@ -8,80 +9,135 @@ impl<C: IamApi> IamProvisioner<C> {
         spec.validate()?;
         let kube = self.kube(spec)?;
         let observed = self.observe(ctx, spec).await?;
-        let url = policy::issuer_host_path(&spec.oidc_issuer_url).to_owned();
-        let provider_arn = match provider_arn_of(&observed) {
-            Some(arn) => {
-                let p = observed.provider.as_ref().map(|p| &p.client_ids);
-                if !p.is_some_and(|ids| ids.iter().any(|c| c == AUDIENCE)) {
-                    self.client
-                        .add_client_id(arn.to_owned(), AUDIENCE.into())
-                        .await
-                        .at("AddClientIDToOpenIDConnectProvider", arn)?;
-                }
-                arn.to_owned()
-            }
-            None => {
-                let tags = ctx.tags_for(Tier::Iam, "oidc-provider", &url);
-                match self
-                    .client
-                    .create_oidc_provider(
-                        spec.oidc_issuer_url.clone(),
-                        vec![AUDIENCE.into()],
-                        spec.thumbprints.clone(),
-                        tags,
-                    )
-                    .await
-                {
-                    Ok(arn) => arn,
-                    // A lost response to our own create: find it again by URL.
-                    Err(e) if e.is_already_exists() => match self.find_provider(spec).await? {
-                        Some(p) => p.arn,
-                        None => return Err(e.at("CreateOpenIDConnectProvider", &url).into()),
-                    },
-                    Err(e) => return Err(e.at("CreateOpenIDConnectProvider", &url).into()),
-                }
-            }
-        };
+        let changes = self.changes(ctx, spec, &observed);
+        let mut provider_arn = provider_arn_of(&observed).map(str::to_owned);
         let (mut roles, mut addon_roles) = (BTreeMap::new(), BTreeMap::new());
-        for role in desired_roles(ctx, spec) {
-            let trust = role.trust(spec, &provider_arn);
-            let arn = RoleArn::new(self.ensure_role(ctx, &role, trust, observed.role(&role.key)).await?);
-            match role.key {
-                RoleKey::Dify(kind) => roles.insert(kind, arn),
-                RoleKey::Addon(addon) => addon_roles.insert(addon, arn),
+        fn record(
+            (roles, addon_roles): (&mut BTreeMap<RoleKind, RoleArn>, &mut BTreeMap<String, RoleArn>),
+            key: &RoleKey,
+            arn: String,
+        ) {
+            match key {
+                RoleKey::Dify(kind) => roles.insert(*kind, RoleArn::new(arn)),
+                RoleKey::Addon(addon) => addon_roles.insert(addon.clone(), RoleArn::new(arn)),
             };
         }
-        let mut service_accounts = BTreeMap::new();
-        if let Some(kube) = kube {
-            if !observed.default_storage_class {
-                kube.apply_default_storage_class().await?;
+        for role in desired_roles(ctx, spec) {
+            if let Some(have) = observed.role(&role.key) {
+                record((&mut roles, &mut addon_roles), &role.key, have.info.arn.clone());
             }
+        }
+        if let Some(kube) = kube {
+            // Server-side applied on every run: the service accounts' namespace.
             kube.apply_namespace(spec.namespace.clone()).await?;
-            for kind in RoleKind::ALL {
-                let role = &roles[&kind];
-                for sa in kind.service_accounts() {
-                    let current = observed.service_accounts.iter().find(|s| s.name == sa);
-                    if current.and_then(|s| s.role_arn.as_deref()) != Some(role.as_str())
-                        || current.and_then(|s| s.helm_release.as_deref()) != Some(spec.helm_release.as_str())
-                    {
-                        kube.apply_service_account(
-                            spec.namespace.clone(),
-                            sa.to_owned(),
-                            role.to_string(),
-                            spec.helm_release.clone(),
-                        )
-                        .await?;
+        }
+        for change in changes {
+            match change {
+                IamChange::CreateProvider { url, tags } => {
+                    provider_arn = Some(self.create_provider(spec, &url, tags).await?);
+                }
+                IamChange::AddClientId { url, arn, .. } => {
+                    self.client
+                        .add_client_id(arn, AUDIENCE.into())
+                        .await
+                        .at("AddClientIDToOpenIDConnectProvider", &url)?;
+                }
+                IamChange::CreateRole { role, tags } => {
+                    let trust = role.trust(spec, provider_arn.as_deref().unwrap_or_default());
+                    let arn = self.create_role(ctx, &role, trust, tags).await?;
+                    record((&mut roles, &mut addon_roles), &role.key, arn);
+                }
+                IamChange::UpdateRole { role, trust, policy, tags, .. } => {
+                    let name = role.name.clone();
+                    if trust.is_some() {
+                        let trust = role.trust(spec, provider_arn.as_deref().unwrap_or_default());
+                        self.client
+                            .update_trust(name.clone(), trust.to_string())
+                            .await
+                            .at("UpdateAssumeRolePolicy", &name)?;
                     }
-                    service_accounts.insert(sa.to_owned(), role.clone());
+                    if policy.is_some() {
+                        self.client
+                            .put_role_policy(name.clone(), INLINE_POLICY.into(), role.policy.to_string())
+                            .await
+                            .at("PutRolePolicy", &name)?;
+                    }
+                    if !tags.is_empty() {
+                        let drift: Tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                        self.client.tag_role(name.clone(), drift).await.at("TagRole", &name)?;
+                    }
+                }
+                IamChange::CreateStorageClass => {
+                    if let Some(kube) = kube {
+                        kube.apply_default_storage_class().await?;
+                    }
+                }
+                IamChange::ServiceAccount { namespace, account, kind, .. } => {
+                    if let Some(kube) = kube {
+                        let role = roles[&kind].to_string();
+                        kube.apply_service_account(namespace, account.to_owned(), role, spec.helm_release.clone())
+                            .await?;
+                    }
                 }
             }
         }
+        let service_accounts = match kube {
+            None => BTreeMap::new(),
+            Some(_) => RoleKind::ALL
+                .into_iter()
+                .flat_map(|kind| kind.service_accounts().into_iter().map(move |sa| (sa, kind)))
+                .map(|(sa, kind)| (sa.to_owned(), roles[&kind].clone()))
+                .collect(),
+        };
         Ok(IamOutput {
-            oidc_provider_arn: provider_arn,
+            oidc_provider_arn: provider_arn.unwrap_or_default(),
             roles,
             service_accounts,
             namespace: spec.namespace.clone(),
             addon_roles,
         })
+    }
+
+    /// Creates the provider for the issuer, or finds the one a lost response of ours made.
+    async fn create_provider(&self, spec: &IamSpec, url: &str, tags: Tags) -> Result<String> {
+        let created = self
+            .client
+            .create_oidc_provider(spec.oidc_issuer_url.clone(), vec![AUDIENCE.into()], spec.thumbprints.clone(), tags)
+            .await;
+        match created {
+            Ok(arn) => Ok(arn),
+            // A lost response to our own create: find it again by URL.
+            Err(e) if e.is_already_exists() => match self.find_provider(spec).await? {
+                Some(p) => Ok(p.arn),
+                None => Err(e.at("CreateOpenIDConnectProvider", url).into()),
+            },
+            Err(e) => Err(e.at("CreateOpenIDConnectProvider", url).into()),
+        }
+    }
+
+    /// Creates the role (or takes back the one a lost response of ours made, its trust
+    /// rewritten), then puts its inline policy; returns its ARN.
+    async fn create_role(&self, ctx: &Context, role: &DesiredRole, trust: Value, tags: Tags) -> Result<String> {
+        let name = role.name.clone();
+        let arn = match self.client.create_role(name.clone(), trust.to_string(), tags).await {
+            Ok(r) => r.arn,
+            Err(e) if e.is_already_exists() => match self.client.get_role(name.clone()).await.at("GetRole", &name)? {
+                Some(r) if ctx.owns_tags(&r.tags) => {
+                    self.client
+                        .update_trust(name.clone(), trust.to_string())
+                        .await
+                        .at("UpdateAssumeRolePolicy", &name)?;
+                    r.arn
+                }
+                _ => return Err(NotOwned::new(ctx, "IAM role", name).into()),
+            },
+            Err(e) => return Err(e.at("CreateRole", &name).into()),
+        };
+        self.client
+            .put_role_policy(name.clone(), INLINE_POLICY.into(), role.policy.to_string())
+            .await
+            .at("PutRolePolicy", &name)?;
+        tracing::info!(role = %name, "created IAM role");
+        Ok(arn)
     }
 }

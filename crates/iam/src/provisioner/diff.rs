@@ -1,95 +1,169 @@
 //! Diff: the typed changes between the spec and what was observed (provider, roles, trust,
-//! policies, tags, service accounts).
+//! policies, tags, the default StorageClass, service accounts). `apply` executes exactly these;
+//! the plan shows each through [`Planned`].
 
 #[allow(unused_imports)]
 use super::*;
 
+/// Shown where a value names the provider the same run creates.
+const AFTER_APPLY: &str = "(known after apply)";
+
+/// A tag to set: key, value before (if any), value wanted.
+pub(super) type TagDrift = Vec<(String, Option<String>, String)>;
+
+/// One change of the IAM tier, in the order apply executes them. Trust policies name the
+/// provider's ARN, so they are computed when the change executes (after a created provider).
+#[derive(Debug, Clone)]
+pub(super) enum IamChange {
+    /// No provider for the issuer: create it (audience `sts.amazonaws.com`, with its tags).
+    CreateProvider { url: String, tags: Tags },
+    /// The provider lacks our audience.
+    AddClientId { url: String, arn: String, before: Vec<String> },
+    /// A missing role: create it with its trust and tags, then put its inline policy.
+    CreateRole { role: DesiredRole, tags: Tags },
+    /// An existing role drifted. `trust` is `Some(before)` when the trust policy is rewritten
+    /// (always, when the provider is created by this run); `policy` likewise.
+    UpdateRole {
+        role: DesiredRole,
+        arn: String,
+        trust: Option<Option<Value>>,
+        policy: Option<Option<Value>>,
+        tags: TagDrift,
+    },
+    /// Our default StorageClass (gp3, encrypted) is missing.
+    CreateStorageClass,
+    /// A service account to server-side apply with its role annotation and Helm adoption
+    /// metadata. `fields` are what the plan shows (empty for a create).
+    ServiceAccount { namespace: String, account: &'static str, kind: RoleKind, create: bool, fields: TagDrift },
+}
+
+impl Planned for IamChange {
+    fn change(&self) -> Change {
+        match self {
+            IamChange::CreateProvider { url, .. } => Change::new(
+                Action::Create,
+                ResourceRef::new("iam:oidc-provider", url),
+            )
+            .field("client_ids", None::<&str>, Some(AUDIENCE)),
+            IamChange::AddClientId { url, arn, before } => Change::new(
+                Action::Update,
+                ResourceRef::new("iam:oidc-provider", url).with_id(arn),
+            )
+            .field("client_ids", Some(before.join(",")), Some(AUDIENCE)),
+            IamChange::CreateRole { role, .. } => Change::new(Action::Create, ResourceRef::new("iam:role", &role.name))
+                .field("trust", None::<&str>, Some(role.shown_trust.as_deref().unwrap_or(AFTER_APPLY)))
+                .field("policy", None::<&str>, Some(policy::normalize(role.policy.clone()))),
+            IamChange::UpdateRole { role, arn, trust, policy, tags } => {
+                let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", &role.name).with_id(arn));
+                if let Some(before) = trust {
+                    c = c.field("trust", before.as_ref(), Some(role.shown_trust.as_deref().unwrap_or(AFTER_APPLY)));
+                }
+                if let Some(before) = policy {
+                    c = c.field("policy", before.as_ref(), Some(policy::normalize(role.policy.clone())));
+                }
+                for (k, before, after) in tags {
+                    c = c.field(format!("tags.{k}"), before.as_ref(), Some(after));
+                }
+                c
+            }
+            IamChange::CreateStorageClass => Change::new(
+                Action::Create,
+                ResourceRef::new("k8s:storageclass", k8s::STORAGE_CLASS),
+            )
+            .field("provisioner", None::<&str>, Some("ebs.csi.aws.com (gp3, encrypted, default)")),
+            IamChange::ServiceAccount { namespace, account, create, fields, .. } => {
+                let action = if *create { Action::Create } else { Action::Update };
+                let name = crate::names::service_account(namespace, account);
+                let mut c = Change::new(action, ResourceRef::new("k8s:serviceaccount", name));
+                for (path, before, after) in fields {
+                    c = c.field(path, before.as_ref(), Some(after));
+                }
+                c
+            }
+        }
+    }
+}
+
 impl<C: IamApi> IamProvisioner<C> {
-    pub(super) fn diff_tier(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Plan {
-        let mut plan = Plan::new();
-        let url = policy::issuer_host_path(&spec.oidc_issuer_url);
-        let provider_arn =
-            match &observed.provider {
-                None => {
-                    plan.push(Change::new(Action::Create, ResourceRef::new("iam:oidc-provider", url)).field(
-                        "client_ids",
-                        None::<&str>,
-                        Some(AUDIENCE),
-                    ));
-                    "(known after apply)".to_owned()
-                }
-                Some(p) => {
-                    if !p.client_ids.iter().any(|c| c == AUDIENCE) {
-                        plan.push(
-                            Change::new(Action::Update, ResourceRef::new("iam:oidc-provider", url).with_id(&p.arn))
-                                .field("client_ids", Some(p.client_ids.join(",")), Some(AUDIENCE)),
-                        );
-                    }
-                    p.arn.clone()
-                }
-            };
-        for role in desired_roles(ctx, spec) {
-            let name = &role.name;
-            let trust = policy::normalize(role.trust(spec, &provider_arn));
-            let perms = policy::normalize(role.policy.clone());
+    /// The typed changes, in the order apply executes them.
+    pub(super) fn changes(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Vec<IamChange> {
+        let mut changes = Vec::new();
+        let url = policy::issuer_host_path(&spec.oidc_issuer_url).to_owned();
+        match &observed.provider {
+            None => {
+                let tags = ctx.tags_for(Tier::Iam, "oidc-provider", &url);
+                changes.push(IamChange::CreateProvider { url, tags });
+            }
+            Some(p) if !p.client_ids.iter().any(|c| c == AUDIENCE) => {
+                changes.push(IamChange::AddClientId { url, arn: p.arn.clone(), before: p.client_ids.clone() })
+            }
+            Some(_) => {}
+        }
+        let provider_arn = provider_arn_of(observed);
+        for mut role in desired_roles(ctx, spec) {
+            let tags = ctx.tags_for(Tier::Iam, &role.tag_suffix, &role.name);
+            // The trust names the provider: known now when it exists, else after its create.
+            let trust = provider_arn.map(|arn| policy::normalize(role.trust(spec, arn)));
+            role.shown_trust = trust.as_ref().map(Value::to_string);
             let Some(have) = observed.role(&role.key) else {
-                plan.push(
-                    Change::new(Action::Create, ResourceRef::new("iam:role", name))
-                        .field("trust", None::<&str>, Some(&trust))
-                        .field("policy", None::<&str>, Some(&perms)),
-                );
+                changes.push(IamChange::CreateRole { role, tags });
                 continue;
             };
-            let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", name).with_id(&have.info.arn));
-            if observed.provider.is_some() && have.trust.as_ref() != Some(&trust) {
-                c = c.field("trust", have.trust.as_ref(), Some(&trust));
-            }
-            if have.policy.as_ref() != Some(&perms) {
-                c = c.field("policy", have.policy.as_ref(), Some(&perms));
-            }
-            for (k, v) in ctx.tags_for(Tier::Iam, &role.tag_suffix, name) {
-                if have.info.tags.get(&k) != Some(&v) {
-                    c = c.field(format!("tags.{k}"), have.info.tags.get(&k), Some(v));
-                }
-            }
-            if !c.fields.is_empty() {
-                plan.push(c);
+            let trust = match &trust {
+                Some(t) => (have.trust.as_ref() != Some(t)).then(|| have.trust.clone()),
+                None => Some(have.trust.clone()),
+            };
+            let perms = policy::normalize(role.policy.clone());
+            let policy = (have.policy.as_ref() != Some(&perms)).then(|| have.policy.clone());
+            let tags: TagDrift = tags
+                .into_iter()
+                .filter(|(k, v)| have.info.tags.get(k) != Some(v))
+                .map(|(k, v)| (k.clone(), have.info.tags.get(&k).cloned(), v))
+                .collect();
+            if trust.is_some() || policy.is_some() || !tags.is_empty() {
+                changes.push(IamChange::UpdateRole { role, arn: have.info.arn.clone(), trust, policy, tags });
             }
         }
         if spec.service_accounts {
             if !observed.default_storage_class {
-                plan.push(Change::new(Action::Create, ResourceRef::new("k8s:storageclass", k8s::STORAGE_CLASS)).field(
-                    "provisioner",
-                    None::<&str>,
-                    Some("ebs.csi.aws.com (gp3, encrypted, default)"),
-                ));
+                changes.push(IamChange::CreateStorageClass);
             }
             for kind in RoleKind::ALL {
+                // The role's ARN when it exists; a created role's is known after apply.
                 let role = observed.roles.get(&kind).map(|r| r.info.arn.clone());
                 for sa in kind.service_accounts() {
-                    let have = observed.service_accounts.iter().find(|s| s.name == sa);
-                    let r = ResourceRef::new("k8s:serviceaccount", crate::names::service_account(&spec.namespace, sa));
-                    match (have, &role) {
-                        (None, _) => plan.push(Change::new(Action::Create, r)),
-                        (Some(h), Some(role)) if h.role_arn.as_deref() != Some(role.as_str()) => {
-                            plan.push(Change::new(Action::Update, r).field(
-                                "annotations.eks.amazonaws.com/role-arn",
-                                h.role_arn.as_deref(),
-                                Some(role),
-                            ))
-                        }
-                        (Some(h), _) if h.helm_release.as_deref() != Some(spec.helm_release.as_str()) => {
-                            plan.push(Change::new(Action::Update, r).field(
-                                "annotations.meta.helm.sh/release-name",
-                                h.helm_release.as_deref(),
-                                Some(spec.helm_release.as_str()),
-                            ))
-                        }
-                        _ => {}
+                    let namespace = spec.namespace.clone();
+                    let Some(have) = observed.service_accounts.iter().find(|s| s.name == sa) else {
+                        changes.push(IamChange::ServiceAccount {
+                            namespace,
+                            account: sa,
+                            kind,
+                            create: true,
+                            fields: Vec::new(),
+                        });
+                        continue;
+                    };
+                    let mut fields = TagDrift::new();
+                    if have.role_arn != role || role.is_none() {
+                        fields.push((
+                            "annotations.eks.amazonaws.com/role-arn".into(),
+                            have.role_arn.clone(),
+                            role.clone().unwrap_or_else(|| AFTER_APPLY.to_owned()),
+                        ));
+                    }
+                    if have.helm_release.as_deref() != Some(spec.helm_release.as_str()) {
+                        fields.push((
+                            "annotations.meta.helm.sh/release-name".into(),
+                            have.helm_release.clone(),
+                            spec.helm_release.clone(),
+                        ));
+                    }
+                    if !fields.is_empty() {
+                        changes.push(IamChange::ServiceAccount { namespace, account: sa, kind, create: false, fields });
                     }
                 }
             }
         }
-        plan
+        changes
     }
 }

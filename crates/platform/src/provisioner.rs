@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use dify_stack_core::{Action, AwsAt, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, AwsAt, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 use serde_json::json;
 
@@ -15,6 +15,8 @@ mod apply;
 mod destroy;
 mod diff;
 mod observe;
+
+use diff::PlatformChange;
 
 pub use crate::error::{PlatformError, Result};
 use crate::spec::{
@@ -195,7 +197,7 @@ impl Provisioner for PlatformProvisioner {
     }
 
     fn diff(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Plan {
-        self.diff_tier(ctx, spec, o)
+        PlatformChange::plan(&self.changes(ctx, spec, o))
     }
 
     async fn apply(&self, ctx: &Context, spec: &PlatformSpec) -> Result<PlatformOutput> {

@@ -320,6 +320,12 @@ async fn a_new_chart_version_is_an_update_and_without_the_addon_metrics_server_i
     let plan = p.plan(&ctx, &spec).await.unwrap();
     assert_eq!(plan.changes.len(), 1, "{plan}");
     assert!(plan.to_string().contains("cluster-autoscaler-9.50.0"), "{plan}");
+    // Apply makes the one write the plan shows: that release upgraded, nothing else.
+    let before = fake.w().log.len();
+    p.apply(&ctx, &spec).await.unwrap();
+    let writes = fake.w().log[before..].to_vec();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(writes[0].starts_with("helm upgrade") && writes[0].contains("cluster-autoscaler-9.50.0"), "{writes:?}");
 }
 
 #[tokio::test]

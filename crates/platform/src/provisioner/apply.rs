@@ -1,4 +1,6 @@
-//! Apply: installs or upgrades the releases and add-ons and applies the IngressClass.
+//! Apply: executes the typed changes of one observation (the metrics-server add-on, the
+//! releases, the IngressClass), or hands out the commands when the cluster is not reachable
+//! from here.
 
 #[allow(unused_imports)]
 use super::*;
@@ -8,64 +10,43 @@ impl PlatformProvisioner {
         spec.validate()?;
         let cluster = self.cluster(spec)?;
         let o = self.observe(ctx, spec).await?;
-        let mut out = PlatformOutput::default();
-
-        // 1. metrics-server: the EKS add-on where offered.
-        if spec.metrics_server.is_some() {
-            if let Some(version) = &o.metrics_offered {
-                match &o.metrics_addon {
-                    Some(a) if !ctx.owns_tags(&a.tags) => {
-                        // Installed by someone else: used, never touched.
-                        out.metrics_server = Some(format!("eks-addon {} (not ours)", a.version));
-                    }
-                    Some(a) => out.metrics_server = Some(format!("eks-addon {}", a.version)),
-                    None => {
-                        let tags = ctx.tags_for(Tier::Platform, "addon", METRICS_SERVER);
-                        let cluster_name = spec.cluster_name.to_string();
-                        let created = self
-                            .addons
-                            .create_addon(cluster_name.clone(), METRICS_SERVER.into(), version.clone(), tags)
-                            .await;
-                        if let Err(e) = created {
-                            // A retried create whose first response was lost: ours now, fine.
-                            let now = self
-                                .addons
-                                .addon(cluster_name, METRICS_SERVER.into())
-                                .await
-                                .at("DescribeAddon", METRICS_SERVER)?;
-                            if !now.is_some_and(|a| ctx.owns_tags(&a.tags)) {
-                                return Err(e.at("CreateAddon", METRICS_SERVER).into());
-                            }
-                        }
-                        out.metrics_server = Some(format!("eks-addon {version}"));
-                    }
+        let releases = desired_releases(ctx, spec, o.metrics_offered.is_some());
+        let mut out = PlatformOutput {
+            metrics_server: match (&o.metrics_offered, &o.metrics_addon, &spec.metrics_server) {
+                (_, _, None) => None,
+                // Installed by someone else: used, never touched.
+                (Some(_), Some(a), _) if !ctx.owns_tags(&a.tags) => Some(format!("eks-addon {} (not ours)", a.version)),
+                (Some(_), Some(a), _) => Some(format!("eks-addon {}", a.version)),
+                (Some(version), None, _) => Some(format!("eks-addon {version}")),
+                (None, _, Some(chart)) => Some(format!("helm {}-{}", chart.chart, chart.version)),
+            },
+            ..Default::default()
+        };
+        for change in self.changes(ctx, spec, &o) {
+            match (change, cluster) {
+                (PlatformChange::CreateMetricsAddon { version }, _) => {
+                    self.create_metrics_addon(ctx, spec, version).await?
                 }
-            } else if let Some(chart) = &spec.metrics_server {
-                out.metrics_server = Some(format!("helm {}-{}", chart.chart, chart.version));
+                (PlatformChange::Release { release: r, .. }, Some((helm, _))) => {
+                    let values = serde_norway::to_string(&r.values).unwrap_or_default();
+                    helm.upgrade_install(r.name.into(), SYSTEM_NAMESPACE.into(), r.chart.clone(), values)
+                        .await
+                        .map_err(helm_err(r.name))?;
+                    tracing::info!(release = r.name, chart = %r.chart_id(), "installed Helm release");
+                }
+                (PlatformChange::IngressClass { .. }, Some((_, kube))) => {
+                    kube.apply_ingress_class(INGRESS_CLASS.into(), INGRESS_CONTROLLER.into()).await?;
+                }
+                // `changes` lists cluster changes only when the spec drives the cluster, and
+                // `cluster` is then `Some` (else it was an error above).
+                (_, None) => unreachable!("a cluster change without cluster access"),
             }
         }
-
-        // 2. The releases and the IngressClass, or the commands for them.
-        let releases = desired_releases(ctx, spec, o.metrics_offered.is_some());
         match cluster {
-            Some((helm, kube)) => {
-                for r in &releases {
-                    let current = o.releases.get(r.name).cloned().flatten();
-                    if current.as_ref().is_none_or(|c| c.chart != r.chart_id() || c.status != "deployed") {
-                        let values = serde_norway::to_string(&r.values).unwrap_or_default();
-                        helm.upgrade_install(r.name.into(), SYSTEM_NAMESPACE.into(), r.chart.clone(), values)
-                            .await
-                            .map_err(helm_err(r.name))?;
-                        tracing::info!(release = r.name, chart = %r.chart_id(), "installed Helm release");
-                    }
-                    out.releases.push(format!("{} {}", crate::names::release(r.name), r.chart_id()));
-                    if r.name == LOAD_BALANCER_CONTROLLER {
-                        if o.ingress_class.as_ref().map(|c| c.controller.as_str()) != Some(INGRESS_CONTROLLER) {
-                            kube.apply_ingress_class(INGRESS_CLASS.into(), INGRESS_CONTROLLER.into()).await?;
-                        }
-                        out.ingress_class = Some(INGRESS_CLASS.to_owned());
-                    }
-                }
+            Some(_) => {
+                out.releases =
+                    releases.iter().map(|r| format!("{} {}", crate::names::release(r.name), r.chart_id())).collect();
+                out.ingress_class = spec.load_balancer_controller.is_some().then(|| INGRESS_CLASS.to_owned());
             }
             None => {
                 for r in &releases {
@@ -88,7 +69,22 @@ impl PlatformProvisioner {
                 }
             }
         }
-
         Ok(out)
+    }
+
+    /// Creates the metrics-server add-on with our tags, or takes the one a lost response of ours
+    /// made.
+    async fn create_metrics_addon(&self, ctx: &Context, spec: &PlatformSpec, version: String) -> Result<()> {
+        let tags = ctx.tags_for(Tier::Platform, "addon", METRICS_SERVER);
+        let cluster_name = spec.cluster_name.to_string();
+        if let Err(e) = self.addons.create_addon(cluster_name.clone(), METRICS_SERVER.into(), version, tags).await {
+            // A retried create whose first response was lost: ours now, fine.
+            let now =
+                self.addons.addon(cluster_name, METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?;
+            if !now.is_some_and(|a| ctx.owns_tags(&a.tags)) {
+                return Err(e.at("CreateAddon", METRICS_SERVER).into());
+            }
+        }
+        Ok(())
     }
 }

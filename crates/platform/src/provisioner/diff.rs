@@ -1,46 +1,73 @@
-//! Diff: the typed changes between the spec and what was observed.
+//! Diff: the typed changes between the spec and what was observed. `apply` executes exactly
+//! these; the plan shows each through [`Planned`].
 
 #[allow(unused_imports)]
 use super::*;
 
+/// One change of the platform tier, in the order apply executes them.
+#[derive(Debug, Clone)]
+pub(super) enum PlatformChange {
+    /// metrics-server as the EKS add-on, at the version EKS offers for the cluster.
+    CreateMetricsAddon { version: String },
+    /// A release to install, upgrade (another chart version) or repair (not `deployed`).
+    Release { release: DesiredRelease, before: Option<ReleaseInfo> },
+    /// The IngressClass `alb` is missing or names another controller.
+    IngressClass { before: Option<String> },
+}
+
+impl Planned for PlatformChange {
+    fn change(&self) -> Change {
+        match self {
+            PlatformChange::CreateMetricsAddon { version } => Change::new(
+                Action::Create,
+                ResourceRef::new("eks:addon", METRICS_SERVER),
+            )
+            .field("version", None::<&str>, Some(version)),
+            PlatformChange::Release { release, before } => {
+                let id = ResourceRef::new("helm:release", crate::names::release(release.name));
+                match before {
+                    None => Change::new(Action::Create, id).field("chart", None::<&str>, Some(release.chart_id())),
+                    Some(have) if have.chart != release.chart_id() => {
+                        Change::new(Action::Update, id).field("chart", Some(&have.chart), Some(release.chart_id()))
+                    }
+                    Some(have) => Change::new(Action::Update, id).field("status", Some(&have.status), Some("deployed")),
+                }
+            }
+            PlatformChange::IngressClass { before } => {
+                let action = if before.is_some() { Action::Update } else { Action::Create };
+                Change::new(action, ResourceRef::new("k8s:ingressclass", INGRESS_CLASS)).field(
+                    "controller",
+                    before.as_deref(),
+                    Some(INGRESS_CONTROLLER),
+                )
+            }
+        }
+    }
+}
+
 impl PlatformProvisioner {
-    pub(super) fn diff_tier(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Plan {
-        let mut plan = Plan::new();
+    /// The typed changes, in the order apply executes them. The releases and the IngressClass
+    /// only when the spec drives the cluster (role-only access gets commands instead).
+    pub(super) fn changes(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Vec<PlatformChange> {
+        let mut changes = Vec::new();
         if spec.metrics_server.is_some()
             && let Some(version) = &o.metrics_offered
             && o.metrics_addon.is_none()
         {
-            plan.push(Change::new(Action::Create, ResourceRef::new("eks:addon", METRICS_SERVER)).field(
-                "version",
-                None::<&str>,
-                Some(version),
-            ));
+            changes.push(PlatformChange::CreateMetricsAddon { version: version.clone() });
         }
         if spec.kubernetes {
-            for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
-                let id = ResourceRef::new("helm:release", crate::names::release(r.name));
-                match o.releases.get(r.name).cloned().flatten() {
-                    None => plan.push(Change::new(Action::Create, id).field("chart", None::<&str>, Some(r.chart_id()))),
-                    Some(have) if have.chart != r.chart_id() => {
-                        plan.push(Change::new(Action::Update, id).field("chart", Some(&have.chart), Some(r.chart_id())))
-                    }
-                    Some(have) if have.status != "deployed" => {
-                        plan.push(Change::new(Action::Update, id).field("status", Some(&have.status), Some("deployed")))
-                    }
-                    Some(_) => {}
+            for release in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
+                let before = o.releases.get(release.name).cloned().flatten();
+                if before.as_ref().is_none_or(|have| have.chart != release.chart_id() || have.status != "deployed") {
+                    changes.push(PlatformChange::Release { release, before });
                 }
             }
-            if spec.load_balancer_controller.is_some()
-                && o.ingress_class.as_ref().map(|c| c.controller.as_str()) != Some(INGRESS_CONTROLLER)
-            {
-                let action = if o.ingress_class.is_some() { Action::Update } else { Action::Create };
-                plan.push(Change::new(action, ResourceRef::new("k8s:ingressclass", INGRESS_CLASS)).field(
-                    "controller",
-                    o.ingress_class.as_ref().map(|c| c.controller.as_str()),
-                    Some(INGRESS_CONTROLLER),
-                ));
+            let before = o.ingress_class.as_ref().map(|c| c.controller.clone());
+            if spec.load_balancer_controller.is_some() && before.as_deref() != Some(INGRESS_CONTROLLER) {
+                changes.push(PlatformChange::IngressClass { before });
             }
         }
-        plan
+        changes
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, BucketName};
-use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags, Tier};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -181,6 +181,114 @@ impl BucketProvisioner {
     }
 }
 
+/// One setting of the bucket that apply puts, with what the plan shows as its value before.
+#[derive(Debug, Clone, PartialEq)]
+enum Setting {
+    /// Our tags are missing or differ: the whole tag set is put (S3 replaces it), ours merged
+    /// over the bucket's.
+    Tags {
+        drift: Vec<(String, Option<String>, String)>,
+        all: Tags,
+    },
+    PublicAccessBlock,
+    /// Default encryption: SSE-S3, or SSE-KMS with `key`.
+    Encryption {
+        before: Option<(String, Option<String>)>,
+        alg: String,
+        key: Option<String>,
+    },
+    Versioning,
+    /// The TLS-only policy.
+    Policy {
+        before: Option<String>,
+        want: Value,
+    },
+    /// The rule that aborts incomplete multipart uploads.
+    Lifecycle {
+        before: Option<i32>,
+    },
+}
+
+/// The bucket's change: created (then every setting put) or settings put, in this order.
+#[derive(Debug, Clone, PartialEq)]
+struct BucketChange {
+    name: String,
+    create: bool,
+    settings: Vec<Setting>,
+}
+
+impl Planned for BucketChange {
+    fn change(&self) -> Change {
+        let action = if self.create { Action::Create } else { Action::Update };
+        let mut c = Change::new(action, ResourceRef::new("s3:bucket", &self.name));
+        for setting in &self.settings {
+            c = match setting {
+                // A new bucket's tags are ours: not listed one by one.
+                Setting::Tags { .. } if self.create => c,
+                Setting::Tags { drift, .. } => drift
+                    .iter()
+                    .fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after))),
+                Setting::PublicAccessBlock => {
+                    c.field("public_access_block", (!self.create).then_some("incomplete"), Some("all four"))
+                }
+                Setting::Encryption { before, alg, key } => c.field(
+                    "encryption",
+                    before.as_ref().map(|e| format!("{e:?}")),
+                    Some(if self.create { alg.clone() } else { format!("{:?}", (alg, key)) }),
+                ),
+                Setting::Versioning => c.field("versioning", (!self.create).then_some(false), Some(true)),
+                Setting::Policy { before, want } => {
+                    let after = if self.create { "deny non-TLS".to_owned() } else { want.to_string() };
+                    c.field("policy", before.as_deref(), Some(after))
+                }
+                Setting::Lifecycle { before } if self.create => c.field(
+                    "lifecycle",
+                    before.as_ref(),
+                    Some(format!("abort incomplete multipart uploads after {ABORT_MULTIPART_DAYS} days")),
+                ),
+                Setting::Lifecycle { before } => {
+                    c.field("lifecycle.abort_multipart_days", before.as_ref(), Some(ABORT_MULTIPART_DAYS))
+                }
+            };
+        }
+        c
+    }
+}
+
+/// The bucket's change against one observation; `None` when converged.
+fn changes(ctx: &Context, spec: &DatastoresSpec, o: &Option<BucketInfo>) -> Option<BucketChange> {
+    let name = bucket_name(ctx);
+    // A bucket to create is compared with an empty one: every setting is put.
+    let b = o.clone().unwrap_or_default();
+    let tags = ctx.tags_for(Tier::Datastores, "bucket", &name);
+    let mut settings = Vec::new();
+    let drift: Vec<(String, Option<String>, String)> =
+        tag_drift(&tags, &b.tags).into_iter().map(|(k, v)| (k.clone(), b.tags.get(&k).cloned(), v)).collect();
+    if !drift.is_empty() {
+        let mut all = b.tags.clone();
+        all.extend(tags);
+        settings.push(Setting::Tags { drift, all });
+    }
+    if !b.public_access_blocked {
+        settings.push(Setting::PublicAccessBlock);
+    }
+    let (alg, key) = want_encryption(spec);
+    if b.encryption.as_ref() != Some(&(alg.clone(), key.clone())) {
+        settings.push(Setting::Encryption { before: b.encryption.clone(), alg, key });
+    }
+    if !b.versioning {
+        settings.push(Setting::Versioning);
+    }
+    let want = tls_only_policy(ctx, &name);
+    if b.policy.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()).as_ref() != Some(&want) {
+        settings.push(Setting::Policy { before: b.policy.clone(), want });
+    }
+    if b.abort_multipart_days != Some(ABORT_MULTIPART_DAYS) {
+        settings.push(Setting::Lifecycle { before: b.abort_multipart_days });
+    }
+    (o.is_none() || !settings.is_empty()).then_some(BucketChange { name, create: o.is_none(), settings })
+}
+
 #[async_trait]
 impl Provisioner for BucketProvisioner {
     type Spec = DatastoresSpec;
@@ -204,58 +312,11 @@ impl Provisioner for BucketProvisioner {
     }
 
     fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &Option<BucketInfo>) -> Plan {
-        let name = bucket_name(ctx);
-        let r = ResourceRef::new("s3:bucket", &name);
-        let mut plan = Plan::new();
-        let (alg, key) = want_encryption(spec);
-        let Some(b) = o else {
-            plan.push(
-                Change::new(Action::Create, r)
-                    .field("versioning", None::<bool>, Some(true))
-                    .field("encryption", None::<&str>, Some(&alg))
-                    .field("public_access_block", None::<&str>, Some("all four"))
-                    .field("policy", None::<&str>, Some("deny non-TLS"))
-                    .field(
-                        "lifecycle",
-                        None::<&str>,
-                        Some(format!("abort incomplete multipart uploads after {ABORT_MULTIPART_DAYS} days")),
-                    ),
-            );
-            return plan;
-        };
-        let mut c = Change::new(Action::Update, r);
-        if !b.versioning {
-            c = c.field("versioning", Some(false), Some(true));
-        }
-        if b.encryption.as_ref() != Some(&(alg.clone(), key.clone())) {
-            c = c.field(
-                "encryption",
-                b.encryption.as_ref().map(|e| format!("{e:?}")),
-                Some(format!("{:?}", (alg, key))),
-            );
-        }
-        if !b.public_access_blocked {
-            c = c.field("public_access_block", Some("incomplete"), Some("all four"));
-        }
-        let want_policy = tls_only_policy(ctx, &name);
-        let have_policy: Option<Value> = b.policy.as_deref().and_then(|p| serde_json::from_str(p).ok());
-        if have_policy.as_ref() != Some(&want_policy) {
-            c = c.field("policy", b.policy.as_deref(), Some(want_policy.to_string()));
-        }
-        if b.abort_multipart_days != Some(ABORT_MULTIPART_DAYS) {
-            c = c.field("lifecycle.abort_multipart_days", b.abort_multipart_days, Some(ABORT_MULTIPART_DAYS));
-        }
-        let tags = ctx.tags_for(Tier::Datastores, "bucket", &name);
-        for (k, v) in tag_drift(&tags, &b.tags) {
-            c = c.field(format!("tags.{k}"), b.tags.get(&k), Some(v));
-        }
-        if !c.fields.is_empty() {
-            plan.push(c);
-        }
-        plan
+        changes(ctx, spec, o).iter().map(Planned::change).collect()
     }
 
     /// Needs only the context (account id) and `spec.bucket`: the bucket waits for no other tier.
+    /// Executes the typed changes of one observation.
     async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<BucketOutput> {
         let name = bucket_name(ctx);
         let mut errs = SpecErrors::new();
@@ -266,44 +327,32 @@ impl Provisioner for BucketProvisioner {
             errs.push("stack", e.to_string(), "choose a shorter stack name");
         }
         errs.into_result()?;
-        let tags = ctx.tags_for(Tier::Datastores, "bucket", &name);
-        let have = match self.observe(ctx, spec).await? {
-            Some(b) => b,
-            None => {
-                match self.s3.create(name.clone(), ctx.region().to_owned()).await {
-                    Ok(()) => tracing::info!(bucket = %name, "created bucket"),
-                    Err(e) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => {}
-                    Err(e) => return Err(e.at("CreateBucket", &name).into()),
-                }
-                // Tags first: a crash after this point leaves a bucket we recognise as ours.
-                self.s3.put_tags(name.clone(), tags.clone()).await.at("PutBucketTagging", &name)?;
-                BucketInfo { tags: tags.clone(), ..Default::default() }
+        let observed = self.observe(ctx, spec).await?;
+        let Some(change) = changes(ctx, spec, &observed) else { return Ok(bucket_output(ctx)) };
+        if change.create {
+            match self.s3.create(name.clone(), ctx.region().to_owned()).await {
+                Ok(()) => tracing::info!(bucket = %name, "created bucket"),
+                Err(e) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => {}
+                Err(e) => return Err(e.at("CreateBucket", &name).into()),
             }
-        };
-        if !tag_drift(&tags, &have.tags).is_empty() {
-            let mut all = have.tags.clone();
-            all.extend(tags);
-            self.s3.put_tags(name.clone(), all).await.at("PutBucketTagging", &name)?;
         }
-        if !have.public_access_blocked {
-            self.s3.block_public_access(name.clone()).await.at("PutPublicAccessBlock", &name)?;
-        }
-        let (alg, key) = want_encryption(spec);
-        if have.encryption.as_ref() != Some(&(alg, key.clone())) {
-            self.s3.put_encryption(name.clone(), key).await.at("PutBucketEncryption", &name)?;
-        }
-        if !have.versioning {
-            self.s3.enable_versioning(name.clone()).await.at("PutBucketVersioning", &name)?;
-        }
-        let policy = tls_only_policy(ctx, &name);
-        if have.policy.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()).as_ref() != Some(&policy) {
-            self.s3.put_policy(name.clone(), policy.to_string()).await.at("PutBucketPolicy", &name)?;
-        }
-        if have.abort_multipart_days != Some(ABORT_MULTIPART_DAYS) {
-            self.s3
-                .put_lifecycle(name.clone(), ABORT_MULTIPART_DAYS)
-                .await
-                .at("PutBucketLifecycleConfiguration", &name)?;
+        // Tags first: a crash after them leaves a bucket we recognise as ours.
+        for setting in change.settings {
+            let n = name.clone();
+            match setting {
+                Setting::Tags { all, .. } => self.s3.put_tags(n, all).await.at("PutBucketTagging", &name)?,
+                Setting::PublicAccessBlock => self.s3.block_public_access(n).await.at("PutPublicAccessBlock", &name)?,
+                Setting::Encryption { key, .. } => {
+                    self.s3.put_encryption(n, key).await.at("PutBucketEncryption", &name)?
+                }
+                Setting::Versioning => self.s3.enable_versioning(n).await.at("PutBucketVersioning", &name)?,
+                Setting::Policy { want, .. } => {
+                    self.s3.put_policy(n, want.to_string()).await.at("PutBucketPolicy", &name)?
+                }
+                Setting::Lifecycle { .. } => {
+                    self.s3.put_lifecycle(n, ABORT_MULTIPART_DAYS).await.at("PutBucketLifecycleConfiguration", &name)?
+                }
+            }
         }
         Ok(bucket_output(ctx))
     }

@@ -531,3 +531,43 @@ async fn a_refused_prod_destroy_makes_no_write() {
     assert!(text.contains("bucket ds-mock-storage-123456789012 holds 2 object versions"), "{text}");
     assert!(text.contains("--delete-data"), "{text}");
 }
+
+/// A bucket with versioning suspended and its TLS-only policy gone: the plan shows those two
+/// settings, and apply makes those two writes and no other (a mock without an expectation for a
+/// write panics when it is made).
+#[tokio::test]
+async fn a_drifted_bucket_gets_exactly_the_writes_its_plan_shows() {
+    let ctx = ctx_in("us-west-2", Environment::Test);
+    let spec = spec(Environment::Test, 2);
+    let name = "ds-mock-storage-123456789012";
+    let tags = owned_tags(&ctx, "bucket", name);
+    let mut s3 = MockS3Api::new();
+    s3.expect_describe().withf(move |n| n == name).returning(move |_| {
+        Ok(Some(BucketInfo {
+            tags: tags.clone(),
+            versioning: false,
+            encryption: Some(("AES256".into(), None)),
+            public_access_blocked: true,
+            policy: None,
+            abort_multipart_days: Some(bucket::ABORT_MULTIPART_DAYS),
+        }))
+    });
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let w = writes.clone();
+    s3.expect_enable_versioning().returning(move |n| {
+        w.lock().unwrap().push(format!("versioning {n}"));
+        Ok(())
+    });
+    let w = writes.clone();
+    s3.expect_put_policy().returning(move |n, policy| {
+        assert!(policy.contains("aws:SecureTransport"), "{policy}");
+        w.lock().unwrap().push(format!("policy {n}"));
+        Ok(())
+    });
+    let p = BucketProvisioner::new(Arc::new(s3));
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    let fields: Vec<&str> = plan.changes.iter().flat_map(|c| c.fields.iter().map(|f| f.path.as_str())).collect();
+    assert_eq!(fields, ["versioning", "policy"], "{plan}");
+    p.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(*writes.lock().unwrap(), [format!("versioning {name}"), format!("policy {name}")]);
+}

@@ -35,7 +35,11 @@ pub(crate) struct Sim {
     dists: BTreeMap<String, Dist>,
     /// Documented upper bounds, seconds: a draw above is clamped.
     max: BTreeMap<String, f64>,
-    rng: Mutex<fastrand::Rng>,
+    seed: u64,
+    /// One random stream per kind (and label): the k-th draw of a kind is the same whatever
+    /// order the provisioners create resources in, so two graph shapes run on one seed meet the
+    /// same AWS.
+    rngs: Mutex<BTreeMap<String, fastrand::Rng>>,
     ids: AtomicU64,
     /// Every duration drawn, by kind, in drawing order.
     sampled: Mutex<BTreeMap<String, Vec<Duration>>>,
@@ -51,7 +55,8 @@ impl Sim {
         Sim {
             dists,
             max,
-            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            seed,
+            rngs: Mutex::new(BTreeMap::new()),
             ids: AtomicU64::new(1),
             sampled: Mutex::new(BTreeMap::new()),
             calls: AtomicU64::new(0),
@@ -66,8 +71,13 @@ impl Sim {
     /// A duration of `kind`, recorded under `kind:label` (`kind` without a label).
     pub(crate) fn duration_for(&self, kind: &str, label: &str) -> Duration {
         let [min, median, p95] = *self.dists.get(kind).unwrap_or_else(|| panic!("no duration for {kind}"));
+        let key = if label.is_empty() { kind.to_owned() } else { format!("{kind}:{label}") };
         let secs = {
-            let mut rng = self.rng.lock().unwrap();
+            let mut rngs = self.rngs.lock().unwrap();
+            // The stream's seed: the run's seed mixed with the key's FNV-1a hash.
+            let stream =
+                key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            let rng = rngs.entry(key.clone()).or_insert_with(|| fastrand::Rng::with_seed(self.seed ^ stream));
             // Box-Muller: one standard normal from two uniforms in (0, 1].
             let (u1, u2) = (1.0 - rng.f64(), rng.f64());
             let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
@@ -76,7 +86,6 @@ impl Sim {
         };
         let secs = self.max.get(kind).map_or(secs, |m| secs.min(*m));
         let d = Duration::from_secs_f64(secs);
-        let key = if label.is_empty() { kind.to_owned() } else { format!("{kind}:{label}") };
         self.sampled.lock().unwrap().entry(key).or_default().push(d);
         d
     }

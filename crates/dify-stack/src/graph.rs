@@ -29,7 +29,12 @@ pub enum Node {
     Egress,
     /// The node security group (datastores admit it; the node group uses it).
     NodeSecurityGroup,
-    /// Cluster, node group, add-ons.
+    /// The EKS control plane: IAM roles, secrets key, log group, the cluster (until ACTIVE) and
+    /// its access entries. Split from [`Node::Eks`] because the cluster takes about ten minutes
+    /// and needs only the subnets: it is built while the NAT gateways are.
+    EksControlPlane,
+    /// Cluster, node group, add-ons: the whole EKS tier, after the control plane and the egress
+    /// its nodes register through.
     Eks,
     /// Aurora PostgreSQL.
     Aurora,
@@ -54,10 +59,11 @@ pub enum Node {
 
 impl Node {
     /// Every node, in a stable order.
-    pub const ALL: [Node; 13] = [
+    pub const ALL: [Node; 14] = [
         Node::Network,
         Node::Egress,
         Node::NodeSecurityGroup,
+        Node::EksControlPlane,
         Node::Eks,
         Node::Aurora,
         Node::Redis,
@@ -75,9 +81,11 @@ impl Node {
         match self {
             Node::Network | Node::Bucket | Node::AppSecrets | Node::Registry | Node::Certificate => &[],
             Node::NodeSecurityGroup | Node::Egress => &[Node::Network],
-            // The node group needs egress (its nodes register through the NAT gateways): the
-            // EKS node waits for it; the stores need only the subnets.
-            Node::Eks => &[Node::Egress, Node::NodeSecurityGroup],
+            // The control plane needs the subnets (and the node security group its launch
+            // template and the stores share); the node group needs egress too (its nodes
+            // register through the NAT gateways): the EKS node waits for both.
+            Node::EksControlPlane => &[Node::Network, Node::NodeSecurityGroup],
+            Node::Eks => &[Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup],
             Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
             Node::Iam => &[Node::Eks, Node::Bucket, Node::Registry],
             Node::Platform => &[Node::Egress, Node::Eks, Node::Iam],
@@ -95,6 +103,7 @@ impl Node {
             Node::Network => "network",
             Node::Egress => "egress",
             Node::NodeSecurityGroup => "node-security-group",
+            Node::EksControlPlane => "eks-control-plane",
             Node::Eks => "eks",
             Node::Aurora => "aurora",
             Node::Redis => "redis",
@@ -316,6 +325,9 @@ pub enum NodeOutput {
     Platform(Box<dify_stack_platform::PlatformOutput>),
     /// Certificate.
     Certificate(Box<dify_stack_platform::CertificateOutput>),
+    /// The node's work is done and its dependants read what it made from AWS (the EKS control
+    /// plane: the EKS node observes the cluster again).
+    Done,
 }
 
 /// Runs one node of the stack. The real implementation is [`AwsRunner`](crate::AwsRunner);

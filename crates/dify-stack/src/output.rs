@@ -79,6 +79,7 @@ impl StackOutput {
             NodeOutput::Iam(x) => self.iam = Some(*x),
             NodeOutput::Platform(x) => self.platform = Some(*x),
             NodeOutput::Certificate(x) => self.certificate = Some(*x),
+            NodeOutput::Done => {}
         }
     }
 

@@ -333,6 +333,13 @@ impl TierRunner for AwsRunner {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
                 NodeOutput::NodeSecurityGroup(self.node_sg.apply(ctx, &wiring::node_sg_spec(net)).await.map_err(fail)?)
             }
+            // The cluster first; the EKS node then converges the whole tier (the same idempotent
+            // apply, which finds the control plane made).
+            Node::EksControlPlane => {
+                let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
+                self.eks.apply_control_plane(ctx, &wiring::eks_spec(cfg, net)).await.map_err(fail)?;
+                NodeOutput::Done
+            }
             Node::Eks => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
                 NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(fail)?))
@@ -391,6 +398,8 @@ impl TierRunner for AwsRunner {
             // The network node's destroy removes the NAT gateways, addresses and route tables
             // with the VPC, in the order AWS needs, after every node that uses the network.
             Node::Egress => Ok(Vec::new()),
+            // The EKS node's destroy removes the cluster after its node group and add-ons.
+            Node::EksControlPlane => Ok(Vec::new()),
             Node::NodeSecurityGroup => {
                 let Some(vpc_id) = self.discover_vpc().await? else { return Ok(Vec::new()) };
                 self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(fail)

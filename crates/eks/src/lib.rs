@@ -36,7 +36,9 @@ pub use client::{
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};
 pub use error::{EksError, Result};
 pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
-pub use provisioner::{EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version};
+pub use provisioner::{
+    CONTROL_PLANE_KINDS, EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version,
+};
 pub use sdk::SdkEks;
 pub use spec::{
     ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, EndpointSpec, NodeGroupSpec,

@@ -32,6 +32,11 @@ use self::{diff::*, waits::*};
 pub(crate) use crate::names::token;
 pub use crate::names::{Names, cluster_name};
 
+/// The kinds of resource [`EksProvisioner::apply_control_plane`] makes; the rest of a plan is
+/// the launch template, node group and add-ons.
+pub const CONTROL_PLANE_KINDS: [&str; 6] =
+    ["iam:role", "kms:key", "ec2:security-group", "logs:log-group", "eks:cluster", "eks:access-entry"];
+
 /// Days a KMS key stays recoverable after destroy.
 pub const KEY_DELETION_WINDOW_DAYS: i32 = 7;
 
@@ -285,6 +290,19 @@ impl<C: EksApi> EksProvisioner<C> {
     pub fn with_kubernetes_objects(mut self, objects: impl LoadBalancerObjects + 'static) -> Self {
         self.kube_objects = Some(Arc::new(objects));
         self
+    }
+
+    /// The first part of [`apply`](Provisioner::apply): the IAM roles, the secrets key, the
+    /// node security group (unless external), the log group, the cluster waited until ACTIVE
+    /// and its access entries; not the launch template, node group or add-ons. The control
+    /// plane needs only the subnets, while the node group's nodes need egress through the NAT
+    /// gateways to register: the stack starts this before the egress is done, and `apply`
+    /// then converges the rest (finding the control plane made).
+    pub async fn apply_control_plane(&self, ctx: &Context, spec: &EksSpec) -> Result<()> {
+        spec.validate(ctx)?;
+        let names = Names::of(ctx);
+        let o = self.observe(ctx, spec).await?;
+        self.converge_control_plane(ctx, spec, &names, &o).await.map(|_| ())
     }
 
     /// Destroy keeps the node security group: it belongs to a

@@ -69,7 +69,14 @@ impl AwsRunner {
         // The node security group is the node-security-group node's (listed there once).
         p.changes.retain(|c| !(c.resource.kind == "ec2:security-group" && c.action == dify_stack_core::Action::Create));
         up.eks = out;
-        put(Node::Eks, p, pending);
+        // One observation of one tier, shown as the two nodes that apply it: the control plane,
+        // then the node group and add-ons.
+        let (control, nodes_part): (Vec<_>, Vec<_>) = p
+            .changes
+            .into_iter()
+            .partition(|c| dify_stack_eks::CONTROL_PLANE_KINDS.contains(&c.resource.kind.as_str()));
+        put(Node::EksControlPlane, dify_stack_core::Plan { changes: control }, pending);
+        put(Node::Eks, dify_stack_core::Plan { changes: nodes_part }, pending);
 
         // Stores.
         let ds = wiring::datastores_spec(cfg, &net, &sg);

@@ -40,8 +40,9 @@ fn wiring_passes_only_what_each_tier_needs() {
     // The graph encodes the same needs: the stores wait for the network and the node group's
     // security group only, never for the cluster.
     assert_eq!(Node::Aurora.deps(), [Node::Network, Node::NodeSecurityGroup]);
-    // Only the cluster's node group needs the NAT gateways.
-    assert_eq!(Node::Eks.deps(), [Node::Egress, Node::NodeSecurityGroup]);
+    // Only the cluster's node group needs the NAT gateways: the control plane is built meanwhile.
+    assert_eq!(Node::EksControlPlane.deps(), [Node::Network, Node::NodeSecurityGroup]);
+    assert_eq!(Node::Eks.deps(), [Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup]);
     assert_eq!(Node::Egress.deps(), [Node::Network]);
     assert_eq!(Node::Iam.deps(), [Node::Eks, Node::Bucket, Node::Registry]);
     assert!(Node::Bucket.deps().is_empty() && Node::Registry.deps().is_empty());
@@ -150,8 +151,8 @@ fn fake_output(node: Node) -> NodeOutput {
             plugin_repository_arn_pattern: "p*".into(),
             plugin_image_repo_prefix: "r/p".into(),
         })),
-        // Stores and IAM: their outputs are not consumed by other nodes.
-        _ => NodeOutput::NodeSecurityGroup(SecurityGroupId::new("sg-ignored")),
+        // The control plane, stores and IAM: their outputs are not consumed by other nodes.
+        _ => NodeOutput::Done,
     }
 }
 
@@ -178,7 +179,8 @@ fn durations() -> BTreeMap<Node, u64> {
         (Node::Network, 10),
         (Node::Egress, 95),
         (Node::NodeSecurityGroup, 3),
-        (Node::Eks, 780),
+        (Node::EksControlPlane, 600),
+        (Node::Eks, 180),
         (Node::Aurora, 480),
         (Node::Redis, 420),
         (Node::OpenSearch, 960),
@@ -206,14 +208,14 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
     for n in [Node::Network, Node::Bucket, Node::AppSecrets, Node::Registry, Node::Certificate] {
         assert_eq!(runs[&n].0, 0, "{n}");
     }
-    // The stores start as soon as the node security group exists, before the NAT gateways are
-    // done; the cluster once they are.
+    // The stores and the control plane start as soon as the node security group exists, before
+    // the NAT gateways are done; the node group once both the control plane and egress are.
     let sg_done = runs[&Node::NodeSecurityGroup].1;
-    for n in [Node::Aurora, Node::Redis, Node::OpenSearch] {
+    for n in [Node::Aurora, Node::Redis, Node::OpenSearch, Node::EksControlPlane] {
         assert_eq!(runs[&n].0, sg_done, "{n}");
     }
     assert!(sg_done < runs[&Node::Egress].1);
-    assert_eq!(runs[&Node::Eks].0, runs[&Node::Egress].1);
+    assert_eq!(runs[&Node::Eks].0, runs[&Node::Egress].1.max(runs[&Node::EksControlPlane].1));
     assert_eq!(runs[&Node::Iam].0, runs[&Node::Eks].1);
     let (critical, path) =
         graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());

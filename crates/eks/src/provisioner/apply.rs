@@ -2,6 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// What the control plane's convergence hands to the node group and add-ons.
+pub(super) struct ControlPlane {
+    cluster_role: String,
+    node_role: String,
+    ebs_csi_role: Option<AddonRole>,
+    key: KeyInfo,
+    node_sg: String,
+    cluster: ClusterInfo,
+}
+
 #[allow(unused_imports)]
 use super::*;
 
@@ -10,36 +20,8 @@ impl<C: EksApi> EksProvisioner<C> {
         spec.validate(ctx)?;
         let names = Names::of(ctx);
         let o = self.observe(ctx, spec).await?;
-        // Refusals first, so a refused apply changes nothing.
-        if let Some(have) = &o.cluster {
-            next_version(&have.version, &spec.kubernetes_version)?;
-        }
-        if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
-            let f = &c.fields[0];
-            return Err(EksError::ImmutableChange {
-                field: f.path.clone(),
-                resource: c.resource.name.clone(),
-                have: f.before.clone().unwrap_or_default(),
-                want: f.after.clone().unwrap_or_default(),
-            });
-        }
-        let wants = role_wants(ctx, &names, spec);
-        let mut arns = Vec::new();
-        for (want, have) in wants.iter().zip(o.roles()) {
-            arns.push(self.ensure_role(ctx, want, have.as_ref()).await?);
-        }
-        let (cluster_role, node_role) = (arns[0].clone(), arns[1].clone());
-        let ebs_csi_role = arns
-            .get(2)
-            .map(|arn| AddonRole { service_account: EBS_CSI_SERVICE_ACCOUNT.to_owned(), role_arn: arn.clone() });
-        let key = self.ensure_key(ctx, &names, o.key.as_ref()).await?;
-        let node_sg = match &o.node_security_group {
-            Some(sg) => sg.id.clone(),
-            None => create_node_security_group(&self.client, ctx, spec.vpc_id.as_str(), &names).await?,
-        };
-        self.ensure_log_group(ctx, spec, &names, o.log_group.as_ref()).await?;
-        let cluster = self.ensure_cluster(ctx, spec, &names, o.cluster.clone(), cluster_role.clone(), &key.arn).await?;
-        self.ensure_access(ctx, spec, &names, &o.access).await?;
+        let ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster } =
+            self.converge_control_plane(ctx, spec, &names, &o).await?;
 
         // Launch template: IMDSv2 only, hop limit 2, encrypted gp3 root volume.
         let lt_data = launch_template_data(spec, lt_security_groups(&node_sg, Some(&cluster)));
@@ -214,6 +196,48 @@ impl<C: EksApi> EksProvisioner<C> {
         let (nodegroup, _) = futures::future::try_join(nodegroup_wait, addons_wait).await?;
 
         Ok(eks_output(ctx, &cluster, &node_sg, &cluster_role, &node_role, &key.arn, &nodegroup.name))
+    }
+
+    /// The control plane: refusals first (so a refused apply changes nothing), then the roles,
+    /// the secrets key, the node security group (when the tier owns it), the log group, the
+    /// cluster (waited until ACTIVE) and its access entries.
+    pub(super) async fn converge_control_plane(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        names: &Names,
+        o: &ObservedEks,
+    ) -> Result<ControlPlane> {
+        if let Some(have) = &o.cluster {
+            next_version(&have.version, &spec.kubernetes_version)?;
+        }
+        if let Some(c) = self.diff(ctx, spec, o).with_action(Action::Replace).next() {
+            let f = &c.fields[0];
+            return Err(EksError::ImmutableChange {
+                field: f.path.clone(),
+                resource: c.resource.name.clone(),
+                have: f.before.clone().unwrap_or_default(),
+                want: f.after.clone().unwrap_or_default(),
+            });
+        }
+        let wants = role_wants(ctx, names, spec);
+        let mut arns = Vec::new();
+        for (want, have) in wants.iter().zip(o.roles()) {
+            arns.push(self.ensure_role(ctx, want, have.as_ref()).await?);
+        }
+        let (cluster_role, node_role) = (arns[0].clone(), arns[1].clone());
+        let ebs_csi_role = arns
+            .get(2)
+            .map(|arn| AddonRole { service_account: EBS_CSI_SERVICE_ACCOUNT.to_owned(), role_arn: arn.clone() });
+        let key = self.ensure_key(ctx, names, o.key.as_ref()).await?;
+        let node_sg = match &o.node_security_group {
+            Some(sg) => sg.id.clone(),
+            None => create_node_security_group(&self.client, ctx, spec.vpc_id.as_str(), names).await?,
+        };
+        self.ensure_log_group(ctx, spec, names, o.log_group.as_ref()).await?;
+        let cluster = self.ensure_cluster(ctx, spec, names, o.cluster.clone(), cluster_role.clone(), &key.arn).await?;
+        self.ensure_access(ctx, spec, names, &o.access).await?;
+        Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
     }
 
     pub(super) async fn ensure_role(&self, ctx: &Context, want: &RoleWant, have: Option<&RoleInfo>) -> Result<String> {

@@ -24,28 +24,33 @@ pub struct NodeSecurityGroupSpec {
     pub vpc_id: VpcId,
 }
 
-/// Provisions the node security group `<stack>-eks-nodes`.
-#[derive(Debug, Clone)]
-pub struct NodeSecurityGroupProvisioner<C = crate::SdkEks> {
-    client: C,
+/// Provisions the node security group `<stack>-eks-nodes`. Cheap to clone: clones share the
+/// client.
+#[derive(Clone)]
+pub struct NodeSecurityGroupProvisioner {
+    client: std::sync::Arc<dyn EksApi>,
 }
 
-impl NodeSecurityGroupProvisioner<crate::SdkEks> {
-    /// A provisioner over the real EC2 API.
-    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
-        NodeSecurityGroupProvisioner { client: crate::SdkEks::from_conf(config) }
+impl std::fmt::Debug for NodeSecurityGroupProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSecurityGroupProvisioner").finish_non_exhaustive()
     }
 }
 
-impl<C: EksApi> NodeSecurityGroupProvisioner<C> {
+impl NodeSecurityGroupProvisioner {
+    /// A provisioner over the real EC2 API.
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
+        NodeSecurityGroupProvisioner::new(crate::SdkEks::from_conf(config))
+    }
+
     /// A provisioner over the given client.
-    pub fn new(client: C) -> Self {
-        NodeSecurityGroupProvisioner { client }
+    pub fn new(client: impl EksApi + 'static) -> Self {
+        NodeSecurityGroupProvisioner { client: std::sync::Arc::new(client) }
     }
 }
 
 #[async_trait]
-impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
+impl Provisioner for NodeSecurityGroupProvisioner {
     type Spec = NodeSecurityGroupSpec;
     type Observed = Option<SecurityGroupInfo>;
     type Output = SecurityGroupId;
@@ -94,7 +99,7 @@ impl<C: EksApi> Provisioner for NodeSecurityGroupProvisioner<C> {
         if let Some(sg) = self.observe(ctx, spec).await? {
             return Ok(SecurityGroupId::new(sg.id));
         }
-        let id = create_node_security_group(&self.client, ctx, spec.vpc_id.as_str(), &Names::of(ctx)).await?;
+        let id = create_node_security_group(self.client.as_ref(), ctx, spec.vpc_id.as_str(), &Names::of(ctx)).await?;
         Ok(SecurityGroupId::new(id))
     }
 

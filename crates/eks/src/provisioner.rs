@@ -131,10 +131,11 @@ pub struct ObservedEks {
     pub access: BTreeMap<String, Vec<String>>,
 }
 
-/// Provisions the EKS tier.
-#[derive(Debug, Clone)]
-pub struct EksProvisioner<C = crate::SdkEks> {
-    pub(crate) client: C,
+/// Provisions the EKS tier through an [`EksApi`] (the SDK's [`crate::SdkEks`], a mock or fake in
+/// tests). Cheap to clone: clones share the clients.
+#[derive(Clone)]
+pub struct EksProvisioner {
+    pub(crate) client: Arc<dyn EksApi>,
     /// Destroy leaves the node security group to its own [`crate::NodeSecurityGroupProvisioner`]
     /// (set by the stack): the datastore groups reference it, and EC2 refuses to delete a group
     /// another group's rule refers to (DependencyViolation) for as long as those stores take to
@@ -146,7 +147,15 @@ pub struct EksProvisioner<C = crate::SdkEks> {
     kube_objects: Option<Arc<dyn LoadBalancerObjects>>,
 }
 
-impl EksProvisioner<crate::SdkEks> {
+impl std::fmt::Debug for EksProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EksProvisioner")
+            .field("keep_node_security_group", &self.keep_node_security_group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EksProvisioner {
     /// A provisioner over the real AWS APIs.
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
         EksProvisioner::new(crate::SdkEks::from_conf(config))
@@ -273,10 +282,15 @@ pub fn next_version(have: &str, want: &str) -> Result<Option<String>> {
     Ok(Some(format!("{}.{}", h.0, h.1 + 1)))
 }
 
-impl<C: EksApi> EksProvisioner<C> {
+impl EksProvisioner {
     /// A provisioner over the given client.
-    pub fn new(client: C) -> Self {
-        EksProvisioner { client, keep_node_security_group: false, load_balancers: None, kube_objects: None }
+    pub fn new(client: impl EksApi + 'static) -> Self {
+        EksProvisioner {
+            client: Arc::new(client),
+            keep_node_security_group: false,
+            load_balancers: None,
+            kube_objects: None,
+        }
     }
 
     /// Destroy deletes the load balancers Kubernetes made for the cluster through `api`.
@@ -318,8 +332,8 @@ impl<C: EksApi> EksProvisioner<C> {
 }
 
 /// Creates the node security group (find-or-create: a lost response is read back).
-pub(crate) async fn create_node_security_group<C: EksApi>(
-    client: &C,
+pub(crate) async fn create_node_security_group(
+    client: &dyn EksApi,
     ctx: &Context,
     vpc_id: &str,
     names: &Names,
@@ -377,7 +391,7 @@ fn eks_output(
 }
 
 #[async_trait]
-impl<C: EksApi> Provisioner for EksProvisioner<C> {
+impl Provisioner for EksProvisioner {
     type Spec = EksSpec;
     type Observed = ObservedEks;
     type Output = EksOutput;

@@ -124,7 +124,7 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
         s.addon_script = VecDeque::from(["CREATING", "CREATING"]);
         s.iam_rejections = 2;
     });
-    let eks = EksProvisioner::new(fake);
+    let eks = EksProvisioner::new(fake.clone());
     let (ctx, spec) = (ctx(), spec());
     let plan = eks.plan(&ctx, &spec).await.unwrap();
     let creates: Vec<&str> = plan.with_action(Action::Create).map(|c| c.resource.kind.as_str()).collect();
@@ -156,7 +156,7 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
     assert_eq!(out.node_role_arn.as_str(), "arn:aws:iam::1:role/eks-t-eks-node");
 
     {
-        let s = eks.client.0.lock().unwrap();
+        let s = fake.0.lock().unwrap();
         // Two IAM-propagation rejections were retried.
         assert_eq!(s.calls.iter().filter(|c| *c == "CreateCluster").count(), 3);
         // ... with one token, stable across the retries of this creation.
@@ -192,24 +192,24 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
         assert!(made < s.calls.iter().position(|c| c == "CreateCluster").unwrap());
     }
     assert!(eks.plan(&ctx, &spec).await.unwrap().is_empty());
-    let before = eks.client.writes().len();
+    let before = fake.writes().len();
     eks.apply(&ctx, &spec).await.unwrap();
-    assert_eq!(eks.client.writes().len(), before, "no-op apply wrote: {:?}", &eks.client.writes()[before..]);
+    assert_eq!(fake.writes().len(), before, "no-op apply wrote: {:?}", &fake.writes()[before..]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_cluster_ends_the_wait_at_once() {
     let fake = FakeEks::with(|s| s.cluster_script = VecDeque::from(["CREATING", "FAILED"]));
-    let eks = EksProvisioner::new(fake);
+    let eks = EksProvisioner::new(fake.clone());
     let err = eks.apply(&ctx(), &spec()).await.unwrap_err();
     assert!(matches!(&err, EksError::Failed { kind: "cluster", status, .. } if status == "FAILED"), "{err:?}");
-    assert!(!eks.client.calls().iter().any(|c| c == "CreateNodegroup"));
+    assert!(!fake.calls().iter().any(|c| c == "CreateNodegroup"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stuck_cluster_times_out_within_the_policy_and_is_retryable() {
     let fake = FakeEks::with(|s| s.cluster_stuck = Some("CREATING"));
-    let eks = EksProvisioner::new(fake);
+    let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx().with_wait(WaitPolicy { max_wait: Duration::from_secs(600), ..ctx().wait });
     let start = tokio::time::Instant::now();
     let err = eks.apply(&ctx, &spec()).await.unwrap_err();
@@ -225,13 +225,13 @@ async fn a_stuck_cluster_times_out_within_the_policy_and_is_retryable() {
 #[tokio::test(start_paused = true)]
 async fn an_addon_dropped_from_the_spec_is_removed_but_not_one_another_tier_installed() {
     let fake = FakeEks::default();
-    let eks = EksProvisioner::new(fake);
+    let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut s = spec();
     eks.apply(&ctx, &s).await.unwrap();
     // The platform tier's metrics-server add-on: the stack's tags, another tier.
     let platform_tags = ctx.tags_for(dify_stack_core::Tier::Platform, "addon", "metrics-server");
-    eks.client.0.lock().unwrap().addons.insert(
+    fake.0.lock().unwrap().addons.insert(
         "metrics-server".into(),
         AddonInfo {
             name: "metrics-server".into(),
@@ -247,19 +247,19 @@ async fn an_addon_dropped_from_the_spec_is_removed_but_not_one_another_tier_inst
     let deletes: Vec<String> = plan.with_action(Action::Delete).map(|c| c.resource.name.clone()).collect();
     assert_eq!(deletes, ["coredns"], "{plan}");
     eks.apply(&ctx, &s).await.unwrap();
-    let left: Vec<String> = eks.client.0.lock().unwrap().addons.keys().cloned().collect();
+    let left: Vec<String> = fake.0.lock().unwrap().addons.keys().cloned().collect();
     assert!(left.contains(&"metrics-server".to_owned()) && !left.contains(&"coredns".to_owned()), "{left:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn upgrades_go_one_minor_version_at_a_time_control_plane_first() {
     let fake = FakeEks::default();
-    let eks = EksProvisioner::new(fake);
+    let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut old = spec();
     old.kubernetes_version = "1.31".into();
     eks.apply(&ctx, &old).await.unwrap();
-    let mark = eks.client.calls().len();
+    let mark = fake.calls().len();
 
     let new = spec();
     let plan = eks.plan(&ctx, &new).await.unwrap();
@@ -271,7 +271,7 @@ async fn upgrades_go_one_minor_version_at_a_time_control_plane_first() {
         "control plane, then nodes, then add-ons: {updates:?}"
     );
     eks.apply(&ctx, &new).await.unwrap();
-    let writes: Vec<String> = eks.client.calls()[mark..].iter().filter(|c| c.starts_with("Update")).cloned().collect();
+    let writes: Vec<String> = fake.calls()[mark..].iter().filter(|c| c.starts_with("Update")).cloned().collect();
     assert_eq!(
         writes[..3],
         ["UpdateClusterVersion(1.32)", "UpdateClusterVersion(1.33)", "UpdateNodegroupVersion(1.33)"],
@@ -281,16 +281,17 @@ async fn upgrades_go_one_minor_version_at_a_time_control_plane_first() {
     assert!(eks.plan(&ctx, &new).await.unwrap().is_empty());
 
     // Downgrades are refused before anything is written.
-    let before = eks.client.writes().len();
+    let before = fake.writes().len();
     let err = eks.apply(&ctx, &old).await.unwrap_err();
     assert!(matches!(err, EksError::DowngradeRefused { .. }), "{err:?}");
     assert!(err.to_string().contains("set kubernetes_version to 1.33"), "{err}");
-    assert_eq!(eks.client.writes().len(), before);
+    assert_eq!(fake.writes().len(), before);
 }
 
 #[tokio::test(start_paused = true)]
 async fn scaling_labels_endpoint_logs_and_admins_update_in_place() {
-    let eks = EksProvisioner::new(FakeEks::default());
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut s = spec();
     eks.apply(&ctx, &s).await.unwrap();
@@ -308,7 +309,7 @@ async fn scaling_labels_endpoint_logs_and_admins_update_in_place() {
     }
     eks.apply(&ctx, &s).await.unwrap();
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
-    let st = eks.client.0.lock().unwrap();
+    let st = fake.0.lock().unwrap();
     let ng = st.nodegroup.as_ref().unwrap();
     assert_eq!((ng.min, ng.desired, ng.max), (1, 2, 4));
     assert_eq!(ng.labels["team"], "ai");
@@ -323,13 +324,14 @@ async fn scaling_labels_endpoint_logs_and_admins_update_in_place() {
 
 #[tokio::test(start_paused = true)]
 async fn instance_type_changes_are_refused_without_writes() {
-    let eks = EksProvisioner::new(FakeEks::default());
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut s = spec();
     eks.apply(&ctx, &s).await.unwrap();
     s.node_group.instance_types = vec!["c7g.xlarge".into()];
-    let before = eks.client.writes().len();
+    let before = fake.writes().len();
     let err = eks.apply(&ctx, &s).await.unwrap_err();
     assert!(matches!(&err, EksError::ImmutableChange { field, .. } if field == "instance_types"), "{err:?}");
-    assert_eq!(eks.client.writes().len(), before);
+    assert_eq!(fake.writes().len(), before);
 }

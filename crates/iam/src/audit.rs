@@ -22,7 +22,7 @@ pub struct AuditedRole {
 
 /// Reads the stack's IRSA roles and their inline policies through the tier's client and checks
 /// them against the cluster's OIDC issuer (when the cluster exists).
-pub async fn audit<C: IamApi>(ctx: &Context, issuer: Option<&str>, client: &C) -> Result<Verdicts, AwsError> {
+pub async fn audit<C: IamApi + ?Sized>(ctx: &Context, issuer: Option<&str>, client: &C) -> Result<Verdicts, AwsError> {
     let mut read = Vec::new();
     for kind in RoleKind::ALL {
         let Some(role) = client.get_role(kind.role_name(ctx.stack().as_str())).await? else { continue };

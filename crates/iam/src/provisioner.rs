@@ -63,22 +63,26 @@ pub struct IamOutput {
 }
 
 /// Provisions the IAM tier.
-pub struct IamProvisioner<C = SdkIam> {
-    client: C,
-    kube: Option<Box<dyn ServiceAccountApi>>,
+///
+/// Through an [`IamApi`] (the SDK's [`SdkIam`], a mock or fake in tests) and, for the service
+/// accounts, a [`ServiceAccountApi`]. Cheap to clone: clones share the clients.
+#[derive(Clone)]
+pub struct IamProvisioner {
+    client: std::sync::Arc<dyn IamApi>,
+    kube: Option<std::sync::Arc<dyn ServiceAccountApi>>,
 }
 
-impl<C: std::fmt::Debug> std::fmt::Debug for IamProvisioner<C> {
+impl std::fmt::Debug for IamProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IamProvisioner").field("client", &self.client).field("kube", &self.kube.is_some()).finish()
+        f.debug_struct("IamProvisioner").field("kube", &self.kube.is_some()).finish_non_exhaustive()
     }
 }
 
-impl IamProvisioner<SdkIam> {
+impl IamProvisioner {
     /// A provisioner over the real IAM API, without Kubernetes access (role-only unless
     /// [`IamProvisioner::with_kubernetes`] is used).
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
-        IamProvisioner { client: SdkIam::from_conf(config), kube: None }
+        IamProvisioner::new(SdkIam::from_conf(config))
     }
 }
 
@@ -86,15 +90,15 @@ fn provider_arn_of(observed: &ObservedIam) -> Option<&str> {
     observed.provider.as_ref().map(|p| p.arn.as_str())
 }
 
-impl<C: IamApi> IamProvisioner<C> {
+impl IamProvisioner {
     /// A provisioner over the given client.
-    pub fn new(client: C) -> Self {
-        IamProvisioner { client, kube: None }
+    pub fn new(client: impl IamApi + 'static) -> Self {
+        IamProvisioner { client: std::sync::Arc::new(client), kube: None }
     }
 
     /// Adds the Kubernetes access used for the namespace and service accounts.
     pub fn with_kubernetes(mut self, kube: impl ServiceAccountApi + 'static) -> Self {
-        self.kube = Some(Box::new(kube));
+        self.kube = Some(std::sync::Arc::new(kube));
         self
     }
 
@@ -217,7 +221,7 @@ impl ObservedIam {
 }
 
 #[async_trait]
-impl<C: IamApi> Provisioner for IamProvisioner<C> {
+impl Provisioner for IamProvisioner {
     type Spec = IamSpec;
     type Observed = ObservedIam;
     type Output = IamOutput;

@@ -23,7 +23,7 @@ pub struct GroupRoles {
 
 /// Lists the stack's security groups (ownership tag, re-checked: not every API honours tag
 /// filters) and checks them.
-pub async fn audit<C: Ec2Api>(ctx: &Context, client: &C, roles: &GroupRoles) -> Result<Verdicts, AwsError> {
+pub async fn audit<C: Ec2Api + ?Sized>(ctx: &Context, client: &C, roles: &GroupRoles) -> Result<Verdicts, AwsError> {
     let (key, value) = ctx.ownership_filter();
     let groups = client.describe_security_groups(vec![Filter::new(key, [value])]).await?;
     let ours: Vec<SecurityGroupInfo> = groups.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect();

@@ -1,6 +1,7 @@
 //! The network provisioner: observe, diff, apply, destroy.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,21 +48,28 @@ const DEFAULT_ROUTE: &str = "0.0.0.0/0";
 /// `allow_replace`, since nothing the user configured changes.
 const NAT_FAILED: &str = "the NAT gateway failed; it is deleted and created again";
 
-/// Provisions the network tier through an [`Ec2Api`] (the SDK by default, a mock in tests).
-#[derive(Debug, Clone)]
-pub struct NetworkProvisioner<C = SdkEc2> {
-    client: C,
+/// Provisions the network tier through an [`Ec2Api`] (the SDK's [`SdkEc2`], a mock or fake in
+/// tests). Cheap to clone: clones share the client.
+#[derive(Clone)]
+pub struct NetworkProvisioner {
+    client: Arc<dyn Ec2Api>,
 }
 
-impl<C: Ec2Api> NetworkProvisioner<C> {
+impl std::fmt::Debug for NetworkProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkProvisioner").finish_non_exhaustive()
+    }
+}
+
+impl NetworkProvisioner {
     /// A provisioner over the given client.
-    pub fn new(client: C) -> Self {
-        NetworkProvisioner { client }
+    pub fn new(client: impl Ec2Api + 'static) -> Self {
+        NetworkProvisioner { client: Arc::new(client) }
     }
 
     /// The client.
-    pub fn client(&self) -> &C {
-        &self.client
+    pub fn client(&self) -> &dyn Ec2Api {
+        self.client.as_ref()
     }
 
     /// The first half of [`apply`](Provisioner::apply): for a new VPC, the VPC and its subnets
@@ -77,10 +85,10 @@ impl<C: Ec2Api> NetworkProvisioner<C> {
     }
 }
 
-impl NetworkProvisioner<SdkEc2> {
+impl NetworkProvisioner {
     /// A provisioner over the real EC2 API.
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
-        NetworkProvisioner { client: SdkEc2::from_conf(config) }
+        NetworkProvisioner::new(SdkEc2::from_conf(config))
     }
 }
 
@@ -154,7 +162,7 @@ fn new_output(
 // destroy
 
 #[async_trait]
-impl<C: Ec2Api> Provisioner for NetworkProvisioner<C> {
+impl Provisioner for NetworkProvisioner {
     type Spec = NetworkSpec;
     type Observed = ObservedNetwork;
     type Output = NetworkOutput;

@@ -2,6 +2,7 @@
 //! domain's certificate is [`crate::certificate`]'s).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::{Action, AwsAt, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
@@ -141,11 +142,13 @@ fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -
     out
 }
 
-/// Provisions the platform tier.
+/// Provisions the platform tier through an [`AddonApi`] and, when it drives the cluster, a
+/// [`HelmApi`] and an [`IngressClassApi`]. Cheap to clone: clones share the clients.
+#[derive(Clone)]
 pub struct PlatformProvisioner {
-    addons: Box<dyn AddonApi>,
-    helm: Option<Box<dyn HelmApi>>,
-    kube: Option<Box<dyn IngressClassApi>>,
+    addons: Arc<dyn AddonApi>,
+    helm: Option<Arc<dyn HelmApi>>,
+    kube: Option<Arc<dyn IngressClassApi>>,
 }
 
 impl std::fmt::Debug for PlatformProvisioner {
@@ -157,7 +160,7 @@ impl std::fmt::Debug for PlatformProvisioner {
 impl PlatformProvisioner {
     /// A provisioner over the given EKS add-on client, without Kubernetes access.
     pub fn new(addons: impl AddonApi + 'static) -> Self {
-        PlatformProvisioner { addons: Box::new(addons), helm: None, kube: None }
+        PlatformProvisioner { addons: Arc::new(addons), helm: None, kube: None }
     }
 
     /// A provisioner over the real AWS APIs, without Kubernetes access.
@@ -167,8 +170,8 @@ impl PlatformProvisioner {
 
     /// Adds Helm and the Kubernetes API, for the releases and the IngressClass.
     pub fn with_kubernetes(mut self, helm: impl HelmApi + 'static, kube: impl IngressClassApi + 'static) -> Self {
-        self.helm = Some(Box::new(helm));
-        self.kube = Some(Box::new(kube));
+        self.helm = Some(Arc::new(helm));
+        self.kube = Some(Arc::new(kube));
         self
     }
 

@@ -8,7 +8,7 @@ use crate::client::{EcrApi, RepoInfo};
 use crate::names;
 
 /// Lists the repositories through the tier's client and checks ours.
-pub async fn audit<C: EcrApi>(ctx: &Context, client: &C) -> Result<Verdicts, AwsError> {
+pub async fn audit<C: EcrApi + ?Sized>(ctx: &Context, client: &C) -> Result<Verdicts, AwsError> {
     let all = client.list_repositories().await?;
     Ok(repositories(&[names::app_repository(ctx), names::plugin_repository(ctx)], &all))
 }

@@ -79,16 +79,23 @@ pub struct ObservedRegistry {
     pub runtime: Vec<RepoInfo>,
 }
 
-/// Provisions the registry tier.
-#[derive(Debug, Clone)]
-pub struct RegistryProvisioner<C = SdkEcr> {
-    client: C,
+/// Provisions the registry tier through an [`EcrApi`] (the SDK's [`SdkEcr`], a mock or fake in
+/// tests). Cheap to clone: clones share the client.
+#[derive(Clone)]
+pub struct RegistryProvisioner {
+    client: std::sync::Arc<dyn EcrApi>,
 }
 
-impl RegistryProvisioner<SdkEcr> {
+impl std::fmt::Debug for RegistryProvisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryProvisioner").finish_non_exhaustive()
+    }
+}
+
+impl RegistryProvisioner {
     /// A provisioner over the real ECR API.
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
-        RegistryProvisioner { client: SdkEcr::from_conf(config) }
+        RegistryProvisioner::new(SdkEcr::from_conf(config))
     }
 }
 
@@ -105,15 +112,15 @@ fn wanted<'a>(ctx: &Context, spec: &'a RegistrySpec) -> [Wanted<'a>; 2] {
     ]
 }
 
-impl<C: EcrApi> RegistryProvisioner<C> {
+impl RegistryProvisioner {
     /// A provisioner over the given client.
-    pub fn new(client: C) -> Self {
-        RegistryProvisioner { client }
+    pub fn new(client: impl EcrApi + 'static) -> Self {
+        RegistryProvisioner { client: std::sync::Arc::new(client) }
     }
 }
 
 #[async_trait]
-impl<C: EcrApi> Provisioner for RegistryProvisioner<C> {
+impl Provisioner for RegistryProvisioner {
     type Spec = RegistrySpec;
     type Observed = ObservedRegistry;
     type Output = RegistryOutput;

@@ -15,7 +15,7 @@ pub(super) struct ControlPlane {
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EksApi> EksProvisioner<C> {
+impl EksProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
         spec.validate(ctx)?;
         let names = Names::of(ctx);
@@ -232,7 +232,7 @@ impl<C: EksApi> EksProvisioner<C> {
         let key = self.ensure_key(ctx, names, o.key.as_ref()).await?;
         let node_sg = match &o.node_security_group {
             Some(sg) => sg.id.clone(),
-            None => create_node_security_group(&self.client, ctx, spec.vpc_id.as_str(), names).await?,
+            None => create_node_security_group(self.client.as_ref(), ctx, spec.vpc_id.as_str(), names).await?,
         };
         self.ensure_log_group(ctx, spec, names, o.log_group.as_ref()).await?;
         let cluster = self.ensure_cluster(ctx, spec, names, o.cluster.clone(), cluster_role.clone(), &key.arn).await?;

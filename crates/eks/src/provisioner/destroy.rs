@@ -5,7 +5,7 @@ use std::time::Duration;
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EksApi> EksProvisioner<C> {
+impl EksProvisioner {
     pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<Vec<ResourceRef>> {
         let names = Names::of(ctx);
         let o = self.observe_for_destroy(ctx, spec, &names).await?;

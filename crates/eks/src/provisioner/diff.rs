@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EksApi> EksProvisioner<C> {
+impl EksProvisioner {
     pub(super) fn diff_tier(&self, ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Plan {
         let names = Names::of(ctx);
         let mut plan = Plan::new();

@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EksApi> EksProvisioner<C> {
+impl EksProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<ObservedEks> {
         let names = Names::of(ctx);
         let mut o = ObservedEks::default();

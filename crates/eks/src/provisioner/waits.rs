@@ -68,7 +68,7 @@ fn accepted<S>(state: Option<S>, kind: &'static str, name: &str) -> Result<S> {
     state.ok_or_else(|| EksError::Vanished { kind, name: name.to_owned() })
 }
 
-impl<C: EksApi> EksProvisioner<C> {
+impl EksProvisioner {
     pub(super) async fn wait_cluster(&self, ctx: &Context, name: &str) -> Result<ClusterInfo> {
         let policy = ctx.wait.capped(caps::CLUSTER_ACTIVE);
         let what = format!("EKS cluster {name} to be ACTIVE");

@@ -5,14 +5,15 @@ use super::*;
 
 #[tokio::test(start_paused = true)]
 async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
-    let eks = EksProvisioner::new(FakeEks::default());
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let s = spec();
     eks.apply(&ctx, &s).await.unwrap();
-    let mark = eks.client.calls().len();
+    let mark = fake.calls().len();
     let deleted = eks.destroy(&ctx, &s).await.unwrap();
     assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 1 + 3 + 1, "{deleted:?}");
-    let order: Vec<String> = eks.client.calls()[mark..]
+    let order: Vec<String> = fake.calls()[mark..]
         .iter()
         .filter(|c| c.starts_with("Delete") && !c.starts_with("DeleteAddon") || c.starts_with("Schedule"))
         .cloned()
@@ -31,7 +32,7 @@ async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
             "ScheduleKeyDeletion(7)"
         ]
     );
-    let calls = eks.client.calls();
+    let calls = fake.calls();
     let first_addon = calls[mark..].iter().position(|c| c.starts_with("DeleteAddon")).unwrap();
     let ng = calls[mark..].iter().position(|c| c == "DeleteNodegroup").unwrap();
     let cluster = calls[mark..].iter().position(|c| c == "DeleteCluster").unwrap();
@@ -41,8 +42,8 @@ async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
     assert!(eks.destroy(&ctx, &s).await.unwrap().is_empty());
     // Apply afterwards restores the key instead of creating another.
     eks.apply(&ctx, &s).await.unwrap();
-    assert!(eks.client.calls().iter().any(|c| c == "CancelKeyDeletion"));
-    assert_eq!(eks.client.calls().iter().filter(|c| *c == "CreateKey").count(), 1);
+    assert!(fake.calls().iter().any(|c| c == "CancelKeyDeletion"));
+    assert_eq!(fake.calls().iter().filter(|c| *c == "CreateKey").count(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -55,13 +56,13 @@ async fn resources_without_our_tag_are_never_adopted() {
             ..Default::default()
         });
     });
-    let eks = EksProvisioner::new(fake);
+    let eks = EksProvisioner::new(fake.clone());
     let err = eks.apply(&ctx(), &spec()).await.unwrap_err();
     assert!(matches!(&err, EksError::NotOwned(e) if e.kind == "EKS cluster"), "{err:?}");
-    assert!(eks.client.writes().is_empty());
+    assert!(fake.writes().is_empty());
     // Destroy leaves it alone.
     assert!(eks.destroy(&ctx(), &spec()).await.unwrap().is_empty());
-    assert!(eks.client.0.lock().unwrap().cluster.is_some());
+    assert!(fake.0.lock().unwrap().cluster.is_some());
 }
 
 mod token_tests {
@@ -212,9 +213,9 @@ mod kubernetes_load_balancers {
             .expect_delete_load_balancer_objects()
             .times(1)
             .returning(|| Err(KubeCleanupError { message: "tcp connect error".into(), unreachable: true }));
-        let eks = EksProvisioner::new(FakeEks::default())
-            .with_load_balancers(world(log.clone()))
-            .with_kubernetes_objects(objects);
+        let fake = FakeEks::default();
+        let eks =
+            EksProvisioner::new(fake.clone()).with_load_balancers(world(log.clone())).with_kubernetes_objects(objects);
         let (ctx, s) = (ctx(), spec());
         eks.apply(&ctx, &s).await.unwrap();
         eks.destroy(&ctx, &s).await.unwrap();
@@ -227,7 +228,7 @@ mod kubernetes_load_balancers {
                 "DeleteSecurityGroup sg-k8s-elb"
             ]
         );
-        assert!(eks.client.calls().iter().any(|c| c == "DeleteNodegroup"));
+        assert!(fake.calls().iter().any(|c| c == "DeleteNodegroup"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -251,7 +252,8 @@ mod kubernetes_load_balancers {
             g.lock().unwrap().push("delete objects".into());
             Ok(vec!["service dify/dify-nginx".into(), "ingress dify/dify".into()])
         });
-        let eks = EksProvisioner::new(FakeEks::default()).with_load_balancers(m).with_kubernetes_objects(objects);
+        let fake = FakeEks::default();
+        let eks = EksProvisioner::new(fake.clone()).with_load_balancers(m).with_kubernetes_objects(objects);
         let (ctx, s) = (ctx(), spec());
         eks.apply(&ctx, &s).await.unwrap();
         eks.destroy(&ctx, &s).await.unwrap();
@@ -264,11 +266,12 @@ mod kubernetes_load_balancers {
             .returning(|| Err(KubeCleanupError { message: "services is forbidden".into(), unreachable: false }));
         let mut m = MockLoadBalancerApi::new();
         m.expect_cluster_load_balancers().never();
-        let eks = EksProvisioner::new(FakeEks::default()).with_load_balancers(m).with_kubernetes_objects(objects);
+        let fake = FakeEks::default();
+        let eks = EksProvisioner::new(fake.clone()).with_load_balancers(m).with_kubernetes_objects(objects);
         eks.apply(&ctx, &s).await.unwrap();
         let err = eks.destroy(&ctx, &s).await.unwrap_err();
         assert!(matches!(&err, EksError::Kubernetes(m) if m.contains("forbidden")), "{err:?}");
-        assert!(!eks.client.calls().iter().any(|c| c.starts_with("Delete")), "{:?}", eks.client.calls());
+        assert!(!fake.calls().iter().any(|c| c.starts_with("Delete")), "{:?}", fake.calls());
     }
 
     #[test]

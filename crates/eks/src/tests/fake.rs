@@ -49,8 +49,9 @@ pub(super) fn check_token(op: &'static str, token: &str) -> Result<(), AwsError>
     }
 }
 
-#[derive(Default)]
-pub(super) struct FakeEks(pub(super) Mutex<State>);
+/// Clones share the state: a test keeps one to look at what the provisioner did.
+#[derive(Default, Clone)]
+pub(super) struct FakeEks(pub(super) std::sync::Arc<Mutex<State>>);
 
 impl FakeEks {
     pub(super) fn with(f: impl FnOnce(&mut State)) -> FakeEks {

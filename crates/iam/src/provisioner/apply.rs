@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: IamApi> IamProvisioner<C> {
+impl IamProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<IamOutput> {
         spec.validate()?;
         let kube = self.kube(spec)?;

@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: IamApi> IamProvisioner<C> {
+impl IamProvisioner {
     /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline
     /// policies deleted, managed ones detached), then the OIDC provider if the stack created it.
     pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<Vec<ResourceRef>> {

@@ -84,7 +84,7 @@ impl Planned for IamChange {
     }
 }
 
-impl<C: IamApi> IamProvisioner<C> {
+impl IamProvisioner {
     /// The typed changes, in the order apply executes them.
     pub(super) fn changes(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Vec<IamChange> {
         let mut changes = Vec::new();

@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: IamApi> IamProvisioner<C> {
+impl IamProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<ObservedIam> {
         let mut observed = ObservedIam { provider: self.find_provider(spec).await?, ..Default::default() };
         for role in desired_roles(ctx, spec) {

@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: Ec2Api> NetworkProvisioner<C> {
+impl NetworkProvisioner {
     pub(super) fn dependency_policy(ctx: &Context) -> dify_stack_core::WaitPolicy {
         ctx.wait.capped(DEPENDENCY_RETRY_CAP)
     }

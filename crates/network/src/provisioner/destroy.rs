@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: Ec2Api> NetworkProvisioner<C> {
+impl NetworkProvisioner {
     /// Runs a delete, treating not-found as done and retrying `DependencyViolation` (lingering
     /// ENIs, attachments on their way out) and transient errors within the dependency budget.
     pub(super) async fn delete_retrying<F, Fut>(&self, ctx: &Context, id: &str, delete: F) -> Result<()>

@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: Ec2Api> NetworkProvisioner<C> {
+impl NetworkProvisioner {
     pub(super) fn diff_new(ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, obs: &ObservedNew) -> Plan {
         let want = Desired::new(ctx, spec, new, &obs.zones);
         let mut plan = Plan::new();

@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: Ec2Api> NetworkProvisioner<C> {
+impl NetworkProvisioner {
     pub(super) async fn observe_existing(&self, spec: &ExistingVpcSpec) -> Result<ObservedExisting> {
         let ids: Vec<String> =
             spec.private_subnet_ids.iter().chain(&spec.public_subnet_ids).map(|s| s.to_string()).collect();

@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: Ec2Api> NetworkProvisioner<C> {
+impl NetworkProvisioner {
     /// The first `wanted` zones, in name order, that can host the stack: available
     /// availability zones (not local or wavelength zones), not among the zone IDs where EKS
     /// refuses control-plane subnets, and offering every node instance type.

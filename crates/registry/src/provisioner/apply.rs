@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EcrApi> RegistryProvisioner<C> {
+impl RegistryProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<RegistryOutput> {
         spec.validate(ctx)?;
         let observed = self.observe(ctx, spec).await?;

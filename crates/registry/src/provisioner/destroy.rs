@@ -3,7 +3,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EcrApi> RegistryProvisioner<C> {
+impl RegistryProvisioner {
     /// What destroy would delete, including the run-time plugin repositories; image counts are
     /// shown so that data loss is visible before it is allowed.
     pub async fn plan_destroy(&self, ctx: &Context, spec: &RegistrySpec) -> Result<Plan> {

@@ -78,7 +78,7 @@ impl Planned for RepoChange {
     }
 }
 
-impl<C: EcrApi> RegistryProvisioner<C> {
+impl RegistryProvisioner {
     /// The typed changes, in the order apply executes them.
     pub(super) fn changes(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Vec<RepoChange> {
         let mut changes = Vec::new();

@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-impl<C: EcrApi> RegistryProvisioner<C> {
+impl RegistryProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<ObservedRegistry> {
         let all = self.client.list_repositories().await.at("DescribeRepositories", "*")?;
         let prefix = runtime_prefix(ctx);

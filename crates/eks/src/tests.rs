@@ -197,6 +197,40 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
     assert_eq!(fake.writes().len(), before, "no-op apply wrote: {:?}", &fake.writes()[before..]);
 }
 
+/// The control plane alone (what the stack's `eks-control-plane` node runs while the NAT gateways
+/// are built): the cluster ACTIVE with its roles, key, log group and access, and nothing that
+/// needs the nodes' egress; the whole apply then adds exactly the rest.
+#[tokio::test(start_paused = true)]
+async fn the_control_plane_alone_makes_the_cluster_and_nothing_the_nodes_need() {
+    let fake = FakeEks::with(|s| s.cluster_script = VecDeque::from(["CREATING"; 3]));
+    let eks = EksProvisioner::new(fake.clone());
+    let (ctx, spec) = (ctx(), spec());
+    eks.apply_control_plane(&ctx, &spec).await.unwrap();
+    let creates = |calls: &[String]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.starts_with("Create"))
+            .map(|c| c.split([' ', '(']).next().unwrap().to_owned())
+            .collect()
+    };
+    let made = creates(&fake.calls());
+    for call in ["CreateRole", "CreateKey", "CreateLogGroup", "CreateCluster"] {
+        assert!(made.iter().any(|c| c == call), "{call} missing from {made:?}");
+    }
+    for call in ["CreateLaunchTemplate", "CreateNodegroup", "CreateAddon"] {
+        assert!(!made.iter().any(|c| c == call), "{call} made before the egress: {made:?}");
+    }
+    assert_eq!(fake.0.lock().unwrap().cluster.as_ref().map(|c| c.status.clone()), Some(Status::Active));
+    // The plan left: the node side only.
+    let left = eks.plan(&ctx, &spec).await.unwrap();
+    assert!(left.changes.iter().all(|c| !CONTROL_PLANE_KINDS.contains(&c.resource.kind.as_str())), "{left}");
+    let mark = fake.calls().len();
+    eks.apply(&ctx, &spec).await.unwrap();
+    let rest = creates(&fake.calls()[mark..]);
+    assert!(!rest.iter().any(|c| c == "CreateCluster" || c == "CreateRole"), "{rest:?}");
+    assert!(rest.iter().any(|c| c == "CreateNodegroup") && rest.iter().any(|c| c == "CreateAddon"), "{rest:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_cluster_ends_the_wait_at_once() {
     let fake = FakeEks::with(|s| s.cluster_script = VecDeque::from(["CREATING", "FAILED"]));

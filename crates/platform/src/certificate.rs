@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use dify_stack_core::wait::{self, Probe};
-use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Certificate, DnsApi, Record, RecordAction};
@@ -182,6 +182,64 @@ impl CertificateProvisioner {
     }
 }
 
+/// One change of the certificate node, in the order apply executes them.
+#[derive(Debug, Clone)]
+enum CertChange {
+    /// No certificate of ours for the domain: request one (the domain and `*.domain`, DNS
+    /// validation, our tags, an idempotency token).
+    Request { domain: String },
+    /// Validation records the zone lacks: `Some` when ACM has given them, `None` when they are
+    /// known only once ACM fills them in after the request.
+    Records { domain: String, zone: String, records: Option<Vec<Record>> },
+}
+
+impl Planned for CertChange {
+    fn change(&self) -> Change {
+        match self {
+            CertChange::Request { domain } => Change::new(Action::Create, ResourceRef::new("acm:certificate", domain))
+                .field("subject_alternative_names", None::<&str>, Some(format!("*.{domain}")))
+                .field("validation", None::<&str>, Some("DNS")),
+            CertChange::Records { domain, zone, records: None } => {
+                Change::new(Action::Create, ResourceRef::new("route53:record", format!("_<token>.{domain}")))
+                    .field("zone", None::<&str>, Some(zone))
+                    .field("value", None::<&str>, Some("(known after the certificate request)"))
+            }
+            CertChange::Records { zone, records: Some(records), .. } => {
+                let name = records.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
+                records.iter().fold(
+                    Change::new(Action::Create, ResourceRef::new("route53:record", name)).field(
+                        "zone",
+                        None::<&str>,
+                        Some(zone),
+                    ),
+                    |c, r| c.field(r.kind.clone(), None::<&str>, Some(&r.value)),
+                )
+            }
+        }
+    }
+}
+
+/// The changes against one observation.
+fn changes(spec: &CertificateSpec, o: &ObservedCertificate) -> Vec<CertChange> {
+    let domain = spec.domain.name.clone();
+    let zone = o.zone.clone().unwrap_or_else(|| "(no public hosted zone found: apply fails)".into());
+    match &o.certificate {
+        None => {
+            vec![CertChange::Request { domain: domain.clone() }, CertChange::Records { domain, zone, records: None }]
+        }
+        Some(cert) if cert.validation.is_empty() => vec![CertChange::Records { domain, zone, records: None }],
+        Some(cert) => {
+            let missing: Vec<Record> =
+                cert.validation.iter().filter(|r| !o.validation_present.contains(r)).cloned().collect();
+            if missing.is_empty() {
+                Vec::new()
+            } else {
+                vec![CertChange::Records { domain, zone, records: Some(missing) }]
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Provisioner for CertificateProvisioner {
     type Spec = CertificateSpec;
@@ -203,36 +261,7 @@ impl Provisioner for CertificateProvisioner {
     }
 
     fn diff(&self, _ctx: &Context, spec: &CertificateSpec, o: &ObservedCertificate) -> Plan {
-        let mut plan = Plan::new();
-        let domain = &spec.domain;
-        let zone = o.zone.clone().unwrap_or_else(|| "(no public hosted zone found: apply fails)".into());
-        match &o.certificate {
-            None => {
-                plan.push(
-                    Change::new(Action::Create, ResourceRef::new("acm:certificate", &domain.name))
-                        .field("subject_alternative_names", None::<&str>, Some(format!("*.{}", domain.name)))
-                        .field("validation", None::<&str>, Some("DNS")),
-                );
-                plan.push(
-                    Change::new(
-                        Action::Create,
-                        ResourceRef::new("route53:record", format!("_<token>.{}", domain.name)),
-                    )
-                    .field("zone", None::<&str>, Some(&zone))
-                    .field("value", None::<&str>, Some("(known after the certificate request)")),
-                );
-            }
-            Some(cert) => {
-                for r in cert.validation.iter().filter(|r| !o.validation_present.contains(r)) {
-                    plan.push(
-                        Change::new(Action::Create, ResourceRef::new("route53:record", &r.name))
-                            .field("zone", None::<&str>, Some(&zone))
-                            .field(r.kind.clone(), None::<&str>, Some(&r.value)),
-                    );
-                }
-            }
-        }
-        plan
+        CertChange::plan(&changes(spec, o))
     }
 
     async fn apply(&self, ctx: &Context, spec: &CertificateSpec) -> Result<CertificateOutput> {
@@ -240,43 +269,51 @@ impl Provisioner for CertificateProvisioner {
         let o = self.observe(ctx, spec).await?;
         let domain = &spec.domain;
         let zone = o.zone.clone().ok_or_else(|| PlatformError::NoHostedZone { domain: domain.name.clone() })?;
-        let arn = match &o.certificate {
-            Some(c) => c.arn.clone(),
-            None => {
-                let tags = ctx.tags_for(Tier::Platform, "certificate", &domain.name);
-                let arn = self
-                    .dns
-                    .request_certificate(
-                        domain.name.clone(),
-                        vec![domain.name.clone(), format!("*.{}", domain.name)],
-                        idempotency_token(ctx, &domain.name),
-                        tags,
-                    )
-                    .await
-                    .at("RequestCertificate", &domain.name)?;
-                tracing::info!(%arn, domain = %domain.name, "requested ACM certificate");
-                arn
+        let mut cert = o.certificate.clone();
+        for change in changes(spec, &o) {
+            match change {
+                CertChange::Request { .. } => {
+                    let tags = ctx.tags_for(Tier::Platform, "certificate", &domain.name);
+                    let arn = self
+                        .dns
+                        .request_certificate(
+                            domain.name.clone(),
+                            vec![domain.name.clone(), format!("*.{}", domain.name)],
+                            idempotency_token(ctx, &domain.name),
+                            tags,
+                        )
+                        .await
+                        .at("RequestCertificate", &domain.name)?;
+                    tracing::info!(%arn, domain = %domain.name, "requested ACM certificate");
+                    cert = Some(Certificate { arn, status: "PENDING_VALIDATION".to_owned(), ..Default::default() });
+                }
+                CertChange::Records { records, .. } => {
+                    let records = match records {
+                        Some(known) => known,
+                        // ACM fills them in a moment after the request.
+                        None => {
+                            let arn = cert.as_ref().map(|c| c.arn.clone()).unwrap_or_default();
+                            let filled = self.validation_records(ctx, &arn).await?;
+                            let missing = filled.validation.iter().filter(|r| !o.validation_present.contains(r));
+                            let missing = missing.cloned().collect();
+                            cert = Some(filled);
+                            missing
+                        }
+                    };
+                    if !records.is_empty() {
+                        let upserts = records.into_iter().map(|r| (RecordAction::Upsert, r)).collect();
+                        self.dns.change_records(zone.clone(), upserts).await.at("ChangeResourceRecordSets", &zone)?;
+                    }
+                }
             }
-        };
-        let cert = match &o.certificate {
-            Some(c) if !c.validation.is_empty() => c.clone(),
-            _ => self.validation_records(ctx, &arn).await?,
-        };
-        let missing: Vec<(RecordAction, Record)> = cert
-            .validation
-            .iter()
-            .filter(|r| !o.validation_present.contains(r))
-            .map(|r| (RecordAction::Upsert, r.clone()))
-            .collect();
-        if !missing.is_empty() {
-            self.dns.change_records(zone.clone(), missing).await.at("ChangeResourceRecordSets", &zone)?;
         }
+        let cert = cert.unwrap_or_default();
         if cert.status != "ISSUED" {
             self.wait_issued(ctx, &cert).await?;
         }
         Ok(CertificateOutput {
             domain: Some(domain.name.clone()),
-            certificate_arn: Some(arn),
+            certificate_arn: Some(cert.arn),
             hosted_zone_id: Some(zone),
         })
     }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use dify_stack_core::{AwsError, KubeFailure, Tags};
 
 /// An ACM certificate as observed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Certificate {
     /// Its ARN.
     pub arn: String,

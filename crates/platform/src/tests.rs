@@ -526,3 +526,22 @@ async fn aliases_point_the_six_hosts_at_the_load_balancer_and_never_take_over_a_
     assert_eq!(aliases::remove(&ctx, &fake, "ZPARENT", "dify.example.com").await.unwrap().len(), 6);
     assert!(fake.w().records.is_empty(), "{:?}", fake.w().records);
 }
+
+/// A validation record removed by hand: the plan shows that record with its value, and apply
+/// writes exactly it back (the certificate is not requested again).
+#[tokio::test]
+async fn a_lost_validation_record_is_planned_and_written_back_alone() {
+    let (fake, _, c) = world(None);
+    let (ctx, spec) = (ctx(), cert_spec());
+    c.apply(&ctx, &spec).await.unwrap();
+    fake.w().records.clear();
+    let plan = c.plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.changes.len(), 1, "{plan}");
+    let change = &plan.changes[0];
+    assert_eq!((change.resource.kind.as_str(), change.resource.name.as_str()), ("route53:record", TOKEN_NAME));
+    assert!(change.fields.iter().any(|f| f.after.as_deref() == Some(TOKEN_VALUE)), "{plan}");
+    let before = fake.w().log.len();
+    c.apply(&ctx, &spec).await.unwrap();
+    let writes = fake.w().log[before..].to_vec();
+    assert_eq!(writes, [format!("Upsert {TOKEN_NAME} CNAME {TOKEN_VALUE}")]);
+}

@@ -61,7 +61,13 @@ enum Verb {
     /// Show what apply would change. Writes nothing.
     Plan,
     /// Create or converge the stack.
-    Apply,
+    Apply {
+        /// Allow apply to delete and re-create what cannot change in place (a replacement the
+        /// plan shows as -/+: the VPC or subnets, an ECR repository's encryption, Redis's encryption), losing
+        /// what it holds. Aurora and OpenSearch are never replaced.
+        #[arg(long)]
+        allow_replace: bool,
+    },
     /// Delete the stack.
     Destroy {
         /// Allow deleting data: databases without a final snapshot, non-empty buckets and
@@ -199,7 +205,9 @@ async fn main() -> ExitCode {
             Ok(plan) => println!("{}", support::coloured_plan(&plan)),
             Err(e) => return failed(&e),
         },
-        Verb::Apply => {
+        Verb::Apply { allow_replace } => {
+            let stack =
+                stack.with_permissions(dify_stack::core::Permissions { allow_replace, allow_data_loss: allow_replace });
             // The plan shown is the plan applied: without changes, its one observation is the
             // whole apply (`Stack::apply_plan`).
             let shown = if cli.json {

@@ -202,3 +202,16 @@ pub mod caps {
     /// CreateDomain refused while a new service-linked role propagates.
     pub const SERVICE_LINKED_ROLE_PROPAGATION: Duration = Duration::from_secs(2 * 60);
 }
+
+/// The refusal of a plan's replacement of a store that holds data of record, from the change
+/// that shows it (its first field and its reason).
+pub(crate) fn immutable_change(c: &dify_stack_core::Change) -> DatastoresError {
+    let f = c.fields.first();
+    DatastoresError::ImmutableChange {
+        resource: c.resource.name.clone(),
+        field: f.map(|f| f.path.clone()).unwrap_or_default(),
+        have: f.and_then(|f| f.before.clone()).unwrap_or_default(),
+        want: f.and_then(|f| f.after.clone()).unwrap_or_default(),
+        reason: c.reason.clone().unwrap_or_else(|| "set only at creation".to_owned()),
+    }
+}

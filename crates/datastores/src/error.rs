@@ -11,7 +11,8 @@ pub enum DatastoresError {
     /// A resource with our name exists without our ownership tag. Never adopted or deleted.
     #[error(transparent)]
     NotOwned(#[from] NotOwned),
-    /// A change needs a replacement that would lose data, and it is not allowed. Nothing changed.
+    /// A change needs a replacement that would lose data (Redis: its cached data), and the
+    /// context does not allow it. Nothing changed.
     #[error(
         "{resource}: changing {field} ({have} -> {want}) replaces it and loses its data; keep {have}, or set allow_replace and allow_data_loss"
     )]
@@ -24,6 +25,24 @@ pub enum DatastoresError {
         have: String,
         /// Wanted value.
         want: String,
+    },
+    /// A setting of a store that holds data of record (Aurora, OpenSearch) cannot change in
+    /// place. dify-stack never replaces such a store, whatever the permissions: the data would
+    /// have to be migrated first. Nothing changed.
+    #[error(
+        "{resource}: {field} cannot change in place ({have} -> {want}): {reason}; dify-stack does not replace a store that holds data: keep {have} in the configuration, or move the data to a new stack"
+    )]
+    ImmutableChange {
+        /// The resource.
+        resource: String,
+        /// The setting.
+        field: String,
+        /// Current value.
+        have: String,
+        /// Wanted value.
+        want: String,
+        /// Why it cannot change in place.
+        reason: String,
     },
     /// Destroy found stores holding data and the data policy does not allow deleting them.
     /// Checked before the first delete: nothing was deleted.
@@ -63,7 +82,9 @@ impl Classify for DatastoresError {
         match self {
             DatastoresError::Invalid(_) => ErrorKind::Invalid,
             DatastoresError::NotOwned(e) => e.kind(),
-            DatastoresError::ReplacementRefused { .. } | DatastoresError::DataLossRefused { .. } => ErrorKind::Refused,
+            DatastoresError::ReplacementRefused { .. }
+            | DatastoresError::ImmutableChange { .. }
+            | DatastoresError::DataLossRefused { .. } => ErrorKind::Refused,
             DatastoresError::Failed { .. } => ErrorKind::Failed,
             DatastoresError::Wait(e) => e.kind(),
             DatastoresError::Aws(e) => e.kind(),

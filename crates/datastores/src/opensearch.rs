@@ -363,13 +363,7 @@ impl Provisioner for OpenSearchProvisioner {
         let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let o = self.observe(ctx, spec).await?;
         if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
-            let f = &c.fields[0];
-            return Err(DatastoresError::ReplacementRefused {
-                resource: name,
-                field: f.path.clone(),
-                have: f.before.clone().unwrap_or_default(),
-                want: f.after.clone().unwrap_or_default(),
-            });
+            return Err(crate::common::immutable_change(c));
         }
         let secret =
             ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)

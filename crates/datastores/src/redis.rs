@@ -103,6 +103,40 @@ impl RedisProvisioner {
     }
 }
 
+impl RedisProvisioner {
+    /// Deletes the replication group when it is ours and waits until it is gone; returns its
+    /// ARN when there was one.
+    async fn delete_group(&self, ctx: &Context, n: &str) -> Result<Option<String>> {
+        let found = match self.cache.describe(n.to_owned()).await.at("DescribeReplicationGroups", n)? {
+            // Busy (creating after a crash, modifying, snapshotting): its tags cannot be read
+            // until it is available again, and it cannot be deleted before either.
+            Some(g) if g.tags.is_none() && g.status != CacheStatus::Deleting => {
+                Some(self.wait_available(ctx, n).await?)
+            }
+            other => other,
+        };
+        // A group already deleting (an earlier interrupted destroy) shows no tags: it is waited
+        // for, never deleted again. Otherwise only a group carrying our tags is touched.
+        let deleting = |g: &ReplicationGroupInfo| g.status == CacheStatus::Deleting;
+        let Some(g) = found.filter(|g| deleting(g) || g.tags.as_ref().is_some_and(|t| ctx.owns_tags(t))) else {
+            return Ok(None);
+        };
+        if !deleting(&g) {
+            dify_stack_core::ignore_not_found(self.cache.delete(n.to_owned()).await).at("DeleteReplicationGroup", n)?;
+        }
+        wait_for(ctx, format!("Redis {n} to be deleted"), caps::REDIS, || async {
+            Ok(self
+                .cache
+                .describe(n.to_owned())
+                .await
+                .at("DescribeReplicationGroups", n)?
+                .map(|g| g.status.to_string()))
+        })
+        .await?;
+        Ok(Some(g.arn))
+    }
+}
+
 #[async_trait]
 impl Provisioner for RedisProvisioner {
     type Spec = DatastoresSpec;
@@ -209,8 +243,9 @@ impl Provisioner for RedisProvisioner {
         spec.validate(ctx)?;
         let n = name(ctx);
         let r = &spec.redis;
-        let o = self.observe(ctx, spec).await?;
-        if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
+        let mut o = self.observe(ctx, spec).await?;
+        let replace = self.diff(ctx, spec, &o).with_action(Action::Replace).next().cloned();
+        if let Some(c) = &replace {
             let p = ctx.permissions;
             if !(p.allow_replace && p.allow_data_loss) {
                 let f = &c.fields[0];
@@ -248,6 +283,19 @@ impl Provisioner for RedisProvisioner {
                 Err(e) if e.is_already_exists() => {}
                 Err(e) => return Err(e.at("CreateCacheSubnetGroup", &n).into()),
             }
+        }
+        // An allowed replacement (encryption and AUTH are set only at creation), as the plan
+        // showed it: the group is deleted, waited gone (its id is reused), and created below.
+        if replace.is_some() {
+            let g = match &o.group {
+                Some(g) if g.is_available() && g.tags.is_some() => g.clone(),
+                _ => self.wait_available(ctx, &n).await?,
+            };
+            // Ownership first: a busy group's tags were not readable when observed.
+            NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
+            tracing::info!(replication_group = %n, "replacing Redis (encryption is set only at creation)");
+            self.delete_group(ctx, &n).await?;
+            o.group = None;
         }
         let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
         // The group as last seen, when nothing was changed since (no further read needed).
@@ -322,32 +370,8 @@ impl Provisioner for RedisProvisioner {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
         let n = name(ctx);
         let mut deleted = Vec::new();
-        let found = match self.cache.describe(n.clone()).await.at("DescribeReplicationGroups", &n)? {
-            // Busy (creating after a crash, modifying, snapshotting): its tags cannot be read
-            // until it is available again, and it cannot be deleted before either.
-            Some(g) if g.tags.is_none() && g.status != CacheStatus::Deleting => {
-                Some(self.wait_available(ctx, &n).await?)
-            }
-            other => other,
-        };
-        // A group already deleting (an earlier interrupted destroy) shows no tags: it is waited
-        // for, never deleted again. Otherwise only a group carrying our tags is touched.
-        let deleting = |g: &ReplicationGroupInfo| g.status == CacheStatus::Deleting;
-        if let Some(g) = found.filter(|g| deleting(g) || g.tags.as_ref().is_some_and(|t| ctx.owns_tags(t))) {
-            if !deleting(&g) {
-                dify_stack_core::ignore_not_found(self.cache.delete(n.clone()).await)
-                    .at("DeleteReplicationGroup", &n)?;
-            }
-            wait_for(ctx, format!("Redis {n} to be deleted"), caps::REDIS, || async {
-                Ok(self
-                    .cache
-                    .describe(n.clone())
-                    .await
-                    .at("DescribeReplicationGroups", &n)?
-                    .map(|g| g.status.to_string()))
-            })
-            .await?;
-            deleted.push(ResourceRef::new("elasticache:replication-group", &n).with_id(&g.arn));
+        if let Some(arn) = self.delete_group(ctx, &n).await? {
+            deleted.push(ResourceRef::new("elasticache:replication-group", &n).with_id(arn));
         }
         if let Some(tags) = self.cache.find_subnet_group(n.clone()).await.at("DescribeCacheSubnetGroups", &n)?
             && ctx.owns_tags(&tags)

@@ -571,3 +571,101 @@ async fn a_drifted_bucket_gets_exactly_the_writes_its_plan_shows() {
     p.apply(&ctx, &spec).await.unwrap();
     assert_eq!(*writes.lock().unwrap(), [format!("versioning {name}"), format!("policy {name}")]);
 }
+
+/// A Redis group without encryption at rest (set only at creation): refused without the
+/// permissions, and no write is made; with them, apply does what the plan shows: the group is
+/// deleted, waited gone (its id is reused) and created again, encrypted.
+#[tokio::test(start_paused = true)]
+async fn an_unencrypted_redis_is_replaced_only_when_allowed() {
+    use dify_stack_core::Permissions;
+    let ctx = ctx_in("us-west-2", Environment::Test);
+    let spec = spec(Environment::Test, 2);
+    // 0: the old group, 1: deleting, 2: gone, 3: the new group.
+    let world = |phase: Arc<AtomicUsize>, ctx: &Context| {
+        let (tags, r) = (owned_tags(ctx, "redis", "ds-mock-redis"), spec.redis.clone());
+        let mut cache = MockElastiCacheApi::new();
+        let p = phase.clone();
+        cache.expect_describe().withf(|id| id == "ds-mock-redis").returning(move |id| {
+            let group = |encrypted: bool, host: &str| ReplicationGroupInfo {
+                id: id.clone(),
+                arn: format!("arn:aws:elasticache:us-west-2:1:replicationgroup:{id}"),
+                status: "available".into(),
+                node_type: r.node_type.clone(),
+                members: (0..r.nodes).map(|i| format!("{id}-00{i}")).collect(),
+                at_rest_encryption: encrypted,
+                transit_encryption: true,
+                auth_token_enabled: true,
+                snapshot_retention_days: r.snapshot_retention_days,
+                primary_endpoint: Some((host.to_owned(), 6379)),
+                tags: Some(tags.clone()),
+                ..Default::default()
+            };
+            Ok(match p.load(Ordering::SeqCst) {
+                0 => Some(group(false, "old")),
+                1 => {
+                    p.store(2, Ordering::SeqCst);
+                    Some(ReplicationGroupInfo { id, status: "deleting".into(), tags: None, ..Default::default() })
+                }
+                2 => None,
+                _ => Some(group(true, "new")),
+            })
+        });
+        let sub_tags = owned_tags(ctx, "redis-subnet-group", "ds-mock-redis");
+        cache.expect_find_subnet_group().returning(move |_| Ok(Some(sub_tags.clone())));
+        cache
+    };
+    let provisioner = |cache| {
+        RedisProvisioner::new(
+            Arc::new(cache),
+            Arc::new(ready_sg(&ctx, 6379, "ds-mock-redis")),
+            Arc::new(ready_secrets(&ctx, "ds-mock/redis-auth")),
+        )
+    };
+    // Refused: the mock has no expectation for a delete or create, so one would panic.
+    let refused = provisioner(world(Arc::new(AtomicUsize::new(0)), &ctx));
+    let plan = refused.plan(&ctx, &spec).await.unwrap();
+    assert!(plan.has_replacements(), "{plan}");
+    let err = refused.apply(&ctx, &spec).await.unwrap_err();
+    assert!(
+        matches!(&err, DatastoresError::ReplacementRefused { field, .. } if field == "at_rest_encryption"),
+        "{err}"
+    );
+
+    let phase = Arc::new(AtomicUsize::new(0));
+    let mut cache = world(phase.clone(), &ctx);
+    let p = phase.clone();
+    cache.expect_delete().withf(|id| id == "ds-mock-redis").times(1).returning(move |_| {
+        p.store(1, Ordering::SeqCst);
+        Ok(())
+    });
+    let p = phase.clone();
+    cache.expect_create().times(1).returning(move |c| {
+        assert_eq!(p.load(Ordering::SeqCst), 2, "created before the old group was gone");
+        assert_eq!(c.id, "ds-mock-redis");
+        p.store(3, Ordering::SeqCst);
+        Ok(())
+    });
+    let allowed = ctx.clone().with_permissions(Permissions { allow_replace: true, allow_data_loss: true });
+    let out = provisioner(cache).apply(&allowed, &spec).await.unwrap();
+    assert_eq!(out.primary_endpoint, "new");
+}
+
+/// Aurora and OpenSearch refuse a replacement whatever the permissions (no code path replaces
+/// a store of record): the error names the field, both values and the reason, and does not point
+/// at permissions that would not help.
+#[test]
+fn a_refused_replacement_of_a_store_of_record_names_no_permission_as_the_fix() {
+    let change = dify_stack_core::Change::new(
+        dify_stack_core::Action::Replace,
+        dify_stack_core::ResourceRef::new("rds:cluster", "ds-mock-aurora"),
+    )
+    .field("engine_version", Some("16.4"), Some("17.5"))
+    .because("a major version change is a new cluster (data must be migrated)");
+    let err = crate::common::immutable_change(&change);
+    let text = err.to_string();
+    for part in ["ds-mock-aurora", "engine_version", "16.4 -> 17.5", "data must be migrated", "keep 16.4"] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+    assert!(!text.contains("allow_replace"), "{text}");
+    assert_eq!(err.kind(), dify_stack_core::ErrorKind::Refused);
+}

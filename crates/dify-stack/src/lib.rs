@@ -162,6 +162,21 @@ impl Stack {
         self
     }
 
+    /// What apply may do beyond converging (default: nothing). `allow_replace` with
+    /// `allow_data_loss` lets apply delete and re-create what cannot change in place, as the plan
+    /// shows it (`-/+`): the VPC or subnets whose CIDR or zone drifted, an ECR repository whose encryption
+    /// changed (its images are lost), a Redis group without encryption (its cache is lost).
+    /// Aurora and OpenSearch are never replaced, whatever the permissions. Destroy's data
+    /// permission is [`Stack::with_data_policy`]'s.
+    pub fn with_permissions(mut self, permissions: dify_stack_core::Permissions) -> Self {
+        let keep = self.ctx.permissions.allow_data_loss;
+        self.ctx = self.ctx.with_permissions(dify_stack_core::Permissions {
+            allow_replace: permissions.allow_replace,
+            allow_data_loss: permissions.allow_data_loss || keep,
+        });
+        self
+    }
+
     /// Replaces the wait/retry policy (deadlines and polling schedule of every wait).
     pub fn with_wait(mut self, policy: dify_stack_core::WaitPolicy) -> Self {
         self.ctx = self.ctx.with_wait(policy);

@@ -150,6 +150,13 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     assert!(values.contains(&format!("certificate-arn: {}", cert.certificate_arn.as_deref().unwrap())), "{values}");
     let plain = Stack::connect(config("e2e-test"), account.config.clone()).await.unwrap();
     contract::check_values_contract(&plain.helm_values(&out).await.unwrap(), false);
+    // Permissions: none by default; a replacement permission keeps destroy's data permission.
+    use dify_stack::core::Permissions;
+    assert_eq!(plain.context().permissions, Permissions::default());
+    let allowed = plain
+        .with_data_policy(DataPolicy::delete_everything())
+        .with_permissions(Permissions { allow_replace: true, allow_data_loss: false });
+    assert_eq!(allowed.context().permissions, Permissions { allow_replace: true, allow_data_loss: true });
     let mut with_domain = config("e2e-test");
     with_domain.dify = dify_stack::output::DifyDomain {
         domain: Some("dify.example.com".into()),

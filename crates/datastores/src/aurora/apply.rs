@@ -10,13 +10,7 @@ impl AuroraProvisioner {
         let a = &spec.aurora;
         let o = self.observe(ctx, spec).await?;
         if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
-            let f = &c.fields[0];
-            return Err(DatastoresError::ReplacementRefused {
-                resource: c.resource.name.clone(),
-                field: f.path.clone(),
-                have: f.before.clone().unwrap_or_default(),
-                want: f.after.clone().unwrap_or_default(),
-            });
+            return Err(crate::common::immutable_change(c));
         }
         let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
         let sg = ensure_security_group(

@@ -31,7 +31,8 @@ pub enum Node {
     NodeSecurityGroup,
     /// The EKS control plane: IAM roles, secrets key, log group, the cluster (until ACTIVE) and
     /// its access entries. Split from [`Node::Eks`] because the cluster takes about ten minutes
-    /// and needs only the subnets: it is built while the NAT gateways are.
+    /// and needs only the subnets: it is built while the NAT gateways are; and the IAM tier,
+    /// which needs only the cluster's API and OIDC issuer, runs while the node group is made.
     EksControlPlane,
     /// Cluster, node group, add-ons: the whole EKS tier, after the control plane and the egress
     /// its nodes register through.
@@ -87,7 +88,9 @@ impl Node {
             Node::EksControlPlane => &[Node::Network, Node::NodeSecurityGroup],
             Node::Eks => &[Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup],
             Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
-            Node::Iam => &[Node::Eks, Node::Bucket, Node::Registry],
+            // IAM needs the cluster's OIDC issuer and API (provider, roles, service accounts),
+            // not its nodes: it runs while the node group is created.
+            Node::Iam => &[Node::EksControlPlane, Node::Bucket, Node::Registry],
             Node::Platform => &[Node::Egress, Node::Eks, Node::Iam],
         }
     }
@@ -95,6 +98,18 @@ impl Node {
     /// The nodes that need this node.
     pub fn dependants(self) -> Vec<Node> {
         Node::ALL.into_iter().filter(|n| n.deps().contains(&self)).collect()
+    }
+
+    /// The nodes destroy removes before this one: its dependants, and for the EKS node also the
+    /// IAM node, which does not need the node group to apply but must be destroyed while the
+    /// cluster exists (its OIDC provider is found by the live cluster's issuer, its service
+    /// accounts through the cluster's API): a cluster deleted first would orphan the provider.
+    pub fn destroyed_after(self) -> Vec<Node> {
+        let mut before = self.dependants();
+        if self == Node::Eks {
+            before.push(Node::Iam);
+        }
+        before
     }
 
     /// Display name.
@@ -325,8 +340,7 @@ pub enum NodeOutput {
     Platform(Box<dify_stack_platform::PlatformOutput>),
     /// Certificate.
     Certificate(Box<dify_stack_platform::CertificateOutput>),
-    /// The node's work is done and its dependants read what it made from AWS (the EKS control
-    /// plane: the EKS node observes the cluster again).
+    /// The node's work is done and it hands nothing on.
     Done,
 }
 
@@ -416,7 +430,7 @@ async fn run(
     let waits_for = |n: Node| -> Vec<Node> {
         match dir {
             Direction::Apply => n.deps().to_vec(),
-            Direction::Destroy => n.dependants(),
+            Direction::Destroy => n.destroyed_after(),
         }
     };
     let mut pending: BTreeSet<Node> = Node::ALL.into_iter().collect();

@@ -333,12 +333,14 @@ impl TierRunner for AwsRunner {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
                 NodeOutput::NodeSecurityGroup(self.node_sg.apply(ctx, &wiring::node_sg_spec(net)).await.map_err(fail)?)
             }
-            // The cluster first; the EKS node then converges the whole tier (the same idempotent
-            // apply, which finds the control plane made).
+            // The cluster first (its output already names the node group); the EKS node then
+            // converges the whole tier (the same idempotent apply, which finds the control plane
+            // made) and its output replaces this one.
             Node::EksControlPlane => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-                self.eks.apply_control_plane(ctx, &wiring::eks_spec(cfg, net)).await.map_err(fail)?;
-                NodeOutput::Done
+                NodeOutput::Eks(Box::new(
+                    self.eks.apply_control_plane(ctx, &wiring::eks_spec(cfg, net)).await.map_err(fail)?,
+                ))
             }
             Node::Eks => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;

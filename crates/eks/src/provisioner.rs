@@ -311,12 +311,15 @@ impl EksProvisioner {
     /// and its access entries; not the launch template, node group or add-ons. The control
     /// plane needs only the subnets, while the node group's nodes need egress through the NAT
     /// gateways to register: the stack starts this before the egress is done, and `apply`
-    /// then converges the rest (finding the control plane made).
-    pub async fn apply_control_plane(&self, ctx: &Context, spec: &EksSpec) -> Result<()> {
+    /// then converges the rest (finding the control plane made). The output is the tier's, with
+    /// the node group's (deterministic) name: what needs only the cluster's API and OIDC issuer
+    /// (the IAM tier) can start from it while the node group is created.
+    pub async fn apply_control_plane(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
         spec.validate(ctx)?;
         let names = Names::of(ctx);
         let o = self.observe(ctx, spec).await?;
-        self.converge_control_plane(ctx, spec, &names, &o).await.map(|_| ())
+        let cp = self.converge_control_plane(ctx, spec, &names, &o).await?;
+        Ok(cp.output(ctx, &names))
     }
 
     /// Destroy keeps the node security group: it belongs to a

@@ -44,7 +44,7 @@ fn wiring_passes_only_what_each_tier_needs() {
     assert_eq!(Node::EksControlPlane.deps(), [Node::Network, Node::NodeSecurityGroup]);
     assert_eq!(Node::Eks.deps(), [Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup]);
     assert_eq!(Node::Egress.deps(), [Node::Network]);
-    assert_eq!(Node::Iam.deps(), [Node::Eks, Node::Bucket, Node::Registry]);
+    assert_eq!(Node::Iam.deps(), [Node::EksControlPlane, Node::Bucket, Node::Registry]);
     assert!(Node::Bucket.deps().is_empty() && Node::Registry.deps().is_empty());
 }
 
@@ -97,17 +97,25 @@ impl graph::TierRunner for Timed {
 #[tokio::test]
 async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
     let mut runner = MockTierRunner::new();
-    runner.expect_apply().withf(|n, _| *n == Node::Eks).times(1).returning(|_, _| Err(NodeError::new("quota", false)));
     runner
         .expect_apply()
-        .withf(|n, _| *n == Node::Iam || *n == Node::Platform)
+        .withf(|n, _| *n == Node::EksControlPlane)
+        .times(1)
+        .returning(|_, _| Err(NodeError::new("quota", false)));
+    runner
+        .expect_apply()
+        .withf(|n, _| *n == Node::Eks || *n == Node::Iam || *n == Node::Platform)
         .times(0)
         .returning(|n, _| Ok(fake_output(n)));
     runner.expect_apply().returning(|n, _| Ok(fake_output(n)));
     let (_, failure) = graph::apply(&runner, &CancellationToken::new(), &EventSink::default()).await.unwrap_err();
     assert_eq!(failure.failed.len(), 1);
     assert!(!failure.is_retryable());
-    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks), (Node::Platform, Node::Eks)]));
+    let cluster = Node::EksControlPlane;
+    assert_eq!(
+        failure.skipped,
+        BTreeMap::from([(Node::Eks, cluster), (Node::Iam, cluster), (Node::Platform, cluster)])
+    );
 }
 
 thread_local! {
@@ -128,7 +136,7 @@ fn has(up: &crate::StackOutput, node: Node) -> bool {
     match node {
         Node::Network | Node::Egress => up.network.is_some(),
         Node::NodeSecurityGroup => up.node_security_group.is_some(),
-        Node::Eks => up.eks.is_some(),
+        Node::EksControlPlane | Node::Eks => up.eks.is_some(),
         Node::Bucket => up.bucket.is_some(),
         Node::Registry => up.registry.is_some(),
         _ => true,
@@ -139,7 +147,7 @@ fn fake_output(node: Node) -> NodeOutput {
     match node {
         Node::Network | Node::Egress => NodeOutput::Network(Box::new(network())),
         Node::NodeSecurityGroup => NodeOutput::NodeSecurityGroup(SecurityGroupId::new("sg-nodes")),
-        Node::Eks => NodeOutput::Eks(Box::new(fake_eks())),
+        Node::EksControlPlane | Node::Eks => NodeOutput::Eks(Box::new(fake_eks())),
         Node::Bucket => NodeOutput::Bucket(Box::new(dify_stack_datastores::BucketOutput {
             name: dify_stack_core::ids::BucketName::new("b"),
             arn: dify_stack_core::ids::Arn::new("arn:aws:s3:::b"),
@@ -151,7 +159,7 @@ fn fake_output(node: Node) -> NodeOutput {
             plugin_repository_arn_pattern: "p*".into(),
             plugin_image_repo_prefix: "r/p".into(),
         })),
-        // The control plane, stores and IAM: their outputs are not consumed by other nodes.
+        // The stores and IAM: their outputs are not consumed by other nodes.
         _ => NodeOutput::Done,
     }
 }
@@ -216,7 +224,9 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
     }
     assert!(sg_done < runs[&Node::Egress].1);
     assert_eq!(runs[&Node::Eks].0, runs[&Node::Egress].1.max(runs[&Node::EksControlPlane].1));
-    assert_eq!(runs[&Node::Iam].0, runs[&Node::Eks].1);
+    // IAM needs the cluster, not its nodes: it runs while the node group is made.
+    assert_eq!(runs[&Node::Iam].0, runs[&Node::EksControlPlane].1);
+    assert!(runs[&Node::Iam].0 < runs[&Node::Eks].1);
     let (critical, path) =
         graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());
     assert_eq!(Duration::from_secs(makespan), critical, "path {path:?}");
@@ -234,13 +244,15 @@ async fn independent_nodes_overlap_and_the_makespan_is_the_critical_path() {
 async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() {
     base();
     let log = Arc::new(Mutex::new(Vec::new()));
-    let runner = timed_runner(durations(), &[Node::Eks, Node::Redis], log.clone());
+    let cluster = Node::EksControlPlane;
+    let runner = timed_runner(durations(), &[Node::EksControlPlane, Node::Redis], log.clone());
     let (sink, mut rx) = EventSink::channel();
     let (partial, failure) = graph::apply(&runner, &CancellationToken::new(), &sink).await.unwrap_err();
-    assert_eq!(failure.failed.keys().copied().collect::<Vec<_>>(), [Node::Eks, Node::Redis]);
-    assert_eq!(failure.skipped, BTreeMap::from([(Node::Iam, Node::Eks), (Node::Platform, Node::Eks)]));
+    assert_eq!(failure.failed.keys().copied().collect::<Vec<_>>(), [cluster, Node::Redis]);
+    let skipped_by_cluster = [(Node::Eks, cluster), (Node::Iam, cluster), (Node::Platform, cluster)];
+    assert_eq!(failure.skipped, BTreeMap::from(skipped_by_cluster));
     let ran: Vec<Node> = log.lock().unwrap().iter().map(|(n, _, _)| *n).collect();
-    assert!(!ran.contains(&Node::Iam) && !ran.contains(&Node::Platform));
+    assert!(!ran.contains(&Node::Eks) && !ran.contains(&Node::Iam) && !ran.contains(&Node::Platform));
     // Independent branches finished their work.
     for n in [Node::Aurora, Node::OpenSearch, Node::Bucket, Node::Registry, Node::AppSecrets] {
         assert!(ran.contains(&n), "{n}");
@@ -248,9 +260,9 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
     assert!(partial.network.is_some() && partial.bucket.is_some() && partial.eks.is_none());
     let text = failure.to_string();
     assert!(
-        text.contains("eks failed: eks broke")
+        text.contains("eks-control-plane failed: eks-control-plane broke")
             && text.contains("redis failed")
-            && text.contains("iam not started: eks failed"),
+            && text.contains("iam not started: eks-control-plane failed"),
         "{text}"
     );
     let mut skipped = Vec::new();
@@ -260,7 +272,7 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
         }
     }
     skipped.sort();
-    assert_eq!(skipped, [(Node::Iam, Node::Eks), (Node::Platform, Node::Eks)]);
+    assert_eq!(skipped, skipped_by_cluster);
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,6 +315,9 @@ async fn destroy_runs_the_reverse_graph() {
             assert!(runs[d].0 >= runs[&n].1, "{d} was destroyed before its dependant {n} finished");
         }
     }
+    // IAM before the cluster, though it does not need the node group to apply: its OIDC provider
+    // is found by the live cluster's issuer.
+    assert!(runs[&Node::Eks].0 >= runs[&Node::Iam].1);
     // The platform goes first (its releases before the roles they use), then IAM.
     assert_eq!(runs[&Node::Platform].0, 0);
     assert_eq!(runs[&Node::Iam].0, runs[&Node::Platform].1);

@@ -12,6 +12,21 @@ pub(super) struct ControlPlane {
     cluster: ClusterInfo,
 }
 
+impl ControlPlane {
+    /// The tier's output as far as the control plane makes it (the node group by its name).
+    pub(super) fn output(&self, ctx: &Context, names: &Names) -> EksOutput {
+        eks_output(
+            ctx,
+            &self.cluster,
+            &self.node_sg,
+            &self.cluster_role,
+            &self.node_role,
+            &self.key.arn,
+            &names.nodegroup,
+        )
+    }
+}
+
 #[allow(unused_imports)]
 use super::*;
 

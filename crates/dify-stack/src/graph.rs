@@ -101,9 +101,10 @@ impl Node {
     }
 
     /// The nodes destroy removes before this one: its dependants, and for the EKS node also the
-    /// IAM node, which does not need the node group to apply but must be destroyed while the
-    /// cluster exists (its OIDC provider is found by the live cluster's issuer, its service
-    /// accounts through the cluster's API): a cluster deleted first would orphan the provider.
+    /// IAM node, which does not need the node group to apply but deletes its service accounts
+    /// through the cluster's API, so it goes while the cluster answers (a deleting cluster's API
+    /// can refuse rather than be unreachable). Its OIDC provider is found by ownership tag, so a
+    /// run interrupted in between orphans nothing.
     pub fn destroyed_after(self) -> Vec<Node> {
         let mut before = self.dependants();
         if self == Node::Eks {

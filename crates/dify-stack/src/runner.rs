@@ -448,8 +448,8 @@ impl TierRunner for AwsRunner {
             }
             Node::Registry => self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(fail),
             Node::Iam => {
-                // The issuer comes from the live cluster; when it is gone, roles are still
-                // found by name.
+                // The issuer and API come from the live cluster; when it is gone, roles are still
+                // found by name and the OIDC provider by ownership tag.
                 let mut net = wiring::planned_network(cfg);
                 net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
                 let observed = self.eks.observe(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(fail)?;

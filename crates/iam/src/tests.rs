@@ -432,3 +432,36 @@ async fn roles_without_their_provider_get_the_created_providers_arn_in_their_tru
             .into();
     assert_eq!(writes, want, "each role's trust is rewritten once, naming the created provider");
 }
+
+/// Destroy after the cluster is gone (its issuer unknown): the stack's provider is found by its
+/// ownership tags and deleted; another stack's provider is left alone.
+#[tokio::test]
+async fn destroy_finds_the_provider_by_tag_when_the_cluster_is_gone() {
+    let gone =
+        IamSpec { oidc_issuer_url: "https://cluster-gone.invalid/id/none".into(), service_accounts: false, ..spec() };
+    let mut iam = MockIamApi::new();
+    iam.expect_list_oidc_providers().returning(|| {
+        Ok(vec![
+            OidcInfo {
+                arn: PROVIDER.into(),
+                url: policy::issuer_host_path(ISSUER).into(),
+                client_ids: vec!["sts.amazonaws.com".into()],
+                tags: ctx().tags_for(Tier::Iam, "oidc-provider", "x"),
+            },
+            OidcInfo {
+                arn: "arn:aws:iam::123456789012:oidc-provider/other".into(),
+                url: "other".into(),
+                client_ids: vec!["sts.amazonaws.com".into()],
+                tags: Context::new("someone-else", Environment::Test, "us-west-2").unwrap().tags_for(
+                    Tier::Iam,
+                    "oidc-provider",
+                    "other",
+                ),
+            },
+        ])
+    });
+    iam.expect_get_role().returning(|_| Ok(None));
+    iam.expect_delete_oidc_provider().withf(|arn| arn == PROVIDER).times(1).returning(|_| Ok(()));
+    let deleted = IamProvisioner::new(iam).destroy(&ctx(), &gone).await.unwrap();
+    assert_eq!(deleted.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["iam:oidc-provider"]);
+}

@@ -315,8 +315,8 @@ async fn destroy_runs_the_reverse_graph() {
             assert!(runs[d].0 >= runs[&n].1, "{d} was destroyed before its dependant {n} finished");
         }
     }
-    // IAM before the cluster, though it does not need the node group to apply: its OIDC provider
-    // is found by the live cluster's issuer.
+    // IAM before the cluster, though it does not need the node group to apply: it deletes its
+    // service accounts through the cluster's API.
     assert!(runs[&Node::Eks].0 >= runs[&Node::Iam].1);
     // The platform goes first (its releases before the roles they use), then IAM.
     assert_eq!(runs[&Node::Platform].0, 0);

@@ -11,22 +11,12 @@ impl IamProvisioner {
         let observed = self.observe(ctx, spec).await?;
         let changes = self.changes(ctx, spec, &observed);
         let mut provider_arn = provider_arn_of(&observed).map(str::to_owned);
-        let (mut roles, mut addon_roles) = (BTreeMap::new(), BTreeMap::new());
-        fn record(
-            (roles, addon_roles): (&mut BTreeMap<RoleKind, RoleArn>, &mut BTreeMap<String, RoleArn>),
-            key: &RoleKey,
-            arn: String,
-        ) {
-            match key {
-                RoleKey::Dify(kind) => roles.insert(*kind, RoleArn::new(arn)),
-                RoleKey::Addon(addon) => addon_roles.insert(addon.clone(), RoleArn::new(arn)),
-            };
-        }
-        for role in desired_roles(ctx, spec) {
-            if let Some(have) = observed.role(&role.key) {
-                record((&mut roles, &mut addon_roles), &role.key, have.info.arn.clone());
-            }
-        }
+        let desired = desired_roles(ctx, spec);
+        // Role ARNs by role name: the observed ones, then those this run creates.
+        let mut arns: BTreeMap<String, String> = desired
+            .iter()
+            .filter_map(|r| observed.role(&r.key).map(|have| (r.name.clone(), have.info.arn.clone())))
+            .collect();
         if let Some(kube) = kube {
             // Server-side applied on every run: the service accounts' namespace.
             kube.apply_namespace(spec.namespace.clone()).await?;
@@ -45,7 +35,7 @@ impl IamProvisioner {
                 IamChange::CreateRole { role, tags } => {
                     let trust = role.trust(spec, provider_arn.as_deref().unwrap_or_default());
                     let arn = self.create_role(ctx, &role, trust, tags).await?;
-                    record((&mut roles, &mut addon_roles), &role.key, arn);
+                    arns.insert(role.name, arn);
                 }
                 IamChange::UpdateRole { role, trust, policy, tags, .. } => {
                     let name = role.name.clone();
@@ -74,12 +64,20 @@ impl IamProvisioner {
                 }
                 IamChange::ServiceAccount { namespace, account, kind, .. } => {
                     if let Some(kube) = kube {
-                        let role = roles[&kind].to_string();
+                        let role = arns[&kind.role_name(spec.cluster_name.as_str())].clone();
                         kube.apply_service_account(namespace, account.to_owned(), role, spec.helm_release.clone())
                             .await?;
                     }
                 }
             }
+        }
+        let (mut roles, mut addon_roles) = (BTreeMap::new(), BTreeMap::new());
+        for role in desired {
+            let arn = RoleArn::new(&arns[&role.name]);
+            match role.key {
+                RoleKey::Dify(kind) => roles.insert(kind, arn),
+                RoleKey::Addon(addon) => addon_roles.insert(addon, arn),
+            };
         }
         let service_accounts = match kube {
             None => BTreeMap::new(),

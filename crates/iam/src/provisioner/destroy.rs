@@ -5,7 +5,7 @@ use super::*;
 
 impl IamProvisioner {
     /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline
-    /// policies deleted, managed ones detached), then the OIDC provider if the stack created it.
+    /// policies deleted, managed ones detached), then the OIDC providers carrying the stack's ownership tags.
     pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<Vec<ResourceRef>> {
         let mut deleted = Vec::new();
         if let Some(kube) = self.kube(spec)? {
@@ -23,9 +23,12 @@ impl IamProvisioner {
         for role in desired_roles(ctx, spec) {
             deleted.extend(self.delete_role(ctx, &role.name).await?);
         }
-        if let Some(p) = self.find_provider(spec).await?
-            && ctx.owns_tags(&p.tags)
-        {
+        // The providers carrying our ownership tags, found by tag and not by the live cluster's
+        // issuer: one whose cluster is already gone (a destroy interrupted after the EKS node)
+        // is not left behind.
+        let providers =
+            self.client.list_oidc_providers().await.at("ListOpenIDConnectProviders", &spec.oidc_issuer_url)?;
+        for p in providers.into_iter().filter(|p| ctx.owns_tags(&p.tags)) {
             ignore(self.client.delete_oidc_provider(p.arn.clone()).await).at("DeleteOpenIDConnectProvider", &p.arn)?;
             deleted.push(ResourceRef::new("iam:oidc-provider", &p.url).with_id(p.arn));
         }

@@ -8,8 +8,8 @@ use super::*;
 /// Shown where a value names the provider the same run creates.
 const AFTER_APPLY: &str = "(known after apply)";
 
-/// A tag to set: key, value before (if any), value wanted.
-pub(super) type TagDrift = Vec<(String, Option<String>, String)>;
+/// Fields to set: path (or tag key), value before (if any), value wanted.
+pub(super) type Drift = Vec<(String, Option<String>, String)>;
 
 /// One change of the IAM tier, in the order apply executes them. Trust policies name the
 /// provider's ARN, so they are computed when the change executes (after a created provider).
@@ -28,13 +28,13 @@ pub(super) enum IamChange {
         arn: String,
         trust: Option<Option<Value>>,
         policy: Option<Option<Value>>,
-        tags: TagDrift,
+        tags: Drift,
     },
     /// Our default StorageClass (gp3, encrypted) is missing.
     CreateStorageClass,
     /// A service account to server-side apply with its role annotation and Helm adoption
     /// metadata. `fields` are what the plan shows (empty for a create).
-    ServiceAccount { namespace: String, account: &'static str, kind: RoleKind, create: bool, fields: TagDrift },
+    ServiceAccount { namespace: String, account: &'static str, kind: RoleKind, create: bool, fields: Drift },
 }
 
 impl Planned for IamChange {
@@ -115,7 +115,7 @@ impl IamProvisioner {
             };
             let perms = policy::normalize(role.policy.clone());
             let policy = (have.policy.as_ref() != Some(&perms)).then(|| have.policy.clone());
-            let tags: TagDrift = tags
+            let tags: Drift = tags
                 .into_iter()
                 .filter(|(k, v)| have.info.tags.get(k) != Some(v))
                 .map(|(k, v)| (k.clone(), have.info.tags.get(&k).cloned(), v))
@@ -143,7 +143,7 @@ impl IamProvisioner {
                         });
                         continue;
                     };
-                    let mut fields = TagDrift::new();
+                    let mut fields = Drift::new();
                     if have.role_arn != role || role.is_none() {
                         fields.push((
                             "annotations.eks.amazonaws.com/role-arn".into(),

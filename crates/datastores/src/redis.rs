@@ -285,7 +285,10 @@ impl Provisioner for RedisProvisioner {
             }
         }
         // An allowed replacement (encryption and AUTH are set only at creation), as the plan
-        // showed it: the group is deleted, waited gone (its id is reused), and created below.
+        // showed it: the group is deleted, waited gone and created below. DeleteReplicationGroup
+        // refuses a group not available (InvalidReplicationGroupState, API reference), hence the
+        // wait first; a create under an id still deleting fails with
+        // ReplicationGroupAlreadyExists, hence the wait until gone.
         if replace.is_some() {
             let g = match &o.group {
                 Some(g) if g.is_available() && g.tags.is_some() => g.clone(),

@@ -83,8 +83,10 @@ impl Node {
             Node::Network | Node::Bucket | Node::AppSecrets | Node::Registry | Node::Certificate => &[],
             Node::NodeSecurityGroup | Node::Egress => &[Node::Network],
             // The control plane needs the subnets (and the node security group its launch
-            // template and the stores share); the node group needs egress too (its nodes
-            // register through the NAT gateways): the EKS node waits for both.
+            // template and the stores share); the node group needs egress too: the EKS user
+            // guide requires outbound internet access of a managed node group's subnets for its
+            // instances to join the cluster (quoted in aws/containers-roadmap #607; otherwise
+            // NodeCreationFailure, terraform-aws-eks #2149). The EKS node waits for both.
             Node::EksControlPlane => &[Node::Network, Node::NodeSecurityGroup],
             Node::Eks => &[Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup],
             Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],

@@ -12,12 +12,9 @@ use serde::Serialize;
 use crate::client::{
     DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, RdsStatus, SecretsApi, SgApi, SgInfo,
 };
-use crate::common::security_group_change;
-use crate::common::{
-    DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
-    wait_for, wait_state,
-};
+use crate::common::{DataPolicy, DatastoresError, Result, caps, tag_drift, wait_for, wait_state};
 use crate::secrets::{self, SecretKind, StoredSecret};
+use crate::security_group::{self, SgWant};
 use crate::spec::{DatastoresSpec, data_api_available};
 use dify_stack_core::wait::{Condition, Probe};
 use dify_stack_core::{AwsAt, NotOwned};
@@ -221,8 +218,15 @@ impl Provisioner for AuroraProvisioner {
         let a = &spec.aurora;
         let mut plan = Plan::new();
         let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        if let Some(c) = security_group_change(&names.security_group, o.security_group.as_ref(), PORT, &sources) {
-            plan.push(c);
+        let want_sg = SgWant {
+            vpc_id: spec.vpc_id.as_str(),
+            name: &names.security_group,
+            component: "aurora-security-group",
+            port: PORT,
+            sources: &sources,
+        };
+        if let Some(c) = security_group::change(ctx, want_sg, o.security_group.as_ref()) {
+            plan.push(dify_stack_core::Planned::change(&c));
         }
         if !o.subnet_group {
             plan.push(Change::new(Action::Create, ResourceRef::new("rds:db-subnet-group", &names.subnet_group)));

@@ -1,11 +1,10 @@
-//! Shared pieces of the store provisioners: errors, the data policy, security groups, waits.
+//! Shared pieces of the store provisioners: errors, the data policy, tag drift, waits.
 
 use std::time::Duration;
 
 use dify_stack_core::wait;
-use dify_stack_core::{AwsAt, AwsError, Context, NotOwned, Tags, Tier, from_aws_wait, from_wait};
+use dify_stack_core::{Context, Tags, from_wait};
 
-use crate::client::SgApi;
 pub use crate::error::{DatastoresError, Result};
 
 /// What destroy may do to stores that hold data. The default deletes nothing that holds data.
@@ -33,129 +32,6 @@ impl DataPolicy {
 
 pub(crate) fn tag_drift(want: &Tags, have: &Tags) -> Tags {
     want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// The ingress rules a store's security group must have: TCP `port` from each source group.
-pub(crate) fn wanted_rules(port: i32, sources: &[String]) -> Vec<(String, i32, i32, String)> {
-    let mut rules: Vec<_> = sources.iter().map(|s| ("tcp".to_owned(), port, port, s.clone())).collect();
-    rules.sort();
-    rules
-}
-
-/// The plan entry of a store's security group: Create when absent, Update when its ingress
-/// differs from exactly `port` from `sources`, nothing otherwise.
-pub(crate) fn security_group_change(
-    name: &str,
-    observed: Option<&crate::client::SgInfo>,
-    port: i32,
-    sources: &[String],
-) -> Option<dify_stack_core::Change> {
-    use dify_stack_core::{Action, Change, ResourceRef};
-    let want = wanted_rules(port, sources);
-    let r = ResourceRef::new("ec2:security-group", name);
-    match observed {
-        None => Some(Change::new(Action::Create, r).field(
-            "ingress",
-            None::<&str>,
-            Some(format!("tcp/{port} from {}", sources.join(", "))),
-        )),
-        Some(sg) if sg.ingress != want => Some(Change::new(Action::Update, r.with_id(&sg.id)).field(
-            "ingress",
-            Some(format!("{:?}", sg.ingress)),
-            Some(format!("{want:?}")),
-        )),
-        Some(_) => None,
-    }
-}
-
-/// A store's security group as wanted.
-#[derive(Clone, Copy)]
-pub(crate) struct SgWant<'a> {
-    pub(crate) vpc_id: &'a str,
-    pub(crate) name: &'a str,
-    pub(crate) component: &'a str,
-    pub(crate) port: i32,
-    pub(crate) sources: &'a [String],
-}
-
-/// Finds or creates a store's security group and converges its ingress to exactly `port` from
-/// `sources` (extra rules, e.g. someone's `0.0.0.0/0`, are revoked). Returns the group id.
-pub(crate) async fn ensure_security_group(
-    ctx: &Context,
-    api: &dyn SgApi,
-    want: SgWant<'_>,
-    observed: Option<crate::client::SgInfo>,
-) -> Result<String> {
-    let SgWant { vpc_id, name, component, port, sources } = want;
-    let tags = ctx.tags_for(Tier::Datastores, component, name);
-    // The caller's observation of this run is used when there is one (no second read).
-    let found = match observed {
-        Some(sg) => Some(sg),
-        None => api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?,
-    };
-    let (id, have_rules, have_tags) = match found {
-        Some(sg) => {
-            NotOwned::check(ctx, "security group", name, &sg.tags)?;
-            (sg.id, sg.ingress, sg.tags)
-        }
-        None => {
-            let description = format!("dify-stack {}: {component}, port {port} from the cluster only", ctx.stack());
-            let id = match api.create(vpc_id.to_owned(), name.to_owned(), description, tags.clone()).await {
-                Ok(id) => id,
-                Err(e) if e.is_already_exists() => {
-                    let sg = api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?;
-                    let sg = sg.ok_or(e).at("CreateSecurityGroup", name)?;
-                    NotOwned::check(ctx, "security group", name, &sg.tags)?;
-                    return Box::pin(ensure_security_group(ctx, api, want, Some(sg))).await;
-                }
-                Err(e) => return Err(e.at("CreateSecurityGroup", name).into()),
-            };
-            (id, Vec::new(), tags.clone())
-        }
-    };
-    let want = wanted_rules(port, sources);
-    for rule in have_rules.iter().filter(|r| !want.contains(r)) {
-        dify_stack_core::ignore_not_found(api.revoke(id.clone(), rule.clone()).await)
-            .at("RevokeSecurityGroupIngress", name)?;
-    }
-    for (_, _, _, source) in want.iter().filter(|r| !have_rules.contains(r)) {
-        match api.authorize(id.clone(), port, source.clone()).await {
-            Ok(()) => {}
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(e.at("AuthorizeSecurityGroupIngress", name).into()),
-        }
-    }
-    let drift = tag_drift(&tags, &have_tags);
-    if !drift.is_empty() {
-        api.tag(id.clone(), drift).await.at("CreateTags", name)?;
-    }
-    Ok(id)
-}
-
-/// Deletes a store's security group if it is ours, retrying while ENIs of the deleted store
-/// still hold it. Returns whether something was deleted.
-pub(crate) async fn delete_security_group(
-    ctx: &Context,
-    api: &dyn SgApi,
-    vpc_id: &str,
-    name: &str,
-) -> Result<Option<String>> {
-    let Some(sg) = api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)? else {
-        return Ok(None);
-    };
-    if !ctx.owns_tags(&sg.tags) {
-        return Ok(None);
-    }
-    wait::retry(
-        &format!("DeleteSecurityGroup {name}"),
-        &ctx.wait.capped(Duration::from_secs(15 * 60)),
-        ctx.cancellation(),
-        AwsError::is_dependency_violation,
-        || async { dify_stack_core::ignore_not_found(api.delete(sg.id.clone()).await) },
-    )
-    .await
-    .map_err(|e| from_aws_wait::<DatastoresError>(e, "DeleteSecurityGroup", name))?;
-    Ok(Some(sg.id))
 }
 
 /// Polls `probe` (returning `Ok(None)` when done, `Ok(Some(status))` while pending) within the

@@ -4,25 +4,26 @@
 //! domain ARN. There is no SDK waiter: DescribeDomain is polled until the domain is no longer
 //! processing and its VPC endpoint is set.
 
+mod apply;
+mod diff;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
-use dify_stack_core::{Action, AwsError, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier, wait};
+use dify_stack_core::{AwsError, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo};
-use crate::common::security_group_change;
-use crate::common::{
-    DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
-    wait_for, wait_state,
-};
-use crate::secrets::{SecretKind, delete_secret, ensure_secret};
+use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
+use crate::secrets::{SecretKind, delete_secret};
+use crate::security_group;
 use crate::spec::DatastoresSpec;
+use diff::OpenSearchChange;
 use dify_stack_core::Probe;
 use dify_stack_core::wait::Condition;
-use dify_stack_core::{AwsAt, NotOwned, from_aws_wait};
+use dify_stack_core::{AwsAt, NotOwned};
 
 /// HTTPS.
 pub const PORT: i32 = 443;
@@ -117,7 +118,7 @@ impl std::fmt::Debug for OpenSearchProvisioner {
     }
 }
 
-fn subnets(spec: &DatastoresSpec) -> Vec<String> {
+pub(crate) fn subnets(spec: &DatastoresSpec) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     spec.subnets
         .iter()
@@ -127,7 +128,7 @@ fn subnets(spec: &DatastoresSpec) -> Vec<String> {
         .collect()
 }
 
-fn sorted(mut v: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
 }
@@ -144,7 +145,8 @@ impl OpenSearchProvisioner {
         self
     }
 
-    fn config(&self, ctx: &Context, spec: &DatastoresSpec, sg: &str) -> DomainConfig {
+    /// The domain as the spec wants it, in security group `sg`.
+    pub(crate) fn config_for(ctx: &Context, spec: &DatastoresSpec, sg: &str) -> DomainConfig {
         let o = &spec.opensearch;
         let name = domain_name(ctx);
         DomainConfig {
@@ -166,7 +168,7 @@ impl OpenSearchProvisioner {
     /// exists" is success: IAM answers a second CreateServiceLinkedRole with `InvalidInput`
     /// "Service role name ... has been taken in this account" (seen in terraform-aws-elasticsearch
     /// #59 and common-voice PR #2196), or another run may have made it in between.
-    async fn ensure_service_linked_role(&self) -> Result<()> {
+    pub(crate) async fn ensure_service_linked_role(&self) -> Result<()> {
         if self.search.service_linked_role_exists().await.at("GetRole", SERVICE_LINKED_ROLE)? {
             return Ok(());
         }
@@ -183,7 +185,7 @@ impl OpenSearchProvisioner {
     }
 
     /// Polls until the domain is not processing and has its VPC endpoint.
-    async fn wait_ready(&self, ctx: &Context, name: &str) -> Result<DomainInfo> {
+    pub(crate) async fn wait_ready(&self, ctx: &Context, name: &str) -> Result<DomainInfo> {
         let fetch = || async { Ok(self.search.describe(name.to_owned()).await.at("DescribeDomain", name)?) };
         wait_state(ctx, format!("OpenSearch domain {name} to be ready"), caps::OPENSEARCH, fetch, domain_ready(name))
             .await?
@@ -211,58 +213,6 @@ pub(crate) fn domain_ready(name: &str) -> impl Condition<DomainInfo, DatastoresE
         Some(d) if d.vpc_endpoint.is_none() => Ok(Probe::Pending("waiting for the VPC endpoint".to_owned())),
         Some(_) => Ok(Probe::Done(())),
     }
-}
-
-fn settings_drift(d: &DomainInfo, want: &DomainConfig) -> Vec<(&'static str, String, String)> {
-    let mut out = Vec::new();
-    if d.instance_type != want.instance_type {
-        out.push(("instance_type", d.instance_type.clone(), want.instance_type.clone()));
-    }
-    if d.instance_count != want.instance_count {
-        out.push(("instance_count", d.instance_count.to_string(), want.instance_count.to_string()));
-    }
-    if d.zone_awareness != want.zone_awareness {
-        out.push(("zone_awareness", format!("{:?}", d.zone_awareness), format!("{:?}", want.zone_awareness)));
-    }
-    if d.volume != Some(("gp3".to_owned(), want.volume_gib)) {
-        out.push(("ebs", format!("{:?}", d.volume), format!("gp3 {} GiB", want.volume_gib)));
-    }
-    if sorted(d.subnet_ids.clone()) != sorted(want.subnet_ids.clone())
-        || d.security_group_ids != [want.security_group_id.clone()]
-    {
-        out.push((
-            "vpc",
-            format!("{:?} {:?}", d.subnet_ids, d.security_group_ids),
-            format!("{:?} {:?}", want.subnet_ids, want.security_group_id),
-        ));
-    }
-    let have_policy: Option<Value> = d.access_policy.as_deref().and_then(|p| serde_json::from_str(p).ok());
-    let want_policy: Option<Value> = serde_json::from_str(&want.access_policy).ok();
-    if have_policy != want_policy {
-        out.push(("access_policy", d.access_policy.clone().unwrap_or_default(), want.access_policy.clone()));
-    }
-    out
-}
-
-fn immutable_drift(d: &DomainInfo, spec: &DatastoresSpec) -> Vec<(&'static str, String, String)> {
-    let mut out = Vec::new();
-    if d.engine_version != spec.opensearch.engine_version {
-        out.push(("engine_version", d.engine_version.clone(), spec.opensearch.engine_version.clone()));
-    }
-    for (field, on) in [
-        ("encryption_at_rest", d.at_rest_encryption),
-        ("node_to_node_encryption", d.node_to_node),
-        ("enforce_https", d.enforce_https),
-        ("fine_grained_access_control", d.fine_grained),
-    ] {
-        if !on {
-            out.push((field, "false".to_owned(), "true".to_owned()));
-        }
-    }
-    if d.tls_policy.as_deref() != Some(TLS_POLICY) {
-        out.push(("tls_policy", d.tls_policy.clone().unwrap_or_default(), TLS_POLICY.to_owned()));
-    }
-    out
 }
 
 #[async_trait]
@@ -296,144 +246,13 @@ impl Provisioner for OpenSearchProvisioner {
     }
 
     fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSearch) -> Plan {
-        let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
-        let mut plan = Plan::new();
-        if !o.secret {
-            plan.push(
-                Change::new(
-                    Action::Create,
-                    ResourceRef::new("secretsmanager:secret", SecretKind::OpenSearchMaster.name(ctx)),
-                )
-                .field("value", None::<&str>, Some("(generated)")),
-            );
-        }
-        if !o.service_linked_role {
-            plan.push(
-                Change::new(Action::Create, ResourceRef::new("iam:service-linked-role", SERVICE_LINKED_ROLE))
-                    .field("service", None::<&str>, Some(SERVICE_LINKED_ROLE_SERVICE))
-                    .because("the account has no OpenSearch VPC domain yet; kept on destroy (account-wide)"),
-            );
-        }
-        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        if let Some(c) = security_group_change(&sgn, o.security_group.as_ref(), PORT, &sources) {
-            plan.push(c);
-        }
-        let sg_id = o.security_group.as_ref().map(|s| s.id.clone()).unwrap_or_else(|| "(known after apply)".to_owned());
-        let want = self.config(ctx, spec, &sg_id);
-        let d_ref = ResourceRef::new("opensearch:domain", &name);
-        match &o.domain {
-            None => plan.push(
-                Change::new(Action::Create, d_ref)
-                    .field("engine_version", None::<&str>, Some(&want.engine_version))
-                    .field("nodes", None::<&str>, Some(format!("{} x {}", want.instance_count, want.instance_type)))
-                    .field("zone_awareness", None::<&str>, Some(format!("{:?}", want.zone_awareness)))
-                    .field("ebs", None::<&str>, Some(format!("gp3 {} GiB", want.volume_gib)))
-                    .field("encryption", None::<&str>, Some("at rest, node-to-node, HTTPS TLS 1.2"))
-                    .field("fine_grained_access_control", None::<bool>, Some(true)),
-            ),
-            Some(d) => {
-                let r = d_ref.with_id(&d.arn);
-                let fixed = immutable_drift(d, spec);
-                if !fixed.is_empty() {
-                    let mut c = Change::new(Action::Replace, r.clone()).because("cannot change in place");
-                    for (f, h, w) in fixed {
-                        c = c.field(f, Some(h), Some(w));
-                    }
-                    plan.push(c);
-                }
-                let mut c = Change::new(Action::Update, r);
-                if o.security_group.is_some() {
-                    for (f, h, w) in settings_drift(d, &want) {
-                        c = c.field(f, Some(h), Some(w));
-                    }
-                }
-                for (k, v) in tag_drift(&want.tags, &d.tags) {
-                    c = c.field(format!("tags.{k}"), d.tags.get(&k), Some(v));
-                }
-                if !c.fields.is_empty() {
-                    plan.push(c);
-                }
-            }
-        }
-        plan
+        OpenSearchChange::plan(&diff::changes(ctx, spec, o))
     }
 
+    /// Executes the typed changes of one observation (a domain processing a change is first
+    /// waited for). A replacement is refused: the domain holds the search index.
     async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<OpenSearchOutput> {
-        spec.validate(ctx)?;
-        let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
-        let o = self.observe(ctx, spec).await?;
-        if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
-            return Err(crate::common::immutable_change(c));
-        }
-        let secret =
-            ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)
-                .await?;
-        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        let sg = ensure_security_group(
-            ctx,
-            self.sg.as_ref(),
-            SgWant {
-                vpc_id: spec.vpc_id.as_str(),
-                name: &sgn,
-                component: "opensearch-security-group",
-                port: PORT,
-                sources: &sources,
-            },
-            o.security_group.clone(),
-        )
-        .await?;
-        let mut config = self.config(ctx, spec, &sg);
-        // The domain as last seen, when it is ready and nothing changed (no further read).
-        let settled = match &o.domain {
-            None => {
-                let user = secret
-                    .field("username")
-                    .map(|u| secrecy::ExposeSecret::expose_secret(&u).to_owned())
-                    .unwrap_or_else(|| spec.opensearch.master_user.clone());
-                let password = secret.field("password").unwrap_or_else(|| secret.value().clone());
-                config.master = Some((user, password));
-                self.ensure_service_linked_role().await?;
-                let policy = ctx.wait.capped(caps::SERVICE_LINKED_ROLE_PROPAGATION);
-                let created = wait::retry(
-                    &format!("CreateDomain {name}"),
-                    &policy,
-                    ctx.cancellation(),
-                    is_missing_service_linked_role,
-                    || self.search.create(config.clone()),
-                )
-                .await;
-                match created {
-                    Ok(_) => tracing::info!(domain = %name, "creating OpenSearch domain"),
-                    Err(wait::WaitError::Failed { source, .. }) if source.is_already_exists() => {}
-                    Err(e) => return Err(from_aws_wait::<DatastoresError>(e, "CreateDomain", &name)),
-                }
-                None
-            }
-            Some(d) => {
-                let d = if d.processing { self.wait_ready(ctx, &name).await? } else { d.clone() };
-                let update = !settings_drift(&d, &config).is_empty();
-                if update {
-                    self.search.update(config.clone()).await.at("UpdateDomainConfig", &name)?;
-                }
-                let drift = tag_drift(&config.tags, &d.tags);
-                if !drift.is_empty() {
-                    self.search.tag(d.arn.clone(), drift).await.at("AddTags", &name)?;
-                }
-                (!update && d.vpc_endpoint.is_some()).then_some(d)
-            }
-        };
-        let d = match settled {
-            Some(d) => d,
-            None => self.wait_ready(ctx, &name).await?,
-        };
-        Ok(OpenSearchOutput {
-            domain_name: name,
-            arn: Arn::new(&d.arn),
-            endpoint: d.vpc_endpoint.clone().unwrap_or_default(),
-            port: PORT,
-            master_secret_arn: secret.arn.clone(),
-            security_group_id: SecurityGroupId::new(sg),
-        })
+        self.apply_tier(ctx, spec).await
     }
 
     /// Domain (wait gone) -> security group -> master secret. The index is derived data
@@ -454,7 +273,7 @@ impl Provisioner for OpenSearchProvisioner {
             .await?;
             deleted.push(ResourceRef::new("opensearch:domain", &name).with_id(&d.arn));
         }
-        if let Some(id) = delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &sgn).await? {
+        if let Some(id) = security_group::delete(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &sgn).await? {
             deleted.push(ResourceRef::new("ec2:security-group", &sgn).with_id(id));
         }
         if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, policy).await? {

@@ -1,22 +1,22 @@
 //! ElastiCache Redis: security group, cache subnet group, and a replication group (cluster
 //! mode off) with encryption at rest and in transit and an AUTH token kept in Secrets Manager.
 
+mod apply;
+mod diff;
+
+pub(crate) use diff::RedisChange;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
-use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier};
+use dify_stack_core::{Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors};
 use serde::Serialize;
 
-use crate::client::{
-    CacheStatus, ElastiCacheApi, ReplicationGroupCreate, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo,
-};
-use crate::common::security_group_change;
-use crate::common::{
-    DataPolicy, DatastoresError, Result, SgWant, caps, delete_security_group, ensure_security_group, tag_drift,
-    wait_for, wait_state,
-};
-use crate::secrets::{SecretKind, delete_secret, ensure_secret};
+use crate::client::{CacheStatus, ElastiCacheApi, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
+use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
+use crate::secrets::{SecretKind, delete_secret};
+use crate::security_group;
 use crate::spec::DatastoresSpec;
 use dify_stack_core::Probe;
 use dify_stack_core::wait::Condition;
@@ -172,199 +172,13 @@ impl Provisioner for RedisProvisioner {
     }
 
     fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -> Plan {
-        let n = name(ctx);
-        let r = &spec.redis;
-        let mut plan = Plan::new();
-        if !o.secret {
-            plan.push(
-                Change::new(Action::Create, ResourceRef::new("secretsmanager:secret", SecretKind::RedisAuth.name(ctx)))
-                    .field("value", None::<&str>, Some("(generated)")),
-            );
-        }
-        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        if let Some(c) = security_group_change(&n, o.security_group.as_ref(), PORT, &sources) {
-            plan.push(c);
-        }
-        if !o.subnet_group {
-            plan.push(Change::new(Action::Create, ResourceRef::new("elasticache:subnet-group", &n)));
-        }
-        let g_ref = ResourceRef::new("elasticache:replication-group", &n);
-        match &o.group {
-            None => plan.push(
-                Change::new(Action::Create, g_ref)
-                    .field("engine", None::<&str>, Some(format!("redis {}", r.engine_version)))
-                    .field("node_type", None::<&str>, Some(&r.node_type))
-                    .field("nodes", None::<i32>, Some(r.nodes))
-                    .field("multi_az", None::<bool>, Some(r.multi_az))
-                    .field("encryption", None::<&str>, Some("at rest + in transit, AUTH")),
-            ),
-            Some(g) => {
-                let gr = g_ref.with_id(&g.arn);
-                let mut replace =
-                    Change::new(Action::Replace, gr.clone()).because("encryption and AUTH can only be set at creation");
-                if !g.at_rest_encryption {
-                    replace = replace.field("at_rest_encryption", Some(false), Some(true));
-                }
-                if !g.transit_encryption {
-                    replace = replace.field("transit_encryption", Some(false), Some(true));
-                }
-                if !replace.fields.is_empty() {
-                    plan.push(replace);
-                }
-                let mut c = Change::new(Action::Update, gr);
-                if g.node_type != r.node_type {
-                    c = c.field("node_type", Some(&g.node_type), Some(&r.node_type));
-                }
-                if g.members.len() as i32 != r.nodes {
-                    c = c.field("nodes", Some(g.members.len()), Some(r.nodes));
-                }
-                if g.snapshot_retention_days != r.snapshot_retention_days {
-                    c = c.field(
-                        "snapshot_retention_days",
-                        Some(g.snapshot_retention_days),
-                        Some(r.snapshot_retention_days),
-                    );
-                }
-                let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
-                if let Some(have) = &g.tags {
-                    for (k, v) in tag_drift(&tags, have) {
-                        c = c.field(format!("tags.{k}"), have.get(&k), Some(v));
-                    }
-                }
-                if !c.fields.is_empty() {
-                    plan.push(c);
-                }
-            }
-        }
-        plan
+        RedisChange::plan(&diff::changes(ctx, spec, o))
     }
 
+    /// Executes the typed changes of one observation (a busy group is first waited for until
+    /// its tags can be read and its ownership checked).
     async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<RedisOutput> {
-        spec.validate(ctx)?;
-        let n = name(ctx);
-        let r = &spec.redis;
-        let mut o = self.observe(ctx, spec).await?;
-        let replace = self.diff(ctx, spec, &o).with_action(Action::Replace).next().cloned();
-        if let Some(c) = &replace {
-            let p = ctx.permissions;
-            if !(p.allow_replace && p.allow_data_loss) {
-                let f = &c.fields[0];
-                return Err(DatastoresError::ReplacementRefused {
-                    resource: n,
-                    field: f.path.clone(),
-                    have: f.before.clone().unwrap_or_default(),
-                    want: f.after.clone().unwrap_or_default(),
-                });
-            }
-        }
-        let secret = ensure_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, "").await?;
-        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        let sg = ensure_security_group(
-            ctx,
-            self.sg.as_ref(),
-            SgWant {
-                vpc_id: spec.vpc_id.as_str(),
-                name: &n,
-                component: "redis-security-group",
-                port: PORT,
-                sources: &sources,
-            },
-            o.security_group.clone(),
-        )
-        .await?;
-        if !o.subnet_group {
-            let tags = ctx.tags_for(Tier::Datastores, "redis-subnet-group", &n);
-            match self
-                .cache
-                .create_subnet_group(n.clone(), spec.subnets.iter().map(|s| s.id.to_string()).collect(), tags)
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e.at("CreateCacheSubnetGroup", &n).into()),
-            }
-        }
-        // An allowed replacement (encryption and AUTH are set only at creation), as the plan
-        // showed it: the group is deleted, waited gone and created below. DeleteReplicationGroup
-        // refuses a group not available (InvalidReplicationGroupState, API reference), hence the
-        // wait first; a create under an id still deleting fails with
-        // ReplicationGroupAlreadyExists, hence the wait until gone.
-        if replace.is_some() {
-            let g = match &o.group {
-                Some(g) if g.is_available() && g.tags.is_some() => g.clone(),
-                _ => self.wait_available(ctx, &n).await?,
-            };
-            // Ownership first: a busy group's tags were not readable when observed.
-            NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
-            tracing::info!(replication_group = %n, "replacing Redis (encryption is set only at creation)");
-            self.delete_group(ctx, &n).await?;
-            o.group = None;
-        }
-        let tags = ctx.tags_for(Tier::Datastores, "redis", &n);
-        // The group as last seen, when nothing was changed since (no further read needed).
-        let settled = match &o.group {
-            None => {
-                let create = ReplicationGroupCreate {
-                    id: n.clone(),
-                    engine_version: r.engine_version.clone(),
-                    node_type: r.node_type.clone(),
-                    nodes: r.nodes,
-                    multi_az: r.multi_az,
-                    snapshot_retention_days: r.snapshot_retention_days,
-                    subnet_group: n.clone(),
-                    security_group: sg.clone(),
-                    auth_token: secret.value().clone(),
-                    tags,
-                };
-                match self.cache.create(create).await {
-                    Ok(()) => tracing::info!(replication_group = %n, "creating Redis"),
-                    Err(e) if e.is_already_exists() => {}
-                    Err(e) => return Err(e.at("CreateReplicationGroup", &n).into()),
-                }
-                None
-            }
-            Some(g) => {
-                let mut changed = false;
-                let mut g =
-                    if g.is_available() && g.tags.is_some() { g.clone() } else { self.wait_available(ctx, &n).await? };
-                NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
-                let node_type = (g.node_type != r.node_type).then(|| r.node_type.clone());
-                let retention =
-                    (g.snapshot_retention_days != r.snapshot_retention_days).then_some(r.snapshot_retention_days);
-                if node_type.is_some() || retention.is_some() {
-                    self.cache.modify(n.clone(), node_type, retention).await.at("ModifyReplicationGroup", &n)?;
-                    g = self.wait_available(ctx, &n).await?;
-                }
-                let have = g.members.len() as i32;
-                if have != r.nodes {
-                    self.cache
-                        .set_replicas(n.clone(), r.nodes - 1, r.nodes > have)
-                        .await
-                        .at("ModifyReplicaCount", &n)?;
-                    changed = true;
-                }
-                let drift = tag_drift(&tags, g.tags.as_ref().unwrap_or(&Tags::new()));
-                if !drift.is_empty() {
-                    self.cache.tag(g.arn.clone(), drift).await.at("AddTagsToResource", &n)?;
-                }
-                (!changed).then_some(g)
-            }
-        };
-        let g = match settled {
-            Some(g) => g,
-            None => self.wait_available(ctx, &n).await?,
-        };
-        let (host, port) = g.primary_endpoint.clone().unwrap_or_default();
-        Ok(RedisOutput {
-            replication_group_id: n,
-            arn: Arn::new(&g.arn),
-            primary_endpoint: host,
-            reader_endpoint: g.reader_endpoint.clone(),
-            port: if port == 0 { PORT } else { port },
-            tls: true,
-            auth_secret_arn: secret.arn.clone(),
-            security_group_id: SecurityGroupId::new(sg),
-        })
+        self.apply_tier(ctx, spec).await
     }
 
     /// Replication group (wait gone) -> subnet group -> security group -> AUTH secret.
@@ -390,7 +204,7 @@ impl Provisioner for RedisProvisioner {
             .map_err(|e| from_aws_wait::<DatastoresError>(e, "DeleteCacheSubnetGroup", &n))?;
             deleted.push(ResourceRef::new("elasticache:subnet-group", &n));
         }
-        if let Some(id) = delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &n).await? {
+        if let Some(id) = security_group::delete(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &n).await? {
             deleted.push(ResourceRef::new("ec2:security-group", &n).with_id(id));
         }
         if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, policy).await? {

@@ -13,19 +13,14 @@ impl AuroraProvisioner {
             return Err(crate::common::immutable_change(c));
         }
         let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        let sg = ensure_security_group(
-            ctx,
-            self.sg.as_ref(),
-            SgWant {
-                vpc_id: spec.vpc_id.as_str(),
-                name: &names.security_group,
-                component: "aurora-security-group",
-                port: PORT,
-                sources: &sources,
-            },
-            o.security_group.clone(),
-        )
-        .await?;
+        let want_sg = SgWant {
+            vpc_id: spec.vpc_id.as_str(),
+            name: &names.security_group,
+            component: "aurora-security-group",
+            port: PORT,
+            sources: &sources,
+        };
+        let sg = security_group::converge(ctx, self.sg.as_ref(), want_sg, o.security_group.as_ref()).await?;
         if !o.subnet_group {
             let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
             let tags = ctx.tags_for(Tier::Datastores, "aurora-subnet-group", &names.subnet_group);

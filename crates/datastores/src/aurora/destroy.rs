@@ -77,7 +77,7 @@ impl AuroraProvisioner {
             deleted.push(ResourceRef::new("rds:db-subnet-group", &names.subnet_group));
         }
         if let Some(id) =
-            delete_security_group(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &names.security_group).await?
+            security_group::delete(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &names.security_group).await?
         {
             deleted.push(ResourceRef::new("ec2:security-group", &names.security_group).with_id(id));
         }

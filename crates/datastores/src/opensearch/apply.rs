@@ -1,0 +1,99 @@
+//! Apply: executes OpenSearch's typed changes of one observation.
+
+use dify_stack_core::ids::{Arn, SecurityGroupId};
+use dify_stack_core::{AwsAt, Context, Planned, Provisioner, from_aws_wait, wait};
+
+use super::diff::{OpenSearchChange, changes, sg_want, sources};
+use super::{OpenSearchOutput, OpenSearchProvisioner, PORT, domain_name, is_missing_service_linked_role};
+use crate::common::{DatastoresError, Result, caps};
+use crate::secrets::{SecretKind, ensure_secret};
+use crate::security_group;
+use crate::spec::DatastoresSpec;
+
+impl OpenSearchProvisioner {
+    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<OpenSearchOutput> {
+        spec.validate(ctx)?;
+        let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
+        let mut o = self.observe(ctx, spec).await?;
+        // A domain processing a change cannot take another (UpdateDomainConfig is refused with
+        // a ValidationException while a change is in progress): waited for first, then compared.
+        if let Some(d) = &o.domain
+            && d.processing
+        {
+            o.domain = Some(self.wait_ready(ctx, &name).await?);
+        }
+        let changes = changes(ctx, spec, &o);
+        // Refused before any write.
+        if let Some(c) = changes.iter().find(|c| matches!(c, OpenSearchChange::Replace { .. })) {
+            return Err(crate::common::immutable_change(&c.change()));
+        }
+        // Read, or generated when the plan shows it (`OpenSearchChange::Secret`).
+        let secret =
+            ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)
+                .await?;
+        let sources = sources(spec);
+        let sg_change = changes.iter().find_map(|c| match c {
+            OpenSearchChange::SecurityGroup(c) => Some(c.clone()),
+            _ => None,
+        });
+        let want_sg = sg_want(spec, &sgn, &sources);
+        let sg =
+            security_group::apply_change(ctx, self.sg.as_ref(), want_sg, sg_change, o.security_group.as_ref()).await?;
+        let mut config = Self::config_for(ctx, spec, &sg);
+        // The domain as last seen, when it is ready and nothing changed (no further read).
+        let mut settled = o.domain.clone().filter(|d| d.vpc_endpoint.is_some());
+        for change in changes {
+            match change {
+                OpenSearchChange::Secret { .. }
+                | OpenSearchChange::SecurityGroup(_)
+                | OpenSearchChange::Replace { .. } => {}
+                OpenSearchChange::ServiceLinkedRole => self.ensure_service_linked_role().await?,
+                OpenSearchChange::Create { .. } => {
+                    let user = secret
+                        .field("username")
+                        .map(|u| secrecy::ExposeSecret::expose_secret(&u).to_owned())
+                        .unwrap_or_else(|| spec.opensearch.master_user.clone());
+                    let password = secret.field("password").unwrap_or_else(|| secret.value().clone());
+                    config.master = Some((user, password));
+                    let policy = ctx.wait.capped(caps::SERVICE_LINKED_ROLE_PROPAGATION);
+                    let created = wait::retry(
+                        &format!("CreateDomain {name}"),
+                        &policy,
+                        ctx.cancellation(),
+                        is_missing_service_linked_role,
+                        || self.search.create(config.clone()),
+                    )
+                    .await;
+                    match created {
+                        Ok(_) => tracing::info!(domain = %name, "creating OpenSearch domain"),
+                        Err(wait::WaitError::Failed { source, .. }) if source.is_already_exists() => {}
+                        Err(e) => return Err(from_aws_wait::<DatastoresError>(e, "CreateDomain", &name)),
+                    }
+                    settled = None;
+                }
+                OpenSearchChange::Update { arn, settings, tags, .. } => {
+                    if !settings.is_empty() {
+                        self.search.update(config.clone()).await.at("UpdateDomainConfig", &name)?;
+                        settled = None;
+                    }
+                    if !tags.is_empty() {
+                        let tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                        self.search.tag(arn, tags).await.at("AddTags", &name)?;
+                    }
+                }
+            }
+        }
+        let d = match settled {
+            Some(d) => d,
+            None => self.wait_ready(ctx, &name).await?,
+        };
+        Ok(OpenSearchOutput {
+            domain_name: name,
+            arn: Arn::new(&d.arn),
+            endpoint: d.vpc_endpoint.clone().unwrap_or_default(),
+            port: PORT,
+            master_secret_arn: secret.arn.clone(),
+            security_group_id: SecurityGroupId::new(sg),
+        })
+    }
+}

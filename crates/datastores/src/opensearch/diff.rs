@@ -1,0 +1,176 @@
+//! Diff: OpenSearch's typed changes from one observation. The plan shows each as one entry
+//! and apply executes exactly the list.
+
+use dify_stack_core::{Action, Change, Context, Planned, ResourceRef};
+use serde_json::Value;
+
+use super::{ObservedOpenSearch, OpenSearchProvisioner, PORT, SERVICE_LINKED_ROLE, SERVICE_LINKED_ROLE_SERVICE};
+use super::{TLS_POLICY, domain_name, sorted};
+use crate::client::{DomainConfig, DomainInfo};
+use crate::common::tag_drift;
+use crate::secrets::SecretKind;
+use crate::security_group::{self, SgChange, SgWant};
+use crate::spec::DatastoresSpec;
+
+/// One change of OpenSearch, in the order apply makes them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OpenSearchChange {
+    /// The master user's secret is generated (`<stack>/opensearch-master`).
+    Secret { name: String },
+    /// The account's OpenSearch service-linked role is created (kept on destroy).
+    ServiceLinkedRole,
+    /// The security group.
+    SecurityGroup(SgChange),
+    /// The domain is created as the spec says.
+    Create { name: String, engine_version: String, nodes: String, zone_awareness: String, ebs: String },
+    /// What only a new domain can change (engine version, encryption, TLS policy): refused,
+    /// the domain holds the search index.
+    Replace { name: String, arn: String, fields: Vec<(&'static str, String, String)> },
+    /// UpdateDomainConfig of the settings that differ (with the security group's id known only
+    /// after apply when the group is created by the same run), and our tags.
+    Update {
+        name: String,
+        arn: String,
+        settings: Vec<(&'static str, String, String)>,
+        tags: Vec<(String, Option<String>, String)>,
+    },
+}
+
+impl Planned for OpenSearchChange {
+    fn change(&self) -> Change {
+        let domain = |name: &str| ResourceRef::new("opensearch:domain", name);
+        match self {
+            OpenSearchChange::Secret { name } => Change::new(
+                Action::Create,
+                ResourceRef::new("secretsmanager:secret", name),
+            )
+            .field("value", None::<&str>, Some("(generated)")),
+            OpenSearchChange::ServiceLinkedRole => {
+                Change::new(Action::Create, ResourceRef::new("iam:service-linked-role", SERVICE_LINKED_ROLE))
+                    .field("service", None::<&str>, Some(SERVICE_LINKED_ROLE_SERVICE))
+                    .because("the account has no OpenSearch VPC domain yet; kept on destroy (account-wide)")
+            }
+            OpenSearchChange::SecurityGroup(c) => c.change(),
+            OpenSearchChange::Create { name, engine_version, nodes, zone_awareness, ebs } => {
+                Change::new(Action::Create, domain(name))
+                    .field("engine_version", None::<&str>, Some(engine_version))
+                    .field("nodes", None::<&str>, Some(nodes))
+                    .field("zone_awareness", None::<&str>, Some(zone_awareness))
+                    .field("ebs", None::<&str>, Some(ebs))
+                    .field("encryption", None::<&str>, Some("at rest, node-to-node, HTTPS TLS 1.2"))
+                    .field("fine_grained_access_control", None::<bool>, Some(true))
+            }
+            OpenSearchChange::Replace { name, arn, fields } => fields.iter().fold(
+                Change::new(Action::Replace, domain(name).with_id(arn)).because("cannot change in place"),
+                |c, (f, have, want)| c.field(*f, Some(have), Some(want)),
+            ),
+            OpenSearchChange::Update { name, arn, settings, tags } => {
+                let c = settings.iter().fold(Change::new(Action::Update, domain(name).with_id(arn)), |c, (f, h, w)| {
+                    c.field(*f, Some(h), Some(w))
+                });
+                tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+            }
+        }
+    }
+}
+
+/// The security group as OpenSearch wants it.
+pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, name: &'a str, sources: &'a [String]) -> SgWant<'a> {
+    SgWant { vpc_id: spec.vpc_id.as_str(), name, component: "opensearch-security-group", port: PORT, sources }
+}
+
+/// The cluster's security groups, as the rules name them.
+pub(super) fn sources(spec: &DatastoresSpec) -> Vec<String> {
+    spec.source_security_groups.iter().map(|s| s.to_string()).collect()
+}
+
+/// OpenSearch's changes against one observation, in the order apply makes them.
+pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSearch) -> Vec<OpenSearchChange> {
+    let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
+    let mut out = Vec::new();
+    if !o.secret {
+        out.push(OpenSearchChange::Secret { name: SecretKind::OpenSearchMaster.name(ctx) });
+    }
+    if !o.service_linked_role {
+        out.push(OpenSearchChange::ServiceLinkedRole);
+    }
+    let sources = sources(spec);
+    if let Some(c) = security_group::change(ctx, sg_want(spec, &sgn, &sources), o.security_group.as_ref()) {
+        out.push(OpenSearchChange::SecurityGroup(c));
+    }
+    let sg_id = o.security_group.as_ref().map(|s| s.id.clone()).unwrap_or_else(|| "(known after apply)".to_owned());
+    let want = OpenSearchProvisioner::config_for(ctx, spec, &sg_id);
+    let Some(d) = &o.domain else {
+        out.push(OpenSearchChange::Create {
+            name,
+            engine_version: want.engine_version.clone(),
+            nodes: format!("{} x {}", want.instance_count, want.instance_type),
+            zone_awareness: format!("{:?}", want.zone_awareness),
+            ebs: format!("gp3 {} GiB", want.volume_gib),
+        });
+        return out;
+    };
+    let fixed = immutable_drift(d, spec);
+    if !fixed.is_empty() {
+        out.push(OpenSearchChange::Replace { name: name.clone(), arn: d.arn.clone(), fields: fixed });
+    }
+    let settings = settings_drift(d, &want);
+    let tags: Vec<_> =
+        tag_drift(&want.tags, &d.tags).into_iter().map(|(k, v)| (k.clone(), d.tags.get(&k).cloned(), v)).collect();
+    if !(settings.is_empty() && tags.is_empty()) {
+        out.push(OpenSearchChange::Update { name, arn: d.arn.clone(), settings, tags });
+    }
+    out
+}
+
+pub(super) fn settings_drift(d: &DomainInfo, want: &DomainConfig) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    if d.instance_type != want.instance_type {
+        out.push(("instance_type", d.instance_type.clone(), want.instance_type.clone()));
+    }
+    if d.instance_count != want.instance_count {
+        out.push(("instance_count", d.instance_count.to_string(), want.instance_count.to_string()));
+    }
+    if d.zone_awareness != want.zone_awareness {
+        out.push(("zone_awareness", format!("{:?}", d.zone_awareness), format!("{:?}", want.zone_awareness)));
+    }
+    if d.volume != Some(("gp3".to_owned(), want.volume_gib)) {
+        out.push(("ebs", format!("{:?}", d.volume), format!("gp3 {} GiB", want.volume_gib)));
+    }
+    if sorted(d.subnet_ids.clone()) != sorted(want.subnet_ids.clone())
+        || d.security_group_ids != [want.security_group_id.clone()]
+    {
+        out.push((
+            "vpc",
+            format!("{:?} {:?}", d.subnet_ids, d.security_group_ids),
+            format!("{:?} {:?}", want.subnet_ids, want.security_group_id),
+        ));
+    }
+    let have_policy: Option<Value> = d.access_policy.as_deref().and_then(|p| serde_json::from_str(p).ok());
+    let want_policy: Option<Value> = serde_json::from_str(&want.access_policy).ok();
+    if have_policy != want_policy {
+        out.push(("access_policy", d.access_policy.clone().unwrap_or_default(), want.access_policy.clone()));
+    }
+    out
+}
+
+fn immutable_drift(d: &DomainInfo, spec: &DatastoresSpec) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    if d.engine_version != spec.opensearch.engine_version {
+        out.push(("engine_version", d.engine_version.clone(), spec.opensearch.engine_version.clone()));
+    }
+    for (field, on) in [
+        ("encryption_at_rest", d.at_rest_encryption),
+        ("node_to_node_encryption", d.node_to_node),
+        ("enforce_https", d.enforce_https),
+        ("fine_grained_access_control", d.fine_grained),
+    ] {
+        if !on {
+            out.push((field, "false".to_owned(), "true".to_owned()));
+        }
+    }
+    if d.tls_policy.as_deref() != Some(TLS_POLICY) {
+        out.push(("tls_policy", d.tls_policy.clone().unwrap_or_default(), TLS_POLICY.to_owned()));
+    }
+    out
+}

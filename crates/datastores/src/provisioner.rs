@@ -1,0 +1,139 @@
+//! [`DatastoresProvisioner`]: the four stores and the Dify app secret as one tier. Each phase
+//! is in its own file, as in every tier: `observe` reads the four stores concurrently,
+//! `diff` joins their typed changes, `apply` converges them concurrently (the others finish
+//! when one fails), `destroy` checks the data policy for every store before the first delete.
+
+mod apply;
+mod destroy;
+mod diff;
+mod observe;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dify_stack_core::{Context, Plan, Provisioner, ResourceRef, SpecErrors};
+use serde::Serialize;
+
+use crate::client::SecretsApi;
+use crate::common::{DataPolicy, DatastoresError, Result};
+use crate::secrets::StoredSecret;
+use crate::spec::DatastoresSpec;
+use crate::{AuroraOutput, AuroraProvisioner, BucketOutput, BucketProvisioner, OpenSearchOutput};
+use crate::{OpenSearchProvisioner, RedisOutput, RedisProvisioner, SdkDatastores};
+
+pub use observe::ObservedDatastores;
+
+/// What the datastores tier hands on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatastoresOutput {
+    /// Aurora.
+    pub aurora: AuroraOutput,
+    /// Redis.
+    pub redis: RedisOutput,
+    /// OpenSearch.
+    pub opensearch: OpenSearchOutput,
+    /// The storage bucket.
+    pub bucket: BucketOutput,
+    /// `<stack>/dify-app`: the Dify application secrets (the value is not serialised).
+    pub app_secret: StoredSecret,
+}
+
+/// The four stores, applied and destroyed concurrently.
+#[derive(Debug, Clone)]
+pub struct DatastoresProvisioner {
+    /// Aurora.
+    pub aurora: AuroraProvisioner,
+    /// Redis.
+    pub redis: RedisProvisioner,
+    /// OpenSearch.
+    pub opensearch: OpenSearchProvisioner,
+    /// Bucket.
+    pub bucket: BucketProvisioner,
+    secrets: Arc<dyn SecretsApi>,
+    policy: Option<DataPolicy>,
+}
+
+impl std::fmt::Debug for dyn SecretsApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsApi")
+    }
+}
+
+impl DatastoresProvisioner {
+    /// Provisioners over the real AWS APIs.
+    pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
+        let sdk = Arc::new(SdkDatastores::from_conf(config));
+        DatastoresProvisioner {
+            aurora: AuroraProvisioner::new(sdk.clone(), sdk.clone(), sdk.clone()),
+            redis: RedisProvisioner::new(sdk.clone(), sdk.clone(), sdk.clone()),
+            opensearch: OpenSearchProvisioner::new(sdk.clone(), sdk.clone(), sdk.clone()),
+            bucket: BucketProvisioner::new(sdk.clone()),
+            secrets: sdk,
+            policy: None,
+        }
+    }
+
+    /// Assembles the aggregate from store provisioners (e.g. over mocks).
+    pub fn new(
+        aurora: AuroraProvisioner,
+        redis: RedisProvisioner,
+        opensearch: OpenSearchProvisioner,
+        bucket: BucketProvisioner,
+        secrets: Arc<dyn SecretsApi>,
+    ) -> Self {
+        DatastoresProvisioner { aurora, redis, opensearch, bucket, secrets, policy: None }
+    }
+
+    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
+    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
+        self.policy = Some(policy);
+        self.aurora = self.aurora.with_data_policy(policy);
+        self.redis = self.redis.with_data_policy(policy);
+        self.opensearch = self.opensearch.with_data_policy(policy);
+        self.bucket = self.bucket.with_data_policy(policy);
+        self
+    }
+
+    /// What destroy would refuse to delete under the data policy (empty: destroy may proceed).
+    pub async fn data_holders(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<String>> {
+        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let (a, b) = futures::future::try_join(
+            self.aurora.data_holders(ctx, spec, policy),
+            self.bucket.data_holders(ctx, policy),
+        )
+        .await?;
+        Ok(a.into_iter().chain(b).collect())
+    }
+}
+
+#[async_trait]
+impl Provisioner for DatastoresProvisioner {
+    type Spec = DatastoresSpec;
+    type Observed = ObservedDatastores;
+    type Output = DatastoresOutput;
+    type Error = DatastoresError;
+
+    fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
+        spec.validate(ctx)
+    }
+
+    async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedDatastores> {
+        self.observe_tier(ctx, spec).await
+    }
+
+    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedDatastores) -> Plan {
+        self.diff_tier(ctx, spec, o)
+    }
+
+    /// The app secret, then the four stores concurrently. When some fail, the others still
+    /// finish, and the error lists every failure.
+    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<DatastoresOutput> {
+        self.apply_tier(ctx, spec).await
+    }
+
+    /// Checks the data policy for every store first (a refusal deletes nothing), then destroys
+    /// the four stores concurrently, then the app secret.
+    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+        self.destroy_tier(ctx, spec).await
+    }
+}

@@ -1,0 +1,35 @@
+//! Destroy: the data policy is checked for every store before the first delete (a refusal
+//! deletes nothing), then the four stores concurrently, then the app secret.
+
+use dify_stack_core::{Context, Provisioner, ResourceRef};
+
+use super::DatastoresProvisioner;
+use super::apply::gather;
+use crate::common::{DataPolicy, DatastoresError, Result};
+use crate::secrets::{self, SecretKind};
+use crate::spec::DatastoresSpec;
+
+impl DatastoresProvisioner {
+    pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let holders = self.data_holders(ctx, spec).await?;
+        if !holders.is_empty() {
+            return Err(DatastoresError::DataLossRefused {
+                holders,
+                hint: "allow it with a DataPolicy (lift_deletion_protection; delete_data, i.e. --delete-data, to skip the final snapshot and empty buckets)".to_owned(),
+            });
+        }
+        let (a, r, o, b) = futures::future::join4(
+            self.aurora.destroy(ctx, spec),
+            self.redis.destroy(ctx, spec),
+            self.opensearch.destroy(ctx, spec),
+            self.bucket.destroy(ctx, spec),
+        )
+        .await;
+        let mut deleted: Vec<ResourceRef> = gather(vec![a, r, o, b])?.into_iter().flatten().collect();
+        if let Some(arn) = secrets::delete_secret(ctx, self.secrets.as_ref(), SecretKind::DifyApp, policy).await? {
+            deleted.push(ResourceRef::new("secretsmanager:secret", SecretKind::DifyApp.name(ctx)).with_id(arn));
+        }
+        Ok(deleted)
+    }
+}

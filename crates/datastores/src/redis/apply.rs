@@ -1,0 +1,139 @@
+//! Apply: executes Redis's typed changes of one observation.
+
+use dify_stack_core::ids::{Arn, SecurityGroupId};
+use dify_stack_core::{AwsAt, Context, NotOwned, Provisioner, Tags, Tier};
+
+use super::diff::{RedisChange, changes, sg_want, sources};
+use super::{PORT, RedisOutput, RedisProvisioner, name};
+use crate::client::ReplicationGroupCreate;
+use crate::common::{DatastoresError, Result};
+use crate::secrets::{SecretKind, ensure_secret};
+use crate::security_group;
+use crate::spec::DatastoresSpec;
+
+impl RedisProvisioner {
+    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<RedisOutput> {
+        spec.validate(ctx)?;
+        let n = name(ctx);
+        let r = &spec.redis;
+        let mut o = self.observe(ctx, spec).await?;
+        // A busy group (creating after a crash, modifying, snapshotting) shows no tags: its
+        // ownership cannot be checked nor its tags compared until it is available again.
+        if let Some(g) = &o.group
+            && !(g.is_available() && g.tags.is_some())
+        {
+            let g = self.wait_available(ctx, &n).await?;
+            NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
+            o.group = Some(g);
+        }
+        let changes = changes(ctx, spec, &o);
+        // Refused before any write.
+        if let Some(RedisChange::Replace { fields, .. }) =
+            changes.iter().find(|c| matches!(c, RedisChange::Replace { .. }))
+            && !(ctx.permissions.allow_replace && ctx.permissions.allow_data_loss)
+        {
+            let (field, have, want) = fields[0];
+            return Err(DatastoresError::ReplacementRefused {
+                resource: n,
+                field: field.to_owned(),
+                have: have.to_string(),
+                want: want.to_string(),
+            });
+        }
+        // Read, or generated when the plan shows it (`RedisChange::Secret`): its value is the
+        // AUTH token of a group created below and its ARN an output.
+        let secret = ensure_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, "").await?;
+        let sources = sources(spec);
+        let want_sg = sg_want(spec, &n, &sources);
+        let sg_change = changes.iter().find_map(|c| match c {
+            RedisChange::SecurityGroup(c) => Some(c.clone()),
+            _ => None,
+        });
+        let sg =
+            security_group::apply_change(ctx, self.sg.as_ref(), want_sg, sg_change, o.security_group.as_ref()).await?;
+        let create = ReplicationGroupCreate {
+            id: n.clone(),
+            engine_version: r.engine_version.clone(),
+            node_type: r.node_type.clone(),
+            nodes: r.nodes,
+            multi_az: r.multi_az,
+            snapshot_retention_days: r.snapshot_retention_days,
+            subnet_group: n.clone(),
+            security_group: sg.clone(),
+            auth_token: secret.value().clone(),
+            tags: ctx.tags_for(Tier::Datastores, "redis", &n),
+        };
+        // The group as last seen, when nothing was changed since (no further read needed).
+        let mut settled = o.group.clone();
+        for change in changes {
+            match change {
+                RedisChange::Secret { .. } | RedisChange::SecurityGroup(_) => {}
+                RedisChange::SubnetGroup { .. } => {
+                    let tags = ctx.tags_for(Tier::Datastores, "redis-subnet-group", &n);
+                    let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
+                    match self.cache.create_subnet_group(n.clone(), subnets, tags).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_already_exists() => {}
+                        Err(e) => return Err(e.at("CreateCacheSubnetGroup", &n).into()),
+                    }
+                }
+                // DeleteReplicationGroup refuses a group not available (InvalidReplicationGroupState,
+                // ElastiCache API reference), hence the wait before the diff; a create under an id
+                // still deleting fails with ReplicationGroupAlreadyExists, hence `delete_group`
+                // waits until it is gone.
+                RedisChange::Replace { .. } => {
+                    tracing::info!(replication_group = %n, "replacing Redis (encryption is set only at creation)");
+                    self.delete_group(ctx, &n).await?;
+                    self.create_group(create.clone()).await?;
+                    settled = None;
+                }
+                RedisChange::Create { .. } => {
+                    self.create_group(create.clone()).await?;
+                    settled = None;
+                }
+                RedisChange::Update { arn, node_type, nodes, snapshot_retention_days, tags, .. } => {
+                    if node_type.is_some() || snapshot_retention_days.is_some() {
+                        let (node_type, retention) = (node_type.map(|t| t.1), snapshot_retention_days.map(|d| d.1));
+                        self.cache.modify(n.clone(), node_type, retention).await.at("ModifyReplicationGroup", &n)?;
+                        // ModifyReplicaCount is refused while the group is modifying.
+                        settled = Some(self.wait_available(ctx, &n).await?);
+                    }
+                    if let Some((have, want)) = nodes {
+                        self.cache.set_replicas(n.clone(), want - 1, want > have).await.at("ModifyReplicaCount", &n)?;
+                        settled = None;
+                    }
+                    if !tags.is_empty() {
+                        let tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                        self.cache.tag(arn, tags).await.at("AddTagsToResource", &n)?;
+                    }
+                }
+            }
+        }
+        let g = match settled {
+            Some(g) => g,
+            None => self.wait_available(ctx, &n).await?,
+        };
+        let (host, port) = g.primary_endpoint.clone().unwrap_or_default();
+        Ok(RedisOutput {
+            replication_group_id: n,
+            arn: Arn::new(&g.arn),
+            primary_endpoint: host,
+            reader_endpoint: g.reader_endpoint.clone(),
+            port: if port == 0 { PORT } else { port },
+            tls: true,
+            auth_secret_arn: secret.arn.clone(),
+            security_group_id: SecurityGroupId::new(sg),
+        })
+    }
+
+    /// CreateReplicationGroup; one created by an earlier interrupted run is taken as it is.
+    async fn create_group(&self, create: ReplicationGroupCreate) -> Result<()> {
+        let n = create.id.clone();
+        match self.cache.create(create).await {
+            Ok(()) => tracing::info!(replication_group = %n, "creating Redis"),
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(DatastoresError::from(e.at("CreateReplicationGroup", &n))),
+        }
+        Ok(())
+    }
+}

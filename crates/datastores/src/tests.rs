@@ -3,6 +3,7 @@
 //! the Data API, and that refused destroys make no write at all.
 
 mod conditions;
+mod opensearch;
 mod redis;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,117 +144,6 @@ fn profiles_follow_the_spec() {
     assert_eq!(p.aurora.engine_version, "17.5");
     assert_eq!(p.redis.engine_version, "7.1");
     assert_eq!(p.opensearch.engine_version, "OpenSearch_2.19");
-}
-
-#[tokio::test(start_paused = true)]
-async fn opensearch_is_polled_until_not_processing_and_the_vpc_endpoint_is_set() {
-    let ctx = ctx_in("us-west-2", Environment::Test);
-    let tags = owned_tags(&ctx, "opensearch", "ds-mock-search");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let mut search = MockOpenSearchApi::new();
-    let c = calls.clone();
-    search.expect_describe().returning(move |name| {
-        let n = c.fetch_add(1, Ordering::SeqCst);
-        let base = DomainInfo {
-            name,
-            arn: "arn:aws:es:us-west-2:1:domain/ds-mock-search".into(),
-            tags: tags.clone(),
-            ..Default::default()
-        };
-        Ok(match n {
-            0 => None, // observe: absent
-            1..=3 => Some(DomainInfo { processing: true, ..base }),
-            4 => Some(DomainInfo { processing: false, vpc_endpoint: None, ..base }),
-            _ => {
-                Some(DomainInfo { vpc_endpoint: Some("vpc-ds-mock-search.us-west-2.es.amazonaws.com".into()), ..base })
-            }
-        })
-    });
-    // A fresh account: no service-linked role until we create it, and OpenSearch refuses the
-    // first CreateDomain while the new role propagates (the refusal real AWS gives when the role
-    // is missing).
-    let slr = Arc::new(AtomicUsize::new(0));
-    let s1 = slr.clone();
-    search.expect_service_linked_role_exists().returning(move || Ok(s1.load(Ordering::SeqCst) > 0));
-    let s2 = slr.clone();
-    search.expect_create_service_linked_role().times(1).returning(move || {
-        s2.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    });
-    let created = Arc::new(Mutex::new(None));
-    let cr = created.clone();
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let a = attempts.clone();
-    search.expect_create().times(2).returning(move |config| {
-        if a.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Err(dify_stack_core::AwsError::new(
-                "CreateDomain",
-                "ValidationException",
-                "Before you can proceed, you must enable a service-linked role to give Amazon OpenSearch Service permissions to access your VPC.",
-            ));
-        }
-        *cr.lock().unwrap() = Some((
-            config.subnet_ids.clone(),
-            config.access_policy.clone(),
-            config.master.as_ref().map(|m| m.0.clone()),
-        ));
-        Ok(DomainInfo::default())
-    });
-    let os = OpenSearchProvisioner::new(
-        Arc::new(search),
-        Arc::new(ready_sg(&ctx, 443, "ds-mock-opensearch")),
-        Arc::new(ready_secrets(&ctx, "ds-mock/opensearch-master")),
-    );
-    let out = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap();
-    assert_eq!(out.endpoint, "vpc-ds-mock-search.us-west-2.es.amazonaws.com");
-    assert_eq!(calls.load(Ordering::SeqCst), 6);
-    assert_eq!(slr.load(Ordering::SeqCst), 1, "the service-linked role was created once");
-    assert_eq!(attempts.load(Ordering::SeqCst), 2, "CreateDomain retried while the role propagated");
-    let (subnets, policy, user) = created.lock().unwrap().clone().unwrap();
-    assert_eq!(subnets, ["subnet-0"], "one subnet per node AZ");
-    assert_eq!(user.as_deref(), Some("dify-admin"));
-    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
-    // Principal `*`: Dify signs nothing (basic auth as the master user); FGAC does the gating.
-    assert_eq!(policy["Statement"][0]["Principal"]["AWS"], "*");
-    assert_eq!(policy["Statement"][0]["Resource"], "arn:aws:es:us-west-2:123456789012:domain/ds-mock-search/*");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_domain_stuck_processing_times_out_within_the_cap() {
-    // The default wait policy: the OpenSearch cap applies as written, not cut to a shorter
-    // global default (prod OpenSearch creates have a p95 of 60 min, aws-durations.toml).
-    let ctx = Context::new("ds-mock", Environment::Test, "us-west-2").unwrap().with_account_id("123456789012");
-    let tags = owned_tags(&ctx, "opensearch", "ds-mock-search");
-    let mut search = MockOpenSearchApi::new();
-    search.expect_describe().returning(move |name| {
-        Ok(Some(DomainInfo {
-            name,
-            processing: true,
-            tags: tags.clone(),
-            at_rest_encryption: true,
-            node_to_node: true,
-            enforce_https: true,
-            fine_grained: true,
-            tls_policy: Some(opensearch::TLS_POLICY.into()),
-            engine_version: "OpenSearch_2.19".into(),
-            ..Default::default()
-        }))
-    });
-    let os = OpenSearchProvisioner::new(
-        Arc::new(search),
-        Arc::new(ready_sg(&ctx, 443, "ds-mock-opensearch")),
-        Arc::new(ready_secrets(&ctx, "ds-mock/opensearch-master")),
-    );
-    let start = tokio::time::Instant::now();
-    let err = os.apply(&ctx, &spec(Environment::Test, 2)).await.unwrap_err();
-    assert!(matches!(err, DatastoresError::Wait(dify_stack_core::WaitError::TimedOut { .. })), "{err:?}");
-    assert!(err.is_retryable());
-    // The OpenSearch cap (90 min) is what the default policy waits, and no longer.
-    assert!(
-        start.elapsed() >= caps::OPENSEARCH && start.elapsed() < caps::OPENSEARCH + Duration::from_secs(61),
-        "{:?}",
-        start.elapsed()
-    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,24 +6,26 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
-use dify_stack_core::{Action, Change, Context, Plan, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 
 use crate::client::{
     DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, RdsStatus, SecretsApi, SgApi, SgInfo,
 };
-use crate::common::{DataPolicy, DatastoresError, Result, caps, tag_drift, wait_for, wait_state};
+use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
 use crate::secrets::{self, SecretKind, StoredSecret};
-use crate::security_group::{self, SgWant};
+use crate::security_group;
 use crate::spec::{DatastoresSpec, data_api_available};
 use dify_stack_core::wait::{Condition, Probe};
 use dify_stack_core::{AwsAt, NotOwned};
 
 pub(crate) mod apply;
 mod destroy;
+mod diff;
 mod sql;
 #[allow(unused_imports)]
 use self::{apply::*, destroy::*, sql::*};
+use diff::AuroraChange;
 
 /// PostgreSQL's port.
 pub const PORT: i32 = 5432;
@@ -214,124 +216,11 @@ impl Provisioner for AuroraProvisioner {
     }
 
     fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedAurora) -> Plan {
-        let names = AuroraNames::of(ctx);
-        let a = &spec.aurora;
-        let mut plan = Plan::new();
-        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        let want_sg = SgWant {
-            vpc_id: spec.vpc_id.as_str(),
-            name: &names.security_group,
-            component: "aurora-security-group",
-            port: PORT,
-            sources: &sources,
-        };
-        if let Some(c) = security_group::change(ctx, want_sg, o.security_group.as_ref()) {
-            plan.push(dify_stack_core::Planned::change(&c));
-        }
-        if !o.subnet_group {
-            plan.push(Change::new(Action::Create, ResourceRef::new("rds:db-subnet-group", &names.subnet_group)));
-        }
-        let cluster_ref = ResourceRef::new("rds:cluster", &names.cluster);
-        match &o.cluster {
-            None => plan.push(
-                Change::new(Action::Create, cluster_ref)
-                    .field("engine", None::<&str>, Some(format!("aurora-postgresql {}", a.engine_version)))
-                    .field("serverless_v2_acu", None::<&str>, Some(format!("{}-{}", a.min_acu, a.max_acu)))
-                    .field("storage_encrypted", None::<bool>, Some(true))
-                    .field("manage_master_user_password", None::<bool>, Some(true))
-                    .field("backup_retention_days", None::<i32>, Some(a.backup_retention_days))
-                    .field("deletion_protection", None::<bool>, Some(a.deletion_protection)),
-            ),
-            Some(c) => {
-                let r = cluster_ref.with_id(&c.arn);
-                if major(&c.engine_version) != major(&a.engine_version) {
-                    plan.push(
-                        Change::new(Action::Replace, r.clone())
-                            .field("engine_version", Some(&c.engine_version), Some(&a.engine_version))
-                            .because("a major version change is a new cluster (data must be migrated)"),
-                    );
-                }
-                let mut ch = Change::new(Action::Update, r);
-                if c.acu != Some((a.min_acu, a.max_acu)) {
-                    let have = c.acu.map(|(l, h)| format!("{l}-{h}")).unwrap_or_default();
-                    ch = ch.field("serverless_v2_acu", Some(have), Some(format!("{}-{}", a.min_acu, a.max_acu)));
-                }
-                if c.backup_retention_days != a.backup_retention_days {
-                    ch =
-                        ch.field("backup_retention_days", Some(c.backup_retention_days), Some(a.backup_retention_days));
-                }
-                if c.deletion_protection != a.deletion_protection {
-                    ch = ch.field("deletion_protection", Some(c.deletion_protection), Some(a.deletion_protection));
-                }
-                if self.data_api(ctx, spec) && !c.http_endpoint {
-                    ch = ch.field("data_api", Some(false), Some(true));
-                }
-                let tags = ctx.tags_for(Tier::Datastores, "aurora", &names.cluster);
-                for (k, v) in tag_drift(&tags, &c.tags) {
-                    ch = ch.field(format!("tags.{k}"), c.tags.get(&k), Some(v));
-                }
-                if !ch.fields.is_empty() {
-                    plan.push(ch);
-                }
-            }
-        }
-        for i in 1..=a.instances as usize {
-            let id = names.instance(i);
-            if !o.instances.iter().any(|x| x.id == id) {
-                let az = &spec.subnets[(i - 1) % spec.subnets.len().max(1)].availability_zone;
-                plan.push(
-                    Change::new(Action::Create, ResourceRef::new("rds:instance", &id))
-                        .field("class", None::<&str>, Some("db.serverless"))
-                        .field("availability_zone", None::<&str>, Some(az.as_str()))
-                        .field("publicly_accessible", None::<bool>, Some(false)),
-                );
-            }
-        }
-        for x in o.instances.iter().filter(|x| {
-            x.id.strip_prefix(&format!("{}-", names.cluster))
-                .and_then(|n| n.parse::<u32>().ok())
-                .is_none_or(|n| n > a.instances || n == 0)
-        }) {
-            plan.push(
-                Change::new(Action::Delete, ResourceRef::new("rds:instance", &x.id))
-                    .because("more instances than the spec asks for"),
-            );
-        }
-        let have_dbs = o.databases.clone().unwrap_or_default();
-        for db in a.databases.iter().filter(|d| !have_dbs.contains(d)) {
-            let known = o.databases.is_some() || o.cluster.is_none();
-            if known || self.data_api(ctx, spec) {
-                plan.push(Change::new(Action::Create, ResourceRef::new("postgres:database", db)));
-            }
-        }
-        if !o.app_secret {
-            plan.push(
-                Change::new(Action::Create, ResourceRef::new("secretsmanager:secret", SecretKind::AuroraApp.name(ctx)))
-                    .field("value", None::<&str>, Some("(generated)")),
-            );
-        }
-        let user = &a.app_username;
-        let role_known = o.app_role.is_some() || o.cluster.is_none();
-        if (role_known || self.data_api(ctx, spec)) && o.app_role != Some(true) {
-            plan.push(Change::new(Action::Create, ResourceRef::new("postgres:role", user)).field(
-                "login",
-                None::<bool>,
-                Some(true),
-            ));
-        }
-        let owned = o.app_owned.clone().unwrap_or_default();
-        if role_known || self.data_api(ctx, spec) {
-            for db in a.databases.iter().filter(|d| !owned.contains(d)) {
-                plan.push(Change::new(Action::Update, ResourceRef::new("postgres:database", db)).field(
-                    "owner",
-                    None::<&str>,
-                    Some(user.as_str()),
-                ));
-            }
-        }
-        plan
+        AuroraChange::plan(&self.changes(ctx, spec, o))
     }
 
+    /// Executes the typed changes of one observation, then converges the databases and the
+    /// application role through the Data API (or lists the statements to run).
     async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<AuroraOutput> {
         self.apply_tier(ctx, spec).await
     }

@@ -154,17 +154,6 @@ pub(crate) async fn apply_change(
     Ok(id)
 }
 
-/// Executes the change that `observed` calls for (the change its store's plan showed from the
-/// same observation); returns the group's id.
-pub(crate) async fn converge(
-    ctx: &Context,
-    api: &dyn SgApi,
-    want: SgWant<'_>,
-    observed: Option<&SgInfo>,
-) -> Result<String> {
-    apply_change(ctx, api, want, change(ctx, want, observed), observed).await
-}
-
 /// Deletes a store's security group if it is ours, retrying while ENIs of the deleted store
 /// still hold it (`DependencyViolation`). Returns the deleted group's id.
 pub(crate) async fn delete(ctx: &Context, api: &dyn SgApi, vpc_id: &str, name: &str) -> Result<Option<String>> {

@@ -2,6 +2,7 @@
 //! transitions (RDS/ElastiCache/OpenSearch change state only over time in AWS), regions without
 //! the Data API, and that refused destroys make no write at all.
 
+mod aurora;
 mod conditions;
 mod opensearch;
 mod redis;

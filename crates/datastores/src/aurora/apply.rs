@@ -1,5 +1,6 @@
 //! Apply: security group, subnet group, cluster, instances, databases and the application role.
 
+use super::diff::{self, AuroraChange};
 #[allow(unused_imports)]
 use super::*;
 
@@ -9,112 +10,123 @@ impl AuroraProvisioner {
         let names = AuroraNames::of(ctx);
         let a = &spec.aurora;
         let o = self.observe(ctx, spec).await?;
-        if let Some(c) = self.diff(ctx, spec, &o).with_action(Action::Replace).next() {
-            return Err(crate::common::immutable_change(c));
+        let changes = self.changes(ctx, spec, &o);
+        // Refused before any write.
+        if let Some(c) = changes.iter().find(|c| matches!(c, AuroraChange::Replace { .. })) {
+            return Err(crate::common::immutable_change(&c.change()));
         }
-        let sources: Vec<String> = spec.source_security_groups.iter().map(|s| s.to_string()).collect();
-        let want_sg = SgWant {
-            vpc_id: spec.vpc_id.as_str(),
-            name: &names.security_group,
-            component: "aurora-security-group",
-            port: PORT,
-            sources: &sources,
-        };
-        let sg = security_group::converge(ctx, self.sg.as_ref(), want_sg, o.security_group.as_ref()).await?;
-        if !o.subnet_group {
-            let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
-            let tags = ctx.tags_for(Tier::Datastores, "aurora-subnet-group", &names.subnet_group);
-            match self.rds.create_subnet_group(names.subnet_group.clone(), subnets, tags).await {
-                Ok(()) => {}
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e.at("CreateDBSubnetGroup", &names.subnet_group).into()),
-            }
-        }
-        let tags = ctx.tags_for(Tier::Datastores, "aurora", &names.cluster);
+        let sources = diff::sources(spec);
+        let sg_change = changes.iter().find_map(|c| match c {
+            AuroraChange::SecurityGroup(c) => Some(c.clone()),
+            _ => None,
+        });
+        let want_sg = diff::sg_want(spec, &names, &sources);
+        let sg =
+            security_group::apply_change(ctx, self.sg.as_ref(), want_sg, sg_change, o.security_group.as_ref()).await?;
         // Whether this run changed anything: when not, and all was available, the observation
         // stands and no wait (no further read) is needed.
-        let mut touched = o.cluster.is_none();
-        let mut cluster = match o.cluster.clone() {
-            None => {
-                let create = DbClusterCreate {
-                    id: names.cluster.clone(),
-                    engine_version: a.engine_version.clone(),
-                    acu: (a.min_acu, a.max_acu),
-                    subnet_group: names.subnet_group.clone(),
-                    security_group: sg.clone(),
-                    master_username: a.master_username.clone(),
-                    backup_retention_days: a.backup_retention_days,
-                    deletion_protection: a.deletion_protection,
-                    http_endpoint: self.data_api(ctx, spec),
-                    tags: tags.clone(),
-                };
-                match self.rds.create_cluster(create).await {
-                    Ok(c) => {
-                        tracing::info!(cluster = %names.cluster, "creating Aurora cluster");
-                        c
+        let mut touched = false;
+        let mut cluster = o.cluster.clone();
+        let mut created = Vec::new();
+        for change in &changes {
+            match change {
+                AuroraChange::SecurityGroup(_)
+                | AuroraChange::Replace { .. }
+                | AuroraChange::AppSecret { .. }
+                | AuroraChange::Catalog(_) => {}
+                AuroraChange::SubnetGroup { name } => {
+                    let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
+                    let tags = ctx.tags_for(Tier::Datastores, "aurora-subnet-group", name);
+                    match self.rds.create_subnet_group(name.clone(), subnets, tags).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_already_exists() => {}
+                        Err(e) => return Err(e.at("CreateDBSubnetGroup", name).into()),
                     }
-                    Err(e) if e.is_already_exists() => self
-                        .rds
-                        .describe_cluster(names.cluster.clone())
-                        .await
-                        .at("DescribeDBClusters", &names.cluster)?
-                        .ok_or(e)
-                        .at("CreateDBCluster", &names.cluster)?,
-                    Err(e) => return Err(e.at("CreateDBCluster", &names.cluster).into()),
                 }
-            }
-            Some(c) => {
-                let mut m = DbClusterModify::default();
-                if c.acu != Some((a.min_acu, a.max_acu)) {
-                    m.acu = Some((a.min_acu, a.max_acu));
-                }
-                if c.backup_retention_days != a.backup_retention_days {
-                    m.backup_retention_days = Some(a.backup_retention_days);
-                }
-                if c.deletion_protection != a.deletion_protection {
-                    m.deletion_protection = Some(a.deletion_protection);
-                }
-                if c.security_groups != [sg.clone()] {
-                    m.security_groups = Some(vec![sg.clone()]);
-                }
-                if m != DbClusterModify::default() {
-                    self.rds.modify_cluster(names.cluster.clone(), m).await.at("ModifyDBCluster", &names.cluster)?;
+                AuroraChange::CreateCluster { name, .. } => {
+                    let create = DbClusterCreate {
+                        id: name.clone(),
+                        engine_version: a.engine_version.clone(),
+                        acu: (a.min_acu, a.max_acu),
+                        subnet_group: names.subnet_group.clone(),
+                        security_group: sg.clone(),
+                        master_username: a.master_username.clone(),
+                        backup_retention_days: a.backup_retention_days,
+                        deletion_protection: a.deletion_protection,
+                        http_endpoint: self.data_api(ctx, spec),
+                        tags: ctx.tags_for(Tier::Datastores, "aurora", name),
+                    };
+                    cluster = Some(match self.rds.create_cluster(create).await {
+                        Ok(c) => {
+                            tracing::info!(cluster = %name, "creating Aurora cluster");
+                            c
+                        }
+                        Err(e) if e.is_already_exists() => self
+                            .rds
+                            .describe_cluster(name.clone())
+                            .await
+                            .at("DescribeDBClusters", name)?
+                            .ok_or(e)
+                            .at("CreateDBCluster", name)?,
+                        Err(e) => return Err(e.at("CreateDBCluster", name).into()),
+                    });
                     touched = true;
                 }
-                let drift = tag_drift(&tags, &c.tags);
-                if !drift.is_empty() {
-                    self.rds.tag(c.arn.clone(), drift).await.at("AddTagsToResource", &names.cluster)?;
+                AuroraChange::UpdateCluster {
+                    name,
+                    arn,
+                    acu,
+                    backup_retention_days,
+                    deletion_protection,
+                    security_groups,
+                    tags,
+                    ..
+                } => {
+                    let m = DbClusterModify {
+                        acu: acu.map(|(_, want)| want),
+                        backup_retention_days: backup_retention_days.map(|(_, want)| want),
+                        deletion_protection: deletion_protection.map(|(_, want)| want),
+                        security_groups: security_groups.as_ref().map(|_| vec![sg.clone()]),
+                    };
+                    if m != DbClusterModify::default() {
+                        self.rds.modify_cluster(name.clone(), m).await.at("ModifyDBCluster", name)?;
+                        touched = true;
+                    }
+                    if !tags.is_empty() {
+                        let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                        self.rds.tag(arn.clone(), tags).await.at("AddTagsToResource", name)?;
+                    }
                 }
-                c
+                AuroraChange::CreateInstance { id, availability_zone } => {
+                    let itags = ctx.tags_for(Tier::Datastores, "aurora-instance", id);
+                    match self
+                        .rds
+                        .create_instance(id.clone(), names.cluster.clone(), availability_zone.clone(), itags)
+                        .await
+                    {
+                        Ok(()) => tracing::info!(instance = %id, "creating Aurora instance"),
+                        Err(e) if e.is_already_exists() => {}
+                        Err(e) => return Err(e.at("CreateDBInstance", id).into()),
+                    }
+                    created.push(id.clone());
+                }
+                AuroraChange::DeleteInstance { id } => {
+                    // One already being deleted (an earlier run) is left to finish.
+                    if o.instances.iter().any(|x| &x.id == id && x.status != RdsStatus::Deleting) {
+                        dify_stack_core::ignore_not_found(self.rds.delete_instance(id.clone()).await)
+                            .at("DeleteDBInstance", id)?;
+                        touched = true;
+                    }
+                }
             }
+        }
+        let Some(mut cluster) = cluster else {
+            return Err(DatastoresError::Failed {
+                kind: "Aurora cluster",
+                name: names.cluster.clone(),
+                status: "neither observed nor created".to_owned(),
+            });
         };
-        // Instances: the writer first, readers in the next AZs.
-        let mut created = Vec::new();
-        for i in 1..=a.instances as usize {
-            let id = names.instance(i);
-            if o.instances.iter().any(|x| x.id == id) {
-                continue;
-            }
-            let az = spec.subnets[(i - 1) % spec.subnets.len()].availability_zone.to_string();
-            let itags = ctx.tags_for(Tier::Datastores, "aurora-instance", &id);
-            match self.rds.create_instance(id.clone(), names.cluster.clone(), az, itags).await {
-                Ok(()) => tracing::info!(instance = %id, "creating Aurora instance"),
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e.at("CreateDBInstance", &id).into()),
-            }
-            created.push(id);
-        }
-        for x in &o.instances {
-            let extra =
-                x.id.strip_prefix(&format!("{}-", names.cluster))
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .is_none_or(|n| n > a.instances || n == 0);
-            if extra && x.status != RdsStatus::Deleting {
-                dify_stack_core::ignore_not_found(self.rds.delete_instance(x.id.clone()).await)
-                    .at("DeleteDBInstance", &x.id)?;
-                touched = true;
-            }
-        }
         let cluster_id = names.cluster.clone();
         let settled = !touched
             && created.is_empty()

@@ -13,9 +13,12 @@ use crate::security_group::{self, SgChange, SgWant};
 use crate::spec::DatastoresSpec;
 
 /// The ACU range as the plan shows it.
-fn acu(range: (f64, f64)) -> String {
+fn acu(range: Acu) -> String {
     format!("{}-{}", range.0, range.1)
 }
+
+/// A Serverless v2 ACU range (min, max).
+type Acu = (f64, f64);
 
 /// One change of Aurora, in the order apply makes them.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +42,7 @@ pub(crate) enum AuroraChange {
     UpdateCluster {
         name: String,
         arn: String,
-        acu: Option<(Option<(f64, f64)>, (f64, f64))>,
+        acu: Option<(Option<Acu>, Acu)>,
         backup_retention_days: Option<(i32, i32)>,
         deletion_protection: Option<(bool, bool)>,
         /// The cluster's groups and ours (`None`: created by this run, its id known after apply).
@@ -200,25 +203,8 @@ impl AuroraProvisioner {
                         .map(|(k, v)| (k.clone(), c.tags.get(&k).cloned(), v))
                         .collect(),
                 };
-                let AuroraChange::UpdateCluster {
-                    acu,
-                    backup_retention_days,
-                    deletion_protection,
-                    security_groups,
-                    data_api,
-                    tags,
-                    ..
-                } = &update
-                else {
-                    unreachable!()
-                };
-                if acu.is_some()
-                    || backup_retention_days.is_some()
-                    || deletion_protection.is_some()
-                    || security_groups.is_some()
-                    || *data_api
-                    || !tags.is_empty()
-                {
+                // Each difference is one field of the plan's entry: none, nothing to update.
+                if !update.change().fields.is_empty() {
                     out.push(update);
                 }
             }

@@ -146,8 +146,8 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -
             .then_some((g.snapshot_retention_days, r.snapshot_retention_days)),
         tags,
     };
-    if matches!(&update, RedisChange::Update { node_type: None, nodes: None, snapshot_retention_days: None, tags, .. } if tags.is_empty())
-    {
+    // Each difference is one field of the plan's entry: none, nothing to update.
+    if update.change().fields.is_empty() {
         return out;
     }
     out.push(update);

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{AllocationId, NatGatewayId, SubnetId, VpcId};
 use dify_stack_core::wait::{self, WaitError};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, ErrorKind, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags,
-    WaitEnded, from_aws_wait, ignore_not_found,
+    Action, AwsAt, AwsError, Change, Context, ErrorKind, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
+    Tags, WaitEnded, from_aws_wait, ignore_not_found,
 };
 use futures::future::try_join_all;
 

@@ -14,6 +14,7 @@ use crate::spec::*;
 use crate::{NetworkError, NetworkProvisioner};
 
 mod destroy;
+mod drift;
 mod world;
 use world::*;
 

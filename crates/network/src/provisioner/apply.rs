@@ -8,6 +8,34 @@ impl NetworkProvisioner {
         ctx.wait.capped(DEPENDENCY_RETRY_CAP)
     }
 
+    /// Observes, refuses a replacement the context does not allow, executes the replacements
+    /// (deletes) and observes again; returns the observation and its changes, none of them a
+    /// replacement any more.
+    async fn observe_and_replace(
+        &self,
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+    ) -> Result<(ObservedNew, Vec<NetChange>)> {
+        let obs = self.observe_new(ctx, spec, new).await?;
+        let changes = Self::changes_new(ctx, spec, new, &obs);
+        let replaced: Vec<&NetChange> = changes.iter().filter(|c| c.is_replacement()).collect();
+        if replaced.is_empty() {
+            return Ok((obs, changes));
+        }
+        let refused: Vec<Change> = replaced.iter().filter(|c| c.needs_permission()).map(|c| c.change()).collect();
+        if !refused.is_empty() && !ctx.permissions.allow_replace {
+            return Err(NetworkError::ReplacementRefused {
+                resources: refused.iter().map(|c| c.resource.to_string()).collect(),
+                reasons: refused.iter().map(|c| c.reason.clone().unwrap_or_default()).collect(),
+            });
+        }
+        self.replace(ctx, &replaced).await?;
+        let obs = self.observe_new(ctx, spec, new).await?;
+        let changes = Self::changes_new(ctx, spec, new, &obs);
+        Ok((obs, changes))
+    }
+
     /// The VPC (DNS attributes, tags) and its subnets only: what the data stores and the node
     /// security group need, ready minutes before the NAT gateways. A plan that replaces
     /// something goes through the whole [`apply_new`](Self::apply_new) instead.
@@ -18,11 +46,12 @@ impl NetworkProvisioner {
         new: &NewVpcSpec,
     ) -> Result<NetworkOutput> {
         let obs = self.observe_new(ctx, spec, new).await?;
-        if Self::diff_new(ctx, spec, new, &obs).has_replacements() {
+        let changes = Self::changes_new(ctx, spec, new, &obs);
+        if changes.iter().any(NetChange::is_replacement) {
             return self.apply_new(ctx, spec, new).await;
         }
         let want = Desired::new(ctx, spec, new, &obs.zones);
-        let (vpc, subnets) = self.ensure_vpc_and_subnets(ctx, &want, &obs).await?;
+        let (vpc, subnets) = self.converge_vpc_and_subnets(ctx, &want, &obs, &changes).await?;
         // CreateVpc retried by the SDK after a lost response may have made a twin (VPC CIDRs may
         // overlap; a retried CreateSubnet is refused, InvalidSubnet.Conflict in the EC2 API error
         // codes, so subnets have no twins). The data stores build in the VPC this returns, so an
@@ -37,106 +66,110 @@ impl NetworkProvisioner {
         Ok(new_output(&want, &vpc, &subnets, &[], &[], &[]))
     }
 
-    /// The VPC with DNS support and hostnames and its tags, then the subnets, concurrently.
-    async fn ensure_vpc_and_subnets(
+    /// Executes the VPC's and the subnets' changes (the subnets concurrently); returns the VPC
+    /// and the wanted subnets.
+    async fn converge_vpc_and_subnets(
         &self,
         ctx: &Context,
         want: &Desired,
         obs: &ObservedNew,
+        changes: &[NetChange],
     ) -> Result<(VpcInfo, Vec<SubnetInfo>)> {
-        let vpc = match obs.vpc() {
-            Some(v) => v.clone(),
-            None => {
-                let v = self
-                    .client
-                    .create_vpc(want.cidr.clone(), want.vpc.tags.clone())
-                    .await
-                    .at("CreateVpc", &want.vpc.name)?;
-                tracing::info!(vpc = %v.id, "created VPC");
-                v
+        let mut vpc = obs.vpc().cloned();
+        for change in changes {
+            match change {
+                NetChange::CreateVpc { name, cidr } => {
+                    let v = self.client.create_vpc(cidr.clone(), want.vpc.tags.clone()).await.at("CreateVpc", name)?;
+                    tracing::info!(vpc = %v.id, "created VPC");
+                    // A new VPC has DNS hostnames off (VPC user guide, "DNS attributes for
+                    // your VPC"): both are set.
+                    self.set_dns(ctx, &v.id, true, true).await?;
+                    vpc = Some(v);
+                }
+                NetChange::UpdateVpc { id, dns_support, dns_hostnames, tags, .. } => {
+                    if *dns_support || *dns_hostnames {
+                        self.set_dns(ctx, &VpcId::new(id), *dns_support, *dns_hostnames).await?;
+                    }
+                    self.write_tags(id, tags).await?;
+                }
+                _ => {}
             }
-        };
-        let dns = obs.dns.unwrap_or(crate::client::DnsAttributes { support: false, hostnames: false });
-        if !dns.support || !dns.hostnames {
-            self.fresh(ctx, "ModifyVpcAttribute", || {
-                self.client.set_vpc_dns(
-                    vpc.id.clone(),
-                    (!dns.support).then_some(true),
-                    (!dns.hostnames).then_some(true),
-                )
-            })
-            .await
-            .at("ModifyVpcAttribute", vpc.id.as_str())?;
         }
-        self.ensure_tags(vpc.id.as_str(), &want.vpc.tags, &vpc.tags).await?;
-        let subnets: Vec<SubnetInfo> =
-            try_join_all(want.subnets().map(|s| self.ensure_subnet(ctx, &vpc.id, s, &obs.subnets))).await?;
+        let vpc = vpc
+            .ok_or_else(|| AwsError::new("CreateVpc", "MissingVpc", "the VPC was neither observed nor created"))
+            .at("CreateVpc", &want.vpc.name)?;
+        let subnets: Vec<SubnetInfo> = try_join_all(want.subnets().map(|s| {
+            let vpc = &vpc.id;
+            async move {
+                let change = changes.iter().find(|c| match c {
+                    NetChange::CreateSubnet { name, .. } | NetChange::TagSubnet { name, .. } => *name == s.named.name,
+                    _ => false,
+                });
+                match change {
+                    Some(NetChange::CreateSubnet { .. }) => self.create_subnet(ctx, vpc, s).await,
+                    other => {
+                        let have = find(&obs.subnets, &s.named.name, |x| &x.tags)
+                            .ok_or_else(|| AwsError::new("CreateSubnet", "MissingSubnet", "not observed"))
+                            .at("CreateSubnet", &s.named.name)?;
+                        if let Some(NetChange::TagSubnet { id, tags, .. }) = other {
+                            self.write_tags(id, tags).await?;
+                        }
+                        Ok(have.clone())
+                    }
+                }
+            }
+        }))
+        .await?;
         Ok((vpc, subnets))
     }
 
+    async fn set_dns(&self, ctx: &Context, vpc: &VpcId, support: bool, hostnames: bool) -> Result<()> {
+        self.fresh(ctx, "ModifyVpcAttribute", || {
+            self.client.set_vpc_dns(vpc.clone(), support.then_some(true), hostnames.then_some(true))
+        })
+        .await
+        .at("ModifyVpcAttribute", vpc.as_str())?;
+        Ok(())
+    }
+
+    /// Executes the typed changes of one observation (after the replacements it contains and a
+    /// second observation), in dependency order: VPC and subnets, gateway, addresses and NAT
+    /// gateways (waited until available), route tables, then what is no longer wanted.
     pub(super) async fn apply_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<NetworkOutput> {
-        let mut obs = self.observe_new(ctx, spec, new).await?;
-        let plan = Self::diff_new(ctx, spec, new, &obs);
-        if plan.has_replacements() {
-            let replaced: Vec<&Change> =
-                plan.with_action(Action::Replace).filter(|c| c.reason.as_deref() != Some(NAT_FAILED)).collect();
-            if !replaced.is_empty() && !ctx.permissions.allow_replace {
-                return Err(NetworkError::ReplacementRefused {
-                    resources: replaced.iter().map(|c| c.resource.to_string()).collect(),
-                    reasons: replaced.iter().map(|c| c.reason.clone().unwrap_or_default()).collect(),
-                });
-            }
-            self.replace(ctx, &plan).await?;
-            obs = self.observe_new(ctx, spec, new).await?;
-        }
+        let (obs, changes) = self.observe_and_replace(ctx, spec, new).await?;
         let want = Desired::new(ctx, spec, new, &obs.zones);
-        let (vpc, subnets) = self.ensure_vpc_and_subnets(ctx, &want, &obs).await?;
+        let (vpc, subnets) = self.converge_vpc_and_subnets(ctx, &want, &obs, &changes).await?;
         // Duplicates (an SDK retry of a lost CreateVpc response) are empty: delete them.
-        for extra in obs.vpcs.iter().skip(1) {
-            ignore_not_found(self.client.delete_vpc(extra.id.clone()).await).at("Delete", extra.id.as_str())?;
+        for c in &changes {
+            if let NetChange::DeleteVpc { id, .. } = c {
+                ignore_not_found(self.client.delete_vpc(VpcId::new(id)).await).at("Delete", id.as_str())?;
+            }
         }
         let subnet_id = |name: &str| subnets.iter().find(|s| name_of(&s.tags) == name).map(|s| s.id.clone());
 
         // Internet gateway.
+        let created_igw = changes.iter().any(|c| matches!(c, NetChange::CreateIgw { .. }));
         let igw = match find(&obs.igws, &want.igw.name, |g| &g.tags) {
-            Some(g) => g.clone(),
-            None => self
+            Some(g) if !created_igw => g.clone(),
+            _ => self
                 .client
                 .create_internet_gateway(want.igw.tags.clone())
                 .await
                 .at("CreateInternetGateway", &want.igw.name)?,
         };
-        if !igw.attached_vpcs.contains(&vpc.id) {
-            match self
-                .fresh(ctx, "AttachInternetGateway", || {
-                    self.client.attach_internet_gateway(igw.id.clone(), vpc.id.clone())
-                })
-                .await
-            {
-                Ok(()) => {}
-                // A retry whose first attempt was applied (the response was lost) is answered
-                // `Resource.AlreadyAssociated` (EC2 API error codes). Success only when the
-                // gateway is attached to this VPC; attached elsewhere stays an error.
-                Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                    let now = self
-                        .client
-                        .describe_internet_gateways(vec![Filter::new("internet-gateway-id", [igw.id.as_str()])])
-                        .await
-                        .at("Describe", igw.id.as_str())?;
-                    if !now.iter().any(|g| g.attached_vpcs.contains(&vpc.id)) {
-                        return Err(e.at("CreateInternetGateway", igw.id.as_str()).into());
-                    }
-                }
-                Err(e) => return Err(e.at("CreateInternetGateway", igw.id.as_str()).into()),
-            }
+        if created_igw || changes.iter().any(|c| matches!(c, NetChange::AttachIgw { .. })) {
+            self.attach_igw(ctx, &igw, &vpc.id).await?;
         }
 
         // Elastic IPs, then NAT gateways (concurrently), then wait until they are available.
+        let creates =
+            |kind: fn(&NetChange) -> Option<&String>, name: &str| changes.iter().filter_map(kind).any(|n| n == name);
         let obs_eips = &obs.eips;
         let eips: Vec<AddressInfo> = try_join_all(want.eips.iter().map(|e| async move {
+            let create = creates(|c| if let NetChange::CreateEip { name } = c { Some(name) } else { None }, &e.name);
             match find(obs_eips, &e.name, |a| &a.tags) {
-                Some(a) => Ok(a.clone()),
-                None => self.client.allocate_address(e.tags.clone()).await.at("AllocateAddress", &e.name),
+                Some(a) if !create => Ok(a.clone()),
+                _ => self.client.allocate_address(e.tags.clone()).await.at("AllocateAddress", &e.name),
             }
         }))
         .await?;
@@ -145,8 +178,11 @@ impl NetworkProvisioner {
             let eip = eips[i].allocation_id.clone();
             let obs_nats = &obs.nats;
             let retired = &obs.retired_nats;
+            let create = creates(|c| if let NetChange::CreateNat { name } = c { Some(name) } else { None }, &n.name);
             async move {
-                if let Some(have) = find(obs_nats, &n.name, |x| &x.tags) {
+                if let Some(have) = find(obs_nats, &n.name, |x| &x.tags)
+                    && !create
+                {
                     return Ok(have.clone());
                 }
                 let subnet = subnet
@@ -169,13 +205,39 @@ impl NetworkProvisioner {
                 None => RouteTarget::Gateway(igw.id.clone()),
                 Some(i) => RouteTarget::NatGateway(nats[i].id.clone()),
             };
-            let subnet_ids: Vec<SubnetId> = t.subnets.iter().filter_map(|n| subnet_id(n)).collect();
-            self.ensure_route_table(ctx, &vpc.id, t, target, subnet_ids, &obs.route_tables)
+            let change = changes.iter().find(|c| match c {
+                NetChange::CreateRouteTable { name } | NetChange::UpdateRouteTable { name, .. } => {
+                    *name == t.named.name
+                }
+                _ => false,
+            });
+            self.converge_route_table(ctx, &vpc.id, t, target, &subnet_id, change, &obs.route_tables)
         }))
         .await?;
 
-        // Remove what is no longer wanted (e.g. after per_az -> single, or fewer AZs).
-        self.remove_extras(ctx, &want, &obs).await?;
+        // Remove what is no longer wanted (e.g. after per_az -> single, or fewer AZs): NAT
+        // gateways first (waited until deleted), then their addresses, route tables, subnets.
+        let extra_nats: Vec<NatGatewayId> = changes
+            .iter()
+            .filter_map(|c| if let NetChange::DeleteNat { id, .. } = c { Some(NatGatewayId::new(id)) } else { None })
+            .collect();
+        self.delete_nats(ctx, extra_nats).await?;
+        for c in &changes {
+            match c {
+                NetChange::DeleteEip { id, .. } => self.release_eip(ctx, AllocationId::new(id)).await?,
+                NetChange::DeleteRouteTable { id, .. } => {
+                    if let Some(t) = obs.route_tables.iter().find(|t| t.id.as_str() == id) {
+                        self.delete_route_table(ctx, t).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for c in &changes {
+            if let NetChange::DeleteSubnet { id, .. } = c {
+                self.delete_subnet(ctx, SubnetId::new(id)).await?;
+            }
+        }
 
         // A create whose response was lost is retried by the SDK; for the calls without an
         // idempotency token (CreateVpc, CreateSubnet, CreateInternetGateway, AllocateAddress,
@@ -202,6 +264,30 @@ impl NetworkProvisioner {
         Ok(new_output(&want, &vpc, &subnets, &eips, &nats, &tables))
     }
 
+    /// AttachInternetGateway. A retry whose first attempt was applied (the response was lost)
+    /// is answered `Resource.AlreadyAssociated` (EC2 API error codes): success only when the
+    /// gateway is attached to this VPC; attached elsewhere stays an error.
+    async fn attach_igw(&self, ctx: &Context, igw: &IgwInfo, vpc: &VpcId) -> Result<()> {
+        match self
+            .fresh(ctx, "AttachInternetGateway", || self.client.attach_internet_gateway(igw.id.clone(), vpc.clone()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                let now = self
+                    .client
+                    .describe_internet_gateways(vec![Filter::new("internet-gateway-id", [igw.id.as_str()])])
+                    .await
+                    .at("Describe", igw.id.as_str())?;
+                if !now.iter().any(|g| g.attached_vpcs.contains(vpc)) {
+                    return Err(e.at("CreateInternetGateway", igw.id.as_str()).into());
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.at("CreateInternetGateway", igw.id.as_str()).into()),
+        }
+    }
+
     /// A converged new VPC's output from the observation alone: every wanted EIP, NAT gateway
     /// and route table found by name, in the wanted order.
     pub(super) fn observed_new_output(
@@ -223,25 +309,16 @@ impl NetworkProvisioner {
         Some(new_output(&want, vpc, &obs.subnets, &eips, &nats, &tables))
     }
 
-    pub(super) async fn ensure_tags(&self, id: &str, want: &Tags, have: &Tags) -> Result<()> {
-        let drift = tag_drift(want, have);
-        if !drift.is_empty() {
-            self.client.create_tags(vec![id.to_owned()], drift).await.at("Tag", id)?;
+    /// CreateTags of a change's tag drift (nothing when there is none).
+    pub(super) async fn write_tags(&self, id: &str, tags: &Drift) -> Result<()> {
+        if !tags.is_empty() {
+            let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+            self.client.create_tags(vec![id.to_owned()], tags).await.at("Tag", id)?;
         }
         Ok(())
     }
 
-    pub(super) async fn ensure_subnet(
-        &self,
-        ctx: &Context,
-        vpc: &VpcId,
-        s: &DesiredSubnet,
-        observed: &[SubnetInfo],
-    ) -> Result<SubnetInfo> {
-        if let Some(have) = find(observed, &s.named.name, |x| &x.tags) {
-            self.ensure_tags(have.id.as_str(), &s.named.tags, &have.tags).await?;
-            return Ok(have.clone());
-        }
+    async fn create_subnet(&self, ctx: &Context, vpc: &VpcId, s: &DesiredSubnet) -> Result<SubnetInfo> {
         let created = self
             .fresh(ctx, "CreateSubnet", || {
                 self.client.create_subnet(vpc.clone(), s.cidr.clone(), s.az.clone(), s.named.tags.clone())
@@ -320,26 +397,38 @@ impl NetworkProvisioner {
         Ok(())
     }
 
-    pub(super) async fn ensure_route_table(
+    /// Executes a route table's change (`None`: it is converged, the observed one is returned).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn converge_route_table(
         &self,
         ctx: &Context,
         vpc: &VpcId,
         t: &DesiredRouteTable,
         target: RouteTarget,
-        subnets: Vec<SubnetId>,
+        subnet_id: &(dyn Fn(&str) -> Option<SubnetId> + Sync),
+        change: Option<&NetChange>,
         observed: &[RouteTableInfo],
     ) -> Result<RouteTableInfo> {
         let name = &t.named.name;
-        let table = match find(observed, name, |r| &r.tags) {
-            Some(have) => {
-                self.ensure_tags(have.id.as_str(), &t.named.tags, &have.tags).await?;
-                have.clone()
+        let have = find(observed, name, |r| &r.tags).cloned();
+        let (table, write_route, associate) = match (change, have) {
+            (Some(NetChange::UpdateRouteTable { id, route, associate, tags, .. }), Some(have)) => {
+                self.write_tags(id, tags).await?;
+                (have, route.is_some(), associate.clone())
             }
-            None => {
-                self.client.create_route_table(vpc.clone(), t.named.tags.clone()).await.at("CreateRouteTable", name)?
+            (None, Some(have)) => return Ok(have),
+            _ => {
+                let created = self
+                    .client
+                    .create_route_table(vpc.clone(), t.named.tags.clone())
+                    .await
+                    .at("CreateRouteTable", name)?;
+                (created, true, t.subnets.clone())
             }
         };
+        let subnets: Vec<SubnetId> = associate.iter().filter_map(|n| subnet_id(n)).collect();
         match table.routes.iter().find(|r| r.destination == DEFAULT_ROUTE) {
+            _ if !write_route => {}
             None => match self
                 .fresh(ctx, "CreateRoute", || {
                     self.client.create_route(table.id.clone(), DEFAULT_ROUTE.into(), target.clone())
@@ -444,37 +533,17 @@ impl NetworkProvisioner {
         Ok(())
     }
 
-    pub(super) async fn remove_extras(&self, ctx: &Context, want: &Desired, obs: &ObservedNew) -> Result<()> {
-        let nat_names: BTreeSet<&str> = want.nats.iter().map(|n| n.name.as_str()).collect();
-        let extra_nats: Vec<NatGatewayId> =
-            extras(&obs.nats, &nat_names, |n| &n.tags, |n| n.id.as_str()).into_iter().map(|n| n.id.clone()).collect();
-        self.delete_nats(ctx, extra_nats).await?;
-        let eip_names: BTreeSet<&str> = want.eips.iter().map(|e| e.name.as_str()).collect();
-        for e in extras(&obs.eips, &eip_names, |a| &a.tags, |a| a.allocation_id.as_str()) {
-            self.release_eip(ctx, e.allocation_id.clone()).await?;
-        }
-        let rt_names: BTreeSet<&str> = want.route_tables().map(|t| t.named.name.as_str()).collect();
-        for t in extras(&obs.route_tables, &rt_names, |t| &t.tags, |t| t.id.as_str()) {
-            self.delete_route_table(ctx, t).await?;
-        }
-        let subnet_names: BTreeSet<&str> = want.subnets().map(|s| s.named.name.as_str()).collect();
-        for s in extras(&obs.subnets, &subnet_names, |s| &s.tags, |s| s.id.as_str()) {
-            self.delete_subnet(ctx, s.id.clone()).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes what the plan replaces; the converge pass that follows re-creates it.
-    pub(super) async fn replace(&self, ctx: &Context, plan: &Plan) -> Result<()> {
-        for c in plan.with_action(Action::Replace) {
-            let Some(id) = c.resource.id.clone() else { continue };
-            match c.resource.kind.as_str() {
-                "ec2:vpc" => {
+    /// Deletes what the changes replace; the observation that follows finds it absent, and its
+    /// changes create it again.
+    pub(super) async fn replace(&self, ctx: &Context, replaced: &[&NetChange]) -> Result<()> {
+        for c in replaced {
+            match c {
+                NetChange::ReplaceVpc { .. } => {
                     self.destroy_new(ctx).await?;
                     return Ok(());
                 }
-                "ec2:nat-gateway" => self.delete_nats(ctx, vec![NatGatewayId::new(id)]).await?,
-                "ec2:subnet" => {
+                NetChange::ReplaceNat { id, .. } => self.delete_nats(ctx, vec![NatGatewayId::new(id)]).await?,
+                NetChange::ReplaceSubnet { id, .. } => {
                     let nats = self
                         .client
                         .describe_nat_gateways(vec![Filter::new("subnet-id", [id.as_str()])])

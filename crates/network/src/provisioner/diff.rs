@@ -1,155 +1,328 @@
-//! The plan for a new VPC: the observed state against the desired one.
+//! The changes for a new VPC: the observed state against the desired one, as typed changes.
+//! The plan shows each as one entry; apply executes exactly the list (after executing the
+//! replacements it contains, it observes again: what was replaced is then absent and created).
 
 #[allow(unused_imports)]
 use super::*;
 
-impl NetworkProvisioner {
-    pub(super) fn diff_new(ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, obs: &ObservedNew) -> Plan {
-        let want = Desired::new(ctx, spec, new, &obs.zones);
-        let mut plan = Plan::new();
-        let reference = |kind: &str, name: &str, id: Option<&str>| {
+/// Tags of ours missing or different on a resource: (key, before, after).
+pub(crate) type Drift = Vec<(String, Option<String>, String)>;
+
+fn drift(want: &Tags, have: &Tags) -> Drift {
+    tag_drift(want, have).into_iter().map(|(k, v)| (k.clone(), have.get(&k).cloned(), v)).collect()
+}
+
+/// One change of a new-VPC network, in the order apply makes them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum NetChange {
+    /// The VPC is created (DNS support and hostnames on, our tags).
+    CreateVpc {
+        name: String,
+        cidr: String,
+    },
+    /// A VPC's primary CIDR cannot change: the network is deleted and built again.
+    ReplaceVpc {
+        name: String,
+        id: String,
+        have: String,
+        want: String,
+    },
+    /// DNS support or hostnames turned on, our tags.
+    UpdateVpc {
+        name: String,
+        id: String,
+        dns_support: bool,
+        dns_hostnames: bool,
+        tags: Drift,
+    },
+    /// A duplicate VPC (an SDK retry of a CreateVpc whose response was lost) is deleted.
+    DeleteVpc {
+        name: String,
+        id: String,
+    },
+    CreateSubnet {
+        name: String,
+        cidr: String,
+        az: String,
+    },
+    /// A subnet's CIDR and AZ cannot change: its NAT gateways and it are deleted, then created.
+    ReplaceSubnet {
+        name: String,
+        id: String,
+        cidr: Option<(String, String)>,
+        az: Option<(String, String)>,
+    },
+    TagSubnet {
+        name: String,
+        id: String,
+        tags: Drift,
+    },
+    DeleteSubnet {
+        name: String,
+        id: String,
+    },
+    /// The internet gateway is created and attached to the VPC.
+    CreateIgw {
+        name: String,
+    },
+    AttachIgw {
+        name: String,
+        id: String,
+        vpc: String,
+    },
+    CreateEip {
+        name: String,
+    },
+    DeleteEip {
+        name: String,
+        id: String,
+    },
+    CreateNat {
+        name: String,
+    },
+    /// A failed NAT gateway (repaired without `allow_replace`) or one in the wrong subnet.
+    ReplaceNat {
+        name: String,
+        id: String,
+        subnet: Option<(String, String)>,
+        reason: &'static str,
+    },
+    DeleteNat {
+        name: String,
+        id: String,
+    },
+    /// The route table is created with its default route and associations.
+    CreateRouteTable {
+        name: String,
+    },
+    /// The default route (its target known after apply when its gateway is created by the same
+    /// run), subnet associations missing, our tags.
+    UpdateRouteTable {
+        name: String,
+        id: String,
+        route: Option<(Option<String>, String)>,
+        associate: Vec<String>,
+        tags: Drift,
+    },
+    DeleteRouteTable {
+        name: String,
+        id: String,
+    },
+}
+
+impl NetChange {
+    /// A replacement the user must allow (`allow_replace`): all but a failed NAT gateway's.
+    pub(crate) fn needs_permission(&self) -> bool {
+        match self {
+            NetChange::ReplaceVpc { .. } | NetChange::ReplaceSubnet { .. } => true,
+            NetChange::ReplaceNat { reason, .. } => *reason != NAT_FAILED,
+            _ => false,
+        }
+    }
+
+    /// A replacement (deleted first; the next observation creates it again).
+    pub(crate) fn is_replacement(&self) -> bool {
+        matches!(self, NetChange::ReplaceVpc { .. } | NetChange::ReplaceSubnet { .. } | NetChange::ReplaceNat { .. })
+    }
+}
+
+impl Planned for NetChange {
+    fn change(&self) -> Change {
+        let r = |kind: &str, name: &str, id: Option<&String>| {
             let r = ResourceRef::new(kind, name);
             match id {
                 Some(id) => r.with_id(id),
                 None => r,
             }
         };
+        let tagged = |c: Change, tags: &Drift| {
+            tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+        };
+        match self {
+            NetChange::CreateVpc { name, cidr } => {
+                Change::new(Action::Create, r("ec2:vpc", name, None)).field("cidr_block", None::<&str>, Some(cidr))
+            }
+            NetChange::ReplaceVpc { name, id, have, want } => {
+                Change::new(Action::Replace, r("ec2:vpc", name, Some(id)))
+                    .field("cidr_block", Some(have), Some(want))
+                    .because("a VPC's primary CIDR cannot change")
+            }
+            NetChange::UpdateVpc { name, id, dns_support, dns_hostnames, tags } => {
+                let mut c = tagged(Change::new(Action::Update, r("ec2:vpc", name, Some(id))), tags);
+                if *dns_support {
+                    c = c.field("enable_dns_support", Some(false), Some(true));
+                }
+                if *dns_hostnames {
+                    c = c.field("enable_dns_hostnames", Some(false), Some(true));
+                }
+                c
+            }
+            NetChange::DeleteVpc { name, id } => {
+                Change::new(Action::Delete, r("ec2:vpc", name, Some(id))).because("duplicate")
+            }
+            NetChange::CreateSubnet { name, cidr, az } => Change::new(Action::Create, r("ec2:subnet", name, None))
+                .field("cidr_block", None::<&str>, Some(cidr))
+                .field("availability_zone", None::<&str>, Some(az)),
+            NetChange::ReplaceSubnet { name, id, cidr, az } => {
+                let mut c = Change::new(Action::Replace, r("ec2:subnet", name, Some(id)))
+                    .because("a subnet's CIDR and AZ cannot change");
+                if let Some((have, want)) = cidr {
+                    c = c.field("cidr_block", Some(have), Some(want));
+                }
+                if let Some((have, want)) = az {
+                    c = c.field("availability_zone", Some(have), Some(want));
+                }
+                c
+            }
+            NetChange::TagSubnet { name, id, tags } => {
+                tagged(Change::new(Action::Update, r("ec2:subnet", name, Some(id))), tags)
+            }
+            NetChange::DeleteSubnet { name, id } => Change::new(Action::Delete, r("ec2:subnet", name, Some(id))),
+            NetChange::CreateIgw { name } => Change::new(Action::Create, r("ec2:internet-gateway", name, None)),
+            NetChange::AttachIgw { name, id, vpc } => Change::new(
+                Action::Update,
+                r("ec2:internet-gateway", name, Some(id)),
+            )
+            .field("attachment", None::<&str>, Some(vpc)),
+            NetChange::CreateEip { name } => Change::new(Action::Create, r("ec2:elastic-ip", name, None)),
+            NetChange::DeleteEip { name, id } => Change::new(Action::Delete, r("ec2:elastic-ip", name, Some(id))),
+            NetChange::CreateNat { name } => Change::new(Action::Create, r("ec2:nat-gateway", name, None)),
+            NetChange::ReplaceNat { name, id, subnet, reason } => {
+                let mut c = Change::new(Action::Replace, r("ec2:nat-gateway", name, Some(id))).because(*reason);
+                if let Some((have, want)) = subnet {
+                    c = c.field("subnet_id", Some(have), Some(want));
+                }
+                c
+            }
+            NetChange::DeleteNat { name, id } => Change::new(Action::Delete, r("ec2:nat-gateway", name, Some(id))),
+            NetChange::CreateRouteTable { name } => Change::new(Action::Create, r("ec2:route-table", name, None)),
+            NetChange::UpdateRouteTable { name, id, route, associate, tags } => {
+                let mut c = Change::new(Action::Update, r("ec2:route-table", name, Some(id)));
+                if let Some((have, want)) = route {
+                    c = c.field(format!("routes[{DEFAULT_ROUTE}]"), have.as_ref(), Some(want));
+                }
+                for subnet in associate {
+                    c = c.field(format!("associations[{subnet}]"), None::<&str>, Some(subnet));
+                }
+                tagged(c, tags)
+            }
+            NetChange::DeleteRouteTable { name, id } => {
+                Change::new(Action::Delete, r("ec2:route-table", name, Some(id)))
+            }
+        }
+    }
+}
+
+impl NetworkProvisioner {
+    pub(super) fn diff_new(ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, obs: &ObservedNew) -> Plan {
+        NetChange::plan(&Self::changes_new(ctx, spec, new, obs))
+    }
+
+    /// The changes of a new-VPC network against one observation, in the order apply makes them.
+    pub(super) fn changes_new(
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+        obs: &ObservedNew,
+    ) -> Vec<NetChange> {
+        let want = Desired::new(ctx, spec, new, &obs.zones);
+        let mut out = Vec::new();
+        let create_subnet = |s: &DesiredSubnet| NetChange::CreateSubnet {
+            name: s.named.name.clone(),
+            cidr: s.cidr.clone(),
+            az: s.az.clone(),
+        };
         let Some(vpc) = obs.vpc() else {
             // Nothing exists: everything is created.
-            plan.push(Change::new(Action::Create, reference("ec2:vpc", &want.vpc.name, None)).field(
-                "cidr_block",
-                None::<&str>,
-                Some(&want.cidr),
-            ));
-            for s in want.subnets() {
-                plan.push(
-                    Change::new(Action::Create, reference("ec2:subnet", &s.named.name, None))
-                        .field("cidr_block", None::<&str>, Some(&s.cidr))
-                        .field("availability_zone", None::<&str>, Some(&s.az)),
-                );
-            }
-            plan.push(Change::new(Action::Create, reference("ec2:internet-gateway", &want.igw.name, None)));
-            for e in &want.eips {
-                plan.push(Change::new(Action::Create, reference("ec2:elastic-ip", &e.name, None)));
-            }
-            for n in &want.nats {
-                plan.push(Change::new(Action::Create, reference("ec2:nat-gateway", &n.name, None)));
-            }
-            for t in want.route_tables() {
-                plan.push(Change::new(Action::Create, reference("ec2:route-table", &t.named.name, None)));
-            }
-            return plan;
+            out.push(NetChange::CreateVpc { name: want.vpc.name.clone(), cidr: want.cidr.clone() });
+            out.extend(want.subnets().map(create_subnet));
+            out.push(NetChange::CreateIgw { name: want.igw.name.clone() });
+            out.extend(want.eips.iter().map(|e| NetChange::CreateEip { name: e.name.clone() }));
+            out.extend(want.nats.iter().map(|n| NetChange::CreateNat { name: n.name.clone() }));
+            out.extend(want.route_tables().map(|t| NetChange::CreateRouteTable { name: t.named.name.clone() }));
+            return out;
         };
 
         // VPC.
-        let vpc_ref = reference("ec2:vpc", &want.vpc.name, Some(vpc.id.as_str()));
+        let vpc_id = vpc.id.to_string();
         if vpc.cidr != want.cidr {
-            plan.push(
-                Change::new(Action::Replace, vpc_ref.clone())
-                    .field("cidr_block", Some(&vpc.cidr), Some(&want.cidr))
-                    .because("a VPC's primary CIDR cannot change"),
-            );
+            out.push(NetChange::ReplaceVpc {
+                name: want.vpc.name.clone(),
+                id: vpc_id.clone(),
+                have: vpc.cidr.clone(),
+                want: want.cidr.clone(),
+            });
         }
-        let mut update = tag_changes(Change::new(Action::Update, vpc_ref.clone()), &want.vpc.tags, &vpc.tags);
-        if let Some(dns) = obs.dns {
-            if !dns.support {
-                update = update.field("enable_dns_support", Some(false), Some(true));
-            }
-            if !dns.hostnames {
-                update = update.field("enable_dns_hostnames", Some(false), Some(true));
-            }
-        }
-        if !update.fields.is_empty() {
-            plan.push(update);
+        let dns = obs.dns.unwrap_or(crate::client::DnsAttributes { support: true, hostnames: true });
+        let update = NetChange::UpdateVpc {
+            name: want.vpc.name.clone(),
+            id: vpc_id.clone(),
+            dns_support: !dns.support,
+            dns_hostnames: !dns.hostnames,
+            tags: drift(&want.vpc.tags, &vpc.tags),
+        };
+        if !update.change().fields.is_empty() {
+            out.push(update);
         }
         for extra in &obs.vpcs[1..] {
-            plan.push(
-                Change::new(Action::Delete, reference("ec2:vpc", &want.vpc.name, Some(extra.id.as_str())))
-                    .because("duplicate"),
-            );
+            out.push(NetChange::DeleteVpc { name: want.vpc.name.clone(), id: extra.id.to_string() });
         }
 
         // Subnets.
         for s in want.subnets() {
+            let name = s.named.name.clone();
             match find(&obs.subnets, &s.named.name, |x| &x.tags) {
-                None => plan.push(
-                    Change::new(Action::Create, reference("ec2:subnet", &s.named.name, None))
-                        .field("cidr_block", None::<&str>, Some(&s.cidr))
-                        .field("availability_zone", None::<&str>, Some(&s.az)),
-                ),
+                None => out.push(create_subnet(s)),
+                Some(have) if have.cidr != s.cidr || have.az != s.az => out.push(NetChange::ReplaceSubnet {
+                    name,
+                    id: have.id.to_string(),
+                    cidr: (have.cidr != s.cidr).then(|| (have.cidr.clone(), s.cidr.clone())),
+                    az: (have.az != s.az).then(|| (have.az.clone(), s.az.clone())),
+                }),
                 Some(have) => {
-                    let r = reference("ec2:subnet", &s.named.name, Some(have.id.as_str()));
-                    if have.cidr != s.cidr || have.az != s.az {
-                        let mut c = Change::new(Action::Replace, r).because("a subnet's CIDR and AZ cannot change");
-                        if have.cidr != s.cidr {
-                            c = c.field("cidr_block", Some(&have.cidr), Some(&s.cidr));
-                        }
-                        if have.az != s.az {
-                            c = c.field("availability_zone", Some(&have.az), Some(&s.az));
-                        }
-                        plan.push(c);
-                    } else {
-                        let c = tag_changes(Change::new(Action::Update, r), &s.named.tags, &have.tags);
-                        if !c.fields.is_empty() {
-                            plan.push(c);
-                        }
+                    let tags = drift(&s.named.tags, &have.tags);
+                    if !tags.is_empty() {
+                        out.push(NetChange::TagSubnet { name, id: have.id.to_string(), tags });
                     }
                 }
             }
         }
-        let wanted_names: BTreeSet<&str> = want.subnets().map(|s| s.named.name.as_str()).collect();
-        for extra in extras(&obs.subnets, &wanted_names, |s| &s.tags, |s| s.id.as_str()) {
-            plan.push(Change::new(
-                Action::Delete,
-                reference("ec2:subnet", name_of(&extra.tags), Some(extra.id.as_str())),
-            ));
-        }
 
         // Internet gateway.
         match find(&obs.igws, &want.igw.name, |g| &g.tags) {
-            None => plan.push(Change::new(Action::Create, reference("ec2:internet-gateway", &want.igw.name, None))),
-            Some(g) if !g.attached_vpcs.contains(&vpc.id) => plan.push(
-                Change::new(Action::Update, reference("ec2:internet-gateway", &want.igw.name, Some(g.id.as_str())))
-                    .field("attachment", None::<&str>, Some(&vpc.id)),
-            ),
+            None => out.push(NetChange::CreateIgw { name: want.igw.name.clone() }),
+            Some(g) if !g.attached_vpcs.contains(&vpc.id) => out.push(NetChange::AttachIgw {
+                name: want.igw.name.clone(),
+                id: g.id.to_string(),
+                vpc: vpc_id.clone(),
+            }),
             Some(_) => {}
         }
 
         // Elastic IPs and NAT gateways.
         for e in &want.eips {
             if find(&obs.eips, &e.name, |a| &a.tags).is_none() {
-                plan.push(Change::new(Action::Create, reference("ec2:elastic-ip", &e.name, None)));
+                out.push(NetChange::CreateEip { name: e.name.clone() });
             }
-        }
-        let eip_names: BTreeSet<&str> = want.eips.iter().map(|e| e.name.as_str()).collect();
-        for extra in extras(&obs.eips, &eip_names, |a| &a.tags, |a| a.allocation_id.as_str()) {
-            plan.push(Change::new(
-                Action::Delete,
-                reference("ec2:elastic-ip", name_of(&extra.tags), Some(extra.allocation_id.as_str())),
-            ));
         }
         for (i, n) in want.nats.iter().enumerate() {
             let subnet = find(&obs.subnets, &want.public[i].named.name, |s| &s.tags);
             match find(&obs.nats, &n.name, |x| &x.tags) {
-                None => plan.push(Change::new(Action::Create, reference("ec2:nat-gateway", &n.name, None))),
-                Some(have) if have.state == NatState::Failed => plan.push(
-                    Change::new(Action::Replace, reference("ec2:nat-gateway", &n.name, Some(have.id.as_str())))
-                        .because(NAT_FAILED),
-                ),
-                Some(have) if subnet.is_some_and(|s| s.id != have.subnet_id) => plan.push(
-                    Change::new(Action::Replace, reference("ec2:nat-gateway", &n.name, Some(have.id.as_str())))
-                        .field("subnet_id", Some(&have.subnet_id), subnet.map(|s| &s.id))
-                        .because("a NAT gateway cannot move"),
-                ),
+                None => out.push(NetChange::CreateNat { name: n.name.clone() }),
+                Some(have) if have.state == NatState::Failed => out.push(NetChange::ReplaceNat {
+                    name: n.name.clone(),
+                    id: have.id.to_string(),
+                    subnet: None,
+                    reason: NAT_FAILED,
+                }),
+                Some(have) if subnet.is_some_and(|s| s.id != have.subnet_id) => out.push(NetChange::ReplaceNat {
+                    name: n.name.clone(),
+                    id: have.id.to_string(),
+                    subnet: subnet.map(|s| (have.subnet_id.to_string(), s.id.to_string())),
+                    reason: "a NAT gateway cannot move",
+                }),
                 Some(_) => {}
             }
-        }
-        let nat_names: BTreeSet<&str> = want.nats.iter().map(|n| n.name.as_str()).collect();
-        for extra in extras(&obs.nats, &nat_names, |n| &n.tags, |n| n.id.as_str()) {
-            plan.push(Change::new(
-                Action::Delete,
-                reference("ec2:nat-gateway", name_of(&extra.tags), Some(extra.id.as_str())),
-            ));
         }
 
         // Route tables.
@@ -162,36 +335,54 @@ impl NetworkProvisioner {
                 }
             };
             let Some(have) = find(&obs.route_tables, &t.named.name, |r| &r.tags) else {
-                plan.push(Change::new(Action::Create, reference("ec2:route-table", &t.named.name, None)));
+                out.push(NetChange::CreateRouteTable { name: t.named.name.clone() });
                 continue;
             };
-            let mut c =
-                Change::new(Action::Update, reference("ec2:route-table", &t.named.name, Some(have.id.as_str())));
             let route = have.routes.iter().find(|r| r.destination == DEFAULT_ROUTE).map(|r| r.target.to_string());
             let wanted_target = target.map(|t| t.to_string()).unwrap_or_else(|| "(known after apply)".into());
-            if route.as_deref() != Some(wanted_target.as_str()) {
-                c = c.field(format!("routes[{DEFAULT_ROUTE}]"), route, Some(wanted_target));
+            let associate = t
+                .subnets
+                .iter()
+                .filter(|subnet_name| {
+                    let subnet = find(&obs.subnets, subnet_name, |s| &s.tags);
+                    !subnet.is_some_and(|s| have.associations.iter().any(|a| a.subnet_id.as_ref() == Some(&s.id)))
+                })
+                .cloned()
+                .collect();
+            let update = NetChange::UpdateRouteTable {
+                name: t.named.name.clone(),
+                id: have.id.to_string(),
+                route: (route.as_deref() != Some(wanted_target.as_str())).then_some((route, wanted_target)),
+                associate,
+                tags: drift(&t.named.tags, &have.tags),
+            };
+            if !update.change().fields.is_empty() {
+                out.push(update);
             }
-            for subnet_name in &t.subnets {
-                let subnet = find(&obs.subnets, subnet_name, |s| &s.tags);
-                let associated =
-                    subnet.is_some_and(|s| have.associations.iter().any(|a| a.subnet_id.as_ref() == Some(&s.id)));
-                if !associated {
-                    c = c.field(format!("associations[{subnet_name}]"), None::<&str>, Some(subnet_name));
-                }
-            }
-            if !c.fields.is_empty() {
-                plan.push(c);
-            }
+        }
+
+        // What is no longer wanted (e.g. after per_az -> single, or fewer AZs), in the order
+        // their dependencies allow: NAT gateways, their addresses, route tables, subnets.
+        let nat_names: BTreeSet<&str> = want.nats.iter().map(|n| n.name.as_str()).collect();
+        for extra in extras(&obs.nats, &nat_names, |n| &n.tags, |n| n.id.as_str()) {
+            out.push(NetChange::DeleteNat { name: name_of(&extra.tags).to_owned(), id: extra.id.to_string() });
+        }
+        let eip_names: BTreeSet<&str> = want.eips.iter().map(|e| e.name.as_str()).collect();
+        for extra in extras(&obs.eips, &eip_names, |a| &a.tags, |a| a.allocation_id.as_str()) {
+            out.push(NetChange::DeleteEip {
+                name: name_of(&extra.tags).to_owned(),
+                id: extra.allocation_id.to_string(),
+            });
         }
         let rt_names: BTreeSet<&str> = want.route_tables().map(|t| t.named.name.as_str()).collect();
         for extra in extras(&obs.route_tables, &rt_names, |t| &t.tags, |t| t.id.as_str()) {
-            plan.push(Change::new(
-                Action::Delete,
-                reference("ec2:route-table", name_of(&extra.tags), Some(extra.id.as_str())),
-            ));
+            out.push(NetChange::DeleteRouteTable { name: name_of(&extra.tags).to_owned(), id: extra.id.to_string() });
         }
-        plan
+        let wanted_names: BTreeSet<&str> = want.subnets().map(|s| s.named.name.as_str()).collect();
+        for extra in extras(&obs.subnets, &wanted_names, |s| &s.tags, |s| s.id.as_str()) {
+            out.push(NetChange::DeleteSubnet { name: name_of(&extra.tags).to_owned(), id: extra.id.to_string() });
+        }
+        out
     }
 }
 

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
-    from_aws_wait, from_wait,
+    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags,
+    Tier, from_aws_wait, from_wait,
 };
 use serde::Serialize;
 use serde_json::{Value, json};

@@ -16,6 +16,7 @@ use crate::provisioner::token;
 use crate::spec::*;
 
 mod destroy;
+mod drift;
 mod fake;
 use fake::*;
 

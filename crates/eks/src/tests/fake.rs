@@ -128,11 +128,13 @@ impl RolesApi for FakeEks {
     }
 
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
+        self.log(format!("UpdateAssumeRolePolicy({name})"));
         self.0.lock().unwrap().roles.get_mut(&name).ok_or_else(|| not_found("UpdateAssumeRolePolicy"))?.trust = trust;
         Ok(())
     }
 
     async fn tag_role(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        self.log(format!("TagRole({name})"));
         self.0.lock().unwrap().roles.get_mut(&name).ok_or_else(|| not_found("TagRole"))?.tags.extend(tags);
         Ok(())
     }
@@ -197,6 +199,7 @@ impl KeysApi for FakeEks {
     }
 
     async fn tag_key(&self, _id: String, tags: Tags) -> Result<(), AwsError> {
+        self.log("TagKey");
         self.0.lock().unwrap().key.as_mut().ok_or_else(|| not_found("TagResource"))?.tags.extend(tags);
         Ok(())
     }

@@ -1,0 +1,78 @@
+//! A drifted tier: the plan shows each typed change once, and apply makes exactly the writes
+//! those changes name, in the plan's order, and nothing else.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
+    let ctx = ctx();
+    let s = spec();
+    eks.apply(&ctx, &s).await.unwrap();
+    assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
+    let tier = dify_stack_core::TAG_TIER;
+    let addon = s.addons[0].clone();
+    {
+        let mut st = fake.0.lock().unwrap();
+        st.roles.values_mut().next().unwrap().tags.remove(tier);
+        st.key.as_mut().unwrap().tags.remove(tier);
+        st.log_group.as_mut().unwrap().retention_days = Some(1);
+        let c = st.cluster.as_mut().unwrap();
+        c.enabled_logs.remove("scheduler");
+        c.tags.remove(tier);
+        let ng = st.nodegroup.as_mut().unwrap();
+        ng.max += 1;
+        let (id, _) = ng.launch_template.clone().unwrap();
+        ng.launch_template = Some((id, "0".into()));
+        st.addons.get_mut(&addon).unwrap().version = "v-old".into();
+    }
+    let mark = fake.calls().len();
+
+    let plan = eks.plan(&ctx, &s).await.unwrap();
+    let shown: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let fields: Vec<&str> = c.fields.iter().map(|f| f.path.as_str()).collect();
+            format!("{:?} {} {}", c.action, c.resource.kind, fields.join(","))
+        })
+        .collect();
+    let tag = format!("tags.{tier}");
+    assert_eq!(
+        shown,
+        [
+            format!("Update iam:role {tag}"),
+            "Update logs:log-group retention_days".to_owned(),
+            format!("Update kms:key {tag}"),
+            format!("Update eks:cluster logging,{tag}"),
+            "Update eks:nodegroup scaling,launch_template".to_owned(),
+            "Update eks:addon version".to_owned(),
+        ],
+        "{plan}"
+    );
+
+    eks.apply(&ctx, &s).await.unwrap();
+    let writes: Vec<String> = fake.calls()[mark..]
+        .iter()
+        .filter(|c| !["Describe", "List", "Get", "Find"].iter().any(|p| c.starts_with(p)))
+        .cloned()
+        .collect();
+    let role = fake.0.lock().unwrap().roles.keys().next().unwrap().clone();
+    assert_eq!(
+        writes,
+        [
+            format!("TagRole({role})"),
+            format!("PutRetentionPolicy({})", s.log_retention_days),
+            "TagKey".to_owned(),
+            "UpdateClusterConfig(logging)".to_owned(),
+            "TagResource".to_owned(),
+            "UpdateNodegroupConfig".to_owned(),
+            "UpdateNodegroupVersion(template)".to_owned(),
+            format!("UpdateAddon({addon})"),
+        ],
+        "one write per field the plan shows, nothing else"
+    );
+    assert!(eks.plan(&ctx, &s).await.unwrap().is_empty(), "converged");
+}

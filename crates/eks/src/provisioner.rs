@@ -22,13 +22,15 @@ use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, 
 use crate::{EksError, Result};
 
 mod apply;
+mod change;
+mod control_plane;
 mod destroy;
 mod diff;
 mod observe;
 mod waits;
 
 #[allow(unused_imports)]
-use self::{diff::*, waits::*};
+use self::{change::*, control_plane::*, diff::*, waits::*};
 pub(crate) use crate::names::token;
 pub use crate::names::{Names, cluster_name};
 

@@ -27,10 +27,11 @@ use crate::spec::{ExistingVpcSpec, NetworkSpec, NewVpcSpec, VpcSpec};
 mod apply;
 mod destroy;
 mod diff;
+mod egress;
 mod existing;
 mod observe;
 #[allow(unused_imports)]
-use self::{apply::*, destroy::*, diff::*, existing::*, observe::*};
+use self::{apply::*, destroy::*, diff::*, egress::*, existing::*, observe::*};
 
 /// The kinds of resource [`NetworkProvisioner::apply_core`] makes; the rest of a plan is the
 /// egress (gateways, addresses, route tables).

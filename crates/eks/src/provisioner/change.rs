@@ -1,0 +1,336 @@
+//! The EKS tier's typed change and how the plan shows it ([`Planned`]); `diff.rs` computes
+//! the list, `apply.rs` executes it.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// A value as it is and as it should be.
+pub(crate) type HaveWant = (String, String);
+
+/// Tags of ours missing or different on a resource: (key, before, after).
+pub(crate) type Drift = Vec<(String, Option<String>, String)>;
+
+pub(super) fn drift(want: &Tags, have: &Tags) -> Drift {
+    want.iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), have.get(k).cloned(), v.clone()))
+        .collect()
+}
+
+fn tagged(c: Change, tags: &Drift) -> Change {
+    tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+}
+
+/// A node group's scaling: (min, max, desired).
+pub(crate) type Scaling = (i32, i32, i32);
+
+/// The scaling of a node group as the plan shows it.
+pub(super) fn scaling((min, max, desired): Scaling) -> String {
+    format!("min {min} desired {desired} max {max}")
+}
+
+/// One change of the EKS tier, in the order apply makes them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EksChange {
+    /// A role of [`role_wants`] (by its index there) is created with its managed policies.
+    CreateRole {
+        index: usize,
+        name: String,
+        policies: Vec<String>,
+    },
+    /// Its trust policy rewritten, missing managed policies attached, our tags.
+    UpdateRole {
+        index: usize,
+        name: String,
+        arn: String,
+        trust: Option<(String, String)>,
+        policies: Option<(Vec<String>, Vec<String>)>,
+        tags: Drift,
+    },
+    /// The control-plane log group, made before the cluster so EKS writes into ours.
+    CreateLogGroup {
+        name: String,
+        retention_days: i32,
+    },
+    LogRetention {
+        name: String,
+        have: Option<i32>,
+        want: i32,
+    },
+    /// The secrets key (a key left without its alias by a crash is aliased instead).
+    CreateKey {
+        alias: String,
+    },
+    /// A key scheduled for deletion or disabled is restored; our tags.
+    UpdateKey {
+        alias: String,
+        arn: String,
+        key_id: String,
+        restore: Option<String>,
+        tags: Drift,
+    },
+    CreateNodeSecurityGroup {
+        name: String,
+    },
+    CreateCluster {
+        name: String,
+        version: String,
+        subnets: String,
+        cidrs: String,
+        logs: String,
+    },
+    /// Control plane first, one minor version at a time; a downgrade is refused.
+    UpgradeCluster {
+        name: String,
+        arn: String,
+        have: String,
+        want: String,
+        refused: bool,
+    },
+    /// The secrets key cannot change (refused).
+    ReplaceClusterKey {
+        name: String,
+        arn: String,
+        have: String,
+        want: String,
+    },
+    /// Endpoint access and subnets, logging, our tags.
+    UpdateCluster {
+        name: String,
+        arn: String,
+        /// (public access CIDRs, subnets), each (have, want).
+        endpoint: Option<(HaveWant, HaveWant)>,
+        logging: Option<(String, String)>,
+        tags: Drift,
+    },
+    CreateAccessEntry {
+        principal: String,
+    },
+    AssociateAccessPolicy {
+        principal: String,
+    },
+    CreateLaunchTemplate {
+        name: String,
+        disk_size_gib: i32,
+    },
+    /// A new template version (it rolls the nodes).
+    UpdateLaunchTemplate {
+        name: String,
+        id: String,
+        have: String,
+        want: String,
+    },
+    CreateNodegroup {
+        name: String,
+        ami_type: String,
+        instance_types: String,
+        scaling: String,
+        labels: String,
+    },
+    /// Instance types and AMI type cannot change in place (refused).
+    ReplaceNodegroup {
+        name: String,
+        arn: String,
+        instance_types: Option<(String, String)>,
+        ami_type: Option<(String, String)>,
+    },
+    /// Scaling and labels (UpdateNodegroupConfig); the Kubernetes version after the control
+    /// plane, or the launch template's new version (UpdateNodegroupVersion).
+    UpdateNodegroup {
+        name: String,
+        arn: String,
+        scaling: Option<(Scaling, Scaling)>,
+        labels: Option<(String, String)>,
+        version: Option<(String, String)>,
+        launch_template: Option<(String, String)>,
+    },
+    /// An add-on at the version EKS offers for the cluster version (`None`: resolved by apply).
+    CreateAddon {
+        name: String,
+        version: Option<String>,
+        pod_identity: Option<String>,
+    },
+    UpdateAddon {
+        name: String,
+        version: Option<(String, String)>,
+        pod_identity: Option<String>,
+    },
+    /// An add-on this tier installed that the spec no longer lists.
+    DeleteAddon {
+        name: String,
+        version: String,
+    },
+}
+
+impl Planned for EksChange {
+    fn change(&self) -> Change {
+        match self {
+            EksChange::CreateRole { name, policies, .. } => Change::new(
+                Action::Create,
+                ResourceRef::new("iam:role", name),
+            )
+            .field("managed_policies", None::<String>, Some(list(policies))),
+            EksChange::UpdateRole { name, arn, trust, policies, tags, .. } => {
+                let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", name).with_id(arn));
+                if let Some((have, want)) = trust {
+                    c = c.field("assume_role_policy", Some(have), Some(want));
+                }
+                if let Some((have, want)) = policies {
+                    c = c.field("managed_policies", Some(list(have)), Some(list(want)));
+                }
+                tagged(c, tags)
+            }
+            EksChange::CreateLogGroup { name, retention_days } => Change::new(
+                Action::Create,
+                ResourceRef::new("logs:log-group", name),
+            )
+            .field("retention_days", None::<i32>, Some(retention_days)),
+            EksChange::LogRetention { name, have, want } => Change::new(
+                Action::Update,
+                ResourceRef::new("logs:log-group", name),
+            )
+            .field("retention_days", *have, Some(want)),
+            EksChange::CreateKey { alias } => Change::new(
+                Action::Create,
+                ResourceRef::new("kms:key", format!("alias/{alias}")),
+            )
+            .field("rotation", None::<bool>, Some(true)),
+            EksChange::UpdateKey { alias, arn, restore, tags, .. } => {
+                let mut c =
+                    Change::new(Action::Update, ResourceRef::new("kms:key", format!("alias/{alias}")).with_id(arn));
+                if let Some(state) = restore {
+                    c = c
+                        .field("state", Some(state), Some("Enabled"))
+                        .because("a key scheduled for deletion is restored");
+                }
+                tagged(c, tags)
+            }
+            EksChange::CreateNodeSecurityGroup { name } => {
+                Change::new(Action::Create, ResourceRef::new("ec2:security-group", name))
+            }
+            EksChange::CreateCluster { name, version, subnets, cidrs, logs } => {
+                Change::new(Action::Create, ResourceRef::new("eks:cluster", name))
+                    .field("version", None::<&str>, Some(version))
+                    .field("subnets", None::<String>, Some(subnets))
+                    .field("endpoint_public_access_cidrs", None::<String>, Some(cidrs))
+                    .field("logging", None::<String>, Some(logs))
+                    .field("authentication_mode", None::<&str>, Some("API_AND_CONFIG_MAP"))
+            }
+            EksChange::UpgradeCluster { name, arn, have, want, refused } => {
+                let c = Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn)).field(
+                    "version",
+                    Some(have),
+                    Some(want),
+                );
+                if *refused {
+                    c.because("downgrades are refused")
+                } else {
+                    c.because("control plane first, one minor version at a time; then the node group")
+                }
+            }
+            EksChange::ReplaceClusterKey { name, arn, have, want } => {
+                Change::new(Action::Replace, ResourceRef::new("eks:cluster", name).with_id(arn))
+                    .field("secrets encryption key", Some(have), Some(want))
+                    .because("a cluster's secrets encryption key cannot change")
+            }
+            EksChange::UpdateCluster { name, arn, endpoint, logging, tags } => {
+                let mut c = Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn));
+                if let Some(((have_cidrs, want_cidrs), (have_subnets, want_subnets))) = endpoint {
+                    c = c.field("endpoint_public_access_cidrs", Some(have_cidrs), Some(want_cidrs)).field(
+                        "subnets",
+                        Some(have_subnets),
+                        Some(want_subnets),
+                    );
+                }
+                if let Some((have, want)) = logging {
+                    c = c.field("logging", Some(have), Some(want));
+                }
+                tagged(c, tags)
+            }
+            EksChange::CreateAccessEntry { principal } => Change::new(
+                Action::Create,
+                ResourceRef::new("eks:access-entry", principal),
+            )
+            .field("policy", None::<&str>, Some(CLUSTER_ADMIN_POLICY)),
+            EksChange::AssociateAccessPolicy { principal } => Change::new(
+                Action::Update,
+                ResourceRef::new("eks:access-entry", principal),
+            )
+            .field("policy", None::<&str>, Some(CLUSTER_ADMIN_POLICY)),
+            EksChange::CreateLaunchTemplate { name, disk_size_gib } => {
+                Change::new(Action::Create, ResourceRef::new("ec2:launch-template", name))
+                    .field("metadata.http_tokens", None::<&str>, Some("required"))
+                    .field("metadata.hop_limit", None::<i32>, Some(NODE_METADATA_HOP_LIMIT))
+                    .field("root_volume", None::<&str>, Some(format!("gp3 {disk_size_gib} GiB encrypted")))
+            }
+            EksChange::UpdateLaunchTemplate { name, id, have, want } => {
+                Change::new(Action::Update, ResourceRef::new("ec2:launch-template", name).with_id(id))
+                    .field("data", Some(have), Some(want))
+                    .because("a new launch template version rolls the nodes")
+            }
+            EksChange::CreateNodegroup { name, ami_type, instance_types, scaling, labels } => {
+                Change::new(Action::Create, ResourceRef::new("eks:nodegroup", name))
+                    .field("ami_type", None::<&str>, Some(ami_type))
+                    .field("instance_types", None::<String>, Some(instance_types))
+                    .field("scaling", None::<&str>, Some(scaling))
+                    .field("labels", None::<&str>, Some(labels))
+            }
+            EksChange::ReplaceNodegroup { name, arn, instance_types, ami_type } => {
+                let mut c = Change::new(Action::Replace, ResourceRef::new("eks:nodegroup", name).with_id(arn))
+                    .because("node group settings that cannot change in place");
+                if let Some((have, want)) = instance_types {
+                    c = c.field("instance_types", Some(have), Some(want));
+                }
+                if let Some((have, want)) = ami_type {
+                    c = c.field("ami_type", Some(have), Some(want));
+                }
+                c
+            }
+            EksChange::UpdateNodegroup { name, arn, scaling: s, labels, version, launch_template } => {
+                let mut c = Change::new(Action::Update, ResourceRef::new("eks:nodegroup", name).with_id(arn));
+                if let Some((have, want)) = s {
+                    c = c.field("scaling", Some(scaling(*have)), Some(scaling(*want)));
+                }
+                if let Some((have, want)) = labels {
+                    c = c.field("labels", Some(have), Some(want));
+                }
+                if let Some((have, want)) = version {
+                    c = c.field("version", Some(have), Some(want)).because("after the control plane");
+                }
+                if let Some((have, want)) = launch_template {
+                    c = c
+                        .field("launch_template", Some(have), Some(want))
+                        .because("rolls the nodes onto the new template");
+                }
+                c
+            }
+            EksChange::CreateAddon { name, version, pod_identity } => {
+                let version = version.as_deref().unwrap_or("(default for the cluster version)");
+                let c = Change::new(Action::Create, ResourceRef::new("eks:addon", name)).field(
+                    "version",
+                    None::<&str>,
+                    Some(version),
+                );
+                match pod_identity {
+                    Some(p) => c.field("pod_identity_associations", None::<&str>, Some(p.as_str())),
+                    None => c,
+                }
+            }
+            EksChange::UpdateAddon { name, version, pod_identity } => {
+                let mut c = Change::new(Action::Update, ResourceRef::new("eks:addon", name));
+                if let Some((have, want)) = version {
+                    c = c.field("version", Some(have), Some(want));
+                }
+                if let Some(p) = pod_identity {
+                    c = c.field("pod_identity_associations", Some("(none)"), Some(p.as_str()));
+                }
+                c
+            }
+            EksChange::DeleteAddon { name, version } => Change::new(
+                Action::Delete,
+                ResourceRef::new("eks:addon", name),
+            )
+            .field("version", Some(version), None::<&str>),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Apply, first part: the control plane (roles, secrets key, node security group, log group,
+//! cluster, access entries), which [`EksProvisioner::apply_control_plane`] runs alone.
+
+use std::collections::BTreeSet;
+
+#[allow(unused_imports)]
+use super::*;
+
+/// What the control plane's convergence hands to the node group and add-ons.
+pub(super) struct ControlPlane {
+    pub(super) cluster_role: String,
+    pub(super) node_role: String,
+    pub(super) ebs_csi_role: Option<AddonRole>,
+    pub(super) key: KeyInfo,
+    pub(super) node_sg: String,
+    pub(super) cluster: ClusterInfo,
+}
+
+impl ControlPlane {
+    /// The tier's output as far as the control plane makes it (the node group by its name).
+    pub(super) fn output(&self, ctx: &Context, names: &Names) -> EksOutput {
+        eks_output(
+            ctx,
+            &self.cluster,
+            &self.node_sg,
+            &self.cluster_role,
+            &self.node_role,
+            &self.key.arn,
+            &names.nodegroup,
+        )
+    }
+}
+
+impl EksProvisioner {
+    /// The control plane: a busy cluster waited for, then refusals (so a refused apply changes
+    /// nothing, the node side's included), then the typed changes of the roles, the secrets
+    /// key, the node security group (when the tier owns it), the log group, the cluster (waited
+    /// until ACTIVE after each change) and its access entries.
+    pub(super) async fn converge_control_plane(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        names: &Names,
+        o: &ObservedEks,
+    ) -> Result<ControlPlane> {
+        let mut o = o.clone();
+        if let Some(c) = &o.cluster
+            && c.status != Status::Active
+        {
+            o.cluster = Some(self.wait_cluster(ctx, &names.cluster).await?);
+        }
+        let changes = control_plane_changes(ctx, spec, &o);
+        let node_sg = o.node_security_group.as_ref().map(|s| s.id.as_str());
+        for c in changes.iter().chain(&node_changes(ctx, spec, &o, node_sg, o.cluster.as_ref(), o.cluster.is_none())) {
+            match c {
+                EksChange::UpgradeCluster { have, want, refused: true, .. } => {
+                    next_version(have, want)?;
+                }
+                EksChange::ReplaceNodegroup { .. } | EksChange::ReplaceClusterKey { .. } => {
+                    let c = c.change();
+                    let f = &c.fields[0];
+                    return Err(EksError::ImmutableChange {
+                        field: f.path.clone(),
+                        resource: c.resource.name.clone(),
+                        have: f.before.clone().unwrap_or_default(),
+                        want: f.after.clone().unwrap_or_default(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let wants = role_wants(ctx, names, spec);
+        let mut arns = Vec::new();
+        for (index, (want, have)) in wants.iter().zip(o.roles()).enumerate() {
+            let change = changes.iter().find(|c| {
+                matches!(c, EksChange::CreateRole { index: i, .. } | EksChange::UpdateRole { index: i, .. } if *i == index)
+            });
+            arns.push(self.converge_role(ctx, want, have.as_ref(), change).await?);
+        }
+        let (cluster_role, node_role) = (arns[0].clone(), arns[1].clone());
+        let ebs_csi_role = arns
+            .get(2)
+            .map(|arn| AddonRole { service_account: EBS_CSI_SERVICE_ACCOUNT.to_owned(), role_arn: arn.clone() });
+        let mut key = o.key.clone();
+        let mut node_sg = o.node_security_group.as_ref().map(|s| s.id.clone());
+        for change in &changes {
+            match change {
+                EksChange::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
+                EksChange::UpdateKey { alias, key_id, restore, tags, .. } => {
+                    if restore.is_some() {
+                        self.client.restore_key(key_id.clone()).await.at("CancelKeyDeletion", alias)?;
+                        tracing::info!(%alias, "restored KMS key scheduled for deletion");
+                    }
+                    if !tags.is_empty() {
+                        let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                        self.client.tag_key(key_id.clone(), tags).await.at("TagResource", alias)?;
+                    }
+                }
+                EksChange::CreateNodeSecurityGroup { .. } => {
+                    node_sg =
+                        Some(create_node_security_group(self.client.as_ref(), ctx, spec.vpc_id.as_str(), names).await?)
+                }
+                EksChange::CreateLogGroup { name, retention_days } => {
+                    self.create_log_group(ctx, name).await?;
+                    self.client
+                        .put_log_retention(name.clone(), *retention_days)
+                        .await
+                        .at("PutRetentionPolicy", name)?;
+                }
+                EksChange::LogRetention { name, want, .. } => {
+                    self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?
+                }
+                _ => {}
+            }
+        }
+        let key = key
+            .ok_or_else(|| AwsError::new("CreateKey", "NotFound", "neither observed nor created"))
+            .at("CreateKey", &names.key_alias)?;
+        let node_sg = node_sg
+            .ok_or_else(|| AwsError::new("CreateSecurityGroup", "NotFound", "neither observed nor created"))
+            .at("CreateSecurityGroup", &names.node_security_group)?;
+        let cluster = self
+            .converge_cluster(ctx, spec, names, o.cluster.clone(), &changes, cluster_role.clone(), &key.arn)
+            .await?;
+        for change in &changes {
+            match change {
+                EksChange::CreateAccessEntry { principal } => {
+                    let tags = ctx.tags_for(Tier::Eks, "access-entry", &names.cluster);
+                    match self.client.create_access_entry(names.cluster.clone(), principal.clone(), tags).await {
+                        Ok(()) => {}
+                        Err(e) if exists(&e) => {}
+                        Err(e) => return Err(e.at("CreateAccessEntry", principal).into()),
+                    }
+                    self.associate_admin(ctx, names, principal).await?;
+                }
+                EksChange::AssociateAccessPolicy { principal } => self.associate_admin(ctx, names, principal).await?,
+                _ => {}
+            }
+        }
+        Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
+    }
+
+    async fn associate_admin(&self, ctx: &Context, names: &Names, principal: &str) -> Result<()> {
+        let policy_arn = format!("arn:{}:eks::aws:cluster-access-policy/{CLUSTER_ADMIN_POLICY}", ctx.partition().id());
+        self.client
+            .associate_access_policy(names.cluster.clone(), principal.to_owned(), policy_arn)
+            .await
+            .at("AssociateAccessPolicy", principal)?;
+        Ok(())
+    }
+
+    /// Executes a role's change: created with its managed policies, or its trust rewritten,
+    /// missing policies attached, our tags. Returns its ARN. A create answered "already exists"
+    /// (our earlier create whose response was lost) reads the role back, checks its tags and
+    /// executes the change that role calls for.
+    async fn converge_role(
+        &self,
+        ctx: &Context,
+        want: &RoleWant,
+        have: Option<&RoleInfo>,
+        change: Option<&EksChange>,
+    ) -> Result<String> {
+        match (change, have) {
+            (Some(EksChange::CreateRole { .. }), _) | (_, None) => {
+                let tags = ctx.tags_for(Tier::Eks, want.component, &want.name);
+                let arn = match self.client.create_role(want.name.clone(), want.trust.to_string(), tags).await {
+                    Ok(arn) => arn,
+                    Err(e) if e.is_already_exists() => {
+                        let Some(r) = self.client.get_role(want.name.clone()).await.at("GetRole", &want.name)? else {
+                            return Err(e.at("CreateRole", &want.name).into());
+                        };
+                        self.check_owned(ctx, "IAM role", &want.name, &r.tags)?;
+                        let again = role_change(ctx, 0, want, &r);
+                        return Box::pin(self.converge_role(ctx, want, Some(&r), again.as_ref())).await;
+                    }
+                    Err(e) => return Err(e.at("CreateRole", &want.name).into()),
+                };
+                tracing::info!(role = %want.name, "created IAM role");
+                for policy in &want.policies {
+                    self.client
+                        .attach_policy(want.name.clone(), policy.clone())
+                        .await
+                        .at("AttachRolePolicy", &want.name)?;
+                }
+                Ok(arn)
+            }
+            (Some(EksChange::UpdateRole { trust, policies, tags, .. }), Some(r)) => {
+                if trust.is_some() {
+                    self.client
+                        .update_trust(want.name.clone(), want.trust.to_string())
+                        .await
+                        .at("UpdateAssumeRolePolicy", &want.name)?;
+                }
+                if policies.is_some() {
+                    for policy in want.policies.iter().filter(|p| !r.attached.contains(p)) {
+                        self.client
+                            .attach_policy(want.name.clone(), policy.clone())
+                            .await
+                            .at("AttachRolePolicy", &want.name)?;
+                    }
+                }
+                if !tags.is_empty() {
+                    let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                    self.client.tag_role(want.name.clone(), tags).await.at("TagRole", &want.name)?;
+                }
+                Ok(r.arn.clone())
+            }
+            (_, Some(r)) => Ok(r.arn.clone()),
+        }
+    }
+
+    /// CreateLogGroup of the control-plane log group, made before the cluster so EKS writes
+    /// into ours instead of creating one that never expires. Our own earlier create whose
+    /// response was lost is read back, its tags checked.
+    async fn create_log_group(&self, ctx: &Context, name: &str) -> Result<()> {
+        let tags = ctx.tags_for(Tier::Eks, "log-group", name);
+        match self.client.create_log_group(name.to_owned(), tags).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_already_exists() => {
+                let g = self
+                    .client
+                    .describe_log_group(name.to_owned())
+                    .await
+                    .at("DescribeLogGroups", name)?
+                    .ok_or(e)
+                    .at("CreateLogGroup", name)?;
+                self.check_owned(ctx, "log group", name, &g.tags)
+            }
+            Err(e) => Err(e.at("CreateLogGroup", name).into()),
+        }
+    }
+
+    /// The secrets key, when none is aliased: a key left without its alias by a crash between
+    /// CreateKey and CreateAlias is aliased instead of creating a second; twins of a retried
+    /// CreateKey are scheduled for deletion.
+    async fn create_key(&self, ctx: &Context, names: &Names) -> Result<KeyInfo> {
+        let have: Option<&KeyInfo> = None;
+        let tags = ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias);
+        let unaliased = match have {
+            None => self
+                .client
+                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .await
+                .at("ListKeys", &names.key_alias)?
+                .into_iter()
+                .find(|k| k.state != "PendingDeletion"),
+            Some(_) => None,
+        };
+        let created = have.is_none() && unaliased.is_none();
+        let key = match (have, unaliased) {
+            (None, Some(k)) => {
+                // A run died between CreateKey and CreateAlias: finish it instead of creating
+                // a second key.
+                self.client
+                    .create_alias(names.key_alias.clone(), k.key_id.clone())
+                    .await
+                    .at("CreateAlias", &names.key_alias)?;
+                k
+            }
+            (None, None) => {
+                let description = format!("dify-stack {}: EKS secrets envelope encryption", ctx.stack());
+                let key = match self.client.create_key(names.key_alias.clone(), description, tags.clone()).await {
+                    Ok(k) => k,
+                    // The alias exists: a crash between CreateKey and CreateAlias cannot produce
+                    // this, a lost CreateAlias response can. Read it back.
+                    Err(e) if e.is_already_exists() => {
+                        match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
+                            Some(k) => {
+                                self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
+                                k
+                            }
+                            None => return Err(e.at("CreateKey", &names.key_alias).into()),
+                        }
+                    }
+                    Err(e) => return Err(e.at("CreateKey", &names.key_alias).into()),
+                };
+                tracing::info!(alias = %names.key_alias, "created KMS key");
+                key
+            }
+            (Some(k), _) => k.clone(),
+        };
+        if created {
+            // CreateKey has no idempotency token: an SDK retry of a lost response makes a twin.
+            let twins = self
+                .client
+                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+                .await
+                .at("ListKeys", &names.key_alias)?;
+            for twin in twins.iter().filter(|k| k.key_id != key.key_id && k.state != "PendingDeletion") {
+                tracing::warn!(key = %twin.key_id, "scheduling deletion of a twin KMS key");
+                self.client
+                    .schedule_key_deletion(String::new(), twin.key_id.clone(), KEY_DELETION_WINDOW_DAYS)
+                    .await
+                    .at("ScheduleKeyDeletion", &twin.key_id)?;
+            }
+        }
+        if key.state == "PendingDeletion" || key.state == "Disabled" {
+            self.client.restore_key(key.key_id.clone()).await.at("CancelKeyDeletion", &names.key_alias)?;
+            tracing::info!(alias = %names.key_alias, "restored KMS key scheduled for deletion");
+        }
+        let drift: Tags = tags.into_iter().filter(|(k, v)| key.tags.get(k) != Some(v)).collect();
+        if !drift.is_empty() {
+            self.client.tag_key(key.key_id.clone(), drift).await.at("TagResource", &names.key_alias)?;
+        }
+        Ok(key)
+    }
+
+    /// Executes the cluster's changes: created (waited until ACTIVE), or upgraded one minor
+    /// version at a time, its endpoint, logging and tags converged, waited after each update (EKS
+    /// rejects a second update while one is in progress). `have` is ACTIVE (waited by the caller).
+    #[allow(clippy::too_many_arguments)]
+    async fn converge_cluster(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        names: &Names,
+        have: Option<ClusterInfo>,
+        changes: &[EksChange],
+        role_arn: String,
+        key_arn: &str,
+    ) -> Result<ClusterInfo> {
+        let name = &names.cluster;
+        let subnets: Vec<String> = spec.private_subnet_ids.iter().map(|s| s.as_str().to_owned()).collect();
+        let Some(mut cluster) = have else {
+            let create = ClusterCreate {
+                name: name.clone(),
+                version: spec.kubernetes_version.clone(),
+                role_arn,
+                subnet_ids: subnets,
+                public_access_cidrs: spec.endpoint.public_access_cidrs.clone(),
+                log_types: spec.log_types.clone(),
+                key_arn: key_arn.to_owned(),
+                tags: ctx.tags_for(Tier::Eks, "cluster", name),
+                client_request_token: token(ctx, "cluster", &spec.kubernetes_version),
+            };
+            // A new cluster role can be rejected for a while ("role ... could not be assumed").
+            let policy = ctx.wait.capped(caps::IAM_PROPAGATION);
+            let result = wait::retry(
+                &format!("CreateCluster {name}"),
+                &policy,
+                ctx.cancellation(),
+                |e: &AwsError| e.is_iam_propagation(),
+                || self.client.create_cluster(create.clone()),
+            )
+            .await;
+            match result {
+                Ok(_) => tracing::info!(cluster = %name, "creating EKS cluster"),
+                Err(WaitError::Failed { source, .. }) if exists(&source) => {}
+                Err(e) => return Err(from_aws_wait::<EksError>(e, "CreateCluster", name)),
+            }
+            return self.wait_cluster(ctx, name).await;
+        };
+        // The key made by this run (the observation had none) cannot be the cluster's.
+        if let Some(have_key) = &cluster.secrets_key_arn
+            && have_key != key_arn
+        {
+            return Err(EksError::ImmutableChange {
+                field: "secrets encryption key".to_owned(),
+                resource: name.clone(),
+                have: have_key.clone(),
+                want: key_arn.to_owned(),
+            });
+        }
+        for change in changes {
+            match change {
+                EksChange::UpgradeCluster { .. } => {
+                    while let Some(step) = next_version(&cluster.version, &spec.kubernetes_version)? {
+                        tracing::info!(cluster = %name, from = %cluster.version, to = %step, "upgrading control plane");
+                        self.client
+                            .update_cluster_version(name.clone(), step)
+                            .await
+                            .at("UpdateClusterVersion", name)?;
+                        cluster = self.wait_cluster(ctx, name).await?;
+                    }
+                }
+                EksChange::UpdateCluster { endpoint, logging, tags, .. } => {
+                    if endpoint.is_some() {
+                        self.client
+                            .update_cluster_endpoint(
+                                name.clone(),
+                                subnets.clone(),
+                                spec.endpoint.public_access_cidrs.clone(),
+                            )
+                            .await
+                            .at("UpdateClusterConfig", name)?;
+                        cluster = self.wait_cluster(ctx, name).await?;
+                    }
+                    if logging.is_some() {
+                        let want_logs: BTreeSet<String> = spec.log_types.iter().cloned().collect();
+                        let disabled = crate::spec::ALL_LOG_TYPES
+                            .iter()
+                            .map(|s| (*s).to_owned())
+                            .filter(|t| !want_logs.contains(t))
+                            .collect();
+                        self.client
+                            .update_cluster_logging(name.clone(), want_logs.iter().cloned().collect(), disabled)
+                            .await
+                            .at("UpdateClusterConfig", name)?;
+                        cluster = self.wait_cluster(ctx, name).await?;
+                    }
+                    if !tags.is_empty() {
+                        let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                        self.client.tag_resource(cluster.arn.clone(), tags).await.at("TagResource", name)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(cluster)
+    }
+}

@@ -1,0 +1,218 @@
+//! The in-memory world the platform tests run against: DNS and ACM, EKS add-ons, Helm and the
+//! IngressClass API, each answering from one shared state.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[derive(Debug, Default)]
+pub(super) struct World {
+    /// arn -> (domain, status, tags, describes so far)
+    pub(super) certs: BTreeMap<String, (String, String, Tags, u32)>,
+    /// (zone, name, kind) -> record
+    pub(super) records: BTreeMap<(String, String, String), Record>,
+    pub(super) zones: BTreeMap<String, String>,
+    pub(super) offered: Option<String>,
+    pub(super) addons: BTreeMap<(String, String), AddonState>,
+    /// (namespace, name) -> (chart, values)
+    pub(super) releases: BTreeMap<(String, String), (Chart, String)>,
+    pub(super) ingress_class: Option<IngressClassState>,
+    pub(super) log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct Fake(pub(super) Arc<Mutex<World>>);
+
+impl Fake {
+    pub(super) fn w(&self) -> std::sync::MutexGuard<'_, World> {
+        self.0.lock().unwrap()
+    }
+    fn log(&self, line: String) {
+        self.w().log.push(line);
+    }
+}
+
+pub(super) const TOKEN_NAME: &str = "_3f1a.dify.example.com.";
+pub(super) const TOKEN_VALUE: &str = "_9c2b.acm-validations.aws.";
+
+#[async_trait]
+impl DnsApi for Fake {
+    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
+        Ok(self.w().certs.iter().filter(|(_, c)| c.0 == domain).map(|(a, _)| a.clone()).collect())
+    }
+    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
+        let mut w = self.0.lock().unwrap();
+        let validated =
+            w.records.iter().any(|((_, n, k), r)| n == TOKEN_NAME && k == "CNAME" && r.value == TOKEN_VALUE);
+        let Some(c) = w.certs.get_mut(&arn) else { return Ok(None) };
+        c.3 += 1;
+        if validated && c.1 == "PENDING_VALIDATION" {
+            c.1 = "ISSUED".into();
+        }
+        // ACM fills in the record after the first read.
+        let validation = if c.3 > 1 { vec![Record::simple(TOKEN_NAME, "CNAME", TOKEN_VALUE)] } else { vec![] };
+        Ok(Some(Certificate { arn, domain: c.0.clone(), status: c.1.clone(), validation, tags: c.2.clone() }))
+    }
+    async fn request_certificate(
+        &self,
+        domain: String,
+        sans: Vec<String>,
+        token: String,
+        tags: Tags,
+    ) -> Result<String, AwsError> {
+        assert_eq!(sans, [domain.clone(), format!("*.{domain}")]);
+        assert!(token.len() <= 32 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{token}");
+        let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/{token}");
+        self.log(format!("RequestCertificate {domain}"));
+        self.w().certs.insert(arn.clone(), (domain, "PENDING_VALIDATION".into(), tags, 0));
+        Ok(arn)
+    }
+    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
+        self.log(format!("DeleteCertificate {arn}"));
+        self.w().certs.remove(&arn);
+        Ok(())
+    }
+    async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError> {
+        let w = self.w();
+        Ok(w.zones
+            .iter()
+            .filter(|(_, name)| domain.ends_with(name.as_str()))
+            .max_by_key(|(_, n)| n.len())
+            .map(|(id, _)| id.clone()))
+    }
+    async fn get_record(&self, zone: String, name: String, kind: String) -> Result<Option<Record>, AwsError> {
+        Ok(self.w().records.get(&(zone, name, kind)).cloned())
+    }
+    async fn change_records(&self, zone: String, changes: Vec<(RecordAction, Record)>) -> Result<(), AwsError> {
+        for (action, r) in changes {
+            self.log(format!("{action:?} {} {} {}", r.name, r.kind, r.value));
+            let key = (zone.clone(), r.name.clone(), r.kind.clone());
+            match action {
+                RecordAction::Upsert => {
+                    self.w().records.insert(key, r);
+                }
+                RecordAction::Delete => {
+                    // Route 53 refuses a delete that does not match exactly.
+                    if self.w().records.get(&key) != Some(&r) {
+                        return Err(AwsError::new("ChangeResourceRecordSets", "InvalidChangeBatch", "not found"));
+                    }
+                    self.w().records.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AddonApi for Fake {
+    async fn offered_version(&self, addon: String, kubernetes_version: String) -> Result<Option<String>, AwsError> {
+        assert_eq!((addon.as_str(), kubernetes_version.as_str()), (METRICS_SERVER, "1.33"));
+        Ok(self.w().offered.clone())
+    }
+    async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
+        Ok(self.w().addons.get(&(cluster, addon)).cloned())
+    }
+    async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError> {
+        self.log(format!("CreateAddon {cluster} {addon} {version}"));
+        self.w().addons.insert((cluster, addon), AddonState { version, status: "CREATING".into(), tags });
+        Ok(())
+    }
+    async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError> {
+        self.log(format!("DeleteAddon {addon}"));
+        self.w().addons.remove(&(cluster, addon));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HelmApi for Fake {
+    async fn status(&self, release: String, namespace: String) -> Result<Option<ReleaseInfo>, HelmError> {
+        Ok(self
+            .w()
+            .releases
+            .get(&(namespace, release))
+            .map(|(c, _)| ReleaseInfo { chart: format!("{}-{}", c.chart, c.version), status: "deployed".into() }))
+    }
+    async fn upgrade_install(
+        &self,
+        release: String,
+        namespace: String,
+        chart: Chart,
+        values: String,
+    ) -> Result<(), HelmError> {
+        self.log(format!("helm upgrade --install {namespace}/{release} {}-{}", chart.chart, chart.version));
+        self.w().releases.insert((namespace, release), (chart, values));
+        Ok(())
+    }
+    async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError> {
+        self.log(format!("helm uninstall {namespace}/{release}"));
+        self.w().releases.remove(&(namespace, release));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IngressClassApi for Fake {
+    async fn ingress_class(&self, name: String) -> Result<Option<IngressClassState>, KubeFailure> {
+        assert_eq!(name, INGRESS_CLASS);
+        Ok(self.w().ingress_class.clone())
+    }
+    async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeFailure> {
+        self.log(format!("apply ingressclass {name} {controller}"));
+        self.w().ingress_class = Some(IngressClassState { controller, ours: true });
+        Ok(())
+    }
+    async fn delete_ingress_class(&self, name: String) -> Result<(), KubeFailure> {
+        self.log(format!("delete ingressclass {name}"));
+        self.w().ingress_class = None;
+        Ok(())
+    }
+}
+
+pub(super) fn ctx() -> Context {
+    let mut ctx = Context::new("dify-test", Environment::Test, "us-west-2").unwrap();
+    ctx.wait = WaitPolicy {
+        initial_interval: std::time::Duration::from_millis(1),
+        max_interval: std::time::Duration::from_millis(2),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_wait: std::time::Duration::from_secs(5),
+    };
+    ctx
+}
+
+pub(super) fn spec() -> PlatformSpec {
+    PlatformSpec {
+        cluster_name: "dify-test".into(),
+        kubernetes_version: "1.33".into(),
+        vpc_id: "vpc-1".into(),
+        kubernetes: true,
+        load_balancer_controller: Some(Chart::load_balancer_controller()),
+        cluster_autoscaler: Some(Chart::cluster_autoscaler()),
+        metrics_server: Some(Chart::metrics_server()),
+        roles: [
+            (
+                LOAD_BALANCER_CONTROLLER.to_owned(),
+                "arn:aws:iam::123456789012:role/dify-test-aws-load-balancer-controller".to_owned(),
+            ),
+            (CLUSTER_AUTOSCALER.to_owned(), "arn:aws:iam::123456789012:role/dify-test-cluster-autoscaler".to_owned()),
+        ]
+        .into(),
+    }
+}
+
+pub(super) fn cert_spec() -> CertificateSpec {
+    CertificateSpec { domain: DomainSpec { name: "dify.example.com".into(), hosted_zone_id: None } }
+}
+
+pub(super) fn world(offered: Option<&str>) -> (Fake, PlatformProvisioner, CertificateProvisioner) {
+    let fake = Fake::default();
+    {
+        let mut w = fake.w();
+        w.zones.insert("ZPARENT".into(), "example.com".into());
+        w.zones.insert("ZOTHER".into(), "other.com".into());
+        w.offered = offered.map(str::to_owned);
+    }
+    let p = PlatformProvisioner::new(fake.clone()).with_kubernetes(fake.clone(), fake.clone());
+    (fake.clone(), p, CertificateProvisioner::new(fake))
+}

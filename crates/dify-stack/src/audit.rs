@@ -49,6 +49,14 @@ pub const CONTROLS: &[Control] = &[
     Control { id: "IAM.1", rationale: "every IRSA role trusts only named service accounts (sub) for STS (aud)" },
     Control { id: "IAM.2", rationale: "no IRSA policy grants a wildcard action" },
     Control { id: "IAM.3", rationale: "no IRSA policy grants on `*` resources except ecr:GetAuthorizationToken" },
+    Control {
+        id: "PLT.1",
+        rationale: "each platform add-on's IRSA role (load balancer controller, cluster autoscaler) trusts only its own service account for STS",
+    },
+    Control {
+        id: "PLT.2",
+        rationale: "each platform add-on's IRSA role has exactly its add-on's published policy (nothing added)",
+    },
     Control { id: "EC2.1", rationale: "no security group of the stack admits 0.0.0.0/0 or ::/0" },
     Control { id: "EC2.2", rationale: "datastores admit only the cluster's security groups, on their own port" },
 ];

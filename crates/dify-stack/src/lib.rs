@@ -408,7 +408,7 @@ impl Stack {
     /// (Feature `audit`, on by default.)
     #[cfg(feature = "audit")]
     pub async fn audit(&self) -> Result<audit::AuditReport, StackError> {
-        Ok(audit::audit(&self.ctx, &self.sdk).await?)
+        Ok(audit::audit(&self.ctx, &self.sdk, &self.cfg).await?)
     }
 
     /// An exec-based kubeconfig for the cluster in `out` ([`StackOutput::kubeconfig`]).

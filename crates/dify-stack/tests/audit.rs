@@ -537,18 +537,56 @@ async fn weaken_more(case: &str) -> (TestAccount, Profile, Vec<&'static str>) {
     }
 }
 
+/// PLT.1: the controller's role trusts any service account of kube-system; PLT.2: the
+/// autoscaler's role gets a statement its published policy does not have.
+async fn weaken_platform(case: &str) -> (TestAccount, Vec<&'static str>) {
+    let (a, _) = Box::pin(applied()).await;
+    let iam = aws_sdk_iam::Client::new(&a.config);
+    if case == "PLT.1" {
+        // Any service account of kube-system may assume the controller's role.
+        let role = format!("{STACK}-aws-load-balancer-controller");
+        let r = iam.get_role().role_name(&role).send().await.unwrap();
+        let text = r.role().unwrap().assume_role_policy_document().unwrap();
+        let mut doc = dify_stack::iam::policy::parse_document(text).unwrap();
+        let cond = doc["Statement"][0]["Condition"].as_object_mut().unwrap();
+        let mut equals = cond.remove("StringEquals").unwrap();
+        let sub = equals.as_object().unwrap().keys().find(|k| k.ends_with(":sub")).unwrap().clone();
+        let like = serde_json::json!({ sub.clone(): "system:serviceaccount:kube-system:*" });
+        equals.as_object_mut().unwrap().remove(&sub);
+        cond.insert("StringEquals".into(), equals);
+        cond.insert("StringLike".into(), like);
+        iam.update_assume_role_policy().role_name(&role).policy_document(doc.to_string()).send().await.unwrap();
+    } else {
+        // The autoscaler may scale any Auto Scaling group, not only the cluster's.
+        iam.put_role_policy()
+                    .role_name(format!("{STACK}-cluster-autoscaler"))
+                    .policy_name("extra")
+                    .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"autoscaling:SetDesiredCapacity","Resource":"*"}]}"#)
+                    .send()
+                    .await
+                    .unwrap();
+    }
+    (a, vec![if case == "PLT.1" { "PLT.1" } else { "PLT.2" }])
+}
+
 #[tokio::test]
 async fn each_weakened_resource_fails_exactly_its_control() {
     let cases = [
         "S3.1", "S3.2", "S3.3", "S3.4", "RDS.1", "RDS.2", "RDS.3", "RDS.4", "RDS.5", "EC.1", "EC.2", "EC.3", "EC.4",
         "OS.1", "OS.2", "OS.3", "OS.4", "OS.5", "OS.6", "EKS.1", "EKS.2", "EKS.3", "EKS.4", "EKS.5", "ECR.1", "IAM.1",
-        "IAM.2", "IAM.3", "EC2.1", "EC2.2",
+        "IAM.2", "IAM.3", "PLT.1", "PLT.2", "EC2.1", "EC2.2",
     ];
     let results: Vec<(String, Vec<&str>, Vec<&str>, String)> = futures::stream::iter(cases)
         .map(|case| async move {
             // The futures are large: keep them on the heap.
             let (account, profile, want) = match case {
                 "EKS.1" | "RDS.4" | "RDS.5" | "EC.4" => Box::pin(weaken_more(case)).await,
+                // Not through `weaken`: its poll frame is large in debug builds, and the stack of
+                // a test thread is not.
+                "PLT.1" | "PLT.2" => {
+                    let (account, want) = Box::pin(weaken_platform(case)).await;
+                    (account, Profile::Test, want)
+                }
                 _ => {
                     let (account, want) = Box::pin(weaken(case)).await;
                     (account, Profile::Test, want)

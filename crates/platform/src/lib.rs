@@ -17,6 +17,7 @@
 //! one (role-only access) apply returns the commands instead ([`PlatformOutput::commands`]).
 
 pub mod aliases;
+pub mod audit;
 pub mod certificate;
 pub mod client;
 mod error;

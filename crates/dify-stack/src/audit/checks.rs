@@ -7,8 +7,11 @@ use super::*;
 
 use dify_stack_core::{AwsError, Context};
 
-/// Audits the stack of `ctx` (with account id) through `sdk`.
-pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditReport, AwsError> {
+use crate::StackConfig;
+
+/// Audits the stack of `ctx` (with account id) through `sdk`; `cfg` says which platform add-ons
+/// have a role to audit.
+pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig, cfg: &StackConfig) -> Result<AuditReport, AwsError> {
     let mut verdicts: Vec<(&'static str, Verdict)> = Vec::new();
 
     // The datastores tier's controls (S3, RDS, ElastiCache, OpenSearch), read through its own
@@ -25,6 +28,11 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
     verdicts.extend(dify_stack_registry::audit::audit(ctx, &dify_stack_registry::SdkEcr::from_conf(sdk)).await?);
     let iam = dify_stack_iam::SdkIam::from_conf(sdk);
     verdicts.extend(dify_stack_iam::audit::audit(ctx, issuer.as_deref(), &iam).await?);
+
+    // The platform tier's controls over its add-ons' roles, which the IAM tier makes: read
+    // through the IAM tier's client, judged by the platform tier. (Boxed: debug builds poll deep
+    // future nests with large frames.)
+    verdicts.extend(Box::pin(platform(ctx, cfg, &iam, issuer.as_deref())).await?);
 
     // The security groups across the tiers, read through the network tier's EC2 client: which
     // group plays which part comes from the tiers' names.
@@ -52,4 +60,30 @@ pub async fn audit(ctx: &Context, sdk: &aws_types::SdkConfig) -> Result<AuditRep
         })
         .collect();
     Ok(AuditReport { findings })
+}
+
+/// PLT.1-2: the platform's add-on roles of `cfg`, read through the IAM tier's client.
+async fn platform(
+    ctx: &Context,
+    cfg: &StackConfig,
+    iam: &dify_stack_iam::SdkIam,
+    issuer: Option<&str>,
+) -> Result<Vec<(&'static str, Verdict)>, AwsError> {
+    let cluster_name = dify_stack_eks::Names::of(ctx).cluster;
+    let p = &cfg.platform;
+    let requests = dify_stack_platform::addon_role_requests(
+        ctx,
+        &cluster_name,
+        p.load_balancer_controller.enabled,
+        p.cluster_autoscaler.enabled,
+    );
+    // The IAM tier's view of the same roles, in the same order: it names them.
+    let mut addon_roles = Vec::new();
+    for (request, role) in requests.into_iter().zip(crate::wiring::addon_roles(cfg, ctx, &cluster_name)) {
+        let read = dify_stack_iam::audit::read_role(iam, role.role_name(&cluster_name)).await?.map(|r| {
+            dify_stack_platform::audit::AddonRoleRead { name: r.role.name, trust: r.role.trust, policies: r.policies }
+        });
+        addon_roles.push((request, read));
+    }
+    Ok(dify_stack_platform::audit::addon_roles(&addon_roles, issuer))
 }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Tags;
+
 /// What happens to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,7 +101,28 @@ pub struct Change {
     pub reason: Option<String>,
 }
 
+/// Tags of ours missing or different on a resource, as a plan shows them: (key, before, after).
+pub type TagDrift = Vec<(String, Option<String>, String)>;
+
+/// The tags of `want` that `have` lacks or holds with another value.
+pub fn tag_drift(want: &Tags, have: &Tags) -> TagDrift {
+    want.iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), have.get(k).cloned(), v.clone()))
+        .collect()
+}
+
+/// The tags a drift writes: key -> the wanted value.
+pub fn drift_tags(drift: &TagDrift) -> Tags {
+    drift.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect()
+}
+
 impl Change {
+    /// One field `tags.<key>` per drifted tag.
+    pub fn tag_fields(self, drift: &TagDrift) -> Change {
+        drift.iter().fold(self, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+    }
+
     /// A change without field details.
     pub fn new(action: Action, resource: ResourceRef) -> Change {
         Change { action, resource, fields: Vec::new(), reason: None }
@@ -272,6 +295,23 @@ mod tests {
         );
         plan.push(Change::new(Action::Delete, ResourceRef::new("ec2:nat-gateway", "dify-test-nat-3").with_id("nat-3")));
         plan
+    }
+
+    #[test]
+    fn tag_drift_lists_missing_and_different_tags_and_writes_the_wanted_values() {
+        let want = Tags::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())]);
+        let have = Tags::from([("b".to_owned(), "0".to_owned()), ("c".to_owned(), "9".to_owned())]);
+        let drift = tag_drift(&want, &have);
+        assert_eq!(
+            drift,
+            [("a".to_owned(), None, "1".to_owned()), ("b".to_owned(), Some("0".to_owned()), "2".to_owned())]
+        );
+        assert_eq!(drift_tags(&drift), want, "someone else's tag c is neither removed nor rewritten");
+        let c = Change::new(Action::Update, ResourceRef::new("k", "n")).tag_fields(&drift);
+        let fields: Vec<(&str, Option<&str>, Option<&str>)> =
+            c.fields.iter().map(|f| (f.path.as_str(), f.before.as_deref(), f.after.as_deref())).collect();
+        assert_eq!(fields, [("tags.a", None, Some("1")), ("tags.b", Some("0"), Some("2"))]);
+        assert!(tag_drift(&want, &want).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{BucketInfo, S3Api};
-use crate::common::{DataPolicy, DatastoresError, Result, tag_drift};
+use crate::common::{DataPolicy, DatastoresError, Result};
 use crate::spec::DatastoresSpec;
 use dify_stack_core::{AwsAt, NotOwned};
 
@@ -187,7 +187,7 @@ enum Setting {
     /// Our tags are missing or differ: the whole tag set is put (S3 replaces it), ours merged
     /// over the bucket's.
     Tags {
-        drift: Vec<(String, Option<String>, String)>,
+        drift: dify_stack_core::TagDrift,
         all: Tags,
     },
     PublicAccessBlock,
@@ -225,9 +225,7 @@ impl Planned for BucketChange {
             c = match setting {
                 // A new bucket's tags are ours: not listed one by one.
                 Setting::Tags { .. } if self.create => c,
-                Setting::Tags { drift, .. } => drift
-                    .iter()
-                    .fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after))),
+                Setting::Tags { drift, .. } => c.tag_fields(drift),
                 Setting::PublicAccessBlock => {
                     c.field("public_access_block", (!self.create).then_some("incomplete"), Some("all four"))
                 }
@@ -262,8 +260,7 @@ fn changes(ctx: &Context, spec: &DatastoresSpec, o: &Option<BucketInfo>) -> Opti
     let b = o.clone().unwrap_or_default();
     let tags = ctx.tags_for(Tier::Datastores, "bucket", &name);
     let mut settings = Vec::new();
-    let drift: Vec<(String, Option<String>, String)> =
-        tag_drift(&tags, &b.tags).into_iter().map(|(k, v)| (k.clone(), b.tags.get(&k).cloned(), v)).collect();
+    let drift: dify_stack_core::TagDrift = dify_stack_core::tag_drift(&tags, &b.tags);
     if !drift.is_empty() {
         let mut all = b.tags.clone();
         all.extend(tags);

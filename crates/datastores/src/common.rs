@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use dify_stack_core::wait;
-use dify_stack_core::{Context, Tags, from_wait};
+use dify_stack_core::{Context, from_wait};
 
 pub use crate::error::{DatastoresError, Result};
 
@@ -28,10 +28,6 @@ impl DataPolicy {
     pub fn from_context(ctx: &Context) -> DataPolicy {
         if ctx.permissions.allow_data_loss { DataPolicy::delete_everything() } else { DataPolicy::default() }
     }
-}
-
-pub(crate) fn tag_drift(want: &Tags, have: &Tags) -> Tags {
-    want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Polls `probe` (returning `Ok(None)` when done, `Ok(Some(status))` while pending) within the

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 
 use crate::client::SecretsApi;
-use crate::common::{DataPolicy, Result, tag_drift};
+use crate::common::{DataPolicy, Result};
 use dify_stack_core::{AwsAt, NotOwned};
 
 /// Recovery window of secrets deleted without `delete_data`.
@@ -157,7 +157,7 @@ pub async fn ensure_secret(
         api.restore(meta.arn.clone()).await.at("RestoreSecret", &name)?;
         tracing::info!(secret = %name, "restored secret scheduled for deletion");
     }
-    let drift = tag_drift(&tags, &meta.tags);
+    let drift = dify_stack_core::drift_tags(&dify_stack_core::tag_drift(&tags, &meta.tags));
     if !drift.is_empty() {
         api.tag(meta.arn.clone(), drift).await.at("TagResource", &name)?;
     }

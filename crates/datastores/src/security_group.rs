@@ -10,7 +10,7 @@ use dify_stack_core::{
 };
 
 use crate::client::{SgApi, SgInfo};
-use crate::common::{DatastoresError, Result, tag_drift};
+use crate::common::{DatastoresError, Result};
 
 /// One ingress rule as [`SgInfo::ingress`] lists it: (protocol, from port, to port, source).
 pub(crate) type Rule = (String, i32, i32, String);
@@ -45,7 +45,7 @@ pub(crate) struct SgChange {
     revoke: Vec<Rule>,
     authorize: Vec<Rule>,
     /// Our tags that are missing or differ on an existing group: (key, before, after).
-    tags: Vec<(String, Option<String>, String)>,
+    tags: dify_stack_core::TagDrift,
 }
 
 impl Planned for SgChange {
@@ -64,7 +64,7 @@ impl Planned for SgChange {
         if !(self.revoke.is_empty() && self.authorize.is_empty()) {
             c = c.field("ingress", Some(format!("{:?}", self.before)), Some(format!("{:?}", self.after)));
         }
-        self.tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+        c.tag_fields(&self.tags)
     }
 }
 
@@ -84,8 +84,7 @@ pub(crate) fn change(ctx: &Context, want: SgWant<'_>, observed: Option<&SgInfo>)
         });
     };
     let ours = ctx.tags_for(Tier::Datastores, want.component, want.name);
-    let tags: Vec<_> =
-        tag_drift(&ours, &sg.tags).into_iter().map(|(k, v)| (k.clone(), sg.tags.get(&k).cloned(), v)).collect();
+    let tags: Vec<_> = dify_stack_core::tag_drift(&ours, &sg.tags);
     let revoke: Vec<Rule> = sg.ingress.iter().filter(|r| !after.contains(r)).cloned().collect();
     let authorize: Vec<Rule> = after.iter().filter(|r| !sg.ingress.contains(r)).cloned().collect();
     (!(revoke.is_empty() && authorize.is_empty() && tags.is_empty())).then(|| SgChange {
@@ -148,7 +147,7 @@ pub(crate) async fn apply_change(
         }
     }
     if !c.tags.is_empty() {
-        let tags = c.tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+        let tags = dify_stack_core::drift_tags(&c.tags);
         api.tag(id.clone(), tags).await.at("CreateTags", name)?;
     }
     Ok(id)

@@ -98,18 +98,6 @@ fn owner(ctx: &Context) -> Filter {
     Filter::new(name, [value])
 }
 
-/// Keys of `want` that are missing or different in `have`.
-fn tag_drift(want: &Tags, have: &Tags) -> Tags {
-    want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-fn tag_changes(mut change: Change, want: &Tags, have: &Tags) -> Change {
-    for (k, v) in tag_drift(want, have) {
-        change = change.field(format!("tags.{k}"), have.get(&k), Some(v));
-    }
-    change
-}
-
 fn find<'a, T>(items: &'a [T], name: &str, tags: impl Fn(&T) -> &Tags) -> Option<&'a T> {
     items.iter().find(|i| name_of(tags(i)) == name)
 }

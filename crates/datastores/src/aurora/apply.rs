@@ -93,7 +93,7 @@ impl AuroraProvisioner {
                         touched = true;
                     }
                     if !tags.is_empty() {
-                        let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                        let tags = dify_stack_core::drift_tags(tags);
                         self.rds.tag(arn.clone(), tags).await.at("AddTagsToResource", name)?;
                     }
                 }

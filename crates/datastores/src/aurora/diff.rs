@@ -7,7 +7,6 @@
 use dify_stack_core::{Action, Change, Context, Planned, ResourceRef, Tier};
 
 use super::{AuroraNames, AuroraProvisioner, ObservedAurora, PORT, major};
-use crate::common::tag_drift;
 use crate::secrets::SecretKind;
 use crate::security_group::{self, SgChange, SgWant};
 use crate::spec::DatastoresSpec;
@@ -48,7 +47,7 @@ pub(crate) enum AuroraChange {
         /// The cluster's groups and ours (`None`: created by this run, its id known after apply).
         security_groups: Option<(Vec<String>, Option<String>)>,
         data_api: bool,
-        tags: Vec<(String, Option<String>, String)>,
+        tags: dify_stack_core::TagDrift,
     },
     /// An instance is created (the writer first, readers in the next AZs).
     CreateInstance { id: String, availability_zone: String },
@@ -111,7 +110,7 @@ impl Planned for AuroraChange {
                 if *data_api {
                     c = c.field("data_api", Some(false), Some(true));
                 }
-                tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+                c.tag_fields(tags)
             }
             AuroraChange::CreateInstance { id, availability_zone } => {
                 Change::new(Action::Create, ResourceRef::new("rds:instance", id))
@@ -198,10 +197,7 @@ impl AuroraProvisioner {
                     security_groups: (ours.as_ref().is_none_or(|id| c.security_groups != [id.clone()]))
                         .then(|| (c.security_groups.clone(), ours)),
                     data_api: data_api && !c.http_endpoint,
-                    tags: tag_drift(&ours_tags, &c.tags)
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), c.tags.get(&k).cloned(), v))
-                        .collect(),
+                    tags: dify_stack_core::tag_drift(&ours_tags, &c.tags),
                 };
                 // Each difference is one field of the plan's entry: none, nothing to update.
                 if !update.change().fields.is_empty() {

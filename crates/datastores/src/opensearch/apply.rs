@@ -77,7 +77,7 @@ impl OpenSearchProvisioner {
                         settled = None;
                     }
                     if !tags.is_empty() {
-                        let tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                        let tags = dify_stack_core::drift_tags(&tags);
                         self.search.tag(arn, tags).await.at("AddTags", &name)?;
                     }
                 }

@@ -7,7 +7,6 @@ use serde_json::Value;
 use super::{ObservedOpenSearch, OpenSearchProvisioner, PORT, SERVICE_LINKED_ROLE, SERVICE_LINKED_ROLE_SERVICE};
 use super::{TLS_POLICY, domain_name, sorted};
 use crate::client::{DomainConfig, DomainInfo};
-use crate::common::tag_drift;
 use crate::secrets::SecretKind;
 use crate::security_group::{self, SgChange, SgWant};
 use crate::spec::DatastoresSpec;
@@ -28,12 +27,7 @@ pub(crate) enum OpenSearchChange {
     Replace { name: String, arn: String, fields: Vec<(&'static str, String, String)> },
     /// UpdateDomainConfig of the settings that differ (with the security group's id known only
     /// after apply when the group is created by the same run), and our tags.
-    Update {
-        name: String,
-        arn: String,
-        settings: Vec<(&'static str, String, String)>,
-        tags: Vec<(String, Option<String>, String)>,
-    },
+    Update { name: String, arn: String, settings: Vec<(&'static str, String, String)>, tags: dify_stack_core::TagDrift },
 }
 
 impl Planned for OpenSearchChange {
@@ -68,7 +62,7 @@ impl Planned for OpenSearchChange {
                 let c = settings.iter().fold(Change::new(Action::Update, domain(name).with_id(arn)), |c, (f, h, w)| {
                     c.field(*f, Some(h), Some(w))
                 });
-                tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+                c.tag_fields(tags)
             }
         }
     }
@@ -115,8 +109,7 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSear
         out.push(OpenSearchChange::Replace { name: name.clone(), arn: d.arn.clone(), fields: fixed });
     }
     let settings = settings_drift(d, &want);
-    let tags: Vec<_> =
-        tag_drift(&want.tags, &d.tags).into_iter().map(|(k, v)| (k.clone(), d.tags.get(&k).cloned(), v)).collect();
+    let tags: Vec<_> = dify_stack_core::tag_drift(&want.tags, &d.tags);
     if !(settings.is_empty() && tags.is_empty()) {
         out.push(OpenSearchChange::Update { name, arn: d.arn.clone(), settings, tags });
     }

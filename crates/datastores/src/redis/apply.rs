@@ -103,7 +103,7 @@ impl RedisProvisioner {
                         settled = None;
                     }
                     if !tags.is_empty() {
-                        let tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                        let tags = dify_stack_core::drift_tags(&tags);
                         self.cache.tag(arn, tags).await.at("AddTagsToResource", &n)?;
                     }
                 }

@@ -4,7 +4,6 @@
 use dify_stack_core::{Action, Change, Context, Planned, ResourceRef, Tier};
 
 use super::{ObservedRedis, PORT, name};
-use crate::common::tag_drift;
 use crate::secrets::SecretKind;
 use crate::security_group::{self, SgChange, SgWant};
 use crate::spec::DatastoresSpec;
@@ -36,7 +35,7 @@ pub(crate) enum RedisChange {
         node_type: Option<(String, String)>,
         nodes: Option<(i32, i32)>,
         snapshot_retention_days: Option<(i32, i32)>,
-        tags: Vec<(String, Option<String>, String)>,
+        tags: dify_stack_core::TagDrift,
     },
 }
 
@@ -77,7 +76,7 @@ impl Planned for RedisChange {
                 if let Some((have, want)) = snapshot_retention_days {
                     c = c.field("snapshot_retention_days", Some(have), Some(want));
                 }
-                tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
+                c.tag_fields(tags)
             }
         }
     }
@@ -134,7 +133,7 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -
     let have_nodes = g.members.len() as i32;
     let ours = ctx.tags_for(Tier::Datastores, "redis", &n);
     let tags: Vec<_> = match &g.tags {
-        Some(have) => tag_drift(&ours, have).into_iter().map(|(k, v)| (k.clone(), have.get(&k).cloned(), v)).collect(),
+        Some(have) => dify_stack_core::tag_drift(&ours, have),
         None => Vec::new(),
     };
     let update = RedisChange::Update {

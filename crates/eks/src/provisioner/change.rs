@@ -8,18 +8,7 @@ use super::*;
 pub(crate) type HaveWant = (String, String);
 
 /// Tags of ours missing or different on a resource: (key, before, after).
-pub(crate) type Drift = Vec<(String, Option<String>, String)>;
-
-pub(super) fn drift(want: &Tags, have: &Tags) -> Drift {
-    want.iter()
-        .filter(|(k, v)| have.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), have.get(k).cloned(), v.clone()))
-        .collect()
-}
-
-fn tagged(c: Change, tags: &Drift) -> Change {
-    tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
-}
+pub(crate) type Drift = dify_stack_core::TagDrift;
 
 /// A node group's scaling: (min, max, desired).
 pub(crate) type Scaling = (i32, i32, i32);
@@ -178,7 +167,7 @@ impl Planned for EksChange {
                 if let Some((have, want)) = policies {
                     c = c.field("managed_policies", Some(list(have)), Some(list(want)));
                 }
-                tagged(c, tags)
+                c.tag_fields(tags)
             }
             EksChange::CreateLogGroup { name, retention_days } => Change::new(
                 Action::Create,
@@ -203,7 +192,7 @@ impl Planned for EksChange {
                         .field("state", Some(state), Some("Enabled"))
                         .because("a key scheduled for deletion is restored");
                 }
-                tagged(c, tags)
+                c.tag_fields(tags)
             }
             EksChange::CreateNodeSecurityGroup { name } => {
                 Change::new(Action::Create, ResourceRef::new("ec2:security-group", name))
@@ -245,7 +234,7 @@ impl Planned for EksChange {
                 if let Some((have, want)) = logging {
                     c = c.field("logging", Some(have), Some(want));
                 }
-                tagged(c, tags)
+                c.tag_fields(tags)
             }
             EksChange::CreateAccessEntry { principal } => Change::new(
                 Action::Create,

@@ -92,7 +92,7 @@ impl EksProvisioner {
                         tracing::info!(%alias, "restored KMS key scheduled for deletion");
                     }
                     if !tags.is_empty() {
-                        let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                        let tags = dify_stack_core::drift_tags(tags);
                         self.client.tag_key(key_id.clone(), tags).await.at("TagResource", alias)?;
                     }
                 }
@@ -200,7 +200,7 @@ impl EksProvisioner {
                     }
                 }
                 if !tags.is_empty() {
-                    let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                    let tags = dify_stack_core::drift_tags(tags);
                     self.client.tag_role(want.name.clone(), tags).await.at("TagRole", &want.name)?;
                 }
                 Ok(r.arn.clone())
@@ -399,7 +399,7 @@ impl EksProvisioner {
                         cluster = self.wait_cluster(ctx, name).await?;
                     }
                     if !tags.is_empty() {
-                        let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+                        let tags = dify_stack_core::drift_tags(tags);
                         self.client.tag_resource(cluster.arn.clone(), tags).await.at("TagResource", name)?;
                     }
                 }

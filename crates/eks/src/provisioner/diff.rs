@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use super::change::{drift, scaling};
+use super::change::scaling;
 #[allow(unused_imports)]
 use super::*;
+use dify_stack_core::tag_drift as drift;
 
 /// Pushes `change` when its plan entry has a field (each difference is one field).
 fn push_if_changed(out: &mut Vec<EksChange>, change: EksChange) {

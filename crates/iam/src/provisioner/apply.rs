@@ -53,7 +53,7 @@ impl IamProvisioner {
                             .at("PutRolePolicy", &name)?;
                     }
                     if !tags.is_empty() {
-                        let drift: Tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                        let drift = dify_stack_core::drift_tags(&tags);
                         self.client.tag_role(name.clone(), drift).await.at("TagRole", &name)?;
                     }
                 }

@@ -61,10 +61,7 @@ impl Planned for IamChange {
                 if let Some(before) = policy {
                     c = c.field("policy", before.as_ref(), Some(policy::normalize(role.policy.clone())));
                 }
-                for (k, before, after) in tags {
-                    c = c.field(format!("tags.{k}"), before.as_ref(), Some(after));
-                }
-                c
+                c.tag_fields(tags)
             }
             IamChange::CreateStorageClass => Change::new(
                 Action::Create,
@@ -115,11 +112,7 @@ impl IamProvisioner {
             };
             let perms = policy::normalize(role.policy.clone());
             let policy = (have.policy.as_ref() != Some(&perms)).then(|| have.policy.clone());
-            let tags: Drift = tags
-                .into_iter()
-                .filter(|(k, v)| have.info.tags.get(k) != Some(v))
-                .map(|(k, v)| (k.clone(), have.info.tags.get(&k).cloned(), v))
-                .collect();
+            let tags: Drift = dify_stack_core::tag_drift(&tags, &have.info.tags);
             if trust.is_some() || policy.is_some() || !tags.is_empty() {
                 changes.push(IamChange::UpdateRole { role, arn: have.info.arn.clone(), trust, policy, tags });
             }

@@ -288,7 +288,7 @@ impl NetworkProvisioner {
     /// CreateTags of a change's tag drift (nothing when there is none).
     pub(super) async fn write_tags(&self, id: &str, tags: &Drift) -> Result<()> {
         if !tags.is_empty() {
-            let tags = tags.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+            let tags = dify_stack_core::drift_tags(tags);
             self.client.create_tags(vec![id.to_owned()], tags).await.at("Tag", id)?;
         }
         Ok(())

@@ -6,11 +6,9 @@
 use super::*;
 
 /// Tags of ours missing or different on a resource: (key, before, after).
-pub(crate) type Drift = Vec<(String, Option<String>, String)>;
+pub(crate) type Drift = dify_stack_core::TagDrift;
 
-fn drift(want: &Tags, have: &Tags) -> Drift {
-    tag_drift(want, have).into_iter().map(|(k, v)| (k.clone(), have.get(&k).cloned(), v)).collect()
-}
+use dify_stack_core::tag_drift as drift;
 
 /// One change of a new-VPC network, in the order apply makes them.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,9 +133,6 @@ impl Planned for NetChange {
                 None => r,
             }
         };
-        let tagged = |c: Change, tags: &Drift| {
-            tags.iter().fold(c, |c, (k, before, after)| c.field(format!("tags.{k}"), before.as_ref(), Some(after)))
-        };
         match self {
             NetChange::CreateVpc { name, cidr } => {
                 Change::new(Action::Create, r("ec2:vpc", name, None)).field("cidr_block", None::<&str>, Some(cidr))
@@ -148,7 +143,7 @@ impl Planned for NetChange {
                     .because("a VPC's primary CIDR cannot change")
             }
             NetChange::UpdateVpc { name, id, dns_support, dns_hostnames, tags } => {
-                let mut c = tagged(Change::new(Action::Update, r("ec2:vpc", name, Some(id))), tags);
+                let mut c = Change::new(Action::Update, r("ec2:vpc", name, Some(id))).tag_fields(tags);
                 if *dns_support {
                     c = c.field("enable_dns_support", Some(false), Some(true));
                 }
@@ -175,7 +170,7 @@ impl Planned for NetChange {
                 c
             }
             NetChange::TagSubnet { name, id, tags } => {
-                tagged(Change::new(Action::Update, r("ec2:subnet", name, Some(id))), tags)
+                Change::new(Action::Update, r("ec2:subnet", name, Some(id))).tag_fields(tags)
             }
             NetChange::DeleteSubnet { name, id } => Change::new(Action::Delete, r("ec2:subnet", name, Some(id))),
             NetChange::CreateIgw { name } => Change::new(Action::Create, r("ec2:internet-gateway", name, None)),
@@ -204,7 +199,7 @@ impl Planned for NetChange {
                 for subnet in associate {
                     c = c.field(format!("associations[{subnet}]"), None::<&str>, Some(subnet));
                 }
-                tagged(c, tags)
+                c.tag_fields(tags)
             }
             NetChange::DeleteRouteTable { name, id } => {
                 Change::new(Action::Delete, r("ec2:route-table", name, Some(id)))

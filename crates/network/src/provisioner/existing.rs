@@ -72,11 +72,9 @@ impl NetworkProvisioner {
             for id in ids {
                 if let Some(s) = obs.subnets.iter().find(|s| &s.id == id) {
                     let want = k8s_subnet_tags(role, &spec.cluster_name);
-                    let c = tag_changes(
-                        Change::new(Action::Update, ResourceRef::new("ec2:subnet", id.as_str()).with_id(id.as_str())),
-                        &want,
-                        &s.tags,
-                    );
+                    let c =
+                        Change::new(Action::Update, ResourceRef::new("ec2:subnet", id.as_str()).with_id(id.as_str()))
+                            .tag_fields(&dify_stack_core::tag_drift(&want, &s.tags));
                     if !c.fields.is_empty() {
                         plan.push(c);
                     }

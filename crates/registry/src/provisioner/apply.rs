@@ -53,7 +53,7 @@ impl RegistryProvisioner {
                         .at("PutLifecyclePolicy", &name)?;
                 }
                 if !tags.is_empty() {
-                    let drift: Tags = tags.into_iter().map(|(k, _, v)| (k, v)).collect();
+                    let drift = dify_stack_core::drift_tags(&tags);
                     self.client.tag(arn, drift).await.at("TagResource", &name)?;
                 }
                 Ok(None)

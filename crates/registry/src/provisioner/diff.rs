@@ -31,7 +31,7 @@ pub(crate) enum RepoChange {
         mutability: Option<(TagMutability, TagMutability)>,
         lifecycle: Option<(Option<serde_json::Value>, serde_json::Value)>,
         /// Tags to set: key, value before (if any), value wanted.
-        tags: Vec<(String, Option<String>, String)>,
+        tags: dify_stack_core::TagDrift,
     },
 }
 
@@ -69,10 +69,7 @@ impl Planned for RepoChange {
                 if let Some((before, after)) = lifecycle {
                     c = c.field("lifecycle_policy", before.as_ref(), Some(after));
                 }
-                for (k, before, after) in tags {
-                    c = c.field(format!("tags.{k}"), before.as_ref(), Some(after));
-                }
-                c
+                c.tag_fields(tags)
             }
         }
     }
@@ -111,11 +108,7 @@ impl RegistryProvisioner {
                     .then_some((have.info.mutability, w.spec.tag_mutability)),
                 lifecycle: (have.lifecycle.as_ref() != Some(&want_policy))
                     .then(|| (have.lifecycle.clone(), want_policy)),
-                tags: tags
-                    .into_iter()
-                    .filter(|(k, v)| have.tags.get(k) != Some(v))
-                    .map(|(k, v)| (k.clone(), have.tags.get(&k).cloned(), v))
-                    .collect(),
+                tags: dify_stack_core::tag_drift(&tags, &have.tags),
             };
             if let RepoChange::Update { scan_on_push: None, mutability: None, lifecycle: None, tags, .. } = &update
                 && tags.is_empty()

@@ -1,0 +1,269 @@
+//! EKS: clusters, node groups, add-ons and access entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use dify_stack_core::{AwsError, Tags};
+
+#[allow(unused_imports)]
+use super::*;
+
+/// A cluster as `DescribeCluster` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// `CREATING`, `ACTIVE`, `UPDATING`, `DELETING`, `FAILED`, `PENDING`.
+    pub status: Status,
+    /// Kubernetes minor version.
+    pub version: String,
+    /// API server endpoint (set once ACTIVE).
+    pub endpoint: Option<String>,
+    /// Base64 PEM of the cluster CA.
+    pub ca_data: Option<String>,
+    /// OIDC issuer URL.
+    pub oidc_issuer: Option<String>,
+    /// The security group EKS creates for the control plane and managed nodes.
+    pub cluster_security_group_id: Option<String>,
+    /// Control-plane subnets.
+    pub subnet_ids: Vec<String>,
+    /// Additional control-plane security groups.
+    pub security_group_ids: Vec<String>,
+    /// Private endpoint on.
+    pub endpoint_private: bool,
+    /// Public endpoint on.
+    pub endpoint_public: bool,
+    /// CIDRs allowed on the public endpoint.
+    pub public_access_cidrs: Vec<String>,
+    /// Enabled control-plane log types.
+    pub enabled_logs: BTreeSet<String>,
+    /// KMS key ARN for secrets encryption.
+    pub secrets_key_arn: Option<String>,
+    /// Authentication mode (`API_AND_CONFIG_MAP`, ...).
+    pub authentication_mode: Option<String>,
+    /// Cluster role ARN.
+    pub role_arn: String,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// Everything `CreateCluster` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterCreate {
+    /// Name.
+    pub name: String,
+    /// Kubernetes version.
+    pub version: String,
+    /// Cluster role ARN.
+    pub role_arn: String,
+    /// Private subnets.
+    pub subnet_ids: Vec<String>,
+    /// Public endpoint CIDRs (empty: public endpoint off).
+    pub public_access_cidrs: Vec<String>,
+    /// Log types to enable.
+    pub log_types: Vec<String>,
+    /// KMS key ARN for secrets.
+    pub key_arn: String,
+    /// Tags.
+    pub tags: Tags,
+    /// Idempotency token.
+    pub client_request_token: String,
+}
+
+/// A managed node group as `DescribeNodegroup` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodegroupInfo {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// `CREATING`, `ACTIVE`, `UPDATING`, `DELETING`, `CREATE_FAILED`, `DELETE_FAILED`, `DEGRADED`.
+    pub status: Status,
+    /// Kubernetes version.
+    pub version: Option<String>,
+    /// AMI type.
+    pub ami_type: String,
+    /// Instance types.
+    pub instance_types: Vec<String>,
+    /// Minimum size.
+    pub min: i32,
+    /// Maximum size.
+    pub max: i32,
+    /// Desired size.
+    pub desired: i32,
+    /// Subnets.
+    pub subnet_ids: Vec<String>,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Launch template id and version.
+    pub launch_template: Option<(String, String)>,
+    /// Node role ARN.
+    pub node_role: String,
+    /// Health issues reported by EKS (code: message).
+    pub issues: Vec<String>,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// Everything `CreateNodegroup` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodegroupCreate {
+    /// Cluster.
+    pub cluster: String,
+    /// Node group name.
+    pub name: String,
+    /// Node role ARN.
+    pub node_role: String,
+    /// Subnets.
+    pub subnet_ids: Vec<String>,
+    /// Instance types.
+    pub instance_types: Vec<String>,
+    /// AMI type.
+    pub ami_type: String,
+    /// Minimum size.
+    pub min: i32,
+    /// Maximum size.
+    pub max: i32,
+    /// Desired size.
+    pub desired: i32,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Launch template id and version.
+    pub launch_template: (String, String),
+    /// Kubernetes version.
+    pub version: String,
+    /// Tags.
+    pub tags: Tags,
+    /// Idempotency token.
+    pub client_request_token: String,
+}
+
+/// A managed add-on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddonInfo {
+    /// Add-on name.
+    pub name: String,
+    /// Installed version.
+    pub version: String,
+    /// `CREATING`, `ACTIVE`, `CREATE_FAILED`, `UPDATING`, `DELETING`, `DEGRADED`, ...
+    pub status: Status,
+    /// Tags.
+    pub tags: Tags,
+    /// ARNs of the Pod Identity associations the add-on made (`podIdentityAssociations`).
+    pub pod_identity_associations: Vec<String>,
+}
+
+/// The IAM role an add-on's service account gets through EKS Pod Identity
+/// (CreateAddon / UpdateAddon `podIdentityAssociations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonRole {
+    /// The add-on's service account, e.g. `ebs-csi-controller-sa`.
+    pub service_account: String,
+    /// The role (trusting `pods.eks.amazonaws.com`).
+    pub role_arn: String,
+}
+
+/// What the EKS tier asks of EKS: clusters, node groups, add-ons and access entries.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait ClusterApi: Send + Sync {
+    // --- EKS cluster
+    /// DescribeCluster; `None` when it does not exist.
+    async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError>;
+    /// CreateCluster (API_AND_CONFIG_MAP, creator admin bootstrap, private endpoint on).
+    async fn create_cluster(&self, create: ClusterCreate) -> Result<ClusterInfo, AwsError>;
+    /// UpdateClusterConfig with the complete `resourcesVpcConfig` block.
+    async fn update_cluster_endpoint(
+        &self,
+        name: String,
+        subnet_ids: Vec<String>,
+        public_access_cidrs: Vec<String>,
+    ) -> Result<(), AwsError>;
+    /// UpdateClusterConfig with the complete `logging` block.
+    async fn update_cluster_logging(
+        &self,
+        name: String,
+        enabled: Vec<String>,
+        disabled: Vec<String>,
+    ) -> Result<(), AwsError>;
+    /// UpdateClusterVersion (one minor version).
+    async fn update_cluster_version(&self, name: String, version: String) -> Result<(), AwsError>;
+    /// TagResource.
+    async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
+    /// DeleteCluster.
+    async fn delete_cluster(&self, name: String) -> Result<(), AwsError>;
+
+    // --- EKS node groups
+    /// ListNodegroups.
+    async fn list_nodegroups(&self, cluster: String) -> Result<Vec<String>, AwsError>;
+    /// DescribeNodegroup; `None` when it does not exist.
+    async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError>;
+    /// CreateNodegroup.
+    async fn create_nodegroup(&self, create: NodegroupCreate) -> Result<NodegroupInfo, AwsError>;
+    /// UpdateNodegroupConfig: scaling and labels.
+    async fn update_nodegroup_config(
+        &self,
+        cluster: String,
+        name: String,
+        scaling: Option<(i32, i32, i32)>,
+        add_labels: BTreeMap<String, String>,
+        remove_labels: Vec<String>,
+    ) -> Result<(), AwsError>;
+    /// UpdateNodegroupVersion: Kubernetes version, or a new launch template version.
+    async fn update_nodegroup_version(
+        &self,
+        cluster: String,
+        name: String,
+        version: Option<String>,
+        launch_template: Option<(String, String)>,
+    ) -> Result<(), AwsError>;
+    /// DeleteNodegroup.
+    async fn delete_nodegroup(&self, cluster: String, name: String) -> Result<(), AwsError>;
+
+    // --- EKS add-ons and access
+    /// ListAddons.
+    async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError>;
+    /// DescribeAddon; `None` when it does not exist.
+    async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError>;
+    /// DescribeAddonVersions: the default version of an add-on for a Kubernetes version.
+    async fn default_addon_version(&self, name: String, kubernetes_version: String)
+    -> Result<Option<String>, AwsError>;
+    /// CreateAddon with `resolveConflicts = OVERWRITE` and, when given, the Pod Identity
+    /// association of its service account.
+    async fn create_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        tags: Tags,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError>;
+    /// UpdateAddon with `resolveConflicts = OVERWRITE`; a given role replaces the add-on's Pod
+    /// Identity associations.
+    async fn update_addon(
+        &self,
+        cluster: String,
+        name: String,
+        version: String,
+        role: Option<AddonRole>,
+    ) -> Result<(), AwsError>;
+    /// DeleteAddon.
+    async fn delete_addon(&self, cluster: String, name: String) -> Result<(), AwsError>;
+    /// ListAccessEntries: principal ARNs.
+    async fn list_access_entries(&self, cluster: String) -> Result<Vec<String>, AwsError>;
+    /// ListAssociatedAccessPolicies: policy ARNs.
+    async fn list_access_policies(&self, cluster: String, principal: String) -> Result<Vec<String>, AwsError>;
+    /// CreateAccessEntry.
+    async fn create_access_entry(&self, cluster: String, principal: String, tags: Tags) -> Result<(), AwsError>;
+    /// AssociateAccessPolicy with cluster scope.
+    async fn associate_access_policy(
+        &self,
+        cluster: String,
+        principal: String,
+        policy_arn: String,
+    ) -> Result<(), AwsError>;
+    /// DeleteAccessEntry.
+    async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError>;
+}

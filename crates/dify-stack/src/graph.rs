@@ -188,7 +188,8 @@ impl NodeError {
         NodeError { message, retryable, source: Some(Arc::new(e)) }
     }
 
-    /// The tier's error as `E`, when it is one. For example, a refused EKS downgrade:
+    /// The tier's error as `E`, when it is one. For example, a refused EKS downgrade (refused by
+    /// the control-plane node, before any write; the `eks` node is then skipped):
     ///
     /// ```no_run
     /// use dify_stack::eks::EksError;
@@ -197,7 +198,7 @@ impl NodeError {
     /// # async fn run(stack: dify_stack::Stack) {
     /// match stack.apply().await {
     ///     Err(StackError::Run(failure)) => {
-    ///         let eks = failure.failed.get(&Node::Eks).and_then(|e| e.downcast_ref::<EksError>());
+    ///         let eks = failure.failed.get(&Node::EksControlPlane).and_then(|e| e.downcast_ref::<EksError>());
     ///         if let Some(EksError::DowngradeRefused { have, want }) = eks {
     ///             eprintln!("the cluster runs {have}; set eks.kubernetes_version back from {want}");
     ///         }

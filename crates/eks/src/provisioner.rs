@@ -115,6 +115,9 @@ pub struct ObservedEks {
     pub ebs_csi_role: Option<RoleInfo>,
     /// KMS key.
     pub key: Option<KeyInfo>,
+    /// The key was found by its tags, not by its alias: a run stopped between CreateKey and
+    /// CreateAlias (CreateKey has no idempotency token, so the key is finished, not made again).
+    pub key_alias_missing: bool,
     /// The control-plane log group, ours or not (one without our tag is never changed).
     pub log_group: Option<LogGroupInfo>,
     /// Node security group.

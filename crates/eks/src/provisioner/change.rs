@@ -50,6 +50,12 @@ pub(crate) enum EksChange {
     CreateKey {
         alias: String,
     },
+    /// A key left without its alias by a run that stopped between CreateKey and CreateAlias gets
+    /// it (instead of a second key).
+    AliasKey {
+        alias: String,
+        key_id: String,
+    },
     /// A key scheduled for deletion or disabled is restored; our tags.
     UpdateKey {
         alias: String,
@@ -184,6 +190,11 @@ impl Planned for EksChange {
                 ResourceRef::new("kms:key", format!("alias/{alias}")),
             )
             .field("rotation", None::<bool>, Some(true)),
+            EksChange::AliasKey { alias, key_id } => {
+                Change::new(Action::Update, ResourceRef::new("kms:key", format!("alias/{alias}")).with_id(key_id))
+                    .field("alias", None::<&str>, Some(format!("alias/{alias}")))
+                    .because("a run stopped between CreateKey and CreateAlias")
+            }
             EksChange::UpdateKey { alias, arn, restore, tags, .. } => {
                 let mut c =
                     Change::new(Action::Update, ResourceRef::new("kms:key", format!("alias/{alias}")).with_id(arn));

@@ -86,6 +86,10 @@ impl EksProvisioner {
         for change in &changes {
             match change {
                 EksChange::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
+                EksChange::AliasKey { alias, key_id } => {
+                    self.client.create_alias(alias.clone(), key_id.clone()).await.at("CreateAlias", alias)?;
+                    tracing::info!(%alias, "aliased the KMS key an interrupted run created");
+                }
                 EksChange::UpdateKey { alias, key_id, restore, tags, .. } => {
                     if restore.is_some() {
                         self.client.restore_key(key_id.clone()).await.at("CancelKeyDeletion", alias)?;
@@ -230,77 +234,36 @@ impl EksProvisioner {
         }
     }
 
-    /// The secrets key, when none is aliased: a key left without its alias by a crash between
-    /// CreateKey and CreateAlias is aliased instead of creating a second; twins of a retried
-    /// CreateKey are scheduled for deletion.
+    /// CreateKey (then CreateAlias, in the client). A lost response to our own earlier create is
+    /// read back by its alias; a key left without its alias is found by observe
+    /// (`EksChange::AliasKey`), not here. CreateKey has no idempotency token: an SDK retry of a
+    /// lost response makes a twin, scheduled for deletion.
     async fn create_key(&self, ctx: &Context, names: &Names) -> Result<KeyInfo> {
-        let have: Option<&KeyInfo> = None;
         let tags = ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias);
-        let unaliased = match have {
-            None => self
-                .client
-                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
-                .await
-                .at("ListKeys", &names.key_alias)?
-                .into_iter()
-                .find(|k| k.state != "PendingDeletion"),
-            Some(_) => None,
-        };
-        let created = have.is_none() && unaliased.is_none();
-        let key = match (have, unaliased) {
-            (None, Some(k)) => {
-                // A run died between CreateKey and CreateAlias: finish it instead of creating
-                // a second key.
-                self.client
-                    .create_alias(names.key_alias.clone(), k.key_id.clone())
-                    .await
-                    .at("CreateAlias", &names.key_alias)?;
-                k
-            }
-            (None, None) => {
-                let description = format!("dify-stack {}: EKS secrets envelope encryption", ctx.stack());
-                let key = match self.client.create_key(names.key_alias.clone(), description, tags.clone()).await {
-                    Ok(k) => k,
-                    // The alias exists: a crash between CreateKey and CreateAlias cannot produce
-                    // this, a lost CreateAlias response can. Read it back.
-                    Err(e) if e.is_already_exists() => {
-                        match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
-                            Some(k) => {
-                                self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
-                                k
-                            }
-                            None => return Err(e.at("CreateKey", &names.key_alias).into()),
-                        }
+        let description = format!("dify-stack {}: EKS secrets envelope encryption", ctx.stack());
+        let key = match self.client.create_key(names.key_alias.clone(), description, tags.clone()).await {
+            Ok(k) => k,
+            // The alias exists: a crash between CreateKey and CreateAlias cannot produce this, a
+            // lost CreateAlias response can. Read it back.
+            Err(e) if e.is_already_exists() => {
+                match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
+                    Some(k) => {
+                        self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
+                        k
                     }
-                    Err(e) => return Err(e.at("CreateKey", &names.key_alias).into()),
-                };
-                tracing::info!(alias = %names.key_alias, "created KMS key");
-                key
+                    None => return Err(e.at("CreateKey", &names.key_alias).into()),
+                }
             }
-            (Some(k), _) => k.clone(),
+            Err(e) => return Err(e.at("CreateKey", &names.key_alias).into()),
         };
-        if created {
-            // CreateKey has no idempotency token: an SDK retry of a lost response makes a twin.
-            let twins = self
-                .client
-                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+        tracing::info!(alias = %names.key_alias, "created KMS key");
+        let twins = self.client.find_keys_by_tags(tags).await.at("ListKeys", &names.key_alias)?;
+        for twin in twins.iter().filter(|k| k.key_id != key.key_id && k.state != "PendingDeletion") {
+            tracing::warn!(key = %twin.key_id, "scheduling deletion of a twin KMS key");
+            self.client
+                .schedule_key_deletion(String::new(), twin.key_id.clone(), KEY_DELETION_WINDOW_DAYS)
                 .await
-                .at("ListKeys", &names.key_alias)?;
-            for twin in twins.iter().filter(|k| k.key_id != key.key_id && k.state != "PendingDeletion") {
-                tracing::warn!(key = %twin.key_id, "scheduling deletion of a twin KMS key");
-                self.client
-                    .schedule_key_deletion(String::new(), twin.key_id.clone(), KEY_DELETION_WINDOW_DAYS)
-                    .await
-                    .at("ScheduleKeyDeletion", &twin.key_id)?;
-            }
-        }
-        if key.state == "PendingDeletion" || key.state == "Disabled" {
-            self.client.restore_key(key.key_id.clone()).await.at("CancelKeyDeletion", &names.key_alias)?;
-            tracing::info!(alias = %names.key_alias, "restored KMS key scheduled for deletion");
-        }
-        let drift: Tags = tags.into_iter().filter(|(k, v)| key.tags.get(k) != Some(v)).collect();
-        if !drift.is_empty() {
-            self.client.tag_key(key.key_id.clone(), drift).await.at("TagResource", &names.key_alias)?;
+                .at("ScheduleKeyDeletion", &twin.key_id)?;
         }
         Ok(key)
     }

@@ -65,6 +65,9 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
         }
         _ => {}
     }
+    if let Some(k) = o.key.as_ref().filter(|_| o.key_alias_missing) {
+        out.push(EksChange::AliasKey { alias: names.key_alias.clone(), key_id: k.key_id.clone() });
+    }
     match &o.key {
         None => out.push(EksChange::CreateKey { alias: names.key_alias.clone() }),
         Some(k) => push_if_changed(

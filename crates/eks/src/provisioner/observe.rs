@@ -20,6 +20,9 @@ impl EksProvisioner {
         if let Some(k) = self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
             self.check_owned(ctx, "KMS key", &names.key_alias, &k.tags)?;
             o.key = Some(k);
+        } else {
+            o.key = self.unaliased_key(ctx, &names).await?;
+            o.key_alias_missing = o.key.is_some();
         }
         o.log_group =
             self.client.describe_log_group(names.log_group.clone()).await.at("DescribeLogGroups", &names.log_group)?;
@@ -92,6 +95,18 @@ impl EksProvisioner {
         Ok(o)
     }
 
+    /// A key of ours (found by its tags, not pending deletion) whose alias was never created:
+    /// the run died right after CreateKey.
+    async fn unaliased_key(&self, ctx: &Context, names: &Names) -> Result<Option<KeyInfo>> {
+        Ok(self
+            .client
+            .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
+            .await
+            .at("ListKeys", &names.key_alias)?
+            .into_iter()
+            .find(|k| k.state != "PendingDeletion"))
+    }
+
     /// Observation for destroy: like `observe`, but a resource with our name and without our tag
     /// is skipped (never touched) instead of failing, and add-on versions are not resolved.
     pub(super) async fn observe_for_destroy(
@@ -117,13 +132,7 @@ impl EksProvisioner {
         o.key = match self.client.find_key(names.key_alias.clone()).await.at("DescribeKey", &names.key_alias)? {
             Some(k) => Some(k).filter(|k| ctx.owns_tags(&k.tags)),
             // A key whose alias was never created (the run died right after CreateKey).
-            None => self
-                .client
-                .find_keys_by_tags(ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias))
-                .await
-                .at("ListKeys", &names.key_alias)?
-                .into_iter()
-                .find(|k| k.state != "PendingDeletion"),
+            None => self.unaliased_key(ctx, names).await?,
         };
         o.node_security_group = self
             .client

@@ -76,3 +76,24 @@ async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {
     );
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty(), "converged");
 }
+
+/// A run stopped between CreateKey and CreateAlias: the next plan shows the alias, apply creates
+/// it for the key that exists (no second key), and the plan after is empty.
+#[tokio::test(start_paused = true)]
+async fn a_key_left_without_its_alias_gets_it_and_no_twin() {
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
+    let ctx = ctx();
+    let s = spec();
+    eks.apply(&ctx, &s).await.unwrap();
+    fake.0.lock().unwrap().key_aliased = false;
+    let mark = fake.calls().len();
+    let plan = eks.plan(&ctx, &s).await.unwrap();
+    let shown: Vec<String> = plan.changes.iter().map(|c| format!("{} {}", c.resource.kind, c.fields[0].path)).collect();
+    assert_eq!(shown, ["kms:key alias"], "{plan}");
+    eks.apply(&ctx, &s).await.unwrap();
+    let keys: Vec<String> =
+        fake.calls()[mark..].iter().filter(|c| c.contains("Key") || c.contains("Alias")).cloned().collect();
+    assert_eq!(keys, ["CreateAlias"], "the existing key is aliased, none created or tagged");
+    assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
+}

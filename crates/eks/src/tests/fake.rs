@@ -14,6 +14,8 @@ mod cluster;
 pub(super) struct State {
     pub(super) roles: BTreeMap<String, RoleInfo>,
     pub(super) key: Option<KeyInfo>,
+    /// The key's alias exists (CreateKey and CreateAlias are two calls).
+    pub(super) key_aliased: bool,
     pub(super) sg: Option<SecurityGroupInfo>,
     pub(super) lt: Option<LaunchTemplateInfo>,
     pub(super) cluster: Option<ClusterInfo>,
@@ -166,7 +168,8 @@ impl RolesApi for FakeEks {
 #[async_trait]
 impl KeysApi for FakeEks {
     async fn find_key(&self, _alias: String) -> Result<Option<KeyInfo>, AwsError> {
-        Ok(self.0.lock().unwrap().key.clone())
+        let s = self.0.lock().unwrap();
+        Ok(s.key.clone().filter(|_| s.key_aliased))
     }
 
     async fn create_key(&self, _alias: String, _d: String, tags: Tags) -> Result<KeyInfo, AwsError> {
@@ -179,6 +182,7 @@ impl KeysApi for FakeEks {
             tags,
         };
         s.key = Some(k.clone());
+        s.key_aliased = true;
         Ok(k)
     }
 
@@ -188,6 +192,7 @@ impl KeysApi for FakeEks {
 
     async fn create_alias(&self, _alias: String, _key_id: String) -> Result<(), AwsError> {
         self.log("CreateAlias");
+        self.0.lock().unwrap().key_aliased = true;
         Ok(())
     }
 

@@ -25,6 +25,11 @@ pub(crate) struct SgWant<'a> {
     pub(crate) sources: &'a [String],
 }
 
+/// The cluster's security groups (the sources every store admits), as the rules name them.
+pub(crate) fn sources(spec: &crate::spec::DatastoresSpec) -> Vec<String> {
+    spec.source_security_groups.iter().map(|s| s.to_string()).collect()
+}
+
 /// The ingress rules the group must have: TCP `port` from each source group, sorted.
 pub(crate) fn wanted_rules(port: i32, sources: &[String]) -> Vec<Rule> {
     let mut rules: Vec<_> = sources.iter().map(|s| ("tcp".to_owned(), port, port, s.clone())).collect();

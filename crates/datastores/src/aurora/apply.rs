@@ -15,7 +15,7 @@ impl AuroraProvisioner {
         if let Some(c) = changes.iter().find(|c| matches!(c, AuroraChange::Replace { .. })) {
             return Err(crate::common::immutable_change(&c.change()));
         }
-        let sources = diff::sources(spec);
+        let sources = security_group::sources(spec);
         let sg_change = changes.iter().find_map(|c| match c {
             AuroraChange::SecurityGroup(c) => Some(c.clone()),
             _ => None,

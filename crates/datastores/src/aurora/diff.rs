@@ -141,11 +141,6 @@ pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, names: &'a AuroraNames, sour
     }
 }
 
-/// The cluster's security groups, as the rules name them.
-pub(super) fn sources(spec: &DatastoresSpec) -> Vec<String> {
-    spec.source_security_groups.iter().map(|s| s.to_string()).collect()
-}
-
 /// True for an instance id that is not one of the `wanted` `<cluster>-<n>`.
 pub(super) fn extra_instance(names: &AuroraNames, id: &str, wanted: u32) -> bool {
     id.strip_prefix(&format!("{}-", names.cluster))
@@ -160,7 +155,7 @@ impl AuroraProvisioner {
         let a = &spec.aurora;
         let data_api = self.data_api(ctx, spec);
         let mut out = Vec::new();
-        let sources = sources(spec);
+        let sources = security_group::sources(spec);
         if let Some(c) = security_group::change(ctx, sg_want(spec, &names, &sources), o.security_group.as_ref()) {
             out.push(AuroraChange::SecurityGroup(c));
         }

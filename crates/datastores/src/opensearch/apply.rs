@@ -3,7 +3,7 @@
 use dify_stack_core::ids::{Arn, SecurityGroupId};
 use dify_stack_core::{AwsAt, Context, Planned, Provisioner, from_aws_wait, wait};
 
-use super::diff::{OpenSearchChange, changes, sg_want, sources};
+use super::diff::{OpenSearchChange, changes, sg_want};
 use super::{OpenSearchOutput, OpenSearchProvisioner, PORT, domain_name, is_missing_service_linked_role};
 use crate::common::{DatastoresError, Result, caps};
 use crate::secrets::{SecretKind, ensure_secret};
@@ -31,7 +31,7 @@ impl OpenSearchProvisioner {
         let secret =
             ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)
                 .await?;
-        let sources = sources(spec);
+        let sources = security_group::sources(spec);
         let sg_change = changes.iter().find_map(|c| match c {
             OpenSearchChange::SecurityGroup(c) => Some(c.clone()),
             _ => None,

@@ -73,11 +73,6 @@ pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, name: &'a str, sources: &'a 
     SgWant { vpc_id: spec.vpc_id.as_str(), name, component: "opensearch-security-group", port: PORT, sources }
 }
 
-/// The cluster's security groups, as the rules name them.
-pub(super) fn sources(spec: &DatastoresSpec) -> Vec<String> {
-    spec.source_security_groups.iter().map(|s| s.to_string()).collect()
-}
-
 /// OpenSearch's changes against one observation, in the order apply makes them.
 pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSearch) -> Vec<OpenSearchChange> {
     let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
@@ -88,7 +83,7 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSear
     if !o.service_linked_role {
         out.push(OpenSearchChange::ServiceLinkedRole);
     }
-    let sources = sources(spec);
+    let sources = security_group::sources(spec);
     if let Some(c) = security_group::change(ctx, sg_want(spec, &sgn, &sources), o.security_group.as_ref()) {
         out.push(OpenSearchChange::SecurityGroup(c));
     }

@@ -3,7 +3,7 @@
 use dify_stack_core::ids::{Arn, SecurityGroupId};
 use dify_stack_core::{AwsAt, Context, NotOwned, Provisioner, Tags, Tier};
 
-use super::diff::{RedisChange, changes, sg_want, sources};
+use super::diff::{RedisChange, changes, sg_want};
 use super::{PORT, RedisOutput, RedisProvisioner, name};
 use crate::client::ReplicationGroupCreate;
 use crate::common::{DatastoresError, Result};
@@ -43,7 +43,7 @@ impl RedisProvisioner {
         // Read, or generated when the plan shows it (`RedisChange::Secret`): its value is the
         // AUTH token of a group created below and its ARN an output.
         let secret = ensure_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, "").await?;
-        let sources = sources(spec);
+        let sources = security_group::sources(spec);
         let want_sg = sg_want(spec, &n, &sources);
         let sg_change = changes.iter().find_map(|c| match c {
             RedisChange::SecurityGroup(c) => Some(c.clone()),

@@ -87,11 +87,6 @@ pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, name: &'a str, sources: &'a 
     SgWant { vpc_id: spec.vpc_id.as_str(), name, component: "redis-security-group", port: PORT, sources }
 }
 
-/// The cluster's security groups, as the rules name them.
-pub(super) fn sources(spec: &DatastoresSpec) -> Vec<String> {
-    spec.source_security_groups.iter().map(|s| s.to_string()).collect()
-}
-
 /// Redis's changes against one observation, in the order apply makes them. A group whose tags
 /// could not be read (not available) gets no tag change here: apply waits for it first.
 pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -> Vec<RedisChange> {
@@ -101,7 +96,7 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -
     if !o.secret {
         out.push(RedisChange::Secret { name: SecretKind::RedisAuth.name(ctx) });
     }
-    let sources = sources(spec);
+    let sources = security_group::sources(spec);
     if let Some(c) = security_group::change(ctx, sg_want(spec, &n, &sources), o.security_group.as_ref()) {
         out.push(RedisChange::SecurityGroup(c));
     }

@@ -17,6 +17,8 @@ impl OpenSearchProvisioner {
         let mut o = self.observe(ctx, spec).await?;
         // A domain processing a change cannot take another (UpdateDomainConfig is refused with
         // a ValidationException while a change is in progress): waited for first, then compared.
+        // Source: terraform-provider-aws #38136 ("ValidationException: A change/update is in
+        // progress. Please wait for it to complete before requesting another change.").
         if let Some(d) = &o.domain
             && d.processing
         {

@@ -95,7 +95,11 @@ impl RedisProvisioner {
                     if node_type.is_some() || snapshot_retention_days.is_some() {
                         let (node_type, retention) = (node_type.map(|t| t.1), snapshot_retention_days.map(|d| d.1));
                         self.cache.modify(n.clone(), node_type, retention).await.at("ModifyReplicationGroup", &n)?;
-                        // ModifyReplicaCount is refused while the group is modifying.
+                        // ModifyReplicaCount is refused while the group is modifying
+                        // (InvalidReplicationGroupState "Replication group must be in available
+                        // state to modify": umotif-public/terraform-aws-elasticache-redis #54);
+                        // modifying first and the replica count after the wait also avoids
+                        // terraform-provider-aws #50096 (both in one apply race each other).
                         settled = Some(self.wait_available(ctx, &n).await?);
                     }
                     if let Some((have, want)) = nodes {

@@ -139,23 +139,10 @@ impl ClusterApi for FakeEks {
         self.state.lock().unwrap().nodegroup = Some((n.clone(), at));
         Ok(n)
     }
-    async fn update_nodegroup_config(
-        &self,
-        _: String,
-        _: String,
-        _: Option<(i32, i32, i32)>,
-        _: BTreeMap<String, String>,
-        _: Vec<String>,
-    ) -> Result<(), AwsError> {
+    async fn update_nodegroup_config(&self, _: NodegroupConfigUpdate) -> Result<(), AwsError> {
         unmodelled("UpdateNodegroupConfig")
     }
-    async fn update_nodegroup_version(
-        &self,
-        _: String,
-        _: String,
-        _: Option<String>,
-        _: Option<(String, String)>,
-    ) -> Result<(), AwsError> {
+    async fn update_nodegroup_version(&self, _: NodegroupVersionUpdate) -> Result<(), AwsError> {
         unmodelled("UpdateNodegroupVersion")
     }
     async fn delete_nodegroup(&self, _: String, _: String) -> Result<(), AwsError> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dify_stack::core::{AwsError, KubeFailure, Tags};
 use dify_stack::iam::client::*;
-use dify_stack::iam::k8s::{ManagedServiceAccount, ServiceAccountApi};
+use dify_stack::iam::k8s::{IrsaServiceAccount, ManagedServiceAccount, ServiceAccountApi};
 
 use super::{Sim, unmodelled};
 
@@ -40,13 +40,8 @@ impl IamApi for FakeIam {
         self.sim.read();
         Ok(self.state.lock().unwrap().providers.clone())
     }
-    async fn create_oidc_provider(
-        &self,
-        url: String,
-        client_ids: Vec<String>,
-        _thumbprints: Vec<String>,
-        tags: Tags,
-    ) -> Result<String, AwsError> {
+    async fn create_oidc_provider(&self, c: OidcCreate) -> Result<String, AwsError> {
+        let OidcCreate { url, client_ids, tags, .. } = c;
         self.sim.write().await;
         let arn = format!("arn:aws:iam::123456789012:oidc-provider/{}", url.trim_start_matches("https://"));
         self.state.lock().unwrap().providers.push(OidcInfo { arn: arn.clone(), url, client_ids, tags });
@@ -115,17 +110,14 @@ impl ServiceAccountApi for FakeIam {
         self.sim.read();
         Ok(())
     }
-    async fn apply_service_account(
-        &self,
-        namespace: String,
-        name: String,
-        role_arn: String,
-        helm_release: String,
-    ) -> Result<(), KubeFailure> {
+    async fn apply_service_account(&self, a: IrsaServiceAccount) -> Result<(), KubeFailure> {
         self.sim.read();
-        let sa =
-            ManagedServiceAccount { name: name.clone(), role_arn: Some(role_arn), helm_release: Some(helm_release) };
-        self.state.lock().unwrap().accounts.insert((namespace, name), sa);
+        let sa = ManagedServiceAccount {
+            name: a.name.clone(),
+            role_arn: Some(a.role_arn),
+            helm_release: Some(a.helm_release),
+        };
+        self.state.lock().unwrap().accounts.insert((a.namespace, a.name), sa);
         Ok(())
     }
     async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, KubeFailure> {

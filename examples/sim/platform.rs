@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use dify_stack::core::{AwsError, KubeFailure, Tags};
 use dify_stack::platform::client::*;
-use dify_stack::platform::helm::{HelmApi, HelmError, ReleaseInfo};
-use dify_stack::platform::spec::Chart;
+use dify_stack::platform::helm::{HelmApi, HelmError, ReleaseInfo, ReleaseInstall};
 use tokio::time::Instant;
 
 use super::{Sim, ready, unmodelled};
@@ -81,13 +80,8 @@ impl DnsApi for FakePlatform {
             c
         }))
     }
-    async fn request_certificate(
-        &self,
-        domain: String,
-        _sans: Vec<String>,
-        _token: String,
-        tags: Tags,
-    ) -> Result<String, AwsError> {
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+        let CertificateRequest { domain, tags, .. } = r;
         self.sim.write().await;
         let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/{}", self.sim.id("cert"));
         let c = Certificate {
@@ -136,13 +130,8 @@ impl HelmApi for FakePlatform {
         self.sim.read();
         Ok(self.state.lock().unwrap().releases.get(&release).cloned())
     }
-    async fn upgrade_install(
-        &self,
-        release: String,
-        _namespace: String,
-        chart: Chart,
-        _values: String,
-    ) -> Result<(), HelmError> {
+    async fn upgrade_install(&self, r: ReleaseInstall) -> Result<(), HelmError> {
+        let ReleaseInstall { name: release, chart, .. } = r;
         self.sim.read();
         tokio::time::sleep(self.sim.duration("helm_release")).await;
         let info = ReleaseInfo { chart: format!("{}-{}", chart.chart, chart.version), status: "deployed".to_owned() };

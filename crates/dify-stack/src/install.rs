@@ -137,7 +137,13 @@ pub async fn helm_install(
     token: &SecretString,
 ) -> Result<(), InstallError> {
     let helm = release.helm(server, ca_data, token).await?;
-    helm.upgrade_install(release.name.clone(), release.namespace.clone(), release.chart(), values.to_owned()).await?;
+    let install = dify_stack_platform::ReleaseInstall {
+        name: release.name.clone(),
+        namespace: release.namespace.clone(),
+        chart: release.chart(),
+        values: values.to_owned(),
+    };
+    helm.upgrade_install(install).await?;
     Ok(())
 }
 

@@ -384,7 +384,13 @@ pub fn kubernetes_manifests(out: &StackOutput, helm_release: &str) -> Result<Str
     for kind in dify_stack_iam::RoleKind::ALL {
         let Some(role) = iam.roles.get(&kind) else { continue };
         for sa in kind.service_accounts() {
-            docs.push(dify_stack_iam::k8s::service_account_manifest(&iam.namespace, sa, role.as_str(), helm_release));
+            let account = dify_stack_iam::IrsaServiceAccount {
+                namespace: iam.namespace.clone(),
+                name: sa.to_owned(),
+                role_arn: role.as_str().to_owned(),
+                helm_release: helm_release.to_owned(),
+            };
+            docs.push(account.manifest());
         }
     }
     Ok(docs.iter().map(|d| serde_norway::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n"))

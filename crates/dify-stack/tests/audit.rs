@@ -49,6 +49,15 @@ const EC: &[&str] = &["EC.1", "EC.2", "EC.3", "EC.4"];
 const OS: &[&str] = &["OS.1", "OS.2", "OS.3", "OS.4", "OS.5", "OS.6"];
 const EKS: &[&str] = &["EKS.1", "EKS.2", "EKS.3", "EKS.4"];
 
+/// A subnet of a new VPC (outside the stack), for a weakened resource placed in a VPC.
+async fn subnet_of_new_vpc(c: &SdkConfig) -> String {
+    let ec2 = aws_sdk_ec2::Client::new(c);
+    let vpc = ec2.create_vpc().cidr_block("10.1.0.0/16").send().await.unwrap();
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).unwrap();
+    let subnet = ec2.create_subnet().vpc_id(vpc).cidr_block("10.1.1.0/24").send().await.unwrap();
+    subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned()
+}
+
 fn s3(c: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(c).force_path_style(true).build())
 }
@@ -194,22 +203,7 @@ async fn weaken(case: &str) -> (TestAccount, Vec<&'static str>) {
                         .build(),
                 );
             if case != "OS.1" {
-                let ec2 = aws_sdk_ec2::Client::new(&a.config);
-                let vpc = ec2
-                    .create_vpc()
-                    .cidr_block("10.1.0.0/16")
-                    .send()
-                    .await
-                    .unwrap()
-                    .vpc()
-                    .unwrap()
-                    .vpc_id()
-                    .unwrap()
-                    .to_owned();
-                let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block("10.1.1.0/24").send().await.unwrap();
-                req = req.vpc_options(
-                    VpcOptions::builder().subnet_ids(subnet.subnet().unwrap().subnet_id().unwrap()).build(),
-                );
+                req = req.vpc_options(VpcOptions::builder().subnet_ids(subnet_of_new_vpc(&a.config).await).build());
             }
             // As on a real account, a VPC domain needs the OpenSearch service-linked role (the
             // stack made it in its own account; this weakened domain lives in another).
@@ -282,23 +276,10 @@ async fn weaken(case: &str) -> (TestAccount, Vec<&'static str>) {
             let a = Emulator::shared().unwrap().account("us-west-2").await;
             let iam = aws_sdk_iam::Client::new(&a.config);
             let role = iam.create_role().role_name("weak").assume_role_policy_document("{}").send().await.unwrap();
-            let ec2 = aws_sdk_ec2::Client::new(&a.config);
-            let vpc = ec2
-                .create_vpc()
-                .cidr_block("10.1.0.0/16")
-                .send()
-                .await
-                .unwrap()
-                .vpc()
-                .unwrap()
-                .vpc_id()
-                .unwrap()
-                .to_owned();
-            let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block("10.1.1.0/24").send().await.unwrap();
+            let subnet_id = subnet_of_new_vpc(&a.config).await;
             use aws_sdk_eks::types::*;
             let eks = aws_sdk_eks::Client::new(&a.config);
             let role_arn = role.role().unwrap().arn().to_owned();
-            let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
             let create = || {
                 eks.create_cluster()
                     .name(STACK)

@@ -29,8 +29,8 @@ pub mod token;
 
 pub use client::{
     AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, EksApi, KeyInfo, KeysApi, LaunchTemplateData,
-    LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupCreate, NodegroupInfo, RoleInfo, RolesApi, SecurityGroupInfo,
-    Status,
+    LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo,
+    NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, Status,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};

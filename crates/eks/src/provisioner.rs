@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use crate::client::{
     AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
-    LogGroupInfo, NodegroupCreate, NodegroupInfo, RoleInfo, SecurityGroupInfo, Status,
+    LogGroupInfo, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, RoleInfo,
+    SecurityGroupInfo, Status,
 };
 use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerObjects, list_ids};
 use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};

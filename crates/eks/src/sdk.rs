@@ -1,6 +1,6 @@
 //! The EKS tier's client traits over the AWS SDK clients for EKS, CloudWatch Logs, IAM, KMS and EC2 (one file per service).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
@@ -18,8 +18,8 @@ use dify_stack_core::{AwsError, AwsResultExt, Tags, found};
 
 use crate::client::{
     AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi, LaunchTemplateData,
-    LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupCreate, NodegroupInfo, RoleInfo, RolesApi, SecurityGroupInfo,
-    Status,
+    LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo,
+    NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, Status,
 };
 
 mod ec2;

@@ -17,6 +17,21 @@ pub struct OidcInfo {
     pub tags: Tags,
 }
 
+/// What CreateOpenIDConnectProvider is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcCreate {
+    /// Issuer URL (with `https://`).
+    pub url: String,
+    /// Audiences.
+    pub client_ids: Vec<String>,
+    /// Server certificate thumbprints; empty lets IAM retrieve the issuer's top intermediate CA
+    /// thumbprint itself (CreateOpenIDConnectProvider API reference, `ThumbprintList`: "This
+    /// parameter is optional").
+    pub thumbprints: Vec<String>,
+    /// Its tags.
+    pub tags: Tags,
+}
+
 /// A role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleInfo {
@@ -37,13 +52,7 @@ pub trait IamApi: Send + Sync {
     /// ListOpenIDConnectProviders + GetOpenIDConnectProvider for each.
     async fn list_oidc_providers(&self) -> Result<Vec<OidcInfo>, AwsError>;
     /// CreateOpenIDConnectProvider; returns the ARN.
-    async fn create_oidc_provider(
-        &self,
-        url: String,
-        client_ids: Vec<String>,
-        thumbprints: Vec<String>,
-        tags: Tags,
-    ) -> Result<String, AwsError>;
+    async fn create_oidc_provider(&self, create: OidcCreate) -> Result<String, AwsError>;
     /// AddClientIDToOpenIDConnectProvider.
     async fn add_client_id(&self, arn: String, client_id: String) -> Result<(), AwsError>;
     /// DeleteOpenIDConnectProvider.

@@ -54,25 +54,39 @@ pub fn storage_class_manifest() -> serde_json::Value {
     })
 }
 
-/// A service account annotated with its IRSA role and carrying Helm's adoption metadata for
-/// `helm_release` in `namespace` (server-side applied; also written as a manifest in role-only
-/// mode).
-pub fn service_account_manifest(namespace: &str, name: &str, role_arn: &str, helm_release: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {OWNED_BY.0: OWNED_BY.1, "app.kubernetes.io/managed-by": "Helm"},
-            "annotations": {
-                ROLE_ARN_ANNOTATION: role_arn,
-                HELM_RELEASE_NAME: helm_release,
-                HELM_RELEASE_NAMESPACE: namespace,
-                HELM_KEEP.0: HELM_KEEP.1,
+/// A service account as we apply it: annotated with its IRSA role and carrying Helm's adoption
+/// metadata for `helm_release` in `namespace`. Named fields, not four positional strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrsaServiceAccount {
+    /// Its namespace (also the Helm release's namespace).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The IRSA role it assumes.
+    pub role_arn: String,
+    /// The Helm release that adopts it.
+    pub helm_release: String,
+}
+
+impl IrsaServiceAccount {
+    /// Its manifest (server-side applied; also written out in role-only mode).
+    pub fn manifest(&self) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {OWNED_BY.0: OWNED_BY.1, "app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {
+                    ROLE_ARN_ANNOTATION: self.role_arn,
+                    HELM_RELEASE_NAME: self.helm_release,
+                    HELM_RELEASE_NAMESPACE: self.namespace,
+                    HELM_KEEP.0: HELM_KEEP.1,
+                }
             }
-        }
-    })
+        })
+    }
 }
 
 /// The IRSA annotation.
@@ -97,13 +111,7 @@ pub trait ServiceAccountApi: Send + Sync {
     /// left untouched.
     async fn apply_namespace(&self, namespace: String) -> Result<(), KubeFailure>;
     /// Server-side applies a service account with the role annotation and our label.
-    async fn apply_service_account(
-        &self,
-        namespace: String,
-        name: String,
-        role_arn: String,
-        helm_release: String,
-    ) -> Result<(), KubeFailure>;
+    async fn apply_service_account(&self, account: IrsaServiceAccount) -> Result<(), KubeFailure>;
     /// Service accounts in the namespace that carry our label.
     async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, KubeFailure>;
     /// Deletes a service account (absent is fine).
@@ -246,19 +254,14 @@ impl ServiceAccountApi for KubeServiceAccounts {
         Ok(())
     }
 
-    async fn apply_service_account(
-        &self,
-        namespace: String,
-        name: String,
-        role_arn: String,
-        helm_release: String,
-    ) -> Result<(), KubeFailure> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &namespace);
-        let body = service_account_manifest(&namespace, &name, &role_arn, &helm_release);
+    async fn apply_service_account(&self, account: IrsaServiceAccount) -> Result<(), KubeFailure> {
+        let IrsaServiceAccount { namespace, name, .. } = &account;
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let body = account.manifest();
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let object = format!("serviceaccount {namespace}/{name}");
         let patch = Patch::Apply(&body);
-        self.call("apply", object, || api.patch(&name, &params, &patch)).await?;
+        self.call("apply", object, || api.patch(name, &params, &patch)).await?;
         Ok(())
     }
 

@@ -23,11 +23,11 @@ mod tests;
 pub mod thumbprint;
 #[cfg(any(test, feature = "test-util"))]
 pub use client::MockIamApi;
-pub use client::{IamApi, OidcInfo, RoleInfo};
+pub use client::{IamApi, OidcCreate, OidcInfo, RoleInfo};
 pub use error::{IamError, Result};
 #[cfg(any(test, feature = "test-util"))]
 pub use k8s::MockServiceAccountApi;
-pub use k8s::{ManagedServiceAccount, ServiceAccountApi};
+pub use k8s::{IrsaServiceAccount, ManagedServiceAccount, ServiceAccountApi};
 pub use policy::{AUDIENCE, RoleKind};
 pub use provisioner::*;
 pub use sdk::SdkIam;

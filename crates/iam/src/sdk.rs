@@ -7,7 +7,7 @@ use aws_sdk_iam::Client;
 use dify_stack_aws::iam::{self, decode_policy as decode, sdk_tags, tags_of};
 use dify_stack_core::{AwsError, AwsResultExt, Tags};
 
-use crate::client::{IamApi, OidcInfo, RoleInfo};
+use crate::client::{IamApi, OidcCreate, OidcInfo, RoleInfo};
 
 /// The real IAM client.
 #[derive(Debug, Clone)]
@@ -50,13 +50,8 @@ impl IamApi for SdkIam {
         Ok(out)
     }
 
-    async fn create_oidc_provider(
-        &self,
-        url: String,
-        client_ids: Vec<String>,
-        thumbprints: Vec<String>,
-        tags: Tags,
-    ) -> Result<String, AwsError> {
+    async fn create_oidc_provider(&self, c: OidcCreate) -> Result<String, AwsError> {
+        let OidcCreate { url, client_ids, thumbprints, tags } = c;
         let out = self
             .client
             .create_open_id_connect_provider()

@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::k8s::{KubeServiceAccounts, ServiceAccountApi};
+use crate::k8s::{IrsaServiceAccount, KubeServiceAccounts, ServiceAccountApi};
 use crate::policy::{self, RoleKind};
 use crate::{IamProvisioner, IamSpec, MockIamApi, OidcInfo, RoleInfo};
 use dify_stack_core::{Action, CancellationToken, Context, Environment, Provisioner, Tier, WaitPolicy};
@@ -67,7 +67,13 @@ fn not_found() -> Reply {
 
 fn sa(name: &str, role: &str, ours: bool) -> Value {
     if ours {
-        return crate::k8s::service_account_manifest("dify", name, role, "dify");
+        let sa = IrsaServiceAccount {
+            namespace: "dify".into(),
+            name: name.into(),
+            role_arn: role.into(),
+            helm_release: "dify".into(),
+        };
+        return sa.manifest();
     }
     json!({"apiVersion": "v1", "kind": "ServiceAccount",
            "metadata": {"name": name, "namespace": "dify", "labels": {},
@@ -91,9 +97,13 @@ fn quick() -> WaitPolicy {
 async fn service_accounts_are_server_side_applied_with_our_field_manager_and_annotation() {
     let (client, log) = fake(|s| Some((200, s.body.clone())));
     let api = KubeServiceAccounts::new(client);
-    api.apply_service_account("dify".into(), "dify-api-sa".into(), "arn:aws:iam::1:role/r".into(), "dify".into())
-        .await
-        .unwrap();
+    let account = IrsaServiceAccount {
+        namespace: "dify".into(),
+        name: "dify-api-sa".into(),
+        role_arn: "arn:aws:iam::1:role/r".into(),
+        helm_release: "dify".into(),
+    };
+    api.apply_service_account(account).await.unwrap();
     let seen = log.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
     let r = &seen[0];
@@ -412,8 +422,8 @@ async fn roles_without_their_provider_get_the_created_providers_arn_in_their_tru
     let created = "arn:aws:iam::123456789012:oidc-provider/created-by-this-run";
     let writes = Arc::new(Mutex::new(Vec::new()));
     let mut m = iam_world(false);
-    m.expect_create_oidc_provider().times(1).returning(move |_, ids, _, _| {
-        assert_eq!(ids, ["sts.amazonaws.com"]);
+    m.expect_create_oidc_provider().times(1).returning(move |c| {
+        assert_eq!(c.client_ids, ["sts.amazonaws.com"]);
         Ok(created.to_owned())
     });
     let w = writes.clone();

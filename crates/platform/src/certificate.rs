@@ -9,7 +9,7 @@ use dify_stack_core::wait::{self, Probe};
 use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Certificate, DnsApi, Record, RecordAction};
+use crate::client::{Certificate, CertificateRequest, DnsApi, Record, RecordAction};
 use dify_stack_core::{AwsAt, from_wait};
 
 use crate::provisioner::{PlatformError, Result, caps};
@@ -273,17 +273,13 @@ impl Provisioner for CertificateProvisioner {
         for change in changes(spec, &o) {
             match change {
                 CertChange::Request { .. } => {
-                    let tags = ctx.tags_for(Tier::Platform, "certificate", &domain.name);
-                    let arn = self
-                        .dns
-                        .request_certificate(
-                            domain.name.clone(),
-                            vec![domain.name.clone(), format!("*.{}", domain.name)],
-                            idempotency_token(ctx, &domain.name),
-                            tags,
-                        )
-                        .await
-                        .at("RequestCertificate", &domain.name)?;
+                    let request = CertificateRequest {
+                        domain: domain.name.clone(),
+                        sans: vec![domain.name.clone(), format!("*.{}", domain.name)],
+                        token: idempotency_token(ctx, &domain.name),
+                        tags: ctx.tags_for(Tier::Platform, "certificate", &domain.name),
+                    };
+                    let arn = self.dns.request_certificate(request).await.at("RequestCertificate", &domain.name)?;
                     tracing::info!(%arn, domain = %domain.name, "requested ACM certificate");
                     cert = Some(Certificate { arn, status: "PENDING_VALIDATION".to_owned(), ..Default::default() });
                 }

@@ -54,6 +54,20 @@ pub enum RecordAction {
     Delete,
 }
 
+/// What RequestCertificate is given (validation by DNS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateRequest {
+    /// The domain.
+    pub domain: String,
+    /// Subject alternative names (the domain and `*.domain`).
+    pub sans: Vec<String>,
+    /// Makes a retried request return the same certificate (ACM idempotency token: up to 32
+    /// word characters, valid for one hour).
+    pub token: String,
+    /// Its tags.
+    pub tags: Tags,
+}
+
 /// ACM and Route 53.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
@@ -62,15 +76,8 @@ pub trait DnsApi: Send + Sync {
     async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError>;
     /// DescribeCertificate with its tags; `None` when it is gone.
     async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError>;
-    /// RequestCertificate with DNS validation for `domain` and `sans`; `token` makes a retried
-    /// request return the same certificate (ACM idempotency token, valid for one hour).
-    async fn request_certificate(
-        &self,
-        domain: String,
-        sans: Vec<String>,
-        token: String,
-        tags: Tags,
-    ) -> Result<String, AwsError>;
+    /// RequestCertificate with DNS validation; returns the ARN.
+    async fn request_certificate(&self, request: CertificateRequest) -> Result<String, AwsError>;
     /// DeleteCertificate; gone is fine.
     async fn delete_certificate(&self, arn: String) -> Result<(), AwsError>;
     /// The public hosted zone that holds `domain` (the longest matching zone name): its id.

@@ -139,16 +139,36 @@ pub async fn check_helm(helm: &Path) -> Result<String, HelmError> {
     Ok(version)
 }
 
-/// The arguments of `helm upgrade --install`: the values and the kubeconfig are files, so no
-/// secret is among them.
-pub fn upgrade_install_args(
-    release: &str,
-    namespace: &str,
-    chart: &Chart,
-    values: &Path,
-    kubeconfig: &Path,
-) -> Vec<String> {
-    let mut args: Vec<String> = ["upgrade", "--install", release, &chart.chart, "--repo", &chart.repository]
+/// What `helm upgrade --install` is given: the release, its namespace, the chart and the values
+/// (YAML; may hold secrets, so `Debug` leaves them out).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReleaseInstall {
+    /// The release name.
+    pub name: String,
+    /// Its namespace (created when missing).
+    pub namespace: String,
+    /// The chart.
+    pub chart: Chart,
+    /// The values (YAML).
+    pub values: String,
+}
+
+impl std::fmt::Debug for ReleaseInstall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseInstall")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("chart", &self.chart)
+            .field("values", &format_args!("<{} bytes>", self.values.len()))
+            .finish()
+    }
+}
+
+/// The arguments of `helm upgrade --install` of `release`: the values and the kubeconfig are
+/// files, so no secret is among them.
+pub fn upgrade_install_args(release: &ReleaseInstall, values: &Path, kubeconfig: &Path) -> Vec<String> {
+    let ReleaseInstall { name, namespace, chart, .. } = release;
+    let mut args: Vec<String> = ["upgrade", "--install", name, &chart.chart, "--repo", &chart.repository]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
@@ -185,14 +205,8 @@ pub struct ReleaseInfo {
 pub trait HelmApi: Send + Sync {
     /// The release in `namespace`, if installed.
     async fn status(&self, release: String, namespace: String) -> Result<Option<ReleaseInfo>, HelmError>;
-    /// `helm upgrade --install` with `values` (YAML).
-    async fn upgrade_install(
-        &self,
-        release: String,
-        namespace: String,
-        chart: Chart,
-        values: String,
-    ) -> Result<(), HelmError>;
+    /// `helm upgrade --install` of the release with its values.
+    async fn upgrade_install(&self, release: ReleaseInstall) -> Result<(), HelmError>;
     /// `helm uninstall` (absent is fine).
     async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError>;
 }
@@ -250,15 +264,9 @@ impl HelmApi for HelmCli {
         }))
     }
 
-    async fn upgrade_install(
-        &self,
-        release: String,
-        namespace: String,
-        chart: Chart,
-        values: String,
-    ) -> Result<(), HelmError> {
-        let values = PrivateFile::write("values.yaml", &values)?;
-        let args = upgrade_install_args(&release, &namespace, &chart, values.path(), self.kubeconfig.path());
+    async fn upgrade_install(&self, release: ReleaseInstall) -> Result<(), HelmError> {
+        let values = PrivateFile::write("values.yaml", &release.values)?;
+        let args = upgrade_install_args(&release, values.path(), self.kubeconfig.path());
         run_helm(&self.helm, "upgrade --install", &args).await.map(|_| ())
     }
 

@@ -32,12 +32,12 @@ pub mod spec;
 mod tests;
 
 pub use certificate::{CertificateOutput, CertificateProvisioner, CertificateSpec};
-pub use client::{AddonApi, Certificate, DnsApi, IngressClassApi, Record, RecordAction};
+pub use client::{AddonApi, Certificate, CertificateRequest, DnsApi, IngressClassApi, Record, RecordAction};
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockAddonApi, MockDnsApi, MockIngressClassApi};
 #[cfg(any(test, feature = "test-util"))]
 pub use helm::MockHelmApi;
-pub use helm::{HelmApi, HelmCli, HelmError};
+pub use helm::{HelmApi, HelmCli, HelmError, ReleaseInstall};
 pub use provisioner::{
     ObservedPlatform, PlatformError, PlatformOutput, PlatformProvisioner, addon_role_requests, caps,
 };

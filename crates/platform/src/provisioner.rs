@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::client::{AddonApi, AddonState, IngressClassApi, IngressClassState};
-use crate::helm::{HelmApi, HelmError, ReleaseInfo};
+use crate::helm::{HelmApi, HelmError, ReleaseInfo, ReleaseInstall};
 use crate::policy;
 mod apply;
 mod destroy;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, AwsResultExt, Tags, found, ignore_not_found};
 
-use crate::client::{AddonApi, AddonState, Certificate, DnsApi, Record, RecordAction, fqdn};
+use crate::client::{AddonApi, AddonState, Certificate, CertificateRequest, DnsApi, Record, RecordAction, fqdn};
 
 /// [`DnsApi`] over the ACM and Route 53 clients.
 #[derive(Debug, Clone)]
@@ -89,13 +89,8 @@ impl DnsApi for SdkDns {
         }))
     }
 
-    async fn request_certificate(
-        &self,
-        domain: String,
-        sans: Vec<String>,
-        token: String,
-        tags: Tags,
-    ) -> Result<String, AwsError> {
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+        let CertificateRequest { domain, sans, token, tags } = r;
         let tags = tags
             .into_iter()
             .map(|(k, v)| aws_sdk_acm::types::Tag::builder().key(k).value(v).build())

@@ -10,7 +10,7 @@ use dify_stack_core::{AwsError, Context, Environment, KubeFailure, Provisioner, 
 
 use crate::certificate::{CertificateProvisioner, CertificateSpec};
 use crate::client::*;
-use crate::helm::{HelmApi, HelmError, ReleaseInfo};
+use crate::helm::{HelmApi, HelmError, ReleaseInfo, ReleaseInstall};
 use crate::spec::*;
 use crate::{PlatformError, PlatformProvisioner};
 
@@ -242,8 +242,8 @@ impl DnsApi for Unvalidated {
         self.0.w().records.clear();
         self.0.describe_certificate(arn).await
     }
-    async fn request_certificate(&self, d: String, s: Vec<String>, t: String, tags: Tags) -> Result<String, AwsError> {
-        self.0.request_certificate(d, s, t, tags).await
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+        self.0.request_certificate(r).await
     }
     async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
         self.0.delete_certificate(arn).await

@@ -140,6 +140,34 @@ pub struct NodegroupCreate {
     pub client_request_token: String,
 }
 
+/// What UpdateNodegroupConfig is given: new scaling and the label changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodegroupConfigUpdate {
+    /// Cluster.
+    pub cluster: String,
+    /// Node group name.
+    pub name: String,
+    /// Minimum, maximum and desired size, when they change.
+    pub scaling: Option<(i32, i32, i32)>,
+    /// Labels to add or update.
+    pub add_labels: BTreeMap<String, String>,
+    /// Label keys to remove.
+    pub remove_labels: Vec<String>,
+}
+
+/// What UpdateNodegroupVersion is given: a Kubernetes version, or a launch template version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodegroupVersionUpdate {
+    /// Cluster.
+    pub cluster: String,
+    /// Node group name.
+    pub name: String,
+    /// The Kubernetes version to move to.
+    pub version: Option<String>,
+    /// Launch template id and version to roll the nodes onto.
+    pub launch_template: Option<(String, String)>,
+}
+
 /// A managed add-on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddonInfo {
@@ -203,22 +231,9 @@ pub trait ClusterApi: Send + Sync {
     /// CreateNodegroup.
     async fn create_nodegroup(&self, create: NodegroupCreate) -> Result<NodegroupInfo, AwsError>;
     /// UpdateNodegroupConfig: scaling and labels.
-    async fn update_nodegroup_config(
-        &self,
-        cluster: String,
-        name: String,
-        scaling: Option<(i32, i32, i32)>,
-        add_labels: BTreeMap<String, String>,
-        remove_labels: Vec<String>,
-    ) -> Result<(), AwsError>;
+    async fn update_nodegroup_config(&self, update: NodegroupConfigUpdate) -> Result<(), AwsError>;
     /// UpdateNodegroupVersion: Kubernetes version, or a new launch template version.
-    async fn update_nodegroup_version(
-        &self,
-        cluster: String,
-        name: String,
-        version: Option<String>,
-        launch_template: Option<(String, String)>,
-    ) -> Result<(), AwsError>;
+    async fn update_nodegroup_version(&self, update: NodegroupVersionUpdate) -> Result<(), AwsError>;
     /// DeleteNodegroup.
     async fn delete_nodegroup(&self, cluster: String, name: String) -> Result<(), AwsError>;
 

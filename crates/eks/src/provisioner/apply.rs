@@ -1,7 +1,5 @@
 //! Apply: create or converge each resource in dependency order.
 
-use std::collections::BTreeMap;
-
 #[allow(unused_imports)]
 use super::*;
 
@@ -70,22 +68,25 @@ impl EksProvisioner {
                     let ng = &spec.node_group;
                     let have = nodegroup.clone().unwrap_or_default();
                     if scaling.is_some() || labels.is_some() {
-                        let add: BTreeMap<String, String> = ng
-                            .labels
-                            .iter()
-                            .filter(|(k, v)| have.labels.get(*k) != Some(*v))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect();
-                        let remove: Vec<String> =
-                            have.labels.keys().filter(|k| !ng.labels.contains_key(*k)).cloned().collect();
+                        let update = NodegroupConfigUpdate {
+                            cluster: cluster_name.clone(),
+                            name: names.nodegroup.clone(),
+                            scaling: scaling.map(|(_, want)| want),
+                            add_labels: ng
+                                .labels
+                                .iter()
+                                .filter(|(k, v)| have.labels.get(*k) != Some(*v))
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                            remove_labels: have
+                                .labels
+                                .keys()
+                                .filter(|k| !ng.labels.contains_key(*k))
+                                .cloned()
+                                .collect(),
+                        };
                         self.client
-                            .update_nodegroup_config(
-                                cluster_name.clone(),
-                                names.nodegroup.clone(),
-                                scaling.map(|(_, want)| want),
-                                add,
-                                remove,
-                            )
+                            .update_nodegroup_config(update)
                             .await
                             .at("UpdateNodegroupConfig", &names.nodegroup)?;
                         nodegroup = Some(self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await?);
@@ -93,14 +94,15 @@ impl EksProvisioner {
                     if version.is_some() || launch_template.is_some() {
                         // A version change rolls the nodes onto the new AMI; a template change
                         // rolls them onto the new template. One call does either.
+                        let update = NodegroupVersionUpdate {
+                            cluster: cluster_name.clone(),
+                            name: names.nodegroup.clone(),
+                            version: version.as_ref().map(|(_, want)| want.clone()),
+                            launch_template: (launch_template.is_some() && version.is_none())
+                                .then(|| (lt_id.clone(), lt_version.clone())),
+                        };
                         self.client
-                            .update_nodegroup_version(
-                                cluster_name.clone(),
-                                names.nodegroup.clone(),
-                                version.as_ref().map(|(_, want)| want.clone()),
-                                (launch_template.is_some() && version.is_none())
-                                    .then(|| (lt_id.clone(), lt_version.clone())),
-                            )
+                            .update_nodegroup_version(update)
                             .await
                             .at("UpdateNodegroupVersion", &names.nodegroup)?;
                         nodegroup = Some(self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await?);

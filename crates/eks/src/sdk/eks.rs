@@ -141,14 +141,8 @@ impl ClusterApi for SdkEks {
             .ok_or_else(|| AwsError::new("CreateNodegroup", "EmptyResponse", "no node group in the response"))
     }
 
-    async fn update_nodegroup_config(
-        &self,
-        cluster: String,
-        name: String,
-        scaling: Option<(i32, i32, i32)>,
-        add_labels: BTreeMap<String, String>,
-        remove_labels: Vec<String>,
-    ) -> Result<(), AwsError> {
+    async fn update_nodegroup_config(&self, u: NodegroupConfigUpdate) -> Result<(), AwsError> {
+        let NodegroupConfigUpdate { cluster, name, scaling, add_labels, remove_labels } = u;
         let mut req = self.eks.update_nodegroup_config().cluster_name(cluster).nodegroup_name(name);
         if let Some((min, max, desired)) = scaling {
             req = req.scaling_config(
@@ -167,13 +161,8 @@ impl ClusterApi for SdkEks {
         Ok(())
     }
 
-    async fn update_nodegroup_version(
-        &self,
-        cluster: String,
-        name: String,
-        version: Option<String>,
-        launch_template: Option<(String, String)>,
-    ) -> Result<(), AwsError> {
+    async fn update_nodegroup_version(&self, u: NodegroupVersionUpdate) -> Result<(), AwsError> {
+        let NodegroupVersionUpdate { cluster, name, version, launch_template } = u;
         self.eks
             .update_nodegroup_version()
             .cluster_name(cluster)

@@ -38,12 +38,29 @@ async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
     let cluster = calls[mark..].iter().position(|c| c == "DeleteCluster").unwrap();
     // Add-ons after the node group is gone (the CNI and CSI driver serve the draining nodes).
     assert!(ng < first_addon && first_addon < cluster, "{:?}", &calls[mark..]);
-    // A second destroy finds nothing (the key is already pending deletion) and succeeds.
+    // A second destroy finds nothing (the alias went with the key's deletion schedule, and a key
+    // pending deletion is not ours to touch) and succeeds.
     assert!(eks.destroy(&ctx, &s).await.unwrap().is_empty());
-    // Apply afterwards restores the key instead of creating another.
+    // Apply afterwards makes a new key; the old one keeps its schedule.
+    eks.apply(&ctx, &s).await.unwrap();
+    assert!(!fake.calls().iter().any(|c| c == "CancelKeyDeletion"));
+    assert_eq!(fake.calls().iter().filter(|c| *c == "CreateKey").count(), 2);
+    let states: Vec<String> = fake.0.lock().unwrap().keys.iter().map(|k| k.state.clone()).collect();
+    assert_eq!(states, ["PendingDeletion", "Enabled"]);
+}
+
+/// A key scheduled for deletion outside dify-stack (its alias kept) is restored, not replaced.
+#[tokio::test(start_paused = true)]
+async fn a_key_scheduled_for_deletion_elsewhere_is_restored() {
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
+    let (ctx, s) = (ctx(), spec());
+    eks.apply(&ctx, &s).await.unwrap();
+    fake.0.lock().unwrap().keys[0].state = "PendingDeletion".into();
     eks.apply(&ctx, &s).await.unwrap();
     assert!(fake.calls().iter().any(|c| c == "CancelKeyDeletion"));
     assert_eq!(fake.calls().iter().filter(|c| *c == "CreateKey").count(), 1);
+    assert_eq!(fake.0.lock().unwrap().keys[0].state, "Enabled");
 }
 
 #[tokio::test(start_paused = true)]

@@ -17,7 +17,7 @@ async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {
     {
         let mut st = fake.0.lock().unwrap();
         st.roles.values_mut().next().unwrap().tags.remove(tier);
-        st.key.as_mut().unwrap().tags.remove(tier);
+        st.keys[0].tags.remove(tier);
         st.log_group.as_mut().unwrap().retention_days = Some(1);
         let c = st.cluster.as_mut().unwrap();
         c.enabled_logs.remove("scheduler");
@@ -86,7 +86,7 @@ async fn a_key_left_without_its_alias_gets_it_and_no_twin() {
     let ctx = ctx();
     let s = spec();
     eks.apply(&ctx, &s).await.unwrap();
-    fake.0.lock().unwrap().key_aliased = false;
+    fake.0.lock().unwrap().key_alias = None;
     let mark = fake.calls().len();
     let plan = eks.plan(&ctx, &s).await.unwrap();
     let shown: Vec<String> = plan.changes.iter().map(|c| format!("{} {}", c.resource.kind, c.fields[0].path)).collect();

@@ -13,10 +13,12 @@ mod cluster;
 #[derive(Default)]
 pub(super) struct State {
     pub(super) roles: BTreeMap<String, RoleInfo>,
-    pub(super) key: Option<KeyInfo>,
-    /// The key's alias exists (CreateKey and CreateAlias are two calls).
-    pub(super) key_aliased: bool,
-    pub(super) sg: Option<SecurityGroupInfo>,
+    /// Every key ever created (one scheduled for deletion stays listed, as in KMS).
+    pub(super) keys: Vec<KeyInfo>,
+    /// The alias (`alias/<name>`) and the id of its key; CreateKey and CreateAlias are two calls.
+    pub(super) key_alias: Option<(String, String)>,
+    /// The node security group and its VPC.
+    pub(super) sg: Option<(String, SecurityGroupInfo)>,
     pub(super) lt: Option<LaunchTemplateInfo>,
     pub(super) cluster: Option<ClusterInfo>,
     /// Statuses the next describes return before settling on ACTIVE.
@@ -34,6 +36,35 @@ pub(super) struct State {
     pub(super) calls: Vec<String>,
     /// Every CreateCluster token, in order.
     pub(super) tokens: Vec<String>,
+}
+
+/// Every lookup matches on its key (names, ids, ARNs, VPC): a call with a wrong key finds
+/// nothing, as on AWS, so a provisioner passing the wrong name fails a test.
+impl State {
+    pub(super) fn cluster_named(&mut self, name: &str) -> Option<&mut ClusterInfo> {
+        self.cluster.as_mut().filter(|c| c.name == name)
+    }
+    /// Whether calls naming `cluster` reach the one cluster (or, before it exists, its
+    /// sub-resources set up alone by a test).
+    pub(super) fn on_cluster(&self, cluster: &str) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.name == cluster)
+    }
+    pub(super) fn nodegroup_named(&mut self, cluster: &str, name: &str) -> Option<&mut NodegroupInfo> {
+        let on_cluster = self.on_cluster(cluster);
+        self.nodegroup.as_mut().filter(|n| on_cluster && n.name == name)
+    }
+    fn key_with_id(&mut self, id: &str) -> Option<&mut KeyInfo> {
+        self.keys.iter_mut().find(|k| k.key_id == id || k.arn == id)
+    }
+    fn alias(&mut self, alias: &str, key_id: &str) -> Result<(), AwsError> {
+        let name = format!("alias/{alias}");
+        if self.key_alias.as_ref().is_some_and(|(a, _)| *a == name) {
+            return Err(AwsError::new("CreateAlias", "AlreadyExistsException", "alias exists"));
+        }
+        self.key_with_id(key_id).ok_or_else(|| not_found("CreateAlias"))?;
+        self.key_alias = Some((name, key_id.to_owned()));
+        Ok(())
+    }
 }
 
 /// EKS refuses a `clientRequestToken` outside 33 to 126 characters with
@@ -87,8 +118,8 @@ pub(super) fn not_found(op: &'static str) -> AwsError {
 
 #[async_trait]
 impl LogsApi for FakeEks {
-    async fn describe_log_group(&self, _name: String) -> Result<Option<LogGroupInfo>, AwsError> {
-        Ok(self.0.lock().unwrap().log_group.clone())
+    async fn describe_log_group(&self, name: String) -> Result<Option<LogGroupInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().log_group.clone().filter(|g| g.name == name))
     }
 
     async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
@@ -101,17 +132,18 @@ impl LogsApi for FakeEks {
         Ok(())
     }
 
-    async fn put_log_retention(&self, _name: String, days: i32) -> Result<(), AwsError> {
+    async fn put_log_retention(&self, name: String, days: i32) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("PutRetentionPolicy({days})"));
-        s.log_group.as_mut().ok_or_else(|| not_found("PutRetentionPolicy"))?.retention_days = Some(days);
+        let group = s.log_group.as_mut().filter(|g| g.name == name);
+        group.ok_or_else(|| not_found("PutRetentionPolicy"))?.retention_days = Some(days);
         Ok(())
     }
 
     async fn delete_log_group(&self, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("DeleteLogGroup({name})"));
-        s.log_group.take().map(|_| ()).ok_or_else(|| not_found("DeleteLogGroup"))
+        s.log_group.take_if(|g| g.name == name).map(|_| ()).ok_or_else(|| not_found("DeleteLogGroup"))
     }
 }
 
@@ -167,83 +199,93 @@ impl RolesApi for FakeEks {
 
 #[async_trait]
 impl KeysApi for FakeEks {
-    async fn find_key(&self, _alias: String) -> Result<Option<KeyInfo>, AwsError> {
-        let s = self.0.lock().unwrap();
-        Ok(s.key.clone().filter(|_| s.key_aliased))
+    async fn find_key(&self, alias: String) -> Result<Option<KeyInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        let Some((a, id)) = s.key_alias.clone() else { return Ok(None) };
+        Ok(if a == format!("alias/{alias}") { s.key_with_id(&id).cloned() } else { None })
     }
 
-    async fn create_key(&self, _alias: String, _d: String, tags: Tags) -> Result<KeyInfo, AwsError> {
+    /// As the SDK adapter: CreateKey, then its alias.
+    async fn create_key(&self, alias: String, _d: String, tags: Tags) -> Result<KeyInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateKey".into());
+        let key_id = format!("k{}", s.keys.len() + 1);
         let k = KeyInfo {
-            key_id: "k1".into(),
-            arn: "arn:aws:kms:us-west-2:1:key/k1".into(),
+            arn: format!("arn:aws:kms:us-west-2:1:key/{key_id}"),
+            key_id: key_id.clone(),
             state: "Enabled".into(),
             tags,
         };
-        s.key = Some(k.clone());
-        s.key_aliased = true;
+        s.keys.push(k.clone());
+        s.alias(&alias, &key_id)?;
         Ok(k)
     }
 
-    async fn find_keys_by_tags(&self, _tags: Tags) -> Result<Vec<KeyInfo>, AwsError> {
-        Ok(self.0.lock().unwrap().key.iter().cloned().collect())
+    async fn find_keys_by_tags(&self, tags: Tags) -> Result<Vec<KeyInfo>, AwsError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.keys.iter().filter(|k| tags.iter().all(|(t, v)| k.tags.get(t) == Some(v))).cloned().collect())
     }
 
-    async fn create_alias(&self, _alias: String, _key_id: String) -> Result<(), AwsError> {
+    async fn create_alias(&self, alias: String, key_id: String) -> Result<(), AwsError> {
         self.log("CreateAlias");
-        self.0.lock().unwrap().key_aliased = true;
-        Ok(())
+        self.0.lock().unwrap().alias(&alias, &key_id)
     }
 
-    async fn restore_key(&self, _id: String) -> Result<(), AwsError> {
+    async fn restore_key(&self, id: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CancelKeyDeletion".into());
-        s.key.as_mut().ok_or_else(|| not_found("CancelKeyDeletion"))?.state = "Enabled".into();
+        s.key_with_id(&id).ok_or_else(|| not_found("CancelKeyDeletion"))?.state = "Enabled".into();
         Ok(())
     }
 
-    async fn tag_key(&self, _id: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag_key(&self, id: String, tags: Tags) -> Result<(), AwsError> {
         self.log("TagKey");
-        self.0.lock().unwrap().key.as_mut().ok_or_else(|| not_found("TagResource"))?.tags.extend(tags);
+        self.0.lock().unwrap().key_with_id(&id).ok_or_else(|| not_found("TagResource"))?.tags.extend(tags);
         Ok(())
     }
 
-    async fn schedule_key_deletion(&self, _a: String, _id: String, days: i32) -> Result<(), AwsError> {
+    /// As the SDK adapter: the alias is deleted with it (when named).
+    async fn schedule_key_deletion(&self, alias: String, id: String, days: i32) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("ScheduleKeyDeletion({days})"));
-        s.key.as_mut().ok_or_else(|| not_found("ScheduleKeyDeletion"))?.state = "PendingDeletion".into();
+        let alias = format!("alias/{alias}");
+        s.key_alias.take_if(|(a, _)| *a == alias);
+        s.key_with_id(&id).ok_or_else(|| not_found("ScheduleKeyDeletion"))?.state = "PendingDeletion".into();
         Ok(())
     }
 }
 
 #[async_trait]
 impl Ec2Api for FakeEks {
-    async fn find_security_group(&self, _v: String, _n: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
-        Ok(self.0.lock().unwrap().sg.clone())
+    async fn find_security_group(&self, vpc: String, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.sg.as_ref().filter(|(v, g)| *v == vpc && g.name == name).map(|(_, g)| g.clone()))
     }
 
     async fn create_security_group(
         &self,
-        _v: String,
+        vpc: String,
         name: String,
         _d: String,
         tags: Tags,
     ) -> Result<String, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateSecurityGroup".into());
-        s.sg = Some(SecurityGroupInfo { id: "sg-nodes".into(), name, tags });
+        if s.sg.as_ref().is_some_and(|(v, g)| *v == vpc && g.name == name) {
+            return Err(AwsError::new("CreateSecurityGroup", "InvalidGroup.Duplicate", "exists"));
+        }
+        s.sg = Some((vpc, SecurityGroupInfo { id: "sg-nodes".into(), name, tags }));
         Ok("sg-nodes".into())
     }
 
-    async fn delete_security_group(&self, _id: String) -> Result<(), AwsError> {
+    async fn delete_security_group(&self, id: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteSecurityGroup".into());
-        s.sg.take().map(|_| ()).ok_or_else(|| not_found("DeleteSecurityGroup"))
+        s.sg.take_if(|(_, g)| g.id == id).map(|_| ()).ok_or_else(|| not_found("DeleteSecurityGroup"))
     }
 
-    async fn find_launch_template(&self, _n: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
-        Ok(self.0.lock().unwrap().lt.clone())
+    async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
+        Ok(self.0.lock().unwrap().lt.clone().filter(|t| t.name == name))
     }
 
     async fn create_launch_template(
@@ -254,23 +296,30 @@ impl Ec2Api for FakeEks {
     ) -> Result<LaunchTemplateInfo, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateLaunchTemplate".into());
+        if s.lt.as_ref().is_some_and(|t| t.name == name) {
+            return Err(AwsError::new(
+                "CreateLaunchTemplate",
+                "InvalidLaunchTemplateName.AlreadyExistsException",
+                "exists",
+            ));
+        }
         let lt = LaunchTemplateInfo { id: "lt-1".into(), name, latest_version: 1, data, tags };
         s.lt = Some(lt.clone());
         Ok(lt)
     }
 
-    async fn update_launch_template(&self, _id: String, data: LaunchTemplateData) -> Result<i64, AwsError> {
+    async fn update_launch_template(&self, id: String, data: LaunchTemplateData) -> Result<i64, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateLaunchTemplateVersion".into());
-        let lt = s.lt.as_mut().ok_or_else(|| not_found("CreateLaunchTemplateVersion"))?;
+        let lt = s.lt.as_mut().filter(|t| t.id == id).ok_or_else(|| not_found("CreateLaunchTemplateVersion"))?;
         lt.latest_version += 1;
         lt.data = data;
         Ok(lt.latest_version)
     }
 
-    async fn delete_launch_template(&self, _id: String) -> Result<(), AwsError> {
+    async fn delete_launch_template(&self, id: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteLaunchTemplate".into());
-        s.lt.take().map(|_| ()).ok_or_else(|| not_found("DeleteLaunchTemplate"))
+        s.lt.take_if(|t| t.id == id).map(|_| ()).ok_or_else(|| not_found("DeleteLaunchTemplate"))
     }
 }

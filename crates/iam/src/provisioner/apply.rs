@@ -64,8 +64,9 @@ impl IamProvisioner {
                 }
                 IamChange::ServiceAccount { namespace, account, kind, .. } => {
                     if let Some(kube) = kube {
-                        let role = arns[&kind.role_name(spec.cluster_name.as_str())].clone();
-                        kube.apply_service_account(namespace, account.to_owned(), role, spec.helm_release.clone())
+                        let role_arn = arns[&kind.role_name(spec.cluster_name.as_str())].clone();
+                        let (name, helm_release) = (account.to_owned(), spec.helm_release.clone());
+                        kube.apply_service_account(IrsaServiceAccount { namespace, name, role_arn, helm_release })
                             .await?;
                     }
                 }
@@ -98,10 +99,13 @@ impl IamProvisioner {
 
     /// Creates the provider for the issuer, or finds the one a lost response of ours made.
     async fn create_provider(&self, spec: &IamSpec, url: &str, tags: Tags) -> Result<String> {
-        let created = self
-            .client
-            .create_oidc_provider(spec.oidc_issuer_url.clone(), vec![AUDIENCE.into()], spec.thumbprints.clone(), tags)
-            .await;
+        let create = OidcCreate {
+            url: spec.oidc_issuer_url.clone(),
+            client_ids: vec![AUDIENCE.into()],
+            thumbprints: spec.thumbprints.clone(),
+            tags,
+        };
+        let created = self.client.create_oidc_provider(create).await;
         match created {
             Ok(arn) => Ok(arn),
             // A lost response to our own create: find it again by URL.

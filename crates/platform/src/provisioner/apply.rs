@@ -29,9 +29,13 @@ impl PlatformProvisioner {
                 }
                 (PlatformChange::Release { release: r, .. }, Some((helm, _))) => {
                     let values = serde_norway::to_string(&r.values).unwrap_or_default();
-                    helm.upgrade_install(r.name.into(), SYSTEM_NAMESPACE.into(), r.chart.clone(), values)
-                        .await
-                        .map_err(helm_err(r.name))?;
+                    let install = ReleaseInstall {
+                        name: r.name.into(),
+                        namespace: SYSTEM_NAMESPACE.into(),
+                        chart: r.chart.clone(),
+                        values,
+                    };
+                    helm.upgrade_install(install).await.map_err(helm_err(r.name))?;
                     tracing::info!(release = r.name, chart = %r.chart_id(), "installed Helm release");
                 }
                 (PlatformChange::IngressClass { .. }, Some((_, kube))) => {

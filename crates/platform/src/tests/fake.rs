@@ -52,13 +52,8 @@ impl DnsApi for Fake {
         let validation = if c.3 > 1 { vec![Record::simple(TOKEN_NAME, "CNAME", TOKEN_VALUE)] } else { vec![] };
         Ok(Some(Certificate { arn, domain: c.0.clone(), status: c.1.clone(), validation, tags: c.2.clone() }))
     }
-    async fn request_certificate(
-        &self,
-        domain: String,
-        sans: Vec<String>,
-        token: String,
-        tags: Tags,
-    ) -> Result<String, AwsError> {
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+        let CertificateRequest { domain, sans, token, tags } = r;
         assert_eq!(sans, [domain.clone(), format!("*.{domain}")]);
         assert!(token.len() <= 32 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{token}");
         let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/{token}");
@@ -133,13 +128,8 @@ impl HelmApi for Fake {
             .get(&(namespace, release))
             .map(|(c, _)| ReleaseInfo { chart: format!("{}-{}", c.chart, c.version), status: "deployed".into() }))
     }
-    async fn upgrade_install(
-        &self,
-        release: String,
-        namespace: String,
-        chart: Chart,
-        values: String,
-    ) -> Result<(), HelmError> {
+    async fn upgrade_install(&self, r: ReleaseInstall) -> Result<(), HelmError> {
+        let ReleaseInstall { name: release, namespace, chart, values } = r;
         self.log(format!("helm upgrade --install {namespace}/{release} {}-{}", chart.chart, chart.version));
         self.w().releases.insert((namespace, release), (chart, values));
         Ok(())

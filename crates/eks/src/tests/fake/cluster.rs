@@ -5,9 +5,12 @@ use super::*;
 
 #[async_trait]
 impl ClusterApi for FakeEks {
-    async fn describe_cluster(&self, _name: String) -> Result<Option<ClusterInfo>, AwsError> {
+    async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeCluster".into());
+        if s.cluster_named(&name).is_none() {
+            return Ok(None);
+        }
         let stuck = s.cluster_stuck;
         let next = s.cluster_script.pop_front();
         let Some(c) = s.cluster.as_mut() else { return Ok(None) };
@@ -61,13 +64,13 @@ impl ClusterApi for FakeEks {
 
     async fn update_cluster_endpoint(
         &self,
-        _n: String,
+        name: String,
         subnets: Vec<String>,
         cidrs: Vec<String>,
     ) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(endpoint)".into());
-        let c = s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?;
+        let c = s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterConfig"))?;
         c.subnet_ids = subnets;
         c.endpoint_public = !cidrs.is_empty();
         c.public_access_cidrs = cidrs;
@@ -75,19 +78,24 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn update_cluster_logging(&self, _n: String, enabled: Vec<String>, _d: Vec<String>) -> Result<(), AwsError> {
+    async fn update_cluster_logging(
+        &self,
+        name: String,
+        enabled: Vec<String>,
+        _d: Vec<String>,
+    ) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(logging)".into());
-        s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterConfig"))?.enabled_logs =
+        s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterConfig"))?.enabled_logs =
             enabled.into_iter().collect();
         s.cluster_script.push_back("UPDATING");
         Ok(())
     }
 
-    async fn update_cluster_version(&self, _n: String, version: String) -> Result<(), AwsError> {
+    async fn update_cluster_version(&self, name: String, version: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateClusterVersion({version})"));
-        let c = s.cluster.as_mut().ok_or_else(|| not_found("UpdateClusterVersion"))?;
+        let c = s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterVersion"))?;
         let (hm, hn) = parse_version(&c.version).unwrap();
         let (wm, wn) = parse_version(&version).unwrap();
         // Real EKS: one minor version per update, never down.
@@ -99,34 +107,36 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn tag_resource(&self, _arn: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("TagResource".into());
-        if let Some(c) = s.cluster.as_mut() {
-            c.tags.extend(tags);
-        }
+        let c = s.cluster.as_mut().filter(|c| c.arn == arn).ok_or_else(|| not_found("TagResource"))?;
+        c.tags.extend(tags);
         Ok(())
     }
 
-    async fn delete_cluster(&self, _n: String) -> Result<(), AwsError> {
+    async fn delete_cluster(&self, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteCluster".into());
+        s.cluster_named(&name).ok_or_else(|| not_found("DeleteCluster"))?;
         if s.nodegroup.is_some() {
             return Err(AwsError::new("DeleteCluster", "ResourceInUseException", "Cluster has nodegroups attached"));
         }
-        s.cluster.as_ref().ok_or_else(|| not_found("DeleteCluster"))?;
         s.cluster_script = VecDeque::from(["DELETING", "DELETING", "GONE"]);
         Ok(())
     }
 
-    async fn list_nodegroups(&self, _c: String) -> Result<Vec<String>, AwsError> {
+    async fn list_nodegroups(&self, cluster: String) -> Result<Vec<String>, AwsError> {
         let s = self.0.lock().unwrap();
-        Ok(s.nodegroup.iter().map(|n| n.name.clone()).collect())
+        Ok(s.nodegroup.iter().filter(|_| s.on_cluster(&cluster)).map(|n| n.name.clone()).collect())
     }
 
-    async fn describe_nodegroup(&self, _c: String, _n: String) -> Result<Option<NodegroupInfo>, AwsError> {
+    async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeNodegroup".into());
+        if s.nodegroup_named(&cluster, &name).is_none() {
+            return Ok(None);
+        }
         let next = s.nodegroup_script.pop_front();
         let Some(n) = s.nodegroup.as_mut() else { return Ok(None) };
         n.status = next.unwrap_or("ACTIVE").into();
@@ -163,17 +173,11 @@ impl ClusterApi for FakeEks {
         Ok(info)
     }
 
-    async fn update_nodegroup_config(
-        &self,
-        _c: String,
-        _n: String,
-        scaling: Option<(i32, i32, i32)>,
-        add: BTreeMap<String, String>,
-        remove: Vec<String>,
-    ) -> Result<(), AwsError> {
+    async fn update_nodegroup_config(&self, u: NodegroupConfigUpdate) -> Result<(), AwsError> {
+        let NodegroupConfigUpdate { cluster, name, scaling, add_labels: add, remove_labels: remove } = u;
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateNodegroupConfig".into());
-        let n = s.nodegroup.as_mut().ok_or_else(|| not_found("UpdateNodegroupConfig"))?;
+        let n = s.nodegroup_named(&cluster, &name).ok_or_else(|| not_found("UpdateNodegroupConfig"))?;
         if let Some((min, max, desired)) = scaling {
             (n.min, n.max, n.desired) = (min, max, desired);
         }
@@ -185,17 +189,12 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn update_nodegroup_version(
-        &self,
-        _c: String,
-        _n: String,
-        version: Option<String>,
-        lt: Option<(String, String)>,
-    ) -> Result<(), AwsError> {
+    async fn update_nodegroup_version(&self, u: NodegroupVersionUpdate) -> Result<(), AwsError> {
+        let NodegroupVersionUpdate { cluster, name, version, launch_template: lt } = u;
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateNodegroupVersion({})", version.clone().unwrap_or_else(|| "template".into())));
         let cluster_version = s.cluster.as_ref().map(|c| c.version.clone());
-        let n = s.nodegroup.as_mut().ok_or_else(|| not_found("UpdateNodegroupVersion"))?;
+        let n = s.nodegroup_named(&cluster, &name).ok_or_else(|| not_found("UpdateNodegroupVersion"))?;
         if version.is_some() && version != cluster_version {
             return Err(AwsError::new(
                 "UpdateNodegroupVersion",
@@ -213,20 +212,25 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn delete_nodegroup(&self, _c: String, _n: String) -> Result<(), AwsError> {
+    async fn delete_nodegroup(&self, cluster: String, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteNodegroup".into());
+        s.nodegroup_named(&cluster, &name).ok_or_else(|| not_found("DeleteNodegroup"))?;
         s.nodegroup_script = VecDeque::from(["DELETING", "GONE"]);
         Ok(())
     }
 
-    async fn list_addons(&self, _c: String) -> Result<Vec<String>, AwsError> {
-        Ok(self.0.lock().unwrap().addons.keys().cloned().collect())
+    async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.addons.keys().filter(|_| s.on_cluster(&cluster)).cloned().collect())
     }
 
-    async fn describe_addon(&self, _c: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
+    async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeAddon".into());
+        if !s.on_cluster(&cluster) {
+            return Ok(None);
+        }
         let next = s.addon_script.pop_front();
         let Some(a) = s.addons.get_mut(&name) else { return Ok(None) };
         a.status = next.unwrap_or("ACTIVE").into();
@@ -240,7 +244,7 @@ impl ClusterApi for FakeEks {
 
     async fn create_addon(
         &self,
-        _c: String,
+        cluster: String,
         name: String,
         version: String,
         tags: Tags,
@@ -248,6 +252,7 @@ impl ClusterApi for FakeEks {
     ) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("CreateAddon({name})"));
+        s.cluster_named(&cluster).ok_or_else(|| not_found("CreateAddon"))?;
         if s.addons.contains_key(&name) {
             return Err(AwsError::new("CreateAddon", "ResourceInUseException", "exists"));
         }
@@ -261,14 +266,15 @@ impl ClusterApi for FakeEks {
 
     async fn update_addon(
         &self,
-        _c: String,
+        cluster: String,
         name: String,
         version: String,
         role: Option<AddonRole>,
     ) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateAddon({name})"));
-        let a = s.addons.get_mut(&name).ok_or_else(|| not_found("UpdateAddon"))?;
+        let on_cluster = s.on_cluster(&cluster);
+        let a = s.addons.get_mut(&name).filter(|_| on_cluster).ok_or_else(|| not_found("UpdateAddon"))?;
         a.version = version;
         if let Some(r) = role {
             a.pod_identity_associations = vec![format!("{}={}", r.service_account, r.role_arn)];
@@ -276,36 +282,48 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn delete_addon(&self, _c: String, name: String) -> Result<(), AwsError> {
+    async fn delete_addon(&self, cluster: String, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("DeleteAddon({name})"));
+        s.cluster_named(&cluster).ok_or_else(|| not_found("DeleteAddon"))?;
         s.addons.remove(&name).map(|_| ()).ok_or_else(|| not_found("DeleteAddon"))
     }
 
-    async fn list_access_entries(&self, _c: String) -> Result<Vec<String>, AwsError> {
-        Ok(self.0.lock().unwrap().access.keys().cloned().collect())
+    async fn list_access_entries(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.cluster_named(&cluster).ok_or_else(|| not_found("ListAccessEntries"))?;
+        Ok(s.access.keys().cloned().collect())
     }
 
-    async fn list_access_policies(&self, _c: String, p: String) -> Result<Vec<String>, AwsError> {
-        Ok(self.0.lock().unwrap().access.get(&p).cloned().unwrap_or_default())
+    async fn list_access_policies(&self, cluster: String, p: String) -> Result<Vec<String>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.cluster_named(&cluster).ok_or_else(|| not_found("ListAssociatedAccessPolicies"))?;
+        s.access.get(&p).cloned().ok_or_else(|| not_found("ListAssociatedAccessPolicies"))
     }
 
-    async fn create_access_entry(&self, _c: String, p: String, _t: Tags) -> Result<(), AwsError> {
+    async fn create_access_entry(&self, cluster: String, p: String, _t: Tags) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateAccessEntry".into());
+        s.cluster_named(&cluster).ok_or_else(|| not_found("CreateAccessEntry"))?;
+        if s.access.contains_key(&p) {
+            return Err(AwsError::new("CreateAccessEntry", "ResourceInUseException", "exists"));
+        }
         s.access.insert(p, Vec::new());
         Ok(())
     }
 
-    async fn associate_access_policy(&self, _c: String, p: String, policy: String) -> Result<(), AwsError> {
+    async fn associate_access_policy(&self, cluster: String, p: String, policy: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("AssociateAccessPolicy".into());
+        s.cluster_named(&cluster).ok_or_else(|| not_found("AssociateAccessPolicy"))?;
         s.access.get_mut(&p).ok_or_else(|| not_found("AssociateAccessPolicy"))?.push(policy);
         Ok(())
     }
 
-    async fn delete_access_entry(&self, _c: String, p: String) -> Result<(), AwsError> {
-        self.0.lock().unwrap().access.remove(&p);
+    async fn delete_access_entry(&self, cluster: String, p: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.cluster_named(&cluster).ok_or_else(|| not_found("DeleteAccessEntry"))?;
+        s.access.remove(&p);
         Ok(())
     }
 }

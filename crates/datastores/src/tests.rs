@@ -154,7 +154,7 @@ async fn without_the_data_api_the_output_lists_the_statements_to_run() {
     let tags = owned_tags(&ctx, "aurora", "ds-mock-aurora");
     let mut rds = MockRdsApi::new();
     let t = tags.clone();
-    rds.expect_find_subnet_group().returning(move |_| Ok(Some(t.clone())));
+    rds.expect_find_subnet_group().withf(|n| n == "ds-mock-aurora").returning(move |_| Ok(Some(t.clone())));
     let cluster = DbClusterInfo {
         id: "ds-mock-aurora".into(),
         arn: "arn:aws-cn:rds:cn-north-1:1:cluster:ds-mock-aurora".into(),
@@ -169,7 +169,7 @@ async fn without_the_data_api_the_output_lists_the_statements_to_run() {
         ..Default::default()
     };
     rds.expect_describe_cluster().withf(|id| id == "ds-mock-aurora").returning(move |_| Ok(Some(cluster.clone())));
-    rds.expect_list_instances().returning(|_| {
+    rds.expect_list_instances().withf(|c| c == "ds-mock-aurora").returning(|_| {
         Ok(vec![DbInstanceInfo { id: "ds-mock-aurora-1".into(), status: "available".into(), ..Default::default() }])
     });
     rds.expect_execute().never();
@@ -205,12 +205,12 @@ async fn aurora_waits_for_available_and_fails_fast_on_a_failed_instance() {
     let ctx = ctx_in("us-west-2", Environment::Test);
     let tags = owned_tags(&ctx, "aurora", "ds-mock-aurora");
     let mut rds = MockRdsApi::new();
-    rds.expect_find_subnet_group().returning(|_| Ok(None));
-    rds.expect_create_subnet_group().times(1).returning(|_, _, _| Ok(()));
+    rds.expect_find_subnet_group().withf(|n| n == "ds-mock-aurora").returning(|_| Ok(None));
+    rds.expect_create_subnet_group().withf(|n, _, _| n == "ds-mock-aurora").times(1).returning(|_, _, _| Ok(()));
     let n = Arc::new(AtomicUsize::new(0));
     let n2 = n.clone();
     let t = tags.clone();
-    rds.expect_describe_cluster().returning(move |id| {
+    rds.expect_describe_cluster().withf(|id| id == "ds-mock-aurora").returning(move |id| {
         let k = n2.fetch_add(1, Ordering::SeqCst);
         Ok((k > 0).then(|| DbClusterInfo {
             id,
@@ -228,7 +228,7 @@ async fn aurora_waits_for_available_and_fails_fast_on_a_failed_instance() {
         .times(1)
         .returning(|_, _, _, _| Ok(()));
     let listed = Arc::new(AtomicUsize::new(0));
-    rds.expect_list_instances().returning(move |_| {
+    rds.expect_list_instances().withf(|c| c == "ds-mock-aurora").returning(move |_| {
         let k = listed.fetch_add(1, Ordering::SeqCst);
         // First list is the observation (nothing yet), then creating, then incompatible-network.
         Ok(match k {
@@ -244,8 +244,11 @@ async fn aurora_waits_for_available_and_fails_fast_on_a_failed_instance() {
         })
     });
     let mut sg = MockSgApi::new();
-    sg.expect_find().returning(|_, _| Ok(None));
-    sg.expect_create().times(1).returning(|_, _, _, _| Ok("sg-new".into()));
+    sg.expect_find().withf(|vpc, n| vpc == "vpc-1" && n == "ds-mock-aurora").returning(|_, _| Ok(None));
+    sg.expect_create()
+        .withf(|vpc, n, _, _| vpc == "vpc-1" && n == "ds-mock-aurora")
+        .times(1)
+        .returning(|_, _, _, _| Ok("sg-new".into()));
     sg.expect_authorize()
         .withf(|id, port, src| id == "sg-new" && *port == 5432 && src == "sg-nodes")
         .times(1)
@@ -264,7 +267,7 @@ async fn a_refused_prod_destroy_makes_no_write() {
     let ctx = ctx_in("us-west-2", Environment::Prod);
     let tags = owned_tags(&ctx, "aurora", "ds-mock-aurora");
     let mut rds = MockRdsApi::new();
-    rds.expect_describe_cluster().returning(move |id| {
+    rds.expect_describe_cluster().withf(|id| id == "ds-mock-aurora").returning(move |id| {
         Ok(Some(DbClusterInfo {
             id,
             status: "available".into(),
@@ -276,8 +279,13 @@ async fn a_refused_prod_destroy_makes_no_write() {
     // No expectation for any delete or modify: mockall panics if one is made.
     let btags = owned_tags(&ctx, "bucket", "b");
     let mut s3 = MockS3Api::new();
-    s3.expect_describe().returning(move |_| Ok(Some(BucketInfo { tags: btags.clone(), ..Default::default() })));
-    s3.expect_list_versions().returning(|_, _| Ok((vec![("a".into(), "v1".into()), ("b".into(), "v1".into())], None)));
+    let bucket = |n: &String| n == "ds-mock-storage-123456789012";
+    s3.expect_describe()
+        .withf(bucket)
+        .returning(move |_| Ok(Some(BucketInfo { tags: btags.clone(), ..Default::default() })));
+    s3.expect_list_versions()
+        .withf(move |n, _| bucket(n))
+        .returning(|_, _| Ok((vec![("a".into(), "v1".into()), ("b".into(), "v1".into())], None)));
     let ds = DatastoresProvisioner::new(
         AuroraProvisioner::new(Arc::new(rds), Arc::new(MockSgApi::new()), Arc::new(MockSecretsApi::new())),
         RedisProvisioner::new(

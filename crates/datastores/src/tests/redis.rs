@@ -16,7 +16,7 @@ async fn redis_destroy_waits_through_deleting_until_gone() {
     let describes = Arc::new(AtomicUsize::new(0));
     let mut cache = MockElastiCacheApi::new();
     let d = describes.clone();
-    cache.expect_describe().returning(move |id| {
+    cache.expect_describe().withf(|id| id == "ds-mock-redis").returning(move |id| {
         // AWS: available, then deleting for a while, then gone (moto stays "deleting" forever).
         let n = d.fetch_add(1, Ordering::SeqCst);
         Ok(match n {
@@ -33,13 +33,13 @@ async fn redis_destroy_waits_through_deleting_until_gone() {
             _ => None,
         })
     });
-    cache.expect_delete().times(1).returning(|_| Ok(()));
+    cache.expect_delete().withf(|id| id == "ds-mock-redis").times(1).returning(|_| Ok(()));
     let sub_tags = owned_tags(&ctx, "redis-subnet-group", "ds-mock-redis");
-    cache.expect_find_subnet_group().returning(move |_| Ok(Some(sub_tags.clone())));
+    cache.expect_find_subnet_group().withf(|n| n == "ds-mock-redis").returning(move |_| Ok(Some(sub_tags.clone())));
     // The subnet group is "in use" once more while the last node goes away.
     let attempts = Arc::new(AtomicUsize::new(0));
     let a = attempts.clone();
-    cache.expect_delete_subnet_group().returning(move |_| {
+    cache.expect_delete_subnet_group().withf(|n| n == "ds-mock-redis").returning(move |_| {
         if a.fetch_add(1, Ordering::SeqCst) == 0 {
             Err(dify_stack_core::AwsError::new("DeleteCacheSubnetGroup", "CacheSubnetGroupInUse", "in use"))
         } else {
@@ -72,7 +72,7 @@ async fn a_busy_redis_group_is_observed_without_tags_and_destroyed_only_once_ava
     let describes = Arc::new(AtomicUsize::new(0));
     let mut cache = MockElastiCacheApi::new();
     let d = describes.clone();
-    cache.expect_describe().returning(move |id| {
+    cache.expect_describe().withf(|id| id == "ds-mock-redis").returning(move |id| {
         let n = d.fetch_add(1, Ordering::SeqCst);
         let busy = |status: &str| ReplicationGroupInfo {
             id: id.clone(),
@@ -93,9 +93,9 @@ async fn a_busy_redis_group_is_observed_without_tags_and_destroyed_only_once_ava
         })
     });
     let sub_tags = owned_tags(&ctx, "redis-subnet-group", "ds-mock-redis");
-    cache.expect_find_subnet_group().returning(move |_| Ok(Some(sub_tags.clone())));
-    cache.expect_delete().times(1).returning(|_| Ok(()));
-    cache.expect_delete_subnet_group().times(1).returning(|_| Ok(()));
+    cache.expect_find_subnet_group().withf(|n| n == "ds-mock-redis").returning(move |_| Ok(Some(sub_tags.clone())));
+    cache.expect_delete().withf(|id| id == "ds-mock-redis").times(1).returning(|_| Ok(()));
+    cache.expect_delete_subnet_group().withf(|n| n == "ds-mock-redis").times(1).returning(|_| Ok(()));
     let mut sg = ready_sg(&ctx, 6379, "ds-mock-redis");
     sg.expect_delete().withf(|id| id == "sg-ds-mock-redis").times(1).returning(|_| Ok(()));
     let mut secrets = ready_secrets(&ctx, "ds-mock/redis-auth");
@@ -116,18 +116,18 @@ async fn a_foreign_busy_redis_group_is_never_deleted() {
     let mut cache = MockElastiCacheApi::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    cache.expect_describe().returning(move |id| {
+    cache.expect_describe().withf(|id| id == "ds-mock-redis").returning(move |id| {
         // Modifying at first; once available its tags show another owner.
         let status = if c.fetch_add(1, Ordering::SeqCst) < 2 { "modifying" } else { "available" };
         let tags = (status == "available").then(|| [("owner".to_owned(), "someone-else".to_owned())].into());
         Ok(Some(ReplicationGroupInfo { id, status: status.into(), tags, ..Default::default() }))
     });
-    cache.expect_find_subnet_group().returning(|_| Ok(None));
+    cache.expect_find_subnet_group().withf(|n| n == "ds-mock-redis").returning(|_| Ok(None));
     cache.expect_delete().never();
     let mut sg = MockSgApi::new();
-    sg.expect_find().returning(|_, _| Ok(None));
+    sg.expect_find().withf(|vpc, n| vpc == "vpc-1" && n == "ds-mock-redis").returning(|_, _| Ok(None));
     let mut secrets = MockSecretsApi::new();
-    secrets.expect_describe().returning(|_| Ok(None));
+    secrets.expect_describe().withf(|n| n == "ds-mock/redis-auth").returning(|_| Ok(None));
     let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
     let deleted = redis.destroy(&ctx, &spec(Environment::Test, 2)).await.unwrap();
     assert!(deleted.is_empty(), "{deleted:?}");
@@ -169,7 +169,7 @@ async fn an_unencrypted_redis_is_replaced_only_when_allowed() {
             })
         });
         let sub_tags = owned_tags(ctx, "redis-subnet-group", "ds-mock-redis");
-        cache.expect_find_subnet_group().returning(move |_| Ok(Some(sub_tags.clone())));
+        cache.expect_find_subnet_group().withf(|n| n == "ds-mock-redis").returning(move |_| Ok(Some(sub_tags.clone())));
         cache
     };
     let provisioner = |cache| {

@@ -151,8 +151,13 @@ pub(super) fn reads(world: &ObservedNew) -> MockEc2Api {
     // key, tag or id finds nothing, and the tests built on these mocks fail.
     let w = world.clone();
     m.expect_describe_vpcs().returning(move |f| Ok(matching(&w.vpcs, &f, vpc_field)));
-    let dns = world.dns;
-    m.expect_describe_vpc_dns().returning(move |_| Ok(dns.unwrap_or(DnsAttributes { support: true, hostnames: true })));
+    let (dns, w) = (world.dns, world.clone());
+    m.expect_describe_vpc_dns().returning(move |vpc| {
+        if !w.vpcs.iter().any(|v| v.id == vpc) {
+            return Err(AwsError::new("DescribeVpcAttribute", "InvalidVpcID.NotFound", format!("{vpc} not found")));
+        }
+        Ok(dns.unwrap_or(DnsAttributes { support: true, hostnames: true }))
+    });
     let w = world.clone();
     m.expect_describe_subnets().returning(move |f| {
         Ok(matching(&w.subnets, &f, |s, k| match k {

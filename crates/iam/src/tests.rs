@@ -210,6 +210,11 @@ fn role_kind(name: &str) -> RoleKind {
     }
 }
 
+/// Whether `name` is one of the three IRSA roles of STACK.md (for mocks that answer "none").
+fn is_irsa_role(name: &str) -> bool {
+    ["DifyEE-Role-k8s-unit-s3", "DifyEE-Role-k8s-unit-s3-ecr", "DifyEE-Role-k8s-unit-ecr-image-pull"].contains(&name)
+}
+
 fn role_arn(kind: RoleKind) -> String {
     format!("arn:aws:iam::123456789012:role/{}", kind.role_name("k8s-unit"))
 }
@@ -312,7 +317,7 @@ async fn destroy_deletes_only_our_service_accounts_and_keeps_a_namespace_that_is
         _ => list(vec![]),
     });
     let mut iam = MockIamApi::new();
-    iam.expect_get_role().returning(|_| Ok(None));
+    iam.expect_get_role().withf(|n| is_irsa_role(n)).returning(|_| Ok(None));
     iam.expect_list_oidc_providers().returning(|| Ok(vec![]));
     let provisioner = IamProvisioner::new(iam).with_kubernetes(KubeServiceAccounts::new(client));
     let deleted = provisioner.destroy(&ctx(), &spec()).await.unwrap();
@@ -470,7 +475,7 @@ async fn destroy_finds_the_provider_by_tag_when_the_cluster_is_gone() {
             },
         ])
     });
-    iam.expect_get_role().returning(|_| Ok(None));
+    iam.expect_get_role().withf(|n| is_irsa_role(n)).returning(|_| Ok(None));
     iam.expect_delete_oidc_provider().withf(|arn| arn == PROVIDER).times(1).returning(|_| Ok(()));
     let deleted = IamProvisioner::new(iam).destroy(&ctx(), &gone).await.unwrap();
     assert_eq!(deleted.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["iam:oidc-provider"]);

@@ -124,7 +124,8 @@ fn drifted(spec: &RegistrySpec) -> MockEcrApi {
     let (app_keep, plugin_keep) = (spec.app.keep_last, spec.plugin.keep_last);
     let mut m = MockEcrApi::new();
     m.expect_list_repositories().returning(move || Ok(repos.clone()));
-    m.expect_list_tags().returning(|arn| {
+    let arns = REPOS.map(|n| format!("arn:aws-cn:ecr:cn-north-1:123456789012:repository/{n}"));
+    m.expect_list_tags().withf(move |arn| arns.contains(arn)).returning(|arn| {
         let name = arn.rsplit('/').next().unwrap().to_owned();
         let plugin = name == REPOS[1];
         let mut tags =
@@ -134,7 +135,7 @@ fn drifted(spec: &RegistrySpec) -> MockEcrApi {
         }
         Ok(tags)
     });
-    m.expect_get_lifecycle_policy().returning(move |name| {
+    m.expect_get_lifecycle_policy().withf(|name| REPOS.contains(&name.as_str())).returning(move |name| {
         Ok(Some(lifecycle_policy(if name == REPOS[1] { plugin_keep } else { app_keep }).to_string()))
     });
     m

@@ -56,6 +56,8 @@ impl State {
     fn key_with_id(&mut self, id: &str) -> Option<&mut KeyInfo> {
         self.keys.iter_mut().find(|k| k.key_id == id || k.arn == id)
     }
+    /// CreateAlias: an alias name in use is AlreadyExistsException (KMS API reference, CreateAlias
+    /// errors); the target key must exist (NotFoundException).
     fn alias(&mut self, alias: &str, key_id: &str) -> Result<(), AwsError> {
         let name = format!("alias/{alias}");
         if self.key_alias.as_ref().is_some_and(|(a, _)| *a == name) {
@@ -244,7 +246,11 @@ impl KeysApi for FakeEks {
         Ok(())
     }
 
-    /// As the SDK adapter: the alias is deleted with it (when named).
+    /// As the SDK adapter: the alias is deleted with it (when named). KMS alone would keep the
+    /// alias through the waiting period and delete it only with the key (KMS API reference,
+    /// ScheduleKeyDeletion: "After the waiting period ends, KMS deletes the KMS key ... including
+    /// all aliases that refer to it"); our adapter calls DeleteAlias first, so a re-apply names a
+    /// new key.
     async fn schedule_key_deletion(&self, alias: String, id: String, days: i32) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("ScheduleKeyDeletion({days})"));

@@ -171,6 +171,15 @@ impl AwsRunner {
         Ok(wiring::datastores_spec(&self.cfg, &net, &SecurityGroupId::new("sg-none")))
     }
 
+    /// Destroys one of the stores (Aurora, Redis, OpenSearch, the bucket) with [`Self::destroy_spec`].
+    async fn destroy_store<P>(&self, store: &P) -> Result<Vec<ResourceRef>, NodeError>
+    where
+        P: Provisioner<Spec = DatastoresSpec, Error = dify_stack_datastores::DatastoresError> + Sync,
+    {
+        let spec = self.destroy_spec().await?;
+        store.destroy(&self.ctx, &spec).await.map_err(fail)
+    }
+
     /// The cluster's Kubernetes API for deleting the objects that make load balancers, when this
     /// machine talks to it (not role-only) and the cluster exists; bounded so destroy never
     /// waits on an API it cannot reach.

@@ -105,22 +105,10 @@ impl TierRunner for AwsRunner {
                 };
                 eks.destroy(ctx, &spec).await.map_err(fail)
             }
-            Node::Aurora => {
-                let spec = self.destroy_spec().await?;
-                self.aurora.destroy(ctx, &spec).await.map_err(fail)
-            }
-            Node::Redis => {
-                let spec = self.destroy_spec().await?;
-                self.redis.destroy(ctx, &spec).await.map_err(fail)
-            }
-            Node::OpenSearch => {
-                let spec = self.destroy_spec().await?;
-                self.opensearch.destroy(ctx, &spec).await.map_err(fail)
-            }
-            Node::Bucket => {
-                let spec = self.destroy_spec().await?;
-                self.bucket.destroy(ctx, &spec).await.map_err(fail)
-            }
+            Node::Aurora => self.destroy_store(&self.aurora).await,
+            Node::Redis => self.destroy_store(&self.redis).await,
+            Node::OpenSearch => self.destroy_store(&self.opensearch).await,
+            Node::Bucket => self.destroy_store(&self.bucket).await,
             Node::AppSecrets => {
                 let deleted = dify_stack_datastores::secrets::delete_secret(
                     ctx,

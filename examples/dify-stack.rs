@@ -59,7 +59,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Verb {
     /// Show what apply would change. Writes nothing.
-    Plan,
+    Plan {
+        /// Also check that every image of the Dify EE release has a manifest for the nodes'
+        /// platform (asks the registries; exit 1 when one cannot run).
+        #[arg(long)]
+        check_images: bool,
+    },
     /// Create or converge the stack.
     Apply {
         /// Allow apply to delete and re-create what cannot change in place (a replacement the
@@ -96,8 +101,14 @@ enum Verb {
     Install {
         #[command(flatten)]
         release: ReleaseArgs,
+        /// Do not check, before any change, that every image of the release has a manifest
+        /// for the nodes' platform (linux/arm64 on Graviton).
+        #[arg(long)]
+        skip_image_check: bool,
     },
-    /// Uninstall the Dify EE release (the service accounts and their IRSA roles stay).
+    /// Uninstall the Dify EE release. Its load balancers are waited until gone; the namespace,
+    /// the six IRSA service accounts (re-applied if Helm deleted one it had adopted) and their
+    /// IRSA roles stay.
     Uninstall {
         #[command(flatten)]
         release: ReleaseArgs,
@@ -107,27 +118,31 @@ enum Verb {
 /// Which Dify EE release, from where.
 #[derive(Debug, clap::Args)]
 struct ReleaseArgs {
-    /// Pinned chart version.
-    #[arg(long, default_value = dify_stack::install::DEFAULT_CHART_VERSION)]
-    chart_version: String,
-    /// Chart repository (a mirror for China regions).
-    #[arg(long, default_value = dify_stack::install::DEFAULT_REPOSITORY)]
-    chart_repository: String,
+    /// Chart version (default: [dify] chart_version, 3.9.1). A version dify-stack has no image
+    /// table for needs every image in [dify.images.<component>].
+    #[arg(long)]
+    chart_version: Option<String>,
+    /// Chart repository, https:// or oci:// (default: [dify] chart_repository).
+    #[arg(long)]
+    chart_repository: Option<String>,
     /// The helm executable (default: helm on PATH).
     #[arg(long)]
     helm: Option<std::path::PathBuf>,
 }
 
 impl ReleaseArgs {
-    fn release(&self, cfg: &dify_stack::StackConfig) -> dify_stack::install::DifyRelease {
-        dify_stack::install::DifyRelease {
-            name: cfg.iam.helm_release.clone(),
-            namespace: cfg.iam.namespace.clone(),
-            version: self.chart_version.clone(),
-            repository: self.chart_repository.clone(),
-            helm: self.helm.clone(),
-            ..Default::default()
+    /// Puts the flags into the configuration (validated with the rest by `Stack::connect`).
+    fn configure(&self, cfg: &mut dify_stack::StackConfig) {
+        if let Some(v) = &self.chart_version {
+            cfg.dify.chart_version.clone_from(v);
         }
+        if let Some(r) = &self.chart_repository {
+            cfg.dify.chart_repository.clone_from(r);
+        }
+    }
+
+    fn release(&self, cfg: &dify_stack::StackConfig) -> dify_stack::install::DifyRelease {
+        dify_stack::install::DifyRelease { helm: self.helm.clone(), ..dify_stack::install::DifyRelease::of(cfg) }
     }
 }
 
@@ -163,6 +178,9 @@ async fn main() -> ExitCode {
     }
     if let Some(r) = &cli.region {
         cfg.region = r.clone();
+    }
+    if let Verb::Install { release, .. } | Verb::Uninstall { release } | Verb::Destroy { release, .. } = &cli.verb {
+        release.configure(&mut cfg);
     }
     let sdk = if cli.emulator {
         let emu = match dify_stack_emulator::Emulator::shared() {
@@ -200,11 +218,26 @@ async fn main() -> ExitCode {
     });
     let stack = stack.with_cancellation(cancel);
     match cli.verb {
-        Verb::Plan => match stack.plan().await {
-            Ok(plan) if cli.json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
-            Ok(plan) => println!("{}", support::coloured_plan(&plan)),
-            Err(e) => return failed(&e),
-        },
+        Verb::Plan { check_images } => {
+            match stack.plan().await {
+                Ok(plan) if cli.json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
+                Ok(plan) => println!("{}", support::coloured_plan(&plan)),
+                Err(e) => return failed(&e),
+            }
+            if check_images {
+                match stack.check_images(None).await {
+                    Ok(warnings) => {
+                        warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+                        eprintln!(
+                            "images: {} checked for linux/{}, none known not to run",
+                            stack.release_images().len(),
+                            release_arch(&stack)
+                        );
+                    }
+                    Err(e) => return failed(&e),
+                }
+            }
+        }
         Verb::Apply { allow_replace } => {
             let stack =
                 stack.with_permissions(dify_stack::core::Permissions { allow_replace, allow_data_loss: allow_replace });
@@ -312,9 +345,23 @@ async fn main() -> ExitCode {
             }
             Err(e) => return failed(&e),
         },
-        Verb::Install { ref release } | Verb::Uninstall { ref release } => {
+        Verb::Install { ref release, .. } | Verb::Uninstall { ref release } => {
             let install = matches!(cli.verb, Verb::Install { .. });
-            let release = release.release(stack.config());
+            let mut release = release.release(stack.config());
+            if install {
+                // Before the apply below: nothing changes for an install that cannot work.
+                if let Err(e) = stack.check_install() {
+                    return failed(&e);
+                }
+                if !matches!(cli.verb, Verb::Install { skip_image_check: true, .. }) {
+                    eprintln!("checking the release's images for linux/{} ...", release_arch(&stack));
+                    match stack.check_images(None).await {
+                        Ok(warnings) => warnings.iter().for_each(|w| eprintln!("warning: {w}")),
+                        Err(e) => return failed(&e),
+                    }
+                }
+                release.skip_image_check = true;
+            }
             // The outputs come from an apply, which must have nothing to do unless confirmed.
             match stack.plan().await {
                 Ok(plan) if plan.is_empty() => {}
@@ -368,4 +415,8 @@ fn confirm(cli: &Cli, question: &str) -> bool {
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+}
+
+fn release_arch(stack: &Stack) -> &'static str {
+    dify_stack::internals::wiring::node_arch(stack.config()).oci()
 }

@@ -212,9 +212,9 @@ pub struct StackConfig {
     pub registry: RegistrySpec,
     /// IAM.
     pub iam: IamConfig,
-    /// Where Dify EE is served (domain and certificate), for the values file.
+    /// Dify EE: where it is served (domain and certificate), which chart, which images.
     #[serde(default)]
-    pub dify: crate::output::DifyDomain,
+    pub dify: crate::chart::DifySettings,
     /// The cluster platform: load balancer controller, autoscaler, metrics-server.
     #[serde(default)]
     pub platform: PlatformConfig,
@@ -396,7 +396,7 @@ impl StackConfig {
                 service_accounts: true,
                 helm_release: default_release(),
             },
-            dify: crate::output::DifyDomain::default(),
+            dify: crate::chart::DifySettings::default(),
             platform: PlatformConfig::default(),
         }
     }

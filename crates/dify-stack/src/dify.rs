@@ -35,17 +35,50 @@ impl Stack {
             opensearch_user: key(&os, "OpenSearch master", "username")?,
             opensearch_password: SecretString::from(key(&os, "OpenSearch master", "password")?),
         };
-        helm_values(out, &values, &self.site(out)).map_err(|e| StackError::Incomplete(e.to_string()))
+        helm_values(out, &values, &self.site(out), wiring::node_arch(&self.cfg))
+            .map_err(|e| StackError::Incomplete(e.to_string()))
     }
 
     /// Where Dify is served: the configured domain, with your certificate or the one the
     /// platform node made for it.
-    pub(crate) fn site(&self, out: &StackOutput) -> output::DifyDomain {
+    pub(crate) fn site(&self, out: &StackOutput) -> chart::DifySettings {
         let mut site = self.cfg.dify.clone();
         if site.certificate_arn.is_none() {
             site.certificate_arn = out.certificate.as_ref().and_then(|c| c.certificate_arn.clone());
         }
         site
+    }
+
+    /// What `install` needs of the configuration, checked before any change: a domain (Dify EE
+    /// serves its console, API and apps on DNS host names; `ingress.useIpAsHost` is for the
+    /// community edition only).
+    pub fn check_install(&self) -> Result<(), StackError> {
+        if self.cfg.dify.domain.is_none() {
+            return Err(StackError::Install(install::InstallError::NoDomain));
+        }
+        Ok(())
+    }
+
+    /// The images the Dify EE release will run on this stack's nodes: the chart's, with the
+    /// `-arm64` tags on Graviton, the China mirror and the configured overrides.
+    pub fn release_images(&self) -> Vec<chart::ResolvedImage> {
+        self.cfg.dify.images(wiring::node_arch(&self.cfg), self.ctx.partition())
+    }
+
+    /// The image preflight ([`preflight`]): every image the release will run must have a
+    /// manifest for the nodes' platform. `Ok` carries the warnings (a registry that could not be
+    /// asked); an image known not to run is an error naming each one and the fix. ECR
+    /// registries are asked with a token from this stack's credentials, others anonymously
+    /// (unless `options` say otherwise).
+    pub async fn check_images(&self, options: Option<preflight::ImageCheckOptions>) -> Result<Vec<String>, StackError> {
+        let options = options.unwrap_or_else(|| preflight::ImageCheckOptions {
+            credentials: std::sync::Arc::new(EcrCredentials { ecr: aws_sdk_ecr::Client::new(&self.sdk) }),
+            ..preflight::ImageCheckOptions::new(wiring::node_arch(&self.cfg))
+        });
+        preflight::check_images(&self.release_images(), &options)
+            .await
+            .into_result()
+            .map_err(|e| StackError::Install(install::InstallError::Images(e)))
     }
 
     /// Installs (or upgrades) Dify EE: `helm upgrade --install` with the values rendered from
@@ -59,6 +92,12 @@ impl Stack {
         out: &StackOutput,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<Option<String>, StackError> {
+        self.check_install()?;
+        if !release.skip_image_check {
+            for warning in self.check_images(None).await? {
+                progress(&format!("image check: {warning}"));
+            }
+        }
         let values = self.helm_values(out).await?;
         let eks =
             out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
@@ -95,7 +134,9 @@ impl Stack {
 
     /// Uninstalls the Dify EE release, then waits (up to 10 min) until the load balancers that
     /// its Ingress and Services made are deleted by their controller, so a destroy that follows
-    /// finds the subnets free. The service accounts and their IRSA annotations stay.
+    /// finds the subnets free. The namespace and the six service accounts with their IRSA
+    /// annotations stay: the ones Helm deleted with the release (it deletes what it adopted)
+    /// are re-applied.
     pub async fn uninstall_dify(&self, release: &install::DifyRelease, out: &StackOutput) -> Result<(), StackError> {
         let eks =
             out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
@@ -103,7 +144,15 @@ impl Stack {
             .network
             .as_ref()
             .ok_or_else(|| StackError::Incomplete("the network has no output: apply first".into()))?;
-        self.uninstall_from(release, eks, vpc.vpc_id.as_str()).await
+        self.uninstall_from(release, eks, vpc.vpc_id.as_str()).await?;
+        // The accounts Helm deleted with the release come back (apply made them; role-only
+        // access leaves them to you).
+        if let (true, Some(iam)) = (self.cfg.creates_service_accounts(), out.iam.as_ref()) {
+            let (_, client) = self.cluster_access(eks).await?;
+            let accounts = output::service_accounts(iam, &release.name);
+            install::restore_service_accounts(&client, &accounts).await?;
+        }
+        Ok(())
     }
 
     /// The load balancer the controller made for the release's Ingress, waited for (up to 10
@@ -196,4 +245,32 @@ pub(crate) async fn ingress_address(client: &kube::Client, release: &install::Di
         let lb = i.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?;
         lb.hostname.clone().or_else(|| lb.ip.clone())
     })
+}
+
+/// Registry credentials for ECR registries (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`):
+/// `ecr:GetAuthorizationToken` gives a base64 `AWS:<password>` valid 12 h (ECR user guide,
+/// "Private registry authentication"); anonymous elsewhere (public ECR, Docker Hub and the
+/// mirrors hand out anonymous pull tokens).
+struct EcrCredentials {
+    ecr: aws_sdk_ecr::Client,
+}
+
+#[async_trait::async_trait]
+impl preflight::RegistryCredentials for EcrCredentials {
+    async fn auth(&self, registry: &str) -> oci_client::secrets::RegistryAuth {
+        use base64::Engine as _;
+        use oci_client::secrets::RegistryAuth;
+        let host = registry.split(':').next().unwrap_or(registry);
+        if !(host.contains(".dkr.ecr.") && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))) {
+            return RegistryAuth::Anonymous;
+        }
+        let Ok(answer) = self.ecr.get_authorization_token().send().await else { return RegistryAuth::Anonymous };
+        let token = answer.authorization_data().first().and_then(|d| d.authorization_token()).unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(token).unwrap_or_default();
+        match String::from_utf8(decoded).ok().and_then(|t| t.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        {
+            Some((user, password)) => RegistryAuth::Basic(user, password),
+            None => RegistryAuth::Anonymous,
+        }
+    }
 }

@@ -21,10 +21,7 @@ use kube::api::{Api, ListParams};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-/// The official Dify Helm repository, which serves the Dify EE chart `dify` (3.x).
-pub const DEFAULT_REPOSITORY: &str = "https://langgenius.github.io/dify-helm";
-/// The chart version this library's values are written for (3.9.x).
-pub const DEFAULT_CHART_VERSION: &str = "3.9.0";
+pub use crate::chart::{DEFAULT_CHART_VERSION, DEFAULT_REPOSITORY};
 
 /// How long an uninstall waits for the load balancers of the release's Ingress to be deleted by
 /// their controller (an ALB takes about a minute; `aws-durations.toml`).
@@ -55,6 +52,9 @@ pub struct DifyRelease {
     /// The `helm` executable; found on `PATH` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<PathBuf>,
+    /// Skip the image preflight ([`crate::preflight`]) before Helm runs.
+    #[serde(default)]
+    pub skip_image_check: bool,
 }
 
 fn default_name() -> String {
@@ -80,6 +80,7 @@ impl Default for DifyRelease {
             version: default_version(),
             rollout_timeout_secs: default_rollout(),
             helm: None,
+            skip_image_check: false,
         }
     }
 }
@@ -109,9 +110,33 @@ pub enum InstallError {
     /// A Kubernetes or file-system call failed.
     #[error("{0}")]
     Io(String),
+    /// A Kubernetes call failed (re-applying the service accounts after an uninstall).
+    #[error(transparent)]
+    Kubernetes(#[from] dify_stack_core::KubeFailure),
+    /// An image of the release has no manifest for the nodes' platform, or does not exist.
+    #[error(transparent)]
+    Images(#[from] crate::preflight::ImagesUnavailable),
+    /// No `[dify] domain`: Dify EE needs DNS host names.
+    #[error(
+        "Dify EE needs DNS host names and the stack has no domain: set [dify] domain (e.g. dify.example.com; \
+         with a Route 53 public zone for it the stack requests the certificate and points console., api., app., \
+         upload., enterprise. and trigger. at the load balancer), apply, then install"
+    )]
+    NoDomain,
 }
 
 impl DifyRelease {
+    /// The release of a stack: its name and namespace from `iam`, the chart from `[dify]`.
+    pub fn of(cfg: &crate::StackConfig) -> DifyRelease {
+        DifyRelease {
+            name: cfg.iam.helm_release.clone(),
+            namespace: cfg.iam.namespace.clone(),
+            repository: cfg.dify.chart_repository.clone(),
+            version: cfg.dify.chart_version.clone(),
+            ..DifyRelease::default()
+        }
+    }
+
     /// The pinned chart.
     pub fn chart(&self) -> Chart {
         Chart {
@@ -147,8 +172,12 @@ pub async fn helm_install(
     Ok(())
 }
 
-/// Runs `helm uninstall` of the release (the service accounts carry `helm.sh/resource-policy:
-/// keep` and stay, with their IRSA annotations).
+/// Runs `helm uninstall` of the release. Helm deletes every object of the release's manifest,
+/// including a service account it adopted (the chart renders `dify-plugin-connector-sa` itself):
+/// it reads `helm.sh/resource-policy: keep` from the manifest it rendered, not from the live
+/// object (Helm docs, "Chart Development Tips and Tricks: Tell Helm Not To Uninstall a
+/// Resource": the annotation goes on the chart's template). [`restore_service_accounts`]
+/// re-applies them.
 pub async fn helm_uninstall(
     release: &DifyRelease,
     server: &str,
@@ -316,4 +345,30 @@ pub async fn probe_console(url: &str, policy: &WaitPolicy, cancel: &Cancellation
     })
     .await
     .map_err(|e| InstallError::Io(format!("the console at {url} did not answer: {e}")))
+}
+
+/// Re-applies the stack's IRSA service accounts (server-side apply, field manager `dify-stack`)
+/// after `helm uninstall`, which deletes the ones the release adopted. Returns the names that
+/// were gone and are back.
+pub async fn restore_service_accounts(
+    client: &kube::Client,
+    accounts: &[dify_stack_iam::IrsaServiceAccount],
+) -> Result<Vec<String>, InstallError> {
+    use dify_stack_iam::ServiceAccountApi as _;
+    let api = dify_stack_iam::k8s::KubeServiceAccounts::new(client.clone());
+    let mut gone = Vec::new();
+    let mut namespaces: Vec<&str> = accounts.iter().map(|a| a.namespace.as_str()).collect();
+    namespaces.dedup();
+    for namespace in namespaces {
+        let present = api.list_managed(namespace.to_owned()).await?;
+        for account in accounts.iter().filter(|a| a.namespace == namespace) {
+            if !present.iter().any(|p| p.name == account.name && p.role_arn.as_deref() == Some(&account.role_arn)) {
+                gone.push(account.name.clone());
+            }
+        }
+    }
+    for account in accounts {
+        api.apply_service_account(account.clone()).await?;
+    }
+    Ok(gone)
 }

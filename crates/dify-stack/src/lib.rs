@@ -23,6 +23,7 @@
 mod access;
 #[cfg(feature = "audit")]
 pub mod audit;
+pub mod chart;
 pub mod config;
 mod dify;
 mod error;
@@ -31,6 +32,7 @@ pub mod install;
 pub mod lock;
 pub mod output;
 mod plan;
+pub mod preflight;
 mod runner;
 #[cfg(test)]
 mod tests;

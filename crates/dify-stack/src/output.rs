@@ -149,22 +149,10 @@ pub enum ValuesError {
     },
 }
 
-/// Where Dify EE is served, for the values file: the domain (`console.`, `api.`, `app.`,
-/// `upload.`, `enterprise.`, `trigger.` under it) and the ACM certificate of the ALB Ingress.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DifyDomain {
-    /// The domain, e.g. `dify.example.com`. Without it no domain keys and no Ingress are set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    /// ARN of an ACM certificate for the domain and `*.domain` that you manage. Absent (the
-    /// default): the platform node requests one, validated through Route 53.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate_arn: Option<String>,
-    /// The public Route 53 hosted zone of the domain; looked up by name when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hosted_zone_id: Option<String>,
-}
+/// The `[dify]` settings; the name of this type before the chart and image settings joined
+/// the domain's.
+#[deprecated(since = "0.2.0", note = "renamed `chart::DifySettings` (it now holds the chart and image settings too)")]
+pub type DifyDomain = crate::chart::DifySettings;
 
 /// Service accounts bound through the chart's values (the chart's own accounts are not used:
 /// the default `default` account has no IRSA role, so S3 and ECR would be denied).
@@ -174,10 +162,17 @@ pub const PLUGIN_CRD_SERVICE_ACCOUNT: &str = "dify-plugin-crd-sa";
 /// The plugin runner's account (ECR pull).
 pub const PLUGIN_RUNNER_SERVICE_ACCOUNT: &str = "dify-plugin-runner-sa";
 
-/// The Dify EE Helm values for the chart 3.9.x (and the keys later 3.x versions added), filled
-/// from live state: exactly the keys of `tests/data/dify-ee-values-keys.txt`, nothing the chart
-/// does not read. Contains secrets: write it with owner-only permissions.
-pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain) -> Result<String, ValuesError> {
+/// The Dify EE Helm values for `site.chart_version` on nodes of `arch`, filled from live state:
+/// the keys of `tests/data/dify-ee-values-keys.txt`, each inside the chart 3.9.1's own key tree
+/// (`tests/data/dify-ee-3.9.1-chart-keys.txt`); the images with the `-arm64` tag where the chart's
+/// plain tag is amd64-only ([`crate::chart`]), from the mirror in China regions. Contains
+/// secrets: write it with owner-only permissions.
+pub fn helm_values(
+    out: &StackOutput,
+    secrets: &ValuesSecrets,
+    site: &crate::chart::DifySettings,
+    arch: crate::chart::Arch,
+) -> Result<String, ValuesError> {
     let aurora = out.aurora.as_ref().ok_or(IncompleteStack("aurora"))?;
     let redis = out.redis.as_ref().ok_or(IncompleteStack("redis"))?;
     let os = out.opensearch.as_ref().ok_or(IncompleteStack("opensearch"))?;
@@ -186,16 +181,9 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain
     let app = out.app_secret.as_ref().ok_or(IncompleteStack("app-secrets"))?;
     // Every key the values need, read up front: one missing is an error naming it.
     let mut keys = std::collections::BTreeMap::new();
-    for key in [
-        "app_secret_key",
-        "inner_api_key",
-        "sandbox_api_key",
-        "plugin_daemon_key",
-        "plugin_connector_api_key",
-        "enterprise_admin_apis_salt",
-        "password_encryption_key",
-        "enterprise_inner_api_key",
-    ] {
+    // (The secret also holds per-service API keys that charts before 3.9 read; 3.9.1 has one
+    // inner API key, `global.innerApiKey`.)
+    for key in ["app_secret_key", "inner_api_key", "enterprise_admin_apis_salt", "password_encryption_key"] {
         let value = app.field(key).map(|s| s.expose_secret().to_owned()).filter(|v| !v.is_empty());
         keys.insert(key, value.ok_or_else(|| ValuesError::MissingSecret { secret: app.name.clone(), key })?);
     }
@@ -206,19 +194,13 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain
         "innerApiKey": field("inner_api_key"),
     });
     let mut values = json!({
-        "api": {
-            "serviceAccountName": API_SERVICE_ACCOUNT,
-            "innerApi": {"apiKey": field("inner_api_key")},
-        },
+        "api": {"serviceAccountName": API_SERVICE_ACCOUNT},
         "worker": {"serviceAccountName": API_SERVICE_ACCOUNT},
         "workerBeat": {"serviceAccountName": API_SERVICE_ACCOUNT},
-        "sandbox": {"apiKey": field("sandbox_api_key")},
-        "plugin_daemon": {
-            "serviceAccountName": API_SERVICE_ACCOUNT,
-            "apiKey": field("plugin_daemon_key"),
-        },
+        "plugin_daemon": {"serviceAccountName": API_SERVICE_ACCOUNT},
+        // The audit service writes its archives to the bucket: the S3 role's account.
+        "enterpriseAudit": {"serviceAccountName": API_SERVICE_ACCOUNT},
         "plugin_connector": {
-            "apiKey": field("plugin_connector_api_key"),
             "customServiceAccount": PLUGIN_CRD_SERVICE_ACCOUNT,
             "runnerServiceAccount": PLUGIN_RUNNER_SERVICE_ACCOUNT,
             "imageRepoType": "ecr",
@@ -229,7 +211,6 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain
             "appSecretKey": field("app_secret_key"),
             "adminAPIsSecretKeySalt": field("enterprise_admin_apis_salt"),
             "passwordEncryptionKey": field("password_encryption_key"),
-            "innerApi": {"apiKey": field("enterprise_inner_api_key")},
         },
         // The chart's default trigger worker has no service account with the S3 role and
         // crash-loops on NoCredentialsError.
@@ -301,6 +282,9 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain
         let mut annotations = json!({
             "alb.ingress.kubernetes.io/scheme": "internet-facing",
             "alb.ingress.kubernetes.io/target-type": "ip",
+            // Streamed LLM answers outlive the ALB's default 60 s idle timeout.
+            "alb.ingress.kubernetes.io/load-balancer-attributes":
+                format!("idle_timeout.timeout_seconds={}", site.idle_timeout_secs),
         });
         match &site.certificate_arn {
             Some(arn) => {
@@ -313,10 +297,43 @@ pub fn helm_values(out: &StackOutput, secrets: &ValuesSecrets, site: &DifyDomain
         values["ingress"] = json!({"enabled": true, "className": "alb", "annotations": annotations});
     }
     values["global"] = global;
+    // Images: the arm64 tags on Graviton, the China mirror, the configured overrides.
+    let partition = dify_stack_core::Partition::of_region(&bucket.region).unwrap_or(dify_stack_core::Partition::Aws);
+    for image in site.images(arch, partition) {
+        for (path, value) in image.values {
+            set_path(&mut values, &path, json!(value));
+        }
+    }
+    if let Some(conf) = &site.plugin_connector.generator_conf {
+        set_path(&mut values, "plugin_connector.generatorConf", json!(conf));
+    }
+    let no_domain = if site.domain.is_none() {
+        "# No [dify] domain: Dify EE needs DNS host names; set it before `install`.\n"
+    } else {
+        ""
+    };
     Ok(format!(
-        "# Dify EE Helm values (chart 3.9.x), rendered by dify-stack from live state.\n# Contains secrets: keep it private.\n{}",
+        "# Dify EE Helm values (chart {}, {} nodes), rendered by dify-stack from live state.\n# Contains secrets: keep it private.\n{no_domain}{}",
+        site.chart_version,
+        arch.oci(),
         serde_norway::to_string(&values).unwrap_or_default()
     ))
+}
+
+/// Sets `a.b.c` in `root`, making the objects on the way.
+fn set_path(root: &mut serde_json::Value, path: &str, value: serde_json::Value) {
+    let mut node = root;
+    for key in path.split('.') {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        node = node
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(key.to_owned())
+            .or_insert(serde_json::Value::Null);
+    }
+    *node = value;
 }
 
 /// Every key path of a values document, `a.b.c` (list items as `a[].b`), sorted.
@@ -381,17 +398,24 @@ pub fn kubernetes_manifests(out: &StackOutput, helm_release: &str) -> Result<Str
             "metadata": {"name": iam.namespace, "labels": {managed_by.0: managed_by.1}},
         }),
     ];
+    docs.extend(service_accounts(iam, helm_release).iter().map(dify_stack_iam::IrsaServiceAccount::manifest));
+    Ok(docs.iter().map(|d| serde_norway::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n"))
+}
+
+/// The six IRSA service accounts of the stack, each with its role and the Helm release that
+/// adopts it.
+pub fn service_accounts(iam: &IamOutput, helm_release: &str) -> Vec<dify_stack_iam::IrsaServiceAccount> {
+    let mut accounts = Vec::new();
     for kind in dify_stack_iam::RoleKind::ALL {
         let Some(role) = iam.roles.get(&kind) else { continue };
         for sa in kind.service_accounts() {
-            let account = dify_stack_iam::IrsaServiceAccount {
+            accounts.push(dify_stack_iam::IrsaServiceAccount {
                 namespace: iam.namespace.clone(),
                 name: sa.to_owned(),
                 role_arn: role.as_str().to_owned(),
                 helm_release: helm_release.to_owned(),
-            };
-            docs.push(account.manifest());
+            });
         }
     }
-    Ok(docs.iter().map(|d| serde_norway::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n"))
+    accounts
 }

@@ -310,6 +310,8 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
             errs.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
         }
     }
+    // The chart and its images.
+    cfg.dify.validate(&mut errs);
     if cfg.environment() == Environment::Prod
         && !cfg.datastores.aurora.deletion_protection
         && !cfg.allow_unprotected_prod
@@ -322,4 +324,10 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         );
     }
     errs.into_result()
+}
+
+/// The architecture of the node group's AMI type (validation refuses an unknown one, so
+/// arm64, the profiles' Graviton, is only the fallback of an unvalidated configuration).
+pub fn node_arch(cfg: &StackConfig) -> crate::chart::Arch {
+    crate::chart::Arch::of_ami_type(&cfg.eks.node_group.ami_type).unwrap_or(crate::chart::Arch::Arm64)
 }

@@ -146,10 +146,11 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     // The values contract: every key is one the chart has, every required key is there; with a
     // domain and a certificate the domain keys and the ALB Ingress appear too, with the
     // certificate the stack made.
-    contract::check_values_contract(&values, true);
+    contract::check_values_contract(&values, true, true);
     assert!(values.contains(&format!("certificate-arn: {}", cert.certificate_arn.as_deref().unwrap())), "{values}");
+    golden_from_the_emulator(&values, &out);
     let plain = Stack::connect(config("e2e-test"), account.config.clone()).await.unwrap();
-    contract::check_values_contract(&plain.helm_values(&out).await.unwrap(), false);
+    contract::check_values_contract(&plain.helm_values(&out).await.unwrap(), false, true);
     // Permissions: none by default; a replacement permission keeps destroy's data permission.
     use dify_stack::core::Permissions;
     assert_eq!(plain.context().permissions, Permissions::default());
@@ -158,14 +159,11 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         .with_permissions(Permissions { allow_replace: true, allow_data_loss: false });
     assert_eq!(allowed.context().permissions, Permissions { allow_replace: true, allow_data_loss: true });
     let mut with_domain = config("e2e-test");
-    with_domain.dify = dify_stack::output::DifyDomain {
-        domain: Some("dify.example.com".into()),
-        certificate_arn: Some("arn:aws:acm:us-west-2:123456789012:certificate/abc".into()),
-        hosted_zone_id: None,
-    };
+    with_domain.dify.domain = Some("dify.example.com".into());
+    with_domain.dify.certificate_arn = Some("arn:aws:acm:us-west-2:123456789012:certificate/abc".into());
     let site = Stack::connect(with_domain, account.config.clone()).await.unwrap();
     let values = site.helm_values(&out).await.unwrap();
-    contract::check_values_contract(&values, true);
+    contract::check_values_contract(&values, true, true);
     assert!(values.contains("consoleApiDomain: console.dify.example.com"), "{values}");
     assert!(values.contains("className: alb"), "{values}");
 
@@ -458,4 +456,55 @@ async fn two_concurrent_applies_one_is_refused_by_the_lock_and_nothing_is_duplic
 
     b.with_data_policy(DataPolicy::delete_everything()).destroy().await.unwrap();
     assert_eq!(inventory::inventory(&account.config, "e2e-lock").await, Vec::<String>::new());
+}
+
+/// The values rendered from this real emulator run, against `tests/data/golden/values-emulator-test.yaml`:
+/// every secret, id, endpoint and ARN of the run replaced by a stable placeholder, so the file
+/// shows what the renderer makes of live state. `DIFY_STACK_UPDATE_GOLDEN=1` rewrites it.
+fn golden_from_the_emulator(values: &str, out: &dify_stack::StackOutput) {
+    let mut doc: serde_json::Value = serde_norway::from_str(values).unwrap();
+    for path in [
+        "global.appSecretKey",
+        "global.innerApiKey",
+        "enterprise.appSecretKey",
+        "enterprise.adminAPIsSecretKeySalt",
+        "enterprise.passwordEncryptionKey",
+        "externalDatabase.password",
+        "externalRedis.password",
+        "vectorDB.externalOpenSearch.user",
+        "vectorDB.externalOpenSearch.password",
+    ] {
+        let slot = path.split('.').fold(&mut doc, |v, k| &mut v[k]);
+        assert!(slot.as_str().is_some_and(|s| !s.is_empty()), "{path} is empty in\n{values}");
+        *slot = serde_json::json!(format!("<secret {path}>"));
+    }
+    let mut text = serde_norway::to_string(&doc).unwrap();
+    let (aurora, redis, os, bucket, registry, cert) = (
+        out.aurora.as_ref().unwrap(),
+        out.redis.as_ref().unwrap(),
+        out.opensearch.as_ref().unwrap(),
+        out.bucket.as_ref().unwrap(),
+        out.registry.as_ref().unwrap(),
+        out.certificate.as_ref().unwrap(),
+    );
+    for (live, placeholder) in [
+        (aurora.writer_endpoint.clone(), "<aurora writer endpoint>"),
+        (redis.primary_endpoint.clone(), "<redis primary endpoint>"),
+        (os.endpoint.clone(), "<opensearch endpoint>"),
+        (registry.plugin_image_repo_prefix.clone(), "<plugin repository uri>"),
+        (bucket.name.to_string(), "<bucket>"),
+        (cert.certificate_arn.clone().unwrap_or_default(), "<certificate arn>"),
+    ] {
+        assert!(text.contains(&live), "{live} is not in\n{text}");
+        text = text.replace(&live, placeholder);
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/values-emulator-test.yaml");
+    if std::env::var_os("DIFY_STACK_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap_or_default(),
+        text,
+        "DIFY_STACK_UPDATE_GOLDEN=1 rewrites {path:?}"
+    );
 }

@@ -23,8 +23,10 @@ pub const OWNED_BY: (&str, &str) = ("dify-stack.io/owned", "true");
 /// Helm's adoption metadata: `helm install` takes over an existing object only when it carries
 /// the release's name and namespace annotations and `app.kubernetes.io/managed-by: Helm`, and
 /// aborts with "invalid ownership metadata" otherwise (Helm docs, "Adopting resources"; helm
-/// #7649). `helm.sh/resource-policy: keep` keeps the account (and its IRSA annotation) on
-/// `helm uninstall`.
+/// #7649). `helm.sh/resource-policy: keep` is carried for tools that read it from live
+/// objects, but does not stop `helm uninstall` from deleting an account the release adopted:
+/// Helm reads the policy from the manifest the chart rendered. The facade re-applies the
+/// accounts after an uninstall (`dify_stack::install::restore_service_accounts`).
 pub const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
 /// See [`HELM_RELEASE_NAME`].
 pub const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";

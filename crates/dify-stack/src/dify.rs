@@ -144,15 +144,13 @@ impl Stack {
             .network
             .as_ref()
             .ok_or_else(|| StackError::Incomplete("the network has no output: apply first".into()))?;
-        self.uninstall_from(release, eks, vpc.vpc_id.as_str()).await?;
-        // The accounts Helm deleted with the release come back (apply made them; role-only
+        // The accounts Helm deletes with the release come back (apply made them; role-only
         // access leaves them to you).
-        if let (true, Some(iam)) = (self.cfg.creates_service_accounts(), out.iam.as_ref()) {
-            let (_, client) = self.cluster_access(eks).await?;
-            let accounts = output::service_accounts(iam, &release.name);
-            install::restore_service_accounts(&client, &accounts).await?;
-        }
-        Ok(())
+        let accounts = match (self.cfg.creates_service_accounts(), out.iam.as_ref()) {
+            (true, Some(iam)) => output::service_accounts(iam, &release.name),
+            _ => Vec::new(),
+        };
+        self.uninstall_from(release, eks, vpc.vpc_id.as_str(), &accounts).await
     }
 
     /// The load balancer the controller made for the release's Ingress, waited for (up to 10
@@ -191,6 +189,7 @@ impl Stack {
         release: &install::DifyRelease,
         eks: &dify_stack_eks::EksOutput,
         vpc: &str,
+        keep: &[dify_stack_iam::IrsaServiceAccount],
     ) -> Result<(), StackError> {
         // The aliases first: the names must not point at a load balancer about to go.
         // Aliases exist only where the certificate node manages the domain.
@@ -203,8 +202,8 @@ impl Stack {
                 dify_stack_platform::aliases::remove(&self.ctx, &dns, &zone, domain).await.map_err(no_aliases)?;
             }
         }
-        let (token, _) = self.cluster_access(eks).await?;
-        install::helm_uninstall(release, &eks.endpoint, &eks.ca_data, &token).await?;
+        let (token, client) = self.cluster_access(eks).await?;
+        install::uninstall_keeping_accounts(release, &eks.endpoint, &eks.ca_data, &token, &client, keep).await?;
         let lbs = dify_stack_eks::load_balancers::SdkLoadBalancers::from_conf(&self.sdk);
         dify_stack_eks::load_balancers::wait_namespace_load_balancers_gone(
             &lbs,

@@ -347,6 +347,20 @@ pub async fn probe_console(url: &str, policy: &WaitPolicy, cancel: &Cancellation
     .map_err(|e| InstallError::Io(format!("the console at {url} did not answer: {e}")))
 }
 
+/// `helm uninstall` of the release, then the stack's service accounts re-applied
+/// ([`restore_service_accounts`]); returns the names Helm had deleted.
+pub async fn uninstall_keeping_accounts(
+    release: &DifyRelease,
+    server: &str,
+    ca_data: &str,
+    token: &SecretString,
+    client: &kube::Client,
+    accounts: &[dify_stack_iam::IrsaServiceAccount],
+) -> Result<Vec<String>, InstallError> {
+    helm_uninstall(release, server, ca_data, token).await?;
+    restore_service_accounts(client, accounts).await
+}
+
 /// Re-applies the stack's IRSA service accounts (server-side apply, field manager `dify-stack`)
 /// after `helm uninstall`, which deletes the ones the release adopted. Returns the names that
 /// were gone and are back.

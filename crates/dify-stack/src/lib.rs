@@ -367,7 +367,7 @@ impl Stack {
         // first, on purpose rather than as a side effect of destroy.
         if runner.release_installed(release).await == Some(true) {
             match (uninstall, runner.live_cluster().await) {
-                (true, Some((eks, vpc))) => self.uninstall_from(release, &eks, vpc.as_str()).await?,
+                (true, Some((eks, vpc))) => self.uninstall_from(release, &eks, vpc.as_str(), &[]).await?,
                 _ => return Err(StackError::ReleaseInstalled { release: release.name.clone() }),
             }
         }

@@ -151,6 +151,16 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     golden_from_the_emulator(&values, &out);
     let plain = Stack::connect(config("e2e-test"), account.config.clone()).await.unwrap();
     contract::check_values_contract(&plain.helm_values(&out).await.unwrap(), false, true);
+    // Without a domain, install is refused before Helm, the image check or any change, naming
+    // the field and the fix (README, "Installing Dify EE").
+    let release = dify_stack::install::DifyRelease::of(plain.config());
+    assert_eq!(release.version, "3.9.1");
+    let refused = plain.install_dify(&release, &out, &|_: &str| {}).await.unwrap_err();
+    assert!(
+        matches!(refused, StackError::Install(dify_stack::install::InstallError::NoDomain)),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("set [dify] domain"), "{refused}");
     // Permissions: none by default; a replacement permission keeps destroy's data permission.
     use dify_stack::core::Permissions;
     assert_eq!(plain.context().permissions, Permissions::default());

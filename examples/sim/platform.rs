@@ -90,6 +90,7 @@ impl DnsApi for FakePlatform {
             domain,
             status: "PENDING_VALIDATION".to_owned(),
             tags,
+            ..Default::default()
         };
         let at = self.sim.ready_at("acm_validation");
         self.state.lock().unwrap().certificates.push((c, at));

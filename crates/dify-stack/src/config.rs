@@ -247,7 +247,9 @@ pub struct AddonConfig {
     pub repository: String,
     /// Chart name.
     pub chart: String,
-    /// Pinned chart version.
+    /// Pinned chart version; for the cluster autoscaler the default `auto` is the chart made
+    /// for the cluster's Kubernetes minor (its image follows the minor: `eks.kubernetes_version`
+    /// moves it on an upgrade).
     pub version: String,
     /// Image repository override (a mirror).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,8 +284,11 @@ fn yes() -> bool {
 fn lbc() -> AddonConfig {
     AddonConfig::of(dify_stack_platform::Chart::load_balancer_controller())
 }
+/// `[platform.cluster_autoscaler] version = "auto"`: the chart of the cluster's minor.
+pub const AUTO_VERSION: &str = "auto";
+
 fn autoscaler() -> AddonConfig {
-    AddonConfig::of(dify_stack_platform::Chart::cluster_autoscaler())
+    AddonConfig { version: AUTO_VERSION.to_owned(), ..AddonConfig::of(dify_stack_platform::Chart::cluster_autoscaler()) }
 }
 fn metrics() -> AddonConfig {
     AddonConfig::of(dify_stack_platform::Chart::metrics_server())

@@ -139,7 +139,12 @@ pub fn platform_spec(
         vpc_id: net.vpc_id.clone(),
         kubernetes: creates_service_accounts(cfg),
         load_balancer_controller: p.load_balancer_controller.chart(),
-        cluster_autoscaler: p.cluster_autoscaler.chart(),
+        cluster_autoscaler: p.cluster_autoscaler.chart().map(|mut chart| {
+            if chart.version == crate::config::AUTO_VERSION {
+                chart.version = dify_stack_platform::Chart::cluster_autoscaler_for(&cfg.eks.kubernetes_version).version;
+            }
+            chart
+        }),
         metrics_server: p.metrics_server.chart(),
         roles: roles.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
     }

@@ -1220,11 +1220,35 @@ def _patch_opensearch_pending():
 # DescribeCertificate has no ResourceRecord yet (RequestCertificate API reference: the
 # certificate's details are not available for several seconds; aws-sdk-js #2133,
 # terraform-provider-aws #9627).
+#
+# Failure: once the domain is validated, ACM checks its CAA records and does not issue when a CAA
+# record names no Amazon CA (ACM user guide, "(Optional) Configure a CAA record": "ACM checks for
+# a CAA record after validating the domain"; the value must name amazon.com, amazontrust.com,
+# awstrust.com or amazonaws.com). Here a CAA record set at the name or its closest ancestor (RFC
+# 8659's tree climbing) in a public zone of the account without one of those in an `issue` tag
+# (`issuewild` for a wildcard name, when the set has one) turns the certificate FAILED with
+# FailureReason CAA_ERROR (CertificateDetail `FailureReason`), which is how a test makes one fail.
+# A FAILED certificate stays so; a new request is needed (CertificateDetail `Status`: "delete the
+# request, correct the issue ... and try again").
+#
+# Idempotency: "if you call RequestCertificate multiple times with the same idempotency token
+# within one hour, ACM recognizes that you are requesting only one certificate and will issue
+# only one" (ACM API reference, RequestCertificate `IdempotencyToken`), whatever its status and
+# without checking the other parameters (AWS support, quoted in terraform-provider-aws #6666);
+# moto reuses it only when the tags are equal. A token whose certificate was deleted within the
+# hour makes a new one here (moto answers 500); what ACM does then is not documented (unverified).
+#
+# DeleteCertificate refuses a certificate in use (ACM API reference, DeleteCertificate: "You
+# cannot delete an ACM certificate that is being used by another AWS service";
+# ResourceInUseException); moto deletes it.
+
+AMAZON_CAS = ("amazon.com", "amazontrust.com", "awstrust.com", "amazonaws.com")
 
 
 def _patch_acm_strict():
     from moto import settings
-    from moto.acm.models import CertBundle
+    from moto.acm.models import AWSCertificateManagerBackend, CertBundle
+    from moto.core.exceptions import JsonRESTError
     from moto.core.utils import utcnow
     from moto.route53.models import route53_backends
 
@@ -1235,13 +1259,45 @@ def _patch_acm_strict():
     def norm(name):
         return (name or "").rstrip(".").lower()
 
-    def validated(cert, options):
+    def public_zones(cert):
         parts = cert.arn.split(":")
         try:
             backend = route53_backends[parts[4]][parts[1]]
         except KeyError:
-            return False
-        public = [z for z in backend.zones.values() if not z.private_zone]
+            return []
+        return [z for z in backend.zones.values() if not z.private_zone]
+
+    def caa_allows(cert):
+        public = public_zones(cert)
+        names = {norm(n) for n in orig_describe(cert)["Certificate"].get("SubjectAlternativeNames", [])}
+        names.add(norm(cert.common_name))
+        for name in names:
+            wildcard = name.startswith("*.")
+            labels = name[2:].split(".") if wildcard else name.split(".")
+            for i in range(len(labels)):
+                candidate = ".".join(labels[i:])
+                values = [
+                    v
+                    for z in public
+                    for r in z.rrsets
+                    if r.type == "CAA" and norm(r.name) == candidate
+                    for v in r.records
+                ]
+                if not values:
+                    continue
+                entries = []
+                for v in values:
+                    fields = v.split(None, 2)
+                    if len(fields) == 3:
+                        entries.append((fields[1].lower(), fields[2].strip('"').split(";")[0].strip().lower()))
+                tag = "issuewild" if wildcard and any(t == "issuewild" for t, _ in entries) else "issue"
+                if not any(t == tag and ca in AMAZON_CAS for t, ca in entries):
+                    return False
+                break
+        return True
+
+    def validated(cert, options):
+        public = public_zones(cert)
         for option in options:
             record = option.get("ResourceRecord")
             if record is None:
@@ -1266,7 +1322,19 @@ def _patch_acm_strict():
         if young(self):
             for option in options:
                 option.pop("ResourceRecord", None)
+        reason = getattr(self, "_dify_failure", None)
+        if reason is not None and self.status == "FAILED":
+            result["Certificate"]["FailureReason"] = reason
         return result
+
+    def issue(cert):
+        if cert.status != "PENDING_VALIDATION":
+            return
+        if caa_allows(cert):
+            cert.status = "ISSUED"
+        else:
+            cert.status = "FAILED"
+            cert._dify_failure = "CAA_ERROR"
 
     def check(self):
         orig_check(self)
@@ -1278,10 +1346,31 @@ def _patch_acm_strict():
             return
         options = orig_describe(self)["Certificate"].get("DomainValidationOptions", [])
         if validated(self, options):
-            _after(key, lambda: setattr(self, "status", "ISSUED") if self.status == "PENDING_VALIDATION" else None)
+            _after(key, lambda: issue(self))
+
+    orig_request = AWSCertificateManagerBackend.request_certificate
+    orig_delete = AWSCertificateManagerBackend.delete_certificate
+
+    def request_certificate(self, domain_name, idempotency_token, *args, **kwargs):
+        if idempotency_token is not None:
+            arn = self._get_arn_from_idempotency_token(idempotency_token)  # None after the hour
+            if arn in self._certificates:
+                return arn
+            self._idempotency_tokens.pop(idempotency_token, None)
+        return orig_request(self, domain_name, idempotency_token, *args, **kwargs)
+
+    def delete_certificate(self, arn):
+        cert = self._certificates.get(arn)
+        if cert is not None and cert.in_use_by:
+            raise JsonRESTError(
+                "ResourceInUseException", f"Certificate {arn} is in use by {', '.join(cert.in_use_by)}"
+            )
+        return orig_delete(self, arn)
 
     CertBundle.describe = describe
     CertBundle.check = check
+    AWSCertificateManagerBackend.request_certificate = request_certificate
+    AWSCertificateManagerBackend.delete_certificate = delete_certificate
 
 
 def install_strict():

@@ -63,8 +63,11 @@ impl CertificateSpec {
 pub struct ObservedCertificate {
     /// The hosted zone of the domain.
     pub zone: Option<String>,
-    /// Our certificate for the domain.
+    /// Our certificate for the domain: the newest `ISSUED` or `PENDING_VALIDATION` one.
     pub certificate: Option<Certificate>,
+    /// Our certificates for the domain that failed (`FAILED`, `VALIDATION_TIMED_OUT`), newest
+    /// first: never issued, replaced and deleted.
+    pub failed: Vec<Certificate>,
     /// Its validation records found in the zone with the right value.
     pub validation_present: Vec<Record>,
 }
@@ -80,7 +83,7 @@ pub struct CertificateOutput {
     pub hosted_zone_id: Option<String>,
 }
 
-use crate::names::certificate_token as idempotency_token;
+use crate::names::{certificate_token as idempotency_token, replacement_certificate_token};
 
 /// Provisions the domain's certificate through a [`DnsApi`] (ACM and Route 53). Cheap to clone:
 /// clones share the client.
@@ -116,17 +119,25 @@ impl CertificateProvisioner {
         Ok(self.dns.find_public_zone(domain.name.clone()).await.at("ListHostedZones", &domain.name)?)
     }
 
-    /// Our certificate for the domain: the newest of those carrying our tags and not failed.
-    async fn certificate(&self, ctx: &Context, domain: &str) -> Result<Option<Certificate>> {
-        let mut ours = None;
+    /// Our certificates for the domain (those carrying our tags), newest first by `CreatedAt`:
+    /// ListCertificates does not list them in the order they were requested. Ties (`CreatedAt`
+    /// missing or equal): `ISSUED` first, then by ARN, so the choice is stable.
+    async fn ours(&self, ctx: &Context, domain: &str) -> Result<Vec<Certificate>> {
+        let mut ours = Vec::new();
         for arn in self.dns.certificates_for(domain.to_owned()).await.at("ListCertificates", domain)? {
             let Some(c) = self.dns.describe_certificate(arn.clone()).await.at("DescribeCertificate", &arn)? else {
                 continue;
             };
             if ctx.owns_tags(&c.tags) {
-                ours = Some(c);
+                ours.push(c);
             }
         }
+        ours.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| (b.status == "ISSUED").cmp(&(a.status == "ISSUED")))
+                .then_with(|| a.arn.cmp(&b.arn))
+        });
         Ok(ours)
     }
 
@@ -170,11 +181,14 @@ impl CertificateProvisioner {
         let what = format!("ACM to issue {} (validation record: {})", cert.arn, records.join("; "));
         wait::until(&what, &ctx.wait.capped(caps::CERTIFICATE_ISSUED), ctx.cancellation(), || async {
             let c = self.dns.describe_certificate(cert.arn.clone()).await.at("DescribeCertificate", &cert.arn)?;
-            let status = c.map(|c| c.status).unwrap_or_else(|| "gone".to_owned());
-            match status.as_str() {
+            let Some(c) = c else {
+                return Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status: "gone".to_owned() });
+            };
+            match c.status.as_str() {
                 "ISSUED" => Ok(Probe::Done(())),
-                "PENDING_VALIDATION" => Ok(Probe::Pending(status)),
-                _ => Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status }),
+                "PENDING_VALIDATION" => Ok(Probe::Pending(c.status)),
+                // FAILED (with its reason), VALIDATION_TIMED_OUT, ...: the next apply replaces it.
+                _ => Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status: c.status_reason() }),
             }
         })
         .await
@@ -185,9 +199,15 @@ impl CertificateProvisioner {
 /// One change of the certificate node, in the order apply executes them.
 #[derive(Debug, Clone)]
 enum CertChange {
-    /// No certificate of ours for the domain: request one (the domain and `*.domain`, DNS
-    /// validation, our tags, an idempotency token).
-    Request { domain: String },
+    /// No usable certificate of ours for the domain: request one (the domain and `*.domain`, DNS
+    /// validation, our tags, an idempotency token). `replaces`: our newest failed certificate,
+    /// which is deleted once the new one is requested (when nothing uses it), and whose ARN the
+    /// new request's token is derived from (the stack's own token would get the failed
+    /// certificate back from ACM within the hour: [`replacement_certificate_token`]).
+    Request { domain: String, replaces: Option<Certificate> },
+    /// Another failed certificate of ours that nothing uses (left by an earlier replacement, or
+    /// older): deleted.
+    DeleteFailed { domain: String, cert: Certificate },
     /// Validation records the zone lacks: `Some` when ACM has given them, `None` when they are
     /// known only once ACM fills them in after the request.
     Records { domain: String, zone: String, records: Option<Vec<Record>> },
@@ -196,9 +216,32 @@ enum CertChange {
 impl Planned for CertChange {
     fn change(&self) -> Change {
         match self {
-            CertChange::Request { domain } => Change::new(Action::Create, ResourceRef::new("acm:certificate", domain))
-                .field("subject_alternative_names", None::<&str>, Some(format!("*.{domain}")))
-                .field("validation", None::<&str>, Some("DNS")),
+            CertChange::Request { domain, replaces: None } => {
+                Change::new(Action::Create, ResourceRef::new("acm:certificate", domain))
+                    .field("subject_alternative_names", None::<&str>, Some(format!("*.{domain}")))
+                    .field("validation", None::<&str>, Some("DNS"))
+            }
+            CertChange::Request { domain, replaces: Some(failed) } => {
+                let kept = if failed.in_use_by.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it is kept while in use by {}", failed.in_use_by.join(", "))
+                };
+                Change::new(Action::Replace, ResourceRef::new("acm:certificate", domain).with_id(&failed.arn))
+                    .field("status", Some(failed.status_reason()), Some("PENDING_VALIDATION"))
+                    .field("subject_alternative_names", None::<&str>, Some(format!("*.{domain}")))
+                    .field("validation", None::<&str>, Some("DNS"))
+                    .because(format!(
+                        "replace failed certificate {} (status {}): ACM never issues it; a new one is requested{kept}",
+                        failed.arn,
+                        failed.status_reason()
+                    ))
+            }
+            CertChange::DeleteFailed { domain, cert } => {
+                Change::new(Action::Delete, ResourceRef::new("acm:certificate", domain).with_id(&cert.arn))
+                    .field("status", Some(cert.status_reason()), None::<&str>)
+                    .because(format!("failed certificate {} (status {}), replaced", cert.arn, cert.status_reason()))
+            }
             CertChange::Records { domain, zone, records: None } => {
                 Change::new(Action::Create, ResourceRef::new("route53:record", format!("_<token>.{domain}")))
                     .field("zone", None::<&str>, Some(zone))
@@ -223,21 +266,33 @@ impl Planned for CertChange {
 fn changes(spec: &CertificateSpec, o: &ObservedCertificate) -> Vec<CertChange> {
     let domain = spec.domain.name.clone();
     let zone = o.zone.clone().unwrap_or_else(|| "(no public hosted zone found: apply fails)".into());
+    // The newest failed certificate is the one a new request replaces; the others of ours that
+    // failed are deleted beside it (ACM refuses to delete one in use: those are left alone).
+    // Not gated on `Permissions::allow_replace`: a failed certificate is never issued and serves
+    // nothing, so replacing it loses nothing.
+    let replaces = if o.certificate.is_none() { o.failed.first().cloned() } else { None };
+    let others = o.failed.iter().skip(usize::from(replaces.is_some())).filter(|c| c.in_use_by.is_empty());
+    let mut changes = Vec::new();
     match &o.certificate {
         None => {
-            vec![CertChange::Request { domain: domain.clone() }, CertChange::Records { domain, zone, records: None }]
+            changes.push(CertChange::Request { domain: domain.clone(), replaces });
+            changes.extend(others.map(|c| CertChange::DeleteFailed { domain: domain.clone(), cert: c.clone() }));
+            changes.push(CertChange::Records { domain, zone, records: None });
         }
-        Some(cert) if cert.validation.is_empty() => vec![CertChange::Records { domain, zone, records: None }],
         Some(cert) => {
-            let missing: Vec<Record> =
-                cert.validation.iter().filter(|r| !o.validation_present.contains(r)).cloned().collect();
-            if missing.is_empty() {
-                Vec::new()
+            changes.extend(others.map(|c| CertChange::DeleteFailed { domain: domain.clone(), cert: c.clone() }));
+            if cert.validation.is_empty() {
+                changes.push(CertChange::Records { domain, zone, records: None });
             } else {
-                vec![CertChange::Records { domain, zone, records: Some(missing) }]
+                let missing: Vec<Record> =
+                    cert.validation.iter().filter(|r| !o.validation_present.contains(r)).cloned().collect();
+                if !missing.is_empty() {
+                    changes.push(CertChange::Records { domain, zone, records: Some(missing) });
+                }
             }
         }
     }
+    changes
 }
 
 #[async_trait]
@@ -253,7 +308,9 @@ impl Provisioner for CertificateProvisioner {
 
     async fn observe(&self, ctx: &Context, spec: &CertificateSpec) -> Result<ObservedCertificate> {
         let mut o = ObservedCertificate { zone: self.hosted_zone(spec).await?, ..Default::default() };
-        o.certificate = self.certificate(ctx, &spec.domain.name).await?;
+        let ours = self.ours(ctx, &spec.domain.name).await?;
+        o.certificate = ours.iter().find(|c| c.is_usable()).cloned();
+        o.failed = ours.into_iter().filter(Certificate::is_failed).collect();
         if let (Some(zone), Some(cert)) = (&o.zone, &o.certificate) {
             o.validation_present = self.present_records(zone, &cert.validation).await?;
         }
@@ -272,17 +329,27 @@ impl Provisioner for CertificateProvisioner {
         let mut cert = o.certificate.clone();
         for change in changes(spec, &o) {
             match change {
-                CertChange::Request { .. } => {
+                CertChange::Request { replaces, .. } => {
+                    let token = match &replaces {
+                        Some(failed) => replacement_certificate_token(ctx, &domain.name, &failed.arn),
+                        None => idempotency_token(ctx, &domain.name),
+                    };
                     let request = CertificateRequest {
                         domain: domain.name.clone(),
                         sans: vec![domain.name.clone(), format!("*.{}", domain.name)],
-                        token: idempotency_token(ctx, &domain.name),
+                        token,
                         tags: ctx.tags_for(Tier::Platform, "certificate", &domain.name),
                     };
                     let arn = self.dns.request_certificate(request).await.at("RequestCertificate", &domain.name)?;
                     tracing::info!(%arn, domain = %domain.name, "requested ACM certificate");
                     cert = Some(Certificate { arn, status: "PENDING_VALIDATION".to_owned(), ..Default::default() });
+                    // The failed one goes once its replacement exists (a crash in between leaves
+                    // it for the next apply's DeleteFailed), and only when nothing uses it.
+                    if let Some(failed) = replaces.filter(|f| f.in_use_by.is_empty()) {
+                        self.delete_failed(&failed).await?;
+                    }
                 }
+                CertChange::DeleteFailed { cert: failed, .. } => self.delete_failed(&failed).await?,
                 CertChange::Records { records, .. } => {
                     let records = match records {
                         Some(known) => known,
@@ -315,7 +382,8 @@ impl Provisioner for CertificateProvisioner {
     }
 
     /// The hosts' aliases (only those carrying our marker), then the validation records (only
-    /// while they still hold exactly the certificate's value), then the certificate.
+    /// while they still hold exactly a certificate's value), then our certificates for the
+    /// domain, failed ones too.
     async fn destroy(&self, ctx: &Context, spec: &CertificateSpec) -> Result<Vec<ResourceRef>> {
         let mut deleted = Vec::new();
         let domain = &spec.domain;
@@ -323,23 +391,46 @@ impl Provisioner for CertificateProvisioner {
         if let Some(zone) = &zone {
             deleted.extend(crate::aliases::remove(ctx, self.dns.as_ref(), zone, &domain.name).await?);
         }
-        let Some(cert) = self.certificate(ctx, &domain.name).await? else { return Ok(deleted) };
+        let certs = self.ours(ctx, &domain.name).await?;
+        if certs.is_empty() {
+            return Ok(deleted);
+        }
+        // A record several certificates share (the domain and its wildcard share one; older and
+        // newer certificates of the domain may too) is deleted once.
+        let mut validation: Vec<Record> = Vec::new();
+        for r in certs.iter().flat_map(|c| &c.validation) {
+            if !validation.contains(r) {
+                validation.push(r.clone());
+            }
+        }
         if let Some(zone) = &zone {
-            let ours = self.present_records(zone, &cert.validation).await?;
+            let ours = self.present_records(zone, &validation).await?;
             if !ours.is_empty() {
                 let names: Vec<String> = ours.iter().map(|r| r.name.clone()).collect();
                 let changes = ours.into_iter().map(|r| (RecordAction::Delete, r)).collect();
                 if let Err(e) = self.dns.change_records(zone.clone(), changes).await {
                     // A retried delete whose first response was lost finds nothing to delete.
-                    if !self.present_records(zone, &cert.validation).await?.is_empty() {
+                    if !self.present_records(zone, &validation).await?.is_empty() {
                         return Err(e.at("ChangeResourceRecordSets", zone).into());
                     }
                 }
                 deleted.extend(names.iter().map(|n| ResourceRef::new("route53:record", n)));
             }
         }
-        self.dns.delete_certificate(cert.arn.clone()).await.at("DeleteCertificate", &cert.arn)?;
-        deleted.push(ResourceRef::new("acm:certificate", &domain.name).with_id(cert.arn));
+        for cert in certs {
+            self.dns.delete_certificate(cert.arn.clone()).await.at("DeleteCertificate", &cert.arn)?;
+            deleted.push(ResourceRef::new("acm:certificate", &domain.name).with_id(cert.arn));
+        }
         Ok(deleted)
+    }
+}
+
+impl CertificateProvisioner {
+    /// Deletes a failed certificate of ours (the caller checked that nothing uses it: ACM refuses
+    /// to delete a certificate in use, ACM API reference, DeleteCertificate).
+    async fn delete_failed(&self, failed: &Certificate) -> Result<()> {
+        self.dns.delete_certificate(failed.arn.clone()).await.at("DeleteCertificate", &failed.arn)?;
+        tracing::info!(arn = %failed.arn, status = %failed.status_reason(), "deleted failed ACM certificate");
+        Ok(())
     }
 }

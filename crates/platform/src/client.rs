@@ -18,6 +18,36 @@ pub struct Certificate {
     pub validation: Vec<Record>,
     /// Its tags.
     pub tags: Tags,
+    /// When it was requested (DescribeCertificate `CreatedAt`), in milliseconds since the epoch.
+    pub created_at: Option<i64>,
+    /// Why it failed (`FailureReason`, e.g. `CAA_ERROR`), for a `FAILED` certificate.
+    pub failure_reason: Option<String>,
+    /// What uses it (`InUseBy`: load balancers and other AWS resources); ACM refuses to delete
+    /// it while any does.
+    pub in_use_by: Vec<String>,
+}
+
+impl Certificate {
+    /// `ISSUED` or `PENDING_VALIDATION`: usable now or once validated.
+    pub fn is_usable(&self) -> bool {
+        matches!(self.status.as_str(), "ISSUED" | "PENDING_VALIDATION")
+    }
+
+    /// `FAILED` or `VALIDATION_TIMED_OUT`: it will never be issued. ACM: "If a certificate shows
+    /// status FAILED or VALIDATION_TIMED_OUT, delete the request, correct the issue with DNS
+    /// validation or Email validation, and try again"; it retries validation for 72 hours, then
+    /// times out (ACM API reference, CertificateDetail `Status`).
+    pub fn is_failed(&self) -> bool {
+        matches!(self.status.as_str(), "FAILED" | "VALIDATION_TIMED_OUT")
+    }
+
+    /// `FAILED: CAA_ERROR`, or the status alone when there is no reason.
+    pub fn status_reason(&self) -> String {
+        match &self.failure_reason {
+            Some(r) => format!("{}: {r}", self.status),
+            None => self.status.clone(),
+        }
+    }
 }
 
 /// A DNS record: one value, or an alias.
@@ -62,7 +92,9 @@ pub struct CertificateRequest {
     /// Subject alternative names (the domain and `*.domain`).
     pub sans: Vec<String>,
     /// Makes a retried request return the same certificate (ACM idempotency token: up to 32
-    /// word characters, valid for one hour).
+    /// word characters; "if you call RequestCertificate multiple times with the same idempotency
+    /// token within one hour, ACM recognizes that you are requesting only one certificate": ACM
+    /// API reference, RequestCertificate `IdempotencyToken`).
     pub token: String,
     /// Its tags.
     pub tags: Tags,

@@ -38,11 +38,13 @@ pub enum PlatformError {
         domain: String,
     },
     /// The certificate can no longer be issued.
-    #[error("the ACM certificate {arn} is {status}: delete it and apply again")]
+    #[error(
+        "the ACM certificate {arn} is {status}: fix the cause (a CAA record that does not allow amazon.com, a domain not delegated to the hosted zone, ...), then apply again: it replaces the failed certificate"
+    )]
     CertificateFailed {
         /// The certificate.
         arn: String,
-        /// Its status.
+        /// Its status, with ACM's failure reason when it gives one (`FAILED: CAA_ERROR`).
         status: String,
     },
     /// A wait ended without success (timeout or cancellation); names what is pending.

@@ -165,17 +165,15 @@ impl std::fmt::Debug for ReleaseInstall {
 }
 
 /// The arguments of `helm upgrade --install` of `release`: the values and the kubeconfig are
-/// files, so no secret is among them.
+/// files, so no secret is among them. The chart is `<chart> --repo <url>` from a chart
+/// repository and `oci://<registry>/<path>/<chart>` from an OCI registry, pinned with
+/// `--version` either way ([`Chart::helm_source`]).
 pub fn upgrade_install_args(release: &ReleaseInstall, values: &Path, kubeconfig: &Path) -> Vec<String> {
     let ReleaseInstall { name, namespace, chart, .. } = release;
-    let mut args: Vec<String> = ["upgrade", "--install", name, &chart.chart, "--repo", &chart.repository]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let mut args: Vec<String> = vec!["upgrade".to_owned(), "--install".to_owned(), name.clone()];
+    args.extend(chart.helm_source());
     args.extend(
         [
-            "--version",
-            &chart.version,
             "--namespace",
             namespace,
             "--values",
@@ -209,6 +207,13 @@ pub trait HelmApi: Send + Sync {
     async fn upgrade_install(&self, release: ReleaseInstall) -> Result<(), HelmError>;
     /// `helm uninstall` (absent is fine).
     async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError>;
+    /// The values the installed release was given (`helm get values`, the user-supplied ones;
+    /// `{}` when none), to see what an upgrade would change. `None` when this client cannot tell:
+    /// then only the chart and the status are compared.
+    async fn values(&self, release: String, namespace: String) -> Result<Option<serde_json::Value>, HelmError> {
+        let _ = (release, namespace);
+        Ok(None)
+    }
 }
 
 impl std::fmt::Debug for dyn HelmApi {
@@ -270,7 +275,31 @@ impl HelmApi for HelmCli {
         run_helm(&self.helm, "upgrade --install", &args).await.map(|_| ())
     }
 
+    async fn values(&self, release: String, namespace: String) -> Result<Option<serde_json::Value>, HelmError> {
+        // `--output yaml` prints the values alone (the "USER-SUPPLIED VALUES:" heading is the
+        // table format's: helm/helm `pkg/cmd/get_values.go`, valuesWriter); `null` when none.
+        let args: Vec<String> = [
+            "get",
+            "values",
+            &release,
+            "--namespace",
+            &namespace,
+            "--output",
+            "yaml",
+            "--kubeconfig",
+            &self.kubeconfig(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let out = run_helm(&self.helm, "get values", &args).await?;
+        let values: serde_json::Value = serde_norway::from_str(&out)
+            .map_err(|e| HelmError::Io(format!("helm get values printed no YAML ({e}): {out}")))?;
+        Ok(Some(if values.is_null() { serde_json::json!({}) } else { values }))
+    }
+
     async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError> {
+        // No chart here, so nothing differs between a chart repository and an OCI registry.
         let args: Vec<String> = [
             "uninstall",
             &release,

@@ -5,16 +5,20 @@
 //!   ([`policy::load_balancer_controller_policy`]), and the IngressClass `alb` server-side
 //!   applied: it turns the chart's Ingress into an ALB.
 //! - **Cluster autoscaler** (Helm, auto-discovery) with an IRSA role that may scale only groups
-//!   tagged for the cluster ([`policy::cluster_autoscaler_policy`]).
+//!   tagged for the cluster ([`policy::cluster_autoscaler_policy`]), running the image made for
+//!   the cluster's Kubernetes minor ([`spec::CLUSTER_AUTOSCALER_RELEASES`]).
 //! - **metrics-server**: the EKS community add-on where `DescribeAddonVersions` offers it for the
 //!   cluster version (EKS user guide, "Community add-ons"), else its Helm chart.
 //! - **Domain and TLS**: an ACM certificate for the domain and `*.<domain>` validated through
-//!   Route 53 (the records written in the domain's public hosted zone, waited until `ISSUED`);
+//!   Route 53 (the records written in the domain's public hosted zone, waited until `ISSUED`;
+//!   one that failed or timed out is replaced, under an idempotency token of its own);
 //!   after the Dify EE install, alias records of its six host names to the release's load
 //!   balancer ([`aliases`]).
 //!
 //! Helm releases and Kubernetes objects need a machine that reaches the cluster's API; without
 //! one (role-only access) apply returns the commands instead ([`PlatformOutput::commands`]).
+//! Charts come from a chart repository (`https://`, `--repo`) or an OCI registry (`oci://`, by
+//! reference), pinned with `--version` either way ([`Chart::helm_source`]).
 
 pub mod aliases;
 pub mod audit;

@@ -50,6 +50,9 @@ pub struct ObservedPlatform {
     pub metrics_addon: Option<AddonState>,
     /// Each desired release, as installed (only when this machine drives the cluster).
     pub releases: BTreeMap<String, Option<ReleaseInfo>>,
+    /// The values each installed release was given, where Helm tells them
+    /// ([`HelmApi::values`]).
+    pub release_values: BTreeMap<String, serde_json::Value>,
     /// The IngressClass (only when this machine drives the cluster).
     pub ingress_class: Option<IngressClassState>,
 }
@@ -87,9 +90,43 @@ impl DesiredRelease {
 
 fn with_image(mut values: serde_json::Value, chart: &Chart) -> serde_json::Value {
     if let Some(repo) = &chart.image_repository {
-        values["image"] = json!({"repository": repo});
+        values["image"]["repository"] = json!(repo);
     }
     values
+}
+
+/// The leaves of `want` (values at `path`) that `have` lacks or holds with another value, as
+/// (dotted path, before, after); leaves of ours only, so what someone else added is not drift.
+fn values_drift(
+    want: &serde_json::Value,
+    have: &serde_json::Value,
+    path: &str,
+) -> Vec<(String, Option<String>, String)> {
+    fn walk(
+        path: &str,
+        want: &serde_json::Value,
+        have: Option<&serde_json::Value>,
+        out: &mut Vec<(String, Option<String>, String)>,
+    ) {
+        match want {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (k, w) in map {
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(&p, w, have.and_then(|h| h.get(k)), out);
+                }
+            }
+            _ if have == Some(want) => {}
+            _ => out.push((path.to_owned(), have.map(show_value), show_value(want))),
+        }
+    }
+    fn show_value(v: &serde_json::Value) -> String {
+        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+    }
+    let mut out = Vec::new();
+    if !want.is_null() {
+        walk(path, want, (!have.is_null()).then_some(have), &mut out);
+    }
+    out
 }
 
 /// The releases of the spec, with their values. metrics-server is a release only where EKS does
@@ -99,8 +136,12 @@ fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -
     let mut out = Vec::new();
     if let Some(chart) = &spec.cluster_autoscaler {
         // The chart's values (kubernetes/autoscaler `charts/cluster-autoscaler/values.yaml`):
-        // auto-discovery of the groups tagged for the cluster, within their min and max.
-        let values = json!({
+        // auto-discovery of the groups tagged for the cluster, within their min and max; the
+        // image of the cluster's minor ([`crate::spec::CLUSTER_AUTOSCALER_RELEASES`]: the chart
+        // would run its own appVersion), so a Kubernetes upgrade upgrades the release too.
+        // Validation refuses a minor the table lacks; the tag is then left to the chart.
+        let tag = crate::spec::cluster_autoscaler_release(&spec.kubernetes_version).map(|r| r.image_tag);
+        let mut values = json!({
             "cloudProvider": "aws",
             "awsRegion": ctx.region(),
             "autoDiscovery": {"clusterName": spec.cluster_name.as_str()},
@@ -110,6 +151,9 @@ fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -
                 "annotations": {"eks.amazonaws.com/role-arn": role(CLUSTER_AUTOSCALER)},
             }},
         });
+        if let Some(tag) = tag {
+            values["image"]["tag"] = json!(tag);
+        }
         out.push(DesiredRelease { name: CLUSTER_AUTOSCALER, chart: chart.clone(), values: with_image(values, chart) });
     }
     if let Some(chart) = spec.metrics_server.as_ref().filter(|_| !metrics_offered) {

@@ -86,6 +86,9 @@ impl DnsApi for SdkDns {
             status: c.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
             validation,
             tags,
+            created_at: c.created_at().and_then(|t| t.to_millis().ok()),
+            failure_reason: c.failure_reason().map(|r| r.as_str().to_owned()),
+            in_use_by: c.in_use_by().to_vec(),
         }))
     }
 

@@ -47,15 +47,110 @@ impl Chart {
         Chart::new("https://aws.github.io/eks-charts", LOAD_BALANCER_CONTROLLER, "1.13.0")
     }
 
-    /// The cluster-autoscaler chart of the Kubernetes autoscaler project.
+    /// The cluster-autoscaler chart of the Kubernetes autoscaler project. Its image tag is set
+    /// per cluster minor from [`CLUSTER_AUTOSCALER_RELEASES`] whatever the chart version;
+    /// [`Chart::cluster_autoscaler_for`] also picks the chart made for the minor.
     pub fn cluster_autoscaler() -> Chart {
         Chart::new("https://kubernetes.github.io/autoscaler", CLUSTER_AUTOSCALER, "9.46.6")
+    }
+
+    /// The cluster-autoscaler chart made for the cluster's Kubernetes minor (its `appVersion` is
+    /// that minor: [`CLUSTER_AUTOSCALER_RELEASES`]); [`Chart::cluster_autoscaler`] for a minor
+    /// not in the table.
+    pub fn cluster_autoscaler_for(kubernetes_version: &str) -> Chart {
+        match cluster_autoscaler_release(kubernetes_version) {
+            Some(r) => Chart { version: r.chart.to_owned(), ..Chart::cluster_autoscaler() },
+            None => Chart::cluster_autoscaler(),
+        }
     }
 
     /// The metrics-server chart (used where EKS does not offer the add-on).
     pub fn metrics_server() -> Chart {
         Chart::new("https://kubernetes-sigs.github.io/metrics-server/", METRICS_SERVER, "3.12.2")
     }
+
+    /// Whether the chart is in an OCI registry (`oci://...`) rather than a chart repository.
+    pub fn is_oci(&self) -> bool {
+        self.repository.starts_with("oci://")
+    }
+
+    /// How Helm is told where the chart is, always with its pinned `--version`:
+    ///
+    /// - a chart repository (`https://`): `<chart> --repo <url> --version <v>`;
+    /// - an OCI registry (`oci://`): `oci://<registry>/<path>/<chart> --version <v>`, without
+    ///   `--repo`. Helm has no chart-repository mode for OCI: `--repo oci://...` (and `helm repo
+    ///   add oci://...`) fail with "... is not a valid chart repository or cannot be reached"
+    ///   (Helm docs, "Use OCI-based registries": charts are installed as
+    ///   `helm install <release> oci://<registry>/<path>/<chart> --version <v>`; helm/helm #10565,
+    ///   argo-cd #10823, cluster-api-addon-provider-helm #75).
+    pub fn helm_source(&self) -> Vec<String> {
+        let mut args = if self.is_oci() {
+            vec![format!("{}/{}", self.repository.trim_end_matches('/'), self.chart)]
+        } else {
+            vec![self.chart.clone(), "--repo".to_owned(), self.repository.clone()]
+        };
+        args.extend(["--version".to_owned(), self.version.clone()]);
+        args
+    }
+}
+
+/// One row of [`CLUSTER_AUTOSCALER_RELEASES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoscalerRelease {
+    /// The cluster's Kubernetes minor, `1.33`.
+    pub kubernetes: &'static str,
+    /// The newest cluster-autoscaler chart whose `appVersion` is that minor.
+    pub chart: &'static str,
+    /// The chart's `appVersion` (its default `image.tag`).
+    pub chart_app_version: &'static str,
+    /// The newest cluster-autoscaler release of that minor: the image tag the release runs
+    /// (`registry.k8s.io/autoscaling/cluster-autoscaler:<tag>`, or the mirror's).
+    pub image_tag: &'static str,
+}
+
+/// The cluster autoscaler per Kubernetes minor. Its README ("Releases") recommends running the
+/// autoscaler "with the Kubernetes control plane version for which it was meant" and "the
+/// _latest_ Cluster Autoscaler release that corresponds to the minor version of Kubernetes that
+/// their cluster is running"; the chart's default image is its `appVersion`, so chart 9.46.6
+/// alone runs v1.32.0 against any cluster.
+///
+/// Sources, all in kubernetes/autoscaler as of its master of 2026-08-22:
+/// - `chart`, `chart_app_version`: `charts/cluster-autoscaler/Chart.yaml` (moved to
+///   `cluster-autoscaler/charts/cluster-autoscaler/Chart.yaml` from 9.52.0) at the chart
+///   release tags `cluster-autoscaler-chart-<version>`; the newest chart of each `appVersion`
+///   minor. (The README's table names chart "9.51.0+" for 1.34, but 9.51.0's Chart.yaml says
+///   `appVersion: 1.33.0`; 9.52.0 is the first with 1.34.)
+/// - `image_tag`: the newest release tag `cluster-autoscaler-<x.y.z>` of the minor (annotated
+///   "Cluster Autoscaler release x.y.z", `cluster-autoscaler/version/version.go` at it says the
+///   same). Not verified from here: that registry.k8s.io serves each tag (no registry access).
+/// - The chart's deployment runs `{{ .Values.image.repository }}:{{ .Values.image.tag }}`
+///   (`templates/deployment.yaml`), so the `image.tag` value selects the image.
+///
+/// 1.36 is left out: release 1.36.1 is tagged but no chart with a 1.36 `appVersion` was
+/// released then (the newest, 9.59.0, has 1.35.0).
+pub const CLUSTER_AUTOSCALER_RELEASES: [AutoscalerRelease; 8] = [
+    AutoscalerRelease { kubernetes: "1.28", chart: "9.34.1", chart_app_version: "1.28.2", image_tag: "v1.28.7" },
+    AutoscalerRelease { kubernetes: "1.29", chart: "9.36.0", chart_app_version: "1.29.0", image_tag: "v1.29.5" },
+    AutoscalerRelease { kubernetes: "1.30", chart: "9.37.0", chart_app_version: "1.30.0", image_tag: "v1.30.7" },
+    AutoscalerRelease { kubernetes: "1.31", chart: "9.44.0", chart_app_version: "1.31.0", image_tag: "v1.31.5" },
+    AutoscalerRelease { kubernetes: "1.32", chart: "9.46.6", chart_app_version: "1.32.0", image_tag: "v1.32.7" },
+    AutoscalerRelease { kubernetes: "1.33", chart: "9.51.0", chart_app_version: "1.33.0", image_tag: "v1.33.6" },
+    AutoscalerRelease { kubernetes: "1.34", chart: "9.53.0", chart_app_version: "1.34.2", image_tag: "v1.34.5" },
+    AutoscalerRelease { kubernetes: "1.35", chart: "9.59.0", chart_app_version: "1.35.0", image_tag: "v1.35.2" },
+];
+
+/// `1.33` of `1.33`, `1.33.2` or `v1.33.2`; `None` when it is not a version.
+fn minor(kubernetes_version: &str) -> Option<String> {
+    let mut parts = kubernetes_version.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next()?, parts.next()?);
+    let number = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
+    (number(major) && number(minor) && parts.all(number)).then(|| format!("{major}.{minor}"))
+}
+
+/// The cluster autoscaler made for the cluster's Kubernetes minor, if the table has it.
+pub fn cluster_autoscaler_release(kubernetes_version: &str) -> Option<&'static AutoscalerRelease> {
+    let minor = minor(kubernetes_version)?;
+    CLUSTER_AUTOSCALER_RELEASES.iter().find(|r| r.kubernetes == minor)
 }
 
 /// The domain Dify EE is served under, and its Route 53 hosted zone.
@@ -104,16 +199,31 @@ impl PlatformSpec {
             ("metrics_server", &self.metrics_server),
         ] {
             let Some(chart) = chart else { continue };
-            if !chart.repository.starts_with("https://") && !chart.repository.starts_with("oci://") {
+            let host = chart.repository.strip_prefix("https://").or_else(|| chart.repository.strip_prefix("oci://"));
+            if host.is_none_or(|h| h.trim_matches('/').is_empty()) {
                 errors.push(
                     format!("{field}.repository"),
                     format!("{:?} is not an https:// or oci:// URL", chart.repository),
-                    "give the chart repository (or a mirror) URL",
+                    "give the chart repository (or a mirror) URL, or the OCI registry path that holds the chart",
                 );
             }
-            if chart.version.is_empty() {
+            // Always pinned: Helm installs the newest version without `--version`, and an OCI
+            // registry needs the tag to pull.
+            if chart.version.trim().is_empty() {
                 errors.push(format!("{field}.version"), "is empty", "pin a chart version");
             }
+        }
+        if self.cluster_autoscaler.is_some() && cluster_autoscaler_release(&self.kubernetes_version).is_none() {
+            let known: Vec<&str> = CLUSTER_AUTOSCALER_RELEASES.iter().map(|r| r.kubernetes).collect();
+            errors.push(
+                "kubernetes_version",
+                format!(
+                    "no cluster-autoscaler release is known for Kubernetes {:?} (known: {}); the autoscaler must match the cluster's minor",
+                    self.kubernetes_version,
+                    known.join(", ")
+                ),
+                "use a Kubernetes version of the table, a dify-stack release that knows this one, or turn cluster_autoscaler off",
+            );
         }
         let with_roles = [
             (LOAD_BALANCER_CONTROLLER, self.load_balancer_controller.is_some()),

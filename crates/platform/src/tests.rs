@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dify_stack_core::{AwsError, Context, Environment, KubeFailure, Provisioner, Tags, WaitPolicy};
+use dify_stack_core::{Action, AwsError, Context, Environment, KubeFailure, Provisioner, Tags, Tier, WaitPolicy};
 
 use crate::certificate::{CertificateProvisioner, CertificateSpec};
 use crate::client::*;
@@ -83,7 +83,7 @@ async fn the_certificate_is_issued_once_its_record_is_in_the_zone_and_a_second_p
     assert_eq!(out.hosted_zone_id.as_deref(), Some("ZPARENT"), "the longest zone holding the domain");
     {
         let w = fake.w();
-        assert_eq!(w.certs.values().next().unwrap().1, "ISSUED");
+        assert_eq!(w.certs.values().next().unwrap().status, "ISSUED");
         let record = w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into()));
         assert_eq!(record.map(|r| r.value.as_str()), Some(TOKEN_VALUE));
     }
@@ -190,7 +190,7 @@ async fn what_is_not_ours_is_used_or_left_never_taken_over() {
     // an IngressClass `alb` without our label.
     fake.w().certs.insert(
         "arn:aws:acm:us-west-2:123456789012:certificate/theirs".into(),
-        ("dify.example.com".into(), "ISSUED".into(), Tags::new(), 5),
+        FakeCert::new("dify.example.com", "ISSUED", Tags::new(), 0),
     );
     fake.w().addons.insert(
         ("dify-test".into(), METRICS_SERVER.into()),
@@ -272,6 +272,22 @@ fn validation_names_each_bad_field() {
     }
     s.kubernetes = false;
     assert!(!s.validate().unwrap_err().to_string().contains("roles."), "role-only needs no role for the releases");
+    // Every chart pinned (an OCI chart needs the tag, a repository chart would float to the
+    // newest); an OCI reference names a registry; the autoscaler needs a known minor.
+    let mut s = spec();
+    s.cluster_autoscaler.as_mut().unwrap().version = " ".into();
+    s.metrics_server.as_mut().unwrap().repository = "oci://".into();
+    s.kubernetes_version = "1.99".into();
+    let err = s.validate().unwrap_err().to_string();
+    for field in ["cluster_autoscaler.version", "metrics_server.repository", "kubernetes_version"] {
+        assert!(err.contains(field), "{field} missing: {err}");
+    }
+    s.cluster_autoscaler = None;
+    assert!(!s.validate().unwrap_err().to_string().contains("kubernetes_version"), "no autoscaler, no table");
+    let mut s = spec();
+    s.load_balancer_controller.as_mut().unwrap().repository =
+        "oci://123456789012.dkr.ecr.us-west-2.amazonaws.com/charts".into();
+    s.validate().unwrap();
     let c = CertificateSpec {
         domain: DomainSpec { name: "Dify_Example".into(), hosted_zone_id: Some("/hostedzone/Z1".into()) },
     };
@@ -334,4 +350,276 @@ async fn a_lost_validation_record_is_planned_and_written_back_alone() {
     c.apply(&ctx, &spec).await.unwrap();
     let writes = fake.w().log[before..].to_vec();
     assert_eq!(writes, [format!("Upsert {TOKEN_NAME} CNAME {TOKEN_VALUE}")]);
+}
+
+/// Helm is told where a chart is in one of two forms, `--version` always: a chart repository
+/// with `--repo`, an OCI registry by reference (Helm has no repository mode for OCI).
+#[test]
+fn the_chart_is_named_by_repo_or_by_oci_reference_and_always_pinned() {
+    use crate::helm::upgrade_install_args;
+    let install =
+        |chart: Chart| ReleaseInstall { name: "dify".into(), namespace: "dify".into(), chart, values: String::new() };
+    let (values, kubeconfig) = (std::path::Path::new("/v.yaml"), std::path::Path::new("/k"));
+    let https =
+        upgrade_install_args(&install(Chart::new("https://charts.example.com", "dify", "3.9.0")), values, kubeconfig);
+    assert_eq!(
+        https,
+        [
+            "upgrade",
+            "--install",
+            "dify",
+            "dify",
+            "--repo",
+            "https://charts.example.com",
+            "--version",
+            "3.9.0",
+            "--namespace",
+            "dify",
+            "--values",
+            "/v.yaml",
+            "--kubeconfig",
+            "/k",
+            "--create-namespace"
+        ]
+    );
+    let oci = Chart::new("oci://123456789012.dkr.ecr.us-west-2.amazonaws.com/charts/", "dify", "3.9.0");
+    assert!(oci.is_oci());
+    let args = upgrade_install_args(&install(oci), values, kubeconfig);
+    assert_eq!(
+        args,
+        [
+            "upgrade",
+            "--install",
+            "dify",
+            "oci://123456789012.dkr.ecr.us-west-2.amazonaws.com/charts/dify",
+            "--version",
+            "3.9.0",
+            "--namespace",
+            "dify",
+            "--values",
+            "/v.yaml",
+            "--kubeconfig",
+            "/k",
+            "--create-namespace"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn role_only_commands_install_an_oci_chart_by_reference() {
+    let p = PlatformProvisioner::new(Fake::default());
+    let (ctx, mut spec) = (ctx(), spec());
+    spec.kubernetes = false;
+    spec.metrics_server = None;
+    spec.cluster_autoscaler.as_mut().unwrap().repository = "oci://registry.example.com/mirror".into();
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(
+        out.commands[0],
+        "helm upgrade --install cluster-autoscaler oci://registry.example.com/mirror/cluster-autoscaler --version 9.46.6 --namespace kube-system --values cluster-autoscaler-values.yaml"
+    );
+    assert!(
+        out.commands[1].contains(" --repo https://aws.github.io/eks-charts --version 1.13.0 "),
+        "{}",
+        out.commands[1]
+    );
+}
+
+/// The autoscaler runs the image made for the cluster's minor (the chart alone would run its
+/// own appVersion, v1.32.0 for 9.46.6), and a Kubernetes upgrade plans and makes exactly one
+/// write: the release upgraded to the new minor's image.
+#[tokio::test]
+async fn the_autoscaler_image_follows_the_cluster_minor_and_a_kubernetes_upgrade_upgrades_the_release() {
+    let (fake, p, _) = world(None);
+    let (ctx, mut spec) = (ctx(), spec());
+    spec.metrics_server = None;
+    let autoscaler_values = |fake: &Fake| -> serde_json::Value {
+        let w = fake.w();
+        serde_norway::from_str(&w.releases[&(SYSTEM_NAMESPACE.to_owned(), CLUSTER_AUTOSCALER.to_owned())].1).unwrap()
+    };
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    let create = plan.changes.iter().find(|c| c.resource.name.ends_with(CLUSTER_AUTOSCALER)).unwrap();
+    assert!(
+        create.fields.iter().any(|f| f.path == "values.image.tag" && f.after.as_deref() == Some("v1.33.6")),
+        "{plan}"
+    );
+    p.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(autoscaler_values(&fake)["image"]["tag"], "v1.33.6");
+    assert!(p.plan(&ctx, &spec).await.unwrap().is_empty());
+    // Only the image is compared: a plan that does not know the role ARNs yet (the facade's,
+    // before the IAM node applied) shows no change for them.
+    let mut unknown_roles = spec.clone();
+    unknown_roles.roles.clear();
+    let observed = p.observe(&ctx, &unknown_roles).await.unwrap();
+    assert!(p.diff(&ctx, &unknown_roles, &observed).is_empty());
+
+    spec.kubernetes_version = "1.34".into();
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.changes.len(), 1, "{plan}");
+    let change = &plan.changes[0];
+    assert_eq!((change.action, change.resource.name.as_str()), (Action::Update, "kube-system/cluster-autoscaler"));
+    let tag = change.fields.iter().find(|f| f.path == "values.image.tag").expect("the tag in the plan");
+    assert_eq!((tag.before.as_deref(), tag.after.as_deref()), (Some("v1.33.6"), Some("v1.34.5")));
+    let before = fake.w().log.len();
+    p.apply(&ctx, &spec).await.unwrap();
+    let writes = fake.w().log[before..].to_vec();
+    assert_eq!(writes, ["helm upgrade --install kube-system/cluster-autoscaler cluster-autoscaler-9.46.6"]);
+    assert_eq!(autoscaler_values(&fake)["image"]["tag"], "v1.34.5");
+    assert!(p.plan(&ctx, &spec).await.unwrap().is_empty());
+
+    // A mirror keeps the minor's tag.
+    spec.cluster_autoscaler.as_mut().unwrap().image_repository = Some("mirror.example.com/cluster-autoscaler".into());
+    p.apply(&ctx, &spec).await.unwrap();
+    let v = autoscaler_values(&fake);
+    assert_eq!(
+        (v["image"]["repository"].as_str(), v["image"]["tag"].as_str()),
+        (Some("mirror.example.com/cluster-autoscaler"), Some("v1.34.5"))
+    );
+}
+
+#[test]
+fn the_autoscaler_table_has_one_row_per_minor_whose_chart_and_image_are_of_that_minor() {
+    use crate::spec::{CLUSTER_AUTOSCALER_RELEASES, cluster_autoscaler_release};
+    for (i, r) in CLUSTER_AUTOSCALER_RELEASES.iter().enumerate() {
+        assert!(r.image_tag.starts_with(&format!("v{}.", r.kubernetes)), "{r:?}");
+        assert!(r.chart_app_version.starts_with(&format!("{}.", r.kubernetes)), "{r:?}");
+        assert_eq!(cluster_autoscaler_release(r.kubernetes), Some(r));
+        if let Some(next) = CLUSTER_AUTOSCALER_RELEASES.get(i + 1) {
+            let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+            assert_eq!(minor(next.kubernetes), minor(r.kubernetes) + 1, "one row per minor, in order");
+        }
+    }
+    assert_eq!(cluster_autoscaler_release("1.33.2").map(|r| r.image_tag), Some("v1.33.6"));
+    assert_eq!(cluster_autoscaler_release("v1.33").map(|r| r.image_tag), Some("v1.33.6"));
+    assert!(cluster_autoscaler_release("latest").is_none() && cluster_autoscaler_release("1.99").is_none());
+    assert_eq!(Chart::cluster_autoscaler_for("1.33").version, "9.51.0");
+    assert_eq!(Chart::cluster_autoscaler_for("1.99"), Chart::cluster_autoscaler());
+}
+
+fn our_cert(ctx: &Context, status: &str, created: i64) -> FakeCert {
+    FakeCert::new("dify.example.com", status, ctx.tags_for(Tier::Platform, "certificate", "dify.example.com"), created)
+}
+
+const ARN: &str = "arn:aws:acm:us-west-2:123456789012:certificate/";
+
+/// A certificate that failed (here a CAA record that names no Amazon CA) fails every later
+/// apply at once, and asking again with the stack's token gets the failed one back from ACM for
+/// an hour. Once the cause is fixed, the plan shows the replacement and why; apply requests a new
+/// certificate under a token of its own and deletes the failed one.
+#[tokio::test]
+async fn a_failed_certificate_is_replaced_under_a_token_of_its_own_and_deleted() {
+    let (fake, _, c) = world(None);
+    let (ctx, spec) = (ctx(), cert_spec());
+    fake.w().caa_blocks = true;
+    let err = c.apply(&ctx, &spec).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::CertificateFailed { status, .. } if status == "FAILED: CAA_ERROR"), "{err}");
+    let failed = fake.w().certs.keys().next().unwrap().clone();
+    // ACM's idempotency window: the stack's token answers with the failed certificate.
+    let base = crate::names::certificate_token(&ctx, "dify.example.com");
+    let request = |token: String| CertificateRequest {
+        domain: "dify.example.com".into(),
+        sans: vec!["dify.example.com".into(), "*.dify.example.com".into()],
+        token,
+        tags: ctx.tags_for(Tier::Platform, "certificate", "dify.example.com"),
+    };
+    assert_eq!(fake.request_certificate(request(base.clone())).await.unwrap(), failed);
+
+    fake.w().caa_blocks = false;
+    let plan = c.plan(&ctx, &spec).await.unwrap();
+    let replace = &plan.changes[0];
+    assert_eq!((replace.action, replace.resource.id.as_deref()), (Action::Replace, Some(failed.as_str())), "{plan}");
+    let reason = replace.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains(&format!("replace failed certificate {failed} (status FAILED: CAA_ERROR)")), "{plan}");
+
+    let before = fake.w().log.len();
+    let out = c.apply(&ctx, &spec).await.unwrap();
+    let new = out.certificate_arn.clone().unwrap();
+    assert_ne!(new, failed);
+    let token = crate::names::replacement_certificate_token(&ctx, "dify.example.com", &failed);
+    assert_ne!(token, base);
+    let log = fake.w().log[before..].to_vec();
+    let at = |line: &str| log.iter().position(|l| l == line).unwrap_or_else(|| panic!("{line} not in {log:?}"));
+    assert!(at(&format!("RequestCertificate dify.example.com {token}")) < at(&format!("DeleteCertificate {failed}")));
+    {
+        let w = fake.w();
+        assert_eq!(w.certs.keys().collect::<Vec<_>>(), [&new], "the failed one is gone");
+        assert_eq!(w.certs[&new].status, "ISSUED");
+    }
+    // A retry of the replacement's request within the hour gets the same certificate.
+    assert_eq!(fake.request_certificate(request(token)).await.unwrap(), new);
+    assert_eq!(fake.w().certs.len(), 1);
+    let before = fake.w().log.len();
+    assert!(c.plan(&ctx, &spec).await.unwrap().is_empty());
+    assert_eq!(c.apply(&ctx, &spec).await.unwrap(), out);
+    assert_eq!(fake.w().log.len(), before, "a second apply writes nothing");
+}
+
+/// ListCertificates' order is not creation order: the newest ISSUED or PENDING_VALIDATION
+/// certificate of ours is used; FAILED and VALIDATION_TIMED_OUT ones are never used, and are
+/// deleted when nothing uses them.
+#[tokio::test]
+async fn only_the_newest_issued_or_pending_certificate_is_used_and_failed_ones_are_deleted() {
+    let (fake, _, c) = world(None);
+    let (ctx, spec) = (ctx(), cert_spec());
+    {
+        let mut w = fake.w();
+        w.records.insert(
+            ("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into()),
+            Record::simple(TOKEN_NAME, "CNAME", TOKEN_VALUE),
+        );
+        w.certs.insert(format!("{ARN}a-old-issued"), our_cert(&ctx, "ISSUED", 1_000));
+        w.certs.insert(format!("{ARN}b-newest-pending"), our_cert(&ctx, "PENDING_VALIDATION", 5_000));
+        let failed = FakeCert { reason: Some("CAA_ERROR".into()), ..our_cert(&ctx, "FAILED", 9_000) };
+        w.certs.insert(format!("{ARN}c-failed"), failed);
+        w.certs.insert(format!("{ARN}d-timed-out"), our_cert(&ctx, "VALIDATION_TIMED_OUT", 3_000));
+        let in_use =
+            FakeCert { in_use_by: vec!["arn:aws:elasticloadbalancing:x".into()], ..our_cert(&ctx, "FAILED", 2_000) };
+        w.certs.insert(format!("{ARN}e-failed-in-use"), in_use);
+        w.certs.insert(format!("{ARN}z-theirs"), FakeCert::new("dify.example.com", "ISSUED", Tags::new(), 10_000));
+    }
+    let plan = c.plan(&ctx, &spec).await.unwrap();
+    let deletes: Vec<(Action, Option<&str>)> =
+        plan.changes.iter().map(|c| (c.action, c.resource.id.as_deref())).collect();
+    let (c_failed, d_timed_out) = (format!("{ARN}c-failed"), format!("{ARN}d-timed-out"));
+    assert_eq!(
+        deletes,
+        [(Action::Delete, Some(c_failed.as_str())), (Action::Delete, Some(d_timed_out.as_str()))],
+        "{plan}"
+    );
+    assert!(plan.changes[1].reason.as_deref().is_some_and(|r| r.contains("VALIDATION_TIMED_OUT")), "{plan}");
+
+    let before = fake.w().log.len();
+    let out = c.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(out.certificate_arn.unwrap(), format!("{ARN}b-newest-pending"));
+    let writes = fake.w().log[before..].to_vec();
+    assert_eq!(writes, [format!("DeleteCertificate {c_failed}"), format!("DeleteCertificate {d_timed_out}")]);
+    assert!(fake.w().certs.contains_key(&format!("{ARN}e-failed-in-use")), "in use: never deleted");
+    assert!(c.plan(&ctx, &spec).await.unwrap().is_empty());
+
+    // Destroy deletes every certificate of ours, the failed one in use is refused by ACM.
+    let err = c.destroy(&ctx, &spec).await.unwrap_err();
+    assert!(
+        err.to_string().contains("DeleteCertificate failed for") && err.to_string().contains("e-failed-in-use"),
+        "{err}"
+    );
+    fake.w().certs.get_mut(&format!("{ARN}e-failed-in-use")).unwrap().in_use_by.clear();
+    c.destroy(&ctx, &spec).await.unwrap();
+    assert_eq!(fake.w().certs.keys().collect::<Vec<_>>(), [&format!("{ARN}z-theirs")]);
+}
+
+/// A certificate that timed out (72 hours without validation) and is alone is replaced too.
+#[tokio::test]
+async fn a_timed_out_certificate_alone_is_replaced() {
+    let (fake, _, c) = world(None);
+    let (ctx, spec) = (ctx(), cert_spec());
+    let timed_out = format!("{ARN}timed-out");
+    fake.w().certs.insert(timed_out.clone(), our_cert(&ctx, "VALIDATION_TIMED_OUT", 1_000));
+    let plan = c.plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.changes[0].action, Action::Replace, "{plan}");
+    assert!(
+        plan.to_string().contains(&format!("replace failed certificate {timed_out} (status VALIDATION_TIMED_OUT)")),
+        "{plan}"
+    );
+    let out = c.apply(&ctx, &spec).await.unwrap();
+    assert_ne!(out.certificate_arn.as_deref(), Some(timed_out.as_str()));
+    assert!(!fake.w().certs.contains_key(&timed_out));
 }

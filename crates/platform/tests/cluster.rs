@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 const TOKEN: &str = "k8s-aws-v1.platform-secret-token";
 
 /// A `helm` that answers `version`, keeps each installed release as a file in `dir/releases`
-/// (`list` prints them as `helm list -o json` does), and logs each call's arguments (one per
-/// line, calls separated by `--`) and the mode and content of the values file.
+/// (`list` prints them as `helm list -o json` does, `get values` prints the values it was
+/// given), and logs each call's arguments (one per line, calls separated by `--`) and the mode
+/// and content of the values file.
 fn fake_helm(dir: &Path) -> PathBuf {
     for d in ["releases", "log"] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -49,6 +50,7 @@ case "$1" in
     done
     echo "$chart-$version" > "$R/$release";;
   uninstall) rm -f "$R/$2";;
+  get) cat "$L/$3.values.yaml" 2>/dev/null || echo null;;
 esac
 exit 0
 "#,
@@ -209,6 +211,7 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
         values["image"]["repository"],
         "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/mirror/cluster-autoscaler"
     );
+    assert_eq!(values["image"]["tag"], "v1.33.6", "the image of the cluster's minor");
     // The IngressClass: server-side apply with our field manager, our label, the ALB controller.
     let patches: Vec<(String, String, Value)> =
         seen.lock().unwrap().iter().filter(|(m, _, _)| m == "PATCH").cloned().collect();
@@ -222,7 +225,7 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
     let before = (calls(&dir).len(), seen.lock().unwrap().len());
     p.apply(&ctx, &spec).await.unwrap();
     let after: Vec<Vec<String>> = calls(&dir)[before.0..].to_vec();
-    assert!(after.iter().all(|c| c[0] == "list"), "{after:?}");
+    assert!(after.iter().all(|c| c[0] == "list" || c[..2] == ["get", "values"]), "{after:?}");
     assert!(seen.lock().unwrap()[before.1..].iter().all(|(m, _, _)| m == "GET"));
 
     // Destroy: the autoscaler, then the controller, then our IngressClass.

@@ -141,3 +141,79 @@ async fn without_the_record_in_a_public_zone_the_certificate_is_not_issued() {
     assert!(err.to_string().contains("ACM to issue") && err.to_string().contains("dify.example.org"), "{err}");
     p.destroy(&ctx, &spec).await.unwrap();
 }
+
+async fn upsert_caa(r53: &aws_sdk_route53::Client, zone: &str, name: &str, value: &str) {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    let set = ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::Caa)
+        .ttl(60)
+        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+        .build()
+        .unwrap();
+    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
+    r53.change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A CAA record that allows only another CA fails the certificate after validation (the strict
+/// emulator's model of ACM's CAA check). Within the hour the stack's idempotency token gets the
+/// failed certificate back; once the CAA record allows Amazon, the plan shows the replacement and
+/// apply requests a new certificate under another token, which is issued, and deletes the failed
+/// one.
+#[tokio::test]
+async fn a_certificate_failed_by_caa_is_replaced_once_the_record_allows_amazon() {
+    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let r53 = aws_sdk_route53::Client::new(&account.config);
+    let acm = aws_sdk_acm::Client::new(&account.config);
+    let public = zone(&r53, "example.net", false).await;
+    upsert_caa(&r53, &public, "example.net.", "0 issue \"letsencrypt.org\"").await;
+    let mut ctx = Context::new("plat-c", Environment::Test, "us-west-2").unwrap();
+    ctx.wait = ctx.wait.with_max_wait(std::time::Duration::from_secs(60));
+    let p = CertificateProvisioner::from_conf(&account.config);
+    let spec = spec("dify.example.net");
+
+    let err = p.apply(&ctx, &spec).await.unwrap_err();
+    assert!(err.to_string().contains("is FAILED: CAA_ERROR"), "{err}");
+    let listed = acm.list_certificates().send().await.unwrap();
+    let failed = listed.certificate_summary_list()[0].certificate_arn().unwrap().to_owned();
+    // ACM's one-hour idempotency window: the stack's token answers with the failed certificate.
+    let again = acm
+        .request_certificate()
+        .domain_name("dify.example.net")
+        .subject_alternative_names("dify.example.net")
+        .subject_alternative_names("*.dify.example.net")
+        .validation_method(aws_sdk_acm::types::ValidationMethod::Dns)
+        .idempotency_token(dify_stack_platform::names::certificate_token(&ctx, "dify.example.net"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.certificate_arn(), Some(failed.as_str()));
+    // While the cause stays, each apply replaces the failed certificate and fails again: one
+    // certificate at a time, under a new token each time.
+    assert!(p.apply(&ctx, &spec).await.unwrap_err().to_string().contains("CAA_ERROR"));
+    let listed = acm.list_certificates().send().await.unwrap();
+    assert_eq!(listed.certificate_summary_list().len(), 1, "{listed:?}");
+    let failed_again = listed.certificate_summary_list()[0].certificate_arn().unwrap().to_owned();
+    assert_ne!(failed_again, failed);
+    let failed = failed_again;
+
+    upsert_caa(&r53, &public, "example.net.", "0 issue \"amazon.com\"").await;
+    let plan = p.plan(&ctx, &spec).await.unwrap();
+    assert!(
+        plan.to_string().contains(&format!("replace failed certificate {failed} (status FAILED: CAA_ERROR)")),
+        "{plan}"
+    );
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    let arn = out.certificate_arn.clone().unwrap();
+    assert_ne!(arn, failed);
+    let cert = acm.describe_certificate().certificate_arn(&arn).send().await.unwrap();
+    assert_eq!(cert.certificate().unwrap().status().unwrap().as_str(), "ISSUED");
+    assert!(acm.describe_certificate().certificate_arn(&failed).send().await.is_err(), "the failed one is deleted");
+    assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "a second plan is empty");
+    p.destroy(&ctx, &spec).await.unwrap();
+}

@@ -56,9 +56,12 @@ impl PlatformProvisioner {
                 for r in &releases {
                     out.release_values
                         .insert(r.name.to_owned(), serde_norway::to_string(&r.values).unwrap_or_default());
+                    // `<chart> --repo <url>` or `oci://<registry>/<chart>`, `--version` either way.
                     out.commands.push(format!(
-                        "helm upgrade --install {} {} --repo {} --version {} --namespace {SYSTEM_NAMESPACE} --values {}-values.yaml",
-                        r.name, r.chart.chart, r.chart.repository, r.chart.version, r.name
+                        "helm upgrade --install {} {} --namespace {SYSTEM_NAMESPACE} --values {}-values.yaml",
+                        r.name,
+                        r.chart.helm_source().join(" "),
+                        r.name
                     ));
                 }
                 if spec.load_balancer_controller.is_some() {

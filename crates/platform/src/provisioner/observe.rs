@@ -19,6 +19,12 @@ impl PlatformProvisioner {
         if let Some((helm, kube)) = self.cluster(spec)? {
             for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
                 let status = helm.status(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?;
+                if status.is_some()
+                    && let Some(values) =
+                        helm.values(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?
+                {
+                    o.release_values.insert(r.name.to_owned(), values);
+                }
                 o.releases.insert(r.name.to_owned(), status);
             }
             if spec.load_balancer_controller.is_some() {

@@ -4,10 +4,42 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// An ACM certificate of the fake world.
+#[derive(Debug, Clone, Default)]
+pub(super) struct FakeCert {
+    pub(super) domain: String,
+    pub(super) status: String,
+    pub(super) tags: Tags,
+    /// DescribeCertificate calls so far (the record shows from the second on).
+    pub(super) describes: u32,
+    /// `CreatedAt`, milliseconds of the world's clock.
+    pub(super) created: i64,
+    pub(super) reason: Option<String>,
+    pub(super) in_use_by: Vec<String>,
+}
+
+impl FakeCert {
+    /// A certificate for `domain` created at `created`, in `status`.
+    pub(super) fn new(domain: &str, status: &str, tags: Tags, created: i64) -> FakeCert {
+        FakeCert { domain: domain.into(), status: status.into(), tags, describes: 5, created, ..Default::default() }
+    }
+}
+
+/// ACM's idempotency window: the same token within an hour returns the same certificate (ACM
+/// API reference, RequestCertificate `IdempotencyToken`).
+pub(super) const TOKEN_WINDOW_MS: i64 = 3_600_000;
+
 #[derive(Debug, Default)]
 pub(super) struct World {
-    /// arn -> (domain, status, tags, describes so far)
-    pub(super) certs: BTreeMap<String, (String, String, Tags, u32)>,
+    pub(super) certs: BTreeMap<String, FakeCert>,
+    /// token -> (the certificate it made, when)
+    pub(super) tokens: BTreeMap<String, (String, i64)>,
+    /// The world's clock, milliseconds; each request moves it on a second.
+    pub(super) now: i64,
+    /// A CAA record on the domain that names no Amazon CA: a validated certificate then fails
+    /// with `CAA_ERROR` instead of being issued (ACM user guide, "(Optional) Configure a CAA
+    /// record": ACM checks for CAA records after it validates the domain).
+    pub(super) caa_blocks: bool,
     /// (zone, name, kind) -> record
     pub(super) records: BTreeMap<(String, String, String), Record>,
     pub(super) zones: BTreeMap<String, String>,
@@ -36,34 +68,65 @@ pub(super) const TOKEN_VALUE: &str = "_9c2b.acm-validations.aws.";
 
 #[async_trait]
 impl DnsApi for Fake {
+    /// In ARN order, which is not the order they were requested in (as ListCertificates).
     async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
-        Ok(self.w().certs.iter().filter(|(_, c)| c.0 == domain).map(|(a, _)| a.clone()).collect())
+        Ok(self.w().certs.iter().filter(|(_, c)| c.domain == domain).map(|(a, _)| a.clone()).collect())
     }
     async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
         let mut w = self.0.lock().unwrap();
         let validated =
             w.records.iter().any(|((_, n, k), r)| n == TOKEN_NAME && k == "CNAME" && r.value == TOKEN_VALUE);
+        let caa_blocks = w.caa_blocks;
         let Some(c) = w.certs.get_mut(&arn) else { return Ok(None) };
-        c.3 += 1;
-        if validated && c.1 == "PENDING_VALIDATION" {
-            c.1 = "ISSUED".into();
+        c.describes += 1;
+        if validated && c.status == "PENDING_VALIDATION" {
+            if caa_blocks {
+                (c.status, c.reason) = ("FAILED".into(), Some("CAA_ERROR".into()));
+            } else {
+                c.status = "ISSUED".into();
+            }
         }
         // ACM fills in the record after the first read.
-        let validation = if c.3 > 1 { vec![Record::simple(TOKEN_NAME, "CNAME", TOKEN_VALUE)] } else { vec![] };
-        Ok(Some(Certificate { arn, domain: c.0.clone(), status: c.1.clone(), validation, tags: c.2.clone() }))
+        let validation = if c.describes > 1 { vec![Record::simple(TOKEN_NAME, "CNAME", TOKEN_VALUE)] } else { vec![] };
+        Ok(Some(Certificate {
+            arn,
+            domain: c.domain.clone(),
+            status: c.status.clone(),
+            validation,
+            tags: c.tags.clone(),
+            created_at: Some(c.created),
+            failure_reason: c.reason.clone(),
+            in_use_by: c.in_use_by.clone(),
+        }))
     }
     async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
         let CertificateRequest { domain, sans, token, tags } = r;
         assert_eq!(sans, [domain.clone(), format!("*.{domain}")]);
         assert!(token.len() <= 32 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{token}");
-        let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/{token}");
-        self.log(format!("RequestCertificate {domain}"));
-        self.w().certs.insert(arn.clone(), (domain, "PENDING_VALIDATION".into(), tags, 0));
+        self.log(format!("RequestCertificate {domain} {token}"));
+        let mut w = self.w();
+        w.now += 1000;
+        let now = w.now;
+        // Within the hour the token answers with the certificate it made, whatever its status.
+        if let Some((arn, at)) = w.tokens.get(&token)
+            && now - at < TOKEN_WINDOW_MS
+            && w.certs.contains_key(arn)
+        {
+            return Ok(arn.clone());
+        }
+        let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/c{}", now / 1000);
+        w.tokens.insert(token, (arn.clone(), now));
+        w.certs
+            .insert(arn.clone(), FakeCert { describes: 0, ..FakeCert::new(&domain, "PENDING_VALIDATION", tags, now) });
         Ok(arn)
     }
     async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
         self.log(format!("DeleteCertificate {arn}"));
-        self.w().certs.remove(&arn);
+        let mut w = self.w();
+        if w.certs.get(&arn).is_some_and(|c| !c.in_use_by.is_empty()) {
+            return Err(AwsError::new("DeleteCertificate", "ResourceInUseException", "in use"));
+        }
+        w.certs.remove(&arn);
         Ok(())
     }
     async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError> {
@@ -101,7 +164,8 @@ impl DnsApi for Fake {
 #[async_trait]
 impl AddonApi for Fake {
     async fn offered_version(&self, addon: String, kubernetes_version: String) -> Result<Option<String>, AwsError> {
-        assert_eq!((addon.as_str(), kubernetes_version.as_str()), (METRICS_SERVER, "1.33"));
+        assert_eq!(addon, METRICS_SERVER);
+        assert!(kubernetes_version.starts_with("1."), "{kubernetes_version}");
         Ok(self.w().offered.clone())
     }
     async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
@@ -138,6 +202,12 @@ impl HelmApi for Fake {
         self.log(format!("helm uninstall {namespace}/{release}"));
         self.w().releases.remove(&(namespace, release));
         Ok(())
+    }
+    /// The values the release was given, read back as `helm get values --output yaml` does.
+    async fn values(&self, release: String, namespace: String) -> Result<Option<serde_json::Value>, HelmError> {
+        let w = self.w();
+        let Some((_, values)) = w.releases.get(&(namespace, release)) else { return Ok(None) };
+        Ok(Some(serde_norway::from_str(values).unwrap()))
     }
 }
 

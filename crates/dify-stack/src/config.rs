@@ -251,9 +251,13 @@ pub struct AddonConfig {
     /// for the cluster's Kubernetes minor (its image follows the minor: `eks.kubernetes_version`
     /// moves it on an upgrade).
     pub version: String,
-    /// Image repository override (a mirror).
+    /// Image repository override (a mirror). Required in China regions, where the charts'
+    /// registries (public.ecr.aws, registry.k8s.io) cannot be reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_repository: Option<String>,
+    /// Image tag override, for a mirror that does not carry the chart's tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_tag: Option<String>,
 }
 
 impl AddonConfig {
@@ -264,6 +268,7 @@ impl AddonConfig {
             chart: chart.chart,
             version: chart.version,
             image_repository: chart.image_repository,
+            image_tag: chart.image_tag,
         }
     }
 
@@ -274,6 +279,7 @@ impl AddonConfig {
             chart: self.chart.clone(),
             version: self.version.clone(),
             image_repository: self.image_repository.clone(),
+            image_tag: self.image_tag.clone(),
         })
     }
 }

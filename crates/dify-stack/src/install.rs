@@ -144,6 +144,7 @@ impl DifyRelease {
             chart: self.chart.clone(),
             version: self.version.clone(),
             image_repository: None,
+            image_tag: None,
         }
     }
 

@@ -265,3 +265,32 @@ fn validation_catalogue_reports_every_path() {
     c.iam.namespace = String::new();
     assert!(wiring::validate(&c).unwrap_err().len() >= 3);
 }
+
+/// China regions: each enabled platform chart needs a chart mirror and an image mirror, refused
+/// before any change naming each field; with mirrors (tag included) the platform is valid.
+#[test]
+fn china_regions_refuse_the_global_chart_repositories_and_registries() {
+    let mut cfg = Profile::Test.config().with_region("cn-northwest-1");
+    let text = cfg.validate().unwrap_err().to_string();
+    for addon in ["load_balancer_controller", "cluster_autoscaler", "metrics_server"] {
+        assert!(text.contains(&format!("platform.{addon}.repository")), "{addon}: {text}");
+        assert!(text.contains(&format!("platform.{addon}.image_repository")), "{addon}: {text}");
+    }
+    for addon in [
+        &mut cfg.platform.load_balancer_controller,
+        &mut cfg.platform.cluster_autoscaler,
+        &mut cfg.platform.metrics_server,
+    ] {
+        addon.repository = "oci://123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn/charts".into();
+        addon.image_repository = Some(format!("123456789012.dkr.ecr.cn-northwest-1.amazonaws.com.cn/{}", addon.chart));
+        addon.image_tag = Some("v-mirrored".into());
+    }
+    cfg.platform.metrics_server.enabled = false;
+    cfg.platform.metrics_server.image_repository = None;
+    let left = cfg.validate().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(!left.contains("platform."), "{left}");
+    let autoscaler = cfg.platform.cluster_autoscaler.chart().unwrap();
+    assert_eq!(autoscaler.image_tag.as_deref(), Some("v-mirrored"));
+    // The same configuration in a commercial region needs no mirror.
+    assert!(Profile::Test.config().validate().is_ok());
+}

@@ -317,6 +317,35 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     }
     // The chart and its images.
     cfg.dify.validate(&mut errs);
+    // China regions reach neither the charts' repositories (github.io) nor their registries
+    // (public.ecr.aws, registry.k8s.io; ECR Public is not offered in China: "Amazon ECR Public
+    // is not available in China Regions", Getting Started with AWS in China): every enabled
+    // chart needs a mirror for both, refused before any change.
+    if ctx.partition() == dify_stack_core::Partition::AwsCn {
+        for (name, addon) in [
+            ("load_balancer_controller", &cfg.platform.load_balancer_controller),
+            ("cluster_autoscaler", &cfg.platform.cluster_autoscaler),
+            ("metrics_server", &cfg.platform.metrics_server),
+        ] {
+            if !addon.enabled {
+                continue;
+            }
+            if addon.repository.contains(".github.io") {
+                errs.push(
+                    format!("platform.{name}.repository"),
+                    format!("{} cannot be reached from China regions", addon.repository),
+                    "set a chart mirror you run there (https:// or oci://, e.g. an ECR repository in the region), or enabled = false",
+                );
+            }
+            if addon.image_repository.is_none() {
+                errs.push(
+                    format!("platform.{name}.image_repository"),
+                    "the chart's image registry cannot be reached from China regions",
+                    "set image_repository (and image_tag if the mirror's tag differs) to a mirror in the region, or enabled = false",
+                );
+            }
+        }
+    }
     if cfg.environment() == Environment::Prod
         && !cfg.datastores.aurora.deletion_protection
         && !cfg.allow_unprotected_prod

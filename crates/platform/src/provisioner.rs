@@ -92,6 +92,9 @@ fn with_image(mut values: serde_json::Value, chart: &Chart) -> serde_json::Value
     if let Some(repo) = &chart.image_repository {
         values["image"]["repository"] = json!(repo);
     }
+    if let Some(tag) = &chart.image_tag {
+        values["image"]["tag"] = json!(tag);
+    }
     values
 }
 

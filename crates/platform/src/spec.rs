@@ -33,12 +33,22 @@ pub struct Chart {
     /// Image repository override (`image.repository`), e.g. an ECR mirror.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_repository: Option<String>,
+    /// Image tag override (`image.tag`), for a mirror that does not carry the chart's tag
+    /// (the autoscaler's tag otherwise follows the cluster's minor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_tag: Option<String>,
 }
 
 impl Chart {
     /// The chart `chart` version `version` from `repository`.
     pub fn new(repository: &str, chart: &str, version: &str) -> Chart {
-        Chart { repository: repository.into(), chart: chart.into(), version: version.into(), image_repository: None }
+        Chart {
+            repository: repository.into(),
+            chart: chart.into(),
+            version: version.into(),
+            image_repository: None,
+            image_tag: None,
+        }
     }
 
     /// The AWS Load Balancer Controller chart from the EKS charts repository. Chart 1.13.0 ships

@@ -13,7 +13,8 @@
 //! Credentials and endpoints come from the standard AWS chain (profiles, `AWS_*` variables
 //! including `AWS_ENDPOINT_URL`, SSO, IMDS). `--emulator` starts a local AWS emulator instead
 //! (state lives as long as the command). Logs: `RUST_LOG=dify_stack=debug`.
-//! Exit codes: 0 ok, 1 failed, 2 bad input or configuration.
+//! Exit codes: 0 ok, 1 failed, 2 bad input or configuration; `plan --detailed-exitcode`: 0 no
+//! changes, 2 changes, 1 any error.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -64,6 +65,11 @@ enum Verb {
         /// platform (asks the registries; exit 1 when one cannot run).
         #[arg(long)]
         check_images: bool,
+        /// Exit 0 when the stack matches its configuration, 2 when the plan has changes (drift
+        /// or a changed setting), 1 on any error, bad input included (as Terraform's
+        /// `plan -detailed-exitcode`). For drift checks on a schedule.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Create or converge the stack.
     Apply {
@@ -146,14 +152,22 @@ impl ReleaseArgs {
     }
 }
 
+/// `plan --detailed-exitcode`: 2 means "changes", so every error (bad input too) exits 1, as
+/// Terraform's `plan -detailed-exitcode` does.
+static DETAILED_EXITCODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn error_code(code: u8) -> ExitCode {
+    ExitCode::from(if DETAILED_EXITCODE.load(std::sync::atomic::Ordering::Relaxed) { 1 } else { code })
+}
+
 fn bad_input(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
-    ExitCode::from(2)
+    error_code(2)
 }
 
 fn failed(e: &StackError) -> ExitCode {
     eprintln!("error: {e}");
-    ExitCode::from(e.exit_code() as u8)
+    error_code(e.exit_code() as u8)
 }
 
 #[tokio::main]
@@ -165,7 +179,21 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
-    let cli = Cli::parse();
+    if std::env::args().any(|a| a == "--detailed-exitcode") {
+        DETAILED_EXITCODE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return error_code(2);
+        }
+    };
     let mut cfg = match &cli.config {
         Some(path) => match StackConfig::from_file(path) {
             Ok(c) => c,
@@ -218,12 +246,18 @@ async fn main() -> ExitCode {
     });
     let stack = stack.with_cancellation(cancel);
     match cli.verb {
-        Verb::Plan { check_images } => {
-            match stack.plan().await {
-                Ok(plan) if cli.json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
-                Ok(plan) => println!("{}", support::coloured_plan(&plan)),
+        Verb::Plan { check_images, detailed_exitcode } => {
+            let changed = match stack.plan().await {
+                Ok(plan) => {
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&plan.report()).unwrap_or_default());
+                    } else {
+                        println!("{}", support::coloured_plan(&plan));
+                    }
+                    !plan.is_empty()
+                }
                 Err(e) => return failed(&e),
-            }
+            };
             if check_images {
                 match stack.check_images(None).await {
                     Ok(warnings) => {
@@ -236,6 +270,9 @@ async fn main() -> ExitCode {
                     }
                     Err(e) => return failed(&e),
                 }
+            }
+            if detailed_exitcode && changed {
+                return ExitCode::from(2);
             }
         }
         Verb::Apply { allow_replace } => {

@@ -55,7 +55,7 @@ pub use error::StackError;
 pub use graph::{Event, EventSink, EventStream, Node, NodeError, NodeOutput, RunFailure};
 pub use lock::{ControlBucket, LockError, LockInfo};
 pub use output::{StackOutput, ValuesSecrets, helm_values};
-pub use plan::{NodePlan, StackPlan};
+pub use plan::{NodePlan, PlanReport, ReportedChange, StackPlan};
 use runner::AwsRunner;
 
 /// The composition machinery under [`Stack`]: the graph executor, the runner over the real tier

@@ -28,7 +28,70 @@ pub struct StackPlan {
     pub(crate) observed: crate::StackOutput,
 }
 
+/// One change of a [`PlanReport`]: which node, what kind, which resource, the fields and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportedChange {
+    /// The graph node that makes it.
+    pub node: Node,
+    /// `create`, `update`, `replace` or `delete`.
+    pub kind: dify_stack_core::Action,
+    /// The resource.
+    pub resource: ResourceRef,
+    /// The fields that differ.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<dify_stack_core::FieldDiff>,
+    /// Why, when not obvious.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Computed against planned ids of an upstream node not converged yet.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub after_upstream: bool,
+}
+
+/// The plan as `plan --json` prints it: whether anything changes, the notes, and every change in
+/// one flat list (for pipelines that check drift).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    /// True when the plan has changes (`plan --detailed-exitcode` exits 2).
+    pub changed: bool,
+    /// Counts per kind.
+    pub summary: BTreeMap<&'static str, usize>,
+    /// What the plan cannot show as a change but the user must know.
+    pub notes: Vec<String>,
+    /// Every change, in graph order.
+    pub changes: Vec<ReportedChange>,
+}
+
 impl StackPlan {
+    /// The plan as one flat list of changes (the CLI's `plan --json`).
+    pub fn report(&self) -> PlanReport {
+        let changes: Vec<ReportedChange> = self
+            .nodes
+            .iter()
+            .flat_map(|(node, p)| {
+                p.plan.changes.iter().map(move |c| ReportedChange {
+                    node: *node,
+                    kind: c.action,
+                    resource: c.resource.clone(),
+                    fields: c.fields.clone(),
+                    reason: c.reason.clone(),
+                    after_upstream: p.upstream_pending,
+                })
+            })
+            .collect();
+        let mut summary = BTreeMap::new();
+        for c in &changes {
+            let kind = match c.kind {
+                dify_stack_core::Action::Create => "create",
+                dify_stack_core::Action::Update => "update",
+                dify_stack_core::Action::Replace => "replace",
+                dify_stack_core::Action::Delete => "delete",
+            };
+            *summary.entry(kind).or_insert(0) += 1;
+        }
+        PlanReport { changed: !changes.is_empty(), summary, notes: self.notes.clone(), changes }
+    }
+
     /// True when nothing would change.
     pub fn is_empty(&self) -> bool {
         self.nodes.values().all(|p| p.plan.is_empty())

@@ -271,9 +271,10 @@ async fn the_console_probe_waits_through_errors_until_the_login_page_answers() {
     let status = install::probe_console(&url, &policy, &CancellationToken::new()).await.unwrap();
     assert_eq!(status, 200);
 
-    // Nobody listening: a bounded wait, then an error naming the URL.
-    // (Port 1 on loopback: nothing listens there, the connection is refused.)
-    let dead = "http://127.0.0.1:1/".to_owned();
+    // Nobody listening: a bounded wait, then an error naming the URL (a loopback port the
+    // system gave and that was closed again: the connection is refused).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{closed}/");
     let policy = WaitPolicy { max_wait: Duration::from_millis(200), ..policy };
     let err = install::probe_console(&dead, &policy, &CancellationToken::new()).await.unwrap_err();
     assert!(err.to_string().contains(&dead), "{err}");

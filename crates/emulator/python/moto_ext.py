@@ -750,6 +750,12 @@ def _check_token(response):
 # InvalidRequestException "Cluster '<name>' is not in ACTIVE status" (eksctl #2244).
 
 _eks_busy = {}  # (account, region, kind, cluster, name) -> (status, until, then: "ACTIVE" | "gone")
+# moto's server answers requests on several threads: two requests settling the same pending
+# entry at once would both run its deferred delete (the second on a resource already gone).
+# One lock serialises settling; an entry's action runs only for the thread that removed it.
+import threading
+
+_eks_lock = threading.RLock()
 
 
 def _eks_key(backend, kind, cluster, name=""):
@@ -757,6 +763,11 @@ def _eks_key(backend, kind, cluster, name=""):
 
 
 def _eks_settle(backend):
+    with _eks_lock:
+        _eks_settle_locked(backend)
+
+
+def _eks_settle_locked(backend):
     now = time.monotonic()
     for key, (status, until, then) in list(_eks_busy.items()):
         if key[:2] != (backend.account_id, backend.region_name):
@@ -776,7 +787,8 @@ def _eks_settle(backend):
         if now < until:
             _set_status(target, status)
             continue
-        _eks_busy.pop(key, None)
+        if _eks_busy.pop(key, None) is None:
+            continue  # settled by an earlier call
         if then == "ACTIVE":
             _set_status(target, "ACTIVE")
         elif kind == "cluster":
@@ -800,8 +812,9 @@ def _state_of(backend, cluster_name):
 
 
 def _eks_busy_for(backend, kind, cluster, name, status, then):
-    _eks_busy[_eks_key(backend, kind, cluster, name)] = (status, time.monotonic() + PENDING, then)
-    _eks_settle(backend)
+    with _eks_lock:
+        _eks_busy[_eks_key(backend, kind, cluster, name)] = (status, time.monotonic() + PENDING, then)
+        _eks_settle_locked(backend)
 
 
 def _require_active(backend, cluster_name):

@@ -334,8 +334,24 @@ mod tests {
         assert_eq!(parse_port("WARNING: This is a development server."), None);
     }
 
+    /// The server started for tests answers on loopback and on no other address of the machine
+    /// (where the machine has one a UDP socket can name; a sandbox without a route has none).
     #[test]
-    fn the_launcher_binds_loopback_only() {
-        assert!(LAUNCHER.contains("\"-H\", \"127.0.0.1\""));
+    fn the_emulator_listens_on_loopback_only() {
+        let emulator = Emulator::start().expect("the emulator starts (scripts/install-emulator)");
+        let port: u16 = emulator.endpoint().rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap();
+        assert!(emulator.endpoint().starts_with("http://127.0.0.1:"), "{}", emulator.endpoint());
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "it answers on loopback");
+        let outward = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+            .and_then(|s| s.local_addr())
+            .ok()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+        if let Some(ip) = outward {
+            let refused = std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_secs(2)).is_err();
+            assert!(refused, "the emulator answers on {ip}:{port}, not only on loopback");
+        }
+        emulator.stop();
     }
 }

@@ -19,6 +19,10 @@ pub const TAG_STACK: &str = "dify-stack:stack";
 pub const TAG_TIER: &str = "dify-stack:tier";
 /// Tag key naming the component inside the tier (e.g. `nat-gateway`).
 pub const TAG_COMPONENT: &str = "dify-stack:component";
+/// Tag key naming a resource's logical id inside the stack (e.g. `network/vpc`), for resources
+/// that are found by their tags: with [`TAG_STACK`] it is their identity. Set at creation and
+/// never taken from anything a person edits; `Name` and the other tags are attributes (drift).
+pub const TAG_ID: &str = "dify-stack:id";
 /// The conventional `Name` tag.
 pub const TAG_NAME: &str = "Name";
 

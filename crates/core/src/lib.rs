@@ -19,8 +19,8 @@ pub mod tls;
 pub mod wait;
 
 pub use context::{
-    Context, Environment, InvalidStackName, Permissions, StackName, TAG_COMPONENT, TAG_NAME, TAG_STACK, TAG_TIER, Tags,
-    Tier,
+    Context, Environment, InvalidStackName, Permissions, StackName, TAG_COMPONENT, TAG_ID, TAG_NAME, TAG_STACK,
+    TAG_TIER, Tags, Tier,
 };
 pub use error::{AwsError, AwsResultExt, ErrorKind, cause_chain, found, ignore_not_found};
 pub use failure::{AwsAt, AwsFailure, Classify, KubeFailure, NotOwned, WaitEnded, from_aws_wait, from_wait};

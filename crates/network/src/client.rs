@@ -203,7 +203,7 @@ pub struct RouteTableInfo {
 }
 
 /// A network interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EniInfo {
     /// Its id.
     pub id: String,
@@ -213,6 +213,22 @@ pub struct EniInfo {
     pub group_ids: Vec<SecurityGroupId>,
     /// Its tags.
     pub tags: Tags,
+    /// Its subnet.
+    pub subnet_id: Option<SubnetId>,
+    /// `available`, `associated`, `attaching`, `in-use` or `detaching`.
+    pub status: String,
+    /// The attachment's status (`attaching`, `attached`, `detaching`, `detached`), if attached.
+    pub attachment_status: Option<String>,
+    /// True when another AWS service made it and manages it (a load balancer's, a NAT gateway's,
+    /// a database's interface): that service deletes it with its resource (EC2 user guide,
+    /// "Requester-managed network interfaces").
+    pub requester_managed: bool,
+    /// `interface`, `nat_gateway`, `lambda`, `vpc_endpoint`, ...
+    pub interface_type: String,
+    /// What its maker wrote, e.g. `ELB app/k8s-dify-...` or `Interface for NAT Gateway nat-...`.
+    pub description: String,
+    /// The public IPv4 address mapped to it, if any.
+    pub public_ip: Option<String>,
 }
 
 /// A security group.

@@ -43,6 +43,25 @@ pub enum NetworkError {
     /// The existing VPC or its subnets do not fit the spec. Permanent: fix the ids.
     #[error("the existing VPC does not fit the spec:\n{0}")]
     ExistingVpc(SpecErrors),
+    /// AWS refused to delete a resource of the stack because something still uses it that is
+    /// not the stack's or is not going away (another party's subnet, security group, route
+    /// table, gateway or network interface; a load balancer's interface left by Kubernetes; the
+    /// VPC's main route-table association). Ended at once, or after a short grace for an
+    /// interface another AWS service manages, instead of retried for minutes. Permanent until
+    /// what is named is removed or detached; then destroy again, which resumes.
+    #[error(
+        "cannot delete {resource}: it is still used by {}; these are not the stack's or are not going away: remove or detach them, then run destroy again",
+        blockers.join("; ")
+    )]
+    DeleteBlocked {
+        /// What could not be deleted.
+        resource: String,
+        /// What still uses it, described.
+        blockers: Vec<String>,
+        /// AWS's refusal.
+        #[source]
+        source: Box<dify_stack_core::AwsError>,
+    },
     /// An AWS call failed. Retryable when the AWS error is; re-running apply resumes.
     #[error(transparent)]
     Aws(#[from] AwsFailure),
@@ -62,6 +81,7 @@ impl Classify for NetworkError {
             }
             NetworkError::NotOwned(e) => e.kind(),
             NetworkError::ReplacementRefused { .. } => ErrorKind::Refused,
+            NetworkError::DeleteBlocked { .. } => ErrorKind::DependencyViolation,
             NetworkError::Aws(e) => e.kind(),
             NetworkError::Wait(e) => e.kind(),
         }

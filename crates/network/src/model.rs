@@ -1,7 +1,7 @@
 //! Names, desired resources and observed state of the network tier.
 
 use dify_stack_core::ids::{SubnetId, VpcId};
-use dify_stack_core::{Context, Tags, Tier};
+use dify_stack_core::{Context, TAG_ID, Tags, Tier};
 use serde::Serialize;
 
 use crate::client::{AddressInfo, DnsAttributes, IgwInfo, NatInfo, RouteTableInfo, SubnetInfo, VpcInfo};
@@ -56,9 +56,12 @@ pub fn k8s_subnet_tags(role: SubnetRole, cluster: &str) -> Tags {
     Tags::from([(role.elb_tag().to_owned(), "1".to_owned()), (k8s_cluster_tag(cluster), "shared".to_owned())])
 }
 
+/// A desired resource's identity and tags: its logical id (the `dify-stack:id` tag, which with
+/// the ownership tag finds it), its `Name` and the full tag set (both included).
 #[derive(Debug, Clone)]
 pub(crate) struct Named {
     pub(crate) name: String,
+    pub(crate) id: String,
     pub(crate) tags: Tags,
 }
 
@@ -75,8 +78,8 @@ pub(crate) struct DesiredRouteTable {
     pub(crate) named: Named,
     /// Index of the NAT gateway private tables route to; `None` for the public table.
     pub(crate) nat: Option<usize>,
-    /// Names of the subnets associated with it.
-    pub(crate) subnets: Vec<String>,
+    /// The subnets associated with it.
+    pub(crate) subnets: Vec<Named>,
 }
 
 /// Everything a new-VPC network consists of, with names and tags.
@@ -98,14 +101,19 @@ use crate::names;
 
 impl Desired {
     pub(crate) fn new(ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, zones: &[String]) -> Desired {
-        let named = |component: &str, name: String| Named { tags: ctx.tags_for(Tier::Network, component, &name), name };
+        let named = |component: &str, name: String, id: String| {
+            let mut tags = ctx.tags_for(Tier::Network, component, &name);
+            tags.insert(TAG_ID.to_owned(), id.clone());
+            Named { tags, name, id }
+        };
         let subnets = |role: SubnetRole, cidrs: Vec<ipnet::Ipv4Net>| -> Vec<DesiredSubnet> {
             cidrs
                 .into_iter()
                 .zip(zones)
                 .enumerate()
                 .map(|(i, (cidr, az))| {
-                    let mut n = named(role.component(), names::subnet(ctx, role, i + 1));
+                    let mut n =
+                        named(role.component(), names::subnet(ctx, role, i + 1), names::id::subnet(role, i + 1));
                     n.tags.extend(k8s_subnet_tags(role, &spec.cluster_name));
                     DesiredSubnet { named: n, role, cidr: cidr.to_string(), az: az.clone() }
                 })
@@ -115,25 +123,29 @@ impl Desired {
         let private = subnets(SubnetRole::Private, new.private_cidrs());
         let nat_count = new.nat_count();
         let public_rt = DesiredRouteTable {
-            named: named("public-route-table", names::public_route_table(ctx)),
+            named: named("public-route-table", names::public_route_table(ctx), names::id::public_route_table()),
             nat: None,
-            subnets: public.iter().map(|s| s.named.name.clone()).collect(),
+            subnets: public.iter().map(|s| s.named.clone()).collect(),
         };
         let private_rts = private
             .iter()
             .enumerate()
             .map(|(i, s)| DesiredRouteTable {
-                named: named("private-route-table", names::private_route_table(ctx, i + 1)),
+                named: named(
+                    "private-route-table",
+                    names::private_route_table(ctx, i + 1),
+                    names::id::private_route_table(i + 1),
+                ),
                 nat: Some(i.min(nat_count - 1)),
-                subnets: vec![s.named.name.clone()],
+                subnets: vec![s.named.clone()],
             })
             .collect();
         Desired {
-            vpc: named("vpc", names::vpc(ctx)),
+            vpc: named("vpc", names::vpc(ctx), names::id::vpc()),
             cidr: new.cidr.to_string(),
-            igw: named("internet-gateway", names::internet_gateway(ctx)),
-            eips: (1..=nat_count).map(|i| named("nat-eip", names::nat(ctx, i))).collect(),
-            nats: (1..=nat_count).map(|i| named("nat-gateway", names::nat(ctx, i))).collect(),
+            igw: named("internet-gateway", names::internet_gateway(ctx), names::id::internet_gateway()),
+            eips: (1..=nat_count).map(|i| named("nat-eip", names::nat(ctx, i), names::id::eip(i))).collect(),
+            nats: (1..=nat_count).map(|i| named("nat-gateway", names::nat(ctx, i), names::id::nat(i))).collect(),
             public,
             private,
             public_rt,
@@ -155,12 +167,77 @@ pub(crate) fn name_of(tags: &Tags) -> &str {
     tags.get(dify_stack_core::TAG_NAME).map(String::as_str).unwrap_or_default()
 }
 
+/// An observed resource of the tier: its AWS id and its tags.
+pub(crate) trait Observed {
+    /// The id AWS gave it (`vpc-...`, `subnet-...`, `eipalloc-...`).
+    fn aws_id(&self) -> &str;
+    /// Its tags.
+    fn tags(&self) -> &Tags;
+}
+
+macro_rules! observed {
+    ($($t:ty => $id:ident),* $(,)?) => {$(
+        impl Observed for $t {
+            fn aws_id(&self) -> &str {
+                self.$id.as_str()
+            }
+            fn tags(&self) -> &Tags {
+                &self.tags
+            }
+        }
+    )*};
+}
+observed!(
+    VpcInfo => id, SubnetInfo => id, IgwInfo => id, AddressInfo => allocation_id, NatInfo => id, RouteTableInfo => id,
+);
+
+/// The network tier's: its logical id is one of ours (`network/...`), or it has none (made before
+/// logical ids, or by nobody who sets one). An owned resource with another tier's logical id is
+/// never the network's to change or delete.
+pub(crate) fn is_network(tags: &Tags) -> bool {
+    tags.get(TAG_ID).is_none_or(|id| id.starts_with(names::id::PREFIX))
+}
+
+/// True when a resource with these tags is the desired one: its logical-id tag is `want.id`; or,
+/// made before logical ids (no such tag), its `Name` is `want.name` (the rule before identity
+/// tags, used once: the plan then adds the logical id). Never by `Name` when it has a logical id.
+pub(crate) fn plays(tags: &Tags, want: &Named) -> bool {
+    match tags.get(TAG_ID) {
+        Some(id) => *id == want.id,
+        None => name_of(tags) == want.name,
+    }
+}
+
+/// The observed resource that is `want`: of those that [`plays`] it, one carrying the logical id
+/// before one found by its `Name`, then the lowest AWS id, whatever order EC2 listed them in.
+pub(crate) fn find<'a, T: Observed>(items: &'a [T], want: &Named) -> Option<&'a T> {
+    items
+        .iter()
+        .filter(|i| plays(i.tags(), want))
+        .min_by(|a, b| (!a.tags().contains_key(TAG_ID), a.aws_id()).cmp(&(!b.tags().contains_key(TAG_ID), b.aws_id())))
+}
+
+/// The network's observed resources that no desired one is: those that play no wanted part and
+/// every duplicate of a wanted one besides the one [`find`] picks; by AWS id.
+pub(crate) fn extras<'a, T: Observed>(items: &'a [T], wanted: &[&Named]) -> Vec<&'a T> {
+    let mut out: Vec<&T> = items
+        .iter()
+        .filter(|i| is_network(i.tags()))
+        .filter(|i| match wanted.iter().find(|w| plays(i.tags(), w)) {
+            None => true,
+            Some(w) => find(items, w).map(Observed::aws_id) != Some(i.aws_id()),
+        })
+        .collect();
+    out.sort_by(|a, b| a.aws_id().cmp(b.aws_id()));
+    out
+}
+
 /// What exists of a new-VPC network, owned by the stack.
 #[derive(Debug, Clone, Default)]
 pub struct ObservedNew {
     /// The first N usable availability zones, in name order.
     pub zones: Vec<String>,
-    /// Owned VPCs with our VPC name (normally zero or one).
+    /// Owned VPCs that are the stack's VPC (normally zero or one; the one in use first).
     pub vpcs: Vec<VpcInfo>,
     /// DNS attributes of the first VPC.
     pub dns: Option<DnsAttributes>,
@@ -174,8 +251,9 @@ pub struct ObservedNew {
     pub nats: Vec<NatInfo>,
     /// Owned route tables in that VPC.
     pub route_tables: Vec<RouteTableInfo>,
-    /// Per NAT name, how many earlier gateways of that name are failed, deleting or deleted.
-    /// Part of the next client token, so a replacement is not answered with the failed gateway.
+    /// Per NAT logical id (or `Name`, for a gateway made before logical ids), how many earlier
+    /// gateways are failed, deleting or deleted. Part of the next client token, so a replacement
+    /// is not answered with the failed gateway.
     pub retired_nats: std::collections::BTreeMap<String, usize>,
 }
 

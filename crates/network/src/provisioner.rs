@@ -9,7 +9,7 @@ use dify_stack_core::ids::{AllocationId, NatGatewayId, SubnetId, VpcId};
 use dify_stack_core::wait::{self, WaitError};
 use dify_stack_core::{
     Action, AwsAt, AwsError, Change, Context, ErrorKind, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
-    Tags, WaitEnded, from_aws_wait, ignore_not_found,
+    TAG_COMPONENT, TAG_ID, TAG_NAME, Tags, WaitEnded, from_aws_wait, ignore_not_found,
 };
 use futures::future::try_join_all;
 
@@ -19,19 +19,22 @@ use crate::client::{
 use crate::error::{NetworkError, Result};
 use crate::model::{
     Desired, DesiredRouteTable, DesiredSubnet, NatOutput, NetworkOutput, ObservedExisting, ObservedNetwork,
-    ObservedNew, SubnetOutput, SubnetRole, k8s_subnet_tags, name_of,
+    ObservedNew, SubnetOutput, SubnetRole, extras, find, is_network, k8s_subnet_tags, name_of,
 };
 use crate::sdk::SdkEc2;
 use crate::spec::{ExistingVpcSpec, NetworkSpec, NewVpcSpec, VpcSpec};
 
 mod apply;
+mod blockers;
 mod destroy;
 mod diff;
 mod egress;
 mod existing;
 mod observe;
+#[cfg(test)]
+pub(crate) use self::blockers::{Hold, eni_hold};
 #[allow(unused_imports)]
-use self::{apply::*, destroy::*, diff::*, egress::*, existing::*, observe::*};
+use self::{apply::*, blockers::*, destroy::*, diff::*, egress::*, existing::*, observe::*};
 
 /// The kinds of resource [`NetworkProvisioner::apply_core`] makes; the rest of a plan is the
 /// egress (gateways, addresses, route tables).
@@ -41,9 +44,15 @@ pub const CORE_KINDS: [&str; 2] = ["ec2:vpc", "ec2:subnet"];
 pub const NAT_WAIT_CAP: Duration = Duration::from_secs(10 * 60);
 /// How long a write naming a just-created resource is retried while EC2 says it does not exist.
 pub const FRESH_ID_WAIT: Duration = Duration::from_secs(60);
-/// How long deletes are retried while AWS still reports dependencies (lingering ENIs, EIP
-/// release right after NAT deletion).
+/// How long a refused delete is retried while what holds it is leaving (a NAT gateway deleting,
+/// interfaces detaching); what is not the stack's and stays ends it at once, with
+/// [`NetworkError::DeleteBlocked`].
 pub const DEPENDENCY_RETRY_CAP: Duration = Duration::from_secs(20 * 60);
+/// How long a refused delete is retried when what holds the resource is an interface another
+/// AWS service manages (the service deletes it with its resource: EC2 user guide,
+/// "Requester-managed network interfaces"; a data store or cluster deleted moments ago), or when
+/// AWS lists nothing that holds it. Then the error names what is left.
+pub const SETTLE_GRACE: Duration = Duration::from_secs(2 * 60);
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
 /// Reason of the replacement of a failed NAT gateway: repaired by apply without
 /// `allow_replace`, since nothing the user configured changes.
@@ -98,17 +107,13 @@ fn owner(ctx: &Context) -> Filter {
     Filter::new(name, [value])
 }
 
-fn find<'a, T>(items: &'a [T], name: &str, tags: impl Fn(&T) -> &Tags) -> Option<&'a T> {
-    items.iter().find(|i| name_of(tags(i)) == name)
-}
-
 /// Zone IDs where EKS refuses control-plane subnets (UnsupportedAvailabilityZoneException;
 /// EKS user guide, "View Amazon EKS networking requirements for VPC and subnets"; the same list
 /// in eksctl's `pkg/az`). By ID: zone names map to different physical zones per account.
 pub const EKS_UNSUPPORTED_ZONE_IDS: [&str; 4] = ["use1-az3", "usw1-az2", "cac1-az3", "cnn1-az4"];
 
-/// The output of a new VPC: subnets by wanted name and role; EIPs, NAT gateways and route
-/// tables in the wanted order (public table first).
+/// The output of a new VPC: subnets by identity and role; EIPs, NAT gateways and route tables in
+/// the wanted order (public table first).
 fn new_output(
     want: &Desired,
     vpc: &VpcInfo,
@@ -120,7 +125,7 @@ fn new_output(
     let out = |role: SubnetRole| -> Vec<SubnetOutput> {
         want.subnets()
             .filter(|s| s.role == role)
-            .filter_map(|s| subnets.iter().find(|x| name_of(&x.tags) == s.named.name))
+            .filter_map(|s| find(subnets, &s.named))
             .map(|s| SubnetOutput { id: s.id.clone(), az: s.az.clone(), cidr: s.cidr.clone() })
             .collect()
     };
@@ -143,12 +148,6 @@ fn new_output(
         owned: true,
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// apply
-
-// ---------------------------------------------------------------------------------------------
-// destroy
 
 #[async_trait]
 impl Provisioner for NetworkProvisioner {

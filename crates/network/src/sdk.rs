@@ -181,6 +181,13 @@ impl Ec2Api for SdkEc2 {
                 attached: n.attachment().is_some_and(|a| a.attachment_id().is_some()),
                 group_ids: n.groups().iter().filter_map(|g| g.group_id()).map(SecurityGroupId::new).collect(),
                 tags: tags_of(n.tag_set()),
+                subnet_id: n.subnet_id().map(SubnetId::new),
+                status: n.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                attachment_status: n.attachment().and_then(|a| a.status()).map(|s| s.as_str().to_owned()),
+                requester_managed: n.requester_managed().unwrap_or(false),
+                interface_type: n.interface_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                description: n.description().unwrap_or_default().to_owned(),
+                public_ip: n.association().and_then(|a| a.public_ip()).map(str::to_owned),
             })
             .collect())
     }

@@ -15,6 +15,8 @@ use crate::{NetworkError, NetworkProvisioner};
 
 mod destroy;
 mod drift;
+mod identity;
+mod refusals;
 mod world;
 use world::*;
 

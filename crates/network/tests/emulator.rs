@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
-use dify_stack_core::{Context, Environment, Provisioner, TAG_STACK};
+use dify_stack_core::{Context, Environment, Provisioner, TAG_ID, TAG_STACK};
 use dify_stack_emulator::Emulator;
 use dify_stack_network::{
     ExistingVpcSpec, NatMode, NetworkError, NetworkProvisioner, NetworkSpec, NewVpcSpec, VpcSpec,
@@ -509,4 +509,241 @@ async fn a_twin_vpc_without_subnets_is_removed_and_the_one_in_use_is_kept_whatev
     assert!(left.map_or(true, |o| o.vpcs().is_empty()), "the empty twin is deleted");
     assert_eq!(inventory(&ec2, "net-twin").await, expected(2, 2));
     network.destroy(&ctx, &spec).await.unwrap();
+}
+
+/// Every network resource carrying the stack tag: (kind, AWS id, tags). Elastic IPs by
+/// allocation id; NAT gateways (whose tag filter the emulator ignores) checked here, deleted ones
+/// left out.
+async fn owned(ec2: &Client, stack: &str) -> Vec<(&'static str, String, BTreeMap<String, String>)> {
+    let f = || Filter::builder().name(format!("tag:{TAG_STACK}")).values(stack).build();
+    let map = |tags: &[aws_sdk_ec2::types::Tag]| -> BTreeMap<String, String> {
+        tags.iter()
+            .map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned()))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for v in ec2.describe_vpcs().filters(f()).send().await.unwrap().vpcs() {
+        out.push(("vpc", v.vpc_id().unwrap().to_owned(), map(v.tags())));
+    }
+    for s in ec2.describe_subnets().filters(f()).send().await.unwrap().subnets() {
+        out.push(("subnet", s.subnet_id().unwrap().to_owned(), map(s.tags())));
+    }
+    for g in ec2.describe_internet_gateways().filters(f()).send().await.unwrap().internet_gateways() {
+        out.push(("igw", g.internet_gateway_id().unwrap().to_owned(), map(g.tags())));
+    }
+    for a in ec2.describe_addresses().filters(f()).send().await.unwrap().addresses() {
+        out.push(("eip", a.allocation_id().unwrap().to_owned(), map(a.tags())));
+    }
+    for t in ec2.describe_route_tables().filters(f()).send().await.unwrap().route_tables() {
+        out.push(("route-table", t.route_table_id().unwrap().to_owned(), map(t.tags())));
+    }
+    for n in ec2.describe_nat_gateways().send().await.unwrap().nat_gateways() {
+        let live = n.state().map(|s| s.as_str()) != Some("deleted");
+        if live && tag(n.tags(), TAG_STACK) == Some(stack) {
+            out.push(("nat", n.nat_gateway_id().unwrap().to_owned(), map(n.tags())));
+        }
+    }
+    out
+}
+
+/// How many resources carry each logical id (`dify-stack:id`); none may carry it twice.
+async fn by_logical_id(ec2: &Client, stack: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (_, _, tags) in owned(ec2, stack).await {
+        *out.entry(tags.get(TAG_ID).cloned().unwrap_or_default()).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The logical ids of the test profile (2 AZs, a NAT gateway per AZ).
+fn test_profile_ids() -> BTreeMap<String, usize> {
+    [
+        "network/vpc",
+        "network/subnet/public-1",
+        "network/subnet/public-2",
+        "network/subnet/private-1",
+        "network/subnet/private-2",
+        "network/internet-gateway",
+        "network/eip/1",
+        "network/eip/2",
+        "network/nat/1",
+        "network/nat/2",
+        "network/route-table/public",
+        "network/route-table/private-1",
+        "network/route-table/private-2",
+    ]
+    .into_iter()
+    .map(|id| (id.to_owned(), 1))
+    .collect()
+}
+
+/// Issue 28: the VPC's `Name` edited in the console made the next plan show the whole stack as
+/// new. Now the VPC, a subnet, a route table, both gateways and an address renamed with the EC2
+/// API directly (the tier makes no security group) are one tag update each and nothing else;
+/// apply writes the names back; nothing is duplicated; destroy leaves nothing.
+#[tokio::test]
+async fn names_edited_in_the_console_are_tag_updates_and_nothing_is_duplicated() {
+    let w = world().await;
+    let stack = "net-rename";
+    let ctx = ctx(stack, Environment::Test);
+    let spec = NetworkSpec::for_environment(Environment::Test, stack);
+    let out = w.network.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(by_logical_id(&w.ec2, stack).await, test_profile_ids());
+
+    let all = owned(&w.ec2, stack).await;
+    let of = |id: &str| all.iter().find(|(_, _, t)| t.get(TAG_ID).map(String::as_str) == Some(id)).unwrap().1.clone();
+    let renamed = [
+        ("ec2:vpc", out.vpc_id.to_string(), "net-rename-vpc"),
+        ("ec2:subnet", out.private_subnets[0].id.to_string(), "net-rename-private-1"),
+        ("ec2:route-table", out.private_route_tables[0].clone(), "net-rename-private-1"),
+        ("ec2:internet-gateway", of("network/internet-gateway"), "net-rename-igw"),
+        ("ec2:nat-gateway", out.nat_gateways[0].id.clone(), "net-rename-nat-1"),
+        ("ec2:elastic-ip", of("network/eip/2"), "net-rename-nat-2"),
+    ];
+    for (_, id, _) in &renamed {
+        w.ec2
+            .create_tags()
+            .resources(id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("Name").value(format!("edited-{id}")).build())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let plan = w.network.plan(&ctx, &spec).await.unwrap();
+    let mut shown: Vec<(String, String, String, Vec<String>)> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let fields = c.fields.iter().map(|f| format!("{}: {:?} -> {:?}", f.path, f.before, f.after)).collect();
+            (c.resource.kind.clone(), c.resource.id.clone().unwrap_or_default(), format!("{:?}", c.action), fields)
+        })
+        .collect();
+    shown.sort();
+    let mut want: Vec<(String, String, String, Vec<String>)> = renamed
+        .iter()
+        .map(|(kind, id, name)| {
+            let field = format!("tags.Name: {:?} -> {:?}", Some(format!("edited-{id}")), Some(name.to_string()));
+            (kind.to_string(), id.clone(), "Update".to_owned(), vec![field])
+        })
+        .collect();
+    want.sort();
+    assert_eq!(shown, want, "one tag update each, nothing else:\n{plan}");
+
+    let again = w.network.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(again, out, "the same resources");
+    assert!(w.network.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", w.network.plan(&ctx, &spec).await.unwrap());
+    assert_eq!(inventory(&w.ec2, stack).await, expected(2, 2), "nothing duplicated");
+    assert_eq!(by_logical_id(&w.ec2, stack).await, test_profile_ids());
+    for (_, id, name) in &renamed {
+        let all = owned(&w.ec2, stack).await;
+        let tags = &all.iter().find(|(_, x, _)| x == id).unwrap().2;
+        assert_eq!(tags.get("Name").map(String::as_str), Some(*name), "{id}");
+    }
+
+    w.network.destroy(&ctx, &spec).await.unwrap();
+    assert!(inventory(&w.ec2, stack).await.is_empty());
+}
+
+/// A stack made before logical ids (its resources carry every tag but `dify-stack:id`) keeps
+/// working: the plan adds the logical id to each resource once, apply writes it, nothing is
+/// created beside them, and the next plan is empty.
+#[tokio::test]
+async fn resources_made_before_logical_ids_are_adopted_once_not_duplicated() {
+    let w = world().await;
+    let stack = "net-legacy";
+    let ctx = ctx(stack, Environment::Test);
+    let spec = NetworkSpec::for_environment(Environment::Test, stack);
+    let out = w.network.apply(&ctx, &spec).await.unwrap();
+    let before = owned(&w.ec2, stack).await;
+    assert_eq!(before.len(), 13);
+    for (_, id, _) in &before {
+        w.ec2
+            .delete_tags()
+            .resources(id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key(TAG_ID).build())
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(by_logical_id(&w.ec2, stack).await, BTreeMap::from([(String::new(), 13)]));
+
+    let plan = w.network.plan(&ctx, &spec).await.unwrap();
+    assert_eq!(plan.summary().update, 13, "{plan}");
+    assert_eq!(plan.changes.len(), 13, "{plan}");
+    for c in &plan.changes {
+        let fields: Vec<&str> = c.fields.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(fields, [format!("tags.{TAG_ID}")], "{plan}");
+    }
+    assert_eq!(w.network.apply(&ctx, &spec).await.unwrap(), out, "the same resources");
+    assert!(w.network.plan(&ctx, &spec).await.unwrap().is_empty());
+    assert_eq!(inventory(&w.ec2, stack).await, expected(2, 2), "nothing duplicated");
+    assert_eq!(by_logical_id(&w.ec2, stack).await, test_profile_ids());
+    let after: Vec<String> = owned(&w.ec2, stack).await.into_iter().map(|(_, id, _)| id).collect();
+    assert!(before.iter().all(|(_, id, _)| after.contains(id)), "every resource kept its AWS id");
+
+    w.network.destroy(&ctx, &spec).await.unwrap();
+    assert!(inventory(&w.ec2, stack).await.is_empty());
+}
+
+/// Issue 28: destroy retried a refused delete for over thirteen minutes. A subnet someone else
+/// made in the stack's VPC holds the VPC (DeleteVpc answers DependencyViolation): destroy deletes
+/// everything of the stack's, asks DeleteVpc once, and ends with an error naming the subnet.
+/// Once that subnet is gone, destroy again finishes.
+#[tokio::test]
+async fn a_vpc_held_by_a_subnet_of_someone_else_ends_destroy_at_once_with_the_subnet_named() {
+    let account = Emulator::shared().unwrap().account("us-west-2").await;
+    let (network, ec2) = (NetworkProvisioner::from_conf(&account.config), Client::new(&account.config));
+    let stack = "net-held";
+    let ctx = ctx(stack, Environment::Test);
+    let spec = NetworkSpec::for_environment(Environment::Test, stack);
+    let out = network.apply(&ctx, &spec).await.unwrap();
+    let theirs = ec2
+        .create_subnet()
+        .vpc_id(out.vpc_id.as_str())
+        .cidr_block("10.0.200.0/24")
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .subnet_id()
+        .unwrap()
+        .to_owned();
+
+    // Emulator gap: moto keeps a NAT gateway's network interface after the gateway is deleted
+    // (plain, untagged, `available`); AWS deletes it with the gateway (EC2 user guide,
+    // "Requester-managed network interfaces"). Those are named too.
+    let nat_enis: Vec<String> = ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("vpc-id").values(out.vpc_id.as_str()).build())
+        .send()
+        .await
+        .unwrap()
+        .network_interfaces()
+        .iter()
+        .map(|e| format!("network interface {} (available, not the stack's)", e.network_interface_id().unwrap()))
+        .collect();
+    assert_eq!(nat_enis.len(), 2, "the NAT gateways' interfaces");
+
+    account.calls.reset();
+    let err = network.destroy(&ctx, &spec).await.unwrap_err();
+    match &err {
+        NetworkError::DeleteBlocked { resource, blockers, .. } => {
+            assert_eq!(resource, &format!("VPC {}", out.vpc_id));
+            let mut want = vec![format!("subnet {theirs} (10.0.200.0/24, not the stack's)")];
+            want.extend(nat_enis);
+            let (mut have, mut want) = (blockers.clone(), want);
+            have.sort();
+            want.sort();
+            assert_eq!(have, want);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(account.calls.by_operation().get("ec2 DeleteVpc"), Some(&1), "asked once, not retried");
+    assert_eq!(inventory(&ec2, stack).await, BTreeMap::from([("vpc", 1)]), "the rest is deleted");
+
+    ec2.delete_subnet().subnet_id(&theirs).send().await.unwrap();
+    network.destroy(&ctx, &spec).await.unwrap();
+    assert!(inventory(&ec2, stack).await.is_empty());
 }

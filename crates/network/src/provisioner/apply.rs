@@ -108,13 +108,15 @@ impl NetworkProvisioner {
                 match change {
                     Some(NetChange::CreateSubnet { .. }) => self.create_subnet(ctx, vpc, s).await,
                     other => {
-                        let have = find(&obs.subnets, &s.named.name, |x| &x.tags)
+                        let mut have = find(&obs.subnets, &s.named)
                             .ok_or_else(|| AwsError::new("CreateSubnet", "MissingSubnet", "not observed"))
-                            .at("CreateSubnet", &s.named.name)?;
+                            .at("CreateSubnet", &s.named.name)?
+                            .clone();
                         if let Some(NetChange::TagSubnet { id, tags, .. }) = other {
                             self.write_tags(id, tags).await?;
+                            have.tags.extend(dify_stack_core::drift_tags(tags));
                         }
-                        Ok(have.clone())
+                        Ok(have)
                     }
                 }
             }
@@ -145,11 +147,12 @@ impl NetworkProvisioner {
                 ignore_not_found(self.client.delete_vpc(VpcId::new(id)).await).at("Delete", id.as_str())?;
             }
         }
-        let subnet_id = |name: &str| subnets.iter().find(|s| name_of(&s.tags) == name).map(|s| s.id.clone());
+        // `subnets` is in the order of `want.subnets()`: a subnet's id by its desired name.
+        let subnet_id = |name: &str| want.subnets().position(|s| s.named.name == name).map(|i| subnets[i].id.clone());
 
         // Internet gateway.
         let created_igw = changes.iter().any(|c| matches!(c, NetChange::CreateIgw { .. }));
-        let igw = match find(&obs.igws, &want.igw.name, |g| &g.tags) {
+        let igw = match find(&obs.igws, &want.igw) {
             Some(g) if !created_igw => g.clone(),
             _ => self
                 .client
@@ -157,17 +160,30 @@ impl NetworkProvisioner {
                 .await
                 .at("CreateInternetGateway", &want.igw.name)?,
         };
-        if created_igw || changes.iter().any(|c| matches!(c, NetChange::AttachIgw { .. })) {
+        let update = changes.iter().find_map(|c| match c {
+            NetChange::UpdateIgw { id, attach, tags, .. } => Some((id, attach.is_some(), tags)),
+            _ => None,
+        });
+        if created_igw || update.is_some_and(|(_, attach, _)| attach) {
             self.attach_igw(ctx, &igw, &vpc.id).await?;
+        }
+        if let Some((id, _, tags)) = update {
+            self.write_tags(id, tags).await?;
         }
 
         // Elastic IPs, then NAT gateways (concurrently), then wait until they are available.
         let creates =
             |kind: fn(&NetChange) -> Option<&String>, name: &str| changes.iter().filter_map(kind).any(|n| n == name);
+        // Our tags on the gateways and addresses that stay (a Name someone edited, a logical id).
+        for c in &changes {
+            if let NetChange::TagEip { id, tags, .. } | NetChange::TagNat { id, tags, .. } = c {
+                self.write_tags(id, tags).await?;
+            }
+        }
         let obs_eips = &obs.eips;
         let eips: Vec<AddressInfo> = try_join_all(want.eips.iter().map(|e| async move {
             let create = creates(|c| if let NetChange::CreateEip { name } = c { Some(name) } else { None }, &e.name);
-            match find(obs_eips, &e.name, |a| &a.tags) {
+            match find(obs_eips, e) {
                 Some(a) if !create => Ok(a.clone()),
                 _ => self.client.allocate_address(e.tags.clone()).await.at("AllocateAddress", &e.name),
             }
@@ -180,7 +196,7 @@ impl NetworkProvisioner {
             let retired = &obs.retired_nats;
             let create = creates(|c| if let NetChange::CreateNat { name } = c { Some(name) } else { None }, &n.name);
             async move {
-                if let Some(have) = find(obs_nats, &n.name, |x| &x.tags)
+                if let Some(have) = find(obs_nats, n)
                     && !create
                 {
                     return Ok(have.clone());
@@ -188,7 +204,8 @@ impl NetworkProvisioner {
                 let subnet = subnet
                     .ok_or_else(|| AwsError::new("CreateNatGateway", "MissingSubnet", "public subnet not created"))
                     .at("CreateNatGateway", &n.name)?;
-                let generation = retired.get(&n.name).copied().unwrap_or(0);
+                // Earlier gateways of this part: by logical id, and by Name those made before.
+                let generation: usize = [&n.id, &n.name].iter().filter_map(|k| retired.get(k.as_str())).sum();
                 self.create_nat(ctx, &n.name, generation, subnet, eip, n.tags.clone()).await
             }
         }))
@@ -265,7 +282,7 @@ impl NetworkProvisioner {
     }
 
     /// A converged new VPC's output from the observation alone: every wanted EIP, NAT gateway
-    /// and route table found by name, in the wanted order.
+    /// and route table found by identity, in the wanted order.
     pub(super) fn observed_new_output(
         ctx: &Context,
         spec: &NetworkSpec,
@@ -274,14 +291,10 @@ impl NetworkProvisioner {
     ) -> Option<NetworkOutput> {
         let want = Desired::new(ctx, spec, new, &obs.zones);
         let vpc = obs.vpc()?;
-        let eips: Vec<AddressInfo> =
-            want.eips.iter().map(|e| find(&obs.eips, &e.name, |a| &a.tags).cloned()).collect::<Option<_>>()?;
-        let nats: Vec<NatInfo> =
-            want.nats.iter().map(|n| find(&obs.nats, &n.name, |x| &x.tags).cloned()).collect::<Option<_>>()?;
-        let tables: Vec<RouteTableInfo> = want
-            .route_tables()
-            .map(|t| find(&obs.route_tables, &t.named.name, |r| &r.tags).cloned())
-            .collect::<Option<_>>()?;
+        let eips: Vec<AddressInfo> = want.eips.iter().map(|e| find(&obs.eips, e).cloned()).collect::<Option<_>>()?;
+        let nats: Vec<NatInfo> = want.nats.iter().map(|n| find(&obs.nats, n).cloned()).collect::<Option<_>>()?;
+        let tables: Vec<RouteTableInfo> =
+            want.route_tables().map(|t| find(&obs.route_tables, &t.named).cloned()).collect::<Option<_>>()?;
         Some(new_output(&want, vpc, &obs.subnets, &eips, &nats, &tables))
     }
 
@@ -350,13 +363,7 @@ impl NetworkProvisioner {
         }
         for g in obs.igws.iter().filter(|g| g.id != used.igw) {
             tracing::warn!(igw = %g.id, "removing a twin internet gateway");
-            for vpc in &g.attached_vpcs {
-                match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
-                    Err(e) if e.is_not_found() || e.kind == ErrorKind::InvalidState => {}
-                    other => other.at("Delete", g.id.as_str())?,
-                }
-            }
-            self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_internet_gateway(g.id.clone())).await?;
+            self.delete_igw(ctx, g).await?;
         }
         for v in obs.vpcs.iter().filter(|v| v.id != used.vpc) {
             tracing::warn!(vpc = %v.id, "removing a twin VPC");

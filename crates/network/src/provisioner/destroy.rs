@@ -1,27 +1,11 @@
-//! Destroy of a new VPC: dependants first, each delete retried while AWS reports dependencies.
+//! Destroy of a new VPC: dependants first. Everything is found as observe finds it, by the
+//! ownership tag (and is the network's: its logical id, if any, is one of ours), never by `Name`.
+//! A refused delete is retried only while what holds it is going away ([`Refused`]).
 
 #[allow(unused_imports)]
 use super::*;
 
 impl NetworkProvisioner {
-    /// Runs a delete, treating not-found as done and retrying `DependencyViolation` (lingering
-    /// ENIs, attachments on their way out) and transient errors within the dependency budget.
-    pub(super) async fn delete_retrying<F, Fut>(&self, ctx: &Context, id: &str, delete: F) -> Result<()>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), AwsError>>,
-    {
-        wait::retry(
-            &format!("delete {id}"),
-            &Self::dependency_policy(ctx),
-            ctx.cancellation(),
-            |e: &AwsError| e.is_dependency_violation() || e.is_retryable(),
-            || async { ignore_not_found(delete().await).map(|_| ()) },
-        )
-        .await
-        .map_err(|e| from_aws_wait(e, "Delete", id))
-    }
-
     pub(super) async fn delete_nats(&self, ctx: &Context, ids: Vec<NatGatewayId>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -49,27 +33,47 @@ impl NetworkProvisioner {
     }
 
     pub(super) async fn delete_subnet(&self, ctx: &Context, subnet: SubnetId) -> Result<()> {
-        self.delete_retrying(ctx, subnet.as_str(), || self.client.delete_subnet(subnet.clone())).await
+        self.delete_refusable(ctx, Refused::Subnet(&subnet), || self.client.delete_subnet(subnet.clone())).await
     }
 
     pub(super) async fn delete_route_table(&self, ctx: &Context, table: &RouteTableInfo) -> Result<()> {
         for a in table.associations.iter().filter(|a| !a.main) {
             ignore_not_found(self.client.disassociate_route_table(a.id.clone()).await).at("Delete", a.id.as_str())?;
         }
-        self.delete_retrying(ctx, table.id.as_str(), || self.client.delete_route_table(table.id.clone())).await
+        self.delete_refusable(ctx, Refused::RouteTable(&table.id), || self.client.delete_route_table(table.id.clone()))
+            .await
+    }
+
+    /// Detaches an internet gateway from every VPC it is attached to, then deletes it.
+    pub(super) async fn delete_igw(&self, ctx: &Context, g: &IgwInfo) -> Result<()> {
+        for vpc in &g.attached_vpcs {
+            // Refused while public addresses are still mapped in the VPC (a NAT gateway on its
+            // way out, or a load balancer or instance that stays).
+            self.delete_refusable(ctx, Refused::Detach(&g.id, vpc), || async {
+                match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
+                    // Gateway.NotAttached: detached already.
+                    Err(e) if e.kind == ErrorKind::InvalidState => Ok(()),
+                    other => other,
+                }
+            })
+            .await?;
+        }
+        self.delete_refusable(ctx, Refused::Igw(&g.id), || self.client.delete_internet_gateway(g.id.clone())).await
     }
 
     /// Deletes everything the stack owns in the network tier, in the order that works on AWS.
     pub(super) async fn destroy_new(&self, ctx: &Context) -> Result<Vec<ResourceRef>> {
         let mut deleted = Vec::new();
         let r = |kind: &str, tags: &Tags, id: &str| ResourceRef::new(kind, name_of(tags)).with_id(id);
+        // The stack's and the network's (a resource with another tier's logical id is not).
+        let ours = |tags: &Tags| ctx.owns_tags(tags) && is_network(tags);
         let vpcs: Vec<VpcInfo> = self
             .client
             .describe_vpcs(vec![owner(ctx)])
             .await
             .at("Describe", "vpcs")?
             .into_iter()
-            .filter(|v| ctx.owns_tags(&v.tags))
+            .filter(|v| ours(&v.tags))
             .collect();
         let vpc_ids: Vec<&str> = vpcs.iter().map(|v| v.id.as_str()).collect();
 
@@ -87,14 +91,14 @@ impl NetworkProvisioner {
         let mut seen = BTreeSet::new();
         let nats: Vec<NatInfo> = nats
             .into_iter()
-            .filter(|n| ctx.owns_tags(&n.tags) && n.state != NatState::Deleted && seen.insert(n.id.clone()))
+            .filter(|n| ours(&n.tags) && n.state != NatState::Deleted && seen.insert(n.id.clone()))
             .collect();
         self.delete_nats(ctx, nats.iter().map(|n| n.id.clone()).collect()).await?;
         deleted.extend(nats.iter().map(|n| r("ec2:nat-gateway", &n.tags, n.id.as_str())));
 
         // 2. Elastic IPs.
         let eips: Vec<AddressInfo> = self.client.describe_addresses(vec![owner(ctx)]).await.at("Describe", "eips")?;
-        for e in eips.iter().filter(|e| ctx.owns_tags(&e.tags)) {
+        for e in eips.iter().filter(|e| ours(&e.tags)) {
             self.release_eip(ctx, e.allocation_id.clone()).await?;
             deleted.push(r("ec2:elastic-ip", &e.tags, e.allocation_id.as_str()));
         }
@@ -102,26 +106,19 @@ impl NetworkProvisioner {
         // 3. Internet gateways: detach, delete.
         let igws: Vec<IgwInfo> =
             self.client.describe_internet_gateways(vec![owner(ctx)]).await.at("Describe", "internet gateways")?;
-        for g in igws.iter().filter(|g| ctx.owns_tags(&g.tags)) {
-            for vpc in &g.attached_vpcs {
-                // Detach answers DependencyViolation while public addresses are still mapped in
-                // the VPC (a load balancer or NAT gateway on its way out): retried like a delete.
-                self.delete_retrying(ctx, g.id.as_str(), || async {
-                    match self.client.detach_internet_gateway(g.id.clone(), vpc.clone()).await {
-                        Err(e) if e.kind == ErrorKind::InvalidState => Ok(()),
-                        other => other,
-                    }
-                })
-                .await?;
-            }
-            self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_internet_gateway(g.id.clone())).await?;
+        for g in igws.iter().filter(|g| ours(&g.tags)) {
+            self.delete_igw(ctx, g).await?;
             deleted.push(r("ec2:internet-gateway", &g.tags, g.id.as_str()));
         }
 
         if !vpc_ids.is_empty() {
-            // 4. Leftover ENIs that carry our tags or sit in our security groups (never attached ones).
-            let groups =
-                self.client.describe_security_groups(vec![owner(ctx)]).await.at("Describe", "security groups")?;
+            // 4. Leftover ENIs that carry our tags or sit in our security groups (never attached
+            //    ones). The groups are the stack's in its VPCs, whichever tier left them.
+            let groups = self
+                .client
+                .describe_security_groups(vec![owner(ctx), Filter::new("vpc-id", vpc_ids.clone())])
+                .await
+                .at("Describe", "security groups")?;
             let groups: Vec<_> = groups.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect();
             let enis = self
                 .client
@@ -137,13 +134,13 @@ impl NetworkProvisioner {
                 }
             }
 
-            // 5. Subnets (retrying DependencyViolation while ENIs linger).
+            // 5. Subnets (retrying DependencyViolation while ENIs leave).
             let subnets = self
                 .client
                 .describe_subnets(vec![owner(ctx), Filter::new("vpc-id", vpc_ids.clone())])
                 .await
                 .at("Describe", "subnets")?;
-            let subnets: Vec<SubnetInfo> = subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect();
+            let subnets: Vec<SubnetInfo> = subnets.into_iter().filter(|s| ours(&s.tags)).collect();
             try_join_all(subnets.iter().map(|s| self.delete_subnet(ctx, s.id.clone()))).await?;
             deleted.extend(subnets.iter().map(|s| r("ec2:subnet", &s.tags, s.id.as_str())));
 
@@ -153,21 +150,26 @@ impl NetworkProvisioner {
                 .describe_route_tables(vec![owner(ctx), Filter::new("vpc-id", vpc_ids.clone())])
                 .await
                 .at("Describe", "route tables")?;
-            for t in tables.iter().filter(|t| ctx.owns_tags(&t.tags)) {
+            for t in tables.iter().filter(|t| ours(&t.tags)) {
                 self.delete_route_table(ctx, t).await?;
                 deleted.push(r("ec2:route-table", &t.tags, t.id.as_str()));
             }
 
-            // 7. Security groups the stack owns in its VPCs (left by other tiers).
-            for g in &groups {
-                self.delete_retrying(ctx, g.id.as_str(), || self.client.delete_security_group(g.id.clone())).await?;
-                deleted.push(r("ec2:security-group", &g.tags, g.id.as_str()));
-            }
+            // 7. Security groups the stack owns in its VPCs (left by other tiers), together: one
+            //    may name another in its rules, and is refused until that one is gone.
+            let vpc_list: Vec<VpcId> = vpcs.iter().map(|v| v.id.clone()).collect();
+            try_join_all(groups.iter().map(|g| {
+                self.delete_refusable(ctx, Refused::SecurityGroup(&g.id, &vpc_list), || {
+                    self.client.delete_security_group(g.id.clone())
+                })
+            }))
+            .await?;
+            deleted.extend(groups.iter().map(|g| r("ec2:security-group", &g.tags, g.id.as_str())));
         }
 
         // 8. VPCs.
         for v in &vpcs {
-            self.delete_retrying(ctx, v.id.as_str(), || self.client.delete_vpc(v.id.clone())).await?;
+            self.delete_refusable(ctx, Refused::Vpc(&v.id), || self.client.delete_vpc(v.id.clone())).await?;
             deleted.push(r("ec2:vpc", &v.tags, v.id.as_str()));
         }
         for d in &deleted {

@@ -63,13 +63,21 @@ pub(crate) enum NetChange {
     CreateIgw {
         name: String,
     },
-    AttachIgw {
+    /// The gateway attached to the VPC (when it is not), our tags.
+    UpdateIgw {
         name: String,
         id: String,
-        vpc: String,
+        attach: Option<String>,
+        tags: Drift,
     },
     CreateEip {
         name: String,
+    },
+    /// Our tags on an Elastic IP (a renamed `Name`, a lost tag, a missing logical id).
+    TagEip {
+        name: String,
+        id: String,
+        tags: Drift,
     },
     DeleteEip {
         name: String,
@@ -84,6 +92,12 @@ pub(crate) enum NetChange {
         id: String,
         subnet: Option<(String, String)>,
         reason: &'static str,
+    },
+    /// Our tags on a NAT gateway.
+    TagNat {
+        name: String,
+        id: String,
+        tags: Drift,
     },
     DeleteNat {
         name: String,
@@ -174,12 +188,20 @@ impl Planned for NetChange {
             }
             NetChange::DeleteSubnet { name, id } => Change::new(Action::Delete, r("ec2:subnet", name, Some(id))),
             NetChange::CreateIgw { name } => Change::new(Action::Create, r("ec2:internet-gateway", name, None)),
-            NetChange::AttachIgw { name, id, vpc } => Change::new(
-                Action::Update,
-                r("ec2:internet-gateway", name, Some(id)),
-            )
-            .field("attachment", None::<&str>, Some(vpc)),
+            NetChange::UpdateIgw { name, id, attach, tags } => {
+                let mut c = Change::new(Action::Update, r("ec2:internet-gateway", name, Some(id)));
+                if let Some(vpc) = attach {
+                    c = c.field("attachment", None::<&str>, Some(vpc));
+                }
+                c.tag_fields(tags)
+            }
             NetChange::CreateEip { name } => Change::new(Action::Create, r("ec2:elastic-ip", name, None)),
+            NetChange::TagEip { name, id, tags } => {
+                Change::new(Action::Update, r("ec2:elastic-ip", name, Some(id))).tag_fields(tags)
+            }
+            NetChange::TagNat { name, id, tags } => {
+                Change::new(Action::Update, r("ec2:nat-gateway", name, Some(id))).tag_fields(tags)
+            }
             NetChange::DeleteEip { name, id } => Change::new(Action::Delete, r("ec2:elastic-ip", name, Some(id))),
             NetChange::CreateNat { name } => Change::new(Action::Create, r("ec2:nat-gateway", name, None)),
             NetChange::ReplaceNat { name, id, subnet, reason } => {
@@ -266,7 +288,7 @@ impl NetworkProvisioner {
         // Subnets.
         for s in want.subnets() {
             let name = s.named.name.clone();
-            match find(&obs.subnets, &s.named.name, |x| &x.tags) {
+            match find(&obs.subnets, &s.named) {
                 None => out.push(create_subnet(s)),
                 Some(have) if have.cidr != s.cidr || have.az != s.az => out.push(NetChange::ReplaceSubnet {
                     name,
@@ -284,25 +306,37 @@ impl NetworkProvisioner {
         }
 
         // Internet gateway.
-        match find(&obs.igws, &want.igw.name, |g| &g.tags) {
+        let igw = find(&obs.igws, &want.igw);
+        match igw {
             None => out.push(NetChange::CreateIgw { name: want.igw.name.clone() }),
-            Some(g) if !g.attached_vpcs.contains(&vpc.id) => out.push(NetChange::AttachIgw {
-                name: want.igw.name.clone(),
-                id: g.id.to_string(),
-                vpc: vpc_id.clone(),
-            }),
-            Some(_) => {}
+            Some(g) => {
+                let update = NetChange::UpdateIgw {
+                    name: want.igw.name.clone(),
+                    id: g.id.to_string(),
+                    attach: (!g.attached_vpcs.contains(&vpc.id)).then(|| vpc_id.clone()),
+                    tags: drift(&want.igw.tags, &g.tags),
+                };
+                if !update.change().fields.is_empty() {
+                    out.push(update);
+                }
+            }
         }
 
         // Elastic IPs and NAT gateways.
         for e in &want.eips {
-            if find(&obs.eips, &e.name, |a| &a.tags).is_none() {
-                out.push(NetChange::CreateEip { name: e.name.clone() });
+            match find(&obs.eips, e) {
+                None => out.push(NetChange::CreateEip { name: e.name.clone() }),
+                Some(have) => {
+                    let tags = drift(&e.tags, &have.tags);
+                    if !tags.is_empty() {
+                        out.push(NetChange::TagEip { name: e.name.clone(), id: have.allocation_id.to_string(), tags });
+                    }
+                }
             }
         }
         for (i, n) in want.nats.iter().enumerate() {
-            let subnet = find(&obs.subnets, &want.public[i].named.name, |s| &s.tags);
-            match find(&obs.nats, &n.name, |x| &x.tags) {
+            let subnet = find(&obs.subnets, &want.public[i].named);
+            match find(&obs.nats, n) {
                 None => out.push(NetChange::CreateNat { name: n.name.clone() }),
                 Some(have) if have.state == NatState::Failed => out.push(NetChange::ReplaceNat {
                     name: n.name.clone(),
@@ -316,20 +350,23 @@ impl NetworkProvisioner {
                     subnet: subnet.map(|s| (have.subnet_id.to_string(), s.id.to_string())),
                     reason: "a NAT gateway cannot move",
                 }),
-                Some(_) => {}
+                Some(have) => {
+                    let tags = drift(&n.tags, &have.tags);
+                    if !tags.is_empty() {
+                        out.push(NetChange::TagNat { name: n.name.clone(), id: have.id.to_string(), tags });
+                    }
+                }
             }
         }
 
         // Route tables.
-        let igw_id = find(&obs.igws, &want.igw.name, |g| &g.tags).map(|g| RouteTarget::Gateway(g.id.clone()));
+        let igw_id = igw.map(|g| RouteTarget::Gateway(g.id.clone()));
         for t in want.route_tables() {
             let target = match t.nat {
                 None => igw_id.clone(),
-                Some(i) => {
-                    find(&obs.nats, &want.nats[i].name, |n| &n.tags).map(|n| RouteTarget::NatGateway(n.id.clone()))
-                }
+                Some(i) => find(&obs.nats, &want.nats[i]).map(|n| RouteTarget::NatGateway(n.id.clone())),
             };
-            let Some(have) = find(&obs.route_tables, &t.named.name, |r| &r.tags) else {
+            let Some(have) = find(&obs.route_tables, &t.named) else {
                 out.push(NetChange::CreateRouteTable { name: t.named.name.clone() });
                 continue;
             };
@@ -338,11 +375,11 @@ impl NetworkProvisioner {
             let associate = t
                 .subnets
                 .iter()
-                .filter(|subnet_name| {
-                    let subnet = find(&obs.subnets, subnet_name, |s| &s.tags);
+                .filter(|subnet| {
+                    let subnet = find(&obs.subnets, subnet);
                     !subnet.is_some_and(|s| have.associations.iter().any(|a| a.subnet_id.as_ref() == Some(&s.id)))
                 })
-                .cloned()
+                .map(|subnet| subnet.name.clone())
                 .collect();
             let update = NetChange::UpdateRouteTable {
                 name: t.named.name.clone(),
@@ -357,42 +394,23 @@ impl NetworkProvisioner {
         }
 
         // What is no longer wanted (e.g. after per_az -> single, or fewer AZs), in the order
-        // their dependencies allow: NAT gateways, their addresses, route tables, subnets.
-        let nat_names: BTreeSet<&str> = want.nats.iter().map(|n| n.name.as_str()).collect();
-        for extra in extras(&obs.nats, &nat_names, |n| &n.tags, |n| n.id.as_str()) {
+        // their dependencies allow: NAT gateways, their addresses, route tables, subnets. Each is
+        // shown by the Name it has now.
+        for extra in extras(&obs.nats, &want.nats.iter().collect::<Vec<_>>()) {
             out.push(NetChange::DeleteNat { name: name_of(&extra.tags).to_owned(), id: extra.id.to_string() });
         }
-        let eip_names: BTreeSet<&str> = want.eips.iter().map(|e| e.name.as_str()).collect();
-        for extra in extras(&obs.eips, &eip_names, |a| &a.tags, |a| a.allocation_id.as_str()) {
+        for extra in extras(&obs.eips, &want.eips.iter().collect::<Vec<_>>()) {
             out.push(NetChange::DeleteEip {
                 name: name_of(&extra.tags).to_owned(),
                 id: extra.allocation_id.to_string(),
             });
         }
-        let rt_names: BTreeSet<&str> = want.route_tables().map(|t| t.named.name.as_str()).collect();
-        for extra in extras(&obs.route_tables, &rt_names, |t| &t.tags, |t| t.id.as_str()) {
+        for extra in extras(&obs.route_tables, &want.route_tables().map(|t| &t.named).collect::<Vec<_>>()) {
             out.push(NetChange::DeleteRouteTable { name: name_of(&extra.tags).to_owned(), id: extra.id.to_string() });
         }
-        let wanted_names: BTreeSet<&str> = want.subnets().map(|s| s.named.name.as_str()).collect();
-        for extra in extras(&obs.subnets, &wanted_names, |s| &s.tags, |s| s.id.as_str()) {
+        for extra in extras(&obs.subnets, &want.subnets().map(|s| &s.named).collect::<Vec<_>>()) {
             out.push(NetChange::DeleteSubnet { name: name_of(&extra.tags).to_owned(), id: extra.id.to_string() });
         }
         out
     }
-}
-
-/// Owned items whose name is not wanted, plus every duplicate after the first of a wanted name.
-pub(super) fn extras<'a, T>(
-    items: &'a [T],
-    wanted: &BTreeSet<&str>,
-    tags: impl Fn(&T) -> &Tags,
-    id: impl Fn(&T) -> &str,
-) -> Vec<&'a T> {
-    let mut seen = BTreeSet::new();
-    let mut sorted: Vec<&T> = items.iter().collect();
-    sorted.sort_by(|a, b| id(a).cmp(id(b)));
-    sorted
-        .into_iter()
-        .filter(|i| !wanted.contains(name_of(tags(i))) || !seen.insert(name_of(tags(i)).to_owned()))
-        .collect()
 }

@@ -21,11 +21,11 @@ impl NetworkProvisioner {
                     .await
                     .at("Describe", igw.id.as_str())?;
                 if !now.iter().any(|g| g.attached_vpcs.contains(vpc)) {
-                    return Err(e.at("CreateInternetGateway", igw.id.as_str()).into());
+                    return Err(e.at("AttachInternetGateway", igw.id.as_str()).into());
                 }
                 Ok(())
             }
-            Err(e) => Err(e.at("CreateInternetGateway", igw.id.as_str()).into()),
+            Err(e) => Err(e.at("AttachInternetGateway", igw.id.as_str()).into()),
         }
     }
 
@@ -93,7 +93,7 @@ impl NetworkProvisioner {
         observed: &[RouteTableInfo],
     ) -> Result<RouteTableInfo> {
         let name = &t.named.name;
-        let have = find(observed, name, |r| &r.tags).cloned();
+        let have = find(observed, &t.named).cloned();
         let (table, write_route, associate) = match (change, have) {
             (Some(NetChange::UpdateRouteTable { id, route, associate, tags, .. }), Some(have)) => {
                 self.write_tags(id, tags).await?;
@@ -106,7 +106,7 @@ impl NetworkProvisioner {
                     .create_route_table(vpc.clone(), t.named.tags.clone())
                     .await
                     .at("CreateRouteTable", name)?;
-                (created, true, t.subnets.clone())
+                (created, true, t.subnets.iter().map(|s| s.name.clone()).collect())
             }
         };
         let subnets: Vec<SubnetId> = associate.iter().filter_map(|n| subnet_id(n)).collect();

@@ -50,17 +50,23 @@ impl NetworkProvisioner {
         Ok(names)
     }
 
+    /// What exists of a new-VPC network: the stack's VPC, found by the ownership tag and its
+    /// logical id (or, made before logical ids, by its `Name` or its `dify-stack:component`:
+    /// [`crate::names`]), and in it everything else the stack owns. A `Name` someone edited
+    /// changes nothing here: it is drift for the diff.
     pub(super) async fn observe_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<ObservedNew> {
-        let vpc_name = crate::names::vpc(ctx);
-        let (zones, named_vpcs) = tokio::try_join!(self.usable_zones(ctx, spec, new.az_count as usize), async {
-            self.client
-                .describe_vpcs(vec![Filter::new("tag:Name", [vpc_name.as_str()])])
-                .await
-                .at("Describe", "vpc")
-                .map_err(NetworkError::from)
+        let (zones, owned_vpcs) = tokio::try_join!(self.usable_zones(ctx, spec, new.az_count as usize), async {
+            self.client.describe_vpcs(vec![owner(ctx)]).await.at("Describe", "vpc").map_err(NetworkError::from)
         })?;
-        let (mut vpcs, foreign): (Vec<VpcInfo>, Vec<VpcInfo>) =
-            named_vpcs.into_iter().partition(|v| ctx.owns_tags(&v.tags));
+        let (vpc_name, vpc_id) = (crate::names::vpc(ctx), crate::names::id::vpc());
+        let is_our_vpc = |tags: &Tags| match tags.get(TAG_ID) {
+            Some(id) => *id == vpc_id,
+            // Made before logical ids: one VPC per stack, so its component tag says it as well as
+            // its Name does.
+            None => name_of(tags) == vpc_name || tags.get(TAG_COMPONENT).is_some_and(|c| c == "vpc"),
+        };
+        let mut vpcs: Vec<VpcInfo> =
+            owned_vpcs.into_iter().filter(|v| ctx.owns_tags(&v.tags) && is_our_vpc(&v.tags)).collect();
         vpcs.sort_by(|a, b| a.id.cmp(&b.id));
         if vpcs.len() > 1 {
             // Twins: a CreateVpc retried by the SDK after its first response was lost made two.
@@ -78,7 +84,14 @@ impl NetworkProvisioner {
             });
         }
         let Some(vpc) = vpcs.first().cloned() else {
-            if let Some(other) = foreign.first() {
+            // None of ours: a VPC of someone else's with our VPC's name is refused, never adopted
+            // (DESIGN.md, "Ownership"), so the plan does not create a second one beside it.
+            let named = self
+                .client
+                .describe_vpcs(vec![Filter::new(format!("tag:{TAG_NAME}"), [vpc_name.as_str()])])
+                .await
+                .at("Describe", "vpc")?;
+            if let Some(other) = named.iter().find(|v| !ctx.owns_tags(&v.tags)) {
                 return Err(NotOwned::new(ctx, "ec2:vpc", vpc_name).with_id(other.id.as_str()).into());
             }
             return Ok(ObservedNew { zones, ..Default::default() });
@@ -99,27 +112,30 @@ impl NetworkProvisioner {
             },
             async { self.client.describe_route_tables(in_vpc()).await.at("Describe", "route tables") },
         )?;
-        // Ownership is always re-checked here: not every API honours tag filters.
+        // Ownership is always re-checked here: not every API honours tag filters. What carries
+        // another tier's logical id is not the network's.
+        let ours = |tags: &Tags| ctx.owns_tags(tags) && is_network(tags);
         let mut retired_nats = std::collections::BTreeMap::new();
-        for n in nats.iter().filter(|n| ctx.owns_tags(&n.tags) && !n.state.is_live()) {
-            *retired_nats.entry(name_of(&n.tags).to_owned()).or_insert(0) += 1;
+        for n in nats.iter().filter(|n| ours(&n.tags) && !n.state.is_live()) {
+            let key = n.tags.get(TAG_ID).map(String::as_str).unwrap_or(name_of(&n.tags));
+            *retired_nats.entry(key.to_owned()).or_insert(0) += 1;
         }
-        // By id: of two same-named subnets (a twin from a retried CreateSubnet) every run picks
-        // the same one, whatever order EC2 lists them in.
-        let mut subnets: Vec<_> = subnets.into_iter().filter(|s| ctx.owns_tags(&s.tags)).collect();
+        // By id: of two subnets playing one part (a twin from a retried CreateSubnet) every run
+        // picks the same one, whatever order EC2 lists them in.
+        let mut subnets: Vec<_> = subnets.into_iter().filter(|s| ours(&s.tags)).collect();
         subnets.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(ObservedNew {
             retired_nats,
             zones,
             dns: Some(dns),
             subnets,
-            igws: igws.into_iter().filter(|g| ctx.owns_tags(&g.tags)).collect(),
-            eips: eips.into_iter().filter(|a| ctx.owns_tags(&a.tags)).collect(),
+            igws: igws.into_iter().filter(|g| ours(&g.tags)).collect(),
+            eips: eips.into_iter().filter(|a| ours(&a.tags)).collect(),
             nats: nats
                 .into_iter()
-                .filter(|n| ctx.owns_tags(&n.tags) && !matches!(n.state, NatState::Deleted | NatState::Deleting))
+                .filter(|n| ours(&n.tags) && !matches!(n.state, NatState::Deleted | NatState::Deleting))
                 .collect(),
-            route_tables: route_tables.into_iter().filter(|t| ctx.owns_tags(&t.tags)).collect(),
+            route_tables: route_tables.into_iter().filter(|t| ours(&t.tags)).collect(),
             vpcs,
         })
     }

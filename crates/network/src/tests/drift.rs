@@ -27,6 +27,7 @@ async fn a_drifted_network_gets_exactly_the_writes_its_plan_shows() {
     let mut spare = world.eips[0].clone();
     spare.allocation_id = AllocationId::new("eipalloc-9");
     spare.tags.insert("Name".into(), "unit-nat-9".into());
+    spare.tags.insert("dify-stack:id".into(), "network/eip/9".into());
     world.eips.push(spare);
 
     let mut m = reads(&world);

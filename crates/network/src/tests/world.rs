@@ -4,7 +4,8 @@
 use super::*;
 
 /// The observation of a fully converged network for `spec`, written from STACK.md (network
-/// section) and the naming rules, not from the tier's own `Desired`: VPC `10.0.0.0/16`, public
+/// section), the naming rules and the logical ids (`dify-stack:id` = `network/vpc`,
+/// `network/subnet/public-1`, ...), not from the tier's own `Desired`: VPC `10.0.0.0/16`, public
 /// subnets `10.0.<i>.0/24` tagged `kubernetes.io/role/elb=1`, private `10.0.<9+i>.0/24` tagged
 /// `kubernetes.io/role/internal-elb=1`, both `kubernetes.io/cluster/<cluster>=shared`; one
 /// public route table to the IGW, one private route table per AZ to its AZ's NAT gateway (or
@@ -15,19 +16,21 @@ pub(super) fn converged(spec: &NetworkSpec) -> ObservedNew {
     let c = ctx();
     let azs = new.az_count as usize;
     let zones: Vec<String> = ZONES[..azs].iter().map(|z| z.to_string()).collect();
-    let named = |component: &str, suffix: &str| {
+    let named = |component: &str, suffix: &str, id: &str| {
         let name = format!("unit-{suffix}");
-        let tags = c.tags_for(dify_stack_core::Tier::Network, component, &name);
+        let mut tags = c.tags_for(dify_stack_core::Tier::Network, component, &name);
         assert_eq!(tags.get("Name"), Some(&name), "Name tag");
+        tags.insert("dify-stack:id".into(), format!("network/{id}"));
         tags
     };
-    let vpc = VpcInfo { id: VpcId::new("vpc-1"), cidr: "10.0.0.0/16".into(), tags: named("vpc", "vpc") };
+    let vpc = VpcInfo { id: VpcId::new("vpc-1"), cidr: "10.0.0.0/16".into(), tags: named("vpc", "vpc", "vpc") };
     let subnet = |role: &str, i: usize| {
         let (cidr, elb) = match role {
             "public" => (format!("10.0.{}.0/24", i + 1), "kubernetes.io/role/elb"),
             _ => (format!("10.0.{}.0/24", i + 10), "kubernetes.io/role/internal-elb"),
         };
-        let mut tags = named(&format!("{role}-subnet"), &format!("{role}-{}", i + 1));
+        let mut tags =
+            named(&format!("{role}-subnet"), &format!("{role}-{}", i + 1), &format!("subnet/{role}-{}", i + 1));
         tags.insert(elb.into(), "1".into());
         tags.insert(format!("kubernetes.io/cluster/{}", spec.cluster_name), "shared".into());
         SubnetInfo {
@@ -43,7 +46,7 @@ pub(super) fn converged(spec: &NetworkSpec) -> ObservedNew {
     let igw = IgwInfo {
         id: InternetGatewayId::new("igw-1"),
         attached_vpcs: vec![vpc.id.clone()],
-        tags: named("internet-gateway", "igw"),
+        tags: named("internet-gateway", "igw", "internet-gateway"),
     };
     let nat_count = if new.nat == NatMode::Single { 1 } else { azs };
     let eips: Vec<AddressInfo> = (0..nat_count)
@@ -51,7 +54,7 @@ pub(super) fn converged(spec: &NetworkSpec) -> ObservedNew {
             allocation_id: AllocationId::new(format!("eipalloc-{i}")),
             public_ip: Some(format!("203.0.113.{i}")),
             association_id: Some(format!("eipassoc-{i}")),
-            tags: named("nat-eip", &format!("nat-{}", i + 1)),
+            tags: named("nat-eip", &format!("nat-{}", i + 1), &format!("eip/{}", i + 1)),
         })
         .collect();
     let nats: Vec<NatInfo> = (0..nat_count)
@@ -62,7 +65,7 @@ pub(super) fn converged(spec: &NetworkSpec) -> ObservedNew {
             state: NatState::Available,
             allocation_id: Some(eips[i].allocation_id.clone()),
             public_ip: eips[i].public_ip.clone(),
-            tags: named("nat-gateway", &format!("nat-{}", i + 1)),
+            tags: named("nat-gateway", &format!("nat-{}", i + 1), &format!("nat/{}", i + 1)),
         })
         .collect();
     let table = |id: String, target: RouteTarget, subnets: &[&SubnetInfo], tags: Tags| RouteTableInfo {
@@ -82,7 +85,7 @@ pub(super) fn converged(spec: &NetworkSpec) -> ObservedNew {
         "rtb-public".into(),
         RouteTarget::Gateway(igw.id.clone()),
         &public.iter().collect::<Vec<_>>(),
-        named("public-route-table", "public"),
+        named("public-route-table", "public", "route-table/public"),
     )];
     for (i, s) in private.iter().enumerate() {
         let nat = &nats[i.min(nat_count - 1)];
@@ -90,7 +93,7 @@ pub(super) fn converged(spec: &NetworkSpec) -> ObservedNew {
             format!("rtb-private-{i}"),
             RouteTarget::NatGateway(nat.id.clone()),
             &[s],
-            named("private-route-table", &format!("private-{}", i + 1)),
+            named("private-route-table", &format!("private-{}", i + 1), &format!("route-table/private-{}", i + 1)),
         ));
     }
     ObservedNew {
@@ -130,6 +133,15 @@ pub(super) fn vpc_field(v: &VpcInfo, filter: &str) -> Vec<String> {
 }
 
 pub(super) fn reads(world: &ObservedNew) -> MockEc2Api {
+    reads_with(world, Vec::new(), Vec::new())
+}
+
+/// [`reads`] of a world that also holds these network interfaces and security groups.
+pub(super) fn reads_with(
+    world: &ObservedNew,
+    enis: Vec<EniInfo>,
+    groups: Vec<(VpcId, SecurityGroupInfo)>,
+) -> MockEc2Api {
     let mut m = MockEc2Api::new();
     let zones: Vec<ZoneInfo> = ["us-west-2d", "us-west-2c", "us-west-2b", "us-west-2a"]
         .iter()
@@ -175,7 +187,12 @@ pub(super) fn reads(world: &ObservedNew) -> MockEc2Api {
         }))
     });
     let w = world.clone();
-    m.expect_describe_addresses().returning(move |f| Ok(matching(&w.eips, &f, |a, k| tag_field(&a.tags, k))));
+    m.expect_describe_addresses().returning(move |f| {
+        Ok(matching(&w.eips, &f, |a, k| match k {
+            "allocation-id" => vec![a.allocation_id.to_string()],
+            _ => tag_field(&a.tags, k),
+        }))
+    });
     let w = world.clone();
     m.expect_describe_nat_gateways().returning(move |f| {
         Ok(matching(&w.nats, &f, |n, k| match k {
@@ -188,13 +205,36 @@ pub(super) fn reads(world: &ObservedNew) -> MockEc2Api {
     m.expect_describe_route_tables().returning(move |f| {
         Ok(matching(&w.route_tables, &f, |t, k| match k {
             "vpc-id" => vec![t.vpc_id.to_string()],
+            "route-table-id" => vec![t.id.to_string()],
             "association.subnet-id" => {
                 t.associations.iter().filter_map(|a| a.subnet_id.as_ref()).map(|s| s.to_string()).collect()
             }
             _ => tag_field(&t.tags, k),
         }))
     });
-    m.expect_describe_network_interfaces().returning(|_| Ok(vec![]));
-    m.expect_describe_security_groups().returning(|_| Ok(vec![]));
+    let subnets = world.subnets.clone();
+    m.expect_describe_network_interfaces().returning(move |f| {
+        Ok(matching(&enis, &f, |e, k| match k {
+            "subnet-id" => e.subnet_id.iter().map(|s| s.to_string()).collect(),
+            "vpc-id" => e
+                .subnet_id
+                .iter()
+                .filter_map(|s| subnets.iter().find(|x| &x.id == s))
+                .map(|x| x.vpc_id.to_string())
+                .collect(),
+            "group-id" => e.group_ids.iter().map(|g| g.to_string()).collect(),
+            _ => tag_field(&e.tags, k),
+        }))
+    });
+    m.expect_describe_security_groups().returning(move |f| {
+        Ok(matching(&groups, &f, |(vpc, g), k| match k {
+            "vpc-id" => vec![vpc.to_string()],
+            "group-id" => vec![g.id.to_string()],
+            _ => tag_field(&g.tags, k),
+        })
+        .into_iter()
+        .map(|(_, g)| g)
+        .collect())
+    });
     m
 }

@@ -88,14 +88,30 @@ impl ClusterApi for FakeEks {
         self.state.lock().unwrap().cluster = Some((c.clone(), at));
         Ok(c)
     }
-    async fn update_cluster_endpoint(&self, _: String, _: Vec<String>, _: Vec<String>) -> Result<(), AwsError> {
+    async fn update_cluster_subnets(
+        &self,
+        _: String,
+        _: Vec<String>,
+        _: Vec<String>,
+    ) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterConfig")
     }
-    async fn update_cluster_logging(&self, _: String, _: Vec<String>, _: Vec<String>) -> Result<(), AwsError> {
+    async fn update_cluster_access(&self, _: String, _: Vec<String>) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterConfig")
     }
-    async fn update_cluster_version(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn update_cluster_logging(
+        &self,
+        _: String,
+        _: Vec<String>,
+        _: Vec<String>,
+    ) -> Result<Option<String>, AwsError> {
+        unmodelled("UpdateClusterConfig")
+    }
+    async fn update_cluster_version(&self, _: String, _: String) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterVersion")
+    }
+    async fn describe_update(&self, _: String, _: String) -> Result<Option<UpdateInfo>, AwsError> {
+        unmodelled("DescribeUpdate")
     }
     async fn tag_resource(&self, _arn: String, _tags: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
@@ -162,9 +178,10 @@ impl ClusterApi for FakeEks {
             AddonInfo { status: at.map_or(Status::Creating, status), ..a.clone() }
         }))
     }
-    async fn default_addon_version(&self, name: String, k8s: String) -> Result<Option<String>, AwsError> {
+    async fn addon_versions(&self, name: String, k8s: String) -> Result<AddonVersions, AwsError> {
         self.sim.read();
-        Ok(Some(format!("v-{name}-{k8s}-eksbuild.1")))
+        let v = format!("v-{name}-{k8s}-eksbuild.1");
+        Ok(AddonVersions { default: Some(v.clone()), compatible: vec![v] })
     }
     async fn create_addon(
         &self,

@@ -103,6 +103,15 @@ impl ErrorKind {
             "InvalidAllocationID.NotFound",
             "InvalidAssociationID.NotFound",
             "InvalidNetworkInterfaceID.NotFound",
+            // ELBv2: the wire codes of LoadBalancerNotFoundException, TargetGroupNotFoundException
+            // and ListenerNotFoundException (Elastic Load Balancing API reference, "Errors" of
+            // DescribeLoadBalancers, DescribeTargetGroups, DescribeListeners; the SDK's error
+            // parsers match exactly these strings, aws-sdk-elasticloadbalancingv2
+            // `protocol_serde`). The classic ELB's AccessPointNotFoundException has the code
+            // LoadBalancerNotFound too. None ends in a suffix matched below.
+            "LoadBalancerNotFound",
+            "TargetGroupNotFound",
+            "ListenerNotFound",
         ];
         const ALREADY_EXISTS: &[&str] = &[
             "EntityAlreadyExists",
@@ -460,6 +469,18 @@ mod tests {
         }
         assert_eq!(ErrorKind::classify(None, Some(503)), ErrorKind::Transient);
         assert_eq!(ErrorKind::classify(None, Some(404)), ErrorKind::Other, "an HTML 404 is not a NotFound");
+    }
+
+    #[test]
+    fn elbv2_not_found_codes_are_not_found() {
+        for code in ["LoadBalancerNotFound", "TargetGroupNotFound", "ListenerNotFound"] {
+            assert_eq!(ErrorKind::classify(Some(code), Some(400)), ErrorKind::NotFound, "{code}");
+            let e = AwsError::new("DeleteLoadBalancer", code, "One or more load balancers not found");
+            assert!(e.is_not_found(), "{code}");
+            assert!(!ignore_not_found(Err(e)).unwrap(), "{code}: a delete of a gone load balancer is done");
+        }
+        // A neighbour that is not an absence stays what it was.
+        assert_eq!(ErrorKind::classify(Some("DuplicateLoadBalancerName"), Some(400)), ErrorKind::Other);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! overrides fields directly (all are public) or with the `with_*` builders, and files (TOML
 //! or YAML) override any subset of fields on top of the profile they name.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use dify_stack_core::{Environment, Tags};
@@ -91,6 +92,27 @@ pub struct EksConfig {
     pub node_group: NodeGroupSpec,
     /// Managed add-ons.
     pub addons: Vec<String>,
+    /// Add-on versions pinned by name (`vpc-cni = "v1.19.2-eksbuild.1"`). An installed add-on
+    /// keeps its version otherwise: it moves only with a Kubernetes upgrade or a pin here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addon_versions: BTreeMap<String, String>,
+    /// In `caller_address` mode each operator's /32 is kept (in the control bucket, with when it
+    /// was last used and by whom) so one operator's apply never removes another's address; an
+    /// entry unused for this many days is dropped by the next apply (default 30).
+    #[serde(default = "default_operator_ttl")]
+    pub operator_cidr_ttl_days: u32,
+    /// Operator addresses to drop now (`203.0.113.7` or `203.0.113.7/32`), e.g. a laptop that
+    /// left the team; your own address is never dropped while you apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_operator_cidrs: Vec<String>,
+    /// The operators' /32s as recorded plus this machine's, filled by `Stack::connect` (not
+    /// configuration).
+    #[serde(skip)]
+    pub operator_cidrs: Vec<String>,
+}
+
+fn default_operator_ttl() -> u32 {
+    crate::lock::DEFAULT_OPERATOR_CIDR_TTL_DAYS
 }
 
 /// How the machine running `apply` reaches the cluster's Kubernetes API.
@@ -294,7 +316,10 @@ fn lbc() -> AddonConfig {
 pub const AUTO_VERSION: &str = "auto";
 
 fn autoscaler() -> AddonConfig {
-    AddonConfig { version: AUTO_VERSION.to_owned(), ..AddonConfig::of(dify_stack_platform::Chart::cluster_autoscaler()) }
+    AddonConfig {
+        version: AUTO_VERSION.to_owned(),
+        ..AddonConfig::of(dify_stack_platform::Chart::cluster_autoscaler())
+    }
 }
 fn metrics() -> AddonConfig {
     AddonConfig::of(dify_stack_platform::Chart::metrics_server())
@@ -392,6 +417,10 @@ impl StackConfig {
                 admin_principals: Vec::new(),
                 node_group: NodeGroupSpec::for_environment(env),
                 addons: dify_stack_eks::DEFAULT_ADDONS.iter().map(|s| (*s).to_owned()).collect(),
+                addon_versions: BTreeMap::new(),
+                operator_cidr_ttl_days: default_operator_ttl(),
+                remove_operator_cidrs: Vec::new(),
+                operator_cidrs: Vec::new(),
             },
             datastores: DatastoresConfig {
                 aurora: AuroraSpec::for_environment(env),

@@ -83,6 +83,9 @@ pub struct Stack {
     policy: DataPolicy,
     /// This machine's public address, in `caller_address` mode.
     caller: Option<std::net::Ipv4Addr>,
+    /// The operators' addresses as `connect` found and updated them, and whether this
+    /// machine's was already recorded (`caller_address` mode).
+    operators: Option<(lock::Operators, bool)>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -110,20 +113,46 @@ impl Stack {
         let account = who.account().unwrap_or_default().to_owned();
         let ctx = wiring::context(&cfg, Some(&account)).map_err(StackError::Invalid)?;
         let mut cfg = cfg;
-        let caller = match cfg.eks.kubernetes_access {
+        let (caller, operators) = match cfg.eks.kubernetes_access {
             KubernetesAccess::CallerAddress => {
                 let ip = access::caller_address(&cfg.eks.checkip_url)
                     .await
                     .map_err(|message| StackError::CallerAddress { url: cfg.eks.checkip_url.clone(), message })?;
-                let cidr = format!("{ip}/32");
-                if !cfg.eks.endpoint.public_access_cidrs.contains(&cidr) {
-                    cfg.eks.endpoint.public_access_cidrs.push(cidr);
-                }
-                Some(ip)
+                // Every operator's /32 is kept beside the recorded outputs: this machine's is
+                // added (or its last use moved), stale and removed ones dropped; the others'
+                // stay, so two operators never evict each other.
+                let control = ControlBucket::new(&sdk, &account, &cfg.region);
+                let mut operators = control.load_operators(&cfg.name).await.map_err(StackError::Account)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                let known = operators.cidrs().contains(&format!("{ip}/32"));
+                operators.touch(ip, who.arn().unwrap_or_default(), now);
+                operators.prune(cfg.eks.operator_cidr_ttl_days, &cfg.eks.remove_operator_cidrs, Some(ip), now);
+                cfg.eks.operator_cidrs = operators.cidrs();
+                (Some(ip), Some((operators, known)))
             }
-            _ => None,
+            _ => (None, None),
         };
-        Ok(Stack { cfg, sdk, account, ctx, events: EventSink::default(), policy: DataPolicy::default(), caller })
+        Ok(Stack {
+            cfg,
+            sdk,
+            account,
+            ctx,
+            events: EventSink::default(),
+            policy: DataPolicy::default(),
+            caller,
+            operators,
+        })
+    }
+
+    /// Records the operators' addresses (under the stack lock).
+    async fn save_operators(&self) -> Result<(), StackError> {
+        if let Some((operators, _)) = &self.operators {
+            self.control().save_operators(&self.cfg.name, operators).await?;
+        }
+        Ok(())
     }
 
     /// Sends progress events to `sink`.
@@ -224,7 +253,8 @@ impl Stack {
 
     /// The plan's notes: how the Kubernetes API is reached from here.
     fn notes(&self) -> Vec<String> {
-        let cidrs = &self.cfg.eks.endpoint.public_access_cidrs;
+        let mut cidrs = self.cfg.eks.endpoint.public_access_cidrs.clone();
+        cidrs.extend(self.cfg.eks.operator_cidrs.iter().filter(|c| !cidrs.contains(c)).cloned().collect::<Vec<_>>());
         let public = if cidrs.is_empty() { "off".to_owned() } else { format!("limited to {}", cidrs.join(", ")) };
         let access = match (self.cfg.eks.kubernetes_access, self.caller) {
             (KubernetesAccess::CallerAddress, Some(ip)) => format!(
@@ -251,6 +281,9 @@ impl Stack {
     /// secret values) are recorded in the control bucket for [`Stack::output`].
     pub async fn apply(&self) -> Result<StackOutput, StackError> {
         let lock = self.control().acquire(&self.cfg.name, "apply").await?;
+        if let Err(e) = self.save_operators().await {
+            return settle(Err(e), lock.release().await);
+        }
         // Boxed: the runner (every provisioner and the whole config) would otherwise live in
         // this future, which embedders hold on their stack.
         let runner = Box::new(self.runner());
@@ -280,7 +313,9 @@ impl Stack {
             && let Ok(recorded) = serde_json::from_value::<StackOutput>(json)
             && plan.observed.agrees_with(&recorded)
             && recorded.is_complete()
+            && self.operators.as_ref().is_none_or(|(_, known)| *known)
         {
+            // (A new operator's address is on the cluster only once apply recorded it.)
             return self.with_secret_values(recorded).await;
         }
         self.apply().await
@@ -382,7 +417,9 @@ impl Stack {
         }
         match graph::destroy(runner.as_ref(), self.ctx.cancellation(), &self.events).await {
             Ok(deleted) => {
-                self.control().delete_outputs(&self.cfg.name).await.map(|_| deleted).map_err(StackError::from)
+                self.control().delete_outputs(&self.cfg.name).await?;
+                self.control().delete_operators(&self.cfg.name).await?;
+                Ok(deleted)
             }
             Err((_, failure)) => Err(StackError::Run(failure)),
         }

@@ -3,7 +3,10 @@
 //! created on first use (private, encrypted, versioned, tagged). Apply and destroy hold it and
 //! renew it while they run; a second run fails at once naming the holder; an expired lock is
 //! taken over; [`unlock`] removes a stale one. The last successful apply's outputs (ids, ARNs
-//! and endpoints, never secret values) are kept beside it in `outputs/<stack>.json`.
+//! and endpoints, never secret values) are kept beside it in `outputs/<stack>.json`, and the
+//! operators who applied from their own address (`eks.kubernetes_access = caller_address`) in
+//! `operators/<stack>.json` ([`Operators`]): each one's /32 stays on the cluster's public
+//! endpoint until it goes stale, whoever applies next.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +67,70 @@ pub enum LockError {
     /// S3 failed.
     #[error("stack lock: {0}")]
     Aws(#[from] AwsError),
+}
+
+/// How many days an operator's address stays on the public endpoint after its last apply, unless
+/// the configuration says otherwise.
+pub const DEFAULT_OPERATOR_CIDR_TTL_DAYS: u32 = 30;
+
+/// One operator's entry: the address an apply ran from, when, and who ran it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorEntry {
+    /// The address as a /32 (`198.51.100.7/32`), as the public endpoint admits it.
+    pub cidr: String,
+    /// Seconds since the epoch of the last apply (or plan's connect) from this address.
+    pub last_used: u64,
+    /// Who applied from it last (the caller identity ARN of sts:GetCallerIdentity).
+    pub identity_arn: String,
+}
+
+/// The operators of a stack, one entry per address: the EKS tier's `operator_cidrs`, kept in
+/// the control bucket so that one operator's apply keeps the others' addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operators {
+    /// The entries, sorted by address.
+    pub entries: Vec<OperatorEntry>,
+}
+
+impl Operators {
+    /// Records use of `address` by `identity_arn` at `now`: its entry is added or refreshed.
+    pub fn touch(&mut self, address: std::net::Ipv4Addr, identity_arn: &str, now: u64) {
+        let cidr = format!("{address}/32");
+        match self.entries.iter_mut().find(|e| e.cidr == cidr) {
+            Some(e) => {
+                e.last_used = e.last_used.max(now);
+                e.identity_arn = identity_arn.to_owned();
+            }
+            None => self.entries.push(OperatorEntry { cidr, last_used: now, identity_arn: identity_arn.to_owned() }),
+        }
+        self.entries.sort_by(|a, b| a.cidr.cmp(&b.cidr));
+    }
+
+    /// Drops the stale entries and returns them: those last used more than `ttl_days` before
+    /// `now`, and those `remove` names (an address, with or without `/32`). The entry of `keep`
+    /// (this caller's address) is never dropped: removing the address apply runs from would
+    /// lock it out of the Kubernetes API it is about to use.
+    pub fn prune(
+        &mut self,
+        ttl_days: u32,
+        remove: &[String],
+        keep: Option<std::net::Ipv4Addr>,
+        now: u64,
+    ) -> Vec<OperatorEntry> {
+        let keep = keep.map(|a| format!("{a}/32"));
+        let named = |cidr: &str| remove.iter().any(|r| r == cidr || format!("{r}/32") == cidr);
+        let ttl = u64::from(ttl_days) * 24 * 60 * 60;
+        let (dropped, kept) = std::mem::take(&mut self.entries).into_iter().partition(|e: &OperatorEntry| {
+            keep.as_deref() != Some(e.cidr.as_str()) && (named(&e.cidr) || now.saturating_sub(e.last_used) > ttl)
+        });
+        self.entries = kept;
+        dropped
+    }
+
+    /// The addresses, for the EKS tier's `operator_cidrs`.
+    pub fn cidrs(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.cidr.clone()).collect()
+    }
 }
 
 /// How a lock write is conditioned.
@@ -175,6 +242,51 @@ impl ControlBucket {
 
     fn outputs_key(stack: &str) -> String {
         format!("outputs/{stack}.json")
+    }
+
+    fn operators_key(stack: &str) -> String {
+        format!("operators/{stack}.json")
+    }
+
+    /// The stack's operators (none when nothing was recorded yet). Read-only: plan may call it.
+    pub async fn load_operators(&self, stack: &str) -> Result<Operators, AwsError> {
+        match self.read_json(&Self::operators_key(stack)).await {
+            Ok(found) => Ok(found.unwrap_or_default()),
+            Err(e) if e.is_not_found() => Ok(Operators::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the stack's operators (under the stack lock: apply).
+    pub async fn save_operators(&self, stack: &str, operators: &Operators) -> Result<(), AwsError> {
+        let body = serde_json::to_vec_pretty(operators).unwrap_or_default();
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(Self::operators_key(stack))
+            .body(ByteStream::from(body))
+            .content_type("application/json")
+            .send()
+            .await
+            .aws("PutObject")?;
+        Ok(())
+    }
+
+    /// Forgets the stack's operators (after destroy).
+    pub async fn delete_operators(&self, stack: &str) -> Result<(), AwsError> {
+        match self
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(Self::operators_key(stack))
+            .send()
+            .await
+            .aws("DeleteObject")
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The current lock, if any.
@@ -398,5 +510,43 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         // A dropped (not released) guard stops renewing: the lock then expires on its own.
         self.renewer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const DAY: u64 = 24 * 60 * 60;
+
+    #[test]
+    fn operators_are_kept_per_address_until_stale_or_removed() {
+        let (a, b, c) = (Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(203, 0, 113, 9), Ipv4Addr::new(192, 0, 2, 1));
+        let mut ops = Operators::default();
+        ops.touch(b, "arn:aws:iam::1:user/bob", 100 * DAY);
+        ops.touch(a, "arn:aws:sts::1:assumed-role/admin/alice", 100 * DAY);
+        ops.touch(c, "arn:aws:iam::1:user/carol", 60 * DAY);
+        assert_eq!(ops.cidrs(), ["192.0.2.1/32", "198.51.100.7/32", "203.0.113.9/32"]);
+        // A later apply from a's address by someone else refreshes the one entry.
+        ops.touch(a, "arn:aws:iam::1:user/dave", 110 * DAY);
+        assert_eq!(ops.entries.len(), 3);
+        assert_eq!(ops.entries[1].identity_arn, "arn:aws:iam::1:user/dave");
+        assert_eq!(ops.entries[1].last_used, 110 * DAY);
+
+        // At day 120 with a 30-day TTL: c (day 60) is stale, b (day 100) and a (day 110) stay.
+        let mut pruned = ops.clone();
+        let dropped = pruned.prune(30, &[], Some(b), 120 * DAY);
+        assert_eq!(dropped.iter().map(|e| e.cidr.as_str()).collect::<Vec<_>>(), ["192.0.2.1/32"]);
+        assert_eq!(pruned.cidrs(), ["198.51.100.7/32", "203.0.113.9/32"]);
+        // An explicit removal (address with or without /32); the caller's own entry never goes.
+        let mut pruned = ops.clone();
+        let dropped = pruned.prune(365, &["203.0.113.9".into(), "198.51.100.7/32".into()], Some(a), 120 * DAY);
+        assert_eq!(dropped.iter().map(|e| e.cidr.as_str()).collect::<Vec<_>>(), ["203.0.113.9/32"]);
+        assert_eq!(pruned.cidrs(), ["192.0.2.1/32", "198.51.100.7/32"]);
+        // The record round-trips as JSON.
+        let json = serde_json::to_string(&ops).unwrap();
+        assert_eq!(serde_json::from_str::<Operators>(&json).unwrap(), ops);
     }
 }

@@ -42,11 +42,14 @@ pub fn eks_spec(cfg: &StackConfig, net: &NetworkOutput) -> EksSpec {
         private_subnet_ids: net.private_subnets.iter().map(|s| s.id.clone()).collect(),
         kubernetes_version: e.kubernetes_version.clone(),
         endpoint: e.endpoint.clone(),
+        // The operators' addresses (`lock::Operators`, filled by `Stack::connect`).
+        operator_cidrs: e.operator_cidrs.clone(),
         log_types: e.log_types.clone(),
         log_retention_days: e.log_retention_days,
         admin_principals: e.admin_principals.clone(),
         node_group: e.node_group.clone(),
         addons: e.addons.clone(),
+        addon_versions: e.addon_versions.clone(),
     }
 }
 
@@ -314,6 +317,9 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
             let path = if x.path == "domain.name" { "dify.domain" } else { "dify.hosted_zone_id" };
             errs.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
         }
+    }
+    if cfg.eks.operator_cidr_ttl_days == 0 {
+        errs.push("eks.operator_cidr_ttl_days", "is 0: every other operator's address would be dropped", "e.g. 30");
     }
     // The chart and its images.
     cfg.dify.validate(&mut errs);

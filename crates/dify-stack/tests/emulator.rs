@@ -26,6 +26,8 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
     let mut cfg = config("e2e-test");
     cfg.dify.domain = Some("dify.example.com".into());
+    // The whole account before the first apply, tagged or not (the zone is the user's).
+    let before = Emulator::shared().unwrap().state(&account.account_id, "us-west-2").await;
     let stack = Stack::connect(cfg, account.config.clone()).await.unwrap();
     assert_eq!(stack.account(), account.account_id);
 
@@ -156,10 +158,7 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
     let release = dify_stack::install::DifyRelease::of(plain.config());
     assert_eq!(release.version, "3.9.1");
     let refused = plain.install_dify(&release, &out, &|_: &str| {}).await.unwrap_err();
-    assert!(
-        matches!(refused, StackError::Install(dify_stack::install::InstallError::NoDomain)),
-        "{refused}"
-    );
+    assert!(matches!(refused, StackError::Install(dify_stack::install::InstallError::NoDomain)), "{refused}");
     assert!(refused.to_string().contains("set [dify] domain"), "{refused}");
     // Permissions: none by default; a replacement permission keeps destroy's data permission.
     use dify_stack::core::Permissions;
@@ -262,11 +261,43 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         .await
         .unwrap();
 
-    // Destroy with --delete-data leaves nothing carrying the stack tag.
+    // Another operator applied from their machine (their /32 is in the control bucket) and
+    // an office range is now allowed: the plan is the endpoint access update alone, apply makes
+    // it, the next plan is empty, and every address stays on the cluster.
+    let control = stack.control();
+    let mut operators = control.load_operators("e2e-test").await.unwrap();
+    assert_eq!(operators.cidrs(), ["127.0.0.1/32"], "this machine's address is recorded");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    operators.touch("203.0.113.7".parse().unwrap(), "arn:aws:iam::123456789012:user/other-operator", now);
+    control.save_operators("e2e-test", &operators).await.unwrap();
+    let mut office = config("e2e-test");
+    office.dify.domain = Some("dify.example.com".into());
+    office.eks.endpoint.public_access_cidrs.push("198.51.100.0/24".into());
+    let office = Stack::connect(office, account.config.clone()).await.unwrap();
+    let plan = office.plan().await.unwrap();
+    let changes: Vec<_> = plan.nodes.values().flat_map(|p| p.plan.changes.iter()).collect();
+    assert_eq!(changes.len(), 1, "the endpoint access update alone:\n{plan}");
+    assert!(plan.to_string().contains("198.51.100.0/24") && plan.to_string().contains("203.0.113.7/32"), "{plan}");
+    office.apply().await.unwrap();
+    assert!(office.plan().await.unwrap().is_empty(), "converged");
+    let eks = aws_sdk_eks::Client::new(&account.config);
+    let cluster = eks.describe_cluster().name("e2e-test").send().await.unwrap();
+    let mut cidrs = cluster.cluster().unwrap().resources_vpc_config().unwrap().public_access_cidrs().to_vec();
+    cidrs.sort();
+    assert_eq!(cidrs, ["127.0.0.1/32", "198.51.100.0/24", "203.0.113.7/32"]);
+
+    // Destroy with --delete-data leaves nothing carrying the stack tag ...
     let stack = stack.with_data_policy(DataPolicy::delete_everything());
     let deleted = stack.destroy().await.unwrap();
     assert!(deleted.len() >= 40, "{deleted:?}");
     assert_eq!(inventory::inventory(&account.config, "e2e-test").await, Vec::<String>::new());
+    // ... and nothing at all, tagged or not: the account's whole state is what it was before
+    // the first apply, the control bucket (the lock and recorded outputs live there) aside.
+    let after = Emulator::shared().unwrap().state(&account.account_id, "us-west-2").await;
+    let control = stack.control().name().to_owned();
+    let leaked: Vec<&String> =
+        after.iter().filter(|l| !before.contains(l) && !l.ends_with(&format!(" {control}"))).collect();
+    assert!(leaked.is_empty(), "left in the account after destroy: {leaked:#?}");
     assert!(stack.output().await.is_err(), "outputs forgotten");
     let certs = acm.list_certificates().send().await.unwrap();
     assert!(certs.certificate_summary_list().is_empty(), "certificate left: {certs:?}");

@@ -1,8 +1,9 @@
 //! EKS tier of [dify-stack](https://github.com/dify-stack/dify-stack): cluster and node IAM
 //! roles, a KMS key for secrets envelope encryption, the cluster (private endpoint, all
 //! control-plane logs, `API_AND_CONFIG_MAP` access), a Graviton managed node group behind an
-//! IMDSv2-only launch template with an encrypted gp3 root volume, managed add-ons at the default
-//! version for the cluster version, access entries for extra admins, and programmatic access
+//! IMDSv2-only launch template with an encrypted gp3 root volume, managed add-ons (created at the
+//! default version for the cluster version, then kept until the Kubernetes version moves), access
+//! entries for extra admins, and programmatic access
 //! (EKS bearer token, kubeconfig, `kube::Client`).
 //!
 //! Inputs come from the network tier as core typed ids ([`EksSpec::vpc_id`],
@@ -28,9 +29,9 @@ mod tests;
 pub mod token;
 
 pub use client::{
-    AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, EksApi, KeyInfo, KeysApi, LaunchTemplateData,
-    LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo,
-    NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, Status,
+    AddonInfo, AddonRole, AddonVersions, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, EksApi, KeyInfo, KeysApi,
+    LaunchTemplateData, LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupConfigUpdate, NodegroupCreate,
+    NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, Status, UpdateInfo,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};
@@ -41,7 +42,7 @@ pub use provisioner::{
 };
 pub use sdk::SdkEks;
 pub use spec::{
-    ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, EndpointSpec, NodeGroupSpec,
-    POD_IDENTITY_AGENT_ADDON,
+    ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, EndpointSpec,
+    MAX_PUBLIC_ACCESS_CIDRS, NodeGroupSpec, POD_IDENTITY_AGENT_ADDON,
 };
 pub use token::{EksToken, TokenError, TokenSource, eks_token, kube_client, kubeconfig};

@@ -14,9 +14,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{
-    AddonInfo, AddonRole, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData, LaunchTemplateInfo,
-    LogGroupInfo, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, RoleInfo,
-    SecurityGroupInfo, Status,
+    AddonInfo, AddonRole, AddonVersions, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData,
+    LaunchTemplateInfo, LogGroupInfo, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate,
+    RoleInfo, SecurityGroupInfo, Status, UpdateInfo,
 };
 use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerObjects, list_ids};
 use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};
@@ -34,6 +34,8 @@ mod waits;
 use self::{change::*, control_plane::*, diff::*, waits::*};
 pub(crate) use crate::names::token;
 pub use crate::names::{Names, cluster_name};
+#[cfg(test)]
+pub(crate) use diff::scaling_update;
 
 /// The kinds of resource [`EksProvisioner::apply_control_plane`] makes; the rest of a plan is
 /// the launch template, node group and add-ons.
@@ -131,8 +133,9 @@ pub struct ObservedEks {
     pub nodegroup: Option<NodegroupInfo>,
     /// Installed add-ons by name.
     pub addons: BTreeMap<String, AddonInfo>,
-    /// The default version of each wanted add-on for the target Kubernetes version.
-    pub addon_versions: BTreeMap<String, String>,
+    /// What EKS offers of each wanted add-on for the target Kubernetes version (its default and
+    /// compatible versions).
+    pub addon_versions: BTreeMap<String, AddonVersions>,
     /// Access entries: principal -> associated policy ARNs (only those the spec lists).
     pub access: BTreeMap<String, Vec<String>>,
 }

@@ -17,9 +17,9 @@ use dify_stack_aws as shared;
 use dify_stack_core::{AwsError, AwsResultExt, Tags, found};
 
 use crate::client::{
-    AddonInfo, AddonRole, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi, LaunchTemplateData,
-    LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo,
-    NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, Status,
+    AddonInfo, AddonRole, AddonVersions, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi,
+    LaunchTemplateData, LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupConfigUpdate, NodegroupCreate,
+    NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, Status, UpdateInfo,
 };
 
 mod ec2;
@@ -142,6 +142,17 @@ fn vpc_config(subnet_ids: Vec<String>, public_access_cidrs: Vec<String>) -> VpcC
     let public = !public_access_cidrs.is_empty();
     VpcConfigRequest::builder()
         .set_subnet_ids(Some(subnet_ids))
+        .endpoint_private_access(true)
+        .endpoint_public_access(public)
+        .set_public_access_cidrs(public.then_some(public_access_cidrs))
+        .build()
+}
+
+/// The endpoint access alone (an EndpointAccessUpdate): private on, public on with its CIDRs, or
+/// off when there are none.
+fn endpoint_access(public_access_cidrs: Vec<String>) -> VpcConfigRequest {
+    let public = !public_access_cidrs.is_empty();
+    VpcConfigRequest::builder()
         .endpoint_private_access(true)
         .endpoint_public_access(public)
         .set_public_access_cidrs(public.then_some(public_access_cidrs))

@@ -39,6 +39,13 @@ pub struct EksSpec {
     /// Endpoint access.
     #[serde(default)]
     pub endpoint: EndpointSpec,
+    /// The public access CIDRs of the operators who run apply (each one's address as a /32),
+    /// kept beside the configured `endpoint.public_access_cidrs`: the public endpoint admits
+    /// both. The stack keeps this list (one entry per operator, dropped when stale), so one
+    /// operator's apply never removes another's address. Ignored while the public endpoint is
+    /// off (no configured CIDR and no operator).
+    #[serde(default)]
+    pub operator_cidrs: Vec<String>,
     /// Control-plane log types to enable (default: all five).
     #[serde(default = "default_logs")]
     pub log_types: Vec<String>,
@@ -53,10 +60,22 @@ pub struct EksSpec {
     pub admin_principals: Vec<String>,
     /// The managed node group.
     pub node_group: NodeGroupSpec,
-    /// Managed add-ons by name (default: the five of [`DEFAULT_ADDONS`]).
+    /// Managed add-ons by name (default: the five of [`DEFAULT_ADDONS`]). Each is created at
+    /// the default version EKS offers for the Kubernetes version; after that its version is kept
+    /// (so custom configuration is never overwritten by a new default) until the Kubernetes
+    /// version changes, or EKS no longer lists it as compatible, or `addon_versions` names one.
     #[serde(default = "default_addons")]
     pub addons: Vec<String>,
+    /// Explicit add-on versions by add-on name (each must be in `addons`): the add-on is
+    /// created at, or moved to, exactly this version.
+    #[serde(default)]
+    pub addon_versions: BTreeMap<String, String>,
 }
+
+/// EKS accepts at most 40 public access CIDR ranges per cluster, and the quota cannot be raised
+/// (EKS user guide, "View and manage Amazon EKS and Fargate service quotas": "Public endpoint
+/// access CIDR ranges per cluster", 40, not adjustable; Service Quotas code L-93A74D60).
+pub const MAX_PUBLIC_ACCESS_CIDRS: usize = 40;
 
 /// Cluster endpoint access. The private endpoint is always on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +163,7 @@ impl EksSpec {
             private_subnet_ids,
             kubernetes_version: default_version(),
             endpoint: EndpointSpec::default(),
+            operator_cidrs: Vec::new(),
             log_types: default_logs(),
             log_retention_days: match environment {
                 Environment::Test => 7,
@@ -152,7 +172,20 @@ impl EksSpec {
             admin_principals: Vec::new(),
             node_group: NodeGroupSpec::for_environment(environment),
             addons: default_addons(),
+            addon_versions: BTreeMap::new(),
         }
+    }
+
+    /// The CIDRs the public endpoint admits: the configured ones, then the operators' (each
+    /// once, in that order). Empty: the public endpoint is off.
+    pub fn public_access_cidrs(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in self.endpoint.public_access_cidrs.iter().chain(&self.operator_cidrs) {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
     }
 
     /// Checks the spec without I/O; every violation at once.
@@ -190,6 +223,47 @@ impl EksSpec {
                     "list your office or VPN CIDRs, or set endpoint.allow_public_internet = true",
                 ),
                 Ok(_) => {}
+            }
+        }
+        for (i, cidr) in self.operator_cidrs.iter().enumerate() {
+            match cidr.parse::<ipnet::IpNet>() {
+                // EKS refuses IPv6 blocks on IPv4 clusters (EKS API reference,
+                // VpcConfigRequest.publicAccessCidrs); an operator is one address, never /0.
+                Ok(ipnet::IpNet::V4(net)) if net.prefix_len() > 0 => {}
+                _ => errs.push(
+                    format!("operator_cidrs[{i}]"),
+                    format!("{cidr:?} is not an operator's IPv4 address block"),
+                    "an operator's address as a /32, e.g. 198.51.100.7/32",
+                ),
+            }
+        }
+        let cidrs = self.public_access_cidrs();
+        if cidrs.len() > MAX_PUBLIC_ACCESS_CIDRS {
+            let configured = cidrs.iter().filter(|c| self.endpoint.public_access_cidrs.contains(c)).count();
+            errs.push(
+                "endpoint.public_access_cidrs",
+                format!(
+                    "{} public access CIDRs ({configured} configured, {} operator addresses), but EKS allows at most {MAX_PUBLIC_ACCESS_CIDRS} per cluster and the quota cannot be raised",
+                    cidrs.len(),
+                    cidrs.len() - configured,
+                ),
+                "merge configured ranges into larger blocks, or drop operator addresses no longer used (a shorter eks.operator_cidr_ttl_days, or list them in eks.remove_operator_cidrs); or reach the API another way (eks.kubernetes_access = public_cidrs with an office/VPN range, or inside_vpc)",
+            );
+        }
+        for (addon, version) in &self.addon_versions {
+            if !self.addons.contains(addon) {
+                errs.push(
+                    format!("addon_versions.{addon}"),
+                    format!("a version is given for {addon}, which is not in addons"),
+                    format!("add {addon} to addons, or remove its version"),
+                );
+            }
+            if version.trim().is_empty() {
+                errs.push(
+                    format!("addon_versions.{addon}"),
+                    "an empty version",
+                    "a version DescribeAddonVersions lists, e.g. v1.19.5-eksbuild.3",
+                );
             }
         }
         if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {

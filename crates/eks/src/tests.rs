@@ -15,6 +15,7 @@ use crate::names::request_token;
 use crate::provisioner::token;
 use crate::spec::*;
 
+mod day2;
 mod destroy;
 mod drift;
 mod fake;
@@ -342,19 +343,41 @@ async fn scaling_labels_endpoint_logs_and_admins_update_in_place() {
     for needle in ["scaling", "labels", "endpoint_public_access_cidrs", "logging", "eks:access-entry"] {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
+    let mark = fake.calls().len();
     eks.apply(&ctx, &s).await.unwrap();
+    let applied = fake.calls()[mark..].to_vec();
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
     let st = fake.0.lock().unwrap();
     let ng = st.nodegroup.as_ref().unwrap();
-    assert_eq!((ng.min, ng.desired, ng.max), (1, 2, 4));
+    assert_eq!((ng.min, ng.desired, ng.max), (1, 1, 4), "the desired size is the spec's at create only");
     assert_eq!(ng.labels["team"], "ai");
     let c = st.cluster.as_ref().unwrap();
     assert!(c.endpoint_public && c.endpoint_private);
     assert_eq!(c.enabled_logs.len(), 4);
     assert!(st.access["arn:aws:iam::1:role/admin"][0].ends_with("cluster-access-policy/AmazonEKSClusterAdminPolicy"));
-    // Updates are serialised: the endpoint and logging updates each waited for ACTIVE.
-    let i = st.calls.iter().position(|c| c == "UpdateClusterConfig(endpoint)").unwrap();
-    assert_eq!(st.calls[i + 1], "DescribeCluster");
+    // One cluster update at a time: each waited for (its update status, then the cluster
+    // ACTIVE) before the next; the fake refuses an update while another is in progress.
+    let cluster_calls: Vec<&str> = applied
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.starts_with("UpdateCluster") || *c == "DescribeUpdate" || *c == "DescribeCluster")
+        .skip_while(|c| !c.starts_with("UpdateCluster"))
+        .collect();
+    assert_eq!(
+        cluster_calls,
+        [
+            "UpdateClusterConfig(access)",
+            "DescribeUpdate",
+            "DescribeUpdate",
+            "DescribeCluster",
+            "DescribeCluster",
+            "UpdateClusterConfig(logging)",
+            "DescribeUpdate",
+            "DescribeUpdate",
+            "DescribeCluster",
+            "DescribeCluster",
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -131,17 +131,20 @@ async fn apply_from_empty_matches_the_spec_then_reapply_is_a_no_op_and_destroy_l
     assert!(eks.plan(&ctx, &env.spec).await.unwrap().is_empty());
     assert_eq!(eks.apply(&ctx, &env.spec).await.unwrap(), out);
 
-    // A scaling change is planned as an Update and applied.
+    // A scaling change is planned as an Update and applied; the desired size moves only into
+    // the new range (it is the autoscaler's after create).
     let mut bigger = env.spec.clone();
+    bigger.node_group.min = 2;
     bigger.node_group.max = 3;
-    bigger.node_group.desired = 2;
+    bigger.node_group.desired = 3;
     let plan = eks.plan(&ctx, &bigger).await.unwrap();
     let c = plan.changes.iter().find(|c| c.resource.kind == "eks:nodegroup").unwrap();
     assert_eq!(c.action, Action::Update);
     assert_eq!(plan.changes.len(), 1, "{plan}");
     eks.apply(&ctx, &bigger).await.unwrap();
     let ng = env.eks.describe_nodegroup().cluster_name("eks-e2e").nodegroup_name("eks-e2e-main").send().await.unwrap();
-    assert_eq!(ng.nodegroup().unwrap().scaling_config().unwrap().desired_size(), Some(2));
+    let sc = ng.nodegroup().unwrap().scaling_config().unwrap().clone();
+    assert_eq!((sc.min_size(), sc.desired_size(), sc.max_size()), (Some(2), Some(2), Some(3)));
     assert!(eks.plan(&ctx, &bigger).await.unwrap().is_empty());
 
     // Destroy leaves nothing of ours; the key waits out its 7-day window.

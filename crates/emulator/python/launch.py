@@ -5,7 +5,8 @@ Started by the dify-stack-emulator crate as `python -c <launch.py> PORT <moto_ex
   * exits as soon as its standard input closes, so the server never outlives the
     test binary or demo that started it, even when that process is killed;
   * enables AWS-managed IAM policies (AmazonEKSClusterPolicy, ...);
-  * installs moto_ext: what moto lacks and dify-stack needs (see moto_ext.py).
+  * installs moto_ext: what moto lacks and dify-stack needs (see moto_ext.py), then moto_day2
+    when its source comes as a third argument (EKS day-two rules, see moto_day2.py).
 """
 import os
 import sys
@@ -31,6 +32,10 @@ def main():
         ext = types.ModuleType("moto_ext")
         exec(compile(sys.argv[2], "moto_ext.py", "exec"), ext.__dict__)
         ext.install()
+        if len(sys.argv) > 3:  # moto_day2.py: EKS day-two rules on moto_ext's EKS model
+            day2 = types.ModuleType("moto_day2")
+            exec(compile(sys.argv[3], "moto_day2.py", "exec"), day2.__dict__)
+            day2.install(ext)
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", port])

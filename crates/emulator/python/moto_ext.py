@@ -513,6 +513,73 @@ def _patch_checkip():
     from moto.moto_api._internal import urls as api_urls
 
     api_urls.url_paths["{0}/moto-api/dify-stack/checkip$"] = _checkip
+    api_urls.url_paths["{0}/moto-api/dify-stack/state$"] = _state_dump
+
+
+# ---------------------------------------------------------------- whole state (leak checks)
+# Served at /moto-api/dify-stack/state?account=A&region=R: every resource of the account that
+# moto or this extension holds, tagged or not, as sorted "service.collection key" lines (text), for
+# tests that compare the whole account before and after (a leak no tag filter finds: a network
+# interface, a KMS alias, a policy, a record). Resources in a terminal deleted state that AWS
+# itself keeps listing for a while (a NAT gateway "deleted", a KMS key pending deletion, a secret
+# scheduled for deletion) count as gone; what the account had before is compared away.
+_STATE_SERVICES = (
+    "ec2", "eks", "iam", "kms", "logs", "rds", "elasticache", "opensearch", "s3", "ecr",
+    "secretsmanager", "acm", "route53", "elbv2", "elb",
+)
+_GONE = {"deleted", "pendingdeletion", "pending_deletion", "deleting-complete"}
+
+
+def _gone(item):
+    for attr in ("state", "status", "key_state", "_state"):
+        value = getattr(item, attr, None)
+        value = getattr(value, "name", value)
+        if isinstance(value, str) and value.replace(" ", "").lower() in _GONE:
+            return True
+    if getattr(item, "deleted_date", None):  # Secrets Manager: scheduled for deletion
+        return True
+    if isinstance(item, dict) and str(item.get("status", "")).lower() in _GONE:
+        return True
+    return False
+
+
+def _state_dump(request, full_url, headers):
+    from urllib.parse import parse_qs, urlparse
+
+    from moto.backends import get_backend
+
+    query = parse_qs(urlparse(full_url).query)
+    account = query.get("account", ["123456789012"])[0]
+    region = query.get("region", ["us-west-2"])[0]
+    lines = set()
+    for service in _STATE_SERVICES:
+        try:
+            per_account = get_backend(service)[account]
+        except Exception:  # a service this moto build lacks
+            continue
+        for where in (region, "global", "aws"):
+            try:
+                backend = per_account[where]
+            except Exception:
+                continue
+            for attr, value in vars(backend).items():
+                if attr.startswith("_") and not attr.startswith("_dify"):
+                    continue
+                if isinstance(value, dict):
+                    for key, item in value.items():
+                        if isinstance(item, dict) and attr.startswith("_dify"):
+                            # the extension's per-cluster state: one level further
+                            for sub, entries in item.items():
+                                for name in (entries if isinstance(entries, dict) else {}):
+                                    lines.add(f"{service}.{attr}.{key}.{sub} {name}")
+                            continue
+                        if not _gone(item):
+                            lines.add(f"{service}.{attr} {key}")
+                elif isinstance(value, list):
+                    live = [i for i in value if not _gone(i)]
+                    if live:
+                        lines.add(f"{service}.{attr} [{len(live)} items]")
+    return 200, {"Content-Type": "text/plain"}, "".join(line + "\n" for line in sorted(lines))
 
 
 def install():

@@ -56,6 +56,8 @@ const LAUNCHER: &str = include_str!("../python/launch.py");
 /// entries, accessConfig and cluster security group; the RDS Data API flag and a stateful Data
 /// API for databases; ElastiCache deletes that finish).
 const MOTO_EXTENSION: &str = include_str!("../python/moto_ext.py");
+/// EKS day-two rules on the extension's EKS model (one update type per call, busy refusals).
+const MOTO_DAY2: &str = include_str!("../python/moto_day2.py");
 
 /// Why the emulator could not be provided.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +122,7 @@ impl Emulator {
             .arg(LAUNCHER)
             .arg("0")
             .arg(MOTO_EXTENSION)
+            .arg(MOTO_DAY2)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -203,6 +206,26 @@ impl Emulator {
             }
             None => builder.http_client(http).build(),
         }
+    }
+
+    /// Every resource the emulator holds for `account_id` in `region` (and the global services),
+    /// tagged or not, as sorted `service.collection key` lines; resources in a terminal deleted
+    /// state AWS keeps listing (a NAT gateway `deleted`, a KMS key pending deletion, a secret
+    /// scheduled for deletion) are left out. For leak checks that compare the whole account
+    /// before and after, not only what a tag filter finds.
+    pub async fn state(&self, account_id: &str, region: &str) -> Vec<String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let host = self.endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&host).await.expect("the emulator is running");
+        let request = format!(
+            "GET /moto-api/dify-stack/state?account={account_id}&region={region} HTTP/1.0\r\nHost: {host}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("request sent");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.expect("reply read");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+        assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "state dump failed: {head}");
+        body.lines().map(str::to_owned).collect()
     }
 
     /// Stops an owned server (external servers are left alone). Also happens at process exit.
@@ -339,7 +362,8 @@ mod tests {
     #[test]
     fn the_emulator_listens_on_loopback_only() {
         let emulator = Emulator::start().expect("the emulator starts (scripts/install-emulator)");
-        let port: u16 = emulator.endpoint().rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap();
+        let port: u16 =
+            emulator.endpoint().rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap();
         assert!(emulator.endpoint().starts_with("http://127.0.0.1:"), "{}", emulator.endpoint());
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "it answers on loopback");
         let outward = std::net::UdpSocket::bind("0.0.0.0:0")

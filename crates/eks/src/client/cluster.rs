@@ -147,8 +147,9 @@ pub struct NodegroupConfigUpdate {
     pub cluster: String,
     /// Node group name.
     pub name: String,
-    /// Minimum, maximum and desired size, when they change.
-    pub scaling: Option<(i32, i32, i32)>,
+    /// Minimum and maximum size, when they change, with the desired size only when it must move
+    /// into the new range (`None`: left to the autoscaler, not sent).
+    pub scaling: Option<(i32, i32, Option<i32>)>,
     /// Labels to add or update.
     pub add_labels: BTreeMap<String, String>,
     /// Label keys to remove.
@@ -183,6 +184,28 @@ pub struct AddonInfo {
     pub pod_identity_associations: Vec<String>,
 }
 
+/// What DescribeAddonVersions lists for an add-on and a Kubernetes version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddonVersions {
+    /// The version EKS installs by default on that Kubernetes version.
+    pub default: Option<String>,
+    /// Every version compatible with that Kubernetes version (the default among them).
+    pub compatible: Vec<String>,
+}
+
+/// A cluster update as DescribeUpdate shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateInfo {
+    /// The update's id.
+    pub id: String,
+    /// `InProgress`, `Failed`, `Cancelled` or `Successful` (EKS API reference, `Update.status`).
+    pub status: String,
+    /// `VpcConfigUpdate`, `EndpointAccessUpdate`, `LoggingUpdate`, `VersionUpdate`, ...
+    pub kind: String,
+    /// The update's errors (code: message).
+    pub errors: Vec<String>,
+}
+
 /// The IAM role an add-on's service account gets through EKS Pod Identity
 /// (CreateAddon / UpdateAddon `podIdentityAssociations`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,22 +225,35 @@ pub trait ClusterApi: Send + Sync {
     async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError>;
     /// CreateCluster (API_AND_CONFIG_MAP, creator admin bootstrap, private endpoint on).
     async fn create_cluster(&self, create: ClusterCreate) -> Result<ClusterInfo, AwsError>;
-    /// UpdateClusterConfig with the complete `resourcesVpcConfig` block.
-    async fn update_cluster_endpoint(
+    /// UpdateClusterConfig of the subnets and security groups alone (a `VpcConfigUpdate`: EKS
+    /// takes one type of update per call). Returns the update's id (`None` when the answer has
+    /// none).
+    async fn update_cluster_subnets(
         &self,
         name: String,
         subnet_ids: Vec<String>,
+        security_group_ids: Vec<String>,
+    ) -> Result<Option<String>, AwsError>;
+    /// UpdateClusterConfig of the endpoint access alone (an `EndpointAccessUpdate`): private
+    /// endpoint on, public endpoint on exactly when `public_access_cidrs` is not empty, limited
+    /// to them. Returns the update's id.
+    async fn update_cluster_access(
+        &self,
+        name: String,
         public_access_cidrs: Vec<String>,
-    ) -> Result<(), AwsError>;
-    /// UpdateClusterConfig with the complete `logging` block.
+    ) -> Result<Option<String>, AwsError>;
+    /// UpdateClusterConfig with the complete `logging` block alone (a `LoggingUpdate`). Returns
+    /// the update's id.
     async fn update_cluster_logging(
         &self,
         name: String,
         enabled: Vec<String>,
         disabled: Vec<String>,
-    ) -> Result<(), AwsError>;
-    /// UpdateClusterVersion (one minor version).
-    async fn update_cluster_version(&self, name: String, version: String) -> Result<(), AwsError>;
+    ) -> Result<Option<String>, AwsError>;
+    /// UpdateClusterVersion (one minor version). Returns the update's id.
+    async fn update_cluster_version(&self, name: String, version: String) -> Result<Option<String>, AwsError>;
+    /// DescribeUpdate of a cluster update; `None` when EKS does not know it.
+    async fn describe_update(&self, cluster: String, update_id: String) -> Result<Option<UpdateInfo>, AwsError>;
     /// TagResource.
     async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
     /// DeleteCluster.
@@ -242,9 +278,9 @@ pub trait ClusterApi: Send + Sync {
     async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError>;
     /// DescribeAddon; `None` when it does not exist.
     async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError>;
-    /// DescribeAddonVersions: the default version of an add-on for a Kubernetes version.
-    async fn default_addon_version(&self, name: String, kubernetes_version: String)
-    -> Result<Option<String>, AwsError>;
+    /// DescribeAddonVersions of an add-on for a Kubernetes version: the default and every
+    /// version EKS lists as compatible.
+    async fn addon_versions(&self, name: String, kubernetes_version: String) -> Result<AddonVersions, AwsError>;
     /// CreateAddon with `resolveConflicts = OVERWRITE` and, when given, the Pod Identity
     /// association of its service account.
     async fn create_addon(
@@ -255,8 +291,8 @@ pub trait ClusterApi: Send + Sync {
         tags: Tags,
         role: Option<AddonRole>,
     ) -> Result<(), AwsError>;
-    /// UpdateAddon with `resolveConflicts = OVERWRITE`; a given role replaces the add-on's Pod
-    /// Identity associations.
+    /// UpdateAddon with `resolveConflicts = PRESERVE` (values changed from EKS's defaults are
+    /// kept); a given role replaces the add-on's Pod Identity associations.
     async fn update_addon(
         &self,
         cluster: String,

@@ -71,7 +71,10 @@ impl EksProvisioner {
                         let update = NodegroupConfigUpdate {
                             cluster: cluster_name.clone(),
                             name: names.nodegroup.clone(),
-                            scaling: scaling.map(|(_, want)| want),
+                            // min and max; desired only when it moves into the new range.
+                            scaling: scaling.map(|((_, _, have_desired), (min, max, desired))| {
+                                (min, max, (desired != have_desired).then_some(desired))
+                            }),
                             add_labels: ng
                                 .labels
                                 .iter()
@@ -139,6 +142,12 @@ impl EksProvisioner {
                     addon_waits.push(name.clone());
                 }
                 EksChange::UpdateAddon { name, version, .. } => {
+                    // EKS refuses to update an add-on that is busy (ResourceInUseException):
+                    // one observed CREATING or UPDATING is waited for first (a DEGRADED or
+                    // failed one is updated as it is: that is how it is repaired).
+                    if o.addons.get(name).is_some_and(|a| matches!(a.status, Status::Creating | Status::Updating)) {
+                        self.wait_addon(ctx, &cluster_name, name).await?;
+                    }
                     let version = match (version, o.addons.get(name)) {
                         (Some((_, want)), _) => want.clone(),
                         (None, Some(a)) => a.version.clone(),
@@ -177,11 +186,17 @@ impl EksProvisioner {
         Ok(eks_output(ctx, &cluster, &node_sg, &cluster_role, &node_role, &key.arn, &nodegroup.name))
     }
 
+    /// The version a new add-on is created at when the plan could not know it (the cluster is
+    /// made by this run): the spec's, else EKS's default for the Kubernetes version.
     async fn default_addon_version(&self, spec: &EksSpec, addon: &str) -> Result<String> {
+        if let Some(v) = spec.addon_versions.get(addon) {
+            return Ok(v.clone());
+        }
         self.client
-            .default_addon_version(addon.to_owned(), spec.kubernetes_version.clone())
+            .addon_versions(addon.to_owned(), spec.kubernetes_version.clone())
             .await
             .at("DescribeAddonVersions", addon)?
+            .default
             .ok_or_else(|| EksError::NoAddonVersion {
                 addon: addon.to_owned(),
                 version: spec.kubernetes_version.clone(),

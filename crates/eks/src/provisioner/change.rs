@@ -18,6 +18,10 @@ pub(super) fn scaling((min, max, desired): Scaling) -> String {
     format!("min {min} desired {desired} max {max}")
 }
 
+/// Why each cluster update is its own line: EKS takes one type of update per UpdateClusterConfig
+/// call and refuses another while one is in progress, so apply makes them one at a time.
+const ONE_UPDATE: &str = "one cluster update at a time, each waited for";
+
 /// One change of the EKS tier, in the order apply makes them.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum EksChange {
@@ -89,13 +93,34 @@ pub(crate) enum EksChange {
         have: String,
         want: String,
     },
-    /// Endpoint access and subnets, logging, our tags.
-    UpdateCluster {
+    /// The control-plane subnets (a VpcConfigUpdate: EKS takes one type of update per call).
+    UpdateClusterSubnets {
         name: String,
         arn: String,
-        /// (public access CIDRs, subnets), each (have, want).
-        endpoint: Option<(HaveWant, HaveWant)>,
-        logging: Option<(String, String)>,
+        have: String,
+        want: String,
+    },
+    /// The endpoint access: private on, public on and limited to the configured and the
+    /// operators' CIDRs, or off (an EndpointAccessUpdate).
+    UpdateClusterAccess {
+        name: String,
+        arn: String,
+        /// The public endpoint's CIDRs (`(off)` when it is off), as (have, want).
+        cidrs: Option<HaveWant>,
+        /// The private endpoint was off.
+        private_off: bool,
+    },
+    /// The control-plane log types (a LoggingUpdate).
+    UpdateClusterLogging {
+        name: String,
+        arn: String,
+        have: String,
+        want: String,
+    },
+    /// Our tags on the cluster (TagResource, not a cluster update).
+    TagCluster {
+        name: String,
+        arn: String,
         tags: Drift,
     },
     CreateAccessEntry {
@@ -233,19 +258,28 @@ impl Planned for EksChange {
                     .field("secrets encryption key", Some(have), Some(want))
                     .because("a cluster's secrets encryption key cannot change")
             }
-            EksChange::UpdateCluster { name, arn, endpoint, logging, tags } => {
+            EksChange::UpdateClusterSubnets { name, arn, have, want } => {
+                Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn))
+                    .field("subnets", Some(have), Some(want))
+                    .because(ONE_UPDATE)
+            }
+            EksChange::UpdateClusterAccess { name, arn, cidrs, private_off } => {
                 let mut c = Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn));
-                if let Some(((have_cidrs, want_cidrs), (have_subnets, want_subnets))) = endpoint {
-                    c = c.field("endpoint_public_access_cidrs", Some(have_cidrs), Some(want_cidrs)).field(
-                        "subnets",
-                        Some(have_subnets),
-                        Some(want_subnets),
-                    );
+                if *private_off {
+                    c = c.field("endpoint_private_access", Some(false), Some(true));
                 }
-                if let Some((have, want)) = logging {
-                    c = c.field("logging", Some(have), Some(want));
+                if let Some((have, want)) = cidrs {
+                    c = c.field("endpoint_public_access_cidrs", Some(have), Some(want));
                 }
-                c.tag_fields(tags)
+                c.because(ONE_UPDATE)
+            }
+            EksChange::UpdateClusterLogging { name, arn, have, want } => {
+                Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn))
+                    .field("logging", Some(have), Some(want))
+                    .because(ONE_UPDATE)
+            }
+            EksChange::TagCluster { name, arn, tags } => {
+                Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn)).tag_fields(tags)
             }
             EksChange::CreateAccessEntry { principal } => Change::new(
                 Action::Create,

@@ -268,9 +268,9 @@ impl EksProvisioner {
         Ok(key)
     }
 
-    /// Executes the cluster's changes: created (waited until ACTIVE), or upgraded one minor
-    /// version at a time, its endpoint, logging and tags converged, waited after each update (EKS
-    /// rejects a second update while one is in progress). `have` is ACTIVE (waited by the caller).
+    /// Executes the cluster's changes: created (waited until ACTIVE), or its subnets, endpoint
+    /// access, logging and version (one minor version at a time) each updated alone and waited
+    /// for, then its tags. `have` is ACTIVE (waited by the caller).
     #[allow(clippy::too_many_arguments)]
     async fn converge_cluster(
         &self,
@@ -290,7 +290,7 @@ impl EksProvisioner {
                 version: spec.kubernetes_version.clone(),
                 role_arn,
                 subnet_ids: subnets,
-                public_access_cidrs: spec.endpoint.public_access_cidrs.clone(),
+                public_access_cidrs: spec.public_access_cidrs(),
                 log_types: spec.log_types.clone(),
                 key_arn: key_arn.to_owned(),
                 tags: ctx.tags_for(Tier::Eks, "cluster", name),
@@ -324,47 +324,59 @@ impl EksProvisioner {
                 want: key_arn.to_owned(),
             });
         }
+        // Each cluster update alone, in the plan's order, waited until it finished (its update
+        // status, then the cluster ACTIVE) before the next: EKS takes one type of update per
+        // call and refuses a call while an update is in progress.
         for change in changes {
             match change {
+                EksChange::UpdateClusterSubnets { .. } => {
+                    let update = self
+                        .client
+                        .update_cluster_subnets(name.clone(), subnets.clone(), cluster.security_group_ids.clone())
+                        .await
+                        .at("UpdateClusterConfig", name)?;
+                    tracing::info!(cluster = %name, "updating the control-plane subnets");
+                    cluster = self.wait_cluster_update(ctx, name, update).await?;
+                }
+                EksChange::UpdateClusterAccess { .. } => {
+                    let update = self
+                        .client
+                        .update_cluster_access(name.clone(), spec.public_access_cidrs())
+                        .await
+                        .at("UpdateClusterConfig", name)?;
+                    tracing::info!(cluster = %name, "updating the endpoint access");
+                    cluster = self.wait_cluster_update(ctx, name, update).await?;
+                }
+                EksChange::UpdateClusterLogging { .. } => {
+                    let want_logs: BTreeSet<String> = spec.log_types.iter().cloned().collect();
+                    let disabled = crate::spec::ALL_LOG_TYPES
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .filter(|t| !want_logs.contains(t))
+                        .collect();
+                    let update = self
+                        .client
+                        .update_cluster_logging(name.clone(), want_logs.iter().cloned().collect(), disabled)
+                        .await
+                        .at("UpdateClusterConfig", name)?;
+                    tracing::info!(cluster = %name, "updating the control-plane logging");
+                    cluster = self.wait_cluster_update(ctx, name, update).await?;
+                }
                 EksChange::UpgradeCluster { .. } => {
                     while let Some(step) = next_version(&cluster.version, &spec.kubernetes_version)? {
                         tracing::info!(cluster = %name, from = %cluster.version, to = %step, "upgrading control plane");
-                        self.client
+                        let update = self
+                            .client
                             .update_cluster_version(name.clone(), step)
                             .await
                             .at("UpdateClusterVersion", name)?;
-                        cluster = self.wait_cluster(ctx, name).await?;
+                        cluster = self.wait_cluster_update(ctx, name, update).await?;
                     }
                 }
-                EksChange::UpdateCluster { endpoint, logging, tags, .. } => {
-                    if endpoint.is_some() {
-                        self.client
-                            .update_cluster_endpoint(
-                                name.clone(),
-                                subnets.clone(),
-                                spec.endpoint.public_access_cidrs.clone(),
-                            )
-                            .await
-                            .at("UpdateClusterConfig", name)?;
-                        cluster = self.wait_cluster(ctx, name).await?;
-                    }
-                    if logging.is_some() {
-                        let want_logs: BTreeSet<String> = spec.log_types.iter().cloned().collect();
-                        let disabled = crate::spec::ALL_LOG_TYPES
-                            .iter()
-                            .map(|s| (*s).to_owned())
-                            .filter(|t| !want_logs.contains(t))
-                            .collect();
-                        self.client
-                            .update_cluster_logging(name.clone(), want_logs.iter().cloned().collect(), disabled)
-                            .await
-                            .at("UpdateClusterConfig", name)?;
-                        cluster = self.wait_cluster(ctx, name).await?;
-                    }
-                    if !tags.is_empty() {
-                        let tags = dify_stack_core::drift_tags(tags);
-                        self.client.tag_resource(cluster.arn.clone(), tags).await.at("TagResource", name)?;
-                    }
+                // Tags are no cluster update (TagResource works while one is in progress).
+                EksChange::TagCluster { tags, .. } => {
+                    let tags = dify_stack_core::drift_tags(tags);
+                    self.client.tag_resource(cluster.arn.clone(), tags).await.at("TagResource", name)?;
                 }
                 _ => {}
             }

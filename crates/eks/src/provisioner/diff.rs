@@ -85,24 +85,16 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
         out.push(EksChange::CreateNodeSecurityGroup { name: names.node_security_group.clone() });
     }
     let want_logs: BTreeSet<String> = spec.log_types.iter().cloned().collect();
+    let want_cidrs = spec.public_access_cidrs();
     match &o.cluster {
         None => out.push(EksChange::CreateCluster {
             name: names.cluster.clone(),
             version: spec.kubernetes_version.clone(),
             subnets: list(&spec.private_subnet_ids),
-            cidrs: list(&spec.endpoint.public_access_cidrs),
+            cidrs: list(&want_cidrs),
             logs: list(&want_logs),
         }),
         Some(have) => {
-            if have.version != spec.kubernetes_version {
-                out.push(EksChange::UpgradeCluster {
-                    name: names.cluster.clone(),
-                    arn: have.arn.clone(),
-                    have: have.version.clone(),
-                    want: spec.kubernetes_version.clone(),
-                    refused: next_version(&have.version, &spec.kubernetes_version).is_err(),
-                });
-            }
             if let (Some(have_key), Some(k)) = (&have.secrets_key_arn, &o.key)
                 && *have_key != k.arn
             {
@@ -113,18 +105,55 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
                     want: k.arn.clone(),
                 });
             }
-            push_if_changed(
-                &mut out,
-                EksChange::UpdateCluster {
+            // One change per type of cluster update, in the order apply makes them, one at a
+            // time: EKS takes one type per UpdateClusterConfig call ("Only one type of update -
+            // VpcConfigUpdate, LoggingUpdate or EndpointAccessUpdate can be allowed", aws-cdk PR
+            // #30114; cluster-api-provider-aws #3553) and refuses a call while another update is
+            // in progress (ResourceInUseException "Cannot EndpointAccessUpdate because cluster
+            // ... currently has update ... in progress", aws-controllers-k8s community #1192).
+            let want_subnets: Vec<String> = spec.private_subnet_ids.iter().map(|s| s.as_str().to_owned()).collect();
+            if sorted(&have.subnet_ids) != sorted(&want_subnets) {
+                out.push(EksChange::UpdateClusterSubnets {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
-                    endpoint: endpoint_drift(have, spec).then(|| {
-                        (
-                            (list(&have.public_access_cidrs), list(&spec.endpoint.public_access_cidrs)),
-                            (list(sorted(&have.subnet_ids)), list(&spec.private_subnet_ids)),
-                        )
-                    }),
-                    logging: (have.enabled_logs != want_logs).then(|| (list(&have.enabled_logs), list(&want_logs))),
+                    have: list(sorted(&have.subnet_ids)),
+                    want: list(sorted(&want_subnets)),
+                });
+            }
+            if access_drift(have, &want_cidrs) {
+                let shown =
+                    |public: bool, cidrs: &[String]| if public { list(sorted(cidrs)) } else { "(off)".to_owned() };
+                let have_cidrs = shown(have.endpoint_public, &have.public_access_cidrs);
+                let want_shown = shown(!want_cidrs.is_empty(), &want_cidrs);
+                out.push(EksChange::UpdateClusterAccess {
+                    name: names.cluster.clone(),
+                    arn: have.arn.clone(),
+                    cidrs: (have_cidrs != want_shown).then_some((have_cidrs, want_shown)),
+                    private_off: !have.endpoint_private,
+                });
+            }
+            if have.enabled_logs != want_logs {
+                out.push(EksChange::UpdateClusterLogging {
+                    name: names.cluster.clone(),
+                    arn: have.arn.clone(),
+                    have: list(&have.enabled_logs),
+                    want: list(&want_logs),
+                });
+            }
+            if have.version != spec.kubernetes_version {
+                out.push(EksChange::UpgradeCluster {
+                    name: names.cluster.clone(),
+                    arn: have.arn.clone(),
+                    have: have.version.clone(),
+                    want: spec.kubernetes_version.clone(),
+                    refused: next_version(&have.version, &spec.kubernetes_version).is_err(),
+                });
+            }
+            push_if_changed(
+                &mut out,
+                EksChange::TagCluster {
+                    name: names.cluster.clone(),
+                    arn: have.arn.clone(),
                     tags: drift(&ctx.tags_for(Tier::Eks, "cluster", &names.cluster), &have.tags),
                 },
             );
@@ -197,7 +226,6 @@ pub(super) fn node_changes(
                 ami_type: (have.ami_type != ng.ami_type).then(|| (have.ami_type.clone(), ng.ami_type.clone())),
             };
             push_if_changed(&mut out, replace);
-            let have_scaling = (have.min, have.max, have.desired);
             let template = o.launch_template.as_ref().map(|lt| (lt.id.clone(), lt.latest_version.to_string()));
             let launch_template = match (&have.launch_template, &template) {
                 (Some(h), _) if lt_updated => Some((format!("{h:?}"), "(known after apply)".to_owned())),
@@ -209,7 +237,7 @@ pub(super) fn node_changes(
                 EksChange::UpdateNodegroup {
                     name: names.nodegroup.clone(),
                     arn: have.arn.clone(),
-                    scaling: (have_scaling != want_scaling).then_some((have_scaling, want_scaling)),
+                    scaling: scaling_update(have, ng),
                     labels: (have.labels != ng.labels)
                         .then(|| (format!("{:?}", have.labels), format!("{:?}", ng.labels))),
                     version: have
@@ -222,17 +250,24 @@ pub(super) fn node_changes(
             );
         }
     }
+    // A Kubernetes upgrade this run makes: the observation's cluster (apply computes these
+    // changes again after the control plane's upgrade, from the same observation).
+    let upgrading = o.cluster.as_ref().is_some_and(|c| c.version != spec.kubernetes_version);
     for addon in &spec.addons {
-        let want = o.addon_versions.get(addon).cloned();
+        let offered = o.addon_versions.get(addon);
         let pod_identity = (addon == EBS_CSI_ADDON)
             .then(|| format!("kube-system/{EBS_CSI_SERVICE_ACCOUNT} -> {}", names.ebs_csi_role));
         match o.addons.get(addon) {
-            None => out.push(EksChange::CreateAddon { name: addon.clone(), version: want, pod_identity }),
+            None => out.push(EksChange::CreateAddon {
+                name: addon.clone(),
+                version: spec.addon_versions.get(addon).cloned().or_else(|| offered.and_then(|v| v.default.clone())),
+                pod_identity,
+            }),
             Some(a) => push_if_changed(
                 &mut out,
                 EksChange::UpdateAddon {
                     name: addon.clone(),
-                    version: want.filter(|v| *v != a.version).map(|v| (a.version.clone(), v)),
+                    version: addon_version_move(spec, addon, &a.version, offered, upgrading),
                     pod_identity: pod_identity.filter(|_| a.pod_identity_associations.is_empty()),
                 },
             ),
@@ -244,11 +279,49 @@ pub(super) fn node_changes(
     out
 }
 
-pub(super) fn endpoint_drift(cluster: &ClusterInfo, spec: &EksSpec) -> bool {
-    let want_public = !spec.endpoint.public_access_cidrs.is_empty();
-    let want_subnets: Vec<String> = spec.private_subnet_ids.iter().map(|s| s.as_str().to_owned()).collect();
+/// The endpoint access differs from what is wanted: the private endpoint off, the public one
+/// on or off wrongly, or its CIDRs another set than `want_cidrs`.
+pub(super) fn access_drift(cluster: &ClusterInfo, want_cidrs: &[String]) -> bool {
+    let want_public = !want_cidrs.is_empty();
     !cluster.endpoint_private
         || cluster.endpoint_public != want_public
-        || (want_public && sorted(&cluster.public_access_cidrs) != sorted(&spec.endpoint.public_access_cidrs))
-        || sorted(&cluster.subnet_ids) != sorted(&want_subnets)
+        || (want_public && sorted(&cluster.public_access_cidrs) != sorted(want_cidrs))
+}
+
+/// The scaling an existing node group is given: the spec's min and max; its desired size only
+/// when it falls outside them (clamped into the range), else `None` (left as it is). The desired
+/// size is the spec's at create only: "If you use the Kubernetes Cluster Autoscaler, you
+/// shouldn't change the desiredSize value directly, as this can cause the Cluster Autoscaler to
+/// suddenly scale up or scale down" (EKS API reference, NodegroupScalingConfig; UpdateNodegroupConfig
+/// takes any or none of its properties).
+pub(crate) fn scaling_update(have: &NodegroupInfo, ng: &crate::spec::NodeGroupSpec) -> Option<(Scaling, Scaling)> {
+    if (have.min, have.max) == (ng.min, ng.max) {
+        return None;
+    }
+    let desired = have.desired.clamp(ng.min, ng.max.max(ng.min));
+    Some(((have.min, have.max, have.desired), (ng.min, ng.max, desired)))
+}
+
+/// The version an installed add-on moves to, if any. Its version is kept (UpdateAddon would
+/// otherwise follow every new default EKS publishes, and a version move can reset custom
+/// configuration), except: a version given in the spec; a Kubernetes upgrade in this run
+/// (`upgrading`: the new version's default, as the EKS user guide's "Update existing cluster to
+/// new Kubernetes version" asks of the add-ons after the control plane); an installed version
+/// EKS no longer lists as compatible with the Kubernetes version (an upgrade finished by an
+/// interrupted run).
+pub(super) fn addon_version_move(
+    spec: &EksSpec,
+    name: &str,
+    installed: &str,
+    offered: Option<&AddonVersions>,
+    upgrading: bool,
+) -> Option<(String, String)> {
+    let want = match spec.addon_versions.get(name) {
+        Some(pinned) => Some(pinned.clone()),
+        None => offered.and_then(|v| {
+            let incompatible = !v.compatible.is_empty() && !v.compatible.iter().any(|c| c == installed);
+            (upgrading || incompatible).then(|| v.default.clone()).flatten()
+        }),
+    };
+    want.filter(|w| w != installed).map(|w| (installed.to_owned(), w))
 }

@@ -81,16 +81,14 @@ impl EksProvisioner {
             o.access.insert(principal.clone(), policies);
         }
         o.cluster = Some(cluster);
-        // Default add-on versions for the version the cluster will run after this apply.
+        // The add-on versions EKS offers for the version the cluster will run after this apply.
         for addon in &spec.addons {
-            if let Some(v) = self
+            let v = self
                 .client
-                .default_addon_version(addon.clone(), spec.kubernetes_version.clone())
+                .addon_versions(addon.clone(), spec.kubernetes_version.clone())
                 .await
-                .at("DescribeAddonVersions", addon)?
-            {
-                o.addon_versions.insert(addon.clone(), v);
-            }
+                .at("DescribeAddonVersions", addon)?;
+            o.addon_versions.insert(addon.clone(), v);
         }
         Ok(o)
     }

@@ -23,6 +23,25 @@ pub(super) fn cluster_active(name: &str) -> impl Condition<ClusterInfo, EksError
     }
 }
 
+/// A cluster update is `Successful`; `Failed` or `Cancelled` ends the wait at once with the
+/// update's errors (EKS API reference, DescribeUpdate: "When the status of the update is
+/// Successful, the update is complete. If an update fails, the status is Failed, and an error
+/// detail explains the reason for the failure"). An update EKS no longer knows is done: the
+/// cluster's own status is waited for next.
+pub(super) fn update_done(name: &str) -> impl Condition<UpdateInfo, EksError> + '_ {
+    move |u: Option<&UpdateInfo>| match u {
+        None => Ok(Probe::Done(())),
+        Some(u) if u.status == "Successful" => Ok(Probe::Done(())),
+        Some(u) if u.status == "Failed" || u.status == "Cancelled" => Err(EksError::Failed {
+            kind: "cluster update",
+            name: format!("{name} {} {}", u.kind, u.id),
+            status: u.status.clone(),
+            detail: u.errors.clone(),
+        }),
+        Some(u) => Ok(Probe::Pending(format!("{} {}", u.kind, u.status))),
+    }
+}
+
 /// A node group is ACTIVE; a failure state (with EKS's health issues) or DELETING ends the wait.
 pub(super) fn nodegroup_active(name: &str) -> impl Condition<NodegroupInfo, EksError> + '_ {
     move |n: Option<&NodegroupInfo>| match n {
@@ -77,6 +96,27 @@ impl EksProvisioner {
             .await
             .map_err(from_wait)?;
         accepted(state, "cluster", name)
+    }
+
+    /// Waits for a cluster update to finish (its DescribeUpdate status, when EKS gave its id),
+    /// then for the cluster to be ACTIVE; returns the cluster. The next update may start then:
+    /// EKS refuses one while another is in progress, even when the cluster already reads
+    /// ACTIVE (aws-controllers-k8s community #1192).
+    pub(super) async fn wait_cluster_update(
+        &self,
+        ctx: &Context,
+        name: &str,
+        update: Option<String>,
+    ) -> Result<ClusterInfo> {
+        if let Some(id) = update {
+            let policy = ctx.wait.capped(caps::CLUSTER_ACTIVE);
+            let what = format!("update {id} of EKS cluster {name} to finish");
+            let fetch = || async {
+                Ok(self.client.describe_update(name.to_owned(), id.clone()).await.at("DescribeUpdate", name)?)
+            };
+            wait::until_state(&what, &policy, ctx.cancellation(), fetch, update_done(name)).await.map_err(from_wait)?;
+        }
+        self.wait_cluster(ctx, name).await
     }
 
     pub(super) async fn wait_nodegroup(&self, ctx: &Context, cluster: &str, name: &str) -> Result<NodegroupInfo> {
@@ -159,6 +199,23 @@ mod tests {
             assert!(a(Some(&addon(failed))).is_err(), "{failed}");
         }
         assert_eq!(Status::parse("CREATE_FAILED").as_str(), "CREATE_FAILED");
+
+        let update = |s: &str| UpdateInfo {
+            id: "u-1".into(),
+            status: s.into(),
+            kind: "EndpointAccessUpdate".into(),
+            errors: vec!["InsufficientFreeAddresses: subnet full".into()],
+        };
+        let u = update_done("c");
+        assert!(matches!(u(Some(&update("Successful"))), Ok(Probe::Done(()))));
+        assert!(matches!(u(None), Ok(Probe::Done(()))), "an update EKS forgot: the cluster status decides");
+        assert_eq!(u(Some(&update("InProgress"))).unwrap(), Probe::Pending("EndpointAccessUpdate InProgress".into()));
+        for failed in ["Failed", "Cancelled"] {
+            assert!(
+                matches!(u(Some(&update(failed))), Err(EksError::Failed { detail, .. }) if detail[0].starts_with("InsufficientFreeAddresses")),
+                "{failed}"
+            );
+        }
         assert_eq!(Status::parse("NEW"), Status::Other("NEW".into()));
     }
 }

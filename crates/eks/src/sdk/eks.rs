@@ -41,20 +41,46 @@ impl ClusterApi for SdkEks {
             .ok_or_else(|| AwsError::new("CreateCluster", "EmptyResponse", "no cluster in the response"))
     }
 
-    async fn update_cluster_endpoint(
+    async fn update_cluster_subnets(
         &self,
         name: String,
         subnet_ids: Vec<String>,
-        public_access_cidrs: Vec<String>,
-    ) -> Result<(), AwsError> {
-        self.eks
+        security_group_ids: Vec<String>,
+    ) -> Result<Option<String>, AwsError> {
+        // Only the VpcConfigUpdate's fields: with any endpoint field beside them EKS refuses the
+        // call, "Only one type of update - VpcConfigUpdate, LoggingUpdate or EndpointAccessUpdate
+        // can be allowed" (aws-cdk PR #30114; aws-controllers-k8s eks-controller PR #119 splits
+        // the calls for it). Fields not sent keep their values (UpdateClusterConfig merges).
+        let vpc = VpcConfigRequest::builder()
+            .set_subnet_ids(Some(subnet_ids))
+            .set_security_group_ids((!security_group_ids.is_empty()).then_some(security_group_ids))
+            .build();
+        let out = self
+            .eks
             .update_cluster_config()
             .name(name)
-            .resources_vpc_config(vpc_config(subnet_ids, public_access_cidrs))
+            .resources_vpc_config(vpc)
             .send()
             .await
             .aws("UpdateClusterConfig")?;
-        Ok(())
+        Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
+    }
+
+    async fn update_cluster_access(
+        &self,
+        name: String,
+        public_access_cidrs: Vec<String>,
+    ) -> Result<Option<String>, AwsError> {
+        // Only the EndpointAccessUpdate's fields (see update_cluster_subnets).
+        let out = self
+            .eks
+            .update_cluster_config()
+            .name(name)
+            .resources_vpc_config(endpoint_access(public_access_cidrs))
+            .send()
+            .await
+            .aws("UpdateClusterConfig")?;
+        Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
     }
 
     async fn update_cluster_logging(
@@ -62,20 +88,45 @@ impl ClusterApi for SdkEks {
         name: String,
         enabled: Vec<String>,
         disabled: Vec<String>,
-    ) -> Result<(), AwsError> {
-        self.eks
+    ) -> Result<Option<String>, AwsError> {
+        let out = self
+            .eks
             .update_cluster_config()
             .name(name)
             .logging(logging(enabled, disabled))
             .send()
             .await
             .aws("UpdateClusterConfig")?;
-        Ok(())
+        Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
     }
 
-    async fn update_cluster_version(&self, name: String, version: String) -> Result<(), AwsError> {
-        self.eks.update_cluster_version().name(name).version(version).send().await.aws("UpdateClusterVersion")?;
-        Ok(())
+    async fn update_cluster_version(&self, name: String, version: String) -> Result<Option<String>, AwsError> {
+        let out =
+            self.eks.update_cluster_version().name(name).version(version).send().await.aws("UpdateClusterVersion")?;
+        Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
+    }
+
+    async fn describe_update(&self, cluster: String, update_id: String) -> Result<Option<UpdateInfo>, AwsError> {
+        let out =
+            found(self.eks.describe_update().name(cluster).update_id(update_id).send().await.aws("DescribeUpdate"))?;
+        Ok(out.and_then(|o| {
+            o.update().map(|u| UpdateInfo {
+                id: u.id().unwrap_or_default().to_owned(),
+                status: u.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                kind: u.r#type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                errors: u
+                    .errors()
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e.error_code().map(|c| c.as_str()).unwrap_or("?"),
+                            e.error_message().unwrap_or_default()
+                        )
+                    })
+                    .collect(),
+            })
+        }))
     }
 
     async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
@@ -145,8 +196,11 @@ impl ClusterApi for SdkEks {
         let NodegroupConfigUpdate { cluster, name, scaling, add_labels, remove_labels } = u;
         let mut req = self.eks.update_nodegroup_config().cluster_name(cluster).nodegroup_name(name);
         if let Some((min, max, desired)) = scaling {
+            // desiredSize only when it must move into the new range: when Cluster Autoscaler
+            // runs, "you shouldn't change the desiredSize value directly" (EKS API reference,
+            // NodegroupScalingConfig); on update every property is optional.
             req = req.scaling_config(
-                NodegroupScalingConfig::builder().min_size(min).max_size(max).desired_size(desired).build(),
+                NodegroupScalingConfig::builder().min_size(min).max_size(max).set_desired_size(desired).build(),
             );
         }
         if !add_labels.is_empty() || !remove_labels.is_empty() {
@@ -208,12 +262,32 @@ impl ClusterApi for SdkEks {
         }))
     }
 
-    async fn default_addon_version(
-        &self,
-        name: String,
-        kubernetes_version: String,
-    ) -> Result<Option<String>, AwsError> {
-        dify_stack_aws::eks::default_addon_version(&self.eks, &name, &kubernetes_version).await
+    async fn addon_versions(&self, name: String, kubernetes_version: String) -> Result<AddonVersions, AwsError> {
+        let out = self
+            .eks
+            .describe_addon_versions()
+            .addon_name(&name)
+            .kubernetes_version(&kubernetes_version)
+            .send()
+            .await
+            .aws("DescribeAddonVersions")?;
+        let mut versions = AddonVersions::default();
+        for v in out.addons().iter().flat_map(|a| a.addon_versions()) {
+            let Some(version) = v.addon_version() else { continue };
+            let on_this =
+                v.compatibilities().iter().filter(|c| c.cluster_version() == Some(kubernetes_version.as_str()));
+            let mut compatible = false;
+            for c in on_this {
+                compatible = true;
+                if c.default_version() && versions.default.is_none() {
+                    versions.default = Some(version.to_owned());
+                }
+            }
+            if compatible {
+                versions.compatible.push(version.to_owned());
+            }
+        }
+        Ok(versions)
     }
 
     async fn create_addon(
@@ -250,7 +324,7 @@ impl ClusterApi for SdkEks {
             .cluster_name(cluster)
             .addon_name(name)
             .addon_version(version)
-            .resolve_conflicts(ResolveConflicts::Overwrite)
+            .resolve_conflicts(ResolveConflicts::Preserve)
             .set_pod_identity_associations(pod_identity(role)?)
             .send()
             .await

@@ -26,6 +26,7 @@ async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {
         ng.max += 1;
         let (id, _) = ng.launch_template.clone().unwrap();
         ng.launch_template = Some((id, "0".into()));
+        // A version EKS no longer lists as compatible with the cluster's Kubernetes version.
         st.addons.get_mut(&addon).unwrap().version = "v-old".into();
     }
     let mark = fake.calls().len();
@@ -46,7 +47,8 @@ async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {
             format!("Update iam:role {tag}"),
             "Update logs:log-group retention_days".to_owned(),
             format!("Update kms:key {tag}"),
-            format!("Update eks:cluster logging,{tag}"),
+            "Update eks:cluster logging".to_owned(),
+            format!("Update eks:cluster {tag}"),
             "Update eks:nodegroup scaling,launch_template".to_owned(),
             "Update eks:addon version".to_owned(),
         ],

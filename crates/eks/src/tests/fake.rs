@@ -36,6 +36,12 @@ pub(super) struct State {
     pub(super) calls: Vec<String>,
     /// Every CreateCluster token, in order.
     pub(super) tokens: Vec<String>,
+    /// Cluster updates by id, each with the DescribeUpdate polls left before it is Successful.
+    pub(super) updates: BTreeMap<String, (UpdateInfo, u32)>,
+    /// Add-ons UPDATING for this many more DescribeAddon calls.
+    pub(super) addon_busy: BTreeMap<String, u32>,
+    /// Add-on versions DescribeAddonVersions lists as compatible besides the default.
+    pub(super) extra_compatible: Vec<String>,
 }
 
 /// Every lookup matches on its key (names, ids, ARNs, VPC): a call with a wrong key finds
@@ -52,6 +58,25 @@ impl State {
     pub(super) fn nodegroup_named(&mut self, cluster: &str, name: &str) -> Option<&mut NodegroupInfo> {
         let on_cluster = self.on_cluster(cluster);
         self.nodegroup.as_mut().filter(|n| on_cluster && n.name == name)
+    }
+    /// Starts a cluster update: refused while another is in progress or the cluster is busy
+    /// (ResourceInUseException "Cannot <type> because cluster <name> currently has update <id>
+    /// in progress", aws-controllers-k8s community #1192). The update stays InProgress for one
+    /// DescribeUpdate poll, the cluster UPDATING for one DescribeCluster.
+    pub(super) fn start_update(&mut self, cluster: &str, kind: &str) -> Result<String, AwsError> {
+        self.cluster_named(cluster).ok_or_else(|| not_found("UpdateClusterConfig"))?;
+        if let Some((u, _)) = self.updates.values().find(|(u, _)| u.status == "InProgress") {
+            let message = format!("Cannot {kind} because cluster {cluster} currently has update {} in progress", u.id);
+            return Err(AwsError::new("UpdateClusterConfig", "ResourceInUseException", message));
+        }
+        if !self.cluster_script.is_empty() {
+            return Err(AwsError::new("UpdateClusterConfig", "ResourceInUseException", "the cluster is busy"));
+        }
+        let id = format!("u-{}", self.updates.len() + 1);
+        let update = UpdateInfo { id: id.clone(), status: "InProgress".into(), kind: kind.to_owned(), errors: vec![] };
+        self.updates.insert(id.clone(), (update, 1));
+        self.cluster_script.push_back("UPDATING");
+        Ok(id)
     }
     fn key_with_id(&mut self, id: &str) -> Option<&mut KeyInfo> {
         self.keys.iter_mut().find(|k| k.key_id == id || k.arn == id)
@@ -112,6 +137,12 @@ impl FakeEks {
 
 pub(super) fn default_version(addon: &str, k8s: &str) -> String {
     format!("v-{addon}-{k8s}")
+}
+
+/// EKS's answer to an update of a node group or add-on that is busy (EKS API reference,
+/// UpdateNodegroupConfig / UpdateNodegroupVersion / UpdateAddon errors: ResourceInUseException).
+pub(super) fn in_use(op: &'static str, what: &str) -> AwsError {
+    AwsError::new(op, "ResourceInUseException", format!("the {what} has an update in progress"))
 }
 
 pub(super) fn not_found(op: &'static str) -> AwsError {

@@ -62,20 +62,33 @@ impl ClusterApi for FakeEks {
         Ok(info)
     }
 
-    async fn update_cluster_endpoint(
+    async fn update_cluster_subnets(
         &self,
         name: String,
         subnets: Vec<String>,
-        cidrs: Vec<String>,
-    ) -> Result<(), AwsError> {
+        security_groups: Vec<String>,
+    ) -> Result<Option<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
-        s.calls.push("UpdateClusterConfig(endpoint)".into());
+        s.calls.push("UpdateClusterConfig(subnets)".into());
+        let id = s.start_update(&name, "VpcConfigUpdate")?;
         let c = s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterConfig"))?;
         c.subnet_ids = subnets;
+        if !security_groups.is_empty() {
+            c.security_group_ids = security_groups;
+        }
+        Ok(Some(id))
+    }
+
+    async fn update_cluster_access(&self, name: String, cidrs: Vec<String>) -> Result<Option<String>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("UpdateClusterConfig(access)".into());
+        let id = s.start_update(&name, "EndpointAccessUpdate")?;
+        let c = s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterConfig"))?;
+        c.endpoint_private = true;
         c.endpoint_public = !cidrs.is_empty();
-        c.public_access_cidrs = cidrs;
-        s.cluster_script.push_back("UPDATING");
-        Ok(())
+        // With the public endpoint off EKS reports 0.0.0.0/0 (VpcConfigResponse.publicAccessCidrs).
+        c.public_access_cidrs = if cidrs.is_empty() { vec!["0.0.0.0/0".into()] } else { cidrs };
+        Ok(Some(id))
     }
 
     async fn update_cluster_logging(
@@ -83,16 +96,16 @@ impl ClusterApi for FakeEks {
         name: String,
         enabled: Vec<String>,
         _d: Vec<String>,
-    ) -> Result<(), AwsError> {
+    ) -> Result<Option<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(logging)".into());
+        let id = s.start_update(&name, "LoggingUpdate")?;
         s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterConfig"))?.enabled_logs =
             enabled.into_iter().collect();
-        s.cluster_script.push_back("UPDATING");
-        Ok(())
+        Ok(Some(id))
     }
 
-    async fn update_cluster_version(&self, name: String, version: String) -> Result<(), AwsError> {
+    async fn update_cluster_version(&self, name: String, version: String) -> Result<Option<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateClusterVersion({version})"));
         let c = s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterVersion"))?;
@@ -102,9 +115,25 @@ impl ClusterApi for FakeEks {
         if wm != hm || wn != hn + 1 {
             return Err(AwsError::new("UpdateClusterVersion", "InvalidParameterException", "unsupported version step"));
         }
-        c.version = version;
-        s.cluster_script.extend(["UPDATING", "UPDATING"]);
-        Ok(())
+        let id = s.start_update(&name, "VersionUpdate")?;
+        s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterVersion"))?.version = version;
+        s.cluster_script.push_back("UPDATING");
+        Ok(Some(id))
+    }
+
+    async fn describe_update(&self, cluster: String, id: String) -> Result<Option<UpdateInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeUpdate".into());
+        if s.cluster_named(&cluster).is_none() {
+            return Err(not_found("DescribeUpdate"));
+        }
+        let Some((update, polls)) = s.updates.get_mut(&id) else { return Ok(None) };
+        if *polls == 0 {
+            update.status = "Successful".into();
+        } else {
+            *polls -= 1;
+        }
+        Ok(Some(update.clone()))
     }
 
     async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
@@ -177,8 +206,21 @@ impl ClusterApi for FakeEks {
         let NodegroupConfigUpdate { cluster, name, scaling, add_labels: add, remove_labels: remove } = u;
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateNodegroupConfig".into());
+        let busy = !s.nodegroup_script.is_empty();
         let n = s.nodegroup_named(&cluster, &name).ok_or_else(|| not_found("UpdateNodegroupConfig"))?;
+        if busy {
+            return Err(in_use("UpdateNodegroupConfig", "node group"));
+        }
         if let Some((min, max, desired)) = scaling {
+            let desired = desired.unwrap_or(n.desired);
+            // EKS validates the resulting scaling (InvalidParameterException).
+            if !(min <= desired && desired <= max) {
+                return Err(AwsError::new(
+                    "UpdateNodegroupConfig",
+                    "InvalidParameterException",
+                    format!("desired size {desired} is outside min {min} max {max}"),
+                ));
+            }
             (n.min, n.max, n.desired) = (min, max, desired);
         }
         n.labels.extend(add);
@@ -194,7 +236,11 @@ impl ClusterApi for FakeEks {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateNodegroupVersion({})", version.clone().unwrap_or_else(|| "template".into())));
         let cluster_version = s.cluster.as_ref().map(|c| c.version.clone());
+        let busy = !s.nodegroup_script.is_empty();
         let n = s.nodegroup_named(&cluster, &name).ok_or_else(|| not_found("UpdateNodegroupVersion"))?;
+        if busy {
+            return Err(in_use("UpdateNodegroupVersion", "node group"));
+        }
         if version.is_some() && version != cluster_version {
             return Err(AwsError::new(
                 "UpdateNodegroupVersion",
@@ -232,14 +278,21 @@ impl ClusterApi for FakeEks {
             return Ok(None);
         }
         let next = s.addon_script.pop_front();
+        let busy = s.addon_busy.get_mut(&name).filter(|n| **n > 0).map(|n| {
+            *n -= 1;
+            "UPDATING"
+        });
         let Some(a) = s.addons.get_mut(&name) else { return Ok(None) };
-        a.status = next.unwrap_or("ACTIVE").into();
+        a.status = busy.or(next).unwrap_or("ACTIVE").into();
         Ok(Some(a.clone()))
     }
 
-    async fn default_addon_version(&self, name: String, k8s: String) -> Result<Option<String>, AwsError> {
+    async fn addon_versions(&self, name: String, k8s: String) -> Result<AddonVersions, AwsError> {
         self.log("DescribeAddonVersions");
-        Ok(Some(default_version(&name, &k8s)))
+        let default = default_version(&name, &k8s);
+        let mut compatible = vec![default.clone()];
+        compatible.extend(self.0.lock().unwrap().extra_compatible.iter().cloned());
+        Ok(AddonVersions { default: Some(default), compatible })
     }
 
     async fn create_addon(
@@ -275,6 +328,9 @@ impl ClusterApi for FakeEks {
         s.calls.push(format!("UpdateAddon({name})"));
         let on_cluster = s.on_cluster(&cluster);
         let a = s.addons.get_mut(&name).filter(|_| on_cluster).ok_or_else(|| not_found("UpdateAddon"))?;
+        if matches!(a.status, Status::Creating | Status::Updating | Status::Deleting) {
+            return Err(in_use("UpdateAddon", "add-on"));
+        }
         a.version = version;
         if let Some(r) = role {
             a.pod_identity_associations = vec![format!("{}={}", r.service_account, r.role_arn)];

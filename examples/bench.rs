@@ -314,9 +314,9 @@ fn simulated_table() {
         "## Simulated real-AWS apply from empty: the real provisioners over timed in-memory fakes (tokio paused clock, {RUNS} sampled runs per row)\n"
     );
     println!(
-        "| scenario | makespan median / p95 | critical path median / p95 | makespan / critical path, median / max | EKS in one node after the egress, IAM after it: median / p95, its makespan / ours (median) | Terraform graph median / p95 | Terraform / makespan (median) | calls per run | most common critical path |"
+        "| scenario | makespan median / p95 | critical path median / p95 | makespan / critical path, median / p95 / max | sequential sum median / p95 | EKS in one node after the egress, IAM after it: median / p95, its makespan / ours (median) | Terraform graph median / p95 | Terraform / makespan, median / p95 | calls per run | failed runs | most common critical path |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for scenario in [
         Scenario { profile: Profile::Test, domain: false },
         Scenario { profile: Profile::Test, domain: true },
@@ -325,6 +325,7 @@ fn simulated_table() {
     ] {
         let (mut makespans, mut criticals, mut ratios, mut terraform) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut sequential, mut terraform_ratios) = (Vec::new(), Vec::new());
         let mut unsplit = Vec::new();
         let mut paths: BTreeMap<Vec<&str>, usize> = BTreeMap::new();
         let (mut calls, mut failures) = (0, Vec::new());
@@ -344,26 +345,34 @@ fn simulated_table() {
             makespans.push(makespan);
             criticals.push(critical);
             ratios.push(makespan / critical);
-            terraform.push(sim::graphs::terraform_makespan(scenario.prod(), &drawn, cheap));
+            let tf = sim::graphs::terraform_makespan(scenario.prod(), scenario.domain, &drawn, cheap);
+            terraform.push(tf);
+            terraform_ratios.push(tf / makespan);
+            sequential.push(sim::graphs::sequential_sum(&drawn));
             *paths.entry(path).or_default() += 1;
             calls = run.calls;
         }
         let (path, count) = paths.iter().max_by_key(|(_, c)| **c).expect("runs");
         println!(
-            "| {} | {} / {} | {} / {} | {:.3} / {:.3} | {} / {}, {:.3} | {} / {} | {:.2} | {calls} | {} ({count} of {RUNS}) |",
+            "| {} | {} / {} | {} / {} | {:.3} / {:.3} / {:.3} | {} / {} | {} / {}, {:.3} | {} / {} | {:.2} / {:.2} | {calls} | {} of {RUNS} | {} ({count} of {RUNS}) |",
             scenario.label(),
             mins(quantile(&makespans, 0.5)),
             mins(quantile(&makespans, 0.95)),
             mins(quantile(&criticals, 0.5)),
             mins(quantile(&criticals, 0.95)),
             quantile(&ratios, 0.5),
+            quantile(&ratios, 0.95),
             quantile(&ratios, 1.0),
+            mins(quantile(&sequential, 0.5)),
+            mins(quantile(&sequential, 0.95)),
             mins(quantile(&unsplit, 0.5)),
             mins(quantile(&unsplit, 0.95)),
             quantile(&unsplit, 0.5) / quantile(&makespans, 0.5),
             mins(quantile(&terraform, 0.5)),
             mins(quantile(&terraform, 0.95)),
-            quantile(&terraform, 0.5) / quantile(&makespans, 0.5),
+            quantile(&terraform_ratios, 0.5),
+            quantile(&terraform_ratios, 0.95),
+            failures.len(),
             path.join(" > "),
         );
         for f in &failures {
@@ -514,6 +523,21 @@ mod tests {
                     "{scenario:?} seed {seed}: makespan {makespan} s below the critical path {critical} s"
                 );
             }
+        }
+    }
+
+    /// The in-repo copy of the durations (the published crate needs it) is the shared file,
+    /// where that file is present beside the checkout.
+    #[test]
+    fn the_durations_file_is_the_shared_one() {
+        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/aws-durations.toml");
+        if let Ok(text) = std::fs::read_to_string(&shared) {
+            assert_eq!(
+                include_str!("data/aws-durations.toml"),
+                text,
+                "examples/data/aws-durations.toml drifted from {}: copy it over",
+                shared.display()
+            );
         }
     }
 

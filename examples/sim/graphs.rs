@@ -20,8 +20,9 @@ pub(crate) fn critical_path(
         drawn
             .iter()
             .filter(|(k, _)| {
-                k.strip_prefix("eks_addon:")
-                    .is_some_and(|a| ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"].contains(&a) == daemonset)
+                k.strip_prefix("eks_addon:").is_some_and(|a| {
+                    a != "metrics-server" && ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"].contains(&a) == daemonset
+                })
             })
             .flat_map(|(_, v)| v.iter().map(Duration::as_secs_f64))
             .fold(0.0, f64::max)
@@ -85,8 +86,10 @@ pub(crate) fn critical_path(
         ("oidc_provider", cheap, vec!["eks_cluster"]),
         ("irsa_roles", cheap, vec!["oidc_provider", "bucket", "repositories"]),
         ("irsa_policies", cheap, vec!["irsa_roles"]),
-        ("metrics_server", cheap, vec!["eks_cluster"]),
-        ("helm_releases", max("helm_release"), vec!["irsa_policies", "eks_cluster"]),
+        // The platform's metrics-server add-on (a Deployment: it needs nodes), waited ACTIVE
+        // before the load balancer controller's release (its webhooks would refuse it).
+        ("metrics_server", cheap + max("eks_addon:metrics-server"), vec!["eks_cluster", "nodegroup"]),
+        ("helm_releases", max("helm_release"), vec!["irsa_policies", "eks_cluster", "metrics_server"]),
     ];
     if domain {
         graph.push(("certificate", cheap, vec![]));
@@ -113,42 +116,71 @@ pub(crate) fn critical_path(
     (total, path)
 }
 
-/// The original Terraform's graph (the seed repository's `depends_on` and references: the stores
-/// wait for the EKS cluster because their security groups reference it, the databases for the
-/// cluster instance, the add-ons for the node group, IRSA for the cluster, bucket and
-/// repositories), charged with the same draws, resources of a module in sequence as Terraform's
-/// module dependencies order them. Returns its makespan (Terraform runs up to 10 in parallel,
-/// more than this graph ever has ready at once).
-pub(crate) fn terraform_makespan(prod: bool, drawn: &BTreeMap<String, Vec<Duration>>, cheap: f64) -> f64 {
+/// When Terraform notices a resource is ready `d` seconds after it started waiting: its waiters
+/// (terraform-plugin-sdk `helper/retry` `StateChangeConf`, which terraform-provider-aws uses)
+/// refresh after 100 ms, then at intervals doubling up to 10 s, so the wait ends at the first
+/// refresh at or after `d`. The same kind of lag our own waits pay on our side.
+pub(crate) fn terraform_polled(d: f64) -> f64 {
+    if d <= 0.0 {
+        return 0.0;
+    }
+    let (mut at, mut step) = (0.0, 0.1);
+    while at < d {
+        at += step;
+        step = (step * 2.0).min(10.0);
+    }
+    at
+}
+
+/// The original Terraform's graph, from its own references (written beside the bench so the
+/// two are read together): the cluster references the private subnets (not the NAT gateways);
+/// the node group needs the NAT routes (its nodes join through them); the stores reference the
+/// cluster's security group, so they wait for the cluster; the databases wait for the cluster
+/// instance; the IRSA roles for the cluster, bucket and repositories. The same work as our side
+/// (its Helm releases after the node group and IRSA; ACM in the rows with a domain), no EKS
+/// add-ons (the original creates none: ours are charged on our side only), each long wait
+/// polled as Terraform polls ([`terraform_polled`]), the resources of a module in sequence.
+/// Returns its makespan (Terraform runs up to 10 in parallel, more than this graph ever has
+/// ready at once).
+pub(crate) fn terraform_makespan(prod: bool, domain: bool, drawn: &BTreeMap<String, Vec<Duration>>, cheap: f64) -> f64 {
     let max = |key: &str| drawn.get(key).map_or(0.0, |v| v.iter().map(Duration::as_secs_f64).fold(0.0, f64::max));
-    let addon = drawn
-        .iter()
-        .filter(|(k, _)| k.starts_with("eks_addon:"))
-        .flat_map(|(_, v)| v.iter().map(Duration::as_secs_f64))
-        .fold(0.0, f64::max);
-    let nodes: Vec<(&str, f64, Vec<&str>)> = vec![
-        ("network", 4.0 * cheap + max("nat_gateway") + 2.0 * cheap, vec![]),
+    let wait = |key: &str| terraform_polled(max(key));
+    let mut nodes: Vec<(&str, f64, Vec<&str>)> = vec![
+        ("vpc_subnets", 4.0 * cheap, vec![]),
+        ("nat_routes", wait("nat_gateway") + 2.0 * cheap, vec!["vpc_subnets"]),
         ("iam_roles_kms", 3.0 * cheap, vec![]),
-        ("eks_cluster", max("eks_cluster"), vec!["network", "iam_roles_kms"]),
-        ("nodegroup", cheap + max(if prod { "eks_nodegroup_prod" } else { "eks_nodegroup_test" }), vec!["eks_cluster"]),
-        ("addons", addon, vec!["nodegroup"]),
-        ("aurora_cluster", 2.0 * cheap + max("aurora_cluster"), vec!["eks_cluster"]),
-        ("aurora_instance", max("aurora_instance"), vec!["aurora_cluster"]),
+        ("eks_cluster", wait("eks_cluster"), vec!["vpc_subnets", "iam_roles_kms"]),
+        (
+            "nodegroup",
+            cheap + wait(if prod { "eks_nodegroup_prod" } else { "eks_nodegroup_test" }),
+            vec!["eks_cluster", "nat_routes"],
+        ),
+        ("aurora_cluster", 2.0 * cheap + wait("aurora_cluster"), vec!["eks_cluster"]),
+        ("aurora_instance", wait("aurora_instance"), vec!["aurora_cluster"]),
         ("databases", cheap, vec!["aurora_instance"]),
-        ("redis", 3.0 * cheap + max(if prod { "redis_prod" } else { "redis_test" }), vec!["eks_cluster"]),
+        ("redis", 3.0 * cheap + wait(if prod { "redis_prod" } else { "redis_test" }), vec!["eks_cluster"]),
         (
             "opensearch",
-            2.0 * cheap + max(if prod { "opensearch_3_nodes" } else { "opensearch_1_node" }),
+            2.0 * cheap + wait(if prod { "opensearch_3_nodes" } else { "opensearch_1_node" }),
             vec!["eks_cluster"],
         ),
         ("s3", 2.0 * cheap, vec![]),
         ("ecr", 2.0 * cheap, vec![]),
         ("irsa", 4.0 * cheap, vec!["eks_cluster", "s3", "ecr"]),
+        ("helm_releases", max("helm_release"), vec!["nodegroup", "irsa"]),
     ];
+    if domain {
+        nodes.push(("certificate", 2.0 * cheap + wait("acm_validation"), vec![]));
+    }
     let mut finish: BTreeMap<&str, f64> = BTreeMap::new();
     for (name, dur, deps) in &nodes {
         let start = deps.iter().map(|x| finish[x]).fold(0.0, f64::max);
         finish.insert(name, start + dur);
     }
     finish.values().copied().fold(0.0, f64::max)
+}
+
+/// Every drawn duration one after the other: the apply with no concurrency at all.
+pub(crate) fn sequential_sum(drawn: &BTreeMap<String, Vec<Duration>>) -> f64 {
+    drawn.values().flatten().map(Duration::as_secs_f64).sum()
 }

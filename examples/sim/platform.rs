@@ -18,7 +18,7 @@ use super::{Sim, ready, unmodelled};
 
 #[derive(Default)]
 struct State {
-    addons: BTreeMap<String, AddonState>,
+    addons: BTreeMap<String, (AddonState, Instant)>,
     certificates: Vec<(Certificate, Instant)>,
     records: BTreeMap<(String, String), Record>,
     releases: BTreeMap<String, ReleaseInfo>,
@@ -48,11 +48,18 @@ impl AddonApi for FakePlatform {
     }
     async fn addon(&self, _cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
         self.sim.read();
-        Ok(self.state.lock().unwrap().addons.get(&addon).cloned())
+        Ok(self.state.lock().unwrap().addons.get(&addon).map(|(a, at)| AddonState {
+            status: if ready(*at) { "ACTIVE" } else { "CREATING" }.to_owned(),
+            ..a.clone()
+        }))
     }
     async fn create_addon(&self, _cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
-        self.state.lock().unwrap().addons.insert(addon, AddonState { version, status: "CREATING".to_owned(), tags });
+        // A Deployment add-on: ACTIVE once its sampled duration has passed (the tier waits for
+        // it before the load balancer controller's release).
+        let at = self.sim.ready_at_for("eks_addon", &addon);
+        let state = AddonState { version, status: "CREATING".to_owned(), tags };
+        self.state.lock().unwrap().addons.insert(addon, (state, at));
         Ok(())
     }
     async fn delete_addon(&self, _: String, _: String) -> Result<(), AwsError> {

@@ -124,7 +124,11 @@ fn plan_detailed_exitcode_is_0_converged_2_after_drift_1_on_bad_input() {
             .env("RUST_LOG", "error")
             .output()
             .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, _, err) = run_here(&["apply", "--config", config, "--yes"]);
     assert_eq!(code, 0, "{err}");
@@ -145,7 +149,11 @@ fn plan_detailed_exitcode_is_0_converged_2_after_drift_1_on_bad_input() {
             .send()
             .await
             .unwrap();
-        let vpc = vpcs.vpcs().iter().find(|v| v.tags().iter().any(|t| t.value() == Some("drift-cli"))).expect("the stack's VPC");
+        let vpc = vpcs
+            .vpcs()
+            .iter()
+            .find(|v| v.tags().iter().any(|t| t.value() == Some("drift-cli")))
+            .expect("the stack's VPC");
         let tag = aws_sdk_ec2::types::Tag::builder().key("team").value("someone-else").build();
         ec2.create_tags().resources(vpc.vpc_id().unwrap()).tags(tag).send().await.unwrap();
     });
@@ -155,7 +163,11 @@ fn plan_detailed_exitcode_is_0_converged_2_after_drift_1_on_bad_input() {
     assert_eq!(report["changed"], true);
     let changes = report["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "one tag update, nothing else: {out}");
-    assert_eq!((changes[0]["kind"].as_str(), changes[0]["resource"]["kind"].as_str()), (Some("update"), Some("ec2:vpc")), "{out}");
+    assert_eq!(
+        (changes[0]["kind"].as_str(), changes[0]["resource"]["kind"].as_str()),
+        (Some("update"), Some("ec2:vpc")),
+        "{out}"
+    );
     assert!(out.contains("tags.team") && out.contains("someone-else"), "{out}");
 
     // Bad input with the flag: 1 (2 means "changes"); without it, 2 as before.

@@ -71,7 +71,10 @@ async fn test_profile_end_to_end_apply_noop_values_and_destroy() {
         addon.addon().and_then(|a| a.tags()).and_then(|t| t.get("dify-stack:tier")).map(String::as_str),
         Some("platform")
     );
-    assert_eq!(platform.commands.len(), 3, "{:?}", platform.commands);
+    // The autoscaler's release, the controller's CRDs (server-side applied: Helm never upgrades
+    // crds/), the controller's release, the IngressClass.
+    assert_eq!(platform.commands.len(), 4, "{:?}", platform.commands);
+    assert!(platform.commands[1].starts_with("helm show crds aws-load-balancer-controller"), "{:?}", platform.commands);
     let iam = out.iam.as_ref().unwrap();
     for (addon, sa) in
         [("aws-load-balancer-controller", "aws-load-balancer-controller"), ("cluster-autoscaler", "cluster-autoscaler")]

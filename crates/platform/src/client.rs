@@ -1,5 +1,6 @@
 //! What the platform tier asks of AWS (ACM, Route 53, the EKS add-on catalogue) and of the
-//! Kubernetes API (the IngressClass), as small traits with SDK and kube-rs implementations.
+//! Kubernetes API (the IngressClass, the controller chart's CRDs), as small traits with SDK and
+//! kube-rs implementations.
 
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, KubeFailure, Tags};
@@ -150,6 +151,55 @@ pub trait AddonApi: Send + Sync {
     async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError>;
     /// DeleteAddon; gone is fine.
     async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError>;
+    /// UpdateAddon to `version` with `resolveConflicts = OVERWRITE`: EKS re-applies the add-on's
+    /// manifests over whatever changed them, the repair of an add-on that is `DEGRADED` or
+    /// `UPDATE_FAILED`. A client without it refuses (the repair then fails, naming the call).
+    async fn update_addon(&self, cluster: String, addon: String, version: String) -> Result<(), AwsError> {
+        let _ = (cluster, version);
+        Err(AwsError::new(
+            "UpdateAddon",
+            "UnsupportedOperation",
+            format!("this AddonApi client does not implement UpdateAddon (add-on {addon})"),
+        ))
+    }
+    /// The add-on's health issues (DescribeAddon `health.issues`), each `<code>: <message>`, to
+    /// say why it failed; read only for an add-on in a failure state. A client that does not
+    /// read them answers none.
+    async fn addon_issues(&self, cluster: String, addon: String) -> Result<Vec<String>, AwsError> {
+        let _ = (cluster, addon);
+        Ok(Vec::new())
+    }
+}
+
+/// How an add-on of ours in a failure state is repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddonRepair {
+    /// UpdateAddon with `resolveConflicts = OVERWRITE` (`DEGRADED`, `UPDATE_FAILED`).
+    Overwrite,
+    /// DeleteAddon, wait until it is gone, CreateAddon (`CREATE_FAILED`, `DELETE_FAILED`).
+    Recreate,
+}
+
+impl AddonState {
+    /// How to repair the add-on, `None` unless it is in a failure state.
+    ///
+    /// - `DEGRADED`, `UPDATE_FAILED`: UpdateAddon with `resolveConflicts = OVERWRITE` (EKS API
+    ///   reference, UpdateAddon `resolveConflicts`: "Overwrite – Amazon EKS overwrites the changed
+    ///   value back to the Amazon EKS default value"; the ADOT add-on troubleshooting guide gives
+    ///   the same fix for CREATE_FAILED/UPDATE_FAILED from a conflict).
+    /// - `CREATE_FAILED`: delete and re-create. Neither the UpdateAddon reference nor the EKS user
+    ///   guide says that an add-on that failed to create can be updated; EKS users report that
+    ///   "once the add-on transitions to CREATE_FAILED, only deleting and re-creating the add-on
+    ///   will resolve the situation" (aws/containers-roadmap #1411). Re-creating always works;
+    ///   metrics-server being absent for the minutes it takes harms nothing that runs yet.
+    /// - `DELETE_FAILED`: a delete that did not finish; delete again, then create.
+    pub fn repair(&self) -> Option<AddonRepair> {
+        match self.status.as_str() {
+            "DEGRADED" | "UPDATE_FAILED" => Some(AddonRepair::Overwrite),
+            "CREATE_FAILED" | "DELETE_FAILED" => Some(AddonRepair::Recreate),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn AddonApi {
@@ -167,7 +217,8 @@ pub struct IngressClassState {
     pub ours: bool,
 }
 
-/// The IngressClass, server-side applied.
+/// The Kubernetes objects of the tier, server-side applied: the IngressClass, and the load
+/// balancer controller chart's CRDs before an upgrade of its release.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait IngressClassApi: Send + Sync {
@@ -177,6 +228,21 @@ pub trait IngressClassApi: Send + Sync {
     async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeFailure>;
     /// Deletes it; gone is fine.
     async fn delete_ingress_class(&self, name: String) -> Result<(), KubeFailure>;
+    /// Server-side applies the CustomResourceDefinition `name` (a document of a chart's `crds/`)
+    /// with the field manager `dify-stack`, forced: Helm created the chart's CRDs on the first
+    /// install and owns their fields, and a field another manager owns is a conflict unless the
+    /// apply is forced (Kubernetes docs, "Server-Side Apply", Conflicts). A client without it
+    /// refuses (the controller's upgrade then stops before Helm runs).
+    async fn apply_crd(&self, name: String, crd: serde_json::Value) -> Result<(), KubeFailure> {
+        let _ = crd;
+        Err(KubeFailure {
+            operation: "apply",
+            object: format!("customresourcedefinition {name}"),
+            message: "this Kubernetes client does not implement apply_crd".to_owned(),
+            status: None,
+            unreachable: false,
+        })
+    }
 }
 
 impl std::fmt::Debug for dyn IngressClassApi {

@@ -47,6 +47,20 @@ pub enum PlatformError {
         /// Its status, with ACM's failure reason when it gives one (`FAILED: CAA_ERROR`).
         status: String,
     },
+    /// An EKS add-on of the tier (metrics-server) entered a failure state, or vanished, while
+    /// awaited.
+    #[error(
+        "EKS add-on {addon} is {status}{}: apply again to repair it (UpdateAddon with resolveConflicts OVERWRITE, or delete and re-create)",
+        if issues.is_empty() { String::new() } else { format!(" ({})", issues.join("; ")) }
+    )]
+    AddonFailed {
+        /// The add-on.
+        addon: String,
+        /// Its status (`CREATE_FAILED`, ...; `gone` when it vanished).
+        status: String,
+        /// Its health issues, `<code>: <message>`.
+        issues: Vec<String>,
+    },
     /// A wait ended without success (timeout or cancellation); names what is pending.
     #[error(transparent)]
     Wait(#[from] WaitEnded),
@@ -69,9 +83,11 @@ impl Classify for PlatformError {
             PlatformError::Aws(e) => e.kind(),
             // Helm and the Kubernetes API failing are usually a cluster still settling (nodes not
             // ready, webhook not serving yet): a later run may succeed.
+            // A Helm client that lacks a call fails the same way on every run.
+            PlatformError::Helm { source, .. } if source.kind() == ErrorKind::Invalid => ErrorKind::Invalid,
             PlatformError::Helm { .. } | PlatformError::Kubernetes(_) => ErrorKind::Transient,
             PlatformError::NotOwned(e) => e.kind(),
-            PlatformError::CertificateFailed { .. } => ErrorKind::Failed,
+            PlatformError::CertificateFailed { .. } | PlatformError::AddonFailed { .. } => ErrorKind::Failed,
             PlatformError::Wait(e) => e.kind(),
         }
     }

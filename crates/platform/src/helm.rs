@@ -40,6 +40,9 @@ pub enum HelmError {
     /// A temporary file could not be written, or Helm's answer not read.
     #[error("{0}")]
     Io(String),
+    /// This Helm client does not do what was asked.
+    #[error("this Helm client cannot {0}")]
+    Unsupported(&'static str),
 }
 
 impl dify_stack_core::Classify for HelmError {
@@ -47,7 +50,7 @@ impl dify_stack_core::Classify for HelmError {
         use dify_stack_core::ErrorKind;
         match self {
             // Fixed by installing Helm, not by waiting.
-            HelmError::Missing(_) | HelmError::Version { .. } => ErrorKind::Invalid,
+            HelmError::Missing(_) | HelmError::Version { .. } | HelmError::Unsupported(_) => ErrorKind::Invalid,
             // A release failing is mostly a cluster still settling (nodes, webhooks).
             HelmError::Failed { .. } => ErrorKind::Transient,
             HelmError::Io(_) => ErrorKind::Other,
@@ -188,6 +191,42 @@ pub fn upgrade_install_args(release: &ReleaseInstall, values: &Path, kubeconfig:
     args
 }
 
+/// The arguments of `helm show crds` of `chart`: the files of its `crds/` directory, which Helm
+/// installs with the first install and never upgrades (Helm docs, "Custom Resource
+/// Definitions": "there is no support at this time for upgrading or deleting CRDs using Helm").
+/// The chart is named as for an install ([`Chart::helm_source`]); no kubeconfig: it reads the
+/// chart only (Helm docs, `helm show crds [CHART] --repo --version`).
+pub fn show_crds_args(chart: &Chart) -> Vec<String> {
+    let mut args = vec!["show".to_owned(), "crds".to_owned()];
+    args.extend(chart.helm_source());
+    args
+}
+
+/// The CustomResourceDefinitions of `helm show crds` output (YAML documents, each file of
+/// `crds/` after the other): each as (name, object). Empty documents are skipped; a document of
+/// another kind is an error (it could not be applied as a CRD, and an upgrade without it would
+/// be the drift this step prevents).
+pub fn crd_documents(text: &str) -> Result<Vec<(String, serde_json::Value)>, HelmError> {
+    use serde::Deserialize as _;
+    let mut out = Vec::new();
+    for document in serde_norway::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(document)
+            .map_err(|e| HelmError::Io(format!("helm show crds printed no YAML ({e})")))?;
+        if value.is_null() {
+            continue;
+        }
+        let name = value["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        if value["kind"] != "CustomResourceDefinition" || name.is_empty() {
+            return Err(HelmError::Io(format!(
+                "helm show crds printed a document that is not a named CustomResourceDefinition (kind {}, name {name:?})",
+                value["kind"]
+            )));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 /// A release as `helm list` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseInfo {
@@ -213,6 +252,13 @@ pub trait HelmApi: Send + Sync {
     async fn values(&self, release: String, namespace: String) -> Result<Option<serde_json::Value>, HelmError> {
         let _ = (release, namespace);
         Ok(None)
+    }
+    /// `helm show crds` of the chart ([`show_crds_args`]): its CRDs as YAML documents, to apply
+    /// before an upgrade of its release. A client without it refuses, and the upgrade stops
+    /// before Helm runs.
+    async fn show_crds(&self, chart: Chart) -> Result<String, HelmError> {
+        let _ = chart;
+        Err(HelmError::Unsupported("show a chart's CRDs (helm show crds)"))
     }
 }
 
@@ -296,6 +342,10 @@ impl HelmApi for HelmCli {
         let values: serde_json::Value = serde_norway::from_str(&out)
             .map_err(|e| HelmError::Io(format!("helm get values printed no YAML ({e}): {out}")))?;
         Ok(Some(if values.is_null() { serde_json::json!({}) } else { values }))
+    }
+
+    async fn show_crds(&self, chart: Chart) -> Result<String, HelmError> {
+        run_helm(&self.helm, "show crds", &show_crds_args(&chart)).await
     }
 
     async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError> {

@@ -1,8 +1,10 @@
 //! [`IngressClassApi`] over a `kube::Client`: server-side apply with the field manager
-//! `dify-stack`, so a second apply changes nothing and another manager's fields are kept.
+//! `dify-stack`, so a second apply changes nothing and another manager's fields are kept; the
+//! load balancer controller chart's CRDs too, forced (Helm owns their fields).
 
 use async_trait::async_trait;
 use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 use dify_stack_core::KubeFailure;
@@ -48,12 +50,16 @@ impl KubeIngressClasses {
 }
 
 fn fail(operation: &'static str, name: &str, e: kube::Error) -> KubeFailure {
+    failure(operation, format!("ingressclass {name}"), e)
+}
+
+fn failure(operation: &'static str, object: String, e: kube::Error) -> KubeFailure {
     let status = match &e {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
     };
     let unreachable = matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_));
-    KubeFailure { operation, object: format!("ingressclass {name}"), message: e.to_string(), status, unreachable }
+    KubeFailure { operation, object, message: e.to_string(), status, unreachable }
 }
 
 #[async_trait]
@@ -72,6 +78,17 @@ impl IngressClassApi for KubeIngressClasses {
             .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body))
             .await
             .map_err(|e| fail("apply", &name, e))?;
+        Ok(())
+    }
+
+    /// `PATCH .../customresourcedefinitions/<name>?fieldManager=dify-stack&force=true` with the
+    /// chart's document as the apply configuration (what `kubectl apply --server-side
+    /// --force-conflicts` sends).
+    async fn apply_crd(&self, name: String, crd: serde_json::Value) -> Result<(), KubeFailure> {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .map_err(|e| failure("apply", format!("customresourcedefinition {name}"), e))?;
         Ok(())
     }
 

@@ -3,12 +3,16 @@
 //!
 //! - **AWS Load Balancer Controller** (Helm, pinned) with an IRSA role from the IAM tier
 //!   ([`policy::load_balancer_controller_policy`]), and the IngressClass `alb` server-side
-//!   applied: it turns the chart's Ingress into an ALB.
+//!   applied: it turns the chart's Ingress into an ALB. Installed last, once the metrics-server
+//!   add-on is ACTIVE: its webhooks refuse new Services until its pods serve. An upgrade to
+//!   another chart version server-side applies the new chart's CRDs first (`helm show crds`):
+//!   Helm never upgrades a chart's `crds/`.
 //! - **Cluster autoscaler** (Helm, auto-discovery) with an IRSA role that may scale only groups
 //!   tagged for the cluster ([`policy::cluster_autoscaler_policy`]), running the image made for
 //!   the cluster's Kubernetes minor ([`spec::CLUSTER_AUTOSCALER_RELEASES`]).
 //! - **metrics-server**: the EKS community add-on where `DescribeAddonVersions` offers it for the
-//!   cluster version (EKS user guide, "Community add-ons"), else its Helm chart.
+//!   cluster version (EKS user guide, "Community add-ons"), else its Helm chart. An add-on of
+//!   ours in a failure state is repaired ([`client::AddonState::repair`]).
 //! - **Domain and TLS**: an ACM certificate for the domain and `*.<domain>` validated through
 //!   Route 53 (the records written in the domain's public hosted zone, waited until `ISSUED`;
 //!   one that failed or timed out is replaced, under an idempotency token of its own);
@@ -36,7 +40,9 @@ pub mod spec;
 mod tests;
 
 pub use certificate::{CertificateOutput, CertificateProvisioner, CertificateSpec};
-pub use client::{AddonApi, Certificate, CertificateRequest, DnsApi, IngressClassApi, Record, RecordAction};
+pub use client::{
+    AddonApi, AddonRepair, Certificate, CertificateRequest, DnsApi, IngressClassApi, Record, RecordAction,
+};
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockAddonApi, MockDnsApi, MockIngressClassApi};
 #[cfg(any(test, feature = "test-util"))]

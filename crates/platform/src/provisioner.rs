@@ -9,13 +9,14 @@ use dify_stack_core::{Action, AwsAt, Change, Context, Plan, Planned, Provisioner
 use serde::Serialize;
 use serde_json::json;
 
-use crate::client::{AddonApi, AddonState, IngressClassApi, IngressClassState};
+use crate::client::{AddonApi, AddonRepair, AddonState, IngressClassApi, IngressClassState};
 use crate::helm::{HelmApi, HelmError, ReleaseInfo, ReleaseInstall};
 use crate::policy;
 mod apply;
 mod destroy;
 mod diff;
 mod observe;
+mod waits;
 
 use diff::PlatformChange;
 
@@ -35,6 +36,9 @@ pub mod caps {
     /// DNS validation: "can take up to 30 minutes" after the record is in place (ACM user guide,
     /// "DNS validation"); 45 min before giving up.
     pub const CERTIFICATE_ISSUED: Duration = Duration::from_secs(45 * 60);
+    /// The metrics-server add-on ACTIVE after create or repair, or gone after delete: the EKS
+    /// tier's add-on cap.
+    pub const ADDON: Duration = Duration::from_secs(10 * 60);
 }
 
 fn helm_err(release: &str) -> impl FnOnce(HelmError) -> PlatformError + '_ {
@@ -48,6 +52,9 @@ pub struct ObservedPlatform {
     pub metrics_offered: Option<String>,
     /// The metrics-server add-on on the cluster.
     pub metrics_addon: Option<AddonState>,
+    /// Its health issues, read when it is ours and in a failure state (the plan says why it is
+    /// repaired).
+    pub metrics_issues: Vec<String>,
     /// Each desired release, as installed (only when this machine drives the cluster).
     pub releases: BTreeMap<String, Option<ReleaseInfo>>,
     /// The values each installed release was given, where Helm tells them

@@ -265,4 +265,30 @@ impl AddonApi for SdkAddons {
         )
         .map(|_| ())
     }
+
+    async fn update_addon(&self, cluster: String, addon: String, version: String) -> Result<(), AwsError> {
+        self.eks
+            .update_addon()
+            .cluster_name(cluster)
+            .addon_name(addon)
+            .addon_version(version)
+            .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
+            .send()
+            .await
+            .aws("UpdateAddon")?;
+        Ok(())
+    }
+
+    /// `health.issues` of DescribeAddon (EKS API reference, AddonHealth and AddonIssue: a code
+    /// such as `AdmissionRequestDenied` or `InsufficientNumberOfReplicas`, and a message).
+    async fn addon_issues(&self, cluster: String, addon: String) -> Result<Vec<String>, AwsError> {
+        let out =
+            found(self.eks.describe_addon().cluster_name(cluster).addon_name(addon).send().await.aws("DescribeAddon"))?;
+        Ok(out
+            .and_then(|o| o.addon().and_then(|a| a.health()).map(|h| h.issues().to_vec()))
+            .unwrap_or_default()
+            .iter()
+            .map(|i| format!("{}: {}", i.code().map_or("?", |c| c.as_str()), i.message().unwrap_or_default()))
+            .collect())
+    }
 }

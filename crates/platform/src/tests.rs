@@ -16,6 +16,7 @@ use crate::{PlatformError, PlatformProvisioner};
 
 mod fake;
 use fake::*;
+mod repairs;
 
 #[tokio::test]
 async fn apply_installs_the_releases_and_the_addon_and_a_second_plan_is_empty() {
@@ -128,12 +129,17 @@ async fn role_only_access_returns_the_commands_and_touches_no_cluster() {
     let plan = p.plan(&ctx, &spec).await.unwrap();
     assert!(plan.is_empty(), "{plan}");
     let out = p.apply(&ctx, &spec).await.unwrap();
-    assert_eq!(out.commands.len(), 3, "{:?}", out.commands);
+    assert_eq!(out.commands.len(), 4, "{:?}", out.commands);
     // In the order to run them: the controller after the autoscaler (its webhooks refuse new
-    // Services until it serves), then the IngressClass.
+    // Services until it serves), its chart's CRDs just before it (Helm upgrades none), then the
+    // IngressClass.
     assert!(out.commands[0].starts_with("helm upgrade --install cluster-autoscaler"), "{}", out.commands[0]);
-    assert!(out.commands[1].starts_with("helm upgrade --install aws-load-balancer-controller aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0"));
-    assert!(out.commands[2].contains("kind: IngressClass"), "{}", out.commands[2]);
+    assert_eq!(
+        out.commands[1],
+        "helm show crds aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0 | kubectl apply --server-side --field-manager dify-stack --force-conflicts -f -"
+    );
+    assert!(out.commands[2].starts_with("helm upgrade --install aws-load-balancer-controller aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0"));
+    assert!(out.commands[3].contains("kind: IngressClass"), "{}", out.commands[3]);
     assert!(out.release_values[LOAD_BALANCER_CONTROLLER].contains("dify-test-aws-load-balancer-controller"));
     assert!(fake.w().releases.is_empty() && fake.w().ingress_class.is_none());
     // With kubernetes on, a provisioner without the clients is a clear error, not a silent skip.
@@ -418,10 +424,18 @@ async fn role_only_commands_install_an_oci_chart_by_reference() {
         "helm upgrade --install cluster-autoscaler oci://registry.example.com/mirror/cluster-autoscaler --version 9.46.6 --namespace kube-system --values cluster-autoscaler-values.yaml"
     );
     assert!(
-        out.commands[1].contains(" --repo https://aws.github.io/eks-charts --version 1.13.0 "),
+        out.commands[2].contains(" --repo https://aws.github.io/eks-charts --version 1.13.0 "),
         "{}",
-        out.commands[1]
+        out.commands[2]
     );
+    // The controller's CRDs come from its chart in the same form: by reference from a registry.
+    spec.load_balancer_controller.as_mut().unwrap().repository = "oci://registry.example.com/mirror".into();
+    let out = p.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(
+        out.commands[1],
+        "helm show crds oci://registry.example.com/mirror/aws-load-balancer-controller --version 1.13.0 | kubectl apply --server-side --field-manager dify-stack --force-conflicts -f -"
+    );
+    assert!(out.commands[2].starts_with("helm upgrade --install aws-load-balancer-controller oci://registry.example.com/mirror/aws-load-balancer-controller --version 1.13.0 "));
 }
 
 /// The autoscaler runs the image made for the cluster's minor (the chart alone would run its

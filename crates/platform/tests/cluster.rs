@@ -20,7 +20,7 @@ const TOKEN: &str = "k8s-aws-v1.platform-secret-token";
 
 /// A `helm` that answers `version`, keeps each installed release as a file in `dir/releases`
 /// (`list` prints them as `helm list -o json` does, `get values` prints the values it was
-/// given), and logs each call's arguments (one per line, calls separated by `--`) and the mode
+/// given, `show crds` prints `dir/crds.yaml`), and logs each call's arguments (one per line, calls separated by `--`) and the mode
 /// and content of the values file.
 fn fake_helm(dir: &Path) -> PathBuf {
     for d in ["releases", "log"] {
@@ -51,6 +51,7 @@ case "$1" in
     echo "$chart-$version" > "$R/$release";;
   uninstall) rm -f "$R/$2";;
   get) cat "$L/$3.values.yaml" 2>/dev/null || echo null;;
+  show) cat "{dir}/crds.yaml";;
 esac
 exit 0
 "#,
@@ -67,13 +68,17 @@ exit 0
 }
 
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+/// Each CRD applied, with the number of helm calls made before it.
+type CrdsSeen = Arc<Mutex<Vec<(String, usize)>>>;
 
 /// A fake API server holding at most one IngressClass (`alb`): GET, server-side apply PATCH,
-/// DELETE.
-fn fake_api() -> (kube::Client, Seen) {
+/// DELETE; and taking CRDs by server-side apply PATCH (answered with the object sent), noting
+/// how many calls the fake `helm` of `dir` had had by then.
+fn fake_api(dir: PathBuf) -> (kube::Client, Seen, CrdsSeen) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let seen: Seen = Arc::default();
-    let log = seen.clone();
+    let crds: CrdsSeen = Arc::default();
+    let (log, crd_log) = (seen.clone(), crds.clone());
     tokio::spawn(async move {
         let mut handle = pin!(handle);
         let mut stored: Option<Value> = None;
@@ -82,6 +87,13 @@ fn fake_api() -> (kube::Client, Seen) {
             let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             log.lock().unwrap().push((method.clone(), uri.clone(), body.clone()));
+            if let Some(rest) = uri.strip_prefix("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/") {
+                assert_eq!(method, "PATCH", "{uri}");
+                let name = rest.split('?').next().unwrap_or_default().to_owned();
+                crd_log.lock().unwrap().push((name, calls(&dir).len()));
+                send.send_response(Response::builder().status(200).body(Body::from(bytes.to_vec())).unwrap());
+                continue;
+            }
             assert!(uri.starts_with("/apis/networking.k8s.io/v1/ingressclasses/alb"), "{uri}");
             let not_found =
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
@@ -103,7 +115,7 @@ fn fake_api() -> (kube::Client, Seen) {
             );
         }
     });
-    (kube::Client::new(service, "default"), seen)
+    (kube::Client::new(service, "default"), seen, crds)
 }
 
 /// No metrics-server in this test: the EKS add-on API is never called.
@@ -125,13 +137,37 @@ impl AddonApi for NoAws {
     }
 }
 
+/// Two CRDs as `helm show crds` prints them (the chart's crds.yaml: IngressClassParams and
+/// TargetGroupBinding, cut down).
+const CRDS: &str = "---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: ingressclassparams.elbv2.k8s.aws
+spec:
+  group: elbv2.k8s.aws
+  names: {kind: IngressClassParams, listKind: IngressClassParamsList, plural: ingressclassparams, singular: ingressclassparams}
+  scope: Cluster
+  versions: []
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: targetgroupbindings.elbv2.k8s.aws
+spec:
+  group: elbv2.k8s.aws
+  names: {kind: TargetGroupBinding, listKind: TargetGroupBindingList, plural: targetgroupbindings, singular: targetgroupbinding}
+  scope: Namespaced
+  versions: []
+";
+
 fn calls(dir: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(dir.join("log/args")).unwrap_or_default();
     text.split("--\n").filter(|c| !c.is_empty()).map(|c| c.lines().map(str::to_owned).collect()).collect()
 }
 
 #[tokio::test]
-async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_server_side_applied() {
+async fn releases_go_through_helm_with_private_values_the_ingress_class_and_crds_are_server_side_applied() {
     let dir = std::env::temp_dir().join(format!("dify-stack-platform-helm-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let helm_path = fake_helm(&dir);
@@ -141,7 +177,7 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
         &secrecy::SecretString::from(TOKEN.to_owned()),
     );
     let helm = HelmCli::new(Some(&helm_path), &kubeconfig).await.unwrap();
-    let (client, seen) = fake_api();
+    let (client, seen, crds) = fake_api(dir.clone());
     let p = PlatformProvisioner::new(NoAws).with_kubernetes(helm, KubeIngressClasses::new(client));
     let ctx = Context::new("plat-h", Environment::Test, "us-west-2").unwrap();
     let lbc_role = "arn:aws:iam::123456789012:role/plat-h-aws-load-balancer-controller";
@@ -227,6 +263,51 @@ async fn releases_go_through_helm_with_private_values_and_the_ingress_class_is_s
     let after: Vec<Vec<String>> = calls(&dir)[before.0..].to_vec();
     assert!(after.iter().all(|c| c[0] == "list" || c[..2] == ["get", "values"]), "{after:?}");
     assert!(seen.lock().unwrap()[before.1..].iter().all(|(m, _, _)| m == "GET"));
+    assert!(crds.lock().unwrap().is_empty(), "a first install: Helm installs the chart's crds/ itself");
+
+    // A new controller chart: `helm show crds` of it, each CRD server-side applied (field
+    // manager dify-stack, forced) before `helm upgrade`.
+    std::fs::write(dir.join("crds.yaml"), CRDS).unwrap();
+    let mut upgraded = spec.clone();
+    upgraded.load_balancer_controller.as_mut().unwrap().version = "1.14.0".into();
+    let before = (calls(&dir).len(), seen.lock().unwrap().len());
+    p.apply(&ctx, &upgraded).await.unwrap();
+    let after: Vec<Vec<String>> = calls(&dir)[before.0..].to_vec();
+    let show = after.iter().position(|c| c[..2] == ["show", "crds"]).expect("helm show crds");
+    assert_eq!(
+        after[show],
+        [
+            "show",
+            "crds",
+            "aws-load-balancer-controller",
+            "--repo",
+            "https://aws.github.io/eks-charts",
+            "--version",
+            "1.14.0"
+        ]
+    );
+    let upgrade = after.iter().position(|c| c[0] == "upgrade").expect("helm upgrade");
+    assert!(show < upgrade);
+    let applied = crds.lock().unwrap().clone();
+    assert_eq!(
+        applied,
+        [
+            ("ingressclassparams.elbv2.k8s.aws".to_owned(), before.0 + show + 1),
+            ("targetgroupbindings.elbv2.k8s.aws".to_owned(), before.0 + show + 1)
+        ],
+        "both CRDs after helm show crds and before helm upgrade"
+    );
+    let patches: Vec<(String, String, Value)> = seen.lock().unwrap()[before.1..]
+        .iter()
+        .filter(|(m, u, _)| m == "PATCH" && u.contains("customresourcedefinitions"))
+        .cloned()
+        .collect();
+    for (_, uri, body) in &patches {
+        assert!(uri.contains("fieldManager=dify-stack") && uri.contains("force=true"), "{uri}");
+        assert_eq!(body["kind"], "CustomResourceDefinition");
+        assert_eq!(body["spec"]["group"], "elbv2.k8s.aws");
+    }
+    assert_eq!(patches.len(), 2);
 
     // Destroy: the autoscaler, then the controller, then our IngressClass.
     let deleted = p.destroy(&ctx, &spec).await.unwrap();

@@ -22,10 +22,43 @@ impl PlatformProvisioner {
             },
             ..Default::default()
         };
+        // metrics-server ACTIVE before the load balancer controller's release: the chart
+        // registers its Service mutating webhook with failurePolicy Fail, so until its pods serve
+        // every new Service is refused ("no endpoints available for service
+        // aws-load-balancer-webhook-service": aws-load-balancer-controller #4140, eks-charts
+        // #1058), the add-on's among them, and the add-on ends CREATE_FAILED. An add-on created
+        // or repaired here, or found creating or updating, is awaited before the controller's
+        // first step, else before apply returns (role-only: before the commands are handed out).
+        let mut metrics_pending = spec.metrics_server.is_some()
+            && o.metrics_offered.is_some()
+            && o.metrics_addon.as_ref().is_some_and(|a| matches!(a.status.as_str(), "CREATING" | "UPDATING"));
         for change in self.changes(ctx, spec, &o) {
+            let controller_step = match &change {
+                PlatformChange::ApplyCrds { .. } => true,
+                PlatformChange::Release { release, .. } => release.name == LOAD_BALANCER_CONTROLLER,
+                _ => false,
+            };
+            if controller_step && metrics_pending {
+                self.wait_metrics_addon(ctx, spec).await?;
+                metrics_pending = false;
+            }
             match (change, cluster) {
                 (PlatformChange::CreateMetricsAddon { version }, _) => {
-                    self.create_metrics_addon(ctx, spec, version).await?
+                    self.create_metrics_addon(ctx, spec, version).await?;
+                    metrics_pending = true;
+                }
+                (PlatformChange::RepairMetricsAddon { repair, version, .. }, _) => {
+                    self.repair_metrics_addon(ctx, spec, repair, version).await?;
+                    metrics_pending = true;
+                }
+                (PlatformChange::ApplyCrds { chart, .. }, Some((helm, kube))) => {
+                    let text = helm.show_crds(chart.clone()).await.map_err(helm_err(LOAD_BALANCER_CONTROLLER))?;
+                    let crds = crate::helm::crd_documents(&text).map_err(helm_err(LOAD_BALANCER_CONTROLLER))?;
+                    let count = crds.len();
+                    for (name, crd) in crds {
+                        kube.apply_crd(name, crd).await?;
+                    }
+                    tracing::info!(chart = %chart.version, count, "applied the load balancer controller's CRDs");
                 }
                 (PlatformChange::Release { release: r, .. }, Some((helm, _))) => {
                     let values = serde_norway::to_string(&r.values).unwrap_or_default();
@@ -46,6 +79,9 @@ impl PlatformProvisioner {
                 (_, None) => unreachable!("a cluster change without cluster access"),
             }
         }
+        if metrics_pending {
+            self.wait_metrics_addon(ctx, spec).await?;
+        }
         match cluster {
             Some(_) => {
                 out.releases =
@@ -56,6 +92,17 @@ impl PlatformProvisioner {
                 for r in &releases {
                     out.release_values
                         .insert(r.name.to_owned(), serde_norway::to_string(&r.values).unwrap_or_default());
+                    // Whether the release is installed is not known from here: the controller's
+                    // CRDs every time, before its release (Helm upgrades none of them; on a
+                    // first install Helm then finds them and skips its own: Helm docs, "Custom
+                    // Resource Definitions"). Forced as in [`IngressClassApi::apply_crd`].
+                    if r.name == LOAD_BALANCER_CONTROLLER {
+                        out.commands.push(format!(
+                            "helm show crds {} | kubectl apply --server-side --field-manager {} --force-conflicts -f -",
+                            r.chart.helm_source().join(" "),
+                            crate::kube::FIELD_MANAGER
+                        ));
+                    }
                     // `<chart> --repo <url>` or `oci://<registry>/<chart>`, `--version` either way.
                     out.commands.push(format!(
                         "helm upgrade --install {} {} --namespace {SYSTEM_NAMESPACE} --values {}-values.yaml",
@@ -77,6 +124,33 @@ impl PlatformProvisioner {
             }
         }
         Ok(out)
+    }
+
+    /// Repairs the metrics-server add-on ([`AddonState::repair`]): UpdateAddon with
+    /// `resolveConflicts = OVERWRITE`, or DeleteAddon, wait until gone, CreateAddon. A crash
+    /// between the delete and the create leaves no add-on: the next apply creates it.
+    async fn repair_metrics_addon(
+        &self,
+        ctx: &Context,
+        spec: &PlatformSpec,
+        repair: AddonRepair,
+        version: String,
+    ) -> Result<()> {
+        let cluster = spec.cluster_name.to_string();
+        match repair {
+            AddonRepair::Overwrite => self
+                .addons
+                .update_addon(cluster, METRICS_SERVER.into(), version)
+                .await
+                .at("UpdateAddon", METRICS_SERVER)?,
+            AddonRepair::Recreate => {
+                self.addons.delete_addon(cluster, METRICS_SERVER.into()).await.at("DeleteAddon", METRICS_SERVER)?;
+                self.wait_metrics_addon_gone(ctx, spec).await?;
+                self.create_metrics_addon(ctx, spec, version).await?;
+            }
+        }
+        tracing::info!(addon = METRICS_SERVER, ?repair, "repaired the EKS add-on");
+        Ok(())
     }
 
     /// Creates the metrics-server add-on with our tags, or takes the one a lost response of ours

@@ -14,7 +14,14 @@ impl PlatformProvisioner {
                 .await
                 .at("DescribeAddonVersions", METRICS_SERVER)?;
             o.metrics_addon =
-                self.addons.addon(cluster, METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?;
+                self.addons.addon(cluster.clone(), METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?;
+            if o.metrics_addon.as_ref().is_some_and(|a| ctx.owns_tags(&a.tags) && a.repair().is_some()) {
+                o.metrics_issues = self
+                    .addons
+                    .addon_issues(cluster, METRICS_SERVER.into())
+                    .await
+                    .at("DescribeAddon", METRICS_SERVER)?;
+            }
         }
         if let Some((helm, kube)) = self.cluster(spec)? {
             for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {

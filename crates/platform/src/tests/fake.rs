@@ -45,6 +45,14 @@ pub(super) struct World {
     pub(super) zones: BTreeMap<String, String>,
     pub(super) offered: Option<String>,
     pub(super) addons: BTreeMap<(String, String), AddonState>,
+    /// DescribeAddon calls left before a CREATING or UPDATING add-on settles.
+    pub(super) addon_pending: u32,
+    /// What the add-on settles to, with its health issues (`None`: ACTIVE, no issue).
+    pub(super) addon_fate: Option<(String, Vec<String>)>,
+    /// The add-on's health issues (DescribeAddon `health.issues`).
+    pub(super) addon_issues: Vec<String>,
+    /// The CRDs applied (server-side), by name, with the chart version they came from.
+    pub(super) crds: BTreeMap<String, String>,
     /// (namespace, name) -> (chart, values)
     pub(super) releases: BTreeMap<(String, String), (Chart, String)>,
     pub(super) ingress_class: Option<IngressClassState>,
@@ -62,6 +70,10 @@ impl Fake {
         self.w().log.push(line);
     }
 }
+
+/// The health issue of an add-on whose Service the controller's webhook refused (the webhook
+/// error as aws-load-balancer-controller #4140 shows it, under EKS's AddonIssue code).
+pub(super) const WEBHOOK_REFUSAL: &str = "AdmissionRequestDenied: Internal error occurred: failed calling webhook \"mservice.elbv2.k8s.aws\": no endpoints available for service \"aws-load-balancer-webhook-service\"";
 
 pub(super) const TOKEN_NAME: &str = "_3f1a.dify.example.com.";
 pub(super) const TOKEN_VALUE: &str = "_9c2b.acm-validations.aws.";
@@ -168,13 +180,41 @@ impl AddonApi for Fake {
         assert!(kubernetes_version.starts_with("1."), "{kubernetes_version}");
         Ok(self.w().offered.clone())
     }
+    /// A CREATING or UPDATING add-on settles after [`World::addon_pending`] reads, to its fate
+    /// (ACTIVE unless told otherwise); the read that first sees it settled is logged.
     async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
-        Ok(self.w().addons.get(&(cluster, addon)).cloned())
+        let mut guard = self.w();
+        let w = &mut *guard;
+        let Some(a) = w.addons.get_mut(&(cluster, addon.clone())) else { return Ok(None) };
+        if matches!(a.status.as_str(), "CREATING" | "UPDATING") {
+            w.addon_pending = w.addon_pending.saturating_sub(1);
+            if w.addon_pending == 0 {
+                let (status, issues) = w.addon_fate.take().unwrap_or_else(|| ("ACTIVE".into(), vec![]));
+                a.status = status;
+                w.addon_issues = issues;
+                w.log.push(format!("DescribeAddon {addon} {}", a.status));
+            }
+        }
+        Ok(Some(a.clone()))
     }
     async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError> {
         self.log(format!("CreateAddon {cluster} {addon} {version}"));
-        self.w().addons.insert((cluster, addon), AddonState { version, status: "CREATING".into(), tags });
+        let mut w = self.w();
+        w.addon_pending = 2;
+        w.addons.insert((cluster, addon), AddonState { version, status: "CREATING".into(), tags });
         Ok(())
+    }
+    async fn update_addon(&self, cluster: String, addon: String, version: String) -> Result<(), AwsError> {
+        self.log(format!("UpdateAddon {addon} {version} OVERWRITE"));
+        let mut w = self.w();
+        w.addon_pending = 2;
+        let a = w.addons.get_mut(&(cluster, addon)).expect("UpdateAddon of an add-on that exists");
+        (a.version, a.status) = (version, "UPDATING".into());
+        Ok(())
+    }
+    async fn addon_issues(&self, cluster: String, addon: String) -> Result<Vec<String>, AwsError> {
+        let w = self.w();
+        Ok(if w.addons.contains_key(&(cluster, addon)) { w.addon_issues.clone() } else { vec![] })
     }
     async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError> {
         self.log(format!("DeleteAddon {addon}"));
@@ -192,11 +232,42 @@ impl HelmApi for Fake {
             .get(&(namespace, release))
             .map(|(c, _)| ReleaseInfo { chart: format!("{}-{}", c.chart, c.version), status: "deployed".into() }))
     }
+    /// The controller's chart registers its Service mutating webhook (failurePolicy Fail) before
+    /// its pods serve: an add-on still creating or updating then has its Service refused and
+    /// ends CREATE_FAILED or UPDATE_FAILED (aws-load-balancer-controller #4140, eks-charts
+    /// #1058; EKS AddonIssue code `AdmissionRequestDenied`).
     async fn upgrade_install(&self, r: ReleaseInstall) -> Result<(), HelmError> {
         let ReleaseInstall { name: release, namespace, chart, values } = r;
         self.log(format!("helm upgrade --install {namespace}/{release} {}-{}", chart.chart, chart.version));
-        self.w().releases.insert((namespace, release), (chart, values));
+        let mut w = self.w();
+        if release == LOAD_BALANCER_CONTROLLER {
+            let refused = w.addons.values().find_map(|a| match a.status.as_str() {
+                "CREATING" => Some("CREATE_FAILED"),
+                "UPDATING" => Some("UPDATE_FAILED"),
+                _ => None,
+            });
+            if let Some(status) = refused {
+                w.addon_fate = Some((status.into(), vec![WEBHOOK_REFUSAL.into()]));
+            }
+        }
+        w.releases.insert((namespace, release), (chart, values));
         Ok(())
+    }
+    /// The chart's two CRDs (as eks-charts' crds.yaml of chart 1.13.0: IngressClassParams and
+    /// TargetGroupBinding), each carrying the chart version, after an empty document.
+    async fn show_crds(&self, chart: Chart) -> Result<String, HelmError> {
+        self.log(format!("helm show crds {}-{}", chart.chart, chart.version));
+        assert_eq!(chart.chart, LOAD_BALANCER_CONTROLLER, "only the controller's chart has CRDs");
+        Ok(["ingressclassparams", "targetgroupbindings"]
+            .iter()
+            .map(|plural| {
+                format!(
+                    "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.elbv2.k8s.aws\n  annotations:\n    chart: \"{}\"\nspec:\n  group: elbv2.k8s.aws\n",
+                    chart.version
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n"))
     }
     async fn uninstall(&self, release: String, namespace: String) -> Result<(), HelmError> {
         self.log(format!("helm uninstall {namespace}/{release}"));
@@ -220,6 +291,14 @@ impl IngressClassApi for Fake {
     async fn apply_ingress_class(&self, name: String, controller: String) -> Result<(), KubeFailure> {
         self.log(format!("apply ingressclass {name} {controller}"));
         self.w().ingress_class = Some(IngressClassState { controller, ours: true });
+        Ok(())
+    }
+    async fn apply_crd(&self, name: String, crd: serde_json::Value) -> Result<(), KubeFailure> {
+        assert_eq!(crd["kind"], "CustomResourceDefinition");
+        assert_eq!(crd["metadata"]["name"], name.as_str());
+        self.log(format!("apply crd {name}"));
+        let chart = crd["metadata"]["annotations"]["chart"].as_str().unwrap_or_default().to_owned();
+        self.w().crds.insert(name, chart);
         Ok(())
     }
     async fn delete_ingress_class(&self, name: String) -> Result<(), KubeFailure> {

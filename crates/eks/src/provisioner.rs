@@ -22,6 +22,7 @@ use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerOb
 use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};
 use crate::{EksError, Result};
 
+mod after_use;
 mod apply;
 mod change;
 mod control_plane;
@@ -63,6 +64,11 @@ pub mod caps {
     pub const IAM_PROPAGATION: Duration = Duration::from_secs(2 * 60);
     /// Kubernetes-made load balancers gone (by their controllers, or deleted directly).
     pub const LB_CONTROLLER: Duration = Duration::from_secs(5 * 60);
+    /// The stack's EBS volumes detached from terminated nodes and deleted (a detach takes
+    /// seconds to minutes; a volume attached elsewhere never detaches and is named).
+    pub const VOLUMES_DETACHED: Duration = Duration::from_secs(10 * 60);
+    /// The VPC CNI's leftover network interfaces detached from terminated nodes and deleted.
+    pub const INTERFACES_DETACHED: Duration = Duration::from_secs(5 * 60);
 }
 
 /// What the EKS tier hands to the other tiers.
@@ -154,12 +160,16 @@ pub struct EksProvisioner {
     load_balancers: Option<Arc<dyn LoadBalancerApi>>,
     /// The cluster's Kubernetes API, to delete the objects that make load balancers.
     kube_objects: Option<Arc<dyn LoadBalancerObjects>>,
+    /// Whether destroy may delete the stack's EBS volumes and snapshots; `None`: the context's
+    /// `permissions.allow_data_loss`.
+    delete_data: Option<bool>,
 }
 
 impl std::fmt::Debug for EksProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EksProvisioner")
             .field("keep_node_security_group", &self.keep_node_security_group)
+            .field("delete_data", &self.delete_data)
             .finish_non_exhaustive()
     }
 }
@@ -299,7 +309,17 @@ impl EksProvisioner {
             keep_node_security_group: false,
             load_balancers: None,
             kube_objects: None,
+            delete_data: None,
         }
+    }
+
+    /// Whether destroy may delete the stack's EBS volumes and snapshots (what the default
+    /// StorageClass made for PersistentVolumeClaims; [`crate::workloads`]). Without it, destroy
+    /// refuses before deleting anything while one exists ([`EksError::DataLossRefused`]).
+    /// Default: the context's `permissions.allow_data_loss`.
+    pub fn with_data_deletion(mut self, delete_data: bool) -> Self {
+        self.delete_data = Some(delete_data);
+        self
     }
 
     /// Destroy deletes the load balancers Kubernetes made for the cluster through `api`.
@@ -425,6 +445,20 @@ impl Provisioner for EksProvisioner {
         self.apply_tier(ctx, spec).await
     }
 
+    /// The outputs also when the plan holds only in-place updates (an endpoint access or
+    /// logging change, tags, scaling): they leave the cluster's name, endpoint, CA and issuer as
+    /// they are, so the nodes downstream (IAM, the platform) are planned against the real
+    /// cluster and show no change of their own. Not when something is created or replaced.
+    async fn plan_with_output(&self, ctx: &Context, spec: &EksSpec) -> Result<(Plan, Option<EksOutput>)> {
+        use dify_stack_core::Action;
+        self.validate(ctx, spec).map_err(EksError::from)?;
+        let observed = self.observe(ctx, spec).await?;
+        let plan = self.diff(ctx, spec, &observed);
+        let in_place = plan.changes.iter().all(|c| matches!(c.action, Action::Update));
+        let output = if in_place { self.output(ctx, spec, &observed) } else { None };
+        Ok((plan, output))
+    }
+
     fn output(&self, ctx: &Context, _spec: &EksSpec, o: &ObservedEks) -> Option<EksOutput> {
         Some(eks_output(
             ctx,
@@ -437,8 +471,12 @@ impl Provisioner for EksProvisioner {
         ))
     }
 
-    /// Node group (wait gone) -> add-ons -> cluster (wait gone) -> launch template -> node
-    /// security group -> roles (detach, delete) -> KMS key scheduled for deletion (7 days).
+    /// Refused before any delete while the stack's EBS volumes or snapshots exist and the data
+    /// policy keeps data. Kubernetes-made load balancers -> node group (wait gone) -> add-ons ->
+    /// cluster (wait gone) -> what Kubernetes left (target and security groups, the stack's
+    /// volumes and snapshots, the CNI's interfaces) -> the control-plane log group -> launch
+    /// template -> node security group -> roles (detach, delete) -> KMS key scheduled for
+    /// deletion (7 days) -> the log group again, if EKS re-created it meanwhile.
     async fn destroy(&self, ctx: &Context, spec: &EksSpec) -> Result<Vec<ResourceRef>> {
         self.destroy_tier(ctx, spec).await
     }

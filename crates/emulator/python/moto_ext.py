@@ -530,6 +530,19 @@ _STATE_SERVICES = (
 _GONE = {"deleted", "pendingdeletion", "pending_deletion", "deleting-complete"}
 
 
+# moto's bookkeeping, not resources: tags it keeps for deleted ids, insertion orders, event logs.
+_BOOKKEEPING = {"tags", "launch_template_insert_order", "events", "event_subscriptions"}
+
+
+def _describe(item):
+    """`(name)` of a resource, for a reader of a leak report."""
+    for attr in ("name", "role_name", "key_id", "description"):
+        value = getattr(item, attr, None)
+        if isinstance(value, str) and value:
+            return f" ({value})"
+    return ""
+
+
 def _gone(item):
     for attr in ("state", "status", "key_state", "_state"):
         value = getattr(item, attr, None)
@@ -538,6 +551,12 @@ def _gone(item):
             return True
     if getattr(item, "deleted_date", None):  # Secrets Manager: scheduled for deletion
         return True
+    if getattr(item, "deletion_date", None) or getattr(item, "pending_deletion_window_in_days", None):
+        return True  # KMS: scheduled for deletion
+    if isinstance(item, (dict, list)) and not item:
+        return True  # an emptied per-VPC container (moto keeps the key)
+    if getattr(item, "key_manager", None) == "AWS":
+        return True  # an AWS managed key (aws/secretsmanager, ...): the account's, never deletable
     if isinstance(item, dict) and str(item.get("status", "")).lower() in _GONE:
         return True
     return False
@@ -562,8 +581,11 @@ def _state_dump(request, full_url, headers):
                 backend = per_account[where]
             except Exception:
                 continue
+            vpcs = getattr(backend, "vpcs", None) if service == "ec2" else None
             for attr, value in vars(backend).items():
                 if attr.startswith("_") and not attr.startswith("_dify"):
+                    continue
+                if attr in _BOOKKEEPING:
                     continue
                 if isinstance(value, dict):
                     for key, item in value.items():
@@ -573,8 +595,17 @@ def _state_dump(request, full_url, headers):
                                 for name in (entries if isinstance(entries, dict) else {}):
                                     lines.add(f"{service}.{attr}.{key}.{sub} {name}")
                             continue
+                        # AWS deletes a VPC's default network ACL with the VPC; moto keeps it.
+                        vpc_id = getattr(item, "vpc_id", None)
+                        if attr == "network_acls" and vpcs is not None and vpc_id and vpc_id not in vpcs:
+                            continue
+                        # moto's stand-in for an AWS managed key (alias/aws/<service>, made on a
+                        # service's first use): on AWS the account's, never deletable.
+                        aliases = getattr(item, "aliases", None) or {} if service == "kms" else {}
+                        if any(str(a).startswith("alias/aws/") for a in aliases):
+                            continue
                         if not _gone(item):
-                            lines.add(f"{service}.{attr} {key}")
+                            lines.add(f"{service}.{attr} {key}{_describe(item)}")
                 elif isinstance(value, list):
                     live = [i for i in value if not _gone(i)]
                     if live:
@@ -1145,11 +1176,23 @@ def _patch_nat_strict():
         _settle_all()
         return orig_describe(self, *args, **kwargs)
 
+    # A deleted NAT gateway's network interface goes with it ("When you delete a NAT gateway,
+    # its network interface is deleted": VPC user guide, "Delete a NAT gateway"; the Elastic IP
+    # is disassociated, not released); moto keeps the interface.
+    def gone(nat):
+        nat.state = "deleted"
+        eni = getattr(nat, "_eni", None)
+        if eni is not None and eni.id in self_enis(nat):
+            nat.ec2_backend.enis.pop(eni.id, None)
+
+    def self_enis(nat):
+        return getattr(nat.ec2_backend, "enis", {})
+
     def delete(self, nat_gateway_id):
         nat = orig_delete(self, nat_gateway_id)
         nat.state = "deleting"
         _timers.pop(("nat", nat.id), None)
-        _after(("nat", nat.id), lambda: setattr(nat, "state", "deleted"))
+        _after(("nat", nat.id), lambda: gone(nat))
         return nat
 
     NatGatewayBackend.create_nat_gateway = create

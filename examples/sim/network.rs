@@ -125,6 +125,10 @@ impl Ec2Api for FakeEc2 {
             .cloned()
             .collect())
     }
+    async fn elastic_ip_quota(&self) -> Result<Option<u32>, AwsError> {
+        self.sim.read();
+        Ok(Some(5))
+    }
     async fn describe_addresses(&self, filters: Vec<Filter>) -> Result<Vec<AddressInfo>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();

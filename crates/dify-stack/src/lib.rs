@@ -246,8 +246,12 @@ impl Stack {
 
     /// The plan of every node. Writes nothing and takes no lock.
     pub async fn plan(&self) -> Result<StackPlan, StackError> {
-        let mut plan = self.runner().plan_all().await.map_err(|(node, error)| StackError::Node { node, error })?;
+        let runner = self.runner();
+        let capacity =
+            runner.capacity_preflight().await.map_err(|error| StackError::Node { node: Node::Network, error })?;
+        let mut plan = runner.plan_all().await.map_err(|(node, error)| StackError::Node { node, error })?;
         plan.notes = self.notes();
+        plan.notes.extend(capacity);
         Ok(plan)
     }
 
@@ -280,6 +284,10 @@ impl Stack {
     /// Converges the whole stack under the stack lock; returns every output. The outputs (no
     /// secret values) are recorded in the control bucket for [`Stack::output`].
     pub async fn apply(&self) -> Result<StackOutput, StackError> {
+        // Quotas and capacity first: a shortfall writes nothing, not even the lock.
+        Box::pin(self.runner().capacity_preflight())
+            .await
+            .map_err(|error| StackError::Node { node: Node::Network, error })?;
         let lock = self.control().acquire(&self.cfg.name, "apply").await?;
         if let Err(e) = self.save_operators().await {
             return settle(Err(e), lock.release().await);

@@ -36,6 +36,10 @@ def main():
             day2 = types.ModuleType("moto_day2")
             exec(compile(sys.argv[3], "moto_day2.py", "exec"), day2.__dict__)
             day2.install(ext)
+        if len(sys.argv) > 4:  # moto_quota.py: the Elastic IP quota model
+            quota = types.ModuleType("moto_quota")
+            exec(compile(sys.argv[4], "moto_quota.py", "exec"), quota.__dict__)
+            quota.install()
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", port])

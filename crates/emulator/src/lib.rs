@@ -58,6 +58,8 @@ const LAUNCHER: &str = include_str!("../python/launch.py");
 const MOTO_EXTENSION: &str = include_str!("../python/moto_ext.py");
 /// EKS day-two rules on the extension's EKS model (one update type per call, busy refusals).
 const MOTO_DAY2: &str = include_str!("../python/moto_day2.py");
+/// The Elastic IP quota per account (DescribeAccountAttributes, AllocateAddress refusals).
+const MOTO_QUOTA: &str = include_str!("../python/moto_quota.py");
 
 /// Why the emulator could not be provided.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,7 @@ impl Emulator {
             .arg("0")
             .arg(MOTO_EXTENSION)
             .arg(MOTO_DAY2)
+            .arg(MOTO_QUOTA)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

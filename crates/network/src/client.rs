@@ -244,6 +244,26 @@ pub struct SecurityGroupInfo {
     pub ingress: Vec<dify_stack_aws::ec2::IngressRule>,
 }
 
+/// A subnet's free addresses (the capacity preflight reads them for an existing VPC's subnets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetCapacity {
+    /// Its id.
+    pub id: SubnetId,
+    /// Its availability zone.
+    pub az: String,
+    /// Its IPv4 CIDR.
+    pub cidr: String,
+    /// `AvailableIpAddressCount`: the IPv4 addresses not in use (the 5 AWS reserves are never
+    /// counted as available).
+    pub available: u32,
+}
+
+/// The error a client answers for a read it does not implement (the preflight notes it and
+/// goes on).
+pub fn not_implemented(operation: &'static str) -> AwsError {
+    AwsError::new(operation, "NotImplemented", "this EC2 client does not implement the call")
+}
+
 /// Everything the network tier asks of EC2. Reads are `describe_*`; everything else writes.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
@@ -270,6 +290,18 @@ pub trait Ec2Api: Send + Sync {
     async fn describe_network_interfaces(&self, filters: Vec<Filter>) -> Result<Vec<EniInfo>, AwsError>;
     /// DescribeSecurityGroups.
     async fn describe_security_groups(&self, filters: Vec<Filter>) -> Result<Vec<SecurityGroupInfo>, AwsError>;
+    /// DescribeAccountAttributes: the account's Elastic IP quota in the region (attribute
+    /// `vpc-max-elastic-ips`); `None` when EC2 does not list it. The default body answers
+    /// [`not_implemented`] (clients made before the capacity preflight).
+    async fn elastic_ip_quota(&self) -> Result<Option<u32>, AwsError> {
+        Err(not_implemented("DescribeAccountAttributes"))
+    }
+    /// DescribeSubnets by id, with each subnet's `AvailableIpAddressCount`. The default body
+    /// answers [`not_implemented`].
+    async fn subnet_capacity(&self, ids: Vec<SubnetId>) -> Result<Vec<SubnetCapacity>, AwsError> {
+        let _ = ids;
+        Err(not_implemented("DescribeSubnets"))
+    }
 
     /// CreateVpc with tags.
     async fn create_vpc(&self, cidr: String, tags: Tags) -> Result<VpcInfo, AwsError>;

@@ -62,6 +62,11 @@ pub enum NetworkError {
         #[source]
         source: Box<dify_stack_core::AwsError>,
     },
+    /// The stack does not fit the account's Elastic IP quota or the private subnets (the
+    /// capacity preflight, [`crate::preflight`]). Nothing was changed; permanent until a quota is
+    /// raised or the configuration changes.
+    #[error(transparent)]
+    Capacity(#[from] crate::preflight::CapacityShortfall),
     /// An AWS call failed. Retryable when the AWS error is; re-running apply resumes.
     #[error(transparent)]
     Aws(#[from] AwsFailure),
@@ -81,6 +86,7 @@ impl Classify for NetworkError {
             }
             NetworkError::NotOwned(e) => e.kind(),
             NetworkError::ReplacementRefused { .. } => ErrorKind::Refused,
+            NetworkError::Capacity(e) => e.kind(),
             NetworkError::DeleteBlocked { .. } => ErrorKind::DependencyViolation,
             NetworkError::Aws(e) => e.kind(),
             NetworkError::Wait(e) => e.kind(),

@@ -212,6 +212,41 @@ impl Ec2Api for SdkEc2 {
             .collect())
     }
 
+    async fn elastic_ip_quota(&self) -> Result<Option<u32>, AwsError> {
+        // Asked without `AttributeName`: the API reference lists only `supported-platforms` and
+        // `default-vpc` as valid names to ask for, while every attribute, `vpc-max-elastic-ips`
+        // ("the maximum number of Elastic IP addresses that you can allocate") among them, comes
+        // back when none is named (EC2 API reference, DescribeAccountAttributes).
+        let out = self.client.describe_account_attributes().send().await.aws("DescribeAccountAttributes")?;
+        Ok(out
+            .account_attributes()
+            .iter()
+            .find(|a| a.attribute_name() == Some(crate::preflight::EIP_QUOTA_ATTRIBUTE))
+            .and_then(|a| a.attribute_values().first())
+            .and_then(|v| v.attribute_value())
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
+    async fn subnet_capacity(&self, ids: Vec<SubnetId>) -> Result<Vec<SubnetCapacity>, AwsError> {
+        let out = self
+            .client
+            .describe_subnets()
+            .set_subnet_ids(Some(ids.iter().map(|i| i.as_str().to_owned()).collect()))
+            .send()
+            .await
+            .aws("DescribeSubnets")?;
+        Ok(out
+            .subnets()
+            .iter()
+            .map(|s| SubnetCapacity {
+                id: SubnetId::new(s.subnet_id().unwrap_or_default()),
+                az: s.availability_zone().unwrap_or_default().to_owned(),
+                cidr: s.cidr_block().unwrap_or_default().to_owned(),
+                available: u32::try_from(s.available_ip_address_count().unwrap_or(0)).unwrap_or(0),
+            })
+            .collect())
+    }
+
     async fn create_vpc(&self, cidr: String, tags: Tags) -> Result<VpcInfo, AwsError> {
         let out = self
             .client

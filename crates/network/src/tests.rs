@@ -16,6 +16,7 @@ use crate::{NetworkError, NetworkProvisioner};
 mod destroy;
 mod drift;
 mod identity;
+mod preflight;
 mod refusals;
 mod world;
 use world::*;

@@ -711,23 +711,25 @@ async fn a_vpc_held_by_a_subnet_of_someone_else_ends_destroy_at_once_with_the_su
         .unwrap()
         .to_owned();
 
-    // Emulator gap: moto keeps a NAT gateway's network interface after the gateway is deleted
-    // (plain, untagged, `available`); AWS deletes it with the gateway (EC2 user guide,
-    // "Requester-managed network interfaces"). Those are named too.
-    let nat_enis: Vec<String> = ec2
-        .describe_network_interfaces()
-        .filters(Filter::builder().name("vpc-id").values(out.vpc_id.as_str()).build())
-        .send()
-        .await
-        .unwrap()
-        .network_interfaces()
-        .iter()
-        .map(|e| format!("network interface {} (available, not the stack's)", e.network_interface_id().unwrap()))
-        .collect();
-    assert_eq!(nat_enis.len(), 2, "the NAT gateways' interfaces");
+    // The VPC's network interfaces, as destroy's error names those that outlive it.
+    let enis = || async {
+        ec2.describe_network_interfaces()
+            .filters(Filter::builder().name("vpc-id").values(out.vpc_id.as_str()).build())
+            .send()
+            .await
+            .unwrap()
+            .network_interfaces()
+            .iter()
+            .map(|e| format!("network interface {} (available, not the stack's)", e.network_interface_id().unwrap()))
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(enis().await.len(), 2, "the NAT gateways' interfaces");
 
     account.calls.reset();
     let err = network.destroy(&ctx, &spec).await.unwrap_err();
+    // AWS deletes a NAT gateway's interface with the gateway (VPC user guide, "Delete a NAT
+    // gateway"); an emulator that keeps it (plain, untagged, `available`) has it named too.
+    let nat_enis = enis().await;
     match &err {
         NetworkError::DeleteBlocked { resource, blockers, .. } => {
             assert_eq!(resource, &format!("VPC {}", out.vpc_id));

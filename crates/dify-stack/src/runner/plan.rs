@@ -5,6 +5,21 @@
 use super::*;
 
 impl AwsRunner {
+    /// The quota and capacity preflight (the network tier's: Elastic IPs against the account's
+    /// quota, the private subnets' addresses against the node group's maximum and the VPC CNI's
+    /// use per node): notes for the plan, or one error listing every shortfall with its fix.
+    pub(crate) async fn capacity_preflight(&self) -> Result<Vec<String>, NodeError> {
+        let ng = &self.cfg.eks.node_group;
+        let nodes = dify_stack_network::NodeDemand {
+            instance_types: ng.instance_types.clone(),
+            max_nodes: u32::try_from(ng.max).unwrap_or(0),
+        };
+        self.network
+            .preflight(&self.ctx, &wiring::network_spec(&self.cfg), &nodes)
+            .await
+            .map_err(|e| fail(dify_stack_network::NetworkError::from(e)))
+    }
+
     /// Plans every node in graph order, read-only by construction: no tier's `apply` runs. A
     /// node whose upstream is converged is planned against the upstream's real outputs (its
     /// [`Provisioner::output`] from the same observation); otherwise against planned ids, so its

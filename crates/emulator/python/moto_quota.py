@@ -1,0 +1,150 @@
+"""Elastic IP quota model for the dify-stack emulator (moto 5.2.5), for the network tier's
+capacity preflight (dify_stack_network::preflight).
+
+moto answers DescribeAccountAttributes with a fixed list (`vpc-max-elastic-ips` always "5",
+moto/ec2/responses/account_attributes.py), ignores the AttributeName filter, and never refuses
+AllocateAddress. This model:
+  * answers `vpc-max-elastic-ips` (and `max-elastic-ips`) with the account's quota: 5 unless a
+    test set another (the AWS default, VPC user guide, "Amazon VPC quotas": "Elastic IP addresses
+    per Region: 5"), and honours `AttributeName.N` (EC2 API reference,
+    DescribeAccountAttributes);
+  * for an account whose quota a test set, refuses AllocateAddress once the region holds that
+    many addresses, with EC2's `AddressLimitExceeded` ("The maximum number of addresses has been
+    reached."); accounts left at the default keep moto's behaviour (no limit), so no other test
+    changes;
+  * can refuse DescribeAccountAttributes for an account (`UnauthorizedOperation`, as EC2 answers
+    a caller without ec2:DescribeAccountAttributes), to show the preflight goes on with a note.
+
+Set from a test with POST /moto-api/dify-stack/quota, parameters in the query string or a JSON
+body: `account` (required), `value` (the quota, an integer) and/or `deny` (`true`/`false`);
+`reset=true` forgets the account's settings. GET answers the account's settings as JSON.
+The settings hold for every region of the account.
+
+Loaded by launch.py after moto_ext (its source as one more argument): `install()`.
+"""
+import json
+
+DEFAULT_EIP_QUOTA = 5
+_QUOTAS = {}  # account id -> Elastic IP quota set by a test
+_DENIED = set()  # account ids whose DescribeAccountAttributes is refused
+
+
+def quota(account_id):
+    return _QUOTAS.get(account_id, DEFAULT_EIP_QUOTA)
+
+
+def _describe_account_attributes(self):
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+
+    account = self.current_account
+    if account in _DENIED:
+        raise EC2ClientError("UnauthorizedOperation", "You are not authorized to perform this operation.")
+    eips = str(quota(account))
+    attributes = {
+        "vpc-max-security-groups-per-interface": ["5"],
+        "max-instances": ["20"],
+        "supported-platforms": ["EC2", "VPC"],
+        "default-vpc": ["none"],
+        "max-elastic-ips": [eips],
+        "vpc-max-elastic-ips": [eips],
+    }
+    wanted = self._get_param("AttributeNames", []) or []
+    if wanted:
+        attributes = {k: v for k, v in attributes.items() if k in wanted}
+    return ActionResult(
+        {
+            "AccountAttributes": [
+                {"AttributeName": k, "AttributeValues": [{"AttributeValue": v} for v in values]}
+                for k, values in attributes.items()
+            ]
+        }
+    )
+
+
+def _patch_allocate():
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend
+
+    orig = ElasticAddressBackend.allocate_address
+
+    def allocate_address(self, *args, **kwargs):
+        limit = _QUOTAS.get(self.account_id)
+        if limit is not None and len(self.addresses) >= limit:
+            raise EC2ClientError("AddressLimitExceeded", "The maximum number of addresses has been reached.")
+        return orig(self, *args, **kwargs)
+
+    ElasticAddressBackend.allocate_address = allocate_address
+
+
+def _truthy(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _body(request):
+    """A POST body as a dict: JSON, or form fields. werkzeug leaves `data` empty and parses the
+    body into `form` when the client says it is form-encoded (as urllib does by default), so a
+    JSON text may arrive as a form key without a value."""
+    raw = getattr(request, "data", b"") or b""
+    if not raw and hasattr(request, "get_data"):
+        raw = request.get_data(cache=True) or b""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    fields = {}
+    form = getattr(request, "form", None)
+    if form:
+        for key, value in form.items():
+            if not value and key.lstrip().startswith("{"):
+                text = text or key
+            else:
+                fields[key] = value
+    if text.strip():
+        try:
+            fields.update(json.loads(text))
+        except ValueError:
+            from urllib.parse import parse_qs
+
+            fields.update({k: v[0] for k, v in parse_qs(text).items()})
+    return fields
+
+
+def _quota_route(request, full_url, headers):
+    from urllib.parse import parse_qs, urlparse
+
+    params = {k: v[0] for k, v in parse_qs(urlparse(full_url).query).items()}
+    method = getattr(request, "method", "GET")
+    if method == "POST":
+        params.update(_body(request))
+    account = str(params.get("account", "")).strip()
+    if not account:
+        return 400, {"Content-Type": "text/plain"}, "account is required\n"
+    if method == "POST":
+        if _truthy(params.get("reset", "")):
+            _QUOTAS.pop(account, None)
+            _DENIED.discard(account)
+        if "value" in params:
+            try:
+                value = int(params["value"])
+            except (TypeError, ValueError):
+                return 400, {"Content-Type": "text/plain"}, "value must be an integer\n"
+            if value < 0:
+                return 400, {"Content-Type": "text/plain"}, "value must not be negative\n"
+            _QUOTAS[account] = value
+        if "deny" in params:
+            if _truthy(params["deny"]):
+                _DENIED.add(account)
+            else:
+                _DENIED.discard(account)
+    state = {"account": account, "vpc-max-elastic-ips": quota(account), "set": account in _QUOTAS,
+             "deny": account in _DENIED}
+    return 200, {"Content-Type": "application/json"}, json.dumps(state)
+
+
+def install():
+    from moto.ec2.responses import EC2Response
+    from moto.ec2.responses.account_attributes import AccountAttributes
+    from moto.moto_api._internal import urls as api_urls
+
+    AccountAttributes.describe_account_attributes = _describe_account_attributes
+    EC2Response.describe_account_attributes = _describe_account_attributes
+    _patch_allocate()
+    api_urls.url_paths["{0}/moto-api/dify-stack/quota$"] = _quota_route

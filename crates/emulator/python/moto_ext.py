@@ -185,6 +185,18 @@ def _entry_view(self, cluster, entry):
 def create_access_entry(self):
     cluster = self._get_param("name")
     principal = self._get_param("principalArn")
+    # Access entries need the cluster's authentication mode to include the EKS API: with
+    # CONFIG_MAP alone CreateAccessEntry fails with InvalidRequestException (EKS user guide,
+    # "Change authentication mode to use access entries"; EKS API reference, CreateAccessEntry).
+    found = self.eks_backend.clusters.get(cluster)
+    mode = (getattr(found, "access_config", None) or {}).get("authenticationMode", "CONFIG_MAP")
+    if STRICT and found is not None and mode == "CONFIG_MAP":
+        from moto.eks.exceptions import InvalidRequestException
+
+        raise InvalidRequestException(
+            clusterName=cluster, nodegroupName=None, addonName=None,
+            message="The cluster's authentication mode must be set to one of [API, API_AND_CONFIG_MAP] to perform this operation.",
+        )
     state = _state(self, cluster)
     if principal in state["access"]:
         raise ResourceInUseException(
@@ -940,7 +952,10 @@ def _require_role_propagated(backend, role_arn):
 
     iam = iam_backends[backend.account_id][get_partition(backend.region_name)]
     role = next((r for r in iam.roles.values() if r.arn == role_arn), None)
-    if role is not None and (utcnow() - role.create_date).total_seconds() < PENDING:
+    # A role of this account that does not exist is refused the same way (EKS API reference,
+    # CreateCluster: roleArn must name a role EKS can assume).
+    missing = role is None and f":{backend.account_id}:role/" in (role_arn or "")
+    if missing or (role is not None and (utcnow() - role.create_date).total_seconds() < PENDING):
         raise InvalidParameterException(
             clusterName=None,
             nodegroupName=None,
@@ -1166,9 +1181,25 @@ def _patch_nat_strict():
     orig_describe = NatGatewayBackend.describe_nat_gateways
     orig_delete = NatGatewayBackend.delete_nat_gateway
 
+    # A public NAT gateway in a VPC without an attached internet gateway is accepted, then ends
+    # `failed` with FailureCode `Gateway.NotAttached` ("Network vpc-... has no Internet gateway
+    # attached": VPC user guide, "Troubleshoot NAT gateways", NAT gateway creation fails).
+    def attached_igw(backend, vpc_id):
+        return any(getattr(g, "vpc", None) is not None and g.vpc.id == vpc_id for g in backend.internet_gateways.values())
+
     def create(self, *args, **kwargs):
         nat = orig_create(self, *args, **kwargs)
         nat.state = "pending"
+        vpc_id = self.get_subnet(nat.subnet_id).vpc_id
+        if (nat.connectivity_type or "public") == "public" and not attached_igw(self, vpc_id):
+
+            def failed():
+                nat.state = "failed"
+                nat.failure_code = "Gateway.NotAttached"
+                nat.failure_message = f"Network {vpc_id} has no Internet gateway attached"
+
+            _after(("nat", nat.id), failed)
+            return nat
         _after(("nat", nat.id), lambda: setattr(nat, "state", "available") if nat.state == "pending" else None)
         return nat
 
@@ -1226,7 +1257,18 @@ def _patch_rds_strict():
 
     orig_modify_cluster = B.modify_db_cluster
 
+    # ModifyDBCluster on a cluster that is not `available` (creating, modifying, backing-up)
+    # fails with InvalidDBClusterStateFault (RDS API reference, ModifyDBCluster errors;
+    # terraform-provider-aws waits for `available` before modifying for this reason).
     def modify_cluster(self, kwargs):
+        from moto.rds.exceptions import InvalidDBClusterStateFault
+
+        _settle_all()
+        current = self.clusters.get(kwargs.get("db_cluster_identifier"))
+        if current is not None and current.status != "available":
+            raise InvalidDBClusterStateFault(
+                f"DbCluster {current.db_cluster_identifier} is not in available state (it is {current.status})."
+            )
         c = orig_modify_cluster(self, kwargs)
         busy(c, "modifying", ("rds-cluster", self.account_id, c.db_cluster_identifier))
         return c

@@ -21,7 +21,8 @@ pub(crate) fn critical_path(
             .iter()
             .filter(|(k, _)| {
                 k.strip_prefix("eks_addon:").is_some_and(|a| {
-                    a != "metrics-server" && ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"].contains(&a) == daemonset
+                    a != "metrics-server"
+                        && ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"].contains(&a) == daemonset
                 })
             })
             .flat_map(|(_, v)| v.iter().map(Duration::as_secs_f64))

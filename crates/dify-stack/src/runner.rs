@@ -107,7 +107,9 @@ impl AwsRunner {
         AwsRunner {
             network: NetworkProvisioner::from_conf(&sdk),
             node_sg: NodeSecurityGroupProvisioner::from_conf(&sdk),
-            eks: EksProvisioner::from_conf(&sdk).with_external_node_security_group(),
+            eks: EksProvisioner::from_conf(&sdk)
+                .with_external_node_security_group()
+                .with_data_deletion(policy.delete_data),
             aurora: AuroraProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
             redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
             opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
@@ -123,14 +125,24 @@ impl AwsRunner {
     }
 
     /// What holds data that this run's data policy does not allow to delete, across every tier
-    /// (Aurora deletion protection and final snapshot, a bucket holding objects). Read-only;
-    /// checked by `Stack::destroy` before the first delete, so a refusal deletes nothing anywhere.
-    pub async fn data_holders(&self) -> Result<Vec<String>, dify_stack_datastores::DatastoresError> {
+    /// (Aurora deletion protection and final snapshot, a bucket holding objects, the EBS volumes
+    /// and snapshots the default StorageClass made for the cluster's claims). Read-only; checked
+    /// by `Stack::destroy` before the first delete, so a refusal deletes nothing anywhere.
+    pub async fn data_holders(&self) -> Result<Vec<String>, NodeError> {
         let spec =
             wiring::datastores_spec(&self.cfg, &wiring::planned_network(&self.cfg), &SecurityGroupId::new("sg-none"));
-        let mut holders = self.aurora.data_holders(&self.ctx, &spec, self.policy).await?;
-        holders.extend(self.bucket.data_holders(&self.ctx, self.policy).await?);
+        let mut holders = self.aurora.data_holders(&self.ctx, &spec, self.policy).await.map_err(fail)?;
+        holders.extend(self.bucket.data_holders(&self.ctx, self.policy).await.map_err(fail)?);
+        holders.extend(self.eks.data_holders(&self.ctx).await.map_err(fail)?);
         Ok(holders)
+    }
+
+    /// Destroy's last step, after the network (the last tier with EC2 resources): anything still
+    /// tagged for the stack or its cluster in EC2 (and, in the stack's VPC when it remains, the
+    /// load balancers and target groups Kubernetes made) is an error naming each, not a silent
+    /// success.
+    async fn check_leftovers(&self, vpc: Option<&VpcId>) -> Result<(), NodeError> {
+        self.eks.check_leftovers(&self.ctx, vpc.map(VpcId::as_str)).await.map_err(fail)
     }
 
     /// The context.
@@ -285,10 +297,13 @@ impl AwsRunner {
         }
         let tokens = self.tokens(eks)?;
         let token = tokens.token().await.map_err(fail)?;
+        // The default StorageClass tags every volume with the stack's ownership tags, so destroy
+        // finds them (the EKS tier's `workloads`).
         let kube =
             dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
                 .map_err(fail)?
-                .with_retry(self.ctx.wait.capped(cap), self.ctx.cancellation().clone());
+                .with_retry(self.ctx.wait.capped(cap), self.ctx.cancellation().clone())
+                .with_volume_tags(dify_stack_eks::workloads::volume_tags(&self.ctx));
         Ok(iam.with_kubernetes(kube))
     }
 

@@ -72,6 +72,30 @@ pub enum EksError {
     /// not an unreachable server: that one is skipped). Re-running resumes.
     #[error("deleting the cluster's load-balancer Services and Ingresses failed: {0}")]
     Kubernetes(String),
+    /// Destroy refused before deleting anything: the stack's EBS volumes and snapshots (what the
+    /// default StorageClass made for PersistentVolumeClaims) hold data, and the data policy does
+    /// not allow deleting data.
+    #[error(
+        "destroy refused, nothing was deleted: {}. Fix: back up what you need, then destroy with --delete-data (DataPolicy.delete_data)",
+        holders.join("; ")
+    )]
+    DataLossRefused {
+        /// What holds data, one line each.
+        holders: Vec<String>,
+    },
+    /// Destroy finished, but resources tagged for the stack or its cluster are still there
+    /// (made outside the stack's knowledge, or refusing to go). Each is named; none is touched.
+    #[error(
+        "destroy left {} resource(s) tagged for stack {stack} or its cluster: {}. Fix: delete them (or remove the tag if they are not the stack's), then run destroy again",
+        resources.len(),
+        resources.join(", ")
+    )]
+    Leftovers {
+        /// The stack.
+        stack: String,
+        /// `<kind> <id>` of each.
+        resources: Vec<String>,
+    },
     /// An AWS call failed. Retryable when the AWS error is; re-running resumes.
     #[error(transparent)]
     Aws(#[from] AwsFailure),
@@ -85,7 +109,11 @@ impl Classify for EksError {
         match self {
             EksError::Invalid(_) | EksError::NoAddonVersion { .. } => ErrorKind::Invalid,
             EksError::NotOwned(e) => e.kind(),
-            EksError::DowngradeRefused { .. } | EksError::ImmutableChange { .. } => ErrorKind::Refused,
+            EksError::DowngradeRefused { .. } | EksError::ImmutableChange { .. } | EksError::DataLossRefused { .. } => {
+                ErrorKind::Refused
+            }
+            // Only a person can tell what they are: not retried.
+            EksError::Leftovers { .. } => ErrorKind::Failed,
             EksError::Failed { .. } | EksError::Vanished { .. } => ErrorKind::Failed,
             EksError::Wait(e) => e.kind(),
             // The API answered with an error: not retried on its own.

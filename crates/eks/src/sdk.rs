@@ -18,8 +18,9 @@ use dify_stack_core::{AwsError, AwsResultExt, Tags, found};
 
 use crate::client::{
     AddonInfo, AddonRole, AddonVersions, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi,
-    LaunchTemplateData, LaunchTemplateInfo, LogGroupInfo, LogsApi, NodegroupConfigUpdate, NodegroupCreate,
-    NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, Status, UpdateInfo,
+    LaunchTemplateData, LaunchTemplateInfo, LogGroupInfo, LogsApi, NetworkInterfaceInfo, NodegroupConfigUpdate,
+    NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, SnapshotInfo,
+    Status, TaggedResource, UpdateInfo, VolumeInfo,
 };
 
 mod ec2;

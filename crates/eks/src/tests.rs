@@ -15,6 +15,7 @@ use crate::names::request_token;
 use crate::provisioner::token;
 use crate::spec::*;
 
+mod after_use;
 mod day2;
 mod destroy;
 mod drift;

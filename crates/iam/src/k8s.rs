@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
-use dify_stack_core::WaitPolicy;
 use dify_stack_core::wait;
 use dify_stack_core::{CancellationToken, KubeFailure};
+use dify_stack_core::{Tags, WaitPolicy};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -38,8 +40,31 @@ pub const HELM_KEEP: (&str, &str) = ("helm.sh/resource-policy", "keep");
 /// Pending; the in-tree `gp2` class is unencrypted.
 pub const STORAGE_CLASS: &str = "gp3";
 
-/// The StorageClass object (server-side applied; also written as a manifest in role-only mode).
-pub fn storage_class_manifest() -> serde_json::Value {
+/// The parameter key prefix the EBS CSI driver reads as a tag of every volume it provisions:
+/// `tagSpecification_<n>: "key=value"` (aws-ebs-csi-driver `docs/tagging.md`, "StorageClass
+/// Tagging"; `pkg/driver/constants.go` `TagKeyPrefix = "tagSpecification"`).
+pub const TAG_SPECIFICATION_PREFIX: &str = "tagSpecification_";
+
+/// The StorageClass's parameters: gp3, encrypted, and one `tagSpecification_<n>` per tag of
+/// `volume_tags` (the stack's ownership tags, so destroy finds the volumes: see
+/// `dify_stack_eks::workloads::volume_tags`), numbered in key order. The driver evaluates each
+/// value as a Go `text/template` (the same document: `{{ .PVCName }}`...), so a literal `{{` is
+/// written as `{{"{{"}}`; it splits the tag at the first `=`, so a key holding `=` cannot be
+/// expressed and is left out.
+pub fn storage_class_parameters(volume_tags: &Tags) -> BTreeMap<String, String> {
+    let mut parameters =
+        BTreeMap::from([("type".to_owned(), "gp3".to_owned()), ("encrypted".to_owned(), "true".to_owned())]);
+    let literal = |s: &str| s.replace("{{", "{{\"{{\"}}");
+    for (n, (key, value)) in volume_tags.iter().filter(|(k, _)| !k.contains('=')).enumerate() {
+        parameters
+            .insert(format!("{TAG_SPECIFICATION_PREFIX}{}", n + 1), format!("{}={}", literal(key), literal(value)));
+    }
+    parameters
+}
+
+/// The StorageClass object (server-side applied; also written as a manifest in role-only mode),
+/// whose volumes carry `volume_tags` ([`storage_class_parameters`]).
+pub fn storage_class_manifest_tagged(volume_tags: &Tags) -> serde_json::Value {
     json!({
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
@@ -49,11 +74,17 @@ pub fn storage_class_manifest() -> serde_json::Value {
             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
         },
         "provisioner": "ebs.csi.aws.com",
-        "parameters": {"type": "gp3", "encrypted": "true"},
+        "parameters": storage_class_parameters(volume_tags),
         "volumeBindingMode": "WaitForFirstConsumer",
         "allowVolumeExpansion": true,
         "reclaimPolicy": "Delete",
     })
+}
+
+/// [`storage_class_manifest_tagged`] without volume tags: its volumes are not found by destroy.
+/// Kept only until `dify_stack::output::kubernetes_manifests` passes the stack's tags.
+pub fn storage_class_manifest() -> serde_json::Value {
+    storage_class_manifest_tagged(&Tags::new())
 }
 
 /// A service account as we apply it: annotated with its IRSA role and carrying Helm's adoption
@@ -121,9 +152,11 @@ pub trait ServiceAccountApi: Send + Sync {
     /// Deletes the namespace if it carries our label and holds no pods and no service account
     /// besides `default`; returns whether it was deleted.
     async fn delete_namespace_if_ours_and_empty(&self, namespace: String) -> Result<bool, KubeFailure>;
-    /// Whether [`STORAGE_CLASS`] exists, carrying our label and marked default.
+    /// Whether [`STORAGE_CLASS`] exists, carrying our label, marked default and with the
+    /// parameters we want (its volumes tagged for the stack).
     async fn default_storage_class_present(&self) -> Result<bool, KubeFailure>;
-    /// Server-side applies [`storage_class_manifest`].
+    /// Server-side applies [`storage_class_manifest_tagged`] (replacing our class when its
+    /// parameters differ: they cannot change in place).
     async fn apply_default_storage_class(&self) -> Result<(), KubeFailure>;
 }
 
@@ -133,11 +166,15 @@ pub struct KubeServiceAccounts {
     client: kube::Client,
     retry: WaitPolicy,
     cancel: CancellationToken,
+    volume_tags: Tags,
 }
 
 impl std::fmt::Debug for KubeServiceAccounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeServiceAccounts").field("retry", &self.retry).finish()
+        f.debug_struct("KubeServiceAccounts")
+            .field("retry", &self.retry)
+            .field("volume_tags", &self.volume_tags)
+            .finish()
     }
 }
 
@@ -149,7 +186,16 @@ impl KubeServiceAccounts {
             client,
             retry: WaitPolicy::default().with_max_wait(Duration::from_secs(300)),
             cancel: CancellationToken::new(),
+            volume_tags: Tags::new(),
         }
+    }
+
+    /// The tags every volume of the default StorageClass carries (the stack's ownership tags:
+    /// `dify_stack_eks::workloads::volume_tags`), so destroy finds them. Without it the class
+    /// tags nothing.
+    pub fn with_volume_tags(mut self, volume_tags: Tags) -> Self {
+        self.volume_tags = volume_tags;
+        self
     }
 
     /// Builds the client from the EKS output: the API endpoint, the base64 PEM CA data of
@@ -330,24 +376,49 @@ impl ServiceAccountApi for KubeServiceAccounts {
         let api: Api<StorageClass> = Api::all(self.client.clone());
         let object = format!("storageclass {STORAGE_CLASS}");
         let sc = self.call("get", object, || api.get_opt(STORAGE_CLASS)).await?;
+        let want = storage_class_parameters(&self.volume_tags);
         Ok(sc.is_some_and(|sc| {
             let m = &sc.metadata;
-            m.labels.as_ref().and_then(|l| l.get(MANAGED_BY.0)).map(String::as_str) == Some(MANAGED_BY.1)
+            managed(&sc)
                 && m.annotations
                     .as_ref()
                     .and_then(|a| a.get("storageclass.kubernetes.io/is-default-class"))
                     .map(String::as_str)
                     == Some("true")
+                && sc.parameters.as_ref() == Some(&want)
         }))
     }
 
     async fn apply_default_storage_class(&self) -> Result<(), KubeFailure> {
         let api: Api<StorageClass> = Api::all(self.client.clone());
-        let body = storage_class_manifest();
+        let object = format!("storageclass {STORAGE_CLASS}");
+        let want = storage_class_parameters(&self.volume_tags);
+        if let Some(sc) = self.call("get", object.clone(), || api.get_opt(STORAGE_CLASS)).await?
+            && managed(&sc)
+            && sc.parameters.as_ref() != Some(&want)
+        {
+            // A StorageClass's parameters cannot change: the API server refuses the update
+            // ("updates to parameters are forbidden", Kubernetes `pkg/apis/storage/validation`
+            // ValidateStorageClassUpdate). Ours (made by an earlier version, without the volume
+            // tags) is replaced; the volumes it provisioned keep theirs (parameters are read at
+            // CreateVolume only) and their claims stay bound.
+            let params = DeleteParams::default();
+            match self.call("delete", object.clone(), || api.delete(STORAGE_CLASS, &params)).await {
+                Ok(_) => tracing::info!("replacing the default StorageClass: its parameters changed"),
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let body = storage_class_manifest_tagged(&self.volume_tags);
         let params = PatchParams::apply(FIELD_MANAGER);
         let patch = Patch::Apply(&body);
         self.call("apply", format!("storageclass {STORAGE_CLASS}"), || api.patch(STORAGE_CLASS, &params, &patch))
             .await?;
         Ok(())
     }
+}
+
+/// Whether `sc` carries our managed-by label.
+fn managed(sc: &StorageClass) -> bool {
+    sc.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY.0)).map(String::as_str) == Some(MANAGED_BY.1)
 }

@@ -480,3 +480,101 @@ async fn destroy_finds_the_provider_by_tag_when_the_cluster_is_gone() {
     let deleted = IamProvisioner::new(iam).destroy(&ctx(), &gone).await.unwrap();
     assert_eq!(deleted.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["iam:oidc-provider"]);
 }
+
+/// The stack's volume tags as the stack passes them (`dify_stack_eks::workloads::volume_tags`),
+/// with a user tag whose value would otherwise be a template and a key the driver cannot split.
+fn volume_tags() -> dify_stack_core::Tags {
+    [
+        (dify_stack_core::TAG_STACK, "k8s-unit"),
+        (dify_stack_core::TAG_TIER, "eks"),
+        (dify_stack_core::TAG_COMPONENT, "ebs-volume"),
+        ("cost-center", "{{ .PVCName }}"),
+        ("a=b", "c"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[tokio::test]
+async fn the_default_storage_class_tags_every_volume_with_the_stacks_tags() {
+    // aws-ebs-csi-driver docs/tagging.md, "StorageClass Tagging": `tagSpecification_<n>` =
+    // "key=value", each value a Go template.
+    let want = json!({
+        "type": "gp3",
+        "encrypted": "true",
+        "tagSpecification_1": "cost-center={{\"{{\"}} .PVCName }}",
+        "tagSpecification_2": "dify-stack:component=ebs-volume",
+        "tagSpecification_3": "dify-stack:stack=k8s-unit",
+        "tagSpecification_4": "dify-stack:tier=eks",
+    });
+    assert_eq!(json!(crate::k8s::storage_class_parameters(&volume_tags())), want);
+    assert_eq!(crate::k8s::storage_class_manifest_tagged(&volume_tags())["parameters"], want);
+    assert_eq!(crate::k8s::storage_class_manifest()["parameters"], json!({"type": "gp3", "encrypted": "true"}));
+
+    let (client, log) = fake(|s| match (s.method.as_str(), s.uri.as_str()) {
+        ("GET", u) if u.starts_with("/apis/storage.k8s.io/") => not_found(),
+        ("GET", u) if u.starts_with("/api/v1/namespaces/dify/serviceaccounts") => list(all_ours(None)),
+        ("GET", _) => Some((200, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}}))),
+        _ => Some((200, s.body.clone())),
+    });
+    let kube = KubeServiceAccounts::new(client).with_volume_tags(volume_tags());
+    let provisioner = IamProvisioner::new(converged_iam()).with_kubernetes(kube);
+    provisioner.apply(&ctx(), &spec()).await.unwrap();
+    let patches: Vec<Seen> = log.lock().unwrap().iter().filter(|s| s.method == "PATCH").cloned().collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(patches[0].body["parameters"], want);
+}
+
+#[tokio::test]
+async fn our_older_storage_class_without_volume_tags_is_replaced_and_a_foreign_one_is_left() {
+    // Ours from an earlier version: parameters without tags. They cannot change in place
+    // ("updates to parameters are forbidden"), so plan shows the class and apply deletes it and
+    // applies the tagged one.
+    let gone = Arc::new(Mutex::new(false));
+    let g = gone.clone();
+    let (client, log) = fake(move |s| match (s.method.as_str(), s.uri.as_str()) {
+        ("GET", u) if u.starts_with("/apis/storage.k8s.io/v1/storageclasses/gp3") => {
+            if *g.lock().unwrap() {
+                not_found()
+            } else {
+                Some((200, crate::k8s::storage_class_manifest()))
+            }
+        }
+        ("DELETE", u) if u.starts_with("/apis/storage.k8s.io/v1/storageclasses/gp3") => {
+            *g.lock().unwrap() = true;
+            Some((200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200})))
+        }
+        ("GET", u) if u.starts_with("/api/v1/namespaces/dify/serviceaccounts") => list(all_ours(None)),
+        ("GET", _) => Some((200, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}}))),
+        _ => Some((200, s.body.clone())),
+    });
+    let kube = KubeServiceAccounts::new(client).with_volume_tags(volume_tags());
+    let provisioner = IamProvisioner::new(converged_iam()).with_kubernetes(kube);
+    let plan = provisioner.plan(&ctx(), &spec()).await.unwrap();
+    assert!(plan.changes.iter().any(|c| c.resource.kind == "k8s:storageclass"), "{plan}");
+    provisioner.apply(&ctx(), &spec()).await.unwrap();
+    let writes: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| format!("{} {}", s.method, s.uri.split('?').next().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        writes,
+        ["DELETE /apis/storage.k8s.io/v1/storageclasses/gp3", "PATCH /apis/storage.k8s.io/v1/storageclasses/gp3"]
+    );
+
+    // Someone else's class named gp3 (not our label) is never deleted.
+    let mut foreign = crate::k8s::storage_class_manifest();
+    foreign["metadata"]["labels"] = json!({});
+    let (client, log) = fake(move |s| match (s.method.as_str(), s.uri.as_str()) {
+        ("GET", u) if u.starts_with("/apis/storage.k8s.io/v1/storageclasses/gp3") => Some((200, foreign.clone())),
+        _ => Some((200, s.body.clone())),
+    });
+    let kube = KubeServiceAccounts::new(client).with_volume_tags(volume_tags());
+    assert!(!kube.default_storage_class_present().await.unwrap());
+    kube.apply_default_storage_class().await.unwrap();
+    assert!(!log.lock().unwrap().iter().any(|s| s.method == "DELETE"));
+}

@@ -85,7 +85,14 @@ impl TierRunner for AwsRunner {
         let ctx = &self.ctx;
         let cfg = &self.cfg;
         match node {
-            Node::Network => self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(fail),
+            Node::Network => {
+                // The VPC as it was (cached from the nodes before), for the last step's load
+                // balancer check in an existing VPC.
+                let vpc = self.discover_vpc().await?;
+                let deleted = self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(fail)?;
+                self.check_leftovers(vpc.as_ref()).await?;
+                Ok(deleted)
+            }
             // The network node's destroy removes the NAT gateways, addresses and route tables
             // with the VPC, in the order AWS needs, after every node that uses the network.
             Node::Egress => Ok(Vec::new()),

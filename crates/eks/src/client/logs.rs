@@ -25,6 +25,12 @@ pub trait LogsApi: Send + Sync {
     async fn describe_log_group(&self, name: String) -> Result<Option<LogGroupInfo>, AwsError>;
     /// CreateLogGroup with tags.
     async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError>;
+    /// TagLogGroup: adds `tags` to an existing group (adopting one EKS made). The default
+    /// answers an error (a client that does not model it).
+    async fn tag_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        let _ = (name, tags);
+        Err(AwsError::new("TagLogGroup", "UnsupportedOperation", "this client does not implement the call"))
+    }
     /// PutRetentionPolicy.
     async fn put_log_retention(&self, name: String, days: i32) -> Result<(), AwsError>;
     /// DeleteLogGroup.

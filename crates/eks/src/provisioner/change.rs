@@ -50,6 +50,14 @@ pub(crate) enum EksChange {
         have: Option<i32>,
         want: i32,
     },
+    /// A control-plane log group without any stack's tag (EKS made it: a log flush after a
+    /// destroy, or an older cluster of the name) is adopted: our tags, the retention.
+    AdoptLogGroup {
+        name: String,
+        have: Option<i32>,
+        want: i32,
+        tags: Drift,
+    },
     /// The secrets key (a key left without its alias by a crash is aliased instead).
     CreateKey {
         alias: String,
@@ -210,6 +218,14 @@ impl Planned for EksChange {
                 ResourceRef::new("logs:log-group", name),
             )
             .field("retention_days", *have, Some(want)),
+            EksChange::AdoptLogGroup { name, have, want, tags } => {
+                let mut c = Change::new(Action::Update, ResourceRef::new("logs:log-group", name))
+                    .because("made by EKS without tags (a log flush after a destroy): adopted");
+                if *have != Some(*want) {
+                    c = c.field("retention_days", *have, Some(want));
+                }
+                c.tag_fields(tags)
+            }
             EksChange::CreateKey { alias } => Change::new(
                 Action::Create,
                 ResourceRef::new("kms:key", format!("alias/{alias}")),

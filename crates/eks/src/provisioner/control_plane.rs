@@ -111,6 +111,12 @@ impl EksProvisioner {
                         .await
                         .at("PutRetentionPolicy", name)?;
                 }
+                EksChange::AdoptLogGroup { name, want, tags, .. } => {
+                    let tags = dify_stack_core::drift_tags(tags);
+                    self.client.tag_log_group(name.clone(), tags).await.at("TagLogGroup", name)?;
+                    self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?;
+                    tracing::info!(log_group = %name, "adopted the control-plane log group EKS made");
+                }
                 EksChange::LogRetention { name, want, .. } => {
                     self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?
                 }
@@ -214,11 +220,14 @@ impl EksProvisioner {
     }
 
     /// CreateLogGroup of the control-plane log group, made before the cluster so EKS writes
-    /// into ours instead of creating one that never expires. Our own earlier create whose
-    /// response was lost is read back, its tags checked.
+    /// into ours instead of creating one that never expires (the caller sets the retention).
+    /// ResourceAlreadyExistsException: our own earlier create whose response was lost, or one
+    /// EKS made in the meantime without tags (a late log flush of a deleted cluster of this
+    /// name; terraform-aws-eks #2486, #920), which is adopted: tagged as ours. One carrying
+    /// another stack's tag is refused.
     async fn create_log_group(&self, ctx: &Context, name: &str) -> Result<()> {
         let tags = ctx.tags_for(Tier::Eks, "log-group", name);
-        match self.client.create_log_group(name.to_owned(), tags).await {
+        match self.client.create_log_group(name.to_owned(), tags.clone()).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_already_exists() => {
                 let g = self
@@ -228,7 +237,12 @@ impl EksProvisioner {
                     .at("DescribeLogGroups", name)?
                     .ok_or(e)
                     .at("CreateLogGroup", name)?;
-                self.check_owned(ctx, "log group", name, &g.tags)
+                if g.tags.contains_key(dify_stack_core::TAG_STACK) {
+                    return self.check_owned(ctx, "log group", name, &g.tags);
+                }
+                self.client.tag_log_group(name.to_owned(), tags).await.at("TagLogGroup", name)?;
+                tracing::info!(log_group = %name, "adopted the control-plane log group EKS made");
+                Ok(())
             }
             Err(e) => Err(e.at("CreateLogGroup", name).into()),
         }

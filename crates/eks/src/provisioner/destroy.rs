@@ -8,6 +8,8 @@ use super::*;
 impl EksProvisioner {
     pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<Vec<ResourceRef>> {
         let names = Names::of(ctx);
+        // The data policy before the first delete: the stack's EBS volumes and snapshots.
+        self.refuse_data_loss(ctx).await?;
         let o = self.observe_for_destroy(ctx, spec, &names).await?;
         let mut deleted = Vec::new();
         let cluster = names.cluster.clone();
@@ -68,13 +70,22 @@ impl EksProvisioner {
             deleted.push(ResourceRef::new("eks:cluster", &cluster).with_id(&c.arn));
         }
         self.sweep_load_balancer_leftovers(ctx, spec, &cluster).await?;
-        // The control-plane log group outlives the cluster unless deleted (EKS never removes it).
-        if let Some(g) = &o.log_group
-            && dify_stack_core::ignore_not_found(self.client.delete_log_group(g.name.clone()).await)
-                .at("DeleteLogGroup", &g.name)?
-        {
-            deleted.push(ResourceRef::new("logs:log-group", &g.name));
-        }
+        // What the workloads left, now that no node uses it: the stack's volumes and snapshots
+        // (data: the policy was checked above), the CNI's interfaces (in the node security
+        // groups, which cannot be deleted while they exist).
+        deleted.extend(self.delete_stack_data(ctx).await?);
+        let node_groups: Vec<String> = o
+            .node_security_group
+            .iter()
+            .map(|g| g.id.clone())
+            .chain(o.cluster.as_ref().and_then(|c| c.cluster_security_group_id.clone()))
+            .collect();
+        deleted.extend(self.sweep_cni_interfaces(ctx, spec, &cluster, &node_groups).await?);
+        // The control-plane log group outlives the cluster unless deleted (EKS never removes it),
+        // and EKS may write it again after the cluster is gone: by its exact name, ours or
+        // untagged, now and once more at the end.
+        let log_group = ResourceRef::new("logs:log-group", &names.log_group);
+        let mut log_group_deleted = self.delete_log_group_after_cluster(ctx, &names).await?;
         if let Some(lt) = &o.launch_template
             && dify_stack_core::ignore_not_found(self.client.delete_launch_template(lt.id.clone()).await)
                 .at("DeleteLaunchTemplate", &lt.name)?
@@ -113,6 +124,14 @@ impl EksProvisioner {
                 .await
                 .at("ScheduleKeyDeletion", &names.key_alias)?;
             deleted.push(ResourceRef::new("kms:key", format!("alias/{}", names.key_alias)).with_id(&k.arn));
+        }
+        // A late log flush re-creates the group after the cluster is gone: checked again last.
+        if self.delete_log_group_after_cluster(ctx, &names).await? {
+            tracing::info!(log_group = %names.log_group, "the control-plane log group was re-created after the cluster was deleted: deleted again");
+            log_group_deleted = true;
+        }
+        if log_group_deleted {
+            deleted.push(log_group);
         }
         Ok(deleted)
     }

@@ -55,7 +55,15 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
     match &o.log_group {
         None => out
             .push(EksChange::CreateLogGroup { name: names.log_group.clone(), retention_days: spec.log_retention_days }),
-        // One without our tag (made by EKS for an older cluster, or by someone else) is left as is.
+        // One without any stack's tag: EKS made it (a log flush after the cluster was deleted
+        // re-creates it untagged; terraform-aws-eks #2486, #920), for a cluster of this name.
+        // Adopted: our tags and the retention. One with another stack's tag is left as is.
+        Some(g) if !g.tags.contains_key(dify_stack_core::TAG_STACK) => out.push(EksChange::AdoptLogGroup {
+            name: names.log_group.clone(),
+            have: g.retention_days,
+            want: spec.log_retention_days,
+            tags: drift(&ctx.tags_for(Tier::Eks, "log-group", &names.log_group), &g.tags),
+        }),
         Some(g) if ctx.owns_tags(&g.tags) && g.retention_days != Some(spec.log_retention_days) => {
             out.push(EksChange::LogRetention {
                 name: names.log_group.clone(),

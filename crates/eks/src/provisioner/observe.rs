@@ -106,20 +106,16 @@ impl EksProvisioner {
     }
 
     /// Observation for destroy: like `observe`, but a resource with our name and without our tag
-    /// is skipped (never touched) instead of failing, and add-on versions are not resolved.
+    /// is skipped (never touched) instead of failing, add-on versions are not resolved, and the
+    /// log group is left to the end.
     pub(super) async fn observe_for_destroy(
         &self,
         ctx: &Context,
         spec: &EksSpec,
         names: &Names,
     ) -> Result<ObservedEks> {
-        let log_group = self
-            .client
-            .describe_log_group(names.log_group.clone())
-            .await
-            .at("DescribeLogGroups", &names.log_group)?
-            .filter(|g| ctx.owns_tags(&g.tags));
-        let mut o = ObservedEks { log_group, ..Default::default() };
+        // The log group is read after the cluster is gone (`delete_log_group_after_cluster`).
+        let mut o = ObservedEks::default();
         for (slot, name) in [
             (&mut o.cluster_role, &names.cluster_role),
             (&mut o.node_role, &names.node_role),

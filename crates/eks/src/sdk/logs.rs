@@ -29,6 +29,19 @@ impl LogsApi for SdkEks {
         Ok(())
     }
 
+    async fn tag_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        // TagLogGroup takes the name (TagResource would need the ARN).
+        #[allow(deprecated)]
+        self.logs
+            .tag_log_group()
+            .log_group_name(name)
+            .set_tags(Some(to_hash(&tags)))
+            .send()
+            .await
+            .aws("TagLogGroup")?;
+        Ok(())
+    }
+
     async fn put_log_retention(&self, name: String, days: i32) -> Result<(), AwsError> {
         self.logs
             .put_retention_policy()

@@ -42,6 +42,18 @@ pub(super) struct State {
     pub(super) addon_busy: BTreeMap<String, u32>,
     /// Add-on versions DescribeAddonVersions lists as compatible besides the default.
     pub(super) extra_compatible: Vec<String>,
+    /// EBS volumes: an attached one (`in-use`) detaches after this many DescribeVolumes.
+    pub(super) volumes: Vec<(VolumeInfo, u32)>,
+    pub(super) snapshots: Vec<SnapshotInfo>,
+    /// Network interfaces, each with its VPC.
+    pub(super) enis: Vec<(String, NetworkInterfaceInfo)>,
+    /// EC2 resources only `tagged_resources` sees (what destroy's last step may find).
+    pub(super) tagged: Vec<TaggedResource>,
+    /// A late log flush: the control-plane log group comes back (untagged, no retention) after
+    /// a DeleteLogGroup made once no cluster exists, this many times.
+    pub(super) log_group_flushes: u32,
+    /// Someone makes the log group (with these tags) between observe and CreateLogGroup.
+    pub(super) log_group_race: Option<Tags>,
 }
 
 /// Every lookup matches on its key (names, ids, ARNs, VPC): a call with a wrong key finds
@@ -158,6 +170,9 @@ impl LogsApi for FakeEks {
     async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("CreateLogGroup({name})"));
+        if let Some(tags) = s.log_group_race.take() {
+            s.log_group = Some(LogGroupInfo { name: name.clone(), retention_days: None, tags });
+        }
         if s.log_group.is_some() {
             return Err(AwsError::new("CreateLogGroup", "ResourceAlreadyExistsException", "exists"));
         }
@@ -176,7 +191,21 @@ impl LogsApi for FakeEks {
     async fn delete_log_group(&self, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("DeleteLogGroup({name})"));
-        s.log_group.take_if(|g| g.name == name).map(|_| ()).ok_or_else(|| not_found("DeleteLogGroup"))
+        s.log_group.take_if(|g| g.name == name).ok_or_else(|| not_found("DeleteLogGroup"))?;
+        if s.log_group_flushes > 0 && s.cluster.is_none() {
+            // EKS writes the logs it still held: CreateLogGroup without tags or retention.
+            s.log_group_flushes -= 1;
+            s.log_group = Some(LogGroupInfo { name, retention_days: None, tags: Tags::new() });
+        }
+        Ok(())
+    }
+
+    async fn tag_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("TagLogGroup({name})"));
+        let group = s.log_group.as_mut().filter(|g| g.name == name);
+        group.ok_or_else(|| not_found("TagLogGroup"))?.tags.extend(tags);
+        Ok(())
     }
 }
 
@@ -358,5 +387,82 @@ impl Ec2Api for FakeEks {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteLaunchTemplate".into());
         s.lt.take_if(|t| t.id == id).map(|_| ()).ok_or_else(|| not_found("DeleteLaunchTemplate"))
+    }
+
+    /// An attached volume stays `in-use` while any node group exists, then detaches after its
+    /// count of describes (EC2: a terminated instance's volumes detach on their own).
+    async fn tagged_volumes(&self, key: String, value: String) -> Result<Vec<VolumeInfo>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("DescribeVolumes".into());
+        let nodes = s.nodegroup.is_some();
+        for (v, polls) in &mut s.volumes {
+            if v.state == "in-use" && !nodes {
+                if *polls == 0 {
+                    v.state = "available".into();
+                    v.attached_to.clear();
+                } else {
+                    *polls -= 1;
+                }
+            }
+        }
+        Ok(s.volumes.iter().map(|(v, _)| v).filter(|v| v.tags.get(&key) == Some(&value)).cloned().collect())
+    }
+
+    /// DeleteVolume of an attached volume fails with VolumeInUse (EC2 API reference).
+    async fn delete_volume(&self, id: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteVolume({id})"));
+        let at = s.volumes.iter().position(|(v, _)| v.id == id).ok_or_else(|| not_found("DeleteVolume"))?;
+        if s.volumes[at].0.state != "available" {
+            return Err(AwsError::new("DeleteVolume", "VolumeInUse", format!("Volume {id} is currently attached")));
+        }
+        s.volumes.remove(at);
+        Ok(())
+    }
+
+    async fn tagged_snapshots(&self, key: String, value: String) -> Result<Vec<SnapshotInfo>, AwsError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.snapshots.iter().filter(|v| v.tags.get(&key) == Some(&value)).cloned().collect())
+    }
+
+    async fn delete_snapshot(&self, id: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteSnapshot({id})"));
+        let at = s.snapshots.iter().position(|v| v.id == id).ok_or_else(|| not_found("DeleteSnapshot"))?;
+        s.snapshots.remove(at);
+        Ok(())
+    }
+
+    async fn vpc_network_interfaces(&self, vpc: String) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.enis.iter().filter(|(v, _)| *v == vpc).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn delete_network_interface(&self, id: String) -> Result<(), AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("DeleteNetworkInterface({id})"));
+        let at = s.enis.iter().position(|(_, e)| e.id == id).ok_or_else(|| not_found("DeleteNetworkInterface"))?;
+        if s.enis[at].1.status != "available" {
+            return Err(AwsError::new("DeleteNetworkInterface", "InvalidNetworkInterface.InUse", "in use"));
+        }
+        s.enis.remove(at);
+        Ok(())
+    }
+
+    /// What the fake holds that carries one of `keys`, plus `tagged`.
+    async fn tagged_resources(&self, keys: Vec<String>) -> Result<Vec<TaggedResource>, AwsError> {
+        let s = self.0.lock().unwrap();
+        let has = |t: &Tags| keys.iter().any(|k| t.contains_key(k));
+        let r =
+            |kind: &str, id: &str, tags: &Tags| TaggedResource { kind: kind.into(), id: id.into(), tags: tags.clone() };
+        let mut out: Vec<TaggedResource> = s.tagged.iter().filter(|t| has(&t.tags)).cloned().collect();
+        out.extend(s.volumes.iter().filter(|(v, _)| has(&v.tags)).map(|(v, _)| r("ec2:volume", &v.id, &v.tags)));
+        out.extend(s.snapshots.iter().filter(|v| has(&v.tags)).map(|v| r("ec2:snapshot", &v.id, &v.tags)));
+        out.extend(
+            s.enis.iter().filter(|(_, e)| has(&e.tags)).map(|(_, e)| r("ec2:network-interface", &e.id, &e.tags)),
+        );
+        out.extend(s.sg.iter().filter(|(_, g)| has(&g.tags)).map(|(_, g)| r("ec2:security-group", &g.id, &g.tags)));
+        out.extend(s.lt.iter().filter(|t| has(&t.tags)).map(|t| r("ec2:launch-template", &t.id, &t.tags)));
+        Ok(out)
     }
 }

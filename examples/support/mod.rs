@@ -145,7 +145,14 @@ pub async fn write_out(stack: &Stack, out: &StackOutput, dir: &Path) -> anyhow::
     if !stack.config().creates_service_accounts() {
         // Role-only (or the emulator): the objects apply did not make, for `kubectl apply -f`.
         let manifests = dir.join("kubernetes.yaml");
-        std::fs::write(&manifests, dify_stack::output::kubernetes_manifests(out, &stack.config().iam.helm_release)?)?;
+        std::fs::write(
+            &manifests,
+            dify_stack::output::kubernetes_manifests(
+                out,
+                &stack.config().iam.helm_release,
+                &dify_stack::eks::workloads::volume_tags(stack.context()),
+            )?,
+        )?;
         written.push(manifests);
     }
     if let Some(p) = out.platform.as_ref().filter(|p| !p.commands.is_empty()) {

@@ -84,8 +84,8 @@ pub struct Stack {
     /// This machine's public address, in `caller_address` mode.
     caller: Option<std::net::Ipv4Addr>,
     /// The operators' addresses as `connect` found and updated them, and whether this
-    /// machine's was already recorded (`caller_address` mode).
-    operators: Option<(lock::Operators, bool)>,
+    /// machine's is recorded (at `connect`, or by an apply since; `caller_address` mode).
+    operators: Option<(lock::Operators, std::sync::atomic::AtomicBool)>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -105,6 +105,11 @@ impl Stack {
     /// Validates `cfg` (no call is made when it is invalid), identifies the account and binds
     /// the stack to it. The SDK config's region is overridden by `cfg.region`.
     pub async fn connect(cfg: StackConfig, sdk: aws_types::SdkConfig) -> Result<Stack, StackError> {
+        // Boxed: the identity, address and operators reads make a large future.
+        Box::pin(Self::connect_checked(cfg, sdk)).await
+    }
+
+    async fn connect_checked(cfg: StackConfig, sdk: aws_types::SdkConfig) -> Result<Stack, StackError> {
         wiring::validate(&cfg).map_err(StackError::Invalid)?;
         let sdk = sdk.into_builder().region(aws_types::region::Region::new(cfg.region.clone())).build();
         let sts = aws_sdk_sts::Client::new(&sdk);
@@ -131,7 +136,7 @@ impl Stack {
                 operators.touch(ip, who.arn().unwrap_or_default(), now);
                 operators.prune(cfg.eks.operator_cidr_ttl_days, &cfg.eks.remove_operator_cidrs, Some(ip), now);
                 cfg.eks.operator_cidrs = operators.cidrs();
-                (Some(ip), Some((operators, known)))
+                (Some(ip), Some((operators, std::sync::atomic::AtomicBool::new(known))))
             }
             _ => (None, None),
         };
@@ -149,8 +154,9 @@ impl Stack {
 
     /// Records the operators' addresses (under the stack lock).
     async fn save_operators(&self) -> Result<(), StackError> {
-        if let Some((operators, _)) = &self.operators {
+        if let Some((operators, recorded)) = &self.operators {
             self.control().save_operators(&self.cfg.name, operators).await?;
+            recorded.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -284,6 +290,11 @@ impl Stack {
     /// Converges the whole stack under the stack lock; returns every output. The outputs (no
     /// secret values) are recorded in the control bucket for [`Stack::output`].
     pub async fn apply(&self) -> Result<StackOutput, StackError> {
+        // Boxed: embedders hold this future on their stack (the preflight, the lock, the run).
+        Box::pin(self.apply_locked()).await
+    }
+
+    async fn apply_locked(&self) -> Result<StackOutput, StackError> {
         // Quotas and capacity first: a shortfall writes nothing, not even the lock.
         Box::pin(self.runner().capacity_preflight())
             .await
@@ -321,7 +332,7 @@ impl Stack {
             && let Ok(recorded) = serde_json::from_value::<StackOutput>(json)
             && plan.observed.agrees_with(&recorded)
             && recorded.is_complete()
-            && self.operators.as_ref().is_none_or(|(_, known)| *known)
+            && self.operators.as_ref().is_none_or(|(_, recorded)| recorded.load(std::sync::atomic::Ordering::Relaxed))
         {
             // (A new operator's address is on the cluster only once apply recorded it.)
             return self.with_secret_values(recorded).await;

@@ -387,11 +387,16 @@ pub fn empty_values(yaml: &str) -> Vec<String> {
 /// default gp3 StorageClass, the namespace and each service account annotated with its IRSA role,
 /// as multi-document YAML for
 /// `kubectl apply -f` from a machine that reaches the API.
-pub fn kubernetes_manifests(out: &StackOutput, helm_release: &str) -> Result<String, IncompleteStack> {
+pub fn kubernetes_manifests(
+    out: &StackOutput,
+    helm_release: &str,
+    volume_tags: &dify_stack_core::Tags,
+) -> Result<String, IncompleteStack> {
     let iam = out.iam.as_ref().ok_or(IncompleteStack("iam"))?;
     let managed_by = dify_stack_iam::k8s::MANAGED_BY;
     let mut docs = vec![
-        dify_stack_iam::k8s::storage_class_manifest(),
+        // Every volume the class makes carries the stack's tags, so destroy finds it.
+        dify_stack_iam::k8s::storage_class_manifest_tagged(volume_tags),
         json!({
             "apiVersion": "v1",
             "kind": "Namespace",

@@ -148,7 +148,13 @@ async fn end_to_end() {
         assert!(values.contains(needle), "{needle} missing in\n{values}");
     }
     // The emulator has no Kubernetes API: the objects apply did not make are written instead.
-    let manifests = dify_stack::output::kubernetes_manifests(&out, "dify").unwrap();
+    let manifests = dify_stack::output::kubernetes_manifests(
+        &out,
+        "dify",
+        &dify_stack_eks::workloads::volume_tags(stack.context()),
+    )
+    .unwrap();
+    assert!(manifests.contains("tagSpecification_1"), "{manifests}");
     assert_eq!(manifests.matches("kind: ServiceAccount").count(), 6, "{manifests}");
     assert!(manifests.contains("eks.amazonaws.com/role-arn: arn:aws:iam::"), "{manifests}");
     assert!(manifests.contains("provisioner: ebs.csi.aws.com"), "{manifests}");

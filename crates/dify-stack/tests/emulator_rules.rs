@@ -47,7 +47,8 @@ async fn a_public_nat_gateway_without_an_attached_internet_gateway_fails() {
     assert_eq!(ended.failure_code(), Some("Gateway.NotAttached"), "{ended:?}");
 
     // With the gateway attached first, the same request becomes available.
-    let igw = ec2.create_internet_gateway().send().await.unwrap().internet_gateway.unwrap().internet_gateway_id.unwrap();
+    let igw =
+        ec2.create_internet_gateway().send().await.unwrap().internet_gateway.unwrap().internet_gateway_id.unwrap();
     ec2.attach_internet_gateway().internet_gateway_id(&igw).vpc_id(&vpc).send().await.unwrap();
     let eip2 = ec2.allocate_address().send().await.unwrap().allocation_id.unwrap();
     let nat = ec2.create_nat_gateway().subnet_id(&subnet).allocation_id(&eip2).send().await.unwrap();

@@ -63,7 +63,10 @@ pub trait Provisioner: Send + Sync {
         None
     }
 
-    /// `plan`, plus the outputs when the plan is empty. Never writes.
+    /// `plan`, plus the outputs when the plan holds no change that makes, replaces or deletes a
+    /// resource: in-place updates (a tag edited in the console, an endpoint's CIDRs, scaling)
+    /// leave every id and endpoint as observed, so the tiers downstream are planned against the
+    /// real outputs and show no change of their own. Never writes.
     async fn plan_with_output(
         &self,
         ctx: &Context,
@@ -72,7 +75,8 @@ pub trait Provisioner: Send + Sync {
         self.validate(ctx, spec)?;
         let observed = self.observe(ctx, spec).await?;
         let plan = self.diff(ctx, spec, &observed);
-        let output = if plan.is_empty() { self.output(ctx, spec, &observed) } else { None };
+        let in_place = plan.changes.iter().all(|c| c.action == crate::Action::Update);
+        let output = if in_place { self.output(ctx, spec, &observed) } else { None };
         Ok((plan, output))
     }
 

@@ -274,15 +274,12 @@ impl ControlBucket {
 
     /// Forgets the stack's operators (after destroy).
     pub async fn delete_operators(&self, stack: &str) -> Result<(), AwsError> {
-        match self
-            .s3
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(Self::operators_key(stack))
-            .send()
-            .await
-            .aws("DeleteObject")
-        {
+        self.delete_key(Self::operators_key(stack)).await
+    }
+
+    /// Deletes one object of the control bucket; one already gone is not an error.
+    async fn delete_key(&self, key: String) -> Result<(), AwsError> {
+        match self.s3.delete_object().bucket(&self.bucket).key(key).send().await.aws("DeleteObject") {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
@@ -413,19 +410,7 @@ impl ControlBucket {
 
     /// Forgets the outputs (after destroy).
     pub async fn delete_outputs(&self, stack: &str) -> Result<(), AwsError> {
-        match self
-            .s3
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(Self::outputs_key(stack))
-            .send()
-            .await
-            .aws("DeleteObject")
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.delete_key(Self::outputs_key(stack)).await
     }
 }
 

@@ -445,20 +445,6 @@ impl Provisioner for EksProvisioner {
         self.apply_tier(ctx, spec).await
     }
 
-    /// The outputs also when the plan holds only in-place updates (an endpoint access or
-    /// logging change, tags, scaling): they leave the cluster's name, endpoint, CA and issuer as
-    /// they are, so the nodes downstream (IAM, the platform) are planned against the real
-    /// cluster and show no change of their own. Not when something is created or replaced.
-    async fn plan_with_output(&self, ctx: &Context, spec: &EksSpec) -> Result<(Plan, Option<EksOutput>)> {
-        use dify_stack_core::Action;
-        self.validate(ctx, spec).map_err(EksError::from)?;
-        let observed = self.observe(ctx, spec).await?;
-        let plan = self.diff(ctx, spec, &observed);
-        let in_place = plan.changes.iter().all(|c| matches!(c.action, Action::Update));
-        let output = if in_place { self.output(ctx, spec, &observed) } else { None };
-        Ok((plan, output))
-    }
-
     fn output(&self, ctx: &Context, _spec: &EksSpec, o: &ObservedEks) -> Option<EksOutput> {
         Some(eks_output(
             ctx,

@@ -30,9 +30,9 @@ pub struct WaitPolicy {
     pub max_wait: Duration,
 }
 
-/// The default overall ceiling of one wait: 2 hours. Waits are bounded by their per-kind cap
-/// (e.g. OpenSearch 90 min, Redis 45 min, EKS cluster 25 min) or by this, whichever is shorter.
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2 * 3600);
+/// The default overall ceiling of one wait: 3 hours. Waits are bounded by their per-kind cap
+/// (e.g. OpenSearch 150 min, Redis 45 min, EKS cluster 25 min) or by this, whichever is shorter.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(3 * 3600);
 
 impl Default for WaitPolicy {
     fn default() -> Self {
@@ -41,7 +41,7 @@ impl Default for WaitPolicy {
             max_interval: Duration::from_secs(20),
             multiplier: 1.5,
             jitter: 0.2,
-            // An overall ceiling above every per-kind cap (OpenSearch 90 min is the longest), so
+            // An overall ceiling above every per-kind cap (OpenSearch 150 min is the longest), so
             // each cap applies as written; lower it to make every wait shorter.
             max_wait: DEFAULT_MAX_WAIT,
         }

@@ -259,11 +259,16 @@ impl ControlBucket {
 
     /// Records the stack's operators (under the stack lock: apply).
     pub async fn save_operators(&self, stack: &str, operators: &Operators) -> Result<(), AwsError> {
-        let body = serde_json::to_vec_pretty(operators).unwrap_or_default();
+        self.write_json(Self::operators_key(stack), operators).await
+    }
+
+    /// Writes one JSON object of the control bucket.
+    async fn write_json(&self, key: String, value: &impl Serialize) -> Result<(), AwsError> {
+        let body = serde_json::to_vec_pretty(value).unwrap_or_default();
         self.s3
             .put_object()
             .bucket(&self.bucket)
-            .key(Self::operators_key(stack))
+            .key(key)
             .body(ByteStream::from(body))
             .content_type("application/json")
             .send()
@@ -387,17 +392,7 @@ impl ControlBucket {
 
     /// Records the outputs of a successful apply.
     pub async fn save_outputs(&self, stack: &str, json: &serde_json::Value) -> Result<(), AwsError> {
-        let body = serde_json::to_vec_pretty(json).unwrap_or_default();
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(Self::outputs_key(stack))
-            .body(ByteStream::from(body))
-            .content_type("application/json")
-            .send()
-            .await
-            .aws("PutObject")?;
-        Ok(())
+        self.write_json(Self::outputs_key(stack), json).await
     }
 
     /// The outputs of the last successful apply.

@@ -1,7 +1,7 @@
 //! Strict-emulator rules of issue 28, each as AWS documents it (sources beside the model in
 //! `crates/emulator/python/moto_ext.py`), proven here through the SDK: code that broke one of
 //! them would fail on a real account and fails here first. (ModifyDBCluster refused while the
-//! cluster is not available: `crates/emulator/tests/rules.rs`, where the pending time can be
+//! cluster is not available: `crates/emulator/tests/python_rules.rs`, where the pending time can be
 //! held long enough to be deterministic.)
 
 use std::time::Duration;

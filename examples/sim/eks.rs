@@ -110,6 +110,13 @@ impl ClusterApi for FakeEks {
     async fn update_cluster_version(&self, _: String, _: String) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterVersion")
     }
+    async fn update_cluster_support(&self, _: String, _: String) -> Result<Option<String>, AwsError> {
+        unmodelled("UpdateClusterConfig")
+    }
+    async fn upgrade_insights(&self, _: String) -> Result<Vec<Insight>, AwsError> {
+        self.sim.read();
+        Ok(Vec::new())
+    }
     async fn describe_update(&self, _: String, _: String) -> Result<Option<UpdateInfo>, AwsError> {
         unmodelled("DescribeUpdate")
     }

@@ -32,6 +32,34 @@ impl Action {
     }
 }
 
+/// What an in-place update does to the running resource beyond writing a setting, so a plan
+/// can warn before it runs (and `plan --json` can name the kind of change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// A version upgrade in place (a Kubernetes minor, an engine version): not reversible.
+    Upgrade,
+    /// A new fleet is built beside the old one and traffic switched (OpenSearch's blue/green
+    /// deployment); the old one is removed after.
+    BlueGreen,
+    /// The service restarts (a short outage, or a failover in a multi-AZ store).
+    Restart,
+    /// Nodes are replaced one at a time (a node group's rolling update).
+    Rolling,
+}
+
+impl Effect {
+    /// How a plan names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Effect::Upgrade => "upgrade",
+            Effect::BlueGreen => "blue/green",
+            Effect::Restart => "restart",
+            Effect::Rolling => "rolling",
+        }
+    }
+}
+
 /// Names a resource: its kind (e.g. `ec2:nat-gateway`), its deterministic name, and its id when
 /// it exists.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,6 +127,12 @@ pub struct Change {
     /// Why, when not obvious (e.g. which immutable field forces a replacement).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// What the change does to the running resource, when more than a settings write.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub effect: Option<Effect>,
+    /// Its typical duration in seconds on AWS (from the shared durations file), when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub typical_secs: Option<u64>,
 }
 
 /// Tags of ours missing or different on a resource, as a plan shows them: (key, before, after).
@@ -125,7 +159,7 @@ impl Change {
 
     /// A change without field details.
     pub fn new(action: Action, resource: ResourceRef) -> Change {
-        Change { action, resource, fields: Vec::new(), reason: None }
+        Change { action, resource, fields: Vec::new(), reason: None, effect: None, typical_secs: None }
     }
 
     /// Adds a field difference.
@@ -142,6 +176,18 @@ impl Change {
     /// Sets the reason.
     pub fn because(mut self, reason: impl Into<String>) -> Change {
         self.reason = Some(reason.into());
+        self
+    }
+
+    /// Marks what the change does to the running resource.
+    pub fn effect(mut self, effect: Effect) -> Change {
+        self.effect = Some(effect);
+        self
+    }
+
+    /// Sets its typical duration on AWS.
+    pub fn typically(mut self, duration: std::time::Duration) -> Change {
+        self.typical_secs = Some(duration.as_secs());
         self
     }
 }
@@ -241,6 +287,11 @@ fn show(v: &Option<String>) -> String {
     }
 }
 
+/// A duration in whole minutes (at least one), as a plan shows it.
+fn minutes(secs: u64) -> String {
+    format!("{} min", secs.div_ceil(60).max(1))
+}
+
 impl fmt::Display for Plan {
     /// Renders the plan like `terraform plan`:
     ///
@@ -258,6 +309,12 @@ impl fmt::Display for Plan {
             write!(f, "{:>5} {}", c.action.symbol(), c.resource)?;
             if let Some(reason) = &c.reason {
                 write!(f, "  # {reason}")?;
+            }
+            match (c.effect, c.typical_secs) {
+                (Some(e), Some(secs)) => write!(f, "  [{}, typically {}]", e.label(), minutes(secs))?,
+                (Some(e), None) => write!(f, "  [{}]", e.label())?,
+                (None, Some(secs)) => write!(f, "  [typically {}]", minutes(secs))?,
+                (None, None) => {}
             }
             writeln!(f)?;
             for d in &c.fields {
@@ -312,6 +369,25 @@ mod tests {
             c.fields.iter().map(|f| (f.path.as_str(), f.before.as_deref(), f.after.as_deref())).collect();
         assert_eq!(fields, [("tags.a", None, Some("1")), ("tags.b", Some("0"), Some("2"))]);
         assert!(tag_drift(&want, &want).is_empty());
+    }
+
+    #[test]
+    fn an_effect_and_a_typical_duration_are_shown_beside_the_change() {
+        let mut plan = Plan::new();
+        plan.push(
+            Change::new(Action::Update, ResourceRef::new("opensearch:domain", "d"))
+                .field("engine_version", Some("OpenSearch_2.17"), Some("OpenSearch_2.19"))
+                .effect(Effect::BlueGreen)
+                .typically(std::time::Duration::from_secs(2700)),
+        );
+        plan.push(Change::new(Action::Update, ResourceRef::new("eks:cluster", "c")).effect(Effect::Upgrade));
+        let text = plan.to_string();
+        assert!(text.contains("    ~ opensearch:domain d  [blue/green, typically 45 min]\n"), "{text}");
+        assert!(text.contains("    ~ eks:cluster c  [upgrade]\n"), "{text}");
+        let json = serde_json::to_value(&plan.changes[0]).unwrap();
+        assert_eq!(json["effect"], "blue_green");
+        assert_eq!(json["typical_secs"], 2700);
+        assert!(serde_json::to_value(&plan.changes[1]).unwrap().get("typical_secs").is_none());
     }
 
     #[test]

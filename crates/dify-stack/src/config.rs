@@ -96,6 +96,11 @@ pub struct EksConfig {
     /// keeps its version otherwise: it moves only with a Kubernetes upgrade or a pin here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub addon_versions: BTreeMap<String, String>,
+    /// `EXTENDED` (EKS's default: the cluster stays on its version through extended support, at
+    /// $0.60 instead of $0.10 per cluster-hour) or `STANDARD` (EKS upgrades it automatically when
+    /// standard support ends). The plan states the cost of the version and support type chosen.
+    #[serde(default)]
+    pub support_type: dify_stack_eks::SupportType,
     /// In `caller_address` mode each operator's /32 is kept (in the control bucket, with when it
     /// was last used and by whom) so one operator's apply never removes another's address; an
     /// entry unused for this many days is dropped by the next apply (default 30).
@@ -418,6 +423,7 @@ impl StackConfig {
                 node_group: NodeGroupSpec::for_environment(env),
                 addons: dify_stack_eks::DEFAULT_ADDONS.iter().map(|s| (*s).to_owned()).collect(),
                 addon_versions: BTreeMap::new(),
+                support_type: dify_stack_eks::SupportType::default(),
                 operator_cidr_ttl_days: default_operator_ttl(),
                 remove_operator_cidrs: Vec::new(),
                 operator_cidrs: Vec::new(),

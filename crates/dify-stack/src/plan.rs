@@ -33,8 +33,13 @@ pub struct StackPlan {
 pub struct ReportedChange {
     /// The graph node that makes it.
     pub node: Node,
-    /// `create`, `update`, `replace` or `delete`.
-    pub kind: dify_stack_core::Action,
+    /// `create`, `update`, `replace` or `delete`; an update that does more than write a setting
+    /// says what: `upgrade` (a version, in place), `blue_green` (a new fleet beside the old one,
+    /// then switched), `rolling` (nodes replaced one at a time) or `restart`.
+    pub kind: &'static str,
+    /// Its typical duration on AWS in seconds, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typical_secs: Option<u64>,
     /// The resource.
     pub resource: ResourceRef,
     /// The fields that differ.
@@ -62,6 +67,21 @@ pub struct PlanReport {
     pub changes: Vec<ReportedChange>,
 }
 
+/// The kind `plan --json` gives a change: its effect when it has one, else its action.
+fn change_kind(c: &dify_stack_core::Change) -> &'static str {
+    use dify_stack_core::{Action, Effect};
+    match (c.effect, c.action) {
+        (Some(Effect::Upgrade), _) => "upgrade",
+        (Some(Effect::BlueGreen), _) => "blue_green",
+        (Some(Effect::Rolling), _) => "rolling",
+        (Some(Effect::Restart), _) => "restart",
+        (None, Action::Create) => "create",
+        (None, Action::Update) => "update",
+        (None, Action::Replace) => "replace",
+        (None, Action::Delete) => "delete",
+    }
+}
+
 impl StackPlan {
     /// The plan as one flat list of changes (the CLI's `plan --json`).
     pub fn report(&self) -> PlanReport {
@@ -71,7 +91,8 @@ impl StackPlan {
             .flat_map(|(node, p)| {
                 p.plan.changes.iter().map(move |c| ReportedChange {
                     node: *node,
-                    kind: c.action,
+                    kind: change_kind(c),
+                    typical_secs: c.typical_secs,
                     resource: c.resource.clone(),
                     fields: c.fields.clone(),
                     reason: c.reason.clone(),
@@ -81,13 +102,7 @@ impl StackPlan {
             .collect();
         let mut summary = BTreeMap::new();
         for c in &changes {
-            let kind = match c.kind {
-                dify_stack_core::Action::Create => "create",
-                dify_stack_core::Action::Update => "update",
-                dify_stack_core::Action::Replace => "replace",
-                dify_stack_core::Action::Delete => "delete",
-            };
-            *summary.entry(kind).or_insert(0) += 1;
+            *summary.entry(c.kind).or_insert(0) += 1;
         }
         PlanReport { changed: !changes.is_empty(), summary, notes: self.notes.clone(), changes }
     }

@@ -50,6 +50,7 @@ pub fn eks_spec(cfg: &StackConfig, net: &NetworkOutput) -> EksSpec {
         node_group: e.node_group.clone(),
         addons: e.addons.clone(),
         addon_versions: e.addon_versions.clone(),
+        support_type: e.support_type,
     }
 }
 

@@ -21,6 +21,25 @@ pub enum EksError {
         /// Requested version.
         want: String,
     },
+    /// EKS's upgrade insights found a blocking problem for the target version (e.g. deprecated
+    /// APIs still in use). Nothing was changed.
+    #[error(
+        "upgrade to Kubernetes {want} blocked by the cluster's upgrade insight {insight:?} ({status}): {reason}; fix it (aws eks describe-insight --cluster-name {cluster} --id {id} shows the objects and the fix), then apply again"
+    )]
+    UpgradeBlocked {
+        /// The cluster.
+        cluster: String,
+        /// The target version.
+        want: String,
+        /// The insight's name.
+        insight: String,
+        /// Its id.
+        id: String,
+        /// Its status (`ERROR`).
+        status: String,
+        /// Why, as EKS says it.
+        reason: String,
+    },
     /// A setting that cannot change in place differs. Nothing was changed.
     #[error(
         "{resource}: {field} cannot change in place ({have} -> {want}); keep the current value, or destroy and re-create the tier"
@@ -109,9 +128,10 @@ impl Classify for EksError {
         match self {
             EksError::Invalid(_) | EksError::NoAddonVersion { .. } => ErrorKind::Invalid,
             EksError::NotOwned(e) => e.kind(),
-            EksError::DowngradeRefused { .. } | EksError::ImmutableChange { .. } | EksError::DataLossRefused { .. } => {
-                ErrorKind::Refused
-            }
+            EksError::DowngradeRefused { .. }
+            | EksError::UpgradeBlocked { .. }
+            | EksError::ImmutableChange { .. }
+            | EksError::DataLossRefused { .. } => ErrorKind::Refused,
             // Only a person can tell what they are: not retried.
             EksError::Leftovers { .. } => ErrorKind::Failed,
             EksError::Failed { .. } | EksError::Vanished { .. } => ErrorKind::Failed,

@@ -45,6 +45,6 @@ pub use provisioner::{
 pub use sdk::SdkEks;
 pub use spec::{
     ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, EndpointSpec,
-    MAX_PUBLIC_ACCESS_CIDRS, NodeGroupSpec, POD_IDENTITY_AGENT_ADDON,
+    MAX_PUBLIC_ACCESS_CIDRS, NodeGroupSpec, POD_IDENTITY_AGENT_ADDON, SupportType,
 };
 pub use token::{EksToken, TokenError, TokenSource, eks_token, kube_client, kubeconfig};

@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags,
+    Action, AwsAt, AwsError, Change, Context, Effect, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags,
     Tier, from_aws_wait, from_wait,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{
-    AddonInfo, AddonRole, AddonVersions, ClusterCreate, ClusterInfo, EksApi, KeyInfo, LaunchTemplateData,
+    AddonInfo, AddonRole, AddonVersions, ClusterCreate, ClusterInfo, EksApi, Insight, KeyInfo, LaunchTemplateData,
     LaunchTemplateInfo, LogGroupInfo, NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate,
     RoleInfo, SecurityGroupInfo, Status, UpdateInfo,
 };
@@ -29,6 +29,7 @@ mod control_plane;
 mod destroy;
 mod diff;
 mod observe;
+mod upgrade;
 mod waits;
 
 #[allow(unused_imports)]
@@ -52,6 +53,15 @@ pub mod caps {
     use std::time::Duration;
     /// Cluster ACTIVE after create or update.
     pub const CLUSTER_ACTIVE: Duration = Duration::from_secs(25 * 60);
+    /// A cluster update finished (DescribeUpdate): a version update has taken up to an hour
+    /// ("As of 1.19 the average/expected time taken in 60 mins", eksctl PR #3310, which set its
+    /// upgrade timeout to 65 min; eksctl #3309; about 10 min in 2024, ministryofjustice
+    /// cloud-platform #5346).
+    pub const CLUSTER_UPDATE: Duration = Duration::from_secs(70 * 60);
+    /// A node group's version update: every node replaced, one at a time by default (2 nodes
+    /// about 30 min, 55 nodes about 170 min: ministryofjustice cloud-platform #5346); prod's
+    /// maximum is 10 nodes.
+    pub const NODEGROUP_ROLLED: Duration = Duration::from_secs(2 * 60 * 60);
     /// Cluster gone after delete.
     pub const CLUSTER_DELETED: Duration = Duration::from_secs(18 * 60);
     /// Node group ACTIVE after create or update.
@@ -144,6 +154,11 @@ pub struct ObservedEks {
     pub addon_versions: BTreeMap<String, AddonVersions>,
     /// Access entries: principal -> associated policy ARNs (only those the spec lists).
     pub access: BTreeMap<String, Vec<String>>,
+    /// During a Kubernetes upgrade: each add-on's versions for each minor the upgrade passes
+    /// (minor -> add-on -> versions), read from DescribeAddonVersions.
+    pub addon_steps: BTreeMap<String, BTreeMap<String, AddonVersions>>,
+    /// During a Kubernetes upgrade: the cluster's upgrade-readiness insights (ListInsights).
+    pub insights: Vec<Insight>,
 }
 
 /// Provisions the EKS tier through an [`EksApi`] (the SDK's [`crate::SdkEks`], a mock or fake in

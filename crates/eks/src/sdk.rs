@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_eks::types::{
     AccessScope, AccessScopeType, AddonPodIdentityAssociations, AuthenticationMode, CreateAccessConfigRequest,
     EncryptionConfig, LaunchTemplateSpecification, LogSetup, LogType, Logging, NodegroupScalingConfig, Provider,
-    ResolveConflicts, UpdateLabelsPayload, VpcConfigRequest,
+    ResolveConflicts, SupportType, UpdateLabelsPayload, UpgradePolicyRequest, VpcConfigRequest,
 };
 use dify_stack_aws as shared;
 use dify_stack_core::{AwsError, AwsResultExt, Tags, found};
@@ -19,7 +19,7 @@ use dify_stack_core::{AwsError, AwsResultExt, Tags, found};
 use crate::client::{
     AddonInfo, AddonRole, AddonVersions, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi,
     LaunchTemplateData, LaunchTemplateInfo, LogGroupInfo, LogsApi, NetworkInterfaceInfo, NodegroupConfigUpdate,
-    NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, SnapshotInfo,
+    Insight, NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, SnapshotInfo,
     Status, TaggedResource, UpdateInfo, VolumeInfo,
 };
 
@@ -102,8 +102,14 @@ fn cluster_info(c: &aws_sdk_eks::types::Cluster) -> ClusterInfo {
             .map(str::to_owned),
         authentication_mode: c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str().to_owned()),
         role_arn: c.role_arn().unwrap_or_default().to_owned(),
+        support_type: c.upgrade_policy().and_then(|u| u.support_type()).map(|s| s.as_str().to_owned()),
         tags: hash_tags(c.tags()),
     }
+}
+
+/// The `upgradePolicy` of CreateCluster / UpdateClusterConfig.
+fn upgrade_policy(support_type: &str) -> UpgradePolicyRequest {
+    UpgradePolicyRequest::builder().support_type(SupportType::from(support_type)).build()
 }
 
 fn nodegroup_info(n: &aws_sdk_eks::types::Nodegroup) -> NodegroupInfo {

@@ -70,6 +70,35 @@ pub struct EksSpec {
     /// created at, or moved to, exactly this version.
     #[serde(default)]
     pub addon_versions: BTreeMap<String, String>,
+    /// What happens when the cluster's Kubernetes version leaves standard support
+    /// (`upgradePolicy.supportType`): `EXTENDED` keeps it running at the extended-support price,
+    /// `STANDARD` lets EKS upgrade it automatically at the end of standard support.
+    #[serde(default)]
+    pub support_type: SupportType,
+}
+
+/// The cluster's upgrade policy (EKS API reference, `UpgradePolicyRequest.supportType`: "If the
+/// cluster is set to EXTENDED, it will enter extended support at the end of standard support.
+/// If the cluster is set to STANDARD, it will be automatically upgraded at the end of standard
+/// support"; EXTENDED is EKS's default for a new cluster).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SupportType {
+    /// Upgraded automatically by EKS at the end of standard support (no extended charge).
+    Standard,
+    /// Kept on its version through extended support, at the extended-support price.
+    #[default]
+    Extended,
+}
+
+impl SupportType {
+    /// EKS's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportType::Standard => "STANDARD",
+            SupportType::Extended => "EXTENDED",
+        }
+    }
 }
 
 /// EKS accepts at most 40 public access CIDR ranges per cluster, and the quota cannot be raised
@@ -173,6 +202,7 @@ impl EksSpec {
             node_group: NodeGroupSpec::for_environment(environment),
             addons: default_addons(),
             addon_versions: BTreeMap::new(),
+            support_type: SupportType::default(),
         }
     }
 

@@ -20,6 +20,7 @@ mod day2;
 mod destroy;
 mod drift;
 mod fake;
+mod upgrade;
 use fake::*;
 
 fn ctx() -> Context {
@@ -286,43 +287,6 @@ async fn an_addon_dropped_from_the_spec_is_removed_but_not_one_another_tier_inst
     eks.apply(&ctx, &s).await.unwrap();
     let left: Vec<String> = fake.0.lock().unwrap().addons.keys().cloned().collect();
     assert!(left.contains(&"metrics-server".to_owned()) && !left.contains(&"coredns".to_owned()), "{left:?}");
-}
-
-#[tokio::test(start_paused = true)]
-async fn upgrades_go_one_minor_version_at_a_time_control_plane_first() {
-    let fake = FakeEks::default();
-    let eks = EksProvisioner::new(fake.clone());
-    let ctx = ctx();
-    let mut old = spec();
-    old.kubernetes_version = "1.31".into();
-    eks.apply(&ctx, &old).await.unwrap();
-    let mark = fake.calls().len();
-
-    let new = spec();
-    let plan = eks.plan(&ctx, &new).await.unwrap();
-    let updates: Vec<String> =
-        plan.with_action(Action::Update).map(|c| format!("{} {}", c.resource.kind, c.fields[0].path)).collect();
-    assert_eq!(
-        updates[..3],
-        ["eks:cluster version", "eks:nodegroup version", "eks:addon version"],
-        "control plane, then nodes, then add-ons: {updates:?}"
-    );
-    eks.apply(&ctx, &new).await.unwrap();
-    let writes: Vec<String> = fake.calls()[mark..].iter().filter(|c| c.starts_with("Update")).cloned().collect();
-    assert_eq!(
-        writes[..3],
-        ["UpdateClusterVersion(1.32)", "UpdateClusterVersion(1.33)", "UpdateNodegroupVersion(1.33)"],
-        "{writes:?}"
-    );
-    assert_eq!(writes.iter().filter(|w| w.starts_with("UpdateAddon")).count(), 5, "{writes:?}");
-    assert!(eks.plan(&ctx, &new).await.unwrap().is_empty());
-
-    // Downgrades are refused before anything is written.
-    let before = fake.writes().len();
-    let err = eks.apply(&ctx, &old).await.unwrap_err();
-    assert!(matches!(err, EksError::DowngradeRefused { .. }), "{err:?}");
-    assert!(err.to_string().contains("set kubernetes_version to 1.33"), "{err}");
-    assert_eq!(fake.writes().len(), before);
 }
 
 #[tokio::test(start_paused = true)]

@@ -45,8 +45,28 @@ pub struct ClusterInfo {
     pub authentication_mode: Option<String>,
     /// Cluster role ARN.
     pub role_arn: String,
+    /// `upgradePolicy.supportType`: `STANDARD` or `EXTENDED` (`None` when the answer has none).
+    pub support_type: Option<String>,
     /// Tags.
     pub tags: Tags,
+}
+
+/// One upgrade-readiness finding of EKS cluster insights (ListInsights, category
+/// `UPGRADE_READINESS`: e.g. deprecated APIs still in use, kubelet version skew).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Insight {
+    /// Its id (for `aws eks describe-insight`).
+    pub id: String,
+    /// Its name, e.g. "Deprecated APIs removed in Kubernetes v1.35".
+    pub name: String,
+    /// The Kubernetes version it checks readiness for.
+    pub kubernetes_version: String,
+    /// `PASSING`, `WARNING`, `ERROR` or `UNKNOWN` (EKS API reference, `InsightStatus`).
+    pub status: String,
+    /// Why, as EKS says it.
+    pub reason: String,
+    /// What it checks.
+    pub description: String,
 }
 
 /// Everything `CreateCluster` needs.
@@ -66,6 +86,8 @@ pub struct ClusterCreate {
     pub log_types: Vec<String>,
     /// KMS key ARN for secrets.
     pub key_arn: String,
+    /// `upgradePolicy.supportType`: `STANDARD` or `EXTENDED`.
+    pub support_type: String,
     /// Tags.
     pub tags: Tags,
     /// Idempotency token.
@@ -252,6 +274,11 @@ pub trait ClusterApi: Send + Sync {
     ) -> Result<Option<String>, AwsError>;
     /// UpdateClusterVersion (one minor version). Returns the update's id.
     async fn update_cluster_version(&self, name: String, version: String) -> Result<Option<String>, AwsError>;
+    /// UpdateClusterConfig of the upgrade policy alone (`upgradePolicy.supportType`, its own
+    /// update type). Returns the update's id.
+    async fn update_cluster_support(&self, name: String, support_type: String) -> Result<Option<String>, AwsError>;
+    /// ListInsights of the cluster's upgrade-readiness findings (category `UPGRADE_READINESS`).
+    async fn upgrade_insights(&self, cluster: String) -> Result<Vec<Insight>, AwsError>;
     /// DescribeUpdate of a cluster update; `None` when EKS does not know it.
     async fn describe_update(&self, cluster: String, update_id: String) -> Result<Option<UpdateInfo>, AwsError>;
     /// TagResource.

@@ -11,8 +11,14 @@ impl EksProvisioner {
         spec.validate(ctx)?;
         let names = Names::of(ctx);
         let mut o = self.observe(ctx, spec).await?;
-        let ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster } =
+        let ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, mut cluster } =
             self.converge_control_plane(ctx, spec, &names, &o).await?;
+        // A Kubernetes upgrade, step by step; then the rest as the upgrade left it.
+        let upgrade = upgrade::upgrade_changes(ctx, spec, &o);
+        if !upgrade.is_empty() {
+            cluster = self.run_upgrade(ctx, &names, &upgrade).await?;
+            o = self.observe(ctx, spec).await?;
+        }
         let cluster_name = names.cluster.clone();
         if let Some(ng) = &o.nodegroup
             && ng.status != Status::Active
@@ -64,7 +70,7 @@ impl EksProvisioner {
                 EksChange::CreateNodegroup { .. } => {
                     nodegroup = Some(self.create_nodegroup(ctx, spec, &names, &node_role, (&lt_id, &lt_version)).await?)
                 }
-                EksChange::UpdateNodegroup { scaling, labels, version, launch_template, .. } => {
+                EksChange::UpdateNodegroup { scaling, labels, launch_template, .. } => {
                     let ng = &spec.node_group;
                     let have = nodegroup.clone().unwrap_or_default();
                     if scaling.is_some() || labels.is_some() {
@@ -94,15 +100,13 @@ impl EksProvisioner {
                             .at("UpdateNodegroupConfig", &names.nodegroup)?;
                         nodegroup = Some(self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await?);
                     }
-                    if version.is_some() || launch_template.is_some() {
-                        // A version change rolls the nodes onto the new AMI; a template change
-                        // rolls them onto the new template. One call does either.
+                    if launch_template.is_some() {
+                        // A template change rolls the nodes onto the new template.
                         let update = NodegroupVersionUpdate {
                             cluster: cluster_name.clone(),
                             name: names.nodegroup.clone(),
-                            version: version.as_ref().map(|(_, want)| want.clone()),
-                            launch_template: (launch_template.is_some() && version.is_none())
-                                .then(|| (lt_id.clone(), lt_version.clone())),
+                            version: None,
+                            launch_template: Some((lt_id.clone(), lt_version.clone())),
                         };
                         self.client
                             .update_nodegroup_version(update)

@@ -86,13 +86,31 @@ pub(crate) enum EksChange {
         cidrs: String,
         logs: String,
     },
-    /// Control plane first, one minor version at a time; a downgrade is refused.
+    /// One control-plane minor of an upgrade (`step` of the upgrade's control-plane steps),
+    /// stopped by a blocking upgrade insight; or a refused downgrade.
     UpgradeCluster {
         name: String,
         arn: String,
         have: String,
         want: String,
         refused: bool,
+        step: (usize, usize),
+        blocked: Option<Insight>,
+    },
+    /// An add-on moved to EKS's default for the minor the control plane just reached.
+    UpgradeAddon {
+        name: String,
+        have: String,
+        want: String,
+        minor: String,
+    },
+    /// The node group rolled onto the control plane's minor before its next one.
+    UpgradeNodegroup {
+        name: String,
+        arn: String,
+        have: String,
+        want: String,
+        nodes: i32,
     },
     /// The secrets key cannot change (refused).
     ReplaceClusterKey {
@@ -120,6 +138,13 @@ pub(crate) enum EksChange {
     },
     /// The control-plane log types (a LoggingUpdate).
     UpdateClusterLogging {
+        name: String,
+        arn: String,
+        have: String,
+        want: String,
+    },
+    /// The upgrade policy (`upgradePolicy.supportType`, an UpgradePolicyUpdate).
+    UpdateClusterSupport {
         name: String,
         arn: String,
         have: String,
@@ -162,14 +187,13 @@ pub(crate) enum EksChange {
         instance_types: Option<(String, String)>,
         ami_type: Option<(String, String)>,
     },
-    /// Scaling and labels (UpdateNodegroupConfig); the Kubernetes version after the control
-    /// plane, or the launch template's new version (UpdateNodegroupVersion).
+    /// Scaling and labels (UpdateNodegroupConfig); the launch template's new version
+    /// (UpdateNodegroupVersion). The Kubernetes version moves in the upgrade's steps.
     UpdateNodegroup {
         name: String,
         arn: String,
         scaling: Option<(Scaling, Scaling)>,
         labels: Option<(String, String)>,
-        version: Option<(String, String)>,
         launch_template: Option<(String, String)>,
     },
     /// An add-on at the version EKS offers for the cluster version (`None`: resolved by apply).
@@ -257,17 +281,45 @@ impl Planned for EksChange {
                     .field("logging", None::<String>, Some(logs))
                     .field("authentication_mode", None::<&str>, Some("API_AND_CONFIG_MAP"))
             }
-            EksChange::UpgradeCluster { name, arn, have, want, refused } => {
+            EksChange::UpgradeCluster { name, arn, have, want, refused, step: (i, n), blocked } => {
                 let c = Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn)).field(
                     "version",
                     Some(have),
                     Some(want),
                 );
-                if *refused {
-                    c.because("downgrades are refused")
-                } else {
-                    c.because("control plane first, one minor version at a time; then the node group")
+                match (refused, blocked) {
+                    (true, _) => c.because("downgrades are refused"),
+                    (false, Some(i)) => c
+                        .because(format!(
+                            "BLOCKED by the upgrade insight {:?} ({}): {}; apply refuses until it passes",
+                            i.name, i.status, i.reason
+                        ))
+                        .effect(Effect::Upgrade),
+                    (false, None) => c
+                        .because(format!(
+                            "upgrade step {i} of {n}: the control plane one minor at a time, then its add-ons and nodes"
+                        ))
+                        .effect(Effect::Upgrade)
+                        .typically(upgrade::typical::CONTROL_PLANE),
                 }
+            }
+            EksChange::UpgradeAddon { name, have, want, minor } => {
+                Change::new(Action::Update, ResourceRef::new("eks:addon", name))
+                    .field("version", Some(have), Some(want))
+                    .because(format!("EKS's default for Kubernetes {minor}, after the control plane"))
+                    .effect(Effect::Upgrade)
+                    .typically(upgrade::typical::ADDON)
+            }
+            EksChange::UpgradeNodegroup { name, arn, have, want, nodes } => {
+                let mut r = ResourceRef::new("eks:nodegroup", name);
+                if !arn.is_empty() {
+                    r = r.with_id(arn);
+                }
+                Change::new(Action::Update, r)
+                    .field("version", Some(have), Some(want))
+                    .because("nodes at the control plane's minor before its next one; one node at a time")
+                    .effect(Effect::Rolling)
+                    .typically(upgrade::typical::nodegroup(*nodes))
             }
             EksChange::ReplaceClusterKey { name, arn, have, want } => {
                 Change::new(Action::Replace, ResourceRef::new("eks:cluster", name).with_id(arn))
@@ -292,6 +344,11 @@ impl Planned for EksChange {
             EksChange::UpdateClusterLogging { name, arn, have, want } => {
                 Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn))
                     .field("logging", Some(have), Some(want))
+                    .because(ONE_UPDATE)
+            }
+            EksChange::UpdateClusterSupport { name, arn, have, want } => {
+                Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn))
+                    .field("support_type", Some(have), Some(want))
                     .because(ONE_UPDATE)
             }
             EksChange::TagCluster { name, arn, tags } => {
@@ -336,7 +393,7 @@ impl Planned for EksChange {
                 }
                 c
             }
-            EksChange::UpdateNodegroup { name, arn, scaling: s, labels, version, launch_template } => {
+            EksChange::UpdateNodegroup { name, arn, scaling: s, labels, launch_template } => {
                 let mut c = Change::new(Action::Update, ResourceRef::new("eks:nodegroup", name).with_id(arn));
                 if let Some((have, want)) = s {
                     c = c.field("scaling", Some(scaling(*have)), Some(scaling(*want)));
@@ -344,13 +401,11 @@ impl Planned for EksChange {
                 if let Some((have, want)) = labels {
                     c = c.field("labels", Some(have), Some(want));
                 }
-                if let Some((have, want)) = version {
-                    c = c.field("version", Some(have), Some(want)).because("after the control plane");
-                }
                 if let Some((have, want)) = launch_template {
                     c = c
                         .field("launch_template", Some(have), Some(want))
-                        .because("rolls the nodes onto the new template");
+                        .because("rolls the nodes onto the new template")
+                        .effect(Effect::Rolling);
                 }
                 c
             }

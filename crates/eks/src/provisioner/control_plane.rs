@@ -51,10 +51,16 @@ impl EksProvisioner {
         }
         let changes = control_plane_changes(ctx, spec, &o);
         let node_sg = o.node_security_group.as_ref().map(|s| s.id.as_str());
-        for c in changes.iter().chain(&node_changes(ctx, spec, &o, node_sg, o.cluster.as_ref(), o.cluster.is_none())) {
+        let upgrade = upgrade::upgrade_changes(ctx, spec, &o);
+        let after = upgrade::after_upgrade(&o, &upgrade);
+        let nodes = node_changes(ctx, spec, &after, node_sg, after.cluster.as_ref(), after.cluster.is_none());
+        for c in changes.iter().chain(&upgrade).chain(&nodes) {
             match c {
                 EksChange::UpgradeCluster { have, want, refused: true, .. } => {
                     next_version(have, want)?;
+                }
+                EksChange::UpgradeCluster { want, blocked: Some(i), .. } => {
+                    return Err(upgrade::blocked(&names.cluster, want, i));
                 }
                 EksChange::ReplaceNodegroup { .. } | EksChange::ReplaceClusterKey { .. } => {
                     let c = c.change();
@@ -283,8 +289,8 @@ impl EksProvisioner {
     }
 
     /// Executes the cluster's changes: created (waited until ACTIVE), or its subnets, endpoint
-    /// access, logging and version (one minor version at a time) each updated alone and waited
-    /// for, then its tags. `have` is ACTIVE (waited by the caller).
+    /// access, logging and upgrade policy each updated alone and waited for, then its tags. The
+    /// version moves in the upgrade's steps (`upgrade.rs`), after these. `have` is ACTIVE (waited by the caller).
     #[allow(clippy::too_many_arguments)]
     async fn converge_cluster(
         &self,
@@ -307,6 +313,7 @@ impl EksProvisioner {
                 public_access_cidrs: spec.public_access_cidrs(),
                 log_types: spec.log_types.clone(),
                 key_arn: key_arn.to_owned(),
+                support_type: spec.support_type.as_str().to_owned(),
                 tags: ctx.tags_for(Tier::Eks, "cluster", name),
                 client_request_token: token(ctx, "cluster", &spec.kubernetes_version),
             };
@@ -376,16 +383,14 @@ impl EksProvisioner {
                     tracing::info!(cluster = %name, "updating the control-plane logging");
                     cluster = self.wait_cluster_update(ctx, name, update).await?;
                 }
-                EksChange::UpgradeCluster { .. } => {
-                    while let Some(step) = next_version(&cluster.version, &spec.kubernetes_version)? {
-                        tracing::info!(cluster = %name, from = %cluster.version, to = %step, "upgrading control plane");
-                        let update = self
-                            .client
-                            .update_cluster_version(name.clone(), step)
-                            .await
-                            .at("UpdateClusterVersion", name)?;
-                        cluster = self.wait_cluster_update(ctx, name, update).await?;
-                    }
+                EksChange::UpdateClusterSupport { want, .. } => {
+                    let update = self
+                        .client
+                        .update_cluster_support(name.clone(), want.clone())
+                        .await
+                        .at("UpdateClusterConfig", name)?;
+                    tracing::info!(cluster = %name, support_type = %want, "updating the upgrade policy");
+                    cluster = self.wait_cluster_update(ctx, name, update).await?;
                 }
                 // Tags are no cluster update (TagResource works while one is in progress).
                 EksChange::TagCluster { tags, .. } => {

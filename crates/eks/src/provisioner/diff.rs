@@ -21,6 +21,15 @@ fn push_if_changed(out: &mut Vec<EksChange>, change: EksChange) {
 impl EksProvisioner {
     pub(super) fn diff_tier(&self, ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Plan {
         let mut changes = control_plane_changes(ctx, spec, o);
+        // The upgrade's steps, then the rest as it will be once they are made.
+        let upgrade = upgrade::upgrade_changes(ctx, spec, o);
+        // A refused downgrade: the node side is not planned against a version it never reaches.
+        if upgrade.iter().any(|c| matches!(c, EksChange::UpgradeCluster { refused: true, .. })) {
+            changes.extend(upgrade);
+            return EksChange::plan(&changes);
+        }
+        let o = &upgrade::after_upgrade(o, &upgrade);
+        changes.extend(upgrade);
         let node_sg = o.node_security_group.as_ref().map(|s| s.id.as_str());
         changes.extend(node_changes(ctx, spec, o, node_sg, o.cluster.as_ref(), o.cluster.is_none()));
         EksChange::plan(&changes)
@@ -148,13 +157,14 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
                     want: list(&want_logs),
                 });
             }
-            if have.version != spec.kubernetes_version {
-                out.push(EksChange::UpgradeCluster {
+            // EKS answers no upgrade policy for some clusters (older API versions): only a
+            // known and different one is changed.
+            if let Some(have_support) = have.support_type.as_ref().filter(|t| *t != spec.support_type.as_str()) {
+                out.push(EksChange::UpdateClusterSupport {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
-                    have: have.version.clone(),
-                    want: spec.kubernetes_version.clone(),
-                    refused: next_version(&have.version, &spec.kubernetes_version).is_err(),
+                    have: have_support.clone(),
+                    want: spec.support_type.as_str().to_owned(),
                 });
             }
             push_if_changed(
@@ -248,19 +258,11 @@ pub(super) fn node_changes(
                     scaling: scaling_update(have, ng),
                     labels: (have.labels != ng.labels)
                         .then(|| (format!("{:?}", have.labels), format!("{:?}", ng.labels))),
-                    version: have
-                        .version
-                        .clone()
-                        .filter(|v| *v != spec.kubernetes_version)
-                        .map(|v| (v, spec.kubernetes_version.clone())),
                     launch_template,
                 },
             );
         }
     }
-    // A Kubernetes upgrade this run makes: the observation's cluster (apply computes these
-    // changes again after the control plane's upgrade, from the same observation).
-    let upgrading = o.cluster.as_ref().is_some_and(|c| c.version != spec.kubernetes_version);
     for addon in &spec.addons {
         let offered = o.addon_versions.get(addon);
         let pod_identity = (addon == EBS_CSI_ADDON)
@@ -275,7 +277,7 @@ pub(super) fn node_changes(
                 &mut out,
                 EksChange::UpdateAddon {
                     name: addon.clone(),
-                    version: addon_version_move(spec, addon, &a.version, offered, upgrading),
+                    version: addon_version_move(spec, addon, &a.version, offered),
                     pod_identity: pod_identity.filter(|_| a.pod_identity_associations.is_empty()),
                 },
             ),
@@ -312,23 +314,20 @@ pub(crate) fn scaling_update(have: &NodegroupInfo, ng: &crate::spec::NodeGroupSp
 
 /// The version an installed add-on moves to, if any. Its version is kept (UpdateAddon would
 /// otherwise follow every new default EKS publishes, and a version move can reset custom
-/// configuration), except: a version given in the spec; a Kubernetes upgrade in this run
-/// (`upgrading`: the new version's default, as the EKS user guide's "Update existing cluster to
-/// new Kubernetes version" asks of the add-ons after the control plane); an installed version
-/// EKS no longer lists as compatible with the Kubernetes version (an upgrade finished by an
-/// interrupted run).
+/// configuration), except: a version given in the spec; an installed version EKS no longer
+/// lists as compatible with the Kubernetes version. A Kubernetes upgrade moves the add-ons in
+/// its own steps (`upgrade.rs`).
 pub(super) fn addon_version_move(
     spec: &EksSpec,
     name: &str,
     installed: &str,
     offered: Option<&AddonVersions>,
-    upgrading: bool,
 ) -> Option<(String, String)> {
     let want = match spec.addon_versions.get(name) {
         Some(pinned) => Some(pinned.clone()),
         None => offered.and_then(|v| {
             let incompatible = !v.compatible.is_empty() && !v.compatible.iter().any(|c| c == installed);
-            (upgrading || incompatible).then(|| v.default.clone()).flatten()
+            incompatible.then(|| v.default.clone()).flatten()
         }),
     };
     want.filter(|w| w != installed).map(|w| (installed.to_owned(), w))

@@ -90,6 +90,7 @@ impl EksProvisioner {
                 .at("DescribeAddonVersions", addon)?;
             o.addon_versions.insert(addon.clone(), v);
         }
+        self.observe_upgrade(spec, &names, &mut o).await?;
         Ok(o)
     }
 

@@ -109,7 +109,7 @@ impl EksProvisioner {
         update: Option<String>,
     ) -> Result<ClusterInfo> {
         if let Some(id) = update {
-            let policy = ctx.wait.capped(caps::CLUSTER_ACTIVE);
+            let policy = ctx.wait.capped(caps::CLUSTER_UPDATE);
             let what = format!("update {id} of EKS cluster {name} to finish");
             let fetch = || async {
                 Ok(self.client.describe_update(name.to_owned(), id.clone()).await.at("DescribeUpdate", name)?)
@@ -120,7 +120,19 @@ impl EksProvisioner {
     }
 
     pub(super) async fn wait_nodegroup(&self, ctx: &Context, cluster: &str, name: &str) -> Result<NodegroupInfo> {
-        let policy = ctx.wait.capped(caps::NODEGROUP_ACTIVE);
+        self.wait_nodegroup_for(ctx, cluster, name, caps::NODEGROUP_ACTIVE).await
+    }
+
+    /// Waits for a node group ACTIVE within `cap` (a version update rolls every node:
+    /// [`caps::NODEGROUP_ROLLED`]).
+    pub(super) async fn wait_nodegroup_for(
+        &self,
+        ctx: &Context,
+        cluster: &str,
+        name: &str,
+        cap: Duration,
+    ) -> Result<NodegroupInfo> {
+        let policy = ctx.wait.capped(cap);
         let what = format!("node group {name} to be ACTIVE");
         let fetch = || async {
             Ok(self

@@ -31,6 +31,7 @@ impl ClusterApi for SdkEks {
                     .bootstrap_cluster_creator_admin_permissions(true)
                     .build(),
             )
+            .upgrade_policy(upgrade_policy(&c.support_type))
             .client_request_token(c.client_request_token)
             .set_tags(Some(to_hash(&c.tags)))
             .send()
@@ -104,6 +105,45 @@ impl ClusterApi for SdkEks {
         let out =
             self.eks.update_cluster_version().name(name).version(version).send().await.aws("UpdateClusterVersion")?;
         Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
+    }
+
+    async fn update_cluster_support(&self, name: String, support_type: String) -> Result<Option<String>, AwsError> {
+        // The upgrade policy alone: an UpgradePolicyUpdate is its own type of update (EKS API
+        // reference, `UpdateParamType` `UpgradePolicy`; see update_cluster_subnets).
+        let out = self
+            .eks
+            .update_cluster_config()
+            .name(name)
+            .upgrade_policy(upgrade_policy(&support_type))
+            .send()
+            .await
+            .aws("UpdateClusterConfig")?;
+        Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
+    }
+
+    async fn upgrade_insights(&self, cluster: String) -> Result<Vec<Insight>, AwsError> {
+        let filter = aws_sdk_eks::types::InsightsFilter::builder()
+            .categories(aws_sdk_eks::types::Category::UpgradeReadiness)
+            .build();
+        let mut pages = self.eks.list_insights().cluster_name(cluster).filter(filter).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            for i in page.aws("ListInsights")?.insights() {
+                out.push(Insight {
+                    id: i.id().unwrap_or_default().to_owned(),
+                    name: i.name().unwrap_or_default().to_owned(),
+                    kubernetes_version: i.kubernetes_version().unwrap_or_default().to_owned(),
+                    status: i
+                        .insight_status()
+                        .and_then(|s| s.status())
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                    reason: i.insight_status().and_then(|s| s.reason()).unwrap_or_default().to_owned(),
+                    description: i.description().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn describe_update(&self, cluster: String, update_id: String) -> Result<Option<UpdateInfo>, AwsError> {

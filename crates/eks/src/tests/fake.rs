@@ -54,6 +54,8 @@ pub(super) struct State {
     pub(super) log_group_flushes: u32,
     /// Someone makes the log group (with these tags) between observe and CreateLogGroup.
     pub(super) log_group_race: Option<Tags>,
+    /// What ListInsights answers (upgrade-readiness findings).
+    pub(super) insights: Vec<Insight>,
 }
 
 /// Every lookup matches on its key (names, ids, ARNs, VPC): a call with a wrong key finds

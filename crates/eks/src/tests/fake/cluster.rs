@@ -55,6 +55,7 @@ impl ClusterApi for FakeEks {
             secrets_key_arn: Some(c.key_arn),
             authentication_mode: Some("API_AND_CONFIG_MAP".into()),
             role_arn: c.role_arn,
+            support_type: Some(c.support_type),
             tags: c.tags,
             ..Default::default()
         };
@@ -119,6 +120,23 @@ impl ClusterApi for FakeEks {
         s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterVersion"))?.version = version;
         s.cluster_script.push_back("UPDATING");
         Ok(Some(id))
+    }
+
+    async fn update_cluster_support(&self, name: String, support_type: String) -> Result<Option<String>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("UpdateClusterConfig(support {support_type})"));
+        let id = s.start_update(&name, "UpgradePolicyUpdate")?;
+        s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterConfig"))?.support_type = Some(support_type);
+        Ok(Some(id))
+    }
+
+    async fn upgrade_insights(&self, cluster: String) -> Result<Vec<Insight>, AwsError> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push("ListInsights".into());
+        if s.cluster_named(&cluster).is_none() {
+            return Err(not_found("ListInsights"));
+        }
+        Ok(s.insights.clone())
     }
 
     async fn describe_update(&self, cluster: String, id: String) -> Result<Option<UpdateInfo>, AwsError> {

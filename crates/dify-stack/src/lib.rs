@@ -280,9 +280,12 @@ impl Stack {
             ),
         };
         let mut notes = vec![access];
-        notes.extend(dify_stack_eks::lifecycle::support_note(
+        let now = std::time::SystemTime::now();
+        notes.extend(dify_stack_eks::lifecycle::support_note(&self.cfg.eks.kubernetes_version, now));
+        notes.extend(dify_stack_eks::lifecycle::support_type_note(
             &self.cfg.eks.kubernetes_version,
-            std::time::SystemTime::now(),
+            self.cfg.eks.support_type,
+            now,
         ));
         notes
     }

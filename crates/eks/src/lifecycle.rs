@@ -83,8 +83,10 @@ pub fn support_note(version: &str, now: SystemTime) -> Option<String> {
         .map(|(v, _, _)| *v)
         .collect();
     let advice = match newer.first() {
-        Some(v) => format!("set eks.kubernetes_version to \"{v}\" or later (one minor version per apply)"),
-        None => "upgrade one minor version per apply".to_owned(),
+        Some(v) => format!(
+            "set eks.kubernetes_version to \"{v}\" or later (apply upgrades one minor at a time, in the steps the plan shows)"
+        ),
+        None => "upgrade to a newer minor (apply upgrades one minor at a time, in the steps the plan shows)".to_owned(),
     };
     match support(version, now) {
         Support::Extended { since, until } => Some(format!(
@@ -95,6 +97,25 @@ pub fn support_note(version: &str, now: SystemTime) -> Option<String> {
             "Kubernetes {version} left EKS extended support on {since}: EKS creates no new cluster of it and upgrades existing ones; {advice}"
         )),
         _ => None,
+    }
+}
+
+/// A sentence for the plan on what the support type means for `version`: with `STANDARD`, the
+/// date EKS upgrades the cluster by itself (EKS user guide, "View current cluster upgrade
+/// policy": "If your upgrade policy is STANDARD, it will be automatically upgraded"); `None` with
+/// `EXTENDED` (the extended-support cost is [`support_note`]'s) or an unknown version.
+pub fn support_type_note(version: &str, support_type: crate::SupportType, now: SystemTime) -> Option<String> {
+    if support_type != crate::SupportType::Standard {
+        return None;
+    }
+    match support(version, now) {
+        Support::Standard { until } => Some(format!(
+            "eks.support_type STANDARD: EKS upgrades the cluster from Kubernetes {version} by itself when standard support ends on {until} (set EXTENDED to stay on it at ${EXTENDED_PRICE_PER_HOUR:.2} per cluster-hour)"
+        )),
+        Support::Extended { .. } | Support::Ended { .. } => Some(format!(
+            "eks.support_type STANDARD: Kubernetes {version} is past standard support, so EKS may upgrade the cluster by itself at any time; upgrade it yourself first"
+        )),
+        Support::Unknown => None,
     }
 }
 
@@ -128,5 +149,15 @@ mod tests {
         }
         assert_eq!(support_note("1.34", at("2026-11-30")), None);
         assert!(support_note("1.31", at("2026-12-01")).unwrap().contains("left EKS extended support"));
+    }
+
+    #[test]
+    fn the_support_type_note_says_when_eks_upgrades_by_itself() {
+        use crate::SupportType;
+        let note = support_type_note("1.35", SupportType::Standard, at("2026-12-07")).unwrap();
+        assert!(note.contains("when standard support ends on 2027-03-27"), "{note}");
+        let past = support_type_note("1.33", SupportType::Standard, at("2026-12-07")).unwrap();
+        assert!(past.contains("past standard support"), "{past}");
+        assert_eq!(support_type_note("1.35", SupportType::Extended, at("2026-12-07")), None);
     }
 }

@@ -132,6 +132,9 @@ impl Stack {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or_default();
+                if operators.entries.is_empty() {
+                    adopt_cluster_operators(&sdk, &ctx, &cfg, &mut operators, now).await?;
+                }
                 let known = operators.cidrs().contains(&format!("{ip}/32"));
                 operators.touch(ip, who.arn().unwrap_or_default(), now);
                 operators.prune(cfg.eks.operator_cidr_ttl_days, &cfg.eks.remove_operator_cidrs, Some(ip), now);
@@ -507,4 +510,32 @@ fn settle<T>(outcome: Result<T, StackError>, released: Result<(), LockError>) ->
         (Ok(_), Err(r)) => Err(r.into()),
         (outcome, Ok(())) => outcome,
     }
+}
+
+/// The operators of a stack whose operators were never recorded (made before the record
+/// existed): each /32 on its cluster's public endpoint that is not a configured CIDR is an
+/// earlier operator's address, adopted (identity unknown, last used now) so that this first
+/// apply under the record does not remove it. A cluster that is not the stack's is ignored.
+async fn adopt_cluster_operators(
+    sdk: &aws_types::SdkConfig,
+    ctx: &dify_stack_core::Context,
+    cfg: &StackConfig,
+    operators: &mut lock::Operators,
+    now: u64,
+) -> Result<(), StackError> {
+    use dify_stack_eks::client::ClusterApi as _;
+    let eks = dify_stack_eks::SdkEks::from_conf(sdk);
+    let name = dify_stack_eks::Names::of(ctx).cluster;
+    let Some(cluster) = eks.describe_cluster(name).await.map_err(StackError::Account)? else { return Ok(()) };
+    if !ctx.owns_tags(&cluster.tags) || !cluster.endpoint_public {
+        return Ok(());
+    }
+    let configured = &cfg.eks.endpoint.public_access_cidrs;
+    for cidr in cluster.public_access_cidrs.iter().filter(|c| !configured.contains(c)) {
+        if let Some(ip) = cidr.strip_suffix("/32").and_then(|a| a.parse().ok()) {
+            tracing::info!(%cidr, "adopting an operator address found on the cluster (no operators recorded yet)");
+            operators.touch(ip, "(found on the cluster: recorded before operators were kept)", now);
+        }
+    }
+    Ok(())
 }

@@ -114,3 +114,49 @@ async fn eks_refuses_a_missing_role_and_access_entries_on_a_config_map_cluster()
         .unwrap_err();
     assert_eq!(code(&err), "InvalidRequestException", "{err:?}");
 }
+
+/// A stack applied before operators were recorded: its cluster admits the first operator's /32
+/// and no record exists. The next operator's connect adopts that address (so their apply keeps
+/// it) and adds their own; a configured range stays configuration, not an operator.
+#[tokio::test]
+async fn the_first_operator_of_a_stack_made_before_the_record_is_adopted_from_the_cluster() {
+    let a = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let ec2 = aws_sdk_ec2::Client::new(&a.config);
+    let vpc = ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let mut subnets = Vec::new();
+    for (i, az) in ["us-west-2a", "us-west-2b"].iter().enumerate() {
+        let s = ec2.create_subnet().vpc_id(&vpc).cidr_block(format!("10.42.{i}.0/24")).availability_zone(*az).send();
+        subnets.push(s.await.unwrap().subnet.unwrap().subnet_id.unwrap());
+    }
+    let iam = aws_sdk_iam::Client::new(&a.config);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role = iam.create_role().role_name("legacy-cluster").assume_role_policy_document(trust).send().await.unwrap();
+    let role = role.role.unwrap().arn;
+    let eks = aws_sdk_eks::Client::new(&a.config);
+    let mut cfg = dify_stack::Profile::Test.config().with_name("legacy");
+    cfg.eks.checkip_url = Emulator::shared().unwrap().checkip_url();
+    cfg.eks.endpoint.public_access_cidrs = vec!["198.51.100.0/24".into()];
+    let ctx = dify_stack::core::Context::new("legacy", dify_stack::core::Environment::Test, "us-west-2").unwrap();
+    let tags = ctx.tags_for(dify_stack::core::Tier::Eks, "cluster", "legacy");
+    dify_stack_emulator::retry_while_role_propagates(|| {
+        eks.create_cluster()
+            .name("legacy")
+            .role_arn(&role)
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .set_subnet_ids(Some(subnets.clone()))
+                    .endpoint_public_access(true)
+                    .public_access_cidrs("198.51.100.0/24")
+                    .public_access_cidrs("203.0.113.7/32")
+                    .build(),
+            )
+            .set_tags(Some(tags.clone().into_iter().collect()))
+            .send()
+    })
+    .await
+    .unwrap();
+    let stack = dify_stack::Stack::connect(cfg, a.config.clone()).await.unwrap();
+    let mut cidrs = stack.config().eks.operator_cidrs.clone();
+    cidrs.sort();
+    assert_eq!(cidrs, ["127.0.0.1/32", "203.0.113.7/32"], "the earlier operator's address and this machine's");
+}

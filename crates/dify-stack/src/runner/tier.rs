@@ -33,7 +33,17 @@ impl TierRunner for AwsRunner {
             }
             Node::Eks => {
                 let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(fail)?))
+                let out = self.eks.apply(ctx, &wiring::eks_spec(cfg, net)).await.map_err(fail)?;
+                // The nodes after this one talk to the Kubernetes API from this machine: the
+                // endpoint access just set is checked here, naming the fix, before they start.
+                if wiring::creates_service_accounts(cfg) {
+                    let mode = cfg.eks.kubernetes_access.to_string();
+                    let policy = ctx.wait.capped(super::KUBE_API_WAIT_CAP);
+                    crate::access::probe_endpoint(&out.endpoint, &mode, &policy, ctx.cancellation())
+                        .await
+                        .map_err(fail)?;
+                }
+                NodeOutput::Eks(Box::new(out))
             }
             Node::Aurora => {
                 let spec = self.datastores_spec(&up, node)?;

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, Effect, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags,
-    Tier, from_aws_wait, from_wait,
+    Action, AwsAt, AwsError, Change, Context, Effect, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
+    Tags, Tier, from_aws_wait, from_wait,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -32,8 +32,7 @@ mod observe;
 mod upgrade;
 mod waits;
 
-#[allow(unused_imports)]
-use self::{change::*, control_plane::*, diff::*, waits::*};
+use self::{change::*, control_plane::*, diff::*};
 pub(crate) use crate::names::token;
 pub use crate::names::{Names, cluster_name};
 #[cfg(test)]

@@ -14,12 +14,12 @@ use aws_sdk_eks::types::{
     ResolveConflicts, SupportType, UpdateLabelsPayload, UpgradePolicyRequest, VpcConfigRequest,
 };
 use dify_stack_aws as shared;
-use dify_stack_core::{AwsError, AwsResultExt, Tags, found};
+use dify_stack_core::{AwsError, Tags, found};
 
 use crate::client::{
-    AddonInfo, AddonRole, AddonVersions, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, KeyInfo, KeysApi,
+    AddonInfo, AddonRole, AddonVersions, ClusterApi, ClusterCreate, ClusterInfo, Ec2Api, Insight, KeyInfo, KeysApi,
     LaunchTemplateData, LaunchTemplateInfo, LogGroupInfo, LogsApi, NetworkInterfaceInfo, NodegroupConfigUpdate,
-    Insight, NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, SnapshotInfo,
+    NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, RoleInfo, RolesApi, SecurityGroupInfo, SnapshotInfo,
     Status, TaggedResource, UpdateInfo, VolumeInfo,
 };
 

@@ -2,9 +2,6 @@
 
 use dify_stack_core::{AwsFailure, Classify, ErrorKind, KubeFailure, NotOwned, SpecErrors};
 
-#[allow(unused_imports)]
-use crate::*;
-
 /// Everything that can go wrong in the IAM tier.
 #[derive(Debug, thiserror::Error)]
 pub enum IamError {

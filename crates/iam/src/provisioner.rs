@@ -11,7 +11,6 @@ use dify_stack_core::{
 use serde::Serialize;
 use serde_json::Value;
 
-#[allow(unused_imports)]
 use crate::*;
 
 mod apply;

@@ -5,7 +5,6 @@ use dify_stack_core::{NameKind, SpecErrors};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[allow(unused_imports)]
 use crate::*;
 
 /// Name of the inline policy on each role.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{AllocationId, NatGatewayId, SubnetId, VpcId};
 use dify_stack_core::wait::{self, WaitError};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, ErrorKind, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
+    Action, AwsError, Change, Context, ErrorKind, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
     TAG_COMPONENT, TAG_ID, TAG_NAME, Tags, WaitEnded, from_aws_wait, ignore_not_found,
 };
 use futures::future::try_join_all;
@@ -33,8 +33,7 @@ mod existing;
 mod observe;
 #[cfg(test)]
 pub(crate) use self::blockers::{Hold, eni_hold};
-#[allow(unused_imports)]
-use self::{apply::*, blockers::*, destroy::*, diff::*, egress::*, existing::*, observe::*};
+use self::{blockers::*, diff::*};
 
 /// The kinds of resource [`NetworkProvisioner::apply_core`] makes; the rest of a plan is the
 /// egress (gateways, addresses, route tables).

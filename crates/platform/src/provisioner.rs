@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dify_stack_core::{Action, AwsAt, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 use serde_json::json;
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use dify_stack_core::{
-    Action, AwsAt, Change, Context, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
+    Action, Change, Context, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags, Tier,
 };
 use serde::Serialize;
 

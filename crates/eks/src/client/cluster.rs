@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, Tags};
 
-#[allow(unused_imports)]
-use super::*;
+use super::Status;
 
 /// A cluster as `DescribeCluster` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

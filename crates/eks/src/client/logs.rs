@@ -3,9 +3,6 @@
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, Tags};
 
-#[allow(unused_imports)]
-use super::*;
-
 /// A CloudWatch Logs log group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogGroupInfo {

@@ -3,9 +3,6 @@
 use async_trait::async_trait;
 use dify_stack_core::{AwsError, Tags};
 
-#[allow(unused_imports)]
-use super::*;
-
 /// An IAM role with its attached managed policies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoleInfo {

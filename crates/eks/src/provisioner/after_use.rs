@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use crate::client::{SnapshotInfo, VolumeInfo};
 use crate::workloads::{self, describe_snapshot, describe_volume, made_by_cni};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{Context, EksError, EksProvisioner, EksSpec, Names, ResourceRef, Result, caps};
+use dify_stack_core::AwsAt;
 
 impl EksProvisioner {
     fn may_delete_data(&self, ctx: &Context) -> bool {

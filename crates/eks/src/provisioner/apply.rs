@@ -1,7 +1,15 @@
 //! Apply: create or converge each resource in dependency order.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AwsError, Context, EBS_CSI_ADDON, EksError, EksOutput, EksProvisioner, EksSpec, Names, NodegroupConfigUpdate,
+    NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, Result, Status, Tier, WaitError, caps, eks_output, exists,
+    from_aws_wait, launch_template_data, lt_security_groups, token, upgrade, wait,
+};
+use crate::provisioner::ControlPlane;
+use crate::provisioner::EksChange;
+use crate::provisioner::node_changes;
+use dify_stack_core::AwsAt;
+use dify_stack_core::Provisioner;
 
 impl EksProvisioner {
     /// The control plane, then the node side's typed changes, computed once the control plane

@@ -1,8 +1,9 @@
 //! The EKS tier's typed change and how the plan shows it ([`Planned`]); `diff.rs` computes
 //! the list, `apply.rs` executes it.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, CLUSTER_ADMIN_POLICY, Change, Effect, Insight, NODE_METADATA_HOP_LIMIT, Planned, ResourceRef, list, upgrade,
+};
 
 /// A value as it is and as it should be.
 pub(crate) type HaveWant = (String, String);

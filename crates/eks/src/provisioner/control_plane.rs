@@ -3,8 +3,18 @@
 
 use std::collections::BTreeSet;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AddonRole, AwsError, CLUSTER_ADMIN_POLICY, ClusterCreate, ClusterInfo, Context, EBS_CSI_SERVICE_ACCOUNT, EksError,
+    EksOutput, EksProvisioner, EksSpec, KEY_DELETION_WINDOW_DAYS, KeyInfo, Names, ObservedEks, Result, RoleInfo,
+    RoleWant, Status, Tier, WaitError, caps, create_node_security_group, eks_output, exists, from_aws_wait,
+    next_version, role_wants, token, upgrade, wait,
+};
+use crate::provisioner::EksChange;
+use crate::provisioner::control_plane_changes;
+use crate::provisioner::node_changes;
+use crate::provisioner::role_change;
+use dify_stack_core::AwsAt;
+use dify_stack_core::Planned;
 
 /// What the control plane's convergence hands to the node group and add-ons.
 pub(super) struct ControlPlane {

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AwsError, ClusterLoadBalancer, Context, EksError, EksProvisioner, EksSpec, KEY_DELETION_WINDOW_DAYS, Names,
+    NotOwned, ResourceRef, Result, Status, caps, from_aws_wait, list_ids, wait,
+};
+use dify_stack_core::AwsAt;
 
 impl EksProvisioner {
     pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<Vec<ResourceRef>> {

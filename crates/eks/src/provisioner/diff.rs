@@ -7,8 +7,14 @@
 use std::collections::BTreeSet;
 
 use super::change::scaling;
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AddonVersions, CLUSTER_ADMIN_POLICY, ClusterInfo, Context, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksProvisioner,
+    EksSpec, Names, NodegroupInfo, ObservedEks, Plan, RoleInfo, RoleWant, Tier, Value, launch_template_data, list,
+    lt_security_groups, made_by_this_tier, role_wants, sorted, upgrade,
+};
+use crate::provisioner::EksChange;
+use crate::provisioner::Scaling;
+use dify_stack_core::Planned;
 use dify_stack_core::tag_drift as drift;
 
 /// Pushes `change` when its plan entry has a field (each difference is one field).

@@ -1,7 +1,7 @@
 //! Observation: what exists of the tier, for plan, apply and destroy.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{Context, EksProvisioner, EksSpec, KeyInfo, Names, ObservedEks, Result, Tier};
+use dify_stack_core::AwsAt;
 
 impl EksProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<ObservedEks> {

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use dify_stack_core::wait::Condition;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AddonInfo, ClusterInfo, Context, EksError, EksProvisioner, NodegroupInfo, Probe, Result, Status, UpdateInfo, caps,
+    from_wait, wait,
+};
+use dify_stack_core::AwsAt;
 
 /// A cluster is ACTIVE; FAILED or DELETING ends the wait at once; gone while awaited is an error.
 pub(super) fn cluster_active(name: &str) -> impl Condition<ClusterInfo, EksError> + '_ {

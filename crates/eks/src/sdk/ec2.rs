@@ -1,8 +1,11 @@
 //! EC2: the node security group and launch template; volumes, snapshots, network interfaces and
 //! tagged leftovers at destroy.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AwsError, Ec2Api, LaunchTemplateData, LaunchTemplateInfo, NetworkInterfaceInfo, ResourceType, SdkEks,
+    SecurityGroupInfo, SnapshotInfo, TaggedResource, Tags, VolumeInfo, async_trait, found, lt_data, lt_request, shared,
+};
+use dify_stack_core::AwsResultExt;
 
 #[async_trait]
 impl Ec2Api for SdkEks {

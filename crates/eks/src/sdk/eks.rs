@@ -1,7 +1,14 @@
 //! EKS: clusters, node groups, add-ons and access entries.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AccessScope, AccessScopeType, AddonInfo, AddonRole, AddonVersions, AuthenticationMode, AwsError, ClusterApi,
+    ClusterCreate, ClusterInfo, CreateAccessConfigRequest, EncryptionConfig, Insight, LaunchTemplateSpecification,
+    NodegroupConfigUpdate, NodegroupCreate, NodegroupInfo, NodegroupScalingConfig, NodegroupVersionUpdate, Provider,
+    ResolveConflicts, SdkEks, Status, Tags, UpdateInfo, UpdateLabelsPayload, VpcConfigRequest, async_trait,
+    cluster_info, endpoint_access, found, hash_tags, logging, nodegroup_info, pod_identity, to_hash, upgrade_policy,
+    vpc_config,
+};
+use dify_stack_core::AwsResultExt;
 
 #[async_trait]
 impl ClusterApi for SdkEks {

@@ -1,7 +1,6 @@
 //! IAM: the cluster and node roles.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, RoleInfo, RolesApi, SdkEks, Tags, async_trait, shared};
 
 #[async_trait]
 impl RolesApi for SdkEks {

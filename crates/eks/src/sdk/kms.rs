@@ -1,7 +1,7 @@
 //! KMS: the secrets-encryption key.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, KeyInfo, KeysApi, SdkEks, Tags, async_trait, found};
+use dify_stack_core::AwsResultExt;
 
 #[async_trait]
 impl KeysApi for SdkEks {

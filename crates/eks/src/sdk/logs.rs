@@ -1,7 +1,7 @@
 //! CloudWatch Logs: the control-plane log group.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, LogGroupInfo, LogsApi, SdkEks, Tags, async_trait, hash_tags, to_hash};
+use dify_stack_core::AwsResultExt;
 
 #[async_trait]
 impl LogsApi for SdkEks {

@@ -2,12 +2,22 @@
 //! data policy, the CNI's leftover interfaces, the log group EKS re-creates, adoption of a log
 //! group EKS made, and the last step's list of what is still tagged.
 
+use crate::ClusterInfo;
+use crate::EksError;
+use crate::EksProvisioner;
+use crate::LogGroupInfo;
+use crate::NetworkInterfaceInfo;
+use crate::SnapshotInfo;
+use crate::TaggedResource;
+use crate::VolumeInfo;
+use crate::tests::FakeEks;
+use dify_stack_core::Classify;
+use dify_stack_core::Provisioner;
 use std::sync::{Arc, Mutex};
 
 use dify_stack_core::{Permissions, TAG_STACK, Tags};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{Action, ctx, spec};
 use crate::workloads::{CNI_CLUSTER_TAG, volume_tags};
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {

@@ -1,8 +1,15 @@
 //! Day two: cluster updates one type at a time, several operators' addresses, the autoscaler's
 //! desired size and add-on versions left alone.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{Environment, SubnetId, ctx, spec};
+use crate::EksProvisioner;
+use crate::MAX_PUBLIC_ACCESS_CIDRS;
+use crate::NodeGroupSpec;
+use crate::NodegroupInfo;
+use crate::client::ClusterApi;
+use crate::tests::FakeEks;
+use crate::tests::default_version;
+use dify_stack_core::Provisioner;
 
 /// The writes since `mark`, reads left out.
 fn writes_since(fake: &FakeEks, mark: usize) -> Vec<String> {

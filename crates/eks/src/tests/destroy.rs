@@ -1,7 +1,11 @@
 //! Destroy, ownership and recovery against the fake.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, ctx, spec};
+use crate::ClusterInfo;
+use crate::EksError;
+use crate::EksProvisioner;
+use crate::tests::FakeEks;
+use dify_stack_core::Provisioner;
 
 #[tokio::test(start_paused = true)]
 async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {

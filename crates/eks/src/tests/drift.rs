@@ -1,8 +1,10 @@
 //! A drifted tier: the plan shows each typed change once, and apply makes exactly the writes
 //! those changes name, in the plan's order, and nothing else.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{ctx, spec};
+use crate::EksProvisioner;
+use crate::tests::FakeEks;
+use dify_stack_core::Provisioner;
 
 #[tokio::test(start_paused = true)]
 async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {

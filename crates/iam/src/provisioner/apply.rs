@@ -1,8 +1,19 @@
 //! Apply: executes the typed changes of one observation (provider, roles, StorageClass,
 //! service accounts, in that order) and returns the outputs.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    BTreeMap, Context, DesiredRole, IamChange, IamOutput, IamProvisioner, NotOwned, RoleArn, RoleKey, Tags, Value,
+    desired_roles, provider_arn_of,
+};
+use crate::AUDIENCE;
+use crate::INLINE_POLICY;
+use crate::IamSpec;
+use crate::IrsaServiceAccount;
+use crate::OidcCreate;
+use crate::Result;
+use crate::RoleKind;
+use dify_stack_core::AwsAt;
+use dify_stack_core::Provisioner;
 
 impl IamProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<IamOutput> {

@@ -1,7 +1,9 @@
 //! Destroy: service accounts first (when the API answers), then roles, then the provider.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::Result;
+use super::{Context, IamProvisioner, ResourceRef, delete_service_accounts, desired_roles, ignore};
+use crate::IamSpec;
+use dify_stack_core::AwsAt;
 
 impl IamProvisioner {
     /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline

@@ -2,8 +2,15 @@
 //! policies, tags, the default StorageClass, service accounts). `apply` executes exactly these;
 //! the plan shows each through [`Planned`].
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, Change, Context, DesiredRole, IamProvisioner, ObservedIam, Planned, ResourceRef, Tags, Tier, Value,
+    desired_roles, provider_arn_of,
+};
+use crate::AUDIENCE;
+use crate::IamSpec;
+use crate::RoleKind;
+use crate::k8s;
+use crate::policy;
 
 /// Shown where a value names the provider the same run creates.
 const AFTER_APPLY: &str = "(known after apply)";

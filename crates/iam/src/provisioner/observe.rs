@@ -1,8 +1,9 @@
 //! Observe: the OIDC provider, the IRSA roles with their inline policies, and the service
 //! accounts when the tier manages them.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::Result;
+use super::{Context, IamProvisioner, ObservedIam, desired_roles};
+use crate::IamSpec;
 
 impl IamProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<ObservedIam> {

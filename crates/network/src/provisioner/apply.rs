@@ -1,7 +1,15 @@
 //! Apply for a new VPC: create or converge each resource in dependency order.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AddressInfo, AllocationId, AwsError, Change, Context, DEPENDENCY_RETRY_CAP, Desired, DesiredSubnet, FRESH_ID_WAIT,
+    Filter, NatGatewayId, NatInfo, NatState, NetworkError, NetworkOutput, NetworkProvisioner, NetworkSpec, NewVpcSpec,
+    ObservedNew, Result, RouteTableInfo, RouteTarget, SubnetId, SubnetInfo, VpcId, VpcInfo, WaitError, find,
+    ignore_not_found, new_output, try_join_all, wait,
+};
+use crate::provisioner::Drift;
+use crate::provisioner::NetChange;
+use dify_stack_core::AwsAt;
+use dify_stack_core::Planned;
 
 impl NetworkProvisioner {
     pub(super) fn dependency_policy(ctx: &Context) -> dify_stack_core::WaitPolicy {

@@ -5,8 +5,10 @@
 //! by Kubernetes) ends it at once with [`NetworkError::DeleteBlocked`] naming it. (Issue 28: a
 //! destroy retried a refused delete for over thirteen minutes.)
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AwsError, Context, Filter, NatState, NetworkError, NetworkProvisioner, Result, SETTLE_GRACE, SubnetId, Tags, VpcId,
+    WaitEnded, WaitError, ignore_not_found, owner, wait,
+};
 
 use dify_stack_core::ids::{InternetGatewayId, RouteTableId, SecurityGroupId};
 

@@ -2,8 +2,13 @@
 //! ownership tag (and is the network's: its logical id, if any, is one of ours), never by `Name`.
 //! A refused delete is retried only while what holds it is going away ([`Refused`]).
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AddressInfo, AllocationId, AwsError, BTreeSet, Context, Duration, ErrorKind, Filter, IgwInfo, NatGatewayId,
+    NatInfo, NatState, NetworkProvisioner, ResourceRef, Result, RouteTableInfo, SubnetId, SubnetInfo, Tags, VpcId,
+    VpcInfo, from_aws_wait, ignore_not_found, is_network, name_of, owner, try_join_all, wait,
+};
+use crate::provisioner::Refused;
+use dify_stack_core::AwsAt;
 
 impl NetworkProvisioner {
     pub(super) async fn delete_nats(&self, ctx: &Context, ids: Vec<NatGatewayId>) -> Result<()> {

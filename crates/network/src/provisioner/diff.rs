@@ -2,8 +2,10 @@
 //! The plan shows each as one entry; apply executes exactly the list (after executing the
 //! replacements it contains, it observes again: what was replaced is then absent and created).
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, Change, Context, DEFAULT_ROUTE, Desired, DesiredSubnet, NAT_FAILED, NatState, NetworkProvisioner,
+    NetworkSpec, NewVpcSpec, ObservedNew, Plan, Planned, ResourceRef, RouteTarget, extras, find, name_of,
+};
 
 /// Tags of ours missing or different on a resource: (key, before, after).
 pub(crate) type Drift = dify_stack_core::TagDrift;

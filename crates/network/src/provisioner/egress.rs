@@ -1,8 +1,13 @@
 //! Apply, the egress: the internet gateway's attachment, NAT gateways (created with a
 //! deterministic client token, waited until available) and the route tables.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AllocationId, AwsError, Context, DEFAULT_ROUTE, DesiredRouteTable, Duration, ErrorKind, Filter, IgwInfo,
+    NAT_WAIT_CAP, NatGatewayId, NatInfo, NetworkError, NetworkProvisioner, Result, RouteTableInfo, RouteTarget,
+    SubnetId, Tags, VpcId, WaitEnded, find, from_aws_wait, wait,
+};
+use crate::provisioner::NetChange;
+use dify_stack_core::AwsAt;
 
 impl NetworkProvisioner {
     /// AttachInternetGateway. A retry whose first attempt was applied (the response was lost)

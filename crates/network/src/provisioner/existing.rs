@@ -1,7 +1,10 @@
 //! An existing VPC: checked, never changed or deleted.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, BTreeSet, Change, ExistingVpcSpec, Filter, NetworkError, NetworkOutput, NetworkProvisioner, NetworkSpec,
+    ObservedExisting, Plan, ResourceRef, Result, SpecErrors, SubnetId, SubnetOutput, SubnetRole, Tags, k8s_subnet_tags,
+};
+use dify_stack_core::AwsAt;
 
 impl NetworkProvisioner {
     pub(super) async fn observe_existing(&self, spec: &ExistingVpcSpec) -> Result<ObservedExisting> {

@@ -1,7 +1,11 @@
 //! Observation of a new VPC's resources.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Context, EKS_UNSUPPORTED_ZONE_IDS, Filter, NatState, NetworkError, NetworkProvisioner, NetworkSpec, NewVpcSpec,
+    NotOwned, ObservedNew, Result, TAG_COMPONENT, TAG_ID, TAG_NAME, Tags, VpcInfo, ZoneInfo, is_network, name_of,
+    owner,
+};
+use dify_stack_core::AwsAt;
 
 impl NetworkProvisioner {
     /// The first `wanted` zones, in name order, that can host the stack: available

@@ -1,7 +1,16 @@
 //! Conversions between the SDK's EC2 types and the tier's plain data.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AllocationId, InternetGatewayId, NatGatewayId, NatGatewayState, RouteTableId, SdkFilter, SubnetId, VpcId};
+use crate::sdk::AssociationInfo;
+use crate::sdk::Filter;
+use crate::sdk::IgwInfo;
+use crate::sdk::NatInfo;
+use crate::sdk::NatState;
+use crate::sdk::RouteInfo;
+use crate::sdk::RouteTableInfo;
+use crate::sdk::RouteTarget;
+use crate::sdk::SubnetInfo;
+use crate::sdk::VpcInfo;
 
 pub(super) fn sdk_filters(filters: Vec<Filter>) -> Option<Vec<SdkFilter>> {
     Some(filters.into_iter().map(|f| SdkFilter::builder().name(f.name).set_values(Some(f.values)).build()).collect())

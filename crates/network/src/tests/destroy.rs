@@ -1,7 +1,18 @@
 //! Destroy, ownership, waits and drift against the mocked EC2 API.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, AwsError, NatGatewayId, NetworkError, NetworkProvisioner, ObservedNew, SubnetId, Tags, VpcId, ctx,
+    test_spec,
+};
+use crate::MockEc2Api;
+use crate::tests::DnsAttributes;
+use crate::tests::NatState;
+use crate::tests::RouteTarget;
+use crate::tests::VpcInfo;
+use crate::tests::ZoneInfo;
+use crate::tests::converged;
+use crate::tests::reads;
+use dify_stack_core::Provisioner;
 
 #[tokio::test]
 async fn destroy_on_an_empty_world_is_ok() {

@@ -1,10 +1,17 @@
 //! A drifted network: the plan shows each typed change once, and apply makes exactly the
 //! writes those changes name, once each (the mock has no create: an unplanned write panics).
 
+use crate::tests::DnsAttributes;
+use crate::tests::RouteTarget;
+use crate::tests::converged;
+use crate::tests::reads;
+use dify_stack_core::Provisioner;
 use std::sync::{Arc, Mutex};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, AllocationId, InternetGatewayId, NatGatewayId, NetworkProvisioner, RouteTableId, SubnetId, VpcId, ctx, eq,
+    test_spec,
+};
 
 #[tokio::test]
 async fn a_drifted_network_gets_exactly_the_writes_its_plan_shows() {

@@ -3,10 +3,13 @@
 //! `Name`, another tier's resources are not the network's. The mocks have no create expectation:
 //! a create (a second VPC, a twin subnet) panics.
 
+use crate::MockEc2Api;
+use crate::tests::converged;
+use crate::tests::reads;
+use dify_stack_core::Provisioner;
 use std::sync::{Arc, Mutex};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{Action, AllocationId, NatGatewayId, NetworkProvisioner, ObservedNew, Tags, ctx, test_spec};
 
 const ID: &str = "dify-stack:id";
 

@@ -2,12 +2,20 @@
 //! against the quota, private subnets against the node group, reads that fail as notes. A mock
 //! without an expectation for a read panics when it is made, which proves the reads skipped.
 
+use crate::ExistingVpcSpec;
+use crate::MockEc2Api;
+use crate::NetworkSpec;
+use crate::VpcSpec;
+use crate::tests::AddressInfo;
+use crate::tests::EniInfo;
+use crate::tests::Filter;
+use crate::tests::SubnetCapacity;
+use crate::tests::converged;
 use dify_stack_core::{Classify, ErrorKind};
 
 use crate::preflight::*;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AllocationId, AwsError, Environment, NetworkError, SubnetId, Tags, VpcId, ctx, net, new_spec, test_spec};
 
 fn prod_spec() -> NetworkSpec {
     NetworkSpec::for_environment(Environment::Prod, "unit")

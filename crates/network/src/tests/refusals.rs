@@ -2,14 +2,24 @@
 //! is leaving, ended at once with an error naming it when it is not the stack's or stays, and
 //! after a bounded grace for an interface another AWS service manages (virtual time).
 
+use crate::tests::AssociationInfo;
+use crate::tests::EniInfo;
+use crate::tests::SecurityGroupInfo;
+use crate::tests::SubnetInfo;
+use crate::tests::converged;
+use crate::tests::reads;
+use crate::tests::reads_with;
+use dify_stack_core::Provisioner;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dify_stack_core::ids::SecurityGroupId;
 use dify_stack_core::{Classify, ErrorKind};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AwsError, Context, Environment, NetworkError, NetworkProvisioner, ObservedNew, SubnetId, Tags, VpcId, WaitPolicy,
+    ctx, eq, test_spec,
+};
 
 /// The stack's VPC `vpc-1` holding only `subnets`.
 fn vpc_with(subnets: Vec<SubnetInfo>) -> ObservedNew {

@@ -1,7 +1,28 @@
 //! The worlds the mocked EC2 API answers from, and mocks that honour EC2's filters.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AllocationId, AwsError, InternetGatewayId, NatGatewayId, ObservedNew, RouteTableId, SubnetId, Tags, VpcId, ZONES,
+    ctx,
+};
+use crate::MockEc2Api;
+use crate::NatMode;
+use crate::NetworkSpec;
+use crate::VpcSpec;
+use crate::tests::AddressInfo;
+use crate::tests::AssociationInfo;
+use crate::tests::DnsAttributes;
+use crate::tests::EniInfo;
+use crate::tests::Filter;
+use crate::tests::IgwInfo;
+use crate::tests::NatInfo;
+use crate::tests::NatState;
+use crate::tests::RouteInfo;
+use crate::tests::RouteTableInfo;
+use crate::tests::RouteTarget;
+use crate::tests::SecurityGroupInfo;
+use crate::tests::SubnetInfo;
+use crate::tests::VpcInfo;
+use crate::tests::ZoneInfo;
 
 /// The observation of a fully converged network for `spec`, written from STACK.md (network
 /// section), the naming rules and the logical ids (`dify-stack:id` = `network/vpc`,

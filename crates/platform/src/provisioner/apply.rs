@@ -2,8 +2,13 @@
 //! releases, the IngressClass), or hands out the commands when the cluster is not reachable
 //! from here.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AddonRepair, Context, INGRESS_CLASS, INGRESS_CONTROLLER, LOAD_BALANCER_CONTROLLER, METRICS_SERVER, PlatformChange,
+    PlatformOutput, PlatformProvisioner, PlatformSpec, ReleaseInstall, Result, SYSTEM_NAMESPACE, Tier,
+    desired_releases, helm_err,
+};
+use dify_stack_core::AwsAt;
+use dify_stack_core::Provisioner;
 
 impl PlatformProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &PlatformSpec) -> Result<PlatformOutput> {

@@ -1,7 +1,10 @@
 //! Destroy: the releases and the IngressClass this stack installed.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Context, INGRESS_CLASS, LOAD_BALANCER_CONTROLLER, METRICS_SERVER, PlatformProvisioner, PlatformSpec, ResourceRef,
+    Result, SYSTEM_NAMESPACE, desired_releases, helm_err,
+};
+use dify_stack_core::AwsAt;
 
 impl PlatformProvisioner {
     /// The releases (autoscaler and metrics first, the load balancer controller last: it deletes

@@ -1,8 +1,11 @@
 //! Diff: the typed changes between the spec and what was observed. `apply` executes exactly
 //! these; the plan shows each through [`Planned`].
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, AddonRepair, AddonState, Change, Chart, Context, DesiredRelease, INGRESS_CLASS, INGRESS_CONTROLLER,
+    LOAD_BALANCER_CONTROLLER, METRICS_SERVER, ObservedPlatform, Planned, PlatformProvisioner, PlatformSpec,
+    ReleaseInfo, ResourceRef, desired_releases, values_drift,
+};
 
 /// One change of the platform tier, in the order apply executes them.
 #[derive(Debug, Clone)]

@@ -1,7 +1,10 @@
 //! Observe: the system add-ons (EKS add-on or Helm release), their releases and the IngressClass.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Context, INGRESS_CLASS, METRICS_SERVER, ObservedPlatform, PlatformProvisioner, PlatformSpec, Result,
+    SYSTEM_NAMESPACE, desired_releases, helm_err,
+};
+use dify_stack_core::AwsAt;
 
 impl PlatformProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &PlatformSpec) -> Result<ObservedPlatform> {

@@ -5,8 +5,7 @@
 use dify_stack_core::wait::{self, Condition, Probe};
 use dify_stack_core::{AwsAt, from_wait};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AddonState, Context, METRICS_SERVER, PlatformError, PlatformProvisioner, PlatformSpec, Result, caps};
 
 /// The add-on is ACTIVE. A failure state ends the wait at once (the next plan shows the repair);
 /// `DEGRADED` is waited on, as the EKS tier does: it may recover. Gone while awaited is an error.

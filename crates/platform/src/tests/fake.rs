@@ -1,8 +1,26 @@
 //! The in-memory world the platform tests run against: DNS and ACM, EKS add-ons, Helm and the
 //! IngressClass API, each answering from one shared state.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Arc, AwsError, BTreeMap, CertificateProvisioner, CertificateSpec, Context, Environment, HelmApi, HelmError,
+    KubeFailure, Mutex, PlatformProvisioner, ReleaseInfo, ReleaseInstall, Tags, WaitPolicy, async_trait,
+};
+use crate::AddonApi;
+use crate::Certificate;
+use crate::CertificateRequest;
+use crate::Chart;
+use crate::DnsApi;
+use crate::DomainSpec;
+use crate::IngressClassApi;
+use crate::PlatformSpec;
+use crate::Record;
+use crate::RecordAction;
+use crate::tests::AddonState;
+use crate::tests::CLUSTER_AUTOSCALER;
+use crate::tests::INGRESS_CLASS;
+use crate::tests::IngressClassState;
+use crate::tests::LOAD_BALANCER_CONTROLLER;
+use crate::tests::METRICS_SERVER;
 
 /// An ACM certificate of the fake world.
 #[derive(Debug, Clone, Default)]

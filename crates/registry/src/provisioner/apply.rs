@@ -1,8 +1,12 @@
 //! Apply: executes the typed changes of one observation (creates, in-place updates, guarded
 //! replacements) and returns the outputs.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    BTreeMap, Context, NewRepo, RegistryError, RegistryOutput, RegistryProvisioner, RegistrySpec, RepoChange, RepoInfo,
+    Result, lifecycle_policy, registry_output, wanted,
+};
+use dify_stack_core::AwsAt;
+use dify_stack_core::Provisioner;
 
 impl RegistryProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<RegistryOutput> {

@@ -1,7 +1,10 @@
 //! Destroy: what it would delete (with image counts) and the guarded delete.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, BTreeMap, Change, Context, Plan, RegistryError, RegistryProvisioner, RegistrySpec, RepoInfo, ResourceRef,
+    Result, runtime_prefix, wanted,
+};
+use dify_stack_core::AwsAt;
 
 impl RegistryProvisioner {
     /// What destroy would delete, including the run-time plugin repositories; image counts are

@@ -1,8 +1,10 @@
 //! Diff: the typed changes between the spec and what was observed. `apply` executes exactly
 //! these; the plan shows each through [`Planned`].
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Action, Change, Context, Encryption, ObservedRegistry, Planned, RegistryProvisioner, RegistrySpec, ResourceRef,
+    TagMutability, Tags, Tier, lifecycle_policy, wanted,
+};
 
 /// A repository to create, with everything its create and lifecycle policy need.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,8 +1,11 @@
 //! Observe: lists the repositories once, reads tags and lifecycle policies of ours, and
 //! refuses a same-named repository without our ownership tag.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Context, NotOwned, ObservedRegistry, ObservedRepo, RegistryProvisioner, RegistrySpec, Result, runtime_prefix,
+    wanted,
+};
+use dify_stack_core::AwsAt;
 
 impl RegistryProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<ObservedRegistry> {

@@ -1,7 +1,20 @@
 //! The fake's EKS API: clusters, node groups, add-ons, access entries.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, FakeEks, Tags, VecDeque, async_trait, check_token, default_version, in_use, not_found};
+use crate::AddonInfo;
+use crate::AddonRole;
+use crate::AddonVersions;
+use crate::ClusterApi;
+use crate::ClusterCreate;
+use crate::ClusterInfo;
+use crate::NodegroupConfigUpdate;
+use crate::NodegroupCreate;
+use crate::NodegroupInfo;
+use crate::NodegroupVersionUpdate;
+use crate::Status;
+use crate::UpdateInfo;
+use crate::tests::Insight;
+use crate::tests::parse_version;
 
 #[async_trait]
 impl ClusterApi for FakeEks {

@@ -26,7 +26,9 @@ pub use error::{AwsError, AwsResultExt, ErrorKind, cause_chain, found, ignore_no
 pub use failure::{AwsAt, AwsFailure, Classify, KubeFailure, NotOwned, WaitEnded, from_aws_wait, from_wait};
 pub use naming::{NameError, NameKind};
 pub use partition::Partition;
-pub use plan::{Action, Change, Effect, FieldDiff, Plan, PlanSummary, Planned, ResourceRef, TagDrift, drift_tags, tag_drift};
+pub use plan::{
+    Action, Change, Effect, FieldDiff, Plan, PlanSummary, Planned, ResourceRef, TagDrift, drift_tags, tag_drift,
+};
 pub use provisioner::Provisioner;
 pub use spec::{SpecError, SpecErrors};
 /// The cancellation token carried by [`Context`] (re-exported so tiers need no tokio-util dependency).

@@ -6,7 +6,9 @@ Started by the dify-stack-emulator crate as `python -c <launch.py> PORT <moto_ex
     test binary or demo that started it, even when that process is killed;
   * enables AWS-managed IAM policies (AmazonEKSClusterPolicy, ...);
   * installs moto_ext: what moto lacks and dify-stack needs (see moto_ext.py), then moto_day2
-    when its source comes as a third argument (EKS day-two rules, see moto_day2.py).
+    when its source comes as a third argument (EKS day-two rules, see moto_day2.py), moto_quota
+    as the fourth (the Elastic IP quota, see moto_quota.py) and moto_upgrade as the fifth
+    (version upgrades of EKS, OpenSearch and Aurora, see moto_upgrade.py).
 """
 import os
 import sys
@@ -40,6 +42,10 @@ def main():
             quota = types.ModuleType("moto_quota")
             exec(compile(sys.argv[4], "moto_quota.py", "exec"), quota.__dict__)
             quota.install()
+        if len(sys.argv) > 5:  # moto_upgrade.py: version upgrades on moto_ext's and moto_day2's models
+            upgrade = types.ModuleType("moto_upgrade")
+            exec(compile(sys.argv[5], "moto_upgrade.py", "exec"), upgrade.__dict__)
+            upgrade.install(ext, day2 if len(sys.argv) > 3 else None)
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", port])

@@ -35,15 +35,18 @@ from moto.eks import urls as eks_urls
 from moto.eks.exceptions import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
 from moto.eks.responses import EKSResponse
 
-# Default add-on versions per Kubernetes version (a plausible catalogue; values are opaque).
+# Default add-on versions per Kubernetes version (a plausible catalogue; values are opaque), except
+# the 1.35 column of coredns and kube-proxy: the latest version EKS publishes for 1.35 (EKS user
+# guide, "Manage CoreDNS for DNS in Amazon EKS clusters" and "Manage kube-proxy in Amazon EKS
+# clusters", CoreDNS / kube-proxy versions tables).
 CATALOGUE = {
-    "vpc-cni": {"1.32": "v1.19.2-eksbuild.1", "1.33": "v1.19.5-eksbuild.3", "1.34": "v1.20.1-eksbuild.1"},
-    "coredns": {"1.32": "v1.11.4-eksbuild.2", "1.33": "v1.12.1-eksbuild.2", "1.34": "v1.12.3-eksbuild.1"},
-    "kube-proxy": {"1.32": "v1.32.0-eksbuild.2", "1.33": "v1.33.0-eksbuild.2", "1.34": "v1.34.0-eksbuild.1"},
-    "eks-pod-identity-agent": {"1.32": "v1.3.4-eksbuild.1", "1.33": "v1.3.7-eksbuild.2", "1.34": "v1.3.8-eksbuild.1"},
-    "aws-ebs-csi-driver": {"1.32": "v1.40.0-eksbuild.1", "1.33": "v1.44.0-eksbuild.1", "1.34": "v1.48.0-eksbuild.1"},
+    "vpc-cni": {"1.32": "v1.19.2-eksbuild.1", "1.33": "v1.19.5-eksbuild.3", "1.34": "v1.20.1-eksbuild.1", "1.35": "v1.20.4-eksbuild.1"},
+    "coredns": {"1.32": "v1.11.4-eksbuild.2", "1.33": "v1.12.1-eksbuild.2", "1.34": "v1.12.3-eksbuild.1", "1.35": "v1.14.2-eksbuild.4"},
+    "kube-proxy": {"1.32": "v1.32.0-eksbuild.2", "1.33": "v1.33.0-eksbuild.2", "1.34": "v1.34.0-eksbuild.1", "1.35": "v1.35.3-eksbuild.2"},
+    "eks-pod-identity-agent": {"1.32": "v1.3.4-eksbuild.1", "1.33": "v1.3.7-eksbuild.2", "1.34": "v1.3.8-eksbuild.1", "1.35": "v1.3.9-eksbuild.1"},
+    "aws-ebs-csi-driver": {"1.32": "v1.40.0-eksbuild.1", "1.33": "v1.44.0-eksbuild.1", "1.34": "v1.48.0-eksbuild.1", "1.35": "v1.52.0-eksbuild.1"},
     # A community add-on since 2025-03-31 (EKS user guide, "Community add-ons").
-    "metrics-server": {"1.32": "v0.7.2-eksbuild.3", "1.33": "v0.7.2-eksbuild.3", "1.34": "v0.8.0-eksbuild.1"},
+    "metrics-server": {"1.32": "v0.7.2-eksbuild.3", "1.33": "v0.7.2-eksbuild.3", "1.34": "v0.8.0-eksbuild.1", "1.35": "v0.8.0-eksbuild.2"},
 }
 
 

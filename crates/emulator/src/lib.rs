@@ -60,6 +60,9 @@ const MOTO_EXTENSION: &str = include_str!("../python/moto_ext.py");
 const MOTO_DAY2: &str = include_str!("../python/moto_day2.py");
 /// The Elastic IP quota per account (DescribeAccountAttributes, AllocateAddress refusals).
 const MOTO_QUOTA: &str = include_str!("../python/moto_quota.py");
+/// Version upgrades: EKS UpdateClusterVersion, UpdateNodegroupVersion and upgrade insights,
+/// OpenSearch UpgradeDomain, Aurora engine version changes.
+const MOTO_UPGRADE: &str = include_str!("../python/moto_upgrade.py");
 
 /// Why the emulator could not be provided.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,7 @@ impl Emulator {
             .arg(MOTO_EXTENSION)
             .arg(MOTO_DAY2)
             .arg(MOTO_QUOTA)
+            .arg(MOTO_UPGRADE)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,8 +1,8 @@
 //! Destroy: service accounts first (when the API answers), then roles, then the provider.
 
-use crate::Result;
 use super::{Context, IamProvisioner, ResourceRef, delete_service_accounts, desired_roles, ignore};
 use crate::IamSpec;
+use crate::Result;
 use dify_stack_core::AwsAt;
 
 impl IamProvisioner {

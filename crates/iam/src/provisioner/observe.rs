@@ -1,9 +1,9 @@
 //! Observe: the OIDC provider, the IRSA roles with their inline policies, and the service
 //! accounts when the tier manages them.
 
-use crate::Result;
 use super::{Context, IamProvisioner, ObservedIam, desired_roles};
 use crate::IamSpec;
+use crate::Result;
 
 impl IamProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<ObservedIam> {

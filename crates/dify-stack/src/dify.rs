@@ -1,7 +1,15 @@
 //! Dify EE on the stack: its Helm values, install and uninstall.
 
-#[allow(unused_imports)]
-use crate::*;
+use crate::Stack;
+use crate::StackError;
+use crate::StackOutput;
+use crate::ValuesSecrets;
+use crate::chart;
+use crate::helm_values;
+use crate::install;
+use crate::output;
+use crate::preflight;
+use crate::wiring;
 use secrecy::{ExposeSecret as _, SecretString};
 
 impl Stack {

@@ -1,7 +1,11 @@
 //! The stack's error.
 
-#[allow(unused_imports)]
-use crate::*;
+use crate::LockError;
+use crate::Node;
+use crate::NodeError;
+use crate::RunFailure;
+use crate::account_hint;
+use crate::install;
 use dify_stack_core::SpecErrors;
 
 /// Everything that can go wrong at the stack level.

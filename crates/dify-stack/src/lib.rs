@@ -38,8 +38,6 @@ mod runner;
 mod tests;
 mod wiring;
 
-use std::collections::BTreeMap;
-
 pub use dify_stack_core as core;
 pub use dify_stack_core::{CancellationToken, Context, Environment, Plan, Provisioner, ResourceRef};
 pub use dify_stack_datastores as datastores;

@@ -1,8 +1,9 @@
 //! The stack's plan: each node's changes.
 
-#[allow(unused_imports)]
-use crate::*;
+use crate::Node;
+use dify_stack_core::{Plan, ResourceRef};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One node's plan.
 #[derive(Debug, Clone, Serialize)]

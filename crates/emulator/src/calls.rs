@@ -1,8 +1,11 @@
 //! What the emulator's clients send: request counting, cut points and injected faults, applied
 //! by a connector in front of the HTTP client.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    ACCOUNT_HEADER, Arc, AtomicBool, AtomicUsize, ConnectorError, Duration, HttpClient, HttpConnector,
+    HttpConnectorFuture, HttpConnectorSettings, HttpRequest, Mutex, Ordering, RuntimeComponents, SharedHttpClient,
+    SharedHttpConnector,
+};
 
 /// How a simulated crash cuts a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

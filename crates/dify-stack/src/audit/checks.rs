@@ -2,8 +2,7 @@
 //! judges them with its own pure functions; the facade only runs them, tells the network tier
 //! which security groups play which part, and puts the verdicts in [`CONTROLS`] order.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AuditReport, CONTROLS, Finding, Verdict};
 
 use dify_stack_core::{AwsError, Context};
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{Node, NodeError, ResourceRef};
 
 /// Progress of a run, for embedders and the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize)]

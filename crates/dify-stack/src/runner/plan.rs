@@ -1,8 +1,11 @@
 //! One plan for the whole stack: every node observed, each against its upstream's planned or
 //! real output.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AwsRunner, BucketName, IamProvisioner, KUBE_API_WAIT_CAP, Node, NodeError, ResourceRef, SecretKind,
+    SecurityGroupId, StackOutput, fail, iam_inputs, wiring,
+};
+use dify_stack_core::Provisioner;
 
 impl AwsRunner {
     /// The quota and capacity preflight (the network tier's: Elastic IPs against the account's

@@ -1,8 +1,12 @@
 //! The [`TierRunner`] implementation: each graph node's apply and destroy, with the real tier
 //! provisioners.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AwsRunner, BucketName, IamProvisioner, KUBE_API_DESTROY_CAP, KUBE_API_WAIT_CAP, Node, NodeError, NodeOutput,
+    NodeSecurityGroupSpec, ResourceRef, SecretKind, SecurityGroupId, StackOutput, TierRunner, VpcId, async_trait, fail,
+    iam_inputs, missing, wiring,
+};
+use dify_stack_core::Provisioner;
 
 #[async_trait]
 impl TierRunner for AwsRunner {

@@ -1,7 +1,9 @@
 //! The graph executor, the runner and the facade's errors, against mocked and timed runners.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Arc, BTreeMap, CancellationToken, ConfigError, Duration, Event, EventSink, MockTierRunner, Mutex, Node, NodeError,
+    NodeOutput, Profile, ResourceRef, SecurityGroupId, StackConfig, SubnetId, VpcId, graph, wiring,
+};
 
 fn network() -> dify_stack_network::NetworkOutput {
     let subnet = |i: usize, az: &str| dify_stack_network::SubnetOutput {

@@ -10,12 +10,14 @@ use dify_stack_core::{Context, Plan, Planned, Provisioner, ResourceRef, SpecErro
 use serde::Serialize;
 
 use crate::client::{
-    DbClusterCreate, DbClusterInfo, DbClusterModify, DbInstanceInfo, RdsApi, RdsStatus, SecretsApi, SgApi, SgInfo,
+    DbClusterCreate, DbClusterInfo, DbClusterModify, DbEngineUpgrade, DbInstanceInfo, DbParameterGroups, RdsApi,
+    RdsStatus, SecretsApi, SgApi, SgInfo,
 };
 use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
 use crate::secrets::{self, SecretKind, StoredSecret};
 use crate::security_group;
 use crate::spec::{DatastoresSpec, data_api_available};
+use crate::upgrade::{self, Step};
 use dify_stack_core::wait::{Condition, Probe};
 use dify_stack_core::{AwsAt, NotOwned};
 
@@ -96,6 +98,12 @@ pub struct ObservedAurora {
     pub app_owned: Option<Vec<String>>,
     /// Whether `<stack>/aurora-app` exists (and is ours).
     pub app_secret: bool,
+    /// The parameter groups of the cluster and its instances: read only when a permitted major
+    /// upgrade is wanted (it needs groups of the new family).
+    pub parameter_groups: Option<DbParameterGroups>,
+    /// The status of the pre-upgrade snapshot: read only in prod when an engine upgrade is
+    /// wanted; `None` when it does not exist (or was not read).
+    pub upgrade_snapshot: Option<String>,
 }
 
 /// Provisions Aurora.
@@ -111,10 +119,6 @@ impl std::fmt::Debug for AuroraProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuroraProvisioner").field("policy", &self.policy).finish_non_exhaustive()
     }
-}
-
-fn major(version: &str) -> &str {
-    version.split('.').next().unwrap_or(version)
 }
 
 impl AuroraProvisioner {
@@ -194,6 +198,25 @@ impl Provisioner for AuroraProvisioner {
         };
         NotOwned::check(ctx, "Aurora cluster", &names.cluster, &c.tags)?;
         o.instances = self.rds.list_instances(names.cluster.clone()).await.at("DescribeDBInstances", &names.cluster)?;
+        // Read only when an engine upgrade is wanted (and not refused for want of permission).
+        let want = &spec.aurora.engine_version;
+        if let Step::Upgrade { major } = upgrade::step(&c.engine_version, want)
+            && (!major || spec.aurora.allow_major_version_upgrade)
+        {
+            if major {
+                let groups =
+                    self.rds.parameter_groups(names.cluster.clone()).await.at("DescribeDBClusters", &names.cluster)?;
+                o.parameter_groups = Some(groups);
+            }
+            if upgrade::snapshot_first(ctx) {
+                let snapshot = crate::names::pre_upgrade_snapshot(&names.cluster, &c.engine_version, want);
+                o.upgrade_snapshot = self
+                    .rds
+                    .cluster_snapshot_status(snapshot.clone())
+                    .await
+                    .at("DescribeDBClusterSnapshots", &snapshot)?;
+            }
+        }
         if self.data_api(ctx, spec)
             && c.http_endpoint
             && c.status == RdsStatus::Available

@@ -8,6 +8,13 @@ use secrecy::SecretString;
 mod status;
 pub use status::{CacheStatus, RdsStatus};
 
+/// The answer of a client that does not implement an operation added to a trait after the
+/// client was written: the traits grow by default methods, so an existing implementation (a
+/// simulator, a fake) keeps compiling and refuses only what it never modelled.
+fn not_implemented(operation: &'static str) -> AwsError {
+    AwsError::new(operation, "NotImplemented", format!("this client does not implement {operation}"))
+}
+
 /// A security group with its ingress rules from other groups.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SgInfo {
@@ -150,6 +157,29 @@ pub struct DbClusterModify {
     pub security_groups: Option<Vec<String>>,
 }
 
+/// What `ModifyDBCluster` sends for an engine version change (applied immediately).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbEngineUpgrade {
+    /// `EngineVersion`: the version to run.
+    pub engine_version: String,
+    /// `AllowMajorVersionUpgrade` (sent only for a major version change).
+    pub allow_major_version_upgrade: bool,
+    /// `DBClusterParameterGroupName`: a group of the new family, for a major upgrade.
+    pub cluster_parameter_group: Option<String>,
+    /// `DBInstanceParameterGroupName`: a group of the new family for every instance, for a
+    /// major upgrade (RDS takes it only together with `AllowMajorVersionUpgrade`).
+    pub instance_parameter_group: Option<String>,
+}
+
+/// The parameter groups an Aurora cluster and its instances use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbParameterGroups {
+    /// The cluster's (`DBClusterParameterGroup`).
+    pub cluster: Option<String>,
+    /// Each instance's (`DBParameterGroups[0]`), by instance id.
+    pub instances: Vec<(String, Option<String>)>,
+}
+
 /// A DB instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DbInstanceInfo {
@@ -205,6 +235,24 @@ pub trait RdsApi: Send + Sync {
         database: String,
         sql: String,
     ) -> Result<Vec<String>, AwsError>;
+    /// ModifyDBCluster of the engine version, applied immediately.
+    async fn upgrade_cluster(&self, _id: String, _upgrade: DbEngineUpgrade) -> Result<(), AwsError> {
+        Err(not_implemented("ModifyDBCluster"))
+    }
+    /// The parameter groups of the cluster (DescribeDBClusters) and of its instances
+    /// (DescribeDBInstances).
+    async fn parameter_groups(&self, _cluster: String) -> Result<DbParameterGroups, AwsError> {
+        Err(not_implemented("DescribeDBClusters"))
+    }
+    /// CreateDBClusterSnapshot `id` of `cluster`, with tags.
+    async fn create_cluster_snapshot(&self, _cluster: String, _id: String, _tags: Tags) -> Result<(), AwsError> {
+        Err(not_implemented("CreateDBClusterSnapshot"))
+    }
+    /// DescribeDBClusterSnapshots of one snapshot: its status (`creating`, `available`, ...);
+    /// `None` when it does not exist.
+    async fn cluster_snapshot_status(&self, _id: String) -> Result<Option<String>, AwsError> {
+        Err(not_implemented("DescribeDBClusterSnapshots"))
+    }
 }
 
 /// A replication group.
@@ -274,6 +322,16 @@ pub struct ReplicationGroupCreate {
     pub tags: Tags,
 }
 
+/// The engine a replication group's node runs (DescribeCacheClusters: DescribeReplicationGroups
+/// does not give the version).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheEngine {
+    /// `EngineVersion` as ElastiCache reports it, with its patch level (`7.1.0`).
+    pub version: String,
+    /// `CacheParameterGroup.CacheParameterGroupName` (`default.redis7` unless someone set one).
+    pub parameter_group: Option<String>,
+}
+
 /// ElastiCache.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
@@ -301,6 +359,30 @@ pub trait ElastiCacheApi: Send + Sync {
     async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
     /// DeleteReplicationGroup.
     async fn delete(&self, id: String) -> Result<(), AwsError>;
+    /// DescribeCacheClusters of one member cluster: the engine it runs. `None` when unknown: a
+    /// client that cannot read it (the default) plans no engine change.
+    async fn engine(&self, _cluster: String) -> Result<Option<CacheEngine>, AwsError> {
+        Ok(None)
+    }
+    /// ModifyReplicationGroup `EngineVersion` (with `CacheParameterGroupName` when the family
+    /// changes), applied immediately.
+    async fn upgrade_engine(
+        &self,
+        _id: String,
+        _engine_version: String,
+        _parameter_group: Option<String>,
+    ) -> Result<(), AwsError> {
+        Err(not_implemented("ModifyReplicationGroup"))
+    }
+    /// CreateSnapshot `name` of the replication group `group`, with tags.
+    async fn create_snapshot(&self, _group: String, _name: String, _tags: Tags) -> Result<(), AwsError> {
+        Err(not_implemented("CreateSnapshot"))
+    }
+    /// DescribeSnapshots of one snapshot: its status (`creating`, `available`, ...); `None` when
+    /// it does not exist.
+    async fn snapshot_status(&self, _name: String) -> Result<Option<String>, AwsError> {
+        Err(not_implemented("DescribeSnapshots"))
+    }
 }
 
 /// An OpenSearch domain.
@@ -310,7 +392,8 @@ pub struct DomainInfo {
     pub name: String,
     /// ARN.
     pub arn: String,
-    /// Processing a change.
+    /// Processing a change (`Processing`) or an engine upgrade (`UpgradeProcessing`): either
+    /// way it takes no other change until done.
     pub processing: bool,
     /// Being deleted.
     pub deleted: bool,
@@ -376,6 +459,17 @@ pub struct DomainConfig {
     pub tags: Tags,
 }
 
+/// The last upgrade of a domain as GetUpgradeStatus gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpgradeStatusInfo {
+    /// `UpgradeStep`: `PRE_UPGRADE_CHECK`, `SNAPSHOT` or `UPGRADE`.
+    pub step: String,
+    /// `StepStatus`: `IN_PROGRESS`, `SUCCEEDED`, `SUCCEEDED_WITH_ISSUES` or `FAILED`.
+    pub status: String,
+    /// `UpgradeName`.
+    pub name: Option<String>,
+}
+
 /// OpenSearch.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
@@ -394,6 +488,18 @@ pub trait OpenSearchApi: Send + Sync {
     async fn service_linked_role_exists(&self) -> Result<bool, AwsError>;
     /// IAM CreateServiceLinkedRole for `opensearchservice.amazonaws.com`.
     async fn create_service_linked_role(&self) -> Result<(), AwsError>;
+    /// GetCompatibleVersions of the domain: (source version, versions it can upgrade to).
+    async fn compatible_versions(&self, _name: String) -> Result<Vec<(String, Vec<String>)>, AwsError> {
+        Err(not_implemented("GetCompatibleVersions"))
+    }
+    /// UpgradeDomain to `target` (not a check only).
+    async fn upgrade_domain(&self, _name: String, _target: String) -> Result<(), AwsError> {
+        Err(not_implemented("UpgradeDomain"))
+    }
+    /// GetUpgradeStatus of the domain; `None` when it has never been upgraded.
+    async fn upgrade_status(&self, _name: String) -> Result<Option<UpgradeStatusInfo>, AwsError> {
+        Err(not_implemented("GetUpgradeStatus"))
+    }
 }
 
 /// The settings of a bucket as read back.

@@ -73,6 +73,71 @@ pub mod caps {
     pub const OPENSEARCH: Duration = Duration::from_secs(150 * 60);
     /// CreateDomain refused while a new service-linked role propagates.
     pub const SERVICE_LINKED_ROLE_PROPAGATION: Duration = Duration::from_secs(2 * 60);
+    /// An Aurora engine upgrade until the cluster is `available` on the new version: twice the
+    /// typical major upgrade ([`super::typical::AURORA_MAJOR_UPGRADE`]); a minor one fits easily.
+    pub const AURORA_UPGRADE: Duration = Duration::from_secs(60 * 60);
+    /// A pre-upgrade Aurora cluster snapshot until `available`: three times the typical one
+    /// ([`super::typical::AURORA_SNAPSHOT`]; the first manual snapshot of a large cluster copies
+    /// all of it).
+    pub const AURORA_SNAPSHOT: Duration = Duration::from_secs(30 * 60);
+    /// A Redis engine upgrade until the group is `available` on the new version: twice the
+    /// typical one ([`super::typical::REDIS_UPGRADE`]), above [`REDIS`] since the nodes are
+    /// upgraded one after the other.
+    pub const REDIS_UPGRADE: Duration = Duration::from_secs(60 * 60);
+    /// A pre-upgrade Redis snapshot until `available`.
+    pub const REDIS_SNAPSHOT: Duration = Duration::from_secs(30 * 60);
+    /// An OpenSearch blue/green upgrade until the upgrade step succeeded and the domain is no
+    /// longer processing: twice the typical 3-node upgrade
+    /// ([`super::typical::OPENSEARCH_UPGRADE_3_NODES`]), which is also core's overall ceiling of
+    /// one wait (`DEFAULT_MAX_WAIT`, 3 h): a longer cap would not apply under the default
+    /// policy. The guide says an upgrade takes "from 15 minutes to several hours"; one that
+    /// outlasts this ends the run retryably, and the next apply waits again (the domain still
+    /// processing its upgrade is waited for before anything is compared; UpgradeDomain is not
+    /// sent twice).
+    pub const OPENSEARCH_UPGRADE: Duration = Duration::from_secs(3 * 60 * 60);
+}
+
+/// Typical durations on AWS of the engine-upgrade steps, as a plan shows them
+/// ([`dify_stack_core::Change::typically`]). The shared `aws-durations.toml` has no row for
+/// upgrades; each figure here says where it comes from, and those found nowhere say
+/// "estimate, unverified". Only a real account can confirm them.
+pub mod typical {
+    use std::time::Duration;
+
+    /// A manual Aurora cluster snapshot (`CreateDBClusterSnapshot` until `available`): estimate,
+    /// unverified (Aurora snapshots are incremental at the storage layer; a small Dify database
+    /// is minutes).
+    pub const AURORA_SNAPSHOT: Duration = Duration::from_secs(10 * 60);
+    /// An Aurora PostgreSQL minor upgrade (`ModifyDBCluster EngineVersion`) until `available`:
+    /// estimate, unverified. Its outage is shorter: the instances restart, "typically 20-30
+    /// seconds of downtime" (Aurora user guide, "Amazon Aurora updates"); zero-downtime patching
+    /// keeps connections where it applies ("Performing a minor version upgrade").
+    pub const AURORA_MINOR_UPGRADE: Duration = Duration::from_secs(15 * 60);
+    /// An Aurora PostgreSQL in-place major upgrade until `available`: "about 15 minutes, during
+    /// which time the DB is unavailable" for one Serverless v1 cluster
+    /// (Enterprise-CMCS/managed-care-review PR #1462); doubled for a writer and a reader of
+    /// Serverless v2, estimate.
+    pub const AURORA_MAJOR_UPGRADE: Duration = Duration::from_secs(30 * 60);
+    /// A manual ElastiCache snapshot of a small cache: estimate, unverified.
+    pub const REDIS_SNAPSHOT: Duration = Duration::from_secs(10 * 60);
+    /// An ElastiCache Redis engine upgrade (`ModifyReplicationGroup EngineVersion`) until
+    /// `available`: the nodes are updated one at a time, "15 - 30 minutes" per service update of
+    /// a small group (cds-snc/platform-forms-client #4214, the same node-by-node mechanism);
+    /// terraform-provider-aws PR #25077's acceptance runs of a global replication group take
+    /// 16-27 min for a create plus an engine change. 20 min, estimate within both.
+    pub const REDIS_UPGRADE: Duration = Duration::from_secs(20 * 60);
+    /// An OpenSearch `UpgradeDomain` of a 1-node domain (pre-upgrade check, snapshot, blue/green
+    /// upgrade): the developer guide gives "from 15 minutes to several hours" (quoted in
+    /// terraform-provider-aws PR #12916); 45 min, estimate within that range.
+    pub const OPENSEARCH_UPGRADE_1_NODE: Duration = Duration::from_secs(45 * 60);
+    /// The same for the 3-node prod domain (3 x 100 GiB of shards to copy): 90 min, estimate
+    /// within the guide's range.
+    pub const OPENSEARCH_UPGRADE_3_NODES: Duration = Duration::from_secs(90 * 60);
+
+    /// The typical OpenSearch upgrade of a domain of `nodes` data nodes.
+    pub fn opensearch_upgrade(nodes: i32) -> Duration {
+        if nodes <= 1 { OPENSEARCH_UPGRADE_1_NODE } else { OPENSEARCH_UPGRADE_3_NODES }
+    }
 }
 
 /// The refusal of a plan's replacement of a store that holds data of record, from the change

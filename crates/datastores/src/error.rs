@@ -44,6 +44,22 @@ pub enum DatastoresError {
         /// Why it cannot change in place.
         reason: String,
     },
+    /// An engine version change that cannot run as asked (a downgrade, a major upgrade without
+    /// `aurora.allow_major_version_upgrade`, a path the service does not offer, a custom
+    /// parameter group). Refused before any write: nothing changed. The reason says the fix.
+    #[error("{resource}: {field} {have} -> {want} is refused, nothing was changed: {reason}")]
+    UpgradeRefused {
+        /// The resource.
+        resource: String,
+        /// The setting (`engine_version`).
+        field: String,
+        /// Running version.
+        have: String,
+        /// Wanted version.
+        want: String,
+        /// Why, and how to proceed.
+        reason: String,
+    },
     /// Destroy found stores holding data and the data policy does not allow deleting them.
     /// Checked before the first delete: nothing was deleted.
     #[error("destroy refused, nothing was deleted; these hold data: {}; {hint}", holders.join("; "))]
@@ -84,6 +100,7 @@ impl Classify for DatastoresError {
             DatastoresError::NotOwned(e) => e.kind(),
             DatastoresError::ReplacementRefused { .. }
             | DatastoresError::ImmutableChange { .. }
+            | DatastoresError::UpgradeRefused { .. }
             | DatastoresError::DataLossRefused { .. } => ErrorKind::Refused,
             DatastoresError::Failed { .. } => ErrorKind::Failed,
             DatastoresError::Wait(e) => e.kind(),

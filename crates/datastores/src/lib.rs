@@ -25,13 +25,14 @@ mod security_group;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 pub use aurora::{AuroraOutput, AuroraProvisioner};
 pub use bucket::{BucketOutput, BucketProvisioner};
 pub use client::{ElastiCacheApi, OpenSearchApi, RdsApi, S3Api, SecretsApi, SgApi};
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockElastiCacheApi, MockOpenSearchApi, MockRdsApi, MockS3Api, MockSecretsApi, MockSgApi};
-pub use common::{DataPolicy, DatastoresError, Result, caps};
+pub use common::{DataPolicy, DatastoresError, Result, caps, typical};
 pub use opensearch::{OpenSearchOutput, OpenSearchProvisioner};
 pub use provisioner::{DatastoresOutput, DatastoresProvisioner, ObservedDatastores};
 pub use redis::{RedisOutput, RedisProvisioner};

@@ -70,6 +70,27 @@ pub fn final_snapshot(ctx: &Context, now: std::time::SystemTime) -> String {
     format!("{}-final-{stamp}", ctx.stack())
 }
 
+/// The snapshot taken before an engine upgrade of the cluster or replication group `base`:
+/// `<base>-pre-upgrade-<have>-to-<want>`, e.g. `dify-prod-aurora-pre-upgrade-17-5-to-17-6`.
+/// The versions' dots become dashes: an RDS cluster snapshot identifier has 1-63 letters,
+/// digits or hyphens, starts with a letter, and neither ends with a hyphen nor holds two in a
+/// row (RDS API reference, "CreateDBClusterSnapshot", `DBClusterSnapshotIdentifier`; core's
+/// [`NameKind::RdsCluster`] rule). ElastiCache documents no rule for `SnapshotName` beyond
+/// uniqueness (API reference, "CreateSnapshot"), so Redis's takes the same, stricter, one. A
+/// name over 63 characters is cut there (and a trailing dash dropped): deterministic, so a
+/// re-run finds the snapshot an interrupted run took.
+pub fn pre_upgrade_snapshot(base: &str, have: &str, want: &str) -> String {
+    let mut name = String::new();
+    for c in format!("{base}-pre-upgrade-{have}-to-{want}").chars() {
+        let c = if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' };
+        if !(c == '-' && name.ends_with('-')) {
+            name.push(c);
+        }
+    }
+    name.truncate(63);
+    name.trim_end_matches('-').to_owned()
+}
+
 /// Every name the tier creates for `instances` Aurora instances, each with the AWS naming rule
 /// it must meet. The bucket counts only once the account is known (its name embeds the id).
 pub fn all(ctx: &Context, instances: usize) -> Vec<(NameKind, String)> {
@@ -112,6 +133,20 @@ mod tests {
         let epoch_plus = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         assert_eq!(final_snapshot(&ctx, epoch_plus), "dify-test-final-20231114221320");
         assert!(check(&ctx, 2).is_empty());
+    }
+
+    #[test]
+    fn a_pre_upgrade_snapshot_is_named_after_both_versions_and_meets_the_rds_rule() {
+        assert_eq!(
+            pre_upgrade_snapshot("dify-prod-aurora", "17.5", "17.6"),
+            "dify-prod-aurora-pre-upgrade-17-5-to-17-6"
+        );
+        assert_eq!(pre_upgrade_snapshot("dify-prod-redis", "7.0.7", "7.1"), "dify-prod-redis-pre-upgrade-7-0-7-to-7-1");
+        // The longest legal stack with long versions: cut at 63, no trailing dash, no "--".
+        let long = pre_upgrade_snapshot("abcdefghij-klmnopqrs-aurora", "123.456.789", "124.4.789");
+        assert_eq!(long, "abcdefghij-klmnopqrs-aurora-pre-upgrade-123-456-789-to-124-4-78");
+        NameKind::RdsCluster.check(&long).unwrap();
+        NameKind::RdsCluster.check(&pre_upgrade_snapshot("abcdefghij-klmnopqrs-redis", "6.x", "7.1")).unwrap();
     }
 
     #[test]

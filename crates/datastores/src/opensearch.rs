@@ -15,11 +15,12 @@ use dify_stack_core::{AwsError, Context, Plan, Planned, Provisioner, ResourceRef
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo};
+use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo, UpgradeStatusInfo};
 use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
 use crate::secrets::{SecretKind, delete_secret};
 use crate::security_group;
 use crate::spec::DatastoresSpec;
+use crate::upgrade::{self, Step};
 use diff::OpenSearchChange;
 use dify_stack_core::Probe;
 use dify_stack_core::wait::Condition;
@@ -101,6 +102,9 @@ pub struct ObservedOpenSearch {
     /// The account's service-linked role exists (read only while the domain is missing: a VPC
     /// domain cannot exist without it).
     pub service_linked_role: bool,
+    /// The versions GetCompatibleVersions offers the running version: read only when a later
+    /// engine version is wanted.
+    pub upgrade_targets: Option<Vec<String>>,
 }
 
 /// Provisions OpenSearch.
@@ -197,6 +201,70 @@ impl OpenSearchProvisioner {
     }
 }
 
+impl OpenSearchProvisioner {
+    /// Waits until the upgrade to `want` has succeeded (GetUpgradeStatus) and the domain is no
+    /// longer processing it (DescribeDomain).
+    pub(crate) async fn wait_upgraded(&self, ctx: &Context, name: &str, want: &str) -> Result<DomainInfo> {
+        let fetch = || async {
+            let Some(d) = self.search.describe(name.to_owned()).await.at("DescribeDomain", name)? else {
+                return Ok(None);
+            };
+            let status = self.search.upgrade_status(name.to_owned()).await.at("GetUpgradeStatus", name)?;
+            Ok(Some((status, d)))
+        };
+        let what = format!("OpenSearch domain {name} to run {want} (blue/green)");
+        let done = wait_state(ctx, what, caps::OPENSEARCH_UPGRADE, fetch, domain_upgraded(name, want)).await?;
+        let Some((status, d)) = done else {
+            return Err(DatastoresError::Failed {
+                kind: "OpenSearch domain",
+                name: name.to_owned(),
+                status: "gone".into(),
+            });
+        };
+        if status.is_some_and(|s| s.status == "SUCCEEDED_WITH_ISSUES") {
+            tracing::warn!(domain = %name, version = %want, "the upgrade succeeded with issues: see its upgrade history");
+        }
+        Ok(d)
+    }
+}
+
+/// The condition of an engine upgrade: GetUpgradeStatus says the `UPGRADE` step succeeded
+/// (`SUCCEEDED`, or `SUCCEEDED_WITH_ISSUES`) and DescribeDomain shows the wanted version, not
+/// processing (the blue/green switch and the old fleet's removal come after the step; OpenSearch
+/// developer guide, "Upgrading Amazon OpenSearch Service domains": pre-upgrade check, snapshot,
+/// upgrade). A `FAILED` step while the domain no longer processes ends the wait, as does a domain
+/// being deleted or gone.
+pub(crate) fn domain_upgraded<'a>(
+    name: &'a str,
+    want: &'a str,
+) -> impl Condition<(Option<UpgradeStatusInfo>, DomainInfo), DatastoresError> + 'a {
+    let failed =
+        move |status: String| DatastoresError::Failed { kind: "OpenSearch domain", name: name.to_owned(), status };
+    move |state: Option<&(Option<UpgradeStatusInfo>, DomainInfo)>| match state {
+        None => Err(failed("gone".to_owned())),
+        Some((_, d)) if d.deleted => Err(failed("being deleted".to_owned())),
+        Some((Some(u), d)) if u.status == "FAILED" && !d.processing && d.engine_version != want => {
+            Err(failed(format!(
+                "not upgraded to {want}: the {} step failed (GetUpgradeStatus) and it stays on {}; see its upgrade \
+             history (GetUpgradeHistory) for the cause, fix it and apply again",
+                u.step, d.engine_version
+            )))
+        }
+        Some((Some(u), d))
+            if u.step == "UPGRADE"
+                && (u.status == "SUCCEEDED" || u.status == "SUCCEEDED_WITH_ISSUES")
+                && !d.processing
+                && d.engine_version == want =>
+        {
+            Ok(Probe::Done(()))
+        }
+        Some((u, d)) => {
+            let step = u.as_ref().map_or("no upgrade status yet".to_owned(), |u| format!("{} {}", u.step, u.status));
+            Ok(Probe::Pending(format!("{step}{}", if d.processing { ", processing" } else { "" })))
+        }
+    }
+}
+
 /// The condition of a domain the tier waits for: not processing a change and with its VPC
 /// endpoint (DescribeDomain shows `Processing` true and no `Endpoints` while the domain is being
 /// created or changed; OpenSearch API reference, "DomainStatus"); a domain being deleted ends the
@@ -235,6 +303,11 @@ impl Provisioner for OpenSearchProvisioner {
         }
         if let Some(d) = self.search.describe(name.clone()).await.at("DescribeDomain", &name)? {
             NotOwned::check(ctx, "OpenSearch domain", &name, &d.tags)?;
+            if let Step::Upgrade { .. } = upgrade::search_step(&d.engine_version, &spec.opensearch.engine_version) {
+                let all = self.search.compatible_versions(name.clone()).await.at("GetCompatibleVersions", &name)?;
+                let targets = all.into_iter().filter(|(source, _)| *source == d.engine_version).flat_map(|(_, t)| t);
+                o.upgrade_targets = Some(targets.collect());
+            }
             o.domain = Some(d);
             o.service_linked_role = true;
         } else {

@@ -13,11 +13,12 @@ use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
 use dify_stack_core::{Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors};
 use serde::Serialize;
 
-use crate::client::{CacheStatus, ElastiCacheApi, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
+use crate::client::{CacheEngine, CacheStatus, ElastiCacheApi, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
 use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
 use crate::secrets::{SecretKind, delete_secret};
 use crate::security_group;
 use crate::spec::DatastoresSpec;
+use crate::upgrade::{self, Step};
 use dify_stack_core::Probe;
 use dify_stack_core::wait::Condition;
 use dify_stack_core::{AwsAt, NotOwned, from_aws_wait};
@@ -62,6 +63,11 @@ pub struct ObservedRedis {
     pub group: Option<ReplicationGroupInfo>,
     /// The AUTH secret exists.
     pub secret: bool,
+    /// The engine the group's first member runs (DescribeCacheClusters); `None` when unknown.
+    pub engine: Option<CacheEngine>,
+    /// The status of the pre-upgrade snapshot: read only in prod when an engine upgrade is
+    /// wanted; `None` when it does not exist (or was not read).
+    pub upgrade_snapshot: Option<String>,
 }
 
 /// Provisions Redis.
@@ -100,6 +106,35 @@ impl RedisProvisioner {
                 name: id.to_owned(),
                 status: "gone".to_owned(),
             })
+    }
+}
+
+impl RedisProvisioner {
+    /// Waits until the pre-upgrade snapshot `name` is available.
+    async fn wait_snapshot(&self, ctx: &Context, name: &str) -> Result<()> {
+        let fetch = || async { Ok(self.cache.snapshot_status(name.to_owned()).await.at("DescribeSnapshots", name)?) };
+        let condition = upgrade::snapshot_available("Redis snapshot", name);
+        wait_state(ctx, format!("Redis snapshot {name} to be available"), caps::REDIS_SNAPSHOT, fetch, condition)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the group is available again and its node `member` runs `want`.
+    async fn wait_upgraded(&self, ctx: &Context, id: &str, member: &str, want: &str) -> Result<ReplicationGroupInfo> {
+        let fetch = || async {
+            let Some(g) = self.cache.describe(id.to_owned()).await.at("DescribeReplicationGroups", id)? else {
+                return Ok(None);
+            };
+            let engine = self.cache.engine(member.to_owned()).await.at("DescribeCacheClusters", member)?;
+            Ok(Some((g, engine)))
+        };
+        let what = format!("Redis {id} to run {want}");
+        let done = wait_state(ctx, what, caps::REDIS_UPGRADE, fetch, group_upgraded(id, want)).await?;
+        done.map(|(g, _)| g).ok_or_else(|| DatastoresError::Failed {
+            kind: "Redis replication group",
+            name: id.to_owned(),
+            status: "gone".to_owned(),
+        })
     }
 }
 
@@ -165,6 +200,18 @@ impl Provisioner for RedisProvisioner {
             if let Some(tags) = &g.tags {
                 NotOwned::check(ctx, "Redis replication group", &n, tags)?;
             }
+            // The version is the nodes' (DescribeReplicationGroups does not give it).
+            if let Some(member) = g.members.first() {
+                o.engine = self.cache.engine(member.clone()).await.at("DescribeCacheClusters", member)?;
+            }
+            if let Some(e) = &o.engine
+                && matches!(upgrade::step(&e.version, &spec.redis.engine_version), Step::Upgrade { .. })
+                && upgrade::snapshot_first(ctx)
+            {
+                let snapshot = crate::names::pre_upgrade_snapshot(&n, &e.version, &spec.redis.engine_version);
+                o.upgrade_snapshot =
+                    self.cache.snapshot_status(snapshot.clone()).await.at("DescribeSnapshots", &snapshot)?;
+            }
             o.group = Some(g);
         }
         o.secret = crate::secrets::secret_exists(ctx, self.secrets.as_ref(), SecretKind::RedisAuth).await?;
@@ -211,6 +258,34 @@ impl Provisioner for RedisProvisioner {
             deleted.push(ResourceRef::new("secretsmanager:secret", SecretKind::RedisAuth.name(ctx)).with_id(arn));
         }
         Ok(deleted)
+    }
+}
+
+/// The condition of an engine upgrade: the group `available` (tags readable) and its node on
+/// the wanted version (right after ModifyReplicationGroup it may still say `available` on the
+/// old one); `create-failed` or a vanished group ends the wait.
+pub(crate) fn group_upgraded<'a>(
+    id: &'a str,
+    want: &'a str,
+) -> impl Condition<(ReplicationGroupInfo, Option<CacheEngine>), DatastoresError> + 'a {
+    move |state: Option<&(ReplicationGroupInfo, Option<CacheEngine>)>| match state {
+        Some((g, Some(e))) if g.is_available() && g.tags.is_some() && upgrade::step(&e.version, want) == Step::Same => {
+            Ok(Probe::Done(()))
+        }
+        Some((g, _)) if g.status == CacheStatus::CreateFailed => Err(DatastoresError::Failed {
+            kind: "Redis replication group",
+            name: id.to_owned(),
+            status: g.status.to_string(),
+        }),
+        Some((g, e)) => {
+            let version = e.as_ref().map_or("an unknown version", |e| e.version.as_str());
+            Ok(Probe::Pending(format!("{} on {version}", g.status)))
+        }
+        None => Err(DatastoresError::Failed {
+            kind: "Redis replication group",
+            name: id.to_owned(),
+            status: "gone".to_owned(),
+        }),
     }
 }
 

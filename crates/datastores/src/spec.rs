@@ -42,7 +42,9 @@ pub struct DatastoresSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuroraSpec {
-    /// `aurora-postgresql` engine version.
+    /// `aurora-postgresql` engine version: the least version wanted within its major (a later
+    /// minor AWS applied in the maintenance window is no drift). A later version is an in-place
+    /// upgrade; a new major needs `allow_major_version_upgrade`.
     pub engine_version: String,
     /// Minimum capacity in ACU (0, or 0.5..=256 in 0.5 steps).
     pub min_acu: f64,
@@ -69,6 +71,15 @@ pub struct AuroraSpec {
     /// Enable the RDS Data API (where the region has it) and create the databases through it.
     #[serde(default = "yes")]
     pub data_api: bool,
+    /// Permit a major engine upgrade (`engine_version` 16.x -> 17.x): without it such a change
+    /// is refused before any write. With it, apply runs `ModifyDBCluster` with
+    /// `AllowMajorVersionUpgrade` and the new family's default parameter groups (in prod after a
+    /// named snapshot). A major upgrade is not reversible and may need application changes
+    /// (Aurora user guide, "Performing a major version upgrade"): test it on a copy first. A
+    /// minor upgrade (17.5 -> 17.6) needs no permission. Off by default; shown in the resolved
+    /// configuration only when on.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_major_version_upgrade: bool,
 }
 
 /// ElastiCache Redis replication group, cluster mode off.
@@ -130,6 +141,9 @@ fn default_databases() -> Vec<String> {
 fn yes() -> bool {
     true
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 impl AuroraSpec {
     /// test: 0.5-4 ACU, 1 instance, 1-day backups; prod: 1-8 ACU, 2 instances, 7 days,
@@ -148,6 +162,7 @@ impl AuroraSpec {
             databases: default_databases(),
             app_username: default_app_user(),
             data_api: true,
+            allow_major_version_upgrade: false,
         }
     }
 }

@@ -6,6 +6,7 @@ mod aurora;
 mod conditions;
 mod opensearch;
 mod redis;
+mod upgrades;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,37 @@ fn ready_secrets(ctx: &Context, secret: &'static str) -> MockSecretsApi {
     s.expect_get_value().withf(move |arn| *arn == secret_arn(secret)).returning(|_| {
         Ok(SecretString::from(r#"{"username":"dify-admin","password":"Pw1!xxxxxxxxxxxxxxxxxxxxxxx"}"#.to_owned()))
     });
+    s
+}
+
+/// A security group API in which the group `group` exists exactly as the store wants it (our
+/// tags for `component`, the one rule): the mock has no write, so any write panics.
+fn own_sg(ctx: &Context, component: &str, group: &'static str, port: i32) -> MockSgApi {
+    let tags = owned_tags(ctx, component, group);
+    let mut sg = MockSgApi::new();
+    sg.expect_find().withf(move |vpc, name| vpc == "vpc-1" && name == group).returning(move |_, name| {
+        Ok(Some(SgInfo {
+            id: format!("sg-{name}"),
+            tags: tags.clone(),
+            ingress: vec![("tcp".into(), port, port, "sg-nodes".into())],
+        }))
+    });
+    sg
+}
+
+/// A secrets API in which the secret of `kind` exists with our tags and the complete `value`:
+/// reads only, so any write panics.
+fn own_secret(ctx: &Context, kind: secrets::SecretKind, value: &'static str) -> MockSecretsApi {
+    let name = kind.name(ctx);
+    let tags = ctx.tags_for(Tier::Datastores, &format!("secret-{}", kind.suffix()), &name);
+    let mut s = MockSecretsApi::new();
+    let n = name.clone();
+    s.expect_describe().withf(move |x| *x == n).returning(move |name| {
+        Ok(Some(SecretMeta { arn: secret_arn(&name), name, pending_deletion: false, tags: tags.clone() }))
+    });
+    s.expect_get_value()
+        .withf(move |arn| *arn == secret_arn(&name))
+        .returning(move |_| Ok(SecretString::from(value.to_owned())));
     s
 }
 
@@ -351,20 +383,20 @@ async fn a_drifted_bucket_gets_exactly_the_writes_its_plan_shows() {
 /// A Redis group without encryption at rest (set only at creation): refused without the
 /// permissions, and no write is made; with them, apply does what the plan shows: the group is
 /// deleted, waited gone (its id is reused) and created again, encrypted.
-/// Aurora and OpenSearch refuse a replacement whatever the permissions (no code path replaces
-/// a store of record): the error names the field, both values and the reason, and does not point
-/// at permissions that would not help.
+/// OpenSearch refuses a replacement whatever the permissions (no code path replaces a store of
+/// record; an engine version change is an upgrade, never a replacement): the error names the
+/// field, both values and the reason, and does not point at permissions that would not help.
 #[test]
 fn a_refused_replacement_of_a_store_of_record_names_no_permission_as_the_fix() {
     let change = dify_stack_core::Change::new(
         dify_stack_core::Action::Replace,
-        dify_stack_core::ResourceRef::new("rds:cluster", "ds-mock-aurora"),
+        dify_stack_core::ResourceRef::new("opensearch:domain", "ds-mock-search"),
     )
-    .field("engine_version", Some("16.4"), Some("17.5"))
-    .because("a major version change is a new cluster (data must be migrated)");
+    .field("encryption_at_rest", Some("false"), Some("true"))
+    .because("cannot change in place");
     let err = crate::common::immutable_change(&change);
     let text = err.to_string();
-    for part in ["ds-mock-aurora", "engine_version", "16.4 -> 17.5", "data must be migrated", "keep 16.4"] {
+    for part in ["ds-mock-search", "encryption_at_rest", "false -> true", "cannot change in place", "keep false"] {
         assert!(text.contains(part), "{part:?} missing from: {text}");
     }
     assert!(!text.contains("allow_replace"), "{text}");

@@ -9,11 +9,25 @@ impl AuroraProvisioner {
         spec.validate(ctx)?;
         let names = AuroraNames::of(ctx);
         let a = &spec.aurora;
-        let o = self.observe(ctx, spec).await?;
+        let mut o = self.observe(ctx, spec).await?;
+        // An engine upgrade an interrupted run started is waited for first: RDS refuses another
+        // ModifyDBCluster while the cluster is `upgrading` (InvalidDBClusterStateFault), and
+        // the comparison needs the version it ends on.
+        if let Some(c) = &o.cluster
+            && c.engine_version != a.engine_version
+            && matches!(c.status, RdsStatus::Modifying(_))
+        {
+            let fetch = || async {
+                Ok(self.rds.describe_cluster(names.cluster.clone()).await.at("DescribeDBClusters", &names.cluster)?)
+            };
+            let what = format!("Aurora cluster {} to finish its {}", names.cluster, c.status);
+            wait_state(ctx, what, caps::AURORA_UPGRADE, fetch, cluster_available(&names.cluster)).await?;
+            o = self.observe(ctx, spec).await?;
+        }
         let changes = self.changes(ctx, spec, &o);
         // Refused before any write.
-        if let Some(c) = changes.iter().find(|c| matches!(c, AuroraChange::Replace { .. })) {
-            return Err(crate::common::immutable_change(&c.change()));
+        if let Some(e) = changes.iter().find_map(AuroraChange::refusal) {
+            return Err(e);
         }
         let sources = security_group::sources(spec);
         let sg_change = changes.iter().find_map(|c| match c {
@@ -30,10 +44,37 @@ impl AuroraProvisioner {
         let mut created = Vec::new();
         for change in &changes {
             match change {
-                AuroraChange::SecurityGroup(_)
-                | AuroraChange::Replace { .. }
-                | AuroraChange::AppSecret { .. }
-                | AuroraChange::Catalog(_) => {}
+                AuroraChange::SecurityGroup(_) | AuroraChange::AppSecret { .. } | AuroraChange::Catalog(_) => {}
+                AuroraChange::PreUpgradeSnapshot { cluster: id, name, .. } => {
+                    let tags = ctx.tags_for(Tier::Datastores, "aurora-snapshot", name);
+                    match self.rds.create_cluster_snapshot(id.clone(), name.clone(), tags).await {
+                        Ok(()) => tracing::info!(cluster = %id, snapshot = %name, "pre-upgrade snapshot requested"),
+                        // Taken by an interrupted run: waited for below like a new one.
+                        Err(e) if e.is_already_exists() => {}
+                        Err(e) => return Err(e.at("CreateDBClusterSnapshot", name).into()),
+                    }
+                }
+                AuroraChange::UpgradeEngine { name, have, want, major, .. } => {
+                    if upgrade::snapshot_first(ctx) {
+                        // This run's snapshot or an interrupted run's: available before the upgrade.
+                        self.wait_snapshot(ctx, &crate::names::pre_upgrade_snapshot(name, have, want)).await?;
+                    }
+                    let request = DbEngineUpgrade {
+                        engine_version: want.clone(),
+                        allow_major_version_upgrade: major.is_some(),
+                        cluster_parameter_group: major.as_ref().map(|(_, g)| g.clone()),
+                        instance_parameter_group: major.as_ref().map(|(_, g)| g.clone()),
+                    };
+                    self.rds.upgrade_cluster(name.clone(), request).await.at("ModifyDBCluster", name)?;
+                    tracing::info!(cluster = %name, from = %have, to = %want, "upgrading the Aurora engine");
+                    let fetch =
+                        || async { Ok(self.rds.describe_cluster(name.clone()).await.at("DescribeDBClusters", name)?) };
+                    let what = format!("Aurora cluster {name} to run {want}");
+                    let upgraded =
+                        wait_state(ctx, what, caps::AURORA_UPGRADE, fetch, cluster_upgraded(name, want)).await?;
+                    cluster = upgraded.or(cluster);
+                    touched = true;
+                }
                 AuroraChange::SubnetGroup { name } => {
                     let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
                     let tags = ctx.tags_for(Tier::Datastores, "aurora-subnet-group", name);
@@ -228,6 +269,33 @@ impl AuroraProvisioner {
             app_username: a.app_username.clone(),
             app_secret,
         })
+    }
+}
+
+impl AuroraProvisioner {
+    /// Waits until the pre-upgrade snapshot `name` is available.
+    async fn wait_snapshot(&self, ctx: &Context, name: &str) -> Result<()> {
+        let fetch = || async {
+            Ok(self.rds.cluster_snapshot_status(name.to_owned()).await.at("DescribeDBClusterSnapshots", name)?)
+        };
+        let condition = upgrade::snapshot_available("Aurora cluster snapshot", name);
+        wait_state(ctx, format!("Aurora snapshot {name} to be available"), caps::AURORA_SNAPSHOT, fetch, condition)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The condition of an engine upgrade: the cluster `available` on the wanted version (right
+/// after ModifyDBCluster it may still say `available` on the old one); a failed state ends
+/// the wait.
+pub(crate) fn cluster_upgraded<'a>(id: &'a str, want: &'a str) -> impl Condition<DbClusterInfo, DatastoresError> + 'a {
+    move |c: Option<&DbClusterInfo>| match c {
+        Some(c) if c.status == RdsStatus::Available && c.engine_version == want => Ok(Probe::Done(())),
+        Some(c) if c.status.is_failed() => {
+            Err(DatastoresError::Failed { kind: "Aurora cluster", name: id.to_owned(), status: c.status.to_string() })
+        }
+        Some(c) => Ok(Probe::Pending(format!("{} on {}", c.status, c.engine_version))),
+        None => Err(DatastoresError::Failed { kind: "Aurora cluster", name: id.to_owned(), status: "gone".to_owned() }),
     }
 }
 

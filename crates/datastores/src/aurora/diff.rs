@@ -4,12 +4,15 @@
 //! read and converged by apply's SQL phase, which reads the catalog again when the cluster
 //! changed (a new cluster's catalog cannot be read at plan time).
 
-use dify_stack_core::{Action, Change, Context, Planned, ResourceRef, Tier};
+use dify_stack_core::{Action, Change, Context, Effect, Planned, ResourceRef, Tier};
 
-use super::{AuroraNames, AuroraProvisioner, ObservedAurora, PORT, major};
+use super::{AuroraNames, AuroraProvisioner, ObservedAurora, PORT};
+use crate::client::DbClusterInfo;
+use crate::common::{DatastoresError, typical};
 use crate::secrets::SecretKind;
 use crate::security_group::{self, SgChange, SgWant};
-use crate::spec::DatastoresSpec;
+use crate::spec::{AuroraSpec, DatastoresSpec};
+use crate::upgrade::{self, Step, major};
 
 /// The ACU range as the plan shows it.
 fn acu(range: Acu) -> String {
@@ -34,8 +37,29 @@ pub(crate) enum AuroraChange {
         backup_retention_days: i32,
         deletion_protection: bool,
     },
-    /// A major version change is a new cluster: refused (the data must be migrated).
-    Replace { name: String, arn: String, have: String, want: String },
+    /// In prod, a manual cluster snapshot before the engine upgrade (waited until available
+    /// before the upgrade starts).
+    PreUpgradeSnapshot { cluster: String, name: String, have: String, want: String },
+    /// The engine version, in place (ModifyDBCluster, applied immediately), never by
+    /// replacement: a minor upgrade, or a major one with `AllowMajorVersionUpgrade` and the
+    /// new family's default parameter groups, `major` = (have, want) groups. A minor upgrade
+    /// restarts the instances: "typically 20-30 seconds of downtime" (Aurora user guide,
+    /// "Amazon Aurora updates"), less where zero-downtime patching keeps the connections
+    /// ("Performing a minor version upgrade", "Minor release upgrades and zero-downtime
+    /// patching"). The stack creates no parameter group of its own, so the cluster and its
+    /// instances run the family's defaults, and a major upgrade names the new family's default
+    /// groups (`DBClusterParameterGroupName`, `DBInstanceParameterGroupName`): RDS refuses a
+    /// major upgrade while a custom instance group is in use unless a new one is named
+    /// (terraform-provider-aws #35912). `refused` says why it cannot run (a downgrade, a major
+    /// one not permitted, a custom parameter group) and the fix: apply refuses before any write.
+    UpgradeEngine {
+        name: String,
+        arn: String,
+        have: String,
+        want: String,
+        major: Option<(String, String)>,
+        refused: Option<String>,
+    },
     /// ModifyDBCluster of what differs, our tags (AddTagsToResource), and the Data API
     /// (enabled by the SQL phase, which falls back to statements where the region refuses it).
     UpdateCluster {
@@ -80,9 +104,42 @@ impl Planned for AuroraChange {
                 .field("manage_master_user_password", None::<bool>, Some(true))
                 .field("backup_retention_days", None::<i32>, Some(backup_retention_days))
                 .field("deletion_protection", None::<bool>, Some(deletion_protection)),
-            AuroraChange::Replace { name, arn, have, want } => Change::new(Action::Replace, cluster(name).with_id(arn))
-                .field("engine_version", Some(have), Some(want))
-                .because("a major version change is a new cluster (data must be migrated)"),
+            AuroraChange::PreUpgradeSnapshot { cluster, name, have, want } => {
+                Change::new(Action::Create, ResourceRef::new("rds:cluster-snapshot", name))
+                    .field("cluster", None::<&str>, Some(cluster))
+                    .because(format!(
+                        "prod: taken before the engine upgrade {have} -> {want} and waited until available; \
+                         kept afterwards (delete it by hand when no longer needed)"
+                    ))
+                    .typically(typical::AURORA_SNAPSHOT)
+            }
+            AuroraChange::UpgradeEngine { name, arn, have, want, major, refused } => {
+                let c = Change::new(Action::Update, cluster(name).with_id(arn)).field(
+                    "engine_version",
+                    Some(have),
+                    Some(want),
+                );
+                match (refused, major) {
+                    (Some(reason), _) => c.because(format!("refused: {reason}")),
+                    (None, None) => c
+                        .because(
+                            "minor upgrade in place (ModifyDBCluster EngineVersion, applied immediately): the \
+                             instances restart on the new version, a short outage; not reversible",
+                        )
+                        .effect(Effect::Upgrade)
+                        .typically(typical::AURORA_MINOR_UPGRADE),
+                    (None, Some((have_groups, want_groups))) => c
+                        .field("parameter_groups", Some(have_groups), Some(want_groups))
+                        .field("allow_major_version_upgrade", None::<bool>, Some(true))
+                        .because(
+                            "major upgrade in place (ModifyDBCluster AllowMajorVersionUpgrade, the new family's \
+                             default parameter groups, applied immediately): the cluster is unavailable while \
+                             it upgrades; not reversible",
+                        )
+                        .effect(Effect::Upgrade)
+                        .typically(typical::AURORA_MAJOR_UPGRADE),
+                }
+            }
             AuroraChange::UpdateCluster {
                 name,
                 arn,
@@ -130,6 +187,111 @@ impl Planned for AuroraChange {
     }
 }
 
+impl AuroraChange {
+    /// The refusal of a change that cannot run, checked before any write.
+    pub(super) fn refusal(&self) -> Option<DatastoresError> {
+        match self {
+            AuroraChange::UpgradeEngine { name, have, want, refused: Some(reason), .. } => {
+                Some(DatastoresError::UpgradeRefused {
+                    resource: name.clone(),
+                    field: "engine_version".to_owned(),
+                    have: have.clone(),
+                    want: want.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The default parameter group of the `aurora-postgresql<major>` family (the cluster's and the
+/// instances' default groups share the name).
+fn default_group(version: &str) -> String {
+    format!("default.aurora-postgresql{}", major(version))
+}
+
+/// The engine version changes of an existing cluster: none, or the upgrade (after its snapshot
+/// in prod), or the upgrade refused with the fix.
+fn engine_changes(
+    ctx: &Context,
+    names: &AuroraNames,
+    a: &AuroraSpec,
+    c: &DbClusterInfo,
+    o: &ObservedAurora,
+) -> Vec<AuroraChange> {
+    let (have, want) = (c.engine_version.clone(), a.engine_version.clone());
+    let step = upgrade::step(&have, &want);
+    let refused = match step {
+        Step::Same => return Vec::new(),
+        // A later minor of the same major is AWS's doing, not drift: minor upgrades are applied
+        // automatically in the maintenance window by default (RDS API reference, CreateDBCluster
+        // `AutoMinorVersionUpgrade`: "By default, minor engine upgrades are applied
+        // automatically"). `aurora.engine_version` is the least version wanted within its major.
+        Step::Downgrade if major(&have) == major(&want) => return Vec::new(),
+        Step::Upgrade { major: false } => None,
+        Step::Downgrade => Some(format!(
+            "Aurora cannot return to an earlier engine version in place; keep aurora.engine_version = \"{have}\" \
+             (or a later version): an earlier version needs a new cluster restored from a snapshot"
+        )),
+        Step::Unknown => Some(format!(
+            "{have:?} and {want:?} do not compare as versions; set aurora.engine_version to {have:?} or a later version"
+        )),
+        Step::Upgrade { major: true } if !a.allow_major_version_upgrade => Some(format!(
+            "a major version upgrade ({} -> {}) is not reversible and may need application changes, so it must be \
+             permitted: set aurora.allow_major_version_upgrade = true to run it in place (AllowMajorVersionUpgrade, \
+             with the {} default parameter groups), or keep aurora.engine_version = \"{have}\"",
+            major(&have),
+            major(&want),
+            default_group(&want).trim_start_matches("default."),
+        )),
+        Step::Upgrade { major: true } => custom_groups(o).map(|custom| {
+            format!(
+                "the cluster uses the parameter group(s) {custom}, which dify-stack does not manage, and a major \
+                 upgrade needs groups of the new family {family}: RDS refuses it while a custom instance group is \
+                 in use unless a new one is named (terraform-provider-aws #35912); create {family} groups with \
+                 your settings and upgrade by hand, or attach the default groups, then apply again",
+                family = default_group(&want).trim_start_matches("default."),
+            )
+        }),
+    };
+    let major = matches!(step, Step::Upgrade { major: true }).then(|| (default_group(&have), default_group(&want)));
+    let mut out = Vec::new();
+    if refused.is_none() && upgrade::snapshot_first(ctx) && o.upgrade_snapshot.is_none() {
+        out.push(AuroraChange::PreUpgradeSnapshot {
+            cluster: names.cluster.clone(),
+            name: crate::names::pre_upgrade_snapshot(&names.cluster, &have, &want),
+            have: have.clone(),
+            want: want.clone(),
+        });
+    }
+    out.push(AuroraChange::UpgradeEngine {
+        name: names.cluster.clone(),
+        arn: c.arn.clone(),
+        have,
+        want,
+        major,
+        refused,
+    });
+    out
+}
+
+/// The parameter groups of the cluster and its instances that are not AWS defaults (`default.*`),
+/// as the plan names them; `None` when all are defaults (or were not read).
+fn custom_groups(o: &ObservedAurora) -> Option<String> {
+    let groups = o.parameter_groups.as_ref()?;
+    let custom: Vec<String> = groups
+        .cluster
+        .iter()
+        .filter(|g| !g.starts_with("default."))
+        .map(|g| format!("{g} (cluster)"))
+        .chain(groups.instances.iter().filter_map(|(id, g)| {
+            g.as_ref().filter(|g| !g.starts_with("default.")).map(|g| format!("{g} (instance {id})"))
+        }))
+        .collect();
+    (!custom.is_empty()).then(|| custom.join(", "))
+}
+
 /// The security group as Aurora wants it.
 pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, names: &'a AuroraNames, sources: &'a [String]) -> SgWant<'a> {
     SgWant {
@@ -171,14 +333,7 @@ impl AuroraProvisioner {
                 deletion_protection: a.deletion_protection,
             }),
             Some(c) => {
-                if major(&c.engine_version) != major(&a.engine_version) {
-                    out.push(AuroraChange::Replace {
-                        name: names.cluster.clone(),
-                        arn: c.arn.clone(),
-                        have: c.engine_version.clone(),
-                        want: a.engine_version.clone(),
-                    });
-                }
+                out.extend(engine_changes(ctx, &names, a, c, o));
                 let ours = o.security_group.as_ref().map(|s| s.id.clone());
                 let ours_tags = ctx.tags_for(Tier::Datastores, "aurora", &names.cluster);
                 let update = AuroraChange::UpdateCluster {

@@ -29,6 +29,9 @@ impl OpenSearchProvisioner {
         if let Some(c) = changes.iter().find(|c| matches!(c, OpenSearchChange::Replace { .. })) {
             return Err(crate::common::immutable_change(&c.change()));
         }
+        if let Some(e) = changes.iter().find_map(OpenSearchChange::refusal) {
+            return Err(e);
+        }
         // Read, or generated when the plan shows it (`OpenSearchChange::Secret`).
         let secret =
             ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)
@@ -72,6 +75,11 @@ impl OpenSearchProvisioner {
                         Err(e) => return Err(from_aws_wait::<DatastoresError>(e, "CreateDomain", &name)),
                     }
                     settled = None;
+                }
+                OpenSearchChange::Upgrade { have, want, .. } => {
+                    self.search.upgrade_domain(name.clone(), want.clone()).await.at("UpgradeDomain", &name)?;
+                    tracing::info!(domain = %name, from = %have, to = %want, "upgrading OpenSearch (blue/green)");
+                    settled = Some(self.wait_upgraded(ctx, &name, &want).await?).filter(|d| d.vpc_endpoint.is_some());
                 }
                 OpenSearchChange::Update { arn, settings, tags, .. } => {
                     if !settings.is_empty() {

@@ -1,15 +1,17 @@
 //! Diff: OpenSearch's typed changes from one observation. The plan shows each as one entry
 //! and apply executes exactly the list.
 
-use dify_stack_core::{Action, Change, Context, Planned, ResourceRef};
+use dify_stack_core::{Action, Change, Context, Effect, Planned, ResourceRef};
 use serde_json::Value;
 
 use super::{ObservedOpenSearch, OpenSearchProvisioner, PORT, SERVICE_LINKED_ROLE, SERVICE_LINKED_ROLE_SERVICE};
 use super::{TLS_POLICY, domain_name, sorted};
 use crate::client::{DomainConfig, DomainInfo};
+use crate::common::{DatastoresError, typical};
 use crate::secrets::SecretKind;
 use crate::security_group::{self, SgChange, SgWant};
 use crate::spec::DatastoresSpec;
+use crate::upgrade::{self, Step};
 
 /// One change of OpenSearch, in the order apply makes them.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +24,21 @@ pub(crate) enum OpenSearchChange {
     SecurityGroup(SgChange),
     /// The domain is created as the spec says.
     Create { name: String, engine_version: String, nodes: String, zone_awareness: String, ebs: String },
-    /// What only a new domain can change (engine version, encryption, TLS policy): refused,
-    /// the domain holds the search index.
+    /// The engine version through UpgradeDomain, a blue/green deployment, never a replacement
+    /// (other tools replaced the domain and lost its index: terraform-aws-opensearch #43). The
+    /// developer guide: an upgrade runs a pre-upgrade check, takes a snapshot (and restores it if
+    /// the upgrade fails), then upgrades ("Upgrading Amazon OpenSearch Service domains"); a
+    /// blue/green deployment builds the new environment beside the old, migrates the data and
+    /// switches "with no data loss", keeping the original in case the deployment fails ("Making
+    /// configuration changes in Amazon OpenSearch Service"); every domain also takes hourly
+    /// automated snapshots kept 14 days ("Creating index snapshots in Amazon OpenSearch
+    /// Service"). The upgrade "is irreversible and can't be paused or cancelled. During an
+    /// upgrade, you can't make configuration changes" ("Upgrading a domain"). `refused` says why
+    /// it cannot run (a downgrade, a path GetCompatibleVersions does not offer) and the fix:
+    /// apply refuses before any write.
+    Upgrade { name: String, arn: String, have: String, want: String, nodes: i32, refused: Option<String> },
+    /// What only a new domain can change (encryption, TLS policy): refused, the domain holds
+    /// the search index.
     Replace { name: String, arn: String, fields: Vec<(&'static str, String, String)> },
     /// UpdateDomainConfig of the settings that differ (with the security group's id known only
     /// after apply when the group is created by the same run), and our tags.
@@ -54,6 +69,25 @@ impl Planned for OpenSearchChange {
                     .field("encryption", None::<&str>, Some("at rest, node-to-node, HTTPS TLS 1.2"))
                     .field("fine_grained_access_control", None::<bool>, Some(true))
             }
+            OpenSearchChange::Upgrade { name, arn, have, want, nodes, refused } => {
+                let c = Change::new(Action::Update, domain(name).with_id(arn)).field(
+                    "engine_version",
+                    Some(have),
+                    Some(want),
+                );
+                match refused {
+                    Some(reason) => c.because(format!("refused: {reason}")),
+                    None => c
+                        .because(format!(
+                            "UpgradeDomain, a blue/green deployment: after a pre-upgrade check and a snapshot \
+                             (restored if the upgrade fails), a new fleet on {want} takes over the shards and the \
+                             traffic; the old fleet serves until the switch. Hourly automated snapshots (kept 14 \
+                             days) also hold the index. No other change meanwhile; not reversible"
+                        ))
+                        .effect(Effect::BlueGreen)
+                        .typically(typical::opensearch_upgrade(*nodes)),
+                }
+            }
             OpenSearchChange::Replace { name, arn, fields } => fields.iter().fold(
                 Change::new(Action::Replace, domain(name).with_id(arn)).because("cannot change in place"),
                 |c, (f, have, want)| c.field(*f, Some(have), Some(want)),
@@ -66,6 +100,59 @@ impl Planned for OpenSearchChange {
             }
         }
     }
+}
+
+impl OpenSearchChange {
+    /// The refusal of a change that cannot run, checked before any write.
+    pub(super) fn refusal(&self) -> Option<DatastoresError> {
+        match self {
+            OpenSearchChange::Upgrade { name, have, want, refused: Some(reason), .. } => {
+                Some(DatastoresError::UpgradeRefused {
+                    resource: name.clone(),
+                    field: "engine_version".to_owned(),
+                    have: have.clone(),
+                    want: want.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The engine version change of an existing domain: none, the upgrade, or the upgrade refused
+/// with the fix. The paths are the service's (GetCompatibleVersions, read by observe).
+fn engine_change(
+    name: &str,
+    d: &DomainInfo,
+    spec: &DatastoresSpec,
+    o: &ObservedOpenSearch,
+) -> Option<OpenSearchChange> {
+    let (have, want) = (d.engine_version.clone(), spec.opensearch.engine_version.clone());
+    let refused = match upgrade::search_step(&have, &want) {
+        Step::Same => return None,
+        Step::Downgrade => Some(format!(
+            "OpenSearch Service upgrades only to later versions and an upgrade cannot be undone; keep \
+             opensearch.engine_version = \"{have}\": an earlier version needs a new domain restored from a manual \
+             snapshot"
+        )),
+        Step::Unknown => Some(format!(
+            "{have:?} and {want:?} do not compare as versions; set opensearch.engine_version to {have:?} or a later \
+             version"
+        )),
+        Step::Upgrade { .. } => {
+            let targets = o.upgrade_targets.clone().unwrap_or_default();
+            (!targets.contains(&want)).then(|| {
+                let offered = if targets.is_empty() { "none".to_owned() } else { targets.join(", ") };
+                format!(
+                    "OpenSearch Service does not upgrade {have} to {want} directly (GetCompatibleVersions offers: \
+                     {offered}); set opensearch.engine_version to one of those, apply, then continue to {want}"
+                )
+            })
+        }
+    };
+    let nodes = spec.opensearch.instance_count;
+    Some(OpenSearchChange::Upgrade { name: name.to_owned(), arn: d.arn.clone(), have, want, nodes, refused })
 }
 
 /// The security group as OpenSearch wants it.
@@ -99,10 +186,12 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSear
         });
         return out;
     };
-    let fixed = immutable_drift(d, spec);
+    let fixed = immutable_drift(d);
     if !fixed.is_empty() {
         out.push(OpenSearchChange::Replace { name: name.clone(), arn: d.arn.clone(), fields: fixed });
     }
+    // Before the settings: UpdateDomainConfig is refused while an upgrade runs.
+    out.extend(engine_change(&name, d, spec, o));
     let settings = settings_drift(d, &want);
     let tags: Vec<_> = dify_stack_core::tag_drift(&want.tags, &d.tags);
     if !(settings.is_empty() && tags.is_empty()) {
@@ -142,11 +231,8 @@ pub(super) fn settings_drift(d: &DomainInfo, want: &DomainConfig) -> Vec<(&'stat
     out
 }
 
-fn immutable_drift(d: &DomainInfo, spec: &DatastoresSpec) -> Vec<(&'static str, String, String)> {
+fn immutable_drift(d: &DomainInfo) -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
-    if d.engine_version != spec.opensearch.engine_version {
-        out.push(("engine_version", d.engine_version.clone(), spec.opensearch.engine_version.clone()));
-    }
     for (field, on) in [
         ("encryption_at_rest", d.at_rest_encryption),
         ("node_to_node_encryption", d.node_to_node),

@@ -10,6 +10,7 @@ use crate::common::{DatastoresError, Result};
 use crate::secrets::{SecretKind, ensure_secret};
 use crate::security_group;
 use crate::spec::DatastoresSpec;
+use crate::upgrade;
 
 impl RedisProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<RedisOutput> {
@@ -24,6 +25,11 @@ impl RedisProvisioner {
         {
             let g = self.wait_available(ctx, &n).await?;
             NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
+            // An engine upgrade an interrupted run started has ended meanwhile: compared on the
+            // version it ended on, so that it is not sent again.
+            if let Some(member) = g.members.first() {
+                o.engine = self.cache.engine(member.clone()).await.at("DescribeCacheClusters", member)?;
+            }
             o.group = Some(g);
         }
         let changes = changes(ctx, spec, &o);
@@ -39,6 +45,9 @@ impl RedisProvisioner {
                 have: have.to_string(),
                 want: want.to_string(),
             });
+        }
+        if let Some(e) = changes.iter().find_map(RedisChange::refusal) {
+            return Err(e);
         }
         // Read, or generated when the plan shows it (`RedisChange::Secret`): its value is the
         // AUTH token of a group created below and its ARN an output.
@@ -90,6 +99,31 @@ impl RedisProvisioner {
                 RedisChange::Create { .. } => {
                     self.create_group(create.clone()).await?;
                     settled = None;
+                }
+                RedisChange::PreUpgradeSnapshot { group, name, .. } => {
+                    let tags = ctx.tags_for(Tier::Datastores, "redis-snapshot", &name);
+                    match self.cache.create_snapshot(group.clone(), name.clone(), tags).await {
+                        Ok(()) => {
+                            tracing::info!(replication_group = %group, snapshot = %name, "pre-upgrade snapshot requested")
+                        }
+                        // Taken by an interrupted run: waited for below like a new one.
+                        Err(e) if e.is_already_exists() => {}
+                        Err(e) => return Err(e.at("CreateSnapshot", &name).into()),
+                    }
+                }
+                RedisChange::UpgradeEngine { have, want, parameter_group, .. } => {
+                    if upgrade::snapshot_first(ctx) {
+                        // This run's snapshot or an interrupted run's: available before the
+                        // upgrade, and the group back from `snapshotting` (ModifyReplicationGroup
+                        // is refused unless it is available).
+                        self.wait_snapshot(ctx, &crate::names::pre_upgrade_snapshot(&n, &have, &want)).await?;
+                        self.wait_available(ctx, &n).await?;
+                    }
+                    let group = parameter_group.map(|(_, g)| g);
+                    self.cache.upgrade_engine(n.clone(), want.clone(), group).await.at("ModifyReplicationGroup", &n)?;
+                    tracing::info!(replication_group = %n, from = %have, to = %want, "upgrading the Redis engine");
+                    let member = o.group.as_ref().and_then(|g| g.members.first()).cloned().unwrap_or_default();
+                    settled = Some(self.wait_upgraded(ctx, &n, &member, &want).await?);
                 }
                 RedisChange::Update { arn, node_type, nodes, snapshot_retention_days, tags, .. } => {
                     if node_type.is_some() || snapshot_retention_days.is_some() {

@@ -1,12 +1,15 @@
 //! Diff: Redis's typed changes from one observation. The plan shows each as one entry and
 //! apply executes exactly the list.
 
-use dify_stack_core::{Action, Change, Context, Planned, ResourceRef, Tier};
+use dify_stack_core::{Action, Change, Context, Effect, Planned, ResourceRef, Tier};
 
 use super::{ObservedRedis, PORT, name};
+use crate::client::CacheEngine;
+use crate::common::{DatastoresError, typical};
 use crate::secrets::SecretKind;
 use crate::security_group::{self, SgChange, SgWant};
-use crate::spec::DatastoresSpec;
+use crate::spec::{DatastoresSpec, RedisSpec};
+use crate::upgrade::{self, Step};
 
 /// One change of Redis, in the order apply makes them.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,26 @@ pub(crate) enum RedisChange {
         arn: String,
         /// (field, have, want) of what only a new group can change.
         fields: Vec<(&'static str, bool, bool)>,
+    },
+    /// In prod, a manual snapshot of the group before the engine upgrade (waited until available
+    /// before the upgrade starts).
+    PreUpgradeSnapshot { group: String, name: String, have: String, want: String },
+    /// The engine version in place (ModifyReplicationGroup EngineVersion, applied immediately),
+    /// with the new family's default parameter group when the family changes,
+    /// `parameter_group` = (have, want). Online from Redis 5.0.5 on: "The cluster is available
+    /// for reads during the entire upgrade ... for writes for most of the upgrade duration,
+    /// except during the failover operation [of] a few seconds"; a single-node group's primary
+    /// cannot serve during it (AWS knowledge center, "How do I upgrade my Amazon ElastiCache for
+    /// Redis engine version and what is the impact of upgrading?"). `refused` says why it cannot
+    /// run (a downgrade, a custom parameter group of the old family) and the fix: apply refuses
+    /// before any write.
+    UpgradeEngine {
+        name: String,
+        arn: String,
+        have: String,
+        want: String,
+        parameter_group: Option<(String, String)>,
+        refused: Option<String>,
     },
     /// What ElastiCache modifies in place: node type and snapshot retention
     /// (ModifyReplicationGroup), the replica count (ModifyReplicaCount), our tags.
@@ -64,6 +87,34 @@ impl Planned for RedisChange {
                     .because("encryption and AUTH can only be set at creation"),
                 |c, (field, have, want)| c.field(*field, Some(have), Some(want)),
             ),
+            RedisChange::PreUpgradeSnapshot { group, name, have, want } => {
+                Change::new(Action::Create, ResourceRef::new("elasticache:snapshot", name))
+                    .field("replication_group", None::<&str>, Some(group))
+                    .because(format!(
+                        "prod: taken before the engine upgrade {have} -> {want} and waited until available; \
+                         kept afterwards (delete it by hand when no longer needed)"
+                    ))
+                    .typically(typical::REDIS_SNAPSHOT)
+            }
+            RedisChange::UpgradeEngine { name, arn, have, want, parameter_group, refused } => {
+                let mut c =
+                    Change::new(Action::Update, ResourceRef::new("elasticache:replication-group", name).with_id(arn))
+                        .field("engine_version", Some(have), Some(want));
+                if let Some((have, want)) = parameter_group {
+                    c = c.field("parameter_group", Some(have), Some(want));
+                }
+                match refused {
+                    Some(reason) => c.because(format!("refused: {reason}")),
+                    None => c
+                        .because(
+                            "engine upgrade in place (ModifyReplicationGroup EngineVersion, applied immediately): \
+                             online, the nodes upgrade one at a time; a Multi-AZ group fails over for seconds, a \
+                             single node is unavailable while it upgrades; not reversible",
+                        )
+                        .effect(Effect::Upgrade)
+                        .typically(typical::REDIS_UPGRADE),
+                }
+            }
             RedisChange::Update { name, arn, node_type, nodes, snapshot_retention_days, tags } => {
                 let mut c =
                     Change::new(Action::Update, ResourceRef::new("elasticache:replication-group", name).with_id(arn));
@@ -80,6 +131,101 @@ impl Planned for RedisChange {
             }
         }
     }
+}
+
+impl RedisChange {
+    /// The refusal of a change that cannot run, checked before any write.
+    pub(super) fn refusal(&self) -> Option<DatastoresError> {
+        match self {
+            RedisChange::UpgradeEngine { name, have, want, refused: Some(reason), .. } => {
+                Some(DatastoresError::UpgradeRefused {
+                    resource: name.clone(),
+                    field: "engine_version".to_owned(),
+                    have: have.clone(),
+                    want: want.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The parameter group family of a Redis OSS version: `redis7` for 7.x, `redis6.x` for 6.x,
+/// `redis5.0`, `redis4.0`, ... before (ElastiCache API reference, "CreateCacheParameterGroup",
+/// `CacheParameterGroupFamily` valid values: `redis2.6 | ... | redis5.0 | redis6.x | redis7`).
+fn family(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    Some(match major {
+        7.. => format!("redis{major}"),
+        6 => "redis6.x".to_owned(),
+        _ => format!("redis{major}.{}", parts.next()?),
+    })
+}
+
+/// The engine version changes of an existing group: none, or the upgrade (after its snapshot in
+/// prod), or the upgrade refused with the fix. A new family takes its default parameter group
+/// (ElastiCache: "When upgrading major engine versions ... you must choose a new parameter group
+/// that's compatible with the new engine version", knowledge center, "Upgrade the Redis engine
+/// version").
+fn engine_changes(
+    ctx: &Context,
+    group: &str,
+    arn: &str,
+    r: &RedisSpec,
+    e: &CacheEngine,
+    o: &ObservedRedis,
+) -> Vec<RedisChange> {
+    let (have, want) = (e.version.clone(), r.engine_version.clone());
+    let families = match (family(&have), family(&want)) {
+        (Some(h), Some(w)) if h != w => Some((h, w)),
+        _ => None,
+    };
+    let refused = match upgrade::step(&have, &want) {
+        Step::Same => return Vec::new(),
+        // A later minor or patch of the same major is ElastiCache's automatic minor version
+        // upgrade (on by default, `AutoMinorVersionUpgrade`), not drift: `redis.engine_version`
+        // is the least version wanted within its major.
+        Step::Downgrade if upgrade::major(&have) == upgrade::major(&want) => return Vec::new(),
+        Step::Downgrade => Some(format!(
+            "ElastiCache cannot downgrade an engine version (API reference, ModifyReplicationGroup EngineVersion); \
+             keep redis.engine_version = \"{have}\" (or a later version): an earlier one needs a new replication group"
+        )),
+        Step::Unknown => Some(format!(
+            "{have:?} and {want:?} do not compare as versions; set redis.engine_version to {have:?} or a later version"
+        )),
+        Step::Upgrade { .. } => match (&families, &e.parameter_group) {
+            (Some((_, new)), Some(g)) if !g.starts_with("default.") => Some(format!(
+                "the group uses the parameter group {g}, which dify-stack does not manage, and {want} needs one of \
+                 family {new}: create one with your settings and upgrade by hand (ModifyReplicationGroup \
+                 EngineVersion with CacheParameterGroupName), or keep redis.engine_version = \"{have}\""
+            )),
+            _ => None,
+        },
+    };
+    let mut out = Vec::new();
+    if refused.is_none() && upgrade::snapshot_first(ctx) && o.upgrade_snapshot.is_none() {
+        out.push(RedisChange::PreUpgradeSnapshot {
+            group: group.to_owned(),
+            name: crate::names::pre_upgrade_snapshot(group, &have, &want),
+            have: have.clone(),
+            want: want.clone(),
+        });
+    }
+    let parameter_group = families.map(|(h, w)| {
+        let have_group = e.parameter_group.clone().unwrap_or_else(|| format!("default.{h}"));
+        (have_group, format!("default.{w}"))
+    });
+    out.push(RedisChange::UpgradeEngine {
+        name: group.to_owned(),
+        arn: arn.to_owned(),
+        have,
+        want,
+        parameter_group,
+        refused,
+    });
+    out
 }
 
 /// The security group as Redis wants it.
@@ -124,6 +270,9 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -
         // The new group is created from the spec: no in-place change of the old one matters.
         out.push(RedisChange::Replace { name: n, arn: g.arn.clone(), fields });
         return out;
+    }
+    if let Some(e) = &o.engine {
+        out.extend(engine_changes(ctx, &n, &g.arn, r, e, o));
     }
     let have_nodes = g.members.len() as i32;
     let ours = ctx.tags_for(Tier::Datastores, "redis", &n);

@@ -195,6 +195,59 @@ impl ElastiCacheApi for SdkDatastores {
         self.cache.delete_replication_group().replication_group_id(id).send().await.aws("DeleteReplicationGroup")?;
         Ok(())
     }
+
+    async fn engine(&self, cluster: String) -> Result<Option<CacheEngine>, AwsError> {
+        let out = found(
+            self.cache.describe_cache_clusters().cache_cluster_id(cluster).send().await.aws("DescribeCacheClusters"),
+        )?;
+        // A node that reports no version (an emulator's) is an unknown engine, not a version "".
+        Ok(out.and_then(|o| {
+            o.cache_clusters().first().filter(|c| c.engine_version().is_some_and(|v| !v.is_empty())).map(|c| {
+                CacheEngine {
+                    version: c.engine_version().unwrap_or_default().to_owned(),
+                    parameter_group: c
+                        .cache_parameter_group()
+                        .and_then(|g| g.cache_parameter_group_name())
+                        .map(str::to_owned),
+                }
+            })
+        }))
+    }
+
+    async fn upgrade_engine(
+        &self,
+        id: String,
+        engine_version: String,
+        parameter_group: Option<String>,
+    ) -> Result<(), AwsError> {
+        self.cache
+            .modify_replication_group()
+            .replication_group_id(id)
+            .apply_immediately(true)
+            .engine_version(engine_version)
+            .set_cache_parameter_group_name(parameter_group)
+            .send()
+            .await
+            .aws("ModifyReplicationGroup")?;
+        Ok(())
+    }
+
+    async fn create_snapshot(&self, group: String, name: String, tags: Tags) -> Result<(), AwsError> {
+        self.cache
+            .create_snapshot()
+            .replication_group_id(group)
+            .snapshot_name(name)
+            .set_tags(Some(cache_tags(&tags)))
+            .send()
+            .await
+            .aws("CreateSnapshot")?;
+        Ok(())
+    }
+
+    async fn snapshot_status(&self, name: String) -> Result<Option<String>, AwsError> {
+        let out = found(self.cache.describe_snapshots().snapshot_name(name).send().await.aws("DescribeSnapshots"))?;
+        Ok(out.and_then(|o| o.snapshots().first().map(|s| s.snapshot_status().unwrap_or_default().to_owned())))
+    }
 }
 
 // ---------------------------------------------------------------- OpenSearch

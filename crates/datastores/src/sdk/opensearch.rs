@@ -11,7 +11,9 @@ pub(super) fn domain_info(d: &aws_sdk_opensearch::types::DomainStatus, tags: Tag
     DomainInfo {
         name: d.domain_name().to_owned(),
         arn: d.arn().to_owned(),
-        processing: d.processing().unwrap_or(false),
+        // An engine upgrade shows as UpgradeProcessing (OpenSearch API reference, "DomainStatus");
+        // it blocks other changes as Processing does.
+        processing: d.processing().unwrap_or(false) || d.upgrade_processing().unwrap_or(false),
         deleted: d.deleted().unwrap_or(false),
         engine_version: d.engine_version().unwrap_or_default().to_owned(),
         instance_type: cc.and_then(|c| c.instance_type()).map(|t| t.as_str().to_owned()).unwrap_or_default(),
@@ -166,6 +168,36 @@ impl OpenSearchApi for SdkDatastores {
     async fn delete(&self, name: String) -> Result<(), AwsError> {
         self.search.delete_domain().domain_name(name).send().await.aws("DeleteDomain")?;
         Ok(())
+    }
+
+    async fn compatible_versions(&self, name: String) -> Result<Vec<(String, Vec<String>)>, AwsError> {
+        let out = self.search.get_compatible_versions().domain_name(name).send().await.aws("GetCompatibleVersions")?;
+        Ok(out
+            .compatible_versions()
+            .iter()
+            .map(|m| (m.source_version().unwrap_or_default().to_owned(), m.target_versions().to_vec()))
+            .collect())
+    }
+
+    async fn upgrade_domain(&self, name: String, target: String) -> Result<(), AwsError> {
+        self.search
+            .upgrade_domain()
+            .domain_name(name)
+            .target_version(target)
+            .perform_check_only(false)
+            .send()
+            .await
+            .aws("UpgradeDomain")?;
+        Ok(())
+    }
+
+    async fn upgrade_status(&self, name: String) -> Result<Option<UpgradeStatusInfo>, AwsError> {
+        let out = found(self.search.get_upgrade_status().domain_name(name).send().await.aws("GetUpgradeStatus"))?;
+        Ok(out.filter(|o| o.upgrade_step().is_some() || o.step_status().is_some()).map(|o| UpgradeStatusInfo {
+            step: o.upgrade_step().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            status: o.step_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            name: o.upgrade_name().map(str::to_owned),
+        }))
     }
 }
 

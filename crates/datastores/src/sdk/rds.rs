@@ -235,6 +235,68 @@ impl RdsApi for SdkDatastores {
             .filter_map(|f| f.as_string_value().ok().cloned())
             .collect())
     }
+
+    async fn upgrade_cluster(&self, id: String, u: DbEngineUpgrade) -> Result<(), AwsError> {
+        self.rds
+            .modify_db_cluster()
+            .db_cluster_identifier(id)
+            .apply_immediately(true)
+            .engine_version(u.engine_version)
+            .set_allow_major_version_upgrade(u.allow_major_version_upgrade.then_some(true))
+            .set_db_cluster_parameter_group_name(u.cluster_parameter_group)
+            .set_db_instance_parameter_group_name(u.instance_parameter_group)
+            .send()
+            .await
+            .aws("ModifyDBCluster")?;
+        Ok(())
+    }
+
+    async fn parameter_groups(&self, cluster: String) -> Result<DbParameterGroups, AwsError> {
+        let c =
+            self.rds.describe_db_clusters().db_cluster_identifier(&cluster).send().await.aws("DescribeDBClusters")?;
+        let instances = self
+            .rds
+            .describe_db_instances()
+            .filters(aws_sdk_rds::types::Filter::builder().name("db-cluster-id").values(cluster).build())
+            .send()
+            .await
+            .aws("DescribeDBInstances")?;
+        Ok(DbParameterGroups {
+            cluster: c.db_clusters().first().and_then(|c| c.db_cluster_parameter_group()).map(str::to_owned),
+            instances: instances
+                .db_instances()
+                .iter()
+                .map(|i| {
+                    let group = i.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name());
+                    (i.db_instance_identifier().unwrap_or_default().to_owned(), group.map(str::to_owned))
+                })
+                .collect(),
+        })
+    }
+
+    async fn create_cluster_snapshot(&self, cluster: String, id: String, tags: Tags) -> Result<(), AwsError> {
+        self.rds
+            .create_db_cluster_snapshot()
+            .db_cluster_identifier(cluster)
+            .db_cluster_snapshot_identifier(id)
+            .set_tags(Some(rds_tags(&tags)))
+            .send()
+            .await
+            .aws("CreateDBClusterSnapshot")?;
+        Ok(())
+    }
+
+    async fn cluster_snapshot_status(&self, id: String) -> Result<Option<String>, AwsError> {
+        let out = found(
+            self.rds
+                .describe_db_cluster_snapshots()
+                .db_cluster_snapshot_identifier(id)
+                .send()
+                .await
+                .aws("DescribeDBClusterSnapshots"),
+        )?;
+        Ok(out.and_then(|o| o.db_cluster_snapshots().first().map(|s| s.status().unwrap_or_default().to_owned())))
+    }
 }
 
 // ---------------------------------------------------------------- ElastiCache

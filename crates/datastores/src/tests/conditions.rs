@@ -2,11 +2,11 @@
 
 use dify_stack_core::{Probe, Tags};
 
-use crate::aurora::apply::{cluster_available, instances_available};
+use crate::aurora::apply::{cluster_available, cluster_upgraded, instances_available};
 use crate::client::*;
 use crate::names::AuroraNames;
-use crate::opensearch::domain_ready;
-use crate::redis::group_available;
+use crate::opensearch::{domain_ready, domain_upgraded};
+use crate::redis::{group_available, group_upgraded};
 use crate::tests::*;
 
 fn done<E: std::fmt::Debug>(p: Result<Probe<()>, E>) -> bool {
@@ -82,4 +82,66 @@ fn a_domain_is_ready_when_not_processing_and_with_its_vpc_endpoint() {
     assert_eq!(pending(c(Some(&d(false, None, false)))), "waiting for the VPC endpoint");
     assert_eq!(pending(c(None)), "not visible yet");
     assert!(c(Some(&d(false, Some("vpc-x"), true))).is_err());
+}
+
+#[test]
+fn an_aurora_upgrade_is_done_only_when_available_on_the_wanted_version() {
+    let c = cluster_upgraded("s-aurora", "17.6");
+    let cl = |status: &str, version: &str| DbClusterInfo {
+        status: status.into(),
+        engine_version: version.into(),
+        ..Default::default()
+    };
+    // Right after ModifyDBCluster RDS may still say available on the old version.
+    assert_eq!(pending(c(Some(&cl("available", "17.5")))), "available on 17.5");
+    assert_eq!(pending(c(Some(&cl("upgrading", "17.5")))), "upgrading on 17.5");
+    assert!(done(c(Some(&cl("available", "17.6")))));
+    assert!(c(Some(&cl("incompatible-parameters", "17.5"))).unwrap_err().to_string().contains("incompatible"));
+    assert!(c(None).unwrap_err().to_string().contains("gone"));
+}
+
+#[test]
+fn a_redis_upgrade_is_done_only_when_available_on_the_wanted_version() {
+    let c = group_upgraded("s-redis", "7.1");
+    let g = |status: &str| ReplicationGroupInfo {
+        status: status.into(),
+        tags: (status == "available").then(Tags::new),
+        ..Default::default()
+    };
+    let e = |v: &str| Some(CacheEngine { version: v.into(), parameter_group: None });
+    assert_eq!(pending(c(Some(&(g("available"), e("7.0.7"))))), "available on 7.0.7");
+    assert_eq!(pending(c(Some(&(g("modifying"), e("7.0.7"))))), "modifying on 7.0.7");
+    assert_eq!(pending(c(Some(&(g("available"), None)))), "available on an unknown version");
+    assert!(done(c(Some(&(g("available"), e("7.1.0"))))));
+    assert!(c(None).is_err());
+}
+
+#[test]
+fn an_opensearch_upgrade_is_done_when_the_upgrade_step_succeeded_and_the_domain_is_idle() {
+    let c = domain_upgraded("s-search", "OpenSearch_2.19");
+    let u = |step: &str, status: &str| Some(UpgradeStatusInfo { step: step.into(), status: status.into(), name: None });
+    let d = |processing: bool, version: &str| DomainInfo {
+        processing,
+        engine_version: version.into(),
+        ..Default::default()
+    };
+    assert_eq!(pending(c(Some(&(None, d(true, "OpenSearch_2.17"))))), "no upgrade status yet, processing");
+    assert_eq!(
+        pending(c(Some(&(u("SNAPSHOT", "IN_PROGRESS"), d(true, "OpenSearch_2.17"))))),
+        "SNAPSHOT IN_PROGRESS, processing"
+    );
+    // The step succeeded but the old fleet is still being removed.
+    assert_eq!(
+        pending(c(Some(&(u("UPGRADE", "SUCCEEDED"), d(true, "OpenSearch_2.19"))))),
+        "UPGRADE SUCCEEDED, processing"
+    );
+    assert!(done(c(Some(&(u("UPGRADE", "SUCCEEDED"), d(false, "OpenSearch_2.19"))))));
+    assert!(done(c(Some(&(u("UPGRADE", "SUCCEEDED_WITH_ISSUES"), d(false, "OpenSearch_2.19"))))));
+    // A failed step while the domain still processes (the report of an earlier attempt, or the
+    // rollback under way) is not the end yet; once idle on the old version it is.
+    assert!(pending(c(Some(&(u("PRE_UPGRADE_CHECK", "FAILED"), d(true, "OpenSearch_2.17"))))).contains("FAILED"));
+    let e = c(Some(&(u("PRE_UPGRADE_CHECK", "FAILED"), d(false, "OpenSearch_2.17")))).unwrap_err().to_string();
+    assert!(e.contains("PRE_UPGRADE_CHECK step failed") && e.contains("GetUpgradeHistory"), "{e}");
+    assert!(c(Some(&(None, DomainInfo { deleted: true, ..Default::default() }))).is_err());
+    assert!(c(None).is_err());
 }

@@ -9,6 +9,12 @@ use dify_stack_core::{Environment, Provisioner};
 
 use super::*;
 
+/// The engine a node runs, on the default parameter group of its family.
+pub(super) fn running(version: &str) -> CacheEngine {
+    let family = if version.starts_with('7') { "redis7" } else { "redis6.x" };
+    CacheEngine { version: version.to_owned(), parameter_group: Some(format!("default.{family}")) }
+}
+
 #[tokio::test(start_paused = true)]
 async fn redis_destroy_waits_through_deleting_until_gone() {
     let ctx = ctx_in("us-west-2", Environment::Test);
@@ -170,6 +176,7 @@ async fn an_unencrypted_redis_is_replaced_only_when_allowed() {
         });
         let sub_tags = owned_tags(ctx, "redis-subnet-group", "ds-mock-redis");
         cache.expect_find_subnet_group().withf(|n| n == "ds-mock-redis").returning(move |_| Ok(Some(sub_tags.clone())));
+        cache.expect_engine().withf(|m| m == "ds-mock-redis-000").returning(|_| Ok(Some(running("7.1.0"))));
         cache
     };
     let provisioner = |cache| {
@@ -245,6 +252,8 @@ async fn a_drifted_redis_gets_exactly_the_writes_its_plan_shows() {
     });
     let sub_tags = owned_tags(&ctx, "redis-subnet-group", "ds-mock-redis");
     cache.expect_find_subnet_group().withf(|n| n == "ds-mock-redis").returning(move |_| Ok(Some(sub_tags.clone())));
+    // The spec's 7.1 runs as 7.1.0: no engine change.
+    cache.expect_engine().withf(|m| m == "ds-mock-redis-001").returning(|_| Ok(Some(running("7.1.0"))));
     let m = modified.clone();
     cache
         .expect_modify()

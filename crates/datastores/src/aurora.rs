@@ -25,8 +25,7 @@ pub(crate) mod apply;
 mod destroy;
 mod diff;
 mod sql;
-#[allow(unused_imports)]
-use self::{apply::*, destroy::*, sql::*};
+use self::sql::*;
 use diff::AuroraChange;
 
 /// PostgreSQL's port.

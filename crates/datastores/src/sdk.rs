@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use dify_stack_aws as shared;
-use dify_stack_core::{AwsError, AwsResultExt, Tags, found, ignore_not_found};
-use secrecy::{ExposeSecret as _, SecretString};
+use dify_stack_core::{AwsError, Tags, found, ignore_not_found};
+use secrecy::SecretString;
 
 use crate::client::*;
 
@@ -13,8 +13,6 @@ mod opensearch;
 mod rds;
 mod s3;
 mod secrets;
-#[allow(unused_imports)]
-use self::{ec2::*, elasticache::*, opensearch::*, rds::*, s3::*, secrets::*};
 
 /// All the SDK clients the tier uses.
 #[derive(Debug, Clone)]

@@ -1,8 +1,17 @@
 //! Apply: security group, subnet group, cluster, instances, databases and the application role.
 
 use super::diff::{self, AuroraChange};
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    Arn, AuroraNames, AuroraOutput, AuroraProvisioner, Condition, Context, DatastoresError, DatastoresSpec,
+    DbClusterCreate, DbClusterInfo, DbClusterModify, DbEngineUpgrade, DbInstanceInfo, PORT, Probe, RdsStatus, Result,
+    SecretArn, SecretKind, SecurityGroupId, Tier, caps, data_api_refused, secrets, security_group, upgrade, wait_for,
+    wait_state,
+};
+use crate::aurora::LIST_DATABASES;
+use crate::aurora::pending_role_statements;
+use crate::aurora::sql_create;
+use dify_stack_core::AwsAt;
+use dify_stack_core::Provisioner;
 
 impl AuroraProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<AuroraOutput> {

@@ -1,7 +1,10 @@
 //! Destroy: instances, cluster (final snapshot unless the data policy says otherwise), subnet group, security group.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{
+    AuroraNames, AuroraProvisioner, Context, DataPolicy, DatastoresError, DatastoresSpec, DbClusterModify, RdsStatus,
+    ResourceRef, Result, SecretKind, caps, secrets, security_group, wait_for,
+};
+use dify_stack_core::AwsAt;
 
 impl AuroraProvisioner {
     pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {

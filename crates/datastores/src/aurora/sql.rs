@@ -1,7 +1,7 @@
 //! The SQL the tier runs through the RDS Data API: databases and the application role.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AuroraProvisioner, ObservedAurora, Result, StoredSecret};
+use dify_stack_core::AwsAt;
 
 // The application role. Identifiers are validated to [a-z][a-z0-9_]* and the password is
 // alphanumeric, so quoting is for keywords, not for safety. The master user of Aurora

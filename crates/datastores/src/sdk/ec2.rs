@@ -1,7 +1,8 @@
 //! Security groups (EC2).
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, SdkDatastores, Tags, async_trait, shared};
+use crate::SgApi;
+use crate::sdk::SgInfo;
 
 #[async_trait]
 impl SgApi for SdkDatastores {

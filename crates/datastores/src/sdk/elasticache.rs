@@ -1,7 +1,13 @@
 //! ElastiCache (Redis).
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, SdkDatastores, Tags, async_trait, found};
+use crate::ElastiCacheApi;
+use crate::sdk::CacheEngine;
+use crate::sdk::CacheStatus;
+use crate::sdk::ReplicationGroupCreate;
+use crate::sdk::ReplicationGroupInfo;
+use dify_stack_core::AwsResultExt;
+use secrecy::ExposeSecret;
 
 pub(super) fn cache_tags(tags: &Tags) -> Vec<aws_sdk_elasticache::types::Tag> {
     tags.iter().map(|(k, v)| aws_sdk_elasticache::types::Tag::builder().key(k).value(v).build()).collect()

@@ -1,7 +1,12 @@
 //! OpenSearch Service.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, SdkDatastores, Tags, async_trait, found};
+use crate::OpenSearchApi;
+use crate::sdk::DomainConfig;
+use crate::sdk::DomainInfo;
+use crate::sdk::UpgradeStatusInfo;
+use dify_stack_core::AwsResultExt;
+use secrecy::ExposeSecret;
 
 pub(super) fn domain_info(d: &aws_sdk_opensearch::types::DomainStatus, tags: Tags) -> DomainInfo {
     let cc = d.cluster_config();

@@ -1,7 +1,15 @@
 //! Aurora (RDS) and the RDS Data API.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, SdkDatastores, Tags, async_trait, found};
+use crate::RdsApi;
+use crate::sdk::DbClusterCreate;
+use crate::sdk::DbClusterInfo;
+use crate::sdk::DbClusterModify;
+use crate::sdk::DbEngineUpgrade;
+use crate::sdk::DbInstanceInfo;
+use crate::sdk::DbParameterGroups;
+use crate::sdk::RdsStatus;
+use dify_stack_core::AwsResultExt;
 
 pub(super) fn rds_tags(tags: &Tags) -> Vec<aws_sdk_rds::types::Tag> {
     tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()

@@ -1,7 +1,10 @@
 //! S3.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, SdkDatastores, Tags, async_trait, ignore_not_found};
+use crate::S3Api;
+use crate::sdk::BucketInfo;
+use crate::sdk::VersionPage;
+use dify_stack_core::AwsResultExt;
 
 #[async_trait]
 impl S3Api for SdkDatastores {

@@ -1,7 +1,10 @@
 //! Secrets Manager.
 
-#[allow(unused_imports)]
-use super::*;
+use super::{AwsError, SdkDatastores, SecretString, Tags, async_trait, found};
+use crate::SecretsApi;
+use crate::sdk::SecretMeta;
+use dify_stack_core::AwsResultExt;
+use secrecy::ExposeSecret;
 
 #[async_trait]
 impl SecretsApi for SdkDatastores {

@@ -23,23 +23,8 @@ pub enum EksError {
     },
     /// EKS's upgrade insights found a blocking problem for the target version (e.g. deprecated
     /// APIs still in use). Nothing was changed.
-    #[error(
-        "upgrade to Kubernetes {want} blocked by the cluster's upgrade insight {insight:?} ({status}): {reason}; fix it (aws eks describe-insight --cluster-name {cluster} --id {id} shows the objects and the fix), then apply again"
-    )]
-    UpgradeBlocked {
-        /// The cluster.
-        cluster: String,
-        /// The target version.
-        want: String,
-        /// The insight's name.
-        insight: String,
-        /// Its id.
-        id: String,
-        /// Its status (`ERROR`).
-        status: String,
-        /// Why, as EKS says it.
-        reason: String,
-    },
+    #[error("{0}")]
+    UpgradeBlocked(Box<UpgradeBlock>),
     /// A setting that cannot change in place differs. Nothing was changed.
     #[error(
         "{resource}: {field} cannot change in place ({have} -> {want}); keep the current value, or destroy and re-create the tier"
@@ -129,7 +114,7 @@ impl Classify for EksError {
             EksError::Invalid(_) | EksError::NoAddonVersion { .. } => ErrorKind::Invalid,
             EksError::NotOwned(e) => e.kind(),
             EksError::DowngradeRefused { .. }
-            | EksError::UpgradeBlocked { .. }
+            | EksError::UpgradeBlocked(_)
             | EksError::ImmutableChange { .. }
             | EksError::DataLossRefused { .. } => ErrorKind::Refused,
             // Only a person can tell what they are: not retried.
@@ -141,4 +126,24 @@ impl Classify for EksError {
             EksError::Aws(e) => e.kind(),
         }
     }
+}
+
+/// What stopped an upgrade: the cluster's upgrade insight with an `ERROR` status for the target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "upgrade to Kubernetes {want} blocked by the cluster's upgrade insight {insight:?} ({status}): {reason}; fix it (aws eks describe-insight --cluster-name {cluster} --id {id} shows the objects and the fix), then apply again"
+)]
+pub struct UpgradeBlock {
+    /// The cluster.
+    pub cluster: String,
+    /// The target version.
+    pub want: String,
+    /// The insight's name.
+    pub insight: String,
+    /// Its id.
+    pub id: String,
+    /// Its status (`ERROR`).
+    pub status: String,
+    /// Why, as EKS says it.
+    pub reason: String,
 }

@@ -37,7 +37,7 @@ pub use client::{
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};
-pub use error::{EksError, Result};
+pub use error::{EksError, Result, UpgradeBlock};
 pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
 pub use provisioner::{
     CONTROL_PLANE_KINDS, EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version,

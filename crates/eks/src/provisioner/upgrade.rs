@@ -278,12 +278,12 @@ impl EksProvisioner {
 
 /// The refusal for a blocking insight.
 pub(super) fn blocked(cluster: &str, want: &str, i: &Insight) -> EksError {
-    EksError::UpgradeBlocked {
+    EksError::UpgradeBlocked(Box::new(crate::error::UpgradeBlock {
         cluster: cluster.to_owned(),
         want: want.to_owned(),
         insight: i.name.clone(),
         id: i.id.clone(),
         status: i.status.clone(),
         reason: i.reason.clone(),
-    }
+    }))
 }

@@ -88,11 +88,13 @@ impl AwsRunner {
         p.changes.retain(|c| !(c.resource.kind == "ec2:security-group" && c.action == dify_stack_core::Action::Create));
         up.eks = out;
         // One observation of one tier, shown as the two nodes that apply it: the control plane,
-        // then the node group and add-ons.
-        let (control, nodes_part): (Vec<_>, Vec<_>) = p
-            .changes
-            .into_iter()
-            .partition(|c| dify_stack_eks::CONTROL_PLANE_KINDS.contains(&c.resource.kind.as_str()));
+        // then the node group and add-ons. A Kubernetes upgrade's steps (the control plane's
+        // minors among them, marked as upgrades) are the second node's: it makes them in order,
+        // each minor's control plane, add-ons and nodes.
+        let (control, nodes_part): (Vec<_>, Vec<_>) = p.changes.into_iter().partition(|c| {
+            dify_stack_eks::CONTROL_PLANE_KINDS.contains(&c.resource.kind.as_str())
+                && c.effect != Some(dify_stack_core::Effect::Upgrade)
+        });
         put(Node::EksControlPlane, dify_stack_core::Plan { changes: control }, pending);
         put(Node::Eks, dify_stack_core::Plan { changes: nodes_part }, pending);
 

@@ -160,3 +160,23 @@ async fn the_first_operator_of_a_stack_made_before_the_record_is_adopted_from_th
     cidrs.sort();
     assert_eq!(cidrs, ["127.0.0.1/32", "203.0.113.7/32"], "the earlier operator's address and this machine's");
 }
+
+/// A security group a network interface still uses cannot be deleted (EC2 API reference,
+/// DeleteSecurityGroup: DependencyViolation), as a node group's interfaces hold the node
+/// security group until they are gone; once the interface is deleted, the group goes.
+#[tokio::test]
+async fn a_security_group_used_by_a_network_interface_cannot_be_deleted() {
+    let a = Emulator::shared().expect("emulator").account("us-west-2").await;
+    let ec2 = aws_sdk_ec2::Client::new(&a.config);
+    let vpc = ec2.create_vpc().cidr_block("10.43.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block("10.43.1.0/24").send().await.unwrap();
+    let subnet = subnet.subnet.unwrap().subnet_id.unwrap();
+    let sg = ec2.create_security_group().group_name("held").description("d").vpc_id(&vpc).send().await.unwrap();
+    let sg = sg.group_id.unwrap();
+    let eni = ec2.create_network_interface().subnet_id(&subnet).groups(&sg).send().await.unwrap();
+    let eni = eni.network_interface.unwrap().network_interface_id.unwrap();
+    let err = ec2.delete_security_group().group_id(&sg).send().await.unwrap_err();
+    assert_eq!(code(&err), "DependencyViolation", "{err:?}");
+    ec2.delete_network_interface().network_interface_id(&eni).send().await.unwrap();
+    ec2.delete_security_group().group_id(&sg).send().await.unwrap();
+}

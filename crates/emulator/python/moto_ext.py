@@ -814,9 +814,12 @@ def _patch_elasticache_strict():
 
 
 # ---------------------------------------------------------------- EC2
-# DeleteSecurityGroup of a group that another group's rule references fails with
-# DependencyViolation "resource sg-... has a dependent object" (EC2 user guide, "Delete a
-# security group": you can't delete a security group referenced by another group's rules).
+# DeleteSecurityGroup of a group that another group's rule references, or that a network
+# interface uses, fails with DependencyViolation "resource sg-... has a dependent object" (EC2
+# API reference, DeleteSecurityGroup: "If you attempt to delete a security group that is
+# associated with an instance or network interface, is referenced by another security group in
+# the same VPC, or has a VPC association, the operation fails with DependencyViolation"). moto
+# deletes a group its interfaces still use.
 
 
 def _patch_ec2_strict():
@@ -826,6 +829,9 @@ def _patch_ec2_strict():
     orig = SecurityGroupBackend._delete_security_group
 
     def delete(self, vpc_id, group_id):
+        for eni in list(getattr(self, "enis", {}).values()):
+            if any(getattr(g, "id", None) == group_id for g in getattr(eni, "_group_set", [])):
+                raise DependencyViolationError(f"resource {group_id} has a dependent object")
         for groups in self.groups.values():
             for other in groups.values():
                 if other.id == group_id:

@@ -421,14 +421,24 @@ async fn apply_resumes_after_a_crash_at_every_call() {
     let want = inventory(&Client::new(&clean.config), "net-crash").await;
     assert_eq!(want, expected(2, 2));
 
+    // The runs after the crash wait as a real run would: the short deadline above is for the
+    // crashed run only (four accounts work at once, and a loaded machine can stretch the
+    // emulator's pending states past 3 s).
+    let healed = ctx.clone().with_wait(dify_stack_core::WaitPolicy {
+        initial_interval: std::time::Duration::from_millis(5),
+        max_interval: std::time::Duration::from_millis(100),
+        max_wait: std::time::Duration::from_secs(60),
+        ..Default::default()
+    });
+
     // Cut points run four at a time, each in its own account.
-    let (ctx, spec, want) = (&ctx, &spec, &want);
+    let (crash_ctx, ctx, spec, want) = (&ctx, &healed, &spec, &want);
     let runs = (1..n).map(|k| async move {
         let account = emulator.account("us-west-2").await;
         let network = NetworkProvisioner::from_conf(&account.config);
         let cut = if k % 2 == 0 { Cut::AfterSend } else { Cut::BeforeSend };
         account.calls.crash_after(k, cut);
-        let crashed = network.apply(ctx, spec).await;
+        let crashed = network.apply(crash_ctx, spec).await;
         assert!(crashed.is_err(), "k={k}: apply cannot succeed with only {k} of {n} requests");
         account.calls.heal();
         network.apply(ctx, spec).await.unwrap_or_else(|e| panic!("k={k} {cut:?}: resume failed: {e}"));

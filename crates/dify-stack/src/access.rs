@@ -9,32 +9,80 @@ use std::time::Duration;
 /// How long the address lookup may take in all.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Why a plain web request (the caller-address lookup, the console probe) could not be made or
+/// answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The URL does not parse.
+    #[error("{url:?} is not a URL: {source}")]
+    NotAUrl {
+        /// The URL given.
+        url: String,
+        /// The parser's error.
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    /// The URL has no scheme or no host.
+    #[error("{url:?} needs a scheme and a host, e.g. {}", crate::config::DEFAULT_CHECKIP_URL)]
+    NoHost {
+        /// The URL given.
+        url: String,
+    },
+    /// The request could not be built.
+    #[error(transparent)]
+    Request(#[from] http::Error),
+    /// The HTTP client could not be made, or the request failed.
+    #[error(transparent)]
+    Client(#[from] kube::Error),
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    NoAnswer(Duration),
+    /// The answer is not an IPv4 address.
+    #[error("the answer {answer:?} is not an IPv4 address (EKS public access CIDRs are IPv4)")]
+    NotIpv4 {
+        /// The start of the answer (60 characters at most).
+        answer: String,
+    },
+}
+
+impl dify_stack_core::Classify for AccessError {
+    fn kind(&self) -> dify_stack_core::ErrorKind {
+        use dify_stack_core::ErrorKind;
+        match self {
+            // Fixed in the configuration (eks.checkip_url), not by waiting.
+            AccessError::NotAUrl { .. } | AccessError::NoHost { .. } | AccessError::Request(_) => ErrorKind::Invalid,
+            AccessError::Client(_) | AccessError::NoAnswer(_) => ErrorKind::Transient,
+            AccessError::NotIpv4 { .. } => ErrorKind::Other,
+        }
+    }
+}
+
 /// This machine's public IPv4 address as `url` sees it.
-pub(crate) async fn caller_address(url: &str) -> Result<Ipv4Addr, String> {
+pub(crate) async fn caller_address(url: &str) -> Result<Ipv4Addr, AccessError> {
     let (client, path) = plain_client(url)?;
-    let request = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
+    let request = http::Request::get(path).body(Vec::new())?;
     let body = tokio::time::timeout(LOOKUP_TIMEOUT, client.request_text(request))
         .await
-        .map_err(|_| format!("no answer within {LOOKUP_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| AccessError::NoAnswer(LOOKUP_TIMEOUT))??;
     parse_address(&body)
 }
 
 /// An HTTP(S) client for `url`'s scheme and host (no authentication; the system's roots for TLS;
 /// 10 s to connect and to read) and the path and query to ask it, for plain web requests such as
 /// the caller-address lookup and the console probe.
-pub(crate) fn plain_client(url: &str) -> Result<(kube::Client, String), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+pub(crate) fn plain_client(url: &str) -> Result<(kube::Client, String), AccessError> {
+    let not_a_url = |source| AccessError::NotAUrl { url: url.to_owned(), source };
+    let uri: http::Uri = url.parse().map_err(not_a_url)?;
     let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-        return Err(format!("{url:?} needs a scheme and a host, e.g. {}", crate::config::DEFAULT_CHECKIP_URL));
+        return Err(AccessError::NoHost { url: url.to_owned() });
     };
-    let base: http::Uri =
-        format!("{scheme}://{authority}").parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let base: http::Uri = format!("{scheme}://{authority}").parse().map_err(not_a_url)?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let mut config = kube::Config::new(base);
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(10));
-    Ok((kube::Client::try_from(config).map_err(|e| e.to_string())?, path))
+    Ok((kube::Client::try_from(config)?, path))
 }
 
 /// The Kubernetes API's endpoint could not be reached from this machine after apply set the
@@ -116,14 +164,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The address in a checkip answer. Behind some proxies the service answers a comma-separated
 /// list whose last entry is the address the service saw; that one is used.
-pub(crate) fn parse_address(body: &str) -> Result<Ipv4Addr, String> {
+pub(crate) fn parse_address(body: &str) -> Result<Ipv4Addr, AccessError> {
     let last = body.trim().rsplit(',').next().unwrap_or_default().trim();
-    last.parse::<Ipv4Addr>().map_err(|_| {
-        format!(
-            "the answer {:?} is not an IPv4 address (EKS public access CIDRs are IPv4)",
-            body.chars().take(60).collect::<String>()
-        )
-    })
+    last.parse::<Ipv4Addr>().map_err(|_| AccessError::NotIpv4 { answer: body.chars().take(60).collect() })
 }
 
 #[cfg(test)]
@@ -163,7 +206,24 @@ mod tests {
     fn checkip_answers_are_parsed_and_garbage_is_refused() {
         assert_eq!(parse_address("198.51.100.7\n").unwrap().to_string(), "198.51.100.7");
         assert_eq!(parse_address("10.0.0.1, 198.51.100.7\n").unwrap().to_string(), "198.51.100.7");
-        assert!(parse_address("<html>captive portal</html>").unwrap_err().contains("not an IPv4"));
+        assert!(parse_address("<html>captive portal</html>").unwrap_err().to_string().contains("not an IPv4"));
         assert!(parse_address("2001:db8::1").is_err());
+    }
+
+    /// Each way a checkip URL or answer is unusable is a typed error with its message and kind.
+    #[test]
+    fn access_errors_keep_their_messages_and_classify() {
+        use super::{AccessError, plain_client};
+        use dify_stack_core::{Classify as _, ErrorKind};
+        let Err(no_host) = plain_client("checkip") else { panic!("checkip is no URL") };
+        assert!(matches!(&no_host, AccessError::NoHost { url } if url == "checkip"), "{no_host:?}");
+        assert!(no_host.to_string().starts_with("\"checkip\" needs a scheme and a host, e.g. https://"), "{no_host}");
+        assert_eq!(no_host.kind(), ErrorKind::Invalid);
+        let Err(not_a_url) = plain_client("http://exa mple") else { panic!("a space is no URL") };
+        assert!(not_a_url.to_string().starts_with("\"http://exa mple\" is not a URL: "), "{not_a_url}");
+        assert_eq!(AccessError::NoAnswer(super::LOOKUP_TIMEOUT).to_string(), "no answer within 15s");
+        assert!(AccessError::NoAnswer(super::LOOKUP_TIMEOUT).is_retryable());
+        let garbage = parse_address("<html>").unwrap_err();
+        assert!(matches!(&garbage, AccessError::NotIpv4 { answer } if answer == "<html>"), "{garbage:?}");
     }
 }

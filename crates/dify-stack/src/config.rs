@@ -391,6 +391,25 @@ pub enum ConfigError {
     },
 }
 
+impl dify_stack_core::Classify for ConfigError {
+    fn kind(&self) -> dify_stack_core::ErrorKind {
+        use dify_stack_core::ErrorKind;
+        match self {
+            ConfigError::Read { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::AccessDenied,
+                _ => ErrorKind::Other,
+            },
+            ConfigError::InFile { source, .. } => source.kind(),
+            ConfigError::Format { .. }
+            | ConfigError::Syntax { .. }
+            | ConfigError::NotATable
+            | ConfigError::UnknownProfile { .. }
+            | ConfigError::Field { .. } => ErrorKind::Invalid,
+        }
+    }
+}
+
 impl StackConfig {
     /// The full configuration of a profile, named `dify-test` / `dify-prod`, in `us-west-2`.
     pub fn profile(profile: Profile) -> StackConfig {
@@ -554,5 +573,24 @@ fn merge(base: &mut Value, over: Value) {
             }
         }
         (b, o) => *b = o,
+    }
+}
+
+#[cfg(test)]
+mod error_kind_tests {
+    use super::ConfigError;
+    use dify_stack_core::{Classify as _, ErrorKind};
+
+    /// A config error is bad input (fix the file), except that a file that cannot be read says why.
+    #[test]
+    fn config_errors_classify() {
+        let missing = ConfigError::Read { path: "stack.toml".into(), source: std::io::ErrorKind::NotFound.into() };
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        let field = ConfigError::Field { field: "datastores.aurora.min_acu".into(), message: "not a number".into() };
+        assert_eq!(field.kind(), ErrorKind::Invalid);
+        let in_file = ConfigError::InFile { path: "stack.toml".into(), source: Box::new(ConfigError::NotATable) };
+        assert_eq!(in_file.kind(), ErrorKind::Invalid);
+        assert_eq!(ConfigError::Format { path: "stack.ini".into() }.kind(), ErrorKind::Invalid);
+        assert!(!in_file.is_retryable());
     }
 }

@@ -1,5 +1,6 @@
 //! Dify EE on the stack: its Helm values, install and uninstall.
 
+use crate::Incomplete;
 use crate::Stack;
 use crate::StackError;
 use crate::StackOutput;
@@ -19,22 +20,21 @@ impl Stack {
         let runner = self.runner();
         let secrets = runner.secrets();
         let read = |arn: Option<String>, what: &'static str| async move {
-            let arn = arn.ok_or_else(|| StackError::Incomplete(format!("{what} secret is missing; apply first")))?;
+            let arn = arn.ok_or(Incomplete::NoSecret { secret: what })?;
             secrets.get_value(arn).await.map_err(StackError::from)
         };
         // The application role's secret, never the RDS-managed master secret (rotated every 7
         // days: Dify would lose its database a week after install).
         let db = read(out.aurora.as_ref().map(|a| a.app_secret.arn.to_string()), "Aurora application role").await?;
         // A secret without the key the values need is an error, never an empty string.
-        let key = |value: &SecretString, what: &str, key: &str| -> Result<String, StackError> {
+        let key = |value: &SecretString, secret: &'static str, key: &'static str| -> Result<String, StackError> {
             let json: serde_json::Value = serde_json::from_str(value.expose_secret()).unwrap_or_default();
-            json[key].as_str().filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| {
-                StackError::Incomplete(format!("the {what} secret has no {key:?}: apply again, or restore it"))
-            })
+            let found = json[key].as_str().filter(|v| !v.is_empty()).map(str::to_owned);
+            Ok(found.ok_or(Incomplete::SecretKey { secret, key })?)
         };
         let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.to_string()), "Redis AUTH").await?;
         if redis.expose_secret().is_empty() {
-            return Err(StackError::Incomplete("the Redis AUTH secret is empty: apply again, or restore it".into()));
+            return Err(Incomplete::EmptySecret { secret: "Redis AUTH" }.into());
         }
         let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.to_string()), "OpenSearch master").await?;
         let values = ValuesSecrets {
@@ -43,8 +43,7 @@ impl Stack {
             opensearch_user: key(&os, "OpenSearch master", "username")?,
             opensearch_password: SecretString::from(key(&os, "OpenSearch master", "password")?),
         };
-        helm_values(out, &values, &self.site(out), wiring::node_arch(&self.cfg))
-            .map_err(|e| StackError::Incomplete(e.to_string()))
+        Ok(helm_values(out, &values, &self.site(out), wiring::node_arch(&self.cfg))?)
     }
 
     /// Where Dify is served: the configured domain, with your certificate or the one the
@@ -107,8 +106,7 @@ impl Stack {
             }
         }
         let values = self.helm_values(out).await?;
-        let eks =
-            out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
+        let eks = out.eks.as_ref().ok_or(Incomplete::NoOutput { node: "cluster" })?;
         let (token, client) = self.cluster_access(eks).await?;
         if let Some(controller) = install::load_balancer_controller(out) {
             // Its webhooks (Service mutator, Ingress validator; failurePolicy Fail) refuse the
@@ -125,9 +123,9 @@ impl Stack {
             progress(&format!("waiting for the load balancer of the release's Ingress, for the {domain} aliases"));
             let target = self.release_load_balancer(release, out).await?;
             let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
-            let names = dify_stack_platform::aliases::publish(&self.ctx, &dns, zone, domain, &target)
-                .await
-                .map_err(|e| StackError::Incomplete(format!("cannot publish the aliases of {domain}: {e}")))?;
+            let names = dify_stack_platform::aliases::publish(&self.ctx, &dns, zone, domain, &target).await.map_err(
+                |source| StackError::Aliases { action: "publish", domain: domain.clone(), source: Box::new(source) },
+            )?;
             progress(&format!("{} now point at {}", names.join(", "), target.dns_name));
         }
         if let Some(domain) = &self.cfg.dify.domain {
@@ -146,12 +144,8 @@ impl Stack {
     /// annotations stay: the ones Helm deleted with the release (it deletes what it adopted)
     /// are re-applied.
     pub async fn uninstall_dify(&self, release: &install::DifyRelease, out: &StackOutput) -> Result<(), StackError> {
-        let eks =
-            out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output: apply first".into()))?;
-        let vpc = out
-            .network
-            .as_ref()
-            .ok_or_else(|| StackError::Incomplete("the network has no output: apply first".into()))?;
+        let eks = out.eks.as_ref().ok_or(Incomplete::NoOutput { node: "cluster" })?;
+        let vpc = out.network.as_ref().ok_or(Incomplete::NoOutput { node: "network" })?;
         // The accounts Helm deletes with the release come back (apply made them; role-only
         // access leaves them to you).
         let accounts = match (self.cfg.creates_service_accounts(), out.iam.as_ref()) {
@@ -170,8 +164,8 @@ impl Stack {
     ) -> Result<dify_stack_platform::aliases::AliasTarget, StackError> {
         use dify_stack_core::wait::{self, Probe};
         use dify_stack_eks::load_balancers::{LoadBalancerApi as _, LoadBalancerKind, SdkLoadBalancers};
-        let eks = out.eks.as_ref().ok_or_else(|| StackError::Incomplete("the cluster has no output".into()))?;
-        let vpc = out.network.as_ref().ok_or_else(|| StackError::Incomplete("the network has no output".into()))?;
+        let eks = out.eks.as_ref().ok_or(Incomplete::NoOutput { node: "cluster" })?;
+        let vpc = out.network.as_ref().ok_or(Incomplete::NoOutput { node: "network" })?;
         let lbs = SdkLoadBalancers::from_conf(&self.sdk);
         let (vpc, cluster, ns) = (vpc.vpc_id.to_string(), eks.cluster_name.to_string(), release.namespace.clone());
         let what = format!("the load balancer of namespace {ns}'s Ingress");
@@ -185,11 +179,7 @@ impl Stack {
             Ok::<_, dify_stack_core::AwsError>(Probe::Pending("none yet".into()))
         })
         .await
-        .map_err(|e| {
-            StackError::Incomplete(format!(
-                "{e}: is the AWS Load Balancer Controller running (platform.load_balancer_controller)?"
-            ))
-        })
+        .map_err(|e| StackError::ReleaseLoadBalancer(Box::new(e)))
     }
 
     pub(crate) async fn uninstall_from(
@@ -203,7 +193,8 @@ impl Stack {
         // Aliases exist only where the certificate node manages the domain.
         if let Some(spec) = wiring::certificate_spec(&self.cfg) {
             let domain = &spec.domain.name;
-            let no_aliases = |e| StackError::Incomplete(format!("cannot remove the aliases of {domain}: {e}"));
+            let no_aliases =
+                |source| StackError::Aliases { action: "remove", domain: domain.clone(), source: Box::new(source) };
             let certificates = dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk);
             if let Some(zone) = certificates.hosted_zone(&spec).await.map_err(no_aliases)? {
                 let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
@@ -222,7 +213,7 @@ impl Stack {
             self.ctx.cancellation(),
         )
         .await
-        .map_err(|e| install::InstallError::LoadBalancersLeft(e.to_string()))?;
+        .map_err(|e| install::InstallError::LoadBalancersLeft(Box::new(e)))?;
         Ok(())
     }
 
@@ -231,14 +222,10 @@ impl Stack {
         &self,
         eks: &dify_stack_eks::EksOutput,
     ) -> Result<(SecretString, kube::Client), StackError> {
-        let credentials = self
-            .sdk
-            .credentials_provider()
-            .ok_or_else(|| StackError::Incomplete("no AWS credentials for the EKS token".into()))?;
+        let credentials = self.sdk.credentials_provider().ok_or(Incomplete::NoCredentials)?;
         let tokens = dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region);
-        let token = tokens.token().await.map_err(|e| StackError::Incomplete(e.to_string()))?;
-        let client =
-            dify_stack_eks::kube_client(eks, &tokens).await.map_err(|e| StackError::Incomplete(e.to_string()))?;
+        let token = tokens.token().await?;
+        let client = dify_stack_eks::kube_client(eks, &tokens).await?;
         Ok((SecretString::from(token.secret().expose_secret().to_owned()), client))
     }
 }

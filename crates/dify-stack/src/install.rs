@@ -106,10 +106,22 @@ pub enum InstallError {
     #[error(
         "{0}. The release is uninstalled; its load balancers hold the subnets: delete them, or run destroy, which deletes those left"
     )]
-    LoadBalancersLeft(String),
-    /// A Kubernetes or file-system call failed.
-    #[error("{0}")]
-    Io(String),
+    LoadBalancersLeft(#[source] Box<wait::WaitError<dify_stack_core::AwsError>>),
+    /// The rollout could not be watched (the Kubernetes API failed), or the wait was cancelled.
+    #[error(transparent)]
+    RolloutWatch(Box<wait::WaitError<dify_stack_core::KubeFailure>>),
+    /// The console URL or the HTTP client for it is unusable.
+    #[error(transparent)]
+    Access(#[from] crate::AccessError),
+    /// The console did not answer.
+    #[error("the console at {url} did not answer: {source}")]
+    Console {
+        /// The console's URL.
+        url: String,
+        /// The wait that ended.
+        #[source]
+        source: Box<wait::WaitError<crate::AccessError>>,
+    },
     /// A Kubernetes call failed (re-applying the service accounts after an uninstall).
     #[error(transparent)]
     Kubernetes(#[from] dify_stack_core::KubeFailure),
@@ -123,6 +135,23 @@ pub enum InstallError {
          upload., enterprise. and trigger. at the load balancer), apply, then install"
     )]
     NoDomain,
+}
+
+impl dify_stack_core::Classify for InstallError {
+    fn kind(&self) -> dify_stack_core::ErrorKind {
+        use dify_stack_core::ErrorKind;
+        match self {
+            InstallError::Helm(e) => e.kind(),
+            InstallError::Rollout { .. } => ErrorKind::TimedOut,
+            InstallError::LoadBalancersLeft(e) => e.kind(),
+            InstallError::RolloutWatch(e) => e.kind(),
+            InstallError::Access(e) => e.kind(),
+            InstallError::Console { source, .. } => source.kind(),
+            InstallError::Kubernetes(e) => e.kind(),
+            // Fixed by choosing other images (or tags), not by waiting.
+            InstallError::Images(_) | InstallError::NoDomain => ErrorKind::Invalid,
+        }
+    }
 }
 
 impl DifyRelease {
@@ -289,7 +318,9 @@ pub async fn wait_rollout(
     let policy = policy.capped(Duration::from_secs(release.rollout_timeout_secs));
     let last = std::sync::Mutex::new(String::new());
     let result = wait::until(&format!("rollout of release {}", release.name), &policy, cancel, || async {
-        let pending = not_rolled_out(client, release).await?;
+        let pending = not_rolled_out(client, release).await.map_err(|e| {
+            kube_failure("list", format!("the deployments and statefulsets of release {}", release.name), e)
+        })?;
         let line = if pending.is_empty() {
             "every workload is rolled out".to_owned()
         } else {
@@ -300,7 +331,7 @@ pub async fn wait_rollout(
             progress(&line);
             *seen = line.clone();
         }
-        Ok::<_, kube::Error>(if pending.is_empty() { Probe::Done(()) } else { Probe::Pending(line) })
+        Ok::<_, dify_stack_core::KubeFailure>(if pending.is_empty() { Probe::Done(()) } else { Probe::Pending(line) })
     })
     .await;
     match result {
@@ -317,8 +348,19 @@ pub async fn wait_rollout(
             }
             Err(InstallError::Rollout { release: release.name.clone(), waited, not_ready })
         }
-        Err(e) => Err(InstallError::Io(e.to_string())),
+        Err(e) => Err(InstallError::RolloutWatch(Box::new(e))),
     }
+}
+
+/// A kube-rs error as the failure of `operation` on `object`: the API server's answer with its
+/// status, or an unreachable server.
+fn kube_failure(operation: &'static str, object: String, e: kube::Error) -> dify_stack_core::KubeFailure {
+    let status = match &e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    };
+    let unreachable = matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_));
+    dify_stack_core::KubeFailure { operation, object, message: e.to_string(), status, unreachable }
 }
 
 /// Whether the release is installed: Helm 3/4 keep each release revision in a Secret named
@@ -334,18 +376,18 @@ pub async fn release_installed(client: &kube::Client, release: &DifyRelease) -> 
 /// or a redirect to it), within `policy` capped at 10 min (DNS and the ALB take minutes to come
 /// up). Returns the status.
 pub async fn probe_console(url: &str, policy: &WaitPolicy, cancel: &CancellationToken) -> Result<u16, InstallError> {
-    let (client, path) = crate::access::plain_client(url).map_err(InstallError::Io)?;
+    let (client, path) = crate::access::plain_client(url)?;
     let policy = policy.capped(Duration::from_secs(600));
     wait::until(&format!("{url} to answer"), &policy, cancel, || async {
-        let request = http::Request::get(path.as_str()).body(kube::client::Body::empty()).map_err(|e| e.to_string())?;
-        Ok::<_, String>(match client.send(request).await {
+        let request = http::Request::get(path.as_str()).body(kube::client::Body::empty())?;
+        Ok::<_, crate::AccessError>(match client.send(request).await {
             Ok(r) if r.status().as_u16() < 500 => Probe::Done(r.status().as_u16()),
             Ok(r) => Probe::Pending(format!("HTTP {}", r.status().as_u16())),
             Err(e) => Probe::Pending(e.to_string()),
         })
     })
     .await
-    .map_err(|e| InstallError::Io(format!("the console at {url} did not answer: {e}")))
+    .map_err(|e| InstallError::Console { url: url.to_owned(), source: Box::new(e) })
 }
 
 /// `helm uninstall` of the release, then the stack's service accounts re-applied
@@ -386,4 +428,35 @@ pub async fn restore_service_accounts(
         api.apply_service_account(account.clone()).await?;
     }
     Ok(gone)
+}
+
+#[cfg(test)]
+mod error_kind_tests {
+    use super::InstallError;
+    use dify_stack_core::{Classify as _, ErrorKind};
+    use dify_stack_platform::helm::HelmError;
+
+    /// A rollout that ran out of time may finish on a later run; a missing domain or Helm needs
+    /// a fix; a Kubernetes failure keeps its own kind.
+    #[test]
+    fn install_errors_classify() {
+        let rollout = InstallError::Rollout {
+            release: "dify".into(),
+            waited: std::time::Duration::from_secs(1),
+            not_ready: vec!["deployment dify-api: 0/1 ready, 0 updated".into()],
+        };
+        assert_eq!(rollout.kind(), ErrorKind::TimedOut);
+        assert!(rollout.is_retryable());
+        assert_eq!(InstallError::NoDomain.kind(), ErrorKind::Invalid);
+        let helm = InstallError::Helm(HelmError::Failed { verb: "uninstall", code: Some(1), stderr: "busy".into() });
+        assert_eq!(helm.kind(), ErrorKind::Transient);
+        let forbidden = InstallError::Kubernetes(dify_stack_core::KubeFailure {
+            operation: "apply",
+            object: "serviceaccount dify/dify-api-sa".into(),
+            message: "forbidden".into(),
+            status: Some(403),
+            unreachable: false,
+        });
+        assert_eq!(forbidden.kind(), ErrorKind::AccessDenied);
+    }
 }

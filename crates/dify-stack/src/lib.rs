@@ -48,8 +48,9 @@ pub use dify_stack_network as network;
 pub use dify_stack_platform as platform;
 pub use dify_stack_registry as registry;
 
+pub use access::AccessError;
 pub use config::{ConfigError, KubernetesAccess, Profile, StackConfig};
-pub use error::StackError;
+pub use error::{Incomplete, StackError};
 pub use graph::{Event, EventSink, EventStream, Node, NodeError, NodeOutput, RunFailure};
 pub use lock::{ControlBucket, LockError, LockInfo};
 pub use output::{StackOutput, ValuesSecrets, helm_values};
@@ -120,7 +121,7 @@ impl Stack {
             KubernetesAccess::CallerAddress => {
                 let ip = access::caller_address(&cfg.eks.checkip_url)
                     .await
-                    .map_err(|message| StackError::CallerAddress { url: cfg.eks.checkip_url.clone(), message })?;
+                    .map_err(|source| StackError::CallerAddress { url: cfg.eks.checkip_url.clone(), source })?;
                 // Every operator's /32 is kept beside the recorded outputs: this machine's is
                 // added (or its last use moved), stale and removed ones dropped; the others'
                 // stay, so two operators never evict each other.
@@ -431,10 +432,7 @@ impl Stack {
         }
         // The whole stack's data policy before the first delete: the graph would otherwise
         // delete IAM, EKS and the registry before the Aurora node refuses.
-        let holders = runner
-            .data_holders()
-            .await
-            .map_err(|e| StackError::Incomplete(format!("cannot check what holds data before destroy: {e}")))?;
+        let holders = runner.data_holders().await.map_err(|error| StackError::DataCheck { error })?;
         if !holders.is_empty() {
             return Err(StackError::DataLossRefused { holders });
         }
@@ -450,15 +448,13 @@ impl Stack {
 
     /// The outputs recorded by the last successful apply.
     pub async fn output(&self) -> Result<StackOutput, StackError> {
-        let json = self.control().load_outputs(&self.cfg.name).await?.ok_or_else(|| {
-            StackError::Incomplete(format!("stack {} has no recorded outputs: run apply first", self.cfg.name))
-        })?;
-        serde_json::from_value(json).map_err(|e| {
-            StackError::Incomplete(format!(
-                "the recorded outputs of stack {} cannot be read ({e}): run apply to record them again",
-                self.cfg.name
-            ))
-        })
+        let stack = || self.cfg.name.clone();
+        let json = self
+            .control()
+            .load_outputs(&self.cfg.name)
+            .await?
+            .ok_or_else(|| Incomplete::NoRecordedOutputs { stack: stack() })?;
+        serde_json::from_value(json).map_err(|source| StackError::UnreadableOutputs { stack: stack(), source })
     }
 
     /// Removes a stale lock; returns what it was.
@@ -480,20 +476,52 @@ impl Stack {
 }
 
 /// What to do when the account cannot be identified: the cause in one line, then the fix.
+/// Classified by the error, not its text: an answer from AWS (a code or a status) means the
+/// credentials were sent and refused; no answer, with the request stopped before it was sent
+/// (the SDK's "other" dispatch failure: the credentials could not be resolved), means none were
+/// found; any other failure to send it (connection, timeout) means AWS could not be reached.
 fn account_hint(e: &dify_stack_core::AwsError) -> String {
-    let text = e.to_string();
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("no providers in chain provided credentials") || lower.contains("credentialsnotloaded") {
-        "no AWS credentials found. Fix: set AWS_PROFILE (then `aws sso login` for SSO profiles), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; or run against the local emulator with --emulator".to_owned()
-    } else if lower.contains("dispatch failure") || lower.contains("connect") || lower.contains("timeout") {
-        format!(
-            "cannot reach AWS to identify the account (sts:GetCallerIdentity): {text}. Fix: check the network or proxy, AWS_ENDPOINT_URL if set, and the region"
-        )
-    } else {
-        format!(
-            "cannot identify the AWS account (sts:GetCallerIdentity): {text}. Fix: check the credentials' validity and that they may call sts:GetCallerIdentity"
-        )
+    match account_failure(e) {
+        AccountFailure::NoCredentials => "no AWS credentials found. Fix: set AWS_PROFILE (then `aws sso login` for SSO profiles), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; or run against the local emulator with --emulator".to_owned(),
+        AccountFailure::Unreachable => format!(
+            "cannot reach AWS to identify the account (sts:GetCallerIdentity): {e}. Fix: check the network or proxy, AWS_ENDPOINT_URL if set, and the region"
+        ),
+        AccountFailure::Refused => format!(
+            "cannot identify the AWS account (sts:GetCallerIdentity): {e}. Fix: check the credentials' validity and that they may call sts:GetCallerIdentity"
+        ),
     }
+}
+
+/// Why sts:GetCallerIdentity failed, as [`account_hint`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AccountFailure {
+    /// No credentials could be resolved: the request was never sent.
+    NoCredentials,
+    /// AWS could not be reached (connection, timeout, a 5xx).
+    Unreachable,
+    /// AWS answered and refused (or anything else).
+    Refused,
+}
+
+fn account_failure(e: &dify_stack_core::AwsError) -> AccountFailure {
+    use dify_stack_core::ErrorKind;
+    let answered = e.code.is_some() || e.status.is_some();
+    if e.kind != ErrorKind::Transient || (answered && e.status.is_some_and(|s| s < 500)) {
+        return AccountFailure::Refused;
+    }
+    // The connector error in the SDK's chain says how the request failed to go out.
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(connector) = c.downcast_ref::<aws_sdk_sts::error::ConnectorError>() {
+            return if connector.is_other() && !answered {
+                AccountFailure::NoCredentials
+            } else {
+                AccountFailure::Unreachable
+            };
+        }
+        cause = c.source();
+    }
+    AccountFailure::Unreachable
 }
 
 /// The result of a locked run and of releasing its lock: the run's own error is never replaced
@@ -536,4 +564,36 @@ async fn adopt_cluster_operators(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::{AccountFailure, account_failure, account_hint};
+    use aws_sdk_sts::error::{ConnectorError, SdkError};
+    use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError;
+    use dify_stack_core::AwsError;
+
+    fn dispatch(connector: ConnectorError) -> AwsError {
+        let err: SdkError<GetCallerIdentityError> = SdkError::dispatch_failure(connector);
+        AwsError::from_sdk("GetCallerIdentity", err)
+    }
+
+    /// No credentials, no network and a refusal are told apart by the error's kind, code and
+    /// the SDK's connector error, each with its fix.
+    #[test]
+    fn account_failures_are_classified_by_the_error_not_its_text() {
+        let none = dispatch(ConnectorError::other("no providers in chain provided credentials".into(), None));
+        assert_eq!(account_failure(&none), AccountFailure::NoCredentials);
+        assert!(account_hint(&none).starts_with("no AWS credentials found. Fix: set AWS_PROFILE"));
+        let offline = dispatch(ConnectorError::io("connection refused".into()));
+        assert_eq!(account_failure(&offline), AccountFailure::Unreachable);
+        assert!(account_hint(&offline).contains("cannot reach AWS"), "{}", account_hint(&offline));
+        let slow = dispatch(ConnectorError::timeout("timed out".into()));
+        assert_eq!(account_failure(&slow), AccountFailure::Unreachable);
+        let expired =
+            AwsError::new("GetCallerIdentity", "ExpiredToken", "The security token included in the request is expired");
+        assert_eq!(account_failure(&expired), AccountFailure::Refused);
+        let hint = account_hint(&expired);
+        assert!(hint.contains("ExpiredToken") && hint.contains("check the credentials' validity"), "{hint}");
+    }
 }

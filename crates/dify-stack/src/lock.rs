@@ -69,6 +69,19 @@ pub enum LockError {
     Aws(#[from] AwsError),
 }
 
+impl dify_stack_core::Classify for LockError {
+    fn kind(&self) -> dify_stack_core::ErrorKind {
+        use dify_stack_core::ErrorKind;
+        match self {
+            // Busy: the holder's run ends (or its lock expires) without any change on our side.
+            LockError::Held { .. } => ErrorKind::InvalidState,
+            // What the other run did must be checked first: nothing to retry on its own.
+            LockError::Lost { .. } => ErrorKind::Failed,
+            LockError::Aws(e) => e.kind,
+        }
+    }
+}
+
 /// How many days an operator's address stays on the public endpoint after its last apply, unless
 /// the configuration says otherwise.
 pub const DEFAULT_OPERATOR_CIDR_TTL_DAYS: u32 = 30;
@@ -500,6 +513,30 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 24 * 60 * 60;
+
+    /// A held lock clears on its own (retryable), a lost one needs a look first, S3 keeps its kind.
+    #[test]
+    fn lock_errors_classify() {
+        use dify_stack_core::{Classify as _, ErrorKind};
+        let holder = Box::new(LockInfo {
+            owner: "ops@host pid 1".into(),
+            host: "host".into(),
+            operation: "apply".into(),
+            started: 0,
+            expires: 0,
+            id: "x".into(),
+        });
+        let held = LockError::Held { stack: "s".into(), holder };
+        assert_eq!(held.kind(), ErrorKind::InvalidState);
+        assert!(held.is_retryable());
+        let lost = LockError::Lost { stack: "s".into() };
+        assert_eq!(lost.kind(), ErrorKind::Failed);
+        assert!(!lost.is_retryable());
+        let denied = LockError::Aws(AwsError::new("PutObject", "AccessDenied", "no"));
+        assert_eq!(denied.kind(), ErrorKind::AccessDenied);
+        let busy = LockError::Aws(AwsError::new("PutObject", "ThrottlingException", "slow down"));
+        assert_eq!(busy.kind(), ErrorKind::Throttled);
+    }
 
     #[test]
     fn operators_are_kept_per_address_until_stale_or_removed() {

@@ -113,7 +113,7 @@ async fn a_missing_old_or_failing_helm_is_a_clear_error() {
     let release = DifyRelease { helm: Some(PathBuf::from("/nonexistent/helm")), ..DifyRelease::default() };
     let token = SecretString::from(TOKEN.to_owned());
     let err = install::helm_install(&release, VALUES, "https://x", "Q0E=", &token).await.unwrap_err();
-    assert!(matches!(err, InstallError::Helm(HelmError::Missing(_))), "{err}");
+    assert!(matches!(err, InstallError::Helm(HelmError::Missing { .. })), "{err}");
     assert!(err.to_string().contains("install Helm 3 or 4"), "{err}");
 
     let dir = scratch("v2");

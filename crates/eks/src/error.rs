@@ -1,6 +1,6 @@
 //! The EKS tier's errors.
 
-use dify_stack_core::{AwsFailure, Classify, ErrorKind, NotOwned, SpecErrors, WaitEnded};
+use dify_stack_core::{AwsFailure, Classify, ErrorKind, KubeFailure, NotOwned, SpecErrors, WaitEnded};
 
 /// Everything that can go wrong in the EKS tier.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ pub enum EksError {
     /// The Kubernetes API refused to delete the objects that make load balancers (an API error,
     /// not an unreachable server: that one is skipped). Re-running resumes.
     #[error("deleting the cluster's load-balancer Services and Ingresses failed: {0}")]
-    Kubernetes(String),
+    Kubernetes(#[source] KubeFailure),
     /// Destroy refused before deleting anything: the stack's EBS volumes and snapshots (what the
     /// default StorageClass made for PersistentVolumeClaims) hold data, and the data policy does
     /// not allow deleting data.
@@ -122,7 +122,7 @@ impl Classify for EksError {
             EksError::Failed { .. } | EksError::Vanished { .. } => ErrorKind::Failed,
             EksError::Wait(e) => e.kind(),
             // The API answered with an error: not retried on its own.
-            EksError::Kubernetes(_) => ErrorKind::Other,
+            EksError::Kubernetes(e) => e.kind(),
             EksError::Aws(e) => e.kind(),
         }
     }

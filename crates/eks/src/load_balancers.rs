@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dify_stack_core::{AwsError, AwsResultExt, Tags};
+use dify_stack_core::{AwsError, AwsResultExt, KubeFailure, Tags};
 
 /// The tag the AWS Load Balancer Controller puts on everything it makes.
 pub const LBC_CLUSTER_TAG: &str = "elbv2.k8s.aws/cluster";
@@ -135,23 +135,15 @@ pub(crate) fn list_ids(lbs: &[ClusterLoadBalancer]) -> String {
     lbs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// Why the Kubernetes objects could not be deleted.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct KubeCleanupError {
-    /// What went wrong.
-    pub message: String,
-    /// True when the API server could not be reached (destroy then goes on without it).
-    pub unreachable: bool,
-}
-
 /// The Kubernetes side: delete what makes load balancers.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait LoadBalancerObjects: Send + Sync {
     /// Deletes every Service of type `LoadBalancer` and every Ingress in the cluster; returns
     /// them as `service <ns>/<name>` and `ingress <ns>/<name>`.
-    async fn delete_load_balancer_objects(&self) -> Result<Vec<String>, KubeCleanupError>;
+    /// An error whose `unreachable` is set means the API server could not be reached (destroy
+    /// then goes on without it).
+    async fn delete_load_balancer_objects(&self) -> Result<Vec<String>, KubeFailure>;
 }
 
 impl std::fmt::Debug for dyn LoadBalancerObjects {
@@ -179,20 +171,25 @@ impl KubeLoadBalancerObjects {
         KubeLoadBalancerObjects { client, timeout }
     }
 
+    /// `call`, bounded by the timeout: an API error is the API server's answer; any other
+    /// failure, or no answer in time, counts as unreachable.
     async fn bounded<T>(
         &self,
-        what: &str,
+        operation: &'static str,
+        object: impl Into<String>,
         call: impl std::future::Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, KubeCleanupError> {
+    ) -> Result<T, KubeFailure> {
+        let fail = |message: String, status: Option<u16>| KubeFailure {
+            operation,
+            object: object.into(),
+            message,
+            status,
+            unreachable: status.is_none(),
+        };
         match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(KubeCleanupError {
-                message: format!("{what}: no answer within {:?}", self.timeout),
-                unreachable: true,
-            }),
-            Ok(Err(kube::Error::Api(e))) => {
-                Err(KubeCleanupError { message: format!("{what}: {e}"), unreachable: false })
-            }
-            Ok(Err(e)) => Err(KubeCleanupError { message: format!("{what}: {e}"), unreachable: true }),
+            Err(_) => Err(fail(format!("no answer within {:?}", self.timeout), None)),
+            Ok(Err(kube::Error::Api(e))) => Err(fail(e.to_string(), Some(e.code))),
+            Ok(Err(e)) => Err(fail(e.to_string(), None)),
             Ok(Ok(v)) => Ok(v),
         }
     }
@@ -200,33 +197,39 @@ impl KubeLoadBalancerObjects {
 
 #[async_trait]
 impl LoadBalancerObjects for KubeLoadBalancerObjects {
-    async fn delete_load_balancer_objects(&self) -> Result<Vec<String>, KubeCleanupError> {
+    async fn delete_load_balancer_objects(&self) -> Result<Vec<String>, KubeFailure> {
         use k8s_openapi::api::core::v1::Service;
         use k8s_openapi::api::networking::v1::Ingress;
         use kube::api::{Api, DeleteParams, ListParams};
         let mut deleted = Vec::new();
         let services: Api<Service> = Api::all(self.client.clone());
-        let list = self.bounded("list services", services.list(&ListParams::default())).await?;
+        let list = self.bounded("list", "services", services.list(&ListParams::default())).await?;
         for s in list.items {
             if s.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
                 continue;
             }
             let (ns, name) = (s.metadata.namespace.unwrap_or_default(), s.metadata.name.unwrap_or_default());
             let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-            match self.bounded("delete service", api.delete(&name, &DeleteParams::default())).await {
+            match self
+                .bounded("delete", format!("service {ns}/{name}"), api.delete(&name, &DeleteParams::default()))
+                .await
+            {
                 Ok(_) => deleted.push(format!("service {ns}/{name}")),
-                Err(e) if e.message.contains("404") || e.message.contains("NotFound") => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }
         let ingresses: Api<Ingress> = Api::all(self.client.clone());
-        let list = self.bounded("list ingresses", ingresses.list(&ListParams::default())).await?;
+        let list = self.bounded("list", "ingresses", ingresses.list(&ListParams::default())).await?;
         for i in list.items {
             let (ns, name) = (i.metadata.namespace.unwrap_or_default(), i.metadata.name.unwrap_or_default());
             let api: Api<Ingress> = Api::namespaced(self.client.clone(), &ns);
-            match self.bounded("delete ingress", api.delete(&name, &DeleteParams::default())).await {
+            match self
+                .bounded("delete", format!("ingress {ns}/{name}"), api.delete(&name, &DeleteParams::default()))
+                .await
+            {
                 Ok(_) => deleted.push(format!("ingress {ns}/{name}")),
-                Err(e) if e.message.contains("404") || e.message.contains("NotFound") => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }

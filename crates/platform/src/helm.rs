@@ -4,6 +4,7 @@
 //! owner-only files: no secret is ever on a command line or in Helm's environment.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -14,11 +15,19 @@ use crate::spec::Chart;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum HelmError {
-    /// No `helm` executable.
+    /// No `helm` executable: none on `PATH`, the given path is no file, or it could not be run.
     #[error(
-        "helm was not found ({0}): install Helm 3 or 4 (https://helm.sh/docs/intro/install/) or set the release's `helm` path"
+        "helm was not found ({}{}): install Helm 3 or 4 (https://helm.sh/docs/intro/install/) or set the release's `helm` path",
+        path.as_ref().map_or_else(|| "not on PATH".to_owned(), |p| p.display().to_string()),
+        source.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
     )]
-    Missing(String),
+    Missing {
+        /// The path given or tried; `None` when no `helm` is on `PATH`.
+        path: Option<PathBuf>,
+        /// Why it could not be run, when it was tried.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
+    },
     /// Helm is there but not a 3.x or 4.x.
     #[error("{path} is Helm {version}; Helm 3.x or 4.x is needed")]
     Version {
@@ -37,9 +46,41 @@ pub enum HelmError {
         /// What helm printed on stderr.
         stderr: String,
     },
-    /// A temporary file could not be written, or Helm's answer not read.
-    #[error("{0}")]
-    Io(String),
+    /// A temporary file (values, kubeconfig) could not be written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// Helm's answer could not be read as what the command prints.
+    #[error(
+        "helm {verb} printed no {expected} ({source}){}",
+        output.as_ref().map(|o| format!(": {o}")).unwrap_or_default()
+    )]
+    Output {
+        /// `list`, `get values`, `show crds`.
+        verb: &'static str,
+        /// What it should have printed (`JSON list`, `YAML`).
+        expected: &'static str,
+        /// What it printed, when short enough to show.
+        output: Option<String>,
+        /// The parser's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// `helm show crds` printed a document that is not a named CustomResourceDefinition.
+    #[error(
+        "helm show crds printed a document that is not a named CustomResourceDefinition (kind {kind}, name {name:?})"
+    )]
+    NotACrd {
+        /// The document's `kind`, as JSON (`null` when absent).
+        kind: String,
+        /// Its `metadata.name`.
+        name: String,
+    },
     /// This Helm client does not do what was asked.
     #[error("this Helm client cannot {0}")]
     Unsupported(&'static str),
@@ -50,10 +91,10 @@ impl dify_stack_core::Classify for HelmError {
         use dify_stack_core::ErrorKind;
         match self {
             // Fixed by installing Helm, not by waiting.
-            HelmError::Missing(_) | HelmError::Version { .. } | HelmError::Unsupported(_) => ErrorKind::Invalid,
+            HelmError::Missing { .. } | HelmError::Version { .. } | HelmError::Unsupported(_) => ErrorKind::Invalid,
             // A release failing is mostly a cluster still settling (nodes, webhooks).
             HelmError::Failed { .. } => ErrorKind::Transient,
-            HelmError::Io(_) => ErrorKind::Other,
+            HelmError::File { .. } | HelmError::Output { .. } | HelmError::NotACrd { .. } => ErrorKind::Other,
         }
     }
 }
@@ -74,7 +115,7 @@ impl PrivateFile {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        let io = |e: std::io::Error| HelmError::Io(format!("{}: {e}", path.display()));
+        let io = |e: std::io::Error| HelmError::File { path: path.clone(), source: Arc::new(e) };
         let mut f = options.open(&path).map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         Ok(PrivateFile(path))
@@ -106,13 +147,17 @@ pub fn token_kubeconfig(server: &str, ca_data: &str, token: &SecretString) -> St
 /// The `helm` to run: the given path, or the first `helm` on `PATH`.
 pub fn find_helm(given: Option<&Path>) -> Result<PathBuf, HelmError> {
     if let Some(p) = given {
-        return if p.is_file() { Ok(p.to_owned()) } else { Err(HelmError::Missing(p.display().to_string())) };
+        return if p.is_file() {
+            Ok(p.to_owned())
+        } else {
+            Err(HelmError::Missing { path: Some(p.to_owned()), source: None })
+        };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("helm"))
         .find(|p| p.is_file())
-        .ok_or_else(|| HelmError::Missing("not on PATH".to_owned()))
+        .ok_or(HelmError::Missing { path: None, source: None })
 }
 
 /// Runs `helm args`; its stdout, or its stderr as the error.
@@ -122,7 +167,7 @@ pub async fn run_helm(helm: &Path, verb: &'static str, args: &[String]) -> Resul
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| HelmError::Missing(format!("{}: {e}", helm.display())))?;
+        .map_err(|e| HelmError::Missing { path: Some(helm.to_owned()), source: Some(Arc::new(e)) })?;
     if !out.status.success() {
         return Err(HelmError::Failed {
             verb,
@@ -210,17 +255,18 @@ pub fn crd_documents(text: &str) -> Result<Vec<(String, serde_json::Value)>, Hel
     use serde::Deserialize as _;
     let mut out = Vec::new();
     for document in serde_norway::Deserializer::from_str(text) {
-        let value = serde_json::Value::deserialize(document)
-            .map_err(|e| HelmError::Io(format!("helm show crds printed no YAML ({e})")))?;
+        let value = serde_json::Value::deserialize(document).map_err(|e| HelmError::Output {
+            verb: "show crds",
+            expected: "YAML",
+            output: None,
+            source: Arc::new(e),
+        })?;
         if value.is_null() {
             continue;
         }
         let name = value["metadata"]["name"].as_str().unwrap_or_default().to_owned();
         if value["kind"] != "CustomResourceDefinition" || name.is_empty() {
-            return Err(HelmError::Io(format!(
-                "helm show crds printed a document that is not a named CustomResourceDefinition (kind {}, name {name:?})",
-                value["kind"]
-            )));
+            return Err(HelmError::NotACrd { kind: value["kind"].to_string(), name });
         }
         out.push((name, value));
     }
@@ -307,8 +353,12 @@ impl HelmApi for HelmCli {
         .map(|s| (*s).to_owned())
         .collect();
         let out = run_helm(&self.helm, "list", &args).await?;
-        let list: Vec<serde_json::Value> = serde_json::from_str(out.trim())
-            .map_err(|e| HelmError::Io(format!("helm list printed no JSON list ({e}): {out}")))?;
+        let list: Vec<serde_json::Value> = serde_json::from_str(out.trim()).map_err(|e| HelmError::Output {
+            verb: "list",
+            expected: "JSON list",
+            output: Some(out.clone()),
+            source: Arc::new(e),
+        })?;
         Ok(list.iter().find(|r| r["name"] == release.as_str()).map(|r| ReleaseInfo {
             chart: r["chart"].as_str().unwrap_or_default().to_owned(),
             status: r["status"].as_str().unwrap_or_default().to_owned(),
@@ -339,8 +389,12 @@ impl HelmApi for HelmCli {
         .map(|s| (*s).to_owned())
         .collect();
         let out = run_helm(&self.helm, "get values", &args).await?;
-        let values: serde_json::Value = serde_norway::from_str(&out)
-            .map_err(|e| HelmError::Io(format!("helm get values printed no YAML ({e}): {out}")))?;
+        let values: serde_json::Value = serde_norway::from_str(&out).map_err(|e| HelmError::Output {
+            verb: "get values",
+            expected: "YAML",
+            output: Some(out.clone()),
+            source: Arc::new(e),
+        })?;
         Ok(Some(if values.is_null() { serde_json::json!({}) } else { values }))
     }
 

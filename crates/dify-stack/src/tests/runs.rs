@@ -438,7 +438,12 @@ fn a_failed_runs_error_is_never_replaced_by_the_lock_release_error() {
     use crate::StackError;
     use crate::lock::LockError;
     let lost = || LockError::Lost { stack: "s".into() };
-    let failed = || Err::<(), _>(StackError::Incomplete("the run broke".into()));
+    let failed = || {
+        Err::<(), _>(StackError::Node {
+            node: crate::Node::Network,
+            error: crate::NodeError::new("the run broke", false),
+        })
+    };
     // The run failed and so did the release: the run's error stands.
     let e = crate::settle(failed(), Err(lost())).unwrap_err();
     assert!(e.to_string().contains("the run broke"), "{e}");

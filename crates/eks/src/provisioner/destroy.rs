@@ -162,7 +162,7 @@ impl EksProvisioner {
                 Err(e) if e.unreachable => {
                     tracing::warn!(error = %e, "the Kubernetes API cannot be reached: load balancers tagged for the cluster are deleted directly");
                 }
-                Err(e) => return Err(EksError::Kubernetes(e.message)),
+                Err(e) => return Err(EksError::Kubernetes(e)),
             }
         }
         let list = || async {

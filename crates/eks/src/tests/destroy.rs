@@ -182,6 +182,17 @@ mod kubernetes_load_balancers {
     use super::*;
     use crate::load_balancers::*;
 
+    /// The API server's answer (`status`) or, without one, an unreachable server.
+    fn kube_failure(message: &str, status: Option<u16>) -> dify_stack_core::KubeFailure {
+        dify_stack_core::KubeFailure {
+            operation: "list",
+            object: "services".into(),
+            message: message.into(),
+            status,
+            unreachable: status.is_none(),
+        }
+    }
+
     fn lb(id: &str) -> ClusterLoadBalancer {
         ClusterLoadBalancer { id: id.into(), kind: LoadBalancerKind::V2 }
     }
@@ -233,7 +244,7 @@ mod kubernetes_load_balancers {
         objects
             .expect_delete_load_balancer_objects()
             .times(1)
-            .returning(|| Err(KubeCleanupError { message: "tcp connect error".into(), unreachable: true }));
+            .returning(|| Err(kube_failure("tcp connect error", None)));
         let fake = FakeEks::default();
         let eks =
             EksProvisioner::new(fake.clone()).with_load_balancers(world(log.clone())).with_kubernetes_objects(objects);
@@ -284,14 +295,14 @@ mod kubernetes_load_balancers {
         let mut objects = MockLoadBalancerObjects::new();
         objects
             .expect_delete_load_balancer_objects()
-            .returning(|| Err(KubeCleanupError { message: "services is forbidden".into(), unreachable: false }));
+            .returning(|| Err(kube_failure("services is forbidden", Some(403))));
         let mut m = MockLoadBalancerApi::new();
         m.expect_cluster_load_balancers().never();
         let fake = FakeEks::default();
         let eks = EksProvisioner::new(fake.clone()).with_load_balancers(m).with_kubernetes_objects(objects);
         eks.apply(&ctx, &s).await.unwrap();
         let err = eks.destroy(&ctx, &s).await.unwrap_err();
-        assert!(matches!(&err, EksError::Kubernetes(m) if m.contains("forbidden")), "{err:?}");
+        assert!(matches!(&err, EksError::Kubernetes(m) if m.message.contains("forbidden")), "{err:?}");
         assert!(!fake.calls().iter().any(|c| c.starts_with("Delete")), "{:?}", fake.calls());
     }
 

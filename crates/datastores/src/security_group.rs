@@ -2,6 +2,12 @@
 //! `port` from the cluster's security groups, our tags. [`SgChange`] is what one observation
 //! says must change; the plan shows it ([`Planned`]) and apply executes exactly it
 //! ([`apply_change`]); [`delete`] is its part of destroy.
+//!
+//! A group is found by its group name in the VPC, which is its identity: EC2 never changes a
+//! group's name ("They can't be edited after the security group is created", Amazon EC2 User
+//! Guide, "Work with security groups", Create a security group), so no edit of a tag can hide
+//! it. Our tags on it (`Name` included) are drift when edited: one tag update in the plan,
+//! written back by apply (`tests/renamed.rs`).
 
 use std::time::Duration;
 

@@ -2,13 +2,20 @@
 //! after the network and let the datastores admit it without waiting for the cluster (about
 //! ten minutes). [`EksProvisioner`](crate::EksProvisioner) finds and uses the same group (same
 //! name and tags), and deletes it on destroy.
+//!
+//! The group is found by its group name in the VPC, which is its identity: EC2 never changes a
+//! group's name ("They can't be edited after the security group is created", Amazon EC2 User
+//! Guide, "Work with security groups", Create a security group), so no edit of a tag can hide
+//! it. Its tags are ours to keep: one that is missing or differs (a `Name` edited in the
+//! console) is drift, planned as one tag update and written back by apply.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{SecurityGroupId, VpcId};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, from_aws_wait,
+    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, TagDrift, Tier,
+    from_aws_wait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -77,11 +84,15 @@ impl Provisioner for NodeSecurityGroupProvisioner {
 
     fn diff(&self, ctx: &Context, _spec: &NodeSecurityGroupSpec, observed: &Option<SecurityGroupInfo>) -> Plan {
         let mut plan = Plan::new();
-        if observed.is_none() {
-            plan.push(Change::new(
-                Action::Create,
-                ResourceRef::new("ec2:security-group", Names::of(ctx).node_security_group),
-            ));
+        let resource = ResourceRef::new("ec2:security-group", Names::of(ctx).node_security_group);
+        match observed {
+            None => plan.push(Change::new(Action::Create, resource)),
+            Some(sg) => {
+                let drift = tag_drift(ctx, sg);
+                if !drift.is_empty() {
+                    plan.push(Change::new(Action::Update, resource.with_id(&sg.id)).tag_fields(&drift));
+                }
+            }
         }
         plan
     }
@@ -97,6 +108,11 @@ impl Provisioner for NodeSecurityGroupProvisioner {
 
     async fn apply(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<SecurityGroupId> {
         if let Some(sg) = self.observe(ctx, spec).await? {
+            let drift = tag_drift(ctx, &sg);
+            if !drift.is_empty() {
+                let tags = dify_stack_core::drift_tags(&drift);
+                self.client.tag_security_group(sg.id.clone(), tags).await.at("CreateTags", &sg.name)?;
+            }
             return Ok(SecurityGroupId::new(sg.id));
         }
         let id = create_node_security_group(self.client.as_ref(), ctx, spec.vpc_id.as_str(), &Names::of(ctx)).await?;
@@ -125,4 +141,10 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", &names.node_security_group))?;
         Ok(vec![ResourceRef::new("ec2:security-group", &names.node_security_group).with_id(&sg.id)])
     }
+}
+
+/// Our tags (as `create_node_security_group` writes them) that are missing or differ on `sg`.
+fn tag_drift(ctx: &Context, sg: &SecurityGroupInfo) -> TagDrift {
+    let want = ctx.tags_for(Tier::Eks, "node-security-group", &Names::of(ctx).node_security_group);
+    dify_stack_core::tag_drift(&want, &sg.tags)
 }

@@ -35,8 +35,75 @@ the SDK the way a broken provisioner would.
     ResourceInUseException, "The specified resource is in use"; EKS runs one update of a
     resource at a time, as for clusters above). A DEGRADED or *_FAILED one is not refused: an
     update is how it is repaired (EKS API reference, UpdateAddon `resolveConflicts`).
+
+RDS Data API rules (issue 28 item 5), on moto_ext.py's stateful Data API (`_patch_rdsdata`). moto
+runs any statement for any `resourceArn` and never reads `secretArn`. dify-stack calls only
+ExecuteStatement (crates/datastores/src/sdk/rds.rs), which is all moto 5.2.5 serves
+(BeginTransaction and BatchExecuteStatement are not routed at all). Proven by
+crates/datastores/tests/data_api_rules.rs. In the order AWS meets them:
+
+  * A `resourceArn` that names no DB cluster of the account and region, or a cluster whose HTTP
+    endpoint is not enabled (CreateDBCluster `EnableHttpEndpoint` false and no EnableHttpEndpoint
+    since), fails with HttpEndpointNotEnabledException (RDS Data API reference, ExecuteStatement
+    "Errors": "The HTTP endpoint for using RDS Data API isn't enabled for the DB cluster", HTTP
+    400), message "HttpEndpoint is not enabled for resource <arn>" (quoted from CloudWatch in a
+    public incident write-up, for calls against an Aurora cluster that had been deleted: the
+    Data API answers a missing cluster like a disabled endpoint; koxudaxi/local-data-api
+    `resources/resource.py` answers an unknown resource "HttpEndPoint is not enabled for <arn>"
+    too, as Serverless v1's BadRequestException). Verified: the code for a disabled endpoint
+    (API reference); the message text and the code for an unknown cluster rest on that one
+    quoted report: unverified against AWS documentation.
+  * A `secretArn` Secrets Manager cannot read (no such secret, or one scheduled for deletion)
+    fails with SecretsErrorException (API reference: "There was a problem with the Secrets
+    Manager secret used with the request, caused by ... The secret provided wasn't found"),
+    message "Error fetching secret <arn> : Secrets Manager can't find the specified secret."
+    (the text koxudaxi/local-data-api `secret_manager.py` reproduces from Serverless v1, where it
+    came as BadRequestException; the v2 text is unverified).
+  * A secret that is not a JSON object with `username` and `password` fails with
+    InvalidSecretException (API reference: "The Secrets Manager secret used with the request
+    isn't valid"; message unverified).
+  * A secret whose credentials are not a login of the cluster (the master user with the
+    cluster's master password, or a role the Data API created WITH LOGIN PASSWORD) fails as
+    PostgreSQL refuses the login: DatabaseErrorException 'FATAL: password authentication failed
+    for user "<user>"; SQLState: 28P01'. The text is PostgreSQL's (SQLSTATE 28P01
+    invalid_password), quoted through the Data API as "BadRequestException: FATAL: password
+    authentication failed for user "masteruser"" (typeorm-aurora-data-api-driver #86, Serverless
+    v1); for Serverless v2 and provisioned clusters BadRequestException is v1-only (API
+    reference) and connection-time database errors come as DatabaseErrorException "...;
+    SQLState: <code>" (aws-cli #8577, `database "<user>" does not exist; SQLState: 3D000`). The
+    v2 code is inferred from that: unverified.
+  * The cluster's master password: with ManageMasterUserPassword, RDS generates it and stores
+    {"username": <master username>, "password": ...} in the secret it manages (RDS user guide,
+    "Password management with Amazon RDS and AWS Secrets Manager"); moto writes a fixed
+    {"username": "admin", "password": "P@55w0rd!"} whatever the master username. Here the
+    secret holds the master username and a generated password, which becomes the cluster's;
+    editing the secret's value afterwards (PutSecretValue) does not change the cluster's
+    password, so the Data API then refuses the secret, as AWS does. Without a managed secret the
+    password is the cluster's MasterUserPassword.
+
+EC2 NAT gateways, in strict mode and out of it (fidelity, not a refusal; what the whole-account
+leak checks of crates/dify-stack/tests/crash.rs and faults.rs need to be deterministic):
+
+  * CreateNatGateway honours `ClientToken`: a request repeated with the same token and the same
+    subnet and allocation id answers the gateway the first one created, without making another;
+    the same token with other parameters fails with IdempotentParameterMismatch (EC2 developer
+    guide, "Ensuring idempotency in Amazon EC2 API requests": CreateNatGateway is among the
+    actions that support a client token). moto ignores the token, so every retry of a request
+    whose response was lost made a gateway (or, the address being taken, an orphan interface).
+  * A CreateNatGateway that fails leaves nothing behind. moto makes the gateway's network
+    interface before it associates the Elastic IP, and keeps the interface when the association
+    fails (`Resource.AlreadyAssociated`); AWS refuses the request without a trace.
+
+RDS, in strict mode and out of it (the same need): CreateDBCluster with the identifier of a
+cluster that exists fails with DBClusterAlreadyExistsFault "DB Cluster already exists" (RDS API
+reference, CreateDBCluster "Errors": DBClusterAlreadyExistsFault, "The user already has a DB
+cluster with the given identifier", HTTP 400). moto 5.2.5 replaces the cluster with a new one,
+so an SDK retry of a create whose response was lost orphaned the first cluster's RDS-managed
+master secret (and reset the cluster). moto checks instances (DBInstanceAlreadyExists), not
+clusters.
 """
 import json
+import secrets
 import threading
 import uuid
 
@@ -82,6 +149,8 @@ def update_types(body):
 
 
 def install(ext):
+    _install_nat_idempotency()
+    _install_rds_cluster_exists()
     if not getattr(ext, "STRICT", True):
         return
     lock = getattr(ext, "_eks_lock", None) or threading.RLock()
@@ -241,3 +310,147 @@ def install(ext):
             return orig_update_addon(self)
 
     EKSResponse.update_addon = update_addon
+
+    _install_rdsdata_rules()
+
+
+# ---------------------------------------------------------------- RDS Data API
+
+
+def _install_rdsdata_rules():
+    from moto.core.exceptions import JsonRESTError
+    from moto.rds import models as rds_models
+    from moto.rdsdata.responses import RDSDataServiceResponse
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    # ---- the managed master secret: the master username, a generated password that is the
+    # cluster's (moto writes a fixed "admin" / "P@55w0rd!").
+    def generate_secret_string(self):
+        password = secrets.token_urlsafe(24)
+        self.resource._dify_master_password = password
+        username = getattr(self.resource, "master_username", None) or "admin"
+        return json.dumps({"username": username, "password": password})
+
+    rds_models.MasterUserSecret._generate_secret_string = generate_secret_string
+
+    def master_password(cluster):
+        if getattr(cluster, "manage_master_user_password", False):
+            return getattr(cluster, "_dify_master_password", None)
+        return getattr(cluster, "master_user_password", None)
+
+    def refuse(code, message):
+        raise JsonRESTError(code, message)
+
+    def check(response):
+        arn = response._get_param("resourceArn") or ""
+        secret_arn = response._get_param("secretArn") or ""
+        account, region = response.current_account, response.region
+        rds = rds_models.rds_backends[account][region]
+        cluster = next((c for c in list(rds.clusters.values()) if c.db_cluster_arn == arn), None)
+        if cluster is None or not cluster.http_endpoint_enabled:
+            refuse("HttpEndpointNotEnabledException", f"HttpEndpoint is not enabled for resource {arn}")
+        try:
+            value = secretsmanager_backends[account][region].get_secret_value(secret_arn, None, None)
+        except Exception:
+            refuse(
+                "SecretsErrorException",
+                f"Error fetching secret {secret_arn} : Secrets Manager can't find the specified secret.",
+            )
+        try:
+            creds = json.loads(value.get("SecretString") or "")
+        except ValueError:
+            creds = None
+        if not isinstance(creds, dict) or not creds.get("username") or "password" not in creds:
+            refuse("InvalidSecretException", "The Secrets Manager secret used with the request isn't valid")
+        user, password = str(creds["username"]), str(creds["password"])
+        pg = response.rdsdata_backend.__dict__.get("_dify_pg", {}).get(arn) or {}
+        logins = dict(pg.get("roles") or {})
+        logins[cluster.master_username] = master_password(cluster)
+        if logins.get(user) is None or logins[user] != password:
+            refuse(
+                "DatabaseErrorException",
+                f'FATAL: password authentication failed for user "{user}"; SQLState: 28P01',
+            )
+
+    orig_execute = RDSDataServiceResponse.execute_statement
+
+    def execute_statement(self):
+        check(self)
+        return orig_execute(self)
+
+    RDSDataServiceResponse.execute_statement = execute_statement
+
+
+# ---------------------------------------------------------------- EC2 NAT gateways
+
+_nat_tokens = {}  # (account, region, client token) -> (nat id, subnet id, allocation id)
+_nat_lock = threading.Lock()
+
+
+def _install_nat_idempotency():
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.nat_gateways import NatGateway
+    from moto.ec2.responses.nat_gateways import NatGateways
+    from moto.ec2.utils import add_tag_specification
+
+    # ---- a failed create leaves no network interface behind.
+    orig_init = NatGateway.__init__
+
+    def init(self, backend, *args, **kwargs):
+        try:
+            orig_init(self, backend, *args, **kwargs)
+        except Exception:
+            eni = self.__dict__.get("_eni")
+            if eni is not None:
+                backend.enis.pop(eni.id, None)
+            raise
+
+    NatGateway.__init__ = init
+
+    # ---- ClientToken.
+    def create_nat_gateway(self):
+        subnet_id = self._get_param("SubnetId")
+        allocation_id = self._get_param("AllocationId")
+        token = self._get_param("ClientToken")
+        backend = self.ec2_backend
+        key = (backend.account_id, backend.region_name, token)
+        with _nat_lock:
+            if token and key in _nat_tokens:
+                nat_id, subnet, allocation = _nat_tokens[key]
+                if (subnet, allocation) != (subnet_id, allocation_id):
+                    raise EC2ClientError(
+                        "IdempotentParameterMismatch",
+                        f"Client token {token} was used before with different parameters",
+                    )
+                nat = backend.nat_gateways.get(nat_id)
+                if nat is not None:
+                    return ActionResult({"ClientToken": token, "NatGateway": nat})
+            nat = backend.create_nat_gateway(
+                subnet_id=subnet_id,
+                allocation_id=allocation_id,
+                tags=add_tag_specification(self._get_param("TagSpecifications", [])),
+                connectivity_type=self._get_param("ConnectivityType"),
+            )
+            if token:
+                _nat_tokens[key] = (nat.id, subnet_id, allocation_id)
+        return ActionResult({"ClientToken": token, "NatGateway": nat} if token else {"NatGateway": nat})
+
+    NatGateways.create_nat_gateway = create_nat_gateway
+
+
+# ---------------------------------------------------------------- RDS CreateDBCluster
+
+
+def _install_rds_cluster_exists():
+    from moto.rds import models as rds_models
+    from moto.rds.exceptions import RDSClientError
+
+    B = rds_models.RDSBackend
+    orig_create = B.create_db_cluster
+
+    def create_db_cluster(self, kwargs):
+        if kwargs.get("db_cluster_identifier") in self.clusters:
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+        return orig_create(self, kwargs)
+
+    B.create_db_cluster = create_db_cluster

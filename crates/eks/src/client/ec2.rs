@@ -123,6 +123,12 @@ pub trait Ec2Api: Send + Sync {
     ) -> Result<String, AwsError>;
     /// DeleteSecurityGroup.
     async fn delete_security_group(&self, id: String) -> Result<(), AwsError>;
+    /// CreateTags on a security group (our tags that drifted, such as a `Name` edited in the
+    /// console, written back).
+    async fn tag_security_group(&self, id: String, tags: Tags) -> Result<(), AwsError> {
+        let _ = (id, tags);
+        Err(unsupported("CreateTags"))
+    }
     /// DescribeLaunchTemplates by name + DescribeLaunchTemplateVersions (latest).
     async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError>;
     /// CreateLaunchTemplate with tags.

@@ -31,6 +31,10 @@ impl Ec2Api for SdkEks {
         shared::ec2::delete_security_group(&self.ec2, &id).await
     }
 
+    async fn tag_security_group(&self, id: String, tags: Tags) -> Result<(), AwsError> {
+        shared::ec2::create_tags(&self.ec2, vec![id], &tags).await
+    }
+
     async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
         let out = found(
             self.ec2

@@ -259,6 +259,14 @@ impl Stack {
             runner.capacity_preflight().await.map_err(|error| StackError::Node { node: Node::Network, error })?;
         let mut plan = runner.plan_all().await.map_err(|(node, error)| StackError::Node { node, error })?;
         plan.notes = self.notes();
+        // A Kubernetes upgrade that changes what the control plane costs says so.
+        if let Some(eks) = plan.observed.eks.as_ref() {
+            plan.notes.extend(dify_stack_eks::lifecycle::upgrade_cost_note(
+                &eks.kubernetes_version,
+                &self.cfg.eks.kubernetes_version,
+                std::time::SystemTime::now(),
+            ));
+        }
         plan.notes.extend(capacity);
         Ok(plan)
     }

@@ -100,6 +100,21 @@ pub fn support_note(version: &str, now: SystemTime) -> Option<String> {
     }
 }
 
+/// A sentence for the plan when an upgrade from `have` to `want` changes what the control plane
+/// costs: out of extended support into standard support, or the other way; `None` otherwise.
+pub fn upgrade_cost_note(have: &str, want: &str, now: SystemTime) -> Option<String> {
+    let monthly = (EXTENDED_PRICE_PER_HOUR - STANDARD_PRICE_PER_HOUR) * 730.0;
+    match (support(have, now), support(want, now)) {
+        (Support::Extended { .. } | Support::Ended { .. }, Support::Standard { until }) => Some(format!(
+            "the upgrade from Kubernetes {have} to {want} leaves extended support: ${STANDARD_PRICE_PER_HOUR:.2} instead of ${EXTENDED_PRICE_PER_HOUR:.2} per cluster-hour (about ${monthly:.0} less a month), in standard support until {until}"
+        )),
+        (Support::Standard { .. }, Support::Extended { since, .. }) => Some(format!(
+            "Kubernetes {want} is in extended support since {since}: the upgrade from {have} costs ${EXTENDED_PRICE_PER_HOUR:.2} instead of ${STANDARD_PRICE_PER_HOUR:.2} per cluster-hour (about ${monthly:.0} more a month)"
+        )),
+        _ => None,
+    }
+}
+
 /// A sentence for the plan on what the support type means for `version`: with `STANDARD`, the
 /// date EKS upgrades the cluster by itself (EKS user guide, "View current cluster upgrade
 /// policy": "If your upgrade policy is STANDARD, it will be automatically upgraded"); `None` with
@@ -159,5 +174,15 @@ mod tests {
         let past = support_type_note("1.33", SupportType::Standard, at("2026-12-07")).unwrap();
         assert!(past.contains("past standard support"), "{past}");
         assert_eq!(support_type_note("1.35", SupportType::Extended, at("2026-12-07")), None);
+    }
+
+    #[test]
+    fn an_upgrade_out_of_extended_support_says_what_it_saves() {
+        let note = upgrade_cost_note("1.33", "1.35", at("2026-12-07")).unwrap();
+        for needle in ["leaves extended support", "$0.10 instead of $0.60", "$365 less a month", "until 2027-03-27"] {
+            assert!(note.contains(needle), "{needle} missing in {note}");
+        }
+        assert_eq!(upgrade_cost_note("1.35", "1.35", at("2026-12-07")), None);
+        assert_eq!(upgrade_cost_note("1.34", "1.35", at("2026-11-01")), None, "both in standard support");
     }
 }

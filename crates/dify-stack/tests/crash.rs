@@ -1,6 +1,8 @@
 //! Crash at every call: a clean apply of the test profile makes N requests; for cut points k
-//! in 1..N the request stream is cut after k requests (the process "dies": before the request
-//! reaches AWS for odd k, after AWS applied it with the response lost for even k), then a new
+//! in 1..N the request stream is cut after k requests, one of three ways in turn (`Cut`): before
+//! the request reaches AWS; after AWS applied it with the response lost, and so for every later
+//! request of the dead run (harsher than a crash: it keeps sending until its waits give up); or
+//! a stopped process (the request past the cut lands, nothing after it does). Then a new
 //! run unlocks the stale lock and applies again. The inventory (every resource carrying the
 //! stack tag, across all services) must equal the clean run's, the plan must be empty, and
 //! destroy must leave nothing at all: the emulator's whole state of the account (moto's and the
@@ -74,7 +76,10 @@ async fn apply_converges_after_a_crash_at_any_request() {
         // The whole account before the first apply, tagged or not.
         let before = emulator.state(&account.account_id, "us-west-2").await;
         let stack = Stack::connect(config(), account.config.clone()).await.unwrap().with_wait(quick());
-        let cut = if k % 2 == 0 { Cut::AfterSend } else { Cut::BeforeSend };
+        // Three kinds of cut in turn: the request never sent; sent with the response lost and
+        // every later request too (the run outlives a lost connection); the process stopped (the
+        // one request past the cut lands, nothing after it does).
+        let cut = [Cut::AfterSend, Cut::BeforeSend, Cut::Stop][k % 3];
         account.calls.crash_after(k, cut);
         // Waits poll the strict emulator's pending states a timing-dependent number of times,
         // so a cut point near the end may lie beyond what this run needs: then there is nothing

@@ -12,8 +12,14 @@ use super::{
 pub enum Cut {
     /// The request never reaches the emulator.
     BeforeSend,
-    /// The emulator applies the request but the response is lost.
+    /// The emulator applies the request but the response is lost, and so on for every later
+    /// request: a lost connection that the run outlives (its tasks keep sending until their
+    /// waits give up), harsher than a crash.
     AfterSend,
+    /// A process stopped at the cut: the emulator applies the first request past it with the
+    /// response lost, and no later request reaches it (nothing the dead run does afterwards
+    /// lands).
+    Stop,
 }
 
 /// A request counter with an optional crash point, shared by every client built from one
@@ -26,6 +32,9 @@ pub struct Calls {
     // Requests still allowed through before the crash; usize::MAX = no crash planned.
     budget: AtomicUsize,
     cut_after_send: AtomicBool,
+    // With `Cut::Stop`: whether the one request past the cut was sent (later ones never are).
+    stop: AtomicBool,
+    stopped: AtomicBool,
     faults: Mutex<Option<FaultPlan>>,
 }
 
@@ -131,6 +140,8 @@ impl Default for Calls {
             log: std::sync::Mutex::new(Vec::new()),
             budget: AtomicUsize::new(usize::MAX),
             cut_after_send: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             faults: Mutex::new(None),
         }
     }
@@ -146,6 +157,8 @@ impl Calls {
     /// `k+1`-th and all after it), like a process that died at that point.
     pub fn crash_after(&self, k: usize, cut: Cut) {
         self.cut_after_send.store(cut == Cut::AfterSend, Ordering::SeqCst);
+        self.stop.store(cut == Cut::Stop, Ordering::SeqCst);
+        self.stopped.store(false, Ordering::SeqCst);
         self.budget.store(k, Ordering::SeqCst);
     }
 
@@ -222,6 +235,9 @@ impl Calls {
             .is_ok();
         if allowed || self.budget.load(Ordering::SeqCst) == usize::MAX {
             None
+        } else if self.stop.load(Ordering::SeqCst) {
+            // The first request past the cut is sent (its response lost); none after it is.
+            if self.stopped.swap(true, Ordering::SeqCst) { Some(Cut::BeforeSend) } else { Some(Cut::AfterSend) }
         } else if self.cut_after_send.load(Ordering::SeqCst) {
             Some(Cut::AfterSend)
         } else {
@@ -266,7 +282,7 @@ impl HttpConnector for WithAccountConnector {
         let crashed = || ConnectorError::io("simulated crash (dify-stack-emulator Calls::crash_after)".into());
         match self.calls.next() {
             None => self.inner.call(request),
-            Some(Cut::BeforeSend) => HttpConnectorFuture::ready(Err(crashed())),
+            Some(Cut::BeforeSend | Cut::Stop) => HttpConnectorFuture::ready(Err(crashed())),
             Some(Cut::AfterSend) => {
                 let sent = self.inner.call(request);
                 HttpConnectorFuture::new(async move {
@@ -387,4 +403,30 @@ pub(crate) fn operation_of(request: &HttpRequest) -> String {
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     format!("{service} {} /{}{sub}", request.method(), shape.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Calls, Cut};
+
+    /// The cut points as the connector sees them, request by request.
+    fn cuts(cut: Cut) -> Vec<Option<Cut>> {
+        let calls = Calls::default();
+        calls.crash_after(2, cut);
+        (0..5).map(|_| calls.next()).collect()
+    }
+
+    /// Before-send never lets a request past the cut through; after-send lets every later one
+    /// land with its response lost; a stop lets exactly the first land and none after it.
+    #[test]
+    fn the_three_cuts_differ_in_what_reaches_the_emulator_after_the_cut() {
+        let (b, a) = (Some(Cut::BeforeSend), Some(Cut::AfterSend));
+        assert_eq!(cuts(Cut::BeforeSend), [None, None, b, b, b]);
+        assert_eq!(cuts(Cut::AfterSend), [None, None, a, a, a]);
+        assert_eq!(cuts(Cut::Stop), [None, None, a, b, b]);
+        let healed = Calls::default();
+        healed.crash_after(0, Cut::Stop);
+        healed.heal();
+        assert_eq!(healed.next(), None, "heal removes the cut");
+    }
 }

@@ -5,67 +5,12 @@
 //! an Aurora minor change is an in-place upgrade, a prod Aurora upgrade takes its named snapshot
 //! first, and the plan after each apply is empty.
 
-use dify_stack_core::ids::{AvailabilityZone, SecurityGroupId, SubnetId, VpcId};
-use dify_stack_core::{Action, Context, Effect, Environment, Plan, Provisioner};
-use dify_stack_datastores::{DatastoresProvisioner, DatastoresSpec, PlacedSubnet};
-use dify_stack_emulator::{Emulator, TestAccount};
+use dify_stack_core::{Action, Effect, Environment, Plan, Provisioner};
+use dify_stack_datastores::DatastoresProvisioner;
 
-struct Env {
-    account: TestAccount,
-    source_sg: String,
-    vpc: String,
-    subnets: Vec<PlacedSubnet>,
-}
+mod common;
 
-/// A VPC with a private subnet in each of three AZs and a stand-in for the EKS nodes' group.
-async fn setup() -> Env {
-    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
-    let ec2 = aws_sdk_ec2::Client::new(&account.config);
-    let vpc =
-        ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap().vpc().unwrap().vpc_id().unwrap().to_owned();
-    let mut subnets = Vec::new();
-    for (i, az) in ["us-west-2a", "us-west-2b", "us-west-2c"].iter().enumerate() {
-        let s = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("10.0.{}.0/24", 10 + i))
-            .availability_zone(*az)
-            .send()
-            .await
-            .unwrap();
-        subnets.push(PlacedSubnet {
-            id: SubnetId::new(s.subnet().unwrap().subnet_id().unwrap()),
-            availability_zone: AvailabilityZone::new(*az),
-        });
-    }
-    let source_sg = ec2
-        .create_security_group()
-        .vpc_id(&vpc)
-        .group_name("cluster-nodes")
-        .description("stand-in for the EKS node group")
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    Env { account, source_sg, vpc, subnets }
-}
-
-impl Env {
-    fn ctx(&self, stack: &str, env: Environment) -> Context {
-        Context::new(stack, env, "us-west-2").unwrap().with_account_id(&self.account.account_id)
-    }
-
-    fn spec(&self, env: Environment) -> DatastoresSpec {
-        DatastoresSpec::for_environment(
-            env,
-            VpcId::new(&self.vpc),
-            self.subnets.clone(),
-            vec![SecurityGroupId::new(&self.source_sg)],
-        )
-    }
-}
+use common::setup;
 
 /// The plan's lines as (kind, name, action, effect).
 fn lines(plan: &Plan) -> Vec<(String, String, Action, Option<Effect>)> {

@@ -6,10 +6,12 @@
 //! twice.
 
 use aws_sdk_ec2::types::{Filter, Tag};
-use dify_stack_core::ids::{AvailabilityZone, SecurityGroupId, SubnetId, VpcId};
-use dify_stack_core::{Action, Context, Environment, Provisioner, TAG_STACK};
-use dify_stack_datastores::{DataPolicy, DatastoresProvisioner, DatastoresSpec, PlacedSubnet};
-use dify_stack_emulator::Emulator;
+use dify_stack_core::{Action, Environment, Provisioner, TAG_STACK};
+use dify_stack_datastores::{DataPolicy, DatastoresProvisioner};
+
+mod common;
+
+use common::setup;
 
 const STACK: &str = "ds-renamed";
 
@@ -48,47 +50,14 @@ async fn named(ec2: &aws_sdk_ec2::Client, vpc: &str, name: &str) -> usize {
 
 #[tokio::test]
 async fn store_security_groups_renamed_in_the_console_are_one_tag_update_each_and_are_repaired() {
-    let account = Emulator::shared().expect("emulator").account("us-west-2").await;
-    let ec2 = aws_sdk_ec2::Client::new(&account.config);
-    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap();
-    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
-    let mut subnets = Vec::new();
-    for (i, az) in ["us-west-2a", "us-west-2b", "us-west-2c"].iter().enumerate() {
-        let s = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("10.0.{}.0/24", 10 + i))
-            .availability_zone(*az)
-            .send()
-            .await
-            .unwrap();
-        subnets.push(PlacedSubnet {
-            id: SubnetId::new(s.subnet().unwrap().subnet_id().unwrap()),
-            availability_zone: AvailabilityZone::new(*az),
-        });
-    }
-    let nodes = ec2
-        .create_security_group()
-        .vpc_id(&vpc)
-        .group_name("cluster-nodes")
-        .description("stand-in for the EKS node group")
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    let ctx = Context::new(STACK, Environment::Test, "us-west-2").unwrap().with_account_id(&account.account_id);
-    let spec = DatastoresSpec::for_environment(
-        Environment::Test,
-        VpcId::new(&vpc),
-        subnets,
-        vec![SecurityGroupId::new(&nodes)],
-    );
+    let env = setup().await;
+    let (account, ec2, vpc) = (&env.account, &env.ec2, env.vpc.as_str());
+    let ctx = env.ctx(STACK, Environment::Test);
+    let spec = env.spec(Environment::Test);
     let ds = DatastoresProvisioner::from_conf(&account.config);
     ds.apply(&ctx, &spec).await.unwrap();
     assert!(ds.plan(&ctx, &spec).await.unwrap().is_empty());
-    let before = stack_groups(&ec2, &vpc).await;
+    let before = stack_groups(ec2, vpc).await;
     let names: Vec<&str> = before.iter().map(|(name, _, _)| name.as_str()).collect();
     assert_eq!(names, ["ds-renamed-aurora", "ds-renamed-opensearch", "ds-renamed-redis"]);
     assert!(before.iter().all(|(_, _, tag)| tag.is_some()), "{before:?}");
@@ -119,11 +88,11 @@ async fn store_security_groups_renamed_in_the_console_are_one_tag_update_each_an
 
     ds.apply(&ctx, &spec).await.unwrap();
     assert!(ds.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", ds.plan(&ctx, &spec).await.unwrap());
-    assert_eq!(stack_groups(&ec2, &vpc).await, before, "the same groups, their Name tags written back");
+    assert_eq!(stack_groups(ec2, vpc).await, before, "the same groups, their Name tags written back");
     for name in names {
-        assert_eq!(named(&ec2, &vpc, name).await, 1, "{name} made twice");
+        assert_eq!(named(ec2, vpc, name).await, 1, "{name} made twice");
     }
 
     ds.with_data_policy(DataPolicy::delete_everything()).destroy(&ctx, &spec).await.unwrap();
-    assert_eq!(stack_groups(&ec2, &vpc).await, []);
+    assert_eq!(stack_groups(ec2, vpc).await, []);
 }

@@ -41,7 +41,7 @@ def main():
         if len(sys.argv) > 4:  # moto_quota.py: the Elastic IP quota model
             quota = types.ModuleType("moto_quota")
             exec(compile(sys.argv[4], "moto_quota.py", "exec"), quota.__dict__)
-            quota.install()
+            quota.install(ext)
         if len(sys.argv) > 5:  # moto_upgrade.py: version upgrades on moto_ext's and moto_day2's models
             upgrade = types.ModuleType("moto_upgrade")
             exec(compile(sys.argv[5], "moto_upgrade.py", "exec"), upgrade.__dict__)

@@ -628,6 +628,36 @@ def _state_dump(request, full_url, headers):
     return 200, {"Content-Type": "text/plain"}, "".join(line + "\n" for line in sorted(lines))
 
 
+def fixture_params(request, full_url):
+    """The parameters of a call to one of the extension's `/moto-api/dify-stack/...` test
+    fixtures: the query string, plus on POST the body as JSON or form fields. werkzeug leaves
+    `data` empty and parses the body into `form` when the client says it is form-encoded (as
+    urllib does by default), so a JSON text may arrive as a form key without a value."""
+    import json as _json
+    from urllib.parse import parse_qs, urlparse
+
+    params = {k: v[0] for k, v in parse_qs(urlparse(full_url).query).items()}
+    if getattr(request, "method", "GET") != "POST":
+        return params
+    raw = getattr(request, "data", b"") or b""
+    if not raw and hasattr(request, "get_data"):
+        raw = request.get_data(cache=True) or b""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    form = getattr(request, "form", None)
+    if form:
+        for key, value in form.items():
+            if not value and key.lstrip().startswith("{"):
+                text = text or key
+            else:
+                params[key] = value
+    if text.strip():
+        try:
+            params.update(_json.loads(text))
+        except ValueError:
+            params.update({k: v[0] for k, v in parse_qs(text).items()})
+    return params
+
+
 def install():
     _patch_checkip()
     _patch_ecr()

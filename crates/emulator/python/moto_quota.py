@@ -81,39 +81,9 @@ def _truthy(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def _body(request):
-    """A POST body as a dict: JSON, or form fields. werkzeug leaves `data` empty and parses the
-    body into `form` when the client says it is form-encoded (as urllib does by default), so a
-    JSON text may arrive as a form key without a value."""
-    raw = getattr(request, "data", b"") or b""
-    if not raw and hasattr(request, "get_data"):
-        raw = request.get_data(cache=True) or b""
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    fields = {}
-    form = getattr(request, "form", None)
-    if form:
-        for key, value in form.items():
-            if not value and key.lstrip().startswith("{"):
-                text = text or key
-            else:
-                fields[key] = value
-    if text.strip():
-        try:
-            fields.update(json.loads(text))
-        except ValueError:
-            from urllib.parse import parse_qs
-
-            fields.update({k: v[0] for k, v in parse_qs(text).items()})
-    return fields
-
-
-def _quota_route(request, full_url, headers):
-    from urllib.parse import parse_qs, urlparse
-
-    params = {k: v[0] for k, v in parse_qs(urlparse(full_url).query).items()}
+def _quota_route(ext, request, full_url, headers):
+    params = ext.fixture_params(request, full_url)
     method = getattr(request, "method", "GET")
-    if method == "POST":
-        params.update(_body(request))
     account = str(params.get("account", "")).strip()
     if not account:
         return 400, {"Content-Type": "text/plain"}, "account is required\n"
@@ -139,7 +109,7 @@ def _quota_route(request, full_url, headers):
     return 200, {"Content-Type": "application/json"}, json.dumps(state)
 
 
-def install():
+def install(ext):
     from moto.ec2.responses import EC2Response
     from moto.ec2.responses.account_attributes import AccountAttributes
     from moto.moto_api._internal import urls as api_urls
@@ -147,4 +117,4 @@ def install():
     AccountAttributes.describe_account_attributes = _describe_account_attributes
     EC2Response.describe_account_attributes = _describe_account_attributes
     _patch_allocate()
-    api_urls.url_paths["{0}/moto-api/dify-stack/quota$"] = _quota_route
+    api_urls.url_paths["{0}/moto-api/dify-stack/quota$"] = lambda r, u, h: _quota_route(ext, r, u, h)

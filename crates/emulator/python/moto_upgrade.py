@@ -611,12 +611,8 @@ def insights_of(ext, backend, cluster):
 
 
 def _insight_route(ext, request, full_url, headers):
-    from urllib.parse import parse_qs, urlparse
-
-    params = {k: v[0] for k, v in parse_qs(urlparse(full_url).query).items()}
+    params = ext.fixture_params(request, full_url)
     method = getattr(request, "method", "GET")
-    if method == "POST":
-        params.update(_body(request))
     account = str(params.get("account", "")).strip()
     region = str(params.get("region", "") or "us-west-2").strip()
     cluster_name = str(params.get("cluster", "")).strip()
@@ -653,30 +649,6 @@ def _insight_route(ext, request, full_url, headers):
         for field in ("lastRefreshTime", "lastTransitionTime"):
             insight[field] = insight[field].isoformat()
     return 200, {"Content-Type": "application/json"}, json.dumps({"insights": listing})
-
-
-def _body(request):
-    """A POST body as a dict: JSON, or form fields (as moto_quota reads it)."""
-    raw = getattr(request, "data", b"") or b""
-    if not raw and hasattr(request, "get_data"):
-        raw = request.get_data(cache=True) or b""
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    fields = {}
-    form = getattr(request, "form", None)
-    if form:
-        for key, value in form.items():
-            if not value and key.lstrip().startswith("{"):
-                text = text or key
-            else:
-                fields[key] = value
-    if text.strip():
-        try:
-            fields.update(json.loads(text))
-        except ValueError:
-            from urllib.parse import parse_qs
-
-            fields.update({k: v[0] for k, v in parse_qs(text).items()})
-    return fields
 
 
 # ================================================================ OpenSearch

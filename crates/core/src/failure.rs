@@ -168,6 +168,30 @@ pub struct KubeFailure {
 }
 
 impl KubeFailure {
+    /// A kube-rs error as the failure of `operation` on `object`: the API server's answer (its
+    /// message and status), or a server that could not be reached (a connection or service
+    /// error). The one conversion every tier that talks to the cluster uses.
+    #[cfg(feature = "kube")]
+    pub fn from_kube(operation: &'static str, object: impl Into<String>, e: &kube::Error) -> KubeFailure {
+        let object = object.into();
+        match e {
+            kube::Error::Api(status) => KubeFailure {
+                operation,
+                object,
+                message: status.message.clone(),
+                status: Some(status.code),
+                unreachable: false,
+            },
+            other => KubeFailure {
+                operation,
+                object,
+                message: other.to_string(),
+                status: None,
+                unreachable: matches!(other, kube::Error::HyperError(_) | kube::Error::Service(_)),
+            },
+        }
+    }
+
     /// True for an answer of 404.
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)

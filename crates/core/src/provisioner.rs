@@ -25,7 +25,11 @@ use crate::spec::SpecErrors;
 ///   [`Permissions::allow_replace`](crate::Permissions::allow_replace) is set.
 /// * [`destroy`](Provisioner::destroy) needs no remembered ids: it discovers by tag, tolerates
 ///   half-built stacks, treats not-found as done, and never touches a resource without the stack's
-///   ownership tag. It returns what it deleted.
+///   ownership tag. It returns what it deleted. It takes what finds the tier's resources, a
+///   [`Selector`](Provisioner::Selector) (the ids it needs beyond the context, derived from a
+///   spec with [`selector`](Provisioner::selector) or from what exists), never a whole spec:
+///   [`destroy_selected`](Provisioner::destroy_selected); `destroy(spec)` is the same from a
+///   spec.
 /// * Waits are bounded by the context's [`WaitPolicy`](crate::WaitPolicy), cancellable through
 ///   its token, and use SDK waiters where they exist.
 #[async_trait]
@@ -38,6 +42,11 @@ pub trait Provisioner: Send + Sync {
     type Output: Send + Sync;
     /// The tier's error type.
     type Error: std::error::Error + Send + Sync + From<SpecErrors> + 'static;
+    /// What finds the tier's resources for a destroy: the ids it needs beyond the [`Context`]
+    /// (which names and tags everything), never a whole spec. `Option` fields are ids that may
+    /// be gone (a VPC already deleted): `None` skips what they would find. `()` when the context
+    /// alone finds everything.
+    type Selector: Send + Sync;
 
     /// Checks the spec without I/O. All violations at once.
     fn validate(&self, ctx: &Context, spec: &Self::Spec) -> Result<(), SpecErrors>;
@@ -83,6 +92,20 @@ pub trait Provisioner: Send + Sync {
     /// Converges the world to `spec` and returns the outputs.
     async fn apply(&self, ctx: &Context, spec: &Self::Spec) -> Result<Self::Output, Self::Error>;
 
+    /// What finds the resources `spec` describes, for [`destroy_selected`](Provisioner::destroy_selected).
+    /// Pure.
+    fn selector(&self, ctx: &Context, spec: &Self::Spec) -> Self::Selector;
+
+    /// Deletes everything this tier owns for the stack that `selector` finds; returns what was
+    /// deleted. A caller without a spec (destroy discovers the stack) builds the selector from
+    /// what exists.
+    async fn destroy_selected(&self, ctx: &Context, selector: &Self::Selector)
+    -> Result<Vec<ResourceRef>, Self::Error>;
+
     /// Deletes everything this tier owns for the stack; returns what was deleted.
-    async fn destroy(&self, ctx: &Context, spec: &Self::Spec) -> Result<Vec<ResourceRef>, Self::Error>;
+    /// [`destroy_selected`](Provisioner::destroy_selected) with the [`selector`](Provisioner::selector) of `spec`.
+    async fn destroy(&self, ctx: &Context, spec: &Self::Spec) -> Result<Vec<ResourceRef>, Self::Error> {
+        let selector = self.selector(ctx, spec);
+        self.destroy_selected(ctx, &selector).await
+    }
 }

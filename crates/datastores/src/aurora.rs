@@ -16,7 +16,7 @@ use crate::client::{
 use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
 use crate::secrets::{self, SecretKind, StoredSecret};
 use crate::security_group;
-use crate::spec::{DatastoresSpec, data_api_available};
+use crate::spec::{AuroraSelector, DatastoresSpec, data_api_available};
 use crate::upgrade::{self, Step};
 use dify_stack_core::wait::{Condition, Probe};
 use dify_stack_core::{AwsAt, NotOwned};
@@ -138,6 +138,17 @@ impl AuroraProvisioner {
 
     /// What would stop destroy from deleting the cluster under `policy`; empty when nothing.
     pub async fn data_holders(&self, ctx: &Context, spec: &DatastoresSpec, policy: DataPolicy) -> Result<Vec<String>> {
+        self.data_holders_of(ctx, spec.aurora.final_snapshot, policy).await
+    }
+
+    /// [`Self::data_holders`] with what it reads of a spec (or an [`AuroraSelector`]): whether
+    /// the cluster goes with a final snapshot (`aurora.final_snapshot`).
+    pub async fn data_holders_of(
+        &self,
+        ctx: &Context,
+        final_snapshot: bool,
+        policy: DataPolicy,
+    ) -> Result<Vec<String>> {
         let names = AuroraNames::of(ctx);
         let Some(c) =
             self.rds.describe_cluster(names.cluster.clone()).await.at("DescribeDBClusters", &names.cluster)?
@@ -151,7 +162,7 @@ impl AuroraProvisioner {
         if c.deletion_protection && !policy.lift_deletion_protection {
             holders.push(format!("Aurora cluster {} has deletion protection on", names.cluster));
         }
-        if !spec.aurora.final_snapshot && !policy.delete_data {
+        if !final_snapshot && !policy.delete_data {
             holders.push(format!("Aurora cluster {} would be deleted without a final snapshot", names.cluster));
         }
         Ok(holders)
@@ -164,6 +175,7 @@ impl Provisioner for AuroraProvisioner {
     type Observed = ObservedAurora;
     type Output = AuroraOutput;
     type Error = DatastoresError;
+    type Selector = AuroraSelector;
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -249,7 +261,11 @@ impl Provisioner for AuroraProvisioner {
 
     /// Instances -> cluster (final snapshot unless the policy deletes data) -> subnet group ->
     /// security group. Refuses before the first delete when the policy does not allow it.
-    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
-        self.destroy_tier(ctx, spec).await
+    fn selector(&self, _ctx: &Context, spec: &DatastoresSpec) -> AuroraSelector {
+        AuroraSelector { vpc_id: Some(spec.vpc_id.clone()), final_snapshot: spec.aurora.final_snapshot }
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &AuroraSelector) -> Result<Vec<ResourceRef>> {
+        self.destroy_tier(ctx, selector).await
     }
 }

@@ -292,6 +292,8 @@ impl Provisioner for BucketProvisioner {
     type Observed = Option<BucketInfo>;
     type Output = BucketOutput;
     type Error = DatastoresError;
+    /// The context names the bucket: destroy needs nothing else.
+    type Selector = ();
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -360,7 +362,9 @@ impl Provisioner for BucketProvisioner {
 
     /// Refuses when the bucket holds versions and the policy does not delete data (nothing is
     /// deleted then); otherwise drains every version and delete marker and deletes the bucket.
-    async fn destroy(&self, ctx: &Context, _spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+    fn selector(&self, _ctx: &Context, _spec: &DatastoresSpec) {}
+
+    async fn destroy_selected(&self, ctx: &Context, _selector: &()) -> Result<Vec<ResourceRef>> {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
         let holders = self.data_holders(ctx, policy).await?;
         if !holders.is_empty() {

@@ -38,4 +38,7 @@ pub use provisioner::{DatastoresOutput, DatastoresProvisioner, ObservedDatastore
 pub use redis::{RedisOutput, RedisProvisioner};
 pub use sdk::SdkDatastores;
 pub use secrets::{SecretKind, StoredSecret};
-pub use spec::{AuroraSpec, BucketSpec, DATABASES, DatastoresSpec, OpenSearchSpec, PlacedSubnet, RedisSpec};
+pub use spec::{
+    AuroraSelector, AuroraSpec, BucketSpec, DATABASES, DatastoresSelector, DatastoresSpec, OpenSearchSpec,
+    PlacedSubnet, RedisSpec, StoreSelector,
+};

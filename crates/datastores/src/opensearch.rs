@@ -19,7 +19,7 @@ use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, 
 use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
 use crate::secrets::{SecretKind, delete_secret};
 use crate::security_group;
-use crate::spec::DatastoresSpec;
+use crate::spec::{DatastoresSpec, StoreSelector};
 use crate::upgrade::{self, Step};
 use diff::OpenSearchChange;
 use dify_stack_core::Probe;
@@ -289,6 +289,7 @@ impl Provisioner for OpenSearchProvisioner {
     type Observed = ObservedOpenSearch;
     type Output = OpenSearchOutput;
     type Error = DatastoresError;
+    type Selector = StoreSelector;
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -330,7 +331,11 @@ impl Provisioner for OpenSearchProvisioner {
 
     /// Domain (wait gone) -> security group -> master secret. The index is derived data
     /// (Dify re-indexes from the database and storage), so no data-policy check applies.
-    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+    fn selector(&self, _ctx: &Context, spec: &DatastoresSpec) -> StoreSelector {
+        StoreSelector { vpc_id: Some(spec.vpc_id.clone()) }
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &StoreSelector) -> Result<Vec<ResourceRef>> {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
         let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let mut deleted = Vec::new();
@@ -346,7 +351,10 @@ impl Provisioner for OpenSearchProvisioner {
             .await?;
             deleted.push(ResourceRef::new("opensearch:domain", &name).with_id(&d.arn));
         }
-        if let Some(id) = security_group::delete(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &sgn).await? {
+        // Without the VPC, no group in it.
+        if let Some(vpc_id) = &selector.vpc_id
+            && let Some(id) = security_group::delete(ctx, self.sg.as_ref(), vpc_id.as_str(), &sgn).await?
+        {
             deleted.push(ResourceRef::new("ec2:security-group", &sgn).with_id(id));
         }
         if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, policy).await? {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::client::SecretsApi;
 use crate::common::{DataPolicy, DatastoresError, Result};
 use crate::secrets::StoredSecret;
-use crate::spec::DatastoresSpec;
+use crate::spec::{DatastoresSelector, DatastoresSpec};
 use crate::{AuroraOutput, AuroraProvisioner, BucketOutput, BucketProvisioner, OpenSearchOutput};
 use crate::{OpenSearchProvisioner, RedisOutput, RedisProvisioner, SdkDatastores};
 
@@ -96,9 +96,15 @@ impl DatastoresProvisioner {
 
     /// What destroy would refuse to delete under the data policy (empty: destroy may proceed).
     pub async fn data_holders(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<String>> {
+        self.data_holders_of(ctx, spec.aurora.final_snapshot).await
+    }
+
+    /// [`Self::data_holders`] with what it reads of a spec (or a [`DatastoresSelector`]):
+    /// whether Aurora goes with a final snapshot.
+    pub async fn data_holders_of(&self, ctx: &Context, final_snapshot: bool) -> Result<Vec<String>> {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
         let (a, b) = futures::future::try_join(
-            self.aurora.data_holders(ctx, spec, policy),
+            self.aurora.data_holders_of(ctx, final_snapshot, policy),
             self.bucket.data_holders(ctx, policy),
         )
         .await?;
@@ -112,6 +118,7 @@ impl Provisioner for DatastoresProvisioner {
     type Observed = ObservedDatastores;
     type Output = DatastoresOutput;
     type Error = DatastoresError;
+    type Selector = DatastoresSelector;
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -133,7 +140,11 @@ impl Provisioner for DatastoresProvisioner {
 
     /// Checks the data policy for every store first (a refusal deletes nothing), then destroys
     /// the four stores concurrently, then the app secret.
-    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
-        self.destroy_tier(ctx, spec).await
+    fn selector(&self, _ctx: &Context, spec: &DatastoresSpec) -> DatastoresSelector {
+        DatastoresSelector::of(spec)
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &DatastoresSelector) -> Result<Vec<ResourceRef>> {
+        self.destroy_tier(ctx, selector).await
     }
 }

@@ -17,7 +17,7 @@ use crate::client::{CacheEngine, CacheStatus, ElastiCacheApi, ReplicationGroupIn
 use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
 use crate::secrets::{SecretKind, delete_secret};
 use crate::security_group;
-use crate::spec::DatastoresSpec;
+use crate::spec::{DatastoresSpec, StoreSelector};
 use crate::upgrade::{self, Step};
 use dify_stack_core::Probe;
 use dify_stack_core::wait::Condition;
@@ -178,6 +178,7 @@ impl Provisioner for RedisProvisioner {
     type Observed = ObservedRedis;
     type Output = RedisOutput;
     type Error = DatastoresError;
+    type Selector = StoreSelector;
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -230,7 +231,11 @@ impl Provisioner for RedisProvisioner {
 
     /// Replication group (wait gone) -> subnet group -> security group -> AUTH secret.
     /// A cache holds no data of record, so no data-policy check applies to it.
-    async fn destroy(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+    fn selector(&self, _ctx: &Context, spec: &DatastoresSpec) -> StoreSelector {
+        StoreSelector { vpc_id: Some(spec.vpc_id.clone()) }
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &StoreSelector) -> Result<Vec<ResourceRef>> {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
         let n = name(ctx);
         let mut deleted = Vec::new();
@@ -251,7 +256,10 @@ impl Provisioner for RedisProvisioner {
             .map_err(|e| from_aws_wait::<DatastoresError>(e, "DeleteCacheSubnetGroup", &n))?;
             deleted.push(ResourceRef::new("elasticache:subnet-group", &n));
         }
-        if let Some(id) = security_group::delete(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &n).await? {
+        // Without the VPC, no group in it.
+        if let Some(vpc_id) = &selector.vpc_id
+            && let Some(id) = security_group::delete(ctx, self.sg.as_ref(), vpc_id.as_str(), &n).await?
+        {
             deleted.push(ResourceRef::new("ec2:security-group", &n).with_id(id));
         }
         if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, policy).await? {

@@ -17,6 +17,54 @@ pub struct PlacedSubnet {
     pub availability_zone: AvailabilityZone,
 }
 
+/// What finds a store with a security group of its own (Redis, OpenSearch) for a destroy: the
+/// context names the store, its subnet group and secret; the group is found in the VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreSelector {
+    /// The VPC the store's security group is in; `None` when the VPC is gone (and the group
+    /// with it): the group is not looked up.
+    pub vpc_id: Option<VpcId>,
+}
+
+/// What finds Aurora for a destroy: as [`StoreSelector`], and whether the cluster goes with a
+/// final snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuroraSelector {
+    /// The VPC the cluster's security group is in; `None` when the VPC is gone: the group is
+    /// not looked up.
+    pub vpc_id: Option<VpcId>,
+    /// Take a final snapshot when deleting the cluster (`aurora.final_snapshot`), unless the
+    /// data policy deletes data; without one, the data policy must allow the loss.
+    pub final_snapshot: bool,
+}
+
+/// What finds the whole datastores tier for a destroy (the bucket and the app secret need
+/// nothing beyond the context).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatastoresSelector {
+    /// The VPC of the stores' security groups; `None` when the VPC is gone.
+    pub vpc_id: Option<VpcId>,
+    /// Aurora's final snapshot (`aurora.final_snapshot`).
+    pub final_snapshot: bool,
+}
+
+impl DatastoresSelector {
+    /// The selector of `spec`.
+    pub fn of(spec: &DatastoresSpec) -> Self {
+        DatastoresSelector { vpc_id: Some(spec.vpc_id.clone()), final_snapshot: spec.aurora.final_snapshot }
+    }
+
+    /// Aurora's part.
+    pub fn aurora(&self) -> AuroraSelector {
+        AuroraSelector { vpc_id: self.vpc_id.clone(), final_snapshot: self.final_snapshot }
+    }
+
+    /// Redis's or OpenSearch's part.
+    pub fn store(&self) -> StoreSelector {
+        StoreSelector { vpc_id: self.vpc_id.clone() }
+    }
+}
+
 /// The datastores tier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -355,12 +355,7 @@ pub async fn wait_rollout(
 /// A kube-rs error as the failure of `operation` on `object`: the API server's answer with its
 /// status, or an unreachable server.
 fn kube_failure(operation: &'static str, object: String, e: kube::Error) -> dify_stack_core::KubeFailure {
-    let status = match &e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    };
-    let unreachable = matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_));
-    dify_stack_core::KubeFailure { operation, object, message: e.to_string(), status, unreachable }
+    dify_stack_core::KubeFailure::from_kube(operation, object, &e)
 }
 
 /// Whether the release is installed: Helm 3/4 keep each release revision in a Secret named

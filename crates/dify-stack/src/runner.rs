@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{BucketName, SecurityGroupId, VpcId};
 use dify_stack_core::{Classify, Context, Provisioner, ResourceRef};
 use dify_stack_datastores::{
-    AuroraProvisioner, BucketProvisioner, DataPolicy, DatastoresSpec, OpenSearchProvisioner, RedisProvisioner,
-    SdkDatastores, SecretKind,
+    AuroraProvisioner, BucketProvisioner, DataPolicy, DatastoresSelector, DatastoresSpec, OpenSearchProvisioner,
+    RedisProvisioner, SdkDatastores, SecretKind,
 };
-use dify_stack_eks::{EksProvisioner, NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
+use dify_stack_eks::{EksProvisioner, NodeSecurityGroupProvisioner};
 use dify_stack_iam::IamProvisioner;
 use dify_stack_network::{NetworkProvisioner, ObservedNetwork};
 use dify_stack_registry::RegistryProvisioner;
@@ -62,8 +62,8 @@ fn fail<E: std::error::Error + Classify + Send + Sync + 'static>(e: E) -> NodeEr
 }
 
 /// What the IAM spec needs from the EKS and registry nodes when those outputs are not at hand
-/// (plan before the cluster exists, destroy): the cluster name, issuer, endpoint and CA; the
-/// rest is unused by IAM's observe and destroy.
+/// (a plan before the cluster exists): the cluster name, issuer, endpoint and CA; the rest is
+/// unused by IAM's observe. Destroy needs no spec: it builds the tiers' selectors instead.
 fn iam_inputs(
     cfg: &StackConfig,
     issuer: String,
@@ -94,6 +94,27 @@ fn iam_inputs(
         plugin_image_repo_prefix: String::new(),
     };
     (eks, registry)
+}
+
+/// The live cluster as the Kubernetes clients use it (Helm, the service accounts, the
+/// load-balancer objects): its name, endpoint, CA, issuer and region as observed. The ids of the
+/// tier's other resources (roles, key, node group) are left empty: nothing here reads them.
+fn live_eks(cfg: &StackConfig, cluster: &dify_stack_eks::ClusterInfo) -> dify_stack_eks::EksOutput {
+    dify_stack_eks::EksOutput {
+        cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
+        cluster_arn: dify_stack_core::ids::Arn::new(&cluster.arn),
+        kubernetes_version: cluster.version.clone(),
+        endpoint: cluster.endpoint.clone().unwrap_or_default(),
+        ca_data: cluster.ca_data.clone().unwrap_or_default(),
+        oidc_issuer_url: cluster.oidc_issuer.clone().unwrap_or_default(),
+        cluster_security_group_id: cluster.cluster_security_group_id.clone().map(SecurityGroupId::new),
+        node_security_group_id: SecurityGroupId::new(""),
+        cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
+        node_role_arn: dify_stack_core::ids::RoleArn::new(""),
+        kms_key_arn: dify_stack_core::ids::KmsKeyArn::new(""),
+        nodegroup_name: String::new(),
+        region: cfg.region.clone(),
+    }
 }
 
 fn missing(node: Node, what: &str) -> NodeError {
@@ -129,9 +150,8 @@ impl AwsRunner {
     /// and snapshots the default StorageClass made for the cluster's claims). Read-only; checked
     /// by `Stack::destroy` before the first delete, so a refusal deletes nothing anywhere.
     pub async fn data_holders(&self) -> Result<Vec<String>, NodeError> {
-        let spec =
-            wiring::datastores_spec(&self.cfg, &wiring::planned_network(&self.cfg), &SecurityGroupId::new("sg-none"));
-        let mut holders = self.aurora.data_holders(&self.ctx, &spec, self.policy).await.map_err(fail)?;
+        let final_snapshot = self.cfg.datastores.aurora.final_snapshot;
+        let mut holders = self.aurora.data_holders_of(&self.ctx, final_snapshot, self.policy).await.map_err(fail)?;
         holders.extend(self.bucket.data_holders(&self.ctx, self.policy).await.map_err(fail)?);
         holders.extend(self.eks.data_holders(&self.ctx).await.map_err(fail)?);
         Ok(holders)
@@ -175,38 +195,27 @@ impl AwsRunner {
             .cloned()
     }
 
-    /// A datastores spec for destroy: the real VPC (or one that matches nothing).
-    async fn destroy_spec(&self) -> Result<DatastoresSpec, NodeError> {
-        let vpc = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-        let mut net = wiring::planned_network(&self.cfg);
-        net.vpc_id = vpc;
-        Ok(wiring::datastores_spec(&self.cfg, &net, &SecurityGroupId::new("sg-none")))
-    }
-
-    /// Destroys one of the stores (Aurora, Redis, OpenSearch, the bucket) with [`Self::destroy_spec`].
-    async fn destroy_store<P>(&self, store: &P) -> Result<Vec<ResourceRef>, NodeError>
-    where
-        P: Provisioner<Spec = DatastoresSpec, Error = dify_stack_datastores::DatastoresError> + Sync,
-    {
-        let spec = self.destroy_spec().await?;
-        store.destroy(&self.ctx, &spec).await.map_err(fail)
+    /// What finds the stores for destroy: the VPC as it exists now (`None` when it is gone:
+    /// their security groups went with it) and Aurora's final snapshot from the configuration.
+    async fn store_selector(&self) -> Result<DatastoresSelector, NodeError> {
+        Ok(DatastoresSelector {
+            vpc_id: self.discover_vpc().await?,
+            final_snapshot: self.cfg.datastores.aurora.final_snapshot,
+        })
     }
 
     /// The cluster's Kubernetes API for deleting the objects that make load balancers, when this
     /// machine talks to it (not role-only) and the cluster exists; bounded so destroy never
     /// waits on an API it cannot reach.
-    async fn load_balancer_objects(
-        &self,
-        spec: &dify_stack_eks::EksSpec,
-    ) -> Option<dify_stack_eks::load_balancers::KubeLoadBalancerObjects> {
-        let client = self.cluster_kube(spec).await?;
+    async fn load_balancer_objects(&self) -> Option<dify_stack_eks::load_balancers::KubeLoadBalancerObjects> {
+        let client = self.cluster_kube().await?;
         Some(dify_stack_eks::load_balancers::KubeLoadBalancerObjects::new(client, KUBE_API_DESTROY_CAP))
     }
 
     /// The cluster's Kubernetes API (with a fresh EKS token), when this machine talks to it
     /// (not role-only) and the cluster exists. Building it makes no connection.
-    pub(crate) async fn cluster_kube(&self, spec: &dify_stack_eks::EksSpec) -> Option<kube::Client> {
-        let eks = self.cluster_endpoint(spec).await?;
+    pub(crate) async fn cluster_kube(&self) -> Option<kube::Client> {
+        let eks = self.cluster_endpoint().await?;
         self.kube_for(&eks).await
     }
 
@@ -225,8 +234,8 @@ impl AwsRunner {
     }
 
     /// The live cluster when this machine drives it and its API answers within 20 s.
-    async fn reachable_cluster(&self, net: &dify_stack_network::NetworkOutput) -> Option<dify_stack_eks::EksOutput> {
-        let eks = self.cluster_endpoint(&wiring::eks_spec(&self.cfg, net)).await?;
+    async fn reachable_cluster(&self) -> Option<dify_stack_eks::EksOutput> {
+        let eks = self.cluster_endpoint().await?;
         let answers = async { self.kube_for(&eks).await?.apiserver_version().await.ok() };
         tokio::time::timeout(KUBE_API_DESTROY_CAP, answers).await.ok()??;
         Some(eks)
@@ -234,28 +243,24 @@ impl AwsRunner {
 
     /// The live cluster's name, endpoint and CA; `None` when this machine does not talk to its
     /// API (role-only) or there is no cluster.
-    async fn cluster_endpoint(&self, spec: &dify_stack_eks::EksSpec) -> Option<dify_stack_eks::EksOutput> {
+    async fn cluster_endpoint(&self) -> Option<dify_stack_eks::EksOutput> {
         if !wiring::creates_service_accounts(&self.cfg) {
             return None;
         }
-        let observed = self.eks.observe(&self.ctx, spec).await.ok()?;
-        let cluster = observed.cluster?;
-        let (eks, _) = iam_inputs(
-            &self.cfg,
-            cluster.oidc_issuer.clone().unwrap_or_default(),
-            cluster.endpoint.clone()?,
-            cluster.ca_data.clone()?,
-        );
-        Some(eks)
+        let cluster = self.eks.observe_cluster(&self.ctx).await.ok()??;
+        // Not yet ACTIVE: no API to talk to.
+        if cluster.endpoint.is_none() || cluster.ca_data.is_none() {
+            return None;
+        }
+        Some(live_eks(&self.cfg, &cluster))
     }
 
     /// The live cluster (as [`Self::cluster_endpoint`]) and its VPC, for an uninstall before
     /// destroy.
     pub(crate) async fn live_cluster(&self) -> Option<(dify_stack_eks::EksOutput, VpcId)> {
-        let mut net = wiring::planned_network(&self.cfg);
-        net.vpc_id = self.discover_vpc().await.ok()??;
-        let eks = self.cluster_endpoint(&wiring::eks_spec(&self.cfg, &net)).await?;
-        Some((eks, net.vpc_id))
+        let vpc = self.discover_vpc().await.ok()??;
+        let eks = self.cluster_endpoint().await?;
+        Some((eks, vpc))
     }
 
     /// Whether `release` is installed on the cluster. `None` when that cannot be known here
@@ -265,9 +270,7 @@ impl AwsRunner {
         if !wiring::creates_service_accounts(&self.cfg) {
             return None;
         }
-        let mut net = wiring::planned_network(&self.cfg);
-        net.vpc_id = self.discover_vpc().await.ok()?.unwrap_or_else(|| VpcId::new("vpc-none"));
-        let client = self.cluster_kube(&wiring::eks_spec(&self.cfg, &net)).await?;
+        let client = self.cluster_kube().await?;
         tokio::time::timeout(KUBE_API_DESTROY_CAP, crate::install::release_installed(&client, release)).await.ok()?.ok()
     }
 

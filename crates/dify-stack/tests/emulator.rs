@@ -44,6 +44,11 @@ async fn end_to_end() {
     // The default Kubernetes access: the public endpoint opened to this machine only, and said so.
     assert!(plan.notes.iter().any(|n| n.contains("127.0.0.1/32 is this machine")), "{:?}", plan.notes);
     assert!(plan.to_string().starts_with("Note: Kubernetes API: private endpoint on; public endpoint limited to"));
+    // The quota preflight through the whole stack: the EKS clusters quota judged on the region's
+    // clusters (ListClusters through the EKS tier), the VPC quotas through Service Quotas.
+    for quota in ["eks L-1194D53C", "vpc L-F678F1CE", "vpc L-FE5A380F"] {
+        assert!(plan.notes.iter().any(|n| n.contains(quota) && n.ends_with("fits")), "{quota}: {:?}", plan.notes);
+    }
 
     let (sink, mut events) = EventSink::channel();
     let stack = stack.with_events(sink);

@@ -38,13 +38,13 @@ pub use client::{
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};
 pub use error::{EksError, Result, UpgradeBlock};
-pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSpec};
+pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSelector, NodeSecurityGroupSpec};
 pub use provisioner::{
     CONTROL_PLANE_KINDS, EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version,
 };
 pub use sdk::SdkEks;
 pub use spec::{
-    ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, EndpointSpec,
+    ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSelector, EksSpec, EndpointSpec,
     MAX_PUBLIC_ACCESS_CIDRS, NodeGroupSpec, POD_IDENTITY_AGENT_ADDON, SupportType,
 };
 pub use token::{EksToken, TokenError, TokenSource, eks_token, kube_client, kubeconfig};

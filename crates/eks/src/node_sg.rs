@@ -31,6 +31,14 @@ pub struct NodeSecurityGroupSpec {
     pub vpc_id: VpcId,
 }
 
+/// What finds the node security group for a destroy: its VPC, when the VPC still exists.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeSecurityGroupSelector {
+    /// The VPC the group is in (its name is the group's identity only within it); `None` when
+    /// the VPC is gone, and the group with it: nothing is looked up or deleted.
+    pub vpc_id: Option<VpcId>,
+}
+
 /// Provisions the node security group `<stack>-eks-nodes`. Cheap to clone: clones share the
 /// client.
 #[derive(Clone)]
@@ -62,6 +70,7 @@ impl Provisioner for NodeSecurityGroupProvisioner {
     type Observed = Option<SecurityGroupInfo>;
     type Output = SecurityGroupId;
     type Error = EksError;
+    type Selector = NodeSecurityGroupSelector;
 
     fn validate(&self, _ctx: &Context, _spec: &NodeSecurityGroupSpec) -> Result<(), SpecErrors> {
         Ok(())
@@ -119,11 +128,16 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         Ok(SecurityGroupId::new(id))
     }
 
-    async fn destroy(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<Vec<ResourceRef>> {
+    fn selector(&self, _ctx: &Context, spec: &NodeSecurityGroupSpec) -> NodeSecurityGroupSelector {
+        NodeSecurityGroupSelector { vpc_id: Some(spec.vpc_id.clone()) }
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &NodeSecurityGroupSelector) -> Result<Vec<ResourceRef>> {
+        let Some(vpc_id) = &selector.vpc_id else { return Ok(Vec::new()) };
         let names = Names::of(ctx);
         let Some(sg) = self
             .client
-            .find_security_group(spec.vpc_id.to_string(), names.node_security_group.clone())
+            .find_security_group(vpc_id.to_string(), names.node_security_group.clone())
             .await
             .at("DescribeSecurityGroups", &names.node_security_group)?
             .filter(|s| ctx.owns_tags(&s.tags))

@@ -19,7 +19,7 @@ use crate::client::{
     RoleInfo, SecurityGroupInfo, Status, UpdateInfo,
 };
 use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerObjects, list_ids};
-use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, parse_version};
+use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSelector, EksSpec, parse_version};
 use crate::{EksError, Result};
 
 mod after_use;
@@ -365,6 +365,12 @@ impl EksProvisioner {
         Ok(cp.output(ctx, &names))
     }
 
+    /// The names of the region's EKS clusters (ListClusters, every page), for the capacity
+    /// preflight's clusters-per-Region quota.
+    pub async fn clusters_in_region(&self) -> std::result::Result<Vec<String>, dify_stack_core::AwsError> {
+        self.client.list_clusters().await
+    }
+
     /// Destroy keeps the node security group: it belongs to a
     /// [`crate::NodeSecurityGroupProvisioner`] that runs after every group referencing it.
     pub fn with_external_node_security_group(mut self) -> Self {
@@ -442,6 +448,7 @@ impl Provisioner for EksProvisioner {
     type Observed = ObservedEks;
     type Output = EksOutput;
     type Error = EksError;
+    type Selector = EksSelector;
 
     fn validate(&self, ctx: &Context, spec: &EksSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -477,8 +484,12 @@ impl Provisioner for EksProvisioner {
     /// volumes and snapshots, the CNI's interfaces) -> the control-plane log group -> launch
     /// template -> node security group -> roles (detach, delete) -> KMS key scheduled for
     /// deletion (7 days) -> the log group again, if EKS re-created it meanwhile.
-    async fn destroy(&self, ctx: &Context, spec: &EksSpec) -> Result<Vec<ResourceRef>> {
-        self.destroy_tier(ctx, spec).await
+    fn selector(&self, _ctx: &Context, spec: &EksSpec) -> EksSelector {
+        EksSelector { vpc_id: Some(spec.vpc_id.clone()) }
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &EksSelector) -> Result<Vec<ResourceRef>> {
+        self.destroy_tier(ctx, selector).await
     }
 }
 

@@ -119,6 +119,16 @@ pub struct EndpointSpec {
     pub allow_public_internet: bool,
 }
 
+/// What finds the EKS tier for a destroy: the context names the cluster, node group, roles,
+/// key, launch template and log group; the VPC is needed for what is found only within it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EksSelector {
+    /// The cluster's VPC, where the node security group, the load balancers, target groups and
+    /// security groups Kubernetes made, and the VPC CNI's leftover interfaces are found; `None`
+    /// when the VPC is gone (and they with it): those lookups are skipped.
+    pub vpc_id: Option<VpcId>,
+}
+
 /// The managed node group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -261,22 +261,7 @@ impl KubeServiceAccounts {
 }
 
 fn convert(operation: &'static str, object: &str, e: kube::Error) -> KubeFailure {
-    match e {
-        kube::Error::Api(status) => KubeFailure {
-            operation,
-            object: object.to_owned(),
-            message: status.message.clone(),
-            status: Some(status.code),
-            unreachable: false,
-        },
-        other => KubeFailure {
-            operation,
-            object: object.to_owned(),
-            unreachable: matches!(other, kube::Error::HyperError(_) | kube::Error::Service(_)),
-            message: other.to_string(),
-            status: None,
-        },
-    }
+    KubeFailure::from_kube(operation, object, &e)
 }
 
 fn not_found(e: &KubeFailure) -> bool {

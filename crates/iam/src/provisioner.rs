@@ -102,7 +102,12 @@ impl IamProvisioner {
     }
 
     fn kube(&self, spec: &IamSpec) -> Result<Option<&dyn ServiceAccountApi>> {
-        match (&self.kube, spec.service_accounts) {
+        self.kube_if(spec.service_accounts)
+    }
+
+    /// The Kubernetes access when `service_accounts` wants it (an error when it is missing).
+    fn kube_if(&self, service_accounts: bool) -> Result<Option<&dyn ServiceAccountApi>> {
+        match (&self.kube, service_accounts) {
             (_, false) => Ok(None),
             (Some(k), true) => Ok(Some(k.as_ref())),
             (None, true) => Err(IamError::NoKubernetesClient),
@@ -225,6 +230,7 @@ impl Provisioner for IamProvisioner {
     type Observed = ObservedIam;
     type Output = IamOutput;
     type Error = IamError;
+    type Selector = IamSelector;
 
     fn validate(&self, _ctx: &Context, spec: &IamSpec) -> Result<(), SpecErrors> {
         spec.validate()
@@ -244,8 +250,12 @@ impl Provisioner for IamProvisioner {
 
     /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline
     /// policies deleted, managed ones detached), then the OIDC provider if the stack created it.
-    async fn destroy(&self, ctx: &Context, spec: &IamSpec) -> Result<Vec<ResourceRef>> {
-        self.destroy_tier(ctx, spec).await
+    fn selector(&self, _ctx: &Context, spec: &IamSpec) -> IamSelector {
+        IamSelector::of(spec)
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &IamSelector) -> Result<Vec<ResourceRef>> {
+        self.destroy_tier(ctx, selector).await
     }
 }
 
@@ -270,4 +280,41 @@ async fn delete_service_accounts(
 
 fn ignore(result: std::result::Result<(), AwsError>) -> std::result::Result<(), AwsError> {
     dify_stack_core::ignore_not_found(result).map(|_| ())
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Destroy by selector deletes the roles apply makes, by the same names, in the same order.
+    #[test]
+    fn a_selectors_roles_are_the_specs() {
+        let ctx = Context::new("sel-unit", dify_stack_core::Environment::Test, "us-west-2").unwrap();
+        let addon = |name: &str| AddonRole {
+            addon: name.into(),
+            namespace: "kube-system".into(),
+            service_account: name.into(),
+            policy: json!({}),
+        };
+        let spec = IamSpec {
+            cluster_name: "sel-unit".into(),
+            oidc_issuer_url: "https://oidc.eks.us-west-2.amazonaws.com/id/X".into(),
+            bucket: "b".into(),
+            bucket_kms_key_arn: None,
+            plugin_repository_arn_pattern: "arn:aws:ecr:us-west-2:1:repository/sel-unit-ee-plugin-repo*".into(),
+            namespace: "dify".into(),
+            thumbprints: vec![],
+            discover_thumbprint: false,
+            service_accounts: true,
+            helm_release: "dify".into(),
+            addon_roles: vec![addon("aws-load-balancer-controller"), addon("cluster-autoscaler")],
+        };
+        let selector = IamProvisioner::new(MockIamApi::new()).selector(&ctx, &spec);
+        let want: Vec<String> = desired_roles(&ctx, &spec).into_iter().map(|r| r.name).collect();
+        assert_eq!(selector.role_names(), want);
+        assert_eq!(want.len(), 5);
+        assert_eq!(selector.oidc_issuer_url.as_deref(), Some(spec.oidc_issuer_url.as_str()));
+        assert!(selector.service_accounts);
+    }
 }

@@ -69,7 +69,55 @@ pub struct AddonRole {
 impl AddonRole {
     /// The role name for a cluster.
     pub fn role_name(&self, cluster: &str) -> String {
-        format!("{cluster}-{}", self.addon)
+        addon_role_name(cluster, &self.addon)
+    }
+}
+
+/// The IRSA role name of `addon` for a cluster: `<cluster>-<addon>`.
+pub fn addon_role_name(cluster: &str, addon: &str) -> String {
+    format!("{cluster}-{addon}")
+}
+
+/// What finds the IAM tier for a destroy: the role names, the service accounts' namespace, and
+/// whether to reach for them. The OIDC providers are found by the stack's ownership tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamSelector {
+    /// The EKS cluster name (part of the role names).
+    pub cluster_name: ClusterName,
+    /// The cluster's OIDC issuer URL, named in errors; `None` when the cluster is gone (the
+    /// providers are found by tag, not by issuer, either way).
+    pub oidc_issuer_url: Option<String>,
+    /// Kubernetes namespace of the Dify service accounts.
+    pub namespace: String,
+    /// Delete the service accounts (and the namespace, when ours and otherwise empty): needs
+    /// the Kubernetes access ([`IamProvisioner::with_kubernetes`]). `false` in role-only mode,
+    /// or when the cluster is gone (they went with it).
+    pub service_accounts: bool,
+    /// The add-ons whose IRSA roles ([`addon_role_name`]) go too.
+    pub addons: Vec<String>,
+}
+
+impl IamSelector {
+    /// The selector of `spec`.
+    pub fn of(spec: &IamSpec) -> Self {
+        IamSelector {
+            cluster_name: spec.cluster_name.clone(),
+            oidc_issuer_url: Some(spec.oidc_issuer_url.clone()),
+            namespace: spec.namespace.clone(),
+            service_accounts: spec.service_accounts,
+            addons: spec.addon_roles.iter().map(|a| a.addon.clone()).collect(),
+        }
+    }
+
+    /// The roles destroy deletes (when ours), in the order apply makes them: the Dify roles,
+    /// then the add-ons'.
+    pub fn role_names(&self) -> Vec<String> {
+        let cluster = self.cluster_name.as_str();
+        RoleKind::ALL
+            .into_iter()
+            .map(|kind| kind.role_name(cluster))
+            .chain(self.addons.iter().map(|addon| addon_role_name(cluster, addon)))
+            .collect()
     }
 }
 

@@ -24,6 +24,7 @@ pub mod model;
 pub mod names;
 pub mod preflight;
 pub mod provisioner;
+pub mod quotas;
 pub mod sdk;
 pub mod spec;
 
@@ -32,10 +33,13 @@ pub use client::Ec2Api;
 pub use client::MockEc2Api;
 pub use error::{NetworkError, Result};
 pub use model::{NatOutput, NetworkOutput, ObservedNetwork, SubnetOutput, SubnetRole};
-pub use preflight::{CapacityShortfall, NodeDemand, Shortfall, capacity_preflight};
+pub use preflight::{CapacityShortfall, ClusterUse, NodeDemand, Shortfall, capacity_preflight};
 pub use provisioner::{CORE_KINDS, NetworkProvisioner};
+#[cfg(any(test, feature = "test-util"))]
+pub use quotas::MockQuotasApi;
+pub use quotas::{QuotasApi, SdkQuotas};
 pub use sdk::SdkEc2;
-pub use spec::{ExistingVpcSpec, NatMode, NetworkSpec, NewVpcSpec, VpcSpec};
+pub use spec::{ExistingVpcSpec, NatMode, NetworkSelector, NetworkSpec, NewVpcSpec, VpcSpec};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
-//! The capacity preflight: before the first write, does the stack fit the account's Elastic IP
-//! quota and the private subnets' addresses? Read-only; a few EC2 reads, no Service Quotas call
-//! (no `aws-sdk-servicequotas`: the SDK build is the project's main cost).
+//! The capacity preflight: before the first write, does the stack fit the account's quotas and
+//! the private subnets' addresses? Read-only: a few EC2 reads and, with a [`QuotasApi`], the
+//! Service Quotas reads of [`crate::quotas`].
 //!
 //! What it checks:
 //! - **Elastic IPs** (new VPC only; an existing VPC gets no NAT gateway from the stack): the
@@ -18,9 +18,14 @@
 //!   CIDR blocks") or, for an existing VPC, the free addresses per AZ (`AvailableIpAddressCount`
 //!   of its private subnets there).
 //!
-//! Not read, and said so in a note: the quotas only the Service Quotas API tells (VPCs and
-//! internet gateways per Region, NAT gateways per Availability Zone: VPC user guide, "Amazon VPC
-//! quotas"; EKS clusters per Region: EKS user guide, "Amazon EKS service quotas").
+//! - **Service Quotas** (with a [`QuotasApi`]; without one a note names them as not read), each
+//!   only when the stack would make one more: VPCs per Region and internet gateways per Region
+//!   (in use: every VPC and internet gateway `DescribeVpcs` / `DescribeInternetGateways` list,
+//!   the default VPC's included), NAT gateways per Availability Zone (per zone the stack would put
+//!   a missing NAT gateway in, [`crate::provisioner`]'s zone choice; in use: NAT gateways there in
+//!   the `pending`, `available` or `deleting` state, which "count against your quota", VPC user
+//!   guide, "Amazon VPC quotas"), and EKS clusters per Region (in use: the EKS tier's count,
+//!   [`ClusterUse`]).
 //!
 //! A read that is refused (AccessDenied), not implemented by the client or failing for any other
 //! reason becomes a note and the check goes on: the preflight never fails an apply because it
@@ -34,8 +39,10 @@ use dify_stack_core::{AwsError, Classify, Context, ErrorKind};
 use ipnet::Ipv4Net;
 
 use crate::NetworkProvisioner;
-use crate::client::{AddressInfo, Ec2Api, Filter};
+use crate::client::{AddressInfo, Ec2Api, Filter, NatState};
 use crate::model::{Desired, find, is_network};
+use crate::provisioner::usable_zones;
+use crate::quotas::{EKS_CLUSTERS, INTERNET_GATEWAYS, NAT_GATEWAYS_PER_AZ, Quota, QuotasApi, VPCS};
 use crate::spec::{ExistingVpcSpec, NatMode, NetworkSpec, NewVpcSpec, VpcSpec};
 
 /// The `DescribeAccountAttributes` attribute holding the Elastic IP quota of the region.
@@ -53,14 +60,26 @@ pub const RESERVED_PER_SUBNET: u64 = 5;
 /// (amazon-vpc-cni-k8s, `pkg/awsutils/awsutils.go`, `eniClusterTagKey`).
 pub const CNI_CLUSTER_TAG: &str = "cluster.k8s.amazonaws.com/name";
 
-/// What the node group may ask of the private subnets: from the EKS tier's node group
-/// (`eks.node_group`: its instance types and its maximum size).
+/// What the EKS tier asks of the account: its node group's addresses in the private subnets
+/// (`eks.node_group`: its instance types and its maximum size) and its cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeDemand {
     /// The node group's instance types (the most addresses per node among them counts).
     pub instance_types: Vec<String>,
     /// The node group's maximum size.
     pub max_nodes: u32,
+    /// The region's EKS clusters, for the clusters-per-Region quota; `None`: not counted (the
+    /// quota is then noted as not checked).
+    pub clusters: Option<ClusterUse>,
+}
+
+/// The EKS clusters of the region (EKS `ListClusters`) and whether the stack would add one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClusterUse {
+    /// Clusters in the region now.
+    pub in_region: u32,
+    /// The stack's cluster does not exist yet.
+    pub makes_one: bool,
 }
 
 /// A network interface limit of an instance type.
@@ -170,15 +189,16 @@ impl NetworkProvisioner {
         spec: &NetworkSpec,
         nodes: &NodeDemand,
     ) -> Result<Vec<String>, CapacityShortfall> {
-        capacity_preflight(self.client(), ctx, spec, nodes).await
+        capacity_preflight(self.client(), self.quotas(), ctx, spec, nodes).await
     }
 }
 
-/// Checks, read-only, that the stack fits the account's Elastic IP quota and that the node
-/// group fits the private subnets (module docs). `Ok` with notes (what fits, what could not be
-/// read or was skipped, the quotas not read); `Err` listing every shortfall.
+/// Checks, read-only, that the stack fits the account's quotas and that the node group fits the
+/// private subnets (module docs). `Ok` with notes (what fits, what could not be read or was
+/// skipped, the quotas not read); `Err` listing every shortfall.
 pub async fn capacity_preflight(
     ec2: &dyn Ec2Api,
+    quotas: Option<&dyn QuotasApi>,
     ctx: &Context,
     spec: &NetworkSpec,
     nodes: &NodeDemand,
@@ -191,8 +211,21 @@ pub async fn capacity_preflight(
         }
         VpcSpec::Existing(existing) => run.existing_subnets(ec2, spec, existing, nodes).await,
     }
-    run.notes.push(not_read(&spec.vpc));
+    match quotas {
+        Some(quotas) => run.service_quotas(ec2, quotas, ctx, spec, nodes).await,
+        None => run.notes.push(not_read(&spec.vpc)),
+    }
     if run.items.is_empty() { Ok(run.notes) } else { Err(CapacityShortfall { items: run.items }) }
+}
+
+/// What one quota check is about: where (a zone, else the region), what is in use there, what
+/// the stack makes, and the fix besides an increase.
+#[derive(Clone, Copy)]
+struct Use<'a> {
+    zone: Option<&'a str>,
+    in_use: u64,
+    need: u64,
+    other_fix: &'a str,
 }
 
 #[derive(Default)]
@@ -204,9 +237,10 @@ struct Run {
 /// The note of a check that could not read: refused, not implemented, or failed.
 fn unread(what: &str, e: &AwsError) -> String {
     let op = e.operation;
+    let service = if op.contains("Quota") { "servicequotas" } else { "ec2" };
     match (e.kind, e.code.as_deref()) {
         (ErrorKind::AccessDenied, code) => format!(
-            "{what} not checked: {op} was refused ({}); allow ec2:{op} to have it checked",
+            "{what} not checked: {op} was refused ({}); allow {service}:{op} to have it checked",
             code.unwrap_or("access denied")
         ),
         (_, Some("NotImplemented" | "InvalidAction")) => {
@@ -234,11 +268,159 @@ fn not_read(vpc: &VpcSpec) -> String {
         VpcSpec::Existing(_) => eks.to_owned(),
     };
     format!(
-        "quotas not read (this preflight does not call the Service Quotas API): {list}; if apply stops on one, raise it in the Service Quotas console"
+        "quotas not read (this preflight was given no Service Quotas client): {list}; if apply stops on one, raise it in the Service Quotas console"
     )
 }
 
 impl Run {
+    /// The Service Quotas checks (module docs): each quota the stack would take one more of.
+    async fn service_quotas(
+        &mut self,
+        ec2: &dyn Ec2Api,
+        quotas: &dyn QuotasApi,
+        ctx: &Context,
+        spec: &NetworkSpec,
+        nodes: &NodeDemand,
+    ) {
+        if let VpcSpec::New(new) = &spec.vpc {
+            let ours = |tags: &dify_stack_core::Tags| ctx.owns_tags(tags) && is_network(tags);
+            let (vpcs, igws) = tokio::join!(ec2.describe_vpcs(Vec::new()), ec2.describe_internet_gateways(Vec::new()));
+            match vpcs {
+                Ok(vpcs) if !vpcs.iter().any(|v| ours(&v.tags)) => {
+                    let other_fix = "or delete a VPC nothing uses";
+                    let use_ = Use { zone: None, in_use: vpcs.len() as u64, need: 1, other_fix };
+                    self.quota(quotas, ctx, VPCS, use_).await;
+                }
+                Ok(_) => {}
+                Err(e) => self.notes.push(unread(VPCS.name, &e)),
+            }
+            match igws {
+                Ok(igws) if !igws.iter().any(|i| ours(&i.tags)) => {
+                    let other_fix = "or delete an internet gateway nothing uses (this quota follows VPCs per Region)";
+                    let use_ = Use { zone: None, in_use: igws.len() as u64, need: 1, other_fix };
+                    self.quota(quotas, ctx, INTERNET_GATEWAYS, use_).await;
+                }
+                Ok(_) => {}
+                Err(e) => self.notes.push(unread(INTERNET_GATEWAYS.name, &e)),
+            }
+            self.nat_gateways(ec2, quotas, ctx, spec, new).await;
+        }
+        match nodes.clusters {
+            Some(ClusterUse { makes_one: false, .. }) => {}
+            Some(ClusterUse { in_region, makes_one: true }) => {
+                let other_fix = "or delete an EKS cluster nothing uses";
+                let use_ = Use { zone: None, in_use: u64::from(in_region), need: 1, other_fix };
+                self.quota(quotas, ctx, EKS_CLUSTERS, use_).await;
+            }
+            None => self.notes.push(format!(
+                "{EKS_CLUSTERS} not checked: the region's clusters were not counted (default {}; the stack makes 1)",
+                EKS_CLUSTERS.default
+            )),
+        }
+    }
+
+    /// NAT gateways per Availability Zone: per zone where the stack would make a NAT gateway it
+    /// has not yet, those already there (pending, available or deleting) against the quota.
+    async fn nat_gateways(
+        &mut self,
+        ec2: &dyn Ec2Api,
+        quotas: &dyn QuotasApi,
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+    ) {
+        let what = NAT_GATEWAYS_PER_AZ.name;
+        let zones = match usable_zones(ec2, ctx, spec, usize::from(new.az_count)).await {
+            Ok(z) => z,
+            Err(e) => return self.notes.push(format!("{what} not checked: {e}")),
+        };
+        let nats = match ec2.describe_nat_gateways(Vec::new()).await {
+            Ok(n) => n,
+            Err(e) => return self.notes.push(unread(what, &e)),
+        };
+        let counted: Vec<_> = nats
+            .into_iter()
+            .filter(|n| matches!(n.state, NatState::Pending | NatState::Available | NatState::Deleting))
+            .collect();
+        let ours: Vec<_> = counted.iter().filter(|n| ctx.owns_tags(&n.tags) && is_network(&n.tags)).cloned().collect();
+        let wanted = Desired::new(ctx, spec, new, &zones).nats;
+        let missing: Vec<&String> =
+            wanted.iter().zip(&zones).filter(|(w, _)| find(&ours, w).is_none()).map(|(_, z)| z).collect();
+        if missing.is_empty() {
+            return;
+        }
+        // The zone of each NAT gateway there is its subnet's.
+        let subnet_ids: Vec<&str> = counted.iter().map(|n| n.subnet_id.as_str()).collect();
+        let subnets = if subnet_ids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            ec2.describe_subnets(vec![Filter::new("subnet-id", subnet_ids)]).await
+        };
+        let subnets = match subnets {
+            Ok(s) => s,
+            Err(e) => return self.notes.push(unread(what, &e)),
+        };
+        // One value for every zone of the region: read once.
+        let Some(limit) = self.read(quotas, NAT_GATEWAYS_PER_AZ, 1).await else { return };
+        for zone in missing {
+            let in_use =
+                counted.iter().filter(|n| subnets.iter().any(|s| s.id == n.subnet_id && s.az == *zone)).count() as u64;
+            let other_fix = "or delete NAT gateways nothing uses there";
+            self.judge(ctx, NAT_GATEWAYS_PER_AZ, limit, Use { zone: Some(zone), in_use, need: 1, other_fix });
+        }
+    }
+
+    /// One quota read and judged: a shortfall, a note that it fits, or a note that it could not
+    /// be read.
+    async fn quota(&mut self, quotas: &dyn QuotasApi, ctx: &Context, quota: Quota, use_: Use<'_>) {
+        if let Some(limit) = self.read(quotas, quota, use_.need).await {
+            self.judge(ctx, quota, limit, use_);
+        }
+    }
+
+    /// The quota's value; `None` after a note saying why it could not be read.
+    async fn read(&mut self, quotas: &dyn QuotasApi, quota: Quota, need: u64) -> Option<u64> {
+        match quotas.quota_value(quota).await {
+            // Quota values are whole counts sent as doubles.
+            Ok(v) if v.is_finite() && v >= 0.0 => Some(v as u64),
+            Ok(v) => {
+                self.notes.push(format!("{quota} not checked: Service Quotas answered {v}"));
+                None
+            }
+            Err(e) => {
+                self.notes.push(format!(
+                    "{} (default {}; the stack makes {need})",
+                    unread(&quota.to_string(), &e),
+                    quota.default
+                ));
+                None
+            }
+        }
+    }
+
+    /// A read quota against what is in use and what the stack makes.
+    fn judge(&mut self, ctx: &Context, quota: Quota, limit: u64, use_: Use<'_>) {
+        let region = ctx.region();
+        let Use { zone, in_use, need, other_fix } = use_;
+        let place = zone.unwrap_or(region);
+        if in_use + need > limit {
+            self.items.push(Shortfall {
+                quota: format!("{quota} in {place}"),
+                limit,
+                in_use,
+                need,
+                fix: format!(
+                    "request an increase of {} to at least {} in the Service Quotas console ({region}), {other_fix}",
+                    quota.code,
+                    in_use + need
+                ),
+            });
+        } else {
+            self.notes
+                .push(format!("{quota} in {place}: quota {limit}, {in_use} in use, the stack makes {need}: fits"));
+        }
+    }
+
     /// The Elastic IPs the plan would allocate against the quota.
     async fn elastic_ips(&mut self, ec2: &dyn Ec2Api, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) {
         const WHAT: &str = "Elastic IP quota";

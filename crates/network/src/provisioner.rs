@@ -21,8 +21,9 @@ use crate::model::{
     Desired, DesiredRouteTable, DesiredSubnet, NatOutput, NetworkOutput, ObservedExisting, ObservedNetwork,
     ObservedNew, SubnetOutput, SubnetRole, extras, find, is_network, k8s_subnet_tags, name_of,
 };
+use crate::quotas::{QuotasApi, SdkQuotas};
 use crate::sdk::SdkEc2;
-use crate::spec::{ExistingVpcSpec, NetworkSpec, NewVpcSpec, VpcSpec};
+use crate::spec::{ExistingVpcSpec, NetworkSelector, NetworkSpec, NewVpcSpec, VpcSpec};
 
 mod apply;
 mod blockers;
@@ -33,6 +34,7 @@ mod existing;
 mod observe;
 #[cfg(test)]
 pub(crate) use self::blockers::{Hold, eni_hold};
+pub(crate) use self::observe::usable_zones;
 use self::{blockers::*, diff::*};
 
 /// The kinds of resource [`NetworkProvisioner::apply_core`] makes; the rest of a plan is the
@@ -62,6 +64,7 @@ const NAT_FAILED: &str = "the NAT gateway failed; it is deleted and created agai
 #[derive(Clone)]
 pub struct NetworkProvisioner {
     client: Arc<dyn Ec2Api>,
+    quotas: Option<Arc<dyn QuotasApi>>,
 }
 
 impl std::fmt::Debug for NetworkProvisioner {
@@ -73,12 +76,24 @@ impl std::fmt::Debug for NetworkProvisioner {
 impl NetworkProvisioner {
     /// A provisioner over the given client.
     pub fn new(client: impl Ec2Api + 'static) -> Self {
-        NetworkProvisioner { client: Arc::new(client) }
+        NetworkProvisioner { client: Arc::new(client), quotas: None }
+    }
+
+    /// The same provisioner reading the Service Quotas API in its capacity preflight (without
+    /// it the preflight notes those quotas as not read).
+    pub fn with_quotas(mut self, quotas: impl QuotasApi + 'static) -> Self {
+        self.quotas = Some(Arc::new(quotas));
+        self
     }
 
     /// The client.
     pub fn client(&self) -> &dyn Ec2Api {
         self.client.as_ref()
+    }
+
+    /// The Service Quotas client, if any.
+    pub fn quotas(&self) -> Option<&dyn QuotasApi> {
+        self.quotas.as_deref()
     }
 
     /// The first half of [`apply`](Provisioner::apply): for a new VPC, the VPC and its subnets
@@ -95,9 +110,9 @@ impl NetworkProvisioner {
 }
 
 impl NetworkProvisioner {
-    /// A provisioner over the real EC2 API.
+    /// A provisioner over the real EC2 and Service Quotas APIs.
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
-        NetworkProvisioner::new(SdkEc2::from_conf(config))
+        NetworkProvisioner::new(SdkEc2::from_conf(config)).with_quotas(SdkQuotas::from_conf(config))
     }
 }
 
@@ -154,6 +169,7 @@ impl Provisioner for NetworkProvisioner {
     type Observed = ObservedNetwork;
     type Output = NetworkOutput;
     type Error = NetworkError;
+    type Selector = NetworkSelector;
 
     fn validate(&self, ctx: &Context, spec: &NetworkSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -194,12 +210,13 @@ impl Provisioner for NetworkProvisioner {
         }
     }
 
+    fn selector(&self, _ctx: &Context, spec: &NetworkSpec) -> NetworkSelector {
+        NetworkSelector::of(spec)
+    }
+
     /// Deletes the stack's network. For an existing VPC nothing is deleted (the ELB discovery
     /// tags added with `tag_subnets` are left in place: other clusters may rely on them).
-    async fn destroy(&self, ctx: &Context, spec: &NetworkSpec) -> Result<Vec<ResourceRef>> {
-        match &spec.vpc {
-            VpcSpec::New(_) => self.destroy_new(ctx).await,
-            VpcSpec::Existing(_) => Ok(Vec::new()),
-        }
+    async fn destroy_selected(&self, ctx: &Context, selector: &NetworkSelector) -> Result<Vec<ResourceRef>> {
+        if selector.owns_vpc { self.destroy_new(ctx).await } else { Ok(Vec::new()) }
     }
 }

@@ -32,6 +32,25 @@ pub enum VpcSpec {
     Existing(ExistingVpcSpec),
 }
 
+/// What finds the network for a destroy ([`Provisioner::destroy_selected`]): the context names
+/// and tags everything the stack made, so only whether it made the VPC is needed.
+///
+/// [`Provisioner::destroy_selected`]: dify_stack_core::Provisioner::destroy_selected
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkSelector {
+    /// Whether the stack made the VPC (`vpc.mode = new`): its VPC, subnets, gateways and route
+    /// tables are found by tag and deleted. `false` (an existing VPC): nothing is deleted (the
+    /// ELB discovery tags `tag_subnets` added stay: other clusters may rely on them).
+    pub owns_vpc: bool,
+}
+
+impl NetworkSelector {
+    /// The selector of `spec`.
+    pub fn of(spec: &NetworkSpec) -> Self {
+        NetworkSelector { owns_vpc: matches!(spec.vpc, VpcSpec::New(_)) }
+    }
+}
+
 /// How private subnets reach the internet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

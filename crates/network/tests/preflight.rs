@@ -3,14 +3,16 @@
 //! moto answers `vpc-max-elastic-ips` with a fixed 5 (the AWS default) and never refuses
 //! AllocateAddress; `crates/emulator/python/moto_quota.py` models a per-account quota (set with
 //! POST /moto-api/dify-stack/quota), AllocateAddress refused beyond it, and a refused
-//! DescribeAccountAttributes; the emulator launcher loads it.
+//! DescribeAccountAttributes; the emulator launcher loads it. The same model answers the Service
+//! Quotas reads (GetServiceQuota with a value a test applied, GetAWSDefaultServiceQuota, the EKS
+//! clusters quota moto lacks, refusals).
 
 use aws_sdk_ec2::Client;
 use dify_stack_core::ids::{SubnetId, VpcId};
 use dify_stack_core::{Context, Environment, Provisioner};
 use dify_stack_emulator::{Emulator, TestAccount};
 use dify_stack_network::{
-    CapacityShortfall, ExistingVpcSpec, NetworkError, NetworkProvisioner, NetworkSpec, NodeDemand, VpcSpec,
+    CapacityShortfall, ClusterUse, ExistingVpcSpec, NetworkError, NetworkProvisioner, NetworkSpec, NodeDemand, VpcSpec,
 };
 
 const NEEDS_MODEL: &str = "needs moto_quota.py loaded by the emulator launcher";
@@ -24,7 +26,7 @@ fn ctx(stack: &str, env: Environment) -> Context {
 }
 
 fn nodes(instance_type: &str, max_nodes: u32) -> NodeDemand {
-    NodeDemand { instance_types: vec![instance_type.to_owned()], max_nodes }
+    NodeDemand { instance_types: vec![instance_type.to_owned()], max_nodes, clusters: None }
 }
 
 /// The node group of a profile (STACK.md: test 1 x m7g.xlarge, max 2; prod m7g.2xlarge, max 10).
@@ -72,8 +74,10 @@ async fn prod_with_three_addresses_in_use_is_short_of_the_default_quota() {
     assert_eq!((err.items[0].limit, err.items[0].in_use, err.items[0].need), (5, 3, 3));
     assert!(err.to_string().contains("L-0263D0A3"), "{err}");
     let ops = a.calls.operations();
-    assert!(ops.iter().all(|op| op.starts_with("ec2 Describe") || op == "ec2 AllocateAddress"), "{ops:?}");
+    let read = |op: &String| op.starts_with("ec2 Describe") || op.starts_with("servicequotas Get");
+    assert!(ops.iter().all(|op| read(op) || op == "ec2 AllocateAddress"), "{ops:?}");
     assert!(ops.contains(&"ec2 DescribeAccountAttributes".to_owned()), "{ops:?}");
+    assert!(ops.contains(&"servicequotas GetServiceQuota".to_owned()), "{ops:?}");
 }
 
 #[tokio::test]
@@ -87,8 +91,11 @@ async fn an_applied_network_needs_no_address_and_the_quota_is_not_read() {
     network.apply(&ctx, &spec).await.unwrap();
     a.calls.reset();
     let notes = network.preflight(&ctx, &spec, &demand).await.unwrap();
-    assert!(!notes.iter().any(|n| n.contains("Elastic IP")), "{notes:?}");
-    assert_eq!(a.calls.operations(), ["ec2 DescribeAddresses"], "one read; the quota is not asked for");
+    let asked = |n: &&String| ["Elastic IP", "L-F678F1CE", "L-A4707A72", "L-FE5A380F"].iter().any(|q| n.contains(q));
+    assert!(!notes.iter().any(|n| asked(&n)), "{notes:?}");
+    let ops = a.calls.operations();
+    assert!(ops.iter().all(|op| op.starts_with("ec2 Describe")), "reads only, no quota asked for: {ops:?}");
+    assert!(!ops.contains(&"ec2 DescribeAccountAttributes".to_owned()), "{ops:?}");
     network.destroy(&ctx, &spec).await.unwrap();
 }
 
@@ -170,4 +177,100 @@ async fn a_refused_quota_read_is_a_note_and_the_preflight_goes_on() {
         "{notes:?}"
     );
     assert!(notes.iter().any(|n| n.contains("private subnets: up to 1 node(s) of m7g.xlarge")), "{notes:?}");
+}
+
+/// The quotas only Service Quotas reports, read through the real SDK client: a VPC quota an
+/// administrator lowered to what the account holds is a shortfall naming its code and fix; the
+/// others fit and say so.
+#[tokio::test]
+async fn service_quotas_are_read_and_a_vpc_quota_already_used_up_is_a_shortfall() {
+    let a = account().await;
+    let ec2 = Client::new(&a.config);
+    let in_use = ec2.describe_vpcs().send().await.unwrap().vpcs().len() as u64;
+    set_quota(&a.account_id, &format!("service=vpc&code=L-F678F1CE&value={in_use}")).await;
+    let network = NetworkProvisioner::from_conf(&a.config);
+    let (ctx, spec) = (ctx("pf-sq", Environment::Test), NetworkSpec::for_environment(Environment::Test, "pf-sq"));
+    let err = network.preflight(&ctx, &spec, &profile_nodes(Environment::Test)).await.unwrap_err();
+    assert_eq!(err.items.len(), 1, "{err}");
+    let item = &err.items[0];
+    assert!(item.quota.contains("VPCs per Region (Service Quotas: vpc L-F678F1CE)"), "{err}");
+    assert_eq!((item.limit, item.in_use, item.need), (in_use, in_use, 1));
+    assert!(item.fix.contains("request an increase of L-F678F1CE to at least"), "{err}");
+    // Raised back to the default, everything fits and each quota is reported.
+    set_quota(&a.account_id, "service=vpc&code=L-F678F1CE&value=5").await;
+    let notes = network.preflight(&ctx, &spec, &profile_nodes(Environment::Test)).await.unwrap();
+    for quota in ["L-F678F1CE", "L-A4707A72", "L-FE5A380F"] {
+        assert!(notes.iter().any(|n| n.contains(quota) && n.ends_with("fits")), "{quota}: {notes:?}");
+    }
+    assert!(notes.iter().any(|n| n.contains("L-1194D53C") && n.contains("not counted")), "{notes:?}");
+}
+
+/// NAT gateways count per Availability Zone: one of someone else's in the stack's first zone,
+/// against a quota of 1, is a shortfall in that zone only.
+#[tokio::test]
+async fn a_nat_gateway_quota_is_judged_per_zone_the_stack_would_use() {
+    let a = account().await;
+    let ec2 = Client::new(&a.config);
+    let vpc = ec2.create_vpc().cidr_block("172.21.0.0/16").send().await.unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap();
+    let zones = ec2.describe_availability_zones().send().await.unwrap();
+    let mut names: Vec<&str> = zones.availability_zones().iter().filter_map(|z| z.zone_name()).collect();
+    names.sort();
+    let subnet = ec2.create_subnet().vpc_id(vpc).cidr_block("172.21.0.0/24").availability_zone(names[0]).send();
+    let subnet = subnet.await.unwrap().subnet().unwrap().subnet_id().unwrap().to_owned();
+    let eip = ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send().await.unwrap();
+    ec2.create_nat_gateway().subnet_id(&subnet).allocation_id(eip.allocation_id().unwrap()).send().await.unwrap();
+    set_quota(&a.account_id, "service=vpc&code=L-FE5A380F&value=1").await;
+    let network = NetworkProvisioner::from_conf(&a.config);
+    let (ctx, spec) = (ctx("pf-nat", Environment::Prod), NetworkSpec::for_environment(Environment::Prod, "pf-nat"));
+    let err = network.preflight(&ctx, &spec, &profile_nodes(Environment::Prod)).await.unwrap_err();
+    assert_eq!(err.items.len(), 1, "{err}");
+    let item = &err.items[0];
+    assert!(item.quota.contains("L-FE5A380F") && item.quota.ends_with(&format!("in {}", names[0])), "{err}");
+    assert_eq!((item.limit, item.in_use, item.need), (1, 1, 1));
+}
+
+/// The EKS clusters quota, which moto lacks and the model adds with its default: the region's
+/// clusters (counted by the EKS tier) against it.
+#[tokio::test]
+async fn the_eks_cluster_quota_is_read_and_a_full_region_is_a_shortfall() {
+    let a = account().await;
+    let network = NetworkProvisioner::from_conf(&a.config);
+    let (ctx, spec) = (ctx("pf-eks", Environment::Test), NetworkSpec::for_environment(Environment::Test, "pf-eks"));
+    let mut demand = profile_nodes(Environment::Test);
+    demand.clusters = Some(ClusterUse { in_region: 99, makes_one: true });
+    let notes = network.preflight(&ctx, &spec, &demand).await.unwrap();
+    assert!(notes.iter().any(|n| n.contains("L-1194D53C") && n.contains("quota 100, 99 in use")), "{notes:?}");
+    let quota_reads = || a.calls.operations().iter().filter(|op| *op == "servicequotas GetServiceQuota").count();
+    demand.clusters = Some(ClusterUse { in_region: 100, makes_one: true });
+    a.calls.reset();
+    let err = network.preflight(&ctx, &spec, &demand).await.unwrap_err();
+    assert!(err.items.iter().any(|i| i.quota.contains("L-1194D53C") && (i.limit, i.need) == (100, 1)), "{err}");
+    assert_eq!(quota_reads(), 4, "VPCs, internet gateways, NAT gateways, EKS clusters");
+    // The stack's own cluster already there: that quota is not asked for.
+    demand.clusters = Some(ClusterUse { in_region: 100, makes_one: false });
+    a.calls.reset();
+    network.preflight(&ctx, &spec, &demand).await.unwrap();
+    assert_eq!(quota_reads(), 3, "the EKS clusters quota is not read");
+}
+
+/// Service Quotas refused (no servicequotas:GetServiceQuota): one note per quota naming the
+/// permission, and the preflight goes on.
+#[tokio::test]
+async fn refused_service_quotas_reads_are_notes() {
+    let a = account().await;
+    set_quota(&a.account_id, "deny_quotas=true").await;
+    let network = NetworkProvisioner::from_conf(&a.config);
+    let spec = NetworkSpec::for_environment(Environment::Test, "pf-sqdeny");
+    let notes = network
+        .preflight(&ctx("pf-sqdeny", Environment::Test), &spec, &profile_nodes(Environment::Test))
+        .await
+        .unwrap();
+    let refused: Vec<_> = notes
+        .iter()
+        .filter(|n| {
+            n.contains("GetServiceQuota was refused (AccessDeniedException); allow servicequotas:GetServiceQuota")
+        })
+        .collect();
+    assert_eq!(refused.len(), 3, "VPCs, internet gateways, NAT gateways (read once for both zones): {notes:?}");
 }

@@ -15,6 +15,11 @@ use dify_stack_core::{AwsAt, from_wait};
 use crate::provisioner::{PlatformError, Result, caps};
 use crate::spec::DomainSpec;
 
+/// What finds the certificate for a destroy: the domain and its hosted zone (the context's
+/// tags find the certificates, the domain their aliases and validation records). The whole
+/// [`CertificateSpec`] is no more than this.
+pub type CertificateSelector = DomainSpec;
+
 /// Desired certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,7 +117,10 @@ impl CertificateProvisioner {
     /// The domain's public hosted zone: the configured one, or the longest public zone whose
     /// name holds the domain.
     pub async fn hosted_zone(&self, spec: &CertificateSpec) -> Result<Option<String>> {
-        let domain = &spec.domain;
+        self.domain_zone(&spec.domain).await
+    }
+
+    async fn domain_zone(&self, domain: &DomainSpec) -> Result<Option<String>> {
         if let Some(z) = &domain.hosted_zone_id {
             return Ok(Some(z.clone()));
         }
@@ -301,6 +309,7 @@ impl Provisioner for CertificateProvisioner {
     type Observed = ObservedCertificate;
     type Output = CertificateOutput;
     type Error = PlatformError;
+    type Selector = CertificateSelector;
 
     fn validate(&self, _ctx: &Context, spec: &CertificateSpec) -> Result<(), SpecErrors> {
         spec.validate()
@@ -384,10 +393,13 @@ impl Provisioner for CertificateProvisioner {
     /// The hosts' aliases (only those carrying our marker), then the validation records (only
     /// while they still hold exactly a certificate's value), then our certificates for the
     /// domain, failed ones too.
-    async fn destroy(&self, ctx: &Context, spec: &CertificateSpec) -> Result<Vec<ResourceRef>> {
+    fn selector(&self, _ctx: &Context, spec: &CertificateSpec) -> CertificateSelector {
+        spec.domain.clone()
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, domain: &CertificateSelector) -> Result<Vec<ResourceRef>> {
         let mut deleted = Vec::new();
-        let domain = &spec.domain;
-        let zone = self.hosted_zone(spec).await?;
+        let zone = self.domain_zone(domain).await?;
         if let Some(zone) = &zone {
             deleted.extend(crate::aliases::remove(ctx, self.dns.as_ref(), zone, &domain.name).await?);
         }

@@ -54,12 +54,7 @@ fn fail(operation: &'static str, name: &str, e: kube::Error) -> KubeFailure {
 }
 
 fn failure(operation: &'static str, object: String, e: kube::Error) -> KubeFailure {
-    let status = match &e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    };
-    let unreachable = matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_));
-    KubeFailure { operation, object, message: e.to_string(), status, unreachable }
+    KubeFailure::from_kube(operation, object, &e)
 }
 
 #[async_trait]

@@ -39,7 +39,7 @@ pub mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use certificate::{CertificateOutput, CertificateProvisioner, CertificateSpec};
+pub use certificate::{CertificateOutput, CertificateProvisioner, CertificateSelector, CertificateSpec};
 pub use client::{
     AddonApi, AddonRepair, Certificate, CertificateRequest, DnsApi, IngressClassApi, Record, RecordAction,
 };
@@ -52,4 +52,4 @@ pub use provisioner::{
     ObservedPlatform, PlatformError, PlatformOutput, PlatformProvisioner, addon_role_requests, caps,
 };
 pub use sdk::{SdkAddons, SdkDns};
-pub use spec::{Chart, DomainSpec, PlatformSpec};
+pub use spec::{Chart, DomainSpec, PlatformSelector, PlatformSpec};

@@ -23,7 +23,7 @@ use diff::PlatformChange;
 pub use crate::error::{PlatformError, Result};
 use crate::spec::{
     CLUSTER_AUTOSCALER, Chart, INGRESS_CLASS, INGRESS_CONTROLLER, LOAD_BALANCER_CONTROLLER, METRICS_SERVER,
-    PlatformSpec, SYSTEM_NAMESPACE,
+    PlatformSelector, PlatformSpec, SYSTEM_NAMESPACE,
 };
 
 /// Wait caps of the tier.
@@ -230,7 +230,12 @@ impl PlatformProvisioner {
     }
 
     fn cluster(&self, spec: &PlatformSpec) -> Result<Option<(&dyn HelmApi, &dyn IngressClassApi)>> {
-        match (&self.helm, &self.kube, spec.kubernetes) {
+        self.cluster_if(spec.kubernetes)
+    }
+
+    /// Helm and the Kubernetes API when `kubernetes` wants them (an error when they are missing).
+    fn cluster_if(&self, kubernetes: bool) -> Result<Option<(&dyn HelmApi, &dyn IngressClassApi)>> {
+        match (&self.helm, &self.kube, kubernetes) {
             (_, _, false) => Ok(None),
             (Some(h), Some(k), true) => Ok(Some((h.as_ref(), k.as_ref()))),
             _ => Err(PlatformError::NoKubernetesClient),
@@ -244,6 +249,7 @@ impl Provisioner for PlatformProvisioner {
     type Observed = ObservedPlatform;
     type Output = PlatformOutput;
     type Error = PlatformError;
+    type Selector = PlatformSelector;
 
     fn validate(&self, _ctx: &Context, spec: &PlatformSpec) -> Result<(), SpecErrors> {
         spec.validate()
@@ -264,8 +270,12 @@ impl Provisioner for PlatformProvisioner {
     /// The releases (autoscaler and metrics first, the load balancer controller last: it deletes
     /// the load balancers of Ingresses that go before it), the IngressClass when ours, the
     /// metrics-server add-on when ours.
-    async fn destroy(&self, ctx: &Context, spec: &PlatformSpec) -> Result<Vec<ResourceRef>> {
-        self.destroy_tier(ctx, spec).await
+    fn selector(&self, _ctx: &Context, spec: &PlatformSpec) -> PlatformSelector {
+        PlatformSelector::of(spec)
+    }
+
+    async fn destroy_selected(&self, ctx: &Context, selector: &PlatformSelector) -> Result<Vec<ResourceRef>> {
+        self.destroy_tier(ctx, selector).await
     }
 }
 

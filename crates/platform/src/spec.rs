@@ -175,6 +175,51 @@ pub struct DomainSpec {
     pub hosted_zone_id: Option<String>,
 }
 
+/// What finds the platform tier for a destroy: the cluster, which add-ons the stack installs,
+/// and whether this machine reaches the cluster's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSelector {
+    /// The EKS cluster (where the metrics-server add-on is looked up).
+    pub cluster_name: ClusterName,
+    /// Whether the Helm releases and the IngressClass are uninstalled here (needs the
+    /// Kubernetes access, `PlatformProvisioner::with_kubernetes`). `false` (role-only access,
+    /// or an API that does not answer): they go with the cluster.
+    pub kubernetes: bool,
+    /// The AWS Load Balancer Controller release (uninstalled last: it deletes the load
+    /// balancers of Ingresses that go before it).
+    pub load_balancer_controller: bool,
+    /// The cluster autoscaler release.
+    pub cluster_autoscaler: bool,
+    /// metrics-server: the release, and the EKS add-on when ours.
+    pub metrics_server: bool,
+}
+
+impl PlatformSelector {
+    /// The selector of `spec`.
+    pub fn of(spec: &PlatformSpec) -> Self {
+        PlatformSelector {
+            cluster_name: spec.cluster_name.clone(),
+            kubernetes: spec.kubernetes,
+            load_balancer_controller: spec.load_balancer_controller.is_some(),
+            cluster_autoscaler: spec.cluster_autoscaler.is_some(),
+            metrics_server: spec.metrics_server.is_some(),
+        }
+    }
+
+    /// The releases destroy uninstalls (when installed), in order: the autoscaler, metrics-server,
+    /// then the load balancer controller.
+    pub fn releases(&self) -> Vec<&'static str> {
+        [
+            (self.cluster_autoscaler, CLUSTER_AUTOSCALER),
+            (self.metrics_server, METRICS_SERVER),
+            (self.load_balancer_controller, LOAD_BALANCER_CONTROLLER),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
 /// Desired platform tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -125,6 +125,8 @@ impl Provisioner for RegistryProvisioner {
     type Observed = ObservedRegistry;
     type Output = RegistryOutput;
     type Error = RegistryError;
+    /// The context names the repositories: destroy needs nothing else.
+    type Selector = ();
 
     fn validate(&self, ctx: &Context, spec: &RegistrySpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -151,7 +153,9 @@ impl Provisioner for RegistryProvisioner {
 
     /// Deletes our two repositories and the run-time plugin repositories. When any of them holds
     /// images and data loss is not allowed, nothing is deleted.
-    async fn destroy(&self, ctx: &Context, spec: &RegistrySpec) -> Result<Vec<ResourceRef>> {
-        self.destroy_tier(ctx, spec).await
+    fn selector(&self, _ctx: &Context, _spec: &RegistrySpec) {}
+
+    async fn destroy_selected(&self, ctx: &Context, _selector: &()) -> Result<Vec<ResourceRef>> {
+        self.destroy_tier(ctx).await
     }
 }

@@ -1,15 +1,15 @@
 //! Destroy: instances, cluster (final snapshot unless the data policy says otherwise), subnet group, security group.
 
 use super::{
-    AuroraNames, AuroraProvisioner, Context, DataPolicy, DatastoresError, DatastoresSpec, DbClusterModify, RdsStatus,
+    AuroraNames, AuroraProvisioner, AuroraSelector, Context, DataPolicy, DatastoresError, DbClusterModify, RdsStatus,
     ResourceRef, Result, SecretKind, caps, secrets, security_group, wait_for,
 };
 use dify_stack_core::AwsAt;
 
 impl AuroraProvisioner {
-    pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<Vec<ResourceRef>> {
+    pub(super) async fn destroy_tier(&self, ctx: &Context, selector: &AuroraSelector) -> Result<Vec<ResourceRef>> {
         let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
-        let holders = self.data_holders(ctx, spec, policy).await?;
+        let holders = self.data_holders_of(ctx, selector.final_snapshot, policy).await?;
         if !holders.is_empty() {
             return Err(DatastoresError::DataLossRefused {
                 holders,
@@ -48,7 +48,7 @@ impl AuroraProvisioner {
                 Ok((!left.is_empty()).then(|| format!("{} left", left.len())))
             })
             .await?;
-            let snapshot = (spec.aurora.final_snapshot && !policy.delete_data)
+            let snapshot = (selector.final_snapshot && !policy.delete_data)
                 .then(|| crate::names::final_snapshot(ctx, std::time::SystemTime::now()));
             if c.status != RdsStatus::Deleting {
                 dify_stack_core::ignore_not_found(self.rds.delete_cluster(cluster_id.clone(), snapshot.clone()).await)
@@ -79,8 +79,10 @@ impl AuroraProvisioner {
                 .at("DeleteDBSubnetGroup", &names.subnet_group)?;
             deleted.push(ResourceRef::new("rds:db-subnet-group", &names.subnet_group));
         }
-        if let Some(id) =
-            security_group::delete(ctx, self.sg.as_ref(), spec.vpc_id.as_str(), &names.security_group).await?
+        // Without the VPC, no group in it.
+        if let Some(vpc_id) = &selector.vpc_id
+            && let Some(id) =
+                security_group::delete(ctx, self.sg.as_ref(), vpc_id.as_str(), &names.security_group).await?
         {
             deleted.push(ResourceRef::new("ec2:security-group", &names.security_group).with_id(id));
         }

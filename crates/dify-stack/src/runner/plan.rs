@@ -13,12 +13,21 @@ impl AwsRunner {
     /// use per node): notes for the plan, or one error listing every shortfall with its fix.
     pub(crate) async fn capacity_preflight(&self) -> Result<Vec<String>, NodeError> {
         let ng = &self.cfg.eks.node_group;
+        // The region's clusters for the clusters-per-Region quota; unread (refused, or a client
+        // without ListClusters), the preflight notes that quota as not checked.
+        let spec = wiring::network_spec(&self.cfg);
+        let cluster = spec.cluster_name.as_str();
+        let clusters = self.eks.clusters_in_region().await.ok().map(|names| dify_stack_network::ClusterUse {
+            in_region: u32::try_from(names.len()).unwrap_or(u32::MAX),
+            makes_one: !names.iter().any(|n| n == cluster),
+        });
         let nodes = dify_stack_network::NodeDemand {
             instance_types: ng.instance_types.clone(),
             max_nodes: u32::try_from(ng.max).unwrap_or(0),
+            clusters,
         };
         self.network
-            .preflight(&self.ctx, &wiring::network_spec(&self.cfg), &nodes)
+            .preflight(&self.ctx, &spec, &nodes)
             .await
             .map_err(|e| fail(dify_stack_network::NetworkError::from(e)))
     }

@@ -2,11 +2,14 @@
 //! provisioners.
 
 use super::{
-    AwsRunner, BucketName, IamProvisioner, KUBE_API_DESTROY_CAP, KUBE_API_WAIT_CAP, Node, NodeError, NodeOutput,
-    NodeSecurityGroupSpec, ResourceRef, SecretKind, SecurityGroupId, StackOutput, TierRunner, VpcId, async_trait, fail,
-    iam_inputs, missing, wiring,
+    AwsRunner, IamProvisioner, KUBE_API_DESTROY_CAP, KUBE_API_WAIT_CAP, Node, NodeError, NodeOutput, ResourceRef,
+    SecretKind, SecurityGroupId, StackOutput, TierRunner, async_trait, fail, live_eks, missing, wiring,
 };
 use dify_stack_core::Provisioner;
+use dify_stack_core::ids::ClusterName;
+use dify_stack_eks::{EksSelector, NodeSecurityGroupSelector};
+use dify_stack_iam::IamSelector;
+use dify_stack_platform::PlatformSelector;
 
 #[async_trait]
 impl TierRunner for AwsRunner {
@@ -95,6 +98,8 @@ impl TierRunner for AwsRunner {
         })
     }
 
+    /// Each tier's destroy takes its selector, built from what exists now (the VPC, the live
+    /// cluster) and the configuration: never a spec with made-up ids.
     async fn destroy(&self, node: Node) -> Result<Vec<ResourceRef>, NodeError> {
         let ctx = &self.ctx;
         let cfg = &self.cfg;
@@ -103,7 +108,8 @@ impl TierRunner for AwsRunner {
                 // The VPC as it was (cached from the nodes before), for the last step's load
                 // balancer check in an existing VPC.
                 let vpc = self.discover_vpc().await?;
-                let deleted = self.network.destroy(ctx, &wiring::network_spec(cfg)).await.map_err(fail)?;
+                let selector = self.network.selector(ctx, &wiring::network_spec(cfg));
+                let deleted = self.network.destroy_selected(ctx, &selector).await.map_err(fail)?;
                 self.check_leftovers(vpc.as_ref()).await?;
                 Ok(deleted)
             }
@@ -113,23 +119,31 @@ impl TierRunner for AwsRunner {
             // The EKS node's destroy removes the cluster after its node group and add-ons.
             Node::EksControlPlane => Ok(Vec::new()),
             Node::NodeSecurityGroup => {
-                let Some(vpc_id) = self.discover_vpc().await? else { return Ok(Vec::new()) };
-                self.node_sg.destroy(ctx, &NodeSecurityGroupSpec { vpc_id }).await.map_err(fail)
+                let selector = NodeSecurityGroupSelector { vpc_id: self.discover_vpc().await? };
+                self.node_sg.destroy_selected(ctx, &selector).await.map_err(fail)
             }
             Node::Eks => {
-                let mut net = wiring::planned_network(cfg);
-                net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-                let spec = wiring::eks_spec(cfg, &net);
-                let eks = match self.load_balancer_objects(&spec).await {
+                let selector = EksSelector { vpc_id: self.discover_vpc().await? };
+                let eks = match self.load_balancer_objects().await {
                     Some(objects) => self.eks.clone().with_kubernetes_objects(objects),
                     None => self.eks.clone(),
                 };
-                eks.destroy(ctx, &spec).await.map_err(fail)
+                eks.destroy_selected(ctx, &selector).await.map_err(fail)
             }
-            Node::Aurora => self.destroy_store(&self.aurora).await,
-            Node::Redis => self.destroy_store(&self.redis).await,
-            Node::OpenSearch => self.destroy_store(&self.opensearch).await,
-            Node::Bucket => self.destroy_store(&self.bucket).await,
+            Node::Aurora => {
+                let selector = self.store_selector().await?.aurora();
+                self.aurora.destroy_selected(ctx, &selector).await.map_err(fail)
+            }
+            Node::Redis => {
+                let selector = self.store_selector().await?.store();
+                self.redis.destroy_selected(ctx, &selector).await.map_err(fail)
+            }
+            Node::OpenSearch => {
+                let selector = self.store_selector().await?.store();
+                self.opensearch.destroy_selected(ctx, &selector).await.map_err(fail)
+            }
+            // The context names the bucket.
+            Node::Bucket => self.bucket.destroy_selected(ctx, &()).await.map_err(fail),
             Node::AppSecrets => {
                 let deleted = dify_stack_datastores::secrets::delete_secret(
                     ctx,
@@ -144,59 +158,54 @@ impl TierRunner for AwsRunner {
                     .into_iter()
                     .collect())
             }
-            Node::Registry => self.registry.destroy(ctx, &wiring::registry_spec(cfg)).await.map_err(fail),
+            // The context names the repositories.
+            Node::Registry => self.registry.destroy_selected(ctx, &()).await.map_err(fail),
             Node::Iam => {
                 // The issuer and API come from the live cluster; when it is gone, roles are still
                 // found by name and the OIDC provider by ownership tag.
-                let mut net = wiring::planned_network(cfg);
-                net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-                let observed = self.eks.observe(ctx, &wiring::eks_spec(cfg, &net)).await.map_err(fail)?;
-                let issuer = observed
-                    .cluster
-                    .as_ref()
-                    .and_then(|c| c.oidc_issuer.clone())
-                    .unwrap_or_else(|| "https://cluster-gone.invalid/id/none".to_owned());
-                let bucket = BucketName::new(dify_stack_datastores::names::bucket(ctx));
-                let (eks_out, registry) = iam_inputs(
-                    cfg,
-                    issuer,
-                    observed.cluster.as_ref().and_then(|c| c.endpoint.clone()).unwrap_or_default(),
-                    observed.cluster.as_ref().and_then(|c| c.ca_data.clone()).unwrap_or_default(),
-                );
-                let mut spec = wiring::iam_spec(cfg, ctx, &eks_out, &bucket, &registry);
-                // Without a cluster there is no Kubernetes API to clean up.
-                spec.service_accounts &= observed.cluster.is_some();
-                let iam = if spec.service_accounts {
-                    self.iam(&eks_out, KUBE_API_DESTROY_CAP).await?
-                } else {
-                    IamProvisioner::from_conf(&self.sdk)
+                let cluster = self.eks.observe_cluster(ctx).await.map_err(fail)?;
+                let selector = IamSelector {
+                    cluster_name: ClusterName::new(&cfg.name),
+                    oidc_issuer_url: cluster.as_ref().and_then(|c| c.oidc_issuer.clone()),
+                    namespace: cfg.iam.namespace.clone(),
+                    // Without a cluster there is no Kubernetes API to clean up.
+                    service_accounts: wiring::creates_service_accounts(cfg) && cluster.is_some(),
+                    addons: wiring::addon_roles(cfg, ctx, &cfg.name).into_iter().map(|a| a.addon).collect(),
                 };
-                iam.destroy(ctx, &spec).await.map_err(fail)
+                let iam = match &cluster {
+                    Some(c) if selector.service_accounts => self.iam(&live_eks(cfg, c), KUBE_API_DESTROY_CAP).await?,
+                    _ => IamProvisioner::from_conf(&self.sdk),
+                };
+                iam.destroy_selected(ctx, &selector).await.map_err(fail)
             }
             Node::Certificate => match wiring::certificate_spec(cfg) {
                 Some(spec) => dify_stack_platform::CertificateProvisioner::from_conf(&self.sdk)
-                    .destroy(ctx, &spec)
+                    .destroy_selected(ctx, &spec.domain)
                     .await
                     .map_err(fail),
                 None => Ok(Vec::new()),
             },
             Node::Platform => {
                 // The releases go only when the API answers (else they go with the cluster).
-                let mut net = wiring::planned_network(cfg);
-                net.vpc_id = self.discover_vpc().await?.unwrap_or_else(|| VpcId::new("vpc-none"));
-                let live = self.reachable_cluster(&net).await;
+                let live = self.reachable_cluster().await;
                 let cluster = dify_stack_eks::cluster_name(ctx).unwrap_or_else(|_| cfg.name.clone());
-                let mut spec = wiring::platform_spec(cfg, &net, &cluster, &Default::default());
-                spec.kubernetes = live.is_some();
+                let p = &cfg.platform;
+                let mut selector = PlatformSelector {
+                    cluster_name: ClusterName::new(cluster),
+                    kubernetes: live.is_some(),
+                    load_balancer_controller: p.load_balancer_controller.chart().is_some(),
+                    cluster_autoscaler: p.cluster_autoscaler.chart().is_some(),
+                    metrics_server: p.metrics_server.chart().is_some(),
+                };
                 let platform = match self.platform(live.as_ref()).await {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(error = %e, "Helm cannot run here: the add-on releases go with the cluster");
-                        spec.kubernetes = false;
+                        selector.kubernetes = false;
                         self.platform(None).await?
                     }
                 };
-                platform.destroy(ctx, &spec).await.map_err(fail)
+                platform.destroy_selected(ctx, &selector).await.map_err(fail)
             }
         }
     }

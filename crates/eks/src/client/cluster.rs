@@ -244,6 +244,12 @@ pub trait ClusterApi: Send + Sync {
     // --- EKS cluster
     /// DescribeCluster; `None` when it does not exist.
     async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError>;
+    /// ListClusters, every page: the names of the region's clusters (for the clusters-per-Region
+    /// quota of the capacity preflight). The default body answers `NotImplemented` (clients made
+    /// before the preflight counted clusters).
+    async fn list_clusters(&self) -> Result<Vec<String>, AwsError> {
+        Err(AwsError::new("ListClusters", "NotImplemented", "this EKS client does not implement the call"))
+    }
     /// CreateCluster (API_AND_CONFIG_MAP, creator admin bootstrap, private endpoint on).
     async fn create_cluster(&self, create: ClusterCreate) -> Result<ClusterInfo, AwsError>;
     /// UpdateClusterConfig of the subnets and security groups alone (a `VpcConfigUpdate`: EKS

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use crate::client::{SnapshotInfo, VolumeInfo};
 use crate::workloads::{self, describe_snapshot, describe_volume, made_by_cni};
 
-use super::{Context, EksError, EksProvisioner, EksSpec, Names, ResourceRef, Result, caps};
+use super::{Context, EksError, EksProvisioner, EksSelector, Names, ResourceRef, Result, caps};
 use dify_stack_core::AwsAt;
 
 impl EksProvisioner {
@@ -115,11 +115,12 @@ impl EksProvisioner {
     pub(super) async fn sweep_cni_interfaces(
         &self,
         ctx: &Context,
-        spec: &EksSpec,
+        selector: &EksSelector,
         cluster: &str,
         node_groups: &[String],
     ) -> Result<Vec<ResourceRef>> {
-        let vpc = spec.vpc_id.to_string();
+        // Without the VPC there is no interface in it left.
+        let Some(vpc) = selector.vpc_id.as_ref().map(ToString::to_string) else { return Ok(Vec::new()) };
         let deleted = Mutex::new(Vec::new());
         let what = format!("the network interfaces the VPC CNI left for {cluster} to be deleted");
         self.wait_gone(ctx, what, caps::INTERFACES_DETACHED, || async {

@@ -3,21 +3,35 @@
 use std::time::Duration;
 
 use super::{
-    AwsError, ClusterLoadBalancer, Context, EksError, EksProvisioner, EksSpec, KEY_DELETION_WINDOW_DAYS, Names,
-    NotOwned, ResourceRef, Result, Status, caps, from_aws_wait, list_ids, wait,
+    AwsError, ClusterInfo, ClusterLoadBalancer, Context, EksError, EksProvisioner, EksSelector,
+    KEY_DELETION_WINDOW_DAYS, Names, NotOwned, ResourceRef, Result, Status, caps, from_aws_wait, list_ids, wait,
 };
 use dify_stack_core::AwsAt;
 
 impl EksProvisioner {
-    pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<Vec<ResourceRef>> {
+    /// The stack's cluster as it is now (found by its name), `None` when there is none; one of
+    /// that name without the stack's ownership tag is refused, as by `observe`. Read-only. What
+    /// a destroy without a spec reads the live cluster's issuer, endpoint and CA from.
+    pub async fn observe_cluster(&self, ctx: &Context) -> Result<Option<ClusterInfo>> {
+        let names = Names::of(ctx);
+        let Some(cluster) =
+            self.client.describe_cluster(names.cluster.clone()).await.at("DescribeCluster", &names.cluster)?
+        else {
+            return Ok(None);
+        };
+        self.check_owned(ctx, "EKS cluster", &names.cluster, &cluster.tags)?;
+        Ok(Some(cluster))
+    }
+
+    pub(super) async fn destroy_tier(&self, ctx: &Context, selector: &EksSelector) -> Result<Vec<ResourceRef>> {
         let names = Names::of(ctx);
         // The data policy before the first delete: the stack's EBS volumes and snapshots.
         self.refuse_data_loss(ctx).await?;
-        let o = self.observe_for_destroy(ctx, spec, &names).await?;
+        let o = self.observe_for_destroy(ctx, selector, &names).await?;
         let mut deleted = Vec::new();
         let cluster = names.cluster.clone();
         if let Some(c) = &o.cluster {
-            self.remove_kubernetes_load_balancers(ctx, spec, &cluster).await?;
+            self.remove_kubernetes_load_balancers(ctx, selector, &cluster).await?;
             let ngs = self.client.list_nodegroups(cluster.clone()).await.at("ListNodegroups", &cluster)?;
             let mut ours = Vec::new();
             for ng in ngs {
@@ -72,7 +86,7 @@ impl EksProvisioner {
             .await?;
             deleted.push(ResourceRef::new("eks:cluster", &cluster).with_id(&c.arn));
         }
-        self.sweep_load_balancer_leftovers(ctx, spec, &cluster).await?;
+        self.sweep_load_balancer_leftovers(ctx, selector, &cluster).await?;
         // What the workloads left, now that no node uses it: the stack's volumes and snapshots
         // (data: the policy was checked above), the CNI's interfaces (in the node security
         // groups, which cannot be deleted while they exist).
@@ -83,7 +97,7 @@ impl EksProvisioner {
             .map(|g| g.id.clone())
             .chain(o.cluster.as_ref().and_then(|c| c.cluster_security_group_id.clone()))
             .collect();
-        deleted.extend(self.sweep_cni_interfaces(ctx, spec, &cluster, &node_groups).await?);
+        deleted.extend(self.sweep_cni_interfaces(ctx, selector, &cluster, &node_groups).await?);
         // The control-plane log group outlives the cluster unless deleted (EKS never removes it),
         // and EKS may write it again after the cluster is gone: by its exact name, ours or
         // untagged, now and once more at the end.
@@ -145,11 +159,12 @@ impl EksProvisioner {
     pub(super) async fn remove_kubernetes_load_balancers(
         &self,
         ctx: &Context,
-        spec: &EksSpec,
+        selector: &EksSelector,
         cluster: &str,
     ) -> Result<()> {
         let Some(lbs) = &self.load_balancers else { return Ok(()) };
-        let vpc = spec.vpc_id.to_string();
+        // Without the VPC there is no load balancer in it to find.
+        let vpc = selector.vpc_id.as_ref().map(ToString::to_string);
         let mut objects_deleted = false;
         if let Some(kube) = &self.kube_objects {
             match kube.delete_load_balancer_objects().await {
@@ -166,6 +181,7 @@ impl EksProvisioner {
             }
         }
         let list = || async {
+            let Some(vpc) = &vpc else { return Ok(Vec::new()) };
             lbs.cluster_load_balancers(vpc.clone(), cluster.to_owned(), None).await.at("DescribeLoadBalancers", cluster)
         };
         let pending = |left: Vec<ClusterLoadBalancer>| {
@@ -200,11 +216,12 @@ impl EksProvisioner {
     pub(super) async fn sweep_load_balancer_leftovers(
         &self,
         ctx: &Context,
-        spec: &EksSpec,
+        selector: &EksSelector,
         cluster: &str,
     ) -> Result<()> {
         let Some(lbs) = &self.load_balancers else { return Ok(()) };
-        let vpc = spec.vpc_id.to_string();
+        // Without the VPC there is nothing of it left to find.
+        let Some(vpc) = selector.vpc_id.as_ref().map(ToString::to_string) else { return Ok(()) };
         for tg in
             lbs.cluster_target_groups(vpc.clone(), cluster.to_owned()).await.at("DescribeTargetGroups", cluster)?
         {

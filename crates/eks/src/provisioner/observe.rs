@@ -1,6 +1,6 @@
 //! Observation: what exists of the tier, for plan, apply and destroy.
 
-use super::{Context, EksProvisioner, EksSpec, KeyInfo, Names, ObservedEks, Result, Tier};
+use super::{Context, EksProvisioner, EksSelector, EksSpec, KeyInfo, Names, ObservedEks, Result, Tier};
 use dify_stack_core::AwsAt;
 
 impl EksProvisioner {
@@ -112,7 +112,7 @@ impl EksProvisioner {
     pub(super) async fn observe_for_destroy(
         &self,
         ctx: &Context,
-        spec: &EksSpec,
+        selector: &EksSelector,
         names: &Names,
     ) -> Result<ObservedEks> {
         // The log group is read after the cluster is gone (`delete_log_group_after_cluster`).
@@ -129,12 +129,16 @@ impl EksProvisioner {
             // A key whose alias was never created (the run died right after CreateKey).
             None => self.unaliased_key(ctx, names).await?,
         };
-        o.node_security_group = self
-            .client
-            .find_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone())
-            .await
-            .at("DescribeSecurityGroups", &names.node_security_group)?
-            .filter(|s| ctx.owns_tags(&s.tags));
+        // Without the VPC, no group in it.
+        o.node_security_group = match &selector.vpc_id {
+            Some(vpc) => self
+                .client
+                .find_security_group(vpc.as_str().to_owned(), names.node_security_group.clone())
+                .await
+                .at("DescribeSecurityGroups", &names.node_security_group)?
+                .filter(|s| ctx.owns_tags(&s.tags)),
+            None => None,
+        };
         o.launch_template = self
             .client
             .find_launch_template(names.launch_template.clone())

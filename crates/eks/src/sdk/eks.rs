@@ -17,6 +17,15 @@ impl ClusterApi for SdkEks {
         Ok(out.and_then(|o| o.cluster().map(cluster_info)))
     }
 
+    async fn list_clusters(&self) -> Result<Vec<String>, AwsError> {
+        let mut names = Vec::new();
+        let mut pages = self.eks.list_clusters().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            names.extend(page.aws("ListClusters")?.clusters().iter().cloned());
+        }
+        Ok(names)
+    }
+
     async fn create_cluster(&self, c: ClusterCreate) -> Result<ClusterInfo, AwsError> {
         let out = self
             .eks

@@ -53,6 +53,24 @@ async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
     assert_eq!(states, ["PendingDeletion", "Enabled"]);
 }
 
+/// Destroy by selector: without the VPC (gone already) what only it finds (the node security
+/// group) is not looked up; the rest goes as from the spec.
+#[tokio::test(start_paused = true)]
+async fn a_selector_without_the_vpc_skips_only_what_the_vpc_finds() {
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
+    let (ctx, s) = (ctx(), spec());
+    assert_eq!(eks.selector(&ctx, &s), crate::EksSelector { vpc_id: Some(s.vpc_id.clone()) });
+    eks.apply(&ctx, &s).await.unwrap();
+    let deleted = eks.destroy_selected(&ctx, &crate::EksSelector { vpc_id: None }).await.unwrap();
+    assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 3 + 1, "{deleted:?}");
+    assert!(!deleted.iter().any(|r| r.kind == "ec2:security-group"), "{deleted:?}");
+    assert!(fake.0.lock().unwrap().sg.is_some());
+    // With the VPC, the group is found and deleted.
+    let deleted = eks.destroy(&ctx, &s).await.unwrap();
+    assert_eq!(deleted.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["ec2:security-group"]);
+}
+
 /// A key scheduled for deletion outside dify-stack (its alias kept) is restored, not replaced.
 #[tokio::test(start_paused = true)]
 async fn a_key_scheduled_for_deletion_elsewhere_is_restored() {

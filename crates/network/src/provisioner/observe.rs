@@ -5,6 +5,7 @@ use super::{
     NotOwned, ObservedNew, Result, TAG_COMPONENT, TAG_ID, TAG_NAME, Tags, VpcInfo, ZoneInfo, is_network, name_of,
     owner,
 };
+use crate::client::Ec2Api;
 use dify_stack_core::AwsAt;
 
 impl NetworkProvisioner {
@@ -12,46 +13,7 @@ impl NetworkProvisioner {
     /// availability zones (not local or wavelength zones), not among the zone IDs where EKS
     /// refuses control-plane subnets, and offering every node instance type.
     pub(super) async fn usable_zones(&self, ctx: &Context, spec: &NetworkSpec, wanted: usize) -> Result<Vec<String>> {
-        let mut zones: Vec<ZoneInfo> = self
-            .client
-            .describe_zones()
-            .await
-            .at("Describe", "availability zones")?
-            .into_iter()
-            .filter(|z| z.available && z.zone_type == "availability-zone")
-            .collect();
-        let mut excluded = Vec::new();
-        zones.retain(|z| {
-            let refused = EKS_UNSUPPORTED_ZONE_IDS.contains(&z.id.as_str());
-            if refused {
-                excluded.push(format!("{} ({}): EKS does not place control planes there", z.name, z.id));
-            }
-            !refused
-        });
-        for t in &spec.node_instance_types {
-            let offered =
-                self.client.instance_type_zone_ids(t.clone()).await.at("Describe", "instance type offerings")?;
-            zones.retain(|z| {
-                let ok = offered.contains(&z.id);
-                if !ok {
-                    excluded.push(format!("{} ({}): {t} is not offered there", z.name, z.id));
-                }
-                ok
-            });
-        }
-        let mut names: Vec<String> = zones.into_iter().map(|z| z.name).collect();
-        names.sort();
-        if names.len() < wanted {
-            return Err(NetworkError::NotEnoughZones {
-                region: ctx.region().to_owned(),
-                wanted,
-                found: names.len(),
-                zones: names,
-                excluded,
-            });
-        }
-        names.truncate(wanted);
-        Ok(names)
+        usable_zones(self.client.as_ref(), ctx, spec, wanted).await
     }
 
     /// What exists of a new-VPC network: the stack's VPC, found by the ownership tag and its
@@ -143,4 +105,52 @@ impl NetworkProvisioner {
             vpcs,
         })
     }
+}
+
+/// The first `wanted` zones, in name order, that can host the stack ([`NetworkProvisioner`]'s
+/// choice, shared with the capacity preflight).
+pub(crate) async fn usable_zones(
+    client: &dyn Ec2Api,
+    ctx: &Context,
+    spec: &NetworkSpec,
+    wanted: usize,
+) -> Result<Vec<String>> {
+    let mut zones: Vec<ZoneInfo> = client
+        .describe_zones()
+        .await
+        .at("Describe", "availability zones")?
+        .into_iter()
+        .filter(|z| z.available && z.zone_type == "availability-zone")
+        .collect();
+    let mut excluded = Vec::new();
+    zones.retain(|z| {
+        let refused = EKS_UNSUPPORTED_ZONE_IDS.contains(&z.id.as_str());
+        if refused {
+            excluded.push(format!("{} ({}): EKS does not place control planes there", z.name, z.id));
+        }
+        !refused
+    });
+    for t in &spec.node_instance_types {
+        let offered = client.instance_type_zone_ids(t.clone()).await.at("Describe", "instance type offerings")?;
+        zones.retain(|z| {
+            let ok = offered.contains(&z.id);
+            if !ok {
+                excluded.push(format!("{} ({}): {t} is not offered there", z.name, z.id));
+            }
+            ok
+        });
+    }
+    let mut names: Vec<String> = zones.into_iter().map(|z| z.name).collect();
+    names.sort();
+    if names.len() < wanted {
+        return Err(NetworkError::NotEnoughZones {
+            region: ctx.region().to_owned(),
+            wanted,
+            found: names.len(),
+            zones: names,
+            excluded,
+        });
+    }
+    names.truncate(wanted);
+    Ok(names)
 }

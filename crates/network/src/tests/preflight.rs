@@ -22,7 +22,7 @@ fn prod_spec() -> NetworkSpec {
 }
 
 fn nodes(types: &[&str], max_nodes: u32) -> NodeDemand {
-    NodeDemand { instance_types: types.iter().map(|t| t.to_string()).collect(), max_nodes }
+    NodeDemand { instance_types: types.iter().map(|t| t.to_string()).collect(), max_nodes, clusters: None }
 }
 
 /// An Elastic IP of someone else's (no tags of ours).
@@ -53,7 +53,7 @@ fn denied(op: &'static str) -> AwsError {
 }
 
 async fn run(m: &MockEc2Api, spec: &NetworkSpec, demand: &NodeDemand) -> Result<Vec<String>, CapacityShortfall> {
-    capacity_preflight(m, &ctx(), spec, demand).await
+    capacity_preflight(m, None, &ctx(), spec, demand).await
 }
 
 fn has(notes: &[String], needle: &str) -> bool {
@@ -220,14 +220,91 @@ async fn an_unknown_instance_type_is_a_note_not_an_error() {
 }
 
 #[tokio::test]
-async fn the_quotas_it_does_not_read_are_named_with_their_codes() {
+async fn without_a_service_quotas_client_the_quotas_it_does_not_read_are_named_with_their_codes() {
     let m = eips(vec![], Some(Ok(Some(5))));
     let notes = run(&m, &test_spec(), &nodes(&["m7g.xlarge"], 2)).await.unwrap();
     let note = notes.last().unwrap();
-    assert!(note.starts_with("quotas not read (this preflight does not call the Service Quotas API)"), "{note}");
+    assert!(note.starts_with("quotas not read (this preflight was given no Service Quotas client)"), "{note}");
     for code in ["VPCs per Region (vpc L-F678F1CE", "(vpc L-A4707A72", "(vpc L-FE5A380F", "(eks L-1194D53C"] {
         assert!(note.contains(code), "{code} in {note}");
     }
+}
+
+/// The Service Quotas checks of an applied network whose second NAT gateway is gone: the VPC and
+/// internet gateway are the stack's (their quotas are not read: the mock has no expectation
+/// for them and would panic), the NAT gateway quota is read once and judged in the zone of the
+/// missing gateway only, with what is there; the EKS clusters quota, the stack's cluster
+/// already made, is not read either.
+#[tokio::test]
+async fn service_quotas_are_read_only_for_what_the_stack_would_add() {
+    use crate::client::{IgwInfo, NatInfo, NatState, SubnetInfo, VpcInfo, ZoneInfo};
+    use crate::quotas::{MockQuotasApi, NAT_GATEWAYS_PER_AZ};
+    use dify_stack_core::ids::{InternetGatewayId, NatGatewayId};
+
+    let (ctx, spec) = (ctx(), test_spec());
+    let VpcSpec::New(new) = &spec.vpc else { unreachable!() };
+    let zones = ["us-west-2a".to_owned(), "us-west-2b".to_owned()];
+    let want = crate::model::Desired::new(&ctx, &spec, new, &zones);
+    let mut m = eips(vec![], Some(Ok(Some(5))));
+    let vpc_tags = want.vpc.tags.clone();
+    m.expect_describe_vpcs().returning(move |_| {
+        Ok(vec![VpcInfo { id: VpcId::new("vpc-1"), cidr: "10.0.0.0/16".into(), tags: vpc_tags.clone() }])
+    });
+    let igw_tags = want.igw.tags.clone();
+    m.expect_describe_internet_gateways().returning(move |_| {
+        Ok(vec![IgwInfo { id: InternetGatewayId::new("igw-1"), attached_vpcs: vec![], tags: igw_tags.clone() }])
+    });
+    m.expect_describe_zones().returning(|| {
+        Ok(["a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, z)| ZoneInfo {
+                name: format!("us-west-2{z}"),
+                id: format!("usw2-az{}", i + 1),
+                available: true,
+                zone_type: "availability-zone".into(),
+            })
+            .collect())
+    });
+    m.expect_instance_type_zone_ids().returning(|_| Ok(vec!["usw2-az1".into(), "usw2-az2".into()]));
+    let nat = |id: &str, subnet: &str, tags: Tags| NatInfo {
+        id: NatGatewayId::new(id),
+        subnet_id: SubnetId::new(subnet),
+        vpc_id: None,
+        state: NatState::Available,
+        allocation_id: None,
+        public_ip: None,
+        tags,
+    };
+    // The stack's first gateway in zone a; someone else's in zone b; a deleted one there, which
+    // no longer counts.
+    let nats = vec![
+        nat("nat-ours", "subnet-a", want.nats[0].tags.clone()),
+        nat("nat-other", "subnet-b", Tags::new()),
+        NatInfo { state: NatState::Deleted, ..nat("nat-gone", "subnet-b", Tags::new()) },
+    ];
+    m.expect_describe_nat_gateways().returning(move |_| Ok(nats.clone()));
+    m.expect_describe_subnets().returning(|_| {
+        Ok(["a", "b"]
+            .iter()
+            .map(|z| SubnetInfo {
+                id: SubnetId::new(format!("subnet-{z}")),
+                vpc_id: VpcId::new("vpc-x"),
+                cidr: "10.9.0.0/24".into(),
+                az: format!("us-west-2{z}"),
+                tags: Tags::new(),
+            })
+            .collect())
+    });
+    let mut q = MockQuotasApi::new();
+    q.expect_quota_value().withf(|quota| *quota == NAT_GATEWAYS_PER_AZ).times(1).returning(|_| Ok(1.0));
+    let mut demand = nodes(&["m7g.xlarge"], 2);
+    demand.clusters = Some(ClusterUse { in_region: 100, makes_one: false });
+    let err = capacity_preflight(&m, Some(&q), &ctx, &spec, &demand).await.unwrap_err();
+    assert_eq!(err.items.len(), 1, "{err}");
+    let item = &err.items[0];
+    assert!(item.quota.ends_with("(Service Quotas: vpc L-FE5A380F) in us-west-2b"), "{err}");
+    assert_eq!((item.limit, item.in_use, item.need), (1, 1, 1), "the deleted gateway does not count");
 }
 
 // ----------------------------------------------------------------------------- existing VPC

@@ -2,21 +2,27 @@
 
 use super::{
     Action, BTreeMap, Change, Context, Plan, RegistryError, RegistryProvisioner, RegistrySpec, RepoInfo, ResourceRef,
-    Result, runtime_prefix, wanted,
+    Result, runtime_prefix,
 };
 use dify_stack_core::AwsAt;
 
 impl RegistryProvisioner {
     /// What destroy would delete, including the run-time plugin repositories; image counts are
     /// shown so that data loss is visible before it is allowed.
-    pub async fn plan_destroy(&self, ctx: &Context, spec: &RegistrySpec) -> Result<Plan> {
+    /// The spec plays no part: the context names the repositories.
+    pub async fn plan_destroy(&self, ctx: &Context, _spec: &RegistrySpec) -> Result<Plan> {
+        self.plan_destroy_selected(ctx).await
+    }
+
+    /// [`Self::plan_destroy`] without a spec.
+    pub async fn plan_destroy_selected(&self, ctx: &Context) -> Result<Plan> {
         let all = self.client.list_repositories().await.at("DescribeRepositories", "*")?;
         let prefix = runtime_prefix(ctx);
         let mut targets: Vec<&RepoInfo> = Vec::new();
-        for w in wanted(ctx, spec) {
-            let Some(info) = all.iter().find(|r| r.name == w.name) else { continue };
+        for name in [crate::names::app_repository(ctx), crate::names::plugin_repository(ctx)] {
+            let Some(info) = all.iter().find(|r| r.name == name) else { continue };
             // A same-named repository of someone else is left alone.
-            if ctx.owns_tags(&self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &w.name)?) {
+            if ctx.owns_tags(&self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &name)?) {
                 targets.push(info);
             }
         }
@@ -34,8 +40,8 @@ impl RegistryProvisioner {
     }
     /// Deletes our two repositories and the run-time plugin repositories. When any of them holds
     /// images and data loss is not allowed, nothing is deleted.
-    pub(super) async fn destroy_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<Vec<ResourceRef>> {
-        let plan = self.plan_destroy(ctx, spec).await?;
+    pub(super) async fn destroy_tier(&self, ctx: &Context) -> Result<Vec<ResourceRef>> {
+        let plan = self.plan_destroy_selected(ctx).await?;
         let with_images: BTreeMap<String, usize> = plan
             .changes
             .iter()

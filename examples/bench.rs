@@ -276,6 +276,8 @@ struct Run {
     drawn: BTreeMap<String, Vec<Duration>>,
     calls: u64,
     failure: Option<String>,
+    /// When the platform node (the load balancer controller's release) finished, seconds.
+    platform_end: Option<f64>,
 }
 
 fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
@@ -288,12 +290,21 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
         let sim = Arc::new(Sim::new(durations(), max, seed));
         let runner = SimRunner::new(scenario, &sim, split);
         let start = tokio::time::Instant::now();
-        let result = internals::apply(&runner, &CancellationToken::new(), &EventSink::default()).await;
+        // The platform node's end, on the simulated clock (the sink runs as the event happens).
+        let platform_end = Arc::new(std::sync::Mutex::new(None));
+        let seen = platform_end.clone();
+        let events = EventSink::new(move |e| {
+            if let dify_stack::Event::NodeFinished { node: Node::Platform, .. } = e {
+                *seen.lock().unwrap() = Some(start.elapsed().as_secs_f64());
+            }
+        });
+        let result = internals::apply(&runner, &CancellationToken::new(), &events).await;
         Run {
             makespan: start.elapsed(),
             drawn: sim.sampled(),
             calls: sim.calls(),
             failure: result.err().map(|(_, f)| f.to_string()),
+            platform_end: *platform_end.lock().unwrap(),
         }
     })
 }
@@ -317,6 +328,7 @@ fn simulated_table() {
         "| scenario | makespan median / p95 | critical path median / p95 | makespan / critical path, median / p95 / max | sequential sum median / p95 | EKS in one node after the egress, IAM after it: median / p95, its makespan / ours (median) | Terraform graph median / p95 | Terraform / makespan, median / p95 | calls per run | failed runs | most common critical path |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut login_rows = Vec::new();
     for scenario in [
         Scenario { profile: Profile::Test, domain: false },
         Scenario { profile: Profile::Test, domain: true },
@@ -327,6 +339,7 @@ fn simulated_table() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut sequential, mut terraform_ratios) = (Vec::new(), Vec::new());
         let mut unsplit = Vec::new();
+        let mut login = Login::default();
         let mut paths: BTreeMap<Vec<&str>, usize> = BTreeMap::new();
         let (mut calls, mut failures) = (0, Vec::new());
         for seed in 0..RUNS {
@@ -351,6 +364,15 @@ fn simulated_table() {
             sequential.push(sim::graphs::sequential_sum(&drawn));
             *paths.entry(path).or_default() += 1;
             calls = run.calls;
+            if scenario.domain {
+                // Install needs a domain: the login-page rows are the rows with one.
+                let platform_end = run.platform_end.expect("the platform node finished");
+                let releases_end = sim::graphs::finish_of(scenario.prod(), true, &drawn, cheap, "helm_releases");
+                login.add(seed, makespan, platform_end, critical, releases_end, cheap);
+            }
+        }
+        if scenario.domain {
+            login_rows.push((scenario, login, failures.len()));
         }
         let (path, count) = paths.iter().max_by_key(|(_, c)| **c).expect("runs");
         println!(
@@ -378,6 +400,62 @@ fn simulated_table() {
         for f in &failures {
             println!("|   failed run (left out above) | {f} |||||||| ");
         }
+    }
+    println!();
+    login_table(&login_rows);
+}
+
+/// The login-page figures of one scenario's runs (`sim::login`).
+#[derive(Default)]
+struct Login {
+    ours: Vec<f64>,
+    critical: Vec<f64>,
+    ratios: Vec<f64>,
+    sequential: Vec<f64>,
+    install: Vec<f64>,
+    install_critical: Vec<f64>,
+}
+
+impl Login {
+    fn add(&mut self, seed: u64, makespan: f64, platform_end: f64, critical: f64, releases_end: f64, cheap: f64) {
+        use sim::login::{InstallDraws, Order, critical as login_critical, ours};
+        let d = InstallDraws::draw(seed);
+        let now = ours(makespan, platform_end, &d, cheap, Order::Overlapped);
+        let cp = login_critical(critical, releases_end, &d, cheap);
+        self.ours.push(now);
+        self.critical.push(cp);
+        self.ratios.push(now / cp);
+        self.sequential.push(ours(makespan, platform_end, &d, cheap, Order::Sequential));
+        self.install.push(now - makespan);
+        self.install_critical.push(cp - critical);
+    }
+}
+
+fn login_table(rows: &[(Scenario, Login, usize)]) {
+    println!(
+        "## Empty account to Dify EE's login page: the apply above, then `install`'s steps charged on a timeline with estimated durations (`examples/sim/login.rs`), same seeds\n"
+    );
+    println!(
+        "| scenario | login page median / p95 | its critical path median / p95 | ratio median / p95 / max | install after the apply, ours median / its critical path median | before (rollout, then load balancer and aliases) median / p95, its time / ours (median) | failed runs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (scenario, l, failed) in rows {
+        println!(
+            "| {} | {} / {} | {} / {} | {:.3} / {:.3} / {:.3} | {} / {} | {} / {}, {:.3} | {failed} of {RUNS} |",
+            scenario.label(),
+            mins(quantile(&l.ours, 0.5)),
+            mins(quantile(&l.ours, 0.95)),
+            mins(quantile(&l.critical, 0.5)),
+            mins(quantile(&l.critical, 0.95)),
+            quantile(&l.ratios, 0.5),
+            quantile(&l.ratios, 0.95),
+            quantile(&l.ratios, 1.0),
+            mins(quantile(&l.install, 0.5)),
+            mins(quantile(&l.install_critical, 0.5)),
+            mins(quantile(&l.sequential, 0.5)),
+            mins(quantile(&l.sequential, 0.95)),
+            quantile(&l.sequential, 0.5) / quantile(&l.ours, 0.5),
+        );
     }
     println!();
 }

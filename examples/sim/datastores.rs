@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dify_stack::core::ids::{Arn, AvailabilityZone, BucketName, SecretArn, SecurityGroupId, SubnetId, VpcId};
 use dify_stack::core::{AwsError, Tags};
 use dify_stack::datastores::client::*;
 use secrecy::SecretString;
@@ -16,7 +17,7 @@ use super::{Sim, ready, unmodelled};
 
 #[derive(Default)]
 struct State {
-    sgs: Vec<(String, String, SgInfo)>,
+    sgs: Vec<(VpcId, String, SgInfo)>,
     secrets: BTreeMap<String, (SecretMeta, SecretString)>,
     db_subnet_groups: BTreeMap<String, Tags>,
     cluster: Option<(DbClusterInfo, Instant)>,
@@ -26,7 +27,7 @@ struct State {
     group: Option<(ReplicationGroupInfo, Instant)>,
     domain: Option<(DomainInfo, Instant)>,
     linked_role: bool,
-    buckets: BTreeMap<String, BucketInfo>,
+    buckets: BTreeMap<BucketName, BucketInfo>,
 }
 
 /// The fake.
@@ -50,33 +51,39 @@ fn rds_status(at: Instant) -> RdsStatus {
 
 #[async_trait]
 impl SgApi for FakeDatastores {
-    async fn find(&self, vpc_id: String, name: String) -> Result<Option<SgInfo>, AwsError> {
+    async fn find(&self, vpc_id: VpcId, name: String) -> Result<Option<SgInfo>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
         Ok(s.sgs.iter().find(|(v, n, _)| *v == vpc_id && *n == name).map(|(_, _, g)| g.clone()))
     }
-    async fn create(&self, vpc_id: String, name: String, _description: String, tags: Tags) -> Result<String, AwsError> {
+    async fn create(
+        &self,
+        vpc_id: VpcId,
+        name: String,
+        _description: String,
+        tags: Tags,
+    ) -> Result<SecurityGroupId, AwsError> {
         self.sim.write().await;
-        let id = self.sim.id("sg");
+        let id = SecurityGroupId::new(self.sim.id("sg"));
         self.state.lock().unwrap().sgs.push((vpc_id, name, SgInfo { id: id.clone(), tags, ingress: Vec::new() }));
         Ok(id)
     }
-    async fn authorize(&self, id: String, port: i32, source: String) -> Result<(), AwsError> {
+    async fn authorize(&self, id: SecurityGroupId, port: i32, source: SecurityGroupId) -> Result<(), AwsError> {
         self.sim.write().await;
         let mut s = self.state.lock().unwrap();
         if let Some((_, _, g)) = s.sgs.iter_mut().find(|(_, _, g)| g.id == id) {
-            g.ingress.push(("tcp".to_owned(), port, port, source));
+            g.ingress.push(("tcp".to_owned(), port, port, source.into_inner()));
         }
         Ok(())
     }
-    async fn revoke(&self, _: String, _: (String, i32, i32, String)) -> Result<(), AwsError> {
+    async fn revoke(&self, _: SecurityGroupId, _: (String, i32, i32, String)) -> Result<(), AwsError> {
         unmodelled("RevokeSecurityGroupIngress")
     }
-    async fn tag(&self, _: String, _: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, _: SecurityGroupId, _: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         Ok(())
     }
-    async fn delete(&self, _: String) -> Result<(), AwsError> {
+    async fn delete(&self, _: SecurityGroupId) -> Result<(), AwsError> {
         unmodelled("DeleteSecurityGroup")
     }
 }
@@ -87,16 +94,16 @@ impl SecretsApi for FakeDatastores {
         self.sim.read();
         Ok(self.state.lock().unwrap().secrets.get(&name).map(|(m, _)| m.clone()))
     }
-    async fn get_value(&self, arn: String) -> Result<SecretString, AwsError> {
+    async fn get_value(&self, arn: SecretArn) -> Result<SecretString, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
         s.secrets
             .values()
             .find(|(m, _)| m.arn == arn)
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| AwsError::new("GetSecretValue", "ResourceNotFoundException", arn.clone()))
+            .ok_or_else(|| AwsError::new("GetSecretValue", "ResourceNotFoundException", arn.to_string()))
     }
-    async fn put_value(&self, arn: String, value: SecretString) -> Result<(), AwsError> {
+    async fn put_value(&self, arn: SecretArn, value: SecretString) -> Result<(), AwsError> {
         self.sim.write().await;
         let mut s = self.state.lock().unwrap();
         if let Some((_, v)) = s.secrets.values_mut().find(|(m, _)| m.arn == arn) {
@@ -104,21 +111,21 @@ impl SecretsApi for FakeDatastores {
         }
         Ok(())
     }
-    async fn create(&self, name: String, value: SecretString, tags: Tags) -> Result<String, AwsError> {
+    async fn create(&self, name: String, value: SecretString, tags: Tags) -> Result<SecretArn, AwsError> {
         self.sim.write().await;
-        let arn = format!("arn:aws:secretsmanager:us-west-2:123456789012:secret:{name}-AbCdEf");
+        let arn = SecretArn::new(format!("arn:aws:secretsmanager:us-west-2:123456789012:secret:{name}-AbCdEf"));
         let meta = SecretMeta { arn: arn.clone(), name: name.clone(), pending_deletion: false, tags };
         self.state.lock().unwrap().secrets.insert(name, (meta, value));
         Ok(arn)
     }
-    async fn restore(&self, _: String) -> Result<(), AwsError> {
+    async fn restore(&self, _: SecretArn) -> Result<(), AwsError> {
         unmodelled("RestoreSecret")
     }
-    async fn tag(&self, _: String, _: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, _: SecretArn, _: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         Ok(())
     }
-    async fn delete(&self, _: String, _: bool, _: i64) -> Result<(), AwsError> {
+    async fn delete(&self, _: SecretArn, _: bool, _: i64) -> Result<(), AwsError> {
         unmodelled("DeleteSecret")
     }
 }
@@ -129,7 +136,7 @@ impl RdsApi for FakeDatastores {
         self.sim.read();
         Ok(self.state.lock().unwrap().db_subnet_groups.get(&name).cloned())
     }
-    async fn create_subnet_group(&self, name: String, _subnets: Vec<String>, tags: Tags) -> Result<(), AwsError> {
+    async fn create_subnet_group(&self, name: String, _subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         self.state.lock().unwrap().db_subnet_groups.insert(name, tags);
         Ok(())
@@ -150,7 +157,7 @@ impl RdsApi for FakeDatastores {
     async fn create_cluster(&self, create: DbClusterCreate) -> Result<DbClusterInfo, AwsError> {
         self.sim.write().await;
         let c = DbClusterInfo {
-            arn: format!("arn:aws:rds:us-west-2:123456789012:cluster:{}", create.id),
+            arn: Arn::new(format!("arn:aws:rds:us-west-2:123456789012:cluster:{}", create.id)),
             id: create.id.clone(),
             status: RdsStatus::Creating,
             engine: "aurora-postgresql".to_owned(),
@@ -161,7 +168,10 @@ impl RdsApi for FakeDatastores {
             deletion_protection: create.deletion_protection,
             http_endpoint: create.http_endpoint,
             copy_tags_to_snapshot: true,
-            master_secret_arn: Some(format!("arn:aws:secretsmanager:us-west-2:123456789012:secret:rds!{}", create.id)),
+            master_secret_arn: Some(SecretArn::new(format!(
+                "arn:aws:secretsmanager:us-west-2:123456789012:secret:rds!{}",
+                create.id
+            ))),
             endpoint: Some(format!("{}.cluster-sim.us-west-2.rds.amazonaws.com", create.id)),
             reader_endpoint: Some(format!("{}.cluster-ro-sim.us-west-2.rds.amazonaws.com", create.id)),
             port: Some(5432),
@@ -176,11 +186,11 @@ impl RdsApi for FakeDatastores {
     async fn modify_cluster(&self, _: String, _: DbClusterModify) -> Result<(), AwsError> {
         unmodelled("ModifyDBCluster")
     }
-    async fn tag(&self, _: String, _: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, _: Arn, _: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         Ok(())
     }
-    async fn enable_http_endpoint(&self, _arn: String) -> Result<(), AwsError> {
+    async fn enable_http_endpoint(&self, _arn: Arn) -> Result<(), AwsError> {
         self.sim.write().await;
         if let Some((c, _)) = self.state.lock().unwrap().cluster.as_mut() {
             c.http_endpoint = true;
@@ -202,7 +212,13 @@ impl RdsApi for FakeDatastores {
             })
             .collect())
     }
-    async fn create_instance(&self, id: String, _cluster: String, az: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_instance(
+        &self,
+        id: String,
+        _cluster: String,
+        az: AvailabilityZone,
+        tags: Tags,
+    ) -> Result<(), AwsError> {
         self.sim.write().await;
         let x = DbInstanceInfo {
             id,
@@ -223,7 +239,7 @@ impl RdsApi for FakeDatastores {
         self.sim.read();
         Ok(Vec::new())
     }
-    async fn execute(&self, _arn: String, _secret: String, _db: String, sql: String) -> Result<Vec<String>, AwsError> {
+    async fn execute(&self, _arn: Arn, _secret: SecretArn, _db: String, sql: String) -> Result<Vec<String>, AwsError> {
         self.sim.write().await;
         let mut s = self.state.lock().unwrap();
         if let Some(name) = sql.strip_prefix("CREATE DATABASE ") {
@@ -239,7 +255,7 @@ impl ElastiCacheApi for FakeDatastores {
         self.sim.read();
         Ok(self.state.lock().unwrap().cache_subnet_groups.get(&name).cloned())
     }
-    async fn create_subnet_group(&self, name: String, _subnets: Vec<String>, tags: Tags) -> Result<(), AwsError> {
+    async fn create_subnet_group(&self, name: String, _subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         self.state.lock().unwrap().cache_subnet_groups.insert(name, tags);
         Ok(())
@@ -264,7 +280,7 @@ impl ElastiCacheApi for FakeDatastores {
     async fn create(&self, c: ReplicationGroupCreate) -> Result<(), AwsError> {
         self.sim.write().await;
         let g = ReplicationGroupInfo {
-            arn: format!("arn:aws:elasticache:us-west-2:123456789012:replicationgroup:{}", c.id),
+            arn: Arn::new(format!("arn:aws:elasticache:us-west-2:123456789012:replicationgroup:{}", c.id)),
             id: c.id.clone(),
             status: CacheStatus::Creating,
             node_type: c.node_type,
@@ -289,7 +305,7 @@ impl ElastiCacheApi for FakeDatastores {
     async fn set_replicas(&self, _: String, _: i32, _: bool) -> Result<(), AwsError> {
         unmodelled("IncreaseReplicaCount")
     }
-    async fn tag(&self, _: String, _: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, _: Arn, _: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         Ok(())
     }
@@ -315,7 +331,7 @@ impl OpenSearchApi for FakeDatastores {
     async fn create(&self, c: DomainConfig) -> Result<DomainInfo, AwsError> {
         self.sim.write().await;
         let d = DomainInfo {
-            arn: format!("arn:aws:es:us-west-2:123456789012:domain/{}", c.name),
+            arn: Arn::new(format!("arn:aws:es:us-west-2:123456789012:domain/{}", c.name)),
             name: c.name,
             processing: true,
             deleted: false,
@@ -343,7 +359,7 @@ impl OpenSearchApi for FakeDatastores {
     async fn update(&self, _: DomainConfig) -> Result<(), AwsError> {
         unmodelled("UpdateDomainConfig")
     }
-    async fn tag(&self, _: String, _: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, _: Arn, _: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         Ok(())
     }
@@ -363,51 +379,53 @@ impl OpenSearchApi for FakeDatastores {
 
 #[async_trait]
 impl S3Api for FakeDatastores {
-    async fn describe(&self, bucket: String) -> Result<Option<BucketInfo>, AwsError> {
+    async fn describe(&self, bucket: BucketName) -> Result<Option<BucketInfo>, AwsError> {
         self.sim.read();
         Ok(self.state.lock().unwrap().buckets.get(&bucket).cloned())
     }
-    async fn create(&self, bucket: String, _region: String) -> Result<(), AwsError> {
+    async fn create(&self, bucket: BucketName, _region: String) -> Result<(), AwsError> {
         self.sim.write().await;
         self.state.lock().unwrap().buckets.insert(bucket, BucketInfo::default());
         Ok(())
     }
-    async fn put_tags(&self, bucket: String, tags: Tags) -> Result<(), AwsError> {
+    async fn put_tags(&self, bucket: BucketName, tags: Tags) -> Result<(), AwsError> {
         self.bucket(bucket, |b| b.tags = tags).await
     }
-    async fn enable_versioning(&self, bucket: String) -> Result<(), AwsError> {
+    async fn enable_versioning(&self, bucket: BucketName) -> Result<(), AwsError> {
         self.bucket(bucket, |b| b.versioning = true).await
     }
-    async fn put_encryption(&self, bucket: String, kms_key_id: Option<String>) -> Result<(), AwsError> {
+    async fn put_encryption(&self, bucket: BucketName, kms_key_id: Option<String>) -> Result<(), AwsError> {
         self.bucket(bucket, |b| b.encryption = Some(("aws:kms".to_owned(), kms_key_id))).await
     }
-    async fn block_public_access(&self, bucket: String) -> Result<(), AwsError> {
+    async fn block_public_access(&self, bucket: BucketName) -> Result<(), AwsError> {
         self.bucket(bucket, |b| b.public_access_blocked = true).await
     }
-    async fn put_policy(&self, bucket: String, policy: String) -> Result<(), AwsError> {
+    async fn put_policy(&self, bucket: BucketName, policy: String) -> Result<(), AwsError> {
         self.bucket(bucket, |b| b.policy = Some(policy)).await
     }
-    async fn put_lifecycle(&self, bucket: String, days: i32) -> Result<(), AwsError> {
+    async fn put_lifecycle(&self, bucket: BucketName, days: i32) -> Result<(), AwsError> {
         self.bucket(bucket, |b| b.abort_multipart_days = Some(days)).await
     }
-    async fn list_versions(&self, _: String, _: Option<(String, String)>) -> Result<VersionPage, AwsError> {
+    async fn list_versions(&self, _: BucketName, _: Option<(String, String)>) -> Result<VersionPage, AwsError> {
         self.sim.read();
         Ok((Vec::new(), None))
     }
-    async fn delete_versions(&self, _: String, _: Vec<(String, String)>) -> Result<Vec<String>, AwsError> {
+    async fn delete_versions(&self, _: BucketName, _: Vec<(String, String)>) -> Result<Vec<String>, AwsError> {
         unmodelled("DeleteObjects")
     }
-    async fn delete(&self, _: String) -> Result<(), AwsError> {
+    async fn delete(&self, _: BucketName) -> Result<(), AwsError> {
         unmodelled("DeleteBucket")
     }
 }
 
 impl FakeDatastores {
-    async fn bucket(&self, bucket: String, f: impl FnOnce(&mut BucketInfo)) -> Result<(), AwsError> {
+    async fn bucket(&self, bucket: BucketName, f: impl FnOnce(&mut BucketInfo)) -> Result<(), AwsError> {
         self.sim.write().await;
         let mut s = self.state.lock().unwrap();
-        let b =
-            s.buckets.get_mut(&bucket).ok_or_else(|| AwsError::new("PutBucket*", "NoSuchBucket", bucket.clone()))?;
+        let b = s
+            .buckets
+            .get_mut(&bucket)
+            .ok_or_else(|| AwsError::new("PutBucket*", "NoSuchBucket", bucket.to_string()))?;
         f(b);
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dify_stack::core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId, SubnetId, VpcId};
 use dify_stack::core::{AwsError, Tags};
 use dify_stack::eks::client::*;
 use tokio::time::Instant;
@@ -51,17 +52,17 @@ fn status(at: Instant) -> Status {
 
 #[async_trait]
 impl ClusterApi for FakeEks {
-    async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError> {
+    async fn describe_cluster(&self, name: ClusterName) -> Result<Option<ClusterInfo>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
-        Ok(s.cluster.as_ref().filter(|(c, _)| c.name == name).map(|(c, at)| {
+        Ok(s.cluster.as_ref().filter(|(c, _)| c.name == name.as_str()).map(|(c, at)| {
             let mut c = c.clone();
             c.status = status(*at);
             if c.status == Status::Active {
                 c.endpoint = Some(format!("https://{}.gr7.sim.eks.amazonaws.com", c.name));
                 c.ca_data = Some("LS0tLS1CRUdJTg==".to_owned());
                 c.oidc_issuer = Some(format!("https://oidc.eks.sim.amazonaws.com/id/{}", c.name.to_uppercase()));
-                c.cluster_security_group_id = Some(format!("sg-eks-{}", c.name));
+                c.cluster_security_group_id = Some(SecurityGroupId::new(format!("sg-eks-{}", c.name)));
             }
             c
         }))
@@ -69,7 +70,7 @@ impl ClusterApi for FakeEks {
     async fn create_cluster(&self, create: ClusterCreate) -> Result<ClusterInfo, AwsError> {
         self.sim.write().await;
         let c = ClusterInfo {
-            name: create.name.clone(),
+            name: create.name.to_string(),
             arn: format!("arn:aws:eks:us-west-2:123456789012:cluster/{}", create.name),
             status: Status::Creating,
             version: create.version,
@@ -80,7 +81,7 @@ impl ClusterApi for FakeEks {
             enabled_logs: create.log_types.into_iter().collect::<BTreeSet<_>>(),
             secrets_key_arn: Some(create.key_arn),
             authentication_mode: Some("API".to_owned()),
-            role_arn: create.role_arn,
+            role_arn: create.role_arn.into_inner(),
             tags: create.tags,
             ..Default::default()
         };
@@ -90,48 +91,48 @@ impl ClusterApi for FakeEks {
     }
     async fn update_cluster_subnets(
         &self,
-        _: String,
-        _: Vec<String>,
-        _: Vec<String>,
+        _: ClusterName,
+        _: Vec<SubnetId>,
+        _: Vec<SecurityGroupId>,
     ) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterConfig")
     }
-    async fn update_cluster_access(&self, _: String, _: Vec<String>) -> Result<Option<String>, AwsError> {
+    async fn update_cluster_access(&self, _: ClusterName, _: Vec<String>) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterConfig")
     }
     async fn update_cluster_logging(
         &self,
-        _: String,
+        _: ClusterName,
         _: Vec<String>,
         _: Vec<String>,
     ) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterConfig")
     }
-    async fn update_cluster_version(&self, _: String, _: String) -> Result<Option<String>, AwsError> {
+    async fn update_cluster_version(&self, _: ClusterName, _: String) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterVersion")
     }
-    async fn update_cluster_support(&self, _: String, _: String) -> Result<Option<String>, AwsError> {
+    async fn update_cluster_support(&self, _: ClusterName, _: String) -> Result<Option<String>, AwsError> {
         unmodelled("UpdateClusterConfig")
     }
-    async fn upgrade_insights(&self, _: String) -> Result<Vec<Insight>, AwsError> {
+    async fn upgrade_insights(&self, _: ClusterName) -> Result<Vec<Insight>, AwsError> {
         self.sim.read();
         Ok(Vec::new())
     }
-    async fn describe_update(&self, _: String, _: String) -> Result<Option<UpdateInfo>, AwsError> {
+    async fn describe_update(&self, _: ClusterName, _: String) -> Result<Option<UpdateInfo>, AwsError> {
         unmodelled("DescribeUpdate")
     }
-    async fn tag_resource(&self, _arn: String, _tags: Tags) -> Result<(), AwsError> {
+    async fn tag_resource(&self, _arn: Arn, _tags: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         Ok(())
     }
-    async fn delete_cluster(&self, _: String) -> Result<(), AwsError> {
+    async fn delete_cluster(&self, _: ClusterName) -> Result<(), AwsError> {
         unmodelled("DeleteCluster")
     }
-    async fn list_nodegroups(&self, _cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_nodegroups(&self, _cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         self.sim.read();
         Ok(self.state.lock().unwrap().nodegroup.iter().map(|(n, _)| n.name.clone()).collect())
     }
-    async fn describe_nodegroup(&self, _cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
+    async fn describe_nodegroup(&self, _cluster: ClusterName, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
         Ok(s.nodegroup
@@ -154,7 +155,7 @@ impl ClusterApi for FakeEks {
             subnet_ids: c.subnet_ids,
             labels: c.labels,
             launch_template: Some(c.launch_template),
-            node_role: c.node_role,
+            node_role: c.node_role.into_inner(),
             issues: Vec::new(),
             tags: c.tags,
         };
@@ -168,14 +169,14 @@ impl ClusterApi for FakeEks {
     async fn update_nodegroup_version(&self, _: NodegroupVersionUpdate) -> Result<(), AwsError> {
         unmodelled("UpdateNodegroupVersion")
     }
-    async fn delete_nodegroup(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn delete_nodegroup(&self, _: ClusterName, _: String) -> Result<(), AwsError> {
         unmodelled("DeleteNodegroup")
     }
-    async fn list_addons(&self, _cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_addons(&self, _cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         self.sim.read();
         Ok(self.state.lock().unwrap().addons.keys().cloned().collect())
     }
-    async fn describe_addon(&self, _cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
+    async fn describe_addon(&self, _cluster: ClusterName, name: String) -> Result<Option<AddonInfo>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
         // Pods need nodes: not ready before the node group is (nor while there is none).
@@ -192,7 +193,7 @@ impl ClusterApi for FakeEks {
     }
     async fn create_addon(
         &self,
-        _cluster: String,
+        _cluster: ClusterName,
         name: String,
         version: String,
         tags: Tags,
@@ -201,41 +202,41 @@ impl ClusterApi for FakeEks {
         self.sim.write().await;
         let at = self.sim.ready_at_for("eks_addon", &name);
         let mut s = self.state.lock().unwrap();
-        let pod_identity_associations = role.map(|r| vec![r.role_arn]).unwrap_or_default();
+        let pod_identity_associations = role.map(|r| vec![r.role_arn.into_inner()]).unwrap_or_default();
         let a = AddonInfo { name: name.clone(), version, status: Status::Creating, tags, pod_identity_associations };
         s.addons.insert(name, (a, at));
         Ok(())
     }
-    async fn update_addon(&self, _: String, _: String, _: String, _: Option<AddonRole>) -> Result<(), AwsError> {
+    async fn update_addon(&self, _: ClusterName, _: String, _: String, _: Option<AddonRole>) -> Result<(), AwsError> {
         unmodelled("UpdateAddon")
     }
-    async fn delete_addon(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn delete_addon(&self, _: ClusterName, _: String) -> Result<(), AwsError> {
         unmodelled("DeleteAddon")
     }
-    async fn list_access_entries(&self, _cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_access_entries(&self, _cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         self.sim.read();
         Ok(self.state.lock().unwrap().access.keys().cloned().collect())
     }
-    async fn list_access_policies(&self, _cluster: String, principal: String) -> Result<Vec<String>, AwsError> {
+    async fn list_access_policies(&self, _cluster: ClusterName, principal: Arn) -> Result<Vec<String>, AwsError> {
         self.sim.read();
-        Ok(self.state.lock().unwrap().access.get(&principal).cloned().unwrap_or_default())
+        Ok(self.state.lock().unwrap().access.get(principal.as_str()).cloned().unwrap_or_default())
     }
-    async fn create_access_entry(&self, _cluster: String, principal: String, _tags: Tags) -> Result<(), AwsError> {
+    async fn create_access_entry(&self, _cluster: ClusterName, principal: Arn, _tags: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
-        self.state.lock().unwrap().access.entry(principal).or_default();
+        self.state.lock().unwrap().access.entry(principal.into_inner()).or_default();
         Ok(())
     }
     async fn associate_access_policy(
         &self,
-        _cluster: String,
-        principal: String,
-        policy: String,
+        _cluster: ClusterName,
+        principal: Arn,
+        policy: Arn,
     ) -> Result<(), AwsError> {
         self.sim.write().await;
-        self.state.lock().unwrap().access.entry(principal).or_default().push(policy);
+        self.state.lock().unwrap().access.entry(principal.into_inner()).or_default().push(policy.into_inner());
         Ok(())
     }
-    async fn delete_access_entry(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn delete_access_entry(&self, _: ClusterName, _: Arn) -> Result<(), AwsError> {
         unmodelled("DeleteAccessEntry")
     }
 }
@@ -269,9 +270,9 @@ impl RolesApi for FakeEks {
         self.sim.read();
         Ok(self.state.lock().unwrap().roles.get(&name).cloned())
     }
-    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<String, AwsError> {
+    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleArn, AwsError> {
         self.sim.write().await;
-        let arn = format!("arn:aws:iam::123456789012:role/{name}");
+        let arn = RoleArn::new(format!("arn:aws:iam::123456789012:role/{name}"));
         let r = RoleInfo { name: name.clone(), arn: arn.clone(), trust, attached: Vec::new(), tags };
         self.state.lock().unwrap().roles.insert(name, r);
         Ok(arn)
@@ -286,14 +287,14 @@ impl RolesApi for FakeEks {
         }
         Ok(())
     }
-    async fn attach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError> {
+    async fn attach_policy(&self, role: String, policy_arn: Arn) -> Result<(), AwsError> {
         self.sim.write().await;
         if let Some(r) = self.state.lock().unwrap().roles.get_mut(&role) {
-            r.attached.push(policy_arn);
+            r.attached.push(policy_arn.into_inner());
         }
         Ok(())
     }
-    async fn detach_policy(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn detach_policy(&self, _: String, _: Arn) -> Result<(), AwsError> {
         unmodelled("DetachRolePolicy")
     }
     async fn delete_role(&self, _: String) -> Result<(), AwsError> {
@@ -312,7 +313,7 @@ impl KeysApi for FakeEks {
         self.sim.write().await;
         let key_id = self.sim.id("key");
         let k = KeyInfo {
-            arn: format!("arn:aws:kms:us-west-2:123456789012:key/{key_id}"),
+            arn: KmsKeyArn::new(format!("arn:aws:kms:us-west-2:123456789012:key/{key_id}")),
             key_id,
             state: "Enabled".to_owned(),
             tags,
@@ -350,24 +351,24 @@ impl KeysApi for FakeEks {
 
 #[async_trait]
 impl Ec2Api for FakeEks {
-    async fn find_security_group(&self, vpc_id: String, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
+    async fn find_security_group(&self, vpc_id: VpcId, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
-        Ok(s.sgs.iter().find(|(v, g)| *v == vpc_id && g.name == name).map(|(_, g)| g.clone()))
+        Ok(s.sgs.iter().find(|(v, g)| v == vpc_id.as_str() && g.name == name).map(|(_, g)| g.clone()))
     }
     async fn create_security_group(
         &self,
-        vpc_id: String,
+        vpc_id: VpcId,
         name: String,
         _description: String,
         tags: Tags,
-    ) -> Result<String, AwsError> {
+    ) -> Result<SecurityGroupId, AwsError> {
         self.sim.write().await;
-        let id = self.sim.id("sg");
-        self.state.lock().unwrap().sgs.push((vpc_id, SecurityGroupInfo { id: id.clone(), name, tags }));
+        let id = SecurityGroupId::new(self.sim.id("sg"));
+        self.state.lock().unwrap().sgs.push((vpc_id.into_inner(), SecurityGroupInfo { id: id.clone(), name, tags }));
         Ok(id)
     }
-    async fn delete_security_group(&self, _: String) -> Result<(), AwsError> {
+    async fn delete_security_group(&self, _: SecurityGroupId) -> Result<(), AwsError> {
         unmodelled("DeleteSecurityGroup")
     }
     async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {

@@ -15,6 +15,54 @@ pub(crate) fn critical_path(
     drawn: &BTreeMap<String, Vec<Duration>>,
     cheap: f64,
 ) -> (f64, Vec<&'static str>) {
+    let graph = resource_graph(prod, domain, drawn, cheap);
+    let finish = finish_times(&graph);
+    let (mut at, end) = finish.iter().map(|(n, (f, _))| (*n, *f)).fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    let total = end;
+    let mut path = Vec::new();
+    while !at.is_empty() {
+        let name = graph.iter().find(|(n, _, _)| *n == at).map(|(n, _, _)| *n).expect("in graph");
+        path.push(name);
+        at = finish[at].1.unwrap_or("");
+    }
+    path.reverse();
+    (total, path)
+}
+
+/// When `resource` of the resource dependency graph ([`critical_path`]) is ready, at the
+/// earliest, on the durations one run drew.
+pub(crate) fn finish_of(
+    prod: bool,
+    domain: bool,
+    drawn: &BTreeMap<String, Vec<Duration>>,
+    cheap: f64,
+    resource: &str,
+) -> f64 {
+    let graph = resource_graph(prod, domain, drawn, cheap);
+    finish_times(&graph).get(resource).unwrap_or_else(|| panic!("{resource} is not in the graph")).0
+}
+
+/// Every resource's earliest finish and the dependency that made it wait last.
+fn finish_times<'a>(graph: &'a [(&'static str, f64, Vec<&'static str>)]) -> BTreeMap<&'a str, (f64, Option<&'a str>)> {
+    let mut finish: BTreeMap<&str, (f64, Option<&str>)> = BTreeMap::new();
+    for (name, d, deps) in graph {
+        let (start, prev) = deps
+            .iter()
+            .map(|x| (finish.get(x).unwrap_or_else(|| panic!("{name} listed before {x}")).0, Some(*x)))
+            .fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a });
+        finish.insert(name, (start + d, prev));
+    }
+    finish
+}
+
+/// The resource dependency graph of STACK.md: (resource, its own duration, what it needs ready
+/// first), charged with one run's draws.
+fn resource_graph(
+    prod: bool,
+    domain: bool,
+    drawn: &BTreeMap<String, Vec<Duration>>,
+    cheap: f64,
+) -> Vec<(&'static str, f64, Vec<&'static str>)> {
     let max = |key: &str| drawn.get(key).map_or(0.0, |v| v.iter().map(Duration::as_secs_f64).fold(0.0, f64::max));
     let addons = |daemonset: bool| {
         drawn
@@ -97,24 +145,7 @@ pub(crate) fn critical_path(
         graph.push(("validation_record", cheap, vec!["certificate"]));
         graph.push(("certificate_issued", max("acm_validation"), vec!["validation_record"]));
     }
-    let mut finish: BTreeMap<&str, (f64, Option<&str>)> = BTreeMap::new();
-    for (name, d, deps) in &graph {
-        let (start, prev) = deps
-            .iter()
-            .map(|x| (finish.get(x).unwrap_or_else(|| panic!("{name} listed before {x}")).0, Some(*x)))
-            .fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a });
-        finish.insert(name, (start + d, prev));
-    }
-    let (mut at, end) = finish.iter().map(|(n, (f, _))| (*n, *f)).fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
-    let total = end;
-    let mut path = Vec::new();
-    while !at.is_empty() {
-        let name = graph.iter().find(|(n, _, _)| *n == at).map(|(n, _, _)| *n).expect("in graph");
-        path.push(name);
-        at = finish[at].1.unwrap_or("");
-    }
-    path.reverse();
-    (total, path)
+    graph
 }
 
 /// When Terraform notices a resource is ready `d` seconds after it started waiting: its waiters

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dify_stack::core::ids::{Arn, OidcProviderArn, RoleArn};
 use dify_stack::core::{AwsError, KubeFailure, Tags};
 use dify_stack::iam::client::*;
 use dify_stack::iam::k8s::{IrsaServiceAccount, ManagedServiceAccount, ServiceAccountApi};
@@ -40,17 +41,20 @@ impl IamApi for FakeIam {
         self.sim.read();
         Ok(self.state.lock().unwrap().providers.clone())
     }
-    async fn create_oidc_provider(&self, c: OidcCreate) -> Result<String, AwsError> {
+    async fn create_oidc_provider(&self, c: OidcCreate) -> Result<OidcProviderArn, AwsError> {
         let OidcCreate { url, client_ids, tags, .. } = c;
         self.sim.write().await;
-        let arn = format!("arn:aws:iam::123456789012:oidc-provider/{}", url.trim_start_matches("https://"));
+        let arn = OidcProviderArn::new(format!(
+            "arn:aws:iam::123456789012:oidc-provider/{}",
+            url.trim_start_matches("https://")
+        ));
         self.state.lock().unwrap().providers.push(OidcInfo { arn: arn.clone(), url, client_ids, tags });
         Ok(arn)
     }
-    async fn add_client_id(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn add_client_id(&self, _: OidcProviderArn, _: String) -> Result<(), AwsError> {
         unmodelled("AddClientIDToOpenIDConnectProvider")
     }
-    async fn delete_oidc_provider(&self, _: String) -> Result<(), AwsError> {
+    async fn delete_oidc_provider(&self, _: OidcProviderArn) -> Result<(), AwsError> {
         unmodelled("DeleteOpenIDConnectProvider")
     }
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
@@ -59,7 +63,12 @@ impl IamApi for FakeIam {
     }
     async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleInfo, AwsError> {
         self.sim.write().await;
-        let r = RoleInfo { arn: format!("arn:aws:iam::123456789012:role/{name}"), name: name.clone(), trust, tags };
+        let r = RoleInfo {
+            arn: RoleArn::new(format!("arn:aws:iam::123456789012:role/{name}")),
+            name: name.clone(),
+            trust,
+            tags,
+        };
         self.state.lock().unwrap().roles.insert(name, (r.clone(), BTreeMap::new()));
         Ok(r)
     }
@@ -91,11 +100,11 @@ impl IamApi for FakeIam {
     async fn delete_role_policy(&self, _: String, _: String) -> Result<(), AwsError> {
         unmodelled("DeleteRolePolicy")
     }
-    async fn list_attached_policies(&self, _role: String) -> Result<Vec<String>, AwsError> {
+    async fn list_attached_policies(&self, _role: String) -> Result<Vec<Arn>, AwsError> {
         self.sim.read();
         Ok(Vec::new())
     }
-    async fn detach_role_policy(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn detach_role_policy(&self, _: String, _: Arn) -> Result<(), AwsError> {
         unmodelled("DetachRolePolicy")
     }
     async fn delete_role(&self, _: String) -> Result<(), AwsError> {

@@ -23,6 +23,7 @@ pub(crate) mod datastores;
 pub(crate) mod eks;
 pub(crate) mod graphs;
 pub(crate) mod iam;
+pub(crate) mod login;
 pub(crate) mod network;
 pub(crate) mod platform;
 pub(crate) mod registry;

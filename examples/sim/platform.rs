@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dify_stack::core::ids::{Arn, ClusterName};
 use dify_stack::core::{AwsError, KubeFailure, Tags};
 use dify_stack::platform::client::*;
 use dify_stack::platform::helm::{HelmApi, HelmError, ReleaseInfo, ReleaseInstall};
@@ -46,14 +47,20 @@ impl AddonApi for FakePlatform {
         self.sim.read();
         Ok(Some(format!("v-{addon}-{k8s}-eksbuild.1")))
     }
-    async fn addon(&self, _cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
+    async fn addon(&self, _cluster: ClusterName, addon: String) -> Result<Option<AddonState>, AwsError> {
         self.sim.read();
         Ok(self.state.lock().unwrap().addons.get(&addon).map(|(a, at)| AddonState {
             status: if ready(*at) { "ACTIVE" } else { "CREATING" }.to_owned(),
             ..a.clone()
         }))
     }
-    async fn create_addon(&self, _cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_addon(
+        &self,
+        _cluster: ClusterName,
+        addon: String,
+        version: String,
+        tags: Tags,
+    ) -> Result<(), AwsError> {
         self.sim.write().await;
         // A Deployment add-on: ACTIVE once its sampled duration has passed (the tier waits for
         // it before the load balancer controller's release).
@@ -62,19 +69,19 @@ impl AddonApi for FakePlatform {
         self.state.lock().unwrap().addons.insert(addon, (state, at));
         Ok(())
     }
-    async fn delete_addon(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn delete_addon(&self, _: ClusterName, _: String) -> Result<(), AwsError> {
         unmodelled("DeleteAddon")
     }
 }
 
 #[async_trait]
 impl DnsApi for FakePlatform {
-    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
+    async fn certificates_for(&self, domain: String) -> Result<Vec<Arn>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
         Ok(s.certificates.iter().filter(|(c, _)| c.domain == domain).map(|(c, _)| c.arn.clone()).collect())
     }
-    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
+    async fn describe_certificate(&self, arn: Arn) -> Result<Option<Certificate>, AwsError> {
         self.sim.read();
         let s = self.state.lock().unwrap();
         Ok(s.certificates.iter().find(|(c, _)| c.arn == arn).map(|(c, at)| {
@@ -87,10 +94,10 @@ impl DnsApi for FakePlatform {
             c
         }))
     }
-    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<Arn, AwsError> {
         let CertificateRequest { domain, tags, .. } = r;
         self.sim.write().await;
-        let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/{}", self.sim.id("cert"));
+        let arn = Arn::new(format!("arn:aws:acm:us-west-2:123456789012:certificate/{}", self.sim.id("cert")));
         let c = Certificate {
             arn: arn.clone(),
             validation: vec![Record::simple(&format!("_x1.{domain}"), "CNAME", "_x2.acm-validations.aws.")],
@@ -103,7 +110,7 @@ impl DnsApi for FakePlatform {
         self.state.lock().unwrap().certificates.push((c, at));
         Ok(arn)
     }
-    async fn delete_certificate(&self, _: String) -> Result<(), AwsError> {
+    async fn delete_certificate(&self, _: Arn) -> Result<(), AwsError> {
         unmodelled("DeleteCertificate")
     }
     async fn find_public_zone(&self, _domain: String) -> Result<Option<String>, AwsError> {

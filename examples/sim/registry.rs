@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dify_stack::core::ids::{Arn, RepositoryName};
 use dify_stack::core::{AwsError, Tags};
 use dify_stack::registry::client::*;
 use dify_stack::registry::spec::{Encryption, TagMutability};
@@ -42,22 +43,22 @@ impl EcrApi for FakeEcr {
         self.sim.read();
         Ok(self.repos.lock().unwrap().values().map(|(r, _, _)| r.clone()).collect())
     }
-    async fn list_tags(&self, arn: String) -> Result<Tags, AwsError> {
+    async fn list_tags(&self, arn: Arn) -> Result<Tags, AwsError> {
         self.sim.read();
         let repos = self.repos.lock().unwrap();
         Ok(repos.values().find(|(r, _, _)| r.arn == arn).map(|(_, t, _)| t.clone()).unwrap_or_default())
     }
-    async fn get_lifecycle_policy(&self, name: String) -> Result<Option<String>, AwsError> {
+    async fn get_lifecycle_policy(&self, name: RepositoryName) -> Result<Option<String>, AwsError> {
         self.sim.read();
-        Ok(self.repos.lock().unwrap().get(&name).and_then(|(_, _, p)| p.clone()))
+        Ok(self.repos.lock().unwrap().get(name.as_str()).and_then(|(_, _, p)| p.clone()))
     }
-    async fn image_count(&self, _name: String) -> Result<usize, AwsError> {
+    async fn image_count(&self, _name: RepositoryName) -> Result<usize, AwsError> {
         self.sim.read();
         Ok(0)
     }
     async fn create_repository(
         &self,
-        name: String,
+        name: RepositoryName,
         scan_on_push: bool,
         mutability: TagMutability,
         encryption: Encryption,
@@ -65,33 +66,33 @@ impl EcrApi for FakeEcr {
     ) -> Result<RepoInfo, AwsError> {
         self.sim.write().await;
         let r = RepoInfo {
-            arn: format!("arn:aws:ecr:us-west-2:123456789012:repository/{name}"),
+            arn: Arn::new(format!("arn:aws:ecr:us-west-2:123456789012:repository/{name}")),
             uri: format!("123456789012.dkr.ecr.us-west-2.amazonaws.com/{name}"),
             name: name.clone(),
             scan_on_push,
             mutability,
             encryption,
         };
-        self.repos.lock().unwrap().insert(name, (r.clone(), tags, None));
+        self.repos.lock().unwrap().insert(name.into_inner(), (r.clone(), tags, None));
         Ok(r)
     }
-    async fn set_scan_on_push(&self, name: String, scan_on_push: bool) -> Result<(), AwsError> {
-        self.change(&name, |r| r.0.scan_on_push = scan_on_push).await
+    async fn set_scan_on_push(&self, name: RepositoryName, scan_on_push: bool) -> Result<(), AwsError> {
+        self.change(name.as_str(), |r| r.0.scan_on_push = scan_on_push).await
     }
-    async fn set_mutability(&self, name: String, mutability: TagMutability) -> Result<(), AwsError> {
-        self.change(&name, |r| r.0.mutability = mutability).await
+    async fn set_mutability(&self, name: RepositoryName, mutability: TagMutability) -> Result<(), AwsError> {
+        self.change(name.as_str(), |r| r.0.mutability = mutability).await
     }
-    async fn put_lifecycle_policy(&self, name: String, policy: String) -> Result<(), AwsError> {
-        self.change(&name, |r| r.2 = Some(policy)).await
+    async fn put_lifecycle_policy(&self, name: RepositoryName, policy: String) -> Result<(), AwsError> {
+        self.change(name.as_str(), |r| r.2 = Some(policy)).await
     }
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError> {
         self.sim.write().await;
         if let Some((_, t, _)) = self.repos.lock().unwrap().values_mut().find(|(r, _, _)| r.arn == arn) {
             t.extend(tags);
         }
         Ok(())
     }
-    async fn delete_repository(&self, _: String, _: bool) -> Result<(), AwsError> {
+    async fn delete_repository(&self, _: RepositoryName, _: bool) -> Result<(), AwsError> {
         unmodelled("DeleteRepository")
     }
 }

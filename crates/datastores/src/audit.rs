@@ -4,6 +4,7 @@
 //! not compliant); prod-only controls are not applicable on a test stack.
 
 use dify_stack_core::audit::{Verdict, Verdicts, all_missing};
+use dify_stack_core::ids::BucketName;
 use dify_stack_core::{AwsError, Context, Environment};
 use serde_json::Value;
 
@@ -19,7 +20,7 @@ where
     C: S3Api + RdsApi + ElastiCacheApi + OpenSearchApi,
 {
     let env = ctx.environment();
-    let mut verdicts = bucket(S3Api::describe(client, names::bucket(ctx)).await?.as_ref());
+    let mut verdicts = bucket(S3Api::describe(client, BucketName::new(names::bucket(ctx))).await?.as_ref());
     let cluster = names::AuroraNames::of(ctx).cluster;
     let aurora_state = match RdsApi::describe_cluster(client, cluster.clone()).await? {
         Some(c) => Some((RdsApi::list_instances(client, cluster).await?, c)),

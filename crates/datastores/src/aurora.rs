@@ -186,7 +186,7 @@ impl Provisioner for AuroraProvisioner {
         let mut o = ObservedAurora::default();
         if let Some(sg) = self
             .sg
-            .find(spec.vpc_id.to_string(), names.security_group.clone())
+            .find(spec.vpc_id.clone(), names.security_group.clone())
             .await
             .at("DescribeSecurityGroups", &names.security_group)?
         {

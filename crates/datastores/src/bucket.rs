@@ -115,7 +115,8 @@ impl BucketProvisioner {
         let mut count = 0;
         let mut marker = None;
         loop {
-            let (page, next) = self.s3.list_versions(name.clone(), marker).await.at("ListObjectVersions", &name)?;
+            let (page, next) =
+                self.s3.list_versions(BucketName::new(name.clone()), marker).await.at("ListObjectVersions", &name)?;
             count += page.len();
             marker = next;
             if marker.is_none() {
@@ -139,7 +140,7 @@ impl BucketProvisioner {
 
     /// Whether the bucket exists and is ours (tagged, or our interrupted create).
     async fn ours(&self, ctx: &Context, name: &str) -> Result<bool> {
-        match self.s3.describe(name.to_owned()).await.at("HeadBucket", name)? {
+        match self.s3.describe(BucketName::new(name)).await.at("HeadBucket", name)? {
             Some(b) => Ok(ctx.owns_tags(&b.tags) || self.interrupted_create(name, &b).await?),
             None => Ok(false),
         }
@@ -153,7 +154,7 @@ impl BucketProvisioner {
         if !b.tags.is_empty() {
             return Ok(false);
         }
-        let (page, _) = self.s3.list_versions(name.to_owned(), None).await.at("ListObjectVersions", name)?;
+        let (page, _) = self.s3.list_versions(BucketName::new(name), None).await.at("ListObjectVersions", name)?;
         Ok(page.is_empty())
     }
 
@@ -161,13 +162,13 @@ impl BucketProvisioner {
         let mut deleted = 0;
         loop {
             // Always list from the start: deleting shifts the markers.
-            let (page, _) = self.s3.list_versions(name.to_owned(), None).await.at("ListObjectVersions", name)?;
+            let (page, _) = self.s3.list_versions(BucketName::new(name), None).await.at("ListObjectVersions", name)?;
             if page.is_empty() {
                 return Ok(deleted);
             }
             for chunk in page.chunks(1000) {
                 let failed =
-                    self.s3.delete_versions(name.to_owned(), chunk.to_vec()).await.at("DeleteObjects", name)?;
+                    self.s3.delete_versions(BucketName::new(name), chunk.to_vec()).await.at("DeleteObjects", name)?;
                 if !failed.is_empty() {
                     return Err(DatastoresError::Failed {
                         kind: "bucket drain",
@@ -301,7 +302,7 @@ impl Provisioner for BucketProvisioner {
 
     async fn observe(&self, ctx: &Context, _spec: &DatastoresSpec) -> Result<Option<BucketInfo>> {
         let name = bucket_name(ctx);
-        let b = self.s3.describe(name.clone()).await.at("HeadBucket", &name)?;
+        let b = self.s3.describe(BucketName::new(name.clone())).await.at("HeadBucket", &name)?;
         if let Some(b) = &b
             && !self.interrupted_create(&name, b).await?
         {
@@ -329,7 +330,7 @@ impl Provisioner for BucketProvisioner {
         let observed = self.observe(ctx, spec).await?;
         let Some(change) = changes(ctx, spec, &observed) else { return Ok(bucket_output(ctx)) };
         if change.create {
-            match self.s3.create(name.clone(), ctx.region().to_owned()).await {
+            match self.s3.create(BucketName::new(name.clone()), ctx.region().to_owned()).await {
                 Ok(()) => tracing::info!(bucket = %name, "created bucket"),
                 Err(e) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => {}
                 Err(e) => return Err(e.at("CreateBucket", &name).into()),
@@ -337,7 +338,7 @@ impl Provisioner for BucketProvisioner {
         }
         // Tags first: a crash after them leaves a bucket we recognise as ours.
         for setting in change.settings {
-            let n = name.clone();
+            let n = BucketName::new(name.clone());
             match setting {
                 Setting::Tags { all, .. } => self.s3.put_tags(n, all).await.at("PutBucketTagging", &name)?,
                 Setting::PublicAccessBlock => self.s3.block_public_access(n).await.at("PutPublicAccessBlock", &name)?,
@@ -381,7 +382,7 @@ impl Provisioner for BucketProvisioner {
         if drained > 0 {
             tracing::info!(bucket = %name, versions = drained, "emptied bucket");
         }
-        self.s3.delete(name.clone()).await.at("DeleteBucket", &name)?;
+        self.s3.delete(BucketName::new(name.clone())).await.at("DeleteBucket", &name)?;
         Ok(vec![ResourceRef::new("s3:bucket", &name).with_id(ctx.partition().arn("s3", "", "", &name))])
     }
 }

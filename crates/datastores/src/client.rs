@@ -2,6 +2,7 @@
 //! mockall). Secret values cross these traits only as [`SecretString`].
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, AvailabilityZone, BucketName, SecretArn, SecurityGroupId, SubnetId, VpcId};
 use dify_stack_core::{AwsError, Tags};
 use secrecy::SecretString;
 
@@ -19,7 +20,7 @@ fn not_implemented(operation: &'static str) -> AwsError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SgInfo {
     /// Id.
-    pub id: String,
+    pub id: SecurityGroupId,
     /// Tags.
     pub tags: Tags,
     /// Ingress rules as (protocol, from port, to port, source group id); CIDR rules as
@@ -32,24 +33,30 @@ pub struct SgInfo {
 #[async_trait]
 pub trait SgApi: Send + Sync {
     /// DescribeSecurityGroups by VPC and group name.
-    async fn find(&self, vpc_id: String, name: String) -> Result<Option<SgInfo>, AwsError>;
+    async fn find(&self, vpc_id: VpcId, name: String) -> Result<Option<SgInfo>, AwsError>;
     /// CreateSecurityGroup with tags; returns the id. The default all-outbound egress stays.
-    async fn create(&self, vpc_id: String, name: String, description: String, tags: Tags) -> Result<String, AwsError>;
+    async fn create(
+        &self,
+        vpc_id: VpcId,
+        name: String,
+        description: String,
+        tags: Tags,
+    ) -> Result<SecurityGroupId, AwsError>;
     /// AuthorizeSecurityGroupIngress: TCP `port` from `source` group.
-    async fn authorize(&self, id: String, port: i32, source: String) -> Result<(), AwsError>;
+    async fn authorize(&self, id: SecurityGroupId, port: i32, source: SecurityGroupId) -> Result<(), AwsError>;
     /// RevokeSecurityGroupIngress of one rule as listed in [`SgInfo::ingress`].
-    async fn revoke(&self, id: String, rule: (String, i32, i32, String)) -> Result<(), AwsError>;
+    async fn revoke(&self, id: SecurityGroupId, rule: (String, i32, i32, String)) -> Result<(), AwsError>;
     /// CreateTags.
-    async fn tag(&self, id: String, tags: Tags) -> Result<(), AwsError>;
+    async fn tag(&self, id: SecurityGroupId, tags: Tags) -> Result<(), AwsError>;
     /// DeleteSecurityGroup.
-    async fn delete(&self, id: String) -> Result<(), AwsError>;
+    async fn delete(&self, id: SecurityGroupId) -> Result<(), AwsError>;
 }
 
 /// A Secrets Manager secret (metadata only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretMeta {
     /// ARN.
-    pub arn: String,
+    pub arn: SecretArn,
     /// Name.
     pub name: String,
     /// Scheduled for deletion.
@@ -65,17 +72,17 @@ pub trait SecretsApi: Send + Sync {
     /// DescribeSecret; `None` when absent.
     async fn describe(&self, name: String) -> Result<Option<SecretMeta>, AwsError>;
     /// GetSecretValue (string).
-    async fn get_value(&self, arn: String) -> Result<SecretString, AwsError>;
+    async fn get_value(&self, arn: SecretArn) -> Result<SecretString, AwsError>;
     /// PutSecretValue: a new current version.
-    async fn put_value(&self, arn: String, value: SecretString) -> Result<(), AwsError>;
+    async fn put_value(&self, arn: SecretArn, value: SecretString) -> Result<(), AwsError>;
     /// CreateSecret with value and tags; returns the ARN.
-    async fn create(&self, name: String, value: SecretString, tags: Tags) -> Result<String, AwsError>;
+    async fn create(&self, name: String, value: SecretString, tags: Tags) -> Result<SecretArn, AwsError>;
     /// RestoreSecret (cancels a scheduled deletion).
-    async fn restore(&self, arn: String) -> Result<(), AwsError>;
+    async fn restore(&self, arn: SecretArn) -> Result<(), AwsError>;
     /// TagResource.
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
+    async fn tag(&self, arn: SecretArn, tags: Tags) -> Result<(), AwsError>;
     /// DeleteSecret: with a recovery window of `window_days`, or at once when `force`.
-    async fn delete(&self, arn: String, force: bool, window_days: i64) -> Result<(), AwsError>;
+    async fn delete(&self, arn: SecretArn, force: bool, window_days: i64) -> Result<(), AwsError>;
 }
 
 /// An Aurora cluster.
@@ -84,7 +91,7 @@ pub struct DbClusterInfo {
     /// Identifier.
     pub id: String,
     /// ARN.
-    pub arn: String,
+    pub arn: Arn,
     /// Status.
     pub status: RdsStatus,
     /// Engine.
@@ -104,7 +111,7 @@ pub struct DbClusterInfo {
     /// Copy tags to snapshots.
     pub copy_tags_to_snapshot: bool,
     /// ARN of the RDS-managed master secret.
-    pub master_secret_arn: Option<String>,
+    pub master_secret_arn: Option<SecretArn>,
     /// Writer endpoint.
     pub endpoint: Option<String>,
     /// Reader endpoint.
@@ -112,7 +119,7 @@ pub struct DbClusterInfo {
     /// Port.
     pub port: Option<i32>,
     /// Security groups.
-    pub security_groups: Vec<String>,
+    pub security_groups: Vec<SecurityGroupId>,
     /// Member instance identifiers.
     pub members: Vec<String>,
     /// Tags.
@@ -131,7 +138,7 @@ pub struct DbClusterCreate {
     /// Subnet group.
     pub subnet_group: String,
     /// Security group.
-    pub security_group: String,
+    pub security_group: SecurityGroupId,
     /// Master user name.
     pub master_username: String,
     /// Backup retention days.
@@ -154,7 +161,7 @@ pub struct DbClusterModify {
     /// Deletion protection.
     pub deletion_protection: Option<bool>,
     /// Security groups.
-    pub security_groups: Option<Vec<String>>,
+    pub security_groups: Option<Vec<SecurityGroupId>>,
 }
 
 /// What `ModifyDBCluster` sends for an engine version change (applied immediately).
@@ -188,7 +195,7 @@ pub struct DbInstanceInfo {
     /// Status.
     pub status: RdsStatus,
     /// Availability zone.
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<AvailabilityZone>,
     /// Instance class.
     pub class: String,
     /// Publicly accessible.
@@ -204,7 +211,7 @@ pub trait RdsApi: Send + Sync {
     /// DescribeDBSubnetGroups; the tags of the group when it exists.
     async fn find_subnet_group(&self, name: String) -> Result<Option<Tags>, AwsError>;
     /// CreateDBSubnetGroup.
-    async fn create_subnet_group(&self, name: String, subnets: Vec<String>, tags: Tags) -> Result<(), AwsError>;
+    async fn create_subnet_group(&self, name: String, subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError>;
     /// DeleteDBSubnetGroup.
     async fn delete_subnet_group(&self, name: String) -> Result<(), AwsError>;
     /// DescribeDBClusters; `None` when absent.
@@ -214,15 +221,21 @@ pub trait RdsApi: Send + Sync {
     /// ModifyDBCluster, applied immediately.
     async fn modify_cluster(&self, id: String, modify: DbClusterModify) -> Result<(), AwsError>;
     /// AddTagsToResource.
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError>;
     /// EnableHttpEndpoint (Data API for Serverless v2 and provisioned clusters).
-    async fn enable_http_endpoint(&self, arn: String) -> Result<(), AwsError>;
+    async fn enable_http_endpoint(&self, arn: Arn) -> Result<(), AwsError>;
     /// DeleteDBCluster; with a final snapshot of that name unless `None`.
     async fn delete_cluster(&self, id: String, final_snapshot: Option<String>) -> Result<(), AwsError>;
     /// DescribeDBInstances of a cluster.
     async fn list_instances(&self, cluster: String) -> Result<Vec<DbInstanceInfo>, AwsError>;
     /// CreateDBInstance `db.serverless`, not public, in `az`.
-    async fn create_instance(&self, id: String, cluster: String, az: String, tags: Tags) -> Result<(), AwsError>;
+    async fn create_instance(
+        &self,
+        id: String,
+        cluster: String,
+        az: AvailabilityZone,
+        tags: Tags,
+    ) -> Result<(), AwsError>;
     /// DeleteDBInstance.
     async fn delete_instance(&self, id: String) -> Result<(), AwsError>;
     /// DescribeDBClusterSnapshots of a cluster: snapshot identifiers.
@@ -230,8 +243,8 @@ pub trait RdsApi: Send + Sync {
     /// ExecuteStatement through the Data API; returns the first column of each row as text.
     async fn execute(
         &self,
-        cluster_arn: String,
-        secret_arn: String,
+        cluster_arn: Arn,
+        secret_arn: SecretArn,
         database: String,
         sql: String,
     ) -> Result<Vec<String>, AwsError>;
@@ -261,7 +274,7 @@ pub struct ReplicationGroupInfo {
     /// Identifier.
     pub id: String,
     /// ARN.
-    pub arn: String,
+    pub arn: Arn,
     /// Status.
     pub status: CacheStatus,
     /// Node type.
@@ -315,7 +328,7 @@ pub struct ReplicationGroupCreate {
     /// Subnet group.
     pub subnet_group: String,
     /// Security group.
-    pub security_group: String,
+    pub security_group: SecurityGroupId,
     /// AUTH token.
     pub auth_token: SecretString,
     /// Tags.
@@ -339,7 +352,7 @@ pub trait ElastiCacheApi: Send + Sync {
     /// DescribeCacheSubnetGroups + tags; `None` when absent.
     async fn find_subnet_group(&self, name: String) -> Result<Option<Tags>, AwsError>;
     /// CreateCacheSubnetGroup.
-    async fn create_subnet_group(&self, name: String, subnets: Vec<String>, tags: Tags) -> Result<(), AwsError>;
+    async fn create_subnet_group(&self, name: String, subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError>;
     /// DeleteCacheSubnetGroup.
     async fn delete_subnet_group(&self, name: String) -> Result<(), AwsError>;
     /// DescribeReplicationGroups + ListTagsForResource; `None` when absent.
@@ -356,7 +369,7 @@ pub trait ElastiCacheApi: Send + Sync {
     /// IncreaseReplicaCount / DecreaseReplicaCount to `replicas`.
     async fn set_replicas(&self, id: String, replicas: i32, increase: bool) -> Result<(), AwsError>;
     /// AddTagsToResource.
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError>;
     /// DeleteReplicationGroup.
     async fn delete(&self, id: String) -> Result<(), AwsError>;
     /// DescribeCacheClusters of one member cluster: the engine it runs. `None` when unknown: a
@@ -391,7 +404,7 @@ pub struct DomainInfo {
     /// Name.
     pub name: String,
     /// ARN.
-    pub arn: String,
+    pub arn: Arn,
     /// Processing a change (`Processing`) or an engine upgrade (`UpgradeProcessing`): either
     /// way it takes no other change until done.
     pub processing: bool,
@@ -408,9 +421,9 @@ pub struct DomainInfo {
     /// EBS volume type and size.
     pub volume: Option<(String, i32)>,
     /// VPC subnets.
-    pub subnet_ids: Vec<String>,
+    pub subnet_ids: Vec<SubnetId>,
     /// VPC security groups.
-    pub security_group_ids: Vec<String>,
+    pub security_group_ids: Vec<SecurityGroupId>,
     /// VPC endpoint.
     pub vpc_endpoint: Option<String>,
     /// The public endpoint, which a domain inside a VPC does not have (DescribeDomain
@@ -448,9 +461,9 @@ pub struct DomainConfig {
     /// gp3 volume GiB.
     pub volume_gib: i32,
     /// Subnets.
-    pub subnet_ids: Vec<String>,
+    pub subnet_ids: Vec<SubnetId>,
     /// Security group.
-    pub security_group_id: String,
+    pub security_group_id: SecurityGroupId,
     /// Access policy JSON.
     pub access_policy: String,
     /// Master user (create only).
@@ -481,7 +494,7 @@ pub trait OpenSearchApi: Send + Sync {
     /// UpdateDomainConfig (cluster, EBS, VPC, access policy).
     async fn update(&self, config: DomainConfig) -> Result<(), AwsError>;
     /// AddTags.
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError>;
     /// DeleteDomain.
     async fn delete(&self, name: String) -> Result<(), AwsError>;
     /// IAM GetRole of the account's OpenSearch service-linked role: does it exist?
@@ -529,26 +542,34 @@ pub type VersionPage = (Vec<ObjectVersion>, Option<ObjectVersion>);
 #[async_trait]
 pub trait S3Api: Send + Sync {
     /// HeadBucket + the settings; `None` when absent (or owned by another account).
-    async fn describe(&self, bucket: String) -> Result<Option<BucketInfo>, AwsError>;
+    async fn describe(&self, bucket: BucketName) -> Result<Option<BucketInfo>, AwsError>;
     /// CreateBucket in the client's region.
-    async fn create(&self, bucket: String, region: String) -> Result<(), AwsError>;
+    async fn create(&self, bucket: BucketName, region: String) -> Result<(), AwsError>;
     /// PutBucketTagging.
-    async fn put_tags(&self, bucket: String, tags: Tags) -> Result<(), AwsError>;
+    async fn put_tags(&self, bucket: BucketName, tags: Tags) -> Result<(), AwsError>;
     /// PutBucketVersioning Enabled.
-    async fn enable_versioning(&self, bucket: String) -> Result<(), AwsError>;
+    async fn enable_versioning(&self, bucket: BucketName) -> Result<(), AwsError>;
     /// PutBucketEncryption (SSE-S3, or SSE-KMS with the key).
-    async fn put_encryption(&self, bucket: String, kms_key_id: Option<String>) -> Result<(), AwsError>;
+    async fn put_encryption(&self, bucket: BucketName, kms_key_id: Option<String>) -> Result<(), AwsError>;
     /// PutPublicAccessBlock with all four flags.
-    async fn block_public_access(&self, bucket: String) -> Result<(), AwsError>;
+    async fn block_public_access(&self, bucket: BucketName) -> Result<(), AwsError>;
     /// PutBucketPolicy.
-    async fn put_policy(&self, bucket: String, policy: String) -> Result<(), AwsError>;
+    async fn put_policy(&self, bucket: BucketName, policy: String) -> Result<(), AwsError>;
     /// PutBucketLifecycleConfiguration: abort incomplete multipart uploads after `days`.
-    async fn put_lifecycle(&self, bucket: String, days: i32) -> Result<(), AwsError>;
+    async fn put_lifecycle(&self, bucket: BucketName, days: i32) -> Result<(), AwsError>;
     /// One page of ListObjectVersions: (key, version id) of versions and delete markers, and
     /// whether more pages follow. `marker` continues from the previous page.
-    async fn list_versions(&self, bucket: String, marker: Option<(String, String)>) -> Result<VersionPage, AwsError>;
+    async fn list_versions(
+        &self,
+        bucket: BucketName,
+        marker: Option<(String, String)>,
+    ) -> Result<VersionPage, AwsError>;
     /// DeleteObjects of up to 1000 versions; returns the keys that failed.
-    async fn delete_versions(&self, bucket: String, versions: Vec<(String, String)>) -> Result<Vec<String>, AwsError>;
+    async fn delete_versions(
+        &self,
+        bucket: BucketName,
+        versions: Vec<(String, String)>,
+    ) -> Result<Vec<String>, AwsError>;
     /// DeleteBucket.
-    async fn delete(&self, bucket: String) -> Result<(), AwsError>;
+    async fn delete(&self, bucket: BucketName) -> Result<(), AwsError>;
 }

@@ -10,7 +10,7 @@ mod diff;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
+use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId, SubnetId};
 use dify_stack_core::{AwsError, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -122,17 +122,17 @@ impl std::fmt::Debug for OpenSearchProvisioner {
     }
 }
 
-pub(crate) fn subnets(spec: &DatastoresSpec) -> Vec<String> {
+pub(crate) fn subnets(spec: &DatastoresSpec) -> Vec<SubnetId> {
     let mut seen = std::collections::BTreeSet::new();
     spec.subnets
         .iter()
         .filter(|s| seen.insert(s.availability_zone.to_string()))
         .take(spec.opensearch.az_count())
-        .map(|s| s.id.to_string())
+        .map(|s| s.id.clone())
         .collect()
 }
 
-pub(crate) fn sorted(mut v: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v
 }
@@ -162,7 +162,7 @@ impl OpenSearchProvisioner {
             zone_awareness: o.zone_awareness.then(|| o.az_count() as i32),
             volume_gib: o.volume_gib,
             subnet_ids: subnets(spec),
-            security_group_id: sg.to_owned(),
+            security_group_id: SecurityGroupId::new(sg),
             master: None,
             tags: ctx.tags_for(Tier::Datastores, "opensearch", &domain_name(ctx)),
         }
@@ -298,7 +298,7 @@ impl Provisioner for OpenSearchProvisioner {
     async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedOpenSearch> {
         let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let mut o = ObservedOpenSearch::default();
-        if let Some(sg) = self.sg.find(spec.vpc_id.to_string(), sgn.clone()).await.at("DescribeSecurityGroups", &sgn)? {
+        if let Some(sg) = self.sg.find(spec.vpc_id.clone(), sgn.clone()).await.at("DescribeSecurityGroups", &sgn)? {
             NotOwned::check(ctx, "security group", &sgn, &sg.tags)?;
             o.security_group = Some(sg);
         }
@@ -349,13 +349,13 @@ impl Provisioner for OpenSearchProvisioner {
                 Ok(self.search.describe(name.clone()).await.at("DescribeDomain", &name)?.map(|_| "deleting".to_owned()))
             })
             .await?;
-            deleted.push(ResourceRef::new("opensearch:domain", &name).with_id(&d.arn));
+            deleted.push(ResourceRef::new("opensearch:domain", &name).with_id(d.arn.as_str()));
         }
         // Without the VPC, no group in it.
         if let Some(vpc_id) = &selector.vpc_id
-            && let Some(id) = security_group::delete(ctx, self.sg.as_ref(), vpc_id.as_str(), &sgn).await?
+            && let Some(id) = security_group::delete(ctx, self.sg.as_ref(), vpc_id, &sgn).await?
         {
-            deleted.push(ResourceRef::new("ec2:security-group", &sgn).with_id(id));
+            deleted.push(ResourceRef::new("ec2:security-group", &sgn).with_id(id.into_inner()));
         }
         if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, policy).await? {
             deleted

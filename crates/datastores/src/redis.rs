@@ -141,7 +141,7 @@ impl RedisProvisioner {
 impl RedisProvisioner {
     /// Deletes the replication group when it is ours and waits until it is gone; returns its
     /// ARN when there was one.
-    async fn delete_group(&self, ctx: &Context, n: &str) -> Result<Option<String>> {
+    async fn delete_group(&self, ctx: &Context, n: &str) -> Result<Option<Arn>> {
         let found = match self.cache.describe(n.to_owned()).await.at("DescribeReplicationGroups", n)? {
             // Busy (creating after a crash, modifying, snapshotting): its tags cannot be read
             // until it is available again, and it cannot be deleted before either.
@@ -187,7 +187,7 @@ impl Provisioner for RedisProvisioner {
     async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedRedis> {
         let n = name(ctx);
         let mut o = ObservedRedis::default();
-        if let Some(sg) = self.sg.find(spec.vpc_id.to_string(), n.clone()).await.at("DescribeSecurityGroups", &n)? {
+        if let Some(sg) = self.sg.find(spec.vpc_id.clone(), n.clone()).await.at("DescribeSecurityGroups", &n)? {
             NotOwned::check(ctx, "security group", &n, &sg.tags)?;
             o.security_group = Some(sg);
         }
@@ -240,7 +240,7 @@ impl Provisioner for RedisProvisioner {
         let n = name(ctx);
         let mut deleted = Vec::new();
         if let Some(arn) = self.delete_group(ctx, &n).await? {
-            deleted.push(ResourceRef::new("elasticache:replication-group", &n).with_id(arn));
+            deleted.push(ResourceRef::new("elasticache:replication-group", &n).with_id(arn.into_inner()));
         }
         if let Some(tags) = self.cache.find_subnet_group(n.clone()).await.at("DescribeCacheSubnetGroups", &n)?
             && ctx.owns_tags(&tags)
@@ -258,9 +258,9 @@ impl Provisioner for RedisProvisioner {
         }
         // Without the VPC, no group in it.
         if let Some(vpc_id) = &selector.vpc_id
-            && let Some(id) = security_group::delete(ctx, self.sg.as_ref(), vpc_id.as_str(), &n).await?
+            && let Some(id) = security_group::delete(ctx, self.sg.as_ref(), vpc_id, &n).await?
         {
-            deleted.push(ResourceRef::new("ec2:security-group", &n).with_id(id));
+            deleted.push(ResourceRef::new("ec2:security-group", &n).with_id(id.into_inner()));
         }
         if let Some(arn) = delete_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, policy).await? {
             deleted.push(ResourceRef::new("secretsmanager:secret", SecretKind::RedisAuth.name(ctx)).with_id(arn));

@@ -172,7 +172,7 @@ pub async fn ensure_secret(
         }
         None => value,
     };
-    Ok(StoredSecret { name, arn: SecretArn::new(meta.arn), value })
+    Ok(StoredSecret { name, arn: meta.arn, value })
 }
 
 /// The JSON value with the keys a fresh one would have added where missing; `None` when nothing
@@ -215,7 +215,7 @@ pub async fn delete_secret(
     }
     dify_stack_core::ignore_not_found(api.delete(meta.arn.clone(), policy.delete_data, RECOVERY_WINDOW_DAYS).await)
         .at("DeleteSecret", &name)?;
-    Ok(Some(meta.arn))
+    Ok(Some(meta.arn.into_inner()))
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use dify_stack_core::ids::{SecurityGroupId, VpcId};
 use dify_stack_core::{
     Action, AwsAt, AwsError, Change, Context, NotOwned, Planned, ResourceRef, Tier, from_aws_wait, wait,
 };
@@ -24,7 +25,7 @@ pub(crate) type Rule = (String, i32, i32, String);
 /// A store's security group as wanted.
 #[derive(Clone, Copy)]
 pub(crate) struct SgWant<'a> {
-    pub(crate) vpc_id: &'a str,
+    pub(crate) vpc_id: &'a VpcId,
     pub(crate) name: &'a str,
     pub(crate) component: &'a str,
     pub(crate) port: i32,
@@ -48,7 +49,7 @@ pub(crate) fn wanted_rules(port: i32, sources: &[String]) -> Vec<Rule> {
 pub(crate) struct SgChange {
     name: String,
     /// `None`: the group is created (with our tags), then `authorize` is granted.
-    id: Option<String>,
+    id: Option<SecurityGroupId>,
     /// The ingress as observed and as wanted (what the plan shows).
     before: Vec<Rule>,
     after: Vec<Rule>,
@@ -71,7 +72,7 @@ impl Planned for SgChange {
                 Some(format!("tcp/{port} from {}", sources.join(", "))),
             );
         };
-        let mut c = Change::new(Action::Update, r.with_id(id));
+        let mut c = Change::new(Action::Update, r.with_id(id.as_str()));
         if !(self.revoke.is_empty() && self.authorize.is_empty()) {
             c = c.field("ingress", Some(format!("{:?}", self.before)), Some(format!("{:?}", self.after)));
         }
@@ -118,7 +119,7 @@ pub(crate) async fn apply_change(
     want: SgWant<'_>,
     pending: Option<SgChange>,
     observed: Option<&SgInfo>,
-) -> Result<String> {
+) -> Result<SecurityGroupId> {
     let name = want.name;
     let Some(c) = pending else {
         return observed.map(|sg| sg.id.clone()).ok_or_else(|| {
@@ -133,11 +134,10 @@ pub(crate) async fn apply_change(
             let description =
                 format!("dify-stack {}: {}, port {} from the cluster only", ctx.stack(), want.component, want.port);
             let tags = ctx.tags_for(Tier::Datastores, want.component, name);
-            match api.create(want.vpc_id.to_owned(), name.to_owned(), description, tags).await {
+            match api.create(want.vpc_id.clone(), name.to_owned(), description, tags).await {
                 Ok(id) => id,
                 Err(e) if e.is_already_exists() => {
-                    let sg =
-                        api.find(want.vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)?;
+                    let sg = api.find(want.vpc_id.clone(), name.to_owned()).await.at("DescribeSecurityGroups", name)?;
                     let sg = sg.ok_or(e).at("CreateSecurityGroup", name)?;
                     NotOwned::check(ctx, "security group", name, &sg.tags)?;
                     let again = change(ctx, want, Some(&sg));
@@ -151,7 +151,7 @@ pub(crate) async fn apply_change(
         dify_stack_core::ignore_not_found(api.revoke(id.clone(), rule).await).at("RevokeSecurityGroupIngress", name)?;
     }
     for (_, port, _, source) in c.authorize {
-        match api.authorize(id.clone(), port, source).await {
+        match api.authorize(id.clone(), port, SecurityGroupId::new(source)).await {
             Ok(()) => {}
             Err(e) if e.is_already_exists() => {}
             Err(e) => return Err(e.at("AuthorizeSecurityGroupIngress", name).into()),
@@ -166,8 +166,13 @@ pub(crate) async fn apply_change(
 
 /// Deletes a store's security group if it is ours, retrying while ENIs of the deleted store
 /// still hold it (`DependencyViolation`). Returns the deleted group's id.
-pub(crate) async fn delete(ctx: &Context, api: &dyn SgApi, vpc_id: &str, name: &str) -> Result<Option<String>> {
-    let Some(sg) = api.find(vpc_id.to_owned(), name.to_owned()).await.at("DescribeSecurityGroups", name)? else {
+pub(crate) async fn delete(
+    ctx: &Context,
+    api: &dyn SgApi,
+    vpc_id: &VpcId,
+    name: &str,
+) -> Result<Option<SecurityGroupId>> {
+    let Some(sg) = api.find(vpc_id.clone(), name.to_owned()).await.at("DescribeSecurityGroups", name)? else {
         return Ok(None);
     };
     if !ctx.owns_tags(&sg.tags) {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dify_stack_core::ids::{AvailabilityZone, SecurityGroupId, SubnetId, VpcId};
+use dify_stack_core::ids::{Arn, AvailabilityZone, BucketName, SecretArn, SecurityGroupId, SubnetId, VpcId};
 use dify_stack_core::{Classify, Context, Environment, Provisioner, Tier, WaitPolicy};
 use secrecy::SecretString;
 
@@ -49,21 +49,21 @@ fn owned_tags(ctx: &Context, component: &str, name: &str) -> dify_stack_core::Ta
 fn ready_sg(ctx: &Context, port: i32, group: &'static str) -> MockSgApi {
     let tags = owned_tags(ctx, "x", "x");
     let mut sg = MockSgApi::new();
-    sg.expect_find().withf(move |vpc, name| vpc == "vpc-1" && name == group).returning(move |_, name| {
+    sg.expect_find().withf(move |vpc, name| vpc.as_str() == "vpc-1" && name == group).returning(move |_, name| {
         Ok(Some(SgInfo {
-            id: format!("sg-{name}"),
+            id: SecurityGroupId::new(format!("sg-{name}")),
             tags: tags.clone(),
             ingress: vec![("tcp".into(), port, port, "sg-nodes".into())],
         }))
     });
     // The stand-in tags differ in Name/component: re-tagging them is expected.
-    sg.expect_tag().withf(move |id, _| *id == format!("sg-{group}")).returning(|_, _| Ok(()));
+    sg.expect_tag().withf(move |id, _| id.as_str() == format!("sg-{group}")).returning(|_, _| Ok(()));
     sg
 }
 
 /// The ARN the secrets mock gives the secret `name`.
-fn secret_arn(name: &str) -> String {
-    format!("arn:aws:secretsmanager:us-west-2:1:secret:{name}")
+fn secret_arn(name: &str) -> SecretArn {
+    SecretArn::new(format!("arn:aws:secretsmanager:us-west-2:1:secret:{name}"))
 }
 
 /// A secrets API in which the secret `secret` (its name as STACK.md gives it, e.g.
@@ -86,9 +86,9 @@ fn ready_secrets(ctx: &Context, secret: &'static str) -> MockSecretsApi {
 fn own_sg(ctx: &Context, component: &str, group: &'static str, port: i32) -> MockSgApi {
     let tags = owned_tags(ctx, component, group);
     let mut sg = MockSgApi::new();
-    sg.expect_find().withf(move |vpc, name| vpc == "vpc-1" && name == group).returning(move |_, name| {
+    sg.expect_find().withf(move |vpc, name| vpc.as_str() == "vpc-1" && name == group).returning(move |_, name| {
         Ok(Some(SgInfo {
-            id: format!("sg-{name}"),
+            id: SecurityGroupId::new(format!("sg-{name}")),
             tags: tags.clone(),
             ingress: vec![("tcp".into(), port, port, "sg-nodes".into())],
         }))
@@ -256,7 +256,7 @@ async fn aurora_waits_for_available_and_fails_fast_on_a_failed_instance() {
         .times(1)
         .returning(|c| Ok(DbClusterInfo { id: c.id, status: "creating".into(), ..Default::default() }));
     rds.expect_create_instance()
-        .withf(|id, _, az, _| id == "ds-mock-aurora-1" && az == "us-west-2a")
+        .withf(|id, _, az, _| id == "ds-mock-aurora-1" && az.as_str() == "us-west-2a")
         .times(1)
         .returning(|_, _, _, _| Ok(()));
     let listed = Arc::new(AtomicUsize::new(0));
@@ -276,13 +276,13 @@ async fn aurora_waits_for_available_and_fails_fast_on_a_failed_instance() {
         })
     });
     let mut sg = MockSgApi::new();
-    sg.expect_find().withf(|vpc, n| vpc == "vpc-1" && n == "ds-mock-aurora").returning(|_, _| Ok(None));
+    sg.expect_find().withf(|vpc, n| vpc.as_str() == "vpc-1" && n == "ds-mock-aurora").returning(|_, _| Ok(None));
     sg.expect_create()
-        .withf(|vpc, n, _, _| vpc == "vpc-1" && n == "ds-mock-aurora")
+        .withf(|vpc, n, _, _| vpc.as_str() == "vpc-1" && n == "ds-mock-aurora")
         .times(1)
         .returning(|_, _, _, _| Ok("sg-new".into()));
     sg.expect_authorize()
-        .withf(|id, port, src| id == "sg-new" && *port == 5432 && src == "sg-nodes")
+        .withf(|id, port, src| id.as_str() == "sg-new" && *port == 5432 && src.as_str() == "sg-nodes")
         .times(1)
         .returning(|_, _, _| Ok(()));
     let aurora = AuroraProvisioner::new(Arc::new(rds), Arc::new(sg), Arc::new(MockSecretsApi::new()));
@@ -311,7 +311,7 @@ async fn a_refused_prod_destroy_makes_no_write() {
     // No expectation for any delete or modify: mockall panics if one is made.
     let btags = owned_tags(&ctx, "bucket", "b");
     let mut s3 = MockS3Api::new();
-    let bucket = |n: &String| n == "ds-mock-storage-123456789012";
+    let bucket = |n: &BucketName| n.as_str() == "ds-mock-storage-123456789012";
     s3.expect_describe()
         .withf(bucket)
         .returning(move |_| Ok(Some(BucketInfo { tags: btags.clone(), ..Default::default() })));
@@ -350,7 +350,7 @@ async fn a_drifted_bucket_gets_exactly_the_writes_its_plan_shows() {
     let name = "ds-mock-storage-123456789012";
     let tags = owned_tags(&ctx, "bucket", name);
     let mut s3 = MockS3Api::new();
-    s3.expect_describe().withf(move |n| n == name).returning(move |_| {
+    s3.expect_describe().withf(move |n| n.as_str() == name).returning(move |_| {
         Ok(Some(BucketInfo {
             tags: tags.clone(),
             versioning: false,

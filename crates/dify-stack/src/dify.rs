@@ -19,24 +19,24 @@ impl Stack {
         use dify_stack_datastores::SecretsApi as _;
         let runner = self.runner();
         let secrets = runner.secrets();
-        let read = |arn: Option<String>, what: &'static str| async move {
+        let read = |arn: Option<dify_stack_core::ids::SecretArn>, what: &'static str| async move {
             let arn = arn.ok_or(Incomplete::NoSecret { secret: what })?;
             secrets.get_value(arn).await.map_err(StackError::from)
         };
         // The application role's secret, never the RDS-managed master secret (rotated every 7
         // days: Dify would lose its database a week after install).
-        let db = read(out.aurora.as_ref().map(|a| a.app_secret.arn.to_string()), "Aurora application role").await?;
+        let db = read(out.aurora.as_ref().map(|a| a.app_secret.arn.clone()), "Aurora application role").await?;
         // A secret without the key the values need is an error, never an empty string.
         let key = |value: &SecretString, secret: &'static str, key: &'static str| -> Result<String, StackError> {
             let json: serde_json::Value = serde_json::from_str(value.expose_secret()).unwrap_or_default();
             let found = json[key].as_str().filter(|v| !v.is_empty()).map(str::to_owned);
             Ok(found.ok_or(Incomplete::SecretKey { secret, key })?)
         };
-        let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.to_string()), "Redis AUTH").await?;
+        let redis = read(out.redis.as_ref().map(|r| r.auth_secret_arn.clone()), "Redis AUTH").await?;
         if redis.expose_secret().is_empty() {
             return Err(Incomplete::EmptySecret { secret: "Redis AUTH" }.into());
         }
-        let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.to_string()), "OpenSearch master").await?;
+        let os = read(out.opensearch.as_ref().map(|o| o.master_secret_arn.clone()), "OpenSearch master").await?;
         let values = ValuesSecrets {
             database_password: SecretString::from(key(&db, "Aurora application role", "password")?),
             redis_password: redis,
@@ -90,9 +90,10 @@ impl Stack {
 
     /// Installs (or upgrades) Dify EE: `helm upgrade --install` with the values rendered from
     /// `out`, then waits until every Deployment and StatefulSet of the release is rolled out,
-    /// telling `progress` what is pending. With a domain, then probes the console's login page
-    /// until it answers; returns where Dify answers (the console URL, or the address of the
-    /// release's load balancer when its Ingress has one).
+    /// telling `progress` what is pending; with a domain, meanwhile waits for the Ingress's load
+    /// balancer and points the domain's aliases at it. With a domain, then probes the console's
+    /// login page until it answers; returns where Dify answers (the console URL, or the address
+    /// of the release's load balancer when its Ingress has one).
     pub async fn install_dify(
         &self,
         release: &install::DifyRelease,
@@ -116,10 +117,21 @@ impl Stack {
             install::wait_rollout(&client, &controller, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
         }
         install::helm_install(release, &values, &eks.endpoint, &eks.ca_data, &token).await?;
-        install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress).await?;
-        if let (Some(domain), Some(zone)) =
-            (&self.cfg.dify.domain, out.certificate.as_ref().and_then(|c| c.hosted_zone_id.as_ref()))
-        {
+        // The rollout (image pulls, migrations) and the Ingress's load balancer (made by the
+        // controller from the moment the Ingress exists, 1-3 min) with its DNS aliases run side
+        // by side: the aliases need the load balancer, not the pods, and Route 53 propagates
+        // them while the pods start (the benchmark's login-page row measures the difference).
+        let rollout = async {
+            install::wait_rollout(&client, release, &self.ctx.wait, self.ctx.cancellation(), progress)
+                .await
+                .map_err(StackError::from)
+        };
+        let aliases = async {
+            let (Some(domain), Some(zone)) =
+                (&self.cfg.dify.domain, out.certificate.as_ref().and_then(|c| c.hosted_zone_id.as_ref()))
+            else {
+                return Ok(());
+            };
             progress(&format!("waiting for the load balancer of the release's Ingress, for the {domain} aliases"));
             let target = self.release_load_balancer(release, out).await?;
             let dns = dify_stack_platform::SdkDns::from_conf(&self.sdk);
@@ -127,7 +139,9 @@ impl Stack {
                 |source| StackError::Aliases { action: "publish", domain: domain.clone(), source: Box::new(source) },
             )?;
             progress(&format!("{} now point at {}", names.join(", "), target.dns_name));
-        }
+            Ok::<(), StackError>(())
+        };
+        tokio::try_join!(rollout, aliases)?;
         if let Some(domain) = &self.cfg.dify.domain {
             let scheme = if self.site(out).certificate_arn.is_some() { "https" } else { "http" };
             let url = format!("{scheme}://console.{domain}/");
@@ -167,7 +181,7 @@ impl Stack {
         let eks = out.eks.as_ref().ok_or(Incomplete::NoOutput { node: "cluster" })?;
         let vpc = out.network.as_ref().ok_or(Incomplete::NoOutput { node: "network" })?;
         let lbs = SdkLoadBalancers::from_conf(&self.sdk);
-        let (vpc, cluster, ns) = (vpc.vpc_id.to_string(), eks.cluster_name.to_string(), release.namespace.clone());
+        let (vpc, cluster, ns) = (vpc.vpc_id.clone(), eks.cluster_name.clone(), release.namespace.clone());
         let what = format!("the load balancer of namespace {ns}'s Ingress");
         wait::until(&what, &self.ctx.wait.capped(install::LOAD_BALANCERS_GONE_CAP), self.ctx.cancellation(), || async {
             let found = lbs.cluster_load_balancers(vpc.clone(), cluster.clone(), Some(ns.clone())).await?;

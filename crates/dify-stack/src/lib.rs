@@ -360,7 +360,7 @@ impl Stack {
         let runner = self.runner();
         let secrets = runner.secrets();
         let fill = |s: StoredSecret| async move {
-            let value = secrets.get_value(s.arn.to_string()).await?;
+            let value = secrets.get_value(s.arn.clone()).await?;
             Ok::<_, StackError>(StoredSecret::new(s.name, s.arn, value))
         };
         if let Some(s) = out.app_secret.take() {
@@ -559,7 +559,7 @@ async fn adopt_cluster_operators(
 ) -> Result<(), StackError> {
     use dify_stack_eks::client::ClusterApi as _;
     let eks = dify_stack_eks::SdkEks::from_conf(sdk);
-    let name = dify_stack_eks::Names::of(ctx).cluster;
+    let name = dify_stack_core::ids::ClusterName::new(dify_stack_eks::Names::of(ctx).cluster);
     let Some(cluster) = eks.describe_cluster(name).await.map_err(StackError::Account)? else { return Ok(()) };
     if !ctx.owns_tags(&cluster.tags) || !cluster.endpoint_public {
         return Ok(());

@@ -107,7 +107,7 @@ fn live_eks(cfg: &StackConfig, cluster: &dify_stack_eks::ClusterInfo) -> dify_st
         endpoint: cluster.endpoint.clone().unwrap_or_default(),
         ca_data: cluster.ca_data.clone().unwrap_or_default(),
         oidc_issuer_url: cluster.oidc_issuer.clone().unwrap_or_default(),
-        cluster_security_group_id: cluster.cluster_security_group_id.clone().map(SecurityGroupId::new),
+        cluster_security_group_id: cluster.cluster_security_group_id.clone(),
         node_security_group_id: SecurityGroupId::new(""),
         cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
         node_role_arn: dify_stack_core::ids::RoleArn::new(""),

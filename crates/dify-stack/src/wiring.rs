@@ -279,9 +279,15 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     let iam = IamSpec {
         cluster_name: ClusterName::new(&cfg.name),
         oidc_issuer_url: format!("https://oidc.eks.{}.{}/id/PLANNED", cfg.region, ctx.partition().dns_suffix()),
-        bucket: BucketName::new(format!("{}-storage-123456789012", cfg.name)),
+        // Names from the tiers' own `names` (the context carries a placeholder account).
+        bucket: BucketName::new(dify_stack_datastores::names::bucket(&ctx)),
         bucket_kms_key_arn: None,
-        plugin_repository_arn_pattern: Arn::new("arn:aws:ecr:us-west-2:123456789012:repository/planned*"),
+        plugin_repository_arn_pattern: Arn::new(format!(
+            "arn:{}:ecr:{}:123456789012:repository/{}*",
+            ctx.partition().id(),
+            ctx.region(),
+            dify_stack_registry::names::plugin_repository(&ctx)
+        )),
         namespace: cfg.iam.namespace.clone(),
         thumbprints: cfg.iam.thumbprints.clone(),
         discover_thumbprint: cfg.iam.discover_thumbprint,

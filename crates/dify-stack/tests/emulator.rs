@@ -244,7 +244,7 @@ async fn end_to_end() {
     {
         use dify_stack_eks::load_balancers::{LoadBalancerApi as _, SdkLoadBalancers};
         let lbs = SdkLoadBalancers::from_conf(&account.config);
-        let (vpc, cluster) = (net.vpc_id.to_string(), "e2e-test".to_owned());
+        let (vpc, cluster) = (net.vpc_id.clone(), dify_stack::core::ids::ClusterName::new("e2e-test"));
         let of = |ns: &str| lbs.cluster_load_balancers(vpc.clone(), cluster.clone(), Some(ns.to_owned()));
         let found = of("dify").await.unwrap();
         assert_eq!(found.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [lb_arn.as_str()]);

@@ -3,6 +3,7 @@
 //! the facade's cross-tier checks need from the cluster (its security group and OIDC issuer).
 
 use dify_stack_core::audit::{Verdict, Verdicts, all_missing};
+use dify_stack_core::ids::{ClusterName, SecurityGroupId};
 use dify_stack_core::{AwsError, Context};
 
 use crate::client::{ClusterApi, ClusterInfo, Ec2Api, LaunchTemplateInfo};
@@ -24,13 +25,16 @@ pub struct ClusterAudit {
 /// Reads the cluster and the node launch template through the tier's clients and checks them.
 pub async fn audit<C: ClusterApi + Ec2Api>(ctx: &Context, client: &C) -> Result<ClusterAudit, AwsError> {
     let names = Names::of(ctx);
-    let cluster_info = client.describe_cluster(names.cluster).await?;
+    let cluster_info = client.describe_cluster(ClusterName::new(names.cluster)).await?;
     let template = client.find_launch_template(names.launch_template).await?;
     let mut verdicts = cluster(cluster_info.as_ref());
     verdicts.extend(launch_template(template.as_ref()));
     Ok(ClusterAudit {
         verdicts,
-        cluster_security_group: cluster_info.as_ref().and_then(|c| c.cluster_security_group_id.clone()),
+        cluster_security_group: cluster_info
+            .as_ref()
+            .and_then(|c| c.cluster_security_group_id.clone())
+            .map(SecurityGroupId::into_inner),
         oidc_issuer: cluster_info.and_then(|c| c.oidc_issuer),
     })
 }

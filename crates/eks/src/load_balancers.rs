@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, ClusterName, SecurityGroupId, VpcId};
 use dify_stack_core::{AwsError, AwsResultExt, KubeFailure, Tags};
 
 /// The tag the AWS Load Balancer Controller puts on everything it makes.
@@ -78,26 +79,26 @@ pub trait LoadBalancerApi: Send + Sync {
     /// made for an Ingress or Service in it ([`made_for`]).
     async fn cluster_load_balancers(
         &self,
-        vpc: String,
-        cluster: String,
+        vpc: VpcId,
+        cluster: ClusterName,
         namespace: Option<String>,
     ) -> Result<Vec<ClusterLoadBalancer>, AwsError>;
     /// DeleteLoadBalancer (either API); gone is fine.
     async fn delete_load_balancer(&self, lb: ClusterLoadBalancer) -> Result<(), AwsError>;
     /// Target group ARNs in `vpc` tagged for `cluster`.
-    async fn cluster_target_groups(&self, vpc: String, cluster: String) -> Result<Vec<String>, AwsError>;
+    async fn cluster_target_groups(&self, vpc: VpcId, cluster: ClusterName) -> Result<Vec<Arn>, AwsError>;
     /// DeleteTargetGroup; gone is fine.
-    async fn delete_target_group(&self, arn: String) -> Result<(), AwsError>;
+    async fn delete_target_group(&self, arn: Arn) -> Result<(), AwsError>;
     /// Security group ids in `vpc` tagged for `cluster`, without EKS's own and without those
     /// carrying `skip_tag` (the stack's ownership tag key).
     async fn cluster_security_groups(
         &self,
-        vpc: String,
-        cluster: String,
+        vpc: VpcId,
+        cluster: ClusterName,
         skip_tag: String,
-    ) -> Result<Vec<String>, AwsError>;
+    ) -> Result<Vec<SecurityGroupId>, AwsError>;
     /// DeleteSecurityGroup; gone is fine.
-    async fn delete_security_group(&self, id: String) -> Result<(), AwsError>;
+    async fn delete_security_group(&self, id: SecurityGroupId) -> Result<(), AwsError>;
 }
 
 impl std::fmt::Debug for dyn LoadBalancerApi {
@@ -120,7 +121,8 @@ pub async fn wait_namespace_load_balancers_gone(
     use dify_stack_core::wait::{self, Probe};
     let what = format!("the load balancers of namespace {namespace} to be deleted by their controller");
     wait::until(&what, policy, cancel, || async {
-        let left = api.cluster_load_balancers(vpc.to_owned(), cluster.to_owned(), Some(namespace.to_owned())).await?;
+        let left =
+            api.cluster_load_balancers(VpcId::new(vpc), ClusterName::new(cluster), Some(namespace.to_owned())).await?;
         Ok(if left.is_empty() {
             Probe::Done(())
         } else {
@@ -290,11 +292,11 @@ fn gone(result: Result<(), AwsError>) -> Result<(), AwsError> {
 impl LoadBalancerApi for SdkLoadBalancers {
     async fn cluster_load_balancers(
         &self,
-        vpc: String,
-        cluster: String,
+        vpc: VpcId,
+        cluster: ClusterName,
         namespace: Option<String>,
     ) -> Result<Vec<ClusterLoadBalancer>, AwsError> {
-        let mine = |t: &Tags| made_for(t, &cluster, namespace.as_deref());
+        let mine = |t: &Tags| made_for(t, cluster.as_str(), namespace.as_deref());
         let mut found = Vec::new();
         let v2: Vec<_> = self
             .elbv2
@@ -366,7 +368,7 @@ impl LoadBalancerApi for SdkLoadBalancers {
         }
     }
 
-    async fn cluster_target_groups(&self, vpc: String, cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn cluster_target_groups(&self, vpc: VpcId, cluster: ClusterName) -> Result<Vec<Arn>, AwsError> {
         let groups: Vec<_> = self
             .elbv2
             .describe_target_groups()
@@ -382,24 +384,36 @@ impl LoadBalancerApi for SdkLoadBalancers {
             .filter_map(|g| g.target_group_arn().map(str::to_owned))
             .collect();
         let tags = self.v2_tags(&arns).await?;
-        Ok(arns.into_iter().filter(|a| tags.get(a).is_some_and(|t| made_for_cluster(t, &cluster))).collect())
+        Ok(arns
+            .into_iter()
+            .filter(|a| tags.get(a).is_some_and(|t| made_for_cluster(t, cluster.as_str())))
+            .map(Arn::new)
+            .collect())
     }
 
-    async fn delete_target_group(&self, arn: String) -> Result<(), AwsError> {
-        gone(self.elbv2.delete_target_group().target_group_arn(arn).send().await.aws("DeleteTargetGroup").map(|_| ()))
+    async fn delete_target_group(&self, arn: Arn) -> Result<(), AwsError> {
+        gone(
+            self.elbv2
+                .delete_target_group()
+                .target_group_arn(arn.into_inner())
+                .send()
+                .await
+                .aws("DeleteTargetGroup")
+                .map(|_| ()),
+        )
     }
 
     async fn cluster_security_groups(
         &self,
-        vpc: String,
-        cluster: String,
+        vpc: VpcId,
+        cluster: ClusterName,
         skip_tag: String,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Vec<SecurityGroupId>, AwsError> {
         let filter = |name: &str, value: &str| aws_sdk_ec2::types::Filter::builder().name(name).values(value).build();
         let groups = self
             .ec2
             .describe_security_groups()
-            .filters(filter("vpc-id", &vpc))
+            .filters(filter("vpc-id", vpc.as_str()))
             .send()
             .await
             .aws("DescribeSecurityGroups")?;
@@ -409,16 +423,24 @@ impl LoadBalancerApi for SdkLoadBalancers {
             .filter_map(|g| {
                 let tags: Tags =
                     g.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
-                (made_for_cluster(&tags, &cluster)
+                (made_for_cluster(&tags, cluster.as_str())
                     && !tags.contains_key(EKS_CLUSTER_NAME_TAG)
                     && !tags.contains_key(&skip_tag))
-                .then(|| g.group_id().map(str::to_owned))
+                .then(|| g.group_id().map(SecurityGroupId::new))
                 .flatten()
             })
             .collect())
     }
 
-    async fn delete_security_group(&self, id: String) -> Result<(), AwsError> {
-        gone(self.ec2.delete_security_group().group_id(id).send().await.aws("DeleteSecurityGroup").map(|_| ()))
+    async fn delete_security_group(&self, id: SecurityGroupId) -> Result<(), AwsError> {
+        gone(
+            self.ec2
+                .delete_security_group()
+                .group_id(id.into_inner())
+                .send()
+                .await
+                .aws("DeleteSecurityGroup")
+                .map(|_| ()),
+        )
     }
 }

@@ -80,7 +80,7 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         let names = Names::of(ctx);
         let sg = self
             .client
-            .find_security_group(spec.vpc_id.to_string(), names.node_security_group.clone())
+            .find_security_group(spec.vpc_id.clone(), names.node_security_group.clone())
             .await
             .at("DescribeSecurityGroups", &names.node_security_group)?;
         match sg {
@@ -99,7 +99,7 @@ impl Provisioner for NodeSecurityGroupProvisioner {
             Some(sg) => {
                 let drift = tag_drift(ctx, sg);
                 if !drift.is_empty() {
-                    plan.push(Change::new(Action::Update, resource.with_id(&sg.id)).tag_fields(&drift));
+                    plan.push(Change::new(Action::Update, resource.with_id(sg.id.as_str())).tag_fields(&drift));
                 }
             }
         }
@@ -112,7 +112,7 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         _spec: &NodeSecurityGroupSpec,
         observed: &Option<SecurityGroupInfo>,
     ) -> Option<SecurityGroupId> {
-        observed.as_ref().map(|sg| SecurityGroupId::new(&sg.id))
+        observed.as_ref().map(|sg| sg.id.clone())
     }
 
     async fn apply(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<SecurityGroupId> {
@@ -122,10 +122,10 @@ impl Provisioner for NodeSecurityGroupProvisioner {
                 let tags = dify_stack_core::drift_tags(&drift);
                 self.client.tag_security_group(sg.id.clone(), tags).await.at("CreateTags", &sg.name)?;
             }
-            return Ok(SecurityGroupId::new(sg.id));
+            return Ok(sg.id);
         }
-        let id = create_node_security_group(self.client.as_ref(), ctx, spec.vpc_id.as_str(), &Names::of(ctx)).await?;
-        Ok(SecurityGroupId::new(id))
+        let id = create_node_security_group(self.client.as_ref(), ctx, &spec.vpc_id, &Names::of(ctx)).await?;
+        Ok(id)
     }
 
     fn selector(&self, _ctx: &Context, spec: &NodeSecurityGroupSpec) -> NodeSecurityGroupSelector {
@@ -137,7 +137,7 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         let names = Names::of(ctx);
         let Some(sg) = self
             .client
-            .find_security_group(vpc_id.to_string(), names.node_security_group.clone())
+            .find_security_group(vpc_id.clone(), names.node_security_group.clone())
             .await
             .at("DescribeSecurityGroups", &names.node_security_group)?
             .filter(|s| ctx.owns_tags(&s.tags))
@@ -153,7 +153,7 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         )
         .await
         .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", &names.node_security_group))?;
-        Ok(vec![ResourceRef::new("ec2:security-group", &names.node_security_group).with_id(&sg.id)])
+        Ok(vec![ResourceRef::new("ec2:security-group", &names.node_security_group).with_id(sg.id.as_str())])
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId};
+use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId, VpcId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
     Action, AwsAt, AwsError, Change, Context, Effect, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
@@ -259,7 +259,7 @@ impl ObservedEks {
 /// IMDSv2 hop limit of the nodes.
 pub const NODE_METADATA_HOP_LIMIT: i32 = 1;
 
-fn launch_template_data(spec: &EksSpec, security_groups: Vec<String>) -> LaunchTemplateData {
+fn launch_template_data(spec: &EksSpec, security_groups: Vec<SecurityGroupId>) -> LaunchTemplateData {
     LaunchTemplateData {
         http_tokens: "required".to_owned(),
         // One hop: only the node itself (and host-network pods) reach IMDS; ordinary pods cannot
@@ -273,9 +273,9 @@ fn launch_template_data(spec: &EksSpec, security_groups: Vec<String>) -> LaunchT
     }
 }
 
-fn lt_security_groups(node_sg: &str, cluster: Option<&ClusterInfo>) -> Vec<String> {
-    let mut sgs: Vec<String> = cluster.and_then(|c| c.cluster_security_group_id.clone()).into_iter().collect();
-    sgs.push(node_sg.to_owned());
+fn lt_security_groups(node_sg: &SecurityGroupId, cluster: Option<&ClusterInfo>) -> Vec<SecurityGroupId> {
+    let mut sgs: Vec<SecurityGroupId> = cluster.and_then(|c| c.cluster_security_group_id.clone()).into_iter().collect();
+    sgs.push(node_sg.clone());
     sgs.sort();
     sgs
 }
@@ -288,7 +288,7 @@ where
     items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn sorted(v: &[String]) -> Vec<String> {
+fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
     let mut v = v.to_vec();
     v.sort();
     v
@@ -387,27 +387,22 @@ impl EksProvisioner {
 pub(crate) async fn create_node_security_group(
     client: &dyn EksApi,
     ctx: &Context,
-    vpc_id: &str,
+    vpc_id: &VpcId,
     names: &Names,
-) -> Result<String> {
+) -> Result<SecurityGroupId> {
     let tags = ctx.tags_for(Tier::Eks, "node-security-group", &names.node_security_group);
     let description = format!("dify-stack {}: EKS nodes (datastores admit this group)", ctx.stack());
-    Ok(
-        match client
-            .create_security_group(vpc_id.to_owned(), names.node_security_group.clone(), description, tags)
+    Ok(match client.create_security_group(vpc_id.clone(), names.node_security_group.clone(), description, tags).await {
+        Ok(id) => id,
+        Err(e) if e.is_already_exists() => client
+            .find_security_group(vpc_id.clone(), names.node_security_group.clone())
             .await
-        {
-            Ok(id) => id,
-            Err(e) if e.is_already_exists() => client
-                .find_security_group(vpc_id.to_owned(), names.node_security_group.clone())
-                .await
-                .at("DescribeSecurityGroups", &names.node_security_group)?
-                .map(|s| s.id)
-                .ok_or(e)
-                .at("CreateSecurityGroup", &names.node_security_group)?,
-            Err(e) => return Err(e.at("CreateSecurityGroup", &names.node_security_group).into()),
-        },
-    )
+            .at("DescribeSecurityGroups", &names.node_security_group)?
+            .map(|s| s.id)
+            .ok_or(e)
+            .at("CreateSecurityGroup", &names.node_security_group)?,
+        Err(e) => return Err(e.at("CreateSecurityGroup", &names.node_security_group).into()),
+    })
 }
 
 /// EKS answers a create of an existing cluster, node group, add-on or access entry with
@@ -419,10 +414,10 @@ fn exists(e: &AwsError) -> bool {
 fn eks_output(
     ctx: &Context,
     cluster: &ClusterInfo,
-    node_sg: &str,
-    cluster_role: &str,
-    node_role: &str,
-    key_arn: &str,
+    node_sg: &SecurityGroupId,
+    cluster_role: &RoleArn,
+    node_role: &RoleArn,
+    key_arn: &KmsKeyArn,
     nodegroup: &str,
 ) -> EksOutput {
     EksOutput {
@@ -432,11 +427,11 @@ fn eks_output(
         endpoint: cluster.endpoint.clone().unwrap_or_default(),
         ca_data: cluster.ca_data.clone().unwrap_or_default(),
         oidc_issuer_url: cluster.oidc_issuer.clone().unwrap_or_default(),
-        cluster_security_group_id: cluster.cluster_security_group_id.clone().map(SecurityGroupId::new),
-        node_security_group_id: SecurityGroupId::new(node_sg),
-        cluster_role_arn: RoleArn::new(cluster_role),
-        node_role_arn: RoleArn::new(node_role),
-        kms_key_arn: KmsKeyArn::new(key_arn),
+        cluster_security_group_id: cluster.cluster_security_group_id.clone(),
+        node_security_group_id: node_sg.clone(),
+        cluster_role_arn: cluster_role.clone(),
+        node_role_arn: node_role.clone(),
+        kms_key_arn: key_arn.clone(),
         nodegroup_name: nodegroup.to_owned(),
         region: ctx.region().to_owned(),
     }

@@ -14,6 +14,7 @@ use aws_sdk_eks::types::{
     ResolveConflicts, SupportType, UpdateLabelsPayload, UpgradePolicyRequest, VpcConfigRequest,
 };
 use dify_stack_aws as shared;
+use dify_stack_core::ids::{KmsKeyArn, SecurityGroupId, SubnetId};
 use dify_stack_core::{AwsError, Tags, found};
 
 use crate::client::{
@@ -36,7 +37,7 @@ fn pod_identity(role: Option<AddonRole>) -> Result<Option<Vec<AddonPodIdentityAs
     role.map(|r| {
         AddonPodIdentityAssociations::builder()
             .service_account(r.service_account)
-            .role_arn(r.role_arn)
+            .role_arn(r.role_arn.into_inner())
             .build()
             .map(|a| vec![a])
             .map_err(|e| AwsError::new("CreateAddon", "InvalidParameter", e.to_string()))
@@ -86,9 +87,11 @@ fn cluster_info(c: &aws_sdk_eks::types::Cluster) -> ClusterInfo {
         endpoint: c.endpoint().map(str::to_owned),
         ca_data: c.certificate_authority().and_then(|a| a.data()).map(str::to_owned),
         oidc_issuer: c.identity().and_then(|i| i.oidc()).and_then(|o| o.issuer()).map(str::to_owned),
-        cluster_security_group_id: vpc.and_then(|v| v.cluster_security_group_id()).map(str::to_owned),
-        subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
-        security_group_ids: vpc.map(|v| v.security_group_ids().to_vec()).unwrap_or_default(),
+        cluster_security_group_id: vpc.and_then(|v| v.cluster_security_group_id()).map(SecurityGroupId::new),
+        subnet_ids: vpc.map(|v| v.subnet_ids().iter().map(SubnetId::new).collect()).unwrap_or_default(),
+        security_group_ids: vpc
+            .map(|v| v.security_group_ids().iter().map(SecurityGroupId::new).collect())
+            .unwrap_or_default(),
         endpoint_private: vpc.is_some_and(|v| v.endpoint_private_access()),
         endpoint_public: vpc.is_some_and(|v| v.endpoint_public_access()),
         public_access_cidrs: vpc.map(|v| v.public_access_cidrs().to_vec()).unwrap_or_default(),
@@ -99,7 +102,7 @@ fn cluster_info(c: &aws_sdk_eks::types::Cluster) -> ClusterInfo {
             .find(|e| e.resources().iter().any(|r| r == "secrets"))
             .and_then(|e| e.provider())
             .and_then(|p| p.key_arn())
-            .map(str::to_owned),
+            .map(KmsKeyArn::new),
         authentication_mode: c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str().to_owned()),
         role_arn: c.role_arn().unwrap_or_default().to_owned(),
         support_type: c.upgrade_policy().and_then(|u| u.support_type()).map(|s| s.as_str().to_owned()),
@@ -124,7 +127,7 @@ fn nodegroup_info(n: &aws_sdk_eks::types::Nodegroup) -> NodegroupInfo {
         min: scaling.and_then(|s| s.min_size()).unwrap_or_default(),
         max: scaling.and_then(|s| s.max_size()).unwrap_or_default(),
         desired: scaling.and_then(|s| s.desired_size()).unwrap_or_default(),
-        subnet_ids: n.subnets().to_vec(),
+        subnet_ids: n.subnets().iter().map(SubnetId::new).collect(),
         labels: n.labels().map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
         launch_template: n
             .launch_template()
@@ -145,10 +148,10 @@ fn nodegroup_info(n: &aws_sdk_eks::types::Nodegroup) -> NodegroupInfo {
     }
 }
 
-fn vpc_config(subnet_ids: Vec<String>, public_access_cidrs: Vec<String>) -> VpcConfigRequest {
+fn vpc_config(subnet_ids: Vec<SubnetId>, public_access_cidrs: Vec<String>) -> VpcConfigRequest {
     let public = !public_access_cidrs.is_empty();
     VpcConfigRequest::builder()
-        .set_subnet_ids(Some(subnet_ids))
+        .set_subnet_ids(Some(subnet_ids.into_iter().map(SubnetId::into_inner).collect()))
         .endpoint_private_access(true)
         .endpoint_public_access(public)
         .set_public_access_cidrs(public.then_some(public_access_cidrs))
@@ -205,7 +208,10 @@ fn lt_request(data: &LaunchTemplateData) -> RequestLaunchTemplateData {
                 )
                 .build(),
         )
-        .set_security_group_ids((!data.security_group_ids.is_empty()).then(|| data.security_group_ids.clone()))
+        .set_security_group_ids(
+            (!data.security_group_ids.is_empty())
+                .then(|| data.security_group_ids.iter().map(|g| g.as_str().to_owned()).collect()),
+        )
         .build()
 }
 
@@ -218,6 +224,6 @@ fn lt_data(d: &aws_sdk_ec2::types::ResponseLaunchTemplateData) -> LaunchTemplate
         volume_type: ebs.and_then(|e| e.volume_type()).map(|t| t.as_str().to_owned()).unwrap_or_default(),
         volume_size: ebs.and_then(|e| e.volume_size()).unwrap_or_default(),
         encrypted: ebs.and_then(|e| e.encrypted()).unwrap_or(false),
-        security_group_ids: d.security_group_ids().to_vec(),
+        security_group_ids: d.security_group_ids().iter().map(SecurityGroupId::new).collect(),
     }
 }

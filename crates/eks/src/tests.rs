@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use dify_stack_core::ids::{SubnetId, VpcId};
+use dify_stack_core::ids::{SecurityGroupId, SubnetId, VpcId};
 use dify_stack_core::{Action, AwsError, Classify, Context, Environment, Provisioner, WaitPolicy};
 
 use super::*;
@@ -173,7 +173,7 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
         let lt = s.lt.as_ref().unwrap();
         assert_eq!((lt.data.http_tokens.as_str(), lt.data.hop_limit), ("required", 1));
         assert_eq!((lt.data.volume_type.as_str(), lt.data.encrypted), ("gp3", true));
-        assert_eq!(lt.data.security_group_ids, ["sg-cluster", "sg-nodes"]);
+        assert_eq!(lt.data.security_group_ids, [SecurityGroupId::new("sg-cluster"), SecurityGroupId::new("sg-nodes")]);
         for addon in DEFAULT_ADDONS {
             assert_eq!(s.addons[addon].version, default_version(addon, "1.33"));
         }

@@ -105,13 +105,14 @@ fn trust_is_tight(trust: &Value, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dify_stack_core::ids::RoleArn;
 
     const ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/ABC";
     const PROVIDER: &str = "arn:aws:iam::1:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC";
 
     fn role(trust: String, policies: Vec<String>) -> AuditedRole {
         AuditedRole {
-            role: RoleInfo { name: "r".into(), arn: String::new(), trust, tags: Default::default() },
+            role: RoleInfo { name: "r".into(), arn: RoleArn::new(""), trust, tags: Default::default() },
             policies,
         }
     }

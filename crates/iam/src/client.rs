@@ -2,13 +2,14 @@
 //! decoded (IAM percent-encodes them).
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, OidcProviderArn, RoleArn};
 use dify_stack_core::{AwsError, Tags};
 
 /// An OpenID Connect provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcInfo {
     /// Its ARN.
-    pub arn: String,
+    pub arn: OidcProviderArn,
     /// Issuer URL without scheme, as IAM stores it.
     pub url: String,
     /// Audiences.
@@ -38,7 +39,7 @@ pub struct RoleInfo {
     /// Name.
     pub name: String,
     /// ARN.
-    pub arn: String,
+    pub arn: RoleArn,
     /// Trust policy, decoded.
     pub trust: String,
     /// Tags.
@@ -52,11 +53,11 @@ pub trait IamApi: Send + Sync {
     /// ListOpenIDConnectProviders + GetOpenIDConnectProvider for each.
     async fn list_oidc_providers(&self) -> Result<Vec<OidcInfo>, AwsError>;
     /// CreateOpenIDConnectProvider; returns the ARN.
-    async fn create_oidc_provider(&self, create: OidcCreate) -> Result<String, AwsError>;
+    async fn create_oidc_provider(&self, create: OidcCreate) -> Result<OidcProviderArn, AwsError>;
     /// AddClientIDToOpenIDConnectProvider.
-    async fn add_client_id(&self, arn: String, client_id: String) -> Result<(), AwsError>;
+    async fn add_client_id(&self, arn: OidcProviderArn, client_id: String) -> Result<(), AwsError>;
     /// DeleteOpenIDConnectProvider.
-    async fn delete_oidc_provider(&self, arn: String) -> Result<(), AwsError>;
+    async fn delete_oidc_provider(&self, arn: OidcProviderArn) -> Result<(), AwsError>;
     /// GetRole; `None` when it does not exist.
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError>;
     /// CreateRole with trust policy and tags.
@@ -74,9 +75,9 @@ pub trait IamApi: Send + Sync {
     /// DeleteRolePolicy.
     async fn delete_role_policy(&self, role: String, policy: String) -> Result<(), AwsError>;
     /// ListAttachedRolePolicies (managed policy ARNs).
-    async fn list_attached_policies(&self, role: String) -> Result<Vec<String>, AwsError>;
+    async fn list_attached_policies(&self, role: String) -> Result<Vec<Arn>, AwsError>;
     /// DetachRolePolicy.
-    async fn detach_role_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError>;
+    async fn detach_role_policy(&self, role: String, policy_arn: Arn) -> Result<(), AwsError>;
     /// DeleteRole.
     async fn delete_role(&self, name: String) -> Result<(), AwsError>;
 }

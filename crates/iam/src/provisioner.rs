@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use dify_stack_core::ids::RoleArn;
+use dify_stack_core::ids::{OidcProviderArn, RoleArn};
 use dify_stack_core::{
     Action, AwsAt, AwsError, Change, Context, KubeFailure, NotOwned, Plan, Planned, Provisioner, ResourceRef,
     SpecErrors, Tags, Tier,
@@ -148,7 +148,7 @@ impl IamProvisioner {
             ignore(self.client.detach_role_policy(name.clone(), p).await).at("DetachRolePolicy", &name)?;
         }
         ignore(self.client.delete_role(name.clone()).await).at("DeleteRole", &name)?;
-        Ok(Some(ResourceRef::new("iam:role", &name).with_id(role.arn)))
+        Ok(Some(ResourceRef::new("iam:role", &name).with_id(role.arn.into_inner())))
     }
 }
 

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use aws_sdk_iam::Client;
 use dify_stack_aws::iam::{self, decode_policy as decode, sdk_tags, tags_of};
+use dify_stack_core::ids::{Arn, OidcProviderArn, RoleArn};
 use dify_stack_core::{AwsError, AwsResultExt, Tags};
 
 use crate::client::{IamApi, OidcCreate, OidcInfo, RoleInfo};
@@ -41,7 +42,7 @@ impl IamApi for SdkIam {
                 Err(e) => return Err(e),
             };
             out.push(OidcInfo {
-                arn: arn.to_owned(),
+                arn: OidcProviderArn::new(arn),
                 url: p.url().unwrap_or_default().trim_start_matches("https://").to_owned(),
                 client_ids: p.client_id_list().to_vec(),
                 tags: tags_of(p.tags()),
@@ -50,7 +51,7 @@ impl IamApi for SdkIam {
         Ok(out)
     }
 
-    async fn create_oidc_provider(&self, c: OidcCreate) -> Result<String, AwsError> {
+    async fn create_oidc_provider(&self, c: OidcCreate) -> Result<OidcProviderArn, AwsError> {
         let OidcCreate { url, client_ids, thumbprints, tags } = c;
         let out = self
             .client
@@ -62,13 +63,13 @@ impl IamApi for SdkIam {
             .send()
             .await
             .aws("CreateOpenIDConnectProvider")?;
-        Ok(out.open_id_connect_provider_arn().unwrap_or_default().to_owned())
+        Ok(OidcProviderArn::new(out.open_id_connect_provider_arn().unwrap_or_default()))
     }
 
-    async fn add_client_id(&self, arn: String, client_id: String) -> Result<(), AwsError> {
+    async fn add_client_id(&self, arn: OidcProviderArn, client_id: String) -> Result<(), AwsError> {
         self.client
             .add_client_id_to_open_id_connect_provider()
-            .open_id_connect_provider_arn(arn)
+            .open_id_connect_provider_arn(arn.into_inner())
             .client_id(client_id)
             .send()
             .await
@@ -76,10 +77,10 @@ impl IamApi for SdkIam {
         Ok(())
     }
 
-    async fn delete_oidc_provider(&self, arn: String) -> Result<(), AwsError> {
+    async fn delete_oidc_provider(&self, arn: OidcProviderArn) -> Result<(), AwsError> {
         self.client
             .delete_open_id_connect_provider()
-            .open_id_connect_provider_arn(arn)
+            .open_id_connect_provider_arn(arn.into_inner())
             .send()
             .await
             .aws("DeleteOpenIDConnectProvider")?;
@@ -88,13 +89,13 @@ impl IamApi for SdkIam {
 
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
         let role = iam::get_role(&self.client, &name).await?;
-        Ok(role.map(|r| RoleInfo { name: r.name, arn: r.arn, trust: r.trust, tags: r.tags }))
+        Ok(role.map(|r| RoleInfo { name: r.name, arn: RoleArn::new(r.arn), trust: r.trust, tags: r.tags }))
     }
 
     async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleInfo, AwsError> {
         let description = Some("Dify EE IRSA role managed by dify-stack");
         let arn = iam::create_role(&self.client, &name, &trust, description, &tags).await?;
-        Ok(RoleInfo { name, arn, trust, tags })
+        Ok(RoleInfo { name, arn: RoleArn::new(arn), trust, tags })
     }
 
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
@@ -135,12 +136,12 @@ impl IamApi for SdkIam {
         Ok(())
     }
 
-    async fn list_attached_policies(&self, role: String) -> Result<Vec<String>, AwsError> {
-        iam::attached_policies(&self.client, &role).await
+    async fn list_attached_policies(&self, role: String) -> Result<Vec<Arn>, AwsError> {
+        Ok(iam::attached_policies(&self.client, &role).await?.into_iter().map(Arn::new).collect())
     }
 
-    async fn detach_role_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError> {
-        iam::detach_policy(&self.client, &role, &policy_arn).await
+    async fn detach_role_policy(&self, role: String, policy_arn: Arn) -> Result<(), AwsError> {
+        iam::detach_policy(&self.client, &role, policy_arn.as_str()).await
     }
 
     async fn delete_role(&self, name: String) -> Result<(), AwsError> {

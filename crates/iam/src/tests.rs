@@ -242,7 +242,7 @@ fn iam_world(provider: bool) -> MockIamApi {
         let name = name.as_str();
         let kind = role_kind(name);
         Ok(Some(RoleInfo {
-            arn: role_arn(kind),
+            arn: role_arn(kind).into(),
             trust: policy::trust_policy(PROVIDER, ISSUER, "dify", kind).to_string(),
             tags: ctx().tags_for(Tier::Iam, kind.suffix(), name),
             name: name.to_owned(),
@@ -363,7 +363,7 @@ async fn destroy_deletes_the_roles_when_the_kubernetes_api_cannot_be_reached() {
     iam.expect_get_role().returning(|name: String| {
         let kind = role_kind(&name);
         Ok(Some(RoleInfo {
-            arn: role_arn(kind),
+            arn: role_arn(kind).into(),
             trust: String::new(),
             tags: ctx().tags_for(Tier::Iam, kind.suffix(), &name),
             name,
@@ -429,7 +429,7 @@ async fn roles_without_their_provider_get_the_created_providers_arn_in_their_tru
     let mut m = iam_world(false);
     m.expect_create_oidc_provider().times(1).returning(move |c| {
         assert_eq!(c.client_ids, ["sts.amazonaws.com"]);
-        Ok(created.to_owned())
+        Ok(created.into())
     });
     let w = writes.clone();
     m.expect_update_trust().returning(move |name, trust| {
@@ -476,7 +476,7 @@ async fn destroy_finds_the_provider_by_tag_when_the_cluster_is_gone() {
         ])
     });
     iam.expect_get_role().withf(|n| is_irsa_role(n)).returning(|_| Ok(None));
-    iam.expect_delete_oidc_provider().withf(|arn| arn == PROVIDER).times(1).returning(|_| Ok(()));
+    iam.expect_delete_oidc_provider().withf(|arn| arn.as_str() == PROVIDER).times(1).returning(|_| Ok(()));
     let deleted = IamProvisioner::new(iam).destroy(&ctx(), &gone).await.unwrap();
     assert_eq!(deleted.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["iam:oidc-provider"]);
 }

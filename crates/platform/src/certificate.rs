@@ -10,6 +10,7 @@ use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, Resou
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Certificate, CertificateRequest, DnsApi, Record, RecordAction};
+use dify_stack_core::ids::Arn;
 use dify_stack_core::{AwsAt, from_wait};
 
 use crate::provisioner::{PlatformError, Result, caps};
@@ -133,7 +134,8 @@ impl CertificateProvisioner {
     async fn ours(&self, ctx: &Context, domain: &str) -> Result<Vec<Certificate>> {
         let mut ours = Vec::new();
         for arn in self.dns.certificates_for(domain.to_owned()).await.at("ListCertificates", domain)? {
-            let Some(c) = self.dns.describe_certificate(arn.clone()).await.at("DescribeCertificate", &arn)? else {
+            let Some(c) = self.dns.describe_certificate(arn.clone()).await.at("DescribeCertificate", arn.as_str())?
+            else {
                 continue;
             };
             if ctx.owns_tags(&c.tags) {
@@ -171,7 +173,7 @@ impl CertificateProvisioner {
             &ctx.wait.capped(caps::VALIDATION_RECORDS),
             ctx.cancellation(),
             || async {
-                let c = self.dns.describe_certificate(arn.to_owned()).await.at("DescribeCertificate", arn)?;
+                let c = self.dns.describe_certificate(Arn::new(arn)).await.at("DescribeCertificate", arn)?;
                 Ok::<_, PlatformError>(match c {
                     Some(c) if !c.validation.is_empty() => Probe::Done(c),
                     _ => Probe::Pending("no ResourceRecord yet".to_owned()),
@@ -188,15 +190,16 @@ impl CertificateProvisioner {
             cert.validation.iter().map(|r| format!("{} {} {}", r.name, r.kind, r.value)).collect();
         let what = format!("ACM to issue {} (validation record: {})", cert.arn, records.join("; "));
         wait::until(&what, &ctx.wait.capped(caps::CERTIFICATE_ISSUED), ctx.cancellation(), || async {
-            let c = self.dns.describe_certificate(cert.arn.clone()).await.at("DescribeCertificate", &cert.arn)?;
+            let c =
+                self.dns.describe_certificate(cert.arn.clone()).await.at("DescribeCertificate", cert.arn.as_str())?;
             let Some(c) = c else {
-                return Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status: "gone".to_owned() });
+                return Err(PlatformError::CertificateFailed { arn: cert.arn.to_string(), status: "gone".to_owned() });
             };
             match c.status.as_str() {
                 "ISSUED" => Ok(Probe::Done(())),
                 "PENDING_VALIDATION" => Ok(Probe::Pending(c.status)),
                 // FAILED (with its reason), VALIDATION_TIMED_OUT, ...: the next apply replaces it.
-                _ => Err(PlatformError::CertificateFailed { arn: cert.arn.clone(), status: c.status_reason() }),
+                _ => Err(PlatformError::CertificateFailed { arn: cert.arn.to_string(), status: c.status_reason() }),
             }
         })
         .await
@@ -233,9 +236,12 @@ impl Planned for CertChange {
                 let kept = if failed.in_use_by.is_empty() {
                     String::new()
                 } else {
-                    format!("; it is kept while in use by {}", failed.in_use_by.join(", "))
+                    format!(
+                        "; it is kept while in use by {}",
+                        failed.in_use_by.iter().map(Arn::as_str).collect::<Vec<_>>().join(", ")
+                    )
                 };
-                Change::new(Action::Replace, ResourceRef::new("acm:certificate", domain).with_id(&failed.arn))
+                Change::new(Action::Replace, ResourceRef::new("acm:certificate", domain).with_id(failed.arn.as_str()))
                     .field("status", Some(failed.status_reason()), Some("PENDING_VALIDATION"))
                     .field("subject_alternative_names", None::<&str>, Some(format!("*.{domain}")))
                     .field("validation", None::<&str>, Some("DNS"))
@@ -246,7 +252,7 @@ impl Planned for CertChange {
                     ))
             }
             CertChange::DeleteFailed { domain, cert } => {
-                Change::new(Action::Delete, ResourceRef::new("acm:certificate", domain).with_id(&cert.arn))
+                Change::new(Action::Delete, ResourceRef::new("acm:certificate", domain).with_id(cert.arn.as_str()))
                     .field("status", Some(cert.status_reason()), None::<&str>)
                     .because(format!("failed certificate {} (status {}), replaced", cert.arn, cert.status_reason()))
             }
@@ -340,7 +346,7 @@ impl Provisioner for CertificateProvisioner {
             match change {
                 CertChange::Request { replaces, .. } => {
                     let token = match &replaces {
-                        Some(failed) => replacement_certificate_token(ctx, &domain.name, &failed.arn),
+                        Some(failed) => replacement_certificate_token(ctx, &domain.name, failed.arn.as_str()),
                         None => idempotency_token(ctx, &domain.name),
                     };
                     let request = CertificateRequest {
@@ -364,7 +370,7 @@ impl Provisioner for CertificateProvisioner {
                         Some(known) => known,
                         // ACM fills them in a moment after the request.
                         None => {
-                            let arn = cert.as_ref().map(|c| c.arn.clone()).unwrap_or_default();
+                            let arn = cert.as_ref().map(|c| c.arn.to_string()).unwrap_or_default();
                             let filled = self.validation_records(ctx, &arn).await?;
                             let missing = filled.validation.iter().filter(|r| !o.validation_present.contains(r));
                             let missing = missing.cloned().collect();
@@ -385,7 +391,7 @@ impl Provisioner for CertificateProvisioner {
         }
         Ok(CertificateOutput {
             domain: Some(domain.name.clone()),
-            certificate_arn: Some(cert.arn),
+            certificate_arn: Some(cert.arn.into_inner()),
             hosted_zone_id: Some(zone),
         })
     }
@@ -430,8 +436,8 @@ impl Provisioner for CertificateProvisioner {
             }
         }
         for cert in certs {
-            self.dns.delete_certificate(cert.arn.clone()).await.at("DeleteCertificate", &cert.arn)?;
-            deleted.push(ResourceRef::new("acm:certificate", &domain.name).with_id(cert.arn));
+            self.dns.delete_certificate(cert.arn.clone()).await.at("DeleteCertificate", cert.arn.as_str())?;
+            deleted.push(ResourceRef::new("acm:certificate", &domain.name).with_id(cert.arn.into_inner()));
         }
         Ok(deleted)
     }
@@ -441,7 +447,7 @@ impl CertificateProvisioner {
     /// Deletes a failed certificate of ours (the caller checked that nothing uses it: ACM refuses
     /// to delete a certificate in use, ACM API reference, DeleteCertificate).
     async fn delete_failed(&self, failed: &Certificate) -> Result<()> {
-        self.dns.delete_certificate(failed.arn.clone()).await.at("DeleteCertificate", &failed.arn)?;
+        self.dns.delete_certificate(failed.arn.clone()).await.at("DeleteCertificate", failed.arn.as_str())?;
         tracing::info!(arn = %failed.arn, status = %failed.status_reason(), "deleted failed ACM certificate");
         Ok(())
     }

@@ -3,13 +3,14 @@
 //! kube-rs implementations.
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, ClusterName};
 use dify_stack_core::{AwsError, KubeFailure, Tags};
 
 /// An ACM certificate as observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Certificate {
     /// Its ARN.
-    pub arn: String,
+    pub arn: Arn,
     /// The domain it was requested for.
     pub domain: String,
     /// `PENDING_VALIDATION`, `ISSUED`, `FAILED`, `VALIDATION_TIMED_OUT`, ...
@@ -25,7 +26,7 @@ pub struct Certificate {
     pub failure_reason: Option<String>,
     /// What uses it (`InUseBy`: load balancers and other AWS resources); ACM refuses to delete
     /// it while any does.
-    pub in_use_by: Vec<String>,
+    pub in_use_by: Vec<Arn>,
 }
 
 impl Certificate {
@@ -106,13 +107,13 @@ pub struct CertificateRequest {
 #[async_trait]
 pub trait DnsApi: Send + Sync {
     /// ARNs of the certificates requested for exactly `domain` (any status but expired).
-    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError>;
+    async fn certificates_for(&self, domain: String) -> Result<Vec<Arn>, AwsError>;
     /// DescribeCertificate with its tags; `None` when it is gone.
-    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError>;
+    async fn describe_certificate(&self, arn: Arn) -> Result<Option<Certificate>, AwsError>;
     /// RequestCertificate with DNS validation; returns the ARN.
-    async fn request_certificate(&self, request: CertificateRequest) -> Result<String, AwsError>;
+    async fn request_certificate(&self, request: CertificateRequest) -> Result<Arn, AwsError>;
     /// DeleteCertificate; gone is fine.
-    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError>;
+    async fn delete_certificate(&self, arn: Arn) -> Result<(), AwsError>;
     /// The public hosted zone that holds `domain` (the longest matching zone name): its id.
     async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError>;
     /// The record `name`/`kind` in the zone.
@@ -146,15 +147,21 @@ pub trait AddonApi: Send + Sync {
     /// `None` when EKS does not offer it here.
     async fn offered_version(&self, addon: String, kubernetes_version: String) -> Result<Option<String>, AwsError>;
     /// The add-on on the cluster.
-    async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError>;
+    async fn addon(&self, cluster: ClusterName, addon: String) -> Result<Option<AddonState>, AwsError>;
     /// CreateAddon.
-    async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError>;
+    async fn create_addon(
+        &self,
+        cluster: ClusterName,
+        addon: String,
+        version: String,
+        tags: Tags,
+    ) -> Result<(), AwsError>;
     /// DeleteAddon; gone is fine.
-    async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError>;
+    async fn delete_addon(&self, cluster: ClusterName, addon: String) -> Result<(), AwsError>;
     /// UpdateAddon to `version` with `resolveConflicts = OVERWRITE`: EKS re-applies the add-on's
     /// manifests over whatever changed them, the repair of an add-on that is `DEGRADED` or
     /// `UPDATE_FAILED`. A client without it refuses (the repair then fails, naming the call).
-    async fn update_addon(&self, cluster: String, addon: String, version: String) -> Result<(), AwsError> {
+    async fn update_addon(&self, cluster: ClusterName, addon: String, version: String) -> Result<(), AwsError> {
         let _ = (cluster, version);
         Err(AwsError::new(
             "UpdateAddon",
@@ -165,7 +172,7 @@ pub trait AddonApi: Send + Sync {
     /// The add-on's health issues (DescribeAddon `health.issues`), each `<code>: <message>`, to
     /// say why it failed; read only for an add-on in a failure state. A client that does not
     /// read them answers none.
-    async fn addon_issues(&self, cluster: String, addon: String) -> Result<Vec<String>, AwsError> {
+    async fn addon_issues(&self, cluster: ClusterName, addon: String) -> Result<Vec<String>, AwsError> {
         let _ = (cluster, addon);
         Ok(Vec::new())
     }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, ClusterName};
 use dify_stack_core::{AwsError, AwsResultExt, Tags, found, ignore_not_found};
 
 use crate::client::{AddonApi, AddonState, Certificate, CertificateRequest, DnsApi, Record, RecordAction, fqdn};
@@ -34,7 +35,7 @@ fn unescape(name: &str) -> String {
 
 #[async_trait]
 impl DnsApi for SdkDns {
-    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
+    async fn certificates_for(&self, domain: String) -> Result<Vec<Arn>, AwsError> {
         use aws_sdk_acm::types::CertificateStatus as S;
         let summaries: Vec<_> = self
             .acm
@@ -55,19 +56,25 @@ impl DnsApi for SdkDns {
         Ok(summaries
             .iter()
             .filter(|c| c.domain_name() == Some(domain.as_str()))
-            .filter_map(|c| c.certificate_arn().map(str::to_owned))
+            .filter_map(|c| c.certificate_arn().map(Arn::new))
             .collect())
     }
 
-    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
-        let Some(out) =
-            found(self.acm.describe_certificate().certificate_arn(&arn).send().await.aws("DescribeCertificate"))?
+    async fn describe_certificate(&self, arn: Arn) -> Result<Option<Certificate>, AwsError> {
+        let Some(out) = found(
+            self.acm.describe_certificate().certificate_arn(arn.as_str()).send().await.aws("DescribeCertificate"),
+        )?
         else {
             return Ok(None);
         };
         let Some(c) = out.certificate() else { return Ok(None) };
         let tags = found(
-            self.acm.list_tags_for_certificate().certificate_arn(&arn).send().await.aws("ListTagsForCertificate"),
+            self.acm
+                .list_tags_for_certificate()
+                .certificate_arn(arn.as_str())
+                .send()
+                .await
+                .aws("ListTagsForCertificate"),
         )?
         .map(|t| t.tags().iter().map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned())).collect())
         .unwrap_or_default();
@@ -88,11 +95,11 @@ impl DnsApi for SdkDns {
             tags,
             created_at: c.created_at().and_then(|t| t.to_millis().ok()),
             failure_reason: c.failure_reason().map(|r| r.as_str().to_owned()),
-            in_use_by: c.in_use_by().to_vec(),
+            in_use_by: c.in_use_by().iter().map(Arn::new).collect(),
         }))
     }
 
-    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<Arn, AwsError> {
         let CertificateRequest { domain, sans, token, tags } = r;
         let tags = tags
             .into_iter()
@@ -110,12 +117,18 @@ impl DnsApi for SdkDns {
             .send()
             .await
             .aws("RequestCertificate")?;
-        Ok(out.certificate_arn().unwrap_or_default().to_owned())
+        Ok(Arn::new(out.certificate_arn().unwrap_or_default()))
     }
 
-    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
+    async fn delete_certificate(&self, arn: Arn) -> Result<(), AwsError> {
         ignore_not_found(
-            self.acm.delete_certificate().certificate_arn(arn).send().await.aws("DeleteCertificate").map(|_| ()),
+            self.acm
+                .delete_certificate()
+                .certificate_arn(arn.into_inner())
+                .send()
+                .await
+                .aws("DeleteCertificate")
+                .map(|_| ()),
         )
         .map(|_| ())
     }
@@ -233,9 +246,16 @@ impl AddonApi for SdkAddons {
         dify_stack_aws::eks::default_addon_version(&self.eks, &addon, &kubernetes_version).await
     }
 
-    async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
-        let out =
-            found(self.eks.describe_addon().cluster_name(cluster).addon_name(addon).send().await.aws("DescribeAddon"))?;
+    async fn addon(&self, cluster: ClusterName, addon: String) -> Result<Option<AddonState>, AwsError> {
+        let out = found(
+            self.eks
+                .describe_addon()
+                .cluster_name(cluster.into_inner())
+                .addon_name(addon)
+                .send()
+                .await
+                .aws("DescribeAddon"),
+        )?;
         Ok(out.and_then(|o| {
             o.addon().map(|a| AddonState {
                 version: a.addon_version().unwrap_or_default().to_owned(),
@@ -245,11 +265,17 @@ impl AddonApi for SdkAddons {
         }))
     }
 
-    async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_addon(
+        &self,
+        cluster: ClusterName,
+        addon: String,
+        version: String,
+        tags: Tags,
+    ) -> Result<(), AwsError> {
         let tags: HashMap<String, String> = tags.into_iter().collect();
         self.eks
             .create_addon()
-            .cluster_name(cluster)
+            .cluster_name(cluster.into_inner())
             .addon_name(addon)
             .addon_version(version)
             .set_tags(Some(tags))
@@ -259,17 +285,24 @@ impl AddonApi for SdkAddons {
         Ok(())
     }
 
-    async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError> {
+    async fn delete_addon(&self, cluster: ClusterName, addon: String) -> Result<(), AwsError> {
         ignore_not_found(
-            self.eks.delete_addon().cluster_name(cluster).addon_name(addon).send().await.aws("DeleteAddon").map(|_| ()),
+            self.eks
+                .delete_addon()
+                .cluster_name(cluster.into_inner())
+                .addon_name(addon)
+                .send()
+                .await
+                .aws("DeleteAddon")
+                .map(|_| ()),
         )
         .map(|_| ())
     }
 
-    async fn update_addon(&self, cluster: String, addon: String, version: String) -> Result<(), AwsError> {
+    async fn update_addon(&self, cluster: ClusterName, addon: String, version: String) -> Result<(), AwsError> {
         self.eks
             .update_addon()
-            .cluster_name(cluster)
+            .cluster_name(cluster.into_inner())
             .addon_name(addon)
             .addon_version(version)
             .resolve_conflicts(aws_sdk_eks::types::ResolveConflicts::Overwrite)
@@ -281,9 +314,16 @@ impl AddonApi for SdkAddons {
 
     /// `health.issues` of DescribeAddon (EKS API reference, AddonHealth and AddonIssue: a code
     /// such as `AdmissionRequestDenied` or `InsufficientNumberOfReplicas`, and a message).
-    async fn addon_issues(&self, cluster: String, addon: String) -> Result<Vec<String>, AwsError> {
-        let out =
-            found(self.eks.describe_addon().cluster_name(cluster).addon_name(addon).send().await.aws("DescribeAddon"))?;
+    async fn addon_issues(&self, cluster: ClusterName, addon: String) -> Result<Vec<String>, AwsError> {
+        let out = found(
+            self.eks
+                .describe_addon()
+                .cluster_name(cluster.into_inner())
+                .addon_name(addon)
+                .send()
+                .await
+                .aws("DescribeAddon"),
+        )?;
         Ok(out
             .and_then(|o| o.addon().and_then(|a| a.health()).map(|h| h.issues().to_vec()))
             .unwrap_or_default()

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dify_stack_core::ids::Arn;
 use dify_stack_core::{Action, AwsError, Context, Environment, KubeFailure, Provisioner, Tags, Tier, WaitPolicy};
 
 use crate::certificate::{CertificateProvisioner, CertificateSpec};
@@ -241,17 +242,17 @@ struct Unvalidated(Fake);
 
 #[async_trait]
 impl DnsApi for Unvalidated {
-    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
+    async fn certificates_for(&self, domain: String) -> Result<Vec<Arn>, AwsError> {
         self.0.certificates_for(domain).await
     }
-    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
+    async fn describe_certificate(&self, arn: Arn) -> Result<Option<Certificate>, AwsError> {
         self.0.w().records.clear();
         self.0.describe_certificate(arn).await
     }
-    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<Arn, AwsError> {
         self.0.request_certificate(r).await
     }
-    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
+    async fn delete_certificate(&self, arn: Arn) -> Result<(), AwsError> {
         self.0.delete_certificate(arn).await
     }
     async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError> {
@@ -535,7 +536,7 @@ async fn a_failed_certificate_is_replaced_under_a_token_of_its_own_and_deleted()
         token,
         tags: ctx.tags_for(Tier::Platform, "certificate", "dify.example.com"),
     };
-    assert_eq!(fake.request_certificate(request(base.clone())).await.unwrap(), failed);
+    assert_eq!(fake.request_certificate(request(base.clone())).await.unwrap().as_str(), failed);
 
     fake.w().caa_blocks = false;
     let plan = c.plan(&ctx, &spec).await.unwrap();
@@ -559,7 +560,7 @@ async fn a_failed_certificate_is_replaced_under_a_token_of_its_own_and_deleted()
         assert_eq!(w.certs[&new].status, "ISSUED");
     }
     // A retry of the replacement's request within the hour gets the same certificate.
-    assert_eq!(fake.request_certificate(request(token)).await.unwrap(), new);
+    assert_eq!(fake.request_certificate(request(token)).await.unwrap().as_str(), new);
     assert_eq!(fake.w().certs.len(), 1);
     let before = fake.w().log.len();
     assert!(c.plan(&ctx, &spec).await.unwrap().is_empty());

@@ -7,6 +7,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dify_stack_core::ids::ClusterName;
 use dify_stack_core::{AwsError, Context, Environment, Provisioner, Tags};
 use dify_stack_platform::client::{AddonApi, AddonState};
 use dify_stack_platform::kube::KubeIngressClasses;
@@ -126,13 +127,13 @@ impl AddonApi for NoAws {
     async fn offered_version(&self, _: String, _: String) -> Result<Option<String>, AwsError> {
         unreachable!("no metrics-server")
     }
-    async fn addon(&self, _: String, _: String) -> Result<Option<AddonState>, AwsError> {
+    async fn addon(&self, _: ClusterName, _: String) -> Result<Option<AddonState>, AwsError> {
         unreachable!("no metrics-server")
     }
-    async fn create_addon(&self, _: String, _: String, _: String, _: Tags) -> Result<(), AwsError> {
+    async fn create_addon(&self, _: ClusterName, _: String, _: String, _: Tags) -> Result<(), AwsError> {
         unreachable!("no metrics-server")
     }
-    async fn delete_addon(&self, _: String, _: String) -> Result<(), AwsError> {
+    async fn delete_addon(&self, _: ClusterName, _: String) -> Result<(), AwsError> {
         unreachable!("no metrics-server")
     }
 }

@@ -15,12 +15,15 @@ pub async fn audit<C: EcrApi + ?Sized>(ctx: &Context, client: &C) -> Result<Verd
 
 /// ECR.1 for the `wanted` repositories among those `found`.
 pub fn repositories(wanted: &[String], found: &[RepoInfo]) -> Verdicts {
-    let absent: Vec<&String> = wanted.iter().filter(|w| !found.iter().any(|r| &r.name == *w)).collect();
+    let absent: Vec<&String> = wanted.iter().filter(|w| !found.iter().any(|r| r.name.as_str() == w.as_str())).collect();
     if !absent.is_empty() {
         return vec![("ECR.1", Verdict::missing(&format!("the repositories {absent:?}")))];
     }
-    let not_scanning: Vec<&str> =
-        found.iter().filter(|r| wanted.contains(&r.name) && !r.scan_on_push).map(|r| r.name.as_str()).collect();
+    let not_scanning: Vec<&str> = found
+        .iter()
+        .filter(|r| wanted.iter().any(|w| w == r.name.as_str()) && !r.scan_on_push)
+        .map(|r| r.name.as_str())
+        .collect();
     vec![("ECR.1", Verdict::check(not_scanning.is_empty(), || format!("no scan on push: {not_scanning:?}")))]
 }
 
@@ -28,11 +31,12 @@ pub fn repositories(wanted: &[String], found: &[RepoInfo]) -> Verdicts {
 mod tests {
     use super::*;
     use crate::spec::{Encryption, TagMutability};
+    use dify_stack_core::ids::Arn;
 
     fn repo(name: &str, scan_on_push: bool) -> RepoInfo {
         RepoInfo {
             name: name.into(),
-            arn: String::new(),
+            arn: Arn::new(""),
             uri: String::new(),
             scan_on_push,
             mutability: TagMutability::Immutable,

@@ -48,8 +48,8 @@ pub struct RegistryOutput {
 
 /// The tier's output from its two repositories.
 fn registry_output(app: &RepoInfo, plugin: &RepoInfo) -> RegistryOutput {
-    let repo = |r: &RepoInfo| RepositoryOutput { name: r.name.clone(), arn: r.arn.clone(), uri: r.uri.clone() };
-    let arn_prefix = plugin.arn.rsplit_once(":repository/").map(|(p, _)| p.to_owned()).unwrap_or_default();
+    let repo = |r: &RepoInfo| RepositoryOutput { name: r.name.to_string(), arn: r.arn.to_string(), uri: r.uri.clone() };
+    let arn_prefix = plugin.arn.as_str().rsplit_once(":repository/").map(|(p, _)| p.to_owned()).unwrap_or_default();
     let registry = plugin.uri.split('/').next().unwrap_or_default().to_owned();
     RegistryOutput {
         plugin_repository_arn_pattern: format!("{arn_prefix}:repository/{}*", plugin.name),

@@ -6,6 +6,7 @@ use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::{
     EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag,
 };
+use dify_stack_core::ids::{Arn, RepositoryName};
 use dify_stack_core::{AwsError, AwsResultExt, Tags};
 
 use crate::client::{EcrApi, RepoInfo};
@@ -31,8 +32,8 @@ fn repo_info(r: &aws_sdk_ecr::types::Repository) -> RepoInfo {
         _ => Encryption::Aes256,
     };
     RepoInfo {
-        name: r.repository_name().unwrap_or_default().to_owned(),
-        arn: r.repository_arn().unwrap_or_default().to_owned(),
+        name: RepositoryName::new(r.repository_name().unwrap_or_default()),
+        arn: Arn::new(r.repository_arn().unwrap_or_default()),
         uri: r.repository_uri().unwrap_or_default().to_owned(),
         scan_on_push: r.image_scanning_configuration().is_some_and(|s| s.scan_on_push()),
         mutability: match r.image_tag_mutability() {
@@ -70,27 +71,40 @@ impl EcrApi for SdkEcr {
         }
     }
 
-    async fn list_tags(&self, arn: String) -> Result<Tags, AwsError> {
-        let out = self.client.list_tags_for_resource().resource_arn(arn).send().await.aws("ListTagsForResource")?;
+    async fn list_tags(&self, arn: Arn) -> Result<Tags, AwsError> {
+        let out = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(arn.into_inner())
+            .send()
+            .await
+            .aws("ListTagsForResource")?;
         Ok(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
     }
 
-    async fn get_lifecycle_policy(&self, name: String) -> Result<Option<String>, AwsError> {
-        match self.client.get_lifecycle_policy().repository_name(name).send().await.aws("GetLifecyclePolicy") {
+    async fn get_lifecycle_policy(&self, name: RepositoryName) -> Result<Option<String>, AwsError> {
+        match self
+            .client
+            .get_lifecycle_policy()
+            .repository_name(name.into_inner())
+            .send()
+            .await
+            .aws("GetLifecyclePolicy")
+        {
             Ok(out) => Ok(out.lifecycle_policy_text().map(str::to_owned)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn image_count(&self, name: String) -> Result<usize, AwsError> {
-        let out = self.client.list_images().repository_name(name).send().await.aws("ListImages")?;
+    async fn image_count(&self, name: RepositoryName) -> Result<usize, AwsError> {
+        let out = self.client.list_images().repository_name(name.into_inner()).send().await.aws("ListImages")?;
         Ok(out.image_ids().len())
     }
 
     async fn create_repository(
         &self,
-        name: String,
+        name: RepositoryName,
         scan_on_push: bool,
         mutability: TagMutability,
         encryption: Encryption,
@@ -107,7 +121,7 @@ impl EcrApi for SdkEcr {
         let out = self
             .client
             .create_repository()
-            .repository_name(name)
+            .repository_name(name.into_inner())
             .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(scan_on_push).build())
             .image_tag_mutability(sdk_mutability(mutability))
             .encryption_configuration(enc)
@@ -120,10 +134,10 @@ impl EcrApi for SdkEcr {
             .ok_or_else(|| AwsError::new("CreateRepository", "EmptyResponse", "no repository in the response"))
     }
 
-    async fn set_scan_on_push(&self, name: String, scan_on_push: bool) -> Result<(), AwsError> {
+    async fn set_scan_on_push(&self, name: RepositoryName, scan_on_push: bool) -> Result<(), AwsError> {
         self.client
             .put_image_scanning_configuration()
-            .repository_name(name)
+            .repository_name(name.into_inner())
             .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(scan_on_push).build())
             .send()
             .await
@@ -131,10 +145,10 @@ impl EcrApi for SdkEcr {
         Ok(())
     }
 
-    async fn set_mutability(&self, name: String, mutability: TagMutability) -> Result<(), AwsError> {
+    async fn set_mutability(&self, name: RepositoryName, mutability: TagMutability) -> Result<(), AwsError> {
         self.client
             .put_image_tag_mutability()
-            .repository_name(name)
+            .repository_name(name.into_inner())
             .image_tag_mutability(sdk_mutability(mutability))
             .send()
             .await
@@ -142,10 +156,10 @@ impl EcrApi for SdkEcr {
         Ok(())
     }
 
-    async fn put_lifecycle_policy(&self, name: String, policy: String) -> Result<(), AwsError> {
+    async fn put_lifecycle_policy(&self, name: RepositoryName, policy: String) -> Result<(), AwsError> {
         self.client
             .put_lifecycle_policy()
-            .repository_name(name)
+            .repository_name(name.into_inner())
             .lifecycle_policy_text(policy)
             .send()
             .await
@@ -153,13 +167,25 @@ impl EcrApi for SdkEcr {
         Ok(())
     }
 
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
-        self.client.tag_resource().resource_arn(arn).set_tags(Some(sdk_tags(&tags))).send().await.aws("TagResource")?;
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError> {
+        self.client
+            .tag_resource()
+            .resource_arn(arn.into_inner())
+            .set_tags(Some(sdk_tags(&tags)))
+            .send()
+            .await
+            .aws("TagResource")?;
         Ok(())
     }
 
-    async fn delete_repository(&self, name: String, force: bool) -> Result<(), AwsError> {
-        self.client.delete_repository().repository_name(name).force(force).send().await.aws("DeleteRepository")?;
+    async fn delete_repository(&self, name: RepositoryName, force: bool) -> Result<(), AwsError> {
+        self.client
+            .delete_repository()
+            .repository_name(name.into_inner())
+            .force(force)
+            .send()
+            .await
+            .aws("DeleteRepository")?;
         Ok(())
     }
 }

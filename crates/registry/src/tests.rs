@@ -12,7 +12,7 @@ fn ctx() -> Context {
 fn repo(name: &str, spec: &RepositorySpec) -> RepoInfo {
     RepoInfo {
         name: name.into(),
-        arn: format!("arn:aws-cn:ecr:cn-north-1:123456789012:repository/{name}"),
+        arn: format!("arn:aws-cn:ecr:cn-north-1:123456789012:repository/{name}").into(),
         uri: format!("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/{name}"),
         scan_on_push: spec.scan_on_push,
         mutability: spec.tag_mutability,
@@ -32,13 +32,13 @@ fn converged(spec: &RegistrySpec) -> MockEcrApi {
     let mut m = MockEcrApi::new();
     m.expect_list_repositories().returning(move || Ok(repos.clone()));
     let arns = REPOS.map(|n| format!("arn:aws-cn:ecr:cn-north-1:123456789012:repository/{n}"));
-    m.expect_list_tags().withf(move |arn| arns.contains(arn)).returning(|arn| {
-        let name = arn.rsplit('/').next().unwrap().to_owned();
+    m.expect_list_tags().withf(move |arn| arns.iter().any(|a| a == arn.as_str())).returning(|arn| {
+        let name = arn.as_str().rsplit('/').next().unwrap().to_owned();
         let component = if name == REPOS[1] { "plugin-repository" } else { "app-repository" };
         Ok(ctx().tags_for(Tier::Registry, component, &name))
     });
     m.expect_get_lifecycle_policy().withf(|name| REPOS.contains(&name.as_str())).returning(move |name| {
-        let keep = if name == REPOS[1] { plugin_keep } else { app_keep };
+        let keep = if name.as_str() == REPOS[1] { plugin_keep } else { app_keep };
         // ECR answers with its own formatting: compared as JSON, not text.
         Ok(Some(serde_json::to_string_pretty(&lifecycle_policy(keep)).unwrap()))
     });
@@ -93,19 +93,19 @@ async fn a_lost_create_response_is_read_back_not_duplicated() {
         Ok(if calls == 1 { vec![] } else { vec![listed.clone()] })
     });
     m.expect_list_tags()
-        .withf(|arn| arn.ends_with(":repository/unit"))
+        .withf(|arn| arn.as_str().ends_with(":repository/unit"))
         .returning(|_| Ok(ctx().tags_for(Tier::Registry, "app-repository", "unit")));
     m.expect_get_lifecycle_policy().withf(|name| REPOS.contains(&name.as_str())).returning(|_| Ok(None));
     m.expect_create_repository().times(2).returning(move |name, _, _, _, _| {
-        if name == "unit" {
+        if name.as_str() == "unit" {
             Err(AwsError::new("CreateRepository", "RepositoryAlreadyExistsException", "exists"))
         } else {
-            Ok(repo(&name, &RegistrySpec::default().plugin))
+            Ok(repo(name.as_str(), &RegistrySpec::default().plugin))
         }
     });
     m.expect_put_lifecycle_policy().withf(|name, _| REPOS.contains(&name.as_str())).times(2).returning(|_, _| Ok(()));
     let out = RegistryProvisioner::new(m).apply(&ctx(), &spec).await.unwrap();
-    assert_eq!(out.app.arn, app.arn);
+    assert_eq!(out.app.arn, app.arn.as_str());
 }
 
 #[tokio::test]
@@ -125,8 +125,8 @@ fn drifted(spec: &RegistrySpec) -> MockEcrApi {
     let mut m = MockEcrApi::new();
     m.expect_list_repositories().returning(move || Ok(repos.clone()));
     let arns = REPOS.map(|n| format!("arn:aws-cn:ecr:cn-north-1:123456789012:repository/{n}"));
-    m.expect_list_tags().withf(move |arn| arns.contains(arn)).returning(|arn| {
-        let name = arn.rsplit('/').next().unwrap().to_owned();
+    m.expect_list_tags().withf(move |arn| arns.iter().any(|a| a == arn.as_str())).returning(|arn| {
+        let name = arn.as_str().rsplit('/').next().unwrap().to_owned();
         let plugin = name == REPOS[1];
         let mut tags =
             ctx().tags_for(Tier::Registry, if plugin { "plugin-repository" } else { "app-repository" }, &name);
@@ -136,7 +136,7 @@ fn drifted(spec: &RegistrySpec) -> MockEcrApi {
         Ok(tags)
     });
     m.expect_get_lifecycle_policy().withf(|name| REPOS.contains(&name.as_str())).returning(move |name| {
-        Ok(Some(lifecycle_policy(if name == REPOS[1] { plugin_keep } else { app_keep }).to_string()))
+        Ok(Some(lifecycle_policy(if name.as_str() == REPOS[1] { plugin_keep } else { app_keep }).to_string()))
     });
     m
 }
@@ -166,7 +166,7 @@ async fn apply_makes_exactly_the_writes_the_plan_shows() {
     m.expect_tag().returning(move |arn, tags| {
         w.lock().unwrap().push(format!(
             "tag {} {:?}",
-            arn.rsplit('/').next().unwrap(),
+            arn.as_str().rsplit('/').next().unwrap(),
             tags.keys().collect::<Vec<_>>()
         ));
         Ok(())
@@ -183,17 +183,17 @@ async fn an_allowed_replacement_deletes_then_creates_with_the_new_encryption() {
     let mut seq = mockall::Sequence::new();
     for name in REPOS {
         m.expect_delete_repository()
-            .withf(move |n, force| n == name && *force)
+            .withf(move |n, force| n.as_str() == name && *force)
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_, _| Ok(()));
         m.expect_create_repository()
-            .withf(move |n, _, _, enc, _| n == name && *enc == Encryption::Kms { key_arn: None })
+            .withf(move |n, _, _, enc, _| n.as_str() == name && *enc == Encryption::Kms { key_arn: None })
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|n, _, _, _, _| Ok(repo(&n, &RegistrySpec::default().app)));
+            .returning(|n, _, _, _, _| Ok(repo(n.as_str(), &RegistrySpec::default().app)));
         m.expect_put_lifecycle_policy()
-            .withf(move |n, _| n == name)
+            .withf(move |n, _| n.as_str() == name)
             .times(1)
             .in_sequence(&mut seq)
             .returning(|_, _| Ok(()));

@@ -2,10 +2,9 @@
 
 use super::diff::{self, AuroraChange};
 use super::{
-    Arn, AuroraNames, AuroraOutput, AuroraProvisioner, Condition, Context, DatastoresError, DatastoresSpec,
-    DbClusterCreate, DbClusterInfo, DbClusterModify, DbEngineUpgrade, DbInstanceInfo, PORT, Probe, RdsStatus, Result,
-    SecretArn, SecretKind, SecurityGroupId, Tier, caps, data_api_refused, secrets, security_group, upgrade, wait_for,
-    wait_state,
+    AuroraNames, AuroraOutput, AuroraProvisioner, Condition, Context, DatastoresError, DatastoresSpec, DbClusterCreate,
+    DbClusterInfo, DbClusterModify, DbEngineUpgrade, DbInstanceInfo, PORT, Probe, RdsStatus, Result, SecretKind, Tier,
+    caps, data_api_refused, secrets, security_group, upgrade, wait_for, wait_state,
 };
 use crate::aurora::LIST_DATABASES;
 use crate::aurora::pending_role_statements;
@@ -85,7 +84,7 @@ impl AuroraProvisioner {
                     touched = true;
                 }
                 AuroraChange::SubnetGroup { name } => {
-                    let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
+                    let subnets = spec.subnets.iter().map(|s| s.id.clone()).collect();
                     let tags = ctx.tags_for(Tier::Datastores, "aurora-subnet-group", name);
                     match self.rds.create_subnet_group(name.clone(), subnets, tags).await {
                         Ok(()) => {}
@@ -266,13 +265,13 @@ impl AuroraProvisioner {
         }
         Ok(AuroraOutput {
             cluster_id: cluster_id.clone(),
-            cluster_arn: Arn::new(&cluster.arn),
+            cluster_arn: cluster.arn.clone(),
             writer_endpoint: cluster.endpoint.clone().unwrap_or_default(),
             reader_endpoint: cluster.reader_endpoint.clone().unwrap_or_default(),
             port: cluster.port.unwrap_or(PORT),
-            master_secret_arn: secret.map(SecretArn::new),
+            master_secret_arn: secret,
             master_username: a.master_username.clone(),
-            security_group_id: SecurityGroupId::new(sg),
+            security_group_id: sg,
             databases,
             pending_statements,
             app_username: a.app_username.clone(),

@@ -66,7 +66,7 @@ impl AuroraProvisioner {
                     .map(|c| c.status.to_string()))
             })
             .await?;
-            deleted.push(ResourceRef::new("rds:cluster", &cluster_id).with_id(&c.arn));
+            deleted.push(ResourceRef::new("rds:cluster", &cluster_id).with_id(c.arn.as_str()));
         }
         if let Some(tags) = self
             .rds
@@ -81,10 +81,9 @@ impl AuroraProvisioner {
         }
         // Without the VPC, no group in it.
         if let Some(vpc_id) = &selector.vpc_id
-            && let Some(id) =
-                security_group::delete(ctx, self.sg.as_ref(), vpc_id.as_str(), &names.security_group).await?
+            && let Some(id) = security_group::delete(ctx, self.sg.as_ref(), vpc_id, &names.security_group).await?
         {
-            deleted.push(ResourceRef::new("ec2:security-group", &names.security_group).with_id(id));
+            deleted.push(ResourceRef::new("ec2:security-group", &names.security_group).with_id(id.into_inner()));
         }
         // The application role went with the cluster; its password with it.
         if let Some(arn) = secrets::delete_secret(ctx, self.secrets.as_ref(), SecretKind::AuroraApp, policy).await? {

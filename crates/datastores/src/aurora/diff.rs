@@ -4,6 +4,7 @@
 //! read and converged by apply's SQL phase, which reads the catalog again when the cluster
 //! changed (a new cluster's catalog cannot be read at plan time).
 
+use dify_stack_core::ids::{Arn, AvailabilityZone, SecurityGroupId};
 use dify_stack_core::{Action, Change, Context, Effect, Planned, ResourceRef, Tier};
 
 use super::{AuroraNames, AuroraProvisioner, ObservedAurora, PORT};
@@ -54,7 +55,7 @@ pub(crate) enum AuroraChange {
     /// one not permitted, a custom parameter group) and the fix: apply refuses before any write.
     UpgradeEngine {
         name: String,
-        arn: String,
+        arn: Arn,
         have: String,
         want: String,
         major: Option<(String, String)>,
@@ -64,7 +65,7 @@ pub(crate) enum AuroraChange {
     /// (enabled by the SQL phase, which falls back to statements where the region refuses it).
     UpdateCluster {
         name: String,
-        arn: String,
+        arn: Arn,
         acu: Option<(Option<Acu>, Acu)>,
         backup_retention_days: Option<(i32, i32)>,
         deletion_protection: Option<(bool, bool)>,
@@ -74,7 +75,7 @@ pub(crate) enum AuroraChange {
         tags: dify_stack_core::TagDrift,
     },
     /// An instance is created (the writer first, readers in the next AZs).
-    CreateInstance { id: String, availability_zone: String },
+    CreateInstance { id: String, availability_zone: AvailabilityZone },
     /// An instance the spec does not ask for is deleted.
     DeleteInstance { id: String },
     /// The application role's secret is generated (`<stack>/aurora-app`).
@@ -114,7 +115,7 @@ impl Planned for AuroraChange {
                     .typically(typical::AURORA_SNAPSHOT)
             }
             AuroraChange::UpgradeEngine { name, arn, have, want, major, refused } => {
-                let c = Change::new(Action::Update, cluster(name).with_id(arn)).field(
+                let c = Change::new(Action::Update, cluster(name).with_id(arn.as_str())).field(
                     "engine_version",
                     Some(have),
                     Some(want),
@@ -150,7 +151,7 @@ impl Planned for AuroraChange {
                 data_api,
                 tags,
             } => {
-                let mut c = Change::new(Action::Update, cluster(name).with_id(arn));
+                let mut c = Change::new(Action::Update, cluster(name).with_id(arn.as_str()));
                 if let Some((have, want)) = range {
                     c = c.field("serverless_v2_acu", Some(have.map(acu).unwrap_or_default()), Some(acu(*want)));
                 }
@@ -295,7 +296,7 @@ fn custom_groups(o: &ObservedAurora) -> Option<String> {
 /// The security group as Aurora wants it.
 pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, names: &'a AuroraNames, sources: &'a [String]) -> SgWant<'a> {
     SgWant {
-        vpc_id: spec.vpc_id.as_str(),
+        vpc_id: &spec.vpc_id,
         name: &names.security_group,
         component: "aurora-security-group",
         port: PORT,
@@ -344,8 +345,12 @@ impl AuroraProvisioner {
                         .then_some((c.backup_retention_days, a.backup_retention_days)),
                     deletion_protection: (c.deletion_protection != a.deletion_protection)
                         .then_some((c.deletion_protection, a.deletion_protection)),
-                    security_groups: (ours.as_ref().is_none_or(|id| c.security_groups != [id.clone()]))
-                        .then(|| (c.security_groups.clone(), ours)),
+                    security_groups: (ours.as_ref().is_none_or(|id| c.security_groups != [id.clone()])).then(|| {
+                        (
+                            c.security_groups.iter().map(ToString::to_string).collect(),
+                            ours.map(SecurityGroupId::into_inner),
+                        )
+                    }),
                     data_api: data_api && !c.http_endpoint,
                     tags: dify_stack_core::tag_drift(&ours_tags, &c.tags),
                 };
@@ -359,7 +364,7 @@ impl AuroraProvisioner {
             let id = names.instance(i);
             if !o.instances.iter().any(|x| x.id == id) {
                 let az = &spec.subnets[(i - 1) % spec.subnets.len().max(1)].availability_zone;
-                out.push(AuroraChange::CreateInstance { id, availability_zone: az.to_string() });
+                out.push(AuroraChange::CreateInstance { id, availability_zone: az.clone() });
             }
         }
         for x in o.instances.iter().filter(|x| extra_instance(&names, &x.id, a.instances)) {

@@ -2,6 +2,7 @@
 
 use super::{AuroraProvisioner, ObservedAurora, Result, StoredSecret};
 use dify_stack_core::AwsAt;
+use dify_stack_core::ids::{Arn, SecretArn};
 
 // The application role. Identifiers are validated to [a-z][a-z0-9_]* and the password is
 // alphanumeric, so quoting is for keywords, not for safety. The master user of Aurora
@@ -16,8 +17,8 @@ impl AuroraProvisioner {
     /// Reads only when it is already so.
     pub(super) async fn ensure_app_role(
         &self,
-        cluster_arn: &str,
-        master_secret: &str,
+        cluster_arn: &Arn,
+        master_secret: &SecretArn,
         a: &crate::spec::AuroraSpec,
         app_secret: &StoredSecret,
         secret_fresh: bool,
@@ -25,9 +26,8 @@ impl AuroraProvisioner {
     ) -> Result<()> {
         use secrecy::ExposeSecret as _;
         let user = &a.app_username;
-        let run = |sql: String| {
-            self.rds.execute(cluster_arn.to_owned(), master_secret.to_owned(), "postgres".to_owned(), sql)
-        };
+        let run =
+            |sql: String| self.rds.execute(cluster_arn.clone(), master_secret.clone(), "postgres".to_owned(), sql);
         let password = app_secret.field("password").map(|p| p.expose_secret().to_owned()).unwrap_or_default();
         let exists = match o.app_role {
             Some(e) => e,

@@ -1,6 +1,5 @@
 //! Apply: executes OpenSearch's typed changes of one observation.
 
-use dify_stack_core::ids::{Arn, SecurityGroupId};
 use dify_stack_core::{AwsAt, Context, Planned, Provisioner, from_aws_wait, wait};
 
 use super::diff::{OpenSearchChange, changes, sg_want};
@@ -44,7 +43,7 @@ impl OpenSearchProvisioner {
         let want_sg = sg_want(spec, &sgn, &sources);
         let sg =
             security_group::apply_change(ctx, self.sg.as_ref(), want_sg, sg_change, o.security_group.as_ref()).await?;
-        let mut config = Self::config_for(ctx, spec, &sg);
+        let mut config = Self::config_for(ctx, spec, sg.as_str());
         // The domain as last seen, when it is ready and nothing changed (no further read).
         let mut settled = o.domain.clone().filter(|d| d.vpc_endpoint.is_some());
         for change in changes {
@@ -99,11 +98,11 @@ impl OpenSearchProvisioner {
         };
         Ok(OpenSearchOutput {
             domain_name: name,
-            arn: Arn::new(&d.arn),
+            arn: d.arn.clone(),
             endpoint: d.vpc_endpoint.clone().unwrap_or_default(),
             port: PORT,
             master_secret_arn: secret.arn.clone(),
-            security_group_id: SecurityGroupId::new(sg),
+            security_group_id: sg,
         })
     }
 }

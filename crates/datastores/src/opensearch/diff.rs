@@ -1,6 +1,7 @@
 //! Diff: OpenSearch's typed changes from one observation. The plan shows each as one entry
 //! and apply executes exactly the list.
 
+use dify_stack_core::ids::Arn;
 use dify_stack_core::{Action, Change, Context, Effect, Planned, ResourceRef};
 use serde_json::Value;
 
@@ -36,13 +37,13 @@ pub(crate) enum OpenSearchChange {
     /// upgrade, you can't make configuration changes" ("Upgrading a domain"). `refused` says why
     /// it cannot run (a downgrade, a path GetCompatibleVersions does not offer) and the fix:
     /// apply refuses before any write.
-    Upgrade { name: String, arn: String, have: String, want: String, nodes: i32, refused: Option<String> },
+    Upgrade { name: String, arn: Arn, have: String, want: String, nodes: i32, refused: Option<String> },
     /// What only a new domain can change (encryption, TLS policy): refused, the domain holds
     /// the search index.
-    Replace { name: String, arn: String, fields: Vec<(&'static str, String, String)> },
+    Replace { name: String, arn: Arn, fields: Vec<(&'static str, String, String)> },
     /// UpdateDomainConfig of the settings that differ (with the security group's id known only
     /// after apply when the group is created by the same run), and our tags.
-    Update { name: String, arn: String, settings: Vec<(&'static str, String, String)>, tags: dify_stack_core::TagDrift },
+    Update { name: String, arn: Arn, settings: Vec<(&'static str, String, String)>, tags: dify_stack_core::TagDrift },
 }
 
 impl Planned for OpenSearchChange {
@@ -70,7 +71,7 @@ impl Planned for OpenSearchChange {
                     .field("fine_grained_access_control", None::<bool>, Some(true))
             }
             OpenSearchChange::Upgrade { name, arn, have, want, nodes, refused } => {
-                let c = Change::new(Action::Update, domain(name).with_id(arn)).field(
+                let c = Change::new(Action::Update, domain(name).with_id(arn.as_str())).field(
                     "engine_version",
                     Some(have),
                     Some(want),
@@ -89,13 +90,15 @@ impl Planned for OpenSearchChange {
                 }
             }
             OpenSearchChange::Replace { name, arn, fields } => fields.iter().fold(
-                Change::new(Action::Replace, domain(name).with_id(arn)).because("cannot change in place"),
+                Change::new(Action::Replace, domain(name).with_id(arn.as_str())).because("cannot change in place"),
                 |c, (f, have, want)| c.field(*f, Some(have), Some(want)),
             ),
             OpenSearchChange::Update { name, arn, settings, tags } => {
-                let c = settings.iter().fold(Change::new(Action::Update, domain(name).with_id(arn)), |c, (f, h, w)| {
-                    c.field(*f, Some(h), Some(w))
-                });
+                let c = settings
+                    .iter()
+                    .fold(Change::new(Action::Update, domain(name).with_id(arn.as_str())), |c, (f, h, w)| {
+                        c.field(*f, Some(h), Some(w))
+                    });
                 c.tag_fields(tags)
             }
         }
@@ -157,7 +160,7 @@ fn engine_change(
 
 /// The security group as OpenSearch wants it.
 pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, name: &'a str, sources: &'a [String]) -> SgWant<'a> {
-    SgWant { vpc_id: spec.vpc_id.as_str(), name, component: "opensearch-security-group", port: PORT, sources }
+    SgWant { vpc_id: &spec.vpc_id, name, component: "opensearch-security-group", port: PORT, sources }
 }
 
 /// OpenSearch's changes against one observation, in the order apply makes them.
@@ -174,8 +177,8 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSear
     if let Some(c) = security_group::change(ctx, sg_want(spec, &sgn, &sources), o.security_group.as_ref()) {
         out.push(OpenSearchChange::SecurityGroup(c));
     }
-    let sg_id = o.security_group.as_ref().map(|s| s.id.clone()).unwrap_or_else(|| "(known after apply)".to_owned());
-    let want = OpenSearchProvisioner::config_for(ctx, spec, &sg_id);
+    let sg_id = o.security_group.as_ref().map_or("(known after apply)", |s| s.id.as_str());
+    let want = OpenSearchProvisioner::config_for(ctx, spec, sg_id);
     let Some(d) = &o.domain else {
         out.push(OpenSearchChange::Create {
             name,
@@ -200,6 +203,11 @@ pub(crate) fn changes(ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSear
     out
 }
 
+/// The ids as the plan shows them (`["subnet-1"]`, as the strings they were).
+fn strs<T: AsRef<str>>(ids: &[T]) -> Vec<&str> {
+    ids.iter().map(AsRef::as_ref).collect()
+}
+
 pub(super) fn settings_drift(d: &DomainInfo, want: &DomainConfig) -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
     if d.instance_type != want.instance_type {
@@ -219,8 +227,8 @@ pub(super) fn settings_drift(d: &DomainInfo, want: &DomainConfig) -> Vec<(&'stat
     {
         out.push((
             "vpc",
-            format!("{:?} {:?}", d.subnet_ids, d.security_group_ids),
-            format!("{:?} {:?}", want.subnet_ids, want.security_group_id),
+            format!("{:?} {:?}", strs(&d.subnet_ids), strs(&d.security_group_ids)),
+            format!("{:?} {:?}", strs(&want.subnet_ids), want.security_group_id.as_str()),
         ));
     }
     let have_policy: Option<Value> = d.access_policy.as_deref().and_then(|p| serde_json::from_str(p).ok());

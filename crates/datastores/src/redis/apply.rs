@@ -1,6 +1,5 @@
 //! Apply: executes Redis's typed changes of one observation.
 
-use dify_stack_core::ids::{Arn, SecurityGroupId};
 use dify_stack_core::{AwsAt, Context, NotOwned, Provisioner, Tags, Tier};
 
 use super::diff::{RedisChange, changes, sg_want};
@@ -79,7 +78,7 @@ impl RedisProvisioner {
                 RedisChange::Secret { .. } | RedisChange::SecurityGroup(_) => {}
                 RedisChange::SubnetGroup { .. } => {
                     let tags = ctx.tags_for(Tier::Datastores, "redis-subnet-group", &n);
-                    let subnets = spec.subnets.iter().map(|s| s.id.to_string()).collect();
+                    let subnets = spec.subnets.iter().map(|s| s.id.clone()).collect();
                     match self.cache.create_subnet_group(n.clone(), subnets, tags).await {
                         Ok(()) => {}
                         Err(e) if e.is_already_exists() => {}
@@ -154,13 +153,13 @@ impl RedisProvisioner {
         let (host, port) = g.primary_endpoint.clone().unwrap_or_default();
         Ok(RedisOutput {
             replication_group_id: n,
-            arn: Arn::new(&g.arn),
+            arn: g.arn.clone(),
             primary_endpoint: host,
             reader_endpoint: g.reader_endpoint.clone(),
             port: if port == 0 { PORT } else { port },
             tls: true,
             auth_secret_arn: secret.arn.clone(),
-            security_group_id: SecurityGroupId::new(sg),
+            security_group_id: sg,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Diff: Redis's typed changes from one observation. The plan shows each as one entry and
 //! apply executes exactly the list.
 
+use dify_stack_core::ids::Arn;
 use dify_stack_core::{Action, Change, Context, Effect, Planned, ResourceRef, Tier};
 
 use super::{ObservedRedis, PORT, name};
@@ -26,7 +27,7 @@ pub(crate) enum RedisChange {
     /// waited gone and created again. Only with `allow_replace` and `allow_data_loss`.
     Replace {
         name: String,
-        arn: String,
+        arn: Arn,
         /// (field, have, want) of what only a new group can change.
         fields: Vec<(&'static str, bool, bool)>,
     },
@@ -44,7 +45,7 @@ pub(crate) enum RedisChange {
     /// before any write.
     UpgradeEngine {
         name: String,
-        arn: String,
+        arn: Arn,
         have: String,
         want: String,
         parameter_group: Option<(String, String)>,
@@ -54,7 +55,7 @@ pub(crate) enum RedisChange {
     /// (ModifyReplicationGroup), the replica count (ModifyReplicaCount), our tags.
     Update {
         name: String,
-        arn: String,
+        arn: Arn,
         node_type: Option<(String, String)>,
         nodes: Option<(i32, i32)>,
         snapshot_retention_days: Option<(i32, i32)>,
@@ -83,8 +84,11 @@ impl Planned for RedisChange {
                     .field("encryption", None::<&str>, Some("at rest + in transit, AUTH"))
             }
             RedisChange::Replace { name, arn, fields } => fields.iter().fold(
-                Change::new(Action::Replace, ResourceRef::new("elasticache:replication-group", name).with_id(arn))
-                    .because("encryption and AUTH can only be set at creation"),
+                Change::new(
+                    Action::Replace,
+                    ResourceRef::new("elasticache:replication-group", name).with_id(arn.as_str()),
+                )
+                .because("encryption and AUTH can only be set at creation"),
                 |c, (field, have, want)| c.field(*field, Some(have), Some(want)),
             ),
             RedisChange::PreUpgradeSnapshot { group, name, have, want } => {
@@ -97,9 +101,11 @@ impl Planned for RedisChange {
                     .typically(typical::REDIS_SNAPSHOT)
             }
             RedisChange::UpgradeEngine { name, arn, have, want, parameter_group, refused } => {
-                let mut c =
-                    Change::new(Action::Update, ResourceRef::new("elasticache:replication-group", name).with_id(arn))
-                        .field("engine_version", Some(have), Some(want));
+                let mut c = Change::new(
+                    Action::Update,
+                    ResourceRef::new("elasticache:replication-group", name).with_id(arn.as_str()),
+                )
+                .field("engine_version", Some(have), Some(want));
                 if let Some((have, want)) = parameter_group {
                     c = c.field("parameter_group", Some(have), Some(want));
                 }
@@ -116,8 +122,10 @@ impl Planned for RedisChange {
                 }
             }
             RedisChange::Update { name, arn, node_type, nodes, snapshot_retention_days, tags } => {
-                let mut c =
-                    Change::new(Action::Update, ResourceRef::new("elasticache:replication-group", name).with_id(arn));
+                let mut c = Change::new(
+                    Action::Update,
+                    ResourceRef::new("elasticache:replication-group", name).with_id(arn.as_str()),
+                );
                 if let Some((have, want)) = node_type {
                     c = c.field("node_type", Some(have), Some(want));
                 }
@@ -172,7 +180,7 @@ fn family(version: &str) -> Option<String> {
 fn engine_changes(
     ctx: &Context,
     group: &str,
-    arn: &str,
+    arn: &Arn,
     r: &RedisSpec,
     e: &CacheEngine,
     o: &ObservedRedis,
@@ -219,7 +227,7 @@ fn engine_changes(
     });
     out.push(RedisChange::UpgradeEngine {
         name: group.to_owned(),
-        arn: arn.to_owned(),
+        arn: arn.clone(),
         have,
         want,
         parameter_group,
@@ -230,7 +238,7 @@ fn engine_changes(
 
 /// The security group as Redis wants it.
 pub(super) fn sg_want<'a>(spec: &'a DatastoresSpec, name: &'a str, sources: &'a [String]) -> SgWant<'a> {
-    SgWant { vpc_id: spec.vpc_id.as_str(), name, component: "redis-security-group", port: PORT, sources }
+    SgWant { vpc_id: &spec.vpc_id, name, component: "redis-security-group", port: PORT, sources }
 }
 
 /// Redis's changes against one observation, in the order apply makes them. A group whose tags

@@ -7,6 +7,7 @@ use crate::sdk::CacheStatus;
 use crate::sdk::ReplicationGroupCreate;
 use crate::sdk::ReplicationGroupInfo;
 use dify_stack_core::AwsResultExt;
+use dify_stack_core::ids::{Arn, SubnetId};
 use secrecy::ExposeSecret;
 
 pub(super) fn cache_tags(tags: &Tags) -> Vec<aws_sdk_elasticache::types::Tag> {
@@ -50,12 +51,12 @@ impl ElastiCacheApi for SdkDatastores {
         Ok(Some(self.cache_tags_of(arn).await?))
     }
 
-    async fn create_subnet_group(&self, name: String, subnets: Vec<String>, tags: Tags) -> Result<(), AwsError> {
+    async fn create_subnet_group(&self, name: String, subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError> {
         self.cache
             .create_cache_subnet_group()
             .cache_subnet_group_name(&name)
             .cache_subnet_group_description(format!("dify-stack {name}"))
-            .set_subnet_ids(Some(subnets))
+            .set_subnet_ids(Some(subnets.into_iter().map(SubnetId::into_inner).collect()))
             .set_tags(Some(cache_tags(&tags)))
             .send()
             .await
@@ -99,7 +100,7 @@ impl ElastiCacheApi for SdkDatastores {
         let primary = g.node_groups().first().and_then(|n| n.primary_endpoint());
         Ok(Some(ReplicationGroupInfo {
             id: g.replication_group_id().unwrap_or_default().to_owned(),
-            arn,
+            arn: Arn::new(arn),
             status: CacheStatus::parse(g.status().unwrap_or_default()),
             node_type: g.cache_node_type().unwrap_or_default().to_owned(),
             members: g.member_clusters().to_vec(),
@@ -133,7 +134,7 @@ impl ElastiCacheApi for SdkDatastores {
             .automatic_failover_enabled(c.multi_az)
             .snapshot_retention_limit(c.snapshot_retention_days)
             .cache_subnet_group_name(c.subnet_group)
-            .security_group_ids(c.security_group)
+            .security_group_ids(c.security_group.into_inner())
             .at_rest_encryption_enabled(true)
             .transit_encryption_enabled(true)
             .auth_token(c.auth_token.expose_secret())
@@ -186,10 +187,10 @@ impl ElastiCacheApi for SdkDatastores {
         Ok(())
     }
 
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError> {
         self.cache
             .add_tags_to_resource()
-            .resource_name(arn)
+            .resource_name(arn.into_inner())
             .set_tags(Some(cache_tags(&tags)))
             .send()
             .await

@@ -6,6 +6,7 @@ use crate::sdk::DomainConfig;
 use crate::sdk::DomainInfo;
 use crate::sdk::UpgradeStatusInfo;
 use dify_stack_core::AwsResultExt;
+use dify_stack_core::ids::{Arn, SecurityGroupId, SubnetId};
 use secrecy::ExposeSecret;
 
 pub(super) fn domain_info(d: &aws_sdk_opensearch::types::DomainStatus, tags: Tags) -> DomainInfo {
@@ -15,7 +16,7 @@ pub(super) fn domain_info(d: &aws_sdk_opensearch::types::DomainStatus, tags: Tag
     let ep = d.domain_endpoint_options();
     DomainInfo {
         name: d.domain_name().to_owned(),
-        arn: d.arn().to_owned(),
+        arn: Arn::new(d.arn()),
         // An engine upgrade shows as UpgradeProcessing (OpenSearch API reference, "DomainStatus");
         // it blocks other changes as Processing does.
         processing: d.processing().unwrap_or(false) || d.upgrade_processing().unwrap_or(false),
@@ -29,8 +30,10 @@ pub(super) fn domain_info(d: &aws_sdk_opensearch::types::DomainStatus, tags: Tag
         volume: ebs.filter(|e| e.ebs_enabled() == Some(true)).map(|e| {
             (e.volume_type().map(|t| t.as_str().to_owned()).unwrap_or_default(), e.volume_size().unwrap_or(0))
         }),
-        subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
-        security_group_ids: vpc.map(|v| v.security_group_ids().to_vec()).unwrap_or_default(),
+        subnet_ids: vpc.map(|v| v.subnet_ids().iter().map(SubnetId::new).collect()).unwrap_or_default(),
+        security_group_ids: vpc
+            .map(|v| v.security_group_ids().iter().map(SecurityGroupId::new).collect())
+            .unwrap_or_default(),
         vpc_endpoint: d.endpoints().and_then(|e| e.get("vpc")).cloned(),
         public_endpoint: d.endpoint().map(str::to_owned),
         at_rest_encryption: d.encryption_at_rest_options().and_then(|e| e.enabled()).unwrap_or(false),
@@ -68,8 +71,8 @@ pub(super) fn domain_ebs(c: &DomainConfig) -> aws_sdk_opensearch::types::EbsOpti
 
 pub(super) fn domain_vpc(c: &DomainConfig) -> aws_sdk_opensearch::types::VpcOptions {
     aws_sdk_opensearch::types::VpcOptions::builder()
-        .set_subnet_ids(Some(c.subnet_ids.clone()))
-        .security_group_ids(&c.security_group_id)
+        .set_subnet_ids(Some(c.subnet_ids.iter().map(|s| s.as_str().to_owned()).collect()))
+        .security_group_ids(c.security_group_id.as_str())
         .build()
 }
 
@@ -155,10 +158,10 @@ impl OpenSearchApi for SdkDatastores {
         Ok(())
     }
 
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError> {
         self.search
             .add_tags()
-            .arn(arn)
+            .arn(arn.into_inner())
             .set_tag_list(Some(
                 tags.iter()
                     .filter_map(|(k, v)| aws_sdk_opensearch::types::Tag::builder().key(k).value(v).build().ok())

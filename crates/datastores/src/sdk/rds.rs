@@ -10,6 +10,7 @@ use crate::sdk::DbInstanceInfo;
 use crate::sdk::DbParameterGroups;
 use crate::sdk::RdsStatus;
 use dify_stack_core::AwsResultExt;
+use dify_stack_core::ids::{Arn, AvailabilityZone, SecretArn, SecurityGroupId, SubnetId};
 
 pub(super) fn rds_tags(tags: &Tags) -> Vec<aws_sdk_rds::types::Tag> {
     tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()
@@ -22,7 +23,7 @@ pub(super) fn rds_tag_map(tags: &[aws_sdk_rds::types::Tag]) -> Tags {
 pub(super) fn db_cluster_info(c: &aws_sdk_rds::types::DbCluster) -> DbClusterInfo {
     DbClusterInfo {
         id: c.db_cluster_identifier().unwrap_or_default().to_owned(),
-        arn: c.db_cluster_arn().unwrap_or_default().to_owned(),
+        arn: Arn::new(c.db_cluster_arn().unwrap_or_default()),
         status: RdsStatus::parse(c.status().unwrap_or_default()),
         engine: c.engine().unwrap_or_default().to_owned(),
         engine_version: c.engine_version().unwrap_or_default().to_owned(),
@@ -32,14 +33,14 @@ pub(super) fn db_cluster_info(c: &aws_sdk_rds::types::DbCluster) -> DbClusterInf
         deletion_protection: c.deletion_protection().unwrap_or(false),
         http_endpoint: c.http_endpoint_enabled().unwrap_or(false),
         copy_tags_to_snapshot: c.copy_tags_to_snapshot().unwrap_or(false),
-        master_secret_arn: c.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_owned),
+        master_secret_arn: c.master_user_secret().and_then(|s| s.secret_arn()).map(SecretArn::new),
         endpoint: c.endpoint().map(str::to_owned),
         reader_endpoint: c.reader_endpoint().map(str::to_owned),
         port: c.port(),
         security_groups: c
             .vpc_security_groups()
             .iter()
-            .filter_map(|g| g.vpc_security_group_id().map(str::to_owned))
+            .filter_map(|g| g.vpc_security_group_id().map(SecurityGroupId::new))
             .collect(),
         members: c.db_cluster_members().iter().filter_map(|m| m.db_instance_identifier().map(str::to_owned)).collect(),
         tags: rds_tag_map(c.tag_list()),
@@ -60,12 +61,12 @@ impl RdsApi for SdkDatastores {
         Ok(Some(rds_tag_map(tags.tag_list())))
     }
 
-    async fn create_subnet_group(&self, name: String, subnets: Vec<String>, tags: Tags) -> Result<(), AwsError> {
+    async fn create_subnet_group(&self, name: String, subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError> {
         self.rds
             .create_db_subnet_group()
             .db_subnet_group_name(&name)
             .db_subnet_group_description(format!("dify-stack {name}"))
-            .set_subnet_ids(Some(subnets))
+            .set_subnet_ids(Some(subnets.into_iter().map(SubnetId::into_inner).collect()))
             .set_tags(Some(rds_tags(&tags)))
             .send()
             .await
@@ -101,7 +102,7 @@ impl RdsApi for SdkDatastores {
             .manage_master_user_password(true)
             .master_username(c.master_username)
             .db_subnet_group_name(c.subnet_group)
-            .vpc_security_group_ids(c.security_group)
+            .vpc_security_group_ids(c.security_group.into_inner())
             .backup_retention_period(c.backup_retention_days)
             .copy_tags_to_snapshot(true)
             .deletion_protection(c.deletion_protection)
@@ -128,17 +129,19 @@ impl RdsApi for SdkDatastores {
             }))
             .set_backup_retention_period(m.backup_retention_days)
             .set_deletion_protection(m.deletion_protection)
-            .set_vpc_security_group_ids(m.security_groups)
+            .set_vpc_security_group_ids(
+                m.security_groups.map(|groups| groups.into_iter().map(SecurityGroupId::into_inner).collect()),
+            )
             .send()
             .await
             .aws("ModifyDBCluster")?;
         Ok(())
     }
 
-    async fn tag(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag(&self, arn: Arn, tags: Tags) -> Result<(), AwsError> {
         self.rds
             .add_tags_to_resource()
-            .resource_name(arn)
+            .resource_name(arn.into_inner())
             .set_tags(Some(rds_tags(&tags)))
             .send()
             .await
@@ -146,8 +149,8 @@ impl RdsApi for SdkDatastores {
         Ok(())
     }
 
-    async fn enable_http_endpoint(&self, arn: String) -> Result<(), AwsError> {
-        self.rds.enable_http_endpoint().resource_arn(arn).send().await.aws("EnableHttpEndpoint")?;
+    async fn enable_http_endpoint(&self, arn: Arn) -> Result<(), AwsError> {
+        self.rds.enable_http_endpoint().resource_arn(arn.into_inner()).send().await.aws("EnableHttpEndpoint")?;
         Ok(())
     }
 
@@ -175,7 +178,7 @@ impl RdsApi for SdkDatastores {
             .map(|i| DbInstanceInfo {
                 id: i.db_instance_identifier().unwrap_or_default().to_owned(),
                 status: RdsStatus::parse(i.db_instance_status().unwrap_or_default()),
-                availability_zone: i.availability_zone().map(str::to_owned),
+                availability_zone: i.availability_zone().map(AvailabilityZone::new),
                 class: i.db_instance_class().unwrap_or_default().to_owned(),
                 public: i.publicly_accessible().unwrap_or(false),
                 tags: rds_tag_map(i.tag_list()),
@@ -183,14 +186,20 @@ impl RdsApi for SdkDatastores {
             .collect())
     }
 
-    async fn create_instance(&self, id: String, cluster: String, az: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_instance(
+        &self,
+        id: String,
+        cluster: String,
+        az: AvailabilityZone,
+        tags: Tags,
+    ) -> Result<(), AwsError> {
         self.rds
             .create_db_instance()
             .db_instance_identifier(id)
             .db_cluster_identifier(cluster)
             .engine("aurora-postgresql")
             .db_instance_class("db.serverless")
-            .availability_zone(az)
+            .availability_zone(az.into_inner())
             .publicly_accessible(false)
             .set_tags(Some(rds_tags(&tags)))
             .send()
@@ -221,16 +230,16 @@ impl RdsApi for SdkDatastores {
 
     async fn execute(
         &self,
-        cluster_arn: String,
-        secret_arn: String,
+        cluster_arn: Arn,
+        secret_arn: SecretArn,
         database: String,
         sql: String,
     ) -> Result<Vec<String>, AwsError> {
         let out = self
             .data
             .execute_statement()
-            .resource_arn(cluster_arn)
-            .secret_arn(secret_arn)
+            .resource_arn(cluster_arn.into_inner())
+            .secret_arn(secret_arn.into_inner())
             .database(database)
             .sql(sql)
             .send()

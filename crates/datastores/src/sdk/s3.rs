@@ -5,34 +5,37 @@ use crate::S3Api;
 use crate::sdk::BucketInfo;
 use crate::sdk::VersionPage;
 use dify_stack_core::AwsResultExt;
+use dify_stack_core::ids::BucketName;
 
 #[async_trait]
 impl S3Api for SdkDatastores {
-    async fn describe(&self, bucket: String) -> Result<Option<BucketInfo>, AwsError> {
-        match self.s3.head_bucket().bucket(&bucket).send().await.aws("HeadBucket") {
+    async fn describe(&self, bucket: BucketName) -> Result<Option<BucketInfo>, AwsError> {
+        match self.s3.head_bucket().bucket(bucket.as_str()).send().await.aws("HeadBucket") {
             Ok(_) => {}
             // 404: absent. 403: someone else's bucket, reported as absent here; the create
             // then fails with BucketAlreadyExists, naming the problem.
             Err(e) if e.is_not_found() || e.status == Some(404) => return Ok(None),
             Err(e) => return Err(e),
         }
-        let tags = match self.s3.get_bucket_tagging().bucket(&bucket).send().await.aws("GetBucketTagging") {
+        let tags = match self.s3.get_bucket_tagging().bucket(bucket.as_str()).send().await.aws("GetBucketTagging") {
             Ok(t) => t.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
             Err(e) if e.code.as_deref() == Some("NoSuchTagSet") || e.is_not_found() => Tags::new(),
             Err(e) => return Err(e),
         };
-        let versioning = self.s3.get_bucket_versioning().bucket(&bucket).send().await.aws("GetBucketVersioning")?;
-        let encryption = match self.s3.get_bucket_encryption().bucket(&bucket).send().await.aws("GetBucketEncryption") {
-            Ok(e) => e
-                .server_side_encryption_configuration()
-                .and_then(|c| c.rules().first())
-                .and_then(|r| r.apply_server_side_encryption_by_default())
-                .map(|d| (d.sse_algorithm().as_str().to_owned(), d.kms_master_key_id().map(str::to_owned))),
-            Err(e) if e.code.as_deref() == Some("ServerSideEncryptionConfigurationNotFoundError") => None,
-            Err(e) => return Err(e),
-        };
+        let versioning =
+            self.s3.get_bucket_versioning().bucket(bucket.as_str()).send().await.aws("GetBucketVersioning")?;
+        let encryption =
+            match self.s3.get_bucket_encryption().bucket(bucket.as_str()).send().await.aws("GetBucketEncryption") {
+                Ok(e) => e
+                    .server_side_encryption_configuration()
+                    .and_then(|c| c.rules().first())
+                    .and_then(|r| r.apply_server_side_encryption_by_default())
+                    .map(|d| (d.sse_algorithm().as_str().to_owned(), d.kms_master_key_id().map(str::to_owned))),
+                Err(e) if e.code.as_deref() == Some("ServerSideEncryptionConfigurationNotFoundError") => None,
+                Err(e) => return Err(e),
+            };
         let public_access_blocked =
-            match self.s3.get_public_access_block().bucket(&bucket).send().await.aws("GetPublicAccessBlock") {
+            match self.s3.get_public_access_block().bucket(bucket.as_str()).send().await.aws("GetPublicAccessBlock") {
                 Ok(p) => p.public_access_block_configuration().is_some_and(|c| {
                     c.block_public_acls() == Some(true)
                         && c.ignore_public_acls() == Some(true)
@@ -42,7 +45,7 @@ impl S3Api for SdkDatastores {
                 Err(e) if e.code.as_deref() == Some("NoSuchPublicAccessBlockConfiguration") => false,
                 Err(e) => return Err(e),
             };
-        let policy = match self.s3.get_bucket_policy().bucket(&bucket).send().await.aws("GetBucketPolicy") {
+        let policy = match self.s3.get_bucket_policy().bucket(bucket.as_str()).send().await.aws("GetBucketPolicy") {
             Ok(p) => p.policy().map(str::to_owned),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
@@ -50,7 +53,7 @@ impl S3Api for SdkDatastores {
         let abort_multipart_days = match self
             .s3
             .get_bucket_lifecycle_configuration()
-            .bucket(&bucket)
+            .bucket(bucket.as_str())
             .send()
             .await
             .aws("GetBucketLifecycleConfiguration")
@@ -74,9 +77,9 @@ impl S3Api for SdkDatastores {
         }))
     }
 
-    async fn create(&self, bucket: String, region: String) -> Result<(), AwsError> {
+    async fn create(&self, bucket: BucketName, region: String) -> Result<(), AwsError> {
         use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
-        let mut req = self.s3.create_bucket().bucket(bucket);
+        let mut req = self.s3.create_bucket().bucket(bucket.as_str());
         if region != "us-east-1" {
             req = req.create_bucket_configuration(
                 CreateBucketConfiguration::builder()
@@ -88,21 +91,21 @@ impl S3Api for SdkDatastores {
         Ok(())
     }
 
-    async fn put_tags(&self, bucket: String, tags: Tags) -> Result<(), AwsError> {
+    async fn put_tags(&self, bucket: BucketName, tags: Tags) -> Result<(), AwsError> {
         let set =
             tags.iter().filter_map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build().ok()).collect();
         let tagging = aws_sdk_s3::types::Tagging::builder()
             .set_tag_set(Some(set))
             .build()
             .map_err(|e| AwsError::new("PutBucketTagging", "Build", e.to_string()))?;
-        self.s3.put_bucket_tagging().bucket(bucket).tagging(tagging).send().await.aws("PutBucketTagging")?;
+        self.s3.put_bucket_tagging().bucket(bucket.as_str()).tagging(tagging).send().await.aws("PutBucketTagging")?;
         Ok(())
     }
 
-    async fn enable_versioning(&self, bucket: String) -> Result<(), AwsError> {
+    async fn enable_versioning(&self, bucket: BucketName) -> Result<(), AwsError> {
         self.s3
             .put_bucket_versioning()
-            .bucket(bucket)
+            .bucket(bucket.as_str())
             .versioning_configuration(
                 aws_sdk_s3::types::VersioningConfiguration::builder()
                     .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
@@ -114,7 +117,7 @@ impl S3Api for SdkDatastores {
         Ok(())
     }
 
-    async fn put_encryption(&self, bucket: String, kms_key_id: Option<String>) -> Result<(), AwsError> {
+    async fn put_encryption(&self, bucket: BucketName, kms_key_id: Option<String>) -> Result<(), AwsError> {
         use aws_sdk_s3::types::*;
         let default = match &kms_key_id {
             Some(key) => ServerSideEncryptionByDefault::builder()
@@ -135,7 +138,7 @@ impl S3Api for SdkDatastores {
             .map_err(|e| AwsError::new("PutBucketEncryption", "Build", e.to_string()))?;
         self.s3
             .put_bucket_encryption()
-            .bucket(bucket)
+            .bucket(bucket.as_str())
             .server_side_encryption_configuration(config)
             .send()
             .await
@@ -143,16 +146,16 @@ impl S3Api for SdkDatastores {
         Ok(())
     }
 
-    async fn block_public_access(&self, bucket: String) -> Result<(), AwsError> {
-        dify_stack_aws::s3::block_public_access(&self.s3, &bucket).await
+    async fn block_public_access(&self, bucket: BucketName) -> Result<(), AwsError> {
+        dify_stack_aws::s3::block_public_access(&self.s3, bucket.as_str()).await
     }
 
-    async fn put_policy(&self, bucket: String, policy: String) -> Result<(), AwsError> {
-        self.s3.put_bucket_policy().bucket(bucket).policy(policy).send().await.aws("PutBucketPolicy")?;
+    async fn put_policy(&self, bucket: BucketName, policy: String) -> Result<(), AwsError> {
+        self.s3.put_bucket_policy().bucket(bucket.as_str()).policy(policy).send().await.aws("PutBucketPolicy")?;
         Ok(())
     }
 
-    async fn put_lifecycle(&self, bucket: String, days: i32) -> Result<(), AwsError> {
+    async fn put_lifecycle(&self, bucket: BucketName, days: i32) -> Result<(), AwsError> {
         use aws_sdk_s3::types::*;
         let rule = LifecycleRule::builder()
             .id(crate::bucket::LIFECYCLE_RULE_ID)
@@ -169,7 +172,7 @@ impl S3Api for SdkDatastores {
             .map_err(|e| AwsError::new("PutBucketLifecycleConfiguration", "Build", e.to_string()))?;
         self.s3
             .put_bucket_lifecycle_configuration()
-            .bucket(bucket)
+            .bucket(bucket.as_str())
             .lifecycle_configuration(config)
             .send()
             .await
@@ -177,12 +180,16 @@ impl S3Api for SdkDatastores {
         Ok(())
     }
 
-    async fn list_versions(&self, bucket: String, marker: Option<(String, String)>) -> Result<VersionPage, AwsError> {
+    async fn list_versions(
+        &self,
+        bucket: BucketName,
+        marker: Option<(String, String)>,
+    ) -> Result<VersionPage, AwsError> {
         let (key, version) = marker.unzip();
         let out = self
             .s3
             .list_object_versions()
-            .bucket(bucket)
+            .bucket(bucket.as_str())
             .set_key_marker(key)
             .set_version_id_marker(version)
             .send()
@@ -206,7 +213,11 @@ impl S3Api for SdkDatastores {
         Ok((items, next))
     }
 
-    async fn delete_versions(&self, bucket: String, versions: Vec<(String, String)>) -> Result<Vec<String>, AwsError> {
+    async fn delete_versions(
+        &self,
+        bucket: BucketName,
+        versions: Vec<(String, String)>,
+    ) -> Result<Vec<String>, AwsError> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let objects = versions
             .into_iter()
@@ -217,12 +228,12 @@ impl S3Api for SdkDatastores {
             .quiet(true)
             .build()
             .map_err(|e| AwsError::new("DeleteObjects", "Build", e.to_string()))?;
-        let out = self.s3.delete_objects().bucket(bucket).delete(delete).send().await.aws("DeleteObjects")?;
+        let out = self.s3.delete_objects().bucket(bucket.as_str()).delete(delete).send().await.aws("DeleteObjects")?;
         Ok(out.errors().iter().filter_map(|e| e.key().map(str::to_owned)).collect())
     }
 
-    async fn delete(&self, bucket: String) -> Result<(), AwsError> {
-        ignore_not_found(self.s3.delete_bucket().bucket(bucket).send().await.aws("DeleteBucket").map(|_| ()))?;
+    async fn delete(&self, bucket: BucketName) -> Result<(), AwsError> {
+        ignore_not_found(self.s3.delete_bucket().bucket(bucket.as_str()).send().await.aws("DeleteBucket").map(|_| ()))?;
         Ok(())
     }
 }

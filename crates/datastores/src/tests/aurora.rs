@@ -65,7 +65,7 @@ async fn a_drifted_cluster_gets_exactly_the_writes_its_plan_shows() {
         .returning(|_, _| Ok(()));
     let key = lost.clone();
     rds.expect_tag()
-        .withf(move |arn, t| arn.ends_with(":cluster:ds-mock-aurora") && t.keys().eq([&key]))
+        .withf(move |arn, t| arn.as_str().ends_with(":cluster:ds-mock-aurora") && t.keys().eq([&key]))
         .times(1)
         .returning(|_, _| Ok(()));
     let extra = format!("ds-mock-aurora-{}", wanted + 1);
@@ -76,9 +76,9 @@ async fn a_drifted_cluster_gets_exactly_the_writes_its_plan_shows() {
     });
     let mut sg = MockSgApi::new();
     let sg_tags = owned_tags(&ctx, "aurora-security-group", "ds-mock-aurora");
-    sg.expect_find().withf(|vpc, n| vpc == "vpc-1" && n == "ds-mock-aurora").returning(move |_, n| {
+    sg.expect_find().withf(|vpc, n| vpc.as_str() == "vpc-1" && n == "ds-mock-aurora").returning(move |_, n| {
         Ok(Some(SgInfo {
-            id: format!("sg-{n}"),
+            id: SecurityGroupId::new(format!("sg-{n}")),
             tags: sg_tags.clone(),
             ingress: vec![("tcp".into(), 5432, 5432, "sg-nodes".into())],
         }))

@@ -68,7 +68,7 @@ async fn opensearch_is_polled_until_not_processing_and_the_vpc_endpoint_is_set()
     assert_eq!(slr.load(Ordering::SeqCst), 1, "the service-linked role was created once");
     assert_eq!(attempts.load(Ordering::SeqCst), 2, "CreateDomain retried while the role propagated");
     let (subnets, policy, user) = created.lock().unwrap().clone().unwrap();
-    assert_eq!(subnets, ["subnet-0"], "one subnet per node AZ");
+    assert_eq!(subnets, [SubnetId::new("subnet-0")], "one subnet per node AZ");
     assert_eq!(user.as_deref(), Some("dify-admin"));
     let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
     // Principal `*`: Dify signs nothing (basic auth as the master user); FGAC does the gating.
@@ -159,7 +159,7 @@ async fn a_drifted_domain_gets_exactly_the_writes_its_plan_shows() {
     search
         .expect_update()
         .withf(move |c| {
-            c.instance_count == count && c.security_group_id == "sg-ds-mock-opensearch" && c.master.is_none()
+            c.instance_count == count && c.security_group_id.as_str() == "sg-ds-mock-opensearch" && c.master.is_none()
         })
         .times(1)
         .returning(move |_| {
@@ -169,14 +169,14 @@ async fn a_drifted_domain_gets_exactly_the_writes_its_plan_shows() {
     let key = lost.clone();
     search
         .expect_tag()
-        .withf(move |arn, t| arn.ends_with("domain/ds-mock-search") && t.keys().eq([&key]))
+        .withf(move |arn, t| arn.as_str().ends_with("domain/ds-mock-search") && t.keys().eq([&key]))
         .times(1)
         .returning(|_, _| Ok(()));
     let mut sg = MockSgApi::new();
     let sg_tags = owned_tags(&ctx, "opensearch-security-group", "ds-mock-opensearch");
-    sg.expect_find().withf(|vpc, n| vpc == "vpc-1" && n == "ds-mock-opensearch").returning(move |_, n| {
+    sg.expect_find().withf(|vpc, n| vpc.as_str() == "vpc-1" && n == "ds-mock-opensearch").returning(move |_, n| {
         Ok(Some(SgInfo {
-            id: format!("sg-{n}"),
+            id: SecurityGroupId::new(format!("sg-{n}")),
             tags: sg_tags.clone(),
             ingress: vec![("tcp".into(), 443, 443, "sg-nodes".into())],
         }))

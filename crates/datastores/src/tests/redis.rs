@@ -53,7 +53,7 @@ async fn redis_destroy_waits_through_deleting_until_gone() {
         }
     });
     let mut sg = ready_sg(&ctx, 6379, "ds-mock-redis");
-    sg.expect_delete().withf(|id| id == "sg-ds-mock-redis").times(1).returning(|_| Ok(()));
+    sg.expect_delete().withf(|id| id.as_str() == "sg-ds-mock-redis").times(1).returning(|_| Ok(()));
     let mut secrets = ready_secrets(&ctx, "ds-mock/redis-auth");
     secrets
         .expect_delete()
@@ -103,7 +103,7 @@ async fn a_busy_redis_group_is_observed_without_tags_and_destroyed_only_once_ava
     cache.expect_delete().withf(|id| id == "ds-mock-redis").times(1).returning(|_| Ok(()));
     cache.expect_delete_subnet_group().withf(|n| n == "ds-mock-redis").times(1).returning(|_| Ok(()));
     let mut sg = ready_sg(&ctx, 6379, "ds-mock-redis");
-    sg.expect_delete().withf(|id| id == "sg-ds-mock-redis").times(1).returning(|_| Ok(()));
+    sg.expect_delete().withf(|id| id.as_str() == "sg-ds-mock-redis").times(1).returning(|_| Ok(()));
     let mut secrets = ready_secrets(&ctx, "ds-mock/redis-auth");
     secrets.expect_delete().withf(|arn, _, _| *arn == secret_arn("ds-mock/redis-auth")).returning(|_, _, _| Ok(()));
     let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
@@ -131,7 +131,7 @@ async fn a_foreign_busy_redis_group_is_never_deleted() {
     cache.expect_find_subnet_group().withf(|n| n == "ds-mock-redis").returning(|_| Ok(None));
     cache.expect_delete().never();
     let mut sg = MockSgApi::new();
-    sg.expect_find().withf(|vpc, n| vpc == "vpc-1" && n == "ds-mock-redis").returning(|_, _| Ok(None));
+    sg.expect_find().withf(|vpc, n| vpc.as_str() == "vpc-1" && n == "ds-mock-redis").returning(|_, _| Ok(None));
     let mut secrets = MockSecretsApi::new();
     secrets.expect_describe().withf(|n| n == "ds-mock/redis-auth").returning(|_| Ok(None));
     let redis = RedisProvisioner::new(Arc::new(cache), Arc::new(sg), Arc::new(secrets));
@@ -152,7 +152,7 @@ async fn an_unencrypted_redis_is_replaced_only_when_allowed() {
         cache.expect_describe().withf(|id| id == "ds-mock-redis").returning(move |id| {
             let group = |encrypted: bool, host: &str| ReplicationGroupInfo {
                 id: id.clone(),
-                arn: format!("arn:aws:elasticache:us-west-2:1:replicationgroup:{id}"),
+                arn: Arn::new(format!("arn:aws:elasticache:us-west-2:1:replicationgroup:{id}")),
                 status: "available".into(),
                 node_type: r.node_type.clone(),
                 members: (0..r.nodes).map(|i| format!("{id}-00{i}")).collect(),
@@ -236,7 +236,7 @@ async fn a_drifted_redis_gets_exactly_the_writes_its_plan_shows() {
         // Before the modification: the old node type and retention; after it: the new ones.
         let done = m.load(Ordering::SeqCst) > 0;
         Ok(Some(ReplicationGroupInfo {
-            arn: format!("arn:aws:elasticache:us-west-2:1:replicationgroup:{id}"),
+            arn: Arn::new(format!("arn:aws:elasticache:us-west-2:1:replicationgroup:{id}")),
             status: "available".into(),
             node_type: if done { "cache.r7g.large" } else { "cache.t4g.small" }.into(),
             members: vec![format!("{id}-001")],
@@ -273,22 +273,22 @@ async fn a_drifted_redis_gets_exactly_the_writes_its_plan_shows() {
     let want_tag = lost.clone();
     cache
         .expect_tag()
-        .withf(move |arn, t| arn.ends_with(":replicationgroup:ds-mock-redis") && t.keys().eq([&want_tag]))
+        .withf(move |arn, t| arn.as_str().ends_with(":replicationgroup:ds-mock-redis") && t.keys().eq([&want_tag]))
         .times(1)
         .returning(|_, _| Ok(()));
     let mut sg = ready_sg(&ctx, 6379, "ds-mock-redis");
     sg.checkpoint();
     let sg_tags = owned_tags(&ctx, "x", "x");
-    sg.expect_find().withf(|vpc, name| vpc == "vpc-1" && name == "ds-mock-redis").returning(move |_, name| {
+    sg.expect_find().withf(|vpc, name| vpc.as_str() == "vpc-1" && name == "ds-mock-redis").returning(move |_, name| {
         Ok(Some(SgInfo {
-            id: format!("sg-{name}"),
+            id: SecurityGroupId::new(format!("sg-{name}")),
             tags: sg_tags.clone(),
             ingress: vec![("tcp".into(), 6379, 6379, "sg-nodes".into())],
         }))
     });
     let planned_sg_tags = Arc::new(Mutex::new(Vec::<String>::new()));
     let p = planned_sg_tags.clone();
-    sg.expect_tag().withf(|id, _| id == "sg-ds-mock-redis").times(1).returning(move |_, t| {
+    sg.expect_tag().withf(|id, _| id.as_str() == "sg-ds-mock-redis").times(1).returning(move |_, t| {
         p.lock().unwrap().extend(t.keys().cloned());
         Ok(())
     });

@@ -64,7 +64,7 @@ fn aurora_world(
             None => {}
         }
         Ok(Some(DbClusterInfo {
-            arn: format!("arn:aws:rds:us-west-2:1:cluster:{id}"),
+            arn: Arn::new(format!("arn:aws:rds:us-west-2:1:cluster:{id}")),
             id,
             status: s.status.as_str().into(),
             engine: "aurora-postgresql".into(),
@@ -73,7 +73,7 @@ fn aurora_world(
             encrypted: true,
             backup_retention_days: a.backup_retention_days,
             deletion_protection: a.deletion_protection,
-            security_groups: vec![format!("sg-{AURORA}")],
+            security_groups: vec![SecurityGroupId::new(format!("sg-{AURORA}"))],
             endpoint: Some("writer".into()),
             tags: tags.clone(),
             ..Default::default()
@@ -352,7 +352,7 @@ fn redis_world(
             }
         };
         Ok(Some(ReplicationGroupInfo {
-            arn: format!("arn:aws:elasticache:us-west-2:1:replicationgroup:{id}"),
+            arn: Arn::new(format!("arn:aws:elasticache:us-west-2:1:replicationgroup:{id}")),
             status: status.into(),
             node_type: r.node_type.clone(),
             members: (1..=r.nodes).map(|i| format!("{id}-00{i}")).collect(),
@@ -575,7 +575,7 @@ fn search_world(
         }
         Ok(Some(DomainInfo {
             name,
-            arn: format!("arn:aws:es:us-west-2:1:domain/{SEARCH}"),
+            arn: Arn::new(format!("arn:aws:es:us-west-2:1:domain/{SEARCH}")),
             processing,
             engine_version: s.version.clone(),
             instance_type: want.instance_type.clone(),

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId, SubnetId};
 use dify_stack_core::{AwsError, Tags};
 
 use super::Status;
@@ -25,11 +26,11 @@ pub struct ClusterInfo {
     /// OIDC issuer URL.
     pub oidc_issuer: Option<String>,
     /// The security group EKS creates for the control plane and managed nodes.
-    pub cluster_security_group_id: Option<String>,
+    pub cluster_security_group_id: Option<SecurityGroupId>,
     /// Control-plane subnets.
-    pub subnet_ids: Vec<String>,
+    pub subnet_ids: Vec<SubnetId>,
     /// Additional control-plane security groups.
-    pub security_group_ids: Vec<String>,
+    pub security_group_ids: Vec<SecurityGroupId>,
     /// Private endpoint on.
     pub endpoint_private: bool,
     /// Public endpoint on.
@@ -39,7 +40,7 @@ pub struct ClusterInfo {
     /// Enabled control-plane log types.
     pub enabled_logs: BTreeSet<String>,
     /// KMS key ARN for secrets encryption.
-    pub secrets_key_arn: Option<String>,
+    pub secrets_key_arn: Option<KmsKeyArn>,
     /// Authentication mode (`API_AND_CONFIG_MAP`, ...).
     pub authentication_mode: Option<String>,
     /// Cluster role ARN.
@@ -72,19 +73,19 @@ pub struct Insight {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterCreate {
     /// Name.
-    pub name: String,
+    pub name: ClusterName,
     /// Kubernetes version.
     pub version: String,
     /// Cluster role ARN.
-    pub role_arn: String,
+    pub role_arn: RoleArn,
     /// Private subnets.
-    pub subnet_ids: Vec<String>,
+    pub subnet_ids: Vec<SubnetId>,
     /// Public endpoint CIDRs (empty: public endpoint off).
     pub public_access_cidrs: Vec<String>,
     /// Log types to enable.
     pub log_types: Vec<String>,
     /// KMS key ARN for secrets.
-    pub key_arn: String,
+    pub key_arn: KmsKeyArn,
     /// `upgradePolicy.supportType`: `STANDARD` or `EXTENDED`.
     pub support_type: String,
     /// Tags.
@@ -115,7 +116,7 @@ pub struct NodegroupInfo {
     /// Desired size.
     pub desired: i32,
     /// Subnets.
-    pub subnet_ids: Vec<String>,
+    pub subnet_ids: Vec<SubnetId>,
     /// Node labels.
     pub labels: BTreeMap<String, String>,
     /// Launch template id and version.
@@ -132,13 +133,13 @@ pub struct NodegroupInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodegroupCreate {
     /// Cluster.
-    pub cluster: String,
+    pub cluster: ClusterName,
     /// Node group name.
     pub name: String,
     /// Node role ARN.
-    pub node_role: String,
+    pub node_role: RoleArn,
     /// Subnets.
-    pub subnet_ids: Vec<String>,
+    pub subnet_ids: Vec<SubnetId>,
     /// Instance types.
     pub instance_types: Vec<String>,
     /// AMI type.
@@ -165,7 +166,7 @@ pub struct NodegroupCreate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodegroupConfigUpdate {
     /// Cluster.
-    pub cluster: String,
+    pub cluster: ClusterName,
     /// Node group name.
     pub name: String,
     /// Minimum and maximum size, when they change, with the desired size only when it must move
@@ -181,7 +182,7 @@ pub struct NodegroupConfigUpdate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodegroupVersionUpdate {
     /// Cluster.
-    pub cluster: String,
+    pub cluster: ClusterName,
     /// Node group name.
     pub name: String,
     /// The Kubernetes version to move to.
@@ -234,7 +235,7 @@ pub struct AddonRole {
     /// The add-on's service account, e.g. `ebs-csi-controller-sa`.
     pub service_account: String,
     /// The role (trusting `pods.eks.amazonaws.com`).
-    pub role_arn: String,
+    pub role_arn: RoleArn,
 }
 
 /// What the EKS tier asks of EKS: clusters, node groups, add-ons and access entries.
@@ -243,7 +244,7 @@ pub struct AddonRole {
 pub trait ClusterApi: Send + Sync {
     // --- EKS cluster
     /// DescribeCluster; `None` when it does not exist.
-    async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError>;
+    async fn describe_cluster(&self, name: ClusterName) -> Result<Option<ClusterInfo>, AwsError>;
     /// ListClusters, every page: the names of the region's clusters (for the clusters-per-Region
     /// quota of the capacity preflight). The default body answers `NotImplemented` (clients made
     /// before the preflight counted clusters).
@@ -257,45 +258,46 @@ pub trait ClusterApi: Send + Sync {
     /// none).
     async fn update_cluster_subnets(
         &self,
-        name: String,
-        subnet_ids: Vec<String>,
-        security_group_ids: Vec<String>,
+        name: ClusterName,
+        subnet_ids: Vec<SubnetId>,
+        security_group_ids: Vec<SecurityGroupId>,
     ) -> Result<Option<String>, AwsError>;
     /// UpdateClusterConfig of the endpoint access alone (an `EndpointAccessUpdate`): private
     /// endpoint on, public endpoint on exactly when `public_access_cidrs` is not empty, limited
     /// to them. Returns the update's id.
     async fn update_cluster_access(
         &self,
-        name: String,
+        name: ClusterName,
         public_access_cidrs: Vec<String>,
     ) -> Result<Option<String>, AwsError>;
     /// UpdateClusterConfig with the complete `logging` block alone (a `LoggingUpdate`). Returns
     /// the update's id.
     async fn update_cluster_logging(
         &self,
-        name: String,
+        name: ClusterName,
         enabled: Vec<String>,
         disabled: Vec<String>,
     ) -> Result<Option<String>, AwsError>;
     /// UpdateClusterVersion (one minor version). Returns the update's id.
-    async fn update_cluster_version(&self, name: String, version: String) -> Result<Option<String>, AwsError>;
+    async fn update_cluster_version(&self, name: ClusterName, version: String) -> Result<Option<String>, AwsError>;
     /// UpdateClusterConfig of the upgrade policy alone (`upgradePolicy.supportType`, its own
     /// update type). Returns the update's id.
-    async fn update_cluster_support(&self, name: String, support_type: String) -> Result<Option<String>, AwsError>;
+    async fn update_cluster_support(&self, name: ClusterName, support_type: String)
+    -> Result<Option<String>, AwsError>;
     /// ListInsights of the cluster's upgrade-readiness findings (category `UPGRADE_READINESS`).
-    async fn upgrade_insights(&self, cluster: String) -> Result<Vec<Insight>, AwsError>;
+    async fn upgrade_insights(&self, cluster: ClusterName) -> Result<Vec<Insight>, AwsError>;
     /// DescribeUpdate of a cluster update; `None` when EKS does not know it.
-    async fn describe_update(&self, cluster: String, update_id: String) -> Result<Option<UpdateInfo>, AwsError>;
+    async fn describe_update(&self, cluster: ClusterName, update_id: String) -> Result<Option<UpdateInfo>, AwsError>;
     /// TagResource.
-    async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError>;
+    async fn tag_resource(&self, arn: Arn, tags: Tags) -> Result<(), AwsError>;
     /// DeleteCluster.
-    async fn delete_cluster(&self, name: String) -> Result<(), AwsError>;
+    async fn delete_cluster(&self, name: ClusterName) -> Result<(), AwsError>;
 
     // --- EKS node groups
     /// ListNodegroups.
-    async fn list_nodegroups(&self, cluster: String) -> Result<Vec<String>, AwsError>;
+    async fn list_nodegroups(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError>;
     /// DescribeNodegroup; `None` when it does not exist.
-    async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError>;
+    async fn describe_nodegroup(&self, cluster: ClusterName, name: String) -> Result<Option<NodegroupInfo>, AwsError>;
     /// CreateNodegroup.
     async fn create_nodegroup(&self, create: NodegroupCreate) -> Result<NodegroupInfo, AwsError>;
     /// UpdateNodegroupConfig: scaling and labels.
@@ -303,13 +305,13 @@ pub trait ClusterApi: Send + Sync {
     /// UpdateNodegroupVersion: Kubernetes version, or a new launch template version.
     async fn update_nodegroup_version(&self, update: NodegroupVersionUpdate) -> Result<(), AwsError>;
     /// DeleteNodegroup.
-    async fn delete_nodegroup(&self, cluster: String, name: String) -> Result<(), AwsError>;
+    async fn delete_nodegroup(&self, cluster: ClusterName, name: String) -> Result<(), AwsError>;
 
     // --- EKS add-ons and access
     /// ListAddons.
-    async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError>;
+    async fn list_addons(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError>;
     /// DescribeAddon; `None` when it does not exist.
-    async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError>;
+    async fn describe_addon(&self, cluster: ClusterName, name: String) -> Result<Option<AddonInfo>, AwsError>;
     /// DescribeAddonVersions of an add-on for a Kubernetes version: the default and every
     /// version EKS lists as compatible.
     async fn addon_versions(&self, name: String, kubernetes_version: String) -> Result<AddonVersions, AwsError>;
@@ -317,7 +319,7 @@ pub trait ClusterApi: Send + Sync {
     /// association of its service account.
     async fn create_addon(
         &self,
-        cluster: String,
+        cluster: ClusterName,
         name: String,
         version: String,
         tags: Tags,
@@ -327,26 +329,26 @@ pub trait ClusterApi: Send + Sync {
     /// kept); a given role replaces the add-on's Pod Identity associations.
     async fn update_addon(
         &self,
-        cluster: String,
+        cluster: ClusterName,
         name: String,
         version: String,
         role: Option<AddonRole>,
     ) -> Result<(), AwsError>;
     /// DeleteAddon.
-    async fn delete_addon(&self, cluster: String, name: String) -> Result<(), AwsError>;
+    async fn delete_addon(&self, cluster: ClusterName, name: String) -> Result<(), AwsError>;
     /// ListAccessEntries: principal ARNs.
-    async fn list_access_entries(&self, cluster: String) -> Result<Vec<String>, AwsError>;
+    async fn list_access_entries(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError>;
     /// ListAssociatedAccessPolicies: policy ARNs.
-    async fn list_access_policies(&self, cluster: String, principal: String) -> Result<Vec<String>, AwsError>;
+    async fn list_access_policies(&self, cluster: ClusterName, principal: Arn) -> Result<Vec<String>, AwsError>;
     /// CreateAccessEntry.
-    async fn create_access_entry(&self, cluster: String, principal: String, tags: Tags) -> Result<(), AwsError>;
+    async fn create_access_entry(&self, cluster: ClusterName, principal: Arn, tags: Tags) -> Result<(), AwsError>;
     /// AssociateAccessPolicy with cluster scope.
     async fn associate_access_policy(
         &self,
-        cluster: String,
-        principal: String,
-        policy_arn: String,
+        cluster: ClusterName,
+        principal: Arn,
+        policy_arn: Arn,
     ) -> Result<(), AwsError>;
     /// DeleteAccessEntry.
-    async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError>;
+    async fn delete_access_entry(&self, cluster: ClusterName, principal: Arn) -> Result<(), AwsError>;
 }

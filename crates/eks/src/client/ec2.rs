@@ -3,13 +3,14 @@
 //! still tagged for the stack or the cluster.
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{SecurityGroupId, VpcId};
 use dify_stack_core::{AwsError, Tags};
 
 /// A security group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecurityGroupInfo {
     /// Id.
-    pub id: String,
+    pub id: SecurityGroupId,
     /// Group name.
     pub name: String,
     /// Tags.
@@ -30,7 +31,7 @@ pub struct LaunchTemplateData {
     /// Root volume encrypted.
     pub encrypted: bool,
     /// Node security groups.
-    pub security_group_ids: Vec<String>,
+    pub security_group_ids: Vec<SecurityGroupId>,
 }
 
 /// A launch template with the data of its latest version.
@@ -112,20 +113,20 @@ pub struct TaggedResource {
 #[async_trait]
 pub trait Ec2Api: Send + Sync {
     /// DescribeSecurityGroups by VPC and group name.
-    async fn find_security_group(&self, vpc_id: String, name: String) -> Result<Option<SecurityGroupInfo>, AwsError>;
+    async fn find_security_group(&self, vpc_id: VpcId, name: String) -> Result<Option<SecurityGroupInfo>, AwsError>;
     /// CreateSecurityGroup with tags; returns the id.
     async fn create_security_group(
         &self,
-        vpc_id: String,
+        vpc_id: VpcId,
         name: String,
         description: String,
         tags: Tags,
-    ) -> Result<String, AwsError>;
+    ) -> Result<SecurityGroupId, AwsError>;
     /// DeleteSecurityGroup.
-    async fn delete_security_group(&self, id: String) -> Result<(), AwsError>;
+    async fn delete_security_group(&self, id: SecurityGroupId) -> Result<(), AwsError>;
     /// CreateTags on a security group (our tags that drifted, such as a `Name` edited in the
     /// console, written back).
-    async fn tag_security_group(&self, id: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag_security_group(&self, id: SecurityGroupId, tags: Tags) -> Result<(), AwsError> {
         let _ = (id, tags);
         Err(unsupported("CreateTags"))
     }
@@ -164,7 +165,7 @@ pub trait Ec2Api: Send + Sync {
         Err(unsupported("DeleteSnapshot"))
     }
     /// The network interfaces in `vpc_id` (DescribeNetworkInterfaces, every page).
-    async fn vpc_network_interfaces(&self, vpc_id: String) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
+    async fn vpc_network_interfaces(&self, vpc_id: VpcId) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
         let _ = vpc_id;
         Err(unsupported("DescribeNetworkInterfaces"))
     }

@@ -1,6 +1,7 @@
 //! KMS: the secrets-encryption key.
 
 use async_trait::async_trait;
+use dify_stack_core::ids::KmsKeyArn;
 use dify_stack_core::{AwsError, Tags};
 
 /// A KMS key.
@@ -9,7 +10,7 @@ pub struct KeyInfo {
     /// Key id.
     pub key_id: String,
     /// Key ARN.
-    pub arn: String,
+    pub arn: KmsKeyArn,
     /// `Enabled`, `Disabled`, `PendingDeletion`, ...
     pub state: String,
     /// Tags.

@@ -1,6 +1,7 @@
 //! IAM: the cluster, node and EBS CSI roles.
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, RoleArn};
 use dify_stack_core::{AwsError, Tags};
 
 /// An IAM role with its attached managed policies.
@@ -9,7 +10,7 @@ pub struct RoleInfo {
     /// Name.
     pub name: String,
     /// ARN.
-    pub arn: String,
+    pub arn: RoleArn,
     /// Trust policy, decoded JSON text.
     pub trust: String,
     /// Attached managed policy ARNs.
@@ -25,15 +26,15 @@ pub trait RolesApi: Send + Sync {
     /// GetRole + ListAttachedRolePolicies; `None` when the role does not exist.
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError>;
     /// CreateRole with trust policy and tags; returns the ARN.
-    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<String, AwsError>;
+    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleArn, AwsError>;
     /// UpdateAssumeRolePolicy.
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError>;
     /// TagRole.
     async fn tag_role(&self, name: String, tags: Tags) -> Result<(), AwsError>;
     /// AttachRolePolicy.
-    async fn attach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError>;
+    async fn attach_policy(&self, role: String, policy_arn: Arn) -> Result<(), AwsError>;
     /// DetachRolePolicy.
-    async fn detach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError>;
+    async fn detach_policy(&self, role: String, policy_arn: Arn) -> Result<(), AwsError>;
     /// DeleteRole.
     async fn delete_role(&self, name: String) -> Result<(), AwsError>;
 }

@@ -10,6 +10,7 @@ use crate::workloads::{self, describe_snapshot, describe_volume, made_by_cni};
 
 use super::{Context, EksError, EksProvisioner, EksSelector, Names, ResourceRef, Result, caps};
 use dify_stack_core::AwsAt;
+use dify_stack_core::ids::{ClusterName, VpcId};
 
 impl EksProvisioner {
     fn may_delete_data(&self, ctx: &Context) -> bool {
@@ -120,11 +121,12 @@ impl EksProvisioner {
         node_groups: &[String],
     ) -> Result<Vec<ResourceRef>> {
         // Without the VPC there is no interface in it left.
-        let Some(vpc) = selector.vpc_id.as_ref().map(ToString::to_string) else { return Ok(Vec::new()) };
+        let Some(vpc) = selector.vpc_id.clone() else { return Ok(Vec::new()) };
         let deleted = Mutex::new(Vec::new());
         let what = format!("the network interfaces the VPC CNI left for {cluster} to be deleted");
         self.wait_gone(ctx, what, caps::INTERFACES_DETACHED, || async {
-            let enis = self.client.vpc_network_interfaces(vpc.clone()).await.at("DescribeNetworkInterfaces", &vpc)?;
+            let enis =
+                self.client.vpc_network_interfaces(vpc.clone()).await.at("DescribeNetworkInterfaces", vpc.as_str())?;
             let mut waiting = Vec::new();
             for eni in enis.iter().filter(|e| made_by_cni(e, cluster, node_groups)) {
                 if eni.status != "available" {
@@ -163,7 +165,13 @@ impl EksProvisioner {
         if g.tags.contains_key(dify_stack_core::TAG_STACK) && !ctx.owns_tags(&g.tags) {
             return Ok(false);
         }
-        if self.client.describe_cluster(names.cluster.clone()).await.at("DescribeCluster", &names.cluster)?.is_some() {
+        if self
+            .client
+            .describe_cluster(ClusterName::new(&names.cluster))
+            .await
+            .at("DescribeCluster", &names.cluster)?
+            .is_some()
+        {
             return Ok(false);
         }
         if !ctx.owns_tags(&g.tags) {
@@ -192,14 +200,16 @@ impl EksProvisioner {
             .collect();
         if let (Some(lbs), Some(vpc)) = (&self.load_balancers, vpc_id) {
             for lb in lbs
-                .cluster_load_balancers(vpc.to_owned(), cluster.clone(), None)
+                .cluster_load_balancers(VpcId::new(vpc), ClusterName::new(&cluster), None)
                 .await
                 .at("DescribeLoadBalancers", &cluster)?
             {
                 out.push(format!("elasticloadbalancing:load-balancer {}", lb.id));
             }
-            for tg in
-                lbs.cluster_target_groups(vpc.to_owned(), cluster.clone()).await.at("DescribeTargetGroups", &cluster)?
+            for tg in lbs
+                .cluster_target_groups(VpcId::new(vpc), ClusterName::new(&cluster))
+                .await
+                .at("DescribeTargetGroups", &cluster)?
             {
                 out.push(format!("elasticloadbalancing:target-group {tg}"));
             }

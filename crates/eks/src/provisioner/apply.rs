@@ -10,6 +10,7 @@ use crate::provisioner::EksChange;
 use crate::provisioner::node_changes;
 use dify_stack_core::AwsAt;
 use dify_stack_core::Provisioner;
+use dify_stack_core::ids::{ClusterName, RoleArn};
 
 impl EksProvisioner {
     /// The control plane, then the node side's typed changes, computed once the control plane
@@ -83,7 +84,7 @@ impl EksProvisioner {
                     let have = nodegroup.clone().unwrap_or_default();
                     if scaling.is_some() || labels.is_some() {
                         let update = NodegroupConfigUpdate {
-                            cluster: cluster_name.clone(),
+                            cluster: ClusterName::new(&cluster_name),
                             name: names.nodegroup.clone(),
                             // min and max; desired only when it moves into the new range.
                             scaling: scaling.map(|((_, _, have_desired), (min, max, desired))| {
@@ -111,7 +112,7 @@ impl EksProvisioner {
                     if launch_template.is_some() {
                         // A template change rolls the nodes onto the new template.
                         let update = NodegroupVersionUpdate {
-                            cluster: cluster_name.clone(),
+                            cluster: ClusterName::new(&cluster_name),
                             name: names.nodegroup.clone(),
                             version: None,
                             launch_template: Some((lt_id.clone(), lt_version.clone())),
@@ -146,7 +147,11 @@ impl EksProvisioner {
                     };
                     let role = ebs_csi_role.clone().filter(|_| name == EBS_CSI_ADDON);
                     let tags = ctx.tags_for(Tier::Eks, "addon", name);
-                    match self.client.create_addon(cluster_name.clone(), name.clone(), version, tags, role).await {
+                    match self
+                        .client
+                        .create_addon(ClusterName::new(cluster_name.clone()), name.clone(), version, tags, role)
+                        .await
+                    {
                         Ok(()) => tracing::info!(addon = %name, "creating add-on"),
                         Err(e) if exists(&e) => {}
                         Err(e) => return Err(e.at("CreateAddon", name).into()),
@@ -167,7 +172,7 @@ impl EksProvisioner {
                     };
                     let role = ebs_csi_role.clone().filter(|_| name == EBS_CSI_ADDON);
                     self.client
-                        .update_addon(cluster_name.clone(), name.clone(), version, role)
+                        .update_addon(ClusterName::new(cluster_name.clone()), name.clone(), version, role)
                         .await
                         .at("UpdateAddon", name)?;
                     addon_waits.push(name.clone());
@@ -175,7 +180,7 @@ impl EksProvisioner {
                 EksChange::DeleteAddon { name, version } => {
                     tracing::info!(addon = %name, %version, "deleting add-on no longer in the spec");
                     dify_stack_core::ignore_not_found(
-                        self.client.delete_addon(cluster_name.clone(), name.clone()).await,
+                        self.client.delete_addon(ClusterName::new(cluster_name.clone()), name.clone()).await,
                     )
                     .at("DeleteAddon", name)?;
                 }
@@ -222,15 +227,15 @@ impl EksProvisioner {
         ctx: &Context,
         spec: &EksSpec,
         names: &Names,
-        node_role: &str,
+        node_role: &RoleArn,
         (lt_id, lt_version): (&str, &str),
     ) -> Result<NodegroupInfo> {
         let ng = &spec.node_group;
         let create = NodegroupCreate {
-            cluster: names.cluster.clone(),
+            cluster: ClusterName::new(&names.cluster),
             name: names.nodegroup.clone(),
-            node_role: node_role.to_owned(),
-            subnet_ids: spec.private_subnet_ids.iter().map(|s| s.as_str().to_owned()).collect(),
+            node_role: node_role.clone(),
+            subnet_ids: spec.private_subnet_ids.clone(),
             instance_types: ng.instance_types.clone(),
             ami_type: ng.ami_type.clone(),
             min: ng.min,
@@ -258,7 +263,7 @@ impl EksProvisioner {
             }
             Err(WaitError::Failed { source, .. }) if exists(&source) => Ok(self
                 .client
-                .describe_nodegroup(names.cluster.clone(), names.nodegroup.clone())
+                .describe_nodegroup(ClusterName::new(&names.cluster), names.nodegroup.clone())
                 .await
                 .at("DescribeNodegroup", &names.nodegroup)?
                 .ok_or(source)

@@ -15,14 +15,15 @@ use crate::provisioner::node_changes;
 use crate::provisioner::role_change;
 use dify_stack_core::AwsAt;
 use dify_stack_core::Planned;
+use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId, SubnetId};
 
 /// What the control plane's convergence hands to the node group and add-ons.
 pub(super) struct ControlPlane {
-    pub(super) cluster_role: String,
-    pub(super) node_role: String,
+    pub(super) cluster_role: RoleArn,
+    pub(super) node_role: RoleArn,
     pub(super) ebs_csi_role: Option<AddonRole>,
     pub(super) key: KeyInfo,
-    pub(super) node_sg: String,
+    pub(super) node_sg: SecurityGroupId,
     pub(super) cluster: ClusterInfo,
 }
 
@@ -60,7 +61,7 @@ impl EksProvisioner {
             o.cluster = Some(self.wait_cluster(ctx, &names.cluster).await?);
         }
         let changes = control_plane_changes(ctx, spec, &o);
-        let node_sg = o.node_security_group.as_ref().map(|s| s.id.as_str());
+        let node_sg = o.node_security_group.as_ref().map(|s| &s.id);
         let upgrade = upgrade::upgrade_changes(ctx, spec, &o);
         let after = upgrade::after_upgrade(&o, &upgrade);
         let nodes = node_changes(ctx, spec, &after, node_sg, after.cluster.as_ref(), after.cluster.is_none());
@@ -117,8 +118,7 @@ impl EksProvisioner {
                     }
                 }
                 EksChange::CreateNodeSecurityGroup { .. } => {
-                    node_sg =
-                        Some(create_node_security_group(self.client.as_ref(), ctx, spec.vpc_id.as_str(), names).await?)
+                    node_sg = Some(create_node_security_group(self.client.as_ref(), ctx, &spec.vpc_id, names).await?)
                 }
                 EksChange::CreateLogGroup { name, retention_days } => {
                     self.create_log_group(ctx, name).await?;
@@ -152,7 +152,11 @@ impl EksProvisioner {
             match change {
                 EksChange::CreateAccessEntry { principal } => {
                     let tags = ctx.tags_for(Tier::Eks, "access-entry", &names.cluster);
-                    match self.client.create_access_entry(names.cluster.clone(), principal.clone(), tags).await {
+                    match self
+                        .client
+                        .create_access_entry(ClusterName::new(&names.cluster), Arn::new(principal), tags)
+                        .await
+                    {
                         Ok(()) => {}
                         Err(e) if exists(&e) => {}
                         Err(e) => return Err(e.at("CreateAccessEntry", principal).into()),
@@ -169,7 +173,7 @@ impl EksProvisioner {
     async fn associate_admin(&self, ctx: &Context, names: &Names, principal: &str) -> Result<()> {
         let policy_arn = format!("arn:{}:eks::aws:cluster-access-policy/{CLUSTER_ADMIN_POLICY}", ctx.partition().id());
         self.client
-            .associate_access_policy(names.cluster.clone(), principal.to_owned(), policy_arn)
+            .associate_access_policy(ClusterName::new(&names.cluster), Arn::new(principal), Arn::new(policy_arn))
             .await
             .at("AssociateAccessPolicy", principal)?;
         Ok(())
@@ -185,7 +189,7 @@ impl EksProvisioner {
         want: &RoleWant,
         have: Option<&RoleInfo>,
         change: Option<&EksChange>,
-    ) -> Result<String> {
+    ) -> Result<RoleArn> {
         match (change, have) {
             (Some(EksChange::CreateRole { .. }), _) | (_, None) => {
                 let tags = ctx.tags_for(Tier::Eks, want.component, &want.name);
@@ -204,7 +208,7 @@ impl EksProvisioner {
                 tracing::info!(role = %want.name, "created IAM role");
                 for policy in &want.policies {
                     self.client
-                        .attach_policy(want.name.clone(), policy.clone())
+                        .attach_policy(want.name.clone(), Arn::new(policy))
                         .await
                         .at("AttachRolePolicy", &want.name)?;
                 }
@@ -220,7 +224,7 @@ impl EksProvisioner {
                 if policies.is_some() {
                     for policy in want.policies.iter().filter(|p| !r.attached.contains(p)) {
                         self.client
-                            .attach_policy(want.name.clone(), policy.clone())
+                            .attach_policy(want.name.clone(), Arn::new(policy))
                             .await
                             .at("AttachRolePolicy", &want.name)?;
                     }
@@ -309,20 +313,20 @@ impl EksProvisioner {
         names: &Names,
         have: Option<ClusterInfo>,
         changes: &[EksChange],
-        role_arn: String,
-        key_arn: &str,
+        role_arn: RoleArn,
+        key_arn: &KmsKeyArn,
     ) -> Result<ClusterInfo> {
         let name = &names.cluster;
-        let subnets: Vec<String> = spec.private_subnet_ids.iter().map(|s| s.as_str().to_owned()).collect();
+        let subnets: Vec<SubnetId> = spec.private_subnet_ids.clone();
         let Some(mut cluster) = have else {
             let create = ClusterCreate {
-                name: name.clone(),
+                name: ClusterName::new(name),
                 version: spec.kubernetes_version.clone(),
                 role_arn,
                 subnet_ids: subnets,
                 public_access_cidrs: spec.public_access_cidrs(),
                 log_types: spec.log_types.clone(),
-                key_arn: key_arn.to_owned(),
+                key_arn: key_arn.clone(),
                 support_type: spec.support_type.as_str().to_owned(),
                 tags: ctx.tags_for(Tier::Eks, "cluster", name),
                 client_request_token: token(ctx, "cluster", &spec.kubernetes_version),
@@ -351,8 +355,8 @@ impl EksProvisioner {
             return Err(EksError::ImmutableChange {
                 field: "secrets encryption key".to_owned(),
                 resource: name.clone(),
-                have: have_key.clone(),
-                want: key_arn.to_owned(),
+                have: have_key.to_string(),
+                want: key_arn.to_string(),
             });
         }
         // Each cluster update alone, in the plan's order, waited until it finished (its update
@@ -363,7 +367,11 @@ impl EksProvisioner {
                 EksChange::UpdateClusterSubnets { .. } => {
                     let update = self
                         .client
-                        .update_cluster_subnets(name.clone(), subnets.clone(), cluster.security_group_ids.clone())
+                        .update_cluster_subnets(
+                            ClusterName::new(name),
+                            subnets.clone(),
+                            cluster.security_group_ids.clone(),
+                        )
                         .await
                         .at("UpdateClusterConfig", name)?;
                     tracing::info!(cluster = %name, "updating the control-plane subnets");
@@ -372,7 +380,7 @@ impl EksProvisioner {
                 EksChange::UpdateClusterAccess { .. } => {
                     let update = self
                         .client
-                        .update_cluster_access(name.clone(), spec.public_access_cidrs())
+                        .update_cluster_access(ClusterName::new(name), spec.public_access_cidrs())
                         .await
                         .at("UpdateClusterConfig", name)?;
                     tracing::info!(cluster = %name, "updating the endpoint access");
@@ -387,7 +395,7 @@ impl EksProvisioner {
                         .collect();
                     let update = self
                         .client
-                        .update_cluster_logging(name.clone(), want_logs.iter().cloned().collect(), disabled)
+                        .update_cluster_logging(ClusterName::new(name), want_logs.iter().cloned().collect(), disabled)
                         .await
                         .at("UpdateClusterConfig", name)?;
                     tracing::info!(cluster = %name, "updating the control-plane logging");
@@ -396,7 +404,7 @@ impl EksProvisioner {
                 EksChange::UpdateClusterSupport { want, .. } => {
                     let update = self
                         .client
-                        .update_cluster_support(name.clone(), want.clone())
+                        .update_cluster_support(ClusterName::new(name), want.clone())
                         .await
                         .at("UpdateClusterConfig", name)?;
                     tracing::info!(cluster = %name, support_type = %want, "updating the upgrade policy");
@@ -405,7 +413,7 @@ impl EksProvisioner {
                 // Tags are no cluster update (TagResource works while one is in progress).
                 EksChange::TagCluster { tags, .. } => {
                     let tags = dify_stack_core::drift_tags(tags);
-                    self.client.tag_resource(cluster.arn.clone(), tags).await.at("TagResource", name)?;
+                    self.client.tag_resource(Arn::new(&cluster.arn), tags).await.at("TagResource", name)?;
                 }
                 _ => {}
             }

@@ -7,6 +7,7 @@ use super::{
     KEY_DELETION_WINDOW_DAYS, Names, NotOwned, ResourceRef, Result, Status, caps, from_aws_wait, list_ids, wait,
 };
 use dify_stack_core::AwsAt;
+use dify_stack_core::ids::{Arn, ClusterName, SecurityGroupId};
 
 impl EksProvisioner {
     /// The stack's cluster as it is now (found by its name), `None` when there is none; one of
@@ -14,8 +15,11 @@ impl EksProvisioner {
     /// a destroy without a spec reads the live cluster's issuer, endpoint and CA from.
     pub async fn observe_cluster(&self, ctx: &Context) -> Result<Option<ClusterInfo>> {
         let names = Names::of(ctx);
-        let Some(cluster) =
-            self.client.describe_cluster(names.cluster.clone()).await.at("DescribeCluster", &names.cluster)?
+        let Some(cluster) = self
+            .client
+            .describe_cluster(ClusterName::new(&names.cluster))
+            .await
+            .at("DescribeCluster", &names.cluster)?
         else {
             return Ok(None);
         };
@@ -32,11 +36,15 @@ impl EksProvisioner {
         let cluster = names.cluster.clone();
         if let Some(c) = &o.cluster {
             self.remove_kubernetes_load_balancers(ctx, selector, &cluster).await?;
-            let ngs = self.client.list_nodegroups(cluster.clone()).await.at("ListNodegroups", &cluster)?;
+            let ngs =
+                self.client.list_nodegroups(ClusterName::new(cluster.clone())).await.at("ListNodegroups", &cluster)?;
             let mut ours = Vec::new();
             for ng in ngs {
-                let Some(info) =
-                    self.client.describe_nodegroup(cluster.clone(), ng.clone()).await.at("DescribeNodegroup", &ng)?
+                let Some(info) = self
+                    .client
+                    .describe_nodegroup(ClusterName::new(cluster.clone()), ng.clone())
+                    .await
+                    .at("DescribeNodegroup", &ng)?
                 else {
                     continue;
                 };
@@ -44,8 +52,10 @@ impl EksProvisioner {
                     return Err(NotOwned::new(ctx, "node group", ng).into());
                 }
                 if info.status != Status::Deleting {
-                    dify_stack_core::ignore_not_found(self.client.delete_nodegroup(cluster.clone(), ng.clone()).await)
-                        .at("DeleteNodegroup", &ng)?;
+                    dify_stack_core::ignore_not_found(
+                        self.client.delete_nodegroup(ClusterName::new(cluster.clone()), ng.clone()).await,
+                    )
+                    .at("DeleteNodegroup", &ng)?;
                 }
                 ours.push(info);
             }
@@ -54,7 +64,7 @@ impl EksProvisioner {
                 self.wait_gone(ctx, format!("node group {ng} to be deleted"), caps::NODEGROUP_DELETED, || async {
                     Ok(self
                         .client
-                        .describe_nodegroup(cluster.clone(), ng.clone())
+                        .describe_nodegroup(ClusterName::new(cluster.clone()), ng.clone())
                         .await
                         .at("DescribeNodegroup", &ng)?
                         .map(|n| n.status.to_string()))
@@ -65,20 +75,22 @@ impl EksProvisioner {
             // Add-ons after the node group (STACK.md destroy order): the CNI and the EBS CSI
             // driver keep working while the nodes drain and detach their volumes.
             for (addon, a) in &o.addons {
-                if dify_stack_core::ignore_not_found(self.client.delete_addon(cluster.clone(), addon.clone()).await)
-                    .at("DeleteAddon", addon)?
+                if dify_stack_core::ignore_not_found(
+                    self.client.delete_addon(ClusterName::new(cluster.clone()), addon.clone()).await,
+                )
+                .at("DeleteAddon", addon)?
                 {
                     deleted.push(ResourceRef::new("eks:addon", addon).with_id(&a.version));
                 }
             }
             if c.status != Status::Deleting {
-                dify_stack_core::ignore_not_found(self.client.delete_cluster(cluster.clone()).await)
+                dify_stack_core::ignore_not_found(self.client.delete_cluster(ClusterName::new(cluster.clone())).await)
                     .at("DeleteCluster", &cluster)?;
             }
             self.wait_gone(ctx, format!("EKS cluster {cluster} to be deleted"), caps::CLUSTER_DELETED, || async {
                 Ok(self
                     .client
-                    .describe_cluster(cluster.clone())
+                    .describe_cluster(ClusterName::new(cluster.clone()))
                     .await
                     .at("DescribeCluster", &cluster)?
                     .map(|c| c.status.to_string()))
@@ -94,8 +106,10 @@ impl EksProvisioner {
         let node_groups: Vec<String> = o
             .node_security_group
             .iter()
-            .map(|g| g.id.clone())
-            .chain(o.cluster.as_ref().and_then(|c| c.cluster_security_group_id.clone()))
+            .map(|g| g.id.to_string())
+            .chain(
+                o.cluster.as_ref().and_then(|c| c.cluster_security_group_id.clone()).map(SecurityGroupId::into_inner),
+            )
             .collect();
         deleted.extend(self.sweep_cni_interfaces(ctx, selector, &cluster, &node_groups).await?);
         // The control-plane log group outlives the cluster unless deleted (EKS never removes it),
@@ -121,18 +135,18 @@ impl EksProvisioner {
             .await
             .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", &sg.name))?;
             if result {
-                deleted.push(ResourceRef::new("ec2:security-group", &sg.name).with_id(&sg.id));
+                deleted.push(ResourceRef::new("ec2:security-group", &sg.name).with_id(sg.id.as_str()));
             }
         }
         for role in o.roles().into_iter().flatten() {
             for policy in &role.attached {
-                dify_stack_core::ignore_not_found(self.client.detach_policy(role.name.clone(), policy.clone()).await)
+                dify_stack_core::ignore_not_found(self.client.detach_policy(role.name.clone(), Arn::new(policy)).await)
                     .at("DetachRolePolicy", &role.name)?;
             }
             if dify_stack_core::ignore_not_found(self.client.delete_role(role.name.clone()).await)
                 .at("DeleteRole", &role.name)?
             {
-                deleted.push(ResourceRef::new("iam:role", &role.name).with_id(&role.arn));
+                deleted.push(ResourceRef::new("iam:role", &role.name).with_id(role.arn.as_str()));
             }
         }
         if let Some(k) = o.key.as_ref().filter(|k| k.state != "PendingDeletion") {
@@ -140,7 +154,7 @@ impl EksProvisioner {
                 .schedule_key_deletion(names.key_alias.clone(), k.key_id.clone(), KEY_DELETION_WINDOW_DAYS)
                 .await
                 .at("ScheduleKeyDeletion", &names.key_alias)?;
-            deleted.push(ResourceRef::new("kms:key", format!("alias/{}", names.key_alias)).with_id(&k.arn));
+            deleted.push(ResourceRef::new("kms:key", format!("alias/{}", names.key_alias)).with_id(k.arn.as_str()));
         }
         // A late log flush re-creates the group after the cluster is gone: checked again last.
         if self.delete_log_group_after_cluster(ctx, &names).await? {
@@ -164,7 +178,7 @@ impl EksProvisioner {
     ) -> Result<()> {
         let Some(lbs) = &self.load_balancers else { return Ok(()) };
         // Without the VPC there is no load balancer in it to find.
-        let vpc = selector.vpc_id.as_ref().map(ToString::to_string);
+        let vpc = selector.vpc_id.clone();
         let mut objects_deleted = false;
         if let Some(kube) = &self.kube_objects {
             match kube.delete_load_balancer_objects().await {
@@ -182,7 +196,9 @@ impl EksProvisioner {
         }
         let list = || async {
             let Some(vpc) = &vpc else { return Ok(Vec::new()) };
-            lbs.cluster_load_balancers(vpc.clone(), cluster.to_owned(), None).await.at("DescribeLoadBalancers", cluster)
+            lbs.cluster_load_balancers(vpc.clone(), ClusterName::new(cluster), None)
+                .await
+                .at("DescribeLoadBalancers", cluster)
         };
         let pending = |left: Vec<ClusterLoadBalancer>| {
             (!left.is_empty()).then(|| format!("{} left: {}", left.len(), list_ids(&left)))
@@ -221,14 +237,16 @@ impl EksProvisioner {
     ) -> Result<()> {
         let Some(lbs) = &self.load_balancers else { return Ok(()) };
         // Without the VPC there is nothing of it left to find.
-        let Some(vpc) = selector.vpc_id.as_ref().map(ToString::to_string) else { return Ok(()) };
-        for tg in
-            lbs.cluster_target_groups(vpc.clone(), cluster.to_owned()).await.at("DescribeTargetGroups", cluster)?
+        let Some(vpc) = selector.vpc_id.clone() else { return Ok(()) };
+        for tg in lbs
+            .cluster_target_groups(vpc.clone(), ClusterName::new(cluster))
+            .await
+            .at("DescribeTargetGroups", cluster)?
         {
-            lbs.delete_target_group(tg.clone()).await.at("DeleteTargetGroup", &tg)?;
+            lbs.delete_target_group(tg.clone()).await.at("DeleteTargetGroup", tg.as_str())?;
         }
         let groups = lbs
-            .cluster_security_groups(vpc, cluster.to_owned(), dify_stack_core::TAG_STACK.to_owned())
+            .cluster_security_groups(vpc, ClusterName::new(cluster), dify_stack_core::TAG_STACK.to_owned())
             .await
             .at("DescribeSecurityGroups", cluster)?;
         for sg in groups {
@@ -240,7 +258,7 @@ impl EksProvisioner {
                 || lbs.delete_security_group(sg.clone()),
             )
             .await
-            .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", &sg))?;
+            .map_err(|e| from_aws_wait::<EksError>(e, "DeleteSecurityGroup", sg.as_str()))?;
         }
         Ok(())
     }

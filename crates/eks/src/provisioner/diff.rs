@@ -15,6 +15,7 @@ use super::{
 use crate::provisioner::EksChange;
 use crate::provisioner::Scaling;
 use dify_stack_core::Planned;
+use dify_stack_core::ids::SecurityGroupId;
 use dify_stack_core::tag_drift as drift;
 
 /// Pushes `change` when its plan entry has a field (each difference is one field).
@@ -36,7 +37,7 @@ impl EksProvisioner {
         }
         let o = &upgrade::after_upgrade(o, &upgrade);
         changes.extend(upgrade);
-        let node_sg = o.node_security_group.as_ref().map(|s| s.id.as_str());
+        let node_sg = o.node_security_group.as_ref().map(|s| &s.id);
         changes.extend(node_changes(ctx, spec, o, node_sg, o.cluster.as_ref(), o.cluster.is_none()));
         EksChange::plan(&changes)
     }
@@ -48,7 +49,7 @@ pub(super) fn role_change(ctx: &Context, index: usize, want: &RoleWant, have: &R
     let change = EksChange::UpdateRole {
         index,
         name: want.name.clone(),
-        arn: have.arn.clone(),
+        arn: have.arn.to_string(),
         trust: (serde_json::from_str::<Value>(&have.trust).ok().as_ref() != Some(&want.trust))
             .then(|| (have.trust.clone(), want.trust.to_string())),
         policies: missing.then(|| (have.attached.clone(), want.policies.clone())),
@@ -97,7 +98,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
             &mut out,
             EksChange::UpdateKey {
                 alias: names.key_alias.clone(),
-                arn: k.arn.clone(),
+                arn: k.arn.to_string(),
                 key_id: k.key_id.clone(),
                 restore: (k.state == "PendingDeletion" || k.state == "Disabled").then(|| k.state.clone()),
                 tags: drift(&ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias), &k.tags),
@@ -124,8 +125,8 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
                 out.push(EksChange::ReplaceClusterKey {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
-                    have: have_key.clone(),
-                    want: k.arn.clone(),
+                    have: have_key.to_string(),
+                    want: k.arn.to_string(),
                 });
             }
             // One change per type of cluster update, in the order apply makes them, one at a
@@ -134,13 +135,13 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
             // #30114; cluster-api-provider-aws #3553) and refuses a call while another update is
             // in progress (ResourceInUseException "Cannot EndpointAccessUpdate because cluster
             // ... currently has update ... in progress", aws-controllers-k8s community #1192).
-            let want_subnets: Vec<String> = spec.private_subnet_ids.iter().map(|s| s.as_str().to_owned()).collect();
-            if sorted(&have.subnet_ids) != sorted(&want_subnets) {
+            let want_subnets = &spec.private_subnet_ids;
+            if sorted(&have.subnet_ids) != sorted(want_subnets) {
                 out.push(EksChange::UpdateClusterSubnets {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
                     have: list(sorted(&have.subnet_ids)),
-                    want: list(sorted(&want_subnets)),
+                    want: list(sorted(want_subnets)),
                 });
             }
             if access_drift(have, &want_cidrs) {
@@ -202,13 +203,14 @@ pub(super) fn node_changes(
     ctx: &Context,
     spec: &EksSpec,
     o: &ObservedEks,
-    node_sg: Option<&str>,
+    node_sg: Option<&SecurityGroupId>,
     cluster: Option<&ClusterInfo>,
     cluster_created: bool,
 ) -> Vec<EksChange> {
     let names = Names::of(ctx);
     let mut out = Vec::new();
-    let lt_want = launch_template_data(spec, lt_security_groups(node_sg.unwrap_or("(known after apply)"), cluster));
+    let unknown = SecurityGroupId::new("(known after apply)");
+    let lt_want = launch_template_data(spec, lt_security_groups(node_sg.unwrap_or(&unknown), cluster));
     let mut lt_updated = false;
     match &o.launch_template {
         None => out.push(EksChange::CreateLaunchTemplate {

@@ -2,6 +2,7 @@
 
 use super::{Context, EksProvisioner, EksSelector, EksSpec, KeyInfo, Names, ObservedEks, Result, Tier};
 use dify_stack_core::AwsAt;
+use dify_stack_core::ids::{Arn, ClusterName};
 
 impl EksProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<ObservedEks> {
@@ -28,7 +29,7 @@ impl EksProvisioner {
             self.client.describe_log_group(names.log_group.clone()).await.at("DescribeLogGroups", &names.log_group)?;
         let sg = self
             .client
-            .find_security_group(spec.vpc_id.as_str().to_owned(), names.node_security_group.clone())
+            .find_security_group(spec.vpc_id.clone(), names.node_security_group.clone())
             .await
             .at("DescribeSecurityGroups", &names.node_security_group)?;
         if let Some(sg) = sg {
@@ -44,25 +45,32 @@ impl EksProvisioner {
             self.check_owned(ctx, "launch template", &names.launch_template, &lt.tags)?;
             o.launch_template = Some(lt);
         }
-        let Some(cluster) =
-            self.client.describe_cluster(names.cluster.clone()).await.at("DescribeCluster", &names.cluster)?
+        let Some(cluster) = self
+            .client
+            .describe_cluster(ClusterName::new(&names.cluster))
+            .await
+            .at("DescribeCluster", &names.cluster)?
         else {
             return Ok(o);
         };
         self.check_owned(ctx, "EKS cluster", &names.cluster, &cluster.tags)?;
         if let Some(n) = self
             .client
-            .describe_nodegroup(names.cluster.clone(), names.nodegroup.clone())
+            .describe_nodegroup(ClusterName::new(&names.cluster), names.nodegroup.clone())
             .await
             .at("DescribeNodegroup", &names.nodegroup)?
         {
             self.check_owned(ctx, "node group", &names.nodegroup, &n.tags)?;
             o.nodegroup = Some(n);
         }
-        let installed = self.client.list_addons(names.cluster.clone()).await.at("ListAddons", &names.cluster)?;
+        let installed =
+            self.client.list_addons(ClusterName::new(&names.cluster)).await.at("ListAddons", &names.cluster)?;
         for addon in installed {
-            if let Some(a) =
-                self.client.describe_addon(names.cluster.clone(), addon.clone()).await.at("DescribeAddon", &addon)?
+            if let Some(a) = self
+                .client
+                .describe_addon(ClusterName::new(&names.cluster), addon.clone())
+                .await
+                .at("DescribeAddon", &addon)?
             {
                 o.addons.insert(addon, a);
             }
@@ -70,12 +78,15 @@ impl EksProvisioner {
         let entries = if spec.admin_principals.is_empty() {
             Vec::new()
         } else {
-            self.client.list_access_entries(names.cluster.clone()).await.at("ListAccessEntries", &names.cluster)?
+            self.client
+                .list_access_entries(ClusterName::new(&names.cluster))
+                .await
+                .at("ListAccessEntries", &names.cluster)?
         };
         for principal in spec.admin_principals.iter().filter(|p| entries.contains(p)) {
             let policies = self
                 .client
-                .list_access_policies(names.cluster.clone(), principal.clone())
+                .list_access_policies(ClusterName::new(&names.cluster), Arn::new(principal))
                 .await
                 .at("ListAssociatedAccessPolicies", principal)?;
             o.access.insert(principal.clone(), policies);
@@ -133,7 +144,7 @@ impl EksProvisioner {
         o.node_security_group = match &selector.vpc_id {
             Some(vpc) => self
                 .client
-                .find_security_group(vpc.as_str().to_owned(), names.node_security_group.clone())
+                .find_security_group(vpc.clone(), names.node_security_group.clone())
                 .await
                 .at("DescribeSecurityGroups", &names.node_security_group)?
                 .filter(|s| ctx.owns_tags(&s.tags)),
@@ -147,15 +158,17 @@ impl EksProvisioner {
             .filter(|l| ctx.owns_tags(&l.tags));
         o.cluster = self
             .client
-            .describe_cluster(names.cluster.clone())
+            .describe_cluster(ClusterName::new(&names.cluster))
             .await
             .at("DescribeCluster", &names.cluster)?
             .filter(|c| ctx.owns_tags(&c.tags));
         if o.cluster.is_some() {
-            for addon in self.client.list_addons(names.cluster.clone()).await.at("ListAddons", &names.cluster)? {
+            for addon in
+                self.client.list_addons(ClusterName::new(&names.cluster)).await.at("ListAddons", &names.cluster)?
+            {
                 if let Some(a) = self
                     .client
-                    .describe_addon(names.cluster.clone(), addon.clone())
+                    .describe_addon(ClusterName::new(&names.cluster), addon.clone())
                     .await
                     .at("DescribeAddon", &addon)?
                 {

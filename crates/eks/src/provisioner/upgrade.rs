@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 
+use dify_stack_core::ids::ClusterName;
 use dify_stack_core::{AwsAt, Context, Planned as _};
 
 use super::change::EksChange;
@@ -204,7 +205,8 @@ impl EksProvisioner {
             }
             o.addon_steps.insert(minor, catalogue);
         }
-        o.insights = self.client.upgrade_insights(names.cluster.clone()).await.at("ListInsights", &names.cluster)?;
+        o.insights =
+            self.client.upgrade_insights(ClusterName::new(&names.cluster)).await.at("ListInsights", &names.cluster)?;
         Ok(())
     }
 
@@ -223,8 +225,11 @@ impl EksProvisioner {
             tracing::info!(change = %change.change().resource, "upgrade step");
             match change {
                 EksChange::UpgradeCluster { want, refused: false, .. } => {
-                    let insights =
-                        self.client.upgrade_insights(cluster_name.clone()).await.at("ListInsights", cluster_name)?;
+                    let insights = self
+                        .client
+                        .upgrade_insights(ClusterName::new(cluster_name.clone()))
+                        .await
+                        .at("ListInsights", cluster_name)?;
                     if let Some(i) = blocking(&insights, want) {
                         return Err(blocked(cluster_name, want, i));
                     }
@@ -234,7 +239,7 @@ impl EksProvisioner {
                     tracing::info!(cluster = %cluster_name, from = %cluster.version, to = %want, "upgrading control plane");
                     let update = self
                         .client
-                        .update_cluster_version(cluster_name.clone(), want.clone())
+                        .update_cluster_version(ClusterName::new(cluster_name.clone()), want.clone())
                         .await
                         .at("UpdateClusterVersion", cluster_name)?;
                     cluster = self.wait_cluster_update(ctx, cluster_name, update).await?;
@@ -244,7 +249,7 @@ impl EksProvisioner {
                     if addon.version != *want {
                         // No role: the add-on's Pod Identity associations are kept.
                         self.client
-                            .update_addon(cluster_name.clone(), name.clone(), want.clone(), None)
+                            .update_addon(ClusterName::new(cluster_name.clone()), name.clone(), want.clone(), None)
                             .await
                             .at("UpdateAddon", name)?;
                         self.wait_addon(ctx, cluster_name, name).await?;
@@ -254,7 +259,7 @@ impl EksProvisioner {
                     let ng = self.wait_nodegroup(ctx, cluster_name, &names.nodegroup).await?;
                     if ng.version.as_deref() != Some(want.as_str()) {
                         let update = NodegroupVersionUpdate {
-                            cluster: cluster_name.clone(),
+                            cluster: ClusterName::new(cluster_name),
                             name: names.nodegroup.clone(),
                             version: Some(want.clone()),
                             launch_template: None,

@@ -10,6 +10,7 @@ use super::{
     from_wait, wait,
 };
 use dify_stack_core::AwsAt;
+use dify_stack_core::ids::ClusterName;
 
 /// A cluster is ACTIVE; FAILED or DELETING ends the wait at once; gone while awaited is an error.
 pub(super) fn cluster_active(name: &str) -> impl Condition<ClusterInfo, EksError> + '_ {
@@ -94,7 +95,8 @@ impl EksProvisioner {
     pub(super) async fn wait_cluster(&self, ctx: &Context, name: &str) -> Result<ClusterInfo> {
         let policy = ctx.wait.capped(caps::CLUSTER_ACTIVE);
         let what = format!("EKS cluster {name} to be ACTIVE");
-        let fetch = || async { Ok(self.client.describe_cluster(name.to_owned()).await.at("DescribeCluster", name)?) };
+        let fetch =
+            || async { Ok(self.client.describe_cluster(ClusterName::new(name)).await.at("DescribeCluster", name)?) };
         let state = wait::until_state(&what, &policy, ctx.cancellation(), fetch, cluster_active(name))
             .await
             .map_err(from_wait)?;
@@ -115,7 +117,7 @@ impl EksProvisioner {
             let policy = ctx.wait.capped(caps::CLUSTER_UPDATE);
             let what = format!("update {id} of EKS cluster {name} to finish");
             let fetch = || async {
-                Ok(self.client.describe_update(name.to_owned(), id.clone()).await.at("DescribeUpdate", name)?)
+                Ok(self.client.describe_update(ClusterName::new(name), id.clone()).await.at("DescribeUpdate", name)?)
             };
             wait::until_state(&what, &policy, ctx.cancellation(), fetch, update_done(name)).await.map_err(from_wait)?;
         }
@@ -140,7 +142,7 @@ impl EksProvisioner {
         let fetch = || async {
             Ok(self
                 .client
-                .describe_nodegroup(cluster.to_owned(), name.to_owned())
+                .describe_nodegroup(ClusterName::new(cluster), name.to_owned())
                 .await
                 .at("DescribeNodegroup", name)?)
         };
@@ -154,7 +156,11 @@ impl EksProvisioner {
         let policy = ctx.wait.capped(caps::ADDON);
         let what = format!("add-on {name} to be ACTIVE");
         let fetch = || async {
-            Ok(self.client.describe_addon(cluster.to_owned(), name.to_owned()).await.at("DescribeAddon", name)?)
+            Ok(self
+                .client
+                .describe_addon(ClusterName::new(cluster), name.to_owned())
+                .await
+                .at("DescribeAddon", name)?)
         };
         let state = wait::until_state(&what, &policy, ctx.cancellation(), fetch, addon_active(name))
             .await

@@ -6,12 +6,13 @@ use super::{
     SecurityGroupInfo, SnapshotInfo, TaggedResource, Tags, VolumeInfo, async_trait, found, lt_data, lt_request, shared,
 };
 use dify_stack_core::AwsResultExt;
+use dify_stack_core::ids::{SecurityGroupId, VpcId};
 
 #[async_trait]
 impl Ec2Api for SdkEks {
-    async fn find_security_group(&self, vpc_id: String, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
-        Ok(shared::ec2::find_security_group(&self.ec2, &vpc_id, &name).await?.map(|g| SecurityGroupInfo {
-            id: g.group_id().unwrap_or_default().to_owned(),
+    async fn find_security_group(&self, vpc_id: VpcId, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
+        Ok(shared::ec2::find_security_group(&self.ec2, vpc_id.as_str(), &name).await?.map(|g| SecurityGroupInfo {
+            id: SecurityGroupId::new(g.group_id().unwrap_or_default()),
             name: g.group_name().unwrap_or_default().to_owned(),
             tags: shared::ec2::tags_of(g.tags()),
         }))
@@ -19,20 +20,20 @@ impl Ec2Api for SdkEks {
 
     async fn create_security_group(
         &self,
-        vpc_id: String,
+        vpc_id: VpcId,
         name: String,
         description: String,
         tags: Tags,
-    ) -> Result<String, AwsError> {
-        shared::ec2::create_security_group(&self.ec2, &vpc_id, &name, &description, &tags).await
+    ) -> Result<SecurityGroupId, AwsError> {
+        shared::ec2::create_security_group(&self.ec2, vpc_id.as_str(), &name, &description, &tags).await.map(Into::into)
     }
 
-    async fn delete_security_group(&self, id: String) -> Result<(), AwsError> {
-        shared::ec2::delete_security_group(&self.ec2, &id).await
+    async fn delete_security_group(&self, id: SecurityGroupId) -> Result<(), AwsError> {
+        shared::ec2::delete_security_group(&self.ec2, id.as_str()).await
     }
 
-    async fn tag_security_group(&self, id: String, tags: Tags) -> Result<(), AwsError> {
-        shared::ec2::create_tags(&self.ec2, vec![id], &tags).await
+    async fn tag_security_group(&self, id: SecurityGroupId, tags: Tags) -> Result<(), AwsError> {
+        shared::ec2::create_tags(&self.ec2, vec![id.into_inner()], &tags).await
     }
 
     async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
@@ -176,11 +177,11 @@ impl Ec2Api for SdkEks {
         Ok(())
     }
 
-    async fn vpc_network_interfaces(&self, vpc_id: String) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
+    async fn vpc_network_interfaces(&self, vpc_id: VpcId) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
         let enis: Vec<_> = self
             .ec2
             .describe_network_interfaces()
-            .filters(filter("vpc-id", [vpc_id]))
+            .filters(filter("vpc-id", [vpc_id.into_inner()]))
             .into_paginator()
             .items()
             .send()

@@ -9,11 +9,12 @@ use super::{
     vpc_config,
 };
 use dify_stack_core::AwsResultExt;
+use dify_stack_core::ids::{Arn, ClusterName, SecurityGroupId, SubnetId};
 
 #[async_trait]
 impl ClusterApi for SdkEks {
-    async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError> {
-        let out = found(self.eks.describe_cluster().name(name).send().await.aws("DescribeCluster"))?;
+    async fn describe_cluster(&self, name: ClusterName) -> Result<Option<ClusterInfo>, AwsError> {
+        let out = found(self.eks.describe_cluster().name(name.into_inner()).send().await.aws("DescribeCluster"))?;
         Ok(out.and_then(|o| o.cluster().map(cluster_info)))
     }
 
@@ -30,15 +31,15 @@ impl ClusterApi for SdkEks {
         let out = self
             .eks
             .create_cluster()
-            .name(&c.name)
+            .name(c.name.as_str())
             .version(c.version)
-            .role_arn(c.role_arn)
+            .role_arn(c.role_arn.into_inner())
             .resources_vpc_config(vpc_config(c.subnet_ids, c.public_access_cidrs))
             .logging(logging(c.log_types, Vec::new()))
             .encryption_config(
                 EncryptionConfig::builder()
                     .resources("secrets")
-                    .provider(Provider::builder().key_arn(c.key_arn).build())
+                    .provider(Provider::builder().key_arn(c.key_arn.into_inner()).build())
                     .build(),
             )
             .access_config(
@@ -60,22 +61,25 @@ impl ClusterApi for SdkEks {
 
     async fn update_cluster_subnets(
         &self,
-        name: String,
-        subnet_ids: Vec<String>,
-        security_group_ids: Vec<String>,
+        name: ClusterName,
+        subnet_ids: Vec<SubnetId>,
+        security_group_ids: Vec<SecurityGroupId>,
     ) -> Result<Option<String>, AwsError> {
         // Only the VpcConfigUpdate's fields: with any endpoint field beside them EKS refuses the
         // call, "Only one type of update - VpcConfigUpdate, LoggingUpdate or EndpointAccessUpdate
         // can be allowed" (aws-cdk PR #30114; aws-controllers-k8s eks-controller PR #119 splits
         // the calls for it). Fields not sent keep their values (UpdateClusterConfig merges).
         let vpc = VpcConfigRequest::builder()
-            .set_subnet_ids(Some(subnet_ids))
-            .set_security_group_ids((!security_group_ids.is_empty()).then_some(security_group_ids))
+            .set_subnet_ids(Some(subnet_ids.into_iter().map(SubnetId::into_inner).collect()))
+            .set_security_group_ids(
+                (!security_group_ids.is_empty())
+                    .then(|| security_group_ids.into_iter().map(SecurityGroupId::into_inner).collect()),
+            )
             .build();
         let out = self
             .eks
             .update_cluster_config()
-            .name(name)
+            .name(name.into_inner())
             .resources_vpc_config(vpc)
             .send()
             .await
@@ -85,14 +89,14 @@ impl ClusterApi for SdkEks {
 
     async fn update_cluster_access(
         &self,
-        name: String,
+        name: ClusterName,
         public_access_cidrs: Vec<String>,
     ) -> Result<Option<String>, AwsError> {
         // Only the EndpointAccessUpdate's fields (see update_cluster_subnets).
         let out = self
             .eks
             .update_cluster_config()
-            .name(name)
+            .name(name.into_inner())
             .resources_vpc_config(endpoint_access(public_access_cidrs))
             .send()
             .await
@@ -102,14 +106,14 @@ impl ClusterApi for SdkEks {
 
     async fn update_cluster_logging(
         &self,
-        name: String,
+        name: ClusterName,
         enabled: Vec<String>,
         disabled: Vec<String>,
     ) -> Result<Option<String>, AwsError> {
         let out = self
             .eks
             .update_cluster_config()
-            .name(name)
+            .name(name.into_inner())
             .logging(logging(enabled, disabled))
             .send()
             .await
@@ -117,19 +121,29 @@ impl ClusterApi for SdkEks {
         Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
     }
 
-    async fn update_cluster_version(&self, name: String, version: String) -> Result<Option<String>, AwsError> {
-        let out =
-            self.eks.update_cluster_version().name(name).version(version).send().await.aws("UpdateClusterVersion")?;
+    async fn update_cluster_version(&self, name: ClusterName, version: String) -> Result<Option<String>, AwsError> {
+        let out = self
+            .eks
+            .update_cluster_version()
+            .name(name.into_inner())
+            .version(version)
+            .send()
+            .await
+            .aws("UpdateClusterVersion")?;
         Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
     }
 
-    async fn update_cluster_support(&self, name: String, support_type: String) -> Result<Option<String>, AwsError> {
+    async fn update_cluster_support(
+        &self,
+        name: ClusterName,
+        support_type: String,
+    ) -> Result<Option<String>, AwsError> {
         // The upgrade policy alone: an UpgradePolicyUpdate is its own type of update (EKS API
         // reference, `UpdateParamType` `UpgradePolicy`; see update_cluster_subnets).
         let out = self
             .eks
             .update_cluster_config()
-            .name(name)
+            .name(name.into_inner())
             .upgrade_policy(upgrade_policy(&support_type))
             .send()
             .await
@@ -137,11 +151,12 @@ impl ClusterApi for SdkEks {
         Ok(out.update().and_then(|u| u.id()).map(str::to_owned))
     }
 
-    async fn upgrade_insights(&self, cluster: String) -> Result<Vec<Insight>, AwsError> {
+    async fn upgrade_insights(&self, cluster: ClusterName) -> Result<Vec<Insight>, AwsError> {
         let filter = aws_sdk_eks::types::InsightsFilter::builder()
             .categories(aws_sdk_eks::types::Category::UpgradeReadiness)
             .build();
-        let mut pages = self.eks.list_insights().cluster_name(cluster).filter(filter).into_paginator().send();
+        let mut pages =
+            self.eks.list_insights().cluster_name(cluster.into_inner()).filter(filter).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for i in page.aws("ListInsights")?.insights() {
@@ -162,9 +177,16 @@ impl ClusterApi for SdkEks {
         Ok(out)
     }
 
-    async fn describe_update(&self, cluster: String, update_id: String) -> Result<Option<UpdateInfo>, AwsError> {
-        let out =
-            found(self.eks.describe_update().name(cluster).update_id(update_id).send().await.aws("DescribeUpdate"))?;
+    async fn describe_update(&self, cluster: ClusterName, update_id: String) -> Result<Option<UpdateInfo>, AwsError> {
+        let out = found(
+            self.eks
+                .describe_update()
+                .name(cluster.into_inner())
+                .update_id(update_id)
+                .send()
+                .await
+                .aws("DescribeUpdate"),
+        )?;
         Ok(out.and_then(|o| {
             o.update().map(|u| UpdateInfo {
                 id: u.id().unwrap_or_default().to_owned(),
@@ -185,20 +207,26 @@ impl ClusterApi for SdkEks {
         }))
     }
 
-    async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
-        self.eks.tag_resource().resource_arn(arn).set_tags(Some(to_hash(&tags))).send().await.aws("TagResource")?;
+    async fn tag_resource(&self, arn: Arn, tags: Tags) -> Result<(), AwsError> {
+        self.eks
+            .tag_resource()
+            .resource_arn(arn.into_inner())
+            .set_tags(Some(to_hash(&tags)))
+            .send()
+            .await
+            .aws("TagResource")?;
         Ok(())
     }
 
-    async fn delete_cluster(&self, name: String) -> Result<(), AwsError> {
-        self.eks.delete_cluster().name(name).send().await.aws("DeleteCluster")?;
+    async fn delete_cluster(&self, name: ClusterName) -> Result<(), AwsError> {
+        self.eks.delete_cluster().name(name.into_inner()).send().await.aws("DeleteCluster")?;
         Ok(())
     }
 
-    async fn list_nodegroups(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_nodegroups(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         self.eks
             .list_nodegroups()
-            .cluster_name(&cluster)
+            .cluster_name(cluster.as_str())
             .into_paginator()
             .items()
             .send()
@@ -207,11 +235,11 @@ impl ClusterApi for SdkEks {
             .aws("ListNodegroups")
     }
 
-    async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
+    async fn describe_nodegroup(&self, cluster: ClusterName, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
         let out = found(
             self.eks
                 .describe_nodegroup()
-                .cluster_name(cluster)
+                .cluster_name(cluster.into_inner())
                 .nodegroup_name(name)
                 .send()
                 .await
@@ -224,10 +252,10 @@ impl ClusterApi for SdkEks {
         let out = self
             .eks
             .create_nodegroup()
-            .cluster_name(c.cluster)
+            .cluster_name(c.cluster.into_inner())
             .nodegroup_name(c.name)
-            .node_role(c.node_role)
-            .set_subnets(Some(c.subnet_ids))
+            .node_role(c.node_role.into_inner())
+            .set_subnets(Some(c.subnet_ids.into_iter().map(SubnetId::into_inner).collect()))
             .set_instance_types(Some(c.instance_types))
             .ami_type(aws_sdk_eks::types::AmiTypes::from(c.ami_type.as_str()))
             .scaling_config(
@@ -250,7 +278,7 @@ impl ClusterApi for SdkEks {
 
     async fn update_nodegroup_config(&self, u: NodegroupConfigUpdate) -> Result<(), AwsError> {
         let NodegroupConfigUpdate { cluster, name, scaling, add_labels, remove_labels } = u;
-        let mut req = self.eks.update_nodegroup_config().cluster_name(cluster).nodegroup_name(name);
+        let mut req = self.eks.update_nodegroup_config().cluster_name(cluster.into_inner()).nodegroup_name(name);
         if let Some((min, max, desired)) = scaling {
             // desiredSize only when it must move into the new range: when Cluster Autoscaler
             // runs, "you shouldn't change the desiredSize value directly" (EKS API reference,
@@ -275,7 +303,7 @@ impl ClusterApi for SdkEks {
         let NodegroupVersionUpdate { cluster, name, version, launch_template } = u;
         self.eks
             .update_nodegroup_version()
-            .cluster_name(cluster)
+            .cluster_name(cluster.into_inner())
             .nodegroup_name(name)
             .set_version(version)
             .set_launch_template(
@@ -287,15 +315,21 @@ impl ClusterApi for SdkEks {
         Ok(())
     }
 
-    async fn delete_nodegroup(&self, cluster: String, name: String) -> Result<(), AwsError> {
-        self.eks.delete_nodegroup().cluster_name(cluster).nodegroup_name(name).send().await.aws("DeleteNodegroup")?;
+    async fn delete_nodegroup(&self, cluster: ClusterName, name: String) -> Result<(), AwsError> {
+        self.eks
+            .delete_nodegroup()
+            .cluster_name(cluster.into_inner())
+            .nodegroup_name(name)
+            .send()
+            .await
+            .aws("DeleteNodegroup")?;
         Ok(())
     }
 
-    async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_addons(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         self.eks
             .list_addons()
-            .cluster_name(&cluster)
+            .cluster_name(cluster.as_str())
             .into_paginator()
             .items()
             .send()
@@ -304,9 +338,16 @@ impl ClusterApi for SdkEks {
             .aws("ListAddons")
     }
 
-    async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
-        let out =
-            found(self.eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.aws("DescribeAddon"))?;
+    async fn describe_addon(&self, cluster: ClusterName, name: String) -> Result<Option<AddonInfo>, AwsError> {
+        let out = found(
+            self.eks
+                .describe_addon()
+                .cluster_name(cluster.into_inner())
+                .addon_name(name)
+                .send()
+                .await
+                .aws("DescribeAddon"),
+        )?;
         Ok(out.and_then(|o| {
             o.addon().map(|a| AddonInfo {
                 name: a.addon_name().unwrap_or_default().to_owned(),
@@ -348,7 +389,7 @@ impl ClusterApi for SdkEks {
 
     async fn create_addon(
         &self,
-        cluster: String,
+        cluster: ClusterName,
         name: String,
         version: String,
         tags: Tags,
@@ -356,7 +397,7 @@ impl ClusterApi for SdkEks {
     ) -> Result<(), AwsError> {
         self.eks
             .create_addon()
-            .cluster_name(cluster)
+            .cluster_name(cluster.into_inner())
             .addon_name(name)
             .addon_version(version)
             .resolve_conflicts(ResolveConflicts::Overwrite)
@@ -370,14 +411,14 @@ impl ClusterApi for SdkEks {
 
     async fn update_addon(
         &self,
-        cluster: String,
+        cluster: ClusterName,
         name: String,
         version: String,
         role: Option<AddonRole>,
     ) -> Result<(), AwsError> {
         self.eks
             .update_addon()
-            .cluster_name(cluster)
+            .cluster_name(cluster.into_inner())
             .addon_name(name)
             .addon_version(version)
             .resolve_conflicts(ResolveConflicts::Preserve)
@@ -388,15 +429,15 @@ impl ClusterApi for SdkEks {
         Ok(())
     }
 
-    async fn delete_addon(&self, cluster: String, name: String) -> Result<(), AwsError> {
-        self.eks.delete_addon().cluster_name(cluster).addon_name(name).send().await.aws("DeleteAddon")?;
+    async fn delete_addon(&self, cluster: ClusterName, name: String) -> Result<(), AwsError> {
+        self.eks.delete_addon().cluster_name(cluster.into_inner()).addon_name(name).send().await.aws("DeleteAddon")?;
         Ok(())
     }
 
-    async fn list_access_entries(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_access_entries(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         self.eks
             .list_access_entries()
-            .cluster_name(&cluster)
+            .cluster_name(cluster.as_str())
             .into_paginator()
             .items()
             .send()
@@ -405,23 +446,23 @@ impl ClusterApi for SdkEks {
             .aws("ListAccessEntries")
     }
 
-    async fn list_access_policies(&self, cluster: String, principal: String) -> Result<Vec<String>, AwsError> {
+    async fn list_access_policies(&self, cluster: ClusterName, principal: Arn) -> Result<Vec<String>, AwsError> {
         let out = self
             .eks
             .list_associated_access_policies()
-            .cluster_name(cluster)
-            .principal_arn(principal)
+            .cluster_name(cluster.into_inner())
+            .principal_arn(principal.into_inner())
             .send()
             .await
             .aws("ListAssociatedAccessPolicies")?;
         Ok(out.associated_access_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)).collect())
     }
 
-    async fn create_access_entry(&self, cluster: String, principal: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_access_entry(&self, cluster: ClusterName, principal: Arn, tags: Tags) -> Result<(), AwsError> {
         self.eks
             .create_access_entry()
-            .cluster_name(cluster)
-            .principal_arn(principal)
+            .cluster_name(cluster.into_inner())
+            .principal_arn(principal.into_inner())
             .set_tags(Some(to_hash(&tags)))
             .send()
             .await
@@ -431,15 +472,15 @@ impl ClusterApi for SdkEks {
 
     async fn associate_access_policy(
         &self,
-        cluster: String,
-        principal: String,
-        policy_arn: String,
+        cluster: ClusterName,
+        principal: Arn,
+        policy_arn: Arn,
     ) -> Result<(), AwsError> {
         self.eks
             .associate_access_policy()
-            .cluster_name(cluster)
-            .principal_arn(principal)
-            .policy_arn(policy_arn)
+            .cluster_name(cluster.into_inner())
+            .principal_arn(principal.into_inner())
+            .policy_arn(policy_arn.into_inner())
             .access_scope(AccessScope::builder().r#type(AccessScopeType::Cluster).build())
             .send()
             .await
@@ -447,11 +488,11 @@ impl ClusterApi for SdkEks {
         Ok(())
     }
 
-    async fn delete_access_entry(&self, cluster: String, principal: String) -> Result<(), AwsError> {
+    async fn delete_access_entry(&self, cluster: ClusterName, principal: Arn) -> Result<(), AwsError> {
         self.eks
             .delete_access_entry()
-            .cluster_name(cluster)
-            .principal_arn(principal)
+            .cluster_name(cluster.into_inner())
+            .principal_arn(principal.into_inner())
             .send()
             .await
             .aws("DeleteAccessEntry")?;

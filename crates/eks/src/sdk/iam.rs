@@ -1,5 +1,7 @@
 //! IAM: the cluster and node roles.
 
+use dify_stack_core::ids::{Arn, RoleArn};
+
 use super::{AwsError, RoleInfo, RolesApi, SdkEks, Tags, async_trait, shared};
 
 #[async_trait]
@@ -7,11 +9,11 @@ impl RolesApi for SdkEks {
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
         let Some(role) = shared::iam::get_role(&self.iam, &name).await? else { return Ok(None) };
         let attached = shared::iam::attached_policies(&self.iam, &name).await?;
-        Ok(Some(RoleInfo { name: role.name, arn: role.arn, trust: role.trust, attached, tags: role.tags }))
+        Ok(Some(RoleInfo { name: role.name, arn: role.arn.into(), trust: role.trust, attached, tags: role.tags }))
     }
 
-    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<String, AwsError> {
-        shared::iam::create_role(&self.iam, &name, &trust, None, &tags).await
+    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleArn, AwsError> {
+        shared::iam::create_role(&self.iam, &name, &trust, None, &tags).await.map(Into::into)
     }
 
     async fn update_trust(&self, name: String, trust: String) -> Result<(), AwsError> {
@@ -22,12 +24,12 @@ impl RolesApi for SdkEks {
         shared::iam::tag_role(&self.iam, &name, &tags).await
     }
 
-    async fn attach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError> {
-        shared::iam::attach_policy(&self.iam, &role, &policy_arn).await
+    async fn attach_policy(&self, role: String, policy_arn: Arn) -> Result<(), AwsError> {
+        shared::iam::attach_policy(&self.iam, &role, policy_arn.as_str()).await
     }
 
-    async fn detach_policy(&self, role: String, policy_arn: String) -> Result<(), AwsError> {
-        shared::iam::detach_policy(&self.iam, &role, &policy_arn).await
+    async fn detach_policy(&self, role: String, policy_arn: Arn) -> Result<(), AwsError> {
+        shared::iam::detach_policy(&self.iam, &role, policy_arn.as_str()).await
     }
 
     async fn delete_role(&self, name: String) -> Result<(), AwsError> {

@@ -2,6 +2,7 @@
 
 use super::{AwsError, KeyInfo, KeysApi, SdkEks, Tags, async_trait, found};
 use dify_stack_core::AwsResultExt;
+use dify_stack_core::ids::KmsKeyArn;
 
 #[async_trait]
 impl KeysApi for SdkEks {
@@ -25,7 +26,7 @@ impl KeysApi for SdkEks {
             .collect();
         Ok(Some(KeyInfo {
             key_id: meta.key_id().to_owned(),
-            arn: meta.arn().unwrap_or_default().to_owned(),
+            arn: KmsKeyArn::new(meta.arn().unwrap_or_default()),
             state: meta.key_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
             tags,
         }))
@@ -49,7 +50,7 @@ impl KeysApi for SdkEks {
                     let Some(meta) = meta.key_metadata() else { continue };
                     found.push(KeyInfo {
                         key_id: id.to_owned(),
-                        arn: meta.arn().unwrap_or_default().to_owned(),
+                        arn: KmsKeyArn::new(meta.arn().unwrap_or_default()),
                         state: meta.key_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                         tags,
                     });
@@ -99,7 +100,7 @@ impl KeysApi for SdkEks {
             .aws("CreateAlias")?;
         Ok(KeyInfo {
             key_id,
-            arn: meta.arn().unwrap_or_default().to_owned(),
+            arn: KmsKeyArn::new(meta.arn().unwrap_or_default()),
             state: meta.key_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
             tags,
         })

@@ -138,7 +138,7 @@ async fn the_cni_interfaces_left_in_the_vpc_are_deleted_after_the_nodes_and_no_o
     let eks = EksProvisioner::new(fake.clone());
     let (ctx, s) = (ctx(), spec());
     eks.apply(&ctx, &s).await.unwrap();
-    let node_sg = fake.0.lock().unwrap().sg.as_ref().unwrap().1.id.clone();
+    let node_sg = fake.0.lock().unwrap().sg.as_ref().unwrap().1.id.to_string();
     let eni = |id: &str, vpc: &str, description: &str, groups: &[&str], t: Tags, status: &str| {
         (
             vpc.to_owned(),

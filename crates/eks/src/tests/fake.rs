@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use dify_stack_core::ids::{Arn, KmsKeyArn, RoleArn, SecurityGroupId, VpcId};
 use dify_stack_core::{AwsError, Tags};
 
 use super::*;
@@ -61,15 +62,15 @@ pub(super) struct State {
 /// Every lookup matches on its key (names, ids, ARNs, VPC): a call with a wrong key finds
 /// nothing, as on AWS, so a provisioner passing the wrong name fails a test.
 impl State {
-    pub(super) fn cluster_named(&mut self, name: &str) -> Option<&mut ClusterInfo> {
-        self.cluster.as_mut().filter(|c| c.name == name)
+    pub(super) fn cluster_named(&mut self, name: impl AsRef<str>) -> Option<&mut ClusterInfo> {
+        self.cluster.as_mut().filter(|c| c.name == name.as_ref())
     }
     /// Whether calls naming `cluster` reach the one cluster (or, before it exists, its
     /// sub-resources set up alone by a test).
-    pub(super) fn on_cluster(&self, cluster: &str) -> bool {
-        self.cluster.as_ref().is_none_or(|c| c.name == cluster)
+    pub(super) fn on_cluster(&self, cluster: impl AsRef<str>) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.name == cluster.as_ref())
     }
-    pub(super) fn nodegroup_named(&mut self, cluster: &str, name: &str) -> Option<&mut NodegroupInfo> {
+    pub(super) fn nodegroup_named(&mut self, cluster: impl AsRef<str>, name: &str) -> Option<&mut NodegroupInfo> {
         let on_cluster = self.on_cluster(cluster);
         self.nodegroup.as_mut().filter(|n| on_cluster && n.name == name)
     }
@@ -77,7 +78,8 @@ impl State {
     /// (ResourceInUseException "Cannot <type> because cluster <name> currently has update <id>
     /// in progress", aws-controllers-k8s community #1192). The update stays InProgress for one
     /// DescribeUpdate poll, the cluster UPDATING for one DescribeCluster.
-    pub(super) fn start_update(&mut self, cluster: &str, kind: &str) -> Result<String, AwsError> {
+    pub(super) fn start_update(&mut self, cluster: impl AsRef<str>, kind: &str) -> Result<String, AwsError> {
+        let cluster = cluster.as_ref();
         self.cluster_named(cluster).ok_or_else(|| not_found("UpdateClusterConfig"))?;
         if let Some((u, _)) = self.updates.values().find(|(u, _)| u.status == "InProgress") {
             let message = format!("Cannot {kind} because cluster {cluster} currently has update {} in progress", u.id);
@@ -93,7 +95,7 @@ impl State {
         Ok(id)
     }
     fn key_with_id(&mut self, id: &str) -> Option<&mut KeyInfo> {
-        self.keys.iter_mut().find(|k| k.key_id == id || k.arn == id)
+        self.keys.iter_mut().find(|k| k.key_id == id || k.arn.as_str() == id)
     }
     /// CreateAlias: an alias name in use is AlreadyExistsException (KMS API reference, CreateAlias
     /// errors); the target key must exist (NotFoundException).
@@ -217,10 +219,10 @@ impl RolesApi for FakeEks {
         Ok(self.0.lock().unwrap().roles.get(&name).cloned())
     }
 
-    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<String, AwsError> {
+    async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleArn, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("CreateRole({name})"));
-        let arn = format!("arn:aws:iam::1:role/{name}");
+        let arn = RoleArn::new(format!("arn:aws:iam::1:role/{name}"));
         s.roles.insert(name.clone(), RoleInfo { name, arn: arn.clone(), trust, attached: Vec::new(), tags });
         Ok(arn)
     }
@@ -237,17 +239,17 @@ impl RolesApi for FakeEks {
         Ok(())
     }
 
-    async fn attach_policy(&self, role: String, arn: String) -> Result<(), AwsError> {
+    async fn attach_policy(&self, role: String, arn: Arn) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("AttachRolePolicy".into());
-        s.roles.get_mut(&role).ok_or_else(|| not_found("AttachRolePolicy"))?.attached.push(arn);
+        s.roles.get_mut(&role).ok_or_else(|| not_found("AttachRolePolicy"))?.attached.push(arn.into_inner());
         Ok(())
     }
 
-    async fn detach_policy(&self, role: String, arn: String) -> Result<(), AwsError> {
+    async fn detach_policy(&self, role: String, arn: Arn) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DetachRolePolicy".into());
-        s.roles.get_mut(&role).ok_or_else(|| not_found("DetachRolePolicy"))?.attached.retain(|a| *a != arn);
+        s.roles.get_mut(&role).ok_or_else(|| not_found("DetachRolePolicy"))?.attached.retain(|a| a != arn.as_str());
         Ok(())
     }
 
@@ -275,7 +277,7 @@ impl KeysApi for FakeEks {
         s.calls.push("CreateKey".into());
         let key_id = format!("k{}", s.keys.len() + 1);
         let k = KeyInfo {
-            arn: format!("arn:aws:kms:us-west-2:1:key/{key_id}"),
+            arn: KmsKeyArn::new(format!("arn:aws:kms:us-west-2:1:key/{key_id}")),
             key_id: key_id.clone(),
             state: "Enabled".into(),
             tags,
@@ -325,28 +327,28 @@ impl KeysApi for FakeEks {
 
 #[async_trait]
 impl Ec2Api for FakeEks {
-    async fn find_security_group(&self, vpc: String, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
+    async fn find_security_group(&self, vpc: VpcId, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
         let s = self.0.lock().unwrap();
-        Ok(s.sg.as_ref().filter(|(v, g)| *v == vpc && g.name == name).map(|(_, g)| g.clone()))
+        Ok(s.sg.as_ref().filter(|(v, g)| v == vpc.as_str() && g.name == name).map(|(_, g)| g.clone()))
     }
 
     async fn create_security_group(
         &self,
-        vpc: String,
+        vpc: VpcId,
         name: String,
         _d: String,
         tags: Tags,
-    ) -> Result<String, AwsError> {
+    ) -> Result<SecurityGroupId, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateSecurityGroup".into());
-        if s.sg.as_ref().is_some_and(|(v, g)| *v == vpc && g.name == name) {
+        if s.sg.as_ref().is_some_and(|(v, g)| v == vpc.as_str() && g.name == name) {
             return Err(AwsError::new("CreateSecurityGroup", "InvalidGroup.Duplicate", "exists"));
         }
-        s.sg = Some((vpc, SecurityGroupInfo { id: "sg-nodes".into(), name, tags }));
+        s.sg = Some((vpc.into_inner(), SecurityGroupInfo { id: "sg-nodes".into(), name, tags }));
         Ok("sg-nodes".into())
     }
 
-    async fn delete_security_group(&self, id: String) -> Result<(), AwsError> {
+    async fn delete_security_group(&self, id: SecurityGroupId) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteSecurityGroup".into());
         s.sg.take_if(|(_, g)| g.id == id).map(|_| ()).ok_or_else(|| not_found("DeleteSecurityGroup"))
@@ -435,9 +437,9 @@ impl Ec2Api for FakeEks {
         Ok(())
     }
 
-    async fn vpc_network_interfaces(&self, vpc: String) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
+    async fn vpc_network_interfaces(&self, vpc: VpcId) -> Result<Vec<NetworkInterfaceInfo>, AwsError> {
         let s = self.0.lock().unwrap();
-        Ok(s.enis.iter().filter(|(v, _)| *v == vpc).map(|(_, e)| e.clone()).collect())
+        Ok(s.enis.iter().filter(|(v, _)| v == vpc.as_str()).map(|(_, e)| e.clone()).collect())
     }
 
     async fn delete_network_interface(&self, id: String) -> Result<(), AwsError> {
@@ -463,7 +465,9 @@ impl Ec2Api for FakeEks {
         out.extend(
             s.enis.iter().filter(|(_, e)| has(&e.tags)).map(|(_, e)| r("ec2:network-interface", &e.id, &e.tags)),
         );
-        out.extend(s.sg.iter().filter(|(_, g)| has(&g.tags)).map(|(_, g)| r("ec2:security-group", &g.id, &g.tags)));
+        out.extend(
+            s.sg.iter().filter(|(_, g)| has(&g.tags)).map(|(_, g)| r("ec2:security-group", g.id.as_str(), &g.tags)),
+        );
         out.extend(s.lt.iter().filter(|t| has(&t.tags)).map(|t| r("ec2:launch-template", &t.id, &t.tags)));
         Ok(out)
     }

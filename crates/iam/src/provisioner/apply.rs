@@ -2,8 +2,8 @@
 //! service accounts, in that order) and returns the outputs.
 
 use super::{
-    BTreeMap, Context, DesiredRole, IamChange, IamOutput, IamProvisioner, NotOwned, RoleArn, RoleKey, Tags, Value,
-    desired_roles, provider_arn_of,
+    BTreeMap, Context, DesiredRole, IamChange, IamOutput, IamProvisioner, NotOwned, OidcProviderArn, RoleArn, RoleKey,
+    Tags, Value, desired_roles, provider_arn_of,
 };
 use crate::AUDIENCE;
 use crate::INLINE_POLICY;
@@ -24,7 +24,7 @@ impl IamProvisioner {
         let mut provider_arn = provider_arn_of(&observed).map(str::to_owned);
         let desired = desired_roles(ctx, spec);
         // Role ARNs by role name: the observed ones, then those this run creates.
-        let mut arns: BTreeMap<String, String> = desired
+        let mut arns: BTreeMap<String, RoleArn> = desired
             .iter()
             .filter_map(|r| observed.role(&r.key).map(|have| (r.name.clone(), have.info.arn.clone())))
             .collect();
@@ -35,7 +35,7 @@ impl IamProvisioner {
         for change in changes {
             match change {
                 IamChange::CreateProvider { url, tags } => {
-                    provider_arn = Some(self.create_provider(spec, &url, tags).await?);
+                    provider_arn = Some(self.create_provider(spec, &url, tags).await?.into_inner());
                 }
                 IamChange::AddClientId { url, arn, .. } => {
                     self.client
@@ -75,7 +75,7 @@ impl IamProvisioner {
                 }
                 IamChange::ServiceAccount { namespace, account, kind, .. } => {
                     if let Some(kube) = kube {
-                        let role_arn = arns[&kind.role_name(spec.cluster_name.as_str())].clone();
+                        let role_arn = arns[&kind.role_name(spec.cluster_name.as_str())].to_string();
                         let (name, helm_release) = (account.to_owned(), spec.helm_release.clone());
                         kube.apply_service_account(IrsaServiceAccount { namespace, name, role_arn, helm_release })
                             .await?;
@@ -85,7 +85,7 @@ impl IamProvisioner {
         }
         let (mut roles, mut addon_roles) = (BTreeMap::new(), BTreeMap::new());
         for role in desired {
-            let arn = RoleArn::new(&arns[&role.name]);
+            let arn = arns[&role.name].clone();
             match role.key {
                 RoleKey::Dify(kind) => roles.insert(kind, arn),
                 RoleKey::Addon(addon) => addon_roles.insert(addon, arn),
@@ -109,7 +109,7 @@ impl IamProvisioner {
     }
 
     /// Creates the provider for the issuer, or finds the one a lost response of ours made.
-    async fn create_provider(&self, spec: &IamSpec, url: &str, tags: Tags) -> Result<String> {
+    async fn create_provider(&self, spec: &IamSpec, url: &str, tags: Tags) -> Result<OidcProviderArn> {
         let create = OidcCreate {
             url: spec.oidc_issuer_url.clone(),
             client_ids: vec![AUDIENCE.into()],
@@ -130,7 +130,7 @@ impl IamProvisioner {
 
     /// Creates the role (or takes back the one a lost response of ours made, its trust
     /// rewritten), then puts its inline policy; returns its ARN.
-    async fn create_role(&self, ctx: &Context, role: &DesiredRole, trust: Value, tags: Tags) -> Result<String> {
+    async fn create_role(&self, ctx: &Context, role: &DesiredRole, trust: Value, tags: Tags) -> Result<RoleArn> {
         let name = role.name.clone();
         let arn = match self.client.create_role(name.clone(), trust.to_string(), tags).await {
             Ok(r) => r.arn,

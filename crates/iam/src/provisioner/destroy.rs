@@ -31,8 +31,9 @@ impl IamProvisioner {
         let issuer = selector.oidc_issuer_url.as_deref().unwrap_or("*");
         let providers = self.client.list_oidc_providers().await.at("ListOpenIDConnectProviders", issuer)?;
         for p in providers.into_iter().filter(|p| ctx.owns_tags(&p.tags)) {
-            ignore(self.client.delete_oidc_provider(p.arn.clone()).await).at("DeleteOpenIDConnectProvider", &p.arn)?;
-            deleted.push(ResourceRef::new("iam:oidc-provider", &p.url).with_id(p.arn));
+            ignore(self.client.delete_oidc_provider(p.arn.clone()).await)
+                .at("DeleteOpenIDConnectProvider", p.arn.as_str())?;
+            deleted.push(ResourceRef::new("iam:oidc-provider", &p.url).with_id(p.arn.into_inner()));
         }
         Ok(deleted)
     }

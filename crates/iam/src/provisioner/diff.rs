@@ -11,6 +11,7 @@ use crate::IamSpec;
 use crate::RoleKind;
 use crate::k8s;
 use crate::policy;
+use dify_stack_core::ids::{OidcProviderArn, RoleArn};
 
 /// Shown where a value names the provider the same run creates.
 const AFTER_APPLY: &str = "(known after apply)";
@@ -25,14 +26,14 @@ pub(super) enum IamChange {
     /// No provider for the issuer: create it (audience `sts.amazonaws.com`, with its tags).
     CreateProvider { url: String, tags: Tags },
     /// The provider lacks our audience.
-    AddClientId { url: String, arn: String, before: Vec<String> },
+    AddClientId { url: String, arn: OidcProviderArn, before: Vec<String> },
     /// A missing role: create it with its trust and tags, then put its inline policy.
     CreateRole { role: DesiredRole, tags: Tags },
     /// An existing role drifted. `trust` is `Some(before)` when the trust policy is rewritten
     /// (always, when the provider is created by this run); `policy` likewise.
     UpdateRole {
         role: DesiredRole,
-        arn: String,
+        arn: RoleArn,
         trust: Option<Option<Value>>,
         policy: Option<Option<Value>>,
         tags: Drift,
@@ -54,14 +55,14 @@ impl Planned for IamChange {
             .field("client_ids", None::<&str>, Some(AUDIENCE)),
             IamChange::AddClientId { url, arn, before } => Change::new(
                 Action::Update,
-                ResourceRef::new("iam:oidc-provider", url).with_id(arn),
+                ResourceRef::new("iam:oidc-provider", url).with_id(arn.as_str()),
             )
             .field("client_ids", Some(before.join(",")), Some(AUDIENCE)),
             IamChange::CreateRole { role, .. } => Change::new(Action::Create, ResourceRef::new("iam:role", &role.name))
                 .field("trust", None::<&str>, Some(role.shown_trust.as_deref().unwrap_or(AFTER_APPLY)))
                 .field("policy", None::<&str>, Some(policy::normalize(role.policy.clone()))),
             IamChange::UpdateRole { role, arn, trust, policy, tags } => {
-                let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", &role.name).with_id(arn));
+                let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", &role.name).with_id(arn.as_str()));
                 if let Some(before) = trust {
                     c = c.field("trust", before.as_ref(), Some(role.shown_trust.as_deref().unwrap_or(AFTER_APPLY)));
                 }
@@ -130,7 +131,7 @@ impl IamProvisioner {
             }
             for kind in RoleKind::ALL {
                 // The role's ARN when it exists; a created role's is known after apply.
-                let role = observed.roles.get(&kind).map(|r| r.info.arn.clone());
+                let role = observed.roles.get(&kind).map(|r| r.info.arn.to_string());
                 for sa in kind.service_accounts() {
                     let namespace = spec.namespace.clone();
                     let Some(have) = observed.service_accounts.iter().find(|s| s.name == sa) else {

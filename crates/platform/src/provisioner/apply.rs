@@ -141,7 +141,7 @@ impl PlatformProvisioner {
         repair: AddonRepair,
         version: String,
     ) -> Result<()> {
-        let cluster = spec.cluster_name.to_string();
+        let cluster = spec.cluster_name.clone();
         match repair {
             AddonRepair::Overwrite => self
                 .addons
@@ -162,7 +162,7 @@ impl PlatformProvisioner {
     /// made.
     async fn create_metrics_addon(&self, ctx: &Context, spec: &PlatformSpec, version: String) -> Result<()> {
         let tags = ctx.tags_for(Tier::Platform, "addon", METRICS_SERVER);
-        let cluster_name = spec.cluster_name.to_string();
+        let cluster_name = spec.cluster_name.clone();
         if let Err(e) = self.addons.create_addon(cluster_name.clone(), METRICS_SERVER.into(), version, tags).await {
             // A retried create whose first response was lost: ours now, fine.
             let now =

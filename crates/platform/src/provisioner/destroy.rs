@@ -27,7 +27,7 @@ impl PlatformProvisioner {
             }
         }
         if selector.metrics_server {
-            let cluster = selector.cluster_name.to_string();
+            let cluster = selector.cluster_name.clone();
             if let Some(a) =
                 self.addons.addon(cluster.clone(), METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?
                 && ctx.owns_tags(&a.tags)

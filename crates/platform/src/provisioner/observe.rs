@@ -10,7 +10,7 @@ impl PlatformProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &PlatformSpec) -> Result<ObservedPlatform> {
         let mut o = ObservedPlatform::default();
         if spec.metrics_server.is_some() {
-            let (cluster, version) = (spec.cluster_name.to_string(), spec.kubernetes_version.clone());
+            let (cluster, version) = (spec.cluster_name.clone(), spec.kubernetes_version.clone());
             o.metrics_offered = self
                 .addons
                 .offered_version(METRICS_SERVER.into(), version)

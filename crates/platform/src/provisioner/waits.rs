@@ -23,7 +23,7 @@ pub(super) fn addon_active(name: &str) -> impl Condition<AddonState, PlatformErr
 impl PlatformProvisioner {
     /// Waits until the metrics-server add-on is ACTIVE; a failure names its health issues.
     pub(super) async fn wait_metrics_addon(&self, ctx: &Context, spec: &PlatformSpec) -> Result<()> {
-        let cluster = spec.cluster_name.to_string();
+        let cluster = spec.cluster_name.clone();
         let what = format!("EKS add-on {METRICS_SERVER} to be ACTIVE");
         let fetch = || async {
             Ok(self.addons.addon(cluster.clone(), METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?)
@@ -47,7 +47,7 @@ impl PlatformProvisioner {
 
     /// Waits until the metrics-server add-on is gone (after DeleteAddon, before CreateAddon).
     pub(super) async fn wait_metrics_addon_gone(&self, ctx: &Context, spec: &PlatformSpec) -> Result<()> {
-        let cluster = spec.cluster_name.to_string();
+        let cluster = spec.cluster_name.clone();
         let what = format!("EKS add-on {METRICS_SERVER} to be deleted");
         let fetch = || async {
             let a =

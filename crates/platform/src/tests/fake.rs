@@ -21,6 +21,7 @@ use crate::tests::INGRESS_CLASS;
 use crate::tests::IngressClassState;
 use crate::tests::LOAD_BALANCER_CONTROLLER;
 use crate::tests::METRICS_SERVER;
+use dify_stack_core::ids::{Arn, ClusterName};
 
 /// An ACM certificate of the fake world.
 #[derive(Debug, Clone, Default)]
@@ -99,15 +100,15 @@ pub(super) const TOKEN_VALUE: &str = "_9c2b.acm-validations.aws.";
 #[async_trait]
 impl DnsApi for Fake {
     /// In ARN order, which is not the order they were requested in (as ListCertificates).
-    async fn certificates_for(&self, domain: String) -> Result<Vec<String>, AwsError> {
-        Ok(self.w().certs.iter().filter(|(_, c)| c.domain == domain).map(|(a, _)| a.clone()).collect())
+    async fn certificates_for(&self, domain: String) -> Result<Vec<Arn>, AwsError> {
+        Ok(self.w().certs.iter().filter(|(_, c)| c.domain == domain).map(|(a, _)| Arn::new(a)).collect())
     }
-    async fn describe_certificate(&self, arn: String) -> Result<Option<Certificate>, AwsError> {
+    async fn describe_certificate(&self, arn: Arn) -> Result<Option<Certificate>, AwsError> {
         let mut w = self.0.lock().unwrap();
         let validated =
             w.records.iter().any(|((_, n, k), r)| n == TOKEN_NAME && k == "CNAME" && r.value == TOKEN_VALUE);
         let caa_blocks = w.caa_blocks;
-        let Some(c) = w.certs.get_mut(&arn) else { return Ok(None) };
+        let Some(c) = w.certs.get_mut(arn.as_str()) else { return Ok(None) };
         c.describes += 1;
         if validated && c.status == "PENDING_VALIDATION" {
             if caa_blocks {
@@ -126,10 +127,10 @@ impl DnsApi for Fake {
             tags: c.tags.clone(),
             created_at: Some(c.created),
             failure_reason: c.reason.clone(),
-            in_use_by: c.in_use_by.clone(),
+            in_use_by: c.in_use_by.iter().map(Arn::new).collect(),
         }))
     }
-    async fn request_certificate(&self, r: CertificateRequest) -> Result<String, AwsError> {
+    async fn request_certificate(&self, r: CertificateRequest) -> Result<Arn, AwsError> {
         let CertificateRequest { domain, sans, token, tags } = r;
         assert_eq!(sans, [domain.clone(), format!("*.{domain}")]);
         assert!(token.len() <= 32 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{token}");
@@ -142,21 +143,21 @@ impl DnsApi for Fake {
             && now - at < TOKEN_WINDOW_MS
             && w.certs.contains_key(arn)
         {
-            return Ok(arn.clone());
+            return Ok(Arn::new(arn));
         }
         let arn = format!("arn:aws:acm:us-west-2:123456789012:certificate/c{}", now / 1000);
         w.tokens.insert(token, (arn.clone(), now));
         w.certs
             .insert(arn.clone(), FakeCert { describes: 0, ..FakeCert::new(&domain, "PENDING_VALIDATION", tags, now) });
-        Ok(arn)
+        Ok(Arn::new(arn))
     }
-    async fn delete_certificate(&self, arn: String) -> Result<(), AwsError> {
+    async fn delete_certificate(&self, arn: Arn) -> Result<(), AwsError> {
         self.log(format!("DeleteCertificate {arn}"));
         let mut w = self.w();
-        if w.certs.get(&arn).is_some_and(|c| !c.in_use_by.is_empty()) {
+        if w.certs.get(arn.as_str()).is_some_and(|c| !c.in_use_by.is_empty()) {
             return Err(AwsError::new("DeleteCertificate", "ResourceInUseException", "in use"));
         }
-        w.certs.remove(&arn);
+        w.certs.remove(arn.as_str());
         Ok(())
     }
     async fn find_public_zone(&self, domain: String) -> Result<Option<String>, AwsError> {
@@ -200,10 +201,10 @@ impl AddonApi for Fake {
     }
     /// A CREATING or UPDATING add-on settles after [`World::addon_pending`] reads, to its fate
     /// (ACTIVE unless told otherwise); the read that first sees it settled is logged.
-    async fn addon(&self, cluster: String, addon: String) -> Result<Option<AddonState>, AwsError> {
+    async fn addon(&self, cluster: ClusterName, addon: String) -> Result<Option<AddonState>, AwsError> {
         let mut guard = self.w();
         let w = &mut *guard;
-        let Some(a) = w.addons.get_mut(&(cluster, addon.clone())) else { return Ok(None) };
+        let Some(a) = w.addons.get_mut(&(cluster.into_inner(), addon.clone())) else { return Ok(None) };
         if matches!(a.status.as_str(), "CREATING" | "UPDATING") {
             w.addon_pending = w.addon_pending.saturating_sub(1);
             if w.addon_pending == 0 {
@@ -215,28 +216,34 @@ impl AddonApi for Fake {
         }
         Ok(Some(a.clone()))
     }
-    async fn create_addon(&self, cluster: String, addon: String, version: String, tags: Tags) -> Result<(), AwsError> {
+    async fn create_addon(
+        &self,
+        cluster: ClusterName,
+        addon: String,
+        version: String,
+        tags: Tags,
+    ) -> Result<(), AwsError> {
         self.log(format!("CreateAddon {cluster} {addon} {version}"));
         let mut w = self.w();
         w.addon_pending = 2;
-        w.addons.insert((cluster, addon), AddonState { version, status: "CREATING".into(), tags });
+        w.addons.insert((cluster.into_inner(), addon), AddonState { version, status: "CREATING".into(), tags });
         Ok(())
     }
-    async fn update_addon(&self, cluster: String, addon: String, version: String) -> Result<(), AwsError> {
+    async fn update_addon(&self, cluster: ClusterName, addon: String, version: String) -> Result<(), AwsError> {
         self.log(format!("UpdateAddon {addon} {version} OVERWRITE"));
         let mut w = self.w();
         w.addon_pending = 2;
-        let a = w.addons.get_mut(&(cluster, addon)).expect("UpdateAddon of an add-on that exists");
+        let a = w.addons.get_mut(&(cluster.into_inner(), addon)).expect("UpdateAddon of an add-on that exists");
         (a.version, a.status) = (version, "UPDATING".into());
         Ok(())
     }
-    async fn addon_issues(&self, cluster: String, addon: String) -> Result<Vec<String>, AwsError> {
+    async fn addon_issues(&self, cluster: ClusterName, addon: String) -> Result<Vec<String>, AwsError> {
         let w = self.w();
-        Ok(if w.addons.contains_key(&(cluster, addon)) { w.addon_issues.clone() } else { vec![] })
+        Ok(if w.addons.contains_key(&(cluster.into_inner(), addon)) { w.addon_issues.clone() } else { vec![] })
     }
-    async fn delete_addon(&self, cluster: String, addon: String) -> Result<(), AwsError> {
+    async fn delete_addon(&self, cluster: ClusterName, addon: String) -> Result<(), AwsError> {
         self.log(format!("DeleteAddon {addon}"));
-        self.w().addons.remove(&(cluster, addon));
+        self.w().addons.remove(&(cluster.into_inner(), addon));
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use super::{
 };
 use dify_stack_core::AwsAt;
 use dify_stack_core::Provisioner;
+use dify_stack_core::ids::RepositoryName;
 
 impl RegistryProvisioner {
     pub(super) async fn apply_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<RegistryOutput> {
@@ -25,7 +26,7 @@ impl RegistryProvisioner {
             observed.repos.iter().map(|(name, r)| (name.clone(), r.info.clone())).collect();
         for change in changes {
             if let Some(info) = self.execute(ctx, spec, change).await? {
-                repos.insert(info.name.clone(), info);
+                repos.insert(info.name.to_string(), info);
             }
         }
         let [app, plugin] = wanted(ctx, spec).map(|w| repos.remove(&w.name));
@@ -40,19 +41,28 @@ impl RegistryProvisioner {
         match change {
             RepoChange::Create(new) => self.create(ctx, spec, new).await.map(Some),
             RepoChange::Replace { new, .. } => {
-                self.client.delete_repository(new.name.clone(), true).await.at("DeleteRepository", &new.name)?;
+                self.client
+                    .delete_repository(RepositoryName::new(&new.name), true)
+                    .await
+                    .at("DeleteRepository", &new.name)?;
                 self.create(ctx, spec, new).await.map(Some)
             }
             RepoChange::Update { name, arn, scan_on_push, mutability, lifecycle, tags } => {
                 if let Some((_, on)) = scan_on_push {
-                    self.client.set_scan_on_push(name.clone(), on).await.at("PutImageScanningConfiguration", &name)?;
+                    self.client
+                        .set_scan_on_push(RepositoryName::new(&name), on)
+                        .await
+                        .at("PutImageScanningConfiguration", &name)?;
                 }
                 if let Some((_, m)) = mutability {
-                    self.client.set_mutability(name.clone(), m).await.at("PutImageTagMutability", &name)?;
+                    self.client
+                        .set_mutability(RepositoryName::new(&name), m)
+                        .await
+                        .at("PutImageTagMutability", &name)?;
                 }
                 if let Some((_, policy)) = lifecycle {
                     self.client
-                        .put_lifecycle_policy(name.clone(), policy.to_string())
+                        .put_lifecycle_policy(RepositoryName::new(&name), policy.to_string())
                         .await
                         .at("PutLifecyclePolicy", &name)?;
                 }
@@ -71,7 +81,7 @@ impl RegistryProvisioner {
         let name = new.name;
         let created = match self
             .client
-            .create_repository(name.clone(), new.scan_on_push, new.mutability, new.encryption, new.tags)
+            .create_repository(RepositoryName::new(&name), new.scan_on_push, new.mutability, new.encryption, new.tags)
             .await
         {
             Ok(info) => info,
@@ -83,7 +93,7 @@ impl RegistryProvisioner {
             Err(e) => return Err(e.at("CreateRepository", &name).into()),
         };
         self.client
-            .put_lifecycle_policy(name.clone(), lifecycle_policy(new.keep_last).to_string())
+            .put_lifecycle_policy(RepositoryName::new(&name), lifecycle_policy(new.keep_last).to_string())
             .await
             .at("PutLifecyclePolicy", &name)?;
         tracing::info!(repository = %name, "created ECR repository");

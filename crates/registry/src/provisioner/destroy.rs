@@ -5,6 +5,7 @@ use super::{
     Result, runtime_prefix,
 };
 use dify_stack_core::AwsAt;
+use dify_stack_core::ids::RepositoryName;
 
 impl RegistryProvisioner {
     /// What destroy would delete, including the run-time plugin repositories; image counts are
@@ -20,21 +21,20 @@ impl RegistryProvisioner {
         let prefix = runtime_prefix(ctx);
         let mut targets: Vec<&RepoInfo> = Vec::new();
         for name in [crate::names::app_repository(ctx), crate::names::plugin_repository(ctx)] {
-            let Some(info) = all.iter().find(|r| r.name == name) else { continue };
+            let Some(info) = all.iter().find(|r| r.name.as_str() == name) else { continue };
             // A same-named repository of someone else is left alone.
             if ctx.owns_tags(&self.client.list_tags(info.arn.clone()).await.at("ListTagsForResource", &name)?) {
                 targets.push(info);
             }
         }
-        targets.extend(all.iter().filter(|r| r.name.starts_with(&prefix)));
+        targets.extend(all.iter().filter(|r| r.name.as_str().starts_with(&prefix)));
         let mut plan = Plan::new();
         for RepoInfo { name, arn, .. } in targets {
-            let images = self.client.image_count(name.clone()).await.at("ListImages", name)?;
-            plan.push(Change::new(Action::Delete, ResourceRef::new("ecr:repository", name).with_id(arn)).field(
-                "images",
-                Some(images),
-                None::<usize>,
-            ));
+            let images = self.client.image_count(name.clone()).await.at("ListImages", name.as_str())?;
+            plan.push(
+                Change::new(Action::Delete, ResourceRef::new("ecr:repository", name.as_str()).with_id(arn.as_str()))
+                    .field("images", Some(images), None::<usize>),
+            );
         }
         Ok(plan)
     }
@@ -57,7 +57,7 @@ impl RegistryProvisioner {
         // Run-time repositories first, then ours.
         for c in plan.changes.iter().rev() {
             let name = &c.resource.name;
-            match self.client.delete_repository(name.clone(), ctx.permissions.allow_data_loss).await {
+            match self.client.delete_repository(RepositoryName::new(name), ctx.permissions.allow_data_loss).await {
                 Ok(()) => deleted.push(c.resource.clone()),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.at("DeleteRepository", name).into()),

@@ -5,6 +5,7 @@ use super::{
     Action, Change, Context, Encryption, ObservedRegistry, Planned, RegistryProvisioner, RegistrySpec, ResourceRef,
     TagMutability, Tags, Tier, lifecycle_policy, wanted,
 };
+use dify_stack_core::ids::Arn;
 
 /// A repository to create, with everything its create and lifecycle policy need.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,11 +25,11 @@ pub(crate) enum RepoChange {
     Create(NewRepo),
     /// Its encryption drifted (immutable): delete it with its images, then create it again.
     /// Refused unless the context allows replacement and data loss.
-    Replace { arn: String, before: Encryption, new: NewRepo },
+    Replace { arn: Arn, before: Encryption, new: NewRepo },
     /// Settings drifted in place; `None` leaves a setting alone.
     Update {
         name: String,
-        arn: String,
+        arn: Arn,
         scan_on_push: Option<(bool, bool)>,
         mutability: Option<(TagMutability, TagMutability)>,
         lifecycle: Option<(Option<serde_json::Value>, serde_json::Value)>,
@@ -55,12 +56,12 @@ impl Planned for RepoChange {
                 created(Change::new(Action::Create, ResourceRef::new("ecr:repository", &new.name)), new)
             }
             RepoChange::Replace { arn, before, new } => {
-                Change::new(Action::Replace, ResourceRef::new("ecr:repository", &new.name).with_id(arn))
+                Change::new(Action::Replace, ResourceRef::new("ecr:repository", &new.name).with_id(arn.as_str()))
                     .field("encryption", Some(format!("{before:?}")), Some(format!("{:?}", new.encryption)))
                     .because("encryption cannot change in place")
             }
             RepoChange::Update { name, arn, scan_on_push, mutability, lifecycle, tags } => {
-                let mut c = Change::new(Action::Update, ResourceRef::new("ecr:repository", name).with_id(arn));
+                let mut c = Change::new(Action::Update, ResourceRef::new("ecr:repository", name).with_id(arn.as_str()));
                 if let Some((before, after)) = scan_on_push {
                     c = c.field("scan_on_push", Some(before), Some(after));
                 }

@@ -15,10 +15,11 @@ use crate::Status;
 use crate::UpdateInfo;
 use crate::tests::Insight;
 use crate::tests::parse_version;
+use dify_stack_core::ids::{Arn, ClusterName, SecurityGroupId, SubnetId};
 
 #[async_trait]
 impl ClusterApi for FakeEks {
-    async fn describe_cluster(&self, name: String) -> Result<Option<ClusterInfo>, AwsError> {
+    async fn describe_cluster(&self, name: ClusterName) -> Result<Option<ClusterInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeCluster".into());
         if s.cluster_named(&name).is_none() {
@@ -52,7 +53,7 @@ impl ClusterApi for FakeEks {
             return Err(AwsError::new("CreateCluster", "ResourceInUseException", "exists"));
         }
         let info = ClusterInfo {
-            name: c.name.clone(),
+            name: c.name.to_string(),
             arn: format!("arn:aws:eks:us-west-2:1:cluster/{}", c.name),
             status: "CREATING".into(),
             version: c.version,
@@ -67,7 +68,7 @@ impl ClusterApi for FakeEks {
             enabled_logs: c.log_types.into_iter().collect(),
             secrets_key_arn: Some(c.key_arn),
             authentication_mode: Some("API_AND_CONFIG_MAP".into()),
-            role_arn: c.role_arn,
+            role_arn: c.role_arn.into_inner(),
             support_type: Some(c.support_type),
             tags: c.tags,
             ..Default::default()
@@ -78,9 +79,9 @@ impl ClusterApi for FakeEks {
 
     async fn update_cluster_subnets(
         &self,
-        name: String,
-        subnets: Vec<String>,
-        security_groups: Vec<String>,
+        name: ClusterName,
+        subnets: Vec<SubnetId>,
+        security_groups: Vec<SecurityGroupId>,
     ) -> Result<Option<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(subnets)".into());
@@ -93,7 +94,7 @@ impl ClusterApi for FakeEks {
         Ok(Some(id))
     }
 
-    async fn update_cluster_access(&self, name: String, cidrs: Vec<String>) -> Result<Option<String>, AwsError> {
+    async fn update_cluster_access(&self, name: ClusterName, cidrs: Vec<String>) -> Result<Option<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("UpdateClusterConfig(access)".into());
         let id = s.start_update(&name, "EndpointAccessUpdate")?;
@@ -107,7 +108,7 @@ impl ClusterApi for FakeEks {
 
     async fn update_cluster_logging(
         &self,
-        name: String,
+        name: ClusterName,
         enabled: Vec<String>,
         _d: Vec<String>,
     ) -> Result<Option<String>, AwsError> {
@@ -119,7 +120,7 @@ impl ClusterApi for FakeEks {
         Ok(Some(id))
     }
 
-    async fn update_cluster_version(&self, name: String, version: String) -> Result<Option<String>, AwsError> {
+    async fn update_cluster_version(&self, name: ClusterName, version: String) -> Result<Option<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateClusterVersion({version})"));
         let c = s.cluster_named(&name).ok_or_else(|| not_found("UpdateClusterVersion"))?;
@@ -135,7 +136,11 @@ impl ClusterApi for FakeEks {
         Ok(Some(id))
     }
 
-    async fn update_cluster_support(&self, name: String, support_type: String) -> Result<Option<String>, AwsError> {
+    async fn update_cluster_support(
+        &self,
+        name: ClusterName,
+        support_type: String,
+    ) -> Result<Option<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("UpdateClusterConfig(support {support_type})"));
         let id = s.start_update(&name, "UpgradePolicyUpdate")?;
@@ -143,7 +148,7 @@ impl ClusterApi for FakeEks {
         Ok(Some(id))
     }
 
-    async fn upgrade_insights(&self, cluster: String) -> Result<Vec<Insight>, AwsError> {
+    async fn upgrade_insights(&self, cluster: ClusterName) -> Result<Vec<Insight>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("ListInsights".into());
         if s.cluster_named(&cluster).is_none() {
@@ -152,7 +157,7 @@ impl ClusterApi for FakeEks {
         Ok(s.insights.clone())
     }
 
-    async fn describe_update(&self, cluster: String, id: String) -> Result<Option<UpdateInfo>, AwsError> {
+    async fn describe_update(&self, cluster: ClusterName, id: String) -> Result<Option<UpdateInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeUpdate".into());
         if s.cluster_named(&cluster).is_none() {
@@ -167,15 +172,15 @@ impl ClusterApi for FakeEks {
         Ok(Some(update.clone()))
     }
 
-    async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
+    async fn tag_resource(&self, arn: Arn, tags: Tags) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("TagResource".into());
-        let c = s.cluster.as_mut().filter(|c| c.arn == arn).ok_or_else(|| not_found("TagResource"))?;
+        let c = s.cluster.as_mut().filter(|c| c.arn == arn.as_str()).ok_or_else(|| not_found("TagResource"))?;
         c.tags.extend(tags);
         Ok(())
     }
 
-    async fn delete_cluster(&self, name: String) -> Result<(), AwsError> {
+    async fn delete_cluster(&self, name: ClusterName) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteCluster".into());
         s.cluster_named(&name).ok_or_else(|| not_found("DeleteCluster"))?;
@@ -186,12 +191,12 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn list_nodegroups(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_nodegroups(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         let s = self.0.lock().unwrap();
         Ok(s.nodegroup.iter().filter(|_| s.on_cluster(&cluster)).map(|n| n.name.clone()).collect())
     }
 
-    async fn describe_nodegroup(&self, cluster: String, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
+    async fn describe_nodegroup(&self, cluster: ClusterName, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeNodegroup".into());
         if s.nodegroup_named(&cluster, &name).is_none() {
@@ -224,7 +229,7 @@ impl ClusterApi for FakeEks {
             subnet_ids: c.subnet_ids,
             labels: c.labels,
             launch_template: Some(c.launch_template),
-            node_role: c.node_role,
+            node_role: c.node_role.into_inner(),
             issues: Vec::new(),
             tags: c.tags,
         };
@@ -289,7 +294,7 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn delete_nodegroup(&self, cluster: String, name: String) -> Result<(), AwsError> {
+    async fn delete_nodegroup(&self, cluster: ClusterName, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DeleteNodegroup".into());
         s.nodegroup_named(&cluster, &name).ok_or_else(|| not_found("DeleteNodegroup"))?;
@@ -297,12 +302,12 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn list_addons(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_addons(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         let s = self.0.lock().unwrap();
         Ok(s.addons.keys().filter(|_| s.on_cluster(&cluster)).cloned().collect())
     }
 
-    async fn describe_addon(&self, cluster: String, name: String) -> Result<Option<AddonInfo>, AwsError> {
+    async fn describe_addon(&self, cluster: ClusterName, name: String) -> Result<Option<AddonInfo>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("DescribeAddon".into());
         if !s.on_cluster(&cluster) {
@@ -328,7 +333,7 @@ impl ClusterApi for FakeEks {
 
     async fn create_addon(
         &self,
-        cluster: String,
+        cluster: ClusterName,
         name: String,
         version: String,
         tags: Tags,
@@ -350,7 +355,7 @@ impl ClusterApi for FakeEks {
 
     async fn update_addon(
         &self,
-        cluster: String,
+        cluster: ClusterName,
         name: String,
         version: String,
         role: Option<AddonRole>,
@@ -369,48 +374,48 @@ impl ClusterApi for FakeEks {
         Ok(())
     }
 
-    async fn delete_addon(&self, cluster: String, name: String) -> Result<(), AwsError> {
+    async fn delete_addon(&self, cluster: ClusterName, name: String) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("DeleteAddon({name})"));
         s.cluster_named(&cluster).ok_or_else(|| not_found("DeleteAddon"))?;
         s.addons.remove(&name).map(|_| ()).ok_or_else(|| not_found("DeleteAddon"))
     }
 
-    async fn list_access_entries(&self, cluster: String) -> Result<Vec<String>, AwsError> {
+    async fn list_access_entries(&self, cluster: ClusterName) -> Result<Vec<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.cluster_named(&cluster).ok_or_else(|| not_found("ListAccessEntries"))?;
         Ok(s.access.keys().cloned().collect())
     }
 
-    async fn list_access_policies(&self, cluster: String, p: String) -> Result<Vec<String>, AwsError> {
+    async fn list_access_policies(&self, cluster: ClusterName, p: Arn) -> Result<Vec<String>, AwsError> {
         let mut s = self.0.lock().unwrap();
         s.cluster_named(&cluster).ok_or_else(|| not_found("ListAssociatedAccessPolicies"))?;
-        s.access.get(&p).cloned().ok_or_else(|| not_found("ListAssociatedAccessPolicies"))
+        s.access.get(p.as_str()).cloned().ok_or_else(|| not_found("ListAssociatedAccessPolicies"))
     }
 
-    async fn create_access_entry(&self, cluster: String, p: String, _t: Tags) -> Result<(), AwsError> {
+    async fn create_access_entry(&self, cluster: ClusterName, p: Arn, _t: Tags) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("CreateAccessEntry".into());
         s.cluster_named(&cluster).ok_or_else(|| not_found("CreateAccessEntry"))?;
-        if s.access.contains_key(&p) {
+        if s.access.contains_key(p.as_str()) {
             return Err(AwsError::new("CreateAccessEntry", "ResourceInUseException", "exists"));
         }
-        s.access.insert(p, Vec::new());
+        s.access.insert(p.into_inner(), Vec::new());
         Ok(())
     }
 
-    async fn associate_access_policy(&self, cluster: String, p: String, policy: String) -> Result<(), AwsError> {
+    async fn associate_access_policy(&self, cluster: ClusterName, p: Arn, policy: Arn) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.calls.push("AssociateAccessPolicy".into());
         s.cluster_named(&cluster).ok_or_else(|| not_found("AssociateAccessPolicy"))?;
-        s.access.get_mut(&p).ok_or_else(|| not_found("AssociateAccessPolicy"))?.push(policy);
+        s.access.get_mut(p.as_str()).ok_or_else(|| not_found("AssociateAccessPolicy"))?.push(policy.into_inner());
         Ok(())
     }
 
-    async fn delete_access_entry(&self, cluster: String, p: String) -> Result<(), AwsError> {
+    async fn delete_access_entry(&self, cluster: ClusterName, p: Arn) -> Result<(), AwsError> {
         let mut s = self.0.lock().unwrap();
         s.cluster_named(&cluster).ok_or_else(|| not_found("DeleteAccessEntry"))?;
-        s.access.remove(&p);
+        s.access.remove(p.as_str());
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The network tier's EC2 API, in memory. NAT gateways are `pending` until their sampled
-//! `nat_gateway` duration has passed; the SDK's `NatGatewayAvailable` waiter is modelled as
-//! polling every 15 s (its minimum delay in the EC2 waiter definitions).
+//! `nat_gateway` duration has passed; the wait polls on the real adapter's schedule
+//! (`SdkEc2`'s: 0.1 s doubling to 15 s, `dify_stack::network::sdk::next_nat_poll`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,8 +14,6 @@ use dify_stack::network::client::*;
 use tokio::time::Instant;
 
 use super::{Sim, ready, unmodelled};
-
-const WAITER_DELAY: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct State {
@@ -294,7 +292,8 @@ impl Ec2Api for FakeEc2 {
         unmodelled("DeleteNatGateway")
     }
     async fn wait_nat_gateways_available(&self, ids: Vec<NatGatewayId>, max_wait: Duration) -> Result<bool, AwsError> {
-        let start = Instant::now();
+        let deadline = Instant::now() + max_wait;
+        let mut delay = dify_stack::network::sdk::NAT_POLL_FIRST;
         loop {
             self.sim.read();
             let all_ready = {
@@ -304,10 +303,12 @@ impl Ec2Api for FakeEc2 {
             if all_ready {
                 return Ok(true);
             }
-            if start.elapsed() + WAITER_DELAY > max_wait {
+            let now = Instant::now();
+            if now >= deadline {
                 return Ok(false);
             }
-            tokio::time::sleep(WAITER_DELAY).await;
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = dify_stack::network::sdk::next_nat_poll(delay);
         }
     }
     async fn wait_nat_gateways_deleted(&self, _ids: Vec<NatGatewayId>, _max_wait: Duration) -> Result<bool, AwsError> {

@@ -35,11 +35,23 @@ impl SdkEc2 {
     }
 }
 
+/// The pauses between the NAT gateway waits' polls: the first [`NAT_POLL_FIRST`], each next one
+/// [`next_nat_poll`] of the last. Public so that a fake of the client (the benchmark's) waits
+/// on the same schedule.
+pub const NAT_POLL_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between two polls of a NAT gateway wait.
+pub const NAT_POLL_MAX: Duration = Duration::from_secs(15);
+
+/// The pause after `delay`: doubled, at most [`NAT_POLL_MAX`].
+pub fn next_nat_poll(delay: Duration) -> Duration {
+    (delay * 2).min(NAT_POLL_MAX)
+}
+
 impl SdkEc2 {
     /// Polls DescribeNatGateways until `done` holds, for at most `max_wait`: first after 0.1 s,
-    /// then doubling to 15 s. (The SDK waiters wait at least 15 s between polls; a NAT gateway
-    /// takes one to three minutes on AWS, so early polls end the wait sooner at a cost of a few
-    /// reads.) `Ok(false)` when `max_wait` passed first.
+    /// then doubling to 15 s ([`next_nat_poll`]). (The SDK waiters wait at least 15 s between
+    /// polls; a NAT gateway takes one to three minutes on AWS, so early polls end the wait
+    /// sooner at a cost of a few reads.) `Ok(false)` when `max_wait` passed first.
     async fn poll_nats(
         &self,
         ids: Vec<NatGatewayId>,
@@ -47,7 +59,7 @@ impl SdkEc2 {
         done: impl Fn(&[NatInfo], &[NatGatewayId]) -> Result<bool, AwsError>,
     ) -> Result<bool, AwsError> {
         let deadline = tokio::time::Instant::now() + max_wait;
-        let mut delay = Duration::from_millis(100);
+        let mut delay = NAT_POLL_FIRST;
         loop {
             let filter = Filter::new("nat-gateway-id", ids.iter().map(NatGatewayId::as_str));
             let found = self.describe_nat_gateways(vec![filter]).await?;
@@ -59,7 +71,7 @@ impl SdkEc2 {
                 return Ok(false);
             }
             tokio::time::sleep(delay.min(deadline - now)).await;
-            delay = (delay * 2).min(Duration::from_secs(15));
+            delay = next_nat_poll(delay);
         }
     }
 }

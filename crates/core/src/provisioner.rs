@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::context::Context;
-use crate::plan::{Plan, ResourceRef};
+use crate::plan::{Plan, Planned, ResourceRef};
 use crate::spec::SpecErrors;
 
 /// Converges one tier of the stack to its spec. AWS is the state: there is no state file.
@@ -15,7 +15,15 @@ use crate::spec::SpecErrors;
 /// * [`observe`](Provisioner::observe) only reads (Describe/List/Get), finds resources by the
 ///   stack's ownership tags, never by `Name` alone, and never returns a resource the stack does
 ///   not own.
-/// * [`diff`](Provisioner::diff) is a pure function of the context, spec and observation.
+/// * [`changes`](Provisioner::changes) (and so [`diff`](Provisioner::diff)) is a pure function
+///   of the context, spec and observation: the tier's typed changes, which a plan shows and
+///   [`execute`](Provisioner::execute) carries out.
+/// * [`apply`](Provisioner::apply) is the one converge loop, provided here for every tier:
+///   validate, observe, [`settle`](Provisioner::settle) what an earlier run left in flight,
+///   compute the changes, refuse before any write what the context's permissions do not allow
+///   ([`refusal`](Provisioner::refusal)), execute. A tier implements observation, changes and
+///   execution; values known only after an earlier change of the same run ("known after
+///   apply") are resolved inside `execute`, re-observing where the tier needs it.
 /// * [`plan`](Provisioner::plan) and [`output`](Provisioner::output) never write. An empty plan means converged; after a successful
 ///   [`apply`](Provisioner::apply) the plan is empty.
 /// * `apply` converges: every write is find-or-create or compare-then-modify, resources are
@@ -48,14 +56,54 @@ pub trait Provisioner: Send + Sync {
     /// alone finds everything.
     type Selector: Send + Sync;
 
+    /// The tier's typed change (opaque outside the tier): computed by
+    /// [`changes`](Provisioner::changes), shown by a plan, carried out by
+    /// [`execute`](Provisioner::execute).
+    type Change: Planned + Send + Sync;
+
     /// Checks the spec without I/O. All violations at once.
     fn validate(&self, ctx: &Context, spec: &Self::Spec) -> Result<(), SpecErrors>;
 
     /// Reads what exists (read-only calls only).
     async fn observe(&self, ctx: &Context, spec: &Self::Spec) -> Result<Self::Observed, Self::Error>;
 
-    /// Computes the changes that would bring `observed` to `spec`. Pure.
-    fn diff(&self, ctx: &Context, spec: &Self::Spec, observed: &Self::Observed) -> Plan;
+    /// The changes that would bring `observed` to `spec`, in the order `execute` carries them
+    /// out. Pure. An id an earlier change of the same run makes is a placeholder here.
+    fn changes(&self, ctx: &Context, spec: &Self::Spec, observed: &Self::Observed) -> Vec<Self::Change>;
+
+    /// The plan of [`changes`](Provisioner::changes). Pure.
+    fn diff(&self, ctx: &Context, spec: &Self::Spec, observed: &Self::Observed) -> Plan {
+        Planned::plan(&self.changes(ctx, spec, observed))
+    }
+
+    /// Work an earlier run left in flight that must end before the changes are computed (a
+    /// cluster still creating, an engine upgrade, a domain processing a change): waited for,
+    /// and what it changed observed again. The default waits for nothing.
+    async fn settle(
+        &self,
+        _ctx: &Context,
+        _spec: &Self::Spec,
+        observed: Self::Observed,
+    ) -> Result<Self::Observed, Self::Error> {
+        Ok(observed)
+    }
+
+    /// Why `change` may not run under the context's permissions (a replacement, a deletion of
+    /// data, a downgrade): checked for every change before the first write. The default
+    /// refuses nothing.
+    fn refusal(&self, _ctx: &Context, _spec: &Self::Spec, _change: &Self::Change) -> Option<Self::Error> {
+        None
+    }
+
+    /// Carries out `changes` (computed from `observed`, which it may re-read where a value is
+    /// known only after an earlier change) and returns the outputs.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &Self::Spec,
+        observed: Self::Observed,
+        changes: Vec<Self::Change>,
+    ) -> Result<Self::Output, Self::Error>;
 
     /// `validate`, then `observe`, then `diff`. Never writes.
     async fn plan(&self, ctx: &Context, spec: &Self::Spec) -> Result<Plan, Self::Error> {
@@ -89,8 +137,18 @@ pub trait Provisioner: Send + Sync {
         Ok((plan, output))
     }
 
-    /// Converges the world to `spec` and returns the outputs.
-    async fn apply(&self, ctx: &Context, spec: &Self::Spec) -> Result<Self::Output, Self::Error>;
+    /// Converges the world to `spec` and returns the outputs: the one converge loop (the
+    /// trait's promises). Tiers do not override it.
+    async fn apply(&self, ctx: &Context, spec: &Self::Spec) -> Result<Self::Output, Self::Error> {
+        self.validate(ctx, spec)?;
+        let observed = self.observe(ctx, spec).await?;
+        let observed = self.settle(ctx, spec, observed).await?;
+        let changes = self.changes(ctx, spec, &observed);
+        if let Some(refused) = changes.iter().find_map(|c| self.refusal(ctx, spec, c)) {
+            return Err(refused);
+        }
+        self.execute(ctx, spec, observed, changes).await
+    }
 
     /// What finds the resources `spec` describes, for [`destroy_selected`](Provisioner::destroy_selected).
     /// Pure.

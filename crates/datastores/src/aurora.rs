@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
-use dify_stack_core::{Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Context, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 
 use crate::client::{
@@ -26,7 +26,7 @@ mod destroy;
 mod diff;
 mod sql;
 use self::sql::*;
-use diff::AuroraChange;
+pub use diff::AuroraStep;
 
 /// PostgreSQL's port.
 pub const PORT: i32 = 5432;
@@ -176,6 +176,7 @@ impl Provisioner for AuroraProvisioner {
     type Output = AuroraOutput;
     type Error = DatastoresError;
     type Selector = AuroraSelector;
+    type Change = AuroraStep;
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -249,14 +250,32 @@ impl Provisioner for AuroraProvisioner {
         Ok(o)
     }
 
-    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedAurora) -> Plan {
-        AuroraChange::plan(&self.changes(ctx, spec, o))
+    fn changes(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedAurora) -> Vec<AuroraStep> {
+        self.typed_changes(ctx, spec, o).into_iter().map(AuroraStep).collect()
+    }
+
+    /// An engine upgrade an interrupted run started is waited for, then everything observed
+    /// again.
+    async fn settle(&self, ctx: &Context, spec: &DatastoresSpec, o: ObservedAurora) -> Result<ObservedAurora> {
+        self.settle_tier(ctx, spec, o).await
+    }
+
+    /// An engine upgrade that cannot run (a downgrade, a major one not permitted, a custom
+    /// parameter group).
+    fn refusal(&self, _ctx: &Context, _spec: &DatastoresSpec, change: &AuroraStep) -> Option<DatastoresError> {
+        change.0.refusal()
     }
 
     /// Executes the typed changes of one observation, then converges the databases and the
     /// application role through the Data API (or lists the statements to run).
-    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<AuroraOutput> {
-        self.apply_tier(ctx, spec).await
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedAurora,
+        changes: Vec<AuroraStep>,
+    ) -> Result<AuroraOutput> {
+        self.execute_tier(ctx, spec, o, changes.into_iter().map(|c| c.0).collect()).await
     }
 
     /// Instances -> cluster (final snapshot unless the policy deletes data) -> subnet group ->

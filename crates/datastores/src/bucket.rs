@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, BucketName};
-use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tags, Tier};
+use dify_stack_core::{Action, Change, Context, Planned, Provisioner, ResourceRef, SpecErrors, Tags, Tier};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -254,6 +254,18 @@ impl Planned for BucketChange {
     }
 }
 
+/// The bucket's change, as [`BucketProvisioner`]'s
+/// [`changes`](Provisioner::changes) computes it and its [`execute`](Provisioner::execute)
+/// carries it out. Opaque: what a plan shows of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct BucketStep(BucketChange);
+
+impl Planned for BucketStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 /// The bucket's change against one observation; `None` when converged.
 fn changes(ctx: &Context, spec: &DatastoresSpec, o: &Option<BucketInfo>) -> Option<BucketChange> {
     let name = bucket_name(ctx);
@@ -295,9 +307,21 @@ impl Provisioner for BucketProvisioner {
     type Error = DatastoresError;
     /// The context names the bucket: destroy needs nothing else.
     type Selector = ();
+    type Change = BucketStep;
 
-    fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
-        spec.validate(ctx)
+    /// Needs only the context (account id) and `spec.bucket`: the bucket waits for no other
+    /// tier, so the rest of the spec (subnets, security groups, the other stores) is not
+    /// checked here; the account id that the bucket name embeds is.
+    fn validate(&self, ctx: &Context, _spec: &DatastoresSpec) -> Result<(), SpecErrors> {
+        let name = bucket_name(ctx);
+        let mut errs = SpecErrors::new();
+        if ctx.account_id().is_none() {
+            errs.push("account_id", "the bucket name embeds the account id", "set it with Context::with_account_id");
+        }
+        if let Err(e) = dify_stack_core::NameKind::S3Bucket.check(&name) {
+            errs.push("stack", e.to_string(), "choose a shorter stack name");
+        }
+        errs.into_result()
     }
 
     async fn observe(&self, ctx: &Context, _spec: &DatastoresSpec) -> Result<Option<BucketInfo>> {
@@ -311,24 +335,20 @@ impl Provisioner for BucketProvisioner {
         Ok(b)
     }
 
-    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &Option<BucketInfo>) -> Plan {
-        changes(ctx, spec, o).iter().map(Planned::change).collect()
+    fn changes(&self, ctx: &Context, spec: &DatastoresSpec, o: &Option<BucketInfo>) -> Vec<BucketStep> {
+        changes(ctx, spec, o).map(BucketStep).into_iter().collect()
     }
 
-    /// Needs only the context (account id) and `spec.bucket`: the bucket waits for no other tier.
-    /// Executes the typed changes of one observation.
-    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<BucketOutput> {
+    /// Executes the typed change of one observation (none: converged).
+    async fn execute(
+        &self,
+        ctx: &Context,
+        _spec: &DatastoresSpec,
+        _observed: Option<BucketInfo>,
+        changes: Vec<BucketStep>,
+    ) -> Result<BucketOutput> {
         let name = bucket_name(ctx);
-        let mut errs = SpecErrors::new();
-        if ctx.account_id().is_none() {
-            errs.push("account_id", "the bucket name embeds the account id", "set it with Context::with_account_id");
-        }
-        if let Err(e) = dify_stack_core::NameKind::S3Bucket.check(&name) {
-            errs.push("stack", e.to_string(), "choose a shorter stack name");
-        }
-        errs.into_result()?;
-        let observed = self.observe(ctx, spec).await?;
-        let Some(change) = changes(ctx, spec, &observed) else { return Ok(bucket_output(ctx)) };
+        let Some(BucketStep(change)) = changes.into_iter().next() else { return Ok(bucket_output(ctx)) };
         if change.create {
             match self.s3.create(BucketName::new(name.clone()), ctx.region().to_owned()).await {
                 Ok(()) => tracing::info!(bucket = %name, "created bucket"),

@@ -27,15 +27,15 @@ pub mod spec;
 mod tests;
 mod upgrade;
 
-pub use aurora::{AuroraOutput, AuroraProvisioner};
-pub use bucket::{BucketOutput, BucketProvisioner};
+pub use aurora::{AuroraOutput, AuroraProvisioner, AuroraStep};
+pub use bucket::{BucketOutput, BucketProvisioner, BucketStep};
 pub use client::{ElastiCacheApi, OpenSearchApi, RdsApi, S3Api, SecretsApi, SgApi};
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockElastiCacheApi, MockOpenSearchApi, MockRdsApi, MockS3Api, MockSecretsApi, MockSgApi};
 pub use common::{DataPolicy, DatastoresError, Result, caps, typical};
-pub use opensearch::{OpenSearchOutput, OpenSearchProvisioner};
-pub use provisioner::{DatastoresOutput, DatastoresProvisioner, ObservedDatastores};
-pub use redis::{RedisOutput, RedisProvisioner};
+pub use opensearch::{OpenSearchOutput, OpenSearchProvisioner, OpenSearchStep};
+pub use provisioner::{DatastoresOutput, DatastoresProvisioner, DatastoresStep, ObservedDatastores};
+pub use redis::{RedisOutput, RedisProvisioner, RedisStep};
 pub use sdk::SdkDatastores;
 pub use secrets::{SecretKind, StoredSecret};
 pub use spec::{

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId, SubnetId};
-use dify_stack_core::{AwsError, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{AwsError, Context, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -21,7 +21,7 @@ use crate::secrets::{SecretKind, delete_secret};
 use crate::security_group;
 use crate::spec::{DatastoresSpec, StoreSelector};
 use crate::upgrade::{self, Step};
-use diff::OpenSearchChange;
+pub use diff::OpenSearchStep;
 use dify_stack_core::Probe;
 use dify_stack_core::wait::Condition;
 use dify_stack_core::{AwsAt, NotOwned};
@@ -290,6 +290,7 @@ impl Provisioner for OpenSearchProvisioner {
     type Output = OpenSearchOutput;
     type Error = DatastoresError;
     type Selector = StoreSelector;
+    type Change = OpenSearchStep;
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -319,14 +320,30 @@ impl Provisioner for OpenSearchProvisioner {
         Ok(o)
     }
 
-    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSearch) -> Plan {
-        OpenSearchChange::plan(&diff::changes(ctx, spec, o))
+    fn changes(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedOpenSearch) -> Vec<OpenSearchStep> {
+        diff::changes(ctx, spec, o).into_iter().map(OpenSearchStep).collect()
     }
 
-    /// Executes the typed changes of one observation (a domain processing a change is first
-    /// waited for). A replacement is refused: the domain holds the search index.
-    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<OpenSearchOutput> {
-        self.apply_tier(ctx, spec).await
+    /// A domain processing a change is waited for until it can take another.
+    async fn settle(&self, ctx: &Context, _spec: &DatastoresSpec, o: ObservedOpenSearch) -> Result<ObservedOpenSearch> {
+        self.settle_tier(ctx, o).await
+    }
+
+    /// A replacement is refused whatever the permissions: the domain holds the search index.
+    /// So is an engine upgrade that cannot run.
+    fn refusal(&self, _ctx: &Context, _spec: &DatastoresSpec, change: &OpenSearchStep) -> Option<DatastoresError> {
+        Self::refusal_of(&change.0)
+    }
+
+    /// Executes the typed changes of one observation.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedOpenSearch,
+        changes: Vec<OpenSearchStep>,
+    ) -> Result<OpenSearchOutput> {
+        self.execute_tier(ctx, spec, o, changes.into_iter().map(|c| c.0).collect()).await
     }
 
     /// Domain (wait gone) -> security group -> master secret. The index is derived data

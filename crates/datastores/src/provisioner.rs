@@ -1,7 +1,9 @@
 //! [`DatastoresProvisioner`]: the four stores and the Dify app secret as one tier. Each phase
 //! is in its own file, as in every tier: `observe` reads the four stores concurrently,
-//! `diff` joins their typed changes, `apply` converges them concurrently (the others finish
-//! when one fails), `destroy` checks the data policy for every store before the first delete.
+//! `diff` (the changes) joins their typed changes, `apply` (the execute) converges them
+//! concurrently, each store from its part of the observation and of the changes (the others
+//! finish when one fails), `destroy` checks the data policy for every store before the first
+//! delete.
 
 mod apply;
 mod destroy;
@@ -11,7 +13,7 @@ mod observe;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dify_stack_core::{Context, Plan, Provisioner, ResourceRef, SpecErrors};
+use dify_stack_core::{Context, Provisioner, ResourceRef, SpecErrors};
 use serde::Serialize;
 
 use crate::client::SecretsApi;
@@ -21,6 +23,7 @@ use crate::spec::{DatastoresSelector, DatastoresSpec};
 use crate::{AuroraOutput, AuroraProvisioner, BucketOutput, BucketProvisioner, OpenSearchOutput};
 use crate::{OpenSearchProvisioner, RedisOutput, RedisProvisioner, SdkDatastores};
 
+pub use diff::DatastoresStep;
 pub use observe::ObservedDatastores;
 
 /// What the datastores tier hands on.
@@ -119,23 +122,40 @@ impl Provisioner for DatastoresProvisioner {
     type Output = DatastoresOutput;
     type Error = DatastoresError;
     type Selector = DatastoresSelector;
+    type Change = DatastoresStep;
 
+    /// The spec's checks, and the bucket's: the account id its name embeds (the tier observes
+    /// the bucket before each store's own loop runs, so it is checked up front).
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
-        spec.validate(ctx)
+        let mut errs = spec.validate(ctx).err().unwrap_or_default();
+        if ctx.account_id().is_none() {
+            errs.push("account_id", "the bucket name embeds the account id", "set it with Context::with_account_id");
+        }
+        errs.into_result()
     }
 
     async fn observe(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<ObservedDatastores> {
         self.observe_tier(ctx, spec).await
     }
 
-    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedDatastores) -> Plan {
-        self.diff_tier(ctx, spec, o)
+    /// The app secret when it is missing, then each store's changes (Aurora, Redis,
+    /// OpenSearch, the bucket).
+    fn changes(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedDatastores) -> Vec<DatastoresStep> {
+        self.changes_tier(ctx, spec, o)
     }
 
-    /// The app secret, then the four stores concurrently. When some fail, the others still
-    /// finish, and the error lists every failure.
-    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<DatastoresOutput> {
-        self.apply_tier(ctx, spec).await
+    /// The app secret, then the four stores concurrently, each from its part of the
+    /// observation and of the changes; each store settles its in-flight work and checks its
+    /// refusals itself (this tier's `settle` and `refusal` are the defaults). When some fail,
+    /// the others still finish, and the error lists every failure.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedDatastores,
+        changes: Vec<DatastoresStep>,
+    ) -> Result<DatastoresOutput> {
+        self.execute_tier(ctx, spec, o, changes).await
     }
 
     /// Checks the data policy for every store first (a refusal deletes nothing), then destroys

@@ -4,13 +4,13 @@
 mod apply;
 mod diff;
 
-pub(crate) use diff::RedisChange;
+pub use diff::RedisStep;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, SecretArn, SecurityGroupId};
-use dify_stack_core::{Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors};
+use dify_stack_core::{Context, Provisioner, ResourceRef, SpecErrors};
 use serde::Serialize;
 
 use crate::client::{CacheEngine, CacheStatus, ElastiCacheApi, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
@@ -179,6 +179,7 @@ impl Provisioner for RedisProvisioner {
     type Output = RedisOutput;
     type Error = DatastoresError;
     type Selector = StoreSelector;
+    type Change = RedisStep;
 
     fn validate(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -219,14 +220,31 @@ impl Provisioner for RedisProvisioner {
         Ok(o)
     }
 
-    fn diff(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -> Plan {
-        RedisChange::plan(&diff::changes(ctx, spec, o))
+    fn changes(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedRedis) -> Vec<RedisStep> {
+        diff::changes(ctx, spec, o).into_iter().map(RedisStep).collect()
     }
 
-    /// Executes the typed changes of one observation (a busy group is first waited for until
-    /// its tags can be read and its ownership checked).
-    async fn apply(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<RedisOutput> {
-        self.apply_tier(ctx, spec).await
+    /// A busy group is waited for until its tags can be read and its ownership checked, and
+    /// its engine version read again.
+    async fn settle(&self, ctx: &Context, _spec: &DatastoresSpec, o: ObservedRedis) -> Result<ObservedRedis> {
+        self.settle_tier(ctx, o).await
+    }
+
+    /// A replacement without `allow_replace` and `allow_data_loss`; an engine upgrade that
+    /// cannot run.
+    fn refusal(&self, ctx: &Context, _spec: &DatastoresSpec, change: &RedisStep) -> Option<DatastoresError> {
+        Self::refusal_of(ctx, &change.0)
+    }
+
+    /// Executes the typed changes of one observation.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedRedis,
+        changes: Vec<RedisStep>,
+    ) -> Result<RedisOutput> {
+        self.execute_tier(ctx, spec, o, changes.into_iter().map(|c| c.0).collect()).await
     }
 
     /// Replication group (wait gone) -> subnet group -> security group -> AUTH secret.

@@ -38,9 +38,11 @@ pub use client::{
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockClusterApi, MockEc2Api, MockKeysApi, MockLogsApi, MockRolesApi};
 pub use error::{EksError, Result, UpgradeBlock};
-pub use node_sg::{NodeSecurityGroupProvisioner, NodeSecurityGroupSelector, NodeSecurityGroupSpec};
+pub use node_sg::{
+    NodeSecurityGroupChange, NodeSecurityGroupProvisioner, NodeSecurityGroupSelector, NodeSecurityGroupSpec,
+};
 pub use provisioner::{
-    CONTROL_PLANE_KINDS, EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version,
+    CONTROL_PLANE_KINDS, EksChange, EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version,
 };
 pub use sdk::SdkEks;
 pub use spec::{

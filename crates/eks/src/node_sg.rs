@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dify_stack_core::ids::{SecurityGroupId, VpcId};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, NotOwned, Plan, Provisioner, ResourceRef, SpecErrors, TagDrift, Tier,
+    Action, AwsAt, AwsError, Change, Context, NotOwned, Planned, Provisioner, ResourceRef, SpecErrors, TagDrift, Tier,
     from_aws_wait,
 };
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,33 @@ pub struct NodeSecurityGroupSelector {
     /// The VPC the group is in (its name is the group's identity only within it); `None` when
     /// the VPC is gone, and the group with it: nothing is looked up or deleted.
     pub vpc_id: Option<VpcId>,
+}
+
+/// A change of the node security group, as
+/// [`Provisioner::changes`] computes it and [`Provisioner::execute`] carries it out. Opaque: what
+/// a plan shows of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct NodeSecurityGroupChange(Step);
+
+/// The node security group's changes.
+#[derive(Debug, Clone)]
+enum Step {
+    /// The group made (find-or-create).
+    Create { name: String },
+    /// Our tags, missing or different on the group, written back.
+    Tag { name: String, id: SecurityGroupId, sg_name: String, drift: TagDrift },
+}
+
+impl Planned for NodeSecurityGroupChange {
+    fn change(&self) -> Change {
+        match &self.0 {
+            Step::Create { name } => Change::new(Action::Create, ResourceRef::new("ec2:security-group", name)),
+            Step::Tag { name, id, drift, .. } => {
+                Change::new(Action::Update, ResourceRef::new("ec2:security-group", name).with_id(id.as_str()))
+                    .tag_fields(drift)
+            }
+        }
+    }
 }
 
 /// Provisions the node security group `<stack>-eks-nodes`. Cheap to clone: clones share the
@@ -71,6 +98,7 @@ impl Provisioner for NodeSecurityGroupProvisioner {
     type Output = SecurityGroupId;
     type Error = EksError;
     type Selector = NodeSecurityGroupSelector;
+    type Change = NodeSecurityGroupChange;
 
     fn validate(&self, _ctx: &Context, _spec: &NodeSecurityGroupSpec) -> Result<(), SpecErrors> {
         Ok(())
@@ -91,19 +119,21 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         }
     }
 
-    fn diff(&self, ctx: &Context, _spec: &NodeSecurityGroupSpec, observed: &Option<SecurityGroupInfo>) -> Plan {
-        let mut plan = Plan::new();
-        let resource = ResourceRef::new("ec2:security-group", Names::of(ctx).node_security_group);
-        match observed {
-            None => plan.push(Change::new(Action::Create, resource)),
+    fn changes(
+        &self,
+        ctx: &Context,
+        _spec: &NodeSecurityGroupSpec,
+        observed: &Option<SecurityGroupInfo>,
+    ) -> Vec<NodeSecurityGroupChange> {
+        let name = Names::of(ctx).node_security_group;
+        let step = match observed {
+            None => Some(Step::Create { name }),
             Some(sg) => {
                 let drift = tag_drift(ctx, sg);
-                if !drift.is_empty() {
-                    plan.push(Change::new(Action::Update, resource.with_id(sg.id.as_str())).tag_fields(&drift));
-                }
+                (!drift.is_empty()).then(|| Step::Tag { name, id: sg.id.clone(), sg_name: sg.name.clone(), drift })
             }
-        }
-        plan
+        };
+        step.into_iter().map(NodeSecurityGroupChange).collect()
     }
 
     fn output(
@@ -115,17 +145,31 @@ impl Provisioner for NodeSecurityGroupProvisioner {
         observed.as_ref().map(|sg| sg.id.clone())
     }
 
-    async fn apply(&self, ctx: &Context, spec: &NodeSecurityGroupSpec) -> Result<SecurityGroupId> {
-        if let Some(sg) = self.observe(ctx, spec).await? {
-            let drift = tag_drift(ctx, &sg);
-            if !drift.is_empty() {
-                let tags = dify_stack_core::drift_tags(&drift);
-                self.client.tag_security_group(sg.id.clone(), tags).await.at("CreateTags", &sg.name)?;
+    /// Our tags written back on the group found, or the group created; its id.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &NodeSecurityGroupSpec,
+        observed: Option<SecurityGroupInfo>,
+        changes: Vec<NodeSecurityGroupChange>,
+    ) -> Result<SecurityGroupId> {
+        let mut id = observed.map(|sg| sg.id);
+        for NodeSecurityGroupChange(step) in changes {
+            match step {
+                Step::Tag { id, sg_name, drift, .. } => {
+                    let tags = dify_stack_core::drift_tags(&drift);
+                    self.client.tag_security_group(id, tags).await.at("CreateTags", &sg_name)?;
+                }
+                Step::Create { .. } => {
+                    id = Some(
+                        create_node_security_group(self.client.as_ref(), ctx, &spec.vpc_id, &Names::of(ctx)).await?,
+                    )
+                }
             }
-            return Ok(sg.id);
         }
-        let id = create_node_security_group(self.client.as_ref(), ctx, &spec.vpc_id, &Names::of(ctx)).await?;
-        Ok(id)
+        Ok(id
+            .ok_or_else(|| AwsError::new("CreateSecurityGroup", "NotFound", "neither observed nor created"))
+            .at("CreateSecurityGroup", &Names::of(ctx).node_security_group)?)
     }
 
     fn selector(&self, _ctx: &Context, spec: &NodeSecurityGroupSpec) -> NodeSecurityGroupSelector {

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId, VpcId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, Effect, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
-    Tags, Tier, from_aws_wait, from_wait,
+    Action, AwsAt, AwsError, Change, Context, Effect, NotOwned, Planned, Provisioner, ResourceRef, SpecErrors, Tags,
+    Tier, from_aws_wait, from_wait,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -35,6 +35,7 @@ mod waits;
 use self::{change::*, control_plane::*, diff::*};
 pub(crate) use crate::names::token;
 pub use crate::names::{Names, cluster_name};
+pub use change::EksChange;
 #[cfg(test)]
 pub(crate) use diff::scaling_update;
 
@@ -358,10 +359,17 @@ impl EksProvisioner {
     /// the node group's (deterministic) name: what needs only the cluster's API and OIDC issuer
     /// (the IAM tier) can start from it while the node group is created.
     pub async fn apply_control_plane(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
-        spec.validate(ctx)?;
+        // The converge loop of `apply` up to its first stage: the same refusals (the node
+        // side's included), then the control plane's changes alone.
+        self.validate(ctx, spec)?;
         let names = Names::of(ctx);
         let o = self.observe(ctx, spec).await?;
-        let cp = self.converge_control_plane(ctx, spec, &names, &o).await?;
+        let o = self.settle(ctx, spec, o).await?;
+        let changes = tier_changes(ctx, spec, &o);
+        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, c)) {
+            return Err(refused);
+        }
+        let cp = self.converge_control_plane(ctx, spec, &names, &o, &changes).await?;
         Ok(cp.output(ctx, &names))
     }
 
@@ -444,6 +452,7 @@ impl Provisioner for EksProvisioner {
     type Output = EksOutput;
     type Error = EksError;
     type Selector = EksSelector;
+    type Change = EksChange;
 
     fn validate(&self, ctx: &Context, spec: &EksSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -453,12 +462,32 @@ impl Provisioner for EksProvisioner {
         self.observe_tier(ctx, spec).await
     }
 
-    fn diff(&self, ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Plan {
-        self.diff_tier(ctx, spec, o)
+    /// The control plane's, the upgrade's steps, then the node side's (`diff.rs`).
+    fn changes(&self, ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Vec<EksChange> {
+        tier_changes(ctx, spec, o).into_iter().map(EksChange).collect()
     }
 
-    async fn apply(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
-        self.apply_tier(ctx, spec).await
+    /// A cluster not ACTIVE is waited for.
+    async fn settle(&self, ctx: &Context, _spec: &EksSpec, o: ObservedEks) -> Result<ObservedEks> {
+        self.settle_cluster(ctx, o).await
+    }
+
+    /// A downgrade, an upgrade a blocking insight stops, a node group or secrets key that
+    /// cannot change in place.
+    fn refusal(&self, ctx: &Context, _spec: &EksSpec, change: &EksChange) -> Option<EksError> {
+        refusal(ctx, &change.0)
+    }
+
+    /// In stages: the control plane, the upgrade, then the node side computed again from what
+    /// they made (`apply.rs`).
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        o: ObservedEks,
+        changes: Vec<EksChange>,
+    ) -> Result<EksOutput> {
+        self.execute_tier(ctx, spec, o, changes).await
     }
 
     fn output(&self, ctx: &Context, _spec: &EksSpec, o: &ObservedEks) -> Option<EksOutput> {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use dify_stack_core::ids::{OidcProviderArn, RoleArn};
 use dify_stack_core::{
-    Action, AwsAt, AwsError, Change, Context, KubeFailure, NotOwned, Plan, Planned, Provisioner, ResourceRef,
-    SpecErrors, Tags, Tier,
+    Action, AwsAt, AwsError, Change, Context, KubeFailure, NotOwned, Planned, Provisioner, ResourceRef, SpecErrors,
+    Tags, Tier,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +19,7 @@ mod diff;
 mod observe;
 
 use diff::IamChange;
+pub use diff::IamStep;
 
 /// A role as observed, with its parsed documents.
 #[derive(Debug, Clone)]
@@ -231,6 +232,7 @@ impl Provisioner for IamProvisioner {
     type Output = IamOutput;
     type Error = IamError;
     type Selector = IamSelector;
+    type Change = IamStep;
 
     fn validate(&self, _ctx: &Context, spec: &IamSpec) -> Result<(), SpecErrors> {
         spec.validate()
@@ -240,12 +242,21 @@ impl Provisioner for IamProvisioner {
         self.observe_tier(ctx, spec).await
     }
 
-    fn diff(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Plan {
-        IamChange::plan(&self.changes(ctx, spec, observed))
+    fn changes(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Vec<IamStep> {
+        self.iam_changes(ctx, spec, observed).into_iter().map(IamStep).collect()
     }
 
-    async fn apply(&self, ctx: &Context, spec: &IamSpec) -> Result<IamOutput> {
-        self.apply_tier(ctx, spec).await
+    /// The namespace (server-side applied on every run when the tier manages service accounts),
+    /// then the changes. A role's trust names the provider, which a `CreateProvider` change of
+    /// the same run makes: it is computed when the role's change executes.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &IamSpec,
+        observed: ObservedIam,
+        changes: Vec<IamStep>,
+    ) -> Result<IamOutput> {
+        self.execute_tier(ctx, spec, observed, changes.into_iter().map(|c| c.0).collect()).await
     }
 
     /// Service accounts (and the namespace, when ours and otherwise empty), then the roles (inline

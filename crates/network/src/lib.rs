@@ -34,7 +34,7 @@ pub use client::MockEc2Api;
 pub use error::{NetworkError, Result};
 pub use model::{NatOutput, NetworkOutput, ObservedNetwork, SubnetOutput, SubnetRole};
 pub use preflight::{CapacityShortfall, ClusterUse, NodeDemand, Shortfall, capacity_preflight};
-pub use provisioner::{CORE_KINDS, NetworkProvisioner};
+pub use provisioner::{CORE_KINDS, NetworkProvisioner, NetworkStep};
 #[cfg(any(test, feature = "test-util"))]
 pub use quotas::MockQuotasApi;
 pub use quotas::{QuotasApi, SdkQuotas};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use dify_stack_core::ids::{AllocationId, NatGatewayId, SubnetId, VpcId};
 use dify_stack_core::wait::{self, WaitError};
 use dify_stack_core::{
-    Action, AwsError, Change, Context, ErrorKind, NotOwned, Plan, Planned, Provisioner, ResourceRef, SpecErrors,
+    Action, AwsError, Change, Context, ErrorKind, NotOwned, Planned, Provisioner, ResourceRef, SpecErrors,
     TAG_COMPONENT, TAG_ID, TAG_NAME, Tags, WaitEnded, from_aws_wait, ignore_not_found,
 };
 use futures::future::try_join_all;
@@ -34,6 +34,7 @@ mod existing;
 mod observe;
 #[cfg(test)]
 pub(crate) use self::blockers::{Hold, eni_hold};
+pub use self::diff::NetworkStep;
 pub(crate) use self::observe::usable_zones;
 use self::{blockers::*, diff::*};
 
@@ -170,6 +171,7 @@ impl Provisioner for NetworkProvisioner {
     type Output = NetworkOutput;
     type Error = NetworkError;
     type Selector = NetworkSelector;
+    type Change = NetworkStep;
 
     fn validate(&self, ctx: &Context, spec: &NetworkSpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -186,12 +188,17 @@ impl Provisioner for NetworkProvisioner {
         }
     }
 
-    fn diff(&self, ctx: &Context, spec: &NetworkSpec, observed: &ObservedNetwork) -> Plan {
-        match (&spec.vpc, observed) {
-            (VpcSpec::New(new), ObservedNetwork::New(obs)) => Self::diff_new(ctx, spec, new, obs),
-            (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => Self::diff_existing(spec, existing, obs),
-            _ => Plan::new(),
-        }
+    /// A new VPC's changes against the observation (those that depend on ids the same run makes
+    /// are placeholders), or the Kubernetes tags an existing VPC's subnets lack.
+    fn changes(&self, ctx: &Context, spec: &NetworkSpec, observed: &ObservedNetwork) -> Vec<NetworkStep> {
+        let changes = match (&spec.vpc, observed) {
+            (VpcSpec::New(new), ObservedNetwork::New(obs)) => Self::changes_new(ctx, spec, new, obs),
+            (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => {
+                Self::changes_existing(spec, existing, obs)
+            }
+            _ => Vec::new(),
+        };
+        changes.into_iter().map(NetworkStep).collect()
     }
 
     fn output(&self, ctx: &Context, spec: &NetworkSpec, observed: &ObservedNetwork) -> Option<NetworkOutput> {
@@ -202,11 +209,28 @@ impl Provisioner for NetworkProvisioner {
         }
     }
 
-    async fn apply(&self, ctx: &Context, spec: &NetworkSpec) -> Result<NetworkOutput> {
-        spec.validate(ctx)?;
-        match &spec.vpc {
-            VpcSpec::New(new) => self.apply_new(ctx, spec, new).await,
-            VpcSpec::Existing(existing) => self.apply_existing(spec, existing).await,
+    /// Staged. For a new VPC: the replacements the changes hold are refused here when the
+    /// context does not allow them (one error naming every refused resource, so the check needs
+    /// the whole list and is not a per-change [`refusal`](Provisioner::refusal)), before any
+    /// write; then executed (deleted), the network observed again and its changes computed again
+    /// (what was replaced is then absent and created). Then the VPC and the subnets, and from
+    /// the ids they return the gateway, addresses, NAT gateways (waited until available) and
+    /// route tables, then what is no longer wanted and any twin a lost create response made.
+    /// For an existing VPC: the subnet tags, nothing else.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &NetworkSpec,
+        observed: ObservedNetwork,
+        changes: Vec<NetworkStep>,
+    ) -> Result<NetworkOutput> {
+        let changes = changes.into_iter().map(|c| c.0).collect();
+        match (&spec.vpc, observed) {
+            (VpcSpec::New(new), ObservedNetwork::New(obs)) => self.execute_new(ctx, spec, new, obs, changes).await,
+            (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => {
+                self.execute_existing(existing, &obs, changes).await
+            }
+            _ => unreachable!("observe observes the kind of VPC the spec names"),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use dify_stack_core::wait::{self, Probe};
-use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, Change, Context, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Certificate, CertificateRequest, DnsApi, Record, RecordAction};
@@ -276,6 +276,18 @@ impl Planned for CertChange {
     }
 }
 
+/// One change of the certificate node, as [`Provisioner::changes`] computes it and
+/// [`Provisioner::execute`] carries it out. Opaque: what a plan shows of it is its
+/// [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct CertificateStep(CertChange);
+
+impl Planned for CertificateStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 /// The changes against one observation.
 fn changes(spec: &CertificateSpec, o: &ObservedCertificate) -> Vec<CertChange> {
     let domain = spec.domain.name.clone();
@@ -316,6 +328,7 @@ impl Provisioner for CertificateProvisioner {
     type Output = CertificateOutput;
     type Error = PlatformError;
     type Selector = CertificateSelector;
+    type Change = CertificateStep;
 
     fn validate(&self, _ctx: &Context, spec: &CertificateSpec) -> Result<(), SpecErrors> {
         spec.validate()
@@ -332,17 +345,24 @@ impl Provisioner for CertificateProvisioner {
         Ok(o)
     }
 
-    fn diff(&self, _ctx: &Context, spec: &CertificateSpec, o: &ObservedCertificate) -> Plan {
-        CertChange::plan(&changes(spec, o))
+    fn changes(&self, _ctx: &Context, spec: &CertificateSpec, o: &ObservedCertificate) -> Vec<CertificateStep> {
+        changes(spec, o).into_iter().map(CertificateStep).collect()
     }
 
-    async fn apply(&self, ctx: &Context, spec: &CertificateSpec) -> Result<CertificateOutput> {
-        spec.validate()?;
-        let o = self.observe(ctx, spec).await?;
+    /// Without the domain's hosted zone nothing is written: the zone is checked before the
+    /// first change. A request's validation records are known only once ACM fills them in
+    /// after the request: that change waits for them here.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &CertificateSpec,
+        o: ObservedCertificate,
+        changes: Vec<CertificateStep>,
+    ) -> Result<CertificateOutput> {
         let domain = &spec.domain;
         let zone = o.zone.clone().ok_or_else(|| PlatformError::NoHostedZone { domain: domain.name.clone() })?;
         let mut cert = o.certificate.clone();
-        for change in changes(spec, &o) {
+        for CertificateStep(change) in changes {
             match change {
                 CertChange::Request { replaces, .. } => {
                     let token = match &replaces {

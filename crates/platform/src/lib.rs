@@ -39,7 +39,9 @@ pub mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use certificate::{CertificateOutput, CertificateProvisioner, CertificateSelector, CertificateSpec};
+pub use certificate::{
+    CertificateOutput, CertificateProvisioner, CertificateSelector, CertificateSpec, CertificateStep,
+};
 pub use client::{
     AddonApi, AddonRepair, Certificate, CertificateRequest, DnsApi, IngressClassApi, Record, RecordAction,
 };
@@ -49,7 +51,7 @@ pub use client::{MockAddonApi, MockDnsApi, MockIngressClassApi};
 pub use helm::MockHelmApi;
 pub use helm::{HelmApi, HelmCli, HelmError, ReleaseInstall};
 pub use provisioner::{
-    ObservedPlatform, PlatformError, PlatformOutput, PlatformProvisioner, addon_role_requests, caps,
+    ObservedPlatform, PlatformError, PlatformOutput, PlatformProvisioner, PlatformStep, addon_role_requests, caps,
 };
 pub use sdk::{SdkAddons, SdkDns};
 pub use spec::{Chart, DomainSpec, PlatformSelector, PlatformSpec};

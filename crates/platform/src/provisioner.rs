@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dify_stack_core::{Action, Change, Context, Plan, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
+use dify_stack_core::{Action, Change, Context, Planned, Provisioner, ResourceRef, SpecErrors, Tier};
 use serde::Serialize;
 use serde_json::json;
 
@@ -19,6 +19,7 @@ mod observe;
 mod waits;
 
 use diff::PlatformChange;
+pub use diff::PlatformStep;
 
 pub use crate::error::{PlatformError, Result};
 use crate::spec::{
@@ -250,6 +251,7 @@ impl Provisioner for PlatformProvisioner {
     type Output = PlatformOutput;
     type Error = PlatformError;
     type Selector = PlatformSelector;
+    type Change = PlatformStep;
 
     fn validate(&self, _ctx: &Context, spec: &PlatformSpec) -> Result<(), SpecErrors> {
         spec.validate()
@@ -259,12 +261,21 @@ impl Provisioner for PlatformProvisioner {
         self.observe_tier(ctx, spec).await
     }
 
-    fn diff(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Plan {
-        PlatformChange::plan(&self.changes(ctx, spec, o))
+    fn changes(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Vec<PlatformStep> {
+        self.platform_changes(ctx, spec, o).into_iter().map(PlatformStep).collect()
     }
 
-    async fn apply(&self, ctx: &Context, spec: &PlatformSpec) -> Result<PlatformOutput> {
-        self.apply_tier(ctx, spec).await
+    /// The changes in order; a metrics-server add-on created or repaired here, or found
+    /// creating or updating, is awaited before the load balancer controller's first step, else
+    /// before it returns. Role-only access: the commands instead of the releases.
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &PlatformSpec,
+        o: ObservedPlatform,
+        changes: Vec<PlatformStep>,
+    ) -> Result<PlatformOutput> {
+        self.execute_tier(ctx, spec, o, changes.into_iter().map(|c| c.0).collect()).await
     }
 
     /// The releases (autoscaler and metrics first, the load balancer controller last: it deletes

@@ -20,6 +20,8 @@ pub use client::MockEcrApi;
 pub use client::{EcrApi, RepoInfo};
 pub use error::{RegistryError, Result};
 pub use names::repository_names;
-pub use provisioner::{ObservedRegistry, ObservedRepo, RegistryOutput, RegistryProvisioner, RepositoryOutput};
+pub use provisioner::{
+    ObservedRegistry, ObservedRepo, RegistryOutput, RegistryProvisioner, RegistryStep, RepositoryOutput,
+};
 pub use sdk::SdkEcr;
 pub use spec::{Encryption, PLUGIN_SUFFIX, RegistrySpec, RepositorySpec, TagMutability, lifecycle_policy};

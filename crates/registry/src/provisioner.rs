@@ -14,6 +14,8 @@ use crate::error::{RegistryError, Result};
 use crate::names::{self, runtime_prefix};
 use crate::sdk::SdkEcr;
 use crate::spec::{Encryption, RegistrySpec, RepositorySpec, TagMutability, lifecycle_policy};
+use apply::replacement_refusal;
+pub use diff::RegistryStep;
 use diff::{NewRepo, RepoChange};
 
 mod apply;
@@ -127,6 +129,7 @@ impl Provisioner for RegistryProvisioner {
     type Error = RegistryError;
     /// The context names the repositories: destroy needs nothing else.
     type Selector = ();
+    type Change = RegistryStep;
 
     fn validate(&self, ctx: &Context, spec: &RegistrySpec) -> Result<(), SpecErrors> {
         spec.validate(ctx)
@@ -136,12 +139,24 @@ impl Provisioner for RegistryProvisioner {
         self.observe_tier(ctx, spec).await
     }
 
-    fn diff(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Plan {
-        RepoChange::plan(&self.changes(ctx, spec, observed))
+    fn changes(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Vec<RegistryStep> {
+        self.repo_changes(ctx, spec, observed).into_iter().map(RegistryStep).collect()
     }
 
-    async fn apply(&self, ctx: &Context, spec: &RegistrySpec) -> Result<RegistryOutput> {
-        self.apply_tier(ctx, spec).await
+    /// A replacement deletes the repository with its images: refused unless the context allows
+    /// both replacement and data loss.
+    fn refusal(&self, ctx: &Context, _spec: &RegistrySpec, change: &RegistryStep) -> Option<RegistryError> {
+        replacement_refusal(ctx, &change.0)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &Context,
+        spec: &RegistrySpec,
+        observed: ObservedRegistry,
+        changes: Vec<RegistryStep>,
+    ) -> Result<RegistryOutput> {
+        self.execute_tier(ctx, spec, observed, changes.into_iter().map(|c| c.0).collect()).await
     }
 
     fn output(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Option<RegistryOutput> {

@@ -3,8 +3,8 @@
 use super::diff::{self, AuroraChange};
 use super::{
     AuroraNames, AuroraOutput, AuroraProvisioner, Condition, Context, DatastoresError, DatastoresSpec, DbClusterCreate,
-    DbClusterInfo, DbClusterModify, DbEngineUpgrade, DbInstanceInfo, PORT, Probe, RdsStatus, Result, SecretKind, Tier,
-    caps, data_api_refused, secrets, security_group, upgrade, wait_for, wait_state,
+    DbClusterInfo, DbClusterModify, DbEngineUpgrade, DbInstanceInfo, ObservedAurora, PORT, Probe, RdsStatus, Result,
+    SecretKind, Tier, caps, data_api_refused, secrets, security_group, upgrade, wait_for, wait_state,
 };
 use crate::aurora::LIST_DATABASES;
 use crate::aurora::pending_role_statements;
@@ -13,30 +13,53 @@ use dify_stack_core::AwsAt;
 use dify_stack_core::Provisioner;
 
 impl AuroraProvisioner {
-    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<AuroraOutput> {
-        spec.validate(ctx)?;
+    /// Whether an engine upgrade an interrupted run started is still running: the cluster is
+    /// modifying and not yet on the wanted version ([`Self::settle_tier`] waits for it).
+    pub(crate) fn upgrade_in_flight(spec: &DatastoresSpec, o: &ObservedAurora) -> bool {
+        o.cluster.as_ref().is_some_and(|c| {
+            c.engine_version != spec.aurora.engine_version && matches!(c.status, RdsStatus::Modifying(_))
+        })
+    }
+
+    /// The trait's `settle`: an engine upgrade an interrupted run started is waited for first
+    /// (RDS refuses another ModifyDBCluster while the cluster is `upgrading`,
+    /// InvalidDBClusterStateFault, and the comparison needs the version it ends on), then
+    /// everything is observed again.
+    pub(super) async fn settle_tier(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedAurora,
+    ) -> Result<ObservedAurora> {
+        if !Self::upgrade_in_flight(spec, &o) {
+            return Ok(o);
+        }
         let names = AuroraNames::of(ctx);
-        let a = &spec.aurora;
-        let mut o = self.observe(ctx, spec).await?;
-        // An engine upgrade an interrupted run started is waited for first: RDS refuses another
-        // ModifyDBCluster while the cluster is `upgrading` (InvalidDBClusterStateFault), and
-        // the comparison needs the version it ends on.
-        if let Some(c) = &o.cluster
-            && c.engine_version != a.engine_version
-            && matches!(c.status, RdsStatus::Modifying(_))
-        {
+        if let Some(c) = &o.cluster {
             let fetch = || async {
                 Ok(self.rds.describe_cluster(names.cluster.clone()).await.at("DescribeDBClusters", &names.cluster)?)
             };
             let what = format!("Aurora cluster {} to finish its {}", names.cluster, c.status);
             wait_state(ctx, what, caps::AURORA_UPGRADE, fetch, cluster_available(&names.cluster)).await?;
-            o = self.observe(ctx, spec).await?;
         }
-        let changes = self.changes(ctx, spec, &o);
-        // Refused before any write.
-        if let Some(e) = changes.iter().find_map(AuroraChange::refusal) {
-            return Err(e);
-        }
+        self.observe(ctx, spec).await
+    }
+
+    /// The trait's `execute`: the typed changes of one (settled) observation, in order, then the
+    /// databases and the application role through the Data API (or the statements to run).
+    /// Staged where a value is known only after apply: the security group's id (made first)
+    /// goes into the cluster's create and modify, the cluster made or modified here is waited
+    /// for and described again, and the SQL phase reads the catalog again when the cluster
+    /// changed (a new cluster's catalog cannot be read before it exists).
+    pub(super) async fn execute_tier(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedAurora,
+        changes: Vec<AuroraChange>,
+    ) -> Result<AuroraOutput> {
+        let names = AuroraNames::of(ctx);
+        let a = &spec.aurora;
         let sources = security_group::sources(spec);
         let sg_change = changes.iter().find_map(|c| match c {
             AuroraChange::SecurityGroup(c) => Some(c.clone()),

@@ -188,6 +188,19 @@ impl Planned for AuroraChange {
     }
 }
 
+/// One change of Aurora, as [`AuroraProvisioner`]'s
+/// [`changes`](dify_stack_core::Provisioner::changes) computes it and its
+/// [`execute`](dify_stack_core::Provisioner::execute) carries it out. Opaque: what a plan shows
+/// of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct AuroraStep(pub(crate) AuroraChange);
+
+impl Planned for AuroraStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 impl AuroraChange {
     /// The refusal of a change that cannot run, checked before any write.
     pub(super) fn refusal(&self) -> Option<DatastoresError> {
@@ -313,7 +326,7 @@ pub(super) fn extra_instance(names: &AuroraNames, id: &str, wanted: u32) -> bool
 
 impl AuroraProvisioner {
     /// Aurora's changes against one observation, in the order apply makes them.
-    pub(crate) fn changes(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedAurora) -> Vec<AuroraChange> {
+    pub(crate) fn typed_changes(&self, ctx: &Context, spec: &DatastoresSpec, o: &ObservedAurora) -> Vec<AuroraChange> {
         let names = AuroraNames::of(ctx);
         let a = &spec.aurora;
         let data_api = self.data_api(ctx, spec);

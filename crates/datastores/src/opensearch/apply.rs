@@ -1,36 +1,54 @@
 //! Apply: executes OpenSearch's typed changes of one observation.
 
-use dify_stack_core::{AwsAt, Context, Planned, Provisioner, from_aws_wait, wait};
+use dify_stack_core::{AwsAt, Context, Planned, from_aws_wait, wait};
 
-use super::diff::{OpenSearchChange, changes, sg_want};
-use super::{OpenSearchOutput, OpenSearchProvisioner, PORT, domain_name, is_missing_service_linked_role};
+use super::diff::{OpenSearchChange, sg_want};
+use super::{
+    ObservedOpenSearch, OpenSearchOutput, OpenSearchProvisioner, PORT, domain_name, is_missing_service_linked_role,
+};
 use crate::common::{DatastoresError, Result, caps};
 use crate::secrets::{SecretKind, ensure_secret};
 use crate::security_group;
 use crate::spec::DatastoresSpec;
 
 impl OpenSearchProvisioner {
-    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<OpenSearchOutput> {
-        spec.validate(ctx)?;
+    /// Whether the domain is processing a change ([`Self::settle_tier`] waits for it).
+    pub(crate) fn domain_processing(o: &ObservedOpenSearch) -> bool {
+        o.domain.as_ref().is_some_and(|d| d.processing)
+    }
+
+    /// The trait's `settle`: a domain processing a change cannot take another
+    /// (UpdateDomainConfig is refused with a ValidationException while a change is in
+    /// progress): waited for first, then compared. Source: terraform-provider-aws #38136
+    /// ("ValidationException: A change/update is in progress. Please wait for it to complete
+    /// before requesting another change.").
+    pub(super) async fn settle_tier(&self, ctx: &Context, mut o: ObservedOpenSearch) -> Result<ObservedOpenSearch> {
+        if Self::domain_processing(&o) {
+            o.domain = Some(self.wait_ready(ctx, &domain_name(ctx)).await?);
+        }
+        Ok(o)
+    }
+
+    /// The trait's `refusal`: a replacement, whatever the permissions (the domain holds the
+    /// search index), or an engine upgrade that cannot run.
+    pub(super) fn refusal_of(change: &OpenSearchChange) -> Option<DatastoresError> {
+        match change {
+            OpenSearchChange::Replace { .. } => Some(crate::common::immutable_change(&change.change())),
+            c => c.refusal(),
+        }
+    }
+
+    /// The trait's `execute`: the typed changes of one (settled) observation, in order. The
+    /// security group's id, known after its change, goes into the domain's create; the domain
+    /// as it ends is read by the waits here, not observed again.
+    pub(super) async fn execute_tier(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedOpenSearch,
+        changes: Vec<OpenSearchChange>,
+    ) -> Result<OpenSearchOutput> {
         let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
-        let mut o = self.observe(ctx, spec).await?;
-        // A domain processing a change cannot take another (UpdateDomainConfig is refused with
-        // a ValidationException while a change is in progress): waited for first, then compared.
-        // Source: terraform-provider-aws #38136 ("ValidationException: A change/update is in
-        // progress. Please wait for it to complete before requesting another change.").
-        if let Some(d) = &o.domain
-            && d.processing
-        {
-            o.domain = Some(self.wait_ready(ctx, &name).await?);
-        }
-        let changes = changes(ctx, spec, &o);
-        // Refused before any write.
-        if let Some(c) = changes.iter().find(|c| matches!(c, OpenSearchChange::Replace { .. })) {
-            return Err(crate::common::immutable_change(&c.change()));
-        }
-        if let Some(e) = changes.iter().find_map(OpenSearchChange::refusal) {
-            return Err(e);
-        }
         // Read, or generated when the plan shows it (`OpenSearchChange::Secret`).
         let secret =
             ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)

@@ -105,6 +105,19 @@ impl Planned for OpenSearchChange {
     }
 }
 
+/// One change of OpenSearch, as [`OpenSearchProvisioner`]'s
+/// [`changes`](dify_stack_core::Provisioner::changes) computes it and its
+/// [`execute`](dify_stack_core::Provisioner::execute) carries it out. Opaque: what a plan shows
+/// of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct OpenSearchStep(pub(crate) OpenSearchChange);
+
+impl Planned for OpenSearchStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 impl OpenSearchChange {
     /// The refusal of a change that cannot run, checked before any write.
     pub(super) fn refusal(&self) -> Option<DatastoresError> {

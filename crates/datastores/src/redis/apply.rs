@@ -1,9 +1,9 @@
 //! Apply: executes Redis's typed changes of one observation.
 
-use dify_stack_core::{AwsAt, Context, NotOwned, Provisioner, Tags, Tier};
+use dify_stack_core::{AwsAt, Context, NotOwned, Tags, Tier};
 
-use super::diff::{RedisChange, changes, sg_want};
-use super::{PORT, RedisOutput, RedisProvisioner, name};
+use super::diff::{RedisChange, sg_want};
+use super::{ObservedRedis, PORT, RedisOutput, RedisProvisioner, name};
 use crate::client::ReplicationGroupCreate;
 use crate::common::{DatastoresError, Result};
 use crate::secrets::{SecretKind, ensure_secret};
@@ -12,42 +12,62 @@ use crate::spec::DatastoresSpec;
 use crate::upgrade;
 
 impl RedisProvisioner {
-    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &DatastoresSpec) -> Result<RedisOutput> {
-        spec.validate(ctx)?;
+    /// Whether the group is busy (creating after a crash, modifying, snapshotting): it shows no
+    /// tags then ([`Self::settle_tier`] waits for it).
+    pub(crate) fn group_busy(o: &ObservedRedis) -> bool {
+        o.group.as_ref().is_some_and(|g| !(g.is_available() && g.tags.is_some()))
+    }
+
+    /// The trait's `settle`: a busy group's ownership cannot be checked nor its tags compared
+    /// until it is available again: waited for, its ownership checked, and its engine read
+    /// again.
+    pub(super) async fn settle_tier(&self, ctx: &Context, mut o: ObservedRedis) -> Result<ObservedRedis> {
+        if !Self::group_busy(&o) {
+            return Ok(o);
+        }
+        let n = name(ctx);
+        let g = self.wait_available(ctx, &n).await?;
+        NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
+        // An engine upgrade an interrupted run started has ended meanwhile: compared on the
+        // version it ended on, so that it is not sent again.
+        if let Some(member) = g.members.first() {
+            o.engine = self.cache.engine(member.clone()).await.at("DescribeCacheClusters", member)?;
+        }
+        o.group = Some(g);
+        Ok(o)
+    }
+
+    /// The trait's `refusal`: a replacement without `allow_replace` and `allow_data_loss`, or
+    /// an engine upgrade that cannot run.
+    pub(super) fn refusal_of(ctx: &Context, change: &RedisChange) -> Option<DatastoresError> {
+        match change {
+            RedisChange::Replace { name, fields, .. }
+                if !(ctx.permissions.allow_replace && ctx.permissions.allow_data_loss) =>
+            {
+                let (field, have, want) = fields[0];
+                Some(DatastoresError::ReplacementRefused {
+                    resource: name.clone(),
+                    field: field.to_owned(),
+                    have: have.to_string(),
+                    want: want.to_string(),
+                })
+            }
+            c => c.refusal(),
+        }
+    }
+
+    /// The trait's `execute`: the typed changes of one (settled) observation, in order. The
+    /// security group's id, known after its change, goes into the group's create; the group
+    /// as it ends is read by the waits here, not observed again.
+    pub(super) async fn execute_tier(
+        &self,
+        ctx: &Context,
+        spec: &DatastoresSpec,
+        o: ObservedRedis,
+        changes: Vec<RedisChange>,
+    ) -> Result<RedisOutput> {
         let n = name(ctx);
         let r = &spec.redis;
-        let mut o = self.observe(ctx, spec).await?;
-        // A busy group (creating after a crash, modifying, snapshotting) shows no tags: its
-        // ownership cannot be checked nor its tags compared until it is available again.
-        if let Some(g) = &o.group
-            && !(g.is_available() && g.tags.is_some())
-        {
-            let g = self.wait_available(ctx, &n).await?;
-            NotOwned::check(ctx, "Redis replication group", &n, g.tags.as_ref().unwrap_or(&Tags::new()))?;
-            // An engine upgrade an interrupted run started has ended meanwhile: compared on the
-            // version it ended on, so that it is not sent again.
-            if let Some(member) = g.members.first() {
-                o.engine = self.cache.engine(member.clone()).await.at("DescribeCacheClusters", member)?;
-            }
-            o.group = Some(g);
-        }
-        let changes = changes(ctx, spec, &o);
-        // Refused before any write.
-        if let Some(RedisChange::Replace { fields, .. }) =
-            changes.iter().find(|c| matches!(c, RedisChange::Replace { .. }))
-            && !(ctx.permissions.allow_replace && ctx.permissions.allow_data_loss)
-        {
-            let (field, have, want) = fields[0];
-            return Err(DatastoresError::ReplacementRefused {
-                resource: n,
-                field: field.to_owned(),
-                have: have.to_string(),
-                want: want.to_string(),
-            });
-        }
-        if let Some(e) = changes.iter().find_map(RedisChange::refusal) {
-            return Err(e);
-        }
         // Read, or generated when the plan shows it (`RedisChange::Secret`): its value is the
         // AUTH token of a group created below and its ARN an output.
         let secret = ensure_secret(ctx, self.secrets.as_ref(), SecretKind::RedisAuth, "").await?;

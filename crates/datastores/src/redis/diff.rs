@@ -141,6 +141,19 @@ impl Planned for RedisChange {
     }
 }
 
+/// One change of Redis, as [`RedisProvisioner`](crate::RedisProvisioner)'s
+/// [`changes`](dify_stack_core::Provisioner::changes) computes it and its
+/// [`execute`](dify_stack_core::Provisioner::execute) carries it out. Opaque: what a plan shows
+/// of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct RedisStep(pub(crate) RedisChange);
+
+impl Planned for RedisStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 impl RedisChange {
     /// The refusal of a change that cannot run, checked before any write.
     pub(super) fn refusal(&self) -> Option<DatastoresError> {

@@ -2,28 +2,44 @@
 
 use super::{
     AwsError, Context, EBS_CSI_ADDON, EksError, EksOutput, EksProvisioner, EksSpec, Names, NodegroupConfigUpdate,
-    NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, Result, Status, Tier, WaitError, caps, eks_output, exists,
-    from_aws_wait, launch_template_data, lt_security_groups, token, upgrade, wait,
+    NodegroupCreate, NodegroupInfo, NodegroupVersionUpdate, ObservedEks, Result, Status, Tier, WaitError, caps,
+    eks_output, exists, from_aws_wait, launch_template_data, lt_security_groups, token, wait,
 };
 use crate::provisioner::ControlPlane;
-use crate::provisioner::EksChange;
 use crate::provisioner::node_changes;
+use crate::provisioner::{EksChange, Step};
 use dify_stack_core::AwsAt;
 use dify_stack_core::Provisioner;
 use dify_stack_core::ids::{ClusterName, RoleArn};
 
 impl EksProvisioner {
-    /// The control plane, then the node side's typed changes, computed once the control plane
-    /// is converged (with its node security group and cluster known) and a busy node group has
-    /// settled.
-    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
-        spec.validate(ctx)?;
+    /// Executes the tier's changes (computed from the settled observation `o`, refusals
+    /// checked), in stages, as each stage needs what the one before made:
+    /// 1. the control plane's changes (`converge_control_plane`);
+    /// 2. the upgrade's steps, one at a time, then everything observed again (each step moves
+    ///    the cluster, the add-ons and the node group);
+    /// 3. a node group an earlier run left busy waited for; then the node side's changes (launch
+    ///    template, node group, add-ons) computed again, with the same function as the plan,
+    ///    from that observation and the converged control plane (the node security group's id
+    ///    and the cluster's security group, known after apply in the plan), and executed.
+    pub(super) async fn execute_tier(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        mut o: ObservedEks,
+        changes: Vec<EksChange>,
+    ) -> Result<EksOutput> {
         let names = Names::of(ctx);
-        let mut o = self.observe(ctx, spec).await?;
+        let changes: Vec<Step> = changes.into_iter().map(|c| c.0).collect();
         let ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, mut cluster } =
-            self.converge_control_plane(ctx, spec, &names, &o).await?;
+            self.converge_control_plane(ctx, spec, &names, &o, &changes).await?;
         // A Kubernetes upgrade, step by step; then the rest as the upgrade left it.
-        let upgrade = upgrade::upgrade_changes(ctx, spec, &o);
+        let upgrade: Vec<Step> = changes
+            .into_iter()
+            .filter(|c| {
+                matches!(c, Step::UpgradeCluster { .. } | Step::UpgradeAddon { .. } | Step::UpgradeNodegroup { .. })
+            })
+            .collect();
         if !upgrade.is_empty() {
             cluster = self.run_upgrade(ctx, &names, &upgrade).await?;
             o = self.observe(ctx, spec).await?;
@@ -34,6 +50,7 @@ impl EksProvisioner {
         {
             o.nodegroup = Some(self.wait_nodegroup(ctx, &cluster_name, &names.nodegroup).await?);
         }
+        // The node side's changes from this observation (stage 3 above), not the plan's.
         let changes = node_changes(ctx, spec, &o, Some(&node_sg), Some(&cluster), false);
 
         // Launch template: IMDSv2 only, hop limit 1, encrypted gp3 root volume.
@@ -41,7 +58,7 @@ impl EksProvisioner {
         let mut lt = o.launch_template.as_ref().map(|lt| (lt.id.clone(), lt.latest_version));
         for change in &changes {
             match change {
-                EksChange::CreateLaunchTemplate { name, .. } => {
+                Step::CreateLaunchTemplate { name, .. } => {
                     let tags = ctx.tags_for(Tier::Eks, "launch-template", name);
                     let made = match self.client.create_launch_template(name.clone(), lt_data.clone(), tags).await {
                         Ok(made) => made,
@@ -56,7 +73,7 @@ impl EksProvisioner {
                     };
                     lt = Some((made.id, made.latest_version));
                 }
-                EksChange::UpdateLaunchTemplate { id, .. } => {
+                Step::UpdateLaunchTemplate { id, .. } => {
                     let v = self
                         .client
                         .update_launch_template(id.clone(), lt_data.clone())
@@ -76,10 +93,10 @@ impl EksProvisioner {
         let mut nodegroup = o.nodegroup.clone();
         for change in &changes {
             match change {
-                EksChange::CreateNodegroup { .. } => {
+                Step::CreateNodegroup { .. } => {
                     nodegroup = Some(self.create_nodegroup(ctx, spec, &names, &node_role, (&lt_id, &lt_version)).await?)
                 }
-                EksChange::UpdateNodegroup { scaling, labels, launch_template, .. } => {
+                Step::UpdateNodegroup { scaling, labels, launch_template, .. } => {
                     let ng = &spec.node_group;
                     let have = nodegroup.clone().unwrap_or_default();
                     if scaling.is_some() || labels.is_some() {
@@ -140,7 +157,7 @@ impl EksProvisioner {
             .collect();
         for change in &changes {
             match change {
-                EksChange::CreateAddon { name, version, .. } => {
+                Step::CreateAddon { name, version, .. } => {
                     let version = match version {
                         Some(v) => v.clone(),
                         None => self.default_addon_version(spec, name).await?,
@@ -158,7 +175,7 @@ impl EksProvisioner {
                     }
                     addon_waits.push(name.clone());
                 }
-                EksChange::UpdateAddon { name, version, .. } => {
+                Step::UpdateAddon { name, version, .. } => {
                     // EKS refuses to update an add-on that is busy (ResourceInUseException):
                     // one observed CREATING or UPDATING is waited for first (a DEGRADED or
                     // failed one is updated as it is: that is how it is repaired).
@@ -177,7 +194,7 @@ impl EksProvisioner {
                         .at("UpdateAddon", name)?;
                     addon_waits.push(name.clone());
                 }
-                EksChange::DeleteAddon { name, version } => {
+                Step::DeleteAddon { name, version } => {
                     tracing::info!(addon = %name, %version, "deleting add-on no longer in the spec");
                     dify_stack_core::ignore_not_found(
                         self.client.delete_addon(ClusterName::new(cluster_name.clone()), name.clone()).await,

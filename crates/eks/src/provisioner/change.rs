@@ -1,5 +1,5 @@
-//! The EKS tier's typed change and how the plan shows it ([`Planned`]); `diff.rs` computes
-//! the list, `apply.rs` executes it.
+//! The EKS tier's typed change ([`EksChange`], opaque around [`Step`]) and how the plan shows
+//! it ([`Planned`]); `diff.rs` computes the list, `apply.rs` executes it.
 
 use super::{
     Action, CLUSTER_ADMIN_POLICY, Change, Effect, Insight, NODE_METADATA_HOP_LIMIT, Planned, ResourceRef, list, upgrade,
@@ -23,9 +23,21 @@ pub(super) fn scaling((min, max, desired): Scaling) -> String {
 /// call and refuses another while one is in progress, so apply makes them one at a time.
 const ONE_UPDATE: &str = "one cluster update at a time, each waited for";
 
+/// One change of the EKS tier, as [`Provisioner::changes`](dify_stack_core::Provisioner::changes)
+/// computes it and [`Provisioner::execute`](dify_stack_core::Provisioner::execute) carries it
+/// out. Opaque: what a plan shows of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct EksChange(pub(crate) Step);
+
+impl Planned for EksChange {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 /// One change of the EKS tier, in the order apply makes them.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum EksChange {
+pub(crate) enum Step {
     /// A role of [`role_wants`] (by its index there) is created with its managed policies.
     CreateRole {
         index: usize,
@@ -215,15 +227,12 @@ pub(crate) enum EksChange {
     },
 }
 
-impl Planned for EksChange {
+impl Planned for Step {
     fn change(&self) -> Change {
         match self {
-            EksChange::CreateRole { name, policies, .. } => Change::new(
-                Action::Create,
-                ResourceRef::new("iam:role", name),
-            )
-            .field("managed_policies", None::<String>, Some(list(policies))),
-            EksChange::UpdateRole { name, arn, trust, policies, tags, .. } => {
+            Step::CreateRole { name, policies, .. } => Change::new(Action::Create, ResourceRef::new("iam:role", name))
+                .field("managed_policies", None::<String>, Some(list(policies))),
+            Step::UpdateRole { name, arn, trust, policies, tags, .. } => {
                 let mut c = Change::new(Action::Update, ResourceRef::new("iam:role", name).with_id(arn));
                 if let Some((have, want)) = trust {
                     c = c.field("assume_role_policy", Some(have), Some(want));
@@ -233,17 +242,17 @@ impl Planned for EksChange {
                 }
                 c.tag_fields(tags)
             }
-            EksChange::CreateLogGroup { name, retention_days } => Change::new(
+            Step::CreateLogGroup { name, retention_days } => Change::new(
                 Action::Create,
                 ResourceRef::new("logs:log-group", name),
             )
             .field("retention_days", None::<i32>, Some(retention_days)),
-            EksChange::LogRetention { name, have, want } => Change::new(
+            Step::LogRetention { name, have, want } => Change::new(
                 Action::Update,
                 ResourceRef::new("logs:log-group", name),
             )
             .field("retention_days", *have, Some(want)),
-            EksChange::AdoptLogGroup { name, have, want, tags } => {
+            Step::AdoptLogGroup { name, have, want, tags } => {
                 let mut c = Change::new(Action::Update, ResourceRef::new("logs:log-group", name))
                     .because("made by EKS without tags (a log flush after a destroy): adopted");
                 if *have != Some(*want) {
@@ -251,17 +260,17 @@ impl Planned for EksChange {
                 }
                 c.tag_fields(tags)
             }
-            EksChange::CreateKey { alias } => Change::new(
+            Step::CreateKey { alias } => Change::new(
                 Action::Create,
                 ResourceRef::new("kms:key", format!("alias/{alias}")),
             )
             .field("rotation", None::<bool>, Some(true)),
-            EksChange::AliasKey { alias, key_id } => {
+            Step::AliasKey { alias, key_id } => {
                 Change::new(Action::Update, ResourceRef::new("kms:key", format!("alias/{alias}")).with_id(key_id))
                     .field("alias", None::<&str>, Some(format!("alias/{alias}")))
                     .because("a run stopped between CreateKey and CreateAlias")
             }
-            EksChange::UpdateKey { alias, arn, restore, tags, .. } => {
+            Step::UpdateKey { alias, arn, restore, tags, .. } => {
                 let mut c =
                     Change::new(Action::Update, ResourceRef::new("kms:key", format!("alias/{alias}")).with_id(arn));
                 if let Some(state) = restore {
@@ -271,10 +280,10 @@ impl Planned for EksChange {
                 }
                 c.tag_fields(tags)
             }
-            EksChange::CreateNodeSecurityGroup { name } => {
+            Step::CreateNodeSecurityGroup { name } => {
                 Change::new(Action::Create, ResourceRef::new("ec2:security-group", name))
             }
-            EksChange::CreateCluster { name, version, subnets, cidrs, logs } => {
+            Step::CreateCluster { name, version, subnets, cidrs, logs } => {
                 Change::new(Action::Create, ResourceRef::new("eks:cluster", name))
                     .field("version", None::<&str>, Some(version))
                     .field("subnets", None::<String>, Some(subnets))
@@ -282,7 +291,7 @@ impl Planned for EksChange {
                     .field("logging", None::<String>, Some(logs))
                     .field("authentication_mode", None::<&str>, Some("API_AND_CONFIG_MAP"))
             }
-            EksChange::UpgradeCluster { name, arn, have, want, refused, step: (i, n), blocked } => {
+            Step::UpgradeCluster { name, arn, have, want, refused, step: (i, n), blocked } => {
                 let c = Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn)).field(
                     "version",
                     Some(have),
@@ -304,14 +313,14 @@ impl Planned for EksChange {
                         .typically(upgrade::typical::CONTROL_PLANE),
                 }
             }
-            EksChange::UpgradeAddon { name, have, want, minor } => {
+            Step::UpgradeAddon { name, have, want, minor } => {
                 Change::new(Action::Update, ResourceRef::new("eks:addon", name))
                     .field("version", Some(have), Some(want))
                     .because(format!("EKS's default for Kubernetes {minor}, after the control plane"))
                     .effect(Effect::Upgrade)
                     .typically(upgrade::typical::ADDON)
             }
-            EksChange::UpgradeNodegroup { name, arn, have, want, nodes } => {
+            Step::UpgradeNodegroup { name, arn, have, want, nodes } => {
                 let mut r = ResourceRef::new("eks:nodegroup", name);
                 if !arn.is_empty() {
                     r = r.with_id(arn);
@@ -322,17 +331,17 @@ impl Planned for EksChange {
                     .effect(Effect::Rolling)
                     .typically(upgrade::typical::nodegroup(*nodes))
             }
-            EksChange::ReplaceClusterKey { name, arn, have, want } => {
+            Step::ReplaceClusterKey { name, arn, have, want } => {
                 Change::new(Action::Replace, ResourceRef::new("eks:cluster", name).with_id(arn))
                     .field("secrets encryption key", Some(have), Some(want))
                     .because("a cluster's secrets encryption key cannot change")
             }
-            EksChange::UpdateClusterSubnets { name, arn, have, want } => {
+            Step::UpdateClusterSubnets { name, arn, have, want } => {
                 Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn))
                     .field("subnets", Some(have), Some(want))
                     .because(ONE_UPDATE)
             }
-            EksChange::UpdateClusterAccess { name, arn, cidrs, private_off } => {
+            Step::UpdateClusterAccess { name, arn, cidrs, private_off } => {
                 let mut c = Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn));
                 if *private_off {
                     c = c.field("endpoint_private_access", Some(false), Some(true));
@@ -342,48 +351,48 @@ impl Planned for EksChange {
                 }
                 c.because(ONE_UPDATE)
             }
-            EksChange::UpdateClusterLogging { name, arn, have, want } => {
+            Step::UpdateClusterLogging { name, arn, have, want } => {
                 Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn))
                     .field("logging", Some(have), Some(want))
                     .because(ONE_UPDATE)
             }
-            EksChange::UpdateClusterSupport { name, arn, have, want } => {
+            Step::UpdateClusterSupport { name, arn, have, want } => {
                 Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn))
                     .field("support_type", Some(have), Some(want))
                     .because(ONE_UPDATE)
             }
-            EksChange::TagCluster { name, arn, tags } => {
+            Step::TagCluster { name, arn, tags } => {
                 Change::new(Action::Update, ResourceRef::new("eks:cluster", name).with_id(arn)).tag_fields(tags)
             }
-            EksChange::CreateAccessEntry { principal } => Change::new(
+            Step::CreateAccessEntry { principal } => Change::new(
                 Action::Create,
                 ResourceRef::new("eks:access-entry", principal),
             )
             .field("policy", None::<&str>, Some(CLUSTER_ADMIN_POLICY)),
-            EksChange::AssociateAccessPolicy { principal } => Change::new(
+            Step::AssociateAccessPolicy { principal } => Change::new(
                 Action::Update,
                 ResourceRef::new("eks:access-entry", principal),
             )
             .field("policy", None::<&str>, Some(CLUSTER_ADMIN_POLICY)),
-            EksChange::CreateLaunchTemplate { name, disk_size_gib } => {
+            Step::CreateLaunchTemplate { name, disk_size_gib } => {
                 Change::new(Action::Create, ResourceRef::new("ec2:launch-template", name))
                     .field("metadata.http_tokens", None::<&str>, Some("required"))
                     .field("metadata.hop_limit", None::<i32>, Some(NODE_METADATA_HOP_LIMIT))
                     .field("root_volume", None::<&str>, Some(format!("gp3 {disk_size_gib} GiB encrypted")))
             }
-            EksChange::UpdateLaunchTemplate { name, id, have, want } => {
+            Step::UpdateLaunchTemplate { name, id, have, want } => {
                 Change::new(Action::Update, ResourceRef::new("ec2:launch-template", name).with_id(id))
                     .field("data", Some(have), Some(want))
                     .because("a new launch template version rolls the nodes")
             }
-            EksChange::CreateNodegroup { name, ami_type, instance_types, scaling, labels } => {
+            Step::CreateNodegroup { name, ami_type, instance_types, scaling, labels } => {
                 Change::new(Action::Create, ResourceRef::new("eks:nodegroup", name))
                     .field("ami_type", None::<&str>, Some(ami_type))
                     .field("instance_types", None::<String>, Some(instance_types))
                     .field("scaling", None::<&str>, Some(scaling))
                     .field("labels", None::<&str>, Some(labels))
             }
-            EksChange::ReplaceNodegroup { name, arn, instance_types, ami_type } => {
+            Step::ReplaceNodegroup { name, arn, instance_types, ami_type } => {
                 let mut c = Change::new(Action::Replace, ResourceRef::new("eks:nodegroup", name).with_id(arn))
                     .because("node group settings that cannot change in place");
                 if let Some((have, want)) = instance_types {
@@ -394,7 +403,7 @@ impl Planned for EksChange {
                 }
                 c
             }
-            EksChange::UpdateNodegroup { name, arn, scaling: s, labels, launch_template } => {
+            Step::UpdateNodegroup { name, arn, scaling: s, labels, launch_template } => {
                 let mut c = Change::new(Action::Update, ResourceRef::new("eks:nodegroup", name).with_id(arn));
                 if let Some((have, want)) = s {
                     c = c.field("scaling", Some(scaling(*have)), Some(scaling(*want)));
@@ -410,7 +419,7 @@ impl Planned for EksChange {
                 }
                 c
             }
-            EksChange::CreateAddon { name, version, pod_identity } => {
+            Step::CreateAddon { name, version, pod_identity } => {
                 let version = version.as_deref().unwrap_or("(default for the cluster version)");
                 let c = Change::new(Action::Create, ResourceRef::new("eks:addon", name)).field(
                     "version",
@@ -422,7 +431,7 @@ impl Planned for EksChange {
                     None => c,
                 }
             }
-            EksChange::UpdateAddon { name, version, pod_identity } => {
+            Step::UpdateAddon { name, version, pod_identity } => {
                 let mut c = Change::new(Action::Update, ResourceRef::new("eks:addon", name));
                 if let Some((have, want)) = version {
                     c = c.field("version", Some(have), Some(want));
@@ -432,11 +441,8 @@ impl Planned for EksChange {
                 }
                 c
             }
-            EksChange::DeleteAddon { name, version } => Change::new(
-                Action::Delete,
-                ResourceRef::new("eks:addon", name),
-            )
-            .field("version", Some(version), None::<&str>),
+            Step::DeleteAddon { name, version } => Change::new(Action::Delete, ResourceRef::new("eks:addon", name))
+                .field("version", Some(version), None::<&str>),
         }
     }
 }

@@ -9,9 +9,7 @@ use super::{
     RoleWant, Status, Tier, WaitError, caps, create_node_security_group, eks_output, exists, from_aws_wait,
     next_version, role_wants, token, upgrade, wait,
 };
-use crate::provisioner::EksChange;
-use crate::provisioner::control_plane_changes;
-use crate::provisioner::node_changes;
+use crate::provisioner::Step;
 use crate::provisioner::role_change;
 use dify_stack_core::AwsAt;
 use dify_stack_core::Planned;
@@ -42,56 +40,59 @@ impl ControlPlane {
     }
 }
 
+/// Why `change` may not run: a downgrade, an upgrade step a blocking insight stops, a change
+/// of what cannot change in place (the node group's instance or AMI type, the cluster's
+/// secrets key). Checked for every change of the tier, the node side's included, before the
+/// first write, so a refused apply changes nothing.
+pub(super) fn refusal(ctx: &Context, change: &Step) -> Option<EksError> {
+    match change {
+        Step::UpgradeCluster { have, want, refused: true, .. } => next_version(have, want).err(),
+        Step::UpgradeCluster { want, blocked: Some(i), .. } => Some(upgrade::blocked(&Names::of(ctx).cluster, want, i)),
+        Step::ReplaceNodegroup { .. } | Step::ReplaceClusterKey { .. } => {
+            let c = change.change();
+            let f = &c.fields[0];
+            Some(EksError::ImmutableChange {
+                field: f.path.clone(),
+                resource: c.resource.name.clone(),
+                have: f.before.clone().unwrap_or_default(),
+                want: f.after.clone().unwrap_or_default(),
+            })
+        }
+        _ => None,
+    }
+}
+
 impl EksProvisioner {
-    /// The control plane: a busy cluster waited for, then refusals (so a refused apply changes
-    /// nothing, the node side's included), then the typed changes of the roles, the secrets
-    /// key, the node security group (when the tier owns it), the log group, the cluster (waited
-    /// until ACTIVE after each change) and its access entries.
+    /// What an earlier run left in flight on the control plane: a cluster not ACTIVE (still
+    /// creating, or an update in progress) is waited for, and the observation takes the
+    /// cluster as the wait left it.
+    pub(super) async fn settle_cluster(&self, ctx: &Context, mut o: ObservedEks) -> Result<ObservedEks> {
+        if let Some(c) = &o.cluster
+            && c.status != Status::Active
+        {
+            o.cluster = Some(self.wait_cluster(ctx, &Names::of(ctx).cluster).await?);
+        }
+        Ok(o)
+    }
+
+    /// The control plane's changes among `changes` (the tier's, computed from the settled
+    /// observation `o` and all refused-checked): the roles, the secrets key, the node security
+    /// group (when the tier owns it), the log group, the cluster (waited until ACTIVE after
+    /// each change) and its access entries. The rest of the list is left to the caller.
     pub(super) async fn converge_control_plane(
         &self,
         ctx: &Context,
         spec: &EksSpec,
         names: &Names,
         o: &ObservedEks,
+        changes: &[Step],
     ) -> Result<ControlPlane> {
-        let mut o = o.clone();
-        if let Some(c) = &o.cluster
-            && c.status != Status::Active
-        {
-            o.cluster = Some(self.wait_cluster(ctx, &names.cluster).await?);
-        }
-        let changes = control_plane_changes(ctx, spec, &o);
-        let node_sg = o.node_security_group.as_ref().map(|s| &s.id);
-        let upgrade = upgrade::upgrade_changes(ctx, spec, &o);
-        let after = upgrade::after_upgrade(&o, &upgrade);
-        let nodes = node_changes(ctx, spec, &after, node_sg, after.cluster.as_ref(), after.cluster.is_none());
-        for c in changes.iter().chain(&upgrade).chain(&nodes) {
-            match c {
-                EksChange::UpgradeCluster { have, want, refused: true, .. } => {
-                    next_version(have, want)?;
-                }
-                EksChange::UpgradeCluster { want, blocked: Some(i), .. } => {
-                    return Err(upgrade::blocked(&names.cluster, want, i));
-                }
-                EksChange::ReplaceNodegroup { .. } | EksChange::ReplaceClusterKey { .. } => {
-                    let c = c.change();
-                    let f = &c.fields[0];
-                    return Err(EksError::ImmutableChange {
-                        field: f.path.clone(),
-                        resource: c.resource.name.clone(),
-                        have: f.before.clone().unwrap_or_default(),
-                        want: f.after.clone().unwrap_or_default(),
-                    });
-                }
-                _ => {}
-            }
-        }
         let wants = role_wants(ctx, names, spec);
         let mut arns = Vec::new();
         for (index, (want, have)) in wants.iter().zip(o.roles()).enumerate() {
-            let change = changes.iter().find(|c| {
-                matches!(c, EksChange::CreateRole { index: i, .. } | EksChange::UpdateRole { index: i, .. } if *i == index)
-            });
+            let change = changes.iter().find(
+                |c| matches!(c, Step::CreateRole { index: i, .. } | Step::UpdateRole { index: i, .. } if *i == index),
+            );
             arns.push(self.converge_role(ctx, want, have.as_ref(), change).await?);
         }
         let (cluster_role, node_role) = (arns[0].clone(), arns[1].clone());
@@ -100,14 +101,14 @@ impl EksProvisioner {
             .map(|arn| AddonRole { service_account: EBS_CSI_SERVICE_ACCOUNT.to_owned(), role_arn: arn.clone() });
         let mut key = o.key.clone();
         let mut node_sg = o.node_security_group.as_ref().map(|s| s.id.clone());
-        for change in &changes {
+        for change in changes {
             match change {
-                EksChange::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
-                EksChange::AliasKey { alias, key_id } => {
+                Step::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
+                Step::AliasKey { alias, key_id } => {
                     self.client.create_alias(alias.clone(), key_id.clone()).await.at("CreateAlias", alias)?;
                     tracing::info!(%alias, "aliased the KMS key an interrupted run created");
                 }
-                EksChange::UpdateKey { alias, key_id, restore, tags, .. } => {
+                Step::UpdateKey { alias, key_id, restore, tags, .. } => {
                     if restore.is_some() {
                         self.client.restore_key(key_id.clone()).await.at("CancelKeyDeletion", alias)?;
                         tracing::info!(%alias, "restored KMS key scheduled for deletion");
@@ -117,23 +118,23 @@ impl EksProvisioner {
                         self.client.tag_key(key_id.clone(), tags).await.at("TagResource", alias)?;
                     }
                 }
-                EksChange::CreateNodeSecurityGroup { .. } => {
+                Step::CreateNodeSecurityGroup { .. } => {
                     node_sg = Some(create_node_security_group(self.client.as_ref(), ctx, &spec.vpc_id, names).await?)
                 }
-                EksChange::CreateLogGroup { name, retention_days } => {
+                Step::CreateLogGroup { name, retention_days } => {
                     self.create_log_group(ctx, name).await?;
                     self.client
                         .put_log_retention(name.clone(), *retention_days)
                         .await
                         .at("PutRetentionPolicy", name)?;
                 }
-                EksChange::AdoptLogGroup { name, want, tags, .. } => {
+                Step::AdoptLogGroup { name, want, tags, .. } => {
                     let tags = dify_stack_core::drift_tags(tags);
                     self.client.tag_log_group(name.clone(), tags).await.at("TagLogGroup", name)?;
                     self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?;
                     tracing::info!(log_group = %name, "adopted the control-plane log group EKS made");
                 }
-                EksChange::LogRetention { name, want, .. } => {
+                Step::LogRetention { name, want, .. } => {
                     self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?
                 }
                 _ => {}
@@ -145,12 +146,11 @@ impl EksProvisioner {
         let node_sg = node_sg
             .ok_or_else(|| AwsError::new("CreateSecurityGroup", "NotFound", "neither observed nor created"))
             .at("CreateSecurityGroup", &names.node_security_group)?;
-        let cluster = self
-            .converge_cluster(ctx, spec, names, o.cluster.clone(), &changes, cluster_role.clone(), &key.arn)
-            .await?;
-        for change in &changes {
+        let cluster =
+            self.converge_cluster(ctx, spec, names, o.cluster.clone(), changes, cluster_role.clone(), &key.arn).await?;
+        for change in changes {
             match change {
-                EksChange::CreateAccessEntry { principal } => {
+                Step::CreateAccessEntry { principal } => {
                     let tags = ctx.tags_for(Tier::Eks, "access-entry", &names.cluster);
                     match self
                         .client
@@ -163,7 +163,7 @@ impl EksProvisioner {
                     }
                     self.associate_admin(ctx, names, principal).await?;
                 }
-                EksChange::AssociateAccessPolicy { principal } => self.associate_admin(ctx, names, principal).await?,
+                Step::AssociateAccessPolicy { principal } => self.associate_admin(ctx, names, principal).await?,
                 _ => {}
             }
         }
@@ -188,10 +188,10 @@ impl EksProvisioner {
         ctx: &Context,
         want: &RoleWant,
         have: Option<&RoleInfo>,
-        change: Option<&EksChange>,
+        change: Option<&Step>,
     ) -> Result<RoleArn> {
         match (change, have) {
-            (Some(EksChange::CreateRole { .. }), _) | (_, None) => {
+            (Some(Step::CreateRole { .. }), _) | (_, None) => {
                 let tags = ctx.tags_for(Tier::Eks, want.component, &want.name);
                 let arn = match self.client.create_role(want.name.clone(), want.trust.to_string(), tags).await {
                     Ok(arn) => arn,
@@ -214,7 +214,7 @@ impl EksProvisioner {
                 }
                 Ok(arn)
             }
-            (Some(EksChange::UpdateRole { trust, policies, tags, .. }), Some(r)) => {
+            (Some(Step::UpdateRole { trust, policies, tags, .. }), Some(r)) => {
                 if trust.is_some() {
                     self.client
                         .update_trust(want.name.clone(), want.trust.to_string())
@@ -270,7 +270,7 @@ impl EksProvisioner {
 
     /// CreateKey (then CreateAlias, in the client). A lost response to our own earlier create is
     /// read back by its alias; a key left without its alias is found by observe
-    /// (`EksChange::AliasKey`), not here. CreateKey has no idempotency token: an SDK retry of a
+    /// (`Step::AliasKey`), not here. CreateKey has no idempotency token: an SDK retry of a
     /// lost response makes a twin, scheduled for deletion.
     async fn create_key(&self, ctx: &Context, names: &Names) -> Result<KeyInfo> {
         let tags = ctx.tags_for(Tier::Eks, "secrets-key", &names.key_alias);
@@ -312,7 +312,7 @@ impl EksProvisioner {
         spec: &EksSpec,
         names: &Names,
         have: Option<ClusterInfo>,
-        changes: &[EksChange],
+        changes: &[Step],
         role_arn: RoleArn,
         key_arn: &KmsKeyArn,
     ) -> Result<ClusterInfo> {
@@ -364,7 +364,7 @@ impl EksProvisioner {
         // call and refuses a call while an update is in progress.
         for change in changes {
             match change {
-                EksChange::UpdateClusterSubnets { .. } => {
+                Step::UpdateClusterSubnets { .. } => {
                     let update = self
                         .client
                         .update_cluster_subnets(
@@ -377,7 +377,7 @@ impl EksProvisioner {
                     tracing::info!(cluster = %name, "updating the control-plane subnets");
                     cluster = self.wait_cluster_update(ctx, name, update).await?;
                 }
-                EksChange::UpdateClusterAccess { .. } => {
+                Step::UpdateClusterAccess { .. } => {
                     let update = self
                         .client
                         .update_cluster_access(ClusterName::new(name), spec.public_access_cidrs())
@@ -386,7 +386,7 @@ impl EksProvisioner {
                     tracing::info!(cluster = %name, "updating the endpoint access");
                     cluster = self.wait_cluster_update(ctx, name, update).await?;
                 }
-                EksChange::UpdateClusterLogging { .. } => {
+                Step::UpdateClusterLogging { .. } => {
                     let want_logs: BTreeSet<String> = spec.log_types.iter().cloned().collect();
                     let disabled = crate::spec::ALL_LOG_TYPES
                         .iter()
@@ -401,7 +401,7 @@ impl EksProvisioner {
                     tracing::info!(cluster = %name, "updating the control-plane logging");
                     cluster = self.wait_cluster_update(ctx, name, update).await?;
                 }
-                EksChange::UpdateClusterSupport { want, .. } => {
+                Step::UpdateClusterSupport { want, .. } => {
                     let update = self
                         .client
                         .update_cluster_support(ClusterName::new(name), want.clone())
@@ -411,7 +411,7 @@ impl EksProvisioner {
                     cluster = self.wait_cluster_update(ctx, name, update).await?;
                 }
                 // Tags are no cluster update (TagResource works while one is in progress).
-                EksChange::TagCluster { tags, .. } => {
+                Step::TagCluster { tags, .. } => {
                     let tags = dify_stack_core::drift_tags(tags);
                     self.client.tag_resource(Arn::new(&cluster.arn), tags).await.at("TagResource", name)?;
                 }

@@ -8,45 +8,47 @@ use std::collections::BTreeSet;
 
 use super::change::scaling;
 use super::{
-    AddonVersions, CLUSTER_ADMIN_POLICY, ClusterInfo, Context, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksProvisioner,
-    EksSpec, Names, NodegroupInfo, ObservedEks, Plan, RoleInfo, RoleWant, Tier, Value, launch_template_data, list,
-    lt_security_groups, made_by_this_tier, role_wants, sorted, upgrade,
+    AddonVersions, CLUSTER_ADMIN_POLICY, ClusterInfo, Context, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSpec, Names,
+    NodegroupInfo, ObservedEks, RoleInfo, RoleWant, Tier, Value, launch_template_data, list, lt_security_groups,
+    made_by_this_tier, role_wants, sorted, upgrade,
 };
-use crate::provisioner::EksChange;
 use crate::provisioner::Scaling;
+use crate::provisioner::Step;
 use dify_stack_core::Planned;
 use dify_stack_core::ids::SecurityGroupId;
 use dify_stack_core::tag_drift as drift;
 
 /// Pushes `change` when its plan entry has a field (each difference is one field).
-fn push_if_changed(out: &mut Vec<EksChange>, change: EksChange) {
+fn push_if_changed(out: &mut Vec<Step>, change: Step) {
     if !change.change().fields.is_empty() {
         out.push(change);
     }
 }
 
-impl EksProvisioner {
-    pub(super) fn diff_tier(&self, ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Plan {
-        let mut changes = control_plane_changes(ctx, spec, o);
-        // The upgrade's steps, then the rest as it will be once they are made.
-        let upgrade = upgrade::upgrade_changes(ctx, spec, o);
-        // A refused downgrade: the node side is not planned against a version it never reaches.
-        if upgrade.iter().any(|c| matches!(c, EksChange::UpgradeCluster { refused: true, .. })) {
-            changes.extend(upgrade);
-            return EksChange::plan(&changes);
-        }
-        let o = &upgrade::after_upgrade(o, &upgrade);
+/// The tier's changes, in the order apply makes them: the control plane's, the upgrade's steps,
+/// then the node side as it will be once they are made (its values known only after the control
+/// plane shown as such). Apply executes the control plane's and the upgrade's from this list;
+/// the node side's it computes again once those are made (`apply.rs`).
+pub(super) fn tier_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Vec<Step> {
+    let mut changes = control_plane_changes(ctx, spec, o);
+    // The upgrade's steps, then the rest as it will be once they are made.
+    let upgrade = upgrade::upgrade_changes(ctx, spec, o);
+    // A refused downgrade: the node side is not planned against a version it never reaches.
+    if upgrade.iter().any(|c| matches!(c, Step::UpgradeCluster { refused: true, .. })) {
         changes.extend(upgrade);
-        let node_sg = o.node_security_group.as_ref().map(|s| &s.id);
-        changes.extend(node_changes(ctx, spec, o, node_sg, o.cluster.as_ref(), o.cluster.is_none()));
-        EksChange::plan(&changes)
+        return changes;
     }
+    let o = &upgrade::after_upgrade(o, &upgrade);
+    changes.extend(upgrade);
+    let node_sg = o.node_security_group.as_ref().map(|s| &s.id);
+    changes.extend(node_changes(ctx, spec, o, node_sg, o.cluster.as_ref(), o.cluster.is_none()));
+    changes
 }
 
 /// An existing role's change (trust, missing managed policies, our tags); `None` when converged.
-pub(super) fn role_change(ctx: &Context, index: usize, want: &RoleWant, have: &RoleInfo) -> Option<EksChange> {
+pub(super) fn role_change(ctx: &Context, index: usize, want: &RoleWant, have: &RoleInfo) -> Option<Step> {
     let missing = want.policies.iter().any(|p| !have.attached.contains(p));
-    let change = EksChange::UpdateRole {
+    let change = Step::UpdateRole {
         index,
         name: want.name.clone(),
         arn: have.arn.to_string(),
@@ -59,29 +61,30 @@ pub(super) fn role_change(ctx: &Context, index: usize, want: &RoleWant, have: &R
 }
 
 /// The control plane's changes: roles, log group, key, node security group, cluster, access.
-pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Vec<EksChange> {
+pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Vec<Step> {
     let names = Names::of(ctx);
     let mut out = Vec::new();
     for (index, (want, have)) in role_wants(ctx, &names, spec).iter().zip(o.roles()).enumerate() {
         match have {
-            None => out.push(EksChange::CreateRole { index, name: want.name.clone(), policies: want.policies.clone() }),
+            None => out.push(Step::CreateRole { index, name: want.name.clone(), policies: want.policies.clone() }),
             Some(have) => out.extend(role_change(ctx, index, want, have)),
         }
     }
     match &o.log_group {
-        None => out
-            .push(EksChange::CreateLogGroup { name: names.log_group.clone(), retention_days: spec.log_retention_days }),
+        None => {
+            out.push(Step::CreateLogGroup { name: names.log_group.clone(), retention_days: spec.log_retention_days })
+        }
         // One without any stack's tag: EKS made it (a log flush after the cluster was deleted
         // re-creates it untagged; terraform-aws-eks #2486, #920), for a cluster of this name.
         // Adopted: our tags and the retention. One with another stack's tag is left as is.
-        Some(g) if !g.tags.contains_key(dify_stack_core::TAG_STACK) => out.push(EksChange::AdoptLogGroup {
+        Some(g) if !g.tags.contains_key(dify_stack_core::TAG_STACK) => out.push(Step::AdoptLogGroup {
             name: names.log_group.clone(),
             have: g.retention_days,
             want: spec.log_retention_days,
             tags: drift(&ctx.tags_for(Tier::Eks, "log-group", &names.log_group), &g.tags),
         }),
         Some(g) if ctx.owns_tags(&g.tags) && g.retention_days != Some(spec.log_retention_days) => {
-            out.push(EksChange::LogRetention {
+            out.push(Step::LogRetention {
                 name: names.log_group.clone(),
                 have: g.retention_days,
                 want: spec.log_retention_days,
@@ -90,13 +93,13 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
         _ => {}
     }
     if let Some(k) = o.key.as_ref().filter(|_| o.key_alias_missing) {
-        out.push(EksChange::AliasKey { alias: names.key_alias.clone(), key_id: k.key_id.clone() });
+        out.push(Step::AliasKey { alias: names.key_alias.clone(), key_id: k.key_id.clone() });
     }
     match &o.key {
-        None => out.push(EksChange::CreateKey { alias: names.key_alias.clone() }),
+        None => out.push(Step::CreateKey { alias: names.key_alias.clone() }),
         Some(k) => push_if_changed(
             &mut out,
-            EksChange::UpdateKey {
+            Step::UpdateKey {
                 alias: names.key_alias.clone(),
                 arn: k.arn.to_string(),
                 key_id: k.key_id.clone(),
@@ -106,12 +109,12 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
         ),
     }
     if o.node_security_group.is_none() {
-        out.push(EksChange::CreateNodeSecurityGroup { name: names.node_security_group.clone() });
+        out.push(Step::CreateNodeSecurityGroup { name: names.node_security_group.clone() });
     }
     let want_logs: BTreeSet<String> = spec.log_types.iter().cloned().collect();
     let want_cidrs = spec.public_access_cidrs();
     match &o.cluster {
-        None => out.push(EksChange::CreateCluster {
+        None => out.push(Step::CreateCluster {
             name: names.cluster.clone(),
             version: spec.kubernetes_version.clone(),
             subnets: list(&spec.private_subnet_ids),
@@ -122,7 +125,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
             if let (Some(have_key), Some(k)) = (&have.secrets_key_arn, &o.key)
                 && *have_key != k.arn
             {
-                out.push(EksChange::ReplaceClusterKey {
+                out.push(Step::ReplaceClusterKey {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
                     have: have_key.to_string(),
@@ -137,7 +140,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
             // ... currently has update ... in progress", aws-controllers-k8s community #1192).
             let want_subnets = &spec.private_subnet_ids;
             if sorted(&have.subnet_ids) != sorted(want_subnets) {
-                out.push(EksChange::UpdateClusterSubnets {
+                out.push(Step::UpdateClusterSubnets {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
                     have: list(sorted(&have.subnet_ids)),
@@ -149,7 +152,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
                     |public: bool, cidrs: &[String]| if public { list(sorted(cidrs)) } else { "(off)".to_owned() };
                 let have_cidrs = shown(have.endpoint_public, &have.public_access_cidrs);
                 let want_shown = shown(!want_cidrs.is_empty(), &want_cidrs);
-                out.push(EksChange::UpdateClusterAccess {
+                out.push(Step::UpdateClusterAccess {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
                     cidrs: (have_cidrs != want_shown).then_some((have_cidrs, want_shown)),
@@ -157,7 +160,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
                 });
             }
             if have.enabled_logs != want_logs {
-                out.push(EksChange::UpdateClusterLogging {
+                out.push(Step::UpdateClusterLogging {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
                     have: list(&have.enabled_logs),
@@ -167,7 +170,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
             // EKS answers no upgrade policy for some clusters (older API versions): only a
             // known and different one is changed.
             if let Some(have_support) = have.support_type.as_ref().filter(|t| *t != spec.support_type.as_str()) {
-                out.push(EksChange::UpdateClusterSupport {
+                out.push(Step::UpdateClusterSupport {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
                     have: have_support.clone(),
@@ -176,7 +179,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
             }
             push_if_changed(
                 &mut out,
-                EksChange::TagCluster {
+                Step::TagCluster {
                     name: names.cluster.clone(),
                     arn: have.arn.clone(),
                     tags: drift(&ctx.tags_for(Tier::Eks, "cluster", &names.cluster), &have.tags),
@@ -186,9 +189,9 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
     }
     for principal in &spec.admin_principals {
         match o.access.get(principal) {
-            None => out.push(EksChange::CreateAccessEntry { principal: principal.clone() }),
+            None => out.push(Step::CreateAccessEntry { principal: principal.clone() }),
             Some(p) if !p.iter().any(|a| a.ends_with(CLUSTER_ADMIN_POLICY)) => {
-                out.push(EksChange::AssociateAccessPolicy { principal: principal.clone() })
+                out.push(Step::AssociateAccessPolicy { principal: principal.clone() })
             }
             Some(_) => {}
         }
@@ -206,14 +209,14 @@ pub(super) fn node_changes(
     node_sg: Option<&SecurityGroupId>,
     cluster: Option<&ClusterInfo>,
     cluster_created: bool,
-) -> Vec<EksChange> {
+) -> Vec<Step> {
     let names = Names::of(ctx);
     let mut out = Vec::new();
     let unknown = SecurityGroupId::new("(known after apply)");
     let lt_want = launch_template_data(spec, lt_security_groups(node_sg.unwrap_or(&unknown), cluster));
     let mut lt_updated = false;
     match &o.launch_template {
-        None => out.push(EksChange::CreateLaunchTemplate {
+        None => out.push(Step::CreateLaunchTemplate {
             name: names.launch_template.clone(),
             disk_size_gib: spec.node_group.disk_size_gib,
         }),
@@ -224,7 +227,7 @@ pub(super) fn node_changes(
             // only after apply: the template is compared once it is.
             if have != lt_want && !cluster_created {
                 lt_updated = true;
-                out.push(EksChange::UpdateLaunchTemplate {
+                out.push(Step::UpdateLaunchTemplate {
                     name: names.launch_template.clone(),
                     id: lt.id.clone(),
                     have: format!("{:?}", lt.data),
@@ -236,7 +239,7 @@ pub(super) fn node_changes(
     let ng = &spec.node_group;
     let want_scaling = (ng.min, ng.max, ng.desired);
     match &o.nodegroup {
-        None => out.push(EksChange::CreateNodegroup {
+        None => out.push(Step::CreateNodegroup {
             name: names.nodegroup.clone(),
             ami_type: ng.ami_type.clone(),
             instance_types: list(&ng.instance_types),
@@ -244,7 +247,7 @@ pub(super) fn node_changes(
             labels: format!("{:?}", ng.labels),
         }),
         Some(have) => {
-            let replace = EksChange::ReplaceNodegroup {
+            let replace = Step::ReplaceNodegroup {
                 name: names.nodegroup.clone(),
                 arn: have.arn.clone(),
                 instance_types: (sorted(&have.instance_types) != sorted(&ng.instance_types))
@@ -260,7 +263,7 @@ pub(super) fn node_changes(
             };
             push_if_changed(
                 &mut out,
-                EksChange::UpdateNodegroup {
+                Step::UpdateNodegroup {
                     name: names.nodegroup.clone(),
                     arn: have.arn.clone(),
                     scaling: scaling_update(have, ng),
@@ -276,14 +279,14 @@ pub(super) fn node_changes(
         let pod_identity = (addon == EBS_CSI_ADDON)
             .then(|| format!("kube-system/{EBS_CSI_SERVICE_ACCOUNT} -> {}", names.ebs_csi_role));
         match o.addons.get(addon) {
-            None => out.push(EksChange::CreateAddon {
+            None => out.push(Step::CreateAddon {
                 name: addon.clone(),
                 version: spec.addon_versions.get(addon).cloned().or_else(|| offered.and_then(|v| v.default.clone())),
                 pod_identity,
             }),
             Some(a) => push_if_changed(
                 &mut out,
-                EksChange::UpdateAddon {
+                Step::UpdateAddon {
                     name: addon.clone(),
                     version: addon_version_move(spec, addon, &a.version, offered),
                     pod_identity: pod_identity.filter(|_| a.pod_identity_associations.is_empty()),
@@ -292,7 +295,7 @@ pub(super) fn node_changes(
         }
     }
     for (name, a) in o.addons.iter().filter(|(n, a)| !spec.addons.contains(n) && made_by_this_tier(ctx, &a.tags)) {
-        out.push(EksChange::DeleteAddon { name: name.clone(), version: a.version.clone() });
+        out.push(Step::DeleteAddon { name: name.clone(), version: a.version.clone() });
     }
     out
 }

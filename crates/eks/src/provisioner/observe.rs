@@ -45,15 +45,9 @@ impl EksProvisioner {
             self.check_owned(ctx, "launch template", &names.launch_template, &lt.tags)?;
             o.launch_template = Some(lt);
         }
-        let Some(cluster) = self
-            .client
-            .describe_cluster(ClusterName::new(&names.cluster))
-            .await
-            .at("DescribeCluster", &names.cluster)?
-        else {
+        let Some(cluster) = self.observe_cluster(ctx).await? else {
             return Ok(o);
         };
-        self.check_owned(ctx, "EKS cluster", &names.cluster, &cluster.tags)?;
         if let Some(n) = self
             .client
             .describe_nodegroup(ClusterName::new(&names.cluster), names.nodegroup.clone())

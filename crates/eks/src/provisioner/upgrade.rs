@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use dify_stack_core::ids::ClusterName;
 use dify_stack_core::{AwsAt, Context, Planned as _};
 
-use super::change::EksChange;
+use super::change::Step;
 use super::{EksProvisioner, ObservedEks, caps, next_version};
 use crate::client::{Insight, NodegroupVersionUpdate, Status};
 use crate::spec::EksSpec;
@@ -88,12 +88,12 @@ pub(super) fn catalogue_minors(spec: &EksSpec, o: &ObservedEks) -> Option<Vec<St
 
 /// The upgrade's steps from one observation, in the order apply makes them (empty: nothing to
 /// upgrade). A downgrade is one refused step.
-pub(super) fn upgrade_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Vec<EksChange> {
+pub(super) fn upgrade_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) -> Vec<Step> {
     let Some(cluster) = &o.cluster else { return Vec::new() };
     let names = Names::of(ctx);
     let want = &spec.kubernetes_version;
     let Ok(minors) = minors_after(&cluster.version, want) else {
-        return vec![EksChange::UpgradeCluster {
+        return vec![Step::UpgradeCluster {
             name: names.cluster.clone(),
             arn: cluster.arn.clone(),
             have: cluster.version.clone(),
@@ -105,12 +105,12 @@ pub(super) fn upgrade_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) ->
     };
     let mut out = Vec::new();
     let mut addons: BTreeMap<&String, String> = o.addons.iter().map(|(n, a)| (n, a.version.clone())).collect();
-    let mut addon_step = |minor: &str, out: &mut Vec<EksChange>| {
+    let mut addon_step = |minor: &str, out: &mut Vec<Step>| {
         for addon in spec.addons.iter().filter(|a| !spec.addon_versions.contains_key(*a)) {
             let Some(have) = addons.get_mut(addon) else { continue };
             let default = o.addon_steps.get(minor).and_then(|c| c.get(addon)).and_then(|v| v.default.clone());
             if let Some(default) = default.filter(|d| d != have) {
-                out.push(EksChange::UpgradeAddon {
+                out.push(Step::UpgradeAddon {
                     name: addon.clone(),
                     have: have.clone(),
                     want: default.clone(),
@@ -121,7 +121,7 @@ pub(super) fn upgrade_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) ->
         }
     };
     let nodegroup = o.nodegroup.as_ref();
-    let node_step = |have: String, want: &str| EksChange::UpgradeNodegroup {
+    let node_step = |have: String, want: &str| Step::UpgradeNodegroup {
         name: names.nodegroup.clone(),
         arn: nodegroup.map(|n| n.arn.clone()).unwrap_or_default(),
         have,
@@ -135,7 +135,7 @@ pub(super) fn upgrade_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) ->
     }
     let mut have = cluster.version.clone();
     for (i, minor) in minors.iter().enumerate() {
-        out.push(EksChange::UpgradeCluster {
+        out.push(Step::UpgradeCluster {
             name: names.cluster.clone(),
             arn: cluster.arn.clone(),
             have: have.clone(),
@@ -163,21 +163,21 @@ fn blocking<'a>(insights: &'a [Insight], minor: &str) -> Option<&'a Insight> {
 /// The observation as it will be once `upgrade` is made: the cluster and nodes at their last
 /// step's version, each add-on at its last step's version (for the rest of the plan, computed
 /// after the upgrade's lines).
-pub(super) fn after_upgrade(o: &ObservedEks, upgrade: &[EksChange]) -> ObservedEks {
+pub(super) fn after_upgrade(o: &ObservedEks, upgrade: &[Step]) -> ObservedEks {
     let mut o = o.clone();
     for c in upgrade {
         match c {
-            EksChange::UpgradeCluster { want, refused: false, .. } => {
+            Step::UpgradeCluster { want, refused: false, .. } => {
                 if let Some(cluster) = o.cluster.as_mut() {
                     cluster.version = want.clone();
                 }
             }
-            EksChange::UpgradeAddon { name, want, .. } => {
+            Step::UpgradeAddon { name, want, .. } => {
                 if let Some(a) = o.addons.get_mut(name) {
                     a.version = want.clone();
                 }
             }
-            EksChange::UpgradeNodegroup { want, .. } => {
+            Step::UpgradeNodegroup { want, .. } => {
                 if let Some(n) = o.nodegroup.as_mut() {
                     n.version = Some(want.clone());
                 }
@@ -217,14 +217,14 @@ impl EksProvisioner {
         &self,
         ctx: &Context,
         names: &Names,
-        upgrade: &[EksChange],
+        upgrade: &[Step],
     ) -> Result<crate::client::ClusterInfo> {
         let cluster_name = &names.cluster;
         let mut cluster = self.wait_cluster(ctx, cluster_name).await?;
         for change in upgrade {
             tracing::info!(change = %change.change().resource, "upgrade step");
             match change {
-                EksChange::UpgradeCluster { want, refused: false, .. } => {
+                Step::UpgradeCluster { want, refused: false, .. } => {
                     let insights = self
                         .client
                         .upgrade_insights(ClusterName::new(cluster_name.clone()))
@@ -244,7 +244,7 @@ impl EksProvisioner {
                         .at("UpdateClusterVersion", cluster_name)?;
                     cluster = self.wait_cluster_update(ctx, cluster_name, update).await?;
                 }
-                EksChange::UpgradeAddon { name, want, .. } => {
+                Step::UpgradeAddon { name, want, .. } => {
                     let addon = self.wait_addon(ctx, cluster_name, name).await?;
                     if addon.version != *want {
                         // No role: the add-on's Pod Identity associations are kept.
@@ -255,7 +255,7 @@ impl EksProvisioner {
                         self.wait_addon(ctx, cluster_name, name).await?;
                     }
                 }
-                EksChange::UpgradeNodegroup { want, .. } => {
+                Step::UpgradeNodegroup { want, .. } => {
                     let ng = self.wait_nodegroup(ctx, cluster_name, &names.nodegroup).await?;
                     if ng.version.as_deref() != Some(want.as_str()) {
                         let update = NodegroupVersionUpdate {

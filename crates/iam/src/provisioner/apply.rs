@@ -2,8 +2,8 @@
 //! service accounts, in that order) and returns the outputs.
 
 use super::{
-    BTreeMap, Context, DesiredRole, IamChange, IamOutput, IamProvisioner, NotOwned, OidcProviderArn, RoleArn, RoleKey,
-    Tags, Value, desired_roles, provider_arn_of,
+    BTreeMap, Context, DesiredRole, IamChange, IamOutput, IamProvisioner, NotOwned, ObservedIam, OidcProviderArn,
+    RoleArn, RoleKey, Tags, Value, desired_roles, provider_arn_of,
 };
 use crate::AUDIENCE;
 use crate::INLINE_POLICY;
@@ -13,14 +13,18 @@ use crate::OidcCreate;
 use crate::Result;
 use crate::RoleKind;
 use dify_stack_core::AwsAt;
-use dify_stack_core::Provisioner;
 
 impl IamProvisioner {
-    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &IamSpec) -> Result<IamOutput> {
-        spec.validate()?;
+    /// Executes the changes computed from `observed` and returns the outputs. A missing
+    /// Kubernetes client was refused by `observe`, before its first read.
+    pub(super) async fn execute_tier(
+        &self,
+        ctx: &Context,
+        spec: &IamSpec,
+        observed: ObservedIam,
+        changes: Vec<IamChange>,
+    ) -> Result<IamOutput> {
         let kube = self.kube(spec)?;
-        let observed = self.observe(ctx, spec).await?;
-        let changes = self.changes(ctx, spec, &observed);
         let mut provider_arn = provider_arn_of(&observed).map(str::to_owned);
         let desired = desired_roles(ctx, spec);
         // Role ARNs by role name: the observed ones, then those this run creates.

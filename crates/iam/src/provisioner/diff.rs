@@ -89,9 +89,21 @@ impl Planned for IamChange {
     }
 }
 
+/// One change of the IAM tier, as [`Provisioner::changes`](dify_stack_core::Provisioner::changes)
+/// computes it and [`Provisioner::execute`](dify_stack_core::Provisioner::execute) carries it out.
+/// Opaque: what a plan shows of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct IamStep(pub(super) IamChange);
+
+impl Planned for IamStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 impl IamProvisioner {
     /// The typed changes, in the order apply executes them.
-    pub(super) fn changes(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Vec<IamChange> {
+    pub(super) fn iam_changes(&self, ctx: &Context, spec: &IamSpec, observed: &ObservedIam) -> Vec<IamChange> {
         let mut changes = Vec::new();
         let url = policy::issuer_host_path(&spec.oidc_issuer_url).to_owned();
         match &observed.provider {

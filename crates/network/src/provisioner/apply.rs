@@ -16,17 +16,17 @@ impl NetworkProvisioner {
         ctx.wait.capped(DEPENDENCY_RETRY_CAP)
     }
 
-    /// Observes, refuses a replacement the context does not allow, executes the replacements
-    /// (deletes) and observes again; returns the observation and its changes, none of them a
-    /// replacement any more.
-    async fn observe_and_replace(
+    /// Refuses a replacement the context does not allow, executes the replacements (deletes)
+    /// and observes again; returns the observation and its changes, none of them a replacement
+    /// any more. Without a replacement, `obs` and `changes` as they are.
+    async fn replace_and_observe(
         &self,
         ctx: &Context,
         spec: &NetworkSpec,
         new: &NewVpcSpec,
+        obs: ObservedNew,
+        changes: Vec<NetChange>,
     ) -> Result<(ObservedNew, Vec<NetChange>)> {
-        let obs = self.observe_new(ctx, spec, new).await?;
-        let changes = Self::changes_new(ctx, spec, new, &obs);
         let replaced: Vec<&NetChange> = changes.iter().filter(|c| c.is_replacement()).collect();
         if replaced.is_empty() {
             return Ok((obs, changes));
@@ -142,11 +142,27 @@ impl NetworkProvisioner {
         Ok(())
     }
 
+    /// Observes, then [`execute_new`](Self::execute_new): the whole apply of a new VPC.
+    pub(super) async fn apply_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<NetworkOutput> {
+        let obs = self.observe_new(ctx, spec, new).await?;
+        let changes = Self::changes_new(ctx, spec, new, &obs);
+        self.execute_new(ctx, spec, new, obs, changes).await
+    }
+
     /// Executes the typed changes of one observation (after the replacements it contains and a
     /// second observation), in dependency order: VPC and subnets, gateway, addresses and NAT
-    /// gateways (waited until available), route tables, then what is no longer wanted.
-    pub(super) async fn apply_new(&self, ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec) -> Result<NetworkOutput> {
-        let (obs, changes) = self.observe_and_replace(ctx, spec, new).await?;
+    /// gateways (waited until available), route tables, then what is no longer wanted. Staged:
+    /// the egress is made from the ids the VPC's and the subnets' changes return (the changes
+    /// hold placeholders for them).
+    pub(super) async fn execute_new(
+        &self,
+        ctx: &Context,
+        spec: &NetworkSpec,
+        new: &NewVpcSpec,
+        obs: ObservedNew,
+        changes: Vec<NetChange>,
+    ) -> Result<NetworkOutput> {
+        let (obs, changes) = self.replace_and_observe(ctx, spec, new, obs, changes).await?;
         let want = Desired::new(ctx, spec, new, &obs.zones);
         let (vpc, subnets) = self.converge_vpc_and_subnets(ctx, &want, &obs, &changes).await?;
         // Duplicates (an SDK retry of a lost CreateVpc response) are empty: delete them.

@@ -4,7 +4,7 @@
 
 use super::{
     Action, Change, Context, DEFAULT_ROUTE, Desired, DesiredSubnet, NAT_FAILED, NatState, NetworkProvisioner,
-    NetworkSpec, NewVpcSpec, ObservedNew, Plan, Planned, ResourceRef, RouteTarget, extras, find, name_of,
+    NetworkSpec, NewVpcSpec, ObservedNew, Planned, ResourceRef, RouteTarget, extras, find, name_of,
 };
 
 /// Tags of ours missing or different on a resource: (key, before, after).
@@ -12,7 +12,20 @@ pub(crate) type Drift = dify_stack_core::TagDrift;
 
 use dify_stack_core::tag_drift as drift;
 
-/// One change of a new-VPC network, in the order apply makes them.
+/// One change of the network tier, as [`Provisioner::changes`](dify_stack_core::Provisioner::changes)
+/// computes it and [`Provisioner::execute`](dify_stack_core::Provisioner::execute) carries it out.
+/// Opaque: what a plan shows of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct NetworkStep(pub(crate) NetChange);
+
+impl Planned for NetworkStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
+/// One change of a new-VPC network, in the order apply makes them; or, for an existing VPC,
+/// [`NetChange::TagExistingSubnet`] only.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NetChange {
     /// The VPC is created (DNS support and hostnames on, our tags).
@@ -122,6 +135,11 @@ pub(crate) enum NetChange {
         name: String,
         id: String,
     },
+    /// An existing VPC's subnet lacks the Kubernetes load balancer tags (`tag_subnets`).
+    TagExistingSubnet {
+        id: String,
+        tags: Drift,
+    },
 }
 
 impl NetChange {
@@ -228,15 +246,14 @@ impl Planned for NetChange {
             NetChange::DeleteRouteTable { name, id } => {
                 Change::new(Action::Delete, r("ec2:route-table", name, Some(id)))
             }
+            NetChange::TagExistingSubnet { id, tags } => {
+                Change::new(Action::Update, r("ec2:subnet", id, Some(id))).tag_fields(tags)
+            }
         }
     }
 }
 
 impl NetworkProvisioner {
-    pub(super) fn diff_new(ctx: &Context, spec: &NetworkSpec, new: &NewVpcSpec, obs: &ObservedNew) -> Plan {
-        NetChange::plan(&Self::changes_new(ctx, spec, new, obs))
-    }
-
     /// The changes of a new-VPC network against one observation, in the order apply makes them.
     pub(super) fn changes_new(
         ctx: &Context,

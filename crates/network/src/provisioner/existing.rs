@@ -1,8 +1,8 @@
 //! An existing VPC: checked, never changed or deleted.
 
 use super::{
-    Action, BTreeSet, Change, ExistingVpcSpec, Filter, NetworkError, NetworkOutput, NetworkProvisioner, NetworkSpec,
-    ObservedExisting, Plan, ResourceRef, Result, SpecErrors, SubnetId, SubnetOutput, SubnetRole, Tags, k8s_subnet_tags,
+    BTreeSet, ExistingVpcSpec, Filter, NetChange, NetworkError, NetworkOutput, NetworkProvisioner, NetworkSpec,
+    ObservedExisting, Result, SpecErrors, SubnetId, SubnetOutput, SubnetRole, Tags, k8s_subnet_tags,
 };
 use dify_stack_core::AwsAt;
 
@@ -64,10 +64,15 @@ impl NetworkProvisioner {
         if errors.is_empty() { Ok(()) } else { Err(NetworkError::ExistingVpc(errors)) }
     }
 
-    pub(super) fn diff_existing(spec: &NetworkSpec, existing: &ExistingVpcSpec, obs: &ObservedExisting) -> Plan {
-        let mut plan = Plan::new();
+    /// The Kubernetes load balancer tags the listed subnets lack, when `tag_subnets` is set.
+    pub(super) fn changes_existing(
+        spec: &NetworkSpec,
+        existing: &ExistingVpcSpec,
+        obs: &ObservedExisting,
+    ) -> Vec<NetChange> {
+        let mut changes = Vec::new();
         if !existing.tag_subnets {
-            return plan;
+            return changes;
         }
         for (role, ids) in
             [(SubnetRole::Private, &existing.private_subnet_ids), (SubnetRole::Public, &existing.public_subnet_ids)]
@@ -75,16 +80,14 @@ impl NetworkProvisioner {
             for id in ids {
                 if let Some(s) = obs.subnets.iter().find(|s| &s.id == id) {
                     let want = k8s_subnet_tags(role, &spec.cluster_name);
-                    let c =
-                        Change::new(Action::Update, ResourceRef::new("ec2:subnet", id.as_str()).with_id(id.as_str()))
-                            .tag_fields(&dify_stack_core::tag_drift(&want, &s.tags));
-                    if !c.fields.is_empty() {
-                        plan.push(c);
+                    let tags = dify_stack_core::tag_drift(&want, &s.tags);
+                    if !tags.is_empty() {
+                        changes.push(NetChange::TagExistingSubnet { id: id.to_string(), tags });
                     }
                 }
             }
         }
-        plan
+        changes
     }
 
     pub(super) fn existing_output(existing: &ExistingVpcSpec, obs: &ObservedExisting) -> Option<NetworkOutput> {
@@ -110,15 +113,23 @@ impl NetworkProvisioner {
     pub(super) async fn apply_existing(&self, spec: &NetworkSpec, existing: &ExistingVpcSpec) -> Result<NetworkOutput> {
         let obs = self.observe_existing(existing).await?;
         Self::check_existing(existing, &obs)?;
-        for change in Self::diff_existing(spec, existing, &obs).changes {
-            let Some(id) = change.resource.id else { continue };
-            let tags: Tags = change
-                .fields
-                .into_iter()
-                .filter_map(|f| Some((f.path.strip_prefix("tags.")?.to_owned(), f.after?)))
-                .collect();
+        let changes = Self::changes_existing(spec, existing, &obs);
+        self.execute_existing(existing, &obs, changes).await
+    }
+
+    /// Writes the subnet tags of `changes` (an existing VPC's only change) and returns the
+    /// output of the checked observation.
+    pub(super) async fn execute_existing(
+        &self,
+        existing: &ExistingVpcSpec,
+        obs: &ObservedExisting,
+        changes: Vec<NetChange>,
+    ) -> Result<NetworkOutput> {
+        for change in changes {
+            let NetChange::TagExistingSubnet { id, tags } = change else { continue };
+            let tags: Tags = dify_stack_core::drift_tags(&tags);
             self.client.create_tags(vec![id.clone()], tags).await.at("Tag", id)?;
         }
-        Ok(Self::existing_output(existing, &obs).expect("the VPC was checked to exist"))
+        Ok(Self::existing_output(existing, obs).expect("the VPC was checked to exist"))
     }
 }

@@ -3,18 +3,23 @@
 //! from here.
 
 use super::{
-    AddonRepair, Context, INGRESS_CLASS, INGRESS_CONTROLLER, LOAD_BALANCER_CONTROLLER, METRICS_SERVER, PlatformChange,
-    PlatformOutput, PlatformProvisioner, PlatformSpec, ReleaseInstall, Result, SYSTEM_NAMESPACE, Tier,
-    desired_releases, helm_err,
+    AddonRepair, Context, INGRESS_CLASS, INGRESS_CONTROLLER, LOAD_BALANCER_CONTROLLER, METRICS_SERVER,
+    ObservedPlatform, PlatformChange, PlatformOutput, PlatformProvisioner, PlatformSpec, ReleaseInstall, Result,
+    SYSTEM_NAMESPACE, Tier, desired_releases, helm_err,
 };
 use dify_stack_core::AwsAt;
-use dify_stack_core::Provisioner;
 
 impl PlatformProvisioner {
-    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &PlatformSpec) -> Result<PlatformOutput> {
-        spec.validate()?;
+    /// Executes the changes computed from `o` and returns the outputs. Missing cluster clients
+    /// were refused by `observe`, before its first read.
+    pub(super) async fn execute_tier(
+        &self,
+        ctx: &Context,
+        spec: &PlatformSpec,
+        o: ObservedPlatform,
+        changes: Vec<PlatformChange>,
+    ) -> Result<PlatformOutput> {
         let cluster = self.cluster(spec)?;
-        let o = self.observe(ctx, spec).await?;
         let releases = desired_releases(ctx, spec, o.metrics_offered.is_some());
         let mut out = PlatformOutput {
             metrics_server: match (&o.metrics_offered, &o.metrics_addon, &spec.metrics_server) {
@@ -37,7 +42,7 @@ impl PlatformProvisioner {
         let mut metrics_pending = spec.metrics_server.is_some()
             && o.metrics_offered.is_some()
             && o.metrics_addon.as_ref().is_some_and(|a| matches!(a.status.as_str(), "CREATING" | "UPDATING"));
-        for change in self.changes(ctx, spec, &o) {
+        for change in changes {
             let controller_step = match &change {
                 PlatformChange::ApplyCrds { .. } => true,
                 PlatformChange::Release { release, .. } => release.name == LOAD_BALANCER_CONTROLLER,

@@ -97,10 +97,27 @@ impl Planned for PlatformChange {
     }
 }
 
+/// One change of the platform tier, as [`Provisioner::changes`](dify_stack_core::Provisioner::changes)
+/// computes it and [`Provisioner::execute`](dify_stack_core::Provisioner::execute) carries it out.
+/// Opaque: what a plan shows of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct PlatformStep(pub(super) PlatformChange);
+
+impl Planned for PlatformStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 impl PlatformProvisioner {
     /// The typed changes, in the order apply executes them. The releases and the IngressClass
     /// only when the spec drives the cluster (role-only access gets commands instead).
-    pub(super) fn changes(&self, ctx: &Context, spec: &PlatformSpec, o: &ObservedPlatform) -> Vec<PlatformChange> {
+    pub(super) fn platform_changes(
+        &self,
+        ctx: &Context,
+        spec: &PlatformSpec,
+        o: &ObservedPlatform,
+    ) -> Vec<PlatformChange> {
         let mut changes = Vec::new();
         if spec.metrics_server.is_some()
             && let Some(version) = &o.metrics_offered

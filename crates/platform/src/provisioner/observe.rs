@@ -8,6 +8,8 @@ use dify_stack_core::AwsAt;
 
 impl PlatformProvisioner {
     pub(super) async fn observe_tier(&self, ctx: &Context, spec: &PlatformSpec) -> Result<ObservedPlatform> {
+        // Checked before the first read: apply fails on missing cluster clients before any call.
+        let cluster = self.cluster(spec)?;
         let mut o = ObservedPlatform::default();
         if spec.metrics_server.is_some() {
             let (cluster, version) = (spec.cluster_name.clone(), spec.kubernetes_version.clone());
@@ -26,7 +28,7 @@ impl PlatformProvisioner {
                     .at("DescribeAddon", METRICS_SERVER)?;
             }
         }
-        if let Some((helm, kube)) = self.cluster(spec)? {
+        if let Some((helm, kube)) = cluster {
             for r in desired_releases(ctx, spec, o.metrics_offered.is_some()) {
                 let status = helm.status(r.name.into(), SYSTEM_NAMESPACE.into()).await.map_err(helm_err(r.name))?;
                 if status.is_some()

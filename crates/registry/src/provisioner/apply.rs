@@ -2,30 +2,35 @@
 //! replacements) and returns the outputs.
 
 use super::{
-    BTreeMap, Context, NewRepo, RegistryError, RegistryOutput, RegistryProvisioner, RegistrySpec, RepoChange, RepoInfo,
-    Result, lifecycle_policy, registry_output, wanted,
+    BTreeMap, Context, NewRepo, ObservedRegistry, RegistryError, RegistryOutput, RegistryProvisioner, RegistrySpec,
+    RepoChange, RepoInfo, Result, lifecycle_policy, registry_output, wanted,
 };
 use dify_stack_core::AwsAt;
 use dify_stack_core::Provisioner;
 use dify_stack_core::ids::RepositoryName;
 
+/// Why `change` may not run: a replacement deletes the images, so it needs both replacement
+/// and data loss allowed. Checked for every change before the first write.
+pub(super) fn replacement_refusal(ctx: &Context, change: &RepoChange) -> Option<RegistryError> {
+    let RepoChange::Replace { new, .. } = change else { return None };
+    let p = ctx.permissions;
+    (!(p.allow_replace && p.allow_data_loss)).then(|| RegistryError::ReplacementRefused { name: new.name.clone() })
+}
+
 impl RegistryProvisioner {
-    pub(super) async fn apply_tier(&self, ctx: &Context, spec: &RegistrySpec) -> Result<RegistryOutput> {
-        spec.validate(ctx)?;
-        let observed = self.observe(ctx, spec).await?;
-        let changes = self.changes(ctx, spec, &observed);
-        // Refused before any write: a replacement deletes the images.
-        if let Some(RepoChange::Replace { new, .. }) = changes.iter().find(|c| matches!(c, RepoChange::Replace { .. }))
-        {
-            let p = ctx.permissions;
-            if !(p.allow_replace && p.allow_data_loss) {
-                return Err(RegistryError::ReplacementRefused { name: new.name.clone() });
-            }
-        }
+    /// Executes the changes computed from `observed` (already validated and checked against
+    /// the permissions by the converge loop) and returns the outputs.
+    pub(super) async fn execute_tier(
+        &self,
+        ctx: &Context,
+        spec: &RegistrySpec,
+        observed: ObservedRegistry,
+        changes: Vec<RepoChange>,
+    ) -> Result<RegistryOutput> {
         let mut repos: BTreeMap<String, RepoInfo> =
-            observed.repos.iter().map(|(name, r)| (name.clone(), r.info.clone())).collect();
+            observed.repos.into_iter().map(|(name, r)| (name, r.info)).collect();
         for change in changes {
-            if let Some(info) = self.execute(ctx, spec, change).await? {
+            if let Some(info) = self.execute_one(ctx, spec, change).await? {
                 repos.insert(info.name.to_string(), info);
             }
         }
@@ -37,7 +42,7 @@ impl RegistryProvisioner {
     }
 
     /// Executes one change; returns the repository when it was (re)created.
-    async fn execute(&self, ctx: &Context, spec: &RegistrySpec, change: RepoChange) -> Result<Option<RepoInfo>> {
+    async fn execute_one(&self, ctx: &Context, spec: &RegistrySpec, change: RepoChange) -> Result<Option<RepoInfo>> {
         match change {
             RepoChange::Create(new) => self.create(ctx, spec, new).await.map(Some),
             RepoChange::Replace { new, .. } => {

@@ -78,9 +78,26 @@ impl Planned for RepoChange {
     }
 }
 
+/// One change of the registry tier, as [`Provisioner::changes`](dify_stack_core::Provisioner::changes)
+/// computes it and [`Provisioner::execute`](dify_stack_core::Provisioner::execute) carries it out.
+/// Opaque: what a plan shows of it is its [`Planned::change`].
+#[derive(Debug, Clone)]
+pub struct RegistryStep(pub(crate) RepoChange);
+
+impl Planned for RegistryStep {
+    fn change(&self) -> Change {
+        self.0.change()
+    }
+}
+
 impl RegistryProvisioner {
     /// The typed changes, in the order apply executes them.
-    pub(super) fn changes(&self, ctx: &Context, spec: &RegistrySpec, observed: &ObservedRegistry) -> Vec<RepoChange> {
+    pub(super) fn repo_changes(
+        &self,
+        ctx: &Context,
+        spec: &RegistrySpec,
+        observed: &ObservedRegistry,
+    ) -> Vec<RepoChange> {
         let mut changes = Vec::new();
         for w in wanted(ctx, spec) {
             let tags = ctx.tags_for(Tier::Registry, w.component, &w.name);

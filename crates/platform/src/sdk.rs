@@ -238,6 +238,23 @@ impl SdkAddons {
     pub fn from_conf(config: &aws_types::SdkConfig) -> Self {
         SdkAddons { eks: aws_sdk_eks::Client::new(config) }
     }
+
+    /// DescribeAddon; `None` when the add-on does not exist.
+    async fn describe_addon(
+        &self,
+        cluster: ClusterName,
+        addon: String,
+    ) -> Result<Option<aws_sdk_eks::operation::describe_addon::DescribeAddonOutput>, AwsError> {
+        found(
+            self.eks
+                .describe_addon()
+                .cluster_name(cluster.into_inner())
+                .addon_name(addon)
+                .send()
+                .await
+                .aws("DescribeAddon"),
+        )
+    }
 }
 
 #[async_trait]
@@ -247,15 +264,7 @@ impl AddonApi for SdkAddons {
     }
 
     async fn addon(&self, cluster: ClusterName, addon: String) -> Result<Option<AddonState>, AwsError> {
-        let out = found(
-            self.eks
-                .describe_addon()
-                .cluster_name(cluster.into_inner())
-                .addon_name(addon)
-                .send()
-                .await
-                .aws("DescribeAddon"),
-        )?;
+        let out = self.describe_addon(cluster, addon).await?;
         Ok(out.and_then(|o| {
             o.addon().map(|a| AddonState {
                 version: a.addon_version().unwrap_or_default().to_owned(),
@@ -315,15 +324,7 @@ impl AddonApi for SdkAddons {
     /// `health.issues` of DescribeAddon (EKS API reference, AddonHealth and AddonIssue: a code
     /// such as `AdmissionRequestDenied` or `InsufficientNumberOfReplicas`, and a message).
     async fn addon_issues(&self, cluster: ClusterName, addon: String) -> Result<Vec<String>, AwsError> {
-        let out = found(
-            self.eks
-                .describe_addon()
-                .cluster_name(cluster.into_inner())
-                .addon_name(addon)
-                .send()
-                .await
-                .aws("DescribeAddon"),
-        )?;
+        let out = self.describe_addon(cluster, addon).await?;
         Ok(out
             .and_then(|o| o.addon().and_then(|a| a.health()).map(|h| h.issues().to_vec()))
             .unwrap_or_default()

@@ -21,18 +21,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clap::Parser;
-use dify_stack::core::ids::SecurityGroupId;
-use dify_stack::datastores::{
-    AuroraProvisioner, BucketProvisioner, DatastoresSpec, OpenSearchProvisioner, RedisProvisioner, SecretKind,
-};
-use dify_stack::eks::{EksProvisioner, NodeSecurityGroupProvisioner};
+use dify_stack::datastores::{AuroraProvisioner, BucketProvisioner, OpenSearchProvisioner, RedisProvisioner};
+use dify_stack::eks::{EksOutput, EksProvisioner, NodeSecurityGroupProvisioner};
 use dify_stack::iam::IamProvisioner;
-use dify_stack::internals::{self, TierRunner, wiring};
+use dify_stack::internals::{self, AwsRunner, PlanStep, TierRunner, wiring};
 use dify_stack::network::NetworkProvisioner;
 use dify_stack::platform::{CertificateProvisioner, PlatformProvisioner};
 use dify_stack::registry::RegistryProvisioner;
 use dify_stack::{
-    CancellationToken, DataPolicy, EventSink, Profile, Provisioner, ResourceRef, Stack, StackConfig, StackOutput,
+    CancellationToken, ClusterConnector, DataPolicy, EventSink, KubernetesAccess, Profile, Provisioners, ResourceRef,
+    Stack, StackConfig, StackOutput,
 };
 use dify_stack::{Node, NodeError, NodeOutput};
 
@@ -126,157 +124,110 @@ impl Scenario {
     }
 }
 
-/// The real provisioners over the in-memory fakes of `sim`, wired as the facade's runner wires
-/// them over the SDK (same specs from `internals::wiring`, same order of calls inside a node).
-struct SimRunner {
-    /// The control-plane node makes the cluster (`apply_control_plane`) while the egress is
-    /// built, IAM starts from its output, and the EKS node makes the rest, as the facade does;
-    /// `false`: the control-plane node waits for the egress and applies the whole tier, so EKS and
-    /// IAM run as before the split (one EKS node after the egress, IAM after it), for the
-    /// side-by-side column.
-    split: bool,
-    /// Set once the egress node is done (what the unsplit shape waits for).
-    egress_done: tokio::sync::watch::Sender<bool>,
-    cfg: StackConfig,
-    ctx: dify_stack::Context,
-    network: NetworkProvisioner,
-    node_sg: NodeSecurityGroupProvisioner,
-    eks: EksProvisioner,
-    ds: Arc<sim::datastores::FakeDatastores>,
-    aurora: AuroraProvisioner,
-    redis: RedisProvisioner,
-    opensearch: OpenSearchProvisioner,
-    bucket: BucketProvisioner,
-    registry: RegistryProvisioner,
+/// The bundle of real provisioners over the in-memory fakes of `sim`: the facade's own runner
+/// (`internals::AwsRunner`, the nodes of `Stack::apply`) runs over it.
+fn sim_provisioners(scenario: Scenario, sim: &Arc<Sim>, region: &str) -> Provisioners {
+    let prod = scenario.profile == Profile::Prod;
+    let eks = sim::eks::FakeEks::new(sim.clone(), if prod { "eks_nodegroup_prod" } else { "eks_nodegroup_test" });
+    let ds = Arc::new(sim::datastores::FakeDatastores::new(
+        sim.clone(),
+        if prod { "redis_prod" } else { "redis_test" },
+        if prod { "opensearch_3_nodes" } else { "opensearch_1_node" },
+    ));
+    let iam = sim::iam::FakeIam::new(sim.clone());
+    let platform = sim::platform::FakePlatform::new(sim.clone(), Some("ZSIMULATED".to_owned()));
+    Provisioners {
+        network: NetworkProvisioner::new(sim::network::FakeEc2::new(sim.clone(), region)),
+        node_security_group: NodeSecurityGroupProvisioner::new(eks.clone()),
+        eks: EksProvisioner::new(eks).with_external_node_security_group(),
+        aurora: AuroraProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
+        redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
+        opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
+        bucket: BucketProvisioner::new(ds.clone()),
+        secrets: ds,
+        registry: RegistryProvisioner::new(sim::registry::FakeEcr::new(sim.clone())),
+        iam: IamProvisioner::new(iam.clone()),
+        platform: PlatformProvisioner::new(platform.clone()),
+        certificate: CertificateProvisioner::new(platform.clone()),
+        cluster: Arc::new(SimCluster { iam, platform }),
+    }
+}
+
+/// The cluster's Kubernetes API in the simulation: the fakes' service accounts, Helm and
+/// IngressClass; its endpoint always answers.
+struct SimCluster {
     iam: sim::iam::FakeIam,
     platform: sim::platform::FakePlatform,
 }
 
-impl SimRunner {
-    fn new(scenario: Scenario, sim: &Arc<Sim>, split: bool) -> SimRunner {
-        let cfg = scenario.config();
-        let ctx = wiring::context(&cfg, Some("123456789012")).expect("valid context");
-        let prod = scenario.profile == Profile::Prod;
-        let eks = sim::eks::FakeEks::new(sim.clone(), if prod { "eks_nodegroup_prod" } else { "eks_nodegroup_test" });
-        let ds = Arc::new(sim::datastores::FakeDatastores::new(
-            sim.clone(),
-            if prod { "redis_prod" } else { "redis_test" },
-            if prod { "opensearch_3_nodes" } else { "opensearch_1_node" },
-        ));
-        SimRunner {
-            split,
-            egress_done: tokio::sync::watch::Sender::new(false),
-            network: NetworkProvisioner::new(sim::network::FakeEc2::new(sim.clone(), &cfg.region)),
-            node_sg: NodeSecurityGroupProvisioner::new(eks.clone()),
-            eks: EksProvisioner::new(eks).with_external_node_security_group(),
-            aurora: AuroraProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
-            redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
-            opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
-            bucket: BucketProvisioner::new(ds.clone()),
-            ds,
-            registry: RegistryProvisioner::new(sim::registry::FakeEcr::new(sim.clone())),
-            iam: sim::iam::FakeIam::new(sim.clone()),
-            platform: sim::platform::FakePlatform::new(sim.clone(), Some("ZSIMULATED".to_owned())),
-            cfg,
-            ctx,
-        }
+#[async_trait]
+impl ClusterConnector for SimCluster {
+    async fn probe(
+        &self,
+        _ctx: &dify_stack::Context,
+        _eks: &EksOutput,
+        _mode: KubernetesAccess,
+        _cap: Duration,
+    ) -> Result<(), NodeError> {
+        Ok(())
     }
 
-    fn datastores_spec(&self, up: &StackOutput) -> Result<DatastoresSpec, NodeError> {
-        let net = up.network.as_ref().ok_or_else(|| NodeError::new("no network output", false))?;
-        let sg = up.node_security_group.as_ref().ok_or_else(|| NodeError::new("no node security group", false))?;
-        Ok(wiring::datastores_spec(&self.cfg, net, sg))
+    async fn iam(
+        &self,
+        _ctx: &dify_stack::Context,
+        iam: IamProvisioner,
+        _eks: &EksOutput,
+        _cap: Duration,
+    ) -> Result<IamProvisioner, NodeError> {
+        Ok(iam.with_kubernetes(self.iam.clone()))
+    }
+
+    async fn platform(
+        &self,
+        platform: PlatformProvisioner,
+        _eks: &EksOutput,
+    ) -> Result<PlatformProvisioner, NodeError> {
+        Ok(platform.with_kubernetes(self.platform.clone(), self.platform.clone()))
+    }
+
+    async fn client(&self, _eks: &EksOutput) -> Option<dify_stack::kube::Client> {
+        None
     }
 }
 
-fn fail<E: std::error::Error + dify_stack::core::Classify + Send + Sync + 'static>(e: E) -> NodeError {
-    NodeError::from_error(e)
+/// The graph before the EKS split, for the side-by-side column: the control-plane node waits
+/// for the egress and applies the whole tier (the EKS node's apply), so EKS and IAM run as one
+/// EKS node after the egress and IAM after it. Every other node is the facade's own.
+struct Unsplit {
+    runner: AwsRunner,
+    /// Set once the egress node is done.
+    egress_done: tokio::sync::watch::Sender<bool>,
 }
 
 #[async_trait]
-impl TierRunner for SimRunner {
+impl TierRunner for Unsplit {
+    async fn plan(&self, node: Node, up: StackOutput) -> Result<PlanStep, NodeError> {
+        self.runner.plan(node, up).await
+    }
+
     async fn apply(&self, node: Node, up: StackOutput) -> Result<NodeOutput, NodeError> {
-        let (ctx, cfg) = (&self.ctx, &self.cfg);
-        let net = || up.network.as_ref().ok_or_else(|| NodeError::new("no network output", false));
-        let eks = || up.eks.as_ref().ok_or_else(|| NodeError::new("no EKS output", false));
-        Ok(match node {
-            Node::Network => NodeOutput::Network(Box::new(
-                self.network.apply_core(ctx, &wiring::network_spec(cfg)).await.map_err(fail)?,
-            )),
-            Node::Egress => {
-                let out = self.network.apply(ctx, &wiring::network_spec(cfg)).await.map_err(fail)?;
-                self.egress_done.send_replace(true);
-                NodeOutput::Network(Box::new(out))
-            }
-            Node::EksControlPlane if self.split => NodeOutput::Eks(Box::new(
-                self.eks.apply_control_plane(ctx, &wiring::eks_spec(cfg, net()?)).await.map_err(fail)?,
-            )),
+        match node {
             Node::EksControlPlane => {
                 let mut done = self.egress_done.subscribe();
                 done.wait_for(|d| *d).await.map_err(|_| NodeError::new("egress never finished", false))?;
-                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net()?)).await.map_err(fail)?))
+                self.runner.apply(Node::Eks, up).await
             }
-            Node::NodeSecurityGroup => NodeOutput::NodeSecurityGroup(
-                self.node_sg.apply(ctx, &wiring::node_sg_spec(net()?)).await.map_err(fail)?,
-            ),
-            Node::Eks => {
-                NodeOutput::Eks(Box::new(self.eks.apply(ctx, &wiring::eks_spec(cfg, net()?)).await.map_err(fail)?))
+            Node::Egress => {
+                let out = self.runner.apply(node, up).await?;
+                self.egress_done.send_replace(true);
+                Ok(out)
             }
-            Node::Aurora => {
-                NodeOutput::Aurora(Box::new(self.aurora.apply(ctx, &self.datastores_spec(&up)?).await.map_err(fail)?))
-            }
-            Node::Redis => {
-                NodeOutput::Redis(Box::new(self.redis.apply(ctx, &self.datastores_spec(&up)?).await.map_err(fail)?))
-            }
-            Node::OpenSearch => NodeOutput::OpenSearch(Box::new(
-                self.opensearch.apply(ctx, &self.datastores_spec(&up)?).await.map_err(fail)?,
-            )),
-            Node::Bucket => {
-                let spec =
-                    wiring::datastores_spec(cfg, &wiring::planned_network(cfg), &SecurityGroupId::new("sg-none"));
-                NodeOutput::Bucket(Box::new(self.bucket.apply(ctx, &spec).await.map_err(fail)?))
-            }
-            Node::AppSecrets => NodeOutput::AppSecrets(Box::new(
-                dify_stack::datastores::secrets::ensure_secret(ctx, self.ds.as_ref(), SecretKind::DifyApp, "")
-                    .await
-                    .map_err(fail)?,
-            )),
-            Node::Registry => NodeOutput::Registry(Box::new(
-                self.registry.apply(ctx, &wiring::registry_spec(cfg)).await.map_err(fail)?,
-            )),
-            Node::Iam => {
-                let eks = eks()?;
-                let bucket = up.bucket.as_ref().ok_or_else(|| NodeError::new("no bucket output", false))?;
-                let registry = up.registry.as_ref().ok_or_else(|| NodeError::new("no registry output", false))?;
-                let spec = wiring::iam_spec(cfg, ctx, eks, &bucket.name, registry);
-                let mut iam = IamProvisioner::new(self.iam.clone());
-                if wiring::creates_service_accounts(cfg) {
-                    iam = iam.with_kubernetes(self.iam.clone());
-                }
-                NodeOutput::Iam(Box::new(iam.apply(ctx, &spec).await.map_err(fail)?))
-            }
-            Node::Platform => {
-                let eks = eks()?;
-                let iam = up.iam.as_ref().ok_or_else(|| NodeError::new("no IAM output", false))?;
-                let spec = wiring::platform_spec(cfg, net()?, eks.cluster_name.as_str(), &iam.addon_roles);
-                let mut platform = PlatformProvisioner::new(self.platform.clone());
-                if spec.kubernetes {
-                    platform = platform.with_kubernetes(self.platform.clone(), self.platform.clone());
-                }
-                NodeOutput::Platform(Box::new(platform.apply(ctx, &spec).await.map_err(fail)?))
-            }
-            Node::Certificate => NodeOutput::Certificate(Box::new(match wiring::certificate_spec(cfg) {
-                Some(spec) => {
-                    CertificateProvisioner::new(self.platform.clone()).apply(ctx, &spec).await.map_err(fail)?
-                }
-                None => Default::default(),
-            })),
-            other => return Err(NodeError::new(format!("{other}: a node this benchmark does not know"), false)),
-        })
+            _ => self.runner.apply(node, up).await,
+        }
     }
 
     async fn destroy(&self, node: Node) -> Result<Vec<ResourceRef>, NodeError> {
-        Err(NodeError::new(format!("{node}: the simulation models apply only"), false))
+        self.runner.destroy(node).await
     }
 }
 
@@ -299,7 +250,15 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
     rt.block_on(async {
         let max = BTreeMap::from([("acm_validation".to_owned(), 1800.0)]);
         let sim = Arc::new(Sim::new(durations(), max, seed));
-        let runner = SimRunner::new(scenario, &sim, split);
+        let cfg = scenario.config();
+        let ctx = wiring::context(&cfg, Some("123456789012")).expect("valid context");
+        let provisioners = sim_provisioners(scenario, &sim, &cfg.region);
+        let runner = AwsRunner::new(cfg, ctx, provisioners, DataPolicy::default());
+        let runner: Box<dyn TierRunner> = if split {
+            Box::new(runner)
+        } else {
+            Box::new(Unsplit { runner, egress_done: tokio::sync::watch::Sender::new(false) })
+        };
         let start = tokio::time::Instant::now();
         // The platform node's end, on the simulated clock (the sink runs as the event happens).
         let platform_end = Arc::new(std::sync::Mutex::new(None));
@@ -309,7 +268,7 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
                 *seen.lock().unwrap() = Some(start.elapsed().as_secs_f64());
             }
         });
-        let result = internals::apply(&runner, &CancellationToken::new(), &events).await;
+        let result = internals::apply(runner.as_ref(), &CancellationToken::new(), &events).await;
         Run {
             makespan: start.elapsed(),
             drawn: sim.sampled(),

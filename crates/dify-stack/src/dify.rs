@@ -16,7 +16,6 @@ use secrecy::{ExposeSecret as _, SecretString};
 impl Stack {
     /// The Dify EE Helm values for `out`, with the secret values read from Secrets Manager.
     pub async fn helm_values(&self, out: &StackOutput) -> Result<String, StackError> {
-        use dify_stack_datastores::SecretsApi as _;
         let runner = self.runner();
         let secrets = runner.secrets();
         let read = |arn: Option<dify_stack_core::ids::SecretArn>, what: &'static str| async move {

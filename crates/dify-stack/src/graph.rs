@@ -80,24 +80,9 @@ impl Node {
         Node::Certificate,
     ];
 
-    /// The nodes whose outputs this node needs: nothing more.
+    /// The nodes whose outputs this node needs: nothing more (declared in the node's module).
     pub fn deps(self) -> &'static [Node] {
-        match self {
-            Node::Network | Node::Bucket | Node::AppSecrets | Node::Registry | Node::Certificate => &[],
-            Node::NodeSecurityGroup | Node::Egress => &[Node::Network],
-            // The control plane needs the subnets (and the node security group its launch
-            // template and the stores share); the node group needs egress too: the EKS user
-            // guide requires outbound internet access of a managed node group's subnets for its
-            // instances to join the cluster (quoted in aws/containers-roadmap #607; otherwise
-            // NodeCreationFailure, terraform-aws-eks #2149). The EKS node waits for both.
-            Node::EksControlPlane => &[Node::Network, Node::NodeSecurityGroup],
-            Node::Eks => &[Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup],
-            Node::Aurora | Node::Redis | Node::OpenSearch => &[Node::Network, Node::NodeSecurityGroup],
-            // IAM needs the cluster's OIDC issuer and API (provider, roles, service accounts),
-            // not its nodes: it runs while the node group is created.
-            Node::Iam => &[Node::EksControlPlane, Node::Bucket, Node::Registry],
-            Node::Platform => &[Node::Egress, Node::Eks, Node::Iam],
-        }
+        crate::nodes::of(self).deps()
     }
 
     /// The nodes that need this node.
@@ -251,11 +236,25 @@ pub enum NodeOutput {
     Done,
 }
 
+/// What planning one node gave: the plans it shows (a node observed once may show the plan of a
+/// node that applies part of it, such as the egress of the network) and its output, when the
+/// observation tells it (its dependants are then planned against real ids).
+#[derive(Debug, Clone, Default)]
+pub struct PlanStep {
+    /// Plans, by the node that applies them.
+    pub plans: Vec<(Node, crate::NodePlan)>,
+    /// The node's output as observed.
+    pub output: Option<NodeOutput>,
+}
+
 /// Runs one node of the stack. The real implementation is [`AwsRunner`](crate::AwsRunner);
 /// composition tests use the mockall mock.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait TierRunner: Send + Sync {
+    /// Plans `node` (read-only) given what is known of the nodes it depends on: their outputs
+    /// when observed converged, else missing (planned ids).
+    async fn plan(&self, node: Node, upstream: StackOutput) -> Result<PlanStep, NodeError>;
     /// Converges `node` given the outputs of the nodes it depends on.
     async fn apply(&self, node: Node, upstream: StackOutput) -> Result<NodeOutput, NodeError>;
     /// Deletes what `node` owns.
@@ -299,8 +298,24 @@ impl RunFailure {
 
 #[derive(Clone, Copy)]
 enum Direction {
+    Plan,
     Apply,
     Destroy,
+}
+
+/// Plans every node, in graph order and concurrently where the graph allows (each node
+/// read-only); returns each node's plan and the outputs the observation told.
+pub async fn plan(
+    runner: &dyn TierRunner,
+    cancel: &CancellationToken,
+) -> Result<(BTreeMap<Node, crate::NodePlan>, StackOutput), RunFailure> {
+    let mut out = StackOutput::default();
+    let mut plans = BTreeMap::new();
+    let events = EventSink::default();
+    match run(runner, cancel, &events, Direction::Plan, &mut out, &mut plans).await {
+        Ok(_) => Ok((plans, out)),
+        Err((_, f)) => Err(f),
+    }
 }
 
 /// Applies the graph; returns every node's output.
@@ -310,7 +325,7 @@ pub async fn apply(
     events: &EventSink,
 ) -> Result<StackOutput, (StackOutput, RunFailure)> {
     let mut out = StackOutput::default();
-    match run(runner, cancel, events, Direction::Apply, &mut out).await {
+    match run(runner, cancel, events, Direction::Apply, &mut out, &mut BTreeMap::new()).await {
         Ok(_) => Ok(out),
         Err((_, f)) => Err((out, f)),
     }
@@ -323,7 +338,7 @@ pub async fn destroy(
     events: &EventSink,
 ) -> Result<Vec<ResourceRef>, (Vec<ResourceRef>, RunFailure)> {
     let mut out = StackOutput::default();
-    run(runner, cancel, events, Direction::Destroy, &mut out).await
+    run(runner, cancel, events, Direction::Destroy, &mut out, &mut BTreeMap::new()).await
 }
 
 async fn run(
@@ -332,11 +347,12 @@ async fn run(
     events: &EventSink,
     dir: Direction,
     out: &mut StackOutput,
+    plans: &mut BTreeMap<Node, crate::NodePlan>,
 ) -> Result<Vec<ResourceRef>, (Vec<ResourceRef>, RunFailure)> {
     // Apply: a node waits for its deps. Destroy: a node waits for its dependants.
     let waits_for = |n: Node| -> Vec<Node> {
         match dir {
-            Direction::Apply => n.deps().to_vec(),
+            Direction::Plan | Direction::Apply => n.deps().to_vec(),
             Direction::Destroy => n.destroyed_after(),
         }
     };
@@ -374,6 +390,7 @@ async fn run(
                     let started = Instant::now();
                     running.push(async move {
                         let result = match dir {
+                            Direction::Plan => runner.plan(n, upstream).await.map(Step::Planned),
                             Direction::Apply => runner.apply(n, upstream).await.map(Step::Applied),
                             Direction::Destroy => runner.destroy(n).await.map(Step::Destroyed),
                         };
@@ -386,6 +403,12 @@ async fn run(
         match result {
             Ok(step) => {
                 match step {
+                    Step::Planned(p) => {
+                        plans.extend(p.plans);
+                        if let Some(o) = p.output {
+                            out.set(o);
+                        }
+                    }
                     Step::Applied(o) => out.set(o),
                     Step::Destroyed(refs) => {
                         for r in refs {
@@ -417,6 +440,7 @@ async fn run(
 }
 
 enum Step {
+    Planned(PlanStep),
     Applied(NodeOutput),
     Destroyed(Vec<ResourceRef>),
 }

@@ -30,9 +30,11 @@ mod error;
 mod graph;
 pub mod install;
 pub mod lock;
+mod nodes;
 pub mod output;
 mod plan;
 pub mod preflight;
+mod provisioners;
 mod runner;
 #[cfg(test)]
 mod tests;
@@ -47,6 +49,8 @@ pub use dify_stack_iam as iam;
 pub use dify_stack_network as network;
 pub use dify_stack_platform as platform;
 pub use dify_stack_registry as registry;
+/// The kube-rs version [`ClusterConnector`] speaks.
+pub use kube;
 
 pub use access::AccessError;
 pub use config::{ConfigError, KubernetesAccess, Profile, StackConfig};
@@ -55,6 +59,7 @@ pub use graph::{Event, EventSink, EventStream, Node, NodeError, NodeOutput, RunF
 pub use lock::{ControlBucket, LockError, LockInfo};
 pub use output::{StackOutput, ValuesSecrets, helm_values};
 pub use plan::{NodePlan, PlanReport, ReportedChange, StackPlan};
+pub use provisioners::{ClusterConnector, Provisioners, SdkClusterConnector};
 use runner::AwsRunner;
 
 /// The composition machinery under [`Stack`]: the graph executor, the runner over the real tier
@@ -63,7 +68,7 @@ use runner::AwsRunner;
 pub mod internals {
     #[cfg(any(test, feature = "test-util"))]
     pub use crate::graph::MockTierRunner;
-    pub use crate::graph::{TierRunner, apply, critical_path, destroy};
+    pub use crate::graph::{PlanStep, TierRunner, apply, critical_path, destroy, plan};
     pub use crate::runner::AwsRunner;
 
     /// Each tier's spec from a [`StackConfig`](crate::StackConfig), and whole-stack validation.
@@ -76,6 +81,8 @@ pub mod internals {
 pub struct Stack {
     cfg: StackConfig,
     sdk: aws_types::SdkConfig,
+    /// The tier provisioners (over `sdk` unless [`Stack::with_provisioners`] replaced them).
+    provisioners: Provisioners,
     account: String,
     ctx: Context,
     events: EventSink,
@@ -144,6 +151,7 @@ impl Stack {
         };
         Ok(Stack {
             cfg,
+            provisioners: Provisioners::from_conf(&sdk),
             sdk,
             account,
             ctx,
@@ -161,6 +169,15 @@ impl Stack {
             recorded.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Runs the tiers over `provisioners` instead of those [`Stack::connect`] built from its SDK
+    /// config (the stack lock, the recorded outputs and the caller's identity stay on the SDK
+    /// config). For tests and simulations over in-memory fakes, or clients an embedder
+    /// configures itself.
+    pub fn with_provisioners(mut self, provisioners: Provisioners) -> Self {
+        self.provisioners = provisioners;
+        self
     }
 
     /// Sends progress events to `sink`.
@@ -244,7 +261,7 @@ impl Stack {
     }
 
     fn runner(&self) -> AwsRunner {
-        AwsRunner::new(self.cfg.clone(), self.ctx.clone(), self.sdk.clone(), self.policy)
+        AwsRunner::new(self.cfg.clone(), self.ctx.clone(), self.provisioners.clone(), self.policy)
     }
 
     /// The control bucket (lock and recorded outputs).
@@ -257,8 +274,8 @@ impl Stack {
         let runner = self.runner();
         let capacity =
             runner.capacity_preflight().await.map_err(|error| StackError::Node { node: Node::Network, error })?;
-        let mut plan = runner.plan_all().await.map_err(|(node, error)| StackError::Node { node, error })?;
-        plan.notes = self.notes();
+        let (nodes, observed) = graph::plan(&runner, self.ctx.cancellation()).await.map_err(plan_failure)?;
+        let mut plan = StackPlan { notes: self.notes(), nodes, observed };
         // A Kubernetes upgrade that changes what the control plane costs says so.
         if let Some(eks) = plan.observed.eks.as_ref() {
             plan.notes.extend(dify_stack_eks::lifecycle::upgrade_cost_note(
@@ -356,7 +373,7 @@ impl Stack {
     /// The recorded outputs hold the generated secrets' names and ARNs, never their values
     /// (not written to the control bucket): read the values back, as apply returns them.
     async fn with_secret_values(&self, mut out: StackOutput) -> Result<StackOutput, StackError> {
-        use dify_stack_datastores::{SecretsApi as _, StoredSecret};
+        use dify_stack_datastores::StoredSecret;
         let runner = self.runner();
         let secrets = runner.secrets();
         let fill = |s: StoredSecret| async move {
@@ -535,6 +552,14 @@ fn account_failure(e: &dify_stack_core::AwsError) -> AccountFailure {
 /// The result of a locked run and of releasing its lock: the run's own error is never replaced
 /// by the release's (logged instead); a successful run whose lock was lost or could not be
 /// released reports that.
+/// A failed plan as the first node that failed (in graph order), or the cancellation.
+fn plan_failure(failure: RunFailure) -> StackError {
+    match failure.failed.first_key_value() {
+        Some((node, error)) => StackError::Node { node: *node, error: error.clone() },
+        None => StackError::Run(failure),
+    }
+}
+
 fn settle<T>(outcome: Result<T, StackError>, released: Result<(), LockError>) -> Result<T, StackError> {
     match (outcome, released) {
         (Err(e), Err(r)) => {

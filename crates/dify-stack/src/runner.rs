@@ -1,52 +1,35 @@
-//! [`TierRunner`] over the real tier provisioners.
-
-use std::sync::Arc;
+//! The runner over the tier provisioners: what the stack graph's nodes (`crate::nodes`) share.
 
 use async_trait::async_trait;
-use dify_stack_core::ids::{BucketName, SecurityGroupId, VpcId};
+use dify_stack_core::ids::{SecurityGroupId, VpcId};
 use dify_stack_core::{Classify, Context, Provisioner, ResourceRef};
-use dify_stack_datastores::{
-    AuroraProvisioner, BucketProvisioner, DataPolicy, DatastoresSelector, DatastoresSpec, OpenSearchProvisioner,
-    RedisProvisioner, SdkDatastores, SecretKind,
-};
-use dify_stack_eks::{EksProvisioner, NodeSecurityGroupProvisioner};
-use dify_stack_iam::IamProvisioner;
-use dify_stack_network::{NetworkProvisioner, ObservedNetwork};
-use dify_stack_registry::RegistryProvisioner;
+use dify_stack_datastores::{DataPolicy, DatastoresSelector, DatastoresSpec, SecretsApi};
+use dify_stack_network::ObservedNetwork;
 use tokio::sync::OnceCell;
 
 /// How long Kubernetes API calls are retried while the API cannot be reached: an endpoint that
 /// this machine cannot reach (a private-only endpoint seen from outside the VPC) fails the node
 /// within this, naming the endpoint, instead of holding the run for the whole wait policy.
-const KUBE_API_WAIT_CAP: std::time::Duration = std::time::Duration::from_secs(2 * 60);
+pub(crate) const KUBE_API_WAIT_CAP: std::time::Duration = std::time::Duration::from_secs(2 * 60);
 
 /// The same bound during destroy, which never blocks on the Kubernetes API: the service
 /// accounts go with the cluster when the API cannot be reached.
-const KUBE_API_DESTROY_CAP: std::time::Duration = std::time::Duration::from_secs(20);
+pub(crate) const KUBE_API_DESTROY_CAP: std::time::Duration = std::time::Duration::from_secs(20);
 
 use crate::config::StackConfig;
-use crate::graph::{Node, NodeError, NodeOutput, TierRunner};
+use crate::graph::{Node, NodeError, NodeOutput, PlanStep, TierRunner};
 use crate::output::StackOutput;
+use crate::provisioners::Provisioners;
 use crate::wiring;
 
-mod plan;
-mod tier;
-
-/// Runs each node with the real provisioners over one `SdkConfig`.
+/// Runs each node of the stack graph (`crate::nodes`, one module per node) with a bundle of
+/// tier provisioners: over one `SdkConfig` in production, over fakes in tests and the bench.
 pub struct AwsRunner {
-    cfg: StackConfig,
-    ctx: Context,
-    sdk: aws_types::SdkConfig,
-    network: NetworkProvisioner,
-    node_sg: NodeSecurityGroupProvisioner,
-    eks: EksProvisioner,
-    ds: Arc<SdkDatastores>,
-    aurora: AuroraProvisioner,
-    redis: RedisProvisioner,
-    opensearch: OpenSearchProvisioner,
-    bucket: BucketProvisioner,
-    registry: RegistryProvisioner,
-    policy: DataPolicy,
+    pub(crate) cfg: StackConfig,
+    pub(crate) ctx: Context,
+    /// The bundle, with the run's data policy applied.
+    pub(crate) p: Provisioners,
+    pub(crate) policy: DataPolicy,
     vpc: OnceCell<Option<VpcId>>,
 }
 
@@ -57,14 +40,14 @@ impl std::fmt::Debug for AwsRunner {
 }
 
 /// A tier's error as the node's; whether a re-run may succeed comes from the error itself.
-fn fail<E: std::error::Error + Classify + Send + Sync + 'static>(e: E) -> NodeError {
+pub(crate) fn fail<E: std::error::Error + Classify + Send + Sync + 'static>(e: E) -> NodeError {
     NodeError::from_error(e)
 }
 
 /// What the IAM spec needs from the EKS and registry nodes when those outputs are not at hand
 /// (a plan before the cluster exists): the cluster name, issuer, endpoint and CA; the rest is
 /// unused by IAM's observe. Destroy needs no spec: it builds the tiers' selectors instead.
-fn iam_inputs(
+pub(crate) fn iam_inputs(
     cfg: &StackConfig,
     issuer: String,
     endpoint: String,
@@ -99,7 +82,7 @@ fn iam_inputs(
 /// The live cluster as the Kubernetes clients use it (Helm, the service accounts, the
 /// load-balancer objects): its name, endpoint, CA, issuer and region as observed. The ids of the
 /// tier's other resources (roles, key, node group) are left empty: nothing here reads them.
-fn live_eks(cfg: &StackConfig, cluster: &dify_stack_eks::ClusterInfo) -> dify_stack_eks::EksOutput {
+pub(crate) fn live_eks(cfg: &StackConfig, cluster: &dify_stack_eks::ClusterInfo) -> dify_stack_eks::EksOutput {
     dify_stack_eks::EksOutput {
         cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
         cluster_arn: dify_stack_core::ids::Arn::new(&cluster.arn),
@@ -117,32 +100,23 @@ fn live_eks(cfg: &StackConfig, cluster: &dify_stack_eks::ClusterInfo) -> dify_st
     }
 }
 
-fn missing(node: Node, what: &str) -> NodeError {
+pub(crate) fn missing(node: Node, what: &str) -> NodeError {
     NodeError::new(format!("{node} needs the {what} output, which is missing"), false)
 }
 
 impl AwsRunner {
-    /// A runner for `cfg` in the context `ctx` (with account id) over `sdk`.
-    pub fn new(cfg: StackConfig, ctx: Context, sdk: aws_types::SdkConfig, policy: DataPolicy) -> Self {
-        let ds = Arc::new(SdkDatastores::from_conf(&sdk));
-        AwsRunner {
-            network: NetworkProvisioner::from_conf(&sdk),
-            node_sg: NodeSecurityGroupProvisioner::from_conf(&sdk),
-            eks: EksProvisioner::from_conf(&sdk)
-                .with_external_node_security_group()
-                .with_data_deletion(policy.delete_data),
-            aurora: AuroraProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
-            redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
-            opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()).with_data_policy(policy),
-            bucket: BucketProvisioner::new(ds.clone()).with_data_policy(policy),
-            registry: RegistryProvisioner::from_conf(&sdk),
-            ds,
-            cfg,
-            ctx,
-            sdk,
-            policy,
-            vpc: OnceCell::new(),
-        }
+    /// A runner for `cfg` in the context `ctx` (with account id) over the provisioners `p`,
+    /// which get `policy` (what destroy may delete that holds data).
+    pub fn new(cfg: StackConfig, ctx: Context, p: Provisioners, policy: DataPolicy) -> Self {
+        let p = Provisioners {
+            eks: p.eks.with_data_deletion(policy.delete_data),
+            aurora: p.aurora.with_data_policy(policy),
+            redis: p.redis.with_data_policy(policy),
+            opensearch: p.opensearch.with_data_policy(policy),
+            bucket: p.bucket.with_data_policy(policy),
+            ..p
+        };
+        AwsRunner { cfg, ctx, p, policy, vpc: OnceCell::new() }
     }
 
     /// What holds data that this run's data policy does not allow to delete, across every tier
@@ -151,9 +125,9 @@ impl AwsRunner {
     /// by `Stack::destroy` before the first delete, so a refusal deletes nothing anywhere.
     pub async fn data_holders(&self) -> Result<Vec<String>, NodeError> {
         let final_snapshot = self.cfg.datastores.aurora.final_snapshot;
-        let mut holders = self.aurora.data_holders_of(&self.ctx, final_snapshot, self.policy).await.map_err(fail)?;
-        holders.extend(self.bucket.data_holders(&self.ctx, self.policy).await.map_err(fail)?);
-        holders.extend(self.eks.data_holders(&self.ctx).await.map_err(fail)?);
+        let mut holders = self.p.aurora.data_holders_of(&self.ctx, final_snapshot, self.policy).await.map_err(fail)?;
+        holders.extend(self.p.bucket.data_holders(&self.ctx, self.policy).await.map_err(fail)?);
+        holders.extend(self.p.eks.data_holders(&self.ctx).await.map_err(fail)?);
         Ok(holders)
     }
 
@@ -161,8 +135,33 @@ impl AwsRunner {
     /// tagged for the stack or its cluster in EC2 (and, in the stack's VPC when it remains, the
     /// load balancers and target groups Kubernetes made) is an error naming each, not a silent
     /// success.
-    async fn check_leftovers(&self, vpc: Option<&VpcId>) -> Result<(), NodeError> {
-        self.eks.check_leftovers(&self.ctx, vpc.map(VpcId::as_str)).await.map_err(fail)
+    pub(crate) async fn check_leftovers(&self, vpc: Option<&VpcId>) -> Result<(), NodeError> {
+        self.p.eks.check_leftovers(&self.ctx, vpc.map(VpcId::as_str)).await.map_err(fail)
+    }
+
+    /// The quota and capacity preflight (the network tier's: Elastic IPs against the account's
+    /// quota, the private subnets' addresses against the node group's maximum and the VPC CNI's
+    /// use per node): notes for the plan, or one error listing every shortfall with its fix.
+    pub(crate) async fn capacity_preflight(&self) -> Result<Vec<String>, NodeError> {
+        let ng = &self.cfg.eks.node_group;
+        // The region's clusters for the clusters-per-Region quota; unread (refused, or a client
+        // without ListClusters), the preflight notes that quota as not checked.
+        let spec = wiring::network_spec(&self.cfg);
+        let cluster = spec.cluster_name.as_str();
+        let clusters = self.p.eks.clusters_in_region().await.ok().map(|names| dify_stack_network::ClusterUse {
+            in_region: u32::try_from(names.len()).unwrap_or(u32::MAX),
+            makes_one: !names.iter().any(|n| n == cluster),
+        });
+        let nodes = dify_stack_network::NodeDemand {
+            instance_types: ng.instance_types.clone(),
+            max_nodes: u32::try_from(ng.max).unwrap_or(0),
+            clusters,
+        };
+        self.p
+            .network
+            .preflight(&self.ctx, &spec, &nodes)
+            .await
+            .map_err(|e| fail(dify_stack_network::NetworkError::from(e)))
     }
 
     /// The context.
@@ -171,21 +170,22 @@ impl AwsRunner {
     }
 
     /// The secrets client (for reading values into the Helm values file).
-    pub fn secrets(&self) -> &SdkDatastores {
-        &self.ds
+    pub fn secrets(&self) -> &dyn SecretsApi {
+        self.p.secrets.as_ref()
     }
 
-    fn datastores_spec(&self, up: &StackOutput, node: Node) -> Result<DatastoresSpec, NodeError> {
+    pub(crate) fn datastores_spec(&self, up: &StackOutput, node: Node) -> Result<DatastoresSpec, NodeError> {
         let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
         let sg = up.node_security_group.as_ref().ok_or_else(|| missing(node, "node security group"))?;
         Ok(wiring::datastores_spec(&self.cfg, net, sg))
     }
 
     /// The stack's VPC as it exists now (destroy needs no remembered ids).
-    async fn discover_vpc(&self) -> Result<Option<VpcId>, NodeError> {
+    pub(crate) async fn discover_vpc(&self) -> Result<Option<VpcId>, NodeError> {
         self.vpc
             .get_or_try_init(|| async {
-                let observed = self.network.observe(&self.ctx, &wiring::network_spec(&self.cfg)).await.map_err(fail)?;
+                let observed =
+                    self.p.network.observe(&self.ctx, &wiring::network_spec(&self.cfg)).await.map_err(fail)?;
                 Ok(match observed {
                     ObservedNetwork::New(o) => o.vpcs.first().map(|v| v.id.clone()),
                     ObservedNetwork::Existing(o) => o.vpc.map(|v| v.id),
@@ -197,7 +197,7 @@ impl AwsRunner {
 
     /// What finds the stores for destroy: the VPC as it exists now (`None` when it is gone:
     /// their security groups went with it) and Aurora's final snapshot from the configuration.
-    async fn store_selector(&self) -> Result<DatastoresSelector, NodeError> {
+    pub(crate) async fn store_selector(&self) -> Result<DatastoresSelector, NodeError> {
         Ok(DatastoresSelector {
             vpc_id: self.discover_vpc().await?,
             final_snapshot: self.cfg.datastores.aurora.final_snapshot,
@@ -207,36 +207,24 @@ impl AwsRunner {
     /// The cluster's Kubernetes API for deleting the objects that make load balancers, when this
     /// machine talks to it (not role-only) and the cluster exists; bounded so destroy never
     /// waits on an API it cannot reach.
-    async fn load_balancer_objects(&self) -> Option<dify_stack_eks::load_balancers::KubeLoadBalancerObjects> {
+    pub(crate) async fn load_balancer_objects(
+        &self,
+    ) -> Option<dify_stack_eks::load_balancers::KubeLoadBalancerObjects> {
         let client = self.cluster_kube().await?;
         Some(dify_stack_eks::load_balancers::KubeLoadBalancerObjects::new(client, KUBE_API_DESTROY_CAP))
     }
 
-    /// The cluster's Kubernetes API (with a fresh EKS token), when this machine talks to it
-    /// (not role-only) and the cluster exists. Building it makes no connection.
+    /// The cluster's Kubernetes API, when this machine talks to it (not role-only) and the
+    /// cluster exists. Building it makes no connection.
     pub(crate) async fn cluster_kube(&self) -> Option<kube::Client> {
         let eks = self.cluster_endpoint().await?;
-        self.kube_for(&eks).await
-    }
-
-    async fn kube_for(&self, eks: &dify_stack_eks::EksOutput) -> Option<kube::Client> {
-        let tokens = self.tokens(eks).ok()?;
-        dify_stack_eks::kube_client(eks, &tokens).await.ok()
-    }
-
-    /// EKS bearer tokens for `eks` from the SDK's credentials (the one place the runner makes them).
-    fn tokens(&self, eks: &dify_stack_eks::EksOutput) -> Result<dify_stack_eks::TokenSource, NodeError> {
-        let credentials = self
-            .sdk
-            .credentials_provider()
-            .ok_or_else(|| NodeError::new("no AWS credentials provider for the EKS token", false))?;
-        Ok(dify_stack_eks::TokenSource::new(credentials, eks.cluster_name.as_str(), &eks.region))
+        self.p.cluster.client(&eks).await
     }
 
     /// The live cluster when this machine drives it and its API answers within 20 s.
-    async fn reachable_cluster(&self) -> Option<dify_stack_eks::EksOutput> {
+    pub(crate) async fn reachable_cluster(&self) -> Option<dify_stack_eks::EksOutput> {
         let eks = self.cluster_endpoint().await?;
-        let answers = async { self.kube_for(&eks).await?.apiserver_version().await.ok() };
+        let answers = async { self.p.cluster.client(&eks).await?.apiserver_version().await.ok() };
         tokio::time::timeout(KUBE_API_DESTROY_CAP, answers).await.ok()??;
         Some(eks)
     }
@@ -247,7 +235,7 @@ impl AwsRunner {
         if !wiring::creates_service_accounts(&self.cfg) {
             return None;
         }
-        let cluster = self.eks.observe_cluster(&self.ctx).await.ok()??;
+        let cluster = self.p.eks.observe_cluster(&self.ctx).await.ok()??;
         // Not yet ACTIVE: no API to talk to.
         if cluster.endpoint.is_none() || cluster.ca_data.is_none() {
             return None;
@@ -289,57 +277,46 @@ impl AwsRunner {
         }
     }
 
-    async fn iam(
+    /// The IAM provisioner; with the Kubernetes API when this machine creates the service
+    /// accounts.
+    pub(crate) async fn iam(
         &self,
         eks: &dify_stack_eks::EksOutput,
         cap: std::time::Duration,
-    ) -> Result<IamProvisioner, NodeError> {
-        let iam = IamProvisioner::from_conf(&self.sdk);
+    ) -> Result<dify_stack_iam::IamProvisioner, NodeError> {
+        let iam = self.p.iam.clone();
         if !wiring::creates_service_accounts(&self.cfg) {
             return Ok(iam);
         }
-        let tokens = self.tokens(eks)?;
-        let token = tokens.token().await.map_err(fail)?;
-        // The default StorageClass tags every volume with the stack's ownership tags, so destroy
-        // finds them (the EKS tier's `workloads`).
-        let kube =
-            dify_stack_iam::k8s::KubeServiceAccounts::from_cluster(&eks.endpoint, &eks.ca_data, token.secret().clone())
-                .map_err(fail)?
-                .with_retry(self.ctx.wait.capped(cap), self.ctx.cancellation().clone())
-                .with_volume_tags(dify_stack_eks::workloads::volume_tags(&self.ctx));
-        Ok(iam.with_kubernetes(kube))
+        self.p.cluster.iam(&self.ctx, iam, eks, cap).await
     }
 
-    async fn apply_platform(&self, up: &StackOutput) -> Result<dify_stack_platform::PlatformOutput, NodeError> {
-        let node = Node::Platform;
-        let net = up.network.as_ref().ok_or_else(|| missing(node, "network"))?;
-        let eks = up.eks.as_ref().ok_or_else(|| missing(node, "eks"))?;
-        let iam = up.iam.as_ref().ok_or_else(|| missing(node, "iam"))?;
-        let spec = wiring::platform_spec(&self.cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
-        let platform = self.platform(spec.kubernetes.then_some(eks)).await?;
-        platform.apply(&self.ctx, &spec).await.map_err(fail)
-    }
-
-    /// The platform provisioner; with `eks`, also Helm (with a kubeconfig holding a fresh EKS
-    /// token) and the Kubernetes API.
-    async fn platform(
+    /// The platform provisioner; with `eks`, also Helm and the Kubernetes API.
+    pub(crate) async fn platform(
         &self,
         eks: Option<&dify_stack_eks::EksOutput>,
     ) -> Result<dify_stack_platform::PlatformProvisioner, NodeError> {
-        let platform = dify_stack_platform::PlatformProvisioner::from_conf(&self.sdk);
-        let Some(eks) = eks else { return Ok(platform) };
-        let tokens = self.tokens(eks)?;
-        let token = tokens.token().await.map_err(fail)?;
-        let kubeconfig = dify_stack_platform::helm::token_kubeconfig(&eks.endpoint, &eks.ca_data, token.secret());
-        let helm = dify_stack_platform::HelmCli::new(None, &kubeconfig).await.map_err(|e| NodeError {
-            message: format!(
-                "{e}. The platform add-ons are installed with Helm; or set eks.kubernetes_access = role_only to get the commands instead"
-            ),
-            retryable: e.is_retryable(),
-            source: Some(std::sync::Arc::new(e)),
-        })?;
-        let client = dify_stack_eks::kube_client(eks, &tokens).await.map_err(fail)?;
-        Ok(platform.with_kubernetes(helm, dify_stack_platform::kube::KubeIngressClasses::new(client)))
+        let platform = self.p.platform.clone();
+        match eks {
+            Some(eks) => self.p.cluster.platform(platform, eks).await,
+            None => Ok(platform),
+        }
+    }
+}
+
+/// Each node's work is its module's (`crate::nodes`): this only dispatches.
+#[async_trait]
+impl TierRunner for AwsRunner {
+    async fn plan(&self, node: Node, up: StackOutput) -> Result<PlanStep, NodeError> {
+        crate::nodes::of(node).plan(self, &up).await
+    }
+
+    async fn apply(&self, node: Node, up: StackOutput) -> Result<NodeOutput, NodeError> {
+        crate::nodes::of(node).apply(self, &up).await
+    }
+
+    async fn destroy(&self, node: Node) -> Result<Vec<ResourceRef>, NodeError> {
+        crate::nodes::of(node).destroy(self).await
     }
 }
 

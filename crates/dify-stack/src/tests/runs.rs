@@ -82,6 +82,21 @@ impl Timed {
 
 #[async_trait::async_trait]
 impl graph::TierRunner for Timed {
+    /// Plans need their upstream's plan first (its output, when observed converged): each node
+    /// shows one change named after it.
+    async fn plan(&self, node: Node, up: crate::StackOutput) -> Result<graph::PlanStep, NodeError> {
+        for dep in node.deps() {
+            assert!(has(&up, *dep), "{node}'s plan started without {dep}'s output");
+        }
+        self.work(node).await?;
+        let mut plan = dify_stack_core::Plan::new();
+        plan.push(dify_stack_core::Change::new(dify_stack_core::Action::Update, ResourceRef::new("test", node.name())));
+        Ok(graph::PlanStep {
+            plans: vec![(node, crate::NodePlan { plan, upstream_pending: false })],
+            output: Some(fake_output(node)),
+        })
+    }
+
     async fn apply(&self, node: Node, up: crate::StackOutput) -> Result<NodeOutput, NodeError> {
         for dep in node.deps() {
             assert!(has(&up, *dep), "{node} started without {dep}'s output");
@@ -201,6 +216,29 @@ fn durations() -> BTreeMap<Node, u64> {
         (Node::Platform, 30),
         (Node::Certificate, 3),
     ])
+}
+
+/// The plan runs through the same executor as apply: every node planned once, after what it
+/// needs, independent nodes together; a failed plan skips its dependants.
+#[tokio::test(start_paused = true)]
+async fn plan_runs_over_the_graph_concurrently_and_a_failed_node_skips_its_dependants() {
+    base();
+    let runner = timed_runner(durations(), &[], Arc::new(Mutex::new(Vec::new())));
+    let start = tokio::time::Instant::now();
+    let (plans, out) = graph::plan(&runner, &CancellationToken::new()).await.unwrap();
+    let (critical, _) =
+        graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());
+    assert_eq!(start.elapsed(), critical);
+    assert_eq!(plans.keys().copied().collect::<Vec<_>>(), Node::ALL.to_vec());
+    assert!(plans.iter().all(|(n, p)| p.plan.changes.len() == 1 && p.plan.changes[0].resource.name == n.name()));
+    assert!(out.network.is_some() && out.eks.is_some());
+
+    let runner = timed_runner(durations(), &[Node::EksControlPlane], Arc::new(Mutex::new(Vec::new())));
+    let failure = graph::plan(&runner, &CancellationToken::new()).await.unwrap_err();
+    assert_eq!(failure.failed.keys().copied().collect::<Vec<_>>(), [Node::EksControlPlane]);
+    assert_eq!(failure.skipped.get(&Node::Iam), Some(&Node::EksControlPlane));
+    assert_eq!(failure.skipped.get(&Node::Platform), Some(&Node::EksControlPlane));
+    assert!(!failure.skipped.contains_key(&Node::Aurora));
 }
 
 /// A test of the graph executor, not evidence about the stack: the nodes sleep the durations the
@@ -392,7 +430,8 @@ fn an_unreachable_kubernetes_api_fails_naming_the_endpoint_and_the_fix() {
     let cfg = Profile::Test.config();
     let ctx = wiring::context(&cfg, Some("123456789012")).unwrap();
     let sdk = aws_types::SdkConfig::builder().build();
-    let runner = crate::runner::AwsRunner::new(cfg, ctx, sdk, crate::DataPolicy::default());
+    let runner =
+        crate::runner::AwsRunner::new(cfg, ctx, crate::Provisioners::from_conf(&sdk), crate::DataPolicy::default());
     let endpoint = "https://ABCDEF.gr7.us-west-2.eks.amazonaws.com";
     let unreachable = dify_stack_core::KubeFailure {
         operation: "apply",

@@ -1,0 +1,79 @@
+//! The cluster add-ons (load balancer controller, autoscaler, metrics-server) and the
+//! IngressClass.
+
+use async_trait::async_trait;
+use dify_stack_core::ids::ClusterName;
+use dify_stack_core::{Provisioner, ResourceRef};
+use dify_stack_platform::{PlatformSelector, PlatformSpec};
+
+use super::{StackNode, planned};
+use crate::graph::{Node, NodeError, NodeOutput, PlanStep};
+use crate::output::StackOutput;
+use crate::runner::{AwsRunner, fail, missing};
+use crate::wiring;
+
+pub(super) struct Platform;
+
+#[async_trait]
+impl StackNode for Platform {
+    fn deps(&self) -> &'static [Node] {
+        &[Node::Egress, Node::Eks, Node::Iam]
+    }
+
+    /// The add-on roles are the IAM node's (named, ARNs known after apply).
+    async fn plan(&self, run: &AwsRunner, up: &StackOutput) -> Result<PlanStep, NodeError> {
+        let (ctx, cfg) = (&run.ctx, &run.cfg);
+        let planned_net = wiring::planned_network(cfg);
+        let net = up.network.as_ref().unwrap_or(&planned_net);
+        let cluster = up.eks.as_ref().map(|e| e.cluster_name.to_string()).unwrap_or_else(|| cfg.name.clone());
+        let spec = wiring::platform_spec(cfg, net, &cluster, &Default::default());
+        Ok(match &up.eks {
+            Some(eks) if up.network.is_some() => {
+                let platform = run.platform(spec.kubernetes.then_some(eks)).await?;
+                planned(Node::Platform, platform.plan(ctx, &spec).await.map_err(fail)?, false, None)
+            }
+            _ => {
+                // No cluster yet: the AWS side is observed (the add-on catalogue, the domain's
+                // zone and certificate), the cluster side is all to create.
+                let aws_only = PlatformSpec { kubernetes: false, ..spec.clone() };
+                let observed = run.p.platform.observe(ctx, &aws_only).await.map_err(fail)?;
+                planned(Node::Platform, run.p.platform.diff(ctx, &spec, &observed), true, None)
+            }
+        })
+    }
+
+    async fn apply(&self, run: &AwsRunner, up: &StackOutput) -> Result<NodeOutput, NodeError> {
+        let net = up.network.as_ref().ok_or_else(|| missing(Node::Platform, "network"))?;
+        let eks = up.eks.as_ref().ok_or_else(|| missing(Node::Platform, "eks"))?;
+        let iam = up.iam.as_ref().ok_or_else(|| missing(Node::Platform, "iam"))?;
+        let spec = wiring::platform_spec(&run.cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
+        let platform = run.platform(spec.kubernetes.then_some(eks)).await?;
+        // Boxed: Helm, kube-rs and ACM waits make a large future.
+        let out = Box::pin(platform.apply(&run.ctx, &spec)).await.map_err(fail)?;
+        Ok(NodeOutput::Platform(Box::new(out)))
+    }
+
+    /// The releases go only when the API answers (else they go with the cluster).
+    async fn destroy(&self, run: &AwsRunner) -> Result<Vec<ResourceRef>, NodeError> {
+        let (ctx, cfg) = (&run.ctx, &run.cfg);
+        let live = run.reachable_cluster().await;
+        let cluster = dify_stack_eks::cluster_name(ctx).unwrap_or_else(|_| cfg.name.clone());
+        let p = &cfg.platform;
+        let mut selector = PlatformSelector {
+            cluster_name: ClusterName::new(cluster),
+            kubernetes: live.is_some(),
+            load_balancer_controller: p.load_balancer_controller.chart().is_some(),
+            cluster_autoscaler: p.cluster_autoscaler.chart().is_some(),
+            metrics_server: p.metrics_server.chart().is_some(),
+        };
+        let platform = match run.platform(live.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "Helm cannot run here: the add-on releases go with the cluster");
+                selector.kubernetes = false;
+                run.platform(None).await?
+            }
+        };
+        platform.destroy_selected(ctx, &selector).await.map_err(fail)
+    }
+}

@@ -97,7 +97,7 @@ pub struct Stack {
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
-            .field("name", &self.cfg.name)
+            .field("name", self.ctx.stack())
             .field("account", &self.account)
             .field("region", &self.cfg.region)
             .finish()
@@ -133,7 +133,7 @@ impl Stack {
                 // added (or its last use moved), stale and removed ones dropped; the others'
                 // stay, so two operators never evict each other.
                 let control = ControlBucket::new(&sdk, &account, &cfg.region);
-                let mut operators = control.load_operators(&cfg.name).await.map_err(StackError::Account)?;
+                let mut operators = control.load_operators(ctx.stack().as_str()).await.map_err(StackError::Account)?;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
@@ -165,7 +165,7 @@ impl Stack {
     /// Records the operators' addresses (under the stack lock).
     async fn save_operators(&self) -> Result<(), StackError> {
         if let Some((operators, recorded)) = &self.operators {
-            self.control().save_operators(&self.cfg.name, operators).await?;
+            self.control().save_operators(self.ctx.stack().as_str(), operators).await?;
             recorded.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
@@ -329,7 +329,7 @@ impl Stack {
         Box::pin(self.runner().capacity_preflight())
             .await
             .map_err(|error| StackError::Node { node: Node::Network, error })?;
-        let lock = self.control().acquire(&self.cfg.name, "apply").await?;
+        let lock = self.control().acquire(self.ctx.stack().as_str(), "apply").await?;
         if let Err(e) = self.save_operators().await {
             return settle(Err(e), lock.release().await);
         }
@@ -340,7 +340,11 @@ impl Stack {
         let outcome = match result {
             Ok(out) => {
                 let json = self.recorded(&out);
-                self.control().save_outputs(&self.cfg.name, &json).await.map(|_| out).map_err(StackError::from)
+                self.control()
+                    .save_outputs(self.ctx.stack().as_str(), &json)
+                    .await
+                    .map(|_| out)
+                    .map_err(StackError::from)
             }
             Err((_, failure)) => Err(StackError::Run(failure)),
         };
@@ -357,7 +361,7 @@ impl Stack {
     /// no-op CLI apply so costs the plan's requests and three reads.
     pub async fn apply_plan(&self, plan: &StackPlan) -> Result<StackOutput, StackError> {
         if plan.is_empty()
-            && let Some(json) = self.control().load_outputs(&self.cfg.name).await?
+            && let Some(json) = self.control().load_outputs(self.ctx.stack().as_str()).await?
             && json.get(RECORDED_BY) == Some(&self.recorder())
             && let Ok(recorded) = serde_json::from_value::<StackOutput>(json)
             && plan.observed.agrees_with(&recorded)
@@ -436,7 +440,7 @@ impl Stack {
         release: &install::DifyRelease,
         uninstall: bool,
     ) -> Result<Vec<ResourceRef>, StackError> {
-        let lock = self.control().acquire(&self.cfg.name, "destroy").await?;
+        let lock = self.control().acquire(self.ctx.stack().as_str(), "destroy").await?;
         let outcome = self.destroy_locked(release, uninstall).await;
         settle(outcome, lock.release().await)
     }
@@ -463,8 +467,8 @@ impl Stack {
         }
         match graph::destroy(runner.as_ref(), self.ctx.cancellation(), &self.events).await {
             Ok(deleted) => {
-                self.control().delete_outputs(&self.cfg.name).await?;
-                self.control().delete_operators(&self.cfg.name).await?;
+                self.control().delete_outputs(self.ctx.stack().as_str()).await?;
+                self.control().delete_operators(self.ctx.stack().as_str()).await?;
                 Ok(deleted)
             }
             Err((_, failure)) => Err(StackError::Run(failure)),
@@ -473,10 +477,10 @@ impl Stack {
 
     /// The outputs recorded by the last successful apply.
     pub async fn output(&self) -> Result<StackOutput, StackError> {
-        let stack = || self.cfg.name.clone();
+        let stack = || self.ctx.stack().to_string();
         let json = self
             .control()
-            .load_outputs(&self.cfg.name)
+            .load_outputs(self.ctx.stack().as_str())
             .await?
             .ok_or_else(|| Incomplete::NoRecordedOutputs { stack: stack() })?;
         serde_json::from_value(json).map_err(|source| StackError::UnreadableOutputs { stack: stack(), source })
@@ -484,7 +488,7 @@ impl Stack {
 
     /// Removes a stale lock; returns what it was.
     pub async fn unlock(&self) -> Result<Option<LockInfo>, StackError> {
-        Ok(self.control().unlock(&self.cfg.name).await?)
+        Ok(self.control().unlock(self.ctx.stack().as_str()).await?)
     }
 
     /// Checks the live stack against the security controls of [`audit::CONTROLS`]. Read-only.

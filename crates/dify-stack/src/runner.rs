@@ -35,7 +35,10 @@ pub struct AwsRunner {
 
 impl std::fmt::Debug for AwsRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsRunner").field("stack", &self.cfg.name).field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("AwsRunner")
+            .field("stack", self.ctx.stack())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,6 +52,7 @@ pub(crate) fn fail<E: std::error::Error + Classify + Send + Sync + 'static>(e: E
 /// unused by IAM's observe. Destroy needs no spec: it builds the tiers' selectors instead.
 pub(crate) fn iam_inputs(
     cfg: &StackConfig,
+    ctx: &Context,
     issuer: String,
     endpoint: String,
     ca_data: String,
@@ -56,7 +60,7 @@ pub(crate) fn iam_inputs(
     let empty =
         || dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() };
     let eks = dify_stack_eks::EksOutput {
-        cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
+        cluster_name: wiring::cluster_name(ctx),
         cluster_arn: dify_stack_core::ids::Arn::new(""),
         kubernetes_version: String::new(),
         endpoint,
@@ -82,9 +86,13 @@ pub(crate) fn iam_inputs(
 /// The live cluster as the Kubernetes clients use it (Helm, the service accounts, the
 /// load-balancer objects): its name, endpoint, CA, issuer and region as observed. The ids of the
 /// tier's other resources (roles, key, node group) are left empty: nothing here reads them.
-pub(crate) fn live_eks(cfg: &StackConfig, cluster: &dify_stack_eks::ClusterInfo) -> dify_stack_eks::EksOutput {
+pub(crate) fn live_eks(
+    cfg: &StackConfig,
+    ctx: &Context,
+    cluster: &dify_stack_eks::ClusterInfo,
+) -> dify_stack_eks::EksOutput {
     dify_stack_eks::EksOutput {
-        cluster_name: dify_stack_core::ids::ClusterName::new(&cfg.name),
+        cluster_name: wiring::cluster_name(ctx),
         cluster_arn: dify_stack_core::ids::Arn::new(&cluster.arn),
         kubernetes_version: cluster.version.clone(),
         endpoint: cluster.endpoint.clone().unwrap_or_default(),
@@ -146,7 +154,7 @@ impl AwsRunner {
         let ng = &self.cfg.eks.node_group;
         // The region's clusters for the clusters-per-Region quota; unread (refused, or a client
         // without ListClusters), the preflight notes that quota as not checked.
-        let spec = wiring::network_spec(&self.cfg);
+        let spec = wiring::network_spec(&self.cfg, &self.ctx);
         let cluster = spec.cluster_name.as_str();
         let clusters = self.p.eks.clusters_in_region().await.ok().map(|names| dify_stack_network::ClusterUse {
             in_region: u32::try_from(names.len()).unwrap_or(u32::MAX),
@@ -184,8 +192,12 @@ impl AwsRunner {
     pub(crate) async fn discover_vpc(&self) -> Result<Option<VpcId>, NodeError> {
         self.vpc
             .get_or_try_init(|| async {
-                let observed =
-                    self.p.network.observe(&self.ctx, &wiring::network_spec(&self.cfg)).await.map_err(fail)?;
+                let observed = self
+                    .p
+                    .network
+                    .observe(&self.ctx, &wiring::network_spec(&self.cfg, &self.ctx))
+                    .await
+                    .map_err(fail)?;
                 Ok(match observed {
                     ObservedNetwork::New(o) => o.vpcs.first().map(|v| v.id.clone()),
                     ObservedNetwork::Existing(o) => o.vpc.map(|v| v.id),
@@ -240,7 +252,7 @@ impl AwsRunner {
         if cluster.endpoint.is_none() || cluster.ca_data.is_none() {
             return None;
         }
-        Some(live_eks(&self.cfg, &cluster))
+        Some(live_eks(&self.cfg, &self.ctx, &cluster))
     }
 
     /// The live cluster (as [`Self::cluster_endpoint`]) and its VPC, for an uninstall before
@@ -326,8 +338,10 @@ pub(crate) mod tests_support {
 
     /// An EKS output with placeholder ids.
     pub(crate) fn eks_output() -> dify_stack_eks::EksOutput {
+        let cfg = crate::Profile::Test.config();
         super::iam_inputs(
-            &crate::Profile::Test.config(),
+            &cfg,
+            &crate::wiring::context(&cfg, None).expect("the test profile's context"),
             "https://oidc.eks.us-west-2.amazonaws.com/id/X".into(),
             String::new(),
             String::new(),
@@ -337,6 +351,8 @@ pub(crate) mod tests_support {
 
     /// A registry output with placeholder ids.
     pub(crate) fn registry_output() -> dify_stack_registry::RegistryOutput {
-        super::iam_inputs(&crate::Profile::Test.config(), String::new(), String::new(), String::new()).1
+        let cfg = crate::Profile::Test.config();
+        let ctx = crate::wiring::context(&cfg, None).expect("the test profile's context");
+        super::iam_inputs(&cfg, &ctx, String::new(), String::new(), String::new()).1
     }
 }

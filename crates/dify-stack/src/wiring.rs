@@ -20,13 +20,23 @@ pub fn context(cfg: &StackConfig, account_id: Option<&str>) -> Result<Context, S
     })
 }
 
+/// The cluster's name: the EKS tier's (`dify_stack_eks::Names`), never assumed from the
+/// configuration.
+pub fn cluster_name(ctx: &Context) -> ClusterName {
+    ClusterName::new(dify_stack_eks::Names::of(ctx).cluster)
+}
+
 /// Network tier spec.
-pub fn network_spec(cfg: &StackConfig) -> NetworkSpec {
+pub fn network_spec(cfg: &StackConfig, ctx: &Context) -> NetworkSpec {
     let vpc = match &cfg.network.existing {
         Some(e) => VpcSpec::Existing(e.clone()),
         None => VpcSpec::New(cfg.network.new.clone()),
     };
-    NetworkSpec { cluster_name: cfg.name.clone(), vpc, node_instance_types: cfg.eks.node_group.instance_types.clone() }
+    NetworkSpec {
+        cluster_name: cluster_name(ctx).to_string(),
+        vpc,
+        node_instance_types: cfg.eks.node_group.instance_types.clone(),
+    }
 }
 
 /// Node security group spec (needs the VPC).
@@ -129,23 +139,25 @@ pub fn certificate_spec(cfg: &StackConfig) -> Option<dify_stack_platform::Certif
     })
 }
 
-/// Platform spec (needs the VPC, the cluster and the add-ons' roles).
+/// Platform spec (needs the VPC, the cluster's name and Kubernetes version, from the EKS
+/// output once it exists, and the add-ons' roles).
 pub fn platform_spec(
     cfg: &StackConfig,
     net: &NetworkOutput,
-    cluster: &str,
+    cluster: &ClusterName,
+    kubernetes_version: &str,
     roles: &std::collections::BTreeMap<String, dify_stack_core::ids::RoleArn>,
 ) -> dify_stack_platform::PlatformSpec {
     let p = &cfg.platform;
     dify_stack_platform::PlatformSpec {
-        cluster_name: ClusterName::new(cluster),
-        kubernetes_version: cfg.eks.kubernetes_version.clone(),
+        cluster_name: cluster.clone(),
+        kubernetes_version: kubernetes_version.to_owned(),
         vpc_id: net.vpc_id.clone(),
         kubernetes: creates_service_accounts(cfg),
         load_balancer_controller: p.load_balancer_controller.chart(),
         cluster_autoscaler: p.cluster_autoscaler.chart().map(|mut chart| {
             if chart.version == crate::config::AUTO_VERSION {
-                chart.version = dify_stack_platform::Chart::cluster_autoscaler_for(&cfg.eks.kubernetes_version).version;
+                chart.version = dify_stack_platform::Chart::cluster_autoscaler_for(kubernetes_version).version;
             }
             chart
         }),
@@ -200,7 +212,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
             return Err(prefixed);
         }
     };
-    if let Err(e) = network_spec(cfg).validate(&ctx) {
+    if let Err(e) = network_spec(cfg, &ctx).validate(&ctx) {
         // The tier says `vpc.<field>`; the configuration calls it `network.new.<field>` or
         // `network.existing.<field>`.
         let section = if cfg.network.existing.is_some() { "network.existing" } else { "network.new" };
@@ -262,12 +274,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
             if x.path == "subnets" {
                 continue;
             }
-            let path = if x.path == "opensearch.zone_awareness" && x.message.contains("availability zones") {
-                "datastores.opensearch.zone_awareness".to_owned()
-            } else {
-                format!("datastores.{}", x.path)
-            };
-            kept.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
+            kept.push(format!("datastores.{}", x.path), x.message.clone(), x.hint.clone().unwrap_or_default());
         }
         for x in kept.errors() {
             errs.push(x.path.clone(), x.message.clone(), x.hint.clone().unwrap_or_default());
@@ -277,7 +284,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         errs.extend_prefixed("registry", e);
     }
     let iam = IamSpec {
-        cluster_name: ClusterName::new(&cfg.name),
+        cluster_name: cluster_name(&ctx),
         oidc_issuer_url: format!("https://oidc.eks.{}.{}/id/PLANNED", cfg.region, ctx.partition().dns_suffix()),
         // Names from the tiers' own `names` (the context carries a placeholder account).
         bucket: BucketName::new(dify_stack_datastores::names::bucket(&ctx)),
@@ -293,7 +300,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         discover_thumbprint: cfg.iam.discover_thumbprint,
         service_accounts: cfg.iam.service_accounts,
         helm_release: cfg.iam.helm_release.clone(),
-        addon_roles: addon_roles(cfg, &ctx, &cfg.name),
+        addon_roles: addon_roles(cfg, &ctx, cluster_name(&ctx).as_str()),
     };
     if let Err(e) = iam.validate() {
         errs.extend_prefixed("iam", e);
@@ -307,12 +314,14 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
                 r.addon.clone(),
                 dify_stack_core::ids::RoleArn::new(format!(
                     "arn:aws:iam::123456789012:role/{}",
-                    r.role_name(&cfg.name)
+                    r.role_name(cluster_name(&ctx).as_str())
                 )),
             )
         })
         .collect();
-    if let Err(e) = platform_spec(cfg, &planned_network(cfg), &cfg.name, &roles).validate() {
+    if let Err(e) =
+        platform_spec(cfg, &planned_network(cfg), &cluster_name(&ctx), &cfg.eks.kubernetes_version, &roles).validate()
+    {
         errs.extend_prefixed("platform", e);
     }
     // The domain: checked even with your own certificate (the values file names its hosts).

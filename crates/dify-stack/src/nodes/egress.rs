@@ -24,7 +24,7 @@ impl StackNode for Egress {
 
     /// Converges the whole network tier; its output replaces the network node's.
     async fn apply(&self, run: &AwsRunner, _up: &StackOutput) -> Result<NodeOutput, NodeError> {
-        let out = run.p.network.apply(&run.ctx, &wiring::network_spec(&run.cfg)).await.map_err(fail)?;
+        let out = run.p.network.apply(&run.ctx, &wiring::network_spec(&run.cfg, &run.ctx)).await.map_err(fail)?;
         Ok(NodeOutput::Network(Box::new(out)))
     }
 

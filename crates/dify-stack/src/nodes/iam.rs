@@ -1,7 +1,7 @@
 //! The OIDC provider, the IRSA roles and the service accounts.
 
 use async_trait::async_trait;
-use dify_stack_core::ids::{BucketName, ClusterName};
+use dify_stack_core::ids::BucketName;
 use dify_stack_core::{Provisioner, ResourceRef};
 use dify_stack_iam::IamSelector;
 
@@ -32,7 +32,7 @@ impl StackNode for Iam {
             }
             _ => {
                 let issuer = "https://oidc.eks.planned/id/KNOWN-AFTER-APPLY".to_owned();
-                let (eks, registry) = iam_inputs(cfg, issuer, String::new(), String::new());
+                let (eks, registry) = iam_inputs(cfg, ctx, issuer, String::new(), String::new());
                 let bucket = BucketName::new(dify_stack_datastores::names::bucket(ctx));
                 let spec = wiring::iam_spec(cfg, ctx, &eks, &bucket, &registry);
                 planned(Node::Iam, run.p.iam.diff(ctx, &spec, &Default::default()), true, None)
@@ -55,16 +55,17 @@ impl StackNode for Iam {
     async fn destroy(&self, run: &AwsRunner) -> Result<Vec<ResourceRef>, NodeError> {
         let (ctx, cfg) = (&run.ctx, &run.cfg);
         let cluster = run.p.eks.observe_cluster(ctx).await.map_err(fail)?;
+        let cluster_name = wiring::cluster_name(ctx);
         let selector = IamSelector {
-            cluster_name: ClusterName::new(&cfg.name),
+            cluster_name: cluster_name.clone(),
             oidc_issuer_url: cluster.as_ref().and_then(|c| c.oidc_issuer.clone()),
             namespace: cfg.iam.namespace.clone(),
             // Without a cluster there is no Kubernetes API to clean up.
             service_accounts: wiring::creates_service_accounts(cfg) && cluster.is_some(),
-            addons: wiring::addon_roles(cfg, ctx, &cfg.name).into_iter().map(|a| a.addon).collect(),
+            addons: wiring::addon_roles(cfg, ctx, cluster_name.as_str()).into_iter().map(|a| a.addon).collect(),
         };
         let iam = match &cluster {
-            Some(c) if selector.service_accounts => run.iam(&live_eks(cfg, c), KUBE_API_DESTROY_CAP).await?,
+            Some(c) if selector.service_accounts => run.iam(&live_eks(cfg, ctx, c), KUBE_API_DESTROY_CAP).await?,
             _ => run.p.iam.clone(),
         };
         iam.destroy_selected(ctx, &selector).await.map_err(fail)

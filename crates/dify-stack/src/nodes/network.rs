@@ -19,7 +19,8 @@ impl StackNode for Network {
     }
 
     async fn plan(&self, run: &AwsRunner, _up: &StackOutput) -> Result<PlanStep, NodeError> {
-        let (p, out) = run.p.network.plan_with_output(&run.ctx, &wiring::network_spec(&run.cfg)).await.map_err(fail)?;
+        let (p, out) =
+            run.p.network.plan_with_output(&run.ctx, &wiring::network_spec(&run.cfg, &run.ctx)).await.map_err(fail)?;
         let (core, egress): (Vec<_>, Vec<_>) =
             p.changes.into_iter().partition(|c| dify_stack_network::CORE_KINDS.contains(&c.resource.kind.as_str()));
         let mut step =
@@ -31,7 +32,7 @@ impl StackNode for Network {
     /// The VPC and subnets first; the egress node then converges the whole network (the same
     /// idempotent apply, which finds them made) and its output replaces this one.
     async fn apply(&self, run: &AwsRunner, _up: &StackOutput) -> Result<NodeOutput, NodeError> {
-        let out = run.p.network.apply_core(&run.ctx, &wiring::network_spec(&run.cfg)).await.map_err(fail)?;
+        let out = run.p.network.apply_core(&run.ctx, &wiring::network_spec(&run.cfg, &run.ctx)).await.map_err(fail)?;
         Ok(NodeOutput::Network(Box::new(out)))
     }
 
@@ -42,7 +43,7 @@ impl StackNode for Network {
         // The VPC as it was (cached from the nodes before), for the leftovers check in an
         // existing VPC.
         let vpc = run.discover_vpc().await?;
-        let selector = run.p.network.selector(&run.ctx, &wiring::network_spec(&run.cfg));
+        let selector = run.p.network.selector(&run.ctx, &wiring::network_spec(&run.cfg, &run.ctx));
         let deleted = run.p.network.destroy_selected(&run.ctx, &selector).await.map_err(fail)?;
         run.check_leftovers(vpc.as_ref()).await?;
         Ok(deleted)

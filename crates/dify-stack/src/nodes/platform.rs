@@ -2,7 +2,6 @@
 //! IngressClass.
 
 use async_trait::async_trait;
-use dify_stack_core::ids::ClusterName;
 use dify_stack_core::{Provisioner, ResourceRef};
 use dify_stack_platform::{PlatformSelector, PlatformSpec};
 
@@ -25,8 +24,10 @@ impl StackNode for Platform {
         let (ctx, cfg) = (&run.ctx, &run.cfg);
         let planned_net = wiring::planned_network(cfg);
         let net = up.network.as_ref().unwrap_or(&planned_net);
-        let cluster = up.eks.as_ref().map(|e| e.cluster_name.to_string()).unwrap_or_else(|| cfg.name.clone());
-        let spec = wiring::platform_spec(cfg, net, &cluster, &Default::default());
+        // The cluster as the EKS plan leaves it: the configured version (an upgrade the plan
+        // shows is made before the platform).
+        let cluster = up.eks.as_ref().map(|e| e.cluster_name.clone()).unwrap_or_else(|| wiring::cluster_name(ctx));
+        let spec = wiring::platform_spec(cfg, net, &cluster, &cfg.eks.kubernetes_version, &Default::default());
         Ok(match &up.eks {
             Some(eks) if up.network.is_some() => {
                 let platform = run.platform(spec.kubernetes.then_some(eks)).await?;
@@ -46,7 +47,7 @@ impl StackNode for Platform {
         let net = up.network.as_ref().ok_or_else(|| missing(Node::Platform, "network"))?;
         let eks = up.eks.as_ref().ok_or_else(|| missing(Node::Platform, "eks"))?;
         let iam = up.iam.as_ref().ok_or_else(|| missing(Node::Platform, "iam"))?;
-        let spec = wiring::platform_spec(&run.cfg, net, eks.cluster_name.as_str(), &iam.addon_roles);
+        let spec = wiring::platform_spec(&run.cfg, net, &eks.cluster_name, &eks.kubernetes_version, &iam.addon_roles);
         let platform = run.platform(spec.kubernetes.then_some(eks)).await?;
         // Boxed: Helm, kube-rs and ACM waits make a large future.
         let out = Box::pin(platform.apply(&run.ctx, &spec)).await.map_err(fail)?;
@@ -57,10 +58,9 @@ impl StackNode for Platform {
     async fn destroy(&self, run: &AwsRunner) -> Result<Vec<ResourceRef>, NodeError> {
         let (ctx, cfg) = (&run.ctx, &run.cfg);
         let live = run.reachable_cluster().await;
-        let cluster = dify_stack_eks::cluster_name(ctx).unwrap_or_else(|_| cfg.name.clone());
         let p = &cfg.platform;
         let mut selector = PlatformSelector {
-            cluster_name: ClusterName::new(cluster),
+            cluster_name: wiring::cluster_name(ctx),
             kubernetes: live.is_some(),
             load_balancer_controller: p.load_balancer_controller.chart().is_some(),
             cluster_autoscaler: p.cluster_autoscaler.chart().is_some(),

@@ -35,7 +35,7 @@ fn wiring_passes_only_what_each_tier_needs() {
     assert_eq!(ds.source_security_groups, [SecurityGroupId::new("sg-nodes")]);
     assert_eq!(ds.subnets[1].availability_zone.as_str(), "us-west-2b");
     assert_eq!(ds.aurora, cfg.datastores.aurora);
-    let n = wiring::network_spec(&cfg);
+    let n = wiring::network_spec(&cfg, &wiring::context(&cfg, None).unwrap());
     assert_eq!(n.cluster_name, "dify-test");
     assert!(matches!(n.vpc, dify_stack_network::VpcSpec::New(ref v) if v.az_count == 2));
     assert_eq!(wiring::node_sg_spec(&net).vpc_id.as_str(), "vpc-1");

@@ -52,7 +52,7 @@ fn rds_status(at: Instant) -> RdsStatus {
 #[async_trait]
 impl SgApi for FakeDatastores {
     async fn find(&self, vpc_id: VpcId, name: String) -> Result<Option<SgInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.sgs.iter().find(|(v, n, _)| *v == vpc_id && *n == name).map(|(_, _, g)| g.clone()))
     }
@@ -91,11 +91,11 @@ impl SgApi for FakeDatastores {
 #[async_trait]
 impl SecretsApi for FakeDatastores {
     async fn describe(&self, name: String) -> Result<Option<SecretMeta>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().secrets.get(&name).map(|(m, _)| m.clone()))
     }
     async fn get_value(&self, arn: SecretArn) -> Result<SecretString, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         s.secrets
             .values()
@@ -133,7 +133,7 @@ impl SecretsApi for FakeDatastores {
 #[async_trait]
 impl RdsApi for FakeDatastores {
     async fn find_subnet_group(&self, name: String) -> Result<Option<Tags>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().db_subnet_groups.get(&name).cloned())
     }
     async fn create_subnet_group(&self, name: String, _subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError> {
@@ -145,7 +145,7 @@ impl RdsApi for FakeDatastores {
         unmodelled("DeleteDBSubnetGroup")
     }
     async fn describe_cluster(&self, id: String) -> Result<Option<DbClusterInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.cluster.as_ref().filter(|(c, _)| c.id == id).map(|(c, at)| {
             let mut c = c.clone();
@@ -201,7 +201,7 @@ impl RdsApi for FakeDatastores {
         unmodelled("DeleteDBCluster")
     }
     async fn list_instances(&self, cluster: String) -> Result<Vec<DbInstanceInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         let cluster_at = s.cluster.as_ref().filter(|(c, _)| c.id == cluster).map(|(_, at)| *at);
         Ok(s.instances
@@ -236,7 +236,7 @@ impl RdsApi for FakeDatastores {
         unmodelled("DeleteDBInstance")
     }
     async fn list_snapshots(&self, _cluster: String) -> Result<Vec<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(Vec::new())
     }
     async fn execute(&self, _arn: Arn, _secret: SecretArn, _db: String, sql: String) -> Result<Vec<String>, AwsError> {
@@ -252,7 +252,7 @@ impl RdsApi for FakeDatastores {
 #[async_trait]
 impl ElastiCacheApi for FakeDatastores {
     async fn find_subnet_group(&self, name: String) -> Result<Option<Tags>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().cache_subnet_groups.get(&name).cloned())
     }
     async fn create_subnet_group(&self, name: String, _subnets: Vec<SubnetId>, tags: Tags) -> Result<(), AwsError> {
@@ -264,7 +264,7 @@ impl ElastiCacheApi for FakeDatastores {
         unmodelled("DeleteCacheSubnetGroup")
     }
     async fn describe(&self, id: String) -> Result<Option<ReplicationGroupInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.group.as_ref().filter(|(g, _)| g.id == id).map(|(g, at)| {
             let mut g = g.clone();
@@ -317,7 +317,7 @@ impl ElastiCacheApi for FakeDatastores {
 #[async_trait]
 impl OpenSearchApi for FakeDatastores {
     async fn describe(&self, name: String) -> Result<Option<DomainInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.domain.as_ref().filter(|(d, _)| d.name == name).map(|(d, at)| {
             let mut d = d.clone();
@@ -367,7 +367,7 @@ impl OpenSearchApi for FakeDatastores {
         unmodelled("DeleteDomain")
     }
     async fn service_linked_role_exists(&self) -> Result<bool, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().linked_role)
     }
     async fn create_service_linked_role(&self) -> Result<(), AwsError> {
@@ -380,7 +380,7 @@ impl OpenSearchApi for FakeDatastores {
 #[async_trait]
 impl S3Api for FakeDatastores {
     async fn describe(&self, bucket: BucketName) -> Result<Option<BucketInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().buckets.get(&bucket).cloned())
     }
     async fn create(&self, bucket: BucketName, _region: String) -> Result<(), AwsError> {
@@ -407,7 +407,7 @@ impl S3Api for FakeDatastores {
         self.bucket(bucket, |b| b.abort_multipart_days = Some(days)).await
     }
     async fn list_versions(&self, _: BucketName, _: Option<(String, String)>) -> Result<VersionPage, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok((Vec::new(), None))
     }
     async fn delete_versions(&self, _: BucketName, _: Vec<(String, String)>) -> Result<Vec<String>, AwsError> {

@@ -29,6 +29,25 @@ struct State {
     nodegroup: Option<(NodegroupInfo, Instant)>,
     addons: BTreeMap<String, (AddonInfo, Instant)>,
     access: BTreeMap<String, Vec<String>>,
+    /// When each role (by ARN) can be assumed by EKS: IAM is eventually consistent.
+    usable: BTreeMap<String, Instant>,
+}
+
+impl FakeEks {
+    /// EKS's refusal of a role IAM has not propagated yet (the message EKS gives, which the
+    /// tier retries on: `AwsError::is_iam_propagation`).
+    fn refused_role(&self, op: &'static str, role: &str) -> Result<(), AwsError> {
+        match self.state.lock().unwrap().usable.get(role) {
+            Some(at) if Instant::now() < *at => Err(AwsError::new(
+                op,
+                "InvalidParameterException",
+                format!(
+                    "Role with arn: {role}, could not be assumed because it does not exist or the trusted entity is not correct"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The fake; clones share one account (the node security group and the EKS node use one each).
@@ -53,7 +72,7 @@ fn status(at: Instant) -> Status {
 #[async_trait]
 impl ClusterApi for FakeEks {
     async fn describe_cluster(&self, name: ClusterName) -> Result<Option<ClusterInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.cluster.as_ref().filter(|(c, _)| c.name == name.as_str()).map(|(c, at)| {
             let mut c = c.clone();
@@ -69,6 +88,7 @@ impl ClusterApi for FakeEks {
     }
     async fn create_cluster(&self, create: ClusterCreate) -> Result<ClusterInfo, AwsError> {
         self.sim.write().await;
+        self.refused_role("CreateCluster", create.role_arn.as_str())?;
         let c = ClusterInfo {
             name: create.name.to_string(),
             arn: format!("arn:aws:eks:us-west-2:123456789012:cluster/{}", create.name),
@@ -115,7 +135,7 @@ impl ClusterApi for FakeEks {
         unmodelled("UpdateClusterConfig")
     }
     async fn upgrade_insights(&self, _: ClusterName) -> Result<Vec<Insight>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(Vec::new())
     }
     async fn describe_update(&self, _: ClusterName, _: String) -> Result<Option<UpdateInfo>, AwsError> {
@@ -129,11 +149,11 @@ impl ClusterApi for FakeEks {
         unmodelled("DeleteCluster")
     }
     async fn list_nodegroups(&self, _cluster: ClusterName) -> Result<Vec<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().nodegroup.iter().map(|(n, _)| n.name.clone()).collect())
     }
     async fn describe_nodegroup(&self, _cluster: ClusterName, name: String) -> Result<Option<NodegroupInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.nodegroup
             .as_ref()
@@ -142,6 +162,7 @@ impl ClusterApi for FakeEks {
     }
     async fn create_nodegroup(&self, c: NodegroupCreate) -> Result<NodegroupInfo, AwsError> {
         self.sim.write().await;
+        self.refused_role("CreateNodegroup", c.node_role.as_str())?;
         let n = NodegroupInfo {
             arn: format!("arn:aws:eks:us-west-2:123456789012:nodegroup/{}/{}", c.cluster, c.name),
             name: c.name,
@@ -173,11 +194,11 @@ impl ClusterApi for FakeEks {
         unmodelled("DeleteNodegroup")
     }
     async fn list_addons(&self, _cluster: ClusterName) -> Result<Vec<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().addons.keys().cloned().collect())
     }
     async fn describe_addon(&self, _cluster: ClusterName, name: String) -> Result<Option<AddonInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         // Pods need nodes: not ready before the node group is (nor while there is none).
         let nodes = s.nodegroup.as_ref().map(|(_, at)| *at);
@@ -187,7 +208,7 @@ impl ClusterApi for FakeEks {
         }))
     }
     async fn addon_versions(&self, name: String, k8s: String) -> Result<AddonVersions, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let v = format!("v-{name}-{k8s}-eksbuild.1");
         Ok(AddonVersions { default: Some(v.clone()), compatible: vec![v] })
     }
@@ -214,11 +235,11 @@ impl ClusterApi for FakeEks {
         unmodelled("DeleteAddon")
     }
     async fn list_access_entries(&self, _cluster: ClusterName) -> Result<Vec<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().access.keys().cloned().collect())
     }
     async fn list_access_policies(&self, _cluster: ClusterName, principal: Arn) -> Result<Vec<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().access.get(principal.as_str()).cloned().unwrap_or_default())
     }
     async fn create_access_entry(&self, _cluster: ClusterName, principal: Arn, _tags: Tags) -> Result<(), AwsError> {
@@ -244,7 +265,7 @@ impl ClusterApi for FakeEks {
 #[async_trait]
 impl LogsApi for FakeEks {
     async fn describe_log_group(&self, name: String) -> Result<Option<LogGroupInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().logs.get(&name).cloned())
     }
     async fn create_log_group(&self, name: String, tags: Tags) -> Result<(), AwsError> {
@@ -267,14 +288,17 @@ impl LogsApi for FakeEks {
 #[async_trait]
 impl RolesApi for FakeEks {
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().roles.get(&name).cloned())
     }
     async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleArn, AwsError> {
         self.sim.write().await;
         let arn = RoleArn::new(format!("arn:aws:iam::123456789012:role/{name}"));
         let r = RoleInfo { name: name.clone(), arn: arn.clone(), trust, attached: Vec::new(), tags };
-        self.state.lock().unwrap().roles.insert(name, r);
+        let usable = self.sim.ready_at_for("iam_propagation", &name);
+        let mut state = self.state.lock().unwrap();
+        state.usable.insert(arn.to_string(), usable);
+        state.roles.insert(name, r);
         Ok(arn)
     }
     async fn update_trust(&self, _: String, _: String) -> Result<(), AwsError> {
@@ -305,7 +329,7 @@ impl RolesApi for FakeEks {
 #[async_trait]
 impl KeysApi for FakeEks {
     async fn find_key(&self, alias: String) -> Result<Option<KeyInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.keys.iter().find(|(a, _)| a.as_deref() == Some(alias.as_str())).map(|(_, k)| k.clone()))
     }
@@ -322,7 +346,7 @@ impl KeysApi for FakeEks {
         Ok(k)
     }
     async fn find_keys_by_tags(&self, tags: Tags) -> Result<Vec<KeyInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.keys.iter().filter(|(_, k)| has_tags(&k.tags, &tags)).map(|(_, k)| k.clone()).collect())
     }
@@ -352,7 +376,7 @@ impl KeysApi for FakeEks {
 #[async_trait]
 impl Ec2Api for FakeEks {
     async fn find_security_group(&self, vpc_id: VpcId, name: String) -> Result<Option<SecurityGroupInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.sgs.iter().find(|(v, g)| v == vpc_id.as_str() && g.name == name).map(|(_, g)| g.clone()))
     }
@@ -372,7 +396,7 @@ impl Ec2Api for FakeEks {
         unmodelled("DeleteSecurityGroup")
     }
     async fn find_launch_template(&self, name: String) -> Result<Option<LaunchTemplateInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().lts.get(&name).cloned())
     }
     async fn create_launch_template(

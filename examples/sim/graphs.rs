@@ -103,11 +103,22 @@ fn resource_graph(
         ("kms_alias", cheap, vec!["kms_key"]),
         ("log_group", cheap, vec![]),
         ("log_retention", cheap, vec!["log_group"]),
-        ("eks_cluster", cheap + max("eks_cluster"), vec!["subnets", "eks_role_policies", "kms_key", "log_group"]),
+        // IAM propagates a new role before EKS can assume it (`iam_propagation`).
+        ("cluster_role_usable", max("iam_propagation:dify-bench-eks-cluster"), vec!["eks_roles"]),
+        ("node_role_usable", max("iam_propagation:dify-bench-eks-node"), vec!["eks_roles"]),
+        (
+            "eks_cluster",
+            cheap + max("eks_cluster"),
+            vec!["subnets", "eks_role_policies", "cluster_role_usable", "kms_key", "log_group"],
+        ),
         ("access_entries", cheap, vec!["eks_cluster"]),
         ("access_policies", cheap, vec!["access_entries"]),
         ("launch_template", cheap, vec!["node_sg", "eks_cluster"]),
-        ("nodegroup", cheap + nodegroup, vec!["eks_cluster", "launch_template", "private_routes", "associations"]),
+        (
+            "nodegroup",
+            cheap + nodegroup,
+            vec!["eks_cluster", "launch_template", "node_role_usable", "private_routes", "associations"],
+        ),
         ("daemonset_addons", cheap + addons(true), vec!["eks_cluster"]),
         ("deployment_addons", cheap + addons(false), vec!["eks_cluster", "nodegroup"]),
         ("aurora_sg", cheap, vec!["vpc"]),
@@ -181,7 +192,10 @@ pub(crate) fn terraform_makespan(prod: bool, domain: bool, drawn: &BTreeMap<Stri
         ("vpc_subnets", 4.0 * cheap, vec![]),
         ("nat_routes", wait("nat_gateway") + 2.0 * cheap, vec!["vpc_subnets"]),
         ("iam_roles_kms", 3.0 * cheap, vec![]),
-        ("eks_cluster", wait("eks_cluster"), vec!["vpc_subnets", "iam_roles_kms"]),
+        // The provider retries CreateCluster while the new role propagates: charged exactly (no
+        // poll lag, in Terraform's favour).
+        ("cluster_role_usable", max("iam_propagation:dify-bench-eks-cluster"), vec!["iam_roles_kms"]),
+        ("eks_cluster", wait("eks_cluster"), vec!["vpc_subnets", "cluster_role_usable"]),
         (
             "nodegroup",
             cheap + wait(if prod { "eks_nodegroup_prod" } else { "eks_nodegroup_test" }),

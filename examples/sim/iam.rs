@@ -38,7 +38,7 @@ impl FakeIam {
 #[async_trait]
 impl IamApi for FakeIam {
     async fn list_oidc_providers(&self) -> Result<Vec<OidcInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().providers.clone())
     }
     async fn create_oidc_provider(&self, c: OidcCreate) -> Result<OidcProviderArn, AwsError> {
@@ -58,7 +58,7 @@ impl IamApi for FakeIam {
         unmodelled("DeleteOpenIDConnectProvider")
     }
     async fn get_role(&self, name: String) -> Result<Option<RoleInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().roles.get(&name).map(|(r, _)| r.clone()))
     }
     async fn create_role(&self, name: String, trust: String, tags: Tags) -> Result<RoleInfo, AwsError> {
@@ -83,7 +83,7 @@ impl IamApi for FakeIam {
         Ok(())
     }
     async fn get_role_policy(&self, role: String, policy: String) -> Result<Option<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().roles.get(&role).and_then(|(_, p)| p.get(&policy).cloned()))
     }
     async fn put_role_policy(&self, role: String, policy: String, document: String) -> Result<(), AwsError> {
@@ -94,14 +94,14 @@ impl IamApi for FakeIam {
         Ok(())
     }
     async fn list_role_policies(&self, role: String) -> Result<Vec<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().roles.get(&role).map(|(_, p)| p.keys().cloned().collect()).unwrap_or_default())
     }
     async fn delete_role_policy(&self, _: String, _: String) -> Result<(), AwsError> {
         unmodelled("DeleteRolePolicy")
     }
     async fn list_attached_policies(&self, _role: String) -> Result<Vec<Arn>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(Vec::new())
     }
     async fn detach_role_policy(&self, _: String, _: Arn) -> Result<(), AwsError> {
@@ -116,11 +116,11 @@ impl IamApi for FakeIam {
 #[async_trait]
 impl ServiceAccountApi for FakeIam {
     async fn apply_namespace(&self, _namespace: String) -> Result<(), KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(())
     }
     async fn apply_service_account(&self, a: IrsaServiceAccount) -> Result<(), KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         let sa = ManagedServiceAccount {
             name: a.name.clone(),
             role_arn: Some(a.role_arn),
@@ -130,25 +130,25 @@ impl ServiceAccountApi for FakeIam {
         Ok(())
     }
     async fn list_managed(&self, namespace: String) -> Result<Vec<ManagedServiceAccount>, KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.accounts.iter().filter(|((ns, _), _)| *ns == namespace).map(|(_, a)| a.clone()).collect())
     }
     async fn delete_service_account(&self, namespace: String, name: String) -> Result<(), KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         self.state.lock().unwrap().accounts.remove(&(namespace, name));
         Ok(())
     }
     async fn delete_namespace_if_ours_and_empty(&self, _namespace: String) -> Result<bool, KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(false)
     }
     async fn default_storage_class_present(&self) -> Result<bool, KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().storage_class)
     }
     async fn apply_default_storage_class(&self) -> Result<(), KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         self.state.lock().unwrap().storage_class = true;
         Ok(())
     }

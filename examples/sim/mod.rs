@@ -19,6 +19,7 @@ use std::time::Duration;
 use dify_stack::core::{AwsError, Tags};
 use tokio::time::Instant;
 
+pub(crate) mod control;
 pub(crate) mod datastores;
 pub(crate) mod eks;
 pub(crate) mod graphs;
@@ -30,6 +31,12 @@ pub(crate) mod registry;
 
 /// min / median / p95 seconds.
 pub(crate) type Dist = [f64; 3];
+
+/// One API call's round trip (the request signed, sent, answered in the region), charged to
+/// every read and to every call of the control plane (`control`): 100 ms, an estimate (the
+/// durations file has no per-call figure; in-region AWS API calls answer in tens to a few
+/// hundred milliseconds). A write's cost is its `cheap_object` duration, which includes it.
+pub(crate) const API_ROUND_TRIP: Duration = Duration::from_millis(100);
 
 /// The clock, the durations and what one run sampled.
 pub(crate) struct Sim {
@@ -109,9 +116,10 @@ impl Sim {
         tokio::time::sleep(Duration::from_secs_f64(self.dists["cheap_object"][1])).await;
     }
 
-    /// A read: counted, takes no time.
-    pub(crate) fn read(&self) {
+    /// A read (or any call that changes no resource): counted, takes one API round trip.
+    pub(crate) async fn read(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(API_ROUND_TRIP).await;
     }
 
     /// A fresh id `prefix-<n>`.

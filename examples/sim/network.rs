@@ -74,15 +74,15 @@ fn matches(filters: &[Filter], attrs: &[(&str, &str)], tags: &Tags) -> bool {
 #[async_trait]
 impl Ec2Api for FakeEc2 {
     async fn describe_zones(&self) -> Result<Vec<ZoneInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.zones.clone())
     }
     async fn instance_type_zone_ids(&self, _instance_type: String) -> Result<Vec<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.zones.iter().map(|z| z.id.clone()).collect())
     }
     async fn describe_vpcs(&self, filters: Vec<Filter>) -> Result<Vec<VpcInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.vpcs
             .iter()
@@ -91,7 +91,7 @@ impl Ec2Api for FakeEc2 {
             .collect())
     }
     async fn describe_vpc_dns(&self, vpc: VpcId) -> Result<DnsAttributes, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         s.vpcs
             .iter()
@@ -100,7 +100,7 @@ impl Ec2Api for FakeEc2 {
             .ok_or_else(|| AwsError::new("DescribeVpcAttribute", "InvalidVpcID.NotFound", vpc.as_str()))
     }
     async fn describe_subnets(&self, filters: Vec<Filter>) -> Result<Vec<SubnetInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.subnets
             .iter()
@@ -109,7 +109,7 @@ impl Ec2Api for FakeEc2 {
             .collect())
     }
     async fn describe_internet_gateways(&self, filters: Vec<Filter>) -> Result<Vec<IgwInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.igws
             .iter()
@@ -124,11 +124,11 @@ impl Ec2Api for FakeEc2 {
             .collect())
     }
     async fn elastic_ip_quota(&self) -> Result<Option<u32>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(Some(5))
     }
     async fn describe_addresses(&self, filters: Vec<Filter>) -> Result<Vec<AddressInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.addresses
             .iter()
@@ -137,7 +137,7 @@ impl Ec2Api for FakeEc2 {
             .collect())
     }
     async fn describe_nat_gateways(&self, filters: Vec<Filter>) -> Result<Vec<NatInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.nats
             .iter()
@@ -156,7 +156,7 @@ impl Ec2Api for FakeEc2 {
             .collect())
     }
     async fn describe_route_tables(&self, filters: Vec<Filter>) -> Result<Vec<RouteTableInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.tables
             .iter()
@@ -174,11 +174,11 @@ impl Ec2Api for FakeEc2 {
             .collect())
     }
     async fn describe_network_interfaces(&self, _filters: Vec<Filter>) -> Result<Vec<EniInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(Vec::new())
     }
     async fn describe_security_groups(&self, _filters: Vec<Filter>) -> Result<Vec<SecurityGroupInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(Vec::new())
     }
 
@@ -295,7 +295,7 @@ impl Ec2Api for FakeEc2 {
         let deadline = Instant::now() + max_wait;
         let mut delay = dify_stack::network::sdk::NAT_POLL_FIRST;
         loop {
-            self.sim.read();
+            self.sim.read().await;
             let all_ready = {
                 let s = self.state.lock().unwrap();
                 ids.iter().all(|id| s.nats.iter().any(|(n, at)| &n.id == id && ready(*at)))

@@ -44,11 +44,11 @@ impl FakePlatform {
 #[async_trait]
 impl AddonApi for FakePlatform {
     async fn offered_version(&self, addon: String, k8s: String) -> Result<Option<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(Some(format!("v-{addon}-{k8s}-eksbuild.1")))
     }
     async fn addon(&self, _cluster: ClusterName, addon: String) -> Result<Option<AddonState>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().addons.get(&addon).map(|(a, at)| AddonState {
             status: if ready(*at) { "ACTIVE" } else { "CREATING" }.to_owned(),
             ..a.clone()
@@ -77,12 +77,12 @@ impl AddonApi for FakePlatform {
 #[async_trait]
 impl DnsApi for FakePlatform {
     async fn certificates_for(&self, domain: String) -> Result<Vec<Arn>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.certificates.iter().filter(|(c, _)| c.domain == domain).map(|(c, _)| c.arn.clone()).collect())
     }
     async fn describe_certificate(&self, arn: Arn) -> Result<Option<Certificate>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let s = self.state.lock().unwrap();
         Ok(s.certificates.iter().find(|(c, _)| c.arn == arn).map(|(c, at)| {
             let mut c = c.clone();
@@ -114,11 +114,11 @@ impl DnsApi for FakePlatform {
         unmodelled("DeleteCertificate")
     }
     async fn find_public_zone(&self, _domain: String) -> Result<Option<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.zone.clone())
     }
     async fn get_record(&self, _zone: String, name: String, kind: String) -> Result<Option<Record>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().records.get(&(name, kind)).cloned())
     }
     async fn change_records(&self, _zone: String, changes: Vec<(RecordAction, Record)>) -> Result<(), AwsError> {
@@ -142,12 +142,12 @@ impl DnsApi for FakePlatform {
 #[async_trait]
 impl HelmApi for FakePlatform {
     async fn status(&self, release: String, _namespace: String) -> Result<Option<ReleaseInfo>, HelmError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().releases.get(&release).cloned())
     }
     async fn upgrade_install(&self, r: ReleaseInstall) -> Result<(), HelmError> {
         let ReleaseInstall { name: release, chart, .. } = r;
-        self.sim.read();
+        self.sim.read().await;
         tokio::time::sleep(self.sim.duration("helm_release")).await;
         let info = ReleaseInfo { chart: format!("{}-{}", chart.chart, chart.version), status: "deployed".to_owned() };
         self.state.lock().unwrap().releases.insert(release, info);
@@ -165,16 +165,16 @@ impl HelmApi for FakePlatform {
 #[async_trait]
 impl IngressClassApi for FakePlatform {
     async fn ingress_class(&self, _name: String) -> Result<Option<IngressClassState>, KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.state.lock().unwrap().ingress_class.clone())
     }
     async fn apply_ingress_class(&self, _name: String, controller: String) -> Result<(), KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         self.state.lock().unwrap().ingress_class = Some(IngressClassState { controller, ours: true });
         Ok(())
     }
     async fn delete_ingress_class(&self, _: String) -> Result<(), KubeFailure> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(())
     }
 }

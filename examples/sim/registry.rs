@@ -40,20 +40,20 @@ impl FakeEcr {
 #[async_trait]
 impl EcrApi for FakeEcr {
     async fn list_repositories(&self) -> Result<Vec<RepoInfo>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.repos.lock().unwrap().values().map(|(r, _, _)| r.clone()).collect())
     }
     async fn list_tags(&self, arn: Arn) -> Result<Tags, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         let repos = self.repos.lock().unwrap();
         Ok(repos.values().find(|(r, _, _)| r.arn == arn).map(|(_, t, _)| t.clone()).unwrap_or_default())
     }
     async fn get_lifecycle_policy(&self, name: RepositoryName) -> Result<Option<String>, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(self.repos.lock().unwrap().get(name.as_str()).and_then(|(_, _, p)| p.clone()))
     }
     async fn image_count(&self, _name: RepositoryName) -> Result<usize, AwsError> {
-        self.sim.read();
+        self.sim.read().await;
         Ok(0)
     }
     async fn create_repository(

@@ -139,3 +139,105 @@ mod tests {
         assert_eq!(back.to_string(), "vpc-123");
     }
 }
+
+/// A Kubernetes minor version (`1.33`), parsed once where it enters: a configuration file (a
+/// malformed one is refused there, with its path) or code (`KubernetesVersion::new(1, 33)`,
+/// `"1.33".parse()`). Ordered by major, then minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KubernetesVersion {
+    major: u32,
+    minor: u32,
+}
+
+/// A string that is not a Kubernetes minor version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a Kubernetes minor version: use the form \"1.33\"")]
+pub struct KubernetesVersionError(pub String);
+
+impl KubernetesVersion {
+    /// `major.minor`.
+    pub const fn new(major: u32, minor: u32) -> Self {
+        KubernetesVersion { major, minor }
+    }
+
+    /// The major version (1).
+    pub const fn major(self) -> u32 {
+        self.major
+    }
+
+    /// The minor version (33 of 1.33).
+    pub const fn minor(self) -> u32 {
+        self.minor
+    }
+
+    /// The next minor (1.34 after 1.33): the step an upgrade takes.
+    pub const fn next_minor(self) -> Self {
+        KubernetesVersion { major: self.major, minor: self.minor + 1 }
+    }
+
+    /// The minor of a release string as clusters and components report it (`v1.33.2`,
+    /// `1.33.2-eks-1234`, `1.33`); `None` when it names none.
+    pub fn of_release(release: &str) -> Option<Self> {
+        let mut parts = release.trim_start_matches('v').split(['.', '-', '+']);
+        let number =
+            |p: Option<&str>| p.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))?.parse().ok();
+        Some(KubernetesVersion { major: number(parts.next())?, minor: number(parts.next())? })
+    }
+}
+
+impl std::str::FromStr for KubernetesVersion {
+    type Err = KubernetesVersionError;
+
+    /// Exactly `major.minor`, digits only.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || KubernetesVersionError(s.to_owned());
+        let (major, minor) = s.split_once('.').ok_or_else(err)?;
+        let number = |p: &str| {
+            (!p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten()
+        };
+        Ok(KubernetesVersion { major: number(major).ok_or_else(err)?, minor: number(minor).ok_or_else(err)? })
+    }
+}
+
+impl fmt::Display for KubernetesVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl Serialize for KubernetesVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for KubernetesVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod kubernetes_version_tests {
+    use super::KubernetesVersion;
+
+    #[test]
+    fn a_kubernetes_version_is_major_dot_minor_and_nothing_else() {
+        let v: KubernetesVersion = "1.33".parse().unwrap();
+        assert_eq!(v, KubernetesVersion::new(1, 33));
+        assert_eq!(v.to_string(), "1.33");
+        assert_eq!(v.next_minor().to_string(), "1.34");
+        assert!(KubernetesVersion::new(1, 9) < KubernetesVersion::new(1, 10));
+        for bad in ["latest", "1", "1.", ".33", "v1.33", "1.33.2", "1.3a", " 1.33", ""] {
+            let e = bad.parse::<KubernetesVersion>().unwrap_err();
+            assert!(e.to_string().contains("use the form \"1.33\""), "{bad}: {e}");
+        }
+        assert_eq!(serde_json::to_string(&v).unwrap(), "\"1.33\"");
+        assert_eq!(serde_json::from_str::<KubernetesVersion>("\"1.34\"").unwrap(), KubernetesVersion::new(1, 34));
+        assert!(serde_json::from_str::<KubernetesVersion>("\"latest\"").is_err());
+        assert_eq!(KubernetesVersion::of_release("v1.33.2-eks-1234"), Some(KubernetesVersion::new(1, 33)));
+        assert_eq!(KubernetesVersion::of_release("1.34"), Some(KubernetesVersion::new(1, 34)));
+        assert_eq!(KubernetesVersion::of_release("vX"), None);
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use dify_stack_core::ids::KubernetesVersion;
 use dify_stack_core::{Environment, Tags};
 use dify_stack_datastores::{AuroraSpec, BucketSpec, OpenSearchSpec, RedisSpec};
 use dify_stack_eks::{EndpointSpec, NodeGroupSpec};
@@ -66,8 +67,8 @@ pub struct NetworkConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EksConfig {
-    /// Kubernetes minor version.
-    pub kubernetes_version: String,
+    /// Kubernetes minor version (`"1.33"`; anything else is refused when the file is read).
+    pub kubernetes_version: KubernetesVersion,
     /// Endpoint access: extra CIDRs for the public endpoint (see `kubernetes_access`).
     #[serde(default)]
     pub endpoint: EndpointSpec,
@@ -429,7 +430,7 @@ impl StackConfig {
                 existing: None,
             },
             eks: EksConfig {
-                kubernetes_version: "1.33".to_owned(),
+                kubernetes_version: KubernetesVersion::new(1, 33),
                 endpoint: EndpointSpec::default(),
                 kubernetes_access: KubernetesAccess::default(),
                 checkip_url: default_checkip_url(),

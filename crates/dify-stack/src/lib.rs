@@ -280,7 +280,7 @@ impl Stack {
         if let Some(eks) = plan.observed.eks.as_ref() {
             plan.notes.extend(dify_stack_eks::lifecycle::upgrade_cost_note(
                 &eks.kubernetes_version,
-                &self.cfg.eks.kubernetes_version,
+                &self.cfg.eks.kubernetes_version.to_string(),
                 std::time::SystemTime::now(),
             ));
         }
@@ -308,9 +308,9 @@ impl Stack {
         };
         let mut notes = vec![access];
         let now = std::time::SystemTime::now();
-        notes.extend(dify_stack_eks::lifecycle::support_note(&self.cfg.eks.kubernetes_version, now));
+        notes.extend(dify_stack_eks::lifecycle::support_note(&self.cfg.eks.kubernetes_version.to_string(), now));
         notes.extend(dify_stack_eks::lifecycle::support_type_note(
-            &self.cfg.eks.kubernetes_version,
+            &self.cfg.eks.kubernetes_version.to_string(),
             self.cfg.eks.support_type,
             now,
         ));

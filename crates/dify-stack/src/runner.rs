@@ -62,7 +62,7 @@ pub(crate) fn iam_inputs(
     let eks = dify_stack_eks::EksOutput {
         cluster_name: wiring::cluster_name(ctx),
         cluster_arn: dify_stack_core::ids::Arn::new(""),
-        kubernetes_version: String::new(),
+        kubernetes_version: cfg.eks.kubernetes_version.to_string(),
         endpoint,
         ca_data,
         oidc_issuer_url: issuer,

@@ -50,7 +50,7 @@ pub fn eks_spec(cfg: &StackConfig, net: &NetworkOutput) -> EksSpec {
     EksSpec {
         vpc_id: net.vpc_id.clone(),
         private_subnet_ids: net.private_subnets.iter().map(|s| s.id.clone()).collect(),
-        kubernetes_version: e.kubernetes_version.clone(),
+        kubernetes_version: e.kubernetes_version,
         endpoint: e.endpoint.clone(),
         // The operators' addresses (`lock::Operators`, filled by `Stack::connect`).
         operator_cidrs: e.operator_cidrs.clone(),
@@ -145,13 +145,13 @@ pub fn platform_spec(
     cfg: &StackConfig,
     net: &NetworkOutput,
     cluster: &ClusterName,
-    kubernetes_version: &str,
+    kubernetes_version: dify_stack_core::ids::KubernetesVersion,
     roles: &std::collections::BTreeMap<String, dify_stack_core::ids::RoleArn>,
 ) -> dify_stack_platform::PlatformSpec {
     let p = &cfg.platform;
     dify_stack_platform::PlatformSpec {
         cluster_name: cluster.clone(),
-        kubernetes_version: kubernetes_version.to_owned(),
+        kubernetes_version,
         vpc_id: net.vpc_id.clone(),
         kubernetes: creates_service_accounts(cfg),
         load_balancer_controller: p.load_balancer_controller.chart(),
@@ -320,7 +320,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         })
         .collect();
     if let Err(e) =
-        platform_spec(cfg, &planned_network(cfg), &cluster_name(&ctx), &cfg.eks.kubernetes_version, &roles).validate()
+        platform_spec(cfg, &planned_network(cfg), &cluster_name(&ctx), cfg.eks.kubernetes_version, &roles).validate()
     {
         errs.extend_prefixed("platform", e);
     }

@@ -57,7 +57,7 @@ proptest! {
         disk in any::<i32>(),
         instance in ".{0,20}",
         ami in ".{0,30}",
-        version in ".{0,8}",
+        version in (0u32..3, 0u32..60),
         min_acu in any::<f64>(),
         max_acu in any::<f64>(),
         instances in any::<u32>(),
@@ -82,7 +82,7 @@ proptest! {
         c.eks.node_group.disk_size_gib = disk;
         c.eks.node_group.instance_types = vec![instance];
         c.eks.node_group.ami_type = ami;
-        c.eks.kubernetes_version = version;
+        c.eks.kubernetes_version = dify_stack::core::ids::KubernetesVersion::new(version.0, version.1);
         c.eks.endpoint.public_access_cidrs = cidrs;
         c.datastores.aurora.min_acu = min_acu;
         c.datastores.aurora.max_acu = max_acu;

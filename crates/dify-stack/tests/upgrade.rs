@@ -14,7 +14,7 @@ fn config(name: &str, version: &str) -> StackConfig {
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;
-    cfg.eks.kubernetes_version = version.into();
+    cfg.eks.kubernetes_version = version.parse().expect("a Kubernetes version");
     cfg
 }
 

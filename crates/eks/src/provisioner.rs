@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, RoleArn, SecurityGroupId, VpcId};
+use dify_stack_core::ids::{Arn, ClusterName, KmsKeyArn, KubernetesVersion, RoleArn, SecurityGroupId, VpcId};
 use dify_stack_core::wait::{self, Probe, WaitError};
 use dify_stack_core::{
     Action, AwsAt, AwsError, Change, Context, Effect, NotOwned, Planned, Provisioner, ResourceRef, SpecErrors, Tags,
@@ -19,7 +19,7 @@ use crate::client::{
     RoleInfo, SecurityGroupInfo, Status, UpdateInfo,
 };
 use crate::load_balancers::{ClusterLoadBalancer, LoadBalancerApi, LoadBalancerObjects, list_ids};
-use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSelector, EksSpec, parse_version};
+use crate::spec::{CLUSTER_ADMIN_POLICY, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSelector, EksSpec};
 use crate::{EksError, Result};
 
 mod after_use;
@@ -295,25 +295,26 @@ fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
     v
 }
 
-/// One step of a Kubernetes upgrade: the next minor version from `have` towards `want`.
-/// `None` when already there; an error for a downgrade.
-pub fn next_version(have: &str, want: &str) -> Result<Option<String>> {
-    let (Some(h), Some(w)) = (parse_version(have), parse_version(want)) else {
+/// One step of a Kubernetes upgrade: the next minor version from `have` (as the cluster
+/// reports it) towards `want`. `None` when already there; an error for a downgrade or a
+/// version the cluster reports that is not one.
+pub fn next_version(have: &str, want: KubernetesVersion) -> Result<Option<KubernetesVersion>> {
+    let Ok(h) = have.parse::<KubernetesVersion>() else {
         let mut errs = SpecErrors::new();
         errs.push(
             "kubernetes_version",
-            format!("cannot compare versions {have:?} and {want:?}"),
-            "use the form \"1.33\"",
+            format!("cannot compare the cluster's version {have:?} with {want}"),
+            "the cluster reports its minor as \"1.33\"",
         );
         return Err(EksError::Invalid(errs));
     };
-    if h == w {
+    if h == want {
         return Ok(None);
     }
-    if w < h || w.0 != h.0 {
-        return Err(EksError::DowngradeRefused { have: have.to_owned(), want: want.to_owned() });
+    if want < h || want.major() != h.major() {
+        return Err(EksError::DowngradeRefused { have: have.to_owned(), want: want.to_string() });
     }
-    Ok(Some(format!("{}.{}", h.0, h.1 + 1)))
+    Ok(Some(h.next_minor()))
 }
 
 impl EksProvisioner {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dify_stack_core::ids::{SubnetId, VpcId};
+use dify_stack_core::ids::{KubernetesVersion, SubnetId, VpcId};
 use dify_stack_core::{Context, Environment, NameKind, SpecErrors};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,7 @@ pub struct EksSpec {
     /// Kubernetes minor version, `"1.33"`. Upgrades go one minor version at a time; downgrades
     /// are refused.
     #[serde(default = "default_version")]
-    pub kubernetes_version: String,
+    pub kubernetes_version: KubernetesVersion,
     /// Endpoint access.
     #[serde(default)]
     pub endpoint: EndpointSpec,
@@ -152,8 +152,8 @@ pub struct NodeGroupSpec {
     pub labels: BTreeMap<String, String>,
 }
 
-fn default_version() -> String {
-    "1.33".to_owned()
+fn default_version() -> KubernetesVersion {
+    KubernetesVersion::new(1, 33)
 }
 /// The retention values CloudWatch Logs accepts (PutRetentionPolicy, `retentionInDays`).
 pub const LOG_RETENTION_DAYS: [i32; 22] =
@@ -244,13 +244,6 @@ impl EksSpec {
                 "private_subnet_ids",
                 format!("EKS needs subnets in at least 2 availability zones, got {}", self.private_subnet_ids.len()),
                 "pass the network tier's private subnets",
-            );
-        }
-        if parse_version(&self.kubernetes_version).is_none() {
-            errs.push(
-                "kubernetes_version",
-                format!("{:?} is not a Kubernetes minor version", self.kubernetes_version),
-                "use the form \"1.33\"",
             );
         }
         for (i, cidr) in self.endpoint.public_access_cidrs.iter().enumerate() {

@@ -48,7 +48,6 @@ fn validation_rejects_mismatched_architectures_and_open_endpoints_with_paths() {
     s.node_group.instance_types = vec!["m7i.xlarge".into(), "m7g.xlarge".into()];
     s.endpoint.public_access_cidrs = vec!["0.0.0.0/0".into(), "bogus".into()];
     s.node_group.min = 3;
-    s.kubernetes_version = "latest".into();
     s.private_subnet_ids.truncate(1);
     s.admin_principals = vec!["me".into()];
     let errs = s.validate(&ctx).unwrap_err();
@@ -58,13 +57,12 @@ fn validation_rejects_mismatched_architectures_and_open_endpoints_with_paths() {
         "endpoint.public_access_cidrs[0]",
         "endpoint.public_access_cidrs[1]",
         "node_group.desired",
-        "kubernetes_version",
         "private_subnet_ids",
         "admin_principals[0]",
     ] {
         assert!(paths.contains(&p), "{p} missing in {paths:?}");
     }
-    assert_eq!(paths.len(), 7, "{errs}");
+    assert_eq!(paths.len(), 6, "{errs}");
     assert!(errs.to_string().contains("m7i.xlarge is an x86_64 instance type"), "{errs}");
 
     // The x86 AMI with a Graviton type is refused the other way round.
@@ -115,7 +113,7 @@ fn profiles_follow_the_spec() {
     assert_eq!((p.instance_types[0].as_str(), p.desired, p.min, p.max), ("m7g.2xlarge", 6, 6, 10));
     assert_eq!(p.ami_type, "AL2023_ARM_64_STANDARD");
     let s = spec();
-    assert_eq!(s.kubernetes_version, "1.33");
+    assert_eq!(s.kubernetes_version.to_string(), "1.33");
     assert_eq!(s.log_types.len(), 5);
     assert_eq!(s.addons, DEFAULT_ADDONS.map(String::from).to_vec());
     assert!(s.endpoint.public_access_cidrs.is_empty(), "private endpoint only by default");

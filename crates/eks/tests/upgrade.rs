@@ -74,12 +74,12 @@ async fn kubernetes_1_33_to_1_35_is_two_ordered_steps_and_an_interrupted_upgrade
     let (account, mut spec, ctx) = setup("upgrade-k8s").await;
     let eks = EksProvisioner::from_conf(&account.config);
     let client = aws_sdk_eks::Client::new(&account.config);
-    spec.kubernetes_version = "1.33".into();
+    spec.kubernetes_version = "1.33".parse().unwrap();
     eks.apply(&ctx, &spec).await.unwrap();
     let (_, _, installed) = versions(&client, "upgrade-k8s").await;
     assert_eq!(installed.len(), spec.addons.len(), "{installed:?}");
 
-    spec.kubernetes_version = "1.35".into();
+    spec.kubernetes_version = "1.35".parse().unwrap();
     let plan = eks.plan(&ctx, &spec).await.unwrap();
     let (d34, d35) = (defaults(&client, &installed, "1.34").await, defaults(&client, &installed, "1.35").await);
     let mut want = vec!["eks:cluster upgrade-k8s: version 1.33 -> 1.34".to_owned()];

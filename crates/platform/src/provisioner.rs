@@ -151,7 +151,7 @@ fn desired_releases(ctx: &Context, spec: &PlatformSpec, metrics_offered: bool) -
         // image of the cluster's minor ([`crate::spec::CLUSTER_AUTOSCALER_RELEASES`]: the chart
         // would run its own appVersion), so a Kubernetes upgrade upgrades the release too.
         // Validation refuses a minor the table lacks; the tag is then left to the chart.
-        let tag = crate::spec::cluster_autoscaler_release(&spec.kubernetes_version).map(|r| r.image_tag);
+        let tag = crate::spec::cluster_autoscaler_release(spec.kubernetes_version).map(|r| r.image_tag);
         let mut values = json!({
             "cloudProvider": "aws",
             "awsRegion": ctx.region(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use dify_stack_core::SpecErrors;
-use dify_stack_core::ids::{ClusterName, VpcId};
+use dify_stack_core::ids::{ClusterName, KubernetesVersion, VpcId};
 use serde::{Deserialize, Serialize};
 
 /// The AWS Load Balancer Controller's add-on name (its role is `<cluster>-<this>`).
@@ -67,7 +67,7 @@ impl Chart {
     /// The cluster-autoscaler chart made for the cluster's Kubernetes minor (its `appVersion` is
     /// that minor: [`CLUSTER_AUTOSCALER_RELEASES`]); [`Chart::cluster_autoscaler`] for a minor
     /// not in the table.
-    pub fn cluster_autoscaler_for(kubernetes_version: &str) -> Chart {
+    pub fn cluster_autoscaler_for(kubernetes_version: KubernetesVersion) -> Chart {
         match cluster_autoscaler_release(kubernetes_version) {
             Some(r) => Chart { version: r.chart.to_owned(), ..Chart::cluster_autoscaler() },
             None => Chart::cluster_autoscaler(),
@@ -108,7 +108,7 @@ impl Chart {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutoscalerRelease {
     /// The cluster's Kubernetes minor, `1.33`.
-    pub kubernetes: &'static str,
+    pub kubernetes: KubernetesVersion,
     /// The newest cluster-autoscaler chart whose `appVersion` is that minor.
     pub chart: &'static str,
     /// The chart's `appVersion` (its default `image.tag`).
@@ -139,28 +139,59 @@ pub struct AutoscalerRelease {
 /// 1.36 is left out: release 1.36.1 is tagged but no chart with a 1.36 `appVersion` was
 /// released then (the newest, 9.59.0, has 1.35.0).
 pub const CLUSTER_AUTOSCALER_RELEASES: [AutoscalerRelease; 8] = [
-    AutoscalerRelease { kubernetes: "1.28", chart: "9.34.1", chart_app_version: "1.28.2", image_tag: "v1.28.7" },
-    AutoscalerRelease { kubernetes: "1.29", chart: "9.36.0", chart_app_version: "1.29.0", image_tag: "v1.29.5" },
-    AutoscalerRelease { kubernetes: "1.30", chart: "9.37.0", chart_app_version: "1.30.0", image_tag: "v1.30.7" },
-    AutoscalerRelease { kubernetes: "1.31", chart: "9.44.0", chart_app_version: "1.31.0", image_tag: "v1.31.5" },
-    AutoscalerRelease { kubernetes: "1.32", chart: "9.46.6", chart_app_version: "1.32.0", image_tag: "v1.32.7" },
-    AutoscalerRelease { kubernetes: "1.33", chart: "9.51.0", chart_app_version: "1.33.0", image_tag: "v1.33.6" },
-    AutoscalerRelease { kubernetes: "1.34", chart: "9.53.0", chart_app_version: "1.34.2", image_tag: "v1.34.5" },
-    AutoscalerRelease { kubernetes: "1.35", chart: "9.59.0", chart_app_version: "1.35.0", image_tag: "v1.35.2" },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 28),
+        chart: "9.34.1",
+        chart_app_version: "1.28.2",
+        image_tag: "v1.28.7",
+    },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 29),
+        chart: "9.36.0",
+        chart_app_version: "1.29.0",
+        image_tag: "v1.29.5",
+    },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 30),
+        chart: "9.37.0",
+        chart_app_version: "1.30.0",
+        image_tag: "v1.30.7",
+    },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 31),
+        chart: "9.44.0",
+        chart_app_version: "1.31.0",
+        image_tag: "v1.31.5",
+    },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 32),
+        chart: "9.46.6",
+        chart_app_version: "1.32.0",
+        image_tag: "v1.32.7",
+    },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 33),
+        chart: "9.51.0",
+        chart_app_version: "1.33.0",
+        image_tag: "v1.33.6",
+    },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 34),
+        chart: "9.53.0",
+        chart_app_version: "1.34.2",
+        image_tag: "v1.34.5",
+    },
+    AutoscalerRelease {
+        kubernetes: KubernetesVersion::new(1, 35),
+        chart: "9.59.0",
+        chart_app_version: "1.35.0",
+        image_tag: "v1.35.2",
+    },
 ];
 
-/// `1.33` of `1.33`, `1.33.2` or `v1.33.2`; `None` when it is not a version.
-fn minor(kubernetes_version: &str) -> Option<String> {
-    let mut parts = kubernetes_version.trim_start_matches('v').split('.');
-    let (major, minor) = (parts.next()?, parts.next()?);
-    let number = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
-    (number(major) && number(minor) && parts.all(number)).then(|| format!("{major}.{minor}"))
-}
-
 /// The cluster autoscaler made for the cluster's Kubernetes minor, if the table has it.
-pub fn cluster_autoscaler_release(kubernetes_version: &str) -> Option<&'static AutoscalerRelease> {
-    let minor = minor(kubernetes_version)?;
-    CLUSTER_AUTOSCALER_RELEASES.iter().find(|r| r.kubernetes == minor)
+pub fn cluster_autoscaler_release(kubernetes_version: KubernetesVersion) -> Option<&'static AutoscalerRelease> {
+    CLUSTER_AUTOSCALER_RELEASES.iter().find(|r| r.kubernetes == kubernetes_version)
 }
 
 /// The domain Dify EE is served under, and its Route 53 hosted zone.
@@ -226,8 +257,8 @@ impl PlatformSelector {
 pub struct PlatformSpec {
     /// The EKS cluster.
     pub cluster_name: ClusterName,
-    /// Its Kubernetes version (for the add-on catalogue).
-    pub kubernetes_version: String,
+    /// Its Kubernetes version (for the add-on catalogue and the autoscaler's release).
+    pub kubernetes_version: KubernetesVersion,
     /// Its VPC (the controller's `vpcId`).
     pub vpc_id: VpcId,
     /// Whether this machine installs the Helm releases and Kubernetes objects. `false` (role-only
@@ -268,12 +299,12 @@ impl PlatformSpec {
                 errors.push(format!("{field}.version"), "is empty", "pin a chart version");
             }
         }
-        if self.cluster_autoscaler.is_some() && cluster_autoscaler_release(&self.kubernetes_version).is_none() {
-            let known: Vec<&str> = CLUSTER_AUTOSCALER_RELEASES.iter().map(|r| r.kubernetes).collect();
+        if self.cluster_autoscaler.is_some() && cluster_autoscaler_release(self.kubernetes_version).is_none() {
+            let known: Vec<String> = CLUSTER_AUTOSCALER_RELEASES.iter().map(|r| r.kubernetes.to_string()).collect();
             errors.push(
                 "kubernetes_version",
                 format!(
-                    "no cluster-autoscaler release is known for Kubernetes {:?} (known: {}); the autoscaler must match the cluster's minor",
+                    "no cluster-autoscaler release is known for Kubernetes {} (known: {}); the autoscaler must match the cluster's minor",
                     self.kubernetes_version,
                     known.join(", ")
                 ),

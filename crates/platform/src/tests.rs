@@ -284,7 +284,7 @@ fn validation_names_each_bad_field() {
     let mut s = spec();
     s.cluster_autoscaler.as_mut().unwrap().version = " ".into();
     s.metrics_server.as_mut().unwrap().repository = "oci://".into();
-    s.kubernetes_version = "1.99".into();
+    s.kubernetes_version = "1.99".parse().unwrap();
     let err = s.validate().unwrap_err().to_string();
     for field in ["cluster_autoscaler.version", "metrics_server.repository", "kubernetes_version"] {
         assert!(err.contains(field), "{field} missing: {err}");
@@ -467,7 +467,7 @@ async fn the_autoscaler_image_follows_the_cluster_minor_and_a_kubernetes_upgrade
     let observed = p.observe(&ctx, &unknown_roles).await.unwrap();
     assert!(p.diff(&ctx, &unknown_roles, &observed).is_empty());
 
-    spec.kubernetes_version = "1.34".into();
+    spec.kubernetes_version = "1.34".parse().unwrap();
     let plan = p.plan(&ctx, &spec).await.unwrap();
     assert_eq!(plan.changes.len(), 1, "{plan}");
     let change = &plan.changes[0];
@@ -499,15 +499,14 @@ fn the_autoscaler_table_has_one_row_per_minor_whose_chart_and_image_are_of_that_
         assert!(r.chart_app_version.starts_with(&format!("{}.", r.kubernetes)), "{r:?}");
         assert_eq!(cluster_autoscaler_release(r.kubernetes), Some(r));
         if let Some(next) = CLUSTER_AUTOSCALER_RELEASES.get(i + 1) {
-            let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
-            assert_eq!(minor(next.kubernetes), minor(r.kubernetes) + 1, "one row per minor, in order");
+            assert_eq!(next.kubernetes, r.kubernetes.next_minor(), "one row per minor, in order");
         }
     }
-    assert_eq!(cluster_autoscaler_release("1.33.2").map(|r| r.image_tag), Some("v1.33.6"));
-    assert_eq!(cluster_autoscaler_release("v1.33").map(|r| r.image_tag), Some("v1.33.6"));
-    assert!(cluster_autoscaler_release("latest").is_none() && cluster_autoscaler_release("1.99").is_none());
-    assert_eq!(Chart::cluster_autoscaler_for("1.33").version, "9.51.0");
-    assert_eq!(Chart::cluster_autoscaler_for("1.99"), Chart::cluster_autoscaler());
+    let v = |s: &str| s.parse::<dify_stack_core::ids::KubernetesVersion>().unwrap();
+    assert_eq!(cluster_autoscaler_release(v("1.33")).map(|r| r.image_tag), Some("v1.33.6"));
+    assert!(cluster_autoscaler_release(v("1.99")).is_none());
+    assert_eq!(Chart::cluster_autoscaler_for(v("1.33")).version, "9.51.0");
+    assert_eq!(Chart::cluster_autoscaler_for(v("1.99")), Chart::cluster_autoscaler());
 }
 
 fn our_cert(ctx: &Context, status: &str, created: i64) -> FakeCert {

@@ -184,7 +184,7 @@ async fn releases_go_through_helm_with_private_values_the_ingress_class_and_crds
     let lbc_role = "arn:aws:iam::123456789012:role/plat-h-aws-load-balancer-controller";
     let spec = PlatformSpec {
         cluster_name: "plat-h".into(),
-        kubernetes_version: "1.33".into(),
+        kubernetes_version: "1.33".parse().unwrap(),
         vpc_id: "vpc-0abc".into(),
         kubernetes: true,
         load_balancer_controller: Some(Chart::load_balancer_controller()),

@@ -2,6 +2,7 @@
 //! IngressClass.
 
 use async_trait::async_trait;
+use dify_stack_core::ids::KubernetesVersion;
 use dify_stack_core::{Provisioner, ResourceRef};
 use dify_stack_platform::{PlatformSelector, PlatformSpec};
 
@@ -27,7 +28,7 @@ impl StackNode for Platform {
         // The cluster as the EKS plan leaves it: the configured version (an upgrade the plan
         // shows is made before the platform).
         let cluster = up.eks.as_ref().map(|e| e.cluster_name.clone()).unwrap_or_else(|| wiring::cluster_name(ctx));
-        let spec = wiring::platform_spec(cfg, net, &cluster, &cfg.eks.kubernetes_version, &Default::default());
+        let spec = wiring::platform_spec(cfg, net, &cluster, cfg.eks.kubernetes_version, &Default::default());
         Ok(match &up.eks {
             Some(eks) if up.network.is_some() => {
                 let platform = run.platform(spec.kubernetes.then_some(eks)).await?;
@@ -47,7 +48,10 @@ impl StackNode for Platform {
         let net = up.network.as_ref().ok_or_else(|| missing(Node::Platform, "network"))?;
         let eks = up.eks.as_ref().ok_or_else(|| missing(Node::Platform, "eks"))?;
         let iam = up.iam.as_ref().ok_or_else(|| missing(Node::Platform, "iam"))?;
-        let spec = wiring::platform_spec(&run.cfg, net, &eks.cluster_name, &eks.kubernetes_version, &iam.addon_roles);
+        // The version the cluster reports (AWS's answer, parsed here where it enters); the
+        // configured one when it names no minor.
+        let version = KubernetesVersion::of_release(&eks.kubernetes_version).unwrap_or(run.cfg.eks.kubernetes_version);
+        let spec = wiring::platform_spec(&run.cfg, net, &eks.cluster_name, version, &iam.addon_roles);
         let platform = run.platform(spec.kubernetes.then_some(eks)).await?;
         // Boxed: Helm, kube-rs and ACM waits make a large future.
         let out = Box::pin(platform.apply(&run.ctx, &spec)).await.map_err(fail)?;

@@ -227,13 +227,13 @@ impl EksProvisioner {
             return Ok(v.clone());
         }
         self.client
-            .addon_versions(addon.to_owned(), spec.kubernetes_version.clone())
+            .addon_versions(addon.to_owned(), spec.kubernetes_version.to_string())
             .await
             .at("DescribeAddonVersions", addon)?
             .default
             .ok_or_else(|| EksError::NoAddonVersion {
                 addon: addon.to_owned(),
-                version: spec.kubernetes_version.clone(),
+                version: spec.kubernetes_version.to_string(),
             })
     }
 
@@ -260,7 +260,7 @@ impl EksProvisioner {
             desired: ng.desired,
             labels: ng.labels.clone(),
             launch_template: (lt_id.to_owned(), lt_version.to_owned()),
-            version: spec.kubernetes_version.clone(),
+            version: spec.kubernetes_version.to_string(),
             tags: ctx.tags_for(Tier::Eks, "nodegroup", &names.nodegroup),
             client_request_token: token(ctx, "nodegroup", lt_version),
         };

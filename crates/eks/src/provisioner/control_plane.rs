@@ -46,7 +46,9 @@ impl ControlPlane {
 /// first write, so a refused apply changes nothing.
 pub(super) fn refusal(ctx: &Context, change: &Step) -> Option<EksError> {
     match change {
-        Step::UpgradeCluster { have, want, refused: true, .. } => next_version(have, want).err(),
+        Step::UpgradeCluster { have, want, refused: true, .. } => {
+            want.parse().ok().and_then(|w| next_version(have, w).err())
+        }
         Step::UpgradeCluster { want, blocked: Some(i), .. } => Some(upgrade::blocked(&Names::of(ctx).cluster, want, i)),
         Step::ReplaceNodegroup { .. } | Step::ReplaceClusterKey { .. } => {
             let c = change.change();
@@ -321,7 +323,7 @@ impl EksProvisioner {
         let Some(mut cluster) = have else {
             let create = ClusterCreate {
                 name: ClusterName::new(name),
-                version: spec.kubernetes_version.clone(),
+                version: spec.kubernetes_version.to_string(),
                 role_arn,
                 subnet_ids: subnets,
                 public_access_cidrs: spec.public_access_cidrs(),
@@ -329,7 +331,7 @@ impl EksProvisioner {
                 key_arn: key_arn.clone(),
                 support_type: spec.support_type.as_str().to_owned(),
                 tags: ctx.tags_for(Tier::Eks, "cluster", name),
-                client_request_token: token(ctx, "cluster", &spec.kubernetes_version),
+                client_request_token: token(ctx, "cluster", &spec.kubernetes_version.to_string()),
             };
             // A new cluster role can be rejected for a while ("role ... could not be assumed").
             let policy = ctx.wait.capped(caps::IAM_PROPAGATION);

@@ -116,7 +116,7 @@ pub(super) fn control_plane_changes(ctx: &Context, spec: &EksSpec, o: &ObservedE
     match &o.cluster {
         None => out.push(Step::CreateCluster {
             name: names.cluster.clone(),
-            version: spec.kubernetes_version.clone(),
+            version: spec.kubernetes_version.to_string(),
             subnets: list(&spec.private_subnet_ids),
             cidrs: list(&want_cidrs),
             logs: list(&want_logs),

@@ -90,7 +90,7 @@ impl EksProvisioner {
         for addon in &spec.addons {
             let v = self
                 .client
-                .addon_versions(addon.clone(), spec.kubernetes_version.clone())
+                .addon_versions(addon.clone(), spec.kubernetes_version.to_string())
                 .await
                 .at("DescribeAddonVersions", addon)?;
             o.addon_versions.insert(addon.clone(), v);

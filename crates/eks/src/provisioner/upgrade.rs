@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use dify_stack_core::ids::ClusterName;
+use dify_stack_core::ids::{ClusterName, KubernetesVersion};
 use dify_stack_core::{AwsAt, Context, Planned as _};
 
 use super::change::Step;
@@ -57,12 +57,12 @@ pub(crate) mod typical {
 
 /// The minors after `from` up to `to`, in order: `("1.33", "1.35")` gives `["1.34", "1.35"]`.
 /// A downgrade or an unreadable version is an error ([`next_version`]).
-pub(crate) fn minors_after(from: &str, to: &str) -> Result<Vec<String>> {
+pub(crate) fn minors_after(from: &str, to: KubernetesVersion) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut at = from.to_owned();
     while let Some(next) = next_version(&at, to)? {
-        out.push(next.clone());
-        at = next;
+        at = next.to_string();
+        out.push(at.clone());
     }
     Ok(out)
 }
@@ -79,7 +79,7 @@ fn nodes_behind(o: &ObservedEks) -> Option<(String, String)> {
 /// plane's own when the nodes lag behind it, then each minor up to the target.
 pub(super) fn catalogue_minors(spec: &EksSpec, o: &ObservedEks) -> Option<Vec<String>> {
     let cluster = o.cluster.as_ref()?;
-    let mut minors = minors_after(&cluster.version, &spec.kubernetes_version).ok()?;
+    let mut minors = minors_after(&cluster.version, spec.kubernetes_version).ok()?;
     if nodes_behind(o).is_some() {
         minors.insert(0, cluster.version.clone());
     }
@@ -92,12 +92,12 @@ pub(super) fn upgrade_changes(ctx: &Context, spec: &EksSpec, o: &ObservedEks) ->
     let Some(cluster) = &o.cluster else { return Vec::new() };
     let names = Names::of(ctx);
     let want = &spec.kubernetes_version;
-    let Ok(minors) = minors_after(&cluster.version, want) else {
+    let Ok(minors) = minors_after(&cluster.version, *want) else {
         return vec![Step::UpgradeCluster {
             name: names.cluster.clone(),
             arn: cluster.arn.clone(),
             have: cluster.version.clone(),
-            want: want.clone(),
+            want: want.to_string(),
             refused: true,
             step: (1, 1),
             blocked: None,

@@ -227,7 +227,7 @@ async fn a_kubernetes_upgrade_moves_compatible_addons_to_the_new_default() {
     let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut old = spec();
-    old.kubernetes_version = "1.32".into();
+    old.kubernetes_version = "1.32".parse().unwrap();
     eks.apply(&ctx, &old).await.unwrap();
     // Every installed version stays listed as compatible with 1.33 too.
     let installed: Vec<String> = fake.0.lock().unwrap().addons.values().map(|a| a.version.clone()).collect();

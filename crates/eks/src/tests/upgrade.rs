@@ -50,12 +50,12 @@ async fn a_two_minor_upgrade_is_planned_and_made_one_minor_at_a_time_nodes_follo
     let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut old = spec();
-    old.kubernetes_version = "1.31".into();
+    old.kubernetes_version = "1.31".parse().unwrap();
     eks.apply(&ctx, &old).await.unwrap();
     let mark = fake.calls().len();
 
     let new = spec();
-    assert_eq!(new.kubernetes_version, "1.33");
+    assert_eq!(new.kubernetes_version.to_string(), "1.33");
     let writes_before = fake.writes().len();
     let plan = eks.plan(&ctx, &new).await.unwrap();
     assert_eq!(fake.writes().len(), writes_before, "plan writes nothing");
@@ -83,7 +83,7 @@ async fn a_downgrade_is_refused_before_any_write() {
     let ctx = ctx();
     eks.apply(&ctx, &spec()).await.unwrap();
     let mut old = spec();
-    old.kubernetes_version = "1.32".into();
+    old.kubernetes_version = "1.32".parse().unwrap();
     let plan = eks.plan(&ctx, &old).await.unwrap();
     assert_eq!(plan.changes.len(), 1, "{plan}");
     assert!(plan.to_string().contains("downgrades are refused"), "{plan}");
@@ -100,7 +100,7 @@ async fn a_blocking_upgrade_insight_stops_the_upgrade_before_its_first_step_with
     let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut old = spec();
-    old.kubernetes_version = "1.32".into();
+    old.kubernetes_version = "1.32".parse().unwrap();
     eks.apply(&ctx, &old).await.unwrap();
     let insight = |status: &str| Insight {
         id: "a1b2".into(),
@@ -134,7 +134,7 @@ async fn an_upgrade_interrupted_after_a_control_plane_step_resumes_with_its_add_
     let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut old = spec();
-    old.kubernetes_version = "1.31".into();
+    old.kubernetes_version = "1.31".parse().unwrap();
     eks.apply(&ctx, &old).await.unwrap();
     // The run stopped right after UpdateClusterVersion(1.32) finished.
     fake.0.lock().unwrap().cluster.as_mut().unwrap().version = "1.32".into();
@@ -158,7 +158,7 @@ async fn a_pinned_add_on_keeps_its_pin_through_an_upgrade() {
     let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     let mut old = spec();
-    old.kubernetes_version = "1.32".into();
+    old.kubernetes_version = "1.32".parse().unwrap();
     old.addon_versions.insert("coredns".into(), "v-coredns-pinned".into());
     eks.apply(&ctx, &old).await.unwrap();
     let mut new = spec();

@@ -56,7 +56,7 @@ mod tests {
             let on = |bit: u8| bits & (1 << bit) != 0;
             let spec = PlatformSpec {
                 cluster_name: "sel-unit".into(),
-                kubernetes_version: "1.33".into(),
+                kubernetes_version: dify_stack_core::ids::KubernetesVersion::new(1, 33),
                 vpc_id: "vpc-1".into(),
                 kubernetes: true,
                 load_balancer_controller: on(0).then(Chart::load_balancer_controller),

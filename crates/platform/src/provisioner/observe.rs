@@ -12,7 +12,7 @@ impl PlatformProvisioner {
         let cluster = self.cluster(spec)?;
         let mut o = ObservedPlatform::default();
         if spec.metrics_server.is_some() {
-            let (cluster, version) = (spec.cluster_name.clone(), spec.kubernetes_version.clone());
+            let (cluster, version) = (spec.cluster_name.clone(), spec.kubernetes_version.to_string());
             o.metrics_offered = self
                 .addons
                 .offered_version(METRICS_SERVER.into(), version)

@@ -348,7 +348,7 @@ pub(super) fn ctx() -> Context {
 pub(super) fn spec() -> PlatformSpec {
     PlatformSpec {
         cluster_name: "dify-test".into(),
-        kubernetes_version: "1.33".into(),
+        kubernetes_version: "1.33".parse().unwrap(),
         vpc_id: "vpc-1".into(),
         kubernetes: true,
         load_balancer_controller: Some(Chart::load_balancer_controller()),

@@ -59,21 +59,15 @@ pub(crate) fn iam_inputs(
 ) -> (dify_stack_eks::EksOutput, dify_stack_registry::RegistryOutput) {
     let empty =
         || dify_stack_registry::RepositoryOutput { name: String::new(), arn: String::new(), uri: String::new() };
-    let eks = dify_stack_eks::EksOutput {
-        cluster_name: wiring::cluster_name(ctx),
-        cluster_arn: dify_stack_core::ids::Arn::new(""),
-        kubernetes_version: cfg.eks.kubernetes_version.to_string(),
-        endpoint,
-        ca_data,
-        oidc_issuer_url: issuer,
-        cluster_security_group_id: None,
-        node_security_group_id: SecurityGroupId::new(""),
-        cluster_role_arn: dify_stack_core::ids::RoleArn::new(""),
-        node_role_arn: dify_stack_core::ids::RoleArn::new(""),
-        kms_key_arn: dify_stack_core::ids::KmsKeyArn::new(""),
-        nodegroup_name: String::new(),
-        region: cfg.region.clone(),
+    // The cluster as planned: the configured version, the issuer, endpoint and CA given.
+    let planned = dify_stack_eks::ClusterInfo {
+        version: cfg.eks.kubernetes_version.to_string(),
+        endpoint: Some(endpoint),
+        ca_data: Some(ca_data),
+        oidc_issuer: Some(issuer),
+        ..Default::default()
     };
+    let eks = live_eks(cfg, ctx, &planned);
     let registry = dify_stack_registry::RegistryOutput {
         app: empty(),
         plugin: empty(),

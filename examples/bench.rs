@@ -48,6 +48,10 @@ struct Args {
     /// Print the simulated tables on the seeds the waits were tuned on, not the report seeds.
     #[arg(long)]
     tuning: bool,
+    /// Instead of the tables: one test-profile run on this seed, each node's start and end on
+    /// the simulated clock, against the critical path's resources.
+    #[arg(long)]
+    trace: Option<u64>,
 }
 
 /// min / median / p95 seconds.
@@ -259,6 +263,32 @@ struct Run {
     failure: Option<String>,
     /// When the platform node (the load balancer controller's release) finished, seconds.
     platform_end: Option<f64>,
+    /// Each node's start and end, seconds from the start.
+    timeline: Vec<(f64, String)>,
+}
+
+/// One run's node timeline and the resource critical path's finish times, printed.
+fn trace(scenario: Scenario, seed: u64) {
+    let run = simulate(scenario, seed, true);
+    for (at, line) in &run.timeline {
+        println!("{at:8.1} s  {line}");
+    }
+    let cheap = durations()["cheap_object"][1];
+    let (critical, path) = sim::graphs::critical_path(scenario.prod(), scenario.domain, &run.drawn, cheap);
+    for r in &path {
+        println!(
+            "critical path: {r} ready at {:.1} s",
+            sim::graphs::finish_of(scenario.prod(), scenario.domain, &run.drawn, cheap, r)
+        );
+    }
+    println!(
+        "makespan {:.1} s (graph {:.1} s after {:.1} s before it, {:.1} s after it), critical path {critical:.1} s, failure {:?}",
+        run.makespan.as_secs_f64(),
+        run.makespan.as_secs_f64() - run.before - run.after,
+        run.before,
+        run.after,
+        run.failure
+    );
 }
 
 /// When the graph's first node started and its last node ended, and when the platform node
@@ -268,6 +298,7 @@ struct Marks {
     first_start: Option<f64>,
     last_end: f64,
     platform_end: Option<f64>,
+    timeline: Vec<(f64, String)>,
 }
 
 fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
@@ -287,10 +318,12 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
             let at = start.elapsed().as_secs_f64();
             let mut m = seen.lock().unwrap();
             match e {
-                dify_stack::Event::NodeStarted { .. } => {
+                dify_stack::Event::NodeStarted { node } => {
                     m.first_start.get_or_insert(at);
+                    m.timeline.push((at, format!("{node} started")));
                 }
                 dify_stack::Event::NodeFinished { node, .. } => {
+                    m.timeline.push((at, format!("{node} finished")));
                     m.last_end = m.last_end.max(at);
                     if node == Node::Platform {
                         m.platform_end = Some(at);
@@ -327,6 +360,7 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
             calls: sim.calls(),
             failure,
             platform_end: m.platform_end,
+            timeline: m.timeline.clone(),
         }
     })
 }
@@ -572,6 +606,10 @@ async fn aws_sdk_ec2_warm(config: &aws_types::SdkConfig) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(seed) = args.trace {
+        trace(Scenario { profile: Profile::Test, domain: false }, seed);
+        return Ok(());
+    }
     simulated_table(if args.tuning { TUNING_SEEDS } else { REPORT_SEEDS });
     if args.emulator {
         let rt = tokio::runtime::Runtime::new()?;

@@ -28,6 +28,14 @@ pub struct WaitPolicy {
     pub jitter: f64,
     /// Deadline of a whole wait or retry loop.
     pub max_wait: Duration,
+    /// When the awaited resource is rarely ready before this (the fastest AWS makes it, per
+    /// kind): from then on a wait probes every [`near_interval`](WaitPolicy::near_interval) at
+    /// most, so it notices readiness within seconds instead of up to `max_interval` late, and a
+    /// pause that would pass it ends at it. `None`: the backoff alone. Set per wait with
+    /// [`WaitPolicy::expecting`].
+    pub ready_from: Option<Duration>,
+    /// The largest pause of a wait once [`ready_from`](WaitPolicy::ready_from) has passed.
+    pub near_interval: Duration,
 }
 
 /// The default overall ceiling of one wait: 3 hours. Waits are bounded by their per-kind cap
@@ -44,9 +52,15 @@ impl Default for WaitPolicy {
             // An overall ceiling above every per-kind cap (OpenSearch 150 min is the longest), so
             // each cap applies as written; lower it to make every wait shorter.
             max_wait: DEFAULT_MAX_WAIT,
+            ready_from: None,
+            near_interval: NEAR_INTERVAL,
         }
     }
 }
+
+/// The default [`WaitPolicy::near_interval`]: 5 s, a fifth of a minute-scale wait's poll lag
+/// at `max_interval`, and a rate (0.2 calls a second) far below any Describe call's limit.
+pub const NEAR_INTERVAL: Duration = Duration::from_secs(5);
 
 impl WaitPolicy {
     /// The same policy with another deadline.
@@ -59,6 +73,24 @@ impl WaitPolicy {
     pub fn capped(mut self, cap: Duration) -> WaitPolicy {
         self.max_wait = self.max_wait.min(cap);
         self
+    }
+
+    /// The same policy for a resource that is rarely ready before `ready_from` (see
+    /// [`WaitPolicy::ready_from`]).
+    pub fn expecting(mut self, ready_from: Duration) -> WaitPolicy {
+        self.ready_from = Some(ready_from);
+        self
+    }
+
+    /// The pause after `backoff`'s `pause` at `elapsed` into a wait: shortened to
+    /// [`near_interval`](WaitPolicy::near_interval) once [`ready_from`](WaitPolicy::ready_from)
+    /// has passed, and to end at `ready_from` when it would pass it.
+    pub fn pause_at(&self, pause: Duration, elapsed: Duration) -> Duration {
+        match self.ready_from {
+            Some(from) if elapsed >= from => pause.min(self.near_interval),
+            Some(from) if elapsed + pause > from => from - elapsed,
+            _ => pause,
+        }
     }
 
     /// The pauses this policy produces, without jitter (for documentation and tests).
@@ -176,7 +208,7 @@ where
         if now >= deadline {
             return Err(WaitError::TimedOut { what: what.to_owned(), waited: now - start, last_status: status });
         }
-        let pause = backoff.next().unwrap_or(policy.max_interval).min(deadline - now);
+        let pause = policy.pause_at(backoff.next().unwrap_or(policy.max_interval), now - start).min(deadline - now);
         tracing::debug!(what, %status, ?pause, "waiting");
         pause_or_cancel(pause, cancel, what).await?;
     }
@@ -288,6 +320,37 @@ mod tests {
 
     use super::*;
 
+    /// How late a wait under `policy` notices a resource ready 300 s after it starts.
+    async fn lag_at_300s(policy: WaitPolicy) -> Duration {
+        let start = Instant::now();
+        let ready = start + Duration::from_secs(300);
+        until("the resource", &policy, &CancellationToken::new(), || async {
+            Ok::<_, ()>(if Instant::now() >= ready { Probe::Done(()) } else { Probe::Pending("creating".into()) })
+        })
+        .await
+        .unwrap();
+        start.elapsed() - Duration::from_secs(300)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_expecting_readiness_probes_closely_from_then_on() {
+        let plain = WaitPolicy { jitter: 0.0, ..WaitPolicy::default() };
+        // The backoff alone: probes at 289.3 s and 309.3 s (1 s growing by 1.5 to 20 s).
+        let lag = lag_at_300s(plain).await;
+        assert!(lag > Duration::from_secs(9) && lag < Duration::from_secs(10), "{lag:?}");
+        // Expecting readiness from 280 s: a probe at 280 s, then every 5 s.
+        let near = plain.expecting(Duration::from_secs(280));
+        assert_eq!(lag_at_300s(near).await, Duration::ZERO);
+        let near = plain.expecting(Duration::from_secs(282));
+        assert_eq!(lag_at_300s(near).await, Duration::from_secs(2));
+        // The pause rule itself.
+        let p = plain.expecting(Duration::from_secs(100));
+        assert_eq!(p.pause_at(Duration::from_secs(20), Duration::from_secs(50)), Duration::from_secs(20));
+        assert_eq!(p.pause_at(Duration::from_secs(20), Duration::from_secs(90)), Duration::from_secs(10));
+        assert_eq!(p.pause_at(Duration::from_secs(20), Duration::from_secs(120)), NEAR_INTERVAL);
+        assert_eq!(p.pause_at(Duration::from_secs(2), Duration::from_secs(120)), Duration::from_secs(2));
+    }
+
     fn policy() -> WaitPolicy {
         WaitPolicy {
             initial_interval: Duration::from_secs(1),
@@ -295,6 +358,7 @@ mod tests {
             multiplier: 2.0,
             jitter: 0.0,
             max_wait: Duration::from_secs(60),
+            ..WaitPolicy::default()
         }
     }
 

@@ -32,12 +32,28 @@ impl DataPolicy {
 
 /// Polls `probe` (returning `Ok(None)` when done, `Ok(Some(status))` while pending) within the
 /// context's wait policy capped at `cap`.
-pub(crate) async fn wait_for<F, Fut>(ctx: &Context, what: String, cap: Duration, probe: F) -> Result<()>
+pub(crate) async fn wait_for<F, Fut>(
+    ctx: &Context,
+    what: String,
+    cap: Duration,
+    ready_from: Option<Duration>,
+    probe: F,
+) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<String>>>,
 {
-    wait::until_gone(&what, &ctx.wait.capped(cap), ctx.cancellation(), probe).await.map_err(from_wait)
+    wait::until_gone(&what, &policy(ctx, cap, ready_from), ctx.cancellation(), probe).await.map_err(from_wait)
+}
+
+/// The context's wait policy capped at `cap`, probing closely from `ready_from` (the kind's
+/// fastest create, [`ready_from`]) when given.
+fn policy(ctx: &Context, cap: Duration, ready_from: Option<Duration>) -> wait::WaitPolicy {
+    let policy = ctx.wait.capped(cap);
+    match ready_from {
+        Some(from) => policy.expecting(from),
+        None => policy,
+    }
 }
 
 /// Polls `fetch` until the pure `condition` holds for what it returns (core's
@@ -47,6 +63,7 @@ pub(crate) async fn wait_state<S, F, Fut>(
     ctx: &Context,
     what: String,
     cap: Duration,
+    ready_from: Option<Duration>,
     fetch: F,
     condition: impl wait::Condition<S, DatastoresError>,
 ) -> Result<Option<S>>
@@ -54,7 +71,25 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<S>>>,
 {
-    wait::until_state(&what, &ctx.wait.capped(cap), ctx.cancellation(), fetch, condition).await.map_err(from_wait)
+    wait::until_state(&what, &policy(ctx, cap, ready_from), ctx.cancellation(), fetch, condition)
+        .await
+        .map_err(from_wait)
+}
+
+/// When a create is rarely done before: the fastest creates of `aws-durations.toml` (public
+/// Terraform apply logs and issue threads: terraform-provider-aws #33897, #2048, #4093). A wait
+/// probes every few seconds from then on ([`wait::WaitPolicy::expecting`]).
+pub mod ready_from {
+    use std::time::Duration;
+    /// Aurora cluster (`aurora_cluster` min).
+    pub const AURORA_CLUSTER: Duration = Duration::from_secs(30);
+    /// Aurora instances, waited after the cluster: an instance's 300 s (`aurora_instance` min)
+    /// less the cluster's median 60 s it ran beside.
+    pub const AURORA_INSTANCES: Duration = Duration::from_secs(240);
+    /// Redis replication group (`redis_test` min).
+    pub const REDIS: Duration = Duration::from_secs(300);
+    /// OpenSearch domain (`opensearch_1_node` min).
+    pub const OPENSEARCH: Duration = Duration::from_secs(600);
 }
 
 /// Plausibility caps of the waits (about twice the p95 of `aws-durations.toml`).

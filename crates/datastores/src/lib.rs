@@ -32,7 +32,7 @@ pub use bucket::{BucketOutput, BucketProvisioner, BucketStep};
 pub use client::{ElastiCacheApi, OpenSearchApi, RdsApi, S3Api, SecretsApi, SgApi};
 #[cfg(any(test, feature = "test-util"))]
 pub use client::{MockElastiCacheApi, MockOpenSearchApi, MockRdsApi, MockS3Api, MockSecretsApi, MockSgApi};
-pub use common::{DataPolicy, DatastoresError, Result, caps, typical};
+pub use common::{DataPolicy, DatastoresError, Result, caps, ready_from, typical};
 pub use opensearch::{OpenSearchOutput, OpenSearchProvisioner, OpenSearchStep};
 pub use provisioner::{DatastoresOutput, DatastoresProvisioner, DatastoresStep, ObservedDatastores};
 pub use redis::{RedisOutput, RedisProvisioner, RedisStep};

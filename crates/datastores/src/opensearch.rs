@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{DomainConfig, DomainInfo, OpenSearchApi, SecretsApi, SgApi, SgInfo, UpgradeStatusInfo};
-use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
+use crate::common::{DataPolicy, DatastoresError, Result, caps, ready_from, wait_for, wait_state};
 use crate::secrets::{SecretKind, delete_secret};
 use crate::security_group;
 use crate::spec::{DatastoresSpec, StoreSelector};
@@ -191,13 +191,20 @@ impl OpenSearchProvisioner {
     /// Polls until the domain is not processing and has its VPC endpoint.
     pub(crate) async fn wait_ready(&self, ctx: &Context, name: &str) -> Result<DomainInfo> {
         let fetch = || async { Ok(self.search.describe(name.to_owned()).await.at("DescribeDomain", name)?) };
-        wait_state(ctx, format!("OpenSearch domain {name} to be ready"), caps::OPENSEARCH, fetch, domain_ready(name))
-            .await?
-            .ok_or_else(|| DatastoresError::Failed {
-                kind: "OpenSearch domain",
-                name: name.to_owned(),
-                status: "gone".to_owned(),
-            })
+        wait_state(
+            ctx,
+            format!("OpenSearch domain {name} to be ready"),
+            caps::OPENSEARCH,
+            Some(ready_from::OPENSEARCH),
+            fetch,
+            domain_ready(name),
+        )
+        .await?
+        .ok_or_else(|| DatastoresError::Failed {
+            kind: "OpenSearch domain",
+            name: name.to_owned(),
+            status: "gone".to_owned(),
+        })
     }
 }
 
@@ -213,7 +220,7 @@ impl OpenSearchProvisioner {
             Ok(Some((status, d)))
         };
         let what = format!("OpenSearch domain {name} to run {want} (blue/green)");
-        let done = wait_state(ctx, what, caps::OPENSEARCH_UPGRADE, fetch, domain_upgraded(name, want)).await?;
+        let done = wait_state(ctx, what, caps::OPENSEARCH_UPGRADE, None, fetch, domain_upgraded(name, want)).await?;
         let Some((status, d)) = done else {
             return Err(DatastoresError::Failed {
                 kind: "OpenSearch domain",
@@ -362,7 +369,7 @@ impl Provisioner for OpenSearchProvisioner {
             if !d.deleted {
                 dify_stack_core::ignore_not_found(self.search.delete(name.clone()).await).at("DeleteDomain", &name)?;
             }
-            wait_for(ctx, format!("OpenSearch domain {name} to be deleted"), caps::OPENSEARCH, || async {
+            wait_for(ctx, format!("OpenSearch domain {name} to be deleted"), caps::OPENSEARCH, None, || async {
                 Ok(self.search.describe(name.clone()).await.at("DescribeDomain", &name)?.map(|_| "deleting".to_owned()))
             })
             .await?;

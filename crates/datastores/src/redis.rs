@@ -14,7 +14,7 @@ use dify_stack_core::{Context, Provisioner, ResourceRef, SpecErrors};
 use serde::Serialize;
 
 use crate::client::{CacheEngine, CacheStatus, ElastiCacheApi, ReplicationGroupInfo, SecretsApi, SgApi, SgInfo};
-use crate::common::{DataPolicy, DatastoresError, Result, caps, wait_for, wait_state};
+use crate::common::{DataPolicy, DatastoresError, Result, caps, ready_from, wait_for, wait_state};
 use crate::secrets::{SecretKind, delete_secret};
 use crate::security_group;
 use crate::spec::{DatastoresSpec, StoreSelector};
@@ -99,13 +99,20 @@ impl RedisProvisioner {
 
     async fn wait_available(&self, ctx: &Context, id: &str) -> Result<ReplicationGroupInfo> {
         let fetch = || async { Ok(self.cache.describe(id.to_owned()).await.at("DescribeReplicationGroups", id)?) };
-        wait_state(ctx, format!("Redis {id} to be available"), caps::REDIS, fetch, group_available(id))
-            .await?
-            .ok_or_else(|| DatastoresError::Failed {
-                kind: "Redis replication group",
-                name: id.to_owned(),
-                status: "gone".to_owned(),
-            })
+        wait_state(
+            ctx,
+            format!("Redis {id} to be available"),
+            caps::REDIS,
+            Some(ready_from::REDIS),
+            fetch,
+            group_available(id),
+        )
+        .await?
+        .ok_or_else(|| DatastoresError::Failed {
+            kind: "Redis replication group",
+            name: id.to_owned(),
+            status: "gone".to_owned(),
+        })
     }
 }
 
@@ -114,7 +121,7 @@ impl RedisProvisioner {
     async fn wait_snapshot(&self, ctx: &Context, name: &str) -> Result<()> {
         let fetch = || async { Ok(self.cache.snapshot_status(name.to_owned()).await.at("DescribeSnapshots", name)?) };
         let condition = upgrade::snapshot_available("Redis snapshot", name);
-        wait_state(ctx, format!("Redis snapshot {name} to be available"), caps::REDIS_SNAPSHOT, fetch, condition)
+        wait_state(ctx, format!("Redis snapshot {name} to be available"), caps::REDIS_SNAPSHOT, None, fetch, condition)
             .await?;
         Ok(())
     }
@@ -129,7 +136,7 @@ impl RedisProvisioner {
             Ok(Some((g, engine)))
         };
         let what = format!("Redis {id} to run {want}");
-        let done = wait_state(ctx, what, caps::REDIS_UPGRADE, fetch, group_upgraded(id, want)).await?;
+        let done = wait_state(ctx, what, caps::REDIS_UPGRADE, None, fetch, group_upgraded(id, want)).await?;
         done.map(|(g, _)| g).ok_or_else(|| DatastoresError::Failed {
             kind: "Redis replication group",
             name: id.to_owned(),
@@ -159,7 +166,7 @@ impl RedisProvisioner {
         if !deleting(&g) {
             dify_stack_core::ignore_not_found(self.cache.delete(n.to_owned()).await).at("DeleteReplicationGroup", n)?;
         }
-        wait_for(ctx, format!("Redis {n} to be deleted"), caps::REDIS, || async {
+        wait_for(ctx, format!("Redis {n} to be deleted"), caps::REDIS, None, || async {
             Ok(self
                 .cache
                 .describe(n.to_owned())

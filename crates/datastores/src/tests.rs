@@ -26,6 +26,7 @@ fn ctx_in(region: &str, env: Environment) -> Context {
         multiplier: 2.0,
         jitter: 0.0,
         max_wait: Duration::from_secs(4 * 3600),
+        ..Default::default()
     })
 }
 

@@ -43,6 +43,7 @@ pub use node_sg::{
 };
 pub use provisioner::{
     CONTROL_PLANE_KINDS, EksChange, EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version,
+    ready_from,
 };
 pub use sdk::SdkEks;
 pub use spec::{

@@ -47,6 +47,19 @@ pub const CONTROL_PLANE_KINDS: [&str; 6] =
 /// Days a KMS key stays recoverable after destroy.
 pub const KEY_DELETION_WINDOW_DAYS: i32 = 7;
 
+/// When a create is rarely done before: the fastest creates of `aws-durations.toml` (public
+/// Terraform apply logs and issue threads: terraform-provider-aws #33897, #2048, #4093). A wait
+/// probes every few seconds from then on ([`WaitPolicy::expecting`](dify_stack_core::WaitPolicy::expecting)).
+pub mod ready_from {
+    use std::time::Duration;
+    /// Cluster ACTIVE after create (`eks_cluster` min).
+    pub const CLUSTER: Duration = Duration::from_secs(450);
+    /// Node group ACTIVE after create (`eks_nodegroup_test` min).
+    pub const NODEGROUP: Duration = Duration::from_secs(90);
+    /// Add-on ACTIVE after create (`eks_addon` min).
+    pub const ADDON: Duration = Duration::from_secs(20);
+}
+
 /// Plausibility caps of the waits (about twice the p95 of `aws-durations.toml`); the context's
 /// [`WaitPolicy`](dify_stack_core::WaitPolicy) deadline applies when it is shorter.
 pub mod caps {

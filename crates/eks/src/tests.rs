@@ -30,6 +30,7 @@ fn ctx() -> Context {
         multiplier: 2.0,
         jitter: 0.0,
         max_wait: Duration::from_secs(3600),
+        ..Default::default()
     })
 }
 

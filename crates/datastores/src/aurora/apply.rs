@@ -9,6 +9,7 @@ use super::{
 use crate::aurora::LIST_DATABASES;
 use crate::aurora::pending_role_statements;
 use crate::aurora::sql_create;
+use crate::common::ready_from;
 use dify_stack_core::AwsAt;
 use dify_stack_core::Provisioner;
 
@@ -40,7 +41,7 @@ impl AuroraProvisioner {
                 Ok(self.rds.describe_cluster(names.cluster.clone()).await.at("DescribeDBClusters", &names.cluster)?)
             };
             let what = format!("Aurora cluster {} to finish its {}", names.cluster, c.status);
-            wait_state(ctx, what, caps::AURORA_UPGRADE, fetch, cluster_available(&names.cluster)).await?;
+            wait_state(ctx, what, caps::AURORA_UPGRADE, None, fetch, cluster_available(&names.cluster)).await?;
         }
         self.observe(ctx, spec).await
     }
@@ -102,7 +103,7 @@ impl AuroraProvisioner {
                         || async { Ok(self.rds.describe_cluster(name.clone()).await.at("DescribeDBClusters", name)?) };
                     let what = format!("Aurora cluster {name} to run {want}");
                     let upgraded =
-                        wait_state(ctx, what, caps::AURORA_UPGRADE, fetch, cluster_upgraded(name, want)).await?;
+                        wait_state(ctx, what, caps::AURORA_UPGRADE, None, fetch, cluster_upgraded(name, want)).await?;
                     cluster = upgraded.or(cluster);
                     touched = true;
                 }
@@ -210,11 +211,20 @@ impl AuroraProvisioner {
                 Ok(self.rds.describe_cluster(cluster_id.clone()).await.at("DescribeDBClusters", &cluster_id)?)
             };
             let what = format!("Aurora cluster {cluster_id} to be available");
-            wait_state(ctx, what, caps::AURORA_CLUSTER, fetch, cluster_available(&cluster_id)).await?;
+            wait_state(
+                ctx,
+                what,
+                caps::AURORA_CLUSTER,
+                Some(ready_from::AURORA_CLUSTER),
+                fetch,
+                cluster_available(&cluster_id),
+            )
+            .await?;
             wait_for(
                 ctx,
                 format!("Aurora instances of {cluster_id} to be available"),
                 caps::AURORA_INSTANCE,
+                Some(ready_from::AURORA_INSTANCES),
                 || async {
                     let all =
                         self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
@@ -310,8 +320,15 @@ impl AuroraProvisioner {
             Ok(self.rds.cluster_snapshot_status(name.to_owned()).await.at("DescribeDBClusterSnapshots", name)?)
         };
         let condition = upgrade::snapshot_available("Aurora cluster snapshot", name);
-        wait_state(ctx, format!("Aurora snapshot {name} to be available"), caps::AURORA_SNAPSHOT, fetch, condition)
-            .await?;
+        wait_state(
+            ctx,
+            format!("Aurora snapshot {name} to be available"),
+            caps::AURORA_SNAPSHOT,
+            None,
+            fetch,
+            condition,
+        )
+        .await?;
         Ok(())
     }
 }

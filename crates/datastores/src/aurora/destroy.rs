@@ -43,10 +43,17 @@ impl AuroraProvisioner {
                 }
                 deleted.push(ResourceRef::new("rds:instance", &x.id));
             }
-            wait_for(ctx, format!("Aurora instances of {cluster_id} to be deleted"), caps::AURORA_INSTANCE, || async {
-                let left = self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
-                Ok((!left.is_empty()).then(|| format!("{} left", left.len())))
-            })
+            wait_for(
+                ctx,
+                format!("Aurora instances of {cluster_id} to be deleted"),
+                caps::AURORA_INSTANCE,
+                None,
+                || async {
+                    let left =
+                        self.rds.list_instances(cluster_id.clone()).await.at("DescribeDBInstances", &cluster_id)?;
+                    Ok((!left.is_empty()).then(|| format!("{} left", left.len())))
+                },
+            )
             .await?;
             let snapshot = (selector.final_snapshot && !policy.delete_data)
                 .then(|| crate::names::final_snapshot(ctx, std::time::SystemTime::now()));
@@ -57,7 +64,7 @@ impl AuroraProvisioner {
             if let Some(s) = &snapshot {
                 tracing::info!(cluster = %cluster_id, snapshot = %s, "final snapshot requested");
             }
-            wait_for(ctx, format!("Aurora cluster {cluster_id} to be deleted"), caps::AURORA_CLUSTER, || async {
+            wait_for(ctx, format!("Aurora cluster {cluster_id} to be deleted"), caps::AURORA_CLUSTER, None, || async {
                 Ok(self
                     .rds
                     .describe_cluster(cluster_id.clone())

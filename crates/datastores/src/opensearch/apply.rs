@@ -49,18 +49,25 @@ impl OpenSearchProvisioner {
         changes: Vec<OpenSearchChange>,
     ) -> Result<OpenSearchOutput> {
         let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
-        // Read, or generated when the plan shows it (`OpenSearchChange::Secret`).
+        // The secret (read, or generated when the plan shows it: `OpenSearchChange::Secret`), the
+        // security group and the service-linked role need nothing of each other: made together,
+        // and the domain as soon as all are there.
         let secret =
-            ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user)
-                .await?;
+            ensure_secret(ctx, self.secrets.as_ref(), SecretKind::OpenSearchMaster, &spec.opensearch.master_user);
         let sources = security_group::sources(spec);
         let sg_change = changes.iter().find_map(|c| match c {
             OpenSearchChange::SecurityGroup(c) => Some(c.clone()),
             _ => None,
         });
         let want_sg = sg_want(spec, &sgn, &sources);
-        let sg =
-            security_group::apply_change(ctx, self.sg.as_ref(), want_sg, sg_change, o.security_group.as_ref()).await?;
+        let sg = security_group::apply_change(ctx, self.sg.as_ref(), want_sg, sg_change, o.security_group.as_ref());
+        let linked_role = async {
+            if changes.iter().any(|c| matches!(c, OpenSearchChange::ServiceLinkedRole)) {
+                self.ensure_service_linked_role().await?;
+            }
+            Ok::<_, DatastoresError>(())
+        };
+        let (secret, sg, ()) = tokio::try_join!(secret, sg, linked_role)?;
         let mut config = Self::config_for(ctx, spec, sg.as_str());
         // The domain as last seen, when it is ready and nothing changed (no further read).
         let mut settled = o.domain.clone().filter(|d| d.vpc_endpoint.is_some());
@@ -69,7 +76,8 @@ impl OpenSearchProvisioner {
                 OpenSearchChange::Secret { .. }
                 | OpenSearchChange::SecurityGroup(_)
                 | OpenSearchChange::Replace { .. } => {}
-                OpenSearchChange::ServiceLinkedRole => self.ensure_service_linked_role().await?,
+                // Made above, with the secret and the security group.
+                OpenSearchChange::ServiceLinkedRole => {}
                 OpenSearchChange::Create { .. } => {
                     let user = secret
                         .field("username")

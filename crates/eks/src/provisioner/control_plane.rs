@@ -89,59 +89,78 @@ impl EksProvisioner {
         o: &ObservedEks,
         changes: &[Step],
     ) -> Result<ControlPlane> {
+        // The roles, the key, the node security group and the log group need nothing of each
+        // other: they are made together, and the cluster as soon as all are there.
         let wants = role_wants(ctx, names, spec);
-        let mut arns = Vec::new();
-        for (index, (want, have)) in wants.iter().zip(o.roles()).enumerate() {
-            let change = changes.iter().find(
+        let roles =
+            futures::future::try_join_all(wants.iter().zip(o.roles()).enumerate().map(|(index, (want, have))| {
+                let change = changes.iter().find(
                 |c| matches!(c, Step::CreateRole { index: i, .. } | Step::UpdateRole { index: i, .. } if *i == index),
             );
-            arns.push(self.converge_role(ctx, want, have.as_ref(), change).await?);
-        }
+                self.converge_role(ctx, want, have.as_ref(), change)
+            }));
+        let key = async {
+            let mut key = o.key.clone();
+            for change in changes {
+                match change {
+                    Step::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
+                    Step::AliasKey { alias, key_id } => {
+                        self.client.create_alias(alias.clone(), key_id.clone()).await.at("CreateAlias", alias)?;
+                        tracing::info!(%alias, "aliased the KMS key an interrupted run created");
+                    }
+                    Step::UpdateKey { alias, key_id, restore, tags, .. } => {
+                        if restore.is_some() {
+                            self.client.restore_key(key_id.clone()).await.at("CancelKeyDeletion", alias)?;
+                            tracing::info!(%alias, "restored KMS key scheduled for deletion");
+                        }
+                        if !tags.is_empty() {
+                            let tags = dify_stack_core::drift_tags(tags);
+                            self.client.tag_key(key_id.clone(), tags).await.at("TagResource", alias)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<_, EksError>(key)
+        };
+        let node_sg = async {
+            let mut node_sg = o.node_security_group.as_ref().map(|s| s.id.clone());
+            for change in changes {
+                if let Step::CreateNodeSecurityGroup { .. } = change {
+                    node_sg = Some(create_node_security_group(self.client.as_ref(), ctx, &spec.vpc_id, names).await?)
+                }
+            }
+            Ok::<_, EksError>(node_sg)
+        };
+        let logs = async {
+            for change in changes {
+                match change {
+                    Step::CreateLogGroup { name, retention_days } => {
+                        self.create_log_group(ctx, name).await?;
+                        self.client
+                            .put_log_retention(name.clone(), *retention_days)
+                            .await
+                            .at("PutRetentionPolicy", name)?;
+                    }
+                    Step::AdoptLogGroup { name, want, tags, .. } => {
+                        let tags = dify_stack_core::drift_tags(tags);
+                        self.client.tag_log_group(name.clone(), tags).await.at("TagLogGroup", name)?;
+                        self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?;
+                        tracing::info!(log_group = %name, "adopted the control-plane log group EKS made");
+                    }
+                    Step::LogRetention { name, want, .. } => {
+                        self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<_, EksError>(())
+        };
+        let (arns, key, node_sg, ()) = tokio::try_join!(roles, key, node_sg, logs)?;
         let (cluster_role, node_role) = (arns[0].clone(), arns[1].clone());
         let ebs_csi_role = arns
             .get(2)
             .map(|arn| AddonRole { service_account: EBS_CSI_SERVICE_ACCOUNT.to_owned(), role_arn: arn.clone() });
-        let mut key = o.key.clone();
-        let mut node_sg = o.node_security_group.as_ref().map(|s| s.id.clone());
-        for change in changes {
-            match change {
-                Step::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
-                Step::AliasKey { alias, key_id } => {
-                    self.client.create_alias(alias.clone(), key_id.clone()).await.at("CreateAlias", alias)?;
-                    tracing::info!(%alias, "aliased the KMS key an interrupted run created");
-                }
-                Step::UpdateKey { alias, key_id, restore, tags, .. } => {
-                    if restore.is_some() {
-                        self.client.restore_key(key_id.clone()).await.at("CancelKeyDeletion", alias)?;
-                        tracing::info!(%alias, "restored KMS key scheduled for deletion");
-                    }
-                    if !tags.is_empty() {
-                        let tags = dify_stack_core::drift_tags(tags);
-                        self.client.tag_key(key_id.clone(), tags).await.at("TagResource", alias)?;
-                    }
-                }
-                Step::CreateNodeSecurityGroup { .. } => {
-                    node_sg = Some(create_node_security_group(self.client.as_ref(), ctx, &spec.vpc_id, names).await?)
-                }
-                Step::CreateLogGroup { name, retention_days } => {
-                    self.create_log_group(ctx, name).await?;
-                    self.client
-                        .put_log_retention(name.clone(), *retention_days)
-                        .await
-                        .at("PutRetentionPolicy", name)?;
-                }
-                Step::AdoptLogGroup { name, want, tags, .. } => {
-                    let tags = dify_stack_core::drift_tags(tags);
-                    self.client.tag_log_group(name.clone(), tags).await.at("TagLogGroup", name)?;
-                    self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?;
-                    tracing::info!(log_group = %name, "adopted the control-plane log group EKS made");
-                }
-                Step::LogRetention { name, want, .. } => {
-                    self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?
-                }
-                _ => {}
-            }
-        }
         let key = key
             .ok_or_else(|| AwsError::new("CreateKey", "NotFound", "neither observed nor created"))
             .at("CreateKey", &names.key_alias)?;
@@ -150,7 +169,8 @@ impl EksProvisioner {
             .at("CreateSecurityGroup", &names.node_security_group)?;
         let cluster =
             self.converge_cluster(ctx, spec, names, o.cluster.clone(), changes, cluster_role.clone(), &key.arn).await?;
-        for change in changes {
+        // Each principal's entry and policy, the principals together.
+        futures::future::try_join_all(changes.iter().map(|change| async move {
             match change {
                 Step::CreateAccessEntry { principal } => {
                     let tags = ctx.tags_for(Tier::Eks, "access-entry", &names.cluster);
@@ -163,12 +183,13 @@ impl EksProvisioner {
                         Err(e) if exists(&e) => {}
                         Err(e) => return Err(e.at("CreateAccessEntry", principal).into()),
                     }
-                    self.associate_admin(ctx, names, principal).await?;
+                    self.associate_admin(ctx, names, principal).await
                 }
-                Step::AssociateAccessPolicy { principal } => self.associate_admin(ctx, names, principal).await?,
-                _ => {}
+                Step::AssociateAccessPolicy { principal } => self.associate_admin(ctx, names, principal).await,
+                _ => Ok(()),
             }
-        }
+        }))
+        .await?;
         Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
     }
 
@@ -208,6 +229,9 @@ impl EksProvisioner {
                     Err(e) => return Err(e.at("CreateRole", &want.name).into()),
                 };
                 tracing::info!(role = %want.name, "created IAM role");
+                // One after another: IAM has answered concurrent AttachRolePolicy calls on one role
+                // with ConcurrentModification (terraform-provider-aws #34371, AWS rolled that back
+                // in 2023; the provider retries it since #34378). Different roles go together.
                 for policy in &want.policies {
                     self.client
                         .attach_policy(want.name.clone(), Arn::new(policy))

@@ -93,7 +93,7 @@ fn accepted<S>(state: Option<S>, kind: &'static str, name: &str) -> Result<S> {
 
 impl EksProvisioner {
     pub(super) async fn wait_cluster(&self, ctx: &Context, name: &str) -> Result<ClusterInfo> {
-        let policy = ctx.wait.capped(caps::CLUSTER_ACTIVE);
+        let policy = ctx.wait.capped(caps::CLUSTER_ACTIVE).expecting(super::ready_from::CLUSTER);
         let what = format!("EKS cluster {name} to be ACTIVE");
         let fetch =
             || async { Ok(self.client.describe_cluster(ClusterName::new(name)).await.at("DescribeCluster", name)?) };
@@ -137,7 +137,7 @@ impl EksProvisioner {
         name: &str,
         cap: Duration,
     ) -> Result<NodegroupInfo> {
-        let policy = ctx.wait.capped(cap);
+        let policy = ctx.wait.capped(cap).expecting(super::ready_from::NODEGROUP);
         let what = format!("node group {name} to be ACTIVE");
         let fetch = || async {
             Ok(self
@@ -153,7 +153,7 @@ impl EksProvisioner {
     }
 
     pub(super) async fn wait_addon(&self, ctx: &Context, cluster: &str, name: &str) -> Result<AddonInfo> {
-        let policy = ctx.wait.capped(caps::ADDON);
+        let policy = ctx.wait.capped(caps::ADDON).expecting(super::ready_from::ADDON);
         let what = format!("add-on {name} to be ACTIVE");
         let fetch = || async {
             Ok(self

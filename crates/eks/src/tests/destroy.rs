@@ -354,6 +354,7 @@ mod kubernetes_load_balancers {
             multiplier: 2.0,
             jitter: 0.0,
             max_wait: std::time::Duration::from_secs(60),
+            ..Default::default()
         };
         let cancel = dify_stack_core::CancellationToken::new();
         // The controller deletes the ALB after two polls.

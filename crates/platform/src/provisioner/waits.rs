@@ -28,7 +28,8 @@ impl PlatformProvisioner {
         let fetch = || async {
             Ok(self.addons.addon(cluster.clone(), METRICS_SERVER.into()).await.at("DescribeAddon", METRICS_SERVER)?)
         };
-        let policy = ctx.wait.capped(caps::ADDON);
+        // Add-ons are rarely ACTIVE in under 20 s (`eks_addon` min of aws-durations.toml).
+        let policy = ctx.wait.capped(caps::ADDON).expecting(std::time::Duration::from_secs(20));
         match wait::until_state(&what, &policy, ctx.cancellation(), fetch, addon_active(METRICS_SERVER)).await {
             Ok(_) => Ok(()),
             Err(e) => Err(match from_wait(e) {

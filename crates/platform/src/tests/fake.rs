@@ -341,6 +341,7 @@ pub(super) fn ctx() -> Context {
         multiplier: 2.0,
         jitter: 0.0,
         max_wait: std::time::Duration::from_secs(5),
+        ..Default::default()
     };
     ctx
 }

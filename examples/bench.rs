@@ -48,10 +48,13 @@ struct Args {
     /// Print the simulated tables on the seeds the waits were tuned on, not the report seeds.
     #[arg(long)]
     tuning: bool,
-    /// Instead of the tables: one test-profile run on this seed, each node's start and end on
+    /// Instead of the tables: one run (test profile, or prod with `--prod`) on this seed, each node's start and end on
     /// the simulated clock, against the critical path's resources.
     #[arg(long)]
     trace: Option<u64>,
+    /// With `--trace`: the prod profile.
+    #[arg(long)]
+    prod: bool,
 }
 
 /// min / median / p95 seconds.
@@ -607,7 +610,7 @@ async fn aws_sdk_ec2_warm(config: &aws_types::SdkConfig) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(seed) = args.trace {
-        trace(Scenario { profile: Profile::Test, domain: false }, seed);
+        trace(Scenario { profile: if args.prod { Profile::Prod } else { Profile::Test }, domain: false }, seed);
         return Ok(());
     }
     simulated_table(if args.tuning { TUNING_SEEDS } else { REPORT_SEEDS });

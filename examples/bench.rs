@@ -348,7 +348,7 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
             }
         } else {
             let ctx = wiring::context(&cfg, Some(sim::control::ACCOUNT)).expect("valid context");
-            let runner = AwsRunner::new(cfg, ctx, provisioners, DataPolicy::default());
+            let runner = AwsRunner::new(cfg, ctx, provisioners);
             let runner = Unsplit { runner, egress_done: tokio::sync::watch::Sender::new(false) };
             internals::apply(&runner, &CancellationToken::new(), &events).await.err().map(|(_, f)| f.to_string())
         };

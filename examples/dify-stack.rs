@@ -276,8 +276,11 @@ async fn main() -> ExitCode {
             }
         }
         Verb::Apply { allow_replace } => {
-            let stack =
-                stack.with_permissions(dify_stack::core::Permissions { allow_replace, allow_data_loss: allow_replace });
+            let stack = stack.with_permissions(dify_stack::core::Permissions {
+                allow_replace,
+                allow_data_loss: allow_replace,
+                ..Default::default()
+            });
             // The plan shown is the plan applied: without changes, its one observation is the
             // whole apply (`Stack::apply_plan`).
             let shown = if cli.json {

@@ -163,14 +163,21 @@ impl fmt::Display for Tier {
     }
 }
 
-/// What a run may do beyond converging: both default to `false`.
+/// What a run may do beyond converging: every one defaults to `false`. The one place a run's
+/// permission to lose data lives: apply's replacements and destroy's deletions both read it
+/// (the datastores' `DataPolicy` is a view of it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {
     /// Apply may delete and re-create resources whose immutable settings drifted (`Replace`).
     pub allow_replace: bool,
-    /// Destroy may delete data: non-empty buckets, repositories holding images, databases
-    /// without a final snapshot.
+    /// Data may be lost: destroy deletes non-empty buckets, repositories holding images,
+    /// databases without a final snapshot, the volumes the cluster's claims made; apply (with
+    /// `allow_replace`) replaces what holds data. Implies `lift_deletion_protection`.
     pub allow_data_loss: bool,
+    /// Destroy may lift Aurora's deletion protection (the cluster then goes with its final
+    /// snapshot when the spec takes one).
+    #[serde(default)]
+    pub lift_deletion_protection: bool,
 }
 
 /// Everything a provisioner needs to know about the stack it works on.

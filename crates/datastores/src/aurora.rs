@@ -111,25 +111,18 @@ pub struct AuroraProvisioner {
     rds: Arc<dyn RdsApi>,
     sg: Arc<dyn SgApi>,
     secrets: Arc<dyn SecretsApi>,
-    policy: Option<DataPolicy>,
 }
 
 impl std::fmt::Debug for AuroraProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuroraProvisioner").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("AuroraProvisioner").finish_non_exhaustive()
     }
 }
 
 impl AuroraProvisioner {
     /// A provisioner over the given clients.
     pub fn new(rds: Arc<dyn RdsApi>, sg: Arc<dyn SgApi>, secrets: Arc<dyn SecretsApi>) -> Self {
-        AuroraProvisioner { rds, sg, secrets, policy: None }
-    }
-
-    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
-    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
-        self.policy = Some(policy);
-        self
+        AuroraProvisioner { rds, sg, secrets }
     }
 
     fn data_api(&self, ctx: &Context, spec: &DatastoresSpec) -> bool {

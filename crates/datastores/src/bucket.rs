@@ -66,12 +66,11 @@ pub struct BucketOutput {
 #[derive(Clone)]
 pub struct BucketProvisioner {
     s3: Arc<dyn S3Api>,
-    policy: Option<DataPolicy>,
 }
 
 impl std::fmt::Debug for BucketProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BucketProvisioner").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("BucketProvisioner").finish_non_exhaustive()
     }
 }
 
@@ -97,13 +96,7 @@ fn want_encryption(spec: &DatastoresSpec) -> (String, Option<String>) {
 impl BucketProvisioner {
     /// A provisioner over the given client.
     pub fn new(s3: Arc<dyn S3Api>) -> Self {
-        BucketProvisioner { s3, policy: None }
-    }
-
-    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
-    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
-        self.policy = Some(policy);
-        self
+        BucketProvisioner { s3 }
     }
 
     /// Number of object versions and delete markers in our bucket (0 when absent or not ours).
@@ -386,7 +379,7 @@ impl Provisioner for BucketProvisioner {
     fn selector(&self, _ctx: &Context, _spec: &DatastoresSpec) {}
 
     async fn destroy_selected(&self, ctx: &Context, _selector: &()) -> Result<Vec<ResourceRef>> {
-        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let policy = DataPolicy::from_context(ctx);
         let holders = self.data_holders(ctx, policy).await?;
         if !holders.is_empty() {
             return Err(DatastoresError::DataLossRefused {

@@ -24,9 +24,23 @@ impl DataPolicy {
         DataPolicy { lift_deletion_protection: true, delete_data: true }
     }
 
-    /// The policy implied by the context's permissions: `allow_data_loss` deletes everything.
+    /// The context's permissions as a data policy (the only source: `Permissions`):
+    /// `allow_data_loss` deletes everything, `lift_deletion_protection` lifts Aurora's.
     pub fn from_context(ctx: &Context) -> DataPolicy {
-        if ctx.permissions.allow_data_loss { DataPolicy::delete_everything() } else { DataPolicy::default() }
+        let p = ctx.permissions;
+        DataPolicy {
+            lift_deletion_protection: p.lift_deletion_protection || p.allow_data_loss,
+            delete_data: p.allow_data_loss,
+        }
+    }
+
+    /// The permissions that carry this policy (`allow_replace` as given).
+    pub fn permissions(self, allow_replace: bool) -> dify_stack_core::Permissions {
+        dify_stack_core::Permissions {
+            allow_replace,
+            allow_data_loss: self.delete_data,
+            lift_deletion_protection: self.lift_deletion_protection,
+        }
     }
 }
 

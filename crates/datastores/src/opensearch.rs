@@ -113,12 +113,11 @@ pub struct OpenSearchProvisioner {
     search: Arc<dyn OpenSearchApi>,
     sg: Arc<dyn SgApi>,
     secrets: Arc<dyn SecretsApi>,
-    policy: Option<DataPolicy>,
 }
 
 impl std::fmt::Debug for OpenSearchProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenSearchProvisioner").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("OpenSearchProvisioner").finish_non_exhaustive()
     }
 }
 
@@ -140,13 +139,7 @@ pub(crate) fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 impl OpenSearchProvisioner {
     /// A provisioner over the given clients.
     pub fn new(search: Arc<dyn OpenSearchApi>, sg: Arc<dyn SgApi>, secrets: Arc<dyn SecretsApi>) -> Self {
-        OpenSearchProvisioner { search, sg, secrets, policy: None }
-    }
-
-    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
-    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
-        self.policy = Some(policy);
-        self
+        OpenSearchProvisioner { search, sg, secrets }
     }
 
     /// The domain as the spec wants it, in security group `sg`.
@@ -360,7 +353,7 @@ impl Provisioner for OpenSearchProvisioner {
     }
 
     async fn destroy_selected(&self, ctx: &Context, selector: &StoreSelector) -> Result<Vec<ResourceRef>> {
-        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let policy = DataPolicy::from_context(ctx);
         let (name, sgn) = (domain_name(ctx), crate::names::search_security_group(ctx));
         let mut deleted = Vec::new();
         if let Some(d) =

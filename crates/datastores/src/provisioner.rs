@@ -53,7 +53,6 @@ pub struct DatastoresProvisioner {
     /// Bucket.
     pub bucket: BucketProvisioner,
     secrets: Arc<dyn SecretsApi>,
-    policy: Option<DataPolicy>,
 }
 
 impl std::fmt::Debug for dyn SecretsApi {
@@ -72,7 +71,6 @@ impl DatastoresProvisioner {
             opensearch: OpenSearchProvisioner::new(sdk.clone(), sdk.clone(), sdk.clone()),
             bucket: BucketProvisioner::new(sdk.clone()),
             secrets: sdk,
-            policy: None,
         }
     }
 
@@ -84,17 +82,7 @@ impl DatastoresProvisioner {
         bucket: BucketProvisioner,
         secrets: Arc<dyn SecretsApi>,
     ) -> Self {
-        DatastoresProvisioner { aurora, redis, opensearch, bucket, secrets, policy: None }
-    }
-
-    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
-    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
-        self.policy = Some(policy);
-        self.aurora = self.aurora.with_data_policy(policy);
-        self.redis = self.redis.with_data_policy(policy);
-        self.opensearch = self.opensearch.with_data_policy(policy);
-        self.bucket = self.bucket.with_data_policy(policy);
-        self
+        DatastoresProvisioner { aurora, redis, opensearch, bucket, secrets }
     }
 
     /// What destroy would refuse to delete under the data policy (empty: destroy may proceed).
@@ -105,7 +93,7 @@ impl DatastoresProvisioner {
     /// [`Self::data_holders`] with what it reads of a spec (or a [`DatastoresSelector`]):
     /// whether Aurora goes with a final snapshot.
     pub async fn data_holders_of(&self, ctx: &Context, final_snapshot: bool) -> Result<Vec<String>> {
-        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let policy = DataPolicy::from_context(ctx);
         let (a, b) = futures::future::try_join(
             self.aurora.data_holders_of(ctx, final_snapshot, policy),
             self.bucket.data_holders(ctx, policy),

@@ -76,25 +76,18 @@ pub struct RedisProvisioner {
     cache: Arc<dyn ElastiCacheApi>,
     sg: Arc<dyn SgApi>,
     secrets: Arc<dyn SecretsApi>,
-    policy: Option<DataPolicy>,
 }
 
 impl std::fmt::Debug for RedisProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisProvisioner").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("RedisProvisioner").finish_non_exhaustive()
     }
 }
 
 impl RedisProvisioner {
     /// A provisioner over the given clients.
     pub fn new(cache: Arc<dyn ElastiCacheApi>, sg: Arc<dyn SgApi>, secrets: Arc<dyn SecretsApi>) -> Self {
-        RedisProvisioner { cache, sg, secrets, policy: None }
-    }
-
-    /// Sets the data policy for destroy (default: [`DataPolicy::from_context`]).
-    pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
-        self.policy = Some(policy);
-        self
+        RedisProvisioner { cache, sg, secrets }
     }
 
     async fn wait_available(&self, ctx: &Context, id: &str) -> Result<ReplicationGroupInfo> {
@@ -261,7 +254,7 @@ impl Provisioner for RedisProvisioner {
     }
 
     async fn destroy_selected(&self, ctx: &Context, selector: &StoreSelector) -> Result<Vec<ResourceRef>> {
-        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let policy = DataPolicy::from_context(ctx);
         let n = name(ctx);
         let mut deleted = Vec::new();
         if let Some(arn) = self.delete_group(ctx, &n).await? {

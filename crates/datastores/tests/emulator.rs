@@ -280,7 +280,11 @@ async fn test_profile_applies_as_specified_reapplies_as_a_no_op_updates_acu_and_
     assert!(matches!(&err, DatastoresError::DataLossRefused { holders, .. } if holders.len() == 1), "{err}");
     assert!(err.to_string().contains("without a final snapshot"), "{err}");
     assert!(env.tagged("ds-test").await.len() >= 12, "a refused destroy deletes nothing");
-    let deleted = ds.clone().with_data_policy(DataPolicy::delete_everything()).destroy(&ctx, &bigger).await.unwrap();
+    let deleted = ds
+        .clone()
+        .destroy(&ctx.clone().with_permissions(DataPolicy::delete_everything().permissions(false)), &bigger)
+        .await
+        .unwrap();
     assert!(deleted.len() >= 12, "{deleted:?}");
     assert_eq!(env.tagged("ds-test").await, Vec::<String>::new());
 }
@@ -327,7 +331,7 @@ async fn prod_destroy_refuses_without_permission_and_keeps_a_final_snapshot_with
     assert_eq!(env.tagged("ds-prod").await, before, "nothing deleted");
 
     let allowed = DataPolicy { lift_deletion_protection: true, delete_data: false };
-    ds.clone().with_data_policy(allowed).destroy(&ctx, &spec).await.unwrap();
+    ds.clone().destroy(&ctx.clone().with_permissions(allowed.permissions(false)), &spec).await.unwrap();
     let snaps = rds.describe_db_cluster_snapshots().send().await.unwrap();
     let finals: Vec<&str> = snaps
         .db_cluster_snapshots()
@@ -391,7 +395,10 @@ async fn a_bucket_with_1500_versions_is_refused_then_fully_drained() {
     let err = bucket.destroy(&ctx, &spec).await.unwrap_err();
     assert!(err.to_string().contains("holds 1500 object versions"), "{err}");
     assert!(s3.head_bucket().bucket(&name).send().await.is_ok(), "refused destroy keeps the bucket");
-    let deleted = bucket.with_data_policy(DataPolicy::delete_everything()).destroy(&ctx, &spec).await.unwrap();
+    let deleted = bucket
+        .destroy(&ctx.clone().with_permissions(DataPolicy::delete_everything().permissions(false)), &spec)
+        .await
+        .unwrap();
     assert_eq!(deleted.len(), 1);
     assert!(s3.head_bucket().bucket(&name).send().await.is_err(), "bucket gone");
 }
@@ -446,6 +453,6 @@ async fn secrets_are_stable_and_never_in_debug_output() {
     sm.delete_secret().secret_id(first.app_secret.arn.as_str()).recovery_window_in_days(7).send().await.unwrap();
     let third = ds.apply(&ctx, &spec).await.unwrap();
     assert_eq!(third.app_secret, first.app_secret);
-    ds.with_data_policy(DataPolicy::delete_everything()).destroy(&ctx, &spec).await.unwrap();
+    ds.destroy(&ctx.clone().with_permissions(DataPolicy::delete_everything().permissions(false)), &spec).await.unwrap();
     assert_eq!(env.tagged("ds-sec").await, Vec::<String>::new());
 }

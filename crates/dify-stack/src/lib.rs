@@ -86,7 +86,6 @@ pub struct Stack {
     account: String,
     ctx: Context,
     events: EventSink,
-    policy: DataPolicy,
     /// This machine's public address, in `caller_address` mode.
     caller: Option<std::net::Ipv4Addr>,
     /// The operators' addresses as `connect` found and updated them, and whether this
@@ -156,7 +155,6 @@ impl Stack {
             account,
             ctx,
             events: EventSink::default(),
-            policy: DataPolicy::default(),
             caller,
             operators,
         })
@@ -209,12 +207,13 @@ impl Stack {
         (self.with_events(sink), stream)
     }
 
-    /// What destroy may delete that holds data (default: nothing).
+    /// What destroy may delete that holds data (default: nothing): kept in the context's
+    /// [`Permissions`](dify_stack_core::Permissions), the one place every tier reads it from
+    /// (`delete_data` is `allow_data_loss`, which also lets apply replace what holds data when
+    /// `allow_replace` is given).
     pub fn with_data_policy(mut self, policy: DataPolicy) -> Self {
-        self.policy = policy;
-        if policy.delete_data {
-            self.ctx.permissions.allow_data_loss = true;
-        }
+        let allow_replace = self.ctx.permissions.allow_replace;
+        self.ctx = self.ctx.with_permissions(policy.permissions(allow_replace));
         self
     }
 
@@ -225,10 +224,11 @@ impl Stack {
     /// Aurora and OpenSearch are never replaced, whatever the permissions. Destroy's data
     /// permission is [`Stack::with_data_policy`]'s.
     pub fn with_permissions(mut self, permissions: dify_stack_core::Permissions) -> Self {
-        let keep = self.ctx.permissions.allow_data_loss;
+        let keep = self.ctx.permissions;
         self.ctx = self.ctx.with_permissions(dify_stack_core::Permissions {
             allow_replace: permissions.allow_replace,
-            allow_data_loss: permissions.allow_data_loss || keep,
+            allow_data_loss: permissions.allow_data_loss || keep.allow_data_loss,
+            lift_deletion_protection: permissions.lift_deletion_protection || keep.lift_deletion_protection,
         });
         self
     }
@@ -261,7 +261,7 @@ impl Stack {
     }
 
     fn runner(&self) -> AwsRunner {
-        AwsRunner::new(self.cfg.clone(), self.ctx.clone(), self.provisioners.clone(), self.policy)
+        AwsRunner::new(self.cfg.clone(), self.ctx.clone(), self.provisioners.clone())
     }
 
     /// The control bucket (lock and recorded outputs).

@@ -27,8 +27,9 @@ use crate::wiring;
 pub struct AwsRunner {
     pub(crate) cfg: StackConfig,
     pub(crate) ctx: Context,
-    /// The bundle, with the run's data policy applied.
+    /// The bundle.
     pub(crate) p: Provisioners,
+    /// What destroy may delete that holds data: the context's permissions, seen as a policy.
     pub(crate) policy: DataPolicy,
     vpc: OnceCell<Option<VpcId>>,
 }
@@ -107,17 +108,10 @@ pub(crate) fn missing(node: Node, what: &str) -> NodeError {
 }
 
 impl AwsRunner {
-    /// A runner for `cfg` in the context `ctx` (with account id) over the provisioners `p`,
-    /// which get `policy` (what destroy may delete that holds data).
-    pub fn new(cfg: StackConfig, ctx: Context, p: Provisioners, policy: DataPolicy) -> Self {
-        let p = Provisioners {
-            eks: p.eks.with_data_deletion(policy.delete_data),
-            aurora: p.aurora.with_data_policy(policy),
-            redis: p.redis.with_data_policy(policy),
-            opensearch: p.opensearch.with_data_policy(policy),
-            bucket: p.bucket.with_data_policy(policy),
-            ..p
-        };
+    /// A runner for `cfg` in the context `ctx` (with account id, and the permissions that say
+    /// what may be lost) over the provisioners `p`.
+    pub fn new(cfg: StackConfig, ctx: Context, p: Provisioners) -> Self {
+        let policy = DataPolicy::from_context(&ctx);
         AwsRunner { cfg, ctx, p, policy, vpc: OnceCell::new() }
     }
 

@@ -182,10 +182,15 @@ async fn end_to_end() {
     // Permissions: none by default; a replacement permission keeps destroy's data permission.
     use dify_stack::core::Permissions;
     assert_eq!(plain.context().permissions, Permissions::default());
-    let allowed = plain
-        .with_data_policy(DataPolicy::delete_everything())
-        .with_permissions(Permissions { allow_replace: true, allow_data_loss: false });
-    assert_eq!(allowed.context().permissions, Permissions { allow_replace: true, allow_data_loss: true });
+    let allowed = plain.with_data_policy(DataPolicy::delete_everything()).with_permissions(Permissions {
+        allow_replace: true,
+        allow_data_loss: false,
+        ..Default::default()
+    });
+    assert_eq!(
+        allowed.context().permissions,
+        Permissions { allow_replace: true, allow_data_loss: true, ..Default::default() }
+    );
     let mut with_domain = config("e2e-test");
     with_domain.dify.domain = Some("dify.example.com".into());
     with_domain.dify.certificate_arn = Some("arn:aws:acm:us-west-2:123456789012:certificate/abc".into());

@@ -188,16 +188,12 @@ pub struct EksProvisioner {
     load_balancers: Option<Arc<dyn LoadBalancerApi>>,
     /// The cluster's Kubernetes API, to delete the objects that make load balancers.
     kube_objects: Option<Arc<dyn LoadBalancerObjects>>,
-    /// Whether destroy may delete the stack's EBS volumes and snapshots; `None`: the context's
-    /// `permissions.allow_data_loss`.
-    delete_data: Option<bool>,
 }
 
 impl std::fmt::Debug for EksProvisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EksProvisioner")
             .field("keep_node_security_group", &self.keep_node_security_group)
-            .field("delete_data", &self.delete_data)
             .finish_non_exhaustive()
     }
 }
@@ -338,17 +334,7 @@ impl EksProvisioner {
             keep_node_security_group: false,
             load_balancers: None,
             kube_objects: None,
-            delete_data: None,
         }
-    }
-
-    /// Whether destroy may delete the stack's EBS volumes and snapshots (what the default
-    /// StorageClass made for PersistentVolumeClaims; [`crate::workloads`]). Without it, destroy
-    /// refuses before deleting anything while one exists ([`EksError::DataLossRefused`]).
-    /// Default: the context's `permissions.allow_data_loss`.
-    pub fn with_data_deletion(mut self, delete_data: bool) -> Self {
-        self.delete_data = Some(delete_data);
-        self
     }
 
     /// Destroy deletes the load balancers Kubernetes made for the cluster through `api`.

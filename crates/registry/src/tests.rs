@@ -198,7 +198,7 @@ async fn an_allowed_replacement_deletes_then_creates_with_the_new_encryption() {
             .in_sequence(&mut seq)
             .returning(|_, _| Ok(()));
     }
-    let ctx = ctx().with_permissions(Permissions { allow_replace: true, allow_data_loss: true });
+    let ctx = ctx().with_permissions(Permissions { allow_replace: true, allow_data_loss: true, ..Default::default() });
     let plan = RegistryProvisioner::new(converged(&RegistrySpec::default())).plan(&ctx, &spec).await.unwrap();
     assert_eq!(plan.summary().replace, 2);
     assert_eq!(plan.summary().update, 0, "a replaced repository has nothing else to update");

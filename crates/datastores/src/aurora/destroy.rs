@@ -8,7 +8,7 @@ use dify_stack_core::AwsAt;
 
 impl AuroraProvisioner {
     pub(super) async fn destroy_tier(&self, ctx: &Context, selector: &AuroraSelector) -> Result<Vec<ResourceRef>> {
-        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let policy = DataPolicy::from_context(ctx);
         let holders = self.data_holders_of(ctx, selector.final_snapshot, policy).await?;
         if !holders.is_empty() {
             return Err(DatastoresError::DataLossRefused {

@@ -11,7 +11,7 @@ use crate::spec::DatastoresSelector;
 
 impl DatastoresProvisioner {
     pub(super) async fn destroy_tier(&self, ctx: &Context, selector: &DatastoresSelector) -> Result<Vec<ResourceRef>> {
-        let policy = self.policy.unwrap_or_else(|| DataPolicy::from_context(ctx));
+        let policy = DataPolicy::from_context(ctx);
         let holders = self.data_holders_of(ctx, selector.final_snapshot).await?;
         if !holders.is_empty() {
             return Err(DatastoresError::DataLossRefused {

@@ -210,7 +210,8 @@ async fn an_unencrypted_redis_is_replaced_only_when_allowed() {
         p.store(3, Ordering::SeqCst);
         Ok(())
     });
-    let allowed = ctx.clone().with_permissions(Permissions { allow_replace: true, allow_data_loss: true });
+    let allowed =
+        ctx.clone().with_permissions(Permissions { allow_replace: true, allow_data_loss: true, ..Default::default() });
     let out = provisioner(cache).apply(&allowed, &spec).await.unwrap();
     assert_eq!(out.primary_endpoint, "new");
 }

@@ -430,8 +430,7 @@ fn an_unreachable_kubernetes_api_fails_naming_the_endpoint_and_the_fix() {
     let cfg = Profile::Test.config();
     let ctx = wiring::context(&cfg, Some("123456789012")).unwrap();
     let sdk = aws_types::SdkConfig::builder().build();
-    let runner =
-        crate::runner::AwsRunner::new(cfg, ctx, crate::Provisioners::from_conf(&sdk), crate::DataPolicy::default());
+    let runner = crate::runner::AwsRunner::new(cfg, ctx, crate::Provisioners::from_conf(&sdk));
     let endpoint = "https://ABCDEF.gr7.us-west-2.eks.amazonaws.com";
     let unreachable = dify_stack_core::KubeFailure {
         operation: "apply",

@@ -13,8 +13,12 @@ use dify_stack_core::AwsAt;
 use dify_stack_core::ids::{ClusterName, VpcId};
 
 impl EksProvisioner {
+    /// Whether destroy may delete the stack's EBS volumes and snapshots (what the default
+    /// StorageClass made for PersistentVolumeClaims; [`crate::workloads`]): the context's
+    /// `permissions.allow_data_loss`. Without it, destroy refuses before deleting anything while
+    /// one exists ([`EksError::DataLossRefused`]).
     fn may_delete_data(&self, ctx: &Context) -> bool {
-        self.delete_data.unwrap_or(ctx.permissions.allow_data_loss)
+        ctx.permissions.allow_data_loss
     }
 
     /// The stack's EBS volumes (not already deleting) and snapshots, found by its ownership tag

@@ -83,18 +83,19 @@ async fn the_stacks_volumes_and_snapshots_are_data_refused_without_delete_data_b
     assert!(writes.is_empty(), "refused before any delete: {writes:?}");
     assert!(fake.0.lock().unwrap().cluster.is_some());
 
-    // The context's permission is the default policy; an explicit one wins.
-    let allowed = ctx.clone().with_permissions(Permissions { allow_replace: false, allow_data_loss: true });
+    // The context's permission is the one that counts.
+    let allowed =
+        ctx.clone().with_permissions(Permissions { allow_replace: false, allow_data_loss: true, ..Default::default() });
     assert!(eks.data_holders(&allowed).await.unwrap().is_empty());
-    assert_eq!(eks.clone().with_data_deletion(false).data_holders(&allowed).await.unwrap().len(), 2);
-    assert!(eks.clone().with_data_deletion(true).data_holders(&ctx).await.unwrap().is_empty());
+    assert_eq!(eks.data_holders(&ctx).await.unwrap().len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn with_delete_data_they_go_after_the_cluster_once_detached_and_nothing_else_does() {
     let fake = FakeEks::default();
-    let eks = EksProvisioner::new(fake.clone()).with_data_deletion(true);
-    let (ctx, s) = (ctx(), spec());
+    let eks = EksProvisioner::new(fake.clone());
+    let s = spec();
+    let ctx = ctx().with_permissions(Permissions { allow_data_loss: true, ..Default::default() });
     eks.apply(&ctx, &s).await.unwrap();
     used(&fake);
     let mark = fake.calls().len();
@@ -121,8 +122,9 @@ async fn with_delete_data_they_go_after_the_cluster_once_detached_and_nothing_el
 #[tokio::test(start_paused = true)]
 async fn a_volume_that_never_detaches_ends_destroy_naming_it() {
     let fake = FakeEks::default();
-    let eks = EksProvisioner::new(fake.clone()).with_data_deletion(true);
-    let (ctx, s) = (ctx(), spec());
+    let eks = EksProvisioner::new(fake.clone());
+    let s = spec();
+    let ctx = ctx().with_permissions(Permissions { allow_data_loss: true, ..Default::default() });
     eks.apply(&ctx, &s).await.unwrap();
     // Attached by hand to an instance outside the node group: it never detaches.
     fake.0.lock().unwrap().volumes.push(stack_volume("vol-held", "in-use", u32::MAX));

@@ -189,7 +189,7 @@ async fn end_to_end() {
     });
     assert_eq!(
         allowed.context().permissions,
-        Permissions { allow_replace: true, allow_data_loss: true, ..Default::default() }
+        Permissions { allow_replace: true, allow_data_loss: true, lift_deletion_protection: true }
     );
     let mut with_domain = config("e2e-test");
     with_domain.dify.domain = Some("dify.example.com".into());

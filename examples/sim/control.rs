@@ -95,6 +95,8 @@ impl ControlPlane {
                     (_, Some(want)) => existing.as_deref() != Some(want),
                     _ => false,
                 };
+                // A failed precondition is 412 PreconditionFailed (S3 user guide, "Add preconditions to
+                // S3 operations with conditional requests"), as `lock.rs` expects.
                 if refused {
                     return Answer::s3_error(
                         412,

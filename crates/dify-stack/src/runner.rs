@@ -29,8 +29,6 @@ pub struct AwsRunner {
     pub(crate) ctx: Context,
     /// The bundle.
     pub(crate) p: Provisioners,
-    /// What destroy may delete that holds data: the context's permissions, seen as a policy.
-    pub(crate) policy: DataPolicy,
     vpc: OnceCell<Option<VpcId>>,
 }
 
@@ -38,7 +36,7 @@ impl std::fmt::Debug for AwsRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsRunner")
             .field("stack", self.ctx.stack())
-            .field("policy", &self.policy)
+            .field("permissions", &self.ctx.permissions)
             .finish_non_exhaustive()
     }
 }
@@ -111,8 +109,7 @@ impl AwsRunner {
     /// A runner for `cfg` in the context `ctx` (with account id, and the permissions that say
     /// what may be lost) over the provisioners `p`.
     pub fn new(cfg: StackConfig, ctx: Context, p: Provisioners) -> Self {
-        let policy = DataPolicy::from_context(&ctx);
-        AwsRunner { cfg, ctx, p, policy, vpc: OnceCell::new() }
+        AwsRunner { cfg, ctx, p, vpc: OnceCell::new() }
     }
 
     /// What holds data that this run's data policy does not allow to delete, across every tier
@@ -121,8 +118,9 @@ impl AwsRunner {
     /// by `Stack::destroy` before the first delete, so a refusal deletes nothing anywhere.
     pub async fn data_holders(&self) -> Result<Vec<String>, NodeError> {
         let final_snapshot = self.cfg.datastores.aurora.final_snapshot;
-        let mut holders = self.p.aurora.data_holders_of(&self.ctx, final_snapshot, self.policy).await.map_err(fail)?;
-        holders.extend(self.p.bucket.data_holders(&self.ctx, self.policy).await.map_err(fail)?);
+        let policy = self.policy();
+        let mut holders = self.p.aurora.data_holders_of(&self.ctx, final_snapshot, policy).await.map_err(fail)?;
+        holders.extend(self.p.bucket.data_holders(&self.ctx, policy).await.map_err(fail)?);
         holders.extend(self.p.eks.data_holders(&self.ctx).await.map_err(fail)?);
         Ok(holders)
     }
@@ -158,6 +156,11 @@ impl AwsRunner {
             .preflight(&self.ctx, &spec, &nodes)
             .await
             .map_err(|e| fail(dify_stack_network::NetworkError::from(e)))
+    }
+
+    /// What destroy may delete that holds data: the context's permissions, seen as a policy.
+    pub(crate) fn policy(&self) -> DataPolicy {
+        DataPolicy::from_context(&self.ctx)
     }
 
     /// The context.

@@ -36,7 +36,7 @@ impl StackNode for AppSecrets {
     }
 
     async fn destroy(&self, run: &AwsRunner) -> Result<Vec<ResourceRef>, NodeError> {
-        let deleted = secrets::delete_secret(&run.ctx, run.p.secrets.as_ref(), SecretKind::DifyApp, run.policy)
+        let deleted = secrets::delete_secret(&run.ctx, run.p.secrets.as_ref(), SecretKind::DifyApp, run.policy())
             .await
             .map_err(fail)?;
         Ok(deleted

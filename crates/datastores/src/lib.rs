@@ -39,6 +39,6 @@ pub use redis::{RedisOutput, RedisProvisioner, RedisStep};
 pub use sdk::SdkDatastores;
 pub use secrets::{SecretKind, StoredSecret};
 pub use spec::{
-    AuroraSelector, AuroraSpec, BucketSpec, DATABASES, DatastoresSelector, DatastoresSpec, OpenSearchSpec,
-    PlacedSubnet, RedisSpec, StoreSelector,
+    AuroraSelector, AuroraSpec, BucketSpec, DATABASES, DatastoresSelector, DatastoresSettings, DatastoresSpec,
+    OpenSearchSpec, PlacedSubnet, RedisSpec, StoreSelector,
 };

@@ -66,15 +66,32 @@ impl DatastoresSelector {
 }
 
 /// The datastores tier.
+///
+/// The user's part is [`DatastoresSettings`] (the `datastores` section of the stack's
+/// configuration file, flattened here); the rest is what the network and the EKS tier provide.
+/// The spec dereferences to its settings (`spec.aurora` is `spec.settings.aurora`), and
+/// [`validate`](DatastoresSpec::validate) reports the settings' violations at their own paths
+/// (`aurora.min_acu`, `redis.nodes`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatastoresSpec {
+    /// Aurora, Redis, OpenSearch and the bucket as the user chose them.
+    #[serde(flatten)]
+    pub settings: DatastoresSettings,
     /// The VPC (network tier).
     pub vpc_id: VpcId,
     /// Private subnets, one per AZ (network tier).
     pub subnets: Vec<PlacedSubnet>,
     /// The only security groups admitted to the stores: the EKS cluster and node groups.
     pub source_security_groups: Vec<SecurityGroupId>,
+}
+
+/// The datastores tier's settings, as the stack's configuration file gives them (its
+/// `datastores` section): everything of [`DatastoresSpec`] but what the network and the EKS
+/// tier provide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatastoresSettings {
     /// Aurora Serverless v2 PostgreSQL.
     pub aurora: AuroraSpec,
     /// ElastiCache Redis.
@@ -84,6 +101,32 @@ pub struct DatastoresSpec {
     /// S3 storage bucket.
     #[serde(default)]
     pub bucket: BucketSpec,
+}
+
+impl DatastoresSettings {
+    /// The profile's stores (STACK.md): Aurora, Redis and OpenSearch for the environment, the
+    /// default bucket.
+    pub fn for_environment(environment: Environment) -> DatastoresSettings {
+        DatastoresSettings {
+            aurora: AuroraSpec::for_environment(environment),
+            redis: RedisSpec::for_environment(environment),
+            opensearch: OpenSearchSpec::for_environment(environment),
+            bucket: BucketSpec::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for DatastoresSpec {
+    type Target = DatastoresSettings;
+    fn deref(&self) -> &DatastoresSettings {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for DatastoresSpec {
+    fn deref_mut(&mut self) -> &mut DatastoresSettings {
+        &mut self.settings
+    }
 }
 
 /// Aurora Serverless v2 PostgreSQL.
@@ -258,13 +301,10 @@ impl DatastoresSpec {
         source_security_groups: Vec<SecurityGroupId>,
     ) -> DatastoresSpec {
         DatastoresSpec {
+            settings: DatastoresSettings::for_environment(environment),
             vpc_id,
             subnets,
             source_security_groups,
-            aurora: AuroraSpec::for_environment(environment),
-            redis: RedisSpec::for_environment(environment),
-            opensearch: OpenSearchSpec::for_environment(environment),
-            bucket: BucketSpec::default(),
         }
     }
 

@@ -151,6 +151,24 @@ fn validation_names_each_bad_field() {
     assert!(errs.to_string().contains("min 5 > max 4"), "{errs}");
 }
 
+/// The settings are the user's part of the spec: flattened into its serialized form (which still
+/// refuses unknown keys), read through by the spec, and validated at their own paths.
+#[test]
+fn the_settings_are_flattened_into_the_spec_and_keep_their_paths() {
+    let mut s = spec(Environment::Test, 2);
+    assert_eq!(s.settings, DatastoresSettings::for_environment(Environment::Test));
+    let v = serde_json::to_value(&s).unwrap();
+    assert!(v.get("settings").is_none() && v["aurora"]["instances"] == 1 && v["vpc_id"] == "vpc-1", "{v}");
+    assert_eq!(serde_json::from_value::<DatastoresSpec>(v.clone()).unwrap(), s);
+    let mut extra = v;
+    extra["auroa"] = serde_json::json!({});
+    let err = serde_json::from_value::<DatastoresSpec>(extra).unwrap_err().to_string();
+    assert!(err.contains("auroa"), "{err}");
+    s.redis.nodes = 9;
+    assert_eq!(s.settings.redis.nodes, 9);
+    assert_eq!(s.validate(&ctx_in("us-west-2", Environment::Test)).unwrap_err().paths(), ["redis.nodes"]);
+}
+
 #[test]
 fn profiles_follow_the_spec() {
     let t = spec(Environment::Test, 2);

@@ -2,14 +2,13 @@
 //! overrides fields directly (all are public) or with the `with_*` builders, and files (TOML
 //! or YAML) override any subset of fields on top of the profile they name.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use dify_stack_core::ids::KubernetesVersion;
 use dify_stack_core::{Environment, Tags};
-use dify_stack_datastores::{AuroraSpec, BucketSpec, OpenSearchSpec, RedisSpec};
-use dify_stack_eks::{EndpointSpec, NodeGroupSpec};
-use dify_stack_network::{NatMode, NewVpcSpec};
+use dify_stack_datastores::DatastoresSettings;
+use dify_stack_eks::spec::EksSettings;
+use dify_stack_iam::IamSettings;
+use dify_stack_network::{NatMode, NetworkSettings, NewVpcSpec};
 use dify_stack_registry::RegistrySpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,70 +50,185 @@ impl std::str::FromStr for Profile {
     }
 }
 
-/// The network: a new VPC, or an existing one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkConfig {
-    /// A new VPC (used unless `existing` is set).
-    #[serde(default)]
-    pub new: NewVpcSpec,
-    /// Bring your own VPC instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub existing: Option<dify_stack_network::ExistingVpcSpec>,
-}
+/// The network section: a new VPC, or an existing one. The network tier's own settings type.
+#[deprecated(note = "the `network` section is the network tier's `NetworkSettings`")]
+pub type NetworkConfig = NetworkSettings;
 
-/// The EKS tier minus what the network provides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `eks` section: the EKS tier's own settings ([`EksSettings`], whose fields sit directly in
+/// the section and which this dereferences to: `cfg.eks.node_group` is
+/// `cfg.eks.settings.node_group`) plus how the machine running apply reaches the cluster's API,
+/// which is the facade's. What the network provides is not configured.
+///
+/// Serialized flat (the section's keys are the settings' and these); read by a deserializer
+/// that keeps every key's path (`eks.node_group.max`) and refuses unknown keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EksConfig {
-    /// Kubernetes minor version (`"1.33"`; anything else is refused when the file is read).
-    pub kubernetes_version: KubernetesVersion,
-    /// Endpoint access: extra CIDRs for the public endpoint (see `kubernetes_access`).
-    #[serde(default)]
-    pub endpoint: EndpointSpec,
+    /// The EKS tier's settings: `kubernetes_version` (`"1.33"`; anything else is refused when
+    /// the file is read), `endpoint` (extra CIDRs for the public endpoint, see
+    /// `kubernetes_access`), `log_types`, `log_retention_days` (test 7, prod 90), extra
+    /// `admin_principals` (IAM role or user ARNs), `node_group`, `addons`, `addon_versions`
+    /// (pinned by name, `vpc-cni = "v1.19.2-eksbuild.1"`: an installed add-on keeps its version
+    /// otherwise, moving only with a Kubernetes upgrade or a pin here) and `support_type`
+    /// (`EXTENDED`, EKS's default, or `STANDARD`; the plan states the cost of the version and
+    /// support type chosen).
+    #[serde(flatten)]
+    pub settings: EksSettings,
     /// How the machine running apply reaches the Kubernetes API (to create the namespace,
     /// service accounts and StorageClass). Default: the public endpoint opened to this machine's
     /// address only.
-    #[serde(default)]
     pub kubernetes_access: KubernetesAccess,
     /// Where `caller_address` mode asks for this machine's public IPv4 address (the body is the
     /// address, as `https://checkip.amazonaws.com` answers).
-    #[serde(default = "default_checkip_url")]
     pub checkip_url: String,
-    /// Control-plane log types.
-    pub log_types: Vec<String>,
-    /// Retention of the control-plane log group (test 7, prod 90 days).
-    #[serde(default = "default_log_retention")]
-    pub log_retention_days: i32,
-    /// Extra admin principals (IAM role or user ARNs).
-    #[serde(default)]
-    pub admin_principals: Vec<String>,
-    /// The node group.
-    pub node_group: NodeGroupSpec,
-    /// Managed add-ons.
-    pub addons: Vec<String>,
-    /// Add-on versions pinned by name (`vpc-cni = "v1.19.2-eksbuild.1"`). An installed add-on
-    /// keeps its version otherwise: it moves only with a Kubernetes upgrade or a pin here.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub addon_versions: BTreeMap<String, String>,
-    /// `EXTENDED` (EKS's default: the cluster stays on its version through extended support, at
-    /// $0.60 instead of $0.10 per cluster-hour) or `STANDARD` (EKS upgrades it automatically when
-    /// standard support ends). The plan states the cost of the version and support type chosen.
-    #[serde(default)]
-    pub support_type: dify_stack_eks::SupportType,
     /// In `caller_address` mode each operator's /32 is kept (in the control bucket, with when it
     /// was last used and by whom) so one operator's apply never removes another's address; an
     /// entry unused for this many days is dropped by the next apply (default 30).
-    #[serde(default = "default_operator_ttl")]
     pub operator_cidr_ttl_days: u32,
     /// Operator addresses to drop now (`203.0.113.7` or `203.0.113.7/32`), e.g. a laptop that
     /// left the team; your own address is never dropped while you apply.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remove_operator_cidrs: Vec<String>,
     /// The operators' /32s as recorded plus this machine's, filled by `Stack::connect` (not
     /// configuration).
     #[serde(skip)]
     pub operator_cidrs: Vec<String>,
+}
+
+impl std::ops::Deref for EksConfig {
+    type Target = EksSettings;
+    fn deref(&self) -> &EksSettings {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for EksConfig {
+    fn deref_mut(&mut self) -> &mut EksSettings {
+        &mut self.settings
+    }
+}
+
+/// The `eks` section's own keys (besides the settings').
+#[derive(Default)]
+struct AccessKeys {
+    kubernetes_access: Option<KubernetesAccess>,
+    checkip_url: Option<String>,
+    operator_cidr_ttl_days: Option<u32>,
+    remove_operator_cidrs: Option<Vec<String>>,
+}
+
+/// Which of the section's own keys a key is.
+#[derive(Clone, Copy)]
+enum AccessKey {
+    KubernetesAccess,
+    CheckipUrl,
+    OperatorCidrTtlDays,
+    RemoveOperatorCidrs,
+}
+
+impl AccessKey {
+    fn of(key: &str) -> Option<AccessKey> {
+        Some(match key {
+            "kubernetes_access" => AccessKey::KubernetesAccess,
+            "checkip_url" => AccessKey::CheckipUrl,
+            "operator_cidr_ttl_days" => AccessKey::OperatorCidrTtlDays,
+            "remove_operator_cidrs" => AccessKey::RemoveOperatorCidrs,
+            _ => return None,
+        })
+    }
+}
+
+/// A key of the `eks` section: one of ours, or the settings' (already identified by their seed).
+enum SectionKey<K> {
+    Access(AccessKey),
+    Settings(K),
+}
+
+/// Reads one key: ours are kept, any other is handed to the settings' field seed (which refuses
+/// an unknown one). The key is read through the outer deserializer, so an error names it.
+struct SectionKeySeed<'s, K> {
+    settings: &'s mut Option<K>,
+}
+
+impl<'de, K: serde::de::DeserializeSeed<'de>> serde::de::DeserializeSeed<'de> for SectionKeySeed<'_, K> {
+    type Value = SectionKey<K::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        use serde::de::{Error as _, IntoDeserializer as _};
+        let key = String::deserialize(deserializer)?;
+        if let Some(ours) = AccessKey::of(&key) {
+            return Ok(SectionKey::Access(ours));
+        }
+        let seed = self.settings.take().ok_or_else(|| D::Error::custom("a key was read twice"))?;
+        seed.deserialize(key.into_deserializer()).map(SectionKey::Settings)
+    }
+}
+
+/// The `eks` section as the settings see it: every key but ours, whose values are read into
+/// `keys` on the way.
+struct SettingsKeys<'k, A> {
+    map: A,
+    keys: &'k mut AccessKeys,
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for SettingsKeys<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        let mut seed = Some(seed);
+        loop {
+            match self.map.next_key_seed(SectionKeySeed { settings: &mut seed })? {
+                None => return Ok(None),
+                Some(SectionKey::Settings(key)) => return Ok(Some(key)),
+                Some(SectionKey::Access(AccessKey::KubernetesAccess)) => {
+                    self.keys.kubernetes_access = Some(self.map.next_value()?)
+                }
+                Some(SectionKey::Access(AccessKey::CheckipUrl)) => self.keys.checkip_url = Some(self.map.next_value()?),
+                Some(SectionKey::Access(AccessKey::OperatorCidrTtlDays)) => {
+                    self.keys.operator_cidr_ttl_days = Some(self.map.next_value()?)
+                }
+                Some(SectionKey::Access(AccessKey::RemoveOperatorCidrs)) => {
+                    self.keys.remove_operator_cidrs = Some(self.map.next_value()?)
+                }
+            }
+        }
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
+impl<'de> Deserialize<'de> for EksConfig {
+    /// The settings' derived deserializer reads the section through [`SettingsKeys`], which
+    /// takes our keys out: no `#[serde(flatten)]` (which would lose the paths of the settings'
+    /// errors and their refusal of unknown keys).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<EksConfig, D::Error> {
+        struct Section;
+        impl<'de> serde::de::Visitor<'de> for Section {
+            type Value = EksConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the eks table")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EksConfig, A::Error> {
+                let mut keys = AccessKeys::default();
+                let settings = EksSettings::deserialize(serde::de::value::MapAccessDeserializer::new(SettingsKeys {
+                    map,
+                    keys: &mut keys,
+                }))?;
+                Ok(EksConfig {
+                    settings,
+                    kubernetes_access: keys.kubernetes_access.unwrap_or_default(),
+                    checkip_url: keys.checkip_url.unwrap_or_else(default_checkip_url),
+                    operator_cidr_ttl_days: keys.operator_cidr_ttl_days.unwrap_or_else(default_operator_ttl),
+                    remove_operator_cidrs: keys.remove_operator_cidrs.unwrap_or_default(),
+                    operator_cidrs: Vec::new(),
+                })
+            }
+        }
+        deserializer.deserialize_map(Section)
+    }
 }
 
 fn default_operator_ttl() -> u32 {
@@ -169,50 +283,17 @@ impl std::fmt::Display for KubernetesAccess {
 /// Where `caller_address` mode learns this machine's public address.
 pub const DEFAULT_CHECKIP_URL: &str = "https://checkip.amazonaws.com/";
 
-fn default_log_retention() -> i32 {
-    90
-}
-
 fn default_checkip_url() -> String {
     DEFAULT_CHECKIP_URL.to_owned()
 }
 
-/// The datastores minus what the network and EKS provide.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatastoresConfig {
-    /// Aurora.
-    pub aurora: AuroraSpec,
-    /// Redis.
-    pub redis: RedisSpec,
-    /// OpenSearch.
-    pub opensearch: OpenSearchSpec,
-    /// Bucket.
-    #[serde(default)]
-    pub bucket: BucketSpec,
-}
+/// The datastores section: the datastores tier's own settings type.
+#[deprecated(note = "the `datastores` section is the datastores tier's `DatastoresSettings`")]
+pub type DatastoresConfig = DatastoresSettings;
 
-/// The IAM tier's own settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IamConfig {
-    /// Kubernetes namespace of the service accounts.
-    pub namespace: String,
-    /// Extra OIDC thumbprints (fallbacks).
-    #[serde(default)]
-    pub thumbprints: Vec<String>,
-    /// Discover the issuer's root CA thumbprint over TLS.
-    pub discover_thumbprint: bool,
-    /// Create the Kubernetes namespace and service accounts.
-    pub service_accounts: bool,
-    /// The Helm release of Dify EE that adopts the service accounts (default `dify`).
-    #[serde(default = "default_release")]
-    pub helm_release: String,
-}
-
-fn default_release() -> String {
-    "dify".to_owned()
-}
+/// The IAM section: the IAM tier's own settings type.
+#[deprecated(note = "the `iam` section is the IAM tier's `IamSettings`")]
+pub type IamConfig = IamSettings;
 
 /// Everything one stack needs. Every field has its profile value; all are overridable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,16 +311,16 @@ pub struct StackConfig {
     /// Permit a prod stack whose Aurora has neither deletion protection nor a final snapshot.
     #[serde(default)]
     pub allow_unprotected_prod: bool,
-    /// Network.
-    pub network: NetworkConfig,
+    /// Network: the network tier's settings (a new VPC, or `existing`).
+    pub network: NetworkSettings,
     /// EKS.
     pub eks: EksConfig,
-    /// Datastores.
-    pub datastores: DatastoresConfig,
+    /// Datastores: the datastores tier's settings (Aurora, Redis, OpenSearch, the bucket).
+    pub datastores: DatastoresSettings,
     /// Registry.
     pub registry: RegistrySpec,
-    /// IAM.
-    pub iam: IamConfig,
+    /// IAM: the IAM tier's settings (namespace, release, thumbprints, service accounts).
+    pub iam: IamSettings,
     /// Dify EE: where it is served (domain and certificate), which chart, which images.
     #[serde(default)]
     pub dify: crate::chart::DifySettings,
@@ -425,43 +506,18 @@ impl StackConfig {
             region: "us-west-2".to_owned(),
             tags: Tags::new(),
             allow_unprotected_prod: false,
-            network: NetworkConfig {
-                new: NewVpcSpec { az_count, nat: NatMode::PerAz, ..NewVpcSpec::default() },
-                existing: None,
-            },
+            network: NetworkSettings::new_vpc(NewVpcSpec { az_count, nat: NatMode::PerAz, ..NewVpcSpec::default() }),
             eks: EksConfig {
-                kubernetes_version: KubernetesVersion::new(1, 33),
-                endpoint: EndpointSpec::default(),
+                settings: EksSettings::for_environment(env),
                 kubernetes_access: KubernetesAccess::default(),
                 checkip_url: default_checkip_url(),
-                log_types: dify_stack_eks::ALL_LOG_TYPES.iter().map(|s| (*s).to_owned()).collect(),
-                log_retention_days: match profile {
-                    Profile::Test => 7,
-                    Profile::Prod => 90,
-                },
-                admin_principals: Vec::new(),
-                node_group: NodeGroupSpec::for_environment(env),
-                addons: dify_stack_eks::DEFAULT_ADDONS.iter().map(|s| (*s).to_owned()).collect(),
-                addon_versions: BTreeMap::new(),
-                support_type: dify_stack_eks::SupportType::default(),
                 operator_cidr_ttl_days: default_operator_ttl(),
                 remove_operator_cidrs: Vec::new(),
                 operator_cidrs: Vec::new(),
             },
-            datastores: DatastoresConfig {
-                aurora: AuroraSpec::for_environment(env),
-                redis: RedisSpec::for_environment(env),
-                opensearch: OpenSearchSpec::for_environment(env),
-                bucket: BucketSpec::default(),
-            },
+            datastores: DatastoresSettings::for_environment(env),
             registry: RegistrySpec::default(),
-            iam: IamConfig {
-                namespace: "dify".to_owned(),
-                thumbprints: Vec::new(),
-                discover_thumbprint: true,
-                service_accounts: true,
-                helm_release: default_release(),
-            },
+            iam: IamSettings::default(),
             dify: crate::chart::DifySettings::default(),
             platform: PlatformConfig::default(),
         }

@@ -269,6 +269,79 @@ fn validation_catalogue_reports_every_path() {
     assert!(wiring::validate(&c).unwrap_err().len() >= 3);
 }
 
+/// The `network` and `eks` sections are the tiers' own settings: a file's bad value is reported
+/// at the file's path, which is the tier's path below the section (nothing is rewritten).
+#[test]
+fn sections_are_the_tiers_settings_and_report_the_files_paths() {
+    let paths = |text: &str, yaml: bool| {
+        let cfg = StackConfig::from_str_with_format(text, yaml).unwrap();
+        let errs = cfg.validate().unwrap_err();
+        errs.paths().into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(paths("[network.new]\ncidr = \"10.0.0.1/16\"\n", false), ["network.new.cidr"]);
+    assert_eq!(paths("network:\n  new:\n    az_count: 7\n", true), ["network.new.az_count"]);
+    let existing = "[network.existing]\nvpc_id = \"sg-1\"\nprivate_subnet_ids = [\"subnet-1\", \"subnet-2\"]\n";
+    assert_eq!(paths(existing, false), ["network.existing.vpc_id"]);
+    let existing = "[network.existing]\nvpc_id = \"vpc-1\"\nprivate_subnet_ids = [\"subnet-1\", \"vpc-2\"]\n";
+    assert_eq!(paths(existing, false), ["network.existing.private_subnet_ids[1]"]);
+    // With an existing VPC, the new one's settings are not checked.
+    let both = "[network.new]\naz_count = 9\n[network.existing]\nvpc_id = \"vpc-1\"\nprivate_subnet_ids = [\"subnet-1\", \"subnet-2\"]\n";
+    StackConfig::from_str_with_format(both, false).unwrap().validate().unwrap();
+    assert_eq!(
+        paths("[eks.node_group]\ninstance_types = [\"m7i.xlarge\"]\nmin = 3\n", false),
+        ["eks.node_group.instance_types[0]", "eks.node_group.desired"]
+    );
+    assert_eq!(paths("eks:\n  log_retention_days: 10\n", true), ["eks.log_retention_days"]);
+    assert_eq!(paths("[datastores.aurora]\nmin_acu = 0.7\n", false), ["datastores.aurora.min_acu"]);
+    assert_eq!(paths("datastores:\n  redis:\n    nodes: 9\n", true), ["datastores.redis.nodes"]);
+    assert_eq!(paths("[iam]\nnamespace = \"Dify_NS\"\n", false), ["iam.namespace"]);
+    // Too few subnets are the network's to report, once: the other tiers are checked on the
+    // default network's.
+    assert_eq!(paths("[network.new]\naz_count = 1\n", false), ["network.new.az_count"]);
+    let one_subnet = "[network.existing]\nvpc_id = \"vpc-1\"\nprivate_subnet_ids = [\"subnet-1\"]\n";
+    assert_eq!(paths(one_subnet, false), ["network.existing.private_subnet_ids"]);
+    // The facade's own keys of the section sit beside the settings' and keep their paths.
+    let cfg = StackConfig::from_str_with_format(
+        "[eks]\nkubernetes_access = \"public_cidrs\"\nlog_retention_days = 14\noperator_cidr_ttl_days = 7\nremove_operator_cidrs = [\"203.0.113.7\"]\n[eks.endpoint]\npublic_access_cidrs = [\"198.51.100.0/24\"]\n[eks.node_group]\nmax = 4\n",
+        false,
+    )
+    .unwrap();
+    assert_eq!(cfg.eks.kubernetes_access, crate::KubernetesAccess::PublicCidrs);
+    assert_eq!(
+        (cfg.eks.operator_cidr_ttl_days, cfg.eks.remove_operator_cidrs.as_slice()),
+        (7, &["203.0.113.7".to_owned()][..])
+    );
+    assert_eq!((cfg.eks.settings.log_retention_days, cfg.eks.node_group.max, cfg.eks.node_group.min), (14, 4, 1));
+    assert_eq!(cfg.eks.checkip_url, crate::config::DEFAULT_CHECKIP_URL);
+    cfg.validate().unwrap();
+    let field = |text: &str| match StackConfig::from_str_with_format(text, false).unwrap_err() {
+        ConfigError::Field { field, message } => (field, message),
+        other => panic!("{text}: {other:?}"),
+    };
+    assert_eq!(field("[eks]\noperator_cidr_ttl_days = \"month\"\n").0, "eks.operator_cidr_ttl_days");
+    assert_eq!(field("[eks]\ncheckip_url = 1\n").0, "eks.checkip_url");
+    assert_eq!(field("[eks.node_group]\nmin = \"one\"\n").0, "eks.node_group.min");
+    assert_eq!(field("[eks]\noperator_cidrs = []\n").0, "eks.operator_cidrs");
+    assert_eq!(field("[network]\nvpc = {}\n").0, "network.vpc");
+    assert_eq!(
+        field("[network.existing]\nvpc_id = \"vpc-1\"\nprivate_subnet_ids = []\nsubnets = []\n").0,
+        "network.existing.subnets"
+    );
+    // The section is written flat: the settings' keys beside the facade's, as files give them.
+    let written = serde_json::to_value(Profile::Test.config()).unwrap();
+    let eks = written["eks"].as_object().unwrap();
+    assert!(eks.contains_key("node_group") && eks.contains_key("kubernetes_access"), "{eks:?}");
+    assert!(!eks.contains_key("settings") && !eks.contains_key("operator_cidrs"), "{eks:?}");
+    assert!(written["network"]["new"]["az_count"] == 2 && written["network"].get("existing").is_none());
+    // The tiers get the sections as they are.
+    let net = wiring::planned_network(&cfg);
+    assert_eq!(wiring::eks_spec(&cfg, &net).settings, cfg.eks.settings);
+    let ctx = wiring::context(&cfg, None).unwrap();
+    assert_eq!(wiring::network_spec(&cfg, &ctx).settings, cfg.network);
+    let ds = wiring::datastores_spec(&cfg, &net, &SecurityGroupId::new("sg-nodes"));
+    assert_eq!(ds.settings, cfg.datastores);
+}
+
 /// China regions: each enabled platform chart needs a chart mirror and an image mirror, refused
 /// before any change naming each field; with mirrors (tag included) the platform is valid.
 #[test]

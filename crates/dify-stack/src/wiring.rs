@@ -6,7 +6,7 @@ use dify_stack_core::{Context, Environment, SpecErrors};
 use dify_stack_datastores::{DatastoresSpec, PlacedSubnet};
 use dify_stack_eks::{EksOutput, EksSpec, NodeSecurityGroupSpec};
 use dify_stack_iam::IamSpec;
-use dify_stack_network::{NetworkOutput, NetworkSpec, SubnetOutput, VpcSpec};
+use dify_stack_network::{NetworkOutput, NetworkSpec, SubnetOutput};
 use dify_stack_registry::{RegistryOutput, RegistrySpec};
 
 use crate::config::StackConfig;
@@ -28,13 +28,9 @@ pub fn cluster_name(ctx: &Context) -> ClusterName {
 
 /// Network tier spec.
 pub fn network_spec(cfg: &StackConfig, ctx: &Context) -> NetworkSpec {
-    let vpc = match &cfg.network.existing {
-        Some(e) => VpcSpec::Existing(e.clone()),
-        None => VpcSpec::New(cfg.network.new.clone()),
-    };
     NetworkSpec {
         cluster_name: cluster_name(ctx).to_string(),
-        vpc,
+        settings: cfg.network.clone(),
         node_instance_types: cfg.eks.node_group.instance_types.clone(),
     }
 }
@@ -46,29 +42,20 @@ pub fn node_sg_spec(net: &NetworkOutput) -> NodeSecurityGroupSpec {
 
 /// EKS tier spec (needs the private subnets).
 pub fn eks_spec(cfg: &StackConfig, net: &NetworkOutput) -> EksSpec {
-    let e = &cfg.eks;
     EksSpec {
+        settings: cfg.eks.settings.clone(),
         vpc_id: net.vpc_id.clone(),
         private_subnet_ids: net.private_subnets.iter().map(|s| s.id.clone()).collect(),
-        kubernetes_version: e.kubernetes_version,
-        endpoint: e.endpoint.clone(),
         // The operators' addresses (`lock::Operators`, filled by `Stack::connect`).
-        operator_cidrs: e.operator_cidrs.clone(),
-        log_types: e.log_types.clone(),
-        log_retention_days: e.log_retention_days,
-        admin_principals: e.admin_principals.clone(),
-        node_group: e.node_group.clone(),
-        addons: e.addons.clone(),
-        addon_versions: e.addon_versions.clone(),
-        support_type: e.support_type,
+        operator_cidrs: cfg.eks.operator_cidrs.clone(),
     }
 }
 
 /// Datastores spec (needs the private subnets and the node security group; nothing of the
 /// cluster itself, so the stores do not wait for it).
 pub fn datastores_spec(cfg: &StackConfig, net: &NetworkOutput, node_sg: &SecurityGroupId) -> DatastoresSpec {
-    let d = &cfg.datastores;
     DatastoresSpec {
+        settings: cfg.datastores.clone(),
         vpc_id: net.vpc_id.clone(),
         subnets: net
             .private_subnets
@@ -76,10 +63,6 @@ pub fn datastores_spec(cfg: &StackConfig, net: &NetworkOutput, node_sg: &Securit
             .map(|s| PlacedSubnet { id: s.id.clone(), availability_zone: AvailabilityZone::new(&s.az) })
             .collect(),
         source_security_groups: vec![node_sg.clone()],
-        aurora: d.aurora.clone(),
-        redis: d.redis.clone(),
-        opensearch: d.opensearch.clone(),
-        bucket: d.bucket.clone(),
     }
 }
 
@@ -103,11 +86,9 @@ pub fn iam_spec(
         bucket: bucket.clone(),
         bucket_kms_key_arn: dify_stack_datastores::bucket::kms_key_arn(ctx, &cfg.datastores.bucket),
         plugin_repository_arn_pattern: Arn::new(&registry.plugin_repository_arn_pattern),
-        namespace: cfg.iam.namespace.clone(),
-        thumbprints: cfg.iam.thumbprints.clone(),
-        discover_thumbprint: cfg.iam.discover_thumbprint,
-        service_accounts: creates_service_accounts(cfg),
-        helm_release: cfg.iam.helm_release.clone(),
+        // The section as given, except that no service account is made without a way to the
+        // cluster's API (`eks.kubernetes_access = role_only`).
+        settings: dify_stack_iam::IamSettings { service_accounts: creates_service_accounts(cfg), ..cfg.iam.clone() },
         addon_roles: addon_roles(cfg, ctx, eks.cluster_name.as_str()),
     }
 }
@@ -212,28 +193,18 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
             return Err(prefixed);
         }
     };
+    // The network's and the cluster's settings are the configuration's sections: their paths
+    // are the sections' (`network.new.cidr`, `eks.node_group.min`).
     if let Err(e) = network_spec(cfg, &ctx).validate(&ctx) {
-        // The tier says `vpc.<field>`; the configuration calls it `network.new.<field>` or
-        // `network.existing.<field>`.
-        let section = if cfg.network.existing.is_some() { "network.existing" } else { "network.new" };
-        for x in e.errors() {
-            let path = match x.path.strip_prefix("vpc") {
-                Some(rest) => format!("{section}{rest}"),
-                None => format!("network.{}", x.path),
-            };
-            errs.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
-        }
+        errs.extend_prefixed("network", e);
     }
-    let net = planned_network(cfg);
-    let mut eks = eks_spec(cfg, &net);
-    if eks.private_subnet_ids.len() < 2 {
-        // Reported once, by the network check.
-        eks.private_subnet_ids = planned_network(&StackConfig { network: Default::default(), ..cfg.clone() })
-            .private_subnets
-            .iter()
-            .map(|s| s.id.clone())
-            .collect();
-    }
+    // Too few subnets are reported once, by the network check: the other tiers are checked on
+    // the default network's.
+    let net = match planned_network(cfg) {
+        net if net.private_subnets.len() >= 2 => net,
+        _ => planned_network(&StackConfig { network: Default::default(), ..cfg.clone() }),
+    };
+    let eks = eks_spec(cfg, &net);
     if let Err(e) = eks.validate(&ctx) {
         errs.extend_prefixed("eks", e);
     }
@@ -266,19 +237,13 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     if let Err(e) = ds.validate(&ctx) {
         let mut kept = SpecErrors::new();
         for x in e.errors() {
-            // The prod-protection rule has its own stack-level switch.
+            // The prod-protection rule has its own stack-level switch (checked below).
             if x.path == "aurora.deletion_protection" && cfg.allow_unprotected_prod {
                 continue;
             }
-            // Subnet counts are the network's to report.
-            if x.path == "subnets" {
-                continue;
-            }
-            kept.push(format!("datastores.{}", x.path), x.message.clone(), x.hint.clone().unwrap_or_default());
+            kept.push(x.path.clone(), x.message.clone(), x.hint.clone().unwrap_or_default());
         }
-        for x in kept.errors() {
-            errs.push(x.path.clone(), x.message.clone(), x.hint.clone().unwrap_or_default());
-        }
+        errs.extend_prefixed("datastores", kept);
     }
     if let Err(e) = registry_spec(cfg).validate(&ctx) {
         errs.extend_prefixed("registry", e);
@@ -295,11 +260,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
             ctx.region(),
             dify_stack_registry::names::plugin_repository(&ctx)
         )),
-        namespace: cfg.iam.namespace.clone(),
-        thumbprints: cfg.iam.thumbprints.clone(),
-        discover_thumbprint: cfg.iam.discover_thumbprint,
-        service_accounts: cfg.iam.service_accounts,
-        helm_release: cfg.iam.helm_release.clone(),
+        settings: cfg.iam.clone(),
         addon_roles: addon_roles(cfg, &ctx, cluster_name(&ctx).as_str()),
     };
     if let Err(e) = iam.validate() {

@@ -25,20 +25,22 @@ pub const POD_IDENTITY_AGENT_ADDON: &str = "eks-pod-identity-agent";
 pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
 
 /// The EKS tier: roles, KMS key, cluster, node group, add-ons, access.
+///
+/// The user's part is [`EksSettings`] (the `eks` section of the stack's configuration file,
+/// flattened here); the rest is what the network provides and the operators' addresses. The
+/// spec dereferences to its settings (`spec.node_group` is `spec.settings.node_group`), and
+/// [`validate`](EksSpec::validate) reports the settings' violations at their own paths
+/// (`node_group.instance_types[0]`, `kubernetes_version`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EksSpec {
+    /// What the user chose: version, endpoint, logs, admins, node group, add-ons.
+    #[serde(flatten)]
+    pub settings: EksSettings,
     /// The VPC of the cluster (from the network tier).
     pub vpc_id: VpcId,
     /// Private subnets: control-plane ENIs and nodes (from the network tier, >= 2 AZs).
     pub private_subnet_ids: Vec<SubnetId>,
-    /// Kubernetes minor version, `"1.33"`. Upgrades go one minor version at a time; downgrades
-    /// are refused.
-    #[serde(default = "default_version")]
-    pub kubernetes_version: KubernetesVersion,
-    /// Endpoint access.
-    #[serde(default)]
-    pub endpoint: EndpointSpec,
     /// The public access CIDRs of the operators who run apply (each one's address as a /32),
     /// kept beside the configured `endpoint.public_access_cidrs`: the public endpoint admits
     /// both. The stack keeps this list (one entry per operator, dropped when stale), so one
@@ -46,6 +48,21 @@ pub struct EksSpec {
     /// off (no configured CIDR and no operator).
     #[serde(default)]
     pub operator_cidrs: Vec<String>,
+}
+
+/// The EKS tier's settings, as the stack's configuration file gives them (its `eks` section,
+/// besides the facade's own access keys): everything of [`EksSpec`] but what the network
+/// provides and the operators' addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EksSettings {
+    /// Kubernetes minor version, `"1.33"`. Upgrades go one minor version at a time; downgrades
+    /// are refused.
+    #[serde(default = "default_version")]
+    pub kubernetes_version: KubernetesVersion,
+    /// Endpoint access.
+    #[serde(default)]
+    pub endpoint: EndpointSpec,
     /// Control-plane log types to enable (default: all five).
     #[serde(default = "default_logs")]
     pub log_types: Vec<String>,
@@ -67,14 +84,29 @@ pub struct EksSpec {
     #[serde(default = "default_addons")]
     pub addons: Vec<String>,
     /// Explicit add-on versions by add-on name (each must be in `addons`): the add-on is
-    /// created at, or moved to, exactly this version.
-    #[serde(default)]
+    /// created at, or moved to, exactly this version (`vpc-cni = "v1.19.2-eksbuild.1"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub addon_versions: BTreeMap<String, String>,
     /// What happens when the cluster's Kubernetes version leaves standard support
-    /// (`upgradePolicy.supportType`): `EXTENDED` keeps it running at the extended-support price,
-    /// `STANDARD` lets EKS upgrade it automatically at the end of standard support.
+    /// (`upgradePolicy.supportType`): `EXTENDED` (EKS's default: the cluster stays on its
+    /// version through extended support, at $0.60 instead of $0.10 per cluster-hour) keeps it
+    /// running at the extended-support price, `STANDARD` lets EKS upgrade it automatically at
+    /// the end of standard support.
     #[serde(default)]
     pub support_type: SupportType,
+}
+
+impl std::ops::Deref for EksSpec {
+    type Target = EksSettings;
+    fn deref(&self) -> &EksSettings {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for EksSpec {
+    fn deref_mut(&mut self) -> &mut EksSettings {
+        &mut self.settings
+    }
 }
 
 /// The cluster's upgrade policy (EKS API reference, `UpgradePolicyRequest.supportType`: "If the
@@ -194,15 +226,13 @@ impl NodeGroupSpec {
     }
 }
 
-impl EksSpec {
-    /// The profile's EKS tier on the given network.
-    pub fn for_environment(environment: Environment, vpc_id: VpcId, private_subnet_ids: Vec<SubnetId>) -> EksSpec {
-        EksSpec {
-            vpc_id,
-            private_subnet_ids,
+impl EksSettings {
+    /// The profile's settings: Kubernetes 1.33, every log type (kept 7 days in test, 90 in
+    /// prod), the profile's node group, the default add-ons.
+    pub fn for_environment(environment: Environment) -> EksSettings {
+        EksSettings {
             kubernetes_version: default_version(),
             endpoint: EndpointSpec::default(),
-            operator_cidrs: Vec::new(),
             log_types: default_logs(),
             log_retention_days: match environment {
                 Environment::Test => 7,
@@ -216,36 +246,10 @@ impl EksSpec {
         }
     }
 
-    /// The CIDRs the public endpoint admits: the configured ones, then the operators' (each
-    /// once, in that order). Empty: the public endpoint is off.
-    pub fn public_access_cidrs(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for c in self.endpoint.public_access_cidrs.iter().chain(&self.operator_cidrs) {
-            if !out.contains(c) {
-                out.push(c.clone());
-            }
-        }
-        out
-    }
-
-    /// Checks the spec without I/O; every violation at once.
-    pub fn validate(&self, ctx: &Context) -> Result<(), SpecErrors> {
+    /// Checks the settings without I/O; every violation at once, each at its path in the
+    /// settings (`node_group.instance_types[0]`, `addon_versions.<name>`, ...).
+    pub fn validate(&self) -> Result<(), SpecErrors> {
         let mut errs = SpecErrors::new();
-        if let Err(e) = ctx.name(NameKind::EksCluster, "") {
-            errs.push("stack", e.to_string(), "choose a shorter stack name");
-        }
-        for suffix in ["eks-cluster", "eks-node", "ebs-csi"] {
-            if let Err(e) = ctx.name(NameKind::IamRole, suffix) {
-                errs.push("stack", e.to_string(), "choose a shorter stack name");
-            }
-        }
-        if self.private_subnet_ids.len() < 2 {
-            errs.push(
-                "private_subnet_ids",
-                format!("EKS needs subnets in at least 2 availability zones, got {}", self.private_subnet_ids.len()),
-                "pass the network tier's private subnets",
-            );
-        }
         for (i, cidr) in self.endpoint.public_access_cidrs.iter().enumerate() {
             let path = format!("endpoint.public_access_cidrs[{i}]");
             match cidr.parse::<ipnet::IpNet>() {
@@ -257,31 +261,6 @@ impl EksSpec {
                 ),
                 Ok(_) => {}
             }
-        }
-        for (i, cidr) in self.operator_cidrs.iter().enumerate() {
-            match cidr.parse::<ipnet::IpNet>() {
-                // EKS refuses IPv6 blocks on IPv4 clusters (EKS API reference,
-                // VpcConfigRequest.publicAccessCidrs); an operator is one address, never /0.
-                Ok(ipnet::IpNet::V4(net)) if net.prefix_len() > 0 => {}
-                _ => errs.push(
-                    format!("operator_cidrs[{i}]"),
-                    format!("{cidr:?} is not an operator's IPv4 address block"),
-                    "an operator's address as a /32, e.g. 198.51.100.7/32",
-                ),
-            }
-        }
-        let cidrs = self.public_access_cidrs();
-        if cidrs.len() > MAX_PUBLIC_ACCESS_CIDRS {
-            let configured = cidrs.iter().filter(|c| self.endpoint.public_access_cidrs.contains(c)).count();
-            errs.push(
-                "endpoint.public_access_cidrs",
-                format!(
-                    "{} public access CIDRs ({configured} configured, {} operator addresses), but EKS allows at most {MAX_PUBLIC_ACCESS_CIDRS} per cluster and the quota cannot be raised",
-                    cidrs.len(),
-                    cidrs.len() - configured,
-                ),
-                "merge configured ranges into larger blocks, or drop operator addresses no longer used (a shorter eks.operator_cidr_ttl_days, or list them in eks.remove_operator_cidrs); or reach the API another way (eks.kubernetes_access = public_cidrs with an office/VPN range, or inside_vpc)",
-            );
         }
         for (addon, version) in &self.addon_versions {
             if !self.addons.contains(addon) {
@@ -331,6 +310,81 @@ impl EksSpec {
             );
         }
         self.node_group.validate(&mut errs);
+        errs.into_result()
+    }
+}
+
+impl EksSpec {
+    /// The profile's EKS tier on the given network.
+    pub fn for_environment(environment: Environment, vpc_id: VpcId, private_subnet_ids: Vec<SubnetId>) -> EksSpec {
+        EksSpec::new(EksSettings::for_environment(environment), vpc_id, private_subnet_ids)
+    }
+
+    /// The tier on the given network with these settings (no operator address yet).
+    pub fn new(settings: EksSettings, vpc_id: VpcId, private_subnet_ids: Vec<SubnetId>) -> EksSpec {
+        EksSpec { settings, vpc_id, private_subnet_ids, operator_cidrs: Vec::new() }
+    }
+
+    /// The CIDRs the public endpoint admits: the configured ones, then the operators' (each
+    /// once, in that order). Empty: the public endpoint is off.
+    pub fn public_access_cidrs(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in self.settings.endpoint.public_access_cidrs.iter().chain(&self.operator_cidrs) {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    /// Checks the spec without I/O; every violation at once: the settings' at their own paths
+    /// ([`EksSettings::validate`]), then the stack name's (`stack`), the network's
+    /// (`private_subnet_ids`) and the operators' (`operator_cidrs[i]`).
+    pub fn validate(&self, ctx: &Context) -> Result<(), SpecErrors> {
+        let mut errs = SpecErrors::new();
+        if let Err(e) = ctx.name(NameKind::EksCluster, "") {
+            errs.push("stack", e.to_string(), "choose a shorter stack name");
+        }
+        for suffix in ["eks-cluster", "eks-node", "ebs-csi"] {
+            if let Err(e) = ctx.name(NameKind::IamRole, suffix) {
+                errs.push("stack", e.to_string(), "choose a shorter stack name");
+            }
+        }
+        if self.private_subnet_ids.len() < 2 {
+            errs.push(
+                "private_subnet_ids",
+                format!("EKS needs subnets in at least 2 availability zones, got {}", self.private_subnet_ids.len()),
+                "pass the network tier's private subnets",
+            );
+        }
+        if let Err(e) = self.settings.validate() {
+            errs.extend_prefixed("", e);
+        }
+        for (i, cidr) in self.operator_cidrs.iter().enumerate() {
+            match cidr.parse::<ipnet::IpNet>() {
+                // EKS refuses IPv6 blocks on IPv4 clusters (EKS API reference,
+                // VpcConfigRequest.publicAccessCidrs); an operator is one address, never /0.
+                Ok(ipnet::IpNet::V4(net)) if net.prefix_len() > 0 => {}
+                _ => errs.push(
+                    format!("operator_cidrs[{i}]"),
+                    format!("{cidr:?} is not an operator's IPv4 address block"),
+                    "an operator's address as a /32, e.g. 198.51.100.7/32",
+                ),
+            }
+        }
+        let cidrs = self.public_access_cidrs();
+        if cidrs.len() > MAX_PUBLIC_ACCESS_CIDRS {
+            let configured = cidrs.iter().filter(|c| self.settings.endpoint.public_access_cidrs.contains(c)).count();
+            errs.push(
+                "endpoint.public_access_cidrs",
+                format!(
+                    "{} public access CIDRs ({configured} configured, {} operator addresses), but EKS allows at most {MAX_PUBLIC_ACCESS_CIDRS} per cluster and the quota cannot be raised",
+                    cidrs.len(),
+                    cidrs.len() - configured,
+                ),
+                "merge configured ranges into larger blocks, or drop operator addresses no longer used (a shorter eks.operator_cidr_ttl_days, or list them in eks.remove_operator_cidrs); or reach the API another way (eks.kubernetes_access = public_cidrs with an office/VPN range, or inside_vpc)",
+            );
+        }
         errs.into_result()
     }
 }

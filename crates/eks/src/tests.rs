@@ -77,6 +77,47 @@ fn validation_rejects_mismatched_architectures_and_open_endpoints_with_paths() {
     s.validate(&ctx).unwrap();
 }
 
+/// The settings are the user's part of the spec: their violations have the same paths whether
+/// the settings are checked alone or within the spec; the spec adds only what is its own.
+#[test]
+fn the_settings_validate_at_their_own_paths_within_the_spec() {
+    let mut settings = EksSettings::for_environment(Environment::Test);
+    settings.node_group.instance_types = vec!["m7i.xlarge".into()];
+    settings.log_retention_days = 10;
+    let alone = settings.validate().unwrap_err();
+    assert_eq!(alone.paths(), ["log_retention_days", "node_group.instance_types[0]"], "{alone}");
+    let mut s = EksSpec::new(settings.clone(), VpcId::new("vpc-1"), vec![SubnetId::new("subnet-a")]);
+    s.operator_cidrs = vec!["::/0".into()];
+    let within = s.validate(&ctx()).unwrap_err();
+    assert_eq!(
+        within.paths(),
+        ["private_subnet_ids", "log_retention_days", "node_group.instance_types[0]", "operator_cidrs[0]"],
+        "{within}"
+    );
+    // The spec reads through to its settings.
+    assert_eq!((s.node_group.min, s.settings.node_group.min), (1, 1));
+    assert_eq!(spec().settings, EksSettings::for_environment(Environment::Test));
+}
+
+/// The settings are flattened into the spec's serialized form, which still refuses unknown keys.
+#[test]
+fn the_spec_serializes_its_settings_flat_and_refuses_unknown_keys() {
+    let s = spec();
+    let v = serde_json::to_value(&s).unwrap();
+    assert!(v.get("settings").is_none() && v["node_group"]["min"] == 1 && v["vpc_id"] == "vpc-1", "{v}");
+    assert_eq!(serde_json::from_value::<EksSpec>(v.clone()).unwrap(), s);
+    let mut extra = v;
+    extra["node_grup"] = serde_json::json!(1);
+    let err = serde_json::from_value::<EksSpec>(extra).unwrap_err().to_string();
+    assert!(err.contains("node_grup"), "{err}");
+    let err = serde_json::from_value::<EksSettings>(
+        serde_json::json!({"node_group": {"instance_types": [], "desired": 1, "min": 1, "max": 1}, "vpc_id": "vpc-1"}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown field `vpc_id`"), "{err}");
+}
+
 #[test]
 fn instance_families_are_classified() {
     for (t, arm) in

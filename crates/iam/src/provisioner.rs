@@ -314,11 +314,13 @@ mod selector_tests {
             bucket: "b".into(),
             bucket_kms_key_arn: None,
             plugin_repository_arn_pattern: "arn:aws:ecr:us-west-2:1:repository/sel-unit-ee-plugin-repo*".into(),
-            namespace: "dify".into(),
-            thumbprints: vec![],
-            discover_thumbprint: false,
-            service_accounts: true,
-            helm_release: "dify".into(),
+            settings: crate::IamSettings {
+                namespace: "dify".into(),
+                thumbprints: vec![],
+                discover_thumbprint: false,
+                service_accounts: true,
+                helm_release: "dify".into(),
+            },
             addon_roles: vec![addon("aws-load-balancer-controller"), addon("cluster-autoscaler")],
         };
         let selector = IamProvisioner::new(MockIamApi::new()).selector(&ctx, &spec);

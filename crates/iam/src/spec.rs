@@ -11,6 +11,12 @@ use crate::*;
 pub const INLINE_POLICY: &str = "dify-stack";
 
 /// Desired IAM tier.
+///
+/// The user's part is [`IamSettings`] (the `iam` section of the stack's configuration file,
+/// flattened here); the rest comes from the EKS tier, the bucket and the registry. The spec
+/// dereferences to its settings (`spec.namespace` is `spec.settings.namespace`), and
+/// [`validate`](IamSpec::validate) reports the settings' violations at their own paths
+/// (`namespace`, `thumbprints[0]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IamSpec {
@@ -26,6 +32,21 @@ pub struct IamSpec {
     pub bucket_kms_key_arn: Option<String>,
     /// ARN pattern of the plugin repositories (`...:repository/<stack>-ee-plugin-repo*`).
     pub plugin_repository_arn_pattern: Arn,
+    /// What the user chose: the service accounts' namespace and release, thumbprints, and
+    /// whether apply creates the service accounts.
+    #[serde(flatten)]
+    pub settings: IamSettings,
+    /// IRSA roles of cluster add-ons (the AWS Load Balancer Controller, the cluster
+    /// autoscaler): each trusted by exactly one service account. Their service accounts are
+    /// made by the add-on's Helm chart with the output role ARN, not by this tier.
+    #[serde(default)]
+    pub addon_roles: Vec<AddonRole>,
+}
+
+/// The IAM tier's settings, as the stack's configuration file gives them (its `iam` section).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSettings {
     /// Kubernetes namespace of the Dify service accounts. Default `dify`.
     #[serde(default = "default_namespace")]
     pub namespace: String,
@@ -45,11 +66,61 @@ pub struct IamSpec {
     /// `namespace`).
     #[serde(default = "default_release")]
     pub helm_release: String,
-    /// IRSA roles of cluster add-ons (the AWS Load Balancer Controller, the cluster
-    /// autoscaler): each trusted by exactly one service account. Their service accounts are
-    /// made by the add-on's Helm chart with the output role ARN, not by this tier.
-    #[serde(default)]
-    pub addon_roles: Vec<AddonRole>,
+}
+
+impl Default for IamSettings {
+    /// Namespace and release `dify`, no thumbprint (discovered), service accounts created.
+    fn default() -> Self {
+        IamSettings {
+            namespace: default_namespace(),
+            thumbprints: Vec::new(),
+            discover_thumbprint: true,
+            service_accounts: true,
+            helm_release: default_release(),
+        }
+    }
+}
+
+impl IamSettings {
+    /// Checks the settings without I/O; every violation at once, at its path in the settings.
+    pub fn validate(&self) -> Result<(), SpecErrors> {
+        let mut errors = SpecErrors::new();
+        let ns = &self.namespace;
+        let dns_label = !ns.is_empty()
+            && ns.len() <= 63
+            && ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        if !dns_label {
+            errors.push("namespace", format!("{ns:?} is not a DNS label"), "use 1-63 chars of a-z, 0-9 and '-'");
+        }
+        for (i, t) in self.thumbprints.iter().enumerate() {
+            if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+                errors.push(
+                    format!("thumbprints[{i}]"),
+                    "is not a 40-digit hex SHA-1",
+                    "give the root CA's SHA-1 fingerprint",
+                );
+            }
+        }
+        if self.thumbprints.len() > 5 {
+            errors.push("thumbprints", "more than 5 thumbprints", "IAM accepts at most 5");
+        }
+        errors.into_result()
+    }
+}
+
+impl std::ops::Deref for IamSpec {
+    type Target = IamSettings;
+    fn deref(&self) -> &IamSettings {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for IamSpec {
+    fn deref_mut(&mut self) -> &mut IamSettings {
+        &mut self.settings
+    }
 }
 
 /// The IRSA role of a cluster add-on.
@@ -161,26 +232,8 @@ impl IamSpec {
                 "use the registry output's plugin_repository_arn_pattern",
             );
         }
-        let ns = &self.namespace;
-        let dns_label = !ns.is_empty()
-            && ns.len() <= 63
-            && ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !ns.starts_with('-')
-            && !ns.ends_with('-');
-        if !dns_label {
-            errors.push("namespace", format!("{ns:?} is not a DNS label"), "use 1-63 chars of a-z, 0-9 and '-'");
-        }
-        for (i, t) in self.thumbprints.iter().enumerate() {
-            if t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-                errors.push(
-                    format!("thumbprints[{i}]"),
-                    "is not a 40-digit hex SHA-1",
-                    "give the root CA's SHA-1 fingerprint",
-                );
-            }
-        }
-        if self.thumbprints.len() > 5 {
-            errors.push("thumbprints", "more than 5 thumbprints", "IAM accepts at most 5");
+        if let Err(e) = self.settings.validate() {
+            errors.extend_prefixed("", e);
         }
         errors.into_result()
     }

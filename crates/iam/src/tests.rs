@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::k8s::{IrsaServiceAccount, KubeServiceAccounts, ServiceAccountApi};
 use crate::policy::{self, RoleKind};
-use crate::{IamProvisioner, IamSpec, MockIamApi, OidcInfo, RoleInfo};
+use crate::{IamProvisioner, IamSettings, IamSpec, MockIamApi, OidcInfo, RoleInfo};
 use dify_stack_core::{Action, CancellationToken, Context, Environment, Provisioner, Tier, WaitPolicy};
 use http::{Request, Response};
 use kube::client::Body;
@@ -182,6 +182,26 @@ fn ctx() -> Context {
     Context::new("k8s-unit", Environment::Test, "us-west-2").unwrap()
 }
 
+/// The settings are the user's part of the spec: flattened into its serialized form (which still
+/// refuses unknown keys), read through by the spec, and validated at their own paths.
+#[test]
+fn the_settings_are_flattened_into_the_spec_and_keep_their_paths() {
+    let mut s = spec();
+    let v = serde_json::to_value(&s).unwrap();
+    assert!(v.get("settings").is_none() && v["namespace"] == "dify" && v["cluster_name"] == "k8s-unit", "{v}");
+    assert_eq!(serde_json::from_value::<IamSpec>(v.clone()).unwrap(), s);
+    let mut extra = v;
+    extra["namspace"] = json!("x");
+    let err = serde_json::from_value::<IamSpec>(extra).unwrap_err().to_string();
+    assert!(err.contains("namspace"), "{err}");
+    s.namespace = "Dify_NS".into();
+    s.thumbprints = vec!["abc".into()];
+    assert_eq!(s.settings.namespace, "Dify_NS");
+    assert_eq!(s.settings.validate().unwrap_err().paths(), ["namespace", "thumbprints[0]"]);
+    assert_eq!(s.validate().unwrap_err().paths(), ["namespace", "thumbprints[0]"]);
+    assert_eq!(IamSettings::default().namespace, "dify");
+}
+
 fn spec() -> IamSpec {
     IamSpec {
         cluster_name: "k8s-unit".into(),
@@ -189,11 +209,13 @@ fn spec() -> IamSpec {
         bucket: "b".into(),
         bucket_kms_key_arn: None,
         plugin_repository_arn_pattern: "arn:aws:ecr:us-west-2:1:repository/k8s-unit-ee-plugin-repo*".into(),
-        namespace: "dify".into(),
-        thumbprints: vec![],
-        discover_thumbprint: false,
-        service_accounts: true,
-        helm_release: "dify".into(),
+        settings: IamSettings {
+            namespace: "dify".into(),
+            thumbprints: vec![],
+            discover_thumbprint: false,
+            service_accounts: true,
+            helm_release: "dify".into(),
+        },
         addon_roles: vec![],
     }
 }
@@ -331,7 +353,7 @@ async fn destroy_deletes_only_our_service_accounts_and_keeps_a_namespace_that_is
 
 #[tokio::test]
 async fn role_only_mode_makes_no_kubernetes_call_and_needs_no_client() {
-    let spec = IamSpec { service_accounts: false, ..spec() };
+    let spec = IamSpec { settings: IamSettings { service_accounts: false, ..spec().settings }, ..spec() };
     let out = IamProvisioner::new(converged_iam()).apply(&ctx(), &spec).await.unwrap();
     assert!(out.service_accounts.is_empty());
     assert_eq!(out.roles.len(), 3);
@@ -414,7 +436,7 @@ async fn a_missing_default_storage_class_is_planned_and_applied_encrypted_gp3() 
 /// exactly those writes, each trust naming the ARN the create returned.
 #[tokio::test]
 async fn roles_without_their_provider_get_the_created_providers_arn_in_their_trust() {
-    let role_only = IamSpec { service_accounts: false, ..spec() };
+    let role_only = IamSpec { settings: IamSettings { service_accounts: false, ..spec().settings }, ..spec() };
     let plan = IamProvisioner::new(iam_world(false)).plan(&ctx(), &role_only).await.unwrap();
     let shown: Vec<String> =
         plan.changes.iter().map(|c| format!("{} {}", c.action.symbol(), c.resource.kind)).collect();
@@ -452,8 +474,11 @@ async fn roles_without_their_provider_get_the_created_providers_arn_in_their_tru
 /// ownership tags and deleted; another stack's provider is left alone.
 #[tokio::test]
 async fn destroy_finds_the_provider_by_tag_when_the_cluster_is_gone() {
-    let gone =
-        IamSpec { oidc_issuer_url: "https://cluster-gone.invalid/id/none".into(), service_accounts: false, ..spec() };
+    let gone = IamSpec {
+        oidc_issuer_url: "https://cluster-gone.invalid/id/none".into(),
+        settings: IamSettings { service_accounts: false, ..spec().settings },
+        ..spec()
+    };
     let mut iam = MockIamApi::new();
     iam.expect_list_oidc_providers().returning(|| {
         Ok(vec![

@@ -24,11 +24,13 @@ fn spec(cluster: &str) -> IamSpec {
         )
         .as_str()
         .into(),
-        namespace: "dify".into(),
-        thumbprints: vec![],
-        discover_thumbprint: false,
-        service_accounts: false,
-        helm_release: "dify".into(),
+        settings: dify_stack_iam::IamSettings {
+            namespace: "dify".into(),
+            thumbprints: vec![],
+            discover_thumbprint: false,
+            service_accounts: false,
+            helm_release: "dify".into(),
+        },
         addon_roles: vec![],
     }
 }

@@ -25,7 +25,7 @@ pub enum NetworkError {
     },
     /// The region has fewer usable availability zones than the spec asks for. Permanent.
     #[error(
-        "region {region} has {found} availability zone(s) that can host the stack ({zones:?}); the spec asks for {wanted}{}: lower vpc.az_count, pick another node instance type, or another region",
+        "region {region} has {found} availability zone(s) that can host the stack ({zones:?}); the spec asks for {wanted}{}: lower new.az_count, pick another node instance type, or another region",
         if excluded.is_empty() { String::new() } else { format!(" (excluded: {})", excluded.join("; ")) }
     )]
     NotEnoughZones {

@@ -39,7 +39,7 @@ pub use provisioner::{CORE_KINDS, NetworkProvisioner, NetworkStep};
 pub use quotas::MockQuotasApi;
 pub use quotas::{QuotasApi, SdkQuotas};
 pub use sdk::SdkEc2;
-pub use spec::{ExistingVpcSpec, NatMode, NetworkSelector, NetworkSpec, NewVpcSpec, VpcSpec};
+pub use spec::{ExistingVpcSpec, NatMode, NetworkSelector, NetworkSettings, NetworkSpec, NewVpcSpec, VpcSpec};
 
 #[cfg(test)]
 mod tests;

@@ -204,7 +204,7 @@ pub async fn capacity_preflight(
     nodes: &NodeDemand,
 ) -> Result<Vec<String>, CapacityShortfall> {
     let mut run = Run::default();
-    match &spec.vpc {
+    match spec.vpc() {
         VpcSpec::New(new) => {
             run.elastic_ips(ec2, ctx, spec, new).await;
             run.new_subnets(new, nodes);
@@ -213,7 +213,7 @@ pub async fn capacity_preflight(
     }
     match quotas {
         Some(quotas) => run.service_quotas(ec2, quotas, ctx, spec, nodes).await,
-        None => run.notes.push(not_read(&spec.vpc)),
+        None => run.notes.push(not_read(spec.vpc())),
     }
     if run.items.is_empty() { Ok(run.notes) } else { Err(CapacityShortfall { items: run.items }) }
 }
@@ -253,7 +253,7 @@ fn unread(what: &str, e: &AwsError) -> String {
 /// The quotas only the Service Quotas API tells, with their codes (VPC user guide, "Amazon VPC
 /// quotas": VPCs per Region 5, internet gateways per Region 5, NAT gateways per Availability
 /// Zone 5; EKS user guide, "Amazon EKS service quotas": clusters 100).
-fn not_read(vpc: &VpcSpec) -> String {
+fn not_read(vpc: VpcSpec<'_>) -> String {
     let eks = "EKS clusters per Region (eks L-1194D53C, default 100; the stack makes 1)";
     let list = match vpc {
         VpcSpec::New(new) => {
@@ -282,7 +282,7 @@ impl Run {
         spec: &NetworkSpec,
         nodes: &NodeDemand,
     ) {
-        if let VpcSpec::New(new) = &spec.vpc {
+        if let VpcSpec::New(new) = spec.vpc() {
             let ours = |tags: &dify_stack_core::Tags| ctx.owns_tags(tags) && is_network(tags);
             let (vpcs, igws) = tokio::join!(ec2.describe_vpcs(Vec::new()), ec2.describe_internet_gateways(Vec::new()));
             match vpcs {

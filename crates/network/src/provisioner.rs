@@ -103,7 +103,7 @@ impl NetworkProvisioner {
     /// existing VPC, the same as `apply`. The output has no NAT gateways or route tables.
     pub async fn apply_core(&self, ctx: &Context, spec: &NetworkSpec) -> Result<NetworkOutput> {
         spec.validate(ctx)?;
-        match &spec.vpc {
+        match spec.vpc() {
             VpcSpec::New(new) => self.apply_new_core(ctx, spec, new).await,
             VpcSpec::Existing(existing) => self.apply_existing(spec, existing).await,
         }
@@ -178,7 +178,7 @@ impl Provisioner for NetworkProvisioner {
     }
 
     async fn observe(&self, ctx: &Context, spec: &NetworkSpec) -> Result<ObservedNetwork> {
-        match &spec.vpc {
+        match spec.vpc() {
             VpcSpec::New(new) => Ok(ObservedNetwork::New(self.observe_new(ctx, spec, new).await?)),
             VpcSpec::Existing(existing) => {
                 let obs = self.observe_existing(existing).await?;
@@ -191,7 +191,7 @@ impl Provisioner for NetworkProvisioner {
     /// A new VPC's changes against the observation (those that depend on ids the same run makes
     /// are placeholders), or the Kubernetes tags an existing VPC's subnets lack.
     fn changes(&self, ctx: &Context, spec: &NetworkSpec, observed: &ObservedNetwork) -> Vec<NetworkStep> {
-        let changes = match (&spec.vpc, observed) {
+        let changes = match (spec.vpc(), observed) {
             (VpcSpec::New(new), ObservedNetwork::New(obs)) => Self::changes_new(ctx, spec, new, obs),
             (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => {
                 Self::changes_existing(spec, existing, obs)
@@ -202,7 +202,7 @@ impl Provisioner for NetworkProvisioner {
     }
 
     fn output(&self, ctx: &Context, spec: &NetworkSpec, observed: &ObservedNetwork) -> Option<NetworkOutput> {
-        match (&spec.vpc, observed) {
+        match (spec.vpc(), observed) {
             (VpcSpec::New(new), ObservedNetwork::New(obs)) => Self::observed_new_output(ctx, spec, new, obs),
             (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => Self::existing_output(existing, obs),
             _ => None,
@@ -225,7 +225,7 @@ impl Provisioner for NetworkProvisioner {
         changes: Vec<NetworkStep>,
     ) -> Result<NetworkOutput> {
         let changes = changes.into_iter().map(|c| c.0).collect();
-        match (&spec.vpc, observed) {
+        match (spec.vpc(), observed) {
             (VpcSpec::New(new), ObservedNetwork::New(obs)) => self.execute_new(ctx, spec, new, obs, changes).await,
             (VpcSpec::Existing(existing), ObservedNetwork::Existing(obs)) => {
                 self.execute_existing(existing, &obs, changes).await

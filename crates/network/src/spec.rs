@@ -8,28 +8,85 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// Desired network: a new VPC built by the stack, or an existing one the stack only uses.
+///
+/// The user's part is [`NetworkSettings`] (the `network` section of the stack's configuration
+/// file, flattened here); [`validate`](NetworkSpec::validate) reports its violations at their
+/// paths in the settings (`new.cidr`, `existing.private_subnet_ids[1]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// Name of the EKS cluster that will use the subnets; every subnet gets the tag
     /// `kubernetes.io/cluster/<cluster_name>=shared`.
     pub cluster_name: String,
-    /// Where the VPC comes from.
-    pub vpc: VpcSpec,
+    /// Where the VPC comes from: a new one, or `existing`.
+    #[serde(flatten)]
+    pub settings: NetworkSettings,
     /// EC2 instance types the nodes will use: a new VPC's zones are those where every one is
     /// offered (DescribeInstanceTypeOfferings). Empty: not checked.
     #[serde(default)]
     pub node_instance_types: Vec<String>,
 }
 
-/// New or existing VPC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-pub enum VpcSpec {
+/// The network's settings, as the stack's configuration file gives them (its `network`
+/// section): a new VPC, used unless `existing` names a VPC to bring.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// A new VPC (used unless `existing` is set).
+    #[serde(default)]
+    pub new: NewVpcSpec,
+    /// Bring your own VPC instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<ExistingVpcSpec>,
+}
+
+/// The VPC the settings select: the new one, or the existing one (a view of
+/// [`NetworkSettings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VpcSpec<'a> {
     /// The stack creates and owns the VPC and everything in it.
-    New(NewVpcSpec),
+    New(&'a NewVpcSpec),
     /// The stack uses a VPC it does not own (bring your own VPC).
-    Existing(ExistingVpcSpec),
+    Existing(&'a ExistingVpcSpec),
+}
+
+impl NetworkSettings {
+    /// A new VPC.
+    pub fn new_vpc(new: NewVpcSpec) -> NetworkSettings {
+        NetworkSettings { new, existing: None }
+    }
+
+    /// An existing VPC.
+    pub fn existing_vpc(existing: ExistingVpcSpec) -> NetworkSettings {
+        NetworkSettings { new: NewVpcSpec::default(), existing: Some(existing) }
+    }
+
+    /// The VPC selected: `existing` when set, else `new`.
+    pub fn vpc(&self) -> VpcSpec<'_> {
+        match &self.existing {
+            Some(existing) => VpcSpec::Existing(existing),
+            None => VpcSpec::New(&self.new),
+        }
+    }
+
+    /// Checks the settings without I/O; every violation at once, each at its path in the
+    /// settings: `new.<field>` for a new VPC, `existing.<field>` for an existing one (only the
+    /// selected one is checked).
+    pub fn validate(&self) -> Result<(), SpecErrors> {
+        let mut errors = SpecErrors::new();
+        match self.vpc() {
+            VpcSpec::New(new) => new.validate_into("new", &mut errors),
+            VpcSpec::Existing(existing) => existing.validate_into("existing", &mut errors),
+        }
+        errors.into_result()
+    }
+}
+
+impl NetworkSpec {
+    /// The VPC the settings select.
+    pub fn vpc(&self) -> VpcSpec<'_> {
+        self.settings.vpc()
+    }
 }
 
 /// What finds the network for a destroy ([`Provisioner::destroy_selected`]): the context names
@@ -38,7 +95,7 @@ pub enum VpcSpec {
 /// [`Provisioner::destroy_selected`]: dify_stack_core::Provisioner::destroy_selected
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetworkSelector {
-    /// Whether the stack made the VPC (`vpc.mode = new`): its VPC, subnets, gateways and route
+    /// Whether the stack made the VPC (no `existing` VPC given): its VPC, subnets, gateways and route
     /// tables are found by tag and deleted. `false` (an existing VPC): nothing is deleted (the
     /// ELB discovery tags `tag_subnets` added stay: other clusters may rely on them).
     pub owns_vpc: bool,
@@ -47,7 +104,7 @@ pub struct NetworkSelector {
 impl NetworkSelector {
     /// The selector of `spec`.
     pub fn of(spec: &NetworkSpec) -> Self {
-        NetworkSelector { owns_vpc: matches!(spec.vpc, VpcSpec::New(_)) }
+        NetworkSelector { owns_vpc: matches!(spec.vpc(), VpcSpec::New(_)) }
     }
 }
 
@@ -143,20 +200,20 @@ impl NetworkSpec {
         };
         NetworkSpec {
             cluster_name: cluster_name.into(),
-            vpc: VpcSpec::New(NewVpcSpec { az_count, ..Default::default() }),
+            settings: NetworkSettings::new_vpc(NewVpcSpec { az_count, ..Default::default() }),
             node_instance_types: Vec::new(),
         }
     }
 
-    /// Checks the spec without I/O; every violation at once, with its path.
+    /// Checks the spec without I/O; every violation at once, with its path: the settings' at
+    /// their own paths ([`NetworkSettings::validate`]: `new.cidr`, `existing.vpc_id`, ...).
     pub fn validate(&self, _ctx: &Context) -> Result<(), SpecErrors> {
         let mut errors = SpecErrors::new();
         if let Err(e) = NameKind::EksCluster.check(&self.cluster_name) {
             errors.push("cluster_name", e.reason, "use 1-100 chars of A-Z, a-z, 0-9, '-' and '_'");
         }
-        match &self.vpc {
-            VpcSpec::New(new) => new.validate_into(&mut errors),
-            VpcSpec::Existing(existing) => existing.validate_into(&mut errors),
+        if let Err(e) = self.settings.validate() {
+            errors.extend_prefixed("", e);
         }
         errors.into_result()
     }
@@ -200,24 +257,28 @@ impl NewVpcSpec {
         }
     }
 
-    fn validate_into(&self, errors: &mut SpecErrors) {
+    fn validate_into(&self, at: &str, errors: &mut SpecErrors) {
         let vpc = self.cidr;
         let mut cidr_ok = true;
         if vpc.trunc() != vpc {
             errors.push(
-                "vpc.cidr",
+                format!("{at}.cidr"),
                 format!("{vpc} has host bits set"),
                 format!("use the network address, {}", vpc.trunc()),
             );
             cidr_ok = false;
         }
         if !(16..=28).contains(&vpc.prefix_len()) {
-            errors.push("vpc.cidr", format!("prefix /{} is outside AWS's /16-/28", vpc.prefix_len()), "use a /16-/20");
+            errors.push(
+                format!("{at}.cidr"),
+                format!("prefix /{} is outside AWS's /16-/28", vpc.prefix_len()),
+                "use a /16-/20",
+            );
             cidr_ok = false;
         }
         if !(2..=MAX_AZS).contains(&self.az_count) {
             errors.push(
-                "vpc.az_count",
+                format!("{at}.az_count"),
                 format!("{} availability zones requested", self.az_count),
                 format!("use 2-{MAX_AZS}: EKS needs subnets in at least 2 AZs"),
             );
@@ -228,7 +289,7 @@ impl NewVpcSpec {
             ("public_subnets", &self.public_subnets, PUBLIC_OFFSET),
             ("private_subnets", &self.private_subnets, PRIVATE_OFFSET),
         ] {
-            let path = format!("vpc.{field}");
+            let path = format!("{at}.{field}");
             if given.is_empty() {
                 if cidr_ok && derive_subnets(vpc, offset, self.az_count).is_none() {
                     errors.push(
@@ -255,7 +316,7 @@ impl NewVpcSpec {
                     errors.push(
                         p.clone(),
                         format!("{subnet} is outside the VPC {vpc}"),
-                        "pick a range inside vpc.cidr",
+                        format!("pick a range inside {at}.cidr"),
                     );
                 } else if subnet.prefix_len() <= vpc.prefix_len() || subnet.prefix_len() > 28 {
                     errors.push(
@@ -278,17 +339,17 @@ impl NewVpcSpec {
 }
 
 impl ExistingVpcSpec {
-    fn validate_into(&self, errors: &mut SpecErrors) {
+    fn validate_into(&self, at: &str, errors: &mut SpecErrors) {
         if !self.vpc_id.as_str().starts_with("vpc-") {
             errors.push(
-                "vpc.vpc_id",
+                format!("{at}.vpc_id"),
                 format!("{:?} is not a VPC id", self.vpc_id.as_str()),
                 "use an id like vpc-0abc...",
             );
         }
         if self.private_subnet_ids.len() < 2 {
             errors.push(
-                "vpc.private_subnet_ids",
+                format!("{at}.private_subnet_ids"),
                 format!("{} private subnet(s) given", self.private_subnet_ids.len()),
                 "give private subnets in at least 2 availability zones",
             );
@@ -298,7 +359,7 @@ impl ExistingVpcSpec {
             [("private_subnet_ids", &self.private_subnet_ids), ("public_subnet_ids", &self.public_subnet_ids)]
         {
             for (i, id) in ids.iter().enumerate() {
-                let path = format!("vpc.{field}[{i}]");
+                let path = format!("{at}.{field}[{i}]");
                 if !id.as_str().starts_with("subnet-") {
                     errors.push(path, format!("{:?} is not a subnet id", id.as_str()), "use an id like subnet-0abc...");
                 } else if !seen.insert(id.clone()) {

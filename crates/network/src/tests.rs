@@ -38,9 +38,7 @@ fn test_spec() -> NetworkSpec {
 
 fn new_spec(f: impl FnOnce(&mut NewVpcSpec)) -> NetworkSpec {
     let mut spec = test_spec();
-    if let VpcSpec::New(n) = &mut spec.vpc {
-        f(n);
-    }
+    f(&mut spec.settings.new);
     spec
 }
 
@@ -52,14 +50,14 @@ fn net(s: &str) -> ipnet::Ipv4Net {
 
 #[test]
 fn defaults_match_stack_md() {
-    let VpcSpec::New(prod) = NetworkSpec::for_environment(Environment::Prod, "c").vpc else { panic!() };
+    let prod = NetworkSpec::for_environment(Environment::Prod, "c").settings.new;
     assert_eq!(prod.cidr, net("10.0.0.0/16"));
     assert_eq!(prod.az_count, 3);
     assert_eq!(prod.nat, NatMode::PerAz);
     let s = |v: Vec<ipnet::Ipv4Net>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
     assert_eq!(s(prod.public_cidrs()), ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"]);
     assert_eq!(s(prod.private_cidrs()), ["10.0.10.0/24", "10.0.11.0/24", "10.0.12.0/24"]);
-    let VpcSpec::New(test) = test_spec().vpc else { panic!() };
+    let test = test_spec().settings.new;
     assert_eq!(test.az_count, 2);
 }
 
@@ -92,24 +90,28 @@ fn validation_reports_every_violation_with_its_path() {
             tag_subnets: false,
         };
         f(&mut e);
-        NetworkSpec { cluster_name: "unit".into(), vpc: VpcSpec::Existing(e), node_instance_types: Vec::new() }
+        NetworkSpec {
+            cluster_name: "unit".into(),
+            settings: NetworkSettings::existing_vpc(e),
+            node_instance_types: Vec::new(),
+        }
     };
     let table: Vec<(&str, NetworkSpec, Vec<&str>)> = vec![
-        ("host bits", new_spec(|n| n.cidr = net("10.0.0.1/16")), vec!["vpc.cidr"]),
-        ("too large", new_spec(|n| n.cidr = net("10.0.0.0/8")), vec!["vpc.cidr"]),
-        ("one AZ", new_spec(|n| n.az_count = 1), vec!["vpc.az_count"]),
-        ("seven AZs", new_spec(|n| n.az_count = 7), vec!["vpc.az_count"]),
-        ("underivable", new_spec(|n| n.cidr = net("10.0.0.0/22")), vec!["vpc.private_subnets"]),
-        ("wrong count", new_spec(|n| n.public_subnets = vec![net("10.0.1.0/24")]), vec!["vpc.public_subnets"]),
+        ("host bits", new_spec(|n| n.cidr = net("10.0.0.1/16")), vec!["new.cidr"]),
+        ("too large", new_spec(|n| n.cidr = net("10.0.0.0/8")), vec!["new.cidr"]),
+        ("one AZ", new_spec(|n| n.az_count = 1), vec!["new.az_count"]),
+        ("seven AZs", new_spec(|n| n.az_count = 7), vec!["new.az_count"]),
+        ("underivable", new_spec(|n| n.cidr = net("10.0.0.0/22")), vec!["new.private_subnets"]),
+        ("wrong count", new_spec(|n| n.public_subnets = vec![net("10.0.1.0/24")]), vec!["new.public_subnets"]),
         (
             "outside the VPC",
             new_spec(|n| n.private_subnets = vec![net("10.0.10.0/24"), net("10.9.0.0/24")]),
-            vec!["vpc.private_subnets[1]"],
+            vec!["new.private_subnets[1]"],
         ),
         (
             "no room",
             new_spec(|n| n.private_subnets = vec![net("10.0.10.0/24"), net("10.0.11.0/29")]),
-            vec!["vpc.private_subnets[1]"],
+            vec!["new.private_subnets[1]"],
         ),
         (
             "overlap",
@@ -117,17 +119,21 @@ fn validation_reports_every_violation_with_its_path() {
                 n.public_subnets = vec![net("10.0.0.0/20"), net("10.0.16.0/24")];
                 n.private_subnets = vec![net("10.0.10.0/24"), net("10.0.32.0/24")];
             }),
-            vec!["vpc.private_subnets[0]"],
+            vec!["new.private_subnets[0]"],
         ),
         ("bad cluster name", NetworkSpec { cluster_name: "-x".into(), ..test_spec() }, vec!["cluster_name"]),
-        ("not a vpc id", existing(&|e| e.vpc_id = "sg-1".into()), vec!["vpc.vpc_id"]),
-        ("one private subnet", existing(&|e| e.private_subnet_ids.truncate(1)), vec!["vpc.private_subnet_ids"]),
+        ("not a vpc id", existing(&|e| e.vpc_id = "sg-1".into()), vec!["existing.vpc_id"]),
+        ("one private subnet", existing(&|e| e.private_subnet_ids.truncate(1)), vec!["existing.private_subnet_ids"]),
         (
             "listed twice",
             existing(&|e| e.public_subnet_ids = vec!["subnet-1".into()]),
-            vec!["vpc.public_subnet_ids[0]"],
+            vec!["existing.public_subnet_ids[0]"],
         ),
-        ("not a subnet id", existing(&|e| e.private_subnet_ids[1] = "vpc-2".into()), vec!["vpc.private_subnet_ids[1]"]),
+        (
+            "not a subnet id",
+            existing(&|e| e.private_subnet_ids[1] = "vpc-2".into()),
+            vec!["existing.private_subnet_ids[1]"],
+        ),
     ];
     assert!(table.len() >= 10);
     for (what, spec, paths) in table {
@@ -143,14 +149,23 @@ fn validation_reports_every_violation_with_its_path() {
 
 #[test]
 fn spec_files_reject_unknown_fields_and_default_the_rest() {
+    // The settings are flattened into the spec: `new` / `existing` beside `cluster_name`.
     let spec: NetworkSpec =
-        serde_json::from_str(r#"{"cluster_name":"c","vpc":{"mode":"new","az_count":3,"nat":"single"}}"#).unwrap();
-    let VpcSpec::New(n) = spec.vpc else { panic!() };
+        serde_json::from_str(r#"{"cluster_name":"c","new":{"az_count":3,"nat":"single"}}"#).unwrap();
+    let VpcSpec::New(n) = spec.vpc() else { panic!() };
     assert_eq!((n.az_count, n.nat, n.cidr), (3, NatMode::Single, net("10.0.0.0/16")));
-    let err = serde_json::from_str::<NetworkSpec>(r#"{"cluster_name":"c","vpc":{"mode":"new","az_cout":3}}"#);
+    let spec: NetworkSpec = serde_json::from_str(
+        r#"{"cluster_name":"c","existing":{"vpc_id":"vpc-1","private_subnet_ids":["subnet-1","subnet-2"]}}"#,
+    )
+    .unwrap();
+    assert!(matches!(spec.vpc(), VpcSpec::Existing(e) if e.vpc_id.as_str() == "vpc-1"));
+    assert_eq!(serde_json::from_value::<NetworkSpec>(serde_json::to_value(&spec).unwrap()).unwrap(), spec);
+    let err = serde_json::from_str::<NetworkSpec>(r#"{"cluster_name":"c","new":{"az_cout":3}}"#);
     assert!(err.unwrap_err().to_string().contains("az_cout"));
-    let err = serde_json::from_str::<NetworkSpec>(r#"{"cluster_name":"c","vpc":{"mode":"new"},"extra":1}"#);
-    assert!(err.is_err());
+    let err = serde_json::from_str::<NetworkSpec>(r#"{"cluster_name":"c","new":{},"extra":1}"#);
+    assert!(err.unwrap_err().to_string().contains("extra"));
+    let err = serde_json::from_str::<NetworkSettings>(r#"{"new":{},"vpc":{}}"#);
+    assert!(err.unwrap_err().to_string().contains("vpc"));
 }
 
 // ----------------------------------------------------------------------------- a converged world

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::Filter;
 use dify_stack_core::{Context, Environment, Provisioner, TAG_ID, TAG_STACK};
 use dify_stack_emulator::Emulator;
 use dify_stack_network::{
-    ExistingVpcSpec, NatMode, NetworkError, NetworkProvisioner, NetworkSpec, NewVpcSpec, VpcSpec,
+    ExistingVpcSpec, NatMode, NetworkError, NetworkProvisioner, NetworkSettings, NetworkSpec, NewVpcSpec,
 };
 
 struct World {
@@ -74,7 +74,7 @@ async fn check_topology(w: &World, stack: &str, azs: usize, nat: NatMode) {
     let ctx = ctx(stack, Environment::Test);
     let spec = NetworkSpec {
         cluster_name: stack.into(),
-        vpc: VpcSpec::New(NewVpcSpec { az_count: azs as u8, nat, ..Default::default() }),
+        settings: NetworkSettings::new_vpc(NewVpcSpec { az_count: azs as u8, nat, ..Default::default() }),
         // The zones must offer the node type (DescribeInstanceTypeOfferings by zone ID).
         node_instance_types: vec!["m7g.xlarge".into()],
     };
@@ -202,9 +202,7 @@ async fn switching_to_a_single_nat_removes_the_extra_gateways() {
     let ctx = ctx("net-switch", Environment::Test);
     let mut spec = NetworkSpec::for_environment(Environment::Test, "net-switch");
     w.network.apply(&ctx, &spec).await.unwrap();
-    if let VpcSpec::New(new) = &mut spec.vpc {
-        new.nat = NatMode::Single;
-    }
+    spec.settings.new.nat = NatMode::Single;
     let plan = w.network.plan(&ctx, &spec).await.unwrap();
     assert_eq!(plan.summary().delete, 2, "extra NAT and its EIP:\n{plan}");
     let out = w.network.apply(&ctx, &spec).await.unwrap();
@@ -261,9 +259,7 @@ async fn a_changed_vpc_cidr_is_a_replacement_refused_unless_allowed() {
     let spec = NetworkSpec::for_environment(Environment::Test, "net-replace");
     w.network.apply(&ctx, &spec).await.unwrap();
     let mut changed = spec.clone();
-    if let VpcSpec::New(new) = &mut changed.vpc {
-        new.cidr = "10.1.0.0/16".parse().unwrap();
-    }
+    changed.settings.new.cidr = "10.1.0.0/16".parse().unwrap();
     let plan = w.network.plan(&ctx, &changed).await.unwrap();
     assert!(plan.has_replacements(), "{plan}");
     let err = w.network.apply(&ctx, &changed).await.unwrap_err();
@@ -343,7 +339,7 @@ async fn existing_vpc_is_validated_tagged_on_request_and_never_deleted() {
     let ctx = ctx("net-byo", Environment::Test);
     let mk = |private: Vec<&String>, tag_subnets: bool| NetworkSpec {
         cluster_name: "net-byo".into(),
-        vpc: VpcSpec::Existing(ExistingVpcSpec {
+        settings: NetworkSettings::existing_vpc(ExistingVpcSpec {
             vpc_id: vpc.as_str().into(),
             private_subnet_ids: private.into_iter().map(|s| s.as_str().into()).collect(),
             public_subnet_ids: vec![pub1.as_str().into()],
@@ -355,13 +351,13 @@ async fn existing_vpc_is_validated_tagged_on_request_and_never_deleted() {
     // Two private subnets in one AZ are rejected with the path.
     let err = w.network.apply(&ctx, &mk(vec![&p1, &p3], false)).await.unwrap_err();
     match &err {
-        NetworkError::ExistingVpc(errors) => assert_eq!(errors.paths(), vec!["vpc.private_subnet_ids"]),
+        NetworkError::ExistingVpc(errors) => assert_eq!(errors.paths(), vec!["existing.private_subnet_ids"]),
         other => panic!("{other}"),
     }
     // A subnet that does not exist.
     let missing = "subnet-0123456789abcdef0".to_owned();
     let err = w.network.apply(&ctx, &mk(vec![&p1, &missing], false)).await.unwrap_err();
-    assert!(err.to_string().contains("vpc.private_subnet_ids[1]"), "{err}");
+    assert!(err.to_string().contains("existing.private_subnet_ids[1]"), "{err}");
 
     // Without tag_subnets nothing is written.
     let spec = mk(vec![&p1, &p2], false);

@@ -12,7 +12,8 @@ use dify_stack_core::ids::{SubnetId, VpcId};
 use dify_stack_core::{Context, Environment, Provisioner};
 use dify_stack_emulator::{Emulator, TestAccount};
 use dify_stack_network::{
-    CapacityShortfall, ClusterUse, ExistingVpcSpec, NetworkError, NetworkProvisioner, NetworkSpec, NodeDemand, VpcSpec,
+    CapacityShortfall, ClusterUse, ExistingVpcSpec, NetworkError, NetworkProvisioner, NetworkSettings, NetworkSpec,
+    NodeDemand,
 };
 
 const NEEDS_MODEL: &str = "needs moto_quota.py loaded by the emulator launcher";
@@ -120,7 +121,7 @@ async fn an_existing_vpc_is_judged_on_the_free_addresses_ec2_reports() {
     }
     let spec = NetworkSpec {
         cluster_name: "pf-byo".into(),
-        vpc: VpcSpec::Existing(ExistingVpcSpec {
+        settings: NetworkSettings::existing_vpc(ExistingVpcSpec {
             vpc_id: VpcId::new(&vpc),
             private_subnet_ids: ids,
             public_subnet_ids: vec![],

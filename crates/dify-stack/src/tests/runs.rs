@@ -37,7 +37,8 @@ fn wiring_passes_only_what_each_tier_needs() {
     assert_eq!(ds.aurora, cfg.datastores.aurora);
     let n = wiring::network_spec(&cfg, &wiring::context(&cfg, None).unwrap());
     assert_eq!(n.cluster_name, "dify-test");
-    assert!(matches!(n.vpc, dify_stack_network::VpcSpec::New(ref v) if v.az_count == 2));
+    assert!(matches!(n.vpc(), dify_stack_network::VpcSpec::New(v) if v.az_count == 2));
+    assert_eq!(n.settings, cfg.network);
     assert_eq!(wiring::node_sg_spec(&net).vpc_id.as_str(), "vpc-1");
     // The graph encodes the same needs: the stores wait for the network and the node group's
     // security group only, never for the cluster.

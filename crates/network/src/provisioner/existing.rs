@@ -28,7 +28,7 @@ impl NetworkProvisioner {
         let mut errors = SpecErrors::new();
         if observed.vpc.is_none() {
             errors.push(
-                "vpc.vpc_id",
+                "existing.vpc_id",
                 format!("VPC {} does not exist in this account and region", spec.vpc_id),
                 "check the id and region",
             );
@@ -38,13 +38,13 @@ impl NetworkProvisioner {
             [("private_subnet_ids", &spec.private_subnet_ids), ("public_subnet_ids", &spec.public_subnet_ids)]
         {
             for (i, id) in ids.iter().enumerate() {
-                let path = format!("vpc.{field}[{i}]");
+                let path = format!("existing.{field}[{i}]");
                 match observed.subnets.iter().find(|s| &s.id == id) {
                     None => errors.push(path, format!("subnet {id} does not exist"), "check the id and region"),
                     Some(s) if s.vpc_id != spec.vpc_id => errors.push(
                         path,
                         format!("subnet {id} belongs to {}, not {}", s.vpc_id, spec.vpc_id),
-                        "list only subnets of vpc.vpc_id",
+                        "list only subnets of existing.vpc_id",
                     ),
                     Some(s) => {
                         if field == "private_subnet_ids" {
@@ -56,7 +56,7 @@ impl NetworkProvisioner {
         }
         if errors.is_empty() && private_azs.len() < 2 {
             errors.push(
-                "vpc.private_subnet_ids",
+                "existing.private_subnet_ids",
                 format!("the private subnets span {} availability zone(s)", private_azs.len()),
                 "add a private subnet in a second AZ (EKS requires 2)",
             );

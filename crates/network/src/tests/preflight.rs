@@ -242,7 +242,7 @@ async fn service_quotas_are_read_only_for_what_the_stack_would_add() {
     use dify_stack_core::ids::{InternetGatewayId, NatGatewayId};
 
     let (ctx, spec) = (ctx(), test_spec());
-    let VpcSpec::New(new) = &spec.vpc else { unreachable!() };
+    let VpcSpec::New(new) = spec.vpc() else { unreachable!() };
     let zones = ["us-west-2a".to_owned(), "us-west-2b".to_owned()];
     let want = crate::model::Desired::new(&ctx, &spec, new, &zones);
     let mut m = eips(vec![], Some(Ok(Some(5))));
@@ -312,7 +312,7 @@ async fn service_quotas_are_read_only_for_what_the_stack_would_add() {
 fn existing_spec() -> NetworkSpec {
     NetworkSpec {
         cluster_name: "unit".into(),
-        vpc: VpcSpec::Existing(ExistingVpcSpec {
+        settings: crate::NetworkSettings::existing_vpc(ExistingVpcSpec {
             vpc_id: VpcId::new("vpc-theirs"),
             private_subnet_ids: vec![SubnetId::new("subnet-a"), SubnetId::new("subnet-b")],
             public_subnet_ids: vec![],

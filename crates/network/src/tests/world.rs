@@ -32,7 +32,7 @@ use crate::tests::ZoneInfo;
 /// public route table to the IGW, one private route table per AZ to its AZ's NAT gateway (or
 /// the single one).
 pub(super) fn converged(spec: &NetworkSpec) -> ObservedNew {
-    let VpcSpec::New(new) = &spec.vpc else { panic!() };
+    let VpcSpec::New(new) = spec.vpc() else { panic!() };
     assert_eq!(new.cidr.to_string(), "10.0.0.0/16", "the world below is written for STACK.md's CIDR");
     let c = ctx();
     let azs = new.az_count as usize;

@@ -38,8 +38,13 @@ pub enum Node {
     /// which needs only the cluster's API and OIDC issuer, runs while the node group is made.
     EksControlPlane,
     /// Cluster, node group, add-ons: the whole EKS tier, after the control plane and the egress
-    /// its nodes register through.
+    /// its nodes register through; done when the nodes and the pod network (the VPC CNI) are.
     Eks,
+    /// The other EKS add-ons (CoreDNS, kube-proxy, the EBS CSI driver, the Pod Identity agent),
+    /// waited for while the platform starts on the nodes. Split from [`Node::Eks`] because they
+    /// can take two minutes after the nodes, and of the platform only the load balancer
+    /// controller needs them (its webhooks would refuse their Services).
+    EksAddons,
     /// Aurora PostgreSQL.
     Aurora,
     /// ElastiCache Redis.
@@ -63,12 +68,13 @@ pub enum Node {
 
 impl Node {
     /// Every node, in a stable order.
-    pub const ALL: [Node; 14] = [
+    pub const ALL: [Node; 15] = [
         Node::Network,
         Node::Egress,
         Node::NodeSecurityGroup,
         Node::EksControlPlane,
         Node::Eks,
+        Node::EksAddons,
         Node::Aurora,
         Node::Redis,
         Node::OpenSearch,
@@ -111,6 +117,7 @@ impl Node {
             Node::NodeSecurityGroup => "node-security-group",
             Node::EksControlPlane => "eks-control-plane",
             Node::Eks => "eks",
+            Node::EksAddons => "eks-addons",
             Node::Aurora => "aurora",
             Node::Redis => "redis",
             Node::OpenSearch => "opensearch",

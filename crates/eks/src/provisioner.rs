@@ -44,6 +44,15 @@ pub(crate) use diff::scaling_update;
 pub const CONTROL_PLANE_KINDS: [&str; 6] =
     ["iam:role", "kms:key", "ec2:security-group", "logs:log-group", "eks:cluster", "eks:access-entry"];
 
+/// The add-ons that run on every node (DaemonSets: pod networking, Service routing, pod
+/// credentials), made before the node group so that its first nodes come up with them
+/// (terraform-aws-eks's add-on `before_compute`); the others' pods need nodes, and are made after it.
+pub const NODE_ADDONS: [&str; 3] = ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"];
+
+/// The add-on every pod needs to start: the Amazon VPC CNI gives pods their addresses (EKS user
+/// guide, "Assign IPs to Pods with the Amazon VPC CNI"); without it a node stays NotReady.
+pub const POD_NETWORK_ADDON: &str = "vpc-cni";
+
 /// Days a KMS key stays recoverable after destroy.
 pub const KEY_DELETION_WINDOW_DAYS: i32 = 7;
 
@@ -373,6 +382,22 @@ impl EksProvisioner {
         Ok(cp.output(ctx, &names))
     }
 
+    /// [`apply`](Provisioner::apply), but waiting only for the node group and the pod network
+    /// ([`POD_NETWORK_ADDON`]): the other add-ons (CoreDNS, kube-proxy, the EBS CSI driver, the
+    /// Pod Identity agent) are made, and the next `apply` waits for them (it waits for every
+    /// add-on it finds busy). The stack starts what needs only nodes that run pods (the
+    /// platform's metrics-server) meanwhile.
+    pub async fn apply_nodes(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
+        self.validate(ctx, spec)?;
+        let o = self.observe(ctx, spec).await?;
+        let o = self.settle(ctx, spec, o).await?;
+        let changes = self.changes(ctx, spec, &o);
+        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, &c.0)) {
+            return Err(refused);
+        }
+        self.execute_tier(ctx, spec, o, changes, apply::AddonWaits::PodNetwork).await
+    }
+
     /// The names of the region's EKS clusters (ListClusters, every page), for the capacity
     /// preflight's clusters-per-Region quota.
     pub async fn clusters_in_region(&self) -> std::result::Result<Vec<String>, dify_stack_core::AwsError> {
@@ -487,7 +512,7 @@ impl Provisioner for EksProvisioner {
         o: ObservedEks,
         changes: Vec<EksChange>,
     ) -> Result<EksOutput> {
-        self.execute_tier(ctx, spec, o, changes).await
+        self.execute_tier(ctx, spec, o, changes, apply::AddonWaits::All).await
     }
 
     fn output(&self, ctx: &Context, _spec: &EksSpec, o: &ObservedEks) -> Option<EksOutput> {

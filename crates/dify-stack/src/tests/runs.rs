@@ -45,6 +45,10 @@ fn wiring_passes_only_what_each_tier_needs() {
     // Only the cluster's node group needs the NAT gateways: the control plane is built meanwhile.
     assert_eq!(Node::EksControlPlane.deps(), [Node::Network, Node::NodeSecurityGroup]);
     assert_eq!(Node::Eks.deps(), [Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup]);
+    // The platform starts on the nodes; the add-ons that need no more than nodes are waited for
+    // beside it (its load balancer controller waits for them through its gate).
+    assert_eq!(Node::EksAddons.deps(), [Node::Eks]);
+    assert!(!Node::Platform.deps().contains(&Node::EksAddons));
     assert_eq!(Node::Egress.deps(), [Node::Network]);
     assert_eq!(Node::Iam.deps(), [Node::EksControlPlane, Node::Bucket, Node::Registry]);
     assert!(Node::Bucket.deps().is_empty() && Node::Registry.deps().is_empty());
@@ -121,7 +125,7 @@ async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
         .returning(|_, _| Err(NodeError::new("quota", false)));
     runner
         .expect_apply()
-        .withf(|n, _| *n == Node::Eks || *n == Node::Iam || *n == Node::Platform)
+        .withf(|n, _| matches!(n, Node::Eks | Node::EksAddons | Node::Iam | Node::Platform))
         .times(0)
         .returning(|n, _| Ok(fake_output(n)));
     runner.expect_apply().returning(|n, _| Ok(fake_output(n)));
@@ -131,7 +135,12 @@ async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
     let cluster = Node::EksControlPlane;
     assert_eq!(
         failure.skipped,
-        BTreeMap::from([(Node::Eks, cluster), (Node::Iam, cluster), (Node::Platform, cluster)])
+        BTreeMap::from([
+            (Node::Eks, cluster),
+            (Node::EksAddons, cluster),
+            (Node::Iam, cluster),
+            (Node::Platform, cluster)
+        ])
     );
 }
 
@@ -153,7 +162,7 @@ fn has(up: &crate::StackOutput, node: Node) -> bool {
     match node {
         Node::Network | Node::Egress => up.network.is_some(),
         Node::NodeSecurityGroup => up.node_security_group.is_some(),
-        Node::EksControlPlane | Node::Eks => up.eks.is_some(),
+        Node::EksControlPlane | Node::Eks | Node::EksAddons => up.eks.is_some(),
         Node::Bucket => up.bucket.is_some(),
         Node::Registry => up.registry.is_some(),
         _ => true,
@@ -164,7 +173,7 @@ fn fake_output(node: Node) -> NodeOutput {
     match node {
         Node::Network | Node::Egress => NodeOutput::Network(Box::new(network())),
         Node::NodeSecurityGroup => NodeOutput::NodeSecurityGroup(SecurityGroupId::new("sg-nodes")),
-        Node::EksControlPlane | Node::Eks => NodeOutput::Eks(Box::new(fake_eks())),
+        Node::EksControlPlane | Node::Eks | Node::EksAddons => NodeOutput::Eks(Box::new(fake_eks())),
         Node::Bucket => NodeOutput::Bucket(Box::new(dify_stack_datastores::BucketOutput {
             name: dify_stack_core::ids::BucketName::new("b"),
             arn: dify_stack_core::ids::Arn::new("arn:aws:s3:::b"),
@@ -206,6 +215,7 @@ fn durations() -> BTreeMap<Node, u64> {
         (Node::NodeSecurityGroup, 3),
         (Node::EksControlPlane, 600),
         (Node::Eks, 180),
+        (Node::EksAddons, 60),
         (Node::Aurora, 480),
         (Node::Redis, 420),
         (Node::OpenSearch, 960),
@@ -293,7 +303,8 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
     let (sink, mut rx) = EventSink::channel();
     let (partial, failure) = graph::apply(&runner, &CancellationToken::new(), &sink).await.unwrap_err();
     assert_eq!(failure.failed.keys().copied().collect::<Vec<_>>(), [cluster, Node::Redis]);
-    let skipped_by_cluster = [(Node::Eks, cluster), (Node::Iam, cluster), (Node::Platform, cluster)];
+    let skipped_by_cluster =
+        [(Node::Eks, cluster), (Node::EksAddons, cluster), (Node::Iam, cluster), (Node::Platform, cluster)];
     assert_eq!(failure.skipped, BTreeMap::from(skipped_by_cluster));
     let ran: Vec<Node> = log.lock().unwrap().iter().map(|(n, _, _)| *n).collect();
     assert!(!ran.contains(&Node::Eks) && !ran.contains(&Node::Iam) && !ran.contains(&Node::Platform));

@@ -155,12 +155,12 @@ fn resource_graph(
         // network), and the EKS
         // tier's Deployment add-ons (CoreDNS makes the `kube-dns` Service), ACTIVE before the
         // load balancer controller's release: its webhooks would refuse their Services
-        // (aws-load-balancer-controller #4140).
+        // (aws-load-balancer-controller #4140). Helm runs with this machine's access entry.
         ("metrics_server", cheap + max("eks_addon:metrics-server"), vec!["eks_cluster", "nodegroup", "vpc_cni"]),
         (
             "helm_releases",
             max("helm_release"),
-            vec!["irsa_policies", "eks_cluster", "metrics_server", "deployment_addons"],
+            vec!["irsa_policies", "eks_cluster", "access_policies", "metrics_server", "deployment_addons"],
         ),
     ];
     if domain {

@@ -207,7 +207,8 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
 async fn the_control_plane_alone_makes_the_cluster_and_nothing_the_nodes_need() {
     let fake = FakeEks::with(|s| s.cluster_script = VecDeque::from(["CREATING"; 3]));
     let eks = EksProvisioner::new(fake.clone());
-    let (ctx, spec) = (ctx(), spec());
+    let (ctx, mut spec) = (ctx(), spec());
+    spec.admin_principals = vec!["arn:aws:iam::1:role/admin".into()];
     eks.apply_control_plane(&ctx, &spec).await.unwrap();
     let creates = |calls: &[String]| -> Vec<String> {
         calls
@@ -224,14 +225,26 @@ async fn the_control_plane_alone_makes_the_cluster_and_nothing_the_nodes_need() 
         assert!(!made.iter().any(|c| c == call), "{call} made before the egress: {made:?}");
     }
     assert_eq!(fake.0.lock().unwrap().cluster.as_ref().map(|c| c.status.clone()), Some(Status::Active));
-    // The plan left: the node side only.
+    // The plan left: the node side and the access entries only.
     let left = eks.plan(&ctx, &spec).await.unwrap();
-    assert!(left.changes.iter().all(|c| !CONTROL_PLANE_KINDS.contains(&c.resource.kind.as_str())), "{left}");
+    let kinds: Vec<&str> = left.changes.iter().map(|c| c.resource.kind.as_str()).collect();
+    assert!(kinds.iter().all(|k| !CONTROL_PLANE_KINDS.contains(k) || *k == "eks:access-entry"), "{left}");
+    assert!(kinds.contains(&"eks:access-entry") && kinds.contains(&"eks:nodegroup"), "{left}");
+    // The access entries are `apply_access`'s (the stack's `eks-access` node, beside the node
+    // group): the control plane leaves them, and the node side's apply too.
+    assert!(!made.iter().any(|c| c == "CreateAccessEntry"), "{made:?}");
     let mark = fake.calls().len();
+    eks.apply_nodes(&ctx, &spec).await.unwrap();
+    assert!(!creates(&fake.calls()[mark..]).iter().any(|c| c == "CreateAccessEntry"), "{:?}", fake.calls());
+    let mark = fake.calls().len();
+    eks.apply_access(&ctx, &spec).await.unwrap();
+    let access = creates(&fake.calls()[mark..]);
+    assert_eq!(access, ["CreateAccessEntry"], "{access:?}");
+    assert!(fake.calls()[mark..].iter().any(|c| c.starts_with("AssociateAccessPolicy")), "{:?}", fake.calls());
+    // Everything made: the whole apply writes nothing.
+    let mark = fake.writes().len();
     eks.apply(&ctx, &spec).await.unwrap();
-    let rest = creates(&fake.calls()[mark..]);
-    assert!(!rest.iter().any(|c| c == "CreateCluster" || c == "CreateRole"), "{rest:?}");
-    assert!(rest.iter().any(|c| c == "CreateNodegroup") && rest.iter().any(|c| c == "CreateAddon"), "{rest:?}");
+    assert_eq!(fake.writes().len(), mark, "{:?}", &fake.writes()[mark..]);
 }
 
 #[tokio::test(start_paused = true)]

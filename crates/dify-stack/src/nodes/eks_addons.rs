@@ -15,8 +15,9 @@ pub(super) struct EksAddons;
 
 #[async_trait]
 impl StackNode for EksAddons {
+    /// After the access entries too: the tier's whole apply converges them as well.
     fn deps(&self) -> &'static [Node] {
-        &[Node::Eks]
+        &[Node::Eks, Node::EksAccess]
     }
 
     /// Shown by the control-plane node, from the same observation.

@@ -18,7 +18,8 @@ pub(super) enum AddonWaits {
     /// Every add-on it changed or found busy.
     All,
     /// Only the pod network ([`POD_NETWORK_ADDON`]), which every pod needs to start: the others
-    /// are made, and waited for by the next apply ([`EksProvisioner::apply_nodes`]).
+    /// are made, and waited for by the next apply; the access entries are left to
+    /// [`EksProvisioner::apply_access`] ([`EksProvisioner::apply_nodes`]).
     PodNetwork,
 }
 
@@ -43,7 +44,7 @@ impl EksProvisioner {
         let names = Names::of(ctx);
         let changes: Vec<Step> = changes.into_iter().map(|c| c.0).collect();
         let ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, mut cluster } =
-            self.converge_control_plane(ctx, spec, &names, &o, &changes).await?;
+            self.converge_control_plane(ctx, spec, &names, &o, &changes, waits == AddonWaits::All).await?;
         // A Kubernetes upgrade, step by step; then the rest as the upgrade left it.
         let upgrade: Vec<Step> = changes
             .into_iter()

@@ -88,6 +88,7 @@ impl EksProvisioner {
         names: &Names,
         o: &ObservedEks,
         changes: &[Step],
+        access: bool,
     ) -> Result<ControlPlane> {
         // The roles, the key, the node security group and the log group need nothing of each
         // other: they are made together. The cluster needs its own role, the key and the log
@@ -177,7 +178,14 @@ impl EksProvisioner {
         let node_sg = node_sg
             .ok_or_else(|| AwsError::new("CreateSecurityGroup", "NotFound", "neither observed nor created"))
             .at("CreateSecurityGroup", &names.node_security_group)?;
-        // Each principal's entry and policy, the principals together.
+        if access {
+            self.converge_access(ctx, names, changes).await?;
+        }
+        Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
+    }
+
+    /// The access entries' changes: each principal's entry and policy, the principals together.
+    pub(super) async fn converge_access(&self, ctx: &Context, names: &Names, changes: &[Step]) -> Result<()> {
         futures::future::try_join_all(changes.iter().map(|change| async move {
             match change {
                 Step::CreateAccessEntry { principal } => {
@@ -198,7 +206,7 @@ impl EksProvisioner {
             }
         }))
         .await?;
-        Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
+        Ok(())
     }
 
     async fn associate_admin(&self, ctx: &Context, names: &Names, principal: &str) -> Result<()> {

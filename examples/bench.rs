@@ -734,14 +734,24 @@ mod tests {
             ("aurora_cluster".to_owned(), s(60.0)),
             ("aurora_instance".to_owned(), s(400.0)),
             ("redis_test".to_owned(), s(400.0)),
-            ("opensearch_1_node".to_owned(), s(800.0)),
+            ("opensearch_1_node".to_owned(), s(700.0)),
             ("helm_release".to_owned(), s(10.0)),
         ]);
         let (t, path) = sim::graphs::critical_path(scenario.prod(), scenario.domain, &drawn, 3.0);
         // EKS: roles, policies, cluster (create + 600), launch template, node group (create + 150),
-        // the coredns add-on after the nodes (create + 60) = 6 + 603 + 3 + 153 + 63.
-        assert_eq!(path.last(), Some(&"deployment_addons"), "{path:?}");
-        assert!((t - (6.0 + 603.0 + 3.0 + 153.0 + 63.0)).abs() < 1e-9, "{t}");
+        // metrics-server (create, no draw), the releases (10) = 6 + 603 + 3 + 153 + 3 + 10; the
+        // coredns add-on, made with the cluster (create + 60), is ready with the nodes.
+        assert_eq!(path[path.len() - 3..], ["nodegroup", "metrics_server", "helm_releases"], "{path:?}");
+        assert!((t - (6.0 + 603.0 + 3.0 + 153.0 + 3.0 + 10.0)).abs() < 1e-9, "{t}");
+        // A coredns add-on slower than the nodes holds the releases back.
+        drawn.insert("eks_addon:coredns".to_owned(), s(300.0));
+        let (t, path) = sim::graphs::critical_path(scenario.prod(), scenario.domain, &drawn, 3.0);
+        assert_eq!(
+            path[path.len() - 3..],
+            ["deployment_addons_made", "deployment_addons", "helm_releases"],
+            "{path:?}"
+        );
+        assert!((t - (6.0 + 603.0 + 303.0 + 10.0)).abs() < 1e-9, "{t}");
         // A slower OpenSearch domain takes the path over.
         drawn.insert("opensearch_1_node".to_owned(), s(2000.0));
         let (t, path) = sim::graphs::critical_path(scenario.prod(), scenario.domain, &drawn, 3.0);

@@ -120,7 +120,12 @@ fn resource_graph(
             vec!["eks_cluster", "launch_template", "node_role_usable", "private_routes", "associations"],
         ),
         ("daemonset_addons", cheap + addons(true), vec!["eks_cluster"]),
-        ("deployment_addons", cheap + addons(false), vec!["eks_cluster", "nodegroup"]),
+        // The pod network: pods get no address before the VPC CNI runs on their node.
+        ("vpc_cni", cheap + max("eks_addon:vpc-cni"), vec!["eks_cluster"]),
+        // A Deployment add-on is made with the cluster; its pods start once nodes are there:
+        // ready when both are (as the EKS fake answers).
+        ("deployment_addons_made", cheap + addons(false), vec!["eks_cluster"]),
+        ("deployment_addons", 0.0, vec!["deployment_addons_made", "nodegroup"]),
         ("aurora_sg", cheap, vec!["vpc"]),
         ("aurora_ingress", cheap, vec!["aurora_sg", "node_sg"]),
         ("aurora_subnet_group", cheap, vec!["subnets"]),
@@ -146,10 +151,17 @@ fn resource_graph(
         ("oidc_provider", cheap, vec!["eks_cluster"]),
         ("irsa_roles", cheap, vec!["oidc_provider", "bucket", "repositories"]),
         ("irsa_policies", cheap, vec!["irsa_roles"]),
-        // The platform's metrics-server add-on (a Deployment: it needs nodes), waited ACTIVE
-        // before the load balancer controller's release (its webhooks would refuse it).
-        ("metrics_server", cheap + max("eks_addon:metrics-server"), vec!["eks_cluster", "nodegroup"]),
-        ("helm_releases", max("helm_release"), vec!["irsa_policies", "eks_cluster", "metrics_server"]),
+        // The platform's metrics-server add-on (a Deployment: it needs nodes with the pod
+        // network), and the EKS
+        // tier's Deployment add-ons (CoreDNS makes the `kube-dns` Service), ACTIVE before the
+        // load balancer controller's release: its webhooks would refuse their Services
+        // (aws-load-balancer-controller #4140). Helm runs with this machine's access entry.
+        ("metrics_server", cheap + max("eks_addon:metrics-server"), vec!["eks_cluster", "nodegroup", "vpc_cni"]),
+        (
+            "helm_releases",
+            max("helm_release"),
+            vec!["irsa_policies", "eks_cluster", "access_policies", "metrics_server", "deployment_addons"],
+        ),
     ];
     if domain {
         graph.push(("certificate", cheap, vec![]));

@@ -32,14 +32,22 @@ pub enum Node {
     Egress,
     /// The node security group (datastores admit it; the node group uses it).
     NodeSecurityGroup,
-    /// The EKS control plane: IAM roles, secrets key, log group, the cluster (until ACTIVE) and
-    /// its access entries. Split from [`Node::Eks`] because the cluster takes about ten minutes
+    /// The EKS control plane: IAM roles, secrets key, log group, the cluster (until ACTIVE). Split from [`Node::Eks`] because the cluster takes about ten minutes
     /// and needs only the subnets: it is built while the NAT gateways are; and the IAM tier,
     /// which needs only the cluster's API and OIDC issuer, runs while the node group is made.
     EksControlPlane,
+    /// The cluster's access entries (the admin principals, the caller's among them). Split from
+    /// [`Node::EksControlPlane`] because only this machine's Kubernetes calls (IAM's service
+    /// accounts, the platform's releases) need them, not the node group: made beside it.
+    EksAccess,
     /// Cluster, node group, add-ons: the whole EKS tier, after the control plane and the egress
-    /// its nodes register through.
+    /// its nodes register through; done when the nodes and the pod network (the VPC CNI) are.
     Eks,
+    /// The other EKS add-ons (CoreDNS, kube-proxy, the EBS CSI driver, the Pod Identity agent),
+    /// waited for while the platform starts on the nodes. Split from [`Node::Eks`] because they
+    /// can take two minutes after the nodes, and of the platform only the load balancer
+    /// controller needs them (its webhooks would refuse their Services).
+    EksAddons,
     /// Aurora PostgreSQL.
     Aurora,
     /// ElastiCache Redis.
@@ -63,12 +71,14 @@ pub enum Node {
 
 impl Node {
     /// Every node, in a stable order.
-    pub const ALL: [Node; 14] = [
+    pub const ALL: [Node; 16] = [
         Node::Network,
         Node::Egress,
         Node::NodeSecurityGroup,
         Node::EksControlPlane,
+        Node::EksAccess,
         Node::Eks,
+        Node::EksAddons,
         Node::Aurora,
         Node::Redis,
         Node::OpenSearch,
@@ -110,7 +120,9 @@ impl Node {
             Node::Egress => "egress",
             Node::NodeSecurityGroup => "node-security-group",
             Node::EksControlPlane => "eks-control-plane",
+            Node::EksAccess => "eks-access",
             Node::Eks => "eks",
+            Node::EksAddons => "eks-addons",
             Node::Aurora => "aurora",
             Node::Redis => "redis",
             Node::OpenSearch => "opensearch",

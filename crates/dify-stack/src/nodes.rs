@@ -21,6 +21,8 @@ mod bucket;
 mod certificate;
 mod egress;
 mod eks;
+mod eks_access;
+mod eks_addons;
 mod eks_control_plane;
 mod iam;
 mod network;
@@ -54,7 +56,9 @@ pub(crate) fn of(node: Node) -> &'static dyn StackNode {
         Node::Egress => &egress::Egress,
         Node::NodeSecurityGroup => &node_security_group::NodeSecurityGroup,
         Node::EksControlPlane => &eks_control_plane::EksControlPlane,
+        Node::EksAccess => &eks_access::EksAccess,
         Node::Eks => &eks::Eks,
+        Node::EksAddons => &eks_addons::EksAddons,
         Node::Aurora => &stores::Aurora,
         Node::Redis => &stores::Redis,
         Node::OpenSearch => &stores::OpenSearch,

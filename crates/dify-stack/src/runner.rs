@@ -30,6 +30,9 @@ pub struct AwsRunner {
     /// The bundle.
     pub(crate) p: Provisioners,
     vpc: OnceCell<Option<VpcId>>,
+    /// How the EKS add-ons node ended (set by it), for the platform's load balancer controller,
+    /// which waits for it.
+    pub(crate) eks_addons: tokio::sync::watch::Sender<Option<Result<(), String>>>,
 }
 
 impl std::fmt::Debug for AwsRunner {
@@ -109,7 +112,7 @@ impl AwsRunner {
     /// A runner for `cfg` in the context `ctx` (with account id, and the permissions that say
     /// what may be lost) over the provisioners `p`.
     pub fn new(cfg: StackConfig, ctx: Context, p: Provisioners) -> Self {
-        AwsRunner { cfg, ctx, p, vpc: OnceCell::new() }
+        AwsRunner { cfg, ctx, p, vpc: OnceCell::new(), eks_addons: tokio::sync::watch::Sender::new(None) }
     }
 
     /// What holds data that this run's data policy does not allow to delete, across every tier

@@ -42,8 +42,8 @@ pub use node_sg::{
     NodeSecurityGroupChange, NodeSecurityGroupProvisioner, NodeSecurityGroupSelector, NodeSecurityGroupSpec,
 };
 pub use provisioner::{
-    CONTROL_PLANE_KINDS, EksChange, EksOutput, EksProvisioner, Names, ObservedEks, caps, cluster_name, next_version,
-    ready_from,
+    CONTROL_PLANE_KINDS, EksChange, EksOutput, EksProvisioner, NODE_ADDONS, Names, ObservedEks, POD_NETWORK_ADDON,
+    caps, cluster_name, next_version, ready_from,
 };
 pub use sdk::SdkEks;
 pub use spec::{

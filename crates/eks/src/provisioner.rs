@@ -39,10 +39,20 @@ pub use change::EksChange;
 #[cfg(test)]
 pub(crate) use diff::scaling_update;
 
-/// The kinds of resource [`EksProvisioner::apply_control_plane`] makes; the rest of a plan is
+/// The kinds of resource [`EksProvisioner::apply_control_plane`] and
+/// [`EksProvisioner::apply_access`] make; the rest of a plan is
 /// the launch template, node group and add-ons.
 pub const CONTROL_PLANE_KINDS: [&str; 6] =
     ["iam:role", "kms:key", "ec2:security-group", "logs:log-group", "eks:cluster", "eks:access-entry"];
+
+/// The add-ons that run on every node (DaemonSets: pod networking, Service routing, pod
+/// credentials), made before the node group so that its first nodes come up with them
+/// (terraform-aws-eks's add-on `before_compute`); the others' pods need nodes, and are made after it.
+pub const NODE_ADDONS: [&str; 3] = ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"];
+
+/// The add-on every pod needs to start: the Amazon VPC CNI gives pods their addresses (EKS user
+/// guide, "Assign IPs to Pods with the Amazon VPC CNI"); without it a node stays NotReady.
+pub const POD_NETWORK_ADDON: &str = "vpc-cni";
 
 /// Days a KMS key stays recoverable after destroy.
 pub const KEY_DELETION_WINDOW_DAYS: i32 = 7;
@@ -351,8 +361,9 @@ impl EksProvisioner {
     }
 
     /// The first part of [`apply`](Provisioner::apply): the IAM roles, the secrets key, the
-    /// node security group (unless external), the log group, the cluster waited until ACTIVE
-    /// and its access entries; not the launch template, node group or add-ons. The control
+    /// node security group (unless external), the log group, the cluster waited until ACTIVE;
+    /// not its access entries ([`apply_access`](Self::apply_access)), nor the launch template,
+    /// node group or add-ons. The control
     /// plane needs only the subnets, while the node group's nodes need egress through the NAT
     /// gateways to register: the stack starts this before the egress is done, and `apply`
     /// then converges the rest (finding the control plane made). The output is the tier's, with
@@ -369,8 +380,38 @@ impl EksProvisioner {
         if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, c)) {
             return Err(refused);
         }
-        let cp = self.converge_control_plane(ctx, spec, &names, &o, &changes).await?;
+        let cp = self.converge_control_plane(ctx, spec, &names, &o, &changes, false).await?;
         Ok(cp.output(ctx, &names))
+    }
+
+    /// The access entries of the admin principals (the caller's among them), on the cluster
+    /// [`apply_control_plane`](Self::apply_control_plane) made (which leaves them to this): what
+    /// this machine's Kubernetes calls need, and the node group does not.
+    pub async fn apply_access(&self, ctx: &Context, spec: &EksSpec) -> Result<()> {
+        self.validate(ctx, spec)?;
+        let o = self.observe(ctx, spec).await?;
+        let o = self.settle(ctx, spec, o).await?;
+        let changes = tier_changes(ctx, spec, &o);
+        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, c)) {
+            return Err(refused);
+        }
+        self.converge_access(ctx, &Names::of(ctx), &changes).await
+    }
+
+    /// [`apply`](Provisioner::apply) without the access entries ([`apply_access`](Self::apply_access)'s),
+    /// waiting only for the node group and the pod network ([`POD_NETWORK_ADDON`]): the other
+    /// add-ons (CoreDNS, kube-proxy, the EBS CSI driver, the Pod Identity agent) are made, and
+    /// the next `apply` waits for them (it waits for every add-on it finds busy). The stack
+    /// starts what needs only nodes that run pods (the platform's metrics-server) meanwhile.
+    pub async fn apply_nodes(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
+        self.validate(ctx, spec)?;
+        let o = self.observe(ctx, spec).await?;
+        let o = self.settle(ctx, spec, o).await?;
+        let changes = self.changes(ctx, spec, &o);
+        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, &c.0)) {
+            return Err(refused);
+        }
+        self.execute_tier(ctx, spec, o, changes, apply::AddonWaits::PodNetwork).await
     }
 
     /// The names of the region's EKS clusters (ListClusters, every page), for the capacity
@@ -487,7 +528,7 @@ impl Provisioner for EksProvisioner {
         o: ObservedEks,
         changes: Vec<EksChange>,
     ) -> Result<EksOutput> {
-        self.execute_tier(ctx, spec, o, changes).await
+        self.execute_tier(ctx, spec, o, changes, apply::AddonWaits::All).await
     }
 
     fn output(&self, ctx: &Context, _spec: &EksSpec, o: &ObservedEks) -> Option<EksOutput> {

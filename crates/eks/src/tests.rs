@@ -3,7 +3,7 @@
 //! FAILED/CREATE_FAILED, version upgrades go one minor version at a time, a fresh role is
 //! rejected until IAM propagates, add-on versions come from DescribeAddonVersions.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use dify_stack_core::ids::{SecurityGroupId, SubnetId, VpcId};
@@ -248,7 +248,8 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
 async fn the_control_plane_alone_makes_the_cluster_and_nothing_the_nodes_need() {
     let fake = FakeEks::with(|s| s.cluster_script = VecDeque::from(["CREATING"; 3]));
     let eks = EksProvisioner::new(fake.clone());
-    let (ctx, spec) = (ctx(), spec());
+    let (ctx, mut spec) = (ctx(), spec());
+    spec.admin_principals = vec!["arn:aws:iam::1:role/admin".into()];
     eks.apply_control_plane(&ctx, &spec).await.unwrap();
     let creates = |calls: &[String]| -> Vec<String> {
         calls
@@ -265,14 +266,26 @@ async fn the_control_plane_alone_makes_the_cluster_and_nothing_the_nodes_need() 
         assert!(!made.iter().any(|c| c == call), "{call} made before the egress: {made:?}");
     }
     assert_eq!(fake.0.lock().unwrap().cluster.as_ref().map(|c| c.status.clone()), Some(Status::Active));
-    // The plan left: the node side only.
+    // The plan left: the node side and the access entries only.
     let left = eks.plan(&ctx, &spec).await.unwrap();
-    assert!(left.changes.iter().all(|c| !CONTROL_PLANE_KINDS.contains(&c.resource.kind.as_str())), "{left}");
+    let kinds: Vec<&str> = left.changes.iter().map(|c| c.resource.kind.as_str()).collect();
+    assert!(kinds.iter().all(|k| !CONTROL_PLANE_KINDS.contains(k) || *k == "eks:access-entry"), "{left}");
+    assert!(kinds.contains(&"eks:access-entry") && kinds.contains(&"eks:nodegroup"), "{left}");
+    // The access entries are `apply_access`'s (the stack's `eks-access` node, beside the node
+    // group): the control plane leaves them, and the node side's apply too.
+    assert!(!made.iter().any(|c| c == "CreateAccessEntry"), "{made:?}");
     let mark = fake.calls().len();
+    eks.apply_nodes(&ctx, &spec).await.unwrap();
+    assert!(!creates(&fake.calls()[mark..]).iter().any(|c| c == "CreateAccessEntry"), "{:?}", fake.calls());
+    let mark = fake.calls().len();
+    eks.apply_access(&ctx, &spec).await.unwrap();
+    let access = creates(&fake.calls()[mark..]);
+    assert_eq!(access, ["CreateAccessEntry"], "{access:?}");
+    assert!(fake.calls()[mark..].iter().any(|c| c.starts_with("AssociateAccessPolicy")), "{:?}", fake.calls());
+    // Everything made: the whole apply writes nothing.
+    let mark = fake.writes().len();
     eks.apply(&ctx, &spec).await.unwrap();
-    let rest = creates(&fake.calls()[mark..]);
-    assert!(!rest.iter().any(|c| c == "CreateCluster" || c == "CreateRole"), "{rest:?}");
-    assert!(rest.iter().any(|c| c == "CreateNodegroup") && rest.iter().any(|c| c == "CreateAddon"), "{rest:?}");
+    assert_eq!(fake.writes().len(), mark, "{:?}", &fake.writes()[mark..]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -397,4 +410,40 @@ async fn instance_type_changes_are_refused_without_writes() {
     let err = eks.apply(&ctx, &s).await.unwrap_err();
     assert!(matches!(&err, EksError::ImmutableChange { field, .. } if field == "instance_types"), "{err:?}");
     assert_eq!(fake.writes().len(), before);
+}
+
+/// What the stack's `eks` node runs: the node group and the pod network waited for, the other
+/// add-ons made but not waited for (the `eks-addons` node's whole `apply` waits for them). The
+/// add-ons every node runs are made before the node group, the others after it; the cluster is
+/// made before the node role's policies are all attached (it needs only its own role).
+#[tokio::test(start_paused = true)]
+async fn apply_nodes_waits_for_the_nodes_and_the_pod_network_and_apply_then_for_the_other_addons() {
+    // CoreDNS stays busy far longer than any wait: waiting for it would time out.
+    let fake = FakeEks::with(|s| {
+        s.addon_busy = BTreeMap::from([("coredns".to_owned(), 100_000), (POD_NETWORK_ADDON.to_owned(), 3)])
+    });
+    let eks = EksProvisioner::new(fake.clone());
+    let (ctx, spec) = (ctx(), spec());
+    eks.apply_nodes(&ctx, &spec).await.unwrap();
+    {
+        let s = fake.0.lock().unwrap();
+        assert_eq!(s.nodegroup.as_ref().map(|n| n.status.clone()), Some(Status::Active));
+        assert_eq!(s.addon_busy[POD_NETWORK_ADDON], 0, "the VPC CNI was waited for until ACTIVE");
+        assert!(s.addon_busy["coredns"] > 99_000, "CoreDNS was not waited for");
+        let at = |call: &str| s.calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("{call}: {:?}", s.calls));
+        for addon in NODE_ADDONS {
+            assert!(at(&format!("CreateAddon({addon})")) < at("CreateNodegroup"), "{addon}: {:?}", s.calls);
+        }
+        assert!(at("CreateNodegroup") < at("CreateAddon(coredns)"), "{:?}", s.calls);
+        assert!(at("CreateNodegroup") < at(&format!("CreateAddon({EBS_CSI_ADDON})")), "{:?}", s.calls);
+        let last_attach = s.calls.iter().rposition(|c| c == "AttachRolePolicy").unwrap();
+        assert!(at("CreateCluster") < last_attach, "the cluster waited for every role's policies: {:?}", s.calls);
+        assert!(at("CreateCluster") < at("CreateRole(eks-t-eks-node)"), "{:?}", s.calls);
+    }
+    // The whole apply: everything found made, CoreDNS waited for.
+    fake.0.lock().unwrap().addon_busy.insert("coredns".to_owned(), 2);
+    let mark = fake.writes().len();
+    eks.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(fake.0.lock().unwrap().addon_busy["coredns"], 0, "CoreDNS was waited for until ACTIVE");
+    assert_eq!(fake.writes().len(), mark, "wrote: {:?}", &fake.writes()[mark..]);
 }

@@ -64,6 +64,13 @@ pub enum PlatformError {
     /// A wait ended without success (timeout or cancellation); names what is pending.
     #[error(transparent)]
     Wait(#[from] WaitEnded),
+    /// What the load balancer controller waits for before its webhooks are registered
+    /// ([`ControllerGate`](crate::provisioner::ControllerGate)) failed.
+    #[error("the load balancer controller was not installed: {reason}")]
+    ControllerGate {
+        /// What failed.
+        reason: String,
+    },
     /// The spec asks for Helm releases but no Helm or Kubernetes client was given.
     #[error(
         "kubernetes is true but the provisioner has no Helm or Kubernetes client: build it with PlatformProvisioner::with_kubernetes, or set kubernetes = false"
@@ -87,7 +94,9 @@ impl Classify for PlatformError {
             PlatformError::Helm { source, .. } if source.kind() == ErrorKind::Invalid => ErrorKind::Invalid,
             PlatformError::Helm { .. } | PlatformError::Kubernetes(_) => ErrorKind::Transient,
             PlatformError::NotOwned(e) => e.kind(),
-            PlatformError::CertificateFailed { .. } | PlatformError::AddonFailed { .. } => ErrorKind::Failed,
+            PlatformError::CertificateFailed { .. }
+            | PlatformError::AddonFailed { .. }
+            | PlatformError::ControllerGate { .. } => ErrorKind::Failed,
             PlatformError::Wait(e) => e.kind(),
         }
     }

@@ -51,7 +51,8 @@ pub use client::{MockAddonApi, MockDnsApi, MockIngressClassApi};
 pub use helm::MockHelmApi;
 pub use helm::{HelmApi, HelmCli, HelmError, ReleaseInstall};
 pub use provisioner::{
-    ObservedPlatform, PlatformError, PlatformOutput, PlatformProvisioner, PlatformStep, addon_role_requests, caps,
+    ControllerGate, ObservedPlatform, PlatformError, PlatformOutput, PlatformProvisioner, PlatformStep,
+    addon_role_requests, caps,
 };
 pub use sdk::{SdkAddons, SdkDns};
 pub use spec::{Chart, DomainSpec, PlatformSelector, PlatformSpec};

@@ -204,6 +204,20 @@ pub struct PlatformProvisioner {
     addons: Arc<dyn AddonApi>,
     helm: Option<Arc<dyn HelmApi>>,
     kube: Option<Arc<dyn IngressClassApi>>,
+    controller_gate: Option<Arc<dyn ControllerGate>>,
+}
+
+/// What the load balancer controller's first step (its CRDs, then its release) also waits for,
+/// beside this tier's metrics-server: the controller registers webhooks with failurePolicy Fail
+/// that refuse every new Service until its pods serve (aws-load-balancer-controller #4140,
+/// eks-charts #1058), so whatever else is still making Services in the cluster (the EKS tier's
+/// CoreDNS add-on, `kube-dns`) must be settled first. The stack passes the EKS tier's add-on
+/// wait, which it runs beside this tier.
+#[async_trait]
+pub trait ControllerGate: Send + Sync {
+    /// Resolves once it is settled; an error says what failed (the controller is then not
+    /// installed).
+    async fn settled(&self) -> Result<(), String>;
 }
 
 impl std::fmt::Debug for PlatformProvisioner {
@@ -215,7 +229,7 @@ impl std::fmt::Debug for PlatformProvisioner {
 impl PlatformProvisioner {
     /// A provisioner over the given EKS add-on client, without Kubernetes access.
     pub fn new(addons: impl AddonApi + 'static) -> Self {
-        PlatformProvisioner { addons: Arc::new(addons), helm: None, kube: None }
+        PlatformProvisioner { addons: Arc::new(addons), helm: None, kube: None, controller_gate: None }
     }
 
     /// A provisioner over the real AWS APIs, without Kubernetes access.
@@ -227,6 +241,12 @@ impl PlatformProvisioner {
     pub fn with_kubernetes(mut self, helm: impl HelmApi + 'static, kube: impl IngressClassApi + 'static) -> Self {
         self.helm = Some(Arc::new(helm));
         self.kube = Some(Arc::new(kube));
+        self
+    }
+
+    /// The load balancer controller's first step waits for `gate` too (see [`ControllerGate`]).
+    pub fn with_controller_gate(mut self, gate: Arc<dyn ControllerGate>) -> Self {
+        self.controller_gate = Some(gate);
         self
     }
 

@@ -637,3 +637,45 @@ async fn a_timed_out_certificate_alone_is_replaced() {
     assert_ne!(out.certificate_arn.as_deref(), Some(timed_out.as_str()));
     assert!(!fake.w().certs.contains_key(&timed_out));
 }
+
+/// The load balancer controller's gate (the stack passes the EKS add-ons' wait): the charts
+/// before the controller go on while it is pending; the controller's first step waits for it,
+/// and when it fails the controller is not installed and the error names why.
+#[tokio::test]
+async fn the_controller_waits_for_its_gate_and_is_not_installed_when_the_gate_fails() {
+    struct Gate(Fake, Result<(), String>);
+    #[async_trait]
+    impl crate::ControllerGate for Gate {
+        async fn settled(&self) -> Result<(), String> {
+            self.0.w().log.push("gate settled".to_owned());
+            self.1.clone()
+        }
+    }
+    let (ctx, spec) = (ctx(), spec());
+
+    let (fake, p, _) = world(Some("v0.7.2-eksbuild.1"));
+    let p = p.with_controller_gate(Arc::new(Gate(fake.clone(), Ok(()))));
+    p.apply(&ctx, &spec).await.unwrap();
+    {
+        let w = fake.w();
+        let at =
+            |what: &str| w.log.iter().position(|l| l.contains(what)).unwrap_or_else(|| panic!("{what}: {:?}", w.log));
+        assert!(at(CLUSTER_AUTOSCALER) < at("gate settled"), "{:?}", w.log);
+        assert!(at("gate settled") < at(LOAD_BALANCER_CONTROLLER), "{:?}", w.log);
+        assert_eq!(w.log.iter().filter(|l| *l == "gate settled").count(), 1, "{:?}", w.log);
+    }
+    // Nothing for the controller to do: the gate is not waited for.
+    let before = fake.w().log.len();
+    p.apply(&ctx, &spec).await.unwrap();
+    assert!(!fake.w().log[before..].iter().any(|l| l == "gate settled"), "{:?}", &fake.w().log[before..]);
+
+    let (fake, p, _) = world(Some("v0.7.2-eksbuild.1"));
+    let p = p.with_controller_gate(Arc::new(Gate(fake.clone(), Err("coredns is CREATE_FAILED".to_owned()))));
+    let err = p.apply(&ctx, &spec).await.unwrap_err();
+    assert!(matches!(&err, PlatformError::ControllerGate { reason } if reason.contains("coredns")), "{err}");
+    assert_eq!(dify_stack_core::Classify::kind(&err), dify_stack_core::ErrorKind::Failed);
+    let w = fake.w();
+    assert!(w.releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), CLUSTER_AUTOSCALER.to_owned())));
+    assert!(!w.releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), LOAD_BALANCER_CONTROLLER.to_owned())));
+    assert!(!w.log.iter().any(|l| l.contains("crd")), "no controller CRDs either: {:?}", w.log);
+}

@@ -1,5 +1,6 @@
 //! The whole EKS tier: after the control plane and the egress its nodes register through, the
-//! node group and add-ons.
+//! node group and add-ons; done when the nodes and the pod network (the VPC CNI) are (the other
+//! add-ons are waited for by the EKS add-ons node).
 
 use async_trait::async_trait;
 use dify_stack_core::{Provisioner, ResourceRef};
@@ -29,7 +30,7 @@ impl StackNode for Eks {
 
     async fn apply(&self, run: &AwsRunner, up: &StackOutput) -> Result<NodeOutput, NodeError> {
         let net = up.network.as_ref().ok_or_else(|| missing(Node::Eks, "network"))?;
-        let out = run.p.eks.apply(&run.ctx, &wiring::eks_spec(&run.cfg, net)).await.map_err(fail)?;
+        let out = run.p.eks.apply_nodes(&run.ctx, &wiring::eks_spec(&run.cfg, net)).await.map_err(fail)?;
         // The nodes after this one talk to the Kubernetes API from this machine: the endpoint
         // access just set is checked here, naming the fix, before they start.
         if wiring::creates_service_accounts(&run.cfg) {

@@ -15,10 +15,11 @@ pub(super) struct Iam;
 
 #[async_trait]
 impl StackNode for Iam {
-    /// The cluster's OIDC issuer and API (provider, roles, service accounts), not its nodes: it
-    /// runs while the node group is made.
+    /// The cluster's OIDC issuer and API (provider, roles, service accounts), and this
+    /// machine's access to that API (the access entries), not its nodes: it runs while the node
+    /// group is made.
     fn deps(&self) -> &'static [Node] {
-        &[Node::EksControlPlane, Node::Bucket, Node::Registry]
+        &[Node::EksControlPlane, Node::EksAccess, Node::Bucket, Node::Registry]
     }
 
     async fn plan(&self, run: &AwsRunner, up: &StackOutput) -> Result<PlanStep, NodeError> {

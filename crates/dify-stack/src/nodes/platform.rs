@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use dify_stack_core::ids::KubernetesVersion;
 use dify_stack_core::{Provisioner, ResourceRef};
-use dify_stack_platform::{PlatformSelector, PlatformSpec};
+use dify_stack_platform::{ControllerGate, PlatformSelector, PlatformSpec};
+use std::sync::Arc;
 
 use super::{StackNode, planned};
 use crate::graph::{Node, NodeError, NodeOutput, PlanStep};
@@ -13,6 +14,21 @@ use crate::runner::{AwsRunner, fail, missing};
 use crate::wiring;
 
 pub(super) struct Platform;
+
+/// The EKS add-ons node's end, as the load balancer controller's gate.
+struct EksAddonsSettled(tokio::sync::watch::Receiver<Option<Result<(), String>>>);
+
+#[async_trait]
+impl ControllerGate for EksAddonsSettled {
+    async fn settled(&self) -> Result<(), String> {
+        let mut rx = self.0.clone();
+        let ended = rx.wait_for(Option::is_some).await.map_err(|_| "the EKS add-ons node never ended".to_owned())?;
+        match ended.as_ref() {
+            Some(Err(e)) => Err(format!("the EKS add-ons failed: {e}")),
+            _ => Ok(()),
+        }
+    }
+}
 
 #[async_trait]
 impl StackNode for Platform {
@@ -52,7 +68,10 @@ impl StackNode for Platform {
         // configured one when it names no minor.
         let version = KubernetesVersion::of_release(&eks.kubernetes_version).unwrap_or(run.cfg.eks.kubernetes_version);
         let spec = wiring::platform_spec(&run.cfg, net, &eks.cluster_name, version, &iam.addon_roles);
-        let platform = run.platform(spec.kubernetes.then_some(eks)).await?;
+        let platform = run
+            .platform(spec.kubernetes.then_some(eks))
+            .await?
+            .with_controller_gate(Arc::new(EksAddonsSettled(run.eks_addons.subscribe())));
         // Boxed: Helm, kube-rs and ACM waits make a large future.
         let out = Box::pin(platform.apply(&run.ctx, &spec)).await.map_err(fail)?;
         Ok(NodeOutput::Platform(Box::new(out)))

@@ -46,8 +46,15 @@ fn wiring_passes_only_what_each_tier_needs() {
     // Only the cluster's node group needs the NAT gateways: the control plane is built meanwhile.
     assert_eq!(Node::EksControlPlane.deps(), [Node::Network, Node::NodeSecurityGroup]);
     assert_eq!(Node::Eks.deps(), [Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup]);
+    // The platform starts on the nodes; the add-ons that need no more than nodes are waited for
+    // beside it (its load balancer controller waits for them through its gate).
+    assert_eq!(Node::EksAddons.deps(), [Node::Eks, Node::EksAccess]);
+    // The access entries: for this machine's Kubernetes calls (IAM's), not for the node group.
+    assert_eq!(Node::EksAccess.deps(), [Node::EksControlPlane]);
+    assert!(!Node::Eks.deps().contains(&Node::EksAccess));
+    assert!(!Node::Platform.deps().contains(&Node::EksAddons));
     assert_eq!(Node::Egress.deps(), [Node::Network]);
-    assert_eq!(Node::Iam.deps(), [Node::EksControlPlane, Node::Bucket, Node::Registry]);
+    assert_eq!(Node::Iam.deps(), [Node::EksControlPlane, Node::EksAccess, Node::Bucket, Node::Registry]);
     assert!(Node::Bucket.deps().is_empty() && Node::Registry.deps().is_empty());
 }
 
@@ -122,7 +129,7 @@ async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
         .returning(|_, _| Err(NodeError::new("quota", false)));
     runner
         .expect_apply()
-        .withf(|n, _| *n == Node::Eks || *n == Node::Iam || *n == Node::Platform)
+        .withf(|n, _| matches!(n, Node::Eks | Node::EksAccess | Node::EksAddons | Node::Iam | Node::Platform))
         .times(0)
         .returning(|n, _| Ok(fake_output(n)));
     runner.expect_apply().returning(|n, _| Ok(fake_output(n)));
@@ -132,7 +139,13 @@ async fn with_a_mocked_runner_a_failed_cluster_never_starts_iam() {
     let cluster = Node::EksControlPlane;
     assert_eq!(
         failure.skipped,
-        BTreeMap::from([(Node::Eks, cluster), (Node::Iam, cluster), (Node::Platform, cluster)])
+        BTreeMap::from([
+            (Node::EksAccess, cluster),
+            (Node::Eks, cluster),
+            (Node::EksAddons, cluster),
+            (Node::Iam, cluster),
+            (Node::Platform, cluster)
+        ])
     );
 }
 
@@ -154,7 +167,7 @@ fn has(up: &crate::StackOutput, node: Node) -> bool {
     match node {
         Node::Network | Node::Egress => up.network.is_some(),
         Node::NodeSecurityGroup => up.node_security_group.is_some(),
-        Node::EksControlPlane | Node::Eks => up.eks.is_some(),
+        Node::EksControlPlane | Node::Eks | Node::EksAddons => up.eks.is_some(),
         Node::Bucket => up.bucket.is_some(),
         Node::Registry => up.registry.is_some(),
         _ => true,
@@ -165,7 +178,7 @@ fn fake_output(node: Node) -> NodeOutput {
     match node {
         Node::Network | Node::Egress => NodeOutput::Network(Box::new(network())),
         Node::NodeSecurityGroup => NodeOutput::NodeSecurityGroup(SecurityGroupId::new("sg-nodes")),
-        Node::EksControlPlane | Node::Eks => NodeOutput::Eks(Box::new(fake_eks())),
+        Node::EksControlPlane | Node::Eks | Node::EksAddons => NodeOutput::Eks(Box::new(fake_eks())),
         Node::Bucket => NodeOutput::Bucket(Box::new(dify_stack_datastores::BucketOutput {
             name: dify_stack_core::ids::BucketName::new("b"),
             arn: dify_stack_core::ids::Arn::new("arn:aws:s3:::b"),
@@ -207,6 +220,8 @@ fn durations() -> BTreeMap<Node, u64> {
         (Node::NodeSecurityGroup, 3),
         (Node::EksControlPlane, 600),
         (Node::Eks, 180),
+        (Node::EksAddons, 60),
+        (Node::EksAccess, 6),
         (Node::Aurora, 480),
         (Node::Redis, 420),
         (Node::OpenSearch, 960),
@@ -269,9 +284,15 @@ async fn the_executor_overlaps_independent_nodes_up_to_the_critical_path_of_its_
     }
     assert!(sg_done < runs[&Node::Egress].1);
     assert_eq!(runs[&Node::Eks].0, runs[&Node::Egress].1.max(runs[&Node::EksControlPlane].1));
-    // IAM needs the cluster, not its nodes: it runs while the node group is made.
-    assert_eq!(runs[&Node::Iam].0, runs[&Node::EksControlPlane].1);
+    // IAM needs the cluster and this machine's access to it, not its nodes: it runs while the
+    // node group is made, which starts without waiting for the access entries.
+    assert_eq!(runs[&Node::EksAccess].0, runs[&Node::EksControlPlane].1);
+    assert_eq!(runs[&Node::Iam].0, runs[&Node::EksAccess].1);
     assert!(runs[&Node::Iam].0 < runs[&Node::Eks].1);
+    assert!(runs[&Node::Eks].0 < runs[&Node::EksAccess].1);
+    // The platform starts on the nodes; the other add-ons are waited for beside it.
+    assert_eq!(runs[&Node::EksAddons].0, runs[&Node::Eks].1);
+    assert_eq!(runs[&Node::Platform].0, runs[&Node::Eks].1.max(runs[&Node::Iam].1));
     let (critical, path) =
         graph::critical_path(&durations().into_iter().map(|(n, s)| (n, Duration::from_secs(s))).collect());
     assert_eq!(Duration::from_secs(makespan), critical, "path {path:?}");
@@ -294,7 +315,13 @@ async fn a_failing_node_stops_only_its_dependants_and_all_failures_are_listed() 
     let (sink, mut rx) = EventSink::channel();
     let (partial, failure) = graph::apply(&runner, &CancellationToken::new(), &sink).await.unwrap_err();
     assert_eq!(failure.failed.keys().copied().collect::<Vec<_>>(), [cluster, Node::Redis]);
-    let skipped_by_cluster = [(Node::Eks, cluster), (Node::Iam, cluster), (Node::Platform, cluster)];
+    let skipped_by_cluster = [
+        (Node::EksAccess, cluster),
+        (Node::Eks, cluster),
+        (Node::EksAddons, cluster),
+        (Node::Iam, cluster),
+        (Node::Platform, cluster),
+    ];
     assert_eq!(failure.skipped, BTreeMap::from(skipped_by_cluster));
     let ran: Vec<Node> = log.lock().unwrap().iter().map(|(n, _, _)| *n).collect();
     assert!(!ran.contains(&Node::Eks) && !ran.contains(&Node::Iam) && !ran.contains(&Node::Platform));

@@ -88,17 +88,21 @@ impl EksProvisioner {
         names: &Names,
         o: &ObservedEks,
         changes: &[Step],
+        access: bool,
     ) -> Result<ControlPlane> {
         // The roles, the key, the node security group and the log group need nothing of each
-        // other: they are made together, and the cluster as soon as all are there.
+        // other: they are made together. The cluster needs its own role, the key and the log
+        // group only: it is made as soon as those are there, while the node and add-on roles
+        // (their policies attached one after another) and the node security group go on.
         let wants = role_wants(ctx, names, spec);
-        let roles =
-            futures::future::try_join_all(wants.iter().zip(o.roles()).enumerate().map(|(index, (want, have))| {
-                let change = changes.iter().find(
+        let role = |index: usize| {
+            let change = changes.iter().find(
                 |c| matches!(c, Step::CreateRole { index: i, .. } | Step::UpdateRole { index: i, .. } if *i == index),
             );
-                self.converge_role(ctx, want, have.as_ref(), change)
-            }));
+            let have = o.roles()[index].as_ref();
+            self.converge_role(ctx, &wants[index], have, change)
+        };
+        let other_roles = futures::future::try_join_all((1..wants.len()).map(role));
         let key = async {
             let mut key = o.key.clone();
             for change in changes {
@@ -156,20 +160,32 @@ impl EksProvisioner {
             }
             Ok::<_, EksError>(())
         };
-        let (arns, key, node_sg, ()) = tokio::try_join!(roles, key, node_sg, logs)?;
-        let (cluster_role, node_role) = (arns[0].clone(), arns[1].clone());
+        let cluster = async {
+            let (cluster_role, key, ()) = tokio::try_join!(role(0), key, logs)?;
+            let key = key
+                .ok_or_else(|| AwsError::new("CreateKey", "NotFound", "neither observed nor created"))
+                .at("CreateKey", &names.key_alias)?;
+            let cluster = self
+                .converge_cluster(ctx, spec, names, o.cluster.clone(), changes, cluster_role.clone(), &key.arn)
+                .await?;
+            Ok::<_, EksError>((cluster_role, key, cluster))
+        };
+        let ((cluster_role, key, cluster), arns, node_sg) = tokio::try_join!(cluster, other_roles, node_sg)?;
+        let node_role = arns[0].clone();
         let ebs_csi_role = arns
-            .get(2)
+            .get(1)
             .map(|arn| AddonRole { service_account: EBS_CSI_SERVICE_ACCOUNT.to_owned(), role_arn: arn.clone() });
-        let key = key
-            .ok_or_else(|| AwsError::new("CreateKey", "NotFound", "neither observed nor created"))
-            .at("CreateKey", &names.key_alias)?;
         let node_sg = node_sg
             .ok_or_else(|| AwsError::new("CreateSecurityGroup", "NotFound", "neither observed nor created"))
             .at("CreateSecurityGroup", &names.node_security_group)?;
-        let cluster =
-            self.converge_cluster(ctx, spec, names, o.cluster.clone(), changes, cluster_role.clone(), &key.arn).await?;
-        // Each principal's entry and policy, the principals together.
+        if access {
+            self.converge_access(ctx, names, changes).await?;
+        }
+        Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
+    }
+
+    /// The access entries' changes: each principal's entry and policy, the principals together.
+    pub(super) async fn converge_access(&self, ctx: &Context, names: &Names, changes: &[Step]) -> Result<()> {
         futures::future::try_join_all(changes.iter().map(|change| async move {
             match change {
                 Step::CreateAccessEntry { principal } => {
@@ -190,7 +206,7 @@ impl EksProvisioner {
             }
         }))
         .await?;
-        Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
+        Ok(())
     }
 
     async fn associate_admin(&self, ctx: &Context, names: &Names, principal: &str) -> Result<()> {

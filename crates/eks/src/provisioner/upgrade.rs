@@ -268,7 +268,8 @@ impl EksProvisioner {
                             .update_nodegroup_version(update)
                             .await
                             .at("UpdateNodegroupVersion", &names.nodegroup)?;
-                        self.wait_nodegroup_for(ctx, cluster_name, &names.nodegroup, caps::NODEGROUP_ROLLED).await?;
+                        self.wait_nodegroup_for(ctx, cluster_name, &names.nodegroup, caps::NODEGROUP_ROLLED, None)
+                            .await?;
                     }
                 }
                 _ => {}

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use dify_stack_core::wait::Condition;
 
 use super::{
@@ -87,6 +89,12 @@ pub(super) fn addon_active(name: &str) -> impl Condition<AddonInfo, EksError> + 
 
 /// The state a condition met by presence accepted (`until_state` returns `None` only for
 /// conditions met by absence).
+/// `ready_from` of a resource made at `made`, counted from now: what is left of it (none once
+/// passed). Unknown (`None`): all of it.
+fn since(made: Option<Instant>, ready_from: Duration) -> Duration {
+    made.map_or(ready_from, |m| ready_from.saturating_sub(m.elapsed()))
+}
+
 fn accepted<S>(state: Option<S>, kind: &'static str, name: &str) -> Result<S> {
     state.ok_or_else(|| EksError::Vanished { kind, name: name.to_owned() })
 }
@@ -125,7 +133,20 @@ impl EksProvisioner {
     }
 
     pub(super) async fn wait_nodegroup(&self, ctx: &Context, cluster: &str, name: &str) -> Result<NodegroupInfo> {
-        self.wait_nodegroup_for(ctx, cluster, name, caps::NODEGROUP_ACTIVE).await
+        self.wait_nodegroup_for(ctx, cluster, name, caps::NODEGROUP_ACTIVE, None).await
+    }
+
+    /// [`wait_nodegroup`](Self::wait_nodegroup) for a node group created at `made` (when this
+    /// run created it): its [`ready_from`](super::ready_from) counts from then, not from the
+    /// wait's start, which comes later when other calls ran in between.
+    pub(super) async fn wait_nodegroup_since(
+        &self,
+        ctx: &Context,
+        cluster: &str,
+        name: &str,
+        made: Option<Instant>,
+    ) -> Result<NodegroupInfo> {
+        self.wait_nodegroup_for(ctx, cluster, name, caps::NODEGROUP_ACTIVE, made).await
     }
 
     /// Waits for a node group ACTIVE within `cap` (a version update rolls every node:
@@ -136,8 +157,9 @@ impl EksProvisioner {
         cluster: &str,
         name: &str,
         cap: Duration,
+        made: Option<Instant>,
     ) -> Result<NodegroupInfo> {
-        let policy = ctx.wait.capped(cap).expecting(super::ready_from::NODEGROUP);
+        let policy = ctx.wait.capped(cap).expecting(since(made, super::ready_from::NODEGROUP));
         let what = format!("node group {name} to be ACTIVE");
         let fetch = || async {
             Ok(self
@@ -153,7 +175,18 @@ impl EksProvisioner {
     }
 
     pub(super) async fn wait_addon(&self, ctx: &Context, cluster: &str, name: &str) -> Result<AddonInfo> {
-        let policy = ctx.wait.capped(caps::ADDON).expecting(super::ready_from::ADDON);
+        self.wait_addon_since(ctx, cluster, name, None).await
+    }
+
+    /// [`wait_addon`](Self::wait_addon) for an add-on created or updated at `made`.
+    pub(super) async fn wait_addon_since(
+        &self,
+        ctx: &Context,
+        cluster: &str,
+        name: &str,
+        made: Option<Instant>,
+    ) -> Result<AddonInfo> {
+        let policy = ctx.wait.capped(caps::ADDON).expecting(since(made, super::ready_from::ADDON));
         let what = format!("add-on {name} to be ACTIVE");
         let fetch = || async {
             Ok(self

@@ -84,6 +84,8 @@ impl NetworkProvisioner {
         changes: &[NetChange],
     ) -> Result<(VpcInfo, Vec<SubnetInfo>)> {
         let mut vpc = obs.vpc().cloned();
+        // The DNS attributes are set beside the subnets: they need only the VPC.
+        let mut dns = None;
         for change in changes {
             match change {
                 NetChange::CreateVpc { name, cidr } => {
@@ -91,12 +93,12 @@ impl NetworkProvisioner {
                     tracing::info!(vpc = %v.id, "created VPC");
                     // A new VPC has DNS hostnames off (VPC user guide, "DNS attributes for
                     // your VPC"): both are set.
-                    self.set_dns(ctx, &v.id, true, true).await?;
+                    dns = Some((v.id.clone(), true, true));
                     vpc = Some(v);
                 }
                 NetChange::UpdateVpc { id, dns_support, dns_hostnames, tags, .. } => {
                     if *dns_support || *dns_hostnames {
-                        self.set_dns(ctx, &VpcId::new(id), *dns_support, *dns_hostnames).await?;
+                        dns = Some((VpcId::new(id), *dns_support, *dns_hostnames));
                     }
                     self.write_tags(id, tags).await?;
                 }
@@ -106,7 +108,7 @@ impl NetworkProvisioner {
         let vpc = vpc
             .ok_or_else(|| AwsError::new("CreateVpc", "MissingVpc", "the VPC was neither observed nor created"))
             .at("CreateVpc", &want.vpc.name)?;
-        let subnets: Vec<SubnetInfo> = try_join_all(want.subnets().map(|s| {
+        let subnets = try_join_all(want.subnets().map(|s| {
             let vpc = &vpc.id;
             async move {
                 let change = changes.iter().find(|c| match c {
@@ -128,8 +130,14 @@ impl NetworkProvisioner {
                     }
                 }
             }
-        }))
-        .await?;
+        }));
+        let dns = async {
+            match &dns {
+                Some((id, support, hostnames)) => self.set_dns(ctx, id, *support, *hostnames).await,
+                None => Ok(()),
+            }
+        };
+        let (subnets, ()): (Vec<SubnetInfo>, ()) = futures::future::try_join(subnets, dns).await?;
         Ok((vpc, subnets))
     }
 

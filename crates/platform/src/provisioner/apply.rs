@@ -7,6 +7,7 @@ use super::{
     ObservedPlatform, PlatformChange, PlatformOutput, PlatformProvisioner, PlatformSpec, ReleaseInstall, Result,
     SYSTEM_NAMESPACE, Tier, desired_releases, helm_err,
 };
+use crate::PlatformError;
 use dify_stack_core::AwsAt;
 
 impl PlatformProvisioner {
@@ -42,6 +43,7 @@ impl PlatformProvisioner {
         let mut metrics_pending = spec.metrics_server.is_some()
             && o.metrics_offered.is_some()
             && o.metrics_addon.as_ref().is_some_and(|a| matches!(a.status.as_str(), "CREATING" | "UPDATING"));
+        let mut gate = self.controller_gate.as_ref();
         for change in changes {
             let controller_step = match &change {
                 PlatformChange::ApplyCrds { .. } => true,
@@ -51,6 +53,9 @@ impl PlatformProvisioner {
             if controller_step && metrics_pending {
                 self.wait_metrics_addon(ctx, spec).await?;
                 metrics_pending = false;
+            }
+            if controller_step && let Some(gate) = gate.take() {
+                gate.settled().await.map_err(|reason| PlatformError::ControllerGate { reason })?;
             }
             match (change, cluster) {
                 (PlatformChange::CreateMetricsAddon { version }, _) => {

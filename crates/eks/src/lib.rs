@@ -47,7 +47,7 @@ pub use provisioner::{
 };
 pub use sdk::SdkEks;
 pub use spec::{
-    ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSelector, EksSpec, EndpointSpec,
-    MAX_PUBLIC_ACCESS_CIDRS, NodeGroupSpec, POD_IDENTITY_AGENT_ADDON, SupportType,
+    ALL_LOG_TYPES, DEFAULT_ADDONS, EBS_CSI_ADDON, EBS_CSI_SERVICE_ACCOUNT, EksSelector, EksSettings, EksSpec,
+    EndpointSpec, MAX_PUBLIC_ACCESS_CIDRS, NodeGroupSpec, POD_IDENTITY_AGENT_ADDON, SupportType,
 };
 pub use token::{EksToken, TokenError, TokenSource, eks_token, kube_client, kubeconfig};

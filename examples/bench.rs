@@ -163,7 +163,7 @@ fn sim_provisioners(scenario: Scenario, sim: &Arc<Sim>, region: &str) -> Provisi
         opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
         bucket: BucketProvisioner::new(ds.clone()),
         secrets: ds,
-        registry: RegistryProvisioner::new(sim::registry::FakeEcr::new(sim.clone())),
+        registry: RegistryProvisioner::new(dify_stack::registry::testing::FakeEcr::new(sim.clone())),
         iam: IamProvisioner::new(iam.clone()),
         platform: PlatformProvisioner::new(platform.clone()),
         certificate: CertificateProvisioner::new(platform.clone()),

@@ -14,6 +14,8 @@ pub mod naming;
 pub mod partition;
 pub mod plan;
 pub mod provisioner;
+#[cfg(feature = "test-util")]
+pub mod sim;
 pub mod spec;
 pub mod tls;
 pub mod wait;

@@ -12,6 +12,8 @@ pub mod names;
 mod provisioner;
 mod sdk;
 pub mod spec;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -204,3 +204,29 @@ async fn an_allowed_replacement_deletes_then_creates_with_the_new_encryption() {
     assert_eq!(plan.summary().update, 0, "a replaced repository has nothing else to update");
     RegistryProvisioner::new(m).apply(&ctx, &spec).await.unwrap();
 }
+
+/// The tier over its own in-memory fake (`testing::FakeEcr`, the one the simulated-time
+/// benchmark runs the stack on): apply from empty makes both repositories with our tags and
+/// lifecycle policies, a second plan is empty and a second apply leaves them as they were,
+/// destroy removes both.
+#[tokio::test(start_paused = true)]
+async fn over_its_fake_apply_makes_both_repositories_a_second_apply_is_a_no_op_and_destroy_removes_them() {
+    let sim = std::sync::Arc::new(dify_stack_core::sim::Sim::instant());
+    let fake = testing::FakeEcr::new(sim.clone());
+    let registry = RegistryProvisioner::new(fake.clone());
+    let (ctx, spec) = (ctx(), RegistrySpec::default());
+    let out = registry.apply(&ctx, &spec).await.unwrap();
+    assert_eq!((out.app.name.as_str(), out.plugin.name.as_str()), (REPOS[0], REPOS[1]));
+    let made = fake.repositories();
+    assert_eq!(made.keys().map(String::as_str).collect::<Vec<_>>(), REPOS);
+    assert!(made.values().all(|p| p.as_deref().is_some_and(|p| p.contains("imageCountMoreThan"))), "{made:?}");
+    assert!(registry.plan(&ctx, &spec).await.unwrap().is_empty());
+    let calls = sim.calls();
+    registry.apply(&ctx, &spec).await.unwrap();
+    let again = fake.repositories();
+    assert_eq!(again, made);
+    assert!(sim.calls() > calls, "the second apply read");
+    let deleted = registry.destroy(&ctx, &spec).await.unwrap();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert!(fake.repositories().is_empty());
+}

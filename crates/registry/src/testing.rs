@@ -1,29 +1,38 @@
-//! The registry tier's ECR calls, in memory.
+//! The registry tier's in-memory fake of its ECR calls, timed by core's simulation
+//! ([`dify_stack_core::sim`]): the tier's own tests and the simulated-time benchmark (the
+//! whole stack) run the real provisioner over it. It models every call of the client trait
+//! (its repositories hold no images).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dify_stack::core::ids::{Arn, RepositoryName};
-use dify_stack::core::{AwsError, Tags};
-use dify_stack::registry::client::*;
-use dify_stack::registry::spec::{Encryption, TagMutability};
+use dify_stack_core::ids::{Arn, RepositoryName};
+use dify_stack_core::sim::Sim;
+use dify_stack_core::{AwsError, Tags};
 
-use super::{Sim, unmodelled};
+use crate::client::*;
+use crate::spec::{Encryption, TagMutability};
 
 /// A repository, its tags and its lifecycle policy.
 type Repo = (RepoInfo, Tags, Option<String>);
 
-/// The fake.
-pub(crate) struct FakeEcr {
+/// The fake: clones share one registry, so a test keeps one to read what the provisioner made.
+#[derive(Debug, Clone)]
+pub struct FakeEcr {
     sim: Arc<Sim>,
-    repos: Mutex<BTreeMap<String, Repo>>,
+    repos: Arc<Mutex<BTreeMap<String, Repo>>>,
 }
 
 impl FakeEcr {
     /// An empty registry.
-    pub(crate) fn new(sim: Arc<Sim>) -> FakeEcr {
-        FakeEcr { sim, repos: Mutex::new(BTreeMap::new()) }
+    pub fn new(sim: Arc<Sim>) -> FakeEcr {
+        FakeEcr { sim, repos: Arc::new(Mutex::new(BTreeMap::new())) }
+    }
+
+    /// The repositories' names, with their lifecycle policies.
+    pub fn repositories(&self) -> BTreeMap<String, Option<String>> {
+        self.repos.lock().unwrap().iter().map(|(n, (_, _, p))| (n.clone(), p.clone())).collect()
     }
 
     async fn change(&self, name: &str, f: impl FnOnce(&mut Repo)) -> Result<(), AwsError> {
@@ -92,7 +101,12 @@ impl EcrApi for FakeEcr {
         }
         Ok(())
     }
-    async fn delete_repository(&self, _: RepositoryName, _: bool) -> Result<(), AwsError> {
-        unmodelled("DeleteRepository")
+    /// The fake's repositories hold no images, so `force` changes nothing.
+    async fn delete_repository(&self, name: RepositoryName, _force: bool) -> Result<(), AwsError> {
+        self.sim.write().await;
+        match self.repos.lock().unwrap().remove(name.as_str()) {
+            Some(_) => Ok(()),
+            None => Err(AwsError::new("DeleteRepository", "RepositoryNotFoundException", name.into_inner())),
+        }
     }
 }

@@ -152,7 +152,7 @@ fn sim_provisioners(scenario: Scenario, sim: &Arc<Sim>, region: &str) -> Provisi
         if prod { "redis_prod" } else { "redis_test" },
         if prod { "opensearch_3_nodes" } else { "opensearch_1_node" },
     ));
-    let iam = sim::iam::FakeIam::new(sim.clone());
+    let iam = dify_stack::iam::testing::FakeIam::new(sim.clone());
     let platform = sim::platform::FakePlatform::new(sim.clone(), Some("ZSIMULATED".to_owned()));
     Provisioners {
         network: NetworkProvisioner::new(sim::network::FakeEc2::new(sim.clone(), region)),
@@ -174,7 +174,7 @@ fn sim_provisioners(scenario: Scenario, sim: &Arc<Sim>, region: &str) -> Provisi
 /// The cluster's Kubernetes API in the simulation: the fakes' service accounts, Helm and
 /// IngressClass; its endpoint always answers.
 struct SimCluster {
-    iam: sim::iam::FakeIam,
+    iam: dify_stack::iam::testing::FakeIam,
     platform: sim::platform::FakePlatform,
 }
 

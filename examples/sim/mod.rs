@@ -1,7 +1,7 @@
 //! In-memory, timed fakes of every tier's client traits, for the simulated-time benchmark: the
 //! real provisioners run over them on tokio's paused clock. The timing model is core's
-//! (`dify_stack::core::sim`); the registry's fake is the registry tier's own
-//! (`dify_stack::registry::testing`).
+//! (`dify_stack::core::sim`); the registry's and IAM's fakes are the tiers' own
+//! (`dify_stack::registry::testing`, `dify_stack::iam::testing`).
 
 pub(crate) use dify_stack::core::sim::*;
 
@@ -9,7 +9,6 @@ pub(crate) mod control;
 pub(crate) mod datastores;
 pub(crate) mod eks;
 pub(crate) mod graphs;
-pub(crate) mod iam;
 pub(crate) mod login;
 pub(crate) mod network;
 pub(crate) mod platform;

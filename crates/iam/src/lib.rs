@@ -18,6 +18,8 @@ pub mod policy;
 mod provisioner;
 mod sdk;
 mod spec;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 pub mod thumbprint;

@@ -603,3 +603,28 @@ async fn our_older_storage_class_without_volume_tags_is_replaced_and_a_foreign_o
     kube.apply_default_storage_class().await.unwrap();
     assert!(!log.lock().unwrap().iter().any(|s| s.method == "DELETE"));
 }
+
+/// The tier over its own in-memory fake (`testing::FakeIam`, the one the simulated-time
+/// benchmark runs the stack on): apply from empty makes the OIDC provider, the IRSA roles and
+/// the service accounts annotated with them; a second plan is empty and a second apply leaves
+/// the service accounts as they were.
+#[tokio::test(start_paused = true)]
+async fn over_its_fake_apply_makes_the_provider_roles_and_service_accounts_and_a_second_plan_is_empty() {
+    let sim = std::sync::Arc::new(dify_stack_core::sim::Sim::instant());
+    let fake = crate::testing::FakeIam::new(sim.clone());
+    let iam = IamProvisioner::new(fake.clone()).with_kubernetes(fake.clone());
+    let (ctx, spec) = (ctx(), spec());
+    let out = iam.apply(&ctx, &spec).await.unwrap();
+    assert!(out.oidc_provider_arn.contains("oidc-provider/"), "{}", out.oidc_provider_arn);
+    assert!(!out.roles.is_empty() && !out.service_accounts.is_empty(), "{out:?}");
+    assert_eq!(out.namespace, "dify");
+    // Each service account is annotated with a role the apply made.
+    for (account, role) in &out.service_accounts {
+        assert!(out.roles.values().any(|r| r == role), "{account} -> {role} not among {:?}", out.roles);
+    }
+    let plan = iam.plan(&ctx, &spec).await.unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    let again = iam.apply(&ctx, &spec).await.unwrap();
+    assert_eq!(again.service_accounts, out.service_accounts);
+    assert_eq!(again.roles, out.roles);
+}

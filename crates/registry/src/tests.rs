@@ -210,7 +210,7 @@ async fn an_allowed_replacement_deletes_then_creates_with_the_new_encryption() {
 /// lifecycle policies, a second plan is empty and a second apply leaves them as they were,
 /// destroy removes both.
 #[tokio::test(start_paused = true)]
-async fn over_its_fake_apply_makes_both_repositories_a_second_apply_is_a_no_op_and_destroy_removes_them() {
+async fn over_its_fake_apply_makes_both_repositories_a_second_apply_changes_nothing_and_destroy_removes_them() {
     let sim = std::sync::Arc::new(dify_stack_core::sim::Sim::instant());
     let fake = testing::FakeEcr::new(sim.clone());
     let registry = RegistryProvisioner::new(fake.clone());

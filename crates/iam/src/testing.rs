@@ -1,18 +1,21 @@
-//! The IAM tier's IAM calls and its Kubernetes service accounts, in memory (Kubernetes API
-//! calls count as reads: they take milliseconds, not the seconds of a control-plane object).
+//! The IAM tier's in-memory fake of its IAM calls and its Kubernetes service accounts, timed by
+//! core's simulation ([`dify_stack_core::sim`]; Kubernetes API calls count as reads: they take
+//! milliseconds, not the seconds of a control-plane object). The tier's own tests and the
+//! simulated-time benchmark (the whole stack) run the real provisioner over it. It models apply
+//! and plan; the calls of a repair or a destroy fail naming themselves (`NotModelled`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dify_stack::core::ids::{Arn, OidcProviderArn, RoleArn};
-use dify_stack::core::{AwsError, KubeFailure, Tags};
-use dify_stack::iam::client::*;
-use dify_stack::iam::k8s::{IrsaServiceAccount, ManagedServiceAccount, ServiceAccountApi};
+use dify_stack_core::ids::{Arn, OidcProviderArn, RoleArn};
+use dify_stack_core::sim::{Sim, unmodelled};
+use dify_stack_core::{AwsError, KubeFailure, Tags};
 
-use super::{Sim, unmodelled};
+use crate::client::*;
+use crate::k8s::{IrsaServiceAccount, ManagedServiceAccount, ServiceAccountApi};
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct State {
     providers: Vec<OidcInfo>,
     roles: BTreeMap<String, (RoleInfo, BTreeMap<String, String>)>,
@@ -22,15 +25,15 @@ struct State {
 
 /// The fake; clones share one account and cluster (the provisioner takes the IAM client and
 /// the service accounts separately).
-#[derive(Clone)]
-pub(crate) struct FakeIam {
+#[derive(Debug, Clone)]
+pub struct FakeIam {
     sim: Arc<Sim>,
     state: Arc<Mutex<State>>,
 }
 
 impl FakeIam {
     /// An empty account and cluster.
-    pub(crate) fn new(sim: Arc<Sim>) -> FakeIam {
+    pub fn new(sim: Arc<Sim>) -> FakeIam {
         FakeIam { sim, state: Arc::new(Mutex::new(State::default())) }
     }
 }

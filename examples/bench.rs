@@ -147,7 +147,7 @@ impl Scenario {
 fn sim_provisioners(scenario: Scenario, sim: &Arc<Sim>, region: &str) -> Provisioners {
     let prod = scenario.profile == Profile::Prod;
     let eks = sim::eks::FakeEks::new(sim.clone(), if prod { "eks_nodegroup_prod" } else { "eks_nodegroup_test" });
-    let ds = Arc::new(sim::datastores::FakeDatastores::new(
+    let ds = Arc::new(dify_stack::datastores::testing::FakeDatastores::new(
         sim.clone(),
         if prod { "redis_prod" } else { "redis_test" },
         if prod { "opensearch_3_nodes" } else { "opensearch_1_node" },

@@ -23,6 +23,8 @@ mod sdk;
 pub mod secrets;
 mod security_group;
 pub mod spec;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod upgrade;

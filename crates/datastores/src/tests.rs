@@ -421,3 +421,26 @@ fn a_refused_replacement_of_a_store_of_record_names_no_permission_as_the_fix() {
     assert!(!text.contains("allow_replace"), "{text}");
     assert_eq!(err.kind(), dify_stack_core::ErrorKind::Refused);
 }
+
+/// The tier over its own in-memory fake (`testing::FakeDatastores`, the one the simulated-time
+/// benchmark runs the stack on): Redis, Aurora and the bucket from empty, then an empty plan
+/// for each. The fake's resources are pending until their drawn time has passed: here,
+/// `Sim::instant`, none.
+#[tokio::test(start_paused = true)]
+async fn over_its_fake_redis_aurora_and_the_bucket_apply_from_empty_then_plan_nothing() {
+    let sim = std::sync::Arc::new(dify_stack_core::sim::Sim::instant());
+    let ds = std::sync::Arc::new(testing::FakeDatastores::new(sim.clone(), "redis_test", "opensearch_1_node"));
+    let (ctx, spec) = (ctx_in("us-west-2", Environment::Test), spec(Environment::Test, 2));
+    let redis = RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone());
+    let out = redis.apply(&ctx, &spec).await.unwrap();
+    assert!(out.tls && out.port == 6379 && !out.primary_endpoint.is_empty(), "{out:?}");
+    assert!(redis.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", redis.plan(&ctx, &spec).await.unwrap());
+    let aurora = AuroraProvisioner::new(ds.clone(), ds.clone(), ds.clone());
+    let out = aurora.apply(&ctx, &spec).await.unwrap();
+    assert!(!out.writer_endpoint.is_empty() && !out.reader_endpoint.is_empty(), "{out:?}");
+    assert!(aurora.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", aurora.plan(&ctx, &spec).await.unwrap());
+    let bucket = BucketProvisioner::new(ds.clone());
+    bucket.apply(&ctx, &spec).await.unwrap();
+    assert!(bucket.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", bucket.plan(&ctx, &spec).await.unwrap());
+    assert!(sim.calls() > 0);
+}

@@ -1,21 +1,24 @@
-//! The datastores tier's EC2 (security groups), Secrets Manager, RDS, ElastiCache, OpenSearch and
-//! S3 calls, in memory. The Aurora cluster and instances, the replication group and the domain
-//! are pending until their sampled durations have passed; an instance is not available before
-//! its cluster.
+//! The datastores tier's in-memory fake of its EC2 (security groups), Secrets Manager, RDS,
+//! ElastiCache, OpenSearch and S3 calls, timed by core's simulation ([`dify_stack_core::sim`]).
+//! The Aurora cluster and instances, the replication group and the domain are pending until
+//! their sampled durations have passed; an instance is not available before its cluster. The
+//! tier's own tests and the simulated-time benchmark (the whole stack) run the real provisioners
+//! over it. It models apply and plan; the calls of a change, a repair or a destroy fail naming
+//! themselves (`NotModelled`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dify_stack::core::ids::{Arn, AvailabilityZone, BucketName, SecretArn, SecurityGroupId, SubnetId, VpcId};
-use dify_stack::core::{AwsError, Tags};
-use dify_stack::datastores::client::*;
+use dify_stack_core::ids::{Arn, AvailabilityZone, BucketName, SecretArn, SecurityGroupId, SubnetId, VpcId};
+use dify_stack_core::sim::{Sim, ready, unmodelled};
+use dify_stack_core::{AwsError, Tags};
 use secrecy::SecretString;
 use tokio::time::Instant;
 
-use super::{Sim, ready, unmodelled};
+use crate::client::*;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct State {
     sgs: Vec<(VpcId, String, SgInfo)>,
     secrets: BTreeMap<String, (SecretMeta, SecretString)>,
@@ -23,6 +26,8 @@ struct State {
     cluster: Option<(DbClusterInfo, Instant)>,
     instances: Vec<(DbInstanceInfo, Instant)>,
     databases: Vec<String>,
+    /// Database roles made with CREATE ROLE.
+    roles: Vec<String>,
     cache_subnet_groups: BTreeMap<String, Tags>,
     group: Option<(ReplicationGroupInfo, Instant)>,
     domain: Option<(DomainInfo, Instant)>,
@@ -31,7 +36,8 @@ struct State {
 }
 
 /// The fake.
-pub(crate) struct FakeDatastores {
+#[derive(Debug)]
+pub struct FakeDatastores {
     sim: Arc<Sim>,
     redis_kind: &'static str,
     opensearch_kind: &'static str,
@@ -40,7 +46,7 @@ pub(crate) struct FakeDatastores {
 
 impl FakeDatastores {
     /// An empty account; Redis takes `redis_kind`, OpenSearch `opensearch_kind`.
-    pub(crate) fn new(sim: Arc<Sim>, redis_kind: &'static str, opensearch_kind: &'static str) -> FakeDatastores {
+    pub fn new(sim: Arc<Sim>, redis_kind: &'static str, opensearch_kind: &'static str) -> FakeDatastores {
         FakeDatastores { sim, redis_kind, opensearch_kind, state: Mutex::new(State::default()) }
     }
 }
@@ -242,8 +248,20 @@ impl RdsApi for FakeDatastores {
     async fn execute(&self, _arn: Arn, _secret: SecretArn, _db: String, sql: String) -> Result<Vec<String>, AwsError> {
         self.sim.write().await;
         let mut s = self.state.lock().unwrap();
-        if let Some(name) = sql.strip_prefix("CREATE DATABASE ") {
-            s.databases.push(name.trim_matches(|c: char| c == '"' || c == ';').to_owned());
+        let name = |rest: &str| rest.split_whitespace().next().unwrap_or("").trim_matches(['"', ';']).to_owned();
+        if let Some(rest) = sql.strip_prefix("CREATE DATABASE ") {
+            let db = name(rest);
+            s.databases.push(db);
+        }
+        if let Some(rest) = sql.strip_prefix("CREATE ROLE ") {
+            let role = name(rest);
+            s.roles.push(role);
+        }
+        // `SELECT rolname FROM pg_roles WHERE rolname = '<user>'` (aurora/sql.rs): the row when
+        // the role exists.
+        if let Some(rest) = sql.strip_prefix("SELECT rolname FROM pg_roles WHERE rolname = ") {
+            let user = rest.trim_matches(['\'', ';', ' ']);
+            return Ok(s.roles.iter().filter(|r| *r == user).cloned().collect());
         }
         Ok(if sql.starts_with("SELECT datname") { s.databases.clone() } else { Vec::new() })
     }
@@ -395,7 +413,9 @@ impl S3Api for FakeDatastores {
         self.bucket(bucket, |b| b.versioning = true).await
     }
     async fn put_encryption(&self, bucket: BucketName, kms_key_id: Option<String>) -> Result<(), AwsError> {
-        self.bucket(bucket, |b| b.encryption = Some(("aws:kms".to_owned(), kms_key_id))).await
+        // As the SDK adapter sends it: SSE-KMS with the key, else SSE-S3 (AES256).
+        let algorithm = if kms_key_id.is_some() { "aws:kms" } else { "AES256" };
+        self.bucket(bucket, |b| b.encryption = Some((algorithm.to_owned(), kms_key_id))).await
     }
     async fn block_public_access(&self, bucket: BucketName) -> Result<(), AwsError> {
         self.bucket(bucket, |b| b.public_access_blocked = true).await

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use dify_stack_core::ids::KubernetesVersion;
-use dify_stack_core::{Provisioner, ResourceRef};
+use dify_stack_core::{CancellationToken, Provisioner, ResourceRef};
 use dify_stack_platform::{ControllerGate, PlatformSelector, PlatformSpec};
 use std::sync::Arc;
 
@@ -15,17 +15,27 @@ use crate::wiring;
 
 pub(super) struct Platform;
 
-/// The EKS add-ons node's end, as the load balancer controller's gate.
-struct EksAddonsSettled(tokio::sync::watch::Receiver<Option<Result<(), String>>>);
+/// The EKS add-ons node's end, as the load balancer controller's gate; a cancelled run ends
+/// the wait too (the executor starts no node after a cancellation, so the add-ons node may
+/// never run).
+struct EksAddonsSettled {
+    ended: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+    cancel: CancellationToken,
+}
 
 #[async_trait]
 impl ControllerGate for EksAddonsSettled {
     async fn settled(&self) -> Result<(), String> {
-        let mut rx = self.0.clone();
-        let ended = rx.wait_for(Option::is_some).await.map_err(|_| "the EKS add-ons node never ended".to_owned())?;
-        match ended.as_ref() {
-            Some(Err(e)) => Err(format!("the EKS add-ons failed: {e}")),
-            _ => Ok(()),
+        let mut rx = self.ended.clone();
+        tokio::select! {
+            ended = rx.wait_for(Option::is_some) => match ended {
+                Ok(ended) => match ended.as_ref() {
+                    Some(Err(e)) => Err(format!("the EKS add-ons failed: {e}")),
+                    _ => Ok(()),
+                },
+                Err(_) => Err("the EKS add-ons node never ended".to_owned()),
+            },
+            () = self.cancel.cancelled() => Err("cancelled before the EKS add-ons were ACTIVE".to_owned()),
         }
     }
 }
@@ -68,10 +78,11 @@ impl StackNode for Platform {
         // configured one when it names no minor.
         let version = KubernetesVersion::of_release(&eks.kubernetes_version).unwrap_or(run.cfg.eks.kubernetes_version);
         let spec = wiring::platform_spec(&run.cfg, net, &eks.cluster_name, version, &iam.addon_roles);
-        let platform = run
-            .platform(spec.kubernetes.then_some(eks))
-            .await?
-            .with_controller_gate(Arc::new(EksAddonsSettled(run.eks_addons.subscribe())));
+        let platform =
+            run.platform(spec.kubernetes.then_some(eks)).await?.with_controller_gate(Arc::new(EksAddonsSettled {
+                ended: run.eks_addons.subscribe(),
+                cancel: run.ctx.cancellation().clone(),
+            }));
         // Boxed: Helm, kube-rs and ACM waits make a large future.
         let out = Box::pin(platform.apply(&run.ctx, &spec)).await.map_err(fail)?;
         Ok(NodeOutput::Platform(Box::new(out)))
@@ -98,5 +109,34 @@ impl StackNode for Platform {
             }
         };
         platform.destroy_selected(ctx, &selector).await.map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The controller's gate waits for the EKS add-ons node's end: it passes when the node
+    /// succeeded, fails naming the add-ons' error when it failed, and ends with the run when the
+    /// run is cancelled before the node ends.
+    #[tokio::test(start_paused = true)]
+    async fn the_controller_gate_follows_the_addons_node_or_the_cancelled_run() {
+        let gate = |tx: &tokio::sync::watch::Sender<Option<Result<(), String>>>, cancel: &CancellationToken| {
+            EksAddonsSettled { ended: tx.subscribe(), cancel: cancel.clone() }
+        };
+        let (tx, cancel) = (tokio::sync::watch::Sender::new(None), CancellationToken::new());
+        let pending = tokio::time::timeout(std::time::Duration::from_secs(3600), gate(&tx, &cancel).settled()).await;
+        assert!(pending.is_err(), "the gate passed before the add-ons node ended");
+        tx.send_replace(Some(Err("add-on coredns is CREATE_FAILED".to_owned())));
+        let err = gate(&tx, &cancel).settled().await.unwrap_err();
+        assert!(err.contains("coredns is CREATE_FAILED"), "{err}");
+        tx.send_replace(Some(Ok(())));
+        gate(&tx, &cancel).settled().await.unwrap();
+
+        let (tx, cancel) = (tokio::sync::watch::Sender::new(None), CancellationToken::new());
+        let waiting = gate(&tx, &cancel);
+        cancel.cancel();
+        let err = waiting.settled().await.unwrap_err();
+        assert!(err.contains("cancelled"), "{err}");
     }
 }

@@ -126,7 +126,7 @@ impl Scenario {
     }
 
     fn config(self) -> StackConfig {
-        let mut cfg = self.profile.config().with_name("dify-bench");
+        let mut cfg = self.profile.config().with_name("dify-bench").expect("a valid stack name");
         // The OIDC thumbprint is read from the issuer over TLS: no network in the simulation.
         cfg.iam.discover_thumbprint = false;
         // This machine's address is asked of a checkip service over the internet in the default
@@ -544,7 +544,7 @@ async fn emulator_table(runs: usize) -> anyhow::Result<()> {
     let mut requests: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for _ in 0..runs {
         let account = emulator.account("us-west-2").await;
-        let mut cfg = Profile::Test.config().with_name("dify-bench");
+        let mut cfg = Profile::Test.config().with_name("dify-bench").expect("a valid stack name");
         cfg.iam.service_accounts = false;
         cfg.eks.checkip_url = emulator.checkip_url();
         cfg.iam.discover_thumbprint = false;

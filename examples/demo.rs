@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let sdk = emulator.sdk_config(&args.region, None).await;
 
-    let mut cfg = Profile::Test.config().with_name(&args.name).with_region(&args.region);
+    let mut cfg = Profile::Test.config().with_name(&args.name)?.with_region(&args.region);
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = emulator.checkip_url();
     cfg.iam.discover_thumbprint = false;

@@ -34,9 +34,10 @@ struct Cli {
     /// Profile giving the defaults: test or prod.
     #[arg(long, global = true, default_value = "test")]
     profile: Profile,
-    /// Stack name (default: dify-<profile>, or the config file's).
+    /// Stack name (default: dify-<profile>, or the config file's): 3-20 chars of [a-z0-9-],
+    /// starting with a letter; refused here otherwise.
     #[arg(long, global = true)]
-    name: Option<String>,
+    name: Option<dify_stack::core::StackName>,
     /// A TOML or YAML file overriding any setting (its `profile` wins over --profile).
     #[arg(long, global = true)]
     config: Option<PathBuf>,

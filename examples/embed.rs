@@ -4,7 +4,7 @@
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sdk = aws_config::load_from_env().await;
-    let config = dify_stack::Profile::Test.config().with_name("dify-embed");
+    let config = dify_stack::Profile::Test.config().with_name("dify-embed")?;
     let stack = dify_stack::Stack::connect(config, sdk).await?;
     println!("{}", stack.plan().await?);
     let outputs = stack.apply().await?;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dify_stack_core::{Environment, Tags};
+use dify_stack_core::{Environment, InvalidStackName, StackName, Tags};
 use dify_stack_datastores::DatastoresSettings;
 use dify_stack_eks::spec::EksSettings;
 use dify_stack_iam::IamSettings;
@@ -299,8 +299,9 @@ pub type IamConfig = IamSettings;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StackConfig {
-    /// Stack name: 3-20 chars, `[a-z][a-z0-9-]*`; prefixes every resource name.
-    pub name: String,
+    /// Stack name: 3-20 chars, `[a-z][a-z0-9-]*`; prefixes every resource name. Parsed where
+    /// it enters (a file with a bad name is refused when read, at `name`).
+    pub name: StackName,
     /// The profile the defaults came from (also the environment tag).
     pub profile: Profile,
     /// AWS region (commercial or China).
@@ -501,7 +502,7 @@ impl StackConfig {
             Profile::Prod => ("dify-prod", 3),
         };
         StackConfig {
-            name: name.to_owned(),
+            name: StackName::parse(name).expect("the profiles' names are valid"),
             profile,
             region: "us-west-2".to_owned(),
             tags: Tags::new(),
@@ -523,10 +524,10 @@ impl StackConfig {
         }
     }
 
-    /// Sets the stack name.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
+    /// Sets the stack name, refused when it breaks the naming rules ([`StackName::parse`]).
+    pub fn with_name(mut self, name: &str) -> Result<Self, InvalidStackName> {
+        self.name = StackName::parse(name)?;
+        Ok(self)
     }
 
     /// Sets the region.

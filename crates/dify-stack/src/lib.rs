@@ -5,7 +5,7 @@
 //! use dify_stack::{Profile, Stack};
 //!
 //! let sdk = aws_config::load_from_env().await;
-//! let stack = Stack::connect(Profile::Test.config().with_name("dify-demo"), sdk).await?;
+//! let stack = Stack::connect(Profile::Test.config().with_name("dify-demo")?, sdk).await?;
 //! println!("{}", stack.plan().await?);
 //! let outputs = stack.apply().await?;
 //! println!("{}", serde_json::to_string_pretty(&outputs)?);

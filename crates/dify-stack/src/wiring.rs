@@ -13,7 +13,7 @@ use crate::config::StackConfig;
 
 /// The context of a stack: name, environment, region (partition), tags, account.
 pub fn context(cfg: &StackConfig, account_id: Option<&str>) -> Result<Context, SpecErrors> {
-    let ctx = Context::new(&cfg.name, cfg.environment(), &cfg.region)?.with_tags(cfg.tags.clone())?;
+    let ctx = Context::new(cfg.name.as_str(), cfg.environment(), &cfg.region)?.with_tags(cfg.tags.clone())?;
     Ok(match account_id {
         Some(a) => ctx.with_account_id(a),
         None => ctx,
@@ -178,21 +178,9 @@ pub fn planned_network(cfg: &StackConfig) -> NetworkOutput {
 /// the configuration (`eks.node_group.instance_types[0]`, `datastores.aurora.min_acu`, ...).
 pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     let mut errs = SpecErrors::new();
-    let ctx = match context(cfg, Some("123456789012")) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            // Without a valid name or region the tier checks below would only repeat it.
-            let mut prefixed = SpecErrors::new();
-            for x in e.errors() {
-                let path = match x.path.as_str() {
-                    "stack" => "name".to_owned(),
-                    p => p.to_owned(),
-                };
-                prefixed.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
-            }
-            return Err(prefixed);
-        }
-    };
+    // Without a valid region or tags the tier checks below would only repeat it (the name is a
+    // `StackName`, valid since it was read).
+    let ctx = context(cfg, Some("123456789012"))?;
     // The network's and the cluster's settings are the configuration's sections: their paths
     // are the sections' (`network.new.cidr`, `eks.node_group.min`).
     if let Err(e) = network_spec(cfg, &ctx).validate(&ctx) {

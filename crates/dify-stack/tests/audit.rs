@@ -16,7 +16,7 @@ use futures::StreamExt as _;
 const STACK: &str = "audit-test";
 
 fn config_of(profile: Profile) -> StackConfig {
-    let mut cfg = profile.config().with_name(STACK);
+    let mut cfg = profile.config().with_name(STACK).expect("a valid stack name");
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = dify_stack_emulator::Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;

@@ -72,7 +72,8 @@ proptest! {
         prod in any::<bool>(),
     ) {
         let mut c = if prod { Profile::Prod.config() } else { Profile::Test.config() };
-        c.name = name;
+        // A name that breaks the rules is refused by `with_name` (the config keeps its own).
+        c = c.clone().with_name(&name).unwrap_or(c);
         c.region = region;
         c.network.new.az_count = az;
         c.network.new.cidr = format!("10.0.0.0/{cidr_prefix}").parse().unwrap();

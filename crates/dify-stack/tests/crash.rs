@@ -20,7 +20,7 @@ use dify_stack_emulator::{Cut, Emulator};
 use futures::StreamExt as _;
 
 fn config() -> StackConfig {
-    let mut cfg = Profile::Test.config().with_name("crash-test");
+    let mut cfg = Profile::Test.config().with_name("crash-test").expect("a valid stack name");
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;

@@ -9,7 +9,7 @@ use dify_stack_emulator::Emulator;
 /// The test profile as the emulator can run it: no Kubernetes API (service accounts are left
 /// to the Helm chart) and no internet (no thumbprint discovery).
 fn config(name: &str) -> StackConfig {
-    let mut cfg = Profile::Test.config().with_name(name);
+    let mut cfg = Profile::Test.config().with_name(name).expect("a valid stack name");
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;
@@ -348,7 +348,7 @@ async fn end_to_end() {
 #[tokio::test]
 async fn prod_profile_end_to_end_refused_destroy_deletes_nothing_anywhere() {
     let account = Emulator::shared().expect("emulator").account("us-west-2").await;
-    let mut cfg = Profile::Prod.config().with_name("e2e-prod");
+    let mut cfg = Profile::Prod.config().with_name("e2e-prod").expect("a valid stack name");
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;

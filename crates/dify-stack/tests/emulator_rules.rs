@@ -133,7 +133,7 @@ async fn the_first_operator_of_a_stack_made_before_the_record_is_adopted_from_th
     let role = iam.create_role().role_name("legacy-cluster").assume_role_policy_document(trust).send().await.unwrap();
     let role = role.role.unwrap().arn;
     let eks = aws_sdk_eks::Client::new(&a.config);
-    let mut cfg = dify_stack::Profile::Test.config().with_name("legacy");
+    let mut cfg = dify_stack::Profile::Test.config().with_name("legacy").expect("a valid stack name");
     cfg.eks.checkip_url = Emulator::shared().unwrap().checkip_url();
     cfg.eks.endpoint.public_access_cidrs = vec!["198.51.100.0/24".into()];
     let ctx = dify_stack::core::Context::new("legacy", dify_stack::core::Environment::Test, "us-west-2").unwrap();

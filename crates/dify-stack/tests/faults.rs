@@ -21,7 +21,7 @@ const RATE: f64 = 0.2;
 const ATTEMPTS: usize = 8;
 
 fn config() -> StackConfig {
-    let mut cfg = Profile::Test.config().with_name("fault-test");
+    let mut cfg = Profile::Test.config().with_name("fault-test").expect("a valid stack name");
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;

@@ -10,7 +10,7 @@ use dify_stack_emulator::Emulator;
 /// The test profile as the emulator can run it (as in `tests/emulator.rs`): no Kubernetes API,
 /// no internet.
 fn config(name: &str, version: &str) -> StackConfig {
-    let mut cfg = Profile::Test.config().with_name(name);
+    let mut cfg = Profile::Test.config().with_name(name).expect("a valid stack name");
     cfg.iam.service_accounts = false;
     cfg.eks.checkip_url = Emulator::shared().expect("emulator").checkip_url();
     cfg.iam.discover_thumbprint = false;

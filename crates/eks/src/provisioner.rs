@@ -372,14 +372,8 @@ impl EksProvisioner {
     pub async fn apply_control_plane(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
         // The converge loop of `apply` up to its first stage: the same refusals (the node
         // side's included), then the control plane's changes alone.
-        self.validate(ctx, spec)?;
         let names = Names::of(ctx);
-        let o = self.observe(ctx, spec).await?;
-        let o = self.settle(ctx, spec, o).await?;
-        let changes = tier_changes(ctx, spec, &o);
-        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, c)) {
-            return Err(refused);
-        }
+        let (o, changes) = self.settled_changes(ctx, spec).await?;
         let cp = self.converge_control_plane(ctx, spec, &names, &o, &changes, false).await?;
         Ok(cp.output(ctx, &names))
     }
@@ -388,13 +382,7 @@ impl EksProvisioner {
     /// [`apply_control_plane`](Self::apply_control_plane) made (which leaves them to this): what
     /// this machine's Kubernetes calls need, and the node group does not.
     pub async fn apply_access(&self, ctx: &Context, spec: &EksSpec) -> Result<()> {
-        self.validate(ctx, spec)?;
-        let o = self.observe(ctx, spec).await?;
-        let o = self.settle(ctx, spec, o).await?;
-        let changes = tier_changes(ctx, spec, &o);
-        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, c)) {
-            return Err(refused);
-        }
+        let (_, changes) = self.settled_changes(ctx, spec).await?;
         self.converge_access(ctx, &Names::of(ctx), &changes).await
     }
 
@@ -404,14 +392,23 @@ impl EksProvisioner {
     /// the next `apply` waits for them (it waits for every add-on it finds busy). The stack
     /// starts what needs only nodes that run pods (the platform's metrics-server) meanwhile.
     pub async fn apply_nodes(&self, ctx: &Context, spec: &EksSpec) -> Result<EksOutput> {
+        let (o, changes) = self.settled_changes(ctx, spec).await?;
+        let changes = changes.into_iter().map(EksChange).collect();
+        self.execute_tier(ctx, spec, o, changes, apply::AddonWaits::PodNetwork).await
+    }
+
+    /// The converge loop of [`apply`](Provisioner::apply) before its execution, for the stages
+    /// the stack runs as nodes of their own: validated, observed, settled, the tier's changes
+    /// computed and none of them refused.
+    async fn settled_changes(&self, ctx: &Context, spec: &EksSpec) -> Result<(ObservedEks, Vec<Step>)> {
         self.validate(ctx, spec)?;
         let o = self.observe(ctx, spec).await?;
         let o = self.settle(ctx, spec, o).await?;
-        let changes = self.changes(ctx, spec, &o);
-        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, &c.0)) {
+        let changes = tier_changes(ctx, spec, &o);
+        if let Some(refused) = changes.iter().find_map(|c| refusal(ctx, c)) {
             return Err(refused);
         }
-        self.execute_tier(ctx, spec, o, changes, apply::AddonWaits::PodNetwork).await
+        Ok((o, changes))
     }
 
     /// The names of the region's EKS clusters (ListClusters, every page), for the capacity

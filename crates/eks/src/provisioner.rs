@@ -47,7 +47,14 @@ pub const CONTROL_PLANE_KINDS: [&str; 6] =
 
 /// The add-ons that run on every node (DaemonSets: pod networking, Service routing, pod
 /// credentials), made before the node group so that its first nodes come up with them
-/// (terraform-aws-eks's add-on `before_compute`); the others' pods need nodes, and are made after it.
+/// (terraform-aws-eks's add-on `before_compute`, PR #2478; eks-blueprints PR #1325: EKS reads
+/// the CNI's configuration when it makes the node group); the others' pods need nodes, and are
+/// made after it. The node group is not held until they are ACTIVE: the cluster is created
+/// with EKS's default `bootstrapSelfManagedAddons` (on), so the self-managed VPC CNI and
+/// kube-proxy are there from the cluster's creation and the first nodes get a working pod
+/// network either way. A cluster bootstrapped without them, or a custom CNI configuration
+/// (prefix delegation, custom networking), would need the wait (terraform-aws-eks #2820,
+/// #3327; alphagov govuk-infrastructure PR #3541: "cni plugin not initialized").
 pub const NODE_ADDONS: [&str; 3] = ["vpc-cni", "kube-proxy", "eks-pod-identity-agent"];
 
 /// The add-on every pod needs to start: the Amazon VPC CNI gives pods their addresses (EKS user

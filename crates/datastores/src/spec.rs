@@ -84,6 +84,12 @@ pub struct DatastoresSpec {
     pub subnets: Vec<PlacedSubnet>,
     /// The only security groups admitted to the stores: the EKS cluster and node groups.
     pub source_security_groups: Vec<SecurityGroupId>,
+    /// The operator's deliberate permission to run a prod Aurora cluster without deletion
+    /// protection (the stack configuration's top-level `allow_unprotected_prod`). Without it,
+    /// [`validate`](DatastoresSpec::validate) refuses `aurora.deletion_protection = false` in
+    /// prod. The one place this permission is checked.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unprotected_prod: bool,
 }
 
 /// The datastores tier's settings, as the stack's configuration file gives them (its
@@ -305,6 +311,7 @@ impl DatastoresSpec {
             vpc_id,
             subnets,
             source_security_groups,
+            allow_unprotected_prod: false,
         }
     }
 
@@ -474,11 +481,17 @@ impl DatastoresSpec {
         if !o.engine_version.starts_with("OpenSearch_") {
             errs.push("opensearch.engine_version", format!("{:?}", o.engine_version), "e.g. OpenSearch_2.19");
         }
-        if ctx.environment() == Environment::Prod && !a.deletion_protection && !a.final_snapshot {
+        // Prod keeps deletion protection unless the operator lifts it deliberately; without a
+        // final snapshot either, one destroy would lose the database.
+        if ctx.environment() == Environment::Prod && !a.deletion_protection && !self.allow_unprotected_prod {
             errs.push(
                 "aurora.deletion_protection",
-                "a prod database without deletion protection and without a final snapshot can be lost by one destroy",
-                "enable deletion_protection or final_snapshot",
+                if a.final_snapshot {
+                    "prod databases keep deletion protection on"
+                } else {
+                    "a prod database without deletion protection and without a final snapshot can be lost by one destroy"
+                },
+                "set deletion_protection = true, or allow_unprotected_prod = true to turn it off deliberately",
             );
         }
         errs.into_result()

@@ -309,7 +309,10 @@ pub struct StackConfig {
     /// Extra tags on every taggable resource.
     #[serde(default)]
     pub tags: Tags,
-    /// Permit a prod stack whose Aurora has neither deletion protection nor a final snapshot.
+    /// Permit a prod stack whose Aurora runs without deletion protection
+    /// (`datastores.aurora.deletion_protection = false`); passed to the datastores tier
+    /// ([`DatastoresSpec::allow_unprotected_prod`](dify_stack_datastores::DatastoresSpec::allow_unprotected_prod)),
+    /// whose validation is the one place it is checked.
     #[serde(default)]
     pub allow_unprotected_prod: bool,
     /// Network: the network tier's settings (a new VPC, or `existing`).

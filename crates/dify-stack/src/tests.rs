@@ -170,6 +170,14 @@ fn validation_catalogue_reports_every_path() {
         ("unknown region", |c| c.region = "mars-east-1".into(), "region"),
         ("bad domain", |c| c.dify.domain = Some("Dify_Example".into()), "dify.domain"),
         (
+            "hosted zone id with its prefix",
+            |c| {
+                c.dify.domain = Some("dify.example.com".into());
+                c.dify.hosted_zone_id = Some("/hostedzone/Z123".into());
+            },
+            "dify.hosted_zone_id",
+        ),
+        (
             "plain-http chart repository",
             |c| c.platform.load_balancer_controller.repository = "http://charts.example.com".into(),
             "platform.load_balancer_controller.repository",
@@ -271,6 +279,14 @@ fn validation_catalogue_reports_every_path() {
     assert_eq!(wiring::validate(&c).unwrap_err().paths(), ["datastores.aurora.deletion_protection"]);
     c.allow_unprotected_prod = true;
     wiring::validate(&c).unwrap();
+    // Without a final snapshot too: one violation (the datastores tier checks the permission,
+    // the facade only passes it on), lifted by the same permission.
+    c.datastores.aurora.final_snapshot = false;
+    wiring::validate(&c).unwrap();
+    c.allow_unprotected_prod = false;
+    let errs = wiring::validate(&c).unwrap_err();
+    assert_eq!(errs.paths(), ["datastores.aurora.deletion_protection"]);
+    assert!(errs.to_string().contains("allow_unprotected_prod"), "{errs}");
     // Several problems are reported together.
     let mut c = Profile::Test.config();
     c.eks.node_group.min = 5;

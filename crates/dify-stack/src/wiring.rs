@@ -2,7 +2,7 @@
 //! validation of the whole stack before any call.
 
 use dify_stack_core::ids::{Arn, AvailabilityZone, BucketName, ClusterName, SecurityGroupId, SubnetId, VpcId};
-use dify_stack_core::{Context, Environment, SpecErrors};
+use dify_stack_core::{Context, SpecErrors};
 use dify_stack_datastores::{DatastoresSpec, PlacedSubnet};
 use dify_stack_eks::{EksOutput, EksSpec, NodeSecurityGroupSpec};
 use dify_stack_iam::IamSpec;
@@ -63,6 +63,7 @@ pub fn datastores_spec(cfg: &StackConfig, net: &NetworkOutput, node_sg: &Securit
             .map(|s| PlacedSubnet { id: s.id.clone(), availability_zone: AvailabilityZone::new(&s.az) })
             .collect(),
         source_security_groups: vec![node_sg.clone()],
+        allow_unprotected_prod: cfg.allow_unprotected_prod,
     }
 }
 
@@ -223,15 +224,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     }
     let ds = datastores_spec(cfg, &net, &SecurityGroupId::new("sg-planned"));
     if let Err(e) = ds.validate(&ctx) {
-        let mut kept = SpecErrors::new();
-        for x in e.errors() {
-            // The prod-protection rule has its own stack-level switch (checked below).
-            if x.path == "aurora.deletion_protection" && cfg.allow_unprotected_prod {
-                continue;
-            }
-            kept.push(x.path.clone(), x.message.clone(), x.hint.clone().unwrap_or_default());
-        }
-        errs.extend_prefixed("datastores", kept);
+        errs.extend_prefixed("datastores", e);
     }
     if let Err(e) = registry_spec(cfg).validate(&ctx) {
         errs.extend_prefixed("registry", e);
@@ -273,15 +266,13 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
     {
         errs.extend_prefixed("platform", e);
     }
-    // The domain: checked even with your own certificate (the values file names its hosts).
-    let domain = cfg.dify.domain.clone().map(|name| dify_stack_platform::CertificateSpec {
-        domain: dify_stack_platform::DomainSpec { name, hosted_zone_id: cfg.dify.hosted_zone_id.clone() },
-    });
-    if let Some(Err(e)) = domain.map(|d| d.validate()) {
-        for x in e.errors() {
-            let path = if x.path == "domain.name" { "dify.domain" } else { "dify.hosted_zone_id" };
-            errs.push(path, x.message.clone(), x.hint.clone().unwrap_or_default());
-        }
+    // The domain: checked even with your own certificate (the values file names its hosts), by
+    // the platform's rules at this file's own paths.
+    if let Some(name) = &cfg.dify.domain {
+        dify_stack_platform::DomainSpec::check_name(name, "dify.domain", &mut errs);
+    }
+    if let Some(zone) = &cfg.dify.hosted_zone_id {
+        dify_stack_platform::DomainSpec::check_hosted_zone_id(zone, "dify.hosted_zone_id", &mut errs);
     }
     if cfg.eks.operator_cidr_ttl_days == 0 {
         errs.push("eks.operator_cidr_ttl_days", "is 0: every other operator's address would be dropped", "e.g. 30");
@@ -316,17 +307,6 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
                 );
             }
         }
-    }
-    if cfg.environment() == Environment::Prod
-        && !cfg.datastores.aurora.deletion_protection
-        && !cfg.allow_unprotected_prod
-        && cfg.datastores.aurora.final_snapshot
-    {
-        errs.push(
-            "datastores.aurora.deletion_protection",
-            "prod databases keep deletion protection on",
-            "set allow_unprotected_prod = true to turn it off deliberately",
-        );
     }
     errs.into_result()
 }

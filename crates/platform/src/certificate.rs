@@ -33,10 +33,23 @@ impl CertificateSpec {
     /// Checks the spec without I/O; every violation at once.
     pub fn validate(&self) -> Result<(), SpecErrors> {
         let mut errors = SpecErrors::new();
-        let d = &self.domain;
-        let labels: Vec<&str> = d.name.split('.').collect();
+        DomainSpec::check_name(&self.domain.name, "domain.name", &mut errors);
+        if let Some(z) = &self.domain.hosted_zone_id {
+            DomainSpec::check_hosted_zone_id(z, "domain.hosted_zone_id", &mut errors);
+        }
+        errors.into_result()
+    }
+}
+
+impl DomainSpec {
+    /// Checks a domain name as the certificate needs it (a lower-case DNS name of at least two
+    /// labels, RFC 1035 lengths), recording a violation at `path`: the certificate's own
+    /// `domain.name`, or the field of a configuration that holds it (the stack's
+    /// `dify.domain`).
+    pub fn check_name(name: &str, path: &str, errors: &mut SpecErrors) {
+        let labels: Vec<&str> = name.split('.').collect();
         let valid = labels.len() >= 2
-            && d.name.len() <= 253
+            && name.len() <= 253
             && labels.iter().all(|l| {
                 !l.is_empty()
                     && l.len() <= 63
@@ -44,23 +57,25 @@ impl CertificateSpec {
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             });
-        if !valid || d.name != d.name.to_ascii_lowercase() {
+        if !valid || name != name.to_ascii_lowercase() {
             errors.push(
-                "domain.name",
-                format!("{:?} is not a lower-case DNS name with at least two labels", d.name),
+                path,
+                format!("{name:?} is not a lower-case DNS name with at least two labels"),
                 "give the domain Dify is served under, e.g. dify.example.com",
             );
         }
-        if let Some(z) = &d.hosted_zone_id
-            && (z.is_empty() || !z.chars().all(|c| c.is_ascii_alphanumeric()))
-        {
+    }
+
+    /// Checks a Route 53 hosted zone id (`Z...`, without `/hostedzone/`), recording a
+    /// violation at `path`.
+    pub fn check_hosted_zone_id(id: &str, path: &str, errors: &mut SpecErrors) {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             errors.push(
-                "domain.hosted_zone_id",
-                format!("{z:?} is not a hosted zone id"),
+                path,
+                format!("{id:?} is not a hosted zone id"),
                 "give the id (Z...) without /hostedzone/, or leave it out to look the zone up by name",
             );
         }
-        errors.into_result()
     }
 }
 

@@ -36,6 +36,8 @@ pub mod policy;
 pub mod provisioner;
 pub mod sdk;
 pub mod spec;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

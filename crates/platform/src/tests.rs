@@ -1,13 +1,13 @@
 //! The platform tier against an in-memory world that behaves like the services: ACM fills in the
 //! validation record a moment after the request and issues only once the record is in the zone;
-//! Route 53 keeps records by name and type; Helm keeps releases by namespace and name.
+//! Route 53 keeps records by name and type; Helm keeps releases by namespace and name (the tier's
+//! fake, [`crate::testing::FakePlatform`], answering at once).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use dify_stack_core::ids::Arn;
-use dify_stack_core::{Action, AwsError, Context, Environment, KubeFailure, Provisioner, Tags, Tier, WaitPolicy};
+use dify_stack_core::{Action, AwsError, Context, Environment, Provisioner, Tags, Tier, WaitPolicy};
 
 use crate::certificate::{CertificateProvisioner, CertificateSpec};
 use crate::client::*;
@@ -15,9 +15,62 @@ use crate::helm::{HelmApi, HelmError, ReleaseInfo, ReleaseInstall};
 use crate::spec::*;
 use crate::{PlatformError, PlatformProvisioner};
 
-mod fake;
-use fake::*;
+use crate::testing::*;
 mod repairs;
+
+const TOKEN_NAME: &str = "_3f1a.dify.example.com.";
+const TOKEN_VALUE: &str = VALIDATION_VALUE;
+
+fn ctx() -> Context {
+    let mut ctx = Context::new("dify-test", Environment::Test, "us-west-2").unwrap();
+    ctx.wait = WaitPolicy {
+        initial_interval: std::time::Duration::from_millis(1),
+        max_interval: std::time::Duration::from_millis(2),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_wait: std::time::Duration::from_secs(5),
+        ..Default::default()
+    };
+    ctx
+}
+
+fn spec() -> PlatformSpec {
+    PlatformSpec {
+        cluster_name: "dify-test".into(),
+        kubernetes_version: "1.33".parse().unwrap(),
+        vpc_id: "vpc-1".into(),
+        kubernetes: true,
+        load_balancer_controller: Some(Chart::load_balancer_controller()),
+        cluster_autoscaler: Some(Chart::cluster_autoscaler()),
+        metrics_server: Some(Chart::metrics_server()),
+        roles: [
+            (
+                LOAD_BALANCER_CONTROLLER.to_owned(),
+                "arn:aws:iam::123456789012:role/dify-test-aws-load-balancer-controller".to_owned(),
+            ),
+            (CLUSTER_AUTOSCALER.to_owned(), "arn:aws:iam::123456789012:role/dify-test-cluster-autoscaler".to_owned()),
+        ]
+        .into(),
+    }
+}
+
+fn cert_spec() -> CertificateSpec {
+    CertificateSpec { domain: DomainSpec { name: "dify.example.com".into(), hosted_zone_id: None } }
+}
+
+/// The instant fake with two public zones (`example.com`, `other.com`), EKS offering
+/// metrics-server at `offered`, and the two provisioners over it.
+fn world(offered: Option<&str>) -> (FakePlatform, PlatformProvisioner, CertificateProvisioner) {
+    let fake = FakePlatform::default();
+    {
+        let mut w = fake.world();
+        w.zones.insert("ZPARENT".into(), "example.com".into());
+        w.zones.insert("ZOTHER".into(), "other.com".into());
+        w.offered = offered.map(str::to_owned);
+    }
+    let p = PlatformProvisioner::new(fake.clone()).with_kubernetes(fake.clone(), fake.clone());
+    (fake.clone(), p, CertificateProvisioner::new(fake))
+}
 
 #[tokio::test]
 async fn apply_installs_the_releases_and_the_addon_and_a_second_plan_is_empty() {
@@ -41,7 +94,7 @@ async fn apply_installs_the_releases_and_the_addon_and_a_second_plan_is_empty() 
     assert_eq!(out.ingress_class.as_deref(), Some(INGRESS_CLASS));
     assert!(out.commands.is_empty());
     {
-        let w = fake.w();
+        let w = fake.world();
         // The controller's values: cluster, region, VPC, its IRSA role; no IngressClass of the chart's.
         let (_, values) = &w.releases[&(SYSTEM_NAMESPACE.to_owned(), LOAD_BALANCER_CONTROLLER.to_owned())];
         let v: serde_json::Value = serde_norway::from_str(values).unwrap();
@@ -67,10 +120,10 @@ async fn apply_installs_the_releases_and_the_addon_and_a_second_plan_is_empty() 
         assert!(order[0].contains(CLUSTER_AUTOSCALER), "{order:?}");
         assert!(order[1].contains(LOAD_BALANCER_CONTROLLER) && order[2].contains("ingressclass"), "{order:?}");
     }
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty(), "{}", p.plan(&ctx, &spec).await.unwrap());
     p.apply(&ctx, &spec).await.unwrap();
-    let writes: Vec<String> = fake.w().log[before..].to_vec();
+    let writes: Vec<String> = fake.world().log[before..].to_vec();
     assert!(writes.is_empty(), "a second apply wrote: {writes:?}");
 }
 
@@ -84,15 +137,15 @@ async fn the_certificate_is_issued_once_its_record_is_in_the_zone_and_a_second_p
     assert!(out.certificate_arn.as_deref().is_some_and(|a| a.starts_with("arn:aws:acm:")));
     assert_eq!(out.hosted_zone_id.as_deref(), Some("ZPARENT"), "the longest zone holding the domain");
     {
-        let w = fake.w();
+        let w = fake.world();
         assert_eq!(w.certs.values().next().unwrap().status, "ISSUED");
         let record = w.records.get(&("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into()));
         assert_eq!(record.map(|r| r.value.as_str()), Some(TOKEN_VALUE));
     }
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     assert!(c.plan(&ctx, &spec).await.unwrap().is_empty());
     assert_eq!(c.apply(&ctx, &spec).await.unwrap(), out, "the same certificate");
-    assert_eq!(fake.w().log.len(), before, "a second apply writes nothing");
+    assert_eq!(fake.world().log.len(), before, "a second apply writes nothing");
 }
 
 #[tokio::test]
@@ -101,10 +154,10 @@ async fn a_new_chart_version_is_an_update_and_without_the_addon_metrics_server_i
     let (ctx, mut spec) = (ctx(), spec());
     let out = p.apply(&ctx, &spec).await.unwrap();
     assert_eq!(out.metrics_server.as_deref(), Some("helm metrics-server-3.12.2"));
-    assert!(fake.w().releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), METRICS_SERVER.to_owned())));
-    assert!(fake.w().addons.is_empty());
+    assert!(fake.world().releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), METRICS_SERVER.to_owned())));
+    assert!(fake.world().addons.is_empty());
     // The metrics-server chart, too, goes before the controller's webhooks.
-    let helm: Vec<String> = fake.w().log.iter().filter(|l| l.starts_with("helm upgrade")).cloned().collect();
+    let helm: Vec<String> = fake.world().log.iter().filter(|l| l.starts_with("helm upgrade")).cloned().collect();
     assert_eq!(helm.len(), 3, "{helm:?}");
     assert!(helm[2].contains(LOAD_BALANCER_CONTROLLER), "{helm:?}");
 
@@ -113,16 +166,16 @@ async fn a_new_chart_version_is_an_update_and_without_the_addon_metrics_server_i
     assert_eq!(plan.changes.len(), 1, "{plan}");
     assert!(plan.to_string().contains("cluster-autoscaler-9.50.0"), "{plan}");
     // Apply makes the one write the plan shows: that release upgraded, nothing else.
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     p.apply(&ctx, &spec).await.unwrap();
-    let writes = fake.w().log[before..].to_vec();
+    let writes = fake.world().log[before..].to_vec();
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert!(writes[0].starts_with("helm upgrade") && writes[0].contains("cluster-autoscaler-9.50.0"), "{writes:?}");
 }
 
 #[tokio::test]
 async fn role_only_access_returns_the_commands_and_touches_no_cluster() {
-    let fake = Fake::default();
+    let fake = FakePlatform::default();
     let p = PlatformProvisioner::new(fake.clone());
     let (ctx, mut spec) = (ctx(), spec());
     spec.kubernetes = false;
@@ -142,7 +195,7 @@ async fn role_only_access_returns_the_commands_and_touches_no_cluster() {
     assert!(out.commands[2].starts_with("helm upgrade --install aws-load-balancer-controller aws-load-balancer-controller --repo https://aws.github.io/eks-charts --version 1.13.0"));
     assert!(out.commands[3].contains("kind: IngressClass"), "{}", out.commands[3]);
     assert!(out.release_values[LOAD_BALANCER_CONTROLLER].contains("dify-test-aws-load-balancer-controller"));
-    assert!(fake.w().releases.is_empty() && fake.w().ingress_class.is_none());
+    assert!(fake.world().releases.is_empty() && fake.world().ingress_class.is_none());
     // With kubernetes on, a provisioner without the clients is a clear error, not a silent skip.
     spec.kubernetes = true;
     let err = p.apply(&ctx, &spec).await.unwrap_err();
@@ -156,13 +209,13 @@ async fn destroy_removes_releases_controller_last_and_only_the_records_the_certi
     p.apply(&ctx, &spec).await.unwrap();
     c.apply(&ctx, &cert_spec()).await.unwrap();
     // Someone else's record in the same zone.
-    fake.w().records.insert(
+    fake.world().records.insert(
         ("ZPARENT".into(), "www.dify.example.com.".into(), "CNAME".into()),
         Record::simple("www.dify.example.com", "CNAME", "elsewhere."),
     );
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     let deleted = p.destroy(&ctx, &spec).await.unwrap();
-    let log: Vec<String> = fake.w().log[before..].to_vec();
+    let log: Vec<String> = fake.world().log[before..].to_vec();
     let at =
         |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {log:?}"));
     assert!(
@@ -172,15 +225,15 @@ async fn destroy_removes_releases_controller_last_and_only_the_records_the_certi
     assert!(at("aws-load-balancer-controller") < at("delete ingressclass"));
     assert!(log.iter().any(|l| l.starts_with("DeleteAddon")));
     assert_eq!(deleted.len(), 4, "{deleted:?}");
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     let deleted = c.destroy(&ctx, &cert_spec()).await.unwrap();
-    let log: Vec<String> = fake.w().log[before..].to_vec();
+    let log: Vec<String> = fake.world().log[before..].to_vec();
     let at =
         |needle: &str| log.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {log:?}"));
     assert!(at("Delete _3f1a.dify.example.com.") < at("DeleteCertificate"));
     assert_eq!(deleted.len(), 2, "{deleted:?}");
     {
-        let w = fake.w();
+        let w = fake.world();
         assert!(w.certs.is_empty() && w.releases.is_empty() && w.addons.is_empty() && w.ingress_class.is_none());
         assert_eq!(w.records.len(), 1, "only the record that is not ours stays: {:?}", w.records);
     }
@@ -195,22 +248,22 @@ async fn what_is_not_ours_is_used_or_left_never_taken_over() {
     let (ctx, spec) = (ctx(), spec());
     // A certificate for the domain from someone else, a metrics-server add-on someone installed,
     // an IngressClass `alb` without our label.
-    fake.w().certs.insert(
+    fake.world().certs.insert(
         "arn:aws:acm:us-west-2:123456789012:certificate/theirs".into(),
         FakeCert::new("dify.example.com", "ISSUED", Tags::new(), 0),
     );
-    fake.w().addons.insert(
+    fake.world().addons.insert(
         ("dify-test".into(), METRICS_SERVER.into()),
         AddonState { version: "v0.7.0".into(), status: "ACTIVE".into(), tags: Tags::new() },
     );
-    fake.w().ingress_class = Some(IngressClassState { controller: INGRESS_CONTROLLER.into(), ours: false });
+    fake.world().ingress_class = Some(IngressClassState { controller: INGRESS_CONTROLLER.into(), ours: false });
     let out = p.apply(&ctx, &spec).await.unwrap();
     assert_eq!(out.metrics_server.as_deref(), Some("eks-addon v0.7.0 (not ours)"));
     let cert = c.apply(&ctx, &cert_spec()).await.unwrap();
     assert!(!cert.certificate_arn.unwrap().ends_with("/theirs"), "a certificate of our own is requested");
     p.destroy(&ctx, &spec).await.unwrap();
     c.destroy(&ctx, &cert_spec()).await.unwrap();
-    let w = fake.w();
+    let w = fake.world();
     assert!(w.certs.contains_key("arn:aws:acm:us-west-2:123456789012:certificate/theirs"));
     assert!(w.addons.contains_key(&("dify-test".to_owned(), METRICS_SERVER.to_owned())));
     assert!(w.ingress_class.is_some());
@@ -223,13 +276,13 @@ async fn a_missing_zone_or_an_unvalidated_certificate_fails_naming_the_fix_or_th
     let spec = CertificateSpec { domain: DomainSpec { name: "dify.nowhere.org".into(), hosted_zone_id: None } };
     let err = c.apply(&ctx, &spec).await.unwrap_err();
     assert!(matches!(&err, PlatformError::NoHostedZone { domain } if domain == "dify.nowhere.org"), "{err}");
-    assert!(fake.w().certs.is_empty(), "nothing requested without a zone");
+    assert!(fake.world().certs.is_empty(), "nothing requested without a zone");
 
     // The zone is given but the record never validates (a zone the domain is not delegated to).
     let spec = CertificateSpec {
         domain: DomainSpec { name: "dify.example.com".into(), hosted_zone_id: Some("ZOTHER".into()) },
     };
-    fake.w().zones.clear();
+    fake.world().zones.clear();
     let err = CertificateProvisioner::new(Unvalidated(fake.clone())).apply(&ctx, &spec).await.unwrap_err();
     assert!(matches!(err, PlatformError::Wait(_)), "{err}");
     let text = err.to_string();
@@ -238,7 +291,7 @@ async fn a_missing_zone_or_an_unvalidated_certificate_fails_naming_the_fix_or_th
 
 /// DNS whose certificates never validate.
 #[derive(Debug, Clone)]
-struct Unvalidated(Fake);
+struct Unvalidated(FakePlatform);
 
 #[async_trait]
 impl DnsApi for Unvalidated {
@@ -246,7 +299,7 @@ impl DnsApi for Unvalidated {
         self.0.certificates_for(domain).await
     }
     async fn describe_certificate(&self, arn: Arn) -> Result<Option<Certificate>, AwsError> {
-        self.0.w().records.clear();
+        self.0.world().records.clear();
         self.0.describe_certificate(arn).await
     }
     async fn request_certificate(&self, r: CertificateRequest) -> Result<Arn, AwsError> {
@@ -316,7 +369,7 @@ async fn aliases_point_the_six_hosts_at_the_load_balancer_and_never_take_over_a_
     let names = aliases::publish(&ctx, &fake, "ZPARENT", "dify.example.com", &target).await.unwrap();
     assert_eq!(names.len(), 6);
     {
-        let w = fake.w();
+        let w = fake.world();
         let a = &w.records[&("ZPARENT".to_owned(), "console.dify.example.com.".to_owned(), "A".to_owned())];
         assert_eq!(
             (a.value.as_str(), a.alias_zone.as_deref()),
@@ -326,18 +379,18 @@ async fn aliases_point_the_six_hosts_at_the_load_balancer_and_never_take_over_a_
         assert_eq!(txt.value, "\"heritage=dify-stack,stack=dify-test\"");
     }
     // Again: nothing to change.
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     aliases::publish(&ctx, &fake, "ZPARENT", "dify.example.com", &target).await.unwrap();
-    assert_eq!(fake.w().log.len(), before);
+    assert_eq!(fake.world().log.len(), before);
     // Another stack's (or a hand-made) record is never overwritten: nothing is written at all.
     let other = Context::new("other", Environment::Test, "us-west-2").unwrap();
     let err = aliases::publish(&other, &fake, "ZPARENT", "dify.example.com", &target).await.unwrap_err();
     assert!(matches!(err, PlatformError::NotOwned { .. }), "{err}");
-    assert_eq!(fake.w().log.len(), before);
+    assert_eq!(fake.world().log.len(), before);
     // Destroy of the other stack removes nothing; ours removes all twelve records.
     assert!(aliases::remove(&other, &fake, "ZPARENT", "dify.example.com").await.unwrap().is_empty());
     assert_eq!(aliases::remove(&ctx, &fake, "ZPARENT", "dify.example.com").await.unwrap().len(), 6);
-    assert!(fake.w().records.is_empty(), "{:?}", fake.w().records);
+    assert!(fake.world().records.is_empty(), "{:?}", fake.world().records);
 }
 
 /// A validation record removed by hand: the plan shows that record with its value, and apply
@@ -347,15 +400,15 @@ async fn a_lost_validation_record_is_planned_and_written_back_alone() {
     let (fake, _, c) = world(None);
     let (ctx, spec) = (ctx(), cert_spec());
     c.apply(&ctx, &spec).await.unwrap();
-    fake.w().records.clear();
+    fake.world().records.clear();
     let plan = c.plan(&ctx, &spec).await.unwrap();
     assert_eq!(plan.changes.len(), 1, "{plan}");
     let change = &plan.changes[0];
     assert_eq!((change.resource.kind.as_str(), change.resource.name.as_str()), ("route53:record", TOKEN_NAME));
     assert!(change.fields.iter().any(|f| f.after.as_deref() == Some(TOKEN_VALUE)), "{plan}");
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     c.apply(&ctx, &spec).await.unwrap();
-    let writes = fake.w().log[before..].to_vec();
+    let writes = fake.world().log[before..].to_vec();
     assert_eq!(writes, [format!("Upsert {TOKEN_NAME} CNAME {TOKEN_VALUE}")]);
 }
 
@@ -414,7 +467,7 @@ fn the_chart_is_named_by_repo_or_by_oci_reference_and_always_pinned() {
 
 #[tokio::test]
 async fn role_only_commands_install_an_oci_chart_by_reference() {
-    let p = PlatformProvisioner::new(Fake::default());
+    let p = PlatformProvisioner::new(FakePlatform::default());
     let (ctx, mut spec) = (ctx(), spec());
     spec.kubernetes = false;
     spec.metrics_server = None;
@@ -447,8 +500,8 @@ async fn the_autoscaler_image_follows_the_cluster_minor_and_a_kubernetes_upgrade
     let (fake, p, _) = world(None);
     let (ctx, mut spec) = (ctx(), spec());
     spec.metrics_server = None;
-    let autoscaler_values = |fake: &Fake| -> serde_json::Value {
-        let w = fake.w();
+    let autoscaler_values = |fake: &FakePlatform| -> serde_json::Value {
+        let w = fake.world();
         serde_norway::from_str(&w.releases[&(SYSTEM_NAMESPACE.to_owned(), CLUSTER_AUTOSCALER.to_owned())].1).unwrap()
     };
     let plan = p.plan(&ctx, &spec).await.unwrap();
@@ -474,9 +527,9 @@ async fn the_autoscaler_image_follows_the_cluster_minor_and_a_kubernetes_upgrade
     assert_eq!((change.action, change.resource.name.as_str()), (Action::Update, "kube-system/cluster-autoscaler"));
     let tag = change.fields.iter().find(|f| f.path == "values.image.tag").expect("the tag in the plan");
     assert_eq!((tag.before.as_deref(), tag.after.as_deref()), (Some("v1.33.6"), Some("v1.34.5")));
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     p.apply(&ctx, &spec).await.unwrap();
-    let writes = fake.w().log[before..].to_vec();
+    let writes = fake.world().log[before..].to_vec();
     assert_eq!(writes, ["helm upgrade --install kube-system/cluster-autoscaler cluster-autoscaler-9.46.6"]);
     assert_eq!(autoscaler_values(&fake)["image"]["tag"], "v1.34.5");
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty());
@@ -523,10 +576,10 @@ const ARN: &str = "arn:aws:acm:us-west-2:123456789012:certificate/";
 async fn a_failed_certificate_is_replaced_under_a_token_of_its_own_and_deleted() {
     let (fake, _, c) = world(None);
     let (ctx, spec) = (ctx(), cert_spec());
-    fake.w().caa_blocks = true;
+    fake.world().caa_blocks = true;
     let err = c.apply(&ctx, &spec).await.unwrap_err();
     assert!(matches!(&err, PlatformError::CertificateFailed { status, .. } if status == "FAILED: CAA_ERROR"), "{err}");
-    let failed = fake.w().certs.keys().next().unwrap().clone();
+    let failed = fake.world().certs.keys().next().unwrap().clone();
     // ACM's idempotency window: the stack's token answers with the failed certificate.
     let base = crate::names::certificate_token(&ctx, "dify.example.com");
     let request = |token: String| CertificateRequest {
@@ -537,34 +590,34 @@ async fn a_failed_certificate_is_replaced_under_a_token_of_its_own_and_deleted()
     };
     assert_eq!(fake.request_certificate(request(base.clone())).await.unwrap().as_str(), failed);
 
-    fake.w().caa_blocks = false;
+    fake.world().caa_blocks = false;
     let plan = c.plan(&ctx, &spec).await.unwrap();
     let replace = &plan.changes[0];
     assert_eq!((replace.action, replace.resource.id.as_deref()), (Action::Replace, Some(failed.as_str())), "{plan}");
     let reason = replace.reason.as_deref().unwrap_or_default();
     assert!(reason.contains(&format!("replace failed certificate {failed} (status FAILED: CAA_ERROR)")), "{plan}");
 
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     let out = c.apply(&ctx, &spec).await.unwrap();
     let new = out.certificate_arn.clone().unwrap();
     assert_ne!(new, failed);
     let token = crate::names::replacement_certificate_token(&ctx, "dify.example.com", &failed);
     assert_ne!(token, base);
-    let log = fake.w().log[before..].to_vec();
+    let log = fake.world().log[before..].to_vec();
     let at = |line: &str| log.iter().position(|l| l == line).unwrap_or_else(|| panic!("{line} not in {log:?}"));
     assert!(at(&format!("RequestCertificate dify.example.com {token}")) < at(&format!("DeleteCertificate {failed}")));
     {
-        let w = fake.w();
+        let w = fake.world();
         assert_eq!(w.certs.keys().collect::<Vec<_>>(), [&new], "the failed one is gone");
         assert_eq!(w.certs[&new].status, "ISSUED");
     }
     // A retry of the replacement's request within the hour gets the same certificate.
     assert_eq!(fake.request_certificate(request(token)).await.unwrap().as_str(), new);
-    assert_eq!(fake.w().certs.len(), 1);
-    let before = fake.w().log.len();
+    assert_eq!(fake.world().certs.len(), 1);
+    let before = fake.world().log.len();
     assert!(c.plan(&ctx, &spec).await.unwrap().is_empty());
     assert_eq!(c.apply(&ctx, &spec).await.unwrap(), out);
-    assert_eq!(fake.w().log.len(), before, "a second apply writes nothing");
+    assert_eq!(fake.world().log.len(), before, "a second apply writes nothing");
 }
 
 /// ListCertificates' order is not creation order: the newest ISSUED or PENDING_VALIDATION
@@ -575,7 +628,7 @@ async fn only_the_newest_issued_or_pending_certificate_is_used_and_failed_ones_a
     let (fake, _, c) = world(None);
     let (ctx, spec) = (ctx(), cert_spec());
     {
-        let mut w = fake.w();
+        let mut w = fake.world();
         w.records.insert(
             ("ZPARENT".into(), TOKEN_NAME.into(), "CNAME".into()),
             Record::simple(TOKEN_NAME, "CNAME", TOKEN_VALUE),
@@ -601,12 +654,12 @@ async fn only_the_newest_issued_or_pending_certificate_is_used_and_failed_ones_a
     );
     assert!(plan.changes[1].reason.as_deref().is_some_and(|r| r.contains("VALIDATION_TIMED_OUT")), "{plan}");
 
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     let out = c.apply(&ctx, &spec).await.unwrap();
     assert_eq!(out.certificate_arn.unwrap(), format!("{ARN}b-newest-pending"));
-    let writes = fake.w().log[before..].to_vec();
+    let writes = fake.world().log[before..].to_vec();
     assert_eq!(writes, [format!("DeleteCertificate {c_failed}"), format!("DeleteCertificate {d_timed_out}")]);
-    assert!(fake.w().certs.contains_key(&format!("{ARN}e-failed-in-use")), "in use: never deleted");
+    assert!(fake.world().certs.contains_key(&format!("{ARN}e-failed-in-use")), "in use: never deleted");
     assert!(c.plan(&ctx, &spec).await.unwrap().is_empty());
 
     // Destroy deletes every certificate of ours, the failed one in use is refused by ACM.
@@ -615,9 +668,9 @@ async fn only_the_newest_issued_or_pending_certificate_is_used_and_failed_ones_a
         err.to_string().contains("DeleteCertificate failed for") && err.to_string().contains("e-failed-in-use"),
         "{err}"
     );
-    fake.w().certs.get_mut(&format!("{ARN}e-failed-in-use")).unwrap().in_use_by.clear();
+    fake.world().certs.get_mut(&format!("{ARN}e-failed-in-use")).unwrap().in_use_by.clear();
     c.destroy(&ctx, &spec).await.unwrap();
-    assert_eq!(fake.w().certs.keys().collect::<Vec<_>>(), [&format!("{ARN}z-theirs")]);
+    assert_eq!(fake.world().certs.keys().collect::<Vec<_>>(), [&format!("{ARN}z-theirs")]);
 }
 
 /// A certificate that timed out (72 hours without validation) and is alone is replaced too.
@@ -626,7 +679,7 @@ async fn a_timed_out_certificate_alone_is_replaced() {
     let (fake, _, c) = world(None);
     let (ctx, spec) = (ctx(), cert_spec());
     let timed_out = format!("{ARN}timed-out");
-    fake.w().certs.insert(timed_out.clone(), our_cert(&ctx, "VALIDATION_TIMED_OUT", 1_000));
+    fake.world().certs.insert(timed_out.clone(), our_cert(&ctx, "VALIDATION_TIMED_OUT", 1_000));
     let plan = c.plan(&ctx, &spec).await.unwrap();
     assert_eq!(plan.changes[0].action, Action::Replace, "{plan}");
     assert!(
@@ -635,7 +688,7 @@ async fn a_timed_out_certificate_alone_is_replaced() {
     );
     let out = c.apply(&ctx, &spec).await.unwrap();
     assert_ne!(out.certificate_arn.as_deref(), Some(timed_out.as_str()));
-    assert!(!fake.w().certs.contains_key(&timed_out));
+    assert!(!fake.world().certs.contains_key(&timed_out));
 }
 
 /// The load balancer controller's gate (the stack passes the EKS add-ons' wait): the charts
@@ -643,11 +696,11 @@ async fn a_timed_out_certificate_alone_is_replaced() {
 /// and when it fails the controller is not installed and the error names why.
 #[tokio::test]
 async fn the_controller_waits_for_its_gate_and_is_not_installed_when_the_gate_fails() {
-    struct Gate(Fake, Result<(), String>);
+    struct Gate(FakePlatform, Result<(), String>);
     #[async_trait]
     impl crate::ControllerGate for Gate {
         async fn settled(&self) -> Result<(), String> {
-            self.0.w().log.push("gate settled".to_owned());
+            self.0.world().log.push("gate settled".to_owned());
             self.1.clone()
         }
     }
@@ -657,7 +710,7 @@ async fn the_controller_waits_for_its_gate_and_is_not_installed_when_the_gate_fa
     let p = p.with_controller_gate(Arc::new(Gate(fake.clone(), Ok(()))));
     p.apply(&ctx, &spec).await.unwrap();
     {
-        let w = fake.w();
+        let w = fake.world();
         let at =
             |what: &str| w.log.iter().position(|l| l.contains(what)).unwrap_or_else(|| panic!("{what}: {:?}", w.log));
         assert!(at(CLUSTER_AUTOSCALER) < at("gate settled"), "{:?}", w.log);
@@ -665,16 +718,16 @@ async fn the_controller_waits_for_its_gate_and_is_not_installed_when_the_gate_fa
         assert_eq!(w.log.iter().filter(|l| *l == "gate settled").count(), 1, "{:?}", w.log);
     }
     // Nothing for the controller to do: the gate is not waited for.
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     p.apply(&ctx, &spec).await.unwrap();
-    assert!(!fake.w().log[before..].iter().any(|l| l == "gate settled"), "{:?}", &fake.w().log[before..]);
+    assert!(!fake.world().log[before..].iter().any(|l| l == "gate settled"), "{:?}", &fake.world().log[before..]);
 
     let (fake, p, _) = world(Some("v0.7.2-eksbuild.1"));
     let p = p.with_controller_gate(Arc::new(Gate(fake.clone(), Err("coredns is CREATE_FAILED".to_owned()))));
     let err = p.apply(&ctx, &spec).await.unwrap_err();
     assert!(matches!(&err, PlatformError::ControllerGate { reason } if reason.contains("coredns")), "{err}");
     assert_eq!(dify_stack_core::Classify::kind(&err), dify_stack_core::ErrorKind::Failed);
-    let w = fake.w();
+    let w = fake.world();
     assert!(w.releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), CLUSTER_AUTOSCALER.to_owned())));
     assert!(!w.releases.contains_key(&(SYSTEM_NAMESPACE.to_owned(), LOAD_BALANCER_CONTROLLER.to_owned())));
     assert!(!w.log.iter().any(|l| l.contains("crd")), "no controller CRDs either: {:?}", w.log);

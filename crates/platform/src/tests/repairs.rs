@@ -27,7 +27,7 @@ async fn the_metrics_addon_is_active_before_the_controller_is_installed() {
     let (fake, p, _) = world(Some(OFFERED));
     let (ctx, spec) = (ctx(), spec());
     p.apply(&ctx, &spec).await.unwrap();
-    let log = fake.w().log.clone();
+    let log = fake.world().log.clone();
     let active = at(&log, "DescribeAddon metrics-server ACTIVE");
     assert!(at(&log, &format!("CreateAddon dify-test metrics-server {OFFERED}")) < active, "{log:#?}");
     assert!(active < at(&log, CONTROLLER_INSTALL), "the add-on ACTIVE before the controller: {log:#?}");
@@ -35,30 +35,30 @@ async fn the_metrics_addon_is_active_before_the_controller_is_installed() {
         at(&log, "helm upgrade --install kube-system/cluster-autoscaler cluster-autoscaler-9.46.6") < active,
         "the autoscaler goes in while the add-on is created: {log:#?}"
     );
-    assert_eq!(fake.w().addons[&metrics_key()].status, "ACTIVE");
+    assert_eq!(fake.world().addons[&metrics_key()].status, "ACTIVE");
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty());
 
     // An add-on found creating (a crash right after CreateAddon) is awaited too, not created again.
     let (fake, p, _) = world(Some(OFFERED));
     {
-        let mut w = fake.w();
+        let mut w = fake.world();
         let tags = ctx.tags_for(Tier::Platform, "addon", METRICS_SERVER);
         w.addons.insert(metrics_key(), AddonState { version: OFFERED.into(), status: "CREATING".into(), tags });
         w.addon_pending = 3;
     }
     p.apply(&ctx, &spec).await.unwrap();
-    let log = fake.w().log.clone();
+    let log = fake.world().log.clone();
     assert!(!log.iter().any(|l| l.starts_with("CreateAddon")), "{log:#?}");
     assert!(at(&log, "DescribeAddon metrics-server ACTIVE") < at(&log, CONTROLLER_INSTALL), "{log:#?}");
 
     // Role-only: the commands (the controller among them) are handed out once the add-on is ACTIVE.
-    let fake = Fake::default();
-    fake.w().offered = Some(OFFERED.into());
+    let fake = FakePlatform::default();
+    fake.world().offered = Some(OFFERED.into());
     let mut role_only = spec.clone();
     role_only.kubernetes = false;
     let out = PlatformProvisioner::new(fake.clone()).apply(&ctx, &role_only).await.unwrap();
     assert!(out.commands.iter().any(|c| c.contains("helm upgrade --install aws-load-balancer-controller")));
-    assert_eq!(fake.w().log.last().map(String::as_str), Some("DescribeAddon metrics-server ACTIVE"));
+    assert_eq!(fake.world().log.last().map(String::as_str), Some("DescribeAddon metrics-server ACTIVE"));
 }
 
 /// An add-on of ours that failed to create (the controller's webhook refused its Service) is a
@@ -71,7 +71,7 @@ async fn a_create_failed_metrics_addon_is_planned_as_a_repair_and_recreated() {
     let (ctx, spec) = (ctx(), spec());
     p.apply(&ctx, &spec).await.unwrap();
     {
-        let mut w = fake.w();
+        let mut w = fake.world();
         w.addons.get_mut(&metrics_key()).unwrap().status = "CREATE_FAILED".into();
         w.addon_issues = vec![WEBHOOK_REFUSAL.into()];
         w.offered = Some("v0.7.2-eksbuild.2".into());
@@ -94,9 +94,9 @@ async fn a_create_failed_metrics_addon_is_planned_as_a_repair_and_recreated() {
     );
     assert!(plan.to_string().contains(&line), "{plan}");
 
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     p.apply(&ctx, &spec).await.unwrap();
-    let writes = fake.w().log[before..].to_vec();
+    let writes = fake.world().log[before..].to_vec();
     assert_eq!(
         writes,
         [
@@ -109,14 +109,14 @@ async fn a_create_failed_metrics_addon_is_planned_as_a_repair_and_recreated() {
 
     // Not ours: never repaired.
     {
-        let mut w = fake.w();
+        let mut w = fake.world();
         let a = w.addons.get_mut(&metrics_key()).unwrap();
         (a.status, a.tags) = ("CREATE_FAILED".into(), Tags::new());
     }
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty());
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     p.apply(&ctx, &spec).await.unwrap();
-    assert_eq!(fake.w().log.len(), before);
+    assert_eq!(fake.world().log.len(), before);
 }
 
 /// DEGRADED and UPDATE_FAILED are repaired in place: UpdateAddon at the add-on's version with
@@ -130,7 +130,7 @@ async fn a_degraded_or_update_failed_metrics_addon_is_repaired_by_update_with_ov
         let (ctx, spec) = (ctx(), spec());
         p.apply(&ctx, &spec).await.unwrap();
         {
-            let mut w = fake.w();
+            let mut w = fake.world();
             w.addons.get_mut(&metrics_key()).unwrap().status = status.into();
             w.addon_issues = vec![REPLICAS.into()];
         }
@@ -145,9 +145,9 @@ async fn a_degraded_or_update_failed_metrics_addon_is_repaired_by_update_with_ov
                     .as_str()
             )
         );
-        let before = fake.w().log.len();
+        let before = fake.world().log.len();
         p.apply(&ctx, &spec).await.unwrap();
-        let writes = fake.w().log[before..].to_vec();
+        let writes = fake.world().log[before..].to_vec();
         assert_eq!(
             writes,
             [format!("UpdateAddon metrics-server {OFFERED} OVERWRITE"), "DescribeAddon metrics-server ACTIVE".into()],
@@ -164,7 +164,7 @@ async fn a_repair_that_fails_again_names_the_status_and_the_issues() {
     let (fake, p, _) = world(Some(OFFERED));
     let (ctx, spec) = (ctx(), spec());
     {
-        let mut w = fake.w();
+        let mut w = fake.world();
         let tags = ctx.tags_for(Tier::Platform, "addon", METRICS_SERVER);
         w.addons.insert(metrics_key(), AddonState { version: OFFERED.into(), status: "CREATE_FAILED".into(), tags });
         w.addon_fate = Some(("CREATE_FAILED".into(), vec![WEBHOOK_REFUSAL.into()]));
@@ -174,7 +174,7 @@ async fn a_repair_that_fails_again_names_the_status_and_the_issues() {
         matches!(&err, PlatformError::AddonFailed { status, issues, .. } if status == "CREATE_FAILED" && issues == &[WEBHOOK_REFUSAL]),
         "{err}"
     );
-    assert!(!fake.w().log.iter().any(|l| l.contains("aws-load-balancer-controller")), "{:#?}", fake.w().log);
+    assert!(!fake.world().log.iter().any(|l| l.contains("aws-load-balancer-controller")), "{:#?}", fake.world().log);
 }
 
 /// A first install gets the CRDs from Helm (no step of ours); a new controller chart on an
@@ -188,7 +188,7 @@ async fn a_new_controller_chart_applies_its_crds_before_the_upgrade_and_a_first_
     let plan = p.plan(&ctx, &spec).await.unwrap();
     assert!(!plan.changes.iter().any(|c| c.resource.kind == "k8s:crds"), "{plan}");
     p.apply(&ctx, &spec).await.unwrap();
-    assert!(!fake.w().log.iter().any(|l| l.contains("crd")), "{:#?}", fake.w().log);
+    assert!(!fake.world().log.iter().any(|l| l.contains("crd")), "{:#?}", fake.world().log);
 
     spec.load_balancer_controller.as_mut().unwrap().version = "1.14.0".into();
     let plan = p.plan(&ctx, &spec).await.unwrap();
@@ -207,9 +207,9 @@ async fn a_new_controller_chart_applies_its_crds_before_the_upgrade_and_a_first_
         "{plan}"
     );
 
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     p.apply(&ctx, &spec).await.unwrap();
-    let writes = fake.w().log[before..].to_vec();
+    let writes = fake.world().log[before..].to_vec();
     assert_eq!(
         writes,
         [
@@ -219,7 +219,7 @@ async fn a_new_controller_chart_applies_its_crds_before_the_upgrade_and_a_first_
             "helm upgrade --install kube-system/aws-load-balancer-controller aws-load-balancer-controller-1.14.0"
         ]
     );
-    assert!(fake.w().crds.values().all(|chart| chart == "1.14.0"), "{:?}", fake.w().crds);
+    assert!(fake.world().crds.values().all(|chart| chart == "1.14.0"), "{:?}", fake.world().crds);
     assert!(p.plan(&ctx, &spec).await.unwrap().is_empty());
 }
 
@@ -227,7 +227,7 @@ async fn a_new_controller_chart_applies_its_crds_before_the_upgrade_and_a_first_
 /// error no retry fixes.
 #[tokio::test]
 async fn a_helm_client_that_cannot_show_crds_stops_the_upgrade_before_helm_runs() {
-    struct OldHelm(Fake);
+    struct OldHelm(FakePlatform);
     #[async_trait]
     impl HelmApi for OldHelm {
         async fn status(&self, release: String, namespace: String) -> Result<Option<ReleaseInfo>, HelmError> {
@@ -246,11 +246,11 @@ async fn a_helm_client_that_cannot_show_crds_stops_the_upgrade_before_helm_runs(
     p.apply(&ctx, &spec).await.unwrap();
     let old = PlatformProvisioner::new(fake.clone()).with_kubernetes(OldHelm(fake.clone()), fake.clone());
     spec.load_balancer_controller.as_mut().unwrap().version = "1.14.0".into();
-    let before = fake.w().log.len();
+    let before = fake.world().log.len();
     let err = old.apply(&ctx, &spec).await.unwrap_err();
     assert!(err.to_string().contains("helm show crds"), "{err}");
     assert_eq!(dify_stack_core::Classify::kind(&err), dify_stack_core::ErrorKind::Invalid);
-    assert!(fake.w().log[before..].is_empty(), "{:?}", &fake.w().log[before..]);
+    assert!(fake.world().log[before..].is_empty(), "{:?}", &fake.world().log[before..]);
 }
 
 /// `helm show crds` is named like the install (`--repo` or an OCI reference, `--version`

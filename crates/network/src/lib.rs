@@ -27,6 +27,8 @@ pub mod provisioner;
 pub mod quotas;
 pub mod sdk;
 pub mod spec;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 pub use client::Ec2Api;
 #[cfg(any(test, feature = "test-util"))]

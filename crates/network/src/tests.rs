@@ -15,6 +15,7 @@ use crate::{NetworkError, NetworkProvisioner};
 
 mod destroy;
 mod drift;
+mod fake;
 mod identity;
 mod preflight;
 mod refusals;

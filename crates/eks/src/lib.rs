@@ -24,6 +24,8 @@ pub mod node_sg;
 pub mod provisioner;
 mod sdk;
 pub mod spec;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 pub mod token;

@@ -19,9 +19,9 @@ mod after_use;
 mod day2;
 mod destroy;
 mod drift;
-mod fake;
+mod timed;
 mod upgrade;
-use fake::*;
+use crate::testing::*;
 
 fn ctx() -> Context {
     Context::new("eks-t", Environment::Test, "us-west-2").unwrap().with_wait(WaitPolicy {
@@ -200,7 +200,7 @@ async fn apply_waits_through_creating_and_installs_everything_then_is_a_no_op() 
     assert_eq!(out.node_role_arn.as_str(), "arn:aws:iam::1:role/eks-t-eks-node");
 
     {
-        let s = fake.0.lock().unwrap();
+        let s = fake.state();
         // Two IAM-propagation rejections were retried.
         assert_eq!(s.calls.iter().filter(|c| *c == "CreateCluster").count(), 3);
         // ... with one token, stable across the retries of this creation.
@@ -265,7 +265,7 @@ async fn the_control_plane_alone_makes_the_cluster_and_nothing_the_nodes_need() 
     for call in ["CreateLaunchTemplate", "CreateNodegroup", "CreateAddon"] {
         assert!(!made.iter().any(|c| c == call), "{call} made before the egress: {made:?}");
     }
-    assert_eq!(fake.0.lock().unwrap().cluster.as_ref().map(|c| c.status.clone()), Some(Status::Active));
+    assert_eq!(fake.state().cluster.as_ref().map(|c| c.status.clone()), Some(Status::Active));
     // The plan left: the node side and the access entries only.
     let left = eks.plan(&ctx, &spec).await.unwrap();
     let kinds: Vec<&str> = left.changes.iter().map(|c| c.resource.kind.as_str()).collect();
@@ -322,7 +322,7 @@ async fn an_addon_dropped_from_the_spec_is_removed_but_not_one_another_tier_inst
     eks.apply(&ctx, &s).await.unwrap();
     // The platform tier's metrics-server add-on: the stack's tags, another tier.
     let platform_tags = ctx.tags_for(dify_stack_core::Tier::Platform, "addon", "metrics-server");
-    fake.0.lock().unwrap().addons.insert(
+    fake.state().addons.insert(
         "metrics-server".into(),
         AddonInfo {
             name: "metrics-server".into(),
@@ -338,7 +338,7 @@ async fn an_addon_dropped_from_the_spec_is_removed_but_not_one_another_tier_inst
     let deletes: Vec<String> = plan.with_action(Action::Delete).map(|c| c.resource.name.clone()).collect();
     assert_eq!(deletes, ["coredns"], "{plan}");
     eks.apply(&ctx, &s).await.unwrap();
-    let left: Vec<String> = fake.0.lock().unwrap().addons.keys().cloned().collect();
+    let left: Vec<String> = fake.state().addons.keys().cloned().collect();
     assert!(left.contains(&"metrics-server".to_owned()) && !left.contains(&"coredns".to_owned()), "{left:?}");
 }
 
@@ -365,7 +365,7 @@ async fn scaling_labels_endpoint_logs_and_admins_update_in_place() {
     eks.apply(&ctx, &s).await.unwrap();
     let applied = fake.calls()[mark..].to_vec();
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
-    let st = fake.0.lock().unwrap();
+    let st = fake.state();
     let ng = st.nodegroup.as_ref().unwrap();
     assert_eq!((ng.min, ng.desired, ng.max), (1, 1, 4), "the desired size is the spec's at create only");
     assert_eq!(ng.labels["team"], "ai");
@@ -426,7 +426,7 @@ async fn apply_nodes_waits_for_the_nodes_and_the_pod_network_and_apply_then_for_
     let (ctx, spec) = (ctx(), spec());
     eks.apply_nodes(&ctx, &spec).await.unwrap();
     {
-        let s = fake.0.lock().unwrap();
+        let s = fake.state();
         assert_eq!(s.nodegroup.as_ref().map(|n| n.status.clone()), Some(Status::Active));
         assert_eq!(s.addon_busy[POD_NETWORK_ADDON], 0, "the VPC CNI was waited for until ACTIVE");
         assert!(s.addon_busy["coredns"] > 99_000, "CoreDNS was not waited for");
@@ -441,9 +441,9 @@ async fn apply_nodes_waits_for_the_nodes_and_the_pod_network_and_apply_then_for_
         assert!(at("CreateCluster") < at("CreateRole(eks-t-eks-node)"), "{:?}", s.calls);
     }
     // The whole apply: everything found made, CoreDNS waited for.
-    fake.0.lock().unwrap().addon_busy.insert("coredns".to_owned(), 2);
+    fake.state().addon_busy.insert("coredns".to_owned(), 2);
     let mark = fake.writes().len();
     eks.apply(&ctx, &spec).await.unwrap();
-    assert_eq!(fake.0.lock().unwrap().addon_busy["coredns"], 0, "CoreDNS was waited for until ACTIVE");
+    assert_eq!(fake.state().addon_busy["coredns"], 0, "CoreDNS was waited for until ACTIVE");
     assert_eq!(fake.writes().len(), mark, "wrote: {:?}", &fake.writes()[mark..]);
 }

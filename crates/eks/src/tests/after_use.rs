@@ -44,7 +44,7 @@ fn snapshot(id: &str, t: Tags) -> SnapshotInfo {
 /// detaching over two more polls), a snapshot of it tagged for the stack, and what is not the
 /// stack's: another stack's volume, an untagged volume, an untagged snapshot.
 fn used(fake: &FakeEks) {
-    let mut s = fake.0.lock().unwrap();
+    let mut s = fake.state();
     s.volumes.push(stack_volume("vol-1", "in-use", 2));
     let mut other = stack_volume("vol-other", "available", 0);
     other.0.tags.insert(TAG_STACK.into(), "eks-t2".into());
@@ -55,7 +55,7 @@ fn used(fake: &FakeEks) {
 }
 
 fn volume_ids(fake: &FakeEks) -> Vec<String> {
-    fake.0.lock().unwrap().volumes.iter().map(|(v, _)| v.id.clone()).collect()
+    fake.state().volumes.iter().map(|(v, _)| v.id.clone()).collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -81,7 +81,7 @@ async fn the_stacks_volumes_and_snapshots_are_data_refused_without_delete_data_b
     assert!(err.to_string().contains("nothing was deleted") && err.to_string().contains("--delete-data"), "{err}");
     let writes: Vec<String> = fake.calls()[mark..].iter().filter(|c| c.starts_with("Delete")).cloned().collect();
     assert!(writes.is_empty(), "refused before any delete: {writes:?}");
-    assert!(fake.0.lock().unwrap().cluster.is_some());
+    assert!(fake.state().cluster.is_some());
 
     // The context's permission is the one that counts.
     let allowed =
@@ -105,7 +105,7 @@ async fn with_delete_data_they_go_after_the_cluster_once_detached_and_nothing_el
         assert!(deleted.iter().any(|r| r.kind == kind && r.name == id), "{kind} {id} in {deleted:?}");
     }
     assert_eq!(volume_ids(&fake), ["vol-other", "vol-untagged"], "only the stack's");
-    let snapshots: Vec<String> = fake.0.lock().unwrap().snapshots.iter().map(|s| s.id.clone()).collect();
+    let snapshots: Vec<String> = fake.state().snapshots.iter().map(|s| s.id.clone()).collect();
     assert_eq!(snapshots, ["snap-untagged"]);
     let calls = &fake.calls()[mark..];
     let at = |call: &str| calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("{call} in {calls:?}"));
@@ -127,7 +127,7 @@ async fn a_volume_that_never_detaches_ends_destroy_naming_it() {
     let ctx = ctx().with_permissions(Permissions { allow_data_loss: true, ..Default::default() });
     eks.apply(&ctx, &s).await.unwrap();
     // Attached by hand to an instance outside the node group: it never detaches.
-    fake.0.lock().unwrap().volumes.push(stack_volume("vol-held", "in-use", u32::MAX));
+    fake.state().volumes.push(stack_volume("vol-held", "in-use", u32::MAX));
     let err = eks.destroy(&ctx, &s).await.unwrap_err();
     assert!(matches!(&err, EksError::Wait(_)), "{err:?}");
     assert!(err.to_string().contains("vol-held in-use on i-node"), "{err}");
@@ -140,7 +140,7 @@ async fn the_cni_interfaces_left_in_the_vpc_are_deleted_after_the_nodes_and_no_o
     let eks = EksProvisioner::new(fake.clone());
     let (ctx, s) = (ctx(), spec());
     eks.apply(&ctx, &s).await.unwrap();
-    let node_sg = fake.0.lock().unwrap().sg.as_ref().unwrap().1.id.to_string();
+    let node_sg = fake.state().sg.as_ref().unwrap().1.id.to_string();
     let eni = |id: &str, vpc: &str, description: &str, groups: &[&str], t: Tags, status: &str| {
         (
             vpc.to_owned(),
@@ -155,7 +155,7 @@ async fn the_cni_interfaces_left_in_the_vpc_are_deleted_after_the_nodes_and_no_o
         )
     };
     let cni = tags(&[(CNI_CLUSTER_TAG, "eks-t"), ("node.k8s.amazonaws.com/instance_id", "i-gone")]);
-    fake.0.lock().unwrap().enis = vec![
+    fake.state().enis = vec![
         // Tagged by the CNI for this cluster, in the VPC's default group.
         eni("eni-cni", "vpc-1", "aws-K8S-i-gone", &["sg-default"], cni.clone(), "available"),
         // Made by a CNI that did not know the cluster name: in our node group.
@@ -170,7 +170,7 @@ async fn the_cni_interfaces_left_in_the_vpc_are_deleted_after_the_nodes_and_no_o
     let gone: Vec<&str> =
         deleted.iter().filter(|r| r.kind == "ec2:network-interface").map(|r| r.name.as_str()).collect();
     assert_eq!(gone, ["eni-cni", "eni-cni-untagged"]);
-    let left: Vec<String> = fake.0.lock().unwrap().enis.iter().map(|(_, e)| e.id.clone()).collect();
+    let left: Vec<String> = fake.state().enis.iter().map(|(_, e)| e.id.clone()).collect();
     assert_eq!(left, ["eni-other", "eni-elb", "eni-elsewhere"]);
     let calls = &fake.calls()[mark..];
     let at = |call: &str| calls.iter().position(|c| c == call).unwrap();
@@ -185,7 +185,7 @@ async fn the_log_group_eks_re_creates_after_the_cluster_is_deleted_is_deleted_ag
     let (ctx, s) = (ctx(), spec());
     eks.apply(&ctx, &s).await.unwrap();
     // A late flush re-creates the group once, untagged, after our delete.
-    fake.0.lock().unwrap().log_group_flushes = 1;
+    fake.state().log_group_flushes = 1;
     let mark = fake.calls().len();
     let deleted = eks.destroy(&ctx, &s).await.unwrap();
     let calls = &fake.calls()[mark..];
@@ -195,28 +195,28 @@ async fn the_log_group_eks_re_creates_after_the_cluster_is_deleted_is_deleted_ag
     let cluster_gone = calls.iter().position(|c| c == "DeleteCluster").unwrap();
     let key = calls.iter().position(|c| c.starts_with("ScheduleKeyDeletion")).unwrap();
     assert!(cluster_gone < deletes[0] && key < deletes[1], "after the cluster, and again last: {calls:?}");
-    assert!(fake.0.lock().unwrap().log_group.is_none());
+    assert!(fake.state().log_group.is_none());
     assert_eq!(deleted.iter().filter(|r| r.kind == "logs:log-group").count(), 1);
 
     // Later still (the flush came after destroy returned): the next destroy deletes it by its
     // name although it carries no tag, the cluster being gone.
     let late = LogGroupInfo { name: "/aws/eks/eks-t/cluster".into(), retention_days: None, tags: Tags::new() };
-    fake.0.lock().unwrap().log_group = Some(late.clone());
+    fake.state().log_group = Some(late.clone());
     let deleted = eks.destroy(&ctx, &s).await.unwrap();
     assert_eq!(deleted.iter().map(|r| r.to_string()).collect::<Vec<_>>().len(), 1, "{deleted:?}");
-    assert!(fake.0.lock().unwrap().log_group.is_none());
+    assert!(fake.state().log_group.is_none());
 
     // Another stack's group, or one a cluster of the name (not ours) writes to, is left.
     let theirs = LogGroupInfo { tags: tags(&[(TAG_STACK, "eks-t2")]), ..late.clone() };
-    fake.0.lock().unwrap().log_group = Some(theirs);
+    fake.state().log_group = Some(theirs);
     assert!(eks.destroy(&ctx, &s).await.unwrap().is_empty());
-    assert!(fake.0.lock().unwrap().log_group.is_some());
+    assert!(fake.state().log_group.is_some());
     let foreign = FakeEks::with(|st| {
         st.cluster = Some(ClusterInfo { name: "eks-t".into(), status: "ACTIVE".into(), ..Default::default() });
         st.log_group = Some(late);
     });
     assert!(EksProvisioner::new(foreign.clone()).destroy(&ctx, &s).await.unwrap().is_empty());
-    assert!(foreign.0.lock().unwrap().log_group.is_some() && foreign.0.lock().unwrap().cluster.is_some());
+    assert!(foreign.state().log_group.is_some() && foreign.state().cluster.is_some());
 }
 
 #[tokio::test(start_paused = true)]
@@ -237,7 +237,7 @@ async fn a_log_group_eks_made_is_adopted_by_plan_and_by_a_create_that_meets_it()
     assert!(!calls.iter().any(|c| c.starts_with("CreateLogGroup")), "{calls:?}");
     let tagged = calls.iter().position(|c| c.starts_with("TagLogGroup")).unwrap();
     assert!(tagged < calls.iter().position(|c| c == "CreateCluster").unwrap(), "before the cluster writes to it");
-    let g = fake.0.lock().unwrap().log_group.clone().unwrap();
+    let g = fake.state().log_group.clone().unwrap();
     assert!(ctx.owns_tags(&g.tags) && g.retention_days == Some(s.log_retention_days), "{g:?}");
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty(), "converged");
 
@@ -248,7 +248,7 @@ async fn a_log_group_eks_made_is_adopted_by_plan_and_by_a_create_that_meets_it()
     let calls = fake.calls();
     let create = calls.iter().position(|c| c.starts_with("CreateLogGroup")).unwrap();
     assert_eq!(calls[create + 1], "TagLogGroup(/aws/eks/eks-t/cluster)", "{calls:?}");
-    let g = fake.0.lock().unwrap().log_group.clone().unwrap();
+    let g = fake.state().log_group.clone().unwrap();
     assert!(ctx.owns_tags(&g.tags) && g.retention_days == Some(s.log_retention_days), "{g:?}");
 
     // One carrying another stack's tag is refused, never adopted.
@@ -281,7 +281,7 @@ async fn the_last_step_names_each_resource_still_tagged_for_the_stack_or_cluster
     assert!(eks.leftovers(&ctx, Some("vpc-1")).await.unwrap().is_empty(), "nothing at all");
     let resource = |kind: &str, id: &str, t: Tags| TaggedResource { kind: kind.into(), id: id.into(), tags: t };
     {
-        let mut st = fake.0.lock().unwrap();
+        let mut st = fake.state();
         st.tagged = vec![
             resource("ec2:instance", "i-node", tags(&[("kubernetes.io/cluster/eks-t", "owned")])),
             resource("ec2:security-group", "sg-lbc", tags(&[("elbv2.k8s.aws/cluster", "eks-t")])),

@@ -70,7 +70,7 @@ async fn subnets_access_and_logging_are_three_updates_each_waited_for() {
         assert!(between.starts_with(&["DescribeUpdate".to_owned(), "DescribeUpdate".to_owned()]), "{between:?}");
         assert_eq!(between.last().map(String::as_str), Some("DescribeCluster"), "{between:?}");
     }
-    let c = fake.0.lock().unwrap().cluster.clone().unwrap();
+    let c = fake.state().cluster.clone().unwrap();
     assert_eq!(sorted(&c.public_access_cidrs), ["198.51.100.7/32", "203.0.113.9/32"]);
     assert_eq!(c.subnet_ids.len(), 3);
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
@@ -102,7 +102,7 @@ async fn one_operators_apply_keeps_the_other_operators_addresses() {
     // Operator B applies: the stack hands over both operators' entries.
     s.operator_cidrs = vec!["198.51.100.7/32".into(), "203.0.113.9/32".into()];
     eks.apply(&ctx, &s).await.unwrap();
-    let have = |fake: &FakeEks| sorted(&fake.0.lock().unwrap().cluster.clone().unwrap().public_access_cidrs);
+    let have = |fake: &FakeEks| sorted(&fake.state().cluster.clone().unwrap().public_access_cidrs);
     assert_eq!(have(&fake), ["192.0.2.0/24", "198.51.100.7/32", "203.0.113.9/32"]);
     // A again: B stays.
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty(), "A's apply with both entries changes nothing");
@@ -151,12 +151,12 @@ async fn a_node_group_scaled_outside_keeps_its_size() {
     let mut s = spec();
     eks.apply(&ctx, &s).await.unwrap();
     // Cluster Autoscaler scaled the node group to 2 of max 2.
-    fake.0.lock().unwrap().nodegroup.as_mut().unwrap().desired = 2;
+    fake.state().nodegroup.as_mut().unwrap().desired = 2;
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty(), "the desired size is not drift");
     let mark = fake.calls().len();
     eks.apply(&ctx, &s).await.unwrap();
     assert!(writes_since(&fake, mark).is_empty(), "{:?}", writes_since(&fake, mark));
-    assert_eq!(fake.0.lock().unwrap().nodegroup.as_ref().unwrap().desired, 2);
+    assert_eq!(fake.state().nodegroup.as_ref().unwrap().desired, 2);
 
     // A new desired size in the config alone changes nothing either.
     s.node_group.desired = 1;
@@ -169,7 +169,7 @@ async fn a_node_group_scaled_outside_keeps_its_size() {
     let mark = fake.calls().len();
     eks.apply(&ctx, &s).await.unwrap();
     assert_eq!(writes_since(&fake, mark), ["UpdateNodegroupConfig"]);
-    let ng = fake.0.lock().unwrap().nodegroup.clone().unwrap();
+    let ng = fake.state().nodegroup.clone().unwrap();
     assert_eq!((ng.min, ng.desired, ng.max), (1, 2, 3));
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
 
@@ -178,7 +178,7 @@ async fn a_node_group_scaled_outside_keeps_its_size() {
     let plan = eks.plan(&ctx, &s).await.unwrap();
     assert_eq!(plan.changes[0].fields[0].after.as_deref(), Some("min 1 desired 1 max 1"), "{plan}");
     eks.apply(&ctx, &s).await.unwrap();
-    let ng = fake.0.lock().unwrap().nodegroup.clone().unwrap();
+    let ng = fake.state().nodegroup.clone().unwrap();
     assert_eq!((ng.min, ng.desired, ng.max), (1, 1, 1));
 }
 
@@ -202,7 +202,7 @@ async fn an_addon_whose_default_version_moved_is_not_updated() {
     eks.apply(&ctx, &s).await.unwrap();
     {
         // vpc-cni runs v1.18 (still compatible with 1.33); EKS's default for 1.33 is another.
-        let mut st = fake.0.lock().unwrap();
+        let mut st = fake.state();
         st.addons.get_mut("vpc-cni").unwrap().version = "v1.18".into();
         st.extra_compatible = vec!["v1.18".into()];
     }
@@ -210,14 +210,14 @@ async fn an_addon_whose_default_version_moved_is_not_updated() {
     let mark = fake.calls().len();
     eks.apply(&ctx, &s).await.unwrap();
     assert!(writes_since(&fake, mark).is_empty(), "{:?}", writes_since(&fake, mark));
-    assert_eq!(fake.0.lock().unwrap().addons["vpc-cni"].version, "v1.18");
+    assert_eq!(fake.state().addons["vpc-cni"].version, "v1.18");
 
     // An explicit version moves it (to exactly that version).
     s.addon_versions.insert("vpc-cni".into(), "v1.19.5".into());
     let plan = eks.plan(&ctx, &s).await.unwrap();
     assert_eq!(lines(&plan), ["eks:addon version"], "{plan}");
     eks.apply(&ctx, &s).await.unwrap();
-    assert_eq!(fake.0.lock().unwrap().addons["vpc-cni"].version, "v1.19.5");
+    assert_eq!(fake.state().addons["vpc-cni"].version, "v1.19.5");
     assert!(eks.plan(&ctx, &s).await.unwrap().is_empty());
 }
 
@@ -230,11 +230,11 @@ async fn a_kubernetes_upgrade_moves_compatible_addons_to_the_new_default() {
     old.kubernetes_version = "1.32".parse().unwrap();
     eks.apply(&ctx, &old).await.unwrap();
     // Every installed version stays listed as compatible with 1.33 too.
-    let installed: Vec<String> = fake.0.lock().unwrap().addons.values().map(|a| a.version.clone()).collect();
-    fake.0.lock().unwrap().extra_compatible = installed;
+    let installed: Vec<String> = fake.state().addons.values().map(|a| a.version.clone()).collect();
+    fake.state().extra_compatible = installed;
     let new = spec();
     eks.apply(&ctx, &new).await.unwrap();
-    let st = fake.0.lock().unwrap();
+    let st = fake.state();
     for (name, a) in &st.addons {
         assert_eq!(a.version, default_version(name, "1.33"), "{name}");
     }
@@ -248,8 +248,8 @@ async fn a_busy_addon_is_waited_for_before_its_update() {
     let mut s = spec();
     eks.apply(&ctx, &s).await.unwrap();
     // vpc-cni is UPDATING (someone else's update) for two more DescribeAddon calls.
-    fake.0.lock().unwrap().addon_busy.insert("vpc-cni".into(), 2);
+    fake.state().addon_busy.insert("vpc-cni".into(), 2);
     s.addon_versions.insert("vpc-cni".into(), "v1.19.5".into());
     eks.apply(&ctx, &s).await.unwrap();
-    assert_eq!(fake.0.lock().unwrap().addons["vpc-cni"].version, "v1.19.5");
+    assert_eq!(fake.state().addons["vpc-cni"].version, "v1.19.5");
 }

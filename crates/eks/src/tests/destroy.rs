@@ -49,7 +49,7 @@ async fn destroy_goes_nodegroup_addons_cluster_template_roles_key() {
     eks.apply(&ctx, &s).await.unwrap();
     assert!(!fake.calls().iter().any(|c| c == "CancelKeyDeletion"));
     assert_eq!(fake.calls().iter().filter(|c| *c == "CreateKey").count(), 2);
-    let states: Vec<String> = fake.0.lock().unwrap().keys.iter().map(|k| k.state.clone()).collect();
+    let states: Vec<String> = fake.state().keys.iter().map(|k| k.state.clone()).collect();
     assert_eq!(states, ["PendingDeletion", "Enabled"]);
 }
 
@@ -65,7 +65,7 @@ async fn a_selector_without_the_vpc_skips_only_what_the_vpc_finds() {
     let deleted = eks.destroy_selected(&ctx, &crate::EksSelector { vpc_id: None }).await.unwrap();
     assert_eq!(deleted.len(), 5 + 1 + 1 + 1 + 1 + 3 + 1, "{deleted:?}");
     assert!(!deleted.iter().any(|r| r.kind == "ec2:security-group"), "{deleted:?}");
-    assert!(fake.0.lock().unwrap().sg.is_some());
+    assert!(fake.state().sg.is_some());
     // With the VPC, the group is found and deleted.
     let deleted = eks.destroy(&ctx, &s).await.unwrap();
     assert_eq!(deleted.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["ec2:security-group"]);
@@ -78,11 +78,11 @@ async fn a_key_scheduled_for_deletion_elsewhere_is_restored() {
     let eks = EksProvisioner::new(fake.clone());
     let (ctx, s) = (ctx(), spec());
     eks.apply(&ctx, &s).await.unwrap();
-    fake.0.lock().unwrap().keys[0].state = "PendingDeletion".into();
+    fake.state().keys[0].state = "PendingDeletion".into();
     eks.apply(&ctx, &s).await.unwrap();
     assert!(fake.calls().iter().any(|c| c == "CancelKeyDeletion"));
     assert_eq!(fake.calls().iter().filter(|c| *c == "CreateKey").count(), 1);
-    assert_eq!(fake.0.lock().unwrap().keys[0].state, "Enabled");
+    assert_eq!(fake.state().keys[0].state, "Enabled");
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,7 +101,7 @@ async fn resources_without_our_tag_are_never_adopted() {
     assert!(fake.writes().is_empty());
     // Destroy leaves it alone.
     assert!(eks.destroy(&ctx(), &spec()).await.unwrap().is_empty());
-    assert!(fake.0.lock().unwrap().cluster.is_some());
+    assert!(fake.state().cluster.is_some());
 }
 
 mod token_tests {

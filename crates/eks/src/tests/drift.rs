@@ -17,7 +17,7 @@ async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {
     let tier = dify_stack_core::TAG_TIER;
     let addon = s.addons[0].clone();
     {
-        let mut st = fake.0.lock().unwrap();
+        let mut st = fake.state();
         st.roles.values_mut().next().unwrap().tags.remove(tier);
         st.keys[0].tags.remove(tier);
         st.log_group.as_mut().unwrap().retention_days = Some(1);
@@ -65,7 +65,7 @@ async fn a_drifted_tier_gets_exactly_the_writes_its_plan_shows() {
         .collect();
     // The drifted role is the EBS CSI driver's: it converges beside the cluster, which needs
     // only its own role, the key and the log group.
-    let role = fake.0.lock().unwrap().roles.keys().next().unwrap().clone();
+    let role = fake.state().roles.keys().next().unwrap().clone();
     assert_eq!(role, "eks-t-ebs-csi");
     assert_eq!(writes.len(), 8, "{writes:?}");
     let tag_role = format!("TagRole({role})");
@@ -103,7 +103,7 @@ async fn a_key_left_without_its_alias_gets_it_and_no_twin() {
     let ctx = ctx();
     let s = spec();
     eks.apply(&ctx, &s).await.unwrap();
-    fake.0.lock().unwrap().key_alias = None;
+    fake.state().key_alias = None;
     let mark = fake.calls().len();
     let plan = eks.plan(&ctx, &s).await.unwrap();
     let shown: Vec<String> = plan.changes.iter().map(|c| format!("{} {}", c.resource.kind, c.fields[0].path)).collect();

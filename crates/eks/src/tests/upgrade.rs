@@ -71,7 +71,7 @@ async fn a_two_minor_upgrade_is_planned_and_made_one_minor_at_a_time_nodes_follo
     eks.apply(&ctx, &new).await.unwrap();
     assert_eq!(updates_since(&fake, mark), [step_writes("1.32"), step_writes("1.33")].concat());
     assert!(eks.plan(&ctx, &new).await.unwrap().is_empty(), "converged");
-    let s = fake.0.lock().unwrap();
+    let s = fake.state();
     assert_eq!(s.nodegroup.as_ref().unwrap().version.as_deref(), Some("1.33"));
     assert!(s.addons.iter().all(|(n, a)| a.version == format!("v-{n}-1.33")), "{:?}", s.addons);
 }
@@ -110,7 +110,7 @@ async fn a_blocking_upgrade_insight_stops_the_upgrade_before_its_first_step_with
         reason: "Deprecated API usage detected within last 30 days".into(),
         description: "Checks for usage of deprecated APIs".into(),
     };
-    fake.0.lock().unwrap().insights = vec![insight("ERROR")];
+    fake.state().insights = vec![insight("ERROR")];
     let plan = eks.plan(&ctx, &spec()).await.unwrap();
     assert!(plan.to_string().contains("BLOCKED by the upgrade insight"), "{plan}");
     let mark = fake.calls().len();
@@ -123,7 +123,7 @@ async fn a_blocking_upgrade_insight_stops_the_upgrade_before_its_first_step_with
     assert_eq!(err.kind(), dify_stack_core::ErrorKind::Refused);
     assert!(updates_since(&fake, mark).is_empty(), "nothing written: {:?}", updates_since(&fake, mark));
     // A warning does not stop it.
-    fake.0.lock().unwrap().insights = vec![insight("WARNING")];
+    fake.state().insights = vec![insight("WARNING")];
     eks.apply(&ctx, &spec()).await.unwrap();
     assert_eq!(updates_since(&fake, mark), step_writes("1.33"));
 }
@@ -137,7 +137,7 @@ async fn an_upgrade_interrupted_after_a_control_plane_step_resumes_with_its_add_
     old.kubernetes_version = "1.31".parse().unwrap();
     eks.apply(&ctx, &old).await.unwrap();
     // The run stopped right after UpdateClusterVersion(1.32) finished.
-    fake.0.lock().unwrap().cluster.as_mut().unwrap().version = "1.32".into();
+    fake.state().cluster.as_mut().unwrap().version = "1.32".into();
     let plan = eks.plan(&ctx, &spec()).await.unwrap();
     let mut want = step_lines("1.31", "1.32");
     want.remove(0);
@@ -166,7 +166,7 @@ async fn a_pinned_add_on_keeps_its_pin_through_an_upgrade() {
     let plan = eks.plan(&ctx, &new).await.unwrap();
     assert!(!plan.changes.iter().any(|c| c.resource.name == "coredns"), "{plan}");
     eks.apply(&ctx, &new).await.unwrap();
-    assert_eq!(fake.0.lock().unwrap().addons["coredns"].version, "v-coredns-pinned");
+    assert_eq!(fake.state().addons["coredns"].version, "v-coredns-pinned");
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,7 +175,7 @@ async fn the_support_type_is_set_at_create_and_changed_alone() {
     let eks = EksProvisioner::new(fake.clone());
     let ctx = ctx();
     eks.apply(&ctx, &spec()).await.unwrap();
-    assert_eq!(fake.0.lock().unwrap().cluster.as_ref().unwrap().support_type.as_deref(), Some("EXTENDED"));
+    assert_eq!(fake.state().cluster.as_ref().unwrap().support_type.as_deref(), Some("EXTENDED"));
     let mut standard = spec();
     standard.support_type = SupportType::Standard;
     let plan = eks.plan(&ctx, &standard).await.unwrap();

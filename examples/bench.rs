@@ -21,17 +21,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clap::Parser;
-use dify_stack::datastores::{AuroraProvisioner, BucketProvisioner, OpenSearchProvisioner, RedisProvisioner};
-use dify_stack::eks::{EksOutput, EksProvisioner, NodeSecurityGroupProvisioner};
-use dify_stack::iam::IamProvisioner;
 use dify_stack::internals::{self, AwsRunner, PlanStep, TierRunner, wiring};
-use dify_stack::network::NetworkProvisioner;
-use dify_stack::platform::{CertificateProvisioner, PlatformProvisioner};
-use dify_stack::registry::RegistryProvisioner;
-use dify_stack::{
-    CancellationToken, ClusterConnector, DataPolicy, EventSink, KubernetesAccess, Profile, Provisioners, ResourceRef,
-    Stack, StackConfig, StackOutput,
-};
+use dify_stack::testing::FakeAccount;
+use dify_stack::{CancellationToken, DataPolicy, EventSink, Profile, ResourceRef, Stack, StackConfig, StackOutput};
 use dify_stack::{Node, NodeError, NodeOutput};
 
 mod sim;
@@ -136,80 +128,9 @@ impl Scenario {
         cfg.eks.endpoint.public_access_cidrs = vec!["203.0.113.7/32".to_owned()];
         if self.domain {
             cfg.dify.domain = Some("dify.example.com".to_owned());
-            cfg.dify.hosted_zone_id = Some("ZSIMULATED".to_owned());
+            cfg.dify.hosted_zone_id = Some(dify_stack::testing::HOSTED_ZONE_ID.to_owned());
         }
         cfg
-    }
-}
-
-/// The bundle of real provisioners over the in-memory fakes of `sim`: the facade's own runner
-/// (`internals::AwsRunner`, the nodes of `Stack::apply`) runs over it.
-fn sim_provisioners(scenario: Scenario, sim: &Arc<Sim>, region: &str) -> Provisioners {
-    let prod = scenario.profile == Profile::Prod;
-    let eks = sim::eks::FakeEks::new(sim.clone(), if prod { "eks_nodegroup_prod" } else { "eks_nodegroup_test" });
-    let ds = Arc::new(dify_stack::datastores::testing::FakeDatastores::new(
-        sim.clone(),
-        if prod { "redis_prod" } else { "redis_test" },
-        if prod { "opensearch_3_nodes" } else { "opensearch_1_node" },
-    ));
-    let iam = dify_stack::iam::testing::FakeIam::new(sim.clone());
-    let platform = sim::platform::FakePlatform::new(sim.clone(), Some("ZSIMULATED".to_owned()));
-    Provisioners {
-        network: NetworkProvisioner::new(sim::network::FakeEc2::new(sim.clone(), region)),
-        node_security_group: NodeSecurityGroupProvisioner::new(eks.clone()),
-        eks: EksProvisioner::new(eks).with_external_node_security_group(),
-        aurora: AuroraProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
-        redis: RedisProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
-        opensearch: OpenSearchProvisioner::new(ds.clone(), ds.clone(), ds.clone()),
-        bucket: BucketProvisioner::new(ds.clone()),
-        secrets: ds,
-        registry: RegistryProvisioner::new(dify_stack::registry::testing::FakeEcr::new(sim.clone())),
-        iam: IamProvisioner::new(iam.clone()),
-        platform: PlatformProvisioner::new(platform.clone()),
-        certificate: CertificateProvisioner::new(platform.clone()),
-        cluster: Arc::new(SimCluster { iam, platform }),
-    }
-}
-
-/// The cluster's Kubernetes API in the simulation: the fakes' service accounts, Helm and
-/// IngressClass; its endpoint always answers.
-struct SimCluster {
-    iam: dify_stack::iam::testing::FakeIam,
-    platform: sim::platform::FakePlatform,
-}
-
-#[async_trait]
-impl ClusterConnector for SimCluster {
-    async fn probe(
-        &self,
-        _ctx: &dify_stack::Context,
-        _eks: &EksOutput,
-        _mode: KubernetesAccess,
-        _cap: Duration,
-    ) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn iam(
-        &self,
-        _ctx: &dify_stack::Context,
-        iam: IamProvisioner,
-        _eks: &EksOutput,
-        _cap: Duration,
-    ) -> Result<IamProvisioner, NodeError> {
-        Ok(iam.with_kubernetes(self.iam.clone()))
-    }
-
-    async fn platform(
-        &self,
-        platform: PlatformProvisioner,
-        _eks: &EksOutput,
-    ) -> Result<PlatformProvisioner, NodeError> {
-        Ok(platform.with_kubernetes(self.platform.clone(), self.platform.clone()))
-    }
-
-    async fn client(&self, _eks: &EksOutput) -> Option<dify_stack::kube::Client> {
-        None
     }
 }
 
@@ -313,7 +234,8 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
         let max = BTreeMap::from([("acm_validation".to_owned(), 1800.0), ("iam_propagation".to_owned(), 60.0)]);
         let sim = Arc::new(Sim::new(durations(), max, seed));
         let cfg = scenario.config();
-        let provisioners = sim_provisioners(scenario, &sim, &cfg.region);
+        let account = FakeAccount::new(sim.clone(), cfg.environment(), &cfg.region);
+        let provisioners = account.provisioners();
         let start = tokio::time::Instant::now();
         let marks = Arc::new(std::sync::Mutex::new(Marks::default()));
         let seen = marks.clone();
@@ -338,8 +260,7 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
         let failure = if split {
             // What the CLI's `apply` runs: connect (identity), then apply (preflight, lock,
             // graph, recorded outputs, release), over the AWS the simulation answers.
-            let control = sim::control::ControlPlane::new(sim.clone());
-            let sdk = control.sdk_config(&cfg.region);
+            let sdk = account.sdk_config();
             match Stack::connect(cfg, sdk).await {
                 Ok(stack) => {
                     stack.with_provisioners(provisioners).with_events(events).apply().await.err().map(|e| e.to_string())
@@ -347,7 +268,7 @@ fn simulate(scenario: Scenario, seed: u64, split: bool) -> Run {
                 Err(e) => Some(e.to_string()),
             }
         } else {
-            let ctx = wiring::context(&cfg, Some(sim::control::ACCOUNT)).expect("valid context");
+            let ctx = wiring::context(&cfg, Some(dify_stack::testing::ACCOUNT)).expect("valid context");
             let runner = AwsRunner::new(cfg, ctx, provisioners);
             let runner = Unsplit { runner, egress_done: tokio::sync::watch::Sender::new(false) };
             internals::apply(&runner, &CancellationToken::new(), &events).await.err().map(|(_, f)| f.to_string())

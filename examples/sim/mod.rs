@@ -1,14 +1,10 @@
-//! In-memory, timed fakes of every tier's client traits, for the simulated-time benchmark: the
-//! real provisioners run over them on tokio's paused clock. The timing model is core's
-//! (`dify_stack::core::sim`); the registry's, IAM's and the datastores' fakes are the
-//! tiers' own (`dify_stack::registry::testing`, `dify_stack::iam::testing`,
-//! `dify_stack::datastores::testing`).
+//! The simulated-time benchmark's own parts: the resource and Terraform graphs its critical
+//! paths are computed on (`graphs`) and the install steps after the apply (`login`). The
+//! account it runs in is the facade's (`dify_stack::testing::FakeAccount`: every tier's own
+//! in-memory fake, `dify_stack_<tier>::testing`, over core's timing model,
+//! `dify_stack::core::sim`), the one the tiers' and the facade's own tests use.
 
 pub(crate) use dify_stack::core::sim::*;
 
-pub(crate) mod control;
-pub(crate) mod eks;
 pub(crate) mod graphs;
 pub(crate) mod login;
-pub(crate) mod network;
-pub(crate) mod platform;

@@ -44,6 +44,7 @@ pub struct Sim {
     /// Every duration drawn, by kind, in drawing order.
     sampled: Mutex<BTreeMap<String, Vec<Duration>>>,
     calls: AtomicU64,
+    writes: AtomicU64,
     /// What a read costs ([`API_ROUND_TRIP`]).
     round_trip: Duration,
     /// Every duration zero ([`Sim::instant`]).
@@ -70,6 +71,7 @@ impl Sim {
             ids: AtomicU64::new(1),
             sampled: Mutex::new(BTreeMap::new()),
             calls: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             round_trip: API_ROUND_TRIP,
             instant: false,
         }
@@ -130,6 +132,7 @@ impl Sim {
     /// which call made it).
     pub async fn write(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let cost = Duration::from_secs_f64(self.dists["cheap_object"][1]);
         if !cost.is_zero() {
             tokio::time::sleep(cost).await;
@@ -157,6 +160,11 @@ impl Sim {
     /// Calls made.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Writes made (the calls charged with [`Sim::write`]): a converged apply makes none.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 }
 

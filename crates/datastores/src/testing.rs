@@ -245,8 +245,13 @@ impl RdsApi for FakeDatastores {
         self.sim.read().await;
         Ok(Vec::new())
     }
+    /// A query (`SELECT`) is a read: one round trip, no change; any other statement a write.
     async fn execute(&self, _arn: Arn, _secret: SecretArn, _db: String, sql: String) -> Result<Vec<String>, AwsError> {
-        self.sim.write().await;
+        if sql.starts_with("SELECT ") {
+            self.sim.read().await;
+        } else {
+            self.sim.write().await;
+        }
         let mut s = self.state.lock().unwrap();
         let name = |rest: &str| rest.split_whitespace().next().unwrap_or("").trim_matches(['"', ';']).to_owned();
         if let Some(rest) = sql.strip_prefix("CREATE DATABASE ") {
@@ -365,7 +370,8 @@ impl OpenSearchApi for FakeDatastores {
             at_rest_encryption: true,
             node_to_node: true,
             enforce_https: true,
-            tls_policy: Some("Policy-Min-TLS-1-2-PFS-2023-10".to_owned()),
+            // What the SDK adapter asks for (`SdkOpenSearch::create`).
+            tls_policy: Some(crate::opensearch::TLS_POLICY.to_owned()),
             fine_grained: c.master.is_some(),
             access_policy: Some(c.access_policy),
             tags: c.tags,

@@ -36,6 +36,8 @@ mod plan;
 pub mod preflight;
 mod provisioners;
 mod runner;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod wiring;

@@ -12,6 +12,7 @@ use crate::config::{ConfigError, Profile, StackConfig};
 use crate::graph::{self, Event, EventSink, MockTierRunner, Node, NodeError, NodeOutput};
 use crate::wiring;
 
+mod account;
 mod runs;
 
 #[test]

@@ -113,6 +113,25 @@ pub fn addon_roles(cfg: &StackConfig, ctx: &Context, cluster: &str) -> Vec<dify_
     .collect()
 }
 
+/// The add-on roles' ARNs before the IAM node has run (a plan, validation): IAM role ARNs are
+/// `arn:<partition>:iam::<account>:role/<name>` (IAM user guide, "IAM identifiers": roles
+/// made without a path), and the names are the IAM tier's. The context's account, or a
+/// placeholder one where none is known (validation before any call).
+pub fn planned_addon_role_arns(
+    cfg: &StackConfig,
+    ctx: &Context,
+    cluster: &str,
+) -> std::collections::BTreeMap<String, dify_stack_core::ids::RoleArn> {
+    let account = ctx.account_id().unwrap_or("123456789012");
+    addon_roles(cfg, ctx, cluster)
+        .iter()
+        .map(|r| {
+            let arn = format!("arn:{}:iam::{account}:role/{}", ctx.partition().id(), r.role_name(cluster));
+            (r.addon.clone(), dify_stack_core::ids::RoleArn::new(arn))
+        })
+        .collect()
+}
+
 /// The certificate spec: with a domain and no certificate of yours (`dify.certificate_arn`).
 pub fn certificate_spec(cfg: &StackConfig) -> Option<dify_stack_platform::CertificateSpec> {
     let name = cfg.dify.domain.clone().filter(|_| cfg.dify.certificate_arn.is_none())?;
@@ -248,19 +267,7 @@ pub fn validate(cfg: &StackConfig) -> Result<(), SpecErrors> {
         errs.extend_prefixed("iam", e);
     }
     // The platform, with the roles it will get (their ARNs are known after apply).
-    let roles = iam
-        .addon_roles
-        .iter()
-        .map(|r| {
-            (
-                r.addon.clone(),
-                dify_stack_core::ids::RoleArn::new(format!(
-                    "arn:aws:iam::123456789012:role/{}",
-                    r.role_name(cluster_name(&ctx).as_str())
-                )),
-            )
-        })
-        .collect();
+    let roles = planned_addon_role_arns(cfg, &ctx, cluster_name(&ctx).as_str());
     if let Err(e) =
         platform_spec(cfg, &planned_network(cfg), &cluster_name(&ctx), cfg.eks.kubernetes_version, &roles).validate()
     {

@@ -46,7 +46,8 @@ impl StackNode for Platform {
         &[Node::Egress, Node::Eks, Node::Iam]
     }
 
-    /// The add-on roles are the IAM node's (named, ARNs known after apply).
+    /// The add-on roles are the IAM node's: their ARNs as IAM will name them (the IAM node's
+    /// plan has no output; validation of the spec needs a role for every enabled add-on).
     async fn plan(&self, run: &AwsRunner, up: &StackOutput) -> Result<PlanStep, NodeError> {
         let (ctx, cfg) = (&run.ctx, &run.cfg);
         let planned_net = wiring::planned_network(cfg);
@@ -54,7 +55,8 @@ impl StackNode for Platform {
         // The cluster as the EKS plan leaves it: the configured version (an upgrade the plan
         // shows is made before the platform).
         let cluster = up.eks.as_ref().map(|e| e.cluster_name.clone()).unwrap_or_else(|| wiring::cluster_name(ctx));
-        let spec = wiring::platform_spec(cfg, net, &cluster, cfg.eks.kubernetes_version, &Default::default());
+        let roles = wiring::planned_addon_role_arns(cfg, ctx, cluster.as_str());
+        let spec = wiring::platform_spec(cfg, net, &cluster, cfg.eks.kubernetes_version, &roles);
         Ok(match &up.eks {
             Some(eks) if up.network.is_some() => {
                 let platform = run.platform(spec.kubernetes.then_some(eks)).await?;

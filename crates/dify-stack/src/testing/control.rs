@@ -2,7 +2,7 @@
 //! caller's identity (STS `GetCallerIdentity`) and the control bucket (S3: the bucket made on
 //! first use, the stack lock written with `If-None-Match: *` and renewed with `If-Match`, the
 //! recorded outputs). Each answer comes after one API round trip on the simulated clock
-//! ([`super::API_ROUND_TRIP`], an estimate), so the benchmark times what the CLI's `apply`
+//! ([`dify_stack_core::sim::API_ROUND_TRIP`], an estimate), so the benchmark times what the CLI's `apply`
 //! runs, lock and outputs included. Only these calls are modelled: any other is answered
 //! `501 NotModelled`, naming it, so the run fails instead of being answered something made up.
 
@@ -18,10 +18,10 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 
-use super::Sim;
+use dify_stack_core::sim::Sim;
 
 /// The account the simulation runs in.
-pub(crate) const ACCOUNT: &str = "123456789012";
+pub const ACCOUNT: &str = "123456789012";
 
 #[derive(Default)]
 struct Bucket {
@@ -32,7 +32,7 @@ struct Bucket {
 
 /// STS and the control bucket over the SDK's HTTP layer (see the module's docs).
 #[derive(Clone)]
-pub(crate) struct ControlPlane {
+pub struct ControlPlane {
     sim: Arc<Sim>,
     bucket: Arc<Mutex<Bucket>>,
     etags: Arc<AtomicU64>,
@@ -45,13 +45,14 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    pub(crate) fn new(sim: Arc<Sim>) -> ControlPlane {
+    /// An account with no control bucket yet, answering after one round trip of `sim`.
+    pub fn new(sim: Arc<Sim>) -> ControlPlane {
         ControlPlane { sim, bucket: Arc::default(), etags: Arc::default() }
     }
 
     /// An SDK config whose every call this answers (static credentials: nothing leaves the
     /// process).
-    pub(crate) fn sdk_config(&self, region: &str) -> aws_types::SdkConfig {
+    pub fn sdk_config(&self, region: &str) -> aws_types::SdkConfig {
         aws_types::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_types::region::Region::new(region.to_owned()))

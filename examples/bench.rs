@@ -156,6 +156,8 @@ impl TierRunner for Unsplit {
                 done.wait_for(|d| *d).await.map_err(|_| NodeError::new("egress never finished", false))?;
                 self.runner.apply(Node::Eks, up).await
             }
+            // Before the split the control plane made its own roles and key.
+            Node::EksPrerequisites => Ok(NodeOutput::Done),
             Node::Egress => {
                 let out = self.runner.apply(node, up).await?;
                 self.egress_done.send_replace(true);

@@ -32,7 +32,13 @@ pub enum Node {
     Egress,
     /// The node security group (datastores admit it; the node group uses it).
     NodeSecurityGroup,
-    /// The EKS control plane: IAM roles, secrets key, log group, the cluster (until ACTIVE). Split from [`Node::Eks`] because the cluster takes about ten minutes
+    /// What the EKS cluster needs besides the subnets: its IAM role, the secrets key and the
+    /// control-plane log group. Split from [`Node::EksControlPlane`] because they need nothing
+    /// of the network: made while the VPC is built, so IAM has propagated the cluster role by
+    /// the time the subnets exist (EKS refuses a role it cannot assume yet).
+    EksPrerequisites,
+    /// The EKS control plane: the cluster (until ACTIVE), the node and EBS CSI roles beside it,
+    /// and whatever of [`Node::EksPrerequisites`]'s the observation still finds to do. Split from [`Node::Eks`] because the cluster takes about ten minutes
     /// and needs only the subnets: it is built while the NAT gateways are; and the IAM tier,
     /// which needs only the cluster's API and OIDC issuer, runs while the node group is made.
     EksControlPlane,
@@ -71,10 +77,11 @@ pub enum Node {
 
 impl Node {
     /// Every node, in a stable order.
-    pub const ALL: [Node; 16] = [
+    pub const ALL: [Node; 17] = [
         Node::Network,
         Node::Egress,
         Node::NodeSecurityGroup,
+        Node::EksPrerequisites,
         Node::EksControlPlane,
         Node::EksAccess,
         Node::Eks,
@@ -119,6 +126,7 @@ impl Node {
             Node::Network => "network",
             Node::Egress => "egress",
             Node::NodeSecurityGroup => "node-security-group",
+            Node::EksPrerequisites => "eks-prerequisites",
             Node::EksControlPlane => "eks-control-plane",
             Node::EksAccess => "eks-access",
             Node::Eks => "eks",

@@ -24,6 +24,7 @@ mod eks;
 mod eks_access;
 mod eks_addons;
 mod eks_control_plane;
+mod eks_prerequisites;
 mod iam;
 mod network;
 mod node_security_group;
@@ -55,6 +56,7 @@ pub(crate) fn of(node: Node) -> &'static dyn StackNode {
         Node::Network => &network::Network,
         Node::Egress => &egress::Egress,
         Node::NodeSecurityGroup => &node_security_group::NodeSecurityGroup,
+        Node::EksPrerequisites => &eks_prerequisites::EksPrerequisites,
         Node::EksControlPlane => &eks_control_plane::EksControlPlane,
         Node::EksAccess => &eks_access::EksAccess,
         Node::Eks => &eks::Eks,
@@ -76,8 +78,8 @@ fn planned(node: Node, plan: Plan, upstream_pending: bool, output: Option<NodeOu
     PlanStep { plans: vec![(node, crate::NodePlan { plan, upstream_pending })], output }
 }
 
-/// The plan step of a node whose plan its upstream node showed (one observation of one tier,
-/// shown as the two nodes that apply it).
+/// The plan step of a node whose plan another node of its tier shows (one observation of one
+/// tier, shown once: the EKS control plane shows the roles, the key and the access entries).
 fn shown_upstream() -> PlanStep {
     PlanStep::default()
 }

@@ -6,10 +6,23 @@
 //! [`Stack::connect`](crate::Stack::connect), [`FakeAccount::provisioners`] for
 //! [`Stack::with_provisioners`](crate::Stack::with_provisioners).
 //!
-//! ```ignore
-//! let account = FakeAccount::new(Arc::new(Sim::instant()), Environment::Test, &cfg.region);
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use dify_stack::testing::{FakeAccount, Sim};
+//! use dify_stack::{KubernetesAccess, Profile, Stack};
+//!
+//! let mut cfg = Profile::Test.config().with_name("demo")?;
+//! // Nothing leaves the process: no TLS read of the OIDC issuer, no checkip service.
+//! cfg.iam.discover_thumbprint = false;
+//! cfg.eks.kubernetes_access = KubernetesAccess::PublicCidrs;
+//! cfg.eks.endpoint.public_access_cidrs = vec!["203.0.113.7/32".to_owned()];
+//! let account = FakeAccount::new(Arc::new(Sim::instant()), cfg.environment(), &cfg.region);
 //! let stack = Stack::connect(cfg, account.sdk_config()).await?.with_provisioners(account.provisioners());
 //! stack.apply().await?;
+//! assert!(stack.plan().await?.is_empty());
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The fakes model apply from an empty account and plan; a change, a repair or a destroy makes

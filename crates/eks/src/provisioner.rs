@@ -385,6 +385,20 @@ impl EksProvisioner {
         Ok(cp.output(ctx, &names))
     }
 
+    /// What CreateCluster needs besides the subnets: the cluster role, the secrets key and the
+    /// control-plane log group. None of them needs the network, so the stack makes them while
+    /// the VPC is built, and IAM propagates the cluster role meanwhile (EKS refuses
+    /// CreateCluster with a role it cannot assume yet, "Role with arn: ... could not be
+    /// assumed", which the control plane retries). The same converge loop as `apply`
+    /// (validation, refusals), executing only these changes; the node and EBS CSI roles, whose
+    /// policies attach one after another, are made beside the cluster. `spec`'s network ids
+    /// may be planned ones: none of these uses them (the observation's node security group
+    /// lookup then finds nothing, and nothing here acts on it).
+    pub async fn apply_prerequisites(&self, ctx: &Context, spec: &EksSpec) -> Result<()> {
+        let (o, changes) = self.settled_changes(ctx, spec).await?;
+        self.converge_prerequisites(ctx, spec, &Names::of(ctx), &o, &changes).await
+    }
+
     /// The access entries of the admin principals (the caller's among them), on the cluster
     /// [`apply_control_plane`](Self::apply_control_plane) made (which leaves them to this): what
     /// this machine's Kubernetes calls need, and the node group does not.

@@ -288,6 +288,38 @@ async fn the_control_plane_alone_makes_the_cluster_and_nothing_the_nodes_need() 
     assert_eq!(fake.writes().len(), mark, "{:?}", &fake.writes()[mark..]);
 }
 
+/// What CreateCluster needs besides the subnets (the stack's `eks-prerequisites` node, while the
+/// VPC is built): the cluster role, the key and the log group, and nothing else; the control
+/// plane then makes the cluster and the other roles without making these again.
+#[tokio::test(start_paused = true)]
+async fn the_prerequisites_are_the_cluster_role_the_key_and_the_log_group_only() {
+    let fake = FakeEks::default();
+    let eks = EksProvisioner::new(fake.clone());
+    let (ctx, spec) = (ctx(), spec());
+    eks.apply_prerequisites(&ctx, &spec).await.unwrap();
+    let names = crate::names::Names::of(&ctx);
+    let made: Vec<String> = fake.writes();
+    assert_eq!(
+        made.iter().filter(|c| c.starts_with("CreateRole")).collect::<Vec<_>>(),
+        [&format!("CreateRole({})", names.cluster_role)],
+        "{made:?}"
+    );
+    for call in ["CreateKey", "CreateLogGroup", "PutRetentionPolicy"] {
+        assert!(made.iter().any(|c| c.starts_with(call)), "{call} missing from {made:?}");
+    }
+    for call in ["CreateSecurityGroup", "CreateCluster", "CreateLaunchTemplate", "CreateNodegroup", "CreateAddon"] {
+        assert!(!made.iter().any(|c| c.starts_with(call)), "{call} made: {made:?}");
+    }
+    let mark = made.len();
+    eks.apply_control_plane(&ctx, &spec).await.unwrap();
+    let later = &fake.writes()[mark..];
+    assert!(later.iter().any(|c| c.starts_with("CreateCluster")), "{later:?}");
+    for call in ["CreateKey", "CreateLogGroup", &format!("CreateRole({})", names.cluster_role)] {
+        assert!(!later.iter().any(|c| c.starts_with(call)), "{call} made again: {later:?}");
+    }
+    assert!(later.iter().any(|c| c == &format!("CreateRole({})", names.node_role)), "{later:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_cluster_ends_the_wait_at_once() {
     let fake = FakeEks::with(|s| s.cluster_script = VecDeque::from(["CREATING", "FAILED"]));

@@ -15,9 +15,10 @@ pub(super) struct EksControlPlane;
 
 #[async_trait]
 impl StackNode for EksControlPlane {
-    /// The subnets, and the node security group its launch template and the stores share.
+    /// The subnets, the node security group its launch template and the stores share, and the
+    /// roles and key.
     fn deps(&self) -> &'static [Node] {
-        &[Node::Network, Node::NodeSecurityGroup]
+        &[Node::Network, Node::NodeSecurityGroup, Node::EksPrerequisites]
     }
 
     async fn plan(&self, run: &AwsRunner, up: &StackOutput) -> Result<PlanStep, NodeError> {

@@ -44,7 +44,10 @@ fn wiring_passes_only_what_each_tier_needs() {
     // security group only, never for the cluster.
     assert_eq!(Node::Aurora.deps(), [Node::Network, Node::NodeSecurityGroup]);
     // Only the cluster's node group needs the NAT gateways: the control plane is built meanwhile.
-    assert_eq!(Node::EksControlPlane.deps(), [Node::Network, Node::NodeSecurityGroup]);
+    assert_eq!(Node::EksControlPlane.deps(), [Node::Network, Node::NodeSecurityGroup, Node::EksPrerequisites]);
+    // The cluster's role, key and log group need nothing: made (the role propagated by IAM)
+    // while the VPC is.
+    assert!(Node::EksPrerequisites.deps().is_empty());
     assert_eq!(Node::Eks.deps(), [Node::EksControlPlane, Node::Egress, Node::NodeSecurityGroup]);
     // The platform starts on the nodes; the add-ons that need no more than nodes are waited for
     // beside it (its load balancer controller waits for them through its gate).

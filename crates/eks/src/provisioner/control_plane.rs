@@ -95,38 +95,9 @@ impl EksProvisioner {
         // group only: it is made as soon as those are there, while the node and add-on roles
         // (their policies attached one after another) and the node security group go on.
         let wants = role_wants(ctx, names, spec);
-        let role = |index: usize| {
-            let change = changes.iter().find(
-                |c| matches!(c, Step::CreateRole { index: i, .. } | Step::UpdateRole { index: i, .. } if *i == index),
-            );
-            let have = o.roles()[index].as_ref();
-            self.converge_role(ctx, &wants[index], have, change)
-        };
+        let role = |index: usize| self.converge_role_at(ctx, &wants, o, changes, index);
         let other_roles = futures::future::try_join_all((1..wants.len()).map(role));
-        let key = async {
-            let mut key = o.key.clone();
-            for change in changes {
-                match change {
-                    Step::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
-                    Step::AliasKey { alias, key_id } => {
-                        self.client.create_alias(alias.clone(), key_id.clone()).await.at("CreateAlias", alias)?;
-                        tracing::info!(%alias, "aliased the KMS key an interrupted run created");
-                    }
-                    Step::UpdateKey { alias, key_id, restore, tags, .. } => {
-                        if restore.is_some() {
-                            self.client.restore_key(key_id.clone()).await.at("CancelKeyDeletion", alias)?;
-                            tracing::info!(%alias, "restored KMS key scheduled for deletion");
-                        }
-                        if !tags.is_empty() {
-                            let tags = dify_stack_core::drift_tags(tags);
-                            self.client.tag_key(key_id.clone(), tags).await.at("TagResource", alias)?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ok::<_, EksError>(key)
-        };
+        let key = self.converge_key(ctx, names, o, changes);
         let node_sg = async {
             let mut node_sg = o.node_security_group.as_ref().map(|s| s.id.clone());
             for change in changes {
@@ -136,30 +107,7 @@ impl EksProvisioner {
             }
             Ok::<_, EksError>(node_sg)
         };
-        let logs = async {
-            for change in changes {
-                match change {
-                    Step::CreateLogGroup { name, retention_days } => {
-                        self.create_log_group(ctx, name).await?;
-                        self.client
-                            .put_log_retention(name.clone(), *retention_days)
-                            .await
-                            .at("PutRetentionPolicy", name)?;
-                    }
-                    Step::AdoptLogGroup { name, want, tags, .. } => {
-                        let tags = dify_stack_core::drift_tags(tags);
-                        self.client.tag_log_group(name.clone(), tags).await.at("TagLogGroup", name)?;
-                        self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?;
-                        tracing::info!(log_group = %name, "adopted the control-plane log group EKS made");
-                    }
-                    Step::LogRetention { name, want, .. } => {
-                        self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?
-                    }
-                    _ => {}
-                }
-            }
-            Ok::<_, EksError>(())
-        };
+        let logs = self.converge_log_group(ctx, changes);
         let cluster = async {
             let (cluster_role, key, ()) = tokio::try_join!(role(0), key, logs)?;
             let key = key
@@ -182,6 +130,101 @@ impl EksProvisioner {
             self.converge_access(ctx, names, changes).await?;
         }
         Ok(ControlPlane { cluster_role, node_role, ebs_csi_role, key, node_sg, cluster })
+    }
+
+    /// What CreateCluster needs besides the subnets, together: the cluster role, the secrets
+    /// key and the log group (see [`EksProvisioner::apply_prerequisites`]).
+    pub(super) async fn converge_prerequisites(
+        &self,
+        ctx: &Context,
+        spec: &EksSpec,
+        names: &Names,
+        o: &ObservedEks,
+        changes: &[Step],
+    ) -> Result<()> {
+        let wants = role_wants(ctx, names, spec);
+        tokio::try_join!(
+            self.converge_role_at(ctx, &wants, o, changes, 0),
+            self.converge_key(ctx, names, o, changes),
+            self.converge_log_group(ctx, changes),
+        )?;
+        Ok(())
+    }
+
+    /// The control-plane log group's changes among `changes`: made with its retention (before
+    /// the cluster, so that EKS does not make it untagged and kept forever), adopted (EKS made
+    /// it), or its retention set.
+    async fn converge_log_group(&self, ctx: &Context, changes: &[Step]) -> Result<()> {
+        for change in changes {
+            match change {
+                Step::CreateLogGroup { name, retention_days } => {
+                    self.create_log_group(ctx, name).await?;
+                    self.client
+                        .put_log_retention(name.clone(), *retention_days)
+                        .await
+                        .at("PutRetentionPolicy", name)?;
+                }
+                Step::AdoptLogGroup { name, want, tags, .. } => {
+                    let tags = dify_stack_core::drift_tags(tags);
+                    self.client.tag_log_group(name.clone(), tags).await.at("TagLogGroup", name)?;
+                    self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?;
+                    tracing::info!(log_group = %name, "adopted the control-plane log group EKS made");
+                }
+                Step::LogRetention { name, want, .. } => {
+                    self.client.put_log_retention(name.clone(), *want).await.at("PutRetentionPolicy", name)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Role `index`'s change among `changes` (none: its observed ARN).
+    async fn converge_role_at(
+        &self,
+        ctx: &Context,
+        wants: &[RoleWant],
+        o: &ObservedEks,
+        changes: &[Step],
+        index: usize,
+    ) -> Result<RoleArn> {
+        let change = changes.iter().find(
+            |c| matches!(c, Step::CreateRole { index: i, .. } | Step::UpdateRole { index: i, .. } if *i == index),
+        );
+        self.converge_role(ctx, &wants[index], o.roles()[index].as_ref(), change).await
+    }
+
+    /// The secrets key's changes among `changes`: made, aliased (after a run that died between
+    /// CreateKey and CreateAlias), restored or re-tagged. The key after them.
+    async fn converge_key(
+        &self,
+        ctx: &Context,
+        names: &Names,
+        o: &ObservedEks,
+        changes: &[Step],
+    ) -> Result<Option<KeyInfo>> {
+        let mut key = o.key.clone();
+        for change in changes {
+            match change {
+                Step::CreateKey { .. } => key = Some(self.create_key(ctx, names).await?),
+                Step::AliasKey { alias, key_id } => {
+                    self.client.create_alias(alias.clone(), key_id.clone()).await.at("CreateAlias", alias)?;
+                    tracing::info!(%alias, "aliased the KMS key an interrupted run created");
+                }
+                Step::UpdateKey { alias, key_id, restore, tags, .. } => {
+                    if restore.is_some() {
+                        self.client.restore_key(key_id.clone()).await.at("CancelKeyDeletion", alias)?;
+                        tracing::info!(%alias, "restored KMS key scheduled for deletion");
+                    }
+                    if !tags.is_empty() {
+                        let tags = dify_stack_core::drift_tags(tags);
+                        self.client.tag_key(key_id.clone(), tags).await.at("TagResource", alias)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(key)
     }
 
     /// The access entries' changes: each principal's entry and policy, the principals together.
